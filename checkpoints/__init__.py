@@ -1,0 +1,1 @@
+"""Shipped weights (installed as the package `ncvsd_checkpoints`); see manifest.yaml."""

@@ -1,0 +1,208 @@
+"""Benchmark image sets: the FFHQ-256 test split, the built-in held-out photos, or any folder / zip of images.
+
+Every image is returned as a (1, C, H, W) tensor in [-1, 1] at the model resolution. Images that are not already
+`resolution` x `resolution` are centre-cropped to a square (the shorter side) and resized with antialiased bicubic
+interpolation (torch `interpolate(..., antialias=True)`), then clipped to [-1, 1]. Images are listed in sorted
+file-name order (zip members by their path inside the archive), so an image's index is stable across runs and ranks.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+#: File suffixes read from folders and zips (case-insensitive).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+#: Size of the standard FFHQ-256 test split (method §5: 100 images, sorted file names).
+FFHQ_TEST_SIZE = 100
+FFHQ_ENV = "NCVSD_FFHQ"
+
+FFHQ_MISSING_MESSAGE = (
+    "The 'ffhq' benchmark needs the standard FFHQ-256 test split (100 images of 256x256, read in sorted file-name "
+    "order), which cannot be downloaded by ncvsd.\n"
+    "Get it from the NCVSD repository (github.com/xypeng9903/ncvsd: the `test.zip` linked in its README, folder "
+    "`ffhq_val`), or take FFHQ images 00000-00099 (the DAPS `test-ffhq` split) from the FFHQ dataset "
+    "(github.com/NVlabs/ffhq-dataset, 'images1024x1024' resized to 256 or the 256x256 thumbnails).\n"
+    "Then pass the folder or zip with `--data PATH`, or set the environment variable NCVSD_FFHQ=PATH."
+)
+
+
+class DatasetError(ValueError):
+    """A benchmark image set that cannot be found or read (the CLI maps it to exit code 2)."""
+
+
+@dataclass(frozen=True)
+class BenchImage:
+    """One benchmark image: a stable id (file name without suffix), its index in the set, and a loader."""
+
+    id: str
+    index: int
+    load: Callable[[], torch.Tensor]  # -> (1, C, H, W) in [-1, 1] at the set's resolution
+
+
+@dataclass(frozen=True)
+class BenchDataset:
+    """A named, ordered list of images at one resolution."""
+
+    name: str
+    images: list[BenchImage]
+    resolution: int
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def fit_resolution(x: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Centre-crop (B, C, H, W) to a square of the shorter side, resize to `resolution` (antialiased bicubic), clip.
+
+    An image that is already `resolution` x `resolution` is returned unchanged. resolution >= 1.
+    """
+    if resolution < 1:
+        raise ValueError(f"resolution must be >= 1, got {resolution}")
+    h, w = x.shape[-2:]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    x = x[..., top:top + side, left:left + side]
+    if side != resolution:
+        x = F.interpolate(x.float(), size=(resolution, resolution), mode="bicubic", antialias=True,
+                          align_corners=False)
+    return x.clamp(-1, 1)
+
+
+def _is_image_name(name: str) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    return not base.startswith(".") and base.lower().endswith(IMAGE_SUFFIXES) and "__MACOSX" not in name
+
+
+def _decode(source: Path | bytes, resolution: int) -> torch.Tensor:
+    from ncvsd_cli.images import load_image  # the one home of file -> tensor conversion
+
+    return fit_resolution(load_image(source), resolution)
+
+
+def _stem(name: str) -> str:
+    return name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+def _folder_entries(root: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
+    files = sorted(p for p in root.rglob("*") if p.is_file() and _is_image_name(p.relative_to(root).as_posix()))
+    return [(p.relative_to(root).as_posix(), (lambda res, p=p: _decode(p, res))) for p in files]
+
+
+def _zip_entries(path: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = sorted(n for n in zf.namelist() if not n.endswith("/") and _is_image_name(n))
+    except zipfile.BadZipFile as exc:
+        raise DatasetError(f"{path} is not a readable zip file: {exc}") from None
+
+    def load(res: int, name: str) -> torch.Tensor:
+        with zipfile.ZipFile(path) as zf:
+            return _decode(zf.read(name), res)
+
+    return [(n, (lambda res, n=n: load(res, n))) for n in names]
+
+
+def _entries(path: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
+    if path.is_dir():
+        return _folder_entries(path)
+    if path.is_file() and zipfile.is_zipfile(path):
+        return _zip_entries(path)
+    if path.is_file() and _is_image_name(path.name):
+        return [(path.name, (lambda res: _decode(path, res)))]
+    raise DatasetError(f"dataset path {path} is not a folder, a zip file or an image")
+
+
+def _unique_ids(names: list[str]) -> list[str]:
+    """File stems, or relative paths without suffix where two stems collide (ids must be unique for --resume)."""
+    stems = [_stem(n) for n in names]
+    if len(set(stems)) == len(stems):
+        return stems
+    return [n.rsplit(".", 1)[0] for n in names]
+
+
+def image_folder(path: str | os.PathLike, resolution: int, name: str | None = None) -> BenchDataset:
+    """All images of a folder (recursively), a zip archive or a single image file, in sorted path order.
+
+    `name` defaults to the folder / file name; ids are file stems (or relative paths when stems collide).
+    Raises DatasetError when the path does not exist or holds no image.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DatasetError(f"dataset path {path} does not exist")
+    entries = _entries(path)
+    if not entries:
+        raise DatasetError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {path}")
+    ids = _unique_ids([n for n, _ in entries])
+    images = [BenchImage(id=i, index=k, load=(lambda f=f: f(resolution))) for k, (i, (_, f)) in
+              enumerate(zip(ids, entries))]
+    return BenchDataset(name=name or path.stem, images=images, resolution=resolution, source=str(path))
+
+
+def ffhq_test(resolution: int = 256, data: str | os.PathLike | None = None) -> BenchDataset:
+    """The standard FFHQ-256 test split: the first 100 images in sorted file-name order (method §5).
+
+    `data` (or $NCVSD_FFHQ) is a folder or zip; with neither, or when it holds fewer than 100 images, DatasetError
+    carries FFHQ_MISSING_MESSAGE (what to download and where to put it).
+    """
+    data = data or os.environ.get(FFHQ_ENV)
+    if not data:
+        raise DatasetError(FFHQ_MISSING_MESSAGE)
+    if not Path(data).expanduser().exists():
+        raise DatasetError(f"FFHQ path {data} does not exist.\n{FFHQ_MISSING_MESSAGE}")
+    found = image_folder(data, resolution, name="ffhq")
+    if len(found) < FFHQ_TEST_SIZE:
+        raise DatasetError(f"{data} holds {len(found)} images; the FFHQ-256 test split has {FFHQ_TEST_SIZE}.\n"
+                           f"{FFHQ_MISSING_MESSAGE}")
+    return BenchDataset(name="ffhq", images=found.images[:FFHQ_TEST_SIZE], resolution=resolution, source=found.source)
+
+
+def builtin_heldout(resolution: int) -> BenchDataset:
+    """The held-out real photos that training never sees (ncvsd_cli.training.data.BUILTIN_HELDOUT), 5 crops each.
+
+    Deterministic crops of each photo at `resolution`: the whole photo (centre square resized, id `<photo>`) and
+    the four quadrants of the centre square resized to 2 x resolution (ids `<photo>-q0` .. `-q3`, row-major), so the
+    set shows both whole scenes and closer detail. The photo list comes from the training data module, so the
+    benchmark and the training split cannot overlap.
+    """
+    from ncvsd_cli.training.data import BUILTIN_HELDOUT, heldout_images
+
+    photos = heldout_images(BUILTIN_HELDOUT)
+    images: list[BenchImage] = []
+
+    def add(name: str, make: Callable[[], torch.Tensor]) -> None:
+        images.append(BenchImage(id=name, index=len(images), load=make))
+
+    for name in BUILTIN_HELDOUT:
+        photo = photos[name]
+        add(name, lambda p=photo: fit_resolution(p, resolution))
+        for q in range(4):
+            r, c = divmod(q, 2)
+            add(f"{name}-q{q}", lambda p=photo, r=r, c=c: fit_resolution(p, 2 * resolution)[
+                ..., r * resolution:(r + 1) * resolution, c * resolution:(c + 1) * resolution].clone())
+    return BenchDataset(name="builtin", images=images, resolution=resolution, source="ncvsd_cli.training.data")
+
+
+def load_dataset(spec: str, resolution: int, data: str | os.PathLike | None = None) -> BenchDataset:
+    """Resolve `--dataset`: 'ffhq' (with `data` or $NCVSD_FFHQ), 'builtin', or a PATH (folder, zip or image)."""
+    if spec == "ffhq":
+        return ffhq_test(resolution, data)
+    if spec == "builtin":
+        return builtin_heldout(resolution)
+    return image_folder(spec, resolution)
+
+
+def limit(dataset: BenchDataset, n: int | None) -> BenchDataset:
+    """The first `n` images (all when n is None); n >= 1."""
+    if n is None:
+        return dataset
+    if n < 1:
+        raise ValueError(f"--limit must be >= 1, got {n}")
+    return BenchDataset(dataset.name, dataset.images[:n], dataset.resolution, dataset.source)

@@ -1,0 +1,387 @@
+"""Checkpoint files: safetensors weights with a JSON config, a manifest of shipped files, and lookup.
+
+Format (issue 3, field-survey §6.4): one safetensors file per model; its `__metadata__` holds the key "ncvsd" with a
+JSON object {format_version, kind, preset, arch, img_resolution, img_channels, label_dim, sigma_data, gamma,
+provenance: {data, steps, date, command, ...}}. Loading reads that config, builds the network with
+`ncvsd_cli.networks.build_network(config)` and loads the tensors strictly. Nothing pickled is ever executed.
+
+Lookup order for a name (`resolve_checkpoint`): an existing path, then `$NCVSD_CHECKPOINTS`, then the shipped folder
+(the package `ncvsd_checkpoints`, i.e. `checkpoints/` in the source tree), then the user cache
+(`$XDG_CACHE_HOME/ncvsd`, default `~/.cache/ncvsd`). Files listed by name in `checkpoints/manifest.yaml` are checked
+against their size and sha256 before use.
+
+torch and safetensors are imported inside the functions that need them, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+FORMAT_VERSION = 1
+METADATA_KEY = "ncvsd"
+SUFFIX = ".safetensors"
+ENV_DIR = "NCVSD_CHECKPOINTS"
+SHIPPED_PACKAGE = "ncvsd_checkpoints"
+MANIFEST_NAME = "manifest.yaml"
+KINDS = ("teacher", "generator", "score", "discriminator")
+
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, unreadable, does not match the manifest, or does not fit the network.
+
+    The CLI maps it to exit code 3 with its message on one line.
+    """
+
+
+class NotANetworkCheckpoint(CheckpointError):
+    """A safetensors file without an "ncvsd" config (e.g. the LPIPS backbone weights)."""
+
+
+# --------------------------------------------------------------------------------------------- hashing, manifest
+def sha256_file(path: str | os.PathLike, *, chunk_size: int = 1 << 20) -> str:
+    """Lower-case hex sha256 of a file, read in `chunk_size` byte chunks (cached per path, size and mtime)."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _HASH_CACHE:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(chunk_size), b""):
+                h.update(block)
+        _HASH_CACHE[key] = h.hexdigest()
+    return _HASH_CACHE[key]
+
+
+def shipped_dir() -> Path:
+    """Folder of the shipped weights: the installed package `ncvsd_checkpoints` (`checkpoints/` in a checkout)."""
+    return Path(str(importlib.resources.files(SHIPPED_PACKAGE)))
+
+
+def cache_dir() -> Path:
+    """User cache for downloaded or imported weights: `$XDG_CACHE_HOME/ncvsd`, default `~/.cache/ncvsd`."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "ncvsd"
+
+
+def load_manifest() -> dict[str, Any]:
+    """The shipped manifest as {"defaults": {kind: file}, "files": {file: {sha256, size, licence, provenance}}}."""
+    path = shipped_dir() / MANIFEST_NAME
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint manifest not found at {path}; the installation is incomplete")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise CheckpointError(f"checkpoint manifest {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"checkpoint manifest {path} must be a mapping, got {type(data).__name__}")
+    defaults, files = data.get("defaults") or {}, data.get("files") or {}
+    if not isinstance(defaults, dict) or not isinstance(files, dict):
+        raise CheckpointError(f"checkpoint manifest {path}: 'defaults' and 'files' must be mappings")
+    for name, entry in files.items():
+        if not isinstance(entry, dict) or "sha256" not in entry or "size" not in entry:
+            raise CheckpointError(f"checkpoint manifest {path}: entry {name!r} needs 'sha256' and 'size'")
+    return {"defaults": defaults, "files": files}
+
+
+def manifest_entry(path: str | os.PathLike, *, licence: str = "", **provenance: Any) -> str:
+    """A YAML snippet for `files:` in the manifest describing `path` (for maintainers adding a file)."""
+    p = Path(path)
+    entry = {p.name: {"sha256": sha256_file(p), "size": p.stat().st_size, "licence": licence,
+                      "provenance": provenance}}
+    return yaml.safe_dump(entry, sort_keys=False)
+
+
+def verify_file(path: str | os.PathLike, entry: dict[str, Any]) -> None:
+    """Check a file's size and sha256 against a manifest entry; raise CheckpointError naming both hashes."""
+    p = Path(path)
+    size = p.stat().st_size
+    if int(entry["size"]) != size:
+        hint = ""
+        with open(p, "rb") as f:
+            if f.read(40).startswith(b"version https://git-lfs"):
+                hint = " (it is a Git LFS pointer: run `git lfs pull`)"
+        raise CheckpointError(
+            f"checksum mismatch for {p.name} ({p}): expected size {entry['size']} bytes and sha256 "
+            f"{entry['sha256']}, found size {size} bytes and sha256 {sha256_file(p)}{hint}")
+    actual = sha256_file(p)
+    if actual != str(entry["sha256"]).lower():
+        raise CheckpointError(
+            f"checksum mismatch for {p.name} ({p}): expected sha256 {entry['sha256']}, actual {actual}; "
+            "the file is corrupt or was replaced")
+
+
+def verify_if_listed(path: str | os.PathLike) -> str:
+    """Verify `path` when its file name is in the manifest; returns "verified" or "not in manifest"."""
+    entry = load_manifest()["files"].get(Path(path).name)
+    if entry is None:
+        return "not in manifest"
+    verify_file(path, entry)
+    return "verified"
+
+
+def locate_shipped_file(filename: str) -> Path:
+    """Path of a shipped file (e.g. "lpips-alex.safetensors"), verified against the manifest's size and sha256.
+
+    Raises CheckpointError when the file is not listed, missing, or its hash differs.
+    """
+    entry = load_manifest()["files"].get(filename)
+    if entry is None:
+        raise CheckpointError(f"{filename} is not listed in the checkpoint manifest {shipped_dir() / MANIFEST_NAME}")
+    path = shipped_dir() / filename
+    if not path.is_file():
+        raise CheckpointError(f"shipped file {filename} is listed in the manifest but missing from {shipped_dir()}")
+    verify_file(path, entry)
+    return path
+
+
+def default_checkpoint(kind: str = "generator") -> str:
+    """File name of the default checkpoint of `kind` ("generator" or "teacher") from the manifest's `defaults`."""
+    defaults = load_manifest()["defaults"]
+    name = defaults.get(kind)
+    if not name:
+        configured = ", ".join(f"{k}={v}" for k, v in defaults.items()) or "none"
+        raise CheckpointError(
+            f"no default {kind} checkpoint is configured (manifest defaults: {configured}); "
+            "pass a checkpoint name or path explicitly")
+    return str(name)
+
+
+# ---------------------------------------------------------------------------------------------------- lookup
+def search_locations() -> list[tuple[str, Path]]:
+    """(label, folder) pairs in lookup order: "env" ($NCVSD_CHECKPOINTS, if set), "shipped", "cache"."""
+    locations = []
+    env = os.environ.get(ENV_DIR)
+    if env:
+        locations.append(("env", Path(env).expanduser()))
+    locations.append(("shipped", shipped_dir()))
+    locations.append(("cache", cache_dir()))
+    return locations
+
+
+def _available_names() -> list[str]:
+    names = []
+    for _, folder in search_locations():
+        if folder.is_dir():
+            names += [p.name for p in sorted(folder.glob(f"*{SUFFIX}"))]
+    return sorted(set(names))
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
+    """Find a checkpoint: an existing file path, else a bare name (".safetensors" optional) in `search_locations()`.
+
+    Raises CheckpointError listing the folders searched and the names available there.
+    """
+    raw = os.fspath(name_or_path)
+    if not raw:
+        raise CheckpointError("empty checkpoint name")
+    explicit = Path(raw).expanduser()
+    if explicit.is_file():
+        return explicit
+    searched = []
+    if os.sep in raw or (os.altsep and os.altsep in raw) or explicit.is_dir():
+        searched.append(str(explicit))
+    else:
+        candidates = [raw] if raw.endswith(SUFFIX) else [raw + SUFFIX, raw]
+        for label, folder in search_locations():
+            searched.append(f"{folder} ({label})")
+            for cand in candidates:
+                if (folder / cand).is_file():
+                    return folder / cand
+    available = ", ".join(_available_names()) or "none"
+    raise CheckpointError(
+        f"checkpoint {raw!r} not found; looked in: {'; '.join(searched)}; available: {available}")
+
+
+# ------------------------------------------------------------------------------------------------ the format
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The "ncvsd" JSON config stored in a checkpoint's safetensors metadata (no tensors are read)."""
+    from safetensors import safe_open
+
+    p = Path(path)
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise CheckpointError(f"{p} is not a readable safetensors file: {exc}") from exc
+    if METADATA_KEY not in metadata:
+        raise NotANetworkCheckpoint(f"{p} has no '{METADATA_KEY}' config in its metadata; it is not an ncvsd checkpoint")
+    try:
+        config = json.loads(metadata[METADATA_KEY])
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{p}: the '{METADATA_KEY}' metadata is not valid JSON: {exc}") from exc
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{p}: checkpoint format_version {version!r} is not supported "
+                              f"(this ncvsd reads versions up to {FORMAT_VERSION})")
+    if config.get("kind") not in KINDS:
+        raise CheckpointError(f"{p}: kind {config.get('kind')!r} is not one of {', '.join(KINDS)}")
+    return config
+
+
+def _checkpoint_config(model: torch.nn.Module, config: dict[str, Any]) -> dict[str, Any]:
+    """Complete a config for saving: format version, model attributes, provenance with a date."""
+    import datetime
+
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a dict, got {type(config).__name__}")
+    kind = config.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"config['kind'] = {kind!r} is not one of {', '.join(KINDS)}")
+    if not isinstance(config.get("arch"), dict):
+        raise TypeError(f"config['arch'] must be a dict of architecture arguments, got {config.get('arch')!r}")
+    out = dict(config)
+    out["format_version"] = FORMAT_VERSION
+    out.setdefault("preset", None)
+    for attr in ("img_resolution", "img_channels", "label_dim", "sigma_data", "gamma"):
+        value = getattr(model, attr, None)
+        if attr not in out and isinstance(value, (int, float)):
+            out[attr] = value
+    provenance = dict(out.get("provenance") or {})
+    provenance.setdefault("date", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    out["provenance"] = provenance
+    json.dumps(out)  # raises TypeError early for values JSON cannot hold
+    return out
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, config: dict[str, Any], *,
+                    dtype: torch.dtype | None = None) -> Path:
+    """Write `model.state_dict()` to a safetensors file with `config` as JSON in the metadata key "ncvsd".
+
+    config: {"kind": teacher|generator|score|discriminator, "preset", "arch": {...}, "provenance": {data, steps,
+    command, ...}, ...}; img_resolution, img_channels, label_dim, sigma_data and gamma are filled from the model's
+    attributes when absent, provenance.date defaults to now (UTC). dtype: cast floating tensors (e.g. torch.float16
+    to halve the file), default None keeps them. The write is atomic (temp file in the same folder + os.replace).
+    Returns the path written.
+    """
+    from safetensors.torch import save_file
+
+    meta = _checkpoint_config(model, config)
+    tensors: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().to("cpu")
+        if dtype is not None and t.is_floating_point():
+            t = t.to(dtype)
+        ptr = t.untyped_storage().data_ptr()
+        t = t.clone() if ptr in seen else t.contiguous()  # safetensors refuses shared storage
+        seen.add(t.untyped_storage().data_ptr())
+        tensors[name] = t
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True), "format": "pt"})
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_checkpoint(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", kind: str | None = None,
+                    dtype: torch.dtype | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Build the network a checkpoint describes and load its weights strictly; returns (model in eval mode, config).
+
+    name_or_path: see `resolve_checkpoint`. kind: when given, the checkpoint's kind must equal it. dtype: dtype of
+    the floating weights, default None = torch.float32 (fp16 files are widened exactly; half-precision compute on
+    CUDA comes from the network's use_fp16 option). Files listed in the manifest are verified (size + sha256)
+    first. Never unpickles anything. Raises CheckpointError.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    from ncvsd_cli.networks import build_network
+
+    path = resolve_checkpoint(name_or_path)
+    verify_if_listed(path)
+    config = read_config(path)
+    if kind is not None and config["kind"] != kind:
+        raise CheckpointError(f"{path.name} holds a {config['kind']} network, but a {kind} is needed here")
+    try:
+        model = build_network(config)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path.name}: cannot build the network from its config: {exc}") from exc
+    state = load_file(str(path), device="cpu")
+    dtype = torch.float32 if dtype is None else dtype
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise CheckpointError(f"{path.name} does not fit the {config['kind']} network its config describes: "
+                              f"{' '.join(line.strip() for line in first[:3])}") from exc
+    return model.to(device=device, dtype=dtype).eval(), config
+
+
+# --------------------------------------------------------------------------------------------------- listing
+@dataclass
+class CheckpointInfo:
+    """What `ncvsd checkpoints list/info` shows about one file."""
+
+    name: str
+    path: str
+    location: str
+    size: int
+    sha256: str
+    kind: str | None = None
+    preset: str | None = None
+    img_resolution: int | None = None
+    status: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def checkpoint_info(name_or_path: str | os.PathLike, location: str | None = None) -> CheckpointInfo:
+    """Describe a checkpoint: size, sha256, config and verification status ("verified", "not in manifest",
+    "MISMATCH: ...", or "unreadable: ..." for files without an ncvsd config). Raises CheckpointError if not found."""
+    path = resolve_checkpoint(name_or_path)
+    if location is None:
+        location = next((label for label, folder in search_locations() if path.parent.resolve() == folder.resolve()
+                         and folder.is_dir()), "path")
+    info = CheckpointInfo(name=path.name, path=str(path), location=location, size=path.stat().st_size,
+                          sha256=sha256_file(path))
+    try:
+        info.status = verify_if_listed(path)
+    except CheckpointError as exc:
+        info.status = f"MISMATCH: {exc}"
+    try:
+        info.config = read_config(path)
+    except NotANetworkCheckpoint:
+        info.status += "; not a network checkpoint"
+        return info
+    except CheckpointError as exc:
+        if not info.status.startswith("MISMATCH"):
+            info.status += f"; unreadable: {exc}"
+        return info
+    info.kind, info.preset = info.config.get("kind"), info.config.get("preset")
+    info.img_resolution = info.config.get("img_resolution")
+    return info
+
+
+def list_checkpoints() -> list[CheckpointInfo]:
+    """Every `*.safetensors` file in every search location, in lookup order (earlier entries shadow later ones)."""
+    out = []
+    for label, folder in search_locations():
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.glob(f"*{SUFFIX}")):
+            out.append(checkpoint_info(p, location=label))
+    return out

@@ -1,0 +1,121 @@
+"""`ncvsd bench`: parse the flags, run `ncvsd_cli.bench.run_bench`, print the summary. torch is imported lazily."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+import typer
+
+from ncvsd_cli.cli import common
+
+HELP = """Measure PSNR, SSIM and LPIPS versus network evaluations (NFE): PnP-GD with the generator over an NFE sweep,
+DPS and DAPS with the teacher, and classical baselines, all on the same images and the same measurements.
+
+Outputs in --out: per_image.csv (one row per image x task x method x NFE, written as computed), summary.md and
+summary.json (mean ± std over images), nfe_plot.png (LPIPS and PSNR versus NFE) and grid_<task>.png.
+The summary table is printed on stdout (--json: the JSON summary). Interrupted? Rerun with --resume.
+
+Datasets: `ffhq` = the standard FFHQ-256 test split (first 100 images in sorted file-name order) from --data or
+$NCVSD_FFHQ; `builtin` = the held-out photos of the built-in training set (5 crops each); or any folder / zip /
+image (centre-cropped to a square and resized to the model resolution with antialiased bicubic).
+
+Examples:
+
+  ncvsd bench --dataset builtin --tasks sr4 --nfe 1,4 --limit 4 --out bench/
+
+  ncvsd bench --dataset ffhq --data ffhq_val.zip --baseline-nfe 1000 --lpips vgg --out ffhq-bench/
+
+  ncvsd bench --dataset photos/ --methods pnp-gd,classical --nfe 1,2,4,10,25,49 --out b/ --resume
+
+  torchrun --nproc-per-node 4 -m ncvsd_cli bench --dataset ffhq --device cuda --out b/
+"""
+
+
+def _csv(value: str, what: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise common.UsageError(f"--{what} is empty")
+    return items
+
+
+def _ints(value: str, what: str) -> list[int]:
+    try:
+        return [int(v) for v in _csv(value, what)]
+    except ValueError:
+        raise common.UsageError(f"--{what} {value!r} must be a comma-separated list of integers") from None
+
+
+def bench(
+    out: str = typer.Option(..., "--out", "-o", metavar="DIR", help="Output folder (created)."),
+    dataset: str = typer.Option("builtin", "--dataset", "-d", metavar="ffhq|builtin|PATH", show_default=True,
+                                help="Image set: ffhq, builtin, or a folder / zip / image."),
+    data: Optional[str] = typer.Option(None, "--data", metavar="PATH",
+                                       help="FFHQ test folder or zip (default $NCVSD_FFHQ)."),
+    tasks: str = typer.Option("sr4,inpaint-box,deblur-gauss,deblur-motion,phase-retrieval", "--tasks",
+                              metavar="T1,T2", show_default=True, help="Tasks (operator presets)."),
+    nfe: str = typer.Option("1,2,4,10,25,49", "--nfe", metavar="N1,N2", show_default=True,
+                            help="PnP-GD network evaluations to sweep."),
+    methods: str = typer.Option("pnp-gd,dps,daps,classical", "--methods", metavar="M1,M2", show_default=True,
+                                help="Methods: pnp-gd, dps, daps, classical (all classical baselines) or a "
+                                     "classical method's name."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", metavar="N", min=1, help="Use the first N images."),
+    seed: int = typer.Option(0, "--seed", min=0, show_default=True,
+                             help="Seed; measurements and samples derive from (seed, image index)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", metavar="GEN",
+                                             help="Generator checkpoint (default: the shipped default)."),
+    teacher: Optional[str] = typer.Option(None, "--teacher", metavar="TEACHER",
+                                          help="Teacher checkpoint for DPS / DAPS (default: the generator's "
+                                               "teacher, else the shipped default)."),
+    baseline_nfe: int = typer.Option(1000, "--baseline-nfe", metavar="N", min=1, show_default=True,
+                                     help="Teacher evaluations of DPS and DAPS (fewer for quick runs)."),
+    lpips: str = typer.Option("alex", "--lpips", metavar="alex|vgg", show_default=True,
+                              help="LPIPS backbone (named in every output)."),
+    best_of: int = typer.Option(1, "--best-of", metavar="K", min=1, show_default=True,
+                                help="Runs per image; K > 1 adds a summary labelled best-of-K."),
+    resume: bool = typer.Option(False, "--resume", help="Skip rows already in --out."),
+    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda|cuda:N", show_default=True),
+    resolution: Optional[int] = typer.Option(None, "--resolution", metavar="PX", min=1,
+                                             help="Image size (default: the model's)."),
+    grid_images: int = typer.Option(4, "--grid-images", metavar="N", min=0, show_default=True,
+                                    help="Images (first N) whose restorations are saved for the grids."),
+    preset: Optional[str] = typer.Option(None, "--preset", metavar="YAML",
+                                         help="YAML over the packaged task presets (PnP-GD settings)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON summary instead of the Markdown table."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes."),
+) -> None:
+    with common.handle_errors():
+        from ncvsd_cli.bench import BenchConfig, run_bench
+        from ncvsd_cli.bench.datasets import DatasetError
+        from ncvsd_cli.bench.report import SUMMARY_JSON, SUMMARY_MD
+
+        cfg = BenchConfig(dataset=dataset, out=out, tasks=_csv(tasks, "tasks"), nfe=_ints(nfe, "nfe"),
+                          methods=_csv(methods, "methods"), data=data, limit=limit, seed=seed, generator=checkpoint,
+                          teacher=teacher, baseline_nfe=baseline_nfe, lpips=lpips, best_of=best_of, resume=resume,
+                          device=str(common.parse_device(device)), resolution=resolution, grid_images=grid_images,
+                          preset_file=preset)
+        try:
+            outcome = run_bench(cfg, progress=None if not quiet else False)
+        except DatasetError as exc:
+            common.fail(str(exc), common.EXIT_USAGE)
+        except KeyboardInterrupt:
+            common.fail(f"interrupted; finished rows are kept in {out}, rerun with --resume to continue",
+                        common.EXIT_INTERRUPTED)
+        common.note(f"{outcome.computed} rows computed, {outcome.skipped} already done, {len(outcome.failed)} failed; "
+                    f"results in {out}", quiet)
+        if outcome.summary is not None:
+            text = (outcome.out / (SUMMARY_JSON if as_json else SUMMARY_MD)).read_text()
+            sys.stdout.write(text if not as_json else json.dumps(json.loads(text), indent=2) + "\n")
+            sys.stdout.flush()
+        for msg in outcome.failed:
+            common.error(msg)
+        raise typer.Exit(common.EXIT_PARTIAL if outcome.failed else common.EXIT_OK)
+
+
+bench.__doc__ = HELP
+
+
+def register(app: typer.Typer) -> None:
+    """Add `ncvsd bench` to the app."""
+    app.command(name="bench", help=HELP, no_args_is_help=True)(bench)

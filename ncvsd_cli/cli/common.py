@@ -1,0 +1,324 @@
+"""What every command shares: exit codes, one-line messages, device parsing, input expansion, output naming,
+progress bars and JSON summaries (ARCHITECTURE.md "CLI"; field-survey §5).
+
+Exit codes: 0 all done; 1 some inputs failed (the other outputs are kept); 2 usage error; 3 model or checksum
+problem (`ncvsd_cli.checkpoints.CheckpointError`); 130 interrupted (Ctrl-C). Errors are one line on stderr
+("ncvsd: error: ..."), never a traceback for bad input; set NCVSD_DEBUG=1 to see tracebacks of internal errors.
+No torch at import time: this module is imported by `ncvsd --help`.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_USAGE = 2
+EXIT_MODEL = 3
+EXIT_INTERRUPTED = 130
+
+#: File suffixes taken from a directory given as input (case-insensitive).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
+
+
+class UsageError(Exception):
+    """Bad command-line usage (exit code 2)."""
+
+
+# ------------------------------------------------------------------------------------------------ messages
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def error(message: str) -> None:
+    """Print `ncvsd: error: message` (one line) on stderr."""
+    print(f"ncvsd: error: {_one_line(message)}", file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    """Print `ncvsd: warning: message` (one line) on stderr."""
+    print(f"ncvsd: warning: {_one_line(message)}", file=sys.stderr, flush=True)
+
+
+def note(message: str, quiet: bool = False) -> None:
+    """Print an informational line on stderr unless `quiet`."""
+    if not quiet:
+        print(f"ncvsd: {_one_line(message)}", file=sys.stderr, flush=True)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print a one-line error and exit with `code` (default 2, usage)."""
+    error(message)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def handle_errors() -> Iterator[None]:
+    """Map exceptions escaping a command to one line and an exit code: UsageError/ValueError -> 2,
+    CheckpointError -> 3, KeyboardInterrupt -> 130, anything else -> 1 ("internal error"; traceback with
+    NCVSD_DEBUG=1). typer.Exit passes through."""
+    from ncvsd_cli.checkpoints import CheckpointError
+
+    try:
+        yield
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except CheckpointError as exc:
+        fail(str(exc), EXIT_MODEL)
+    except (UsageError, ValueError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        fail("interrupted; no partial output was written", EXIT_INTERRUPTED)
+    except Exception as exc:  # a bug: one line unless debugging
+        if os.environ.get("NCVSD_DEBUG"):
+            raise
+        fail(f"internal error: {type(exc).__name__}: {exc} (set NCVSD_DEBUG=1 for a traceback)", EXIT_PARTIAL)
+
+
+# --------------------------------------------------------------------------------------------- option parsing
+def parse_device(spec: str = "auto") -> Any:
+    """`auto|cpu|cuda|cuda:N|mps` -> torch.device. auto = cuda if available, else cpu.
+
+    Raises UsageError naming the spec when it is malformed or the device is not available.
+    """
+    import torch
+
+    s = spec.strip().lower()
+    if s == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if s == "cpu":
+        return torch.device("cpu")
+    m = re.fullmatch(r"cuda(?::(\d+))?", s)
+    if m:
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {spec}: CUDA is not available on this machine (use --device cpu)")
+        index = int(m.group(1) or 0)
+        if index >= torch.cuda.device_count():
+            raise UsageError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
+        return torch.device("cuda", index)
+    if s == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UsageError("--device mps: MPS is not available on this machine")
+        return torch.device("mps")
+    raise UsageError(f"--device {spec!r} is not one of auto, cpu, cuda, cuda:N, mps")
+
+
+def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
+    """`["key=value", ...]` -> dict; values are read as YAML scalars/lists (3, 0.5, true, [1, 2], text)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--param {item!r} must look like key=value")
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+def parse_int_list(spec: str) -> list[int]:
+    """EDM2-style integer list: "0-15,20,30-31" -> [0, ..., 15, 20, 30, 31]. Raises UsageError."""
+    out: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(-?\d+)(?:-(\d+))?", part)
+        if not m:
+            raise UsageError(f"{spec!r} is not a list of integers or ranges like 0-15,20")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise UsageError(f"range {part!r} is empty (end before start)")
+        out.extend(range(lo, hi + 1))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class InputItem:
+    """One input: `path` is None for standard input. `name` is what messages show."""
+
+    name: str
+    path: Path | None = None
+
+    @property
+    def is_stdin(self) -> bool:
+        return self.path is None
+
+    @property
+    def stem(self) -> str:
+        return "stdin" if self.path is None else self.path.stem
+
+
+def expand_inputs(specs: Sequence[str], skip: Any = None) -> tuple[list[InputItem], list[tuple[str, str]]]:
+    """Files, directories (their image files, sorted, not recursive), globs (`**` recursive) and "-" (stdin,
+    at most once) -> (inputs in order without duplicates, [(spec, message)] for specs that matched nothing).
+
+    skip: optional predicate on Path; files of a directory listing for which it is true are left out (e.g. the
+    command's own earlier outputs). Raises UsageError when no spec is given or "-" appears twice.
+    """
+    if not specs:
+        raise UsageError("no input given (files, directories, globs, or - for stdin)")
+    items: list[InputItem] = []
+    missing: list[tuple[str, str]] = []
+    seen: set[str] = set()
+
+    def add(p: Path) -> None:
+        key = str(p.resolve())
+        if key not in seen:
+            seen.add(key)
+            items.append(InputItem(str(p), p))
+
+    for spec in specs:
+        if spec == "-":
+            if "-" in seen:
+                raise UsageError("'-' (stdin) can be given only once")
+            seen.add("-")
+            items.append(InputItem("<stdin>", None))
+            continue
+        p = Path(spec).expanduser()
+        if p.is_dir():
+            found = [f for f in sorted(p.iterdir()) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                     and not f.name.startswith(".") and not (skip and skip(f))]
+            if not found:
+                missing.append((spec, f"{spec}: directory has no image files ({', '.join(IMAGE_SUFFIXES[:4])}, ...)"))
+            for f in found:
+                add(f)
+        elif p.is_file():
+            add(p)
+        elif glob.has_magic(spec):
+            found = [Path(f) for f in sorted(glob.glob(os.path.expanduser(spec), recursive=True))
+                     if Path(f).is_file()]
+            if not found:
+                missing.append((spec, f"{spec}: no file matches this pattern"))
+            for f in found:
+                add(f)
+        else:
+            missing.append((spec, f"{spec}: no such file or directory"))
+    return items, missing
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
+    """How `-o` is read: "beside" (no -o: next to each input, stdout for stdin), "stdout", "dir" or "file".
+
+    -o DIR when it is an existing directory, ends with a path separator, or there are several inputs.
+    Raises UsageError for "-o FILE" or "-o -" with several inputs.
+    """
+    if out is None:
+        return "beside"
+    if out == "-":
+        if len(items) > 1:
+            raise UsageError(f"-o - (stdout) takes one input, got {len(items)}")
+        return "stdout"
+    if Path(out).is_dir() or out.endswith(("/", os.sep)) or len(items) > 1:
+        if Path(out).exists() and not Path(out).is_dir():
+            raise UsageError(f"-o {out}: several inputs need an output directory, but this is a file")
+        return "dir"
+    return "file"
+
+
+def output_path(item: InputItem, out: str | None, mode: str, tag: str, ext: str = ".png") -> str:
+    """The main output of `item`: "-" for stdout, else a path.
+
+    beside: `<input dir>/<stem>_<tag><ext>` (stdin -> stdout); dir: `<DIR>/<stem><ext>`, or `<stem>_<tag><ext>`
+    when DIR is the input's own folder; file: `out` itself.
+    """
+    if mode == "stdout" or (mode == "beside" and item.is_stdin):
+        return "-"
+    if mode == "file":
+        return str(out)
+    if mode == "dir":
+        folder = Path(str(out))
+        same = item.path is not None and folder.exists() and folder.resolve() == item.path.parent.resolve()
+        return str(folder / (f"{item.stem}_{tag}{ext}" if same else f"{item.stem}{ext}"))
+    assert item.path is not None
+    return str(item.path.parent / f"{item.stem}_{tag}{ext}")
+
+
+def variant_path(path: str, suffix: str) -> str:
+    """`out/x.png` + "_s1" -> `out/x_s1.png` (samples, mean and std images)."""
+    if path == "-":
+        raise UsageError("several outputs per input cannot go to stdout; use -o DIR")
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}{suffix}{p.suffix}"))
+
+
+def check_outputs(planned: dict[InputItem, list[str]], inputs: Sequence[InputItem], overwrite: bool
+                  ) -> dict[InputItem, str]:
+    """Problems with planned outputs, per input: an output that is an input (refused unless --overwrite), that
+    exists (refused unless --overwrite), or that two inputs would both write. Returns {item: message}."""
+    input_paths = {str(i.path.resolve()) for i in inputs if i.path is not None}
+    owners: dict[str, InputItem] = {}
+    problems: dict[InputItem, str] = {}
+    for item, paths in planned.items():
+        for p in paths:
+            if p == "-":
+                continue
+            key = str(Path(p).resolve())
+            if key in owners and owners[key] != item:
+                problems[item] = f"{item.name}: output {p} would also be written for {owners[key].name}; use -o DIR"
+            elif not overwrite and key in input_paths:
+                problems[item] = f"{item.name}: output {p} is an input; refusing to overwrite it (use --overwrite)"
+            elif not overwrite and Path(p).exists():
+                problems[item] = f"{item.name}: output {p} exists (use --overwrite to replace it)"
+            owners.setdefault(key, item)
+            if item in problems:
+                break
+    return problems
+
+
+# -------------------------------------------------------------------------------------- progress and report
+def progress(total: int, desc: str, quiet: bool = False, unit: str = "img"):
+    """A tqdm bar on stderr, shown only when stderr is a terminal and not `quiet`."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
+                disable=quiet or not sys.stderr.isatty())
+
+
+@dataclass
+class Report:
+    """Per-input results of a command, printed as errors on stderr as they happen and as `--json` at the end."""
+
+    command: str
+    results: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def ok(self, name: str, outputs: Sequence[str], **info: Any) -> None:
+        self.results.append({"input": name, "status": "ok", "outputs": list(outputs), **info})
+
+    def failed(self, name: str, message: str) -> None:
+        error(message)
+        self.results.append({"input": name, "status": "failed", "error": _one_line(message)})
+
+    @property
+    def n_failed(self) -> int:
+        return sum(r["status"] == "failed" for r in self.results)
+
+    def exit_code(self) -> int:
+        return EXIT_PARTIAL if self.n_failed else EXIT_OK
+
+    def summary(self) -> dict[str, Any]:
+        return {"command": self.command, "ok": len(self.results) - self.n_failed, "failed": self.n_failed,
+                "exit_code": self.exit_code(), **self.extra, "results": self.results}
+
+    def finish(self, as_json: bool) -> NoReturn:
+        """Print the JSON summary on stdout when asked, then exit with 0 or 1."""
+        if as_json:
+            sys.stdout.write(json.dumps(self.summary(), indent=2) + "\n")
+            sys.stdout.flush()
+        raise typer.Exit(self.exit_code())

@@ -1,0 +1,75 @@
+"""`ncvsd distill`: distil a teacher into a generative denoiser with NCVSD (runs unchanged under torchrun)."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from ncvsd_cli.cli.common import fail, handle_errors
+
+HELP = """Distil a teacher into a one/few-step generative denoiser with NCVSD (score model, discriminator and
+generator updated in turn; VSD through the posterior-score identity; GAN term after its warm-up).
+
+Writes RUN_DIR/log.jsonl, RUN_DIR/state.pt (continue with --resume),
+RUN_DIR/snapshots/generator-<kimg>-<sigma_rel>.safetensors and RUN_DIR/previews/<kimg>-nfe<N>.png.
+
+Examples:
+
+  ncvsd distill --teacher runs/teacher --data builtin --out runs/distill --duration 30min
+
+  ncvsd distill --teacher teacher.safetensors --data builtin --out runs/distill --resume
+"""
+
+
+def register(app: typer.Typer) -> None:
+    """Add `distill` to the app."""
+    app.command(name="distill", help=HELP, no_args_is_help=True)(distill)
+
+
+def distill(
+    teacher: str = typer.Option(..., "--teacher", help="Teacher checkpoint (name or path) or a `ncvsd train` run "
+                                "directory (its newest sigma_rel 0.050 snapshot)."),
+    data: str = typer.Option("builtin", "--data", help="'builtin', an image folder or a zip."),
+    preset: str = typer.Option(None, "--preset", help="Network preset; default and requirement: the teacher's."),
+    out: str = typer.Option(..., "--out", help="Run directory."),
+    batch: int = typer.Option(32, "--batch", help="Global batch per update (three updates per step)."),
+    duration: str = typer.Option("30min", "--duration", help="30min, 2h, 200kimg, 500steps, ..."),
+    snapshot: str = typer.Option("5min", "--snapshot", help="Snapshot + state + preview interval."),
+    lr: float = typer.Option(0.01, "--lr", help="Reference LR (score model); generator/discriminator get "
+                             "--g-lr-scale/--d-lr-scale times it."),
+    g_lr_scale: float = typer.Option(0.01, "--g-lr-scale"),
+    d_lr_scale: float = typer.Option(0.01, "--d-lr-scale"),
+    ref_batches: float = typer.Option(0.0, "--ref-batches", help="LR decay after this many batches (0: none)."),
+    rampup_kimg: float = typer.Option(20.0, "--rampup-kimg", help="Linear LR warm-up in kimg."),
+    gan_warmup_kimg: float = typer.Option(100.0, "--gan-warmup-kimg", help="GAN term off before this many kimg."),
+    gan_loss_scaling: float = typer.Option(1.0, "--gan-loss-scaling"),
+    p_mean: float = typer.Option(-0.8, "--p-mean", help="Mean of ln(t)."),
+    p_std: float = typer.Option(1.6, "--p-std", help="Std of ln(t)."),
+    loss_scaling: float = typer.Option(1.0, "--loss-scaling"),
+    seed: int = typer.Option(0, "--seed"),
+    xflip: bool = typer.Option(True, "--xflip/--no-xflip"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 (CUDA)."),
+    channels_last: bool = typer.Option(False, "--channels-last"),
+    device: str = typer.Option("auto", "--device"),
+    log_every: int = typer.Option(20, "--log-every"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its state.pt."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Distil a teacher (see HELP)."""
+    with handle_errors():
+        from ncvsd_cli.training.distill import DistillSettings, distill as run_distill
+        from ncvsd_cli.training.loop import command_line, parse_duration
+
+        parse_duration(duration), parse_duration(snapshot)
+        settings = DistillSettings(
+            teacher=teacher, data=data, preset=preset, out=out, batch=batch, duration=duration, snapshot=snapshot,
+            lr=lr, g_lr_scale=g_lr_scale, d_lr_scale=d_lr_scale, ref_batches=ref_batches, rampup_kimg=rampup_kimg,
+            gan_warmup_kimg=gan_warmup_kimg, gan_loss_scaling=gan_loss_scaling, p_mean=p_mean, p_std=p_std,
+            loss_scaling=loss_scaling, seed=seed, xflip=xflip, precision=precision, channels_last=channels_last,
+            device=device, log_every=log_every, resume=resume, progress=not quiet, command=command_line())
+        try:
+            record = run_distill(settings)
+        except (FileExistsError, FileNotFoundError) as exc:
+            fail(str(exc))
+        typer.echo(json.dumps({"out": out, **record}))

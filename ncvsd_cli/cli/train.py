@@ -1,0 +1,71 @@
+"""`ncvsd train`: train a teacher diffusion model with the EDM2 recipe (runs unchanged under torchrun)."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from ncvsd_cli.cli.common import fail, handle_errors
+
+HELP = """Train a teacher denoiser (EDM2 loss, lognormal sigma, Adam + EDM2 schedule, power-function EMA).
+
+Writes RUN_DIR/log.jsonl, RUN_DIR/state.pt (atomic; continue with --resume) and
+RUN_DIR/snapshots/teacher-<kimg>-<sigma_rel>.safetensors. A JSON summary goes to stdout.
+
+Examples:
+
+  ncvsd train --data builtin --preset builtin64 --out runs/teacher --duration 30min
+
+  ncvsd train --data builtin --preset builtin64 --out runs/teacher --duration 30min --resume
+
+  torchrun --nproc_per_node=2 -m ncvsd_cli train --data photos.zip --preset builtin64 --out runs/t --batch 64
+"""
+
+
+def register(app: typer.Typer) -> None:
+    """Add `train` to the app."""
+    app.command(name="train", help=HELP, no_args_is_help=True)(train)
+
+
+def train(
+    data: str = typer.Option(..., "--data", help="'builtin' (scikit-image photos, held-out ones excluded), an "
+                             "image folder or a zip (EDM2 dataset-tool layout)."),
+    preset: str = typer.Option("builtin64", "--preset", help="Network preset (ncvsd_cli.networks.PRESETS)."),
+    out: str = typer.Option(..., "--out", help="Run directory."),
+    batch: int = typer.Option(32, "--batch", help="Global batch size (split over torchrun processes)."),
+    duration: str = typer.Option("30min", "--duration", help="Length: time of this invocation (30min, 2h) or "
+                                 "total images/steps (200kimg, 1Mimg, 64Mi, 500steps)."),
+    snapshot: str = typer.Option("5min", "--snapshot", help="Snapshot + state interval (time, kimg or steps)."),
+    lr: float = typer.Option(0.01, "--lr", help="Reference learning rate of the EDM2 schedule."),
+    ref_batches: float = typer.Option(2000.0, "--ref-batches", help="LR decay starts after this many batches "
+                                      "(0: no decay)."),
+    rampup_kimg: float = typer.Option(20.0, "--rampup-kimg", help="Linear LR warm-up length in kimg (0: none)."),
+    p_mean: float = typer.Option(-0.8, "--p-mean", help="Mean of ln(sigma) (EDM2 pixel models: -0.8)."),
+    p_std: float = typer.Option(1.6, "--p-std", help="Std of ln(sigma) (EDM2 pixel models: 1.6)."),
+    loss_scaling: float = typer.Option(1.0, "--loss-scaling", help="Constant loss multiplier."),
+    seed: int = typer.Option(0, "--seed", help="Seed of weights, data order and noise."),
+    xflip: bool = typer.Option(True, "--xflip/--no-xflip", help="Random horizontal flips."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 (autocast) or fp16 (CUDA autocast)."),
+    channels_last: bool = typer.Option(False, "--channels-last", help="channels_last memory format."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    log_every: int = typer.Option(20, "--log-every", help="Steps between log lines / progress updates."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its state.pt."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train a teacher (see HELP)."""
+    with handle_errors():
+        from ncvsd_cli.training.loop import command_line, parse_duration
+        from ncvsd_cli.training.teacher import TeacherSettings, train_teacher
+
+        parse_duration(duration), parse_duration(snapshot)  # usage errors before anything heavy
+        settings = TeacherSettings(
+            data=data, preset=preset, out=out, batch=batch, duration=duration, snapshot=snapshot, lr=lr,
+            ref_batches=ref_batches, rampup_kimg=rampup_kimg, p_mean=p_mean, p_std=p_std,
+            loss_scaling=loss_scaling, seed=seed, xflip=xflip, precision=precision, channels_last=channels_last,
+            device=device, log_every=log_every, resume=resume, progress=not quiet, command=command_line())
+        try:
+            record = train_teacher(settings)
+        except (FileExistsError, FileNotFoundError) as exc:
+            fail(str(exc))
+        typer.echo(json.dumps({"out": out, **record}))

@@ -1,0 +1,176 @@
+"""Classical (network-free) baselines for the inverse problems, with the library's sampler signature.
+
+`fn(denoiser, operator, y, sigmas=None, *, generator=None, callback=None, sigma_y=0.05, ...) -> SamplerResult`.
+The denoiser, sigmas and generator are ignored (they may be None); every baseline is deterministic. Results are
+images in [-1, 1] (clipped, so metrics see what a user would save). NFE is 0. `operator_evals` counts
+applications of A, Aᵀ, A⁺ or an equivalent closed-form filter per image: bicubic 0, biharmonic 0, Wiener/Tikhonov
+1 (one Fourier-domain filter), pseudo-inverse 1.
+
+- `bicubic` (sr2/sr4/sr8): PyTorch bicubic interpolation (Keys a = -0.75, align_corners=False, pixel centres
+  matched) of the low-resolution y to the operator's image size.
+- `wiener` (circular blurs): X = conj(K)·Y / (|K|² + sigma_y² / P(f)) with the operator's kernel spectrum K and an
+  image prior power spectrum P(f) = c / (|f|² + f0²)^(exponent/2), f in cycles per pixel, f0 = 1/max(H, W), c set
+  so that the mean of P over all frequencies (the per-pixel variance, by Parseval) is prior_std² (0.5² = sigma_data²
+  by default). exponent = 2 is the classic 1/|f|² power law of natural images.
+- `tikhonov` (circular blurs): the same with a flat prior P(f) = prior_std², i.e. argmin |k*x - y|²/sigma_y² +
+  |x|²/prior_std² (ridge regression towards mid-grey).
+- `biharmonic` (inpainting): scikit-image's `inpaint_biharmonic` fills the unknown pixels (mask 0), per image,
+  channels together when the mask is the same in every channel; known pixels keep the (noisy) measurement.
+- `pseudo_inverse` (any operator): `operator.pseudo_inverse(y)` (denoise: y; phase retrieval: mid-grey).
+- `classical` picks one of the above by operator type (extras["method"] says which).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ncvsd_cli.sampling.common import SamplerResult
+from operators.blur import CircularBlur
+from operators.inpainting import MaskOperator
+from operators.resize import Downsample
+
+#: Noise floor used by the Wiener/Tikhonov filters when sigma_y = 0, so that the inverse stays bounded.
+SIGMA_Y_FLOOR = 1e-3
+
+
+def _finish(x: torch.Tensor, y: torch.Tensor, method: str, operator_evals: int,
+            callback: Callable[[dict], None] | None, **extras: Any) -> SamplerResult:
+    x = x.to(y.dtype).clamp(-1, 1)
+    if callback is not None:
+        callback({"i": 0, "x": x, "x0": x})
+    return SamplerResult(x=x, nfe=0, operator_evals=operator_evals, extras={"method": method, **extras})
+
+
+def _require(operator, cls: type, method: str, what: str) -> None:
+    if not isinstance(operator, cls):  # ValueError: the CLI reports it as a usage error (exit 2)
+        raise ValueError(  # noqa: TRY004
+            f"method '{method}' needs {what}, got operator '{getattr(operator, 'name', operator)}'; "
+            "use 'classical' to pick the baseline that fits the operator")
+
+
+def bicubic(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, generator: Any = None,
+            callback: Callable[[dict], None] | None = None, sigma_y: float = 0.05,
+            class_labels: Any = None) -> SamplerResult:
+    """Bicubic upsampling of the low-resolution measurement y (B, C, h, w) to (B, *operator.image_shape).
+
+    Super-resolution operators only (sr2, sr4, sr8). sigma_y is accepted for a uniform signature and unused.
+    """
+    _require(operator, Downsample, "bicubic", "a super-resolution operator (sr2, sr4, sr8)")
+    _, h, w = operator.image_shape
+    x = F.interpolate(y, size=(h, w), mode="bicubic", align_corners=False)
+    return _finish(x, y, "bicubic", 0, callback)
+
+
+def _power_spectrum(shape: tuple[int, int], exponent: float, prior_std: float) -> torch.Tensor:
+    """P(f) on the rfft2 grid of an (H, W) image (module docstring), float64, mean over the full grid = prior_std²."""
+    h, w = shape
+    fy = torch.fft.fftfreq(h, dtype=torch.float64)[:, None]
+    fx = torch.fft.fftfreq(w, dtype=torch.float64)[None, :]
+    p_full = (fy**2 + fx**2 + (1.0 / max(h, w)) ** 2) ** (-exponent / 2)
+    p_full = p_full * prior_std**2 / p_full.mean()
+    return p_full[:, : w // 2 + 1]
+
+
+def wiener(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, generator: Any = None,
+           callback: Callable[[dict], None] | None = None, sigma_y: float = 0.05, prior: str = "power-law",
+           exponent: float = 2.0, prior_std: float = 0.5, class_labels: Any = None) -> SamplerResult:
+    """Wiener deconvolution for circular blur operators (deblur-gauss, deblur-motion, deblur-kernel).
+
+    y: (B, C, H, W) blurred, noisy image in [-1, 1]. sigma_y >= 0: measurement noise std on the [-1, 1] scale
+    (values below 1e-3 use 1e-3). prior: "power-law" (P ∝ 1/(|f|² + f0²)^(exponent/2), exponent > 0, default 2)
+    or "flat" (Tikhonov). prior_std > 0: prior pixel standard deviation (default 0.5 = sigma_data).
+    """
+    _require(operator, CircularBlur, "wiener" if prior != "flat" else "tikhonov",
+             "a circular blur operator (deblur-gauss, deblur-motion, deblur-kernel)")
+    if sigma_y < 0:
+        raise ValueError(f"sigma_y must be >= 0, got {sigma_y}")
+    if not prior_std > 0:
+        raise ValueError(f"prior_std must be > 0, got {prior_std}")
+    _, h, w = operator.image_shape
+    if prior == "power-law":
+        if not exponent > 0:
+            raise ValueError(f"exponent must be > 0, got {exponent}")
+        power = _power_spectrum((h, w), exponent, prior_std)
+    elif prior == "flat":
+        power = torch.full((h, w // 2 + 1), prior_std**2, dtype=torch.float64)
+    else:
+        raise ValueError(f"prior must be 'power-law' or 'flat', got {prior!r}")
+    otf = torch.fft.rfft2(operator.psf.to(torch.float64).cpu())  # the operator's kernel spectrum K
+    noise = max(float(sigma_y), SIGMA_Y_FLOOR) ** 2
+    filt = (otf.conj() / (otf.abs() ** 2 + noise / power)).to(y.device)
+    x = torch.fft.irfft2(filt * torch.fft.rfft2(y.to(torch.float64)), s=(h, w))
+    name = "wiener" if prior == "power-law" else "tikhonov"
+    return _finish(x, y, name, 1, callback, prior=prior, exponent=exponent if prior == "power-law" else None,
+                   prior_std=prior_std, sigma_y=float(sigma_y))
+
+
+def tikhonov(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, generator: Any = None,
+             callback: Callable[[dict], None] | None = None, sigma_y: float = 0.05, prior_std: float = 0.5,
+             class_labels: Any = None) -> SamplerResult:
+    """Tikhonov deconvolution: `wiener` with a flat prior spectrum (prior_std² at every frequency)."""
+    return wiener(denoiser, operator, y, sigmas, generator=generator, callback=callback, sigma_y=sigma_y,
+                  prior="flat", prior_std=prior_std)
+
+
+def biharmonic(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, generator: Any = None,
+               callback: Callable[[dict], None] | None = None, sigma_y: float = 0.05,
+               class_labels: Any = None) -> SamplerResult:
+    """Biharmonic inpainting (scikit-image) of the unknown pixels of y (B, C, H, W); inpainting operators only."""
+    from skimage.restoration import inpaint_biharmonic
+
+    _require(operator, MaskOperator, "biharmonic", "an inpainting operator (inpaint-box, inpaint-random, "
+                                                   "inpaint-mask)")
+    c = y.shape[1]
+    known = operator.mask.detach().cpu().numpy()[0] > 0.5  # (1 or C, H, W), True = known
+    known = np.broadcast_to(known, (c, *known.shape[1:]))
+    same = bool((known == known[:1]).all())
+    images = y.detach().cpu().numpy().astype(np.float64)
+    out = images.copy()
+    for b in range(images.shape[0]):
+        if not (~known).any():
+            break
+        if same:
+            filled = inpaint_biharmonic(images[b].transpose(1, 2, 0), ~known[0], channel_axis=-1)
+            out[b] = filled.transpose(2, 0, 1)
+        else:  # a different mask per channel: one grey problem per channel
+            for ch in range(c):
+                if (~known[ch]).any():
+                    out[b, ch] = inpaint_biharmonic(images[b, ch], ~known[ch])
+    return _finish(torch.from_numpy(out).to(y.device), y, "biharmonic", 0, callback)
+
+
+def pseudo_inverse(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, generator: Any = None,
+                   callback: Callable[[dict], None] | None = None, sigma_y: float = 0.05,
+                   class_labels: Any = None) -> SamplerResult:
+    """operator.pseudo_inverse(y) for any operator (denoise: y itself; phase retrieval: mid-grey)."""
+    with torch.no_grad():
+        x = operator.pseudo_inverse(y)
+    return _finish(x, y, "pseudo-inverse", 1, callback)
+
+
+def classical(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, generator: Any = None,
+              callback: Callable[[dict], None] | None = None, sigma_y: float = 0.05,
+              class_labels: Any = None) -> SamplerResult:
+    """The classical baseline that fits the operator: bicubic (super-resolution), wiener (circular blur),
+    biharmonic (inpainting), otherwise pseudo_inverse (denoise, phase retrieval, plug-in operators)."""
+    if isinstance(operator, Downsample):
+        fn = bicubic
+    elif isinstance(operator, CircularBlur):
+        fn = wiener
+    elif isinstance(operator, MaskOperator):
+        fn = biharmonic
+    else:
+        fn = pseudo_inverse
+    return fn(denoiser, operator, y, sigmas, generator=generator, callback=callback, sigma_y=sigma_y)
+
+
+#: name -> baseline, for registries (sampling.METHODS registers these names with needs="none").
+CLASSICAL_METHODS: dict[str, Callable[..., SamplerResult]] = {
+    "classical": classical, "bicubic": bicubic, "wiener": wiener, "tikhonov": tikhonov, "biharmonic": biharmonic,
+    "pseudo-inverse": pseudo_inverse,
+}

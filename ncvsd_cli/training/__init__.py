@@ -1,0 +1,1 @@
+"""ncvsd_cli.training"""

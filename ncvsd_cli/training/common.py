@@ -1,0 +1,77 @@
+"""Pieces shared by teacher.py and distill.py: network building, autocast, optimiser steps, snapshot names."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+
+from ncvsd_cli.training import distributed
+from ncvsd_cli.training.loop import force_finite_
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def autocast(device: torch.device, precision: str):
+    """Context for the network forward passes: bf16/fp16 autocast on CUDA (bf16 also on CPU), else nothing."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("--precision fp16 needs CUDA; use bf16 or fp32 on CPU")
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def build(kind: str, preset: str, device: torch.device, channels_last: bool = False) -> tuple[torch.nn.Module, dict]:
+    """A fresh network of `kind` from NET's preset, on `device`; returns (module, config)."""
+    from ncvsd_cli.networks import build_network, network_config
+
+    config = network_config(kind, preset)
+    net = build_network(config).to(device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return net, config
+
+
+def make_adam(net: torch.nn.Module, device: torch.device) -> torch.optim.Adam:
+    """Adam(β = (0.9, 0.99), eps 1e-8, no weight decay) as in method §1.8; lr is set per step by the schedule."""
+    return torch.optim.Adam(net.parameters(), lr=0.0, betas=(0.9, 0.99), eps=1e-8,
+                            foreach=True if device.type != "cpu" else None)
+
+
+def optimiser_step(net: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float) -> None:
+    """backward, all-reduce over ranks, force-finite, set lr, step, zero grads (set_to_none)."""
+    loss.backward()
+    params = [p for p in net.parameters() if p.requires_grad]
+    distributed.all_reduce_grads(params)
+    force_finite_(params)
+    for g in opt.param_groups:
+        g["lr"] = lr
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def snapshot_path(out: Path, kind: str, kimg: float, sigma_rel: float | None = None) -> Path:
+    """snapshots/<kind>-<kimg:07d>[-<sigma_rel:.3f>].safetensors (EDM2-style names)."""
+    tail = f"-{sigma_rel:.3f}" if sigma_rel is not None else ""
+    return out / "snapshots" / f"{kind}-{int(kimg):07d}{tail}.safetensors"
+
+
+def labels_for(net: torch.nn.Module, labels: torch.Tensor) -> torch.Tensor | None:
+    """Integer labels (-1 = none) -> what the network wants: None for unconditional nets."""
+    if getattr(net, "label_dim", 0) == 0:
+        return None
+    if (labels < 0).any():
+        raise ValueError("a class-conditional preset needs a labelled dataset (dataset.json with labels)")
+    return labels
+
+
+def latest_snapshot(run_dir: str | Path, kind: str, sigma_rel: float = 0.05) -> Path:
+    """The newest snapshots/<kind>-<kimg>-<sigma_rel>.safetensors of a run directory (ValueError if none)."""
+    files = sorted(Path(run_dir, "snapshots").glob(f"{kind}-*-{sigma_rel:.3f}.safetensors"))
+    if not files:
+        raise ValueError(f"no {kind} snapshot with sigma_rel {sigma_rel:.3f} in {Path(run_dir) / 'snapshots'}")
+    return files[-1]

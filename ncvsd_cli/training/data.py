@@ -1,0 +1,262 @@
+"""Training data: image folders, zip files (EDM2 dataset-tool layout) and `builtin` (scikit-image photos).
+
+Every draw is *counter based*: item number `p` of a stream (seed, rank, world_size) is a pure function of those
+numbers, so the iterator state is one integer (`position`) and resume is exact (method §1.8 "infinite, seeded,
+per-epoch shuffled sampler, strided by rank", plus random crops and x-flips).
+
+Items are float tensors (C, H, W) in [-1, 1] (ARCHITECTURE.md conventions). Files are decoded by images.py
+(its colour and bit-depth policy, 3 channels); the scikit-image arrays follow the same policy here: grey is
+replicated to RGB, alpha is composited onto white, boolean images become 0/255.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+#: Photos bundled inside scikit-image's wheel that load offline (checked on scikit-image 0.26; `eagle`, `lily`,
+#: `kidney` are downloaded by pooch and are therefore not listed). `stereo_motorcycle` gives two views.
+BUILTIN_ALL: tuple[str, ...] = (
+    "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
+    "stereo_motorcycle", "brick", "grass", "gravel", "camera", "coins", "moon", "page", "text", "clock", "cell",
+    "horse", "colorwheel", "logo", "microaneurysms",
+)
+#: Held out: training on `builtin` never sees these (the benchmark and the README example use them).
+BUILTIN_HELDOUT: tuple[str, ...] = ("astronaut", "coffee", "chelsea")
+#: The photos that `builtin` training crops from.
+BUILTIN_TRAIN: tuple[str, ...] = tuple(n for n in BUILTIN_ALL if n not in BUILTIN_HELDOUT)
+#: Downscaling factors applied to every builtin photo (a pyramid), so that 64 px crops also show whole objects.
+BUILTIN_SCALES: tuple[float, ...] = (1.0, 0.5, 0.25)
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+def _to_rgb_uint8(a: np.ndarray) -> np.ndarray:
+    """Any skimage/PIL array -> (H, W, 3) uint8 following the colour policy in the module docstring."""
+    a = np.asarray(a)
+    if a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    if a.dtype != np.uint8:
+        a = np.clip(np.round(a.astype(np.float64) * (255.0 if a.max() <= 1.0 else 1.0)), 0, 255).astype(np.uint8)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.shape[2] == 4:  # composite onto white
+        alpha = a[:, :, 3:4].astype(np.float32) / 255.0
+        a = np.round(a[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    if a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    if a.shape[2] != 3:
+        raise ValueError(f"image with {a.shape[2]} channels; expected 1, 3 or 4")
+    return np.ascontiguousarray(a)
+
+
+def _u8_to_tensor(a: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float in [-1, 1] (2 p / 255 - 1, method §1.1, via images.from_unit)."""
+    from ncvsd_cli.images import from_unit
+
+    return from_unit(torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255.0)
+
+
+@lru_cache(maxsize=None)
+def builtin_photo(name: str) -> tuple[np.ndarray, ...]:
+    """The scikit-image photo `name` as (H, W, 3) uint8 arrays (two for `stereo_motorcycle`)."""
+    if name not in BUILTIN_ALL:
+        raise ValueError(f"unknown builtin photo {name!r}; choose from {', '.join(BUILTIN_ALL)}")
+    import skimage.data
+
+    out = getattr(skimage.data, name)()
+    views = out[:2] if name == "stereo_motorcycle" else (out,)
+    return tuple(_to_rgb_uint8(v) for v in views)
+
+
+def heldout_images(names: Sequence[str] = BUILTIN_HELDOUT) -> dict[str, torch.Tensor]:
+    """The held-out photos as {name: (1, 3, H, W) float tensor in [-1, 1]}, full size (e.g. astronaut 512x512)."""
+    return {n: _u8_to_tensor(builtin_photo(n)[0]).unsqueeze(0) for n in names}
+
+
+def _rescale(a: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return a
+    from PIL import Image
+
+    h, w = a.shape[:2]
+    return np.asarray(Image.fromarray(a).resize((round(w * scale), round(h * scale)), Image.LANCZOS))
+
+
+class ImageSource:
+    """A list of decodable images. `get(i) -> (H, W, 3) uint8`; `weights` gives the draw probability of each."""
+
+    def __init__(self, images: list, weights: Sequence[float] | None = None, labels: Sequence[int] | None = None):
+        if not images:
+            raise ValueError("the dataset holds no images")
+        self._images = images
+        w = np.asarray(weights if weights is not None else np.ones(len(images)), dtype=np.float64)
+        self.weights = w / w.sum()
+        self.labels = list(labels) if labels is not None else None
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def get(self, i: int) -> np.ndarray:
+        item = self._images[i]
+        return item() if callable(item) else item
+
+
+def builtin_source(resolution: int, names: Sequence[str] = BUILTIN_TRAIN,
+                   scales: Sequence[float] = BUILTIN_SCALES) -> ImageSource:
+    """The `builtin` training set: every photo of `names` at every scale whose short side is >= `resolution`.
+
+    Weights: each photo (view) gets total weight 1, split evenly over its scales; colour photos weigh 2x grey ones
+    so that the 13 grey textures do not dominate. Raises ValueError if a held-out photo is requested.
+    """
+    return _builtin_source(int(resolution), tuple(names), tuple(scales))
+
+
+@lru_cache(maxsize=4)
+def _builtin_source(resolution: int, names: tuple[str, ...], scales: tuple[float, ...]) -> ImageSource:
+    bad = [n for n in names if n in BUILTIN_HELDOUT]
+    if bad:
+        raise ValueError(f"held-out photos {bad} must not be used for training")
+    images, weights = [], []
+    for n in names:
+        for view in builtin_photo(n):
+            grey = bool(np.all(view[:, :, 0] == view[:, :, 1]) and np.all(view[:, :, 1] == view[:, :, 2]))
+            levels = [_rescale(view, s) for s in scales if min(view.shape[:2]) * s >= resolution]
+            for lv in levels:
+                images.append(lv)
+                weights.append((1.0 if grey else 2.0) / len(levels))
+    return ImageSource(images, weights)
+
+
+def _decode(data: bytes) -> np.ndarray:
+    """Image file bytes -> (H, W, 3) uint8 under images.py's colour/bit-depth policy."""
+    from ncvsd_cli.images import load_image, to_uint8
+
+    return to_uint8(load_image(data, channels=3))
+
+
+def _read_labels(text: str | None, fnames: list[str]) -> list[int] | None:
+    if text is None:
+        return None
+    labels = json.loads(text).get("labels")
+    if not labels:
+        return None
+    table = {k.replace("\\", "/"): v for k, v in labels}
+    return [int(table[f]) for f in fnames]
+
+
+def folder_or_zip_source(path: str | Path) -> ImageSource:
+    """Images in a folder (recursive) or a zip file, sorted by relative name; `dataset.json` labels (EDM2
+    dataset-tool layout: {"labels": [[fname, int], ...]}) are read when present. Decoding is lazy."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+        rel = [p.relative_to(path).as_posix() for p in files]
+        meta = path / "dataset.json"
+        labels = _read_labels(meta.read_text() if meta.is_file() else None, rel)
+        return ImageSource([lambda p=p: _decode(p.read_bytes()) for p in files], labels=labels)
+    if path.is_file() and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            rel = sorted(n for n in zf.namelist() if Path(n).suffix.lower() in _IMAGE_SUFFIXES)
+            meta = zf.read("dataset.json").decode() if "dataset.json" in zf.namelist() else None
+        labels = _read_labels(meta, rel)
+        handle: dict = {}
+
+        def load(name: str) -> np.ndarray:
+            if "zf" not in handle:  # opened lazily, once per process
+                handle["zf"] = zipfile.ZipFile(path)
+            return _decode(handle["zf"].read(name))
+
+        return ImageSource([lambda n=n: load(n) for n in rel], labels=labels)
+    raise ValueError(f"--data {str(path)!r} is neither 'builtin', a folder of images nor a zip file")
+
+
+def open_source(data: str, resolution: int) -> ImageSource:
+    """`builtin` or a folder/zip path -> ImageSource."""
+    return builtin_source(resolution) if data == "builtin" else folder_or_zip_source(data)
+
+
+def _mix(*xs: int) -> int:
+    """A 63-bit hash of integers (splitmix64 rounds) used as a per-item seed."""
+    h = 0x9E3779B97F4A7C15
+    for x in xs:
+        h = (h ^ (int(x) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+class ImageStream:
+    """Infinite stream of (batch, C, R, R) crops in [-1, 1] for one rank, with exact resume.
+
+    Global item p (0, 1, 2, ...) is assigned to rank p % world_size. Sources with uniform weights (folders, zips)
+    are visited as per-epoch permutations seeded by (seed, epoch); weighted sources (builtin) draw an image with
+    probability `weights`. Crop position and x-flip (p = 0.5 when `xflip`) come from the seed (seed, p).
+    Images smaller than the crop are upscaled (bicubic) so that their short side equals `resolution`.
+    """
+
+    def __init__(self, source: ImageSource, resolution: int, batch: int, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, xflip: bool = True):
+        if resolution < 1 or batch < 1:
+            raise ValueError(f"resolution {resolution} and batch {batch} must be >= 1")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        self.source, self.resolution, self.batch = source, resolution, batch
+        self.seed, self.rank, self.world_size, self.xflip = seed, rank, world_size, xflip
+        self.position = 0  # number of batches this rank has produced
+        self._uniform = bool(np.allclose(source.weights, source.weights[0]))
+        self._cum = np.cumsum(source.weights)
+        self._perm_cache: tuple[int, np.ndarray] | None = None
+
+    def state_dict(self) -> dict:
+        return {"position": self.position, "seed": self.seed, "rank": self.rank, "world_size": self.world_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["seed"] != self.seed:
+            raise ValueError(f"data seed {state['seed']} in the saved state differs from --seed {self.seed}")
+        # Resuming with another world size continues from the same global item count.
+        self.position = state["position"] * state["world_size"] // self.world_size
+
+    def _index(self, p: int, rng: np.random.Generator) -> int:
+        n = len(self.source)
+        if not self._uniform:
+            return int(min(np.searchsorted(self._cum, rng.random() * self._cum[-1], side="right"), n - 1))
+        epoch = p // n
+        if self._perm_cache is None or self._perm_cache[0] != epoch:
+            self._perm_cache = (epoch, np.random.default_rng(_mix(self.seed, epoch, 7)).permutation(n))
+        return int(self._perm_cache[1][p % n])
+
+    def item(self, p: int) -> tuple[torch.Tensor, int]:
+        """Global item `p` as ((3, R, R) tensor in [-1, 1], label or -1)."""
+        rng = np.random.default_rng(_mix(self.seed, p))
+        i = self._index(p, rng)
+        a = self.source.get(i)
+        r = self.resolution
+        h, w = a.shape[:2]
+        if min(h, w) < r:
+            from PIL import Image
+
+            s = r / min(h, w)
+            a = np.asarray(Image.fromarray(a).resize((max(r, round(w * s)), max(r, round(h * s))), Image.BICUBIC))
+            h, w = a.shape[:2]
+        top, left = int(rng.integers(0, h - r + 1)), int(rng.integers(0, w - r + 1))
+        crop = a[top:top + r, left:left + r]
+        if self.xflip and rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        label = self.source.labels[i] if self.source.labels is not None else -1
+        return _u8_to_tensor(crop), label
+
+    def next(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch: (images (B, 3, R, R) in [-1, 1] on `device`, labels (B,) long, -1 if unlabelled)."""
+        first = (self.position * self.batch) * self.world_size
+        items = [self.item(first + k * self.world_size + self.rank) for k in range(self.batch)]
+        self.position += 1
+        x = torch.stack([t for t, _ in items])
+        y = torch.tensor([lab for _, lab in items], dtype=torch.long)
+        if torch.device(device).type == "cuda":
+            x = x.pin_memory()
+        return x.to(device, non_blocking=True), y.to(device)

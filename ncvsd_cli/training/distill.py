@@ -1,0 +1,271 @@
+"""NCVSD distillation (method §1.3-§1.9): generator G_θ, auxiliary score model D_φ and discriminator C_ψ, all
+initialised from a frozen teacher D_0, trained with three sequential updates per iteration, each on its own
+fresh batch (§1.8 order: score, discriminator, generator).
+
+- σ (generator conditioning): uniform over the 1000-point Karras grid (§1.7); t ~ lognormal(p_mean, p_std).
+- Score model: EDM2 uncertainty-weighted DSM on generator samples, lr = ref_lr (§1.5).
+- Discriminator: D · 0.5 · (softplus(ℓ_fake) + softplus(−ℓ_real)), same t for real and fake, lr × 0.01 (§1.6).
+- Generator: Σ λ(t) e^(−u(σ̂)) (x − sg(x + s0 − sφ))² + u with s0 = D_0(y_eff, σ_eff) (Proposition 1) and
+  sφ = D_φ(x_t, t, y, σ); plus D · softplus(−C_ψ(x_t, t, y, σ)) after the GAN warm-up; lr × 0.01 (§1.4).
+- Power-function EMA of the generator (σ_rel 0.05, 0.10), saved as `generator` checkpoints; previews at snapshots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ncvsd_cli.training import distributed
+from ncvsd_cli.training.common import autocast, labels_for, make_adam, optimiser_step, snapshot_path
+from ncvsd_cli.training.data import ImageStream, open_source
+from ncvsd_cli.training.ema import PowerFunctionEMA
+from ncvsd_cli.training.loop import TrainLoop, parse_duration, step_generator
+from ncvsd_cli.training.losses import (discriminator_loss, gan_generator_loss, karras_grid, lognormal_sigma,
+                                       posterior_query, uncertainty_loss, uniform_grid_sigma, vsd_loss)
+from operators.noise import randn
+
+_CONFIG_KEYS = ("preset", "arch", "img_resolution", "img_channels", "label_dim", "sigma_data", "gamma", "init_sigma")
+
+
+@dataclass
+class DistillSettings:
+    """Settings of `ncvsd distill` (defaults: small-scale choices for `builtin`; paper values in method §1.10).
+
+    lr: ref_lr (score model); g_lr_scale/d_lr_scale: multipliers for generator/discriminator (0.01);
+    gan_warmup_kimg: GAN term off before this many kimg; gan_loss_scaling: ζ; p_mean/p_std: t lognormal;
+    preview_ts: ts lists (method §2.7) for the preview grids; preview_count: images per grid.
+    """
+
+    teacher: str = ""
+    data: str = "builtin"
+    preset: str | None = None
+    out: str = "runs/distill"
+    batch: int = 32
+    duration: str = "30min"
+    snapshot: str = "5min"
+    lr: float = 0.01
+    g_lr_scale: float = 0.01
+    d_lr_scale: float = 0.01
+    ref_batches: float = 0.0
+    rampup_kimg: float = 20.0
+    gan_warmup_kimg: float = 100.0
+    gan_loss_scaling: float = 1.0
+    p_mean: float = -0.8
+    p_std: float = 1.6
+    loss_scaling: float = 1.0
+    sigma_rels: tuple[float, ...] = (0.05, 0.10)
+    seed: int = 0
+    xflip: bool = True
+    precision: str = "fp32"
+    channels_last: bool = False
+    device: str = "auto"
+    log_every: int = 20
+    preview_ts: tuple[tuple[int, ...], ...] = ((10, 39), (0, 10, 20, 30, 39))
+    preview_count: int = 16
+    resume: bool = False
+    progress: bool = True
+    command: str | None = None
+
+
+def _net_config(teacher_cfg: dict, kind: str) -> dict:
+    """The config of a student of `kind` with exactly the teacher's architecture."""
+    return {"kind": kind, **{k: teacher_cfg[k] for k in _CONFIG_KEYS if k in teacher_cfg}}
+
+
+def load_teacher(teacher: str, device: torch.device) -> tuple[torch.nn.Module, dict, str]:
+    """A teacher checkpoint (name, path, or a `ncvsd train` run directory -> its newest σ_rel 0.05 snapshot);
+    returns (frozen teacher in eval mode, its config, the resolved path)."""
+    from ncvsd_cli.checkpoints import load_checkpoint
+    from ncvsd_cli.training.common import latest_snapshot
+
+    if Path(teacher).is_dir():
+        teacher = str(latest_snapshot(teacher, "teacher"))
+    net, cfg = load_checkpoint(teacher, device=device, kind="teacher")
+    return net.eval().requires_grad_(False), cfg, teacher
+
+
+class Distiller(TrainLoop):
+    """NCVSD distillation loop (three updates per step)."""
+
+    name = "distill"
+
+    def __init__(self, s: DistillSettings, dist_info: distributed.DistInfo):
+        super().__init__(s.out, dist_info, s.batch, parse_duration(s.duration), parse_duration(s.snapshot),
+                         s.log_every, s.seed, settings=asdict(s), resume=s.resume, progress=s.progress)
+        from ncvsd_cli.networks import build_network, init_from_teacher, network_config
+
+        self.s = s
+        dev = self.device
+        self.teacher, tcfg, self.teacher_path = load_teacher(s.teacher, dev)
+        if s.preset is not None and network_config("teacher", s.preset)["arch"] != tcfg["arch"]:
+            raise ValueError(f"--preset {s.preset} does not match the teacher's architecture "
+                             f"(preset {tcfg.get('preset')!r}); leave --preset out to use the teacher's")
+        self.settings["teacher_path"] = self.teacher_path
+        self.configs = {k: _net_config(tcfg, k) for k in ("generator", "score", "discriminator")}
+        torch.manual_seed(s.seed)
+        nets = {}
+        for kind, cfg in self.configs.items():
+            net = init_from_teacher(build_network(cfg), self.teacher.cpu()).to(dev)
+            if s.channels_last:
+                net = net.to(memory_format=torch.channels_last)
+            distributed.broadcast_module(net)
+            nets[kind] = net
+        self.teacher.to(dev)
+        self.gen, self.score, self.disc = nets["generator"], nets["score"], nets["discriminator"]
+        self.opts = {k: make_adam(n, dev) for k, n in nets.items()}
+        self.ema = PowerFunctionEMA(self.gen, s.sigma_rels) if dist_info.is_main else None
+        self.grid = karras_grid().to(dev)
+        res = self.gen.img_resolution
+        self.stream = ImageStream(open_source(s.data, res), res, self.batch_per_rank, s.seed, dist_info.rank,
+                                  dist_info.world_size, xflip=s.xflip)
+
+    # -------------------------------------------------------------------------------------------- one step
+    def _fresh(self, step: int, update: int):
+        """A fresh batch for one update: images, labels, σ (Karras grid), y = x0 + σ n, and its generator."""
+        dev = self.device
+        images, labels = self.stream.next(dev)
+        if self.s.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        gen = step_generator(self.seed, self.dist.rank, step, dev, stream=update)
+        sigma = uniform_grid_sigma(images.shape[0], self.grid, gen, device=dev)
+        y = images + sigma.view(-1, 1, 1, 1) * randn(images.shape, gen, device=dev)
+        return images, labels_for(self.gen, labels), sigma, y, gen
+
+    def _t(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        return lognormal_sigma(n, self.s.p_mean, self.s.p_std, gen, device=self.device)
+
+    def _only_train(self, net: torch.nn.Module) -> None:
+        for m in (self.gen, self.score, self.disc):
+            m.train(m is net)
+            m.requires_grad_(m is net)
+
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        s, dev, B = self.s, self.device, self.batch_per_rank
+        ac = autocast(dev, s.precision)
+        base_lr = self.lr(s.lr)
+        norm = s.loss_scaling / B
+
+        # 1. score model D_φ: DSM on generator samples (§1.5)
+        self._only_train(self.score)
+        _, lab, sigma, y, gen = self._fresh(step, 0)
+        with torch.no_grad(), ac:
+            x = self.gen(y, sigma, generator=gen, class_labels=lab).float()
+        t = self._t(B, gen)
+        x_t = x + t.view(-1, 1, 1, 1) * randn(x.shape, gen, device=dev)
+        with ac:
+            s_hat, u = self.score(x_t, t, y, sigma, class_labels=lab, return_logvar=True)
+        loss_score = uncertainty_loss(s_hat, x, u, t)
+        optimiser_step(self.score, self.opts["score"], loss_score.sum() * norm, base_lr)
+
+        # 2. discriminator C_ψ: real (x0 + t ε1) vs fake (G(y) + t ε2), same t (§1.6)
+        self._only_train(self.disc)
+        images, lab, sigma, y, gen = self._fresh(step, 1)
+        with torch.no_grad(), ac:
+            x = self.gen(y, sigma, generator=gen, class_labels=lab).float()
+        t = self._t(B, gen)
+        tv = t.view(-1, 1, 1, 1)
+        real = images + tv * randn(images.shape, gen, device=dev)
+        fake = x + tv * randn(x.shape, gen, device=dev)
+        lab2 = torch.cat([lab, lab]) if lab is not None else None
+        with ac:
+            logits = self.disc(torch.cat([real, fake]), torch.cat([t, t]), torch.cat([y, y]),
+                               torch.cat([sigma, sigma]), class_labels=lab2)
+        dims = images[0].numel()
+        loss_disc = discriminator_loss(logits[:B], logits[B:], dims)
+        optimiser_step(self.disc, self.opts["discriminator"], loss_disc.sum() * norm, base_lr * s.d_lr_scale)
+
+        # 3. generator G_θ: VSD through the posterior-score identity (+ GAN after warm-up) (§1.3-§1.4)
+        self._only_train(self.gen)
+        _, lab, sigma, y, gen = self._fresh(step, 2)
+        with ac:
+            x, u = self.gen(y, sigma, generator=gen, class_labels=lab, return_logvar=True)
+        x = x.float()
+        t = self._t(B, gen)
+        x_t = x + t.view(-1, 1, 1, 1) * randn(x.shape, gen, device=dev)
+        with torch.no_grad():
+            y_eff, sigma_eff = posterior_query(y, sigma, x_t, t)
+            with ac:
+                s0 = self.teacher(y_eff, sigma_eff, class_labels=lab).float()
+                s_phi = self.score(x_t, t, y, sigma, class_labels=lab).float()
+        loss_vsd = vsd_loss(x, u, s0, s_phi, t)
+        loss_gen = loss_vsd
+        out = {}
+        if self.cur_nimg >= s.gan_warmup_kimg * 1000:
+            with ac:
+                logits_g = self.disc(x_t, t, y, sigma, class_labels=lab)
+            loss_gan = gan_generator_loss(logits_g, dims)
+            loss_gen = loss_vsd + s.gan_loss_scaling * loss_gan
+            out["loss_gan"] = loss_gan.mean() / dims
+        optimiser_step(self.gen, self.opts["generator"], loss_gen.sum() * norm, base_lr * s.g_lr_scale)
+        self._only_train(None)
+        if self.ema is not None:
+            self.ema.update(self.gen, self.cur_nimg + self.batch, self.batch)
+        return {"loss_score": loss_score.mean() / dims, "loss_disc": loss_disc.mean() / dims,
+                "loss_vsd": loss_vsd.mean() / dims, **out}
+
+    def log_extras(self) -> dict:
+        return {"lr": self.lr(self.s.lr), "gan": self.cur_nimg >= self.s.gan_warmup_kimg * 1000}
+
+    # ------------------------------------------------------------------------------------ state / output
+    def state_dict(self) -> dict:
+        return {"gen": self.gen.state_dict(), "score": self.score.state_dict(), "disc": self.disc.state_dict(),
+                "opts": {k: o.state_dict() for k, o in self.opts.items()}, "data": self.stream.state_dict(),
+                "ema": self.ema.state_dict() if self.ema is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.load_state_dict(state["gen"])
+        self.score.load_state_dict(state["score"])
+        self.disc.load_state_dict(state["disc"])
+        for k, o in self.opts.items():
+            o.load_state_dict(state["opts"][k])
+        self.stream.load_state_dict(state["data"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+
+    def provenance(self) -> dict:
+        from ncvsd_cli.checkpoints import sha256_file
+
+        return {**super().provenance(), "teacher": Path(self.teacher_path).name,
+                "teacher_sha256": sha256_file(self.teacher_path)}
+
+    def write_snapshot(self) -> list[Path]:
+        from ncvsd_cli.checkpoints import save_checkpoint
+
+        paths = []
+        kimg = self.cur_nimg / 1000
+        prov = self.provenance()
+        for sigma_rel, ema in self.ema.models(self.gen):
+            cfg = dict(self.configs["generator"], provenance={**prov, "ema_sigma_rel": sigma_rel})
+            paths.append(save_checkpoint(ema, snapshot_path(self.out, "generator", kimg, sigma_rel), cfg))
+        paths += self.write_previews(next(iter(self.ema.models(self.gen)))[1], kimg)
+        return paths
+
+    @torch.no_grad()
+    def write_previews(self, gen: torch.nn.Module, kimg: float) -> list[Path]:
+        """One grid per `preview_ts` (e.g. 1 and 4 steps) with fixed seeds: previews/<kimg>-nfe<N>.png."""
+        from ncvsd_cli.images import make_grid, save_image
+        from ncvsd_cli.sampling.generate import generate
+        from operators.noise import generators_for_seeds
+
+        paths = []
+        r, c = gen.img_resolution, gen.img_channels
+        for ts in self.s.preview_ts:
+            gens = generators_for_seeds(range(self.s.preview_count), device=self.device)
+            x = generate(gen, (self.s.preview_count, c, r, r), list(ts), gens, device=self.device).x
+            path = self.out / "previews" / f"{int(kimg):07d}-nfe{len(ts) - 1}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            paths.append(save_image(make_grid(x.float().cpu()), path))
+        return paths
+
+
+def distill(settings: DistillSettings) -> dict:
+    """Run (or resume) NCVSD distillation; returns the last log record. Works under torchrun."""
+    if not settings.teacher:
+        raise ValueError("distillation needs --teacher (a teacher checkpoint or a `ncvsd train` run directory)")
+    info = distributed.init(settings.device)
+    try:
+        return Distiller(settings, info).run()
+    finally:
+        distributed.shutdown()

@@ -1,0 +1,104 @@
+"""Single-process and `torchrun` (DDP) execution for the training commands.
+
+Under `torchrun` the environment holds RANK, WORLD_SIZE and LOCAL_RANK; we then join a process group (NCCL on
+CUDA, gloo on CPU). Gradients are averaged with one coalesced all-reduce per update (`all_reduce_grads`), which
+is what DDP does, but works for the three networks of distillation whose parameters are frozen in turn.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """rank, world_size, local_rank and the torch.device this process trains on."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
+    """'auto' -> cuda:<local_rank> when CUDA is available else cpu; 'cuda' -> cuda:<local_rank>; else as given."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available")
+        if dev.index is None:
+            dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    return dev
+
+
+def init(device: str = "auto") -> DistInfo:
+    """Join the torchrun process group if the environment says so; otherwise a world of one."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device, local)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        kwargs = {"device_id": dev} if dev.type == "cuda" else {}
+        dist.init_process_group(backend=backend, rank=rank, world_size=world, **kwargs)
+    return DistInfo(rank, world, local, dev)
+
+
+def shutdown() -> None:
+    """Leave the process group (if any)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Copy rank 0's parameters and buffers to every rank (no-op in a world of one)."""
+    if world_size() == 1:
+        return
+    for t in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(t.data, src=0)
+
+
+def all_reduce_grads(params: list[torch.nn.Parameter]) -> None:
+    """Average the gradients of `params` over ranks in one flat all-reduce; missing grads count as zeros."""
+    if world_size() == 1:
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
+        offset += n
+
+
+def all_mean(values: torch.Tensor) -> torch.Tensor:
+    """Mean of a tensor over ranks (for logged losses)."""
+    if world_size() == 1:
+        return values
+    v = values.clone()
+    dist.all_reduce(v)
+    return v / world_size()
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()

@@ -1,0 +1,124 @@
+"""Teacher training with the EDM2 recipe (method §1.5 loss form, §1.7 lognormal σ, §1.8 Adam + schedule + EMA).
+
+Loss per sample: Σ_dims [λ(σ) e^(−u(σ)) (D(x0 + σn, σ) − x0)² + u(σ)], λ(σ) = (σ² + σ_d²)/(σ σ_d)², reduced as
+sum · loss_scaling / per-rank batch. Snapshots: the power-function EMAs as `teacher` checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ncvsd_cli.training import distributed
+from ncvsd_cli.training.common import autocast, build, labels_for, make_adam, optimiser_step, snapshot_path
+from ncvsd_cli.training.data import ImageStream, open_source
+from ncvsd_cli.training.ema import PowerFunctionEMA
+from ncvsd_cli.training.loop import Duration, TrainLoop, parse_duration, step_generator
+from ncvsd_cli.training.losses import lognormal_sigma, uncertainty_loss
+from operators.noise import randn
+
+
+@dataclass
+class TeacherSettings:
+    """Settings of `ncvsd train` (defaults are the small-scale choices for `builtin`).
+
+    lr: ref_lr of the EDM2 schedule; ref_batches: decay starts after ref_batches·batch images (0 = none);
+    rampup_kimg: linear warm-up; p_mean/p_std: lognormal σ (EDM2 pixel-space ImageNet-64 values; EDM2's latent
+    ImageNet-512 models use −0.4/1.0); sigma_rels: EMA widths; duration/snapshot: see loop.parse_duration.
+    """
+
+    data: str = "builtin"
+    preset: str = "builtin64"
+    out: str = "runs/teacher"
+    batch: int = 32
+    duration: str = "30min"
+    snapshot: str = "5min"
+    lr: float = 0.01
+    ref_batches: float = 2000.0
+    rampup_kimg: float = 20.0
+    p_mean: float = -0.8
+    p_std: float = 1.6
+    loss_scaling: float = 1.0
+    sigma_rels: tuple[float, ...] = (0.05, 0.10)
+    seed: int = 0
+    xflip: bool = True
+    precision: str = "fp32"
+    channels_last: bool = False
+    device: str = "auto"
+    log_every: int = 20
+    resume: bool = False
+    progress: bool = True
+    command: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class TeacherTrainer(TrainLoop):
+    """Teacher training loop (one update per step)."""
+
+    name = "train"
+
+    def __init__(self, s: TeacherSettings, dist_info: distributed.DistInfo):
+        super().__init__(s.out, dist_info, s.batch, parse_duration(s.duration), parse_duration(s.snapshot),
+                         s.log_every, s.seed, settings=asdict(s), resume=s.resume, progress=s.progress)
+        self.s = s
+        torch.manual_seed(s.seed)  # identical fresh weights on every rank (also broadcast below)
+        self.net, self.config = build("teacher", s.preset, self.device, s.channels_last)
+        distributed.broadcast_module(self.net)
+        self.net.train()
+        self.opt = make_adam(self.net, self.device)
+        self.ema = PowerFunctionEMA(self.net, s.sigma_rels) if dist_info.is_main else None
+        res = self.net.img_resolution
+        self.stream = ImageStream(open_source(s.data, res), res, self.batch_per_rank, s.seed, dist_info.rank,
+                                  dist_info.world_size, xflip=s.xflip)
+
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        s, dev = self.s, self.device
+        images, labels = self.stream.next(dev)
+        if s.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        gen = step_generator(self.seed, self.dist.rank, step, dev)
+        sigma = lognormal_sigma(images.shape[0], s.p_mean, s.p_std, gen, device=dev)
+        noise = randn(images.shape, gen, device=dev)
+        with autocast(dev, s.precision):
+            denoised, logvar = self.net(images + sigma.view(-1, 1, 1, 1) * noise, sigma,
+                                        labels_for(self.net, labels), return_logvar=True)
+        loss = uncertainty_loss(denoised, images, logvar, sigma)
+        optimiser_step(self.net, self.opt, loss.sum() * (s.loss_scaling / images.shape[0]), self.lr(s.lr))
+        if self.ema is not None:
+            self.ema.update(self.net, self.cur_nimg + self.batch, self.batch)
+        return {"loss": loss.mean() / images[0].numel()}
+
+    def log_extras(self) -> dict:
+        return {"lr": self.lr(self.s.lr)}
+
+    def state_dict(self) -> dict:
+        return {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "data": self.stream.state_dict(),
+                "ema": self.ema.state_dict() if self.ema is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.stream.load_state_dict(state["data"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+
+    def write_snapshot(self) -> list[Path]:
+        from ncvsd_cli.checkpoints import save_checkpoint
+
+        paths = []
+        for sigma_rel, ema in self.ema.models(self.net):
+            cfg = dict(self.config, provenance={**self.provenance(), "ema_sigma_rel": sigma_rel})
+            paths.append(save_checkpoint(ema, snapshot_path(self.out, "teacher", self.cur_nimg / 1000, sigma_rel),
+                                         cfg))
+        return paths
+
+
+def train_teacher(settings: TeacherSettings) -> dict:
+    """Run (or resume) teacher training; returns the last log record. Works under torchrun."""
+    info = distributed.init(settings.device)
+    try:
+        return TeacherTrainer(settings, info).run()
+    finally:
+        distributed.shutdown()

@@ -1,0 +1,113 @@
+"""The operator contract shared by every degradation (see ARCHITECTURE.md, "Operator").
+
+Images are float tensors (B, C, H, W) in [-1, 1]. Noise comes only from generators passed in (`operators.noise`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from operators.noise import Generators, randn_like
+
+
+class Operator(nn.Module):
+    """A forward model y = A(x) + sigma_y * n with an exact (or Langevin) likelihood step.
+
+    Subclasses set `name`, `linear` and implement `forward`; linear ones also `adjoint`. They override
+    `likelihood_sample` with a closed form where one exists; the default is unadjusted Langevin (ULA) with the
+    reference's step-size rule (method §3.3). `to_config()` returns a JSON-serialisable dict from which
+    `from_config()` rebuilds an operator that gives bit-identical measurements.
+    """
+
+    name: ClassVar[str] = ""
+    linear: ClassVar[bool] = True
+    #: ULA settings used by the default likelihood step (method §3.3, paper Table 4).
+    langevin_steps: int = 100
+    langevin_c1: float = 0.1
+    langevin_c2: float = 0.1
+
+    def __init__(self, image_shape: tuple[int, int, int]):
+        super().__init__()
+        c, h, w = (int(v) for v in image_shape)
+        if c < 1 or h < 1 or w < 1:
+            raise ValueError(f"image_shape must be positive (C, H, W), got {tuple(image_shape)}")
+        self.image_shape = (c, h, w)
+
+    # --- the model -------------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # A(x)
+        raise NotImplementedError
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:  # A^T y, linear operators only
+        raise NotImplementedError(f"operator '{self.name}' is not linear and has no adjoint")
+
+    def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """A^+ y (classical baseline and initialisation); an image in the [-1, 1] convention."""
+        raise NotImplementedError
+
+    def measurement_shape(self, batch: int = 1) -> tuple[int, ...]:
+        """Shape of A(x) for a batch of `batch` images of `image_shape`."""
+        with torch.no_grad():
+            return (batch, *self.forward(torch.zeros(1, *self.image_shape)).shape[1:])
+
+    def check_image(self, x: torch.Tensor) -> None:
+        """Raise ValueError naming the expected shape when x is not (B, *image_shape)."""
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(f"operator '{self.name}' was built for images of shape (B, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
+
+    # --- noise and likelihood --------------------------------------------------------------------------------
+    def measure(self, x: torch.Tensor, sigma_y: float = 0.05, generator: Generators = None) -> torch.Tensor:
+        """y = A(x) + sigma_y * n, n ~ N(0, I) from `generator` (sigma_y on the [-1, 1] scale, >= 0)."""
+        if sigma_y < 0:
+            raise ValueError(f"sigma_y must be >= 0, got {sigma_y}")
+        y = self.forward(x)
+        return y + sigma_y * randn_like(y, generator) if sigma_y > 0 else y
+
+    def likelihood_sample(self, x0: torch.Tensor, y: torch.Tensor, rho: float, sigma_p: float,
+                          generator: Generators = None) -> torch.Tensor:
+        """One sample u ~ p(u) ∝ exp(-|A(u) - y|² / (2 sigma_p²) - |u - x0|² / (2 rho²)).
+
+        Default: ULA from u = x0 with step gamma = C1 / (C2 / beta + 1 / rho²), beta = 2 sigma_p² (method §3.3);
+        returns zeros if the chain produces NaN, like the reference.
+        """
+        return self.langevin_likelihood_sample(x0, y, rho, sigma_p, generator)
+
+    def langevin_likelihood_sample(self, x0: torch.Tensor, y: torch.Tensor, rho: float, sigma_p: float,
+                                   generator: Generators = None, steps: int | None = None) -> torch.Tensor:
+        """ULA on U(u) = |A(u) - y|² / beta + |u - x0|² / (2 rho²), beta = 2 sigma_p² (method §3.3)."""
+        steps = self.langevin_steps if steps is None else int(steps)
+        beta = 2.0 * sigma_p**2
+        lr = self.langevin_c1 / (self.langevin_c2 / beta + 1.0 / rho**2)
+        u = x0.detach().clone()
+        for _ in range(steps):
+            u.requires_grad_(True)
+            with torch.enable_grad():
+                energy = (self.forward(u) - y).pow(2).sum() / beta + (u - x0).pow(2).sum() / (2 * rho**2)
+                (grad,) = torch.autograd.grad(energy, u)
+            u = (u.detach() - lr * grad + math.sqrt(2 * lr) * randn_like(u, generator)).detach()
+        if torch.isnan(u).any():
+            return torch.zeros_like(u)
+        return u
+
+    # --- configuration ---------------------------------------------------------------------------------------
+    def to_config(self) -> dict[str, Any]:
+        """JSON-serialisable description: {'name': ..., 'image_shape': [C, H, W], **parameters}."""
+        return {"name": self.name, "image_shape": list(self.image_shape), **self.extra_config()}
+
+    def extra_config(self) -> dict[str, Any]:
+        """Parameters beyond name and image_shape (kernels, masks, seeds) needed to rebuild exactly."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Operator":
+        """Rebuild from `to_config()` output (also through `operators.from_config`)."""
+        cfg = dict(config)
+        cfg.pop("name", None)
+        shape = tuple(cfg.pop("image_shape"))
+        return cls(shape, **cfg)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, image_shape={self.image_shape}"

@@ -1,0 +1,128 @@
+"""Inpainting: A(x) = m ⊙ x with a binary mask m (1 = known pixel), method §4.1.
+
+y keeps the full image shape and is noisy everywhere; the hole pixels are ignored by the likelihood.
+The likelihood step is exact, per pixel (method §3.3):
+    var = (1/rho² + m/sigma_p²)⁻¹,  mean = var · (x0/rho² + m·y/sigma_p²),  u = mean + sqrt(var)·eps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from operators.base import Operator
+from operators.noise import Generators, rand, randn_like
+from operators.params import as_array, check_likelihood_args, encode_array, like, positive_int
+from operators.registry import register
+
+
+class MaskOperator(Operator):
+    """Shared body of the inpainting operators; subclasses build `mask` (shape (1, 1 or C, H, W), values 0/1)."""
+
+    linear = True
+
+    def _set_mask(self, mask: torch.Tensor) -> None:
+        self.register_buffer("mask", mask.to(torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return like(self.mask, x) * x
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return like(self.mask, y) * y
+
+    def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """y where known, 0 (mid-grey) in the hole."""
+        return like(self.mask, y) * y
+
+    def likelihood_sample(self, x0: torch.Tensor, y: torch.Tensor, rho: float, sigma_p: float,
+                          generator: Generators = None) -> torch.Tensor:
+        """Exact sample, method §3.3 (inpainting)."""
+        check_likelihood_args(rho, sigma_p)
+        m = like(self.mask, x0)
+        var = 1.0 / (1.0 / rho**2 + m / sigma_p**2)
+        mean = var * (x0 / rho**2 + m * y / sigma_p**2)
+        return mean + var.sqrt() * randn_like(x0, generator)
+
+
+@register
+class BoxInpainting(MaskOperator):
+    """A centred rectangular hole of `box_size` = (h, w) pixels (default half the image side per axis, so
+    [64:192, 64:192] on 256x256 as in the paper); top-left corner at ((H - h)//2, (W - w)//2)."""
+
+    name = "inpaint-box"
+
+    def __init__(self, image_shape: tuple[int, int, int], box_size: int | list[int] | None = None):
+        super().__init__(image_shape)
+        _, h, w = self.image_shape
+        if box_size is None:
+            box_size = [max(h // 2, 1), max(w // 2, 1)]
+        sizes = [box_size, box_size] if np.ndim(box_size) == 0 else list(box_size)
+        if len(sizes) != 2:
+            raise ValueError(f"box_size must be an int or (height, width), got {box_size!r}")
+        bh, bw = positive_int(sizes[0], "box_size"), positive_int(sizes[1], "box_size")
+        if bh > h or bw > w:
+            raise ValueError(f"box_size {bh}x{bw} is bigger than the image {h}x{w}")
+        self.box_size = (bh, bw)
+        top, left = (h - bh) // 2, (w - bw) // 2
+        mask = torch.ones(1, 1, h, w)
+        mask[..., top:top + bh, left:left + bw] = 0
+        self._set_mask(mask)
+
+    def extra_config(self) -> dict[str, Any]:
+        return {"box_size": list(self.box_size)}
+
+
+@register
+class RandomInpainting(MaskOperator):
+    """round(fraction·H·W) missing pixels (default 70 %, like the reference's random_mask.png), the same in every
+    channel, chosen from torch.Generator(seed) (CPU, so the mask is the same on every device)."""
+
+    name = "inpaint-random"
+
+    def __init__(self, image_shape: tuple[int, int, int], fraction: float = 0.7, seed: int = 0):
+        super().__init__(image_shape)
+        fraction = float(fraction)
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"fraction (of missing pixels) must be in (0, 1), got {fraction}")
+        if isinstance(seed, bool) or not float(seed).is_integer():
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        self.fraction, self.seed = fraction, int(seed)
+        _, h, w = self.image_shape
+        n_missing = int(round(fraction * h * w))
+        scores = rand((h * w,), torch.Generator().manual_seed(self.seed), dtype=torch.float64)
+        mask = torch.ones(h * w)
+        mask[torch.argsort(scores, stable=True)[:n_missing]] = 0
+        self._set_mask(mask.view(1, 1, h, w))
+
+    def extra_config(self) -> dict[str, Any]:
+        return {"fraction": self.fraction, "seed": self.seed}
+
+
+@register
+class MaskInpainting(MaskOperator):
+    """A user mask, white = known: a tensor/array/nested list of shape (H, W), (1 or C, H, W) or (1, 1 or C, H, W)
+    with values in [0, 1], or an image path (grey levels, colour averaged). Thresholded at 0.5."""
+
+    name = "inpaint-mask"
+
+    def __init__(self, image_shape: tuple[int, int, int], mask: Any = None):
+        super().__init__(image_shape)
+        if mask is None:
+            raise ValueError("mask is required for inpaint-mask (an image path, array or tensor; white = known)")
+        c, h, w = self.image_shape
+        a = np.asarray(as_array(mask, "mask"), dtype=np.float64)
+        given = a.shape
+        if a.ndim == 4 and a.shape[0] == 1:
+            a = a[0]
+        if a.ndim == 2:
+            a = a[None]
+        if a.ndim != 3 or a.shape[1:] != (h, w) or a.shape[0] not in (1, c):
+            raise ValueError(f"mask must have shape (H, W) = ({h}, {w}) or (1 or {c}, {h}, {w}), got {given}")
+        if not np.isfinite(a).all():
+            raise ValueError("mask contains NaN or infinite values")
+        self._set_mask(torch.from_numpy((a > 0.5).astype(np.float32))[None])
+
+    def extra_config(self) -> dict[str, Any]:
+        return {"mask": encode_array(self.mask[0].cpu().numpy().astype(np.uint8))}

@@ -1,0 +1,57 @@
+"""Seeded Gaussian noise: the one place where per-image generators turn into tensors.
+
+A `Generators` value is either one `torch.Generator` (used for the whole batch) or a sequence with one generator
+per batch element, so that each image's noise is independent of the batch it was processed in
+(the convention of EDM2's StackedRandomGenerator).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def randn(shape: Sequence[int], generator: Generators = None, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Standard normal tensor of `shape`; with a list of generators, row b is drawn from generator[b].
+
+    Draws happen on the generator's device and are moved to `device`, so CPU generators give the same numbers
+    whatever device the computation runs on.
+    """
+    shape = tuple(shape)
+    if generator is None or isinstance(generator, torch.Generator):
+        gen_device = generator.device if generator is not None else device
+        out = torch.randn(shape, generator=generator, device=gen_device, dtype=dtype)
+        return out.to(device) if device is not None else out
+    gens = list(generator)
+    if len(gens) != shape[0]:
+        raise ValueError(f"got {len(gens)} generators for a batch of {shape[0]}; pass one per image")
+    rows = [torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype) for g in gens]
+    out = torch.stack(rows)
+    return out.to(device) if device is not None else out
+
+
+def randn_like(x: torch.Tensor, generator: Generators = None) -> torch.Tensor:
+    """Standard normal tensor shaped like `x`, on x's device and dtype (see `randn`)."""
+    return randn(x.shape, generator, device=x.device, dtype=x.dtype)
+
+
+def rand(shape: Sequence[int], generator: Generators = None, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Uniform [0, 1) tensor, with the same generator rules as `randn`."""
+    shape = tuple(shape)
+    if generator is None or isinstance(generator, torch.Generator):
+        gen_device = generator.device if generator is not None else device
+        out = torch.rand(shape, generator=generator, device=gen_device, dtype=dtype)
+        return out.to(device) if device is not None else out
+    gens = list(generator)
+    if len(gens) != shape[0]:
+        raise ValueError(f"got {len(gens)} generators for a batch of {shape[0]}; pass one per image")
+    out = torch.stack([torch.rand(shape[1:], generator=g, device=g.device, dtype=dtype) for g in gens])
+    return out.to(device) if device is not None else out
+
+
+def generators_for_seeds(seeds: Sequence[int], device="cpu") -> list[torch.Generator]:
+    """One seeded generator per image: `generators_for_seeds([3, 4])` -> [Generator(3), Generator(4)]."""
+    return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]

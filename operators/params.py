@@ -1,0 +1,105 @@
+"""Parameter helpers shared by the operators: validation with messages that name the parameter, and arrays
+(masks, kernels) that survive a JSON round trip bit for bit.
+
+An array parameter may be given as a torch tensor, a numpy array, nested lists, a path (`.npy`, or any image
+Pillow reads) or the dict written by `encode_array`. `encode_array` stores the raw little-endian bytes
+(zlib-compressed, base64) with dtype and shape, so `decode_array(encode_array(a))` equals `a` exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ARRAY_ENCODING = "zlib-base64"
+
+
+def encode_array(a: np.ndarray) -> dict[str, Any]:
+    """JSON-serialisable, exact encoding of a numpy array (dtype, shape, zlib+base64 of the little-endian bytes)."""
+    a = np.ascontiguousarray(a)
+    le = a.astype(a.dtype.newbyteorder("<"), copy=False)
+    return {"encoding": ARRAY_ENCODING, "dtype": a.dtype.str.lstrip("<>|="), "shape": list(a.shape),
+            "data": base64.b64encode(zlib.compress(le.tobytes(), 9)).decode("ascii")}
+
+
+def decode_array(d: dict[str, Any]) -> np.ndarray:
+    """Inverse of `encode_array`."""
+    if d.get("encoding") != ARRAY_ENCODING:
+        raise ValueError(f"unknown array encoding {d.get('encoding')!r}; expected {ARRAY_ENCODING!r}")
+    dtype = np.dtype(d["dtype"]).newbyteorder("<")
+    raw = zlib.decompress(base64.b64decode(d["data"]))
+    return np.frombuffer(raw, dtype=dtype).reshape(d["shape"]).astype(dtype.newbyteorder("="))
+
+
+def load_gray_image(path: str | Path) -> np.ndarray:
+    """A mask or kernel image as float64 in [0, 1]: colour images are averaged over R, G, B; alpha is dropped;
+    8- and 16-bit images are scaled by their maximum code value."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr", "1"):
+            im = im.convert("RGB") if im.mode != "LA" else im.convert("L")
+        a = np.asarray(im)
+    if a.dtype == np.uint8:
+        a = a / 255.0
+    elif a.dtype in (np.uint16, np.int32) or (a.dtype.kind in "iu"):
+        a = a / (65535.0 if a.max() > 255 else 255.0)
+    a = np.asarray(a, dtype=np.float64)
+    return a.mean(axis=-1) if a.ndim == 3 else a
+
+
+def as_array(value: Any, name: str) -> np.ndarray:
+    """Turn an array parameter (tensor, ndarray, nested list, path, encoded dict) into a numpy array."""
+    if isinstance(value, dict):
+        return decode_array(value)
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, (str, Path)):
+        path = Path(value)
+        if not path.is_file():
+            raise ValueError(f"{name}: file not found: {path}")
+        if path.suffix.lower() == ".npy":
+            return np.load(path, allow_pickle=False)
+        try:
+            return load_gray_image(path)
+        except Exception as exc:  # Pillow raises several types for unreadable files
+            raise ValueError(f"{name}: cannot read {path} as .npy or image ({exc})") from None
+    try:
+        return np.asarray(value)
+    except Exception as exc:
+        raise ValueError(f"{name}: cannot convert {type(value).__name__} to an array ({exc})") from None
+
+
+def positive_int(value: Any, name: str) -> int:
+    """`value` as an int >= 1, or ValueError naming `name`."""
+    if isinstance(value, bool) or not float(value).is_integer() or int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def positive_float(value: Any, name: str, allow_zero: bool = False) -> float:
+    """`value` as a finite float > 0 (>= 0 with allow_zero), or ValueError naming `name`."""
+    v = float(value)
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value!r}")
+    return v
+
+
+def check_likelihood_args(rho: float, sigma_p: float) -> None:
+    """The likelihood step needs rho > 0 and sigma_p > 0 (method §3.3)."""
+    if not rho > 0:
+        raise ValueError(f"rho must be > 0, got {rho}")
+    if not sigma_p > 0:
+        raise ValueError(f"sigma_p must be > 0, got {sigma_p}")
+
+
+def like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Buffer `t` in x's dtype. Operator buffers (matrices, kernels) are built in float64 so that they are exact;
+    each call uses them in the input's dtype. They move with `.to(device)`."""
+    return t if t.dtype == x.dtype else t.to(x.dtype)

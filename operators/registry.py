@@ -1,0 +1,62 @@
+"""Operators by name. Built-ins register with `@register`; other packages add theirs through the entry-point
+group `ncvsd.operators` (`name = "package.module:OperatorClass"`), loaded on first lookup."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any
+
+from operators.base import Operator
+
+_REGISTRY: dict[str, type[Operator]] = {}
+_ENTRY_POINTS_LOADED = False
+ENTRY_POINT_GROUP = "ncvsd.operators"
+
+
+def register(cls: type[Operator]) -> type[Operator]:
+    """Class decorator: make `cls` available as `cls.name`."""
+    if not cls.name:
+        raise ValueError(f"{cls.__qualname__} has no `name`")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"operator name '{cls.name}' is already registered by {_REGISTRY[cls.name].__qualname__}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_entry_points() -> None:
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        cls = ep.load()
+        if not (isinstance(cls, type) and issubclass(cls, Operator)):
+            raise TypeError(f"entry point {ep.name} = {ep.value} is not an operators.Operator subclass")
+        if ep.name != cls.name:
+            raise ValueError(f"entry point '{ep.name}' names class {cls.__qualname__} whose name is '{cls.name}'")
+        register(cls)
+
+
+def names() -> list[str]:
+    """All registered operator names, sorted."""
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type[Operator]:
+    """The operator class called `name`; ValueError listing the known names otherwise."""
+    _load_entry_points()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown task/operator '{name}'; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def create(name: str, image_shape: tuple[int, int, int], **params: Any) -> Operator:
+    """Build operator `name` for images of shape (C, H, W) with its parameters."""
+    return get(name)(tuple(image_shape), **params)
+
+
+def from_config(config: dict[str, Any]) -> Operator:
+    """Rebuild an operator from `Operator.to_config()` output."""
+    return get(config["name"]).from_config(config)

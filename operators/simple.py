@@ -1,0 +1,69 @@
+"""Denoising (A = I) and phase retrieval (method §4.5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from operators.base import Operator
+from operators.noise import Generators, randn_like
+from operators.params import check_likelihood_args, positive_float
+from operators.registry import register
+
+
+@register
+class Denoise(Operator):
+    """A = I. Exact likelihood step: var = (1/ρ² + 1/σ_p²)⁻¹, mean = var·(x0/ρ² + y/σ_p²) (method §3.3 with m = 1)."""
+
+    name = "denoise"
+    linear = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return y
+
+    def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return y
+
+    def likelihood_sample(self, x0: torch.Tensor, y: torch.Tensor, rho: float, sigma_p: float,
+                          generator: Generators = None) -> torch.Tensor:
+        check_likelihood_args(rho, sigma_p)
+        var = 1.0 / (1.0 / rho**2 + 1.0 / sigma_p**2)
+        return var * (x0 / rho**2 + y / sigma_p**2) + var**0.5 * randn_like(x0, generator)
+
+
+@register
+class PhaseRetrieval(Operator):
+    """A(x) = |F_c(pad((x + 1)/2))|: x mapped to [0, 1], zero-padded by int(oversample/8·H) rows and
+    int(oversample/8·W) columns on each side (128 on 256 for the default oversample = 4, i.e. 4× the pixels),
+    centred orthonormal 2-D FFT (ifftshift, fft "ortho", fftshift), magnitude (method §4.5).
+
+    Computed in the input's precision (the reference uses complex128). No closed form: the likelihood step is the
+    base class's ULA, 100 steps, C1 = C2 = 0.1 (method §3.3). Not linear; `pseudo_inverse` has no meaning here and
+    returns the mid-grey image (zeros), a neutral start.
+    """
+
+    name = "phase-retrieval"
+    linear = False
+
+    def __init__(self, image_shape: tuple[int, int, int], oversample: float = 4.0):
+        super().__init__(image_shape)
+        self.oversample = positive_float(oversample, "oversample", allow_zero=True)
+        _, h, w = self.image_shape
+        self.pad = (int(self.oversample / 8 * h), int(self.oversample / 8 * w))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ph, pw = self.pad
+        z = torch.nn.functional.pad((x + 1) / 2, (pw, pw, ph, ph))
+        f = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(z, dim=(-2, -1)), norm="ortho"), dim=(-2, -1))
+        return f.abs()
+
+    def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """Fallback: zeros (mid-grey) of shape (B, *image_shape); phase retrieval has no linear inverse."""
+        return y.new_zeros((y.shape[0], *self.image_shape))
+
+    def extra_config(self) -> dict[str, Any]:
+        return {"oversample": self.oversample}

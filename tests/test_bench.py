@@ -1,0 +1,197 @@
+"""`ncvsd bench` end to end on three tiny images with tiny networks: outputs, columns, resume, shared measurements,
+sharding, and the CLI."""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from ncvsd_cli.bench import BenchConfig, methods, results, run_bench
+from ncvsd_cli.bench import runner as bench_runner
+
+TASKS = ["inpaint-box", "sr4"]
+RES = 32  # LPIPS-alex needs >= 31 px; the tiny preset runs at any even size
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    """Three 16x16 PNGs and tiny generator / teacher checkpoints (32 px)."""
+    from ncvsd_cli.checkpoints import save_checkpoint
+    from ncvsd_cli.networks import build_network, network_config
+
+    root = tmp_path_factory.mktemp("bench")
+    (root / "imgs").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / "imgs" / f"im{i}.png")
+    for kind in ("generator", "teacher"):
+        torch.manual_seed(0)
+        cfg = network_config(kind, "tiny", img_resolution=RES)
+        save_checkpoint(build_network(cfg), root / f"{kind}.safetensors", cfg)
+    return root
+
+
+def _cfg(assets, out, **kw):
+    base = dict(dataset=str(assets / "imgs"), out=str(out), tasks=TASKS, nfe=[1, 2],
+                methods=["pnp-gd", "dps", "daps", "classical"], generator=str(assets / "generator.safetensors"),
+                teacher=str(assets / "teacher.safetensors"), baseline_nfe=2, grid_images=2)
+    return BenchConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def first_run(assets, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    return out, run_bench(_cfg(assets, out), progress=False)
+
+
+def _expected_jobs():
+    import operators
+
+    per_task = {}
+    for task in TASKS:
+        op = operators.create(task, (3, RES, RES))
+        per_task[task] = methods.expand_jobs(["pnp-gd", "dps", "daps", "classical"], [1, 2], 2, op)
+    return per_task
+
+
+def test_outputs_and_columns(first_run):
+    out, outcome = first_run
+    assert not outcome.failed
+    names = {p.name for p in outcome.files}
+    assert {"per_image.csv", "summary.md", "summary.json", "nfe_plot.png", *(f"grid_{t}.png" for t in TASKS)} <= names
+    for png in ("nfe_plot.png", "grid_sr4.png"):
+        with Image.open(out / png) as im:
+            assert im.size[0] > 100 and im.size[1] > 100
+    rows = results.read_rows(out / "per_image.csv")
+    with open(out / "per_image.csv") as fh:
+        assert fh.readline().strip().split(",") == results.columns("alex")
+    jobs = _expected_jobs()
+    assert len(rows) == outcome.computed == 3 * sum(len(j) for j in jobs.values())
+    assert {(r["task"], r["method"], r["nfe"]) for r in rows} == {(t, j.method, j.nfe) for t in TASKS
+                                                                  for j in jobs[t]}
+    for r in rows:
+        assert r["dataset"] == "imgs" and r["resolution"] == RES and r["sigma_y"] == 0.05
+        assert all(math.isfinite(r[c]) for c in ("psnr", "ssim", "lpips_alex", "seconds", "peak_mem_mb"))
+        assert r["lpips_alex"] >= 0 and r["seconds"] > 0 and r["mem_kind"].startswith("cpu")
+        if r["method"] == "pnp-gd":
+            assert r["network_evals"] == r["nfe"] and r["operator_evals"] > 0
+        if r["method"] in ("dps", "daps"):
+            assert r["nfe"] == r["network_evals"] == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["lpips_net"] == "alex" and "mean" in summary["aggregation"]
+    rec = summary["summary"][0]
+    for key in ("task", "method", "nfe", "aggregation", "n_images", "psnr_mean", "psnr_std", "ssim_mean",
+                "lpips_alex_mean", "lpips_alex_std", "network_evals", "operator_evals", "seconds_mean",
+                "peak_mem_mb_max"):
+        assert key in rec
+    assert rec["n_images"] == 3 and summary["config"]["environment"]["torch"]
+    md = (out / "summary.md").read_text()
+    assert "## sr4" in md and "LPIPS-alex" in md and "| pnp-gd | 2 |" in md and "mean ± std" in md
+    # the grid's pictures exist for the first two images only
+    assert (out / "samples" / "sr4" / "im1" / "pnp-gd-nfe2.png").exists()
+    assert (out / "samples" / "sr4" / "im0" / "measurement.png").exists()
+    assert not (out / "samples" / "sr4" / "im2").exists()
+
+
+def test_resume_computes_nothing_new_and_refuses_without_flag(assets, first_run, tmp_path):
+    out, first = first_run
+    out2 = tmp_path / "out"
+    shutil.copytree(out, out2)
+    with pytest.raises(ValueError, match="--resume"):
+        run_bench(_cfg(assets, out2), progress=False)
+    again = run_bench(_cfg(assets, out2, resume=True), progress=False)
+    assert again.computed == 0 and again.skipped == first.computed
+    assert len(results.read_rows(out2 / "per_image.csv")) == first.computed
+
+
+def test_interrupted_run_loses_nothing(assets, first_run, tmp_path, monkeypatch):
+    out, first = first_run
+    out2 = tmp_path / "out"
+    out2.mkdir()
+    lines = (out / "per_image.csv").read_text().splitlines(keepends=True)
+    kept = lines[:4]  # header + 3 rows, then a row cut in half
+    (out2 / "per_image.csv").write_text("".join(kept) + lines[4][:20])
+    computed = []
+    res = run_bench(_cfg(assets, out2, resume=True), progress=False, on_row=computed.append)
+    assert res.computed == first.computed - 3 == len(computed)
+    rows = results.read_rows(out2 / "per_image.csv")
+    assert len(rows) == first.computed
+    # the same seed gives the same numbers, whether computed in one go or resumed
+    ref = {results.row_key(r): r for r in results.read_rows(out / "per_image.csv")}
+    for r in rows:
+        assert r["psnr"] == pytest.approx(ref[results.row_key(r)]["psnr"], abs=1e-4)
+
+
+def test_every_method_sees_the_same_measurement(assets, tmp_path, monkeypatch):
+    seen = {}
+    real = methods.run_job
+
+    def spy(job, task, operator, y, *args, **kwargs):
+        seen.setdefault(task, []).append((job.method, y.clone()))
+        return real(job, task, operator, y, *args, **kwargs)
+
+    monkeypatch.setattr(methods, "run_job", spy)
+    run_bench(_cfg(assets, tmp_path / "out", limit=1, nfe=[1]), progress=False)
+    for task, calls in seen.items():
+        assert len({m for m, _ in calls}) >= 3
+        assert all(torch.equal(calls[0][1], y) for _, y in calls), task
+
+
+def test_best_of_k_rows_and_label(assets, tmp_path):
+    out = tmp_path / "out"
+    res = run_bench(_cfg(assets, out, tasks=["inpaint-box"], methods=["pnp-gd"], nfe=[1], limit=2, best_of=2),
+                    progress=False)
+    rows = results.read_rows(out / "per_image.csv")
+    assert res.computed == 4 and sorted({r["run"] for r in rows}) == [0, 1]
+    runs0 = [r["psnr"] for r in rows if r["run"] == 0]
+    runs1 = [r["psnr"] for r in rows if r["run"] == 1]
+    assert runs0 != runs1  # independent samples
+    assert {s["aggregation"] for s in res.summary} == {"mean", "best-of-2"}
+    assert "best-of-2" in (out / "summary.md").read_text()
+
+
+def test_sharded_ranks_merge_to_the_single_run(assets, first_run, tmp_path, monkeypatch):
+    out, _ = first_run
+    out2 = tmp_path / "out"
+    monkeypatch.setattr(bench_runner.distributed, "barrier", lambda world: False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("MASTER_ADDR", "localhost")
+    for rank in (1, 0):  # rank 1 first: rank 0 then merges both parts
+        monkeypatch.setenv("RANK", str(rank))
+        res = run_bench(_cfg(assets, out2, methods=["pnp-gd", "classical"], resume=True), progress=False)
+        assert (res.summary is not None) == (rank == 0)
+    part1 = results.read_rows(out2 / "per_image.rank1-of-2.csv")
+    assert {r["image"] for r in part1} == {"im1"}
+    merged = results.read_rows(out2 / "per_image.csv")
+    ref = {results.row_key(r): r for r in results.read_rows(out / "per_image.csv")}
+    assert {r["image"] for r in merged} == {"im0", "im1", "im2"}
+    for r in merged:
+        assert r["psnr"] == pytest.approx(ref[results.row_key(r)]["psnr"], abs=1e-4)
+
+
+def test_cli_end_to_end_and_errors(assets, tmp_path, monkeypatch):
+    from ncvsd_cli.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    args = ["bench", "--dataset", str(assets / "imgs"), "--tasks", "inpaint-box", "--nfe", "1", "--methods",
+            "pnp-gd", "--checkpoint", str(assets / "generator.safetensors"), "--limit", "2", "--device", "cpu",
+            "--out", str(out), "--quiet"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "| pnp-gd | 1 |" in res.stdout
+    res = runner.invoke(app, [*args, "--resume", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["lpips_net"] == "alex"
+    monkeypatch.delenv("NCVSD_FFHQ", raising=False)
+    res = runner.invoke(app, ["bench", "--dataset", "ffhq", "--methods", "pnp-gd", "--checkpoint",
+                              str(assets / "generator.safetensors"), "--out", str(tmp_path / "f")])
+    assert res.exit_code == 2 and "NCVSD_FFHQ" in res.output
+    res = runner.invoke(app, [*args[:-1], "--out", str(tmp_path / "x"), "--methods", "nope"])
+    assert res.exit_code == 2 and "nope" in res.output
+    res = runner.invoke(app, ["bench", "--help"])
+    assert res.exit_code == 0 and "Examples" in res.output and "--baseline-nfe" in res.output

@@ -1,0 +1,265 @@
+"""Checkpoint format (safetensors + JSON config), manifest verification, lookup order and `ncvsd checkpoints`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors import safe_open
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from ncvsd_cli import checkpoints as ck
+from ncvsd_cli.checkpoints import (
+    CheckpointError, default_checkpoint, list_checkpoints, load_checkpoint, locate_shipped_file, read_config,
+    resolve_checkpoint, save_checkpoint, sha256_file,
+)
+from ncvsd_cli.networks import KINDS, build_network, network_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    """Isolated search locations: env, shipped (with its own manifest) and cache folders."""
+    d = {name: tmp_path / name for name in ("env", "shipped", "cache")}
+    for p in d.values():
+        p.mkdir()
+    (d["shipped"] / "manifest.yaml").write_text("defaults: {}\nfiles: {}\n")
+    monkeypatch.setenv("NCVSD_CHECKPOINTS", str(d["env"]))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    d["cache"] = tmp_path / "xdg" / "ncvsd"
+    d["cache"].mkdir(parents=True)
+    monkeypatch.setattr(ck, "shipped_dir", lambda: d["shipped"])
+    return d
+
+
+def _write_manifest(folder: Path, files: dict, defaults: dict | None = None) -> None:
+    (folder / "manifest.yaml").write_text(yaml.safe_dump({"defaults": defaults or {}, "files": files}))
+
+
+def _randomised(kind: str, preset: str = "tiny", seed: int = 0) -> torch.nn.Module:
+    net = build_network(network_config(kind, preset))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.rand(p.shape, generator=g))
+    return net
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_roundtrip_every_kind(tmp_path, kind):
+    net = _randomised(kind)
+    config = network_config(kind, "tiny")
+    config["provenance"] = {"data": "unit test", "steps": 0, "command": "pytest"}
+    path = save_checkpoint(net, tmp_path / f"{kind}.safetensors", config)
+    model, cfg = load_checkpoint(path, kind=kind)
+    assert type(model) is type(net) and not model.training
+    assert cfg["kind"] == kind and cfg["preset"] == "tiny" and cfg["arch"] == config["arch"]
+    assert cfg["format_version"] == ck.FORMAT_VERSION and cfg["provenance"]["date"]
+    for name, ref in net.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], ref, rtol=0, atol=0, msg=name)
+    assert [p.name for p in tmp_path.iterdir()] == [f"{kind}.safetensors"]  # no temp file left behind
+
+
+def test_metadata_holds_the_documented_config(tmp_path):
+    net = _randomised("generator")
+    config = network_config("generator", "tiny")
+    config["provenance"] = {"data": "FFHQ-16", "steps": 12, "command": "ncvsd distill ..."}
+    path = save_checkpoint(net, tmp_path / "g.safetensors", config)
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["ncvsd"])
+    for key in ("kind", "preset", "arch", "img_resolution", "img_channels", "label_dim", "sigma_data", "gamma",
+                "provenance", "format_version"):
+        assert key in meta, key
+    assert meta["gamma"] == pytest.approx(0.414) and meta["img_resolution"] == 16
+    assert {"data", "steps", "date", "command"} <= set(meta["provenance"])
+
+
+def test_fp16_file_loads_as_float32_with_the_same_outputs(tmp_path):
+    teacher = _randomised("teacher")
+    with torch.no_grad():
+        for t in teacher.state_dict().values():
+            t.copy_(t.half().float())
+    path = save_checkpoint(teacher, tmp_path / "t.safetensors", network_config("teacher", "tiny"),
+                           dtype=torch.float16)
+    with safe_open(str(path), framework="pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict) == {torch.float16}
+    model, _ = load_checkpoint(path)
+    assert {t.dtype for t in model.state_dict().values()} == {torch.float32}
+    x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, 0.5), teacher.eval()(x, 0.5), rtol=0, atol=0)
+
+
+def test_failed_save_keeps_the_old_file(tmp_path):
+    net = _randomised("teacher")
+    path = save_checkpoint(net, tmp_path / "t.safetensors", network_config("teacher", "tiny"))
+    before = sha256_file(path)
+    bad = network_config("teacher", "tiny")
+    bad["provenance"] = {"command": object()}  # not JSON
+    with pytest.raises(TypeError):
+        save_checkpoint(net, path, bad)
+    with pytest.raises(ValueError, match="kind"):
+        save_checkpoint(net, path, {"kind": "unet", "arch": {}})
+    assert sha256_file(path) == before and len(list(tmp_path.iterdir())) == 1
+
+
+def test_wrong_kind_and_wrong_architecture_are_checkpoint_errors(tmp_path):
+    path = save_checkpoint(_randomised("teacher"), tmp_path / "t.safetensors", network_config("teacher", "tiny"))
+    with pytest.raises(CheckpointError, match="holds a teacher network, but a generator is needed"):
+        load_checkpoint(path, kind="generator")
+    lying = network_config("teacher", "tiny", model_channels=8)
+    liar = save_checkpoint(_randomised("teacher"), tmp_path / "liar.safetensors", lying)
+    with safe_open(str(path), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    save_file(tensors, str(liar), metadata={"ncvsd": json.dumps({**lying, "format_version": 1})})
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_checkpoint(liar)
+
+
+def test_foreign_files_are_refused(tmp_path):
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain))
+    with pytest.raises(CheckpointError, match="not an ncvsd checkpoint"):
+        load_checkpoint(plain)
+    pkl = tmp_path / "model.safetensors"
+    torch.save({"w": torch.zeros(2)}, pkl)  # a pickle renamed: must not be unpickled
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        read_config(pkl)
+    future = tmp_path / "future.safetensors"
+    save_file({"w": torch.zeros(2)}, str(future), metadata={"ncvsd": json.dumps({"kind": "teacher",
+                                                                                "format_version": 99})})
+    with pytest.raises(CheckpointError, match="format_version 99"):
+        read_config(future)
+
+
+def test_lookup_order_and_bare_names(dirs, tmp_path):
+    net, cfg = _randomised("teacher"), network_config("teacher", "tiny")
+    for loc in ("cache", "shipped", "env"):
+        save_checkpoint(net, dirs[loc] / "m.safetensors", cfg)
+        assert resolve_checkpoint("m") == dirs[loc] / "m.safetensors"  # latest written location wins
+    explicit = save_checkpoint(net, tmp_path / "elsewhere" / "m.safetensors", cfg)
+    assert resolve_checkpoint(explicit) == explicit
+    assert resolve_checkpoint("m.safetensors") == dirs["env"] / "m.safetensors"
+    save_checkpoint(net, dirs["cache"] / "only-cache.safetensors", cfg)
+    assert resolve_checkpoint("only-cache") == dirs["cache"] / "only-cache.safetensors"
+    with pytest.raises(CheckpointError) as err:
+        resolve_checkpoint("missing")
+    msg = str(err.value)
+    assert str(dirs["env"]) in msg and str(dirs["shipped"]) in msg and str(dirs["cache"]) in msg
+    assert "m.safetensors" in msg and "only-cache.safetensors" in msg
+    with pytest.raises(CheckpointError, match="not found"):
+        resolve_checkpoint(tmp_path / "nope" / "m.safetensors")
+    listed = [(i.name, i.location) for i in list_checkpoints()]
+    assert listed == [("m.safetensors", "env"), ("m.safetensors", "shipped"), ("m.safetensors", "cache"),
+                      ("only-cache.safetensors", "cache")]
+
+
+def test_manifest_verification(dirs):
+    path = save_checkpoint(_randomised("teacher"), dirs["shipped"] / "t.safetensors",
+                           network_config("teacher", "tiny"))
+    good = {"sha256": sha256_file(path), "size": path.stat().st_size, "licence": "MIT", "provenance": {}}
+    _write_manifest(dirs["shipped"], {"t.safetensors": good}, {"teacher": "t.safetensors"})
+    assert locate_shipped_file("t.safetensors") == path
+    assert default_checkpoint("teacher") == "t.safetensors"
+    assert load_checkpoint(default_checkpoint("teacher"))[1]["kind"] == "teacher"
+    with pytest.raises(CheckpointError, match="no default generator checkpoint"):
+        default_checkpoint("generator")
+
+    wrong = {**good, "sha256": "0" * 64}
+    _write_manifest(dirs["shipped"], {"t.safetensors": wrong})
+    for call in (lambda: locate_shipped_file("t.safetensors"), lambda: load_checkpoint("t")):
+        with pytest.raises(CheckpointError) as err:
+            call()
+        assert "t.safetensors" in str(err.value) and "0" * 64 in str(err.value) and good["sha256"] in str(err.value)
+    # the check is by file name, wherever the file is found
+    shutil.copy(path, dirs["env"] / "t.safetensors")
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        load_checkpoint("t")
+
+    path.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 12\n")
+    _write_manifest(dirs["shipped"], {"t.safetensors": good})
+    with pytest.raises(CheckpointError, match="Git LFS pointer"):
+        locate_shipped_file("t.safetensors")
+    with pytest.raises(CheckpointError, match="not listed"):
+        locate_shipped_file("other.safetensors")
+
+
+def test_shipped_manifest_is_consistent():
+    """Every file listed in the real checkpoints/manifest.yaml exists and matches; defaults name listed files."""
+    manifest = ck.load_manifest()
+    for name in manifest["files"]:
+        assert locate_shipped_file(name).is_file()
+    for kind, name in manifest["defaults"].items():
+        assert name in manifest["files"], f"default {kind} {name} is not listed"
+        assert read_config(locate_shipped_file(name))["kind"] == kind
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+def _cli(*args):
+    from ncvsd_cli.cli import app
+
+    return CliRunner().invoke(app, ["checkpoints", *args])
+
+
+def test_cli_list_and_info(dirs):
+    save_checkpoint(_randomised("generator"), dirs["env"] / "g.safetensors", network_config("generator", "tiny"))
+    res = _cli("list", "--json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert rows[0]["name"] == "g.safetensors" and rows[0]["kind"] == "generator" and rows[0]["location"] == "env"
+    res = _cli("list")
+    assert res.exit_code == 0 and "g.safetensors" in res.stdout and "generator" in res.stdout
+    res = _cli("info", "g")
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["config"]["preset"] == "tiny" and info["status"] == "not in manifest"
+    assert info["sha256"] == sha256_file(dirs["env"] / "g.safetensors")
+
+
+def test_cli_exit_codes(dirs):
+    path = save_checkpoint(_randomised("teacher"), dirs["shipped"] / "t.safetensors",
+                           network_config("teacher", "tiny"))
+    _write_manifest(dirs["shipped"], {"t.safetensors": {"sha256": "f" * 64, "size": path.stat().st_size}})
+    res = _cli("info", "t")
+    assert res.exit_code == 3 and "checksum mismatch" in res.output
+    res = _cli("info", "missing")
+    assert res.exit_code == 3 and "not found" in res.output
+    res = _cli("import", str(dirs["env"] / "nope.pkl"), "-o", "x.safetensors")
+    assert res.exit_code == 2 and "does not exist" in res.output
+    res = _cli("import")
+    assert res.exit_code == 2
+
+
+def test_cli_module_does_not_import_torch():
+    code = "import sys, ncvsd_cli.cli.checkpoints; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, check=False).returncode == 0
+
+
+def test_wheel_ships_the_checkpoints(tmp_path):
+    """A regular (non-editable) install gets checkpoints/ as the package ncvsd_checkpoints, manifest included."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        if (REPO / name).exists():
+            shutil.copy(REPO / name, src / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("ncvsd_cli", "operators", "checkpoints"):
+        shutil.copytree(REPO / name, src / name, ignore=ignore)
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                          "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "ncvsd_checkpoints/manifest.yaml" in names and "ncvsd_checkpoints/__init__.py" in names
+    for listed in ck.load_manifest()["files"]:
+        assert f"ncvsd_checkpoints/{listed}" in names

@@ -1,0 +1,359 @@
+"""`ncvsd degrade`, `ncvsd restore`, `ncvsd sample` end to end through the CLI (Typer's runner), on tiny images
+with a tiny checkpoint made here (NET's `tiny` preset, random weights) and --nfe 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import operators
+from ncvsd_cli import images
+from ncvsd_cli import restore as lib
+from ncvsd_cli.checkpoints import save_checkpoint
+from ncvsd_cli.cli import app
+from ncvsd_cli.networks import build_network, network_config
+
+runner = CliRunner()
+FAST = ["--nfe", "2", "--device", "cpu"]
+#: Parameters an operator cannot do without (files made per test).
+NEEDS_FILE = {"inpaint-mask": "mask", "deblur-kernel": "kernel"}
+
+
+def run(*args: str, input: bytes | None = None):
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+def _ckpt(folder: Path, preset: str = "tiny", kind: str = "generator") -> Path:
+    torch.manual_seed(0)
+    cfg = network_config(kind, preset)
+    path = folder / f"{preset}-{kind}.safetensors"
+    save_checkpoint(build_network(cfg), path, cfg)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return _ckpt(tmp_path_factory.mktemp("ckpt"))
+
+
+def _png(path: Path, h: int = 16, w: int = 16, seed: int = 0, mode: str = "RGB") -> Path:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)), np.full((h, w), 128)], -1)
+    arr = np.clip(base + rng.integers(-20, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(arr).convert(mode).save(path)
+    return path
+
+
+def _task_params(task: str, folder: Path, h: int, w: int) -> list[str]:
+    if task == "inpaint-mask":
+        m = np.full((h, w), 255, np.uint8)
+        m[h // 4: h // 2, w // 4: w // 2] = 0
+        Image.fromarray(m).save(folder / "mask.png")
+        return ["--param", f"mask={folder / 'mask.png'}"]
+    if task == "deblur-kernel":
+        k = np.zeros((5, 5))
+        k[2, :] = 1.0
+        np.save(folder / "k.npy", k)
+        return ["--param", f"kernel={folder / 'k.npy'}"]
+    return []
+
+
+def _files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+# ------------------------------------------------------------------------------------------------ help, import
+@pytest.mark.parametrize("command", ["degrade", "restore", "sample"])
+def test_help_has_examples(command):
+    res = run(command, "--help")
+    assert res.exit_code == 0 and "Examples" in res.stdout and f"ncvsd {command}" in res.stdout
+
+
+def test_cli_import_does_not_load_torch():
+    code = "import sys, ncvsd_cli, ncvsd_cli.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+# ----------------------------------------------------------------------------------------------------- degrade
+@pytest.mark.parametrize("task", operators.names())
+def test_degrade_every_task_and_sidecar_round_trip(task, tmp_path):
+    src = _png(tmp_path / "clean.png", 16, 12)
+    out = tmp_path / "m.png"
+    res = run("degrade", "--task", task, src, "-o", out, "--seed", "3", "--sigma-y", "0.1",
+              *_task_params(task, tmp_path, 16, 12))
+    assert res.exit_code == 0, res.output
+    side, tens = lib.sidecar_paths(out)
+    assert out.is_file() and side.is_file() and tens.is_file()
+    m = lib.load_measurement(out)
+    assert m.task == task and m.image_shape == (3, 16, 12) and m.sigma_y == 0.1 and m.seed == 3
+    # exactly reproducible: the same image, seed and rebuilt operator give the same float measurement
+    x = images.load_image(src)
+    again = lib.degrade(x, task, sigma_y=0.1, seed=3, params=m.operator_config | {"name": None, "image_shape": None}
+                        and {k: v for k, v in m.operator_config.items() if k not in ("name", "image_shape")})
+    assert torch.equal(again.y, m.y)
+    op = m.operator()
+    assert torch.allclose(op(x), m.operator().forward(x))
+    preview = Image.open(out)
+    if task == "phase-retrieval":
+        assert json.loads(side.read_text())["preview"]["kind"] == "log-amplitude"
+    else:
+        assert preview.size == (m.y.shape[-1], m.y.shape[-2])
+
+
+def test_degrade_sr4_writes_the_small_image(tmp_path):
+    src = _png(tmp_path / "c.png", 16, 20)
+    assert run("degrade", "--task", "sr4", src).exit_code == 0
+    assert Image.open(tmp_path / "c_sr4_measured.png").size == (5, 4)
+
+
+@pytest.mark.parametrize("case", ["not-image", "truncated", "bad-param", "unknown-task", "missing"])
+def test_degrade_bad_input_one_line_error_no_output(tmp_path, case):
+    src = _png(tmp_path / "c.png")
+    args = ["degrade", "--task", "deblur-gauss", str(tmp_path / "c.png"), "-o", str(tmp_path / "o.png")]
+    if case == "not-image":
+        src.write_text("not an image")
+    elif case == "truncated":
+        src.write_bytes(src.read_bytes()[:60])
+    elif case == "bad-param":
+        args[2] = "inpaint-mask"  # the mask is required: the operator refuses
+    elif case == "unknown-task":
+        args[2] = "sr3"
+    elif case == "missing":
+        args[3] = str(tmp_path / "nope.png")
+    before = _files(tmp_path)
+    res = run(*args)
+    assert res.exit_code == (2 if case == "unknown-task" else 1)
+    assert "Traceback" not in res.output and res.stderr.count("\n") == 1 and "error" in res.stderr
+    assert _files(tmp_path) == before  # no partial output, no temporary file
+
+
+# ----------------------------------------------------------------------------------------------------- restore
+@pytest.mark.parametrize("task", operators.names())
+def test_restore_every_task_from_its_sidecar(task, tmp_path, ckpt):
+    src = _png(tmp_path / "clean.png", 16, 12)
+    params = _task_params(task, tmp_path, 16, 12)
+    assert run("degrade", "--task", task, src, "-o", tmp_path / "m.png", *params).exit_code == 0
+    res = run("restore", tmp_path / "m.png", "-c", ckpt, *FAST, "--json", "-q")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["task"] == task and summary["results"][0]["nfe"] == 2
+    out = Image.open(tmp_path / f"m_{task}.png")
+    assert out.size == (12, 16) and out.mode == "RGB"
+
+
+@pytest.mark.parametrize("task", ["sr4", "sr2", "deblur-gauss", "inpaint-box", "denoise", "inpaint-random"])
+def test_restore_plain_png_any_size(task, tmp_path, ckpt):
+    f = getattr(operators.get(task), "factor", 1)
+    src = _png(tmp_path / "in.png", 7, 5)  # odd: padded to the network's multiple and cropped back
+    res = run("restore", "--task", task, src, "-c", ckpt, *FAST, "--no-sidecar")
+    assert res.exit_code == 0, res.output
+    assert Image.open(tmp_path / f"in_{task}.png").size == (5 * f, 7 * f)
+
+
+def test_restore_stdin_to_stdout(tmp_path, ckpt):
+    data = _png(tmp_path / "in.png", 9, 9).read_bytes()
+    res = run("restore", "--task", "denoise", "-", "-c", ckpt, *FAST, input=data)
+    assert res.exit_code == 0, res.output
+    assert res.stdout_bytes.startswith(b"\x89PNG")
+    assert images.read_image(res.stdout_bytes).size == (9, 9)
+
+
+def test_restore_directory_with_a_corrupt_file(tmp_path, ckpt):
+    d = tmp_path / "in"
+    d.mkdir()
+    _png(d / "a.png", seed=1)
+    _png(d / "c.png", seed=2)
+    (d / "b.png").write_bytes(_png(tmp_path / "x.png").read_bytes()[:50])
+    res = run("restore", "--task", "deblur-gauss", d, "-o", tmp_path / "out", "-c", ckpt, *FAST, "--json")
+    assert res.exit_code == 1
+    assert _files(tmp_path / "out") == {"a.png", "c.png"}
+    assert "b.png" in res.stderr and "Traceback" not in res.output
+    summary = json.loads(res.stdout)
+    assert (summary["ok"], summary["failed"]) == (2, 1)
+
+
+def test_same_seed_same_output_whatever_the_batch_size(tmp_path, ckpt):
+    from ncvsd_cli.sampling.presets import load_task_preset
+
+    r = lib.Restorer.from_checkpoint(str(ckpt), method="pnp-gd")
+    preset = load_task_preset("sr4", nfe=2)
+    ms = [lib.measurement_from_image(images.load_image(_png(tmp_path / f"{i}.png", 4, 4, seed=i)), "sr4")
+          for i in range(3)]
+    one = {res.index: res.samples for res in r.run(ms, preset, seed=5, samples=2, batch_size=1)}
+    four = {res.index: res.samples for res in r.run(ms, preset, seed=5, samples=2, batch_size=4)}
+    alone = next(iter(r.run(ms[2:], preset, seed=5, samples=2, batch_size=1))).samples
+    for i in range(3):
+        assert torch.allclose(one[i], four[i], atol=1e-5)
+    assert torch.allclose(one[2], alone, atol=1e-5)
+    assert not torch.allclose(one[0][0], one[0][1], atol=1e-3)  # samples differ
+
+
+def test_batch_size_through_the_cli(tmp_path, ckpt):
+    for i in range(3):
+        _png(tmp_path / f"im{i}.png", 8, 8, seed=i)
+    outs = []
+    for b in (1, 3):
+        assert run("restore", "--task", "inpaint-box", tmp_path / "im*.png", "-o", tmp_path / f"b{b}",
+                   "-c", ckpt, *FAST, "-b", b).exit_code == 0
+        outs.append([np.asarray(Image.open(tmp_path / f"b{b}" / f"im{i}.png"), dtype=int) for i in range(3)])
+    for a, b in zip(*outs):
+        assert np.abs(a - b).max() <= 1  # identical up to float rounding at the 8-bit boundary
+
+
+def test_samples_mean_std(tmp_path, ckpt):
+    src = _png(tmp_path / "p.png", 8, 8)
+    res = run("restore", "--task", "inpaint-box", src, "-c", ckpt, *FAST, "--samples", "3", "--mean", "--std")
+    assert res.exit_code == 0, res.output
+    names = {f"p_inpaint-box_s{k}.png" for k in range(3)} | {"p_inpaint-box_mean.png", "p_inpaint-box_std.png"}
+    assert names <= _files(tmp_path)
+    s = [np.asarray(Image.open(tmp_path / f"p_inpaint-box_s{k}.png"), float) for k in range(3)]
+    mean = np.asarray(Image.open(tmp_path / "p_inpaint-box_mean.png"), float)
+    assert np.abs(mean - np.mean(s, axis=0)).max() <= 1.5
+    assert np.asarray(Image.open(tmp_path / "p_inpaint-box_std.png")).max() > 0
+
+
+def test_grey_rgba_16bit_inputs(tmp_path, ckpt):
+    import png
+
+    _png(tmp_path / "g.png", 6, 6, mode="L")
+    _png(tmp_path / "a.png", 6, 6, mode="RGBA")
+    with open(tmp_path / "w.png", "wb") as f:
+        png.Writer(6, 6, greyscale=False, bitdepth=16).write(f, np.full((6, 18), 40000, np.uint16).tolist())
+    res = run("restore", "--task", "denoise", tmp_path / "g.png", tmp_path / "a.png", tmp_path / "w.png",
+              "-o", tmp_path / "o", "-c", ckpt, *FAST)
+    assert res.exit_code == 0, res.output
+    assert Image.open(tmp_path / "o" / "g.png").mode == "L"
+    assert Image.open(tmp_path / "o" / "a.png").mode == "RGB"
+
+
+# ----------------------------------------------------------------------------------------------- exit codes
+@pytest.mark.parametrize("args", [
+    ["--task", "sr3"],                     # unknown task
+    ["--task", "sr4", "--device", "tpu"],  # bad device
+    ["--task", "sr4", "--std"],            # std needs samples >= 2
+    ["--task", "sr4", "-o", "-", "--json"],
+    ["--task", "sr4", "--method", "magic"],
+    ["--task", "sr4", "--preset", "/nonexistent.yaml"],
+])
+def test_usage_errors_exit_2(tmp_path, ckpt, args):
+    src = _png(tmp_path / "i.png", 4, 4)
+    res = run("restore", src, "-c", ckpt, *args)
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    assert not any(p.name.startswith("i_") for p in tmp_path.iterdir())
+
+
+def test_no_task_and_no_sidecar_is_a_usage_error(tmp_path):
+    assert run("restore", _png(tmp_path / "i.png", 4, 4)).exit_code == 2
+
+
+@pytest.mark.parametrize("case", ["missing", "garbage", "wrong-kind", "hash-mismatch", "truncated"])
+def test_checkpoint_problems_exit_3(tmp_path, ckpt, case):
+    src = _png(tmp_path / "i.png", 4, 4)
+    bad = tmp_path / "bad.safetensors"
+    if case == "missing":
+        bad = tmp_path / "nope.safetensors"
+    elif case == "garbage":
+        bad.write_bytes(b"\x00" * 64)
+    elif case == "wrong-kind":
+        bad = _ckpt(tmp_path, kind="teacher")
+    elif case == "hash-mismatch":  # a file named like a manifest entry whose bytes differ
+        from ncvsd_cli.checkpoints import load_manifest
+
+        listed = sorted(load_manifest()["files"])
+        if not listed:
+            pytest.skip("the manifest lists no file")
+        bad = tmp_path / listed[0]
+        shutil.copy(ckpt, bad)
+    elif case == "truncated":
+        bad.write_bytes(ckpt.read_bytes()[:-100])
+    res = run("restore", "--task", "denoise", src, "-c", bad, *FAST)
+    assert res.exit_code == 3, res.output
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.output
+    assert not (tmp_path / "i_denoise.png").exists()
+
+
+def test_outputs_never_overwrite_inputs_or_existing_files(tmp_path, ckpt):
+    src = _png(tmp_path / "i.png", 4, 4)
+    before = src.read_bytes()
+    res = run("restore", "--task", "denoise", src, "-o", src, "-c", ckpt, *FAST)
+    assert res.exit_code == 1 and "input" in res.stderr and src.read_bytes() == before
+    assert run("restore", "--task", "denoise", src, "-c", ckpt, *FAST).exit_code == 0
+    assert run("restore", "--task", "denoise", src, "-c", ckpt, *FAST).exit_code == 1  # exists
+    assert run("restore", "--task", "denoise", src, "-c", ckpt, *FAST, "--overwrite").exit_code == 0
+
+
+def test_max_pixels_guard(tmp_path, ckpt):
+    src = _png(tmp_path / "i.png", 4, 4)
+    res = run("restore", "--task", "sr4", src, "-c", ckpt, *FAST, "--max-pixels", "100")
+    assert res.exit_code == 1 and "max-pixels" in res.stderr
+    assert not (tmp_path / "i_sr4.png").exists()
+
+
+def test_wrong_size_for_its_sidecar(tmp_path, ckpt):
+    src = _png(tmp_path / "c.png", 8, 8)
+    assert run("degrade", "--task", "denoise", src, "-o", tmp_path / "m.png").exit_code == 0
+    _png(tmp_path / "m.png", 6, 6)  # replaced by an image of another size
+    res = run("restore", tmp_path / "m.png", "-c", ckpt, *FAST)
+    assert res.exit_code == 1 and "wrong size" in res.stderr
+
+
+def test_nan_from_the_network_is_reported_not_written(tmp_path, ckpt, monkeypatch):
+    from ncvsd_cli.networks import GenerativeDenoiser
+
+    monkeypatch.setattr(GenerativeDenoiser, "forward", lambda self, y, *a, **k: torch.full_like(y, float("nan")))
+    src = _png(tmp_path / "i.png", 4, 4)
+    res = run("restore", "--task", "denoise", src, "-c", ckpt, *FAST)
+    assert res.exit_code == 1 and "NaN" in res.stderr
+    assert _files(tmp_path) == {"i.png"}
+
+
+def test_interrupt_leaves_no_partial_output(tmp_path, ckpt, monkeypatch):
+    src = _png(tmp_path / "i.png", 4, 4)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(images.os, "replace", interrupted)  # Ctrl-C in the middle of writing
+    res = run("restore", "--task", "denoise", src, "-c", ckpt, *FAST)
+    assert res.exit_code == 130
+    assert _files(tmp_path) == {"i.png"}
+
+
+# ------------------------------------------------------------------------------------------------------ sample
+def test_sample_grid_and_directory(tmp_path, ckpt):
+    res = run("sample", "-c", ckpt, "--nfe", "1", "--seeds", "0-3", "-o", tmp_path / "grid.png", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert Image.open(tmp_path / "grid.png").size == (2 * 16 + 3 * 2, 2 * 16 + 3 * 2)
+    res = run("sample", "-c", ckpt, "--nfe", "4", "--seeds", "2,5", "-o", tmp_path / "d", "--device", "cpu",
+              "--json", "-b", "1")
+    assert res.exit_code == 0, res.output
+    assert _files(tmp_path / "d") == {"000002.png", "000005.png"} and json.loads(res.stdout)["nfe"] == 4
+
+
+def test_sample_depends_only_on_the_seed(tmp_path, ckpt):
+    from ncvsd_cli.checkpoints import load_checkpoint
+
+    model, cfg = load_checkpoint(ckpt)
+    a = lib.sample_images(model, cfg, [0, 1, 2], nfe=2, batch_size=3)
+    b = lib.sample_images(model, cfg, [2], nfe=2, batch_size=1)
+    assert a.shape == (3, 3, 16, 16) and torch.allclose(a[2], b[0], atol=1e-5)
+    assert not torch.allclose(a[0], a[1])
+
+
+def test_sample_class_conditional(tmp_path):
+    ck = _ckpt(tmp_path, preset="tiny-cond")
+    res = run("sample", "-c", ck, "--seeds", "0-1", "--class-label", "2", "-o", tmp_path / "g.png", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert run("sample", "-c", ck, "--seeds", "0", "--class-label", "7", "-o", tmp_path / "h.png").exit_code == 2

@@ -1,0 +1,280 @@
+"""images.py: the decoding policy (colour, alpha, palette, bit depth), errors, atomic writes, padding."""
+
+import io
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ncvsd_cli import images
+from ncvsd_cli.images import ImageError, from_unit, read_image, save_image, to_unit
+
+
+def _png_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _png16(arr: np.ndarray, alpha: bool = False) -> bytes:
+    import png
+
+    h, w = arr.shape[:2]
+    planes = 1 if arr.ndim == 2 else arr.shape[2]
+    buf = io.BytesIO()
+    png.Writer(w, h, greyscale=planes in (1, 2), alpha=alpha, bitdepth=16).write(
+        buf, arr.reshape(h, w * planes).tolist())
+    return buf.getvalue()
+
+
+@pytest.fixture
+def rgb8():
+    return np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------- value ranges
+def test_unit_conversions_are_inverse():
+    x = torch.linspace(-1, 1, 11)
+    assert torch.allclose(to_unit(x), (x + 1) / 2)
+    assert to_unit(x).min() == 0 and to_unit(x).max() == 1
+    assert torch.allclose(from_unit(to_unit(x)), x, atol=1e-6)
+
+
+def test_rgb_round_trip_is_exact_after_quantisation(tmp_path, odd_image):
+    path = tmp_path / "x.png"
+    save_image(odd_image, path)
+    back = read_image(path)
+    assert back.tensor.shape == odd_image.shape and back.mode == "RGB" and back.bit_depth == 8 and not back.grey
+    expected = from_unit(torch.round(to_unit(odd_image.clamp(-1, 1)) * 255) / 255)
+    assert torch.allclose(back.tensor, expected, atol=1e-6)
+    assert (back.tensor - odd_image).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_rgb8_values(rgb8):
+    t = read_image(_png_bytes(rgb8)).tensor
+    assert torch.allclose(t, from_unit(torch.from_numpy(rgb8).permute(2, 0, 1)[None].double() / 255).float(), atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- colour policy
+def test_grey_is_replicated_for_rgb_models_and_kept_for_grey_models(rgb8):
+    g = rgb8[..., 0]
+    d3 = read_image(_png_bytes(g), channels=3)
+    assert d3.grey and d3.tensor.shape == (1, 3, 7, 5)
+    assert torch.equal(d3.tensor[:, 0], d3.tensor[:, 1]) and torch.equal(d3.tensor[:, 0], d3.tensor[:, 2])
+    d1 = read_image(_png_bytes(g), channels=1)
+    assert d1.tensor.shape == (1, 1, 7, 5)
+    assert torch.allclose(to_unit(d1.tensor[0, 0]), torch.from_numpy(g).float() / 255, atol=1e-6)
+
+
+def test_colour_to_grey_uses_bt601_luma(rgb8):
+    d = read_image(_png_bytes(rgb8), channels=1)
+    luma = (rgb8.astype(np.float64) / 255) @ np.array([0.299, 0.587, 0.114])
+    assert torch.allclose(to_unit(d.tensor[0, 0]).double(), torch.from_numpy(luma), atol=1e-6)
+    assert any("greyscale" in n for n in d.notes)
+
+
+def test_rgba_is_composited_on_white_and_reported(rgb8):
+    alpha = np.full((7, 5, 1), 255, np.uint8)
+    alpha[0, 0] = 0
+    alpha[1, 1] = 128
+    d = read_image(_png_bytes(np.concatenate([rgb8, alpha], axis=-1)))
+    u = to_unit(d.tensor[0]).permute(1, 2, 0).double().numpy()
+    assert np.allclose(u[0, 0], 1.0)  # fully transparent -> white
+    assert np.allclose(u[2, 2], rgb8[2, 2] / 255, atol=1e-6)  # opaque -> unchanged
+    a = 128 / 255
+    assert np.allclose(u[1, 1], rgb8[1, 1] / 255 * a + (1 - a), atol=1e-6)
+    assert d.mode == "RGBA" and any("alpha" in n for n in d.notes)
+
+
+def test_opaque_alpha_is_dropped_silently(rgb8):
+    rgba = np.concatenate([rgb8, np.full((7, 5, 1), 255, np.uint8)], axis=-1)
+    d = read_image(_png_bytes(rgba))
+    assert d.notes == [] and torch.allclose(d.tensor, read_image(_png_bytes(rgb8)).tensor)
+
+
+def test_grey_alpha(rgb8):
+    la = np.stack([rgb8[..., 0], np.zeros((7, 5), np.uint8)], axis=-1)
+    d = read_image(_png_bytes(la))
+    assert d.grey and torch.allclose(d.tensor, torch.ones_like(d.tensor))
+
+
+def test_palette_becomes_rgb_and_transparent_palette_white():
+    im = Image.new("P", (3, 2))
+    im.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * (256 * 3 - 9))
+    im.putdata([0, 1, 2, 2, 1, 0])
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    d = read_image(buf.getvalue())
+    assert d.mode == "P" and d.tensor.shape == (1, 3, 2, 3)
+    assert torch.allclose(to_unit(d.tensor[0, :, 0, 0]), torch.tensor([1.0, 0, 0]))
+    assert torch.allclose(to_unit(d.tensor[0, :, 0, 2]), torch.tensor([0.0, 0, 1]))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", transparency=1)
+    t = read_image(buf.getvalue())
+    assert torch.allclose(to_unit(t.tensor[0, :, 0, 1]), torch.ones(3))  # index 1 transparent -> white
+    assert any("alpha" in n for n in t.notes)
+
+
+def test_one_bit_image():
+    im = Image.fromarray(np.array([[0, 255], [255, 0]], np.uint8)).convert("1")
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    d = read_image(buf.getvalue(), channels=1)
+    assert d.bit_depth == 1 and torch.equal(d.tensor[0, 0], torch.tensor([[-1.0, 1.0], [1.0, -1.0]]))
+
+
+# -------------------------------------------------------------------------------------------------- 16 bits
+VALUES16 = np.array([0, 1, 257, 32768, 65534, 65535, 1000, 40000, 12345, 54321, 2, 3], np.uint16)
+
+
+def test_16bit_grey_png_keeps_16_bits():
+    g = VALUES16.reshape(3, 4)
+    d = read_image(_png16(g), channels=1)
+    assert d.bit_depth == 16 and d.grey
+    assert torch.allclose(to_unit(d.tensor[0, 0]).double(), torch.from_numpy(g / 65535.0), atol=1e-7)
+    # neighbouring 16-bit values stay distinct (8-bit truncation would merge 0 and 1)
+    assert d.tensor[0, 0, 0, 0] < d.tensor[0, 0, 0, 1]
+
+
+def test_16bit_rgb_and_rgba_png_keep_16_bits():
+    rgb = np.random.default_rng(1).integers(0, 65536, (3, 4, 3)).astype(np.uint16)
+    d = read_image(_png16(rgb))
+    assert d.mode == "RGB;16" and d.bit_depth == 16
+    assert torch.allclose(to_unit(d.tensor[0]).permute(1, 2, 0).double(), torch.from_numpy(rgb / 65535.0), atol=1e-7)
+    rgba = np.concatenate([rgb, np.full((3, 4, 1), 65535, np.uint16)], axis=-1)
+    d2 = read_image(_png16(rgba, alpha=True))
+    assert d2.notes == [] and torch.allclose(d2.tensor, d.tensor)
+
+
+def test_16bit_tiff():
+    import tifffile
+
+    rgb = np.random.default_rng(2).integers(0, 65536, (3, 4, 3)).astype(np.uint16)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, rgb, photometric="rgb")
+    d = read_image(buf.getvalue())
+    assert d.bit_depth == 16
+    assert torch.allclose(to_unit(d.tensor[0]).permute(1, 2, 0).double(), torch.from_numpy(rgb / 65535.0), atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------- sources
+def test_sources_path_bytes_stream_stdin(tmp_path, rgb8, monkeypatch):
+    data = _png_bytes(rgb8)
+    (tmp_path / "a.png").write_bytes(data)
+    ref = read_image(data).tensor
+    assert torch.equal(images.load_image(tmp_path / "a.png"), ref)
+    assert torch.equal(images.load_image(str(tmp_path / "a.png")), ref)
+    assert torch.equal(images.load_image(io.BytesIO(data)), ref)
+
+    class FakeStdin:
+        buffer = io.BytesIO(data)
+
+    monkeypatch.setattr(sys, "stdin", FakeStdin())
+    assert torch.equal(images.load_image("-"), ref)
+
+
+@pytest.mark.parametrize("case", ["text", "truncated", "empty", "missing", "directory", "truncated16"])
+def test_bad_inputs_raise_one_line_image_error(tmp_path, rgb8, case):
+    good = _png_bytes(np.tile(rgb8, (4, 4, 1)))
+    path = tmp_path / "bad.png"
+    if case == "text":
+        path.write_text("hello, not an image")
+    elif case == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif case == "truncated16":
+        d16 = _png16(np.zeros((8, 8, 3), np.uint16))
+        path.write_bytes(d16[:40])
+    elif case == "empty":
+        path.write_bytes(b"")
+    elif case == "directory":
+        path.mkdir()
+    with pytest.raises(ImageError) as info:
+        read_image(path)
+    msg = str(info.value)
+    assert "\n" not in msg and "bad.png" in msg
+
+
+def test_max_pixels_is_checked_before_decoding(rgb8):
+    data = _png_bytes(rgb8)
+    read_image(data, max_pixels=35)
+    with pytest.raises(ImageError, match="max-pixels"):
+        read_image(data, max_pixels=34)
+    assert images.image_size(data) == (7, 5)
+
+
+# ------------------------------------------------------------------------------------------------ writing
+def test_save_grey_jpeg_and_default_png(tmp_path, odd_image):
+    save_image(odd_image[:, :1], tmp_path / "g.png")
+    assert Image.open(tmp_path / "g.png").mode == "L"
+    save_image(odd_image, tmp_path / "c.jpg")
+    assert Image.open(tmp_path / "c.jpg").format == "JPEG"
+    save_image(odd_image, tmp_path / "noext")
+    assert Image.open(tmp_path / "noext").format == "PNG"
+    with pytest.raises(ValueError, match="suffix"):
+        save_image(odd_image, tmp_path / "x.notaformat")
+
+
+def test_save_refuses_nan_and_leaves_nothing(tmp_path, odd_image):
+    bad = odd_image.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        save_image(bad, tmp_path / "out.png")
+    assert os.listdir(tmp_path) == []
+
+
+def test_interrupted_write_keeps_old_file_and_leaves_no_temp(tmp_path, odd_image, monkeypatch):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old")
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(images.os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        save_image(odd_image, target)
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["out.png"]
+
+
+def test_written_file_has_normal_permissions(tmp_path, odd_image):
+    save_image(odd_image, tmp_path / "p.png")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_save_to_stdout(capsysbinary, odd_image):
+    save_image(odd_image, "-")
+    out = capsysbinary.readouterr().out
+    assert out.startswith(b"\x89PNG") and read_image(out).tensor.shape == odd_image.shape
+
+
+# ------------------------------------------------------------------------------------------- shape helpers
+@pytest.mark.parametrize("multiple", [1, 4, 8, 32])
+def test_pad_to_multiple_and_crop_back(odd_image, multiple):
+    padded, size = images.pad_to_multiple(odd_image, multiple)
+    assert size == (13, 11)
+    assert padded.shape[-2] % multiple == 0 and padded.shape[-1] % multiple == 0
+    assert padded.shape[-2] >= 13 and padded.shape[-2] - 13 < multiple
+    assert torch.equal(images.crop_to(padded, size), odd_image)
+
+
+def test_reflect_padding_mirrors_without_repeating_the_edge():
+    x = torch.arange(3.0).view(1, 1, 1, 3).expand(1, 1, 2, 3)
+    p = images.pad_to_shape(x, (2, 6))
+    assert p[0, 0, 0].tolist() == [0, 1, 2, 1, 0, 1]  # a pad larger than the image repeats the reflection
+    one = images.pad_to_shape(torch.ones(1, 1, 1, 1), (3, 2))
+    assert torch.equal(one, torch.ones(1, 1, 3, 2))
+    with pytest.raises(ValueError, match="smaller"):
+        images.pad_to_shape(x, (1, 3))
+
+
+def test_match_channels_and_grid(odd_image):
+    g = images.match_channels(odd_image, 1)
+    assert g.shape == (1, 1, 13, 11)
+    assert images.match_channels(g, 3).shape == (1, 3, 13, 11)
+    grid = images.make_grid(torch.zeros(5, 3, 4, 4), padding=1)
+    assert grid.shape == (1, 3, 2 * 5 + 1, 3 * 5 + 1)
+    assert grid[0, :, 0, 0].tolist() == [1, 1, 1] and grid[0, :, 1, 1].tolist() == [0, 0, 0]

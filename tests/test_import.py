@@ -1,0 +1,319 @@
+"""Import of the authors' EDM2 persistence pickles (method §9) without executing them.
+
+The pickles are written inside the tests with the structure of the published files: persistent modules reduced to
+`torch_utils.persistence._reconstruct_persistent_obj(meta)` (meta: type, version, module_src, class_name, state
+with _init_args/_init_kwargs), the non-persistent `training.networks_edm2.GenerativeDenoiser` referenced by import
+path, torch ModuleDicts, fp16 parameters whose storages are `torch.storage._load_from_bytes(torch.save bytes)`.
+The fake modules exist in sys.modules only while pickling; module_src raises if it is ever executed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import pickle
+import sys
+import types
+
+import pytest
+import torch
+
+from ncvsd_cli.checkpoints import CheckpointError, load_checkpoint, read_config, sha256_file
+from ncvsd_cli.networks import build_network, edm2_layers, network_config, precond, unet
+from ncvsd_cli.pickle_import import (
+    Recorded, RestrictedUnpickler, analyse, import_pickle, read_pickle, recorded_state_dict,
+)
+
+PERSISTENT = (precond.Precond, precond.PrecondCondition, unet.UNet, unet.UNetEncoder, unet.UNetDecoder,
+              edm2_layers.Block, edm2_layers.MPConv, edm2_layers.MPFourier)
+EXPLODING_SRC = "raise RuntimeError('module_src was executed!')"
+FAKE_MODULES = ("torch_utils", "torch_utils.persistence", "training", "training.networks_edm2",
+                "training.training_loop", "dnnlib", "dnnlib.util")
+
+
+def _authors_kwargs(config: dict) -> dict:
+    """Constructor kwargs as the authors' train script passes them (interface kwargs + network kwargs)."""
+    return {"img_resolution": config["img_resolution"], "img_channels": config["img_channels"],
+            "label_dim": config["label_dim"], "use_fp16": True, **config["arch"]}
+
+
+@contextlib.contextmanager
+def _fake_author_modules():
+    """Register stand-ins for the authors' modules while pickling; remove them afterwards."""
+    if any(name in sys.modules for name in FAKE_MODULES):
+        pytest.skip("an authors' module is importable here; the no-execution check would not be meaningful")
+
+    def reconstruct(meta):  # what the authors' loader does: exec module_src (here: fail loudly)
+        raise RuntimeError("the authors' _reconstruct_persistent_obj was called")
+
+    mods = {name: types.ModuleType(name) for name in FAKE_MODULES}
+    reconstruct.__module__, reconstruct.__qualname__ = "torch_utils.persistence", "_reconstruct_persistent_obj"
+    mods["torch_utils.persistence"]._reconstruct_persistent_obj = reconstruct
+    gd = type("GenerativeDenoiser", (precond.GenerativeDenoiser,), {"__module__": "training.networks_edm2"})
+    mods["training.networks_edm2"].GenerativeDenoiser = gd
+    sampler = type("LogNormalNoiseSampler", (), {"__module__": "training.training_loop"})
+    mods["training.training_loop"].LogNormalNoiseSampler = sampler
+    easy = type("EasyDict", (dict,), {"__module__": "dnnlib.util"})
+    mods["dnnlib.util"].EasyDict = easy
+    sys.modules.update(mods)
+    try:
+        yield types.SimpleNamespace(reconstruct=reconstruct, GenerativeDenoiser=gd, Sampler=sampler, EasyDict=easy)
+    finally:
+        for name in FAKE_MODULES:
+            sys.modules.pop(name, None)
+
+
+class _PersistencePickler(pickle.Pickler):
+    """Reduces our network modules the way EDM2's persistence decorator does."""
+
+    def __init__(self, file, reconstruct, root_kwargs: dict, persistent_extra=()):
+        super().__init__(file, protocol=4)
+        self.reconstruct, self.root_kwargs = reconstruct, root_kwargs
+        self.persistent_types = PERSISTENT + tuple(persistent_extra)
+
+    def reducer_override(self, obj):
+        if type(obj) in self.persistent_types:
+            state = dict(obj.__dict__)
+            is_root = isinstance(obj, (precond.Precond, precond.PrecondCondition))
+            state["_init_args"] = ()
+            state["_init_kwargs"] = copy.deepcopy(self.root_kwargs) if is_root else {}
+            meta = {"type": "class", "version": 6, "module_src": EXPLODING_SRC,
+                    "class_name": type(obj).__name__, "state": state}
+            return self.reconstruct, (meta,)
+        return NotImplemented
+
+
+class _Loss(torch.nn.Module):
+    """A persistent loss object holding a non-persistent helper, like the NCVSD file's loss_fn."""
+
+
+def _write_pickle(path, net, root_kwargs: dict, *, wrap_generator: bool, extras: bool = True, mutate=None) -> None:
+    net = copy.deepcopy(net).to(torch.float16).requires_grad_(False).eval()
+    if mutate is not None:
+        mutate(net)
+    with _fake_author_modules() as fake:
+        if wrap_generator:
+            net.__class__ = fake.GenerativeDenoiser  # non-persistent wrapper, pickled by import path
+        data = {"ema": net}
+        if extras:
+            loss = _Loss()
+            loss.noise_sampler = fake.Sampler()
+            loss.P_mean = -0.4
+            data["loss_fn"] = loss
+            data["dataset_kwargs"] = fake.EasyDict(class_name="training.dataset.ImageFolderDataset", path="ffhq")
+        buf = io.BytesIO()
+        _PersistencePickler(buf, fake.reconstruct, root_kwargs, persistent_extra=(_Loss,)).dump(data)
+    path.write_bytes(buf.getvalue())
+
+
+def _randomise(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Non-trivial weights (fresh nets have zero gains and mixing weights), rounded to fp16 like the releases."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "additional" in name:
+                p.copy_(torch.rand(p.shape, generator=g))
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5 + (1.0 if name.endswith("gain") else 0.0))
+        for t in net.state_dict().values():
+            t.copy_(t.half().float())
+    return net
+
+
+@pytest.fixture(params=["tiny", "tiny-cond"])
+def generator(request):
+    return _randomise(build_network(network_config("generator", request.param))), request.param
+
+
+def test_generator_import_maps_every_tensor_and_matches_outputs(tmp_path, generator):
+    gen, preset = generator
+    config = network_config("generator", preset)
+    src = tmp_path / "ncvsd-tiny.pkl"
+    _write_pickle(src, gen, _authors_kwargs(config), wrap_generator=True)
+    assert not any(name in sys.modules for name in FAKE_MODULES)
+    assert b"module_src was executed" in src.read_bytes()
+
+    out, cfg = import_pickle(src, tmp_path / "imported.safetensors")
+    assert cfg["kind"] == "generator" and cfg["gamma"] == pytest.approx(0.414)
+    assert cfg["label_dim"] == config["label_dim"] and cfg["arch"]["model_channels"] == 16
+    stored = read_config(out)
+    assert stored["provenance"]["source"] == src.name
+    assert stored["provenance"]["source_sha256"] == sha256_file(src)
+
+    model, _ = load_checkpoint(out, kind="generator")
+    ref_state, got_state = gen.state_dict(), model.state_dict()
+    assert set(got_state) == set(ref_state)
+    for name, ref in ref_state.items():  # fp16 in the pickle, widened exactly on load
+        assert got_state[name].dtype == torch.float32
+        torch.testing.assert_close(got_state[name], ref, rtol=0, atol=0, msg=name)
+
+    y = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 2]) if config["label_dim"] else None
+    with torch.no_grad():
+        a = model(y, 1.3, generator=torch.Generator().manual_seed(5), class_labels=labels)
+        b = gen.eval()(y, 1.3, generator=torch.Generator().manual_seed(5), class_labels=labels)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert a.abs().sum() > 0
+
+
+def test_teacher_import(tmp_path):
+    config = network_config("teacher", "tiny")
+    teacher = _randomise(build_network(config), seed=3)
+    src = tmp_path / "edm2-tiny.pkl"
+    _write_pickle(src, teacher, _authors_kwargs(config), wrap_generator=False, extras=False)
+    out, cfg = import_pickle(src, tmp_path / "teacher.safetensors")
+    assert cfg["kind"] == "teacher"
+    model, _ = load_checkpoint(out, kind="teacher")
+    for name, ref in teacher.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], ref, rtol=0, atol=0, msg=name)
+    assert any(name.startswith("unet.enc.") for name in model.state_dict())
+    x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, 0.7), teacher.eval()(x, 0.7), rtol=0, atol=0)
+
+
+def test_recorded_tree_uses_the_authors_names(tmp_path):
+    config = network_config("generator", "tiny")
+    gen = build_network(config)
+    src = tmp_path / "g.pkl"
+    _write_pickle(src, gen, _authors_kwargs(config), wrap_generator=True)
+    data = read_pickle(src)
+    ema = data["ema"]
+    assert isinstance(ema, Recorded) and not ema.persistent and ema.qualname == "training.networks_edm2.GenerativeDenoiser"
+    inner = ema.attr("model")
+    assert inner.persistent and inner.class_name == "PrecondCondition" and inner.version == 6
+    assert inner.init_kwargs["model_channels"] == 16
+    state = recorded_state_dict(ema)
+    assert all(t.dtype == torch.float16 for t in state.values())
+    assert {"model.dec.additional_x_weight", "model.logvar_linear.weight", "model.ctrl.emb_fourier.freqs",
+            "model.enc.enc.16x16_conv.weight"} <= set(state)
+    assert isinstance(data["dataset_kwargs"], dict) and data["dataset_kwargs"]["path"] == "ffhq"
+    assert analyse(data).config["kind"] == "generator"
+
+
+def test_score_model_without_wrapper_imports_as_score(tmp_path):
+    config = network_config("score", "tiny")
+    net = _randomise(build_network(config), seed=4)
+    src = tmp_path / "score.pkl"
+    _write_pickle(src, net, _authors_kwargs(config), wrap_generator=False)
+    out, cfg = import_pickle(src, tmp_path / "score.safetensors")
+    assert cfg["kind"] == "score"
+    assert set(load_checkpoint(out)[0].state_dict()) == set(net.state_dict())
+
+
+@pytest.mark.parametrize("payload, name", [
+    (b"cos\nsystem\n(S'echo pwned'\ntR.", "os.system"),
+    (b"cbuiltins\neval\n(S'1+1'\ntR.", "builtins.eval"),
+    (b"cposix\nsystem\n(S'echo pwned'\ntR.", "posix.system"),
+    (b"ctorch.nn.modules.module\nModule\n)R.", "torch.nn.modules.module.Module"),
+    (b"ctorch\nload\n(S'x'\ntR.", "torch.load"),
+])
+def test_refuses_foreign_globals(tmp_path, payload, name):
+    with pytest.raises(pickle.UnpicklingError, match=f"refusing to import {name}"):
+        read_pickle(io.BytesIO(payload))
+    src = tmp_path / "evil.pkl"
+    src.write_bytes(payload)
+    with pytest.raises(CheckpointError, match="refusing"):
+        import_pickle(src, tmp_path / "evil.safetensors")
+    assert not (tmp_path / "evil.safetensors").exists()
+
+
+def test_refuses_reduce_smuggled_inside_a_network(tmp_path):
+    """A real-looking network pickle with an `os.system` call hidden in a module's state is refused."""
+
+    class Evil:
+        def __reduce__(self):
+            import os
+            return os.system, ("echo pwned",)
+
+    def smuggle(net):
+        net.unet.enc["16x16_conv"].payload = Evil()
+
+    config = network_config("teacher", "tiny")
+    src = tmp_path / "evil.pkl"
+    _write_pickle(src, build_network(config), _authors_kwargs(config), wrap_generator=False, mutate=smuggle)
+    assert b"system" in src.read_bytes()
+    with pytest.raises(CheckpointError, match="refusing to import (os|posix).system"):
+        import_pickle(src, tmp_path / "evil.safetensors")
+
+
+def test_module_src_is_never_executed(tmp_path, monkeypatch):
+    """Even with module_src that would raise, import works; and exec/eval/compile are never reached."""
+    import builtins
+
+    config = network_config("teacher", "tiny")
+    src = tmp_path / "t.pkl"
+    _write_pickle(src, build_network(config), _authors_kwargs(config), wrap_generator=False)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("exec/eval/compile called during import")
+
+    for fn in ("exec", "eval", "compile"):
+        monkeypatch.setattr(builtins, fn, forbidden)
+    data = read_pickle(src)
+    monkeypatch.undo()
+    assert data["ema"].module_src_sha256 is not None
+    assert not any(name in sys.modules for name in FAKE_MODULES)
+
+
+def test_architecture_mismatch_is_a_checkpoint_error(tmp_path):
+    config = network_config("teacher", "tiny")
+    kwargs = _authors_kwargs(config)
+    kwargs["model_channels"] = 8  # recorded arguments disagree with the stored tensors
+    src = tmp_path / "t.pkl"
+    _write_pickle(src, build_network(config), kwargs, wrap_generator=False)
+    with pytest.raises(CheckpointError, match="shapes do not match"):
+        import_pickle(src, tmp_path / "t.safetensors")
+
+
+def test_missing_ema_key(tmp_path):
+    config = network_config("teacher", "tiny")
+    src = tmp_path / "t.pkl"
+    _write_pickle(src, build_network(config), _authors_kwargs(config), wrap_generator=False)
+    with pytest.raises(CheckpointError, match="no 'net' entry"):
+        import_pickle(src, tmp_path / "t.safetensors", ema_key="net")
+
+
+def test_test_pickles_ask_for_exactly_the_globals_of_the_published_files(tmp_path):
+    """The globals requested equal the table of method §9 (so these tests exercise the real structure)."""
+    config = network_config("generator", "tiny")
+    src = tmp_path / "g.pkl"
+    _write_pickle(src, build_network(config), _authors_kwargs(config), wrap_generator=True, extras=False)
+    asked = set()
+
+    class Spy(RestrictedUnpickler):
+        def find_class(self, module, name):
+            asked.add(f"{module}.{name}")
+            return super().find_class(module, name)
+
+    with open(src, "rb") as f:
+        Spy(f).load()
+    assert asked == {
+        "training.networks_edm2.GenerativeDenoiser", "torch_utils.persistence._reconstruct_persistent_obj",
+        "torch.nn.modules.container.ModuleDict", "collections.OrderedDict", "torch._utils._rebuild_tensor_v2",
+        "torch._utils._rebuild_parameter", "torch.storage._load_from_bytes",
+    }
+
+
+def test_cli_import(tmp_path):
+    from typer.testing import CliRunner
+
+    from ncvsd_cli.cli import app
+
+    config = network_config("generator", "tiny")
+    gen = _randomise(build_network(config), seed=7)
+    src, out = tmp_path / "ncvsd-tiny.pkl", tmp_path / "out.safetensors"
+    _write_pickle(src, gen, _authors_kwargs(config), wrap_generator=True)
+    res = CliRunner().invoke(app, ["checkpoints", "import", str(src), "-o", str(out), "--data", "FFHQ"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["kind"] == "generator"
+    assert read_config(out)["provenance"]["data"] == "FFHQ"
+    res = CliRunner().invoke(app, ["checkpoints", "import", str(src), "-o", str(out)])
+    assert res.exit_code == 2 and "--force" in res.output
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(b"cos\nsystem\n(S'echo pwned'\ntR.")
+    res = CliRunner().invoke(app, ["checkpoints", "import", str(evil), "-o", str(tmp_path / "e.safetensors")])
+    assert res.exit_code == 3 and "refusing to import os.system" in res.output
+    assert len(res.output.strip().splitlines()) == 1

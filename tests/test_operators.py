@@ -1,0 +1,350 @@
+"""Operator library: contract tests parametrised over the registry, on tiny odd-sized images (deepinv style).
+
+Mathematics checked: adjointness, exact likelihood steps against the analytic Gaussian (dense matrices), the SR
+exact step against ULA, reference facts (box mask, random-mask count, blur shift, bicubic interior = torch's).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import operators
+from operators import registry
+
+SHAPE = (3, 13, 11)  # odd and non-square
+EXPECTED = {"inpaint-box", "inpaint-random", "inpaint-mask", "sr2", "sr4", "sr8", "deblur-gauss", "deblur-motion",
+            "deblur-kernel", "denoise", "phase-retrieval"}
+ALL = sorted(EXPECTED)
+LINEAR = [n for n in ALL if n != "phase-retrieval"]
+
+
+def small_params(name: str, shape: tuple[int, int, int]) -> dict:
+    """Parameters that make a meaningful operator on a tiny image (defaults elsewhere)."""
+    c, h, w = shape
+    if name == "inpaint-mask":
+        return {"mask": (torch.rand(c, h, w, generator=torch.Generator().manual_seed(5)) > 0.4).float()}
+    if name == "deblur-kernel":
+        return {"kernel": np.array([[0.0, 1.0, 2.0, 0.5], [3.0, 1.0, 0.0, 0.2], [0.1, 0.0, 1.0, 0.0]])}
+    if name == "deblur-gauss":
+        return {"sigma": 1.0, "kernel_size": 5}
+    if name == "deblur-motion":
+        return {"kernel_size": 7, "seed": 3}
+    return {}
+
+
+def make(name: str, shape=SHAPE, **override) -> operators.Operator:
+    return operators.create(name, shape, **{**small_params(name, shape), **override})
+
+
+def image(shape=SHAPE, batch: int = 2, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
+    return torch.rand(batch, *shape, generator=torch.Generator().manual_seed(seed), dtype=dtype) * 2 - 1
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def dense_matrix(op: operators.Operator) -> torch.Tensor:
+    """A as an (m, n) float64 matrix, from A applied to the identity basis."""
+    n = math.prod(op.image_shape)
+    basis = torch.eye(n, dtype=torch.float64).view(n, *op.image_shape)
+    return op(basis).reshape(n, -1).T
+
+
+def test_registry_has_all_builtins():
+    assert EXPECTED <= set(operators.names())
+    with pytest.raises(ValueError, match="unknown task/operator 'nope'"):
+        operators.create("nope", SHAPE)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_shapes(name):
+    op = make(name)
+    x = image()
+    y = op.measure(x, 0.05, gen(0))
+    assert y.shape == op.measurement_shape(2)
+    assert op.pseudo_inverse(y).shape == x.shape
+    assert op.likelihood_sample(x, y, 0.5, 0.1, gen(1)).shape == x.shape
+    assert op.linear == (name != "phase-retrieval")
+    if name.startswith("sr"):
+        s = int(name[2:])
+        assert y.shape[-2:] == (math.ceil(13 / s), math.ceil(11 / s))
+    elif name == "phase-retrieval":
+        assert y.shape[-2:] == (13 + 2 * int(0.5 * 13), 11 + 2 * int(0.5 * 11))
+    else:
+        assert y.shape == x.shape
+
+
+@pytest.mark.parametrize("name", LINEAR)
+def test_adjoint(name):
+    op = make(name).double()
+    u = image(dtype=torch.float64, seed=1)
+    v = torch.randn(op.measurement_shape(2), generator=gen(2), dtype=torch.float64)
+    lhs, rhs = (op(u) * v).sum(), (u * op.adjoint(v)).sum()
+    assert torch.allclose(lhs, rhs, rtol=1e-10, atol=1e-12), (lhs, rhs)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_measure_seeding_is_batch_independent(name):
+    op = make(name)
+    x = image(batch=3)
+    y1 = op.measure(x, 0.05, gen(7))
+    assert torch.equal(y1, op.measure(x, 0.05, gen(7)))
+    assert not torch.equal(y1, op.measure(x, 0.05, gen(8)))
+    batch = op.measure(x, 0.05, operators.generators_for_seeds([4, 5, 6]))
+    alone = op.measure(x[1:2], 0.05, operators.generators_for_seeds([5]))
+    torch.testing.assert_close(batch[1:2], alone, rtol=0, atol=1e-6)  # BLAS may sum in another order per batch
+    assert torch.equal(op.measure(x, 0.0), op(x))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_likelihood_seeding_is_batch_independent(name):
+    op = make(name)
+    x, y = image(batch=2), op.measure(image(batch=2, seed=3), 0.05, gen(0))
+    batch = op.likelihood_sample(x, y, 0.3, 0.1, operators.generators_for_seeds([1, 2]))
+    alone = op.likelihood_sample(x[1:], y[1:], 0.3, 0.1, operators.generators_for_seeds([2]))
+    torch.testing.assert_close(batch[1:], alone, rtol=1e-5, atol=1e-5)
+    assert torch.equal(batch, op.likelihood_sample(x, y, 0.3, 0.1, operators.generators_for_seeds([1, 2])))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_config_round_trip(name):
+    op = make(name)
+    cfg = json.loads(json.dumps(op.to_config()))
+    assert cfg["name"] == name and cfg["image_shape"] == list(SHAPE)
+    rebuilt = operators.from_config(cfg)
+    assert type(rebuilt) is type(op) and rebuilt.to_config() == op.to_config()
+    x = image()
+    assert torch.equal(rebuilt(x), op(x))
+    for key, buf in op.named_buffers():
+        assert torch.equal(buf, dict(rebuilt.named_buffers())[key])
+
+
+BAD = [
+    ("inpaint-box", {"box_size": 14}, "box_size"),
+    ("inpaint-box", {"box_size": 0}, "box_size"),
+    ("inpaint-box", {"box_size": [2, 3, 4]}, "box_size"),
+    ("inpaint-random", {"fraction": 1.0}, "fraction"),
+    ("inpaint-random", {"fraction": -0.2}, "fraction"),
+    ("inpaint-random", {"seed": 1.5}, "seed"),
+    ("inpaint-mask", {"mask": None}, "mask"),
+    ("inpaint-mask", {"mask": np.ones((5, 5))}, "mask"),
+    ("inpaint-mask", {"mask": "/nonexistent/mask.png"}, "mask"),
+    ("deblur-gauss", {"sigma": -1.0}, "sigma"),
+    ("deblur-gauss", {"kernel_size": 0}, "kernel_size"),
+    ("deblur-motion", {"intensity": 1.5}, "intensity"),
+    ("deblur-motion", {"kernel": np.ones((3, 3))}, "kernel"),
+    ("deblur-kernel", {"kernel": np.ones(3)}, "kernel"),
+    ("deblur-kernel", {"kernel": np.zeros((3, 3))}, "kernel"),
+    ("deblur-kernel", {"kernel": [[1.0, float("nan")]]}, "kernel"),
+    ("deblur-kernel", {"kernel": "/nonexistent/kernel.npy"}, "kernel"),
+    ("sr4", {"likelihood": "mcmc"}, "likelihood"),
+    ("phase-retrieval", {"oversample": -1}, "oversample"),
+]
+
+
+@pytest.mark.parametrize("name,params,word", BAD, ids=[f"{n}-{w}" for n, _, w in BAD])
+def test_bad_parameters_are_named(name, params, word):
+    with pytest.raises(ValueError, match=word):
+        make(name, **params)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_bad_shape_and_likelihood_arguments(name):
+    with pytest.raises(ValueError, match="image_shape"):
+        operators.create(name, (0, 5, 5), **small_params(name, (1, 5, 5)))
+    op, x = make(name), image()
+    with pytest.raises(ValueError, match="sigma_y"):
+        op.measure(x, -0.1)
+    if name != "phase-retrieval":
+        with pytest.raises(ValueError, match="rho"):
+            op.likelihood_sample(x, op(x), 0.0, 0.1)
+
+
+# --- exact likelihood steps against the analytic Gaussian -----------------------------------------------------
+GAUSS_SHAPE = (2, 5, 4)
+N_SAMPLES = 40_000
+
+
+@pytest.mark.parametrize("name", LINEAR)
+def test_exact_likelihood_matches_analytic_gaussian(name):
+    """Whiten the samples with the analytic precision P = AᵀA/sp² + I/rho² (P = R Rᵀ, z = Rᵀ(u − mean)): z must be
+    N(0, I). Tolerance 5 standard errors of the estimator (mean: 5/√N; covariance entries: 5·√(2/N) ≈ 0.035),
+    so a 5 % error in any variance or a mean bias of 0.03 posterior std fails the test."""
+    op = make(name, GAUSS_SHAPE).double()
+    n = math.prod(GAUSS_SHAPE)
+    sp, rho = 0.2, 0.5
+    x0 = image(GAUSS_SHAPE, batch=1, seed=11, dtype=torch.float64)
+    y = op.measure(image(GAUSS_SHAPE, batch=1, seed=12, dtype=torch.float64), 0.05, gen(0))
+    a = dense_matrix(op)
+    prec = a.T @ a / sp**2 + torch.eye(n, dtype=torch.float64) / rho**2
+    mean = torch.linalg.solve(prec, a.T @ y.flatten() / sp**2 + x0.flatten() / rho**2)
+    u = op.likelihood_sample(x0.expand(N_SAMPLES, *GAUSS_SHAPE), y.expand(N_SAMPLES, *y.shape[1:]), rho, sp, gen(3))
+    z = (u.reshape(N_SAMPLES, n) - mean) @ torch.linalg.cholesky(prec)
+    assert z.mean(0).abs().max() < 5 / math.sqrt(N_SAMPLES)
+    assert (torch.cov(z.T) - torch.eye(n, dtype=torch.float64)).abs().max() < 5 * math.sqrt(2 / N_SAMPLES)
+
+
+def test_sr_langevin_agrees_with_exact():
+    """ULA (the reference's path) and the exact SVD sampler on sr2, (1, 6, 5), sp = rho = 0.1, N = 4000 chains.
+    With C1 = 0.05 and 250 steps ULA forgets its start (slowest contraction (1 − gamma/rho²)^250 ≈ e^-12) and its
+    stationary variance is biased by at most gamma·p_max/2 ≈ 3 %. Tolerance: whitened means within 5/√N, whitened
+    covariance within 0.15 of I (5 standard errors 5·√(2/N) = 0.11, plus the ULA bias)."""
+    shape, n_chains, sp, rho = (1, 6, 5), 4000, 0.1, 0.1
+    exact, langevin = make("sr2", shape), make("sr2", shape, likelihood="langevin")
+    langevin.langevin_c1 = 0.05
+    langevin.langevin_steps = 250
+    x0 = image(shape, batch=1, seed=1, dtype=torch.float64)
+    y = exact.measure(image(shape, batch=1, seed=2, dtype=torch.float64), 0.05, gen(0))
+    a, n = dense_matrix(exact), math.prod(shape)
+    prec = a.T @ a / sp**2 + torch.eye(n, dtype=torch.float64) / rho**2
+    mean = torch.linalg.solve(prec, a.T @ y.flatten() / sp**2 + x0.flatten() / rho**2)
+    chol = torch.linalg.cholesky(prec)
+    for op in (exact, langevin):
+        u = op.likelihood_sample(x0.expand(n_chains, *shape), y.expand(n_chains, *y.shape[1:]), rho, sp, gen(4))
+        z = (u.reshape(n_chains, n) - mean) @ chol
+        assert z.mean(0).abs().max() < 5 / math.sqrt(n_chains), op.likelihood
+        assert (torch.cov(z.T) - torch.eye(n, dtype=torch.float64)).abs().max() < 0.15, op.likelihood
+
+
+# --- reference facts --------------------------------------------------------------------------------------------
+def test_box_mask_matches_reference():
+    m = operators.create("inpaint-box", (3, 256, 256)).mask.expand(1, 3, 256, 256)
+    hole = torch.zeros(256, 256, dtype=torch.bool)
+    hole[64:192, 64:192] = True
+    assert (m[0, :, hole] == 0).all() and (m[0, :, ~hole] == 1).all()
+
+
+def test_random_mask_fraction_and_seed():
+    op = operators.create("inpaint-random", (3, 256, 256))
+    assert int((op.mask == 0).sum()) == 45875  # round(0.7 · 65536), as the reference's random_mask.png
+    assert op(torch.ones(1, 3, 256, 256)).sum(dim=1).unique().tolist() == [0.0, 3.0]  # same in every channel
+    small = [operators.create("inpaint-random", (1, 9, 7), seed=s).mask for s in (0, 0, 1)]
+    assert torch.equal(small[0], small[1]) and not torch.equal(small[0], small[2])
+
+
+@pytest.mark.parametrize("shape", [(1, 256, 256), (1, 13, 11)])
+def test_blur_reference_shift(shape):
+    """shift=True reproduces the reference's (−1, −1) circular shift (method §4.3); the default is centred."""
+    _, h, w = shape
+    delta = torch.zeros(1, *shape)
+    delta[..., 7, 5] = 1
+    for shift, expect in ((True, (6, 4)), (False, (7, 5))):
+        y = operators.create("deblur-gauss", shape, shift=shift)(delta)[0, 0]
+        assert divmod(int(y.argmax()), w) == expect
+
+
+def test_gaussian_kernel_matches_reference():
+    k = operators.create("deblur-gauss", (1, 32, 32)).kernel
+    assert k.shape == (61, 61) and abs(k.sum() - 1) < 1e-12
+    support = np.argwhere(k > 0)
+    assert support.min() == 30 - 12 and support.max() == 30 + 12  # truncate = 4 → radius 12, 25×25 support
+
+
+@pytest.mark.parametrize("name", ["deblur-gauss", "deblur-motion", "deblur-kernel"])
+def test_blur_preserves_constants_and_kernels_larger_than_image(name):
+    params = {"deblur-kernel": {"kernel": np.ones((40, 30))}}.get(name, {})
+    op = operators.create(name, (1, 13, 11), **params)  # default 61×61 kernels wrap around the 13×11 grid
+    torch.testing.assert_close(op(torch.full((1, 1, 13, 11), 0.3)), torch.full((1, 1, 13, 11), 0.3))
+
+
+def test_motion_kernel_is_seeded_and_stored(monkeypatch):
+    a, b = operators.create("deblur-motion", (1, 16, 16)), operators.create("deblur-motion", (1, 16, 16))
+    c = operators.create("deblur-motion", (1, 16, 16), seed=1)
+    assert a.kernel.shape == (61, 61) and abs(a.kernel.sum() - 1) < 1e-12 and (a.kernel >= 0).all()
+    assert np.array_equal(a.kernel, b.kernel) and not np.array_equal(a.kernel, c.kernel)
+    cfg = json.loads(json.dumps(a.to_config()))
+    import operators.motion_kernel as mk
+
+    monkeypatch.setattr(mk, "motion_kernel", lambda *args: pytest.fail("restore must not regenerate the kernel"))
+    assert np.array_equal(operators.from_config(cfg).kernel, a.kernel)
+
+
+def test_mask_and_kernel_from_files(tmp_path):
+    from PIL import Image
+
+    mask = np.zeros((13, 11), np.uint8)
+    mask[:, :5] = 255  # white = known
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    op = operators.create("inpaint-mask", SHAPE, mask=str(tmp_path / "mask.png"))
+    assert op.mask[0, 0, :, :5].eq(1).all() and op.mask[0, 0, :, 5:].eq(0).all()
+    kernel = np.random.default_rng(0).random((5, 3))
+    np.save(tmp_path / "k.npy", kernel)
+    Image.fromarray((kernel / kernel.max() * 255).round().astype(np.uint8)).save(tmp_path / "k.png")
+    from_npy = operators.create("deblur-kernel", SHAPE, kernel=tmp_path / "k.npy")
+    np.testing.assert_allclose(from_npy.kernel, kernel / kernel.sum(), rtol=1e-15)
+    from_png = operators.create("deblur-kernel", SHAPE, kernel=tmp_path / "k.png")
+    np.testing.assert_allclose(from_png.kernel, kernel / kernel.sum(), atol=2e-3)
+
+
+def test_sr_interior_matches_torch_antialiased_bicubic():
+    """An independent implementation (torch's antialiased bicubic, a = −0.5) agrees away from the borders,
+    where only the boundary rule differs (reference: reflection; torch: clamped taps)."""
+    x = image((1, 64, 48), batch=1, dtype=torch.float64)
+    for s in (2, 4, 8):
+        ours = operators.create(f"sr{s}", (1, 64, 48)).double()(x)
+        ref = torch.nn.functional.interpolate(x, scale_factor=1 / s, mode="bicubic", antialias=True)
+        torch.testing.assert_close(ours[..., 2:-2, 2:-2], ref[..., 2:-2, 2:-2], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", LINEAR)
+def test_pseudo_inverse(name):
+    op = make(name).double()
+    y = op(image(dtype=torch.float64))
+    if name.startswith("deblur"):  # Tikhonov: A A⁺ y = y up to frequencies with |K|² ≲ eps
+        op = make("deblur-kernel", kernel=[[0.8, 0.2]]).double()  # |K| >= 0.6 everywhere
+        x = image(dtype=torch.float64)
+        torch.testing.assert_close(op.pseudo_inverse(op(x)), x, rtol=0, atol=1e-2)
+    else:  # Moore-Penrose: A A⁺ y = y for y in the range of A
+        torch.testing.assert_close(op(op.pseudo_inverse(y)), y, rtol=0, atol=1e-10)
+
+
+def test_phase_retrieval_parseval_and_padding():
+    op = operators.create("phase-retrieval", SHAPE).double()
+    x = image(dtype=torch.float64)
+    torch.testing.assert_close(op(x).pow(2).sum((1, 2, 3)), ((x + 1) / 2).pow(2).sum((1, 2, 3)))
+    assert operators.create("phase-retrieval", (3, 256, 256)).pad == (128, 128)
+    assert op.pseudo_inverse(op(x)).abs().max() == 0
+
+
+def test_dtype_follows_input_and_module():
+    """Buffers are exact float64; every call runs in the input's dtype."""
+    for name in LINEAR:
+        op, x = make(name), image()
+        assert op(x).dtype == torch.float32 and op(x.double()).dtype == torch.float64
+        assert op.likelihood_sample(x, op(x), 0.3, 0.1, gen(0)).dtype == torch.float32
+    assert make("sr4").m_h.dtype == torch.float64 and make("sr4").float().m_h.dtype == torch.float32
+
+
+def test_plugin_through_entry_point(tmp_path, monkeypatch):
+    """A package outside this repository adds an operator through the entry-point group `ncvsd.operators`."""
+    (tmp_path / "ncvsd_test_plugin.py").write_text(
+        "from operators import Operator\n"
+        "class Scale(Operator):\n"
+        "    name = 'test-scale'\n"
+        "    def __init__(self, image_shape, factor=2.0):\n"
+        "        super().__init__(image_shape)\n"
+        "        self.factor = factor\n"
+        "    def forward(self, x):\n"
+        "        return self.factor * x\n"
+        "    def adjoint(self, y):\n"
+        "        return self.factor * y\n"
+        "    def extra_config(self):\n"
+        "        return {'factor': self.factor}\n")
+    dist = tmp_path / "ncvsd_test_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ncvsd-test-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[ncvsd.operators]\ntest-scale = ncvsd_test_plugin:Scale\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_ENTRY_POINTS_LOADED", False)
+    assert "test-scale" in operators.names()
+    op = operators.create("test-scale", SHAPE, factor=3.0)
+    rebuilt = operators.from_config(json.loads(json.dumps(op.to_config())))
+    x = image()
+    assert torch.equal(rebuilt(x), 3.0 * x)

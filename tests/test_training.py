@@ -1,0 +1,301 @@
+"""Training machinery: EMA, schedules, data, the posterior-score identity, teacher steps, distillation, resume."""
+
+import math
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from ncvsd_cli.training import data as D
+from ncvsd_cli.training.ema import PowerFunctionEMA, power_function_beta, sigma_rel_to_gamma
+from ncvsd_cli.training.loop import learning_rate, parse_duration
+from ncvsd_cli.training.losses import (discriminator_loss, edm_weight, posterior_query, uncertainty_loss,
+                                       uniform_grid_sigma, karras_grid, vsd_loss)
+
+
+# ------------------------------------------------------------------------------------------------ EMA, schedule
+@pytest.mark.parametrize("sigma_rel, gamma", [(0.05, 16.97), (0.10, 6.94)])
+def test_ema_exponent(sigma_rel, gamma):
+    g = sigma_rel_to_gamma(sigma_rel)
+    assert abs(g - gamma) < 0.005
+    assert abs(g**3 + 7 * g**2 + (16 - sigma_rel**-2) * g + 12 - sigma_rel**-2) < 1e-6
+
+
+def test_ema_first_step_copies_then_averages():
+    net = torch.nn.Linear(3, 2)
+    ema = PowerFunctionEMA(net, (0.05,))
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    ema.update(net, cur_nimg=4, batch_size=4)  # beta = 0: copy
+    assert torch.equal(ema.emas[0].weight, net.weight)
+    with torch.no_grad():
+        net.weight.fill_(3.0)
+    ema.update(net, cur_nimg=8, batch_size=4)
+    beta = power_function_beta(sigma_rel_to_gamma(0.05), 8, 4)
+    assert torch.allclose(ema.emas[0].weight, torch.full_like(net.weight, beta * 1 + (1 - beta) * 3))
+
+
+def test_learning_rate_schedule():
+    assert learning_rate(0, 0.01, 32, 100, 1000) == 0.0
+    assert learning_rate(500, 0.01, 32, 100, 1000) == pytest.approx(0.005)
+    assert learning_rate(3200, 0.01, 32, 100, 1000) == pytest.approx(0.01)
+    assert learning_rate(4 * 3200, 0.01, 32, 100, 1000) == pytest.approx(0.005)
+    assert learning_rate(10**6, 0.01, 32, 0, 0) == 0.01
+
+
+@pytest.mark.parametrize("text, field, value", [("30min", "seconds", 1800), ("2h", "seconds", 7200),
+                                               ("200kimg", "nimg", 200_000), ("64Mi", "nimg", 64 << 20),
+                                               ("5", "nimg", 5000), ("300steps", "steps", 300)])
+def test_parse_duration(text, field, value):
+    assert getattr(parse_duration(text), field) == value
+
+
+@pytest.mark.parametrize("bad", ["", "fast", "-3min", "10parsecs"])
+def test_parse_duration_rejects(bad):
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+# --------------------------------------------------------------------------------------------------- losses
+def test_posterior_score_identity_gaussian():
+    """Method §1.3: t^-2 (E[x0 | y_eff at sigma_eff] - x_t) is the score of q(x_t | y_sigma), exactly."""
+    from ncvsd_cli.sampling.gaussian import GaussianPrior
+
+    g = torch.Generator().manual_seed(1)
+    mu, s = 0.2, 0.4
+    prior = GaussianPrior(mu, s)
+    y = torch.randn(5, 3, 4, 5, generator=g, dtype=torch.float64)
+    x_t = torch.randn(5, 3, 4, 5, generator=g, dtype=torch.float64)
+    sigma = torch.tensor([0.01, 0.3, 1.0, 5.0, 80.0], dtype=torch.float64)
+    t = torch.tensor([2.0, 0.05, 1.0, 0.4, 10.0], dtype=torch.float64)
+    y_eff, sigma_eff = posterior_query(y, sigma, x_t, t)
+    assert torch.allclose(sigma_eff, (sigma**-2 + t**-2) ** -0.5)
+    score = (prior.teacher(y_eff, sigma_eff) - x_t) / t.view(-1, 1, 1, 1) ** 2
+    # analytic: x0 | y ~ N(m, v), so x_t | y ~ N(m, v + t^2)
+    sv = sigma.view(-1, 1, 1, 1)
+    v = 1 / (1 / s**2 + 1 / sv**2)
+    m = v * (mu / s**2 + y / sv**2)
+    analytic = -(x_t - m) / (v + t.view(-1, 1, 1, 1) ** 2)
+    assert torch.allclose(score, analytic, rtol=1e-9, atol=1e-9)
+
+
+def test_vsd_gradient_is_score_difference():
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    s0, s_phi = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    u, t = torch.tensor([0.3, -0.2]), torch.tensor([0.5, 2.0])
+    vsd_loss(x, u, s0, s_phi, t).sum().backward()
+    expected = 2 * edm_weight(t).view(-1, 1, 1, 1) * torch.exp(-u).view(-1, 1, 1, 1) * (s_phi - s0)
+    assert torch.allclose(x.grad, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_uncertainty_loss_optimal_logvar():
+    """The u-minimiser of sum(lambda e^-u err^2 + u) is log(mean(lambda err^2))."""
+    d, x = torch.randn(1, 3, 5, 5), torch.randn(1, 3, 5, 5)
+    sigma = torch.tensor([0.7])
+    best = torch.log((edm_weight(sigma) * (d - x) ** 2).mean())
+    losses = [uncertainty_loss(d, x, best + delta, sigma) for delta in (-0.1, 0.0, 0.1)]
+    assert losses[1] < losses[0] and losses[1] < losses[2]
+
+
+def test_discriminator_loss_scaled_by_dims():
+    lr_, lf = torch.tensor([0.0]), torch.tensor([0.0])
+    assert discriminator_loss(lr_, lf, 48).item() == pytest.approx(48 * math.log(2))
+
+
+def test_sigma_grid_sampler():
+    grid = karras_grid()
+    assert len(grid) == 1000 and grid[0] == pytest.approx(80) and grid[-1] == pytest.approx(0.002)
+    s = uniform_grid_sigma(4000, grid, torch.Generator().manual_seed(0))
+    assert 2.0 < s.median() < 3.1  # method §1.7: median about 2.52
+    assert 0.55 < (s > 1).float().mean() < 0.64
+
+
+# ----------------------------------------------------------------------------------------------------- data
+def _write_pngs(folder, n=3, size=(20, 23)):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        a = (rng.random((*size, 3)) * 255).astype(np.uint8)
+        Image.fromarray(a).save(folder / f"img{i:02d}.png")
+    return folder
+
+
+def test_builtin_heldout_and_offline():
+    assert set(D.BUILTIN_HELDOUT) <= set(D.BUILTIN_ALL)
+    assert not set(D.BUILTIN_HELDOUT) & set(D.BUILTIN_TRAIN)
+    with pytest.raises(ValueError, match="held-out"):
+        D.builtin_source(16, names=("astronaut",))
+    held = D.heldout_images(("chelsea",))
+    assert held["chelsea"].shape == (1, 3, 300, 451) and -1 <= held["chelsea"].min() < held["chelsea"].max() <= 1
+    src = D.builtin_source(16, names=("coins", "horse"))
+    assert len(src) == 6 and src.get(0).dtype == np.uint8 and src.get(0).shape[2] == 3
+
+
+def test_stream_deterministic_sharded_and_resumable(tmp_path):
+    src = D.folder_or_zip_source(_write_pngs(tmp_path / "imgs"))
+    one = D.ImageStream(src, 16, 4, seed=3)
+    a, b = one.next(), one.next()
+    assert a[0].shape == (4, 3, 16, 16) and a[0].abs().max() <= 1
+    again = D.ImageStream(src, 16, 4, seed=3)
+    again.load_state_dict({"position": 1, "seed": 3, "rank": 0, "world_size": 1})
+    assert torch.equal(again.next()[0], b[0])
+    r0, r1 = (D.ImageStream(src, 16, 2, seed=3, rank=r, world_size=2).next()[0] for r in (0, 1))
+    assert torch.equal(torch.stack([r0[0], r1[0], r0[1], r1[1]]), a[0])  # items interleave over ranks
+    assert not torch.equal(D.ImageStream(src, 16, 4, seed=4).next()[0], a[0])
+
+
+def test_zip_with_labels(tmp_path):
+    folder = _write_pngs(tmp_path / "imgs", n=2)
+    zpath = tmp_path / "data.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for p in sorted(folder.iterdir()):
+            zf.write(p, p.name)
+        zf.writestr("dataset.json", '{"labels": [["img00.png", 1], ["img01.png", 0]]}')
+    src = D.folder_or_zip_source(zpath)
+    assert src.labels == [1, 0]
+    x, y = D.ImageStream(src, 32, 3, seed=0).next()  # smaller than the crop: upscaled
+    assert x.shape == (3, 3, 32, 32) and set(y.tolist()) <= {0, 1}
+    with pytest.raises(ValueError):
+        D.folder_or_zip_source(tmp_path / "missing")
+
+
+# ------------------------------------------------------------------------------------------- teacher training
+def _teacher_settings(tmp_path, out, **kw):
+    from ncvsd_cli.training.teacher import TeacherSettings
+
+    data = tmp_path / "imgs"
+    if not data.exists():
+        _write_pngs(data)
+    base = dict(data=str(data), preset="tiny", out=str(tmp_path / out), batch=4, duration="4steps",
+                snapshot="100steps", log_every=2, rampup_kimg=0.0, progress=False, device="cpu")
+    return TeacherSettings(**{**base, **kw})
+
+
+def test_teacher_loss_decreases(tmp_path):
+    """A few dozen steps on one smooth image lower the loss on a fixed evaluation batch."""
+    from PIL import Image
+
+    from ncvsd_cli.training import distributed
+    from ncvsd_cli.training.teacher import TeacherTrainer
+
+    img = tmp_path / "smooth"
+    img.mkdir()
+    yy, xx = np.mgrid[0:16, 0:16]
+    a = np.stack([xx * 15, yy * 15, (xx + yy) * 7], -1).astype(np.uint8)
+    Image.fromarray(a).save(img / "a.png")
+    s = _teacher_settings(tmp_path, "t", data=str(img), batch=8, duration="40steps", xflip=False)
+    tr = TeacherTrainer(s, distributed.init("cpu"))
+    g = torch.Generator().manual_seed(0)
+    x0 = D.ImageStream(tr.stream.source, 16, 16, seed=9, xflip=False).next()[0]
+    sigma = torch.exp(torch.randn(16, generator=g) * 1.2 - 0.8)
+    noise = torch.randn(x0.shape, generator=g)
+
+    def eval_loss():
+        with torch.no_grad():
+            return ((tr.net(x0 + sigma.view(-1, 1, 1, 1) * noise, sigma) - x0) ** 2
+                    * edm_weight(sigma).view(-1, 1, 1, 1)).mean().item()
+
+    before = eval_loss()
+    tr.run()
+    assert eval_loss() < 0.75 * before
+    assert (tmp_path / "t" / "snapshots").is_dir() and (tmp_path / "t" / "log.jsonl").stat().st_size > 0
+
+
+def _state(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["trainer"]
+
+
+def _assert_same(a, b):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    else:
+        assert a == b
+
+
+def test_teacher_resume_bit_for_bit(tmp_path):
+    from ncvsd_cli.checkpoints import load_checkpoint
+    from ncvsd_cli.training.teacher import train_teacher
+
+    train_teacher(_teacher_settings(tmp_path, "full", duration="4steps"))
+    train_teacher(_teacher_settings(tmp_path, "split", duration="2steps"))
+    with pytest.raises(FileExistsError):
+        train_teacher(_teacher_settings(tmp_path, "split", duration="4steps"))
+    train_teacher(_teacher_settings(tmp_path, "split", duration="4steps", resume=True))
+    _assert_same(_state(tmp_path / "full" / "state.pt"), _state(tmp_path / "split" / "state.pt"))
+    net, cfg = load_checkpoint(str(tmp_path / "full" / "snapshots" / "teacher-0000000-0.050.safetensors"))
+    assert cfg["kind"] == "teacher" and cfg["provenance"]["steps"] == 4 and cfg["provenance"]["command"] is None
+
+
+# ---------------------------------------------------------------------------------------------- distillation
+@pytest.fixture
+def tiny_teacher(tmp_path):
+    from ncvsd_cli.checkpoints import save_checkpoint
+    from ncvsd_cli.networks import build_network, network_config
+
+    torch.manual_seed(0)
+    cfg = network_config("teacher", "tiny")
+    path = tmp_path / "teacher.safetensors"
+    save_checkpoint(build_network(cfg), path, cfg)
+    _write_pngs(tmp_path / "imgs")
+    return path
+
+
+def _distill_settings(tmp_path, teacher, out, **kw):
+    from ncvsd_cli.training.distill import DistillSettings
+
+    base = dict(teacher=str(teacher), data=str(tmp_path / "imgs"), out=str(tmp_path / out), batch=2,
+                duration="3steps", snapshot="100steps", log_every=1, rampup_kimg=0.0, gan_warmup_kimg=0.002,
+                progress=False, device="cpu", preview_count=2, g_lr_scale=1.0)
+    return DistillSettings(**{**base, **kw})
+
+
+def test_generator_init_equals_teacher_on_further_noised_input(tmp_path, tiny_teacher):
+    from ncvsd_cli.training import distributed
+    from ncvsd_cli.training.distill import Distiller
+
+    d = Distiller(_distill_settings(tmp_path, tiny_teacher, "init"), distributed.init("cpu"))
+    g = torch.Generator().manual_seed(0)
+    y, z = torch.randn(3, 3, 16, 16, generator=g), torch.randn(3, 3, 16, 16, generator=g)
+    sigma = torch.tensor([0.05, 1.0, 20.0])
+    sigma_hat = (1 + d.gen.gamma) * sigma
+    with torch.no_grad():
+        out = d.gen(y, sigma, noise=z)
+        ref = d.teacher(y + (sigma_hat**2 - sigma**2).sqrt().view(-1, 1, 1, 1) * z, sigma_hat)
+        assert torch.allclose(out, ref, atol=1e-5)
+        x_t = torch.randn(3, 3, 16, 16, generator=g)
+        assert torch.allclose(d.score(x_t, sigma, y, sigma_hat), d.teacher(x_t, sigma), atol=1e-5)
+
+
+def test_distill_finite_changes_generator_and_resumes(tmp_path, tiny_teacher):
+    import json
+
+    from ncvsd_cli.checkpoints import load_checkpoint
+    from ncvsd_cli.training.distill import distill
+
+    distill(_distill_settings(tmp_path, tiny_teacher, "full", duration="3steps"))
+    records = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss_score" in r]
+    assert len(steps) == 3 and "loss_gan" in steps[-1]
+    for r in steps:
+        assert all(math.isfinite(r[k]) for k in ("loss_score", "loss_disc", "loss_vsd"))
+    state = _state(tmp_path / "full" / "state.pt")
+    teacher, _ = load_checkpoint(str(tiny_teacher))
+    enc = {k: v for k, v in state["gen"].items() if k.startswith("model.enc.")}
+    assert any(not torch.equal(v, teacher.unet.state_dict()[k[len("model.enc."):]]) for k, v in enc.items())
+    assert (tmp_path / "full" / "previews" / "0000000-nfe1.png").exists()
+    gen, cfg = load_checkpoint(str(tmp_path / "full" / "snapshots" / "generator-0000000-0.050.safetensors"))
+    assert cfg["kind"] == "generator" and cfg["provenance"]["teacher"] == "teacher.safetensors"
+
+    distill(_distill_settings(tmp_path, tiny_teacher, "split", duration="2steps"))
+    distill(_distill_settings(tmp_path, tiny_teacher, "split", duration="3steps", resume=True))
+    _assert_same(state, _state(tmp_path / "split" / "state.pt"))
