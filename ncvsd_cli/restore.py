@@ -205,6 +205,15 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
+def sidecar_task(path: str | os.PathLike) -> str:
+    """The task recorded in the sidecar of `path` (no other check); MeasurementError when there is none."""
+    side = find_sidecar(path)
+    try:
+        return str(json.loads(side.read_text(encoding="utf-8"))["task"])  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError, KeyError, TypeError):
+        raise MeasurementError(f"{path}: no readable measurement sidecar with a task") from None
+
+
 def load_measurement(path: str | os.PathLike) -> Measurement:
     """Read a measurement written by `save_measurement`: `path` is the preview image or its `.ncvsd.json`.
 

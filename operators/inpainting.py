@@ -90,7 +90,7 @@ class RandomInpainting(MaskOperator):
             raise ValueError(f"seed must be an integer, got {seed!r}")
         self.fraction, self.seed = fraction, int(seed)
         _, h, w = self.image_shape
-        n_missing = int(round(fraction * h * w))
+        n_missing = round(fraction * h * w)
         scores = rand((h * w,), torch.Generator().manual_seed(self.seed), dtype=torch.float64)
         mask = torch.ones(h * w)
         mask[torch.argsort(scores, stable=True)[:n_missing]] = 0

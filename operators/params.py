@@ -48,7 +48,9 @@ def load_gray_image(path: str | Path) -> np.ndarray:
         a = np.asarray(im)
     if a.dtype == np.uint8:
         a = a / 255.0
-    elif a.dtype in (np.uint16, np.int32) or (a.dtype.kind in "iu"):
+    elif a.dtype == np.uint16:
+        a = a / 65535.0
+    elif a.dtype.kind in "iu":  # mode "I" (how Pillow opens some 16-bit PNGs): scale by the code range in use
         a = a / (65535.0 if a.max() > 255 else 255.0)
     a = np.asarray(a, dtype=np.float64)
     return a.mean(axis=-1) if a.ndim == 3 else a
@@ -68,11 +70,11 @@ def as_array(value: Any, name: str) -> np.ndarray:
             return np.load(path, allow_pickle=False)
         try:
             return load_gray_image(path)
-        except Exception as exc:  # Pillow raises several types for unreadable files
+        except (OSError, ValueError) as exc:  # Pillow's UnidentifiedImageError is an OSError
             raise ValueError(f"{name}: cannot read {path} as .npy or image ({exc})") from None
     try:
         return np.asarray(value)
-    except Exception as exc:
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"{name}: cannot convert {type(value).__name__} to an array ({exc})") from None
 
 

@@ -75,6 +75,21 @@ def test_specific_baselines_refuse_other_operators(method):
         C.CLASSICAL_METHODS[method](None, op, torch.zeros(1, *SHAPE))
 
 
+@pytest.mark.parametrize("name", sorted(operators.names()))
+def test_applies_matches_what_runs(name):
+    op = _op(name)
+    y = op(torch.zeros(1, *SHAPE))
+    for method, fn in C.CLASSICAL_METHODS.items():
+        if C.applies(method, op):
+            assert fn(None, op, y).x.shape == (1, *SHAPE)
+        else:
+            with pytest.raises(ValueError, match="needs"):
+                fn(None, op, y)
+    assert C.applies("classical", op) and C.applies("pseudo-inverse", op)
+    with pytest.raises(ValueError, match="unknown classical method"):
+        C.applies("magic", op)
+
+
 def test_registry_names_resolve():
     from ncvsd_cli.sampling import METHODS
 

@@ -231,7 +231,7 @@ def test_random_mask_fraction_and_seed():
 @pytest.mark.parametrize("shape", [(1, 256, 256), (1, 13, 11)])
 def test_blur_reference_shift(shape):
     """shift=True reproduces the reference's (−1, −1) circular shift (method §4.3); the default is centred."""
-    _, h, w = shape
+    _, _, w = shape
     delta = torch.zeros(1, *shape)
     delta[..., 7, 5] = 1
     for shift, expect in ((True, (6, 4)), (False, (7, 5))):

@@ -15,7 +15,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, data: str, out: str, steps: int, resume: bool, result: str) -> None:
+def _worker(rank: int, world: int, port: int, data: str, out: str, result: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
@@ -24,23 +24,25 @@ def _worker(rank: int, world: int, port: int, data: str, out: str, steps: int, r
     from ncvsd_cli.training import distributed
     from ncvsd_cli.training.teacher import TeacherSettings, TeacherTrainer
 
-    s = TeacherSettings(data=data, preset="tiny", out=out, batch=4, duration=f"{steps}steps", snapshot="100steps",
-                        log_every=1, rampup_kimg=0.0, progress=False, device="cpu", resume=resume)
     info = distributed.init("cpu")
     try:
-        tr = TeacherTrainer(s, info)
-        tr.run()
-        flat = torch.cat([p.detach().reshape(-1) for p in tr.net.parameters()])
-        gathered = [torch.zeros_like(flat) for _ in range(world)]
-        dist.all_gather(gathered, flat)
+        results = []
+        for steps, resume in ((2, False), (3, True)):  # a run, then its resumption from state.pt
+            s = TeacherSettings(data=data, preset="tiny", out=out, batch=4, duration=f"{steps}steps",
+                                snapshot="100steps", log_every=1, rampup_kimg=0.0, progress=False, device="cpu",
+                                resume=resume)
+            tr = TeacherTrainer(s, info)
+            tr.run()
+            flat = torch.cat([p.detach().reshape(-1) for p in tr.net.parameters()])
+            gathered = [torch.zeros_like(flat) for _ in range(world)]
+            dist.all_gather(gathered, flat)
+            results.append({"params": gathered, "step": tr.step})
         if rank == 0:
-            torch.save({"params": gathered, "step": tr.step}, result)
+            torch.save(results, result)
     finally:
         distributed.shutdown()
 
 
-def _spawn(*args):
-    mp.spawn(_worker, args=(2, _free_port(), *args), nprocs=2, join=True)
 
 
 def test_two_process_training_identical_and_resumes(tmp_path):
@@ -52,11 +54,9 @@ def test_two_process_training_identical_and_resumes(tmp_path):
     for i in range(3):
         Image.fromarray((rng.random((18, 21, 3)) * 255).astype(np.uint8)).save(data / f"{i}.png")
     out, res = str(tmp_path / "run"), str(tmp_path / "res.pt")
-    _spawn(str(data), out, 2, False, res)
-    r = torch.load(res)
+    mp.spawn(_worker, args=(2, _free_port(), str(data), out, res), nprocs=2, join=True)
+    r, r2 = torch.load(res)
     assert r["step"] == 2 and torch.equal(r["params"][0], r["params"][1])
-    _spawn(str(data), out, 3, True, res)
-    r2 = torch.load(res)
     assert r2["step"] == 3 and torch.equal(r2["params"][0], r2["params"][1])
     assert not torch.equal(r["params"][0], r2["params"][0])
     assert (tmp_path / "run" / "state.pt").exists()

@@ -85,7 +85,7 @@ def _run(inputs, task, out, nfe, seed, samples, mean, std, checkpoint, device, b
         first = next((s for s in specs if s != "-" and lib.find_sidecar(s) is not None), None)
         if first is None:
             raise common.UsageError("--task is required for inputs without a measurement sidecar")
-        task = lib.load_measurement(first).task
+        task = lib.sidecar_task(first)
     params = common.parse_params(param)
     from ncvsd_cli.sampling.presets import load_task_preset
 

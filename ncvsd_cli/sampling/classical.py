@@ -17,7 +17,8 @@ applications of A, Aᵀ, A⁺ or an equivalent closed-form filter per image: bic
 - `biharmonic` (inpainting): scikit-image's `inpaint_biharmonic` fills the unknown pixels (mask 0), per image,
   channels together when the mask is the same in every channel; known pixels keep the (noisy) measurement.
 - `pseudo_inverse` (any operator): `operator.pseudo_inverse(y)` (denoise: y; phase retrieval: mid-grey).
-- `classical` picks one of the above by operator type (extras["method"] says which).
+- `classical` picks one of the above by operator type (extras["method"] says which); `applies(method, operator)`
+  says whether a baseline handles an operator (the specific ones raise ValueError otherwise).
 """
 
 from __future__ import annotations
@@ -167,6 +168,18 @@ def classical(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, g
     else:
         fn = pseudo_inverse
     return fn(denoiser, operator, y, sigmas, generator=generator, callback=callback, sigma_y=sigma_y)
+
+
+#: The operator class each specific baseline needs (the others handle any operator).
+_NEEDS: dict[str, type] = {"bicubic": Downsample, "wiener": CircularBlur, "tikhonov": CircularBlur,
+                           "biharmonic": MaskOperator}
+
+
+def applies(method: str, operator) -> bool:
+    """Whether baseline `method` (a key of CLASSICAL_METHODS) handles `operator`; ValueError for unknown names."""
+    if method not in CLASSICAL_METHODS:
+        raise ValueError(f"unknown classical method {method!r}; known: {', '.join(CLASSICAL_METHODS)}")
+    return method not in _NEEDS or isinstance(operator, _NEEDS[method])
 
 
 #: name -> baseline, for registries (sampling.METHODS registers these names with needs="none").
