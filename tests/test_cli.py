@@ -356,3 +356,22 @@ def test_sample_class_conditional(tmp_path):
     res = run("sample", "-c", ck, "--seeds", "0-1", "--class-label", "2", "-o", tmp_path / "g.png", "--device", "cpu")
     assert res.exit_code == 0, res.output
     assert run("sample", "-c", ck, "--seeds", "0", "--class-label", "7", "-o", tmp_path / "h.png").exit_code == 2
+
+
+@pytest.mark.parametrize("method", ["dps", "daps", "wiener"])
+def test_other_methods(tmp_path, method):
+    src = _png(tmp_path / "i.png", 6, 6)
+    ck = [] if method == "wiener" else ["-c", _ckpt(tmp_path, kind="teacher")]
+    res = run("restore", "--task", "deblur-gauss", src, "--method", method, "--nfe", "5", *ck, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["method"] == method and (tmp_path / "i_deblur-gauss.png").is_file()
+
+
+def test_degrade_stdin_to_stdout_and_measurement_option(tmp_path, ckpt):
+    data = _png(tmp_path / "c.png", 8, 8).read_bytes()
+    res = run("degrade", "--task", "denoise", "-", "-o", "-", input=data)
+    assert res.exit_code == 0 and images.read_image(res.stdout_bytes).size == (8, 8)
+    assert run("degrade", "--task", "sr2", tmp_path / "c.png", "-o", tmp_path / "m.png").exit_code == 0
+    res = run("restore", "--measurement", tmp_path / "m.png.ncvsd.json", "-c", ckpt, *FAST, "-o", tmp_path / "r.png")
+    assert res.exit_code == 0, res.output
+    assert Image.open(tmp_path / "r.png").size == (8, 8)

@@ -168,6 +168,19 @@ class _Scorer:
                     results.lpips_column(self.net): float(self._lpips(a, b).flatten()[0])}
 
 
+def _warm_up(nets: _Networks, shape: tuple[int, int, int], device: str) -> None:
+    """One untimed generator call and one teacher forward + backward, so that one-off start-up costs (CUDA context,
+    cuDNN / cuBLAS set-up, lazy kernels) are not billed to the first timed row."""
+    x = torch.zeros(1, *shape, device=device)
+    if nets.generator is not None:
+        with torch.no_grad():
+            nets.generator(x, 1.0, generator=sampler_generators(0, 0))
+    if nets.teacher is not None:
+        x.requires_grad_(True)
+        with torch.enable_grad():
+            nets.teacher(x, 1.0).sum().backward()
+
+
 def _environment(device: str) -> dict[str, Any]:
     env = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
            "machine": platform.machine(), "cpu_threads": torch.get_num_threads()}
@@ -228,6 +241,8 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
         jobs = methods.expand_jobs(cfg.methods, cfg.nfe, cfg.baseline_nfe, operator)
         plans.append((task, preset, operator, jobs))
     total = len(mine) * sum(len(j) for *_, j in plans) * cfg.best_of
+    if mine:
+        _warm_up(nets, shape, device)
 
     from tqdm import tqdm
 

@@ -1,0 +1,113 @@
+"""cli/common.py: option parsing, input expansion, output naming and the exit-code mapping."""
+
+from pathlib import Path
+
+import pytest
+import typer
+
+from ncvsd_cli.cli import common
+from ncvsd_cli.cli.common import InputItem, UsageError
+
+
+def test_parse_device():
+    assert str(common.parse_device("cpu")) == "cpu"
+    assert common.parse_device("auto").type in ("cpu", "cuda")
+    for bad in ("tpu", "cuda:x", "gpu0"):
+        with pytest.raises(UsageError, match="device"):
+            common.parse_device(bad)
+
+
+def test_parse_params_and_int_lists():
+    assert common.parse_params(["a=3", "b=0.5", "c=true", "d=[1, 2]", "e=some/path.png", "f="]) == \
+        {"a": 3, "b": 0.5, "c": True, "d": [1, 2], "e": "some/path.png", "f": ""}
+    with pytest.raises(UsageError, match="key=value"):
+        common.parse_params(["novalue"])
+    assert common.parse_int_list("0-3,7,10-11") == [0, 1, 2, 3, 7, 10, 11]
+    for bad in ("a-b", "5-2", ""):
+        with pytest.raises(UsageError):
+            common.parse_int_list(bad)
+
+
+def test_expand_inputs(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    for name in ("b.png", "a.jpg", "notes.txt", ".hidden.png", "a_sr4.png"):
+        (d / name).write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
+    items, missing = common.expand_inputs(
+        [str(d), str(d / "a.jpg"), "-", str(tmp_path / "*.none"), str(tmp_path / "nope.png"), str(tmp_path / "empty")],
+        skip=lambda p: p.stem.endswith("_sr4"))
+    assert [i.name for i in items] == [str(d / "a.jpg"), str(d / "b.png"), "<stdin>"]  # sorted, no duplicates
+    assert items[-1].is_stdin and items[-1].stem == "stdin"
+    assert len(missing) == 3 and all(msg.count("\n") == 0 for _, msg in missing)
+    globbed, _ = common.expand_inputs([str(d / "*.png")])
+    assert [i.path.name for i in globbed] == ["a_sr4.png", "b.png"]
+    with pytest.raises(UsageError):
+        common.expand_inputs(["-", "-"])
+    with pytest.raises(UsageError):
+        common.expand_inputs([])
+
+
+def test_output_naming(tmp_path):
+    a = InputItem("in/a.png", Path("in/a.png"))
+    b = InputItem("in/b.png", Path("in/b.png"))
+    stdin = InputItem("<stdin>")
+    assert common.output_path(a, None, common.output_mode(None, [a]), "sr4") == "in/a_sr4.png"
+    assert common.output_path(stdin, None, "beside", "sr4") == "-"
+    assert common.output_mode("-", [a]) == "stdout"
+    with pytest.raises(UsageError):
+        common.output_mode("-", [a, b])
+    assert common.output_mode("x.png", [a]) == "file"
+    assert common.output_mode("x.png", [a, b]) == "dir"
+    assert common.output_mode(str(tmp_path), [a]) == "dir"
+    assert common.output_path(a, "out", "dir", "sr4") == "out/a.png"
+    (tmp_path / "a.png").write_bytes(b"x")
+    same = InputItem(str(tmp_path / "a.png"), tmp_path / "a.png")
+    assert common.output_path(same, str(tmp_path), "dir", "sr4") == str(tmp_path / "a_sr4.png")
+    assert common.variant_path("out/a.png", "_s2") == "out/a_s2.png"
+    with pytest.raises(UsageError):
+        common.variant_path("-", "_s0")
+
+
+def test_check_outputs(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "exists.png").write_bytes(b"x")
+    a = InputItem("a", tmp_path / "a.png")
+    b = InputItem("b", tmp_path / "b.png")
+    c = InputItem("c", tmp_path / "sub" / "b.png")
+    planned = {a: [str(tmp_path / "a.png")], b: [str(tmp_path / "out.png")], c: [str(tmp_path / "out.png")]}
+    problems = common.check_outputs(planned, [a, b, c], overwrite=False)
+    assert "is an input" in problems[a] and "also be written" in problems[c] and b not in problems
+    assert "exists" in common.check_outputs({b: [str(tmp_path / "exists.png")]}, [b], False)[b]
+    assert common.check_outputs({b: [str(tmp_path / "exists.png")]}, [b], True) == {}
+
+
+@pytest.mark.parametrize("exc, code", [(UsageError("u"), 2), (ValueError("v"), 2), (KeyboardInterrupt(), 130),
+                                       (RuntimeError("bug"), 1)])
+def test_handle_errors_maps_exit_codes(exc, code, capsys, monkeypatch):
+    monkeypatch.delenv("NCVSD_DEBUG", raising=False)
+    with pytest.raises(typer.Exit) as info:
+        with common.handle_errors():
+            raise exc
+    assert info.value.exit_code == code
+    err = capsys.readouterr().err
+    assert err.startswith("ncvsd: error:") and err.count("\n") == 1
+
+
+def test_checkpoint_error_is_exit_3(capsys):
+    from ncvsd_cli.checkpoints import CheckpointError
+
+    with pytest.raises(typer.Exit) as info:
+        with common.handle_errors():
+            raise CheckpointError("checksum mismatch for x")
+    assert info.value.exit_code == 3 and "checksum" in capsys.readouterr().err
+
+
+def test_report_exit_code_and_json(capsys):
+    r = common.Report("t")
+    r.ok("a", ["a_out.png"])
+    with pytest.raises(typer.Exit) as info:
+        r.finish(as_json=True)
+    assert info.value.exit_code == 0 and '"ok": 1' in capsys.readouterr().out
+    r.failed("b", "b: broken")
+    assert r.exit_code() == 1 and r.summary()["failed"] == 1
