@@ -1,12 +1,15 @@
-"""Images in and out: the one place where files, bytes and arrays become (1, C, H, W) tensors in [-1, 1] and back.
+"""Images in and out: the one place where files, bytes and arrays become (1, C, H, W) tensors in [-1, 1]
+and back.
 
 Decoding policy (`read_image`), stated once and tested in tests/test_images.py:
 
-- Sources: a path, raw bytes, a binary file object, or "-" for standard input. Formats: whatever Pillow reads
-  (PNG, JPEG, BMP, TIFF, WebP, GIF, ...); 16-bit PNGs go through pypng and TIFFs through tifffile, because Pillow
-  reduces 16-bit colour to 8 bits. Multi-frame files: the first frame. JPEG EXIF orientation is applied.
-- Bit depth: every integer sample is divided by its maximum (255 for 8-bit, 65535 for 16-bit, 1 for 1-bit), so a
-  16-bit image keeps all 16 bits of precision in [0, 1]; float TIFF/`F` images are taken as [0, 1] and clipped.
+- Sources: a path, raw bytes, a binary file object, or "-" for standard input. Formats: whatever Pillow
+  reads (PNG, JPEG, BMP, TIFF, WebP, GIF, ...); 16-bit PNGs go through pypng and TIFFs through tifffile,
+  because Pillow reduces 16-bit colour to 8 bits. Multi-frame files: the first frame. EXIF orientation is
+  applied.
+- Bit depth: every integer sample is divided by its maximum (255 for 8-bit, 65535 for 16-bit, 1 for 1-bit),
+  so a 16-bit image keeps all 16 bits of precision in [0, 1]; float TIFF/`F` images are taken as [0, 1]
+  and clipped.
 - Colour, driven by the model's channel count `channels`:
   channels = 3: greyscale is replicated to 3 channels; palette images become RGB; CMYK/YCbCr/LAB become RGB.
   channels = 1: colour is reduced to luminance with the ITU-R BT.601 weights (0.299, 0.587, 0.114), in float.
@@ -14,9 +17,9 @@ Decoding policy (`read_image`), stated once and tested in tests/test_images.py:
 - Alpha (RGBA, LA, palette with transparency): composited on white (what a viewer shows on a white page) and
   reported in `DecodedImage.notes`; a fully opaque alpha channel is dropped silently.
 
-Writing (`save_image`): values are clipped to [-1, 1] and rounded to 8 bits; the format follows the suffix (PNG by
-default, also for "-" = standard output); the file is written atomically (temporary file in the same folder, then
-`os.replace`) so that an interrupted or failed write leaves no partial file; NaN/inf are refused.
+Writing (`save_image`): values are clipped to [-1, 1] and rounded to 8 bits; the format follows the suffix
+(PNG by default, also for "-" = standard output); the file is written atomically (temporary file in the same
+folder, then `os.replace`) so that an interrupted or failed write leaves no partial file; NaN/inf are refused.
 """
 
 from __future__ import annotations
@@ -30,14 +33,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Union
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-ImageSource = Union[str, os.PathLike, bytes, IO[bytes]]
+ImageSource = str | os.PathLike | bytes | IO[bytes]
 #: BT.601 luma weights used for colour -> greyscale.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -52,12 +55,12 @@ class ImageError(ValueError):
 class DecodedImage:
     """A decoded image and what the policy did to it.
 
-    tensor: (1, C, H, W) float32 in [-1, 1]. mode: the source's layout, e.g. "RGB", "L", "RGBA", "P", "RGB;16".
-    bit_depth: bits per source sample. grey: the source had one colour channel. notes: conversions worth telling
-    the user about (alpha composited, first frame of N, ...).
+    tensor: (1, C, H, W) float32 in [-1, 1]. mode: the source layout, e.g. "RGB", "L", "RGBA", "P", "RGB;16".
+    bit_depth: bits per source sample. grey: the source had one colour channel. notes: conversions worth
+    telling the user about (alpha composited, first frame of N, ...).
     """
 
-    tensor: "torch.Tensor"
+    tensor: torch.Tensor
     mode: str
     bit_depth: int
     grey: bool
@@ -69,20 +72,20 @@ class DecodedImage:
         return int(self.tensor.shape[-2]), int(self.tensor.shape[-1])
 
 
-# ------------------------------------------------------------------------------------------------ value ranges
-def to_unit(x: "torch.Tensor") -> "torch.Tensor":
+# ----------------------------------------------------------------------------------------------- value ranges
+def to_unit(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] -> [0, 1]: (x + 1) / 2 (no clipping)."""
     return (x + 1) / 2
 
 
-def from_unit(x: "torch.Tensor") -> "torch.Tensor":
+def from_unit(x: torch.Tensor) -> torch.Tensor:
     """[0, 1] -> [-1, 1]: 2 x - 1 (no clipping)."""
     return x * 2 - 1
 
 
 # ------------------------------------------------------------------------------------------------- decoding
 def read_source_bytes(source: ImageSource) -> tuple[bytes, str]:
-    """(bytes, display name) of a path, "-" (stdin), bytes or binary stream; ImageError for unreadable paths."""
+    """(bytes, display name) of a path, "-" (stdin), bytes or a binary stream; ImageError if unreadable."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), "<bytes>"
     if isinstance(source, (str, os.PathLike)):
@@ -121,7 +124,9 @@ def _decode_png16(data: bytes, name: str, max_pixels: int | None) -> tuple[np.nd
     except ImageError:
         raise
     except Exception as exc:  # pypng raises FormatError/ChunkError, zlib.error, ValueError on damaged files
-        raise ImageError(f"{name}: cannot decode 16-bit PNG (truncated or corrupt): {_one_line(exc)}") from None
+        raise ImageError(
+            f"{name}: cannot decode 16-bit PNG (truncated or corrupt): {_one_line(exc)}"
+        ) from None
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[planes] + ";16"
     return arr, mode, 16
 
@@ -152,7 +157,9 @@ def _decode_tiff(data: bytes, name: str, max_pixels: int | None) -> tuple[np.nda
     return arr, mode, bits
 
 
-def _decode_pil(data: bytes, name: str, max_pixels: int | None, notes: list[str]) -> tuple[np.ndarray, str, int]:
+def _decode_pil(
+    data: bytes, name: str, max_pixels: int | None, notes: list[str]
+) -> tuple[np.ndarray, str, int]:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -205,8 +212,9 @@ def _one_line(exc: BaseException) -> str:
     return text[:200]
 
 
-def read_image(source: ImageSource, channels: int = 3, *, max_pixels: int | None = None,
-               name: str | None = None) -> DecodedImage:
+def read_image(
+    source: ImageSource, channels: int = 3, *, max_pixels: int | None = None, name: str | None = None
+) -> DecodedImage:
     """Decode `source` into a (1, channels, H, W) float32 tensor in [-1, 1] under the module's policy.
 
     channels: 1 or 3 (the model's channel count). max_pixels: refuse images with more than H*W pixels, checked
@@ -249,13 +257,13 @@ def read_image(source: ImageSource, channels: int = 3, *, max_pixels: int | None
     return DecodedImage(tensor=from_unit(tensor), mode=mode, bit_depth=bits, grey=grey, notes=notes)
 
 
-def load_image(source: ImageSource, channels: int = 3, *, max_pixels: int | None = None) -> "torch.Tensor":
+def load_image(source: ImageSource, channels: int = 3, *, max_pixels: int | None = None) -> torch.Tensor:
     """(1, channels, H, W) float32 tensor in [-1, 1] from a path, bytes, stream or "-" (see `read_image`)."""
     return read_image(source, channels, max_pixels=max_pixels).tensor
 
 
 def image_size(source: str | os.PathLike | bytes) -> tuple[int, int]:
-    """(H, W) of an image from its header only (Pillow; exact for PNG/TIFF of any depth). Raises ImageError."""
+    """(H, W) of an image from its header only (Pillow, any bit depth). Raises ImageError."""
     from PIL import Image, UnidentifiedImageError
 
     data = source if isinstance(source, bytes) else None
@@ -272,7 +280,7 @@ def image_size(source: str | os.PathLike | bytes) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------------- encoding
-def to_uint8(x: "torch.Tensor") -> np.ndarray:
+def to_uint8(x: torch.Tensor) -> np.ndarray:
     """(1, C, H, W) or (C, H, W) tensor in [-1, 1] -> (H, W) or (H, W, 3) uint8 array; clipped and rounded.
 
     Raises ValueError if x holds NaN or inf (never written as an image) or has other than 1 or 3 channels.
@@ -293,7 +301,7 @@ def to_uint8(x: "torch.Tensor") -> np.ndarray:
 
 
 def format_for_path(path: str | os.PathLike | None) -> str:
-    """Pillow format name for an output path from its suffix; "PNG" for "-" or no suffix. ValueError otherwise."""
+    """Pillow format name for an output path from its suffix; "PNG" for "-" or no suffix; else ValueError."""
     from PIL import Image
 
     suffix = Path(os.fspath(path)).suffix.lower() if path not in (None, "-") else ""
@@ -305,7 +313,7 @@ def format_for_path(path: str | os.PathLike | None) -> str:
     return fmt
 
 
-def encode_image(x: "torch.Tensor", format: str = "PNG") -> bytes:
+def encode_image(x: torch.Tensor, format: str = "PNG") -> bytes:
     """Encode a (1, C, H, W) image in [-1, 1] as 8-bit file bytes (PNG by default; JPEG at quality 95)."""
     from PIL import Image
 
@@ -340,31 +348,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` atomically (temporary file + fsync + os.replace); "-" writes to standard output."""
+    """Write `data` to `path` atomically (temporary file, fsync, os.replace); "-" writes to stdout."""
     if os.fspath(path) == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return Path("-")
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
     return Path(path)
 
 
-def save_image(x: "torch.Tensor", path: str | os.PathLike, *, format: str | None = None) -> Path:
+def save_image(x: torch.Tensor, path: str | os.PathLike, *, format: str | None = None) -> Path:
     """Write a (1, C, H, W) or (C, H, W) image in [-1, 1] (C = 1 or 3) as an 8-bit file, atomically.
 
-    path: the file, or "-" for standard output. format: a Pillow format name; default from the suffix, PNG when
-    there is none. Raises ValueError for NaN/inf values or an unknown suffix, before anything is written.
+    path: the file, or "-" for standard output. format: a Pillow format name; default from the suffix, PNG
+    when there is none. Raises ValueError for NaN/inf values or an unknown suffix, before anything is written.
     """
     data = encode_image(x, format or format_for_path(path))
     return atomic_write_bytes(path, data)
 
 
 # -------------------------------------------------------------------------------------------- shape helpers
-def _reflect_pad(x: "torch.Tensor", bottom: int, right: int) -> "torch.Tensor":
+def _reflect_pad(x: torch.Tensor, bottom: int, right: int) -> torch.Tensor:
     import torch.nn.functional as F
 
     while bottom > 0 or right > 0:  # reflection needs pad < size: repeat for large pads
@@ -377,11 +384,11 @@ def _reflect_pad(x: "torch.Tensor", bottom: int, right: int) -> "torch.Tensor":
     return x
 
 
-def pad_to_shape(x: "torch.Tensor", shape: tuple[int, int], mode: str = "reflect") -> "torch.Tensor":
+def pad_to_shape(x: torch.Tensor, shape: tuple[int, int], mode: str = "reflect") -> torch.Tensor:
     """Pad (B, C, H, W) at the bottom and right to `shape` = (H', W') >= (H, W).
 
-    mode: "reflect" (mirror without repeating the edge, repeated for pads larger than the image), "replicate" or
-    "constant" (zeros). Raises ValueError if `shape` is smaller than the image.
+    mode: "reflect" (mirror without repeating the edge, repeated for pads larger than the image), "replicate"
+    or "constant" (zeros). Raises ValueError if `shape` is smaller than the image.
     """
     import torch.nn.functional as F
 
@@ -405,19 +412,21 @@ def padded_size(size: int, multiple: int) -> int:
     return -(-int(size) // multiple) * multiple
 
 
-def pad_to_multiple(x: "torch.Tensor", multiple: int, mode: str = "reflect") -> tuple["torch.Tensor", tuple[int, int]]:
+def pad_to_multiple(
+    x: torch.Tensor, multiple: int, mode: str = "reflect"
+) -> tuple[torch.Tensor, tuple[int, int]]:
     """Pad (B, C, H, W) at the bottom/right so H and W are multiples of `multiple`; returns (padded, (H, W))
     where (H, W) is the original size for `crop_to`."""
     h, w = int(x.shape[-2]), int(x.shape[-1])
     return pad_to_shape(x, (padded_size(h, multiple), padded_size(w, multiple)), mode), (h, w)
 
 
-def crop_to(x: "torch.Tensor", size: tuple[int, int]) -> "torch.Tensor":
+def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """The top-left (H, W) window of (..., H', W'): undoes `pad_to_shape` / `pad_to_multiple`."""
     return x[..., : int(size[0]), : int(size[1])]
 
 
-def match_channels(x: "torch.Tensor", channels: int) -> "torch.Tensor":
+def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, channels, H, W): 1 -> 3 replicates; 3 -> 1 takes BT.601 luma (as in decoding)."""
     c = x.shape[1]
     if c == channels:
@@ -430,7 +439,7 @@ def match_channels(x: "torch.Tensor", channels: int) -> "torch.Tensor":
     raise ValueError(f"cannot convert {c} channels to {channels}")
 
 
-def make_grid(x: "torch.Tensor", ncols: int | None = None, padding: int = 2) -> "torch.Tensor":
+def make_grid(x: torch.Tensor, ncols: int | None = None, padding: int = 2) -> torch.Tensor:
     """Tile a batch (B, C, H, W) into one (1, C, H', W') image, `ncols` per row (default ceil(sqrt(B))),
     separated by `padding` pixels of white (+1)."""
     import math
@@ -444,7 +453,7 @@ def make_grid(x: "torch.Tensor", ncols: int | None = None, padding: int = 2) -> 
     for i in range(b):
         r, col = divmod(i, ncols)
         top, left = padding + r * (h + padding), padding + col * (w + padding)
-        grid[:, top:top + h, left:left + w] = x[i]
+        grid[:, top : top + h, left : left + w] = x[i]
     return torch.as_tensor(grid)[None]
 
 

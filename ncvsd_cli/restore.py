@@ -2,19 +2,21 @@
 
 Measurements (`degrade`, `save_measurement`, `load_measurement`): y = A(x) + sigma_y n with the noise from a
 per-image generator seeded with `seed`. `save_measurement(m, "measured.png")` writes
-- `measured.png`: a viewable 8-bit preview (the clipped measurement for image-shaped tasks: the small image for sr,
-  the masked image for inpainting; for phase retrieval a log-amplitude picture, log(1 + |y|) scaled to [0, 1]);
-- `measured.png.ncvsd.json`: the sidecar: task, the operator's full `to_config()` (kernel, mask, seeds), sigma_y,
-  seed, image and measurement shapes, the preview's size, and the sha256 of
-- `measured.png.ncvsd.safetensors`: the unclipped float measurement y (tensor "y", shape (*measurement_shape)).
-`load_measurement` rebuilds exactly that operator and y, so `ncvsd restore measured.png` restores what was measured.
+- `measured.png`: a viewable 8-bit preview (the clipped measurement for image-shaped tasks: the small image
+  for sr, the masked image for inpainting; for phase retrieval log(1 + |y|) scaled to [0, 1]);
+- `measured.png.ncvsd.json`: the sidecar: task, the operator's full `to_config()` (kernel, mask, seeds),
+  sigma_y, seed, image and measurement shapes, the preview's size, and the sha256 of
+- `measured.png.ncvsd.safetensors`: the unclipped float measurement (tensor "y", shape measurement_shape).
+`load_measurement` rebuilds exactly that operator and y: `ncvsd restore measured.png` restores what
+was measured.
 
-Restoration (`Restorer`): real inputs of any size. The operator is built for the input's own size (for sr* the input
-is the low-resolution image and the image is factor x larger); when that size is not a multiple of what the network
-needs (2^(levels-1)), the operator is wrapped by `PaddedOperator`, which lets the sampler work on a reflect-padded
-canvas whose extra pixels the measurement does not constrain (its likelihood step is exact: the extra pixels get the
-prior-coupling Gaussian x0 + rho eps), and the result is cropped back. Each (image, sample k) pair gets its own
-generator seeded with seed + k, so results do not depend on the batch size or the order of the inputs.
+Restoration (`Restorer`): real inputs of any size. The operator is built for the input's own size (for sr*
+the input is the low-resolution image and the image is factor x larger); when that size is not a multiple of
+what the network needs (2^(levels-1)), the operator is wrapped by `PaddedOperator`, which lets the sampler
+work on a reflect-padded canvas whose extra pixels the measurement does not constrain (its likelihood step is
+exact: the extra pixels get the prior-coupling Gaussian x0 + rho eps), and the result is cropped back. Each
+(image, sample k) pair gets its own generator seeded with seed + k, so results do not depend on the batch size
+or the order of the inputs.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ SIDECAR_FORMAT = "ncvsd-measurement"
 SIDECAR_VERSION = 1
 #: Default --max-pixels: output images larger than this (H * W) are refused before any work.
 DEFAULT_MAX_PIXELS = 2048 * 2048
-#: The std image shows the per-pixel std of the samples on the [0, 1] scale times this factor, clipped to [0, 1].
+#: The std image shows the per-pixel std of the samples on the [0, 1] scale times this factor, clipped.
 STD_SCALE = 4.0
 
 
@@ -47,19 +49,20 @@ class MeasurementError(ValueError):
     """A sidecar is missing, unreadable, inconsistent with its files, or does not fit the model (one line)."""
 
 
-# ------------------------------------------------------------------------------------------------ measurements
+# ---------------------------------------------------------------------------------------------- measurements
 @dataclass
 class Measurement:
     """A measurement and the operator that made it.
 
-    y: (1, *measurement_shape) float tensor, unclipped. operator_config: `Operator.to_config()` (name, image_shape,
+    y: (1, *measurement_shape) float tensor, unclipped. operator_config: `Operator.to_config()` (name,
+    image_shape,
     parameters). sigma_y: noise std on the [-1, 1] scale. seed: the noise seed (None for real inputs).
     grey: the clean source was greyscale (outputs are then written as greyscale). notes: decoding remarks.
     """
 
     task: str
     operator_config: dict[str, Any]
-    y: "torch.Tensor"
+    y: torch.Tensor
     sigma_y: float
     seed: int | None = None
     source: str | None = None
@@ -87,8 +90,15 @@ def _accepts(cls: type, name: str) -> bool:
         return False
 
 
-def degrade(x: "torch.Tensor", task: str, sigma_y: float = 0.05, seed: int = 0,
-            params: dict[str, Any] | None = None, source: str | None = None, grey: bool = False) -> Measurement:
+def degrade(
+    x: torch.Tensor,
+    task: str,
+    sigma_y: float = 0.05,
+    seed: int = 0,
+    params: dict[str, Any] | None = None,
+    source: str | None = None,
+    grey: bool = False,
+) -> Measurement:
     """Measure a clean image: y = A(x) + sigma_y n, n from a generator seeded with `seed`.
 
     x: (1, C, H, W) in [-1, 1]. task: an operator name (`operators.names()`). params: operator parameters; an
@@ -111,8 +121,15 @@ def degrade(x: "torch.Tensor", task: str, sigma_y: float = 0.05, seed: int = 0,
     op = operators.create(task, tuple(x.shape[1:]), **params)
     with torch.no_grad():
         y = op.measure(x, sigma_y=sigma_y, generator=generators_for_seeds([seed]))
-    return Measurement(task=task, operator_config=op.to_config(), y=y.detach().cpu(), sigma_y=float(sigma_y),
-                       seed=int(seed), source=source, grey=grey)
+    return Measurement(
+        task=task,
+        operator_config=op.to_config(),
+        y=y.detach().cpu(),
+        sigma_y=float(sigma_y),
+        seed=int(seed),
+        source=source,
+        grey=grey,
+    )
 
 
 def is_image_like(m: Measurement) -> bool:
@@ -120,8 +137,8 @@ def is_image_like(m: Measurement) -> bool:
     return m.task != "phase-retrieval" and m.y.dim() == 4 and m.y.shape[1] in (1, 3)
 
 
-def preview(m: Measurement) -> "torch.Tensor":
-    """A viewable (1, C, h, w) image in [-1, 1] of a measurement: y clipped for image-like tasks, otherwise the
+def preview(m: Measurement) -> torch.Tensor:
+    """A viewable (1, C, h, w) image in [-1, 1] of a measurement: y clipped for image-like tasks, else the
     log-amplitude log(1 + |y|) min-max scaled to [0, 1] (mean over channels unless 1 or 3 channels)."""
     y = m.y.detach().float()
     if is_image_like(m):
@@ -147,7 +164,7 @@ def sidecar_paths(preview_path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def find_sidecar(path: str | os.PathLike) -> Path | None:
-    """The sidecar for `path`: the path itself if it ends with .ncvsd.json, else `path + .ncvsd.json` if present."""
+    """The sidecar of `path`: itself if it ends with .ncvsd.json, else `path + .ncvsd.json` if present."""
     p = Path(path)
     if p.name.endswith(SIDECAR_SUFFIX):
         return p
@@ -171,13 +188,25 @@ def save_measurement(m: Measurement, path: str | os.PathLike) -> list[str]:
     side, tens = sidecar_paths(path)
     blob = st_save({"y": m.y[0].detach().cpu().contiguous()})
     meta = {
-        "format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "task": m.task, "operator": m.operator_config,
-        "sigma_y": m.sigma_y, "seed": m.seed, "image_shape": list(m.image_shape),
-        "measurement_shape": list(m.y.shape[1:]), "measurement_dtype": str(m.y.dtype).replace("torch.", ""),
-        "tensors": tens.name, "tensors_sha256": hashlib.sha256(blob).hexdigest(),
-        "preview": {"file": Path(path).name, "size": [int(pv.shape[-2]), int(pv.shape[-1])],
-                    "kind": "image" if is_image_like(m) else "log-amplitude"},
-        "source": m.source, "source_grey": m.grey, "value_range": "[-1, 1] image convention",
+        "format": SIDECAR_FORMAT,
+        "version": SIDECAR_VERSION,
+        "task": m.task,
+        "operator": m.operator_config,
+        "sigma_y": m.sigma_y,
+        "seed": m.seed,
+        "image_shape": list(m.image_shape),
+        "measurement_shape": list(m.y.shape[1:]),
+        "measurement_dtype": str(m.y.dtype).replace("torch.", ""),
+        "tensors": tens.name,
+        "tensors_sha256": hashlib.sha256(blob).hexdigest(),
+        "preview": {
+            "file": Path(path).name,
+            "size": [int(pv.shape[-2]), int(pv.shape[-1])],
+            "kind": "image" if is_image_like(m) else "log-amplitude",
+        },
+        "source": m.source,
+        "source_grey": m.grey,
+        "value_range": "[-1, 1] image convention",
     }
     text = json.dumps(meta, indent=1, default=_json_default).encode()
     written: list[Path] = []
@@ -240,7 +269,9 @@ def load_measurement(path: str | os.PathLike) -> Measurement:
     except (KeyError, TypeError) as exc:
         raise MeasurementError(f"{side}: sidecar lacks {exc}") from None
     except OSError as exc:
-        raise MeasurementError(f"{side}: cannot read the measurement tensors: {exc.strerror or exc}") from None
+        raise MeasurementError(
+            f"{side}: cannot read the measurement tensors: {exc.strerror or exc}"
+        ) from None
     if hashlib.sha256(blob).hexdigest() != meta.get("tensors_sha256"):
         raise MeasurementError(f"{tens}: sha256 does not match its sidecar; the measurement was modified")
     try:
@@ -248,39 +279,61 @@ def load_measurement(path: str | os.PathLike) -> Measurement:
     except Exception as exc:
         raise MeasurementError(f"{tens}: unreadable measurement tensors: {exc}") from None
     if list(y.shape) != shape:
-        raise MeasurementError(f"{tens}: measurement shape {list(y.shape)} differs from the sidecar's {shape}")
+        raise MeasurementError(
+            f"{tens}: measurement shape {list(y.shape)} differs from the sidecar's {shape}"
+        )
     png = side.with_name(meta.get("preview", {}).get("file", side.name[: -len(SIDECAR_SUFFIX)]))
     if png.is_file() and meta.get("preview", {}).get("size"):
         size = list(images.image_size(png))
         if size != list(meta["preview"]["size"]):
-            raise MeasurementError(f"{png}: image is {size[1]}x{size[0]} but its sidecar recorded "
-                                   f"{meta['preview']['size'][1]}x{meta['preview']['size'][0]} (wrong size for its sidecar)")
-    return Measurement(task=task, operator_config=cfg, y=y[None], sigma_y=float(meta.get("sigma_y", 0.0)),
-                       seed=meta.get("seed"), source=str(side), grey=bool(meta.get("source_grey", False)))
+            raise MeasurementError(
+                f"{png}: image is {size[1]}x{size[0]} but its sidecar recorded "
+                f"{meta['preview']['size'][1]}x{meta['preview']['size'][0]} (wrong size for its sidecar)"
+            )
+    return Measurement(
+        task=task,
+        operator_config=cfg,
+        y=y[None],
+        sigma_y=float(meta.get("sigma_y", 0.0)),
+        seed=meta.get("seed"),
+        source=str(side),
+        grey=bool(meta.get("source_grey", False)),
+    )
 
 
-def measurement_from_image(y: "torch.Tensor", task: str, params: dict[str, Any] | None = None,
-                           sigma_y: float = 0.05, source: str | None = None, grey: bool = False) -> Measurement:
+def measurement_from_image(
+    y: torch.Tensor,
+    task: str,
+    params: dict[str, Any] | None = None,
+    sigma_y: float = 0.05,
+    source: str | None = None,
+    grey: bool = False,
+) -> Measurement:
     """Treat a decoded image y (1, C, h, w) in [-1, 1] as the measurement of `task`.
 
-    The operator is built for the image the measurement comes from: for sr* (operators with a `factor`) that is
-    factor x larger than y, otherwise the size of y. Raises ValueError when the task's measurement is not an
-    image (phase retrieval: use the sidecar) or y does not have the size the operator produces.
+    The operator is built for the image the measurement comes from: for sr* (operators with a `factor`) that
+    is factor x larger than y, otherwise the size of y. Raises ValueError when the task's measurement is not
+    an image (phase retrieval: use the sidecar) or y does not have the size the operator produces.
     """
     import operators
 
     if task == "phase-retrieval":
-        raise ValueError("phase-retrieval measurements are not images: restore the sidecar written by "
-                         "`ncvsd degrade` (X.png with X.png.ncvsd.json beside it, or --measurement)")
+        raise ValueError(
+            "phase-retrieval measurements are not images: restore the sidecar written by "
+            "`ncvsd degrade` (X.png with X.png.ncvsd.json beside it, or --measurement)"
+        )
     cls = operators.get(task)
     f = int(getattr(cls, "factor", 1) or 1)
     c, h, w = (int(v) for v in y.shape[1:])
     op = operators.create(task, (c, h * f, w * f), **(params or {}))
     expected = tuple(op.measurement_shape(1)[1:])
     if expected != (c, h, w):
-        raise ValueError(f"{source or 'input'}: a {w}x{h} image is not a {task} measurement (expected {expected})")
-    return Measurement(task=task, operator_config=op.to_config(), y=y, sigma_y=float(sigma_y), source=source,
-                       grey=grey)
+        raise ValueError(
+            f"{source or 'input'}: a {w}x{h} image is not a {task} measurement (expected {expected})"
+        )
+    return Measurement(
+        task=task, operator_config=op.to_config(), y=y, sigma_y=float(sigma_y), source=source, grey=grey
+    )
 
 
 # ------------------------------------------------------------------------------------------------- padding
@@ -289,10 +342,10 @@ def _padded_operator_class():
     from operators.noise import randn_like
 
     class PaddedOperator(Operator):
-        """`inner` seen from a larger canvas: A'(x) = A(x[..., :H, :W]) (top-left placement, as `images.crop_to`).
+        """`inner` seen from a larger canvas: A'(x) = A(x[..., :H, :W]) (top-left, as `images.crop_to`).
 
-        Likelihood step (exact, the energy separates): the inner window from `inner.likelihood_sample`, the extra
-        pixels from N(x0, rho² I), since the measurement does not see them.
+        Likelihood step (exact, the energy separates): the inner window from `inner.likelihood_sample`, the
+        extra pixels from N(x0, rho² I), since the measurement does not see them.
         """
 
         name = "padded"
@@ -313,8 +366,9 @@ def _padded_operator_class():
             return images.pad_to_shape(self.inner.pseudo_inverse(y), self.image_shape[1:], mode="reflect")
 
         def likelihood_sample(self, x0, y, rho, sigma_p, generator=None):
-            inner = self.inner.likelihood_sample(images.crop_to(x0, self.size), y, rho=rho, sigma_p=sigma_p,
-                                                 generator=generator)
+            inner = self.inner.likelihood_sample(
+                images.crop_to(x0, self.size), y, rho=rho, sigma_p=sigma_p, generator=generator
+            )
             u = x0 + rho * randn_like(x0, generator)
             u[..., : self.size[0], : self.size[1]] = inner
             return u
@@ -332,7 +386,7 @@ def _padded_operator_class():
 
 
 def pad_operator(op, multiple: int):
-    """`op` itself when its image size is a multiple of `multiple`, else a PaddedOperator on the next multiples."""
+    """`op` when its image size is a multiple of `multiple`, else a PaddedOperator on the next multiples."""
     _, h, w = op.image_shape
     canvas = (images.padded_size(h, multiple), images.padded_size(w, multiple))
     if canvas == (h, w):
@@ -343,28 +397,28 @@ def pad_operator(op, multiple: int):
 # ------------------------------------------------------------------------------------------------- restoring
 @dataclass
 class RestoreResult:
-    """Outcome for one measurement: `samples` (K, C, H, W) in [-1, 1] (greyscale sources reduced to 1 channel),
+    """Outcome for one measurement: `samples` (K, C, H, W) in [-1, 1] (1 channel for greyscale sources),
     or `error` (a one-line message). nfe / operator_evals per sample."""
 
     index: int
-    samples: "torch.Tensor | None" = None
+    samples: torch.Tensor | None = None
     error: str | None = None
     nfe: int = 0
     operator_evals: int = 0
     seconds: float = 0.0
 
-    def mean(self) -> "torch.Tensor":
+    def mean(self) -> torch.Tensor:
         """(1, C, H, W) mean of the samples."""
         return self.samples.mean(dim=0, keepdim=True)
 
-    def std_image(self) -> "torch.Tensor":
+    def std_image(self) -> torch.Tensor:
         """(1, C, H, W) image in [-1, 1] of the per-pixel std on the [0, 1] scale times STD_SCALE, clipped."""
         s = images.to_unit(self.samples).std(dim=0, keepdim=True, unbiased=self.samples.shape[0] > 1)
         return images.from_unit((s * STD_SCALE).clamp(0, 1))
 
 
 def network_multiple(config: dict[str, Any] | None) -> int:
-    """What H and W must be multiples of: 2^(len(channel_mult) - 1) for the EDM2 UNet (networks/presets.py)."""
+    """What H and W must be multiples of: 2^(len(channel_mult) - 1) for the EDM2 UNet (networks/presets)."""
     if not config:
         return 1
     mult = (config.get("arch") or {}).get("channel_mult")
@@ -378,8 +432,14 @@ class Restorer:
     `checkpoints.load_checkpoint` returned (None for methods that need no network).
     """
 
-    def __init__(self, model: Any, config: dict[str, Any] | None, *, method: str = "pnp-gd",
-                 device: "str | torch.device" = "cpu"):
+    def __init__(
+        self,
+        model: Any,
+        config: dict[str, Any] | None,
+        *,
+        method: str = "pnp-gd",
+        device: str | torch.device = "cpu",
+    ):
         from ncvsd_cli.sampling import get_method
 
         self.method = get_method(method)
@@ -389,8 +449,9 @@ class Restorer:
         self.label_dim = int((config or {}).get("label_dim", 0) or 0)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | None = None, *, method: str = "pnp-gd",
-                        device: "str | torch.device" = "cpu") -> "Restorer":
+    def from_checkpoint(
+        cls, checkpoint: str | None = None, *, method: str = "pnp-gd", device: str | torch.device = "cpu"
+    ) -> Restorer:
         """Load `checkpoint` (default: the manifest's default of the kind the method needs). Raises
         CheckpointError (missing, corrupt, wrong kind) or ValueError (unknown method)."""
         from ncvsd_cli.checkpoints import default_checkpoint, load_checkpoint
@@ -402,14 +463,21 @@ class Restorer:
         model, config = load_checkpoint(checkpoint or default_checkpoint(needs), device=device, kind=needs)
         return cls(model, config, method=method, device=device)
 
-    def settings(self, task: str, nfe: int | None = None, preset_file: str | None = None,
-                 sigma_y: float | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def settings(
+        self,
+        task: str,
+        nfe: int | None = None,
+        preset_file: str | None = None,
+        sigma_y: float | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """The task preset merged with `preset_file` and the flags (`sampling.presets.load_task_preset`)."""
         from ncvsd_cli.sampling.presets import load_task_preset
 
         nfe_for_preset = nfe if self.method.name == "pnp-gd" else None
-        return load_task_preset(task, nfe=nfe_for_preset, preset_file=preset_file, sigma_y=sigma_y,
-                                operator=params or None)
+        return load_task_preset(
+            task, nfe=nfe_for_preset, preset_file=preset_file, sigma_y=sigma_y, operator=params or None
+        )
 
     def _sampler_kwargs(self, preset: dict[str, Any], nfe: int | None) -> tuple[Any, dict[str, Any]]:
         from ncvsd_cli.sampling.presets import pnp_gd_settings, preset_sigmas
@@ -435,14 +503,23 @@ class Restorer:
             raise ValueError(f"class label {label} is out of range 0..{self.label_dim - 1}")
         return torch.nn.functional.one_hot(torch.full((n,), label), self.label_dim).float().to(self.device)
 
-    def run(self, measurements: Sequence[Measurement], preset: dict[str, Any], *, nfe: int | None = None,
-            seed: int = 0, samples: int = 1, batch_size: int = 1, class_label: int | None = None,
-            on_batch: Callable[[int], None] | None = None) -> Iterator[RestoreResult]:
-        """Restore `measurements` with the sampler settings in `preset`; yields one RestoreResult per measurement
+    def run(
+        self,
+        measurements: Sequence[Measurement],
+        preset: dict[str, Any],
+        *,
+        nfe: int | None = None,
+        seed: int = 0,
+        samples: int = 1,
+        batch_size: int = 1,
+        class_label: int | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> Iterator[RestoreResult]:
+        """Restore `measurements` with the settings in `preset`; yields a RestoreResult per measurement
         as soon as all its `samples` are done (errors are results too: the run goes on).
 
-        Jobs (measurement j, sample k) with the same operator are batched `batch_size` at a time; job (j, k) uses a
-        generator seeded with seed + k. on_batch(n) is called after each batch of n jobs (progress bars).
+        Jobs (measurement j, sample k) with the same operator are batched `batch_size` at a time; job (j, k)
+        uses a generator seeded with seed + k. on_batch(n) is called after each batch of n jobs (progress).
         """
         import time
 
@@ -458,6 +535,7 @@ class Restorer:
         done: dict[int, list[torch.Tensor | None]] = {j: [None] * samples for j in range(len(measurements))}
         results = {j: RestoreResult(index=j) for j in range(len(measurements))}
         started = {j: None for j in range(len(measurements))}
+        finished: set[int] = set()
         for jobs in groups.values():
             m0 = measurements[jobs[0][0]]
             try:
@@ -465,7 +543,7 @@ class Restorer:
             except (ValueError, RuntimeError) as exc:
                 op, op_error = None, f"{m0.source or 'input'}: {_one_line(exc)}"
             for start in range(0, len(jobs), batch_size):
-                batch = [job for job in jobs[start:start + batch_size] if results[job[0]].error is None]
+                batch = [job for job in jobs[start : start + batch_size] if results[job[0]].error is None]
                 if not batch:
                     continue
                 t0 = time.perf_counter()
@@ -474,47 +552,63 @@ class Restorer:
                 try:
                     if op is None:
                         raise ValueError(op_error)
-                    x, res = self._sample(op, [measurements[j].y for j, _ in batch], [seed + k for _, k in batch],
-                                          sigmas, kwargs, class_label)
+                    x, res = self._sample(
+                        op,
+                        [measurements[j].y for j, _ in batch],
+                        [seed + k for _, k in batch],
+                        sigmas,
+                        kwargs,
+                        class_label,
+                    )
                 except (ValueError, RuntimeError) as exc:
                     for j, _ in batch:
-                        results[j].error = _one_line(exc) if op is None else \
-                            f"{measurements[j].source or 'input'}: restoration failed: {_one_line(exc)}"
+                        results[j].error = (
+                            _one_line(exc)
+                            if op is None
+                            else f"{measurements[j].source or 'input'}: restoration failed: {_one_line(exc)}"
+                        )
                     x = None
                 for b, (j, k) in enumerate(batch):
                     if x is None:
                         continue
                     if not torch.isfinite(x[b]).all():
-                        results[j].error = (f"{measurements[j].source or 'input'}: the network produced NaN/inf "
-                                            f"values (sample {k}); nothing written")
+                        results[j].error = (
+                            f"{measurements[j].source or 'input'}: the network produced NaN/inf "
+                            f"values (sample {k}); nothing written"
+                        )
                         continue
-                    done[j][k] = x[b:b + 1]
+                    done[j][k] = x[b : b + 1]
                     results[j].nfe, results[j].operator_evals = res.nfe, res.operator_evals
                 if on_batch is not None:
                     on_batch(len(batch))
                 for j in sorted({j for j, _ in batch}):
                     r = results[j]
-                    if r.error is None and all(s is not None for s in done[j]):
+                    if r.error is None and j not in finished and all(s is not None for s in done[j]):
                         r.samples = torch.cat(done[j])
                         if measurements[j].grey and r.samples.shape[1] == 3:
                             r.samples = images.match_channels(r.samples, 1)
                         r.seconds = time.perf_counter() - started[j]
+                        finished.add(j)
+                        done[j] = []  # free memory
                         yield r
-                        done[j] = []
             for j in sorted({j for j, _ in jobs}):
                 if results[j].error is not None:
                     yield results[j]
 
     def _operator(self, m: Measurement, preset: dict[str, Any]):
         if m.image_shape[0] != self.channels and self.method.needs != "none":
-            raise ValueError(f"the measurement has {m.image_shape[0]} channel(s) but the model has {self.channels}")
+            raise ValueError(
+                f"the measurement has {m.image_shape[0]} channel(s) but the model has {self.channels}"
+            )
         op = m.operator()
         for key in ("langevin_steps", "langevin_c1", "langevin_c2"):
             if preset.get(key) is not None:
                 setattr(op, key, preset[key])
         return pad_operator(op, self.multiple).to(self.device)
 
-    def _sample(self, op, ys: list, seeds: list[int], sigmas, kwargs: dict[str, Any], class_label: int | None):
+    def _sample(
+        self, op, ys: list, seeds: list[int], sigmas, kwargs: dict[str, Any], class_label: int | None
+    ):
         import torch
 
         from operators.noise import generators_for_seeds
@@ -533,9 +627,18 @@ def _one_line(exc: BaseException | str) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def restore_image(x: "torch.Tensor", task: str, *, checkpoint: str | None = None, method: str | None = None,
-                  nfe: int | None = None, seed: int = 0, samples: int = 1, params: dict[str, Any] | None = None,
-                  device: str = "cpu") -> "torch.Tensor":
+def restore_image(
+    x: torch.Tensor,
+    task: str,
+    *,
+    checkpoint: str | None = None,
+    method: str | None = None,
+    nfe: int | None = None,
+    seed: int = 0,
+    samples: int = 1,
+    params: dict[str, Any] | None = None,
+    device: str = "cpu",
+) -> torch.Tensor:
     """Restore one degraded image y (1, C, h, w) in [-1, 1] for `task`; returns (samples, C, H, W) in [-1, 1].
 
     Convenience wrapper around `Restorer` (see `ncvsd restore --help` for the meaning of each option).
@@ -554,16 +657,25 @@ def restore_image(x: "torch.Tensor", task: str, *, checkpoint: str | None = None
 
 
 # ------------------------------------------------------------------------------------------------- sampling
-def sample_images(model: Any, config: dict[str, Any], seeds: Sequence[int], *, nfe: int = 1,
-                  ts: Sequence[int] | None = None, class_label: int | None = None, batch_size: int = 8,
-                  resolution: int | None = None, device: "str | torch.device" = "cpu",
-                  on_batch: Callable[[int], None] | None = None) -> "torch.Tensor":
-    """Unconditional (class-conditional when the model has labels) samples, one per seed: (N, C, R, R) in [-1, 1].
+def sample_images(
+    model: Any,
+    config: dict[str, Any],
+    seeds: Sequence[int],
+    *,
+    nfe: int = 1,
+    ts: Sequence[int] | None = None,
+    class_label: int | None = None,
+    batch_size: int = 8,
+    resolution: int | None = None,
+    device: str | torch.device = "cpu",
+    on_batch: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Unconditional (class-conditional with labels) samples, one per seed: (N, C, R, R) in [-1, 1].
 
     nfe: denoiser calls, mapped to `ts` by `sampling.generate.default_ts` (1: [10, 39], 2: [10, 22, 39],
-    4: [0, 10, 20, 30, 39]) unless `ts` is given (method §2.7). Seed s uses its own generator, so a sample does not
-    depend on the batch. Labels: `class_label`, or per seed a uniform draw from a generator seeded with s.
-    resolution: default the model's img_resolution; must be a multiple of `network_multiple(config)`.
+    4: [0, 10, 20, 30, 39]) unless `ts` is given (method §2.7). Seed s uses its own generator, so a sample
+    does not depend on the batch. Labels: `class_label`, or per seed a uniform draw from a generator seeded
+    with s. resolution: default the model's img_resolution; must be a multiple of `network_multiple(config)`.
     Raises ValueError for bad settings or when the network produces NaN/inf.
     """
     import torch
@@ -578,11 +690,14 @@ def sample_images(model: Any, config: dict[str, Any], seeds: Sequence[int], *, n
         raise ValueError(f"resolution {res} must be a positive multiple of {mult} for this network")
     channels, label_dim = int(config.get("img_channels", 3)), int(config.get("label_dim", 0) or 0)
     if class_label is not None and not 0 <= class_label < max(label_dim, 1):
-        raise ValueError(f"--class-label {class_label} is out of range 0..{label_dim - 1}" if label_dim
-                         else "this checkpoint is unconditional; --class-label does not apply")
+        raise ValueError(
+            f"--class-label {class_label} is out of range 0..{label_dim - 1}"
+            if label_dim
+            else "this checkpoint is unconditional; --class-label does not apply"
+        )
     out = []
     for start in range(0, len(seeds), batch_size):
-        chunk = [int(s) for s in seeds[start:start + batch_size]]
+        chunk = [int(s) for s in seeds[start : start + batch_size]]
         labels = None
         if label_dim:
             if class_label is None:
@@ -590,8 +705,14 @@ def sample_images(model: Any, config: dict[str, Any], seeds: Sequence[int], *, n
             else:
                 idx = [int(class_label)] * len(chunk)
             labels = torch.nn.functional.one_hot(torch.tensor(idx), label_dim).float().to(device)
-        result = generate(model, (len(chunk), channels, res, res), ts, generators_for_seeds(chunk),
-                          class_labels=labels, device=device)
+        result = generate(
+            model,
+            (len(chunk), channels, res, res),
+            ts,
+            generators_for_seeds(chunk),
+            class_labels=labels,
+            device=device,
+        )
         x = result.x.detach().float().cpu()
         bad = [s for s, xi in zip(chunk, x) if not torch.isfinite(xi).all()]
         if bad:

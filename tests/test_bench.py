@@ -37,9 +37,9 @@ def assets(tmp_path_factory):
 
 
 def _cfg(assets, out, **kw):
-    base = dict(dataset=str(assets / "imgs"), out=str(out), tasks=TASKS, nfe=[1, 2],
-                methods=["pnp-gd", "dps", "daps", "classical"], generator=str(assets / "generator.safetensors"),
-                teacher=str(assets / "teacher.safetensors"), baseline_nfe=2, grid_images=2)
+    base = {"dataset": str(assets / "imgs"), "out": str(out), "tasks": TASKS, "nfe": [1, 2],
+            "methods": ["pnp-gd", "dps", "daps", "classical"], "generator": str(assets / "generator.safetensors"),
+            "teacher": str(assets / "teacher.safetensors"), "baseline_nfe": 2, "grid_images": 2}
     return BenchConfig(**{**base, **kw})
 
 

@@ -142,9 +142,8 @@ def test_row_writer_resume_and_partial_line(tmp_path):
     assert [r["image"] for r in rows] == ["a", "b", "c"] and rows[0]["nfe"] == 1 and rows[0]["psnr"] == 20.0
     with pytest.raises(ValueError, match="lpips"):
         results.RowWriter(path, results.columns("vgg"))
-    with pytest.raises(ValueError, match="missing"):
-        with results.RowWriter(path, cols) as w:
-            w.write({"dataset": "d"})
+    with pytest.raises(ValueError, match="missing"), results.RowWriter(path, cols) as w:
+        w.write({"dataset": "d"})
 
 
 def test_merge_deduplicates(tmp_path):

@@ -1,4 +1,5 @@
-"""`ncvsd degrade`, `ncvsd restore`, `ncvsd sample` end to end through the CLI (Typer's runner), on tiny images
+"""`ncvsd degrade`, `ncvsd restore`, `ncvsd sample` end to end through the CLI (Typer's runner), on tiny
+images
 with a tiny checkpoint made here (NET's `tiny` preset, random weights) and --nfe 2."""
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _png(path: Path, h: int = 16, w: int = 16, seed: int = 0, mode: str = "RGB")
 def _task_params(task: str, folder: Path, h: int, w: int) -> list[str]:
     if task == "inpaint-mask":
         m = np.full((h, w), 255, np.uint8)
-        m[h // 4: h // 2, w // 4: w // 2] = 0
+        m[h // 4 : h // 2, w // 4 : w // 2] = 0
         Image.fromarray(m).save(folder / "mask.png")
         return ["--param", f"mask={folder / 'mask.png'}"]
     if task == "deblur-kernel":
@@ -73,7 +74,7 @@ def _files(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir()}
 
 
-# ------------------------------------------------------------------------------------------------ help, import
+# ----------------------------------------------------------------------------------------------- help, import
 @pytest.mark.parametrize("command", ["degrade", "restore", "sample"])
 def test_help_has_examples(command):
     res = run(command, "--help")
@@ -85,19 +86,31 @@ def test_cli_import_does_not_load_torch():
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-# ----------------------------------------------------------------------------------------------------- degrade
+# ---------------------------------------------------------------------------------------------------- degrade
 @pytest.mark.parametrize("task", operators.names())
 def test_degrade_every_task_and_sidecar_round_trip(task, tmp_path):
     src = _png(tmp_path / "clean.png", 16, 12)
     out = tmp_path / "m.png"
-    res = run("degrade", "--task", task, src, "-o", out, "--seed", "3", "--sigma-y", "0.1",
-              *_task_params(task, tmp_path, 16, 12))
+    res = run(
+        "degrade",
+        "--task",
+        task,
+        src,
+        "-o",
+        out,
+        "--seed",
+        "3",
+        "--sigma-y",
+        "0.1",
+        *_task_params(task, tmp_path, 16, 12),
+    )
     assert res.exit_code == 0, res.output
     side, tens = lib.sidecar_paths(out)
     assert out.is_file() and side.is_file() and tens.is_file()
     m = lib.load_measurement(out)
     assert m.task == task and m.image_shape == (3, 16, 12) and m.sigma_y == 0.1 and m.seed == 3
-    # exactly reproducible: the operator rebuilt from the sidecar, the same image and seed give the same floats
+    # exactly reproducible: the operator rebuilt from the sidecar, the same image and seed give the same
+    # floats
     x = images.load_image(src)
     from operators.noise import generators_for_seeds
 
@@ -137,7 +150,7 @@ def test_degrade_bad_input_one_line_error_no_output(tmp_path, case):
     assert _files(tmp_path) == before  # no partial output, no temporary file
 
 
-# ----------------------------------------------------------------------------------------------------- restore
+# ---------------------------------------------------------------------------------------------------- restore
 @pytest.mark.parametrize("task", operators.names())
 def test_restore_every_task_from_its_sidecar(task, tmp_path, ckpt):
     src = _png(tmp_path / "clean.png", 16, 12)
@@ -187,8 +200,10 @@ def test_same_seed_same_output_whatever_the_batch_size(tmp_path, ckpt):
 
     r = lib.Restorer.from_checkpoint(str(ckpt), method="pnp-gd")
     preset = load_task_preset("sr4", nfe=2)
-    ms = [lib.measurement_from_image(images.load_image(_png(tmp_path / f"{i}.png", 4, 4, seed=i)), "sr4")
-          for i in range(3)]
+    ms = [
+        lib.measurement_from_image(images.load_image(_png(tmp_path / f"{i}.png", 4, 4, seed=i)), "sr4")
+        for i in range(3)
+    ]
     one = {res.index: res.samples for res in r.run(ms, preset, seed=5, samples=2, batch_size=1)}
     four = {res.index: res.samples for res in r.run(ms, preset, seed=5, samples=2, batch_size=4)}
     alone = next(iter(r.run(ms[2:], preset, seed=5, samples=2, batch_size=1))).samples
@@ -203,8 +218,22 @@ def test_batch_size_through_the_cli(tmp_path, ckpt):
         _png(tmp_path / f"im{i}.png", 8, 8, seed=i)
     outs = []
     for b in (1, 3):
-        assert run("restore", "--task", "inpaint-box", tmp_path / "im*.png", "-o", tmp_path / f"b{b}",
-                   "-c", ckpt, *FAST, "-b", b).exit_code == 0
+        assert (
+            run(
+                "restore",
+                "--task",
+                "inpaint-box",
+                tmp_path / "im*.png",
+                "-o",
+                tmp_path / f"b{b}",
+                "-c",
+                ckpt,
+                *FAST,
+                "-b",
+                b,
+            ).exit_code
+            == 0
+        )
         outs.append([np.asarray(Image.open(tmp_path / f"b{b}" / f"im{i}.png"), dtype=int) for i in range(3)])
     for a, b in zip(*outs):
         assert np.abs(a - b).max() <= 1  # identical up to float rounding at the 8-bit boundary
@@ -214,7 +243,10 @@ def test_samples_mean_std(tmp_path, ckpt):
     src = _png(tmp_path / "p.png", 8, 8)
     res = run("restore", "--task", "inpaint-box", src, "-c", ckpt, *FAST, "--samples", "3", "--mean", "--std")
     assert res.exit_code == 0, res.output
-    names = {f"p_inpaint-box_s{k}.png" for k in range(3)} | {"p_inpaint-box_mean.png", "p_inpaint-box_std.png"}
+    names = {f"p_inpaint-box_s{k}.png" for k in range(3)} | {
+        "p_inpaint-box_mean.png",
+        "p_inpaint-box_std.png",
+    }
     assert names <= _files(tmp_path)
     s = [np.asarray(Image.open(tmp_path / f"p_inpaint-box_s{k}.png"), float) for k in range(3)]
     mean = np.asarray(Image.open(tmp_path / "p_inpaint-box_mean.png"), float)
@@ -229,22 +261,36 @@ def test_grey_rgba_16bit_inputs(tmp_path, ckpt):
     _png(tmp_path / "a.png", 6, 6, mode="RGBA")
     with open(tmp_path / "w.png", "wb") as f:
         png.Writer(6, 6, greyscale=False, bitdepth=16).write(f, np.full((6, 18), 40000, np.uint16).tolist())
-    res = run("restore", "--task", "denoise", tmp_path / "g.png", tmp_path / "a.png", tmp_path / "w.png",
-              "-o", tmp_path / "o", "-c", ckpt, *FAST)
+    res = run(
+        "restore",
+        "--task",
+        "denoise",
+        tmp_path / "g.png",
+        tmp_path / "a.png",
+        tmp_path / "w.png",
+        "-o",
+        tmp_path / "o",
+        "-c",
+        ckpt,
+        *FAST,
+    )
     assert res.exit_code == 0, res.output
     assert Image.open(tmp_path / "o" / "g.png").mode == "L"
     assert Image.open(tmp_path / "o" / "a.png").mode == "RGB"
 
 
 # ----------------------------------------------------------------------------------------------- exit codes
-@pytest.mark.parametrize("args", [
-    ["--task", "sr3"],                     # unknown task
-    ["--task", "sr4", "--device", "tpu"],  # bad device
-    ["--task", "sr4", "--std"],            # std needs samples >= 2
-    ["--task", "sr4", "-o", "-", "--json"],
-    ["--task", "sr4", "--method", "magic"],
-    ["--task", "sr4", "--preset", "/nonexistent.yaml"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--task", "sr3"],  # unknown task
+        ["--task", "sr4", "--device", "tpu"],  # bad device
+        ["--task", "sr4", "--std"],  # std needs samples >= 2
+        ["--task", "sr4", "-o", "-", "--json"],
+        ["--task", "sr4", "--method", "magic"],
+        ["--task", "sr4", "--preset", "/nonexistent.yaml"],
+    ],
+)
 def test_usage_errors_exit_2(tmp_path, ckpt, args):
     src = _png(tmp_path / "i.png", 4, 4)
     res = run("restore", src, "-c", ckpt, *args)
@@ -311,7 +357,9 @@ def test_wrong_size_for_its_sidecar(tmp_path, ckpt):
 def test_nan_from_the_network_is_reported_not_written(tmp_path, ckpt, monkeypatch):
     from ncvsd_cli.networks import GenerativeDenoiser
 
-    monkeypatch.setattr(GenerativeDenoiser, "forward", lambda self, y, *a, **k: torch.full_like(y, float("nan")))
+    monkeypatch.setattr(
+        GenerativeDenoiser, "forward", lambda self, y, *a, **k: torch.full_like(y, float("nan"))
+    )
     src = _png(tmp_path / "i.png", 4, 4)
     res = run("restore", "--task", "denoise", src, "-c", ckpt, *FAST)
     assert res.exit_code == 1 and "NaN" in res.stderr
@@ -330,13 +378,29 @@ def test_interrupt_leaves_no_partial_output(tmp_path, ckpt, monkeypatch):
     assert _files(tmp_path) == {"i.png"}
 
 
-# ------------------------------------------------------------------------------------------------------ sample
+# ----------------------------------------------------------------------------------------------------- sample
 def test_sample_grid_and_directory(tmp_path, ckpt):
-    res = run("sample", "-c", ckpt, "--nfe", "1", "--seeds", "0-3", "-o", tmp_path / "grid.png", "--device", "cpu")
+    res = run(
+        "sample", "-c", ckpt, "--nfe", "1", "--seeds", "0-3", "-o", tmp_path / "grid.png", "--device", "cpu"
+    )
     assert res.exit_code == 0, res.output
     assert Image.open(tmp_path / "grid.png").size == (2 * 16 + 3 * 2, 2 * 16 + 3 * 2)
-    res = run("sample", "-c", ckpt, "--nfe", "4", "--seeds", "2,5", "-o", tmp_path / "d", "--device", "cpu",
-              "--json", "-b", "1")
+    res = run(
+        "sample",
+        "-c",
+        ckpt,
+        "--nfe",
+        "4",
+        "--seeds",
+        "2,5",
+        "-o",
+        tmp_path / "d",
+        "--device",
+        "cpu",
+        "--json",
+        "-b",
+        "1",
+    )
     assert res.exit_code == 0, res.output
     assert _files(tmp_path / "d") == {"000002.png", "000005.png"} and json.loads(res.stdout)["nfe"] == 4
 
@@ -353,9 +417,23 @@ def test_sample_depends_only_on_the_seed(tmp_path, ckpt):
 
 def test_sample_class_conditional(tmp_path):
     ck = _ckpt(tmp_path, preset="tiny-cond")
-    res = run("sample", "-c", ck, "--seeds", "0-1", "--class-label", "2", "-o", tmp_path / "g.png", "--device", "cpu")
+    res = run(
+        "sample",
+        "-c",
+        ck,
+        "--seeds",
+        "0-1",
+        "--class-label",
+        "2",
+        "-o",
+        tmp_path / "g.png",
+        "--device",
+        "cpu",
+    )
     assert res.exit_code == 0, res.output
-    assert run("sample", "-c", ck, "--seeds", "0", "--class-label", "7", "-o", tmp_path / "h.png").exit_code == 2
+    assert (
+        run("sample", "-c", ck, "--seeds", "0", "--class-label", "7", "-o", tmp_path / "h.png").exit_code == 2
+    )
 
 
 @pytest.mark.parametrize("method", ["dps", "daps", "wiener"])
@@ -372,6 +450,8 @@ def test_degrade_stdin_to_stdout_and_measurement_option(tmp_path, ckpt):
     res = run("degrade", "--task", "denoise", "-", "-o", "-", input=data)
     assert res.exit_code == 0 and images.read_image(res.stdout_bytes).size == (8, 8)
     assert run("degrade", "--task", "sr2", tmp_path / "c.png", "-o", tmp_path / "m.png").exit_code == 0
-    res = run("restore", "--measurement", tmp_path / "m.png.ncvsd.json", "-c", ckpt, *FAST, "-o", tmp_path / "r.png")
+    res = run(
+        "restore", "--measurement", tmp_path / "m.png.ncvsd.json", "-c", ckpt, *FAST, "-o", tmp_path / "r.png"
+    )
     assert res.exit_code == 0, res.output
     assert Image.open(tmp_path / "r.png").size == (8, 8)

@@ -18,8 +18,14 @@ def test_parse_device():
 
 
 def test_parse_params_and_int_lists():
-    assert common.parse_params(["a=3", "b=0.5", "c=true", "d=[1, 2]", "e=some/path.png", "f="]) == \
-        {"a": 3, "b": 0.5, "c": True, "d": [1, 2], "e": "some/path.png", "f": ""}
+    assert common.parse_params(["a=3", "b=0.5", "c=true", "d=[1, 2]", "e=some/path.png", "f="]) == {
+        "a": 3,
+        "b": 0.5,
+        "c": True,
+        "d": [1, 2],
+        "e": "some/path.png",
+        "f": "",
+    }
     with pytest.raises(UsageError, match="key=value"):
         common.parse_params(["novalue"])
     assert common.parse_int_list("0-3,7,10-11") == [0, 1, 2, 3, 7, 10, 11]
@@ -35,8 +41,16 @@ def test_expand_inputs(tmp_path):
         (d / name).write_bytes(b"x")
     (tmp_path / "empty").mkdir()
     items, missing = common.expand_inputs(
-        [str(d), str(d / "a.jpg"), "-", str(tmp_path / "*.none"), str(tmp_path / "nope.png"), str(tmp_path / "empty")],
-        skip=lambda p: p.stem.endswith("_sr4"))
+        [
+            str(d),
+            str(d / "a.jpg"),
+            "-",
+            str(tmp_path / "*.none"),
+            str(tmp_path / "nope.png"),
+            str(tmp_path / "empty"),
+        ],
+        skip=lambda p: p.stem.endswith("_sr4"),
+    )
     assert [i.name for i in items] == [str(d / "a.jpg"), str(d / "b.png"), "<stdin>"]  # sorted, no duplicates
     assert items[-1].is_stdin and items[-1].stem == "stdin"
     assert len(missing) == 3 and all(msg.count("\n") == 0 for _, msg in missing)
@@ -82,13 +96,14 @@ def test_check_outputs(tmp_path):
     assert common.check_outputs({b: [str(tmp_path / "exists.png")]}, [b], True) == {}
 
 
-@pytest.mark.parametrize("exc, code", [(UsageError("u"), 2), (ValueError("v"), 2), (KeyboardInterrupt(), 130),
-                                       (RuntimeError("bug"), 1)])
+@pytest.mark.parametrize(
+    "exc, code",
+    [(UsageError("u"), 2), (ValueError("v"), 2), (KeyboardInterrupt(), 130), (RuntimeError("bug"), 1)],
+)
 def test_handle_errors_maps_exit_codes(exc, code, capsys, monkeypatch):
     monkeypatch.delenv("NCVSD_DEBUG", raising=False)
-    with pytest.raises(typer.Exit) as info:
-        with common.handle_errors():
-            raise exc
+    with pytest.raises(typer.Exit) as info, common.handle_errors():
+        raise exc
     assert info.value.exit_code == code
     err = capsys.readouterr().err
     assert err.startswith("ncvsd: error:") and err.count("\n") == 1
@@ -97,9 +112,8 @@ def test_handle_errors_maps_exit_codes(exc, code, capsys, monkeypatch):
 def test_checkpoint_error_is_exit_3(capsys):
     from ncvsd_cli.checkpoints import CheckpointError
 
-    with pytest.raises(typer.Exit) as info:
-        with common.handle_errors():
-            raise CheckpointError("checksum mismatch for x")
+    with pytest.raises(typer.Exit) as info, common.handle_errors():
+        raise CheckpointError("checksum mismatch for x")
     assert info.value.exit_code == 3 and "checksum" in capsys.readouterr().err
 
 

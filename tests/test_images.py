@@ -26,7 +26,8 @@ def _png16(arr: np.ndarray, alpha: bool = False) -> bytes:
     planes = 1 if arr.ndim == 2 else arr.shape[2]
     buf = io.BytesIO()
     png.Writer(w, h, greyscale=planes in (1, 2), alpha=alpha, bitdepth=16).write(
-        buf, arr.reshape(h, w * planes).tolist())
+        buf, arr.reshape(h, w * planes).tolist()
+    )
     return buf.getvalue()
 
 
@@ -47,7 +48,9 @@ def test_rgb_round_trip_is_exact_after_quantisation(tmp_path, odd_image):
     path = tmp_path / "x.png"
     save_image(odd_image, path)
     back = read_image(path)
-    assert back.tensor.shape == odd_image.shape and back.mode == "RGB" and back.bit_depth == 8 and not back.grey
+    assert (
+        back.tensor.shape == odd_image.shape and back.mode == "RGB" and back.bit_depth == 8 and not back.grey
+    )
     expected = from_unit(torch.round(to_unit(odd_image.clamp(-1, 1)) * 255) / 255)
     assert torch.allclose(back.tensor, expected, atol=1e-6)
     assert (back.tensor - odd_image).abs().max() <= 1 / 255 + 1e-6
@@ -55,7 +58,9 @@ def test_rgb_round_trip_is_exact_after_quantisation(tmp_path, odd_image):
 
 def test_rgb8_values(rgb8):
     t = read_image(_png_bytes(rgb8)).tensor
-    assert torch.allclose(t, from_unit(torch.from_numpy(rgb8).permute(2, 0, 1)[None].double() / 255).float(), atol=1e-6)
+    assert torch.allclose(
+        t, from_unit(torch.from_numpy(rgb8).permute(2, 0, 1)[None].double() / 255).float(), atol=1e-6
+    )
 
 
 # ---------------------------------------------------------------------------------------------- colour policy
@@ -143,7 +148,9 @@ def test_16bit_rgb_and_rgba_png_keep_16_bits():
     rgb = np.random.default_rng(1).integers(0, 65536, (3, 4, 3)).astype(np.uint16)
     d = read_image(_png16(rgb))
     assert d.mode == "RGB;16" and d.bit_depth == 16
-    assert torch.allclose(to_unit(d.tensor[0]).permute(1, 2, 0).double(), torch.from_numpy(rgb / 65535.0), atol=1e-7)
+    assert torch.allclose(
+        to_unit(d.tensor[0]).permute(1, 2, 0).double(), torch.from_numpy(rgb / 65535.0), atol=1e-7
+    )
     rgba = np.concatenate([rgb, np.full((3, 4, 1), 65535, np.uint16)], axis=-1)
     d2 = read_image(_png16(rgba, alpha=True))
     assert d2.notes == [] and torch.allclose(d2.tensor, d.tensor)
@@ -157,7 +164,9 @@ def test_16bit_tiff():
     tifffile.imwrite(buf, rgb, photometric="rgb")
     d = read_image(buf.getvalue())
     assert d.bit_depth == 16
-    assert torch.allclose(to_unit(d.tensor[0]).permute(1, 2, 0).double(), torch.from_numpy(rgb / 65535.0), atol=1e-7)
+    assert torch.allclose(
+        to_unit(d.tensor[0]).permute(1, 2, 0).double(), torch.from_numpy(rgb / 65535.0), atol=1e-7
+    )
 
 
 # ---------------------------------------------------------------------------------------------- sources

@@ -10,8 +10,15 @@ import torch
 from ncvsd_cli.training import data as D
 from ncvsd_cli.training.ema import PowerFunctionEMA, power_function_beta, sigma_rel_to_gamma
 from ncvsd_cli.training.loop import learning_rate, parse_duration
-from ncvsd_cli.training.losses import (discriminator_loss, edm_weight, posterior_query, uncertainty_loss,
-                                       uniform_grid_sigma, karras_grid, vsd_loss)
+from ncvsd_cli.training.losses import (
+    discriminator_loss,
+    edm_weight,
+    karras_grid,
+    posterior_query,
+    uncertainty_loss,
+    uniform_grid_sigma,
+    vsd_loss,
+)
 
 
 # ------------------------------------------------------------------------------------------------ EMA, schedule
@@ -232,7 +239,7 @@ def test_teacher_resume_bit_for_bit(tmp_path):
         train_teacher(_teacher_settings(tmp_path, "split", duration="4steps"))
     train_teacher(_teacher_settings(tmp_path, "split", duration="4steps", resume=True))
     _assert_same(_state(tmp_path / "full" / "state.pt"), _state(tmp_path / "split" / "state.pt"))
-    net, cfg = load_checkpoint(str(tmp_path / "full" / "snapshots" / "teacher-0000000-0.050.safetensors"))
+    _, cfg = load_checkpoint(str(tmp_path / "full" / "snapshots" / "teacher-0000000-0.050.safetensors"))
     assert cfg["kind"] == "teacher" and cfg["provenance"]["steps"] == 4 and cfg["provenance"]["command"] is None
 
 
@@ -293,7 +300,7 @@ def test_distill_finite_changes_generator_and_resumes(tmp_path, tiny_teacher):
     enc = {k: v for k, v in state["gen"].items() if k.startswith("model.enc.")}
     assert any(not torch.equal(v, teacher.unet.state_dict()[k[len("model.enc."):]]) for k, v in enc.items())
     assert (tmp_path / "full" / "previews" / "0000000-nfe1.png").exists()
-    gen, cfg = load_checkpoint(str(tmp_path / "full" / "snapshots" / "generator-0000000-0.050.safetensors"))
+    _, cfg = load_checkpoint(str(tmp_path / "full" / "snapshots" / "generator-0000000-0.050.safetensors"))
     assert cfg["kind"] == "generator" and cfg["provenance"]["teacher"] == "teacher.safetensors"
 
     distill(_distill_settings(tmp_path, tiny_teacher, "split", duration="2steps"))

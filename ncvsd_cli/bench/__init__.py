@@ -8,6 +8,13 @@ memory (time and peak memory), results (CSV rows, resume), report (summary, plot
 runner (the loop).
 """
 
-from ncvsd_cli.bench.runner import DEFAULT_METHODS, DEFAULT_NFE, DEFAULT_TASKS, BenchConfig, BenchOutcome, run_bench
+from ncvsd_cli.bench.runner import (
+    DEFAULT_METHODS,
+    DEFAULT_NFE,
+    DEFAULT_TASKS,
+    BenchConfig,
+    BenchOutcome,
+    run_bench,
+)
 
-__all__ = ["BenchConfig", "BenchOutcome", "run_bench", "DEFAULT_TASKS", "DEFAULT_NFE", "DEFAULT_METHODS"]
+__all__ = ["DEFAULT_METHODS", "DEFAULT_NFE", "DEFAULT_TASKS", "BenchConfig", "BenchOutcome", "run_bench"]

@@ -57,7 +57,7 @@ class RowCost:
         self.peak_mem_mb = 0.0
         self.mem_kind = ""
 
-    def __enter__(self) -> "RowCost":
+    def __enter__(self) -> RowCost:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)

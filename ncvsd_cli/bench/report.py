@@ -92,15 +92,15 @@ def markdown(summary: list[dict[str, Any]], lpips_net: str, header: dict[str, An
         lines.append(f"- {k}: {v}")
     lines += [f"- LPIPS: `{lp}` (lpips package, {lpips_net} backbone, lower is better)",
               f"- aggregation: {AGGREGATION_TEXT['mean']}",
-              "- NFE: the sweep value (network evaluations requested); evals: counted network evaluations per run; "
-              "op evals: forward-operator applications per run", ""]
+              ("- NFE: the sweep value (network evaluations requested); evals: counted network evaluations per run; "
+               "op evals: forward-operator applications per run"), ""]
     if any(s["aggregation"] != "mean" for s in summary):
         lines += [f"- {AGGREGATION_TEXT['best-of-K']}", ""]
     tasks = sorted({(s["dataset"], s["task"]) for s in summary})
     for dataset, task in tasks:
         lines += [f"## {task} ({dataset})", "",
-                  f"| method | NFE | aggregation | images | PSNR ↑ | SSIM ↑ | LPIPS-{lpips_net} ↓ | evals | op evals "
-                  "| s / image | peak MiB |",
+                  (f"| method | NFE | aggregation | images | PSNR ↑ | SSIM ↑ | LPIPS-{lpips_net} ↓ | evals "
+                   "| op evals | s / image | peak MiB |"),
                   "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for s in summary:
             if (s["dataset"], s["task"]) != (dataset, task):
@@ -197,8 +197,6 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
     Drawn with Pillow. Returns the files written."""
     from PIL import Image, ImageDraw
 
-    from ncvsd_cli.images import load_image, to_uint8
-
     out = Path(out)
     written = []
     for task in sorted({s["task"] for s in summary}):
@@ -210,8 +208,12 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
                       key=lambda mn: (method_order(mn[0]), mn[1]))
         cols = ["ground truth", "measurement", *[f"{m} NFE {n}" if n else m for m, n in runs]]
         files = ["ground_truth", "measurement", *[f"{m}-nfe{n}" for m, n in runs]]
-        pics = {(i, j): Image.fromarray(to_uint8(load_image(p))) for i, im in enumerate(images)
-                for j, f in enumerate(files) if (p := sample_path(out, task, im, f)).exists()}
+        pics = {}
+        for i, im in enumerate(images):
+            for j, f in enumerate(files):
+                if (p := sample_path(out, task, im, f)).exists():
+                    with Image.open(p) as pic:  # our own 8-bit PNGs (images.save_image): pasted, not converted
+                        pics[i, j] = pic.convert("RGB")
         side = max([tile, *(max(p.size) for p in pics.values())])
         pad, top, left = 4, 16, 64
         grid = Image.new("RGB", (left + len(cols) * (side + pad), top + len(images) * (side + pad)), "white")
@@ -227,7 +229,7 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
                 if pic is None:
                     draw.rectangle((x0, y0, x0 + side - 1, y0 + side - 1), fill=(200, 200, 200))
                 else:
-                    grid.paste(pic.convert("RGB").resize((side, side), Image.NEAREST), (x0, y0))
+                    grid.paste(pic.resize((side, side), Image.NEAREST), (x0, y0))
         path = out / f"grid_{task}.png"
         tmp = path.with_name(path.name + ".tmp")
         grid.save(tmp, format="PNG")

@@ -125,7 +125,7 @@ class RowWriter:
     def close(self) -> None:
         self._fh.close()
 
-    def __enter__(self) -> "RowWriter":
+    def __enter__(self) -> RowWriter:
         return self
 
     def __exit__(self, *exc) -> None:

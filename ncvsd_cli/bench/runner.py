@@ -127,7 +127,7 @@ def _load_networks(cfg: BenchConfig, device: str) -> _Networks:
         nets.teacher, t_cfg = checkpoints.load_checkpoint(name, device=device, kind="teacher")
         nets.info["teacher"] = {"name": str(name), "path": str(checkpoints.resolve_checkpoint(name)),
                                 "preset": t_cfg.get("preset"), "img_resolution": t_cfg.get("img_resolution")}
-    res = {n: int(getattr(m, "img_resolution")) for n, m in (("generator", nets.generator), ("teacher", nets.teacher))
+    res = {n: int(m.img_resolution) for n, m in (("generator", nets.generator), ("teacher", nets.teacher))
            if m is not None and hasattr(m, "img_resolution")}
     if len(set(res.values())) > 1:
         raise ValueError(f"generator and teacher resolutions differ: {res}")
@@ -189,8 +189,12 @@ def _environment(device: str) -> dict[str, Any]:
     return env
 
 
-def _check_fresh(out: Path, resume: bool) -> None:
-    existing = [p for p in out.glob("per_image*.csv") if results.read_rows(p)]
+def _check_fresh(out: Path, resume: bool, rank: int, world: int) -> None:
+    """Refuse an `out` that already holds results unless resuming (other ranks' parts of this run are ignored:
+    they may already be writing)."""
+    own = f"per_image.rank{rank}-of-{world}.csv"
+    existing = [p for p in out.glob("per_image*.csv") if (p.name == own or not p.name.endswith(f"-of-{world}.csv")
+                                                         or world == 1) and results.read_rows(p)]
     if existing and not resume:
         raise ValueError(f"{out} already holds results ({existing[0].name}); pass --resume to continue them "
                          "or choose another --out")
@@ -204,6 +208,32 @@ def _save_sample(out: Path, task: str, image: str, name: str, x: torch.Tensor) -
         save_image(x.detach().float().cpu().clamp(-1, 1), path)
 
 
+@dataclass
+class _Plan:
+    """What one rank runs: its images and, per task, the preset, the operator and the jobs."""
+
+    data: datasets.BenchDataset
+    images: list[datasets.BenchImage]
+    shape: tuple[int, int, int]
+    tasks: list[tuple[str, dict[str, Any], Any, list[methods.Job]]]
+
+
+def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int) -> _Plan:
+    from ncvsd_cli.sampling.presets import build_operator, load_task_preset
+
+    resolution = cfg.resolution or nets.info["resolution"] or DEFAULT_RESOLUTION.get(cfg.dataset, FALLBACK_RESOLUTION)
+    if nets.info["resolution"] and resolution != nets.info["resolution"]:
+        raise ValueError(f"--resolution {resolution} differs from the networks' resolution {nets.info['resolution']}")
+    data = datasets.limit(datasets.load_dataset(cfg.dataset, resolution, cfg.data), cfg.limit)
+    shape = (int(getattr(nets.generator or nets.teacher, "img_channels", 3)), resolution, resolution)
+    tasks = []
+    for task in cfg.tasks:
+        preset = load_task_preset(task, preset_file=cfg.preset_file)
+        operator = build_operator(preset, shape).to(device)
+        tasks.append((task, preset, operator, methods.expand_jobs(cfg.methods, cfg.nfe, cfg.baseline_nfe, operator)))
+    return _Plan(data, distributed.shard(data.images, rank, world), shape, tasks)
+
+
 def run_bench(cfg: BenchConfig, progress: bool | None = None,
               on_row: Callable[[dict[str, Any]], None] | None = None) -> BenchOutcome:
     """Run the benchmark described by `cfg` (see BenchConfig) and write its outputs into `cfg.out`.
@@ -212,100 +242,119 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     Raises datasets.DatasetError / ValueError for bad input, checkpoints.CheckpointError for model problems.
     Failures of single rows are logged, listed in the outcome, and do not stop the run.
     """
-    from ncvsd_cli.sampling.presets import build_operator, load_task_preset
+    from tqdm import tqdm
 
     cfg.validate()
     rank, world = distributed.rank_world()
     device = distributed.local_device(cfg.device, world)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_fresh(out, cfg.resume)
+    _check_fresh(out, cfg.resume, rank, world)
     nets = _load_networks(cfg, device)
-    resolution = cfg.resolution or nets.info["resolution"] or DEFAULT_RESOLUTION.get(cfg.dataset, FALLBACK_RESOLUTION)
-    if nets.info["resolution"] and resolution != nets.info["resolution"]:
-        raise ValueError(f"--resolution {resolution} differs from the networks' resolution {nets.info['resolution']}")
-    data = datasets.limit(datasets.load_dataset(cfg.dataset, resolution, cfg.data), cfg.limit)
-    channels = int(getattr(nets.generator or nets.teacher, "img_channels", 3))
-    shape = (channels, resolution, resolution)
-    mine = distributed.shard(data.images, rank, world)
+    plan = _plan(cfg, nets, device, rank, world)
     finished = results.finished_keys(sorted(out.glob("per_image*.csv"))) if cfg.resume else set()
-    cols = results.columns(cfg.lpips)
     part = out / (results.CSV_NAME if world == 1 else f"per_image.rank{rank}-of-{world}.csv")
-    scorer = _Scorer(cfg.lpips, device)
     outcome = BenchOutcome(out=out)
-
-    plans = []
-    for task in cfg.tasks:
-        preset = load_task_preset(task, preset_file=cfg.preset_file)
-        operator = build_operator(preset, shape).to(device)
-        jobs = methods.expand_jobs(cfg.methods, cfg.nfe, cfg.baseline_nfe, operator)
-        plans.append((task, preset, operator, jobs))
-    total = len(mine) * sum(len(j) for *_, j in plans) * cfg.best_of
-    if mine:
-        _warm_up(nets, shape, device)
-
-    from tqdm import tqdm
-
+    total = len(plan.images) * sum(len(jobs) for *_, jobs in plan.tasks) * cfg.best_of
+    if plan.images:
+        _warm_up(nets, plan.shape, device)
     bar = tqdm(total=total, desc=f"bench rank {rank}" if world > 1 else "bench", unit="run", file=sys.stderr,
                disable=(not sys.stderr.isatty()) if progress is None else not progress)
-    with results.RowWriter(part, cols) as writer, bar:
-        for task, preset, operator, jobs in plans:
-            sigma_y = float(preset["sigma_y"])
-            for image in mine:
-                base = {"dataset": data.name, "image": image.id, "image_index": image.index, "task": task,
-                        "seed": cfg.seed, "resolution": resolution, "sigma_y": sigma_y}
-                todo = [(j, r) for j in jobs for r in range(cfg.best_of)
-                        if results.row_key({**base, "method": j.method, "nfe": j.nfe, "run": r}) not in finished]
-                outcome.skipped += len(jobs) * cfg.best_of - len(todo)
-                bar.update(len(jobs) * cfg.best_of - len(todo))
-                if not todo:
-                    continue
-                x = image.load().to(device)
-                y = make_measurement(operator, x, sigma_y, cfg.seed, image.index)
-                in_grid = image.index < cfg.grid_images
-                if in_grid:
-                    _save_sample(out, task, image.id, "ground_truth", x)
-                    _save_sample(out, task, image.id, "measurement", measurement_preview(operator, y, shape))
-                for job, run in todo:
-                    row = _run_one(job, run, task, operator, x, y, nets, cfg, device, scorer, preset, base,
-                                   image.index, outcome)
-                    bar.update(1)
-                    if row is None:
-                        continue
-                    x_hat = row.pop("_x")
-                    writer.write(row)
-                    outcome.computed += 1
-                    if on_row is not None:
-                        on_row(row)
-                    if in_grid and run == 0:
-                        _save_sample(out, task, image.id, f"{job.method}-nfe{job.nfe}", x_hat)
+    with results.RowWriter(part, results.columns(cfg.lpips)) as writer, bar:
+        ctx = _Context(cfg, nets, device, _Scorer(cfg.lpips, device), plan, finished, writer, bar, outcome, on_row)
+        for task, preset, operator, jobs in plan.tasks:
+            for image in plan.images:
+                _run_image(ctx, task, preset, operator, jobs, image)
     created = distributed.barrier(world)
     try:
         if rank == 0:
-            rows = results.merge(sorted(out.glob("per_image*.csv")), out / results.CSV_NAME, cols)
-            rows = [r for r in rows if r["dataset"] == data.name and r["seed"] == cfg.seed]
-            config = {"dataset": data.name, "dataset_source": data.source, "images": len(data), "seed": cfg.seed,
-                      "device": device, "world_size": world, "settings": asdict(cfg), "networks": nets.info,
-                      "environment": _environment(device)}
-            outcome.summary = report.write_reports(out, rows, cfg.lpips, config)
-            outcome.files = sorted(p for p in out.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
+            _write_reports(cfg, nets, plan, device, world, outcome)
     finally:
         distributed.finish(created)
     return outcome
 
 
-def _run_one(job, run, task, operator, x, y, nets, cfg, device, scorer, preset, base, index, outcome):
-    network = {"generator": nets.generator, "teacher": nets.teacher}.get(job.needs)
+@dataclass
+class _Context:
+    cfg: BenchConfig
+    nets: _Networks
+    device: str
+    scorer: _Scorer
+    plan: _Plan
+    finished: set
+    writer: results.RowWriter
+    bar: Any
+    outcome: BenchOutcome
+    on_row: Callable[[dict[str, Any]], None] | None
+
+
+def _run_image(ctx: _Context, task: str, preset: dict[str, Any], operator, jobs: list[methods.Job],
+               image: datasets.BenchImage) -> None:
+    """Every pending (job, run) of one image and task, on one measurement; rows are written as they finish."""
+    cfg, sigma_y = ctx.cfg, float(preset["sigma_y"])
+    base = {"dataset": ctx.plan.data.name, "image": image.id, "image_index": image.index, "task": task,
+            "seed": cfg.seed, "resolution": ctx.plan.shape[-1], "sigma_y": sigma_y}
+    todo = [(j, r) for j in jobs for r in range(cfg.best_of)
+            if results.row_key({**base, "method": j.method, "nfe": j.nfe, "run": r}) not in ctx.finished]
+    ctx.outcome.skipped += len(jobs) * cfg.best_of - len(todo)
+    ctx.bar.update(len(jobs) * cfg.best_of - len(todo))
+    if not todo:
+        return
+    x = image.load().to(ctx.device)
+    y = make_measurement(operator, x, sigma_y, cfg.seed, image.index)  # once, shared by every method
+    in_grid = image.index < cfg.grid_images
+    if in_grid:
+        _save_sample(cfg.out, task, image.id, "ground_truth", x)
+        _save_sample(cfg.out, task, image.id, "measurement", measurement_preview(operator, y, ctx.plan.shape))
+    for job, run in todo:
+        row = _run_one(ctx, job, run, task, operator, x, y, base)
+        ctx.bar.update(1)
+        if row is None:
+            continue
+        x_hat = row.pop("_x")
+        ctx.writer.write(row)
+        ctx.outcome.computed += 1
+        if ctx.on_row is not None:
+            ctx.on_row(row)
+        if in_grid and run == 0:
+            _save_sample(cfg.out, task, image.id, f"{job.method}-nfe{job.nfe}", x_hat)
+
+
+def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, world: int,
+                   outcome: BenchOutcome) -> None:
+    """Rank 0: merge the CSV parts into per_image.csv and write the reports of this dataset and seed."""
+    out = Path(cfg.out)
+    rows = results.merge(sorted(out.glob("per_image*.csv")), out / results.CSV_NAME, results.columns(cfg.lpips))
+    rows = [r for r in rows if r["dataset"] == plan.data.name and r["seed"] == cfg.seed]
+    config = {"dataset": plan.data.name, "dataset_source": plan.data.source, "images": len(plan.data),
+              "seed": cfg.seed, "device": device, "world_size": world, "settings": asdict(cfg),
+              "networks": nets.info, "environment": _environment(device)}
+    outcome.summary = report.write_summary(out, rows, cfg.lpips, config)
+    for name, draw in (("plot", lambda: report.plot_nfe(outcome.summary, cfg.lpips, out / report.PLOT_PNG)),
+                       ("grids", lambda: report.plot_grids(out, outcome.summary))):
+        try:  # a drawing problem must not cost the results, which are already on disk
+            draw()
+        except Exception as exc:
+            log.error("bench %s: %s: %s", name, type(exc).__name__, exc)
+            outcome.failed.append(f"report {name}: {type(exc).__name__}: {exc}")
+    outcome.files = sorted(p for p in out.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
+
+
+def _run_one(ctx: _Context, job: methods.Job, run: int, task: str, operator, x, y,
+             base: dict[str, Any]) -> dict[str, Any] | None:
+    """One timed restoration and its scores as a row (with the estimate under "_x"); None if it failed."""
+    network = {"generator": ctx.nets.generator, "teacher": ctx.nets.teacher}.get(job.needs)
+    gens = sampler_generators(ctx.cfg.seed, base["image_index"], run)
     try:
-        with RowCost(device) as cost:
-            res = methods.run_job(job, task, operator, y, network, sampler_generators(cfg.seed, index, run),
-                                  sigma_y=float(preset["sigma_y"]), preset_file=cfg.preset_file)
-        scores = scorer(res.x, x)
+        with RowCost(ctx.device) as cost:
+            res = methods.run_job(job, task, operator, y, network, gens, sigma_y=base["sigma_y"],
+                                  preset_file=ctx.cfg.preset_file)
+        scores = ctx.scorer(res.x, x)
     except Exception as exc:  # one failed row must not lose the others (exit code 1 at the end)
         msg = f"{task}/{job.method}/nfe{job.nfe}/{base['image']}/run{run}: {type(exc).__name__}: {exc}"
         log.error("%s", msg)
-        outcome.failed.append(msg)
+        ctx.outcome.failed.append(msg)
         return None
     return {**base, "method": job.method, "nfe": job.nfe, "run": run, "network_evals": int(res.nfe),
             "operator_evals": int(res.operator_evals), **scores, "seconds": cost.seconds,
-            "peak_mem_mb": cost.peak_mem_mb, "mem_kind": cost.mem_kind, "device": device, "_x": res.x}
+            "peak_mem_mb": cost.peak_mem_mb, "mem_kind": cost.mem_kind, "device": ctx.device, "_x": res.x}

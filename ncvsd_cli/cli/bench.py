@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Optional
 
 import typer
 
@@ -51,7 +50,7 @@ def bench(
     out: str = typer.Option(..., "--out", "-o", metavar="DIR", help="Output folder (created)."),
     dataset: str = typer.Option("builtin", "--dataset", "-d", metavar="ffhq|builtin|PATH", show_default=True,
                                 help="Image set: ffhq, builtin, or a folder / zip / image."),
-    data: Optional[str] = typer.Option(None, "--data", metavar="PATH",
+    data: str | None = typer.Option(None, "--data", metavar="PATH",
                                        help="FFHQ test folder or zip (default $NCVSD_FFHQ)."),
     tasks: str = typer.Option("sr4,inpaint-box,deblur-gauss,deblur-motion,phase-retrieval", "--tasks",
                               metavar="T1,T2", show_default=True, help="Tasks (operator presets)."),
@@ -60,12 +59,12 @@ def bench(
     methods: str = typer.Option("pnp-gd,dps,daps,classical", "--methods", metavar="M1,M2", show_default=True,
                                 help="Methods: pnp-gd, dps, daps, classical (all classical baselines) or a "
                                      "classical method's name."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", metavar="N", min=1, help="Use the first N images."),
+    limit: int | None = typer.Option(None, "--limit", "-n", metavar="N", min=1, help="Use the first N images."),
     seed: int = typer.Option(0, "--seed", min=0, show_default=True,
                              help="Seed; measurements and samples derive from (seed, image index)."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", metavar="GEN",
+    checkpoint: str | None = typer.Option(None, "--checkpoint", "-c", metavar="GEN",
                                              help="Generator checkpoint (default: the shipped default)."),
-    teacher: Optional[str] = typer.Option(None, "--teacher", metavar="TEACHER",
+    teacher: str | None = typer.Option(None, "--teacher", metavar="TEACHER",
                                           help="Teacher checkpoint for DPS / DAPS (default: the generator's "
                                                "teacher, else the shipped default)."),
     baseline_nfe: int = typer.Option(1000, "--baseline-nfe", metavar="N", min=1, show_default=True,
@@ -76,11 +75,11 @@ def bench(
                                 help="Runs per image; K > 1 adds a summary labelled best-of-K."),
     resume: bool = typer.Option(False, "--resume", help="Skip rows already in --out."),
     device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda|cuda:N", show_default=True),
-    resolution: Optional[int] = typer.Option(None, "--resolution", metavar="PX", min=1,
+    resolution: int | None = typer.Option(None, "--resolution", metavar="PX", min=1,
                                              help="Image size (default: the model's)."),
     grid_images: int = typer.Option(4, "--grid-images", metavar="N", min=0, show_default=True,
                                     help="Images (first N) whose restorations are saved for the grids."),
-    preset: Optional[str] = typer.Option(None, "--preset", metavar="YAML",
+    preset: str | None = typer.Option(None, "--preset", metavar="YAML",
                                          help="YAML over the packaged task presets (PnP-GD settings)."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON summary instead of the Markdown table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes."),

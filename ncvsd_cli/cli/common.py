@@ -3,8 +3,8 @@ progress bars and JSON summaries (ARCHITECTURE.md "CLI"; field-survey §5).
 
 Exit codes: 0 all done; 1 some inputs failed (the other outputs are kept); 2 usage error; 3 model or checksum
 problem (`ncvsd_cli.checkpoints.CheckpointError`); 130 interrupted (Ctrl-C). Errors are one line on stderr
-("ncvsd: error: ..."), never a traceback for bad input; set NCVSD_DEBUG=1 to see tracebacks of internal errors.
-No torch at import time: this module is imported by `ncvsd --help`.
+("ncvsd: error: ..."), never a traceback for bad input; set NCVSD_DEBUG=1 to see tracebacks of internal
+errors. No torch at import time: this module is imported by `ncvsd --help`.
 """
 
 from __future__ import annotations
@@ -191,17 +191,28 @@ def expand_inputs(specs: Sequence[str], skip: Any = None) -> tuple[list[InputIte
             continue
         p = Path(spec).expanduser()
         if p.is_dir():
-            found = [f for f in sorted(p.iterdir()) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                     and not f.name.startswith(".") and not (skip and skip(f))]
+            found = [
+                f
+                for f in sorted(p.iterdir())
+                if f.is_file()
+                and f.suffix.lower() in IMAGE_SUFFIXES
+                and not f.name.startswith(".")
+                and not (skip and skip(f))
+            ]
             if not found:
-                missing.append((spec, f"{spec}: directory has no image files ({', '.join(IMAGE_SUFFIXES[:4])}, ...)"))
+                missing.append(
+                    (spec, f"{spec}: directory has no image files ({', '.join(IMAGE_SUFFIXES[:4])}, ...)")
+                )
             for f in found:
                 add(f)
         elif p.is_file():
             add(p)
         elif glob.has_magic(spec):
-            found = [Path(f) for f in sorted(glob.glob(os.path.expanduser(spec), recursive=True))
-                     if Path(f).is_file()]
+            found = [
+                Path(f)
+                for f in sorted(glob.glob(os.path.expanduser(spec), recursive=True))
+                if Path(f).is_file()
+            ]
             if not found:
                 missing.append((spec, f"{spec}: no file matches this pattern"))
             for f in found:
@@ -234,7 +245,8 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
 def output_path(item: InputItem, out: str | None, mode: str, tag: str, ext: str = ".png") -> str:
     """The main output of `item`: "-" for stdout, else a path.
 
-    beside: `<input dir>/<stem>_<tag><ext>` (stdin -> stdout); dir: `<DIR>/<stem><ext>`, or `<stem>_<tag><ext>`
+    beside: `<input dir>/<stem>_<tag><ext>` (stdin -> stdout); dir: `<DIR>/<stem><ext>`, or
+    `<stem>_<tag><ext>`
     when DIR is the input's own folder; file: `out` itself.
     """
     if mode == "stdout" or (mode == "beside" and item.is_stdin):
@@ -257,8 +269,9 @@ def variant_path(path: str, suffix: str) -> str:
     return str(p.with_name(f"{p.stem}{suffix}{p.suffix}"))
 
 
-def check_outputs(planned: dict[InputItem, list[str]], inputs: Sequence[InputItem], overwrite: bool
-                  ) -> dict[InputItem, str]:
+def check_outputs(
+    planned: dict[InputItem, list[str]], inputs: Sequence[InputItem], overwrite: bool
+) -> dict[InputItem, str]:
     """Problems with planned outputs, per input: an output that is an input (refused unless --overwrite), that
     exists (refused unless --overwrite), or that two inputs would both write. Returns {item: message}."""
     input_paths = {str(i.path.resolve()) for i in inputs if i.path is not None}
@@ -270,9 +283,13 @@ def check_outputs(planned: dict[InputItem, list[str]], inputs: Sequence[InputIte
                 continue
             key = str(Path(p).resolve())
             if key in owners and owners[key] != item:
-                problems[item] = f"{item.name}: output {p} would also be written for {owners[key].name}; use -o DIR"
+                problems[item] = (
+                    f"{item.name}: output {p} would also be written for {owners[key].name}; use -o DIR"
+                )
             elif not overwrite and key in input_paths:
-                problems[item] = f"{item.name}: output {p} is an input; refusing to overwrite it (use --overwrite)"
+                problems[item] = (
+                    f"{item.name}: output {p} is an input; refusing to overwrite it (use --overwrite)"
+                )
             elif not overwrite and Path(p).exists():
                 problems[item] = f"{item.name}: output {p} exists (use --overwrite to replace it)"
             owners.setdefault(key, item)
@@ -286,13 +303,19 @@ def progress(total: int, desc: str, quiet: bool = False, unit: str = "img"):
     """A tqdm bar on stderr, shown only when stderr is a terminal and not `quiet`."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
-                disable=quiet or not sys.stderr.isatty())
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=sys.stderr,
+        leave=False,
+        disable=quiet or not sys.stderr.isatty(),
+    )
 
 
 @dataclass
 class Report:
-    """Per-input results of a command, printed as errors on stderr as they happen and as `--json` at the end."""
+    """Per-input results of a command: errors go to stderr as they happen, `--json` prints all at the end."""
 
     command: str
     results: list[dict[str, Any]] = field(default_factory=list)
@@ -313,8 +336,14 @@ class Report:
         return EXIT_PARTIAL if self.n_failed else EXIT_OK
 
     def summary(self) -> dict[str, Any]:
-        return {"command": self.command, "ok": len(self.results) - self.n_failed, "failed": self.n_failed,
-                "exit_code": self.exit_code(), **self.extra, "results": self.results}
+        return {
+            "command": self.command,
+            "ok": len(self.results) - self.n_failed,
+            "failed": self.n_failed,
+            "exit_code": self.exit_code(),
+            **self.extra,
+            "results": self.results,
+        }
 
     def finish(self, as_json: bool) -> NoReturn:
         """Print the JSON summary on stdout when asked, then exit with 0 or 1."""

@@ -1,13 +1,12 @@
 """`ncvsd degrade`: apply an operator plus noise to clean images and write restorable measurements.
 
-Behaviour lives in `ncvsd_cli.restore` (degrade, save_measurement) and `ncvsd_cli.images`; this module parses and
-prints. No torch at import time.
+Behaviour lives in `ncvsd_cli.restore` (degrade, save_measurement) and `ncvsd_cli.images`; this module parses
+and prints. No torch at import time.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 import typer
 
@@ -26,20 +25,43 @@ EPILOG = """Examples:
   cat clean.png | ncvsd degrade --task denoise - > noisy.png
 
 Writes OUT (a viewable 8-bit PNG: the small image for sr*, the masked image for inpainting, log(1+|y|) for
-phase retrieval) and beside it OUT.ncvsd.json + OUT.ncvsd.safetensors: the operator config (kernel, mask, seeds),
-sigma_y and the unclipped float measurement, so that `ncvsd restore OUT` restores exactly this measurement.
+phase retrieval) and beside it OUT.ncvsd.json + OUT.ncvsd.safetensors: the operator config (kernel, mask,
+seeds), sigma_y and the unclipped float measurement, so that `ncvsd restore OUT` restores exactly this
+measurement.
 Default OUT: <stem>_<task>_measured.png beside the input. Exit codes: 0 ok, 1 some inputs failed, 2 usage."""
 
 
 def degrade_command(
-    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Clean images: files, directories, globs, or - for stdin."),
-    task: str = typer.Option(..., "--task", "-t", help="Operator name, e.g. sr4, deblur-gauss, inpaint-box (see operators.names())."),
-    out: Optional[str] = typer.Option(None, "--output", "-o", help="Output PNG, directory, or - for stdout (preview only, no sidecar)."),
-    sigma_y: float = typer.Option(0.05, "--sigma-y", help="Measurement noise std on the [-1, 1] image scale.", show_default=True),
-    seed: int = typer.Option(0, "--seed", help="Seed of the noise (and of random masks / motion kernels).", show_default=True),
-    param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Operator parameter key=value (repeatable), e.g. box_size=64."),
-    channels: int = typer.Option(3, "--channels", help="1 or 3: colour policy of the decoded input (greyscale is replicated to 3).", show_default=True),
-    max_pixels: int = typer.Option(2048 * 2048, "--max-pixels", help="Refuse inputs with more pixels than this.", show_default=True),
+    inputs: list[str] = typer.Argument(
+        ..., metavar="INPUT...", help="Clean images: files, directories, globs, or - for stdin."
+    ),
+    task: str = typer.Option(
+        ...,
+        "--task",
+        "-t",
+        help="Operator name, e.g. sr4, deblur-gauss, inpaint-box (see operators.names()).",
+    ),
+    out: str | None = typer.Option(
+        None, "--output", "-o", help="Output PNG, directory, or - for stdout (preview only, no sidecar)."
+    ),
+    sigma_y: float = typer.Option(
+        0.05, "--sigma-y", help="Measurement noise std on the [-1, 1] image scale.", show_default=True
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the noise (and of random masks / motion kernels).", show_default=True
+    ),
+    param: list[str] | None = typer.Option(
+        None, "--param", "-p", help="Operator parameter key=value (repeatable), e.g. box_size=64."
+    ),
+    channels: int = typer.Option(
+        3,
+        "--channels",
+        help="1 or 3: colour policy of the decoded input (greyscale is replicated to 3).",
+        show_default=True,
+    ),
+    max_pixels: int = typer.Option(
+        2048 * 2048, "--max-pixels", help="Refuse inputs with more pixels than this.", show_default=True
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr."),
@@ -77,21 +99,36 @@ def degrade_command(
                 bar.update(1)
                 continue
             try:
-                decoded = images.read_image("-" if item.is_stdin else item.path, channels, max_pixels=max_pixels,
-                                            name=item.name)
+                decoded = images.read_image(
+                    "-" if item.is_stdin else item.path, channels, max_pixels=max_pixels, name=item.name
+                )
                 for n in decoded.notes:
                     common.note(f"{item.name}: {n}", quiet)
-                m = degrade(decoded.tensor, task, sigma_y=sigma_y, seed=seed, params=params, source=item.name,
-                            grey=decoded.grey)
+                m = degrade(
+                    decoded.tensor,
+                    task,
+                    sigma_y=sigma_y,
+                    seed=seed,
+                    params=params,
+                    source=item.name,
+                    grey=decoded.grey,
+                )
                 main = planned[item][0]
                 if main == "-":
                     common.note("writing the preview to stdout; no sidecar is written", quiet)
                 written = save_measurement(m, main)
             except (ValueError, OSError) as exc:
-                report.failed(item.name, str(exc) if str(exc).startswith(item.name) else f"{item.name}: {exc}")
+                report.failed(
+                    item.name, str(exc) if str(exc).startswith(item.name) else f"{item.name}: {exc}"
+                )
             else:
-                report.ok(item.name, written, image_shape=list(m.image_shape),
-                          measurement_shape=list(m.y.shape[1:]), notes=decoded.notes)
+                report.ok(
+                    item.name,
+                    written,
+                    image_shape=list(m.image_shape),
+                    measurement_shape=list(m.y.shape[1:]),
+                    notes=decoded.notes,
+                )
             bar.update(1)
         bar.close()
     report.finish(as_json)
@@ -100,4 +137,3 @@ def degrade_command(
 def register(app: typer.Typer) -> None:
     """Add `ncvsd degrade` to the app."""
     app.command(name="degrade", epilog=EPILOG, no_args_is_help=True)(degrade_command)
-

@@ -58,7 +58,8 @@ def distill(
 ) -> None:
     """Distil a teacher (see HELP)."""
     with handle_errors():
-        from ncvsd_cli.training.distill import DistillSettings, distill as run_distill
+        from ncvsd_cli.training.distill import DistillSettings
+        from ncvsd_cli.training.distill import distill as run_distill
         from ncvsd_cli.training.loop import command_line, parse_duration
 
         parse_duration(duration), parse_duration(snapshot)

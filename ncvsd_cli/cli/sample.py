@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -25,14 +24,26 @@ Exit codes: 0 ok, 1 some outputs failed, 2 usage error, 3 checkpoint missing or 
 
 
 def sample_command(
-    out: str = typer.Option("samples", "--output", "-o", help="Grid image (e.g. grid.png) or output directory.", show_default=True),
-    nfe: int = typer.Option(1, "--nfe", help="Denoiser calls per sample (1, 2, 4 use the paper's ts).", show_default=True),
+    out: str = typer.Option(
+        "samples", "--output", "-o", help="Grid image (e.g. grid.png) or output directory.", show_default=True
+    ),
+    nfe: int = typer.Option(
+        1, "--nfe", help="Denoiser calls per sample (1, 2, 4 use the paper's ts).", show_default=True
+    ),
     seeds: str = typer.Option("0-15", "--seeds", help="Seeds, e.g. 0-15,20.", show_default=True),
-    ts: Optional[str] = typer.Option(None, "--ts", help="Explicit ts indices, e.g. 10,22,39 (overrides --nfe)."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Generator checkpoint (default: the shipped default)."),
-    class_label: Optional[int] = typer.Option(None, "--class-label", help="Class for conditional checkpoints (default: random per seed)."),
-    resolution: Optional[int] = typer.Option(None, "--resolution", help="Sample size in pixels (default: the model's)."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Samples per network call.", show_default=True),
+    ts: str | None = typer.Option(None, "--ts", help="Explicit ts indices, e.g. 10,22,39 (overrides --nfe)."),
+    checkpoint: str | None = typer.Option(
+        None, "--checkpoint", "-c", help="Generator checkpoint (default: the shipped default)."
+    ),
+    class_label: int | None = typer.Option(
+        None, "--class-label", help="Class for conditional checkpoints (default: random per seed)."
+    ),
+    resolution: int | None = typer.Option(
+        None, "--resolution", help="Sample size in pixels (default: the model's)."
+    ),
+    batch_size: int = typer.Option(
+        8, "--batch-size", "-b", help="Samples per network call.", show_default=True
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.", show_default=True),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
@@ -60,15 +71,33 @@ def sample_command(
         from ncvsd_cli.restore import sample_images
 
         dev = common.parse_device(device)
-        model, config = load_checkpoint(checkpoint or default_checkpoint("generator"), device=dev, kind="generator")
+        model, config = load_checkpoint(
+            checkpoint or default_checkpoint("generator"), device=dev, kind="generator"
+        )
         bar = common.progress(len(seed_list), "sample", quiet)
         try:
-            x = sample_images(model, config, seed_list, nfe=nfe, ts=ts_list, class_label=class_label,
-                              batch_size=batch_size, resolution=resolution, device=dev, on_batch=bar.update)
+            x = sample_images(
+                model,
+                config,
+                seed_list,
+                nfe=nfe,
+                ts=ts_list,
+                class_label=class_label,
+                batch_size=batch_size,
+                resolution=resolution,
+                device=dev,
+                on_batch=bar.update,
+            )
         finally:
             bar.close()
-        report = common.Report("sample", extra={"nfe": len(ts_list) - 1 if ts_list else nfe, "seeds": seed_list,
-                                                "checkpoint": checkpoint or default_checkpoint("generator")})
+        report = common.Report(
+            "sample",
+            extra={
+                "nfe": len(ts_list) - 1 if ts_list else nfe,
+                "seeds": seed_list,
+                "checkpoint": checkpoint or default_checkpoint("generator"),
+            },
+        )
         if grid:
             images.save_image(images.make_grid(x), out)
             report.ok("grid", [out], size=list(x.shape[-2:]))

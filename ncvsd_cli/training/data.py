@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import zipfile
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +62,7 @@ def _u8_to_tensor(a: np.ndarray) -> torch.Tensor:
     return from_unit(torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255.0)
 
 
-@lru_cache(maxsize=None)
+@cache
 def builtin_photo(name: str) -> tuple[np.ndarray, ...]:
     """The scikit-image photo `name` as (H, W, 3) uint8 arrays (two for `stereo_motorcycle`)."""
     if name not in BUILTIN_ALL:

@@ -22,8 +22,16 @@ from ncvsd_cli.training.common import autocast, labels_for, make_adam, optimiser
 from ncvsd_cli.training.data import ImageStream, open_source
 from ncvsd_cli.training.ema import PowerFunctionEMA
 from ncvsd_cli.training.loop import TrainLoop, parse_duration, step_generator
-from ncvsd_cli.training.losses import (discriminator_loss, gan_generator_loss, karras_grid, lognormal_sigma,
-                                       posterior_query, uncertainty_loss, uniform_grid_sigma, vsd_loss)
+from ncvsd_cli.training.losses import (
+    discriminator_loss,
+    gan_generator_loss,
+    karras_grid,
+    lognormal_sigma,
+    posterior_query,
+    uncertainty_loss,
+    uniform_grid_sigma,
+    vsd_loss,
+)
 from operators.noise import randn
 
 _CONFIG_KEYS = ("preset", "arch", "img_resolution", "img_channels", "label_dim", "sigma_data", "gamma", "init_sigma")

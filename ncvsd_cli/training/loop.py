@@ -67,7 +67,7 @@ def parse_duration(text: str) -> Duration:
     if unit in ("step", "steps"):
         return Duration(steps=int(value))
     per = {"img": 1, "kimg": 1000, "mimg": 1_000_000, "ki": 1 << 10, "mi": 1 << 20}[unit]
-    return Duration(nimg=int(round(value * per)))
+    return Duration(nimg=round(value * per))
 
 
 def learning_rate(cur_nimg: int, ref_lr: float, batch: int, ref_batches: float = 0.0,

@@ -15,7 +15,7 @@ from ncvsd_cli.training import distributed
 from ncvsd_cli.training.common import autocast, build, labels_for, make_adam, optimiser_step, snapshot_path
 from ncvsd_cli.training.data import ImageStream, open_source
 from ncvsd_cli.training.ema import PowerFunctionEMA
-from ncvsd_cli.training.loop import Duration, TrainLoop, parse_duration, step_generator
+from ncvsd_cli.training.loop import TrainLoop, parse_duration, step_generator
 from ncvsd_cli.training.losses import lognormal_sigma, uncertainty_loss
 from operators.noise import randn
 
