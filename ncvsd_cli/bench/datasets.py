@@ -169,7 +169,8 @@ def builtin_heldout(resolution: int) -> BenchDataset:
 
     Deterministic crops of each photo at `resolution`: the whole photo (centre square resized, id `<photo>`) and
     the four quadrants of the centre square resized to 2 x resolution (ids `<photo>-q0` .. `-q3`, row-major), so the
-    set shows both whole scenes and closer detail. The photo list comes from the training data module, so the
+    set shows both whole scenes and closer detail. Ordered by crop, then photo (astronaut, coffee, chelsea,
+    astronaut-q0, ...), so that `--limit N` spreads over the photos. The photo list comes from the training data module, so the
     benchmark and the training split cannot overlap.
     """
     from ncvsd_cli.training.data import BUILTIN_HELDOUT, heldout_images
@@ -180,12 +181,12 @@ def builtin_heldout(resolution: int) -> BenchDataset:
     def add(name: str, make: Callable[[], torch.Tensor]) -> None:
         images.append(BenchImage(id=name, index=len(images), load=make))
 
-    for name in BUILTIN_HELDOUT:
-        photo = photos[name]
-        add(name, lambda p=photo: fit_resolution(p, resolution))
-        for q in range(4):
-            r, c = divmod(q, 2)
-            add(f"{name}-q{q}", lambda p=photo, r=r, c=c: fit_resolution(p, 2 * resolution)[
+    for name in BUILTIN_HELDOUT:  # whole photos first, so that --limit 3 already covers every photo
+        add(name, lambda p=photos[name]: fit_resolution(p, resolution))
+    for q in range(4):
+        r, c = divmod(q, 2)
+        for name in BUILTIN_HELDOUT:
+            add(f"{name}-q{q}", lambda p=photos[name], r=r, c=c: fit_resolution(p, 2 * resolution)[
                 ..., r * resolution:(r + 1) * resolution, c * resolution:(c + 1) * resolution].clone())
     return BenchDataset(name="builtin", images=images, resolution=resolution, source="ncvsd_cli.training.data")
 
