@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The committed builtin benchmark (benchmarks/builtin-64/): the shipped default model on the held-out photos,
+# all five paper tasks, the PnP-GD NFE sweep, DPS and DAPS-style (teacher, 1000 NFE) and the classical baselines.
+# 2 CPU processes (torchrun shards the images; one thread each). About 50 minutes on the 2-core build machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 -m ncvsd_cli bench --dataset builtin \
+  --tasks sr4,inpaint-box,deblur-gauss,deblur-motion,phase-retrieval --nfe 1,2,4,10,25,49 \
+  --methods pnp-gd,dps,daps,classical --baseline-nfe 1000 --limit 3 --seed 0 --out benchmarks/builtin-64 "$@"
