@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import typer
 
@@ -73,4 +74,5 @@ def distill(
             record = run_distill(settings)
         except (FileExistsError, FileNotFoundError) as exc:
             fail(str(exc))
-        typer.echo(json.dumps({"out": out, **record}))
+        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 prints the summary
+            typer.echo(json.dumps({"out": out, **record}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import typer
 
@@ -68,4 +69,5 @@ def train(
             record = train_teacher(settings)
         except (FileExistsError, FileNotFoundError) as exc:
             fail(str(exc))
-        typer.echo(json.dumps({"out": out, **record}))
+        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 prints the summary
+            typer.echo(json.dumps({"out": out, **record}))
