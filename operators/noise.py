@@ -14,23 +14,27 @@ import torch
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
+def _draw(fn, shape: Sequence[int], generator: Generators, device, dtype) -> torch.Tensor:
+    """`fn` (torch.randn or torch.rand) of `shape` with the generator rules of `randn`."""
+    shape = tuple(shape)
+    if generator is None or isinstance(generator, torch.Generator):
+        gen_device = generator.device if generator is not None else device
+        out = fn(shape, generator=generator, device=gen_device, dtype=dtype)
+    else:
+        gens = list(generator)
+        if len(gens) != shape[0]:
+            raise ValueError(f"got {len(gens)} generators for a batch of {shape[0]}; pass one per image")
+        out = torch.stack([fn(shape[1:], generator=g, device=g.device, dtype=dtype) for g in gens])
+    return out.to(device) if device is not None else out
+
+
 def randn(shape: Sequence[int], generator: Generators = None, *, device=None, dtype=torch.float32) -> torch.Tensor:
     """Standard normal tensor of `shape`; with a list of generators, row b is drawn from generator[b].
 
     Draws happen on the generator's device and are moved to `device`, so CPU generators give the same numbers
     whatever device the computation runs on.
     """
-    shape = tuple(shape)
-    if generator is None or isinstance(generator, torch.Generator):
-        gen_device = generator.device if generator is not None else device
-        out = torch.randn(shape, generator=generator, device=gen_device, dtype=dtype)
-        return out.to(device) if device is not None else out
-    gens = list(generator)
-    if len(gens) != shape[0]:
-        raise ValueError(f"got {len(gens)} generators for a batch of {shape[0]}; pass one per image")
-    rows = [torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype) for g in gens]
-    out = torch.stack(rows)
-    return out.to(device) if device is not None else out
+    return _draw(torch.randn, shape, generator, device, dtype)
 
 
 def randn_like(x: torch.Tensor, generator: Generators = None) -> torch.Tensor:
@@ -40,16 +44,7 @@ def randn_like(x: torch.Tensor, generator: Generators = None) -> torch.Tensor:
 
 def rand(shape: Sequence[int], generator: Generators = None, *, device=None, dtype=torch.float32) -> torch.Tensor:
     """Uniform [0, 1) tensor, with the same generator rules as `randn`."""
-    shape = tuple(shape)
-    if generator is None or isinstance(generator, torch.Generator):
-        gen_device = generator.device if generator is not None else device
-        out = torch.rand(shape, generator=generator, device=gen_device, dtype=dtype)
-        return out.to(device) if device is not None else out
-    gens = list(generator)
-    if len(gens) != shape[0]:
-        raise ValueError(f"got {len(gens)} generators for a batch of {shape[0]}; pass one per image")
-    out = torch.stack([torch.rand(shape[1:], generator=g, device=g.device, dtype=dtype) for g in gens])
-    return out.to(device) if device is not None else out
+    return _draw(torch.rand, shape, generator, device, dtype)
 
 
 def generators_for_seeds(seeds: Sequence[int], device="cpu") -> list[torch.Generator]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -11,6 +12,38 @@ from ncvsd_cli.training import distributed
 from ncvsd_cli.training.loop import force_finite_
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class RunSettings:
+    """Settings shared by `ncvsd train` and `ncvsd distill` (small-scale defaults for `builtin`).
+
+    lr: ref_lr of the EDM2 schedule (method §1.8); ref_batches: decay starts after ref_batches·batch images
+    (0 = none); rampup_kimg: linear warm-up; p_mean/p_std: lognormal σ (teacher) or t (distillation); sigma_rels: EMA
+    widths; duration/snapshot: see loop.parse_duration; command: the command line recorded in provenance.
+    """
+
+    data: str = "builtin"
+    out: str = "runs/run"
+    batch: int = 32
+    duration: str = "30min"
+    snapshot: str = "5min"
+    lr: float = 0.01
+    ref_batches: float = 0.0
+    rampup_kimg: float = 20.0
+    p_mean: float = -0.8
+    p_std: float = 1.6
+    loss_scaling: float = 1.0
+    sigma_rels: tuple[float, ...] = (0.05, 0.10)
+    seed: int = 0
+    xflip: bool = True
+    precision: str = "fp32"
+    channels_last: bool = False
+    device: str = "auto"
+    log_every: int = 20
+    resume: bool = False
+    progress: bool = True
+    command: str | None = None
 
 
 def autocast(device: torch.device, precision: str):

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ncvsd_cli.training import distributed
-from ncvsd_cli.training.common import autocast, labels_for, make_adam, optimiser_step, snapshot_path
+from ncvsd_cli.training.common import RunSettings, autocast, labels_for, make_adam, optimiser_step, snapshot_path
 from ncvsd_cli.training.data import ImageStream, open_source
 from ncvsd_cli.training.ema import PowerFunctionEMA
 from ncvsd_cli.training.loop import TrainLoop, parse_duration, step_generator
@@ -38,8 +38,8 @@ _CONFIG_KEYS = ("preset", "arch", "img_resolution", "img_channels", "label_dim",
 
 
 @dataclass
-class DistillSettings:
-    """Settings of `ncvsd distill` (defaults: small-scale choices for `builtin`; paper values in method §1.10).
+class DistillSettings(RunSettings):
+    """Settings of `ncvsd distill` (see RunSettings; paper values in method §1.10).
 
     lr: ref_lr (score model); g_lr_scale/d_lr_scale: multipliers for generator/discriminator (0.01);
     gan_warmup_kimg: GAN term off before this many kimg; gan_loss_scaling: ζ; p_mean/p_std: t lognormal;
@@ -47,34 +47,14 @@ class DistillSettings:
     """
 
     teacher: str = ""
-    data: str = "builtin"
     preset: str | None = None
     out: str = "runs/distill"
-    batch: int = 32
-    duration: str = "30min"
-    snapshot: str = "5min"
-    lr: float = 0.01
     g_lr_scale: float = 0.01
     d_lr_scale: float = 0.01
-    ref_batches: float = 0.0
-    rampup_kimg: float = 20.0
     gan_warmup_kimg: float = 100.0
     gan_loss_scaling: float = 1.0
-    p_mean: float = -0.8
-    p_std: float = 1.6
-    loss_scaling: float = 1.0
-    sigma_rels: tuple[float, ...] = (0.05, 0.10)
-    seed: int = 0
-    xflip: bool = True
-    precision: str = "fp32"
-    channels_last: bool = False
-    device: str = "auto"
-    log_every: int = 20
     preview_ts: tuple[tuple[int, ...], ...] = ((10, 39), (0, 10, 20, 30, 39))
     preview_count: int = 16
-    resume: bool = False
-    progress: bool = True
-    command: str | None = None
 
 
 def _net_config(teacher_cfg: dict, kind: str) -> dict:

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from ncvsd_cli.training import distributed
-from ncvsd_cli.training.common import autocast, build, labels_for, make_adam, optimiser_step, snapshot_path
+from ncvsd_cli.training.common import (RunSettings, autocast, build, labels_for, make_adam, optimiser_step,
+                                       snapshot_path)
 from ncvsd_cli.training.data import ImageStream, open_source
 from ncvsd_cli.training.ema import PowerFunctionEMA
 from ncvsd_cli.training.loop import TrainLoop, parse_duration, step_generator
@@ -21,36 +22,13 @@ from operators.noise import randn
 
 
 @dataclass
-class TeacherSettings:
-    """Settings of `ncvsd train` (defaults are the small-scale choices for `builtin`).
+class TeacherSettings(RunSettings):
+    """Settings of `ncvsd train` (see RunSettings; EDM2 pixel-space ImageNet-64 lognormal σ, −0.8/1.6; EDM2's latent
+    ImageNet-512 models use −0.4/1.0)."""
 
-    lr: ref_lr of the EDM2 schedule; ref_batches: decay starts after ref_batches·batch images (0 = none);
-    rampup_kimg: linear warm-up; p_mean/p_std: lognormal σ (EDM2 pixel-space ImageNet-64 values; EDM2's latent
-    ImageNet-512 models use −0.4/1.0); sigma_rels: EMA widths; duration/snapshot: see loop.parse_duration.
-    """
-
-    data: str = "builtin"
     preset: str = "builtin64"
     out: str = "runs/teacher"
-    batch: int = 32
-    duration: str = "30min"
-    snapshot: str = "5min"
-    lr: float = 0.01
     ref_batches: float = 2000.0
-    rampup_kimg: float = 20.0
-    p_mean: float = -0.8
-    p_std: float = 1.6
-    loss_scaling: float = 1.0
-    sigma_rels: tuple[float, ...] = (0.05, 0.10)
-    seed: int = 0
-    xflip: bool = True
-    precision: str = "fp32"
-    channels_last: bool = False
-    device: str = "auto"
-    log_every: int = 20
-    resume: bool = False
-    progress: bool = True
-    command: str | None = None
     extra: dict = field(default_factory=dict)
 
 
