@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ncvsd_cli import images
+from ncvsd_cli.errors import NonFiniteOutputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -487,11 +488,11 @@ class Restorer:
         if self.method.name == "dps":
             return None, ({"steps": int(nfe)} if nfe else {})
         if self.method.name == "daps":
-            kw: dict[str, Any] = {"sigma_y": preset.get("sigma_y", 0.05)}
+            kw: dict[str, Any] = {"sigma_y": preset["sigma_y"]}
             if nfe:
                 kw["levels"] = max(1, int(nfe) // 5)
             return None, kw
-        return None, {}
+        return None, {"sigma_y": preset["sigma_y"]}
 
     def _labels(self, n: int, class_label: int | None):
         if not self.label_dim:
@@ -716,7 +717,7 @@ def sample_images(
         x = result.x.detach().float().cpu()
         bad = [s for s, xi in zip(chunk, x) if not torch.isfinite(xi).all()]
         if bad:
-            raise ValueError(f"the network produced NaN/inf values for seed(s) {bad}; nothing written")
+            raise NonFiniteOutputError(f"the network produced NaN/inf values for seed(s) {bad}; nothing written")
         out.append(x)
         if on_batch is not None:
             on_batch(len(chunk))

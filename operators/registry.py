@@ -53,10 +53,17 @@ def get(name: str) -> type[Operator]:
 
 
 def create(name: str, image_shape: tuple[int, int, int], **params: Any) -> Operator:
-    """Build operator `name` for images of shape (C, H, W) with its parameters."""
-    return get(name)(tuple(image_shape), **params)
+    """Build operator `name` for images of shape (C, H, W) with its parameters (ValueError for unknown ones)."""
+    cls = get(name)
+    try:
+        return cls(tuple(image_shape), **params)
+    except TypeError as exc:  # an unknown or missing keyword: a usage error, not an internal one
+        raise ValueError(f"operator '{name}': {exc}") from None
 
 
 def from_config(config: dict[str, Any]) -> Operator:
-    """Rebuild an operator from `Operator.to_config()` output."""
-    return get(config["name"]).from_config(config)
+    """Rebuild an operator from `Operator.to_config()` output (ValueError for unknown or missing parameters)."""
+    try:
+        return get(config["name"]).from_config(config)
+    except (TypeError, KeyError) as exc:
+        raise ValueError(f"operator config {config.get('name')!r}: {exc}") from None

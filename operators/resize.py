@@ -87,6 +87,11 @@ class Downsample(Operator):
         """M_h⁺ · y · M_w⁺ᵀ (minimum-norm least squares, through the 1-D pseudo-inverses)."""
         return like(self.pinv_h, y) @ y @ like(self.pinv_w, y).T
 
+    @property
+    def last_evals(self) -> int:
+        """Operator applications per likelihood step: 2 (exact) or 2 per Langevin iteration."""
+        return 2 * self.langevin_steps if self.likelihood == "langevin" else 2
+
     def likelihood_sample(self, x0: torch.Tensor, y: torch.Tensor, rho: float, sigma_p: float,
                           generator: Generators = None) -> torch.Tensor:
         """Exact sample through the separable SVD (module docstring), or ULA if `likelihood="langevin"`."""

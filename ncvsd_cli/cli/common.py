@@ -66,9 +66,10 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 @contextmanager
 def handle_errors() -> Iterator[None]:
     """Map exceptions escaping a command to one line and an exit code: UsageError/ValueError -> 2,
-    CheckpointError -> 3, KeyboardInterrupt -> 130, anything else -> 1 ("internal error"; traceback with
+    CheckpointError -> 3, NonFiniteOutputError -> 1, KeyboardInterrupt -> 130, anything else -> 1 ("internal error"; traceback with
     NCVSD_DEBUG=1). typer.Exit passes through."""
     from ncvsd_cli.checkpoints import CheckpointError
+    from ncvsd_cli.errors import NonFiniteOutputError
 
     try:
         yield
@@ -78,6 +79,8 @@ def handle_errors() -> Iterator[None]:
         fail(str(exc), EXIT_MODEL)
     except (UsageError, ValueError) as exc:
         fail(str(exc), EXIT_USAGE)
+    except NonFiniteOutputError as exc:
+        fail(str(exc), EXIT_PARTIAL)
     except KeyboardInterrupt:
         fail("interrupted; no partial output was written", EXIT_INTERRUPTED)
     except Exception as exc:  # a bug: one line unless debugging
@@ -88,7 +91,7 @@ def handle_errors() -> Iterator[None]:
 
 # --------------------------------------------------------------------------------------------- option parsing
 def parse_device(spec: str = "auto") -> Any:
-    """`auto|cpu|cuda|cuda:N|mps` -> torch.device. auto = cuda if available, else cpu.
+    """`auto|cpu|cuda|cuda:N` -> torch.device. auto = cuda if available, else cpu.
 
     Raises UsageError naming the spec when it is malformed or the device is not available.
     """
@@ -107,11 +110,9 @@ def parse_device(spec: str = "auto") -> Any:
         if index >= torch.cuda.device_count():
             raise UsageError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
         return torch.device("cuda", index)
-    if s == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise UsageError("--device mps: MPS is not available on this machine")
-        return torch.device("mps")
-    raise UsageError(f"--device {spec!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    if s == "mps":  # operators keep float64 buffers (kernels, SVD factors), which MPS cannot hold
+        raise UsageError("--device mps is not supported yet (the operators use float64); use --device cpu")
+    raise UsageError(f"--device {spec!r} is not one of auto, cpu, cuda, cuda:N")
 
 
 def parse_params(items: Sequence[str] | None) -> dict[str, Any]:

@@ -203,6 +203,10 @@ def _run(
     if not good:
         report.finish(as_json)
 
+    if sigma_y is None:  # sidecars record the noise level of their measurement: use it (it also rescales beta)
+        recorded = {m.sigma_y for item, m in good if m.seed is not None}
+        if len(recorded) == 1 and recorded != {settings.get("sigma_y")}:
+            settings = restorer.settings(task, nfe=nfe, preset_file=preset, sigma_y=recorded.pop(), params=params)
     bar = common.progress(len(good) * samples, f"restore {task}", quiet)
     try:
         results = restorer.run(
@@ -239,7 +243,8 @@ def _run(
             )
     finally:
         bar.close()
-    report.extra.update(nfe=nfe if nfe is not None else settings.get("steps", 1) - 1, device=str(dev))
+    used = {r["nfe"] for r in report.results if isinstance(r, dict) and r.get("nfe") is not None}
+    report.extra.update(nfe=used.pop() if len(used) == 1 else (sorted(used) or nfe), device=str(dev))
     report.finish(as_json)
 
 

@@ -102,6 +102,8 @@ def load_task_preset(task: str, nfe: int | None = None, preset_file: str | Path 
 
     nfe: number of denoiser calls; sets `steps` (steps = nfe + 1 without `ts`). Raises ValueError for an unknown
     task or key, a bad value, or an nfe that contradicts an explicit `steps`. `operator` dicts are merged key by key.
+    beta is tuned relative to the noise level: a layer that changes `sigma_y` without setting `beta` rescales beta by
+    (sigma_y_new / sigma_y_old)², keeping the preset's ratio beta / (2 sigma_y²).
     """
     known = task_names()
     if task not in known:
@@ -121,6 +123,8 @@ def load_task_preset(task: str, nfe: int | None = None, preset_file: str | Path 
         if "task" in layer and layer["task"] != task:
             raise ValueError(f"{origin}: task={layer['task']!r} contradicts the requested task {task!r}")
         op = {**preset.get("operator", {}), **layer.get("operator", {})}
+        if "sigma_y" in layer and "beta" not in layer and preset.get("sigma_y") and layer["sigma_y"] > 0:
+            layer = {**layer, "beta": preset["beta"] * (layer["sigma_y"] / preset["sigma_y"]) ** 2}
         preset.update(layer)
         preset["operator"] = op
     if nfe is not None:

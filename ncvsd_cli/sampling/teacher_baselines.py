@@ -45,7 +45,8 @@ def dps(teacher: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor | Seq
     implied. stochastic: ancestral (DDPM-like, as in DPS) rather than Euler steps. zeta > 0: guidance scale of
     zeta_i = zeta / |y - A(D(x))| per image (the paper's range 0.1-1 was tuned for 256x256x3 images: the guidance
     step has norm about 2 zeta whatever the image size, so small images need a smaller zeta).
-    vp_scaling: multiply the step by 1 + sigma², which makes a step in these VE coordinates equal to DPS's step in
+    vp_scaling: multiply the step by sqrt((1 + sigma²)(1 + sigma_next²)), which makes a step in these VE coordinates
+    equal to DPS's step in
     its variance-preserving coordinates (x_vp = x_ve / sqrt(1 + sigma²)). operator_evals = 2 per step (A and
     its backward). Returns the last iterate.
     """
@@ -69,7 +70,9 @@ def dps(teacher: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor | Seq
                 x_next = x_next + sigma_up * randn_like(x, generator)
         else:                                                                # Euler step of the PF-ODE
             x_next = d + sigma_next / sigma * (x - d)
-        scale = zeta / sq.sqrt().clamp_min(1e-12) * ((1 + sigma**2) if vp_scaling else 1.0)
+        # DPS's VP step in VE coordinates: x_ve = sqrt(1 + sigma²) x_vp and grad_vp = sqrt(1 + sigma²) grad_ve
+        vp = math.sqrt((1 + sigma**2) * (1 + sigma_next**2)) if vp_scaling else 1.0
+        scale = zeta / sq.sqrt().clamp_min(1e-12) * vp
         x = x_next - scale.reshape(-1, *([1] * (x.dim() - 1))) * torch.nan_to_num(grad)
         if callback is not None:
             callback({"i": i, "sigma": sigma, "x": x, "x0": d})

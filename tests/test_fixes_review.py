@@ -1,0 +1,30 @@
+"""Regression tests for review findings: unknown operator parameters, sigma_y handling, operator counters."""
+
+import pytest
+
+import operators
+from ncvsd_cli.sampling.pnp_gd import likelihood_evals
+from ncvsd_cli.sampling.presets import load_task_preset
+
+
+@pytest.mark.parametrize("name", ["deblur-gauss", "sr4", "inpaint-box"])
+def test_unknown_parameter_is_a_value_error_naming_it(name):
+    with pytest.raises(ValueError, match="no_such_param"):
+        operators.create(name, (3, 16, 16), no_such_param=1)
+    cfg = operators.create(name, (3, 16, 16)).to_config()
+    with pytest.raises(ValueError, match="no_such_param"):
+        operators.from_config({**cfg, "no_such_param": 1})
+
+
+def test_sigma_y_override_rescales_beta_but_explicit_beta_wins():
+    base = load_task_preset("deblur-gauss")
+    doubled = load_task_preset("deblur-gauss", sigma_y=2 * base["sigma_y"])
+    assert doubled["beta"] == pytest.approx(4 * base["beta"])
+    assert load_task_preset("deblur-gauss", sigma_y=0.1, beta=1e-3)["beta"] == 1e-3
+    assert load_task_preset("deblur-gauss", sigma_y=base["sigma_y"])["beta"] == base["beta"]
+
+
+@pytest.mark.parametrize("likelihood, evals", [("exact", 2), ("langevin", 200)])
+def test_sr_operator_evaluations_follow_the_likelihood_mode(likelihood, evals):
+    op = operators.create("sr4", (3, 16, 16), likelihood=likelihood)
+    assert likelihood_evals(op) == evals
