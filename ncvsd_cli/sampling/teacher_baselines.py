@@ -46,8 +46,8 @@ def dps(teacher: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor | Seq
     zeta_i = zeta / |y - A(D(x))| per image (the paper's range 0.1-1 was tuned for 256x256x3 images: the guidance
     step has norm about 2 zeta whatever the image size, so small images need a smaller zeta).
     vp_scaling: multiply the step by sqrt((1 + sigma²)(1 + sigma_next²)), which makes a step in these VE coordinates
-    equal to DPS's step in its variance-preserving coordinates (x_vp = x_ve / sqrt(1 + sigma²)). operator_evals = 2 per step (A and
-    its backward). Returns the last iterate.
+    equal to DPS's step in its variance-preserving coordinates (x_vp = x_ve / sqrt(1 + sigma²)).
+    operator_evals = 2 per step (A and its backward). Returns the last iterate.
     """
     if not zeta >= 0:
         raise ValueError(f"zeta must be >= 0, got {zeta}")
