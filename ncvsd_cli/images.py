@@ -29,8 +29,8 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -353,11 +353,24 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return Path("-")
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path) as tmp:
+        _write_synced(tmp, data)
+    return Path(path)
+
+
+def atomic_write_all(files: Sequence[tuple[str | os.PathLike, bytes]]) -> None:
+    """Write several files all-or-nothing: every temporary file is written first and renamed only when all
+    writes succeeded, so a failure leaves every target (e.g. an older measurement and its sidecar) untouched."""
+    with ExitStack() as stack:
+        for target, data in files:
+            _write_synced(stack.enter_context(atomic_path(target)), data)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    return Path(path)
 
 
 def save_image(x: torch.Tensor, path: str | os.PathLike, *, format: str | None = None) -> Path:

@@ -176,7 +176,7 @@ def find_sidecar(path: str | os.PathLike) -> Path | None:
 def save_measurement(m: Measurement, path: str | os.PathLike) -> list[str]:
     """Write the preview image `path` plus its sidecar JSON and tensors (module docstring); returns the paths.
 
-    Every file is written atomically, and if any write fails the files this call already wrote are removed.
+    All three files are written all-or-nothing (images.atomic_write_all): a failure leaves existing files intact.
     path "-": only the preview goes to standard output (no sidecar).
     """
     from safetensors.torch import save as st_save
@@ -210,15 +210,7 @@ def save_measurement(m: Measurement, path: str | os.PathLike) -> list[str]:
         "value_range": "[-1, 1] image convention",
     }
     text = json.dumps(meta, indent=1, default=_json_default).encode()
-    written: list[Path] = []
-    try:
-        for target, data in ((tens, blob), (side, text), (Path(path), png)):
-            images.atomic_write_bytes(target, data)
-            written.append(target)
-    except BaseException:
-        for p in written:
-            p.unlink(missing_ok=True)
-        raise
+    images.atomic_write_all([(Path(path), png), (side, text), (tens, blob)])
     return [str(path), str(side), str(tens)]
 
 

@@ -28,3 +28,17 @@ def test_sigma_y_override_rescales_beta_but_explicit_beta_wins():
 def test_sr_operator_evaluations_follow_the_likelihood_mode(likelihood, evals):
     op = operators.create("sr4", (3, 16, 16), likelihood=likelihood)
     assert likelihood_evals(op) == evals
+
+
+def test_atomic_write_all_is_all_or_nothing(tmp_path):
+    from ncvsd_cli.images import atomic_write_all
+
+    a, b = tmp_path / "a.png", tmp_path / "a.png.ncvsd.json"
+    a.write_bytes(b"old image")
+    b.write_bytes(b"old sidecar")
+    with pytest.raises(TypeError):
+        atomic_write_all([(a, b"new image"), (b, None)])  # the second write fails
+    assert a.read_bytes() == b"old image" and b.read_bytes() == b"old sidecar"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a.png.ncvsd.json"]  # no temporary files left
+    atomic_write_all([(a, b"new image"), (b, b"new sidecar")])
+    assert a.read_bytes() == b"new image" and b.read_bytes() == b"new sidecar"
