@@ -306,3 +306,23 @@ def test_distill_finite_changes_generator_and_resumes(tmp_path, tiny_teacher):
     distill(_distill_settings(tmp_path, tiny_teacher, "split", duration="2steps"))
     distill(_distill_settings(tmp_path, tiny_teacher, "split", duration="3steps", resume=True))
     _assert_same(state, _state(tmp_path / "split" / "state.pt"))
+
+
+def test_distill_init_generator_continues_from_a_generator(tmp_path, tiny_teacher):
+    from ncvsd_cli.checkpoints import CheckpointError, load_checkpoint
+    from ncvsd_cli.training import distributed
+    from ncvsd_cli.training.distill import Distiller, distill
+
+    distill(_distill_settings(tmp_path, tiny_teacher, "first", duration="2steps"))
+    snap = tmp_path / "first" / "snapshots" / "generator-0000000-0.050.safetensors"
+    first, _ = load_checkpoint(str(snap))
+    d = Distiller(_distill_settings(tmp_path, tiny_teacher, "second", init_generator=str(snap)),
+                  distributed.init("cpu"))
+    fresh = Distiller(_distill_settings(tmp_path, tiny_teacher, "third"), distributed.init("cpu"))
+    got, ref, teacher_init = d.gen.state_dict(), first.state_dict(), fresh.gen.state_dict()
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
+    assert any(not torch.equal(got[k], teacher_init[k]) for k in ref)  # the test can fail
+    assert d.provenance()["init_generator"] == snap.name
+    with pytest.raises(CheckpointError, match="generator is needed"):
+        Distiller(_distill_settings(tmp_path, tiny_teacher, "bad", init_generator=str(tiny_teacher)),
+                  distributed.init("cpu"))

@@ -20,6 +20,8 @@ Examples:
   ncvsd distill --teacher runs/teacher --data builtin --out runs/distill --duration 30min
 
   ncvsd distill --teacher teacher.safetensors --data builtin --out runs/distill --resume
+
+  ncvsd distill --teacher builtin64-teacher --init-generator builtin64-generator --out runs/more --duration 1h
 """
 
 
@@ -32,6 +34,9 @@ def distill(
     teacher: str = typer.Option(..., "--teacher", help="Teacher checkpoint (name or path) or a `ncvsd train` run "
                                 "directory (its newest sigma_rel 0.050 snapshot)."),
     data: str = typer.Option("builtin", "--data", help="'builtin', an image folder or a zip."),
+    init_generator: str = typer.Option(None, "--init-generator", help="Start the generator from this generator "
+                                       "checkpoint (name or path) instead of the teacher, e.g. to continue an "
+                                       "earlier distillation without its state.pt."),
     preset: str = typer.Option(None, "--preset", help="Network preset; default and requirement: the teacher's."),
     out: str = typer.Option(..., "--out", help="Run directory."),
     batch: int = typer.Option(32, "--batch", help="Global batch per update (three updates per step)."),
@@ -65,7 +70,7 @@ def distill(
 
         parse_duration(duration), parse_duration(snapshot)
         settings = DistillSettings(
-            teacher=teacher, data=data, preset=preset, out=out, batch=batch, duration=duration, snapshot=snapshot,
+            teacher=teacher, init_generator=init_generator, data=data, preset=preset, out=out, batch=batch, duration=duration, snapshot=snapshot,
             lr=lr, g_lr_scale=g_lr_scale, d_lr_scale=d_lr_scale, ref_batches=ref_batches, rampup_kimg=rampup_kimg,
             gan_warmup_kimg=gan_warmup_kimg, gan_loss_scaling=gan_loss_scaling, p_mean=p_mean, p_std=p_std,
             loss_scaling=loss_scaling, seed=seed, xflip=xflip, precision=precision, channels_last=channels_last,

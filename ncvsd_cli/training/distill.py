@@ -42,6 +42,8 @@ class DistillSettings(RunSettings):
     """Settings of `ncvsd distill` (see RunSettings; paper values in method §1.10).
 
     lr: ref_lr (score model); g_lr_scale/d_lr_scale: multipliers for generator/discriminator (0.01);
+    init_generator: a generator checkpoint to start G_θ from instead of the teacher (continues an earlier
+    distillation whose state.pt is gone; score model and discriminator still start from the teacher);
     gan_warmup_kimg: GAN term off before this many kimg; gan_loss_scaling: ζ; p_mean/p_std: t lognormal;
     preview_ts: ts lists (method §2.7) for the preview grids; preview_count: images per grid.
     """
@@ -51,6 +53,7 @@ class DistillSettings(RunSettings):
     out: str = "runs/distill"
     g_lr_scale: float = 0.01
     d_lr_scale: float = 0.01
+    init_generator: str | None = None
     gan_warmup_kimg: float = 100.0
     gan_loss_scaling: float = 1.0
     preview_ts: tuple[tuple[int, ...], ...] = ((10, 39), (0, 10, 20, 30, 39))
@@ -62,14 +65,27 @@ def _net_config(teacher_cfg: dict, kind: str) -> dict:
     return {"kind": kind, **{k: teacher_cfg[k] for k in _CONFIG_KEYS if k in teacher_cfg}}
 
 
+def _load_generator_weights(gen: torch.nn.Module, config: dict, source: str) -> str:
+    """Copy the weights of generator checkpoint `source` (name or path) into `gen`; returns the resolved path.
+    Raises ValueError when it is not a generator of the teacher's architecture."""
+    from ncvsd_cli.checkpoints import load_checkpoint, resolve_checkpoint
+
+    path = str(resolve_checkpoint(source))
+    net, cfg = load_checkpoint(path, kind="generator")
+    mismatch = [k for k in _CONFIG_KEYS if k != "preset" and cfg.get(k) != config.get(k)]
+    if mismatch:
+        raise ValueError(f"--init-generator {source}: its {', '.join(mismatch)} differ from the teacher's")
+    gen.load_state_dict(net.state_dict())
+    return path
+
+
 def load_teacher(teacher: str, device: torch.device) -> tuple[torch.nn.Module, dict, str]:
     """A teacher checkpoint (name, path, or a `ncvsd train` run directory -> its newest σ_rel 0.05 snapshot);
     returns (frozen teacher in eval mode, its config, the resolved path)."""
-    from ncvsd_cli.checkpoints import load_checkpoint
+    from ncvsd_cli.checkpoints import load_checkpoint, resolve_checkpoint
     from ncvsd_cli.training.common import latest_snapshot
 
-    if Path(teacher).is_dir():
-        teacher = str(latest_snapshot(teacher, "teacher"))
+    teacher = str(latest_snapshot(teacher, "teacher") if Path(teacher).is_dir() else resolve_checkpoint(teacher))
     net, cfg = load_checkpoint(teacher, device=device, kind="teacher")
     return net.eval().requires_grad_(False), cfg, teacher
 
@@ -101,6 +117,8 @@ class Distiller(TrainLoop):
             distributed.broadcast_module(net)
             nets[kind] = net
         self.teacher.to(dev)
+        if s.init_generator:
+            self.init_path = _load_generator_weights(nets["generator"], self.configs["generator"], s.init_generator)
         self.gen, self.score, self.disc = nets["generator"], nets["score"], nets["discriminator"]
         self.opts = {k: make_adam(n, dev) for k, n in nets.items()}
         self.ema = PowerFunctionEMA(self.gen, s.sigma_rels) if dist_info.is_main else None
@@ -215,8 +233,11 @@ class Distiller(TrainLoop):
     def provenance(self) -> dict:
         from ncvsd_cli.checkpoints import sha256_file
 
-        return {**super().provenance(), "teacher": Path(self.teacher_path).name,
+        prov = {**super().provenance(), "teacher": Path(self.teacher_path).name,
                 "teacher_sha256": sha256_file(self.teacher_path)}
+        if self.s.init_generator:
+            prov.update(init_generator=Path(self.init_path).name, init_generator_sha256=sha256_file(self.init_path))
+        return prov
 
     def write_snapshot(self) -> list[Path]:
         from ncvsd_cli.checkpoints import save_checkpoint

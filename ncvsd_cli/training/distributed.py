@@ -48,6 +48,8 @@ def init(device: str = "auto") -> DistInfo:
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device, local)
+    if dev.type == "cuda":  # fixed training shapes: let cuDNN pick its fastest kernels (EDM2 does the same)
+        torch.backends.cudnn.benchmark = True
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         kwargs = {"device_id": dev} if dev.type == "cuda" else {}
