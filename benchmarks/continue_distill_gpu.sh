@@ -5,16 +5,10 @@
 # end $OUT holds the last 0.05 and 0.10 EMAs, the 0.05 EMA two snapshots earlier, the log and the last previews.
 # Run from the repository root; needs torch, typer, scikit-image, safetensors, pyyaml, tqdm, pillow, scipy.
 set -uo pipefail
-OUT=${OUT:-default-model}; R=${RUNS:-/tmp/ncvsd-runs}; T_DISTILL=${T_DISTILL:-450s}; GAN_KIMG=${GAN_KIMG:-20}; BATCH=${BATCH:-128}
-mkdir -p "$OUT" "$R" /tmp/pp && ln -sfn "$PWD/checkpoints" /tmp/pp/ncvsd_checkpoints
-export PYTHONPATH="$PWD:/tmp/pp" PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-export_fp16() {  # export_fp16 SRC DST: reload a snapshot and write it as fp16 (halves the shipped size)
-  python3 -c "import sys, torch; from ncvsd_cli.checkpoints import load_checkpoint as l, save_checkpoint as s
-m, c = l(sys.argv[1]); s(m, sys.argv[2], c, dtype=torch.float16)" "$1" "$2.tmp.safetensors" && mv "$2.tmp.safetensors" "$2"
-}
+source "$(dirname "$0")/gpu_common.sh"
+T_DISTILL=${T_DISTILL:-450s}; GAN_KIMG=${GAN_KIMG:-20}; BATCH=${BATCH:-128}; INIT=${INIT:-builtin64-generator}
 newest() { ls "$R"/d/snapshots/*-"$1".safetensors 2>/dev/null | sort | tail -"${2:-1}" | head -1; }
-python3 -m ncvsd_cli distill --teacher builtin64-teacher --init-generator builtin64-generator --data builtin \
+python3 -m ncvsd_cli distill --teacher builtin64-teacher --init-generator "$INIT" --data builtin \
   --out "$R/d" --batch "$BATCH" --precision bf16 --duration "$T_DISTILL" --snapshot 45s --g-lr-scale 0.1 \
   --d-lr-scale 0.1 --rampup-kimg 5 --gan-warmup-kimg "$GAN_KIMG" --quiet &
 pid=$!; last=""

@@ -3,14 +3,8 @@
 # then exports both EMA (sigma_rel 0.05) snapshots as fp16 safetensors into $OUT (default ./default-model).
 # Run from the repository root; needs torch, typer, scikit-image, safetensors, pyyaml, tqdm, pillow, scipy.
 set -uo pipefail
-OUT=${OUT:-default-model}; R=${RUNS:-/tmp/ncvsd-runs}; T_TEACHER=${T_TEACHER:-110s}; T_DISTILL=${T_DISTILL:-120s}
-mkdir -p "$OUT" "$R" /tmp/pp && ln -sfn "$PWD/checkpoints" /tmp/pp/ncvsd_checkpoints
-export PYTHONPATH="$PWD:/tmp/pp" PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-export_fp16() {  # export_fp16 SRC DST: reload a snapshot and write it as fp16 (halves the shipped size)
-  python3 -c "import sys, torch; from ncvsd_cli.checkpoints import load_checkpoint as l, save_checkpoint as s
-m, c = l(sys.argv[1]); s(m, sys.argv[2], c, dtype=torch.float16)" "$1" "$2"
-}
+source "$(dirname "$0")/gpu_common.sh"
+T_TEACHER=${T_TEACHER:-110s}; T_DISTILL=${T_DISTILL:-120s}
 timeout 160 python3 -m ncvsd_cli train --data builtin --preset builtin64 --out "$R/t" --batch 256 \
   --precision bf16 --duration "$T_TEACHER" --snapshot 30s --quiet
 t=$(ls "$R"/t/snapshots/*-0.050.safetensors | sort | tail -1); echo "teacher snapshot: $t"

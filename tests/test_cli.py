@@ -455,3 +455,17 @@ def test_degrade_stdin_to_stdout_and_measurement_option(tmp_path, ckpt):
     )
     assert res.exit_code == 0, res.output
     assert Image.open(tmp_path / "r.png").size == (8, 8)
+
+
+def test_distill_init_generator_errors_are_one_line(tmp_path):
+    teacher = _ckpt(tmp_path, kind="teacher")
+    wrong_kind = run("distill", "--teacher", teacher, "--init-generator", teacher, "--out", tmp_path / "a",
+                     "--device", "cpu", "--duration", "1steps", "--quiet")
+    assert wrong_kind.exit_code == 3 and "generator is needed" in wrong_kind.output
+    other = _ckpt(tmp_path, preset="tiny-cond")
+    mismatch = run("distill", "--teacher", teacher, "--init-generator", other, "--out", tmp_path / "b",
+                   "--device", "cpu", "--duration", "1steps", "--quiet")
+    assert mismatch.exit_code == 2 and "differ from the teacher's" in mismatch.output
+    missing = run("distill", "--teacher", teacher, "--init-generator", tmp_path / "none.safetensors", "--out",
+                  tmp_path / "c", "--device", "cpu", "--duration", "1steps", "--quiet")
+    assert missing.exit_code == 3
