@@ -18,7 +18,14 @@ from pathlib import Path
 import torch
 
 from ncvsd_cli.training import distributed
-from ncvsd_cli.training.common import RunSettings, autocast, labels_for, make_adam, optimiser_step, snapshot_path
+from ncvsd_cli.training.common import (
+    RunSettings,
+    autocast,
+    labels_for,
+    make_adam,
+    optimiser_step,
+    snapshot_path,
+)
 from ncvsd_cli.training.data import ImageStream, open_source
 from ncvsd_cli.training.ema import PowerFunctionEMA
 from ncvsd_cli.training.loop import TrainLoop, parse_duration, step_generator

@@ -1,0 +1,62 @@
+"""Builds the model-selection set: 64x64 crops of photos that are neither `builtin` training nor held-out images.
+
+matplotlib's grace_hopper (a dependency, always there) gives 5 crops; scikit-learn's china and flower give 4 each
+when scikit-learn is importable (it is not a dependency: `pip install scikit-learn`, or unpack
+`sklearn/datasets/images/*.jpg` from its wheel and pass --sklearn-images DIR). Used with
+`ncvsd bench --dataset DIR --tasks sr4,deblur-gauss,deblur-motion,inpaint-box --nfe 49 --methods pnp-gd,classical -c GEN`.
+Usage:  python benchmarks/make_validation_set.py OUT_DIR [--sklearn-images DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from PIL import Image
+
+SIZE = 64
+#: (left, top) of the 64 px crops taken from each photo rescaled to a height of 160 px.
+CROPS = {"g": [(10, 10), (60, 20), (30, 80), (70, 90)], "china": [(20, 20), (110, 50), (60, 90)],
+         "flower": [(20, 20), (110, 50), (60, 90)]}
+
+
+def _whole_and_crops(im: Image.Image, prefix: str, out: Path) -> list[Path]:
+    """The centre square resized to 64 px, plus CROPS[prefix] from the photo at 160 px height."""
+    w, h = im.size
+    side = min(w, h)
+    box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
+    paths = [out / f"{prefix}0_whole.png"]
+    im.crop(box).resize((SIZE, SIZE), Image.LANCZOS).save(paths[0])
+    small = im.resize((w * 160 // h, 160), Image.LANCZOS)
+    for i, (x, y) in enumerate(CROPS[prefix], start=1):
+        paths.append(out / f"{prefix}{i}_crop.png")
+        small.crop((x, y, x + SIZE, y + SIZE)).save(paths[-1])
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--sklearn-images", type=Path, help="folder holding china.jpg and flower.jpg")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    import matplotlib.cbook
+
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        paths = _whole_and_crops(Image.open(f).convert("RGB"), "g", args.out)
+    for name in ("china", "flower"):
+        if args.sklearn_images is not None:
+            im = Image.open(args.sklearn_images / f"{name}.jpg").convert("RGB")
+        else:
+            try:
+                from sklearn.datasets import load_sample_image
+            except ImportError:
+                print(f"scikit-learn not importable: {name} skipped (see --sklearn-images)")
+                continue
+            im = Image.fromarray(load_sample_image(f"{name}.jpg"))
+        paths += _whole_and_crops(im, name, args.out)
+    print(f"{len(paths)} images in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
