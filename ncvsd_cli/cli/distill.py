@@ -70,7 +70,8 @@ def distill(
 
         parse_duration(duration), parse_duration(snapshot)
         settings = DistillSettings(
-            teacher=teacher, init_generator=init_generator, data=data, preset=preset, out=out, batch=batch, duration=duration, snapshot=snapshot,
+            teacher=teacher, init_generator=init_generator, data=data, preset=preset, out=out, batch=batch,
+            duration=duration, snapshot=snapshot,
             lr=lr, g_lr_scale=g_lr_scale, d_lr_scale=d_lr_scale, ref_batches=ref_batches, rampup_kimg=rampup_kimg,
             gan_warmup_kimg=gan_warmup_kimg, gan_loss_scaling=gan_loss_scaling, p_mean=p_mean, p_std=p_std,
             loss_scaling=loss_scaling, seed=seed, xflip=xflip, precision=precision, channels_last=channels_last,
