@@ -440,21 +440,28 @@ class Restorer:
         self.channels = int((config or {}).get("img_channels", 3))
         self.multiple = network_multiple(config)
         self.label_dim = int((config or {}).get("label_dim", 0) or 0)
+        self.precision = "fp32"
 
     @classmethod
     def from_checkpoint(
-        cls, checkpoint: str | None = None, *, method: str = "pnp-gd", device: str | torch.device = "cpu"
+        cls, checkpoint: str | None = None, *, method: str = "pnp-gd", device: str | torch.device = "cpu",
+        precision: str = "auto",
     ) -> Restorer:
-        """Load `checkpoint` (default: the manifest's default of the kind the method needs). Raises
-        CheckpointError (missing, corrupt, wrong kind) or ValueError (unknown method)."""
+        """Load `checkpoint` (default: the manifest's default of the kind the method needs) and prepare it for
+        inference in `precision` (auto | fp32 | bf16, see networks.inference; `self.precision` says which ran).
+        Raises CheckpointError (missing, corrupt, wrong kind) or ValueError (unknown method or precision)."""
         from ncvsd_cli.checkpoints import default_checkpoint, load_checkpoint
+        from ncvsd_cli.networks.inference import prepare_for_inference, resolve_precision
         from ncvsd_cli.sampling import get_method
 
         needs = get_method(method).needs
+        resolve_precision(precision, device)  # validate before any loading
         if needs == "none":
             return cls(None, None, method=method, device=device)
         model, config = load_checkpoint(checkpoint or default_checkpoint(needs), device=device, kind=needs)
-        return cls(model, config, method=method, device=device)
+        restorer = cls(model, config, method=method, device=device)
+        restorer.precision = prepare_for_inference(model, precision, device, needs)
+        return restorer
 
     def settings(
         self,
@@ -631,6 +638,7 @@ def restore_image(
     samples: int = 1,
     params: dict[str, Any] | None = None,
     device: str = "cpu",
+    precision: str = "auto",
 ) -> torch.Tensor:
     """Restore one degraded image y (1, C, h, w) in [-1, 1] for `task`; returns (samples, C, H, W) in [-1, 1].
 
@@ -640,7 +648,7 @@ def restore_image(
     from ncvsd_cli.sampling.presets import load_task_preset
 
     method = method or load_task_preset(task)["method"]
-    r = Restorer.from_checkpoint(checkpoint, method=method, device=device)
+    r = Restorer.from_checkpoint(checkpoint, method=method, device=device, precision=precision)
     preset = r.settings(task, nfe=nfe, params=params)
     m = measurement_from_image(x, task, preset.get("operator"), preset.get("sigma_y", 0.05))
     (res,) = list(r.run([m], preset, nfe=nfe, seed=seed, samples=samples))

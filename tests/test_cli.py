@@ -173,6 +173,14 @@ def test_restore_plain_png_any_size(task, tmp_path, ckpt):
     assert Image.open(tmp_path / f"in_{task}.png").size == (5 * f, 7 * f)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_restore_precision_is_applied_and_reported(precision, tmp_path, ckpt):
+    src = _png(tmp_path / "in.png", 9, 9)
+    res = run("restore", "--task", "denoise", src, "-c", ckpt, *FAST, "--precision", precision, "--json", "-q")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["precision"] == precision
+
+
 def test_restore_stdin_to_stdout(tmp_path, ckpt):
     data = _png(tmp_path / "in.png", 9, 9).read_bytes()
     res = run("restore", "--task", "denoise", "-", "-c", ckpt, *FAST, input=data)
@@ -289,6 +297,7 @@ def test_grey_rgba_16bit_inputs(tmp_path, ckpt):
         ["--task", "sr4", "-o", "-", "--json"],
         ["--task", "sr4", "--method", "magic"],
         ["--task", "sr4", "--preset", "/nonexistent.yaml"],
+        ["--task", "sr4", "--precision", "fp16"],
     ],
 )
 def test_usage_errors_exit_2(tmp_path, ckpt, args):

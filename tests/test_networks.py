@@ -405,3 +405,39 @@ def test_network_config_layout_and_errors():
 def test_small_preset_parameter_counts(preset, counts):
     """The counts documented in presets.py; builtin64 stays within the 3-6 M teacher budget, tiny under 0.5 M."""
     assert tuple(n_params(meta_net(kind, preset)) for kind in KINDS) == counts
+
+
+# ------------------------------------------------------------------------------------- inference precision
+def test_inference_precision_bf16_close_to_fp32_and_channels_last_exact(rng):
+    from ncvsd_cli.networks.inference import prepare_for_inference
+
+    teacher = random_teacher()
+    nets = [init_from_teacher(build_network(network_config("generator", "tiny")), teacher).eval() for _ in range(3)]
+    for n in nets[1:]:
+        n.load_state_dict(nets[0].state_dict())
+    y = torch.randn(2, 3, 24, 16, generator=rng)
+    ref = run_kind(nets[0], "generator", y, 0.7, generator=torch.Generator().manual_seed(1))
+    assert prepare_for_inference(nets[1], "fp32", "cpu") == "fp32"
+    assert prepare_for_inference(nets[2], "bf16", "cpu") == "bf16"
+    assert nets[2].model.cpu_bf16 and not nets[1].model.cpu_bf16  # set on the wrapped PrecondCondition
+    fp32 = run_kind(nets[1], "generator", y, 0.7, generator=torch.Generator().manual_seed(1))
+    bf16 = run_kind(nets[2], "generator", y, 0.7, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(fp32, ref, atol=1e-5, rtol=1e-5)  # channels_last: float32 rounding only
+    assert fp32.dtype == bf16.dtype == torch.float32
+    err = (bf16 - ref).abs()
+    assert 0 < err.mean() < 0.01 and err.max() < 0.1  # bfloat16 keeps 8 mantissa bits; 1/255 is 0.0078
+
+
+def test_inference_precision_auto_rules(monkeypatch):
+    from ncvsd_cli.networks import inference
+
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
+    assert inference.resolve_precision("auto", "cpu") == "bf16"
+    teacher = random_teacher()
+    assert inference.prepare_for_inference(teacher, "auto", "cpu", kind="teacher") == "fp32"  # DPS backprop
+    assert not teacher.cpu_bf16
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    assert inference.resolve_precision("auto", "cpu") == "fp32"
+    assert inference.resolve_precision("auto", "cuda") == "checkpoint"
+    with pytest.raises(ValueError, match="fp16"):
+        inference.resolve_precision("fp16", "cpu")

@@ -46,6 +46,8 @@ class BenchConfig:
     resume: skip rows already in `out` (without it, an `out` holding results is refused). device: "cpu", "cuda",
     "cuda:N". resolution: image size (default: the networks' img_resolution). grid_images: how many images (by
     index) get their restorations saved for the grids. preset_file: user YAML over the task presets (PnP-GD).
+    precision: network compute precision (networks.inference): "auto" runs the generator in bfloat16 on CPUs with
+    native bfloat16 and the teacher in float32 (DPS differentiates through it); "fp32" / "bf16" apply to both.
     """
 
     dataset: str = "builtin"
@@ -66,6 +68,7 @@ class BenchConfig:
     resolution: int | None = None
     grid_images: int = 4
     preset_file: str | None = None
+    precision: str = "auto"
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad value."""
@@ -75,6 +78,8 @@ class BenchConfig:
             raise ValueError("--methods is empty")
         if self.seed < 0:
             raise ValueError(f"--seed must be >= 0, got {self.seed}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.best_of < 1:
             raise ValueError(f"--best-of must be >= 1, got {self.best_of}")
         if self.baseline_nfe < 1 or any(n < 1 for n in self.nfe):
@@ -113,6 +118,7 @@ def _needs(cfg: BenchConfig) -> set[str]:
 def _load_networks(cfg: BenchConfig, device: str) -> _Networks:
     """Load the generator and/or teacher the methods need (CheckpointError propagates: CLI exit 3)."""
     from ncvsd_cli import checkpoints
+    from ncvsd_cli.networks.inference import prepare_for_inference
 
     nets = _Networks()
     need = _needs(cfg)
@@ -121,12 +127,14 @@ def _load_networks(cfg: BenchConfig, device: str) -> _Networks:
         name = cfg.generator or checkpoints.default_checkpoint("generator")
         nets.generator, gen_cfg = checkpoints.load_checkpoint(name, device=device, kind="generator")
         nets.info["generator"] = {"name": str(name), "path": str(checkpoints.resolve_checkpoint(name)),
-                                  "preset": gen_cfg.get("preset"), "img_resolution": gen_cfg.get("img_resolution")}
+                                  "preset": gen_cfg.get("preset"), "img_resolution": gen_cfg.get("img_resolution"),
+                                  "precision": prepare_for_inference(nets.generator, cfg.precision, device)}
     if "teacher" in need:
         name = cfg.teacher or _generators_teacher(gen_cfg) or checkpoints.default_checkpoint("teacher")
         nets.teacher, t_cfg = checkpoints.load_checkpoint(name, device=device, kind="teacher")
         nets.info["teacher"] = {"name": str(name), "path": str(checkpoints.resolve_checkpoint(name)),
-                                "preset": t_cfg.get("preset"), "img_resolution": t_cfg.get("img_resolution")}
+                                "preset": t_cfg.get("preset"), "img_resolution": t_cfg.get("img_resolution"),
+                                "precision": prepare_for_inference(nets.teacher, cfg.precision, device, "teacher")}
     res = {n: int(m.img_resolution) for n, m in (("generator", nets.generator), ("teacher", nets.teacher))
            if m is not None and hasattr(m, "img_resolution")}
     if len(set(res.values())) > 1:
@@ -328,6 +336,8 @@ def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, 
     rows = [r for r in rows if r["dataset"] == plan.data.name and r["seed"] == cfg.seed]
     config = {"dataset": plan.data.name, "dataset_source": plan.data.source, "images": len(plan.data),
               "seed": cfg.seed, "device": device, "world_size": world, "settings": asdict(cfg),
+              "precision": ", ".join(f"{k} {v['precision']}" for k, v in nets.info.items()
+                                     if isinstance(v, dict) and "precision" in v),
               "networks": nets.info, "environment": _environment(device)}
     outcome.summary = report.write_summary(out, rows, cfg.lpips, config)
     for name, draw in (("plot", lambda: report.plot_nfe(outcome.summary, cfg.lpips, out / report.PLOT_PNG)),

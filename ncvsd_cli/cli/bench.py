@@ -75,6 +75,10 @@ def bench(
                                 help="Runs per image; K > 1 adds a summary labelled best-of-K."),
     resume: bool = typer.Option(False, "--resume", help="Skip rows already in --out."),
     device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda|cuda:N", show_default=True),
+    precision: str = typer.Option("auto", "--precision", metavar="auto|fp32|bf16", show_default=True,
+                                  help="Network precision. auto: the generator in bfloat16 on CPUs with native "
+                                       "bfloat16 (AMX / AVX512-BF16), else float32; the teacher in float32 "
+                                       "(DPS differentiates through it). fp32 / bf16: both networks."),
     resolution: int | None = typer.Option(None, "--resolution", metavar="PX", min=1,
                                              help="Image size (default: the model's)."),
     grid_images: int = typer.Option(4, "--grid-images", metavar="N", min=0, show_default=True,
@@ -93,7 +97,7 @@ def bench(
                           methods=_csv(methods, "methods"), data=data, limit=limit, seed=seed, generator=checkpoint,
                           teacher=teacher, baseline_nfe=baseline_nfe, lpips=lpips, best_of=best_of, resume=resume,
                           device=str(common.parse_device(device)), resolution=resolution, grid_images=grid_images,
-                          preset_file=preset)
+                          preset_file=preset, precision=precision)
         try:
             outcome = run_bench(cfg, progress=None if not quiet else False)
         except DatasetError as exc:

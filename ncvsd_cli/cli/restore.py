@@ -57,6 +57,11 @@ def restore_command(
         None, "--checkpoint", "-c", help="Checkpoint name or path (default: the shipped default)."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.", show_default=True),
+    precision: str = typer.Option(
+        "auto", "--precision", metavar="auto|fp32|bf16", show_default=True,
+        help="Network precision. auto: bfloat16 on CPUs with native bfloat16 (AMX / AVX512-BF16; about 2.5x "
+             "faster there, same quality) for the generator, float32 otherwise and for the teacher (dps/daps).",
+    ),
     batch_size: int = typer.Option(
         1, "--batch-size", "-b", help="Images (x samples) per network call.", show_default=True
     ),
@@ -100,7 +105,7 @@ def restore_command(
 
 
 def _validate(
-    samples: int, batch_size: int, std: bool, nfe: int | None, max_pixels: int, out, as_json
+    samples: int, batch_size: int, std: bool, nfe: int | None, max_pixels: int, out, as_json, precision: str
 ) -> None:
     if samples < 1:
         raise common.UsageError(f"--samples must be >= 1, got {samples}")
@@ -114,6 +119,8 @@ def _validate(
         raise common.UsageError(f"--max-pixels must be >= 1, got {max_pixels}")
     if out == "-" and as_json:
         raise common.UsageError("--json and -o - both use stdout; choose one")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise common.UsageError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
 
 
 def _run(
@@ -127,6 +134,7 @@ def _run(
     std,
     checkpoint,
     device,
+    precision,
     batch_size,
     sigma_y,
     preset,
@@ -142,7 +150,7 @@ def _run(
 ) -> None:
     from ncvsd_cli import restore as lib
 
-    _validate(samples, batch_size, std, nfe, max_pixels, out, as_json)
+    _validate(samples, batch_size, std, nfe, max_pixels, out, as_json, precision)
     specs = list(inputs or []) + list(measurement or [])
     explicit_sidecars = set(measurement or [])
     if task is None:  # the task comes from the sidecars
@@ -182,7 +190,8 @@ def _run(
     # Load the model (exit 3 on checkpoint problems), then read every input (bad ones are reported and
     # skipped).
     dev = common.parse_device(device)
-    restorer = lib.Restorer.from_checkpoint(checkpoint, method=method, device=dev) if items else None
+    restorer = (lib.Restorer.from_checkpoint(checkpoint, method=method, device=dev, precision=precision)
+                if items else None)
     settings = (
         restorer.settings(task, nfe=nfe, preset_file=preset, sigma_y=sigma_y, params=params) if items else {}
     )
@@ -244,7 +253,8 @@ def _run(
     finally:
         bar.close()
     used = {r["nfe"] for r in report.results if isinstance(r, dict) and r.get("nfe") is not None}
-    report.extra.update(nfe=used.pop() if len(used) == 1 else (sorted(used) or nfe), device=str(dev))
+    report.extra.update(nfe=used.pop() if len(used) == 1 else (sorted(used) or nfe), device=str(dev),
+                        precision=restorer.precision if restorer is not None else None)
     report.finish(as_json)
 
 

@@ -45,6 +45,10 @@ def sample_command(
         8, "--batch-size", "-b", help="Samples per network call.", show_default=True
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.", show_default=True),
+    precision: str = typer.Option(
+        "auto", "--precision", metavar="auto|fp32|bf16", show_default=True,
+        help="Network precision. auto: bfloat16 on CPUs with native bfloat16 (AMX / AVX512-BF16), else float32.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar on stderr."),
@@ -71,9 +75,13 @@ def sample_command(
         from ncvsd_cli.restore import sample_images
 
         dev = common.parse_device(device)
+        from ncvsd_cli.networks.inference import prepare_for_inference, resolve_precision
+
+        resolve_precision(precision, dev)  # a usage error before loading
         model, config = load_checkpoint(
             checkpoint or default_checkpoint("generator"), device=dev, kind="generator"
         )
+        prepare_for_inference(model, precision, dev)
         bar = common.progress(len(seed_list), "sample", quiet)
         try:
             x = sample_images(

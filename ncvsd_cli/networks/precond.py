@@ -2,8 +2,8 @@
 
 Conventions: x is (B, C, H, W) float; sigma is a python float or a (B,) / (B,1,1,1) tensor of EDM noise levels
 (> 0); class_labels is a one-hot (B, label_dim) tensor, an integer (B,) tensor of class indices, or None (an
-all-zero label for conditional models). fp16/bf16 compute is used only on CUDA and only when `use_fp16` is set;
-on CPU everything runs in float32.
+all-zero label for conditional models). fp16/bf16 compute is used on CUDA when `use_fp16` is set; on CPU
+everything runs in float32 unless `set_inference_precision` turned bfloat16 on (`cpu_bf16`).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class _PrecondBase(nn.Module):
         self.label_dim = label_dim
         self.use_fp16 = use_fp16
         self.fp16_dtype = fp16_dtype
+        self.cpu_bf16 = False
         self.sigma_data = sigma_data
         return dict(
             img_resolution=img_resolution, img_channels=img_channels, label_dim=label_dim, **unet_kwargs
@@ -70,8 +71,12 @@ class _PrecondBase(nn.Module):
         return next(m.size_multiple for m in self.children() if hasattr(m, "size_multiple"))
 
     def compute_dtype(self, x: torch.Tensor) -> torch.dtype:
-        """float16/bfloat16 on CUDA when use_fp16 is set, float32 otherwise."""
-        return _HALF[self.fp16_dtype] if (self.use_fp16 and x.device.type == "cuda") else torch.float32
+        """float16/bfloat16 on CUDA when use_fp16 is set; bfloat16 on CPU when cpu_bf16 is set; else float32."""
+        if x.device.type == "cuda" and self.use_fp16:
+            return _HALF[self.fp16_dtype]
+        if x.device.type == "cpu" and getattr(self, "cpu_bf16", False):
+            return torch.bfloat16
+        return torch.float32
 
     def labels(self, class_labels: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
         """Normalise labels to float32 one-hot (B, label_dim) (or None for unconditional models)."""

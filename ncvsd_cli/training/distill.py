@@ -18,27 +18,12 @@ from pathlib import Path
 import torch
 
 from ncvsd_cli.training import distributed
-from ncvsd_cli.training.common import (
-    RunSettings,
-    autocast,
-    labels_for,
-    make_adam,
-    optimiser_step,
-    snapshot_path,
-)
+from ncvsd_cli.training.common import RunSettings, autocast, labels_for, make_adam, snapshot_path
 from ncvsd_cli.training.data import ImageStream, open_source
 from ncvsd_cli.training.ema import PowerFunctionEMA
 from ncvsd_cli.training.loop import TrainLoop, parse_duration, step_generator
-from ncvsd_cli.training.losses import (
-    discriminator_loss,
-    gan_generator_loss,
-    karras_grid,
-    lognormal_sigma,
-    posterior_query,
-    uncertainty_loss,
-    uniform_grid_sigma,
-    vsd_loss,
-)
+from ncvsd_cli.training.losses import karras_grid, lognormal_sigma, uniform_grid_sigma
+from ncvsd_cli.training.ncvsd_step import NCVSDModels, ncvsd_step
 from operators.noise import randn
 
 _CONFIG_KEYS = ("preset", "arch", "img_resolution", "img_channels", "label_dim", "sigma_data", "gamma", "init_sigma")
@@ -128,6 +113,7 @@ class Distiller(TrainLoop):
             self.init_path = _load_generator_weights(nets["generator"], self.configs["generator"], s.init_generator)
         self.gen, self.score, self.disc = nets["generator"], nets["score"], nets["discriminator"]
         self.opts = {k: make_adam(n, dev) for k, n in nets.items()}
+        self.models = NCVSDModels(self.gen, self.score, self.disc, self.teacher, self.opts)
         self.ema = PowerFunctionEMA(self.gen, s.sigma_rels) if dist_info.is_main else None
         self.grid = karras_grid().to(dev)
         res = self.gen.img_resolution
@@ -149,74 +135,18 @@ class Distiller(TrainLoop):
     def _t(self, n: int, gen: torch.Generator) -> torch.Tensor:
         return lognormal_sigma(n, self.s.p_mean, self.s.p_std, gen, device=self.device)
 
-    def _only_train(self, net: torch.nn.Module) -> None:
-        for m in (self.gen, self.score, self.disc):
-            m.train(m is net)
-            m.requires_grad_(m is net)
-
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
-        s, dev, B = self.s, self.device, self.batch_per_rank
-        ac = autocast(dev, s.precision)
+        s = self.s
         base_lr = self.lr(s.lr)
-        norm = s.loss_scaling / B
-
-        # 1. score model D_φ: DSM on generator samples (§1.5)
-        self._only_train(self.score)
-        _, lab, sigma, y, gen = self._fresh(step, 0)
-        with torch.no_grad(), ac:
-            x = self.gen(y, sigma, generator=gen, class_labels=lab).float()
-        t = self._t(B, gen)
-        x_t = x + t.view(-1, 1, 1, 1) * randn(x.shape, gen, device=dev)
-        with ac:
-            s_hat, u = self.score(x_t, t, y, sigma, class_labels=lab, return_logvar=True)
-        loss_score = uncertainty_loss(s_hat, x, u, t)
-        optimiser_step(self.score, self.opts["score"], loss_score.sum() * norm, base_lr)
-
-        # 2. discriminator C_ψ: real (x0 + t ε1) vs fake (G(y) + t ε2), same t (§1.6)
-        self._only_train(self.disc)
-        images, lab, sigma, y, gen = self._fresh(step, 1)
-        with torch.no_grad(), ac:
-            x = self.gen(y, sigma, generator=gen, class_labels=lab).float()
-        t = self._t(B, gen)
-        tv = t.view(-1, 1, 1, 1)
-        real = images + tv * randn(images.shape, gen, device=dev)
-        fake = x + tv * randn(x.shape, gen, device=dev)
-        lab2 = torch.cat([lab, lab]) if lab is not None else None
-        with ac:
-            logits = self.disc(torch.cat([real, fake]), torch.cat([t, t]), torch.cat([y, y]),
-                               torch.cat([sigma, sigma]), class_labels=lab2)
-        dims = images[0].numel()
-        loss_disc = discriminator_loss(logits[:B], logits[B:], dims)
-        optimiser_step(self.disc, self.opts["discriminator"], loss_disc.sum() * norm, base_lr * s.d_lr_scale)
-
-        # 3. generator G_θ: VSD through the posterior-score identity (+ GAN after warm-up) (§1.3-§1.4)
-        self._only_train(self.gen)
-        _, lab, sigma, y, gen = self._fresh(step, 2)
-        with ac:
-            x, u = self.gen(y, sigma, generator=gen, class_labels=lab, return_logvar=True)
-        x = x.float()
-        t = self._t(B, gen)
-        x_t = x + t.view(-1, 1, 1, 1) * randn(x.shape, gen, device=dev)
-        with torch.no_grad():
-            y_eff, sigma_eff = posterior_query(y, sigma, x_t, t)
-            with ac:
-                s0 = self.teacher(y_eff, sigma_eff, class_labels=lab).float()
-                s_phi = self.score(x_t, t, y, sigma, class_labels=lab).float()
-        loss_vsd = vsd_loss(x, u, s0, s_phi, t)
-        loss_gen = loss_vsd
-        out = {}
-        if self.cur_nimg >= s.gan_warmup_kimg * 1000:
-            with ac:
-                logits_g = self.disc(x_t, t, y, sigma, class_labels=lab)
-            loss_gan = gan_generator_loss(logits_g, dims)
-            loss_gen = loss_vsd + s.gan_loss_scaling * loss_gan
-            out["loss_gan"] = loss_gan.mean() / dims
-        optimiser_step(self.gen, self.opts["generator"], loss_gen.sum() * norm, base_lr * s.g_lr_scale)
-        self._only_train(None)
+        losses = ncvsd_step(self.models, lambda update: self._fresh(step, update), self._t,
+                            lrs={"score": base_lr, "discriminator": base_lr * s.d_lr_scale,
+                                 "generator": base_lr * s.g_lr_scale},
+                            gan=self.cur_nimg >= s.gan_warmup_kimg * 1000, gan_loss_scaling=s.gan_loss_scaling,
+                            loss_norm=s.loss_scaling / self.batch_per_rank,
+                            autocast_ctx=autocast(self.device, s.precision))
         if self.ema is not None:
             self.ema.update(self.gen, self.cur_nimg + self.batch, self.batch)
-        return {"loss_score": loss_score.mean() / dims, "loss_disc": loss_disc.mean() / dims,
-                "loss_vsd": loss_vsd.mean() / dims, **out}
+        return losses
 
     def log_extras(self) -> dict:
         return {"lr": self.lr(self.s.lr), "gan": self.cur_nimg >= self.s.gan_warmup_kimg * 1000}

@@ -272,6 +272,8 @@ class TrainLoop:
                     sums[k] = sums[k] + v.detach() if k in sums else v.detach().clone()
                     counts[k] = counts.get(k, 0) + 1
                 self.train_seconds += time.time() - t0
+                if bar is not None:
+                    bar.update(self.batch)
                 if self.step % self.log_every == 0:
                     now = time.time()
                     n = torch.tensor([counts[k] for k in sums], device=self.device, dtype=torch.float32)
@@ -283,7 +285,6 @@ class TrainLoop:
                     self._log(record)
                     if bar is not None:
                         bar.set_postfix({k: f"{v:.4g}" for k, v in zip(sums, vals)} | {"img/s": f"{rate:.1f}"})
-                        bar.update(self.cur_nimg - last_log_nimg)
                     sums, counts, last_log_time, last_log_nimg = {}, {}, now, self.cur_nimg
                 if self._snapshot_due(last_snap_time, last_snap_nimg):
                     self.checkpoint()
