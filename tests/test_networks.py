@@ -441,3 +441,22 @@ def test_inference_precision_auto_rules(monkeypatch):
     assert inference.resolve_precision("auto", "cuda") == "checkpoint"
     with pytest.raises(ValueError, match="fp16"):
         inference.resolve_precision("fp16", "cpu")
+
+
+def test_mpconv_weight_cache_is_exact_and_invalidated(rng):
+    """Eval-mode inference reuses the effective weight until W changes; gradients to W are never cut."""
+    from ncvsd_cli.networks.edm2_layers import MPConv
+
+    conv = MPConv(3, 4, (3, 3)).eval()
+    x = torch.randn(2, 3, 5, 7, generator=rng)
+    with torch.no_grad():
+        first = conv(x, gain=0.5)
+        assert conv._w_cache is not None and torch.equal(conv(x, gain=0.5), first)
+        conv.weight.mul_(2.0).add_(0.1)  # in place: the version counter moves, the cache must not be used
+        changed = conv(x, gain=0.5)
+    conv._w_cache = None
+    with torch.no_grad():
+        torch.testing.assert_close(changed, conv(x, gain=0.5), rtol=0, atol=0)
+    conv(x).sum().backward()  # eval mode with gradients enabled: W still gets its gradient
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+    assert conv._w_cache is None

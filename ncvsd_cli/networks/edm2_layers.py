@@ -92,6 +92,10 @@ class MPConv(nn.Module):
     called several times before one backward pass (e.g. a discriminator on real and fake images) without autograd
     complaining about an in-place change; the effective weight is the same either way. Set `force_wn = False`
     (`set_forced_weight_norm`) to disable it altogether; `normalize_weights_` applies it explicitly.
+
+    Outside training, when no gradient can reach W (eval mode, W frozen or grad disabled) and the gain is a number,
+    the effective weight is cached until W changes (same version counter): inference then skips recomputing it on
+    every call (17 ms of each builtin64 generator call on the 2-core build machine, about a quarter of a 64 px call).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: Sequence[int]) -> None:
@@ -102,6 +106,7 @@ class MPConv(nn.Module):
             None  # (data_ptr, version) of W right after the last normalisation
         )
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, *kernel))
+        self._w_cache: tuple[tuple, torch.Tensor] | None = None  # (key, effective weight), see the class docstring
 
     @torch.no_grad()
     def normalize_weight_(self) -> None:
@@ -117,12 +122,25 @@ class MPConv(nn.Module):
             and (self.weight.data_ptr(), self.weight._version) != self._wn_state
         ):
             self.normalize_weight_()
-        w = normalize(self.weight.to(torch.float32))
-        w = w * (gain / math.sqrt(w[0].numel()))
-        w = w.to(x.dtype)
+        w = self._effective_weight(gain, x.dtype)
         if w.ndim == 2:
             return x @ w.t()
         return F.conv2d(x, w, padding=w.shape[-1] // 2)
+
+
+    def _effective_weight(self, gain: float | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """normalize(W) * gain / sqrt(fan_in) in `dtype`, from the cache when it is valid (class docstring)."""
+        frozen = not (torch.is_grad_enabled() and self.weight.requires_grad)
+        key = None
+        if not self.training and frozen and isinstance(gain, (int, float)) and not self.weight.is_inference():
+            key = (self.weight.data_ptr(), self.weight._version, self.weight.device, dtype, float(gain),
+                   torch.is_inference_mode_enabled())
+            if self._w_cache is not None and self._w_cache[0] == key:
+                return self._w_cache[1]
+        w = normalize(self.weight.to(torch.float32))
+        w = (w * (gain / math.sqrt(w[0].numel()))).to(dtype)
+        self._w_cache = (key, w.detach()) if key is not None else None
+        return w
 
 
 def set_forced_weight_norm(module: nn.Module, enabled: bool) -> None:
