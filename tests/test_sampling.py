@@ -288,6 +288,25 @@ def test_preset_merge_order_and_nfe(tmp_path):
     assert load_task_preset("sr4", nfe=8, ts=[10, 22, 39])["steps"] == 5
 
 
+@pytest.mark.parametrize("task", ["sr4", "inpaint-box", "phase-retrieval"])
+def test_few_step_schedule_only_below_the_paper_steps(task, tmp_path):
+    from ncvsd_cli.sampling.presets import FEW_STEP_SCHEDULE
+
+    paper = load_task_preset(task)
+    assert (paper["sigma_max"], paper["rho"]) == (80.0, 2.0)
+    for nfe in (49, 60):  # the paper's step count and more keep the paper's schedule
+        p = load_task_preset(task, nfe=nfe)
+        assert (p["sigma_max"], p["rho"]) == (80.0, 2.0)
+    few = load_task_preset(task, nfe=10)
+    assert few["steps"] == 11 and (few["sigma_max"], few["rho"]) == (FEW_STEP_SCHEDULE["sigma_max"],
+                                                                     FEW_STEP_SCHEDULE["rho"])
+    assert load_task_preset(task, nfe=10, rho=3.0)["rho"] == 3.0  # the user's value wins
+    user = tmp_path / "keep.yaml"
+    user.write_text("few_step_rho: null\nfew_step_sigma_max: 40.0\n")
+    kept = load_task_preset(task, nfe=10, preset_file=user)
+    assert (kept["sigma_max"], kept["rho"]) == (40.0, 2.0)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(task="nope"), "no preset for task 'nope'"),
     (dict(task="sr4", bogus=1), "unknown preset key"),

@@ -2,6 +2,11 @@
 
 Merge order (later wins): packaged preset < user YAML (`--preset FILE`) < explicit overrides (command-line flags).
 `nfe=N` (N denoiser calls) sets steps = N + 1, or steps = N / (len(ts) - 1) + 1 with a multi-step `ts`.
+
+Fewer steps than the preset's: the paper tuned one schedule, 50 levels from σ_max = 80 with ρ = 2; cut to a few
+levels it leaves the last denoiser call at a high noise level (σ = 5 for 4 calls) and restores nothing. Then
+`few_step_sigma_max` and `few_step_rho` replace σ_max and ρ (unless the user's YAML or flags set them); their
+defaults (FEW_STEP_SCHEDULE) were chosen on validation crops only (benchmarks/README.md, "Few-step PnP-GD").
 """
 
 from __future__ import annotations
@@ -32,7 +37,11 @@ PRESET_KEYS: dict[str, str] = {
     "langevin_c1": "ULA step-size constant C1 > 0",
     "langevin_c2": "ULA step-size constant C2 > 0",
     "runs": "number of independent runs the paper used per image (>= 1; best-of-N must be labelled)",
+    "few_step_sigma_max": "sigma_max when --nfe gives fewer steps than the preset's (null: keep sigma_max)",
+    "few_step_rho": "rho when --nfe gives fewer steps than the preset's (null: keep rho)",
 }
+#: Default few-step schedule (module docstring); a preset's own few_step_* keys win, null keeps the paper's.
+FEW_STEP_SCHEDULE: dict[str, float] = {"sigma_max": 10.0, "rho": 7.0}
 
 
 def task_names() -> list[str]:
@@ -72,6 +81,8 @@ def _validate(p: dict[str, Any], origin: str) -> None:
     num("sigma_min", 0)
     num("sigma_max", 0)
     num("rho", 0)
+    num("few_step_sigma_max", 0)
+    num("few_step_rho", 0)
     num("beta", 0)
     num("ema_sigma", 0, lo_ok=True)
     num("ema_decay", 0, lo_ok=True, hi=1)
@@ -111,6 +122,8 @@ def load_task_preset(task: str, nfe: int | None = None, preset_file: str | Path 
     path = resources.files("ncvsd_cli") / "presets" / "tasks" / f"{task}.yaml"
     preset = _read_yaml(path.read_text(encoding="utf-8"), f"preset {task}")
     _validate(preset, f"preset {task}")
+    paper_steps = preset["steps"]
+    user_keys: set[str] = set()
     layers: list[tuple[dict[str, Any], str]] = []
     if preset_file is not None:
         f = Path(preset_file)
@@ -127,6 +140,7 @@ def load_task_preset(task: str, nfe: int | None = None, preset_file: str | Path 
             layer = {**layer, "beta": preset["beta"] * (layer["sigma_y"] / preset["sigma_y"]) ** 2}
         preset.update(layer)
         preset["operator"] = op
+        user_keys |= set(layer)
     if nfe is not None:
         if isinstance(nfe, bool) or int(nfe) != nfe or nfe < 1:
             raise ValueError(f"nfe must be a positive integer, got {nfe!r}")
@@ -137,6 +151,11 @@ def load_task_preset(task: str, nfe: int | None = None, preset_file: str | Path 
         if "steps" in overrides and overrides["steps"] is not None and overrides["steps"] != steps:
             raise ValueError(f"nfe={nfe} implies steps={steps}, but steps={overrides['steps']} was also given")
         preset["steps"] = steps
+    if preset["steps"] < paper_steps:
+        for key in ("sigma_max", "rho"):
+            value = preset.get(f"few_step_{key}", FEW_STEP_SCHEDULE[key])
+            if value is not None and key not in user_keys:
+                preset[key] = value
     _validate(preset, f"task {task} (merged settings)")                 # cross-field checks, e.g. sigma_min < max
     return preset
 
