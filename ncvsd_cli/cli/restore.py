@@ -43,7 +43,8 @@ def restore_command(
     ),
     out: str | None = typer.Option(None, "--output", "-o", help="Output file, directory, or - for stdout."),
     nfe: int | None = typer.Option(
-        None, "--nfe", help="Network evaluations (default: the task preset's, 49)."
+        None, "--nfe", help="Network evaluations (default: the task preset's, 49). Fewer switch to a few-step "
+                            "schedule (sigma_max 10, rho 7); 1 cannot use the measurement, use >= 2.",
     ),
     seed: int = typer.Option(
         0, "--seed", help="Seed; sample k of every image uses seed + k.", show_default=True
