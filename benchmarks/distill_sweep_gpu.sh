@@ -7,7 +7,8 @@
 #   SWEEP="name=flags;name=flags" (default: lr03 and lr01 = G/D LR scales 0.03 and 0.01, GAN from 20 kimg).
 # Every 15 s the newest sigma_rel 0.05 EMA of each run is exported to $OUT/<name>-last.safetensors (a run cut off by
 # the device limit still returns a model); at the end also <name>-last-0.100 and <name>-mid (the 0.05 EMA halfway),
-# plus logs-previews.tar.gz: at most 7 files, each under 16 MB. Run from the repository root.
+# plus logs-previews.tar.gz: at most 7 files, each under 16 MB. Run from the repository root; keep T_DISTILL about
+# 90 s under the device's per-command limit (600 s) for start-up and the final exports.
 set -uo pipefail
 source "$(dirname "$0")/gpu_common.sh"
 T_DISTILL=${T_DISTILL:-480s}; BATCH=${BATCH:-128}; GAN_KIMG=${GAN_KIMG:-20}
