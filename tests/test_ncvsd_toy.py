@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from ncvsd_cli.networks.precond import edm_coefficients
 from ncvsd_cli.training.common import make_adam
 from ncvsd_cli.training.losses import karras_grid, lognormal_sigma, uniform_grid_sigma
 from ncvsd_cli.training.ncvsd_step import NCVSDModels, ncvsd_step
@@ -43,9 +44,9 @@ def mixture_teacher(weights: torch.Tensor = WEIGHTS):
 
 
 def _precond(s: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    s = s.reshape(-1, 1)
-    q = s ** 2 + SIGMA_DATA ** 2
-    return SIGMA_DATA ** 2 / q, s * SIGMA_DATA / q.sqrt(), 1 / q.sqrt(), s.log() / 4  # EDM c_skip, c_out, c_in, c_noise
+    """EDM c_skip, c_out, c_in, c_noise as (B, 1) columns for the MLPs."""
+    skip, out, c_in, c_noise = edm_coefficients(s.reshape(-1, 1), SIGMA_DATA)
+    return skip, out, c_in, c_noise.reshape(-1, 1)
 
 
 def _mlp(i: int, o: int, h: int = 64) -> nn.Sequential:

@@ -120,8 +120,10 @@ def _validate(
         raise common.UsageError(f"--max-pixels must be >= 1, got {max_pixels}")
     if out == "-" and as_json:
         raise common.UsageError("--json and -o - both use stdout; choose one")
-    if precision not in ("auto", "fp32", "bf16"):
-        raise common.UsageError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
+    from ncvsd_cli.networks.inference import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise common.UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
 
 
 def _run(

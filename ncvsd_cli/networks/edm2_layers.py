@@ -127,7 +127,6 @@ class MPConv(nn.Module):
             return x @ w.t()
         return F.conv2d(x, w, padding=w.shape[-1] // 2)
 
-
     def _effective_weight(self, gain: float | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """normalize(W) * gain / sqrt(fan_in) in `dtype`, from the cache when it is valid (class docstring)."""
         frozen = not (torch.is_grad_enabled() and self.weight.requires_grad)

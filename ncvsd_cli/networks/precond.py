@@ -3,7 +3,7 @@
 Conventions: x is (B, C, H, W) float; sigma is a python float or a (B,) / (B,1,1,1) tensor of EDM noise levels
 (> 0); class_labels is a one-hot (B, label_dim) tensor, an integer (B,) tensor of class indices, or None (an
 all-zero label for conditional models). fp16/bf16 compute is used on CUDA when `use_fp16` is set; on CPU
-everything runs in float32 unless `set_inference_precision` turned bfloat16 on (`cpu_bf16`).
+everything runs in float32 unless `networks.inference.prepare_for_inference` set `cpu_bf16` (bfloat16).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class _PrecondBase(nn.Module):
         """float16/bfloat16 on CUDA when use_fp16 is set; bfloat16 on CPU when cpu_bf16 is set; else float32."""
         if x.device.type == "cuda" and self.use_fp16:
             return _HALF[self.fp16_dtype]
-        if x.device.type == "cpu" and getattr(self, "cpu_bf16", False):
+        if x.device.type == "cpu" and self.cpu_bf16:
             return torch.bfloat16
         return torch.float32
 

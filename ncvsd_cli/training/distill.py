@@ -23,8 +23,7 @@ from ncvsd_cli.training.data import ImageStream, open_source
 from ncvsd_cli.training.ema import PowerFunctionEMA
 from ncvsd_cli.training.loop import TrainLoop, parse_duration, step_generator
 from ncvsd_cli.training.losses import karras_grid, lognormal_sigma, uniform_grid_sigma
-from ncvsd_cli.training.ncvsd_step import NCVSDModels, ncvsd_step
-from operators.noise import randn
+from ncvsd_cli.training.ncvsd_step import NCVSDModels, add_noise, ncvsd_step
 
 _CONFIG_KEYS = ("preset", "arch", "img_resolution", "img_channels", "label_dim", "sigma_data", "gamma", "init_sigma")
 
@@ -129,7 +128,7 @@ class Distiller(TrainLoop):
             images = images.contiguous(memory_format=torch.channels_last)
         gen = step_generator(self.seed, self.dist.rank, step, dev, stream=update)
         sigma = uniform_grid_sigma(images.shape[0], self.grid, gen, device=dev)
-        y = images + sigma.view(-1, 1, 1, 1) * randn(images.shape, gen, device=dev)
+        y = add_noise(images, sigma, gen)
         return images, labels_for(self.gen, labels), sigma, y, gen
 
     def _t(self, n: int, gen: torch.Generator) -> torch.Tensor:

@@ -48,7 +48,8 @@ class NCVSDModels:
             m.requires_grad_(m is net)
 
 
-def _noised(x: torch.Tensor, t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def add_noise(x: torch.Tensor, t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """x + t n, n ~ N(0, I) from `gen`, with one noise level per sample (t: (B,))."""
     return x + t.view(-1, *([1] * (x.ndim - 1))) * randn(x.shape, gen, device=x.device)
 
 
@@ -69,7 +70,7 @@ def ncvsd_step(m: NCVSDModels, fresh: FreshBatch, sample_t: Callable[[int, torch
     with torch.no_grad(), ac:
         x = m.generator(y, sigma, generator=gen, class_labels=lab).float()
     t = sample_t(x.shape[0], gen)
-    x_t = _noised(x, t, gen)
+    x_t = add_noise(x, t, gen)
     with ac:
         s_hat, u = m.score(x_t, t, y, sigma, class_labels=lab, return_logvar=True)
     loss_score = uncertainty_loss(s_hat, x, u, t)
@@ -81,7 +82,7 @@ def ncvsd_step(m: NCVSDModels, fresh: FreshBatch, sample_t: Callable[[int, torch
     with torch.no_grad(), ac:
         x = m.generator(y, sigma, generator=gen, class_labels=lab).float()
     t = sample_t(x.shape[0], gen)
-    real, fake = _noised(images, t, gen), _noised(x, t, gen)
+    real, fake = add_noise(images, t, gen), add_noise(x, t, gen)
     lab2 = torch.cat([lab, lab]) if lab is not None else None
     with ac:
         logits = m.discriminator(torch.cat([real, fake]), torch.cat([t, t]), torch.cat([y, y]),
@@ -98,7 +99,7 @@ def ncvsd_step(m: NCVSDModels, fresh: FreshBatch, sample_t: Callable[[int, torch
         x, u = m.generator(y, sigma, generator=gen, class_labels=lab, return_logvar=True)
     x = x.float()
     t = sample_t(x.shape[0], gen)
-    x_t = _noised(x, t, gen)
+    x_t = add_noise(x, t, gen)
     with torch.no_grad():
         y_eff, sigma_eff = posterior_query(y, sigma, x_t, t)
         with ac:
