@@ -58,14 +58,17 @@ def main() -> None:
     seconds = ncvsd("restore", str(meas), "-o", str(tmp / "pnp.png"))
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     ncvsd("restore", str(meas), "--method", "bicubic", "-o", str(tmp / "bicubic.png"))
+    paper_seconds = ncvsd("restore", str(meas), "--method", "pnp-gd", "-o", str(tmp / "paper.png"))
     truth = load_image(str(truth_path))
-    result = {"restore_seconds": round(seconds, 1), "restore_peak_rss_mb": round(peak_mb),
+    result = {"restore_seconds": round(seconds, 1), "paper_pnp_gd_seconds": round(paper_seconds, 1),
+              "restore_peak_rss_mb": round(peak_mb),
               "rss_before_mb": round(before / 1024), "threads": torch.get_num_threads()}
     images, titles = [to_uint8(truth)], ["ground truth"]
     small = to_uint8(load_image(str(meas)))
     images.append(np.repeat(np.repeat(small, 4, axis=0), 4, axis=1))
     titles.append(f"measurement (sr4, {small.shape[1]}x{small.shape[0]})")
-    for name, label in (("bicubic", "bicubic"), ("pnp", "PnP-GD, 49 NFE")):
+    for name, label in (("bicubic", "bicubic"), ("paper", "PnP-GD (paper), 49 NFE"),
+                        ("pnp", "default: PnP-GD warm, 10 NFE")):
         x = load_image(str(tmp / f"{name}.png"))
         m = {k: float(v) for k, v in compute_all(to_unit(x), to_unit(truth)).items()}
         result[name] = {"psnr": round(m["psnr"], 2), "lpips_alex": round(m["lpips-alex"], 3)}

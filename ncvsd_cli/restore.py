@@ -472,18 +472,19 @@ class Restorer:
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The task preset merged with `preset_file` and the flags (`sampling.presets.load_task_preset`)."""
-        from ncvsd_cli.sampling.presets import load_task_preset
+        from ncvsd_cli.sampling.presets import PNP_METHODS, load_task_preset
 
-        nfe_for_preset = nfe if self.method.name == "pnp-gd" else None
+        pnp = self.method.name in PNP_METHODS
         return load_task_preset(
-            task, nfe=nfe_for_preset, preset_file=preset_file, sigma_y=sigma_y, operator=params or None
+            task, nfe=nfe if pnp else None, preset_file=preset_file, warm=self.method.name == "pnp-gd-warm",
+            sigma_y=sigma_y, operator=params or None
         )
 
     def _sampler_kwargs(self, preset: dict[str, Any], nfe: int | None) -> tuple[Any, dict[str, Any]]:
-        from ncvsd_cli.sampling.presets import pnp_gd_settings, preset_sigmas
+        from ncvsd_cli.sampling.presets import PNP_METHODS, pnp_arguments
 
-        if self.method.name == "pnp-gd":
-            return preset_sigmas(preset), pnp_gd_settings(preset)
+        if self.method.name in PNP_METHODS:
+            return pnp_arguments(self.method.name, preset)
         if self.method.name == "dps":
             return None, ({"steps": int(nfe)} if nfe else {})
         if self.method.name == "daps":

@@ -38,7 +38,7 @@ def assets(tmp_path_factory):
 
 def _cfg(assets, out, **kw):
     base = {"dataset": str(assets / "imgs"), "out": str(out), "tasks": TASKS, "nfe": [1, 2],
-            "methods": ["pnp-gd", "dps", "daps", "classical"], "generator": str(assets / "generator.safetensors"),
+            "methods": ["pnp-gd", "pnp-gd-warm", "dps", "daps", "classical"], "generator": str(assets / "generator.safetensors"),
             "teacher": str(assets / "teacher.safetensors"), "baseline_nfe": 2, "grid_images": 2}
     return BenchConfig(**{**base, **kw})
 
@@ -55,7 +55,7 @@ def _expected_jobs():
     per_task = {}
     for task in TASKS:
         op = operators.create(task, (3, RES, RES))
-        per_task[task] = methods.expand_jobs(["pnp-gd", "dps", "daps", "classical"], [1, 2], 2, op)
+        per_task[task] = methods.expand_jobs(["pnp-gd", "pnp-gd-warm", "dps", "daps", "classical"], [1, 2], 2, op)
     return per_task
 
 

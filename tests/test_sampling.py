@@ -332,3 +332,102 @@ def test_preset_file_errors(tmp_path):
         load_task_preset("sr4", preset_file=bad)
     with pytest.raises(ValueError, match="not found"):
         load_task_preset("sr4", preset_file=tmp_path / "missing.yaml")
+
+
+# ----------------------------------------------------------------------------------------------- warm start
+@pytest.mark.parametrize("task", ["sr4", "deblur-gauss", "deblur-motion", "inpaint-box"])
+def test_warm_start_presets(task, tmp_path):
+    """pnp-gd-warm is the default of the four validated tasks; its schedule comes from `warm_start`, nfe sets the
+    steps, the few-step rule does not apply, the user's sigma_max / YAML warm_start keys win."""
+    paper = load_task_preset(task)
+    assert paper["method"] == "pnp-gd-warm" and (paper["sigma_max"], paper["steps"]) == (80.0, 50)
+    ws = paper["warm_start"]
+    warm = load_task_preset(task, warm=True)
+    assert (warm["sigma_max"], warm["rho"], warm["steps"]) == (ws["sigma_max"], ws["rho"], ws["steps"])
+    assert load_task_preset(task, warm=True, nfe=4)["steps"] == 5
+    assert load_task_preset(task, warm=True, nfe=4)["sigma_max"] == ws["sigma_max"]
+    assert load_task_preset(task, warm=True, sigma_max=0.3)["sigma_max"] == 0.3
+    user = tmp_path / "w.yaml"
+    user.write_text("warm_start: {rho: 3.0}\n")
+    merged = load_task_preset(task, warm=True, preset_file=user)
+    assert merged["rho"] == 3.0 and merged["sigma_max"] == ws["sigma_max"]  # merged key by key
+
+
+def test_warm_start_errors(tmp_path):
+    assert load_task_preset("phase-retrieval")["method"] == "pnp-gd"
+    with pytest.raises(ValueError, match="no warm start"):
+        load_task_preset("phase-retrieval", warm=True)
+    bad = tmp_path / "bad.yaml"
+    for text, match in (("warm_start: {beta: 1.0}\n", "warm_start"), ("warm_start: {sigma_max: -1}\n", "sigma_max"),
+                        ("warm_start: 3\n", "warm_start")):
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=match):
+            load_task_preset("sr4", preset_file=bad)
+
+
+def test_bench_skips_the_warm_start_for_phase_retrieval():
+    from ncvsd_cli.bench.methods import expand_jobs
+
+    for task, n in (("phase-retrieval", 0), ("sr4", 2)):
+        jobs = expand_jobs(["pnp-gd-warm"], [1, 4], 10, operators.create(task, (3, 16, 16)))
+        assert len(jobs) == n
+
+
+def _warm_case(task: str, shape=(3, 17, 13)):
+    from ncvsd_cli.sampling.gaussian import GaussianPrior
+    from ncvsd_cli.sampling.presets import build_operator, load_task_preset
+
+    preset = load_task_preset(task, warm=True)
+    op = build_operator(preset, shape)
+    g = torch.Generator().manual_seed(0)
+    x = 0.5 * torch.rand((1, *shape), generator=g) - 0.25
+    return preset, op, op.measure(x, preset["sigma_y"], g), GaussianPrior(0.0, 0.5)
+
+
+def test_pnp_gd_zero_x_init_equals_the_paper_start():
+    from ncvsd_cli.sampling.pnp_gd import pnp_gd
+    from ncvsd_cli.sampling.schedules import karras_sigmas
+
+    _, op, y, prior = _warm_case("sr4")
+    kw = {"beta": 1e-3, "ema_sigma": 100.0, "ema_decay": 0.2}
+    a = pnp_gd(prior.denoiser, op, y, karras_sigmas(6), generator=torch.Generator().manual_seed(4), **kw)
+    b = pnp_gd(prior.denoiser, op, y, karras_sigmas(6), generator=torch.Generator().manual_seed(4),
+               x_init=torch.zeros(1, *op.image_shape), **kw)
+    assert torch.equal(a.x, b.x)
+    with pytest.raises(ValueError, match="x_init has shape"):
+        pnp_gd(prior.denoiser, op, y, karras_sigmas(6), generator=torch.Generator(), x_init=torch.zeros(1, 3, 4, 4),
+               **kw)
+
+
+@pytest.mark.parametrize("task, init", [("sr4", "bicubic"), ("deblur-gauss", "wiener"), ("deblur-motion", "wiener"),
+                                        ("inpaint-box", "biharmonic")])
+def test_pnp_gd_warm_starts_from_the_classical_estimate(task, init):
+    """The warm start is the classical estimate plus sigma_max noise; with a zero-calls-like schedule that ends
+    at once (2 levels from 1e-3) the chain returns the denoised start, i.e. (almost) the classical estimate."""
+    from ncvsd_cli.sampling.pnp_gd import classical_estimate, pnp_gd_warm
+    from ncvsd_cli.sampling.presets import pnp_arguments
+
+    preset, op, y, prior = _warm_case(task)
+    sigmas, kwargs = pnp_arguments("pnp-gd-warm", preset)
+    assert sigmas[0] == preset["warm_start"]["sigma_max"] and len(sigmas) == preset["warm_start"]["steps"]
+    res = pnp_gd_warm(prior.denoiser, op, y, sigmas, generator=torch.Generator().manual_seed(0), **kwargs)
+    assert res.extras["init"] == init and res.nfe == len(sigmas) - 1 and res.x.shape == (1, *op.image_shape)
+    est = classical_estimate(op, y, preset["sigma_y"]).x
+    tiny = pnp_gd_warm(lambda u, s, generator=None: u, op, y, [1e-3, 5e-4], generator=torch.Generator(),
+                       beta=kwargs["beta"], ema_sigma=0, sigma_y=preset["sigma_y"])
+    assert (tiny.x - est).abs().max() < 0.01  # identity denoiser: start = estimate + 1e-3 noise
+
+
+def test_pnp_gd_warm_refuses_phase_retrieval_and_pads_for_restore():
+    from ncvsd_cli.restore import pad_operator
+    from ncvsd_cli.sampling.pnp_gd import classical_estimate, warm_start_applies
+
+    op = operators.create("phase-retrieval", (1, 8, 8))
+    assert not warm_start_applies(op)
+    with pytest.raises(ValueError, match="phase retrieval"):
+        classical_estimate(op, torch.zeros(1, 1, 16, 16), 0.05)
+    inner = operators.create("inpaint-box", (3, 13, 11))
+    padded = pad_operator(inner, 8)
+    y = inner.measure(torch.zeros(1, 3, 13, 11), 0.0, torch.Generator())
+    est = classical_estimate(padded, y, 0.05).x
+    assert est.shape == (1, 3, 16, 16) and torch.allclose(est[..., :13, :11], classical_estimate(inner, y, 0.05).x)

@@ -129,3 +129,20 @@ def test_few_step_schedule_uses_the_measurement_where_the_cut_paper_schedule_doe
                      generator=torch.Generator().manual_seed(3), **pnp_gd_settings(p))
         rel[name] = ((res.x.reshape(k, -1).double().mean(0) - mean) ** 2).mean().item() / prior_err
     assert rel["cut"] > 0.75 and rel["few"] < 0.6, rel
+
+
+def test_warm_start_keeps_the_exact_posterior():
+    """A warm start only moves the chain's starting point: started at sigma 1 from a wrong estimate (the prior
+    mean shifted by +0.5, outside the posterior) the chains still sample the exact posterior N(m, C)."""
+    torch.manual_seed(0)
+    prior = _prior(SHAPE)
+    op = operators.create("sr4", SHAPE)
+    g = torch.Generator().manual_seed(1)
+    y = op.measure(prior.sample((1, *SHAPE), g), SIGMA_Y, g)
+    mean, cov = prior.posterior(operator_matrix(op), y.flatten(), SIGMA_Y, SHAPE)
+    sigmas = _exact_schedule()
+    sigmas = sigmas[sigmas <= 1.0]
+    wrong = (prior.mu + 0.5).expand(K, *SHAPE)
+    res = pnp_gd(prior.denoiser, op, y.expand(K, *y.shape[1:]), sigmas, generator=g, beta=2 * SIGMA_Y**2,
+                 ema_sigma=None, x_init=wrong)
+    _check_moments(res.x.reshape(K, -1).double(), mean, cov, "warm start")

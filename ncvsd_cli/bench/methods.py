@@ -2,6 +2,7 @@
 
 `--methods` takes registry names plus the group "classical" (every classical baseline that applies to the task):
 - "pnp-gd": PnP-GD with the generator, once per value of the NFE sweep (task preset with nfe=N, method §3.4);
+- "pnp-gd-warm": the same warm-started from the classical estimate (the preset's `warm_start` schedule);
 - "dps", "daps": teacher-driven baselines at `baseline_nfe` network evaluations (1000 by default, method §6.2);
 - classical baselines (bicubic, Wiener/Tikhonov, biharmonic inpainting, pseudo-inverse): NFE 0, no network.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from ncvsd_cli.sampling.pnp_gd import warm_start_applies
 
 CLASSICAL_GROUP = "classical"
 
@@ -84,6 +87,8 @@ def expand_jobs(methods: list[str], nfe_sweep: list[int], baseline_nfe: int, ope
         if m == CLASSICAL_GROUP:
             jobs += [Job(c, 0, "none") for c in classical_names() if classical_applies(c, operator)]
         elif needs == "generator":
+            if m == "pnp-gd-warm" and not warm_start_applies(operator):
+                continue  # phase retrieval: no classical estimate to start from
             jobs += [Job(m, int(n), needs) for n in sorted(set(nfe_sweep))]
         elif needs == "teacher":
             jobs.append(Job(m, int(baseline_nfe), needs))
@@ -108,9 +113,10 @@ def run_job(job: Job, task: str, operator, y, network, generator, sigma_y: float
 
     fn = registry()[job.method]
     if job.needs == "generator":
-        preset = presets.load_task_preset(task, nfe=job.nfe, preset_file=preset_file)
-        return fn(network, operator, y, presets.preset_sigmas(preset), generator=generator,
-                  **presets.pnp_gd_settings(preset))
+        preset = presets.load_task_preset(task, nfe=job.nfe, preset_file=preset_file,
+                                          warm=job.method == "pnp-gd-warm")
+        sigmas, kwargs = presets.pnp_arguments(job.method, preset, sigma_y)
+        return fn(network, operator, y, sigmas, generator=generator, **kwargs)
     if job.needs == "teacher":
         return fn(network, operator, y, None, generator=generator, **baseline_settings(job.method, job.nfe, sigma_y))
     return fn(None, operator, y, None, generator=generator, sigma_y=float(sigma_y))

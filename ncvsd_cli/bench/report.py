@@ -43,7 +43,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def method_order(method: str) -> tuple[int, str]:
     """Sort key: PnP-GD first, then teacher baselines, then classical ones."""
-    rank = {"pnp-gd": 0, "dps": 1, "daps": 2}.get(method, 3)
+    rank = {"pnp-gd": 0, "pnp-gd-warm": 0, "dps": 1, "daps": 2}.get(method, 3)
     return rank, method
 
 
@@ -206,7 +206,7 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
             continue
         runs = sorted({(s["method"], s["nfe"]) for s in summary if s["task"] == task},
                       key=lambda mn: (method_order(mn[0]), mn[1]))
-        cols = ["ground truth", "measurement", *[f"{m} NFE {n}" if n else m for m, n in runs]]
+        cols = ["ground truth", "measurement", *[f"{m}\nNFE {n}" if n else m for m, n in runs]]
         files = ["ground_truth", "measurement", *[f"{m}-nfe{n}" for m, n in runs]]
         pics = {}
         for i, im in enumerate(images):
@@ -215,11 +215,12 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
                     with Image.open(p) as pic:  # our own 8-bit PNGs (images.save_image): pasted, not converted
                         pics[i, j] = pic.convert("RGB")
         side = max([tile, *(max(p.size) for p in pics.values())])
-        pad, top, left = 4, 16, 64
+        pad, top, left = 4, 28, 64
         grid = Image.new("RGB", (left + len(cols) * (side + pad), top + len(images) * (side + pad)), "white")
         draw = ImageDraw.Draw(grid)
         for j, label in enumerate(cols):
-            draw.text((left + j * (side + pad), 2), label[: side // 6], fill="black")  # ~6 px per character
+            short = "\n".join(line[: side // 6] for line in label.split("\n"))  # ~6 px per character
+            draw.text((left + j * (side + pad), 2), short, fill="black")
         for i, image in enumerate(images):
             y0 = top + i * (side + pad)
             draw.text((2, y0 + side // 2), image[:10], fill="black")

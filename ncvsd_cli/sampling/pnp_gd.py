@@ -2,13 +2,18 @@
 
 Target pi(x0) ∝ q(x0) exp(-|y - A(x0)|² / beta), annealed through pi_sigma(x0, u) ∝ q(x0) exp(-|A(u) - y|² / beta
 - |u - x0|² / (2 sigma²)) with sigma following `sigmas` (method §3.2):
-    u = sigmas[0] * eps
+    u = x_init + sigmas[0] * eps               (x_init = 0: the paper's start from noise)
     for i = 0 .. N-2:
         x  = G(u, sigmas[i])                       prior step (multi-step with `ts` when given, method §2.7)
         x0 = ema_decay * x0 + (1 - ema_decay) * x  when sigmas[i] < ema_sigma and an x0 exists, else x0 = x
         u  ~ exp(-|A(u) - y|² / (2 sp²) - |u - x|² / (2 sigmas[i+1]²)),  sp = sqrt(beta / 2)   (next sigma!)
     return x0
 NFE = (N - 1) * (len(ts) - 1 if ts else 1): 49 for the paper's 50 steps.
+
+Warm start (`pnp_gd_warm`, not in the paper): x_init is the task's classical estimate (bicubic, Wiener,
+biharmonic, ...) and sigmas start low (sigma_max ~ 1), as in Come-Closer-Diffuse-Faster (Chung et al., CVPR 2022):
+forward-diffusing a good initial estimate to a moderate noise level and running the reverse chain from there.
+The chain then only has to add what the classical estimate lacks (texture, detail) and needs few steps.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ def _base_likelihood_sample():
 def pnp_gd(denoiser: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor | Sequence[float], *,
            generator: Generators, callback: Callable[[dict], None] | None = None, beta: float,
            ema_sigma: float | None = 100.0, ema_decay: float = 0.6, ts: Sequence[int] | None = None,
-           class_labels=None) -> SamplerResult:
+           class_labels=None, x_init: torch.Tensor | None = None) -> SamplerResult:
     """Posterior samples of x0 given measurements y (method §3.2).
 
     denoiser: generative denoiser `G(y, sigma, generator=...)`. operator: an `operators.Operator`.
@@ -54,6 +59,8 @@ def pnp_gd(denoiser: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor |
     ema_sigma: EMA of x0 active below this sigma (100 = always, the paper's "∞"; None or 0 = off).
     ema_decay in [0, 1): weight of the previous x0. ts: optional multi-step prior step (method §2.7).
     callback: called after every iteration with dict(i, sigma, x, x0, u).
+    x_init: optional (B, *operator.image_shape) starting estimate in [-1, 1]; the chain starts at
+    u = x_init + sigmas[0] * eps instead of sigmas[0] * eps (warm start, see the module docstring).
     Returns SamplerResult(x0 in [-1, 1] scale (not clipped), nfe, operator_evals per image (see
     `likelihood_evals`), extras={"sigmas": [...]}).
     """
@@ -70,6 +77,10 @@ def pnp_gd(denoiser: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor |
     sigma_p = math.sqrt(beta / 2)                                       # method §3.3
     batch = y.shape[0]
     u = sig[0] * randn((batch, *operator.image_shape), generator, device=y.device, dtype=y.dtype)
+    if x_init is not None:
+        if tuple(x_init.shape) != tuple(u.shape):
+            raise ValueError(f"x_init has shape {tuple(x_init.shape)}, expected {tuple(u.shape)}")
+        u = u + x_init.to(u)
     x0 = None
     nfe = op_evals = 0
     with torch.no_grad():
@@ -86,3 +97,43 @@ def pnp_gd(denoiser: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor |
             if callback is not None:
                 callback({"i": i, "sigma": sig[i], "x": x, "x0": x0, "u": u})
     return SamplerResult(x=x0, nfe=nfe, operator_evals=op_evals, extras={"sigmas": sig, "beta": beta})
+
+
+def warm_start_applies(operator) -> bool:
+    """Whether `operator` has an informative classical estimate to start from (all but phase retrieval)."""
+    return getattr(getattr(operator, "inner", operator), "name", "") != "phase-retrieval"
+
+
+def classical_estimate(operator, y: torch.Tensor, sigma_y: float) -> SamplerResult:
+    """The task's classical estimate of x0 (`sampling.classical.classical`: bicubic, Wiener, biharmonic, ...):
+    x in [-1, 1] on the operator's full canvas (a padded operator's inner estimate is reflect-padded),
+    extras["method"] names the baseline used.
+
+    Raises ValueError when the only classical estimate is uninformative (phase retrieval: constant mid-grey).
+    """
+    from ncvsd_cli.images import pad_to_shape
+    from ncvsd_cli.sampling.classical import classical
+
+    inner = getattr(operator, "inner", operator)
+    if not warm_start_applies(operator):
+        raise ValueError("pnp-gd-warm needs an informative classical estimate; phase retrieval has none "
+                         "(its pseudo-inverse is mid-grey): use pnp-gd")
+    res = classical(None, inner, y, None, sigma_y=sigma_y)
+    if inner is not operator:
+        res.x = pad_to_shape(res.x, operator.image_shape[1:], mode="reflect")
+    return res
+
+
+def pnp_gd_warm(denoiser: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor | Sequence[float], *,
+                generator: Generators, sigma_y: float = 0.05, **settings) -> SamplerResult:
+    """PnP-GD warm-started from the classical estimate (module docstring): `pnp_gd(..., x_init=...)`.
+
+    sigma_y >= 0: measurement noise std on the [-1, 1] scale, used by the classical estimate (Wiener's noise
+    level). sigmas should start low (the task presets' `warm_start` schedule: sigma_max 1, rho 7, 10 calls).
+    Other keywords as `pnp_gd`. extras["init"] names the classical baseline; operator_evals include its own.
+    """
+    init = classical_estimate(operator, y, sigma_y)
+    res = pnp_gd(denoiser, operator, y, sigmas, generator=generator, x_init=init.x, **settings)
+    res.operator_evals += init.operator_evals
+    res.extras["init"] = init.extras.get("method")
+    return res

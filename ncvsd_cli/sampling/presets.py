@@ -39,7 +39,10 @@ PRESET_KEYS: dict[str, str] = {
     "runs": "number of independent runs the paper used per image (>= 1; best-of-N must be labelled)",
     "few_step_sigma_max": "sigma_max when --nfe gives fewer steps than the preset's (null: keep sigma_max)",
     "few_step_rho": "rho when --nfe gives fewer steps than the preset's (null: keep rho)",
+    "warm_start": "null or {sigma_max, rho, steps}: the schedule of pnp-gd-warm (start from the classical estimate)",
 }
+#: Keys a `warm_start` mapping may set (they replace the preset's own under pnp-gd-warm).
+WARM_START_KEYS = ("sigma_max", "rho", "steps")
 #: Default few-step schedule (module docstring); a preset's own few_step_* keys win, null keeps the paper's.
 FEW_STEP_SCHEDULE: dict[str, float] = {"sigma_max": 10.0, "rho": 7.0}
 
@@ -99,6 +102,11 @@ def _validate(p: dict[str, Any], origin: str) -> None:
     for key in ("task", "method"):
         if key in p and not isinstance(p[key], str):
             raise bad(key)
+    ws = p.get("warm_start")
+    if ws is not None:
+        if not isinstance(ws, dict) or set(ws) - set(WARM_START_KEYS):
+            raise bad("warm_start")
+        _validate({k: v for k, v in ws.items()}, f"{origin}: warm_start")
     if p.get("ts") is not None:
         from ncvsd_cli.sampling.schedules import validate_ts
         try:
@@ -108,13 +116,16 @@ def _validate(p: dict[str, Any], origin: str) -> None:
 
 
 def load_task_preset(task: str, nfe: int | None = None, preset_file: str | Path | None = None,
-                     **overrides: Any) -> dict[str, Any]:
+                     warm: bool = False, **overrides: Any) -> dict[str, Any]:
     """The settings for `task`: packaged preset < `preset_file` YAML < `overrides` (None values are ignored).
 
     nfe: number of denoiser calls; sets `steps` (steps = nfe + 1 without `ts`). Raises ValueError for an unknown
-    task or key, a bad value, or an nfe that contradicts an explicit `steps`. `operator` dicts are merged key by key.
+    task or key, a bad value, or an nfe that contradicts an explicit `steps`. `operator` and `warm_start` dicts are merged key by key.
     beta is tuned relative to the noise level: a layer that changes `sigma_y` without setting `beta` rescales beta by
     (sigma_y_new / sigma_y_old)², keeping the preset's ratio beta / (2 sigma_y²).
+    warm: the settings of pnp-gd-warm: the merged `warm_start` mapping replaces sigma_max, rho and steps (unless
+    the user's YAML or overrides set them; nfe still sets steps) and the few-step schedule does not apply.
+    ValueError when the task has no warm start (warm_start null).
     """
     known = task_names()
     if task not in known:
@@ -138,9 +149,15 @@ def load_task_preset(task: str, nfe: int | None = None, preset_file: str | Path 
         op = {**preset.get("operator", {}), **layer.get("operator", {})}
         if "sigma_y" in layer and "beta" not in layer and preset.get("sigma_y") and layer["sigma_y"] > 0:
             layer = {**layer, "beta": preset["beta"] * (layer["sigma_y"] / preset["sigma_y"]) ** 2}
+        if isinstance(layer.get("warm_start"), dict) and isinstance(preset.get("warm_start"), dict):
+            layer = {**layer, "warm_start": {**preset["warm_start"], **layer["warm_start"]}}  # key by key
         preset.update(layer)
         preset["operator"] = op
         user_keys |= set(layer)
+    if warm:
+        if not preset.get("warm_start"):
+            raise ValueError(f"task '{task}' has no warm start (its preset's warm_start is null); use pnp-gd")
+        preset.update({k: v for k, v in preset["warm_start"].items() if k not in user_keys})
     if nfe is not None:
         if isinstance(nfe, bool) or int(nfe) != nfe or nfe < 1:
             raise ValueError(f"nfe must be a positive integer, got {nfe!r}")
@@ -151,7 +168,7 @@ def load_task_preset(task: str, nfe: int | None = None, preset_file: str | Path 
         if "steps" in overrides and overrides["steps"] is not None and overrides["steps"] != steps:
             raise ValueError(f"nfe={nfe} implies steps={steps}, but steps={overrides['steps']} was also given")
         preset["steps"] = steps
-    if preset["steps"] < paper_steps:
+    if preset["steps"] < paper_steps and not warm:
         for key in ("sigma_max", "rho"):
             value = preset.get(f"few_step_{key}", FEW_STEP_SCHEDULE[key])
             if value is not None and key not in user_keys:
@@ -174,6 +191,21 @@ def build_operator(preset: dict[str, Any], image_shape: tuple[int, int, int]):
         if preset.get(key) is not None:
             setattr(op, key, preset[key])
     return op
+
+
+#: Samplers driven by the generator whose settings come from the task presets.
+PNP_METHODS = ("pnp-gd", "pnp-gd-warm")
+
+
+def pnp_arguments(method: str, preset: dict[str, Any], sigma_y: float | None = None):
+    """(sigmas, keyword arguments) for calling PnP sampler `method` (PNP_METHODS) with `preset`, loaded with
+    `warm=(method == "pnp-gd-warm")`. sigma_y (default: the preset's) feeds the warm start's classical estimate."""
+    if method not in PNP_METHODS:
+        raise ValueError(f"{method!r} is not a PnP-GD method ({', '.join(PNP_METHODS)})")
+    kwargs = pnp_gd_settings(preset)
+    if method == "pnp-gd-warm":
+        kwargs["sigma_y"] = float(preset["sigma_y"] if sigma_y is None else sigma_y)
+    return preset_sigmas(preset), kwargs
 
 
 def pnp_gd_settings(preset: dict[str, Any]) -> dict[str, Any]:
