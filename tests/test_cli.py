@@ -478,3 +478,20 @@ def test_distill_init_generator_errors_are_one_line(tmp_path):
     missing = run("distill", "--teacher", teacher, "--init-generator", tmp_path / "none.safetensors", "--out",
                   tmp_path / "c", "--device", "cpu", "--duration", "1steps", "--quiet")
     assert missing.exit_code == 3
+
+
+@pytest.mark.parametrize("task, method", [("sr4", "pnp-gd-warm"), ("inpaint-box", "pnp-gd-warm"),
+                                          ("inpaint-random", "pnp-gd"), ("phase-retrieval", "pnp-gd")])
+def test_restore_default_method_is_the_presets(task, method, tmp_path, ckpt):
+    src = _png(tmp_path / "clean.png", 16, 12)
+    assert run("degrade", "--task", task, src, "-o", tmp_path / "m.png").exit_code == 0
+    res = run("restore", tmp_path / "m.png", "-c", ckpt, *FAST, "--json", "-q")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["method"] == method
+
+
+def test_restore_warm_start_refuses_phase_retrieval(tmp_path, ckpt):
+    src = _png(tmp_path / "clean.png", 16, 12)
+    assert run("degrade", "--task", "phase-retrieval", src, "-o", tmp_path / "m.png").exit_code == 0
+    res = run("restore", tmp_path / "m.png", "-c", ckpt, *FAST, "--method", "pnp-gd-warm", "-q")
+    assert res.exit_code == 2 and "no warm start" in res.output
