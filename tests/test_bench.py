@@ -78,7 +78,7 @@ def test_outputs_and_columns(first_run):
         assert r["dataset"] == "imgs" and r["resolution"] == RES and r["sigma_y"] == 0.05
         assert all(math.isfinite(r[c]) for c in ("psnr", "ssim", "lpips_alex", "seconds", "peak_mem_mb"))
         assert r["lpips_alex"] >= 0 and r["seconds"] > 0 and r["mem_kind"].startswith("cpu")
-        if r["method"] == "pnp-gd":
+        if r["method"] in ("pnp-gd", "pnp-gd-warm"):
             assert r["network_evals"] == r["nfe"] and r["operator_evals"] > 0
         if r["method"] in ("dps", "daps"):
             assert r["nfe"] == r["network_evals"] == 2

@@ -353,24 +353,77 @@ def test_warm_start_presets(task, tmp_path):
     assert merged["rho"] == 3.0 and merged["sigma_max"] == ws["sigma_max"]  # merged key by key
 
 
+def test_a_copied_preset_file_keeps_the_warm_start(tmp_path):
+    """A user YAML's top-level sigma_max / rho / steps belong to pnp-gd: copying the packaged preset to change one
+    value must not turn pnp-gd-warm into a 49-call run from sigma 80; flags still win over warm_start."""
+    from importlib import resources
+
+    copy = tmp_path / "mine.yaml"
+    copy.write_text((resources.files("ncvsd_cli") / "presets" / "tasks" / "sr4.yaml").read_text() + "beta: 0.002\n")
+    warm = load_task_preset("sr4", warm=True, preset_file=copy)
+    assert (warm["sigma_max"], warm["steps"], warm["beta"]) == (0.7, 11, 0.002)
+    assert load_task_preset("sr4", preset_file=copy)["sigma_max"] == 80.0
+    assert load_task_preset("sr4", warm=True, preset_file=copy, sigma_max=0.4, nfe=3)["sigma_max"] == 0.4
+
+
 def test_warm_start_errors(tmp_path):
     assert load_task_preset("phase-retrieval")["method"] == "pnp-gd"
     with pytest.raises(ValueError, match="no warm start"):
         load_task_preset("phase-retrieval", warm=True)
     bad = tmp_path / "bad.yaml"
     for text, match in (("warm_start: {beta: 1.0}\n", "warm_start"), ("warm_start: {sigma_max: -1}\n", "sigma_max"),
-                        ("warm_start: 3\n", "warm_start")):
+                        ("warm_start: 3\n", "warm_start"), ("warm_start: {steps: null}\n", "warm_start")):
         bad.write_text(text)
         with pytest.raises(ValueError, match=match):
             load_task_preset("sr4", preset_file=bad)
 
 
-def test_bench_skips_the_warm_start_for_phase_retrieval():
+def test_bench_skips_the_warm_start_where_there_is_none(tmp_path):
     from ncvsd_cli.bench.methods import expand_jobs
 
     for task, n in (("phase-retrieval", 0), ("sr4", 2)):
-        jobs = expand_jobs(["pnp-gd-warm"], [1, 4], 10, operators.create(task, (3, 16, 16)))
+        jobs = expand_jobs(["pnp-gd-warm"], [1, 4], 10, operators.create(task, (3, 16, 16)), load_task_preset(task))
         assert len(jobs) == n
+    off = tmp_path / "off.yaml"
+    off.write_text("warm_start: null\n")
+    assert expand_jobs(["pnp-gd-warm"], [4], 10, operators.create("sr4", (3, 16, 16)),
+                       load_task_preset("sr4", preset_file=off)) == []
+    with pytest.raises(ValueError, match="no warm start"):
+        load_task_preset("phase-retrieval", warm=True, preset_file=_yaml(tmp_path, "warm_start: {rho: 3.0}\n"))
+
+
+def _yaml(tmp_path, text: str):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("task", ["sr2", "sr8", "denoise", "inpaint-random"])
+def test_warm_start_runs_for_the_other_tasks(task):
+    """Not their default, but `--method pnp-gd-warm` works for every task that carries a warm_start."""
+    from ncvsd_cli.sampling.pnp_gd import pnp_gd_warm
+    from ncvsd_cli.sampling.presets import pnp_arguments
+
+    preset, op, y, prior = _warm_case(task, shape=(1, 16, 8))
+    sigmas, kwargs = pnp_arguments("pnp-gd-warm", preset)
+    res = pnp_gd_warm(prior.denoiser, op, y, sigmas, generator=torch.Generator().manual_seed(0), **kwargs)
+    assert res.x.shape == (1, *op.image_shape) and torch.isfinite(res.x).all() and res.extras["init"]
+
+
+def test_warm_start_solves_the_classical_estimate_once_per_measurement(monkeypatch):
+    """--samples K copies one y K times (in one batch or K batches): the estimate is computed once."""
+    from ncvsd_cli.sampling import classical
+    from ncvsd_cli.sampling import pnp_gd as module
+
+    calls = []
+    real = classical.classical
+    monkeypatch.setattr(classical, "classical", lambda *a, **k: calls.append(a[2].shape[0]) or real(*a, **k))
+    _, op, y, prior = _warm_case("inpaint-box")
+    many = y.expand(3, *y.shape[1:])
+    for _ in range(2):
+        module.pnp_gd_warm(prior.denoiser, op, many, [0.5, 0.1], generator=torch.Generator(), beta=1e-4,
+                           sigma_y=0.05)
+    assert calls == [1]
 
 
 def _warm_case(task: str, shape=(3, 17, 13)):

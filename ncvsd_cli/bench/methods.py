@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ncvsd_cli.sampling.pnp_gd import warm_start_applies
-
 CLASSICAL_GROUP = "classical"
 
 
@@ -73,10 +71,18 @@ def classical_applies(method: str, operator) -> bool:
     return True
 
 
-def expand_jobs(methods: list[str], nfe_sweep: list[int], baseline_nfe: int, operator) -> list[Job]:
+def _warm_available(operator, preset: dict[str, Any] | None) -> bool:
+    from ncvsd_cli.sampling.pnp_gd import warm_start_applies
+
+    return warm_start_applies(operator) and (preset is None or bool(preset.get("warm_start")))
+
+
+def expand_jobs(methods: list[str], nfe_sweep: list[int], baseline_nfe: int, operator,
+                preset: dict[str, Any] | None = None) -> list[Job]:
     """The jobs of one task, in the order of `methods`: a generator method over the NFE sweep, a teacher method
     at `baseline_nfe`, a classical method (or every one that applies, for "classical") at NFE 0.
 
+    "pnp-gd-warm" is left out where there is no warm start (phase retrieval, or `preset["warm_start"]` null).
     Raises ValueError naming an unknown method; NFE values must be >= 1.
     """
     if any(n < 1 for n in nfe_sweep) or baseline_nfe < 1:
@@ -87,8 +93,8 @@ def expand_jobs(methods: list[str], nfe_sweep: list[int], baseline_nfe: int, ope
         if m == CLASSICAL_GROUP:
             jobs += [Job(c, 0, "none") for c in classical_names() if classical_applies(c, operator)]
         elif needs == "generator":
-            if m == "pnp-gd-warm" and not warm_start_applies(operator):
-                continue  # phase retrieval: no classical estimate to start from
+            if m == "pnp-gd-warm" and not _warm_available(operator, preset):
+                continue  # phase retrieval (no classical estimate to start from) or warm_start: null
             jobs += [Job(m, int(n), needs) for n in sorted(set(nfe_sweep))]
         elif needs == "teacher":
             jobs.append(Job(m, int(baseline_nfe), needs))

@@ -240,7 +240,8 @@ def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int)
     for task in cfg.tasks:
         preset = load_task_preset(task, preset_file=cfg.preset_file)
         operator = build_operator(preset, shape).to(device)
-        tasks.append((task, preset, operator, methods.expand_jobs(cfg.methods, cfg.nfe, cfg.baseline_nfe, operator)))
+        jobs = methods.expand_jobs(cfg.methods, cfg.nfe, cfg.baseline_nfe, operator, preset)
+        tasks.append((task, preset, operator, jobs))
     return _Plan(data, distributed.shard(data.images, rank, world), shape, tasks)
 
 

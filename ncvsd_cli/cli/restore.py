@@ -71,7 +71,7 @@ def restore_command(
         None, "--sigma-y", help="Measurement noise std on the [-1, 1] scale (default: preset / sidecar)."
     ),
     preset: str | None = typer.Option(
-        None, "--preset", help="YAML file overriding the task preset (beta, steps, ema, ...)."
+        None, "--preset", help="YAML file overriding the task preset (beta, steps, ema, warm_start, ...)."
     ),
     measurement: list[str] | None = typer.Option(
         None,

@@ -7,6 +7,10 @@ Fewer steps than the preset's: the paper tuned one schedule, 50 levels from σ_m
 levels it leaves the last denoiser call at a high noise level (σ = 5 for 4 calls) and restores nothing. Then
 `few_step_sigma_max` and `few_step_rho` replace σ_max and ρ (unless the user's YAML or flags set them); their
 defaults (FEW_STEP_SCHEDULE) were chosen on validation crops only (benchmarks/README.md, "Few-step PnP-GD").
+
+`warm_start: {sigma_max, rho, steps}` is the schedule of `pnp-gd-warm` (PnP-GD started from the classical
+estimate, `sampling.pnp_gd`; not in the paper): `load_task_preset(..., warm=True)` applies it (benchmarks/README.md,
+"Warm start"). A preset's `method` is the sampler `ncvsd restore` uses by default.
 """
 
 from __future__ import annotations
@@ -104,7 +108,7 @@ def _validate(p: dict[str, Any], origin: str) -> None:
             raise bad(key)
     ws = p.get("warm_start")
     if ws is not None:
-        if not isinstance(ws, dict) or set(ws) - set(WARM_START_KEYS):
+        if not isinstance(ws, dict) or set(ws) - set(WARM_START_KEYS) or None in ws.values():
             raise bad("warm_start")
         _validate({k: v for k, v in ws.items()}, f"{origin}: warm_start")
     if p.get("ts") is not None:
@@ -120,12 +124,14 @@ def load_task_preset(task: str, nfe: int | None = None, preset_file: str | Path 
     """The settings for `task`: packaged preset < `preset_file` YAML < `overrides` (None values are ignored).
 
     nfe: number of denoiser calls; sets `steps` (steps = nfe + 1 without `ts`). Raises ValueError for an unknown
-    task or key, a bad value, or an nfe that contradicts an explicit `steps`. `operator` and `warm_start` dicts are merged key by key.
+    task or key, a bad value, or an nfe that contradicts an explicit `steps`. `operator` and `warm_start` dicts
+    are merged key by key.
     beta is tuned relative to the noise level: a layer that changes `sigma_y` without setting `beta` rescales beta by
     (sigma_y_new / sigma_y_old)², keeping the preset's ratio beta / (2 sigma_y²).
-    warm: the settings of pnp-gd-warm: the merged `warm_start` mapping replaces sigma_max, rho and steps (unless
-    the user's YAML or overrides set them; nfe still sets steps) and the few-step schedule does not apply.
-    ValueError when the task has no warm start (warm_start null).
+    warm: the settings of pnp-gd-warm: the merged `warm_start` mapping replaces sigma_max, rho and steps (a YAML
+    file's top-level values of these keys belong to pnp-gd; only `overrides`, i.e. command-line flags, and nfe
+    win over warm_start) and the few-step schedule does not apply. ValueError when the task has no warm start
+    (warm_start null, or phase retrieval, whose classical estimate is uninformative).
     """
     known = task_names()
     if task not in known:
@@ -135,6 +141,7 @@ def load_task_preset(task: str, nfe: int | None = None, preset_file: str | Path 
     _validate(preset, f"preset {task}")
     paper_steps = preset["steps"]
     user_keys: set[str] = set()
+    override_keys = {k for k, v in overrides.items() if v is not None}
     layers: list[tuple[dict[str, Any], str]] = []
     if preset_file is not None:
         f = Path(preset_file)
@@ -155,9 +162,12 @@ def load_task_preset(task: str, nfe: int | None = None, preset_file: str | Path 
         preset["operator"] = op
         user_keys |= set(layer)
     if warm:
-        if not preset.get("warm_start"):
-            raise ValueError(f"task '{task}' has no warm start (its preset's warm_start is null); use pnp-gd")
-        preset.update({k: v for k, v in preset["warm_start"].items() if k not in user_keys})
+        from ncvsd_cli.sampling.pnp_gd import NO_WARM_START_TASKS
+
+        if not preset.get("warm_start") or task in NO_WARM_START_TASKS:
+            raise ValueError(f"task '{task}' has no warm start (no informative classical estimate, or its preset's "
+                             "warm_start is null); use pnp-gd")
+        preset.update({k: v for k, v in preset["warm_start"].items() if k not in override_keys})
     if nfe is not None:
         if isinstance(nfe, bool) or int(nfe) != nfe or nfe < 1:
             raise ValueError(f"nfe must be a positive integer, got {nfe!r}")
