@@ -1,7 +1,7 @@
 """Model selection for the shipped generator: validation LPIPS over several runs per image, plus sample diversity.
 
 For each candidate generator checkpoint it runs the real CLI,
-`ncvsd bench --dataset VAL --methods pnp-gd --nfe 49 --best-of RUNS`, on the validation crops of
+`ncvsd bench --dataset VAL --methods pnp-gd,pnp-gd-warm --nfe 10,49 --best-of RUNS`, on the validation crops of
 benchmarks/make_validation_set.py (never the held-out photos), and measures the diversity of its unconditional
 samples (1 and 4 steps, 16 seeds): the mean pairwise LPIPS between samples and their mean colour saturation. A
 mode-collapsed generator (grey texture samples, as the session-2 stage-2 model) scores low on both; the teacher's
@@ -25,15 +25,22 @@ import torch
 TASKS = "sr4,deblur-gauss,deblur-motion,inpaint-box"
 
 
+#: (method, NFE) rows scored: the default sampler (warm start, 10 NFE; its LPIPS ranks the candidates) and the paper's.
+SCORED = (("pnp-gd-warm", 10), ("pnp-gd", 49))
+
+
 def validation_lpips(ckpt: str, val: Path, out: Path, runs: int, seed: int) -> dict[str, float]:
-    """{task: mean LPIPS-alex over images (each the mean of `runs` samples)} from `ncvsd bench`."""
-    cmd = [sys.executable, "-m", "ncvsd_cli", "bench", "--dataset", str(val), "--tasks", TASKS, "--nfe", "49",
-           "--methods", "pnp-gd", "--best-of", str(runs), "--seed", str(seed), "-c", ckpt, "--out", str(out),
-           "--grid-images", "0", "--quiet", "--resume"]
+    """{task: mean LPIPS-alex over images (each the mean of `runs` samples)} from `ncvsd bench`, for the default
+    sampler (keys: task names) and the paper's (keys: "<task> paper49")."""
+    cmd = [sys.executable, "-m", "ncvsd_cli", "bench", "--dataset", str(val), "--tasks", TASKS, "--nfe", "10,49",
+           "--methods", "pnp-gd,pnp-gd-warm", "--best-of", str(runs), "--seed", str(seed), "-c", ckpt, "--out",
+           str(out), "--grid-images", "0", "--quiet", "--resume"]
     subprocess.run(cmd, check=True)
     summary = json.loads((out / "summary.json").read_text())["summary"]
-    return {r["task"]: r["lpips_alex_mean"] for r in summary
-            if r["method"] == "pnp-gd" and r["aggregation"] == "mean"}
+    found = {(r["task"], r["method"], r["nfe"]): r["lpips_alex_mean"] for r in summary if r["aggregation"] == "mean"}
+    (warm, warm_nfe), (paper, paper_nfe) = SCORED
+    return {**{t: found[t, warm, warm_nfe] for t in TASKS.split(",")},
+            **{f"{t} paper49": found[t, paper, paper_nfe] for t in TASKS.split(",")}}
 
 
 def diversity(x: torch.Tensor) -> dict[str, float]:
@@ -94,7 +101,8 @@ def main() -> None:
         row["mean_lpips"] = sum(row[t] for t in TASKS.split(",")) / len(TASKS.split(","))
         rows.append(row)
         print(json.dumps(row), flush=True)
-    cols = ["candidate", "mean_lpips", *TASKS.split(","), "pairwise_lpips_nfe4", "saturation_nfe4",
+    cols = ["candidate", "mean_lpips", *TASKS.split(","), *(f"{t} paper49" for t in TASKS.split(",")),
+            "pairwise_lpips_nfe4", "saturation_nfe4",
             "pairwise_lpips_nfe1", "pairwise_lpips", "saturation"]
     cols = [c for c in cols if any(c in r for r in rows)]
     rows.sort(key=lambda r: r.get("mean_lpips", -1.0))
