@@ -150,7 +150,7 @@ def pnp_gd_warm(denoiser: Callable, operator, y: torch.Tensor, sigmas: torch.Ten
     else:
         init = classical_estimate(operator, y, sigma_y)
         last.update(operator=operator, sigma_y=sigma_y, y=y.clone(), init=init)
-    res = pnp_gd(denoiser, operator, y, sigmas, generator=generator, x_init=init.x.clone(), **settings)
+    res = pnp_gd(denoiser, operator, y, sigmas, generator=generator, x_init=init.x, **settings)
     res.operator_evals += init.operator_evals
     res.extras["init"] = init.extras.get("method")
     return res

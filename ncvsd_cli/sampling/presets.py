@@ -110,7 +110,7 @@ def _validate(p: dict[str, Any], origin: str) -> None:
     if ws is not None:
         if not isinstance(ws, dict) or set(ws) - set(WARM_START_KEYS) or None in ws.values():
             raise bad("warm_start")
-        _validate({k: v for k, v in ws.items()}, f"{origin}: warm_start")
+        _validate(ws, f"{origin}: warm_start")
     if p.get("ts") is not None:
         from ncvsd_cli.sampling.schedules import validate_ts
         try:
