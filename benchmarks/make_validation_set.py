@@ -4,7 +4,12 @@ matplotlib's grace_hopper (a dependency, always there) gives 5 crops; scikit-lea
 when scikit-learn is importable (it is not a dependency: `pip install scikit-learn`, or unpack
 `sklearn/datasets/images/*.jpg` from its wheel and pass --sklearn-images DIR). Used with
 `ncvsd bench --dataset DIR --tasks sr4,deblur-gauss,deblur-motion,inpaint-box --nfe 49 --methods pnp-gd,classical -c GEN`.
-Usage:  python benchmarks/make_validation_set.py OUT_DIR [--sklearn-images DIR]
+
+--fur-wheels DIR adds two furry animals (4 crops each; session 5: the first 13 crops hold no fur, and fur is where
+the default model fails), read from wheels that PyPI still serves:  pip download --no-deps --only-binary :all:
+--python-version 3.10 scipy==1.9.3 imgaug==0.4.0 -d DIR  (scipy's `misc.face` raccoon, public domain per scipy's
+docs, bz2-compressed raw 768x1024x3 uint8 in scipy/misc/face.dat; imgaug's quokka.jpg, public domain).
+Usage:  python benchmarks/make_validation_set.py OUT_DIR [--sklearn-images DIR] [--fur-wheels DIR]
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from PIL import Image
 SIZE = 64
 #: (left, top) of the 64 px crops taken from each photo rescaled to a height of 160 px.
 CROPS = {"g": [(10, 10), (60, 20), (30, 80), (70, 90)], "china": [(20, 20), (110, 50), (60, 90)],
-         "flower": [(20, 20), (110, 50), (60, 90)]}
+         "flower": [(20, 20), (110, 50), (60, 90)], "raccoon": [(15, 10), (120, 15), (60, 85)],
+         "quokka": [(85, 5), (85, 90), (5, 90)]}
 
 
 def _whole_and_crops(im: Image.Image, prefix: str, out: Path) -> list[Path]:
@@ -34,10 +40,31 @@ def _whole_and_crops(im: Image.Image, prefix: str, out: Path) -> list[Path]:
     return paths
 
 
+def _fur_photos(wheels: Path) -> dict[str, Image.Image]:
+    """The raccoon (scipy 1.9 wheel) and the quokka (imgaug wheel) found in `wheels`, as RGB images."""
+    import bz2
+    import io
+    import zipfile
+
+    import numpy as np
+
+    def member(pattern: str, name: str) -> bytes:
+        found = sorted(wheels.glob(pattern))
+        if not found:
+            raise SystemExit(f"no {pattern} in {wheels}; see --help for the pip download command")
+        with zipfile.ZipFile(found[-1]) as z:
+            return z.read(name)
+
+    face = np.frombuffer(bz2.decompress(member("scipy-1.9*.whl", "scipy/misc/face.dat")), dtype=np.uint8)
+    quokka = Image.open(io.BytesIO(member("imgaug-*.whl", "imgaug/quokka.jpg"))).convert("RGB")
+    return {"raccoon": Image.fromarray(face.reshape(768, 1024, 3)), "quokka": quokka}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--sklearn-images", type=Path, help="folder holding china.jpg and flower.jpg")
+    parser.add_argument("--fur-wheels", type=Path, help="folder holding the scipy 1.9 and imgaug wheels (see above)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     import matplotlib.cbook
@@ -55,6 +82,9 @@ def main() -> None:
                 continue
             im = Image.fromarray(load_sample_image(f"{name}.jpg"))
         paths += _whole_and_crops(im, name, args.out)
+    if args.fur_wheels is not None:
+        for name, im in _fur_photos(args.fur_wheels).items():
+            paths += _whole_and_crops(im, name, args.out)
     print(f"{len(paths)} images in {args.out}")
 
 

@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 -m ncvsd_cli bench --dataset builtin \
-  --tasks sr4,inpaint-box,deblur-gauss,deblur-motion,phase-retrieval --nfe 1,2,4,10,25,49 \
+  --tasks sr4,inpaint-box,deblur-gauss,deblur-motion,phase-retrieval --nfe 1,2,3,4,10,25,49 \
   --methods pnp-gd,pnp-gd-warm,dps,daps,classical --baseline-nfe 1000 --limit 3 --seed 0 --precision fp32 --out benchmarks/builtin-64 "$@"

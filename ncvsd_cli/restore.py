@@ -401,12 +401,14 @@ class RestoreResult:
     seconds: float = 0.0
 
     def mean(self) -> torch.Tensor:
-        """(1, C, H, W) mean of the samples."""
-        return self.samples.mean(dim=0, keepdim=True)
+        """(1, C, H, W) mean of the samples as saved (each clipped to [-1, 1], so the mean image is the mean of
+        the sample images)."""
+        return self.samples.clamp(-1, 1).mean(dim=0, keepdim=True)
 
     def std_image(self) -> torch.Tensor:
-        """(1, C, H, W) image in [-1, 1] of the per-pixel std on the [0, 1] scale times STD_SCALE, clipped."""
-        s = images.to_unit(self.samples).std(dim=0, keepdim=True, unbiased=self.samples.shape[0] > 1)
+        """(1, C, H, W) image in [-1, 1] of the per-pixel std of the (clipped) samples on the [0, 1] scale times
+        STD_SCALE, clipped."""
+        s = images.to_unit(self.samples.clamp(-1, 1)).std(dim=0, keepdim=True, unbiased=self.samples.shape[0] > 1)
         return images.from_unit((s * STD_SCALE).clamp(0, 1))
 
 

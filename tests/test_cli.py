@@ -490,8 +490,34 @@ def test_restore_default_method_is_the_presets(task, method, tmp_path, ckpt):
     assert json.loads(res.stdout)["method"] == method
 
 
+@pytest.mark.parametrize("task, nfe", [("inpaint-box", 3), ("inpaint-mask", 3), ("deblur-gauss", 10)])
+def test_restore_default_nfe_is_the_warm_schedule(task, nfe, tmp_path, ckpt):
+    """Without --nfe, pnp-gd-warm runs the preset's warm_start schedule (inpainting: sigma_max 0.3, 3 calls)."""
+    from ncvsd_cli.sampling.presets import load_task_preset
+
+    src = _png(tmp_path / "clean.png", 16, 12)
+    params = ["-p", f"mask={_png(tmp_path / 'mask.png', 16, 12, mode='L')}"] if task == "inpaint-mask" else []
+    assert run("degrade", "--task", task, *params, src, "-o", tmp_path / "m.png").exit_code == 0
+    res = run("restore", tmp_path / "m.png", "-c", ckpt, "--device", "cpu", "--method", "pnp-gd-warm", "--json", "-q")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert (report["method"], report["nfe"], report["results"][0]["nfe"]) == ("pnp-gd-warm", nfe, nfe)
+    warm = load_task_preset(task, warm=True)
+    assert warm["steps"] == nfe + 1 and warm["sigma_max"] == (0.3 if task.startswith("inpaint") else 0.7)
+
+
 def test_restore_warm_start_refuses_phase_retrieval(tmp_path, ckpt):
     src = _png(tmp_path / "clean.png", 16, 12)
     assert run("degrade", "--task", "phase-retrieval", src, "-o", tmp_path / "m.png").exit_code == 0
     res = run("restore", tmp_path / "m.png", "-c", ckpt, *FAST, "--method", "pnp-gd-warm", "-q")
     assert res.exit_code == 2 and "no warm start" in res.output
+
+
+def test_mean_and_std_images_are_of_the_saved_clipped_samples():
+    """--mean / --std describe the sample images as written (clipped to [-1, 1]), not the raw sampler output."""
+    samples = torch.tensor([1.6, 0.4, -0.2]).view(3, 1, 1, 1)
+    res = lib.RestoreResult(index=0, samples=samples)
+    assert torch.allclose(res.mean(), torch.tensor(0.4).view(1, 1, 1, 1))
+    unit = torch.tensor([1.0, 0.7, 0.4])
+    expected = (unit.std() * lib.STD_SCALE).clamp(0, 1) * 2 - 1
+    assert torch.allclose(res.std_image(), expected.view(1, 1, 1, 1))

@@ -43,9 +43,9 @@ def restore_command(
     ),
     out: str | None = typer.Option(None, "--output", "-o", help="Output file, directory, or - for stdout."),
     nfe: int | None = typer.Option(
-        None, "--nfe", help="Network evaluations (default: the task preset's: 10 for pnp-gd-warm, 49 for pnp-gd). "
-                            "pnp-gd below 49 switches to a few-step schedule (sigma_max 10, rho 7); 1 cannot use "
-                            "the measurement there, use >= 2.",
+        None, "--nfe", help="Network evaluations (default: the task preset's: 10 for pnp-gd-warm, 3 for its "
+                            "inpainting, 49 for pnp-gd). pnp-gd below 49 switches to a few-step schedule "
+                            "(sigma_max 10, rho 7); 1 cannot use the measurement there, use >= 2.",
     ),
     seed: int = typer.Option(
         0, "--seed", help="Seed; sample k of every image uses seed + k.", show_default=True
