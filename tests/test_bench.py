@@ -195,3 +195,16 @@ def test_cli_end_to_end_and_errors(assets, tmp_path, monkeypatch):
     assert res.exit_code == 2 and "nope" in res.output
     res = runner.invoke(app, ["bench", "--help"])
     assert res.exit_code == 0 and "Examples" in res.output and "--baseline-nfe" in res.output
+
+
+def test_cli_default_sweep_is_the_library_default_and_holds_the_warm_defaults():
+    """`ncvsd bench --nfe` defaults to DEFAULT_NFE, which contains every task's default warm-start NFE."""
+    import inspect
+
+    from ncvsd_cli.cli.bench import bench
+    from ncvsd_cli.sampling.presets import load_task_preset
+
+    default = inspect.signature(bench).parameters["nfe"].default.default
+    assert tuple(int(n) for n in default.split(",")) == bench_runner.DEFAULT_NFE
+    for task in ("sr4", "deblur-gauss", "deblur-motion", "inpaint-box"):
+        assert load_task_preset(task, warm=True)["steps"] - 1 in bench_runner.DEFAULT_NFE

@@ -54,7 +54,7 @@ def bench(
                                        help="FFHQ test folder or zip (default $NCVSD_FFHQ)."),
     tasks: str = typer.Option("sr4,inpaint-box,deblur-gauss,deblur-motion,phase-retrieval", "--tasks",
                               metavar="T1,T2", show_default=True, help="Tasks (operator presets)."),
-    nfe: str = typer.Option("1,2,4,10,25,49", "--nfe", metavar="N1,N2", show_default=True,
+    nfe: str = typer.Option("1,2,3,4,10,25,49", "--nfe", metavar="N1,N2", show_default=True,
                             help="PnP-GD network evaluations to sweep (pnp-gd below the preset's 49: the "
                                  "few-step schedule, sigma_max 10, rho 7; pnp-gd-warm: its warm_start schedule)."),
     methods: str = typer.Option("pnp-gd,pnp-gd-warm,dps,daps,classical", "--methods", metavar="M1,M2",
