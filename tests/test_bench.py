@@ -206,5 +206,9 @@ def test_cli_default_sweep_is_the_library_default_and_holds_the_warm_defaults():
 
     default = inspect.signature(bench).parameters["nfe"].default.default
     assert tuple(int(n) for n in default.split(",")) == bench_runner.DEFAULT_NFE
-    for task in ("sr4", "deblur-gauss", "deblur-motion", "inpaint-box"):
+    import operators
+
+    warm_tasks = [t for t in operators.names() if load_task_preset(t)["method"] == "pnp-gd-warm"]
+    assert len(warm_tasks) == len(operators.names()) - 1  # all but phase retrieval
+    for task in warm_tasks:
         assert load_task_preset(task, warm=True)["steps"] - 1 in bench_runner.DEFAULT_NFE

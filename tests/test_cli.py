@@ -481,7 +481,7 @@ def test_distill_init_generator_errors_are_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("task, method", [("sr4", "pnp-gd-warm"), ("inpaint-box", "pnp-gd-warm"),
-                                          ("inpaint-random", "pnp-gd"), ("phase-retrieval", "pnp-gd")])
+                                          ("inpaint-random", "pnp-gd-warm"), ("phase-retrieval", "pnp-gd")])
 def test_restore_default_method_is_the_presets(task, method, tmp_path, ckpt):
     src = _png(tmp_path / "clean.png", 16, 12)
     assert run("degrade", "--task", task, src, "-o", tmp_path / "m.png").exit_code == 0
@@ -490,7 +490,8 @@ def test_restore_default_method_is_the_presets(task, method, tmp_path, ckpt):
     assert json.loads(res.stdout)["method"] == method
 
 
-@pytest.mark.parametrize("task, nfe", [("inpaint-box", 3), ("inpaint-mask", 3), ("deblur-gauss", 10)])
+@pytest.mark.parametrize("task, nfe", [("inpaint-box", 3), ("inpaint-mask", 3), ("inpaint-random", 4),
+                                       ("deblur-gauss", 10)])
 def test_restore_default_nfe_is_the_warm_schedule(task, nfe, tmp_path, ckpt):
     """Without --nfe, pnp-gd-warm runs the preset's warm_start schedule (inpainting: sigma_max 0.3, 3 calls)."""
     from ncvsd_cli.sampling.presets import load_task_preset
@@ -503,7 +504,7 @@ def test_restore_default_nfe_is_the_warm_schedule(task, nfe, tmp_path, ckpt):
     report = json.loads(res.stdout)
     assert (report["method"], report["nfe"], report["results"][0]["nfe"]) == ("pnp-gd-warm", nfe, nfe)
     warm = load_task_preset(task, warm=True)
-    assert warm["steps"] == nfe + 1 and warm["sigma_max"] == (0.3 if task.startswith("inpaint") else 0.7)
+    assert warm["steps"] == nfe + 1 and warm["sigma_max"] == {3: 0.3, 4: 0.1, 10: 0.7}[nfe]
 
 
 def test_restore_warm_start_refuses_phase_retrieval(tmp_path, ckpt):
