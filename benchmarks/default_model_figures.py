@@ -25,7 +25,7 @@ def ncvsd(*args: str) -> tuple[float, float]:
     start = time.perf_counter()
     cmd = [sys.executable, "-m", "ncvsd_cli", *args, "--quiet"]
     proc = subprocess.Popen(cmd)
-    _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (ru_maxrss in KiB on Linux)
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage; Unix only, ru_maxrss in KiB on Linux
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise subprocess.CalledProcessError(proc.returncode, cmd)

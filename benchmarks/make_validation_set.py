@@ -61,11 +61,12 @@ def _fur_photos(wheels: Path) -> dict[str, Image.Image]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("--sklearn-images", type=Path, help="folder holding china.jpg and flower.jpg")
     parser.add_argument("--fur-wheels", type=Path, help="folder holding the scipy 1.9 and imgaug wheels (see above)")
     args = parser.parse_args()
+    fur = _fur_photos(args.fur_wheels) if args.fur_wheels is not None else {}  # fails before writing anything
     args.out.mkdir(parents=True, exist_ok=True)
     import matplotlib.cbook
 
@@ -82,9 +83,8 @@ def main() -> None:
                 continue
             im = Image.fromarray(load_sample_image(f"{name}.jpg"))
         paths += _whole_and_crops(im, name, args.out)
-    if args.fur_wheels is not None:
-        for name, im in _fur_photos(args.fur_wheels).items():
-            paths += _whole_and_crops(im, name, args.out)
+    for name, im in fur.items():
+        paths += _whole_and_crops(im, name, args.out)
     print(f"{len(paths)} images in {args.out}")
 
 

@@ -492,10 +492,13 @@ def test_restore_default_method_is_the_presets(task, method, tmp_path, ckpt):
 
 @pytest.mark.parametrize("task, nfe", [("inpaint-box", 3), ("inpaint-mask", 3), ("inpaint-random", 4),
                                        ("deblur-gauss", 10)])
-def test_restore_default_nfe_is_the_warm_schedule(task, nfe, tmp_path, ckpt):
+def test_restore_default_nfe_is_the_warm_schedule(task, nfe, tmp_path, ckpt, monkeypatch):
     """Without --nfe, pnp-gd-warm runs the preset's warm_start schedule (inpainting: sigma_max 0.3, 3 calls)."""
-    from ncvsd_cli.sampling.presets import load_task_preset
+    from ncvsd_cli.sampling import presets
 
+    seen = []
+    original = presets.pnp_arguments
+    monkeypatch.setattr(presets, "pnp_arguments", lambda *a, **k: seen.append(original(*a, **k)) or seen[-1])
     src = _png(tmp_path / "clean.png", 16, 12)
     params = ["-p", f"mask={_png(tmp_path / 'mask.png', 16, 12, mode='L')}"] if task == "inpaint-mask" else []
     assert run("degrade", "--task", task, *params, src, "-o", tmp_path / "m.png").exit_code == 0
@@ -503,8 +506,8 @@ def test_restore_default_nfe_is_the_warm_schedule(task, nfe, tmp_path, ckpt):
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert (report["method"], report["nfe"], report["results"][0]["nfe"]) == ("pnp-gd-warm", nfe, nfe)
-    warm = load_task_preset(task, warm=True)
-    assert warm["steps"] == nfe + 1 and warm["sigma_max"] == {3: 0.3, 4: 0.1, 10: 0.7}[nfe]
+    sigmas = seen[-1][0]  # what the sampler was given
+    assert len(sigmas) == nfe + 1 and float(sigmas[0]) == pytest.approx({3: 0.3, 4: 0.1, 10: 0.7}[nfe])
 
 
 def test_restore_warm_start_refuses_phase_retrieval(tmp_path, ckpt):

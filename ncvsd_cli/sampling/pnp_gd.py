@@ -11,7 +11,7 @@ Target pi(x0) ∝ q(x0) exp(-|y - A(x0)|² / beta), annealed through pi_sigma(x0
 NFE = (N - 1) * (len(ts) - 1 if ts else 1): 49 for the paper's 50 steps.
 
 Warm start (`pnp_gd_warm`, not in the paper): x_init is the task's classical estimate (bicubic, Wiener,
-biharmonic, ...) and sigmas start low (task presets: sigma_max 0.7, or 0.3 for inpainting), as in
+biharmonic, ...) and sigmas start low (task presets: sigma_max 0.05-0.7, see their warm_start), as in
 Come-Closer-Diffuse-Faster (Chung et al., CVPR 2022): forward-diffusing a good initial estimate to a moderate noise
 level and running the reverse chain from there.
 The chain then only has to add what the classical estimate lacks (texture, detail) and needs few steps.
@@ -140,7 +140,7 @@ def pnp_gd_warm(denoiser: Callable, operator, y: torch.Tensor, sigmas: torch.Ten
     """PnP-GD warm-started from the classical estimate (module docstring): `pnp_gd(..., x_init=...)`.
 
     sigma_y >= 0: measurement noise std on the [-1, 1] scale, used by the classical estimate (Wiener's noise
-    level). sigmas should start low (the task presets' `warm_start`: sigma_max 0.7, rho 7, 10 calls; inpainting 0.3, 3).
+    level). sigmas should start low (the task presets' `warm_start`, e.g. sigma_max 0.7, rho 7, 10 calls).
     Other keywords as `pnp_gd`. extras["init"] names the classical baseline; operator_evals include its own.
     The estimate of the last measurement is reused (restoring K samples of one image in K batches solves once).
     """
