@@ -477,6 +477,10 @@ class Restorer:
         from ncvsd_cli.sampling.presets import PNP_METHODS, load_task_preset
 
         pnp = self.method.name in PNP_METHODS
+        if self.method.name == "denoiser" and task != "denoise":
+            raise ValueError(f"method 'denoiser' only solves the denoise task, not {task!r}: use pnp-gd-warm")
+        if self.method.name == "denoiser" and nfe is not None and not 1 <= nfe <= 31:
+            raise ValueError(f"method 'denoiser' makes 1 to 31 network evaluations, got --nfe {nfe}")
         return load_task_preset(
             task, nfe=nfe if pnp else None, preset_file=preset_file, warm=self.method.name == "pnp-gd-warm",
             sigma_y=sigma_y, operator=params or None
@@ -487,6 +491,8 @@ class Restorer:
 
         if self.method.name in PNP_METHODS:
             return pnp_arguments(self.method.name, preset)
+        if self.method.name == "denoiser":
+            return None, {"sigma_y": preset["sigma_y"], "nfe": int(nfe or 1)}
         if self.method.name == "dps":
             return None, ({"steps": int(nfe)} if nfe else {})
         if self.method.name == "daps":

@@ -209,6 +209,7 @@ def test_cli_default_sweep_is_the_library_default_and_holds_the_warm_defaults():
     import operators
 
     warm_tasks = [t for t in operators.names() if load_task_preset(t)["method"] == "pnp-gd-warm"]
-    assert len(warm_tasks) == len(operators.names()) - 1  # all but phase retrieval
+    assert set(operators.names()) - set(warm_tasks) == {"phase-retrieval", "denoise"}  # pnp-gd, denoiser (1 NFE)
+    assert 1 in bench_runner.DEFAULT_NFE and "denoiser" in bench_runner.DEFAULT_METHODS
     for task in warm_tasks:
         assert load_task_preset(task, warm=True)["steps"] - 1 in bench_runner.DEFAULT_NFE

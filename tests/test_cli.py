@@ -481,7 +481,8 @@ def test_distill_init_generator_errors_are_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("task, method", [("sr4", "pnp-gd-warm"), ("inpaint-box", "pnp-gd-warm"),
-                                          ("inpaint-random", "pnp-gd-warm"), ("phase-retrieval", "pnp-gd")])
+                                          ("inpaint-random", "pnp-gd-warm"), ("phase-retrieval", "pnp-gd"),
+                                          ("denoise", "denoiser")])
 def test_restore_default_method_is_the_presets(task, method, tmp_path, ckpt):
     src = _png(tmp_path / "clean.png", 16, 12)
     assert run("degrade", "--task", task, src, "-o", tmp_path / "m.png").exit_code == 0
@@ -525,3 +526,20 @@ def test_mean_and_std_images_are_of_the_saved_clipped_samples():
     unit = torch.tensor([1.0, 0.7, 0.4])
     expected = (unit.std() * lib.STD_SCALE).clamp(0, 1) * 2 - 1
     assert torch.allclose(res.std_image(), expected.view(1, 1, 1, 1))
+
+
+def test_restore_denoiser_method(tmp_path, ckpt):
+    """denoise defaults to the generator alone (1 call at sigma_y); --nfe refines; other tasks and bad NFE are usage
+    errors (exit 2)."""
+    src = _png(tmp_path / "clean.png", 16, 12)
+    assert run("degrade", "--task", "denoise", "--sigma-y", "0.2", src, "-o", tmp_path / "m.png").exit_code == 0
+    for nfe, flags in ((1, []), (3, ["--nfe", "3"])):
+        res = run("restore", tmp_path / "m.png", "-c", ckpt, "--device", "cpu", "--json", "-q", "--overwrite", *flags)
+        assert res.exit_code == 0, res.output
+        report = json.loads(res.stdout)
+        assert (report["method"], report["results"][0]["nfe"], report["results"][0]["operator_evals"]) == (
+            "denoiser", nfe, 0)
+    assert run("restore", tmp_path / "m.png", "-c", ckpt, "--device", "cpu", "--nfe", "40", "-q").exit_code == 2
+    assert run("degrade", "--task", "sr4", src, "-o", tmp_path / "s.png").exit_code == 0
+    wrong = run("restore", tmp_path / "s.png", "-c", ckpt, "--device", "cpu", "--method", "denoiser", "-q")
+    assert wrong.exit_code == 2 and "only solves the denoise task" in wrong.output

@@ -484,3 +484,14 @@ def test_pnp_gd_warm_refuses_phase_retrieval_and_pads_for_restore():
     y = inner.measure(torch.zeros(1, 3, 13, 11), 0.0, torch.Generator())
     est = classical_estimate(padded, y, 0.05).x
     assert est.shape == (1, 3, 16, 16) and torch.allclose(est[..., :13, :11], classical_estimate(inner, y, 0.05).x)
+
+
+def test_bench_runs_the_denoiser_method_only_on_denoise():
+    import operators
+    from ncvsd_cli.bench.methods import expand_jobs
+
+    def jobs(task):
+        return [(j.method, j.nfe) for j in expand_jobs(["denoiser"], [1, 4, 49], 10, operators.create(task, (3, 8, 8)))]
+
+    assert jobs("denoise") == [("denoiser", 1), ("denoiser", 4)]  # multi-step refinement stops at 31 calls
+    assert jobs("sr4") == [] and jobs("inpaint-box") == []

@@ -146,3 +146,32 @@ def test_warm_start_keeps_the_exact_posterior():
     res = pnp_gd(prior.denoiser, op, y.expand(K, *y.shape[1:]), sigmas, generator=g, beta=2 * SIGMA_Y**2,
                  ema_sigma=None, x_init=wrong)
     _check_moments(res.x.reshape(K, -1).double(), mean, cov, "warm start")
+
+
+@pytest.mark.parametrize("nfe", [1, 4])
+def test_denoiser_method_samples_the_exact_denoising_posterior(nfe):
+    """Method `denoiser` on the denoise task: G(y, sigma_y) (or its multi-step refinement) is a sample of
+    p(x | y = x + sigma_y n) = N(m, C) itself; no PnP loop, so no schedule bias to allow for."""
+    from ncvsd_cli.sampling.generate import denoise_measurement
+
+    prior = _prior(SHAPE, seed=5)
+    op = operators.create("denoise", SHAPE)
+    g = torch.Generator().manual_seed(2)
+    sigma_y = 0.2  # prior std 0.2-0.4: the posterior is far from both the prior and y
+    y = op.measure(prior.sample((1, *SHAPE), g), sigma_y, g)
+    mean, cov = prior.posterior(operator_matrix(op), y.flatten(), sigma_y, SHAPE)
+    res = denoise_measurement(prior.denoiser, op, y.expand(K, *y.shape[1:]), None, generator=g, sigma_y=sigma_y,
+                              nfe=nfe)
+    assert res.nfe == nfe and res.operator_evals == 0
+    _check_moments(res.x.reshape(K, -1).double(), mean, cov, f"denoiser nfe={nfe}")
+
+
+def test_denoiser_method_refuses_other_tasks_and_zero_noise():
+    from ncvsd_cli.sampling.generate import denoise_measurement
+
+    prior = _prior(SHAPE)
+    y = torch.zeros(1, *SHAPE)
+    with pytest.raises(ValueError, match="only solves the denoise task"):
+        denoise_measurement(prior.denoiser, operators.create("inpaint-box", SHAPE), y, generator=None)
+    with pytest.raises(ValueError, match="sigma_y > 0"):
+        denoise_measurement(prior.denoiser, operators.create("denoise", SHAPE), y, generator=None, sigma_y=0.0)

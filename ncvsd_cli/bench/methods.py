@@ -82,7 +82,8 @@ def expand_jobs(methods: list[str], nfe_sweep: list[int], baseline_nfe: int, ope
     """The jobs of one task, in the order of `methods`: a generator method over the NFE sweep, a teacher method
     at `baseline_nfe`, a classical method (or every one that applies, for "classical") at NFE 0.
 
-    "pnp-gd-warm" is left out where there is no warm start (phase retrieval, or `preset["warm_start"]` null).
+    "pnp-gd-warm" is left out where there is no warm start (phase retrieval, or `preset["warm_start"]` null);
+    "denoiser" runs only on the denoise task, at the sweep's NFE values up to 31.
     Raises ValueError naming an unknown method; NFE values must be >= 1.
     """
     if any(n < 1 for n in nfe_sweep) or baseline_nfe < 1:
@@ -95,6 +96,12 @@ def expand_jobs(methods: list[str], nfe_sweep: list[int], baseline_nfe: int, ope
         elif needs == "generator":
             if m == "pnp-gd-warm" and not _warm_available(operator, preset):
                 continue  # phase retrieval (no classical estimate to start from) or warm_start: null
+            if m == "denoiser":
+                from ncvsd_cli.sampling.generate import denoiser_applies
+
+                if denoiser_applies(operator):  # the denoise task only; multi-step refinement up to 31 calls
+                    jobs += [Job(m, int(n), needs) for n in sorted(set(nfe_sweep)) if n <= 31]
+                continue
             jobs += [Job(m, int(n), needs) for n in sorted(set(nfe_sweep))]
         elif needs == "teacher":
             jobs.append(Job(m, int(baseline_nfe), needs))
@@ -118,6 +125,8 @@ def run_job(job: Job, task: str, operator, y, network, generator, sigma_y: float
     from ncvsd_cli.sampling import presets
 
     fn = registry()[job.method]
+    if job.method == "denoiser":
+        return fn(network, operator, y, None, generator=generator, sigma_y=float(sigma_y), nfe=job.nfe)
     if job.needs == "generator":
         preset = presets.load_task_preset(task, nfe=job.nfe, preset_file=preset_file,
                                           warm=job.method == "pnp-gd-warm")

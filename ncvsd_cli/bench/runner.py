@@ -26,7 +26,7 @@ log = logging.getLogger("ncvsd.bench")
 
 DEFAULT_TASKS = ("sr4", "inpaint-box", "deblur-gauss", "deblur-motion", "phase-retrieval")
 DEFAULT_NFE = (1, 2, 3, 4, 10, 25, 49)  # holds every task's default warm-start NFE (3, 4, 10)
-DEFAULT_METHODS = ("pnp-gd", "pnp-gd-warm", "dps", "daps", "classical")
+DEFAULT_METHODS = ("pnp-gd", "pnp-gd-warm", "denoiser", "dps", "daps", "classical")
 #: Resolution used when no network is loaded (classical methods only) and --resolution is not given.
 DEFAULT_RESOLUTION = {"ffhq": 256}
 FALLBACK_RESOLUTION = 64

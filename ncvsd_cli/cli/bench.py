@@ -57,10 +57,11 @@ def bench(
     nfe: str = typer.Option("1,2,3,4,10,25,49", "--nfe", metavar="N1,N2", show_default=True,
                             help="PnP-GD network evaluations to sweep (pnp-gd below the preset's 49: the "
                                  "few-step schedule, sigma_max 10, rho 7; pnp-gd-warm: its warm_start schedule)."),
-    methods: str = typer.Option("pnp-gd,pnp-gd-warm,dps,daps,classical", "--methods", metavar="M1,M2",
+    methods: str = typer.Option("pnp-gd,pnp-gd-warm,denoiser,dps,daps,classical", "--methods", metavar="M1,M2",
                                 show_default=True,
                                 help="Methods: pnp-gd (the paper's start from noise), pnp-gd-warm (start from the "
-                                     "classical estimate; not for phase retrieval), dps, daps, classical (all "
+                                     "classical estimate; not for phase retrieval), denoiser (the generator "
+                                     "alone, G(y, sigma_y); denoise task only), dps, daps, classical (all "
                                      "classical baselines) or a classical method's name."),
     limit: int | None = typer.Option(None, "--limit", "-n", metavar="N", min=1, help="Use the first N images."),
     seed: int = typer.Option(0, "--seed", min=0, show_default=True,

@@ -44,9 +44,9 @@ def restore_command(
     out: str | None = typer.Option(None, "--output", "-o", help="Output file, directory, or - for stdout."),
     nfe: int | None = typer.Option(
         None, "--nfe", help="Network evaluations (default: the task preset's: 10 for pnp-gd-warm, 3 for its box "
-                            "and mask inpainting, 4 for random inpainting; 49 for pnp-gd). pnp-gd below 49 "
-                            "switches to a few-step schedule (sigma_max 10, rho 7); 1 cannot use the measurement "
-                            "there, use >= 2.",
+                            "and mask inpainting, 4 for random inpainting; 1 for denoiser; 49 for pnp-gd). "
+                            "pnp-gd below 49 switches to a few-step schedule (sigma_max 10, rho 7); 1 cannot use "
+                            "the measurement there, use >= 2.",
     ),
     seed: int = typer.Option(
         0, "--seed", help="Seed; sample k of every image uses seed + k.", show_default=True
@@ -81,9 +81,10 @@ def restore_command(
         help="Sidecar (X.png.ncvsd.json or X.png) written by `ncvsd degrade` (repeatable).",
     ),
     method: str | None = typer.Option(
-        None, "--method", help="Sampler (default: the task preset's: pnp-gd-warm, or pnp-gd for phase "
-                               "retrieval): pnp-gd (the paper's start from noise), pnp-gd-warm (start from the "
-                               "classical estimate), dps, daps, or a classical baseline."
+        None, "--method", help="Sampler (default: the task preset's: pnp-gd-warm; pnp-gd for phase retrieval; "
+                               "denoiser for denoise): pnp-gd (the paper's start from noise), pnp-gd-warm (start "
+                               "from the classical estimate), denoiser (G(y, sigma_y) alone; denoise only), dps, "
+                               "daps, or a classical baseline."
     ),
     param: list[str] | None = typer.Option(
         None, "--param", "-p", help="Operator parameter key=value (repeatable)."

@@ -43,6 +43,7 @@ _CLASSICAL = "ncvsd_cli.sampling.classical"
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("pnp-gd", "generator", "ncvsd_cli.sampling.pnp_gd:pnp_gd"),
     Method("pnp-gd-warm", "generator", "ncvsd_cli.sampling.pnp_gd:pnp_gd_warm"),  # from the classical estimate
+    Method("denoiser", "generator", "ncvsd_cli.sampling.generate:denoise_measurement"),  # denoise: G(y, sigma_y)
     Method("dps", "teacher", "ncvsd_cli.sampling.teacher_baselines:dps"),
     Method("daps", "teacher", "ncvsd_cli.sampling.teacher_baselines:daps"),
     # classical baselines (owner MET, ncvsd_cli/sampling/classical.py); the denoiser argument is ignored

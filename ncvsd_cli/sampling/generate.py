@@ -77,3 +77,34 @@ def generate(denoiser: Callable, shape: Sequence[int], ts: Sequence[int], genera
     taus = ts_grid()[ts].tolist()
     sig_eff = [(TS_SIGMA_MAX**-2 + t**-2) ** -0.5 for t in taus[:-1]]
     return SamplerResult(x=x0, nfe=len(ts) - 1, operator_evals=0, extras={"ts": ts, "sigma_eff": sig_eff})
+
+
+def denoiser_applies(operator) -> bool:
+    """True for the `denoise` operator (y = x + sigma_y n, possibly on a padded canvas): the only task whose
+    measurement is itself a noisy image that the generative denoiser can take directly."""
+    return getattr(getattr(operator, "inner", operator), "name", None) == "denoise"
+
+
+def denoise_measurement(denoiser: Callable, operator, y: torch.Tensor, sigmas=None, *, generator: Generators,
+                        sigma_y: float = 0.05, nfe: int = 1, class_labels=None, callback=None) -> SamplerResult:
+    """Method `denoiser`: a sample of the denoising posterior q(x0 | y_sigma = y) at sigma = sigma_y, drawn by the
+    generative denoiser itself (what NCVSD distils, method §1; no PnP loop): G(y, sigma_y) for nfe = 1, refined by
+    `multistep_denoise` with `default_ts(nfe)` for 1 < nfe <= 31. Only for the `denoise` operator.
+
+    y: (B, C, H, W) noisy images in [-1, 1] (a padded operator's y is reflect-padded to its canvas, as its
+    pseudo-inverse does). sigma_y > 0: the noise std on the [-1, 1] scale. `sigmas` and `callback` are unused
+    (the shared sampler signature). Raises ValueError for another operator or sigma_y <= 0.
+    """
+    if not denoiser_applies(operator):
+        raise ValueError("method 'denoiser' only solves the denoise task (y = x + sigma_y n); use pnp-gd-warm")
+    if not sigma_y > 0:
+        raise ValueError(f"method 'denoiser' needs the noise level sigma_y > 0, got {sigma_y}")
+    ts = default_ts(nfe)
+    noisy = operator.pseudo_inverse(y)
+    with torch.no_grad():
+        if nfe == 1:
+            x0 = _call(denoiser, noisy, float(sigma_y), generator, class_labels)
+        else:
+            x0 = multistep_denoise(denoiser, noisy, float(sigma_y), ts, generator, class_labels)
+    return SamplerResult(x=x0, nfe=int(nfe), operator_evals=0,
+                         extras={"sigma": float(sigma_y), "ts": None if nfe == 1 else ts})
