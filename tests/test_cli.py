@@ -543,3 +543,27 @@ def test_restore_denoiser_method(tmp_path, ckpt):
     assert run("degrade", "--task", "sr4", src, "-o", tmp_path / "s.png").exit_code == 0
     wrong = run("restore", tmp_path / "s.png", "-c", ckpt, "--device", "cpu", "--method", "denoiser", "-q")
     assert wrong.exit_code == 2 and "only solves the denoise task" in wrong.output
+
+
+def test_restore_uses_each_sidecars_noise_level(tmp_path, ckpt):
+    """Measurements with different recorded sigma_y restored in one call give what each gives alone (the denoiser's
+    input level is sigma_y), and what an explicit --sigma-y of that level gives."""
+    for name, level in (("a", "0.2"), ("b", "0.05")):
+        src = _png(tmp_path / f"{name}.png", 16, 12, seed=len(name))
+        out = tmp_path / f"{name}_m.png"
+        assert run("degrade", "--task", "denoise", "--sigma-y", level, src, "-o", out).exit_code == 0
+    both, alone, flag, low = (tmp_path / d for d in ("both", "alone", "flag", "low"))
+    for d in (both, alone, flag, low):
+        d.mkdir()
+    args = ["-c", ckpt, "--device", "cpu", "--precision", "fp32", "-q"]
+    assert run("restore", tmp_path / "a_m.png", tmp_path / "b_m.png", "-o", both, *args).exit_code == 0
+    for name in ("a", "b"):
+        assert run("restore", tmp_path / f"{name}_m.png", "-o", alone, *args).exit_code == 0
+        assert np.array_equal(np.asarray(Image.open(both / f"{name}_m.png")),
+                              np.asarray(Image.open(alone / f"{name}_m.png"))), name
+    assert run("restore", tmp_path / "a_m.png", "--sigma-y", "0.2", "-o", flag, *args).exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(flag / "a_m.png")),
+                          np.asarray(Image.open(alone / "a_m.png")))
+    assert run("restore", tmp_path / "a_m.png", "--sigma-y", "0.05", "-o", low, *args).exit_code == 0
+    assert not np.array_equal(np.asarray(Image.open(low / "a_m.png")),
+                              np.asarray(Image.open(alone / "a_m.png")))

@@ -494,4 +494,6 @@ def test_bench_runs_the_denoiser_method_only_on_denoise():
         return [(j.method, j.nfe) for j in expand_jobs(["denoiser"], [1, 4, 49], 10, operators.create(task, (3, 8, 8)))]
 
     assert jobs("denoise") == [("denoiser", 1), ("denoiser", 4)]  # multi-step refinement stops at 31 calls
+    only = expand_jobs(["denoiser"], [49], 10, operators.create("denoise", (3, 8, 8)))
+    assert [(j.method, j.nfe) for j in only] == [("denoiser", 1)]  # never silently dropped
     assert jobs("sr4") == [] and jobs("inpaint-box") == []

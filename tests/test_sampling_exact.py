@@ -166,12 +166,14 @@ def test_denoiser_method_samples_the_exact_denoising_posterior(nfe):
     _check_moments(res.x.reshape(K, -1).double(), mean, cov, f"denoiser nfe={nfe}")
 
 
-def test_denoiser_method_refuses_other_tasks_and_zero_noise():
+def test_denoiser_method_refuses_other_tasks_and_returns_noiseless_input():
     from ncvsd_cli.sampling.generate import denoise_measurement
 
     prior = _prior(SHAPE)
-    y = torch.zeros(1, *SHAPE)
+    y = torch.rand(1, *SHAPE) - 0.5
     with pytest.raises(ValueError, match="only solves the denoise task"):
         denoise_measurement(prior.denoiser, operators.create("inpaint-box", SHAPE), y, generator=None)
-    with pytest.raises(ValueError, match="sigma_y > 0"):
-        denoise_measurement(prior.denoiser, operators.create("denoise", SHAPE), y, generator=None, sigma_y=0.0)
+    with pytest.raises(ValueError, match="sigma_y >= 0"):
+        denoise_measurement(prior.denoiser, operators.create("denoise", SHAPE), y, generator=None, sigma_y=-0.1)
+    exact = denoise_measurement(prior.denoiser, operators.create("denoise", SHAPE), y, generator=None, sigma_y=0.0)
+    assert torch.equal(exact.x, y) and exact.nfe == 0  # no noise: the posterior is a point mass at y

@@ -83,7 +83,7 @@ def expand_jobs(methods: list[str], nfe_sweep: list[int], baseline_nfe: int, ope
     at `baseline_nfe`, a classical method (or every one that applies, for "classical") at NFE 0.
 
     "pnp-gd-warm" is left out where there is no warm start (phase retrieval, or `preset["warm_start"]` null);
-    "denoiser" runs only on the denoise task, at the sweep's NFE values up to 31.
+    "denoiser" runs only on the denoise task, at the sweep's NFE values up to 31 (at 1 if there are none).
     Raises ValueError naming an unknown method; NFE values must be >= 1.
     """
     if any(n < 1 for n in nfe_sweep) or baseline_nfe < 1:
@@ -100,7 +100,7 @@ def expand_jobs(methods: list[str], nfe_sweep: list[int], baseline_nfe: int, ope
                 from ncvsd_cli.sampling.generate import denoiser_applies
 
                 if denoiser_applies(operator):  # the denoise task only; multi-step refinement up to 31 calls
-                    jobs += [Job(m, int(n), needs) for n in sorted(set(nfe_sweep)) if n <= 31]
+                    jobs += [Job(m, int(n), needs) for n in sorted(set(nfe_sweep)) if n <= 31] or [Job(m, 1, needs)]
                 continue
             jobs += [Job(m, int(n), needs) for n in sorted(set(nfe_sweep))]
         elif needs == "teacher":

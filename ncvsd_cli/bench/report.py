@@ -42,8 +42,8 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def method_order(method: str) -> tuple[int, str]:
-    """Sort key: PnP-GD first, then teacher baselines, then classical ones."""
-    rank = {"pnp-gd": 0, "pnp-gd-warm": 0, "dps": 1, "daps": 2}.get(method, 3)
+    """Sort key: generator methods (PnP-GD, the denoiser) first, then teacher baselines, then classical ones."""
+    rank = {"pnp-gd": 0, "pnp-gd-warm": 0, "denoiser": 0, "dps": 1, "daps": 2}.get(method, 3)
     return rank, method
 
 

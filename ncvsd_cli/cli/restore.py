@@ -220,24 +220,25 @@ def _run(
     if not good:
         report.finish(as_json)
 
-    if sigma_y is None:  # sidecars record the noise level of their measurement: use it (it also rescales beta)
-        recorded = {m.sigma_y for item, m in good if m.seed is not None}
-        if len(recorded) == 1 and recorded != {settings.get("sigma_y")}:
-            settings = restorer.settings(task, nfe=nfe, preset_file=preset, sigma_y=recorded.pop(), params=params)
+    # Sidecars record the noise level of their measurement: each group of equal sigma_y runs with it (it is the
+    # denoiser's input level and rescales beta); --sigma-y, or no sidecar, keeps `settings`.
+    groups: dict[float | None, list[int]] = {}
+    for i, (_, m) in enumerate(good):
+        recorded = m.sigma_y if sigma_y is None and m.seed is not None else None
+        groups.setdefault(None if recorded == settings.get("sigma_y") else recorded, []).append(i)
+
+    def restored():
+        for level, idx in groups.items():
+            group_settings = settings if level is None else restorer.settings(
+                task, nfe=nfe, preset_file=preset, sigma_y=level, params=params)
+            for res in restorer.run([good[i][1] for i in idx], group_settings, nfe=nfe, seed=seed, samples=samples,
+                                    batch_size=batch_size, class_label=class_label, on_batch=bar.update):
+                yield idx[res.index], res
+
     bar = common.progress(len(good) * samples, f"restore {task}", quiet)
     try:
-        results = restorer.run(
-            [m for _, m in good],
-            settings,
-            nfe=nfe,
-            seed=seed,
-            samples=samples,
-            batch_size=batch_size,
-            class_label=class_label,
-            on_batch=bar.update,
-        )
-        for res in results:
-            item, m = good[res.index]
+        for index, res in restored():
+            item, m = good[index]
             if res.error:
                 report.failed(
                     item.name, res.error if res.error.startswith(item.name) else f"{item.name}: {res.error}"

@@ -92,15 +92,18 @@ def denoise_measurement(denoiser: Callable, operator, y: torch.Tensor, sigmas=No
     `multistep_denoise` with `default_ts(nfe)` for 1 < nfe <= 31. Only for the `denoise` operator.
 
     y: (B, C, H, W) noisy images in [-1, 1] (a padded operator's y is reflect-padded to its canvas, as its
-    pseudo-inverse does). sigma_y > 0: the noise std on the [-1, 1] scale. `sigmas` and `callback` are unused
-    (the shared sampler signature). Raises ValueError for another operator or sigma_y <= 0.
+    pseudo-inverse does). sigma_y >= 0: the noise std on the [-1, 1] scale; 0 returns y itself (the exact answer,
+    0 NFE). `sigmas` and `callback` are unused (the shared sampler signature). Raises ValueError for another
+    operator, sigma_y < 0, or nfe outside 1..31.
     """
     if not denoiser_applies(operator):
         raise ValueError("method 'denoiser' only solves the denoise task (y = x + sigma_y n); use pnp-gd-warm")
-    if not sigma_y > 0:
-        raise ValueError(f"method 'denoiser' needs the noise level sigma_y > 0, got {sigma_y}")
+    if not sigma_y >= 0:
+        raise ValueError(f"method 'denoiser' needs the noise level sigma_y >= 0, got {sigma_y}")
     ts = default_ts(nfe)
     noisy = operator.pseudo_inverse(y)
+    if sigma_y == 0:  # noiseless: the posterior is a point mass at y
+        return SamplerResult(x=noisy.clone(), nfe=0, operator_evals=0, extras={"sigma": 0.0, "ts": None})
     with torch.no_grad():
         if nfe == 1:
             x0 = _call(denoiser, noisy, float(sigma_y), generator, class_labels)
