@@ -479,8 +479,10 @@ class Restorer:
         pnp = self.method.name in PNP_METHODS
         if self.method.name == "denoiser" and task != "denoise":
             raise ValueError(f"method 'denoiser' only solves the denoise task, not {task!r}: use pnp-gd-warm")
-        if self.method.name == "denoiser" and nfe is not None and not 1 <= nfe <= 31:
-            raise ValueError(f"method 'denoiser' makes 1 to 31 network evaluations, got --nfe {nfe} "
+        from ncvsd_cli.sampling.generate import MAX_MULTISTEP_NFE
+
+        if self.method.name == "denoiser" and nfe is not None and not 1 <= nfe <= MAX_MULTISTEP_NFE:
+            raise ValueError(f"method 'denoiser' makes 1 to {MAX_MULTISTEP_NFE} network evaluations, got --nfe {nfe} "
                              "(--method pnp-gd-warm or pnp-gd run PnP-GD on the denoise task)")
         return load_task_preset(
             task, nfe=nfe if pnp else None, preset_file=preset_file, warm=self.method.name == "pnp-gd-warm",

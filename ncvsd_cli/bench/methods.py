@@ -97,10 +97,11 @@ def expand_jobs(methods: list[str], nfe_sweep: list[int], baseline_nfe: int, ope
             if m == "pnp-gd-warm" and not _warm_available(operator, preset):
                 continue  # phase retrieval (no classical estimate to start from) or warm_start: null
             if m == "denoiser":
-                from ncvsd_cli.sampling.generate import denoiser_applies
+                from ncvsd_cli.sampling.generate import MAX_MULTISTEP_NFE, denoiser_applies
 
-                if denoiser_applies(operator):  # the denoise task only; multi-step refinement up to 31 calls
-                    jobs += [Job(m, int(n), needs) for n in sorted(set(nfe_sweep)) if n <= 31] or [Job(m, 1, needs)]
+                if denoiser_applies(operator):  # the denoise task only
+                    sweep = [n for n in sorted(set(nfe_sweep)) if n <= MAX_MULTISTEP_NFE] or [1]
+                    jobs += [Job(m, int(n), needs) for n in sweep]
                 continue
             jobs += [Job(m, int(n), needs) for n in sorted(set(nfe_sweep))]
         elif needs == "teacher":

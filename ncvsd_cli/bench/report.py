@@ -43,7 +43,10 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def method_order(method: str) -> tuple[int, str]:
     """Sort key: generator methods (PnP-GD, the denoiser) first, then teacher baselines, then classical ones."""
-    rank = {"pnp-gd": 0, "pnp-gd-warm": 0, "denoiser": 0, "dps": 1, "daps": 2}.get(method, 3)
+    from ncvsd_cli.sampling import METHODS
+
+    generator = method in METHODS and METHODS[method].needs == "generator"
+    rank = 0 if generator else {"dps": 1, "daps": 2}.get(method, 3)
     return rank, method
 
 

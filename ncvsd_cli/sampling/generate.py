@@ -12,13 +12,15 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ncvsd_cli.sampling.common import SamplerResult
+from ncvsd_cli.sampling.common import SamplerResult, base_operator
 from ncvsd_cli.sampling.schedules import TS_SIGMA_MAX, ts_grid, validate_ts
 from operators.noise import Generators, randn, randn_like
 
 #: Default `ts` per number of denoiser calls (paper Table 3 / method §2.7): 1 step uses the ImageNet-64 start
 #: index 10 (sigma_eff 16.42; ImageNet-512 used 12); 2 and 4 steps are the values both datasets used.
 DEFAULT_TS: dict[int, list[int]] = {1: [10, 39], 2: [10, 22, 39], 4: [0, 10, 20, 30, 39]}
+#: Most denoiser calls `default_ts` spreads over the grid (indices 0..30, one call each).
+MAX_MULTISTEP_NFE = 31
 
 
 def default_ts(nfe: int) -> list[int]:
@@ -27,8 +29,8 @@ def default_ts(nfe: int) -> list[int]:
     nfe = int(nfe)
     if nfe in DEFAULT_TS:
         return list(DEFAULT_TS[nfe])
-    if not 1 <= nfe <= 31:
-        raise ValueError(f"nfe for multi-step generation must be in 1..31, got {nfe}")
+    if not 1 <= nfe <= MAX_MULTISTEP_NFE:
+        raise ValueError(f"nfe for multi-step generation must be in 1..{MAX_MULTISTEP_NFE}, got {nfe}")
     idx = torch.linspace(0, 30, nfe).round().long().tolist()
     return validate_ts([*idx, 39])
 
@@ -82,7 +84,7 @@ def generate(denoiser: Callable, shape: Sequence[int], ts: Sequence[int], genera
 def denoiser_applies(operator) -> bool:
     """True for the `denoise` operator (y = x + sigma_y n, possibly on a padded canvas): the only task whose
     measurement is itself a noisy image that the generative denoiser can take directly."""
-    return getattr(getattr(operator, "inner", operator), "name", None) == "denoise"
+    return getattr(base_operator(operator), "name", None) == "denoise"
 
 
 def denoise_measurement(denoiser: Callable, operator, y: torch.Tensor, sigmas=None, *, generator: Generators,

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ncvsd_cli.sampling.common import SamplerResult
+from ncvsd_cli.sampling.common import SamplerResult, base_operator
 from ncvsd_cli.sampling.generate import _call, multistep_denoise
 from operators.noise import Generators, randn
 
@@ -106,7 +106,7 @@ NO_WARM_START_TASKS = ("phase-retrieval",)
 
 def warm_start_applies(operator) -> bool:
     """Whether `operator` has an informative classical estimate to start from (all but NO_WARM_START_TASKS)."""
-    return getattr(getattr(operator, "inner", operator), "name", "") not in NO_WARM_START_TASKS
+    return getattr(base_operator(operator), "name", "") not in NO_WARM_START_TASKS
 
 
 def classical_estimate(operator, y: torch.Tensor, sigma_y: float) -> SamplerResult:
@@ -119,7 +119,7 @@ def classical_estimate(operator, y: torch.Tensor, sigma_y: float) -> SamplerResu
     from ncvsd_cli.images import pad_to_shape
     from ncvsd_cli.sampling.classical import classical
 
-    inner = getattr(operator, "inner", operator)
+    inner = base_operator(operator)
     if not warm_start_applies(operator):
         raise ValueError("pnp-gd-warm needs an informative classical estimate; phase retrieval has none "
                          "(its pseudo-inverse is mid-grey): use pnp-gd")
