@@ -58,7 +58,7 @@ class LPIPSWeightsError(CheckpointError):
 
 # ------------------------------------------------------------------------------------------------ input checks
 def _prepare(x: torch.Tensor, y: torch.Tensor, what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate a pair of (B, C, H, W) [0, 1] images and clip them to [0, 1] (method §5)."""
+    """Validate a pair of (B, C, H, W) [0, 1] images and clip them to [0, 1] (docs/method.md §5)."""
     for name, t in (("x", x), ("y", y)):
         if not isinstance(t, torch.Tensor) or t.dim() != 4:
             raise ValueError(f"{what}: {name} must be a (B, C, H, W) tensor, got "

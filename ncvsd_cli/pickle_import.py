@@ -1,4 +1,4 @@
-"""Import the authors' EDM2 persistence pickles without executing them (method §9, field-survey §6.1-6.2).
+"""Import the authors' EDM2 persistence pickles without executing them (docs/method.md §9, field-survey §6.1-6.2).
 
 The published files (`ncvsd-ffhq256-xs.pkl`, `edm2-img64-s-*.pkl`, `edm2-ffhq256-xs.pkl`) are plain pickles of a dict
 whose 'ema' entry is the network. Persistent classes (Precond, PrecondCondition, UNet*, Block, MPConv, MPFourier) are
@@ -39,7 +39,7 @@ TORCH_CONTAINERS = {
     ("torch.nn.modules.container", "ModuleList"),
     ("torch.nn.modules.container", "Sequential"),
 }
-# Positional order of the constructors of Precond / PrecondCondition / DiscriminatorCondition (method §2.3-2.6).
+# Positional order of the constructors of Precond / PrecondCondition / DiscriminatorCondition (docs/method.md §2.3-2.6).
 PRECOND_POSITIONAL = ("img_resolution", "img_channels", "label_dim", "use_fp16", "sigma_data", "logvar_channels")
 KIND_OF_CLASS = {"Precond": "teacher", "PrecondCondition": "score"}
 
@@ -120,7 +120,7 @@ class _EasyDict(dict):
 
 
 def _reconstruct_persistent_obj(meta: Any) -> Recorded:
-    """Record a persistent object from its meta dict; module_src is hashed, never executed (method §9)."""
+    """Record a persistent object from its meta dict; module_src is hashed, never executed (docs/method.md §9)."""
     if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("class_name"), str):
         raise pickle.UnpicklingError(f"unexpected persistent-object meta: {type(meta).__name__} "
                                      f"with keys {sorted(meta) if isinstance(meta, dict) else '-'}")

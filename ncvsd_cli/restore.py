@@ -686,7 +686,7 @@ def sample_images(
     """Unconditional (class-conditional with labels) samples, one per seed: (N, C, R, R) in [-1, 1].
 
     nfe: denoiser calls, mapped to `ts` by `sampling.generate.default_ts` (1: [10, 39], 2: [10, 22, 39],
-    4: [0, 10, 20, 30, 39]) unless `ts` is given (method §2.7). Seed s uses its own generator, so a sample
+    4: [0, 10, 20, 30, 39]) unless `ts` is given (docs/method.md §2.7). Seed s uses its own generator, so a sample
     does not depend on the batch. Labels: `class_label`, or per seed a uniform draw from a generator seeded
     with s. resolution: default the model's img_resolution; must be a multiple of `network_multiple(config)`.
     Raises ValueError for bad settings or when the network produces NaN/inf.

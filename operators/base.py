@@ -19,13 +19,13 @@ class Operator(nn.Module):
 
     Subclasses set `name`, `linear` and implement `forward`; linear ones also `adjoint`. They override
     `likelihood_sample` with a closed form where one exists; the default is unadjusted Langevin (ULA) with the
-    reference's step-size rule (method §3.3). `to_config()` returns a JSON-serialisable dict from which
+    reference's step-size rule (docs/method.md §3.3). `to_config()` returns a JSON-serialisable dict from which
     `from_config()` rebuilds an operator that gives bit-identical measurements.
     """
 
     name: ClassVar[str] = ""
     linear: ClassVar[bool] = True
-    #: ULA settings used by the default likelihood step (method §3.3, paper Table 4).
+    #: ULA settings used by the default likelihood step (docs/method.md §3.3, paper Table 4).
     langevin_steps: int = 100
     langevin_c1: float = 0.1
     langevin_c2: float = 0.1
@@ -70,14 +70,14 @@ class Operator(nn.Module):
                           generator: Generators = None) -> torch.Tensor:
         """One sample u ~ p(u) ∝ exp(-|A(u) - y|² / (2 sigma_p²) - |u - x0|² / (2 rho²)).
 
-        Default: ULA from u = x0 with step gamma = C1 / (C2 / beta + 1 / rho²), beta = 2 sigma_p² (method §3.3);
+        Default: ULA from u = x0 with step gamma = C1 / (C2 / beta + 1 / rho²), beta = 2 sigma_p² (docs/method.md §3.3);
         returns zeros if the chain produces NaN, like the reference.
         """
         return self.langevin_likelihood_sample(x0, y, rho, sigma_p, generator)
 
     def langevin_likelihood_sample(self, x0: torch.Tensor, y: torch.Tensor, rho: float, sigma_p: float,
                                    generator: Generators = None, steps: int | None = None) -> torch.Tensor:
-        """ULA on U(u) = |A(u) - y|² / beta + |u - x0|² / (2 rho²), beta = 2 sigma_p² (method §3.3)."""
+        """ULA on U(u) = |A(u) - y|² / beta + |u - x0|² / (2 rho²), beta = 2 sigma_p² (docs/method.md §3.3)."""
         steps = self.langevin_steps if steps is None else int(steps)
         beta = 2.0 * sigma_p**2
         lr = self.langevin_c1 / (self.langevin_c2 / beta + 1.0 / rho**2)

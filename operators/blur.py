@@ -1,9 +1,9 @@
-"""Circular deblurring (method §4.3–4.4): A(x) = k ⊛ x, a circular convolution computed by FFT, per channel.
+"""Circular deblurring (docs/method.md §4.3–4.4): A(x) = k ⊛ x, a circular convolution computed by FFT, per channel.
 
 The kernel (any size, odd or even, also larger than the image: it then wraps around) is laid on an H×W grid
 with its centre tap k[kh//2, kw//2] at the grid position `q`, so a delta at p moves to the kernel centred at p + q.
 
-One-pixel shift (method §4.3, §7.12), the `shift` option:
+One-pixel shift (docs/method.md §4.3, §7.12), the `shift` option:
   - `shift=False` (default): q = (0, 0), the blur is centred. We chose this because the shift is an artefact
     of the reference's padding (centre at 127, fftshift by 128), not part of any physical model: with the same
     operator on both sides (our `degrade` then `restore`) the reconstructions and metrics are the same either
@@ -12,7 +12,7 @@ One-pixel shift (method §4.3, §7.12), the `shift` option:
     q = ((N−k)//2 + k//2 + N//2) mod N per axis, i.e. (−1, −1) for the paper's 61×61 kernel on 256×256
     (0 only when both N and k are even). Use it to restore measurements made by the reference code.
 
-Likelihood step, exact in the Fourier domain (method §3.3): S = 1/(|K|²/σ_p² + 1/ρ²),
+Likelihood step, exact in the Fourier domain (docs/method.md §3.3): S = 1/(|K|²/σ_p² + 1/ρ²),
 u = F⁻¹[S·F(Aᵀy/σ_p² + x0/ρ²)] + F⁻¹[√S·F(ε)].
 """
 
@@ -92,7 +92,7 @@ class CircularBlur(Operator):
 
     def likelihood_sample(self, x0: torch.Tensor, y: torch.Tensor, rho: float, sigma_p: float,
                           generator: Generators = None) -> torch.Tensor:
-        """Exact sample in the Fourier domain (method §3.3, circular blur)."""
+        """Exact sample in the Fourier domain (docs/method.md §3.3, circular blur)."""
         check_likelihood_args(rho, sigma_p)
         k = self._otf(x0)
         s = 1.0 / (k.abs() ** 2 / sigma_p**2 + 1.0 / rho**2)
@@ -106,7 +106,7 @@ class CircularBlur(Operator):
 @register
 class GaussianBlur(CircularBlur):
     """Gaussian blur: a kernel_size² delta filtered by scipy.ndimage.gaussian_filter(sigma) (truncate 4, reflect),
-    sigma = 3 px and 61×61 by default (method §4.3)."""
+    sigma = 3 px and 61×61 by default (docs/method.md §4.3)."""
 
     name = "deblur-gauss"
 
@@ -127,7 +127,7 @@ class GaussianBlur(CircularBlur):
 
 @register
 class MotionBlur(CircularBlur):
-    """Random-trajectory motion blur (method §4.4), kernel_size² (61) with intensity in [0, 1] (0.5), drawn from
+    """Random-trajectory motion blur (docs/method.md §4.4), kernel_size² (61) with intensity in [0, 1] (0.5), drawn from
     numpy.random.default_rng(seed). The kernel itself is stored in the config, so `from_config` reproduces it
     exactly even if the generator changes; pass `kernel` to reuse one."""
 

@@ -1,7 +1,7 @@
-"""Inpainting: A(x) = m ⊙ x with a binary mask m (1 = known pixel), method §4.1.
+"""Inpainting: A(x) = m ⊙ x with a binary mask m (1 = known pixel), docs/method.md §4.1.
 
 y keeps the full image shape and is noisy everywhere; the hole pixels are ignored by the likelihood.
-The likelihood step is exact, per pixel (method §3.3):
+The likelihood step is exact, per pixel (docs/method.md §3.3):
     var = (1/rho² + m/sigma_p²)⁻¹,  mean = var · (x0/rho² + m·y/sigma_p²),  u = mean + sqrt(var)·eps.
 """
 
@@ -38,7 +38,7 @@ class MaskOperator(Operator):
 
     def likelihood_sample(self, x0: torch.Tensor, y: torch.Tensor, rho: float, sigma_p: float,
                           generator: Generators = None) -> torch.Tensor:
-        """Exact sample, method §3.3 (inpainting)."""
+        """Exact sample, docs/method.md §3.3 (inpainting)."""
         check_likelihood_args(rho, sigma_p)
         m = like(self.mask, x0)
         var = 1.0 / (1.0 / rho**2 + m / sigma_p**2)

@@ -1,4 +1,4 @@
-"""Random-trajectory motion-blur kernels, re-implemented from the description in method §4.4 (step numbers below).
+"""Random-trajectory motion-blur kernels, re-implemented from the description in docs/method.md §4.4 (step numbers below).
 
 Everything is drawn on a canvas twice the kernel size, then drawn, blurred, resized and normalised.
 """
@@ -36,7 +36,7 @@ def _trajectory(diag: float, intensity: float, rng: np.random.Generator) -> np.n
 
 
 def motion_kernel(size: int, intensity: float, rng: np.random.Generator) -> np.ndarray:
-    """A (size, size) float64 motion kernel summing to 1, intensity in [0, 1] (method §4.4)."""
+    """A (size, size) float64 motion kernel summing to 1, intensity in [0, 1] (docs/method.md §4.4)."""
     from PIL import Image, ImageDraw, ImageFilter
 
     canvas = 2 * size

@@ -94,7 +94,7 @@ def positive_float(value: Any, name: str, allow_zero: bool = False) -> float:
 
 
 def check_likelihood_args(rho: float, sigma_p: float) -> None:
-    """The likelihood step needs rho > 0 and sigma_p > 0 (method §3.3)."""
+    """The likelihood step needs rho > 0 and sigma_p > 0 (docs/method.md §3.3)."""
     if not rho > 0:
         raise ValueError(f"rho must be > 0, got {rho}")
     if not sigma_p > 0:

@@ -1,4 +1,4 @@
-"""Super-resolution: bicubic antialiased downsampling by 2, 4 or 8 (method §4.2), as two dense 1-D matrices.
+"""Super-resolution: bicubic antialiased downsampling by 2, 4 or 8 (docs/method.md §4.2), as two dense 1-D matrices.
 
 A(x) = M_h · x · M_wᵀ per channel, M_h of shape (ceil(H/s), H), M_w of shape (ceil(W/s), W).
 Row i of M (0-based) weights input pixel j by k_s(p_i − j), normalised to sum 1, where
@@ -12,7 +12,7 @@ Likelihood step (default `likelihood="exact"`): with the full SVDs M_h = U_h S_h
 AᵀA = (V_h ⊗ V_w) diag(s_h,i² s_w,j²) (V_h ⊗ V_w)ᵀ (s padded with zeros on the null space), so the Gaussian
 p(u) ∝ exp(−|Au − y|²/(2σ_p²) − |u − x0|²/(2ρ²)) is diagonal in that basis with precision
 λ_ij = s_h,i² s_w,j²/σ_p² + 1/ρ²:  u = V_h [(V_hᵀ b V_w)/λ + (V_hᵀ ε V_w)/√λ] V_wᵀ, b = Aᵀy/σ_p² + x0/ρ².
-`likelihood="langevin"` runs the reference's ULA instead (method §3.3, §7.13).
+`likelihood="langevin"` runs the reference's ULA instead (docs/method.md §3.3, §7.13).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class Downsample(Operator):
 
 @register
 class SR2(Downsample):
-    """×2 bicubic antialiased downsampling (method §4.2 with s = 2)."""
+    """×2 bicubic antialiased downsampling (docs/method.md §4.2 with s = 2)."""
 
     name = "sr2"
     factor = 2
@@ -118,7 +118,7 @@ class SR2(Downsample):
 
 @register
 class SR4(Downsample):
-    """×4 bicubic antialiased downsampling, the paper's super-resolution task (method §4.2)."""
+    """×4 bicubic antialiased downsampling, the paper's super-resolution task (docs/method.md §4.2)."""
 
     name = "sr4"
     factor = 4
@@ -126,7 +126,7 @@ class SR4(Downsample):
 
 @register
 class SR8(Downsample):
-    """×8 bicubic antialiased downsampling (method §4.2 with s = 8)."""
+    """×8 bicubic antialiased downsampling (docs/method.md §4.2 with s = 8)."""
 
     name = "sr8"
     factor = 8

@@ -1,4 +1,4 @@
-"""Denoising (A = I) and phase retrieval (method §4.5)."""
+"""Denoising (A = I) and phase retrieval (docs/method.md §4.5)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from operators.registry import register
 
 @register
 class Denoise(Operator):
-    """A = I. Exact likelihood step: var = (1/ρ² + 1/σ_p²)⁻¹, mean = var·(x0/ρ² + y/σ_p²) (method §3.3 with m = 1)."""
+    """A = I. Exact likelihood step: var = (1/ρ² + 1/σ_p²)⁻¹, mean = var·(x0/ρ² + y/σ_p²) (docs/method.md §3.3 with m = 1)."""
 
     name = "denoise"
     linear = True
@@ -39,10 +39,10 @@ class Denoise(Operator):
 class PhaseRetrieval(Operator):
     """A(x) = |F_c(pad((x + 1)/2))|: x mapped to [0, 1], zero-padded by int(oversample/8·H) rows and
     int(oversample/8·W) columns on each side (128 on 256 for the default oversample = 4, i.e. 4× the pixels),
-    centred orthonormal 2-D FFT (ifftshift, fft "ortho", fftshift), magnitude (method §4.5).
+    centred orthonormal 2-D FFT (ifftshift, fft "ortho", fftshift), magnitude (docs/method.md §4.5).
 
     Computed in the input's precision (the reference uses complex128). No closed form: the likelihood step is the
-    base class's ULA, 100 steps, C1 = C2 = 0.1 (method §3.3). Not linear; `pseudo_inverse` has no meaning here and
+    base class's ULA, 100 steps, C1 = C2 = 0.1 (docs/method.md §3.3). Not linear; `pseudo_inverse` has no meaning here and
     returns the mid-grey image (zeros), a neutral start.
     """
 

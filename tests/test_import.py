@@ -1,4 +1,4 @@
-"""Import of the authors' EDM2 persistence pickles (method §9) without executing them.
+"""Import of the authors' EDM2 persistence pickles (docs/method.md §9) without executing them.
 
 The pickles are written inside the tests with the structure of the published files: persistent modules reduced to
 `torch_utils.persistence._reconstruct_persistent_obj(meta)` (meta: type, version, module_src, class_name, state
@@ -277,7 +277,7 @@ def test_missing_ema_key(tmp_path):
 
 
 def test_test_pickles_ask_for_exactly_the_globals_of_the_published_files(tmp_path):
-    """The globals requested equal the table of method §9 (so these tests exercise the real structure)."""
+    """The globals requested equal the table of docs/method.md §9 (so these tests exercise the real structure)."""
     config = network_config("generator", "tiny")
     src = tmp_path / "g.pkl"
     _write_pickle(src, build_network(config), _authors_kwargs(config), wrap_generator=True, extras=False)

@@ -1,5 +1,5 @@
 """Tests of ncvsd_cli.networks: parameter counts and names of the published models (meta device), EDM2 MP
-primitives, initialisation from a teacher (method §1.9), size flexibility, labels and training mode."""
+primitives, initialisation from a teacher (docs/method.md §1.9), size flexibility, labels and training mode."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def random_teacher(preset: str = "tiny", seed: int = 0) -> Precond:
     return teacher.eval()
 
 
-# ---------------------------------------------------------------- published architectures (method §2.3, §9)
+# ---------------------------------------------------------------- published architectures (docs/method.md §2.3, §9)
 
 
 @pytest.mark.parametrize(
@@ -109,7 +109,7 @@ def test_teacher_state_dict_names_and_shapes():
     assert "unet.dec.8x8_in1.attn_qkv.weight" not in sd and "unet.dec.32x32_block0.attn_qkv.weight" not in sd
 
 
-# ---------------------------------------------------------------- MP primitives (method §2.1)
+# ---------------------------------------------------------------- MP primitives (docs/method.md §2.1)
 
 
 def test_mp_primitives_preserve_magnitude(rng):
@@ -161,7 +161,7 @@ def test_forced_weight_norm_allows_two_calls_per_backward_and_follows_optimizer(
         assert torch.allclose(rms, torch.ones_like(rms), atol=1e-3)
 
 
-# ---------------------------------------------------------------- initialisation from the teacher (method §1.9)
+# ---------------------------------------------------------------- initialisation from the teacher (docs/method.md §1.9)
 
 
 @pytest.mark.parametrize("preset", ["tiny", "tiny-cond"])

@@ -230,7 +230,7 @@ def test_random_mask_fraction_and_seed():
 
 @pytest.mark.parametrize("shape", [(1, 256, 256), (1, 13, 11)])
 def test_blur_reference_shift(shape):
-    """shift=True reproduces the reference's (−1, −1) circular shift (method §4.3); the default is centred."""
+    """shift=True reproduces the reference's (−1, −1) circular shift (docs/method.md §4.3); the default is centred."""
     _, _, w = shape
     delta = torch.zeros(1, *shape)
     delta[..., 7, 5] = 1

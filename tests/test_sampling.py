@@ -16,7 +16,7 @@ from ncvsd_cli.sampling.schedules import karras_sigmas, ts_sigmas, validate_ts
 from ncvsd_cli.sampling.teacher_baselines import daps, dps
 from operators.noise import generators_for_seeds
 
-# method §3.2: the PnP-GD schedule (steps 50, 80 -> 0.002, rho 2) as printed
+# docs/method.md §3.2: the PnP-GD schedule (steps 50, 80 -> 0.002, rho 2) as printed
 PAPER_SIGMAS = [80, 76.78, 73.63, 70.55, 67.53, 64.58, 61.69, 58.87, 56.12, 53.43, 50.81, 48.25, 45.76, 43.34, 40.98,
                 38.69, 36.46, 34.30, 32.21, 30.18, 28.22, 26.32, 24.49, 22.72, 21.03, 19.39, 17.83, 16.33, 14.89,
                 13.52, 12.22, 10.98, 9.811, 8.707, 7.668, 6.695, 5.788, 4.947, 4.172, 3.463, 2.820, 2.243, 1.732,
@@ -33,7 +33,7 @@ def test_karras_matches_the_paper_schedule():
 
 
 def test_ts_grid_check_values():
-    # method §2.7: T(0) = 80, T(10) = 16.78, T(12) = 11.72, T(14) = 8.03, T(20) = 2.240, T(22) = 1.382, ...
+    # docs/method.md §2.7: T(0) = 80, T(10) = 16.78, T(12) = 11.72, T(14) = 8.03, T(20) = 2.240, T(22) = 1.382, ...
     want = {0: 80, 10: 16.78, 12: 11.72, 14: 8.03, 20: 2.240, 22: 1.382, 30: 0.1312, 39: 0.002}
     got = ts_sigmas(list(want)).tolist()
     assert got == pytest.approx(list(want.values()), rel=1e-3)

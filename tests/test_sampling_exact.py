@@ -1,4 +1,4 @@
-"""Exactness of the samplers with a Gaussian prior, whose posteriors are known in closed form (method §10).
+"""Exactness of the samplers with a Gaussian prior, whose posteriors are known in closed form (docs/method.md §10).
 
 PnP-GD with the exact generative denoiser, beta = 2 sigma_y², the EMA off and a schedule that ends well below sigma_y
 samples the exact posterior p(x | y) = N(m, C) of a linear operator (from OPS, as a dense matrix). Many chains run in
@@ -38,7 +38,7 @@ def _prior(shape, seed=0):
 def _exact_schedule() -> torch.Tensor:
     """329 levels: 29 Karras (rho 7) levels 80 -> 0.2, then 300 log-spaced levels 0.2 -> 0.001, so the last denoiser
     call is at sigma ~ 1e-3 << sigma_y and ~190 levels lie in [sigma_y / 10, 3 sigma_y], where the Gibbs chain's
-    mixing slows down (method §10)."""
+    mixing slows down (docs/method.md §10)."""
     return torch.cat([karras_sigmas(30, 0.2, 80.0, rho=7.0)[:-1],
                       torch.logspace(math.log10(0.2), math.log10(0.001), 300, dtype=torch.float64)])
 

@@ -114,7 +114,7 @@ def test_sigma_grid_sampler():
     grid = karras_grid()
     assert len(grid) == 1000 and grid[0] == pytest.approx(80) and grid[-1] == pytest.approx(0.002)
     s = uniform_grid_sigma(4000, grid, torch.Generator().manual_seed(0))
-    assert 2.0 < s.median() < 3.1  # method §1.7: median about 2.52
+    assert 2.0 < s.median() < 3.1  # docs/method.md §1.7: median about 2.52
     assert 0.55 < (s > 1).float().mean() < 0.64
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 #: File suffixes read from folders and zips (case-insensitive).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-#: Size of the standard FFHQ-256 test split (method §5: 100 images, sorted file names).
+#: Size of the standard FFHQ-256 test split (docs/method.md §5: 100 images, sorted file names).
 FFHQ_TEST_SIZE = 100
 FFHQ_ENV = "NCVSD_FFHQ"
 
@@ -147,7 +147,7 @@ def image_folder(path: str | os.PathLike, resolution: int, name: str | None = No
 
 
 def ffhq_test(resolution: int = 256, data: str | os.PathLike | None = None) -> BenchDataset:
-    """The standard FFHQ-256 test split: the first 100 images in sorted file-name order (method §5).
+    """The standard FFHQ-256 test split: the first 100 images in sorted file-name order (docs/method.md §5).
 
     `data` (or $NCVSD_FFHQ) is a folder or zip; with neither, or when it holds fewer than 100 images, DatasetError
     carries FFHQ_MISSING_MESSAGE (what to download and where to put it).

@@ -1,9 +1,9 @@
 """Which runs a benchmark makes for a task, and how each one is called through `ncvsd_cli.sampling.METHODS`.
 
 `--methods` takes registry names plus the group "classical" (every classical baseline that applies to the task):
-- "pnp-gd": PnP-GD with the generator, once per value of the NFE sweep (task preset with nfe=N, method §3.4);
+- "pnp-gd": PnP-GD with the generator, once per value of the NFE sweep (task preset with nfe=N, docs/method.md §3.4);
 - "pnp-gd-warm": the same warm-started from the classical estimate (the preset's `warm_start` schedule);
-- "dps", "daps": teacher-driven baselines at `baseline_nfe` network evaluations (1000 by default, method §6.2);
+- "dps", "daps": teacher-driven baselines at `baseline_nfe` network evaluations (1000 by default, docs/method.md §6.2);
 - classical baselines (bicubic, Wiener/Tikhonov, biharmonic inpainting, pseudo-inverse): NFE 0, no network.
 """
 

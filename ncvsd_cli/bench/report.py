@@ -4,7 +4,7 @@ Aggregation (stated in every output):
 - "mean": each image's metrics are averaged over its runs (one run unless --best-of K), then the mean and the
   sample standard deviation (ddof = 1; 0 for a single image) over images are reported.
 - "best-of-K" (only with K > 1 runs): each image's best run is taken separately per metric (max PSNR, max SSIM,
-  min LPIPS; the DAPS / NCVSD eval.py convention, method §5), then mean and std over images. It flatters the method
+  min LPIPS; the DAPS / NCVSD eval.py convention, docs/method.md §5), then mean and std over images. It flatters the method
   and is labelled as such.
 Costs: network and operator evaluations are per run (mean), seconds is the mean wall clock per image and run,
 peak memory the maximum over rows (see bench/memory.py for its meaning).

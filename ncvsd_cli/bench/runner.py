@@ -2,7 +2,7 @@
 
 For each task: the operator is built once from the task preset; for each image the measurement is made once
 (bench/measurements.py: seeded from (seed, image index)) and every job (bench/methods.py) restores it; each
-result is scored (PSNR, SSIM, LPIPS on [0, 1], method §5), timed, and appended to the CSV at once. Rows whose key is
+result is scored (PSNR, SSIM, LPIPS on [0, 1], docs/method.md §5), timed, and appended to the CSV at once. Rows whose key is
 already in DIR are skipped with --resume. Reports (bench/report.py) are written at the end by rank 0.
 """
 
@@ -160,7 +160,7 @@ def _generators_teacher(gen_cfg: dict[str, Any]) -> str | None:
 
 
 class _Scorer:
-    """PSNR, SSIM and LPIPS of an estimate against ground truth, both (B, C, H, W) in [-1, 1] (method §5: mapped to
+    """PSNR, SSIM and LPIPS of an estimate against ground truth, both (B, C, H, W) in [-1, 1] (docs/method.md §5: mapped to
     [0, 1] by (x + 1) / 2 and clipped). The LPIPS network is built on first use."""
 
     def __init__(self, net: str, device: str):

@@ -18,7 +18,7 @@ EPILOG = """Examples:
   ncvsd sample --checkpoint my-generator.safetensors --class-label 3 --seeds 0-7 -o cls3.png
 
 -o ending in an image suffix (.png, .jpg) writes one grid; anything else is a directory of <seed:06d>.png.
---nfe 1, 2, 4 use the paper's ts = [10,39], [10,22,39], [0,10,20,30,39] (method §2.7); --ts sets indices into
+--nfe 1, 2, 4 use the paper's ts = [10,39], [10,22,39], [0,10,20,30,39] (docs/method.md §2.7); --ts sets indices into
 the 40-point grid directly. A sample depends only on its seed, not on --batch-size.
 Exit codes: 0 ok, 1 some outputs failed, 2 usage error, 3 checkpoint missing or corrupt."""
 

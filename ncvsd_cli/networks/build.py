@@ -1,4 +1,4 @@
-"""Network configs, construction and initialisation from a teacher (method §1.9, §2).
+"""Network configs, construction and initialisation from a teacher (docs/method.md §1.9, §2).
 
 A network config is a JSON-friendly dict:
     {"kind": "teacher" | "generator" | "score" | "discriminator", "preset": str | None,
@@ -83,7 +83,7 @@ def _copy_matching(dst: nn.Module, src: dict[str, torch.Tensor], fresh: tuple[st
 
 
 def init_from_teacher(net: nn.Module, teacher: Precond) -> nn.Module:
-    """Initialise `net` in place from a teacher Precond (method §1.9) and return it.
+    """Initialise `net` in place from a teacher Precond (docs/method.md §1.9) and return it.
 
     Generator / score model: `enc` and `ctrl` <- teacher encoder + embedding; `dec` <- teacher decoder + embedding
     + out_conv + out_gain; mixing weights set to 0; log-variance head left fresh.

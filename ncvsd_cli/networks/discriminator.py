@@ -1,4 +1,4 @@
-"""Discriminator C_psi (method §2.6): two UNet encoders, mp_cat of their bottlenecks, global average pool and an
+"""Discriminator C_psi (docs/method.md §2.6): two UNet encoders, mp_cat of their bottlenecks, global average pool and an
 MPConv linear layer 2*C -> 1 (`out_conv`) that returns logits (the sigmoid is folded into the BCE loss)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""EDM preconditioning, the teacher Precond, PrecondCondition and the GenerativeDenoiser (method §2.3-§2.5).
+"""EDM preconditioning, the teacher Precond, PrecondCondition and the GenerativeDenoiser (docs/method.md §2.3-§2.5).
 
 Conventions: x is (B, C, H, W) float; sigma is a python float or a (B,) / (B,1,1,1) tensor of EDM noise levels
 (> 0); class_labels is a one-hot (B, label_dim) tensor, an integer (B,) tensor of class indices, or None (an

@@ -1,4 +1,4 @@
-"""Architecture presets as plain data (method §1.10, §2.3, §7.8).
+"""Architecture presets as plain data (docs/method.md §1.10, §2.3, §7.8).
 
 Each entry holds the constructor arguments of Precond / PrecondCondition / Discriminator: `img_resolution`,
 `img_channels`, `label_dim` and the UNet arguments. Parameter counts (teacher / generator) are checked in

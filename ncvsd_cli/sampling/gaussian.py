@@ -1,4 +1,4 @@
-"""An exact Gaussian prior N(mu, diag(s²)): closed-form teacher, generative denoiser and posteriors (method §10).
+"""An exact Gaussian prior N(mu, diag(s²)): closed-form teacher, generative denoiser and posteriors (docs/method.md §10).
 
 With this prior every quantity the samplers approximate is known exactly, so the tests of the whole project use it:
 - teacher D(x, sigma) = E[x0 | x0 + sigma * eps = x] = m,
@@ -53,12 +53,12 @@ class GaussianPrior:
         return v * (mu / s2 + y / sig**2), v
 
     def teacher(self, x: torch.Tensor, sigma: float | torch.Tensor, class_labels=None) -> torch.Tensor:
-        """Exact E[x0 | x] at noise level sigma (method §10)."""
+        """Exact E[x0 | x] at noise level sigma (docs/method.md §10)."""
         return self._moments(x, sigma)[0]
 
     def denoiser(self, y: torch.Tensor, sigma: float | torch.Tensor, generator: Generators = None,
                  class_labels=None) -> torch.Tensor:
-        """One exact sample of p(x0 | y_sigma = y) (method §10), noise from `generator`."""
+        """One exact sample of p(x0 | y_sigma = y) (docs/method.md §10), noise from `generator`."""
         m, v = self._moments(y, sigma)
         return m + v.sqrt() * randn_like(y, generator)
 
@@ -78,7 +78,7 @@ class GaussianPrior:
         """Exact posterior of x0 given y = A x0 + n, n ~ N(0, sigma_y² I + smoothing_sigma² A Aᵀ) (float64).
 
         A: (M, D) dense matrix (see `operator_matrix`), y: (M,) or (B, M) flattened measurements, sigma_y > 0.
-        smoothing_sigma > 0 gives the x0-marginal of PnP-GD's split-Gibbs target at that sigma (method §10).
+        smoothing_sigma > 0 gives the x0-marginal of PnP-GD's split-Gibbs target at that sigma (docs/method.md §10).
         Returns (mean (B, D) or (D,), covariance (D, D)); covariance S - S Aᵀ (A S Aᵀ + N)^-1 A S, S = diag(s²).
         """
         A = A.to(torch.float64)

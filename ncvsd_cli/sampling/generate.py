@@ -1,7 +1,7 @@
-"""Multi-step generation with `ts` indices into the 40-point grid (method §2.7, paper Eq. 26-27).
+"""Multi-step generation with `ts` indices into the 40-point grid (docs/method.md §2.7, paper Eq. 26-27).
 
 A generative denoiser G(y, sigma) samples q(x0 | y_sigma = y). Given a condition (y, sigma) and a partially denoised
-x at level tau, the posterior-score identity (method §1.3, §7 item 2) folds both observations into one:
+x at level tau, the posterior-score identity (docs/method.md §1.3, §7 item 2) folds both observations into one:
 sigma_eff = (sigma^-2 + tau^-2)^(-1/2), y_eff = sigma_eff² (y / sigma² + x / tau²), x0 = G(y_eff, sigma_eff);
 then x is re-noised with fresh noise to the next grid level (DDIM-like, zeta = 1).
 """
@@ -16,7 +16,7 @@ from ncvsd_cli.sampling.common import SamplerResult, base_operator
 from ncvsd_cli.sampling.schedules import TS_SIGMA_MAX, ts_grid, validate_ts
 from operators.noise import Generators, randn, randn_like
 
-#: Default `ts` per number of denoiser calls (paper Table 3 / method §2.7): 1 step uses the ImageNet-64 start
+#: Default `ts` per number of denoiser calls (paper Table 3 / docs/method.md §2.7): 1 step uses the ImageNet-64 start
 #: index 10 (sigma_eff 16.42; ImageNet-512 used 12); 2 and 4 steps are the values both datasets used.
 DEFAULT_TS: dict[int, list[int]] = {1: [10, 39], 2: [10, 22, 39], 4: [0, 10, 20, 30, 39]}
 #: Most denoiser calls `default_ts` spreads over the grid (indices 0..30, one call each).
@@ -44,7 +44,7 @@ def _call(denoiser: Callable, y: torch.Tensor, sigma: float, generator: Generato
 
 def multistep_denoise(denoiser: Callable, y: torch.Tensor, sigma: float, ts: Sequence[int], generator: Generators,
                       class_labels=None) -> torch.Tensor:
-    """One sample of q(x0 | y_sigma = y) refined over `ts` (method §2.7); len(ts) - 1 denoiser calls.
+    """One sample of q(x0 | y_sigma = y) refined over `ts` (docs/method.md §2.7); len(ts) - 1 denoiser calls.
 
     y: (B, C, H, W) condition at noise level sigma > 0 (a float). The terminal index only sets the discarded
     last re-noise. Returns the last x0.
@@ -67,7 +67,7 @@ def multistep_denoise(denoiser: Callable, y: torch.Tensor, sigma: float, ts: Seq
 
 def generate(denoiser: Callable, shape: Sequence[int], ts: Sequence[int], generator: Generators,
              class_labels=None, device: torch.device | str | None = None) -> SamplerResult:
-    """Unconditional (or class-conditional) samples of shape (B, C, H, W) in [-1, 1] (method §2.7).
+    """Unconditional (or class-conditional) samples of shape (B, C, H, W) in [-1, 1] (docs/method.md §2.7).
 
     The condition is pure noise y = 80 * eps at init_sigma = 80, so the first call is effectively
     G(sigma_eff * eps, sigma_eff). NFE = len(ts) - 1. `ts`: e.g. `default_ts(nfe)`.
@@ -90,7 +90,7 @@ def denoiser_applies(operator) -> bool:
 def denoise_measurement(denoiser: Callable, operator, y: torch.Tensor, sigmas=None, *, generator: Generators,
                         sigma_y: float = 0.05, nfe: int = 1, class_labels=None, callback=None) -> SamplerResult:
     """Method `denoiser`: a sample of the denoising posterior q(x0 | y_sigma = y) at sigma = sigma_y, drawn by the
-    generative denoiser itself (what NCVSD distils, method §1; no PnP loop): G(y, sigma_y) for nfe = 1, refined by
+    generative denoiser itself (what NCVSD distils, docs/method.md §1; no PnP loop): G(y, sigma_y) for nfe = 1, refined by
     `multistep_denoise` with `default_ts(nfe)` for 1 < nfe <= 31. Only for the `denoise` operator.
 
     y: (B, C, H, W) noisy images in [-1, 1] (a padded operator's y is reflect-padded to its canvas, as its

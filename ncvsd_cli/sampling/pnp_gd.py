@@ -1,10 +1,10 @@
-"""PnP-GD: split-Gibbs posterior sampling with a generative denoiser (method §3.1-3.3, paper Alg. 1).
+"""PnP-GD: split-Gibbs posterior sampling with a generative denoiser (docs/method.md §3.1-3.3, paper Alg. 1).
 
 Target pi(x0) ∝ q(x0) exp(-|y - A(x0)|² / beta), annealed through pi_sigma(x0, u) ∝ q(x0) exp(-|A(u) - y|² / beta
-- |u - x0|² / (2 sigma²)) with sigma following `sigmas` (method §3.2):
+- |u - x0|² / (2 sigma²)) with sigma following `sigmas` (docs/method.md §3.2):
     u = x_init + sigmas[0] * eps               (x_init = 0: the paper's start from noise)
     for i = 0 .. N-2:
-        x  = G(u, sigmas[i])                       prior step (multi-step with `ts` when given, method §2.7)
+        x  = G(u, sigmas[i])                       prior step (multi-step with `ts` when given, docs/method.md §2.7)
         x0 = ema_decay * x0 + (1 - ema_decay) * x  when sigmas[i] < ema_sigma and an x0 exists, else x0 = x
         u  ~ exp(-|A(u) - y|² / (2 sp²) - |u - x|² / (2 sigmas[i+1]²)),  sp = sqrt(beta / 2)   (next sigma!)
     return x0
@@ -52,13 +52,13 @@ def pnp_gd(denoiser: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor |
            generator: Generators, callback: Callable[[dict], None] | None = None, beta: float,
            ema_sigma: float | None = 100.0, ema_decay: float = 0.6, ts: Sequence[int] | None = None,
            class_labels=None, x_init: torch.Tensor | None = None) -> SamplerResult:
-    """Posterior samples of x0 given measurements y (method §3.2).
+    """Posterior samples of x0 given measurements y (docs/method.md §3.2).
 
     denoiser: generative denoiser `G(y, sigma, generator=...)`. operator: an `operators.Operator`.
     y: measurements (B, ...). sigmas: decreasing noise levels, length N >= 2 (e.g. `karras_sigmas(50, rho=2)`).
     beta > 0: likelihood temperature (Bayes-exact 2 sigma_y²; the paper's tuned values are smaller).
     ema_sigma: EMA of x0 active below this sigma (100 = always, the paper's "∞"; None or 0 = off).
-    ema_decay in [0, 1): weight of the previous x0. ts: optional multi-step prior step (method §2.7).
+    ema_decay in [0, 1): weight of the previous x0. ts: optional multi-step prior step (docs/method.md §2.7).
     callback: called after every iteration with dict(i, sigma, x, x0, u).
     x_init: optional (B, *operator.image_shape) starting estimate in [-1, 1]; the chain starts at
     u = x_init + sigmas[0] * eps instead of sigmas[0] * eps (warm start, see the module docstring).
@@ -75,7 +75,7 @@ def pnp_gd(denoiser: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor |
     if not 0 <= ema_decay < 1:
         raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
     ema_sigma = 0.0 if ema_sigma is None else float(ema_sigma)
-    sigma_p = math.sqrt(beta / 2)                                       # method §3.3
+    sigma_p = math.sqrt(beta / 2)                                       # docs/method.md §3.3
     batch = y.shape[0]
     u = sig[0] * randn((batch, *operator.image_shape), generator, device=y.device, dtype=y.dtype)
     if x_init is not None:

@@ -1,4 +1,4 @@
-"""Task presets: the paper's PnP-GD settings per task (method §3.4), packaged as `ncvsd_cli/presets/tasks/*.yaml`.
+"""Task presets: the paper's PnP-GD settings per task (docs/method.md §3.4), packaged as `ncvsd_cli/presets/tasks/*.yaml`.
 
 Merge order (later wins): packaged preset < user YAML (`--preset FILE`) < explicit overrides (command-line flags).
 `nfe=N` (N denoiser calls) sets steps = N + 1, or steps = N / (len(ts) - 1) + 1 with a multi-step `ts`.
@@ -188,7 +188,7 @@ def load_task_preset(task: str, nfe: int | None = None, preset_file: str | Path 
 
 
 def preset_sigmas(preset: dict[str, Any]):
-    """The Karras noise levels of a preset (float64 tensor of length `steps`, method §3.2)."""
+    """The Karras noise levels of a preset (float64 tensor of length `steps`, docs/method.md §3.2)."""
     from ncvsd_cli.sampling.schedules import karras_sigmas
     return karras_sigmas(preset["steps"], preset["sigma_min"], preset["sigma_max"], preset["rho"])
 

@@ -1,7 +1,7 @@
 """Noise-level schedules (EDM sigmas, variance exploding: x_t = x_0 + t * eps).
 
-- `karras_sigmas`: the Karras et al. (2022) schedule used by PnP-GD (method §3.2, rho = 2 there).
-- `ts_sigmas`: noise levels of `ts` indices into the 40-point rho = 7 grid of multi-step generation (method §2.7).
+- `karras_sigmas`: the Karras et al. (2022) schedule used by PnP-GD (docs/method.md §3.2, rho = 2 there).
+- `ts_sigmas`: noise levels of `ts` indices into the 40-point rho = 7 grid of multi-step generation (docs/method.md §2.7).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-#: The 40-point grid of multi-step generation (method §2.7): T(i), i = 0..39, rho = 7, 80 -> 0.002.
+#: The 40-point grid of multi-step generation (docs/method.md §2.7): T(i), i = 0..39, rho = 7, 80 -> 0.002.
 TS_GRID_POINTS = 40
 TS_SIGMA_MIN = 0.002
 TS_SIGMA_MAX = 80.0
@@ -21,7 +21,7 @@ def karras_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0,
     """Decreasing float64 tensor of `steps` noise levels from sigma_max down to sigma_min (both included).
 
     sigma_i = (sigma_max^(1/rho) + i / (steps - 1) * (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho, i = 0..steps-1
-    (method §3.2; no trailing zero is appended). steps >= 2, 0 < sigma_min < sigma_max, rho > 0.
+    (docs/method.md §3.2; no trailing zero is appended). steps >= 2, 0 < sigma_min < sigma_max, rho > 0.
     `steps == 1` returns [sigma_max].
     """
     steps = int(steps)
@@ -41,7 +41,7 @@ def karras_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0,
 
 
 def ts_grid() -> torch.Tensor:
-    """The full 40-point grid T(0) = 80 ... T(39) = 0.002 (float64, method §2.7)."""
+    """The full 40-point grid T(0) = 80 ... T(39) = 0.002 (float64, docs/method.md §2.7)."""
     return karras_sigmas(TS_GRID_POINTS, TS_SIGMA_MIN, TS_SIGMA_MAX, TS_RHO)
 
 

@@ -18,7 +18,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 class RunSettings:
     """Settings shared by `ncvsd train` and `ncvsd distill` (small-scale defaults for `builtin`).
 
-    lr: ref_lr of the EDM2 schedule (method §1.8); ref_batches: decay starts after ref_batches·batch images
+    lr: ref_lr of the EDM2 schedule (docs/method.md §1.8); ref_batches: decay starts after ref_batches·batch images
     (0 = none); rampup_kimg: linear warm-up; p_mean/p_std: lognormal σ (teacher) or t (distillation); sigma_rels: EMA
     widths; duration/snapshot: see loop.parse_duration; command: the command line recorded in provenance.
     """
@@ -70,7 +70,7 @@ def build(kind: str, preset: str, device: torch.device, channels_last: bool = Fa
 
 
 def make_adam(net: torch.nn.Module, device: torch.device) -> torch.optim.Adam:
-    """Adam(β = (0.9, 0.99), eps 1e-8, no weight decay) as in method §1.8; lr is set per step by the schedule."""
+    """Adam(β = (0.9, 0.99), eps 1e-8, no weight decay) as in docs/method.md §1.8; lr is set per step by the schedule."""
     return torch.optim.Adam(net.parameters(), lr=0.0, betas=(0.9, 0.99), eps=1e-8,
                             foreach=True if device.type != "cpu" else None)
 

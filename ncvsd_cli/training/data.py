@@ -1,7 +1,7 @@
 """Training data: image folders, zip files (EDM2 dataset-tool layout) and `builtin` (scikit-image photos).
 
 Every draw is *counter based*: item number `p` of a stream (seed, rank, world_size) is a pure function of those
-numbers, so the iterator state is one integer (`position`) and resume is exact (method §1.8 "infinite, seeded,
+numbers, so the iterator state is one integer (`position`) and resume is exact (docs/method.md §1.8 "infinite, seeded,
 per-epoch shuffled sampler, strided by rank", plus random crops and x-flips).
 
 Items are float tensors (C, H, W) in [-1, 1] (ARCHITECTURE.md conventions). Files are decoded by images.py
@@ -56,7 +56,7 @@ def _to_rgb_uint8(a: np.ndarray) -> np.ndarray:
 
 
 def _u8_to_tensor(a: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float in [-1, 1] (2 p / 255 - 1, method §1.1, via images.from_unit)."""
+    """(H, W, 3) uint8 -> (3, H, W) float in [-1, 1] (2 p / 255 - 1, docs/method.md §1.1, via images.from_unit)."""
     from ncvsd_cli.images import from_unit
 
     return from_unit(torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255.0)

@@ -1,4 +1,4 @@
-"""NCVSD distillation (method §1.3-§1.9): generator G_θ, auxiliary score model D_φ and discriminator C_ψ, all
+"""NCVSD distillation (docs/method.md §1.3-§1.9): generator G_θ, auxiliary score model D_φ and discriminator C_ψ, all
 initialised from a frozen teacher D_0, trained with three sequential updates per iteration, each on its own
 fresh batch (§1.8 order: score, discriminator, generator).
 
@@ -30,13 +30,13 @@ _CONFIG_KEYS = ("preset", "arch", "img_resolution", "img_channels", "label_dim",
 
 @dataclass
 class DistillSettings(RunSettings):
-    """Settings of `ncvsd distill` (see RunSettings; paper values in method §1.10).
+    """Settings of `ncvsd distill` (see RunSettings; paper values in docs/method.md §1.10).
 
     lr: ref_lr (score model); g_lr_scale/d_lr_scale: multipliers for generator/discriminator (0.01);
     init_generator: a generator checkpoint to start G_θ from instead of the teacher (continues an earlier
     distillation whose state.pt is gone; score model and discriminator still start from the teacher);
     gan_warmup_kimg: GAN term off before this many kimg; gan_loss_scaling: ζ; p_mean/p_std: t lognormal;
-    preview_ts: ts lists (method §2.7) for the preview grids; preview_count: images per grid.
+    preview_ts: ts lists (docs/method.md §2.7) for the preview grids; preview_count: images per grid.
     """
 
     teacher: str = ""

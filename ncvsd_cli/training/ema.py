@@ -1,4 +1,4 @@
-"""Power-function EMA (EDM2 post-hoc EMA family; method §1.8).
+"""Power-function EMA (EDM2 post-hoc EMA family; docs/method.md §1.8).
 
 For a relative standard deviation σ_rel the exponent γ is the largest real root of
 γ³ + 7γ² + (16 − σ_rel⁻²)γ + (12 − σ_rel⁻²) = 0 (σ_rel 0.05 → 16.97, 0.10 → 6.94). After each step with the
@@ -33,7 +33,7 @@ def power_function_beta(gamma: float, cur_nimg: int, batch_size: int) -> float:
 
 
 class PowerFunctionEMA:
-    """EMA copies of `net` for several σ_rel (default 0.05 and 0.10, method §1.8).
+    """EMA copies of `net` for several σ_rel (default 0.05 and 0.10, docs/method.md §1.8).
 
     `update(net, cur_nimg, batch_size)` after every optimiser step; `models()` yields (σ_rel, ema_net) with the
     buffers of `net` copied in (as at EDM2 snapshot time). The EMA nets stay in fp32 and eval mode.

@@ -72,7 +72,7 @@ def parse_duration(text: str) -> Duration:
 
 def learning_rate(cur_nimg: int, ref_lr: float, batch: int, ref_batches: float = 0.0,
                   rampup_img: float = 0.0) -> float:
-    """EDM2 schedule (method §1.8): ref_lr / sqrt(max(n / (ref_batches·batch), 1)) · min(n / rampup, 1).
+    """EDM2 schedule (docs/method.md §1.8): ref_lr / sqrt(max(n / (ref_batches·batch), 1)) · min(n / rampup, 1).
 
     ref_batches <= 0 disables the decay and rampup_img <= 0 the warm-up (then lr(0) = ref_lr, else 0).
     """
@@ -85,7 +85,7 @@ def learning_rate(cur_nimg: int, ref_lr: float, batch: int, ref_batches: float =
 
 
 def force_finite_(params) -> None:
-    """Replace NaN/±Inf gradient entries by 0 in place (method §1.8 'force_finite')."""
+    """Replace NaN/±Inf gradient entries by 0 in place (docs/method.md §1.8 'force_finite')."""
     for p in params:
         if p.grad is not None:
             torch.nan_to_num(p.grad, nan=0.0, posinf=0.0, neginf=0.0, out=p.grad)

@@ -1,4 +1,4 @@
-"""One NCVSD iteration (method §1.4-§1.6, §1.8 order): score model, discriminator, generator, each on a fresh batch.
+"""One NCVSD iteration (docs/method.md §1.4-§1.6, §1.8 order): score model, discriminator, generator, each on a fresh batch.
 
 Network-agnostic, so that the same code trains the image networks (distill.py) and the analytic toy of the tests.
 Interfaces (images in [-1, 1], σ and t as (B,) tensors):
@@ -59,7 +59,7 @@ def ncvsd_step(m: NCVSDModels, fresh: FreshBatch, sample_t: Callable[[int, torch
     """Three Adam updates; returns the mean per-dimension losses (loss_score, loss_disc, loss_vsd[, loss_gan]).
 
     lrs: learning rate per network; gan: add the GAN term to the generator loss (after warm-up); loss_norm:
-    loss_scaling / per-rank batch (method §1.4 step 9).
+    loss_scaling / per-rank batch (docs/method.md §1.4 step 9).
     """
     ac = autocast_ctx if autocast_ctx is not None else contextlib.nullcontext()
     opt = m.optimisers

@@ -1,4 +1,4 @@
-"""Teacher training with the EDM2 recipe (method §1.5 loss form, §1.7 lognormal σ, §1.8 Adam + schedule + EMA).
+"""Teacher training with the EDM2 recipe (docs/method.md §1.5 loss form, §1.7 lognormal σ, §1.8 Adam + schedule + EMA).
 
 Loss per sample: Σ_dims [λ(σ) e^(−u(σ)) (D(x0 + σn, σ) − x0)² + u(σ)], λ(σ) = (σ² + σ_d²)/(σ σ_d)², reduced as
 sum · loss_scaling / per-rank batch. Snapshots: the power-function EMAs as `teacher` checkpoints.
