@@ -58,7 +58,7 @@ def restore_row(task: str, baseline: str, tmp: Path) -> dict:
 
     from ncvsd_cli.images import example_path, load_image, to_uint8, to_unit
     from ncvsd_cli.metrics import compute_all
-    from ncvsd_cli.sampling.presets import load_task_preset
+    from ncvsd_cli.sampling.presets import task_settings
 
     truth_path = example_path("astronaut")
     meas = tmp / f"astronaut_{task}.png"
@@ -67,7 +67,7 @@ def restore_row(task: str, baseline: str, tmp: Path) -> dict:
     ncvsd("restore", "--task", task, str(meas), "--method", baseline, "-o", str(tmp / f"{task}-{baseline}.png"))
     paper_seconds, _ = ncvsd("restore", "--task", task, str(meas), "--method", "pnp-gd",
                           "-o", str(tmp / f"{task}-paper.png"))
-    warm = load_task_preset(task, warm=True)
+    warm = task_settings(task, warm=True)
     truth = load_image(str(truth_path))
     result = {"restore_seconds": round(seconds, 1), "paper_pnp_gd_seconds": round(paper_seconds, 1),
               "restore_peak_rss_mb": round(peak_mb)}

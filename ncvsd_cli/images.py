@@ -37,6 +37,8 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
+from ncvsd_cli.errors import one_line
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -125,7 +127,7 @@ def _decode_png16(data: bytes, name: str, max_pixels: int | None) -> tuple[np.nd
         raise
     except Exception as exc:  # pypng raises FormatError/ChunkError, zlib.error, ValueError on damaged files
         raise ImageError(
-            f"{name}: cannot decode 16-bit PNG (truncated or corrupt): {_one_line(exc)}"
+            f"{name}: cannot decode 16-bit PNG (truncated or corrupt): {one_line(exc, 200)}"
         ) from None
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[planes] + ";16"
     return arr, mode, 16
@@ -177,9 +179,9 @@ def _decode_pil(
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image (unrecognised format)") from None
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{name}: {_one_line(exc)}") from None
+        raise ImageError(f"{name}: {one_line(exc, 200)}") from None
     except Exception as exc:  # OSError "image file is truncated", SyntaxError "broken PNG file", ...
-        raise ImageError(f"{name}: cannot decode image (truncated or corrupt): {_one_line(exc)}") from None
+        raise ImageError(f"{name}: cannot decode image (truncated or corrupt): {one_line(exc, 200)}") from None
     mode = im.mode
     if mode == "P" and "transparency" in im.info or mode == "PA":
         arr, bits = np.asarray(im.convert("RGBA")), 8
@@ -205,11 +207,6 @@ def _decode_pil(
     if arr.ndim == 2:
         arr = arr[..., None]
     return (arr if mode == "1" else arr / 255.0), mode, bits
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:200]
 
 
 def read_image(
@@ -276,7 +273,7 @@ def image_size(source: str | os.PathLike | bytes) -> tuple[int, int]:
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image (unrecognised format)") from None
     except Exception as exc:
-        raise ImageError(f"{name}: cannot read image header: {_one_line(exc)}") from None
+        raise ImageError(f"{name}: cannot read image header: {one_line(exc, 200)}") from None
 
 
 # ------------------------------------------------------------------------------------------------- encoding
@@ -383,62 +380,7 @@ def save_image(x: torch.Tensor, path: str | os.PathLike, *, format: str | None =
     return atomic_write_bytes(path, data)
 
 
-# -------------------------------------------------------------------------------------------- shape helpers
-def _reflect_pad(x: torch.Tensor, bottom: int, right: int) -> torch.Tensor:
-    import torch.nn.functional as F
-
-    while bottom > 0 or right > 0:  # reflection needs pad < size: repeat for large pads
-        h, w = x.shape[-2:]
-        b, r = min(bottom, h - 1), min(right, w - 1)
-        if (b == 0 and bottom > 0) or (r == 0 and right > 0):  # a 1-pixel side cannot reflect: replicate
-            return F.pad(x, (0, right, 0, bottom), mode="replicate")
-        x = F.pad(x, (0, r, 0, b), mode="reflect")
-        bottom, right = bottom - b, right - r
-    return x
-
-
-def pad_to_shape(x: torch.Tensor, shape: tuple[int, int], mode: str = "reflect") -> torch.Tensor:
-    """Pad (B, C, H, W) at the bottom and right to `shape` = (H', W') >= (H, W).
-
-    mode: "reflect" (mirror without repeating the edge, repeated for pads larger than the image), "replicate"
-    or "constant" (zeros). Raises ValueError if `shape` is smaller than the image.
-    """
-    import torch.nn.functional as F
-
-    h, w = x.shape[-2:]
-    bottom, right = int(shape[0]) - h, int(shape[1]) - w
-    if bottom < 0 or right < 0:
-        raise ValueError(f"cannot pad a {h}x{w} image to the smaller shape {tuple(shape)}")
-    if bottom == 0 and right == 0:
-        return x
-    if mode == "reflect":
-        return _reflect_pad(x, bottom, right)
-    if mode in ("replicate", "constant"):
-        return F.pad(x, (0, right, 0, bottom), mode=mode)
-    raise ValueError(f"unknown padding mode {mode!r}; use reflect, replicate or constant")
-
-
-def padded_size(size: int, multiple: int) -> int:
-    """The smallest multiple of `multiple` (>= 1) that is >= size."""
-    if multiple < 1:
-        raise ValueError(f"multiple must be >= 1, got {multiple}")
-    return -(-int(size) // multiple) * multiple
-
-
-def pad_to_multiple(
-    x: torch.Tensor, multiple: int, mode: str = "reflect"
-) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad (B, C, H, W) at the bottom/right so H and W are multiples of `multiple`; returns (padded, (H, W))
-    where (H, W) is the original size for `crop_to`."""
-    h, w = int(x.shape[-2]), int(x.shape[-1])
-    return pad_to_shape(x, (padded_size(h, multiple), padded_size(w, multiple)), mode), (h, w)
-
-
-def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """The top-left (H, W) window of (..., H', W'): undoes `pad_to_shape` / `pad_to_multiple`."""
-    return x[..., : int(size[0]), : int(size[1])]
-
-
+# ---------------------------------------------------------------------------------------------- channels
 def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, channels, H, W): 1 -> 3 replicates; 3 -> 1 takes BT.601 luma (as in decoding)."""
     c = x.shape[1]

@@ -1,4 +1,4 @@
-"""The operator contract shared by every degradation (see ARCHITECTURE.md, "Operator").
+"""The operator contract shared by every degradation (docs/architecture.md, "Operators").
 
 Images are float tensors (B, C, H, W) in [-1, 1]. Noise comes only from generators passed in (`operators.noise`).
 """
@@ -53,12 +53,6 @@ class Operator(nn.Module):
         with torch.no_grad():
             return (batch, *self.forward(torch.zeros(1, *self.image_shape)).shape[1:])
 
-    def check_image(self, x: torch.Tensor) -> None:
-        """Raise ValueError naming the expected shape when x is not (B, *image_shape)."""
-        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"operator '{self.name}' was built for images of shape (B, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
-
-    # --- noise and likelihood --------------------------------------------------------------------------------
     def measure(self, x: torch.Tensor, sigma_y: float = 0.05, generator: Generators = None) -> torch.Tensor:
         """y = A(x) + sigma_y * n, n ~ N(0, I) from `generator` (sigma_y on the [-1, 1] scale, >= 0)."""
         if sigma_y < 0:

@@ -202,14 +202,14 @@ def test_cli_default_sweep_is_the_library_default_and_holds_the_warm_defaults():
     import inspect
 
     from ncvsd_cli.cli.bench import bench
-    from ncvsd_cli.sampling.presets import load_task_preset
+    from ncvsd_cli.sampling.presets import task_settings
 
     default = inspect.signature(bench).parameters["nfe"].default.default
     assert tuple(int(n) for n in default.split(",")) == bench_runner.DEFAULT_NFE
     import operators
 
-    warm_tasks = [t for t in operators.names() if load_task_preset(t)["method"] == "pnp-gd-warm"]
+    warm_tasks = [t for t in operators.names() if task_settings(t)["method"] == "pnp-gd-warm"]
     assert set(operators.names()) - set(warm_tasks) == {"phase-retrieval", "denoise"}  # pnp-gd, denoiser (1 NFE)
     assert 1 in bench_runner.DEFAULT_NFE and "denoiser" in bench_runner.DEFAULT_METHODS
     for task in warm_tasks:
-        assert load_task_preset(task, warm=True)["steps"] - 1 in bench_runner.DEFAULT_NFE
+        assert task_settings(task, warm=True)["steps"] - 1 in bench_runner.DEFAULT_NFE

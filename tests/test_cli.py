@@ -19,6 +19,8 @@ from typer.testing import CliRunner
 
 import operators
 from ncvsd_cli import images
+from ncvsd_cli.sampling.generate import sample_images
+from ncvsd_cli import measurement as meas
 from ncvsd_cli import restore as lib
 from ncvsd_cli.checkpoints import save_checkpoint
 from ncvsd_cli.cli import app
@@ -105,9 +107,9 @@ def test_degrade_every_task_and_sidecar_round_trip(task, tmp_path):
         *_task_params(task, tmp_path, 16, 12),
     )
     assert res.exit_code == 0, res.output
-    side, tens = lib.sidecar_paths(out)
+    side, tens = meas.sidecar_paths(out)
     assert out.is_file() and side.is_file() and tens.is_file()
-    m = lib.load_measurement(out)
+    m = meas.load_measurement(out)
     assert m.task == task and m.image_shape == (3, 16, 12) and m.sigma_y == 0.1 and m.seed == 3
     # exactly reproducible: the operator rebuilt from the sidecar, the same image and seed give the same
     # floats
@@ -204,17 +206,17 @@ def test_restore_directory_with_a_corrupt_file(tmp_path, ckpt):
 
 
 def test_same_seed_same_output_whatever_the_batch_size(tmp_path, ckpt):
-    from ncvsd_cli.sampling.presets import load_task_preset
+    from ncvsd_cli.measurement import measurement_from_image
 
-    r = lib.Restorer.from_checkpoint(str(ckpt), method="pnp-gd")
-    preset = load_task_preset("sr4", nfe=2)
-    ms = [
-        lib.measurement_from_image(images.load_image(_png(tmp_path / f"{i}.png", 4, 4, seed=i)), "sr4")
-        for i in range(3)
-    ]
-    one = {res.index: res.samples for res in r.run(ms, preset, seed=5, samples=2, batch_size=1)}
-    four = {res.index: res.samples for res in r.run(ms, preset, seed=5, samples=2, batch_size=4)}
-    alone = next(iter(r.run(ms[2:], preset, seed=5, samples=2, batch_size=1))).samples
+    def restorer(batch_size):
+        return lib.Restorer.from_options(lib.RestoreOptions(
+            task="sr4", method="pnp-gd", nfe=2, seed=5, samples=2, batch_size=batch_size, checkpoint=str(ckpt)))
+
+    ms = [measurement_from_image(images.load_image(_png(tmp_path / f"{i}.png", 4, 4, seed=i)), "sr4")
+          for i in range(3)]
+    one = {res.index: res.samples for res in restorer(1).run(ms)}
+    four = {res.index: res.samples for res in restorer(4).run(ms)}
+    alone = next(iter(restorer(1).run(ms[2:]))).samples
     for i in range(3):
         assert torch.allclose(one[i], four[i], atol=1e-5)
     assert torch.allclose(one[2], alone, atol=1e-5)
@@ -418,8 +420,8 @@ def test_sample_depends_only_on_the_seed(tmp_path, ckpt):
     from ncvsd_cli.checkpoints import load_checkpoint
 
     model, cfg = load_checkpoint(ckpt)
-    a = lib.sample_images(model, cfg, [0, 1, 2], nfe=2, batch_size=3)
-    b = lib.sample_images(model, cfg, [2], nfe=2, batch_size=1)
+    a = sample_images(model, cfg, [0, 1, 2], nfe=2, batch_size=3)
+    b = sample_images(model, cfg, [2], nfe=2, batch_size=1)
     assert a.shape == (3, 3, 16, 16) and torch.allclose(a[2], b[0], atol=1e-5)
     assert not torch.allclose(a[0], a[1])
 
@@ -448,9 +450,11 @@ def test_sample_class_conditional(tmp_path):
 @pytest.mark.parametrize("method", ["dps", "daps", "wiener"])
 def test_other_methods(tmp_path, method):
     src = _png(tmp_path / "i.png", 6, 6)
-    ck = [] if method == "wiener" else ["-c", _ckpt(tmp_path, kind="teacher")]
-    res = run("restore", "--task", "deblur-gauss", src, "--method", method, "--nfe", "5", *ck, "--json")
+    ck = [] if method == "wiener" else ["-c", _ckpt(tmp_path, kind="teacher"), "--nfe", "5"]
+    res = run("restore", "--task", "deblur-gauss", src, "--method", method, *ck, "--json")
     assert res.exit_code == 0, res.output
+    if method == "wiener":  # no network evaluations to set
+        assert run("restore", "--task", "deblur-gauss", src, "--method", method, "--nfe", "5").exit_code == 2
     assert json.loads(res.stdout)["method"] == method and (tmp_path / "i_deblur-gauss.png").is_file()
 
 
@@ -495,11 +499,11 @@ def test_restore_default_method_is_the_presets(task, method, tmp_path, ckpt):
                                        ("deblur-gauss", 10)])
 def test_restore_default_nfe_is_the_warm_schedule(task, nfe, tmp_path, ckpt, monkeypatch):
     """Without --nfe, pnp-gd-warm runs the preset's warm_start schedule (inpainting: sigma_max 0.3, 3 calls)."""
-    from ncvsd_cli.sampling import presets
+    from ncvsd_cli.sampling.methods import PnPMethod
 
     seen = []
-    original = presets.pnp_arguments
-    monkeypatch.setattr(presets, "pnp_arguments", lambda *a, **k: seen.append(original(*a, **k)) or seen[-1])
+    original = PnPMethod.arguments
+    monkeypatch.setattr(PnPMethod, "arguments", lambda *a, **k: seen.append(original(*a, **k)) or seen[-1])
     src = _png(tmp_path / "clean.png", 16, 12)
     params = ["-p", f"mask={_png(tmp_path / 'mask.png', 16, 12, mode='L')}"] if task == "inpaint-mask" else []
     assert run("degrade", "--task", task, *params, src, "-o", tmp_path / "m.png").exit_code == 0
@@ -507,7 +511,7 @@ def test_restore_default_nfe_is_the_warm_schedule(task, nfe, tmp_path, ckpt, mon
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert (report["method"], report["nfe"], report["results"][0]["nfe"]) == ("pnp-gd-warm", nfe, nfe)
-    sigmas = seen[-1][0]  # what the sampler was given
+    sigmas = seen[-1].sigmas  # what the sampler was given
     assert len(sigmas) == nfe + 1 and float(sigmas[0]) == pytest.approx({3: 0.3, 4: 0.1, 10: 0.7}[nfe])
 
 

@@ -4,7 +4,7 @@ import pytest
 
 import operators
 from ncvsd_cli.sampling.pnp_gd import likelihood_evals
-from ncvsd_cli.sampling.presets import load_task_preset
+from ncvsd_cli.sampling.presets import task_settings
 
 
 @pytest.mark.parametrize("name", ["deblur-gauss", "sr4", "inpaint-box"])
@@ -17,11 +17,11 @@ def test_unknown_parameter_is_a_value_error_naming_it(name):
 
 
 def test_sigma_y_override_rescales_beta_but_explicit_beta_wins():
-    base = load_task_preset("deblur-gauss")
-    doubled = load_task_preset("deblur-gauss", sigma_y=2 * base["sigma_y"])
+    base = task_settings("deblur-gauss")
+    doubled = task_settings("deblur-gauss", sigma_y=2 * base["sigma_y"])
     assert doubled["beta"] == pytest.approx(4 * base["beta"])
-    assert load_task_preset("deblur-gauss", sigma_y=0.1, beta=1e-3)["beta"] == 1e-3
-    assert load_task_preset("deblur-gauss", sigma_y=base["sigma_y"])["beta"] == base["beta"]
+    assert task_settings("deblur-gauss", sigma_y=0.1, beta=1e-3)["beta"] == 1e-3
+    assert task_settings("deblur-gauss", sigma_y=base["sigma_y"])["beta"] == base["beta"]
 
 
 @pytest.mark.parametrize("likelihood, evals", [("exact", 2), ("langevin", 200)])

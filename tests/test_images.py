@@ -260,26 +260,6 @@ def test_save_to_stdout(capsysbinary, odd_image):
     assert out.startswith(b"\x89PNG") and read_image(out).tensor.shape == odd_image.shape
 
 
-# ------------------------------------------------------------------------------------------- shape helpers
-@pytest.mark.parametrize("multiple", [1, 4, 8, 32])
-def test_pad_to_multiple_and_crop_back(odd_image, multiple):
-    padded, size = images.pad_to_multiple(odd_image, multiple)
-    assert size == (13, 11)
-    assert padded.shape[-2] % multiple == 0 and padded.shape[-1] % multiple == 0
-    assert padded.shape[-2] >= 13 and padded.shape[-2] - 13 < multiple
-    assert torch.equal(images.crop_to(padded, size), odd_image)
-
-
-def test_reflect_padding_mirrors_without_repeating_the_edge():
-    x = torch.arange(3.0).view(1, 1, 1, 3).expand(1, 1, 2, 3)
-    p = images.pad_to_shape(x, (2, 6))
-    assert p[0, 0, 0].tolist() == [0, 1, 2, 1, 0, 1]  # a pad larger than the image repeats the reflection
-    one = images.pad_to_shape(torch.ones(1, 1, 1, 1), (3, 2))
-    assert torch.equal(one, torch.ones(1, 1, 3, 2))
-    with pytest.raises(ValueError, match="smaller"):
-        images.pad_to_shape(x, (1, 3))
-
-
 def test_match_channels_and_grid(odd_image):
     g = images.match_channels(odd_image, 1)
     assert g.shape == (1, 1, 13, 11)

@@ -11,7 +11,7 @@ from ncvsd_cli.sampling import METHODS, Method, SamplerResult, get_method
 from ncvsd_cli.sampling.gaussian import GaussianPrior, operator_matrix
 from ncvsd_cli.sampling.generate import default_ts, generate
 from ncvsd_cli.sampling.pnp_gd import pnp_gd
-from ncvsd_cli.sampling.presets import build_operator, load_task_preset, preset_sigmas, task_names
+from ncvsd_cli.sampling.presets import build_operator, task_settings, settings_sigmas, task_names
 from ncvsd_cli.sampling.schedules import karras_sigmas, ts_sigmas, validate_ts
 from ncvsd_cli.sampling.teacher_baselines import daps, dps
 from operators.noise import generators_for_seeds
@@ -262,7 +262,7 @@ def test_methods_registry():
 def test_every_operator_has_a_preset_that_builds():
     assert set(operators.names()) <= set(task_names())
     for task in task_names():
-        p = load_task_preset(task)
+        p = task_settings(task)
         assert p["task"] == task and p["steps"] == 50 and p["rho"] == 2.0 and p["sigma_y"] == 0.05
         if task not in ("inpaint-mask", "deblur-kernel"):          # these need the user's mask / kernel
             op = build_operator(p, (3, 16, 16))
@@ -274,36 +274,36 @@ def test_every_operator_has_a_preset_that_builds():
     ("sr4", 1e-3, 100.0, 0.6), ("phase-retrieval", 1e-3, 0.2, 0.6),
 ])
 def test_paper_settings(task, beta, ema_sigma, ema_decay):
-    p = load_task_preset(task)
+    p = task_settings(task)
     assert (p["beta"], p["ema_sigma"], p["ema_decay"]) == (beta, ema_sigma, ema_decay)
-    assert preset_sigmas(p).tolist() == pytest.approx(PAPER_SIGMAS, rel=5e-4, abs=5e-5)
+    assert settings_sigmas(p).tolist() == pytest.approx(PAPER_SIGMAS, rel=5e-4, abs=5e-5)
 
 
 def test_preset_merge_order_and_nfe(tmp_path):
     user = tmp_path / "mine.yaml"
     user.write_text("beta: 0.01\nema_decay: 0.3\noperator: {sigma: 2.0}\n")
-    p = load_task_preset("deblur-gauss", nfe=10, preset_file=user, ema_decay=0.5, sigma_y=None)
+    p = task_settings("deblur-gauss", nfe=10, preset_file=user, ema_decay=0.5, sigma_y=None)
     assert p["steps"] == 11 and p["beta"] == 0.01 and p["ema_decay"] == 0.5 and p["sigma_y"] == 0.05
     assert p["operator"] == {"sigma": 2.0, "kernel_size": 61}
-    assert load_task_preset("sr4", nfe=8, ts=[10, 22, 39])["steps"] == 5
+    assert task_settings("sr4", nfe=8, ts=[10, 22, 39])["steps"] == 5
 
 
 @pytest.mark.parametrize("task", ["sr4", "inpaint-box", "phase-retrieval"])
 def test_few_step_schedule_only_below_the_paper_steps(task, tmp_path):
     from ncvsd_cli.sampling.presets import FEW_STEP_SCHEDULE
 
-    paper = load_task_preset(task)
+    paper = task_settings(task)
     assert (paper["sigma_max"], paper["rho"]) == (80.0, 2.0)
     for nfe in (49, 60):  # the paper's step count and more keep the paper's schedule
-        p = load_task_preset(task, nfe=nfe)
+        p = task_settings(task, nfe=nfe)
         assert (p["sigma_max"], p["rho"]) == (80.0, 2.0)
-    few = load_task_preset(task, nfe=10)
+    few = task_settings(task, nfe=10)
     assert few["steps"] == 11 and (few["sigma_max"], few["rho"]) == (FEW_STEP_SCHEDULE["sigma_max"],
                                                                      FEW_STEP_SCHEDULE["rho"])
-    assert load_task_preset(task, nfe=10, rho=3.0)["rho"] == 3.0  # the user's value wins
+    assert task_settings(task, nfe=10, rho=3.0)["rho"] == 3.0  # the user's value wins
     user = tmp_path / "keep.yaml"
     user.write_text("few_step_rho: null\nfew_step_sigma_max: 40.0\n")
-    kept = load_task_preset(task, nfe=10, preset_file=user)
+    kept = task_settings(task, nfe=10, preset_file=user)
     assert (kept["sigma_max"], kept["rho"]) == (40.0, 2.0)
 
 
@@ -322,16 +322,16 @@ def test_few_step_schedule_only_below_the_paper_steps(task, tmp_path):
 def test_preset_validation(kwargs, match):
     task = kwargs.pop("task")
     with pytest.raises(ValueError, match=match):
-        load_task_preset(task, **kwargs)
+        task_settings(task, **kwargs)
 
 
 def test_preset_file_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="mapping"):
-        load_task_preset("sr4", preset_file=bad)
+        task_settings("sr4", preset_file=bad)
     with pytest.raises(ValueError, match="not found"):
-        load_task_preset("sr4", preset_file=tmp_path / "missing.yaml")
+        task_settings("sr4", preset_file=tmp_path / "missing.yaml")
 
 
 # ----------------------------------------------------------------------------------------------- warm start
@@ -339,17 +339,17 @@ def test_preset_file_errors(tmp_path):
 def test_warm_start_presets(task, tmp_path):
     """pnp-gd-warm is the default of the four validated tasks; its schedule comes from `warm_start`, nfe sets the
     steps, the few-step rule does not apply, the user's sigma_max / YAML warm_start keys win."""
-    paper = load_task_preset(task)
+    paper = task_settings(task)
     assert paper["method"] == "pnp-gd-warm" and (paper["sigma_max"], paper["steps"]) == (80.0, 50)
     ws = paper["warm_start"]
-    warm = load_task_preset(task, warm=True)
+    warm = task_settings(task, warm=True)
     assert (warm["sigma_max"], warm["rho"], warm["steps"]) == (ws["sigma_max"], ws["rho"], ws["steps"])
-    assert load_task_preset(task, warm=True, nfe=4)["steps"] == 5
-    assert load_task_preset(task, warm=True, nfe=4)["sigma_max"] == ws["sigma_max"]
-    assert load_task_preset(task, warm=True, sigma_max=0.3)["sigma_max"] == 0.3
+    assert task_settings(task, warm=True, nfe=4)["steps"] == 5
+    assert task_settings(task, warm=True, nfe=4)["sigma_max"] == ws["sigma_max"]
+    assert task_settings(task, warm=True, sigma_max=0.3)["sigma_max"] == 0.3
     user = tmp_path / "w.yaml"
     user.write_text("warm_start: {rho: 3.0}\n")
-    merged = load_task_preset(task, warm=True, preset_file=user)
+    merged = task_settings(task, warm=True, preset_file=user)
     assert merged["rho"] == 3.0 and merged["sigma_max"] == ws["sigma_max"]  # merged key by key
 
 
@@ -360,36 +360,36 @@ def test_a_copied_preset_file_keeps_the_warm_start(tmp_path):
 
     copy = tmp_path / "mine.yaml"
     copy.write_text((resources.files("ncvsd_cli") / "presets" / "tasks" / "sr4.yaml").read_text() + "beta: 0.002\n")
-    warm = load_task_preset("sr4", warm=True, preset_file=copy)
+    warm = task_settings("sr4", warm=True, preset_file=copy)
     assert (warm["sigma_max"], warm["steps"], warm["beta"]) == (0.7, 11, 0.002)
-    assert load_task_preset("sr4", preset_file=copy)["sigma_max"] == 80.0
-    assert load_task_preset("sr4", warm=True, preset_file=copy, sigma_max=0.4, nfe=3)["sigma_max"] == 0.4
+    assert task_settings("sr4", preset_file=copy)["sigma_max"] == 80.0
+    assert task_settings("sr4", warm=True, preset_file=copy, sigma_max=0.4, nfe=3)["sigma_max"] == 0.4
 
 
 def test_warm_start_errors(tmp_path):
-    assert load_task_preset("phase-retrieval")["method"] == "pnp-gd"
+    assert task_settings("phase-retrieval")["method"] == "pnp-gd"
     with pytest.raises(ValueError, match="no warm start"):
-        load_task_preset("phase-retrieval", warm=True)
+        task_settings("phase-retrieval", warm=True)
     bad = tmp_path / "bad.yaml"
     for text, match in (("warm_start: {beta: 1.0}\n", "warm_start"), ("warm_start: {sigma_max: -1}\n", "sigma_max"),
                         ("warm_start: 3\n", "warm_start"), ("warm_start: {steps: null}\n", "warm_start")):
         bad.write_text(text)
         with pytest.raises(ValueError, match=match):
-            load_task_preset("sr4", preset_file=bad)
+            task_settings("sr4", preset_file=bad)
 
 
 def test_bench_skips_the_warm_start_where_there_is_none(tmp_path):
     from ncvsd_cli.bench.methods import expand_jobs
 
     for task, n in (("phase-retrieval", 0), ("sr4", 2)):
-        jobs = expand_jobs(["pnp-gd-warm"], [1, 4], 10, operators.create(task, (3, 16, 16)), load_task_preset(task))
+        jobs = expand_jobs(["pnp-gd-warm"], [1, 4], 10, operators.create(task, (3, 16, 16)), task_settings(task))
         assert len(jobs) == n
     off = tmp_path / "off.yaml"
     off.write_text("warm_start: null\n")
     assert expand_jobs(["pnp-gd-warm"], [4], 10, operators.create("sr4", (3, 16, 16)),
-                       load_task_preset("sr4", preset_file=off)) == []
+                       task_settings("sr4", preset_file=off)) == []
     with pytest.raises(ValueError, match="no warm start"):
-        load_task_preset("phase-retrieval", warm=True, preset_file=_yaml(tmp_path, "warm_start: {rho: 3.0}\n"))
+        task_settings("phase-retrieval", warm=True, preset_file=_yaml(tmp_path, "warm_start: {rho: 3.0}\n"))
 
 
 def _yaml(tmp_path, text: str):
@@ -402,35 +402,39 @@ def _yaml(tmp_path, text: str):
 def test_warm_start_runs_for_the_other_tasks(task):
     """Not their default, but `--method pnp-gd-warm` works for every task that carries a warm_start."""
     from ncvsd_cli.sampling.pnp_gd import pnp_gd_warm
-    from ncvsd_cli.sampling.presets import pnp_arguments
 
     preset, op, y, prior = _warm_case(task, shape=(1, 16, 8))
-    sigmas, kwargs = pnp_arguments("pnp-gd-warm", preset)
+    call = get_method("pnp-gd-warm").arguments(preset, None)
+    sigmas, kwargs = call.sigmas, call.kwargs
     res = pnp_gd_warm(prior.denoiser, op, y, sigmas, generator=torch.Generator().manual_seed(0), **kwargs)
     assert res.x.shape == (1, *op.image_shape) and torch.isfinite(res.x).all() and res.extras["init"]
 
 
-def test_warm_start_solves_the_classical_estimate_once_per_measurement(monkeypatch):
-    """--samples K copies one y K times (in one batch or K batches): the estimate is computed once."""
+@pytest.mark.parametrize("batch_size", [1, 2, 3])
+def test_warm_start_solves_the_classical_estimate_once_per_measurement(monkeypatch, batch_size):
+    """--samples K of one image (in one batch or K batches): the restorer computes its estimate once, and the
+    samples equal those of a single batch."""
+    from ncvsd_cli.measurement import measurement_from_image
+    from ncvsd_cli.restore import Restorer, RestoreOptions
     from ncvsd_cli.sampling import classical
-    from ncvsd_cli.sampling import pnp_gd as module
 
     calls = []
     real = classical.classical
     monkeypatch.setattr(classical, "classical", lambda *a, **k: calls.append(a[2].shape[0]) or real(*a, **k))
     _, op, y, prior = _warm_case("inpaint-box")
-    many = y.expand(3, *y.shape[1:])
-    for _ in range(2):
-        module.pnp_gd_warm(prior.denoiser, op, many, [0.5, 0.1], generator=torch.Generator(), beta=1e-4,
-                           sigma_y=0.05)
-    assert calls == [1]
+    m = measurement_from_image(y, "inpaint-box")
+    options = RestoreOptions(task="inpaint-box", method="pnp-gd-warm", samples=3, batch_size=batch_size)
+    (res,) = Restorer(prior.denoiser, None, options.validate()).run([m])
+    assert calls == [1] and res.error is None and res.samples.shape == (3, 3, 17, 13)
+    (one,) = Restorer(prior.denoiser, None, RestoreOptions(**{**vars(options), "batch_size": 3})).run([m])
+    assert torch.allclose(res.samples, one.samples, atol=1e-6)
 
 
 def _warm_case(task: str, shape=(3, 17, 13)):
     from ncvsd_cli.sampling.gaussian import GaussianPrior
-    from ncvsd_cli.sampling.presets import build_operator, load_task_preset
+    from ncvsd_cli.sampling.presets import build_operator, task_settings
 
-    preset = load_task_preset(task, warm=True)
+    preset = task_settings(task, warm=True)
     op = build_operator(preset, shape)
     g = torch.Generator().manual_seed(0)
     x = 0.5 * torch.rand((1, *shape), generator=g) - 0.25
@@ -458,10 +462,10 @@ def test_pnp_gd_warm_starts_from_the_classical_estimate(task, init):
     """The warm start is the classical estimate plus sigma_max noise; with a zero-calls-like schedule that ends
     at once (2 levels from 1e-3) the chain returns the denoised start, i.e. (almost) the classical estimate."""
     from ncvsd_cli.sampling.pnp_gd import classical_estimate, pnp_gd_warm
-    from ncvsd_cli.sampling.presets import pnp_arguments
 
     preset, op, y, prior = _warm_case(task)
-    sigmas, kwargs = pnp_arguments("pnp-gd-warm", preset)
+    call = get_method("pnp-gd-warm").arguments(preset, None)
+    sigmas, kwargs = call.sigmas, call.kwargs
     assert sigmas[0] == preset["warm_start"]["sigma_max"] and len(sigmas) == preset["warm_start"]["steps"]
     res = pnp_gd_warm(prior.denoiser, op, y, sigmas, generator=torch.Generator().manual_seed(0), **kwargs)
     assert res.extras["init"] == init and res.nfe == len(sigmas) - 1 and res.x.shape == (1, *op.image_shape)
@@ -472,7 +476,7 @@ def test_pnp_gd_warm_starts_from_the_classical_estimate(task, init):
 
 
 def test_pnp_gd_warm_refuses_phase_retrieval_and_pads_for_restore():
-    from ncvsd_cli.restore import pad_operator
+    from operators.padding import pad_operator
     from ncvsd_cli.sampling.pnp_gd import classical_estimate, warm_start_applies
 
     op = operators.create("phase-retrieval", (1, 8, 8))

@@ -111,13 +111,14 @@ def test_few_step_schedule_uses_the_measurement_where_the_cut_paper_schedule_doe
     compared with the exact posterior mean: the paper's schedule cut to the same number of calls (last call at
     sigma 5 for 4 calls, 1.3 for 10) keeps 82-101 % of the prior mean's squared error, i.e. it ignores y; the
     few-step schedule removes 53-99.9 % of it (measured; the chain-mean noise var/K is < 2 % of these errors)."""
-    from ncvsd_cli.sampling.presets import build_operator, load_task_preset, pnp_gd_settings, preset_sigmas
+    from ncvsd_cli.sampling.methods import get_method
+    from ncvsd_cli.sampling.presets import build_operator, settings_sigmas, task_settings
 
     shape, k = (3, 16, 16), 1024
     prior = _prior(shape, seed=5)
-    few = load_task_preset(task, nfe=nfe)
-    cut = load_task_preset(task, nfe=nfe, sigma_max=80.0, rho=2.0)  # explicit values win over the few-step rule
-    assert (few["sigma_max"], few["rho"]) != (80.0, 2.0) and preset_sigmas(cut)[0] == 80.0
+    few = task_settings(task, nfe=nfe)
+    cut = task_settings(task, nfe=nfe, sigma_max=80.0, rho=2.0)  # explicit values win over the few-step rule
+    assert (few["sigma_max"], few["rho"]) != (80.0, 2.0) and settings_sigmas(cut)[0] == 80.0
     op = build_operator(few, shape)
     g = torch.Generator().manual_seed(2)
     y = op.measure(prior.sample((1, *shape), g), few["sigma_y"], g)
@@ -125,8 +126,9 @@ def test_few_step_schedule_uses_the_measurement_where_the_cut_paper_schedule_doe
     prior_err = ((prior.mu.flatten() - mean) ** 2).mean().item()
     rel = {}
     for name, p in (("few", few), ("cut", cut)):
-        res = pnp_gd(prior.denoiser, op, y.expand(k, *y.shape[1:]), preset_sigmas(p),
-                     generator=torch.Generator().manual_seed(3), **pnp_gd_settings(p))
+        call = get_method("pnp-gd").arguments(p, nfe)
+        res = pnp_gd(prior.denoiser, op, y.expand(k, *y.shape[1:]), call.sigmas,
+                     generator=torch.Generator().manual_seed(3), **call.kwargs)
         rel[name] = ((res.x.reshape(k, -1).double().mean(0) - mean) ** 2).mean().item() / prior_err
     assert rel["cut"] > 0.75 and rel["few"] < 0.6, rel
 

@@ -42,12 +42,16 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def method_order(method: str) -> tuple[int, str]:
-    """Sort key: generator methods (PnP-GD, the denoiser) first, then teacher baselines, then classical ones."""
-    from ncvsd_cli.sampling import METHODS
+    """Sort key: generator methods (PnP-GD, the denoiser) first, then teacher baselines (DPS before DAPS), then
+    classical ones."""
+    from ncvsd_cli.sampling.methods import get_method
 
-    generator = method in METHODS and METHODS[method].needs == "generator"
-    rank = 0 if generator else {"dps": 1, "daps": 2}.get(method, 3)
-    return rank, method
+    try:
+        needs = get_method(method).needs
+    except ValueError:  # a method of an older run that is no longer registered
+        needs = "none"
+    rank = {"generator": 0, "teacher": 1}.get(needs, 3)
+    return rank, "" if method == "dps" else method
 
 
 def summarize(rows: list[dict[str, Any]], lpips_net: str) -> list[dict[str, Any]]:

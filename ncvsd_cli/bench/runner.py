@@ -220,7 +220,7 @@ def _save_sample(out: Path, task: str, image: str, name: str, x: torch.Tensor) -
 
 @dataclass
 class _Plan:
-    """What one rank runs: its images and, per task, the preset, the operator and the jobs."""
+    """What one rank runs: its images and, per task, the task settings, the operator and the jobs."""
 
     data: datasets.BenchDataset
     images: list[datasets.BenchImage]
@@ -229,7 +229,7 @@ class _Plan:
 
 
 def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int) -> _Plan:
-    from ncvsd_cli.sampling.presets import build_operator, load_task_preset
+    from ncvsd_cli.sampling.presets import build_operator, task_settings
 
     resolution = cfg.resolution or nets.info["resolution"] or DEFAULT_RESOLUTION.get(cfg.dataset, FALLBACK_RESOLUTION)
     if nets.info["resolution"] and resolution != nets.info["resolution"]:
@@ -238,10 +238,10 @@ def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int)
     shape = (int(getattr(nets.generator or nets.teacher, "img_channels", 3)), resolution, resolution)
     tasks = []
     for task in cfg.tasks:
-        preset = load_task_preset(task, preset_file=cfg.preset_file)
-        operator = build_operator(preset, shape).to(device)
-        jobs = methods.expand_jobs(cfg.methods, cfg.nfe, cfg.baseline_nfe, operator, preset)
-        tasks.append((task, preset, operator, jobs))
+        settings = task_settings(task, preset_file=cfg.preset_file)
+        operator = build_operator(settings, shape).to(device)
+        jobs = methods.expand_jobs(cfg.methods, cfg.nfe, cfg.baseline_nfe, operator, settings)
+        tasks.append((task, settings, operator, jobs))
     return _Plan(data, distributed.shard(data.images, rank, world), shape, tasks)
 
 
@@ -273,9 +273,9 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
                disable=(not sys.stderr.isatty()) if progress is None else not progress)
     with results.RowWriter(part, results.columns(cfg.lpips)) as writer, bar:
         ctx = _Context(cfg, nets, device, _Scorer(cfg.lpips, device), plan, finished, writer, bar, outcome, on_row)
-        for task, preset, operator, jobs in plan.tasks:
+        for task, settings, operator, jobs in plan.tasks:
             for image in plan.images:
-                _run_image(ctx, task, preset, operator, jobs, image)
+                _run_image(ctx, task, settings, operator, jobs, image)
     created = distributed.barrier(world)
     try:
         if rank == 0:
@@ -299,10 +299,10 @@ class _Context:
     on_row: Callable[[dict[str, Any]], None] | None
 
 
-def _run_image(ctx: _Context, task: str, preset: dict[str, Any], operator, jobs: list[methods.Job],
+def _run_image(ctx: _Context, task: str, settings: dict[str, Any], operator, jobs: list[methods.Job],
                image: datasets.BenchImage) -> None:
     """Every pending (job, run) of one image and task, on one measurement; rows are written as they finish."""
-    cfg, sigma_y = ctx.cfg, float(preset["sigma_y"])
+    cfg, sigma_y = ctx.cfg, float(settings["sigma_y"])
     base = {"dataset": ctx.plan.data.name, "image": image.id, "image_index": image.index, "task": task,
             "seed": cfg.seed, "resolution": ctx.plan.shape[-1], "sigma_y": sigma_y}
     todo = [(j, r) for j in jobs for r in range(cfg.best_of)
@@ -360,8 +360,7 @@ def _run_one(ctx: _Context, job: methods.Job, run: int, task: str, operator, x, 
     gens = sampler_generators(ctx.cfg.seed, base["image_index"], run)
     try:
         with RowCost(ctx.device) as cost:
-            res = methods.run_job(job, task, operator, y, network, gens, sigma_y=base["sigma_y"],
-                                  preset_file=ctx.cfg.preset_file)
+            res = methods.run_job(job, task, operator, y, network, gens, preset_file=ctx.cfg.preset_file)
         scores = ctx.scorer(res.x, x)
     except Exception as exc:  # one failed row must not lose the others (exit code 1 at the end)
         msg = f"{task}/{job.method}/nfe{job.nfe}/{base['image']}/run{run}: {type(exc).__name__}: {exc}"

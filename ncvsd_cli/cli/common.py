@@ -22,6 +22,8 @@ from typing import Any, NoReturn
 
 import typer
 
+from ncvsd_cli.errors import one_line
+
 EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_USAGE = 2
@@ -37,24 +39,15 @@ class UsageError(Exception):
 
 
 # ------------------------------------------------------------------------------------------------ messages
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def error(message: str) -> None:
     """Print `ncvsd: error: message` (one line) on stderr."""
-    print(f"ncvsd: error: {_one_line(message)}", file=sys.stderr, flush=True)
-
-
-def warn(message: str) -> None:
-    """Print `ncvsd: warning: message` (one line) on stderr."""
-    print(f"ncvsd: warning: {_one_line(message)}", file=sys.stderr, flush=True)
+    print(f"ncvsd: error: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 def note(message: str, quiet: bool = False) -> None:
     """Print an informational line on stderr unless `quiet`."""
     if not quiet:
-        print(f"ncvsd: {_one_line(message)}", file=sys.stderr, flush=True)
+        print(f"ncvsd: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -327,7 +320,7 @@ class Report:
 
     def failed(self, name: str, message: str) -> None:
         error(message)
-        self.results.append({"input": name, "status": "failed", "error": _one_line(message)})
+        self.results.append({"input": name, "status": "failed", "error": one_line(message)})
 
     @property
     def n_failed(self) -> int:
@@ -352,3 +345,85 @@ class Report:
             sys.stdout.write(json.dumps(self.summary(), indent=2) + "\n")
             sys.stdout.flush()
         raise typer.Exit(self.exit_code())
+
+
+# ------------------------------------------------------------------------------------------- status reporter
+class StatusReporter:
+    """Progress of one long loop on a stream (default stderr).
+
+    On a terminal: a tqdm bar with the total, the rate and the ETA (`show_rate=False` leaves the rate out, e.g.
+    when `unit` is seconds). Otherwise: one plain line every `interval` seconds (> 0; 0 = at every update),
+    e.g. `ncvsd train: 1.02k/4.1k img (25%), 12.3 img/s, elapsed 01:23, ETA 04:10, loss=0.53`, and a last line
+    at `close()` when any line was printed. Nothing at all when `quiet`. `total` (> 0) and `initial` (>= 0)
+    are in `unit`; `update(n)` adds n (may be fractional), `set_postfix(values)` shows name=value pairs.
+    """
+
+    def __init__(self, total: float, desc: str, unit: str = "img", *, quiet: bool = False, interval: float = 30.0,
+                 unit_scale: bool = False, show_rate: bool = True, initial: float = 0, stream: Any = None):
+        import time
+
+        from tqdm import tqdm
+
+        self._tqdm, self._clock = tqdm, time.monotonic
+        self.total, self.desc, self.unit = float(total), desc, unit
+        self.unit_scale, self.show_rate, self.interval = unit_scale, show_rate, max(float(interval), 0.0)
+        self.n = self._initial = float(initial)
+        self.postfix: dict[str, Any] = {}
+        self.stream = sys.stderr if stream is None else stream
+        self._start = self._last_line = self._clock()
+        self._printed = False
+        try:
+            terminal = bool(self.stream.isatty())
+        except (AttributeError, ValueError, OSError):  # closed or unusual stream
+            terminal = False
+        self.mode = "quiet" if quiet else "bar" if terminal else "lines"
+        self._bar = None
+        if self.mode == "bar":
+            fmt = None if show_rate else "{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}{postfix}]"
+            self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, unit_scale=unit_scale,
+                             bar_format=fmt, file=self.stream, dynamic_ncols=True, leave=True)
+
+    def update(self, n: float = 1) -> None:
+        """Add `n` units of work; in line mode print a status line when `interval` seconds have passed."""
+        self.n += n
+        if self._bar is not None:
+            self._bar.update(n)
+        elif self.mode == "lines" and self._clock() - self._last_line >= self.interval:
+            self._line()
+
+    def set_postfix(self, values: dict[str, Any]) -> None:
+        """Show `values` (name -> value, formatted with str) after the counts."""
+        self.postfix = dict(values)
+        if self._bar is not None:
+            self._bar.set_postfix({k: str(v) for k, v in values.items()}, refresh=False)
+
+    def status_line(self) -> str:
+        """The current one-line status (what line mode prints)."""
+        fmt_n = self._tqdm.format_sizeof if self.unit_scale else (lambda x: f"{x:.0f}")
+        elapsed = self._clock() - self._start
+        done = f"{fmt_n(self.n)}/{fmt_n(self.total)} {self.unit} ({100 * min(self.n / self.total, 1.0):.0f}%)"
+        parts = [f"{self.desc}: {done}"]
+        rate = (self.n - self._initial) / elapsed if elapsed > 0 else 0.0
+        if self.show_rate and rate > 0:
+            parts.append(f"{rate:.3g} {self.unit}/s")
+        parts.append(f"elapsed {self._tqdm.format_interval(elapsed)}")
+        if rate > 0:
+            parts.append(f"ETA {self._tqdm.format_interval(max(self.total - self.n, 0.0) / rate)}")
+        parts += [f"{k}={v}" for k, v in self.postfix.items()]
+        return ", ".join(parts)
+
+    def _line(self) -> None:
+        try:
+            print(self.status_line(), file=self.stream, flush=True)
+        except (OSError, ValueError):  # closed stream: progress is never worth failing for
+            self.mode = "quiet"
+        self._last_line, self._printed = self._clock(), True
+
+    def close(self) -> None:
+        """Finish the bar (it stays on screen) or print the last status line."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        elif self.mode == "lines" and self._printed:
+            self._line()
+        self.mode = "quiet"

@@ -1,6 +1,6 @@
 """`ncvsd degrade`: apply an operator plus noise to clean images and write restorable measurements.
 
-Behaviour lives in `ncvsd_cli.restore` (degrade, save_measurement) and `ncvsd_cli.images`; this module parses
+Behaviour lives in `ncvsd_cli.measurement` (degrade, save_measurement) and `ncvsd_cli.images`; this module parses
 and prints. No torch at import time.
 """
 
@@ -70,7 +70,7 @@ def degrade_command(
     with common.handle_errors():
         import operators
         from ncvsd_cli import images
-        from ncvsd_cli.restore import degrade, save_measurement, sidecar_paths
+        from ncvsd_cli.measurement import degrade, save_measurement, sidecar_paths
 
         operators.get(task)  # unknown task: usage error, before any input is read
         if channels not in (1, 3):

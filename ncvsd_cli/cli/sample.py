@@ -1,5 +1,5 @@
 """`ncvsd sample`: unconditional / class-conditional samples from the generator (behaviour in
-`ncvsd_cli.restore.sample_images` and `ncvsd_cli.sampling.generate`). No torch at import."""
+`ncvsd_cli.sampling.generate.sample_images`). No torch at import."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def sample_command(
             images.format_for_path(out)  # unknown suffix: usage error before any work
 
         from ncvsd_cli.checkpoints import default_checkpoint, load_checkpoint
-        from ncvsd_cli.restore import sample_images
+        from ncvsd_cli.sampling.generate import sample_images
 
         dev = common.parse_device(device)
         from ncvsd_cli.networks.inference import prepare_for_inference, resolve_precision

@@ -108,3 +108,11 @@ def init_from_teacher(net: nn.Module, teacher: Precond) -> nn.Module:
                 part.additional_x_weight.zero_()
                 part.additional_skips_weight.zero_()
     return net
+
+
+def network_multiple(config: dict[str, Any] | None) -> int:
+    """What H and W must be multiples of: 2^(len(channel_mult) - 1) for the EDM2 UNet (networks/presets)."""
+    if not config:
+        return 1
+    mult = (config.get("arch") or {}).get("channel_mult")
+    return 2 ** (len(mult) - 1) if mult else 8

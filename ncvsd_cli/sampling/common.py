@@ -24,7 +24,3 @@ class SamplerResult:
     operator_evals: int
     extras: dict[str, Any] = field(default_factory=dict)
 
-
-def base_operator(operator):
-    """The operator itself, or the one a padded-canvas wrapper (`restore`'s odd-size padding) holds as `inner`."""
-    return getattr(operator, "inner", operator)

@@ -12,9 +12,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ncvsd_cli.sampling.common import SamplerResult, base_operator
+from ncvsd_cli.sampling.common import SamplerResult
 from ncvsd_cli.sampling.schedules import TS_SIGMA_MAX, ts_grid, validate_ts
 from operators.noise import Generators, randn, randn_like
+from operators.padding import base_operator
 
 #: Default `ts` per number of denoiser calls (paper Table 3 / docs/method.md §2.7): 1 step uses the ImageNet-64 start
 #: index 10 (sigma_eff 16.42; ImageNet-512 used 12); 2 and 4 steps are the values both datasets used.
@@ -113,3 +114,68 @@ def denoise_measurement(denoiser: Callable, operator, y: torch.Tensor, sigmas=No
             x0 = multistep_denoise(denoiser, noisy, float(sigma_y), ts, generator, class_labels)
     return SamplerResult(x=x0, nfe=int(nfe), operator_evals=0,
                          extras={"sigma": float(sigma_y), "ts": None if nfe == 1 else ts})
+
+
+def sample_images(
+    model: Callable,
+    config: dict,
+    seeds: Sequence[int],
+    *,
+    nfe: int = 1,
+    ts: Sequence[int] | None = None,
+    class_label: int | None = None,
+    batch_size: int = 8,
+    resolution: int | None = None,
+    device: str | torch.device = "cpu",
+    on_batch: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Unconditional (class-conditional with labels) samples, one per seed: (N, C, R, R) in [-1, 1].
+
+    nfe: denoiser calls, mapped to `ts` by `sampling.generate.default_ts` (1: [10, 39], 2: [10, 22, 39],
+    4: [0, 10, 20, 30, 39]) unless `ts` is given (docs/method.md §2.7). Seed s uses its own generator, so a sample
+    does not depend on the batch. Labels: `class_label`, or per seed a uniform draw from a generator seeded
+    with s. resolution: default the model's img_resolution; must be a multiple of `network_multiple(config)`.
+    Raises ValueError for bad settings or when the network produces NaN/inf.
+    """
+    from ncvsd_cli.errors import NonFiniteOutputError
+    from ncvsd_cli.networks.build import network_multiple
+    from operators.noise import generators_for_seeds, rand
+
+    ts = list(ts) if ts else default_ts(nfe)
+    res = int(resolution or config.get("img_resolution", 64))
+    mult = network_multiple(config)
+    if res < 1 or res % mult:
+        raise ValueError(f"resolution {res} must be a positive multiple of {mult} for this network")
+    channels, label_dim = int(config.get("img_channels", 3)), int(config.get("label_dim", 0) or 0)
+    if class_label is not None and not 0 <= class_label < max(label_dim, 1):
+        raise ValueError(
+            f"--class-label {class_label} is out of range 0..{label_dim - 1}"
+            if label_dim
+            else "this checkpoint is unconditional; --class-label does not apply"
+        )
+    out = []
+    for start in range(0, len(seeds), batch_size):
+        chunk = [int(s) for s in seeds[start : start + batch_size]]
+        labels = None
+        if label_dim:
+            if class_label is None:
+                idx = [int(rand((1,), g)[0] * label_dim) for g in generators_for_seeds(chunk)]
+            else:
+                idx = [int(class_label)] * len(chunk)
+            labels = torch.nn.functional.one_hot(torch.tensor(idx), label_dim).float().to(device)
+        result = generate(
+            model,
+            (len(chunk), channels, res, res),
+            ts,
+            generators_for_seeds(chunk),
+            class_labels=labels,
+            device=device,
+        )
+        x = result.x.detach().float().cpu()
+        bad = [s for s, xi in zip(chunk, x) if not torch.isfinite(xi).all()]
+        if bad:
+            raise NonFiniteOutputError(f"the network produced NaN/inf values for seed(s) {bad}; nothing written")
+        out.append(x)
+        if on_batch is not None:
+            on_batch(len(chunk))
+    return torch.cat(out)

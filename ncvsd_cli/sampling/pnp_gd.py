@@ -24,9 +24,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ncvsd_cli.sampling.common import SamplerResult, base_operator
+from ncvsd_cli.sampling.common import SamplerResult
 from ncvsd_cli.sampling.generate import _call, multistep_denoise
 from operators.noise import Generators, randn
+from operators.padding import base_operator
 
 
 def likelihood_evals(operator) -> int:
@@ -35,6 +36,7 @@ def likelihood_evals(operator) -> int:
     Uses `operator.last_evals` when the operator provides it; otherwise the convention: a closed-form step counts 2
     (A and Aᵀ, or the FFT pair), a Langevin step 2 * langevin_steps (one forward and one backward per iteration).
     """
+    operator = base_operator(operator)
     n = getattr(operator, "last_evals", None)
     if n is not None:
         return int(n)
@@ -116,8 +118,8 @@ def classical_estimate(operator, y: torch.Tensor, sigma_y: float) -> SamplerResu
 
     Raises ValueError when the only classical estimate is uninformative (phase retrieval: constant mid-grey).
     """
-    from ncvsd_cli.images import pad_to_shape
     from ncvsd_cli.sampling.classical import classical
+    from operators.padding import pad_to_shape
 
     inner = base_operator(operator)
     if not warm_start_applies(operator):
@@ -131,26 +133,18 @@ def classical_estimate(operator, y: torch.Tensor, sigma_y: float) -> SamplerResu
     return res
 
 
-#: The last classical estimate pnp_gd_warm computed, with its operator (held, so never confused with a new one).
-_LAST_ESTIMATE: dict = {}
-
-
 def pnp_gd_warm(denoiser: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor | Sequence[float], *,
-                generator: Generators, sigma_y: float = 0.05, **settings) -> SamplerResult:
+                generator: Generators, sigma_y: float = 0.05, estimate: SamplerResult | None = None,
+                **settings) -> SamplerResult:
     """PnP-GD warm-started from the classical estimate (module docstring): `pnp_gd(..., x_init=...)`.
 
     sigma_y >= 0: measurement noise std on the [-1, 1] scale, used by the classical estimate (Wiener's noise
     level). sigmas should start low (the task presets' `warm_start`, e.g. sigma_max 0.7, rho 7, 10 calls).
-    Other keywords as `pnp_gd`. extras["init"] names the classical baseline; operator_evals include its own.
-    The estimate of the last measurement is reused (restoring K samples of one image in K batches solves once).
+    estimate: the result of `classical_estimate(operator, y, sigma_y)` when the caller already has it (K samples of
+    one image run in several batches solve it once); computed here otherwise. Other keywords as `pnp_gd`.
+    extras["init"] names the classical baseline; operator_evals include its own.
     """
-    last = _LAST_ESTIMATE
-    if (last.get("operator") is operator and last["sigma_y"] == sigma_y and last["y"].shape == y.shape
-            and last["y"].device == y.device and torch.equal(last["y"], y)):
-        init = last["init"]
-    else:
-        init = classical_estimate(operator, y, sigma_y)
-        last.update(operator=operator, sigma_y=sigma_y, y=y.clone(), init=init)
+    init = classical_estimate(operator, y, sigma_y) if estimate is None else estimate
     res = pnp_gd(denoiser, operator, y, sigmas, generator=generator, x_init=init.x, **settings)
     res.operator_evals += init.operator_evals
     res.extras["init"] = init.extras.get("method")

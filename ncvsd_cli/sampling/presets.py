@@ -1,6 +1,7 @@
-"""Task presets: the paper's PnP-GD settings per task (docs/method.md §3.4), packaged as `ncvsd_cli/presets/tasks/*.yaml`.
-
-Merge order (later wins): packaged preset < user YAML (`--preset FILE`) < explicit overrides (command-line flags).
+"""Task presets and task settings. A *preset* is a YAML file of sampler settings: the packaged ones hold the
+paper's PnP-GD settings per task (docs/method.md §3.4, `ncvsd_cli/presets/tasks/*.yaml`), a user's is given with
+`--preset FILE`. The *settings* of a run are the merge (later wins): task preset < user preset < explicit
+overrides (command-line flags), made by `task_settings`.
 `nfe=N` (N denoiser calls) sets steps = N + 1, or steps = N / (len(ts) - 1) + 1 with a multi-step `ts`.
 
 Fewer steps than the preset's: the paper tuned one schedule, 50 levels from σ_max = 80 with ρ = 2; cut to a few
@@ -9,7 +10,7 @@ levels it leaves the last denoiser call at a high noise level (σ = 5 for 4 call
 defaults (FEW_STEP_SCHEDULE) were chosen on validation crops only (benchmarks/README.md, "Few-step PnP-GD").
 
 `warm_start: {sigma_max, rho, steps}` is the schedule of `pnp-gd-warm` (PnP-GD started from the classical
-estimate, `sampling.pnp_gd`; not in the paper): `load_task_preset(..., warm=True)` applies it (benchmarks/README.md,
+estimate, `sampling.pnp_gd`; not in the paper): `task_settings(..., warm=True)` applies it (benchmarks/README.md,
 "Warm start"). A preset's `method` is the sampler `ncvsd restore` uses by default.
 """
 
@@ -119,10 +120,44 @@ def _validate(p: dict[str, Any], origin: str) -> None:
             raise ValueError(f"{origin}: ts={p['ts']!r} is invalid ({exc})") from None
 
 
-def load_task_preset(task: str, nfe: int | None = None, preset_file: str | Path | None = None,
-                     warm: bool = False, **overrides: Any) -> dict[str, Any]:
-    """The settings for `task`: packaged preset < `preset_file` YAML < `overrides` (None values are ignored).
+#: What a task without a packaged preset starts from (the paper's schedule, docs/method.md §3.4); its operator's
+#: `default_preset` or a `--preset FILE` must add at least `beta`.
+GENERIC_SETTINGS: dict[str, Any] = {
+    "operator": {}, "sigma_y": 0.05, "method": "pnp-gd", "steps": 50, "sigma_min": 0.002, "sigma_max": 80.0,
+    "rho": 2.0, "ema_sigma": 100.0, "ema_decay": 0.6, "ts": None, "langevin_steps": 100, "langevin_c1": 0.1,
+    "langevin_c2": 0.1, "runs": 1, "warm_start": None,
+}
 
+
+def _base_preset(task: str, preset_file: str | Path | None) -> dict[str, Any]:
+    """The packaged preset of `task`; else GENERIC_SETTINGS under the operator's `default_preset` (plug-ins);
+    else GENERIC_SETTINGS when a preset file will complete it. ValueError when there is none of these."""
+    if task in task_names():
+        path = resources.files("ncvsd_cli") / "presets" / "tasks" / f"{task}.yaml"
+        preset = _read_yaml(path.read_text(encoding="utf-8"), f"preset {task}")
+        _validate(preset, f"preset {task}")
+        return preset
+    import operators
+
+    try:
+        own = getattr(operators.get(task), "default_preset", None)
+    except ValueError:
+        own = None
+    if own is None and preset_file is None:
+        raise ValueError(f"no preset for task '{task}'; known: {', '.join(task_names())} (an operator can bring its "
+                         "own `default_preset`, or give --preset FILE with at least beta)")
+    preset = {**GENERIC_SETTINGS, **(own or {}), "task": task}
+    _validate(preset, f"{task}: default_preset")
+    return preset
+
+
+def task_settings(task: str, nfe: int | None = None, preset_file: str | Path | None = None,
+                  warm: bool = False, **overrides: Any) -> dict[str, Any]:
+    """The settings for `task`: task preset < `preset_file` YAML < `overrides` (None values are ignored).
+
+    The task preset is the packaged `presets/tasks/<task>.yaml`, or for an operator without one (a plug-in) its
+    class attribute `default_preset` over GENERIC_SETTINGS, or GENERIC_SETTINGS alone when `preset_file` completes
+    it (it must then set beta).
     nfe: number of denoiser calls; sets `steps` (steps = nfe + 1 without `ts`). Raises ValueError for an unknown
     task or key, a bad value, or an nfe that contradicts an explicit `steps`. `operator` and `warm_start` dicts
     are merged key by key.
@@ -133,12 +168,7 @@ def load_task_preset(task: str, nfe: int | None = None, preset_file: str | Path 
     win over warm_start) and the few-step schedule does not apply. ValueError when the task has no warm start
     (warm_start null, or phase retrieval, whose classical estimate is uninformative).
     """
-    known = task_names()
-    if task not in known:
-        raise ValueError(f"no preset for task '{task}'; known: {', '.join(known)}")
-    path = resources.files("ncvsd_cli") / "presets" / "tasks" / f"{task}.yaml"
-    preset = _read_yaml(path.read_text(encoding="utf-8"), f"preset {task}")
-    _validate(preset, f"preset {task}")
+    preset = _base_preset(task, preset_file)
     paper_steps = preset["steps"]
     user_keys: set[str] = set()
     override_keys = {k for k, v in overrides.items() if v is not None}
@@ -154,7 +184,8 @@ def load_task_preset(task: str, nfe: int | None = None, preset_file: str | Path 
         if "task" in layer and layer["task"] != task:
             raise ValueError(f"{origin}: task={layer['task']!r} contradicts the requested task {task!r}")
         op = {**preset.get("operator", {}), **layer.get("operator", {})}
-        if "sigma_y" in layer and "beta" not in layer and preset.get("sigma_y") and layer["sigma_y"] > 0:
+        if ("sigma_y" in layer and "beta" not in layer and preset.get("sigma_y") and preset.get("beta")
+                and layer["sigma_y"] > 0):
             layer = {**layer, "beta": preset["beta"] * (layer["sigma_y"] / preset["sigma_y"]) ** 2}
         if isinstance(layer.get("warm_start"), dict) and isinstance(preset.get("warm_start"), dict):
             layer = {**layer, "warm_start": {**preset["warm_start"], **layer["warm_start"]}}  # key by key
@@ -183,41 +214,30 @@ def load_task_preset(task: str, nfe: int | None = None, preset_file: str | Path 
             value = preset.get(f"few_step_{key}", FEW_STEP_SCHEDULE[key])
             if value is not None and key not in user_keys:
                 preset[key] = value
+    if preset.get("beta") is None:
+        raise ValueError(f"task {task}: no beta (likelihood temperature) in its settings; set it in --preset FILE")
     _validate(preset, f"task {task} (merged settings)")                 # cross-field checks, e.g. sigma_min < max
     return preset
 
 
-def preset_sigmas(preset: dict[str, Any]):
-    """The Karras noise levels of a preset (float64 tensor of length `steps`, docs/method.md §3.2)."""
+def settings_sigmas(settings: dict[str, Any]):
+    """The Karras noise levels of task settings (float64 tensor of length `steps`, docs/method.md §3.2)."""
     from ncvsd_cli.sampling.schedules import karras_sigmas
-    return karras_sigmas(preset["steps"], preset["sigma_min"], preset["sigma_max"], preset["rho"])
+    return karras_sigmas(settings["steps"], settings["sigma_min"], settings["sigma_max"], settings["rho"])
 
 
-def build_operator(preset: dict[str, Any], image_shape: tuple[int, int, int]):
-    """operators.create(task, image_shape, **preset['operator']) with the preset's ULA settings applied."""
-    import operators
-    op = operators.create(preset["task"], tuple(image_shape), **preset.get("operator", {}))
+def configure_operator(op, settings: dict[str, Any]):
+    """`op` with the settings' ULA values (langevin_steps, langevin_c1, langevin_c2) applied; returns it."""
     for key in ("langevin_steps", "langevin_c1", "langevin_c2"):
-        if preset.get(key) is not None:
-            setattr(op, key, preset[key])
+        if settings.get(key) is not None:
+            setattr(op, key, settings[key])
     return op
 
 
-#: Samplers driven by the generator whose settings come from the task presets.
-PNP_METHODS = ("pnp-gd", "pnp-gd-warm")
+def build_operator(settings: dict[str, Any], image_shape: tuple[int, int, int]):
+    """`operators.create(settings["task"], image_shape, **settings["operator"])`, configured by the settings
+    (`configure_operator`). ValueError for bad parameters."""
+    import operators
 
-
-def pnp_arguments(method: str, preset: dict[str, Any], sigma_y: float | None = None):
-    """(sigmas, keyword arguments) for calling PnP sampler `method` (PNP_METHODS) with `preset`, loaded with
-    `warm=(method == "pnp-gd-warm")`. sigma_y (default: the preset's) feeds the warm start's classical estimate."""
-    if method not in PNP_METHODS:
-        raise ValueError(f"{method!r} is not a PnP-GD method ({', '.join(PNP_METHODS)})")
-    kwargs = pnp_gd_settings(preset)
-    if method == "pnp-gd-warm":
-        kwargs["sigma_y"] = float(preset["sigma_y"] if sigma_y is None else sigma_y)
-    return preset_sigmas(preset), kwargs
-
-
-def pnp_gd_settings(preset: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of `pnp_gd` taken from a preset: beta, ema_sigma, ema_decay, ts."""
-    return {k: preset.get(k) for k in ("beta", "ema_sigma", "ema_decay", "ts")}
+    return configure_operator(operators.create(settings["task"], tuple(image_shape), **settings.get("operator", {})),
+                              settings)

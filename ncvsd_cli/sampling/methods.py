@@ -1,0 +1,243 @@
+"""Methods: every sampler by name, each owning its budget rule (how `--nfe` becomes its schedule and arguments).
+
+A `Method` answers three questions for restore, bench and the Python API alike:
+- `prepare(task, nfe, preset_file=..., sigma_y=..., operator=...)` -> `MethodCall`: the merged task settings, the
+  sampler's `sigmas` and keyword arguments, and `nfe`, the network evaluations per image it will spend;
+- `applies(operator, settings)`: whether it can solve that operator (bench skips it otherwise);
+- `bench_nfe(sweep, baseline_nfe)`: the NFE values `ncvsd bench` runs it at.
+Calling the method runs the sampler with the shared signature
+`method(model, operator, y, sigmas, *, generator, callback=None, **kwargs) -> SamplerResult`, where `model` is what
+`method.needs` says: "generator" (G(y, sigma)), "teacher" (D(x, sigma)) or "none".
+
+Other packages add methods through the entry-point group `ncvsd.methods` (`name = "package.module:OBJECT"`, OBJECT
+a `Method` instance or a zero-argument callable returning one), or with `register_method` at run time.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Literal
+
+from ncvsd_cli.sampling.common import SamplerResult
+
+Needs = Literal["generator", "teacher", "none"]
+ENTRY_POINT_GROUP = "ncvsd.methods"
+#: Teacher calls of DPS and DAPS when no --nfe is given (DPS's 1000 steps; DAPS-1K = 200 levels x 5 ODE steps).
+TEACHER_DEFAULT_NFE = 1000
+
+
+@dataclass
+class MethodCall:
+    """One prepared run: `settings` (the merged task settings), the sampler's `sigmas` (None when the sampler
+    builds its own) and `kwargs`, and `nfe`, the network evaluations it spends per image."""
+
+    settings: dict[str, Any]
+    sigmas: Any
+    kwargs: dict[str, Any]
+    nfe: int
+
+
+@dataclass(frozen=True)
+class Method:
+    """A sampler: `name`, the network it `needs`, its implementation `target` ("module:function"), a one-line
+    `summary`. The base class's budget rule suits a sampler without NFE control: settings from the task preset,
+    sigma_y as its only argument, no network evaluations."""
+
+    name: str
+    needs: Needs
+    target: str
+    summary: str = field(default="", compare=False)
+
+    def load(self) -> Callable[..., SamplerResult]:
+        """The sampler function; ValueError naming the method when its module or function is missing."""
+        module, func = self.target.split(":")
+        try:
+            return getattr(importlib.import_module(module), func)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"method '{self.name}' is unavailable: cannot load {self.target} ({exc})") from None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SamplerResult:
+        return self.load()(*args, **kwargs)
+
+    def settings(self, task: str, nfe: int | None, preset_file: str | None, **overrides: Any) -> dict[str, Any]:
+        """The task settings this method runs with (`sampling.presets.task_settings`)."""
+        from ncvsd_cli.sampling.presets import task_settings
+
+        return task_settings(task, preset_file=preset_file, **overrides)
+
+    def arguments(self, settings: dict[str, Any], nfe: int | None) -> MethodCall:
+        """The budget rule: sampler arguments that spend `nfe` network evaluations (None: the default)."""
+        if nfe:
+            raise ValueError(f"method '{self.name}' makes no network evaluations; drop --nfe")
+        return MethodCall(settings, None, {"sigma_y": float(settings["sigma_y"])}, 0)
+
+    def prepare(self, task: str, nfe: int | None = None, *, preset_file: str | None = None,
+                **overrides: Any) -> MethodCall:
+        """Settings and arguments for running this method on `task` with `nfe` network evaluations (None: the
+        method's default). overrides: task-setting values (sigma_y, operator parameters, ...; None is ignored).
+        Raises ValueError for an nfe this method cannot spend or bad settings."""
+        if nfe is not None and (isinstance(nfe, bool) or int(nfe) != nfe or nfe < 0):
+            raise ValueError(f"nfe must be a non-negative integer, got {nfe!r}")
+        return self.arguments(self.settings(task, nfe, preset_file, **overrides), nfe)
+
+    def applies(self, operator: Any, settings: dict[str, Any] | None = None) -> bool:
+        """Whether this method can solve `operator` (with these task settings)."""
+        return True
+
+    def bench_nfe(self, sweep: list[int], baseline_nfe: int) -> list[int]:
+        """The NFE values `ncvsd bench` runs this method at, given the generator sweep and the teacher budget."""
+        return [0]
+
+
+@dataclass(frozen=True)
+class PnPMethod(Method):
+    """PnP-GD (paper Alg. 1); `warm`: started from the classical estimate. nfe N -> N + 1 noise levels (with a
+    multi-step `ts`, N / (len(ts) - 1) + 1), applied by the task settings (`task_settings(nfe=...)`)."""
+
+    warm: bool = False
+
+    def settings(self, task, nfe, preset_file, **overrides):
+        from ncvsd_cli.sampling.presets import task_settings
+
+        return task_settings(task, nfe=nfe, preset_file=preset_file, warm=self.warm, **overrides)
+
+    def arguments(self, settings, nfe):
+        from ncvsd_cli.sampling.presets import settings_sigmas
+
+        kwargs = {k: settings.get(k) for k in ("beta", "ema_sigma", "ema_decay", "ts")}
+        if self.warm:
+            kwargs["sigma_y"] = float(settings["sigma_y"])
+        per_step = len(settings["ts"]) - 1 if settings.get("ts") else 1
+        return MethodCall(settings, settings_sigmas(settings), kwargs, (int(settings["steps"]) - 1) * per_step)
+
+    def applies(self, operator, settings=None):
+        if not self.warm:
+            return True
+        from ncvsd_cli.sampling.pnp_gd import warm_start_applies
+
+        return warm_start_applies(operator) and (settings is None or bool(settings.get("warm_start")))
+
+    def bench_nfe(self, sweep, baseline_nfe):
+        return sorted(set(sweep))
+
+
+@dataclass(frozen=True)
+class DenoiserMethod(Method):
+    """G(y, sigma_y) alone on the denoise task: nfe 1 (default) to MAX_MULTISTEP_NFE calls; 0 when sigma_y = 0."""
+
+    def arguments(self, settings, nfe):
+        from ncvsd_cli.sampling.generate import MAX_MULTISTEP_NFE
+
+        if settings["task"] != "denoise":
+            raise ValueError(f"method '{self.name}' only solves the denoise task, not {settings['task']!r}: "
+                             "use pnp-gd-warm")
+        n = 1 if nfe is None else int(nfe)
+        if not 1 <= n <= MAX_MULTISTEP_NFE:
+            raise ValueError(f"method '{self.name}' makes 1 to {MAX_MULTISTEP_NFE} network evaluations, got --nfe "
+                             f"{nfe} (--method pnp-gd-warm or pnp-gd run PnP-GD on the denoise task)")
+        sigma_y = float(settings["sigma_y"])
+        return MethodCall(settings, None, {"sigma_y": sigma_y, "nfe": n}, n if sigma_y > 0 else 0)
+
+    def applies(self, operator, settings=None):
+        from ncvsd_cli.sampling.generate import denoiser_applies
+
+        return denoiser_applies(operator)
+
+    def bench_nfe(self, sweep, baseline_nfe):
+        from ncvsd_cli.sampling.generate import MAX_MULTISTEP_NFE
+
+        return [n for n in sorted(set(sweep)) if n <= MAX_MULTISTEP_NFE] or [1]
+
+
+@dataclass(frozen=True)
+class TeacherMethod(Method):
+    """DPS (nfe = steps) or DAPS (nfe = levels x ode_steps, 5 ODE steps per level when nfe is a multiple of 5, as
+    DAPS-1K = 200 x 5, else 1); default TEACHER_DEFAULT_NFE teacher calls."""
+
+    def arguments(self, settings, nfe):
+        n = TEACHER_DEFAULT_NFE if nfe is None else int(nfe)
+        if n < 1:
+            raise ValueError(f"method '{self.name}' needs nfe >= 1, got {nfe}")
+        if self.name == "dps":
+            return MethodCall(settings, None, {"steps": n}, n)
+        ode_steps = 5 if n % 5 == 0 else 1
+        kwargs = {"levels": n // ode_steps, "ode_steps": ode_steps, "sigma_y": float(settings["sigma_y"])}
+        return MethodCall(settings, None, kwargs, n)
+
+    def bench_nfe(self, sweep, baseline_nfe):
+        return [int(baseline_nfe)]
+
+
+@dataclass(frozen=True)
+class ClassicalMethod(Method):
+    """A network-free baseline (sampling.classical); the denoiser argument is ignored."""
+
+    def applies(self, operator, settings=None):
+        from ncvsd_cli.sampling.classical import applies
+        from operators import base_operator
+
+        return applies(self.name, base_operator(operator))
+
+
+_CLASSICAL = "ncvsd_cli.sampling.classical"
+_BUILTIN: tuple[Method, ...] = (
+    PnPMethod("pnp-gd", "generator", "ncvsd_cli.sampling.pnp_gd:pnp_gd", "the paper's PnP-GD, from noise"),
+    PnPMethod("pnp-gd-warm", "generator", "ncvsd_cli.sampling.pnp_gd:pnp_gd_warm",
+              "PnP-GD from the classical estimate", warm=True),
+    DenoiserMethod("denoiser", "generator", "ncvsd_cli.sampling.generate:denoise_measurement",
+                   "G(y, sigma_y) alone (denoise only)"),
+    TeacherMethod("dps", "teacher", "ncvsd_cli.sampling.teacher_baselines:dps", "Diffusion Posterior Sampling"),
+    TeacherMethod("daps", "teacher", "ncvsd_cli.sampling.teacher_baselines:daps", "DAPS-style annealing"),
+    ClassicalMethod("classical", "none", f"{_CLASSICAL}:classical", "the baseline that fits the operator"),
+    ClassicalMethod("bicubic", "none", f"{_CLASSICAL}:bicubic", "bicubic upsampling (sr)"),
+    ClassicalMethod("wiener", "none", f"{_CLASSICAL}:wiener", "Wiener filter (blur)"),
+    ClassicalMethod("tikhonov", "none", f"{_CLASSICAL}:tikhonov", "Tikhonov filter (blur)"),
+    ClassicalMethod("biharmonic", "none", f"{_CLASSICAL}:biharmonic", "biharmonic inpainting"),
+    ClassicalMethod("pseudo-inverse", "none", f"{_CLASSICAL}:pseudo_inverse", "A⁺ y"),
+)
+#: name -> Method: the built-ins, then methods registered at run time or through entry points.
+METHODS: dict[str, Method] = {m.name: m for m in _BUILTIN}
+_ENTRY_POINTS_LOADED = False
+
+
+def register_method(method: Method) -> Method:
+    """Make `method` available by `method.name`; ValueError if another method already has that name."""
+    if not isinstance(method, Method):
+        raise TypeError(f"register_method takes a sampling.methods.Method, got {type(method).__name__}")
+    if method.needs not in ("generator", "teacher", "none"):
+        raise ValueError(f"method '{method.name}': needs must be generator, teacher or none, got {method.needs!r}")
+    if METHODS.get(method.name, method) != method:
+        raise ValueError(f"method name '{method.name}' is already registered")
+    METHODS[method.name] = method
+    return method
+
+
+def _load_entry_points() -> None:
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        obj = ep.load()
+        method = obj if isinstance(obj, Method) else obj() if callable(obj) else obj
+        if not isinstance(method, Method) or method.name != ep.name:
+            raise ValueError(f"entry point {ep.name} = {ep.value} is not a sampling.methods.Method named {ep.name!r}")
+        register_method(method)
+
+
+def method_names() -> list[str]:
+    """Every registered method name, sorted."""
+    _load_entry_points()
+    return sorted(METHODS)
+
+
+def get_method(name: str) -> Method:
+    """The registered method `name`; ValueError listing the known names otherwise."""
+    _load_entry_points()
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method '{name}'; known: {', '.join(sorted(METHODS))}") from None

@@ -1,0 +1,123 @@
+"""The method contract, parametrised over every registered method: each spends exactly the network evaluations it
+promises (`MethodCall.nfe`) and reports (`SamplerResult.nfe`), and restore and bench prepare identical calls."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import operators
+from ncvsd_cli.bench.methods import Job, expand_jobs, run_job
+from ncvsd_cli.measurement import measurement_from_image
+from ncvsd_cli.restore import Restorer, RestoreOptions
+from ncvsd_cli.sampling.gaussian import GaussianPrior
+from ncvsd_cli.sampling.methods import METHODS, Method, get_method, method_names, register_method
+
+SHAPE = (3, 16, 12)
+#: A task each method applies to, and the --nfe values to check (None: the method's default).
+CASES = {"pnp-gd": ("sr4", [None, 1, 3]), "pnp-gd-warm": ("deblur-gauss", [None, 2, 5]),
+         "denoiser": ("denoise", [None, 1, 4]), "dps": ("inpaint-box", [3, 10]),
+         "daps": ("inpaint-box", [3, 7, 10, 12]), "classical": ("sr4", [None]), "bicubic": ("sr2", [None]),
+         "wiener": ("deblur-gauss", [None]), "tikhonov": ("deblur-gauss", [None]),
+         "biharmonic": ("inpaint-box", [None]), "pseudo-inverse": ("denoise", [None])}
+
+
+class Counting:
+    """A network that counts its calls (one batched call counts once, as NFE does)."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+
+def _problem(task: str):
+    prior = GaussianPrior(0.0, 0.5)
+    op = operators.create(task, SHAPE)
+    g = torch.Generator().manual_seed(0)
+    y = op.measure(prior.sample((1, *SHAPE), g).clamp(-1, 1), 0.05, g)
+    return prior, op, y
+
+
+def _network(method: Method, prior: GaussianPrior):
+    return {"generator": prior.denoiser, "teacher": prior.teacher}.get(method.needs)
+
+
+def test_every_builtin_method_has_a_case():
+    assert set(CASES) == set(method_names())
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_method_spends_exactly_the_nfe_it_reports(name):
+    task, nfes = CASES[name]
+    method = get_method(name)
+    prior, op, y = _problem(task)
+    assert method.applies(op, method.prepare(task, nfes[0]).settings)
+    for nfe in nfes:
+        call = method.prepare(task, nfe)
+        net = _network(method, prior)
+        counting = Counting(net) if net is not None else None
+        res = method(counting, op, y, call.sigmas, generator=torch.Generator().manual_seed(1), **call.kwargs)
+        spent = counting.calls if counting is not None else 0
+        assert spent == res.nfe == call.nfe, (nfe, spent, res.nfe, call.nfe)
+        if nfe is not None:
+            assert call.nfe == nfe
+        assert res.x.shape == (1, *SHAPE) and torch.isfinite(res.x).all()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_restore_and_bench_prepare_the_same_call(name, monkeypatch):
+    """The sampler receives identical sigmas and arguments from `ncvsd restore` and `ncvsd bench`."""
+    task, nfes = CASES[name]
+    nfe = nfes[-1]
+    method = get_method(name)
+    prior, op, y = _problem(task)
+    seen: list[tuple] = []
+    real = Method.__call__
+
+    def spy(self, model, operator, yy, sigmas, **kwargs):
+        kept = {k: v for k, v in kwargs.items() if k not in ("generator", "estimate")}
+        seen.append((None if sigmas is None else torch.as_tensor(sigmas).tolist(), kept))
+        return real(self, model, operator, yy, sigmas, **kwargs)
+
+    monkeypatch.setattr(Method, "__call__", spy)
+    options = RestoreOptions(task=task, method=name, nfe=nfe).validate()
+    (res,) = Restorer(_network(method, prior), None, options).run([measurement_from_image(y, task)])
+    assert res.error is None, res.error
+    job = Job(name, nfe or 0, method.needs)
+    if name != "classical":  # bench's group "classical" expands to every baseline that applies
+        assert job in expand_jobs([name], [nfe or 1], nfe or 1, op)
+    run_job(job, task, op, y, _network(method, prior), torch.Generator())
+    assert len(seen) == 2 and seen[0] == seen[1], seen
+    assert res.nfe == (nfe if nfe is not None else method.prepare(task).nfe)
+
+
+def test_budget_rules_that_used_to_disagree():
+    """DAPS at nfe 3 / 7 / 12: restore asked for 5 / 5 / 10 evaluations, bench for 3 / 7 / 12; both now 3 / 7 / 12."""
+    daps = get_method("daps")
+    for nfe in (3, 7, 12):
+        kw = daps.prepare("sr4", nfe).kwargs
+        assert kw["levels"] * kw["ode_steps"] == nfe
+    assert daps.prepare("sr4").nfe == 1000 and daps.prepare("sr4", 1000).kwargs["ode_steps"] == 5
+
+
+@pytest.mark.parametrize("name, nfe, match", [("denoiser", 40, "1 to 31"), ("wiener", 3, "no network"),
+                                              ("dps", 0, "nfe >= 1")])
+def test_budgets_a_method_cannot_spend_are_refused(name, nfe, match):
+    task = CASES[name][0]
+    with pytest.raises(ValueError, match=match):
+        get_method(name).prepare(task, nfe)
+    with pytest.raises(ValueError, match="only solves the denoise task"):
+        get_method("denoiser").prepare("sr4")
+
+
+def test_register_method_and_duplicates(monkeypatch):
+    monkeypatch.setattr("ncvsd_cli.sampling.methods.METHODS", dict(METHODS))
+    m = register_method(Method("test-mean", "none", "ncvsd_cli.sampling.classical:pseudo_inverse"))
+    assert get_method("test-mean") is m and "test-mean" in method_names()
+    with pytest.raises(ValueError, match="already registered"):
+        register_method(Method("test-mean", "teacher", "x:y"))
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        get_method("nope")
