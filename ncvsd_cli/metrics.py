@@ -1,4 +1,4 @@
-"""Image quality metrics for inverse problems: PSNR, SSIM and LPIPS (ncvsd-method.md §5).
+"""Image quality metrics for inverse problems: PSNR, SSIM and LPIPS (docs/method.md §5).
 
 Every function takes float tensors (B, C, H, W) with values in [0, 1] (map library images with
 `ncvsd_cli.images.to_unit`, i.e. (x + 1) / 2) and returns one value per image, shape (B,). Like the reference

@@ -125,9 +125,9 @@ def markdown(summary: list[dict[str, Any]], lpips_net: str, header: dict[str, An
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from ncvsd_cli.images import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_summary(out: str | os.PathLike, rows: list[dict[str, Any]], lpips_net: str,
@@ -245,12 +245,3 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
         os.replace(tmp, path)
         written.append(path)
     return written
-
-
-def write_reports(out: str | os.PathLike, rows: list[dict[str, Any]], lpips_net: str,
-                  config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """summary.md, summary.json, nfe_plot.png and grid_<task>.png in `out`; returns the summary records."""
-    summary = write_summary(out, rows, lpips_net, config)
-    plot_nfe(summary, lpips_net, Path(out) / PLOT_PNG)
-    plot_grids(out, summary)
-    return summary

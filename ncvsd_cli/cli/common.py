@@ -1,5 +1,5 @@
 """What every command shares: exit codes, one-line messages, device parsing, input expansion, output naming,
-progress bars and JSON summaries (ARCHITECTURE.md "CLI"; field-survey §5).
+progress bars and JSON summaries (docs/architecture.md, "Command-line conventions").
 
 Exit codes: 0 all done; 1 some inputs failed (the other outputs are kept); 2 usage error; 3 model or checksum
 problem (`ncvsd_cli.checkpoints.CheckpointError`); 130 interrupted (Ctrl-C). Errors are one line on stderr
@@ -355,7 +355,8 @@ class StatusReporter:
     when `unit` is seconds). Otherwise: one plain line every `interval` seconds (> 0; 0 = at every update),
     e.g. `ncvsd train: 1.02k/4.1k img (25%), 12.3 img/s, elapsed 01:23, ETA 04:10, loss=0.53`, and a last line
     at `close()` when any line was printed. Nothing at all when `quiet`. `total` (> 0) and `initial` (>= 0)
-    are in `unit`; `update(n)` adds n (may be fractional), `set_postfix(values)` shows name=value pairs.
+    are in `unit`; `update(n)` adds n (may be fractional; the count stops at `total`), `set_postfix(values)`
+    shows name=value pairs.
     """
 
     def __init__(self, total: float, desc: str, unit: str = "img", *, quiet: bool = False, interval: float = 30.0,
@@ -385,6 +386,7 @@ class StatusReporter:
 
     def update(self, n: float = 1) -> None:
         """Add `n` units of work; in line mode print a status line when `interval` seconds have passed."""
+        n = max(min(n, self.total - self.n), 0.0)  # a time budget's last step overshoots: stop at the total
         self.n += n
         if self._bar is not None:
             self._bar.update(n)

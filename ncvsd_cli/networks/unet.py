@@ -1,4 +1,4 @@
-"""EDM2 UNet (teacher) and its split into UNetEncoder / UNetDecoder (ncvsd-method.md §2.3, §2.4).
+"""EDM2 UNet (teacher) and its split into UNetEncoder / UNetDecoder (docs/method.md §2.3, §2.4).
 
 Module names follow the published pickles: `emb_fourier`, `emb_noise`, `emb_label`, `enc.<r>x<r>_conv`,
 `enc.<r>x<r>_down`, `enc.<r>x<r>_block<i>`, `dec.<r>x<r>_in0/_in1/_up/_block<i>`, `out_conv`, `out_gain`, and on a

@@ -1,4 +1,4 @@
-"""What every sampler returns (ARCHITECTURE.md, "Samplers")."""
+"""What every sampler returns (docs/architecture.md, "Samplers")."""
 
 from __future__ import annotations
 

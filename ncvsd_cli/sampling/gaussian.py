@@ -32,7 +32,7 @@ def _sigma_view(sigma: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 class GaussianPrior:
     """Per-pixel independent prior N(mu, s²); mu and s are floats or tensors broadcastable to (C, H, W), s > 0.
 
-    Call signatures match the network contracts (ARCHITECTURE.md): `teacher(x, sigma, class_labels=None)` and
+    Call signatures match the network contracts (docs/architecture.md): `teacher(x, sigma, class_labels=None)` and
     `denoiser(y, sigma, generator=None, class_labels=None)`, sigma a float or (B,) tensor; class labels are ignored.
     """
 
