@@ -172,6 +172,63 @@ class TeacherMethod(Method):
 
 
 @dataclass(frozen=True)
+class TeacherMMSEMethod(Method):
+    """D(y, sigma_y) on the denoise task: one teacher call (0 when sigma_y = 0)."""
+
+    def arguments(self, settings, nfe):
+        if settings["task"] != "denoise":
+            raise ValueError(f"method '{self.name}' only solves the denoise task, not {settings['task']!r}")
+        if nfe not in (None, 1):
+            raise ValueError(f"method '{self.name}' makes exactly 1 network evaluation, got --nfe {nfe}")
+        sigma_y = float(settings["sigma_y"])
+        return MethodCall(settings, None, {"sigma_y": sigma_y}, 1 if sigma_y > 0 else 0)
+
+    def applies(self, operator, settings=None):
+        from ncvsd_cli.sampling.generate import denoiser_applies
+
+        return denoiser_applies(operator)
+
+    def bench_nfe(self, sweep, baseline_nfe):
+        return [1]
+
+
+@dataclass(frozen=True)
+class MeanMethod(Method):
+    """The mean of `k` samples of method `base` (each clipped to [-1, 1], as saved): a fidelity-first output that
+    approaches the posterior mean, the MMSE estimate. --nfe is per sample (the base's budget rule); `nfe` counts
+    the evaluations of all k samples. The samples follow one another on each image's own generator."""
+
+    base: str = "pnp-gd-warm"
+    k: int = 8
+
+    def settings(self, task, nfe, preset_file, **overrides):
+        return get_method(self.base).settings(task, nfe, preset_file, **overrides)
+
+    def arguments(self, settings, nfe):
+        call = get_method(self.base).arguments(settings, nfe)
+        return MethodCall(call.settings, call.sigmas, call.kwargs, call.nfe * self.k)
+
+    def applies(self, operator, settings=None):
+        return get_method(self.base).applies(operator, settings)
+
+    def bench_nfe(self, sweep, baseline_nfe):
+        return get_method(self.base).bench_nfe(sweep, baseline_nfe)
+
+    def __call__(self, model, operator, y, sigmas, *, generator, **kwargs) -> SamplerResult:
+        import torch
+
+        base = get_method(self.base)
+        if isinstance(base, PnPMethod) and base.warm and kwargs.get("estimate") is None:
+            from ncvsd_cli.sampling.pnp_gd import classical_estimate
+
+            kwargs["estimate"] = classical_estimate(operator, y, kwargs["sigma_y"])  # once for all k samples
+        runs = [base(model, operator, y, sigmas, generator=generator, **kwargs) for _ in range(self.k)]
+        x = torch.stack([r.x.clamp(-1, 1) for r in runs]).mean(0)
+        return SamplerResult(x=x, nfe=sum(r.nfe for r in runs), operator_evals=sum(r.operator_evals for r in runs),
+                             extras={"base": self.base, "samples": self.k})
+
+
+@dataclass(frozen=True)
 class ClassicalMethod(Method):
     """A network-free baseline (sampling.classical); the denoiser argument is ignored."""
 
@@ -191,6 +248,12 @@ _BUILTIN: tuple[Method, ...] = (
                    "G(y, sigma_y) alone (denoise only)"),
     TeacherMethod("dps", "teacher", "ncvsd_cli.sampling.teacher_baselines:dps", "Diffusion Posterior Sampling"),
     TeacherMethod("daps", "teacher", "ncvsd_cli.sampling.teacher_baselines:daps", "DAPS-style annealing"),
+    TeacherMMSEMethod("teacher-mmse", "teacher", "ncvsd_cli.sampling.teacher_baselines:teacher_mmse",
+                      "D(y, sigma_y), the teacher's MMSE estimate (denoise only)"),
+    MeanMethod("pnp-gd-warm-mean8", "generator", "ncvsd_cli.sampling.pnp_gd:pnp_gd_warm",
+               "mean of 8 pnp-gd-warm samples", base="pnp-gd-warm", k=8),
+    MeanMethod("denoiser-mean8", "generator", "ncvsd_cli.sampling.generate:denoise_measurement",
+               "mean of 8 denoiser samples (denoise only)", base="denoiser", k=8),
     ClassicalMethod("classical", "none", f"{_CLASSICAL}:classical", "the baseline that fits the operator"),
     ClassicalMethod("bicubic", "none", f"{_CLASSICAL}:bicubic", "bicubic upsampling (sr)"),
     ClassicalMethod("wiener", "none", f"{_CLASSICAL}:wiener", "Wiener filter (blur)"),

@@ -124,3 +124,25 @@ def daps(teacher: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor | Se
                 callback({"i": k, "sigma": sigma, "x": x, "x0": x0, "x0_hat": x0_hat})
     return SamplerResult(x=x0, nfe=len(sig) * int(ode_steps), operator_evals=op_evals,
                          extras={"levels": len(sig), "ode_steps": int(ode_steps), "beta": beta})
+
+
+def teacher_mmse(teacher: Callable, operator, y: torch.Tensor, sigmas=None, *, generator: Generators = None,
+                 sigma_y: float = 0.05, callback: Callable[[dict], None] | None = None,
+                 class_labels=None) -> SamplerResult:
+    """Method `teacher-mmse`: the teacher's MMSE estimate D(y, sigma_y) = E[x0 | y] of a noisy image (the denoise
+    task only; one call, deterministic). The fidelity-first counterpart of one posterior sample G(y, sigma_y).
+
+    y: (B, C, H, W) noisy images in [-1, 1]; sigma_y >= 0 on the [-1, 1] scale (0 returns y, 0 NFE).
+    """
+    from ncvsd_cli.sampling.generate import denoiser_applies
+
+    if not denoiser_applies(operator):
+        raise ValueError("method 'teacher-mmse' only solves the denoise task (y = x + sigma_y n)")
+    noisy = operator.pseudo_inverse(y)
+    if sigma_y == 0:
+        return SamplerResult(x=noisy.clone(), nfe=0, operator_evals=0, extras={"sigma": 0.0})
+    with torch.no_grad():
+        x0 = _teacher(teacher, noisy, float(sigma_y), class_labels)
+    if callback is not None:
+        callback({"i": 0, "sigma": float(sigma_y), "x": x0, "x0": x0})
+    return SamplerResult(x=x0, nfe=1, operator_evals=0, extras={"sigma": float(sigma_y)})
