@@ -1,0 +1,58 @@
+"""The restoration library (ncvsd_cli.restore) without the CLI: the noise-level rule and the exactness of the
+denoiser path with a Gaussian prior (whose denoising posterior is known in closed form)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import operators
+from ncvsd_cli.measurement import measurement_from_image
+from ncvsd_cli.restore import Restorer, RestoreOptions
+from ncvsd_cli.sampling.gaussian import GaussianPrior
+
+SHAPE = (3, 9, 7)
+
+
+def _noisy(sigma_y: float, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    x = 0.5 * torch.rand((1, *SHAPE), generator=g) - 0.25
+    return operators.create("denoise", SHAPE).measure(x, sigma_y, g)
+
+
+def test_each_measurement_runs_at_its_own_noise_level_unless_told():
+    """The measurement's recorded sigma_y wins (so two inputs made at 0.2 and 0.05 restore as each alone);
+    options.sigma_y overrides every input."""
+    prior = GaussianPrior(0.0, 0.5)
+    ms = [measurement_from_image(_noisy(s, i), "denoise", sigma_y=s) for i, s in enumerate((0.2, 0.05))]
+
+    def restore(options, measurements):
+        return {r.index: r for r in Restorer(prior.denoiser, None, options.validate()).run(measurements)}
+
+    both = restore(RestoreOptions(task="denoise", method="denoiser", samples=64), ms)
+    assert [both[i].sigma_y for i in range(2)] == [0.2, 0.05]
+    for i, m in enumerate(ms):
+        alone = restore(RestoreOptions(task="denoise", method="denoiser", samples=64), [m])[0]
+        assert torch.equal(alone.samples, both[i].samples)
+        # the sample mean is the exact posterior mean at the recorded level (64 samples: 5 standard errors)
+        v = 1 / (1 / 0.25 + 1 / m.sigma_y**2)
+        mean = v * m.y / m.sigma_y**2
+        assert (both[i].samples.mean(0) - mean[0]).abs().max() < 5 * (v / 64) ** 0.5
+    forced = restore(RestoreOptions(task="denoise", method="denoiser", sigma_y=0.1), ms)
+    assert [forced[i].sigma_y for i in range(2)] == [0.1, 0.1]
+
+
+@pytest.mark.parametrize("field, value, match", [("samples", 0, "--samples"), ("nfe", 0, "--nfe"),
+                                                 ("sigma_y", -0.1, "--sigma-y"), ("precision", "fp8", "--precision"),
+                                                 ("method", "nope", "unknown method"),
+                                                 ("task", "nope", "no preset for task")])
+def test_options_are_validated_once(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        RestoreOptions(**{"task": "sr4", field: value}).validate()
+
+
+def test_options_fill_the_default_method_from_the_task_preset():
+    assert RestoreOptions(task="denoise").validate().method == "denoiser"
+    assert RestoreOptions(task="sr4").validate().method == "pnp-gd-warm"
+    with pytest.raises(ValueError, match="only solves the denoise task"):
+        RestoreOptions(task="sr4", method="denoiser").validate()
