@@ -5,7 +5,7 @@
 set -uo pipefail
 source "$(dirname "$0")/gpu_common.sh"
 T_TEACHER=${T_TEACHER:-110s}; T_DISTILL=${T_DISTILL:-120s}
-timeout 160 python3 -m ncvsd_cli train --data builtin --preset builtin64 --out "$R/t" --batch 256 \
+timeout 160 python3 -m ncvsd_cli train --data builtin --arch builtin64 --out "$R/t" --batch 256 \
   --precision bf16 --duration "$T_TEACHER" --snapshot 30s --quiet
 t=$(ls "$R"/t/snapshots/*-0.050.safetensors | sort | tail -1); echo "teacher snapshot: $t"
 export_fp16 "$t" "$OUT/builtin64-teacher.safetensors"; cp "$R/t/log.jsonl" "$OUT/teacher-log.jsonl"

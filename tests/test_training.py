@@ -176,7 +176,7 @@ def _teacher_settings(tmp_path, out, **kw):
     data = tmp_path / "imgs"
     if not data.exists():
         _write_pngs(data)
-    base = dict(data=str(data), preset="tiny", out=str(tmp_path / out), batch=4, duration="4steps",
+    base = dict(data=str(data), arch="tiny", out=str(tmp_path / out), batch=4, duration="4steps",
                 snapshot="100steps", log_every=2, rampup_kimg=0.0, progress=False, device="cpu")
     return TeacherSettings(**{**base, **kw})
 
@@ -212,7 +212,7 @@ def test_teacher_loss_decreases(tmp_path):
 
 
 def _state(path):
-    return torch.load(path, map_location="cpu", weights_only=False)["trainer"]
+    return torch.load(path, map_location="cpu", weights_only=True)["trainer"]
 
 
 def _assert_same(a, b):

@@ -27,7 +27,7 @@ def _worker(rank: int, world: int, port: int, data: str, out: str, result: str) 
     try:
         results = []
         for steps, resume in ((2, False), (3, True)):  # a run, then its resumption from state.pt
-            s = TeacherSettings(data=data, preset="tiny", out=out, batch=4, duration=f"{steps}steps",
+            s = TeacherSettings(data=data, arch="tiny", out=out, batch=4, duration=f"{steps}steps",
                                 snapshot="100steps", log_every=1, rampup_kimg=0.0, progress=False, device="cpu",
                                 resume=resume)
             tr = TeacherTrainer(s, info)

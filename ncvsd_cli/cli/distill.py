@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import os
-
 import typer
 
-from ncvsd_cli.cli.common import fail, handle_errors
+from ncvsd_cli.cli.common import handle_errors
+from ncvsd_cli.cli.train import arch_option, run_training
 
 HELP = """Distil a teacher into a one/few-step generative denoiser with NCVSD (score model, discriminator and
 generator updated in turn; VSD through the posterior-score identity; GAN term after its warm-up).
 
-Writes RUN_DIR/log.jsonl, RUN_DIR/state.pt (continue with --resume),
-RUN_DIR/snapshots/generator-<kimg>-<sigma_rel>.safetensors and RUN_DIR/previews/<kimg>-nfe<N>.png.
+Writes RUN_DIR/log.jsonl, RUN_DIR/state.pt (atomic; continue with --resume),
+RUN_DIR/snapshots/generator-<kimg>-<sigma_rel>.safetensors and RUN_DIR/previews/<kimg>-nfe<N>.png. A JSON
+summary goes to stdout; progress goes to stderr (a bar on a terminal, a status line every 30 s otherwise;
+--quiet: none). Ctrl-C or SIGTERM saves the state after the current step and exits 130 or 143.
 
 Examples:
 
@@ -37,7 +37,9 @@ def distill(
     init_generator: str = typer.Option(None, "--init-generator", help="Start the generator from this generator "
                                        "checkpoint (name or path) instead of the teacher, e.g. to continue an "
                                        "earlier distillation without its state.pt."),
-    preset: str = typer.Option(None, "--preset", help="Network preset; default and requirement: the teacher's."),
+    arch: str = typer.Option(None, "--arch", help="Network architecture; default and requirement: the "
+                             "teacher's."),
+    preset: str = typer.Option(None, "--preset", hidden=True, help="Deprecated alias of --arch."),
     out: str = typer.Option(..., "--out", help="Run directory."),
     batch: int = typer.Option(32, "--batch", help="Global batch per update (three updates per step)."),
     duration: str = typer.Option("30min", "--duration", help="30min, 2h, 200kimg, 500steps, ..."),
@@ -60,7 +62,7 @@ def distill(
     device: str = typer.Option("auto", "--device"),
     log_every: int = typer.Option(20, "--log-every"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its state.pt."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or status lines."),
 ) -> None:
     """Distil a teacher (see HELP)."""
     with handle_errors():
@@ -70,15 +72,10 @@ def distill(
 
         parse_duration(duration), parse_duration(snapshot)
         settings = DistillSettings(
-            teacher=teacher, init_generator=init_generator, data=data, preset=preset, out=out, batch=batch,
-            duration=duration, snapshot=snapshot,
+            teacher=teacher, init_generator=init_generator, data=data, arch=arch_option(arch, preset), out=out,
+            batch=batch, duration=duration, snapshot=snapshot,
             lr=lr, g_lr_scale=g_lr_scale, d_lr_scale=d_lr_scale, ref_batches=ref_batches, rampup_kimg=rampup_kimg,
             gan_warmup_kimg=gan_warmup_kimg, gan_loss_scaling=gan_loss_scaling, p_mean=p_mean, p_std=p_std,
             loss_scaling=loss_scaling, seed=seed, xflip=xflip, precision=precision, channels_last=channels_last,
             device=device, log_every=log_every, resume=resume, progress=not quiet, command=command_line())
-        try:
-            record = run_distill(settings)
-        except (FileExistsError, FileNotFoundError) as exc:
-            fail(str(exc))
-        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 prints the summary
-            typer.echo(json.dumps({"out": out, **record}))
+        run_training(run_distill, settings, out)

@@ -7,21 +7,53 @@ import os
 
 import typer
 
-from ncvsd_cli.cli.common import fail, handle_errors
+from ncvsd_cli.cli.common import UsageError, fail, handle_errors, note
 
 HELP = """Train a teacher denoiser (EDM2 loss, lognormal sigma, Adam + EDM2 schedule, power-function EMA).
 
 Writes RUN_DIR/log.jsonl, RUN_DIR/state.pt (atomic; continue with --resume) and
-RUN_DIR/snapshots/teacher-<kimg>-<sigma_rel>.safetensors. A JSON summary goes to stdout.
+RUN_DIR/snapshots/teacher-<kimg>-<sigma_rel>.safetensors. A JSON summary goes to stdout; progress goes to
+stderr (a bar on a terminal, a status line every 30 s otherwise; --quiet: none). Ctrl-C or SIGTERM saves the
+state after the current step and exits 130 or 143.
 
 Examples:
 
-  ncvsd train --data builtin --preset builtin64 --out runs/teacher --duration 30min
+  ncvsd train --data builtin --arch builtin64 --out runs/teacher --duration 30min
 
-  ncvsd train --data builtin --preset builtin64 --out runs/teacher --duration 30min --resume
+  ncvsd train --data builtin --out runs/teacher --duration 30min --resume
 
-  torchrun --nproc_per_node=2 -m ncvsd_cli train --data photos.zip --preset builtin64 --out runs/t --batch 64
+  torchrun --nproc_per_node=2 -m ncvsd_cli train --data photos.zip --arch builtin64 --out runs/t --batch 64
 """
+
+
+def arch_option(arch: str | None, preset: str | None) -> str | None:
+    """--arch, or the deprecated --preset alias of train/distill (with a note on stderr). Raises UsageError
+    when both are given and differ."""
+    if preset is None:
+        return arch
+    note("deprecated: --preset on train/distill is now --arch and will be removed in the next version "
+         "(--preset now names sampler settings on restore/bench)")
+    if arch is not None and arch != preset:
+        raise UsageError(f"--arch {arch} and --preset {preset} disagree; give --arch only")
+    return preset
+
+
+def run_training(run, settings, out: str) -> None:
+    """Run `run(settings)` (teacher training or distillation) and print its JSON summary (rank 0 only).
+
+    Exits 130/143 when SIGINT/SIGTERM stopped it (state saved; a second signal stops it at once), 2 for a
+    run directory in the wrong state.
+    """
+    from ncvsd_cli.training.loop import TrainingAborted, TrainingInterrupted
+
+    try:
+        record = run(settings)
+    except (TrainingInterrupted, TrainingAborted) as exc:
+        fail(str(exc), exc.exit_code)
+    except (FileExistsError, FileNotFoundError) as exc:
+        fail(str(exc))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 prints the summary
+        typer.echo(json.dumps({"out": out, **record}))
 
 
 def register(app: typer.Typer) -> None:
@@ -32,7 +64,9 @@ def register(app: typer.Typer) -> None:
 def train(
     data: str = typer.Option(..., "--data", help="'builtin' (scikit-image photos, held-out ones excluded), an "
                              "image folder or a zip (EDM2 dataset-tool layout)."),
-    preset: str = typer.Option("builtin64", "--preset", help="Network preset (ncvsd_cli.networks.PRESETS)."),
+    arch: str = typer.Option(None, "--arch", help="Network architecture (ncvsd_cli.networks.PRESETS): "
+                             "builtin64 for a new run; on --resume the run's own."),
+    preset: str = typer.Option(None, "--preset", hidden=True, help="Deprecated alias of --arch."),
     out: str = typer.Option(..., "--out", help="Run directory."),
     batch: int = typer.Option(32, "--batch", help="Global batch size (split over torchrun processes)."),
     duration: str = typer.Option("30min", "--duration", help="Length: time of this invocation (30min, 2h) or "
@@ -52,7 +86,7 @@ def train(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     log_every: int = typer.Option(20, "--log-every", help="Steps between log lines / progress updates."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its state.pt."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or status lines."),
 ) -> None:
     """Train a teacher (see HELP)."""
     with handle_errors():
@@ -61,13 +95,8 @@ def train(
 
         parse_duration(duration), parse_duration(snapshot)  # usage errors before anything heavy
         settings = TeacherSettings(
-            data=data, preset=preset, out=out, batch=batch, duration=duration, snapshot=snapshot, lr=lr,
-            ref_batches=ref_batches, rampup_kimg=rampup_kimg, p_mean=p_mean, p_std=p_std,
+            data=data, arch=arch_option(arch, preset), out=out, batch=batch, duration=duration, snapshot=snapshot,
+            lr=lr, ref_batches=ref_batches, rampup_kimg=rampup_kimg, p_mean=p_mean, p_std=p_std,
             loss_scaling=loss_scaling, seed=seed, xflip=xflip, precision=precision, channels_last=channels_last,
             device=device, log_every=log_every, resume=resume, progress=not quiet, command=command_line())
-        try:
-            record = train_teacher(settings)
-        except (FileExistsError, FileNotFoundError) as exc:
-            fail(str(exc))
-        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 prints the summary
-            typer.echo(json.dumps({"out": out, **record}))
+        run_training(train_teacher, settings, out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,11 +59,12 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def build(kind: str, preset: str, device: torch.device, channels_last: bool = False) -> tuple[torch.nn.Module, dict]:
-    """A fresh network of `kind` from NET's preset, on `device`; returns (module, config)."""
+def build(kind: str, arch: str, device: torch.device, channels_last: bool = False) -> tuple[torch.nn.Module, dict]:
+    """A fresh network of `kind` with architecture `arch` (a name in ncvsd_cli.networks.PRESETS), on `device`;
+    returns (module, config)."""
     from ncvsd_cli.networks import build_network, network_config
 
-    config = network_config(kind, preset)
+    config = network_config(kind, arch)
     net = build_network(config).to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -98,7 +100,7 @@ def labels_for(net: torch.nn.Module, labels: torch.Tensor) -> torch.Tensor | Non
     if getattr(net, "label_dim", 0) == 0:
         return None
     if (labels < 0).any():
-        raise ValueError("a class-conditional preset needs a labelled dataset (dataset.json with labels)")
+        raise ValueError("a class-conditional architecture needs a labelled dataset (dataset.json with labels)")
     return labels
 
 
@@ -108,3 +110,15 @@ def latest_snapshot(run_dir: str | Path, kind: str, sigma_rel: float = 0.05) -> 
     if not files:
         raise ValueError(f"no {kind} snapshot with sigma_rel {sigma_rel:.3f} in {Path(run_dir) / 'snapshots'}")
     return files[-1]
+
+
+def recorded_setting(run_dir: str | Path, key: str, *old_keys: str) -> object | None:
+    """The value of `key` (or, for run directories of older versions, of the first of `old_keys`) in the
+    run.json of `run_dir`; None when the file, or the key, is missing or unreadable."""
+    try:
+        recorded = json.loads(Path(run_dir, "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recorded, dict):
+        return None
+    return next((recorded[k] for k in (key, *old_keys) if recorded.get(k) is not None), None)

@@ -32,6 +32,7 @@ _CONFIG_KEYS = ("preset", "arch", "img_resolution", "img_channels", "label_dim",
 class DistillSettings(RunSettings):
     """Settings of `ncvsd distill` (see RunSettings; paper values in docs/method.md §1.10).
 
+    arch: None (the teacher's architecture) or a name in ncvsd_cli.networks.PRESETS that must match it;
     lr: ref_lr (score model); g_lr_scale/d_lr_scale: multipliers for generator/discriminator (0.01);
     init_generator: a generator checkpoint to start G_θ from instead of the teacher (continues an earlier
     distillation whose state.pt is gone; score model and discriminator still start from the teacher);
@@ -40,7 +41,7 @@ class DistillSettings(RunSettings):
     """
 
     teacher: str = ""
-    preset: str | None = None
+    arch: str | None = None
     out: str = "runs/distill"
     g_lr_scale: float = 0.01
     d_lr_scale: float = 0.01
@@ -94,10 +95,11 @@ class Distiller(TrainLoop):
         self.s = s
         dev = self.device
         self.teacher, tcfg, self.teacher_path = load_teacher(s.teacher, dev)
-        if s.preset is not None and network_config("teacher", s.preset)["arch"] != tcfg["arch"]:
-            raise ValueError(f"--preset {s.preset} does not match the teacher's architecture "
-                             f"(preset {tcfg.get('preset')!r}); leave --preset out to use the teacher's")
+        if s.arch is not None and network_config("teacher", s.arch)["arch"] != tcfg["arch"]:
+            raise ValueError(f"--arch {s.arch} does not match the teacher's architecture "
+                             f"({tcfg.get('preset')!r}); leave --arch out to use the teacher's")
         self.settings["teacher_path"] = self.teacher_path
+        self.settings["arch"] = s.arch or tcfg.get("preset")
         self.configs = {k: _net_config(tcfg, k) for k in ("generator", "score", "discriminator")}
         torch.manual_seed(s.seed)
         nets = {}

@@ -101,6 +101,15 @@ def all_mean(values: torch.Tensor) -> torch.Tensor:
     return v / world_size()
 
 
+def all_max(values: list[float], device: torch.device) -> list[float]:
+    """Element-wise maximum of a few numbers over ranks (decisions every rank must share: stop, snapshot)."""
+    if world_size() == 1:
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], device=device, dtype=torch.float32)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
+
+
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()

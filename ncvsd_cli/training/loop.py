@@ -4,9 +4,13 @@ atomic training states, exact resume, snapshots on a time/kimg clock, JSONL logs
 A run directory holds:
   run.json                 the settings and exact command of the first invocation (+ one line per resume in log)
   log.jsonl                one JSON object per log interval: step, kimg, losses, lr, images/s, seconds
-  state.pt                 the full training state (written atomically: temp file + os.replace)
+  state.pt                 the full training state: tensors and plain containers only, written atomically (temp
+                           file + os.replace) and read with torch.load(weights_only=True), so it cannot run code
   snapshots/*.safetensors  EMA networks in the project's checkpoint format
   previews/*.png           sample grids (distillation)
+
+A run stopped by SIGINT or SIGTERM saves its state after the current step and raises TrainingInterrupted
+(the CLI exits 130 or 143), so `ncvsd train && ncvsd distill` never continues on a half-trained teacher.
 
 Randomness is counter based: update k of rank r draws from a generator seeded by (seed, r, k), and the data
 stream is a pure function of its position (data.py), so a resumed run continues bit for bit (CPU).
@@ -17,18 +21,21 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import re
 import shlex
 import signal
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ncvsd_cli.checkpoints import CheckpointError
 from ncvsd_cli.training import distributed
 from ncvsd_cli.training.data import _mix
 
@@ -109,6 +116,63 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         raise
 
 
+class StateError(CheckpointError):
+    """A training state that is not ncvsd's own, is corrupt, or does not fit the run (CLI exit code 3)."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped by a signal after saving its state; `exit_code` is 128 + the signal number."""
+
+    def __init__(self, signum: int, step: int, nimg: int, state_path: Path):
+        self.signum, self.exit_code = int(signum), 128 + int(signum)
+        name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {name} after step {step} ({nimg / 1000:g} kimg); training state saved to "
+                         f"{state_path}; continue with --resume")
+
+
+class TrainingAborted(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM: training stopped at once, possibly before its state was saved (exit 128 + signal)."""
+
+    def __init__(self, signum: int):
+        self.signum, self.exit_code = int(signum), 128 + int(signum)
+        super().__init__(f"stopped by a second {signal.Signals(signum).name} before the training state was saved; "
+                         "the state of the last snapshot, if any, is kept")
+
+
+def _first_line(exc: BaseException, limit: int = 120) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    text = text if len(text) <= limit else text[:limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def load_state(path: Path) -> dict:
+    """Read a training state without the ability to run code: torch.load(weights_only=True) admits only tensors
+    and plain containers. Raises StateError (one line) for a corrupt, foreign or code-carrying file."""
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it in one line
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found:
+            raise StateError(f"{path}: refusing to load this training state: it refers to {found.group(1)}, and "
+                             "ncvsd states hold only tensors and plain containers") from None
+        raise StateError(f"{path}: corrupt or foreign training state (not tensors and plain containers only); "
+                         "move it away to start afresh") from None
+    except Exception as exc:  # torch raises RuntimeError, EOFError, KeyError, ... for damaged files
+        what = "empty file" if path.exists() and path.stat().st_size == 0 else _first_line(exc)
+        raise StateError(f"{path}: unreadable or corrupt training state ({what}); move it away to start "
+                         "afresh") from None
+    loop = state.get("loop") if isinstance(state, dict) else None
+    needed = {"cur_nimg": int, "step": int, "train_seconds": float, "seed": int, "name": str}
+    if not isinstance(loop, dict) or not isinstance(state.get("trainer"), dict) \
+            or not isinstance(state.get("rng"), dict) or not isinstance(state["rng"].get("torch"), torch.Tensor) \
+            or any(not isinstance(loop.get(k), t) for k, t in needed.items()):
+        raise StateError(f"{path}: not an ncvsd training state (no loop counters, RNG state and trainer state)")
+    return state
+
+
 def command_line() -> str:
     """The exact command of this process, shell-quoted."""
     return shlex.join([Path(sys.argv[0]).name] + sys.argv[1:])
@@ -120,7 +184,8 @@ class TrainLoop:
     `run()` repeats `train_step(step)` (which returns a dict of scalar loss tensors, *without* host syncs) until
     the duration is reached; every `log_every` steps it logs (the only host sync), every `snapshot_every`
     (a Duration: time or images) it writes snapshots and the training state, and it always does so at the end,
-    and after the current step on Ctrl-C or SIGTERM (a second signal acts as usual).
+    and after the current step on Ctrl-C or SIGTERM (then it raises TrainingInterrupted; a second signal
+    raises TrainingAborted at once).
     """
 
     name = "train"
@@ -189,37 +254,46 @@ class TrainLoop:
                 (self.out / "run.json").write_text(json.dumps(self.settings, indent=2, default=str) + "\n")
         distributed.barrier()
         if self.resume:
-            state = torch.load(self.state_path, map_location="cpu", weights_only=False)
-            if state["loop"]["name"] != self.name:
-                raise ValueError(f"{self.state_path} is a '{state['loop']['name']}' state, not '{self.name}'")
-            if state["loop"]["seed"] != self.seed:
-                raise ValueError(f"--seed {self.seed} differs from the saved run's seed {state['loop']['seed']}")
-            self.cur_nimg = state["loop"]["cur_nimg"]
-            self.step = state["loop"]["step"]
-            self.train_seconds = state["loop"]["train_seconds"]
-            torch.set_rng_state(state["rng"]["torch"])
-            self.load_state_dict(state["trainer"])
+            state = load_state(self.state_path)
+            loop = state["loop"]
+            if loop["name"] != self.name:
+                raise StateError(f"{self.state_path} is an 'ncvsd {loop['name']}' state, not 'ncvsd {self.name}'")
+            if loop["seed"] != self.seed:
+                raise ValueError(f"--seed {self.seed} differs from the saved run's seed {loop['seed']}")
+            try:
+                self.load_state_dict(state["trainer"])
+                torch.set_rng_state(state["rng"]["torch"])
+            except (KeyError, TypeError, RuntimeError, IndexError) as exc:
+                raise StateError(f"{self.state_path} does not fit this run's networks and settings "
+                                 f"({_first_line(exc)})") from None
+            self.cur_nimg, self.step, self.train_seconds = loop["cur_nimg"], loop["step"], loop["train_seconds"]
 
     def _log(self, record: dict) -> None:
         if self.dist.is_main:
             with open(self.log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
-    def _done(self, start_time: float) -> bool:
+    def _counts_done(self) -> bool:
         d = self.duration
-        if d.seconds is not None:
-            return time.time() - start_time >= d.seconds
-        if d.nimg is not None:
-            return self.cur_nimg >= d.nimg
-        return self.step >= d.steps
+        return (d.nimg is not None and self.cur_nimg >= d.nimg) or (d.steps is not None and self.step >= d.steps)
 
-    def _snapshot_due(self, last_time: float, last_nimg: int) -> bool:
-        e = self.snapshot_every
-        if e.seconds is not None:
-            return time.time() - last_time >= e.seconds
-        if e.nimg is not None:
-            return self.cur_nimg - last_nimg >= e.nimg
-        return e.steps is not None and self.step % e.steps == 0
+    def _events(self, start: float, last_snap_time: float, last_snap_nimg: int,
+                log_step: bool) -> tuple[int, bool, bool]:
+        """(signal number or 0, duration reached, snapshot due) after a step.
+
+        Image and step counts are equal on every rank, but wall-clock times and signals are not: with several
+        ranks those are agreed on (maximum over ranks) at log steps only, so that every rank stops, snapshots
+        and meets the same collectives at the same step.
+        """
+        d, e, now = self.duration, self.snapshot_every, time.time()
+        clock = [self._signal or 0, d.seconds is not None and now - start >= d.seconds,
+                 e.seconds is not None and now - last_snap_time >= e.seconds]
+        if self.dist.world_size > 1:
+            clock = distributed.all_max(clock, self.device) if log_step else [0, False, False]
+        signum, time_done, time_snap = int(clock[0]), bool(clock[1]), bool(clock[2])
+        snap = time_snap or (e.nimg is not None and self.cur_nimg - last_snap_nimg >= e.nimg) or \
+            (e.steps is not None and self.step % e.steps == 0)
+        return signum, time_done or self._counts_done(), snap
 
     def checkpoint(self) -> None:
         """Write the snapshots (rank 0) and the training state (once per step)."""
@@ -233,37 +307,73 @@ class TrainLoop:
                        "files": [str(p) for p in paths]})
         distributed.barrier()
 
+    def _log_losses(self, sums: dict[str, torch.Tensor], counts: dict[str, int], seconds: float, since_nimg: int,
+                    reporter) -> dict:
+        """Log the mean losses since the last log line (averaged over ranks: the only host sync); returns the record."""
+        n = torch.tensor([counts[k] for k in sums], device=self.device, dtype=torch.float32)
+        vals = distributed.all_mean(torch.stack(list(sums.values())).float() / n).tolist()
+        rate = (self.cur_nimg - since_nimg) / max(seconds, 1e-9)
+        record = {"step": self.step, "kimg": self.cur_nimg / 1000, **dict(zip(sums, vals)),
+                  "img_per_s": round(rate, 2), "seconds": round(self.train_seconds, 2), **self.log_extras()}
+        self._log(record)
+        timed = self.duration.seconds is not None  # the bar counts seconds: show images and their rate here
+        reporter.set_postfix({k: f"{v:.4g}" for k, v in zip(sums, vals)}
+                             | ({"kimg": f"{self.cur_nimg / 1000:g}", "img/s": f"{rate:.1f}"} if timed else {}))
+        return record
+
+    def _reporter(self):
+        """Progress on stderr (rank 0): images against an image or step duration, seconds against a time one; a
+        status line every $NCVSD_PROGRESS_INTERVAL (default 30) seconds when stderr is not a terminal."""
+        from ncvsd_cli.cli.common import StatusReporter
+        from ncvsd_cli.progress import default_interval
+
+        d, desc = self.duration, f"ncvsd {self.name}"
+        common = {"quiet": not (self.dist.is_main and self.progress), "interval": default_interval()}
+        if d.seconds is not None:
+            return StatusReporter(d.seconds, desc, unit="s", show_rate=False, **common)
+        nimg = d.nimg if d.nimg is not None else d.steps * self.batch
+        total = max(-(-nimg // self.batch) * self.batch, self.cur_nimg, 1)  # whole steps
+        return StatusReporter(total, desc, unit="img", unit_scale=True, initial=self.cur_nimg, **common)
+
+    def _install_signal_handlers(self) -> dict:
+        """SIGINT/SIGTERM set self._signal (training stops after the current step); a second one raises
+        TrainingAborted at once (`finally` blocks still remove temporary files). Signals that were ignored (e.g.
+        SIGINT of a background job) stay ignored. Returns the previous handlers."""
+        self._signal = None
+        previous = {}
+
+        def on_signal(signum, frame):
+            if self._signal is not None:
+                raise TrainingAborted(signum)
+            self._signal = signum
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    previous[sig] = signal.signal(sig, on_signal)
+            except ValueError:  # not in the main thread
+                pass
+        return previous
+
     def run(self) -> dict:
-        """Train until the duration is reached; returns the last logged record."""
+        """Train until the duration is reached; returns the last logged record.
+
+        Raises TrainingInterrupted after saving the state when SIGINT or SIGTERM stopped the run early.
+        """
         self._prepare_run_dir()
         self._log({"event": "resume" if self.resume else "start", "step": self.step, "kimg": self.cur_nimg / 1000,
                    "command": self.settings.get("command"), "device": str(self.device),
                    "world_size": self.dist.world_size})
-        bar = None
-        if self.dist.is_main and self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(desc=f"ncvsd {self.name}", unit="img", unit_scale=True, file=sys.stderr,
-                       initial=self.cur_nimg, total=self.duration.nimg, dynamic_ncols=True)
-        self._stop = False
-        handlers = {}
-
-        def _on_signal(signum, frame):  # stop at the next step boundary; a second signal acts as usual
-            self._stop = True
-            signal.signal(signum, handlers.get(signum, signal.SIG_DFL))
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                handlers[sig] = signal.signal(sig, _on_signal)
-            except ValueError:  # not in the main thread
-                pass
-        start = last_snap_time = last_log_time = time.time()
+        reporter = self._reporter()
+        previous = self._install_signal_handlers()
+        start = last_snap_time = last_log_time = last_tick = time.time()
         last_snap_nimg, last_log_nimg = self.cur_nimg, self.cur_nimg
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
         record: dict = {}
+        signum, done = 0, self._counts_done()
         try:
-            while not self._done(start) and not self._stop:
+            while not done:
                 t0 = time.time()
                 losses = self.train_step(self.step)
                 self.step += 1
@@ -271,32 +381,33 @@ class TrainLoop:
                 for k, v in losses.items():
                     sums[k] = sums[k] + v.detach() if k in sums else v.detach().clone()
                     counts[k] = counts.get(k, 0) + 1
-                self.train_seconds += time.time() - t0
-                if bar is not None:
-                    bar.update(self.batch)
-                if self.step % self.log_every == 0:
-                    now = time.time()
-                    n = torch.tensor([counts[k] for k in sums], device=self.device, dtype=torch.float32)
-                    vals = distributed.all_mean(torch.stack(list(sums.values())).float() / n).tolist()
-                    rate = (self.cur_nimg - last_log_nimg) / max(now - last_log_time, 1e-9)
-                    record = {"step": self.step, "kimg": self.cur_nimg / 1000, **dict(zip(sums, vals)),
-                              "img_per_s": round(rate, 2), "seconds": round(self.train_seconds, 2),
-                              **self.log_extras()}
-                    self._log(record)
-                    if bar is not None:
-                        bar.set_postfix({k: f"{v:.4g}" for k, v in zip(sums, vals)} | {"img/s": f"{rate:.1f}"})
+                now = time.time()
+                self.train_seconds += now - t0
+                reporter.update(now - last_tick if self.duration.seconds is not None else self.batch)
+                last_tick = now
+                log_step = self.step % self.log_every == 0
+                if log_step:
+                    record = self._log_losses(sums, counts, now - last_log_time, last_log_nimg, reporter)
                     sums, counts, last_log_time, last_log_nimg = {}, {}, now, self.cur_nimg
-                if self._snapshot_due(last_snap_time, last_snap_nimg):
+                signum, done, snapshot_due = self._events(start, last_snap_time, last_snap_nimg, log_step)
+                if signum and not done:
+                    break
+                signum = 0  # a signal after the last step: the run is complete
+                if snapshot_due and not done:
                     self.checkpoint()
                     last_snap_time, last_snap_nimg = time.time(), self.cur_nimg
+            if sums:  # the steps since the last log line
+                record = self._log_losses(sums, counts, time.time() - last_log_time, last_log_nimg, reporter)
+            if signum:
+                self._log({"event": "interrupted", "signal": signal.Signals(signum).name, "step": self.step,
+                           "kimg": self.cur_nimg / 1000})
+            self.checkpoint()  # still under the handlers: a first signal now does not cut the state short
         finally:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
-            if bar is not None:
-                bar.close()
-        if self._stop:
-            self._log({"event": "interrupted", "step": self.step, "kimg": self.cur_nimg / 1000})
-        self.checkpoint()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+            reporter.close()
+        if signum:
+            raise TrainingInterrupted(signum, self.step, self.cur_nimg, self.state_path)
         self._log({"event": "end", "step": self.step, "kimg": self.cur_nimg / 1000,
                    "seconds": round(self.train_seconds, 2)})
         return record

@@ -12,8 +12,16 @@ from pathlib import Path
 import torch
 
 from ncvsd_cli.training import distributed
-from ncvsd_cli.training.common import (RunSettings, autocast, build, labels_for, make_adam, optimiser_step,
-                                       snapshot_path)
+from ncvsd_cli.training.common import (
+    RunSettings,
+    autocast,
+    build,
+    labels_for,
+    make_adam,
+    optimiser_step,
+    recorded_setting,
+    snapshot_path,
+)
 from ncvsd_cli.training.data import ImageStream, open_source
 from ncvsd_cli.training.ema import PowerFunctionEMA
 from ncvsd_cli.training.loop import TrainLoop, parse_duration, step_generator
@@ -24,12 +32,30 @@ from operators.noise import randn
 @dataclass
 class TeacherSettings(RunSettings):
     """Settings of `ncvsd train` (see RunSettings; EDM2 pixel-space ImageNet-64 lognormal σ, −0.8/1.6; EDM2's latent
-    ImageNet-512 models use −0.4/1.0)."""
+    ImageNet-512 models use −0.4/1.0).
 
-    preset: str = "builtin64"
+    arch: the network architecture (a name in ncvsd_cli.networks.PRESETS); None means DEFAULT_ARCH for a new
+    run and the run's own architecture on resume.
+    """
+
+    arch: str | None = None
     out: str = "runs/teacher"
     ref_batches: float = 2000.0
     extra: dict = field(default_factory=dict)
+
+
+DEFAULT_ARCH = "builtin64"
+
+
+def resolve_arch(s: TeacherSettings) -> str:
+    """The architecture to build: --arch, else the resumed run's (run.json; older versions called it 'preset'),
+    else DEFAULT_ARCH. Raises ValueError when --arch differs from the resumed run's."""
+    recorded = recorded_setting(s.out, "arch", "preset") if s.resume else None
+    recorded = recorded if isinstance(recorded, str) else None
+    if s.arch is not None and recorded is not None and s.arch != recorded:
+        raise ValueError(f"--arch {s.arch} differs from the architecture {recorded} of the run in {s.out}; "
+                         "leave --arch out to continue it")
+    return s.arch or recorded or DEFAULT_ARCH
 
 
 class TeacherTrainer(TrainLoop):
@@ -41,8 +67,9 @@ class TeacherTrainer(TrainLoop):
         super().__init__(s.out, dist_info, s.batch, parse_duration(s.duration), parse_duration(s.snapshot),
                          s.log_every, s.seed, settings=asdict(s), resume=s.resume, progress=s.progress)
         self.s = s
+        self.arch = self.settings["arch"] = resolve_arch(s)
         torch.manual_seed(s.seed)  # identical fresh weights on every rank (also broadcast below)
-        self.net, self.config = build("teacher", s.preset, self.device, s.channels_last)
+        self.net, self.config = build("teacher", self.arch, self.device, s.channels_last)
         distributed.broadcast_module(self.net)
         self.net.train()
         self.opt = make_adam(self.net, self.device)

@@ -1,0 +1,315 @@
+"""`ncvsd train` / `ncvsd distill` as a user and a security reviewer would drive them: resume states that carry
+code or are damaged, Ctrl-C and SIGTERM, the --arch flag (and its deprecated --preset alias), progress output on
+terminals and elsewhere. Tiny networks (the `tiny` architecture, 16 px) and a few steps on CPU."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import pickle
+import pty
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from ncvsd_cli.cli import app
+from ncvsd_cli.cli.common import StatusReporter
+
+runner = CliRunner()
+TINY = ["--arch", "tiny", "--batch", "2", "--snapshot", "1000steps", "--log-every", "1", "--rampup-kimg", "0",
+        "--device", "cpu"]
+
+
+def _images(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray((rng.random((19, 23, 3)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """(image folder, a teacher run directory after 1 step written by `ncvsd train`)."""
+    root = tmp_path_factory.mktemp("train")
+    data = _images(root / "imgs")
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(root / "run"), "--duration", "1steps",
+                              "--quiet", *TINY])
+    assert res.exit_code == 0, res.output
+    return data, root / "run"
+
+
+def _resume(data: Path, run: Path, *extra: str, steps: int = 2):
+    args = ["train", "--data", str(data), "--out", str(run), "--resume", "--duration", f"{steps}steps", "--quiet",
+            *TINY, *extra]
+    return runner.invoke(app, args)
+
+
+# ------------------------------------------------------------------------------------------- resume safety
+class _RunsCode:
+    """Unpickling this object runs a shell command (what a crafted state.pt could do)."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def _zip_state(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _bad_state(kind: str, good: bytes, marker: Path) -> bytes:
+    code = _RunsCode(f"touch {marker}")
+    if kind == "code":
+        return _zip_state(code)
+    if kind == "code-inside-a-state":
+        state = torch.load(io.BytesIO(good), weights_only=True)
+        state["trainer"]["extra"] = code
+        return _zip_state(state)
+    if kind == "code-plain-pickle":
+        return pickle.dumps({"loop": code})
+    if kind == "random-bytes":
+        return np.random.default_rng(0).bytes(3000)
+    if kind == "empty":
+        return b""
+    if kind == "truncated":
+        return good[: len(good) // 2]
+    if kind == "foreign-dict":
+        return _zip_state({"weights": torch.ones(3), "step": 4})
+    if kind == "distill-state":
+        state = torch.load(io.BytesIO(good), weights_only=True)
+        state["loop"]["name"] = "distill"
+        return _zip_state(state)
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["code", "code-inside-a-state", "code-plain-pickle", "random-bytes", "empty",
+                                  "truncated", "foreign-dict", "distill-state"])
+def test_bad_resume_state_is_refused_without_running_code(tmp_path, trained, kind):
+    data, run = trained
+    copy, marker = tmp_path / "run", tmp_path / "marker"
+    shutil.copytree(run, copy)
+    (copy / "state.pt").write_bytes(_bad_state(kind, (run / "state.pt").read_bytes(), marker))
+    res = _resume(data, copy)
+    assert not marker.exists(), "loading the state ran code"
+    assert res.exit_code == 3, res.output
+    assert res.stderr.startswith("ncvsd: error:") and res.stderr.count("\n") == 1, res.stderr
+    assert "state" in res.stderr and "Traceback" not in res.output
+
+
+def test_state_that_does_not_fit_the_network_is_exit_3(tmp_path, trained):
+    data, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "run.json").unlink()  # nothing records the architecture: --arch tiny-cond is taken at its word
+    res = _resume(data, copy, "--arch", "tiny-cond")
+    assert res.exit_code == 3 and "does not fit" in res.stderr and res.stderr.count("\n") == 1, res.output
+
+
+def test_state_holds_only_tensors_and_plain_containers(trained):
+    _, run = trained
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert state["loop"]["step"] == 1 and state["loop"]["name"] == "train"
+
+
+# --------------------------------------------------------------------------------------------- --arch flag
+def test_resume_takes_the_runs_architecture_also_from_older_run_dirs(tmp_path, trained):
+    data, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    recorded = json.loads((copy / "run.json").read_text())
+    assert recorded["arch"] == "tiny"
+    recorded["preset"] = recorded.pop("arch")  # what older versions wrote
+    (copy / "run.json").write_text(json.dumps(recorded))
+    args = ["train", "--data", str(data), "--out", str(copy), "--resume", "--duration", "2steps", "--quiet",
+            "--batch", "2", "--device", "cpu", "--rampup-kimg", "0"]
+    res = runner.invoke(app, args)  # no --arch: the default (builtin64) would not fit
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["step"] == 2
+    wrong = runner.invoke(app, [*args[:-6], "--duration", "3steps", "--arch", "builtin64", "--device", "cpu"])
+    assert wrong.exit_code == 2 and "--arch builtin64 differs" in wrong.stderr, wrong.output
+
+
+def test_preset_is_a_deprecated_alias_of_arch(tmp_path, trained):
+    data, _ = trained
+    args = ["train", "--data", str(data), "--duration", "1steps", "--quiet", "--batch", "2", "--device", "cpu"]
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "a"), "--preset", "tiny"])
+    assert res.exit_code == 0, res.output
+    assert "deprecated" in res.stderr and "--arch" in res.stderr
+    assert json.loads((tmp_path / "a" / "run.json").read_text())["arch"] == "tiny"
+    both = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--preset", "tiny", "--arch", "builtin64"])
+    assert both.exit_code == 2 and "disagree" in both.stderr
+    helptext = runner.invoke(app, ["train", "--help"]).output
+    assert "--arch" in helptext and "--preset" not in helptext
+
+
+def test_distill_arch_must_match_the_teacher(tmp_path, trained):
+    data, run = trained
+    teacher = max((run / "snapshots").glob("teacher-*-0.050.safetensors"))
+    base = ["distill", "--teacher", str(teacher), "--data", str(data), "--duration", "1steps", "--batch", "2",
+            "--device", "cpu", "--quiet"]
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "d"), "--arch", "builtin64"])
+    assert res.exit_code == 2 and "--arch builtin64 does not match" in res.stderr, res.output
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "e"), "--preset", "tiny"])
+    assert res.exit_code == 0 and "deprecated" in res.stderr, res.output
+
+
+def test_distill_resume_refuses_code(tmp_path, trained):
+    data, run = trained
+    teacher = max((run / "snapshots").glob("teacher-*-0.050.safetensors"))
+    out, marker = tmp_path / "d", tmp_path / "marker"
+    out.mkdir()
+    (out / "state.pt").write_bytes(_zip_state({"loop": _RunsCode(f"touch {marker}")}))
+    res = runner.invoke(app, ["distill", "--teacher", str(teacher), "--data", str(data), "--out", str(out),
+                              "--resume", "--duration", "2steps", "--batch", "2", "--device", "cpu", "--quiet"])
+    assert not marker.exists() and res.exit_code == 3 and res.stderr.count("\n") == 1, res.output
+
+
+# ---------------------------------------------------------------------------------------------- signals
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _wait_for_steps(log: Path, proc: subprocess.Popen, timeout: float = 180.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if log.exists() and any('"loss"' in line for line in log.read_text().splitlines()):
+            return
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("training did not start in time")
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_state_and_exits_128_plus_signal(tmp_path, trained, sig, code):
+    data, _ = trained
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ncvsd_cli", "train", "--data", str(data), "--out", str(out),
+           "--duration", "100000steps", *TINY]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), text=True)
+    _wait_for_steps(out / "log.jsonl", proc)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
+    assert stdout == "", "an interrupted run must not print the normal summary"
+    assert f"interrupted by {sig.name}" in stderr and "--resume" in stderr and "\r" not in stderr
+    state = torch.load(out / "state.pt", weights_only=True)
+    step = state["loop"]["step"]
+    events = [json.loads(line).get("event") for line in (out / "log.jsonl").read_text().splitlines()]
+    assert step >= 1 and "interrupted" in events and "end" not in events
+    assert not list(out.glob(".*.tmp")), "a temporary file was left behind"
+    res = _resume(data, out, steps=step + 1)
+    assert res.exit_code == 0, res.output
+    assert torch.load(out / "state.pt", weights_only=True)["loop"]["step"] == step + 1
+
+
+def test_second_signal_stops_at_once(tmp_path):
+    from ncvsd_cli.training import distributed
+    from ncvsd_cli.training.loop import TrainingAborted, TrainLoop, parse_duration
+
+    loop = TrainLoop(tmp_path, distributed.init("cpu"), 2, parse_duration("1steps"), parse_duration("1steps"))
+    before = signal.getsignal(signal.SIGTERM)
+    previous = loop._install_signal_handlers()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        assert loop._signal == signal.SIGTERM  # the first one only asks to stop after the step
+        with pytest.raises(TrainingAborted) as info:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        assert info.value.exit_code == 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+# --------------------------------------------------------------------------------------------- progress
+def test_no_bar_is_drawn_into_a_non_terminal(tmp_path, trained, monkeypatch):
+    data, _ = trained
+    args = ["train", "--data", str(data), "--duration", "3steps", *TINY]
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert res.stderr == "", "a short run on a non-terminal prints no progress at all"
+    monkeypatch.setenv("NCVSD_PROGRESS_INTERVAL", "0")  # a status line after every step
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "s")])
+    lines = res.stderr.splitlines()
+    assert res.exit_code == 0 and "\r" not in res.stderr and len(lines) == 4, res.stderr  # 3 steps + the last
+    assert lines[0].startswith("ncvsd train: 2/6 img (33%)") and "ETA" in lines[0]
+    assert lines[-1].startswith("ncvsd train: 6/6 img (100%)") and "loss=" in lines[-1]
+    quiet = runner.invoke(app, [*args, "--out", str(tmp_path / "q"), "--quiet"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_status_lines_on_a_non_terminal():
+    stream = io.StringIO()
+    rep = StatusReporter(10, "ncvsd train", unit="img", interval=0.0, stream=stream)
+    rep.update(3)
+    rep.set_postfix({"loss": "0.5"})
+    rep.update(2)
+    rep.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("ncvsd train: 3/10 img (30%)") and "ETA" in lines[0]
+    assert "5/10 img (50%)" in lines[1] and lines[1].endswith("loss=0.5")
+    assert len(lines) == 3 and "\r" not in stream.getvalue()
+    slow = io.StringIO()
+    rep = StatusReporter(10, "x", interval=30.0, stream=slow)
+    rep.update(10)
+    rep.close()
+    quiet = io.StringIO()
+    rep = StatusReporter(10, "x", quiet=True, interval=0.0, stream=quiet)
+    rep.update(5)
+    rep.close()
+    assert slow.getvalue() == "" and quiet.getvalue() == ""
+
+
+def _run_on_pty(cmd: list[str]) -> tuple[int, str, str]:
+    """Run `cmd` with stderr on a pseudo-terminal (80 columns); returns (exit code, stdout, terminal text)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=slave, env=_env())
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed its side
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    stdout = proc.stdout.read().decode()
+    proc.wait(timeout=120)
+    os.close(master)
+    return proc.returncode, stdout, b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_bar_with_total_on_a_terminal(tmp_path, trained, quiet):
+    data, _ = trained
+    cmd = [sys.executable, "-m", "ncvsd_cli", "train", "--data", str(data), "--out", str(tmp_path / "r"),
+           "--duration", "4steps", *TINY, *(["--quiet"] if quiet else [])]
+    code, stdout, terminal = _run_on_pty(cmd)
+    assert code == 0 and json.loads(stdout)["step"] == 4, terminal
+    if quiet:
+        assert terminal == ""
+    else:  # 4 steps of 2 images: a total of 8 images, a percentage and an ETA
+        assert "ncvsd train: 100%" in terminal and "8.00/8.00" in terminal and "<00:00" in terminal, terminal
