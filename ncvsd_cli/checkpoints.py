@@ -1,14 +1,19 @@
 """Checkpoint files: safetensors weights with a JSON config, a manifest of shipped files, and lookup.
 
-Format (issue 3, field-survey §6.4): one safetensors file per model; its `__metadata__` holds the key "ncvsd" with a
+Format (docs/architecture.md, "Checkpoints"): one safetensors file per model; its `__metadata__` holds the key "ncvsd" with a
 JSON object {format_version, kind, preset, arch, img_resolution, img_channels, label_dim, sigma_data, gamma,
 provenance: {data, steps, date, command, ...}}. Loading reads that config, builds the network with
 `ncvsd_cli.networks.build_network(config)` and loads the tensors strictly. Nothing pickled is ever executed.
 
 Lookup order for a name (`resolve_checkpoint`): an existing path, then `$NCVSD_CHECKPOINTS`, then the shipped folder
-(the package `ncvsd_checkpoints`, i.e. `checkpoints/` in the source tree), then the user cache
-(`$XDG_CACHE_HOME/ncvsd`, default `~/.cache/ncvsd`). Files listed by name in `checkpoints/manifest.yaml` are checked
-against their size and sha256 before use.
+(the package `ncvsd_checkpoints`, i.e. `checkpoints/` in the source tree), then a model-zoo name (`ncvsd_cli.zoo`:
+downloaded and converted on first use), then the user cache (`$XDG_CACHE_HOME/ncvsd`, default `~/.cache/ncvsd`).
+A pickle path is converted once into the cache by the safe importer; a URL of a zoo file means its zoo name.
+
+Verification goes by content: a file is checked against its size and sha256 when its name is listed in
+`checkpoints/manifest.yaml`, when a record (NAME.record.json, written when the cache converts a download or a
+pickle) sits beside it, or when its safetensors header is the header of any such file (a renamed or copied file
+is recognised by it: the header holds the tensor layout and the config with its provenance).
 
 torch and safetensors are imported inside the functions that need them, so importing this module is cheap.
 """
@@ -19,6 +24,7 @@ import hashlib
 import importlib.resources
 import json
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +41,8 @@ SUFFIX = ".safetensors"
 ENV_DIR = "NCVSD_CHECKPOINTS"
 SHIPPED_PACKAGE = "ncvsd_checkpoints"
 MANIFEST_NAME = "manifest.yaml"
+RECORD_SUFFIX = ".record.json"
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on the JSON header
 KINDS = ("teacher", "generator", "score", "discriminator")
 
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
@@ -100,8 +108,8 @@ def load_manifest() -> dict[str, Any]:
 def manifest_entry(path: str | os.PathLike, *, licence: str = "", **provenance: Any) -> str:
     """A YAML snippet for `files:` in the manifest describing `path` (for maintainers adding a file)."""
     p = Path(path)
-    entry = {p.name: {"sha256": sha256_file(p), "size": p.stat().st_size, "licence": licence,
-                      "provenance": provenance}}
+    entry = {p.name: {"sha256": sha256_file(p), "size": p.stat().st_size, "header_sha256": header_sha256(p),
+                      "licence": licence, "provenance": provenance}}
     return yaml.safe_dump(entry, sort_keys=False)
 
 
@@ -124,13 +132,101 @@ def verify_file(path: str | os.PathLike, entry: dict[str, Any]) -> None:
             "the file is corrupt or was replaced")
 
 
+def header_sha256(path: str | os.PathLike) -> str | None:
+    """sha256 of a safetensors file's header (8-byte length + JSON), the file's identity whatever its name;
+    None when the file is not a safetensors file."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return None
+        n = int.from_bytes(head, "little")
+        if n > MAX_HEADER_BYTES:
+            return None
+        body = f.read(n)
+    if len(body) < n or not body.startswith(b"{"):
+        return None
+    return hashlib.sha256(head + body).hexdigest()
+
+
+def record_path(path: str | os.PathLike) -> Path:
+    """The record beside a converted file: NAME.safetensors -> NAME.record.json."""
+    p = Path(path)
+    return p.with_name(p.name.removesuffix(SUFFIX) + RECORD_SUFFIX)
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The record of a file the cache converted ({name, sha256, size, header_sha256, licence, source, fix}),
+    or None when there is none or it is unreadable."""
+    try:
+        record = json.loads(record_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "sha256" in record and "size" in record else None
+
+
+def write_record(path: str | os.PathLike, *, name: str, licence: str | None, source: dict[str, Any],
+                 fix: str) -> dict[str, Any]:
+    """Record the sha256, size and header hash of a converted file with its source (atomic write); returns it.
+    fix: what the user runs when the file no longer matches (e.g. "run `ncvsd checkpoints download NAME --force`")."""
+    p = Path(path)
+    record = {"name": name, "file": p.name, "sha256": sha256_file(p), "size": p.stat().st_size,
+              "header_sha256": header_sha256(p), "licence": licence, "source": source, "fix": fix}
+    target = record_path(p)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=2)
+    os.replace(tmp, target)
+    return record
+
+
+def verify_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Check a converted file against its record; raise CheckpointError with the record's fix."""
+    try:
+        verify_file(path, record)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}; {record.get('fix') or 'convert it again'}") from None
+
+
+def _known_files() -> list[tuple[str, dict[str, Any], str]]:
+    """(name, entry with sha256/size/header_sha256, fix) for every manifest file and every cache record."""
+    reinstall = "or reinstall ncvsd (`pip install --force-reinstall ncvsd`)"
+    out = [(name, entry, f"use the shipped one (`--checkpoint {name.removesuffix(SUFFIX)}`) {reinstall}")
+           for name, entry in load_manifest()["files"].items()]
+    for folder in (cache_dir(), cache_dir() / "imported"):
+        for rec_file in sorted(folder.glob(f"*{RECORD_SUFFIX}")) if folder.is_dir() else ():
+            record = read_record(folder / (rec_file.name.removesuffix(RECORD_SUFFIX) + SUFFIX))
+            if record:
+                out.append((str(record.get("file")), record, str(record.get("fix") or "convert it again")))
+    return out
+
+
 def verify_if_listed(path: str | os.PathLike) -> str:
-    """Verify `path` when its file name is in the manifest; returns "verified" or "not in manifest"."""
-    entry = load_manifest()["files"].get(Path(path).name)
-    if entry is None:
-        return "not in manifest"
-    verify_file(path, entry)
-    return "verified"
+    """Verify `path` by content: against the manifest entry of its name, the record beside it, or the entry whose
+    safetensors header it carries (a renamed copy). Returns "verified" or "not in manifest"; raises
+    CheckpointError on a mismatch, saying which file it is a damaged copy of and what to run."""
+    p = Path(path)
+    entry = load_manifest()["files"].get(p.name)
+    if entry is not None:
+        try:
+            verify_file(p, entry)
+        except CheckpointError as exc:
+            if p.parent.resolve() == shipped_dir().resolve():
+                raise CheckpointError(f"{exc}; reinstall ncvsd (`pip install --force-reinstall ncvsd`)") from None
+            raise
+        return "verified"
+    record = read_record(p)
+    if record is not None:
+        verify_record(p, record)
+        return "verified"
+    header = header_sha256(p)
+    for name, known, fix in _known_files() if header else ():
+        if known.get("header_sha256") == header:
+            if sha256_file(p) != str(known["sha256"]).lower() or p.stat().st_size != int(known["size"]):
+                raise CheckpointError(
+                    f"checksum mismatch for {p.name} ({p}): it is a copy of {name} (same header) but its sha256 "
+                    f"is {sha256_file(p)}, expected {known['sha256']}; the file is damaged: {fix}")
+            return "verified"
+    return "not in manifest"
 
 
 def locate_shipped_file(filename: str) -> Path:
@@ -180,30 +276,68 @@ def _available_names() -> list[str]:
     return sorted(set(names))
 
 
-def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
-    """Find a checkpoint: an existing file path, else a bare name (".safetensors" optional) in `search_locations()`.
+def is_pickle(path: str | os.PathLike) -> bool:
+    """Whether a file is a pickle (".pkl" / ".pickle", or the protocol-2+ opcode where safetensors has '{')."""
+    p = Path(path)
+    if p.suffix.lower() in (".pkl", ".pickle"):
+        return True
+    with open(p, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[0] == 0x80 and 2 <= head[1] <= 5 and head[8:9] != b"{"
 
-    Raises CheckpointError listing the folders searched and the names available there.
+
+def _zoo_names() -> list[str]:
+    from ncvsd_cli import zoo
+
+    try:
+        return zoo.names()
+    except CheckpointError:
+        return []
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike, *, quiet: bool = False) -> Path:
+    """Find a checkpoint: an existing file path, else a bare name (".safetensors" optional) in `search_locations()`,
+    where a model-zoo name comes before the cache.
+
+    A zoo name (or the URL of a zoo file) not yet in the cache is downloaded and converted (`ncvsd_cli.zoo.ensure`);
+    a pickle path is converted once into the cache by the safe importer. quiet: no notes or progress bars.
+    Raises CheckpointError listing the folders searched, the names available there and the zoo.
     """
+    from ncvsd_cli import zoo
+
     raw = os.fspath(name_or_path)
     if not raw:
         raise CheckpointError("empty checkpoint name")
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", raw):
+        entry = zoo.find(raw)
+        if entry is None:
+            raise CheckpointError(
+                f"{raw} is not a file of the model zoo ({', '.join(_zoo_names()) or 'empty'}); download it "
+                "yourself and convert it with `ncvsd checkpoints import FILE -o NAME.safetensors`")
+        raw = entry.name
     explicit = Path(raw).expanduser()
     if explicit.is_file():
-        return explicit
+        return zoo.import_into_cache(explicit, quiet=quiet) if is_pickle(explicit) else explicit
     searched = []
     if os.sep in raw or (os.altsep and os.altsep in raw) or explicit.is_dir():
         searched.append(str(explicit))
     else:
         candidates = [raw] if raw.endswith(SUFFIX) else [raw + SUFFIX, raw]
         for label, folder in search_locations():
+            if label == "cache" and zoo.find(raw) is not None:
+                return zoo.ensure(zoo.find(raw).name, quiet=quiet)
             searched.append(f"{folder} ({label})")
             for cand in candidates:
                 if (folder / cand).is_file():
                     return folder / cand
-    available = ", ".join(_available_names()) or "none"
+    import difflib
+
+    known = _available_names() + _zoo_names()
+    close = difflib.get_close_matches(raw, known + [n.removesuffix(SUFFIX) for n in known], n=1)
     raise CheckpointError(
-        f"checkpoint {raw!r} not found; looked in: {'; '.join(searched)}; available: {available}")
+        f"checkpoint {raw!r} not found{f' (did you mean {close[0]}?)' if close else ''}; looked in: "
+        f"{'; '.join(searched)}; available: {', '.join(_available_names()) or 'none'}; "
+        f"model zoo (downloaded on first use): {', '.join(_zoo_names()) or 'none'}")
 
 
 # ------------------------------------------------------------------------------------------------ the format
@@ -299,8 +433,8 @@ def load_checkpoint(name_or_path: str | os.PathLike, device: str | torch.device 
 
     name_or_path: see `resolve_checkpoint`. kind: when given, the checkpoint's kind must equal it. dtype: dtype of
     the floating weights, default None = torch.float32 (fp16 files are widened exactly; half-precision compute on
-    CUDA comes from the network's use_fp16 option). Files listed in the manifest are verified (size + sha256)
-    first. Never unpickles anything. Raises CheckpointError.
+    CUDA comes from the network's use_fp16 option). Files are verified by content first (`verify_if_listed`).
+    Never unpickles anything (a pickle path goes through the safe importer). Raises CheckpointError.
     """
     import torch
     from safetensors.torch import load_file
@@ -342,6 +476,7 @@ class CheckpointInfo:
     preset: str | None = None
     img_resolution: int | None = None
     status: str = ""
+    licence: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -356,8 +491,9 @@ def checkpoint_info(name_or_path: str | os.PathLike, location: str | None = None
     if location is None:
         location = next((label for label, folder in search_locations() if path.parent.resolve() == folder.resolve()
                          and folder.is_dir()), "path")
+    listed = load_manifest()["files"].get(path.name) or read_record(path) or {}
     info = CheckpointInfo(name=path.name, path=str(path), location=location, size=path.stat().st_size,
-                          sha256=sha256_file(path))
+                          sha256=sha256_file(path), licence=listed.get("licence"))
     try:
         info.status = verify_if_listed(path)
     except CheckpointError as exc:
@@ -373,6 +509,7 @@ def checkpoint_info(name_or_path: str | os.PathLike, location: str | None = None
         return info
     info.kind, info.preset = info.config.get("kind"), info.config.get("preset")
     info.img_resolution = info.config.get("img_resolution")
+    info.licence = info.licence or (info.config.get("provenance") or {}).get("licence")
     return info
 
 

@@ -1,4 +1,4 @@
-"""Import the authors' EDM2 persistence pickles without executing them (docs/method.md §9, field-survey §6.1-6.2).
+"""Import the authors' EDM2 persistence pickles without executing them (docs/method.md §9).
 
 The published files (`ncvsd-ffhq256-xs.pkl`, `edm2-img64-s-*.pkl`, `edm2-ffhq256-xs.pkl`) are plain pickles of a dict
 whose 'ema' entry is the network. Persistent classes (Precond, PrecondCondition, UNet*, Block, MPConv, MPFourier) are
@@ -39,9 +39,24 @@ TORCH_CONTAINERS = {
     ("torch.nn.modules.container", "ModuleList"),
     ("torch.nn.modules.container", "Sequential"),
 }
-# Positional order of the constructors of Precond / PrecondCondition / DiscriminatorCondition (docs/method.md §2.3-2.6).
+# Positional order of the constructors of Precond / PrecondCondition / DiscriminatorCondition (docs/method.md §9).
 PRECOND_POSITIONAL = ("img_resolution", "img_channels", "label_dim", "use_fp16", "sigma_data", "logvar_channels")
 KIND_OF_CLASS = {"Precond": "teacher", "PrecondCondition": "score"}
+
+
+@dataclass(frozen=True)
+class ImportLimits:
+    """What one imported pickle may ask for; past any of them the import is refused (CLI exit 3).
+
+    max_objects: objects and references visited while unwrapping (the released files hold well under 10^5).
+    max_depth: nesting of containers and recorded objects (the released files nest about 30 levels).
+    max_tensor_bytes: bytes of all tensor storages and numpy arrays together (the largest EDM2 ImageNet-64
+    network, XL, is about 4.5 GB in float32).
+    """
+
+    max_objects: int = 5_000_000
+    max_depth: int = 200
+    max_tensor_bytes: int = 32 << 30
 
 
 @dataclass
@@ -136,7 +151,14 @@ def _load_storage_from_bytes(b: bytes):
         raise pickle.UnpicklingError(f"storage payload must be bytes, got {type(b).__name__}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # TypedStorage deprecation
-        return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
+        try:
+            storage = torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
+        except Exception as exc:  # noqa: BLE001 (torch reports bad payloads with RuntimeError, UnpicklingError...)
+            raise pickle.UnpicklingError(f"unreadable tensor storage: {type(exc).__name__}: "
+                                         f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
+        raise pickle.UnpicklingError(f"storage payload holds a {type(storage).__name__}, not a storage")
+    return storage
 
 
 def _no_hooks(hooks: Any) -> None:
@@ -150,8 +172,12 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
 
     if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
         raise pickle.UnpicklingError(f"tensor storage has type {type(storage).__name__}")
-    if not all(isinstance(v, int) for v in (storage_offset, *size, *stride)):
-        raise pickle.UnpicklingError("tensor geometry must be integers")
+    if not all(isinstance(v, int) and v >= 0 for v in (storage_offset, *size, *stride)) or len(size) != len(stride):
+        raise pickle.UnpicklingError("tensor geometry must be non-negative integers, one stride per dimension")
+    numel = storage.size() if isinstance(storage, torch.TypedStorage) else storage.nbytes()
+    extent = storage_offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1
+    if all(n > 0 for n in size) and extent > numel:
+        raise pickle.UnpicklingError(f"tensor of size {tuple(size)} reaches element {extent} of a storage of {numel}")
     _no_hooks(backward_hooks)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -213,10 +239,41 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that builds only tensors and plain data, and records everything else (see module docstring)."""
 
-    def __init__(self, file: BinaryIO) -> None:
+    def __init__(self, file: BinaryIO, limits: ImportLimits | None = None) -> None:
         super().__init__(file)
+        self.limits = limits or ImportLimits()
+        self.tensor_bytes = 0
         self._allowed = _allowed_globals()
         self._stubs: dict[tuple[str, str], type] = {}
+        load_storage = self._allowed[("torch.storage", "_load_from_bytes")]
+        self._allowed[("torch.storage", "_load_from_bytes")] = lambda b: self._count(load_storage(b))
+        for key, fn in list(self._allowed.items()):
+            if key[1] == "_reconstruct" and key[0].startswith("numpy"):
+                self._allowed[key] = self._counted_array(fn)
+
+    def _add_bytes(self, n: int) -> None:
+        self.tensor_bytes += n
+        if self.tensor_bytes > self.limits.max_tensor_bytes:
+            raise pickle.UnpicklingError(f"the pickle's tensors exceed {self.limits.max_tensor_bytes} bytes; "
+                                         "refusing it")
+
+    def _count(self, storage: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # TypedStorage deprecation
+            self._add_bytes(storage.nbytes())
+        return storage
+
+    def _counted_array(self, reconstruct: Any) -> Any:
+        import numpy as np
+
+        def counted(subtype, shape, dtype_char):
+            dims = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+            if not all(isinstance(d, int) and d >= 0 for d in dims):
+                raise pickle.UnpicklingError("numpy array shape must be non-negative integers")
+            self._add_bytes(int(np.prod(dims, dtype=object)) * np.dtype(dtype_char).itemsize)
+            return reconstruct(subtype, shape, dtype_char)
+
+        return counted
 
     def find_class(self, module: str, name: str) -> Any:
         """Allowlisted globals only; anything else raises UnpicklingError naming module.name."""
@@ -237,46 +294,88 @@ class RestrictedUnpickler(pickle.Unpickler):
                                      "not an EDM2 persistence pickle")
 
 
-def _unwrap(obj: Any) -> Any:
-    """Recorded objects in place of stub instances, recursively through dicts, lists and tuples."""
-    if hasattr(obj, "record") and isinstance(obj.record, Recorded):
-        obj = obj.record
-    if isinstance(obj, Recorded):
-        if not getattr(obj, "_unwrapped", False):
-            object.__setattr__(obj, "_unwrapped", True)
-            obj.state = _unwrap(obj.state)
-            obj.args = _unwrap(obj.args)
-            obj.items = _unwrap(obj.items)
-        return obj
-    if isinstance(obj, dict):
-        for k in list(obj):
-            obj[k] = _unwrap(obj[k])
-        return dict(obj) if isinstance(obj, _EasyDict) else obj
-    if isinstance(obj, list):
-        return [_unwrap(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_unwrap(v) for v in obj)
-    return obj
+class _Walk:
+    """State of one `_unwrap` pass: a memo of visited containers (so shared objects are visited once, and
+    cycles terminate) and a count of visits checked against `ImportLimits.max_objects`."""
+
+    def __init__(self, limits: ImportLimits) -> None:
+        self.limits, self.memo, self.visits = limits, {}, 0
+
+    def __call__(self, obj: Any, depth: int = 0) -> Any:
+        self.visits += 1
+        if self.visits > self.limits.max_objects:
+            raise pickle.UnpicklingError(f"the pickle holds more than {self.limits.max_objects} objects; "
+                                         "refusing it as a decompression bomb")
+        if depth > self.limits.max_depth:
+            raise pickle.UnpicklingError(f"the pickle nests objects deeper than {self.limits.max_depth} levels; "
+                                         "refusing it")
+        if hasattr(obj, "record") and isinstance(obj.record, Recorded):
+            obj = obj.record
+        if not isinstance(obj, (Recorded, dict, list, tuple)):
+            return obj
+        key = id(obj)
+        if key in self.memo:
+            return self.memo[key][1]
+        if isinstance(obj, Recorded):
+            self.memo[key] = (obj, obj)  # the pair keeps `obj` alive, so its id is not reused during the walk
+            obj.state = self(obj.state, depth + 1)
+            obj.args = self(obj.args, depth + 1)
+            obj.items = self(obj.items, depth + 1)
+            return obj
+        if isinstance(obj, dict):
+            out = dict(obj) if isinstance(obj, _EasyDict) else obj
+            self.memo[key] = (obj, out)
+            for k in list(out):
+                out[k] = self(out[k], depth + 1)
+            return out
+        if isinstance(obj, list):
+            out_list: list = []
+            self.memo[key] = (obj, out_list)
+            out_list.extend(self(v, depth + 1) for v in obj)
+            return out_list
+        out_tuple = tuple(self(v, depth + 1) for v in obj)  # a tuple cannot contain itself without a list
+        self.memo[key] = (obj, out_tuple)
+        return out_tuple
 
 
-def read_pickle(file: str | os.PathLike | BinaryIO) -> Any:
+def _unwrap(obj: Any, limits: ImportLimits | None = None) -> Any:
+    """Recorded objects in place of stub instances, through dicts, lists and tuples; every shared object is
+    visited once (memoised). Raises pickle.UnpicklingError past `limits` (objects, nesting depth)."""
+    return _Walk(limits or ImportLimits())(obj)
+
+
+def read_pickle(file: str | os.PathLike | BinaryIO, limits: ImportLimits | None = None) -> Any:
     """Unpickle a persistence pickle with `RestrictedUnpickler`; returns plain data with `Recorded` objects.
 
-    Raises pickle.UnpicklingError for any global outside the allowlist; nothing from the file is executed.
+    limits: objects, nesting depth and tensor bytes allowed (default `ImportLimits()`). Raises
+    pickle.UnpicklingError for any global outside the allowlist and for anything past the limits (MemoryError
+    and RecursionError are turned into it too); nothing from the file is executed.
     """
+    limits = limits or ImportLimits()
+
+    def load(f: BinaryIO) -> Any:
+        try:
+            return _unwrap(RestrictedUnpickler(f, limits).load(), limits)
+        except (MemoryError, RecursionError, OverflowError) as exc:
+            raise pickle.UnpicklingError(f"the pickle asks for more memory or nesting than allowed "
+                                         f"({type(exc).__name__}); refusing it") from None
+
     if isinstance(file, (str, os.PathLike)):
         with open(file, "rb") as f:
-            return _unwrap(RestrictedUnpickler(f).load())
-    return _unwrap(RestrictedUnpickler(file).load())
+            return load(f)
+    return load(file)
 
 
 # ------------------------------------------------------------------------------------------ recorded tree -> weights
-def recorded_state_dict(obj: Recorded, prefix: str = "") -> dict[str, torch.Tensor]:
+def recorded_state_dict(obj: Recorded, prefix: str = "", _path: tuple[int, ...] = ()) -> dict[str, torch.Tensor]:
     """Flatten a recorded nn.Module tree into {dotted name: tensor} like `Module.state_dict()`.
 
     Parameters and buffers (except those in `_non_persistent_buffers_set`) of every recorded module, submodules
-    under `name.`; None entries are skipped.
+    under `name.`; None entries are skipped. A module that contains itself raises ValueError.
     """
+    if id(obj) in _path:
+        raise ValueError(f"recorded module '{prefix or '<root>'}' contains itself")
+    _path = (*_path, id(obj))
     out: dict[str, torch.Tensor] = {}
     state = obj._state_dict()
     if not any(k in state for k in ("_parameters", "_buffers", "_modules")):
@@ -294,7 +393,7 @@ def recorded_state_dict(obj: Recorded, prefix: str = "") -> dict[str, torch.Tens
             continue
         if not isinstance(child, Recorded):
             raise ValueError(f"submodule {prefix}{name} has unexpected type {type(child).__name__}")
-        out.update(recorded_state_dict(child, f"{prefix}{name}."))
+        out.update(recorded_state_dict(child, f"{prefix}{name}.", _path))
     return out
 
 
@@ -370,14 +469,16 @@ def analyse(data: Any, ema_key: str = "ema") -> ImportedModel:
 
 # ------------------------------------------------------------------------------------------------- conversion
 def import_pickle(src: str | os.PathLike, dst: str | os.PathLike, *, ema_key: str = "ema",
-                  command: str | None = None, data: str | None = None) -> tuple[Path, dict[str, Any]]:
+                  command: str | None = None, data: str | None = None, limits: ImportLimits | None = None,
+                  provenance: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
     """Convert an EDM2/NCVSD persistence pickle into an ncvsd safetensors checkpoint; returns (dst, config).
 
     The network is rebuilt with `build_network` from the recorded constructor arguments and loaded strictly, so
     every tensor must land on a parameter of the same name and shape. Floating weights are stored in the source's
     dtype (fp16 for the released files; widening to float32 on load is exact). Provenance records the source file
-    name and sha256, the entry used and `command` / `data` when given. Raises CheckpointError on any problem
-    (refused globals, unsupported classes, names or shapes that do not fit).
+    name and sha256, the entry used, `command` / `data` when given and any `provenance` items. limits: see
+    `ImportLimits`. Raises CheckpointError on any problem (refused globals, a pickle past the limits, unsupported
+    classes, names or shapes that do not fit).
     """
     from ncvsd_cli.checkpoints import CheckpointError, save_checkpoint, sha256_file
     from ncvsd_cli.networks import build_network
@@ -386,13 +487,17 @@ def import_pickle(src: str | os.PathLike, dst: str | os.PathLike, *, ema_key: st
     if not src.is_file():
         raise CheckpointError(f"source pickle {src} does not exist")
     try:
-        imported = analyse(read_pickle(src), ema_key=ema_key)
+        imported = analyse(read_pickle(src, limits), ema_key=ema_key)
     except (pickle.UnpicklingError, ValueError, EOFError) as exc:
         raise CheckpointError(f"cannot import {src.name}: {exc}") from exc
+    except Exception as exc:  # malformed data reaching a constructor (TypeError, AttributeError, struct.error...)
+        raise CheckpointError(f"cannot import {src.name}: not an EDM2/NCVSD network pickle "
+                              f"({type(exc).__name__}: {exc})") from exc
     config = imported.config
     config["provenance"] = {
         "source": src.name, "source_sha256": sha256_file(src), "source_class": imported.source_class,
         "ema_key": ema_key, "data": data, "steps": None, "command": command or f"ncvsd checkpoints import {src.name}",
+        **(provenance or {}),
     }
     try:
         model = build_network(config)

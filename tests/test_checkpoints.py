@@ -196,11 +196,34 @@ def test_manifest_verification(dirs):
 def test_shipped_manifest_is_consistent():
     """Every file listed in the real checkpoints/manifest.yaml exists and matches; defaults name listed files."""
     manifest = ck.load_manifest()
-    for name in manifest["files"]:
+    for name, entry in manifest["files"].items():
         assert locate_shipped_file(name).is_file()
+        assert entry["header_sha256"] == ck.header_sha256(locate_shipped_file(name)), name
     for kind, name in manifest["defaults"].items():
         assert name in manifest["files"], f"default {kind} {name} is not listed"
         assert read_config(locate_shipped_file(name))["kind"] == kind
+
+
+@pytest.mark.parametrize("name", ["builtin64-generator", "builtin64-teacher"])
+@pytest.mark.parametrize("where", ["tail", "middle"])
+def test_renamed_copy_of_a_shipped_file_is_verified_by_content(tmp_path, name, where):
+    """A renamed copy is recognised by its header: intact it loads, with one flipped bit it is refused (exit 3)."""
+    shipped = locate_shipped_file(f"{name}.safetensors")
+    copy = tmp_path / "renamed.safetensors"
+    shutil.copy(shipped, copy)
+    assert ck.verify_if_listed(copy) == "verified"
+    blob = bytearray(shipped.read_bytes())
+    blob[-3 if where == "tail" else len(blob) // 2] ^= 0x04
+    copy.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match=f"copy of {name}.safetensors.*--checkpoint {name}"):
+        load_checkpoint(copy)
+    from ncvsd_cli.cli import app
+
+    kind = "generator" if "generator" in name else "teacher"
+    res = CliRunner().invoke(app, ["sample", "--checkpoint", str(copy), "-o", str(tmp_path / "s.png")]
+                             if kind == "generator" else ["checkpoints", "info", str(copy)])
+    assert res.exit_code == 3 and "checksum mismatch" in res.output, res.output
+    assert not (tmp_path / "s.png").exists()
 
 
 # ------------------------------------------------------------------------------------------------------ CLI

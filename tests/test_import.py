@@ -317,3 +317,109 @@ def test_cli_import(tmp_path):
     res = CliRunner().invoke(app, ["checkpoints", "import", str(evil), "-o", str(tmp_path / "e.safetensors")])
     assert res.exit_code == 3 and "refusing to import os.system" in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------- bombs and malformed pickles
+def _shared_lists(depth: int) -> bytes:
+    """{"ema": l_depth} with l_{k+1} = [l_k, l_k]: a few hundred bytes that expand to 2^depth lists if copied."""
+    nested: list = []
+    for _ in range(depth):
+        nested = [nested, nested]
+    return pickle.dumps({"ema": nested}, protocol=4)
+
+
+def _deep_lists(depth: int) -> bytes:
+    """depth empty lists each appended to the one below: nesting `depth` levels (built without recursion)."""
+    return b"\x80\x04" + b"]" * depth + b"a" * (depth - 1) + b"."
+
+
+def test_shared_objects_are_unwrapped_once():
+    data = read_pickle(io.BytesIO(_shared_lists(3)))
+    outer = data["ema"]
+    assert outer[0] is outer[1] and outer[0][0] is outer[0][1]  # sharing survives: nothing was copied
+    loop: list = []
+    loop.append(loop)
+    out = read_pickle(io.BytesIO(pickle.dumps(loop, protocol=4)))
+    assert out[0] is out
+
+
+def test_shared_list_bomb_is_linear(tmp_path):
+    """The 2^64-list bomb finishes at once; run in a memory-capped subprocess so a regression cannot hog the host."""
+    src = tmp_path / "bomb.pkl"
+    src.write_bytes(_shared_lists(64))
+    assert src.stat().st_size < 1000
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30)); "
+            "from ncvsd_cli.cli import main; sys.argv = ['ncvsd', 'checkpoints', 'import', sys.argv[1], '-o', "
+            "sys.argv[2]]; main()")
+    import subprocess
+
+    res = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "o.safetensors")],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 3, res.stderr[-500:]
+    assert "not a recorded network" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("payload, message", [
+    (_deep_lists(100_000), "deeper than 200 levels"),
+    (b"\x80\x04\x8e" + (1 << 60).to_bytes(8, "little") + b"abc.", "more memory"),  # BINBYTES8 of 2^60 bytes
+    (b"\x80\x04\x8d" + (1 << 62).to_bytes(8, "little") + b"abc.", "more memory"),  # BINUNICODE8
+    (b"\x80\x04cnumpy\ndtype\nX\x02\x00\x00\x00f8\x89\x88\x87R.", None),  # inert: no limit involved
+])
+def test_huge_or_deep_pickles_are_refused_with_exit_3(tmp_path, payload, message):
+    from typer.testing import CliRunner
+
+    from ncvsd_cli.cli import app
+
+    src = tmp_path / "x.pkl"
+    src.write_bytes(payload)
+    res = CliRunner().invoke(app, ["checkpoints", "import", str(src), "-o", str(tmp_path / "x.safetensors")])
+    assert res.exit_code == 3, res.output
+    assert len(res.output.strip().splitlines()) == 1 and "internal error" not in res.output
+    if message:
+        assert message in res.output
+
+
+def test_import_limits(tmp_path):
+    from ncvsd_cli.pickle_import import ImportLimits
+
+    config = network_config("teacher", "tiny")
+    src = tmp_path / "t.pkl"
+    _write_pickle(src, build_network(config), _authors_kwargs(config), wrap_generator=False, extras=False)
+    assert read_pickle(src)["ema"].class_name == "Precond"  # the defaults take a real network
+    for limits, message in [(ImportLimits(max_objects=200), "more than 200 objects"),
+                            (ImportLimits(max_depth=5), "deeper than 5 levels"),
+                            (ImportLimits(max_tensor_bytes=10_000), "exceed 10000 bytes")]:
+        with pytest.raises(pickle.UnpicklingError, match=message):
+            read_pickle(src, limits)
+        with pytest.raises(CheckpointError, match=message):
+            import_pickle(src, tmp_path / "t.safetensors", limits=limits)
+    assert not (tmp_path / "t.safetensors").exists()
+
+
+def test_tensor_geometry_outside_its_storage_is_refused(tmp_path):
+    """A tensor view reaching past its storage (or a huge numpy array) is refused before torch or numpy sees it."""
+    storage = io.BytesIO()
+    torch.save(torch.zeros(4).untyped_storage(), storage)
+
+    class View:
+        def __reduce__(self):
+            return torch._utils._rebuild_tensor_v2, (_Storage(), 0, (10**12,), (1,), False, collections.OrderedDict())
+
+    class _Storage:
+        def __reduce__(self):
+            return torch.storage._load_from_bytes, (storage.getvalue(),)
+
+    import collections
+
+    with pytest.raises(pickle.UnpicklingError, match="reaches element"):
+        read_pickle(io.BytesIO(pickle.dumps({"ema": View()}, protocol=4)))
+    import numpy as np
+
+    from ncvsd_cli.pickle_import import ImportLimits
+
+    class HugeArray:  # what a crafted file can ask numpy for: an uninitialised 1 TiB array
+        def __reduce__(self):
+            return np.ndarray.__reduce__(np.zeros(1, np.uint8))[0], (np.ndarray, (1 << 40,), b"b")
+
+    with pytest.raises(pickle.UnpicklingError, match="exceed"):
+        read_pickle(io.BytesIO(pickle.dumps({"ema": HugeArray()}, protocol=4)), ImportLimits())

@@ -1,5 +1,6 @@
-"""`ncvsd checkpoints list|info|import`: what weights are available, their config and hash, and conversion of the
-authors' pickles. torch is imported only inside `import` (list/info read safetensors headers only)."""
+"""`ncvsd checkpoints list|info|download|import`: what weights are available (here and in the model zoo), their
+config and hash, download of the published models and conversion of the authors' pickles. torch is imported only
+inside `download` and `import` (list/info read safetensors headers only)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ checkpoints_app = typer.Typer(
     help=(
         "List, inspect and import model checkpoints (safetensors with a JSON config).\n\n"
         "Lookup order for a NAME: an existing path, $NCVSD_CHECKPOINTS, the shipped checkpoints, "
-        "the user cache (~/.cache/ncvsd).\n\n"
+        "the model zoo (downloaded and converted on first use), the user cache (~/.cache/ncvsd). "
+        "A .pkl path is converted once into the cache by the safe importer.\n\n"
         "Examples:\n\n"
         "  ncvsd checkpoints list\n\n"
+        "  ncvsd checkpoints download ncvsd-ffhq256-xs\n\n"
         "  ncvsd checkpoints info builtin64-generator\n\n"
         "  ncvsd checkpoints import ncvsd-ffhq256-xs.pkl -o ~/.cache/ncvsd/ncvsd-ffhq256-xs.safetensors"
     ),
@@ -37,9 +40,10 @@ def _human_size(n: int) -> str:
 def list_command(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
 ) -> None:
-    """List every checkpoint in every search location (earlier locations shadow later ones).
+    """List every checkpoint in every search location (earlier locations shadow later ones), then the model zoo.
 
-    Columns: name, kind, preset, resolution, size, sha256 prefix, location, status.
+    Columns: name, kind, preset, resolution, size, sha256 prefix, licence, location, status (for the zoo:
+    downloaded or not; the size is the published file's until it is downloaded, "?" when unknown).
 
     Examples:
 
@@ -47,24 +51,53 @@ def list_command(
 
       NCVSD_CHECKPOINTS=runs/exp1 ncvsd checkpoints list --json
     """
+    from ncvsd_cli import zoo
     from ncvsd_cli.checkpoints import list_checkpoints
 
     with handle_errors():
-        infos = list_checkpoints()
+        rows_json = [i.to_dict() for i in list_checkpoints()] + [zoo.status(e) for e in zoo.load_zoo().values()]
     if as_json:
-        typer.echo(json.dumps([i.to_dict() for i in infos], indent=2))
+        typer.echo(json.dumps(rows_json, indent=2))
         return
-    if not infos:
-        typer.echo("no checkpoints found (see `ncvsd checkpoints --help` for where they are looked up)", err=True)
-        return
-    rows = [("NAME", "KIND", "PRESET", "RES", "SIZE", "SHA256", "LOCATION", "STATUS")]
-    for i in infos:
-        status = i.status.split(":")[0] if i.status else ""
-        rows.append((i.name, i.kind or "-", i.preset or "-", str(i.img_resolution or "-"), _human_size(i.size),
-                     i.sha256[:12], i.location, status))
+    rows = [("NAME", "KIND", "PRESET", "RES", "SIZE", "SHA256", "LICENCE", "LOCATION", "STATUS")]
+    for i in rows_json:
+        status = (i.get("status") or "").split(":")[0]
+        size = _human_size(i["size"]) if i.get("size") is not None else "?"
+        licence = (i.get("licence") or "-").split(" (")[0]
+        rows.append((i["name"], i.get("kind") or "-", i.get("preset") or "-", str(i.get("img_resolution") or "-"),
+                     size, (i.get("sha256") or "-")[:12], licence, i["location"], status))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for r in rows:
         typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+@checkpoints_app.command("download")
+def download_command(
+    name: str = typer.Argument(..., help="Model-zoo name (see `ncvsd checkpoints list`)."),
+    force: bool = typer.Option(False, "--force", help="Download and convert again even if it is in the cache."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No notes or progress bar."),
+) -> None:
+    """Download a published model, verify its sha256, convert it once into the ncvsd cache; print its path.
+
+    Hub files go through huggingface_hub (its cache; HF_ENDPOINT, HF_HUB_OFFLINE, HF_HOME honoured), other files
+    through a resumable HTTP download. The licence is printed before downloading. Later runs only verify the
+    conversion's sha256. Using a zoo name with --checkpoint / --teacher does the same on first use.
+    Exit codes: 0 ok, 2 unknown name, 3 download, checksum or conversion problem.
+
+    Examples:
+
+      ncvsd checkpoints download ncvsd-ffhq256-xs
+
+      ncvsd checkpoints download edm2-img64-s --force
+    """
+    from ncvsd_cli import zoo
+
+    with handle_errors():
+        entry = zoo.find(name)
+        if entry is None:
+            fail(f"{name!r} is not in the model zoo; available: {', '.join(zoo.names()) or 'none'}", EXIT_USAGE)
+        path = zoo.ensure(entry.name, force=force, quiet=quiet)
+    typer.echo(str(path))
 
 
 @checkpoints_app.command("info")
@@ -81,9 +114,14 @@ def info_command(
 
       ncvsd checkpoints info runs/exp1/generator.safetensors | jq .config.arch
     """
+    from ncvsd_cli import zoo
     from ncvsd_cli.checkpoints import checkpoint_info
 
     with handle_errors():
+        entry = zoo.find(name) if not Path(name).expanduser().is_file() else None
+        if entry is not None and not zoo.status(entry)["downloaded"]:
+            typer.echo(json.dumps(zoo.status(entry), indent=2))  # not downloaded: what the zoo says
+            return
         info = checkpoint_info(name)
     typer.echo(json.dumps(info.to_dict(), indent=2))
     if info.status.startswith("MISMATCH"):
