@@ -5,12 +5,13 @@
 - CPU: the process's peak resident set size during the row minus its RSS at the start. Linux lets a process reset
   its peak (writing "5" to /proc/self/clear_refs resets VmHWM), so the peak is the row's own
   (mem_kind "cpu_rss_peak_delta"). Where that is impossible the lifetime peak `resource.getrusage().ru_maxrss` is used
-  instead, which only shows growth beyond every earlier peak (mem_kind "cpu_maxrss_delta", a lower bound).
+  instead, which only shows growth beyond every earlier peak (mem_kind "cpu_maxrss_delta", a lower bound). The
+  `resource` module exists only on Unix; without it (Windows) and without /proc, peak memory is not measured
+  (mem_kind "cpu_unmeasured", peak 0). Platform-only modules are imported where they are used, never at import.
 """
 
 from __future__ import annotations
 
-import resource
 import sys
 import time
 from pathlib import Path
@@ -39,7 +40,12 @@ def _reset_hwm() -> bool:
     return True
 
 
-def _maxrss_kb() -> int:
+def _maxrss_kb() -> int | None:
+    """The process's lifetime peak RSS in KiB, or None where the `resource` module does not exist (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb // 1024 if sys.platform == "darwin" else kb  # macOS reports bytes
 
@@ -68,7 +74,7 @@ class RowCost:
                 self.mem_kind = "cpu_rss_peak_delta"
             else:
                 self._start_kb = _maxrss_kb()
-                self.mem_kind = "cpu_maxrss_delta"
+                self.mem_kind = "cpu_maxrss_delta" if self._start_kb is not None else "cpu_unmeasured"
         self._t0 = time.perf_counter()
         return self
 
@@ -79,5 +85,7 @@ class RowCost:
             self.peak_mem_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
             return
         self.seconds = time.perf_counter() - self._t0
+        if self.mem_kind == "cpu_unmeasured":
+            return
         peak_kb = _status_kb("VmHWM") if self.mem_kind == "cpu_rss_peak_delta" else _maxrss_kb()
         self.peak_mem_mb = max(0, (peak_kb or 0) - self._start_kb) / 1024

@@ -50,12 +50,17 @@ def expand_jobs(methods: list[str], nfe_sweep: list[int], baseline_nfe: int, ope
     return list(dict.fromkeys(jobs))
 
 
-def run_job(job: Job, task: str, operator, y, network, generator, preset_file=None, **overrides: Any):
+def run_job(job: Job, task: str, operator, y, network, generator, preset_file=None, on_step=None, **overrides: Any):
     """Run one job on measurement y (B = 1) and return the sampler's SamplerResult.
 
     network: the generator, the teacher or None (what `job.needs` says). The method prepares its own settings and
     arguments (`Method.prepare(task, job.nfe, preset_file=..., **overrides)`), the same call restore makes.
+    on_step(done, total): network evaluations done after each sampler iteration (`ncvsd_cli.progress`).
     """
+    from ncvsd_cli.progress import step_callback
+
     method = get_method(job.method)
     call = method.prepare(task, job.nfe or None, preset_file=preset_file, **overrides)
-    return method(network, operator, y, call.sigmas, generator=generator, **call.kwargs)
+    callback = step_callback(call, on_step)
+    extra = {"callback": callback} if callback is not None else {}
+    return method(network, operator, y, call.sigmas, generator=generator, **call.kwargs, **extra)

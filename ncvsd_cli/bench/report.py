@@ -1,4 +1,6 @@
-"""Aggregate per-image rows into the benchmark summary: Markdown table, JSON, NFE plot and image grids.
+"""Aggregate per-image rows into the benchmark summary: Markdown table, JSON, NFE plot, image grids and a one-page
+HTML report (report.html: the plot, the tables and the grids, images linked relative to it) and the same page as
+one picture (report.png).
 
 Aggregation (stated in every output):
 - "mean": each image's metrics are averaged over its runs (one run unless --best-of K), then the mean and the
@@ -26,6 +28,8 @@ from ncvsd_cli.bench.results import lpips_column
 SUMMARY_MD = "summary.md"
 SUMMARY_JSON = "summary.json"
 PLOT_PNG = "nfe_plot.png"
+REPORT_HTML = "report.html"
+REPORT_PNG = "report.png"
 SAMPLES_DIR = "samples"
 AGGREGATION_TEXT = {
     "mean": "mean ± std over images (std: sample, ddof=1); per image, the mean over its runs",
@@ -187,10 +191,11 @@ def plot_nfe(summary: list[dict[str, Any]], lpips_net: str, path: str | os.PathL
     for ax in axes[0]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, handle)
-    if legend:  # one legend for all tasks, below the plots
-        fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(len(legend), 4), fontsize=8)
-    fig.tight_layout(rect=(0, 0.04 * (1 + (len(legend) - 1) // 4), 1, 1))
-    fig.savefig(path, dpi=110)  # the Agg canvas is chosen from the suffix
+    fig.tight_layout()
+    if legend:  # one legend for all tasks, right of the plots; the saved box grows to hold it whole
+        fig.legend(list(legend.values()), list(legend), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+                   frameon=False)
+    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.1)  # the Agg canvas is chosen from the suffix
 
 
 def sample_path(out: str | os.PathLike, task: str, image: str, name: str) -> Path:
@@ -245,3 +250,131 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
         os.replace(tmp, path)
         written.append(path)
     return written
+
+
+def _best(recs: list[dict[str, Any]], columns) -> dict[str, float]:
+    """The best "mean" value of each metric column (max for PSNR / SSIM, min for LPIPS) among `recs`."""
+    return {m: pick([s[m + "_mean"] for s in recs if s["aggregation"] == "mean" and not math.isnan(s[m + "_mean"])]
+                    or [math.nan]) for m, _, _, pick in columns}
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .6em}
+td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}img{max-width:100%;height:auto}
+.note{color:#555;font-size:.85em}"""
+
+
+def write_html(out: str | os.PathLike, summary: list[dict[str, Any]], lpips_net: str,
+               config: dict[str, Any] | None = None) -> Path:
+    """Write DIR/report.html: one page with the run's settings, the NFE plot, per task a table (method x NFE, best
+    mean metric in bold) and its image grid. Images are linked relative to the page (nfe_plot.png, grid_<task>.png),
+    so the folder opens in any browser as it is. Returns the path."""
+    from html import escape
+
+    out = Path(out)
+    lp = lpips_column(lpips_net)
+    keys = ("dataset", "images", "seed", "device", "precision")
+    parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+             "<title>ncvsd bench report</title>", f"<style>{_CSS}</style></head><body>",
+             "<h1>ncvsd bench report</h1>", "<ul>"]
+    parts += [f"<li>{escape(k)}: {escape(str(config[k]))}</li>" for k in keys if config and k in config]
+    parts += [f"<li>LPIPS: {escape(lp)} (lower is better)</li>",
+              f"<li>aggregation: {escape(AGGREGATION_TEXT['mean'])}</li></ul>"]
+    if (out / PLOT_PNG).exists():
+        parts += ["<h2>Quality versus network evaluations</h2>",
+                  f'<img src="{PLOT_PNG}" alt="LPIPS and PSNR versus NFE">']
+    columns = (("psnr", "PSNR ↑", 2, max), ("ssim", "SSIM ↑", 3, max), (lp, f"LPIPS-{lpips_net} ↓", 3, min))
+    for dataset, task in sorted({(s["dataset"], s["task"]) for s in summary}):
+        recs = [s for s in summary if (s["dataset"], s["task"]) == (dataset, task)]
+        best = _best(recs, columns)
+        parts += [f"<h2>{escape(task)} ({escape(dataset)})</h2>", "<table><tr><th>method</th><th>NFE</th>"
+                  "<th>aggregation</th><th>images</th>" + "".join(f"<th>{escape(h)}</th>" for _, h, _, _ in columns)
+                  + "<th>s / image</th><th>peak MiB</th></tr>"]
+        for s in recs:
+            cells = []
+            for m, _, digits, _ in columns:
+                text = escape(_fmt(s[m + "_mean"], s[m + "_std"], digits))
+                bold = s["aggregation"] == "mean" and s[m + "_mean"] == best[m]
+                cells.append(f'<td class="n">{"<b>" + text + "</b>" if bold else text}</td>')
+            parts.append(f"<tr><td>{escape(s['method'])}</td><td class=\"n\">{s['nfe']}</td>"
+                         f"<td>{escape(s['aggregation'])}</td><td class=\"n\">{s['n_images']}</td>{''.join(cells)}"
+                         f"<td class=\"n\">{s['seconds_mean']:.3f}</td><td class=\"n\">{s['peak_mem_mb_max']:.1f}</td>"
+                         "</tr>")
+        parts.append("</table>")
+        if (out / f"grid_{task}.png").exists():
+            parts.append(f'<img src="grid_{escape(task)}.png" alt="{escape(task)}: ground truth, measurement, '
+                         'restorations">')
+    parts.append('<p class="note">Written by <code>ncvsd bench</code>; the numbers are in summary.json and '
+                 "per_image.csv beside this page.</p></body></html>")
+    path = out / REPORT_HTML
+    _atomic_write(path, "\n".join(parts) + "\n")
+    return path
+
+
+def write_report_png(out: str | os.PathLike, summary: list[dict[str, Any]], lpips_net: str,
+                     width: int = 1400) -> Path:
+    """Write DIR/report.png: the HTML report as one picture (title, NFE plot, then per task its table and grid,
+    each scaled to at most `width` px wide). Tables are drawn with matplotlib, the page stacked with Pillow.
+    Returns the path."""
+    import io
+
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    out = Path(out)
+    lp = lpips_column(lpips_net)
+    columns = (("psnr", "PSNR ↑", 2, max), ("ssim", "SSIM ↑", 3, max), (lp, f"LPIPS-{lpips_net} ↓", 3, min))
+
+    def text_block(lines: list[list[str]] | str, bold_cells=(), title: str | None = None) -> Image.Image:
+        rows = 1 if isinstance(lines, str) else len(lines)
+        fig = Figure(figsize=(width / 100, 0.5 + 0.24 * rows), dpi=100)
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.set_axis_off()
+        if isinstance(lines, str):
+            ax.text(0.01, 0.5, lines, fontsize=16, weight="bold", va="center")
+        else:
+            if title:
+                ax.set_title(title, loc="left", fontsize=12, weight="bold", y=1.0, pad=-14)
+            table = ax.table(cellText=lines[1:], colLabels=lines[0], loc="lower left",
+                             bbox=(0.01, 0.02, 0.98, 0.98 - 0.3 / (0.5 + 0.24 * rows)))
+            table.auto_set_font_size(False)
+            table.set_fontsize(9)
+            for r, c in bold_cells:
+                table[r, c].set_text_props(weight="bold")
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+    blocks = [text_block("ncvsd bench report")]
+    if (out / PLOT_PNG).exists():
+        with Image.open(out / PLOT_PNG) as pic:
+            blocks.append(pic.convert("RGB"))
+    for dataset, task in sorted({(s["dataset"], s["task"]) for s in summary}):
+        recs = [s for s in summary if (s["dataset"], s["task"]) == (dataset, task)]
+        best = _best(recs, columns)
+        lines = [["method", "NFE", "aggregation", "images", *[h for _, h, _, _ in columns], "s / image", "peak MiB"]]
+        bold = []
+        for i, s in enumerate(recs, start=1):
+            lines.append([s["method"], str(s["nfe"]), s["aggregation"], str(s["n_images"]),
+                          *[_fmt(s[m + "_mean"], s[m + "_std"], d) for m, _, d, _ in columns],
+                          f"{s['seconds_mean']:.3f}", f"{s['peak_mem_mb_max']:.1f}"])
+            bold += [(i, 4 + c) for c, (m, *_) in enumerate(columns)
+                     if s["aggregation"] == "mean" and s[m + "_mean"] == best[m]]
+        blocks.append(text_block(lines, bold, title=f"{task} ({dataset})"))
+        if (out / f"grid_{task}.png").exists():
+            with Image.open(out / f"grid_{task}.png") as pic:
+                blocks.append(pic.convert("RGB"))
+    scaled = [b if b.width <= width else b.resize((width, round(b.height * width / b.width)), Image.LANCZOS)
+              for b in blocks]
+    page = Image.new("RGB", (width, sum(b.height + 8 for b in scaled)), "white")
+    y = 0
+    for b in scaled:
+        page.paste(b, (0, y))
+        y += b.height + 8
+    buffer = io.BytesIO()
+    page.save(buffer, format="PNG", optimize=True)
+    path = out / REPORT_PNG
+    from ncvsd_cli.images import atomic_write_bytes
+
+    atomic_write_bytes(path, buffer.getvalue())
+    return path

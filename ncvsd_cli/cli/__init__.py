@@ -19,10 +19,15 @@ app = typer.Typer(
         "  ncvsd restore --task sr4 input.png\n\n"
         "  ncvsd degrade --task deblur-gauss clean.png -o measured.png\n\n"
         "  ncvsd bench --dataset builtin --tasks sr4 --nfe 1,4 --limit 4 --out bench/\n\n"
-        "  cat list.txt | xargs ncvsd restore --task deblur-gauss -o out/"
+        "  cat list.txt | xargs ncvsd restore --task deblur-gauss -o out/\n\n"
+        "  ncvsd restore photos/ --task sr4 -o out/ --json | jq -c 'select(.status)'   (JSON Lines as each "
+        "image finishes)\n\n"
+        "  ncvsd sample --nfe 4 --seeds 0-15 -o grid.png\n\n"
+        "  ncvsd --install-completion   (tab completion for bash, zsh, fish or PowerShell)\n\n"
+        "Each command's --help has more examples."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
 )
 

@@ -13,8 +13,10 @@ HELP = """Measure PSNR, SSIM and LPIPS versus network evaluations (NFE): PnP-GD 
 DPS and DAPS with the teacher, and classical baselines, all on the same images and the same measurements.
 
 Outputs in --out: per_image.csv (one row per image x task x method x NFE, written as computed), summary.md and
-summary.json (mean ± std over images), nfe_plot.png (LPIPS and PSNR versus NFE) and grid_<task>.png.
-The summary table is printed on stdout (--json: the JSON summary). Interrupted? Rerun with --resume.
+summary.json (mean ± std over images), nfe_plot.png (LPIPS and PSNR versus NFE), grid_<task>.png, and the one-page
+report: report.html (open it in a browser) and report.png. The summary table is printed on stdout (--json: the JSON
+summary). Progress on stderr: runs, then the network evaluations of the run in flight (bars on a terminal, a status
+line every 30 s otherwise, $NCVSD_PROGRESS_INTERVAL seconds; --quiet: none). Interrupted? Rerun with --resume.
 
 Datasets: `ffhq` = the standard FFHQ-256 test split (first 100 images in sorted file-name order) from --data or
 $NCVSD_FFHQ; `builtin` = the held-out photos of the built-in training set (5 crops each); or any folder / zip /
@@ -27,6 +29,9 @@ Examples:
   ncvsd bench --dataset ffhq --data ffhq_val.zip --baseline-nfe 1000 --lpips vgg --out ffhq-bench/
 
   ncvsd bench --dataset photos/ --methods pnp-gd,classical --nfe 1,2,4,10,25,49 --out b/ --resume
+
+  ncvsd bench --dataset ncvsd_cli/examples/astronaut.png --tasks sr4 --methods pnp-gd-warm,classical --nfe 4 --out b/
+  (a quick look: one image, then open b/report.html)
 
   torchrun --nproc-per-node 4 -m ncvsd_cli bench --dataset ffhq --device cuda --out b/
 """

@@ -1,0 +1,120 @@
+"""Progress of long loops on stderr: items (images, runs), then the network evaluations of the one in flight.
+
+On a terminal: two tqdm bars, the items' bar (kept on screen at the end) and below it a steps bar in NFE
+(network evaluations) that restarts for every batch. Elsewhere (a pipe, a log file): one status line every
+`interval` seconds, e.g. `restore sr4: 1/3 img (33%), elapsed 01:02, ETA 02:04, NFE=20/49, batch ETA 00:31`.
+Nothing with `quiet`. The interval defaults to $NCVSD_PROGRESS_INTERVAL seconds (else 30).
+
+Samplers report their iterations through the shared `callback` argument (`ncvsd_cli.sampling.methods`);
+`step_callback` turns those calls into network evaluations done, using how many calls a prepared run makes
+(`callbacks_per_run`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+#: The steps bar: counts of network evaluations as integers (a DAPS level adds several at once).
+STEPS_FORMAT = "{l_bar}{bar}| {n:.0f}/{total:.0f} NFE [{elapsed}<{remaining}, {rate_fmt}]"
+#: Seconds between status lines when stderr is not a terminal (overridden by $NCVSD_PROGRESS_INTERVAL).
+DEFAULT_INTERVAL = 30.0
+
+
+def default_interval() -> float:
+    """$NCVSD_PROGRESS_INTERVAL (seconds >= 0) or DEFAULT_INTERVAL when unset or not a number."""
+    try:
+        return max(float(os.environ.get("NCVSD_PROGRESS_INTERVAL", DEFAULT_INTERVAL)), 0.0)
+    except ValueError:
+        return DEFAULT_INTERVAL
+
+
+def callbacks_per_run(call: Any) -> int | None:
+    """How many times a sampler prepared as `call` (a `MethodCall`) calls its callback: PnP-GD once per noise level
+    but the last (len(sigmas) - 1), DPS once per step (`steps`), DAPS once per annealing level (`levels`), a classical
+    baseline once. None when it cannot be told (the denoiser method, a plug-in without these arguments)."""
+    if call.sigmas is not None:
+        return max(len(call.sigmas) - 1, 1)
+    for key in ("levels", "steps"):
+        if call.kwargs.get(key):
+            return int(call.kwargs[key])
+    return 1 if call.nfe == 0 else None
+
+
+def step_callback(call: Any, on_step: Callable[[float, float], None] | None) -> Callable[[dict], None] | None:
+    """A sampler callback that calls `on_step(nfe_done, nfe_total)` (network evaluations of this run, per image)
+    after each iteration; None when `on_step` is None, the run makes no network evaluations or its iterations are
+    unknown."""
+    n = callbacks_per_run(call)
+    if on_step is None or not n or not call.nfe:  # nothing to show for a run without network evaluations
+        return None
+    total = float(call.nfe)
+    return lambda info: on_step(min((int(info.get("i", 0)) + 1) * total / n, total), total)
+
+
+class NestedProgress:
+    """Items, then steps. `total` items (> 0) in `unit`; `update(n)` after n items finish (a batch); `step(done,
+    total)` with the network evaluations done in the current batch. `close()` leaves the items' bar on screen."""
+
+    def __init__(self, total: float, desc: str, unit: str = "img", *, quiet: bool = False,
+                 interval: float | None = None, stream: Any = None):
+        from ncvsd_cli.cli.common import StatusReporter
+
+        self.stream = sys.stderr if stream is None else stream
+        self.items = StatusReporter(total, desc, unit, quiet=quiet, stream=self.stream,
+                                    interval=default_interval() if interval is None else interval)
+        self._steps = None
+        self._batch_start = time.monotonic()
+
+    @property
+    def mode(self) -> str:
+        """"bar" (terminal), "lines" (status lines) or "quiet"."""
+        return self.items.mode
+
+    def step(self, done: float, total: float) -> None:
+        """Network evaluations `done` of `total` in the batch in flight."""
+        if self.mode == "bar":
+            from tqdm import tqdm
+
+            if self._steps is None:
+                self._steps = tqdm(total=total, desc="  steps", unit="NFE", file=self.stream, leave=False,
+                                   dynamic_ncols=True, bar_format=STEPS_FORMAT)
+            if self._steps.total != total or done < self._steps.n:
+                self._steps.reset(total=total)
+            self._steps.update(done - self._steps.n)
+        elif self.mode == "lines":
+            elapsed = time.monotonic() - self._batch_start
+            status = {"NFE": f"{done:.0f}/{total:.0f}"}
+            if 0 < done < total:
+                status["batch ETA"] = self._format(elapsed * (total - done) / done)
+            self.items.set_postfix(status)
+            self.items.update(0)  # prints a line when the interval has passed
+
+    @staticmethod
+    def _format(seconds: float) -> str:
+        from tqdm import tqdm
+
+        return tqdm.format_interval(seconds)
+
+    def update(self, n: float = 1) -> None:
+        """`n` items finished; the steps bar restarts with the next batch."""
+        self._batch_start = time.monotonic()
+        if self._steps is not None:
+            self._steps.reset()
+        self.items.set_postfix({})
+        self.items.update(n)
+
+    def close(self) -> None:
+        if self._steps is not None:
+            self._steps.close()
+            self._steps = None
+        self.items.close()
+
+    def __enter__(self) -> NestedProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

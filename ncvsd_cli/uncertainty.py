@@ -1,0 +1,73 @@
+"""The uncertainty heat map of `ncvsd restore --std`: where the posterior samples disagree.
+
+Per pixel, the standard deviation over the K samples of the clipped images on the [0, 1] scale (unbiased, K >= 2),
+as the root mean square over the colour channels, so one number per pixel in [0, 0.5]. The map is drawn with a
+perceptually uniform colour map (magma: black = the samples agree, bright = they differ) from 0 to a scale
+`map_scale` chosen per image (a round number just above the 99.5th percentile) and shown on a colour bar beside it.
+The raw per-channel values are the `_std.png` image (`RestoreResult.std_image`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+#: Colour map of the heat map (matplotlib name).
+COLOUR_MAP = "magma"
+#: The top of the scale sits just above this quantile of the per-pixel std (a few outliers saturate).
+SCALE_QUANTILE = 0.995
+_NICE = (1.0, 2.0, 2.5, 5.0, 10.0)
+
+
+def pixel_std(samples: torch.Tensor) -> torch.Tensor:
+    """(H, W) per-pixel std of `samples` (K >= 2, C, H, W) in [-1, 1]: over the samples, on the [0, 1] scale, root
+    mean square over the channels. Values in [0, 0.5]. ValueError for fewer than 2 samples."""
+    if samples.dim() != 4 or samples.shape[0] < 2:
+        raise ValueError(f"the uncertainty map needs >= 2 samples (K, C, H, W), got shape {tuple(samples.shape)}")
+    unit = (samples.detach().float().clamp(-1, 1) + 1) / 2
+    return unit.std(dim=0, unbiased=True).pow(2).mean(dim=0).sqrt()
+
+
+def map_scale(std: torch.Tensor) -> float:
+    """The top of the colour scale for the (H, W) map `std`: the SCALE_QUANTILE quantile rounded up to 1, 2, 2.5 or 5
+    times a power of ten; at least 0.001."""
+    q = float(std.flatten().float().quantile(SCALE_QUANTILE)) if std.numel() else 0.0
+    q = max(q, 1e-3)
+    power = 10.0 ** math.floor(math.log10(q))
+    return next(n * power for n in _NICE if n * power >= q * (1 - 1e-9))
+
+
+def save_std_map(samples: torch.Tensor, path: str | os.PathLike) -> dict[str, float]:
+    """Write the heat map of `samples` (K >= 2, C, H, W) in [-1, 1] with its colour bar to `path` (PNG, atomic);
+    return {"std_map_max": the top of the scale, "std_mean": the mean per-pixel std, "std_max": its maximum}, all on
+    the [0, 1] scale."""
+    import io
+
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
+
+    from ncvsd_cli.images import atomic_write_bytes
+
+    std = pixel_std(samples)
+    top = map_scale(std)
+    h, w = std.shape
+    dpi, side = 100, max(h, w, 192)  # small images are enlarged (nearest) so that the labels stay legible
+    iw, ih = side * w / max(h, w) / dpi, side * h / max(h, w) / dpi  # the map, inches
+    left, top_m, bottom, gap, bar_w, right = 0.08, 0.3, 0.08, 0.1, 0.15, 0.85
+    fig = Figure(figsize=(left + iw + gap + bar_w + right, bottom + ih + top_m), dpi=dpi)
+    fw, fh = fig.get_size_inches()
+    ax = fig.add_axes((left / fw, bottom / fh, iw / fw, ih / fh))
+    cax = fig.add_axes(((left + iw + gap) / fw, bottom / fh, bar_w / fw, ih / fh))
+    image = ax.imshow(std.numpy(), cmap=COLOUR_MAP, vmin=0.0, vmax=top, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(f"posterior std, {samples.shape[0]} samples", fontsize=8)
+    bar = fig.colorbar(image, cax=cax)
+    bar.set_label("std on the [0, 1] scale", fontsize=7)
+    bar.ax.tick_params(labelsize=7)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
+    return {"std_map_max": top, "std_mean": float(std.mean()), "std_max": float(std.max())}

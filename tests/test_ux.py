@@ -1,0 +1,388 @@
+"""What a user sees: progress (terminal bars through a pseudo-terminal, status lines elsewhere), the uncertainty heat
+map, the bench report (HTML and PNG), JSON Lines, packaging (version, licence, completion, no platform-only imports)
+and the help texts' examples. Tiny images, a tiny random checkpoint, --nfe 2."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from ncvsd_cli import progress as prog
+from ncvsd_cli.checkpoints import save_checkpoint
+from ncvsd_cli.cli import app
+from ncvsd_cli.networks import build_network, network_config
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    cfg = network_config("generator", "tiny")
+    path = tmp_path_factory.mktemp("ckpt") / "tiny-generator.safetensors"
+    save_checkpoint(build_network(cfg), path, cfg)
+    return path
+
+
+def _png(path: Path, h: int = 7, w: int = 9, seed: int = 0) -> Path:
+    arr = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------------ progress
+class _Call:
+    def __init__(self, sigmas=None, kwargs=None, nfe=0):
+        self.sigmas, self.kwargs, self.nfe = sigmas, kwargs or {}, nfe
+
+
+@pytest.mark.parametrize("method, nfe", [("pnp-gd", 5), ("pnp-gd-warm", 3), ("dps", 4), ("daps", 10), ("daps", 7)])
+def test_step_callback_counts_every_network_evaluation(method, nfe, odd_image):
+    """Each sampler's callbacks add up to exactly the NFE its budget rule promises (Gaussian prior: exact and fast)."""
+    import operators
+    from ncvsd_cli.sampling.gaussian import GaussianPrior
+    from ncvsd_cli.sampling.methods import get_method
+    from operators.noise import generators_for_seeds
+
+    prior = GaussianPrior()
+    op = operators.create("deblur-gauss", odd_image.shape[1:])
+    y = op.measure(odd_image, sigma_y=0.05, generator=torch.Generator().manual_seed(1))
+    m = get_method(method)
+    call = m.prepare("deblur-gauss", nfe)
+    seen: list[tuple[float, float]] = []
+    cb = prog.step_callback(call, lambda done, total: seen.append((done, total)))
+    model = prior.teacher if m.needs == "teacher" else prior.denoiser
+    res = m(model, op, y, call.sigmas, generator=generators_for_seeds([0]), callback=cb, **call.kwargs)
+    assert res.nfe == call.nfe == nfe
+    assert seen[-1] == (nfe, nfe)
+    assert all(a[0] < b[0] for a, b in itertools.pairwise(seen))  # strictly increasing
+    assert prog.callbacks_per_run(call) == len(seen)
+
+
+def test_step_callback_is_none_without_steps():
+    assert prog.step_callback(_Call(nfe=0), lambda d, t: None) is None  # classical: nothing to count
+    assert prog.step_callback(_Call(kwargs={"nfe": 2}, nfe=2), lambda d, t: None) is None  # unknown iterations
+    assert prog.step_callback(_Call(sigmas=[3.0, 2.0, 1.0], nfe=2), None) is None
+
+
+def test_status_lines_when_not_a_terminal():
+    stream = io.StringIO()  # not a terminal
+    bar = prog.NestedProgress(2, "restore sr4", quiet=False, interval=0, stream=stream)
+    assert bar.mode == "lines"
+    for done in (1, 2, 3, 4):
+        bar.step(done, 4)
+    bar.update(1)
+    bar.step(2, 4)
+    bar.update(1)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("restore sr4: 0/2 img (0%)") and "NFE=1/4" in lines[0] and "batch ETA" in lines[0]
+    assert any("1/2 img (50%)" in line for line in lines)
+    assert lines[-1].startswith("restore sr4: 2/2 img (100%)")
+    assert "\r" not in stream.getvalue()  # no bar drawing in a log file
+
+
+def test_quiet_prints_nothing():
+    stream = io.StringIO()
+    bar = prog.NestedProgress(1, "x", quiet=True, interval=0, stream=stream)
+    bar.step(1, 2)
+    bar.update(1)
+    bar.close()
+    assert stream.getvalue() == ""
+
+
+def test_progress_interval_from_environment(monkeypatch):
+    monkeypatch.setenv("NCVSD_PROGRESS_INTERVAL", "2.5")
+    assert prog.default_interval() == 2.5
+    monkeypatch.setenv("NCVSD_PROGRESS_INTERVAL", "soon")
+    assert prog.default_interval() == prog.DEFAULT_INTERVAL
+
+
+def test_restore_bars_on_a_terminal(tmp_path, ckpt):
+    """`ncvsd restore` with stderr on a pseudo-terminal: an images bar that stays at 100 % and a steps bar in NFE."""
+    pytest.importorskip("termios", reason="pseudo-terminals are Unix-only")
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    a, b = _png(tmp_path / "a.png", seed=1), _png(tmp_path / "b.png", seed=2)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a 120-column terminal
+    env = {**os.environ, "COLUMNS": "120", "NCVSD_DEBUG": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "ncvsd_cli", "restore", "--task", "sr4", str(a), str(b), "-o",
+                             str(tmp_path / "out"), "-c", str(ckpt), "--nfe", "3", "--device", "cpu"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 120)
+        if not ready:
+            break
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=120)
+    os.close(master)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, screen
+    assert "steps" in screen and "NFE" in screen and "/3" in screen  # the steps bar, in network evaluations
+    last = screen.replace("\r", "\n").strip().splitlines()
+    kept = [line for line in last if line.startswith("restore sr4")]
+    assert kept and "100%" in kept[-1] and "2/2" in kept[-1]  # the images' bar is kept at the end
+
+
+def test_restore_status_lines_and_json_lines(tmp_path, ckpt, monkeypatch):
+    """Not a terminal: status lines with the NFE of the batch in flight; --json with several inputs: JSON Lines."""
+    monkeypatch.setenv("NCVSD_PROGRESS_INTERVAL", "0")
+    a, b = _png(tmp_path / "a.png", seed=1), _png(tmp_path / "b.png", seed=2)
+    res = runner.invoke(app, ["restore", "--task", "sr4", str(a), str(b), str(tmp_path / "missing.png"), "-o",
+                              str(tmp_path / "out"), "-c", str(ckpt), "--nfe", "2", "--device", "cpu", "--json"])
+    assert res.exit_code == 1  # one input is missing
+    assert "restore sr4: 0/2 img (0%)" in res.stderr and "NFE=1/2" in res.stderr
+    records = [json.loads(line) for line in res.stdout.splitlines()]  # every line is one JSON object
+    assert [r.get("status") for r in records[:-1]] == ["failed", "ok", "ok"]
+    assert records[0]["input"].endswith("missing.png")
+    assert records[-1]["command"] == "restore" and records[-1]["ok"] == 2 and "results" not in records[-1]
+    quiet = runner.invoke(app, ["restore", "--task", "sr4", str(a), "-o", str(tmp_path / "one.png"), "-c",
+                                str(ckpt), "--nfe", "2", "--device", "cpu", "--json", "--quiet"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    single = json.loads(quiet.stdout)  # one input: one indented object, as before
+    assert single["results"][0]["status"] == "ok"
+
+
+# ------------------------------------------------------------------------------------------------- uncertainty
+def test_pixel_std_and_scale_are_analytic():
+    from ncvsd_cli.uncertainty import map_scale, pixel_std
+
+    x = -torch.ones(2, 3, 5, 7)
+    x[1, :, 1:3, 2:5] = 1.0  # two samples differ by 1 on the [0, 1] scale there: unbiased std 1 / sqrt(2)
+    std = pixel_std(x)
+    assert std.shape == (5, 7)
+    assert torch.allclose(std[1:3, 2:5], torch.full((2, 3), 2**-0.5)) and float(std[0].abs().max()) == 0.0
+    assert map_scale(std) == 1.0  # 0.707 rounds up to 1
+    assert map_scale(torch.full((4, 4), 0.031)) == 0.05 and map_scale(torch.zeros(3, 3)) == 0.001
+    with pytest.raises(ValueError, match=">= 2 samples"):
+        pixel_std(x[:1])
+
+
+def test_heat_map_file_reads_back(tmp_path):
+    """The heat map shows the uncertain region bright, the certain one dark, and has a colour bar beside it."""
+    import matplotlib
+
+    from ncvsd_cli.uncertainty import COLOUR_MAP, save_std_map
+
+    x = -torch.ones(3, 3, 40, 40)
+    x[1:, :, 10:30, 10:30] = torch.tensor([0.0, 1.0]).view(2, 1, 1, 1)
+    info = save_std_map(x, tmp_path / "m.png")
+    assert info["std_map_max"] >= info["std_max"] > info["std_mean"] > 0
+    pic = np.asarray(Image.open(tmp_path / "m.png").convert("RGB")).astype(int)
+    assert pic.shape[1] > pic.shape[0]  # the colour bar is beside the map
+    dark = (np.array(matplotlib.colormaps[COLOUR_MAP](0.0)[:3]) * 255).round()
+    brightness = pic.sum(-1)
+    h, w = brightness.shape
+    assert (np.abs(pic - dark).sum(-1) <= 6).sum() > 0.05 * h * w  # the certain region: the map's zero colour
+    assert brightness.max() > 500  # the uncertain region / the bar's top: bright
+
+
+def test_restore_std_writes_heat_map_and_scale(tmp_path):
+    a = _png(tmp_path / "a.png", seed=3)
+    res = runner.invoke(app, ["restore", "--task", "sr4", str(a), "--method", "bicubic", "--samples", "2", "--std",
+                              "-o", str(tmp_path / "out") + "/", "--json", "--quiet", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    rec = json.loads(res.stdout)["results"][0]
+    assert [Path(p).name for p in rec["outputs"]] == ["a_s0.png", "a_s1.png", "a_std.png", "a_std_map.png"]
+    assert rec["std_map_max"] == 0.001 and rec["std_max"] == 0.0  # a classical method: identical samples
+    with Image.open(tmp_path / "out" / "a_std_map.png") as pic:
+        assert pic.format == "PNG" and pic.width > 28
+
+
+# ---------------------------------------------------------------------------------------------- bench report
+def _summary(tasks=("sr4",), methods=("pnp-gd", "pnp-gd-warm", "dps", "daps", "bicubic", "wiener", "tikhonov",
+                                        "biharmonic", "pseudo-inverse")):
+    from ncvsd_cli.bench.report import summarize
+
+    rows = []
+    for task in tasks:
+        for i, m in enumerate(methods):
+            for nfe in ((1, 4) if m.startswith("pnp") else (1000,) if m in ("dps", "daps") else (0,)):
+                for image in range(2):
+                    rows.append({"dataset": "d", "image": f"im{image}", "image_index": image, "task": task,
+                                 "method": m, "nfe": nfe, "seed": 0, "run": 0, "network_evals": nfe,
+                                 "operator_evals": 2 * nfe, "resolution": 8, "sigma_y": 0.05,
+                                 "psnr": 20.0 + i + image, "ssim": 0.5 + 0.01 * i, "lpips_alex": 0.5 - 0.01 * i,
+                                 "seconds": 0.1, "peak_mem_mb": 1.0, "mem_kind": "cpu_rss_peak_delta",
+                                 "device": "cpu"})
+    return summarize(rows, "alex")
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.rows, self.bold, self._in_b = [], 0, [], False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        self.rows += tag == "tr"
+        self._in_b = tag == "b" or self._in_b
+
+    def handle_endtag(self, tag):
+        self._in_b = self._in_b and tag != "b"
+
+    def handle_data(self, data):
+        if self._in_b:
+            self.bold.append(data)
+
+
+def test_html_and_png_report_read_back(tmp_path):
+    from ncvsd_cli.bench import report
+
+    summary = _summary(tasks=("sr4", "deblur-gauss"))
+    for task in ("sr4", "deblur-gauss"):
+        for name in ("ground_truth", "measurement", "pnp-gd-nfe4"):
+            path = report.sample_path(tmp_path, task, "im0", name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _png(path, 8, 8)
+    report.plot_nfe(summary, "alex", tmp_path / report.PLOT_PNG)
+    report.plot_grids(tmp_path, summary)
+    page = _Page()
+    page.feed(report.write_html(tmp_path, summary, "alex", {"dataset": "d", "seed": 0}).read_text())
+    assert page.images == ["nfe_plot.png", "grid_deblur-gauss.png", "grid_sr4.png"]
+    assert all((tmp_path / src).is_file() for src in page.images)  # linked relative to the page
+    assert page.rows == len(summary) + 2  # a header row per task
+    best = max(s["psnr_mean"] for s in summary if s["task"] == "sr4")
+    assert f"{best:.2f} ± 0.71" in page.bold  # the best PSNR (pseudo-inverse, the last method) is bold
+    png = report.write_report_png(tmp_path, summary, "alex", width=900)
+    with Image.open(png) as pic:
+        assert pic.width == 900 and pic.height > 900
+
+
+def test_nfe_plot_legend_is_not_cut_off(tmp_path):
+    """One task, nine methods: the legend (right of the plots) must lie inside the saved picture."""
+    from ncvsd_cli.bench import report
+
+    report.plot_nfe(_summary(), "alex", tmp_path / "p.png")
+    pic = np.asarray(Image.open(tmp_path / "p.png").convert("L")).astype(int)
+    ink = np.nonzero((pic < 200).any(axis=0))[0]
+    assert pic.shape[1] - ink.max() > 3  # a white margin right of the last legend text
+    assert pic.shape[1] > 1.4 * pic.shape[0] * 4.2 / 6.4  # wider than the plots alone: the legend has its room
+
+
+# ------------------------------------------------------------------------------------------------- packaging
+def test_version_license_and_metadata():
+    import ncvsd_cli
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" in meta["project"]["dynamic"]
+    assert meta["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "ncvsd_cli.__version__"}
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout.strip() == f"ncvsd {ncvsd_cli.__version__}"
+    assert "MIT License" in (ROOT / "LICENSE").read_text() and meta["project"]["license"] == {"text": "MIT"}
+    classifiers = meta["project"]["classifiers"]
+    for version in ("3.10", "3.13"):
+        assert f"Programming Language :: Python :: {version}" in classifiers
+    assert "License :: OSI Approved :: MIT License" in classifiers and meta["project"]["urls"]
+    assert f"## [{ncvsd_cli.__version__}]" in (ROOT / "CHANGELOG.md").read_text()
+
+
+def test_shell_completion():
+    env = {**os.environ, "_NCVSD_COMPLETE": "complete_bash", "COMP_WORDS": "ncvsd res", "COMP_CWORD": "1"}
+    out = subprocess.run([sys.executable, "-c", "from ncvsd_cli.cli import main; main()"], env=env,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert "restore" in out.stdout.split()
+    assert "--install-completion" in runner.invoke(app, ["--help"]).stdout
+
+
+def test_bench_imports_without_platform_modules():
+    """No Unix-only module at import time (Windows has no `resource`); RowCost still times a row."""
+    code = (
+        "import sys; sys.modules['resource'] = None\n"
+        "import ncvsd_cli.bench, ncvsd_cli.bench.runner, ncvsd_cli.cli.bench\n"
+        "from ncvsd_cli.bench import memory\n"
+        "from pathlib import Path\n"
+        "memory._STATUS = memory._CLEAR_REFS = Path('/nonexistent/status')\n"
+        "with memory.RowCost('cpu') as c: sum(range(1000))\n"
+        "print(c.mem_kind, c.peak_mem_mb, c.seconds >= 0)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["cpu_unmeasured", "0.0", "True"]
+
+
+# ------------------------------------------------------------------------------------------------------ help
+def _commands():
+    import typer.main
+
+    group = typer.main.get_command(app)
+    for name, cmd in group.commands.items():
+        if hasattr(cmd, "commands"):
+            yield from (([name, sub], c) for sub, c in cmd.commands.items())
+        yield [name], cmd
+
+
+_COMMANDS = {" ".join(path): cmd for path, cmd in _commands()}
+
+
+@pytest.mark.parametrize("name", sorted(_COMMANDS))
+def test_help_has_working_examples(name):
+    """Every command's --help shows examples, and every option an example uses exists on the command it runs."""
+    res = runner.invoke(app, [*name.split(), "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    text = res.stdout
+    assert "Examples:" in text or "Example:" in text
+    examples = [line.strip(" │") for line in text.splitlines() if re.search(rf"\bncvsd(_cli)? {name.split()[0]}\b", line)]
+    assert examples, text
+    for line in examples:
+        rest = re.split(r"\bncvsd(?:_cli)? ", line, maxsplit=1)[1].split("(")[0].split("|")[0]
+        words = rest.split()
+        used = " ".join(words[:2]) if " ".join(words[:2]) in _COMMANDS else words[0]
+        params = _COMMANDS[used].params
+        options = {o for p in params for o in (*p.opts, *p.secondary_opts)} | {"--help"}
+        for flag in re.findall(r"(?<![\w~/.-])(--?[a-zA-Z][\w-]*)", rest):
+            assert flag in options, f"{name}: example uses unknown option {flag}: {line}"
+
+
+def test_cuda_error_names_the_fix(monkeypatch):
+    from ncvsd_cli.cli.common import UsageError, parse_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UsageError, match="use --device cpu"):
+        parse_device("cuda")
+
+
+def test_bench_writes_the_one_page_report(tmp_path):
+    """A tiny classical-only bench: report.html and report.png sit beside the results and link only files there."""
+    from ncvsd_cli.bench import BenchConfig, run_bench
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    _png(data / "x.png", 40, 40)
+    cfg = BenchConfig(dataset=str(data), out=str(tmp_path / "b"), tasks=["sr4"], methods=["bicubic"], nfe=[1],
+                      limit=1, resolution=32, device="cpu")
+    outcome = run_bench(cfg, progress=False)
+    names = {p.name for p in outcome.files}
+    assert {"report.html", "report.png", "nfe_plot.png", "grid_sr4.png"} <= names, outcome.failed
+    page = _Page()
+    page.feed((tmp_path / "b" / "report.html").read_text())
+    assert page.images == ["nfe_plot.png", "grid_sr4.png"] and page.rows == 2
