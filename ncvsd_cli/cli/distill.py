@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
 def distill(
     teacher: str = typer.Option(..., "--teacher", help="Teacher checkpoint (name or path) or a `ncvsd train` run "
                                 "directory (its newest sigma_rel 0.050 snapshot)."),
-    data: str = typer.Option("builtin", "--data", help="'builtin', an image folder or a zip."),
+    data: str = typer.Option("builtin", "--data", help="'builtin', 'photos' ($NCVSD_PHOTOS), an image folder or a zip."),
     init_generator: str = typer.Option(None, "--init-generator", help="Start the generator from this generator "
                                        "checkpoint (name or path) instead of the teacher, e.g. to continue an "
                                        "earlier distillation without its state.pt."),

@@ -62,8 +62,9 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    data: str = typer.Option(..., "--data", help="'builtin' (scikit-image photos, held-out ones excluded), an "
-                             "image folder or a zip (EDM2 dataset-tool layout)."),
+    data: str = typer.Option(..., "--data", help="'builtin' (scikit-image photos, held-out ones excluded), "
+                             "'photos' (the set built by benchmarks/build_photos.py, $NCVSD_PHOTOS), an image folder "
+                             "or a zip (EDM2 dataset-tool layout)."),
     arch: str = typer.Option(None, "--arch", help="Network architecture (ncvsd_cli.networks.PRESETS): "
                              "builtin64 for a new run; on --resume the run's own."),
     preset: str = typer.Option(None, "--preset", hidden=True, help="Deprecated alias of --arch."),

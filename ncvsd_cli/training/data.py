@@ -1,4 +1,5 @@
-"""Training data: image folders, zip files (EDM2 dataset-tool layout) and `builtin` (scikit-image photos).
+"""Training data: image folders, zip files (EDM2 dataset-tool layout), `builtin` (scikit-image photos) and `photos`
+(the set that benchmarks/build_photos.py makes from Debian packages; training/photos.py).
 
 Every draw is *counter based*: item number `p` of a stream (seed, rank, world_size) is a pure function of those
 numbers, so the iterator state is one integer (`position`) and resume is exact (docs/method.md §1.8 "infinite, seeded,
@@ -12,6 +13,7 @@ replicated to RGB, alpha is composited onto white, boolean images become 0/255.
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from collections.abc import Sequence
 from functools import cache, lru_cache
@@ -33,6 +35,11 @@ BUILTIN_HELDOUT: tuple[str, ...] = ("astronaut", "coffee", "chelsea")
 BUILTIN_TRAIN: tuple[str, ...] = tuple(n for n in BUILTIN_ALL if n not in BUILTIN_HELDOUT)
 #: Downscaling factors applied to every builtin photo (a pyramid), so that 64 px crops also show whole objects.
 BUILTIN_SCALES: tuple[float, ...] = (1.0, 0.5, 0.25)
+#: Environment variable naming the built `photos` set (folder or zip); default DEFAULT_PHOTOS below.
+PHOTOS_ENV = "NCVSD_PHOTOS"
+DEFAULT_PHOTOS = Path("~/.cache/ncvsd/photos.zip")
+#: Decoded images of a folder/zip source are kept in memory up to this many bytes per process.
+DECODE_CACHE_BYTES = 4 << 30
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 
 
@@ -140,45 +147,81 @@ def _decode(data: bytes) -> np.ndarray:
     return to_uint8(load_image(data, channels=3))
 
 
-def _read_labels(text: str | None, fnames: list[str]) -> list[int] | None:
-    if text is None:
-        return None
-    labels = json.loads(text).get("labels")
+def _read_labels(meta: dict, fnames: list[str]) -> list[int] | None:
+    labels = meta.get("labels")
     if not labels:
         return None
     table = {k.replace("\\", "/"): v for k, v in labels}
     return [int(table[f]) for f in fnames]
 
 
+class _DecodeCache:
+    """Decoded (H, W, 3) uint8 images by name, kept until `limit` bytes are held (later ones decode each time)."""
+
+    def __init__(self, read, limit: int = DECODE_CACHE_BYTES):
+        self.read, self.limit, self.held, self.images = read, limit, 0, {}
+
+    def get(self, name: str, scale: float) -> np.ndarray:
+        key = (name, scale)
+        if key not in self.images:
+            full = self.images[(name, 1.0)] if (name, 1.0) in self.images else _decode(self.read(name))
+            a = _rescale(full, scale)
+            if self.held + a.nbytes > self.limit:
+                return a
+            self.images[key], self.held = a, self.held + a.nbytes
+        return self.images[key]
+
+
 def folder_or_zip_source(path: str | Path) -> ImageSource:
-    """Images in a folder (recursive) or a zip file, sorted by relative name; `dataset.json` labels (EDM2
-    dataset-tool layout: {"labels": [[fname, int], ...]}) are read when present. Decoding is lazy."""
+    """Images in a folder (recursive) or a zip file, sorted by relative name. Its `dataset.json` (EDM2 dataset-tool
+    layout) gives labels ({"labels": [[fname, int], ...]}) and optionally a pyramid ({"scales": [1.0, 0.5]}: every
+    image at every downscaling factor, each one item). Decoding is lazy and cached (DECODE_CACHE_BYTES)."""
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
         rel = [p.relative_to(path).as_posix() for p in files]
-        meta = path / "dataset.json"
-        labels = _read_labels(meta.read_text() if meta.is_file() else None, rel)
-        return ImageSource([lambda p=p: _decode(p.read_bytes()) for p in files], labels=labels)
-    if path.is_file() and zipfile.is_zipfile(path):
+        meta_file = path / "dataset.json"
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+
+        def read(name: str) -> bytes:
+            return (path / name).read_bytes()
+    elif path.is_file() and zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             rel = sorted(n for n in zf.namelist() if Path(n).suffix.lower() in _IMAGE_SUFFIXES)
-            meta = zf.read("dataset.json").decode() if "dataset.json" in zf.namelist() else None
-        labels = _read_labels(meta, rel)
+            meta = json.loads(zf.read("dataset.json")) if "dataset.json" in zf.namelist() else {}
         handle: dict = {}
 
-        def load(name: str) -> np.ndarray:
+        def read(name: str) -> bytes:
             if "zf" not in handle:  # opened lazily, once per process
                 handle["zf"] = zipfile.ZipFile(path)
-            return _decode(handle["zf"].read(name))
+            return handle["zf"].read(name)
+    else:
+        raise ValueError(f"--data {str(path)!r} is neither 'builtin', 'photos', a folder of images nor a zip file")
+    scales = [float(s) for s in meta.get("scales") or [1.0]]
+    if not all(0 < s <= 1 for s in scales):
+        raise ValueError(f"{path}: dataset.json scales {scales} must lie in (0, 1]")
+    labels = _read_labels(meta, rel)
+    cache = _DecodeCache(read)
+    items = [lambda n=n, s=s: cache.get(n, s) for n in rel for s in scales]
+    return ImageSource(items, labels=[lab for lab in labels for _ in scales] if labels else None)
 
-        return ImageSource([lambda n=n: load(n) for n in rel], labels=labels)
-    raise ValueError(f"--data {str(path)!r} is neither 'builtin', a folder of images nor a zip file")
+
+def photos_path() -> Path:
+    """Where `--data photos` is read from: $NCVSD_PHOTOS, else ~/.cache/ncvsd/photos.zip."""
+    return Path(os.environ.get(PHOTOS_ENV) or DEFAULT_PHOTOS).expanduser()
 
 
 def open_source(data: str, resolution: int) -> ImageSource:
-    """`builtin` or a folder/zip path -> ImageSource."""
-    return builtin_source(resolution) if data == "builtin" else folder_or_zip_source(data)
+    """`builtin`, `photos` or a folder/zip path -> ImageSource."""
+    if data == "builtin":
+        return builtin_source(resolution)
+    if data == "photos":
+        path = photos_path()
+        if not path.exists():
+            raise ValueError(f"no photos set at {path}; build it with `python benchmarks/build_photos.py {path} "
+                             f"--cache DIR` or set {PHOTOS_ENV}")
+        return folder_or_zip_source(path)
+    return folder_or_zip_source(data)
 
 
 def _mix(*xs: int) -> int:
@@ -232,6 +275,11 @@ class ImageStream:
 
     def item(self, p: int) -> tuple[torch.Tensor, int]:
         """Global item `p` as ((3, R, R) tensor in [-1, 1], label or -1)."""
+        crop, label = self._crop(p)
+        return _u8_to_tensor(crop), label
+
+    def _crop(self, p: int) -> tuple[np.ndarray, int]:
+        """Global item `p` as ((R, R, 3) uint8 crop, label or -1)."""
         rng = np.random.default_rng(_mix(self.seed, p))
         i = self._index(p, rng)
         a = self.source.get(i)
@@ -248,15 +296,18 @@ class ImageStream:
         if self.xflip and rng.random() < 0.5:
             crop = crop[:, ::-1]
         label = self.source.labels[i] if self.source.labels is not None else -1
-        return _u8_to_tensor(crop), label
+        return crop, label
 
     def next(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """The next batch: (images (B, 3, R, R) in [-1, 1] on `device`, labels (B,) long, -1 if unlabelled)."""
         first = (self.position * self.batch) * self.world_size
-        items = [self.item(first + k * self.world_size + self.rank) for k in range(self.batch)]
+        items = [self._crop(first + k * self.world_size + self.rank) for k in range(self.batch)]
         self.position += 1
-        x = torch.stack([t for t, _ in items])
+        from ncvsd_cli.images import from_unit
+
+        u8 = torch.from_numpy(np.stack([c for c, _ in items])).permute(0, 3, 1, 2)  # one conversion per batch
         y = torch.tensor([lab for _, lab in items], dtype=torch.long)
         if torch.device(device).type == "cuda":
-            x = x.pin_memory()
-        return x.to(device, non_blocking=True), y.to(device)
+            u8 = u8.pin_memory()
+        x = from_unit(u8.to(device, non_blocking=True).float() / 255.0).contiguous()
+        return x, y.to(device)

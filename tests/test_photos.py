@@ -1,0 +1,207 @@
+"""The `photos` training set: manifest, exclusion of held-out / validation photos, .rcc reading, building from
+unpacked packages (no network), the pyramid + decode cache of folder/zip sources, `--data photos`, the preset."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import struct
+import zipfile
+import zlib
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from ncvsd_cli.training import data, photos
+
+LICENCE = re.compile(r"^(CC0-1\.0|Public Domain|CC-BY(-SA)?-\d\.\d|L?GPL-\d(\.0)?\+?.*)$")
+
+
+def _png(a: np.ndarray, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _colour(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A smooth colour picture (gradients + one blob), unlike any excluded photo."""
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    rng = np.random.default_rng(seed)
+    blob = np.exp(-((yy - rng.random()) ** 2 + (xx - rng.random()) ** 2) * 20)
+    return (np.stack([xx, yy, blob], -1) * 255).astype(np.uint8)
+
+
+def test_manifest_lists_enough_licensed_colour_photos():
+    doc = photos.load_manifest()
+    items = doc["photos"]
+    assert len(items) >= 100
+    assert sum("people" in e["tags"] for e in items) >= 5 and sum("animal" in e["tags"] for e in items) >= 50
+    assert all(LICENCE.match(e["licence"]) for e in items), {e["licence"] for e in items}
+    assert all(re.fullmatch(r"[0-9a-f]{64}", e["sha256"]) for e in items)
+    assert {e["package"] for e in items} == set(doc["packages"])
+    assert sum(p["photos"] for p in doc["packages"].values()) == len(items)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "grace_hopper"])
+@pytest.mark.parametrize("change", ["none", "half", "jpeg"])
+def test_heldout_and_validation_photos_are_refused(name, change):
+    if name == "grace_hopper":
+        import matplotlib.cbook
+
+        with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+            a = np.asarray(Image.open(f).convert("RGB"))
+    else:
+        import skimage.data
+
+        a = getattr(skimage.data, name)()
+    im = Image.fromarray(a)
+    if change == "half":
+        im = im.resize((im.width // 2, im.height // 2), Image.LANCZOS)
+    blob = _png(np.asarray(im), "JPEG", quality=75) if change == "jpeg" else _png(np.asarray(im))
+    assert photos.excluded_match(np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"))) == name
+    with pytest.raises(ValueError, match="held-out / validation"):
+        photos._photo(blob, "x", 512)
+
+
+@pytest.mark.parametrize("name", ["rocket", "hubble_deep_field", "retina"])
+def test_other_photos_are_not_mistaken_for_excluded_ones(name):
+    import skimage.data
+
+    assert photos.excluded_match(getattr(skimage.data, name)()) is None
+
+
+def _write_manifest(tmp_path, entries, packages=None):
+    packages = packages or {"pkg": {"version": "1.0-1", "deb_sha256": "0" * 64, "photos": len(entries)}}
+    path = tmp_path / "manifest.yaml"
+    path.write_text(yaml.safe_dump({"packages": packages, "photos": entries}))
+    return path
+
+
+def _entry(name, rel, blob, member=None):
+    e = {"name": name, "package": "pkg", "version": "1.0-1", "path": rel, "licence": "CC0-1.0", "author": "someone",
+         "tags": ["animal"], "sha256": hashlib.sha256(blob).hexdigest()}
+    return {**e, "member": member} if member else e
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("path", "usr/share/imgaug/quokka.jpg", "held-out or validation"),
+    ("licence", "", "lacks"),
+    ("version", "2.0-1", "not in the table"),
+])
+def test_manifest_validation(tmp_path, field, value, message):
+    entry = {**_entry("a", "usr/a.png", b"x"), field: value}
+    with pytest.raises(ValueError, match=message):
+        photos.load_manifest(_write_manifest(tmp_path, [entry]))
+
+
+def _rcc(files: dict[str, tuple[bytes, bool]]) -> bytes:
+    """A version-3 Qt resource file holding /dir/<name> for each of `files` ({name: (bytes, zlib?)})."""
+    names, name_off = b"", {}
+    for n in ["dir", *files]:
+        name_off[n] = len(names)
+        names += struct.pack(">HI", len(n), 0) + n.encode("utf-16-be")
+    blobs, data_off = b"", {}
+    for n, (raw, packed) in files.items():
+        payload = struct.pack(">I", len(raw)) + zlib.compress(raw) if packed else raw
+        data_off[n] = len(blobs)
+        blobs += struct.pack(">I", len(payload)) + payload
+    node = lambda off, flags, a, b: struct.pack(">IHII", off, flags, a, b) + b"\0" * 8
+    tree = node(0, 2, 1, 1) + node(name_off["dir"], 2, len(files), 2)
+    for n, (_, packed) in files.items():
+        tree += struct.pack(">IHHHI", name_off[n], 1 if packed else 0, 0, 0, data_off[n]) + b"\0" * 8
+    header = 24
+    return b"qres" + struct.pack(">IIIII", 3, header, header + len(tree) + len(names), header + len(tree), 0) \
+        + tree + names + blobs
+
+
+def test_rcc_members_round_trip():
+    files = {"a.webp": (b"first" * 10, False), "b.png": (b"second" * 50, True)}
+    assert photos.rcc_members(_rcc(files)) == {f"/dir/{n}": raw for n, (raw, _) in files.items()}
+    with pytest.raises(ValueError, match="not a Qt resource"):
+        photos.rcc_members(b"PK\3\4")
+
+
+@pytest.mark.parametrize("out_name", ["set", "set.zip"])
+def test_build_from_unpacked_packages(tmp_path, out_name):
+    a, b = _png(_colour(41, 67, 1)), _png(_colour(90, 37, 2), "JPEG", quality=95)
+    root = tmp_path / "cache" / "unpacked" / "pkg_1.0-1"
+    (root / "usr").mkdir(parents=True)
+    (root / ".complete").touch()
+    (root / "usr" / "a.png").write_bytes(a)
+    (root / "usr" / "res.rcc").write_bytes(_rcc({"b.jpg": (b, True)}))
+    manifest = _write_manifest(tmp_path, [_entry("a", "usr/a.png", a), _entry("b", "usr/res.rcc", b, "/dir/b.jpg")])
+    summary = photos.build_photos(tmp_path / out_name, tmp_path / "cache", manifest, short_side=20)
+    assert summary["photos"] == 2 and summary["animals"] == 2
+    src = data.folder_or_zip_source(tmp_path / out_name)
+    assert len(src) == 2 * len(photos.SCALES)
+    sizes = sorted(src.get(i).shape[:2] for i in range(len(src)))
+    assert sizes == sorted([(20, 33), (10, 16), (49, 20), (24, 10)])
+    if out_name.endswith(".zip"):
+        with zipfile.ZipFile(tmp_path / out_name) as zf:
+            assert "ATTRIBUTION.txt" in zf.namelist()
+            assert json.loads(zf.read("dataset.json"))["scales"] == list(photos.SCALES)
+
+
+@pytest.mark.parametrize("problem", ["sha256", "grey"])
+def test_build_refuses_bad_photos(tmp_path, problem):
+    a = _colour(30, 30)
+    if problem == "grey":
+        a = np.repeat(a[..., :1], 3, axis=2)
+    blob = _png(a)
+    root = tmp_path / "cache" / "unpacked" / "pkg_1.0-1"
+    root.mkdir(parents=True)
+    (root / ".complete").touch()
+    (root / "a.png").write_bytes(blob if problem != "sha256" else blob + b"tampered")
+    with pytest.raises(ValueError, match="sha256" if problem == "sha256" else "grey"):
+        photos.build_photos(tmp_path / "out", tmp_path / "cache", _write_manifest(tmp_path, [_entry("a", "a.png", blob)]))
+
+
+@pytest.mark.parametrize("scales", [None, [1.0, 0.5], [1.0, 0.5, 0.25]])
+def test_folder_source_pyramid_and_decode_cache(tmp_path, monkeypatch, scales):
+    for i in range(3):
+        (tmp_path / f"p{i}.png").write_bytes(_png(_colour(33, 45, i)))
+    if scales:
+        (tmp_path / "dataset.json").write_text(json.dumps({"labels": None, "scales": scales}))
+    calls = []
+    decode = data._decode
+    monkeypatch.setattr(data, "_decode", lambda blob: calls.append(1) or decode(blob))
+    src = data.folder_or_zip_source(tmp_path)
+    n = len(scales or [1.0])
+    assert len(src) == 3 * n
+    for _ in range(2):
+        shapes = [src.get(i).shape for i in range(len(src))]
+    assert len(calls) == 3  # each file decoded once
+    assert shapes[:n] == [(round(33 * s), round(45 * s), 3) for s in (scales or [1.0])]
+    stream = data.ImageStream(src, 15, batch=4, seed=1)
+    assert stream.next()[0].shape == (4, 3, 15, 15)
+
+
+def test_folder_source_rejects_bad_scales(tmp_path):
+    (tmp_path / "p.png").write_bytes(_png(_colour(9, 9)))
+    (tmp_path / "dataset.json").write_text(json.dumps({"scales": [2.0]}))
+    with pytest.raises(ValueError, match="scales"):
+        data.folder_or_zip_source(tmp_path)
+
+
+def test_data_photos_reads_the_built_set(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.PHOTOS_ENV, str(tmp_path / "missing.zip"))
+    with pytest.raises(ValueError, match="build_photos.py"):
+        data.open_source("photos", 16)
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "p.png").write_bytes(_png(_colour(21, 19)))
+    monkeypatch.setenv(data.PHOTOS_ENV, str(tmp_path / "set"))
+    assert len(data.open_source("photos", 16)) == 1
+
+
+def test_photos128_preset():
+    from ncvsd_cli.networks.build import build_network, network_config
+
+    counts = [sum(p.numel() for p in build_network(network_config(k, "photos128")).parameters())
+              for k in ("teacher", "generator", "discriminator")]
+    assert counts == [8_568_964, 11_134_242, 5_122_588]
+    assert build_network(network_config("generator", "photos128")).size_multiple == 16
+    assert 2 * (counts[0] + counts[1]) < 50e6  # shipped fp16 teacher + generator under 50 MB
