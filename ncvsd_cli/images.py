@@ -5,8 +5,9 @@ Decoding policy (`read_image`), stated once and tested in tests/test_images.py:
 
 - Sources: a path, raw bytes, a binary file object, or "-" for standard input. Formats: whatever Pillow
   reads (PNG, JPEG, BMP, TIFF, WebP, GIF, ...); 16-bit PNGs go through pypng and TIFFs through tifffile,
-  because Pillow reduces 16-bit colour to 8 bits. Multi-frame files: the first frame. EXIF orientation is
-  applied.
+  because Pillow reduces 16-bit colour to 8 bits. Multi-frame files and multi-page TIFFs: the first frame (with
+  a note). EXIF orientation is applied. An embedded ICC colour profile is kept in `DecodedImage.icc_profile`
+  (pixel values are not converted: the model works on the file's own RGB values).
 - Bit depth: every integer sample is divided by its maximum (255 for 8-bit, 65535 for 16-bit, 1 for 1-bit),
   so a 16-bit image keeps all 16 bits of precision in [0, 1]; float TIFF/`F` images are taken as [0, 1]
   and clipped.
@@ -17,20 +18,26 @@ Decoding policy (`read_image`), stated once and tested in tests/test_images.py:
 - Alpha (RGBA, LA, palette with transparency): composited on white (what a viewer shows on a white page) and
   reported in `DecodedImage.notes`; a fully opaque alpha channel is dropped silently.
 
-Writing (`save_image`): values are clipped to [-1, 1] and rounded to 8 bits; the format follows the suffix
-(PNG by default, also for "-" = standard output); the file is written atomically (temporary file in the same
-folder, then `os.replace`) so that an interrupted or failed write leaves no partial file; NaN/inf are refused.
+Writing (`save_image`): values are clipped to [-1, 1] and rounded to 8 bits, or to 16 bits for PNG with
+`bit_depth=16` (pypng); an ICC profile is embedded when given (PNG, JPEG, TIFF, WebP; other formats have no
+place for it); the format follows the suffix (PNG by default, also for "-" = standard output); NaN/inf are
+refused. Files are written atomically: a temporary file in the same folder, fsync, then published under the
+final name: with `overwrite=False` by a hard link that fails if the name exists (no-clobber: two writers never
+replace each other's file), else by `os.replace`. Any exception (KeyboardInterrupt and the CLI's signal
+exceptions included) deletes the temporary file, so no partial or stray file is left.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import sys
 import tempfile
 import warnings
+import zlib
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -58,8 +65,9 @@ class DecodedImage:
     """A decoded image and what the policy did to it.
 
     tensor: (1, C, H, W) float32 in [-1, 1]. mode: the source layout, e.g. "RGB", "L", "RGBA", "P", "RGB;16".
-    bit_depth: bits per source sample. grey: the source had one colour channel. notes: conversions worth
-    telling the user about (alpha composited, first frame of N, ...).
+    bit_depth: bits per source sample (1, 8, 16 or 32). grey: the source had one colour channel. notes:
+    conversions worth telling the user about (alpha composited, first frame of N, ...). icc_profile: the
+    embedded ICC colour profile (bytes) or None.
     """
 
     tensor: torch.Tensor
@@ -67,6 +75,12 @@ class DecodedImage:
     bit_depth: int
     grey: bool
     notes: list[str] = field(default_factory=list)
+    icc_profile: bytes | None = None
+
+    @property
+    def output_bit_depth(self) -> int:
+        """16 for sources with more than 8 bits per sample (16-bit, float), else 8: what outputs keep."""
+        return 16 if self.bit_depth > 8 else 8
 
     @property
     def size(self) -> tuple[int, int]:
@@ -107,6 +121,10 @@ def read_source_bytes(source: ImageSource) -> tuple[bytes, str]:
     raise TypeError(f"an image source must be a path, bytes or a binary stream, got {type(source).__name__}")
 
 
+class OutputExistsError(FileExistsError):
+    """A no-clobber write found its target already there (another process wrote it first)."""
+
+
 def _check_pixels(name: str, h: int, w: int, max_pixels: int | None) -> None:
     if h < 1 or w < 1:
         raise ImageError(f"{name}: empty image ({w}x{h})")
@@ -133,15 +151,25 @@ def _decode_png16(data: bytes, name: str, max_pixels: int | None) -> tuple[np.nd
     return arr, mode, 16
 
 
-def _decode_tiff(data: bytes, name: str, max_pixels: int | None) -> tuple[np.ndarray, str, int]:
+def _tiff_hw(shape: Sequence[int]) -> tuple[int, int]:
+    """(H, W) of a TIFF page shape: (H, W), (H, W, C) with C <= 4, or planar (C, H, W)."""
+    if len(shape) >= 2 and (len(shape) == 2 or shape[-1] <= 4):
+        return int(shape[0]), int(shape[1])
+    return int(shape[-2]), int(shape[-1])
+
+
+def _decode_tiff(data: bytes, name: str, max_pixels: int | None,
+                 notes: list[str] | None = None) -> tuple[np.ndarray, str, int]:
     import tifffile
 
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
         page = tif.pages[0]
-        shape = page.shape
-        h, w = (shape[0], shape[1]) if len(shape) >= 2 and (len(shape) == 2 or shape[-1] <= 4) else shape[-2:]
-        _check_pixels(name, int(h), int(w), max_pixels)
+        h, w = _tiff_hw(page.shape)
+        _check_pixels(name, h, w, max_pixels)
         arr = page.asarray()
+        pages = len(tif.pages)
+        if pages > 1 and notes is not None:
+            notes.append(f"first of {pages} TIFF pages used")
     if arr.ndim == 3 and arr.shape[0] <= 4 and arr.shape[-1] > 4:  # planar (C, H, W)
         arr = np.moveaxis(arr, 0, -1)
     if arr.ndim == 2:
@@ -231,10 +259,11 @@ def read_image(
         arr, mode, bits = _decode_png16(data, name, max_pixels)
     elif data[:4] in _TIFF_SIGNATURES:
         try:
-            arr, mode, bits = _decode_tiff(data, name, max_pixels)
+            arr, mode, bits = _decode_tiff(data, name, max_pixels, notes)
         except ImageError:
             raise
         except Exception:  # compression tifffile cannot read without imagecodecs: let Pillow try
+            notes.clear()
             arr, mode, bits = _decode_pil(data, name, max_pixels, notes)
     else:
         arr, mode, bits = _decode_pil(data, name, max_pixels, notes)
@@ -251,7 +280,36 @@ def read_image(
         arr = arr @ np.asarray(LUMA_WEIGHTS)[:, None]
         notes.append("colour reduced to greyscale (BT.601 luma)")
     tensor = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float()[None]
-    return DecodedImage(tensor=from_unit(tensor), mode=mode, bit_depth=bits, grey=grey, notes=notes)
+    return DecodedImage(tensor=from_unit(tensor), mode=mode, bit_depth=bits, grey=grey, notes=notes,
+                        icc_profile=icc_profile(data))
+
+
+#: Largest ICC profile kept (real profiles are 0.5-600 kB); a bigger one is dropped.
+MAX_ICC_BYTES = 4 * 2**20
+
+
+def icc_profile(data: bytes) -> bytes | None:
+    """The ICC colour profile embedded in an image file's bytes (PNG iCCP, JPEG APP2, TIFF tag 34675, WebP
+    ICCP, via Pillow's header parsing), or None when there is none, it is unreadable or larger than MAX_ICC_BYTES."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                icc = im.info.get("icc_profile")
+    except Exception:  # the pixels were decoded already; a profile is optional
+        icc = None
+        if data[:4] in _TIFF_SIGNATURES:  # TIFFs Pillow cannot open (float RGB, ...)
+            try:
+                import tifffile
+
+                with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                    tag = tif.pages[0].tags.get(34675)  # InterColorProfile
+                    icc = tag.value if tag is not None else None
+            except Exception:
+                icc = None
+    return bytes(icc) if isinstance(icc, (bytes, bytearray)) and 0 < len(icc) <= MAX_ICC_BYTES else None
 
 
 def load_image(source: ImageSource, channels: int = 3, *, max_pixels: int | None = None) -> torch.Tensor:
@@ -259,20 +317,35 @@ def load_image(source: ImageSource, channels: int = 3, *, max_pixels: int | None
     return read_image(source, channels, max_pixels=max_pixels).tensor
 
 
-def image_size(source: str | os.PathLike | bytes) -> tuple[int, int]:
-    """(H, W) of an image from its header only (Pillow, any bit depth). Raises ImageError."""
+def image_size(source: str | os.PathLike | bytes, name: str | None = None) -> tuple[int, int]:
+    """(H, W) of an image from its header only (Pillow; tifffile for the TIFFs Pillow cannot open, e.g. float
+    RGB), for every file `read_image` decodes. name: used in messages (default: the path, or "input").
+    Raises ImageError ("empty file" for 0 bytes)."""
     from PIL import Image, UnidentifiedImageError
 
-    data = source if isinstance(source, bytes) else None
-    name = "<bytes>" if data is not None else os.fspath(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, name = bytes(source), name or "input"
+    else:
+        name = name or os.fspath(source)
+        data = read_source_bytes(source)[0]
+    if not data:
+        raise ImageError(f"{name}: empty file (0 bytes), not an image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data) if data is not None else name) as im:
+            with Image.open(io.BytesIO(data)) as im:
                 return im.height, im.width
-    except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image (unrecognised format)") from None
     except Exception as exc:
+        if data[:4] in _TIFF_SIGNATURES:
+            try:
+                import tifffile
+
+                with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                    return _tiff_hw(tif.pages[0].shape)
+            except Exception:
+                pass
+        if isinstance(exc, UnidentifiedImageError):
+            raise ImageError(f"{name}: not an image (unrecognised format)") from None
         raise ImageError(f"{name}: cannot read image header: {one_line(exc, 200)}") from None
 
 
@@ -284,6 +357,15 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     """
     import torch
 
+    t = _checked_image(x)
+    arr = (to_unit(t.float().clamp(-1, 1)) * 255).round().to(torch.uint8).cpu().numpy().transpose(1, 2, 0)
+    return arr[..., 0] if arr.shape[-1] == 1 else arr
+
+
+def _checked_image(x: torch.Tensor) -> torch.Tensor:
+    """x as one (C, H, W) image with C in (1, 3) and finite values, else ValueError."""
+    import torch
+
     t = x.detach()
     if t.dim() == 4:
         if t.shape[0] != 1:
@@ -293,8 +375,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
         raise ValueError(f"expected an image of shape (C, H, W) with C in (1, 3), got {tuple(x.shape)}")
     if not torch.isfinite(t).all():
         raise ValueError("the image contains NaN or inf values; refusing to write it")
-    arr = (to_unit(t.float().clamp(-1, 1)) * 255).round().to(torch.uint8).cpu().numpy().transpose(1, 2, 0)
-    return arr[..., 0] if arr.shape[-1] == 1 else arr
+    return t
 
 
 def format_for_path(path: str | os.PathLike | None) -> str:
@@ -310,13 +391,52 @@ def format_for_path(path: str | os.PathLike | None) -> str:
     return fmt
 
 
-def encode_image(x: torch.Tensor, format: str = "PNG") -> bytes:
-    """Encode a (1, C, H, W) image in [-1, 1] as 8-bit file bytes (PNG by default; JPEG at quality 95)."""
+#: Formats whose files can carry an ICC profile (Pillow's `icc_profile` save option).
+ICC_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP")
+
+
+def to_uint16(x: torch.Tensor) -> np.ndarray:
+    """Like `to_uint8`, rounded to 16 bits (0..65535)."""
+    t = _checked_image(x)
+    arr = (to_unit(t.double().clamp(-1, 1)) * 65535).round().cpu().numpy().astype(np.uint16).transpose(1, 2, 0)
+    return arr[..., 0] if arr.shape[-1] == 1 else arr
+
+
+def _png16(arr: np.ndarray, icc: bytes | None) -> bytes:
+    """A 16-bit PNG of an (H, W) or (H, W, 3) uint16 array (pypng), with an iCCP chunk after IHDR when `icc`."""
+    import png
+
+    h, w = arr.shape[:2]
+    planes = 1 if arr.ndim == 2 else arr.shape[2]
+    buf = io.BytesIO()
+    png.Writer(w, h, greyscale=planes == 1, bitdepth=16).write(buf, arr.reshape(h, w * planes))
+    if not icc:
+        return buf.getvalue()
+    chunks = list(png.Reader(bytes=buf.getvalue()).chunks())
+    chunks.insert(1, (b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))  # name, NUL, method 0 (deflate)
+    out = io.BytesIO()
+    png.write_chunks(out, chunks)
+    return out.getvalue()
+
+
+def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
+                 icc_profile: bytes | None = None) -> bytes:
+    """Encode a (1, C, H, W) image in [-1, 1] as file bytes (PNG by default; JPEG at quality 95).
+
+    bit_depth: 8, or 16 (PNG only: pypng; other formats are written with 8 bits). icc_profile: embedded in
+    formats that hold one (ICC_FORMATS), else left out.
+    """
     from PIL import Image
 
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+    if bit_depth == 16 and format.upper() == "PNG":
+        return _png16(to_uint16(x), icc_profile)
     arr = to_uint8(x)
     buf = io.BytesIO()
-    options = {"quality": 95} if format.upper() in ("JPEG", "WEBP") else {}
+    options: dict = {"quality": 95} if format.upper() in ("JPEG", "WEBP") else {}
+    if icc_profile and format.upper() in ICC_FORMATS:
+        options["icc_profile"] = icc_profile
     Image.fromarray(arr).save(buf, format=format, **options)
     return buf.getvalue()
 
@@ -327,40 +447,110 @@ def _default_mode() -> int:
     return 0o666 & ~mask
 
 
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the folder of `path`; on success rename it onto `path`, on any failure
-    (including KeyboardInterrupt) delete it, so `path` is never left half written."""
-    target = Path(path)
+def _temporary(target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, _default_mode())
+    return Path(tmp)
+
+
+def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
+    """Give the finished temporary file its final name: os.replace, or with overwrite=False a hard link that
+    fails when the name exists (OutputExistsError); where hard links are not supported, the name is claimed
+    with O_EXCL first and then replaced."""
+    os.chmod(tmp, _default_mode())
+    if overwrite:
         os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise OutputExistsError(f"{target} exists (written meanwhile?); use --overwrite to replace it") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+            raise
+        try:
+            os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            raise OutputExistsError(f"{target} exists (written meanwhile?); use --overwrite to replace it") from None
+        os.replace(tmp, target)
+    else:
+        tmp.unlink(missing_ok=True)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` atomically (temporary file, fsync, os.replace); "-" writes to stdout."""
+@contextmanager
+def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path in the folder of `path`; on success publish it as `path` (replacing an existing
+    file only with `overwrite`), on any exception (KeyboardInterrupt and signals included) delete it, so `path`
+    is never left half written and no temporary file stays behind."""
+    target = Path(path)
+    tmp = _temporary(target)
+    try:
+        yield tmp
+        _publish(tmp, target, overwrite)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _stdout_buffer():
+    if sys.stdout is None:
+        raise OSError("standard output is closed")
+    return sys.stdout.buffer
+
+
+def write_stdout(data: bytes) -> None:
+    """Write `data` to standard output. A reader that went away (broken pipe) is an OSError with a plain message;
+    standard output is then pointed at /dev/null so that Python's final flush does not print a traceback."""
+    try:
+        buf = _stdout_buffer()
+        view = memoryview(data)
+        while view:  # a pipe's reader that goes away can leave a short write without an error: write the rest
+            written = buf.write(view)
+            if not written:
+                raise BrokenPipeError(errno.EPIPE, "short write")
+            view = view[written:]
+        buf.flush()
+    except BrokenPipeError:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        raise OSError("standard output was closed before the whole image was written (broken pipe)") from None
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool = True) -> Path:
+    """Write `data` to `path` atomically (temporary file, fsync, publish; no-clobber unless `overwrite`);
+    "-" writes to stdout."""
     if os.fspath(path) == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        write_stdout(data)
         return Path("-")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         _write_synced(tmp, data)
     return Path(path)
 
 
-def atomic_write_all(files: Sequence[tuple[str | os.PathLike, bytes]]) -> None:
-    """Write several files all-or-nothing: every temporary file is written first and renamed only when all
-    writes succeeded, so a failure leaves every target (e.g. an older measurement and its sidecar) untouched."""
-    with ExitStack() as stack:
+def atomic_write_all(files: Sequence[tuple[str | os.PathLike, bytes]], *, overwrite: bool = True) -> None:
+    """Write several files all-or-nothing: every temporary file is written first and published only when all
+    writes succeeded, so a failure leaves every target (e.g. an older measurement and its sidecar) untouched.
+    With overwrite=False no existing file is replaced; if one of the names is taken meanwhile, the files this
+    call already published are removed again (OutputExistsError)."""
+    temps: list[tuple[Path, Path]] = []
+    published: list[Path] = []
+    try:
         for target, data in files:
-            _write_synced(stack.enter_context(atomic_path(target)), data)
+            temps.append((_temporary(Path(target)), Path(target)))
+            _write_synced(temps[-1][0], data)
+        for tmp, target in temps:
+            _publish(tmp, target, overwrite)
+            published.append(target)
+    except BaseException:
+        if not overwrite:
+            for target in published:
+                target.unlink(missing_ok=True)
+        raise
+    finally:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -370,14 +560,17 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def save_image(x: torch.Tensor, path: str | os.PathLike, *, format: str | None = None) -> Path:
-    """Write a (1, C, H, W) or (C, H, W) image in [-1, 1] (C = 1 or 3) as an 8-bit file, atomically.
+def save_image(x: torch.Tensor, path: str | os.PathLike, *, format: str | None = None, overwrite: bool = True,
+               bit_depth: int = 8, icc_profile: bytes | None = None) -> Path:
+    """Write a (1, C, H, W) or (C, H, W) image in [-1, 1] (C = 1 or 3) as a file, atomically.
 
     path: the file, or "-" for standard output. format: a Pillow format name; default from the suffix, PNG
-    when there is none. Raises ValueError for NaN/inf values or an unknown suffix, before anything is written.
+    when there is none. overwrite=False: never replace an existing file (OutputExistsError). bit_depth 16: a
+    16-bit PNG (8 bits in other formats). icc_profile: embedded where the format allows (`encode_image`).
+    Raises ValueError for NaN/inf values or an unknown suffix, before anything is written.
     """
-    data = encode_image(x, format or format_for_path(path))
-    return atomic_write_bytes(path, data)
+    data = encode_image(x, format or format_for_path(path), bit_depth=bit_depth, icc_profile=icc_profile)
+    return atomic_write_bytes(path, data, overwrite=overwrite)
 
 
 # ---------------------------------------------------------------------------------------------- channels

@@ -1,27 +1,36 @@
 """Measurements: what `ncvsd degrade` writes and `ncvsd restore` reads, callable from Python.
 
-`degrade` makes y = A(x) + sigma_y n with the noise from a per-image generator seeded with `seed`.
-`save_measurement(m, "measured.png")` writes
+`degrade` makes y = A(x) + sigma_y n with the noise drawn from the stream `stream_seed("measurement", seed)`
+(operators.noise), which no restoration draws from. `save_measurement(m, "measured.png")` writes
 - `measured.png`: a viewable 8-bit preview (the clipped measurement for image-shaped tasks: the small image
-  for sr, the masked image for inpainting; for phase retrieval log(1 + |y|) scaled to [0, 1]);
+  for sr, the masked image for inpainting; for phase retrieval log(1 + |y|) scaled to [0, 1]), with the
+  source's ICC profile;
 - `measured.png.ncvsd.json`: the sidecar: task, the operator's full `to_config()` (kernel, mask, seeds),
-  sigma_y, seed, image and measurement shapes, the preview's size, and the sha256 of
+  sigma_y, seed, image and measurement shapes, the preview's file name, size and sha256, the source's bit depth
+  and ICC profile, and the sha256 of
 - `measured.png.ncvsd.safetensors`: the unclipped float measurement (tensor "y", shape measurement_shape).
-`load_measurement` rebuilds exactly that operator and y: `ncvsd restore measured.png` restores what was measured,
-at the recorded sigma_y. `measurement_from_image` treats a plain image as the measurement of a task.
+`load_measurement` checks every field (a sidecar is untrusted input: types, ranges, sizes before any allocation)
+and that the sidecar belongs to its preview, then rebuilds exactly that operator and y: `ncvsd restore
+measured.png` restores what was measured, at the recorded sigma_y. `measurement_from_image` treats a plain image
+as the measurement of a task.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import math
 import os
+import stat
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ncvsd_cli import images
+from ncvsd_cli.errors import one_line
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -30,6 +39,10 @@ SIDECAR_SUFFIX = ".ncvsd.json"
 TENSORS_SUFFIX = ".ncvsd.safetensors"
 SIDECAR_FORMAT = "ncvsd-measurement"
 SIDECAR_VERSION = 1
+#: Largest sidecar JSON read (masks and kernels are stored in it, compressed).
+MAX_SIDECAR_BYTES = 64 * 2**20
+#: Largest decoded array (mask, kernel) a sidecar may hold, in bytes.
+MAX_ARRAY_BYTES = 256 * 2**20
 
 
 class MeasurementError(ValueError):
@@ -44,6 +57,8 @@ class Measurement:
     image_shape, parameters). sigma_y >= 0: noise std on the [-1, 1] scale (restoration runs at it unless told
     otherwise). seed: the noise seed (None for real inputs). grey: the clean source was greyscale (outputs are
     then written as greyscale). notes: decoding remarks. built: the operator, once `operator()` has made it.
+    bit_depth: bits per sample of the source (outputs keep 16 bits when > 8). icc_profile: the source's ICC
+    colour profile, copied to the outputs.
     """
 
     task: str
@@ -55,6 +70,8 @@ class Measurement:
     grey: bool = False
     notes: list[str] = field(default_factory=list)
     built: Any = field(default=None, repr=False, compare=False)
+    bit_depth: int = 8
+    icc_profile: bytes | None = field(default=None, repr=False)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -87,17 +104,20 @@ def degrade(
     params: dict[str, Any] | None = None,
     source: str | None = None,
     grey: bool = False,
+    bit_depth: int = 8,
+    icc_profile: bytes | None = None,
 ) -> Measurement:
-    """Measure a clean image: y = A(x) + sigma_y n, n from a generator seeded with `seed`.
+    """Measure a clean image: y = A(x) + sigma_y n, n from the stream `stream_seed("measurement", seed)`.
 
     x: (1, C, H, W) in [-1, 1]. task: an operator name (`operators.names()`). params: operator parameters; an
     operator that takes a `seed` parameter (random mask, motion kernel) gets `seed` unless params sets it.
+    bit_depth, icc_profile: of the source, recorded so that restorations keep them.
     Raises ValueError for an unknown task, bad parameters or an image size the operator cannot take.
     """
     import torch
 
     import operators
-    from operators.noise import generators_for_seeds
+    from operators.noise import stream_generators
 
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"degrade takes one image (1, C, H, W), got shape {tuple(x.shape)}")
@@ -109,7 +129,7 @@ def degrade(
         params["seed"] = int(seed)
     op = operators.create(task, tuple(x.shape[1:]), **params)
     with torch.no_grad():
-        y = op.measure(x, sigma_y=sigma_y, generator=generators_for_seeds([seed]))
+        y = op.measure(x, sigma_y=sigma_y, generator=stream_generators("measurement", seed, [0]))
     return Measurement(
         task=task,
         operator_config=op.to_config(),
@@ -118,7 +138,17 @@ def degrade(
         seed=int(seed),
         source=source,
         grey=grey,
+        bit_depth=int(bit_depth),
+        icc_profile=icc_profile,
     )
+
+
+def check_operator_params(task: str, image_shape: tuple[int, int, int], params: dict[str, Any] | None) -> None:
+    """Build `task`'s operator for `image_shape` (C, H, W) with `params` once, so that a bad parameter is found
+    before any work (ValueError naming it: unknown name, bad value, a kernel too large, ...)."""
+    import operators
+
+    operators.create(task, tuple(image_shape), **(params or {}))
 
 
 def is_image_like(m: Measurement) -> bool:
@@ -161,16 +191,17 @@ def find_sidecar(path: str | os.PathLike) -> Path | None:
     return side if side.is_file() else None
 
 
-def save_measurement(m: Measurement, path: str | os.PathLike) -> list[str]:
+def save_measurement(m: Measurement, path: str | os.PathLike, *, overwrite: bool = True) -> list[str]:
     """Write the preview image `path` plus its sidecar JSON and tensors (module docstring); returns the paths.
 
-    All three files are written all-or-nothing (images.atomic_write_all): a failure leaves existing files intact.
-    path "-": only the preview goes to standard output (no sidecar).
+    All three files are written all-or-nothing (images.atomic_write_all): a failure leaves existing files intact;
+    overwrite=False never replaces an existing file (images.OutputExistsError). path "-": only the preview goes to
+    standard output (no sidecar).
     """
     from safetensors.torch import save as st_save
 
     pv = preview(m)
-    png = images.encode_image(pv, images.format_for_path(path))
+    png = images.encode_image(pv, images.format_for_path(path), icc_profile=m.icc_profile)
     if os.fspath(path) == "-":
         images.atomic_write_bytes("-", png)
         return ["-"]
@@ -192,13 +223,16 @@ def save_measurement(m: Measurement, path: str | os.PathLike) -> list[str]:
             "file": Path(path).name,
             "size": [int(pv.shape[-2]), int(pv.shape[-1])],
             "kind": "image" if is_image_like(m) else "log-amplitude",
+            "sha256": hashlib.sha256(png).hexdigest(),
         },
         "source": m.source,
         "source_grey": m.grey,
+        "source_bit_depth": int(m.bit_depth),
+        "icc_profile": base64.b64encode(m.icc_profile).decode("ascii") if m.icc_profile else None,
         "value_range": "[-1, 1] image convention",
     }
     text = json.dumps(meta, indent=1, default=_json_default).encode()
-    images.atomic_write_all([(Path(path), png), (side, text), (tens, blob)])
+    images.atomic_write_all([(Path(path), png), (side, text), (tens, blob)], overwrite=overwrite)
     return [str(path), str(side), str(tens)]
 
 
@@ -215,71 +249,201 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
+def _read_sidecar(side: Path) -> dict[str, Any]:
+    """The sidecar's JSON object, read with a size limit from a regular file; MeasurementError otherwise."""
+    try:
+        info = side.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise MeasurementError(f"{side}: not a regular file")
+        if info.st_size > MAX_SIDECAR_BYTES:
+            raise MeasurementError(f"{side}: sidecar is {info.st_size} bytes, more than the {MAX_SIDECAR_BYTES} "
+                                   "a measurement needs")
+        meta = json.loads(side.read_bytes().decode("utf-8"))
+    except MeasurementError:
+        raise
+    except OSError as exc:
+        raise MeasurementError(f"{side}: cannot read the sidecar: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise MeasurementError(f"{side}: unreadable sidecar (invalid JSON): {one_line(str(exc), 120)}") from None
+    if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
+        raise MeasurementError(f"{side}: not an ncvsd measurement sidecar (format {SIDECAR_FORMAT!r})")
+    return meta
+
+
 def sidecar_task(path: str | os.PathLike) -> str:
     """The task recorded in the sidecar of `path` (no other check); MeasurementError when there is none."""
     side = find_sidecar(path)
-    try:
-        return str(json.loads(side.read_text(encoding="utf-8"))["task"])  # type: ignore[union-attr]
-    except (AttributeError, OSError, ValueError, KeyError, TypeError):
-        raise MeasurementError(f"{path}: no readable measurement sidecar with a task") from None
+    if side is None:
+        raise MeasurementError(f"{path}: no measurement sidecar")
+    task = _read_sidecar(side).get("task")
+    if not isinstance(task, str) or not task:
+        raise MeasurementError(f"{side}: the sidecar records no task")
+    return task
 
 
-def load_measurement(path: str | os.PathLike) -> Measurement:
+def _field(meta: dict[str, Any], side: Path, key: str, kind: type | tuple, what: str) -> Any:
+    value = meta.get(key)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise MeasurementError(f"{side}: sidecar field {key!r} must be {what}, got {json.dumps(value)[:60]}")
+    return value
+
+
+def _int_list(value: Any, side: Path, key: str, n: int | None = None, lo: int = 0) -> list[int]:
+    ok = isinstance(value, list) and (n is None or len(value) == n) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= lo for v in value)
+    if not ok:
+        raise MeasurementError(f"{side}: sidecar field {key!r} must be a list of {n or 'some'} integers >= {lo}, "
+                               f"got {json.dumps(value)[:60]}")
+    return list(value)
+
+
+def _check_arrays(value: Any, side: Path, limit: int) -> None:
+    """Every array encoded in an operator config (operators.params.encode_array) decodes to at most `limit` bytes:
+    its declared shape is checked, and it is inflated with a cap, so a zlib bomb is refused before it grows."""
+    import numpy as np
+
+    if isinstance(value, list):
+        for v in value:
+            _check_arrays(v, side, limit)
+        return
+    if not isinstance(value, dict):
+        return
+    if "encoding" in value and "data" in value:
+        try:
+            shape = [int(d) for d in value["shape"]]
+            size = int(np.prod(shape, dtype=np.float64)) * np.dtype(value["dtype"]).itemsize
+            if min(shape, default=1) < 0 or size > limit:
+                raise MeasurementError(f"{side}: an operator array of shape {shape} is larger than {limit} bytes")
+            inflater = zlib.decompressobj()
+            raw = inflater.decompress(base64.b64decode(value["data"], validate=True), size + 1)
+            if len(raw) != size or inflater.unconsumed_tail:
+                raise MeasurementError(f"{side}: an operator array holds other than its declared {size} bytes")
+        except MeasurementError:
+            raise
+        except (KeyError, TypeError, ValueError, OverflowError, binascii.Error, zlib.error) as exc:
+            raise MeasurementError(f"{side}: unreadable operator array: {one_line(str(exc), 100)}") from None
+        return
+    for v in value.values():
+        _check_arrays(v, side, limit)
+
+
+def _check_preview(meta: dict[str, Any], side: Path, notes: list[str]) -> None:
+    """Bind the sidecar to its preview image: the recorded file name must be the one the sidecar is named after
+    (else the preview's content hash must match: a consistently renamed set); an edited preview is noted."""
+    pv = meta.get("preview")
+    if not isinstance(pv, dict) or not isinstance(pv.get("file"), str) or not (
+            pv.get("size") is None or isinstance(pv.get("size"), list)):
+        raise MeasurementError(f"{side}: sidecar field 'preview' must be an object with a file name and a size")
+    png = side.with_name(side.name[: -len(SIDECAR_SUFFIX)])
+    data = None
+    if png.is_file():
+        try:
+            data = png.read_bytes()
+        except OSError:
+            data = None
+    digest = hashlib.sha256(data).hexdigest() if data is not None else None
+    recorded = pv.get("sha256")
+    if pv["file"] != png.name and (recorded is None or digest != recorded):
+        raise MeasurementError(
+            f"{side}: this sidecar was written for {pv['file']!r}, not {png.name!r} (swapped or renamed sidecars?); "
+            f"restore {pv['file']} with its own sidecar, or use --no-sidecar to restore {png.name} as a plain image")
+    if data is None:
+        return
+    if pv.get("size") is not None:
+        size = list(images.image_size(data, name=str(png)))
+        want = _int_list(pv["size"], side, "preview.size", 2)
+        if size != want:
+            raise MeasurementError(
+                f"{png}: image is {size[1]}x{size[0]} but its sidecar recorded {want[1]}x{want[0]} "
+                "(wrong size for its sidecar)")
+    if recorded is not None and digest != recorded:
+        notes.append(f"{png.name} was changed after `ncvsd degrade` wrote it; restoring the measurement recorded in "
+                     f"{side.name}, not the edited pixels (--no-sidecar restores the image as it is)")
+
+
+def load_measurement(path: str | os.PathLike, max_pixels: int | None = None) -> Measurement:
     """Read a measurement written by `save_measurement`: `path` is the preview image or its `.ncvsd.json`.
 
-    Checks the format, the tensors' sha256 and shape, and that the preview image still has the recorded size.
-    Raises MeasurementError with a one-line message.
+    Everything in the sidecar is checked before it is used: types and ranges of every field, the image size
+    against `max_pixels` (H * W), the size of encoded masks and kernels, that the sidecar belongs to its preview
+    (file name, or content hash after a rename; an edited preview is noted in `notes`), the tensors' sha256 and
+    shape, and that the operator builds and produces that shape. Raises MeasurementError with a one-line message.
     """
     from safetensors.torch import load as st_load
 
     side = find_sidecar(path)
     if side is None or not side.is_file():
         raise MeasurementError(f"{path}: no measurement sidecar ({Path(path).name}{SIDECAR_SUFFIX}) found")
+    meta = _read_sidecar(side)
+    version = meta.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= SIDECAR_VERSION:
+        raise MeasurementError(f"{side}: sidecar version {version!r} is not supported")
+    task = _field(meta, side, "task", str, "an operator name")
+    cfg = _field(meta, side, "operator", dict, "an operator config object")
+    if cfg.get("name") != task:
+        raise MeasurementError(f"{side}: the operator {cfg.get('name')!r} is not the task {task!r}")
+    shape_c, shape_h, shape_w = _int_list(cfg.get("image_shape"), side, "operator.image_shape", 3, lo=1)
+    if shape_c not in (1, 3):
+        raise MeasurementError(f"{side}: image with {shape_c} channels; 1 or 3 are supported")
+    if max_pixels is not None and shape_h * shape_w > max_pixels:
+        raise MeasurementError(f"{side}: output {shape_w}x{shape_h} exceeds --max-pixels {max_pixels}")
+    shape = _int_list(meta.get("measurement_shape"), side, "measurement_shape")
+    sigma_y = _field(meta, side, "sigma_y", (int, float), "a number >= 0")
+    if not (math.isfinite(sigma_y) and sigma_y >= 0):
+        raise MeasurementError(f"{side}: sigma_y must be finite and >= 0, got {sigma_y}")
+    seed = meta.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise MeasurementError(f"{side}: seed must be an integer >= 0, got {json.dumps(seed)[:40]}")
+    grey = meta.get("source_grey", False)
+    bits = meta.get("source_bit_depth", 8)
+    icc_text = meta.get("icc_profile")
+    if not isinstance(grey, bool) or bits not in (1, 8, 16, 32) or not isinstance(icc_text, (str, type(None))):
+        raise MeasurementError(f"{side}: source_grey, source_bit_depth or icc_profile has a wrong type or value")
     try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MeasurementError(f"{side}: unreadable sidecar: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
-        raise MeasurementError(f"{side}: not an ncvsd measurement sidecar (format {SIDECAR_FORMAT!r})")
-    if not isinstance(meta.get("version"), int) or meta["version"] > SIDECAR_VERSION:
-        raise MeasurementError(f"{side}: sidecar version {meta.get('version')!r} is not supported")
+        icc = base64.b64decode(icc_text, validate=True) if icc_text else None
+    except (binascii.Error, ValueError):
+        raise MeasurementError(f"{side}: icc_profile is not base64") from None
+    notes: list[str] = []
+    _check_preview(meta, side, notes)
+    _check_arrays(cfg, side, MAX_ARRAY_BYTES)
+
+    tens = sidecar_paths(side.with_name(side.name[: -len(SIDECAR_SUFFIX)]))[1]
+    import numpy as np
+
+    expected = int(np.prod(shape, dtype=np.float64)) * 8 + 2**16  # float64 at most, plus the header
     try:
-        tens = side.with_name(meta["tensors"])
+        info = tens.stat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > expected:
+            raise MeasurementError(f"{tens}: not a measurement of shape {shape} (a {info.st_size}-byte "
+                                   f"{'file' if stat.S_ISREG(info.st_mode) else 'special file'})")
         blob = tens.read_bytes()
-        task, cfg, shape = meta["task"], meta["operator"], list(meta["measurement_shape"])
-    except (KeyError, TypeError) as exc:
-        raise MeasurementError(f"{side}: sidecar lacks {exc}") from None
     except OSError as exc:
-        raise MeasurementError(
-            f"{side}: cannot read the measurement tensors: {exc.strerror or exc}"
-        ) from None
+        raise MeasurementError(f"{side}: cannot read the measurement tensors {tens.name}: {exc.strerror or exc}") \
+            from None
     if hashlib.sha256(blob).hexdigest() != meta.get("tensors_sha256"):
         raise MeasurementError(f"{tens}: sha256 does not match its sidecar; the measurement was modified")
     try:
         y = st_load(blob)["y"]
     except Exception as exc:
-        raise MeasurementError(f"{tens}: unreadable measurement tensors: {exc}") from None
+        raise MeasurementError(f"{tens}: unreadable measurement tensors: {one_line(str(exc), 120)}") from None
     if list(y.shape) != shape:
         raise MeasurementError(
             f"{tens}: measurement shape {list(y.shape)} differs from the sidecar's {shape}"
         )
-    png = side.with_name(meta.get("preview", {}).get("file", side.name[: -len(SIDECAR_SUFFIX)]))
-    if png.is_file() and meta.get("preview", {}).get("size"):
-        size = list(images.image_size(png))
-        if size != list(meta["preview"]["size"]):
-            raise MeasurementError(
-                f"{png}: image is {size[1]}x{size[0]} but its sidecar recorded "
-                f"{meta['preview']['size'][1]}x{meta['preview']['size'][0]} (wrong size for its sidecar)"
-            )
-    return Measurement(
-        task=task,
-        operator_config=cfg,
-        y=y[None],
-        sigma_y=float(meta.get("sigma_y", 0.0)),
-        seed=meta.get("seed"),
-        source=str(side),
-        grey=bool(meta.get("source_grey", False)),
-    )
+    if not y.is_floating_point() or not bool(y.isfinite().all()):
+        raise MeasurementError(f"{tens}: the measurement is not a finite float tensor")
+    m = Measurement(task=task, operator_config=cfg, y=y[None], sigma_y=float(sigma_y), seed=seed, source=str(side),
+                    grey=grey, notes=notes, bit_depth=bits, icc_profile=icc)
+    try:
+        op = m.operator()
+        produced = list(op.measurement_shape(1)[1:])
+    except Exception as exc:  # an operator that cannot be built from this config is this input's problem only
+        raise MeasurementError(f"{side}: the recorded operator cannot be rebuilt: {one_line(str(exc), 160)}") \
+            from None
+    if produced != shape:
+        raise MeasurementError(f"{side}: the operator makes measurements of shape {produced}, the sidecar "
+                               f"records {shape}")
+    return m
 
 
 def measurement_from_image(

@@ -4,9 +4,15 @@
 `Restorer.run(measurements)` restores real inputs of any size: the operator is the measurement's own
 (`ncvsd_cli.measurement`); when its size is not a multiple of what the network needs (2^(levels-1)) it is seen
 from a padded canvas (`operators.padding`) and the result is cropped back. Each measurement runs at its own noise
-level (the sidecar's recorded sigma_y, or the preset's for plain images) unless `options.sigma_y` is set. Each
-(image, sample k) pair gets its own generator seeded with seed + k, so results do not depend on the batch size
-or the order of the inputs.
+level (the sidecar's recorded sigma_y, or the preset's for plain images) unless `options.sigma_y` is set.
+
+Randomness and determinism: sample k of an image draws from its own stream
+`stream_seed("restore", seed, k, content)` (operators.noise; content: a hash of the measurement y), never from
+the stream `ncvsd degrade` drew the measurement noise from, so the same seed on both sides does not correlate
+them, and two different images restored together never share their noise. With batch_size 1 (the default) each output depends only on its input, the
+options and k, not on the other inputs or their order: identical bytes on the same machine and software. With
+batch_size > 1 the network sums in an order that depends on the batch (batched convolutions and matrix products
+on CPU and GPU), so results differ from batch_size 1 by float rounding: a few pixels by one or two 8-bit levels.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ class RestoreOptions:
     """The settings of one restoration run (the flags of `ncvsd restore` that reach the library).
 
     task: operator name (None: taken from the measurements). method: a name in `sampling.methods` (None: the task
-    preset's). nfe >= 1: network evaluations per sample (None: the method's default). seed >= 0: sample k of every
-    image uses seed + k. samples >= 1 per image; batch_size >= 1 (image, sample) pairs per network call.
+    preset's). nfe >= 1: network evaluations per sample (None: the method's default). 0 <= seed < 2^63: sample k
+    of an image draws from the stream ("restore", seed, k, hash of its measurement). samples >= 1 per image; batch_size >= 1
+    (image, sample) pairs per network call (> 1: faster, bytes differ by rounding; module docstring).
     sigma_y >= 0: noise level for every input (None: each measurement's own). preset_file: YAML over the task
     preset. params: operator parameters for plain-image inputs. class_label: for class-conditional checkpoints.
     checkpoint: name or path (None: the shipped default of the kind the method needs). device: "cpu", "cuda",
@@ -68,6 +75,8 @@ class RestoreOptions:
         for name, lo in (("samples", 1), ("batch_size", 1), ("max_pixels", 1), ("seed", 0)):
             if getattr(self, name) < lo:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= {lo}, got {getattr(self, name)}")
+        if self.seed > 2**63 - 1:
+            raise ValueError(f"--seed must be < 2^63, got {self.seed}")
         if self.nfe is not None and self.nfe < 1:
             raise ValueError(f"--nfe must be >= 1, got {self.nfe}")
         if self.sigma_y is not None and not (math.isfinite(self.sigma_y) and self.sigma_y >= 0):
@@ -139,6 +148,7 @@ class Restorer:
             return cls(None, None, options)
         checkpoint = options.checkpoint or default_checkpoint(needs)
         model, config = load_checkpoint(checkpoint, device=options.device, kind=needs)
+        check_finite_weights(model, checkpoint)
         restorer = cls(model, config, options)
         restorer.precision = prepare_for_inference(model, options.precision, options.device, needs)
         return restorer
@@ -161,20 +171,21 @@ class Restorer:
         return self.method.prepare(task, o.nfe, preset_file=o.preset_file, sigma_y=sigma_y,
                                    operator=o.params or None)
 
-    def run(self, measurements: Sequence[Measurement],
-            on_batch: Callable[[int], None] | None = None) -> Iterator[RestoreResult]:
+    def run(self, measurements: Sequence[Measurement], on_batch: Callable[[int], None] | None = None,
+            on_step: Callable[[float, float], None] | None = None) -> Iterator[RestoreResult]:
         """Restore `measurements`; yields a RestoreResult per measurement as soon as all its samples are done
         (errors are results too: the run goes on). Measurements with the same operator and noise level are
-        batched `options.batch_size` (image, sample) pairs at a time. on_batch(n) follows each batch of n pairs."""
+        batched `options.batch_size` (image, sample) pairs at a time. on_batch(n) follows each batch of n pairs;
+        on_step(done, total) each sampler iteration, with the network evaluations per image done in the batch."""
         groups: dict[str, list[int]] = {}
         for j, m in enumerate(measurements):
             key = json.dumps([m.task, m.operator_config, list(m.y.shape), self.level(m)], sort_keys=True,
                              default=str)
             groups.setdefault(key, []).append(j)
         for members in groups.values():
-            yield from self._run_group(measurements, members, on_batch)
+            yield from self._run_group(measurements, members, on_batch, on_step)
 
-    def _run_group(self, measurements, members: list[int], on_batch) -> Iterator[RestoreResult]:
+    def _run_group(self, measurements, members: list[int], on_batch, on_step=None) -> Iterator[RestoreResult]:
         from ncvsd_cli.sampling.presets import configure_operator
         from operators.padding import pad_operator
 
@@ -187,7 +198,7 @@ class Restorer:
             call = self.prepare(first.task, self.level(first))
             op = pad_operator(configure_operator(first.operator(), call.settings), self.multiple)
             op = op.to(self.options.device)
-        except (ValueError, RuntimeError) as exc:
+        except (ValueError, RuntimeError, TypeError, KeyError, MemoryError) as exc:  # this group's problem only
             for j in members:
                 yield RestoreResult(j, error=f"{measurements[j].source or 'input'}: {one_line(exc)}")
             return
@@ -206,8 +217,8 @@ class Restorer:
                 started.setdefault(j, t0)
             try:
                 x, res = self._sample(op, call, [measurements[j] for j, _ in batch], [j for j, _ in batch],
-                                      [k for _, k in batch], estimates)
-            except (ValueError, RuntimeError) as exc:
+                                      [k for _, k in batch], estimates, on_step)
+            except (ValueError, RuntimeError, MemoryError) as exc:
                 x, res = None, None
                 for j in {j for j, _ in batch}:
                     failed.add(j)
@@ -239,10 +250,12 @@ class Restorer:
         return RestoreResult(j, samples=samples, nfe=res.nfe, operator_evals=res.operator_evals, seconds=seconds,
                              sigma_y=self.level(m))
 
-    def _sample(self, op, call, ms: list[Measurement], idx: list[int], ks: list[int], estimates: dict):
+    def _sample(self, op, call, ms: list[Measurement], idx: list[int], ks: list[int], estimates: dict,
+                on_step=None):
         import torch
 
-        from operators.noise import generators_for_seeds
+        from ncvsd_cli.progress import step_callback
+        from operators.noise import generators_for_seeds, stream_seed
         from operators.padding import crop_to
 
         device = self.options.device
@@ -256,7 +269,10 @@ class Restorer:
                                                                  self.label_dim).float().to(device)
         if self.method.name == "pnp-gd-warm":  # one classical estimate per image, whatever the batches
             kwargs["estimate"] = self._estimates(op, y, idx, kwargs["sigma_y"], estimates)
-        gens = generators_for_seeds([self.options.seed + k for k in ks])
+        gens = generators_for_seeds([stream_seed("restore", self.options.seed, k, content_key(m))
+                                     for m, k in zip(ms, ks)])
+        if (callback := step_callback(call, on_step)) is not None:
+            kwargs["callback"] = callback
         with torch.no_grad():
             res = self.method(self.model, op, y, call.sigmas, generator=gens, **kwargs)
         _, h, w = ms[0].image_shape
@@ -275,6 +291,29 @@ class Restorer:
         parts = [cache[j] for j in idx]
         return SamplerResult(x=torch.cat([p.x for p in parts]), nfe=0, operator_evals=parts[0].operator_evals,
                              extras=parts[0].extras)
+
+
+def content_key(m: Measurement) -> int:
+    """A 64-bit hash of the measurement's values and shape: the key of its own random stream (the same input gives
+    the same stream wherever it comes in the batch or the input list)."""
+    import hashlib
+
+    y = m.y.detach().cpu().double().contiguous()
+    digest = hashlib.blake2b(str(tuple(y.shape)).encode() + y.numpy().tobytes(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def check_finite_weights(model: Any, name: Any) -> None:
+    """CheckpointError (CLI exit 3) when a loaded network holds NaN or inf parameters or buffers: a damaged or
+    diverged checkpoint, found before any input is restored."""
+    import torch
+
+    from ncvsd_cli.checkpoints import CheckpointError
+
+    tensors = [*model.parameters(), *model.buffers()] if isinstance(model, torch.nn.Module) else []
+    if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in tensors):
+        raise CheckpointError(f"{name}: the network weights contain NaN or inf values (damaged or diverged "
+                              "checkpoint)")
 
 
 def restore_image(y: torch.Tensor, task: str, **options: Any) -> torch.Tensor:

@@ -30,6 +30,16 @@ from operators.registry import register
 
 #: Tikhonov regularisation of the pseudo-inverse: conj(K)·Y / (|K|² + eps).
 PINV_EPS = 1e-3
+#: Largest kernel_size accepted: refused before the kernel_size² array is allocated.
+MAX_KERNEL_SIZE = 2049
+
+
+def kernel_size_param(value: Any) -> int:
+    """kernel_size as an int in 1..MAX_KERNEL_SIZE, or ValueError."""
+    size = positive_int(value, "kernel_size")
+    if size > MAX_KERNEL_SIZE:
+        raise ValueError(f"kernel_size must be <= {MAX_KERNEL_SIZE}, got {size}")
+    return size
 
 
 def kernel_offset(n: int, k: int, shift: bool) -> int:
@@ -116,7 +126,7 @@ class GaussianBlur(CircularBlur):
         from scipy.ndimage import gaussian_filter
 
         self.sigma = positive_float(sigma, "sigma")
-        self.kernel_size = positive_int(kernel_size, "kernel_size")
+        self.kernel_size = kernel_size_param(kernel_size)
         delta = np.zeros((self.kernel_size, self.kernel_size))
         delta[self.kernel_size // 2, self.kernel_size // 2] = 1.0
         self._set_kernel(gaussian_filter(delta, sigma=self.sigma), shift)
@@ -138,7 +148,7 @@ class MotionBlur(CircularBlur):
         super().__init__(image_shape)
         from operators.motion_kernel import motion_kernel
 
-        self.kernel_size = positive_int(kernel_size, "kernel_size")
+        self.kernel_size = kernel_size_param(kernel_size)
         self.intensity = float(intensity)
         if not 0.0 <= self.intensity <= 1.0:
             raise ValueError(f"intensity must be in [0, 1], got {intensity}")

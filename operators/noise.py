@@ -3,10 +3,16 @@
 A `Generators` value is either one `torch.Generator` (used for the whole batch) or a sequence with one generator
 per batch element, so that each image's noise is independent of the batch it was processed in
 (the convention of EDM2's StackedRandomGenerator).
+
+Every consumer of randomness draws from its own stream: `stream_seed(purpose, seed, *keys)` hashes a purpose name
+("measurement", "restore", ...) with the user's seed and the consumer's keys (sample index, ...), so the same
+`--seed` given to `ncvsd degrade` and `ncvsd restore` never makes the restoration noise repeat the measurement
+noise.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -50,3 +56,18 @@ def rand(shape: Sequence[int], generator: Generators = None, *, device=None, dty
 def generators_for_seeds(seeds: Sequence[int], device="cpu") -> list[torch.Generator]:
     """One seeded generator per image: `generators_for_seeds([3, 4])` -> [Generator(3), Generator(4)]."""
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+
+def stream_seed(purpose: str, seed: int, *keys: int) -> int:
+    """A 63-bit seed for the random stream of `purpose` (a short name) under the user's `seed` and integer `keys`.
+
+    blake2b of the canonical text "purpose:seed:key1:...": stable across runs, platforms and versions, and two
+    different (purpose, seed, keys) give unrelated streams.
+    """
+    text = ":".join([purpose, *(str(int(k)) for k in (seed, *keys))])
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
+
+
+def stream_generators(purpose: str, seed: int, keys: Sequence[int], device="cpu") -> list[torch.Generator]:
+    """One generator per key: `stream_generators("restore", 0, [0, 1])` draws sample 0 and sample 1 of seed 0."""
+    return generators_for_seeds([stream_seed(purpose, seed, k) for k in keys], device=device)

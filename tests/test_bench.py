@@ -112,7 +112,7 @@ def test_resume_computes_nothing_new_and_refuses_without_flag(assets, first_run,
 def test_interrupted_run_loses_nothing(assets, first_run, tmp_path, monkeypatch):
     out, first = first_run
     out2 = tmp_path / "out"
-    out2.mkdir()
+    shutil.copytree(out / "samples", out2 / "samples")  # the grid images of the finished rows are on disk
     lines = (out / "per_image.csv").read_text().splitlines(keepends=True)
     kept = lines[:4]  # header + 3 rows, then a row cut in half
     (out2 / "per_image.csv").write_text("".join(kept) + lines[4][:20])

@@ -114,10 +114,10 @@ def test_degrade_every_task_and_sidecar_round_trip(task, tmp_path):
     # exactly reproducible: the operator rebuilt from the sidecar, the same image and seed give the same
     # floats
     x = images.load_image(src)
-    from operators.noise import generators_for_seeds
+    from operators.noise import stream_generators
 
-    assert torch.equal(m.operator().measure(x, 0.1, generators_for_seeds([3])), m.y)
-    assert not torch.equal(m.operator().measure(x, 0.1, generators_for_seeds([4])), m.y)
+    assert torch.equal(m.operator().measure(x, 0.1, stream_generators("measurement", 3, [0])), m.y)
+    assert not torch.equal(m.operator().measure(x, 0.1, stream_generators("measurement", 4, [0])), m.y)
     preview = Image.open(out)
     if task == "phase-retrieval":
         assert json.loads(side.read_text())["preview"]["kind"] == "log-amplitude"
@@ -201,7 +201,7 @@ def test_restore_directory_with_a_corrupt_file(tmp_path, ckpt):
     assert res.exit_code == 1
     assert _files(tmp_path / "out") == {"a.png", "c.png"}
     assert "b.png" in res.stderr and "Traceback" not in res.output
-    summary = json.loads(res.stdout)
+    summary = json.loads(res.stdout.splitlines()[-1])  # several inputs: JSON Lines, the summary last
     assert (summary["ok"], summary["failed"]) == (2, 1)
 
 
@@ -383,7 +383,7 @@ def test_interrupt_leaves_no_partial_output(tmp_path, ckpt, monkeypatch):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(images.os, "replace", interrupted)  # Ctrl-C in the middle of writing
+    monkeypatch.setattr(images, "_publish", interrupted)  # Ctrl-C in the middle of writing
     res = run("restore", "--task", "denoise", src, "-c", ckpt, *FAST)
     assert res.exit_code == 130
     assert _files(tmp_path) == {"i.png"}

@@ -150,12 +150,11 @@ def merge(paths: Iterable[str | os.PathLike], out: str | os.PathLike, cols: list
         for r in read_rows(p):
             seen.setdefault(row_key(r), r)
     rows = sorted(seen.values(), key=lambda r: (r["task"], r["method"], r["nfe"], r["image_index"], r["run"]))
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    from ncvsd_cli.images import atomic_path
+
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:  # no temporary file survives any exit
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow({c: _fmt(r.get(c, "")) for c in cols})
-    os.replace(tmp, out)
     return rows

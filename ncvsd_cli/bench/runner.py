@@ -2,15 +2,18 @@
 
 For each task: the operator is built once from the task preset; for each image the measurement is made once
 (bench/measurements.py: seeded from (seed, image index)) and every job (bench/methods.py) restores it; each
-result is scored (PSNR, SSIM, LPIPS on [0, 1], docs/method.md §5), timed, and appended to the CSV at once. Rows whose key is
-already in DIR are skipped with --resume. Reports (bench/report.py) are written at the end by rank 0.
+result is scored (PSNR, SSIM, LPIPS on [0, 1], docs/method.md §5), timed, and appended to the CSV at once, after
+its grid image: a row marks its files done. Rows whose key is already in DIR are skipped with --resume, unless a
+grid image they own is missing (a run killed between the two is redone). Reports (bench/report.py) are written at
+the end by rank 0.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import platform
-import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -121,6 +124,7 @@ def _load_networks(cfg: BenchConfig, device: str) -> _Networks:
     """Load the generator and/or teacher the methods need (CheckpointError propagates: CLI exit 3)."""
     from ncvsd_cli import checkpoints
     from ncvsd_cli.networks.inference import prepare_for_inference
+    from ncvsd_cli.restore import check_finite_weights
 
     nets = _Networks()
     need = _needs(cfg)
@@ -128,12 +132,14 @@ def _load_networks(cfg: BenchConfig, device: str) -> _Networks:
     if "generator" in need:
         name = cfg.generator or checkpoints.default_checkpoint("generator")
         nets.generator, gen_cfg = checkpoints.load_checkpoint(name, device=device, kind="generator")
+        check_finite_weights(nets.generator, name)
         nets.info["generator"] = {"name": str(name), "path": str(checkpoints.resolve_checkpoint(name)),
                                   "preset": gen_cfg.get("preset"), "img_resolution": gen_cfg.get("img_resolution"),
                                   "precision": prepare_for_inference(nets.generator, cfg.precision, device)}
     if "teacher" in need:
         name = cfg.teacher or _generators_teacher(gen_cfg) or checkpoints.default_checkpoint("teacher")
         nets.teacher, t_cfg = checkpoints.load_checkpoint(name, device=device, kind="teacher")
+        check_finite_weights(nets.teacher, name)
         nets.info["teacher"] = {"name": str(name), "path": str(checkpoints.resolve_checkpoint(name)),
                                 "preset": t_cfg.get("preset"), "img_resolution": t_cfg.get("img_resolution"),
                                 "precision": prepare_for_inference(nets.teacher, cfg.precision, device, "teacher")}
@@ -199,6 +205,17 @@ def _environment(device: str) -> dict[str, Any]:
     return env
 
 
+def _check_writable(out: Path) -> None:
+    """Create `out` and a file in it, or ValueError naming --out (read-only, /proc, a file in the way)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".ncvsd-probe.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(f"--out {out}: cannot write there: {exc.strerror or exc}") from None
+
+
 def _check_fresh(out: Path, resume: bool, rank: int, world: int) -> None:
     """Refuse an `out` that already holds results unless resuming (other ranks' parts of this run are ignored:
     they may already be writing)."""
@@ -249,17 +266,18 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
               on_row: Callable[[dict[str, Any]], None] | None = None) -> BenchOutcome:
     """Run the benchmark described by `cfg` (see BenchConfig) and write its outputs into `cfg.out`.
 
-    progress: tqdm bar on stderr (None = only on a terminal). on_row: called with each new row.
+    progress: runs, then the network evaluations of the run in flight, on stderr (`ncvsd_cli.progress`: bars on a
+    terminal, status lines otherwise); False = none. on_row: called with each new row.
     Raises datasets.DatasetError / ValueError for bad input, checkpoints.CheckpointError for model problems.
     Failures of single rows are logged, listed in the outcome, and do not stop the run.
     """
-    from tqdm import tqdm
+    from ncvsd_cli.progress import NestedProgress
 
     cfg.validate()
     rank, world = distributed.rank_world()
     device = distributed.local_device(cfg.device, world)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_writable(out)
     _check_fresh(out, cfg.resume, rank, world)
     nets = _load_networks(cfg, device)
     plan = _plan(cfg, nets, device, rank, world)
@@ -269,8 +287,8 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     total = len(plan.images) * sum(len(jobs) for *_, jobs in plan.tasks) * cfg.best_of
     if plan.images:
         _warm_up(nets, plan.shape, device)
-    bar = tqdm(total=total, desc=f"bench rank {rank}" if world > 1 else "bench", unit="run", file=sys.stderr,
-               disable=(not sys.stderr.isatty()) if progress is None else not progress)
+    bar = NestedProgress(max(total, 1), f"bench rank {rank}" if world > 1 else "bench", "run",
+                         quiet=progress is False)
     with results.RowWriter(part, results.columns(cfg.lpips)) as writer, bar:
         ctx = _Context(cfg, nets, device, _Scorer(cfg.lpips, device), plan, finished, writer, bar, outcome, on_row)
         for task, settings, operator, jobs in plan.tasks:
@@ -301,19 +319,26 @@ class _Context:
 
 def _run_image(ctx: _Context, task: str, settings: dict[str, Any], operator, jobs: list[methods.Job],
                image: datasets.BenchImage) -> None:
-    """Every pending (job, run) of one image and task, on one measurement; rows are written as they finish."""
+    """Every pending (job, run) of one image and task, on one measurement. A row is written after the grid image
+    it owns (a kill between the two leaves the row to do), and a finished row whose grid image is missing is
+    redone (results of older runs that wrote the row first)."""
     cfg, sigma_y = ctx.cfg, float(settings["sigma_y"])
     base = {"dataset": ctx.plan.data.name, "image": image.id, "image_index": image.index, "task": task,
             "seed": cfg.seed, "resolution": ctx.plan.shape[-1], "sigma_y": sigma_y}
+    in_grid = image.index < cfg.grid_images
+
+    def missing(name: str) -> bool:
+        return in_grid and not report.sample_path(cfg.out, task, image.id, name).is_file()
+
     todo = [(j, r) for j in jobs for r in range(cfg.best_of)
-            if results.row_key({**base, "method": j.method, "nfe": j.nfe, "run": r}) not in ctx.finished]
+            if results.row_key({**base, "method": j.method, "nfe": j.nfe, "run": r}) not in ctx.finished
+            or (r == 0 and missing(f"{j.method}-nfe{j.nfe}"))]
     ctx.outcome.skipped += len(jobs) * cfg.best_of - len(todo)
     ctx.bar.update(len(jobs) * cfg.best_of - len(todo))
-    if not todo:
+    if not todo and not missing("ground_truth") and not missing("measurement"):
         return
     x = image.load().to(ctx.device)
     y = make_measurement(operator, x, sigma_y, cfg.seed, image.index)  # once, shared by every method
-    in_grid = image.index < cfg.grid_images
     if in_grid:
         _save_sample(cfg.out, task, image.id, "ground_truth", x)
         _save_sample(cfg.out, task, image.id, "measurement", measurement_preview(operator, y, ctx.plan.shape))
@@ -323,12 +348,12 @@ def _run_image(ctx: _Context, task: str, settings: dict[str, Any], operator, job
         if row is None:
             continue
         x_hat = row.pop("_x")
+        if in_grid and run == 0:
+            _save_sample(cfg.out, task, image.id, f"{job.method}-nfe{job.nfe}", x_hat)
         ctx.writer.write(row)
         ctx.outcome.computed += 1
         if ctx.on_row is not None:
             ctx.on_row(row)
-        if in_grid and run == 0:
-            _save_sample(cfg.out, task, image.id, f"{job.method}-nfe{job.nfe}", x_hat)
 
 
 def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, world: int,
@@ -344,7 +369,9 @@ def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, 
               "networks": nets.info, "environment": _environment(device)}
     outcome.summary = report.write_summary(out, rows, cfg.lpips, config)
     for name, draw in (("plot", lambda: report.plot_nfe(outcome.summary, cfg.lpips, out / report.PLOT_PNG)),
-                       ("grids", lambda: report.plot_grids(out, outcome.summary))):
+                       ("grids", lambda: report.plot_grids(out, outcome.summary)),
+                       ("html", lambda: report.write_html(out, outcome.summary, cfg.lpips, config)),
+                       ("page", lambda: report.write_report_png(out, outcome.summary, cfg.lpips))):
         try:  # a drawing problem must not cost the results, which are already on disk
             draw()
         except Exception as exc:
@@ -360,7 +387,8 @@ def _run_one(ctx: _Context, job: methods.Job, run: int, task: str, operator, x, 
     gens = sampler_generators(ctx.cfg.seed, base["image_index"], run)
     try:
         with RowCost(ctx.device) as cost:
-            res = methods.run_job(job, task, operator, y, network, gens, preset_file=ctx.cfg.preset_file)
+            res = methods.run_job(job, task, operator, y, network, gens, preset_file=ctx.cfg.preset_file,
+                                  on_step=ctx.bar.step)
         scores = ctx.scorer(res.x, x)
     except Exception as exc:  # one failed row must not lose the others (exit code 1 at the end)
         msg = f"{task}/{job.method}/nfe{job.nfe}/{base['image']}/run{run}: {type(exc).__name__}: {exc}"

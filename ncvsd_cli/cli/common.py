@@ -2,7 +2,8 @@
 progress bars and JSON summaries (docs/architecture.md, "Command-line conventions").
 
 Exit codes: 0 all done; 1 some inputs failed (the other outputs are kept); 2 usage error; 3 model or checksum
-problem (`ncvsd_cli.checkpoints.CheckpointError`); 130 interrupted (Ctrl-C). Errors are one line on stderr
+problem (`ncvsd_cli.checkpoints.CheckpointError`); 128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM,
+129 SIGHUP), after removing every temporary file. Errors are one line on stderr
 ("ncvsd: error: ..."), never a traceback for bad input; set NCVSD_DEBUG=1 to see tracebacks of internal
 errors. No torch at import time: this module is imported by `ncvsd --help`.
 """
@@ -13,7 +14,10 @@ import glob
 import json
 import os
 import re
+import signal
 import sys
+import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +42,37 @@ class UsageError(Exception):
     """Bad command-line usage (exit code 2)."""
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM or SIGHUP (see `handle_errors`), so that every `finally` and
+    `except BaseException` on the way out runs (temporary files are deleted); exit code 128 + signum."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    signal.signal(signum, signal.SIG_IGN)  # a second signal must not interrupt the clean-up
+    raise Terminated(signum)
+
+
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    """While inside: SIGTERM and SIGHUP raise Terminated in the main thread (signals left at SIG_IGN, e.g. under
+    nohup, stay ignored); the previous handlers are put back on the way out."""
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            sig = getattr(signal, name, None)
+            if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
+                previous[sig] = signal.signal(sig, _raise_terminated)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 # ------------------------------------------------------------------------------------------------ messages
 def error(message: str) -> None:
     """Print `ncvsd: error: message` (one line) on stderr."""
@@ -59,13 +94,15 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 @contextmanager
 def handle_errors() -> Iterator[None]:
     """Map exceptions escaping a command to one line and an exit code: UsageError/ValueError -> 2,
-    CheckpointError -> 3, NonFiniteOutputError -> 1, KeyboardInterrupt -> 130, anything else -> 1 ("internal error"; traceback with
-    NCVSD_DEBUG=1). typer.Exit passes through."""
+    CheckpointError -> 3, NonFiniteOutputError -> 1, KeyboardInterrupt -> 130, SIGTERM / SIGHUP (raised as
+    Terminated while inside) -> 143 / 129, anything else -> 1 ("internal error"; traceback with NCVSD_DEBUG=1).
+    typer.Exit passes through."""
     from ncvsd_cli.checkpoints import CheckpointError
     from ncvsd_cli.errors import NonFiniteOutputError
 
     try:
-        yield
+        with _signals_raise():
+            yield
     except (typer.Exit, typer.Abort, SystemExit):
         raise
     except CheckpointError as exc:
@@ -74,6 +111,8 @@ def handle_errors() -> Iterator[None]:
         fail(str(exc), EXIT_USAGE)
     except NonFiniteOutputError as exc:
         fail(str(exc), EXIT_PARTIAL)
+    except Terminated as exc:
+        fail(f"stopped by {signal.Signals(exc.signum).name}; no partial output was written", 128 + exc.signum)
     except KeyboardInterrupt:
         fail("interrupted; no partial output was written", EXIT_INTERRUPTED)
     except Exception as exc:  # a bug: one line unless debugging
@@ -125,8 +164,13 @@ def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
+#: Longest integer list `parse_int_list` expands (a typo like 0-99999999999 must not exhaust memory).
+MAX_LIST_ITEMS = 1_000_000
+
+
 def parse_int_list(spec: str) -> list[int]:
-    """EDM2-style integer list: "0-15,20,30-31" -> [0, ..., 15, 20, 30, 31]. Raises UsageError."""
+    """EDM2-style integer list: "0-15,20,30-31" -> [0, ..., 15, 20, 30, 31], at most MAX_LIST_ITEMS long.
+    Raises UsageError."""
     out: list[int] = []
     for part in spec.split(","):
         part = part.strip()
@@ -136,6 +180,8 @@ def parse_int_list(spec: str) -> list[int]:
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if hi < lo:
             raise UsageError(f"range {part!r} is empty (end before start)")
+        if len(out) + hi - lo + 1 > MAX_LIST_ITEMS:
+            raise UsageError(f"{spec!r} lists more than {MAX_LIST_ITEMS} integers")
         out.extend(range(lo, hi + 1))
     return out
 
@@ -263,20 +309,75 @@ def variant_path(path: str, suffix: str) -> str:
     return str(p.with_name(f"{p.stem}{suffix}{p.suffix}"))
 
 
+def check_stdout(planned: dict[Any, list[str]], as_json: bool) -> None:
+    """UsageError when standard output is needed twice (an image for "-" and --json, or two images) or is
+    closed, before any work."""
+    images_out = sum(p == "-" for paths in planned.values() for p in paths)
+    if images_out and as_json:
+        raise UsageError("--json and an image on standard output (-o -, or - as input without -o) both use stdout; "
+                         "choose one (e.g. -o FILE)")
+    if images_out > 1:
+        raise UsageError("several images cannot all go to standard output; use -o DIR")
+    if (images_out or as_json) and (sys.stdout is None or sys.stdout.closed):
+        raise UsageError("standard output is closed; use -o FILE (and no --json)")
+
+
+def _folder_problem(folder: Path, probed: dict[Path, str | None]) -> str | None:
+    """Why files cannot be created in `folder` (None when they can): it, or its nearest existing ancestor when it
+    does not exist yet, must be a directory where a temporary file can be made (read-only, /proc, ...)."""
+    if folder not in probed:
+        existing = folder
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        created: list[Path] = []
+        try:
+            if not existing.is_dir():
+                raise NotADirectoryError(f"{existing} is not a directory")
+            for d in reversed([folder, *folder.parents][: len(folder.parts) - len(existing.parts)]):
+                d.mkdir()
+                created.append(d)
+            fd, tmp = tempfile.mkstemp(prefix=".ncvsd-probe.", dir=folder)
+            os.close(fd)
+            os.unlink(tmp)
+            probed[folder] = None
+        except NotADirectoryError as exc:
+            probed[folder] = str(exc)
+        except OSError as exc:
+            probed[folder] = f"cannot write in {folder}: {exc.strerror or exc}"
+        finally:
+            for d in reversed(created):  # the probe leaves nothing behind
+                try:
+                    d.rmdir()
+                except OSError:  # something else was put there meanwhile: keep it
+                    break
+    return probed[folder]
+
+
 def check_outputs(
     planned: dict[InputItem, list[str]], inputs: Sequence[InputItem], overwrite: bool
 ) -> dict[InputItem, str]:
-    """Problems with planned outputs, per input: an output that is an input (refused unless --overwrite), that
-    exists (refused unless --overwrite), or that two inputs would both write. Returns {item: message}."""
+    """Problems with planned outputs, per input, found before any work: an output that is an input (refused
+    unless --overwrite), that exists (refused unless --overwrite), that two inputs would both write, whose suffix
+    is not an image format (sidecars' .json / .safetensors aside), or whose folder cannot be written (read-only,
+    /proc, a file in the way). Returns {item: message}."""
+    from PIL import Image
+
     input_paths = {str(i.path.resolve()) for i in inputs if i.path is not None}
     owners: dict[str, InputItem] = {}
     problems: dict[InputItem, str] = {}
+    probed: dict[Path, str | None] = {}
     for item, paths in planned.items():
         for p in paths:
             if p == "-":
                 continue
             key = str(Path(p).resolve())
-            if key in owners and owners[key] != item:
+            suffix = Path(p).suffix.lower()
+            folder = _folder_problem(Path(key).parent, probed)
+            if suffix and suffix not in (".json", ".safetensors") and suffix not in Image.registered_extensions():
+                problems[item] = f"{item.name}: output {p}: unknown image format {suffix!r}; use .png"
+            elif folder is not None:
+                problems[item] = f"{item.name}: output {p}: {folder}"
+            elif key in owners and owners[key] != item:
                 problems[item] = (
                     f"{item.name}: output {p} would also be written for {owners[key].name}; use -o DIR"
                 )
@@ -294,33 +395,38 @@ def check_outputs(
 
 # -------------------------------------------------------------------------------------- progress and report
 def progress(total: int, desc: str, quiet: bool = False, unit: str = "img"):
-    """A tqdm bar on stderr, shown only when stderr is a terminal and not `quiet`."""
-    from tqdm import tqdm
+    """Progress of `total` items on stderr (`ncvsd_cli.progress.NestedProgress`): a bar that stays on screen at the
+    end on a terminal, a periodic status line otherwise, nothing when `quiet`. `.update(n)` after n items,
+    `.step(done, total)` for the network evaluations of the batch in flight, `.close()` at the end."""
+    from ncvsd_cli.progress import NestedProgress
 
-    return tqdm(
-        total=total,
-        desc=desc,
-        unit=unit,
-        file=sys.stderr,
-        leave=False,
-        disable=quiet or not sys.stderr.isatty(),
-    )
+    return NestedProgress(max(total, 1), desc, unit, quiet=quiet)
 
 
 @dataclass
 class Report:
-    """Per-input results of a command: errors go to stderr as they happen, `--json` prints all at the end."""
+    """Per-input results of a command: errors go to stderr as they happen; `--json` prints the summary on stdout
+    at the end (one indented object holding every result), or, with `json_lines` (several inputs), JSON Lines:
+    one compact object per input as it finishes (the same objects as the summary's "results"), then the summary
+    without "results" as the last line, so `ncvsd restore dir/ --json | jq` shows each image while the rest run."""
 
     command: str
     results: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    json_lines: bool = False
+
+    def _add(self, record: dict[str, Any]) -> None:
+        self.results.append(record)
+        if self.json_lines:
+            sys.stdout.write(json.dumps(record) + "\n")
+            sys.stdout.flush()
 
     def ok(self, name: str, outputs: Sequence[str], **info: Any) -> None:
-        self.results.append({"input": name, "status": "ok", "outputs": list(outputs), **info})
+        self._add({"input": name, "status": "ok", "outputs": list(outputs), **info})
 
     def failed(self, name: str, message: str) -> None:
         error(message)
-        self.results.append({"input": name, "status": "failed", "error": one_line(message)})
+        self._add({"input": name, "status": "failed", "error": one_line(message)})
 
     @property
     def n_failed(self) -> int:
@@ -340,9 +446,13 @@ class Report:
         }
 
     def finish(self, as_json: bool) -> NoReturn:
-        """Print the JSON summary on stdout when asked, then exit with 0 or 1."""
+        """Print the JSON summary on stdout when asked (one line without "results" after JSON Lines), then exit
+        with 0 or 1."""
         if as_json:
-            sys.stdout.write(json.dumps(self.summary(), indent=2) + "\n")
+            doc = self.summary()
+            if self.json_lines:
+                doc.pop("results")
+            sys.stdout.write((json.dumps(doc) if self.json_lines else json.dumps(doc, indent=2)) + "\n")
             sys.stdout.flush()
         raise typer.Exit(self.exit_code())
 
@@ -353,7 +463,7 @@ class StatusReporter:
 
     On a terminal: a tqdm bar with the total, the rate and the ETA (`show_rate=False` leaves the rate out, e.g.
     when `unit` is seconds). Otherwise: one plain line every `interval` seconds (> 0; 0 = at every update),
-    e.g. `ncvsd train: 1.02k/4.1k img (25%), 12.3 img/s, elapsed 01:23, ETA 04:10, loss=0.53`, and a last line
+    e.g. `ncvsd train: 1.02k/4.10k img (25%), 12.3 img/s, elapsed 01:23, ETA 04:10, loss=0.53`, and a last line
     at `close()` when any line was printed. Nothing at all when `quiet`. `total` (> 0) and `initial` (>= 0)
     are in `unit`; `update(n)` adds n (may be fractional; the count stops at `total`), `set_postfix(values)`
     shows name=value pairs.
@@ -401,13 +511,15 @@ class StatusReporter:
 
     def status_line(self) -> str:
         """The current one-line status (what line mode prints)."""
-        fmt_n = self._tqdm.format_sizeof if self.unit_scale else (lambda x: f"{x:.0f}")
+        def fmt_n(x: float) -> str:  # 12, 1.02k, 4.19M
+            return self._tqdm.format_sizeof(x) if self.unit_scale and x >= 1000 else f"{x:.0f}"
+
         elapsed = self._clock() - self._start
         done = f"{fmt_n(self.n)}/{fmt_n(self.total)} {self.unit} ({100 * min(self.n / self.total, 1.0):.0f}%)"
         parts = [f"{self.desc}: {done}"]
         rate = (self.n - self._initial) / elapsed if elapsed > 0 else 0.0
         if self.show_rate and rate > 0:
-            parts.append(f"{rate:.3g} {self.unit}/s")
+            parts.append(f"{self._tqdm.format_sizeof(rate) if rate >= 1000 else f'{rate:.3g}'} {self.unit}/s")
         parts.append(f"elapsed {self._tqdm.format_interval(elapsed)}")
         if rate > 0:
             parts.append(f"ETA {self._tqdm.format_interval(max(self.total - self.n, 0.0) / rate)}")

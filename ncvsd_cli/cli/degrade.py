@@ -6,6 +6,7 @@ and prints. No torch at import time.
 
 from __future__ import annotations
 
+import math
 import re
 
 import typer
@@ -27,8 +28,11 @@ EPILOG = """Examples:
 Writes OUT (a viewable 8-bit PNG: the small image for sr*, the masked image for inpainting, log(1+|y|) for
 phase retrieval) and beside it OUT.ncvsd.json + OUT.ncvsd.safetensors: the operator config (kernel, mask,
 seeds), sigma_y and the unclipped float measurement, so that `ncvsd restore OUT` restores exactly this
-measurement.
-Default OUT: <stem>_<task>_measured.png beside the input. Exit codes: 0 ok, 1 some inputs failed, 2 usage."""
+measurement. The noise is drawn from its own stream (measurement, --seed), which `ncvsd restore --seed` never
+draws from, so the same seed on both sides is fine. The source's ICC profile is kept in the preview and the
+sidecar, its bit depth in the sidecar (restorations of 16-bit sources are written as 16-bit PNG).
+Default OUT: <stem>_<task>_measured.png beside the input; existing files are never replaced without --overwrite.
+Exit codes: 0 ok, 1 some inputs failed, 2 usage, 130 / 143 / 129 interrupted (no partial or temporary file)."""
 
 
 def degrade_command(
@@ -48,7 +52,8 @@ def degrade_command(
         0.05, "--sigma-y", help="Measurement noise std on the [-1, 1] image scale.", show_default=True
     ),
     seed: int = typer.Option(
-        0, "--seed", help="Seed of the noise (and of random masks / motion kernels).", show_default=True
+        0, "--seed", min=0, max=2**63 - 1, show_default=True,
+        help="Seed of the noise (and of random masks / motion kernels).",
     ),
     param: list[str] | None = typer.Option(
         None, "--param", "-p", help="Operator parameter key=value (repeatable), e.g. box_size=64."
@@ -75,11 +80,9 @@ def degrade_command(
         operators.get(task)  # unknown task: usage error, before any input is read
         if channels not in (1, 3):
             raise common.UsageError(f"--channels must be 1 or 3, got {channels}")
-        if sigma_y < 0:
-            raise common.UsageError(f"--sigma-y must be >= 0, got {sigma_y}")
+        if not (math.isfinite(sigma_y) and sigma_y >= 0):
+            raise common.UsageError(f"--sigma-y must be >= 0 and finite, got {sigma_y}")
         params = common.parse_params(param)
-        if out == "-" and as_json:
-            raise common.UsageError("--json and -o - both use stdout; choose one")
         tag = f"{task}_measured"
         pattern = re.compile(rf"_{re.escape(tag)}$")
         items, missing = common.expand_inputs(inputs, skip=lambda p: bool(pattern.search(p.stem)))
@@ -91,7 +94,10 @@ def degrade_command(
         for item in items:
             main = common.output_path(item, out, mode, tag)
             planned[item] = [main, *map(str, sidecar_paths(main))] if main != "-" else ["-"]
+        common.check_stdout(planned, as_json)
         problems = common.check_outputs(planned, items, overwrite)
+        if params:
+            _check_params(task, channels, params, [i for i in items if i not in problems])
         bar = common.progress(len(items), "degrade", quiet)
         for item in items:
             if item in problems:
@@ -112,11 +118,13 @@ def degrade_command(
                     params=params,
                     source=item.name,
                     grey=decoded.grey,
+                    bit_depth=decoded.bit_depth,
+                    icc_profile=decoded.icc_profile,
                 )
                 main = planned[item][0]
                 if main == "-":
                     common.note("writing the preview to stdout; no sidecar is written", quiet)
-                written = save_measurement(m, main)
+                written = save_measurement(m, main, overwrite=overwrite)
             except (ValueError, OSError) as exc:
                 report.failed(
                     item.name, str(exc) if str(exc).startswith(item.name) else f"{item.name}: {exc}"
@@ -132,6 +140,26 @@ def degrade_command(
             bar.update(1)
         bar.close()
     report.finish(as_json)
+
+
+def _check_params(task: str, channels: int, params: dict, items: list) -> None:
+    """Build the operator with the --param values for the first readable input (its header size): a bad
+    parameter is a usage error before any input is processed, and before any allocation it would cause."""
+    from ncvsd_cli import images
+    from ncvsd_cli.measurement import check_operator_params
+
+    for item in items:
+        if item.is_stdin:
+            continue
+        try:
+            h, w = images.image_size(item.path, name=item.name)
+        except ValueError:
+            continue  # reported with its input
+        try:
+            check_operator_params(task, (channels, h, w), params)
+        except ValueError as exc:
+            raise common.UsageError(f"--param: {exc}") from None
+        return
 
 
 def register(app: typer.Typer) -> None:

@@ -26,12 +26,23 @@ EPILOG = """Examples:
   cat noisy.png | ncvsd restore --task denoise - > clean.png
 
 Inputs of any size are padded to what the network needs and cropped back. Greyscale inputs are restored in
-colour space (replicated) and written as greyscale; alpha is composited on white; 16-bit inputs keep 16-bit
-precision. Outputs: <stem>_<task>.png beside each input (stdout for -), or in -o DIR as <stem>.png; with
---samples K the samples are <name>_s0..s<K-1>.png, plus <name>_mean.png and <name>_std.png (std on the [0, 1]
-scale x4). The same --seed gives the same output whatever --batch-size. Exit codes: 0 ok, 1 some inputs failed
-(the others are written), 2 usage error, 3 checkpoint missing or corrupt, 130 interrupted (no partial file is
-left)."""
+colour space (replicated) and written as greyscale; alpha is composited on white (the outputs have none); inputs
+with more than 8 bits per sample (16-bit PNG / TIFF, float TIFF) give 16-bit PNG outputs (other output formats:
+8 bits); an embedded ICC colour profile is copied into the outputs (PNG, JPEG, TIFF, WebP) and the pixel values
+are restored as they are, in the input's colour space; EXIF and other metadata are not kept.
+Outputs: <stem>_<task>.png beside each input (stdout for -), or in -o DIR as <stem>.png; with --samples K the
+samples are <name>_s0..s<K-1>.png, plus <name>_mean.png, <name>_std.png (raw per-channel std on the [0, 1]
+scale x4) and <name>_std_map.png (the uncertainty heat map with its colour bar; its scale is in --json).
+--json with several inputs prints JSON Lines: one object per image as it finishes, then the summary
+(ncvsd restore dir/ --json | jq -c 'select(.status)'). Progress on stderr: the images, then the network
+evaluations of the batch in flight (bars on a terminal; otherwise a status line every 30 s, or
+$NCVSD_PROGRESS_INTERVAL seconds); --quiet silences it. Reproducibility: the same command gives the same bytes on
+the same machine; with the default --batch-size 1 an output does not depend on the other inputs or their order;
+a larger --batch-size is faster but changes the network's float rounding, so a few pixels can differ from
+--batch-size 1 by one or two levels. Outputs are never replaced without --overwrite, also when another process
+creates them meanwhile. Exit codes: 0 ok, 1 some inputs failed (the others are written), 2 usage error,
+3 checkpoint missing or corrupt, 130 interrupted, 143 / 129 stopped by SIGTERM / SIGHUP (no partial or temporary
+file is left)."""
 
 
 def restore_command(
@@ -52,13 +63,16 @@ def restore_command(
                                    "10, rho 7); 1 cannot use the measurement there, use >= 2.",
     ),
     seed: int = typer.Option(
-        0, "--seed", min=0, max=2**63 - 1, help="Seed; sample k of every image uses seed + k.", show_default=True
+        0, "--seed", min=0, max=2**63 - 1, show_default=True,
+        help="Seed of the restoration's own random streams (sample k of an image: stream (restore, seed, k, hash "
+             "of the image)); independent of the stream `ncvsd degrade --seed` drew the measurement noise from."
     ),
     samples: int = typer.Option(1, "--samples", "-k", min=1, help="Posterior samples per image.",
                                 show_default=True),
     mean: bool = typer.Option(False, "--mean", help="Also write the mean of the samples."),
     std: bool = typer.Option(
-        False, "--std", help="Also write the per-pixel std of the samples (needs --samples >= 2)."
+        False, "--std", help="Also write the per-pixel std of the samples (needs --samples >= 2): raw values "
+                             "(<name>_std.png) and a heat map with its colour bar (<name>_std_map.png)."
     ),
     checkpoint: str | None = typer.Option(
         None, "--checkpoint", "-c", help="Checkpoint name or path (default: the shipped default)."
@@ -106,15 +120,14 @@ def restore_command(
         help="Refuse outputs with more pixels than this, before any work.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (several inputs: JSON Lines, "
+                                                       "one object per image as it finishes, then the summary)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr."),
 ) -> None:
     """Restore degraded images by posterior sampling with the distilled generative denoiser (PnP-GD)."""
     with common.handle_errors():
         if std and samples < 2:
             raise common.UsageError("--std needs --samples >= 2")
-        if out == "-" and as_json:
-            raise common.UsageError("--json and -o - both use stdout; choose one")
         specs = list(inputs or []) + list(measurement or [])
         options = RestoreOptions(
             task=task or _task_from_sidecars(specs), method=method, nfe=nfe, seed=seed, samples=samples,
@@ -136,14 +149,42 @@ class Outputs:
 
 
 def _task_from_sidecars(specs: list[str]) -> str:
-    """The task recorded by the first input (files, directories and globs expanded) that has a sidecar."""
+    """The task recorded by the first input (files, directories and globs expanded) with a readable sidecar; an
+    unreadable one is skipped here and reported with its input later."""
     from ncvsd_cli import measurement as meas
 
     items, _ = common.expand_inputs(specs) if specs else ([], [])
     for item in items:
         if not item.is_stdin and meas.find_sidecar(item.path) is not None:
-            return meas.sidecar_task(item.path)
-    raise common.UsageError("--task is required for inputs without a measurement sidecar")
+            try:
+                return meas.sidecar_task(item.path)
+            except meas.MeasurementError:
+                continue
+    raise common.UsageError("--task is required for inputs without a (readable) measurement sidecar")
+
+
+def _check_params(restorer, items: list, no_sidecar: bool, explicit: set[str]) -> None:
+    """Build the operator with the --param values for the first plain-image input (its header size), so that a
+    bad parameter is a usage error before the model loads and before any allocation it would cause."""
+    import operators
+    from ncvsd_cli import images
+    from ncvsd_cli import measurement as meas
+
+    task = restorer.options.task
+    for item in items:
+        if item.is_stdin or str(item.path) in explicit or (meas.find_sidecar(item.path) and not no_sidecar):
+            continue
+        try:
+            h, w = images.image_size(item.path, name=item.name)
+        except ValueError:
+            continue  # reported with its input
+        f = int(getattr(operators.get(task), "factor", 1) or 1)
+        params = restorer.prepare(task, restorer.options.sigma_y).settings.get("operator")
+        try:
+            meas.check_operator_params(task, (3, h * f, w * f), params)
+        except ValueError as exc:
+            raise common.UsageError(f"--param: {exc}") from None
+        return
 
 
 def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs: Outputs, no_sidecar: bool,
@@ -152,19 +193,23 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
     from ncvsd_cli.restore import Restorer
 
     task = options.task
-    pattern = re.compile(rf"_{re.escape(task)}(_s\d+|_mean|_std)?$")
+    pattern = re.compile(rf"_{re.escape(task)}(_s\d+|_mean|_std|_std_map)?$")
     skip = (lambda p: bool(pattern.search(p.stem))) if outputs.out is None else None  # our own earlier outputs
     items, missing = common.expand_inputs(specs, skip=skip)
     mode = common.output_mode(outputs.out, items)
     report = common.Report("restore", extra={"task": task, "method": options.method, "seed": options.seed,
                                              "samples": options.samples})
+    report.json_lines = as_json and len(items) + len(missing) > 1  # one JSON line per image as it finishes
     for spec, message in missing:
         report.failed(spec, message)
     planned = {item: _planned_paths(item, outputs, mode, task, options.samples) for item in items}
+    common.check_stdout(planned, as_json)
     problems = common.check_outputs(planned, items, outputs.overwrite)
+    if options.params:
+        _check_params(Restorer(None, None, options), [i for i in items if i not in problems], no_sidecar, explicit)
 
     # Load the model (exit 3 on checkpoint problems), then read every input (bad ones are reported and skipped).
-    restorer = Restorer.from_options(options) if items else None
+    restorer = Restorer.from_options(options) if any(item not in problems for item in items) else None
     good: list[tuple[Any, meas.Measurement]] = []
     for item in items:
         if item in problems:
@@ -195,26 +240,26 @@ def _planned_paths(item, outputs: Outputs, mode: str, task: str, samples: int) -
     main = common.output_path(named, outputs.out, mode, task)
     paths = [main] if samples == 1 else [common.variant_path(main, f"_s{k}") for k in range(samples)]
     paths += [common.variant_path(main, "_mean")] if outputs.mean else []
-    paths += [common.variant_path(main, "_std")] if outputs.std else []
+    paths += [common.variant_path(main, "_std"), common.variant_path(main, "_std_map")] if outputs.std else []
     return paths
 
 
 def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, quiet: bool) -> None:
     bar = common.progress(len(good) * restorer.options.samples, f"restore {restorer.options.task}", quiet)
     try:
-        for res in restorer.run([m for _, m in good], on_batch=bar.update):
+        for res in restorer.run([m for _, m in good], on_batch=bar.update, on_step=bar.step):
             item, m = good[res.index]
             if res.error:
                 report.failed(item.name, res.error if res.error.startswith(item.name) else f"{item.name}: {res.error}")
                 continue
             try:
-                written = _write(res, planned[item], outputs)
+                written, scale = _write(res, planned[item], outputs, m)
             except (ValueError, OSError) as exc:
                 report.failed(item.name, f"{item.name}: cannot write output: {exc}")
                 continue
             report.ok(item.name, written, size=list(res.samples.shape[-2:]), nfe=res.nfe,
                       operator_evals=res.operator_evals, seconds=round(res.seconds, 3), sigma_y=res.sigma_y,
-                      notes=m.notes, sidecar=m.seed is not None)
+                      notes=m.notes, sidecar=m.seed is not None, **scale)
     finally:
         bar.close()
 
@@ -229,18 +274,18 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     task, max_pixels = restorer.options.task, restorer.options.max_pixels
     side = None if item.is_stdin else meas.find_sidecar(item.path)
     if side is not None and (not no_sidecar or str(item.path) in explicit):
-        m = meas.load_measurement(side)
+        m = meas.load_measurement(side, max_pixels=max_pixels)
         if m.task != task:
             raise ValueError(f"its sidecar is for task {m.task}, not {task}")
-        if m.image_shape[1] * m.image_shape[2] > max_pixels:
-            raise ValueError(f"output {m.image_shape[2]}x{m.image_shape[1]} exceeds --max-pixels {max_pixels}")
         common.note(f"{item.name}: using the measurement sidecar {side.name}", quiet)
+        for n in m.notes:
+            common.note(f"{item.name}: {n}")  # an edited preview is worth a word even with --quiet
         return m
     if str(item.name) in explicit:
         raise ValueError(f"no measurement sidecar {item.name}{meas.SIDECAR_SUFFIX} found")
     data = images.read_source_bytes("-" if item.is_stdin else item.path)[0]
     factor = int(getattr(operators.get(task), "factor", 1) or 1)
-    h, w = images.image_size(data)
+    h, w = images.image_size(data, name=item.name)
     if h * w * factor * factor > max_pixels:
         raise ValueError(
             f"a {w}x{h} input gives a {w * factor}x{h * factor} output, more than --max-pixels {max_pixels}"
@@ -249,21 +294,29 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     for n in decoded.notes:
         common.note(f"{item.name}: {n}", quiet)
     m = restorer.measurement(decoded.tensor, task, source=item.name, grey=decoded.grey)
-    m.notes = decoded.notes
+    m.notes, m.bit_depth, m.icc_profile = decoded.notes, decoded.bit_depth, decoded.icc_profile
     return m
 
 
-def _write(res, paths: list[str], outputs: Outputs) -> list[str]:
+def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[str, float]]:
+    """Write the outputs of one result (no-clobber unless --overwrite; samples and mean with the source's bit
+    depth, 8 or 16, and ICC profile); return the paths and, with --std, the heat map's scale."""
     from ncvsd_cli import images
+    from ncvsd_cli.uncertainty import save_std_map
 
     tensors = [res.samples[k : k + 1] for k in range(res.samples.shape[0])]
     if outputs.mean:
         tensors.append(res.mean())
+    images_kept = len(tensors)
     if outputs.std:
         tensors.append(res.std_image())
-    for t, p in zip(tensors, paths):
-        images.save_image(t, p)
-    return paths
+    bits = 16 if m.bit_depth > 8 else 8
+    for i, (t, p) in enumerate(zip(tensors, paths)):
+        kept = i < images_kept  # the std image holds values, not colours
+        images.save_image(t, p, overwrite=outputs.overwrite, bit_depth=bits if kept else 8,
+                          icc_profile=m.icc_profile if kept else None)
+    scale = save_std_map(res.samples, paths[-1]) if outputs.std else {}
+    return paths, scale
 
 
 def register(app: typer.Typer) -> None:

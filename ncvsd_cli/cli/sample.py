@@ -19,8 +19,11 @@ EPILOG = """Examples:
 
 -o ending in an image suffix (.png, .jpg) writes one grid; anything else is a directory of <seed:06d>.png.
 --nfe 1, 2, 4 use the paper's ts = [10,39], [10,22,39], [0,10,20,30,39] (docs/method.md §2.7); --ts sets indices into
-the 40-point grid directly. A sample depends only on its seed, not on --batch-size.
-Exit codes: 0 ok, 1 some outputs failed, 2 usage error, 3 checkpoint missing or corrupt."""
+the 40-point grid directly. A sample depends only on its seed (0 <= seed < 2^63); with --batch-size 1 the bytes
+do not depend on the other seeds, a larger batch changes the network's float rounding (a few pixels by a level).
+Outputs are never replaced without --overwrite, also when another process creates them meanwhile.
+Exit codes: 0 ok, 1 some outputs failed, 2 usage error, 3 checkpoint missing or corrupt (or NaN weights),
+130 / 143 / 129 interrupted (no partial or temporary file)."""
 
 
 def sample_command(
@@ -61,15 +64,18 @@ def sample_command(
         ts_list = common.parse_int_list(ts) if ts else None
         if nfe < 1 or batch_size < 1:
             raise common.UsageError(f"--nfe and --batch-size must be >= 1, got {nfe} and {batch_size}")
-        if out == "-" and as_json:
-            raise common.UsageError("--json and -o - both use stdout; choose one")
+        bad = [s for s in seed_list if not 0 <= s < 2**63]
+        if bad:
+            raise common.UsageError(f"--seeds: {bad[0]} is out of range 0..2^63-1")
         grid = out == "-" or Path(out).suffix.lower() in common.IMAGE_SUFFIXES
         paths = [out] if grid else [str(Path(out) / f"{s:06d}.png") for s in seed_list]
-        existing = [p for p in paths if p != "-" and Path(p).exists()]
-        if existing and not overwrite:
-            raise common.UsageError(f"{existing[0]} exists (use --overwrite to replace it)")
         if grid:
             images.format_for_path(out)  # unknown suffix: usage error before any work
+        planned = {common.InputItem(p): [p] for p in paths}
+        common.check_stdout(planned, as_json)
+        problems = common.check_outputs(planned, [], overwrite)  # exists, unwritable folder: before any work
+        if problems:
+            raise common.UsageError(next(iter(problems.values())).split(": ", 1)[1])
 
         from ncvsd_cli.checkpoints import default_checkpoint, load_checkpoint
         from ncvsd_cli.sampling.generate import sample_images
@@ -81,6 +87,9 @@ def sample_command(
         model, config = load_checkpoint(
             checkpoint or default_checkpoint("generator"), device=dev, kind="generator"
         )
+        from ncvsd_cli.restore import check_finite_weights
+
+        check_finite_weights(model, checkpoint or default_checkpoint("generator"))
         prepare_for_inference(model, precision, dev)
         bar = common.progress(len(seed_list), "sample", quiet)
         try:
@@ -107,12 +116,16 @@ def sample_command(
             },
         )
         if grid:
-            images.save_image(images.make_grid(x), out)
-            report.ok("grid", [out], size=list(x.shape[-2:]))
+            try:
+                images.save_image(images.make_grid(x), out, overwrite=overwrite)
+            except OSError as exc:
+                report.failed("grid", f"cannot write {out}: {exc}")
+            else:
+                report.ok("grid", [out], size=list(x.shape[-2:]))
         else:
             for s, xi, p in zip(seed_list, x, paths):
                 try:
-                    images.save_image(xi[None], p)
+                    images.save_image(xi[None], p, overwrite=overwrite)
                 except (ValueError, OSError) as exc:
                     report.failed(f"seed {s}", f"seed {s}: cannot write {p}: {exc}")
                 else:

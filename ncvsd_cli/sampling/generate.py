@@ -133,13 +133,13 @@ def sample_images(
 
     nfe: denoiser calls, mapped to `ts` by `sampling.generate.default_ts` (1: [10, 39], 2: [10, 22, 39],
     4: [0, 10, 20, 30, 39]) unless `ts` is given (docs/method.md §2.7). Seed s uses its own generator, so a sample
-    does not depend on the batch. Labels: `class_label`, or per seed a uniform draw from a generator seeded
-    with s. resolution: default the model's img_resolution; must be a multiple of `network_multiple(config)`.
+    does not depend on the batch. Labels: `class_label`, or per seed a uniform draw from the stream
+    ("class-label", s) (operators.noise.stream_seed), not from the sample's own noise. resolution: default the model's img_resolution; must be a multiple of `network_multiple(config)`.
     Raises ValueError for bad settings or when the network produces NaN/inf.
     """
     from ncvsd_cli.errors import NonFiniteOutputError
     from ncvsd_cli.networks.build import network_multiple
-    from operators.noise import generators_for_seeds, rand
+    from operators.noise import generators_for_seeds, rand, stream_seed
 
     ts = list(ts) if ts else default_ts(nfe)
     res = int(resolution or config.get("img_resolution", 64))
@@ -159,7 +159,8 @@ def sample_images(
         labels = None
         if label_dim:
             if class_label is None:
-                idx = [int(rand((1,), g)[0] * label_dim) for g in generators_for_seeds(chunk)]
+                label_gens = generators_for_seeds([stream_seed("class-label", s) for s in chunk])
+                idx = [int(rand((1,), g)[0] * label_dim) for g in label_gens]
             else:
                 idx = [int(class_label)] * len(chunk)
             labels = torch.nn.functional.one_hot(torch.tensor(idx), label_dim).float().to(device)
