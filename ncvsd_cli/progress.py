@@ -24,6 +24,91 @@ STEPS_FORMAT = "{l_bar}{bar}| {n:.0f}/{total:.0f} NFE [{elapsed}<{remaining}, {r
 DEFAULT_INTERVAL = 30.0
 
 
+class StatusReporter:
+    """Progress of one long loop on a stream (default stderr).
+
+    On a terminal: a tqdm bar with the total, the rate and the ETA (`show_rate=False` leaves the rate out, e.g.
+    when `unit` is seconds). Otherwise: one plain line every `interval` seconds (> 0; 0 = at every update),
+    e.g. `ncvsd train: 1.02k/4.10k img (25%), 12.3 img/s, elapsed 01:23, ETA 04:10, loss=0.53`, and a last line
+    at `close()` when any line was printed. Nothing at all when `quiet`. `total` (> 0) and `initial` (>= 0)
+    are in `unit`; `update(n)` adds n (may be fractional; the count stops at `total`), `set_postfix(values)`
+    shows name=value pairs.
+    """
+
+    def __init__(self, total: float, desc: str, unit: str = "img", *, quiet: bool = False, interval: float = 30.0,
+                 unit_scale: bool = False, show_rate: bool = True, initial: float = 0, stream: Any = None):
+        import time
+
+        from tqdm import tqdm
+
+        self._tqdm, self._clock = tqdm, time.monotonic
+        self.total, self.desc, self.unit = float(total), desc, unit
+        self.unit_scale, self.show_rate, self.interval = unit_scale, show_rate, max(float(interval), 0.0)
+        self.n = self._initial = float(initial)
+        self.postfix: dict[str, Any] = {}
+        self.stream = sys.stderr if stream is None else stream
+        self._start = self._last_line = self._clock()
+        self._printed = False
+        try:
+            terminal = bool(self.stream.isatty())
+        except (AttributeError, ValueError, OSError):  # closed or unusual stream
+            terminal = False
+        self.mode = "quiet" if quiet else "bar" if terminal else "lines"
+        self._bar = None
+        if self.mode == "bar":
+            fmt = None if show_rate else "{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}{postfix}]"
+            self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, unit_scale=unit_scale,
+                             bar_format=fmt, file=self.stream, dynamic_ncols=True, leave=True)
+
+    def update(self, n: float = 1) -> None:
+        """Add `n` units of work; in line mode print a status line when `interval` seconds have passed."""
+        n = max(min(n, self.total - self.n), 0.0)  # a time budget's last step overshoots: stop at the total
+        self.n += n
+        if self._bar is not None:
+            self._bar.update(n)
+        elif self.mode == "lines" and self._clock() - self._last_line >= self.interval:
+            self._line()
+
+    def set_postfix(self, values: dict[str, Any]) -> None:
+        """Show `values` (name -> value, formatted with str) after the counts."""
+        self.postfix = dict(values)
+        if self._bar is not None:
+            self._bar.set_postfix({k: str(v) for k, v in values.items()}, refresh=False)
+
+    def status_line(self) -> str:
+        """The current one-line status (what line mode prints)."""
+        def fmt_n(x: float) -> str:  # 12, 1.02k, 4.19M
+            return self._tqdm.format_sizeof(x) if self.unit_scale and x >= 1000 else f"{x:.0f}"
+
+        elapsed = self._clock() - self._start
+        done = f"{fmt_n(self.n)}/{fmt_n(self.total)} {self.unit} ({100 * min(self.n / self.total, 1.0):.0f}%)"
+        parts = [f"{self.desc}: {done}"]
+        rate = (self.n - self._initial) / elapsed if elapsed > 0 else 0.0
+        if self.show_rate and rate > 0:
+            parts.append(f"{self._tqdm.format_sizeof(rate) if rate >= 1000 else f'{rate:.3g}'} {self.unit}/s")
+        parts.append(f"elapsed {self._tqdm.format_interval(elapsed)}")
+        if rate > 0:
+            parts.append(f"ETA {self._tqdm.format_interval(max(self.total - self.n, 0.0) / rate)}")
+        parts += [f"{k}={v}" for k, v in self.postfix.items()]
+        return ", ".join(parts)
+
+    def _line(self) -> None:
+        try:
+            print(self.status_line(), file=self.stream, flush=True)
+        except (OSError, ValueError):  # closed stream: progress is never worth failing for
+            self.mode = "quiet"
+        self._last_line, self._printed = self._clock(), True
+
+    def close(self) -> None:
+        """Finish the bar (it stays on screen) or print the last status line."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        elif self.mode == "lines" and self._printed:
+            self._line()
+        self.mode = "quiet"
+
+
 def default_interval() -> float:
     """$NCVSD_PROGRESS_INTERVAL (seconds >= 0) or DEFAULT_INTERVAL when unset or not a number."""
     try:
@@ -61,8 +146,6 @@ class NestedProgress:
 
     def __init__(self, total: float, desc: str, unit: str = "img", *, quiet: bool = False,
                  interval: float | None = None, stream: Any = None):
-        from ncvsd_cli.cli.common import StatusReporter
-
         self.stream = sys.stderr if stream is None else stream
         self.items = StatusReporter(total, desc, unit, quiet=quiet, stream=self.stream,
                                     interval=default_interval() if interval is None else interval)

@@ -41,10 +41,10 @@ def map_scale(std: torch.Tensor) -> float:
     return next(n * power for n in _NICE if n * power >= q * (1 - 1e-9))
 
 
-def save_std_map(samples: torch.Tensor, path: str | os.PathLike) -> dict[str, float]:
+def save_std_map(samples: torch.Tensor, path: str | os.PathLike, *, overwrite: bool = True) -> dict[str, float]:
     """Write the heat map of `samples` (K >= 2, C, H, W) in [-1, 1] with its colour bar to `path` (PNG, atomic);
     return {"std_map_max": the top of the scale, "std_mean": the mean per-pixel std, "std_max": its maximum}, all on
-    the [0, 1] scale."""
+    the [0, 1] scale. overwrite=False: never replace a file created meanwhile (images.atomic_write_bytes)."""
     import io
 
     from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
@@ -69,5 +69,5 @@ def save_std_map(samples: torch.Tensor, path: str | os.PathLike) -> dict[str, fl
     bar.ax.tick_params(labelsize=7)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue(), overwrite=overwrite)
     return {"std_map_max": top, "std_mean": float(std.mean()), "std_max": float(std.max())}

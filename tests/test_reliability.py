@@ -493,3 +493,18 @@ def test_handlers_are_put_back_after_a_command(tmp_path):
     assert run("degrade", "--task", "denoise", _png(tmp_path / "i.png"), "-o", tmp_path / "o.png").exit_code == 0
     assert signal.getsignal(signal.SIGTERM) == before
 
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_bench_stopped_by_a_signal_exits_128_plus_signum(tmp_path, monkeypatch, signum, code):
+    from typer.testing import CliRunner
+
+    import ncvsd_cli.bench as bench
+    from ncvsd_cli.cli import app, common
+
+    def stopped(*args, **kwargs):
+        raise common.Terminated(signum)
+
+    monkeypatch.setattr(bench, "run_bench", stopped)
+    res = CliRunner().invoke(app, ["bench", "--methods", "classical", "--out", str(tmp_path / "b"), "--quiet"])
+    assert res.exit_code == code and "--resume" in res.output

@@ -26,7 +26,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ncvsd_cli.cli import app
-from ncvsd_cli.cli.common import StatusReporter
+from ncvsd_cli.progress import StatusReporter
 
 runner = CliRunner()
 TINY = ["--arch", "tiny", "--batch", "2", "--snapshot", "1000steps", "--log-every", "1", "--rampup-kimg", "0",

@@ -111,9 +111,9 @@ def bench(
             outcome = run_bench(cfg, progress=None if not quiet else False)
         except DatasetError as exc:
             common.fail(str(exc), common.EXIT_USAGE)
-        except KeyboardInterrupt:
-            common.fail(f"interrupted; finished rows are kept in {out}, rerun with --resume to continue",
-                        common.EXIT_INTERRUPTED)
+        except KeyboardInterrupt as exc:  # Ctrl-C 130; SIGTERM / SIGHUP (common.Terminated) 128 + signum
+            code = 128 + exc.signum if isinstance(exc, common.Terminated) else common.EXIT_INTERRUPTED
+            common.fail(f"interrupted; finished rows are kept in {out}, rerun with --resume to continue", code)
         common.note(f"{outcome.computed} rows computed, {outcome.skipped} already done, {len(outcome.failed)} failed; "
                     f"results in {out}", quiet)
         if outcome.summary is not None:

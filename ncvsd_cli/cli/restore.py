@@ -315,7 +315,7 @@ def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[
         kept = i < images_kept  # the std image holds values, not colours
         images.save_image(t, p, overwrite=outputs.overwrite, bit_depth=bits if kept else 8,
                           icc_profile=m.icc_profile if kept else None)
-    scale = save_std_map(res.samples, paths[-1]) if outputs.std else {}
+    scale = save_std_map(res.samples, paths[-1], overwrite=outputs.overwrite) if outputs.std else {}
     return paths, scale
 
 

@@ -324,7 +324,7 @@ class TrainLoop:
     def _reporter(self):
         """Progress on stderr (rank 0): images against an image or step duration, seconds against a time one; a
         status line every $NCVSD_PROGRESS_INTERVAL (default 30) seconds when stderr is not a terminal."""
-        from ncvsd_cli.cli.common import StatusReporter
+        from ncvsd_cli.progress import StatusReporter
         from ncvsd_cli.progress import default_interval
 
         d, desc = self.duration, f"ncvsd {self.name}"
