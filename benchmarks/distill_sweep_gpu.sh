@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Distils the shipped teacher afresh with up to two settings side by side on one GPU (the 64 px networks leave an
 # H100/H200 mostly idle), for $T_DISTILL each, and returns fp16 generators for CPU-side model selection with
-# benchmarks/select_generator.py. Meant for issue 6's next GPU session: the shipped generator collapsed onto grey
+# benchmarks/select_generator.py. Meant for a GPU run: the shipped generator collapsed onto grey
 # textures as distillation went on at G/D learning-rate scale 0.1 (10x the paper's 0.01), and the analytic toy
 # (tests/test_ncvsd_toy.py) shows the mode-weight bias growing with training at a high G:score LR ratio.
 #   SWEEP="name=flags;name=flags" (default: lr03 and lr01 = G/D LR scales 0.03 and 0.01, GAN from 20 kimg).

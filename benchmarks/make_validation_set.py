@@ -5,7 +5,7 @@ when scikit-learn is importable (it is not a dependency: `pip install scikit-lea
 `sklearn/datasets/images/*.jpg` from its wheel and pass --sklearn-images DIR). Used with
 `ncvsd bench --dataset DIR --tasks sr4,deblur-gauss,deblur-motion,inpaint-box --nfe 49 --methods pnp-gd,classical -c GEN`.
 
---fur-wheels DIR adds two furry animals (4 crops each; session 5: the first 13 crops hold no fur, and fur is where
+--fur-wheels DIR adds two furry animals (4 crops each: the first 13 crops hold no fur, and fur is where
 the default model fails), read from wheels that PyPI still serves:  pip download --no-deps --only-binary :all:
 --python-version 3.10 scipy==1.9.3 imgaug==0.4.0 -d DIR  (scipy's `misc.face` raccoon, public domain per scipy's
 docs, bz2-compressed raw 768x1024x3 uint8 in scipy/misc/face.dat; imgaug's quokka.jpg, public domain).

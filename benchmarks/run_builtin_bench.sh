@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The committed builtin benchmark (benchmarks/builtin-64/): the shipped default model on the held-out photos,
 # all five paper tasks, the PnP-GD NFE sweep, DPS and DAPS-style (teacher, 1000 NFE) and the classical baselines.
-# 2 CPU processes (torchrun shards the images; one thread each). About 50 minutes on the 2-core build machine.
+# 2 CPU processes (torchrun shards the images; one thread each). About 50 minutes on a 2-core CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 -m ncvsd_cli bench --dataset builtin \
