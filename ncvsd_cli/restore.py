@@ -29,8 +29,6 @@ from ncvsd_cli.measurement import Measurement, measurement_from_image
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-#: Default --max-pixels: output images larger than this (H * W) are refused before any work.
-DEFAULT_MAX_PIXELS = 2048 * 2048
 #: The std image shows the per-pixel std of the samples on the [0, 1] scale times this factor, clipped.
 STD_SCALE = 4.0
 
@@ -46,7 +44,10 @@ class RestoreOptions:
     sigma_y >= 0: noise level for every input (None: each measurement's own). preset_file: YAML over the task
     preset. params: operator parameters for plain-image inputs. class_label: for class-conditional checkpoints.
     checkpoint: name or path (None: the shipped default of the kind the method needs). device: "cpu", "cuda",
-    "cuda:N". precision: "auto", "fp32" or "bf16". max_pixels >= 1: largest output (H * W) accepted.
+    "cuda:N". precision: "auto", "fp32" or "bf16". max_pixels >= 1: largest output (H * W) accepted (None: as
+    large as the memory estimate admits, `Restorer.memory_refusal`). tile: side of the tiles the generator is
+    computed in (a multiple of the network's size multiple; None: automatic from a 4 GiB call budget, at most
+    512 px; 0: never tile); images no larger than the tile are computed whole.
     """
 
     task: str | None = None
@@ -62,7 +63,8 @@ class RestoreOptions:
     checkpoint: str | None = None
     device: str = "cpu"
     precision: str = "auto"
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int | None = None
+    tile: int | None = None
 
     def validate(self) -> RestoreOptions:
         """Fill `method` from the task preset and check every value; ValueError naming the first bad one."""
@@ -72,8 +74,8 @@ class RestoreOptions:
         from ncvsd_cli.sampling.methods import get_method
         from ncvsd_cli.sampling.presets import task_settings
 
-        for name, lo in (("samples", 1), ("batch_size", 1), ("max_pixels", 1), ("seed", 0)):
-            if getattr(self, name) < lo:
+        for name, lo in (("samples", 1), ("batch_size", 1), ("max_pixels", 1), ("seed", 0), ("tile", 0)):
+            if getattr(self, name) is not None and getattr(self, name) < lo:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= {lo}, got {getattr(self, name)}")
         if self.seed > 2**63 - 1:
             raise ValueError(f"--seed must be < 2^63, got {self.seed}")
@@ -132,26 +134,81 @@ class Restorer:
         self.multiple = network_multiple(config)
         self.label_dim = int((config or {}).get("label_dim", 0) or 0)
         self.precision = "fp32"
+        self.checkpoint_path = None
 
     @classmethod
-    def from_options(cls, options: RestoreOptions) -> Restorer:
-        """Load `options.checkpoint` (default: the manifest's default of the kind the method needs) and prepare it
-        for inference in `options.precision` (`self.precision` says which ran). Raises CheckpointError (missing,
-        corrupt, wrong kind) or ValueError (bad options)."""
-        from ncvsd_cli.checkpoints import default_checkpoint, load_checkpoint
-        from ncvsd_cli.networks.inference import prepare_for_inference, resolve_precision
+    def from_options(cls, options: RestoreOptions, *, load: bool = True) -> Restorer:
+        """A restorer for `options.checkpoint` (default: the manifest's default of the kind the method needs).
+
+        load=False reads only the checkpoint's config (enough for `measurement` and `memory_refusal`); `load()`
+        then reads the weights. Loading prepares the network for inference in `options.precision`
+        (`self.precision` says which ran) and, for the generator, computes its calls in tiles
+        (`networks.tiling.TiledDenoiser`, `options.tile`). Raises CheckpointError (missing, corrupt, wrong kind)
+        or ValueError (bad options)."""
+        from ncvsd_cli.checkpoints import default_checkpoint, read_config, resolve_checkpoint
+        from ncvsd_cli.networks.inference import resolve_precision
         from ncvsd_cli.sampling.methods import get_method
 
         needs = get_method(options.method or "pnp-gd").needs
         resolve_precision(options.precision, options.device)  # validate before any loading
         if needs == "none":
             return cls(None, None, options)
-        checkpoint = options.checkpoint or default_checkpoint(needs)
-        model, config = load_checkpoint(checkpoint, device=options.device, kind=needs)
-        check_finite_weights(model, checkpoint)
-        restorer = cls(model, config, options)
-        restorer.precision = prepare_for_inference(model, options.precision, options.device, needs)
+        path = resolve_checkpoint(options.checkpoint or default_checkpoint(needs))
+        restorer = cls(None, read_config(path), options)
+        restorer.checkpoint_path = path
+        if options.tile and needs == "generator" and options.tile % restorer.multiple:
+            raise ValueError(f"--tile must be a multiple of {restorer.multiple} for this network, got {options.tile}")
+        if load:
+            restorer.load()
         return restorer
+
+    def load(self) -> Restorer:
+        """Read the weights of `from_options(..., load=False)` (no-op when loaded or no network is needed)."""
+        from ncvsd_cli.checkpoints import load_checkpoint
+        from ncvsd_cli.networks.inference import prepare_for_inference
+
+        needs = self.method.needs
+        if self.model is not None or needs == "none":
+            return self
+        model, config = load_checkpoint(self.checkpoint_path, device=self.options.device, kind=needs)
+        check_finite_weights(model, str(self.checkpoint_path))
+        self.precision = prepare_for_inference(model, self.options.precision, self.options.device, needs)
+        if needs == "generator" and self.options.tile != 0:
+            from ncvsd_cli.networks.tiling import TiledDenoiser
+
+            model = TiledDenoiser(model, tile=self.options.tile)
+        self.model, self.config = model, config
+        return self
+
+    def memory_refusal(self, image_shape: tuple[int, int, int]) -> str | None:
+        """None when restoring an image of `image_shape` (C, H, W) fits in memory with these options (method,
+        batch size, precision, device, tile), else a one-line refusal naming the estimate and the flags that help.
+        Uses only the network's config (`ncvsd_cli.memory`), so it can run before the weights load."""
+        if self.method.needs == "none" or not self.config:
+            return None
+        from ncvsd_cli import memory
+        from ncvsd_cli.networks.inference import resolve_precision
+        from operators.padding import padded_size
+
+        o = self.options
+        net = memory.network_shape(self.config)
+        c = int(image_shape[0])
+        h, w = (padded_size(int(v), self.multiple) for v in image_shape[1:])
+        resolved = resolve_precision(o.precision, o.device)
+        precision = "bf16" if resolved == "bf16" and self.method.needs == "generator" else "fp32"
+        batch = min(o.batch_size, o.samples) if o.samples > 1 else o.batch_size
+        tiled = self.method.needs == "generator" and o.tile != 0
+        tile = (o.tile or memory.auto_tile_size(net, batch, precision=precision, device=o.device)) if tiled else None
+        need = memory.restore_bytes(net, (batch, c, h, w), tile, precision, device=o.device)
+        if self.method.name == "dps":  # the backward pass through the teacher keeps its activations
+            need += 2 * memory.call_bytes(net, (batch, c, h, w), precision, device=o.device)
+        available = memory.available_memory_bytes(o.device)
+        if available is None or need <= available:
+            return None
+        how = f"tiles of {tile} px" if tile else "untiled"
+        return (f"a {w}x{h} output needs an estimated {memory.format_bytes(need)} ({self.method.name}, batch {batch}, "
+                f"{precision}, {o.device}, {how}) but {memory.format_bytes(available)} is available; use a smaller "
+                "--tile or --batch-size, or a smaller image (--max-pixels caps the accepted size up front)")
 
     def measurement(self, y: torch.Tensor, task: str, *, source: str | None = None,
                     grey: bool = False) -> Measurement:
@@ -324,8 +381,12 @@ def restore_image(y: torch.Tensor, task: str, **options: Any) -> torch.Tensor:
     CheckpointError.
     """
     opts = RestoreOptions(task=task, **options).validate()
-    restorer = Restorer.from_options(opts)
-    (res,) = list(restorer.run([restorer.measurement(y, task)]))
+    restorer = Restorer.from_options(opts, load=False)
+    m = restorer.measurement(y, task)
+    refusal = restorer.memory_refusal(m.image_shape)
+    if refusal:
+        raise ValueError(refusal)
+    (res,) = list(restorer.load().run([m]))
     if res.error:
         raise ValueError(res.error)
     return res.samples

@@ -8,15 +8,21 @@ Row i of M (0-based) weights input pixel j by k_s(p_i − j), normalised to sum 
   - taps outside [0, n) are reflected symmetrically (period 2n: …, 1, 0 | 0, 1, …, n−1 | n−1, n−2, …).
 Sizes that s does not divide are supported: n_out = ceil(n/s), centred as in the reference's resizer.
 
-Likelihood step (default `likelihood="exact"`): with the full SVDs M_h = U_h S_h V_hᵀ, M_w = U_w S_w V_wᵀ,
-AᵀA = (V_h ⊗ V_w) diag(s_h,i² s_w,j²) (V_h ⊗ V_w)ᵀ (s padded with zeros on the null space), so the Gaussian
-p(u) ∝ exp(−|Au − y|²/(2σ_p²) − |u − x0|²/(2ρ²)) is diagonal in that basis with precision
-λ_ij = s_h,i² s_w,j²/σ_p² + 1/ρ²:  u = V_h [(V_hᵀ b V_w)/λ + (V_hᵀ ε V_w)/√λ] V_wᵀ, b = Aᵀy/σ_p² + x0/ρ².
+Likelihood step (default `likelihood="exact"`): with the thin SVDs M_h = U_h S_h V_hᵀ, M_w = U_w S_w V_wᵀ
+(V of shape (n, r), r = ceil(n/s) = the rank of the downsampling), AᵀA = (V_h ⊗ V_w) diag(s_h,i² s_w,j²) (V_h ⊗ V_w)ᵀ
+and the Gaussian p(u) ∝ exp(−|Au − y|²/(2σ_p²) − |u − x0|²/(2ρ²)) has precision λ_ij = s_h,i² s_w,j²/σ_p² + 1/ρ²
+on span(V_h ⊗ V_w) and 1/ρ² on its complement. Written as an update of u₀ = x0 + ρ ε, ε ~ N(0, I):
+  u = u₀ + V_h [ g ⊙ (U_hᵀ (y − A x0) U_w) + (1/√λ − ρ) ⊙ (V_hᵀ ε V_w) ] V_wᵀ,   g_ij = s_ij ρ² / (σ_p² + ρ² s_ij²),
+s_ij = s_h,i s_w,j. This is algebraically the full-basis sample V [(Vᵀ b V)/λ + (Vᵀ ε V)/√λ] Vᵀ, b = Aᵀy/σ_p² + x0/ρ²,
+for the same ε, but costs r/n of its products and never forms ρ² b − (…), which cancels in float32 for large ρ/σ_p.
+Factor entries below 2⁻⁶³ in magnitude are flushed to zero: their float32 products would be denormals, which slow the
+matrix products several-fold, and they change the sample by less than float64 rounding.
 `likelihood="langevin"` runs the reference's ULA instead (docs/method.md §3.3, §7.13).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, ClassVar
 
@@ -29,6 +35,8 @@ from operators.params import check_likelihood_args, like
 from operators.registry import register
 
 LIKELIHOODS = ("exact", "langevin")
+#: Factor entries smaller than this in magnitude are set to 0: products of two kept entries stay float32-normal.
+FLUSH_BELOW = 2.0**-63
 
 
 def keys_cubic(d: np.ndarray, a: float = -0.5) -> np.ndarray:
@@ -55,6 +63,22 @@ def bicubic_downsample_matrix(n: int, factor: int) -> np.ndarray:
     return m
 
 
+@functools.lru_cache(maxsize=16)
+def downsample_factors(n: int, factor: int) -> dict[str, np.ndarray]:
+    """Read-only float64 arrays for one axis of length n >= 1 and factor >= 1, cached (building an operator twice
+    costs one SVD): m (r, n) the matrix, pinv (n, r) its pseudo-inverse, u (r, r), s (r,) and v (n, r) its thin SVD
+    m = u diag(s) vᵀ, with r = ceil(n/factor) and u, v flushed below FLUSH_BELOW (module docstring)."""
+    mat = bicubic_downsample_matrix(n, factor)
+    u, s, vt = np.linalg.svd(mat, full_matrices=False)
+    pinv = np.linalg.pinv(mat)
+    out = {"m": mat, "pinv": pinv, "u": u, "s": s, "v": vt.T.copy()}
+    for key in ("u", "v"):
+        out[key][np.abs(out[key]) < FLUSH_BELOW] = 0.0
+    for a in out.values():
+        a.setflags(write=False)
+    return out
+
+
 class Downsample(Operator):
     """Bicubic antialiased downsampling by `factor` (class attribute); output (C, ceil(H/s), ceil(W/s))."""
 
@@ -68,14 +92,8 @@ class Downsample(Operator):
         self.likelihood = likelihood
         _, h, w = self.image_shape
         for axis, n in (("h", h), ("w", w)):
-            mat = bicubic_downsample_matrix(n, self.factor)
-            _, s, vt = np.linalg.svd(mat, full_matrices=True)
-            s_full = np.zeros(n)
-            s_full[: len(s)] = s
-            self.register_buffer(f"m_{axis}", torch.from_numpy(mat))
-            self.register_buffer(f"pinv_{axis}", torch.from_numpy(np.linalg.pinv(mat)))
-            self.register_buffer(f"v_{axis}", torch.from_numpy(vt.T.copy()))
-            self.register_buffer(f"s2_{axis}", torch.from_numpy(s_full**2))
+            for key, arr in downsample_factors(n, self.factor).items():
+                self.register_buffer(f"{key}_{axis}", torch.tensor(arr))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return like(self.m_h, x) @ x @ like(self.m_w, x).T
@@ -98,11 +116,15 @@ class Downsample(Operator):
         if self.likelihood == "langevin":
             return self.langevin_likelihood_sample(x0, y, rho, sigma_p, generator)
         check_likelihood_args(rho, sigma_p)
-        vh, vw = like(self.v_h, x0), like(self.v_w, x0)
-        lam = like(self.s2_h, x0)[:, None] * like(self.s2_w, x0)[None, :] / sigma_p**2 + 1.0 / rho**2
-        b = self.adjoint(y) / sigma_p**2 + x0 / rho**2
-        z = (vh.T @ b @ vw) / lam + (vh.T @ randn_like(x0, generator) @ vw) / lam.sqrt()
-        return vh @ z @ vw.T
+        vh, vw, uh, uw = (like(t, x0) for t in (self.v_h, self.v_w, self.u_h, self.u_w))
+        s = like(self.s_h, x0)[:, None] * like(self.s_w, x0)[None, :]
+        a = (rho / sigma_p) ** 2 * s**2                                   # ρ² s² / σ_p² >= 0
+        gain = s * rho**2 / (sigma_p**2 + rho**2 * s**2)                  # s ρ² / (σ_p² + ρ² s²)
+        root = torch.sqrt(1 + a)
+        noise_gain = -rho * a / (root * (1 + root))                      # 1/√λ − ρ without cancellation
+        eps = randn_like(x0, generator)
+        z = gain * (uh.T @ (y - self.forward(x0)) @ uw) + noise_gain * (vh.T @ eps @ vw)
+        return x0 + rho * eps + vh @ z @ vw.T
 
     def extra_config(self) -> dict[str, Any]:
         return {"likelihood": self.likelihood}

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from ncvsd_cli.cli import common
-from ncvsd_cli.restore import DEFAULT_MAX_PIXELS, RestoreOptions
+from ncvsd_cli.restore import RestoreOptions
 
 EPILOG = """Examples:
 
@@ -22,6 +22,8 @@ EPILOG = """Examples:
   ncvsd restore --task deblur-gauss blurry/ -o restored/ --nfe 8 --batch-size 4 --json
 
   ncvsd restore --task inpaint-box photo.png --samples 8 --mean --std -o out/
+
+  ncvsd restore --task sr4 large.png --tile 256            (large images: the generator in blended tiles)
 
   cat noisy.png | ncvsd restore --task denoise - > clean.png
 
@@ -115,9 +117,16 @@ def restore_command(
     no_sidecar: bool = typer.Option(
         False, "--no-sidecar", help="Ignore X.png.ncvsd.json beside an input; treat X.png as the measurement."
     ),
-    max_pixels: int = typer.Option(
-        DEFAULT_MAX_PIXELS, "--max-pixels", min=1, show_default=True,
-        help="Refuse outputs with more pixels than this, before any work.",
+    max_pixels: int | None = typer.Option(
+        None, "--max-pixels", min=1,
+        help="Refuse outputs with more pixels than this, before any work (default: whatever the memory estimate of "
+             "the work admits: task, method, batch, precision, device and tiles).",
+    ),
+    tile: int | None = typer.Option(
+        None, "--tile", min=0,
+        help="Compute the generator in overlapping tiles of N px (a multiple of the network's size multiple, e.g. "
+             "16), blended smoothly; the likelihood step stays global and exact. Default: automatic from a 4 GiB "
+             "budget per call (at most 512 px), so images up to 512 px are computed whole; 0: never tile.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (several inputs: JSON Lines, "
@@ -133,7 +142,7 @@ def restore_command(
             task=task or _task_from_sidecars(specs), method=method, nfe=nfe, seed=seed, samples=samples,
             batch_size=batch_size, sigma_y=sigma_y, preset_file=preset, params=common.parse_params(param),
             class_label=class_label, checkpoint=checkpoint, device=str(common.parse_device(device)),
-            precision=precision, max_pixels=max_pixels).validate()
+            precision=precision, max_pixels=max_pixels, tile=tile).validate()
         outputs = Outputs(out, mean, std, overwrite)
         _run(options, specs, set(measurement or []), outputs, no_sidecar, as_json, quiet)
 
@@ -208,8 +217,9 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
     if options.params:
         _check_params(Restorer(None, None, options), [i for i in items if i not in problems], no_sidecar, explicit)
 
-    # Load the model (exit 3 on checkpoint problems), then read every input (bad ones are reported and skipped).
-    restorer = Restorer.from_options(options) if any(item not in problems for item in items) else None
+    # Read the network's config (exit 3 on checkpoint problems), then every input (bad or too large for the memory
+    # estimate: reported and skipped), then the weights.
+    restorer = Restorer.from_options(options, load=False) if any(item not in problems for item in items) else None
     good: list[tuple[Any, meas.Measurement]] = []
     for item in items:
         if item in problems:
@@ -223,6 +233,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
             continue
         good.append((item, m))
     if good:
+        restorer.load()
         _restore(restorer, good, planned, outputs, report, quiet)
     used = {r["nfe"] for r in report.results if isinstance(r, dict) and r.get("nfe") is not None}
     report.extra.update(nfe=used.pop() if len(used) == 1 else (sorted(used) or options.nfe),
@@ -277,6 +288,9 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         m = meas.load_measurement(side, max_pixels=max_pixels)
         if m.task != task:
             raise ValueError(f"its sidecar is for task {m.task}, not {task}")
+        refusal = restorer.memory_refusal(m.image_shape)
+        if refusal:
+            raise ValueError(refusal)
         common.note(f"{item.name}: using the measurement sidecar {side.name}", quiet)
         for n in m.notes:
             common.note(f"{item.name}: {n}")  # an edited preview is worth a word even with --quiet
@@ -286,10 +300,13 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     data = images.read_source_bytes("-" if item.is_stdin else item.path)[0]
     factor = int(getattr(operators.get(task), "factor", 1) or 1)
     h, w = images.image_size(data, name=item.name)
-    if h * w * factor * factor > max_pixels:
+    if max_pixels is not None and h * w * factor * factor > max_pixels:
         raise ValueError(
             f"a {w}x{h} input gives a {w * factor}x{h * factor} output, more than --max-pixels {max_pixels}"
         )
+    refusal = restorer.memory_refusal((restorer.channels, h * factor, w * factor))
+    if refusal:
+        raise ValueError(refusal)
     decoded = images.read_image(data, restorer.channels, name=item.name)
     for n in decoded.notes:
         common.note(f"{item.name}: {n}", quiet)

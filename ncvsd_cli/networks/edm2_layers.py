@@ -1,4 +1,4 @@
-"""EDM2 magnitude-preserving (MP) building blocks (ncvsd-method.md §2.1-§2.2).
+"""EDM2 magnitude-preserving (MP) building blocks (docs/method.md §2.1-§2.2).
 
 Written from the description of Karras et al., "Analyzing and Improving the Training Dynamics of Diffusion Models"
 (EDM2). Parameter names (`weight`, `freqs`, `phases`, `emb_gain`, `conv_res0`, `emb_linear`, `conv_res1`,
@@ -230,10 +230,14 @@ class Block(nn.Module):
         return x
 
     def _attention(self, x: torch.Tensor) -> torch.Tensor:
-        """Cosine self-attention over all pixels (§2.2 step 6): q, k, v pixel-normalised per head."""
+        """Cosine self-attention over all pixels (§2.2 step 6): q, k, v pixel-normalised per head, then
+        softmax(q kᵀ / sqrt(C/heads)) v, which is exactly PyTorch's scaled_dot_product_attention. Its fused kernels
+        (flash / memory-efficient on CUDA, flash on CPU) never hold the (HW, HW) weight matrix, so memory stays
+        linear in the number of pixels."""
         b, c, hh, ww = x.shape
         qkv = self.attn_qkv(x).reshape(b, self.num_heads, -1, 3, hh * ww)
-        q, k, v = normalize(qkv, dim=2).unbind(3)  # each (B, heads, C/heads, HW)
-        w = torch.einsum("nhcq,nhck->nhqk", q, k / math.sqrt(q.shape[2])).softmax(dim=3)
-        y = torch.einsum("nhqk,nhck->nhcq", w, v)
-        return self.attn_proj(y.reshape(b, c, hh, ww))
+        # each (B, heads, HW, C/heads), contiguous: the fused kernels need unit stride along C/heads
+        q, k, v = (t.contiguous() for t in normalize(qkv, dim=2).transpose(2, 4).unbind(3))
+        y = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(C/heads)
+        # channel = head * C/heads + c, as a channels-last (B, C, H, W) view
+        return self.attn_proj(y.transpose(1, 2).reshape(b, hh, ww, c).permute(0, 3, 1, 2))

@@ -1,0 +1,223 @@
+"""Peak memory of one network call, estimated from the architecture alone (no weights loaded), so that a restore can
+choose a tile size and refuse too large inputs before it loads anything.
+
+Model (inference, no autograd): the encoders keep every output for the decoder's skip connections, so a
+generative-denoiser call (ControlNet encoder + encoder + decoder, docs/method.md §2.4) holds three sets of skips
+(the condition's, the input's and their mix) while the decoder runs, plus the working tensors of the block in flight
+at full resolution; the teacher UNet holds one set. Attention (§2.2 step 6) adds the (HW, HW) weight matrix per head
+at its level unless a fused kernel runs (PyTorch's scaled_dot_product_attention: flash / memory-efficient on CUDA,
+flash on CPU), which needs memory linear in HW. Element counts are multiplied by ACTIVATION_FACTOR, calibrated
+against the peak resident memory measured on a CPU for the shipped model (benchmarks/memory_calibration.py), which
+absorbs allocator slack and temporary copies inside convolutions; CALL_OVERHEAD adds a fixed amount per call.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+#: Calibrated multiplier on the counted activation elements and fixed per-call overhead (convolution scratch and
+#: weight layouts of a new input size), fitted with a margin over the peaks measured by
+#: benchmarks/memory_calibration.py (builtin64 generator, float32, 256-768 px: 1.14 bytes/byte slope, ~130 MiB).
+ACTIVATION_FACTOR = 1.3
+CALL_OVERHEAD = 160 * 2**20
+#: Working tensors of the block in flight, in units of (its channels x its pixels): concatenated input, SiLU,
+#: convolution outputs, the magnitude-preserving sum.
+BLOCK_WORKING_SET = 8
+#: Full-size (B, C, H, W) float32 tensors a PnP sampler with a tiled generator holds besides the network call
+#: (measurement, iterate, estimate, noise, tiled output and its weights, likelihood-step temporaries).
+IMAGE_BUFFERS = 12
+#: Default memory for one generator call when choosing a tile size: fixed, so that tiled results do not depend on
+#: how much memory happens to be free.
+DEFAULT_CALL_BUDGET = 4 * 2**30
+
+_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+
+
+@dataclass(frozen=True)
+class NetworkShape:
+    """What the estimate needs from an architecture.
+
+    kind: 'generator', 'score' (both ControlNet-style: two encoders) or 'teacher' (one UNet);
+    channels: width per level (cblock); num_blocks: blocks per level; attention_heads: heads per level (0 = no
+    attention at that level; the bottleneck always has attention); parameters: number of weights; img_channels.
+    """
+
+    kind: str
+    channels: tuple[int, ...]
+    num_blocks: int
+    attention_heads: tuple[int, ...]
+    parameters: int
+    img_channels: int = 3
+
+    @property
+    def size_multiple(self) -> int:
+        """H and W of a network input must be multiples of this (2^(levels-1))."""
+        return 2 ** (len(self.channels) - 1)
+
+
+def network_shape(config: dict) -> NetworkShape:
+    """NetworkShape of a network config (`networks.build.network_config` or `checkpoints.read_config`); the
+    parameter count comes from building the network on the meta device (no memory, no weights read)."""
+    from ncvsd_cli.networks.build import build_network
+
+    with torch.device("meta"):
+        net = build_network(config)
+    return network_shape_of(net)
+
+
+def network_shape_of(net: torch.nn.Module) -> NetworkShape:
+    """NetworkShape of a built teacher (Precond), generator (GenerativeDenoiser) or score (PrecondCondition)."""
+    from ncvsd_cli.networks.edm2_layers import Block
+    from ncvsd_cli.networks.precond import GenerativeDenoiser, Precond, PrecondCondition
+
+    kind = {GenerativeDenoiser: "generator", PrecondCondition: "score", Precond: "teacher"}.get(type(net))
+    if kind is None:
+        raise TypeError(f"no memory model for a {type(net).__name__}; expected a teacher, generator or score network")
+    unet = next(m for m in net.modules() if hasattr(m, "cblock"))
+    levels = len(unet.cblock)
+    heads = [0] * levels
+    for name, m in net.named_modules():
+        if isinstance(m, Block) and m.num_heads:
+            res = int(name.rsplit(".", 1)[-1].split("x", 1)[0])  # '<r>x<r>_...' names the training resolution
+            level = round(math.log2(unet.img_resolution / res))
+            heads[level] = max(heads[level], m.num_heads)
+    return NetworkShape(kind, tuple(unet.cblock), unet.num_blocks, tuple(heads),
+                        sum(p.numel() for p in net.parameters()), unet.img_channels)
+
+
+def _level_pixels(h: int, w: int, levels: int) -> list[int]:
+    return [math.ceil(h / 2**lv) * math.ceil(w / 2**lv) for lv in range(levels)]
+
+
+def activation_elements(net: NetworkShape, height: int, width: int) -> int:
+    """Activation elements of one image held at the peak of a call (without attention matrices), uncalibrated."""
+    c, nb = net.channels, net.num_blocks
+    px = _level_pixels(height, width, len(c))
+    skips = (1 + nb) * c[0] * px[0] + sum((c[lv - 1] + nb * c[lv]) * px[lv] for lv in range(1, len(c)))
+    sets = 1 if net.kind == "teacher" else 3
+    return sets * skips + BLOCK_WORKING_SET * c[0] * px[0]
+
+
+def attention_matrix_bytes(net: NetworkShape, batch: int, height: int, width: int, precision: str = "fp32") -> int:
+    """Bytes of the largest (HW, HW) attention weights (scores and their softmax, all heads) that an unfused
+    attention holds; 0 when the network has no attention."""
+    px = _level_pixels(height, width, len(net.channels))
+    return max((2 * batch * h * px[lv] ** 2 * _BYTES[precision] for lv, h in enumerate(net.attention_heads) if h),
+               default=0)
+
+
+@functools.lru_cache(maxsize=8)
+def fused_attention_available(device: str = "cpu", precision: str = "fp32") -> bool:
+    """True when scaled_dot_product_attention runs a kernel that does not hold the (HW, HW) matrix on `device`
+    for `precision` (probed once with a tiny input)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
+    try:
+        q = torch.zeros(1, 1, 8, 64, dtype=dtype, device=device)
+        with sdpa_kernel(backends):
+            torch.nn.functional.scaled_dot_product_attention(q, q, q)
+    except RuntimeError:
+        return False
+    return True
+
+
+def call_bytes(net: NetworkShape | dict, shape: Sequence[int], precision: str = "fp32",
+               fused_attention: bool | None = None, device: str = "cpu") -> int:
+    """Estimated peak bytes one network call adds to a process that holds the loaded network, for an input of
+    `shape` (B, C, H, W), B >= 1, H and W >= 1; `precision` 'fp32', 'bf16' or 'fp16' (activation bytes 4 / 2 / 2);
+    `fused_attention` None probes `device`. Includes the cached effective weights (parameters x bytes)."""
+    net = network_shape(net) if isinstance(net, dict) else net
+    if precision not in _BYTES:
+        raise ValueError(f"precision {precision!r}; expected one of {', '.join(_BYTES)}")
+    b, _, h, w = (int(v) for v in shape)
+    if min(b, h, w) < 1:
+        raise ValueError(f"shape must be (B, C, H, W) with B, H, W >= 1, got {tuple(shape)}")
+    if fused_attention is None:
+        fused_attention = fused_attention_available(device, precision)
+    total = ACTIVATION_FACTOR * b * activation_elements(net, h, w) * _BYTES[precision]
+    if not fused_attention:
+        total += attention_matrix_bytes(net, b, h, w, precision)
+    return int(total + CALL_OVERHEAD + net.parameters * _BYTES[precision])
+
+
+def model_bytes(net: NetworkShape | dict) -> int:
+    """Bytes of the loaded float32 weights (the resident model, before any call)."""
+    net = network_shape(net) if isinstance(net, dict) else net
+    return 4 * net.parameters
+
+
+def restore_bytes(net: NetworkShape | dict, shape: Sequence[int], tile: int | None = None, precision: str = "fp32",
+                  fused_attention: bool | None = None, device: str = "cpu") -> int:
+    """Estimated peak bytes of a restore of `shape` (B, C, H, W) with the generator called on tiles of at most
+    tile x tile pixels (None: untiled): model + one call on the largest tile + IMAGE_BUFFERS full images."""
+    net = network_shape(net) if isinstance(net, dict) else net
+    b, c, h, w = (int(v) for v in shape)
+    tile_shape = (b, c, min(h, tile or h), min(w, tile or w))
+    return (model_bytes(net) + call_bytes(net, tile_shape, precision, fused_attention, device)
+            + IMAGE_BUFFERS * b * c * h * w * 4)
+
+
+def auto_tile_size(net: NetworkShape | dict, batch: int = 1, budget: int = DEFAULT_CALL_BUDGET,
+                   precision: str = "fp32", fused_attention: bool | None = None, device: str = "cpu",
+                   max_tile: int = 8192) -> int:
+    """Largest square tile side (a multiple of the network's size multiple, at least 4 times it, at most max_tile)
+    whose call_bytes fits `budget` bytes; raises ValueError when even the smallest tile does not fit."""
+    net = network_shape(net) if isinstance(net, dict) else net
+    m = net.size_multiple
+    smallest = 4 * m
+    if call_bytes(net, (batch, net.img_channels, smallest, smallest), precision, fused_attention, device) > budget:
+        raise ValueError(f"a memory budget of {budget / 2**30:.2f} GiB is too small for a {smallest}x{smallest} tile")
+    lo, hi = 4, max(4, max_tile // m)  # in units of m; call_bytes grows with the tile side
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        fits = call_bytes(net, (batch, net.img_channels, mid * m, mid * m), precision, fused_attention, device)
+        lo, hi = (mid, hi) if fits <= budget else (lo, mid - 1)
+    return lo * m
+
+
+def available_memory_bytes(device: str = "cpu") -> int | None:
+    """Memory a new allocation can use now: free device memory on CUDA, MemAvailable on Linux; None if unknown."""
+    if torch.device(device).type == "cuda":
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def format_bytes(n: float) -> str:
+    """'3.2 GiB', '850 MiB' (for messages)."""
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def restore_refusal(net: NetworkShape | dict, shape: Sequence[int], tile: int | None, precision: str = "fp32",
+                    device: str = "cpu", available: int | None = None) -> str | None:
+    """None when `restore_bytes` of `shape` (B, C, H, W) with tiles of `tile` fits `available` bytes (default:
+    available_memory_bytes(device); unknown = fits), else a one-line refusal naming the estimate, --tile and
+    --max-pixels. Needs only the config: call it before loading the model."""
+    net = network_shape(net) if isinstance(net, dict) else net
+    available = available_memory_bytes(device) if available is None else available
+    need = restore_bytes(net, shape, tile, precision, device=device)
+    if available is None or need <= available:
+        return None
+    b, c, h, w = (int(v) for v in shape)
+    side = f"generator call on {min(tile, h)}x{min(tile, w)} tiles" if tile else "untiled generator call"
+    call = call_bytes(net, (b, c, min(h, tile or h), min(w, tile or w)), precision, device=device)
+    return (f"a {w}x{h} output needs an estimated {format_bytes(need)} ({side} {format_bytes(call)}, images {format_bytes(IMAGE_BUFFERS * b * c * h * w * 4)}, model "
+            f"{format_bytes(model_bytes(net))}) but {format_bytes(available)} is available; use a smaller --tile "
+            f"or a smaller image (--max-pixels sets the largest accepted)")

@@ -1,0 +1,241 @@
+"""Large images in bounded memory: tiled generator calls (ncvsd_cli.networks.tiling), the memory estimate
+(ncvsd_cli.memory) and fused attention (edm2_layers.Block._attention), on tiny odd-sized inputs."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from ncvsd_cli import memory
+from ncvsd_cli.networks import build_network, network_config
+from ncvsd_cli.networks.edm2_layers import Block, normalize
+from ncvsd_cli.networks.tiling import TiledDenoiser, blend_weights, tile_starts
+from operators.noise import generators_for_seeds
+
+
+@torch.no_grad()
+def random_generator(preset: str = "tiny", seed: int = 0):
+    """A generator whose zero-initialised scalars and mixing weights are random, so outputs depend on everything."""
+    torch.manual_seed(seed)
+    net = build_network(network_config("generator", preset))
+    for p in net.parameters():
+        if p.ndim <= 1 and p.numel() < 64:
+            p.copy_(torch.rand(p.shape) * 0.8 + 0.1)
+    return net.eval()
+
+
+class PointwiseDenoiser:
+    """A local stand-in for G: x0 = tanh(y) + 0.1 sigma z per pixel, so any tiling must reproduce it exactly."""
+
+    size_multiple = 4
+
+    def __call__(self, y, sigma, generator=None, class_labels=None, noise=None):
+        z = torch.randn(y.shape, generator=generator) if noise is None else noise
+        return torch.tanh(y) + 0.1 * sigma * z
+
+
+# ------------------------------------------------------------------------------------------------- tile layout
+@pytest.mark.parametrize("length, tile, overlap, multiple", [
+    (8, 8, 2, 2), (36, 12, 4, 4), (44, 16, 3, 4), (100, 20, 0, 2), (64, 24, 20, 4), (30, 12, 5, 1)])
+def test_tiles_cover_and_overlap(length, tile, overlap, multiple):
+    starts = tile_starts(length, tile, overlap, multiple)
+    size = min(tile, length)
+    assert starts[0] == 0 and starts[-1] == length - size
+    assert all(s % multiple == 0 for s in starts)
+    assert all(0 < b - a <= size - overlap for a, b in itertools.pairwise(starts))
+    weights = blend_weights(starts, tile, length)
+    total = torch.zeros(length)
+    for s, w in zip(starts, weights):
+        assert w.shape == (size,) and w.min() > 0 and w.max() <= 1
+        total[s:s + size] += w
+    if all(b - a >= size / 2 for a, b in itertools.pairwise(starts)):  # only pairwise overlaps: ramps sum to 1
+        torch.testing.assert_close(total, torch.ones(length))
+
+
+@pytest.mark.parametrize("length, tile, overlap, multiple", [(10, 8, 2, 4), (16, 8, 8, 4), (16, 8, 5, 4)])
+def test_bad_tile_layout_is_refused(length, tile, overlap, multiple):
+    with pytest.raises(ValueError):
+        tile_starts(length, tile, overlap, multiple)
+
+
+# ------------------------------------------------------------------------------------------------- tiled calls
+@pytest.mark.parametrize("shape, tile, overlap", [((1, 3, 20, 28), 8, 4), ((2, 1, 12, 36), 12, 0),
+                                                  ((1, 3, 24, 8), 16, 8)])
+def test_tiling_reproduces_a_local_denoiser(shape, tile, overlap):
+    """Blending normalises exactly and every tile sees the whole-image noise: a pixelwise G is reproduced."""
+    g = PointwiseDenoiser()
+    y = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    full = g(y, 0.7, generator=torch.Generator().manual_seed(2))
+    tiled = TiledDenoiser(g, tile=tile, overlap=overlap)(y, 0.7, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(tiled, full, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 10, 14), (2, 3, 6, 6)])
+def test_one_tile_is_exactly_the_untiled_call(shape):
+    net = random_generator()
+    y = torch.randn(shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        full = net(y, 0.5, generator=torch.Generator().manual_seed(4))
+        tiled = TiledDenoiser(net, tile=14)(y, 0.5, generator=torch.Generator().manual_seed(4))
+        auto = TiledDenoiser(net)(y, 0.5, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(tiled, full) and torch.equal(auto, full)
+
+
+def test_tiled_call_is_deterministic_and_independent_of_the_batch():
+    """Per-image generators: an image's tiled sample does not depend on the other images of its batch."""
+    net = random_generator()
+    tiled = TiledDenoiser(net, tile=8, overlap=4)
+    y = torch.randn(3, 3, 14, 18, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        batch = tiled(y, 0.3, generator=generators_for_seeds([7, 8, 9]))
+        alone = tiled(y[1:2], 0.3, generator=generators_for_seeds([8]))
+        again = tiled(y, 0.3, generator=generators_for_seeds([7, 8, 9]))
+    assert torch.equal(batch, again)
+    torch.testing.assert_close(batch[1:2], alone, rtol=0, atol=1e-5)
+    assert tiled.img_channels == 3 and tiled.size_multiple == 2  # attributes come from the wrapped network
+
+
+def test_tile_must_be_a_multiple_of_the_network_grid():
+    with pytest.raises(ValueError, match="multiple of 2"):
+        TiledDenoiser(random_generator(), tile=7)
+
+
+# ------------------------------------------------------------------------------------------------- memory model
+@pytest.mark.parametrize("preset", ["tiny", "builtin64", "ffhq256-xs"])
+def test_network_shape_from_config_and_from_network_agree(preset):
+    config = network_config("generator", preset)
+    with torch.device("meta"):
+        net = build_network(config)
+    shape = memory.network_shape(config)
+    assert shape == memory.network_shape_of(net)
+    assert shape.attention_heads[-1] > 0  # the bottleneck always attends
+
+
+def test_builtin64_attention_levels():
+    shape = memory.network_shape(network_config("generator", "builtin64"))
+    assert shape.channels == (32, 64, 96, 128) and shape.attention_heads == (0, 0, 0, 2)
+    # 2048^2 input: bottleneck 256^2 positions, scores + softmax for 2 heads in float32
+    assert memory.attention_matrix_bytes(shape, 1, 2048, 2048) == 2 * 2 * (256 * 256) ** 2 * 4
+
+
+def test_call_estimate_grows_with_size_and_counts_unfused_attention():
+    shape = memory.network_shape(network_config("generator", "builtin64"))
+    sizes = [memory.call_bytes(shape, (1, 3, n, n), fused_attention=True) for n in (64, 128, 256)]
+    assert sizes[0] < sizes[1] < sizes[2]
+    assert memory.call_bytes(shape, (2, 3, 64, 64), fused_attention=True) > sizes[0]
+    unfused = memory.call_bytes(shape, (1, 3, 256, 256), fused_attention=False)
+    assert unfused - sizes[2] == memory.attention_matrix_bytes(shape, 1, 256, 256)
+    assert memory.call_bytes(shape, (1, 3, 256, 256), "bf16", fused_attention=True) < sizes[2]
+
+
+@pytest.mark.parametrize("budget_gib", [0.5, 2, 8])
+def test_auto_tile_is_the_largest_that_fits(budget_gib):
+    shape = memory.network_shape(network_config("generator", "builtin64"))
+    budget = int(budget_gib * 2**30)
+    tile = memory.auto_tile_size(shape, 1, budget, fused_attention=True)
+    assert tile % 8 == 0
+    assert memory.call_bytes(shape, (1, 3, tile, tile), fused_attention=True) <= budget
+    assert memory.call_bytes(shape, (1, 3, tile + 8, tile + 8), fused_attention=True) > budget
+
+
+def test_too_small_budget_is_refused():
+    with pytest.raises(ValueError, match="too small"):
+        memory.auto_tile_size(memory.network_shape(network_config("generator", "builtin64")), 1, 2**20)
+
+
+# ------------------------------------------------------------------------------------------------- attention
+def einsum_attention(block: Block, x: torch.Tensor) -> torch.Tensor:
+    """Cosine attention written out with the (HW, HW) weight matrix (§2.2 step 6)."""
+    b, c, hh, ww = x.shape
+    qkv = block.attn_qkv(x).reshape(b, block.num_heads, -1, 3, hh * ww)
+    q, k, v = normalize(qkv, dim=2).unbind(3)
+    w = torch.einsum("nhcq,nhck->nhqk", q, k / math.sqrt(q.shape[2])).softmax(dim=3)
+    return block.attn_proj(torch.einsum("nhqk,nhck->nhcq", w, v).reshape(b, c, hh, ww))
+
+
+@pytest.mark.parametrize("channels, per_head, hw", [(32, 16, (5, 7)), (48, 16, (3, 1)), (64, 64, (9, 4))])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_attention_equals_the_weight_matrix_form(channels, per_head, hw, channels_last):
+    torch.manual_seed(0)
+    block = Block(channels, channels, 16, attention=True, channels_per_head=per_head).eval()
+    x = torch.randn(2, channels, *hw)
+    if channels_last:
+        block, x = block.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(block._attention(x), einsum_attention(block, x), rtol=0, atol=1e-5)
+
+
+def test_restore_refusal_names_the_estimate_and_the_flags():
+    config = network_config("generator", "builtin64")
+    assert memory.restore_refusal(config, (1, 3, 256, 256), None, available=2**34) is None
+    msg = memory.restore_refusal(config, (1, 3, 4096, 4096), 512, available=2**30)
+    assert "4096x4096" in msg and "GiB" in msg and "--tile" in msg and "--max-pixels" in msg
+    tiled = memory.restore_bytes(config, (1, 3, 4096, 4096), 512)
+    assert tiled < memory.restore_bytes(config, (1, 3, 4096, 4096), None)  # tiling bounds the call's share
+
+
+# ------------------------------------------------------------------------------------ restore integration
+def _restore_cli(*args):
+    from typer.testing import CliRunner
+
+    from ncvsd_cli.cli import app
+
+    return CliRunner().invoke(app, ["restore", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tmp_path_factory):
+    from test_cli import _ckpt
+
+    return _ckpt(tmp_path_factory.mktemp("tiling-ckpt"))
+
+
+def test_restore_refuses_before_the_weights_load(tmp_path, tiny_generator, monkeypatch):
+    """The memory estimate refuses an input up front (exit 1, naming the estimate and the flags); the weights are
+    never read, and an input that fits is still restored in the same call."""
+    from test_cli import _png
+
+    from ncvsd_cli import checkpoints, memory
+
+    loads = []
+    real = checkpoints.load_checkpoint
+    monkeypatch.setattr(checkpoints, "load_checkpoint", lambda *a, **k: loads.append(a) or real(*a, **k))
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 200 * 2**20)
+    big, small = _png(tmp_path / "big.png", 1200, 1200), _png(tmp_path / "small.png", 8, 8)
+    res = _restore_cli("--task", "denoise", big, "-c", tiny_generator, "--device", "cpu", "-o", tmp_path / "o")
+    assert res.exit_code == 1 and "needs an estimated" in res.output and "--tile" in res.output and not loads
+    res = _restore_cli("--task", "denoise", big, small, "-c", tiny_generator, "--device", "cpu", "-o",
+                       tmp_path / "o2")
+    assert res.exit_code == 1 and (tmp_path / "o2" / "small.png").is_file() and len(loads) == 1
+
+
+def test_restore_in_tiles_through_the_cli(tmp_path, tiny_generator):
+    from test_cli import _png
+
+    src = _png(tmp_path / "x.png", 40, 36)
+    out = tmp_path / "tiled.png"
+    res = _restore_cli("--task", "deblur-gauss", src, "-c", tiny_generator, "--device", "cpu", "--tile", "16",
+                       "--nfe", "2", "-o", out)
+    assert res.exit_code == 0, res.output
+    from ncvsd_cli.images import image_size
+
+    assert image_size(out.read_bytes()) == (40, 36)
+    bad = _restore_cli("--task", "deblur-gauss", src, "-c", tiny_generator, "--tile", "5", "-o", tmp_path / "b.png")
+    assert bad.exit_code == 2 and "multiple of" in bad.output
+
+
+def test_an_image_within_one_tile_restores_exactly_as_untiled(tiny_generator):
+    from ncvsd_cli.restore import Restorer, RestoreOptions
+
+    y = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    out = {}
+    for tile in (None, 0, 16):
+        opts = RestoreOptions(task="denoise", checkpoint=str(tiny_generator), precision="fp32", tile=tile,
+                              samples=2).validate()
+        restorer = Restorer.from_options(opts)
+        (res,) = restorer.run([restorer.measurement(y, "denoise")])
+        out[tile] = res.samples
+    assert torch.equal(out[None], out[0]) and torch.equal(out[16], out[0])
