@@ -239,3 +239,17 @@ def test_an_image_within_one_tile_restores_exactly_as_untiled(tiny_generator):
         (res,) = restorer.run([restorer.measurement(y, "denoise")])
         out[tile] = res.samples
     assert torch.equal(out[None], out[0]) and torch.equal(out[16], out[0])
+
+
+def test_compile_option_wraps_the_network(tiny_generator, monkeypatch):
+    """--compile hands the loaded network to torch.compile (whose backend needs a compiler: the call is recorded
+    here and the network returned unchanged), before the tiling wrapper."""
+    import ncvsd_cli.networks.tiling as tiling
+    from ncvsd_cli.restore import Restorer, RestoreOptions
+
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: seen.append((model, kw)) or model)
+    opts = RestoreOptions(task="denoise", checkpoint=str(tiny_generator), compile=True).validate()
+    restorer = Restorer.from_options(opts)
+    assert len(seen) == 1 and seen[0][1] == {"dynamic": True} and isinstance(restorer.model, tiling.TiledDenoiser)
+    assert restorer.model.denoiser is seen[0][0]

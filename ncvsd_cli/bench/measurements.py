@@ -29,9 +29,10 @@ def measurement_generator(seed: int, index: int) -> torch.Generator:
     return generators_for_seeds([derive_seed(seed, index, MEASUREMENT_STREAM)])[0]
 
 
-def sampler_generators(seed: int, index: int, run: int = 0) -> list[torch.Generator]:
-    """One CPU generator (in a list: one per batch element) for run `run` >= 0 of a method on image `index`."""
-    return generators_for_seeds([derive_seed(seed, index, run + 1)])
+def sampler_generators(seed: int, index: int, run: int = 0, device: str = "cpu") -> list[torch.Generator]:
+    """One generator on `device` (in a list: one per batch element) for run `run` >= 0 of a method on image `index`:
+    the sampler's noise is drawn where it is used (the measurement's stays on the CPU, identical on every device)."""
+    return generators_for_seeds([derive_seed(seed, index, run + 1)], device=device)
 
 
 def make_measurement(operator, x: torch.Tensor, sigma_y: float, seed: int, index: int) -> torch.Tensor:

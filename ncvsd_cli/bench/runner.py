@@ -190,7 +190,7 @@ def _warm_up(nets: _Networks, shape: tuple[int, int, int], device: str) -> None:
     x = torch.zeros(1, *shape, device=device)
     if nets.generator is not None:
         with torch.no_grad():
-            nets.generator(x, 1.0, generator=sampler_generators(0, 0))
+            nets.generator(x, 1.0, generator=sampler_generators(0, 0, device=device))
     if nets.teacher is not None:
         x.requires_grad_(True)
         with torch.enable_grad():
@@ -384,7 +384,7 @@ def _run_one(ctx: _Context, job: methods.Job, run: int, task: str, operator, x, 
              base: dict[str, Any]) -> dict[str, Any] | None:
     """One timed restoration and its scores as a row (with the estimate under "_x"); None if it failed."""
     network = {"generator": ctx.nets.generator, "teacher": ctx.nets.teacher}.get(job.needs)
-    gens = sampler_generators(ctx.cfg.seed, base["image_index"], run)
+    gens = sampler_generators(ctx.cfg.seed, base["image_index"], run, ctx.device)
     try:
         with RowCost(ctx.device) as cost:
             res = methods.run_job(job, task, operator, y, network, gens, preset_file=ctx.cfg.preset_file,

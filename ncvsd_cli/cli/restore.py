@@ -122,6 +122,10 @@ def restore_command(
         help="Refuse outputs with more pixels than this, before any work (default: whatever the memory estimate of "
              "the work admits: task, method, batch, precision, device and tiles).",
     ),
+    compile_net: bool = typer.Option(
+        False, "--compile", help="Run the network through torch.compile (CUDA, many images: faster after a slow "
+                                 "start; no gain on small CPUs).",
+    ),
     tile: int | None = typer.Option(
         None, "--tile", min=0,
         help="Compute the generator in overlapping tiles of N px (a multiple of the network's size multiple, e.g. "
@@ -142,7 +146,7 @@ def restore_command(
             task=task or _task_from_sidecars(specs), method=method, nfe=nfe, seed=seed, samples=samples,
             batch_size=batch_size, sigma_y=sigma_y, preset_file=preset, params=common.parse_params(param),
             class_label=class_label, checkpoint=checkpoint, device=str(common.parse_device(device)),
-            precision=precision, max_pixels=max_pixels, tile=tile).validate()
+            precision=precision, max_pixels=max_pixels, tile=tile, compile=compile_net).validate()
         outputs = Outputs(out, mean, std, overwrite)
         _run(options, specs, set(measurement or []), outputs, no_sidecar, as_json, quiet)
 
