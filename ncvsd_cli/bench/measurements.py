@@ -42,23 +42,17 @@ def make_measurement(operator, x: torch.Tensor, sigma_y: float, seed: int, index
 
 
 def measurement_preview(operator, y: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:
-    """A displayable (1, C, H, W) picture of y in [-1, 1] for the grid.
+    """A displayable (1, C, H, W) picture of y in [-1, 1] for the grid: the preview `ncvsd degrade` writes
+    (`measurement.preview`: y itself for image-shaped measurements, log(1 + |y|) scaled for the others) enlarged to
+    the image's size (nearest-neighbour for images, e.g. super-resolution, bilinear for log-amplitudes)."""
+    from ncvsd_cli.images import match_channels
+    from ncvsd_cli.measurement import Measurement, is_image_like, preview
 
-    Image-shaped measurements (inpainting, deblurring) are shown as they are; smaller ones (super-resolution) are
-    enlarged with nearest-neighbour; anything else (phase-retrieval magnitudes) is shown as log(1 + |y|), centred,
-    scaled to [-1, 1] and resized.
-    """
     c, h, w = image_shape
-    y = y.detach().float().cpu()
-    if y.dim() == 4 and y.shape[1] == c and operator.linear:
-        if tuple(y.shape[-2:]) != (h, w):
-            y = torch.nn.functional.interpolate(y, size=(h, w), mode="nearest")
-        return y.clamp(-1, 1)
-    z = torch.log1p(y.abs())
-    if z.dim() == 4 and z.shape[-1] > 1:
-        z = torch.fft.fftshift(z, dim=(-2, -1))
-    z = z.reshape(1, -1, *z.shape[-2:]) if z.dim() >= 2 else z.reshape(1, 1, 1, -1)
-    z = z[:, :c] if z.shape[1] >= c else z[:, :1].expand(1, c, *z.shape[-2:])
-    lo, hi = z.amin(), z.amax()
-    z = (z - lo) / (hi - lo).clamp_min(1e-12) * 2 - 1
-    return torch.nn.functional.interpolate(z, size=(h, w), mode="bilinear", align_corners=False).clamp(-1, 1)
+    m = Measurement(task=operator.name, operator_config={}, y=y.detach().float().cpu()[:1], sigma_y=0.0)
+    pic = preview(m)
+    if tuple(pic.shape[-2:]) != (h, w):
+        mode = "nearest" if is_image_like(m) else "bilinear"
+        pic = torch.nn.functional.interpolate(pic, size=(h, w), mode=mode, **({} if mode == "nearest" else
+                                                                              {"align_corners": False}))
+    return match_channels(pic.clamp(-1, 1), c)
