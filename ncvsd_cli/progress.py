@@ -49,6 +49,7 @@ class StatusReporter:
         self.stream = sys.stderr if stream is None else stream
         self._start = self._last_line = self._clock()
         self._printed = False
+        self._last_text = ""
         try:
             terminal = bool(self.stream.isatty())
         except (AttributeError, ValueError, OSError):  # closed or unusual stream
@@ -93,8 +94,12 @@ class StatusReporter:
         return ", ".join(parts)
 
     def _line(self) -> None:
+        text = self.status_line()
+        if text == self._last_text:  # close() right after an update's line: nothing new to say
+            return
+        self._last_text = text
         try:
-            print(self.status_line(), file=self.stream, flush=True)
+            print(text, file=self.stream, flush=True)
         except (OSError, ValueError):  # closed stream: progress is never worth failing for
             self.mode = "quiet"
         self._last_line, self._printed = self._clock(), True
