@@ -166,6 +166,9 @@ def url_download(url: str, dest: str | os.PathLike, *, force: bool = False, quie
                                           f"{part.stat().st_size if part.exists() else 0} bytes are kept in "
                                           f"{part} and the next attempt resumes from there") from exc
                 time.sleep(0.2 * (attempt + 1))
+        else:  # every attempt ended in a restart (HTTP 416 on a stale part file)
+            raise CheckpointError(f"download of {url} did not complete after {RETRIES + 1} attempts; run the command "
+                                  "again to retry")
     finally:
         if bar is not None:
             bar.close()

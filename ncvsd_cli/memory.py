@@ -35,6 +35,8 @@ IMAGE_BUFFERS = 12
 #: Default memory for one generator call when choosing a tile size: fixed, so that tiled results do not depend on
 #: how much memory happens to be free.
 DEFAULT_CALL_BUDGET = 4 * 2**30
+#: Largest automatic tile side: above it the bottleneck attention costs more per pixel than the overlap saves.
+DEFAULT_MAX_TILE = 512
 
 _BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
@@ -76,6 +78,7 @@ def network_shape_of(net: torch.nn.Module) -> NetworkShape:
     from ncvsd_cli.networks.edm2_layers import Block
     from ncvsd_cli.networks.precond import GenerativeDenoiser, Precond, PrecondCondition
 
+    net = getattr(net, "_orig_mod", net)  # torch.compile's wrapper
     kind = {GenerativeDenoiser: "generator", PrecondCondition: "score", Precond: "teacher"}.get(type(net))
     if kind is None:
         raise TypeError(f"no memory model for a {type(net).__name__}; expected a teacher, generator or score network")
@@ -116,7 +119,10 @@ def attention_matrix_bytes(net: NetworkShape, batch: int, height: int, width: in
 def fused_attention_available(device: str = "cpu", precision: str = "fp32") -> bool:
     """True when scaled_dot_product_attention runs a kernel that does not hold the (HW, HW) matrix on `device`
     for `precision` (probed once with a tiny input)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3: no way to ask; count the full matrix
+        return False
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
@@ -157,17 +163,31 @@ def model_bytes(net: NetworkShape | dict) -> int:
 def restore_bytes(net: NetworkShape | dict, shape: Sequence[int], tile: int | None = None, precision: str = "fp32",
                   fused_attention: bool | None = None, device: str = "cpu") -> int:
     """Estimated peak bytes of a restore of `shape` (B, C, H, W) with the generator called on tiles of at most
-    tile x tile pixels (None: untiled): model + one call on the largest tile + IMAGE_BUFFERS full images."""
+    tile x tile pixels (None: untiled): model + one call on the largest tile (a tiled call takes
+    `images_per_call` images at a time) + IMAGE_BUFFERS full images."""
     net = network_shape(net) if isinstance(net, dict) else net
     b, c, h, w = (int(v) for v in shape)
-    tile_shape = (b, c, min(h, tile or h), min(w, tile or w))
-    return (model_bytes(net) + call_bytes(net, tile_shape, precision, fused_attention, device)
+    th, tw = min(h, tile or h), min(w, tile or w)
+    per_call = images_per_call(net, b, tile, precision, fused_attention, device) if (th, tw) != (h, w) else b
+    return (model_bytes(net) + call_bytes(net, (per_call, c, th, tw), precision, fused_attention, device)
             + IMAGE_BUFFERS * b * c * h * w * 4)
+
+
+def images_per_call(net: NetworkShape | dict, batch: int, tile: int, precision: str = "fp32",
+                    fused_attention: bool | None = None, device: str = "cpu",
+                    budget: int = DEFAULT_CALL_BUDGET) -> int:
+    """How many images of a batch of `batch` one tiled call takes: the most (1 to batch) whose call on tile x tile
+    pixels fits `budget` bytes, so memory stays bounded whatever --batch-size."""
+    net = network_shape(net) if isinstance(net, dict) else net
+    k = max(int(batch), 1)
+    while k > 1 and call_bytes(net, (k, net.img_channels, tile, tile), precision, fused_attention, device) > budget:
+        k -= 1
+    return k
 
 
 def auto_tile_size(net: NetworkShape | dict, batch: int = 1, budget: int = DEFAULT_CALL_BUDGET,
                    precision: str = "fp32", fused_attention: bool | None = None, device: str = "cpu",
-                   max_tile: int = 8192) -> int:
+                   max_tile: int = DEFAULT_MAX_TILE) -> int:
     """Largest square tile side (a multiple of the network's size multiple, at least 4 times it, at most max_tile)
     whose call_bytes fits `budget` bytes; raises ValueError when even the smallest tile does not fit."""
     net = network_shape(net) if isinstance(net, dict) else net
@@ -203,21 +223,3 @@ def available_memory_bytes(device: str = "cpu") -> int | None:
 def format_bytes(n: float) -> str:
     """'3.2 GiB', '850 MiB' (for messages)."""
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
-def restore_refusal(net: NetworkShape | dict, shape: Sequence[int], tile: int | None, precision: str = "fp32",
-                    device: str = "cpu", available: int | None = None) -> str | None:
-    """None when `restore_bytes` of `shape` (B, C, H, W) with tiles of `tile` fits `available` bytes (default:
-    available_memory_bytes(device); unknown = fits), else a one-line refusal naming the estimate, --tile and
-    --max-pixels. Needs only the config: call it before loading the model."""
-    net = network_shape(net) if isinstance(net, dict) else net
-    available = available_memory_bytes(device) if available is None else available
-    need = restore_bytes(net, shape, tile, precision, device=device)
-    if available is None or need <= available:
-        return None
-    b, c, h, w = (int(v) for v in shape)
-    side = f"generator call on {min(tile, h)}x{min(tile, w)} tiles" if tile else "untiled generator call"
-    call = call_bytes(net, (b, c, min(h, tile or h), min(w, tile or w)), precision, device=device)
-    return (f"a {w}x{h} output needs an estimated {format_bytes(need)} ({side} {format_bytes(call)}, images {format_bytes(IMAGE_BUFFERS * b * c * h * w * 4)}, model "
-            f"{format_bytes(model_bytes(net))}) but {format_bytes(available)} is available; use a smaller --tile "
-            f"or a smaller image (--max-pixels sets the largest accepted)")

@@ -126,6 +126,8 @@ def callbacks_per_run(call: Any) -> int | None:
     """How many times a sampler prepared as `call` (a `MethodCall`) calls its callback: PnP-GD once per noise level
     but the last (len(sigmas) - 1), DPS once per step (`steps`), DAPS once per annealing level (`levels`), a classical
     baseline once. None when it cannot be told (the denoiser method, a plug-in without these arguments)."""
+    if getattr(call, "iterations", None):
+        return int(call.iterations)
     if call.sigmas is not None:
         return max(len(call.sigmas) - 1, 1)
     for key in ("levels", "steps"):

@@ -88,11 +88,29 @@ class RestoreOptions:
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.task is not None:
-            preset = task_settings(self.task, preset_file=self.preset_file)  # unknown task, bad preset file
+            import operators
+
+            operators.get(self.task)  # unknown task: ValueError listing the known ones
+            preset = task_settings(self.task, preset_file=self.preset_file)  # bad preset file
             self.method = self.method or preset.get("method", "pnp-gd")
-            get_method(self.method).prepare(self.task, self.nfe, preset_file=self.preset_file,
-                                            sigma_y=self.sigma_y, operator=self.params or None)
+            method = get_method(self.method)
+            call = method.prepare(self.task, self.nfe, preset_file=self.preset_file, sigma_y=self.sigma_y,
+                                  operator=self.params or None)
+            probe = _probe_operator(call.settings)
+            if probe is not None and not method.applies(probe, call.settings):
+                raise ValueError(f"method '{method.name}' does not apply to task '{self.task}'")
         return self
+
+
+def _probe_operator(settings: dict[str, Any]):
+    """A small operator of the task, to ask a method whether it applies (None when the task's parameters, e.g. a
+    mask file given with the input, are not known yet: then every method is assumed to apply)."""
+    from ncvsd_cli.sampling.presets import build_operator
+
+    try:
+        return build_operator(settings, (3, 32, 32))
+    except (ValueError, TypeError, OSError, RuntimeError):
+        return None
 
 
 @dataclass
@@ -151,6 +169,7 @@ class Restorer:
         from ncvsd_cli.networks.inference import resolve_precision
         from ncvsd_cli.sampling.methods import get_method
 
+        options.validate()
         needs = get_method(options.method or "pnp-gd").needs
         resolve_precision(options.precision, options.device)  # validate before any loading
         if needs == "none":
@@ -158,6 +177,11 @@ class Restorer:
         path = resolve_checkpoint(options.checkpoint or default_checkpoint(needs))
         restorer = cls(None, read_config(path), options)
         restorer.checkpoint_path = path
+        label = options.class_label
+        if label is not None and not restorer.label_dim:
+            raise ValueError("this checkpoint is unconditional; --class-label does not apply")
+        if label is not None and not 0 <= label < restorer.label_dim:
+            raise ValueError(f"--class-label {label} is out of range 0..{restorer.label_dim - 1}")
         if options.tile and needs == "generator" and options.tile % restorer.multiple:
             raise ValueError(f"--tile must be a multiple of {restorer.multiple} for this network, got {options.tile}")
         if load:
@@ -202,11 +226,11 @@ class Restorer:
         h, w = (padded_size(int(v), self.multiple) for v in image_shape[1:])
         resolved = resolve_precision(o.precision, o.device)
         precision = "bf16" if resolved == "bf16" and self.method.needs == "generator" else "fp32"
-        batch = min(o.batch_size, o.samples) if o.samples > 1 else o.batch_size
+        batch = o.batch_size
         tiled = self.method.needs == "generator" and o.tile != 0
-        tile = (o.tile or memory.auto_tile_size(net, batch, precision=precision, device=o.device)) if tiled else None
+        tile = (o.tile or memory.auto_tile_size(net, 1, precision=precision, device=o.device)) if tiled else None
         need = memory.restore_bytes(net, (batch, c, h, w), tile, precision, device=o.device)
-        if self.method.name == "dps":  # the backward pass through the teacher keeps its activations
+        if self.method.backward:  # the backward pass through the network keeps its activations
             need += 2 * memory.call_bytes(net, (batch, c, h, w), precision, device=o.device)
         available = memory.available_memory_bytes(o.device)
         if available is None or need <= available:
@@ -318,6 +342,7 @@ class Restorer:
         import torch
 
         from ncvsd_cli.progress import step_callback
+        from ncvsd_cli.sampling.methods import uses_classical_estimate
         from operators.noise import generators_for_seeds, stream_seed
         from operators.padding import crop_to
 
@@ -330,7 +355,7 @@ class Restorer:
                 raise ValueError(f"class label {label} is out of range 0..{self.label_dim - 1}")
             kwargs["class_labels"] = torch.nn.functional.one_hot(torch.full((len(ms),), label),
                                                                  self.label_dim).float().to(device)
-        if self.method.name == "pnp-gd-warm":  # one classical estimate per image, whatever the batches
+        if uses_classical_estimate(self.method):  # one classical estimate per image, whatever the batches
             kwargs["estimate"] = self._estimates(op, y, idx, kwargs["sigma_y"], estimates)
         gens = generators_for_seeds([stream_seed("restore", self.options.seed, k, content_key(m))
                                      for m, k in zip(ms, ks)], device=device)  # noise drawn where it is used

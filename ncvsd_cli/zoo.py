@@ -82,6 +82,8 @@ def load_zoo() -> dict[str, ZooEntry]:
         if not isinstance(raw, dict):
             raise CheckpointError(f"model zoo {path}: entry {name!r} must be a mapping")
         source = raw.get("source") or {}
+        if not isinstance(source, dict):
+            raise CheckpointError(f"model zoo {path}: entry {name!r}: source must be a mapping (hub/url, file)")
         if raw.get("kind") not in KINDS or not raw.get("licence") or not (source.get("hub") or source.get("url")):
             raise CheckpointError(f"model zoo {path}: entry {name!r} needs kind ({' or '.join(KINDS)}), licence "
                                   "and source.hub or source.url")

@@ -18,7 +18,7 @@ SHAPE = (3, 16, 12)
 CASES = {"pnp-gd": ("sr4", [None, 1, 3]), "pnp-gd-warm": ("deblur-gauss", [None, 2, 5]),
          "denoiser": ("denoise", [None, 1, 4]), "dps": ("inpaint-box", [3, 10]),
          "daps": ("inpaint-box", [3, 7, 10, 12]), "teacher-mmse": ("denoise", [None, 1]),
-         "pnp-gd-warm-mean8": ("sr4", [None, 2]), "denoiser-mean8": ("denoise", [None, 2]), "classical": ("sr4", [None]), "bicubic": ("sr2", [None]),
+         "pnp-gd-warm-mean8": ("sr4", [None, 16]), "denoiser-mean8": ("denoise", [None, 16]), "classical": ("sr4", [None]), "bicubic": ("sr2", [None]),
          "wiener": ("deblur-gauss", [None]), "tikhonov": ("deblur-gauss", [None]),
          "biharmonic": ("inpaint-box", [None]), "pseudo-inverse": ("denoise", [None])}
 
@@ -64,7 +64,7 @@ def test_method_spends_exactly_the_nfe_it_reports(name):
         spent = counting.calls if counting is not None else 0
         assert spent == res.nfe == call.nfe, (nfe, spent, res.nfe, call.nfe)
         if nfe is not None:
-            assert call.nfe == nfe * getattr(method, "k", 1)
+            assert call.nfe == nfe
         assert res.x.shape == (1, *SHAPE) and torch.isfinite(res.x).all()
 
 
@@ -89,7 +89,8 @@ def test_restore_and_bench_prepare_the_same_call(name, monkeypatch):
     assert res.error is None, res.error
     job = Job(name, nfe or 0, method.needs)
     if name != "classical":  # bench's group "classical" expands to every baseline that applies
-        assert job in expand_jobs([name], [nfe or 1], nfe or 1, op)
+        per_sample = (nfe or 1) // getattr(method, "k", 1)  # a mean method's bench rows: k x the sweep
+        assert job in expand_jobs([name], [per_sample], nfe or 1, op)
     run_job(job, task, op, y, _network(method, prior), torch.Generator())
     half = len(seen) // 2  # a mean method calls its base k times per run
     assert len(seen) == 2 * getattr(method, "k", 1) and seen[:half] == seen[half:], seen
@@ -108,6 +109,20 @@ def test_mean_of_samples_is_the_posterior_mean_of_a_gaussian_prior():
     assert 0.7 / 8 < float(e8 / e1) < 1.3 / 8
 
 
+def test_mean_method_progress_counts_over_all_samples():
+    """The callback of a mean method counts iterations over its k samples, so a progress bar fills once."""
+    from ncvsd_cli.progress import step_callback
+
+    prior, op, y = _problem("sr4")
+    method = get_method("pnp-gd-warm-mean8")
+    call = method.prepare("sr4", 16)
+    seen = []
+    cb = step_callback(call, lambda done, total: seen.append((done, total)))
+    res = method(prior.denoiser, op, y, call.sigmas, generator=torch.Generator().manual_seed(0), callback=cb,
+                 **call.kwargs)
+    assert res.nfe == 16 and [d for d, _ in seen] == list(range(1, 17)) and {t for _, t in seen} == {16}
+
+
 def test_budget_rules_that_used_to_disagree():
     """DAPS at nfe 3 / 7 / 12: restore asked for 5 / 5 / 10 evaluations, bench for 3 / 7 / 12; both now 3 / 7 / 12."""
     daps = get_method("daps")
@@ -118,7 +133,7 @@ def test_budget_rules_that_used_to_disagree():
 
 
 @pytest.mark.parametrize("name, nfe, match", [("denoiser", 40, "1 to 31"), ("wiener", 3, "no network"),
-                                              ("dps", 0, "nfe >= 1")])
+                                              ("dps", 0, "nfe >= 1"), ("denoiser-mean8", 12, "multiple of 8")])
 def test_budgets_a_method_cannot_spend_are_refused(name, nfe, match):
     task = CASES[name][0]
     with pytest.raises(ValueError, match=match):

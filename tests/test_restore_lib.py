@@ -45,7 +45,7 @@ def test_each_measurement_runs_at_its_own_noise_level_unless_told():
 @pytest.mark.parametrize("field, value, match", [("samples", 0, "--samples"), ("nfe", 0, "--nfe"),
                                                  ("sigma_y", -0.1, "--sigma-y"), ("precision", "fp8", "--precision"),
                                                  ("method", "nope", "unknown method"),
-                                                 ("task", "nope", "no preset for task")])
+                                                 ("task", "nope", "unknown task")])
 def test_options_are_validated_once(field, value, match):
     with pytest.raises(ValueError, match=match):
         RestoreOptions(**{"task": "sr4", field: value}).validate()
@@ -56,3 +56,21 @@ def test_options_fill_the_default_method_from_the_task_preset():
     assert RestoreOptions(task="sr4").validate().method == "pnp-gd-warm"
     with pytest.raises(ValueError, match="only solves the denoise task"):
         RestoreOptions(task="sr4", method="denoiser").validate()
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"task": "sr4", "method": "wiener"}, "does not apply to task 'sr4'"),
+    ({"task": "nope", "preset_file": "PRESET"}, "unknown task"),
+    ({"task": "denoise", "method": "teacher-mmse", "nfe": 2}, "exactly 1"),
+])
+def test_combinations_that_cannot_work_are_refused_up_front(options, match, tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("beta: 0.01\n")
+    options = {k: (str(preset) if v == "PRESET" else v) for k, v in options.items()}
+    with pytest.raises(ValueError, match=match):
+        RestoreOptions(**options).validate()
+
+
+def test_class_label_needs_a_conditional_checkpoint():
+    with pytest.raises(ValueError, match="unconditional"):
+        Restorer.from_options(RestoreOptions(task="denoise", class_label=3), load=False)

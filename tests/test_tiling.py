@@ -135,7 +135,7 @@ def test_call_estimate_grows_with_size_and_counts_unfused_attention():
 def test_auto_tile_is_the_largest_that_fits(budget_gib):
     shape = memory.network_shape(network_config("generator", "builtin64"))
     budget = int(budget_gib * 2**30)
-    tile = memory.auto_tile_size(shape, 1, budget, fused_attention=True)
+    tile = memory.auto_tile_size(shape, 1, budget, fused_attention=True, max_tile=8192)
     assert tile % 8 == 0
     assert memory.call_bytes(shape, (1, 3, tile, tile), fused_attention=True) <= budget
     assert memory.call_bytes(shape, (1, 3, tile + 8, tile + 8), fused_attention=True) > budget
@@ -168,13 +168,41 @@ def test_fused_attention_equals_the_weight_matrix_form(channels, per_head, hw, c
         torch.testing.assert_close(block._attention(x), einsum_attention(block, x), rtol=0, atol=1e-5)
 
 
-def test_restore_refusal_names_the_estimate_and_the_flags():
+def test_restore_estimate_is_bounded_by_tiling_at_any_batch():
     config = network_config("generator", "builtin64")
-    assert memory.restore_refusal(config, (1, 3, 256, 256), None, available=2**34) is None
-    msg = memory.restore_refusal(config, (1, 3, 4096, 4096), 512, available=2**30)
-    assert "4096x4096" in msg and "GiB" in msg and "--tile" in msg and "--max-pixels" in msg
     tiled = memory.restore_bytes(config, (1, 3, 4096, 4096), 512)
     assert tiled < memory.restore_bytes(config, (1, 3, 4096, 4096), None)  # tiling bounds the call's share
+    per_call = memory.images_per_call(config, 64, 512)
+    assert 1 <= per_call < 64
+    assert memory.call_bytes(config, (per_call, 3, 512, 512)) <= memory.DEFAULT_CALL_BUDGET
+    call_part = memory.restore_bytes(config, (64, 3, 1024, 1024), 512) - 12 * 64 * 3 * 1024 * 1024 * 4
+    assert call_part <= memory.model_bytes(memory.network_shape(config)) + memory.DEFAULT_CALL_BUDGET
+
+
+def test_automatic_tile_does_not_depend_on_the_batch():
+    """The tile is chosen for one image; a batch is split into calls that fit the budget, so each image is
+    tiled, and restored, as when alone."""
+    torch.manual_seed(0)
+    net = build_network(network_config("generator", "tiny")).eval()
+    tiled = TiledDenoiser(net, budget=200 * 2**20, max_tile=16)
+    y = torch.rand(3, 3, 40, 36) * 2 - 1
+    z = torch.randn_like(y)
+    with torch.no_grad():
+        together = tiled(y, 0.5, noise=z)
+        alone = torch.cat([tiled(y[i:i + 1], 0.5, noise=z[i:i + 1]) for i in range(3)])
+    assert tiled.tile_size(y) == tiled.tile_size(y[:1]) == 16
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-5)
+
+
+def test_the_restore_refusal_names_the_estimate_and_the_flags(monkeypatch):
+    from ncvsd_cli.restore import Restorer, RestoreOptions
+
+    restorer = Restorer.from_options(RestoreOptions(task="sr4").validate(), load=False)
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 5 * 2**30)
+    assert restorer.memory_refusal((3, 4096, 4096)) is None  # 512 px tiles: about 3.4 GiB
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 2**30)
+    msg = restorer.memory_refusal((3, 4096, 4096))
+    assert "4096x4096" in msg and "GiB" in msg and "tiles of 512 px" in msg and "--tile" in msg and "--max-pixels" in msg
 
 
 # ------------------------------------------------------------------------------------ restore integration
@@ -253,3 +281,8 @@ def test_compile_option_wraps_the_network(tiny_generator, monkeypatch):
     restorer = Restorer.from_options(opts)
     assert len(seen) == 1 and seen[0][1] == {"dynamic": True} and isinstance(restorer.model, tiling.TiledDenoiser)
     assert restorer.model.denoiser is seen[0][0]
+
+
+def test_memory_model_sees_through_torch_compile():
+    net = build_network(network_config("generator", "tiny"))
+    assert memory.network_shape_of(torch.compile(net, dynamic=True)) == memory.network_shape_of(net)

@@ -66,8 +66,10 @@ def bench(
                                 show_default=True,
                                 help="Methods: pnp-gd (the paper's start from noise), pnp-gd-warm (start from the "
                                      "classical estimate; not for phase retrieval), denoiser (the generator "
-                                     "alone, G(y, sigma_y); denoise task only), dps, daps, classical (all "
-                                     "classical baselines) or a classical method's name."),
+                                     "alone, G(y, sigma_y); denoise task only), dps, daps, teacher-mmse "
+                                     "(D(y, sigma_y); denoise only), pnp-gd-warm-mean8 / denoiser-mean8 (the mean "
+                                     "of 8 samples, at 8x each --nfe value: their NFE column is the total), "
+                                     "classical (all classical baselines) or a classical method's name."),
     limit: int | None = typer.Option(None, "--limit", "-n", metavar="N", min=1, help="Use the first N images."),
     seed: int = typer.Option(0, "--seed", min=0, show_default=True,
                              help="Seed; measurements and samples derive from (seed, image index)."),

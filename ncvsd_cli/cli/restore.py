@@ -61,8 +61,9 @@ def restore_command(
     nfe: int | None = typer.Option(
         None, "--nfe", min=1, help="Network evaluations (default: the method's: 10 for pnp-gd-warm, 3 for its box "
                                    "and mask inpainting, 4 for random inpainting; 1 for denoiser; 49 for pnp-gd; "
-                                   "1000 for dps/daps). pnp-gd below 49 switches to a few-step schedule (sigma_max "
-                                   "10, rho 7); 1 cannot use the measurement there, use >= 2.",
+                                   "1000 for dps/daps; 8x the base for the -mean8 methods, whose --nfe counts all 8 "
+                                   "samples). pnp-gd below 49 switches to a few-step schedule (sigma_max 10, rho 7); "
+                                   "1 cannot use the measurement there, use >= 2.",
     ),
     seed: int = typer.Option(
         0, "--seed", min=0, max=2**63 - 1, show_default=True,
@@ -106,7 +107,9 @@ def restore_command(
         None, "--method", help="Sampler (default: the task preset's: pnp-gd-warm; pnp-gd for phase retrieval; "
                                "denoiser for denoise): pnp-gd (the paper's start from noise), pnp-gd-warm (start "
                                "from the classical estimate), denoiser (G(y, sigma_y) alone; denoise only), dps, "
-                               "daps, or a classical baseline."
+                               "daps, teacher-mmse (D(y, sigma_y); denoise only), pnp-gd-warm-mean8 / denoiser-mean8 "
+                               "(the mean of 8 samples: higher PSNR, smoother), or a classical baseline (bicubic, "
+                               "wiener, tikhonov, biharmonic, pseudo-inverse, classical)."
     ),
     param: list[str] | None = typer.Option(
         None, "--param", "-p", help="Operator parameter key=value (repeatable)."

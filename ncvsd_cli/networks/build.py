@@ -10,6 +10,7 @@ A network config is a JSON-friendly dict:
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn

@@ -28,7 +28,7 @@ from operators.noise import Generators, randn_like
 _PRECISION = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 #: Largest automatic tile side: beyond it the bottleneck attention (quadratic in the tile's pixels) makes the time
 #: per pixel grow faster than the overlap saves (benchmarks/README.md, "Large images").
-DEFAULT_MAX_TILE = 512
+DEFAULT_MAX_TILE = memory.DEFAULT_MAX_TILE
 #: Default overlap of neighbouring tiles in pixels (at most a quarter of the tile).
 DEFAULT_OVERLAP = 64
 
@@ -101,17 +101,22 @@ class TiledDenoiser:
         return getattr(self.denoiser, name)
 
     def tile_size(self, y: torch.Tensor) -> int:
-        """The tile side used for input `y` (B, C, H, W): `tile`, or the automatic choice for B, dtype, device."""
+        """The tile side used for input `y` (B, C, H, W): `tile`, or the automatic choice for one image of its
+        dtype on its device (never for the batch: an image is tiled the same way whatever --batch-size)."""
         if self.tile is not None:
             return self.tile
-        model = getattr(self.denoiser, "model", self.denoiser)
-        dtype = model.compute_dtype(y) if hasattr(model, "compute_dtype") else torch.float32
-        key = (y.shape[0], dtype, y.device.type)
+        precision = self._precision(y)
+        key = (precision, y.device.type)
         if key not in self._auto:
             shape = memory.network_shape_of(self.denoiser)
-            self._auto[key] = memory.auto_tile_size(shape, y.shape[0], self.budget, _PRECISION.get(dtype, "fp32"),
-                                                    device=y.device.type, max_tile=self.max_tile)
+            self._auto[key] = memory.auto_tile_size(shape, 1, self.budget, precision, device=y.device.type,
+                                                    max_tile=self.max_tile)
         return self._auto[key]
+
+    def _precision(self, y: torch.Tensor) -> str:
+        model = getattr(self.denoiser, "model", self.denoiser)
+        model = getattr(model, "_orig_mod", model)
+        return _PRECISION.get(model.compute_dtype(y) if hasattr(model, "compute_dtype") else torch.float32, "fp32")
 
     def tiles(self, height: int, width: int, tile: int) -> list[tuple[slice, slice, torch.Tensor]]:
         """(rows, cols, weight (h, w)) of every tile of an H x W image."""
@@ -135,9 +140,18 @@ class TiledDenoiser:
         z = randn_like(y, generator) if noise is None else noise.to(y)
         out = torch.zeros_like(y)
         total = torch.zeros(h, w, dtype=torch.float32, device=y.device)
+        try:
+            per_call = memory.images_per_call(memory.network_shape_of(self.denoiser), y.shape[0], tile,
+                                              self._precision(y), device=y.device.type, budget=self.budget)
+        except TypeError:  # not one of our networks (a test double, a plug-in): no memory model, one call
+            per_call = y.shape[0]
         for rows, cols, weight in self.tiles(h, w, tile):
             weight = weight.to(y.device)
-            x0 = self.denoiser(y[..., rows, cols], sigma, noise=z[..., rows, cols], **kwargs)
-            out[..., rows, cols] += weight * x0
+            for b in range(0, y.shape[0], per_call):  # bounded memory at any batch size
+                part = slice(b, b + per_call)
+                labels = {k: v[part] for k, v in kwargs.items()}
+                sig = sigma[part] if isinstance(sigma, torch.Tensor) and sigma.dim() > 0 else sigma
+                x0 = self.denoiser(y[part, :, rows, cols], sig, noise=z[part, :, rows, cols], **labels)
+                out[part, :, rows, cols] += weight * x0
             total[rows, cols] += weight
         return out / total

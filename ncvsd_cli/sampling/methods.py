@@ -32,12 +32,14 @@ TEACHER_DEFAULT_NFE = 1000
 @dataclass
 class MethodCall:
     """One prepared run: `settings` (the merged task settings), the sampler's `sigmas` (None when the sampler
-    builds its own) and `kwargs`, and `nfe`, the network evaluations it spends per image."""
+    builds its own) and `kwargs`, `nfe`, the network evaluations it spends per image, and `iterations`, how often
+    it calls its callback when that is not what `progress.callbacks_per_run` infers (None: inferred)."""
 
     settings: dict[str, Any]
     sigmas: Any
     kwargs: dict[str, Any]
     nfe: int
+    iterations: int | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class Method:
     needs: Needs
     target: str
     summary: str = field(default="", compare=False)
+    #: The sampler differentiates through the network (DPS): its activations are kept for the backward pass.
+    backward: bool = field(default=False, compare=False)
 
     def load(self) -> Callable[..., SamplerResult]:
         """The sampler function; ValueError naming the method when its module or function is missing."""
@@ -195,37 +199,69 @@ class TeacherMMSEMethod(Method):
 @dataclass(frozen=True)
 class MeanMethod(Method):
     """The mean of `k` samples of method `base` (each clipped to [-1, 1], as saved): a fidelity-first output that
-    approaches the posterior mean, the MMSE estimate. --nfe is per sample (the base's budget rule); `nfe` counts
-    the evaluations of all k samples. The samples follow one another on each image's own generator."""
+    approaches the posterior mean, the MMSE estimate. nfe is the total over the k samples (a multiple of k; each
+    sample runs the base's budget rule with nfe / k); the samples follow one another on each image's own
+    generator, and only their running sum is kept."""
 
     base: str = "pnp-gd-warm"
     k: int = 8
 
+    def _per_sample(self, nfe: int | None) -> int | None:
+        if nfe is None:
+            return None
+        if nfe % self.k:
+            raise ValueError(f"method '{self.name}' averages {self.k} samples: --nfe counts all their network "
+                             f"evaluations and must be a multiple of {self.k}, got {nfe}")
+        return nfe // self.k
+
     def settings(self, task, nfe, preset_file, **overrides):
-        return get_method(self.base).settings(task, nfe, preset_file, **overrides)
+        return get_method(self.base).settings(task, self._per_sample(nfe), preset_file, **overrides)
 
     def arguments(self, settings, nfe):
-        call = get_method(self.base).arguments(settings, nfe)
-        return MethodCall(call.settings, call.sigmas, call.kwargs, call.nfe * self.k)
+        from ncvsd_cli.progress import callbacks_per_run
+
+        call = get_method(self.base).arguments(settings, self._per_sample(nfe))
+        per_run = callbacks_per_run(call)
+        return MethodCall(call.settings, call.sigmas, call.kwargs, call.nfe * self.k,
+                          None if per_run is None else per_run * self.k)
 
     def applies(self, operator, settings=None):
         return get_method(self.base).applies(operator, settings)
 
     def bench_nfe(self, sweep, baseline_nfe):
-        return get_method(self.base).bench_nfe(sweep, baseline_nfe)
+        return [self.k * n for n in get_method(self.base).bench_nfe(sweep, baseline_nfe)]
 
-    def __call__(self, model, operator, y, sigmas, *, generator, **kwargs) -> SamplerResult:
-        import torch
-
+    def __call__(self, model, operator, y, sigmas, *, generator, callback=None, **kwargs) -> SamplerResult:
         base = get_method(self.base)
-        if isinstance(base, PnPMethod) and base.warm and kwargs.get("estimate") is None:
+        if uses_classical_estimate(base) and kwargs.get("estimate") is None:
             from ncvsd_cli.sampling.pnp_gd import classical_estimate
 
             kwargs["estimate"] = classical_estimate(operator, y, kwargs["sigma_y"])  # once for all k samples
-        runs = [base(model, operator, y, sigmas, generator=generator, **kwargs) for _ in range(self.k)]
-        x = torch.stack([r.x.clamp(-1, 1) for r in runs]).mean(0)
-        return SamplerResult(x=x, nfe=sum(r.nfe for r in runs), operator_evals=sum(r.operator_evals for r in runs),
+        total, nfe, op_evals, offset = None, 0, 0, [0, 0]  # offset: iterations of earlier samples, last i seen
+
+        def relay(info: dict) -> None:  # one progress count over all k samples
+            offset[1] = int(info.get("i", 0)) + 1
+            callback({**info, "i": offset[0] + offset[1] - 1})
+
+        for _ in range(self.k):
+            r = base(model, operator, y, sigmas, generator=generator,
+                     **({"callback": relay} if callback is not None else {}), **kwargs)
+            x = r.x.clamp(-1, 1)
+            total = x if total is None else total + x
+            nfe, op_evals = nfe + r.nfe, op_evals + r.operator_evals
+            offset[0], offset[1] = offset[0] + offset[1], 0
+        if kwargs.get("estimate") is not None:  # the classical estimate was computed once, not k times
+            op_evals -= (self.k - 1) * kwargs["estimate"].operator_evals
+        return SamplerResult(x=total / self.k, nfe=nfe, operator_evals=op_evals,
                              extras={"base": self.base, "samples": self.k})
+
+
+def uses_classical_estimate(method: Method) -> bool:
+    """Whether `method` starts from the task's classical estimate (pnp-gd-warm, or a mean of its samples), which a
+    caller restoring one image in several batches may compute once and pass as `estimate=`."""
+    if isinstance(method, MeanMethod):
+        method = get_method(method.base)
+    return isinstance(method, PnPMethod) and method.warm
 
 
 @dataclass(frozen=True)
@@ -246,7 +282,8 @@ _BUILTIN: tuple[Method, ...] = (
               "PnP-GD from the classical estimate", warm=True),
     DenoiserMethod("denoiser", "generator", "ncvsd_cli.sampling.generate:denoise_measurement",
                    "G(y, sigma_y) alone (denoise only)"),
-    TeacherMethod("dps", "teacher", "ncvsd_cli.sampling.teacher_baselines:dps", "Diffusion Posterior Sampling"),
+    TeacherMethod("dps", "teacher", "ncvsd_cli.sampling.teacher_baselines:dps", "Diffusion Posterior Sampling",
+                  backward=True),
     TeacherMethod("daps", "teacher", "ncvsd_cli.sampling.teacher_baselines:daps", "DAPS-style annealing"),
     TeacherMMSEMethod("teacher-mmse", "teacher", "ncvsd_cli.sampling.teacher_baselines:teacher_mmse",
                       "D(y, sigma_y), the teacher's MMSE estimate (denoise only)"),
