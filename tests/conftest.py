@@ -4,8 +4,18 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import signal  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+# The signal tests expect default dispositions; a test run started in the background (nohup, `cmd &` in a script)
+# inherits SIGINT / SIGHUP ignored, which ncvsd keeps ignored on purpose. Restore the defaults for the tests and the
+# processes they start.
+for _name, _default in (("SIGINT", signal.default_int_handler), ("SIGHUP", signal.SIG_DFL), ("SIGTERM", signal.SIG_DFL)):
+    _sig = getattr(signal, _name, None)
+    if _sig is not None and signal.getsignal(_sig) is signal.SIG_IGN:
+        signal.signal(_sig, _default)
 
 torch.set_num_threads(1)
 
