@@ -205,9 +205,14 @@ def test_signal_saves_state_and_exits_128_plus_signal(tmp_path, trained, sig, co
     cmd = [sys.executable, "-m", "ncvsd_cli", "train", "--data", str(data), "--out", str(out),
            "--duration", "100000steps", *TINY]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), text=True)
-    _wait_for_steps(out / "log.jsonl", proc)
-    proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=120)
+    try:
+        _wait_for_steps(out / "log.jsonl", proc)
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:  # never leave a 100000-step training behind when the test fails
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == code, stderr
     assert stdout == "", "an interrupted run must not print the normal summary"
     assert f"interrupted by {sig.name}" in stderr and "--resume" in stderr and "\r" not in stderr
