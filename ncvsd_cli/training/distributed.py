@@ -7,6 +7,8 @@ is what DDP does, but works for the three networks of distillation whose paramet
 
 from __future__ import annotations
 
+import datetime
+
 import os
 from dataclasses import dataclass
 
@@ -58,8 +60,17 @@ def init(device: str = "auto") -> DistInfo:
 
 
 def shutdown() -> None:
-    """Leave the process group (if any)."""
+    """Leave the process group (if any), after the other ranks have reached this point too: a rank that tears gloo
+    down while another still talks to it can abort at exit ("terminate called without an active exception")."""
     if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            try:  # bounded: a rank that crashed must not keep the others here
+                if dist.get_backend() == "gloo":
+                    dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+                else:
+                    dist.barrier()
+            except RuntimeError:
+                pass
         dist.destroy_process_group()
 
 
