@@ -155,6 +155,7 @@ class Restorer:
         self.label_dim = int((config or {}).get("label_dim", 0) or 0)
         self.precision = "fp32"
         self.checkpoint_path = None
+        self._calls: dict[tuple[str, float | None], Any] = {}
 
     @classmethod
     def from_options(cls, options: RestoreOptions, *, load: bool = True) -> Restorer:
@@ -253,10 +254,14 @@ class Restorer:
         return float(m.sigma_y if self.options.sigma_y is None else self.options.sigma_y)
 
     def prepare(self, task: str, sigma_y: float | None = None):
-        """The method's `MethodCall` (settings, sigmas, arguments, nfe) for `task` at noise level `sigma_y`."""
-        o = self.options
-        return self.method.prepare(task, o.nfe, preset_file=o.preset_file, sigma_y=sigma_y,
-                                   operator=o.params or None)
+        """The method's `MethodCall` (settings, sigmas, arguments, nfe) for `task` at noise level `sigma_y`,
+        prepared once per (task, sigma_y): the preset files are not read again for every input."""
+        key = (task, sigma_y)
+        if key not in self._calls:
+            o = self.options
+            self._calls[key] = self.method.prepare(task, o.nfe, preset_file=o.preset_file, sigma_y=sigma_y,
+                                                   operator=o.params or None)
+        return self._calls[key]
 
     def run(self, measurements: Sequence[Measurement], on_batch: Callable[[int], None] | None = None,
             on_step: Callable[[float, float], None] | None = None) -> Iterator[RestoreResult]:

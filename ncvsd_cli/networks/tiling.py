@@ -94,6 +94,7 @@ class TiledDenoiser:
             raise ValueError(f"max_tile must be at least {4 * m}, got {max_tile}")
         self.tile, self.overlap, self.budget, self.max_tile = tile, overlap, int(budget), int(max_tile)
         self._auto: dict[tuple, int] = {}
+        self._shape: memory.NetworkShape | None = None
 
     def __getattr__(self, name: str):
         if name == "denoiser":  # not set yet (e.g. during unpickling)
@@ -108,10 +109,15 @@ class TiledDenoiser:
         precision = self._precision(y)
         key = (precision, y.device.type)
         if key not in self._auto:
-            shape = memory.network_shape_of(self.denoiser)
-            self._auto[key] = memory.auto_tile_size(shape, 1, self.budget, precision, device=y.device.type,
+            self._auto[key] = memory.auto_tile_size(self._network_shape(), 1, self.budget, precision, device=y.device.type,
                                                     max_tile=self.max_tile)
         return self._auto[key]
+
+    def _network_shape(self) -> memory.NetworkShape:
+        """The wrapped network's shape for the memory model, read once (TypeError for a network it does not know)."""
+        if self._shape is None:
+            self._shape = memory.network_shape_of(self.denoiser)
+        return self._shape
 
     def _precision(self, y: torch.Tensor) -> str:
         model = getattr(self.denoiser, "model", self.denoiser)
@@ -141,7 +147,7 @@ class TiledDenoiser:
         out = torch.zeros_like(y)
         total = torch.zeros(h, w, dtype=torch.float32, device=y.device)
         try:
-            per_call = memory.images_per_call(memory.network_shape_of(self.denoiser), y.shape[0], tile,
+            per_call = memory.images_per_call(self._network_shape(), y.shape[0], tile,
                                               self._precision(y), device=y.device.type, budget=self.budget)
         except TypeError:  # not one of our networks (a test double, a plug-in): no memory model, one call
             per_call = y.shape[0]
