@@ -142,6 +142,35 @@ def test_every_method_sees_the_same_measurement(assets, tmp_path, monkeypatch):
         assert all(torch.equal(calls[0][1], y) for _, y in calls), task
 
 
+@pytest.mark.parametrize("tasks", [["inpaint-box", "sr4"], ["denoise"]])
+def test_batched_rows_equal_one_image_per_call(assets, tmp_path, tasks):
+    """Every registered method, batch 2 over 3 images (a full and a partial batch), then a resume in one batch of 3
+    that must compute only the missing images: every row equals the one-image-per-call run (each image keeps its
+    own generators), and each image of a call gets its own scores and estimate."""
+    from ncvsd_cli.sampling.methods import method_names
+
+    kw = {"tasks": tasks, "methods": method_names(), "nfe": [1], "grid_images": 3}
+    ref = run_bench(_cfg(assets, tmp_path / "one", **kw), progress=False)
+    out = tmp_path / "batched"
+    part = run_bench(_cfg(assets, out, batch_size=2, limit=2, **kw), progress=False)
+    rest = run_bench(_cfg(assets, out, batch_size=3, resume=True, **kw), progress=False)
+    assert not ref.failed and not part.failed and not rest.failed
+    assert rest.skipped == part.computed and part.computed + rest.computed == ref.computed
+    one = {results.row_key(r): r for r in results.read_rows(tmp_path / "one" / "per_image.csv")}
+    batched = {results.row_key(r): r for r in results.read_rows(out / "per_image.csv")}
+    assert one.keys() == batched.keys() and len({k[3] for k in one}) >= 4
+    for key, row in batched.items():
+        for col in ("psnr", "ssim", "lpips_alex", "network_evals", "operator_evals"):
+            assert row[col] == pytest.approx(one[key][col], rel=1e-4, abs=1e-4), (key, col)
+    psnr = {k[1]: r["psnr"] for k, r in batched.items() if k[3] == "pnp-gd"}
+    assert len(set(psnr.values())) == 3  # per-image scores, not one copied over the batch
+    for task in tasks:
+        for image in ("im0", "im1", "im2"):
+            a = np.asarray(Image.open(next((tmp_path / "one" / "samples" / task / image).glob("pnp-gd-nfe*.png"))))
+            b = np.asarray(Image.open(next((out / "samples" / task / image).glob("pnp-gd-nfe*.png"))))
+            assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, (task, image)
+
+
 def test_best_of_k_rows_and_label(assets, tmp_path):
     out = tmp_path / "out"
     res = run_bench(_cfg(assets, out, tasks=["inpaint-box"], methods=["pnp-gd"], nfe=[1], limit=2, best_of=2),
@@ -181,7 +210,7 @@ def test_cli_end_to_end_and_errors(assets, tmp_path, monkeypatch):
     out = tmp_path / "cli"
     args = ["bench", "--dataset", str(assets / "imgs"), "--tasks", "inpaint-box", "--nfe", "1", "--methods",
             "pnp-gd", "--checkpoint", str(assets / "generator.safetensors"), "--limit", "2", "--device", "cpu",
-            "--out", str(out), "--quiet"]
+            "--batch-size", "2", "--out", str(out), "--quiet"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "| pnp-gd | 1 |" in res.stdout

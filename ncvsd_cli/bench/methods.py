@@ -51,9 +51,10 @@ def expand_jobs(methods: list[str], nfe_sweep: list[int], baseline_nfe: int, ope
 
 
 def run_job(job: Job, task: str, operator, y, network, generator, preset_file=None, on_step=None, **overrides: Any):
-    """Run one job on measurement y (B = 1) and return the sampler's SamplerResult.
+    """Run one job on measurements y (B, ...) and return the sampler's SamplerResult (nfe and operator_evals
+    count calls, each on the whole batch).
 
-    network: the generator, the teacher or None (what `job.needs` says). The method prepares its own settings and
+    generator: one torch.Generator per image (results do not depend on the batch's other images). network: the generator, the teacher or None (what `job.needs` says). The method prepares its own settings and
     arguments (`Method.prepare(task, job.nfe, preset_file=..., **overrides)`), the same call restore makes.
     on_step(done, total): network evaluations done after each sampler iteration (`ncvsd_cli.progress`).
     """

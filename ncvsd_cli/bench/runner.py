@@ -1,9 +1,11 @@
 """The benchmark loop: every method on the same images and the same measurements, one CSV row per result.
 
 For each task: the operator is built once from the task preset; for each image the measurement is made once
-(bench/measurements.py: seeded from (seed, image index)) and every job (bench/methods.py) restores it; each
-result is scored (PSNR, SSIM, LPIPS on [0, 1], docs/method.md §5), timed, and appended to the CSV at once, after
-its grid image: a row marks its files done. Rows whose key is already in DIR are skipped with --resume, unless a
+(bench/measurements.py: seeded from (seed, image index)) and every job (bench/methods.py) restores it. Images go
+through the samplers in batches of --batch-size, each image with its own generators, so an image's result does not
+depend on the batch it was in (up to the network's float rounding). Each result is scored (PSNR, SSIM, LPIPS on
+[0, 1], docs/method.md §5), timed (its share of the batch's wall time) and appended to the CSV at once, after its
+grid image: a row marks its files done. Rows whose key is already in DIR are skipped with --resume, unless a
 grid image they own is missing (a run killed between the two is redone). Reports (bench/report.py) are written at
 the end by rank 0.
 """
@@ -51,6 +53,8 @@ class BenchConfig:
     index) get their restorations saved for the grids. preset_file: user YAML over the task presets (PnP-GD).
     precision: network compute precision (networks.inference): "auto" runs the generator in bfloat16 on CPUs with
     native bfloat16 and the teacher in float32 (DPS differentiates through it); "fp32" / "bf16" apply to both.
+    batch_size >= 1: images restored together in one sampler call (each row's seconds = the call's time / images,
+    its peak_mem_mb = the call's peak).
     """
 
     dataset: str = "builtin"
@@ -72,6 +76,7 @@ class BenchConfig:
     grid_images: int = 4
     preset_file: str | None = None
     precision: str = "auto"
+    batch_size: int = 1
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad value."""
@@ -85,6 +90,8 @@ class BenchConfig:
 
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.best_of < 1:
             raise ValueError(f"--best-of must be >= 1, got {self.best_of}")
         if self.baseline_nfe < 1 or any(n < 1 for n in self.nfe):
@@ -166,13 +173,13 @@ def _generators_teacher(gen_cfg: dict[str, Any]) -> str | None:
 
 
 class _Scorer:
-    """PSNR, SSIM and LPIPS of an estimate against ground truth, both (B, C, H, W) in [-1, 1] (docs/method.md §5: mapped to
-    [0, 1] by (x + 1) / 2 and clipped). The LPIPS network is built on first use."""
+    """PSNR, SSIM and LPIPS of estimates against ground truth, both (B, C, H, W) in [-1, 1] (docs/method.md §5:
+    mapped to [0, 1] by (x + 1) / 2 and clipped): one dict per image. The LPIPS network is built on first use."""
 
     def __init__(self, net: str, device: str):
         self.net, self.device, self._lpips = net, device, None
 
-    def __call__(self, x: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+    def __call__(self, x: torch.Tensor, ref: torch.Tensor) -> list[dict[str, float]]:
         from ncvsd_cli import metrics
         from ncvsd_cli.images import to_unit
 
@@ -180,8 +187,10 @@ class _Scorer:
             self._lpips = metrics.LPIPS(net=self.net).to(self.device).eval()
         a, b = to_unit(x.float()).clamp(0, 1), to_unit(ref.float()).clamp(0, 1)
         with torch.no_grad():
-            return {"psnr": float(metrics.psnr(a, b).flatten()[0]), "ssim": float(metrics.ssim(a, b).flatten()[0]),
-                    results.lpips_column(self.net): float(self._lpips(a, b).flatten()[0])}
+            cols = {"psnr": metrics.psnr(a, b), "ssim": metrics.ssim(a, b),
+                    results.lpips_column(self.net): self._lpips(a, b)}
+        per_image = {k: v.flatten().tolist() for k, v in cols.items()}
+        return [{k: float(v[i]) for k, v in per_image.items()} for i in range(x.shape[0])]
 
 
 def _warm_up(nets: _Networks, shape: tuple[int, int, int], device: str) -> None:
@@ -292,8 +301,8 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     with results.RowWriter(part, results.columns(cfg.lpips)) as writer, bar:
         ctx = _Context(cfg, nets, device, _Scorer(cfg.lpips, device), plan, finished, writer, bar, outcome, on_row)
         for task, settings, operator, jobs in plan.tasks:
-            for image in plan.images:
-                _run_image(ctx, task, settings, operator, jobs, image)
+            for start in range(0, len(plan.images), cfg.batch_size):
+                _run_batch(ctx, task, settings, operator, jobs, plan.images[start:start + cfg.batch_size])
     created = distributed.barrier(world)
     try:
         if rank == 0:
@@ -317,43 +326,63 @@ class _Context:
     on_row: Callable[[dict[str, Any]], None] | None
 
 
-def _run_image(ctx: _Context, task: str, settings: dict[str, Any], operator, jobs: list[methods.Job],
-               image: datasets.BenchImage) -> None:
-    """Every pending (job, run) of one image and task, on one measurement. A row is written after the grid image
-    it owns (a kill between the two leaves the row to do), and a finished row whose grid image is missing is
-    redone (results of older runs that wrote the row first)."""
+@dataclass
+class _Item:
+    """One image of a batch: its row fields, what it still needs, and (once loaded) x and its measurement y."""
+
+    image: datasets.BenchImage
+    base: dict[str, Any]
+    in_grid: bool
+    todo: set[tuple[methods.Job, int]]
+    x: torch.Tensor | None = None
+    y: torch.Tensor | None = None
+
+
+def _run_batch(ctx: _Context, task: str, settings: dict[str, Any], operator, jobs: list[methods.Job],
+               images: list[datasets.BenchImage]) -> None:
+    """Every pending (job, run) of a batch of images for one task, each image on its own measurement. A row is
+    written after the grid image it owns (a kill between the two leaves the row to do), and a finished row whose
+    grid image is missing is redone (results of older runs that wrote the row first)."""
     cfg, sigma_y = ctx.cfg, float(settings["sigma_y"])
-    base = {"dataset": ctx.plan.data.name, "image": image.id, "image_index": image.index, "task": task,
-            "seed": cfg.seed, "resolution": ctx.plan.shape[-1], "sigma_y": sigma_y}
-    in_grid = image.index < cfg.grid_images
+    items = []
+    for image in images:
+        base = {"dataset": ctx.plan.data.name, "image": image.id, "image_index": image.index, "task": task,
+                "seed": cfg.seed, "resolution": ctx.plan.shape[-1], "sigma_y": sigma_y}
+        in_grid = image.index < cfg.grid_images
 
-    def missing(name: str) -> bool:
-        return in_grid and not report.sample_path(cfg.out, task, image.id, name).is_file()
+        def missing(name: str) -> bool:
+            return in_grid and not report.sample_path(cfg.out, task, image.id, name).is_file()
 
-    todo = [(j, r) for j in jobs for r in range(cfg.best_of)
-            if results.row_key({**base, "method": j.method, "nfe": j.nfe, "run": r}) not in ctx.finished
-            or (r == 0 and missing(f"{j.method}-nfe{j.nfe}"))]
-    ctx.outcome.skipped += len(jobs) * cfg.best_of - len(todo)
-    ctx.bar.update(len(jobs) * cfg.best_of - len(todo))
-    if not todo and not missing("ground_truth") and not missing("measurement"):
-        return
-    x = image.load().to(ctx.device)
-    y = make_measurement(operator, x, sigma_y, cfg.seed, image.index)  # once, shared by every method
-    if in_grid:
-        _save_sample(cfg.out, task, image.id, "ground_truth", x)
-        _save_sample(cfg.out, task, image.id, "measurement", measurement_preview(operator, y, ctx.plan.shape))
-    for job, run in todo:
-        row = _run_one(ctx, job, run, task, operator, x, y, base)
-        ctx.bar.update(1)
-        if row is None:
+        todo = {(j, r) for j in jobs for r in range(cfg.best_of)
+                if results.row_key({**base, "method": j.method, "nfe": j.nfe, "run": r}) not in ctx.finished
+                or (r == 0 and missing(f"{j.method}-nfe{j.nfe}"))}
+        ctx.outcome.skipped += len(jobs) * cfg.best_of - len(todo)
+        ctx.bar.update(len(jobs) * cfg.best_of - len(todo))
+        if todo or missing("ground_truth") or missing("measurement"):
+            items.append(_Item(image, base, in_grid, todo))
+    for it in items:
+        it.x = it.image.load().to(ctx.device)
+        it.y = make_measurement(operator, it.x, sigma_y, cfg.seed, it.image.index)  # once, shared by every method
+        if it.in_grid:
+            _save_sample(cfg.out, task, it.image.id, "ground_truth", it.x)
+            _save_sample(cfg.out, task, it.image.id, "measurement",
+                         measurement_preview(operator, it.y, ctx.plan.shape))
+    for job, run in [(j, r) for j in jobs for r in range(cfg.best_of)]:
+        batch = [it for it in items if (job, run) in it.todo]
+        if not batch:
             continue
-        x_hat = row.pop("_x")
-        if in_grid and run == 0:
-            _save_sample(cfg.out, task, image.id, f"{job.method}-nfe{job.nfe}", x_hat)
-        ctx.writer.write(row)
-        ctx.outcome.computed += 1
-        if ctx.on_row is not None:
-            ctx.on_row(row)
+        rows = _run_one(ctx, job, run, task, operator, batch)
+        ctx.bar.update(len(batch))
+        for it, row in zip(batch, rows):
+            if row is None:
+                continue
+            x_hat = row.pop("_x")
+            if it.in_grid and run == 0:
+                _save_sample(cfg.out, task, it.image.id, f"{job.method}-nfe{job.nfe}", x_hat)
+            ctx.writer.write(row)
+            ctx.outcome.computed += 1
+            if ctx.on_row is not None:
+                ctx.on_row(row)
 
 
 def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, world: int,
@@ -380,21 +409,25 @@ def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, 
     outcome.files = sorted(p for p in out.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
 
 
-def _run_one(ctx: _Context, job: methods.Job, run: int, task: str, operator, x, y,
-             base: dict[str, Any]) -> dict[str, Any] | None:
-    """One timed restoration and its scores as a row (with the estimate under "_x"); None if it failed."""
+def _run_one(ctx: _Context, job: methods.Job, run: int, task: str, operator,
+             batch: list[_Item]) -> list[dict[str, Any] | None]:
+    """One timed restoration of a batch and its scores, a row per image (with its estimate under "_x"); None for
+    every image of a failed call."""
     network = {"generator": ctx.nets.generator, "teacher": ctx.nets.teacher}.get(job.needs)
-    gens = sampler_generators(ctx.cfg.seed, base["image_index"], run, ctx.device)
+    gens = [g for it in batch for g in sampler_generators(ctx.cfg.seed, it.image.index, run, ctx.device)]
     try:
         with RowCost(ctx.device) as cost:
-            res = methods.run_job(job, task, operator, y, network, gens, preset_file=ctx.cfg.preset_file,
-                                  on_step=ctx.bar.step)
-        scores = ctx.scorer(res.x, x)
-    except Exception as exc:  # one failed row must not lose the others (exit code 1 at the end)
-        msg = f"{task}/{job.method}/nfe{job.nfe}/{base['image']}/run{run}: {type(exc).__name__}: {exc}"
-        log.error("%s", msg)
-        ctx.outcome.failed.append(msg)
-        return None
-    return {**base, "method": job.method, "nfe": job.nfe, "run": run, "network_evals": int(res.nfe),
-            "operator_evals": int(res.operator_evals), **scores, "seconds": cost.seconds,
-            "peak_mem_mb": cost.peak_mem_mb, "mem_kind": cost.mem_kind, "device": ctx.device, "_x": res.x}
+            res = methods.run_job(job, task, operator, torch.cat([it.y for it in batch]), network, gens,
+                                  preset_file=ctx.cfg.preset_file, on_step=ctx.bar.step)
+        scores = ctx.scorer(res.x, torch.cat([it.x for it in batch]))
+    except Exception as exc:  # one failed call must not lose the others (exit code 1 at the end)
+        for it in batch:
+            msg = f"{task}/{job.method}/nfe{job.nfe}/{it.image.id}/run{run}: {type(exc).__name__}: {exc}"
+            log.error("%s", msg)
+            ctx.outcome.failed.append(msg)
+        return [None] * len(batch)
+    share = {"network_evals": int(res.nfe), "operator_evals": int(res.operator_evals),
+             "seconds": cost.seconds / len(batch), "peak_mem_mb": cost.peak_mem_mb, "mem_kind": cost.mem_kind,
+             "device": ctx.device}
+    return [{**it.base, "method": job.method, "nfe": job.nfe, "run": run, **share, **score, "_x": res.x[i:i + 1]}
+            for i, (it, score) in enumerate(zip(batch, scores))]
