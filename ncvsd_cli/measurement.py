@@ -1,7 +1,8 @@
 """Measurements: what `ncvsd degrade` writes and `ncvsd restore` reads, callable from Python.
 
-`degrade` makes y = A(x) + sigma_y n with the noise drawn from the stream `stream_seed("measurement", seed)`
-(operators.noise), which no restoration draws from. `save_measurement(m, "measured.png")` writes
+`degrade` makes y = A(x) + sigma_y n with the noise drawn from the stream `stream_seed("measurement", seed, key)`
+(operators.noise; key = a hash of the clean image, so every input of a call gets its own noise and the same
+image the same noise wherever it comes), which no restoration draws from. `save_measurement(m, "measured.png")` writes
 - `measured.png`: a viewable 8-bit preview (the clipped measurement for image-shaped tasks: the small image
   for sr, the masked image for inpainting; for phase retrieval log(1 + |y|) scaled to [0, 1]), with the
   source's ICC profile;
@@ -107,7 +108,8 @@ def degrade(
     bit_depth: int = 8,
     icc_profile: bytes | None = None,
 ) -> Measurement:
-    """Measure a clean image: y = A(x) + sigma_y n, n from the stream `stream_seed("measurement", seed)`.
+    """Measure a clean image: y = A(x) + sigma_y n, n from the stream `stream_seed("measurement", seed,
+    tensor_key(x))` (its own noise per image; the same image and seed give the same floats).
 
     x: (1, C, H, W) in [-1, 1]. task: an operator name (`operators.names()`). params: operator parameters; an
     operator that takes a `seed` parameter (random mask, motion kernel) gets `seed` unless params sets it.
@@ -117,7 +119,7 @@ def degrade(
     import torch
 
     import operators
-    from operators.noise import stream_generators
+    from operators.noise import stream_generators, tensor_key
 
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"degrade takes one image (1, C, H, W), got shape {tuple(x.shape)}")
@@ -129,7 +131,7 @@ def degrade(
         params["seed"] = int(seed)
     op = operators.create(task, tuple(x.shape[1:]), **params)
     with torch.no_grad():
-        y = op.measure(x, sigma_y=sigma_y, generator=stream_generators("measurement", seed, [0]))
+        y = op.measure(x, sigma_y=sigma_y, generator=stream_generators("measurement", seed, [tensor_key(x)]))
     return Measurement(
         task=task,
         operator_config=op.to_config(),

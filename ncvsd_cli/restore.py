@@ -387,13 +387,10 @@ class Restorer:
 
 
 def content_key(m: Measurement) -> int:
-    """A 64-bit hash of the measurement's values and shape: the key of its own random stream (the same input gives
-    the same stream wherever it comes in the batch or the input list)."""
-    import hashlib
+    """The key of a measurement's own random stream: `operators.noise.tensor_key` of y."""
+    from operators.noise import tensor_key
 
-    y = m.y.detach().cpu().double().contiguous()
-    digest = hashlib.blake2b(str(tuple(y.shape)).encode() + y.numpy().tobytes(), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
+    return tensor_key(m.y)
 
 
 def check_finite_weights(model: Any, name: Any) -> None:

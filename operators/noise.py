@@ -68,6 +68,14 @@ def stream_seed(purpose: str, seed: int, *keys: int) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
 
 
+def tensor_key(t: torch.Tensor) -> int:
+    """A 64-bit hash of a tensor's values (as float64) and shape: the key of its own random stream, so the same
+    input gets the same stream wherever it comes in a batch or an input list, and different inputs unrelated ones."""
+    values = t.detach().cpu().double().contiguous()
+    digest = hashlib.blake2b(str(tuple(values.shape)).encode() + values.numpy().tobytes(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
 def stream_generators(purpose: str, seed: int, keys: Sequence[int], device="cpu") -> list[torch.Generator]:
     """One generator per key: `stream_generators("restore", 0, [0, 1])` draws sample 0 and sample 1 of seed 0."""
     return generators_for_seeds([stream_seed(purpose, seed, k) for k in keys], device=device)

@@ -171,6 +171,19 @@ def test_batched_rows_equal_one_image_per_call(assets, tmp_path, tasks):
             assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, (task, image)
 
 
+def test_other_resolutions_than_the_networks_and_refusal(assets, tmp_path):
+    """The networks are convolutional: a bench at twice their resolution runs at that size; a size they cannot
+    down-sample evenly is refused before any row, naming the multiple."""
+    out = tmp_path / "big"
+    res = run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd", "classical"], nfe=[1], limit=1,
+                         resolution=2 * RES), progress=False)
+    rows = results.read_rows(out / "per_image.csv")
+    assert not res.failed and rows and {r["resolution"] for r in rows} == {2 * RES}
+    with pytest.raises(ValueError, match="multiple of"):
+        run_bench(_cfg(assets, tmp_path / "odd", tasks=["sr4"], methods=["pnp-gd"], nfe=[1], resolution=2 * RES + 1),
+                  progress=False)
+
+
 def test_best_of_k_rows_and_label(assets, tmp_path):
     out = tmp_path / "out"
     res = run_bench(_cfg(assets, out, tasks=["inpaint-box"], methods=["pnp-gd"], nfe=[1], limit=2, best_of=2),

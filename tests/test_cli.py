@@ -114,10 +114,11 @@ def test_degrade_every_task_and_sidecar_round_trip(task, tmp_path):
     # exactly reproducible: the operator rebuilt from the sidecar, the same image and seed give the same
     # floats
     x = images.load_image(src)
-    from operators.noise import stream_generators
+    from operators.noise import stream_generators, tensor_key
 
-    assert torch.equal(m.operator().measure(x, 0.1, stream_generators("measurement", 3, [0])), m.y)
-    assert not torch.equal(m.operator().measure(x, 0.1, stream_generators("measurement", 4, [0])), m.y)
+    key = tensor_key(x)
+    assert torch.equal(m.operator().measure(x, 0.1, stream_generators("measurement", 3, [key])), m.y)
+    assert not torch.equal(m.operator().measure(x, 0.1, stream_generators("measurement", 4, [key])), m.y)
     preview = Image.open(out)
     if task == "phase-retrieval":
         assert json.loads(side.read_text())["preview"]["kind"] == "log-amplitude"

@@ -424,7 +424,9 @@ def test_restoration_noise_is_independent_of_the_measurement_noise(restore_seed)
     corr = float(torch.corrcoef(torch.stack([own.flatten(), noise.flatten()]))[0, 1])
     assert abs(corr) < 0.072
     mse = float(((res.samples - x) ** 2).mean())
-    assert mse == pytest.approx(v + (v / sigma_y) ** 2, rel=0.1)  # posterior variance + error of the mean
+    # given x: posterior variance + the mean's noise term + its shrinkage bias, (1 - v / sigma_y^2)^2 x^2
+    expected = v + (v / sigma_y) ** 2 + (1 - v / sigma_y**2) ** 2 * float((x**2).mean())
+    assert mse == pytest.approx(expected, rel=0.1)
 
 
 def test_two_images_restored_together_do_not_share_their_noise():
@@ -448,6 +450,25 @@ def test_stream_seeds_are_distinct_and_stable():
 
     assert stream_seed("measurement", 0) != stream_seed("restore", 0, 0) != stream_seed("restore", 0, 1)
     assert stream_seed("restore", 3, 1) == stream_seed("restore", 3, 1) < 2**63
+
+
+def test_degrade_gives_each_input_its_own_noise(tmp_path):
+    """One `ncvsd degrade` call over three inputs, two of them the same picture under other names: different
+    pictures get uncorrelated noise, the same picture the same noise (order and names do not matter)."""
+    rng = np.random.default_rng(0)
+    pics = {n: rng.integers(0, 256, (33, 35, 3), dtype=np.uint8) for n in ("a", "b")}
+    pics["c"] = pics["a"]
+    for name, arr in pics.items():
+        Image.fromarray(arr).save(tmp_path / f"{name}.png")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["degrade", "--task", "denoise", "--sigma-y", "0.1", "--seed", "5",
+                                   *(str(tmp_path / f"{n}.png") for n in "abc"), "-o", f"{out}/", "--quiet"])
+    assert res.exit_code == 0, res.output
+    noise = {n: (meas.load_measurement(out / f"{n}.png").y
+                 - images.load_image(tmp_path / f"{n}.png")).flatten() for n in "abc"}
+    assert torch.equal(noise["a"], noise["c"])
+    assert abs(float(torch.corrcoef(torch.stack([noise["a"], noise["b"]]))[0, 1])) < 0.06  # 3,465 values
+    assert float(noise["a"].std()) == pytest.approx(0.1, rel=0.05)
 
 
 def test_batch_size_reproducibility_as_promised(tmp_path):

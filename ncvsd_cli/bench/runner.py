@@ -130,6 +130,7 @@ def _needs(cfg: BenchConfig) -> set[str]:
 def _load_networks(cfg: BenchConfig, device: str) -> _Networks:
     """Load the generator and/or teacher the methods need (CheckpointError propagates: CLI exit 3)."""
     from ncvsd_cli import checkpoints
+    from ncvsd_cli.networks.build import network_multiple
     from ncvsd_cli.networks.inference import prepare_for_inference
     from ncvsd_cli.restore import check_finite_weights
 
@@ -142,6 +143,7 @@ def _load_networks(cfg: BenchConfig, device: str) -> _Networks:
         check_finite_weights(nets.generator, name)
         nets.info["generator"] = {"name": str(name), "path": str(checkpoints.resolve_checkpoint(name)),
                                   "preset": gen_cfg.get("preset"), "img_resolution": gen_cfg.get("img_resolution"),
+                                  "multiple": network_multiple(gen_cfg),
                                   "precision": prepare_for_inference(nets.generator, cfg.precision, device)}
     if "teacher" in need:
         name = cfg.teacher or _generators_teacher(gen_cfg) or checkpoints.default_checkpoint("teacher")
@@ -149,6 +151,7 @@ def _load_networks(cfg: BenchConfig, device: str) -> _Networks:
         check_finite_weights(nets.teacher, name)
         nets.info["teacher"] = {"name": str(name), "path": str(checkpoints.resolve_checkpoint(name)),
                                 "preset": t_cfg.get("preset"), "img_resolution": t_cfg.get("img_resolution"),
+                                "multiple": network_multiple(t_cfg),
                                 "precision": prepare_for_inference(nets.teacher, cfg.precision, device, "teacher")}
     res = {n: int(m.img_resolution) for n, m in (("generator", nets.generator), ("teacher", nets.teacher))
            if m is not None and hasattr(m, "img_resolution")}
@@ -258,8 +261,10 @@ def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int)
     from ncvsd_cli.sampling.presets import build_operator, task_settings
 
     resolution = cfg.resolution or nets.info["resolution"] or DEFAULT_RESOLUTION.get(cfg.dataset, FALLBACK_RESOLUTION)
-    if nets.info["resolution"] and resolution != nets.info["resolution"]:
-        raise ValueError(f"--resolution {resolution} differs from the networks' resolution {nets.info['resolution']}")
+    multiple = max([v["multiple"] for v in nets.info.values() if isinstance(v, dict)] or [1])
+    if resolution % multiple:  # the networks are convolutional: any size they can down-sample evenly
+        raise ValueError(f"--resolution {resolution} must be a multiple of {multiple} for these networks "
+                         f"(trained at {nets.info['resolution']} px)")
     data = datasets.limit(datasets.load_dataset(cfg.dataset, resolution, cfg.data), cfg.limit)
     shape = (int(getattr(nets.generator or nets.teacher, "img_channels", 3)), resolution, resolution)
     tasks = []

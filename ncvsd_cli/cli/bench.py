@@ -20,7 +20,7 @@ line every 30 s otherwise, $NCVSD_PROGRESS_INTERVAL seconds; --quiet: none). Int
 
 Datasets: `ffhq` = the standard FFHQ-256 test split (first 100 images in sorted file-name order) from --data or
 $NCVSD_FFHQ; `builtin` = the held-out photos of the built-in training set (5 crops each); or any folder / zip /
-image (centre-cropped to a square and resized to the model resolution with antialiased bicubic).
+image (centre-cropped to a square and resized to --resolution, default the model's, with antialiased bicubic).
 
 Examples:
 
@@ -91,7 +91,9 @@ def bench(
                                        "bfloat16 (AMX / AVX512-BF16), else float32; the teacher in float32 "
                                        "(DPS differentiates through it). fp32 / bf16: both networks."),
     resolution: int | None = typer.Option(None, "--resolution", metavar="PX", min=1,
-                                             help="Image size (default: the model's)."),
+                                             help="Image size (default: the model's; the networks are "
+                                                  "convolutional, so any multiple of their down-sampling "
+                                                  "factor works, e.g. 256 with a 64-px model)."),
     grid_images: int = typer.Option(4, "--grid-images", metavar="N", min=0, show_default=True,
                                     help="Images (first N) whose restorations are saved for the grids."),
     preset: str | None = typer.Option(None, "--preset", metavar="YAML",
