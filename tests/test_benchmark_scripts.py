@@ -1,0 +1,65 @@
+"""The prepared benchmark scripts run end to end on the CPU with tiny settings (their real runs need a GPU or
+minutes): `benchmarks/gpu_speed.sh --tiny` and `benchmarks/bench_batching.py`."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "NCVSD_PROGRESS": "0"}
+
+
+def test_gpu_speed_script_tiny_on_cpu(tmp_path):
+    out = tmp_path / "speed"
+    res = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_speed.sh"), "--device", "cpu", "--tiny", "--threads",
+                          "1", "--precisions", "fp32", "--out", str(out)], cwd=ROOT, env=_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert {(r["batch"], r["row"]) for r in rows} == {(b, n) for b in (1, 2)
+                                                      for n in ("pass", "default", "paper49", "tpass", "dps", "daps")}
+    for r in rows:
+        assert r["seconds"] > 0 and r["images_per_s"] > 0 and r["floor_ratio"] > 0
+    assert {r["nfe"] for r in rows if r["row"] == "default"} == {10}
+    assert "| fp32" in (out / "summary.md").read_text()
+    assert not (out / "bench-batching").exists()  # the bench comparison is for real runs only
+
+
+def test_bench_batching_script(tmp_path):
+    out = tmp_path / "bb"
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_batching.py"), "--device", "cpu", "--batch",
+                          "2", "--limit", "2", "--tasks", "inpaint-box", "--methods", "pnp-gd,pnp-gd-warm",
+                          "--nfe", "1", "--out", str(out)], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["rows"] == 4 and set(doc["wall_s"]) == {"1", "2"} and all(len(w) == 2 for w in doc["wall_s"].values())
+    assert max(doc["max_abs_score_difference"].values()) < 1e-3
+    assert "Speed-up" in (out / "summary.md").read_text()
+
+
+def test_heldout_bars_compare_the_right_rows():
+    """`heldout_bars.bars`: one sample against the best classical LPIPS, the mean of 8 against the best classical
+    PSNR, the denoiser against the noisy input (pseudo-inverse)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("heldout_bars", ROOT / "benchmarks/heldout_bars.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def row(task, method, psnr, lpips):
+        return {"task": task, "method": method, "psnr_mean": psnr, "lpips_alex_mean": lpips}
+
+    (sr4,) = mod.bars("restore", [row("sr4", "pnp-gd-warm", 20.0, 0.40), row("sr4", "pnp-gd-warm-mean8", 24.0, 0.3),
+                                  row("sr4", "bicubic", 25.0, 0.46), row("sr4", "pseudo-inverse", 23.0, 0.45)])
+    assert sr4["lpips_classical"] == 0.45 and sr4["classical_lpips_method"] == "pseudo-inverse"
+    assert sr4["psnr_classical"] == 25.0 and sr4["bar_lpips"] and not sr4["bar_psnr8"]
+    (den,) = mod.bars("denoise05", [row("denoise", "denoiser", 33.0, 0.06), row("denoise", "denoiser-mean8", 35, 0.1),
+                                    row("denoise", "teacher-mmse", 37.0, 0.08),
+                                    row("denoise", "pseudo-inverse", 32.0, 0.05)])
+    assert den["lpips_noisy"] == 0.05 and not den["bar_lpips"] and den["psnr_mmse"] == 37.0
