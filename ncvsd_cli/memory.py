@@ -182,6 +182,14 @@ def restore_bytes(net: NetworkShape | dict, shape: Sequence[int], tile: int | No
             + IMAGE_BUFFERS * b * c * h * w * 4)
 
 
+def work_bytes(net: NetworkShape | dict, shape: Sequence[int], backward: bool = False, tile: int | None = None,
+               precision: str = "fp32", device: str = "cpu") -> int:
+    """Estimated peak bytes of a sampler run on `shape` (B, C, H, W): `restore_bytes`, plus, for a method that
+    back-propagates through the network (DPS, `backward`), the activations that pass keeps (two more calls)."""
+    need = restore_bytes(net, shape, tile, precision, device=device)
+    return need + (2 * call_bytes(net, shape, precision, device=device) if backward else 0)
+
+
 def images_per_call(net: NetworkShape | dict, batch: int, tile: int, precision: str = "fp32",
                     fused_attention: bool | None = None, device: str = "cpu",
                     budget: int = DEFAULT_CALL_BUDGET) -> int:

@@ -230,9 +230,7 @@ class Restorer:
         batch = o.batch_size
         tiled = self.method.needs == "generator" and o.tile != 0
         tile = (o.tile or memory.auto_tile_size(net, 1, precision=precision, device=o.device)) if tiled else None
-        need = memory.restore_bytes(net, (batch, c, h, w), tile, precision, device=o.device)
-        if self.method.backward:  # the backward pass through the network keeps its activations
-            need += 2 * memory.call_bytes(net, (batch, c, h, w), precision, device=o.device)
+        need = memory.work_bytes(net, (batch, c, h, w), self.method.backward, tile, precision, o.device)
         available = memory.available_memory_bytes(o.device)
         if available is None or need <= available:
             return None

@@ -184,6 +184,24 @@ def test_other_resolutions_than_the_networks_and_refusal(assets, tmp_path):
                   progress=False)
 
 
+def test_memory_refusal_before_any_row(assets, tmp_path, monkeypatch):
+    """A batch whose estimated sampler call exceeds the available memory is refused before any row, naming the
+    estimate and --batch-size; DPS (a backward pass) is estimated above PnP-GD on the same batch."""
+    from ncvsd_cli import memory
+    from ncvsd_cli.networks import network_config
+
+    cfg = network_config("generator", "tiny", img_resolution=RES)
+    pnp = memory.work_bytes(cfg, (8, 3, RES, RES))
+    assert memory.work_bytes(cfg, (8, 3, RES, RES), backward=True) > pnp > memory.work_bytes(cfg, (1, 3, RES, RES))
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": pnp - 1)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="needs an estimated .* --batch-size"):
+        run_bench(_cfg(assets, out, methods=["pnp-gd"], nfe=[1], batch_size=8), progress=False)
+    assert not results.read_rows(out / "per_image.csv")
+    res = run_bench(_cfg(assets, out, methods=["pnp-gd"], nfe=[1], batch_size=1, limit=1), progress=False)
+    assert res.computed == len(TASKS)
+
+
 def test_best_of_k_rows_and_label(assets, tmp_path):
     out = tmp_path / "out"
     res = run_bench(_cfg(assets, out, tasks=["inpaint-box"], methods=["pnp-gd"], nfe=[1], limit=2, best_of=2),

@@ -121,6 +121,7 @@ class _Networks:
     generator: Any = None
     teacher: Any = None
     info: dict[str, Any] = field(default_factory=dict)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # "generator" / "teacher": checkpoint config
 
 
 def _needs(cfg: BenchConfig) -> set[str]:
@@ -140,6 +141,7 @@ def _load_networks(cfg: BenchConfig, device: str) -> _Networks:
     if "generator" in need:
         name = cfg.generator or checkpoints.default_checkpoint("generator")
         nets.generator, gen_cfg = checkpoints.load_checkpoint(name, device=device, kind="generator")
+        nets.configs["generator"] = gen_cfg
         check_finite_weights(nets.generator, name)
         nets.info["generator"] = {"name": str(name), "path": str(checkpoints.resolve_checkpoint(name)),
                                   "preset": gen_cfg.get("preset"), "img_resolution": gen_cfg.get("img_resolution"),
@@ -148,6 +150,7 @@ def _load_networks(cfg: BenchConfig, device: str) -> _Networks:
     if "teacher" in need:
         name = cfg.teacher or _generators_teacher(gen_cfg) or checkpoints.default_checkpoint("teacher")
         nets.teacher, t_cfg = checkpoints.load_checkpoint(name, device=device, kind="teacher")
+        nets.configs["teacher"] = t_cfg
         check_finite_weights(nets.teacher, name)
         nets.info["teacher"] = {"name": str(name), "path": str(checkpoints.resolve_checkpoint(name)),
                                 "preset": t_cfg.get("preset"), "img_resolution": t_cfg.get("img_resolution"),
@@ -273,7 +276,28 @@ def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int)
         operator = build_operator(settings, shape).to(device)
         jobs = methods.expand_jobs(cfg.methods, cfg.nfe, cfg.baseline_nfe, operator, settings)
         tasks.append((task, settings, operator, jobs))
+    _check_memory(cfg, nets, shape, [j for *_, jobs in tasks for j in jobs], device)
     return _Plan(data, distributed.shard(data.images, rank, world), shape, tasks)
+
+
+def _check_memory(cfg: BenchConfig, nets: _Networks, shape: tuple[int, int, int], jobs: list[methods.Job],
+                  device: str) -> None:
+    """ValueError before any row when a job's sampler call on --batch-size images of `shape` would not fit in the
+    memory available now (`ncvsd_cli.memory` estimate; bench does not tile), naming the estimate and what helps."""
+    from ncvsd_cli import memory
+    from ncvsd_cli.sampling.methods import get_method
+
+    available = memory.available_memory_bytes(device)
+    for job in dict.fromkeys(j for j in jobs if j.needs in nets.configs):
+        method = get_method(job.method)
+        precision = "bf16" if nets.info[job.needs]["precision"] == "bf16" else "fp32"
+        need = memory.work_bytes(nets.configs[job.needs], (cfg.batch_size, *shape), method.backward,
+                                 precision=precision, device=device)
+        if available is not None and need > available:
+            raise ValueError(f"{job.method} on {cfg.batch_size} image(s) of {shape[-1]}x{shape[-2]} needs an "
+                             f"estimated {memory.format_bytes(need)} ({precision}, {device}) but "
+                             f"{memory.format_bytes(available)} is available; use a smaller --batch-size or "
+                             "--resolution")
 
 
 def run_bench(cfg: BenchConfig, progress: bool | None = None,
