@@ -1,4 +1,4 @@
-"""The default model's bars on the held-out photos at 256x256, with `ncvsd bench` (the shipped model unless --checkpoint).
+"""A model's bars on the held-out photos at 256x256, with `ncvsd bench` (the shipped model unless --checkpoint).
 
 Images: `--dataset builtin --resolution 256 --limit 3`, the three held-out photos (astronaut, coffee, chelsea) whole,
 centre square resized to 256 px; training and model selection never see them. Measurement seed --seed (bench
@@ -8,10 +8,11 @@ Runs (each a `ncvsd bench` call, in <out>/<name>/):
   inpaint     inpaint-box at 3 NFE (its default), same methods
   denoise05   denoise at sigma_y 0.05: denoiser, denoiser-mean8, teacher-mmse, pseudo-inverse (the noisy input)
   denoise20   the same at sigma_y 0.2 (a --preset file)
-Bars checked (docs: issue "default model v2"): one default sample (pnp-gd-warm) beats the best classical baseline
+Bars checked: one default sample (pnp-gd-warm) beats the best classical baseline
 on LPIPS; the mean of 8 samples is at least as good as the best classical PSNR; the denoiser beats the noisy input on
 LPIPS. Writes <out>/bars.md and <out>/bars.json.
 Usage:  python benchmarks/heldout_bars.py --out DIR [--checkpoint GEN] [--teacher T] [--device cpu] [--batch-size 3]
+        [--resume]  (continue an interrupted run into the same DIR; bench refuses other settings there)
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def run(name: str, args: argparse.Namespace) -> list[dict]:
     out = args.out / name
     cmd = [sys.executable, "-m", "ncvsd_cli", "bench", "--dataset", "builtin", "--resolution", "256", "--limit", "3",
            "--seed", str(args.seed), "--device", args.device, "--batch-size", str(args.batch_size), "--out", str(out),
-           "--grid-images", "3", "--resume", "--quiet", *RUNS[name]]
+           "--grid-images", "3", "--quiet", *RUNS[name], *(["--resume"] if args.resume else [])]
     if name == "denoise20":
         preset = args.out / "sigma_y_0.2.yaml"
         preset.write_text("sigma_y: 0.2\n")
@@ -83,15 +84,17 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=3)
+    p.add_argument("--resume", action="store_true", help="continue the runs already in --out")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     records = [rec for name in RUNS for rec in bars(name, run(name, args))]
     (args.out / "bars.json").write_text(json.dumps(records, indent=2) + "\n")
     yes = {True: "yes", False: "**no**"}
     lines = [f"# Held-out bars at 256 px (astronaut, coffee, chelsea; seed {args.seed}; "
-             f"generator {args.checkpoint or 'shipped default'}; LPIPS-alex; mean over 3 photos)", "",
-             "| task | LPIPS one sample | best classical LPIPS | bar | PSNR one | PSNR mean of 8 | best classical PSNR "
-             "| bar |", "|---|---|---|---|---|---|---|---|"]
+             f"generator {args.checkpoint or 'shipped default'}; LPIPS-alex; mean over 3 photos)",
+             "",
+             "| task | LPIPS one sample | best classical LPIPS | bar | PSNR one | PSNR mean of 8 "
+             "| best classical PSNR | bar |", "|---|---|---|---|---|---|---|---|"]
     for r in records:
         if r["task"] == "denoise":
             sigma = "0.2" if r["run"] == "denoise20" else "0.05"

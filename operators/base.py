@@ -65,7 +65,7 @@ class Operator(nn.Module):
         """One sample u ~ p(u) ∝ exp(-|A(u) - y|² / (2 sigma_p²) - |u - x0|² / (2 rho²)).
 
         Default: ULA from u = x0 with step gamma = C1 / (C2 / beta + 1 / rho²), beta = 2 sigma_p² (docs/method.md §3.3);
-        returns zeros if the chain produces NaN, like the reference.
+        returns zeros for an image whose chain produces NaN, like the reference (per image, not the batch).
         """
         return self.langevin_likelihood_sample(x0, y, rho, sigma_p, generator)
 
@@ -82,9 +82,8 @@ class Operator(nn.Module):
                 energy = (self.forward(u) - y).pow(2).sum() / beta + (u - x0).pow(2).sum() / (2 * rho**2)
                 (grad,) = torch.autograd.grad(energy, u)
             u = (u.detach() - lr * grad + math.sqrt(2 * lr) * randn_like(u, generator)).detach()
-        if torch.isnan(u).any():
-            return torch.zeros_like(u)
-        return u
+        diverged = torch.isnan(u).flatten(1).any(1).view(-1, *([1] * (u.dim() - 1)))
+        return torch.where(diverged, torch.zeros_like(u), u)  # per image: a diverged chain does not reset the batch
 
     # --- configuration ---------------------------------------------------------------------------------------
     def to_config(self) -> dict[str, Any]:

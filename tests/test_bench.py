@@ -185,21 +185,61 @@ def test_other_resolutions_than_the_networks_and_refusal(assets, tmp_path):
 
 
 def test_memory_refusal_before_any_row(assets, tmp_path, monkeypatch):
-    """A batch whose estimated sampler call exceeds the available memory is refused before any row, naming the
-    estimate and --batch-size; DPS (a backward pass) is estimated above PnP-GD on the same batch."""
+    """A batch whose estimated sampler call (beyond the loaded weights) exceeds the available memory is refused
+    before any row, naming the estimate and --batch-size; the estimate uses the images there are (3 here, whatever
+    --batch-size), and DPS (a backward pass) is estimated above PnP-GD."""
     from ncvsd_cli import memory
     from ncvsd_cli.networks import network_config
 
     cfg = network_config("generator", "tiny", img_resolution=RES)
-    pnp = memory.work_bytes(cfg, (8, 3, RES, RES))
-    assert memory.work_bytes(cfg, (8, 3, RES, RES), backward=True) > pnp > memory.work_bytes(cfg, (1, 3, RES, RES))
-    monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": pnp - 1)
+    three = memory.work_bytes(cfg, (3, 3, RES, RES)) - memory.model_bytes(cfg)
+    assert memory.work_bytes(cfg, (3, 3, RES, RES), backward=True) > three + memory.model_bytes(cfg)
+    assert memory.work_bytes(cfg, (1, 3, RES, RES)) - memory.model_bytes(cfg) < three
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": three - 1)
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="needs an estimated .* --batch-size"):
-        run_bench(_cfg(assets, out, methods=["pnp-gd"], nfe=[1], batch_size=8), progress=False)
+        run_bench(_cfg(assets, out, methods=["pnp-gd"], nfe=[1], batch_size=64), progress=False)
     assert not results.read_rows(out / "per_image.csv")
-    res = run_bench(_cfg(assets, out, methods=["pnp-gd"], nfe=[1], batch_size=1, limit=1), progress=False)
+    res = run_bench(_cfg(assets, out, methods=["pnp-gd"], nfe=[1], batch_size=64, limit=1), progress=False)
     assert res.computed == len(TASKS)
+
+
+def test_resume_refuses_other_settings(assets, tmp_path):
+    """--resume adds rows only under the settings of the folder's earlier rows (resolution, networks, precision,
+    presets); a run with only classical methods loads no network and may add to any folder."""
+    out = tmp_path / "out"
+    run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[1], limit=1), progress=False)
+    with pytest.raises(ValueError, match="resolution 32"):
+        run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[1], limit=1, resume=True,
+                       resolution=2 * RES), progress=False)
+    other = shutil.copy(assets / "generator.safetensors", tmp_path / "other-generator.safetensors")
+    with pytest.raises(ValueError, match="generator"):
+        run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[1], limit=1, resume=True,
+                       generator=str(other)), progress=False)
+    res = run_bench(_cfg(assets, out, tasks=["sr4"], methods=["classical"], nfe=[1], limit=1, resume=True,
+                         resolution=RES), progress=False)
+    assert res.computed >= 1 and not res.failed
+    assert "batch_size" in (out / "summary.md").read_text()
+
+
+def test_a_failed_batch_is_retried_one_image_at_a_time(assets, tmp_path, monkeypatch):
+    """A call on several images that fails (out of memory, one bad image) is redone image by image: only the
+    image that fails alone loses its row."""
+    real = methods.run_job
+    singles = []
+
+    def flaky(job, task, operator, y, *args, **kwargs):
+        if y.shape[0] > 1:
+            raise RuntimeError("out of memory (simulated)")
+        singles.append(y)
+        if len(singles) == 2:  # the second image fails alone too
+            raise RuntimeError("bad image (simulated)")
+        return real(job, task, operator, y, *args, **kwargs)
+
+    monkeypatch.setattr(methods, "run_job", flaky)
+    res = run_bench(_cfg(assets, tmp_path / "out", tasks=["sr4"], methods=["pnp-gd"], nfe=[1], batch_size=3),
+                    progress=False)
+    assert res.computed == 2 and len(res.failed) == 1 and "/im1/" in res.failed[0] and "bad image" in res.failed[0]
 
 
 def test_best_of_k_rows_and_label(assets, tmp_path):

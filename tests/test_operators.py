@@ -112,6 +112,18 @@ def test_likelihood_seeding_is_batch_independent(name):
     assert torch.equal(batch, op.likelihood_sample(x, y, 0.3, 0.1, operators.generators_for_seeds([1, 2])))
 
 
+def test_a_diverged_langevin_chain_zeroes_only_its_own_image():
+    """Phase retrieval (Langevin likelihood step): a NaN measurement of image 1 gives zeros for image 1 only;
+    image 0 is what it would be alone."""
+    op = make("phase-retrieval")
+    x, y = image(batch=2), op.measure(image(batch=2, seed=3), 0.05, gen(0))
+    y[1] = float("nan")
+    batch = op.likelihood_sample(x, y, 0.3, 0.1, operators.generators_for_seeds([1, 2]))
+    alone = op.likelihood_sample(x[:1], y[:1], 0.3, 0.1, operators.generators_for_seeds([1]))
+    assert torch.equal(batch[1], torch.zeros_like(batch[1])) and torch.isfinite(alone).all()
+    torch.testing.assert_close(batch[:1], alone, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_config_round_trip(name):
     op = make(name)

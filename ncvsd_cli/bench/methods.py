@@ -54,8 +54,9 @@ def run_job(job: Job, task: str, operator, y, network, generator, preset_file=No
     """Run one job on measurements y (B, ...) and return the sampler's SamplerResult (nfe and operator_evals
     count calls, each on the whole batch).
 
-    generator: one torch.Generator per image (results do not depend on the batch's other images). network: the generator, the teacher or None (what `job.needs` says). The method prepares its own settings and
-    arguments (`Method.prepare(task, job.nfe, preset_file=..., **overrides)`), the same call restore makes.
+    generator: one torch.Generator per image (results do not depend on the batch's other images). network: the
+    generator, the teacher or None (what `job.needs` says). The method prepares its own settings and arguments
+    (`Method.prepare(task, job.nfe, preset_file=..., **overrides)`), the same call restore makes.
     on_step(done, total): network evaluations done after each sampler iteration (`ncvsd_cli.progress`).
     """
     from ncvsd_cli.progress import step_callback

@@ -139,7 +139,7 @@ def write_summary(out: str | os.PathLike, rows: list[dict[str, Any]], lpips_net:
     """Write summary.md and summary.json into `out`; return the summary records."""
     out = Path(out)
     summary = summarize(rows, lpips_net)
-    keys = ("dataset", "seed", "device", "precision", "generator", "teacher")
+    keys = ("dataset", "seed", "device", "batch_size", "precision", "generator", "teacher")
     header = {k: config[k] for k in keys if config and k in config}
     _atomic_write(out / SUMMARY_MD, markdown(summary, lpips_net, header))
     doc = {"lpips_net": lpips_net, "lpips_column": lpips_column(lpips_net), "aggregation": AGGREGATION_TEXT,

@@ -12,6 +12,7 @@ the end by rank 0.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -242,6 +243,34 @@ def _check_fresh(out: Path, resume: bool, rank: int, world: int) -> None:
                          "or choose another --out")
 
 
+SETTINGS_JSON = "run_settings.json"
+
+
+def _run_settings(cfg: BenchConfig, nets: _Networks, plan: _Plan) -> dict[str, Any]:
+    """What the rows of a folder must share beyond their key: resolution, networks, precision and presets."""
+    return {"resolution": plan.shape[-1], "precision": cfg.precision, "preset_file": cfg.preset_file,
+            **{kind: nets.info[kind]["path"] for kind in ("generator", "teacher") if kind in nets.info}}
+
+
+def _check_settings(out: Path, settings: dict[str, Any], rank: int, resume: bool) -> None:
+    """On --resume, refuse to add rows to `out` that were computed with other settings than its earlier rows
+    (ValueError naming the first difference); rank 0 then records the union in out/run_settings.json. A network
+    an earlier run did not load (e.g. classical methods only) is no difference."""
+    path = out / SETTINGS_JSON
+    try:
+        earlier = json.loads(path.read_text()) if resume and path.is_file() else {}
+    except (OSError, ValueError):
+        earlier = {}
+    for key, value in settings.items():
+        if key in earlier and earlier[key] != value:
+            raise ValueError(f"{out} holds rows computed with {key} {earlier[key]!r}, this run uses {value!r}; "
+                             "choose another --out")
+    if rank == 0:
+        from ncvsd_cli.images import atomic_write_bytes
+
+        atomic_write_bytes(path, (json.dumps({**earlier, **settings}, indent=2) + "\n").encode())
+
+
 def _save_sample(out: Path, task: str, image: str, name: str, x: torch.Tensor) -> None:
     from ncvsd_cli.images import save_image
 
@@ -276,26 +305,30 @@ def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int)
         operator = build_operator(settings, shape).to(device)
         jobs = methods.expand_jobs(cfg.methods, cfg.nfe, cfg.baseline_nfe, operator, settings)
         tasks.append((task, settings, operator, jobs))
-    _check_memory(cfg, nets, shape, [j for *_, jobs in tasks for j in jobs], device)
-    return _Plan(data, distributed.shard(data.images, rank, world), shape, tasks)
+    images = distributed.shard(data.images, rank, world)
+    _check_memory(nets, (min(cfg.batch_size, max(len(images), 1)), *shape), [j for *_, jobs in tasks for j in jobs],
+                  device)
+    return _Plan(data, images, shape, tasks)
 
 
-def _check_memory(cfg: BenchConfig, nets: _Networks, shape: tuple[int, int, int], jobs: list[methods.Job],
-                  device: str) -> None:
-    """ValueError before any row when a job's sampler call on --batch-size images of `shape` would not fit in the
-    memory available now (`ncvsd_cli.memory` estimate; bench does not tile), naming the estimate and what helps."""
+def _check_memory(nets: _Networks, shape: tuple[int, int, int, int], jobs: list[methods.Job], device: str) -> None:
+    """ValueError before any row when a job's sampler call on `shape` (B, C, H, W) would not fit in the memory
+    available now, with the networks already loaded (`ncvsd_cli.memory` estimate; bench does not tile), naming the
+    estimate and what helps."""
     from ncvsd_cli import memory
     from ncvsd_cli.sampling.methods import get_method
 
     available = memory.available_memory_bytes(device)
+    if available is None:
+        return
     for job in dict.fromkeys(j for j in jobs if j.needs in nets.configs):
-        method = get_method(job.method)
+        net = nets.configs[job.needs]
         precision = "bf16" if nets.info[job.needs]["precision"] == "bf16" else "fp32"
-        need = memory.work_bytes(nets.configs[job.needs], (cfg.batch_size, *shape), method.backward,
-                                 precision=precision, device=device)
-        if available is not None and need > available:
-            raise ValueError(f"{job.method} on {cfg.batch_size} image(s) of {shape[-1]}x{shape[-2]} needs an "
-                             f"estimated {memory.format_bytes(need)} ({precision}, {device}) but "
+        need = (memory.work_bytes(net, shape, get_method(job.method).backward, precision=precision, device=device)
+                - memory.model_bytes(net))  # the weights are loaded: `available` already excludes them
+        if need > available:
+            raise ValueError(f"{job.method} on {shape[0]} image(s) of {shape[-1]}x{shape[-2]} needs an estimated "
+                             f"{memory.format_bytes(need)} ({precision}, {device}) beyond the loaded networks but "
                              f"{memory.format_bytes(available)} is available; use a smaller --batch-size or "
                              "--resolution")
 
@@ -319,6 +352,7 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     _check_fresh(out, cfg.resume, rank, world)
     nets = _load_networks(cfg, device)
     plan = _plan(cfg, nets, device, rank, world)
+    _check_settings(out, _run_settings(cfg, nets, plan), rank, cfg.resume)
     finished = results.finished_keys(sorted(out.glob("per_image*.csv"))) if cfg.resume else set()
     part = out / (results.CSV_NAME if world == 1 else f"per_image.rank{rank}-of-{world}.csv")
     outcome = BenchOutcome(out=out)
@@ -421,7 +455,8 @@ def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, 
     rows = results.merge(sorted(out.glob("per_image*.csv")), out / results.CSV_NAME, results.columns(cfg.lpips))
     rows = [r for r in rows if r["dataset"] == plan.data.name and r["seed"] == cfg.seed]
     config = {"dataset": plan.data.name, "dataset_source": plan.data.source, "images": len(plan.data),
-              "seed": cfg.seed, "device": device, "world_size": world, "settings": asdict(cfg),
+              "seed": cfg.seed, "device": device, "world_size": world, "batch_size": cfg.batch_size,
+              "settings": asdict(cfg),
               "precision": ", ".join(f"{k} {v['precision']}" for k, v in nets.info.items()
                                      if isinstance(v, dict) and "precision" in v),
               "networks": nets.info, "environment": _environment(device)}
@@ -450,6 +485,12 @@ def _run_one(ctx: _Context, job: methods.Job, run: int, task: str, operator,
                                   preset_file=ctx.cfg.preset_file, on_step=ctx.bar.step)
         scores = ctx.scorer(res.x, torch.cat([it.x for it in batch]))
     except Exception as exc:  # one failed call must not lose the others (exit code 1 at the end)
+        if len(batch) > 1:  # out of memory, or one bad image: each image alone
+            log.warning("%s/%s/nfe%d: a call on %d images failed (%s: %s); one image at a time", task, job.method,
+                        job.nfe, len(batch), type(exc).__name__, exc)
+            if torch.device(ctx.device).type == "cuda":
+                torch.cuda.empty_cache()
+            return [row for it in batch for row in _run_one(ctx, job, run, task, operator, [it])]
         for it in batch:
             msg = f"{task}/{job.method}/nfe{job.nfe}/{it.image.id}/run{run}: {type(exc).__name__}: {exc}"
             log.error("%s", msg)

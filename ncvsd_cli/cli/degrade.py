@@ -30,8 +30,9 @@ phase retrieval) and beside it OUT.ncvsd.json + OUT.ncvsd.safetensors: the opera
 seeds), sigma_y and the unclipped float measurement, so that `ncvsd restore OUT` restores exactly this
 measurement. Each image's noise is drawn from its own stream (measurement, --seed, hash of the image): inputs
 of one call get independent noise, the same image the same noise; `ncvsd restore --seed` never draws from these
-streams, so the same seed on both sides is fine. Random masks and motion kernels follow --seed alone. The source's ICC profile is kept in the preview and the
-sidecar, its bit depth in the sidecar (restorations of 16-bit sources are written as 16-bit PNG).
+streams, so the same seed on both sides is fine. Random masks and motion kernels follow --seed alone. The
+source's ICC profile is kept in the preview and the sidecar, its bit depth in the sidecar (restorations of 16-bit
+sources are written as 16-bit PNG).
 Default OUT: <stem>_<task>_measured.png beside the input; existing files are never replaced without --overwrite.
 Exit codes: 0 ok, 1 some inputs failed, 2 usage, 130 / 143 / 129 interrupted (no partial or temporary file)."""
 
