@@ -138,29 +138,26 @@ def _load_networks(cfg: BenchConfig, device: str) -> _Networks:
 
     nets = _Networks()
     need = _needs(cfg)
-    gen_cfg: dict[str, Any] = {}
+
+    def load(kind: str, name: str) -> Any:
+        net, config = checkpoints.load_checkpoint(name, device=device, kind=kind)
+        check_finite_weights(net, name)
+        nets.configs[kind] = config
+        nets.info[kind] = {"name": str(name), "path": str(checkpoints.resolve_checkpoint(name)),
+                           "preset": config.get("preset"), "img_resolution": config.get("img_resolution"),
+                           "multiple": network_multiple(config),
+                           "precision": prepare_for_inference(net, cfg.precision, device, kind)}
+        return net
+
     if "generator" in need:
-        name = cfg.generator or checkpoints.default_checkpoint("generator")
-        nets.generator, gen_cfg = checkpoints.load_checkpoint(name, device=device, kind="generator")
-        nets.configs["generator"] = gen_cfg
-        check_finite_weights(nets.generator, name)
-        nets.info["generator"] = {"name": str(name), "path": str(checkpoints.resolve_checkpoint(name)),
-                                  "preset": gen_cfg.get("preset"), "img_resolution": gen_cfg.get("img_resolution"),
-                                  "multiple": network_multiple(gen_cfg),
-                                  "precision": prepare_for_inference(nets.generator, cfg.precision, device)}
+        nets.generator = load("generator", cfg.generator or checkpoints.default_checkpoint("generator"))
     if "teacher" in need:
-        name = cfg.teacher or _generators_teacher(gen_cfg) or checkpoints.default_checkpoint("teacher")
-        nets.teacher, t_cfg = checkpoints.load_checkpoint(name, device=device, kind="teacher")
-        nets.configs["teacher"] = t_cfg
-        check_finite_weights(nets.teacher, name)
-        nets.info["teacher"] = {"name": str(name), "path": str(checkpoints.resolve_checkpoint(name)),
-                                "preset": t_cfg.get("preset"), "img_resolution": t_cfg.get("img_resolution"),
-                                "multiple": network_multiple(t_cfg),
-                                "precision": prepare_for_inference(nets.teacher, cfg.precision, device, "teacher")}
+        nets.teacher = load("teacher", cfg.teacher or _generators_teacher(nets.configs.get("generator", {}))
+                            or checkpoints.default_checkpoint("teacher"))
     res = {n: int(m.img_resolution) for n, m in (("generator", nets.generator), ("teacher", nets.teacher))
            if m is not None and hasattr(m, "img_resolution")}
-    if len(set(res.values())) > 1:
-        raise ValueError(f"generator and teacher resolutions differ: {res}")
+    if len(set(res.values())) > 1 and cfg.resolution is None:
+        raise ValueError(f"generator and teacher were trained at different resolutions {res}: pass --resolution")
     nets.info["resolution"] = next(iter(res.values()), None)
     return nets
 
