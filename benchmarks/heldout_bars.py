@@ -35,7 +35,8 @@ CLASSICAL = {"bicubic", "wiener", "tikhonov", "biharmonic", "pseudo-inverse"}
 
 def run(name: str, args: argparse.Namespace) -> list[dict]:
     out = args.out / name
-    cmd = [sys.executable, "-m", "ncvsd_cli", "bench", "--dataset", "builtin", "--resolution", "256", "--limit", "3",
+    cmd = [sys.executable, "-m", "ncvsd_cli", "bench", "--dataset", "builtin", "--resolution", str(args.resolution),
+           "--limit", "3",
            "--seed", str(args.seed), "--device", args.device, "--batch-size", str(args.batch_size), "--out", str(out),
            "--grid-images", "3", "--quiet", *RUNS[name], *(["--resume"] if args.resume else [])]
     if name == "denoise20":
@@ -84,13 +85,14 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=3)
+    p.add_argument("--resolution", type=int, default=256, help="image side (the bars are defined at 256)")
     p.add_argument("--resume", action="store_true", help="continue the runs already in --out")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     records = [rec for name in RUNS for rec in bars(name, run(name, args))]
     (args.out / "bars.json").write_text(json.dumps(records, indent=2) + "\n")
     yes = {True: "yes", False: "**no**"}
-    lines = [f"# Held-out bars at 256 px (astronaut, coffee, chelsea; seed {args.seed}; "
+    lines = [f"# Held-out bars at {args.resolution} px (astronaut, coffee, chelsea; seed {args.seed}; "
              f"generator {args.checkpoint or 'shipped default'}; LPIPS-alex; mean over 3 photos)",
              "",
              "| task | LPIPS one sample | best classical LPIPS | bar | PSNR one | PSNR mean of 8 "

@@ -7,6 +7,7 @@
 # Resumes: each phase records the seconds it has run ($RUNS/<phase>.secs); run the script again on the same machine
 # and a cut phase continues from its state.pt for the time left, a finished one is skipped.
 # TINY=1: the CPU rehearsal (tiny preset, a 6-photo set built here from the packages, seconds of training).
+# Then, if time is left (EVAL=1, default off with TINY), benchmarks/heldout_bars.py on the final pair.
 # Usage (repository root):  DATA=photos.zip bash benchmarks/train_photos_gpu.sh
 set -uo pipefail
 OUT=${OUT:-photos-model}; RUNS=${RUNS:-/tmp/ncvsd-photos-runs}
@@ -14,13 +15,13 @@ source "$(dirname "$0")/gpu_common.sh"
 if [ "${TINY:-0}" = 1 ]; then
   PRESET=${PRESET:-tiny}; T_TEACHER=${T_TEACHER:-25}; T_DISTILL=${T_DISTILL:-25}; SNAP=${SNAP:-8s}
   BATCH_T=${BATCH_T:-8}; BATCH_D=${BATCH_D:-4}; PREC=${PREC:-fp32}; DEVICE=${DEVICE:-cpu}
-  DATA=${DATA:-$R/tiny-photos}
+  DATA=${DATA:-$R/tiny-photos}; EVAL_RES=${EVAL_RES:-32}
   [ -e "$DATA" ] || python3 benchmarks/build_photos.py "$DATA" --cache "${PHOTO_CACHE:-/tmp/photo-packages}" \
     --limit 6 --short-side 48 || exit 1
 else
   PRESET=${PRESET:-photos128}; T_TEACHER=${T_TEACHER:-210}; T_DISTILL=${T_DISTILL:-210}; SNAP=${SNAP:-30s}
   BATCH_T=${BATCH_T:-128}; BATCH_D=${BATCH_D:-64}; PREC=${PREC:-bf16}; DEVICE=${DEVICE:-auto}
-  DATA=${DATA:-photos.zip}
+  DATA=${DATA:-photos.zip}; EVAL_RES=${EVAL_RES:-256}
 fi
 [ -e "$DATA" ] || { echo "no photos set at $DATA: build it with benchmarks/build_photos.py and carry it"; exit 2; }
 S="$R/stage"; mkdir -p "$S"
@@ -73,3 +74,16 @@ rows = {p.stem: [json.loads(l) for l in p.read_text().splitlines() if l.strip()]
 print(json.dumps({"files": sorted(f.name for f in s.iterdir()), "last_log": rows}, indent=1))
 EOF
 pack; cat "$S/summary.json"; ls -la "$OUT"
+# Evaluation (not selection) of the final pair on the held-out photos at 256 px, only with the time left before
+# $EVAL_DEADLINE seconds since the start (the device call's limit); its tables join the packed result.
+left=$(( ${EVAL_DEADLINE:-570} - SECONDS ))
+if [ "${EVAL:-$([ "${TINY:-0}" = 1 ] && echo 0 || echo 1)}" = 1 ] && [ "$left" -gt 45 ] \
+    && [ -e "$S/$PRESET-generator.safetensors" ] && [ -e "$S/$PRESET-teacher.safetensors" ]; then
+  echo "held-out bars: ${left}s left"
+  timeout "$left" python3 benchmarks/heldout_bars.py --out "$R/heldout" --device "$DEVICE" --resolution "$EVAL_RES" \
+    --checkpoint "$S/$PRESET-generator.safetensors" --teacher "$S/$PRESET-teacher.safetensors" \
+    && mkdir -p "$S/heldout" && cp "$R/heldout"/bars.* "$S/heldout/" \
+    && for d in "$R/heldout"/*/; do cp "$d/summary.md" "$S/heldout/$(basename "$d")-summary.md"; done \
+    && pack && echo "held-out bars packed" && cat "$S/heldout/bars.md" \
+    || echo "held-out bars did not finish (the model is packed; run heldout_bars.py later)"
+fi
