@@ -346,7 +346,7 @@ class Restorer:
 
         from ncvsd_cli.progress import step_callback
         from ncvsd_cli.sampling.methods import uses_classical_estimate
-        from operators.noise import generators_for_seeds, stream_seed
+        from operators.noise import generators_for_seeds, stream_seed, tensor_key
         from operators.padding import crop_to
 
         device = self.options.device
@@ -360,7 +360,7 @@ class Restorer:
                                                                  self.label_dim).float().to(device)
         if uses_classical_estimate(self.method):  # one classical estimate per image, whatever the batches
             kwargs["estimate"] = self._estimates(op, y, idx, kwargs["sigma_y"], estimates)
-        gens = generators_for_seeds([stream_seed("restore", self.options.seed, k, content_key(m))
+        gens = generators_for_seeds([stream_seed("restore", self.options.seed, k, tensor_key(m.y))
                                      for m, k in zip(ms, ks)], device=device)  # noise drawn where it is used
         if (callback := step_callback(call, on_step)) is not None:
             kwargs["callback"] = callback
@@ -382,13 +382,6 @@ class Restorer:
         parts = [cache[j] for j in idx]
         return SamplerResult(x=torch.cat([p.x for p in parts]), nfe=0, operator_evals=parts[0].operator_evals,
                              extras=parts[0].extras)
-
-
-def content_key(m: Measurement) -> int:
-    """The key of a measurement's own random stream: `operators.noise.tensor_key` of y."""
-    from operators.noise import tensor_key
-
-    return tensor_key(m.y)
 
 
 def check_finite_weights(model: Any, name: Any) -> None:

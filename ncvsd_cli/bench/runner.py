@@ -132,7 +132,6 @@ def _needs(cfg: BenchConfig) -> set[str]:
 def _load_networks(cfg: BenchConfig, device: str) -> _Networks:
     """Load the generator and/or teacher the methods need (CheckpointError propagates: CLI exit 3)."""
     from ncvsd_cli import checkpoints
-    from ncvsd_cli.networks.build import network_multiple
     from ncvsd_cli.networks.inference import prepare_for_inference
     from ncvsd_cli.restore import check_finite_weights
 
@@ -145,7 +144,6 @@ def _load_networks(cfg: BenchConfig, device: str) -> _Networks:
         nets.configs[kind] = config
         nets.info[kind] = {"name": str(name), "path": str(checkpoints.resolve_checkpoint(name)),
                            "preset": config.get("preset"), "img_resolution": config.get("img_resolution"),
-                           "multiple": network_multiple(config),
                            "precision": prepare_for_inference(net, cfg.precision, device, kind)}
         return net
 
@@ -290,7 +288,9 @@ def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int)
     from ncvsd_cli.sampling.presets import build_operator, task_settings
 
     resolution = cfg.resolution or nets.info["resolution"] or DEFAULT_RESOLUTION.get(cfg.dataset, FALLBACK_RESOLUTION)
-    multiple = max([v["multiple"] for v in nets.info.values() if isinstance(v, dict)] or [1])
+    from ncvsd_cli.networks.build import network_multiple
+
+    multiple = max([network_multiple(c) for c in nets.configs.values()] or [1])
     if resolution % multiple:  # the networks are convolutional: any size they can down-sample evenly
         raise ValueError(f"--resolution {resolution} must be a multiple of {multiple} for these networks "
                          f"(trained at {nets.info['resolution']} px)")
