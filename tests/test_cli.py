@@ -471,6 +471,20 @@ def test_degrade_stdin_to_stdout_and_measurement_option(tmp_path, ckpt):
     assert Image.open(tmp_path / "r.png").size == (8, 8)
 
 
+def test_train_init_teacher_errors_are_one_line(tmp_path):
+    teacher, other = _ckpt(tmp_path, kind="teacher"), _ckpt(tmp_path, preset="tiny-cond")
+    data = tmp_path / "imgs"
+    data.mkdir()
+    _png(data / "a.png", 16, 16)
+    common = ("--data", data, "--device", "cpu", "--duration", "1steps", "--batch", "2", "--quiet")
+    wrong_kind = run("train", "--init-teacher", other, "--arch", "tiny", "--out", tmp_path / "a", *common)
+    assert wrong_kind.exit_code == 3 and "teacher is needed" in wrong_kind.output
+    mismatch = run("train", "--init-teacher", teacher, "--arch", "tiny-cond", "--out", tmp_path / "b", *common)
+    assert mismatch.exit_code == 2 and "differ from the network being trained" in mismatch.output
+    ok = run("train", "--init-teacher", teacher, "--out", tmp_path / "c", *common)
+    assert ok.exit_code == 0, ok.output
+
+
 def test_distill_init_generator_errors_are_one_line(tmp_path):
     teacher = _ckpt(tmp_path, kind="teacher")
     wrong_kind = run("distill", "--teacher", teacher, "--init-generator", teacher, "--out", tmp_path / "a",
@@ -479,7 +493,7 @@ def test_distill_init_generator_errors_are_one_line(tmp_path):
     other = _ckpt(tmp_path, preset="tiny-cond")
     mismatch = run("distill", "--teacher", teacher, "--init-generator", other, "--out", tmp_path / "b",
                    "--device", "cpu", "--duration", "1steps", "--quiet")
-    assert mismatch.exit_code == 2 and "differ from the teacher's" in mismatch.output
+    assert mismatch.exit_code == 2 and "differ from the network being trained" in mismatch.output
     missing = run("distill", "--teacher", teacher, "--init-generator", tmp_path / "none.safetensors", "--out",
                   tmp_path / "c", "--device", "cpu", "--duration", "1steps", "--quiet")
     assert missing.exit_code == 3

@@ -243,6 +243,32 @@ def test_teacher_resume_bit_for_bit(tmp_path):
     assert cfg["kind"] == "teacher" and cfg["provenance"]["steps"] == 4 and cfg["provenance"]["command"] is None
 
 
+def test_teacher_init_teacher_fine_tunes_from_a_checkpoint(tmp_path):
+    """--init-teacher: the run starts from the checkpoint's weights (not fresh ones), takes its architecture when
+    --arch is left out, records it in provenance (also after --resume), and refuses another architecture."""
+    from ncvsd_cli.checkpoints import load_checkpoint
+    from ncvsd_cli.training import distributed
+    from ncvsd_cli.training.teacher import TeacherTrainer, train_teacher
+
+    train_teacher(_teacher_settings(tmp_path, "base", duration="2steps"))
+    snap = tmp_path / "base" / "snapshots" / "teacher-0000000-0.050.safetensors"
+    base, _ = load_checkpoint(str(snap))
+    tr = TeacherTrainer(_teacher_settings(tmp_path, "ft", arch=None, init_teacher=str(snap)), distributed.init("cpu"))
+    fresh = TeacherTrainer(_teacher_settings(tmp_path, "fresh"), distributed.init("cpu"))
+    got, ref = tr.net.state_dict(), base.state_dict()
+    assert tr.arch == "tiny" and all(torch.equal(got[k], ref[k]) for k in ref)
+    assert any(not torch.equal(fresh.net.state_dict()[k], ref[k]) for k in ref)  # the test can fail
+    ema = dict(tr.ema.models(tr.net))[0.05].state_dict()
+    assert all(torch.equal(ema[k], ref[k]) for k in ref)  # the EMA starts from the loaded weights too
+    tr.run()
+    train_teacher(_teacher_settings(tmp_path, "ft", arch=None, duration="6steps", resume=True))
+    _, cfg = load_checkpoint(str(tmp_path / "ft" / "snapshots" / "teacher-0000000-0.050.safetensors"))
+    assert cfg["provenance"]["init_teacher"] == snap.name and cfg["provenance"]["steps"] == 6
+    with pytest.raises(ValueError, match="differ from the network being trained"):
+        TeacherTrainer(_teacher_settings(tmp_path, "bad", arch="tiny-cond", init_teacher=str(snap)),
+                       distributed.init("cpu"))
+
+
 # ---------------------------------------------------------------------------------------------- distillation
 @pytest.fixture
 def tiny_teacher(tmp_path):
@@ -306,6 +332,25 @@ def test_distill_finite_changes_generator_and_resumes(tmp_path, tiny_teacher):
     distill(_distill_settings(tmp_path, tiny_teacher, "split", duration="2steps"))
     distill(_distill_settings(tmp_path, tiny_teacher, "split", duration="3steps", resume=True))
     _assert_same(state, _state(tmp_path / "split" / "state.pt"))
+
+
+def test_distill_without_gan_skips_the_discriminator(tmp_path, tiny_teacher):
+    """gan_loss_scaling 0: the discriminator keeps its teacher initialisation while the generator trains."""
+    import json
+
+    from ncvsd_cli.training import distributed
+    from ncvsd_cli.training.distill import Distiller
+
+    d = Distiller(_distill_settings(tmp_path, tiny_teacher, "nogan", duration="2steps", gan_warmup_kimg=0.0,
+                                    gan_loss_scaling=0.0), distributed.init("cpu"))
+    disc0 = {k: v.clone() for k, v in d.disc.state_dict().items()}
+    gen0 = {k: v.clone() for k, v in d.gen.state_dict().items()}
+    d.run()
+    assert all(torch.equal(v, disc0[k]) for k, v in d.disc.state_dict().items())
+    assert any(not torch.equal(v, gen0[k]) for k, v in d.gen.state_dict().items())
+    logs = [json.loads(line) for line in (tmp_path / "nogan" / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in logs if "loss_vsd" in r]
+    assert steps and all("loss_disc" not in r and "loss_gan" not in r and r["gan"] is False for r in steps)
 
 
 def test_distill_init_generator_continues_from_a_generator(tmp_path, tiny_teacher):

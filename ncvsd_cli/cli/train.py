@@ -22,6 +22,8 @@ Examples:
 
   ncvsd train --data builtin --out runs/teacher --duration 30min --resume
 
+  ncvsd train --data my-photos/ --init-teacher builtin64-teacher --lr 0.002 --rampup-kimg 2 --out runs/ft
+
   torchrun --nproc_per_node=2 -m ncvsd_cli train --data photos.zip --arch builtin64 --out runs/t --batch 64
 """
 
@@ -68,6 +70,9 @@ def train(
     arch: str = typer.Option(None, "--arch", help="Network architecture (ncvsd_cli.networks.PRESETS): "
                              "builtin64 for a new run; on --resume the run's own."),
     preset: str = typer.Option(None, "--preset", hidden=True, help="Deprecated alias of --arch."),
+    init_teacher: str = typer.Option(None, "--init-teacher", help="Start from this teacher checkpoint (name or "
+                                     "path) instead of fresh weights: fine-tuning; give a lower --lr. Ignored on "
+                                     "--resume."),
     out: str = typer.Option(..., "--out", help="Run directory."),
     batch: int = typer.Option(32, "--batch", help="Global batch size (split over torchrun processes)."),
     duration: str = typer.Option("30min", "--duration", help="Length: time of this invocation (30min, 2h) or "
@@ -96,7 +101,7 @@ def train(
 
         parse_duration(duration), parse_duration(snapshot)  # usage errors before anything heavy
         settings = TeacherSettings(
-            data=data, arch=arch_option(arch, preset), out=out, batch=batch, duration=duration, snapshot=snapshot,
+            data=data, arch=arch_option(arch, preset), init_teacher=init_teacher, out=out, batch=batch, duration=duration, snapshot=snapshot,
             lr=lr, ref_batches=ref_batches, rampup_kimg=rampup_kimg, p_mean=p_mean, p_std=p_std,
             loss_scaling=loss_scaling, seed=seed, xflip=xflip, precision=precision, channels_last=channels_last,
             device=device, log_every=log_every, resume=resume, progress=not quiet, command=command_line())

@@ -71,6 +71,26 @@ def build(kind: str, arch: str, device: torch.device, channels_last: bool = Fals
     return net, config
 
 
+#: Config keys that must agree between a network and weights loaded into it (architecture and data format).
+ARCH_KEYS = ("arch", "img_resolution", "img_channels", "label_dim", "sigma_data", "gamma", "init_sigma")
+
+
+def load_init_weights(net: torch.nn.Module, config: dict, source: str, kind: str, option: str) -> str:
+    """Copy the weights of checkpoint `source` (a name or path; a `kind` network, "teacher" or "generator") into
+    `net`, whose config is `config`; returns the resolved path. Raises ValueError naming `option` when the
+    checkpoint's architecture differs (any of ARCH_KEYS)."""
+    from ncvsd_cli.checkpoints import load_checkpoint, resolve_checkpoint
+
+    path = str(resolve_checkpoint(source))
+    loaded, cfg = load_checkpoint(path, kind=kind)
+    mismatch = [k for k in ARCH_KEYS if cfg.get(k) != config.get(k)]
+    if mismatch:
+        raise ValueError(f"{option} {source}: its {', '.join(mismatch)} differ from the network being trained "
+                         f"({', '.join(f'{k}={cfg.get(k)!r} vs {config.get(k)!r}' for k in mismatch)})")
+    net.load_state_dict(loaded.state_dict())
+    return path
+
+
 def make_adam(net: torch.nn.Module, device: torch.device) -> torch.optim.Adam:
     """Adam(β = (0.9, 0.99), eps 1e-8, no weight decay) as in docs/method.md §1.8; lr is set per step by the schedule."""
     return torch.optim.Adam(net.parameters(), lr=0.0, betas=(0.9, 0.99), eps=1e-8,

@@ -18,14 +18,22 @@ from pathlib import Path
 import torch
 
 from ncvsd_cli.training import distributed
-from ncvsd_cli.training.common import RunSettings, autocast, labels_for, make_adam, snapshot_path
+from ncvsd_cli.training.common import (
+    ARCH_KEYS,
+    RunSettings,
+    autocast,
+    labels_for,
+    load_init_weights,
+    make_adam,
+    snapshot_path,
+)
 from ncvsd_cli.training.data import ImageStream, open_source
 from ncvsd_cli.training.ema import PowerFunctionEMA
 from ncvsd_cli.training.loop import TrainLoop, parse_duration, step_generator
 from ncvsd_cli.training.losses import karras_grid, lognormal_sigma, uniform_grid_sigma
 from ncvsd_cli.training.ncvsd_step import NCVSDModels, add_noise, ncvsd_step
 
-_CONFIG_KEYS = ("preset", "arch", "img_resolution", "img_channels", "label_dim", "sigma_data", "gamma", "init_sigma")
+_CONFIG_KEYS = ("preset", *ARCH_KEYS)
 
 
 @dataclass
@@ -36,7 +44,7 @@ class DistillSettings(RunSettings):
     lr: ref_lr (score model); g_lr_scale/d_lr_scale: multipliers for generator/discriminator (0.01);
     init_generator: a generator checkpoint to start G_θ from instead of the teacher (continues an earlier
     distillation whose state.pt is gone; score model and discriminator still start from the teacher);
-    gan_warmup_kimg: GAN term off before this many kimg; gan_loss_scaling: ζ; p_mean/p_std: t lognormal;
+    gan_warmup_kimg: GAN term off before this many kimg; gan_loss_scaling: ζ (0: no GAN, no discriminator updates); p_mean/p_std: t lognormal;
     preview_ts: ts lists (docs/method.md §2.7) for the preview grids; preview_count: images per grid.
     """
 
@@ -55,20 +63,6 @@ class DistillSettings(RunSettings):
 def _net_config(teacher_cfg: dict, kind: str) -> dict:
     """The config of a student of `kind` with exactly the teacher's architecture."""
     return {"kind": kind, **{k: teacher_cfg[k] for k in _CONFIG_KEYS if k in teacher_cfg}}
-
-
-def _load_generator_weights(gen: torch.nn.Module, config: dict, source: str) -> str:
-    """Copy the weights of generator checkpoint `source` (name or path) into `gen`; returns the resolved path.
-    Raises ValueError when it is not a generator of the teacher's architecture."""
-    from ncvsd_cli.checkpoints import load_checkpoint, resolve_checkpoint
-
-    path = str(resolve_checkpoint(source))
-    net, cfg = load_checkpoint(path, kind="generator")
-    mismatch = [k for k in _CONFIG_KEYS if k != "preset" and cfg.get(k) != config.get(k)]
-    if mismatch:
-        raise ValueError(f"--init-generator {source}: its {', '.join(mismatch)} differ from the teacher's")
-    gen.load_state_dict(net.state_dict())
-    return path
 
 
 def load_teacher(teacher: str, device: torch.device) -> tuple[torch.nn.Module, dict, str]:
@@ -111,7 +105,8 @@ class Distiller(TrainLoop):
             nets[kind] = net
         self.teacher.to(dev)
         if s.init_generator:
-            self.init_path = _load_generator_weights(nets["generator"], self.configs["generator"], s.init_generator)
+            self.init_path = load_init_weights(nets["generator"], self.configs["generator"], s.init_generator,
+                                               "generator", "--init-generator")
         self.gen, self.score, self.disc = nets["generator"], nets["score"], nets["discriminator"]
         self.opts = {k: make_adam(n, dev) for k, n in nets.items()}
         self.models = NCVSDModels(self.gen, self.score, self.disc, self.teacher, self.opts)
@@ -150,7 +145,8 @@ class Distiller(TrainLoop):
         return losses
 
     def log_extras(self) -> dict:
-        return {"lr": self.lr(self.s.lr), "gan": self.cur_nimg >= self.s.gan_warmup_kimg * 1000}
+        return {"lr": self.lr(self.s.lr),
+                "gan": self.s.gan_loss_scaling > 0 and self.cur_nimg >= self.s.gan_warmup_kimg * 1000}
 
     # ------------------------------------------------------------------------------------ state / output
     def state_dict(self) -> dict:

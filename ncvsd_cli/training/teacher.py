@@ -17,6 +17,7 @@ from ncvsd_cli.training.common import (
     autocast,
     build,
     labels_for,
+    load_init_weights,
     make_adam,
     optimiser_step,
     recorded_setting,
@@ -35,10 +36,13 @@ class TeacherSettings(RunSettings):
     ImageNet-512 models use −0.4/1.0).
 
     arch: the network architecture (a name in ncvsd_cli.networks.PRESETS); None means DEFAULT_ARCH for a new
-    run and the run's own architecture on resume.
+    run (or the architecture of init_teacher) and the run's own architecture on resume.
+    init_teacher: a teacher checkpoint (name or path) to start from instead of fresh weights (fine-tuning, e.g.
+    on your own photos; give a lower --lr); ignored on --resume, where state.pt holds the weights.
     """
 
     arch: str | None = None
+    init_teacher: str | None = None
     out: str = "runs/teacher"
     ref_batches: float = 2000.0
     extra: dict = field(default_factory=dict)
@@ -49,12 +53,16 @@ DEFAULT_ARCH = "builtin64"
 
 def resolve_arch(s: TeacherSettings) -> str:
     """The architecture to build: --arch, else the resumed run's (run.json; older versions called it 'preset'),
-    else DEFAULT_ARCH. Raises ValueError when --arch differs from the resumed run's."""
+    else that of --init-teacher, else DEFAULT_ARCH. Raises ValueError when --arch differs from the resumed run's."""
     recorded = recorded_setting(s.out, "arch", "preset") if s.resume else None
     recorded = recorded if isinstance(recorded, str) else None
     if s.arch is not None and recorded is not None and s.arch != recorded:
         raise ValueError(f"--arch {s.arch} differs from the architecture {recorded} of the run in {s.out}; "
                          "leave --arch out to continue it")
+    if s.arch is None and recorded is None and s.init_teacher:
+        from ncvsd_cli.checkpoints import read_config, resolve_checkpoint
+
+        recorded = read_config(resolve_checkpoint(s.init_teacher)).get("preset")
     return s.arch or recorded or DEFAULT_ARCH
 
 
@@ -70,6 +78,13 @@ class TeacherTrainer(TrainLoop):
         self.arch = self.settings["arch"] = resolve_arch(s)
         torch.manual_seed(s.seed)  # identical fresh weights on every rank (also broadcast below)
         self.net, self.config = build("teacher", self.arch, self.device, s.channels_last)
+        if s.resume:  # the weights come from state.pt; keep the provenance of the run's start
+            self.init_path = recorded_setting(s.out, "init_teacher_path")
+        elif s.init_teacher:
+            self.init_path = load_init_weights(self.net, self.config, s.init_teacher, "teacher", "--init-teacher")
+        else:
+            self.init_path = None
+        self.settings["init_teacher_path"] = self.init_path
         distributed.broadcast_module(self.net)
         self.net.train()
         self.opt = make_adam(self.net, self.device)
@@ -108,6 +123,14 @@ class TeacherTrainer(TrainLoop):
         self.stream.load_state_dict(state["data"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
+
+    def provenance(self) -> dict:
+        from ncvsd_cli.checkpoints import sha256_file
+
+        prov = super().provenance()
+        if isinstance(self.init_path, str) and Path(self.init_path).is_file():
+            prov.update(init_teacher=Path(self.init_path).name, init_teacher_sha256=sha256_file(self.init_path))
+        return prov
 
     def write_snapshot(self) -> list[Path]:
         from ncvsd_cli.checkpoints import save_checkpoint
