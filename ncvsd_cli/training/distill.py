@@ -44,7 +44,8 @@ class DistillSettings(RunSettings):
     lr: ref_lr (score model); g_lr_scale/d_lr_scale: multipliers for generator/discriminator (0.01);
     init_generator: a generator checkpoint to start G_θ from instead of the teacher (continues an earlier
     distillation whose state.pt is gone; score model and discriminator still start from the teacher);
-    gan_warmup_kimg: GAN term off before this many kimg; gan_loss_scaling: ζ (0: no GAN, no discriminator updates); p_mean/p_std: t lognormal;
+    gan_warmup_kimg: GAN term off before this many kimg; gan_loss_scaling: ζ (0: no GAN, no discriminator
+    updates); p_mean/p_std: t lognormal;
     preview_ts: ts lists (docs/method.md §2.7) for the preview grids; preview_count: images per grid.
     """
 

@@ -78,13 +78,8 @@ class TeacherTrainer(TrainLoop):
         self.arch = self.settings["arch"] = resolve_arch(s)
         torch.manual_seed(s.seed)  # identical fresh weights on every rank (also broadcast below)
         self.net, self.config = build("teacher", self.arch, self.device, s.channels_last)
-        if s.resume:  # the weights come from state.pt; keep the provenance of the run's start
-            self.init_path = recorded_setting(s.out, "init_teacher_path")
-        elif s.init_teacher:
-            self.init_path = load_init_weights(self.net, self.config, s.init_teacher, "teacher", "--init-teacher")
-        else:
-            self.init_path = None
-        self.settings["init_teacher_path"] = self.init_path
+        self.init_provenance = self._init_from_teacher(s, self.net, self.config)
+        self.settings["init_provenance"] = self.init_provenance
         distributed.broadcast_module(self.net)
         self.net.train()
         self.opt = make_adam(self.net, self.device)
@@ -124,13 +119,23 @@ class TeacherTrainer(TrainLoop):
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
 
-    def provenance(self) -> dict:
+    @staticmethod
+    def _init_from_teacher(s: TeacherSettings, net: torch.nn.Module, config: dict) -> dict:
+        """Load --init-teacher into `net` (new runs) and return its provenance {init_teacher: file name,
+        init_teacher_sha256}, hashed once; on resume the run's recorded one (state.pt holds the weights); {} when
+        the run started from fresh weights."""
+        if s.resume:
+            recorded = recorded_setting(s.out, "init_provenance")
+            return recorded if isinstance(recorded, dict) else {}
+        if not s.init_teacher:
+            return {}
         from ncvsd_cli.checkpoints import sha256_file
 
-        prov = super().provenance()
-        if isinstance(self.init_path, str) and Path(self.init_path).is_file():
-            prov.update(init_teacher=Path(self.init_path).name, init_teacher_sha256=sha256_file(self.init_path))
-        return prov
+        path = load_init_weights(net, config, s.init_teacher, "teacher", "--init-teacher")
+        return {"init_teacher": Path(path).name, "init_teacher_sha256": sha256_file(path)}
+
+    def provenance(self) -> dict:
+        return {**super().provenance(), **self.init_provenance}
 
     def write_snapshot(self) -> list[Path]:
         from ncvsd_cli.checkpoints import save_checkpoint
