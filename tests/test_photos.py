@@ -46,6 +46,21 @@ def test_manifest_lists_enough_licensed_colour_photos():
     assert sum(p["photos"] for p in doc["packages"].values()) == len(items)
 
 
+def test_permissive_subset_is_large_enough_and_holds_people_and_animals():
+    items = [e for e in photos.load_manifest()["photos"] if photos.is_permissive(e["licence"])]
+    assert len(items) >= 100
+    assert sum("people" in e["tags"] for e in items) >= 5 and sum("animal" in e["tags"] for e in items) >= 30
+
+
+@pytest.mark.parametrize("licence, permissive", [
+    ("Public Domain", True), ("CC0-1.0", True), ("CC-BY-2.0", True), ("CC-BY-4.0", True),
+    ("CC-BY-SA-4.0", False), ("CC-BY-SA-3.0", False), ("GPL-2+", False), ("LGPL-3.0", False),
+    ("CC-BY-NC-4.0", False), ("CC-BY-", False), ("", False), ("proprietary", False),
+])
+def test_licence_classes(licence, permissive):
+    assert photos.is_permissive(licence) is permissive
+
+
 @pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "grace_hopper"])
 @pytest.mark.parametrize("change", ["none", "half", "jpeg"])
 def test_heldout_and_validation_photos_are_refused(name, change):
@@ -144,6 +159,34 @@ def test_build_from_unpacked_packages(tmp_path, out_name):
         with zipfile.ZipFile(tmp_path / out_name) as zf:
             assert "ATTRIBUTION.txt" in zf.namelist()
             assert json.loads(zf.read("dataset.json"))["scales"] == list(photos.SCALES)
+
+
+@pytest.mark.parametrize("policy, expected", [("permissive", ["a", "c"]), ("all", ["a", "b", "c"])])
+def test_build_keeps_the_licence_policy(tmp_path, policy, expected):
+    blobs = {n: _png(_colour(24, 24, i)) for i, n in enumerate("abc")}
+    licences = {"a": "CC0-1.0", "b": "CC-BY-SA-4.0", "c": "CC-BY-3.0"}
+    root = tmp_path / "cache" / "unpacked" / "pkg_1.0-1"
+    root.mkdir(parents=True)
+    (root / ".complete").touch()
+    for n, blob in blobs.items():
+        (root / f"{n}.png").write_bytes(blob)
+    entries = [{**_entry(n, f"{n}.png", blob), "licence": licences[n]} for n, blob in blobs.items()]
+    out = tmp_path / "set.zip"
+    summary = photos.build_photos(out, tmp_path / "cache", _write_manifest(tmp_path, entries), 16, licences=policy)
+    assert summary["photos"] == len(expected) and summary["licences"] == policy
+    with zipfile.ZipFile(out) as zf:
+        assert sorted(n[:-5] for n in zf.namelist() if n.endswith(".webp")) == expected
+        credits = zf.read("ATTRIBUTION.txt").decode()
+        assert ("CC-BY-SA-4.0" in credits) is (policy == "all")
+    assert data.folder_or_zip_source(out).licences == policy
+    first = photos.build_photos(tmp_path / "one", tmp_path / "cache", _write_manifest(tmp_path, entries), 16,
+                                limit=1, licences=policy)
+    assert first["photos"] == 1
+    with pytest.raises(ValueError, match="licence policy"):
+        photos.build_photos(out, tmp_path / "cache", _write_manifest(tmp_path, entries), licences="some")
+    only_sa = [e for e in entries if e["name"] == "b"]
+    with pytest.raises(ValueError, match="no photos under"):
+        photos.build_photos(out, tmp_path / "cache", _write_manifest(tmp_path, only_sa), licences="permissive")
 
 
 @pytest.mark.parametrize("problem", ["sha256", "grey"])

@@ -241,6 +241,21 @@ def test_teacher_resume_bit_for_bit(tmp_path):
     _assert_same(_state(tmp_path / "full" / "state.pt"), _state(tmp_path / "split" / "state.pt"))
     _, cfg = load_checkpoint(str(tmp_path / "full" / "snapshots" / "teacher-0000000-0.050.safetensors"))
     assert cfg["kind"] == "teacher" and cfg["provenance"]["steps"] == 4 and cfg["provenance"]["command"] is None
+    assert "data_licences" not in cfg["provenance"]  # the folder declares no licence policy
+
+
+def test_checkpoint_provenance_records_the_data_licence_policy(tmp_path):
+    """A set whose dataset.json declares its licence policy (benchmarks/build_photos.py) passes it to checkpoints."""
+    import json
+
+    from ncvsd_cli.checkpoints import load_checkpoint
+    from ncvsd_cli.training.teacher import train_teacher
+
+    _write_pngs(tmp_path / "imgs")
+    (tmp_path / "imgs" / "dataset.json").write_text(json.dumps({"scales": [1.0], "licences": "permissive"}))
+    train_teacher(_teacher_settings(tmp_path, "t", duration="1steps"))
+    _, cfg = load_checkpoint(str(tmp_path / "t" / "snapshots" / "teacher-0000000-0.050.safetensors"))
+    assert cfg["provenance"]["data_licences"] == "permissive"
 
 
 def test_teacher_init_teacher_fine_tunes_from_a_checkpoint(tmp_path):

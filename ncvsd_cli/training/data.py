@@ -96,12 +96,14 @@ def _rescale(a: np.ndarray, scale: float) -> np.ndarray:
 
 
 class ImageSource:
-    """A list of decodable images. `get(i) -> (H, W, 3) uint8`; `weights` gives the draw probability of each."""
+    """A list of decodable images. `get(i) -> (H, W, 3) uint8`; `weights` gives the draw probability of each;
+    `licences`: the licence policy its dataset.json declares (the `photos` set: "permissive" or "all"), or None."""
 
-    def __init__(self, images: list, weights: Sequence[float] | None = None, labels: Sequence[int] | None = None):
+    def __init__(self, images: list, weights: Sequence[float] | None = None, labels: Sequence[int] | None = None,
+                 licences: str | None = None):
         if not images:
             raise ValueError("the dataset holds no images")
-        self._images = images
+        self._images, self.licences = images, licences
         w = np.asarray(weights if weights is not None else np.ones(len(images)), dtype=np.float64)
         self.weights = w / w.sum()
         self.labels = list(labels) if labels is not None else None
@@ -203,7 +205,8 @@ def folder_or_zip_source(path: str | Path) -> ImageSource:
     labels = _read_labels(meta, rel)
     cache = _DecodeCache(read)
     items = [lambda n=n, s=s: cache.get(n, s) for n in rel for s in scales]
-    return ImageSource(items, labels=[lab for lab in labels for _ in scales] if labels else None)
+    return ImageSource(items, labels=[lab for lab in labels for _ in scales] if labels else None,
+                       licences=meta.get("licences"))
 
 
 def photos_path() -> Path:

@@ -7,6 +7,11 @@ and the held-out / validation photos (by name and by content), scales each photo
 `short_side` px, and writes lossy WebP files (quality 90) into a folder or a zip that
 `ncvsd train --data` reads, with a dataset.json that declares the pyramid `SCALES` (training/data.py) and an
 ATTRIBUTION.txt (author, licence, source of every photo).
+
+Licence policy: by default only photos under permissive licences (public domain, CC0, CC-BY without share-alike)
+are used, so that weights trained on the set can ship under the project's MIT licence with the CC-BY credits of
+ATTRIBUTION.txt; `licences="all"` adds the share-alike and GPL photos (CC-BY-SA, GPL, LGPL), whose terms may reach
+the trained weights.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ EXCLUDED_FILES = frozenset({"astronaut.png", "coffee.png", "chelsea.png", "grace
                             "china.jpg", "flower.jpg", "face.dat", "quokka.jpg"})
 #: Unrelated photos of the set differ in >= 57 of 256 bits; rescaled or re-encoded copies in < 10.
 MATCH_BITS = 40
+#: Licence policies of `build_photos`: "permissive" keeps the photos for which `is_permissive` holds, "all" every one.
+LICENCE_POLICIES = ("permissive", "all")
 _ENTRY_KEYS = ("name", "package", "version", "path", "licence", "author", "tags", "sha256")
 
 
@@ -62,6 +69,13 @@ def excluded_match(image: np.ndarray) -> str | None:
     h = dhash(image)
     best = min(EXCLUDED_DHASH, key=lambda n: (h ^ EXCLUDED_DHASH[n]).bit_count())
     return best if (h ^ EXCLUDED_DHASH[best]).bit_count() <= MATCH_BITS else None
+
+
+def is_permissive(licence: str) -> bool:
+    """True for public domain, CC0 and CC-BY (any version, without share-alike); False for everything else
+    (CC-BY-SA, GPL, LGPL, unknown texts), so that an unrecognised licence is never taken for a permissive one."""
+    text = licence.strip()
+    return text in ("Public Domain", "CC0-1.0") or (text.startswith("CC-BY-") and text[6:].replace(".", "").isdigit())
 
 
 def load_manifest(path: str | Path = MANIFEST_PATH) -> dict:
@@ -162,15 +176,21 @@ def _photo(data: bytes, name: str, short_side: int) -> np.ndarray:
 
 
 def build_photos(out: str | Path, cache: str | Path, manifest: str | Path = MANIFEST_PATH,
-                 short_side: int = DEFAULT_SHORT_SIDE, limit: int | None = None) -> dict:
+                 short_side: int = DEFAULT_SHORT_SIDE, limit: int | None = None,
+                 licences: str = "permissive") -> dict:
     """Build the set into `out` (a folder, or a zip when it ends in .zip) from the manifest's packages (fetched
-    into `cache`). `limit` keeps the first N photos (tests). Returns a summary {photos, people, animals, out}."""
+    into `cache`). `licences`: a LICENCE_POLICIES name (see the module text); `limit` keeps the first N photos
+    of the policy (tests). Returns a summary {photos, people, animals, licences, out}."""
     from PIL import Image
 
     if short_side < 16:
         raise ValueError(f"short side {short_side} px is below 16")
+    if licences not in LICENCE_POLICIES:
+        raise ValueError(f"licence policy {licences!r} is not one of {', '.join(LICENCE_POLICIES)}")
     doc = load_manifest(manifest)
-    photos = doc["photos"][:limit] if limit else doc["photos"]
+    photos = [e for e in doc["photos"] if licences == "all" or is_permissive(e["licence"])][:limit or None]
+    if not photos:
+        raise ValueError(f"the manifest has no photos under the licence policy {licences!r}")
     roots = fetch_packages({p: doc["packages"][p] for p in {e["package"] for e in photos}}, Path(cache))
     files: dict[str, bytes] = {}
     rcc_cache: dict[Path, dict[str, bytes]] = {}
@@ -188,8 +208,9 @@ def build_photos(out: str | Path, cache: str | Path, manifest: str | Path = MANI
         Image.fromarray(_photo(data, e["name"], short_side)).save(buf, "WEBP", quality=WEBP_QUALITY, method=6)
         files[f"{e['name']}.webp"] = buf.getvalue()
         credits.append(f"{e['name']}.webp: {e['author']}, {e['licence']}, {e.get('source') or e['package']}")
-    files["dataset.json"] = json.dumps({"labels": None, "scales": list(SCALES)}).encode()
-    files["ATTRIBUTION.txt"] = ("\n".join(credits) + "\n").encode()
+    files["dataset.json"] = json.dumps({"labels": None, "scales": list(SCALES), "licences": licences}).encode()
+    head = f"Photos of the ncvsd `photos` set (licence policy {licences!r}): file: author, licence, source"
+    files["ATTRIBUTION.txt"] = ("\n".join([head, *credits]) + "\n").encode()
     out = Path(out)
     if out.suffix == ".zip":
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -203,4 +224,5 @@ def build_photos(out: str | Path, cache: str | Path, manifest: str | Path = MANI
         for fname, blob in files.items():
             (out / fname).write_bytes(blob)
     count = {t: sum(t in (e.get("tags") or []) for e in photos) for t in ("people", "animal")}
-    return {"photos": len(photos), "people": count["people"], "animals": count["animal"], "out": str(out)}
+    return {"photos": len(photos), "people": count["people"], "animals": count["animal"], "licences": licences,
+            "out": str(out)}
