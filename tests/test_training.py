@@ -2,6 +2,7 @@
 
 import math
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -322,6 +323,32 @@ def test_generator_init_equals_teacher_on_further_noised_input(tmp_path, tiny_te
         assert torch.allclose(out, ref, atol=1e-5)
         x_t = torch.randn(3, 3, 16, 16, generator=g)
         assert torch.allclose(d.score(x_t, sigma, y, sigma_hat), d.teacher(x_t, sigma), atol=1e-5)
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_teacher_copy_generator_checkpoint(tmp_path, tiny_teacher, fp16):
+    """benchmarks/teacher_copy_generator.py: the saved generator is D_0 on the further-noised input (§1.9)."""
+    import subprocess
+    import sys
+
+    from ncvsd_cli.checkpoints import load_checkpoint, sha256_file
+
+    out = tmp_path / "copy.safetensors"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "teacher_copy_generator.py"
+    subprocess.run([sys.executable, str(script), str(tiny_teacher), str(out), *(["--fp16"] if fp16 else [])],
+                   check=True, capture_output=True)
+    gen, cfg = load_checkpoint(str(out), kind="generator")
+    teacher, _ = load_checkpoint(str(tiny_teacher), kind="teacher")
+    prov = cfg["provenance"]
+    assert prov["kimg"] == 0 and prov["teacher"] == tiny_teacher.name
+    assert prov["teacher_sha256"] == sha256_file(tiny_teacher) and "not distilled" in prov["trainer"]
+    g = torch.Generator().manual_seed(1)
+    y, z = torch.randn(2, 3, 16, 16, generator=g), torch.randn(2, 3, 16, 16, generator=g)
+    sigma = torch.tensor([0.1, 2.0])
+    sigma_hat = (1 + gen.gamma) * sigma
+    with torch.no_grad():
+        ref = teacher(y + (sigma_hat**2 - sigma**2).sqrt().view(-1, 1, 1, 1) * z, sigma_hat)
+        assert torch.allclose(gen.float()(y, sigma, noise=z), ref.float(), atol=2e-2 if fp16 else 1e-5)
 
 
 def test_distill_finite_changes_generator_and_resumes(tmp_path, tiny_teacher):

@@ -66,6 +66,33 @@ def _net_config(teacher_cfg: dict, kind: str) -> dict:
     return {"kind": kind, **{k: teacher_cfg[k] for k in _CONFIG_KEYS if k in teacher_cfg}}
 
 
+def student_network(teacher: torch.nn.Module, teacher_cfg: dict, kind: str) -> tuple[torch.nn.Module, dict]:
+    """A `kind` network ("generator", "score" or "discriminator") of the teacher's architecture, initialised from
+    the teacher as in docs/method.md §1.9; returns (network on the teacher's device, its config)."""
+    from ncvsd_cli.networks import build_network, init_from_teacher
+
+    cfg = _net_config(teacher_cfg, kind)
+    return init_from_teacher(build_network(cfg), teacher), cfg
+
+
+def teacher_copy_generator(teacher: str) -> tuple[torch.nn.Module, dict]:
+    """The generator G_θ at its initialisation, before any distillation step (docs/method.md §1.9): G(y, σ) =
+    D_0(y + sqrt(σ̂² − σ²) z, σ̂), σ̂ = (1 + γ)σ, the teacher's posterior mean at a higher noise level: an
+    approximate posterior sample, smoother than a true one. teacher: name, path or `ncvsd train` run directory.
+    Returns (generator on the CPU, config with provenance: teacher file and sha256, its data, 0 kimg)."""
+    from ncvsd_cli.checkpoints import sha256_file
+
+    net, tcfg, path = load_teacher(teacher, torch.device("cpu"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the fresh log-variance head (unused by sampling): the same file every time
+        gen, cfg = student_network(net, tcfg, "generator")
+    tprov = tcfg.get("provenance") or {}
+    prov = {k: tprov[k] for k in ("data", "data_licences") if k in tprov}
+    prov.update(teacher=Path(path).name, teacher_sha256=sha256_file(path), steps=0, kimg=0.0,
+                trainer="teacher copy: the NCVSD generator at initialisation (docs/method.md §1.9), not distilled")
+    return gen, dict(cfg, provenance=prov)
+
+
 def load_teacher(teacher: str, device: torch.device) -> tuple[torch.nn.Module, dict, str]:
     """A teacher checkpoint (name, path, or a `ncvsd train` run directory -> its newest σ_rel 0.05 snapshot);
     returns (frozen teacher in eval mode, its config, the resolved path)."""
@@ -85,7 +112,7 @@ class Distiller(TrainLoop):
     def __init__(self, s: DistillSettings, dist_info: distributed.DistInfo):
         super().__init__(s.out, dist_info, s.batch, parse_duration(s.duration), parse_duration(s.snapshot),
                          s.log_every, s.seed, settings=asdict(s), resume=s.resume, progress=s.progress)
-        from ncvsd_cli.networks import build_network, init_from_teacher, network_config
+        from ncvsd_cli.networks import network_config
 
         self.s = s
         dev = self.device
@@ -95,11 +122,11 @@ class Distiller(TrainLoop):
                              f"({tcfg.get('preset')!r}); leave --arch out to use the teacher's")
         self.settings["teacher_path"] = self.teacher_path
         self.settings["arch"] = s.arch or tcfg.get("preset")
-        self.configs = {k: _net_config(tcfg, k) for k in ("generator", "score", "discriminator")}
         torch.manual_seed(s.seed)
-        nets = {}
-        for kind, cfg in self.configs.items():
-            net = init_from_teacher(build_network(cfg), self.teacher.cpu()).to(dev)
+        nets, self.configs = {}, {}
+        for kind in ("generator", "score", "discriminator"):
+            net, self.configs[kind] = student_network(self.teacher.cpu(), tcfg, kind)
+            net = net.to(dev)
             if s.channels_last:
                 net = net.to(memory_format=torch.channels_last)
             distributed.broadcast_module(net)
