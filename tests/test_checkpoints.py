@@ -286,3 +286,9 @@ def test_wheel_ships_the_checkpoints(tmp_path):
     assert "ncvsd_checkpoints/manifest.yaml" in names and "ncvsd_checkpoints/__init__.py" in names
     for listed in ck.load_manifest()["files"]:
         assert f"ncvsd_checkpoints/{listed}" in names
+    assert "ncvsd_checkpoints/photos-ATTRIBUTION.txt" in names  # credits of the default model's training photos
+
+
+def test_shipped_weights_stay_under_50_mb():
+    files = ck.load_manifest()["files"]
+    assert sum(locate_shipped_file(name).stat().st_size for name in files) < 50e6
