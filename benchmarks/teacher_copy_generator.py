@@ -1,9 +1,10 @@
 """Writes the generator at its initialisation, the teacher copy (docs/method.md §1.9), as a checkpoint.
 
-G(y, σ) = D_0(y + sqrt(σ̂² − σ²) z, σ̂): the teacher's posterior mean at the higher noise level σ̂ = (1 + γ)σ, an
-approximate posterior sample (smoother than a true one) that needs no distillation. The shipped default generator
-is this copy of the photos-tuned teacher: on this project's small model it beat every distilled generator on the
-validation photos (benchmarks/photos-default/). Provenance: the teacher file and sha256, its training data, 0 kimg.
+G(y, σ) = D_0(y + sqrt(σ̂² − σ²) z, σ̂): the teacher's posterior mean at the higher noise level
+σ̂ = (1 + γ)σ, an approximate posterior sample (smoother than a true one) that needs no distillation.
+The shipped default generator is this copy of the photos-tuned teacher: on this project's small model it
+beat both generators this project distilled, on the validation photos (benchmarks/photos-default/).
+Provenance: the teacher file and sha256, its training data, 0 kimg.
 Usage:  python benchmarks/teacher_copy_generator.py TEACHER OUT.safetensors [--fp16]
 """
 

@@ -172,7 +172,8 @@ def test_build_keeps_the_licence_policy(tmp_path, policy, expected):
         (root / f"{n}.png").write_bytes(blob)
     entries = [{**_entry(n, f"{n}.png", blob), "licence": licences[n]} for n, blob in blobs.items()]
     out = tmp_path / "set.zip"
-    summary = photos.build_photos(out, tmp_path / "cache", _write_manifest(tmp_path, entries), 16, licences=policy)
+    manifest = _write_manifest(tmp_path, entries)
+    summary = photos.build_photos(out, tmp_path / "cache", manifest, 16, licences=policy)
     assert summary["photos"] == len(expected) and summary["licences"] == policy
     with zipfile.ZipFile(out) as zf:
         assert sorted(n[:-5] for n in zf.namelist() if n.endswith(".webp")) == expected
@@ -186,7 +187,8 @@ def test_build_keeps_the_licence_policy(tmp_path, policy, expected):
         photos.build_photos(out, tmp_path / "cache", _write_manifest(tmp_path, entries), licences="some")
     only_sa = [e for e in entries if e["name"] == "b"]
     with pytest.raises(ValueError, match="no photos under"):
-        photos.build_photos(out, tmp_path / "cache", _write_manifest(tmp_path, only_sa), licences="permissive")
+        photos.build_photos(out, tmp_path / "cache", _write_manifest(tmp_path, only_sa),
+                            licences="permissive")
 
 
 @pytest.mark.parametrize("problem", ["sha256", "grey"])

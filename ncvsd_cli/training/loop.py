@@ -230,9 +230,9 @@ class TrainLoop:
         """Training provenance written into every checkpoint (with the data's licence policy where declared)."""
         source = getattr(getattr(self, "stream", None), "source", None)
         licences = {"data_licences": source.licences} if getattr(source, "licences", None) else {}
-        return {**licences, "data": self.settings.get("data"), "steps": self.step, "kimg": round(self.cur_nimg / 1000, 3),
-                "wall_time_s": round(self.train_seconds, 1), "command": self.settings.get("command"),
-                "batch": self.batch, "world_size": self.dist.world_size, "seed": self.seed,
+        return {**licences, "data": self.settings.get("data"), "steps": self.step,
+                "kimg": round(self.cur_nimg / 1000, 3), "wall_time_s": round(self.train_seconds, 1),
+                "command": self.settings.get("command"), "batch": self.batch, "world_size": self.dist.world_size, "seed": self.seed,
                 "trainer": f"ncvsd {self.name}"}
 
     def _full_state(self) -> dict:
