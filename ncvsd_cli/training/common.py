@@ -91,6 +91,13 @@ def load_init_weights(net: torch.nn.Module, config: dict, source: str, kind: str
     return path
 
 
+def file_provenance(key: str, path: str | Path) -> dict:
+    """{key: file name, key_sha256: its sha256}: how a checkpoint names a file it was made from."""
+    from ncvsd_cli.checkpoints import sha256_file
+
+    return {key: Path(path).name, f"{key}_sha256": sha256_file(path)}
+
+
 def make_adam(net: torch.nn.Module, device: torch.device) -> torch.optim.Adam:
     """Adam(β = (0.9, 0.99), eps 1e-8, no weight decay) as in docs/method.md §1.8; lr is set per step by the schedule."""
     return torch.optim.Adam(net.parameters(), lr=0.0, betas=(0.9, 0.99), eps=1e-8,

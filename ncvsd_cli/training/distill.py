@@ -22,6 +22,7 @@ from ncvsd_cli.training.common import (
     ARCH_KEYS,
     RunSettings,
     autocast,
+    file_provenance,
     labels_for,
     load_init_weights,
     make_adam,
@@ -67,8 +68,8 @@ def _net_config(teacher_cfg: dict, kind: str) -> dict:
 
 
 def student_network(teacher: torch.nn.Module, teacher_cfg: dict, kind: str) -> tuple[torch.nn.Module, dict]:
-    """A `kind` network ("generator", "score" or "discriminator") of the teacher's architecture, initialised from
-    the teacher as in docs/method.md §1.9; returns (network on the teacher's device, its config)."""
+    """A `kind` network ("generator", "score" or "discriminator") of the teacher's architecture, initialised
+    from the teacher as in docs/method.md §1.9; returns (network on the teacher's device, its config)."""
     from ncvsd_cli.networks import build_network, init_from_teacher
 
     cfg = _net_config(teacher_cfg, kind)
@@ -78,18 +79,18 @@ def student_network(teacher: torch.nn.Module, teacher_cfg: dict, kind: str) -> t
 def teacher_copy_generator(teacher: str) -> tuple[torch.nn.Module, dict]:
     """The generator G_θ at its initialisation, before any distillation step (docs/method.md §1.9): G(y, σ) =
     D_0(y + sqrt(σ̂² − σ²) z, σ̂), σ̂ = (1 + γ)σ, the teacher's posterior mean at a higher noise level: an
-    approximate posterior sample, smoother than a true one. teacher: name, path or `ncvsd train` run directory.
-    Returns (generator on the CPU, config with provenance: teacher file and sha256, its data, 0 kimg)."""
-    from ncvsd_cli.checkpoints import sha256_file
-
+    approximate posterior sample, smoother than a true one. teacher: name, path or `ncvsd train` run
+    directory. Returns (generator on the CPU, config with provenance: teacher file and sha256, its data,
+    0 kimg)."""
     net, tcfg, path = load_teacher(teacher, torch.device("cpu"))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the fresh log-variance head (unused by sampling): the same file every time
         gen, cfg = student_network(net, tcfg, "generator")
     tprov = tcfg.get("provenance") or {}
     prov = {k: tprov[k] for k in ("data", "data_licences") if k in tprov}
-    prov.update(teacher=Path(path).name, teacher_sha256=sha256_file(path), steps=0, kimg=0.0,
-                trainer="teacher copy: the NCVSD generator at initialisation (docs/method.md §1.9), not distilled")
+    prov.update(**file_provenance("teacher", path), steps=0, kimg=0.0,
+                trainer="teacher copy: the NCVSD generator at initialisation (docs/method.md §1.9), "
+                        "not distilled")
     return gen, dict(cfg, provenance=prov)
 
 
@@ -132,9 +133,11 @@ class Distiller(TrainLoop):
             distributed.broadcast_module(net)
             nets[kind] = net
         self.teacher.to(dev)
+        self.source_files = file_provenance("teacher", self.teacher_path)  # hashed once, not per snapshot
         if s.init_generator:
-            self.init_path = load_init_weights(nets["generator"], self.configs["generator"], s.init_generator,
-                                               "generator", "--init-generator")
+            init_path = load_init_weights(nets["generator"], self.configs["generator"], s.init_generator,
+                                          "generator", "--init-generator")
+            self.source_files.update(file_provenance("init_generator", init_path))
         self.gen, self.score, self.disc = nets["generator"], nets["score"], nets["discriminator"]
         self.opts = {k: make_adam(n, dev) for k, n in nets.items()}
         self.models = NCVSDModels(self.gen, self.score, self.disc, self.teacher, self.opts)
@@ -193,13 +196,7 @@ class Distiller(TrainLoop):
             self.ema.load_state_dict(state["ema"])
 
     def provenance(self) -> dict:
-        from ncvsd_cli.checkpoints import sha256_file
-
-        prov = {**super().provenance(), "teacher": Path(self.teacher_path).name,
-                "teacher_sha256": sha256_file(self.teacher_path)}
-        if self.s.init_generator:
-            prov.update(init_generator=Path(self.init_path).name, init_generator_sha256=sha256_file(self.init_path))
-        return prov
+        return {**super().provenance(), **self.source_files}
 
     def write_snapshot(self) -> list[Path]:
         from ncvsd_cli.checkpoints import save_checkpoint

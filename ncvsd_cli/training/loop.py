@@ -227,12 +227,13 @@ class TrainLoop:
 
     # ------------------------------------------------------------------ machinery
     def provenance(self) -> dict:
-        """Training provenance written into every checkpoint (with the data's licence policy where declared)."""
-        source = getattr(getattr(self, "stream", None), "source", None)
-        licences = {"data_licences": source.licences} if getattr(source, "licences", None) else {}
-        return {**licences, "data": self.settings.get("data"), "steps": self.step,
-                "kimg": round(self.cur_nimg / 1000, 3), "wall_time_s": round(self.train_seconds, 1),
-                "command": self.settings.get("command"), "batch": self.batch, "world_size": self.dist.world_size, "seed": self.seed,
+        """Training provenance written into every checkpoint (with the data's licence policy if declared)."""
+        stream = getattr(self, "stream", None)  # the subclass's ImageStream
+        licences = stream.source.licences if stream is not None else None
+        return {**({"data_licences": licences} if licences else {}), "data": self.settings.get("data"),
+                "steps": self.step, "kimg": round(self.cur_nimg / 1000, 3),
+                "wall_time_s": round(self.train_seconds, 1), "command": self.settings.get("command"),
+                "batch": self.batch, "world_size": self.dist.world_size, "seed": self.seed,
                 "trainer": f"ncvsd {self.name}"}
 
     def _full_state(self) -> dict:

@@ -16,6 +16,7 @@ from ncvsd_cli.training.common import (
     RunSettings,
     autocast,
     build,
+    file_provenance,
     labels_for,
     load_init_weights,
     make_adam,
@@ -122,17 +123,15 @@ class TeacherTrainer(TrainLoop):
     @staticmethod
     def _init_from_teacher(s: TeacherSettings, net: torch.nn.Module, config: dict) -> dict:
         """Load --init-teacher into `net` (new runs) and return its provenance {init_teacher: file name,
-        init_teacher_sha256}, hashed once; on resume the run's recorded one (state.pt holds the weights); {} when
-        the run started from fresh weights."""
+        init_teacher_sha256}, hashed once; on resume the run's recorded one (state.pt holds the weights); {}
+        when the run started from fresh weights."""
         if s.resume:
             recorded = recorded_setting(s.out, "init_provenance")
             return recorded if isinstance(recorded, dict) else {}
         if not s.init_teacher:
             return {}
-        from ncvsd_cli.checkpoints import sha256_file
-
-        path = load_init_weights(net, config, s.init_teacher, "teacher", "--init-teacher")
-        return {"init_teacher": Path(path).name, "init_teacher_sha256": sha256_file(path)}
+        return file_provenance("init_teacher", load_init_weights(net, config, s.init_teacher, "teacher",
+                                                                 "--init-teacher"))
 
     def provenance(self) -> dict:
         return {**super().provenance(), **self.init_provenance}
