@@ -129,6 +129,35 @@ def test_state_holds_only_tensors_and_plain_containers(trained):
     assert state["loop"]["step"] == 1 and state["loop"]["name"] == "train"
 
 
+def _lrs(run: Path) -> list[float]:
+    return [r["lr"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "lr" in r]
+
+
+def test_resume_keeps_the_runs_recipe_and_records_what_is_typed_again(tmp_path, trained):
+    """--resume without --lr/--data/--batch continues with the run's own (not the option defaults); a value typed
+    again replaces the recorded one with a note, also for later resumes; a new run without --data is a usage error."""
+    data, _ = trained
+    run = tmp_path / "run"
+    first = runner.invoke(app, ["train", "--data", str(data), "--out", str(run), "--duration", "1steps", "--quiet",
+                                *TINY, "--lr", "0.004", "--p-std", "1.2"])
+    assert first.exit_code == 0, first.output
+    bare = ["train", "--out", str(run), "--resume", "--quiet", "--device", "cpu"]
+    res = runner.invoke(app, [*bare, "--duration", "2steps"])  # no --data, --batch, --lr, --arch
+    assert res.exit_code == 0, res.output
+    assert _lrs(run) == [0.004, 0.004] and "replaces" not in res.stderr
+    state = torch.load(run / "state.pt", weights_only=True)["loop"]
+    assert state["step"] == 2 and state["batch"] == 2
+    res = runner.invoke(app, [*bare, "--duration", "3steps", "--lr", "0.002"])
+    assert res.exit_code == 0, res.output
+    assert "--lr 0.002: replaces the run's recorded 0.004" in res.stderr
+    recorded = json.loads((run / "run.json").read_text())
+    assert recorded["lr"] == 0.002 and recorded["p_std"] == 1.2 and recorded["overrides"][0]["lr"] == [0.004, 0.002]
+    res = runner.invoke(app, [*bare, "--duration", "4steps"])
+    assert res.exit_code == 0 and _lrs(run) == [0.004, 0.004, 0.002, 0.002], res.output
+    new = runner.invoke(app, ["train", "--out", str(tmp_path / "new"), "--duration", "1steps", *TINY])
+    assert new.exit_code == 2 and "missing option --data" in new.stderr, new.output
+
+
 # --------------------------------------------------------------------------------------------- --arch flag
 def test_resume_takes_the_runs_architecture_also_from_older_run_dirs(tmp_path, trained):
     data, run = trained
@@ -180,6 +209,21 @@ def test_distill_resume_refuses_code(tmp_path, trained):
     res = runner.invoke(app, ["distill", "--teacher", str(teacher), "--data", str(data), "--out", str(out),
                               "--resume", "--duration", "2steps", "--batch", "2", "--device", "cpu", "--quiet"])
     assert not marker.exists() and res.exit_code == 3 and res.stderr.count("\n") == 1, res.output
+
+
+def test_distill_resume_needs_no_teacher_or_data_again(tmp_path, trained):
+    data, run = trained
+    teacher = max((run / "snapshots").glob("teacher-*-0.050.safetensors"))
+    out = tmp_path / "d"
+    base = ["--out", str(out), "--batch", "2", "--device", "cpu", "--quiet", "--rampup-kimg", "0"]
+    res = runner.invoke(app, ["distill", "--teacher", str(teacher), "--data", str(data), "--lr", "0.003",
+                              "--duration", "1steps", *base])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["distill", "--out", str(out), "--resume", "--duration", "2steps", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert _lrs(out) == [0.003, 0.003]
+    new = runner.invoke(app, ["distill", "--out", str(tmp_path / "e"), "--duration", "1steps", "--device", "cpu"])
+    assert new.exit_code == 2 and "missing option --teacher" in new.stderr, new.output
 
 
 # ---------------------------------------------------------------------------------------------- signals

@@ -122,6 +122,12 @@ def handle_errors() -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------------------------- option parsing
+def given_options(ctx: typer.Context) -> set[str]:
+    """Names of the command's parameters the user gave (command line or environment), not left at defaults."""
+    return {name for name in ctx.params
+            if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+
+
 def parse_device(spec: str = "auto") -> Any:
     """`auto|cpu|cuda|cuda:N` -> torch.device. auto = cuda if available, else cpu.
 

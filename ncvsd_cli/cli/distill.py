@@ -5,13 +5,14 @@ from __future__ import annotations
 import typer
 
 from ncvsd_cli.cli.common import handle_errors
-from ncvsd_cli.cli.train import arch_option, run_training
+from ncvsd_cli.cli.train import arch_option, run_training, with_recipe
 
 HELP = """Distil a teacher into a one/few-step generative denoiser with NCVSD (score model, discriminator and
 generator updated in turn; VSD through the posterior-score identity; GAN term after its warm-up).
 
 Writes RUN_DIR/log.jsonl, RUN_DIR/state.pt (atomic; continue with --resume),
-RUN_DIR/snapshots/generator-<kimg>-<sigma_rel>.safetensors and RUN_DIR/previews/<kimg>-nfe<N>.png. A JSON
+RUN_DIR/snapshots/generator-<kimg>-<sigma_rel>.safetensors and RUN_DIR/previews/<kimg>-nfe<N>.png. --resume
+keeps the run's recipe (RUN_DIR/run.json); an option typed again with another value replaces it from then on. A JSON
 summary goes to stdout; progress goes to stderr (a bar on a terminal, a status line every 30 s otherwise;
 --quiet: none). Ctrl-C or SIGTERM saves the state after the current step and exits 130 or 143.
 
@@ -31,8 +32,9 @@ def register(app: typer.Typer) -> None:
 
 
 def distill(
-    teacher: str = typer.Option(..., "--teacher", help="Teacher checkpoint (name or path) or a `ncvsd train` run "
-                                "directory (its newest sigma_rel 0.050 snapshot)."),
+    ctx: typer.Context,
+    teacher: str = typer.Option(None, "--teacher", help="Teacher checkpoint (name or path) or a `ncvsd train` run "
+                                "directory (its newest sigma_rel 0.050 snapshot). Required for a new run."),
     data: str = typer.Option("builtin", "--data", help="'builtin', 'photos' ($NCVSD_PHOTOS), an image folder or a zip."),
     init_generator: str = typer.Option(None, "--init-generator", help="Start the generator from this generator "
                                        "checkpoint (name or path) instead of the teacher, e.g. to continue an "
@@ -79,4 +81,4 @@ def distill(
             gan_warmup_kimg=gan_warmup_kimg, gan_loss_scaling=gan_loss_scaling, p_mean=p_mean, p_std=p_std,
             loss_scaling=loss_scaling, seed=seed, xflip=xflip, precision=precision, channels_last=channels_last,
             device=device, log_every=log_every, resume=resume, progress=not quiet, command=command_line())
-        run_training(run_distill, settings, out)
+        run_training(run_distill, with_recipe(settings, ("teacher",), ctx), out)

@@ -7,12 +7,13 @@ import os
 
 import typer
 
-from ncvsd_cli.cli.common import UsageError, fail, handle_errors, note
+from ncvsd_cli.cli.common import UsageError, fail, given_options, handle_errors, note
 
 HELP = """Train a teacher denoiser (EDM2 loss, lognormal sigma, Adam + EDM2 schedule, power-function EMA).
 
 Writes RUN_DIR/log.jsonl, RUN_DIR/state.pt (atomic; continue with --resume) and
-RUN_DIR/snapshots/teacher-<kimg>-<sigma_rel>.safetensors. A JSON summary goes to stdout; progress goes to
+RUN_DIR/snapshots/teacher-<kimg>-<sigma_rel>.safetensors. --resume keeps the run's recipe (RUN_DIR/run.json:
+data, batch, lr schedule, ...); an option typed again with another value replaces it from then on. A JSON summary goes to stdout; progress goes to
 stderr (a bar on a terminal, a status line every 30 s otherwise; --quiet: none). Ctrl-C or SIGTERM saves the
 state after the current step and exits 130 or 143.
 
@@ -40,6 +41,28 @@ def arch_option(arch: str | None, preset: str | None) -> str | None:
     return preset
 
 
+def with_recipe(settings, required: tuple[str, ...], ctx: typer.Context):
+    """On --resume, `settings` with the run's recorded recipe (run.json) for every option not typed again;
+    typed values that differ override it (a note each, recorded in run.json for later resumes). Raises
+    UsageError when an option in `required` is missing for a new run (or a run without a record)."""
+    from ncvsd_cli.training.common import record_overrides, resumed_settings
+
+    given = given_options(ctx)
+    given |= {"arch"} if "preset" in given else set()
+    changed = {}
+    if settings.resume:
+        settings, changed = resumed_settings(settings, given)
+    missing = [f"--{k.replace('_', '-')}" for k in required if getattr(settings, k) is None]
+    if missing:
+        raise UsageError(f"missing option {', '.join(missing)} (needed unless --resume finds it in the run's "
+                         "run.json)")
+    for k, (old, new) in changed.items():
+        note(f"--resume with --{k.replace('_', '-')} {new}: replaces the run's recorded {old} from now on")
+    if changed and os.environ.get("RANK", "0") == "0":
+        record_overrides(settings.out, changed, settings.command)
+    return settings
+
+
 def run_training(run, settings, out: str) -> None:
     """Run `run(settings)` (teacher training or distillation) and print its JSON summary (rank 0 only).
 
@@ -64,9 +87,10 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    data: str = typer.Option(..., "--data", help="'builtin' (scikit-image photos, held-out ones excluded), "
+    ctx: typer.Context,
+    data: str = typer.Option(None, "--data", help="'builtin' (scikit-image photos, held-out ones excluded), "
                              "'photos' (the set built by benchmarks/build_photos.py, $NCVSD_PHOTOS), an image folder "
-                             "or a zip (EDM2 dataset-tool layout)."),
+                             "or a zip (EDM2 dataset-tool layout). Required for a new run."),
     arch: str = typer.Option(None, "--arch", help="Network architecture (ncvsd_cli.networks.PRESETS): "
                              "builtin64 for a new run; on --resume the run's own."),
     preset: str = typer.Option(None, "--preset", hidden=True, help="Deprecated alias of --arch."),
@@ -105,4 +129,4 @@ def train(
             lr=lr, ref_batches=ref_batches, rampup_kimg=rampup_kimg, p_mean=p_mean, p_std=p_std,
             loss_scaling=loss_scaling, seed=seed, xflip=xflip, precision=precision, channels_last=channels_last,
             device=device, log_every=log_every, resume=resume, progress=not quiet, command=command_line())
-        run_training(train_teacher, settings, out)
+        run_training(train_teacher, with_recipe(settings, ("data",), ctx), out)

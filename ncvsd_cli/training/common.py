@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -149,3 +149,44 @@ def recorded_setting(run_dir: str | Path, key: str, *old_keys: str) -> object | 
     if not isinstance(recorded, dict):
         return None
     return next((recorded[k] for k in (key, *old_keys) if recorded.get(k) is not None), None)
+
+
+#: Settings that belong to one invocation, never taken from the run's record on --resume.
+PER_INVOCATION = ("out", "duration", "resume", "progress", "command", "device", "init_teacher", "init_generator")
+
+
+def _tuples(value: object) -> object:
+    """JSON lists back to the tuples the settings dataclasses hold (sigma_rels, preview_ts)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def resumed_settings(settings: RunSettings, given: set[str]) -> tuple[RunSettings, dict[str, tuple]]:
+    """A resumed run keeps its recipe: every field of `settings` not in `given` (the options the user typed) and
+    not per invocation (PER_INVOCATION) is taken from the run's run.json when recorded there (lr, batch,
+    schedule, data, EMA widths, ...). Returns (the settings, {field: (recorded, given)} for typed values that
+    differ from the record; these override it)."""
+    try:
+        recorded = json.loads(Path(settings.out, "run.json").read_text())
+    except (OSError, ValueError):
+        return settings, {}
+    if not isinstance(recorded, dict):
+        return settings, {}
+    names = {f.name for f in fields(settings)} - set(PER_INVOCATION)
+    taken = {k: _tuples(recorded[k]) for k in names - given if recorded.get(k) is not None}
+    changed = {k: (_tuples(recorded[k]), getattr(settings, k)) for k in names & given
+               if k in recorded and _tuples(recorded[k]) != getattr(settings, k)}
+    return replace(settings, **taken), changed
+
+
+def record_overrides(run_dir: str | Path, changed: dict[str, tuple], command: str | None) -> None:
+    """Write the values typed on a --resume that differ from the record (`changed`, from resumed_settings) into
+    the run's run.json, so that later resumes keep them; the list "overrides" says when (command) and what
+    (field: [old, new]). Atomic; call on one rank only."""
+    from ncvsd_cli.images import atomic_write_bytes
+
+    path = Path(run_dir, "run.json")
+    recorded = json.loads(path.read_text())
+    recorded.update({k: new for k, (_, new) in changed.items()})
+    recorded["overrides"] = [*recorded.get("overrides", []),
+                             {"command": command, **{k: [old, new] for k, (old, new) in changed.items()}}]
+    atomic_write_bytes(path, (json.dumps(recorded, indent=2, default=str) + "\n").encode())
