@@ -20,7 +20,7 @@ Examples:
 
   ncvsd distill --teacher runs/teacher --data builtin --out runs/distill --duration 30min
 
-  ncvsd distill --teacher teacher.safetensors --data builtin --out runs/distill --resume
+  ncvsd distill --out runs/distill --resume --duration 1h
 
   ncvsd distill --teacher builtin64-teacher --init-generator builtin64-generator --out runs/more --duration 1h
 """

@@ -21,7 +21,7 @@ Examples:
 
   ncvsd train --data builtin --arch builtin64 --out runs/teacher --duration 30min
 
-  ncvsd train --data builtin --out runs/teacher --duration 30min --resume
+  ncvsd train --out runs/teacher --resume --duration 30min      (the run's own data, lr, batch, ...)
 
   ncvsd train --data my-photos/ --init-teacher builtin64-teacher --lr 0.002 --rampup-kimg 2 --out runs/ft
 
