@@ -21,6 +21,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ncvsd_cli.errors import one_line
@@ -41,8 +42,9 @@ class RestoreOptions:
     preset's). nfe >= 1: network evaluations per sample (None: the method's default). 0 <= seed < 2^63: sample k
     of an image draws from the stream ("restore", seed, k, hash of its measurement). samples >= 1 per image; batch_size >= 1
     (image, sample) pairs per network call (> 1: faster, bytes differ by rounding; module docstring).
-    sigma_y >= 0: noise level for every input (None: each measurement's own). preset_file: YAML over the task
-    preset. params: operator parameters for plain-image inputs. class_label: for class-conditional checkpoints.
+    sigma_y >= 0: noise level for every input (None: each measurement's own). preset_file: YAML (path or mapping)
+    over the task preset. params: operator parameters for plain-image inputs. class_label: for class-conditional
+    checkpoints.
     checkpoint: name or path (None: the shipped default of the kind the method needs). device: "cpu", "cuda",
     "cuda:N". precision: "auto", "fp32" or "bf16". max_pixels >= 1: largest output (H * W) accepted (None: as
     large as the memory estimate admits, `Restorer.memory_refusal`). tile: side of the tiles the generator is
@@ -58,7 +60,7 @@ class RestoreOptions:
     samples: int = 1
     batch_size: int = 1
     sigma_y: float | None = None
-    preset_file: str | None = None
+    preset_file: str | dict[str, Any] | None = None  # a YAML path; validate() replaces it by the file's mapping
     params: dict[str, Any] = field(default_factory=dict)
     class_label: int | None = None
     checkpoint: str | None = None
@@ -74,8 +76,10 @@ class RestoreOptions:
 
         from ncvsd_cli.networks.inference import PRECISIONS
         from ncvsd_cli.sampling.methods import get_method
-        from ncvsd_cli.sampling.presets import task_settings
+        from ncvsd_cli.sampling.presets import read_preset_file, task_settings
 
+        if isinstance(self.preset_file, (str, Path)):  # read once: every input sees the same settings
+            self.preset_file = read_preset_file(self.preset_file)
         for name, lo in (("samples", 1), ("batch_size", 1), ("max_pixels", 1), ("seed", 0), ("tile", 0)):
             if getattr(self, name) is not None and getattr(self, name) < lo:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= {lo}, got {getattr(self, name)}")

@@ -222,6 +222,22 @@ def test_resume_refuses_other_settings(assets, tmp_path):
     assert "batch_size" in (out / "summary.md").read_text()
 
 
+def test_preset_file_is_read_once_and_its_content_guards_resume(assets, tmp_path):
+    """The --preset YAML is read when the run starts (deleting it mid-run changes nothing) and its content, not
+    only its name, is recorded: a resume with the same file name but other values is refused."""
+    out, user = tmp_path / "out", tmp_path / "user.yaml"
+    user.write_text("warm_start: {sigma_max: 0.5}\n")
+    cfg = _cfg(assets, out, tasks=["sr4"], methods=["pnp-gd-warm"], nfe=[1], limit=2, preset_file=str(user))
+    cfg.validate()
+    user.unlink()
+    assert run_bench(cfg, progress=False).computed == 2
+    assert json.loads((out / "run_settings.json").read_text())["preset"] == {"warm_start": {"sigma_max": 0.5}}
+    user.write_text("warm_start: {sigma_max: 0.9}\n")
+    with pytest.raises(ValueError, match="preset"):
+        run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd-warm"], nfe=[1], limit=2, resume=True,
+                       preset_file=str(user)), progress=False)
+
+
 def test_a_failed_batch_is_retried_one_image_at_a_time(assets, tmp_path, monkeypatch):
     """A call on several images that fails (out of memory, one bad image) is redone image by image: only the
     image that fails alone loses its row."""

@@ -71,6 +71,16 @@ def test_combinations_that_cannot_work_are_refused_up_front(options, match, tmp_
         RestoreOptions(**options).validate()
 
 
+def test_the_preset_file_is_read_once(tmp_path):
+    """Every input of a long batch sees the same settings, even if the YAML changes or vanishes meanwhile."""
+    preset = tmp_path / "p.yaml"
+    preset.write_text("warm_start: {sigma_max: 0.5}\n")
+    options = RestoreOptions(task="sr4", preset_file=str(preset)).validate()
+    preset.unlink()
+    assert options.preset_file == {"warm_start": {"sigma_max": 0.5}}
+    assert options.validate().preset_file == {"warm_start": {"sigma_max": 0.5}}
+
+
 def test_class_label_needs_a_conditional_checkpoint():
     with pytest.raises(ValueError, match="unconditional"):
         Restorer.from_options(RestoreOptions(task="denoise", class_label=3), load=False)

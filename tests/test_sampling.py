@@ -11,7 +11,7 @@ from ncvsd_cli.sampling import METHODS, Method, SamplerResult, get_method
 from ncvsd_cli.sampling.gaussian import GaussianPrior, operator_matrix
 from ncvsd_cli.sampling.generate import default_ts, generate
 from ncvsd_cli.sampling.pnp_gd import pnp_gd
-from ncvsd_cli.sampling.presets import build_operator, task_settings, settings_sigmas, task_names
+from ncvsd_cli.sampling.presets import build_operator, read_preset_file, settings_sigmas, task_names, task_settings
 from ncvsd_cli.sampling.schedules import karras_sigmas, ts_sigmas, validate_ts
 from ncvsd_cli.sampling.teacher_baselines import daps, dps
 from operators.noise import generators_for_seeds
@@ -332,6 +332,18 @@ def test_preset_file_errors(tmp_path):
         task_settings("sr4", preset_file=bad)
     with pytest.raises(ValueError, match="not found"):
         task_settings("sr4", preset_file=tmp_path / "missing.yaml")
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("sigma_maks: 1\n")
+    with pytest.raises(ValueError, match="unknown.yaml: unknown preset key"):
+        read_preset_file(unknown)
+
+
+def test_a_read_preset_mapping_equals_its_file(tmp_path):
+    user = tmp_path / "user.yaml"
+    user.write_text("beta: 0.002\nwarm_start: {sigma_max: 1.5}\n")
+    for warm in (False, True):
+        assert task_settings("sr4", nfe=4, preset_file=read_preset_file(user), warm=warm) == \
+            task_settings("sr4", nfe=4, preset_file=user, warm=warm)
 
 
 # ----------------------------------------------------------------------------------------------- warm start

@@ -78,6 +78,7 @@ class BenchConfig:
     preset_file: str | None = None
     precision: str = "auto"
     batch_size: int = 1
+    preset: dict[str, Any] | None = None  # the preset file's mapping, read once by validate()
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad value."""
@@ -93,6 +94,10 @@ class BenchConfig:
             raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.preset_file is not None and self.preset is None:
+            from ncvsd_cli.sampling.presets import read_preset_file
+
+            self.preset = read_preset_file(self.preset_file)
         if self.best_of < 1:
             raise ValueError(f"--best-of must be >= 1, got {self.best_of}")
         if self.baseline_nfe < 1 or any(n < 1 for n in self.nfe):
@@ -244,6 +249,7 @@ SETTINGS_JSON = "run_settings.json"
 def _run_settings(cfg: BenchConfig, nets: _Networks, plan: _Plan) -> dict[str, Any]:
     """What the rows of a folder must share beyond their key: resolution, networks, precision and presets."""
     return {"resolution": plan.shape[-1], "precision": cfg.precision, "preset_file": cfg.preset_file,
+            "preset": cfg.preset,
             **{kind: nets.info[kind]["path"] for kind in ("generator", "teacher") if kind in nets.info}}
 
 
@@ -298,7 +304,7 @@ def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int)
     shape = (int(getattr(nets.generator or nets.teacher, "img_channels", 3)), resolution, resolution)
     tasks = []
     for task in cfg.tasks:
-        settings = task_settings(task, preset_file=cfg.preset_file)
+        settings = task_settings(task, preset_file=cfg.preset)
         operator = build_operator(settings, shape).to(device)
         jobs = methods.expand_jobs(cfg.methods, cfg.nfe, cfg.baseline_nfe, operator, settings)
         tasks.append((task, settings, operator, jobs))
@@ -479,7 +485,7 @@ def _run_one(ctx: _Context, job: methods.Job, run: int, task: str, operator,
     try:
         with RowCost(ctx.device) as cost:
             res = methods.run_job(job, task, operator, torch.cat([it.y for it in batch]), network, gens,
-                                  preset_file=ctx.cfg.preset_file, on_step=ctx.bar.step)
+                                  preset_file=ctx.cfg.preset, on_step=ctx.bar.step)
         scores = ctx.scorer(res.x, torch.cat([it.x for it in batch]))
     except Exception as exc:  # one failed call must not lose the others (exit code 1 at the end)
         if len(batch) > 1:  # out of memory, or one bad image: each image alone

@@ -17,6 +17,7 @@ estimate, `sampling.pnp_gd`; not in the paper): `task_settings(..., warm=True)` 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,7 @@ GENERIC_SETTINGS: dict[str, Any] = {
 }
 
 
-def _base_preset(task: str, preset_file: str | Path | None) -> dict[str, Any]:
+def _base_preset(task: str, preset_file: object) -> dict[str, Any]:
     """The packaged preset of `task`; else GENERIC_SETTINGS under the operator's `default_preset` (plug-ins);
     else GENERIC_SETTINGS when a preset file will complete it. ValueError when there is none of these."""
     if task in task_names():
@@ -151,10 +152,23 @@ def _base_preset(task: str, preset_file: str | Path | None) -> dict[str, Any]:
     return preset
 
 
-def task_settings(task: str, nfe: int | None = None, preset_file: str | Path | None = None,
+def read_preset_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in the YAML preset file `path` (not yet merged); ValueError when it is missing, not a YAML
+    mapping or has unknown keys. Read it once and pass the mapping as `preset_file` so that a long run cannot see
+    the file change (or vanish) between images."""
+    f = Path(path)
+    if not f.is_file():
+        raise ValueError(f"preset file not found: {f}")
+    data = _read_yaml(f.read_text(encoding="utf-8"), str(f))
+    _validate(data, str(f))
+    return data
+
+
+def task_settings(task: str, nfe: int | None = None, preset_file: str | Path | Mapping[str, Any] | None = None,
                   warm: bool = False, **overrides: Any) -> dict[str, Any]:
     """The settings for `task`: task preset < `preset_file` YAML < `overrides` (None values are ignored).
 
+    preset_file: a YAML file's path, or its mapping as read by read_preset_file.
     The task preset is the packaged `presets/tasks/<task>.yaml`, or for an operator without one (a plug-in) its
     class attribute `default_preset` over GENERIC_SETTINGS, or GENERIC_SETTINGS alone when `preset_file` completes
     it (it must then set beta).
@@ -173,11 +187,10 @@ def task_settings(task: str, nfe: int | None = None, preset_file: str | Path | N
     user_keys: set[str] = set()
     override_keys = {k for k, v in overrides.items() if v is not None}
     layers: list[tuple[dict[str, Any], str]] = []
-    if preset_file is not None:
-        f = Path(preset_file)
-        if not f.is_file():
-            raise ValueError(f"preset file not found: {f}")
-        layers.append((_read_yaml(f.read_text(encoding="utf-8"), str(f)), str(f)))
+    if isinstance(preset_file, Mapping):
+        layers.append((dict(preset_file), "--preset"))
+    elif preset_file is not None:
+        layers.append((read_preset_file(preset_file), str(preset_file)))
     layers.append(({k: v for k, v in overrides.items() if v is not None}, "overrides"))
     for layer, origin in layers:
         _validate(layer, origin)
