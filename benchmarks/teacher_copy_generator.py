@@ -5,7 +5,7 @@ G(y, σ) = D_0(y + sqrt(σ̂² − σ²) z, σ̂): the teacher's posterior mean 
 The shipped default generator is this copy of the photos-tuned teacher: on this project's small model it
 beat both generators this project distilled, on the validation photos (benchmarks/photos-default/).
 Provenance: the teacher file and sha256, its training data, 0 kimg.
-Usage:  python benchmarks/teacher_copy_generator.py TEACHER OUT.safetensors [--fp16]
+Usage:  python benchmarks/teacher_copy_generator.py TEACHER OUT.safetensors [--fp16] [--gamma G]
 """
 
 from __future__ import annotations
@@ -24,8 +24,12 @@ def main() -> None:
     p.add_argument("teacher", help="teacher checkpoint: name, path or `ncvsd train` run directory")
     p.add_argument("out", help="generator checkpoint to write (.safetensors)")
     p.add_argument("--fp16", action="store_true", help="store the weights in float16 (half the size)")
+    p.add_argument("--gamma", type=float, default=None,
+                   help="γ > 0 of σ̂ = (1 + γ)σ (default: the teacher config's, the paper's 0.414)")
     a = p.parse_args()
-    gen, cfg = teacher_copy_generator(a.teacher)
+    if a.gamma is not None and not a.gamma > 0:
+        p.error(f"--gamma must be > 0, got {a.gamma}")
+    gen, cfg = teacher_copy_generator(a.teacher, gamma=a.gamma)
     path = save_checkpoint(gen, a.out, cfg, dtype=torch.float16 if a.fp16 else None)
     print(json.dumps({"out": str(path), **cfg["provenance"]}))
 

@@ -325,9 +325,10 @@ def test_generator_init_equals_teacher_on_further_noised_input(tmp_path, tiny_te
         assert torch.allclose(d.score(x_t, sigma, y, sigma_hat), d.teacher(x_t, sigma), atol=1e-5)
 
 
-@pytest.mark.parametrize("fp16", [False, True])
-def test_teacher_copy_generator_checkpoint(tmp_path, tiny_teacher, fp16):
-    """benchmarks/teacher_copy_generator.py: the saved generator is D_0 on the further-noised input (§1.9)."""
+@pytest.mark.parametrize("fp16, gamma", [(False, None), (True, None), (False, 0.1)])
+def test_teacher_copy_generator_checkpoint(tmp_path, tiny_teacher, fp16, gamma):
+    """benchmarks/teacher_copy_generator.py: the saved generator is D_0 on the further-noised input (§1.9), with
+    the teacher's γ (the paper's 0.414) or the one given."""
     import subprocess
     import sys
 
@@ -335,9 +336,10 @@ def test_teacher_copy_generator_checkpoint(tmp_path, tiny_teacher, fp16):
 
     out = tmp_path / "copy.safetensors"
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "teacher_copy_generator.py"
-    subprocess.run([sys.executable, str(script), str(tiny_teacher), str(out), *(["--fp16"] if fp16 else [])],
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, str(script), str(tiny_teacher), str(out), *(["--fp16"] if fp16 else []),
+                    *(["--gamma", str(gamma)] if gamma else [])], check=True, capture_output=True)
     gen, cfg = load_checkpoint(str(out), kind="generator")
+    assert gen.gamma == pytest.approx(gamma or 0.414) and cfg["gamma"] == pytest.approx(gamma or 0.414)
     teacher, _ = load_checkpoint(str(tiny_teacher), kind="teacher")
     prov = cfg["provenance"]
     assert prov["kimg"] == 0 and prov["teacher"] == tiny_teacher.name

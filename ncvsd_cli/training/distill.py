@@ -76,13 +76,16 @@ def student_network(teacher: torch.nn.Module, teacher_cfg: dict, kind: str) -> t
     return init_from_teacher(build_network(cfg), teacher), cfg
 
 
-def teacher_copy_generator(teacher: str) -> tuple[torch.nn.Module, dict]:
+def teacher_copy_generator(teacher: str, gamma: float | None = None) -> tuple[torch.nn.Module, dict]:
     """The generator G_θ at its initialisation, before any distillation step (docs/method.md §1.9): G(y, σ) =
     D_0(y + sqrt(σ̂² − σ²) z, σ̂), σ̂ = (1 + γ)σ, the teacher's posterior mean at a higher noise level: an
     approximate posterior sample, smoother than a true one. teacher: name, path or `ncvsd train` run
-    directory. Returns (generator on the CPU, config with provenance: teacher file and sha256, its data,
-    0 kimg)."""
+    directory. gamma > 0: γ (None: the teacher config's, 0.414 = the paper's; smaller is nearer the teacher's
+    MMSE estimate D_0(y, σ)). Returns (generator on the CPU, config with provenance: teacher file and sha256,
+    its data, 0 kimg)."""
     net, tcfg, path = load_teacher(teacher, torch.device("cpu"))
+    if gamma is not None:
+        tcfg = dict(tcfg, gamma=float(gamma))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the fresh log-variance head (unused by sampling): the same file every time
         gen, cfg = student_network(net, tcfg, "generator")
