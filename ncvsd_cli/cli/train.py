@@ -13,9 +13,9 @@ HELP = """Train a teacher denoiser (EDM2 loss, lognormal sigma, Adam + EDM2 sche
 
 Writes RUN_DIR/log.jsonl, RUN_DIR/state.pt (atomic; continue with --resume) and
 RUN_DIR/snapshots/teacher-<kimg>-<sigma_rel>.safetensors. --resume keeps the run's recipe (RUN_DIR/run.json:
-data, batch, lr schedule, ...); an option typed again with another value replaces it from then on. A JSON summary goes to stdout; progress goes to
-stderr (a bar on a terminal, a status line every 30 s otherwise; --quiet: none). Ctrl-C or SIGTERM saves the
-state after the current step and exits 130 or 143.
+data, batch, lr schedule, ...); an option typed again with another value replaces it from then on. A JSON
+summary goes to stdout; progress goes to stderr (a bar on a terminal, a status line every 30 s otherwise;
+--quiet: none). Ctrl-C or SIGTERM saves the state after the current step and exits 130 or 143.
 
 Examples:
 
