@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 import typer
 
 from ncvsd_cli.cli.common import UsageError, fail, given_options, handle_errors, note
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ncvsd_cli.training.common import RunSettings
 
 HELP = """Train a teacher denoiser (EDM2 loss, lognormal sigma, Adam + EDM2 schedule, power-function EMA).
 
@@ -41,7 +45,7 @@ def arch_option(arch: str | None, preset: str | None) -> str | None:
     return preset
 
 
-def with_recipe(settings, required: tuple[str, ...], ctx: typer.Context):
+def with_recipe(settings: RunSettings, required: tuple[str, ...], ctx: typer.Context) -> RunSettings:
     """On --resume, `settings` with the run's recorded recipe (run.json) for every option not typed again;
     typed values that differ override it (a note each, recorded in run.json for later resumes). Raises
     UsageError when an option in `required` is missing for a new run (or a run without a record)."""
