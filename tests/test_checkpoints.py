@@ -292,3 +292,22 @@ def test_wheel_ships_the_checkpoints(tmp_path):
 def test_shipped_weights_stay_under_50_mb():
     files = ck.load_manifest()["files"]
     assert sum(locate_shipped_file(name).stat().st_size for name in files) < 50e6
+
+
+def test_shipped_generator_is_the_teacher_copy_its_manifest_describes():
+    """The default generator is the teacher copy (docs/method.md §1.9) of the shipped teacher with γ 0.1, as its
+    manifest entry says: G(y, σ, z) = D_0(y + sqrt(σ̂² − σ²) z, σ̂) with σ̂ = 1.1 σ, at low and high σ."""
+    from ncvsd_cli.checkpoints import load_checkpoint
+
+    entry = ck.load_manifest()["files"]["builtin64-generator.safetensors"]["provenance"]
+    assert "--gamma 0.1" in entry["command"] and entry["teacher"] == "builtin64-teacher.safetensors"
+    gen, cfg = load_checkpoint("builtin64-generator", kind="generator")
+    teacher, _ = load_checkpoint("builtin64-teacher", kind="teacher")
+    assert cfg["gamma"] == pytest.approx(0.1) and gen.gamma == pytest.approx(0.1)
+    g = torch.Generator().manual_seed(0)
+    y, z = torch.randn(2, 3, 24, 24, generator=g), torch.randn(2, 3, 24, 24, generator=g)
+    sigma = torch.tensor([0.05, 3.0])
+    sigma_hat = 1.1 * sigma
+    with torch.no_grad():
+        ref = teacher(y + (sigma_hat**2 - sigma**2).sqrt().view(-1, 1, 1, 1) * z, sigma_hat)
+        assert torch.allclose(gen(y, sigma, noise=z), ref, atol=1e-4)
