@@ -139,15 +139,19 @@ def latest_snapshot(run_dir: str | Path, kind: str, sigma_rel: float = 0.05) -> 
     return files[-1]
 
 
-def recorded_setting(run_dir: str | Path, key: str, *old_keys: str) -> object | None:
-    """The value of `key` (or, for run directories of older versions, of the first of `old_keys`) in the
-    run.json of `run_dir`; None when the file, or the key, is missing or unreadable."""
+def run_record(run_dir: str | Path) -> dict:
+    """The settings a run recorded in `run_dir`/run.json; {} when the file is missing or unreadable."""
     try:
         recorded = json.loads(Path(run_dir, "run.json").read_text())
     except (OSError, ValueError):
-        return None
-    if not isinstance(recorded, dict):
-        return None
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def recorded_setting(run_dir: str | Path, key: str, *old_keys: str) -> object | None:
+    """The value of `key` (or, for run directories of older versions, of the first of `old_keys`) in the
+    run.json of `run_dir`; None when the file, or the key, is missing or unreadable."""
+    recorded = run_record(run_dir)
     return next((recorded[k] for k in (key, *old_keys) if recorded.get(k) is not None), None)
 
 
@@ -165,12 +169,7 @@ def resumed_settings(settings: RunSettings, given: set[str]) -> tuple[RunSetting
     not per invocation (PER_INVOCATION) is taken from the run's run.json when recorded there (lr, batch,
     schedule, data, EMA widths, ...). Returns (the settings, {field: (recorded, given)} for typed values that
     differ from the record; these override it)."""
-    try:
-        recorded = json.loads(Path(settings.out, "run.json").read_text())
-    except (OSError, ValueError):
-        return settings, {}
-    if not isinstance(recorded, dict):
-        return settings, {}
+    recorded = run_record(settings.out)
     names = {f.name for f in fields(settings)} - set(PER_INVOCATION)
     taken = {k: _tuples(recorded[k]) for k in names - given if recorded.get(k) is not None}
     changed = {k: (_tuples(recorded[k]), getattr(settings, k)) for k in names & given
