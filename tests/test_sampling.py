@@ -236,7 +236,19 @@ def test_teacher_baselines_default_nfe_is_1000():
     r = dps(prior.teacher, op, y, None, generator=torch.Generator().manual_seed(0))
     assert r.nfe == 1000 and r.operator_evals == 2000
     r = daps(prior.teacher, op, y, None, generator=torch.Generator().manual_seed(0))
-    assert r.nfe == 1000 and r.operator_evals == 2 * 200
+    assert r.nfe == 1000 and r.operator_evals == 2 * 199  # no likelihood step after the last level
+
+
+def test_daps_returns_the_last_ode_estimate_without_a_final_likelihood_sample():
+    """The last level's output is x0_hat, not a likelihood sample at r = sigma_min, which would add noise of that
+    std on the unobserved pixels; no likelihood step follows the last level."""
+    prior, op, y, _ = _inpainting_problem()
+    seen = []
+    res = daps(prior.teacher, op, y.expand(16, *y.shape[1:]), None, generator=torch.Generator().manual_seed(0),
+               levels=10, ode_steps=2, callback=seen.append)
+    assert torch.equal(res.x, seen[-1]["x0_hat"]) and torch.equal(res.x, seen[-1]["x0"])
+    assert res.operator_evals == 2 * 9
+    assert not torch.allclose(res.x[0], res.x[1])  # still a sampler: chains differ
 
 
 def test_teacher_baselines_are_deterministic():

@@ -5,7 +5,8 @@ descriptions (no code taken from either project, which carry no licence):
   Euler) step, then a guidance step x <- x - zeta_i * grad_x |y - A(D(x, sigma))|², zeta_i = zeta / |y - A(D(x))|.
 - `daps`: a DAPS-style annealed sampler (Zhang et al., 2024): at each annealing level sigma_k an ODE solve with the
   teacher from x_k to x0_hat, then a sample of x0 ∝ N(x0; x0_hat, r_k²) exp(-|A(x0) - y|² / beta) (the
-  operator's likelihood step: exact where a closed form exists, Langevin otherwise), then x_{k+1} = x0 + sigma_{k+1} eps.
+  operator's likelihood step: exact where a closed form exists, Langevin otherwise), then x_{k+1} = x0 + sigma_{k+1} eps;
+  the output is the last level's x0_hat.
 
 Both share the sampler signature with `teacher` in place of the generative denoiser.
 """
@@ -99,7 +100,10 @@ def daps(teacher: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor | Se
     sigmas: annealing levels (default Karras(levels, sigma_min=0.1, sigma_max=80, rho=7)). At level sigma_k:
     x0_hat = ODE(x, sigma_k) (ode_steps >= 1 teacher calls), x0 ~ N(x0_hat, r_k²) x likelihood with r_k =
     r_scale * sigma_k and likelihood std sqrt(beta / 2) (beta defaults to the Bayes value 2 sigma_y²), then
-    x = x0 + sigma_{k+1} eps. Returns the last x0. operator_evals: the likelihood steps' count (`likelihood_evals`).
+    x = x0 + sigma_{k+1} eps. Returns the last level's x0_hat, the ODE estimate from x at sigma_min: in DAPS the
+    Langevin step size decays to 1 % by the last level, so its final x0 stays close to x0_hat, whereas an exact
+    likelihood sample at r = sigma_min would add noise of std sigma_min wherever the measurement says nothing.
+    operator_evals: the likelihood steps' count (`likelihood_evals`, one per level but the last).
     """
     if int(ode_steps) < 1:
         raise ValueError(f"ode_steps must be >= 1, got {ode_steps}")
@@ -115,10 +119,10 @@ def daps(teacher: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor | Se
     op_evals = 0
     with torch.no_grad():
         for k, sigma in enumerate(sig):
-            x0_hat = _ode_to_x0(teacher, x, sigma, int(ode_steps), class_labels)
-            x0 = operator.likelihood_sample(x0_hat, y, rho=r_scale * sigma, sigma_p=sigma_p, generator=generator)
-            op_evals += likelihood_evals(operator)
+            x0 = x0_hat = _ode_to_x0(teacher, x, sigma, int(ode_steps), class_labels)
             if k + 1 < len(sig):
+                x0 = operator.likelihood_sample(x0_hat, y, rho=r_scale * sigma, sigma_p=sigma_p, generator=generator)
+                op_evals += likelihood_evals(operator)
                 x = x0 + sig[k + 1] * randn_like(x0, generator)
             if callback is not None:
                 callback({"i": k, "sigma": sigma, "x": x, "x0": x0, "x0_hat": x0_hat})
