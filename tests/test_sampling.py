@@ -249,6 +249,10 @@ def test_daps_returns_the_last_ode_estimate_without_a_final_likelihood_sample():
     assert torch.equal(res.x, seen[-1]["x0_hat"]) and torch.equal(res.x, seen[-1]["x0"])
     assert res.operator_evals == 2 * 9
     assert not torch.allclose(res.x[0], res.x[1])  # still a sampler: chains differ
+    one = daps(prior.teacher, op, y, [0.5], generator=torch.Generator().manual_seed(0), ode_steps=2)
+    assert one.operator_evals == 2  # a single level keeps its likelihood step: its output depends on y
+    other = daps(prior.teacher, op, y + 1, [0.5], generator=torch.Generator().manual_seed(0), ode_steps=2)
+    assert not torch.allclose(one.x, other.x)
 
 
 def test_teacher_baselines_are_deterministic():

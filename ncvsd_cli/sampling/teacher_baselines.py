@@ -103,7 +103,7 @@ def daps(teacher: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor | Se
     x = x0 + sigma_{k+1} eps. Returns the last level's x0_hat, the ODE estimate from x at sigma_min: in DAPS the
     Langevin step size decays to 1 % by the last level, so its final x0 stays close to x0_hat, whereas an exact
     likelihood sample at r = sigma_min would add noise of std sigma_min wherever the measurement says nothing.
-    operator_evals: the likelihood steps' count (`likelihood_evals`, one per level but the last).
+    operator_evals: the likelihood steps' count (`likelihood_evals`, one per level but the last; one level keeps it).
     """
     if int(ode_steps) < 1:
         raise ValueError(f"ode_steps must be >= 1, got {ode_steps}")
@@ -120,9 +120,10 @@ def daps(teacher: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor | Se
     with torch.no_grad():
         for k, sigma in enumerate(sig):
             x0 = x0_hat = _ode_to_x0(teacher, x, sigma, int(ode_steps), class_labels)
-            if k + 1 < len(sig):
+            if k + 1 < len(sig) or len(sig) == 1:  # a single level keeps its step, else y would be ignored
                 x0 = operator.likelihood_sample(x0_hat, y, rho=r_scale * sigma, sigma_p=sigma_p, generator=generator)
                 op_evals += likelihood_evals(operator)
+            if k + 1 < len(sig):
                 x = x0 + sig[k + 1] * randn_like(x0, generator)
             if callback is not None:
                 callback({"i": k, "sigma": sigma, "x": x, "x0": x0, "x0_hat": x0_hat})
