@@ -460,7 +460,8 @@ def measurement_from_image(
     (None: the task preset's).
 
     The operator is built for the image the measurement comes from: for sr* (operators with a `factor`) that
-    is factor x larger than y, otherwise the size of y. Raises ValueError when the task's measurement is not
+    is factor x larger than y, otherwise the size of y. Blurs default to boundary "reflect" (params may say
+    "circular"): a photo blurred by a camera does not wrap around its edges. Raises ValueError when the task's measurement is not
     an image (phase retrieval: use the sidecar) or y does not have the size the operator produces.
     """
     import operators
@@ -470,9 +471,13 @@ def measurement_from_image(
             "phase-retrieval measurements are not images: restore the sidecar written by "
             "`ncvsd degrade` (X.png with X.png.ncvsd.json beside it, or --measurement)"
         )
+    from operators.blur import CircularBlur
+
     cls = operators.get(task)
     f = int(getattr(cls, "factor", 1) or 1)
     c, h, w = (int(v) for v in y.shape[1:])
+    if issubclass(cls, CircularBlur):  # a photo's blur does not wrap around its edges (operators/blur.py)
+        params = {"boundary": "reflect", **(params or {})}
     op = operators.create(task, (c, h * f, w * f), **(params or {}))
     expected = tuple(op.measurement_shape(1)[1:])
     if expected != (c, h, w):

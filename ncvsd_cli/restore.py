@@ -100,6 +100,9 @@ class RestoreOptions:
             method = get_method(self.method)
             call = method.prepare(self.task, self.nfe, preset_file=self.preset_file, sigma_y=self.sigma_y,
                                   operator=self.params or None)
+            if method.name == "pnp-gd" and call.nfe == 1:
+                raise ValueError("--method pnp-gd with --nfe 1: its one network call comes before any likelihood "
+                                 "step, so the output would ignore the measurement; use --nfe >= 2 (or pnp-gd-warm)")
             probe = _probe_operator(call.settings)
             if probe is not None and not method.applies(probe, call.settings):
                 raise ValueError(f"method '{method.name}' does not apply to task '{self.task}'")

@@ -14,6 +14,15 @@ One-pixel shift (docs/method.md §4.3, §7.12), the `shift` option:
 
 Likelihood step, exact in the Fourier domain (docs/method.md §3.3): S = 1/(|K|²/σ_p² + 1/ρ²),
 u = F⁻¹[S·F(Aᵀy/σ_p² + x0/ρ²)] + F⁻¹[√S·F(ε)].
+
+Image border, the `boundary` option (docs/method.md §4.4, "The image border"):
+  - "circular" (default; the paper's model, `degrade` and `bench`): the blur wraps around the image edges.
+  - "reflect" (the default of `restore` for a plain image: a photo blurred by a camera does not wrap): the scene
+    beyond the frame is unseen. A(x) = W[k ⊛ E(x)], E = reflect extension by the kernel's reach m on every side
+    (the canvas), W = the centre window; `degrade -p boundary=reflect` measures so. The likelihood step and the
+    Wiener/Tikhonov filters solve on the canvas, where the blur is circular, with only the window measured:
+    (KᵀWᵀWK + Λ) u = KᵀWᵀy + Λ·prior by conjugate gradients preconditioned with the circular solve (the margin
+    is free; the likelihood step's canvas prior is N(E(x0), ρ² I), sampled exactly by perturb-and-solve).
 """
 
 from __future__ import annotations
@@ -25,11 +34,24 @@ import torch
 
 from operators.base import Operator
 from operators.noise import Generators, randn_like
-from operators.params import as_array, check_likelihood_args, encode_array, like, positive_float, positive_int
+from operators.params import (
+    as_array,
+    check_likelihood_args,
+    encode_array,
+    like,
+    number,
+    positive_float,
+    positive_int,
+)
 from operators.registry import register
 
 #: Tikhonov regularisation of the pseudo-inverse: conj(K)·Y / (|K|² + eps).
 PINV_EPS = 1e-3
+#: Image-border models (module docstring).
+BOUNDARIES = ("circular", "reflect")
+#: Boundary "reflect": at most this many conjugate-gradient iterations per solve, stopping at this relative residual.
+CG_ITERATIONS = 30
+CG_TOLERANCE = 1e-4
 #: Largest kernel_size accepted: refused before the kernel_size² array is allocated.
 MAX_KERNEL_SIZE = 2049
 
@@ -57,6 +79,29 @@ def circular_psf(kernel: np.ndarray, hw: tuple[int, int], shift: bool) -> np.nda
     return psf
 
 
+def kernel_reach(kernel: np.ndarray, shift: bool) -> tuple[int, int]:
+    """How far (rows, cols) the non-zero taps reach from the kernel centre, plus 1 with `shift` (the grid offset)."""
+    rows, cols = np.nonzero(kernel)
+    if rows.size == 0:
+        return (0, 0)
+    ch, cw = kernel.shape[0] // 2, kernel.shape[1] // 2
+    extra = int(bool(shift))
+    return (int(max(ch - rows.min(), rows.max() - ch)) + extra, int(max(cw - cols.min(), cols.max() - cw)) + extra)
+
+
+def reflect_extend(x: torch.Tensor, mh: int, mw: int) -> torch.Tensor:
+    """(..., H, W) -> (..., H + 2 mh, W + 2 mw), mirrored at every edge without repeating it (repeated for margins
+    wider than the image; a 1-pixel side is replicated)."""
+    while mh > 0 or mw > 0:
+        h, w = x.shape[-2:]
+        a, b = min(mh, h - 1), min(mw, w - 1)
+        if (a == 0 and mh > 0) or (b == 0 and mw > 0):
+            return torch.nn.functional.pad(x, (mw, mw, mh, mh), mode="replicate")
+        x = torch.nn.functional.pad(x, (b, b, a, a), mode="reflect")
+        mh, mw = mh - a, mw - b
+    return x
+
+
 def check_kernel(kernel: Any, name: str = "kernel", normalize: bool = True) -> np.ndarray:
     """A 2-D, finite, float64 kernel with a non-zero sum; divided by its sum when `normalize`."""
     k = np.asarray(as_array(kernel, name), dtype=np.float64)
@@ -77,11 +122,21 @@ class CircularBlur(Operator):
 
     linear = True
 
-    def _set_kernel(self, kernel: np.ndarray, shift: bool) -> None:
-        self.shift = bool(shift)
+    def _set_kernel(self, kernel: np.ndarray, shift: bool, boundary: str = "circular") -> None:
+        if boundary not in BOUNDARIES:
+            raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}, got {boundary!r}")
+        self.shift, self.boundary = bool(shift), boundary
         self.kernel = kernel  # float64 numpy, kept for the config
         _, h, w = self.image_shape
-        self.register_buffer("psf", torch.from_numpy(circular_psf(kernel, (h, w), self.shift)))
+        self.margin = kernel_reach(kernel, self.shift) if boundary == "reflect" else (0, 0)
+        canvas = (h + 2 * self.margin[0], w + 2 * self.margin[1])
+        self.register_buffer("psf", torch.from_numpy(circular_psf(kernel, canvas, self.shift)))
+
+    @property
+    def last_evals(self) -> int:
+        """Operator applications of the last likelihood step per image: 2 (an FFT pair) for "circular", 2 per
+        conjugate-gradient iteration plus 4 for "reflect"."""
+        return 2 if self.boundary == "circular" else 4 + 2 * getattr(self, "_cg_iterations", 0)
 
     def _otf(self, x: torch.Tensor) -> torch.Tensor:
         return torch.fft.rfft2(like(self.psf, x))
@@ -89,28 +144,122 @@ class CircularBlur(Operator):
     def _filter(self, x: torch.Tensor, spectrum: torch.Tensor) -> torch.Tensor:
         return torch.fft.irfft2(spectrum * torch.fft.rfft2(x), s=x.shape[-2:])
 
+    # --- the canvas (boundary "reflect"; for "circular" the canvas is the image) ------------------------------
+    def _extend(self, x: torch.Tensor) -> torch.Tensor:
+        return reflect_extend(x, *self.margin)
+
+    def _window(self, x: torch.Tensor) -> torch.Tensor:
+        (mh, mw), (_, h, w) = self.margin, self.image_shape
+        return x[..., mh:mh + h, mw:mw + w]
+
+    def _place(self, y: torch.Tensor) -> torch.Tensor:
+        """Wᵀy: y in the centre window of a zero canvas."""
+        (mh, mw), (_, h, w) = self.margin, self.image_shape
+        out = y.new_zeros(*y.shape[:-2], *self.psf.shape[-2:])
+        out[..., mh:mh + h, mw:mw + w] = y
+        return out
+
+    def _insert(self, canvas: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The canvas with its centre window replaced by y."""
+        (mh, mw), (_, h, w) = self.margin, self.image_shape
+        out = canvas.clone()
+        out[..., mh:mh + h, mw:mw + w] = y
+        return out
+
+    def _solve(self, y: torch.Tensor, lam: torch.Tensor | float, prior: torch.Tensor | None = None) -> torch.Tensor:
+        """argmin_u |A u − y|² + ‖u − prior‖²_Λ on the canvas, i.e. (KᵀWᵀWK + Λ) u = KᵀWᵀy + Λ·prior, with Λ a
+        Fourier multiplier on the rfft2 grid (or a scalar) and prior a canvas image (None: 0).
+
+        "circular": W = I, the closed form F⁻¹[(conj(K)·F(y) + Λ·F(prior))/(|K|² + Λ)]. "reflect": conjugate
+        gradients, per image and channel, preconditioned by that circular solve, which (with the margin's
+        measurements taken from the blur of the prior, or mirrored from y) is also the first iterate; at most
+        CG_ITERATIONS iterations, to a relative residual of CG_TOLERANCE."""
+        k = self._otf(y)
+        denominator = k.abs() ** 2 + lam
+
+        def circular(v: torch.Tensor) -> torch.Tensor:  # (KᵀK + Λ)⁻¹ v
+            return self._filter(v, 1.0 / denominator)
+
+        def lam_times(v: torch.Tensor) -> torch.Tensor:
+            return v * lam if not torch.is_tensor(lam) else self._filter(v, lam)
+
+        extra = 0.0 if prior is None else lam_times(prior)
+        if self.boundary == "circular":
+            return self._filter(y, k.conj() / denominator) + (0.0 if prior is None else circular(extra))
+        filled = self._extend(y) if prior is None else self._insert(self._filter(prior, k), y)
+        u = circular(self._filter(filled, k.conj()) + extra)
+        rhs = self._filter(self._place(y), k.conj()) + extra
+
+        def apply(v: torch.Tensor) -> torch.Tensor:  # (KᵀWᵀWK + Λ) v
+            return self._filter(self._place(self._window(self._filter(v, k))), k.conj()) + lam_times(v)
+
+        tiny = torch.finfo(rhs.dtype).tiny
+
+        def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return (a * b).sum((-2, -1), keepdim=True)
+
+        r = rhs - apply(u)
+        z = circular(r)
+        direction, rz = z, dot(r, z)
+        scale = dot(rhs, rhs).sqrt().clamp_min(tiny)
+        self._cg_iterations = 0
+        for _ in range(CG_ITERATIONS):
+            # a converged image (all its channels) stops moving: each image's result is the same in any batch
+            active = (dot(r, r).sqrt() / scale).amax(dim=-3, keepdim=True) > CG_TOLERANCE
+            if not bool(active.any()):
+                break
+            a_dir = apply(direction)
+            alpha = torch.where(active, rz / dot(direction, a_dir).clamp_min(tiny), 0.0)
+            u, r = u + alpha * direction, r - alpha * a_dir
+            z = circular(r)
+            rz, rz_old = dot(r, z), rz
+            direction = z + rz / rz_old.clamp_min(tiny) * direction
+            self._cg_iterations += 1
+        return self._window(u)
+
+    def deconvolve(self, y: torch.Tensor, lam: torch.Tensor | float) -> torch.Tensor:
+        """The regularised inverse argmin_x |A x − y|² + ‖x‖²_Λ (Λ: a Fourier multiplier on the canvas's rfft2
+        grid, e.g. σ_y²/P(f) for Wiener, or a scalar), as an image of `image_shape`."""
+        return self._solve(y, lam)
+
+    # --- the operator ----------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._filter(x, self._otf(x))
+        if self.boundary == "circular":
+            return self._filter(x, self._otf(x))
+        xc = self._extend(x)
+        return self._window(self._filter(xc, self._otf(xc)))
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        return self._filter(y, self._otf(y).conj())
+        if self.boundary == "circular":
+            return self._filter(y, self._otf(y).conj())
+        canvas = self._place(y)
+        g = self._filter(canvas, self._otf(canvas).conj())
+        x = torch.zeros_like(y, requires_grad=True)
+        with torch.enable_grad():  # Eᵀ: the adjoint of the reflect extension folds the margin back in
+            return torch.autograd.grad(self._extend(x), x, g)[0]
 
     def pseudo_inverse(self, y: torch.Tensor, eps: float = PINV_EPS) -> torch.Tensor:
         """Tikhonov-regularised inverse F⁻¹[conj(K)·F(y)/(|K|² + eps)], eps = 1e-3 by default."""
-        k = self._otf(y)
-        return self._filter(y, k.conj() / (k.abs() ** 2 + eps))
+        return self.deconvolve(y, eps)
 
     def likelihood_sample(self, x0: torch.Tensor, y: torch.Tensor, rho: float, sigma_p: float,
                           generator: Generators = None) -> torch.Tensor:
-        """Exact sample in the Fourier domain (docs/method.md §3.3, circular blur)."""
+        """Exact sample in the Fourier domain (docs/method.md §3.3, circular blur). Boundary "reflect": the
+        canvas posterior ∝ exp(−|WKu − y|²/(2σ_p²) − |u − E(x0)|²/(2ρ²)) sampled by perturb-and-solve (u = the
+        solution for the perturbed y + σ_p ε and E(x0) + ρ ε', exact up to the solver's tolerance), its window."""
         check_likelihood_args(rho, sigma_p)
-        k = self._otf(x0)
-        s = 1.0 / (k.abs() ** 2 / sigma_p**2 + 1.0 / rho**2)
-        b = self._filter(y, k.conj()) / sigma_p**2 + x0 / rho**2
-        return self._filter(b, s) + self._filter(randn_like(x0, generator), s.sqrt())
+        if self.boundary == "circular":
+            k = self._otf(x0)
+            s = 1.0 / (k.abs() ** 2 / sigma_p**2 + 1.0 / rho**2)
+            b = self._filter(y, k.conj()) / sigma_p**2 + x0 / rho**2
+            return self._filter(b, s) + self._filter(randn_like(x0, generator), s.sqrt())
+        prior = self._extend(x0)
+        prior = prior + rho * randn_like(prior, generator)
+        return self._solve(y + sigma_p * randn_like(y, generator), sigma_p**2 / rho**2, prior)
 
     def extra_config(self) -> dict[str, Any]:
-        return {"shift": self.shift}
+        # "boundary" only when not the default: configs and sidecars written before the option stay identical
+        return {"shift": self.shift, **({"boundary": self.boundary} if self.boundary != "circular" else {})}
 
 
 @register
@@ -121,7 +270,7 @@ class GaussianBlur(CircularBlur):
     name = "deblur-gauss"
 
     def __init__(self, image_shape: tuple[int, int, int], sigma: float = 3.0, kernel_size: int = 61,
-                 shift: bool = False):
+                 shift: bool = False, boundary: str = "circular"):
         super().__init__(image_shape)
         from scipy.ndimage import gaussian_filter
 
@@ -129,7 +278,7 @@ class GaussianBlur(CircularBlur):
         self.kernel_size = kernel_size_param(kernel_size)
         delta = np.zeros((self.kernel_size, self.kernel_size))
         delta[self.kernel_size // 2, self.kernel_size // 2] = 1.0
-        self._set_kernel(gaussian_filter(delta, sigma=self.sigma), shift)
+        self._set_kernel(gaussian_filter(delta, sigma=self.sigma), shift, boundary)
 
     def extra_config(self) -> dict[str, Any]:
         return {"sigma": self.sigma, "kernel_size": self.kernel_size, **super().extra_config()}
@@ -144,15 +293,15 @@ class MotionBlur(CircularBlur):
     name = "deblur-motion"
 
     def __init__(self, image_shape: tuple[int, int, int], kernel_size: int = 61, intensity: float = 0.5,
-                 seed: int = 0, shift: bool = False, kernel: Any = None):
+                 seed: int = 0, shift: bool = False, kernel: Any = None, boundary: str = "circular"):
         super().__init__(image_shape)
         from operators.motion_kernel import motion_kernel
 
         self.kernel_size = kernel_size_param(kernel_size)
-        self.intensity = float(intensity)
+        self.intensity = number(intensity, "intensity")
         if not 0.0 <= self.intensity <= 1.0:
             raise ValueError(f"intensity must be in [0, 1], got {intensity}")
-        if isinstance(seed, bool) or not float(seed).is_integer():
+        if isinstance(seed, bool) or not number(seed, "seed").is_integer():
             raise ValueError(f"seed must be an integer, got {seed!r}")
         self.seed = int(seed)
         if kernel is None:
@@ -161,7 +310,7 @@ class MotionBlur(CircularBlur):
             k = check_kernel(kernel, normalize=False)
             if k.shape != (self.kernel_size, self.kernel_size):
                 raise ValueError(f"kernel has shape {k.shape}, expected ({self.kernel_size}, {self.kernel_size})")
-        self._set_kernel(k, shift)
+        self._set_kernel(k, shift, boundary)
 
     def extra_config(self) -> dict[str, Any]:
         return {"kernel_size": self.kernel_size, "intensity": self.intensity, "seed": self.seed,
@@ -176,11 +325,11 @@ class KernelBlur(CircularBlur):
     name = "deblur-kernel"
 
     def __init__(self, image_shape: tuple[int, int, int], kernel: Any = None, normalize: bool = True,
-                 shift: bool = False):
+                 shift: bool = False, boundary: str = "circular"):
         super().__init__(image_shape)
         if kernel is None:
             raise ValueError("kernel is required for deblur-kernel (a .npy file, an image, an array or a tensor)")
-        self._set_kernel(check_kernel(kernel, normalize=bool(normalize)), shift)
+        self._set_kernel(check_kernel(kernel, normalize=bool(normalize)), shift, boundary)
 
     def extra_config(self) -> dict[str, Any]:
         # The stored kernel is already normalised: rebuild without normalising again, bit for bit.

@@ -14,7 +14,7 @@ import torch
 
 from operators.base import Operator
 from operators.noise import Generators, rand, randn_like
-from operators.params import as_array, check_likelihood_args, encode_array, like, positive_int
+from operators.params import as_array, check_likelihood_args, encode_array, like, number, positive_int
 from operators.registry import register
 
 
@@ -83,10 +83,10 @@ class RandomInpainting(MaskOperator):
 
     def __init__(self, image_shape: tuple[int, int, int], fraction: float = 0.7, seed: int = 0):
         super().__init__(image_shape)
-        fraction = float(fraction)
+        fraction = number(fraction, "fraction")
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"fraction (of missing pixels) must be in (0, 1), got {fraction}")
-        if isinstance(seed, bool) or not float(seed).is_integer():
+        if isinstance(seed, bool) or not number(seed, "seed").is_integer():
             raise ValueError(f"seed must be an integer, got {seed!r}")
         self.fraction, self.seed = fraction, int(seed)
         _, h, w = self.image_shape

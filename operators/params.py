@@ -80,14 +80,22 @@ def as_array(value: Any, name: str) -> np.ndarray:
 
 def positive_int(value: Any, name: str) -> int:
     """`value` as an int >= 1, or ValueError naming `name`."""
-    if isinstance(value, bool) or not float(value).is_integer() or int(value) < 1:
+    if isinstance(value, bool) or not number(value, name).is_integer() or int(value) < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
+def number(value: Any, name: str) -> float:
+    """float(value), or ValueError naming `name` (e.g. -p box_size=abc)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+
+
 def positive_float(value: Any, name: str, allow_zero: bool = False) -> float:
     """`value` as a finite float > 0 (>= 0 with allow_zero), or ValueError naming `name`."""
-    v = float(value)
+    v = number(value, name)
     if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value!r}")
     return v

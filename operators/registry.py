@@ -54,10 +54,17 @@ def get(name: str) -> type[Operator]:
 
 def create(name: str, image_shape: tuple[int, int, int], **params: Any) -> Operator:
     """Build operator `name` for images of shape (C, H, W) with its parameters (ValueError for unknown ones)."""
+    import inspect
+
     cls = get(name)
+    known = [k for k in inspect.signature(cls.__init__).parameters if k not in ("self", "image_shape")]
+    unknown = sorted(set(params) - set(known))
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values()):
+        raise ValueError(f"operator '{name}' has no parameter {', '.join(unknown)}; its parameters: "
+                         f"{', '.join(known) or 'none'}")
     try:
         return cls(tuple(image_shape), **params)
-    except TypeError as exc:  # an unknown or missing keyword: a usage error, not an internal one
+    except TypeError as exc:  # a missing keyword: a usage error, not an internal one
         raise ValueError(f"operator '{name}': {exc}") from None
 
 

@@ -1,5 +1,5 @@
 """The prepared benchmark scripts run end to end on the CPU with tiny settings (their real runs need a GPU or
-minutes): `benchmarks/gpu_speed.sh --tiny` and `benchmarks/bench_batching.py`."""
+minutes): `benchmarks/gpu_speed.sh --tiny`, `benchmarks/bench_batching.py` and `benchmarks/blur_boundary.py`."""
 
 import json
 import os
@@ -63,3 +63,20 @@ def test_heldout_bars_compare_the_right_rows():
                                     row("denoise", "teacher-mmse", 37.0, 0.08),
                                     row("denoise", "pseudo-inverse", 32.0, 0.05)])
     assert den["lpips_noisy"] == 0.05 and not den["bar_lpips"] and den["psnr_mmse"] == 37.0
+
+
+def test_blur_boundary_script(tmp_path):
+    """benchmarks/blur_boundary.py on one 48-px photo: both models, both methods, a summary and a grid."""
+    from PIL import Image
+
+    val = tmp_path / "val"
+    val.mkdir()
+    Image.open(ROOT / "ncvsd_cli/examples/astronaut.png").convert("RGB").resize((48, 48)).save(val / "a.png")
+    out = tmp_path / "bb"
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks/blur_boundary.py"), str(val), "--out", str(out),
+                          "--tasks", "deblur-gauss"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = (out / "rows.csv").read_text().splitlines()
+    assert len(rows) == 5 and rows[0].startswith("image,task,method,model,psnr,lpips,seconds")
+    assert "| deblur-gauss | pnp-gd-warm | reflect |" in (out / "summary.md").read_text()
+    assert Image.open(out / "grid-deblur-gauss.jpg").size == (4 * 48, 48)

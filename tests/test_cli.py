@@ -301,18 +301,44 @@ def test_grey_rgba_16bit_inputs(tmp_path, ckpt):
         ["--task", "sr4", "--method", "magic"],
         ["--task", "sr4", "--preset", "/nonexistent.yaml"],
         ["--task", "sr4", "--precision", "fp16"],
+        ["--task", "sr4", "--method", "pnp-gd", "--nfe", "1"],  # one call from noise ignores y
+        ["--task", "sr4", "-o", "one.png", "__second__"],  # one image name for two inputs
+        ["--task", "sr4", "--preset", "__second__"],  # a PNG given as the preset file
     ],
 )
 def test_usage_errors_exit_2(tmp_path, ckpt, args):
     src = _png(tmp_path / "i.png", 4, 4)
+    args = [_png(tmp_path / "j.png", 4, 4) if a == "__second__" else a for a in args]
     res = run("restore", src, "-c", ckpt, *args)
     assert res.exit_code == 2, res.output
     assert "Traceback" not in res.output
-    assert not any(p.name.startswith("i_") for p in tmp_path.iterdir())
+    assert not any(p.name.startswith("i_") for p in tmp_path.iterdir()) and not (tmp_path / "one.png").exists()
 
 
 def test_no_task_and_no_sidecar_is_a_usage_error(tmp_path):
     assert run("restore", _png(tmp_path / "i.png", 4, 4)).exit_code == 2
+    res = run("restore", "-m", tmp_path / "nosuch.json")
+    assert res.exit_code == 2 and "nosuch.json" in res.stderr and "--task is required" not in res.stderr
+    _png(tmp_path / "f.png", 4, 4)
+    (tmp_path / "f.png.ncvsd.json").write_text("{not json")
+    res = run("restore", tmp_path / "f.png")
+    assert res.exit_code == 2 and "f.png.ncvsd.json" in res.stderr, res.stderr
+
+
+def test_without_task_each_sidecar_says_its_own_and_a_plain_image_is_refused(tmp_path, ckpt):
+    """Inputs measured for different tasks restore in one call, each with its sidecar's task; a plain image
+    among them is not given another input's task (it needs --task) and the others are still restored."""
+    src = _png(tmp_path / "clean.png", 16, 16)
+    assert run("degrade", "--task", "sr4", src, "-o", tmp_path / "a.png").exit_code == 0
+    assert run("degrade", "--task", "inpaint-box", src, "-o", tmp_path / "b.png").exit_code == 0
+    plain = _png(tmp_path / "plain.png", 4, 4, seed=3)
+    res = run("restore", tmp_path / "a.png", tmp_path / "b.png", plain, "-c", ckpt, *FAST, "-o", tmp_path / "o",
+              "--json", "-q")
+    assert res.exit_code == 1, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert sorted(summary["task"]) == ["inpaint-box", "sr4"]
+    assert Image.open(tmp_path / "o" / "a.png").size == (16, 16) and (tmp_path / "o" / "b.png").exists()
+    assert not (tmp_path / "o" / "plain.png").exists() and "plain.png: --task is required" in res.stderr
 
 
 @pytest.mark.parametrize("case", ["missing", "garbage", "wrong-kind", "hash-mismatch", "truncated"])
@@ -586,3 +612,36 @@ def test_restore_uses_each_sidecars_noise_level(tmp_path, ckpt):
     assert run("restore", tmp_path / "a_m.png", "--sigma-y", "0.05", "-o", low, *args).exit_code == 0
     assert not np.array_equal(np.asarray(Image.open(low / "a_m.png")),
                               np.asarray(Image.open(alone / "a_m.png")))
+
+
+@pytest.mark.parametrize("option", [["--lr", "-1"], ["--lr", "nan"], ["--batch", "0"], ["--precision", "fp64"],
+                                    ["--rampup-kimg", "-2"], ["--p-std", "0"]])
+def test_train_refuses_bad_options_before_writing_anything(tmp_path, option):
+    res = run("train", "--data", "builtin", "--out", tmp_path / "run", "--duration", "1steps", *option)
+    assert res.exit_code == 2, res.output
+    assert option[0] in res.stderr and not (tmp_path / "run").exists()
+
+
+def test_bench_refuses_a_resolution_lpips_cannot_measure(tmp_path):
+    res = run("bench", "--dataset", "builtin", "--resolution", "30", "--out", tmp_path / "b")
+    assert res.exit_code == 2 and "--resolution 30" in res.stderr and not (tmp_path / "b").exists()
+
+
+def test_checkpoints_info_of_a_file_that_is_no_checkpoint_exits_3(tmp_path):
+    res = run("checkpoints", "info", _png(tmp_path / "a.png", 4, 4))
+    assert res.exit_code == 3 and "not a readable checkpoint" in res.stderr
+
+
+def test_image_bytes_are_not_written_to_a_terminal(monkeypatch):
+    import io
+
+    from ncvsd_cli.cli import common
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdout", Tty())
+    with pytest.raises(common.UsageError, match="terminal"):
+        common.check_stdout({"x": ["-"]}, as_json=False)
+    common.check_stdout({"x": ["out.png"]}, as_json=True)  # JSON to a terminal is fine

@@ -72,7 +72,9 @@ def test_output_naming(tmp_path):
     with pytest.raises(UsageError):
         common.output_mode("-", [a, b])
     assert common.output_mode("x.png", [a]) == "file"
-    assert common.output_mode("x.png", [a, b]) == "dir"
+    with pytest.raises(UsageError, match="names one image but 2 inputs"):
+        common.output_mode("x.png", [a, b])  # not a directory called x.png
+    assert common.output_mode("x.png/", [a, b]) == "dir" and common.output_mode("outs", [a, b]) == "dir"
     assert common.output_mode(str(tmp_path), [a]) == "dir"
     assert common.output_path(a, "out", "dir", "sr4") == "out/a.png"
     (tmp_path / "a.png").write_bytes(b"x")

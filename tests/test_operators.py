@@ -388,3 +388,84 @@ def test_sr_factors_have_no_float32_denormals():
     for t in (op.u_h, op.v_h, op.m_h, op.pinv_h):
         nonzero = t[t != 0].abs()
         assert nonzero.numel() and nonzero.min() >= torch.finfo(torch.float32).tiny
+
+
+# --- blur boundary "reflect": a photo's blur does not wrap around ----------------------------------------------
+BLURS = ["deblur-gauss", "deblur-motion", "deblur-kernel"]
+REFLECT_SHAPE = (2, 9, 8)
+
+
+@pytest.mark.parametrize("name", BLURS)
+def test_reflect_blur_is_mirror_convolution_with_its_adjoint(name):
+    """A(x) = k ⊛ x with the image mirrored at its edges (scipy.ndimage.convolve, mode "mirror"), not wrapped."""
+    from scipy import ndimage
+
+    op = make(name, REFLECT_SHAPE, boundary="reflect").double()
+    x = image(REFLECT_SHAPE, batch=1, seed=4, dtype=torch.float64)
+    want = np.stack([ndimage.convolve(x[0, c].numpy(), op.kernel, mode="mirror") for c in range(2)])
+    if op.kernel.shape[0] % 2 and op.kernel.shape[1] % 2:  # scipy centres even kernels one pixel off
+        np.testing.assert_allclose(op(x)[0].numpy(), want, atol=1e-12)
+    assert not torch.allclose(op(x), make(name, REFLECT_SHAPE).double()(x))  # the circular blur differs
+    v = torch.randn(op.measurement_shape(2), generator=gen(2), dtype=torch.float64)
+    u = image(REFLECT_SHAPE, batch=2, seed=1, dtype=torch.float64)
+    torch.testing.assert_close((op(u) * v).sum(), (u * op.adjoint(v)).sum(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", BLURS)
+def test_reflect_boundary_config_and_bad_value(name):
+    op = make(name, boundary="reflect")
+    cfg = json.loads(json.dumps(op.to_config()))
+    assert cfg["boundary"] == "reflect" and "boundary" not in make(name).to_config()  # old sidecars unchanged
+    rebuilt = operators.from_config(cfg)
+    assert rebuilt.to_config() == op.to_config() and torch.equal(rebuilt(image()), op(image()))
+    with pytest.raises(ValueError, match="boundary"):
+        make(name, boundary="wrap")
+
+
+@pytest.mark.parametrize("name", BLURS)
+def test_reflect_likelihood_matches_the_canvas_posterior(name, monkeypatch):
+    """The step samples the canvas (image + margin) posterior ∝ exp(−|WKu − y|²/(2sp²) − |u − E(x0)|²/(2rho²))
+    (K circular on the canvas, W the window, E the mirror extension) and returns the window: mean and covariance
+    must be that posterior's window block (whitened as in the circular test; CG run to convergence)."""
+    from operators import blur
+
+    monkeypatch.setattr(blur, "CG_ITERATIONS", 500)
+    monkeypatch.setattr(blur, "CG_TOLERANCE", 1e-12)
+    op = make(name, GAUSS_SHAPE, boundary="reflect").double()
+    c, h, w = GAUSS_SHAPE
+    (mh, mw), canvas = op.margin, tuple(op.psf.shape)
+    nc = c * canvas[0] * canvas[1]
+    basis = torch.eye(nc, dtype=torch.float64).view(nc, c, *canvas)
+    a = op._window(op._filter(basis, op._otf(basis))).reshape(nc, -1).T  # W K on the canvas
+    window = torch.zeros(c, *canvas, dtype=torch.bool)
+    window[:, mh:mh + h, mw:mw + w] = True
+    sp, rho = 0.2, 0.5
+    x0 = image(GAUSS_SHAPE, batch=1, seed=11, dtype=torch.float64)
+    y = op.measure(image(GAUSS_SHAPE, batch=1, seed=12, dtype=torch.float64), 0.05, gen(0))
+    prec = a.T @ a / sp**2 + torch.eye(nc, dtype=torch.float64) / rho**2
+    mean = torch.linalg.solve(prec, a.T @ y.flatten() / sp**2 + op._extend(x0).flatten() / rho**2)
+    keep = window.flatten()
+    mean, cov = mean[keep], torch.linalg.inv(prec)[keep][:, keep]
+    n = 20_000
+    u = op.likelihood_sample(x0.expand(n, *GAUSS_SHAPE), y.expand(n, *y.shape[1:]), rho, sp, gen(3))
+    z = (u.reshape(n, -1) - mean) @ torch.linalg.cholesky(torch.linalg.inv(cov))
+    assert z.mean(0).abs().max() < 5 / math.sqrt(n)
+    assert (torch.cov(z.T) - torch.eye(z.shape[1], dtype=torch.float64)).abs().max() < 5 * math.sqrt(2 / n)
+
+
+def test_reflect_likelihood_is_batch_independent():
+    op = make("deblur-motion", boundary="reflect")
+    x, y = image(batch=2), op.measure(image(batch=2, seed=3), 0.05, gen(0))
+    batch = op.likelihood_sample(x, y, 0.3, 0.1, operators.generators_for_seeds([1, 2]))
+    alone = op.likelihood_sample(x[1:], y[1:], 0.3, 0.1, operators.generators_for_seeds([2]))
+    torch.testing.assert_close(batch[1:], alone, rtol=1e-5, atol=1e-5)
+    assert op.last_evals >= 4
+
+
+@pytest.mark.parametrize("name,params,word", [("sr4", {"foo": 1}, "its parameters: likelihood"),
+                                              ("inpaint-box", {"box_size": "abc"}, "box_size must be a number"),
+                                              ("inpaint-random", {"fraction": "x"}, "fraction must be a number"),
+                                              ("deblur-motion", {"intensity": "x"}, "intensity must be a number")])
+def test_parameter_errors_name_the_parameter_and_list_the_known_ones(name, params, word):
+    with pytest.raises(ValueError, match=word):
+        operators.create(name, SHAPE, **params)

@@ -84,3 +84,13 @@ def test_the_preset_file_is_read_once(tmp_path):
 def test_class_label_needs_a_conditional_checkpoint():
     with pytest.raises(ValueError, match="unconditional"):
         Restorer.from_options(RestoreOptions(task="denoise", class_label=3), load=False)
+
+
+def test_a_plain_blurred_image_is_restored_with_the_reflect_boundary():
+    """A user's blurred photo does not wrap around its edges: restore's plain-image path builds blurs with
+    boundary "reflect"; params may ask for "circular"."""
+    y = torch.zeros(1, 3, 16, 16)
+    for task in ("deblur-gauss", "deblur-motion"):
+        assert measurement_from_image(y, task).operator().boundary == "reflect"
+        assert measurement_from_image(y, task, {"boundary": "circular"}).operator().boundary == "circular"
+    assert "boundary" not in measurement_from_image(y, "sr4").operator_config

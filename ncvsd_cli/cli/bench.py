@@ -109,6 +109,11 @@ def bench(
         from ncvsd_cli.bench.datasets import DatasetError
         from ncvsd_cli.bench.report import SUMMARY_JSON, SUMMARY_MD
 
+        from ncvsd_cli.metrics import LPIPS_MIN_SIZE
+
+        if resolution is not None and lpips in LPIPS_MIN_SIZE and resolution < LPIPS_MIN_SIZE[lpips]:
+            raise common.UsageError(f"--resolution {resolution}: LPIPS-{lpips} needs images of at least "
+                                    f"{LPIPS_MIN_SIZE[lpips]} px per side")
         cfg = BenchConfig(dataset=dataset, out=out, tasks=_csv(tasks, "tasks"), nfe=_ints(nfe, "nfe"),
                           methods=_csv(methods, "methods"), data=data, limit=limit, seed=seed, generator=checkpoint,
                           teacher=teacher, baseline_nfe=baseline_nfe, lpips=lpips, best_of=best_of, resume=resume,

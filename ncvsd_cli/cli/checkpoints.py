@@ -106,7 +106,8 @@ def info_command(
 ) -> None:
     """Show a checkpoint's path, size, sha256, manifest verification and stored config as JSON.
 
-    Exit code 3 when the file's hash differs from the manifest or it cannot be found.
+    Exit code 3 when the file's hash differs from the manifest, it cannot be found or it is not a readable
+    safetensors checkpoint.
 
     Examples:
 
@@ -126,6 +127,8 @@ def info_command(
     typer.echo(json.dumps(info.to_dict(), indent=2))
     if info.status.startswith("MISMATCH"):
         fail(info.status[len("MISMATCH: "):], EXIT_MODEL)
+    if "unreadable" in info.status:
+        fail(f"{name}: not a readable checkpoint ({info.status})", EXIT_MODEL)
 
 
 @checkpoints_app.command("import")

@@ -284,6 +284,10 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
     if Path(out).is_dir() or out.endswith(("/", os.sep)) or len(items) > 1:
         if Path(out).exists() and not Path(out).is_dir():
             raise UsageError(f"-o {out}: several inputs need an output directory, but this is a file")
+        named_dir = out.endswith(("/", os.sep))
+        if not Path(out).exists() and not named_dir and Path(out).suffix.lower() in IMAGE_SUFFIXES:
+            raise UsageError(f"-o {out} names one image but {len(items)} inputs were given; use -o DIR/ "
+                             "(a directory, created if needed)")
         return "dir"
     return "file"
 
@@ -326,6 +330,9 @@ def check_stdout(planned: dict[Any, list[str]], as_json: bool) -> None:
         raise UsageError("several images cannot all go to standard output; use -o DIR")
     if (images_out or as_json) and (sys.stdout is None or sys.stdout.closed):
         raise UsageError("standard output is closed; use -o FILE (and no --json)")
+    if images_out and sys.stdout.isatty():
+        raise UsageError("refusing to write image bytes to a terminal; redirect standard output "
+                         "(e.g. > out.png) or use -o FILE")
 
 
 def _folder_problem(folder: Path, probed: dict[Path, str | None]) -> str | None:

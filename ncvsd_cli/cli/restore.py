@@ -151,7 +151,7 @@ def restore_command(
             class_label=class_label, checkpoint=checkpoint, device=str(common.parse_device(device)),
             precision=precision, max_pixels=max_pixels, tile=tile, compile=compile_net).validate()
         outputs = Outputs(out, mean, std, overwrite)
-        _run(options, specs, set(measurement or []), outputs, no_sidecar, as_json, quiet)
+        _run(options, specs, set(measurement or []), outputs, no_sidecar, as_json, quiet, task_given=task is not None)
 
 
 @dataclass(frozen=True)
@@ -165,18 +165,37 @@ class Outputs:
 
 
 def _task_from_sidecars(specs: list[str]) -> str:
-    """The task recorded by the first input (files, directories and globs expanded) with a readable sidecar; an
-    unreadable one is skipped here and reported with its input later."""
+    """The task recorded by the first input (files, directories and globs expanded) with a readable sidecar (each
+    sidecar input then restores with its own task); UsageError naming the cause when there is none."""
     from ncvsd_cli import measurement as meas
 
-    items, _ = common.expand_inputs(specs) if specs else ([], [])
+    items, missing = common.expand_inputs(specs) if specs else ([], [])
+    unreadable = []
     for item in items:
         if not item.is_stdin and meas.find_sidecar(item.path) is not None:
             try:
                 return meas.sidecar_task(item.path)
-            except meas.MeasurementError:
-                continue
+            except meas.MeasurementError as exc:
+                unreadable.append(common.one_line(exc))
+    if unreadable:
+        raise common.UsageError(f"{unreadable[0]} (and --task is required for inputs without a readable sidecar)")
+    if missing:
+        raise common.UsageError(f"{missing[0][0]}: {missing[0][1]}")
     raise common.UsageError("--task is required for inputs without a (readable) measurement sidecar")
+
+
+def _item_task(item, task: str, task_given: bool, no_sidecar: bool, explicit: set[str]) -> str:
+    """The task an input restores with: its sidecar's when --task was not given, else --task."""
+    from ncvsd_cli import measurement as meas
+
+    if task_given or item.is_stdin or meas.find_sidecar(item.path) is None:
+        return task
+    if no_sidecar and str(item.path) not in explicit:
+        return task
+    try:
+        return meas.sidecar_task(item.path)
+    except meas.MeasurementError:
+        return task  # reported with its input
 
 
 def _check_params(restorer, items: list, no_sidecar: bool, explicit: set[str]) -> None:
@@ -204,7 +223,7 @@ def _check_params(restorer, items: list, no_sidecar: bool, explicit: set[str]) -
 
 
 def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs: Outputs, no_sidecar: bool,
-         as_json: bool, quiet: bool) -> None:
+         as_json: bool, quiet: bool, task_given: bool = True) -> None:
     from ncvsd_cli import measurement as meas
     from ncvsd_cli.restore import Restorer
 
@@ -218,10 +237,11 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
     report.json_lines = as_json and len(items) + len(missing) > 1  # one JSON line per image as it finishes
     for spec, message in missing:
         report.failed(spec, message)
-    planned = {item: _planned_paths(item, outputs, mode, task, options.samples) for item in items}
+    planned = {item: _planned_paths(item, outputs, mode, _item_task(item, task, task_given, no_sidecar, explicit),
+                                    options.samples) for item in items}
     common.check_stdout(planned, as_json)
     problems = common.check_outputs(planned, items, outputs.overwrite)
-    if options.params:
+    if options.params and task_given:
         _check_params(Restorer(None, None, options), [i for i in items if i not in problems], no_sidecar, explicit)
 
     # Read the network's config (exit 3 on checkpoint problems), then every input (bad or too large for the memory
@@ -233,12 +253,15 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
             report.failed(item.name, problems[item])
             continue
         try:
-            m = _read_measurement(restorer, item, no_sidecar, explicit, quiet)
+            m = _read_measurement(restorer, item, no_sidecar, explicit, quiet, task_given)
         except (ValueError, OSError) as exc:
             msg = str(exc)
             report.failed(item.name, msg if msg.startswith(item.name) else f"{item.name}: {msg}")
             continue
         good.append((item, m))
+    tasks = sorted({m.task for _, m in good})
+    if len(tasks) > 1:
+        report.extra["task"] = tasks
     if good:
         restorer.load()
         _restore(restorer, good, planned, outputs, report, quiet)
@@ -263,7 +286,8 @@ def _planned_paths(item, outputs: Outputs, mode: str, task: str, samples: int) -
 
 
 def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, quiet: bool) -> None:
-    bar = common.progress(len(good) * restorer.options.samples, f"restore {restorer.options.task}", quiet)
+    tasks = sorted({m.task for _, m in good})
+    bar = common.progress(len(good) * restorer.options.samples, f"restore {','.join(tasks)}", quiet)
     try:
         for res in restorer.run([m for _, m in good], on_batch=bar.update, on_step=bar.step):
             item, m = good[res.index]
@@ -282,9 +306,9 @@ def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, quie
         bar.close()
 
 
-def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quiet: bool):
-    """The measurement of one input: its sidecar (unless --no-sidecar), else the decoded image as a measurement of
-    the task. ValueError / OSError with a one-line message for a bad input."""
+def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quiet: bool, task_given: bool = True):
+    """The measurement of one input: its sidecar (unless --no-sidecar; its own task unless --task was given), else
+    the decoded image as a measurement of --task. ValueError / OSError with a one-line message for a bad input."""
     import operators
     from ncvsd_cli import images
     from ncvsd_cli import measurement as meas
@@ -293,8 +317,8 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     side = None if item.is_stdin else meas.find_sidecar(item.path)
     if side is not None and (not no_sidecar or str(item.path) in explicit):
         m = meas.load_measurement(side, max_pixels=max_pixels)
-        if m.task != task:
-            raise ValueError(f"its sidecar is for task {m.task}, not {task}")
+        if task_given and m.task != task:
+            raise ValueError(f"its sidecar is for task {m.task}, not --task {task}")
         refusal = restorer.memory_refusal(m.image_shape)
         if refusal:
             raise ValueError(refusal)
@@ -304,6 +328,9 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         return m
     if str(item.name) in explicit:
         raise ValueError(f"no measurement sidecar {item.name}{meas.SIDECAR_SUFFIX} found")
+    if not task_given:
+        raise ValueError("--task is required for an input without a measurement sidecar (the other inputs' "
+                         "sidecars say their own tasks)")
     data = images.read_source_bytes("-" if item.is_stdin else item.path)[0]
     factor = int(getattr(operators.get(task), "factor", 1) or 1)
     h, w = images.image_size(data, name=item.name)

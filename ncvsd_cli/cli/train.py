@@ -51,6 +51,10 @@ def with_recipe(settings: RunSettings, required: tuple[str, ...], ctx: typer.Con
     UsageError when an option in `required` is missing for a new run (or a run without a record)."""
     from ncvsd_cli.training.common import record_overrides, resumed_settings
 
+    try:
+        settings.check()  # typed values; a resumed run's recorded ones were checked when it started
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     given = given_options(ctx)
     given |= {"arch"} if "preset" in given else set()
     changed = {}

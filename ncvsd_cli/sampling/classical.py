@@ -4,16 +4,17 @@
 The denoiser, sigmas and generator are ignored (they may be None); every baseline is deterministic. Results are
 images in [-1, 1] (clipped, so metrics see what a user would save). NFE is 0. `operator_evals` counts
 applications of A, Aᵀ, A⁺ or an equivalent closed-form filter per image: bicubic 0, biharmonic 0, Wiener/Tikhonov
-1 (one Fourier-domain filter), pseudo-inverse 1.
+1 (one Fourier-domain filter; boundary "reflect": 4 + 2 per conjugate-gradient iteration), pseudo-inverse 1.
 
-- `bicubic` (sr2/sr4/sr8): PyTorch bicubic interpolation (Keys a = -0.75, align_corners=False, pixel centres
-  matched) of the low-resolution y to the operator's image size.
+- `bicubic` (sr2/sr4/sr8): PyTorch bicubic interpolation (Keys a = -0.75, clamped taps) of the low-resolution y
+  at the positions where the operator took its samples (centred when s does not divide the size).
 - `wiener` (circular blurs): X = conj(K)·Y / (|K|² + sigma_y² / P(f)) with the operator's kernel spectrum K and an
   image prior power spectrum P(f) = c / (|f|² + f0²)^(exponent/2), f in cycles per pixel, f0 = 1/max(H, W), c set
   so that the mean of P over all frequencies (the per-pixel variance, by Parseval) is prior_std² (0.5² = sigma_data²
   by default). exponent = 2 is the classic 1/|f|² power law of natural images.
 - `tikhonov` (circular blurs): the same with a flat prior P(f) = prior_std², i.e. argmin |k*x - y|²/sigma_y² +
-  |x|²/prior_std² (ridge regression towards mid-grey).
+  |x|²/prior_std² (ridge regression towards mid-grey). With boundary "reflect" both solve on the canvas (image and
+  margin) with only the image measured (`CircularBlur.deconvolve`, conjugate gradients).
 - `biharmonic` (inpainting): scikit-image's `inpaint_biharmonic` fills the unknown pixels (mask 0), per image,
   channels together when the mask is the same in every channel; known pixels keep the (noisy) measurement.
 - `pseudo_inverse` (any operator): `operator.pseudo_inverse(y)` (denoise: y; phase retrieval: mid-grey).
@@ -63,8 +64,20 @@ def bicubic(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, gen
     """
     _require(operator, Downsample, "bicubic", "a super-resolution operator (sr2, sr4, sr8)")
     _, h, w = operator.image_shape
-    x = F.interpolate(y, size=(h, w), mode="bicubic", align_corners=False)
+    s = int(operator.factor)  # = F.interpolate(y, size=(h, w)) when s divides h and w (tested)
+    gx, gy = (_lowres_coordinates(n, n_out, s).to(y) for n, n_out in ((w, y.shape[-1]), (h, y.shape[-2])))
+    grid = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), dim=-1).expand(y.shape[0], h, w, 2)
+    x = F.grid_sample(y, grid, mode="bicubic", padding_mode="border", align_corners=False)
     return _finish(x, y, "bicubic", 0, callback)
+
+
+def _lowres_coordinates(n: int, n_out: int, s: int) -> torch.Tensor:
+    """Where each of n high-resolution pixel centres lies on the n_out low-resolution pixels, normalised to
+    [-1, 1] (align_corners=False): the inverse of the operator's p_i = (i + 0.5 - delta)·s - 0.5,
+    delta = (n_out - n/s)/2 (operators/resize.py)."""
+    delta = (n_out - n / s) / 2
+    src = (torch.arange(n, dtype=torch.float64) + 0.5) / s + delta - 0.5
+    return (2 * src + 1) / n_out - 1
 
 
 def _power_spectrum(shape: tuple[int, int], exponent: float, prior_std: float) -> torch.Tensor:
@@ -92,7 +105,7 @@ def wiener(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, gene
         raise ValueError(f"sigma_y must be >= 0, got {sigma_y}")
     if not prior_std > 0:
         raise ValueError(f"prior_std must be > 0, got {prior_std}")
-    _, h, w = operator.image_shape
+    h, w = operator.psf.shape[-2:]  # the canvas: the image, or the image and its margin (boundary "reflect")
     if prior == "power-law":
         if not exponent > 0:
             raise ValueError(f"exponent must be > 0, got {exponent}")
@@ -101,12 +114,11 @@ def wiener(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, gene
         power = torch.full((h, w // 2 + 1), prior_std**2, dtype=torch.float64)
     else:
         raise ValueError(f"prior must be 'power-law' or 'flat', got {prior!r}")
-    otf = torch.fft.rfft2(operator.psf.to(torch.float64).cpu())  # the operator's kernel spectrum K
     noise = max(float(sigma_y), SIGMA_Y_FLOOR) ** 2
-    filt = (otf.conj() / (otf.abs() ** 2 + noise / power)).to(y.device)
-    x = torch.fft.irfft2(filt * torch.fft.rfft2(y.to(torch.float64)), s=(h, w))
+    x = operator.deconvolve(y.to(torch.float64), (noise / power).to(y.device))  # conj(K)·Y / (|K|² + σ²/P)
     name = "wiener" if prior == "power-law" else "tikhonov"
-    return _finish(x, y, name, 1, callback, prior=prior, exponent=exponent if prior == "power-law" else None,
+    evals = 1 if operator.boundary == "circular" else operator.last_evals
+    return _finish(x, y, name, evals, callback, prior=prior, exponent=exponent if prior == "power-law" else None,
                    prior_std=prior_std, sigma_y=float(sigma_y))
 
 

@@ -159,7 +159,11 @@ def read_preset_file(path: str | Path) -> dict[str, Any]:
     f = Path(path)
     if not f.is_file():
         raise ValueError(f"preset file not found: {f}")
-    data = _read_yaml(f.read_text(encoding="utf-8"), str(f))
+    try:
+        text = f.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"preset file {f} is not a text (YAML) file") from None
+    data = _read_yaml(text, str(f))
     _validate(data, str(f))
     return data
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -45,6 +46,21 @@ class RunSettings:
     resume: bool = False
     progress: bool = True
     command: str | None = None
+
+    def check(self) -> None:
+        """ValueError naming the first option out of range (before anything is written to the run directory)."""
+        positive = {"batch": self.batch, "lr": self.lr, "p_std": self.p_std, "loss_scaling": self.loss_scaling,
+                    "log_every": self.log_every}
+        for name, value in positive.items():
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+        for name, value in {"ref_batches": self.ref_batches, "rampup_kimg": self.rampup_kimg}.items():
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        if not math.isfinite(self.p_mean):
+            raise ValueError(f"--p-mean must be finite, got {self.p_mean}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
 
 
 def autocast(device: torch.device, precision: str):
