@@ -249,10 +249,19 @@ class Restorer:
     def measurement(self, y: torch.Tensor, task: str, *, source: str | None = None,
                     grey: bool = False) -> Measurement:
         """A decoded image y (1, C, h, w) in [-1, 1] as the measurement of `task`, its operator built with the task
-        settings' operator parameters (preset < preset file < `options.params`) at `options.sigma_y`."""
+        settings' operator parameters (preset < preset file < `options.params`) at `options.sigma_y`; for denoise
+        without --sigma-y (or a preset file's sigma_y), at the noise level estimated from y (`m.notes` says it)."""
+        from ncvsd_cli.measurement import estimate_noise_sigma
+
         settings = self.prepare(task, self.options.sigma_y).settings
-        return measurement_from_image(y, task, settings.get("operator"), settings["sigma_y"], source=source,
-                                      grey=grey)
+        sigma_y, notes = settings["sigma_y"], []
+        preset = self.options.preset_file if isinstance(self.options.preset_file, dict) else {}
+        if task == "denoise" and self.options.sigma_y is None and "sigma_y" not in preset:
+            sigma_y = estimate_noise_sigma(y)  # a noisy photo's level is unknown: the preset's 0.05 is a guess
+            notes.append(f"estimated noise level sigma_y {sigma_y:.3f} on the [-1, 1] scale (--sigma-y sets it)")
+        m = measurement_from_image(y, task, settings.get("operator"), sigma_y, source=source, grey=grey)
+        m.notes = notes
+        return m
 
     def level(self, m: Measurement) -> float:
         """The noise level measurement `m` is restored at: `options.sigma_y` when set, else its own sigma_y."""

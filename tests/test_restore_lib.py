@@ -94,3 +94,35 @@ def test_a_plain_blurred_image_is_restored_with_the_reflect_boundary():
         assert measurement_from_image(y, task).operator().boundary == "reflect"
         assert measurement_from_image(y, task, {"boundary": "circular"}).operator().boundary == "circular"
     assert "boundary" not in measurement_from_image(y, "sr4").operator_config
+
+
+@pytest.mark.parametrize("sigma", [0.02, 0.05, 0.1, 0.2])
+def test_noise_level_estimate(sigma):
+    """White noise on a smooth image is read within 10 % (and 0.003 absolute); a clean smooth image reads ~0."""
+    from ncvsd_cli.measurement import estimate_noise_sigma
+
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 66), indexing="ij")
+    x = torch.stack([0.5 * xx, 0.4 * yy, 0.3 * torch.sin(3 * xx * yy)])[None]
+    noisy = x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    assert abs(estimate_noise_sigma(noisy) - sigma) < 0.1 * sigma + 0.003
+    assert estimate_noise_sigma(x) < 0.002 and estimate_noise_sigma(x[..., :1, :1]) == 0.0
+
+
+def test_a_plain_noisy_image_is_denoised_at_its_estimated_level():
+    """Without --sigma-y (or a preset file's), denoise reads the noise level from the image, and a note says so;
+    a given level, or another task, keeps the usual rule."""
+    from ncvsd_cli.restore import Restorer
+
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    y = torch.stack([0.5 * xx, 0.4 * yy, 0.2 * xx * yy])[None]
+    y = y + 0.2 * torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+
+    def level(**options) -> tuple[float, list]:
+        m = Restorer(None, None, RestoreOptions(**options).validate()).measurement(y, options["task"])
+        return m.sigma_y, m.notes
+
+    est, notes = level(task="denoise")
+    assert abs(est - 0.2) < 0.03 and "estimated noise level" in notes[0]
+    assert level(task="denoise", sigma_y=0.1) == (0.1, [])
+    assert level(task="denoise", preset_file={"sigma_y": 0.07}) == (0.07, [])
+    assert level(task="deblur-gauss") == (0.05, [])

@@ -91,7 +91,8 @@ def restore_command(
     ),
     sigma_y: float | None = typer.Option(
         None, "--sigma-y", min=0.0, help="Measurement noise std on the [-1, 1] scale (default: each sidecar's "
-                                         "recorded value, else the task preset's)."
+                                         "recorded value; for a plain image to denoise, estimated from the image "
+                                         "(a note says the value); else the task preset's, 0.05)."
     ),
     preset: str | None = typer.Option(
         None, "--preset", help="YAML file over the task preset (beta, steps, ema, warm_start, ...); complete on its "
@@ -345,7 +346,9 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     for n in decoded.notes:
         common.note(f"{item.name}: {n}", quiet)
     m = restorer.measurement(decoded.tensor, task, source=item.name, grey=decoded.grey)
-    m.notes, m.bit_depth, m.icc_profile = decoded.notes, decoded.bit_depth, decoded.icc_profile
+    for n in m.notes:  # e.g. the estimated noise level
+        common.note(f"{item.name}: {n}", quiet)
+    m.notes, m.bit_depth, m.icc_profile = [*decoded.notes, *m.notes], decoded.bit_depth, decoded.icc_profile
     return m
 
 
