@@ -32,6 +32,9 @@ BLOCK_WORKING_SET = 8
 #: Full-size (B, C, H, W) float32 tensors a PnP sampler with a tiled generator holds besides the network call
 #: (measurement, iterate, estimate, noise, tiled output and its weights, likelihood-step temporaries).
 IMAGE_BUFFERS = 12
+#: More full-size float32 tensors the likelihood step of a blur with boundary "reflect" holds (conjugate gradients on
+#: a canvas up to ~1.2x the image: iterate, residual, direction, preconditioned residual, products, FFT spectra).
+REFLECT_CG_BUFFERS = 14
 #: Default memory for one generator call when choosing a tile size: fixed, so that tiled results do not depend on
 #: how much memory happens to be free.
 DEFAULT_CALL_BUDGET = 4 * 2**30

@@ -238,6 +238,8 @@ class Restorer:
         tiled = self.method.needs == "generator" and o.tile != 0
         tile = (o.tile or memory.auto_tile_size(net, 1, precision=precision, device=o.device)) if tiled else None
         need = memory.work_bytes(net, (batch, c, h, w), self.method.backward, tile, precision, o.device)
+        if _reflect_blur(o.task, o.params):  # the conjugate gradients' canvas buffers (operators/blur.py)
+            need += memory.REFLECT_CG_BUFFERS * batch * c * h * w * 4
         available = memory.available_memory_bytes(o.device)
         if available is None or need <= available:
             return None
@@ -398,6 +400,16 @@ class Restorer:
         parts = [cache[j] for j in idx]
         return SamplerResult(x=torch.cat([p.x for p in parts]), nfe=0, operator_evals=parts[0].operator_evals,
                              extras=parts[0].extras)
+
+
+def _reflect_blur(task: str | None, params: dict[str, Any] | None) -> bool:
+    """Whether plain images of `task` are restored with a blur of boundary "reflect" (measurement_from_image)."""
+    import operators
+    from operators.blur import CircularBlur
+
+    if task is None or not issubclass(operators.get(task), CircularBlur):
+        return False
+    return (params or {}).get("boundary", "reflect") == "reflect"
 
 
 def check_finite_weights(model: Any, name: Any) -> None:

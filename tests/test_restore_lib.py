@@ -126,3 +126,18 @@ def test_a_plain_noisy_image_is_denoised_at_its_estimated_level():
     assert level(task="denoise", sigma_y=0.1) == (0.1, [])
     assert level(task="denoise", preset_file={"sigma_y": 0.07}) == (0.07, [])
     assert level(task="deblur-gauss") == (0.05, [])
+
+
+def test_memory_estimate_counts_the_reflect_blurs_buffers(monkeypatch):
+    """A plain blurred image is restored with boundary "reflect", whose conjugate gradients hold more full-size
+    tensors: the up-front memory check counts them (and not for circular)."""
+    from ncvsd_cli import memory
+    from ncvsd_cli.restore import Restorer
+
+    monkeypatch.setattr(memory, "work_bytes", lambda *args, **kwargs: 0)
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 1)
+    circular = Restorer.from_options(RestoreOptions(task="deblur-gauss", params={"boundary": "circular"}).validate(),
+                                     load=False)
+    reflect = Restorer.from_options(RestoreOptions(task="deblur-gauss").validate(), load=False)
+    assert circular.memory_refusal((3, 64, 64)) is None
+    assert "needs an estimated" in reflect.memory_refusal((3, 64, 64))

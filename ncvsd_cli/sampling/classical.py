@@ -115,7 +115,8 @@ def wiener(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, gene
     else:
         raise ValueError(f"prior must be 'power-law' or 'flat', got {prior!r}")
     noise = max(float(sigma_y), SIGMA_Y_FLOOR) ** 2
-    x = operator.deconvolve(y.to(torch.float64), (noise / power).to(y.device))  # conj(K)·Y / (|K|² + σ²/P)
+    dtype = torch.float64 if operator.boundary == "circular" else y.dtype  # CG on a large canvas: y's precision
+    x = operator.deconvolve(y.to(dtype), (noise / power).to(device=y.device, dtype=dtype))  # (|K|² + σ²/P)⁻¹ Kᵀy
     name = "wiener" if prior == "power-law" else "tikhonov"
     evals = 1 if operator.boundary == "circular" else operator.last_evals
     return _finish(x, y, name, evals, callback, prior=prior, exponent=exponent if prior == "power-law" else None,
