@@ -218,9 +218,11 @@ class Restorer:
         self.model, self.config = model, config
         return self
 
-    def memory_refusal(self, image_shape: tuple[int, int, int]) -> str | None:
+    def memory_refusal(self, image_shape: tuple[int, int, int],
+                       operator_config: dict[str, Any] | None = None) -> str | None:
         """None when restoring an image of `image_shape` (C, H, W) fits in memory with these options (method,
         batch size, precision, device, tile), else a one-line refusal naming the estimate and the flags that help.
+        operator_config: the measurement's operator (a sidecar's); None: a plain image of `options.task`.
         Uses only the network's config (`ncvsd_cli.memory`), so it can run before the weights load."""
         if self.method.needs == "none" or not self.config:
             return None
@@ -238,7 +240,11 @@ class Restorer:
         tiled = self.method.needs == "generator" and o.tile != 0
         tile = (o.tile or memory.auto_tile_size(net, 1, precision=precision, device=o.device)) if tiled else None
         need = memory.work_bytes(net, (batch, c, h, w), self.method.backward, tile, precision, o.device)
-        if _reflect_blur(o.task, o.params):  # the conjugate gradients' canvas buffers (operators/blur.py)
+        if operator_config is not None:
+            reflect = operator_config.get("boundary") == "reflect"
+        else:
+            reflect = _reflect_blur(o.task, self.prepare(o.task, o.sigma_y).settings.get("operator") if o.task else None)
+        if reflect:  # the conjugate gradients' canvas buffers (operators/blur.py)
             need += memory.REFLECT_CG_BUFFERS * batch * c * h * w * 4
         available = memory.available_memory_bytes(o.device)
         if available is None or need <= available:
@@ -435,7 +441,7 @@ def restore_image(y: torch.Tensor, task: str, **options: Any) -> torch.Tensor:
     opts = RestoreOptions(task=task, **options).validate()
     restorer = Restorer.from_options(opts, load=False)
     m = restorer.measurement(y, task)
-    refusal = restorer.memory_refusal(m.image_shape)
+    refusal = restorer.memory_refusal(m.image_shape, m.operator_config)
     if refusal:
         raise ValueError(refusal)
     (res,) = list(restorer.load().run([m]))

@@ -49,8 +49,12 @@ from operators.registry import register
 PINV_EPS = 1e-3
 #: Image-border models (module docstring).
 BOUNDARIES = ("circular", "reflect")
-#: Boundary "reflect": at most this many conjugate-gradient iterations per solve, stopping at this relative residual.
+#: Boundary "reflect": at most this many conjugate-gradient iterations per likelihood step (the warm start's steps
+#: take 13 or fewer; early steps of `pnp-gd` from noise, at large rho, stop short) and per deterministic solve
+#: (Wiener, Tikhonov, pseudo-inverse: ~40 at sigma_y 0.05; small sigma_y needs more), stopping at this relative
+#: residual of the normal equations.
 CG_ITERATIONS = 30
+CG_SOLVE_ITERATIONS = 100
 CG_TOLERANCE = 1e-4
 #: Largest kernel_size accepted: refused before the kernel_size² array is allocated.
 MAX_KERNEL_SIZE = 2049
@@ -89,17 +93,27 @@ def kernel_reach(kernel: np.ndarray, shift: bool) -> tuple[int, int]:
     return (int(max(ch - rows.min(), rows.max() - ch)) + extra, int(max(cw - cols.min(), cols.max() - cw)) + extra)
 
 
-def reflect_extend(x: torch.Tensor, mh: int, mw: int) -> torch.Tensor:
-    """(..., H, W) -> (..., H + 2 mh, W + 2 mw), mirrored at every edge without repeating it (repeated for margins
-    wider than the image; a 1-pixel side is replicated)."""
-    while mh > 0 or mw > 0:
-        h, w = x.shape[-2:]
-        a, b = min(mh, h - 1), min(mw, w - 1)
-        if (a == 0 and mh > 0) or (b == 0 and mw > 0):
-            return torch.nn.functional.pad(x, (mw, mw, mh, mh), mode="replicate")
-        x = torch.nn.functional.pad(x, (b, b, a, a), mode="reflect")
-        mh, mw = mh - a, mw - b
+def _reflect_axis(x: torch.Tensor, m: int, dim: int) -> torch.Tensor:
+    """x mirrored by m on both ends of `dim` (-2 or -1), without repeating the edge; repeated for m >= size; a
+    1-pixel side is replicated."""
+    while m > 0:
+        n = x.shape[dim]
+        a = m if n == 1 else min(m, n - 1)
+        pad = (0, 0, a, a) if dim == -2 else (a, a, 0, 0)
+        x = torch.nn.functional.pad(x, pad, mode="replicate" if n == 1 else "reflect")
+        m -= a
     return x
+
+
+def reflect_extend(x: torch.Tensor, mh: int, mw: int) -> torch.Tensor:
+    """(..., H, W) -> (..., H + 2 mh, W + 2 mw), mirrored at every edge without repeating it (scipy's "mirror";
+    repeated for margins wider than the image; a 1-pixel side is replicated)."""
+    return _reflect_axis(_reflect_axis(x, mh, -2), mw, -1)
+
+
+def reflect_indices(n: int, m: int) -> torch.Tensor:
+    """The source index of each of the n + 2m positions of `reflect_extend` along one axis (long)."""
+    return _reflect_axis(torch.arange(n, dtype=torch.float64).view(1, 1, n, 1), m, -2).view(-1).long()
 
 
 def check_kernel(kernel: Any, name: str = "kernel", normalize: bool = True) -> np.ndarray:
@@ -166,14 +180,18 @@ class CircularBlur(Operator):
         out[..., mh:mh + h, mw:mw + w] = y
         return out
 
-    def _solve(self, y: torch.Tensor, lam: torch.Tensor | float, prior: torch.Tensor | None = None) -> torch.Tensor:
+    def _solve(self, y: torch.Tensor, lam: torch.Tensor | float, prior: torch.Tensor | None = None,
+               iterations: int | None = None) -> torch.Tensor:
         """argmin_u |A u − y|² + ‖u − prior‖²_Λ on the canvas, i.e. (KᵀWᵀWK + Λ) u = KᵀWᵀy + Λ·prior, with Λ a
         Fourier multiplier on the rfft2 grid (or a scalar) and prior a canvas image (None: 0).
 
         "circular": W = I, the closed form F⁻¹[(conj(K)·F(y) + Λ·F(prior))/(|K|² + Λ)]. "reflect": conjugate
         gradients, per image and channel, preconditioned by that circular solve, which (with the margin's
         measurements taken from the blur of the prior, or mirrored from y) is also the first iterate; at most
-        CG_ITERATIONS iterations, to a relative residual of CG_TOLERANCE."""
+        `iterations` (default CG_ITERATIONS) iterations, to a relative residual of CG_TOLERANCE; `cg_converged`
+        says whether every image got there."""
+        if torch.is_tensor(lam):
+            lam = lam.to(device=y.device, dtype=y.dtype)
         k = self._otf(y)
         denominator = k.abs() ** 2 + lam
 
@@ -202,11 +220,12 @@ class CircularBlur(Operator):
         z = circular(r)
         direction, rz = z, dot(r, z)
         scale = dot(rhs, rhs).sqrt().clamp_min(tiny)
-        self._cg_iterations = 0
-        for _ in range(CG_ITERATIONS):
+        self._cg_iterations, self.cg_converged = 0, False
+        for _ in range(CG_ITERATIONS if iterations is None else int(iterations)):
             # a converged image (all its channels) stops moving: each image's result is the same in any batch
             active = (dot(r, r).sqrt() / scale).amax(dim=-3, keepdim=True) > CG_TOLERANCE
             if not bool(active.any()):
+                self.cg_converged = True
                 break
             a_dir = apply(direction)
             alpha = torch.where(active, rz / dot(direction, a_dir).clamp_min(tiny), 0.0)
@@ -219,8 +238,9 @@ class CircularBlur(Operator):
 
     def deconvolve(self, y: torch.Tensor, lam: torch.Tensor | float) -> torch.Tensor:
         """The regularised inverse argmin_x |A x − y|² + ‖x‖²_Λ (Λ: a Fourier multiplier on the canvas's rfft2
-        grid, e.g. σ_y²/P(f) for Wiener, or a scalar), as an image of `image_shape`."""
-        return self._solve(y, lam)
+        grid, e.g. σ_y²/P(f) for Wiener, or a scalar), as an image of `image_shape` (boundary "reflect": at most
+        CG_SOLVE_ITERATIONS conjugate-gradient iterations)."""
+        return self._solve(y, lam, iterations=CG_SOLVE_ITERATIONS)
 
     # --- the operator ----------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -234,9 +254,10 @@ class CircularBlur(Operator):
             return self._filter(y, self._otf(y).conj())
         canvas = self._place(y)
         g = self._filter(canvas, self._otf(canvas).conj())
-        x = torch.zeros_like(y, requires_grad=True)
-        with torch.enable_grad():  # Eᵀ: the adjoint of the reflect extension folds the margin back in
-            return torch.autograd.grad(self._extend(x), x, g)[0]
+        (mh, mw), (_, h, w) = self.margin, self.image_shape  # Eᵀ folds the margin back onto its mirror images
+        rows, cols = reflect_indices(h, mh).to(g.device), reflect_indices(w, mw).to(g.device)
+        g = g.new_zeros(*g.shape[:-2], h, g.shape[-1]).index_add(-2, rows, g)
+        return g.new_zeros(*g.shape[:-1], w).index_add(-1, cols, g)
 
     def pseudo_inverse(self, y: torch.Tensor, eps: float = PINV_EPS) -> torch.Tensor:
         """Tikhonov-regularised inverse F⁻¹[conj(K)·F(y)/(|K|² + eps)], eps = 1e-3 by default."""
@@ -246,7 +267,8 @@ class CircularBlur(Operator):
                           generator: Generators = None) -> torch.Tensor:
         """Exact sample in the Fourier domain (docs/method.md §3.3, circular blur). Boundary "reflect": the
         canvas posterior ∝ exp(−|WKu − y|²/(2σ_p²) − |u − E(x0)|²/(2ρ²)) sampled by perturb-and-solve (u = the
-        solution for the perturbed y + σ_p ε and E(x0) + ρ ε', exact up to the solver's tolerance), its window."""
+        solution for the perturbed y + σ_p ε and E(x0) + ρ ε'; exact when the conjugate gradients converge, which
+        at most CG_ITERATIONS iterations do for rho below ~1), its window."""
         check_likelihood_args(rho, sigma_p)
         if self.boundary == "circular":
             k = self._otf(x0)

@@ -339,6 +339,16 @@ def test_without_task_each_sidecar_says_its_own_and_a_plain_image_is_refused(tmp
     assert sorted(summary["task"]) == ["inpaint-box", "sr4"]
     assert Image.open(tmp_path / "o" / "a.png").size == (16, 16) and (tmp_path / "o" / "b.png").exists()
     assert not (tmp_path / "o" / "plain.png").exists() and "plain.png: --task is required" in res.stderr
+    folder = tmp_path / "f"  # a folder restored twice beside its inputs: the second run skips the first's outputs
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        for f in tmp_path.glob(f"{name}*"):  # the preview, its sidecar and the sidecar's tensors
+            shutil.copy(f, folder / f.name)
+    for _ in range(2):
+        res = run("restore", folder, "-c", ckpt, *FAST, "-q", "--overwrite")
+        assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in folder.glob("*_*.png")) == ["a_sr4.png", "b_inpaint-box.png"]
+    assert run("restore", folder, "--no-sidecar", "-c", ckpt).exit_code == 2  # plain images need --task
 
 
 @pytest.mark.parametrize("case", ["missing", "garbage", "wrong-kind", "hash-mismatch", "truncated"])

@@ -469,3 +469,28 @@ def test_reflect_likelihood_is_batch_independent():
 def test_parameter_errors_name_the_parameter_and_list_the_known_ones(name, params, word):
     with pytest.raises(ValueError, match=word):
         operators.create(name, SHAPE, **params)
+
+
+def test_reflect_adjoint_under_inference_mode_and_autograd():
+    """Eᵀ is an index fold, not autograd: it works in inference mode and gradients flow through it."""
+    op = make("deblur-motion", boundary="reflect")
+    v = torch.randn(op.measurement_shape(1), generator=gen(0))
+    with torch.inference_mode():
+        a = op.adjoint(v)
+    vg = v.clone().requires_grad_(True)
+    b = op.adjoint(vg)
+    torch.testing.assert_close(a, b.detach())
+    b.sum().backward()
+    assert vg.grad is not None and torch.isfinite(vg.grad).all()
+
+
+def test_reflect_extend_per_axis():
+    """scipy's "mirror" per axis; a 1-pixel side is replicated along that axis only."""
+    from operators.blur import reflect_extend, reflect_indices
+
+    assert reflect_indices(5, 2).tolist() == [2, 1, 0, 1, 2, 3, 4, 3, 2]
+    assert reflect_indices(3, 5).tolist() == [1, 0, 1, 2, 1, 0, 1, 2, 1, 0, 1, 2, 1]  # repeated mirroring
+    row = torch.arange(5.0).view(1, 1, 1, 5)
+    out = reflect_extend(row, 2, 2)
+    assert out.shape == (1, 1, 5, 9) and out[0, 0, 0].tolist() == [2, 1, 0, 1, 2, 3, 4, 3, 2]
+    assert (out == out[..., :1, :]).all()  # the 1-row axis is replicated

@@ -141,3 +141,6 @@ def test_memory_estimate_counts_the_reflect_blurs_buffers(monkeypatch):
     reflect = Restorer.from_options(RestoreOptions(task="deblur-gauss").validate(), load=False)
     assert circular.memory_refusal((3, 64, 64)) is None
     assert "needs an estimated" in reflect.memory_refusal((3, 64, 64))
+    sidecar = {"name": "deblur-gauss", "image_shape": [3, 64, 64], "shift": False}  # degrade's: circular
+    assert reflect.memory_refusal((3, 64, 64), sidecar) is None
+    assert "needs an estimated" in circular.memory_refusal((3, 64, 64), {**sidecar, "boundary": "reflect"})

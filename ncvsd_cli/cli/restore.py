@@ -146,6 +146,8 @@ def restore_command(
         if std and samples < 2:
             raise common.UsageError("--std needs --samples >= 2")
         specs = list(inputs or []) + list(measurement or [])
+        if no_sidecar and task is None:
+            raise common.UsageError("--no-sidecar needs --task (the inputs are then plain images)")
         options = RestoreOptions(
             task=task or _task_from_sidecars(specs), method=method, nfe=nfe, seed=seed, samples=samples,
             batch_size=batch_size, sigma_y=sigma_y, preset_file=preset, params=common.parse_params(param),
@@ -228,8 +230,11 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
     from ncvsd_cli import measurement as meas
     from ncvsd_cli.restore import Restorer
 
+    import operators
+
     task = options.task
-    pattern = re.compile(rf"_{re.escape(task)}(_s\d+|_mean|_std|_std_map)?$")
+    tags = [task] if task_given else sorted(operators.names())  # without --task: any task's earlier outputs
+    pattern = re.compile(rf"_({'|'.join(map(re.escape, tags))})(_s\d+|_mean|_std|_std_map)?$")
     skip = (lambda p: bool(pattern.search(p.stem))) if outputs.out is None else None  # our own earlier outputs
     items, missing = common.expand_inputs(specs, skip=skip)
     mode = common.output_mode(outputs.out, items)
@@ -320,7 +325,7 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         m = meas.load_measurement(side, max_pixels=max_pixels)
         if task_given and m.task != task:
             raise ValueError(f"its sidecar is for task {m.task}, not --task {task}")
-        refusal = restorer.memory_refusal(m.image_shape)
+        refusal = restorer.memory_refusal(m.image_shape, m.operator_config)
         if refusal:
             raise ValueError(refusal)
         common.note(f"{item.name}: using the measurement sidecar {side.name}", quiet)

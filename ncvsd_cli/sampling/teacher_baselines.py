@@ -94,12 +94,13 @@ def _ode_to_x0(teacher: Callable, x: torch.Tensor, sigma: float, ode_steps: int,
 def daps(teacher: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor | Sequence[float] | None = None, *,
          generator: Generators, callback: Callable[[dict], None] | None = None, levels: int = 200,
          ode_steps: int = 5, sigma_min: float = 0.1, sigma_max: float = 80.0, rho: float = 7.0,
-         sigma_y: float = 0.05, beta: float | None = None, r_scale: float = 1.0, class_labels=None) -> SamplerResult:
+         sigma_y: float = 0.05, beta: float | None = None, r_scale: float = 0.5, class_labels=None) -> SamplerResult:
     """DAPS-style annealed sampling with the teacher; NFE = len(sigmas) * ode_steps (default 200 x 5 = 1000).
 
     sigmas: annealing levels (default Karras(levels, sigma_min=0.1, sigma_max=80, rho=7)). At level sigma_k:
     x0_hat = ODE(x, sigma_k) (ode_steps >= 1 teacher calls), x0 ~ N(x0_hat, r_k²) x likelihood with r_k =
-    r_scale * sigma_k and likelihood std sqrt(beta / 2) (beta defaults to the Bayes value 2 sigma_y²), then
+    r_scale * sigma_k (r_scale 0.5, chosen on the validation photos: docs/method.md §5; the paper's coupling is 1)
+    and likelihood std sqrt(beta / 2) (beta defaults to the Bayes value 2 sigma_y²), then
     x = x0 + sigma_{k+1} eps. Returns the last level's x0_hat, the ODE estimate from x at sigma_min: in DAPS the
     Langevin step size decays to 1 % by the last level, so its final x0 stays close to x0_hat, whereas an exact
     likelihood sample at r = sigma_min would add noise of std sigma_min wherever the measurement says nothing.
