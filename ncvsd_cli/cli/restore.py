@@ -25,7 +25,10 @@ EPILOG = """Examples:
 
   ncvsd restore --task sr4 large.png --tile 256            (large images: the generator in blended tiles)
 
-  cat noisy.png | ncvsd restore --task denoise - > clean.png
+  cat noisy.png | ncvsd restore --task denoise - > clean.png   (the noise level is estimated; --sigma-y sets it)
+
+  ncvsd restore --task deblur-kernel -p kernel=psf.npy photo.png (your kernel; a plain photo's blur is taken not
+                                                           to wrap around its edges: -p boundary=circular if it does)
 
 Inputs of any size are padded to what the network needs and cropped back. Greyscale inputs are restored in
 colour space (replicated) and written as greyscale; alpha is composited on white (the outputs have none); inputs
