@@ -454,14 +454,24 @@ def estimate_noise_sigma(y: torch.Tensor) -> float:
     the estimator of skimage.restoration.estimate_sigma with Haar in place of Daubechies), mean over channels.
     Fine texture biases it up (about +0.02 to +0.05 on fur), clipping at large noise down (0.4 reads about 0.35);
     images smaller than 2x2 give 0."""
-    import torch
-
     h, w = y.shape[-2] // 2 * 2, y.shape[-1] // 2 * 2
     if h == 0 or w == 0:
         return 0.0
     z = y[0, :, :h, :w].double()
     hh = (z[:, 0::2, 0::2] - z[:, 0::2, 1::2] - z[:, 1::2, 0::2] + z[:, 1::2, 1::2]) / 2
-    return float(torch.stack([c.abs().median() for c in hh]).mean() / 0.6745)
+    return float(hh.abs().flatten(1).median(dim=1).values.mean() / 0.6745)
+
+
+def plain_image_params(task: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """The operator parameters a plain image of `task` is restored with: `params`, and for blurs boundary
+    "reflect" unless they say otherwise (a photo's blur does not wrap around its edges; operators/blur.py)."""
+    import operators
+    from operators.blur import CircularBlur
+
+    params = dict(params or {})
+    if issubclass(operators.get(task), CircularBlur):
+        params.setdefault("boundary", "reflect")
+    return params
 
 
 def measurement_from_image(
@@ -487,14 +497,10 @@ def measurement_from_image(
             "phase-retrieval measurements are not images: restore the sidecar written by "
             "`ncvsd degrade` (X.png with X.png.ncvsd.json beside it, or --measurement)"
         )
-    from operators.blur import CircularBlur
-
     cls = operators.get(task)
     f = int(getattr(cls, "factor", 1) or 1)
     c, h, w = (int(v) for v in y.shape[1:])
-    if issubclass(cls, CircularBlur):  # a photo's blur does not wrap around its edges (operators/blur.py)
-        params = {"boundary": "reflect", **(params or {})}
-    op = operators.create(task, (c, h * f, w * f), **(params or {}))
+    op = operators.create(task, (c, h * f, w * f), **plain_image_params(task, params))
     expected = tuple(op.measurement_shape(1)[1:])
     if expected != (c, h, w):
         raise ValueError(

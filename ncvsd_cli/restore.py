@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ncvsd_cli.errors import one_line
-from ncvsd_cli.measurement import Measurement, measurement_from_image
+from ncvsd_cli.measurement import Measurement, measurement_from_image, plain_image_params
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -240,11 +240,9 @@ class Restorer:
         tiled = self.method.needs == "generator" and o.tile != 0
         tile = (o.tile or memory.auto_tile_size(net, 1, precision=precision, device=o.device)) if tiled else None
         need = memory.work_bytes(net, (batch, c, h, w), self.method.backward, tile, precision, o.device)
-        if operator_config is not None:
-            reflect = operator_config.get("boundary") == "reflect"
-        else:
-            reflect = _reflect_blur(o.task, self.prepare(o.task, o.sigma_y).settings.get("operator") if o.task else None)
-        if reflect:  # the conjugate gradients' canvas buffers (operators/blur.py)
+        if operator_config is None and o.task is not None:  # a plain image
+            operator_config = plain_image_params(o.task, self.prepare(o.task, o.sigma_y).settings.get("operator"))
+        if (operator_config or {}).get("boundary") == "reflect":  # the conjugate gradients' canvas buffers
             need += memory.REFLECT_CG_BUFFERS * batch * c * h * w * 4
         available = memory.available_memory_bytes(o.device)
         if available is None or need <= available:
@@ -406,16 +404,6 @@ class Restorer:
         parts = [cache[j] for j in idx]
         return SamplerResult(x=torch.cat([p.x for p in parts]), nfe=0, operator_evals=parts[0].operator_evals,
                              extras=parts[0].extras)
-
-
-def _reflect_blur(task: str | None, params: dict[str, Any] | None) -> bool:
-    """Whether plain images of `task` are restored with a blur of boundary "reflect" (measurement_from_image)."""
-    import operators
-    from operators.blur import CircularBlur
-
-    if task is None or not issubclass(operators.get(task), CircularBlur):
-        return False
-    return (params or {}).get("boundary", "reflect") == "reflect"
 
 
 def check_finite_weights(model: Any, name: Any) -> None:

@@ -166,19 +166,15 @@ class CircularBlur(Operator):
         (mh, mw), (_, h, w) = self.margin, self.image_shape
         return x[..., mh:mh + h, mw:mw + w]
 
+    def _insert(self, canvas: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """`canvas` (a fresh tensor, written in place) with its centre window replaced by y."""
+        (mh, mw), (_, h, w) = self.margin, self.image_shape
+        canvas[..., mh:mh + h, mw:mw + w] = y
+        return canvas
+
     def _place(self, y: torch.Tensor) -> torch.Tensor:
         """Wᵀy: y in the centre window of a zero canvas."""
-        (mh, mw), (_, h, w) = self.margin, self.image_shape
-        out = y.new_zeros(*y.shape[:-2], *self.psf.shape[-2:])
-        out[..., mh:mh + h, mw:mw + w] = y
-        return out
-
-    def _insert(self, canvas: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The canvas with its centre window replaced by y."""
-        (mh, mw), (_, h, w) = self.margin, self.image_shape
-        out = canvas.clone()
-        out[..., mh:mh + h, mw:mw + w] = y
-        return out
+        return self._insert(y.new_zeros(*y.shape[:-2], *self.psf.shape[-2:]), y)
 
     def _solve(self, y: torch.Tensor, lam: torch.Tensor | float, prior: torch.Tensor | None = None,
                iterations: int | None = None) -> torch.Tensor:

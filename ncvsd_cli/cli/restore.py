@@ -190,13 +190,20 @@ def _task_from_sidecars(specs: list[str]) -> str:
     raise common.UsageError("--task is required for inputs without a (readable) measurement sidecar")
 
 
+def _sidecar(item, no_sidecar: bool, explicit: set[str]):
+    """The sidecar an input is restored from (None: a plain image): its own, unless --no-sidecar (which a file
+    given with -m overrides)."""
+    from ncvsd_cli import measurement as meas
+
+    side = None if item.is_stdin else meas.find_sidecar(item.path)
+    return side if side is not None and (not no_sidecar or str(item.path) in explicit) else None
+
+
 def _item_task(item, task: str, task_given: bool, no_sidecar: bool, explicit: set[str]) -> str:
     """The task an input restores with: its sidecar's when --task was not given, else --task."""
     from ncvsd_cli import measurement as meas
 
-    if task_given or item.is_stdin or meas.find_sidecar(item.path) is None:
-        return task
-    if no_sidecar and str(item.path) not in explicit:
+    if task_given or _sidecar(item, no_sidecar, explicit) is None:
         return task
     try:
         return meas.sidecar_task(item.path)
@@ -213,7 +220,7 @@ def _check_params(restorer, items: list, no_sidecar: bool, explicit: set[str]) -
 
     task = restorer.options.task
     for item in items:
-        if item.is_stdin or str(item.path) in explicit or (meas.find_sidecar(item.path) and not no_sidecar):
+        if item.is_stdin or str(item.path) in explicit or _sidecar(item, no_sidecar, explicit) is not None:
             continue
         try:
             h, w = images.image_size(item.path, name=item.name)
@@ -230,10 +237,9 @@ def _check_params(restorer, items: list, no_sidecar: bool, explicit: set[str]) -
 
 def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs: Outputs, no_sidecar: bool,
          as_json: bool, quiet: bool, task_given: bool = True) -> None:
+    import operators
     from ncvsd_cli import measurement as meas
     from ncvsd_cli.restore import Restorer
-
-    import operators
 
     task = options.task
     tags = [task] if task_given else sorted(operators.names())  # without --task: any task's earlier outputs
@@ -273,7 +279,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         report.extra["task"] = tasks
     if good:
         restorer.load()
-        _restore(restorer, good, planned, outputs, report, quiet)
+        _restore(restorer, good, planned, outputs, report, quiet, f"restore {','.join(tasks)}")
     used = {r["nfe"] for r in report.results if isinstance(r, dict) and r.get("nfe") is not None}
     report.extra.update(nfe=used.pop() if len(used) == 1 else (sorted(used) or options.nfe),
                         device=options.device, precision=restorer.precision if restorer is not None else None)
@@ -294,9 +300,8 @@ def _planned_paths(item, outputs: Outputs, mode: str, task: str, samples: int) -
     return paths
 
 
-def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, quiet: bool) -> None:
-    tasks = sorted({m.task for _, m in good})
-    bar = common.progress(len(good) * restorer.options.samples, f"restore {','.join(tasks)}", quiet)
+def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, quiet: bool, label: str) -> None:
+    bar = common.progress(len(good) * restorer.options.samples, label, quiet)
     try:
         for res in restorer.run([m for _, m in good], on_batch=bar.update, on_step=bar.step):
             item, m = good[res.index]
@@ -323,8 +328,8 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     from ncvsd_cli import measurement as meas
 
     task, max_pixels = restorer.options.task, restorer.options.max_pixels
-    side = None if item.is_stdin else meas.find_sidecar(item.path)
-    if side is not None and (not no_sidecar or str(item.path) in explicit):
+    side = _sidecar(item, no_sidecar, explicit)
+    if side is not None:
         m = meas.load_measurement(side, max_pixels=max_pixels)
         if task_given and m.task != task:
             raise ValueError(f"its sidecar is for task {m.task}, not --task {task}")
