@@ -130,6 +130,8 @@ def test_degrade_sr4_writes_the_small_image(tmp_path):
     src = _png(tmp_path / "c.png", 16, 20)
     assert run("degrade", "--task", "sr4", src).exit_code == 0
     assert Image.open(tmp_path / "c_sr4_measured.png").size == (5, 4)
+    res = run("degrade", "--task", "sr4", src, "-o", tmp_path / "c.jpg")
+    assert res.exit_code == 0 and "lossy preview" in res.output and (tmp_path / "c.jpg.ncvsd.json").exists()
 
 
 @pytest.mark.parametrize("case", ["not-image", "truncated", "bad-param", "unknown-task", "missing"])
@@ -297,6 +299,7 @@ def test_grey_rgba_16bit_inputs(tmp_path, ckpt):
         ["--task", "sr3"],  # unknown task
         ["--task", "sr4", "--device", "tpu"],  # bad device
         ["--task", "sr4", "--std"],  # std needs samples >= 2
+        ["--task", "sr4", "--mean"],  # so does mean (of one sample it is a copy)
         ["--task", "sr4", "-o", "-", "--json"],
         ["--task", "sr4", "--method", "magic"],
         ["--task", "sr4", "--preset", "/nonexistent.yaml"],
@@ -451,6 +454,10 @@ def test_sample_grid_and_directory(tmp_path, ckpt):
     )
     assert res.exit_code == 0, res.output
     assert _files(tmp_path / "d") == {"000002.png", "000005.png"} and json.loads(res.stdout)["nfe"] == 4
+    typo = run("sample", "-c", ckpt, "--nfe", "1", "--seeds", "0", "-o", tmp_path / "g.txt", "--device", "cpu")
+    assert typo.exit_code == 2 and "not an image suffix" in typo.output and not (tmp_path / "g.txt").exists()
+    dotted = run("sample", "-c", ckpt, "--nfe", "1", "--seeds", "0", "-o", f"{tmp_path / 'run.v2'}/", "--device", "cpu")
+    assert dotted.exit_code == 0 and _files(tmp_path / "run.v2") == {"000000.png"}
 
 
 def test_sample_depends_only_on_the_seed(tmp_path, ckpt):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import typer
 
@@ -126,6 +127,9 @@ def degrade_command(
                 main = planned[item][0]
                 if main == "-":
                     common.note("writing the preview to stdout; no sidecar is written", quiet)
+                elif Path(main).suffix.lower() in (".jpg", ".jpeg", ".webp"):
+                    common.note(f"{main}: a lossy preview; restore reads the exact measurement from its sidecar",
+                                quiet)
                 written = save_measurement(m, main, overwrite=overwrite)
             except (ValueError, OSError) as exc:
                 report.failed(

@@ -146,8 +146,10 @@ def restore_command(
 ) -> None:
     """Restore degraded images by posterior sampling with the distilled generative denoiser (PnP-GD)."""
     with common.handle_errors():
-        if std and samples < 2:
-            raise common.UsageError("--std needs --samples >= 2")
+        for flag, wanted in (("--mean", mean), ("--std", std)):
+            if wanted and samples < 2:
+                raise common.UsageError(f"{flag} needs --samples >= 2 (of one sample it is the sample itself or 0; "
+                                        "--method pnp-gd-warm-mean8 gives the mean of 8 as one image)")
         specs = list(inputs or []) + list(measurement or [])
         if no_sidecar and task is None:
             raise common.UsageError("--no-sidecar needs --task (the inputs are then plain images)")

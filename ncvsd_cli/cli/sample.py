@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -68,6 +69,9 @@ def sample_command(
         if bad:
             raise common.UsageError(f"--seeds: {bad[0]} is out of range 0..2^63-1")
         grid = out == "-" or Path(out).suffix.lower() in common.IMAGE_SUFFIXES
+        if not grid and Path(out).suffix and not Path(out).is_dir() and not out.endswith(("/", os.sep)):
+            raise common.UsageError(f"-o {out}: not an image suffix ({', '.join(common.IMAGE_SUFFIXES)}); for a "
+                                    f"directory with a dot in its name write -o {out}/")
         paths = [out] if grid else [str(Path(out) / f"{s:06d}.png") for s in seed_list]
         if grid:
             images.format_for_path(out)  # unknown suffix: usage error before any work
