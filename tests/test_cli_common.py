@@ -1,9 +1,13 @@
 """cli/common.py: option parsing, input expansion, output naming and the exit-code mapping."""
 
+import inspect
+import re
 from pathlib import Path
 
 import pytest
 import typer
+
+import operators
 
 from ncvsd_cli.cli import common
 from ncvsd_cli.cli.common import InputItem, UsageError
@@ -127,3 +131,13 @@ def test_report_exit_code_and_json(capsys):
     assert info.value.exit_code == 0 and '"ok": 1' in capsys.readouterr().out
     r.failed("b", "b: broken")
     assert r.exit_code() == 1 and r.summary()["failed"] == 1
+
+
+@pytest.mark.parametrize("task", operators.registry.names())
+def test_param_help_names_every_operator_parameter(task):
+    """`--param` help lists each builtin task's parameters (a parameter added to an operator must be documented)."""
+    names = [k for k in inspect.signature(operators.get(task).__init__).parameters if k not in ("self", "image_shape")]
+    family = "sr2/sr4/sr8" if re.fullmatch(r"sr\d", task) else task
+    segment = common.PARAM_HELP.split(f"{family} ", 1)[1].split(";", 1)[0]
+    assert all(re.search(rf"\b{n}\b", segment) for n in names), (task, names, segment)
+    assert names or segment.startswith("none")

@@ -59,7 +59,7 @@ def degrade_command(
         help="Seed of the noise (and of random masks / motion kernels).",
     ),
     param: list[str] | None = typer.Option(
-        None, "--param", "-p", help="Operator parameter key=value (repeatable), e.g. box_size=64."
+        None, "--param", "-p", help=common.PARAM_HELP
     ),
     channels: int = typer.Option(
         3,

@@ -116,7 +116,7 @@ def restore_command(
                                "wiener, tikhonov, biharmonic, pseudo-inverse, classical)."
     ),
     param: list[str] | None = typer.Option(
-        None, "--param", "-p", help="Operator parameter key=value (repeatable)."
+        None, "--param", "-p", help=common.PARAM_HELP
     ),
     class_label: int | None = typer.Option(
         None, "--class-label", min=0, help="Class for class-conditional checkpoints (default 0)."
