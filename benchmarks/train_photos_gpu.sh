@@ -6,6 +6,9 @@
 # off early still returns a model. Reassemble with:  cat OUT/result.tar.part-* | tar xf - -C DIR
 # Resumes: each phase records the seconds it has run ($RUNS/<phase>.secs); run the script again on the same machine
 # and a cut phase continues from its state.pt for the time left, a finished one is skipped.
+# Schedules for runs this short (an estimate from FLOPs, not measured: ~50 kimg teacher, ~10 kimg distillation in
+# 210 s each on an H200): learning-rate warm-ups of 5 and 2 kimg, the GAN term on after 3 kimg (RAMPUP_T,
+# RAMPUP_D, GAN_WARMUP override them); both EMAs of the generator (sigma_rel 0.05, 0.10 as -ema10) are exported.
 # TINY=1: the CPU rehearsal (tiny preset, a 6-photo set built here from the packages, seconds of training).
 # Then, if time is left (EVAL=1, default off with TINY), benchmarks/heldout_bars.py on the final pair.
 # Usage (repository root):  DATA=photos.zip bash benchmarks/train_photos_gpu.sh
@@ -15,7 +18,7 @@ source "$(dirname "$0")/gpu_common.sh"
 if [ "${TINY:-0}" = 1 ]; then
   PRESET=${PRESET:-tiny}; T_TEACHER=${T_TEACHER:-25}; T_DISTILL=${T_DISTILL:-25}; SNAP=${SNAP:-8s}
   BATCH_T=${BATCH_T:-8}; BATCH_D=${BATCH_D:-4}; PREC=${PREC:-fp32}; DEVICE=${DEVICE:-cpu}
-  DATA=${DATA:-$R/tiny-photos}; EVAL_RES=${EVAL_RES:-32}
+  DATA=${DATA:-$R/tiny-photos}; EVAL_RES=${EVAL_RES:-32}; GAN_WARMUP=${GAN_WARMUP:-0}
   [ -e "$DATA" ] || python3 benchmarks/build_photos.py "$DATA" --cache "${PHOTO_CACHE:-/tmp/photo-packages}" \
     --limit 6 --short-side 48 || exit 1
 else
@@ -27,16 +30,20 @@ fi
 S="$R/stage"; mkdir -p "$S"
 echo "preset $PRESET, data $DATA, teacher ${T_TEACHER}s batch $BATCH_T, distill ${T_DISTILL}s batch $BATCH_D"
 
-newest() { ls "$R/$1"/snapshots/*-0.050.safetensors 2>/dev/null | sort | tail -1; }
+newest() { ls "$R/$1"/snapshots/*-"${3:-0.050}".safetensors 2>/dev/null | sort | tail -1; }
 pack() {  # stage -> $OUT/result.tar.part-NN, replacing the previous pieces
   rm -rf "$R/pack" && mkdir -p "$R/pack" && tar cf - -C "$S" . | split -b 15m -d - "$R/pack/result.tar.part-" \
     && rm -f "$OUT"/result.tar.part-* && mv "$R/pack"/* "$OUT"/
 }
-export_newest() {  # PHASE NAME: newest 0.050 snapshot of the phase -> fp16 in the stage (when it changed)
-  local snap; snap=$(newest "$1")
-  if [ -n "$snap" ] && [ "$snap" != "$(cat "$R/$1.exported" 2>/dev/null)" ]; then
-    export_fp16 "$snap" "$S/$PRESET-$2.safetensors" && echo "$snap" > "$R/$1.exported" && echo "exported $snap"
-  fi
+export_newest() {  # PHASE NAME: newest EMA snapshots of the phase -> fp16 in the stage (when they changed):
+  local snap ema suffix  # sigma_rel 0.05 (and for the generator also 0.10, -ema10: the last distilled default's)
+  for ema in 0.050 $([ "$2" = generator ] && echo 0.100); do
+    suffix=$([ "$ema" = 0.100 ] && echo -ema10); snap=$(newest "$1" "$2" "$ema")
+    if [ -n "$snap" ] && [ "$snap" != "$(cat "$R/$1$suffix.exported" 2>/dev/null)" ]; then
+      export_fp16 "$snap" "$S/$PRESET-$2$suffix.safetensors" && echo "$snap" > "$R/$1$suffix.exported" \
+        && echo "exported $snap"
+    fi
+  done
   cp "$R/$1/log.jsonl" "$S/$2-log.jsonl" 2>/dev/null
   for n in 1 4; do p=$(ls "$R/$1"/previews/*nfe$n.png 2>/dev/null | sort | tail -1); [ -n "$p" ] && cp "$p" "$S/preview-nfe$n.png"; done
   return 0
@@ -62,10 +69,10 @@ run_phase() {  # PHASE NAME SECONDS COMMAND...: run COMMAND (with --duration/--r
 }
 
 run_phase t teacher "$T_TEACHER" python3 -m ncvsd_cli train --data "$DATA" --arch "$PRESET" --batch "$BATCH_T" \
-  --precision "$PREC" --device "$DEVICE" --snapshot "$SNAP" || exit 1
+  --precision "$PREC" --device "$DEVICE" --snapshot "$SNAP" --rampup-kimg "${RAMPUP_T:-5}" || exit 1
 run_phase d generator "$T_DISTILL" python3 -m ncvsd_cli distill --teacher "$R/t" --data "$DATA" --batch "$BATCH_D" \
-  --precision "$PREC" --device "$DEVICE" --snapshot "$SNAP" --g-lr-scale 0.1 --d-lr-scale 0.1 --rampup-kimg 5 \
-  --gan-warmup-kimg 15 || exit 1
+  --precision "$PREC" --device "$DEVICE" --snapshot "$SNAP" --g-lr-scale 0.1 --d-lr-scale 0.1 \
+  --rampup-kimg "${RAMPUP_D:-2}" --gan-warmup-kimg "${GAN_WARMUP:-3}" || exit 1
 python3 - "$S" <<'EOF' > "$S/summary.json"
 import json, sys
 from pathlib import Path

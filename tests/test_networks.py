@@ -327,6 +327,24 @@ def test_training_step_backward_and_mixing_weight_clipping(rng):
     assert gen.model.ctrl.enc["16x16_conv"].weight.grad.abs().sum() > 0  # the condition path is trained
 
 
+def test_zero_initialised_mixing_weights_get_gradients(rng):
+    """The ControlNet mixing weights start at exactly 0 (the bound of their [0, 1] clip); training must still move
+    them, else the condition y never reaches the decoder (clamp's gradient at its bounds is 0 in recent PyTorch)."""
+    gen = init_from_teacher(build_network(network_config("generator", "tiny")), random_teacher()).train()
+    dec = gen.model.dec
+    assert torch.all(dec.additional_skips_weight == 0) and torch.all(dec.additional_x_weight == 0)
+    with torch.no_grad():
+        dec.out_gain.fill_(1.0)  # a zero output gain would zero every decoder gradient
+    x0 = gen(torch.randn(2, 3, 16, 16, generator=rng), torch.tensor([0.3, 3.0]), generator=rng)
+    (x0 - torch.randn(x0.shape, generator=rng)).square().mean().backward()
+    assert torch.all(dec.additional_skips_weight.grad != 0) and torch.all(dec.additional_x_weight.grad != 0)
+    gen.eval()
+    with torch.no_grad():
+        dec.additional_x_weight.fill_(-0.5)
+    assert gen.model.dec._mixing("additional_x_weight").item() == 0  # eval clips without touching the stored value
+    assert dec.additional_x_weight.item() == -0.5
+
+
 def test_fp16_flag_is_ignored_on_cpu(rng):
     torch.manual_seed(0)
     a = build_network(network_config("teacher", "tiny")).eval()

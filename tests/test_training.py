@@ -365,6 +365,7 @@ def test_distill_finite_changes_generator_and_resumes(tmp_path, tiny_teacher):
     assert len(steps) == 3 and "loss_gan" in steps[-1]
     for r in steps:
         assert all(math.isfinite(r[k]) for k in ("loss_score", "loss_disc", "loss_vsd"))
+    assert steps[-1]["mixing_max_score"] > 0 and steps[-1]["mixing_max_generator"] > 0  # y reaches both decoders
     state = _state(tmp_path / "full" / "state.pt")
     teacher, _ = load_checkpoint(str(tiny_teacher))
     enc = {k: v for k, v in state["gen"].items() if k.startswith("model.enc.")}

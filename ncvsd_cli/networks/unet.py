@@ -236,11 +236,14 @@ class UNetDecoder(_Embedding):
         self.out_conv = MPConv(self.cblock[0], img_channels, kernel=[3, 3])
 
     def _mixing(self, name: str) -> torch.Tensor:
-        """Mixing weight clipped to [0, 1]; in training the stored value is clipped in place too (§2.4 step 3)."""
+        """Mixing weight clipped to [0, 1]; in training the stored value is clipped in place (§2.4 step 3) and used
+        as it is, so that its gradient also flows at the bounds: the weights start at exactly 0, where clamp's
+        gradient is 0 in recent PyTorch and the ControlNet branch would never engage."""
         w = getattr(self, name)
         if self.training:
             with torch.no_grad():
                 w.clamp_(0, 1)
+            return w
         return w.clamp(0, 1)
 
     def forward(

@@ -108,6 +108,13 @@ def load_teacher(teacher: str, device: torch.device) -> tuple[torch.nn.Module, d
     return net.eval().requires_grad_(False), cfg, teacher
 
 
+def mixing_max(net: torch.nn.Module) -> float:
+    """The largest ControlNet mixing weight of `net` (0 at initialisation, in [0, 1]; 0 without a ControlNet):
+    how much the decoder hears the condition y."""
+    ws = [p.detach().abs().max() for n, p in net.named_parameters() if n.rsplit(".", 1)[-1].startswith("additional_")]
+    return round(float(max(ws)), 6) if ws else 0.0
+
+
 class Distiller(TrainLoop):
     """NCVSD distillation loop (three updates per step)."""
 
@@ -180,7 +187,8 @@ class Distiller(TrainLoop):
 
     def log_extras(self) -> dict:
         return {"lr": self.lr(self.s.lr),
-                "gan": self.s.gan_loss_scaling > 0 and self.cur_nimg >= self.s.gan_warmup_kimg * 1000}
+                "gan": self.s.gan_loss_scaling > 0 and self.cur_nimg >= self.s.gan_warmup_kimg * 1000,
+                "mixing_max_generator": mixing_max(self.gen), "mixing_max_score": mixing_max(self.score)}
 
     # ------------------------------------------------------------------------------------ state / output
     def state_dict(self) -> dict:
