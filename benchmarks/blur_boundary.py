@@ -40,7 +40,9 @@ def run(val: Path, out: Path, tasks: list[str]) -> list[dict]:
             for method in METHODS:
                 for model in MODELS:
                     t0 = time.perf_counter()
-                    est = restore_image(y, task, params={"boundary": model}, method=method, seed=0)[:1].clamp(-1, 1)
+                    known = {"sigma": op.sigma} if task == "deblur-gauss" else {}  # the true kernel, not estimated
+                    est = restore_image(y, task, params={"boundary": model, **known}, method=method,
+                                        seed=0)[:1].clamp(-1, 1)
                     seconds = time.perf_counter() - t0
                     unit, ref = images.to_unit(est), images.to_unit(x)
                     rows.append({"image": path.stem, "task": task, "method": method, "model": model,

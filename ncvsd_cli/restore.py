@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: The std image shows the per-pixel std of the samples on the [0, 1] scale times this factor, clipped.
 STD_SCALE = 4.0
+#: An estimated Gaussian blur width (px) is used at least this wide (an unblurred image's kernel stays a blur).
+MIN_BLUR_SIGMA = 0.25
 
 
 @dataclass
@@ -256,16 +258,25 @@ class Restorer:
                     grey: bool = False) -> Measurement:
         """A decoded image y (1, C, h, w) in [-1, 1] as the measurement of `task`, its operator built with the task
         settings' operator parameters (preset < preset file < `options.params`) at `options.sigma_y`; for denoise
-        without --sigma-y (or a preset file's sigma_y), at the noise level estimated from y (`m.notes` says it)."""
+        without --sigma-y (or a preset file's sigma_y), at the noise level estimated from y; for deblur-gauss
+        without a `sigma` parameter (-p or preset file), with the blur width estimated from y (`m.notes` say so)."""
+        from ncvsd_cli.blur_estimate import estimate_gaussian_blur
         from ncvsd_cli.measurement import estimate_noise_sigma
 
         settings = self.prepare(task, self.options.sigma_y).settings
-        sigma_y, notes = settings["sigma_y"], []
+        sigma_y, notes, params = settings["sigma_y"], [], dict(settings.get("operator") or {})
         preset = self.options.preset_file if isinstance(self.options.preset_file, dict) else {}
         if task == "denoise" and self.options.sigma_y is None and "sigma_y" not in preset:
             sigma_y = estimate_noise_sigma(y)  # a noisy photo's level is unknown: the preset's 0.05 is a guess
             notes.append(f"estimated noise level sigma_y {sigma_y:.3f} on the [-1, 1] scale (--sigma-y sets it)")
-        m = measurement_from_image(y, task, settings.get("operator"), sigma_y, source=source, grey=grey)
+        given = {**(preset.get("operator") or {}), **(self.options.params or {})}
+        if task == "deblur-gauss" and "sigma" not in given:
+            width = estimate_gaussian_blur(y)  # a photo's blur width is unknown: the preset's 3 px is the paper's
+            if width is not None:
+                params["sigma"] = round(max(width, MIN_BLUR_SIGMA), 2)
+                notes.append(f"estimated Gaussian blur sigma {params['sigma']:.2f} px (-p sigma=S sets it)"
+                             + (": the image looks unblurred" if width < 0.5 else ""))
+        m = measurement_from_image(y, task, params, sigma_y, source=source, grey=grey)
         m.notes = notes
         return m
 
@@ -423,8 +434,9 @@ def restore_image(y: torch.Tensor, task: str, **options: Any) -> torch.Tensor:
     """Restore one degraded image y (1, C, h, w) in [-1, 1] for `task`; returns (samples, C, H, W) in [-1, 1].
 
     options: fields of `RestoreOptions` (method, nfe, seed, samples, sigma_y, params, checkpoint, device,
-    precision, ...; see `ncvsd restore --help` for their meaning). Raises ValueError (bad input or settings) or
-    CheckpointError.
+    precision, ...; see `ncvsd restore --help` for their meaning). As for a plain image on the command line,
+    deblur-gauss without params["sigma"] reads the blur width from y, and denoise without sigma_y the noise level.
+    Raises ValueError (bad input or settings) or CheckpointError.
     """
     opts = RestoreOptions(task=task, **options).validate()
     restorer = Restorer.from_options(opts, load=False)

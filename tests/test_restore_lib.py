@@ -125,7 +125,9 @@ def test_a_plain_noisy_image_is_denoised_at_its_estimated_level():
     assert abs(est - 0.2) < 0.03 and "estimated noise level" in notes[0]
     assert level(task="denoise", sigma_y=0.1) == (0.1, [])
     assert level(task="denoise", preset_file={"sigma_y": 0.07}) == (0.07, [])
-    assert level(task="deblur-gauss") == (0.05, [])
+    assert level(task="deblur-gauss", params={"sigma": 3.0}) == (0.05, [])
+    lv, notes = level(task="deblur-gauss")  # its blur width is read from the image, not its noise level
+    assert lv == 0.05 and len(notes) == 1 and "blur sigma" in notes[0]
 
 
 def test_memory_estimate_counts_the_reflect_blurs_buffers(monkeypatch):

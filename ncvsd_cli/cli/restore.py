@@ -20,6 +20,8 @@ EPILOG = """Examples:
                                                            the float measurement come from its sidecar)
 
   ncvsd restore --task deblur-gauss blurry/ -o restored/ --nfe 8 --batch-size 4 --json
+                                                          (each photo's blur width is read from it; -p sigma=2
+                                                           sets it for all)
 
   ncvsd restore --task inpaint-box photo.png --samples 8 --mean --std -o out/
 

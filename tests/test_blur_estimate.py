@@ -1,0 +1,85 @@
+"""ncvsd_cli/blur_estimate.py: the Gaussian blur width read from the image alone, on fields whose spectrum the
+model describes exactly (a power law), through the operator, after JPEG, and in `restore`."""
+
+import io
+import json
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+import operators
+from ncvsd_cli.blur_estimate import MIN_SIZE, estimate_gaussian_blur
+from ncvsd_cli.images import load_image
+
+
+def power_law_field(h: int, w: int, blur: float, seed: int, alpha: float = 2.0) -> torch.Tensor:
+    """A Gaussian random field (1, 3, h, w) with power spectrum f^-alpha, blurred by a Gaussian of std `blur` px
+    (Fourier-domain transfer exp(-2 pi^2 blur^2 f^2)), scaled to std 0.3."""
+    g = torch.Generator().manual_seed(seed)
+    fy, fx = torch.fft.fftfreq(h)[:, None], torch.fft.fftfreq(w)[None]
+    f = (fy**2 + fx**2).sqrt().clamp(min=1.0 / max(h, w))
+    transfer = f ** (-alpha / 2) * torch.exp(-2 * math.pi**2 * blur**2 * f**2)
+    x = torch.fft.ifft2(torch.fft.fft2(torch.randn(h, w, generator=g, dtype=torch.float64)) * transfer).real
+    x = (x - x.mean()) / x.std() * 0.3
+    return x.float().expand(1, 3, h, w).clone()
+
+
+@pytest.mark.parametrize("blur", [0.8, 1.5, 3.0, 5.0])
+@pytest.mark.parametrize("alpha", [1.8, 2.6])
+def test_power_law_field_blur_is_recovered(blur, alpha):
+    y = power_law_field(131, 157, blur, seed=int(blur * 10), alpha=alpha)
+    y = y + 0.003 * torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+    assert estimate_gaussian_blur(y) == pytest.approx(blur, abs=0.1 + 0.1 * blur)
+
+
+def test_unblurred_and_white_noise_read_sharp_tiny_and_flat_images_are_not_estimated():
+    assert estimate_gaussian_blur(power_law_field(128, 128, 0.0, seed=3)) < 0.5
+    assert estimate_gaussian_blur(torch.zeros(1, 3, MIN_SIZE - 1, 64)) is None
+    assert estimate_gaussian_blur(torch.full((1, 3, 64, 64), 0.3)) is None  # flat: no evidence either way
+    assert estimate_gaussian_blur(0.1 * torch.randn(1, 1, 40, 300, generator=torch.Generator().manual_seed(0))) < 0.3
+
+
+@pytest.mark.parametrize(("blur", "quality"), [(1.5, 95), (3.0, 85)])
+def test_operator_blur_with_reflect_edges_and_jpeg(blur, quality, tmp_path):
+    """Blurred by the deblur-gauss operator (mirrored edges, noise), then saved as JPEG: the 8x8 blocks' error,
+    which falls with frequency, must not read as a sharp image (with a white noise floor, 3 px at quality 85
+    read 0)."""
+    x = power_law_field(144, 160, 0.0, seed=5)
+    op = operators.create("deblur-gauss", (3, 144, 160), sigma=blur, boundary="reflect")
+    y = op(x) + 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    assert estimate_gaussian_blur(y) == pytest.approx(blur, abs=0.1 + 0.1 * blur)
+    rgb = ((y[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=quality)
+    (tmp_path / "b.jpg").write_bytes(buf.getvalue())
+    assert estimate_gaussian_blur(load_image(str(tmp_path / "b.jpg"))) == pytest.approx(blur, abs=0.2 + 0.15 * blur)
+
+
+def test_restore_estimates_a_plain_images_blur_unless_given(tmp_path):
+    """`restore --task deblur-gauss` of a plain image reads the blur width from it (a note says so); -p sigma or a
+    sidecar's operator are used as given."""
+    from typer.testing import CliRunner
+
+    from ncvsd_cli.cli import app
+    from ncvsd_cli.images import save_image
+
+    x = power_law_field(64, 72, 0.0, seed=7)
+    op = operators.create("deblur-gauss", (3, 64, 72), sigma=2.0, boundary="reflect")
+    save_image(op(x).clamp(-1, 1), str(tmp_path / "b.png"))
+    runner = CliRunner()
+
+    def notes(*args: str) -> list[str]:
+        res = runner.invoke(app, ["restore", *args, "--method", "wiener", "--json", "--overwrite", "-q"])
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)["results"][0]["notes"]
+
+    estimated = notes("--task", "deblur-gauss", str(tmp_path / "b.png"), "-o", str(tmp_path / "r.png"))
+    width = float(next(n for n in estimated if "blur sigma" in n).split("sigma ")[1].split(" px")[0])
+    assert width == pytest.approx(2.0, abs=0.5)
+    given = notes("--task", "deblur-gauss", "-p", "sigma=2", str(tmp_path / "b.png"), "-o", str(tmp_path / "g.png"))
+    assert not any("blur sigma" in n for n in given)
+    assert runner.invoke(app, ["degrade", "--task", "deblur-gauss", str(tmp_path / "b.png"), "-o",
+                               str(tmp_path / "m.png"), "-q"]).exit_code == 0
+    assert not any("blur sigma" in n for n in notes(str(tmp_path / "m.png"), "-o", str(tmp_path / "mr.png")))
