@@ -1,4 +1,4 @@
-"""The width of a Gaussian blur, estimated from the blurred image alone (docs/method.md §4.4, "Unknown blur width").
+"""The width of a Gaussian blur, estimated from the blurred image alone (docs/method.md §4.3, "Unknown blur width").
 
 A maximum-likelihood fit of the expected power spectrum of the image's luminance,
 
@@ -67,11 +67,11 @@ def _neg_log_likelihood(params: torch.Tensor, f: torch.Tensor, p: torch.Tensor, 
 
 def estimate_gaussian_blur(y: torch.Tensor) -> float | None:
     """The std (px, in [0, MAX_SIGMA]) of the Gaussian blur in image y (1, C, h, w) in [-1, 1]; None for images
-    under MIN_SIZE px or without any variation. Measured on the validation photos at 256 px (`benchmarks/blur_estimate.py`): blurred by the
-    operator with mirrored edges at σ_y 0.01 / 0.05, true 1 / 2 / 3 / 4 px read 0.76-1.30 / 1.82-2.08 / 2.85-3.02 /
-    3.78-4.26; blurred by PIL and saved as JPEG (quality 85), within 0.35 px of the PNG's reading; an unblurred photo
-    0-0.55 (its own softness). Assumes a stationary power-law spectrum: strongly textured or tiny images read
-    less reliably."""
+    under MIN_SIZE px or without any variation. Measured (`benchmarks/blur_estimate.py`): validation photos at
+    256 px blurred by the operator with mirrored edges, σ_y 0.05: true 1 / 2 / 3 / 4 px read 0.80-1.31 /
+    1.88-2.06 / 2.89-3.06 / 3.86-4.34, unblurred 0-0.55 (a photo's own softness); saving as JPEG (quality 85)
+    moved PIL-blurred photos' readings by 0.4 px at most. Assumes a stationary power-law spectrum: strongly
+    textured or tiny images read less reliably."""
     if min(y.shape[-2:]) < MIN_SIZE:
         return None
     f, p, n = _binned_periodogram(y)

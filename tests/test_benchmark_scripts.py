@@ -80,3 +80,22 @@ def test_blur_boundary_script(tmp_path):
     assert len(rows) == 5 and rows[0].startswith("image,task,method,model,psnr,lpips,seconds")
     assert "| deblur-gauss | pnp-gd-warm | reflect |" in (out / "summary.md").read_text()
     assert Image.open(out / "grid-deblur-gauss.jpg").size == (4 * 48, 48)
+
+
+def test_blur_estimate_script(tmp_path):
+    """benchmarks/blur_estimate.py on one 48-px photo: accuracy rows, the three kernels' restorations, a summary
+    and a grid."""
+    from PIL import Image
+
+    val = tmp_path / "val"
+    val.mkdir()
+    Image.open(ROOT / "ncvsd_cli/examples/astronaut.png").convert("RGB").resize((48, 48)).save(val / "a.png")
+    out = tmp_path / "be"
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks/blur_estimate.py"), str(val), "--out", str(out),
+                          "--widths", "1.5"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert len((out / "accuracy.csv").read_text().splitlines()) == 1 + 5 * 2 + 4
+    rows = (out / "restore.csv").read_text().splitlines()
+    assert len(rows) == 4 and rows[0] == "image,width,kernel,estimate,psnr,lpips"
+    assert "| 1.5 | estimated |" in (out / "summary.md").read_text()
+    assert Image.open(out / "grid-1.5.jpg").size == (5 * 48, 48)
