@@ -83,3 +83,11 @@ def test_restore_estimates_a_plain_images_blur_unless_given(tmp_path):
     assert runner.invoke(app, ["degrade", "--task", "deblur-gauss", str(tmp_path / "b.png"), "-o",
                                str(tmp_path / "m.png"), "-q"]).exit_code == 0
     assert not any("blur sigma" in n for n in notes(str(tmp_path / "m.png"), "-o", str(tmp_path / "mr.png")))
+
+
+def test_large_images_are_read_on_their_centre_square():
+    from ncvsd_cli.blur_estimate import MAX_SIZE
+
+    y = power_law_field(MAX_SIZE + 40, MAX_SIZE + 100, 2.0, seed=4)
+    centre = y[..., 20:20 + MAX_SIZE, 50:50 + MAX_SIZE]
+    assert estimate_gaussian_blur(y) == estimate_gaussian_blur(centre) == pytest.approx(2.0, abs=0.3)
