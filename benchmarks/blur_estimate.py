@@ -49,6 +49,12 @@ def pil_jpeg(path: Path, radius: float, quality: int = 85) -> torch.Tensor:
     return images.load_image(buf.getvalue())
 
 
+def _reading(y: torch.Tensor) -> float:
+    """The estimate in px (nan where there is none: a flat or tiny photo)."""
+    width = estimate_gaussian_blur(y)
+    return round(width, 3) if width is not None else float("nan")
+
+
 def accuracy(folder: Path, split: str) -> list[dict]:
     rows = []
     for path in sorted(folder.glob("*.png")):
@@ -57,10 +63,10 @@ def accuracy(folder: Path, split: str) -> list[dict]:
             for sigma_y in (0.01, 0.05):
                 y = blurred(x, width, sigma_y)
                 rows.append({"split": split, "image": path.stem, "blur": "operator", "width": width,
-                             "sigma_y": sigma_y, "estimate": round(estimate_gaussian_blur(y), 3)})
+                             "sigma_y": sigma_y, "estimate": _reading(y)})
             if width:
                 rows.append({"split": split, "image": path.stem, "blur": "PIL+JPEG85", "width": width, "sigma_y": 0,
-                             "estimate": round(estimate_gaussian_blur(pil_jpeg(path, width)), 3)})
+                             "estimate": _reading(pil_jpeg(path, width))})
             print(rows[-1], flush=True)
     return rows
 
@@ -77,7 +83,7 @@ def restoration(val: Path, widths: list[float], out: Path) -> list[dict]:
                 est = restore_image(y, "deblur-gauss", params=params, seed=0)[:1].clamp(-1, 1)
                 unit, ref = images.to_unit(est), images.to_unit(x)
                 rows.append({"image": path.stem, "width": width, "kernel": kernel,
-                             "estimate": round(estimate_gaussian_blur(y), 3) if kernel == "estimated" else "",
+                             "estimate": _reading(y) if kernel == "estimated" else "",
                              "psnr": round(float(psnr(unit, ref)[0]), 3),
                              "lpips": round(float(lpips_distance(unit, ref)[0]), 4)})
                 row.append(est)

@@ -24,6 +24,8 @@ MAX_SIGMA = 8.0
 MIN_SIZE = 32
 #: Larger images are read on their centre square of this side (px).
 MAX_SIZE = 1024
+#: A blur is reported only when it fits the spectrum at least this much better (log-likelihood) than none.
+EVIDENCE_NATS = 2.0
 #: Largest slope of the noise floor's spectrum (JPEG's error falls about as f^-1.3).
 MAX_BETA = 1.5
 _BINS = 48
@@ -59,21 +61,38 @@ def _binned_periodogram(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, to
 
 
 def _neg_log_likelihood(params: torch.Tensor, f: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    """−log-likelihood of binned powers p (counts n) for params [..., 5] = (s, α, log c, log n², β): the floor
-    n² f^(−β) (β in [0, MAX_BETA]; 0 = white noise, > 0 = compression's error, which falls with frequency)."""
-    s, alpha, logc, logn2, beta = params.unbind(-1)
-    logm = logc[..., None] - alpha[..., None] * f.log() - 4 * math.pi**2 * s[..., None] ** 2 * f**2
+    """−log-likelihood of binned powers p (counts n) for params [..., 5] = (s², α, log c, log n², β): the floor
+    n² f^(−β) (β in [0, MAX_BETA]; 0 = white noise, > 0 = compression's error, which falls with frequency). In s²,
+    not s, so that the slope does not vanish at s = 0 and a fit started there can leave it."""
+    v, alpha, logc, logn2, beta = params.unbind(-1)
+    logm = logc[..., None] - alpha[..., None] * f.log() - 4 * math.pi**2 * v[..., None] * f**2
     m = logm.exp() + (logn2[..., None] - beta.clamp(0, MAX_BETA)[..., None] * f.log()).exp()
     return (n * (m.log() + p / m)).sum(-1)
+
+
+def _refine(start: torch.Tensor, f: torch.Tensor, p: torch.Tensor, n: torch.Tensor,
+            max_v: float) -> tuple[float, float]:
+    """(−log-likelihood, s²) after L-BFGS-B (scipy) from the grid point `start`, with s² in [0, max_v]."""
+    def nll_and_grad(theta):
+        t = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
+        loss = _neg_log_likelihood(t, f, p, n)
+        loss.backward()
+        return float(loss.detach()), t.grad.numpy()
+
+    bounds = [(0.0, max_v), (0.5, 6.0), (None, None), (None, None), (0.0, MAX_BETA)]
+    res = minimize(nll_and_grad, start.numpy(), jac=True, method="L-BFGS-B", bounds=bounds)
+    start_nll = float(_neg_log_likelihood(start, f, p, n))
+    return (float(res.fun), float(res.x[0])) if np.isfinite(res.fun) and res.fun <= start_nll else \
+        (start_nll, float(start[0]))
 
 
 def estimate_gaussian_blur(y: torch.Tensor) -> float | None:
     """The std (px, in [0, MAX_SIGMA]) of the Gaussian blur in image y (1, C, h, w) in [-1, 1]; None for images
     under MIN_SIZE px or without any variation. Measured (`benchmarks/blur_estimate.py`): validation photos at
     256 px blurred by the operator with mirrored edges, σ_y 0.05: true 1 / 2 / 3 / 4 px read 0.80-1.31 /
-    1.88-2.06 / 2.89-3.06 / 3.86-4.34, unblurred 0-0.55 (a photo's own softness); saving as JPEG (quality 85)
-    moved PIL-blurred photos' readings by 0.4 px at most. Assumes a stationary power-law spectrum: strongly
-    textured or tiny images read less reliably."""
+    1.88-2.06 / 2.88-3.06 / 3.91-4.29, unblurred 0-0.55 (a photo's own softness); PIL's GaussianBlur(r) saved
+    as JPEG (quality 85) 15-18 % high for r >= 3. Assumes a stationary power-law spectrum: strongly textured or
+    tiny images read less reliably."""
     if min(y.shape[-2:]) < MIN_SIZE:
         return None
     h, w = y.shape[-2:]  # the centre, at most MAX_SIZE square, holds plenty of evidence in bounded time and memory
@@ -82,27 +101,22 @@ def estimate_gaussian_blur(y: torch.Tensor) -> float | None:
     if not float(p.max()) > 1e-12:  # a flat image: no evidence of any blur
         return None
     # Coarse grid: c relative to the lowest bins' level, n² up to the highest bins' level.
-    s = torch.arange(0.0, MAX_SIGMA + 1e-9, 0.25, dtype=torch.float64)
+    widths = torch.arange(0.0, MAX_SIGMA + 1e-9, 0.25, dtype=torch.float64)
     alpha = torch.arange(1.4, 4.01, 0.4, dtype=torch.float64)
     c0 = math.log(max(float(p[:4].mean() * f[:4].mean() ** 2), 1e-30))
     logc = c0 + torch.linspace(-6.0, 6.0, 21, dtype=torch.float64)
     logn2 = torch.linspace(math.log(1e-9), math.log(max(float(p[-4:].mean()) * 2, 2e-9)), 16, dtype=torch.float64)
     beta = torch.tensor([0.0, 0.75, MAX_BETA], dtype=torch.float64)
     grid = torch.cartesian_prod(alpha, logc, logn2, beta)  # (A·C·N·B, 4)
-    best, best_params = math.inf, None
-    for si in s:  # one σ at a time keeps memory at |grid| x bins
-        params = torch.cat([si.expand(len(grid), 1), grid], dim=1)
+    best_nll, best_at = [], []
+    for width in widths:  # one width at a time keeps memory at |grid| x bins
+        params = torch.cat([(width**2).expand(len(grid), 1), grid], dim=1)
         nll = _neg_log_likelihood(params, f, p, n)
         k = int(nll.argmin())
-        if float(nll[k]) < best:
-            best, best_params = float(nll[k]), params[k].clone()
-
-    def nll_and_grad(theta):
-        t = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
-        loss = _neg_log_likelihood(t, f, p, n)
-        loss.backward()
-        return float(loss.detach()), t.grad.numpy()
-
-    bounds = [(0.0, MAX_SIGMA), (0.5, 6.0), (None, None), (None, None), (0.0, MAX_BETA)]
-    res = minimize(nll_and_grad, best_params.numpy(), jac=True, method="L-BFGS-B", bounds=bounds)
-    return float(res.x[0] if np.isfinite(res.fun) and res.fun <= best else best_params[0])
+        best_nll.append(float(nll[k]))
+        best_at.append(params[k].clone())
+    fit_nll, fit_v = _refine(best_at[int(np.argmin(best_nll))], f, p, n, MAX_SIGMA**2)
+    sharp_nll, _ = _refine(best_at[0], f, p, n, 0.0)  # the best fit without any blur
+    if sharp_nll - fit_nll < EVIDENCE_NATS:  # e.g. pure noise: every width fits alike
+        return 0.0
+    return math.sqrt(max(fit_v, 0.0))

@@ -276,6 +276,8 @@ class Restorer:
                 params["sigma"] = round(max(width, MIN_BLUR_SIGMA), 2)
                 notes.append(f"estimated Gaussian blur sigma {params['sigma']:.2f} px (-p sigma=S sets it)"
                              + (": the image looks unblurred" if width < 0.5 else ""))
+            else:
+                notes.append(f"blur width not estimated (image under 32 px or flat): sigma {params.get('sigma')} px")
         m = measurement_from_image(y, task, params, sigma_y, source=source, grey=grey)
         m.notes = notes
         return m

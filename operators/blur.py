@@ -49,13 +49,17 @@ from operators.registry import register
 PINV_EPS = 1e-3
 #: Image-border models (module docstring).
 BOUNDARIES = ("circular", "reflect")
-#: Boundary "reflect": at most this many conjugate-gradient iterations per likelihood step and per deterministic
-#: solve (Wiener, Tikhonov, pseudo-inverse), stopping at this relative residual of the normal equations. Measured
-#: on a 256 px motion-blurred photo: the warm start's steps take 13 or fewer, the 49 steps of `pnp-gd` from noise
-#: 0-32 (at most 30 or 300 gave the same picture); Wiener / Tikhonov 3-41 at sigma_y 0.002-0.05.
-CG_ITERATIONS = 40
-CG_SOLVE_ITERATIONS = 100
-CG_TOLERANCE = 1e-4
+#: Boundary "reflect": conjugate gradients on the normal equations, stopping at a relative residual of
+#: CG_TOLERANCE (likelihood steps with rho < 1; CG_TOLERANCE_BROAD above, where the posterior is broad and later
+#: steps anneal it) or CG_SOLVE_TOLERANCE (Wiener, Tikhonov, pseudo-inverse), or after CG_ITERATIONS /
+#: CG_SOLVE_ITERATIONS. At small σ_y the weakly regularised directions (a motion kernel's spectral zeros) carry
+#: little residual: stopping at 1e-4 left bands across the picture (motion, σ_y 0.01: Wiener 10.6 dB at 1e-4,
+#: 24.9 at 1e-6; the default sampler 14.1 → 28.8 dB). Measured: benchmarks/blur-boundary/cg-iterations.md.
+CG_ITERATIONS = 150
+CG_TOLERANCE = 1e-6
+CG_TOLERANCE_BROAD = 1e-4
+CG_SOLVE_ITERATIONS = 600
+CG_SOLVE_TOLERANCE = 1e-6
 #: Largest kernel_size accepted: refused before the kernel_size² array is allocated.
 MAX_KERNEL_SIZE = 2049
 
@@ -177,15 +181,15 @@ class CircularBlur(Operator):
         return self._insert(y.new_zeros(*y.shape[:-2], *self.psf.shape[-2:]), y)
 
     def _solve(self, y: torch.Tensor, lam: torch.Tensor | float, prior: torch.Tensor | None = None,
-               iterations: int | None = None) -> torch.Tensor:
+               iterations: int | None = None, tolerance: float | None = None) -> torch.Tensor:
         """argmin_u |A u − y|² + ‖u − prior‖²_Λ on the canvas, i.e. (KᵀWᵀWK + Λ) u = KᵀWᵀy + Λ·prior, with Λ a
         Fourier multiplier on the rfft2 grid (or a scalar) and prior a canvas image (None: 0).
 
         "circular": W = I, the closed form F⁻¹[(conj(K)·F(y) + Λ·F(prior))/(|K|² + Λ)]. "reflect": conjugate
         gradients, per image and channel, preconditioned by that circular solve, which (with the margin's
         measurements taken from the blur of the prior, or mirrored from y) is also the first iterate; at most
-        `iterations` (default CG_ITERATIONS) iterations, to a relative residual of CG_TOLERANCE; `cg_converged`
-        says whether every image got there."""
+        `iterations` (default CG_ITERATIONS) iterations, to a relative residual of `tolerance` (default
+        CG_TOLERANCE); `cg_converged` says whether every image got there."""
         if torch.is_tensor(lam):
             lam = lam.to(device=y.device, dtype=y.dtype)
         k = self._otf(y)
@@ -219,7 +223,7 @@ class CircularBlur(Operator):
         self._cg_iterations, self.cg_converged = 0, False
         for _ in range(CG_ITERATIONS if iterations is None else int(iterations)):
             # a converged image (all its channels) stops moving: each image's result is the same in any batch
-            active = (dot(r, r).sqrt() / scale).amax(dim=-3, keepdim=True) > CG_TOLERANCE
+            active = (dot(r, r).sqrt() / scale).amax(dim=-3, keepdim=True) > (tolerance or CG_TOLERANCE)
             if not bool(active.any()):
                 self.cg_converged = True
                 break
@@ -235,8 +239,8 @@ class CircularBlur(Operator):
     def deconvolve(self, y: torch.Tensor, lam: torch.Tensor | float) -> torch.Tensor:
         """The regularised inverse argmin_x |A x − y|² + ‖x‖²_Λ (Λ: a Fourier multiplier on the canvas's rfft2
         grid, e.g. σ_y²/P(f) for Wiener, or a scalar), as an image of `image_shape` (boundary "reflect": at most
-        CG_SOLVE_ITERATIONS conjugate-gradient iterations)."""
-        return self._solve(y, lam, iterations=CG_SOLVE_ITERATIONS)
+        CG_SOLVE_ITERATIONS conjugate-gradient iterations, to a relative residual of CG_SOLVE_TOLERANCE)."""
+        return self._solve(y, lam, iterations=CG_SOLVE_ITERATIONS, tolerance=CG_SOLVE_TOLERANCE)
 
     # --- the operator ----------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -263,8 +267,9 @@ class CircularBlur(Operator):
                           generator: Generators = None) -> torch.Tensor:
         """Exact sample in the Fourier domain (docs/method.md §3.3, circular blur). Boundary "reflect": the
         canvas posterior ∝ exp(−|WKu − y|²/(2σ_p²) − |u − E(x0)|²/(2ρ²)) sampled by perturb-and-solve (u = the
-        solution for the perturbed y + σ_p ε and E(x0) + ρ ε'; exact when the conjugate gradients converge, which
-        at most CG_ITERATIONS iterations do for rho below ~1), its window."""
+        solution for the perturbed y + σ_p ε and E(x0) + ρ ε'; exact when the conjugate gradients converge: to
+        CG_TOLERANCE for rho below 1, to the looser CG_TOLERANCE_BROAD above, where the posterior is broad and
+        later steps anneal it), its window."""
         check_likelihood_args(rho, sigma_p)
         if self.boundary == "circular":
             k = self._otf(x0)
@@ -273,7 +278,8 @@ class CircularBlur(Operator):
             return self._filter(b, s) + self._filter(randn_like(x0, generator), s.sqrt())
         prior = self._extend(x0)
         prior = prior + rho * randn_like(prior, generator)
-        return self._solve(y + sigma_p * randn_like(y, generator), sigma_p**2 / rho**2, prior)
+        return self._solve(y + sigma_p * randn_like(y, generator), sigma_p**2 / rho**2, prior,
+                           tolerance=CG_TOLERANCE if rho < 1 else CG_TOLERANCE_BROAD)
 
     def extra_config(self) -> dict[str, Any]:
         # "boundary" only when not the default: configs and sidecars written before the option stay identical

@@ -99,3 +99,16 @@ def test_blur_estimate_script(tmp_path):
     assert len(rows) == 4 and rows[0] == "image,width,kernel,estimate,psnr,lpips"
     assert "| 1.5 | estimated |" in (out / "summary.md").read_text()
     assert Image.open(out / "grid-1.5.jpg").size == (5 * 48, 48)
+
+
+def test_cg_iterations_script(tmp_path):
+    """benchmarks/cg_iterations.py on one 48-px photo: every method at every noise level, now and before."""
+    from PIL import Image
+
+    photo = tmp_path / "a.png"
+    Image.open(ROOT / "ncvsd_cli/examples/astronaut.png").convert("RGB").resize((48, 48)).save(photo)
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks/cg_iterations.py"), str(photo), "--out",
+                          str(tmp_path / "cg")], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [line for line in (tmp_path / "cg" / "summary.md").read_text().splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 2 * (1 + 3 * 3) and sum("| now |" in r for r in rows) == 10

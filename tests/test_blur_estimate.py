@@ -70,19 +70,24 @@ def test_restore_estimates_a_plain_images_blur_unless_given(tmp_path):
     save_image(op(x).clamp(-1, 1), str(tmp_path / "b.png"))
     runner = CliRunner()
 
-    def notes(*args: str) -> list[str]:
+    def result(*args: str) -> dict:
         res = runner.invoke(app, ["restore", *args, "--method", "wiener", "--json", "--overwrite", "-q"])
         assert res.exit_code == 0, res.output
-        return json.loads(res.stdout)["results"][0]["notes"]
+        return json.loads(res.stdout)["results"][0]
 
-    estimated = notes("--task", "deblur-gauss", str(tmp_path / "b.png"), "-o", str(tmp_path / "r.png"))
-    width = float(next(n for n in estimated if "blur sigma" in n).split("sigma ")[1].split(" px")[0])
-    assert width == pytest.approx(2.0, abs=0.5)
-    given = notes("--task", "deblur-gauss", "-p", "sigma=2", str(tmp_path / "b.png"), "-o", str(tmp_path / "g.png"))
-    assert not any("blur sigma" in n for n in given)
+    estimated = result("--task", "deblur-gauss", str(tmp_path / "b.png"), "-o", str(tmp_path / "r.png"))
+    assert estimated["blur_sigma"] == pytest.approx(2.0, abs=0.5)
+    assert any(f"blur sigma {estimated['blur_sigma']:.2f} px" in n for n in estimated["notes"])
+    given = result("--task", "deblur-gauss", "-p", "sigma=1.7", str(tmp_path / "b.png"), "-o", str(tmp_path / "g.png"))
+    assert given["blur_sigma"] == 1.7 and not any("blur sigma" in n for n in given["notes"])
+    (tmp_path / "p.yaml").write_text("operator: {sigma: 2.5}\n")
+    preset = result("--task", "deblur-gauss", "--preset", str(tmp_path / "p.yaml"), str(tmp_path / "b.png"), "-o",
+                    str(tmp_path / "p.png"))
+    assert preset["blur_sigma"] == 2.5 and not any("blur sigma" in n for n in preset["notes"])
     assert runner.invoke(app, ["degrade", "--task", "deblur-gauss", str(tmp_path / "b.png"), "-o",
                                str(tmp_path / "m.png"), "-q"]).exit_code == 0
-    assert not any("blur sigma" in n for n in notes(str(tmp_path / "m.png"), "-o", str(tmp_path / "mr.png")))
+    recorded = result(str(tmp_path / "m.png"), "-o", str(tmp_path / "mr.png"))
+    assert recorded["blur_sigma"] == 3.0 and not any("blur sigma" in n for n in recorded["notes"])
 
 
 def test_large_images_are_read_on_their_centre_square():
@@ -91,3 +96,13 @@ def test_large_images_are_read_on_their_centre_square():
     y = power_law_field(MAX_SIZE + 40, MAX_SIZE + 100, 2.0, seed=4)
     centre = y[..., 20:20 + MAX_SIZE, 50:50 + MAX_SIZE]
     assert estimate_gaussian_blur(y) == estimate_gaussian_blur(centre) == pytest.approx(2.0, abs=0.3)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_heavy_noise_does_not_hide_the_blur_and_pure_noise_reads_sharp(seed):
+    """At sigma_y 0.2 a 2-px blur must still read about 2 (a fit in s, whose slope vanishes at s = 0, stayed at 0);
+    white noise carries no blur evidence and reads 0 (not an arbitrary width up to 8)."""
+    y = power_law_field(128, 136, 2.0, seed=seed)
+    y = y + 0.2 * torch.randn(y.shape, generator=torch.Generator().manual_seed(seed))
+    assert estimate_gaussian_blur(y) == pytest.approx(2.0, abs=0.6)
+    assert estimate_gaussian_blur(torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(seed))) == 0.0

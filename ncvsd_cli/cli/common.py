@@ -35,15 +35,16 @@ EXIT_MODEL = 3
 EXIT_INTERRUPTED = 130
 
 #: File suffixes taken from a directory given as input (case-insensitive).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
+
 #: `--param` help for degrade and restore: each task's operator parameters (kept equal to the registry by a test).
 PARAM_HELP = (
     "Operator parameter key=value (repeatable), e.g. -p sigma=1.5 (a milder Gaussian blur). Parameters: "
-    "deblur-gauss sigma (px, default 3), kernel_size, boundary (circular|reflect), shift; deblur-motion kernel_size, "
-    "intensity (0-1), seed, kernel, boundary, shift; deblur-kernel kernel (.npy or image), normalize, boundary, "
-    "shift; inpaint-box box_size (px); inpaint-random fraction (0-1), seed; inpaint-mask mask (image, white = "
+    "deblur-gauss sigma (px, read from a plain image by restore, else 3), kernel_size, boundary "
+    "(circular|reflect), shift; deblur-motion kernel_size, intensity (0-1), seed, kernel, boundary, shift; "
+    "deblur-kernel kernel (.npy or image), normalize, boundary, shift; inpaint-box box_size (px); inpaint-random fraction (0-1), seed; inpaint-mask mask (image, white = "
     "known); sr2/sr4/sr8 likelihood (exact|langevin); phase-retrieval oversample; denoise none."
 )
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
 
 
 class UsageError(Exception):

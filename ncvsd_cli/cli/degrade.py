@@ -127,10 +127,10 @@ def degrade_command(
                 main = planned[item][0]
                 if main == "-":
                     common.note("writing the preview to stdout; no sidecar is written", quiet)
-                elif Path(main).suffix.lower() in (".jpg", ".jpeg", ".webp"):
+                written = save_measurement(m, main, overwrite=overwrite)
+                if main != "-" and Path(main).suffix.lower() in (".jpg", ".jpeg", ".webp"):
                     common.note(f"{main}: a lossy preview; restore reads the exact measurement from its sidecar",
                                 quiet)
-                written = save_measurement(m, main, overwrite=overwrite)
             except (ValueError, OSError) as exc:
                 report.failed(
                     item.name, str(exc) if str(exc).startswith(item.name) else f"{item.name}: {exc}"

@@ -319,9 +319,15 @@ def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, quie
                 continue
             report.ok(item.name, written, size=list(res.samples.shape[-2:]), nfe=res.nfe,
                       operator_evals=res.operator_evals, seconds=round(res.seconds, 3), sigma_y=res.sigma_y,
-                      notes=m.notes, sidecar=m.seed is not None, **scale)
+                      notes=m.notes, sidecar=m.seed is not None, **_blur_width(m), **scale)
     finally:
         bar.close()
+
+
+def _blur_width(m) -> dict:
+    """{"blur_sigma": px} for a Gaussian deblurring (given, recorded or estimated), else {}."""
+    sigma = (m.operator_config or {}).get("sigma") if m.task == "deblur-gauss" else None
+    return {"blur_sigma": sigma} if sigma is not None else {}
 
 
 def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quiet: bool, task_given: bool = True):

@@ -111,7 +111,8 @@ def load_teacher(teacher: str, device: torch.device) -> tuple[torch.nn.Module, d
 def mixing_max(net: torch.nn.Module) -> float:
     """The largest ControlNet mixing weight of `net` (0 at initialisation, in [0, 1]; 0 without a ControlNet):
     how much the decoder hears the condition y."""
-    ws = [p.detach().abs().max() for n, p in net.named_parameters() if n.rsplit(".", 1)[-1].startswith("additional_")]
+    ws = [p.detach().clamp(0, 1).max() for n, p in net.named_parameters()
+          if n.rsplit(".", 1)[-1].startswith("additional_")]
     return round(float(max(ws)), 6) if ws else 0.0
 
 
