@@ -78,12 +78,12 @@ def restoration(val: Path, widths: list[float], out: Path) -> list[dict]:
         for path in sorted(val.glob("*.png")):
             x = images.load_image(path)[:, :3]
             y = blurred(x, width, 0.05)
-            row = [x, y]
+            row, reading = [x, y], _reading(y)
             for kernel, params in (("default 3 px", {"sigma": 3.0}), ("estimated", {}), ("true", {"sigma": width})):
                 est = restore_image(y, "deblur-gauss", params=params, seed=0)[:1].clamp(-1, 1)
                 unit, ref = images.to_unit(est), images.to_unit(x)
                 rows.append({"image": path.stem, "width": width, "kernel": kernel,
-                             "estimate": _reading(y) if kernel == "estimated" else "",
+                             "estimate": reading if kernel == "estimated" else "",
                              "psnr": round(float(psnr(unit, ref)[0]), 3),
                              "lpips": round(float(lpips_distance(unit, ref)[0]), 4)})
                 row.append(est)

@@ -221,9 +221,10 @@ class CircularBlur(Operator):
         direction, rz = z, dot(r, z)
         scale = dot(rhs, rhs).sqrt().clamp_min(tiny)
         self._cg_iterations, self.cg_converged = 0, False
+        tolerance = CG_TOLERANCE if tolerance is None else tolerance
         for _ in range(CG_ITERATIONS if iterations is None else int(iterations)):
             # a converged image (all its channels) stops moving: each image's result is the same in any batch
-            active = (dot(r, r).sqrt() / scale).amax(dim=-3, keepdim=True) > (tolerance or CG_TOLERANCE)
+            active = (dot(r, r).sqrt() / scale).amax(dim=-3, keepdim=True) > tolerance
             if not bool(active.any()):
                 self.cg_converged = True
                 break

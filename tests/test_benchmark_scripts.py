@@ -14,6 +14,15 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "NCVSD_PROGRESS": "0"}
 
 
+def _photo48(path: Path) -> Path:
+    """The bundled example photo at 48x48 px, written to `path` (its folder created)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.open(ROOT / "ncvsd_cli/examples/astronaut.png").convert("RGB").resize((48, 48)).save(path)
+    return path
+
+
 def test_gpu_speed_script_tiny_on_cpu(tmp_path):
     out = tmp_path / "speed"
     res = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_speed.sh"), "--device", "cpu", "--tiny", "--threads",
@@ -69,9 +78,7 @@ def test_blur_boundary_script(tmp_path):
     """benchmarks/blur_boundary.py on one 48-px photo: both models, both methods, a summary and a grid."""
     from PIL import Image
 
-    val = tmp_path / "val"
-    val.mkdir()
-    Image.open(ROOT / "ncvsd_cli/examples/astronaut.png").convert("RGB").resize((48, 48)).save(val / "a.png")
+    val = _photo48(tmp_path / "val" / "a.png").parent
     out = tmp_path / "bb"
     res = subprocess.run([sys.executable, str(ROOT / "benchmarks/blur_boundary.py"), str(val), "--out", str(out),
                           "--tasks", "deblur-gauss"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
@@ -87,9 +94,7 @@ def test_blur_estimate_script(tmp_path):
     and a grid."""
     from PIL import Image
 
-    val = tmp_path / "val"
-    val.mkdir()
-    Image.open(ROOT / "ncvsd_cli/examples/astronaut.png").convert("RGB").resize((48, 48)).save(val / "a.png")
+    val = _photo48(tmp_path / "val" / "a.png").parent
     out = tmp_path / "be"
     res = subprocess.run([sys.executable, str(ROOT / "benchmarks/blur_estimate.py"), str(val), "--out", str(out),
                           "--widths", "1.5"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
@@ -103,10 +108,7 @@ def test_blur_estimate_script(tmp_path):
 
 def test_cg_iterations_script(tmp_path):
     """benchmarks/cg_iterations.py on one 48-px photo: every method at every noise level, now and before."""
-    from PIL import Image
-
-    photo = tmp_path / "a.png"
-    Image.open(ROOT / "ncvsd_cli/examples/astronaut.png").convert("RGB").resize((48, 48)).save(photo)
+    photo = _photo48(tmp_path / "a.png")
     res = subprocess.run([sys.executable, str(ROOT / "benchmarks/cg_iterations.py"), str(photo), "--out",
                           str(tmp_path / "cg")], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -42,8 +42,9 @@ PARAM_HELP = (
     "Operator parameter key=value (repeatable), e.g. -p sigma=1.5 (a milder Gaussian blur). Parameters: "
     "deblur-gauss sigma (px, read from a plain image by restore, else 3), kernel_size, boundary "
     "(circular|reflect), shift; deblur-motion kernel_size, intensity (0-1), seed, kernel, boundary, shift; "
-    "deblur-kernel kernel (.npy or image), normalize, boundary, shift; inpaint-box box_size (px); inpaint-random fraction (0-1), seed; inpaint-mask mask (image, white = "
-    "known); sr2/sr4/sr8 likelihood (exact|langevin); phase-retrieval oversample; denoise none."
+    "deblur-kernel kernel (.npy or image), normalize, boundary, shift; inpaint-box box_size (px); inpaint-random "
+    "fraction (0-1), seed; inpaint-mask mask (image, white = known); sr2/sr4/sr8 likelihood (exact|langevin); "
+    "phase-retrieval oversample; denoise none."
 )
 
 
