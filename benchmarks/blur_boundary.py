@@ -40,7 +40,7 @@ def run(val: Path, out: Path, tasks: list[str]) -> list[dict]:
             for method in METHODS:
                 for model in MODELS:
                     t0 = time.perf_counter()
-                    known = {"sigma": op.sigma} if task == "deblur-gauss" else {}  # the true kernel, not estimated
+                    known = {"sigma": op.sigma} if task == "deblur-gauss" else {"seed": op.seed}  # the true kernel
                     est = restore_image(y, task, params={"boundary": model, **known}, method=method,
                                         seed=0)[:1].clamp(-1, 1)
                     seconds = time.perf_counter() - t0

@@ -68,7 +68,8 @@ def main() -> None:
                 _apply(settings)
                 calls.clear()
                 start = time.perf_counter()
-                est = restore_image(y, "deblur-motion", params={"boundary": "reflect"}, method=method, seed=0,
+                est = restore_image(y, "deblur-motion", params={"boundary": "reflect", "seed": op.seed},
+                                    method=method, seed=0,
                                     sigma_y=sigma_y)[:1].clamp(-1, 1)
                 seconds = time.perf_counter() - start
                 its = [i for i, _ in calls]

@@ -474,6 +474,18 @@ def plain_image_params(task: str, params: dict[str, Any] | None) -> dict[str, An
     return params
 
 
+def unknown_kernel_refusal(task: str, given: dict[str, Any] | None) -> str | None:
+    """Why a plain image of `task` cannot be restored with the operator parameters the user `given` (-p or a
+    preset file), or None. deblur-motion's kernel is a synthetic random trajectory: without `kernel` or `seed` a
+    photo would be deblurred with the preset's seed-0 kernel, which has nothing to do with its blur."""
+    if task != "deblur-motion" or {"kernel", "seed"} & set(given or {}):
+        return None
+    return ("deblur-motion needs the blur kernel of a plain image: restore the sidecar `ncvsd degrade` wrote beside "
+            "it, or name the synthetic kernel with -p seed=N (as given to degrade); for a photo's own blur use "
+            "--task deblur-kernel -p kernel=K.png (a measured kernel) or --task deblur-gauss (its width is "
+            "estimated from the image)")
+
+
 def measurement_from_image(
     y: torch.Tensor,
     task: str,

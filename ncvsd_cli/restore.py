@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ncvsd_cli.errors import one_line
-from ncvsd_cli.measurement import Measurement, measurement_from_image, plain_image_params
+from ncvsd_cli.measurement import (
+    Measurement,
+    measurement_from_image,
+    plain_image_params,
+    unknown_kernel_refusal,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -259,7 +264,8 @@ class Restorer:
         """A decoded image y (1, C, h, w) in [-1, 1] as the measurement of `task`, its operator built with the task
         settings' operator parameters (preset < preset file < `options.params`) at `options.sigma_y`; for denoise
         without --sigma-y (or a preset file's sigma_y), at the noise level estimated from y; for deblur-gauss
-        without a `sigma` parameter (-p or preset file), with the blur width estimated from y (`m.notes` say so)."""
+        without a `sigma` parameter (-p or preset file), with the blur width estimated from y (`m.notes` say so).
+        ValueError for deblur-motion without `kernel` or `seed` (`unknown_kernel_refusal`)."""
         from ncvsd_cli.blur_estimate import estimate_gaussian_blur
         from ncvsd_cli.measurement import estimate_noise_sigma
 
@@ -269,7 +275,10 @@ class Restorer:
         if task == "denoise" and self.options.sigma_y is None and "sigma_y" not in preset:
             sigma_y = estimate_noise_sigma(y)  # a noisy photo's level is unknown: the preset's 0.05 is a guess
             notes.append(f"estimated noise level sigma_y {sigma_y:.3f} on the [-1, 1] scale (--sigma-y sets it)")
-        given = {**(preset.get("operator") or {}), **(self.options.params or {})}
+        given = self.given_params()
+        refusal = unknown_kernel_refusal(task, given)
+        if refusal:
+            raise ValueError(refusal)
         if task == "deblur-gauss" and "sigma" not in given:
             width = estimate_gaussian_blur(y)  # a photo's blur width is unknown: the preset's 3 px is the paper's
             if width is not None:
@@ -281,6 +290,11 @@ class Restorer:
         m = measurement_from_image(y, task, params, sigma_y, source=source, grey=grey)
         m.notes = notes
         return m
+
+    def given_params(self) -> dict[str, Any]:
+        """The operator parameters the user set for plain images: a preset file's, then -p (not the task preset's)."""
+        preset = self.options.preset_file if isinstance(self.options.preset_file, dict) else {}
+        return {**(preset.get("operator") or {}), **(self.options.params or {})}
 
     def level(self, m: Measurement) -> float:
         """The noise level measurement `m` is restored at: `options.sigma_y` when set, else its own sigma_y."""
@@ -437,8 +451,9 @@ def restore_image(y: torch.Tensor, task: str, **options: Any) -> torch.Tensor:
 
     options: fields of `RestoreOptions` (method, nfe, seed, samples, sigma_y, params, checkpoint, device,
     precision, ...; see `ncvsd restore --help` for their meaning). As for a plain image on the command line,
-    deblur-gauss without params["sigma"] reads the blur width from y, and denoise without sigma_y the noise level.
-    Raises ValueError (bad input or settings) or CheckpointError.
+    deblur-gauss without params["sigma"] reads the blur width from y, and denoise without sigma_y the noise level;
+    deblur-motion needs params["kernel"] or params["seed"]. Raises ValueError (bad input or settings) or
+    CheckpointError.
     """
     opts = RestoreOptions(task=task, **options).validate()
     restorer = Restorer.from_options(opts, load=False)

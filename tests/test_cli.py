@@ -318,6 +318,22 @@ def test_usage_errors_exit_2(tmp_path, ckpt, args):
     assert not any(p.name.startswith("i_") for p in tmp_path.iterdir()) and not (tmp_path / "one.png").exists()
 
 
+def test_a_plain_image_to_deblur_motion_needs_its_kernel(tmp_path, ckpt):
+    """A photo's motion blur is not the preset's seed-0 synthetic kernel: a plain image is refused before the model
+    loads (pointing at deblur-kernel / deblur-gauss) unless -p seed or -p kernel names the kernel; a sidecar from
+    degrade carries its own."""
+    src = _png(tmp_path / "clean.png", 16, 16)
+    res = run("restore", "--task", "deblur-motion", src, "-c", ckpt, "-o", tmp_path / "o.png")
+    assert res.exit_code == 2 and "deblur-kernel" in res.stderr and not (tmp_path / "o.png").exists(), res.output
+    for extra in (["-p", "seed=3"], ["-p", f"kernel={_png(tmp_path / 'k.png', 9, 9)}", "-p", "kernel_size=9"]):
+        res = run("restore", "--task", "deblur-motion", src, "-c", ckpt, "--method", "wiener", "-q", "--overwrite",
+                  "-o", tmp_path / "o.png", *extra)
+        assert res.exit_code == 0 and (tmp_path / "o.png").exists(), res.output
+    assert run("degrade", "--task", "deblur-motion", "-p", "kernel_size=9", src, "-o", tmp_path / "m.png").exit_code == 0
+    res = run("restore", tmp_path / "m.png", "-c", ckpt, "--method", "wiener", "-q", "-o", tmp_path / "r.png")
+    assert res.exit_code == 0 and (tmp_path / "r.png").exists(), res.output
+
+
 def test_no_task_and_no_sidecar_is_a_usage_error(tmp_path):
     assert run("restore", _png(tmp_path / "i.png", 4, 4)).exit_code == 2
     res = run("restore", "-m", tmp_path / "nosuch.json")

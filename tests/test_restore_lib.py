@@ -96,6 +96,22 @@ def test_a_plain_blurred_image_is_restored_with_the_reflect_boundary():
     assert "boundary" not in measurement_from_image(y, "sr4").operator_config
 
 
+def test_a_plain_image_to_deblur_motion_is_refused_without_its_kernel():
+    from ncvsd_cli.measurement import unknown_kernel_refusal
+
+    assert "deblur-kernel" in unknown_kernel_refusal("deblur-motion", {"kernel_size": 9})
+    assert unknown_kernel_refusal("deblur-motion", {"seed": 0}) is None
+    assert unknown_kernel_refusal("deblur-motion", {"kernel": [[1.0]]}) is None
+    assert unknown_kernel_refusal("deblur-gauss", {}) is None
+    y = torch.zeros(1, 3, 16, 16)
+    restorer = Restorer.from_options(RestoreOptions(task="deblur-motion", method="wiener"), load=False)
+    with pytest.raises(ValueError, match="deblur-motion needs the blur kernel"):
+        restorer.measurement(y, "deblur-motion")
+    seeded = Restorer.from_options(RestoreOptions(task="deblur-motion", method="wiener", params={"seed": 4}),
+                                   load=False)
+    assert seeded.measurement(y, "deblur-motion").operator_config["seed"] == 4
+
+
 @pytest.mark.parametrize("sigma", [0.02, 0.05, 0.1, 0.2])
 def test_noise_level_estimate(sigma):
     """White noise on a smooth image is read within 10 % (and 0.003 absolute); a clean smooth image reads ~0."""

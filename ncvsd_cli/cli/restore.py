@@ -260,6 +260,11 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                                     options.samples) for item in items}
     common.check_stdout(planned, as_json)
     problems = common.check_outputs(planned, items, outputs.overwrite)
+    plain = [i for i in items if i not in problems and _sidecar(i, no_sidecar, explicit) is None]
+    if plain and task_given:  # e.g. a plain image to deblur-motion without its kernel: before the model loads
+        refusal = meas.unknown_kernel_refusal(task, Restorer(None, None, options).given_params())
+        if refusal:
+            raise common.UsageError(refusal)
     if options.params and task_given:
         _check_params(Restorer(None, None, options), [i for i in items if i not in problems], no_sidecar, explicit)
 
