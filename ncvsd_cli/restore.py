@@ -18,6 +18,7 @@ on CPU and GPU), so results differ from batch_size 1 by float rounding: a few pi
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -285,6 +286,10 @@ class Restorer:
                 params["sigma"] = round(max(width, MIN_BLUR_SIGMA), 2)
                 notes.append(f"estimated Gaussian blur sigma {params['sigma']:.2f} px (-p sigma=S sets it)"
                              + (": the image looks unblurred" if width < 0.5 else ""))
+                need = 2 * math.ceil(3 * params["sigma"]) + 1  # +-3 sigma holds 99.7 % of the kernel's mass
+                if int(params.get("kernel_size", need)) < need:
+                    notes.append(f"kernel_size {params['kernel_size']} cuts off the estimated Gaussian's tails "
+                                 f"(it needs >= {need}): the blur is modelled truncated")
             else:
                 notes.append(f"blur width not estimated (image under 32 px or flat): sigma {params.get('sigma')} px")
         m = measurement_from_image(y, task, params, sigma_y, source=source, grey=grey)

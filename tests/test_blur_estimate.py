@@ -78,6 +78,10 @@ def test_restore_estimates_a_plain_images_blur_unless_given(tmp_path):
     estimated = result("--task", "deblur-gauss", str(tmp_path / "b.png"), "-o", str(tmp_path / "r.png"))
     assert estimated["blur_sigma"] == pytest.approx(2.0, abs=0.5)
     assert any(f"blur sigma {estimated['blur_sigma']:.2f} px" in n for n in estimated["notes"])
+    assert not any("cuts off" in n for n in estimated["notes"])  # the preset's 61 px hold it
+    short = result("--task", "deblur-gauss", "-p", "kernel_size=7", str(tmp_path / "b.png"), "-o",
+                   str(tmp_path / "k.png"))
+    assert any("kernel_size 7 cuts off" in n for n in short["notes"]), short["notes"]
     given = result("--task", "deblur-gauss", "-p", "sigma=1.7", str(tmp_path / "b.png"), "-o", str(tmp_path / "g.png"))
     assert given["blur_sigma"] == 1.7 and not any("blur sigma" in n for n in given["notes"])
     (tmp_path / "p.yaml").write_text("operator: {sigma: 2.5}\n")
