@@ -293,6 +293,8 @@ class Restorer:
             else:
                 notes.append(f"blur width not estimated (image under 32 px or flat): sigma {params.get('sigma')} px")
         m = measurement_from_image(y, task, params, sigma_y, source=source, grey=grey)
+        if task == "inpaint-mask":
+            notes += mask_notes(float(m.operator().mask.mean()), bool(params.get("invert", False)))
         m.notes = notes
         return m
 
@@ -436,6 +438,17 @@ class Restorer:
         parts = [cache[j] for j in idx]
         return SamplerResult(x=torch.cat([p.x for p in parts]), nfe=0, operator_evals=parts[0].operator_evals,
                              extras=parts[0].extras)
+
+
+def mask_notes(known: float, inverted: bool) -> list[str]:
+    """Notes on a user's inpainting mask keeping the fraction `known` (0-1) of the pixels: nothing to fill, or
+    most of the picture to repaint (perhaps a mask that marks the holes in white, the convention of most editors)."""
+    reading = "-p invert=true: white = hole" if inverted else "white = known; -p invert=true if white marks the hole"
+    if known >= 1.0:
+        return [f"the mask keeps every pixel: nothing to fill ({reading})"]
+    if known < 0.5:
+        return [f"the mask keeps only {100 * known:.0f}% of the pixels ({reading})"]
+    return []
 
 
 def check_finite_weights(model: Any, name: Any) -> None:

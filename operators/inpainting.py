@@ -103,11 +103,12 @@ class RandomInpainting(MaskOperator):
 @register
 class MaskInpainting(MaskOperator):
     """A user mask, white = known: a tensor/array/nested list of shape (H, W), (1 or C, H, W) or (1, 1 or C, H, W)
-    with values in [0, 1], or an image path (grey levels, colour averaged). Thresholded at 0.5."""
+    with values in [0, 1], or an image path (grey levels, colour averaged). Thresholded at 0.5. invert=True reads
+    white as the hole to fill (the convention of OpenCV's and most editors' inpainting masks)."""
 
     name = "inpaint-mask"
 
-    def __init__(self, image_shape: tuple[int, int, int], mask: Any = None):
+    def __init__(self, image_shape: tuple[int, int, int], mask: Any = None, invert: bool = False):
         super().__init__(image_shape)
         if mask is None:
             raise ValueError("mask is required for inpaint-mask (an image path, array or tensor; white = known)")
@@ -122,7 +123,10 @@ class MaskInpainting(MaskOperator):
             raise ValueError(f"mask must have shape (H, W) = ({h}, {w}) or (1 or {c}, {h}, {w}), got {given}")
         if not np.isfinite(a).all():
             raise ValueError("mask contains NaN or infinite values")
-        self._set_mask(torch.from_numpy((a > 0.5).astype(np.float32))[None])
+        if not isinstance(invert, bool):
+            raise ValueError(f"invert must be true or false, got {invert!r}")
+        known = (a > 0.5) != invert
+        self._set_mask(torch.from_numpy(known.astype(np.float32))[None])
 
-    def extra_config(self) -> dict[str, Any]:
+    def extra_config(self) -> dict[str, Any]:  # the known-pixel mask itself: rebuilt without inverting again
         return {"mask": encode_array(self.mask[0].cpu().numpy().astype(np.uint8))}

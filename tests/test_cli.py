@@ -589,6 +589,26 @@ def test_restore_default_nfe_is_the_warm_schedule(task, nfe, tmp_path, ckpt, mon
     assert len(sigmas) == nfe + 1 and float(sigmas[0]) == pytest.approx({3: 0.3, 4: 0.1, 10: 0.7}[nfe])
 
 
+def test_a_mask_marking_the_hole_in_white_is_noted_and_inverted_on_request(tmp_path, ckpt):
+    """Most editors' masks are white = hole; ours are white = known. A mask keeping under half the picture gets a
+    note naming -p invert=true; with it, the hole (and only it) is filled."""
+    src = _png(tmp_path / "photo.png", 15, 13)
+    m = np.zeros((15, 13), np.uint8)
+    m[4:9, 3:8] = 255  # white = the object to remove
+    Image.fromarray(m).save(tmp_path / "hole.png")
+
+    def restore(*extra: str) -> dict:
+        res = run("restore", "--task", "inpaint-mask", src, "-p", f"mask={tmp_path / 'hole.png'}", *extra, "-c", ckpt,
+                  "--method", "biharmonic", "--json", "-q", "--overwrite", "-o", tmp_path / "out.png")
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)["results"][0]
+
+    assert any("keeps only 13% of the pixels" in n and "invert=true" in n for n in restore()["notes"])
+    assert not restore("-p", "invert=true")["notes"]
+    out, before = np.asarray(Image.open(tmp_path / "out.png")), np.asarray(Image.open(src))
+    assert (out[m == 0] == before[m == 0]).all() and (out[m == 255] != before[m == 255]).any()
+
+
 def test_restore_warm_start_refuses_phase_retrieval(tmp_path, ckpt):
     src = _png(tmp_path / "clean.png", 16, 12)
     assert run("degrade", "--task", "phase-retrieval", src, "-o", tmp_path / "m.png").exit_code == 0

@@ -147,6 +147,7 @@ BAD = [
     ("inpaint-mask", {"mask": None}, "mask"),
     ("inpaint-mask", {"mask": np.ones((5, 5))}, "mask"),
     ("inpaint-mask", {"mask": "/nonexistent/mask.png"}, "mask"),
+    ("inpaint-mask", {"mask": np.ones((13, 11)), "invert": "yes"}, "invert"),
     ("deblur-gauss", {"sigma": -1.0}, "sigma"),
     ("deblur-gauss", {"kernel_size": 0}, "kernel_size"),
     ("deblur-motion", {"intensity": 1.5}, "intensity"),
@@ -285,6 +286,9 @@ def test_mask_and_kernel_from_files(tmp_path):
     Image.fromarray(mask).save(tmp_path / "mask.png")
     op = operators.create("inpaint-mask", SHAPE, mask=str(tmp_path / "mask.png"))
     assert op.mask[0, 0, :, :5].eq(1).all() and op.mask[0, 0, :, 5:].eq(0).all()
+    holes = operators.create("inpaint-mask", SHAPE, mask=str(tmp_path / "mask.png"), invert=True)  # white = hole
+    assert holes.mask.eq(1 - op.mask).all()
+    assert operators.from_config(holes.to_config()).mask.eq(holes.mask).all()  # stored as the known-pixel mask
     kernel = np.random.default_rng(0).random((5, 3))
     np.save(tmp_path / "k.npy", kernel)
     Image.fromarray((kernel / kernel.max() * 255).round().astype(np.uint8)).save(tmp_path / "k.png")

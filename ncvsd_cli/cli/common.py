@@ -43,8 +43,8 @@ PARAM_HELP = (
     "deblur-gauss sigma (px, read from a plain image by restore, else 3), kernel_size, boundary "
     "(circular|reflect), shift; deblur-motion kernel_size, intensity (0-1), seed, kernel, boundary, shift; "
     "deblur-kernel kernel (.npy or image), normalize, boundary, shift; inpaint-box box_size (px); inpaint-random "
-    "fraction (0-1), seed; inpaint-mask mask (image, white = known); sr2/sr4/sr8 likelihood (exact|langevin); "
-    "phase-retrieval oversample; denoise none."
+    "fraction (0-1), seed; inpaint-mask mask (image, white = known), invert (true: white = hole); sr2/sr4/sr8 "
+    "likelihood (exact|langevin); phase-retrieval oversample; denoise none."
 )
 
 
