@@ -474,16 +474,31 @@ def plain_image_params(task: str, params: dict[str, Any] | None) -> dict[str, An
     return params
 
 
-def unknown_kernel_refusal(task: str, given: dict[str, Any] | None) -> str | None:
+#: Why a plain image of a task cannot be restored unless one of the listed parameters names its operator.
+PLAIN_IMAGE_REFUSALS: dict[str, tuple[frozenset[str], str]] = {
+    "deblur-motion": (frozenset({"kernel", "seed"}), (
+        "deblur-motion needs the blur kernel of a plain image: restore the sidecar `ncvsd degrade` wrote beside it, "
+        "or name the synthetic kernel with -p seed=N (as given to degrade); for a photo's own blur use --task "
+        "deblur-kernel -p kernel=K.png (a measured kernel) or --task deblur-gauss (its width is estimated from the "
+        "image)")),
+    "inpaint-random": (frozenset({"seed"}), (
+        "inpaint-random needs to know which pixels of a plain image are missing: restore the sidecar `ncvsd "
+        "degrade` wrote beside it, or name its random mask with -p seed=N (as given to degrade); to fill holes of "
+        "your own, mark them with --task inpaint-mask -p mask=M.png")),
+    "phase-retrieval": (frozenset(), (
+        "phase-retrieval measurements are not images: restore the sidecar written by `ncvsd degrade` (X.png with "
+        "X.png.ncvsd.json beside it, or --measurement)")),
+}
+
+
+def plain_image_refusal(task: str, given: dict[str, Any] | None) -> str | None:
     """Why a plain image of `task` cannot be restored with the operator parameters the user `given` (-p or a
-    preset file), or None. deblur-motion's kernel is a synthetic random trajectory: without `kernel` or `seed` a
-    photo would be deblurred with the preset's seed-0 kernel, which has nothing to do with its blur."""
-    if task != "deblur-motion" or {"kernel", "seed"} & set(given or {}):
+    preset file), or None. Random operators (deblur-motion's kernel, inpaint-random's mask) drawn from the preset's
+    seed have nothing to do with a photo's own degradation; phase retrieval's measurement is not an image."""
+    if task not in PLAIN_IMAGE_REFUSALS:
         return None
-    return ("deblur-motion needs the blur kernel of a plain image: restore the sidecar `ncvsd degrade` wrote beside "
-            "it, or name the synthetic kernel with -p seed=N (as given to degrade); for a photo's own blur use "
-            "--task deblur-kernel -p kernel=K.png (a measured kernel) or --task deblur-gauss (its width is "
-            "estimated from the image)")
+    names, why = PLAIN_IMAGE_REFUSALS[task]
+    return None if names & set(given or {}) else why
 
 
 def measurement_from_image(
@@ -505,10 +520,7 @@ def measurement_from_image(
     import operators
 
     if task == "phase-retrieval":
-        raise ValueError(
-            "phase-retrieval measurements are not images: restore the sidecar written by "
-            "`ncvsd degrade` (X.png with X.png.ncvsd.json beside it, or --measurement)"
-        )
+        raise ValueError(plain_image_refusal(task, params))
     cls = operators.get(task)
     f = int(getattr(cls, "factor", 1) or 1)
     c, h, w = (int(v) for v in y.shape[1:])

@@ -30,7 +30,7 @@ from ncvsd_cli.measurement import (
     Measurement,
     measurement_from_image,
     plain_image_params,
-    unknown_kernel_refusal,
+    plain_image_refusal,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -114,6 +114,9 @@ class RestoreOptions:
             probe = _probe_operator(call.settings)
             if probe is not None and not method.applies(probe, call.settings):
                 raise ValueError(f"method '{method.name}' does not apply to task '{self.task}'")
+            if method.deterministic and self.samples > 1:
+                raise ValueError(f"method '{method.name}' is deterministic: its {self.samples} samples would be the "
+                                 "same image; use --samples 1")
         return self
 
 
@@ -266,7 +269,8 @@ class Restorer:
         settings' operator parameters (preset < preset file < `options.params`) at `options.sigma_y`; for denoise
         without --sigma-y (or a preset file's sigma_y), at the noise level estimated from y; for deblur-gauss
         without a `sigma` parameter (-p or preset file), with the blur width estimated from y (`m.notes` say so).
-        ValueError for deblur-motion without `kernel` or `seed` (`unknown_kernel_refusal`)."""
+        ValueError where a plain image cannot be the measurement (`plain_image_refusal`: deblur-motion without
+        `kernel` or `seed`, inpaint-random without `seed`, phase-retrieval)."""
         from ncvsd_cli.blur_estimate import estimate_gaussian_blur
         from ncvsd_cli.measurement import estimate_noise_sigma
 
@@ -277,7 +281,7 @@ class Restorer:
             sigma_y = estimate_noise_sigma(y)  # a noisy photo's level is unknown: the preset's 0.05 is a guess
             notes.append(f"estimated noise level sigma_y {sigma_y:.3f} on the [-1, 1] scale (--sigma-y sets it)")
         given = self.given_params()
-        refusal = unknown_kernel_refusal(task, given)
+        refusal = plain_image_refusal(task, given)
         if refusal:
             raise ValueError(refusal)
         if task == "deblur-gauss" and "sigma" not in given:
@@ -295,6 +299,10 @@ class Restorer:
         m = measurement_from_image(y, task, params, sigma_y, source=source, grey=grey)
         if task == "inpaint-mask":
             notes += mask_notes(float(m.operator().mask.mean()), bool(params.get("invert", False)))
+        if task == "inpaint-box":  # the task's box is erased whatever the photo holds there
+            bh, bw = m.operator().box_size
+            notes.append(f"the centred {bw}x{bh} box is treated as missing and repainted (-p box_size=N sets "
+                         "its side; for a hole of your own use --task inpaint-mask -p mask=M.png)")
         m.notes = notes
         return m
 
@@ -470,8 +478,8 @@ def restore_image(y: torch.Tensor, task: str, **options: Any) -> torch.Tensor:
     options: fields of `RestoreOptions` (method, nfe, seed, samples, sigma_y, params, checkpoint, device,
     precision, ...; see `ncvsd restore --help` for their meaning). As for a plain image on the command line,
     deblur-gauss without params["sigma"] reads the blur width from y, and denoise without sigma_y the noise level;
-    deblur-motion needs params["kernel"] or params["seed"]. Raises ValueError (bad input or settings) or
-    CheckpointError.
+    deblur-motion needs params["kernel"] or params["seed"], inpaint-random params["seed"]. Raises ValueError (bad
+    input or settings) or CheckpointError.
     """
     opts = RestoreOptions(task=task, **options).validate()
     restorer = Restorer.from_options(opts, load=False)

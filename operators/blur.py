@@ -27,6 +27,7 @@ Image border, the `boundary` option (docs/method.md §4.4, "The image border"):
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -127,12 +128,24 @@ def check_kernel(kernel: Any, name: str = "kernel", normalize: bool = True) -> n
         raise ValueError(f"{name} must be a non-empty 2-D array, got shape {k.shape}")
     if not np.isfinite(k).all():
         raise ValueError(f"{name} contains NaN or infinite values")
+    if isinstance(kernel, (str, Path)) and Path(kernel).suffix.lower() != ".npy" and _looks_inverted(k):
+        raise ValueError(f"{name} image {kernel} looks inverted (a bright background around darker strokes): a "
+                         "kernel image shows the blur path bright on black; invert it")
     if normalize:
         total = k.sum()
         if total == 0:
             raise ValueError(f"{name} sums to 0 and cannot be normalised")
         k = k / total
     return k
+
+
+def _looks_inverted(k: np.ndarray) -> bool:
+    """A kernel drawn dark on white: its border is brighter than the kernel on average (a point-spread function
+    falls off towards its border; a box blur's is flat, not brighter)."""
+    if min(k.shape) < 3:
+        return False
+    border = np.concatenate([k[0], k[-1], k[1:-1, 0], k[1:-1, -1]])
+    return bool(border.mean() > k.mean() + 0.01 * np.abs(k).max())
 
 
 class CircularBlur(Operator):
@@ -332,7 +345,9 @@ class MotionBlur(CircularBlur):
         if kernel is None:
             k = motion_kernel(self.kernel_size, self.intensity, np.random.default_rng(self.seed))
         else:
-            k = check_kernel(kernel, normalize=False)
+            k = check_kernel(kernel, normalize=False)  # a stored kernel is rebuilt bit for bit; a user's summing
+            if abs(k.sum() - 1.0) > 1e-6:  # to anything else (e.g. an image's grey levels) is normalised
+                k = check_kernel(k)
             if k.shape != (self.kernel_size, self.kernel_size):
                 raise ValueError(f"kernel has shape {k.shape}, expected ({self.kernel_size}, {self.kernel_size})")
         self._set_kernel(k, shift, boundary)

@@ -173,7 +173,8 @@ def test_restore_every_task_from_its_sidecar(task, tmp_path, ckpt):
 def test_restore_plain_png_any_size(task, tmp_path, ckpt):
     f = getattr(operators.get(task), "factor", 1)
     src = _png(tmp_path / "in.png", 7, 5)  # odd: padded to the network's multiple and cropped back
-    res = run("restore", "--task", task, src, "-c", ckpt, *FAST, "--no-sidecar")
+    seed = ["-p", "seed=2"] if task == "inpaint-random" else []  # which pixels are missing
+    res = run("restore", "--task", task, src, "-c", ckpt, *FAST, "--no-sidecar", *seed)
     assert res.exit_code == 0, res.output
     assert Image.open(tmp_path / f"in_{task}.png").size == (5 * f, 7 * f)
 
@@ -325,6 +326,12 @@ def test_a_plain_image_to_deblur_motion_needs_its_kernel(tmp_path, ckpt):
     src = _png(tmp_path / "clean.png", 16, 16)
     res = run("restore", "--task", "deblur-motion", src, "-c", ckpt, "-o", tmp_path / "o.png")
     assert res.exit_code == 2 and "deblur-kernel" in res.stderr and not (tmp_path / "o.png").exists(), res.output
+    for task, hint in (("inpaint-random", "inpaint-mask"), ("phase-retrieval", "sidecar")):  # the same for these
+        res = run("restore", "--task", task, src, "-c", ckpt, "-o", tmp_path / "o.png")
+        assert res.exit_code == 2 and hint in res.stderr and not (tmp_path / "o.png").exists(), res.output
+    res = run("restore", "--task", "inpaint-random", src, "-c", ckpt, "-p", "seed=5", *FAST, "-q", "-o",
+              tmp_path / "random.png")
+    assert res.exit_code == 0 and (tmp_path / "random.png").exists(), res.output
     for extra in (["-p", "seed=3"], ["-p", f"kernel={_png(tmp_path / 'k.png', 9, 9)}", "-p", "kernel_size=9"]):
         res = run("restore", "--task", "deblur-motion", src, "-c", ckpt, "--method", "wiener", "-q", "--overwrite",
                   "-o", tmp_path / "o.png", *extra)
@@ -332,6 +339,24 @@ def test_a_plain_image_to_deblur_motion_needs_its_kernel(tmp_path, ckpt):
     assert run("degrade", "--task", "deblur-motion", "-p", "kernel_size=9", src, "-o", tmp_path / "m.png").exit_code == 0
     res = run("restore", tmp_path / "m.png", "-c", ckpt, "--method", "wiener", "-q", "-o", tmp_path / "r.png")
     assert res.exit_code == 0 and (tmp_path / "r.png").exists(), res.output
+
+
+def test_plain_image_box_note_preset_params_and_stem_clash(tmp_path, ckpt):
+    """A plain image to inpaint-box is told which box is repainted; a bad operator parameter in a preset file is a
+    usage error before any work, as with -p; two inputs with one name stem are told to rename, not to use -o DIR."""
+    src = _png(tmp_path / "photo.png", 16, 12)
+    res = run("restore", "--task", "inpaint-box", src, "-c", ckpt, "--method", "biharmonic", "--json", "-q")
+    assert res.exit_code == 0, res.output
+    assert any("centred 6x8 box is treated as missing" in n for n in json.loads(res.stdout)["results"][0]["notes"])
+    (tmp_path / "p.yaml").write_text("operator: {box_size: 32}\n")
+    res = run("restore", "--task", "sr2", src, "-c", ckpt, "--preset", tmp_path / "p.yaml", "-o", tmp_path / "o.png")
+    assert res.exit_code == 2 and "--preset operator" in res.stderr and "box_size" in res.stderr, res.output
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.open(src).save(folder / "a.png")
+    Image.open(src).save(folder / "a.jpg")
+    res = run("restore", "--task", "sr2", folder, "-c", ckpt, "--method", "bicubic", "-q", "-o", tmp_path / "out")
+    assert res.exit_code == 1 and "same name stem" in res.stderr and "use -o DIR" not in res.stderr, res.output
 
 
 def test_no_task_and_no_sidecar_is_a_usage_error(tmp_path):

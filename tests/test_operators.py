@@ -298,6 +298,32 @@ def test_mask_and_kernel_from_files(tmp_path):
     np.testing.assert_allclose(from_png.kernel, kernel / kernel.sum(), atol=2e-3)
 
 
+@pytest.mark.parametrize("task", ["deblur-kernel", "deblur-motion"])
+def test_a_kernel_image_drawn_dark_on_white_is_refused(tmp_path, task):
+    """A kernel image shows the blur path bright on black; one drawn the other way round would blur with its
+    background (ringing everywhere): refused, while bright-on-black paths, box blurs and Gaussians are read."""
+    from PIL import Image
+    from scipy.ndimage import gaussian_filter
+
+    line = np.zeros((9, 9), np.uint8)
+    line[4, 1:8] = 255
+    delta = np.zeros((9, 9))
+    delta[4, 4] = 1.0
+    gauss = gaussian_filter(delta, 2.0)
+    cases = {"line": line, "inverted": 255 - line, "box": np.full((9, 9), 255, np.uint8),
+             "gauss": (gauss / gauss.max() * 255).round().astype(np.uint8)}
+    for name, a in cases.items():
+        Image.fromarray(a).save(tmp_path / f"{name}.png")
+    params = {"kernel_size": 9} if task == "deblur-motion" else {}
+    with pytest.raises(ValueError, match="looks inverted"):
+        operators.create(task, SHAPE, kernel=str(tmp_path / "inverted.png"), **params)
+    for name in ("line", "box", "gauss"):
+        op = operators.create(task, SHAPE, kernel=str(tmp_path / f"{name}.png"), **params)
+        assert op.kernel.sum() == pytest.approx(1.0, abs=0.02)
+    np.save(tmp_path / "inverted.npy", (255 - line).astype(float))  # an array is taken as given
+    operators.create(task, SHAPE, kernel=tmp_path / "inverted.npy", **params)
+
+
 def test_sr_interior_matches_torch_antialiased_bicubic():
     """An independent implementation (torch's antialiased bicubic, a = −0.5) agrees away from the borders,
     where only the boundary rule differs (reference: reflection; torch: clamped taps)."""

@@ -97,12 +97,12 @@ def test_a_plain_blurred_image_is_restored_with_the_reflect_boundary():
 
 
 def test_a_plain_image_to_deblur_motion_is_refused_without_its_kernel():
-    from ncvsd_cli.measurement import unknown_kernel_refusal
+    from ncvsd_cli.measurement import plain_image_refusal
 
-    assert "deblur-kernel" in unknown_kernel_refusal("deblur-motion", {"kernel_size": 9})
-    assert unknown_kernel_refusal("deblur-motion", {"seed": 0}) is None
-    assert unknown_kernel_refusal("deblur-motion", {"kernel": [[1.0]]}) is None
-    assert unknown_kernel_refusal("deblur-gauss", {}) is None
+    assert "deblur-kernel" in plain_image_refusal("deblur-motion", {"kernel_size": 9})
+    assert plain_image_refusal("deblur-motion", {"seed": 0}) is None
+    assert plain_image_refusal("deblur-motion", {"kernel": [[1.0]]}) is None
+    assert plain_image_refusal("deblur-gauss", {}) is None
     y = torch.zeros(1, 3, 16, 16)
     restorer = Restorer.from_options(RestoreOptions(task="deblur-motion", method="wiener"), load=False)
     with pytest.raises(ValueError, match="deblur-motion needs the blur kernel"):

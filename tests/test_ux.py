@@ -205,13 +205,19 @@ def test_heat_map_file_reads_back(tmp_path):
 
 
 def test_restore_std_writes_heat_map_and_scale(tmp_path):
+    from ncvsd_cli.uncertainty import save_std_map
+
     a = _png(tmp_path / "a.png", seed=3)
-    res = runner.invoke(app, ["restore", "--task", "sr4", str(a), "--method", "bicubic", "--samples", "2", "--std",
+    res = runner.invoke(app, ["restore", "--task", "sr4", str(a), "--nfe", "2", "--samples", "2", "--std",
                               "-o", str(tmp_path / "out") + "/", "--json", "--quiet", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     rec = json.loads(res.stdout)["results"][0]
     assert [Path(p).name for p in rec["outputs"]] == ["a_s0.png", "a_s1.png", "a_std.png", "a_std_map.png"]
-    assert rec["std_map_max"] == 0.001 and rec["std_max"] == 0.0  # a classical method: identical samples
+    assert rec["std_map_max"] > 0.001 and rec["std_max"] > 0
+    assert save_std_map(torch.zeros(2, 3, 8, 8), tmp_path / "z.png")["std_map_max"] == 0.001  # identical samples
+    for method in ("bicubic", "classical"):  # deterministic: several samples would be one image
+        res = runner.invoke(app, ["restore", "--task", "sr4", str(a), "--method", method, "--samples", "2", "-q"])
+        assert res.exit_code == 2 and "deterministic" in res.output, res.output
     with Image.open(tmp_path / "out" / "a_std_map.png") as pic:
         assert pic.format == "PNG" and pic.width > 28
 

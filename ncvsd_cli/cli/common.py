@@ -282,8 +282,8 @@ def expand_inputs(specs: Sequence[str], skip: Any = None) -> tuple[list[InputIte
 def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
     """How `-o` is read: "beside" (no -o: next to each input, stdout for stdin), "stdout", "dir" or "file".
 
-    -o DIR when it is an existing directory, ends with a path separator, or there are several inputs.
-    Raises UsageError for "-o FILE" or "-o -" with several inputs.
+    -o DIR when it is an existing directory, ends with a path separator, has no suffix, or there are several
+    inputs. Raises UsageError for "-o FILE" or "-o -" with several inputs, and for a file that is not an image.
     """
     if out is None:
         return "beside"
@@ -291,6 +291,8 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
         if len(items) > 1:
             raise UsageError(f"-o - (stdout) takes one input, got {len(items)}")
         return "stdout"
+    if Path(out).suffix == "" and not Path(out).is_file():
+        return "dir"  # `-o results`: a folder (an image file needs its format's suffix)
     if Path(out).is_dir() or out.endswith(("/", os.sep)) or len(items) > 1:
         if Path(out).exists() and not Path(out).is_dir():
             raise UsageError(f"-o {out}: several inputs need an output directory, but this is a file")
@@ -299,6 +301,10 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
             raise UsageError(f"-o {out} names one image but {len(items)} inputs were given; use -o DIR/ "
                              "(a directory, created if needed)")
         return "dir"
+    from PIL import Image
+
+    if Path(out).suffix.lower() not in Image.registered_extensions():
+        raise UsageError(f"-o {out}: unknown image format {Path(out).suffix!r}; use .png (or a folder)")
     return "file"
 
 
@@ -402,7 +408,8 @@ def check_outputs(
                 problems[item] = f"{item.name}: output {p}: {folder}"
             elif key in owners and owners[key] != item:
                 problems[item] = (
-                    f"{item.name}: output {p} would also be written for {owners[key].name}; use -o DIR"
+                    f"{item.name}: output {p} would also be written for {owners[key].name} (the same name stem): "
+                    "rename one of them or restore them separately"
                 )
             elif not overwrite and key in input_paths:
                 problems[item] = (

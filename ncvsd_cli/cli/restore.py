@@ -216,7 +216,7 @@ def _item_task(item, task: str, task_given: bool, no_sidecar: bool, explicit: se
 
 
 def _check_params(restorer, items: list, no_sidecar: bool, explicit: set[str]) -> None:
-    """Build the operator with the --param values for the first plain-image input (its header size), so that a
+    """Build the operator with the -p / preset file parameters for the first plain-image input (its header size), so that a
     bad parameter is a usage error before the model loads and before any allocation it would cause."""
     import operators
     from ncvsd_cli import images
@@ -235,7 +235,8 @@ def _check_params(restorer, items: list, no_sidecar: bool, explicit: set[str]) -
         try:
             meas.check_operator_params(task, (3, h * f, w * f), params)
         except ValueError as exc:
-            raise common.UsageError(f"--param: {exc}") from None
+            source = "--param" if restorer.options.params else "--preset operator"
+            raise common.UsageError(f"{source}: {exc}") from None
         return
 
 
@@ -261,11 +262,12 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
     common.check_stdout(planned, as_json)
     problems = common.check_outputs(planned, items, outputs.overwrite)
     plain = [i for i in items if i not in problems and _sidecar(i, no_sidecar, explicit) is None]
+    given = Restorer(None, None, options).given_params()  # -p and a preset file's operator parameters
     if plain and task_given:  # e.g. a plain image to deblur-motion without its kernel: before the model loads
-        refusal = meas.unknown_kernel_refusal(task, Restorer(None, None, options).given_params())
+        refusal = meas.plain_image_refusal(task, given)
         if refusal:
             raise common.UsageError(refusal)
-    if options.params and task_given:
+    if given and task_given:
         _check_params(Restorer(None, None, options), [i for i in items if i not in problems], no_sidecar, explicit)
 
     # Read the network's config (exit 3 on checkpoint problems), then every input (bad or too large for the memory
@@ -310,7 +312,8 @@ def _planned_paths(item, outputs: Outputs, mode: str, task: str, samples: int) -
 
 
 def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, quiet: bool, label: str) -> None:
-    bar = common.progress(len(good) * restorer.options.samples, label, quiet)
+    samples = restorer.options.samples
+    bar = common.progress(len(good) * samples, label, quiet, unit="sample" if samples > 1 else "img")
     try:
         for res in restorer.run([m for _, m in good], on_batch=bar.update, on_step=bar.step):
             item, m = good[res.index]

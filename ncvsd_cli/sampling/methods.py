@@ -19,7 +19,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from ncvsd_cli.sampling.common import SamplerResult
 
@@ -54,6 +54,8 @@ class Method:
     summary: str = field(default="", compare=False)
     #: The sampler differentiates through the network (DPS): its activations are kept for the backward pass.
     backward: bool = field(default=False, compare=False)
+    #: The output is a function of the measurement alone: several samples would be the same image.
+    deterministic: ClassVar[bool] = False
 
     def load(self) -> Callable[..., SamplerResult]:
         """The sampler function; ValueError naming the method when its module or function is missing."""
@@ -179,6 +181,8 @@ class TeacherMethod(Method):
 class TeacherMMSEMethod(Method):
     """D(y, sigma_y) on the denoise task: one teacher call (0 when sigma_y = 0)."""
 
+    deterministic = True
+
     def arguments(self, settings, nfe):
         if settings["task"] != "denoise":
             raise ValueError(f"method '{self.name}' only solves the denoise task, not {settings['task']!r}")
@@ -267,6 +271,8 @@ def uses_classical_estimate(method: Method) -> bool:
 @dataclass(frozen=True)
 class ClassicalMethod(Method):
     """A network-free baseline (sampling.classical); the denoiser argument is ignored."""
+
+    deterministic = True
 
     def applies(self, operator, settings=None):
         from ncvsd_cli.sampling.classical import applies
