@@ -266,8 +266,9 @@ class Restorer:
     def measurement(self, y: torch.Tensor, task: str, *, source: str | None = None,
                     grey: bool = False) -> Measurement:
         """A decoded image y (1, C, h, w) in [-1, 1] as the measurement of `task`, its operator built with the task
-        settings' operator parameters (preset < preset file < `options.params`) at `options.sigma_y`; for denoise
-        without --sigma-y (or a preset file's sigma_y), at the noise level estimated from y; for deblur-gauss
+        settings' operator parameters (preset < preset file < `options.params`) at `options.sigma_y`; for denoise,
+        blurs and super-resolution without --sigma-y (or a preset file's sigma_y), at the noise level estimated from
+        y within `noise_level_bounds`; for deblur-gauss
         without a `sigma` parameter (-p or preset file), with the blur width estimated from y (`m.notes` say so).
         ValueError where a plain image cannot be the measurement (`plain_image_refusal`: deblur-motion without
         `kernel` or `seed`, inpaint-random without `seed`, phase-retrieval)."""
@@ -277,9 +278,14 @@ class Restorer:
         settings = self.prepare(task, self.options.sigma_y).settings
         sigma_y, notes, params = settings["sigma_y"], [], dict(settings.get("operator") or {})
         preset = self.options.preset_file if isinstance(self.options.preset_file, dict) else {}
-        if task == "denoise" and self.options.sigma_y is None and "sigma_y" not in preset:
-            sigma_y = estimate_noise_sigma(y)  # a noisy photo's level is unknown: the preset's 0.05 is a guess
-            notes.append(f"estimated noise level sigma_y {sigma_y:.3f} on the [-1, 1] scale (--sigma-y sets it)")
+        bounds = noise_level_bounds(task)
+        if bounds is not None and self.options.sigma_y is None and "sigma_y" not in preset:
+            estimate = estimate_noise_sigma(y)  # a photo's noise level is unknown: the preset's 0.05 is a guess
+            sigma_y = min(max(estimate, bounds[0]), bounds[1])
+            bound = f"at least {bounds[0]}" if estimate < bounds[0] else f"at most {bounds[1]}"
+            bounded = "" if sigma_y == estimate else f" (read {estimate:.3f}; {bound})"
+            notes.append(f"estimated noise level sigma_y {sigma_y:.3f} on the [-1, 1] scale{bounded} (--sigma-y "
+                         "sets it)")
         given = self.given_params()
         refusal = plain_image_refusal(task, given)
         if refusal:
@@ -446,6 +452,29 @@ class Restorer:
         parts = [cache[j] for j in idx]
         return SamplerResult(x=torch.cat([p.x for p in parts]), nfe=0, operator_evals=parts[0].operator_evals,
                              extras=parts[0].extras)
+
+
+#: Noise levels read from a plain image (`estimate_noise_sigma`) are kept within these bounds (on the [-1, 1]
+#: scale): at least 0.01 (an 8-bit photo's quantisation and the model's own error), and for super-resolution at
+#: most the preset's 0.05 (a small image's fine texture reads as noise). benchmarks/noise-level/ measures them.
+NOISE_FLOOR, SR_NOISE_CAP = 0.01, 0.05
+
+
+def noise_level_bounds(task: str) -> tuple[float, float] | None:
+    """(lowest, highest) noise level a plain image of `task` is restored at when it is read from the image
+    (denoise, blurs, super-resolution); None: the task preset's level (inpainting: the known pixels are the
+    photo's own, nothing to read it from that the hole would not bias)."""
+    import operators
+    from operators.blur import CircularBlur
+
+    cls = operators.get(task)
+    if task == "denoise":
+        return (0.0, math.inf)
+    if issubclass(cls, CircularBlur):
+        return (NOISE_FLOOR, math.inf)
+    if getattr(cls, "factor", None):
+        return (NOISE_FLOOR, SR_NOISE_CAP)
+    return None
 
 
 def mask_notes(known: float, inverted: bool) -> list[str]:

@@ -23,6 +23,16 @@ def _photo48(path: Path) -> Path:
     return path
 
 
+def _script(tmp_path: Path, name: str, *args: str) -> Path:
+    """Run benchmarks/<name> on one 48-px photo folder with `args` (its output folder: the returned path)."""
+    val = _photo48(tmp_path / "val" / "a.png").parent
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), str(val), "--out", str(out), *args],
+                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return out
+
+
 def test_gpu_speed_script_tiny_on_cpu(tmp_path):
     out = tmp_path / "speed"
     res = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_speed.sh"), "--device", "cpu", "--tiny", "--threads",
@@ -78,11 +88,7 @@ def test_blur_boundary_script(tmp_path):
     """benchmarks/blur_boundary.py on one 48-px photo: both models, both methods, a summary and a grid."""
     from PIL import Image
 
-    val = _photo48(tmp_path / "val" / "a.png").parent
-    out = tmp_path / "bb"
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks/blur_boundary.py"), str(val), "--out", str(out),
-                          "--tasks", "deblur-gauss"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
+    out = _script(tmp_path, "blur_boundary.py", "--tasks", "deblur-gauss")
     rows = (out / "rows.csv").read_text().splitlines()
     assert len(rows) == 5 and rows[0].startswith("image,task,method,model,psnr,lpips,seconds")
     assert "| deblur-gauss | pnp-gd-warm | reflect |" in (out / "summary.md").read_text()
@@ -94,11 +100,7 @@ def test_blur_estimate_script(tmp_path):
     and a grid."""
     from PIL import Image
 
-    val = _photo48(tmp_path / "val" / "a.png").parent
-    out = tmp_path / "be"
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks/blur_estimate.py"), str(val), "--out", str(out),
-                          "--widths", "1.5"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
+    out = _script(tmp_path, "blur_estimate.py", "--widths", "1.5")
     assert len((out / "accuracy.csv").read_text().splitlines()) == 1 + 5 * 2 + 4
     rows = (out / "restore.csv").read_text().splitlines()
     assert len(rows) == 4 and rows[0] == "image,width,kernel,estimate,psnr,lpips"
@@ -114,3 +116,14 @@ def test_cg_iterations_script(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [line for line in (tmp_path / "cg" / "summary.md").read_text().splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + 2 * (1 + 3 * 3) and sum("| now |" in r for r in rows) == 10
+
+
+def test_noise_level_script(tmp_path):
+    """benchmarks/noise_level.py on one 48-px photo: both settings at both noise levels, a summary and a grid."""
+    from PIL import Image
+
+    out = _script(tmp_path, "noise_level.py", "--tasks", "sr4")
+    rows = (out / "rows.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 2 and rows[0] == "set,image,task,noise,sigma_y,psnr,lpips,seconds"
+    assert "| validation | sr4 | 0.0 |" in (out / "summary.md").read_text()
+    assert Image.open(out / "grid-validation-sr4.jpg").size == (4 * 48, 2 * 48)

@@ -124,9 +124,10 @@ def test_noise_level_estimate(sigma):
     assert estimate_noise_sigma(x) < 0.002 and estimate_noise_sigma(x[..., :1, :1]) == 0.0
 
 
-def test_a_plain_noisy_image_is_denoised_at_its_estimated_level():
-    """Without --sigma-y (or a preset file's), denoise reads the noise level from the image, and a note says so;
-    a given level, or another task, keeps the usual rule."""
+def test_a_plain_noisy_image_is_restored_at_its_estimated_level():
+    """Without --sigma-y (or a preset file's), denoise, blurs and super-resolution read the noise level from the
+    image, and a note says so: blurs at least 0.01, super-resolution within 0.01-0.05 (a small image's texture
+    reads as noise); a given level, or inpainting, keeps the usual rule."""
     from ncvsd_cli.restore import Restorer
 
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
@@ -141,9 +142,16 @@ def test_a_plain_noisy_image_is_denoised_at_its_estimated_level():
     assert abs(est - 0.2) < 0.03 and "estimated noise level" in notes[0]
     assert level(task="denoise", sigma_y=0.1) == (0.1, [])
     assert level(task="denoise", preset_file={"sigma_y": 0.07}) == (0.07, [])
-    assert level(task="deblur-gauss", params={"sigma": 3.0}) == (0.05, [])
-    lv, notes = level(task="deblur-gauss")  # its blur width is read from the image, not its noise level
-    assert lv == 0.05 and len(notes) == 1 and "blur sigma" in notes[0]
+    assert level(task="deblur-gauss", params={"sigma": 3.0}, sigma_y=0.05) == (0.05, [])
+    lv, notes = level(task="deblur-gauss", params={"sigma": 3.0})
+    assert lv == pytest.approx(est) and "estimated noise level" in notes[0]
+    lv, notes = level(task="sr4")  # capped: 0.2 would be read as texture
+    assert lv == 0.05 and "at most 0.05" in notes[0]
+    assert level(task="inpaint-box", params={"box_size": 4})[0] == 0.05  # the preset's
+    clean = y - 0.2 * torch.randn(y.shape, generator=torch.Generator().manual_seed(1))  # no noise: the floor
+    m = Restorer(None, None, RestoreOptions(task="deblur-kernel", params={"kernel": [[1.0, 1.0]]}).validate()
+                 ).measurement(clean, "deblur-kernel")
+    assert m.sigma_y == 0.01 and "at least 0.01" in m.notes[0]
 
 
 def test_memory_estimate_counts_the_reflect_blurs_buffers(monkeypatch):
