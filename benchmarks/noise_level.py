@@ -3,13 +3,14 @@
 Each photo of VAL (and of HELDOUT, reported apart and never used to choose anything) is degraded the way a user's
 photo is (deblur-gauss 2 px and deblur-motion with kernel seed 1, both with mirrored edges; sr4), with measurement
 noise 0 and 0.02 (seed 1) and quantised to 8 bits like a PNG, then restored with the default sampler (restoration
-seed 0) and the true operator at sigma_y 0.05 (what `restore` assumed before) and at the level read from the image
-(the default now: blurs at least 0.01, sr within 0.01-0.05).
+seed 0) at sigma_y 0.05 (what `restore` assumed before) and at the level read from the image (the default now:
+within 0.01-0.05), with the true operator, and for deblur-gauss also with the blur width read from the image (what
+a plain photo gets by default). The levels read at noise 0, 0.02 and 0.05 are written too.
 
-Writes OUT/rows.csv, OUT/summary.md and OUT/grid-<set>-<task>.jpg (per photo and noise: clean, measured, 0.05,
-estimated).
+Writes OUT/rows.csv, OUT/readings.csv, OUT/summary.md and OUT/grid-<set>-<case>.jpg (per photo and noise: clean,
+measured, 0.05, estimated).
 
-Usage:  python benchmarks/noise_level.py VAL --out OUT [--heldout DIR] [--tasks deblur-gauss,deblur-motion,sr4]
+Usage:  python benchmarks/noise_level.py VAL --out OUT [--heldout DIR] [--cases deblur-gauss,deblur-motion,sr4]
 """
 
 from __future__ import annotations
@@ -23,36 +24,50 @@ from blur_estimate import write_csv  # benchmarks/ is the script's folder
 
 import operators
 from ncvsd_cli import images
+from ncvsd_cli.measurement import estimate_noise_sigma
 from ncvsd_cli.metrics import lpips_distance, psnr
 from ncvsd_cli.restore import restore_image
 
-#: The operator of each task, as a user's photo is degraded.
-PARAMS = {"deblur-gauss": {"sigma": 2.0, "boundary": "reflect"}, "deblur-motion": {"seed": 1, "boundary": "reflect"},
-          "sr4": {}}
+#: Each case: the task, the operator a user's photo is degraded with, and the parameters `restore` is given.
+CASES = {
+    "deblur-gauss": ("deblur-gauss", {"sigma": 2.0, "boundary": "reflect"}, {"sigma": 2.0, "boundary": "reflect"}),
+    "deblur-gauss-width-read": ("deblur-gauss", {"sigma": 2.0, "boundary": "reflect"}, {"boundary": "reflect"}),
+    "deblur-motion": ("deblur-motion", {"seed": 1, "boundary": "reflect"}, {"seed": 1, "boundary": "reflect"}),
+    "sr4": ("sr4", {}, {}),
+}
 NOISE = (0.0, 0.02)
 
 
-def measured(x: torch.Tensor, task: str, noise: float) -> torch.Tensor:
-    """x degraded by `task` with noise std `noise` (seed 1), quantised to 8 bits."""
-    op = operators.create(task, tuple(x.shape[1:]), **PARAMS[task])
+def measured(x: torch.Tensor, case: str, noise: float) -> torch.Tensor:
+    """x degraded as in `case` with noise std `noise` (seed 1), quantised to 8 bits."""
+    task, degrade, _ = CASES[case]
+    op = operators.create(task, tuple(x.shape[1:]), **degrade)
     y = op.measure(x, noise, torch.Generator().manual_seed(1)).clamp(-1, 1)
     return (images.to_unit(y) * 255).round() / 127.5 - 1
 
 
-def run(folder: Path, name: str, tasks: list[str], out: Path) -> list[dict]:
+def readings(folder: Path, name: str, cases: list[str]) -> list[dict]:
+    """The level `estimate_noise_sigma` reads from every degraded photo at noise 0, 0.02 and 0.05."""
+    return [{"set": name, "image": path.stem, "case": case, "noise": noise,
+             "read": round(estimate_noise_sigma(measured(images.load_image(path)[:, :3], case, noise)), 4)}
+            for path in sorted(folder.glob("*.png")) for case in cases for noise in (0.0, 0.02, 0.05)]
+
+
+def run(folder: Path, name: str, cases: list[str], out: Path) -> list[dict]:
     rows = []
-    for task in tasks:
+    for case in cases:
+        task, _, params = CASES[case]
         tiles = []
         for path in sorted(folder.glob("*.png")):
             x = images.load_image(path)[:, :3]
             for noise in NOISE:
-                y = measured(x, task, noise)
+                y = measured(x, case, noise)
                 tile = [x, torch.nn.functional.interpolate(y, size=x.shape[-2:]) if task == "sr4" else y]
                 for setting, sigma_y in (("0.05", 0.05), ("estimated", None)):
                     start = time.perf_counter()
-                    est = restore_image(y, task, params=PARAMS[task], sigma_y=sigma_y, seed=0)[:1].clamp(-1, 1)
+                    est = restore_image(y, task, params=params, sigma_y=sigma_y, seed=0)[:1].clamp(-1, 1)
                     unit, ref = images.to_unit(est), images.to_unit(x)
-                    rows.append({"set": name, "image": path.stem, "task": task, "noise": noise, "sigma_y": setting,
+                    rows.append({"set": name, "image": path.stem, "case": case, "noise": noise, "sigma_y": setting,
                                  "psnr": round(float(psnr(unit, ref)[0]), 3),
                                  "lpips": round(float(lpips_distance(unit, ref)[0]), 4),
                                  "seconds": round(time.perf_counter() - start, 1)})
@@ -60,21 +75,21 @@ def run(folder: Path, name: str, tasks: list[str], out: Path) -> list[dict]:
                     tile.append(est)
                 tiles.append(tile)
         grid = torch.cat([torch.cat(t, dim=-1) for t in tiles], dim=-2)
-        images.save_image(grid, out / f"grid-{name}-{task}.jpg")
+        images.save_image(grid, out / f"grid-{name}-{case}.jpg")
     return rows
 
 
 def summary(rows: list[dict]) -> str:
     title = "# Noise level read from a plain photo vs the preset's 0.05 (default sampler, seed 0; mean of the photos)"
-    header = ("| set | task | noise | PSNR 0.05 | PSNR estimated | LPIPS 0.05 | LPIPS estimated | seconds 0.05 | "
+    header = ("| set | case | noise | PSNR 0.05 | PSNR estimated | LPIPS 0.05 | LPIPS estimated | seconds 0.05 | "
               "seconds estimated |")
     lines = [title, "", header, "|---|---|---|---|---|---|---|---|---|"]
-    keys = sorted({(r["set"], r["task"], r["noise"]) for r in rows}, key=lambda k: (k[0] != "validation", k[1:]))
+    keys = sorted({(r["set"], r["case"], r["noise"]) for r in rows}, key=lambda k: (k[0] != "validation", k[1:]))
     for key in keys:
         cells = []
         for metric in ("psnr", "lpips", "seconds"):
             for setting in ("0.05", "estimated"):
-                vals = [r[metric] for r in rows if (r["set"], r["task"], r["noise"]) == key
+                vals = [r[metric] for r in rows if (r["set"], r["case"], r["noise"]) == key
                         and r["sigma_y"] == setting]
                 cells.append(f"{sum(vals) / len(vals):.{4 if metric == 'lpips' else 2}f}")
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + " |")
@@ -86,13 +101,13 @@ def main() -> None:
     p.add_argument("val", type=Path)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--heldout", type=Path)
-    p.add_argument("--tasks", default="deblur-gauss,deblur-motion,sr4")
+    p.add_argument("--cases", default=",".join(CASES))
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
-    tasks = a.tasks.split(",")
-    rows = run(a.val, "validation", tasks, a.out)
-    if a.heldout:
-        rows += run(a.heldout, "held-out", tasks, a.out)
+    cases = a.cases.split(",")
+    sets = [(a.val, "validation")] + ([(a.heldout, "held-out")] if a.heldout else [])
+    write_csv([r for folder, name in sets for r in readings(folder, name, cases)], a.out / "readings.csv")
+    rows = [r for folder, name in sets for r in run(folder, name, cases, a.out)]
     write_csv(rows, a.out / "rows.csv")
     (a.out / "summary.md").write_text(summary(rows))
     print(summary(rows))

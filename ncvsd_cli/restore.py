@@ -4,7 +4,8 @@
 `Restorer.run(measurements)` restores real inputs of any size: the operator is the measurement's own
 (`ncvsd_cli.measurement`); when its size is not a multiple of what the network needs (2^(levels-1)) it is seen
 from a padded canvas (`operators.padding`) and the result is cropped back. Each measurement runs at its own noise
-level (the sidecar's recorded sigma_y, or the preset's for plain images) unless `options.sigma_y` is set.
+level (the sidecar's recorded sigma_y; for plain images the level read from the image for denoising, blurs and
+super-resolution (`noise_level_bounds`), else the preset's) unless `options.sigma_y` is set.
 
 Randomness and determinism: sample k of an image draws from its own stream
 `stream_seed("restore", seed, k, content)` (operators.noise; content: a hash of the measurement y), never from
@@ -281,9 +282,9 @@ class Restorer:
         bounds = noise_level_bounds(task)
         if bounds is not None and self.options.sigma_y is None and "sigma_y" not in preset:
             estimate = estimate_noise_sigma(y)  # a photo's noise level is unknown: the preset's 0.05 is a guess
-            sigma_y = min(max(estimate, bounds[0]), bounds[1])
+            sigma_y = min(max(round(round(estimate / NOISE_STEP) * NOISE_STEP, 4), bounds[0]), bounds[1])
             bound = f"at least {bounds[0]}" if estimate < bounds[0] else f"at most {bounds[1]}"
-            bounded = "" if sigma_y == estimate else f" (read {estimate:.3f}; {bound})"
+            bounded = "" if bounds[0] <= estimate <= bounds[1] else f" (read {estimate:.3f}; {bound})"
             notes.append(f"estimated noise level sigma_y {sigma_y:.3f} on the [-1, 1] scale{bounded} (--sigma-y "
                          "sets it)")
         given = self.given_params()
@@ -455,14 +456,15 @@ class Restorer:
 
 
 #: Noise levels read from a plain image (`estimate_noise_sigma`) are kept within these bounds (on the [-1, 1]
-#: scale): at least 0.01 (an 8-bit photo's quantisation and the model's own error), and for super-resolution at
-#: most the preset's 0.05 (a small image's fine texture reads as noise). benchmarks/noise-level/ measures them.
-NOISE_FLOOR, SR_NOISE_CAP = 0.01, 0.05
+#: scale) for blurs and super-resolution: at least 0.01 (an 8-bit photo's quantisation and the model's own error),
+#: at most the preset's 0.05 (fine texture and JPEG blocks read as noise; a noisier photo is restored as before).
+#: benchmarks/noise-level/ measures them. Readings are rounded to NOISE_STEP, so that photos batch together.
+NOISE_FLOOR, NOISE_CAP, NOISE_STEP = 0.01, 0.05, 0.0025
 
 
 def noise_level_bounds(task: str) -> tuple[float, float] | None:
     """(lowest, highest) noise level a plain image of `task` is restored at when it is read from the image
-    (denoise, blurs, super-resolution); None: the task preset's level (inpainting: the known pixels are the
+    (denoise: any; blurs and super-resolution: NOISE_FLOOR-NOISE_CAP); None: the task preset's level (inpainting: the known pixels are the
     photo's own, nothing to read it from that the hole would not bias)."""
     import operators
     from operators.blur import CircularBlur
@@ -470,10 +472,8 @@ def noise_level_bounds(task: str) -> tuple[float, float] | None:
     cls = operators.get(task)
     if task == "denoise":
         return (0.0, math.inf)
-    if issubclass(cls, CircularBlur):
-        return (NOISE_FLOOR, math.inf)
-    if getattr(cls, "factor", None):
-        return (NOISE_FLOOR, SR_NOISE_CAP)
+    if issubclass(cls, CircularBlur) or getattr(cls, "factor", None):
+        return (NOISE_FLOOR, NOISE_CAP)
     return None
 
 
@@ -506,7 +506,8 @@ def restore_image(y: torch.Tensor, task: str, **options: Any) -> torch.Tensor:
 
     options: fields of `RestoreOptions` (method, nfe, seed, samples, sigma_y, params, checkpoint, device,
     precision, ...; see `ncvsd restore --help` for their meaning). As for a plain image on the command line,
-    deblur-gauss without params["sigma"] reads the blur width from y, and denoise without sigma_y the noise level;
+    deblur-gauss without params["sigma"] reads the blur width from y, and denoise, blurs and super-resolution
+    without sigma_y the noise level (`noise_level_bounds`);
     deblur-motion needs params["kernel"] or params["seed"], inpaint-random params["seed"]. Raises ValueError (bad
     input or settings) or CheckpointError.
     """

@@ -140,12 +140,13 @@ def check_kernel(kernel: Any, name: str = "kernel", normalize: bool = True) -> n
 
 
 def _looks_inverted(k: np.ndarray) -> bool:
-    """A kernel drawn dark on white: its border is brighter than the kernel on average (a point-spread function
-    falls off towards its border; a box blur's is flat, not brighter)."""
+    """A kernel drawn dark on white: a bright background (90 % of the border and half the kernel above half the
+    maximum) around darker strokes (some value below half). Thin paths, even along the edges of a tight crop, keep
+    the border and the median dark; a disk's border is mostly dark; a box blur is flat."""
     if min(k.shape) < 3:
         return False
-    border = np.concatenate([k[0], k[-1], k[1:-1, 0], k[1:-1, -1]])
-    return bool(border.mean() > k.mean() + 0.01 * np.abs(k).max())
+    border, half = np.concatenate([k[0], k[-1], k[1:-1, 0], k[1:-1, -1]]), 0.5 * np.abs(k).max()
+    return bool(np.percentile(border, 10) > half and np.median(k) > half and k.min() < half)
 
 
 class CircularBlur(Operator):

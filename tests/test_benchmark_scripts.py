@@ -122,8 +122,9 @@ def test_noise_level_script(tmp_path):
     """benchmarks/noise_level.py on one 48-px photo: both settings at both noise levels, a summary and a grid."""
     from PIL import Image
 
-    out = _script(tmp_path, "noise_level.py", "--tasks", "sr4")
+    out = _script(tmp_path, "noise_level.py", "--cases", "sr4")
     rows = (out / "rows.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 * 2 and rows[0] == "set,image,task,noise,sigma_y,psnr,lpips,seconds"
+    assert len(rows) == 1 + 2 * 2 and rows[0] == "set,image,case,noise,sigma_y,psnr,lpips,seconds"
+    assert len((out / "readings.csv").read_text().splitlines()) == 1 + 3
     assert "| validation | sr4 | 0.0 |" in (out / "summary.md").read_text()
     assert Image.open(out / "grid-validation-sr4.jpg").size == (4 * 48, 2 * 48)

@@ -332,13 +332,20 @@ def test_a_plain_image_to_deblur_motion_needs_its_kernel(tmp_path, ckpt):
     res = run("restore", "--task", "inpaint-random", src, "-c", ckpt, "-p", "seed=5", *FAST, "-q", "-o",
               tmp_path / "random.png")
     assert res.exit_code == 0 and (tmp_path / "random.png").exists(), res.output
-    for extra in (["-p", "seed=3"], ["-p", f"kernel={_png(tmp_path / 'k.png', 9, 9)}", "-p", "kernel_size=9"]):
+    line = np.zeros((9, 9), np.uint8)
+    line[4, 2:7] = 255  # a kernel image: the blur path bright on black
+    Image.fromarray(line).save(tmp_path / "k.png")
+    for extra in (["-p", "seed=3"], ["-p", f"kernel={tmp_path / 'k.png'}", "-p", "kernel_size=9"]):
         res = run("restore", "--task", "deblur-motion", src, "-c", ckpt, "--method", "wiener", "-q", "--overwrite",
                   "-o", tmp_path / "o.png", *extra)
         assert res.exit_code == 0 and (tmp_path / "o.png").exists(), res.output
     assert run("degrade", "--task", "deblur-motion", "-p", "kernel_size=9", src, "-o", tmp_path / "m.png").exit_code == 0
     res = run("restore", tmp_path / "m.png", "-c", ckpt, "--method", "wiener", "-q", "-o", tmp_path / "r.png")
     assert res.exit_code == 0 and (tmp_path / "r.png").exists(), res.output
+    res = run("restore", "--task", "deblur-motion", tmp_path / "m.png", src, "-c", ckpt, "--method", "wiener", "-q",
+              "-o", tmp_path / "mixed")  # among sidecar inputs a plain image fails alone
+    assert res.exit_code == 1 and "clean.png: deblur-motion needs the blur kernel" in res.stderr, res.output
+    assert sorted(p.name for p in (tmp_path / "mixed").iterdir()) == ["m.png"]
 
 
 def test_plain_image_box_note_preset_params_and_stem_clash(tmp_path, ckpt):

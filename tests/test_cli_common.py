@@ -81,9 +81,11 @@ def test_output_naming(tmp_path):
     assert common.output_mode("x.png/", [a, b]) == "dir" and common.output_mode("outs", [a, b]) == "dir"
     assert common.output_mode(str(tmp_path), [a]) == "dir"
     assert common.output_mode("results", [a]) == "dir"  # no suffix: a folder, not an image file named "results"
-    for bad in ("x.json", "x.txt", "x.safetensors"):  # a file output is an image: refused before any work
+    for bad in ("x.json", "x.txt", "x.safetensors", "x.h5"):  # a file output is an image: refused before any work
         with pytest.raises(UsageError, match="unknown image format"):
             common.output_mode(bad, [a])
+    (tmp_path / "existing").write_bytes(b"")
+    assert common.output_mode(str(tmp_path / "existing"), [a]) == "file"  # e.g. /dev/stdout: written as given
     assert common.output_path(a, "out", "dir", "sr4") == "out/a.png"
     (tmp_path / "a.png").write_bytes(b"x")
     same = InputItem(str(tmp_path / "a.png"), tmp_path / "a.png")

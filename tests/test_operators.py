@@ -310,14 +310,20 @@ def test_a_kernel_image_drawn_dark_on_white_is_refused(tmp_path, task):
     delta = np.zeros((9, 9))
     delta[4, 4] = 1.0
     gauss = gaussian_filter(delta, 2.0)
+    edge = np.zeros((9, 9), np.uint8)
+    edge[0, :] = 255  # a path along the top edge of a tight crop
+    square = np.zeros((9, 9), np.uint8)
+    square[[0, -1], :] = square[:, [0, -1]] = 255  # a closed path touching every edge
     cases = {"line": line, "inverted": 255 - line, "box": np.full((9, 9), 255, np.uint8),
-             "gauss": (gauss / gauss.max() * 255).round().astype(np.uint8)}
+             "gauss": (gauss / gauss.max() * 255).round().astype(np.uint8), "edge": edge, "square": square}
     for name, a in cases.items():
         Image.fromarray(a).save(tmp_path / f"{name}.png")
     params = {"kernel_size": 9} if task == "deblur-motion" else {}
     with pytest.raises(ValueError, match="looks inverted"):
         operators.create(task, SHAPE, kernel=str(tmp_path / "inverted.png"), **params)
-    for name in ("line", "box", "gauss"):
+    yy, xx = np.mgrid[-4:5, -4:5]
+    Image.fromarray(((xx**2 + yy**2 <= 16) * 255).astype(np.uint8)).save(tmp_path / "disk.png")  # defocus, tight
+    for name in ("line", "box", "gauss", "edge", "square", "disk"):
         op = operators.create(task, SHAPE, kernel=str(tmp_path / f"{name}.png"), **params)
         assert op.kernel.sum() == pytest.approx(1.0, abs=0.02)
     np.save(tmp_path / "inverted.npy", (255 - line).astype(float))  # an array is taken as given

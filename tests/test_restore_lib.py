@@ -124,10 +124,20 @@ def test_noise_level_estimate(sigma):
     assert estimate_noise_sigma(x) < 0.002 and estimate_noise_sigma(x[..., :1, :1]) == 0.0
 
 
+def test_noise_level_of_a_large_image_is_read_on_its_centre_square():
+    from ncvsd_cli.measurement import NOISE_WINDOW, estimate_noise_sigma
+
+    y = torch.zeros(1, 3, NOISE_WINDOW + 41, NOISE_WINDOW + 100)
+    top, left = 20, 50
+    y[..., top:top + NOISE_WINDOW, left:left + NOISE_WINDOW] = 0.1 * torch.randn(
+        3, NOISE_WINDOW, NOISE_WINDOW, generator=torch.Generator().manual_seed(0))  # noise only in the centre
+    assert estimate_noise_sigma(y) == pytest.approx(0.1, rel=0.02)
+
+
 def test_a_plain_noisy_image_is_restored_at_its_estimated_level():
     """Without --sigma-y (or a preset file's), denoise, blurs and super-resolution read the noise level from the
-    image, and a note says so: blurs at least 0.01, super-resolution within 0.01-0.05 (a small image's texture
-    reads as noise); a given level, or inpainting, keeps the usual rule."""
+    image, and a note says so: denoise as read, blurs and super-resolution within 0.01-0.05 (texture and JPEG
+    blocks read as noise); a given level, or inpainting, keeps the usual rule."""
     from ncvsd_cli.restore import Restorer
 
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
@@ -143,15 +153,17 @@ def test_a_plain_noisy_image_is_restored_at_its_estimated_level():
     assert level(task="denoise", sigma_y=0.1) == (0.1, [])
     assert level(task="denoise", preset_file={"sigma_y": 0.07}) == (0.07, [])
     assert level(task="deblur-gauss", params={"sigma": 3.0}, sigma_y=0.05) == (0.05, [])
-    lv, notes = level(task="deblur-gauss", params={"sigma": 3.0})
-    assert lv == pytest.approx(est) and "estimated noise level" in notes[0]
-    lv, notes = level(task="sr4")  # capped: 0.2 would be read as texture
-    assert lv == 0.05 and "at most 0.05" in notes[0]
+    for task in ("deblur-gauss", "sr4"):  # capped at the preset's level: texture and JPEG blocks read as noise
+        lv, notes = level(task=task, params={"sigma": 3.0} if task == "deblur-gauss" else None)
+        assert lv == 0.05 and "at most 0.05" in notes[0]
     assert level(task="inpaint-box", params={"box_size": 4})[0] == 0.05  # the preset's
-    clean = y - 0.2 * torch.randn(y.shape, generator=torch.Generator().manual_seed(1))  # no noise: the floor
-    m = Restorer(None, None, RestoreOptions(task="deblur-kernel", params={"kernel": [[1.0, 1.0]]}).validate()
-                 ).measurement(clean, "deblur-kernel")
+    clean = y - 0.2 * torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+    blur = Restorer(None, None, RestoreOptions(task="deblur-kernel", params={"kernel": [[1.0, 1.0]]}).validate())
+    m = blur.measurement(clean, "deblur-kernel")  # no noise: the floor
     assert m.sigma_y == 0.01 and "at least 0.01" in m.notes[0]
+    mild = clean + 0.03 * torch.randn(y.shape, generator=torch.Generator().manual_seed(2))
+    m = blur.measurement(mild, "deblur-kernel")  # within the bounds: as read, to the nearest 0.0025
+    assert abs(m.sigma_y - 0.03) < 0.005 and round(m.sigma_y / 0.0025, 6).is_integer() and "read" not in m.notes[0]
 
 
 def test_memory_estimate_counts_the_reflect_blurs_buffers(monkeypatch):

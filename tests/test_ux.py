@@ -204,11 +204,11 @@ def test_heat_map_file_reads_back(tmp_path):
     assert brightness.max() > 500  # the uncertain region / the bar's top: bright
 
 
-def test_restore_std_writes_heat_map_and_scale(tmp_path):
+def test_restore_std_writes_heat_map_and_scale(tmp_path, ckpt):
     from ncvsd_cli.uncertainty import save_std_map
 
     a = _png(tmp_path / "a.png", seed=3)
-    res = runner.invoke(app, ["restore", "--task", "sr4", str(a), "--nfe", "2", "--samples", "2", "--std",
+    res = runner.invoke(app, ["restore", "--task", "sr4", str(a), "-c", str(ckpt), "--nfe", "2", "--samples", "2", "--std",
                               "-o", str(tmp_path / "out") + "/", "--json", "--quiet", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     rec = json.loads(res.stdout)["results"][0]

@@ -291,7 +291,7 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
         if len(items) > 1:
             raise UsageError(f"-o - (stdout) takes one input, got {len(items)}")
         return "stdout"
-    if Path(out).suffix == "" and not Path(out).is_file():
+    if Path(out).suffix == "" and not Path(out).exists():
         return "dir"  # `-o results`: a folder (an image file needs its format's suffix)
     if Path(out).is_dir() or out.endswith(("/", os.sep)) or len(items) > 1:
         if Path(out).exists() and not Path(out).is_dir():
@@ -301,9 +301,7 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
             raise UsageError(f"-o {out} names one image but {len(items)} inputs were given; use -o DIR/ "
                              "(a directory, created if needed)")
         return "dir"
-    from PIL import Image
-
-    if Path(out).suffix.lower() not in Image.registered_extensions():
+    if Path(out).suffix and Path(out).suffix.lower() not in IMAGE_SUFFIXES:  # an existing file may have none
         raise UsageError(f"-o {out}: unknown image format {Path(out).suffix!r}; use .png (or a folder)")
     return "file"
 

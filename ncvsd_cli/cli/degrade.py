@@ -49,7 +49,8 @@ def degrade_command(
         help="Operator name, e.g. sr4, deblur-gauss, inpaint-box (see operators.names()).",
     ),
     out: str | None = typer.Option(
-        None, "--output", "-o", help="Output PNG, directory, or - for stdout (preview only, no sidecar)."
+        None, "--output", "-o", help="Output PNG, directory (a name without a suffix is one), or - for "
+                                   "stdout (preview only, no sidecar)."
     ),
     sigma_y: float = typer.Option(
         0.05, "--sigma-y", help="Measurement noise std on the [-1, 1] image scale.", show_default=True

@@ -62,7 +62,9 @@ def restore_command(
         "-t",
         help="Operator name (sr4, deblur-gauss, inpaint-box, ...); optional for inputs with a sidecar.",
     ),
-    out: str | None = typer.Option(None, "--output", "-o", help="Output file, directory, or - for stdout."),
+    out: str | None = typer.Option(
+        None, "--output", "-o", help="Output image (.png, .jpg, ...), directory (a name without a suffix is one), "
+                                     "or - for stdout."),
     nfe: int | None = typer.Option(
         None, "--nfe", min=1, help="Network evaluations (default: the method's: 10 for pnp-gd-warm, 3 for its box "
                                    "and mask inpainting, 4 for random inpainting; 1 for denoiser; 49 for pnp-gd; "
@@ -96,8 +98,9 @@ def restore_command(
     ),
     sigma_y: float | None = typer.Option(
         None, "--sigma-y", min=0.0, help="Measurement noise std on the [-1, 1] scale (default: each sidecar's "
-                                         "recorded value; for a plain image to denoise, estimated from the image "
-                                         "(a note says the value); else the task preset's, 0.05)."
+                                         "recorded value; for a plain image to denoise, deblur or super-resolve, "
+                                         "read from the image (a note says the value; blurs and sr within "
+                                         "0.01-0.05); else the task preset's, 0.05)."
     ),
     preset: str | None = typer.Option(
         None, "--preset", help="YAML file over the task preset (beta, steps, ema, warm_start, ...); complete on its "
@@ -261,9 +264,11 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                                     options.samples) for item in items}
     common.check_stdout(planned, as_json)
     problems = common.check_outputs(planned, items, outputs.overwrite)
-    plain = [i for i in items if i not in problems and _sidecar(i, no_sidecar, explicit) is None]
+    plain = [i for i in items if i not in problems and str(i.name) not in explicit
+             and _sidecar(i, no_sidecar, explicit) is None]
     given = Restorer(None, None, options).given_params()  # -p and a preset file's operator parameters
-    if plain and task_given:  # e.g. a plain image to deblur-motion without its kernel: before the model loads
+    if plain and len(plain) == len(items) - len(problems) and task_given:  # e.g. deblur-motion without its kernel, before the model
+        # loads; among sidecar inputs a plain image fails alone (Restorer.measurement)
         refusal = meas.plain_image_refusal(task, given)
         if refusal:
             raise common.UsageError(refusal)
