@@ -464,8 +464,8 @@ NOISE_FLOOR, NOISE_CAP, NOISE_STEP = 0.01, 0.05, 0.0025
 
 def noise_level_bounds(task: str) -> tuple[float, float] | None:
     """(lowest, highest) noise level a plain image of `task` is restored at when it is read from the image
-    (denoise: any; blurs and super-resolution: NOISE_FLOOR-NOISE_CAP); None: the task preset's level (inpainting: the known pixels are the
-    photo's own, nothing to read it from that the hole would not bias)."""
+    (denoise: any; blurs and super-resolution: NOISE_FLOOR-NOISE_CAP); None: the task preset's level
+    (inpainting: the known pixels are the photo's own, nothing to read it from that the hole would not bias)."""
     import operators
     from operators.blur import CircularBlur
 

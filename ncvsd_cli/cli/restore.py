@@ -219,8 +219,8 @@ def _item_task(item, task: str, task_given: bool, no_sidecar: bool, explicit: se
 
 
 def _check_params(restorer, items: list, no_sidecar: bool, explicit: set[str]) -> None:
-    """Build the operator with the -p / preset file parameters for the first plain-image input (its header size), so that a
-    bad parameter is a usage error before the model loads and before any allocation it would cause."""
+    """Build the operator with the -p / preset file parameters for the first plain-image input (its header size),
+    so that a bad parameter is a usage error before the model loads and before any allocation it would cause."""
     import operators
     from ncvsd_cli import images
     from ncvsd_cli import measurement as meas
@@ -267,8 +267,9 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
     plain = [i for i in items if i not in problems and str(i.name) not in explicit
              and _sidecar(i, no_sidecar, explicit) is None]
     given = Restorer(None, None, options).given_params()  # -p and a preset file's operator parameters
-    if plain and len(plain) == len(items) - len(problems) and task_given:  # e.g. deblur-motion without its kernel, before the model
-        # loads; among sidecar inputs a plain image fails alone (Restorer.measurement)
+    # Every input plain and none usable (e.g. deblur-motion without its kernel): a usage error before the model
+    # loads; among sidecar inputs a plain image fails alone (Restorer.measurement).
+    if plain and len(plain) == len(items) - len(problems) and task_given:
         refusal = meas.plain_image_refusal(task, given)
         if refusal:
             raise common.UsageError(refusal)
