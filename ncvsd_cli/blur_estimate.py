@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
+from ncvsd_cli.images import centre_crop
+
 #: Blur widths (px) the search covers; the operator's default 61-px kernel holds up to about 10.
 MAX_SIGMA = 8.0
 #: Images smaller than this (px, either side) are too small for a spectrum fit.
@@ -95,9 +97,8 @@ def estimate_gaussian_blur(y: torch.Tensor) -> float | None:
     tiny images read less reliably."""
     if min(y.shape[-2:]) < MIN_SIZE:
         return None
-    h, w = y.shape[-2:]  # the centre, at most MAX_SIZE square, holds plenty of evidence in bounded time and memory
-    top, left = max(0, (h - MAX_SIZE) // 2), max(0, (w - MAX_SIZE) // 2)
-    f, p, n = _binned_periodogram(y[..., top:top + MAX_SIZE, left:left + MAX_SIZE])
+    # the centre, at most MAX_SIZE square, holds plenty of evidence in bounded time and memory
+    f, p, n = _binned_periodogram(centre_crop(y, MAX_SIZE))
     if not float(p.max()) > 1e-12:  # a flat image: no evidence of any blur
         return None
     # Coarse grid: c relative to the lowest bins' level, n² up to the highest bins' level.

@@ -99,6 +99,13 @@ def from_unit(x: torch.Tensor) -> torch.Tensor:
     return x * 2 - 1
 
 
+def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The centre of x (..., H, W), at most `size` px (>= 1) on each side (a view; smaller sides kept whole)."""
+    h, w = x.shape[-2:]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return x[..., top:top + size, left:left + size]
+
+
 # ------------------------------------------------------------------------------------------------- decoding
 def read_source_bytes(source: ImageSource) -> tuple[bytes, str]:
     """(bytes, display name) of a path, "-" (stdin), bytes or a binary stream; ImageError if unreadable."""

@@ -458,11 +458,11 @@ def estimate_noise_sigma(y: torch.Tensor) -> float:
     the estimator of skimage.restoration.estimate_sigma with Haar in place of Daubechies), mean over channels.
     Fine texture biases it up (about +0.02 to +0.05 on fur), clipping at large noise down (0.4 reads about 0.35);
     images smaller than 2x2 give 0. Large images are read on their centre NOISE_WINDOW-px square (bounded memory)."""
-    h, w = min(y.shape[-2], NOISE_WINDOW) // 2 * 2, min(y.shape[-1], NOISE_WINDOW) // 2 * 2
+    z = images.centre_crop(y[0], NOISE_WINDOW)
+    h, w = z.shape[-2] // 2 * 2, z.shape[-1] // 2 * 2
     if h == 0 or w == 0:
         return 0.0
-    top, left = (y.shape[-2] - h) // 2 // 2 * 2, (y.shape[-1] - w) // 2 // 2 * 2
-    z = y[0, :, top:top + h, left:left + w].double()
+    z = z[:, :h, :w].double()
     hh = (z[:, 0::2, 0::2] - z[:, 0::2, 1::2] - z[:, 1::2, 0::2] + z[:, 1::2, 1::2]) / 2
     return float(hh.abs().flatten(1).median(dim=1).values.mean() / 0.6745)
 

@@ -269,13 +269,17 @@ class Restorer:
         """A decoded image y (1, C, h, w) in [-1, 1] as the measurement of `task`, its operator built with the task
         settings' operator parameters (preset < preset file < `options.params`) at `options.sigma_y`; for denoise,
         blurs and super-resolution without --sigma-y (or a preset file's sigma_y), at the noise level estimated from
-        y within `noise_level_bounds`; for deblur-gauss
-        without a `sigma` parameter (-p or preset file), with the blur width estimated from y (`m.notes` say so).
+        y within `noise_level_bounds`; for deblur-gauss without a `sigma` parameter (-p or preset file), with the blur
+        width estimated from y (`m.notes` say so).
         ValueError where a plain image cannot be the measurement (`plain_image_refusal`: deblur-motion without
         `kernel` or `seed`, inpaint-random without `seed`, phase-retrieval)."""
         from ncvsd_cli.blur_estimate import estimate_gaussian_blur
         from ncvsd_cli.measurement import estimate_noise_sigma
 
+        given = self.given_params()
+        refusal = plain_image_refusal(task, given)
+        if refusal:  # before any estimate is made
+            raise ValueError(refusal)
         settings = self.prepare(task, self.options.sigma_y).settings
         sigma_y, notes, params = settings["sigma_y"], [], dict(settings.get("operator") or {})
         preset = self.options.preset_file if isinstance(self.options.preset_file, dict) else {}
@@ -287,10 +291,6 @@ class Restorer:
             bounded = "" if bounds[0] <= estimate <= bounds[1] else f" (read {estimate:.3f}; {bound})"
             notes.append(f"estimated noise level sigma_y {sigma_y:.3f} on the [-1, 1] scale{bounded} (--sigma-y "
                          "sets it)")
-        given = self.given_params()
-        refusal = plain_image_refusal(task, given)
-        if refusal:
-            raise ValueError(refusal)
         if task == "deblur-gauss" and "sigma" not in given:
             width = estimate_gaussian_blur(y)  # a photo's blur width is unknown: the preset's 3 px is the paper's
             if width is not None:

@@ -266,7 +266,8 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
     problems = common.check_outputs(planned, items, outputs.overwrite)
     plain = [i for i in items if i not in problems and str(i.name) not in explicit
              and _sidecar(i, no_sidecar, explicit) is None]
-    given = Restorer(None, None, options).given_params()  # -p and a preset file's operator parameters
+    probe = Restorer(None, None, options)  # settings only: no checkpoint read yet
+    given = probe.given_params()  # -p and a preset file's operator parameters
     # Every input plain and none usable (e.g. deblur-motion without its kernel): a usage error before the model
     # loads; among sidecar inputs a plain image fails alone (Restorer.measurement).
     if plain and len(plain) == len(items) - len(problems) and task_given:
@@ -274,7 +275,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         if refusal:
             raise common.UsageError(refusal)
     if given and task_given:
-        _check_params(Restorer(None, None, options), [i for i in items if i not in problems], no_sidecar, explicit)
+        _check_params(probe, [i for i in items if i not in problems], no_sidecar, explicit)
 
     # Read the network's config (exit 3 on checkpoint problems), then every input (bad or too large for the memory
     # estimate: reported and skipped), then the weights.
