@@ -53,24 +53,30 @@ def readings(folder: Path, name: str, cases: list[str]) -> list[dict]:
             for path in sorted(folder.glob("*.png")) for case in cases for noise in (0.0, 0.02, 0.05)]
 
 
-def run(folder: Path, name: str, cases: list[str], out: Path) -> list[dict]:
+def run_cases(folder: Path, name: str, cases: list[str], out: Path, variants, restorers) -> list[dict]:
+    """Every photo of `folder` degraded by `variants(x, case)`, which yields (fields, y): the row's fields naming the
+    variant and the degraded image (a tensor, or a `DecodedImage`), restored by each (label, restore) of
+    `restorers`, restore(y, task, params) -> (estimate in [-1, 1], extra row fields). One row per restoration
+    (PSNR, LPIPS, seconds) and OUT/grid-<name>-<case>.jpg (per photo and variant: clean, degraded, restorations).
+    Also used by jpeg_inputs.py."""
     rows = []
     for case in cases:
         task, _, params = CASES[case]
         tiles = []
         for path in sorted(folder.glob("*.png")):
             x = images.load_image(path)[:, :3]
-            for noise in NOISE:
-                y = measured(x, case, noise)
-                tile = [x, torch.nn.functional.interpolate(y, size=x.shape[-2:]) if task == "sr4" else y]
-                for setting, sigma_y in (("0.05", 0.05), ("estimated", None)):
+            ref = images.to_unit(x)
+            for fields, y in variants(x, case):
+                pixels = getattr(y, "tensor", y)
+                tile = [x, torch.nn.functional.interpolate(pixels, size=x.shape[-2:]) if task == "sr4" else pixels]
+                for label, restore in restorers:
                     start = time.perf_counter()
-                    est = restore_image(y, task, params=params, sigma_y=sigma_y, seed=0)[:1].clamp(-1, 1)
-                    unit, ref = images.to_unit(est), images.to_unit(x)
-                    rows.append({"set": name, "image": path.stem, "case": case, "noise": noise, "sigma_y": setting,
+                    est, extra = restore(y, task, params)
+                    seconds = extra.pop("seconds", time.perf_counter() - start)  # a reused result: its own time
+                    unit = images.to_unit(est)
+                    rows.append({"set": name, "image": path.stem, "case": case, **fields, "sigma_y": label, **extra,
                                  "psnr": round(float(psnr(unit, ref)[0]), 3),
-                                 "lpips": round(float(lpips_distance(unit, ref)[0]), 4),
-                                 "seconds": round(time.perf_counter() - start, 1)})
+                                 "lpips": round(float(lpips_distance(unit, ref)[0]), 4), "seconds": round(seconds, 1)})
                     print(rows[-1], flush=True)
                     tile.append(est)
                 tiles.append(tile)
@@ -79,17 +85,31 @@ def run(folder: Path, name: str, cases: list[str], out: Path) -> list[dict]:
     return rows
 
 
-def summary(rows: list[dict]) -> str:
-    title = "# Noise level read from a plain photo vs the preset's 0.05 (default sampler, seed 0; mean of the photos)"
-    header = ("| set | case | noise | PSNR 0.05 | PSNR estimated | LPIPS 0.05 | LPIPS estimated | seconds 0.05 | "
-              "seconds estimated |")
+def run(folder: Path, name: str, cases: list[str], out: Path) -> list[dict]:
+    def variants(x, case):
+        return [({"noise": noise}, measured(x, case, noise)) for noise in NOISE]
+
+    def at(sigma_y):
+        return lambda y, task, params: (restore_image(y, task, params=params, sigma_y=sigma_y, seed=0)[:1]
+                                        .clamp(-1, 1), {})
+
+    return run_cases(folder, name, cases, out, variants, [("0.05", at(0.05)), ("estimated", at(None))])
+
+
+def summary(rows: list[dict], title: str = "# Noise level read from a plain photo vs the preset's 0.05 (default "
+            "sampler, seed 0; mean of the photos)", group: str = "noise",
+            settings: tuple[str, str] = ("0.05", "estimated")) -> str:
+    """Markdown table of the mean PSNR, LPIPS and seconds per (set, case, rows[group]) for the two `sigma_y`
+    settings side by side (also used by jpeg_inputs.py)."""
+    header = (f"| set | case | {group} | " + " | ".join(f"{m} {s}" for m in ("PSNR", "LPIPS", "seconds")
+                                                          for s in settings) + " |")
     lines = [title, "", header, "|---|---|---|---|---|---|---|---|---|"]
-    keys = sorted({(r["set"], r["case"], r["noise"]) for r in rows}, key=lambda k: (k[0] != "validation", k[1:]))
+    keys = sorted({(r["set"], r["case"], r[group]) for r in rows}, key=lambda k: (k[0] != "validation", k[1:]))
     for key in keys:
         cells = []
         for metric in ("psnr", "lpips", "seconds"):
-            for setting in ("0.05", "estimated"):
-                vals = [r[metric] for r in rows if (r["set"], r["case"], r["noise"]) == key
+            for setting in settings:
+                vals = [r[metric] for r in rows if (r["set"], r["case"], r[group]) == key
                         and r["sigma_y"] == setting]
                 cells.append(f"{sum(vals) / len(vals):.{4 if metric == 'lpips' else 2}f}")
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + " |")

@@ -265,12 +265,13 @@ class Restorer:
                 "--tile or --batch-size, or a smaller image (--max-pixels caps the accepted size up front)")
 
     def measurement(self, y: torch.Tensor, task: str, *, source: str | None = None,
-                    grey: bool = False) -> Measurement:
+                    grey: bool = False, jpeg_sigma: float | None = None) -> Measurement:
         """A decoded image y (1, C, h, w) in [-1, 1] as the measurement of `task`, its operator built with the task
         settings' operator parameters (preset < preset file < `options.params`) at `options.sigma_y`; for denoise,
         blurs and super-resolution without --sigma-y (or a preset file's sigma_y), at the noise level estimated from
         y within `noise_level_bounds`; for deblur-gauss without a `sigma` parameter (-p or preset file), with the blur
-        width estimated from y (`m.notes` say so).
+        width estimated from y (`m.notes` say so). jpeg_sigma: y was decoded from a JPEG whose quantisation leaves
+        this error (`images.jpeg_quantization_sigma`); it raises the lowest level read (`noise_level_floor`).
         ValueError where a plain image cannot be the measurement (`plain_image_refusal`: deblur-motion without
         `kernel` or `seed`, inpaint-random without `seed`, phase-retrieval)."""
         from ncvsd_cli.blur_estimate import estimate_gaussian_blur
@@ -286,9 +287,11 @@ class Restorer:
         bounds = noise_level_bounds(task)
         if bounds is not None and self.options.sigma_y is None and "sigma_y" not in preset:
             estimate = estimate_noise_sigma(y)  # a photo's noise level is unknown: the preset's 0.05 is a guess
-            sigma_y = min(max(round(round(estimate / NOISE_STEP) * NOISE_STEP, 4), bounds[0]), bounds[1])
-            bound = f"at least {bounds[0]}" if estimate < bounds[0] else f"at most {bounds[1]}"
-            bounded = "" if bounds[0] <= estimate <= bounds[1] else f" (read {estimate:.3f}; {bound})"
+            low = noise_level_floor(bounds, jpeg_sigma)
+            sigma_y = min(max(round(round(estimate / NOISE_STEP) * NOISE_STEP, 4), low), bounds[1])
+            why = f": 8-bit rounding plus this JPEG's quantisation error {jpeg_sigma:.3f}" if low > bounds[0] else ""
+            bound = f"at least {low:g}{why}" if estimate < low else f"at most {bounds[1]}"
+            bounded = "" if low <= estimate <= bounds[1] else f" (read {estimate:.3f}; {bound})"
             notes.append(f"estimated noise level sigma_y {sigma_y:.3f} on the [-1, 1] scale{bounded} (--sigma-y "
                          "sets it)")
         if task == "deblur-gauss" and "sigma" not in given:
@@ -477,6 +480,18 @@ def noise_level_bounds(task: str) -> tuple[float, float] | None:
     return None
 
 
+def noise_level_floor(bounds: tuple[float, float], jpeg_sigma: float | None = None) -> float:
+    """The lowest noise level a plain image is restored at: bounds[0], or for a JPEG whose quantisation leaves an
+    error of std jpeg_sigma (`images.jpeg_quantization_sigma`) sqrt(bounds[0]^2 + jpeg_sigma^2) (independent
+    errors add their variances), rounded to NOISE_STEP and at most bounds[1]. A JPEG's error hides from
+    `estimate_noise_sigma` (quantisation removes the finest details it reads) but a likelihood that trusts the
+    blocks sharpens them into a crumbly texture (benchmarks/jpeg-inputs/)."""
+    if not jpeg_sigma or bounds[0] <= 0:  # denoise (no floor) keeps reading the level alone
+        return bounds[0]
+    floor = max(round(math.hypot(bounds[0], jpeg_sigma) / NOISE_STEP) * NOISE_STEP, bounds[0])
+    return min(round(floor, 4), bounds[1])
+
+
 def mask_notes(known: float, inverted: bool) -> list[str]:
     """Notes on a user's inpainting mask keeping the fraction `known` (0-1) of the pixels: nothing to fill, or
     most of the picture to repaint (perhaps a mask that marks the holes in white, the convention of most editors)."""
@@ -501,19 +516,20 @@ def check_finite_weights(model: Any, name: Any) -> None:
                               "checkpoint)")
 
 
-def restore_image(y: torch.Tensor, task: str, **options: Any) -> torch.Tensor:
+def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None, **options: Any) -> torch.Tensor:
     """Restore one degraded image y (1, C, h, w) in [-1, 1] for `task`; returns (samples, C, H, W) in [-1, 1].
 
     options: fields of `RestoreOptions` (method, nfe, seed, samples, sigma_y, params, checkpoint, device,
     precision, ...; see `ncvsd restore --help` for their meaning). As for a plain image on the command line,
     deblur-gauss without params["sigma"] reads the blur width from y, and denoise, blurs and super-resolution
     without sigma_y the noise level (`noise_level_bounds`);
-    deblur-motion needs params["kernel"] or params["seed"], inpaint-random params["seed"]. Raises ValueError (bad
-    input or settings) or CheckpointError.
+    deblur-motion needs params["kernel"] or params["seed"], inpaint-random params["seed"]. jpeg_sigma: y was decoded
+    from a JPEG (`images.read_image(...).jpeg_sigma`), which raises the lowest level read (`noise_level_floor`).
+    Raises ValueError (bad input or settings) or CheckpointError.
     """
     opts = RestoreOptions(task=task, **options).validate()
     restorer = Restorer.from_options(opts, load=False)
-    m = restorer.measurement(y, task)
+    m = restorer.measurement(y, task, jpeg_sigma=jpeg_sigma)
     refusal = restorer.memory_refusal(m.image_shape, m.operator_config)
     if refusal:
         raise ValueError(refusal)

@@ -128,3 +128,19 @@ def test_noise_level_script(tmp_path):
     assert len((out / "readings.csv").read_text().splitlines()) == 1 + 3
     assert "| validation | sr4 | 0.0 |" in (out / "summary.md").read_text()
     assert Image.open(out / "grid-validation-sr4.jpg").size == (4 * 48, 2 * 48)
+
+
+def test_jpeg_inputs_script(tmp_path):
+    """benchmarks/jpeg_inputs.py on one 48-px photo: both floors at two qualities, the levels used, a summary and
+    a grid; at quality 95 both floors are 0.01, so both rows are one restoration."""
+    from PIL import Image
+
+    out = _script(tmp_path, "jpeg_inputs.py", "--cases", "deblur-gauss-width-read", "--qualities", "50,95")
+    rows = (out / "rows.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 2 and rows[0] == "set,image,case,quality,sigma_y,level,jpeg_sigma,psnr,lpips,seconds"
+    q95 = [r.split(",") for r in rows[1:] if r.split(",")[3] == "95"]
+    assert q95[0][5] == q95[1][5] == "0.01" and q95[0][7:9] == q95[1][7:9]
+    q50 = {r.split(",")[4]: float(r.split(",")[5]) for r in rows[1:] if r.split(",")[3] == "50"}
+    assert q50["JPEG floor"] >= 0.03 and q50["JPEG floor"] >= q50["8-bit floor"]  # hypot(0.01, 0.029) -> 0.03
+    assert "| validation | deblur-gauss-width-read | 50 |" in (out / "summary.md").read_text()
+    assert Image.open(out / "grid-validation-deblur-gauss-width-read.jpg").size == (4 * 48, 2 * 48)

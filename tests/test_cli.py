@@ -195,6 +195,37 @@ def test_restore_stdin_to_stdout(tmp_path, ckpt):
     assert images.read_image(res.stdout_bytes).size == (9, 9)
 
 
+def test_a_plain_jpeg_is_restored_above_its_quantisation_error(tmp_path, ckpt):
+    """A smooth JPEG reads as noise-free, but its quantisation is noise: the level is floored by it (a note says
+    so and --json records it); the same pixels as a PNG keep the 8-bit floor 0.01."""
+    yy, xx = np.mgrid[0:24, 0:24] / 23.0
+    arr = (np.stack([xx, yy, 0.5 * xx * yy], -1) * 200 + 20).astype(np.uint8)
+    Image.fromarray(arr).save(tmp_path / "j.jpg", quality=60)
+    Image.open(tmp_path / "j.jpg").save(tmp_path / "p.png")
+    for name, level in (("j.jpg", 0.025), ("p.png", 0.01)):
+        res = run("restore", "--task", "deblur-gauss", "-p", "sigma=1", tmp_path / name, "-o", tmp_path / "out",
+                  "-c", ckpt, *FAST, "--json")
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["results"][0]["sigma_y"] == level
+        assert ("JPEG's quantisation" in res.stderr) == name.endswith(".jpg")
+
+
+def test_restore_image_library_call(tmp_path, ckpt, monkeypatch):
+    """`restore_image`: K samples of one tensor, a JPEG's quantisation passed on to the measurement, a plain image
+    the task cannot use refused with ValueError."""
+    y = images.load_image(_png(tmp_path / "lib.png", 9, 11, seed=3))
+    out = lib.restore_image(y, "deblur-gauss", params={"sigma": 1.0}, checkpoint=str(ckpt), nfe=2, device="cpu",
+                            samples=2)
+    assert out.shape == (2, 3, 9, 11) and bool(torch.isfinite(out).all())
+    seen, measurement = [], lib.Restorer.measurement
+    monkeypatch.setattr(lib.Restorer, "measurement",
+                        lambda self, *a, **k: seen.append(k.get("jpeg_sigma")) or measurement(self, *a, **k))
+    lib.restore_image(y, "sr2", checkpoint=str(ckpt), nfe=1, device="cpu", jpeg_sigma=0.02)
+    assert seen == [0.02]
+    with pytest.raises(ValueError, match="deblur-kernel"):
+        lib.restore_image(y, "deblur-motion", checkpoint=str(ckpt), device="cpu")
+
+
 def test_restore_directory_with_a_corrupt_file(tmp_path, ckpt):
     d = tmp_path / "in"
     d.mkdir()

@@ -267,3 +267,24 @@ def test_match_channels_and_grid(odd_image):
     grid = images.make_grid(torch.zeros(5, 3, 4, 4), padding=1)
     assert grid.shape == (1, 3, 2 * 5 + 1, 3 * 5 + 1)
     assert grid[0, :, 0, 0].tolist() == [1, 1, 1] and grid[0, :, 1, 1].tolist() == [0, 0, 0]
+
+
+#: libjpeg's base luminance table at (0, 0), (0, 1), (1, 0), (1, 1) (ITU-T T.81 Annex K, row-major).
+_BASE_LUMA_LOW = (16, 11, 12, 12)
+
+
+@pytest.mark.parametrize("quality", [50, 60, 80, 95])
+def test_jpeg_quantisation_sigma_follows_the_files_luma_table(quality):
+    """rms of the 4 lowest luma steps / sqrt(12) / 127.5, the steps being libjpeg's base table scaled for the
+    quality (scale 200 - 2q percent for q >= 50); grey JPEGs too; other formats and junk: None."""
+    scale = 200 - 2 * quality
+    steps = np.array([min(max((b * scale + 50) // 100, 1), 255) for b in _BASE_LUMA_LOW], dtype=float)
+    expected = np.sqrt(np.mean(steps**2) / 12) / 127.5
+    arr = (np.random.default_rng(0).random((17, 23, 3)) * 255).astype(np.uint8)
+    for mode in ("RGB", "L"):
+        buf = io.BytesIO()
+        Image.fromarray(arr).convert(mode).save(buf, "JPEG", quality=quality)
+        assert images.jpeg_quantization_sigma(buf.getvalue()) == pytest.approx(expected, rel=1e-9)
+        assert read_image(buf.getvalue()).jpeg_sigma == pytest.approx(expected, rel=1e-9)
+    assert images.jpeg_quantization_sigma(_png_bytes(arr)) is None and read_image(_png_bytes(arr)).jpeg_sigma is None
+    assert images.jpeg_quantization_sigma(b"\xff\xd8\xff" + b"\x00" * 20) is None  # a truncated header

@@ -3,6 +3,8 @@ denoiser path with a Gaussian prior (whose denoising posterior is known in close
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -164,6 +166,34 @@ def test_a_plain_noisy_image_is_restored_at_its_estimated_level():
     mild = clean + 0.03 * torch.randn(y.shape, generator=torch.Generator().manual_seed(2))
     m = blur.measurement(mild, "deblur-kernel")  # within the bounds: as read, to the nearest 0.0025
     assert abs(m.sigma_y - 0.03) < 0.005 and round(m.sigma_y / 0.0025, 6).is_integer() and "read" not in m.notes[0]
+
+
+@pytest.mark.parametrize("jpeg_sigma, floor", [(None, 0.01), (0.0, 0.01), (0.003, 0.01), (0.0114, 0.015),
+                                               (0.024, 0.025), (0.146, 0.05)])
+def test_a_jpegs_quantisation_raises_the_noise_floor(jpeg_sigma, floor):
+    """The floor is sqrt(0.01^2 + jpeg_sigma^2) (independent errors add their variances) to the nearest 0.0025,
+    within the cap; denoise has no floor and keeps reading the level alone."""
+    from ncvsd_cli.restore import NOISE_CAP, NOISE_FLOOR, noise_level_floor
+
+    assert noise_level_floor((NOISE_FLOOR, NOISE_CAP), jpeg_sigma) == floor
+    assert noise_level_floor((0.0, math.inf), jpeg_sigma) == 0.0
+
+
+def test_a_plain_jpeg_is_restored_above_its_quantisation_error():
+    """A noise-free blurred image read at 0.01 is restored at the JPEG floor when it came from a JPEG, with a note
+    naming the quantisation; a level read above the floor or a given level is kept."""
+    from ncvsd_cli.restore import Restorer
+
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    y = torch.stack([0.5 * xx, 0.4 * yy, 0.2 * xx * yy])[None]
+    blur = Restorer(None, None, RestoreOptions(task="deblur-gauss", params={"sigma": 1.0}).validate())
+    m = blur.measurement(y, "deblur-gauss", jpeg_sigma=0.0114)
+    assert m.sigma_y == 0.015 and "at least 0.015" in m.notes[0] and "JPEG" in m.notes[0]
+    assert blur.measurement(y, "deblur-gauss").sigma_y == 0.01
+    noisy = y + 0.04 * torch.randn(y.shape, generator=torch.Generator().manual_seed(2))
+    assert abs(blur.measurement(noisy, "deblur-gauss", jpeg_sigma=0.0114).sigma_y - 0.04) < 0.006
+    given = Restorer(None, None, RestoreOptions(task="deblur-gauss", params={"sigma": 1.0}, sigma_y=0.02).validate())
+    assert given.measurement(y, "deblur-gauss", jpeg_sigma=0.05).sigma_y == 0.02
 
 
 def test_memory_estimate_counts_the_reflect_blurs_buffers(monkeypatch):

@@ -383,7 +383,8 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     decoded = images.read_image(data, restorer.channels, name=item.name)
     for n in decoded.notes:
         common.note(f"{item.name}: {n}", quiet)
-    m = restorer.measurement(decoded.tensor, task, source=item.name, grey=decoded.grey)
+    m = restorer.measurement(decoded.tensor, task, source=item.name, grey=decoded.grey,
+                            jpeg_sigma=decoded.jpeg_sigma)
     for n in m.notes:  # e.g. the estimated noise level
         common.note(f"{item.name}: {n}", quiet)
     m.notes, m.bit_depth, m.icc_profile = [*decoded.notes, *m.notes], decoded.bit_depth, decoded.icc_profile
