@@ -5,10 +5,11 @@ Each photo of VAL (and of HELDOUT, reported apart and never used to choose anyth
 photo is (noise_level.py's cases, no measurement noise), saved as a JPEG at each --qualities (Pillow, 4:2:0 chroma)
 and decoded, then restored with the default sampler (restoration seed 0), its noise level read from the image
 (and for deblur-gauss its blur width) as for any plain photo. Where both floors give the same level the restoration
-is run once. Writes OUT/rows.csv (with the levels used), OUT/summary.md and OUT/grid-<set>-<case>.jpg (per photo
-and quality: clean, decoded JPEG, 8-bit floor, JPEG floor).
+is run once. Writes OUT/readings.csv (the level read, the file's quantisation scale and the JPEG's actual error),
+OUT/rows.csv (with the levels used), OUT/summary.md and OUT/grid-<set>-<case>.jpg (per photo and quality: clean,
+decoded JPEG, 8-bit floor, JPEG floor).
 
-Usage:  python benchmarks/jpeg_inputs.py VAL --out OUT [--heldout DIR] [--cases ...] [--qualities 60,80,95]
+Usage:  python benchmarks/jpeg_inputs.py VAL --out OUT [--heldout DIR] [--cases ...] [--qualities 60,80,95] [--readings-only]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from blur_estimate import write_csv  # benchmarks/ is the script's folder
 from noise_level import measured, run_cases, summary
 
 from ncvsd_cli import images
+from ncvsd_cli.measurement import estimate_noise_sigma
 from ncvsd_cli.restore import NOISE_CAP, NOISE_FLOOR, RestoreOptions, Restorer, noise_level_floor, restore_image
 
 SETTINGS = ("8-bit floor", "JPEG floor")
@@ -36,6 +38,23 @@ def as_jpeg(y: torch.Tensor, quality: int) -> images.DecodedImage:
     pixels = (images.to_unit(y.clamp(-1, 1))[0].permute(1, 2, 0) * 255).round().byte().numpy()
     Image.fromarray(pixels).save(buf, format="JPEG", quality=quality)
     return images.read_image(buf.getvalue())
+
+
+def readings(folder: Path, name: str, cases: list[str], qualities: list[int]) -> list[dict]:
+    """Per photo, case and quality: the level `estimate_noise_sigma` reads from the decoded JPEG, the file's
+    quantisation scale and the JPEG's actual error (std of decoded - the 8-bit degraded image, [-1, 1] scale)."""
+    rows = []
+    for path in sorted(folder.glob("*.png")):
+        x = images.load_image(path)[:, :3]
+        for case in cases:
+            y = measured(x, case, 0.0)
+            for q in qualities:
+                decoded = as_jpeg(y, q)
+                rows.append({"set": name, "image": path.stem, "case": case, "quality": q,
+                             "read": round(estimate_noise_sigma(decoded.tensor), 4),
+                             "jpeg_sigma": round(decoded.jpeg_sigma, 4),
+                             "jpeg_error": round(float((decoded.tensor - y).std()), 4)})
+    return rows
 
 
 def run(folder: Path, name: str, cases: list[str], qualities: list[int], out: Path) -> list[dict]:
@@ -68,10 +87,14 @@ def main() -> None:
     p.add_argument("--heldout", type=Path)
     p.add_argument("--cases", default="deblur-gauss-width-read,deblur-motion,sr4")
     p.add_argument("--qualities", default="60,80,95")
+    p.add_argument("--readings-only", action="store_true", help="write readings.csv alone (no restoration)")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     cases, qualities = a.cases.split(","), [int(q) for q in a.qualities.split(",")]
     sets = [(a.val, "validation")] + ([(a.heldout, "held-out")] if a.heldout else [])
+    write_csv([r for folder, name in sets for r in readings(folder, name, cases, qualities)], a.out / "readings.csv")
+    if a.readings_only:
+        return
     rows = [r for folder, name in sets for r in run(folder, name, cases, qualities, a.out)]
     write_csv(rows, a.out / "rows.csv")
     sigmas = {r["quality"]: r["jpeg_sigma"] for r in rows}

@@ -289,7 +289,7 @@ class Restorer:
             estimate = estimate_noise_sigma(y)  # a photo's noise level is unknown: the preset's 0.05 is a guess
             low = noise_level_floor(bounds, jpeg_sigma)
             sigma_y = min(max(round(round(estimate / NOISE_STEP) * NOISE_STEP, 4), low), bounds[1])
-            why = f": 8-bit rounding plus this JPEG's quantisation error {jpeg_sigma:.3f}" if low > bounds[0] else ""
+            why = ", raised for this JPEG's quantisation steps" if low > bounds[0] else ""
             bound = f"at least {low:g}{why}" if estimate < low else f"at most {bounds[1]}"
             bounded = "" if low <= estimate <= bounds[1] else f" (read {estimate:.3f}; {bound})"
             notes.append(f"estimated noise level sigma_y {sigma_y:.3f} on the [-1, 1] scale{bounded} (--sigma-y "
@@ -481,11 +481,11 @@ def noise_level_bounds(task: str) -> tuple[float, float] | None:
 
 
 def noise_level_floor(bounds: tuple[float, float], jpeg_sigma: float | None = None) -> float:
-    """The lowest noise level a plain image is restored at: bounds[0], or for a JPEG whose quantisation leaves an
-    error of std jpeg_sigma (`images.jpeg_quantization_sigma`) sqrt(bounds[0]^2 + jpeg_sigma^2) (independent
-    errors add their variances), rounded to NOISE_STEP and at most bounds[1]. A JPEG's error hides from
+    """The lowest noise level a plain image is restored at: bounds[0], or for a JPEG of quantisation scale
+    jpeg_sigma (`images.jpeg_quantization_sigma`) sqrt(bounds[0]^2 + jpeg_sigma^2) (added as independent errors
+    add their variances), rounded to NOISE_STEP and at most bounds[1]. A JPEG's error hides from
     `estimate_noise_sigma` (quantisation removes the finest details it reads) but a likelihood that trusts the
-    blocks sharpens them into a crumbly texture (benchmarks/jpeg-inputs/)."""
+    blocks sharpens them into stripes and a crumbly texture (benchmarks/jpeg-inputs/: chosen on a validation sweep)."""
     if not jpeg_sigma or bounds[0] <= 0:  # denoise (no floor) keeps reading the level alone
         return bounds[0]
     floor = max(round(math.hypot(bounds[0], jpeg_sigma) / NOISE_STEP) * NOISE_STEP, bounds[0])

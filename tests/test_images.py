@@ -288,3 +288,25 @@ def test_jpeg_quantisation_sigma_follows_the_files_luma_table(quality):
         assert read_image(buf.getvalue()).jpeg_sigma == pytest.approx(expected, rel=1e-9)
     assert images.jpeg_quantization_sigma(_png_bytes(arr)) is None and read_image(_png_bytes(arr)).jpeg_sigma is None
     assert images.jpeg_quantization_sigma(b"\xff\xd8\xff" + b"\x00" * 20) is None  # a truncated header
+
+
+@pytest.mark.parametrize("variant", ["progressive", "CMYK", "MPO", "exif-rotated"])
+def test_jpeg_quantisation_sigma_of_other_jpeg_kinds(tmp_path, variant):
+    """Progressive, CMYK, multi-picture (MPO, from cameras) and EXIF-rotated JPEGs read the same luma table."""
+    arr = (np.random.default_rng(1).random((16, 24, 3)) * 255).astype(np.uint8)
+    im, path = Image.fromarray(arr), tmp_path / "x.jpg"
+    if variant == "progressive":
+        im.save(path, quality=80, progressive=True)
+    elif variant == "CMYK":
+        im.convert("CMYK").save(path, quality=80)
+    elif variant == "MPO":
+        im.save(path, format="MPO", quality=80, save_all=True, append_images=[im.rotate(90)])
+    else:
+        exif = Image.Exif()
+        exif[0x0112] = 6  # rotate 90 degrees on display
+        im.save(path, quality=80, exif=exif)
+    plain = io.BytesIO()
+    im.save(plain, "JPEG", quality=80)
+    decoded = read_image(path)
+    assert decoded.jpeg_sigma == pytest.approx(images.jpeg_quantization_sigma(plain.getvalue()))
+    assert decoded.tensor.shape[-2:] == ((24, 16) if variant == "exif-rotated" else (16, 24))
