@@ -67,8 +67,8 @@ class DecodedImage:
     tensor: (1, C, H, W) float32 in [-1, 1]. mode: the source layout, e.g. "RGB", "L", "RGBA", "P", "RGB;16".
     bit_depth: bits per source sample (1, 8, 16 or 32). grey: the source had one colour channel. notes:
     conversions worth telling the user about (alpha composited, first frame of N, ...). icc_profile: the
-    embedded ICC colour profile (bytes) or None. jpeg_sigma: for a JPEG, the error its quantisation leaves in a
-    smooth image (`jpeg_quantization_sigma`), else None.
+    embedded ICC colour profile (bytes) or None. jpeg_sigma: for a JPEG, the noise scale of its quantisation
+    steps (`jpeg_quantization_sigma`), else None.
     """
 
     tensor: torch.Tensor

@@ -278,7 +278,10 @@ class Restorer:
 
         h, w = (padded_size(int(v), self.multiple) for v in image_shape[1:])
         precision = "bf16" if resolve_precision(o.precision, o.device) == "bf16" else "fp32"
-        auto = memory.auto_tile_size(memory.network_shape(self.config), 1, precision=precision, device=o.device)
+        try:
+            auto = memory.auto_tile_size(memory.network_shape(self.config), 1, precision=precision, device=o.device)
+        except ValueError:  # not even the smallest tile fits the budget: nothing to compare with
+            return None
         if max(h, w) <= o.tile or max(h, w) > auto:
             return None
         overlap = min(DEFAULT_OVERLAP, o.tile // 4)
@@ -294,8 +297,8 @@ class Restorer:
         settings' operator parameters (preset < preset file < `options.params`) at `options.sigma_y`; for denoise,
         blurs and super-resolution without --sigma-y (or a preset file's sigma_y), at the noise level estimated from
         y within `noise_level_bounds`; for deblur-gauss without a `sigma` parameter (-p or preset file), with the blur
-        width estimated from y (`m.notes` say so). jpeg_sigma: y was decoded from a JPEG whose quantisation leaves
-        this error (`images.jpeg_quantization_sigma`); it raises the lowest level read (`noise_level_floor`).
+        width estimated from y (`m.notes` say so). jpeg_sigma: y was decoded from a JPEG of this quantisation
+        scale (`images.jpeg_quantization_sigma`); it raises the lowest level read (`noise_level_floor`).
         ValueError where a plain image cannot be the measurement (`plain_image_refusal`: deblur-motion without
         `kernel` or `seed`, inpaint-random without `seed`, phase-retrieval)."""
         from ncvsd_cli.blur_estimate import estimate_gaussian_blur
