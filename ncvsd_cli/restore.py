@@ -319,7 +319,7 @@ class Restorer:
             why = ", raised for this JPEG's quantisation steps" if low > bounds[0] else ""
             bound = f"at least {low:g}{why}" if estimate < low else f"at most {bounds[1]}"
             bounded = "" if low <= estimate <= bounds[1] else f" (read {estimate:.3f}; {bound})"
-            notes.append(f"estimated noise level sigma_y {sigma_y:.3f} on the [-1, 1] scale{bounded} (--sigma-y "
+            notes.append(f"estimated noise level sigma_y {sigma_y:g} on the [-1, 1] scale{bounded} (--sigma-y "
                          "sets it)")
         if task == "deblur-gauss" and "sigma" not in given:
             width = estimate_gaussian_blur(y)  # a photo's blur width is unknown: the preset's 3 px is the paper's
