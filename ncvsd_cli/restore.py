@@ -239,15 +239,13 @@ class Restorer:
         if self.method.needs == "none" or not self.config:
             return None
         from ncvsd_cli import memory
-        from ncvsd_cli.networks.inference import resolve_precision
         from operators.padding import padded_size
 
         o = self.options
         net = memory.network_shape(self.config)
         c = int(image_shape[0])
         h, w = (padded_size(int(v), self.multiple) for v in image_shape[1:])
-        resolved = resolve_precision(o.precision, o.device)
-        precision = "bf16" if resolved == "bf16" and self.method.needs == "generator" else "fp32"
+        precision = self._work_precision()
         batch = o.batch_size
         tiled = self.method.needs == "generator" and o.tile != 0
         tile = (o.tile or memory.auto_tile_size(net, 1, precision=precision, device=o.device)) if tiled else None
@@ -264,6 +262,13 @@ class Restorer:
                 f"{precision}, {o.device}, {how}) but {memory.format_bytes(available)} is available; use a smaller "
                 "--tile or --batch-size, or a smaller image (--max-pixels caps the accepted size up front)")
 
+    def _work_precision(self) -> str:
+        """The precision the memory model assumes: bf16 where the generator will run in it, else fp32."""
+        from ncvsd_cli.networks.inference import resolve_precision
+
+        bf16 = resolve_precision(self.options.precision, self.options.device) == "bf16"
+        return "bf16" if bf16 and self.method.needs == "generator" else "fp32"
+
     def tile_note(self, image_shape: tuple[int, int, int]) -> str | None:
         """A note when a given --tile splits an output of `image_shape` (C, H, W) that the default would compute
         whole: the overlapping tiles cost more generator work than one call (3-4x on a 128-px image with 64-px
@@ -272,20 +277,18 @@ class Restorer:
         if self.method.needs != "generator" or not o.tile or not self.config:
             return None
         from ncvsd_cli import memory
-        from ncvsd_cli.networks.inference import resolve_precision
-        from ncvsd_cli.networks.tiling import DEFAULT_OVERLAP, tile_starts
+        from ncvsd_cli.networks.tiling import tile_grid
         from operators.padding import padded_size
 
         h, w = (padded_size(int(v), self.multiple) for v in image_shape[1:])
-        precision = "bf16" if resolve_precision(o.precision, o.device) == "bf16" else "fp32"
         try:
-            auto = memory.auto_tile_size(memory.network_shape(self.config), 1, precision=precision, device=o.device)
+            auto = memory.auto_tile_size(memory.network_shape(self.config), 1, precision=self._work_precision(),
+                                         device=o.device)
         except ValueError:  # not even the smallest tile fits the budget: nothing to compare with
             return None
         if max(h, w) <= o.tile or max(h, w) > auto:
             return None
-        overlap = min(DEFAULT_OVERLAP, o.tile // 4)
-        rows, cols = (tile_starts(n, min(o.tile, n), overlap, self.multiple) for n in (h, w))
+        rows, cols = tile_grid(h, w, o.tile, self.multiple)  # the layout TiledDenoiser will use
         work = len(rows) * len(cols) * min(o.tile, h) * min(o.tile, w) / (h * w)
         return (f"--tile {o.tile} splits this {w}x{h} image into {len(rows) * len(cols)} overlapping tiles, "
                 f"{work:.1f}x the generator work of one call; without --tile it is computed whole (tiles of "

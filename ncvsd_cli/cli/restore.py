@@ -291,6 +291,10 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
             msg = str(exc)
             report.failed(item.name, msg if msg.startswith(item.name) else f"{item.name}: {msg}")
             continue
+        tiles = restorer.tile_note(m.image_shape)  # plain image or sidecar alike
+        if tiles:
+            common.note(f"{item.name}: {tiles}", quiet)
+            m.notes = [*m.notes, tiles]
         good.append((item, m))
     tasks = sorted({m.task for _, m in good})
     if len(tasks) > 1:
@@ -364,10 +368,6 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         common.note(f"{item.name}: using the measurement sidecar {side.name}", quiet)
         for n in m.notes:
             common.note(f"{item.name}: {n}")  # an edited preview is worth a word even with --quiet
-        tiles = restorer.tile_note(m.image_shape)
-        if tiles:
-            common.note(f"{item.name}: {tiles}", quiet)
-            m.notes = [*m.notes, tiles]
         return m
     if str(item.name) in explicit:
         raise ValueError(f"no measurement sidecar {item.name}{meas.SIDECAR_SUFFIX} found")
@@ -389,7 +389,6 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         common.note(f"{item.name}: {n}", quiet)
     m = restorer.measurement(decoded.tensor, task, source=item.name, grey=decoded.grey,
                             jpeg_sigma=decoded.jpeg_sigma)
-    m.notes += [n for n in [restorer.tile_note(m.image_shape)] if n]
     for n in m.notes:  # e.g. the estimated noise level
         common.note(f"{item.name}: {n}", quiet)
     m.notes, m.bit_depth, m.icc_profile = [*decoded.notes, *m.notes], decoded.bit_depth, decoded.icc_profile

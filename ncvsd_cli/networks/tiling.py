@@ -48,6 +48,14 @@ def tile_starts(length: int, tile: int, overlap: int, multiple: int = 1) -> list
     return [round(i * (n - t) / (count - 1)) * multiple for i in range(count)]
 
 
+def tile_grid(height: int, width: int, tile: int, multiple: int = 1,
+              overlap: int | None = None) -> tuple[list[int], list[int]]:
+    """Row and column starts (`tile_starts`) of the tiles covering an H x W image; overlap None: the default,
+    min(DEFAULT_OVERLAP, tile // 4)."""
+    overlap = min(DEFAULT_OVERLAP, tile // 4) if overlap is None else overlap
+    return tile_starts(height, tile, overlap, multiple), tile_starts(width, tile, overlap, multiple)
+
+
 def blend_weights(starts: list[int], tile: int, length: int) -> list[torch.Tensor]:
     """1-D weights (float32, values in (0, 1]) of each tile: 1 inside, raised-cosine ramps over the overlaps with
     its neighbours (module docstring)."""
@@ -126,9 +134,7 @@ class TiledDenoiser:
 
     def tiles(self, height: int, width: int, tile: int) -> list[tuple[slice, slice, torch.Tensor]]:
         """(rows, cols, weight (h, w)) of every tile of an H x W image."""
-        m = int(self.denoiser.size_multiple)
-        overlap = min(DEFAULT_OVERLAP, tile // 4) if self.overlap is None else self.overlap
-        rows, cols = tile_starts(height, tile, overlap, m), tile_starts(width, tile, overlap, m)
+        rows, cols = tile_grid(height, width, tile, int(self.denoiser.size_multiple), self.overlap)
         wr, wc = blend_weights(rows, tile, height), blend_weights(cols, tile, width)
         th, tw = min(tile, height), min(tile, width)
         return [(slice(r, r + th), slice(c, c + tw), a[:, None] * b[None, :])
