@@ -14,18 +14,24 @@ Usage:  python benchmarks/jpeg_inputs.py VAL --out OUT [--heldout DIR] [--cases 
 
 from __future__ import annotations
 
-import argparse
 import io
 import time
 from pathlib import Path
 
 import torch
 from blur_estimate import write_csv  # benchmarks/ is the script's folder
-from noise_level import measured, run_cases, summary
+from noise_level import measured, photo_benchmark_args, run_cases, summary
 
 from ncvsd_cli import images
 from ncvsd_cli.measurement import estimate_noise_sigma
-from ncvsd_cli.restore import NOISE_CAP, NOISE_FLOOR, RestoreOptions, Restorer, noise_level_floor, restore_image
+from ncvsd_cli.restore import (
+    NOISE_CAP,
+    NOISE_FLOOR,
+    RestoreOptions,
+    Restorer,
+    noise_level_floor,
+    restore_image,
+)
 
 SETTINGS = ("8-bit floor", "JPEG floor")
 
@@ -81,17 +87,9 @@ def run(folder: Path, name: str, cases: list[str], qualities: list[int], out: Pa
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("val", type=Path)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--heldout", type=Path)
-    p.add_argument("--cases", default="deblur-gauss-width-read,deblur-motion,sr4")
-    p.add_argument("--qualities", default="60,80,95")
-    p.add_argument("--readings-only", action="store_true", help="write readings.csv alone (no restoration)")
-    a = p.parse_args()
-    a.out.mkdir(parents=True, exist_ok=True)
+    a, sets = photo_benchmark_args(__doc__, "deblur-gauss-width-read,deblur-motion,sr4", readings_only=True,
+                                   qualities="60,80,95")
     cases, qualities = a.cases.split(","), [int(q) for q in a.qualities.split(",")]
-    sets = [(a.val, "validation")] + ([(a.heldout, "held-out")] if a.heldout else [])
     write_csv([r for folder, name in sets for r in readings(folder, name, cases, qualities)], a.out / "readings.csv")
     if a.readings_only:
         return

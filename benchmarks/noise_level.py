@@ -34,6 +34,7 @@ CASES = {
     "deblur-gauss-width-read": ("deblur-gauss", {"sigma": 2.0, "boundary": "reflect"}, {"boundary": "reflect"}),
     "deblur-motion": ("deblur-motion", {"seed": 1, "boundary": "reflect"}, {"seed": 1, "boundary": "reflect"}),
     "sr4": ("sr4", {}, {}),
+    "denoise": ("denoise", {}, {}),
 }
 NOISE = (0.0, 0.02)
 
@@ -116,16 +117,28 @@ def summary(rows: list[dict], title: str = "# Noise level read from a plain phot
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def photo_benchmark_args(doc: str, cases: str, readings_only: bool = False,
+                         **options: str) -> tuple[argparse.Namespace, list[tuple[Path, str]]]:
+    """Parse the arguments the photo benchmarks share: VAL, --out (made here), --heldout, --cases (default `cases`),
+    --NAME for each of `options` (its default) and --readings-only if `readings_only`. Returns them and the (folder,
+    set name) pairs to run: validation, then held-out (also used by jpeg_inputs.py and noise_estimator.py)."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
     p.add_argument("val", type=Path)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--heldout", type=Path)
-    p.add_argument("--cases", default=",".join(CASES))
+    p.add_argument("--cases", default=cases)
+    for name, default in options.items():
+        p.add_argument(f"--{name}", default=default)
+    if readings_only:
+        p.add_argument("--readings-only", action="store_true", help="write readings.csv alone (no restoration)")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
+    return a, [(a.val, "validation")] + ([(a.heldout, "held-out")] if a.heldout else [])
+
+
+def main() -> None:
+    a, sets = photo_benchmark_args(__doc__, "deblur-gauss,deblur-gauss-width-read,deblur-motion,sr4")
     cases = a.cases.split(",")
-    sets = [(a.val, "validation")] + ([(a.heldout, "held-out")] if a.heldout else [])
     write_csv([r for folder, name in sets for r in readings(folder, name, cases)], a.out / "readings.csv")
     rows = [r for folder, name in sets for r in run(folder, name, cases, a.out)]
     write_csv(rows, a.out / "rows.csv")
