@@ -469,8 +469,7 @@ def estimate_noise_sigma(y: torch.Tensor) -> float:
     below it, and sigma = sqrt(that mean). Texture, edges and fur barely move it (the median of the finest Haar
     details it replaced read +0.02 to +0.05 on fur: benchmarks/noise-estimator/); clipping at large noise biases it
     down (0.2 reads about 0.18-0.2). p = `noise_patch_side` (7, smaller on small images); images too small to read
-    give 0. Large images are read on their centre NOISE_WINDOW-px
-    square, thinned to at most NOISE_MAX_PATCHES patches."""
+    give 0. Large images are read on their centre NOISE_WINDOW-px square, thinned to NOISE_MAX_PATCHES patches."""
     import torch
 
     z = images.centre_crop(y[0], NOISE_WINDOW).double()

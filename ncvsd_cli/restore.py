@@ -315,11 +315,11 @@ class Restorer:
         sigma_y, notes, params = settings["sigma_y"], [], dict(settings.get("operator") or {})
         preset = self.options.preset_file if isinstance(self.options.preset_file, dict) else {}
         bounds = noise_level_bounds(task)
-        if bounds is not None and self.options.sigma_y is None and "sigma_y" not in preset \
-                and not noise_patch_side(*y.shape[1:]):
+        unknown = bounds is not None and self.options.sigma_y is None and "sigma_y" not in preset
+        if unknown and not noise_patch_side(*y.shape[1:]):
             notes.append(f"noise level sigma_y {sigma_y:g}, the task preset's: the image is too small to read it from "
                          "(--sigma-y sets it)")
-        elif bounds is not None and self.options.sigma_y is None and "sigma_y" not in preset:
+        elif unknown:
             read = estimate_noise_sigma(y)  # a photo's noise level is unknown: the preset's 0.05 is a guess
             scale, low = noise_level_scale(task), noise_level_floor(bounds, jpeg_sigma)
             estimate = scale * read
