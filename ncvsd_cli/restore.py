@@ -524,14 +524,14 @@ def noise_level_scale(task: str) -> float:
     import operators
     from operators.blur import CircularBlur
 
-    return BLUR_NOISE_SCALE if task != "denoise" and issubclass(operators.get(task), CircularBlur) else 1.0
+    return BLUR_NOISE_SCALE if issubclass(operators.get(task), CircularBlur) else 1.0
 
 
 def noise_level_floor(bounds: tuple[float, float], jpeg_sigma: float | None = None) -> float:
     """The lowest noise level a plain image is restored at: bounds[0], or for a JPEG of quantisation scale
     jpeg_sigma (`images.jpeg_quantization_sigma`) sqrt(bounds[0]^2 + jpeg_sigma^2) (added as independent errors
     add their variances), rounded to NOISE_STEP and at most bounds[1]. A JPEG's error hides from
-    `estimate_noise_sigma` (quantisation removes the finest details it reads) but a likelihood that trusts the
+    `estimate_noise_sigma` (it is not white noise: blurred JPEGs read under 0.004) but a likelihood that trusts the
     blocks sharpens them into stripes and a crumbly texture (benchmarks/jpeg-inputs/: chosen on a validation sweep)."""
     if not jpeg_sigma or bounds[0] <= 0:  # denoise (no floor) keeps reading the level alone
         return bounds[0]
