@@ -451,6 +451,9 @@ def load_measurement(path: str | os.PathLike, max_pixels: int | None = None) -> 
 #: Side (px) of the centre square `estimate_noise_sigma` reads a larger image on; the side of its patches (at most)
 #: and the most patches it reads (a stride thins them on large images: bounded time and memory).
 NOISE_WINDOW, NOISE_PATCH, NOISE_MAX_PATCHES = 1024, 7, 1 << 16
+#: Channels that differ from an earlier one by at most this everywhere ([-1, 1] scale: 2 levels of 8 bits) are
+#: copies of it (a grey image as RGB); noise of 0.01 gives larger differences almost surely.
+GREY_TOLERANCE = 4 / 255
 
 
 def noise_patch_side(channels: int, height: int, width: int) -> int:
@@ -469,10 +472,13 @@ def estimate_noise_sigma(y: torch.Tensor) -> float:
     below it, and sigma = sqrt(that mean). Texture, edges and fur barely move it (the median of the finest Haar
     details it replaced read +0.02 to +0.05 on fur: benchmarks/noise-estimator/); clipping at large noise biases it
     down (0.2 reads about 0.18-0.2). p = `noise_patch_side` (7, smaller on small images); images too small to read
-    give 0. Large images are read on their centre NOISE_WINDOW-px square, thinned to NOISE_MAX_PATCHES patches."""
+    give 0. Large images are read on their centre NOISE_WINDOW-px square, thinned to NOISE_MAX_PATCHES patches.
+    Channels within GREY_TOLERANCE of an earlier one everywhere (a grey photo as RGB, a grey JPEG's rounding) are
+    read once: copies of the noise would leave their patches' differences noise-free and it would read 0."""
     import torch
 
     z = images.centre_crop(y[0], NOISE_WINDOW).double()
+    z = z[[c for c in range(len(z)) if all((z[c] - z[k]).abs().max() > GREY_TOLERANCE for k in range(c))]]
     c, h, w = z.shape
     p = noise_patch_side(c, h, w)
     if p == 0:
@@ -512,6 +518,12 @@ PLAIN_IMAGE_REFUSALS: dict[str, tuple[frozenset[str], str]] = {
         "inpaint-random needs to know which pixels of a plain image are missing: restore the sidecar `ncvsd "
         "degrade` wrote beside it, or name its random mask with -p seed=N (as given to degrade); to fill holes of "
         "your own, mark them with --task inpaint-mask -p mask=M.png")),
+    "inpaint-mask": (frozenset({"mask"}), (
+        "inpaint-mask needs the mask of the holes: -p mask=M.png (white = known, black = hole; -p invert=true for a "
+        "mask that paints the holes white)")),
+    "deblur-kernel": (frozenset({"kernel"}), (
+        "deblur-kernel needs the blur kernel: -p kernel=K.png (the blur path bright on black) or -p kernel=K.npy; "
+        "for an unknown blur try --task deblur-gauss (its width is estimated from the image)")),
     "phase-retrieval": (frozenset(), (
         "phase-retrieval measurements are not images: restore the sidecar written by `ncvsd degrade` (X.png with "
         "X.png.ncvsd.json beside it, or --measurement)")),
@@ -521,7 +533,8 @@ PLAIN_IMAGE_REFUSALS: dict[str, tuple[frozenset[str], str]] = {
 def plain_image_refusal(task: str, given: dict[str, Any] | None) -> str | None:
     """Why a plain image of `task` cannot be restored with the operator parameters the user `given` (-p or a
     preset file), or None. Random operators (deblur-motion's kernel, inpaint-random's mask) drawn from the preset's
-    seed have nothing to do with a photo's own degradation; phase retrieval's measurement is not an image."""
+    seed have nothing to do with a photo's own degradation; inpaint-mask and deblur-kernel need the user's mask and
+    kernel; phase retrieval's measurement is not an image."""
     if task not in PLAIN_IMAGE_REFUSALS:
         return None
     names, why = PLAIN_IMAGE_REFUSALS[task]

@@ -169,6 +169,23 @@ def test_restore_every_task_from_its_sidecar(task, tmp_path, ckpt):
     assert out.size == (12, 16) and out.mode == "RGB"
 
 
+def test_a_folder_of_sidecars_of_several_tasks_uses_each_tasks_sampler(tmp_path, ckpt):
+    """Without --method, each sidecar restores with its own task's default sampler (denoise: denoiser, phase
+    retrieval: pnp-gd, sr2: pnp-gd-warm), not the first input's: phase retrieval has no warm start and failed."""
+    src = _png(tmp_path / "clean.png", 16, 12)
+    (tmp_path / "m").mkdir()
+    for task in ("denoise", "phase-retrieval", "sr2"):
+        assert run("degrade", "--task", task, src, "-o", tmp_path / "m" / f"{task}.png").exit_code == 0
+    res = run("restore", tmp_path / "m", "-c", ckpt, *FAST, "--json", "-q", "-o", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert sorted(summary["method"]) == ["denoiser", "pnp-gd", "pnp-gd-warm"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["denoise.png", "phase-retrieval.png", "sr2.png"]
+    res = run("restore", tmp_path / "m", "-c", ckpt, *FAST, "--json", "-q", "-o", tmp_path / "o2", "--method",
+              "pnp-gd-warm")  # a given method holds for all: phase retrieval refuses it
+    assert res.exit_code == 1 and "no warm start" in res.stderr
+
+
 @pytest.mark.parametrize("task", ["sr4", "sr2", "deblur-gauss", "inpaint-box", "denoise", "inpaint-random"])
 def test_restore_plain_png_any_size(task, tmp_path, ckpt):
     f = getattr(operators.get(task), "factor", 1)
@@ -375,7 +392,8 @@ def test_a_plain_image_to_deblur_motion_needs_its_kernel(tmp_path, ckpt):
     src = _png(tmp_path / "clean.png", 16, 16)
     res = run("restore", "--task", "deblur-motion", src, "-c", ckpt, "-o", tmp_path / "o.png")
     assert res.exit_code == 2 and "deblur-kernel" in res.stderr and not (tmp_path / "o.png").exists(), res.output
-    for task, hint in (("inpaint-random", "inpaint-mask"), ("phase-retrieval", "sidecar")):  # the same for these
+    for task, hint in (("inpaint-random", "inpaint-mask"), ("phase-retrieval", "sidecar"),
+                       ("inpaint-mask", "-p mask=M.png"), ("deblur-kernel", "-p kernel=K.png")):  # the same for these
         res = run("restore", "--task", task, src, "-c", ckpt, "-o", tmp_path / "o.png")
         assert res.exit_code == 2 and hint in res.stderr and not (tmp_path / "o.png").exists(), res.output
     res = run("restore", "--task", "inpaint-random", src, "-c", ckpt, "-p", "seed=5", *FAST, "-q", "-o",
@@ -779,3 +797,17 @@ def test_image_bytes_are_not_written_to_a_terminal(monkeypatch):
     with pytest.raises(common.UsageError, match="terminal"):
         common.check_stdout({"x": ["-"]}, as_json=False)
     common.check_stdout({"x": ["out.png"]}, as_json=True)  # JSON to a terminal is fine
+
+
+def test_help_epilogs_wrap_at_any_width():
+    """Typer's rich help keeps every newline of an epilog, so the source's hard-wrapped prose broke mid-sentence
+    at 80 columns: prose paragraphs become one line, an example's "(comment)" goes under its command."""
+    from ncvsd_cli.cli import common, degrade, restore, sample
+
+    text = "Examples:\n\n  ncvsd x a.png      (writes b.png,\n                     4x larger)\n\nOne\nsentence."
+    assert common.epilog(text) == "Examples:\n\n  ncvsd x a.png\n      (writes b.png, 4x larger)\n\nOne sentence."
+    for module in (degrade, restore, sample):
+        for para in common.epilog(module.EPILOG).split("\n\n"):
+            assert para.startswith("  ") or "\n" not in para, para
+    res = run("restore", "--help")
+    assert res.exit_code == 0 and "ncvsd restore --task sr4 small.png" in res.output

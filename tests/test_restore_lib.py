@@ -144,6 +144,27 @@ def test_noise_level_estimate_ignores_texture(channels):
     assert float(hh.abs().median() / 0.6745) > 0.05
 
 
+def test_noise_level_of_a_grey_photo_as_rgb_is_read_on_one_channel():
+    """A grey photo given as RGB (three equal channels: three copies of one noise) reads as its single channel, and
+    restore denoises it at that level: the copies' differences are noise-free, and reading all three channels
+    together gave 0, so denoise returned the noisy input unchanged. Channels an 8-bit level apart (a grey JPEG's
+    rounding) are copies too."""
+    from ncvsd_cli.measurement import estimate_noise_sigma
+    from ncvsd_cli.restore import Restorer
+
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 61), torch.linspace(-1, 1, 67), indexing="ij")
+    grey = (0.5 * xx + 0.3 * torch.sin(3 * xx * yy))[None, None]
+    noisy = grey + 0.1 * torch.randn(grey.shape, generator=torch.Generator().manual_seed(3))
+    rgb = noisy.repeat(1, 3, 1, 1)
+    assert estimate_noise_sigma(noisy) == pytest.approx(0.1, rel=0.1)
+    assert estimate_noise_sigma(rgb) == estimate_noise_sigma(noisy)
+    jitter = torch.randint(-1, 2, (1, 2, 61, 67), generator=torch.Generator().manual_seed(4)) * 2 / 255
+    jpeg_like = torch.cat([rgb[:, :1], rgb[:, 1:] + jitter], 1)
+    assert estimate_noise_sigma(jpeg_like) == pytest.approx(0.1, rel=0.1)  # channels one 8-bit level apart
+    m = Restorer(None, None, RestoreOptions(task="denoise").validate()).measurement(rgb, "denoise")
+    assert m.sigma_y == pytest.approx(0.1, rel=0.1)
+
+
 @pytest.mark.parametrize("side", [8, 16, 32, 64])
 def test_noise_level_estimate_of_small_images(side):
     """Small images are read with smaller patches (at least 20x as many patches as dimensions): white noise 0.1 on

@@ -84,6 +84,34 @@ def _signals_raise() -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------------------------ messages
+_EXAMPLE_COMMENT = re.compile(r"^(  \S.*?)\s+(\(.*)$")
+
+
+def epilog(text: str) -> str:
+    """A command's help epilog, written hard-wrapped in the source, made to wrap at any terminal width (Typer's
+    rich help keeps every newline): prose paragraphs become one line each; in an example paragraph (indented two
+    spaces) a command's trailing "(comment)" and its continuation lines move under the command, as one line."""
+    out = []
+    for para in text.split("\n\n"):
+        lines = para.split("\n")
+        if not para.startswith("  "):
+            out.append(" ".join(line.strip() for line in lines))
+            continue
+        block: list[str] = []
+        for line in lines:
+            match = _EXAMPLE_COMMENT.match(line)
+            if match:
+                block += [match.group(1).rstrip(), "      " + match.group(2)]
+            elif line.strip().startswith("(") and block:  # a comment on a line of its own
+                block.append("      " + line.strip())
+            elif line.startswith("   ") and block:  # a comment's continuation
+                block[-1] += " " + line.strip()
+            else:
+                block.append(line.rstrip())
+        out.append("\n".join(block))
+    return "\n\n".join(out)
+
+
 def error(message: str) -> None:
     """Print `ncvsd: error: message` (one line) on stderr."""
     print(f"ncvsd: error: {one_line(message)}", file=sys.stderr, flush=True)

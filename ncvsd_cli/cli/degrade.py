@@ -34,7 +34,9 @@ of one call get independent noise, the same image the same noise; `ncvsd restore
 streams, so the same seed on both sides is fine. Random masks and motion kernels follow --seed alone. The
 source's ICC profile is kept in the preview and the sidecar, its bit depth in the sidecar (restorations of 16-bit
 sources are written as 16-bit PNG).
+
 Default OUT: <stem>_<task>_measured.png beside the input; existing files are never replaced without --overwrite.
+
 Exit codes: 0 ok, 1 some inputs failed, 2 usage, 130 / 143 / 129 interrupted (no partial or temporary file)."""
 
 
@@ -171,4 +173,4 @@ def _check_params(task: str, channels: int, params: dict, items: list) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add `ncvsd degrade` to the app."""
-    app.command(name="degrade", epilog=EPILOG, no_args_is_help=True)(degrade_command)
+    app.command(name="degrade", epilog=common.epilog(EPILOG), no_args_is_help=True)(degrade_command)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import typer
@@ -37,9 +37,11 @@ colour space (replicated) and written as greyscale; alpha is composited on white
 with more than 8 bits per sample (16-bit PNG / TIFF, float TIFF) give 16-bit PNG outputs (other output formats:
 8 bits); an embedded ICC colour profile is copied into the outputs (PNG, JPEG, TIFF, WebP) and the pixel values
 are restored as they are, in the input's colour space; EXIF and other metadata are not kept.
+
 Outputs: <stem>_<task>.png beside each input (stdout for -), or in -o DIR as <stem>.png; with --samples K the
 samples are <name>_s0..s<K-1>.png, plus <name>_mean.png, <name>_std.png (raw per-channel std on the [0, 1]
 scale x4) and <name>_std_map.png (the uncertainty heat map with its colour bar; its scale is in --json).
+
 --json with several inputs prints JSON Lines: one object per image as it finishes, then the summary
 (ncvsd restore dir/ --json | jq -c 'select(.status)'). Progress on stderr: the images, then the network
 evaluations of the batch in flight (bars on a terminal; otherwise a status line every 30 s, or
@@ -164,7 +166,8 @@ def restore_command(
             class_label=class_label, checkpoint=checkpoint, device=str(common.parse_device(device)),
             precision=precision, max_pixels=max_pixels, tile=tile, compile=compile_net).validate()
         outputs = Outputs(out, mean, std, overwrite)
-        _run(options, specs, set(measurement or []), outputs, no_sidecar, as_json, quiet, task_given=task is not None)
+        _run(options, specs, set(measurement or []), outputs, no_sidecar, as_json, quiet, task_given=task is not None,
+             method_given=method is not None)
 
 
 @dataclass(frozen=True)
@@ -244,7 +247,7 @@ def _check_params(restorer, items: list, no_sidecar: bool, explicit: set[str]) -
 
 
 def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs: Outputs, no_sidecar: bool,
-         as_json: bool, quiet: bool, task_given: bool = True) -> None:
+         as_json: bool, quiet: bool, task_given: bool = True, method_given: bool = True) -> None:
     import operators
     from ncvsd_cli import measurement as meas
     from ncvsd_cli.restore import Restorer
@@ -299,9 +302,14 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
     tasks = sorted({m.task for _, m in good})
     if len(tasks) > 1:
         report.extra["task"] = tasks
-    if good:
-        restorer.load()
-        _restore(restorer, good, planned, outputs, report, quiet, f"restore {','.join(tasks)}")
+    groups = _method_groups(options, good, report) if good and not method_given else [(options, good)] if good else []
+    for opts, members in groups:  # without --method, sidecars of several tasks: each task's own sampler
+        each = restorer if opts is options else Restorer.from_options(opts, load=False)
+        each.load()
+        _restore(each, members, planned, outputs, report, quiet,
+                 f"restore {','.join(sorted({m.task for _, m in members}))}")
+    if len(groups) > 1:
+        report.extra["method"] = [opts.method for opts, _ in groups]
     used = {r["nfe"] for r in report.results if isinstance(r, dict) and r.get("nfe") is not None}
     report.extra.update(nfe=used.pop() if len(used) == 1 else (sorted(used) or options.nfe),
                         device=options.device, precision=restorer.precision if restorer is not None else None)
@@ -320,6 +328,21 @@ def _planned_paths(item, outputs: Outputs, mode: str, task: str, samples: int) -
     paths += [common.variant_path(main, "_mean")] if outputs.mean else []
     paths += [common.variant_path(main, "_std"), common.variant_path(main, "_std_map")] if outputs.std else []
     return paths
+
+
+def _method_groups(options: RestoreOptions, good: list, report) -> list[tuple[RestoreOptions, list]]:
+    """The inputs grouped by the default sampler of their own task (sidecars of several tasks, no --method):
+    [(options for that sampler, [(item, measurement), ...])], the group of `options.task` first. An input whose
+    task refuses these options (e.g. --samples with a deterministic default) is reported failed."""
+    groups: dict[str, tuple[RestoreOptions, list]] = {options.method: (options, [])}
+    for item, m in good:
+        try:
+            opts = options if m.task == options.task else replace(options, task=m.task, method=None).validate()
+        except ValueError as exc:
+            report.failed(item.name, f"{item.name}: {exc}")
+            continue
+        groups.setdefault(opts.method, (opts, []))[1].append((item, m))
+    return [g for g in groups.values() if g[1]]
 
 
 def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, quiet: bool, label: str) -> None:
@@ -418,4 +441,4 @@ def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[
 
 def register(app: typer.Typer) -> None:
     """Add `ncvsd restore` to the app."""
-    app.command(name="restore", epilog=EPILOG, no_args_is_help=True)(restore_command)
+    app.command(name="restore", epilog=common.epilog(EPILOG), no_args_is_help=True)(restore_command)

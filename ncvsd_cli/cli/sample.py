@@ -19,10 +19,12 @@ EPILOG = """Examples:
   ncvsd sample --checkpoint my-generator.safetensors --class-label 3 --seeds 0-7 -o cls3.png
 
 -o ending in an image suffix (.png, .jpg) writes one grid; anything else is a directory of <seed:06d>.png.
+
 --nfe 1, 2, 4 use the paper's ts = [10,39], [10,22,39], [0,10,20,30,39] (docs/method.md §2.7); --ts sets indices into
 the 40-point grid directly. A sample depends only on its seed (0 <= seed < 2^63); with --batch-size 1 the bytes
 do not depend on the other seeds, a larger batch changes the network's float rounding (a few pixels by a level).
 Outputs are never replaced without --overwrite, also when another process creates them meanwhile.
+
 Exit codes: 0 ok, 1 some outputs failed, 2 usage error, 3 checkpoint missing or corrupt (or NaN weights),
 130 / 143 / 129 interrupted (no partial or temporary file)."""
 
@@ -139,4 +141,4 @@ def sample_command(
 
 def register(app: typer.Typer) -> None:
     """Add `ncvsd sample` to the app."""
-    app.command(name="sample", epilog=EPILOG)(sample_command)
+    app.command(name="sample", epilog=common.epilog(EPILOG))(sample_command)
