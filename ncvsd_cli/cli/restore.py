@@ -102,7 +102,8 @@ def restore_command(
         None, "--sigma-y", min=0.0, help="Measurement noise std on the [-1, 1] scale (default: each sidecar's "
                                          "recorded value; for a plain image to denoise, deblur or super-resolve, "
                                          "read from the image (a note says the value; blurs at 0.7x it; blurs "
-                                         "and sr within 0.01-0.2); else the task preset's, 0.05)."
+                                         "and sr within 0.01-0.2; a camera's demosaiced grain reads low: give "
+                                         "it); else the task preset's, 0.05)."
     ),
     preset: str | None = typer.Option(
         None, "--preset", help="YAML file over the task preset (beta, steps, ema, warm_start, ...); complete on its "
