@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,8 +30,9 @@ class StatusReporter:
 
     On a terminal: a tqdm bar with the total, the rate and the ETA (`show_rate=False` leaves the rate out, e.g.
     when `unit` is seconds). Otherwise: one plain line every `interval` seconds (> 0; 0 = at every update),
-    e.g. `ncvsd train: 1.02k/4.10k img (25%), 12.3 img/s, elapsed 01:23, ETA 04:10, loss=0.53`, and a last line
-    at `close()` when any line was printed. Nothing at all when `quiet`. `total` (> 0) and `initial` (>= 0)
+    e.g. `ncvsd train: 1.02k/4.10k img (25%), 12.3 img/s, elapsed 01:23, ETA 04:10, loss=0.53`, also while no
+    update comes (a heartbeat thread; a bar is refreshed likewise), and a last line at `close()` when any line
+    was printed. Nothing at all when `quiet`. `total` (> 0) and `initial` (>= 0)
     are in `unit`; `update(n)` adds n (may be fractional; the count stops at `total`), `set_postfix(values)`
     shows name=value pairs.
     """
@@ -60,15 +62,31 @@ class StatusReporter:
             fmt = None if show_rate else "{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}{postfix}]"
             self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, unit_scale=unit_scale,
                              bar_format=fmt, file=self.stream, dynamic_ncols=True, leave=True)
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        if self.mode != "quiet" and self.interval > 0:  # a long step between updates (e.g. a classical solve)
+            threading.Thread(target=self._heartbeat, daemon=True).start()
+
+    def _heartbeat(self) -> None:
+        """Keep the elapsed time moving while no update comes: a status line (line mode) or a bar refresh every
+        `interval` seconds without one."""
+        while not self._stop.wait(self.interval / 2):
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                if self._bar is not None:
+                    self._bar.refresh()
+                elif self.mode == "lines" and self._clock() - self._last_line >= self.interval:
+                    self._line()
 
     def update(self, n: float = 1) -> None:
         """Add `n` units of work; in line mode print a status line when `interval` seconds have passed."""
         n = max(min(n, self.total - self.n), 0.0)  # a time budget's last step overshoots: stop at the total
-        self.n += n
-        if self._bar is not None:
-            self._bar.update(n)
-        elif self.mode == "lines" and self._clock() - self._last_line >= self.interval:
-            self._line()
+        with self._lock:
+            self.n += n
+            if self._bar is not None:
+                self._bar.update(n)
+            elif self.mode == "lines" and self._clock() - self._last_line >= self.interval:
+                self._line()
 
     def set_postfix(self, values: dict[str, Any]) -> None:
         """Show `values` (name -> value, formatted with str) after the counts."""
@@ -106,12 +124,14 @@ class StatusReporter:
 
     def close(self) -> None:
         """Finish the bar (it stays on screen) or print the last status line."""
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-        elif self.mode == "lines" and self._printed:
-            self._line()
-        self.mode = "quiet"
+        self._stop.set()
+        with self._lock:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+            elif self.mode == "lines" and self._printed:
+                self._line()
+            self.mode = "quiet"
 
 
 def default_interval() -> float:

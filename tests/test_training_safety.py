@@ -330,6 +330,24 @@ def test_status_lines_on_a_non_terminal():
     assert slow.getvalue() == "" and quiet.getvalue() == ""
 
 
+def test_status_lines_continue_while_no_update_comes():
+    """A long step between updates (a classical solve, a slow machine) still gets a status line every interval,
+    its elapsed time moving; none after close()."""
+    import time
+
+    stream = io.StringIO()
+    rep = StatusReporter(10, "restore", interval=0.05, stream=stream)
+    rep.update(1)
+    deadline = time.monotonic() + 5
+    while stream.getvalue().count("\n") < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    rep.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) >= 3 and all(line.startswith("restore: 1/10 img (10%)") for line in lines)
+    time.sleep(0.2)
+    assert stream.getvalue().splitlines() == lines
+
+
 def _run_on_pty(cmd: list[str]) -> tuple[int, str, str]:
     """Run `cmd` with stderr on a pseudo-terminal (80 columns); returns (exit code, stdout, terminal text)."""
     master, slave = pty.openpty()
