@@ -374,6 +374,7 @@ def test_grey_rgba_16bit_inputs(tmp_path, ckpt):
         ["--task", "sr4", "--method", "pnp-gd", "--nfe", "1"],  # one call from noise ignores y
         ["--task", "sr4", "-o", "one.png", "__second__"],  # one image name for two inputs
         ["--task", "sr4", "--preset", "__second__"],  # a PNG given as the preset file
+        ["--task", "sr4", "--no-sidecar", "-m", "__second__"],  # ignore sidecars, yet use this one
     ],
 )
 def test_usage_errors_exit_2(tmp_path, ckpt, args):

@@ -161,6 +161,8 @@ def restore_command(
         specs = list(inputs or []) + list(measurement or [])
         if no_sidecar and task is None:
             raise common.UsageError("--no-sidecar needs --task (the inputs are then plain images)")
+        if no_sidecar and measurement:
+            raise common.UsageError("--no-sidecar contradicts --measurement (a sidecar to use): give one of them")
         options = RestoreOptions(
             task=task or _task_from_sidecars(specs), method=method, nfe=nfe, seed=seed, samples=samples,
             batch_size=batch_size, sigma_y=sigma_y, preset_file=preset, params=common.parse_params(param),
