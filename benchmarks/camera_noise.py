@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ncvsd_cli.images import save_image, to_unit
+from ncvsd_cli.images import from_unit, save_image, to_unit
 from ncvsd_cli.measurement import estimate_noise_sigma
 from ncvsd_cli.metrics import lpips_distance, psnr
 
@@ -38,6 +38,11 @@ def linear_to_srgb(x: np.ndarray) -> np.ndarray:
     return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
 
 
+def as_tensor(srgb: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) in [0, 1] -> (1, 3, H, W) in [-1, 1]."""
+    return from_unit(torch.from_numpy(srgb.transpose(2, 0, 1)).float()[None])
+
+
 def camera(linear: np.ndarray, a: float, b: float, rng: np.random.Generator | None) -> torch.Tensor:
     """(1, 3, H, W) in [-1, 1]: mosaic, noise (none when rng is None), demosaic, gamma, 8 bits."""
     import cv2
@@ -49,8 +54,7 @@ def camera(linear: np.ndarray, a: float, b: float, rng: np.random.Generator | No
         raw = raw + np.sqrt(a * np.clip(raw, 0, None) + b) * rng.standard_normal(raw.shape)
     raw16 = (np.clip(raw, 0, 1) * 65535).round().astype(np.uint16)
     rgb = cv2.cvtColor(raw16, cv2.COLOR_BayerBG2RGB_EA).astype(np.float64) / 65535  # OpenCV's BG = our RGGB
-    srgb = np.round(linear_to_srgb(rgb) * 255) / 255
-    return torch.from_numpy(srgb.transpose(2, 0, 1)).float()[None] * 2 - 1
+    return as_tensor(np.round(linear_to_srgb(rgb) * 255) / 255)
 
 
 def scores(x: torch.Tensor, ref: torch.Tensor) -> list[float]:
@@ -70,7 +74,7 @@ def main() -> None:
     rows = []
     for path in sorted(a.val.glob("*.png")):
         x = np.asarray(Image.open(path).convert("RGB")) / 255.0
-        scene, linear = torch.from_numpy(x.transpose(2, 0, 1)).float()[None] * 2 - 1, srgb_to_linear(x)
+        scene, linear = as_tensor(x), srgb_to_linear(x)
         ref = camera(linear, 0, 0, None)
         for level_a, level_b in LEVELS:
             y = camera(linear, level_a, level_b, np.random.default_rng(1))

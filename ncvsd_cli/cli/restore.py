@@ -305,8 +305,8 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
     tasks = sorted({m.task for _, m in good})
     if len(tasks) > 1:
         report.extra["task"] = tasks
-    groups = _method_groups(options, good, report) if good and not method_given else [(options, good)] if good else []
-    for opts, members in groups:  # without --method, sidecars of several tasks: each task's own sampler
+    groups = [(options, good)] if method_given else _method_groups(options, good, report)
+    for opts, members in (g for g in groups if g[1]):  # without --method, each task's own sampler
         each = restorer if opts is options else Restorer.from_options(opts, load=False)
         each.load()
         _restore(each, members, planned, outputs, report, quiet,
@@ -338,11 +338,16 @@ def _method_groups(options: RestoreOptions, good: list, report) -> list[tuple[Re
     [(options for that sampler, [(item, measurement), ...])], the group of `options.task` first. An input whose
     task refuses these options (e.g. --samples with a deterministic default) is reported failed."""
     groups: dict[str, tuple[RestoreOptions, list]] = {options.method: (options, [])}
+    per_task: dict[str, RestoreOptions | ValueError] = {options.task: options}
     for item, m in good:
-        try:
-            opts = options if m.task == options.task else replace(options, task=m.task, method=None).validate()
-        except ValueError as exc:
-            report.failed(item.name, f"{item.name}: {exc}")
+        if m.task not in per_task:  # validated once per task
+            try:
+                per_task[m.task] = replace(options, task=m.task, method=None).validate()
+            except ValueError as exc:
+                per_task[m.task] = exc
+        opts = per_task[m.task]
+        if isinstance(opts, ValueError):
+            report.failed(item.name, f"{item.name}: {opts}")
             continue
         groups.setdefault(opts.method, (opts, []))[1].append((item, m))
     return [g for g in groups.values() if g[1]]
