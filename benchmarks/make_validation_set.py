@@ -9,7 +9,10 @@ when scikit-learn is importable (it is not a dependency: `pip install scikit-lea
 the default model fails), read from wheels that PyPI still serves:  pip download --no-deps --only-binary :all:
 --python-version 3.10 scipy==1.9.3 imgaug==0.4.0 -d DIR  (scipy's `misc.face` raccoon, public domain per scipy's
 docs, bz2-compressed raw 768x1024x3 uint8 in scipy/misc/face.dat; imgaug's quokka.jpg, public domain).
-Usage:  python benchmarks/make_validation_set.py OUT_DIR [--sklearn-images DIR] [--fur-wheels DIR]
+--whole N writes instead each photo's centre square resized to N px (Lanczos), named after the photo: the
+256-px validation photos of benchmarks/photos-default/, benchmarks/camera-noise/ and others are
+`--whole 256 --fur-wheels DIR` without scikit-learn (grace_hopper, quokka, raccoon).
+Usage:  python benchmarks/make_validation_set.py OUT_DIR [--sklearn-images DIR] [--fur-wheels DIR] [--whole N]
 """
 
 from __future__ import annotations
@@ -26,13 +29,24 @@ CROPS = {"g": [(10, 10), (60, 20), (30, 80), (70, 90)], "china": [(20, 20), (110
          "quokka": [(85, 5), (85, 90), (5, 90)]}
 
 
-def _whole_and_crops(im: Image.Image, prefix: str, out: Path) -> list[Path]:
-    """The centre square resized to 64 px, plus CROPS[prefix] from the photo at 160 px height."""
+def _centre_square(im: Image.Image, size: int) -> Image.Image:
+    """The photo's centre square resized to size x size px (Lanczos)."""
     w, h = im.size
     side = min(w, h)
     box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
+    return im.crop(box).resize((size, size), Image.LANCZOS)
+
+
+def _whole_and_crops(im: Image.Image, prefix: str, out: Path, whole: int | None = None) -> list[Path]:
+    """The centre square resized to 64 px, plus CROPS[prefix] from the photo at 160 px height; with `whole`, only
+    the centre square at `whole` px, named after the photo."""
+    if whole is not None:
+        name = {"g": "grace_hopper"}.get(prefix, prefix)
+        _centre_square(im, whole).save(out / f"{name}.png")
+        return [out / f"{name}.png"]
+    w, h = im.size
     paths = [out / f"{prefix}0_whole.png"]
-    im.crop(box).resize((SIZE, SIZE), Image.LANCZOS).save(paths[0])
+    _centre_square(im, SIZE).save(paths[0])
     small = im.resize((w * 160 // h, 160), Image.LANCZOS)
     for i, (x, y) in enumerate(CROPS[prefix], start=1):
         paths.append(out / f"{prefix}{i}_crop.png")
@@ -65,13 +79,14 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--sklearn-images", type=Path, help="folder holding china.jpg and flower.jpg")
     parser.add_argument("--fur-wheels", type=Path, help="folder holding the scipy 1.9 and imgaug wheels (see above)")
+    parser.add_argument("--whole", type=int, help="only each photo's centre square, at this many px")
     args = parser.parse_args()
     fur = _fur_photos(args.fur_wheels) if args.fur_wheels is not None else {}  # fails before writing anything
     args.out.mkdir(parents=True, exist_ok=True)
     import matplotlib.cbook
 
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
-        paths = _whole_and_crops(Image.open(f).convert("RGB"), "g", args.out)
+        paths = _whole_and_crops(Image.open(f).convert("RGB"), "g", args.out, args.whole)
     for name in ("china", "flower"):
         if args.sklearn_images is not None:
             im = Image.open(args.sklearn_images / f"{name}.jpg").convert("RGB")
@@ -82,9 +97,9 @@ def main() -> None:
                 print(f"scikit-learn not importable: {name} skipped (see --sklearn-images)")
                 continue
             im = Image.fromarray(load_sample_image(f"{name}.jpg"))
-        paths += _whole_and_crops(im, name, args.out)
+        paths += _whole_and_crops(im, name, args.out, args.whole)
     for name, im in fur.items():
-        paths += _whole_and_crops(im, name, args.out)
+        paths += _whole_and_crops(im, name, args.out, args.whole)
     print(f"{len(paths)} images in {args.out}")
 
 

@@ -269,10 +269,18 @@ def search_locations() -> list[tuple[str, Path]]:
 
 
 def _available_names() -> list[str]:
+    """The safetensors files of `search_locations()`, less those that are not networks (e.g. LPIPS weights)."""
     names = []
     for _, folder in search_locations():
         if folder.is_dir():
-            names += [p.name for p in sorted(folder.glob(f"*{SUFFIX}"))]
+            for p in sorted(folder.glob(f"*{SUFFIX}")):
+                try:
+                    read_config(p)
+                except NotANetworkCheckpoint:
+                    continue
+                except CheckpointError:
+                    pass  # listed: resolving it by name gives the reason it cannot load
+                names.append(p.name)
     return sorted(set(names))
 
 

@@ -464,6 +464,12 @@ def noise_patch_side(channels: int, height: int, width: int) -> int:
     return next((p for p in range(NOISE_PATCH, 0, -1) if (h - p + 1) * (w - p + 1) >= 20 * channels * p * p), 0)
 
 
+def distinct_channels(z: torch.Tensor) -> torch.Tensor:
+    """z (C, h, w) less the channels within GREY_TOLERANCE of an earlier one everywhere (a grey photo as RGB, a
+    grey JPEG's rounding): the channels whose noise `estimate_noise_sigma` reads."""
+    return z[[c for c in range(len(z)) if all((z[c] - z[k]).abs().max() > GREY_TOLERANCE for k in range(c))]]
+
+
 def estimate_noise_sigma(y: torch.Tensor) -> float:
     """The std (on the [-1, 1] scale, >= 0) of white Gaussian noise in y (1, C, h, w), from the eigenvalues of the
     covariance of its overlapping p x p patches, all channels together (Chen, Zhu & Heng, "An Efficient Statistical
@@ -477,8 +483,7 @@ def estimate_noise_sigma(y: torch.Tensor) -> float:
     read once: copies of the noise would leave their patches' differences noise-free and it would read 0."""
     import torch
 
-    z = images.centre_crop(y[0], NOISE_WINDOW).double()
-    z = z[[c for c in range(len(z)) if all((z[c] - z[k]).abs().max() > GREY_TOLERANCE for k in range(c))]]
+    z = distinct_channels(images.centre_crop(y[0], NOISE_WINDOW).double())
     c, h, w = z.shape
     p = noise_patch_side(c, h, w)
     if p == 0:

@@ -305,7 +305,7 @@ class Restorer:
         ValueError where a plain image cannot be the measurement (`plain_image_refusal`: deblur-motion without
         `kernel` or `seed`, inpaint-random without `seed`, phase-retrieval)."""
         from ncvsd_cli.blur_estimate import estimate_gaussian_blur
-        from ncvsd_cli.measurement import estimate_noise_sigma, noise_patch_side
+        from ncvsd_cli.measurement import distinct_channels, estimate_noise_sigma, noise_patch_side
 
         given = self.given_params()
         refusal = plain_image_refusal(task, given)
@@ -316,7 +316,7 @@ class Restorer:
         preset = self.options.preset_file if isinstance(self.options.preset_file, dict) else {}
         bounds = noise_level_bounds(task)
         unknown = bounds is not None and self.options.sigma_y is None and "sigma_y" not in preset
-        if unknown and not noise_patch_side(*y.shape[1:]):
+        if unknown and not noise_patch_side(*distinct_channels(y[0]).shape):
             notes.append(f"noise level sigma_y {sigma_y:g}, the task preset's: the image is too small to read it from "
                          "(--sigma-y sets it)")
         elif unknown:

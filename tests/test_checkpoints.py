@@ -151,11 +151,14 @@ def test_lookup_order_and_bare_names(dirs, tmp_path):
     assert resolve_checkpoint("m.safetensors") == dirs["env"] / "m.safetensors"
     save_checkpoint(net, dirs["cache"] / "only-cache.safetensors", cfg)
     assert resolve_checkpoint("only-cache") == dirs["cache"] / "only-cache.safetensors"
+    save_file({"w": torch.zeros(1)}, dirs["cache"] / "weights-only.safetensors")
     with pytest.raises(CheckpointError) as err:
         resolve_checkpoint("missing")
     msg = str(err.value)
     assert str(dirs["env"]) in msg and str(dirs["shipped"]) in msg and str(dirs["cache"]) in msg
     assert "m.safetensors" in msg and "only-cache.safetensors" in msg
+    assert "weights-only" not in msg  # not a network: not offered as a model
+    (dirs["cache"] / "weights-only.safetensors").unlink()
     with pytest.raises(CheckpointError, match="not found"):
         resolve_checkpoint(tmp_path / "nope" / "m.safetensors")
     listed = [(i.name, i.location) for i in list_checkpoints()]

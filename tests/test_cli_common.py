@@ -38,7 +38,7 @@ def test_parse_params_and_int_lists():
             common.parse_int_list(bad)
 
 
-def test_expand_inputs(tmp_path):
+def test_expand_inputs(tmp_path, capsys):
     d = tmp_path / "d"
     d.mkdir()
     for name in ("b.png", "a.jpg", "notes.txt", ".hidden.png", "a_sr4.png"):
@@ -58,6 +58,9 @@ def test_expand_inputs(tmp_path):
     assert [i.name for i in items] == [str(d / "a.jpg"), str(d / "b.png"), "<stdin>"]  # sorted, no duplicates
     assert items[-1].is_stdin and items[-1].stem == "stdin"
     assert len(missing) == 3 and all(msg.count("\n") == 0 for _, msg in missing)
+    assert f"{d / 'a.jpg'}: given more than once, read once" in capsys.readouterr().err
+    common.expand_inputs([str(d / "b.png"), str(d / "b.png")], quiet=True)
+    assert capsys.readouterr().err == ""
     globbed, _ = common.expand_inputs([str(d / "*.png")])
     assert [i.path.name for i in globbed] == ["a_sr4.png", "b.png"]
     with pytest.raises(UsageError):

@@ -67,6 +67,7 @@ def test_exact_parameter_counts(preset, kind, expected):
         ("img64-s", "discriminator", 174.1),
         ("img64-m", "generator", 653.5),
         ("img64-l", "generator", 1020.1),
+        ("img64-xl", "teacher", 1119.3),  # EDM2's table: 1119 M
         ("ffhq256-xs", "discriminator", 66.9),
     ],
 )

@@ -188,6 +188,10 @@ def test_an_image_too_small_to_read_keeps_the_preset_level(task):
     m = Restorer(None, None, RestoreOptions(task=task, params={"sigma": 1.0} if task == "deblur-gauss" else {})
                  .validate()).measurement(y, task)
     assert m.sigma_y == 0.05 and "too small to read" in m.notes[0]
+    grey = 0.1 * torch.randn(1, 1, 4, 5, generator=torch.Generator().manual_seed(0)).expand(1, 3, 4, 5)
+    m = Restorer(None, None, RestoreOptions(task=task, params={"sigma": 1.0} if task == "deblur-gauss" else {})
+                 .validate()).measurement(grey, task)  # 20 pixels of one channel: read, as the estimator does
+    assert not any("too small" in n for n in m.notes) and any("read" in n for n in m.notes)
 
 
 def test_noise_level_of_a_large_image_is_read_on_its_centre_square():

@@ -170,7 +170,7 @@ def _png(path: Path, size: int = 16) -> Path:
 @pytest.mark.parametrize("name, preset, hub", [
     ("ncvsd-ffhq256-xs", "ffhq256-xs", True), ("edm2-ffhq256-xs", "ffhq256-xs", True),
     ("edm2-img64-s", "img64-s", False), ("edm2-img64-m", "img64-m", False), ("edm2-img64-l", "img64-l", False),
-    ("edm2-img64-xl", None, False),
+    ("edm2-img64-xl", "img64-xl", False),
 ])
 def test_shipped_zoo_lists_the_paper_models(monkeypatch, name, preset, hub):
     from ncvsd_cli.networks.presets import PRESETS

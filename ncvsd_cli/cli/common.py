@@ -247,24 +247,30 @@ class InputItem:
         return "stdin" if self.path is None else self.path.stem
 
 
-def expand_inputs(specs: Sequence[str], skip: Any = None) -> tuple[list[InputItem], list[tuple[str, str]]]:
+def expand_inputs(
+    specs: Sequence[str], skip: Any = None, quiet: bool = False
+) -> tuple[list[InputItem], list[tuple[str, str]]]:
     """Files, directories (their image files, sorted, not recursive), globs (`**` recursive) and "-" (stdin,
     at most once) -> (inputs in order without duplicates, [(spec, message)] for specs that matched nothing).
 
     skip: optional predicate on Path; files of a directory listing for which it is true are left out (e.g. the
-    command's own earlier outputs). Raises UsageError when no spec is given or "-" appears twice.
+    command's own earlier outputs). A file matched more than once is kept once, with a note on stderr unless
+    `quiet`. Raises UsageError when no spec is given or "-" appears twice.
     """
     if not specs:
         raise UsageError("no input given (files, directories, globs, or - for stdin)")
     items: list[InputItem] = []
     missing: list[tuple[str, str]] = []
     seen: set[str] = set()
+    repeated: list[str] = []
 
     def add(p: Path) -> None:
         key = str(p.resolve())
         if key not in seen:
             seen.add(key)
             items.append(InputItem(str(p), p))
+        elif str(p) not in repeated:
+            repeated.append(str(p))
 
     for spec in specs:
         if spec == "-":
@@ -303,6 +309,9 @@ def expand_inputs(specs: Sequence[str], skip: Any = None) -> tuple[list[InputIte
                 add(f)
         else:
             missing.append((spec, f"{spec}: no such file or directory"))
+    if repeated:
+        shown = ", ".join(repeated[:3]) + (f" and {len(repeated) - 3} more" if len(repeated) > 3 else "")
+        note(f"{shown}: given more than once, read once", quiet)
     return items, missing
 
 

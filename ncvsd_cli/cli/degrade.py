@@ -91,7 +91,7 @@ def degrade_command(
         params = common.parse_params(param)
         tag = f"{task}_measured"
         pattern = re.compile(rf"_{re.escape(tag)}$")
-        items, missing = common.expand_inputs(inputs, skip=lambda p: bool(pattern.search(p.stem)))
+        items, missing = common.expand_inputs(inputs, skip=lambda p: bool(pattern.search(p.stem)), quiet=quiet)
         mode = common.output_mode(out, items)
         report = common.Report("degrade", extra={"task": task, "sigma_y": sigma_y, "seed": seed})
         for spec, message in missing:

@@ -188,7 +188,7 @@ def _task_from_sidecars(specs: list[str]) -> str:
     sidecar input then restores with its own task); UsageError naming the cause when there is none."""
     from ncvsd_cli import measurement as meas
 
-    items, missing = common.expand_inputs(specs) if specs else ([], [])
+    items, missing = common.expand_inputs(specs, quiet=True) if specs else ([], [])
     unreadable = []
     for item in items:
         if not item.is_stdin and meas.find_sidecar(item.path) is not None:
@@ -259,7 +259,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
     tags = [task] if task_given else sorted(operators.names())  # without --task: any task's earlier outputs
     pattern = re.compile(rf"_({'|'.join(map(re.escape, tags))})(_s\d+|_mean|_std|_std_map)?$")
     skip = (lambda p: bool(pattern.search(p.stem))) if outputs.out is None else None  # our own earlier outputs
-    items, missing = common.expand_inputs(specs, skip=skip)
+    items, missing = common.expand_inputs(specs, skip=skip, quiet=quiet)
     mode = common.output_mode(outputs.out, items)
     report = common.Report("restore", extra={"task": task, "method": options.method, "seed": options.seed,
                                              "samples": options.samples})

@@ -9,6 +9,7 @@ tests/test_networks.py:
 | ffhq256-xs  | 112,730,149 | 146,223,685 | 66.9 M        | authors' FFHQ-256; attention: 32x32 'in0' |
 | img64-s     | 280.2 M     | 368.2 M     | 174.1 M       | EDM2 ImageNet-64 S, 1000 classes          |
 | img64-m / l | 497.8 / 777.5 M | 653.5 / 1020.1 M | 308.8 / 481.8 M | EDM2 M / L                     |
+| img64-xl    | 1119.3 M    | 1468.0 M    | 693.2 M       | EDM2 XL                                   |
 | builtin64   | 5,849,213   | 7,480,597   | 3,254,806     | default model: 64 px, CPU / one GPU       |
 | photos128   | 8,568,964   | 11,134,242  | 5,122,588     | 128 px crops of `photos`, five levels     |
 | tiny        | 181,371     | 217,283     | 70,854        | tests: 16 px, two levels, attn at 8x8     |
@@ -29,6 +30,7 @@ PRESETS: dict[str, dict] = {
     "img64-s": {**_EDM2, "img_resolution": 64, "label_dim": 1000, "model_channels": 192},
     "img64-m": {**_EDM2, "img_resolution": 64, "label_dim": 1000, "model_channels": 256},
     "img64-l": {**_EDM2, "img_resolution": 64, "label_dim": 1000, "model_channels": 320},
+    "img64-xl": {**_EDM2, "img_resolution": 64, "label_dim": 1000, "model_channels": 384},
     # Default shipped model: 64 px, widths 32/64/96/128, 2 blocks per level, attention at 8x8 (2 heads of 64).
     "builtin64": {
         "img_resolution": 64,
