@@ -40,7 +40,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -99,6 +99,38 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
 def from_unit(x: torch.Tensor) -> torch.Tensor:
     """[0, 1] -> [-1, 1]: 2 x - 1 (no clipping)."""
     return x * 2 - 1
+
+
+#: An image whose values reach beyond this magnitude is not on the [-1, 1] scale (noisy measurements pass
+#: [-1, 1] by a few sigma_y; a [0, 255] image does not fit).
+RANGE_LIMIT = 4.0
+
+
+def as_image_tensor(x: Any, what: str = "input") -> torch.Tensor:
+    """x as one float32 image (1, C, H, W) on the [-1, 1] scale (C = 1 or 3; a (C, H, W) tensor gains the batch
+    axis; float16/64 are cast). ValueError naming the problem otherwise: not a torch tensor (files:
+    `load_image`), a batch, another channel count, integer pixels (8-bit: `from_unit(t / 255)`), NaN/inf, or
+    values beyond +-RANGE_LIMIT (a [0, 255] image)."""
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{what}: expected a torch tensor (1, C, H, W) in [-1, 1], got {type(x).__name__} (read "  # noqa: TRY004
+                         "a file with images.load_image; an (H, W, 3) uint8 array a with "
+                         "from_unit(torch.from_numpy(a).permute(2, 0, 1)[None] / 255))")
+    t = x[None] if x.dim() == 3 else x
+    if t.dim() != 4 or t.shape[0] != 1 or t.shape[1] not in (1, 3):
+        raise ValueError(f"{what}: expected one image (1, C, H, W) or (C, H, W) with C = 1 or 3, got shape "
+                         f"{tuple(x.shape)}" + (" (one image at a time)" if t.dim() == 4 and t.shape[0] > 1 else ""))
+    if not t.is_floating_point():
+        raise ValueError(f"{what}: expected float values in [-1, 1], got {t.dtype} (8-bit pixels p: "
+                         "from_unit(p / 255))")
+    t = t.float()
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{what}: the image contains NaN or inf values")
+    if float(t.abs().max()) > RANGE_LIMIT:
+        raise ValueError(f"{what}: values reach {float(t.abs().max()):.4g}, far outside [-1, 1] (a [0, 255] image "
+                         "p: from_unit(p / 255); [0, 1]: from_unit(p))")
+    return t
 
 
 def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -401,19 +433,9 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def _checked_image(x: torch.Tensor) -> torch.Tensor:
-    """x as one (C, H, W) image with C in (1, 3) and finite values, else ValueError."""
-    import torch
-
-    t = x.detach()
-    if t.dim() == 4:
-        if t.shape[0] != 1:
-            raise ValueError(f"expected one image (1, C, H, W), got a batch of shape {tuple(t.shape)}")
-        t = t[0]
-    if t.dim() != 3 or t.shape[0] not in (1, 3):
-        raise ValueError(f"expected an image of shape (C, H, W) with C in (1, 3), got {tuple(x.shape)}")
-    if not torch.isfinite(t).all():
-        raise ValueError("the image contains NaN or inf values; refusing to write it")
-    return t
+    """x as one (C, H, W) image with C in (1, 3) and finite float values on the [-1, 1] scale (`as_image_tensor`),
+    else ValueError: nothing is written."""
+    return as_image_tensor(x.detach(), "image")[0]
 
 
 def format_for_path(path: str | os.PathLike | None) -> str:

@@ -121,8 +121,7 @@ def degrade(
     import operators
     from operators.noise import stream_generators, tensor_key
 
-    if x.dim() != 4 or x.shape[0] != 1:
-        raise ValueError(f"degrade takes one image (1, C, H, W), got shape {tuple(x.shape)}")
+    x = images.as_image_tensor(x, source or "degrade input")
     if sigma_y < 0 or not math.isfinite(sigma_y):
         raise ValueError(f"sigma_y must be >= 0 and finite, got {sigma_y}")
     cls = operators.get(task)

@@ -66,10 +66,13 @@ def _prepare(x: torch.Tensor, y: torch.Tensor, what: str) -> tuple[torch.Tensor,
     if x.shape != y.shape:
         raise ValueError(f"{what}: x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     x, y = x.float(), y.float()
+    if not (bool(torch.isfinite(x).all()) and bool(torch.isfinite(y).all())):
+        raise ValueError(f"{what}: the images contain NaN or inf values")
     lo, hi = min(x.min().item(), y.min().item()), max(x.max().item(), y.max().item())
     if lo < -0.5 or hi > 1.5:
-        raise ValueError(f"{what}: images must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}] "
-                         "(convert [-1, 1] images with ncvsd_cli.images.to_unit)")
+        hint = ("[0, 255] images: data_range=255 (psnr, ssim) or divide by 255" if hi > 2 else
+                "convert [-1, 1] images with ncvsd_cli.images.to_unit")
+        raise ValueError(f"{what}: images must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}] ({hint})")
     return x.clamp(0, 1), y.clamp(0, 1)
 
 

@@ -39,6 +39,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: The std image shows the per-pixel std of the samples on the [0, 1] scale times this factor, clipped.
 STD_SCALE = 4.0
+#: DAPS restores with at least this many annealing levels (sr4 of a 64-px photo, teacher builtin64, seed 0:
+#: nfe 5 / 10 give values of +-150 and 4.8 dB, 25 (5 levels) 10.2 dB, 50 14.1, 100 17.0, 400 18.9).
+DAPS_MIN_LEVELS = 10
 #: An estimated Gaussian blur width (px) is used at least this wide (an unblurred image's kernel stays a blur).
 MIN_BLUR_SIGMA = 0.25
 
@@ -112,6 +115,11 @@ class RestoreOptions:
             if method.name == "pnp-gd" and call.nfe == 1:
                 raise ValueError("--method pnp-gd with --nfe 1: its one network call comes before any likelihood "
                                  "step, so the output would ignore the measurement; use --nfe >= 2 (or pnp-gd-warm)")
+            if method.name == "daps" and call.kwargs["levels"] < DAPS_MIN_LEVELS:
+                raise ValueError(f"--method daps with --nfe {call.nfe} anneals over {call.kwargs['levels']} noise "
+                                 f"level(s) from sigma 80: it needs at least {DAPS_MIN_LEVELS} (--nfe >= "
+                                 f"{5 * DAPS_MIN_LEVELS}; default 1000), else its first likelihood steps leave noise "
+                                 "of std up to 40 wherever the measurement says nothing")
             probe = _probe_operator(call.settings)
             if probe is not None and not method.applies(probe, call.settings):
                 raise ValueError(f"method '{method.name}' does not apply to task '{self.task}'")
@@ -134,8 +142,8 @@ def _probe_operator(settings: dict[str, Any]):
 
 @dataclass
 class RestoreResult:
-    """Outcome for one measurement: `samples` (K, C, H, W) in [-1, 1] (1 channel for greyscale sources),
-    or `error` (a one-line message). nfe / operator_evals per sample; sigma_y the level it ran at."""
+    """Outcome for one measurement: `samples` (K, C, H, W), about [-1, 1] and not clipped (1 channel for greyscale
+    sources), or `error` (a one-line message). nfe / operator_evals per sample; sigma_y the level it ran at."""
 
     index: int
     samples: torch.Tensor | None = None
@@ -304,9 +312,11 @@ class Restorer:
         scale (`images.jpeg_quantization_sigma`); it raises the lowest level read (`noise_level_floor`).
         ValueError where a plain image cannot be the measurement (`plain_image_refusal`: deblur-motion without
         `kernel` or `seed`, inpaint-random without `seed`, phase-retrieval)."""
+        from ncvsd_cli import images
         from ncvsd_cli.blur_estimate import estimate_gaussian_blur
         from ncvsd_cli.measurement import distinct_channels, estimate_noise_sigma, noise_patch_side
 
+        y = images.as_image_tensor(y, source or "input")
         given = self.given_params()
         refusal = plain_image_refusal(task, given)
         if refusal:  # before any estimate is made
@@ -376,7 +386,11 @@ class Restorer:
         """Restore `measurements`; yields a RestoreResult per measurement as soon as all its samples are done
         (errors are results too: the run goes on). Measurements with the same operator and noise level are
         batched `options.batch_size` (image, sample) pairs at a time. on_batch(n) follows each batch of n pairs;
-        on_step(done, total) each sampler iteration, with the network evaluations per image done in the batch."""
+        on_step(done, total) each sampler iteration, with the network evaluations per image done in the batch.
+        Without `options.method` (and task) each measurement runs its own task preset's sampler (`for_task`)."""
+        if self.options.method is None:
+            yield from self._run_per_task(measurements, on_batch, on_step)
+            return
         groups: dict[str, list[int]] = {}
         for j, m in enumerate(measurements):
             key = json.dumps([m.task, m.operator_config, list(m.y.shape), self.level(m)], sort_keys=True,
@@ -384,6 +398,48 @@ class Restorer:
             groups.setdefault(key, []).append(j)
         for members in groups.values():
             yield from self._run_group(measurements, members, on_batch, on_step)
+
+    def for_task(self, task: str) -> Restorer:
+        """A restorer with these options for `task` (its preset's method when none is set), sharing this one's
+        network when the method needs the same kind. Raises ValueError when the options do not suit the task."""
+        from dataclasses import replace
+
+        from ncvsd_cli.sampling.methods import get_method
+
+        opts = replace(self.options, task=task).validate()
+        if opts.method == self.options.method and task == self.options.task:
+            return self
+        if get_method(opts.method).needs not in (self.method.needs, "none"):
+            return Restorer.from_options(opts)  # e.g. the teacher of dps, from its own checkpoint
+        sub = Restorer(None, self.config, opts)
+        if sub.method.needs != "none":
+            self.load()
+            sub.model, sub.config, sub.precision = self.model, self.config, self.precision
+        sub.checkpoint_path = self.checkpoint_path
+        return sub
+
+    def _run_per_task(self, measurements, on_batch, on_step) -> Iterator[RestoreResult]:
+        """`run` without a method: the measurements grouped by their task's sampler, each group run by `for_task`."""
+        from dataclasses import replace
+
+        from ncvsd_cli.checkpoints import CheckpointError
+
+        by_task: dict[str, Restorer | str] = {}
+        groups: dict[int, tuple[Restorer, list[int]]] = {}
+        for j, m in enumerate(measurements):
+            if m.task not in by_task:
+                try:
+                    by_task[m.task] = self.for_task(m.task)
+                except (ValueError, OSError, CheckpointError) as exc:
+                    by_task[m.task] = one_line(exc)
+            sub = by_task[m.task]
+            if isinstance(sub, str):
+                yield RestoreResult(j, error=f"{m.source or 'input'}: {sub}")
+                continue
+            groups.setdefault(id(sub), (sub, []))[1].append(j)
+        for sub, members in groups.values():
+            for res in sub.run([measurements[j] for j in members], on_batch, on_step):
+                yield replace(res, index=members[res.index])
 
     def _run_group(self, measurements, members: list[int], on_batch, on_step=None) -> Iterator[RestoreResult]:
         from ncvsd_cli.sampling.presets import configure_operator
@@ -461,6 +517,7 @@ class Restorer:
 
         device = self.options.device
         y = torch.cat([m.y for m in ms]).to(device)
+        y = y.float() if y.is_floating_point() else y  # the networks and operators compute in float32
         kwargs = dict(call.kwargs)
         if self.label_dim:
             label = 0 if self.options.class_label is None else int(self.options.class_label)
@@ -564,7 +621,9 @@ def check_finite_weights(model: Any, name: Any) -> None:
 
 
 def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None, **options: Any) -> torch.Tensor:
-    """Restore one degraded image y (1, C, h, w) in [-1, 1] for `task`; returns (samples, C, H, W) in [-1, 1].
+    """Restore one degraded image y (1, C, h, w) or (C, h, w), float, on the [-1, 1] scale (C = 1: a grey image,
+    restored in colour and returned grey) for `task`; returns (samples, C, H, W), about [-1, 1]: posterior samples
+    are not clipped (`save_image` clips; `RestoreResult.mean` averages clipped samples).
 
     options: fields of `RestoreOptions` (method, nfe, seed, samples, sigma_y, params, checkpoint, device,
     precision, ...; see `ncvsd restore --help` for their meaning). As for a plain image on the command line,
@@ -572,11 +631,15 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
     without sigma_y the noise level (`noise_level_bounds`);
     deblur-motion needs params["kernel"] or params["seed"], inpaint-random params["seed"]. jpeg_sigma: y was decoded
     from a JPEG (`images.read_image(...).jpeg_sigma`), which raises the lowest level read (`noise_level_floor`).
-    Raises ValueError (bad input or settings) or CheckpointError.
+    Raises ValueError (bad input or settings: `images.as_image_tensor`) or CheckpointError.
     """
+    from ncvsd_cli import images
+
     opts = RestoreOptions(task=task, **options).validate()
     restorer = Restorer.from_options(opts, load=False)
-    m = restorer.measurement(y, task, jpeg_sigma=jpeg_sigma)
+    y = images.as_image_tensor(y)
+    grey = y.shape[1] == 1 and restorer.channels == 3  # restored in colour, returned grey (as `ncvsd restore`)
+    m = restorer.measurement(images.match_channels(y, 3) if grey else y, task, grey=grey, jpeg_sigma=jpeg_sigma)
     refusal = restorer.memory_refusal(m.image_shape, m.operator_config)
     if refusal:
         raise ValueError(refusal)

@@ -5,6 +5,7 @@ Images are float tensors (B, C, H, W) in [-1, 1]. Noise comes only from generato
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, ClassVar
 
@@ -12,6 +13,28 @@ import torch
 from torch import nn
 
 from operators.noise import Generators, randn_like
+
+
+def check_image_shape(image_shape: Any) -> tuple[int, int, int]:
+    """(C, H, W) as positive ints, else ValueError (e.g. an (H, W) or a batch's (1, C, H, W) shape)."""
+    shape = tuple(image_shape)
+    if len(shape) != 3 or any(int(v) != v or v < 1 for v in shape):
+        raise ValueError(f"image_shape must be (C, H, W) of positive ints, got {shape} (for a (1, C, H, W) image x: "
+                         "x.shape[1:])")
+    return int(shape[0]), int(shape[1]), int(shape[2])
+
+
+def _checked_forward(forward):
+    """`forward` that first checks x: A(x) takes batches (B, C, H, W) of the operator's image_shape."""
+
+    @functools.wraps(forward)
+    def checked(op: Operator, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if x.dim() != 4 or tuple(x.shape[1:]) != op.image_shape:
+            raise ValueError(f"operator '{op.name}' was built for images {op.image_shape} (C, H, W) and takes "
+                             f"(B, C, H, W) batches of them, got {tuple(x.shape)}")
+        return forward(op, x, *args, **kwargs)
+
+    return checked
 
 
 class Operator(nn.Module):
@@ -32,10 +55,13 @@ class Operator(nn.Module):
 
     def __init__(self, image_shape: tuple[int, int, int]):
         super().__init__()
-        c, h, w = (int(v) for v in image_shape)
-        if c < 1 or h < 1 or w < 1:
-            raise ValueError(f"image_shape must be positive (C, H, W), got {tuple(image_shape)}")
+        c, h, w = check_image_shape(image_shape)
         self.image_shape = (c, h, w)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__:  # op.forward(x) and op(x) alike check x first
+            cls.forward = _checked_forward(cls.__dict__["forward"])
 
     # --- the model -------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # A(x)
@@ -95,7 +121,7 @@ class Operator(nn.Module):
         return {}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Operator":
+    def from_config(cls, config: dict[str, Any]) -> Operator:
         """Rebuild from `to_config()` output (also through `operators.from_config`)."""
         cfg = dict(config)
         cfg.pop("name", None)

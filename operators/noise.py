@@ -27,7 +27,10 @@ def _draw(fn, shape: Sequence[int], generator: Generators, device, dtype) -> tor
         gen_device = generator.device if generator is not None else device
         out = fn(shape, generator=generator, device=gen_device, dtype=dtype)
     else:
-        gens = list(generator)
+        gens = list(generator) if isinstance(generator, Sequence) else []
+        if not gens or not all(isinstance(g, torch.Generator) for g in gens):
+            raise ValueError(f"generator must be a torch.Generator, a list of them (one per image) or None, got "
+                             f"{generator!r} (a seed s: torch.Generator().manual_seed(s))")
         if len(gens) != shape[0]:
             raise ValueError(f"got {len(gens)} generators for a batch of {shape[0]}; pass one per image")
         out = torch.stack([fn(shape[1:], generator=g, device=g.device, dtype=dtype) for g in gens])

@@ -610,7 +610,7 @@ def test_sample_class_conditional(tmp_path):
 @pytest.mark.parametrize("method", ["dps", "daps", "wiener"])
 def test_other_methods(tmp_path, method):
     src = _png(tmp_path / "i.png", 6, 6)
-    ck = [] if method == "wiener" else ["-c", _ckpt(tmp_path, kind="teacher"), "--nfe", "5"]
+    ck = [] if method == "wiener" else ["-c", _ckpt(tmp_path, kind="teacher"), "--nfe", "50" if method == "daps" else "5"]
     res = run("restore", "--task", "deblur-gauss", src, "--method", method, *ck, "--json")
     assert res.exit_code == 0, res.output
     if method == "wiener":  # no network evaluations to set

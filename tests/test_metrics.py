@@ -58,8 +58,13 @@ def test_psnr_per_image_in_batch(rng):
 
 def test_inputs_in_wrong_range_or_shape_are_rejected(rng):
     x = torch.rand(1, 3, 16, 16, generator=rng)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+    with pytest.raises(ValueError, match=r"\[0, 1\].*to_unit"):
         psnr(x * 2 - 1, x)
+    with pytest.raises(ValueError, match="data_range=255"):
+        psnr(x * 255, x * 255)
+    assert psnr(x * 255, (x * 255).round(), data_range=255).item() > 40
+    with pytest.raises(ValueError, match="NaN"):
+        psnr(x * float("nan"), x)
     with pytest.raises(ValueError, match="same shape"):
         ssim(x, x[:, :, :15])
     with pytest.raises(ValueError, match="data_range"):

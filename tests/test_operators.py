@@ -568,3 +568,18 @@ def test_reflect_extend_per_axis():
     out = reflect_extend(row, 2, 2)
     assert out.shape == (1, 1, 5, 9) and out[0, 0, 0].tolist() == [2, 1, 0, 1, 2, 3, 4, 3, 2]
     assert (out == out[..., :1, :]).all()  # the 1-row axis is replicated
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_wrong_shapes_and_generators_are_refused_with_a_message(name):
+    """An (H, W) shape, an image of another size or channel count, an unbatched image and a seed given as the
+    generator each raise ValueError naming what the operator takes (were unpacking / bmm errors, or silent)."""
+    with pytest.raises(ValueError, match="image_shape must be \\(C, H, W\\)"):
+        operators.create(name, SHAPE[1:], **small_params(name, SHAPE))
+    op = make(name)
+    x = torch.zeros(1, *SHAPE)
+    for bad in (x[..., :-1, :], x[:, :1], x[0]):
+        with pytest.raises(ValueError, match="was built for images"):
+            op.forward(bad)
+    with pytest.raises(ValueError, match="torch.Generator"):
+        op.measure(x, 0.1, generator=0)

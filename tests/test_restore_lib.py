@@ -284,3 +284,65 @@ def test_memory_estimate_counts_the_reflect_blurs_buffers(monkeypatch):
     sidecar = {"name": "deblur-gauss", "image_shape": [3, 64, 64], "shift": False}  # degrade's: circular
     assert reflect.memory_refusal((3, 64, 64), sidecar) is None
     assert "needs an estimated" in circular.memory_refusal((3, 64, 64), {**sidecar, "boundary": "reflect"})
+
+
+def test_without_a_task_each_measurement_runs_its_own_tasks_sampler():
+    """`Restorer.run` with neither task nor method runs each measurement with its task preset's sampler (denoise:
+    the denoiser, 1 call; sr4: pnp-gd-warm, 10), the same samples as with that task given; a task the options do
+    not suit (a deterministic method's --samples) fails alone."""
+    from ncvsd_cli.measurement import degrade
+
+    prior = GaussianPrior(0.0, 0.5)
+    x = 0.5 * torch.rand((1, 3, 12, 8), generator=torch.Generator().manual_seed(0)) - 0.25
+    ms = [degrade(x, "denoise", sigma_y=0.1), degrade(x, "sr4", sigma_y=0.05)]
+    mixed = list(Restorer(prior.denoiser, None, RestoreOptions(samples=2).validate()).run(ms))
+    assert sorted(r.index for r in mixed) == [0, 1] and all(r.error is None for r in mixed)
+    by_index = {r.index: r for r in mixed}
+    assert by_index[0].nfe == 1 and by_index[1].nfe == 10
+    for j, task in enumerate(("denoise", "sr4")):
+        (alone,) = Restorer(prior.denoiser, None, RestoreOptions(task=task, samples=2).validate()).run([ms[j]])
+        assert torch.equal(alone.samples, by_index[j].samples)
+
+
+def test_library_inputs_are_checked_and_cast():
+    """float64 and (C, H, W) inputs are cast and batched; integer pixels, [0, 255] values, NaN, batches, numpy
+    arrays are refused with a message naming the fix; a grey (1-channel) image is restored and returned grey."""
+    from ncvsd_cli import images
+
+    y = _noisy(0.1, 0)
+    prior = GaussianPrior(0.0, 0.5)
+    restorer = Restorer(prior.denoiser, None, RestoreOptions(task="denoise", sigma_y=0.1).validate())
+    m64 = restorer.measurement(y.double()[0], "denoise")
+    (res,) = restorer.run([m64])
+    (ref,) = restorer.run([restorer.measurement(y, "denoise")])
+    assert res.error is None and res.samples.dtype == torch.float32 and torch.equal(res.samples, ref.samples)
+    for bad, match in [((y + 1) * 127.5, "from_unit\\(p / 255\\)"), (((y + 1) * 127.5).byte(), "uint8"),
+                       (y * float("nan"), "NaN"), (y.expand(2, -1, -1, -1), "one image at a time"),
+                       (y[0].numpy(), "torch tensor"), (y[:, :2], "C = 1 or 3")]:
+        with pytest.raises(ValueError, match=match):
+            images.as_image_tensor(bad)
+        with pytest.raises(ValueError, match=match):
+            restorer.measurement(bad, "denoise")
+    with pytest.raises(ValueError, match="uint8"):
+        images.to_uint8(((y + 1) * 127.5).byte())  # what save_image writes: not a white picture
+
+
+def test_restore_options_refuse_daps_budgets_that_give_noise():
+    """DAPS anneals from sigma 80: under DAPS_MIN_LEVELS levels its output is noise of std up to 40 (nfe 5: values
+    of +-150), so restore refuses; bench and the method itself still run any budget."""
+    from ncvsd_cli.restore import DAPS_MIN_LEVELS
+    from ncvsd_cli.sampling.methods import get_method
+
+    with pytest.raises(ValueError, match=f"at least {DAPS_MIN_LEVELS}"):
+        RestoreOptions(task="sr4", method="daps", nfe=5).validate()
+    RestoreOptions(task="sr4", method="daps", nfe=5 * DAPS_MIN_LEVELS).validate()
+    assert get_method("daps").prepare("sr4", 5).kwargs["levels"] == 1
+
+
+def test_restore_image_returns_a_grey_image_grey():
+    from ncvsd_cli.restore import restore_image
+
+    grey = 0.5 * torch.rand((1, 1, 4, 3), generator=torch.Generator().manual_seed(0)) - 0.25
+    out = restore_image(grey, "sr4", method="bicubic", sigma_y=0.05)
+    colour = restore_image(grey.expand(1, 3, 4, 3), "sr4", method="bicubic", sigma_y=0.05)
+    assert out.shape == (1, 1, 16, 12) and torch.allclose(out[0, 0], colour[0, 0], atol=1e-6)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ncvsd_cli.training import data as D
+from ncvsd_cli.training.common import latest_snapshot
 from ncvsd_cli.training.ema import PowerFunctionEMA, power_function_beta, sigma_rel_to_gamma
 from ncvsd_cli.training.loop import learning_rate, parse_duration
 from ncvsd_cli.training.losses import (
@@ -240,7 +241,7 @@ def test_teacher_resume_bit_for_bit(tmp_path):
         train_teacher(_teacher_settings(tmp_path, "split", duration="4steps"))
     train_teacher(_teacher_settings(tmp_path, "split", duration="4steps", resume=True))
     _assert_same(_state(tmp_path / "full" / "state.pt"), _state(tmp_path / "split" / "state.pt"))
-    _, cfg = load_checkpoint(str(tmp_path / "full" / "snapshots" / "teacher-0000000-0.050.safetensors"))
+    _, cfg = load_checkpoint(str(latest_snapshot(tmp_path / "full", "teacher")))
     assert cfg["kind"] == "teacher" and cfg["provenance"]["steps"] == 4 and cfg["provenance"]["command"] is None
     assert "data_licences" not in cfg["provenance"]  # the folder declares no licence policy
 
@@ -255,7 +256,7 @@ def test_checkpoint_provenance_records_the_data_licence_policy(tmp_path):
     _write_pngs(tmp_path / "imgs")
     (tmp_path / "imgs" / "dataset.json").write_text(json.dumps({"scales": [1.0], "licences": "permissive"}))
     train_teacher(_teacher_settings(tmp_path, "t", duration="1steps"))
-    _, cfg = load_checkpoint(str(tmp_path / "t" / "snapshots" / "teacher-0000000-0.050.safetensors"))
+    _, cfg = load_checkpoint(str(latest_snapshot(tmp_path / "t", "teacher")))
     assert cfg["provenance"]["data_licences"] == "permissive"
 
 
@@ -267,7 +268,7 @@ def test_teacher_init_teacher_fine_tunes_from_a_checkpoint(tmp_path):
     from ncvsd_cli.training.teacher import TeacherTrainer, train_teacher
 
     train_teacher(_teacher_settings(tmp_path, "base", duration="2steps"))
-    snap = tmp_path / "base" / "snapshots" / "teacher-0000000-0.050.safetensors"
+    snap = latest_snapshot(tmp_path / "base", "teacher")
     base, _ = load_checkpoint(str(snap))
     tr = TeacherTrainer(_teacher_settings(tmp_path, "ft", arch=None, init_teacher=str(snap)), distributed.init("cpu"))
     fresh = TeacherTrainer(_teacher_settings(tmp_path, "fresh"), distributed.init("cpu"))
@@ -278,7 +279,7 @@ def test_teacher_init_teacher_fine_tunes_from_a_checkpoint(tmp_path):
     assert all(torch.equal(ema[k], ref[k]) for k in ref)  # the EMA starts from the loaded weights too
     tr.run()
     train_teacher(_teacher_settings(tmp_path, "ft", arch=None, duration="6steps", resume=True))
-    _, cfg = load_checkpoint(str(tmp_path / "ft" / "snapshots" / "teacher-0000000-0.050.safetensors"))
+    _, cfg = load_checkpoint(str(latest_snapshot(tmp_path / "ft", "teacher")))
     assert cfg["provenance"]["init_teacher"] == snap.name and cfg["provenance"]["steps"] == 6
     with pytest.raises(ValueError, match="differ from the network being trained"):
         TeacherTrainer(_teacher_settings(tmp_path, "bad", arch="tiny-cond", init_teacher=str(snap)),
@@ -370,8 +371,8 @@ def test_distill_finite_changes_generator_and_resumes(tmp_path, tiny_teacher):
     teacher, _ = load_checkpoint(str(tiny_teacher))
     enc = {k: v for k, v in state["gen"].items() if k.startswith("model.enc.")}
     assert any(not torch.equal(v, teacher.unet.state_dict()[k[len("model.enc."):]]) for k, v in enc.items())
-    assert (tmp_path / "full" / "previews" / "0000000-nfe1.png").exists()
-    _, cfg = load_checkpoint(str(tmp_path / "full" / "snapshots" / "generator-0000000-0.050.safetensors"))
+    assert len(list((tmp_path / "full" / "previews").glob("0000000.*-nfe1.png"))) == 1
+    _, cfg = load_checkpoint(str(latest_snapshot(tmp_path / "full", "generator")))
     assert cfg["kind"] == "generator" and cfg["provenance"]["teacher"] == "teacher.safetensors"
 
     distill(_distill_settings(tmp_path, tiny_teacher, "split", duration="2steps"))
@@ -404,7 +405,7 @@ def test_distill_init_generator_continues_from_a_generator(tmp_path, tiny_teache
     from ncvsd_cli.training.distill import Distiller, distill
 
     distill(_distill_settings(tmp_path, tiny_teacher, "first", duration="2steps"))
-    snap = tmp_path / "first" / "snapshots" / "generator-0000000-0.050.safetensors"
+    snap = latest_snapshot(tmp_path / "first", "generator")
     first, _ = load_checkpoint(str(snap))
     d = Distiller(_distill_settings(tmp_path, tiny_teacher, "second", init_generator=str(snap)),
                   distributed.init("cpu"))

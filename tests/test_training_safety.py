@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 
 from ncvsd_cli.cli import app
 from ncvsd_cli.progress import StatusReporter
+from ncvsd_cli.training.common import snapshot_path
 
 runner = CliRunner()
 TINY = ["--arch", "tiny", "--batch", "2", "--snapshot", "1000steps", "--log-every", "1", "--rampup-kimg", "0",
@@ -156,6 +157,33 @@ def test_resume_keeps_the_runs_recipe_and_records_what_is_typed_again(tmp_path, 
     assert res.exit_code == 0 and _lrs(run) == [0.004, 0.004, 0.002, 0.002], res.output
     new = runner.invoke(app, ["train", "--out", str(tmp_path / "new"), "--duration", "1steps", *TINY])
     assert new.exit_code == 2 and "missing option --data" in new.stderr, new.output
+
+
+def test_a_failed_resume_leaves_the_runs_record_alone(tmp_path, trained):
+    """--resume with another --arch is a usage error that leaves run.json as it was (it used to record the new
+    architecture first, so a plain --resume failed from then on); a typed --lr is recorded once the state loads."""
+    data, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    before = (copy / "run.json").read_text()
+    bad = _resume(data, copy, "--arch", "tiny-cond")
+    assert bad.exit_code == 2 and "differs from the architecture tiny" in bad.stderr, bad.output
+    assert "replaces" not in bad.stderr
+    assert (copy / "run.json").read_text() == before
+    res = runner.invoke(app, ["train", "--out", str(copy), "--resume", "--quiet", "--device", "cpu",
+                              "--duration", "2steps", "--lr", "0.003"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((copy / "run.json").read_text())["overrides"][0]["lr"][1] == 0.003
+
+
+def test_snapshot_names_are_unique_to_the_image_and_sort_in_training_order(tmp_path):
+    """Two snapshots of a short run within one kimg were both named -0000000- (the first was replaced)."""
+    kimgs = [0.018, 0.035, 0.5, 1.0, 54.5, 54.501, 1234.0]
+    names = [snapshot_path(tmp_path, "teacher", k, 0.05).name for k in kimgs]
+    assert len(set(names)) == len(names) and sorted(names) == names
+    assert names[4] == "teacher-0000054.500-0.050.safetensors"
+    old_style = "teacher-0000054-0.050.safetensors"  # runs of earlier versions resume among the new names
+    assert sorted([names[4], old_style, names[3]]) == [names[3], old_style, names[4]]
 
 
 # --------------------------------------------------------------------------------------------- --arch flag

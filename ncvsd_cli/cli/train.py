@@ -49,7 +49,7 @@ def with_recipe(settings: RunSettings, required: tuple[str, ...], ctx: typer.Con
     """On --resume, `settings` with the run's recorded recipe (run.json) for every option not typed again;
     typed values that differ override it (a note each, recorded in run.json for later resumes). Raises
     UsageError when an option in `required` is missing for a new run (or a run without a record)."""
-    from ncvsd_cli.training.common import record_overrides, resumed_settings
+    from ncvsd_cli.training.common import resumed_settings
 
     try:
         settings.check()  # typed values; a resumed run's recorded ones were checked when it started
@@ -64,10 +64,10 @@ def with_recipe(settings: RunSettings, required: tuple[str, ...], ctx: typer.Con
     if missing:
         raise UsageError(f"missing option {', '.join(missing)} (needed unless --resume finds it in the run's "
                          "run.json)")
-    for k, (old, new) in changed.items():
+    for k, (old, new) in changed.items():  # recorded in run.json once the saved state loads with them
+        if k == "arch":
+            continue  # never replaced: resolve_arch refuses it
         note(f"--resume with --{k.replace('_', '-')} {new}: replaces the run's recorded {old} from now on")
-    if changed and os.environ.get("RANK", "0") == "0":
-        record_overrides(settings.out, changed, settings.command)
     return settings
 
 

@@ -133,9 +133,15 @@ def optimiser_step(net: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch
 
 
 def snapshot_path(out: Path, kind: str, kimg: float, sigma_rel: float | None = None) -> Path:
-    """snapshots/<kind>-<kimg:07d>[-<sigma_rel:.3f>].safetensors (EDM2-style names)."""
+    """snapshots/<kind>-<kimg>[-<sigma_rel:.3f>].safetensors, kimg as 0000054.500 (EDM2-style names, to the image:
+    two snapshots of a short run within one kimg do not replace each other; names sort in training order)."""
     tail = f"-{sigma_rel:.3f}" if sigma_rel is not None else ""
-    return out / "snapshots" / f"{kind}-{int(kimg):07d}{tail}.safetensors"
+    return out / "snapshots" / f"{kind}-{kimg_tag(kimg)}{tail}.safetensors"
+
+
+def kimg_tag(kimg: float) -> str:
+    """kimg (images / 1000) as a fixed-width name part exact to the image: 54.5 -> "0000054.500"."""
+    return f"{round(kimg * 1000) / 1000:011.3f}"
 
 
 def labels_for(net: torch.nn.Module, labels: torch.Tensor) -> torch.Tensor | None:
@@ -191,6 +197,15 @@ def resumed_settings(settings: RunSettings, given: set[str]) -> tuple[RunSetting
     changed = {k: (_tuples(recorded[k]), getattr(settings, k)) for k in names & given
                if k in recorded and _tuples(recorded[k]) != getattr(settings, k)}
     return replace(settings, **taken), changed
+
+
+def recipe_changes(run_dir: str | Path, settings: dict) -> dict[str, tuple]:
+    """{field: (recorded, now)} for the recipe fields of `settings` (not PER_INVOCATION) whose value differs from
+    the run's run.json: the values typed on this --resume that replace the record."""
+    recorded = run_record(run_dir)
+    skip = set(PER_INVOCATION) | {"overrides", "init_provenance"}
+    return {k: (recorded[k], v) for k, v in settings.items()
+            if k not in skip and recorded.get(k) is not None and _tuples(recorded[k]) != _tuples(v)}
 
 
 def record_overrides(run_dir: str | Path, changed: dict[str, tuple], command: str | None) -> None:

@@ -142,11 +142,11 @@ def _builtin_source(resolution: int, names: tuple[str, ...], scales: tuple[float
     return ImageSource(images, weights)
 
 
-def _decode(data: bytes) -> np.ndarray:
-    """Image file bytes -> (H, W, 3) uint8 under images.py's colour/bit-depth policy."""
-    from ncvsd_cli.images import load_image, to_uint8
+def _decode(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Image file bytes -> (H, W, 3) uint8 under images.py's colour/bit-depth policy; ImageError naming `name`."""
+    from ncvsd_cli.images import read_image, to_uint8
 
-    return to_uint8(load_image(data, channels=3))
+    return to_uint8(read_image(data, channels=3, name=name).tensor)
 
 
 def _read_labels(meta: dict, fnames: list[str]) -> list[int] | None:
@@ -166,7 +166,7 @@ class _DecodeCache:
     def get(self, name: str, scale: float) -> np.ndarray:
         key = (name, scale)
         if key not in self.images:
-            full = self.images[(name, 1.0)] if (name, 1.0) in self.images else _decode(self.read(name))
+            full = self.images[(name, 1.0)] if (name, 1.0) in self.images else _decode(self.read(name), name)
             a = _rescale(full, scale)
             if self.held + a.nbytes > self.limit:
                 return a

@@ -24,6 +24,7 @@ from ncvsd_cli.training.common import (
     autocast,
     file_provenance,
     labels_for,
+    kimg_tag,
     load_init_weights,
     make_adam,
     snapshot_path,
@@ -234,7 +235,7 @@ class Distiller(TrainLoop):
         for ts in self.s.preview_ts:
             gens = generators_for_seeds(range(self.s.preview_count), device=self.device)
             x = generate(gen, (self.s.preview_count, c, r, r), list(ts), gens, device=self.device).x
-            path = self.out / "previews" / f"{int(kimg):07d}-nfe{len(ts) - 1}.png"
+            path = self.out / "previews" / f"{kimg_tag(kimg)}-nfe{len(ts) - 1}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             paths.append(save_image(make_grid(x.float().cpu()), path))
         return paths

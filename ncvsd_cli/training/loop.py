@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from ncvsd_cli.checkpoints import CheckpointError
+from ncvsd_cli.images import atomic_write_bytes
 from ncvsd_cli.training import distributed
 from ncvsd_cli.training.data import _mix
 
@@ -253,11 +254,18 @@ class TrainLoop:
             raise FileNotFoundError(f"--resume: no training state at {self.state_path}")
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            if not (self.out / "run.json").exists():
-                (self.out / "run.json").write_text(json.dumps(self.settings, indent=2, default=str) + "\n")
+            if not self.resume:  # a new run (a failed start left no state): its own recipe
+                atomic_write_bytes(self.out / "run.json",
+                                   (json.dumps(self.settings, indent=2, default=str) + "\n").encode())
         distributed.barrier()
         if self.resume:
+            from ncvsd_cli.training.common import (  # common imports this module
+                recipe_changes,
+                record_overrides,
+            )
+
             state = load_state(self.state_path)
+            changes = recipe_changes(self.out, self.settings)  # recorded only once the state fits them
             loop = state["loop"]
             if loop["name"] != self.name:
                 raise StateError(f"{self.state_path} is an 'ncvsd {loop['name']}' state, not 'ncvsd {self.name}'")
@@ -267,9 +275,14 @@ class TrainLoop:
                 self.load_state_dict(state["trainer"])
                 torch.set_rng_state(state["rng"]["torch"])
             except (KeyError, TypeError, RuntimeError, IndexError) as exc:
+                typed = "; ".join(f"--{k.replace('_', '-')} {new} (the run's: {old})"
+                                  for k, (old, new) in changes.items())
                 raise StateError(f"{self.state_path} does not fit this run's networks and settings "
-                                 f"({_first_line(exc)})") from None
+                                 f"({_first_line(exc)})" + (f"; typed on this --resume: {typed}, left unrecorded"
+                                                            if typed else "")) from None
             self.cur_nimg, self.step, self.train_seconds = loop["cur_nimg"], loop["step"], loop["train_seconds"]
+            if changes and self.dist.is_main:
+                record_overrides(self.out, changes, self.settings.get("command"))
 
     def _log(self, record: dict) -> None:
         if self.dist.is_main:
@@ -327,8 +340,7 @@ class TrainLoop:
     def _reporter(self):
         """Progress on stderr (rank 0): images against an image or step duration, seconds against a time one; a
         status line every $NCVSD_PROGRESS_INTERVAL (default 30) seconds when stderr is not a terminal."""
-        from ncvsd_cli.progress import StatusReporter
-        from ncvsd_cli.progress import default_interval
+        from ncvsd_cli.progress import StatusReporter, default_interval
 
         d, desc = self.duration, f"ncvsd {self.name}"
         common = {"quiet": not (self.dist.is_main and self.progress), "interval": default_interval()}
