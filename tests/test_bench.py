@@ -313,6 +313,28 @@ def test_cli_end_to_end_and_errors(assets, tmp_path, monkeypatch):
     assert res.exit_code == 0 and "Examples" in res.output and "--baseline-nfe" in res.output
 
 
+def test_missing_lpips_weights_stop_the_run_before_any_row_and_keep_stdout_clean(assets, tmp_path, monkeypatch):
+    """No VGG backbone here and no internet: exit 3 with the message saying how to make the file, nothing but
+    JSON-able output on stdout (torch.hub's "Downloading" line goes to stderr), no row computed."""
+    import urllib.error
+
+    from ncvsd_cli import checkpoints
+    from ncvsd_cli.cli import app
+
+    def offline(url, **kwargs):
+        print(f'Downloading: "{url}"')  # what torch.hub prints before fetching
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(checkpoints, "search_locations", list)
+    out = tmp_path / "vgg"
+    res = CliRunner().invoke(app, ["bench", "--dataset", str(assets / "imgs"), "--tasks", "sr4", "--methods",
+                                   "classical", "--lpips", "vgg", "--limit", "1", "--out", str(out), "--json"])
+    assert res.exit_code == 3 and "LPIPS vgg backbone" in res.stderr, res.output
+    assert res.stdout == "" and "Downloading" in res.stderr
+    assert not list(out.glob("per_image*.csv"))
+
+
 def test_cli_default_sweep_is_the_library_default_and_holds_the_warm_defaults():
     """`ncvsd bench --nfe` defaults to DEFAULT_NFE, which contains every task's default warm-start NFE."""
     import inspect
@@ -329,3 +351,26 @@ def test_cli_default_sweep_is_the_library_default_and_holds_the_warm_defaults():
     assert 1 in bench_runner.DEFAULT_NFE and "denoiser" in bench_runner.DEFAULT_METHODS
     for task in warm_tasks:
         assert task_settings(task, warm=True)["steps"] - 1 in bench_runner.DEFAULT_NFE
+
+
+def test_an_unreadable_image_fails_alone(assets, tmp_path):
+    """A corrupt file among the images: its rows fail (exit 1 on the CLI) and every other image is benchmarked,
+    with the reports written (it used to stop the run with a usage error after the images before it)."""
+    data = tmp_path / "imgs"
+    shutil.copytree(assets / "imgs", data)
+    (data / "im1.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    out = tmp_path / "out"
+    outcome = run_bench(_cfg(assets, out, dataset=str(data), tasks=["sr4"], methods=["classical"], nfe=[1]),
+                        progress=False)
+    assert len(outcome.failed) == 1 and outcome.failed[0].startswith("sr4/im1:")
+    import csv
+
+    rows = list(csv.DictReader((out / results.CSV_NAME).open()))
+    assert {r["image"] for r in rows} == {"im0", "im2"} and outcome.computed == len(rows)
+    assert outcome.summary is not None
+
+
+def test_a_sweep_with_nothing_to_run_is_refused(assets, tmp_path):
+    with pytest.raises(ValueError, match="nothing to run"):
+        run_bench(_cfg(assets, tmp_path / "o", tasks=["sr4"], methods=["denoiser"], nfe=[1]), progress=False)
+    assert not (tmp_path / "o").exists()  # refused before any work: no empty folder left

@@ -314,3 +314,21 @@ def test_shipped_generator_is_the_teacher_copy_its_manifest_describes():
     with torch.no_grad():
         ref = teacher(y + (sigma_hat**2 - sigma**2).sqrt().view(-1, 1, 1, 1) * z, sigma_hat)
         assert torch.allclose(gen(y, sigma, noise=z), ref, atol=1e-4)
+
+
+def test_written_checkpoints_and_states_get_the_umasks_permissions(tmp_path):
+    """Checkpoints, records and training states were left 0600 by mkstemp (unreadable for a shared group)."""
+    import os
+
+    from ncvsd_cli.checkpoints import write_record
+    from ncvsd_cli.training.loop import atomic_torch_save
+
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(_randomised("teacher"), tmp_path / "t.safetensors", network_config("teacher", "tiny"))
+        write_record(path, name="t", licence="MIT", source={}, fix="-")
+        atomic_torch_save({"x": 1}, tmp_path / "state.pt")
+    finally:
+        os.umask(old)
+    for p in (path, ck.record_path(path), tmp_path / "state.pt"):
+        assert p.stat().st_mode & 0o777 == 0o644, p

@@ -83,12 +83,23 @@ def test_help_has_examples(command):
     assert res.exit_code == 0 and "Examples" in res.stdout and f"ncvsd {command}" in res.stdout
 
 
+def test_degrade_help_lists_every_builtin_task():
+    text = " ".join(runner.invoke(app, ["degrade", "--help"], env={"COLUMNS": "300"}).stdout.split())
+    assert all(name in text for name in operators.names())
+
+
 def test_cli_import_does_not_load_torch():
     code = "import sys, ncvsd_cli, ncvsd_cli.cli; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 # ---------------------------------------------------------------------------------------------------- degrade
+@pytest.mark.parametrize("task, flag", [("inpaint-mask", "-p mask="), ("deblur-kernel", "-p kernel=")])
+def test_degrade_without_the_users_mask_or_kernel_is_a_usage_error(task, flag, tmp_path):
+    res = run("degrade", "--task", task, _png(tmp_path / "c.png", 8, 8), "-o", tmp_path / "m.png")
+    assert res.exit_code == 2 and flag in res.stderr and not (tmp_path / "m.png").exists(), res.output
+
+
 @pytest.mark.parametrize("task", operators.names())
 def test_degrade_every_task_and_sidecar_round_trip(task, tmp_path):
     src = _png(tmp_path / "clean.png", 16, 12)
@@ -143,14 +154,14 @@ def test_degrade_bad_input_one_line_error_no_output(tmp_path, case):
     elif case == "truncated":
         src.write_bytes(src.read_bytes()[:60])
     elif case == "bad-param":
-        args[2] = "inpaint-mask"  # the mask is required: the operator refuses
+        args[2] = "inpaint-mask"  # the mask is required: a usage error before any input is read
     elif case == "unknown-task":
         args[2] = "sr3"
     elif case == "missing":
         args[3] = str(tmp_path / "nope.png")
     before = _files(tmp_path)
     res = run(*args)
-    assert res.exit_code == (2 if case == "unknown-task" else 1)
+    assert res.exit_code == (2 if case in ("unknown-task", "bad-param") else 1)
     assert "Traceback" not in res.output and res.stderr.count("\n") == 1 and "error" in res.stderr
     assert _files(tmp_path) == before  # no partial output, no temporary file
 
@@ -574,6 +585,27 @@ def test_sample_grid_and_directory(tmp_path, ckpt):
     assert typo.exit_code == 2 and "not an image suffix" in typo.output and not (tmp_path / "g.txt").exists()
     dotted = run("sample", "-c", ckpt, "--nfe", "1", "--seeds", "0", "-o", f"{tmp_path / 'run.v2'}/", "--device", "cpu")
     assert dotted.exit_code == 0 and _files(tmp_path / "run.v2") == {"000000.png"}
+    huge = run("sample", "-c", ckpt, "--seeds", "0", "--resolution", "100000", "-o", tmp_path / "h.png")
+    assert huge.exit_code == 2 and "need an estimated" in huge.stderr and not (tmp_path / "h.png").exists()
+    twice = run("sample", "-c", ckpt, "--seeds", "0-2,1", "-o", tmp_path / "t", "--device", "cpu", "--json")
+    assert twice.exit_code == 0 and "sampled once: 1" in twice.stderr, twice.output
+    assert _files(tmp_path / "t") == {"000000.png", "000001.png", "000002.png"}
+
+
+def test_sample_to_a_folder_keeps_the_batches_finished_before_an_interruption(tmp_path, ckpt, monkeypatch):
+    from ncvsd_cli.sampling import generate
+
+    real = generate.sample_batches
+
+    def interrupted(*args, **kwargs):
+        batches = real(*args, **kwargs)
+        yield next(batches)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generate, "sample_batches", interrupted)
+    res = run("sample", "-c", ckpt, "--seeds", "0-5", "-b", "2", "-o", tmp_path / "s", "--device", "cpu")
+    assert res.exit_code == 130 and "finished so far are kept" in res.stderr
+    assert _files(tmp_path / "s") == {"000000.png", "000001.png"}  # the first batch, whole files only
 
 
 def test_sample_depends_only_on_the_seed(tmp_path, ckpt):

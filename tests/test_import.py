@@ -312,6 +312,9 @@ def test_cli_import(tmp_path):
     assert read_config(out)["provenance"]["data"] == "FFHQ"
     res = CliRunner().invoke(app, ["checkpoints", "import", str(src), "-o", str(out)])
     assert res.exit_code == 2 and "--force" in res.output
+    (tmp_path / "a-file").write_text("x")
+    res = CliRunner().invoke(app, ["checkpoints", "import", str(src), "-o", str(tmp_path / "a-file" / "o.safetensors")])
+    assert res.exit_code == 2 and "cannot create its folder" in res.output, res.output
     evil = tmp_path / "evil.pkl"
     evil.write_bytes(b"cos\nsystem\n(S'echo pwned'\ntR.")
     res = CliRunner().invoke(app, ["checkpoints", "import", str(evil), "-o", str(tmp_path / "e.safetensors")])

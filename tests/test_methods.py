@@ -150,3 +150,19 @@ def test_register_method_and_duplicates(monkeypatch):
         register_method(Method("test-mean", "teacher", "x:y"))
     with pytest.raises(ValueError, match="unknown method 'nope'"):
         get_method("nope")
+
+
+def test_a_network_of_the_other_kind_is_refused():
+    """pnp-gd given the teacher failed deep inside ("unexpected keyword 'generator'"); dps given the generator ran
+    silently on the wrong model. Both now name the network the method needs."""
+    import operators
+    from ncvsd_cli.networks import build_network, network_config
+
+    op = operators.create("sr4", (3, 16, 16))
+    y = torch.zeros(op.measurement_shape(1))
+    teacher, generator = (build_network(network_config(k, "tiny")) for k in ("teacher", "generator"))
+    for name, wrong in (("pnp-gd", teacher), ("dps", generator), ("pnp-gd-warm-mean8", teacher)):
+        method = get_method(name)
+        call = method.prepare("sr4", 8 if name.endswith("mean8") else 2)
+        with pytest.raises(ValueError, match=f"runs on the {method.needs} network"):
+            method(wrong, op, y, call.sigmas, generator=torch.Generator().manual_seed(0), **call.kwargs)

@@ -213,7 +213,7 @@ def test_folder_source_pyramid_and_decode_cache(tmp_path, monkeypatch, scales):
         (tmp_path / "dataset.json").write_text(json.dumps({"labels": None, "scales": scales}))
     calls = []
     decode = data._decode
-    monkeypatch.setattr(data, "_decode", lambda blob: calls.append(1) or decode(blob))
+    monkeypatch.setattr(data, "_decode", lambda blob, name="": calls.append(1) or decode(blob, name))
     src = data.folder_or_zip_source(tmp_path)
     n = len(scales or [1.0])
     assert len(src) == 3 * n

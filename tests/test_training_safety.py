@@ -174,6 +174,10 @@ def test_a_failed_resume_leaves_the_runs_record_alone(tmp_path, trained):
                               "--duration", "2steps", "--lr", "0.003"])
     assert res.exit_code == 0, res.output
     assert json.loads((copy / "run.json").read_text())["overrides"][0]["lr"][1] == 0.003
+    done = runner.invoke(app, ["train", "--out", str(copy), "--resume", "--device", "cpu", "--duration", "1steps"])
+    assert done.exit_code == 0 and "nothing to do: the run is at step 2" in done.stderr, done.output
+    none = runner.invoke(app, ["train", "--out", str(tmp_path / "nothing"), "--resume", "--device", "cpu"])
+    assert none.exit_code == 2 and "holds no run to continue" in none.stderr, none.output
 
 
 def test_snapshot_names_are_unique_to_the_image_and_sort_in_training_order(tmp_path):

@@ -181,17 +181,19 @@ def _generators_teacher(gen_cfg: dict[str, Any]) -> str | None:
 
 class _Scorer:
     """PSNR, SSIM and LPIPS of estimates against ground truth, both (B, C, H, W) in [-1, 1] (docs/method.md §5:
-    mapped to [0, 1] by (x + 1) / 2 and clipped): one dict per image. The LPIPS network is built on first use."""
+    mapped to [0, 1] by (x + 1) / 2 and clipped): one dict per image. The LPIPS network is built at once: missing
+    backbone weights (metrics.LPIPSWeightsError) stop the run before any work, not every row."""
 
     def __init__(self, net: str, device: str):
-        self.net, self.device, self._lpips = net, device, None
+        from ncvsd_cli import metrics
+
+        self.net, self.device = net, device
+        self._lpips = metrics.LPIPS(net=net).to(device).eval()
 
     def __call__(self, x: torch.Tensor, ref: torch.Tensor) -> list[dict[str, float]]:
         from ncvsd_cli import metrics
         from ncvsd_cli.images import to_unit
 
-        if self._lpips is None:
-            self._lpips = metrics.LPIPS(net=self.net).to(self.device).eval()
         a, b = to_unit(x.float()).clamp(0, 1), to_unit(ref.float()).clamp(0, 1)
         with torch.no_grad():
             cols = {"psnr": metrics.psnr(a, b), "ssim": metrics.ssim(a, b),
@@ -308,6 +310,10 @@ def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int)
         operator = build_operator(settings, shape).to(device)
         jobs = methods.expand_jobs(cfg.methods, cfg.nfe, cfg.baseline_nfe, operator, settings)
         tasks.append((task, settings, operator, jobs))
+    if not any(jobs for *_, jobs in tasks):
+        raise ValueError(f"nothing to run: none of --methods {','.join(cfg.methods)} applies to --tasks "
+                         f"{','.join(cfg.tasks)} (e.g. denoiser and teacher-mmse solve denoise only; pnp-gd-warm needs "
+                         "a classical estimate, which phase-retrieval has not)")
     images = distributed.shard(data.images, rank, world)
     _check_memory(nets, (min(cfg.batch_size, max(len(images), 1)), *shape), [j for *_, jobs in tasks for j in jobs],
                   device)
@@ -350,12 +356,19 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     cfg.validate()
     rank, world = distributed.rank_world()
     device = distributed.local_device(cfg.device, world)
+    scorer = _Scorer(cfg.lpips, device)
     out = Path(cfg.out)
+    created = not out.exists()
     _check_writable(out)
-    _check_fresh(out, cfg.resume, rank, world)
-    nets = _load_networks(cfg, device)
-    plan = _plan(cfg, nets, device, rank, world)
-    _check_settings(out, _run_settings(cfg, nets, plan), rank, cfg.resume)
+    try:
+        _check_fresh(out, cfg.resume, rank, world)
+        nets = _load_networks(cfg, device)
+        plan = _plan(cfg, nets, device, rank, world)
+        _check_settings(out, _run_settings(cfg, nets, plan), rank, cfg.resume)
+    except BaseException:  # refused before any work: no empty --out folder left behind
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
     finished = results.finished_keys(sorted(out.glob("per_image*.csv"))) if cfg.resume else set()
     part = out / (results.CSV_NAME if world == 1 else f"per_image.rank{rank}-of-{world}.csv")
     outcome = BenchOutcome(out=out)
@@ -365,7 +378,7 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     bar = NestedProgress(max(total, 1), f"bench rank {rank}" if world > 1 else "bench", "run",
                          quiet=progress is False)
     with results.RowWriter(part, results.columns(cfg.lpips)) as writer, bar:
-        ctx = _Context(cfg, nets, device, _Scorer(cfg.lpips, device), plan, finished, writer, bar, outcome, on_row)
+        ctx = _Context(cfg, nets, device, scorer, plan, finished, writer, bar, outcome, on_row)
         for task, settings, operator, jobs in plan.tasks:
             for start in range(0, len(plan.images), cfg.batch_size):
                 _run_batch(ctx, task, settings, operator, jobs, plan.images[start:start + cfg.batch_size])
@@ -426,15 +439,24 @@ def _run_batch(ctx: _Context, task: str, settings: dict[str, Any], operator, job
         ctx.bar.update(len(jobs) * cfg.best_of - len(todo))
         if todo or missing("ground_truth") or missing("measurement"):
             items.append(_Item(image, base, in_grid, todo))
+    readable = []
     for it in items:
-        it.x = it.image.load().to(ctx.device)
+        try:
+            it.x = it.image.load().to(ctx.device)
+        except (ValueError, OSError) as exc:  # an unreadable image fails alone (exit 1); the others run
+            msg = f"{task}/{it.image.id}: {exc} ({len(it.todo)} rows not computed)"
+            log.error("%s", msg)
+            ctx.outcome.failed.append(msg)
+            ctx.bar.update(len(it.todo))
+            continue
+        readable.append(it)
         it.y = make_measurement(operator, it.x, sigma_y, cfg.seed, it.image.index)  # once, shared by every method
         if it.in_grid:
             _save_sample(cfg.out, task, it.image.id, "ground_truth", it.x)
             _save_sample(cfg.out, task, it.image.id, "measurement",
                          measurement_preview(operator, it.y, ctx.plan.shape))
     for job, run in [(j, r) for j in jobs for r in range(cfg.best_of)]:
-        batch = [it for it in items if (job, run) in it.todo]
+        batch = [it for it in readable if (job, run) in it.todo]
         if not batch:
             continue
         rows = _run_one(ctx, job, run, task, operator, batch)

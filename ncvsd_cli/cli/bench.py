@@ -24,7 +24,8 @@ image (centre-cropped to a square and resized to --resolution, default the model
 
 Examples:
 
-  ncvsd bench --dataset builtin --tasks sr4 --nfe 1,4 --limit 4 --out bench/
+  ncvsd bench --dataset builtin --tasks sr4 --nfe 1,4 --methods pnp-gd,pnp-gd-warm,classical --limit 4 --out bench/
+  (the default --methods add dps and daps: 1000 teacher calls per image each, minutes per image on a CPU)
 
   ncvsd bench --dataset ffhq --data ffhq_val.zip --baseline-nfe 1000 --lpips vgg --out ffhq-bench/
 

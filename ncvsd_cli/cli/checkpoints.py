@@ -5,6 +5,7 @@ inside `download` and `import` (list/info read safetensors headers only)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -157,6 +158,12 @@ def import_command(
         fail(f"output must end in .safetensors, got {output}", EXIT_USAGE)
     if output.exists() and not force:
         fail(f"{output} exists; pass --force to overwrite it", EXIT_USAGE)
+    try:  # before the conversion: a folder that cannot be written is a usage error, not an internal one
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"-o {output}: cannot create its folder: {exc.strerror or exc}", EXIT_USAGE)
+    if not os.access(output.parent, os.W_OK):
+        fail(f"-o {output}: the folder {output.parent} is not writable", EXIT_USAGE)
     command = f"ncvsd checkpoints import {src.name} -o {output.name} --ema {ema}"
     with handle_errors():
         from ncvsd_cli.pickle_import import import_pickle

@@ -150,9 +150,10 @@ def handle_errors() -> Iterator[None]:
     except NonFiniteOutputError as exc:
         fail(str(exc), EXIT_PARTIAL)
     except Terminated as exc:
-        fail(f"stopped by {signal.Signals(exc.signum).name}; no partial output was written", 128 + exc.signum)
+        fail(f"stopped by {signal.Signals(exc.signum).name}; outputs finished so far are kept, no partial file is "
+             "left", 128 + exc.signum)
     except KeyboardInterrupt:
-        fail("interrupted; no partial output was written", EXIT_INTERRUPTED)
+        fail("interrupted; outputs finished so far are kept, no partial file is left", EXIT_INTERRUPTED)
     except Exception as exc:  # a bug: one line unless debugging
         if os.environ.get("NCVSD_DEBUG"):
             raise

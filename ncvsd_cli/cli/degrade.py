@@ -48,7 +48,8 @@ def degrade_command(
         ...,
         "--task",
         "-t",
-        help="Operator name, e.g. sr4, deblur-gauss, inpaint-box (see operators.names()).",
+        help="Operator: sr2, sr4, sr8, deblur-gauss, deblur-motion, deblur-kernel, inpaint-box, inpaint-random, "
+             "inpaint-mask, denoise, phase-retrieval (or a plugin's).",
     ),
     out: str | None = typer.Option(
         None, "--output", "-o", help="Output PNG, directory (a name without a suffix is one), or - for "
@@ -81,7 +82,7 @@ def degrade_command(
     with common.handle_errors():
         import operators
         from ncvsd_cli import images
-        from ncvsd_cli.measurement import degrade, save_measurement, sidecar_paths
+        from ncvsd_cli.measurement import PLAIN_IMAGE_REFUSALS, degrade, save_measurement, sidecar_paths
 
         operators.get(task)  # unknown task: usage error, before any input is read
         if channels not in (1, 3):
@@ -89,6 +90,9 @@ def degrade_command(
         if not (math.isfinite(sigma_y) and sigma_y >= 0):
             raise common.UsageError(f"--sigma-y must be >= 0 and finite, got {sigma_y}")
         params = common.parse_params(param)
+        needed = PLAIN_IMAGE_REFUSALS.get(task, (frozenset({"seed"}), ""))  # degrade gives a seed itself
+        if needed[0] and "seed" not in needed[0] and not needed[0] & params.keys():
+            raise common.UsageError(needed[1])  # before any input is read: e.g. inpaint-mask without its mask
         tag = f"{task}_measured"
         pattern = re.compile(rf"_{re.escape(tag)}$")
         items, missing = common.expand_inputs(inputs, skip=lambda p: bool(pattern.search(p.stem)), quiet=quiet)

@@ -1,8 +1,9 @@
 """`ncvsd sample`: unconditional / class-conditional samples from the generator (behaviour in
-`ncvsd_cli.sampling.generate.sample_images`). No torch at import."""
+`ncvsd_cli.sampling.generate.sample_batches`). No torch at import."""
 
 from __future__ import annotations
 
+import collections
 import os
 from pathlib import Path
 
@@ -26,7 +27,7 @@ do not depend on the other seeds, a larger batch changes the network's float rou
 Outputs are never replaced without --overwrite, also when another process creates them meanwhile.
 
 Exit codes: 0 ok, 1 some outputs failed, 2 usage error, 3 checkpoint missing or corrupt (or NaN weights),
-130 / 143 / 129 interrupted (no partial or temporary file)."""
+130 / 143 / 129 interrupted (the samples finished so far are kept; no partial or temporary file)."""
 
 
 def sample_command(
@@ -45,7 +46,7 @@ def sample_command(
         None, "--class-label", help="Class for conditional checkpoints (default: random per seed)."
     ),
     resolution: int | None = typer.Option(
-        None, "--resolution", help="Sample size in pixels (default: the model's)."
+        None, "--resolution", min=1, help="Sample size in pixels (default: the model's)."
     ),
     batch_size: int = typer.Option(
         8, "--batch-size", "-b", help="Samples per network call.", show_default=True
@@ -64,6 +65,11 @@ def sample_command(
         from ncvsd_cli import images
 
         seed_list = common.parse_int_list(seeds)
+        repeated = sorted(s for s, n in collections.Counter(seed_list).items() if n > 1)
+        if repeated:
+            seed_list = list(dict.fromkeys(seed_list))
+            common.note(f"seeds given more than once, sampled once: {', '.join(map(str, repeated[:10]))}"
+                        + (" ..." if len(repeated) > 10 else ""), quiet)
         ts_list = common.parse_int_list(ts) if ts else None
         if nfe < 1 or batch_size < 1:
             raise common.UsageError(f"--nfe and --batch-size must be >= 1, got {nfe} and {batch_size}")
@@ -84,12 +90,14 @@ def sample_command(
             raise common.UsageError(next(iter(problems.values())).split(": ", 1)[1])
 
         from ncvsd_cli.checkpoints import default_checkpoint, load_checkpoint
-        from ncvsd_cli.sampling.generate import sample_images
+        from ncvsd_cli.sampling.generate import sample_batches
 
         dev = common.parse_device(device)
         from ncvsd_cli.networks.inference import prepare_for_inference, resolve_precision
 
-        resolve_precision(precision, dev)  # a usage error before loading
+        work = resolve_precision(precision, dev)  # a usage error before loading
+        _check_memory(checkpoint or default_checkpoint("generator"), min(batch_size, len(seed_list)), resolution,
+                      "fp32" if work == "checkpoint" else work, str(dev))
         model, config = load_checkpoint(
             checkpoint or default_checkpoint("generator"), device=dev, kind="generator"
         )
@@ -97,22 +105,6 @@ def sample_command(
 
         check_finite_weights(model, checkpoint or default_checkpoint("generator"))
         prepare_for_inference(model, precision, dev)
-        bar = common.progress(len(seed_list), "sample", quiet)
-        try:
-            x = sample_images(
-                model,
-                config,
-                seed_list,
-                nfe=nfe,
-                ts=ts_list,
-                class_label=class_label,
-                batch_size=batch_size,
-                resolution=resolution,
-                device=dev,
-                on_batch=bar.update,
-            )
-        finally:
-            bar.close()
         report = common.Report(
             "sample",
             extra={
@@ -121,6 +113,20 @@ def sample_command(
                 "checkpoint": checkpoint or default_checkpoint("generator"),
             },
         )
+        bar = common.progress(len(seed_list), "sample", quiet)
+        batches = sample_batches(model, config, seed_list, nfe=nfe, ts=ts_list, class_label=class_label,
+                                 batch_size=batch_size, resolution=resolution, device=dev, on_batch=bar.update)
+        try:
+            if grid:
+                import torch
+
+                x = torch.cat([x for _, x in batches])
+            else:  # each batch is written as it comes: an interruption keeps the samples finished so far
+                for chunk, x in batches:
+                    for s, xi in zip(chunk, x):
+                        _write_sample(xi, str(Path(out) / f"{s:06d}.png"), s, overwrite, report)
+        finally:
+            bar.close()
         if grid:
             try:
                 images.save_image(images.make_grid(x), out, overwrite=overwrite)
@@ -128,15 +134,36 @@ def sample_command(
                 report.failed("grid", f"cannot write {out}: {exc}")
             else:
                 report.ok("grid", [out], size=list(x.shape[-2:]))
-        else:
-            for s, xi, p in zip(seed_list, x, paths):
-                try:
-                    images.save_image(xi[None], p, overwrite=overwrite)
-                except (ValueError, OSError) as exc:
-                    report.failed(f"seed {s}", f"seed {s}: cannot write {p}: {exc}")
-                else:
-                    report.ok(f"seed {s}", [p])
     report.finish(as_json)
+
+
+def _check_memory(checkpoint: str, batch: int, resolution: int | None, precision: str, device: str) -> None:
+    """UsageError when a network call on `batch` samples of `resolution` px would not fit in the memory available
+    now (`ncvsd_cli.memory`: from the checkpoint's config, before the weights load)."""
+    from ncvsd_cli import memory
+    from ncvsd_cli.checkpoints import read_config, resolve_checkpoint
+
+    config = read_config(resolve_checkpoint(checkpoint))
+    res = int(resolution or config.get("img_resolution", 64))
+    need = memory.work_bytes(memory.network_shape(config), (batch, int(config.get("img_channels", 3)), res, res),
+                             precision=precision, device=device)
+    available = memory.available_memory_bytes(device)
+    if available is not None and need > available:
+        raise common.UsageError(f"{batch} sample(s) of {res}x{res} px need an estimated {memory.format_bytes(need)} "
+                                f"but {memory.format_bytes(available)} is available; use a smaller --resolution or "
+                                "--batch-size")
+
+
+def _write_sample(x, path: str, seed: int, overwrite: bool, report) -> None:
+    """Write one sample (C, H, W) and record it in `report` (a failure is that seed's only)."""
+    from ncvsd_cli import images
+
+    try:
+        images.save_image(x[None], path, overwrite=overwrite)
+    except (ValueError, OSError) as exc:
+        report.failed(f"seed {seed}", f"seed {seed}: cannot write {path}: {exc}")
+    else:
+        report.ok(f"seed {seed}", [path])
 
 
 def register(app: typer.Typer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -58,6 +59,9 @@ def with_recipe(settings: RunSettings, required: tuple[str, ...], ctx: typer.Con
     given = given_options(ctx)
     given |= {"arch"} if "preset" in given else set()
     changed = {}
+    if settings.resume and not Path(settings.out, "state.pt").is_file():
+        raise UsageError(f"--resume: {settings.out} holds no run to continue (no state.pt); leave --resume out to "
+                         "start one there")
     if settings.resume:
         settings, changed = resumed_settings(settings, given)
     missing = [f"--{k.replace('_', '-')}" for k in required if getattr(settings, k) is None]

@@ -8,7 +8,8 @@ then x is re-noised with fresh noise to the next grid level (DDIM-like, zeta = 1
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -116,7 +117,13 @@ def denoise_measurement(denoiser: Callable, operator, y: torch.Tensor, sigmas=No
                          extras={"sigma": float(sigma_y), "ts": None if nfe == 1 else ts})
 
 
-def sample_images(
+def sample_images(model: Callable, config: dict, seeds: Sequence[int], **kwargs: Any) -> torch.Tensor:
+    """Unconditional (class-conditional with labels) samples, one per seed: (N, C, R, R) in [-1, 1]; the batches
+    of `sample_batches` (same keyword arguments) joined."""
+    return torch.cat([x for _, x in sample_batches(model, config, seeds, **kwargs)])
+
+
+def sample_batches(
     model: Callable,
     config: dict,
     seeds: Sequence[int],
@@ -128,8 +135,9 @@ def sample_images(
     resolution: int | None = None,
     device: str | torch.device = "cpu",
     on_batch: Callable[[int], None] | None = None,
-) -> torch.Tensor:
-    """Unconditional (class-conditional with labels) samples, one per seed: (N, C, R, R) in [-1, 1].
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Unconditional (class-conditional with labels) samples, one per seed, yielded a batch at a time as
+    (seeds of the batch, (n, C, R, R) in [-1, 1] on the CPU), so that a caller can write them as they come.
 
     nfe: denoiser calls, mapped to `ts` by `sampling.generate.default_ts` (1: [10, 39], 2: [10, 22, 39],
     4: [0, 10, 20, 30, 39]) unless `ts` is given (docs/method.md §2.7). Seed s uses its own generator, so a sample
@@ -153,7 +161,6 @@ def sample_images(
             if label_dim
             else "this checkpoint is unconditional; --class-label does not apply"
         )
-    out = []
     for start in range(0, len(seeds), batch_size):
         chunk = [int(s) for s in seeds[start : start + batch_size]]
         labels = None
@@ -176,7 +183,6 @@ def sample_images(
         bad = [s for s, xi in zip(chunk, x) if not torch.isfinite(xi).all()]
         if bad:
             raise NonFiniteOutputError(f"the network produced NaN/inf values for seed(s) {bad}; nothing written")
-        out.append(x)
         if on_batch is not None:
             on_batch(len(chunk))
-    return torch.cat(out)
+        yield chunk, x

@@ -66,6 +66,8 @@ class Method:
             raise ValueError(f"method '{self.name}' is unavailable: cannot load {self.target} ({exc})") from None
 
     def __call__(self, *args: Any, **kwargs: Any) -> SamplerResult:
+        if args:
+            _check_network(self, args[0])
         return self.load()(*args, **kwargs)
 
     def settings(self, task: str, nfe: int | None, preset_file: str | None, **overrides: Any) -> dict[str, Any]:
@@ -258,6 +260,19 @@ class MeanMethod(Method):
             op_evals -= (self.k - 1) * kwargs["estimate"].operator_evals
         return SamplerResult(x=total / self.k, nfe=nfe, operator_evals=op_evals,
                              extras={"base": self.base, "samples": self.k})
+
+
+def _check_network(method: Method, model: Any) -> None:
+    """ValueError when `model` is an ncvsd network of the other kind than `method.needs` (a teacher given to
+    pnp-gd failed deep inside with "unexpected keyword 'generator'"; a generator given to dps ran silently)."""
+    from ncvsd_cli.networks.precond import GenerativeDenoiser, Precond
+    from ncvsd_cli.networks.tiling import TiledDenoiser
+
+    net = getattr(model, "_orig_mod", model.denoiser if isinstance(model, TiledDenoiser) else model)
+    kind = "generator" if isinstance(net, GenerativeDenoiser) else "teacher" if isinstance(net, Precond) else None
+    if kind is not None and method.needs in ("generator", "teacher") and kind != method.needs:
+        raise ValueError(f"method '{method.name}' runs on the {method.needs} network, got the {kind} (e.g. "
+                         f"load_checkpoint('builtin64-{method.needs}'))")
 
 
 def uses_classical_estimate(method: Method) -> bool:

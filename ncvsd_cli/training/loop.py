@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pickle
 import re
 import shlex
 import signal
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -106,15 +104,10 @@ def step_generator(seed: int, rank: int, step: int, device: torch.device, stream
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary file in the same folder, then os.replace (never a half-written state)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    from ncvsd_cli.images import atomic_path
+
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class StateError(CheckpointError):
@@ -387,6 +380,9 @@ class TrainLoop:
         counts: dict[str, int] = {}
         record: dict = {}
         signum, done = 0, self._counts_done()
+        if done and self.dist.is_main and self.progress:
+            print(f"ncvsd: nothing to do: the run is at step {self.step} ({self.cur_nimg / 1000:g} kimg), already "
+                  "past --duration; give a longer one to continue it", file=sys.stderr, flush=True)
         try:
             while not done:
                 t0 = time.time()
