@@ -106,11 +106,11 @@ def from_unit(x: torch.Tensor) -> torch.Tensor:
 RANGE_LIMIT = 4.0
 
 
-def as_image_tensor(x: Any, what: str = "input") -> torch.Tensor:
+def as_image_tensor(x: Any, what: str = "input", check_range: bool = True) -> torch.Tensor:
     """x as one float32 image (1, C, H, W) on the [-1, 1] scale (C = 1 or 3; a (C, H, W) tensor gains the batch
     axis; float16/64 are cast). ValueError naming the problem otherwise: not a torch tensor (files:
-    `load_image`), a batch, another channel count, integer pixels (8-bit: `from_unit(t / 255)`), NaN/inf, or
-    values beyond +-RANGE_LIMIT (a [0, 255] image)."""
+    `load_image`), a batch, another channel count, integer pixels (8-bit: `from_unit(t / 255)`), NaN/inf, or,
+    with `check_range` (inputs), values beyond +-RANGE_LIMIT (a [0, 255] image)."""
     import torch
 
     if not isinstance(x, torch.Tensor):
@@ -127,7 +127,7 @@ def as_image_tensor(x: Any, what: str = "input") -> torch.Tensor:
     t = t.float()
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{what}: the image contains NaN or inf values")
-    if float(t.abs().max()) > RANGE_LIMIT:
+    if check_range and float(t.abs().max()) > RANGE_LIMIT:
         raise ValueError(f"{what}: values reach {float(t.abs().max()):.4g}, far outside [-1, 1] (a [0, 255] image "
                          "p: from_unit(p / 255); [0, 1]: from_unit(p))")
     return t
@@ -433,9 +433,9 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def _checked_image(x: torch.Tensor) -> torch.Tensor:
-    """x as one (C, H, W) image with C in (1, 3) and finite float values on the [-1, 1] scale (`as_image_tensor`),
-    else ValueError: nothing is written."""
-    return as_image_tensor(x.detach(), "image")[0]
+    """x as one (C, H, W) image with C in (1, 3) and finite float values (`as_image_tensor`; values beyond
+    [-1, 1] are clipped when written, as samples are not), else ValueError: nothing is written."""
+    return as_image_tensor(x.detach(), "image", check_range=False)[0]
 
 
 def format_for_path(path: str | os.PathLike | None) -> str:

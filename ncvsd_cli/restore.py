@@ -404,18 +404,24 @@ class Restorer:
         network when the method needs the same kind. Raises ValueError when the options do not suit the task."""
         from dataclasses import replace
 
-        from ncvsd_cli.sampling.methods import get_method
-
         opts = replace(self.options, task=task).validate()
         if opts.method == self.options.method and task == self.options.task:
             return self
-        if get_method(opts.method).needs not in (self.method.needs, "none"):
-            return Restorer.from_options(opts)  # e.g. the teacher of dps, from its own checkpoint
-        sub = Restorer(None, self.config, opts)
-        if sub.method.needs != "none":
+        return self.with_options(opts)
+
+    def with_options(self, opts: RestoreOptions) -> Restorer:
+        """A restorer for the validated `opts`: this one's network (loaded once, here) when its method needs the same
+        kind, none for a classical method, else the checkpoint the method needs (e.g. the teacher of dps)."""
+        from ncvsd_cli.sampling.methods import get_method
+
+        needs = get_method(opts.method).needs
+        if needs not in (self.method.needs, "none"):
+            return Restorer.from_options(opts)
+        sub = Restorer(None, self.config if needs != "none" else None, opts)
+        if needs != "none":
             self.load()
             sub.model, sub.config, sub.precision = self.model, self.config, self.precision
-        sub.checkpoint_path = self.checkpoint_path
+            sub.checkpoint_path = self.checkpoint_path
         return sub
 
     def _run_per_task(self, measurements, on_batch, on_step) -> Iterator[RestoreResult]:

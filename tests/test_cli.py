@@ -844,3 +844,18 @@ def test_help_epilogs_wrap_at_any_width():
             assert para.startswith("  ") or "\n" not in para, para
     res = run("restore", "--help")
     assert res.exit_code == 0 and "ncvsd restore --task sr4 small.png" in res.output
+
+
+def test_sample_to_a_folder_writes_the_finite_samples_and_reports_a_nan_one(tmp_path, ckpt, monkeypatch):
+    from ncvsd_cli.sampling import generate
+
+    real = generate.sample_batches
+
+    def one_nan(*args, **kwargs):
+        for chunk, x in real(*args, **kwargs):
+            yield chunk, torch.where(torch.tensor(chunk).view(-1, 1, 1, 1) == 1, float("nan"), x)
+
+    monkeypatch.setattr(generate, "sample_batches", one_nan)
+    res = run("sample", "-c", ckpt, "--seeds", "0-2", "-b", "2", "-o", tmp_path / "s", "--device", "cpu", "--json")
+    assert res.exit_code == 1 and "seed 1: the network produced NaN/inf" in res.stderr
+    assert json.loads(res.stdout)["ok"] == 2 and _files(tmp_path / "s") == {"000000.png", "000002.png"}

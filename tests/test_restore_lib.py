@@ -302,6 +302,9 @@ def test_without_a_task_each_measurement_runs_its_own_tasks_sampler():
     for j, task in enumerate(("denoise", "sr4")):
         (alone,) = Restorer(prior.denoiser, None, RestoreOptions(task=task, samples=2).validate()).run([ms[j]])
         assert torch.equal(alone.samples, by_index[j].samples)
+    forced = RestoreOptions(preset_file={"method": "denoiser"}).validate()  # suits denoise, not sr4
+    results = {r.index: r for r in Restorer(prior.denoiser, None, forced).run(ms)}
+    assert results[0].error is None and "only solves the denoise task" in results[1].error
 
 
 def test_library_inputs_are_checked_and_cast():
@@ -325,6 +328,7 @@ def test_library_inputs_are_checked_and_cast():
             restorer.measurement(bad, "denoise")
     with pytest.raises(ValueError, match="uint8"):
         images.to_uint8(((y + 1) * 127.5).byte())  # what save_image writes: not a white picture
+    assert images.to_uint8(y * 50).max() == 255  # an output's outliers are clipped, not refused
 
 
 def test_restore_options_refuse_daps_budgets_that_give_noise():
@@ -346,3 +350,16 @@ def test_restore_image_returns_a_grey_image_grey():
     out = restore_image(grey, "sr4", method="bicubic", sigma_y=0.05)
     colour = restore_image(grey.expand(1, 3, 4, 3), "sr4", method="bicubic", sigma_y=0.05)
     assert out.shape == (1, 1, 16, 12) and torch.allclose(out[0, 0], colour[0, 0], atol=1e-6)
+
+
+def test_a_classical_method_chosen_per_task_runs_on_the_image_itself():
+    """Without a task, a preset file's classical method runs unpadded (it has no network whose size multiple would
+    pad a 13x11 image; padded, wiener refused the operator)."""
+    from ncvsd_cli.measurement import degrade
+    from ncvsd_cli.networks import network_config
+
+    x = 0.5 * torch.rand((1, 3, 13, 11), generator=torch.Generator().manual_seed(0)) - 0.25
+    m = degrade(x, "deblur-gauss", sigma_y=0.05)
+    options = RestoreOptions(preset_file={"method": "wiener"}).validate()
+    (res,) = Restorer(GaussianPrior().denoiser, network_config("generator", "tiny"), options).run([m])
+    assert res.error is None and res.samples.shape == (1, 3, 13, 11)

@@ -90,9 +90,11 @@ def degrade_command(
         if not (math.isfinite(sigma_y) and sigma_y >= 0):
             raise common.UsageError(f"--sigma-y must be >= 0 and finite, got {sigma_y}")
         params = common.parse_params(param)
-        needed = PLAIN_IMAGE_REFUSALS.get(task, (frozenset({"seed"}), ""))  # degrade gives a seed itself
-        if needed[0] and "seed" not in needed[0] and not needed[0] & params.keys():
-            raise common.UsageError(needed[1])  # before any input is read: e.g. inpaint-mask without its mask
+        needed = PLAIN_IMAGE_REFUSALS.get(task, (frozenset({"seed"}), ""))[0]  # degrade gives a seed itself
+        if needed and "seed" not in needed and not needed & params.keys():  # before any input is read
+            name = min(needed)
+            raise common.UsageError(f"--task {task} measures with your own {name}: give it as -p {name}=FILE "
+                                    f"(an image{' or .npy' if name == 'kernel' else ', white = kept'})")
         tag = f"{task}_measured"
         pattern = re.compile(rf"_{re.escape(tag)}$")
         items, missing = common.expand_inputs(inputs, skip=lambda p: bool(pattern.search(p.stem)), quiet=quiet)

@@ -307,7 +307,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         report.extra["task"] = tasks
     groups = [(options, good)] if method_given else _method_groups(options, good, report)
     for opts, members in (g for g in groups if g[1]):  # without --method, each task's own sampler
-        each = restorer if opts is options else Restorer.from_options(opts, load=False)
+        each = restorer if opts is options else restorer.with_options(opts)  # one copy of a shared network
         each.load()
         _restore(each, members, planned, outputs, report, quiet,
                  f"restore {','.join(sorted({m.task for _, m in members}))}")

@@ -90,7 +90,7 @@ def sample_command(
             raise common.UsageError(next(iter(problems.values())).split(": ", 1)[1])
 
         from ncvsd_cli.checkpoints import default_checkpoint, load_checkpoint
-        from ncvsd_cli.sampling.generate import sample_batches
+        from ncvsd_cli.sampling.generate import sample_batches, sample_images
 
         dev = common.parse_device(device)
         from ncvsd_cli.networks.inference import prepare_for_inference, resolve_precision
@@ -114,15 +114,13 @@ def sample_command(
             },
         )
         bar = common.progress(len(seed_list), "sample", quiet)
-        batches = sample_batches(model, config, seed_list, nfe=nfe, ts=ts_list, class_label=class_label,
-                                 batch_size=batch_size, resolution=resolution, device=dev, on_batch=bar.update)
+        kwargs = {"nfe": nfe, "ts": ts_list, "class_label": class_label, "batch_size": batch_size,
+                  "resolution": resolution, "device": dev, "on_batch": bar.update}
         try:
             if grid:
-                import torch
-
-                x = torch.cat([x for _, x in batches])
+                x = sample_images(model, config, seed_list, **kwargs)  # NaN/inf: exit 1, no grid written
             else:  # each batch is written as it comes: an interruption keeps the samples finished so far
-                for chunk, x in batches:
+                for chunk, x in sample_batches(model, config, seed_list, **kwargs):
                     for s, xi in zip(chunk, x):
                         _write_sample(xi, str(Path(out) / f"{s:06d}.png"), s, overwrite, report)
         finally:
@@ -158,6 +156,9 @@ def _write_sample(x, path: str, seed: int, overwrite: bool, report) -> None:
     """Write one sample (C, H, W) and record it in `report` (a failure is that seed's only)."""
     from ncvsd_cli import images
 
+    if not bool(x.isfinite().all()):
+        report.failed(f"seed {seed}", f"seed {seed}: the network produced NaN/inf values; {path} not written")
+        return
     try:
         images.save_image(x[None], path, overwrite=overwrite)
     except (ValueError, OSError) as exc:

@@ -119,8 +119,14 @@ def denoise_measurement(denoiser: Callable, operator, y: torch.Tensor, sigmas=No
 
 def sample_images(model: Callable, config: dict, seeds: Sequence[int], **kwargs: Any) -> torch.Tensor:
     """Unconditional (class-conditional with labels) samples, one per seed: (N, C, R, R) in [-1, 1]; the batches
-    of `sample_batches` (same keyword arguments) joined."""
-    return torch.cat([x for _, x in sample_batches(model, config, seeds, **kwargs)])
+    of `sample_batches` (same keyword arguments) joined. Raises NonFiniteOutputError when a sample holds NaN/inf."""
+    from ncvsd_cli.errors import NonFiniteOutputError
+
+    x = torch.cat([x for _, x in sample_batches(model, config, seeds, **kwargs)])
+    bad = [int(s) for s, xi in zip(seeds, x) if not torch.isfinite(xi).all()]
+    if bad:
+        raise NonFiniteOutputError(f"the network produced NaN/inf values for seed(s) {bad}; nothing written")
+    return x
 
 
 def sample_batches(
@@ -143,9 +149,8 @@ def sample_batches(
     4: [0, 10, 20, 30, 39]) unless `ts` is given (docs/method.md §2.7). Seed s uses its own generator, so a sample
     does not depend on the batch. Labels: `class_label`, or per seed a uniform draw from the stream
     ("class-label", s) (operators.noise.stream_seed), not from the sample's own noise. resolution: default the model's img_resolution; must be a multiple of `network_multiple(config)`.
-    Raises ValueError for bad settings or when the network produces NaN/inf.
+    Raises ValueError for bad settings; a sample with NaN/inf values is yielded as it is (the caller checks).
     """
-    from ncvsd_cli.errors import NonFiniteOutputError
     from ncvsd_cli.networks.build import network_multiple
     from operators.noise import generators_for_seeds, rand, stream_seed
 
@@ -180,9 +185,6 @@ def sample_batches(
             device=device,
         )
         x = result.x.detach().float().cpu()
-        bad = [s for s, xi in zip(chunk, x) if not torch.isfinite(xi).all()]
-        if bad:
-            raise NonFiniteOutputError(f"the network produced NaN/inf values for seed(s) {bad}; nothing written")
         if on_batch is not None:
             on_batch(len(chunk))
         yield chunk, x

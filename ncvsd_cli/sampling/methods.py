@@ -268,7 +268,8 @@ def _check_network(method: Method, model: Any) -> None:
     from ncvsd_cli.networks.precond import GenerativeDenoiser, Precond
     from ncvsd_cli.networks.tiling import TiledDenoiser
 
-    net = getattr(model, "_orig_mod", model.denoiser if isinstance(model, TiledDenoiser) else model)
+    net = model.denoiser if isinstance(model, TiledDenoiser) else model
+    net = getattr(net, "_orig_mod", net)  # torch.compile's wrapper
     kind = "generator" if isinstance(net, GenerativeDenoiser) else "teacher" if isinstance(net, Precond) else None
     if kind is not None and method.needs in ("generator", "teacher") and kind != method.needs:
         raise ValueError(f"method '{method.name}' runs on the {method.needs} network, got the {kind} (e.g. "

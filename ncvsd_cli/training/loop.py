@@ -196,6 +196,7 @@ class TrainLoop:
         self.duration, self.snapshot_every = duration, snapshot_every
         self.log_every, self.seed = max(1, int(log_every)), int(seed)
         self.settings = dict(settings or {})
+        self.recipe_keys = frozenset(self.settings)  # the options; keys a trainer adds later are not compared
         self.resume, self.progress = resume, progress
         self.cur_nimg, self.step, self.train_seconds = 0, 0, 0.0
         self.state_path = self.out / "state.pt"
@@ -258,7 +259,7 @@ class TrainLoop:
             )
 
             state = load_state(self.state_path)
-            changes = recipe_changes(self.out, self.settings)  # recorded only once the state fits them
+            changes = recipe_changes(self.out, {k: v for k, v in self.settings.items() if k in self.recipe_keys})
             loop = state["loop"]
             if loop["name"] != self.name:
                 raise StateError(f"{self.state_path} is an 'ncvsd {loop['name']}' state, not 'ncvsd {self.name}'")
