@@ -324,7 +324,12 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, quiet: bool = False) 
     if explicit.is_file():
         return zoo.import_into_cache(explicit, quiet=quiet) if is_pickle(explicit) else explicit
     searched = []
-    if os.sep in raw or (os.altsep and os.altsep in raw) or explicit.is_dir():
+    if explicit.is_dir():
+        inside = sorted(p.name for p in explicit.glob(f"*{SUFFIX}")) + sorted(
+            f"snapshots/{p.name}" for p in explicit.glob(f"snapshots/*{SUFFIX}"))[-2:]
+        raise CheckpointError(f"{raw} is a folder, not a checkpoint file" + (
+            f"; in it: {', '.join(inside[:6])}" if inside else "; it holds no .safetensors file"))
+    if os.sep in raw or (os.altsep and os.altsep in raw):
         searched.append(str(explicit))
     else:
         candidates = [raw] if raw.endswith(SUFFIX) else [raw + SUFFIX, raw]

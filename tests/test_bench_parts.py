@@ -170,6 +170,7 @@ def test_summary_mean_std_and_labelled_best_of_k():
     assert best["lpips_alex_mean"] == pytest.approx((0.1 + 0.2) / 2)  # min LPIPS per image, independently
     single = report.summarize([_row("a")], "alex")
     assert len(single) == 1 and single[0]["psnr_std"] == 0.0
+    assert "±" not in report.markdown(single, "alex").split("## ", 1)[1]  # one image: no spread to show
     md = report.markdown(report.summarize(rows, "alex"), "alex")
     assert "best-of-2" in md and "LPIPS-alex" in md and "ddof=1" in md
     assert not math.isnan(mean["seconds_mean"])

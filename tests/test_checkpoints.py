@@ -161,6 +161,8 @@ def test_lookup_order_and_bare_names(dirs, tmp_path):
     (dirs["cache"] / "weights-only.safetensors").unlink()
     with pytest.raises(CheckpointError, match="not found"):
         resolve_checkpoint(tmp_path / "nope" / "m.safetensors")
+    with pytest.raises(CheckpointError, match="is a folder, not a checkpoint file; in it: m.safetensors, only-cache"):
+        resolve_checkpoint(dirs["cache"])
     listed = [(i.name, i.location) for i in list_checkpoints()]
     assert listed == [("m.safetensors", "env"), ("m.safetensors", "shipped"), ("m.safetensors", "cache"),
                       ("only-cache.safetensors", "cache")]

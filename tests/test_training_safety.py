@@ -176,6 +176,8 @@ def test_a_failed_resume_leaves_the_runs_record_alone(tmp_path, trained):
     assert json.loads((copy / "run.json").read_text())["overrides"][0]["lr"][1] == 0.003
     done = runner.invoke(app, ["train", "--out", str(copy), "--resume", "--device", "cpu", "--duration", "1steps"])
     assert done.exit_code == 0 and "nothing to do: the run is at step 2" in done.stderr, done.output
+    other = runner.invoke(app, ["distill", "--out", str(copy), "--resume", "--device", "cpu"])
+    assert other.exit_code == 2 and "records none (it was started by:" in other.stderr, other.output
     none = runner.invoke(app, ["train", "--out", str(tmp_path / "nothing"), "--resume", "--device", "cpu"])
     assert none.exit_code == 2 and "holds no run to continue" in none.stderr, none.output
 

@@ -91,8 +91,11 @@ def summarize(rows: list[dict[str, Any]], lpips_net: str) -> list[dict[str, Any]
     return out
 
 
-def _fmt(mean: float, std: float, digits: int) -> str:
-    return "–" if math.isnan(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+def _fmt(mean: float, std: float, digits: int, n: int = 2) -> str:
+    """mean ± std, or the mean alone for one image (its std is undefined, not 0)."""
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f}" if n < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def markdown(summary: list[dict[str, Any]], lpips_net: str, header: dict[str, Any] | None = None) -> str:
@@ -118,9 +121,10 @@ def markdown(summary: list[dict[str, Any]], lpips_net: str, header: dict[str, An
                 continue
             lines.append(
                 f"| {s['method']} | {s['nfe']} | {s['aggregation']} | {s['n_images']} | "
-                f"{_fmt(s['psnr_mean'], s['psnr_std'], 2)} | {_fmt(s['ssim_mean'], s['ssim_std'], 3)} | "
-                f"{_fmt(s[lp + '_mean'], s[lp + '_std'], 3)} | {s['network_evals']:.0f} | {s['operator_evals']:.0f} | "
-                f"{s['seconds_mean']:.3f} | {s['peak_mem_mb_max']:.1f} |")
+                f"{_fmt(s['psnr_mean'], s['psnr_std'], 2, s['n_images'])} | "
+                f"{_fmt(s['ssim_mean'], s['ssim_std'], 3, s['n_images'])} | "
+                f"{_fmt(s[lp + '_mean'], s[lp + '_std'], 3, s['n_images'])} | {s['network_evals']:.0f} | "
+                f"{s['operator_evals']:.0f} | {s['seconds_mean']:.3f} | {s['peak_mem_mb_max']:.1f} |")
         lines.append("")
     mem = sorted({s["mem_kind"] for s in summary})
     lines.append(f"peak MiB = {', '.join(mem)} (cuda_max_allocated: torch.cuda.max_memory_allocated; "
@@ -293,7 +297,7 @@ def write_html(out: str | os.PathLike, summary: list[dict[str, Any]], lpips_net:
         for s in recs:
             cells = []
             for m, _, digits, _ in columns:
-                text = escape(_fmt(s[m + "_mean"], s[m + "_std"], digits))
+                text = escape(_fmt(s[m + "_mean"], s[m + "_std"], digits, s["n_images"]))
                 bold = s["aggregation"] == "mean" and s[m + "_mean"] == best[m]
                 cells.append(f'<td class="n">{"<b>" + text + "</b>" if bold else text}</td>')
             parts.append(f"<tr><td>{escape(s['method'])}</td><td class=\"n\">{s['nfe']}</td>"
@@ -356,7 +360,7 @@ def write_report_png(out: str | os.PathLike, summary: list[dict[str, Any]], lpip
         bold = []
         for i, s in enumerate(recs, start=1):
             lines.append([s["method"], str(s["nfe"]), s["aggregation"], str(s["n_images"]),
-                          *[_fmt(s[m + "_mean"], s[m + "_std"], d) for m, _, d, _ in columns],
+                          *[_fmt(s[m + "_mean"], s[m + "_std"], d, s["n_images"]) for m, _, d, _ in columns],
                           f"{s['seconds_mean']:.3f}", f"{s['peak_mem_mb_max']:.1f}"])
             bold += [(i, 4 + c) for c, (m, *_) in enumerate(columns)
                      if s["aggregation"] == "mean" and s[m + "_mean"] == best[m]]

@@ -64,7 +64,13 @@ def with_recipe(settings: RunSettings, required: tuple[str, ...], ctx: typer.Con
                          "start one there")
     if settings.resume:
         settings, changed = resumed_settings(settings, given)
-    missing = [f"--{k.replace('_', '-')}" for k in required if getattr(settings, k) is None]
+    missing = [f"--{k.replace('_', '-')}" for k in required if not getattr(settings, k)]
+    if missing and settings.resume:
+        from ncvsd_cli.training.common import run_record
+
+        command = run_record(settings.out).get("command")
+        raise UsageError(f"missing option {', '.join(missing)}: the run in {settings.out} records none"
+                         + (f" (it was started by: {command})" if command else ""))
     if missing:
         raise UsageError(f"missing option {', '.join(missing)} (needed unless --resume finds it in the run's "
                          "run.json)")
