@@ -60,7 +60,8 @@ def sample_command(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar on stderr."),
 ) -> None:
-    """Draw samples from the distilled generator in 1-4 steps, as one grid or one PNG per seed."""
+    """Draw samples from the distilled generator in 1-31 steps (1, 2, 4: the paper's ts), as one grid or one PNG per
+    seed."""
     with common.handle_errors():
         from ncvsd_cli import images
 
