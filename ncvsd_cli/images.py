@@ -114,9 +114,10 @@ def as_image_tensor(x: Any, what: str = "input", check_range: bool = True) -> to
     import torch
 
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{what}: expected a torch tensor (1, C, H, W) in [-1, 1], got {type(x).__name__} (read "  # noqa: TRY004
-                         "a file with images.load_image; an (H, W, 3) uint8 array a with "
-                         "from_unit(torch.from_numpy(a).permute(2, 0, 1)[None] / 255))")
+        raise ValueError(  # noqa: TRY004 (callers catch ValueError for every bad input)
+            f"{what}: expected a torch tensor (1, C, H, W) in [-1, 1], got {type(x).__name__} (read a file with "
+            "images.load_image; an (H, W, 3) uint8 array a with from_unit(torch.from_numpy(a).permute(2, 0, 1)[None] "
+            "/ 255))")
     t = x[None] if x.dim() == 3 else x
     if t.dim() != 4 or t.shape[0] != 1 or t.shape[1] not in (1, 3):
         raise ValueError(f"{what}: expected one image (1, C, H, W) or (C, H, W) with C = 1 or 3, got shape "
