@@ -342,11 +342,12 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, quiet: bool = False) 
                     return folder / cand
     import difflib
 
-    known = _available_names() + _zoo_names()
+    available = _available_names()  # reads each file's header: once
+    known = available + _zoo_names()
     close = difflib.get_close_matches(raw, known + [n.removesuffix(SUFFIX) for n in known], n=1)
     raise CheckpointError(
         f"checkpoint {raw!r} not found{f' (did you mean {close[0]}?)' if close else ''}; looked in: "
-        f"{'; '.join(searched)}; available: {', '.join(_available_names()) or 'none'}; "
+        f"{'; '.join(searched)}; available: {', '.join(available) or 'none'}; "
         f"model zoo (downloaded on first use): {', '.join(_zoo_names()) or 'none'}")
 
 

@@ -90,7 +90,7 @@ def degrade_command(
         if not (math.isfinite(sigma_y) and sigma_y >= 0):
             raise common.UsageError(f"--sigma-y must be >= 0 and finite, got {sigma_y}")
         params = common.parse_params(param)
-        needed = PLAIN_IMAGE_REFUSALS.get(task, (frozenset({"seed"}), ""))[0]  # degrade gives a seed itself
+        needed = PLAIN_IMAGE_REFUSALS.get(task, (frozenset(), ""))[0]
         if needed and "seed" not in needed and not needed & params.keys():  # before any input is read
             name = min(needed)
             raise common.UsageError(f"--task {task} measures with your own {name}: give it as -p {name}=FILE "

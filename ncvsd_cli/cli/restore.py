@@ -71,8 +71,8 @@ def restore_command(
         None, "--nfe", min=1, help="Network evaluations (default: the method's: 10 for pnp-gd-warm, 3 for its box "
                                    "and mask inpainting and for denoise, 4 for random inpainting; 1 for denoiser; "
                                    "49 for pnp-gd; 1000 for dps/daps; 8x the base for the -mean8 methods, whose "
-                                   "--nfe counts all 8 samples). pnp-gd below 49 switches to a few-step schedule (sigma_max 10, rho 7); "
-                                   "1 cannot use the measurement there, use >= 2.",
+                                   "--nfe counts all 8 samples). pnp-gd below 49 switches to a few-step schedule "
+                                   "(sigma_max 10, rho 7); 1 cannot use the measurement there, use >= 2.",
     ),
     seed: int = typer.Option(
         0, "--seed", min=0, max=2**63 - 1, show_default=True,

@@ -203,9 +203,8 @@ def recipe_changes(run_dir: str | Path, settings: dict) -> dict[str, tuple]:
     """{field: (recorded, now)} for the recipe fields of `settings` (not PER_INVOCATION) whose value differs from
     the run's run.json: the values typed on this --resume that replace the record."""
     recorded = run_record(run_dir)
-    skip = set(PER_INVOCATION) | {"overrides", "init_provenance"}
     return {k: (recorded[k], v) for k, v in settings.items()
-            if k not in skip and recorded.get(k) is not None and _tuples(recorded[k]) != _tuples(v)}
+            if k not in PER_INVOCATION and recorded.get(k) is not None and _tuples(recorded[k]) != _tuples(v)}
 
 
 def record_overrides(run_dir: str | Path, changed: dict[str, tuple], command: str | None) -> None:
