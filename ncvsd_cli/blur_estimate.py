@@ -97,8 +97,9 @@ def estimate_gaussian_blur(y: torch.Tensor) -> float | None:
     tiny images read less reliably."""
     if min(y.shape[-2:]) < MIN_SIZE:
         return None
-    # the centre, at most MAX_SIZE square, holds plenty of evidence in bounded time and memory
-    f, p, n = _binned_periodogram(centre_crop(y, MAX_SIZE))
+    # the centre, at most MAX_SIZE square, holds plenty of evidence in bounded time and memory (on the CPU, in fp32
+    # from any device or dtype: the fit is small)
+    f, p, n = _binned_periodogram(centre_crop(y.detach(), MAX_SIZE).to("cpu", torch.float32))
     if not float(p.max()) > 1e-12:  # a flat image: no evidence of any blur
         return None
     # Coarse grid: c relative to the lowest bins' level, n² up to the highest bins' level.

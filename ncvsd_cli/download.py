@@ -7,6 +7,7 @@ mirror or a test server), HF_HUB_CACHE / HF_HOME (where hub files are cached), H
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import re
@@ -159,7 +160,7 @@ def url_download(url: str, dest: str | os.PathLike, *, force: bool = False, quie
                     part.unlink()
                     continue
                 raise CheckpointError(f"download of {url} failed (HTTP {exc.code} {exc.reason})") from exc
-            except (urllib.error.URLError, OSError, ConnectionError) as exc:
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # incl. IncompleteRead
                 if attempt == RETRIES:
                     reason = getattr(exc, "reason", None) or exc
                     raise CheckpointError(f"download of {url} failed ({' '.join(str(reason).split())}); "

@@ -52,6 +52,8 @@ if TYPE_CHECKING:  # pragma: no cover
 ImageSource = str | os.PathLike | bytes | IO[bytes]
 #: BT.601 luma weights used for colour -> greyscale.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+#: File suffixes read as images (folders of inputs, datasets).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*")
 
@@ -132,6 +134,15 @@ def as_image_tensor(x: Any, what: str = "input", check_range: bool = True) -> to
         raise ValueError(f"{what}: values reach {float(t.abs().max()):.4g}, far outside [-1, 1] (a [0, 255] image "
                          "p: from_unit(p / 255); [0, 1]: from_unit(p))")
     return t
+
+
+def is_listed_image(name: str, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> bool:
+    """Whether a file a folder or zip lists (`name`: its relative path, "/"-separated) is one of its images: an
+    image suffix, and no part of the path hidden (".x": notebook checkpoint copies, "._x" macOS resource forks)
+    or "__MACOSX" (the resource-fork folder of zips made on a Mac)."""
+    parts = name.split("/")
+    return (name.lower().endswith(tuple(suffixes)) and "__MACOSX" not in parts
+            and not any(p.startswith(".") for p in parts if p))
 
 
 def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:

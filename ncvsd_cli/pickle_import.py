@@ -50,8 +50,9 @@ class ImportLimits:
 
     max_objects: objects and references visited while unwrapping (the released files hold well under 10^5).
     max_depth: nesting of containers and recorded objects (the released files nest about 30 levels).
-    max_tensor_bytes: bytes of all tensor storages and numpy arrays together (the largest EDM2 ImageNet-64
-    network, XL, is about 4.5 GB in float32).
+    max_tensor_bytes: bytes of all tensor storages together (the largest EDM2 ImageNet-64 network, XL, is about
+    4.5 GB in float32). numpy arrays are counted at the shape their `_reconstruct` call asks for, which numpy's own
+    pickles give as (0,): their data comes from the file's bytes, so the file's size bounds them.
     """
 
     max_objects: int = 5_000_000

@@ -224,6 +224,9 @@ class Restorer:
         needs = self.method.needs
         if self.model is not None or needs == "none":
             return self
+        if self.checkpoint_path is None:
+            raise ValueError(f"method {self.method.name!r} needs a {needs} network: pass the loaded model to Restorer "
+                             "or build it with Restorer.from_options (which finds the checkpoint)")
         model, config = load_checkpoint(self.checkpoint_path, device=self.options.device, kind=needs)
         check_finite_weights(model, str(self.checkpoint_path))
         self.precision = prepare_for_inference(model, self.options.precision, self.options.device, needs)

@@ -1,7 +1,8 @@
 """The uncertainty heat map of `ncvsd restore --std`: where the posterior samples disagree.
 
 Per pixel, the standard deviation over the K samples of the clipped images on the [0, 1] scale (unbiased, K >= 2),
-as the root mean square over the colour channels, so one number per pixel in [0, 0.5]. The map is drawn with a
+as the root mean square over the colour channels, so one number per pixel in [0, 0.5 sqrt(K / (K - 1))]
+(0.71 for K = 2, 0.53 for K = 8). The map is drawn with a
 perceptually uniform colour map (magma: black = the samples agree, bright = they differ) from 0 to a scale
 `map_scale` chosen per image (a round number just above the 99.5th percentile) and shown on a colour bar beside it.
 The raw per-channel values are the `_std.png` image (`RestoreResult.std_image`).
@@ -25,7 +26,7 @@ _NICE = (1.0, 2.0, 2.5, 5.0, 10.0)
 
 def pixel_std(samples: torch.Tensor) -> torch.Tensor:
     """(H, W) per-pixel std of `samples` (K >= 2, C, H, W) in [-1, 1]: over the samples, on the [0, 1] scale, root
-    mean square over the channels. Values in [0, 0.5]. ValueError for fewer than 2 samples."""
+    mean square over the channels. Values in [0, 0.5 sqrt(K / (K - 1))]. ValueError for fewer than 2 samples."""
     if samples.dim() != 4 or samples.shape[0] < 2:
         raise ValueError(f"the uncertainty map needs >= 2 samples (K, C, H, W), got shape {tuple(samples.shape)}")
     unit = (samples.detach().float().clamp(-1, 1) + 1) / 2

@@ -192,6 +192,11 @@ def ensure(name: str, *, force: bool = False, quiet: bool = False) -> Path:
                                       command=f"ncvsd checkpoints download {name}", provenance=provenance)
             _check_expectations(entry, config)
             os.replace(tmp, target)
+        except CheckpointError as exc:
+            if expected:
+                raise
+            raise CheckpointError(f"{exc}; no published sha256 vouches for {fetched.path}: if the download is "
+                                  f"incomplete, `{entry.download_command}` fetches it again") from exc
         finally:
             tmp.unlink(missing_ok=True)
         record = ck.write_record(target, name=name, licence=entry.licence, source=source,

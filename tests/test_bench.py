@@ -127,6 +127,37 @@ def test_interrupted_run_loses_nothing(assets, first_run, tmp_path, monkeypatch)
         assert r["psnr"] == pytest.approx(ref[results.row_key(r)]["psnr"], abs=1e-4)
 
 
+def test_progress_counts_network_calls_of_computed_and_resumed_rows(assets, first_run, tmp_path, monkeypatch):
+    """The bar's total weighs each run by its calls (DPS beside PnP-GD), and a resumed run fills it to the end."""
+    out, _ = first_run
+    out2 = tmp_path / "out"
+    shutil.copytree(out, out2)
+    lines = (out / "per_image.csv").read_text().splitlines(keepends=True)
+    (out2 / "per_image.csv").write_text("".join(lines[:6]))
+    bars = []
+
+    class Recorder:
+        def __init__(self, total, *args, **kwargs):
+            self.total, self.done, self.step = total, 0, lambda *a: None
+            bars.append(self)
+
+        def update(self, n):
+            self.done += n
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr("ncvsd_cli.progress.NestedProgress", Recorder)
+    run_bench(_cfg(assets, out2, resume=True), progress=False)
+    jobs = _expected_jobs()
+    expected = 3 * sum(max(j.nfe, 1) for task in TASKS for j in jobs[task])
+    assert bars[0].total == expected and bars[0].done == expected
+    assert any(j.method == "dps" and j.nfe > 1 for j in jobs["sr4"])  # runs of unequal weight are in the sweep
+
+
 def test_every_method_sees_the_same_measurement(assets, tmp_path, monkeypatch):
     seen = {}
     real = methods.run_job
@@ -311,6 +342,9 @@ def test_cli_end_to_end_and_errors(assets, tmp_path, monkeypatch):
     assert res.exit_code == 2 and "nope" in res.output
     res = runner.invoke(app, ["bench", "--help"])
     assert res.exit_code == 0 and "Examples" in res.output and "--baseline-nfe" in res.output
+    monkeypatch.chdir(tmp_path)  # without --out: bench-NAME in the working folder (`ncvsd bench --dataset ffhq`)
+    res = runner.invoke(app, [*args[:-3], "--limit", "1", "--quiet"])
+    assert res.exit_code == 0 and (tmp_path / "bench-imgs" / "per_image.csv").is_file(), res.output
 
 
 def test_missing_lpips_weights_stop_the_run_before_any_row_and_keep_stdout_clean(assets, tmp_path, monkeypatch):

@@ -47,6 +47,34 @@ def test_folder_and_zip_give_the_same_sorted_images(tmp_path):
     assert len(datasets.limit(a, 2)) == 2
 
 
+@pytest.mark.parametrize("names, ids", [
+    (["x/a.png", "y/a.png"], ["x/a", "y/a"]),                      # equal stems: paths without suffix
+    (["a.png", "a.jpg", "s/b.png", "s/b.webp"], ["a.jpg", "a.png", "s/b.png", "s/b.webp"]),  # whole paths
+])
+def test_image_ids_are_unique_so_no_row_or_sample_folder_is_shared(tmp_path, names, ids):
+    for k, name in enumerate(names):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        _png(tmp_path / name, seed=k)
+    assert [i.id for i in datasets.load_dataset(str(tmp_path), 8).images] == ids
+
+
+def test_hidden_copies_and_mac_resource_forks_are_not_images(tmp_path):
+    """Notebook checkpoint copies would sort first (shifting FFHQ's first 100) and "._x" forks fail to decode;
+    the benchmark and training list the same files."""
+    from ncvsd_cli.training import data
+
+    _png(tmp_path / "00000.png")
+    for junk in (".ipynb_checkpoints/00000-checkpoint.png", "__MACOSX/._00000.png", "._00001.png"):
+        (tmp_path / junk).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / junk).write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    with zipfile.ZipFile(tmp_path.with_suffix(".zip"), "w") as zf:
+        for p in sorted(tmp_path.rglob("*")):
+            zf.write(p, p.relative_to(tmp_path).as_posix())
+    for path in (tmp_path, tmp_path.with_suffix(".zip")):
+        assert [i.id for i in datasets.load_dataset(str(path), 8).images] == ["00000"]
+        assert len(data.folder_or_zip_source(path)) == 1
+
+
 def test_missing_or_empty_dataset_path(tmp_path):
     with pytest.raises(datasets.DatasetError, match="does not exist"):
         datasets.load_dataset(str(tmp_path / "nope"), 8)

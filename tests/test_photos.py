@@ -10,6 +10,7 @@ import re
 import struct
 import zipfile
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -191,6 +192,53 @@ def test_build_keeps_the_licence_policy(tmp_path, policy, expected):
                             licences="permissive")
 
 
+def test_a_folder_rebuild_replaces_the_whole_set(tmp_path):
+    """Rebuilding a folder under a narrower licence policy leaves none of the earlier build's photos behind
+    (they would be trained on under the new policy's name); a folder of other files is refused, not replaced."""
+    blobs = {n: _png(_colour(24, 24, i)) for i, n in enumerate("ab")}
+    root = tmp_path / "cache" / "unpacked" / "pkg_1.0-1"
+    root.mkdir(parents=True)
+    (root / ".complete").touch()
+    for n, blob in blobs.items():
+        (root / f"{n}.png").write_bytes(blob)
+    licences = {"a": "CC0-1.0", "b": "CC-BY-SA-4.0"}
+    manifest = _write_manifest(tmp_path, [{**_entry(n, f"{n}.png", b), "licence": licences[n]}
+                                          for n, b in blobs.items()])
+    out = tmp_path / "set"
+    photos.build_photos(out, tmp_path / "cache", manifest, 16, licences="all")
+    assert sorted(p.name for p in out.glob("*.webp")) == ["a.webp", "b.webp"]
+    photos.build_photos(out, tmp_path / "cache", manifest, 16, licences="permissive")
+    assert sorted(p.name for p in out.glob("*.webp")) == ["a.webp"]
+    assert data.folder_or_zip_source(out).licences == "permissive" and len(data.folder_or_zip_source(out)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "manifest.yaml", "set"]  # no temporary left
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="other than an earlier photos build"):
+        photos.build_photos(tmp_path / "mine", tmp_path / "cache", manifest, 16)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_cached_deb_of_another_version_is_not_taken(tmp_path, monkeypatch):
+    """Only the manifest's version is looked for (a cached older .deb would fail the sha256 check forever)."""
+    deb = b"the 1.0-1 package"
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    (debs / "pkg_0.9-1_all.deb").write_bytes(b"an older package")
+    calls = []
+
+    def fake_run(cmd, cwd=None, check=True):
+        calls.append(cmd[:2])
+        if cmd[0] == "apt-get":
+            (Path(cwd) / "pkg_1%3a1.0-1_all.deb").write_bytes(deb)
+        else:
+            Path(cmd[-1]).mkdir(parents=True, exist_ok=True)
+
+    monkeypatch.setattr(photos.subprocess, "run", fake_run)
+    info = {"version": "1:1.0-1", "deb_sha256": hashlib.sha256(deb).hexdigest()}
+    roots = photos.fetch_packages({"pkg": info}, tmp_path)
+    assert calls == [["apt-get", "download"], ["dpkg-deb", "-x"]] and (roots["pkg"] / ".complete").exists()
+
+
 @pytest.mark.parametrize("problem", ["sha256", "grey"])
 def test_build_refuses_bad_photos(tmp_path, problem):
     a = _colour(30, 30)
@@ -223,6 +271,20 @@ def test_folder_source_pyramid_and_decode_cache(tmp_path, monkeypatch, scales):
     assert shapes[:n] == [(round(33 * s), round(45 * s), 3) for s in (scales or [1.0])]
     stream = data.ImageStream(src, 15, batch=4, seed=1)
     assert stream.next()[0].shape == (4, 3, 15, 15)
+
+
+def test_pyramid_levels_below_the_crop_are_left_out(tmp_path):
+    """A level smaller than the training crop would be upscaled (blurred) to it: left out, except each image's
+    largest, so a small image still counts once. Labels follow their images."""
+    (tmp_path / "big.png").write_bytes(_png(_colour(64, 80, 0)))    # levels 64, 32, 16 px short side
+    (tmp_path / "small.png").write_bytes(_png(_colour(20, 30, 1)))  # all below a 24 px crop
+    labels = [["big.png", 1], ["small.png", 0]]
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": labels, "scales": [1.0, 0.5, 0.25]}))
+    src = data.folder_or_zip_source(tmp_path, min_side=24)
+    assert sorted(src.get(i).shape[:2] for i in range(len(src))) == [(20, 30), (32, 40), (64, 80)]
+    assert sorted(zip([src.get(i).shape[0] for i in range(len(src))], src.labels)) == [(20, 0), (32, 1), (64, 1)]
+    assert len(data.folder_or_zip_source(tmp_path)) == 6  # without a crop size: every level
+    assert len(data.open_source(str(tmp_path), 12)) == 4  # training passes its crop: big 64, 32, 16; small 20
 
 
 def test_folder_source_rejects_bad_scales(tmp_path):

@@ -363,3 +363,11 @@ def test_a_classical_method_chosen_per_task_runs_on_the_image_itself():
     options = RestoreOptions(preset_file={"method": "wiener"}).validate()
     (res,) = Restorer(GaussianPrior().denoiser, network_config("generator", "tiny"), options).run([m])
     assert res.error is None and res.samples.shape == (1, 3, 13, 11)
+
+
+def test_a_restorer_without_network_or_checkpoint_says_how_to_get_one():
+    """`Restorer(None, None, options)` for a network method fails per measurement naming the fix (was a TypeError)."""
+    r = Restorer(None, None, RestoreOptions(task="sr4"))
+    m = r.measurement(torch.rand(1, 3, 16, 16) * 2 - 1, "sr4")
+    (res,) = list(r.run([m]))
+    assert res.samples is None and "needs a generator network" in res.error and "from_options" in res.error

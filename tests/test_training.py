@@ -156,6 +156,31 @@ def test_stream_deterministic_sharded_and_resumable(tmp_path):
     assert not torch.equal(D.ImageStream(src, 16, 4, seed=4).next()[0], a[0])
 
 
+
+@pytest.mark.parametrize("before, after", [(1, 2), (2, 1), (2, 4)])
+def test_stream_resumes_on_another_world_size_at_the_next_global_batch(tmp_path, before, after):
+    """The loop keeps the global batch (batch per rank x ranks); resuming on more or fewer ranks continues with
+    the very next global batch: nothing replayed or skipped."""
+    src = D.folder_or_zip_source(_write_pngs(tmp_path / "imgs", n=5))
+    glob = 4
+
+    def global_batch(streams):
+        parts = [s.next()[0] for s in streams]
+        return torch.stack([parts[k % len(parts)][k // len(parts)] for k in range(glob)])
+
+    ref = [D.ImageStream(src, 16, glob, seed=3)]
+    expected = [global_batch(ref) for _ in range(4)]
+    old = [D.ImageStream(src, 16, glob // before, seed=3, rank=r, world_size=before) for r in range(before)]
+    for _ in range(3):
+        global_batch(old)
+    new = [D.ImageStream(src, 16, glob // after, seed=3, rank=r, world_size=after) for r in range(after)]
+    for r, s in enumerate(new):
+        s.load_state_dict(old[0].state_dict() | {"rank": r})
+    assert torch.equal(global_batch(new), expected[3])
+    with pytest.raises(ValueError, match="whole number of batches"):
+        D.ImageStream(src, 16, 8, seed=3).load_state_dict(old[0].state_dict())
+
+
 def test_zip_with_labels(tmp_path):
     folder = _write_pngs(tmp_path / "imgs", n=2)
     zpath = tmp_path / "data.zip"
@@ -258,6 +283,33 @@ def test_checkpoint_provenance_records_the_data_licence_policy(tmp_path):
     train_teacher(_teacher_settings(tmp_path, "t", duration="1steps"))
     _, cfg = load_checkpoint(str(latest_snapshot(tmp_path / "t", "teacher")))
     assert cfg["provenance"]["data_licences"] == "permissive"
+    assert cfg["provenance"]["data_files"] == D.folder_or_zip_source(tmp_path / "imgs").fingerprint
+
+
+def test_data_fingerprint_names_the_files_by_content_not_by_place(tmp_path):
+    """A copy elsewhere keeps the fingerprint (checkpoints trained on it say the same); an edited image changes it."""
+    import shutil
+
+    from PIL import Image
+
+    _write_pngs(tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    for name in ("a", "b"):
+        with zipfile.ZipFile(tmp_path / f"{name}.zip", "w") as zf:
+            for f in sorted((tmp_path / name).iterdir()):
+                zf.write(f, f.name)
+    prints = {n: D.folder_or_zip_source(tmp_path / n).fingerprint for n in ("a", "b", "a.zip", "b.zip")}
+    assert prints["a"] == prints["b"] and prints["a.zip"] == prints["b.zip"]
+    count = len(list((tmp_path / "a").iterdir()))
+    assert prints["a"].startswith(f"{count} files, sha256 ")
+    first = sorted((tmp_path / "b").iterdir())[0]
+    img = np.asarray(Image.open(first)).copy()
+    img[0, 0] = 255 - img[0, 0]
+    Image.fromarray(img).save(first)
+    with zipfile.ZipFile(tmp_path / "c.zip", "w") as zf:
+        for f in sorted((tmp_path / "b").iterdir()):
+            zf.write(f, f.name)
+    assert D.folder_or_zip_source(tmp_path / "c.zip").fingerprint != prints["a.zip"]
 
 
 def test_teacher_init_teacher_fine_tunes_from_a_checkpoint(tmp_path):

@@ -298,6 +298,52 @@ def test_server_error_is_one_line(hub, name, monkeypatch):
     assert len(res.output.strip().splitlines()) == 1 and "HTTP 500" in res.output
 
 
+def test_a_truncated_download_without_published_sha256_names_the_command_that_fetches_it_again(hub, pickles,
+                                                                                              tmp_path, monkeypatch):
+    """A server that gives no length (or a short one) and a zoo entry with no sha256: the conversion fails and
+    the message says the file may be incomplete and how to fetch it again (the kept file would fail forever)."""
+    doc = yaml.safe_load((tmp_path / "zoo.yaml").read_text())
+    doc["remote"]["edm2-img64-s"]["sha256"] = None
+    (tmp_path / "zoo.yaml").write_text(yaml.safe_dump(doc))
+    data = pickles["edm2-img64-s-1073741-0.075.pkl"]
+    hub.files["/edm2/edm2-img64-s-1073741-0.075.pkl"] = data[: len(data) // 3]
+    with pytest.raises(CheckpointError, match="no published sha256 vouches.*download edm2-img64-s --force"):
+        zoo.ensure("edm2-img64-s", quiet=True)
+    hub.files["/edm2/edm2-img64-s-1073741-0.075.pkl"] = data
+    assert zoo.ensure("edm2-img64-s", force=True, quiet=True).is_file()
+
+
+def test_an_incomplete_chunked_answer_is_retried(tmp_path, monkeypatch):
+    """http.client.IncompleteRead (a chunked answer cut short) is a network error: retried, not a traceback."""
+    import http.client
+
+    from ncvsd_cli import download
+
+    class Answer:
+        status, headers = 200, {}
+
+        def __init__(self, cut):
+            self.cut, self.blocks = cut, [b"whole file", b""]
+
+        def read(self, n):
+            if self.cut:
+                raise http.client.IncompleteRead(b"who")
+            return self.blocks.pop(0)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    calls = []
+    monkeypatch.setattr(download, "_open", lambda url, start: calls.append(start) or Answer(len(calls) == 1))
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    fetched = download.url_download("http://127.0.0.1:9/f.pkl", tmp_path / "f.pkl", quiet=True)
+    assert len(calls) == 2 and fetched.path.read_bytes() == b"whole file"
+
+
 def test_damaged_conversion_and_renamed_damaged_copy_are_refused(hub, tmp_path):
     path = zoo.ensure("ncvsd-ffhq256-xs", quiet=True)
     copy = tmp_path / "my-model.safetensors"

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ncvsd_cli.images import is_listed_image
+
 #: File suffixes read from folders and zips (case-insensitive).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 #: Size of the standard FFHQ-256 test split (docs/method.md §5: 100 images, sorted file names).
@@ -76,11 +78,6 @@ def fit_resolution(x: torch.Tensor, resolution: int) -> torch.Tensor:
     return x.clamp(-1, 1)
 
 
-def _is_image_name(name: str) -> bool:
-    base = name.rsplit("/", 1)[-1]
-    return not base.startswith(".") and base.lower().endswith(IMAGE_SUFFIXES) and "__MACOSX" not in name
-
-
 def _decode(source: Path | bytes, resolution: int) -> torch.Tensor:
     from ncvsd_cli.images import load_image  # the one home of file -> tensor conversion
 
@@ -92,14 +89,15 @@ def _stem(name: str) -> str:
 
 
 def _folder_entries(root: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and _is_image_name(p.relative_to(root).as_posix()))
+    files = sorted(p for p in root.rglob("*")
+                   if p.is_file() and is_listed_image(p.relative_to(root).as_posix(), IMAGE_SUFFIXES))
     return [(p.relative_to(root).as_posix(), (lambda res, p=p: _decode(p, res))) for p in files]
 
 
 def _zip_entries(path: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
     try:
         with zipfile.ZipFile(path) as zf:
-            names = sorted(n for n in zf.namelist() if not n.endswith("/") and _is_image_name(n))
+            names = sorted(n for n in zf.namelist() if not n.endswith("/") and is_listed_image(n, IMAGE_SUFFIXES))
     except zipfile.BadZipFile as exc:
         raise DatasetError(f"{path} is not a readable zip file: {exc}") from None
 
@@ -115,17 +113,18 @@ def _entries(path: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
         return _folder_entries(path)
     if path.is_file() and zipfile.is_zipfile(path):
         return _zip_entries(path)
-    if path.is_file() and _is_image_name(path.name):
+    if path.is_file() and is_listed_image(path.name, IMAGE_SUFFIXES):
         return [(path.name, (lambda res: _decode(path, res)))]
     raise DatasetError(f"dataset path {path} is not a folder, a zip file or an image")
 
 
 def _unique_ids(names: list[str]) -> list[str]:
-    """File stems, or relative paths without suffix where two stems collide (ids must be unique for --resume)."""
-    stems = [_stem(n) for n in names]
-    if len(set(stems)) == len(stems):
-        return stems
-    return [n.rsplit(".", 1)[0] for n in names]
+    """File stems; where two collide, relative paths without suffix; where those still do (a.png beside a.jpg),
+    whole relative paths. Ids key the rows for --resume and name the sample folders, so they must be unique."""
+    for ids in ([_stem(n) for n in names], [n.rsplit(".", 1)[0] for n in names], names):
+        if len(set(ids)) == len(ids):
+            return ids
+    raise DatasetError(f"the dataset lists an image twice: {min(n for n in names if names.count(n) > 1)}")
 
 
 def image_folder(path: str | os.PathLike, resolution: int, name: str | None = None) -> BenchDataset:

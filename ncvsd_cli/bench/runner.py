@@ -372,10 +372,10 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     finished = results.finished_keys(sorted(out.glob("per_image*.csv"))) if cfg.resume else set()
     part = out / (results.CSV_NAME if world == 1 else f"per_image.rank{rank}-of-{world}.csv")
     outcome = BenchOutcome(out=out)
-    total = len(plan.images) * sum(len(jobs) for *_, jobs in plan.tasks) * cfg.best_of
+    total = len(plan.images) * sum(map(_cost, (j for *_, jobs in plan.tasks for j in jobs))) * cfg.best_of
     if plan.images:
         _warm_up(nets, plan.shape, device)
-    bar = NestedProgress(max(total, 1), f"bench rank {rank}" if world > 1 else "bench", "run",
+    bar = NestedProgress(max(total, 1), f"bench rank {rank}" if world > 1 else "bench", "call",
                          quiet=progress is False)
     with results.RowWriter(part, results.columns(cfg.lpips)) as writer, bar:
         ctx = _Context(cfg, nets, device, scorer, plan, finished, writer, bar, outcome, on_row)
@@ -389,6 +389,12 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     finally:
         distributed.finish(created)
     return outcome
+
+
+def _cost(job: methods.Job) -> int:
+    """A run's weight on the progress bar (so its ETA holds when DPS's 1000 calls sit beside PnP-GD's 4): its
+    network calls per image, 1 for a classical baseline."""
+    return max(job.nfe, 1)
 
 
 @dataclass
@@ -436,7 +442,7 @@ def _run_batch(ctx: _Context, task: str, settings: dict[str, Any], operator, job
                 if results.row_key({**base, "method": j.method, "nfe": j.nfe, "run": r}) not in ctx.finished
                 or (r == 0 and missing(f"{j.method}-nfe{j.nfe}"))}
         ctx.outcome.skipped += len(jobs) * cfg.best_of - len(todo)
-        ctx.bar.update(len(jobs) * cfg.best_of - len(todo))
+        ctx.bar.update(sum(_cost(j) for j in jobs for r in range(cfg.best_of) if (j, r) not in todo))
         if todo or missing("ground_truth") or missing("measurement"):
             items.append(_Item(image, base, in_grid, todo))
     readable = []
@@ -447,7 +453,7 @@ def _run_batch(ctx: _Context, task: str, settings: dict[str, Any], operator, job
             msg = f"{task}/{it.image.id}: {exc} ({len(it.todo)} rows not computed)"
             log.error("%s", msg)
             ctx.outcome.failed.append(msg)
-            ctx.bar.update(len(it.todo))
+            ctx.bar.update(sum(_cost(j) for j, _ in it.todo))
             continue
         readable.append(it)
         it.y = make_measurement(operator, it.x, sigma_y, cfg.seed, it.image.index)  # once, shared by every method
@@ -460,7 +466,7 @@ def _run_batch(ctx: _Context, task: str, settings: dict[str, Any], operator, job
         if not batch:
             continue
         rows = _run_one(ctx, job, run, task, operator, batch)
-        ctx.bar.update(len(batch))
+        ctx.bar.update(_cost(job) * len(batch))
         for it, row in zip(batch, rows):
             if row is None:
                 continue

@@ -15,8 +15,9 @@ DPS and DAPS with the teacher, and classical baselines, all on the same images a
 Outputs in --out: per_image.csv (one row per image x task x method x NFE, written as computed), summary.md and
 summary.json (mean ± std over images), nfe_plot.png (LPIPS and PSNR versus NFE), grid_<task>.png, and the one-page
 report: report.html (open it in a browser) and report.png. The summary table is printed on stdout (--json: the JSON
-summary). Progress on stderr: runs, then the network evaluations of the run in flight (bars on a terminal, a status
-line every 30 s otherwise, $NCVSD_PROGRESS_INTERVAL seconds; --quiet: none). Interrupted? Rerun with --resume.
+summary). Progress on stderr: network calls per image over all runs (a classical run counts 1), then those of the
+run in flight (bars on a terminal, a status line every 30 s otherwise, $NCVSD_PROGRESS_INTERVAL seconds; --quiet:
+none). Interrupted? Rerun with --resume.
 
 Datasets: `ffhq` = the standard FFHQ-256 test split (first 100 images in sorted file-name order) from --data or
 $NCVSD_FFHQ; `builtin` = the held-out photos of the built-in training set (5 crops each); or any folder / zip /
@@ -38,6 +39,14 @@ Examples:
 """
 
 
+def default_out(dataset: str) -> str:
+    """`bench-NAME` in the working folder: NAME is ffhq / builtin or the dataset path's stem (bench-photos for
+    photos/, bench-astronaut for astronaut.png)."""
+    from pathlib import Path
+
+    return f"bench-{Path(dataset.rstrip('/')).stem or 'data'}"
+
+
 def _csv(value: str, what: str) -> list[str]:
     items = [v.strip() for v in value.split(",") if v.strip()]
     if not items:
@@ -53,7 +62,8 @@ def _ints(value: str, what: str) -> list[int]:
 
 
 def bench(
-    out: str = typer.Option(..., "--out", "-o", metavar="DIR", help="Output folder (created)."),
+    out: str | None = typer.Option(None, "--out", "-o", metavar="DIR",
+                                   help="Output folder (created; default bench-NAME here, NAME the dataset's)."),
     dataset: str = typer.Option("builtin", "--dataset", "-d", metavar="ffhq|builtin|PATH", show_default=True,
                                 help="Image set: ffhq, builtin, or a folder / zip / image."),
     data: str | None = typer.Option(None, "--data", metavar="PATH",
@@ -111,6 +121,8 @@ def bench(
         from ncvsd_cli.bench.report import SUMMARY_JSON, SUMMARY_MD
 
         from ncvsd_cli.metrics import LPIPS_MIN_SIZE
+
+        out = out or default_out(dataset)
 
         if resolution is not None and lpips in LPIPS_MIN_SIZE and resolution < LPIPS_MIN_SIZE[lpips]:
             raise common.UsageError(f"--resolution {resolution}: LPIPS-{lpips} needs images of at least "

@@ -27,15 +27,13 @@ from typing import Any, NoReturn
 import typer
 
 from ncvsd_cli.errors import one_line
+from ncvsd_cli.images import IMAGE_SUFFIXES  # also a folder input's image files (case-insensitive)
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_USAGE = 2
 EXIT_MODEL = 3
 EXIT_INTERRUPTED = 130
-
-#: File suffixes taken from a directory given as input (case-insensitive).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
 
 #: `--param` help for degrade and restore: each task's operator parameters (kept equal to the registry by a test).
 PARAM_HELP = (

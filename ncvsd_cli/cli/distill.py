@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ncvsd_cli.cli.common import handle_errors
-from ncvsd_cli.cli.train import arch_option, run_training, with_recipe
+from ncvsd_cli.cli.train import DURATION_HELP, arch_option, run_training, with_recipe
 
 HELP = """Distil a teacher into a one/few-step generative denoiser with NCVSD (score model, discriminator and
 generator updated in turn; VSD through the posterior-score identity; GAN term after its warm-up).
@@ -44,7 +44,7 @@ def distill(
     preset: str = typer.Option(None, "--preset", hidden=True, help="Deprecated alias of --arch."),
     out: str = typer.Option(..., "--out", help="Run directory."),
     batch: int = typer.Option(32, "--batch", help="Global batch per update (three updates per step)."),
-    duration: str = typer.Option("30min", "--duration", help="30min, 2h, 200kimg, 500steps, ..."),
+    duration: str = typer.Option("30min", "--duration", help=DURATION_HELP),
     snapshot: str = typer.Option("5min", "--snapshot", help="Snapshot + state + preview interval."),
     lr: float = typer.Option(0.01, "--lr", help="Reference LR (score model); generator/discriminator get "
                              "--g-lr-scale/--d-lr-scale times it."),

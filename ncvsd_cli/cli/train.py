@@ -11,6 +11,9 @@ import typer
 
 from ncvsd_cli.cli.common import UsageError, fail, given_options, handle_errors, note
 
+DURATION_HELP = ("Length: training time of this invocation (30min, 2h; loading and the final snapshot come on top) "
+                 "or total images/steps of the run (200kimg, 1Mimg, 64Mi, 500steps).")
+
 if TYPE_CHECKING:  # pragma: no cover
     from ncvsd_cli.training.common import RunSettings
 
@@ -117,8 +120,7 @@ def train(
                                      "--resume."),
     out: str = typer.Option(..., "--out", help="Run directory."),
     batch: int = typer.Option(32, "--batch", help="Global batch size (split over torchrun processes)."),
-    duration: str = typer.Option("30min", "--duration", help="Length: time of this invocation (30min, 2h) or "
-                                 "total images/steps (200kimg, 1Mimg, 64Mi, 500steps)."),
+    duration: str = typer.Option("30min", "--duration", help=DURATION_HELP),
     snapshot: str = typer.Option("5min", "--snapshot", help="Snapshot + state interval (time, kimg or steps)."),
     lr: float = typer.Option(0.01, "--lr", help="Reference learning rate of the EDM2 schedule."),
     ref_batches: float = typer.Option(2000.0, "--ref-batches", help="LR decay starts after this many batches "

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ncvsd_cli.images import is_listed_image
+
 #: Photos bundled inside scikit-image's wheel that load offline (checked on scikit-image 0.26; `eagle`, `lily`,
 #: `kidney` are downloaded by pooch and are therefore not listed). `stereo_motorcycle` gives two views.
 BUILTIN_ALL: tuple[str, ...] = (
@@ -40,7 +42,7 @@ PHOTOS_ENV = "NCVSD_PHOTOS"
 DEFAULT_PHOTOS = Path("~/.cache/ncvsd/photos.zip")
 #: Decoded images of a folder/zip source are kept in memory up to this many bytes per process.
 DECODE_CACHE_BYTES = 4 << 30
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
 
 def _to_rgb_uint8(a: np.ndarray) -> np.ndarray:
@@ -97,13 +99,14 @@ def _rescale(a: np.ndarray, scale: float) -> np.ndarray:
 
 class ImageSource:
     """A list of decodable images. `get(i) -> (H, W, 3) uint8`; `weights` gives the draw probability of each;
-    `licences`: the licence policy its dataset.json declares (the `photos` set: "permissive" or "all"), or None."""
+    `licences`: the licence policy its dataset.json declares (the `photos` set: "permissive" or "all"), or None;
+    `fingerprint`: what identifies its files wherever they lie (`files_fingerprint`), or None (built in)."""
 
     def __init__(self, images: list, weights: Sequence[float] | None = None, labels: Sequence[int] | None = None,
-                 licences: str | None = None):
+                 licences: str | None = None, fingerprint: str | None = None):
         if not images:
             raise ValueError("the dataset holds no images")
-        self._images, self.licences = images, licences
+        self._images, self.licences, self.fingerprint = images, licences, fingerprint
         w = np.asarray(weights if weights is not None else np.ones(len(images)), dtype=np.float64)
         self.weights = w / w.sum()
         self.labels = list(labels) if labels is not None else None
@@ -174,23 +177,38 @@ class _DecodeCache:
         return self.images[key]
 
 
-def folder_or_zip_source(path: str | Path) -> ImageSource:
+def files_fingerprint(entries: Sequence[tuple]) -> str:
+    """"N files, sha256 H": H over the sorted (name, size[, crc32]) entries of a dataset's files, recorded in the
+    checkpoints trained on it so that the data is known by content, not by a path that only existed on one machine."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(sorted(list(e) for e in entries)).encode()).hexdigest()
+    return f"{len(entries)} files, sha256 {digest[:16]}"
+
+
+def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> ImageSource:
     """Images in a folder (recursive) or a zip file, sorted by relative name. Its `dataset.json` (EDM2 dataset-tool
     layout) gives labels ({"labels": [[fname, int], ...]}) and optionally a pyramid ({"scales": [1.0, 0.5]}: every
-    image at every downscaling factor, each one item). Decoding is lazy and cached (DECODE_CACHE_BYTES)."""
+    image at every downscaling factor, each one item). Decoding is lazy and cached (DECODE_CACHE_BYTES).
+    min_side: the training crop; a pyramid level whose short side is below it is left out (it would be upscaled,
+    i.e. blurred, to the crop), all but each image's largest (read from the image headers)."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+        files = sorted(p for p in path.rglob("*")
+                       if p.is_file() and is_listed_image(p.relative_to(path).as_posix(), _IMAGE_SUFFIXES))
         rel = [p.relative_to(path).as_posix() for p in files]
         meta_file = path / "dataset.json"
         meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        entries = [(name, p.stat().st_size) for name, p in zip(rel, files)]
 
         def read(name: str) -> bytes:
             return (path / name).read_bytes()
     elif path.is_file() and zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
-            rel = sorted(n for n in zf.namelist() if Path(n).suffix.lower() in _IMAGE_SUFFIXES)
+            rel = sorted(n for n in zf.namelist() if not n.endswith("/") and is_listed_image(n, _IMAGE_SUFFIXES))
             meta = json.loads(zf.read("dataset.json")) if "dataset.json" in zf.namelist() else {}
+            wanted = set(rel)
+            entries = [(i.filename, i.file_size, i.CRC) for i in zf.infolist() if i.filename in wanted]
         handle: dict = {}
 
         def read(name: str) -> bytes:
@@ -202,11 +220,17 @@ def folder_or_zip_source(path: str | Path) -> ImageSource:
     scales = [float(s) for s in meta.get("scales") or [1.0]]
     if not all(0 < s <= 1 for s in scales):
         raise ValueError(f"{path}: dataset.json scales {scales} must lie in (0, 1]")
-    labels = _read_labels(meta, rel)
+    labels = dict(zip(rel, _read_labels(meta, rel) or []))
+    pairs = [(n, s) for n in rel for s in scales]
+    if min_side and min(scales) < max(scales):
+        from ncvsd_cli.images import image_size
+
+        short = {n: min(image_size(read(n), n)) for n in rel}
+        pairs = [(n, s) for n, s in pairs if s == max(scales) or short[n] * s >= min_side]
     cache = _DecodeCache(read)
-    items = [lambda n=n, s=s: cache.get(n, s) for n in rel for s in scales]
-    return ImageSource(items, labels=[lab for lab in labels for _ in scales] if labels else None,
-                       licences=meta.get("licences"))
+    items = [lambda n=n, s=s: cache.get(n, s) for n, s in pairs]
+    return ImageSource(items, labels=[labels[n] for n, _ in pairs] if labels else None,
+                       licences=meta.get("licences"), fingerprint=files_fingerprint(entries))
 
 
 def photos_path() -> Path:
@@ -223,8 +247,8 @@ def open_source(data: str, resolution: int) -> ImageSource:
         if not path.exists():
             raise ValueError(f"no photos set at {path}; build it with `python benchmarks/build_photos.py {path} "
                              f"--cache DIR` or set {PHOTOS_ENV}")
-        return folder_or_zip_source(path)
-    return folder_or_zip_source(data)
+        return folder_or_zip_source(path, resolution)
+    return folder_or_zip_source(data, resolution)
 
 
 def _mix(*xs: int) -> int:
@@ -237,7 +261,7 @@ def _mix(*xs: int) -> int:
 
 
 class ImageStream:
-    """Infinite stream of (batch, C, R, R) crops in [-1, 1] for one rank, with exact resume.
+    """Infinite stream of (batch, C, R, R) crops in [-1, 1] for one rank, with exact resume (`batch` per rank).
 
     Global item p (0, 1, 2, ...) is assigned to rank p % world_size. Sources with uniform weights (folders, zips)
     are visited as per-epoch permutations seeded by (seed, epoch); weighted sources (builtin) draw an image with
@@ -259,13 +283,20 @@ class ImageStream:
         self._perm_cache: tuple[int, np.ndarray] | None = None
 
     def state_dict(self) -> dict:
-        return {"position": self.position, "seed": self.seed, "rank": self.rank, "world_size": self.world_size}
+        return {"position": self.position, "seed": self.seed, "rank": self.rank, "world_size": self.world_size,
+                "items": self.position * self.batch * self.world_size}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue after the state's last global item, also with another world size (the global batch, batch x
+        world size, must then divide the items done; states without "items" kept the global batch)."""
         if state["seed"] != self.seed:
             raise ValueError(f"data seed {state['seed']} in the saved state differs from --seed {self.seed}")
-        # Resuming with another world size continues from the same global item count.
-        self.position = state["position"] * state["world_size"] // self.world_size
+        step_items = self.batch * self.world_size
+        items = state.get("items", state["position"] * step_items)
+        if items % step_items:
+            raise ValueError(f"the saved data position ({items} images) is not a whole number of batches of "
+                             f"{step_items}: resume with the run's batch size")
+        self.position = items // step_items
 
     def _index(self, p: int, rng: np.random.Generator) -> int:
         n = len(self.source)

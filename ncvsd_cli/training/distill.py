@@ -91,7 +91,7 @@ def teacher_copy_generator(teacher: str, gamma: float | None = None) -> tuple[to
         torch.manual_seed(0)  # the fresh log-variance head (unused by sampling): the same file every time
         gen, cfg = student_network(net, tcfg, "generator")
     tprov = tcfg.get("provenance") or {}
-    prov = {k: tprov[k] for k in ("data", "data_licences") if k in tprov}
+    prov = {k: tprov[k] for k in ("data", "data_licences", "data_files") if k in tprov}
     prov.update(**file_provenance("teacher", path), steps=0, kimg=0.0,
                 trainer="teacher copy: the NCVSD generator at initialisation (docs/method.md §1.9), "
                         "not distilled")

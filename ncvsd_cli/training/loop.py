@@ -224,8 +224,9 @@ class TrainLoop:
     def provenance(self) -> dict:
         """Training provenance written into every checkpoint (with the data's licence policy if declared)."""
         stream = getattr(self, "stream", None)  # the subclass's ImageStream
-        licences = stream.source.licences if stream is not None else None
-        return {**({"data_licences": licences} if licences else {}), "data": self.settings.get("data"),
+        source = stream.source if stream is not None else None
+        known = {"data_licences": getattr(source, "licences", None), "data_files": getattr(source, "fingerprint", None)}
+        return {**{k: v for k, v in known.items() if v}, "data": self.settings.get("data"),
                 "steps": self.step, "kimg": round(self.cur_nimg / 1000, 3),
                 "wall_time_s": round(self.train_seconds, 1), "command": self.settings.get("command"),
                 "batch": self.batch, "world_size": self.dist.world_size, "seed": self.seed,

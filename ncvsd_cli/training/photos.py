@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import struct
 import subprocess
 import zipfile
@@ -144,15 +145,17 @@ def fetch_packages(packages: dict, cache: Path) -> dict[str, Path]:
         if not (root / ".complete").exists():
             debs = cache / "debs"
             debs.mkdir(parents=True, exist_ok=True)
-            found = sorted(debs.glob(f"{pkg}_*.deb"))
-            if not found:
+            pattern = f"{pkg}_{info['version'].replace(':', '%3a')}_*.deb"  # apt-get download's name, this version
+            if not list(debs.glob(pattern)):
                 subprocess.run(["apt-get", "download", f"{pkg}={info['version']}"], cwd=debs, check=True)
-                found = sorted(debs.glob(f"{pkg}_*.deb"))
-            digest = hashlib.sha256(found[-1].read_bytes()).hexdigest()
-            if digest != info["deb_sha256"]:
-                raise ValueError(f"{found[-1].name}: sha256 {digest} differs from the manifest's")
+            found = sorted(debs.glob(pattern))
+            digests = {f: hashlib.sha256(f.read_bytes()).hexdigest() for f in found}
+            deb = next((f for f, d in digests.items() if d == info["deb_sha256"]), None)
+            if deb is None:
+                raise ValueError(f"{pkg} {info['version']}: no .deb in {debs} has the manifest's sha256 "
+                                 f"({', '.join(f'{f.name} {d}' for f, d in digests.items()) or 'none downloaded'})")
             root.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["dpkg-deb", "-x", str(found[-1]), str(root)], check=True)
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
             (root / ".complete").touch()
         roots[pkg] = root
     return roots
@@ -173,6 +176,36 @@ def _photo(data: bytes, name: str, short_side: int) -> np.ndarray:
     if s < 1:
         im = im.resize((round(im.width * s), round(im.height * s)), Image.LANCZOS)
     return np.asarray(im)
+
+
+def _replace_folder(out: Path, files: dict[str, bytes]) -> None:
+    """Write `files` as the folder `out`, whole: built beside it, then swapped in, so that no photo of an earlier
+    build (e.g. one of another licence policy) stays behind. A folder holding anything but an earlier build's
+    files (dataset.json, ATTRIBUTION.txt, *.webp) is refused, not replaced."""
+    import shutil
+
+    if out.exists():
+        foreign = [p.name for p in out.iterdir() if not (p.is_file() and (p.suffix == ".webp" or p.name in files))]
+        if foreign:
+            raise ValueError(f"{out} holds files other than an earlier photos build ({', '.join(sorted(foreign)[:3])}"
+                             "); give an empty or new folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = out.with_name(f".{out.name}.tmp-{os.getpid()}"), out.with_name(f".{out.name}.old-{os.getpid()}")
+    try:
+        tmp.mkdir()
+        for fname, blob in files.items():
+            (tmp / fname).write_bytes(blob)
+        if out.exists():
+            out.rename(old)
+        try:
+            tmp.rename(out)
+        except OSError:
+            if old.exists():
+                old.rename(out)  # the earlier build stays as it was
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def build_photos(out: str | Path, cache: str | Path, manifest: str | Path = MANIFEST_PATH,
@@ -220,9 +253,7 @@ def build_photos(out: str | Path, cache: str | Path, manifest: str | Path = MANI
                 zf.writestr(zipfile.ZipInfo(fname, date_time=(1980, 1, 1, 0, 0, 0)), blob)
         tmp.replace(out)
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        for fname, blob in files.items():
-            (out / fname).write_bytes(blob)
+        _replace_folder(out, files)
     count = {t: sum(t in (e.get("tags") or []) for e in photos) for t in ("people", "animal")}
     return {"photos": len(photos), "people": count["people"], "animals": count["animal"], "licences": licences,
             "out": str(out)}
