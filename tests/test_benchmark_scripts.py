@@ -146,6 +146,22 @@ def test_noise_estimator_script(tmp_path):
     assert "| validation | denoise | 0.05 |" in (out / "summary.md").read_text()
 
 
+def test_grey_noise_script(tmp_path):
+    """benchmarks/grey_noise.py on one 48-px photo (as validation and held-out): colour readings equal before and
+    now, grey ones closer to the noise added now, the grey denoisings at both levels and the picture."""
+    val = _photo48(tmp_path / "val" / "a.png").parent
+    out = _script(tmp_path, "grey_noise.py", "--heldout", str(val))
+    rows = [r.split(",") for r in (out / "grey-readings.csv").read_text().splitlines()]
+    assert rows[0] == ["set", "image", "size", "colour", "noise", "before", "now"] and len(rows) == 1 + 2 * 2 * 2 * 6
+    for r in rows[1:]:
+        if r[3] == "colour":
+            assert r[5] == r[6]
+        elif r[4] in ("0.0", "0.01"):
+            assert float(r[6]) < float(r[5])
+    text = (out / "grey.md").read_text()
+    assert text.count("| validation | a | ") == 3 and (out / "grey-validation-a.png").is_file()
+
+
 def test_jpeg_inputs_script(tmp_path):
     """benchmarks/jpeg_inputs.py on one 48-px photo: both floors at two qualities, the levels used, a summary and
     a grid; at quality 95 both floors are 0.01, so both rows are one restoration."""

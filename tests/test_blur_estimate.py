@@ -73,7 +73,7 @@ def test_restore_estimates_a_plain_images_blur_unless_given(tmp_path):
     def result(*args: str) -> dict:
         res = runner.invoke(app, ["restore", *args, "--method", "wiener", "--json", "--overwrite", "-q"])
         assert res.exit_code == 0, res.output
-        return json.loads(res.stdout)["results"][0]
+        return json.loads(res.stdout.splitlines()[-1])["results"][0]
 
     estimated = result("--task", "deblur-gauss", str(tmp_path / "b.png"), "-o", str(tmp_path / "r.png"))
     assert estimated["blur_sigma"] == pytest.approx(2.0, abs=0.5)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -81,6 +82,19 @@ def _files(folder: Path) -> set[str]:
 def test_help_has_examples(command):
     res = run(command, "--help")
     assert res.exit_code == 0 and "Examples" in res.stdout and f"ncvsd {command}" in res.stdout
+
+
+@pytest.mark.parametrize("command", [["restore"], ["degrade"], ["sample"], ["bench"], ["train"], ["distill"],
+                                     ["checkpoints", "import"]])
+def test_help_names_option_values_by_the_option(command):
+    """`--seed SEED`, `[INPUT]...` (argparse's convention), not Typer's `<int range>` or `[[INPUT]...]...`; flags
+    show no value (Typer's own --help flag keeps its label)."""
+    text = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).stdout
+    options = [line for line in text.splitlines() if "--" in line and "--help " not in line]
+    assert not [line for line in options if re.search(r"<(int|float|str|bool|path)", line)], text
+    assert "[[" not in text and "]..." not in text.replace("[INPUT]...", "")
+    if command == ["restore"]:
+        assert "Usage: ncvsd restore [OPTIONS] [INPUT]..." in text and re.search(r"--seed +SEED", text)
 
 
 def test_degrade_help_lists_every_builtin_task():
@@ -174,7 +188,7 @@ def test_restore_every_task_from_its_sidecar(task, tmp_path, ckpt):
     assert run("degrade", "--task", task, src, "-o", tmp_path / "m.png", *params).exit_code == 0
     res = run("restore", tmp_path / "m.png", "-c", ckpt, *FAST, "--json", "-q")
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.stdout)
+    summary = json.loads(res.stdout.splitlines()[-1])
     assert summary["task"] == task and summary["results"][0]["nfe"] == 2
     out = Image.open(tmp_path / f"m_{task}.png")
     assert out.size == (12, 16) and out.mode == "RGB"
@@ -197,6 +211,47 @@ def test_a_folder_of_sidecars_of_several_tasks_uses_each_tasks_sampler(tmp_path,
     assert res.exit_code == 1 and "no warm start" in res.stderr
 
 
+@pytest.mark.parametrize("command", ["restore", "degrade"])
+def test_skip_existing_makes_only_the_missing_outputs_of_a_rerun(tmp_path, ckpt, command):
+    """A batch cut short, run again with --skip-existing: finished inputs are "skipped" (their files untouched),
+    the rest are made, exit 0 (without it every existing output is a failure, exit 1)."""
+    srcs = [_png(tmp_path / f"{n}.png", 16, 12, seed=k) for k, n in enumerate("abc")]
+    extra = ["-c", ckpt, *FAST, "--task", "denoise"] if command == "restore" else ["--task", "denoise"]
+    assert run(command, *srcs, "-o", tmp_path / "out", *extra, "-q").exit_code == 0
+    made = sorted((tmp_path / "out").iterdir())
+    kept = {p: p.stat().st_mtime_ns for p in made if p.name.startswith("a")}
+    for p in made:
+        if not p.name.startswith("a"):
+            p.unlink()
+    res = run(command, *srcs, "-o", tmp_path / "out", *extra, "--skip-existing", "--json", "-q")
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["status"] for r in lines[:-1]] == ["skipped", "ok", "ok"] and lines[-1]["skipped"] == 1
+    assert sorted((tmp_path / "out").iterdir()) == made and all(p.stat().st_mtime_ns == t for p, t in kept.items())
+    assert run(command, *srcs, "-o", tmp_path / "out", *extra, "-q").exit_code == 1
+    res = run(command, *srcs, "-o", tmp_path / "out", *extra, "--skip-existing", "--overwrite")
+    assert res.exit_code == 2 and "contradict" in res.stderr
+
+
+def test_an_image_and_its_sidecar_files_listed_together_are_one_input(tmp_path, ckpt):
+    """A glob over degrade's output folder lists X.png, X.png.ncvsd.json and X.png.ncvsd.safetensors: one
+    measurement, restored once (they failed as colliding outputs, the tensors file as an image without --task)."""
+    for name in ("a", "b"):
+        assert run("degrade", "--task", "sr2", _png(tmp_path / f"{name}.png", 16, 12, seed=len(name)), "-o",
+                   tmp_path / "m" / f"{name}.png").exit_code == 0
+    res = run("restore", str(tmp_path / "m" / "*"), "-c", ckpt, *FAST, "-o", tmp_path / "out")
+    assert res.exit_code == 0 and "more than once" not in res.stderr, res.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+    files = sorted(str(p) for p in (tmp_path / "m").iterdir())
+    res = run("restore", *files, "-c", ckpt, *FAST, "-o", tmp_path / "o2", "--json", "-q")
+    assert res.exit_code == 0 and json.loads(res.stdout.strip().splitlines()[-1])["ok"] == 2, res.output
+    res = run("restore", tmp_path / "m" / "a.png.ncvsd.safetensors", "-c", ckpt, *FAST, "-o", tmp_path / "o3.png")
+    assert res.exit_code == 0 and (tmp_path / "o3.png").is_file(), res.output
+    res = run("restore", tmp_path / "m" / "a.png", "-m", tmp_path / "m" / "a.png.ncvsd.json", "-c", ckpt, *FAST,
+              "-o", tmp_path / "o4.png")
+    assert res.exit_code == 0 and (tmp_path / "o4.png").is_file(), res.output
+
+
 @pytest.mark.parametrize("task", ["sr4", "sr2", "deblur-gauss", "inpaint-box", "denoise", "inpaint-random"])
 def test_restore_plain_png_any_size(task, tmp_path, ckpt):
     f = getattr(operators.get(task), "factor", 1)
@@ -212,7 +267,7 @@ def test_restore_precision_is_applied_and_reported(precision, tmp_path, ckpt):
     src = _png(tmp_path / "in.png", 9, 9)
     res = run("restore", "--task", "denoise", src, "-c", ckpt, *FAST, "--precision", precision, "--json", "-q")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["precision"] == precision
+    assert json.loads(res.stdout.splitlines()[-1])["precision"] == precision
 
 
 def test_restore_stdin_to_stdout(tmp_path, ckpt):
@@ -234,7 +289,7 @@ def test_a_plain_jpeg_is_restored_above_its_quantisation_error(tmp_path, ckpt):
         res = run("restore", "--task", "deblur-gauss", "-p", "sigma=1", tmp_path / name, "-o", tmp_path / "out",
                   "-c", ckpt, *FAST, "--json")
         assert res.exit_code == 0, res.output
-        assert json.loads(res.stdout)["results"][0]["sigma_y"] == level
+        assert json.loads(res.stdout.splitlines()[-1])["results"][0]["sigma_y"] == level
         assert ("JPEG's quantisation" in res.stderr) == name.endswith(".jpg")
     res = run("restore", "--task", "deblur-gauss", "-p", "sigma=1", "-", "-c", ckpt, *FAST,
               input=(tmp_path / "j.jpg").read_bytes())  # from standard input too
@@ -253,7 +308,7 @@ def test_a_tile_smaller_than_needed_is_noted(tmp_path, ckpt):
         assert (expected in res.stderr) if expected else ("overlapping tiles" not in res.stderr)
     run("degrade", "--task", "sr4", _png(tmp_path / "c.png", 128, 128), "-o", tmp_path / "m.png")
     res = run("restore", tmp_path / "m.png", "-o", tmp_path / "r.png", "-c", ckpt, *FAST, "--tile", 64, "--json")
-    assert res.exit_code == 0 and any("9 overlapping tiles" in n for n in json.loads(res.stdout)["results"][0]["notes"])
+    assert res.exit_code == 0 and any("9 overlapping tiles" in n for n in json.loads(res.stdout.splitlines()[-1])["results"][0]["notes"])
 
 
 def test_restore_image_library_call(tmp_path, ckpt, monkeypatch):
@@ -433,7 +488,7 @@ def test_plain_image_box_note_preset_params_and_stem_clash(tmp_path, ckpt):
     src = _png(tmp_path / "photo.png", 16, 12)
     res = run("restore", "--task", "inpaint-box", src, "-c", ckpt, "--method", "biharmonic", "--json", "-q")
     assert res.exit_code == 0, res.output
-    assert any("centred 6x8 box is treated as missing" in n for n in json.loads(res.stdout)["results"][0]["notes"])
+    assert any("centred 6x8 box is treated as missing" in n for n in json.loads(res.stdout.splitlines()[-1])["results"][0]["notes"])
     (tmp_path / "p.yaml").write_text("operator: {box_size: 32}\n")
     res = run("restore", "--task", "sr2", src, "-c", ckpt, "--preset", tmp_path / "p.yaml", "-o", tmp_path / "o.png")
     assert res.exit_code == 2 and "--preset operator" in res.stderr and "box_size" in res.stderr, res.output
@@ -580,7 +635,7 @@ def test_sample_grid_and_directory(tmp_path, ckpt):
         "1",
     )
     assert res.exit_code == 0, res.output
-    assert _files(tmp_path / "d") == {"000002.png", "000005.png"} and json.loads(res.stdout)["nfe"] == 4
+    assert _files(tmp_path / "d") == {"000002.png", "000005.png"} and json.loads(res.stdout.splitlines()[-1])["nfe"] == 4
     typo = run("sample", "-c", ckpt, "--nfe", "1", "--seeds", "0", "-o", tmp_path / "g.txt", "--device", "cpu")
     assert typo.exit_code == 2 and "not an image suffix" in typo.output and not (tmp_path / "g.txt").exists()
     dotted = run("sample", "-c", ckpt, "--nfe", "1", "--seeds", "0", "-o", f"{tmp_path / 'run.v2'}/", "--device", "cpu")
@@ -647,7 +702,7 @@ def test_other_methods(tmp_path, method):
     assert res.exit_code == 0, res.output
     if method == "wiener":  # no network evaluations to set
         assert run("restore", "--task", "deblur-gauss", src, "--method", method, "--nfe", "5").exit_code == 2
-    assert json.loads(res.stdout)["method"] == method and (tmp_path / "i_deblur-gauss.png").is_file()
+    assert json.loads(res.stdout.splitlines()[-1])["method"] == method and (tmp_path / "i_deblur-gauss.png").is_file()
 
 
 def test_degrade_stdin_to_stdout_and_measurement_option(tmp_path, ckpt):
@@ -698,7 +753,7 @@ def test_restore_default_method_is_the_presets(task, method, tmp_path, ckpt):
     assert run("degrade", "--task", task, src, "-o", tmp_path / "m.png").exit_code == 0
     res = run("restore", tmp_path / "m.png", "-c", ckpt, *FAST, "--json", "-q")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["method"] == method
+    assert json.loads(res.stdout.splitlines()[-1])["method"] == method
 
 
 @pytest.mark.parametrize("task, nfe", [("inpaint-box", 3), ("inpaint-mask", 3), ("inpaint-random", 4),
@@ -715,7 +770,7 @@ def test_restore_default_nfe_is_the_warm_schedule(task, nfe, tmp_path, ckpt, mon
     assert run("degrade", "--task", task, *params, src, "-o", tmp_path / "m.png").exit_code == 0
     res = run("restore", tmp_path / "m.png", "-c", ckpt, "--device", "cpu", "--method", "pnp-gd-warm", "--json", "-q")
     assert res.exit_code == 0, res.output
-    report = json.loads(res.stdout)
+    report = json.loads(res.stdout.splitlines()[-1])
     assert (report["method"], report["nfe"], report["results"][0]["nfe"]) == ("pnp-gd-warm", nfe, nfe)
     sigmas = seen[-1].sigmas  # what the sampler was given
     assert len(sigmas) == nfe + 1 and float(sigmas[0]) == pytest.approx({3: 0.3, 4: 0.1, 10: 0.7}[nfe])
@@ -733,12 +788,28 @@ def test_a_mask_marking_the_hole_in_white_is_noted_and_inverted_on_request(tmp_p
         res = run("restore", "--task", "inpaint-mask", src, "-p", f"mask={tmp_path / 'hole.png'}", *extra, "-c", ckpt,
                   "--method", "biharmonic", "--json", "-q", "--overwrite", "-o", tmp_path / "out.png")
         assert res.exit_code == 0, res.output
-        return json.loads(res.stdout)["results"][0]
+        return json.loads(res.stdout.splitlines()[-1])["results"][0]
 
     assert any("keeps only 13% of the pixels" in n and "invert=true" in n for n in restore()["notes"])
     assert not restore("-p", "invert=true")["notes"]
     out, before = np.asarray(Image.open(tmp_path / "out.png")), np.asarray(Image.open(src))
     assert (out[m == 0] == before[m == 0]).all() and (out[m == 255] != before[m == 255]).any()
+
+
+@pytest.mark.parametrize("order", [("fits", "other"), ("other", "fits")])
+def test_a_mask_of_one_size_fails_the_other_images_alone_in_any_order(tmp_path, ckpt, order):
+    """A mask that suits some inputs: those are restored and the others fail alone (exit 1), whichever comes first
+    (the first image alone decided: exit 2 and nothing written when it was the odd one); a mask that suits none is
+    a usage error before the model loads."""
+    files = {"fits": _png(tmp_path / "fits.png", 15, 13), "other": _png(tmp_path / "other.png", 16, 16, seed=1)}
+    Image.fromarray(np.full((15, 13), 255, np.uint8)).save(tmp_path / "mask.png")
+    args = ["restore", "--task", "inpaint-mask", "-p", f"mask={tmp_path / 'mask.png'}", "-c", ckpt, "--method",
+            "biharmonic", "-q", "-o", tmp_path / "out"]
+    res = run(*args, *(files[k] for k in order))
+    assert res.exit_code == 1 and "other.png" in res.stderr, res.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["fits.png"]
+    res = run(*args[:-1], tmp_path / "out2", files["other"])
+    assert res.exit_code == 2 and "--param" in res.stderr
 
 
 def test_restore_warm_start_refuses_phase_retrieval(tmp_path, ckpt):
@@ -766,7 +837,7 @@ def test_restore_denoiser_method(tmp_path, ckpt):
     for nfe, flags in ((1, []), (3, ["--nfe", "3"])):
         res = run("restore", tmp_path / "m.png", "-c", ckpt, "--device", "cpu", "--json", "-q", "--overwrite", *flags)
         assert res.exit_code == 0, res.output
-        report = json.loads(res.stdout)
+        report = json.loads(res.stdout.splitlines()[-1])
         assert (report["method"], report["results"][0]["nfe"], report["results"][0]["operator_evals"]) == (
             "denoiser", nfe, 0)
     assert run("restore", tmp_path / "m.png", "-c", ckpt, "--device", "cpu", "--nfe", "40", "-q").exit_code == 2
@@ -858,4 +929,4 @@ def test_sample_to_a_folder_writes_the_finite_samples_and_reports_a_nan_one(tmp_
     monkeypatch.setattr(generate, "sample_batches", one_nan)
     res = run("sample", "-c", ckpt, "--seeds", "0-2", "-b", "2", "-o", tmp_path / "s", "--device", "cpu", "--json")
     assert res.exit_code == 1 and "seed 1: the network produced NaN/inf" in res.stderr
-    assert json.loads(res.stdout)["ok"] == 2 and _files(tmp_path / "s") == {"000000.png", "000002.png"}
+    assert json.loads(res.stdout.splitlines()[-1])["ok"] == 2 and _files(tmp_path / "s") == {"000000.png", "000002.png"}

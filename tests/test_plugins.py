@@ -93,12 +93,12 @@ def test_plugin_operator_and_method_through_degrade_restore_and_bench(plugin, tm
     # the default method comes from the operator's default preset; its budget rule gives 2 calls
     res = run("restore", tmp_path / "m.png", "-c", ckpt, "--device", "cpu", "--json", "-q")
     assert res.exit_code == 0, res.output
-    report = json.loads(res.stdout)
+    report = json.loads(res.stdout.splitlines()[-1])
     assert (report["task"], report["method"], report["nfe"]) == ("test-scale", "test-refine", 2)
     res = run("restore", "--task", "test-scale", src, "-c", ckpt, "--method", "pnp-gd", "--nfe", "3", "-o",
               tmp_path / "pnp.png", "--device", "cpu", "--json", "-q")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["nfe"] == 3 and (tmp_path / "pnp.png").is_file()
+    assert json.loads(res.stdout.splitlines()[-1])["nfe"] == 3 and (tmp_path / "pnp.png").is_file()
     data = tmp_path / "imgs"
     data.mkdir()
     _png(data / "a.png", 16, 16)

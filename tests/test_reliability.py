@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -337,6 +338,47 @@ def test_a_signal_during_a_write_leaves_nothing_behind(tmp_path, sig, code):
     assert res.returncode == code, res.stderr
     assert _files(tmp_path) == {"i.png"}
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_the_console_command_ends_by_the_signal(tmp_path, sig):
+    """`main` (the `ncvsd` script) cleans up, then ends by the signal itself (a shell's $? is 128 + N)."""
+    src = _png(tmp_path / "i.png")
+    res = subprocess.run([sys.executable, "-c", _main_prog(SEND_DURING_WRITE.format(sig=sig)), "degrade", "--task",
+                          "denoise", str(src), "-o", str(tmp_path / "o.png")],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == -getattr(signal, sig), res.stderr
+    assert "outputs finished so far are kept" in res.stderr and _files(tmp_path) == {"i.png"}
+
+
+def test_an_interrupted_json_run_still_ends_with_its_summary(tmp_path):
+    """--json stopped by a signal: the lines of the inputs finished, then the summary ("interrupted", exit code
+    128 + N), so a consumer tells a cut stream from a finished one (it ended with the last image's line)."""
+    a, b = _png(tmp_path / "a.png"), _png(tmp_path / "b.png")
+    stop_second = SEND_DURING_WRITE.format(sig="SIGTERM").replace(
+        "def write(path, data):", "calls = []\ndef write(path, data):\n    calls.append(path)\n    if len(calls) < 4:\n"
+        "        return real(path, data)")
+    res = _script(stop_second, "degrade", "--task", "denoise", a, b, "-o", tmp_path / "out", "--json")
+    assert res.returncode == 143, res.stderr
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r.get("status") for r in lines] == ["ok", None]
+    assert lines[-1]["interrupted"] == "SIGTERM" and lines[-1]["exit_code"] == 143 and lines[-1]["ok"] == 1
+
+
+def test_ctrl_c_stops_a_shell_loop_over_images(tmp_path):
+    """Ctrl-C reaches the whole foreground group; bash stops a `for` loop only when its command died by SIGINT
+    (a plain exit 130 reads as "handled", and the loop went on with the next image)."""
+    src = _png(tmp_path / "i.png")
+    ctrl_c = SEND_DURING_WRITE.replace("os.kill(os.getpid(), signal.{sig})", "os.killpg(0, signal.SIGINT)")
+    command = shlex.join([sys.executable, "-c", _main_prog(ctrl_c), "degrade", "--task", "denoise", str(src)])
+    loop = f"for i in 1 2; do {command} -o {tmp_path}/o$i.png; echo next; done"
+    res = subprocess.run(["bash", "-c", loop], capture_output=True, text=True, timeout=300, check=False,
+                         start_new_session=True)
+    assert "next" not in res.stdout and res.returncode == -signal.SIGINT, res.stderr
+
+
+def _main_prog(code: str) -> str:
+    return code + "\nimport sys\nfrom ncvsd_cli.cli import main\nsys.argv = ['ncvsd'] + sys.argv[1:]\nmain()\n"
 
 
 def test_a_signal_ignored_by_the_caller_stays_ignored(tmp_path):

@@ -302,7 +302,7 @@ def test_data_fingerprint_names_the_files_by_content_not_by_place(tmp_path):
     assert prints["a"] == prints["b"] and prints["a.zip"] == prints["b.zip"]
     count = len(list((tmp_path / "a").iterdir()))
     assert prints["a"].startswith(f"{count} files, sha256 ")
-    first = sorted((tmp_path / "b").iterdir())[0]
+    first = min((tmp_path / "b").iterdir())
     img = np.asarray(Image.open(first)).copy()
     img[0, 0] = 255 - img[0, 0]
     Image.fromarray(img).save(first)

@@ -276,8 +276,9 @@ def _wait_for_steps(log: Path, proc: subprocess.Popen, timeout: float = 180.0) -
     raise AssertionError("training did not start in time")
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_saves_state_and_exits_128_plus_signal(tmp_path, trained, sig, code):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_saves_state_and_ends_by_the_signal(tmp_path, trained, sig):
+    """The state is saved, then the command ends by the signal itself (a shell sees 128 + N; `main`)."""
     data, _ = trained
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "ncvsd_cli", "train", "--data", str(data), "--out", str(out),
@@ -291,7 +292,7 @@ def test_signal_saves_state_and_exits_128_plus_signal(tmp_path, trained, sig, co
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == code, stderr
+    assert proc.returncode == -sig, stderr
     assert stdout == "", "an interrupted run must not print the normal summary"
     assert f"interrupted by {sig.name}" in stderr and "--resume" in stderr and "\r" not in stderr
     state = torch.load(out / "state.pt", weights_only=True)

@@ -152,7 +152,8 @@ def test_restore_bars_on_a_terminal(tmp_path, ckpt):
 
 
 def test_restore_status_lines_and_json_lines(tmp_path, ckpt, monkeypatch):
-    """Not a terminal: status lines with the NFE of the batch in flight; --json with several inputs: JSON Lines."""
+    """Not a terminal: status lines with the NFE of the batch in flight; --json: JSON Lines, one object per input
+    then the summary with every result, for several inputs as for one (its shape depended on the count)."""
     monkeypatch.setenv("NCVSD_PROGRESS_INTERVAL", "0")
     a, b = _png(tmp_path / "a.png", seed=1), _png(tmp_path / "b.png", seed=2)
     res = runner.invoke(app, ["restore", "--task", "sr4", str(a), str(b), str(tmp_path / "missing.png"), "-o",
@@ -162,12 +163,12 @@ def test_restore_status_lines_and_json_lines(tmp_path, ckpt, monkeypatch):
     records = [json.loads(line) for line in res.stdout.splitlines()]  # every line is one JSON object
     assert [r.get("status") for r in records[:-1]] == ["failed", "ok", "ok"]
     assert records[0]["input"].endswith("missing.png")
-    assert records[-1]["command"] == "restore" and records[-1]["ok"] == 2 and "results" not in records[-1]
+    assert records[-1]["command"] == "restore" and records[-1]["ok"] == 2 and records[-1]["results"] == records[:-1]
     quiet = runner.invoke(app, ["restore", "--task", "sr4", str(a), "-o", str(tmp_path / "one.png"), "-c",
                                 str(ckpt), "--nfe", "2", "--device", "cpu", "--json", "--quiet"])
     assert quiet.exit_code == 0 and quiet.stderr == ""
-    single = json.loads(quiet.stdout)  # one input: one indented object, as before
-    assert single["results"][0]["status"] == "ok"
+    lines = [json.loads(line) for line in quiet.stdout.splitlines()]  # one input: the same shape
+    assert [r.get("status") for r in lines] == ["ok", None] and lines[-1]["results"] == lines[:1]
 
 
 # ------------------------------------------------------------------------------------------------- uncertainty
@@ -211,7 +212,7 @@ def test_restore_std_writes_heat_map_and_scale(tmp_path, ckpt):
     res = runner.invoke(app, ["restore", "--task", "sr4", str(a), "-c", str(ckpt), "--nfe", "2", "--samples", "2", "--std",
                               "-o", str(tmp_path / "out") + "/", "--json", "--quiet", "--device", "cpu"])
     assert res.exit_code == 0, res.output
-    rec = json.loads(res.stdout)["results"][0]
+    rec = json.loads(res.stdout.splitlines()[-1])["results"][0]
     assert [Path(p).name for p in rec["outputs"]] == ["a_s0.png", "a_s1.png", "a_std.png", "a_std_map.png"]
     assert rec["std_map_max"] > 0.001 and rec["std_max"] > 0
     assert save_std_map(torch.zeros(2, 3, 8, 8), tmp_path / "z.png")["std_map_max"] == 0.001  # identical samples

@@ -6,6 +6,9 @@ Command modules import torch and the library lazily (inside the command function
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from ncvsd_cli import __version__
@@ -46,10 +49,54 @@ def _root(
     """Solve image inverse problems with a generative denoiser distilled by NCVSD."""
 
 
+def plain_metavars(typer_app: typer.Typer) -> None:
+    """Help reads `--seed SEED` and `[INPUT]...` (the argparse convention), not Typer's `<int range>` and
+    `[[INPUT]...]...` type labels: every option or argument without a metavar of its own gets its name in
+    capitals; flags get none. Applies to the commands of `typer_app` and of its groups."""
+    import inspect
+
+    from typer.models import ArgumentInfo, OptionInfo
+
+    for command in typer_app.registered_commands:
+        for name, param in inspect.signature(command.callback).parameters.items():
+            info = param.default
+            if not isinstance(info, (OptionInfo, ArgumentInfo)) or info.metavar is not None:
+                continue
+            long = [d for d in getattr(info, "param_decls", None) or () if d.startswith("--")]
+            flag = str(param.annotation).startswith("bool")
+            info.metavar = "" if flag else (long[0][2:] if long else name).upper().replace("-", "_")
+    for group in typer_app.registered_groups:
+        plain_metavars(group.typer_instance)
+
+
 for _module in (restore, degrade, sample, bench, train, distill, checkpoints):
     _module.register(app)
+plain_metavars(app)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. A command stopped by signal N exits 128 + N after its clean-up; here, at the
+    top, it then ends by that signal itself (POSIX), the convention that lets a calling shell or `xargs` see the
+    interruption: a `for` loop over images stops at Ctrl-C instead of going on with the next one."""
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+        sig = {128 + int(s): s for s in _STOP_SIGNALS}.get(code)
+        if os.name == "posix" and sig is not None:
+            import signal
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            signal.signal(sig, signal.SIG_DFL)
+            os.kill(os.getpid(), sig)
+        raise
+
+
+def _stop_signals() -> tuple:
+    import signal
+
+    return tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+_STOP_SIGNALS = _stop_signals()

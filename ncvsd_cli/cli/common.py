@@ -35,6 +35,13 @@ EXIT_USAGE = 2
 EXIT_MODEL = 3
 EXIT_INTERRUPTED = 130
 
+#: `--skip-existing` help of restore and degrade.
+SKIP_HELP = ("Skip the inputs whose outputs all exist (status \"skipped\", exit 0): rerun an interrupted batch to "
+             "make only the rest.")
+#: `--json` help of the commands with per-input results (restore, degrade, sample; `Report`).
+JSON_HELP = ("JSON Lines on stdout: one object per input as it finishes (with \"status\"; sizes are [height, "
+             "width]), then the summary (with \"results\") as the last line; the same for one input or many, also "
+             "when interrupted.")
 #: `--param` help for degrade and restore: each task's operator parameters (kept equal to the registry by a test).
 PARAM_HELP = (
     "Operator parameter key=value (repeatable), e.g. -p sigma=1.5 (a milder Gaussian blur). Parameters: "
@@ -247,14 +254,16 @@ class InputItem:
 
 
 def expand_inputs(
-    specs: Sequence[str], skip: Any = None, quiet: bool = False
+    specs: Sequence[str], skip: Any = None, quiet: bool = False, identity: Any = None
 ) -> tuple[list[InputItem], list[tuple[str, str]]]:
     """Files, directories (their image files, sorted, not recursive), globs (`**` recursive) and "-" (stdin,
     at most once) -> (inputs in order without duplicates, [(spec, message)] for specs that matched nothing).
 
     skip: optional predicate on Path; files of a directory listing for which it is true are left out (e.g. the
     command's own earlier outputs). A file matched more than once is kept once, with a note on stderr unless
-    `quiet`. Raises UsageError when no spec is given or "-" appears twice.
+    `quiet`. identity: optional Path -> (path to read, what it stands for); files standing for the same thing
+    are one input, silently (restore: an image and its measurement sidecar files). Raises UsageError when no
+    spec is given or "-" appears twice.
     """
     if not specs:
         raise UsageError("no input given (files, directories, globs, or - for stdin)")
@@ -263,13 +272,17 @@ def expand_inputs(
     seen: set[str] = set()
     repeated: list[str] = []
 
+    files: set[str] = set()
+
     def add(p: Path) -> None:
-        key = str(p.resolve())
+        use, same = identity(p) if identity else (p, p)
+        key, file = str(same.resolve()), str(p.resolve())
         if key not in seen:
             seen.add(key)
-            items.append(InputItem(str(p), p))
-        elif str(p) not in repeated:
+            items.append(InputItem(str(use), use))
+        elif file in files and str(p) not in repeated:  # the very same file again (not a companion)
             repeated.append(str(p))
+        files.add(file)
 
     for spec in specs:
         if spec == "-":
@@ -312,6 +325,29 @@ def expand_inputs(
         shown = ", ".join(repeated[:3]) + (f" and {len(repeated) - 3} more" if len(repeated) > 3 else "")
         note(f"{shown}: given more than once, read once", quiet)
     return items, missing
+
+
+def check_params_on_inputs(items: Sequence[InputItem], check: Any, source: str) -> None:
+    """Run check(h, w) (raises ValueError) on the header sizes of the image files `items` until one passes:
+    parameters that fit no input are a usage error naming `source` (e.g. "--param") before any work and any
+    allocation they would cause; parameters that fit some inputs (a mask of one size) fail the others alone
+    later, whatever their order. An unreadable header is left to be reported with its input."""
+    from ncvsd_cli import images
+
+    refused = None
+    for item in items:
+        try:
+            h, w = images.image_size(item.path, name=item.name)
+        except ValueError:
+            continue
+        try:
+            check(h, w)
+        except ValueError as exc:
+            refused = refused or exc
+            continue
+        return
+    if refused is not None:
+        raise UsageError(f"{source}: {refused}")
 
 
 # ------------------------------------------------------------------------------------------------ outputs
@@ -416,6 +452,17 @@ def _folder_problem(folder: Path, probed: dict[Path, str | None]) -> str | None:
     return probed[folder]
 
 
+def skip_finished(planned: dict[InputItem, list[str]], report: Report, quiet: bool) -> dict[InputItem, list[str]]:
+    """--skip-existing: the inputs whose every planned output exists are reported "skipped" (a rerun after an
+    interruption makes only the rest, exit 0) and left out; returns the planned outputs of the others."""
+    done = [item for item, paths in planned.items() if paths and all(p != "-" and Path(p).is_file() for p in paths)]
+    for item in done:
+        report.skipped(item.name, planned[item])
+    if done:
+        note(f"{len(done)} input(s) skipped: their outputs exist (--skip-existing)", quiet)
+    return {item: paths for item, paths in planned.items() if item not in done}
+
+
 def check_outputs(
     planned: dict[InputItem, list[str]], inputs: Sequence[InputItem], overwrite: bool
 ) -> dict[InputItem, str]:
@@ -450,7 +497,8 @@ def check_outputs(
                     f"{item.name}: output {p} is an input; refusing to overwrite it (use --overwrite)"
                 )
             elif not overwrite and Path(p).exists():
-                problems[item] = f"{item.name}: output {p} exists (use --overwrite to replace it)"
+                problems[item] = (f"{item.name}: output {p} exists (--overwrite replaces it, --skip-existing "
+                                  "keeps it and goes on with the other inputs)")
             owners.setdefault(key, item)
             if item in problems:
                 break
@@ -469,10 +517,11 @@ def progress(total: int, desc: str, quiet: bool = False, unit: str = "img"):
 
 @dataclass
 class Report:
-    """Per-input results of a command: errors go to stderr as they happen; `--json` prints the summary on stdout
-    at the end (one indented object holding every result), or, with `json_lines` (several inputs), JSON Lines:
-    one compact object per input as it finishes (the same objects as the summary's "results"), then the summary
-    without "results" as the last line, so `ncvsd restore dir/ --json | jq` shows each image while the rest run."""
+    """Per-input results of a command: errors go to stderr as they happen. With `json_lines` (`--json`), stdout
+    is JSON Lines whatever the number of inputs: one object per input as it finishes (with "status"), then the
+    summary (with "command" and every result under "results") as the last line, also after an interruption
+    ("interrupted": the signal; `summary_on_interrupt`). So `ncvsd restore dir/ --json | jq -c 'select(.status)'`
+    shows each image while the rest run, and `tail -n 1` is the summary, for one input as for a thousand."""
 
     command: str
     results: list[dict[str, Any]] = field(default_factory=list)
@@ -492,6 +541,9 @@ class Report:
         error(message)
         self._add({"input": name, "status": "failed", "error": one_line(message)})
 
+    def skipped(self, name: str, outputs: Sequence[str]) -> None:
+        self._add({"input": name, "status": "skipped", "outputs": list(outputs)})
+
     @property
     def n_failed(self) -> int:
         return sum(r["status"] == "failed" for r in self.results)
@@ -502,20 +554,37 @@ class Report:
     def summary(self) -> dict[str, Any]:
         return {
             "command": self.command,
-            "ok": len(self.results) - self.n_failed,
+            "ok": sum(r["status"] == "ok" for r in self.results),
             "failed": self.n_failed,
+            **({"skipped": n} if (n := sum(r["status"] == "skipped" for r in self.results)) else {}),
             "exit_code": self.exit_code(),
             **self.extra,
             "results": self.results,
         }
 
     def finish(self, as_json: bool) -> NoReturn:
-        """Print the JSON summary on stdout when asked (one line without "results" after JSON Lines), then exit
-        with 0 or 1."""
+        """Print the JSON summary line on stdout when asked, then exit with 0 or 1."""
         if as_json:
-            doc = self.summary()
-            if self.json_lines:
-                doc.pop("results")
-            sys.stdout.write((json.dumps(doc) if self.json_lines else json.dumps(doc, indent=2)) + "\n")
-            sys.stdout.flush()
+            self._write_summary(self.summary())
         raise typer.Exit(self.exit_code())
+
+    def _write_summary(self, doc: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(doc) + "\n")
+        sys.stdout.flush()
+
+    @contextmanager
+    def summary_on_interrupt(self, as_json: bool) -> Iterator[None]:
+        """Inside: a run stopped by Ctrl-C or SIGTERM / SIGHUP still ends its `--json` output with the summary of
+        the inputs finished so far ("interrupted": the signal's name, "exit_code": 128 + N), so that a consumer
+        tells a finished stream from a cut one; the interruption then goes on (exit 128 + N)."""
+        try:
+            yield
+        except (KeyboardInterrupt, Terminated) as exc:
+            if as_json:
+                signum = int(getattr(exc, "signum", signal.SIGINT))
+                try:
+                    self._write_summary(self.summary() | {"exit_code": 128 + signum,
+                                                          "interrupted": signal.Signals(signum).name})
+                except OSError:  # stdout gone (a closed pipe): nothing to tell
+                    pass
+            raise

@@ -42,7 +42,7 @@ Exit codes: 0 ok, 1 some inputs failed, 2 usage, 130 / 143 / 129 interrupted (no
 
 def degrade_command(
     inputs: list[str] = typer.Argument(
-        ..., metavar="INPUT...", help="Clean images: files, directories, globs, or - for stdin."
+        ..., metavar="INPUT", help="Clean images: files, directories, globs, or - for stdin."
     ),
     task: str = typer.Option(
         ...,
@@ -75,7 +75,8 @@ def degrade_command(
         2048 * 2048, "--max-pixels", help="Refuse inputs with more pixels than this.", show_default=True
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help=common.SKIP_HELP),
+    as_json: bool = typer.Option(False, "--json", help=common.JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr."),
 ) -> None:
     """Measure clean images with an operator plus Gaussian noise (y = A(x) + sigma_y n)."""
@@ -85,6 +86,8 @@ def degrade_command(
         from ncvsd_cli.measurement import PLAIN_IMAGE_REFUSALS, degrade, save_measurement, sidecar_paths
 
         operators.get(task)  # unknown task: usage error, before any input is read
+        if overwrite and skip_existing:
+            raise common.UsageError("--overwrite and --skip-existing contradict each other: give one of them")
         if channels not in (1, 3):
             raise common.UsageError(f"--channels must be 1 or 3, got {channels}")
         if not (math.isfinite(sigma_y) and sigma_y >= 0):
@@ -99,82 +102,75 @@ def degrade_command(
         pattern = re.compile(rf"_{re.escape(tag)}$")
         items, missing = common.expand_inputs(inputs, skip=lambda p: bool(pattern.search(p.stem)), quiet=quiet)
         mode = common.output_mode(out, items)
-        report = common.Report("degrade", extra={"task": task, "sigma_y": sigma_y, "seed": seed})
-        for spec, message in missing:
-            report.failed(spec, message)
-        planned = {}
-        for item in items:
-            main = common.output_path(item, out, mode, tag)
-            planned[item] = [main, *map(str, sidecar_paths(main))] if main != "-" else ["-"]
-        common.check_stdout(planned, as_json)
-        problems = common.check_outputs(planned, items, overwrite)
-        if params:
-            _check_params(task, channels, params, [i for i in items if i not in problems])
-        bar = common.progress(len(items), "degrade", quiet)
-        for item in items:
-            if item in problems:
-                report.failed(item.name, problems[item])
+        report = common.Report("degrade", extra={"task": task, "sigma_y": sigma_y, "seed": seed}, json_lines=as_json)
+        with report.summary_on_interrupt(as_json):
+            for spec, message in missing:
+                report.failed(spec, message)
+            planned = {}
+            for item in items:
+                main = common.output_path(item, out, mode, tag)
+                planned[item] = [main, *map(str, sidecar_paths(main))] if main != "-" else ["-"]
+            common.check_stdout(planned, as_json)
+            if skip_existing:
+                planned = common.skip_finished(planned, report, quiet)
+                items = [i for i in items if i in planned]
+            problems = common.check_outputs(planned, items, overwrite)
+            if params:
+                _check_params(task, channels, params, [i for i in items if i not in problems])
+            bar = common.progress(len(items), "degrade", quiet)
+            for item in items:
+                if item in problems:
+                    report.failed(item.name, problems[item])
+                    bar.update(1)
+                    continue
+                try:
+                    decoded = images.read_image(
+                        "-" if item.is_stdin else item.path, channels, max_pixels=max_pixels, name=item.name
+                    )
+                    for n in decoded.notes:
+                        common.note(f"{item.name}: {n}", quiet)
+                    m = degrade(
+                        decoded.tensor,
+                        task,
+                        sigma_y=sigma_y,
+                        seed=seed,
+                        params=params,
+                        source=item.name,
+                        grey=decoded.grey,
+                        bit_depth=decoded.bit_depth,
+                        icc_profile=decoded.icc_profile,
+                    )
+                    main = planned[item][0]
+                    if main == "-":
+                        common.note("writing the preview to stdout; no sidecar is written", quiet)
+                    written = save_measurement(m, main, overwrite=overwrite)
+                    if main != "-" and Path(main).suffix.lower() in (".jpg", ".jpeg", ".webp"):
+                        common.note(f"{main}: a lossy preview; restore reads the exact measurement from its sidecar",
+                                    quiet)
+                except (ValueError, OSError) as exc:
+                    report.failed(
+                        item.name, str(exc) if str(exc).startswith(item.name) else f"{item.name}: {exc}"
+                    )
+                else:
+                    report.ok(
+                        item.name,
+                        written,
+                        image_shape=list(m.image_shape),
+                        measurement_shape=list(m.y.shape[1:]),
+                        notes=decoded.notes,
+                    )
                 bar.update(1)
-                continue
-            try:
-                decoded = images.read_image(
-                    "-" if item.is_stdin else item.path, channels, max_pixels=max_pixels, name=item.name
-                )
-                for n in decoded.notes:
-                    common.note(f"{item.name}: {n}", quiet)
-                m = degrade(
-                    decoded.tensor,
-                    task,
-                    sigma_y=sigma_y,
-                    seed=seed,
-                    params=params,
-                    source=item.name,
-                    grey=decoded.grey,
-                    bit_depth=decoded.bit_depth,
-                    icc_profile=decoded.icc_profile,
-                )
-                main = planned[item][0]
-                if main == "-":
-                    common.note("writing the preview to stdout; no sidecar is written", quiet)
-                written = save_measurement(m, main, overwrite=overwrite)
-                if main != "-" and Path(main).suffix.lower() in (".jpg", ".jpeg", ".webp"):
-                    common.note(f"{main}: a lossy preview; restore reads the exact measurement from its sidecar",
-                                quiet)
-            except (ValueError, OSError) as exc:
-                report.failed(
-                    item.name, str(exc) if str(exc).startswith(item.name) else f"{item.name}: {exc}"
-                )
-            else:
-                report.ok(
-                    item.name,
-                    written,
-                    image_shape=list(m.image_shape),
-                    measurement_shape=list(m.y.shape[1:]),
-                    notes=decoded.notes,
-                )
-            bar.update(1)
-        bar.close()
-    report.finish(as_json)
+            bar.close()
+        report.finish(as_json)
 
 
 def _check_params(task: str, channels: int, params: dict, items: list) -> None:
-    """Build the operator with the --param values for the first readable input (its header size): a bad
+    """The --param values against the readable inputs' header sizes (`common.check_params_on_inputs`): a bad
     parameter is a usage error before any input is processed, and before any allocation it would cause."""
-    from ncvsd_cli import images
     from ncvsd_cli.measurement import check_operator_params
 
-    for item in items:
-        if item.is_stdin:
-            continue
-        try:
-            h, w = images.image_size(item.path, name=item.name)
-        except ValueError:
-            continue  # reported with its input
-        try:
-            check_operator_params(task, (channels, h, w), params)
-        except ValueError as exc:
-            raise common.UsageError(f"--param: {exc}") from None
-        return
+    common.check_params_on_inputs([i for i in items if not i.is_stdin],
+                                  lambda h, w: check_operator_params(task, (channels, h, w), params), "--param")
 
 
 def register(app: typer.Typer) -> None:

@@ -56,7 +56,7 @@ file is left)."""
 
 def restore_command(
     inputs: list[str] | None = typer.Argument(
-        None, metavar="[INPUT]...", help="Degraded images: files, directories, globs, or - for stdin."
+        None, metavar="INPUT", help="Degraded images: files, directories, globs, or - for stdin."
     ),
     task: str | None = typer.Option(
         None,
@@ -148,8 +148,8 @@ def restore_command(
              "budget per call (at most 512 px), so images up to 512 px are computed whole; 0: never tile.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (several inputs: JSON Lines, "
-                                                       "one object per image as it finishes, then the summary)."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help=common.SKIP_HELP),
+    as_json: bool = typer.Option(False, "--json", help=common.JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr."),
 ) -> None:
     """Restore degraded images by posterior sampling with the distilled generative denoiser (PnP-GD)."""
@@ -168,19 +168,23 @@ def restore_command(
             batch_size=batch_size, sigma_y=sigma_y, preset_file=preset, params=common.parse_params(param),
             class_label=class_label, checkpoint=checkpoint, device=str(common.parse_device(device)),
             precision=precision, max_pixels=max_pixels, tile=tile, compile=compile_net).validate()
-        outputs = Outputs(out, mean, std, overwrite)
+        if overwrite and skip_existing:
+            raise common.UsageError("--overwrite and --skip-existing contradict each other: give one of them")
+        outputs = Outputs(out, mean, std, overwrite, skip_existing)
         _run(options, specs, set(measurement or []), outputs, no_sidecar, as_json, quiet, task_given=task is not None,
              method_given=method is not None)
 
 
 @dataclass(frozen=True)
 class Outputs:
-    """What `restore` writes: -o (file, directory, - or None: beside each input), --mean, --std, --overwrite."""
+    """What `restore` writes: -o (file, directory, - or None: beside each input), --mean, --std, --overwrite,
+    --skip-existing."""
 
     out: str | None
     mean: bool
     std: bool
     overwrite: bool
+    skip_existing: bool = False
 
 
 def _task_from_sidecars(specs: list[str]) -> str:
@@ -188,7 +192,7 @@ def _task_from_sidecars(specs: list[str]) -> str:
     sidecar input then restores with its own task); UsageError naming the cause when there is none."""
     from ncvsd_cli import measurement as meas
 
-    items, missing = common.expand_inputs(specs, quiet=True) if specs else ([], [])
+    items, missing = common.expand_inputs(specs, quiet=True, identity=meas.input_identity) if specs else ([], [])
     unreadable = []
     for item in items:
         if not item.is_stdin and meas.find_sidecar(item.path) is not None:
@@ -225,28 +229,21 @@ def _item_task(item, task: str, task_given: bool, no_sidecar: bool, explicit: se
 
 
 def _check_params(restorer, items: list, no_sidecar: bool, explicit: set[str]) -> None:
-    """Build the operator with the -p / preset file parameters for the first plain-image input (its header size),
-    so that a bad parameter is a usage error before the model loads and before any allocation it would cause."""
+    """The -p / preset file operator parameters against the plain-image inputs' header sizes
+    (`common.check_params_on_inputs`): a bad parameter is a usage error before the model loads and before any
+    allocation it would cause; one that suits some inputs only (a mask of one size) fails the others alone."""
     import operators
-    from ncvsd_cli import images
     from ncvsd_cli import measurement as meas
 
-    task = restorer.options.task
-    for item in items:
-        if item.is_stdin or str(item.path) in explicit or _sidecar(item, no_sidecar, explicit) is not None:
-            continue
-        try:
-            h, w = images.image_size(item.path, name=item.name)
-        except ValueError:
-            continue  # reported with its input
-        f = int(getattr(operators.get(task), "factor", 1) or 1)
-        params = restorer.prepare(task, restorer.options.sigma_y).settings.get("operator")
-        try:
-            meas.check_operator_params(task, (3, h * f, w * f), params)
-        except ValueError as exc:
-            source = "--param" if restorer.options.params else "--preset operator"
-            raise common.UsageError(f"{source}: {exc}") from None
+    plain = [i for i in items if not i.is_stdin and str(i.path) not in explicit
+             and _sidecar(i, no_sidecar, explicit) is None]
+    if not plain:
         return
+    task = restorer.options.task
+    f = int(getattr(operators.get(task), "factor", 1) or 1)
+    params = restorer.prepare(task, restorer.options.sigma_y).settings.get("operator")
+    common.check_params_on_inputs(plain, lambda h, w: meas.check_operator_params(task, (3, h * f, w * f), params),
+                                  "--param" if restorer.options.params else "--preset operator")
 
 
 def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs: Outputs, no_sidecar: bool,
@@ -259,63 +256,68 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
     tags = [task] if task_given else sorted(operators.names())  # without --task: any task's earlier outputs
     pattern = re.compile(rf"_({'|'.join(map(re.escape, tags))})(_s\d+|_mean|_std|_std_map)?$")
     skip = (lambda p: bool(pattern.search(p.stem))) if outputs.out is None else None  # our own earlier outputs
-    items, missing = common.expand_inputs(specs, skip=skip, quiet=quiet)
+    items, missing = common.expand_inputs(specs, skip=skip, quiet=quiet, identity=meas.input_identity)
     mode = common.output_mode(outputs.out, items)
     report = common.Report("restore", extra={"task": task, "method": options.method, "seed": options.seed,
                                              "samples": options.samples})
-    report.json_lines = as_json and len(items) + len(missing) > 1  # one JSON line per image as it finishes
-    for spec, message in missing:
-        report.failed(spec, message)
-    planned = {item: _planned_paths(item, outputs, mode, _item_task(item, task, task_given, no_sidecar, explicit),
-                                    options.samples) for item in items}
-    common.check_stdout(planned, as_json)
-    problems = common.check_outputs(planned, items, outputs.overwrite)
-    plain = [i for i in items if i not in problems and str(i.name) not in explicit
-             and _sidecar(i, no_sidecar, explicit) is None]
-    probe = Restorer(None, None, options)  # settings only: no checkpoint read yet
-    given = probe.given_params()  # -p and a preset file's operator parameters
-    # Every input plain and none usable (e.g. deblur-motion without its kernel): a usage error before the model
-    # loads; among sidecar inputs a plain image fails alone (Restorer.measurement).
-    if plain and len(plain) == len(items) - len(problems) and task_given:
-        refusal = meas.plain_image_refusal(task, given)
-        if refusal:
-            raise common.UsageError(refusal)
-    if given and task_given:
-        _check_params(probe, [i for i in items if i not in problems], no_sidecar, explicit)
+    report.json_lines = as_json  # one JSON line per image as it finishes, then the summary
+    with report.summary_on_interrupt(as_json):
+        for spec, message in missing:
+            report.failed(spec, message)
+        planned = {item: _planned_paths(item, outputs, mode, _item_task(item, task, task_given, no_sidecar,
+                                                                         explicit), options.samples) for item in items}
+        common.check_stdout(planned, as_json)
+        if outputs.skip_existing:
+            planned = common.skip_finished(planned, report, quiet)
+            items = [i for i in items if i in planned]
+        problems = common.check_outputs(planned, items, outputs.overwrite)
+        plain = [i for i in items if i not in problems and str(i.name) not in explicit
+                 and _sidecar(i, no_sidecar, explicit) is None]
+        probe = Restorer(None, None, options)  # settings only: no checkpoint read yet
+        given = probe.given_params()  # -p and a preset file's operator parameters
+        # Every input plain and none usable (e.g. deblur-motion without its kernel): a usage error before the model
+        # loads; among sidecar inputs a plain image fails alone (Restorer.measurement).
+        if plain and len(plain) == len(items) - len(problems) and task_given:
+            refusal = meas.plain_image_refusal(task, given)
+            if refusal:
+                raise common.UsageError(refusal)
+        if given and task_given:
+            _check_params(probe, [i for i in items if i not in problems], no_sidecar, explicit)
 
-    # Read the network's config (exit 3 on checkpoint problems), then every input (bad or too large for the memory
-    # estimate: reported and skipped), then the weights.
-    restorer = Restorer.from_options(options, load=False) if any(item not in problems for item in items) else None
-    good: list[tuple[Any, meas.Measurement]] = []
-    for item in items:
-        if item in problems:
-            report.failed(item.name, problems[item])
-            continue
-        try:
-            m = _read_measurement(restorer, item, no_sidecar, explicit, quiet, task_given)
-        except (ValueError, OSError) as exc:
-            msg = str(exc)
-            report.failed(item.name, msg if msg.startswith(item.name) else f"{item.name}: {msg}")
-            continue
-        tiles = restorer.tile_note(m.image_shape)  # plain image or sidecar alike
-        if tiles:
-            common.note(f"{item.name}: {tiles}", quiet)
-            m.notes = [*m.notes, tiles]
-        good.append((item, m))
-    tasks = sorted({m.task for _, m in good})
-    if len(tasks) > 1:
-        report.extra["task"] = tasks
-    groups = [(options, good)] if method_given else _method_groups(options, good, report)
-    for opts, members in (g for g in groups if g[1]):  # without --method, each task's own sampler
-        each = restorer if opts is options else restorer.with_options(opts)  # one copy of a shared network
-        each.load()
-        _restore(each, members, planned, outputs, report, quiet,
-                 f"restore {','.join(sorted({m.task for _, m in members}))}")
-    if len(groups) > 1:
-        report.extra["method"] = [opts.method for opts, _ in groups]
-    used = {r["nfe"] for r in report.results if isinstance(r, dict) and r.get("nfe") is not None}
-    report.extra.update(nfe=used.pop() if len(used) == 1 else (sorted(used) or options.nfe),
-                        device=options.device, precision=restorer.precision if restorer is not None else None)
+        # Read the network's config (exit 3 on checkpoint problems), then every input (bad or too large for the
+        # memory estimate: reported and skipped), then the weights.
+        needed = any(item not in problems for item in items)
+        restorer = Restorer.from_options(options, load=False) if needed else None
+        good: list[tuple[Any, meas.Measurement]] = []
+        for item in items:
+            if item in problems:
+                report.failed(item.name, problems[item])
+                continue
+            try:
+                m = _read_measurement(restorer, item, no_sidecar, explicit, quiet, task_given)
+            except (ValueError, OSError) as exc:
+                msg = str(exc)
+                report.failed(item.name, msg if msg.startswith(item.name) else f"{item.name}: {msg}")
+                continue
+            tiles = restorer.tile_note(m.image_shape)  # plain image or sidecar alike
+            if tiles:
+                common.note(f"{item.name}: {tiles}", quiet)
+                m.notes = [*m.notes, tiles]
+            good.append((item, m))
+        tasks = sorted({m.task for _, m in good})
+        if len(tasks) > 1:
+            report.extra["task"] = tasks
+        groups = [(options, good)] if method_given else _method_groups(options, good, report)
+        for opts, members in (g for g in groups if g[1]):  # without --method, each task's own sampler
+            each = restorer if opts is options else restorer.with_options(opts)  # one copy of a shared network
+            each.load()
+            _restore(each, members, planned, outputs, report, quiet,
+                     f"restore {','.join(sorted({m.task for _, m in members}))}")
+        if len(groups) > 1:
+            report.extra["method"] = [opts.method for opts, _ in groups]
+        used = {r["nfe"] for r in report.results if isinstance(r, dict) and r.get("nfe") is not None}
+        report.extra.update(nfe=used.pop() if len(used) == 1 else (sorted(used) or options.nfe),
+                            device=options.device, precision=restorer.precision if restorer is not None else None)
     report.finish(as_json)
 
 

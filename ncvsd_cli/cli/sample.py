@@ -57,7 +57,7 @@ def sample_command(
         help="Network precision. auto: bfloat16 on CPUs with native bfloat16 (AMX / AVX512-BF16), else float32.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    as_json: bool = typer.Option(False, "--json", help=common.JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar on stderr."),
 ) -> None:
     """Draw samples from the distilled generator in 1-31 steps (1, 2, 4: the paper's ts), as one grid or one PNG per
@@ -113,27 +113,29 @@ def sample_command(
                 "seeds": seed_list,
                 "checkpoint": checkpoint or default_checkpoint("generator"),
             },
+            json_lines=as_json,
         )
-        bar = common.progress(len(seed_list), "sample", quiet)
-        kwargs = {"nfe": nfe, "ts": ts_list, "class_label": class_label, "batch_size": batch_size,
-                  "resolution": resolution, "device": dev, "on_batch": bar.update}
-        try:
-            if grid:
-                x = sample_images(model, config, seed_list, **kwargs)  # NaN/inf: exit 1, no grid written
-            else:  # each batch is written as it comes: an interruption keeps the samples finished so far
-                for chunk, x in sample_batches(model, config, seed_list, **kwargs):
-                    for s, xi in zip(chunk, x):
-                        _write_sample(xi, str(Path(out) / f"{s:06d}.png"), s, overwrite, report)
-        finally:
-            bar.close()
-        if grid:
+        with report.summary_on_interrupt(as_json):
+            bar = common.progress(len(seed_list), "sample", quiet)
+            kwargs = {"nfe": nfe, "ts": ts_list, "class_label": class_label, "batch_size": batch_size,
+                      "resolution": resolution, "device": dev, "on_batch": bar.update}
             try:
-                images.save_image(images.make_grid(x), out, overwrite=overwrite)
-            except OSError as exc:
-                report.failed("grid", f"cannot write {out}: {exc}")
-            else:
-                report.ok("grid", [out], size=list(x.shape[-2:]))
-    report.finish(as_json)
+                if grid:
+                    x = sample_images(model, config, seed_list, **kwargs)  # NaN/inf: exit 1, no grid written
+                else:  # each batch is written as it comes: an interruption keeps the samples finished so far
+                    for chunk, x in sample_batches(model, config, seed_list, **kwargs):
+                        for s, xi in zip(chunk, x):
+                            _write_sample(xi, str(Path(out) / f"{s:06d}.png"), s, overwrite, report)
+            finally:
+                bar.close()
+            if grid:
+                try:
+                    images.save_image(images.make_grid(x), out, overwrite=overwrite)
+                except OSError as exc:
+                    report.failed("grid", f"cannot write {out}: {exc}")
+                else:
+                    report.ok("grid", [out], size=list(x.shape[-2:]))
+        report.finish(as_json)
 
 
 def _check_memory(checkpoint: str, batch: int, resolution: int | None, precision: str, device: str) -> None:
