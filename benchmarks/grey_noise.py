@@ -8,7 +8,8 @@ mean absolute error per set, size and level in OUT/grey.md (the truth: the noise
 each grey photo at 256 px with noise DENOISE_NOISE, `restore_image(task="denoise")` by the RULES (restoration seed
 0): PSNR and LPIPS-alex of the output and of the noisy input; OUT/grey-<set>-<photo>.png: the first photo at the
 highest level: clean, noisy, then one per rule. Validation only: the FACTORS sweep of the level the grey
-measurement is sampled at (noise known), which chose restore.GREY_NOISE_SCALE. HELDOUT is reported apart and chose nothing.
+measurement is sampled at (noise known), which chose restore.GREY_NOISE_SCALE. HELDOUT is reported apart and chose
+nothing.
 
 Usage:  python benchmarks/grey_noise.py VAL --heldout DIR --out OUT
 """
@@ -143,7 +144,8 @@ def report(rows: list[dict], restored: list[dict], swept: list[dict]) -> str:
             sel = [r for r in swept if (r["noise"], r["factor"]) == (noise, f)]
             cells.append(f"{sum(r['psnr'] for r in sel) / len(sel):.2f}, {sum(r['lpips'] for r in sel) / len(sel):.4f}")
         lines.append(f"| {noise} | " + " | ".join(cells) + " |")
-    lines += ["", "## Grey photos (full size) denoised (default denoiser, restoration seed 0): at the level read before,",
+    lines += ["", ("## Grey photos (full size) denoised (default denoiser, restoration seed 0): at the level read "
+                   "before,"),
               f"read now, and read now x{restore.GREY_NOISE_SCALE} (the grey scale; now)", "",
               "| set | image | noise | input PSNR, LPIPS | " + " | ".join(f"{r}: level, PSNR, LPIPS" for r, *_ in RULES)
               + " |", "|---|---|---|---|" + "---|" * len(RULES)]

@@ -140,9 +140,9 @@ def is_listed_image(name: str, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> bool
     """Whether a file a folder or zip lists (`name`: its relative path, "/"-separated) is one of its images: an
     image suffix, and no part of the path hidden (".x": notebook checkpoint copies, "._x" macOS resource forks)
     or "__MACOSX" (the resource-fork folder of zips made on a Mac)."""
-    parts = name.split("/")
+    parts = [p for p in name.split("/") if p not in ("", ".")]  # "./a.png" as some zip tools write it
     return (name.lower().endswith(tuple(suffixes)) and "__MACOSX" not in parts
-            and not any(p.startswith(".") for p in parts if p))
+            and not any(p.startswith(".") for p in parts))
 
 
 def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -47,8 +47,8 @@ MIN_BLUR_SIGMA = 0.25
 #: A grey measurement restored by a colour network is sampled at this times its level: its noise is the same in
 #: the three channels, so along the grey the network (trained on noise independent per channel) sees sigma_y /
 #: ||w|| of luma weights w (1 / 0.668 = 1.50 for BT.601) where it expects sigma_y. Grey validation photos denoised
-#: at 1 / 1.25 / 1.5 / 1.75x (noise 0.05; benchmarks/noise-estimator/grey.md): LPIPS 0.049 / 0.039 / 0.037 / 0.040,
-#: PSNR 34.69 / 35.03 / 35.14 / 35.03 dB.
+#: at 1 / 1.25 / 1.5 / 1.75x (noise 0.05; benchmarks/noise-estimator/grey.md): LPIPS 0.048 / 0.040 / 0.037 / 0.040,
+#: PSNR 34.70 / 35.03 / 35.11 / 34.99 dB; sr4 and deblur-gauss gained nothing (GREY_NOISE_TASKS).
 GREY_NOISE_SCALE = 1.5
 #: The tasks whose grey measurements are sampled at GREY_NOISE_SCALE times their level (validated on these).
 GREY_NOISE_TASKS = frozenset({"denoise"})
@@ -384,9 +384,13 @@ class Restorer:
 
     def sampler_level(self, m: Measurement) -> float:
         """The level the sampler is given for `m`: `level(m)`, times GREY_NOISE_SCALE for a grey measurement of a
-        task in GREY_NOISE_TASKS restored by a colour network (its noise is the same in the three channels)."""
-        grey = m.grey and self.channels == 3 and m.task in GREY_NOISE_TASKS
-        return self.level(m) * GREY_NOISE_SCALE if grey else self.level(m)
+        task in GREY_NOISE_TASKS restored by a colour network whose noise is the same in the three channels (a grey
+        photo; `degrade` of a grey image draws the noise of each channel apart, and keeps the level)."""
+        from ncvsd_cli.measurement import distinct_channels
+
+        scaled = (m.grey and m.task in GREY_NOISE_TASKS and self.method.needs != "none" and self.channels == 3
+                  and m.y.shape[1] == 3 and len(distinct_channels(m.y[0])) == 1)
+        return self.level(m) * GREY_NOISE_SCALE if scaled else self.level(m)
 
     def prepare(self, task: str, sigma_y: float | None = None):
         """The method's `MethodCall` (settings, sigmas, arguments, nfe) for `task` at noise level `sigma_y`,

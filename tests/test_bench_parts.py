@@ -73,6 +73,12 @@ def test_hidden_copies_and_mac_resource_forks_are_not_images(tmp_path):
     for path in (tmp_path, tmp_path.with_suffix(".zip")):
         assert [i.id for i in datasets.load_dataset(str(path), 8).images] == ["00000"]
         assert len(data.folder_or_zip_source(path)) == 1
+    dotted = tmp_path.parent / f"{tmp_path.name}-dotted.zip"  # "./x.png" members, as some zip tools write them
+    with zipfile.ZipFile(dotted, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("./00000.png"), (tmp_path / "00000.png").read_bytes())
+    assert len(data.folder_or_zip_source(dotted)) == 1
+    _png(tmp_path / ".hidden.png")  # a hidden image named on its own is the user's choice
+    assert len(datasets.load_dataset(str(tmp_path / ".hidden.png"), 8).images) == 1
 
 
 def test_missing_or_empty_dataset_path(tmp_path):

@@ -97,6 +97,19 @@ def test_help_names_option_values_by_the_option(command):
         assert "Usage: ncvsd restore [OPTIONS] [INPUT]..." in text and re.search(r"--seed +SEED", text)
 
 
+def test_json_lines_end_with_a_summary_also_on_a_usage_error_and_the_help_says_so(tmp_path):
+    """A --json run that stops early (here a box larger than every image: exit 2, after the line of a missing input)
+    still ends with its summary ("error", "exit_code"), and the help text survives Rich's markup."""
+    src = _png(tmp_path / "a.png", 16, 12)
+    res = run("degrade", "--task", "inpaint-box", "-p", "box_size=1000", tmp_path / "missing.png", src, "-o",
+              tmp_path / "o", "--json")
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert res.exit_code == 2 and lines[0]["status"] == "failed", res.output
+    assert lines[-1]["command"] == "degrade" and lines[-1]["exit_code"] == 2 and "box" in lines[-1]["error"]
+    text = " ".join(runner.invoke(app, ["restore", "--help"], env={"COLUMNS": "300"}).stdout.split())
+    assert "sizes are height, width" in text and "last line" in text
+
+
 def test_degrade_help_lists_every_builtin_task():
     text = " ".join(runner.invoke(app, ["degrade", "--help"], env={"COLUMNS": "300"}).stdout.split())
     assert all(name in text for name in operators.names())
@@ -231,6 +244,11 @@ def test_skip_existing_makes_only_the_missing_outputs_of_a_rerun(tmp_path, ckpt,
     assert run(command, *srcs, "-o", tmp_path / "out", *extra, "-q").exit_code == 1
     res = run(command, *srcs, "-o", tmp_path / "out", *extra, "--skip-existing", "--overwrite")
     assert res.exit_code == 2 and "contradict" in res.stderr
+    (tmp_path / "d").mkdir()  # d/a.png writes out/a.png too: a collision, never "skipped" for the file of a.png
+    other = _png(tmp_path / "d" / "a.png", 16, 12, seed=7)
+    res = run(command, srcs[0], other, "-o", tmp_path / "out", *extra, "--skip-existing", "--json", "-q")
+    assert res.exit_code == 1 and "would also be written" in res.stderr, res.output
+    assert "skipped" not in [json.loads(line).get("status") for line in res.stdout.splitlines()]
 
 
 def test_an_image_and_its_sidecar_files_listed_together_are_one_input(tmp_path, ckpt):
@@ -308,7 +326,8 @@ def test_a_tile_smaller_than_needed_is_noted(tmp_path, ckpt):
         assert (expected in res.stderr) if expected else ("overlapping tiles" not in res.stderr)
     run("degrade", "--task", "sr4", _png(tmp_path / "c.png", 128, 128), "-o", tmp_path / "m.png")
     res = run("restore", tmp_path / "m.png", "-o", tmp_path / "r.png", "-c", ckpt, *FAST, "--tile", 64, "--json")
-    assert res.exit_code == 0 and any("9 overlapping tiles" in n for n in json.loads(res.stdout.splitlines()[-1])["results"][0]["notes"])
+    notes = json.loads(res.stdout.splitlines()[-1])["results"][0]["notes"]
+    assert res.exit_code == 0 and any("9 overlapping tiles" in n for n in notes)
 
 
 def test_restore_image_library_call(tmp_path, ckpt, monkeypatch):
@@ -488,7 +507,8 @@ def test_plain_image_box_note_preset_params_and_stem_clash(tmp_path, ckpt):
     src = _png(tmp_path / "photo.png", 16, 12)
     res = run("restore", "--task", "inpaint-box", src, "-c", ckpt, "--method", "biharmonic", "--json", "-q")
     assert res.exit_code == 0, res.output
-    assert any("centred 6x8 box is treated as missing" in n for n in json.loads(res.stdout.splitlines()[-1])["results"][0]["notes"])
+    notes = json.loads(res.stdout.splitlines()[-1])["results"][0]["notes"]
+    assert any("centred 6x8 box is treated as missing" in n for n in notes)
     (tmp_path / "p.yaml").write_text("operator: {box_size: 32}\n")
     res = run("restore", "--task", "sr2", src, "-c", ckpt, "--preset", tmp_path / "p.yaml", "-o", tmp_path / "o.png")
     assert res.exit_code == 2 and "--preset operator" in res.stderr and "box_size" in res.stderr, res.output
@@ -635,7 +655,8 @@ def test_sample_grid_and_directory(tmp_path, ckpt):
         "1",
     )
     assert res.exit_code == 0, res.output
-    assert _files(tmp_path / "d") == {"000002.png", "000005.png"} and json.loads(res.stdout.splitlines()[-1])["nfe"] == 4
+    summary = json.loads(res.stdout.splitlines()[-1])
+    assert _files(tmp_path / "d") == {"000002.png", "000005.png"} and summary["nfe"] == 4
     typo = run("sample", "-c", ckpt, "--nfe", "1", "--seeds", "0", "-o", tmp_path / "g.txt", "--device", "cpu")
     assert typo.exit_code == 2 and "not an image suffix" in typo.output and not (tmp_path / "g.txt").exists()
     dotted = run("sample", "-c", ckpt, "--nfe", "1", "--seeds", "0", "-o", f"{tmp_path / 'run.v2'}/", "--device", "cpu")

@@ -211,6 +211,8 @@ def test_a_folder_rebuild_replaces_the_whole_set(tmp_path):
     assert sorted(p.name for p in out.glob("*.webp")) == ["a.webp"]
     assert data.folder_or_zip_source(out).licences == "permissive" and len(data.folder_or_zip_source(out)) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "manifest.yaml", "set"]  # no temporary left
+    (out / ".DS_Store").write_bytes(b"Finder")  # hidden clutter is not "other files"
+    photos.build_photos(out, tmp_path / "cache", manifest, 16, licences="permissive")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(ValueError, match="other than an earlier photos build"):

@@ -401,15 +401,19 @@ def test_a_restorer_without_network_or_checkpoint_says_how_to_get_one():
 def test_a_grey_measurement_to_denoise_is_sampled_at_the_grey_scale_of_its_level():
     """Grey noise is the same in the three channels: along the grey a colour network sees sigma_y / ||w|| (1.5x for
     BT.601 luma) where it expects sigma_y, so a grey measurement to denoise is sampled at 1.5x its level (grey
-    validation photos, noise 0.05: LPIPS 0.049 -> 0.037); colour measurements and other tasks keep theirs, and the
+    validation photos, noise 0.05: LPIPS 0.048 -> 0.037); colour measurements and other tasks keep theirs, and the
     reported level is the measurement's."""
+    from ncvsd_cli.measurement import degrade
     from ncvsd_cli.restore import GREY_NOISE_SCALE
 
     r = Restorer(None, None, RestoreOptions(task="denoise", sigma_y=0.04).validate())
-    y = torch.zeros(1, 3, 16, 16)
+    y = (0.04 * torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))).expand(1, 3, 16, 16)
     grey, colour = r.measurement(y, "denoise", grey=True), r.measurement(y, "denoise")
     assert GREY_NOISE_SCALE == pytest.approx(1 / math.sqrt(sum(w * w for w in (0.299, 0.587, 0.114))), abs=0.01)
     assert r.sampler_level(grey) == pytest.approx(0.06) and r.level(grey) == 0.04
     assert r.sampler_level(colour) == 0.04
     sr = Restorer(None, None, RestoreOptions(task="sr4", sigma_y=0.04).validate())
     assert sr.sampler_level(sr.measurement(torch.zeros(1, 3, 4, 4), "sr4", grey=True)) == 0.04
+    # `degrade` of a grey image draws each channel's noise apart: its measurement keeps the level
+    made = degrade(torch.zeros(1, 3, 16, 16), "denoise", sigma_y=0.04, seed=0, grey=True)
+    assert made.grey and Restorer(None, None, RestoreOptions(task="denoise").validate()).sampler_level(made) == 0.04

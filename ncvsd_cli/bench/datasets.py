@@ -113,7 +113,7 @@ def _entries(path: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
         return _folder_entries(path)
     if path.is_file() and zipfile.is_zipfile(path):
         return _zip_entries(path)
-    if path.is_file() and is_listed_image(path.name, IMAGE_SUFFIXES):
+    if path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES):  # given by name: hidden or not
         return [(path.name, (lambda res: _decode(path, res)))]
     raise DatasetError(f"dataset path {path} is not a folder, a zip file or an image")
 

@@ -18,7 +18,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +39,9 @@ EXIT_INTERRUPTED = 130
 SKIP_HELP = ("Skip the inputs whose outputs all exist (status \"skipped\", exit 0): rerun an interrupted batch to "
              "make only the rest.")
 #: `--json` help of the commands with per-input results (restore, degrade, sample; `Report`).
-JSON_HELP = ("JSON Lines on stdout: one object per input as it finishes (with \"status\"; sizes are [height, "
-             "width]), then the summary (with \"results\") as the last line; the same for one input or many, also "
-             "when interrupted.")
+JSON_HELP = ("JSON Lines on stdout: one object per input as it finishes (with \"status\"; sizes are height, "
+             "width), then the summary (with \"results\") as the last line; the same for one input or many, also "
+             "when stopped early (\"error\" or \"interrupted\").")
 #: `--param` help for degrade and restore: each task's operator parameters (kept equal to the registry by a test).
 PARAM_HELP = (
     "Operator parameter key=value (repeatable), e.g. -p sigma=1.5 (a milder Gaussian blur). Parameters: "
@@ -254,7 +254,8 @@ class InputItem:
 
 
 def expand_inputs(
-    specs: Sequence[str], skip: Any = None, quiet: bool = False, identity: Any = None
+    specs: Sequence[str], skip: Callable[[Path], bool] | None = None, quiet: bool = False,
+    identity: Callable[[Path], tuple[Path, Path]] | None = None,
 ) -> tuple[list[InputItem], list[tuple[str, str]]]:
     """Files, directories (their image files, sorted, not recursive), globs (`**` recursive) and "-" (stdin,
     at most once) -> (inputs in order without duplicates, [(spec, message)] for specs that matched nothing).
@@ -327,21 +328,24 @@ def expand_inputs(
     return items, missing
 
 
-def check_params_on_inputs(items: Sequence[InputItem], check: Any, source: str) -> None:
+def check_params_on_inputs(items: Sequence[InputItem], check: Callable[[int, int], None], source: str) -> None:
     """Run check(h, w) (raises ValueError) on the header sizes of the image files `items` until one passes:
     parameters that fit no input are a usage error naming `source` (e.g. "--param") before any work and any
     allocation they would cause; parameters that fit some inputs (a mask of one size) fail the others alone
     later, whatever their order. An unreadable header is left to be reported with its input."""
     from ncvsd_cli import images
 
-    refused = None
+    refused, tried = None, set()
     for item in items:
         try:
-            h, w = images.image_size(item.path, name=item.name)
+            size = images.image_size(item.path, name=item.name)
         except ValueError:
             continue
+        if size in tried:  # refused already (the operator is built once per size)
+            continue
+        tried.add(size)
         try:
-            check(h, w)
+            check(*size)
         except ValueError as exc:
             refused = refused or exc
             continue
@@ -454,8 +458,20 @@ def _folder_problem(folder: Path, probed: dict[Path, str | None]) -> str | None:
 
 def skip_finished(planned: dict[InputItem, list[str]], report: Report, quiet: bool) -> dict[InputItem, list[str]]:
     """--skip-existing: the inputs whose every planned output exists are reported "skipped" (a rerun after an
-    interruption makes only the rest, exit 0) and left out; returns the planned outputs of the others."""
-    done = [item for item, paths in planned.items() if paths and all(p != "-" and Path(p).is_file() for p in paths)]
+    interruption makes only the rest, exit 0) and left out; returns the planned outputs of the others. An output
+    that another input would also write, or that is an input, skips nothing (`check_outputs` refuses it)."""
+    owners: dict[str, int] = {}
+    for paths in planned.values():
+        for p in {str(Path(p).resolve()) for p in paths if p != "-"}:
+            owners[p] = owners.get(p, 0) + 1
+    inputs = {str(i.path.resolve()) for i in planned if i.path is not None}
+
+    def finished(paths: list[str]) -> bool:
+        keys = [str(Path(p).resolve()) for p in paths if p != "-"]
+        return bool(paths) and len(keys) == len(paths) and all(
+            Path(k).is_file() and owners[k] == 1 and k not in inputs for k in keys)
+
+    done = [item for item, paths in planned.items() if finished(paths)]
     for item in done:
         report.skipped(item.name, planned[item])
     if done:
@@ -464,7 +480,7 @@ def skip_finished(planned: dict[InputItem, list[str]], report: Report, quiet: bo
 
 
 def check_outputs(
-    planned: dict[InputItem, list[str]], inputs: Sequence[InputItem], overwrite: bool
+    planned: dict[InputItem, list[str]], inputs: Sequence[InputItem], overwrite: bool, skip_existing: bool = False
 ) -> dict[InputItem, str]:
     """Problems with planned outputs, per input, found before any work: an output that is an input (refused
     unless --overwrite), that exists (refused unless --overwrite), that two inputs would both write, whose suffix
@@ -497,7 +513,9 @@ def check_outputs(
                     f"{item.name}: output {p} is an input; refusing to overwrite it (use --overwrite)"
                 )
             elif not overwrite and Path(p).exists():
-                problems[item] = (f"{item.name}: output {p} exists (--overwrite replaces it, --skip-existing "
+                problems[item] = (f"{item.name}: output {p} exists, beside outputs still to make (remove it, or "
+                                  "rerun without --skip-existing and with --overwrite)" if skip_existing else
+                                  f"{item.name}: output {p} exists (--overwrite replaces it, --skip-existing "
                                   "keeps it and goes on with the other inputs)")
             owners.setdefault(key, item)
             if item in problems:
@@ -574,17 +592,27 @@ class Report:
 
     @contextmanager
     def summary_on_interrupt(self, as_json: bool) -> Iterator[None]:
-        """Inside: a run stopped by Ctrl-C or SIGTERM / SIGHUP still ends its `--json` output with the summary of
-        the inputs finished so far ("interrupted": the signal's name, "exit_code": 128 + N), so that a consumer
-        tells a finished stream from a cut one; the interruption then goes on (exit 128 + N)."""
+        """Inside: a run stopped early still ends its `--json` output with the summary of the inputs finished so
+        far, so that a consumer tells a finished stream from a cut one: by Ctrl-C or SIGTERM / SIGHUP
+        ("interrupted": the signal's name, "exit_code": 128 + N), or by an error that `handle_errors` turns into
+        an exit code ("error": its one line, "exit_code": 2 usage, 3 model, 1 otherwise). The exception goes on."""
+        from ncvsd_cli.checkpoints import CheckpointError
+
         try:
             yield
-        except (KeyboardInterrupt, Terminated) as exc:
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except BaseException as exc:
             if as_json:
-                signum = int(getattr(exc, "signum", signal.SIGINT))
+                if isinstance(exc, KeyboardInterrupt):
+                    signum = int(getattr(exc, "signum", signal.SIGINT))
+                    end = {"exit_code": 128 + signum, "interrupted": signal.Signals(signum).name}
+                else:
+                    code = EXIT_MODEL if isinstance(exc, CheckpointError) else \
+                        EXIT_USAGE if isinstance(exc, (UsageError, ValueError)) else EXIT_PARTIAL
+                    end = {"exit_code": code, "error": one_line(exc)}
                 try:
-                    self._write_summary(self.summary() | {"exit_code": 128 + signum,
-                                                          "interrupted": signal.Signals(signum).name})
-                except OSError:  # stdout gone (a closed pipe): nothing to tell
+                    self._write_summary(self.summary() | end)
+                except (OSError, ValueError, AttributeError):  # stdout closed or gone (None): nothing to tell
                     pass
             raise

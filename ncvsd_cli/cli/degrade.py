@@ -114,7 +114,7 @@ def degrade_command(
             if skip_existing:
                 planned = common.skip_finished(planned, report, quiet)
                 items = [i for i in items if i in planned]
-            problems = common.check_outputs(planned, items, overwrite)
+            problems = common.check_outputs(planned, items, overwrite, skip_existing)
             if params:
                 _check_params(task, channels, params, [i for i in items if i not in problems])
             bar = common.progress(len(items), "degrade", quiet)

@@ -42,10 +42,10 @@ Outputs: <stem>_<task>.png beside each input (stdout for -), or in -o DIR as <st
 samples are <name>_s0..s<K-1>.png, plus <name>_mean.png, <name>_std.png (raw per-channel std on the [0, 1]
 scale x4) and <name>_std_map.png (the uncertainty heat map with its colour bar; its scale is in --json).
 
---json with several inputs prints JSON Lines: one object per image as it finishes, then the summary
-(ncvsd restore dir/ --json | jq -c 'select(.status)'). Progress on stderr: the images, then the network
-evaluations of the batch in flight (bars on a terminal; otherwise a status line every 30 s, or
-$NCVSD_PROGRESS_INTERVAL seconds); --quiet silences it. Reproducibility: the same command gives the same bytes on
+--json prints JSON Lines: one object per image as it finishes, then the summary with every result, for one input as
+for many (ncvsd restore dir/ --json | jq -c 'select(.status)'; tail -n 1 is the summary). Progress on stderr: the
+images, then the network evaluations of the batch in flight (bars on a terminal; otherwise a status line every 30 s,
+or $NCVSD_PROGRESS_INTERVAL seconds); --quiet silences it. Reproducibility: the same command gives the same bytes on
 the same machine; with the default --batch-size 1 an output does not depend on the other inputs or their order;
 a larger --batch-size is faster but changes the network's float rounding, so a few pixels can differ from
 --batch-size 1 by one or two levels. Outputs are never replaced without --overwrite, also when another process
@@ -270,7 +270,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         if outputs.skip_existing:
             planned = common.skip_finished(planned, report, quiet)
             items = [i for i in items if i in planned]
-        problems = common.check_outputs(planned, items, outputs.overwrite)
+        problems = common.check_outputs(planned, items, outputs.overwrite, outputs.skip_existing)
         plain = [i for i in items if i not in problems and str(i.name) not in explicit
                  and _sidecar(i, no_sidecar, explicit) is None]
         probe = Restorer(None, None, options)  # settings only: no checkpoint read yet

@@ -12,6 +12,7 @@ replicated to RGB, alpha is composited onto white, boolean images become 0/255.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import zipfile
@@ -178,12 +179,33 @@ class _DecodeCache:
 
 
 def files_fingerprint(entries: Sequence[tuple]) -> str:
-    """"N files, sha256 H": H over the sorted (name, size[, crc32]) entries of a dataset's files, recorded in the
-    checkpoints trained on it so that the data is known by content, not by a path that only existed on one machine."""
+    """"N files, sha256 H": H over the sorted (name, size[, crc32]) entries of a dataset's image files (a folder:
+    names and sizes; a zip: also the CRC-32 of each member's content), recorded in the checkpoints trained on it so
+    that the data is known wherever it lies, not by a path that only existed on one machine. A folder's same-size
+    edit keeps it (hashing every byte at each start would cost a read of the whole set)."""
     import hashlib
 
     digest = hashlib.sha256(json.dumps(sorted(list(e) for e in entries)).encode()).hexdigest()
     return f"{len(entries)} files, sha256 {digest[:16]}"
+
+
+def _short_sides(path: Path, names: Sequence[str]) -> dict[str, int]:
+    """The short side (px) of each image `names` of the folder or zip `path`, from its header (Pillow opens lazily,
+    so a zip member is read for its first bytes only). Raises ImageError naming an unreadable image."""
+    from PIL import Image, UnidentifiedImageError
+
+    from ncvsd_cli.images import ImageError
+
+    sides = {}
+    with contextlib.ExitStack() as stack:
+        zf = None if path.is_dir() else stack.enter_context(zipfile.ZipFile(path))
+        for n in names:
+            try:
+                with (open(path / n, "rb") if zf is None else zf.open(n)) as f, Image.open(f) as im:
+                    sides[n] = min(im.size)
+            except (OSError, UnidentifiedImageError) as exc:
+                raise ImageError(f"{n}: cannot read the image header ({exc})") from None
+    return sides
 
 
 def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> ImageSource:
@@ -223,9 +245,7 @@ def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> Image
     labels = dict(zip(rel, _read_labels(meta, rel) or []))
     pairs = [(n, s) for n in rel for s in scales]
     if min_side and min(scales) < max(scales):
-        from ncvsd_cli.images import image_size
-
-        short = {n: min(image_size(read(n), n)) for n in rel}
+        short = _short_sides(path, rel)
         pairs = [(n, s) for n, s in pairs if s == max(scales) or short[n] * s >= min_side]
     cache = _DecodeCache(read)
     items = [lambda n=n, s=s: cache.get(n, s) for n, s in pairs]

@@ -184,8 +184,10 @@ def _replace_folder(out: Path, files: dict[str, bytes]) -> None:
     files (dataset.json, ATTRIBUTION.txt, *.webp) is refused, not replaced."""
     import shutil
 
+    out = out.resolve()  # "." or a link: the folder itself
     if out.exists():
-        foreign = [p.name for p in out.iterdir() if not (p.is_file() and (p.suffix == ".webp" or p.name in files))]
+        foreign = [p.name for p in out.iterdir() if not p.name.startswith(".")  # .DS_Store and the like
+                   and not (p.is_file() and (p.suffix == ".webp" or p.name in files))]
         if foreign:
             raise ValueError(f"{out} holds files other than an earlier photos build ({', '.join(sorted(foreign)[:3])}"
                              "); give an empty or new folder")
