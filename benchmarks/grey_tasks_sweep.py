@@ -2,8 +2,8 @@
 noise level times 1, 1.5 and sqrt(3): does the grey scale that helps denoising (restore.GREY_NOISE_SCALE) help them?
 Validation photos only, made grey (BT.601 luma, 8 bits), noise the same in the three channels (seed 1), restoration
 seed 0; prints the mean PSNR / LPIPS-alex per task, level and factor. Measured 2026-12-02 on the 2-core CPU
-(benchmarks/noise-estimator/grey.md): no gain (deblur-gauss at 0.05: LPIPS 0.347 / 0.358 / 0.363; sr4 at 0.05:
-0.359 / 0.353 / 0.354), so only denoise is scaled (restore.GREY_NOISE_TASKS).
+(benchmarks/noise-estimator/grey.md): no consistent gain (deblur-gauss at 0.05: LPIPS 0.347 / 0.358 / 0.363; sr4 at
+0.05: 0.359 / 0.353 / 0.354, at 0.02 flat), so only denoise is scaled (restore.GREY_NOISE_TASKS).
 
 Usage:  python benchmarks/grey_tasks_sweep.py VAL/*.png
 """

@@ -5,7 +5,8 @@
 (`ncvsd_cli.measurement`); when its size is not a multiple of what the network needs (2^(levels-1)) it is seen
 from a padded canvas (`operators.padding`) and the result is cropped back. Each measurement runs at its own noise
 level (the sidecar's recorded sigma_y; for plain images the level read from the image for denoising, blurs and
-super-resolution (`noise_level_bounds`), else the preset's) unless `options.sigma_y` is set.
+super-resolution (`noise_level_bounds`), else the preset's) unless `options.sigma_y` is set; a grey measurement to
+denoise is sampled at GREY_NOISE_SCALE times it (`Restorer.sampler_level`).
 
 Randomness and determinism: sample k of an image draws from its own stream
 `stream_seed("restore", seed, k, content)` (operators.noise; content: a hash of the measurement y), never from
@@ -44,11 +45,12 @@ STD_SCALE = 4.0
 DAPS_MIN_LEVELS = 10
 #: An estimated Gaussian blur width (px) is used at least this wide (an unblurred image's kernel stays a blur).
 MIN_BLUR_SIGMA = 0.25
-#: A grey measurement restored by a colour network is sampled at this times its level: its noise is the same in
-#: the three channels, so along the grey the network (trained on noise independent per channel) sees sigma_y /
-#: ||w|| of luma weights w (1 / 0.668 = 1.50 for BT.601) where it expects sigma_y. Grey validation photos denoised
-#: at 1 / 1.25 / 1.5 / 1.75x (noise 0.05; benchmarks/noise-estimator/grey.md): LPIPS 0.048 / 0.040 / 0.037 / 0.040,
-#: PSNR 34.70 / 35.03 / 35.11 / 34.99 dB; sr4 and deblur-gauss gained nothing (GREY_NOISE_TASKS).
+#: A grey measurement (three equal channels) restored by a colour network is sampled at this times its level: its
+#: noise is the same in the three channels, so along the grey the network (trained on noise independent per channel)
+#: sees sigma_y / ||w|| of luma weights w (1 / 0.668 = 1.50 for BT.601) where it expects sigma_y. Grey validation
+#: photos denoised at 1 / 1.25 / 1.5 / 1.75x (noise 0.05; benchmarks/noise-estimator/grey.md): LPIPS 0.048 / 0.040 /
+#: 0.037 / 0.040, PSNR 34.70 / 35.03 / 35.11 / 34.99 dB (best at 0.05-0.2; 1.25x at 0.02); sr4 and deblur-gauss
+#: showed no consistent gain (GREY_NOISE_TASKS).
 GREY_NOISE_SCALE = 1.5
 #: The tasks whose grey measurements are sampled at GREY_NOISE_SCALE times their level (validated on these).
 GREY_NOISE_TASKS = frozenset({"denoise"})
@@ -383,12 +385,13 @@ class Restorer:
         return float(m.sigma_y if self.options.sigma_y is None else self.options.sigma_y)
 
     def sampler_level(self, m: Measurement) -> float:
-        """The level the sampler is given for `m`: `level(m)`, times GREY_NOISE_SCALE for a grey measurement of a
-        task in GREY_NOISE_TASKS restored by a colour network whose noise is the same in the three channels (a grey
-        photo; `degrade` of a grey image draws the noise of each channel apart, and keeps the level)."""
+        """The level the sampler is given for `m`: `level(m)`, times GREY_NOISE_SCALE when a network restores a
+        measurement of a task in GREY_NOISE_TASKS whose three channels are equal (a grey photo, as a 1-channel
+        file or saved as RGB: its noise is the same in the three channels). `degrade` of a grey image draws each
+        channel's noise apart: its measurement keeps the level."""
         from ncvsd_cli.measurement import distinct_channels
 
-        scaled = (m.grey and m.task in GREY_NOISE_TASKS and self.method.needs != "none" and self.channels == 3
+        scaled = (m.task in GREY_NOISE_TASKS and self.method.needs != "none" and self.channels == 3
                   and m.y.shape[1] == 3 and len(distinct_channels(m.y[0])) == 1)
         return self.level(m) * GREY_NOISE_SCALE if scaled else self.level(m)
 

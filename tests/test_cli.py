@@ -107,7 +107,7 @@ def test_json_lines_end_with_a_summary_also_on_a_usage_error_and_the_help_says_s
     assert res.exit_code == 2 and lines[0]["status"] == "failed", res.output
     assert lines[-1]["command"] == "degrade" and lines[-1]["exit_code"] == 2 and "box" in lines[-1]["error"]
     text = " ".join(runner.invoke(app, ["restore", "--help"], env={"COLUMNS": "300"}).stdout.split())
-    assert "sizes are height, width" in text and "last line" in text
+    assert "size is height, width" in text and "last line" in text
 
 
 def test_degrade_help_lists_every_builtin_task():

@@ -248,6 +248,7 @@ OUTPUT_TARGETS = {  # name: (-o relative to tmp_path or absolute, message)
     "unknown suffix": ("o.xyz", "unknown image format"),
     "inside /proc": ("/proc/ncvsd-test/o.png", "/proc"),
     "a file in the way": ("blocker/o.png", "not a directory"),
+    "a folder inside /proc": ("/proc/ncvsd-test/", "/proc"),  # usage error (exit 2): every input would fail
 }
 
 
@@ -265,6 +266,8 @@ def test_bad_output_targets_fail_before_any_work(tmp_path, ckpt, monkeypatch, ca
               *FAST)
     assert res.exit_code in (1, 2) and message in res.stderr, res.output
     assert "work started" not in res.output
+    if target.endswith("/"):
+        assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1  # one line, not one per input
 
 
 @pytest.mark.parametrize("command", ["restore", "degrade"])

@@ -400,17 +400,20 @@ def test_a_restorer_without_network_or_checkpoint_says_how_to_get_one():
 
 def test_a_grey_measurement_to_denoise_is_sampled_at_the_grey_scale_of_its_level():
     """Grey noise is the same in the three channels: along the grey a colour network sees sigma_y / ||w|| (1.5x for
-    BT.601 luma) where it expects sigma_y, so a grey measurement to denoise is sampled at 1.5x its level (grey
-    validation photos, noise 0.05: LPIPS 0.048 -> 0.037); colour measurements and other tasks keep theirs, and the
-    reported level is the measurement's."""
+    BT.601 luma) where it expects sigma_y, so a grey measurement to denoise (a 1-channel file or one saved as RGB)
+    is sampled at 1.5x its level (grey validation photos, noise 0.05: LPIPS 0.048 -> 0.037); colour measurements,
+    degrade's grey sidecars (noise drawn per channel) and other tasks keep theirs; the level reported is the
+    measurement's."""
     from ncvsd_cli.measurement import degrade
     from ncvsd_cli.restore import GREY_NOISE_SCALE
 
     r = Restorer(None, None, RestoreOptions(task="denoise", sigma_y=0.04).validate())
     y = (0.04 * torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))).expand(1, 3, 16, 16)
-    grey, colour = r.measurement(y, "denoise", grey=True), r.measurement(y, "denoise")
+    grey, as_rgb = r.measurement(y, "denoise", grey=True), r.measurement(y, "denoise")  # L file; grey saved as RGB
+    colour = r.measurement(0.04 * torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)), "denoise")
     assert GREY_NOISE_SCALE == pytest.approx(1 / math.sqrt(sum(w * w for w in (0.299, 0.587, 0.114))), abs=0.01)
     assert r.sampler_level(grey) == pytest.approx(0.06) and r.level(grey) == 0.04
+    assert r.sampler_level(as_rgb) == pytest.approx(0.06)
     assert r.sampler_level(colour) == 0.04
     sr = Restorer(None, None, RestoreOptions(task="sr4", sigma_y=0.04).validate())
     assert sr.sampler_level(sr.measurement(torch.zeros(1, 3, 4, 4), "sr4", grey=True)) == 0.04

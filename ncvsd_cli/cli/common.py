@@ -38,10 +38,12 @@ EXIT_INTERRUPTED = 130
 #: `--skip-existing` help of restore and degrade.
 SKIP_HELP = ("Skip the inputs whose outputs all exist (status \"skipped\", exit 0): rerun an interrupted batch to "
              "make only the rest.")
-#: `--json` help of the commands with per-input results (restore, degrade, sample; `Report`).
-JSON_HELP = ("JSON Lines on stdout: one object per input as it finishes (with \"status\"; sizes are height, "
+#: `--json` help of the commands with per-input results (restore, degrade; sample's: `SAMPLE_JSON_HELP`; `Report`).
+JSON_HELP = ("JSON Lines on stdout: one object per input as it finishes (with \"status\"; restore's size is height, "
              "width), then the summary (with \"results\") as the last line; the same for one input or many, also "
-             "when stopped early (\"error\" or \"interrupted\").")
+             "when stopped early once the inputs are listed (\"error\" or \"interrupted\").")
+SAMPLE_JSON_HELP = ("JSON Lines on stdout: one object per seed as it is written (a grid: one object at the end; "
+                    "size is height, width), then the summary (with \"results\") as the last line.")
 #: `--param` help for degrade and restore: each task's operator parameters (kept equal to the registry by a test).
 PARAM_HELP = (
     "Operator parameter key=value (repeatable), e.g. -p sigma=1.5 (a milder Gaussian blur). Parameters: "
@@ -368,7 +370,7 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
             raise UsageError(f"-o - (stdout) takes one input, got {len(items)}")
         return "stdout"
     if Path(out).suffix == "" and not Path(out).exists():
-        return "dir"  # `-o results`: a folder (an image file needs its format's suffix)
+        return _writable_dir(out)  # `-o results`: a folder (an image file needs its format's suffix)
     if Path(out).is_dir() or out.endswith(("/", os.sep)) or len(items) > 1:
         if Path(out).exists() and not Path(out).is_dir():
             raise UsageError(f"-o {out}: several inputs need an output directory, but this is a file")
@@ -376,10 +378,19 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
         if not Path(out).exists() and not named_dir and Path(out).suffix.lower() in IMAGE_SUFFIXES:
             raise UsageError(f"-o {out} names one image but {len(items)} inputs were given; use -o DIR/ "
                              "(a directory, created if needed)")
-        return "dir"
+        return _writable_dir(out)
     if Path(out).suffix and Path(out).suffix.lower() not in IMAGE_SUFFIXES:  # an existing file may have none
         raise UsageError(f"-o {out}: unknown image format {Path(out).suffix!r}; use .png (or a folder)")
     return "file"
+
+
+def _writable_dir(out: str) -> str:
+    """ "dir" when files can be made in the -o folder `out` (created if needed, as a probe shows), else a
+    UsageError before any input is read (every input would fail on it)."""
+    problem = _folder_problem(Path(out).expanduser(), {})
+    if problem is not None:
+        raise UsageError(f"-o {out}: {problem}")
+    return "dir"
 
 
 def output_path(item: InputItem, out: str | None, mode: str, tag: str, ext: str = ".png") -> str:

@@ -57,7 +57,7 @@ def sample_command(
         help="Network precision. auto: bfloat16 on CPUs with native bfloat16 (AMX / AVX512-BF16), else float32.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    as_json: bool = typer.Option(False, "--json", help=common.JSON_HELP),
+    as_json: bool = typer.Option(False, "--json", help=common.SAMPLE_JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar on stderr."),
 ) -> None:
     """Draw samples from the distilled generator in 1-31 steps (1, 2, 4: the paper's ts), as one grid or one PNG per
