@@ -46,11 +46,19 @@ def save_std_map(samples: torch.Tensor, path: str | os.PathLike, *, overwrite: b
     """Write the heat map of `samples` (K >= 2, C, H, W) in [-1, 1] with its colour bar to `path` (PNG, atomic);
     return {"std_map_max": the top of the scale, "std_mean": the mean per-pixel std, "std_max": its maximum}, all on
     the [0, 1] scale. overwrite=False: never replace a file created meanwhile (images.atomic_write_bytes)."""
+    from ncvsd_cli.images import atomic_write_bytes
+
+    data, scale = std_map_png(samples)
+    atomic_write_bytes(path, data, overwrite=overwrite)
+    return scale
+
+
+def std_map_png(samples: torch.Tensor) -> tuple[bytes, dict[str, float]]:
+    """The PNG bytes of `save_std_map`'s heat map of `samples` and its scale dict, for a caller that writes them
+    together with other files (`images.atomic_write_all`)."""
     import io
 
     from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
-
-    from ncvsd_cli.images import atomic_write_bytes
 
     std = pixel_std(samples)
     top = map_scale(std)
@@ -70,5 +78,4 @@ def save_std_map(samples: torch.Tensor, path: str | os.PathLike, *, overwrite: b
     bar.ax.tick_params(labelsize=7)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue(), overwrite=overwrite)
-    return {"std_map_max": top, "std_mean": float(std.mean()), "std_max": float(std.max())}
+    return buffer.getvalue(), {"std_map_max": top, "std_mean": float(std.mean()), "std_max": float(std.max())}

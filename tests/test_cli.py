@@ -251,6 +251,31 @@ def test_skip_existing_makes_only_the_missing_outputs_of_a_rerun(tmp_path, ckpt,
     assert "skipped" not in [json.loads(line).get("status") for line in res.stdout.splitlines()]
 
 
+def test_an_inputs_outputs_are_written_all_or_nothing(tmp_path, ckpt, monkeypatch):
+    """Samples, mean and std map of one input: a failure writing any of them leaves none (a part would read as
+    "exists, beside outputs still to make" to --skip-existing), and the rerun makes them all."""
+    from ncvsd_cli import images
+
+    real, calls = images._write_synced, []
+
+    def flaky(path, data):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(images, "_write_synced", flaky)
+    src = _png(tmp_path / "a.png", 16, 12)
+    args = ["restore", "--task", "denoise", src, "-c", ckpt, *FAST, "--samples", "2", "--mean", "--std", "-o",
+            tmp_path / "out/"]
+    res = run(*args)
+    assert res.exit_code == 1 and "No space left" in res.stderr, res.output
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    monkeypatch.setattr(images, "_write_synced", real)
+    assert run(*args, "--skip-existing").exit_code == 0
+    assert _files(tmp_path / "out") == {"a_s0.png", "a_s1.png", "a_mean.png", "a_std.png", "a_std_map.png"}
+
+
 def test_an_image_and_its_sidecar_files_listed_together_are_one_input(tmp_path, ckpt):
     """A glob over degrade's output folder lists X.png, X.png.ncvsd.json and X.png.ncvsd.safetensors: one
     measurement, restored once (they failed as colliding outputs, the tensors file as an image without --task)."""

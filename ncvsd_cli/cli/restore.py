@@ -429,10 +429,11 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
 
 
 def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[str, float]]:
-    """Write the outputs of one result (no-clobber unless --overwrite; samples and mean with the source's bit
-    depth, 8 or 16, and ICC profile); return the paths and, with --std, the heat map's scale."""
+    """Write the outputs of one result all-or-nothing (`images.atomic_write_all`: an interruption leaves none of
+    them, so --skip-existing sees the input as not done; no-clobber unless --overwrite; samples and mean with the
+    source's bit depth, 8 or 16, and ICC profile); return the paths and, with --std, the heat map's scale."""
     from ncvsd_cli import images
-    from ncvsd_cli.uncertainty import save_std_map
+    from ncvsd_cli.uncertainty import std_map_png
 
     tensors = [res.samples[k : k + 1] for k in range(res.samples.shape[0])]
     if outputs.mean:
@@ -441,11 +442,19 @@ def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[
     if outputs.std:
         tensors.append(res.std_image())
     bits = 16 if m.bit_depth > 8 else 8
+    files = []
     for i, (t, p) in enumerate(zip(tensors, paths)):
         kept = i < images_kept  # the std image holds values, not colours
-        images.save_image(t, p, overwrite=outputs.overwrite, bit_depth=bits if kept else 8,
-                          icc_profile=m.icc_profile if kept else None)
-    scale = save_std_map(res.samples, paths[-1], overwrite=outputs.overwrite) if outputs.std else {}
+        files.append((p, images.encode_image(t, images.format_for_path(p), bit_depth=bits if kept else 8,
+                                             icc_profile=m.icc_profile if kept else None)))
+    scale = {}
+    if outputs.std:
+        data, scale = std_map_png(res.samples)
+        files.append((paths[-1], data))
+    if [p for p, _ in files] == ["-"]:
+        images.write_stdout(files[0][1])
+    else:
+        images.atomic_write_all(files, overwrite=outputs.overwrite)
     return paths, scale
 
 
