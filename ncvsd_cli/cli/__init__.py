@@ -81,22 +81,13 @@ def main() -> None:
     try:
         app()
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 0
-        sig = {128 + int(s): s for s in _STOP_SIGNALS}.get(code)
-        if os.name == "posix" and sig is not None:
-            import signal
+        import signal
 
+        code = exc.code if isinstance(exc.code, int) else 0
+        stops = {int(getattr(signal, n)) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)}
+        if os.name == "posix" and code - 128 in stops:
             sys.stdout.flush()
             sys.stderr.flush()
-            signal.signal(sig, signal.SIG_DFL)
-            os.kill(os.getpid(), sig)
+            signal.signal(code - 128, signal.SIG_DFL)
+            os.kill(os.getpid(), code - 128)
         raise
-
-
-def _stop_signals() -> tuple:
-    import signal
-
-    return tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
-
-
-_STOP_SIGNALS = _stop_signals()

@@ -10,6 +10,7 @@ errors. No torch at import time: this module is imported by `ncvsd --help`.
 
 from __future__ import annotations
 
+import collections
 import glob
 import json
 import os
@@ -150,21 +151,33 @@ def handle_errors() -> Iterator[None]:
             yield
     except (typer.Exit, typer.Abort, SystemExit):
         raise
-    except CheckpointError as exc:
-        fail(str(exc), EXIT_MODEL)
-    except (UsageError, ValueError) as exc:
-        fail(str(exc), EXIT_USAGE)
-    except NonFiniteOutputError as exc:
-        fail(str(exc), EXIT_PARTIAL)
+    except (CheckpointError, UsageError, ValueError, NonFiniteOutputError) as exc:
+        fail(str(exc), exit_code_for(exc))
     except Terminated as exc:
         fail(f"stopped by {signal.Signals(exc.signum).name}; outputs finished so far are kept, no partial file is "
-             "left", 128 + exc.signum)
-    except KeyboardInterrupt:
-        fail("interrupted; outputs finished so far are kept, no partial file is left", EXIT_INTERRUPTED)
+             "left", exit_code_for(exc))
+    except KeyboardInterrupt as exc:
+        fail("interrupted; outputs finished so far are kept, no partial file is left", exit_code_for(exc))
     except Exception as exc:  # a bug: one line unless debugging
         if os.environ.get("NCVSD_DEBUG"):
             raise
-        fail(f"internal error: {type(exc).__name__}: {exc} (set NCVSD_DEBUG=1 for a traceback)", EXIT_PARTIAL)
+        fail(f"internal error: {type(exc).__name__}: {exc} (set NCVSD_DEBUG=1 for a traceback)", exit_code_for(exc))
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code of an exception escaping a command (`handle_errors`, `Report.summary_on_interrupt`):
+    CheckpointError 3, UsageError / ValueError 2, Terminated 128 + its signal, KeyboardInterrupt 130, else 1."""
+    from ncvsd_cli.checkpoints import CheckpointError
+
+    if isinstance(exc, CheckpointError):
+        return EXIT_MODEL
+    if isinstance(exc, (UsageError, ValueError)):
+        return EXIT_USAGE
+    if isinstance(exc, Terminated):
+        return 128 + exc.signum
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_PARTIAL
 
 
 # --------------------------------------------------------------------------------------------- option parsing
@@ -471,18 +484,11 @@ def skip_finished(planned: dict[InputItem, list[str]], report: Report, quiet: bo
     """--skip-existing: the inputs whose every planned output exists are reported "skipped" (a rerun after an
     interruption makes only the rest, exit 0) and left out; returns the planned outputs of the others. An output
     that another input would also write, or that is an input, skips nothing (`check_outputs` refuses it)."""
-    owners: dict[str, int] = {}
-    for paths in planned.values():
-        for p in {str(Path(p).resolve()) for p in paths if p != "-"}:
-            owners[p] = owners.get(p, 0) + 1
+    keys = {item: [str(Path(p).resolve()) for p in paths if p != "-"] for item, paths in planned.items()}
+    owners = collections.Counter(k for item_keys in keys.values() for k in set(item_keys))
     inputs = {str(i.path.resolve()) for i in planned if i.path is not None}
-
-    def finished(paths: list[str]) -> bool:
-        keys = [str(Path(p).resolve()) for p in paths if p != "-"]
-        return bool(paths) and len(keys) == len(paths) and all(
-            Path(k).is_file() and owners[k] == 1 and k not in inputs for k in keys)
-
-    done = [item for item, paths in planned.items() if finished(paths)]
+    done = [item for item, paths in planned.items() if paths and len(keys[item]) == len(paths) and all(
+        Path(k).is_file() and owners[k] == 1 and k not in inputs for k in keys[item])]
     for item in done:
         report.skipped(item.name, planned[item])
     if done:
@@ -607,21 +613,17 @@ class Report:
         far, so that a consumer tells a finished stream from a cut one: by Ctrl-C or SIGTERM / SIGHUP
         ("interrupted": the signal's name, "exit_code": 128 + N), or by an error that `handle_errors` turns into
         an exit code ("error": its one line, "exit_code": 2 usage, 3 model, 1 otherwise). The exception goes on."""
-        from ncvsd_cli.checkpoints import CheckpointError
-
         try:
             yield
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except BaseException as exc:
             if as_json:
+                end: dict[str, Any] = {"exit_code": exit_code_for(exc)}
                 if isinstance(exc, KeyboardInterrupt):
-                    signum = int(getattr(exc, "signum", signal.SIGINT))
-                    end = {"exit_code": 128 + signum, "interrupted": signal.Signals(signum).name}
+                    end["interrupted"] = signal.Signals(int(getattr(exc, "signum", signal.SIGINT))).name
                 else:
-                    code = EXIT_MODEL if isinstance(exc, CheckpointError) else \
-                        EXIT_USAGE if isinstance(exc, (UsageError, ValueError)) else EXIT_PARTIAL
-                    end = {"exit_code": code, "error": one_line(exc)}
+                    end["error"] = one_line(exc)
                 try:
                     self._write_summary(self.summary() | end)
                 except (OSError, ValueError, AttributeError):  # stdout closed or gone (None): nothing to tell
