@@ -545,6 +545,24 @@ def test_plain_image_box_note_preset_params_and_stem_clash(tmp_path, ckpt):
     assert res.exit_code == 1 and "same name stem" in res.stderr and "use -o DIR" not in res.stderr, res.output
 
 
+def test_a_glob_over_subfolders_keeps_them_in_the_output_folder(tmp_path, ckpt):
+    """A camera's 100/IMG_1.png and 101/IMG_1.png, named by one quoted glob, are restored to out/100/ and out/101/
+    (each with its own measurement); named one by one they clash and the second is refused."""
+    for sub in ("100", "101"):
+        (tmp_path / "dcim" / sub).mkdir(parents=True)
+        _png(tmp_path / "dcim" / sub / "IMG_1.png", 12, 10)
+    res = run("degrade", "--task", "sr2", str(tmp_path / "dcim" / "**" / "*.png"), "-q", "-o", tmp_path / "m")
+    assert res.exit_code == 0 and (tmp_path / "m" / "101" / "IMG_1.png.ncvsd.json").exists(), res.output
+    res = run("restore", str(tmp_path / "m" / "**" / "*"), "-c", ckpt, "--method", "bicubic", "-q", "--json",
+              "-o", tmp_path / "out")
+    results = json.loads(res.stdout.splitlines()[-1])["results"]
+    assert res.exit_code == 0 and [r["outputs"] for r in results] == [
+        [str(tmp_path / "out" / sub / "IMG_1.png")] for sub in ("100", "101")], res.output
+    res = run("restore", *(tmp_path / "m" / sub / "IMG_1.png" for sub in ("100", "101")), "-c", ckpt, "--method",
+              "bicubic", "-q", "-o", tmp_path / "flat")
+    assert res.exit_code == 1 and "quoted glob" in res.stderr, res.output
+
+
 def test_no_task_and_no_sidecar_is_a_usage_error(tmp_path):
     assert run("restore", _png(tmp_path / "i.png", 4, 4)).exit_code == 2
     res = run("restore", "-m", tmp_path / "nosuch.json")

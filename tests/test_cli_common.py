@@ -69,6 +69,26 @@ def test_expand_inputs(tmp_path, capsys):
         common.expand_inputs([])
 
 
+@pytest.mark.parametrize("pattern, subdirs", [("**/*.png", ["", "a", "a/b"]), ("*/x.png", ["a"]),
+                                              ("a/**/x.png", ["", "b"]), ("*.png", [""])])
+def test_glob_keeps_the_folders_its_wildcards_matched(tmp_path, monkeypatch, pattern, subdirs):
+    """Files of several folders named by one glob keep their path below its fixed part under -o DIR (a camera's
+    100/IMG_1.JPG and 101/IMG_1.JPG); files and folders named directly are written flat."""
+    monkeypatch.chdir(tmp_path)
+    for sub in ("", "a", "a/b"):
+        Path(sub or ".").mkdir(parents=True, exist_ok=True)
+        (Path(sub or ".") / "x.png").write_bytes(b"x")
+    items, _ = common.expand_inputs([pattern])
+    assert sorted(i.subdir for i in items) == subdirs
+    outs = {common.output_path(i, "out", "dir", "sr4") for i in items}
+    assert outs == {str(Path("out", s, "x.png")) for s in subdirs}
+    direct, _ = common.expand_inputs(["a/x.png", "a/b"])
+    absolute, _ = common.expand_inputs([str(tmp_path / "a" / "*" / "x.png")])
+    assert [i.subdir for i in direct + absolute] == ["", "", "b"]  # the absolute glob's fixed part: tmp_path/a
+    kept = next(i for i in absolute)  # -o into the folder the input came from: the tag keeps it apart
+    assert common.output_path(kept, str(tmp_path / "a"), "dir", "sr4") == str(tmp_path / "a" / "b" / "x_sr4.png")
+
+
 def test_output_naming(tmp_path):
     a = InputItem("in/a.png", Path("in/a.png"))
     b = InputItem("in/b.png", Path("in/b.png"))

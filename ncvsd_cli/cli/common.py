@@ -254,10 +254,12 @@ def parse_int_list(spec: str) -> list[int]:
 # ------------------------------------------------------------------------------------------------- inputs
 @dataclass(frozen=True)
 class InputItem:
-    """One input: `path` is None for standard input. `name` is what messages show."""
+    """One input: `path` is None for standard input. `name` is what messages show. `subdir`: the folders a glob's
+    wildcards matched (below its fixed part), kept below `-o DIR` ("" for files and folders named directly)."""
 
     name: str
     path: Path | None = None
+    subdir: str = ""
 
     @property
     def is_stdin(self) -> bool:
@@ -290,12 +292,13 @@ def expand_inputs(
 
     files: set[str] = set()
 
-    def add(p: Path) -> None:
+    def add(p: Path, root: Path | None = None) -> None:
         use, same = identity(p) if identity else (p, p)
         key, file = str(same.resolve()), str(p.resolve())
         if key not in seen:
             seen.add(key)
-            items.append(InputItem(str(use), use))
+            subdir = "." if root is None else Path(os.path.relpath(use.parent, root)).as_posix()
+            items.append(InputItem(str(use), use, "" if subdir == "." else subdir))
         elif file in files and str(p) not in repeated:  # the very same file again (not a companion)
             repeated.append(str(p))
         files.add(file)
@@ -326,21 +329,25 @@ def expand_inputs(
         elif p.is_file():
             add(p)
         elif glob.has_magic(spec):
-            found = [
-                Path(f)
-                for f in sorted(glob.glob(os.path.expanduser(spec), recursive=True))
-                if Path(f).is_file()
-            ]
+            pattern = os.path.expanduser(spec)
+            found = [Path(f) for f in sorted(glob.glob(pattern, recursive=True)) if Path(f).is_file()]
             if not found:
                 missing.append((spec, f"{spec}: no file matches this pattern"))
             for f in found:
-                add(f)
+                add(f, _glob_root(pattern))
         else:
             missing.append((spec, f"{spec}: no such file or directory"))
     if repeated:
         shown = ", ".join(repeated[:3]) + (f" and {len(repeated) - 3} more" if len(repeated) > 3 else "")
         note(f"{shown}: given more than once, read once", quiet)
     return items, missing
+
+
+def _glob_root(pattern: str) -> Path:
+    """The fixed folders of a glob before its first wildcard: `photos/**/*.png` -> `photos`, `*/x.png` -> `.`."""
+    parts = Path(pattern).parts
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    return Path(*parts[:fixed]) if fixed else Path(".")
 
 
 def check_params_on_inputs(items: Sequence[InputItem], check: Callable[[int, int], None], source: str) -> None:
@@ -409,16 +416,15 @@ def _writable_dir(out: str) -> str:
 def output_path(item: InputItem, out: str | None, mode: str, tag: str, ext: str = ".png") -> str:
     """The main output of `item`: "-" for stdout, else a path.
 
-    beside: `<input dir>/<stem>_<tag><ext>` (stdin -> stdout); dir: `<DIR>/<stem><ext>`, or
-    `<stem>_<tag><ext>`
-    when DIR is the input's own folder; file: `out` itself.
+    beside: `<input dir>/<stem>_<tag><ext>` (stdin -> stdout); dir: `<DIR>/<subdir>/<stem><ext>` (`subdir`: the
+    folders a glob matched), or `<stem>_<tag><ext>` when that is the input's own folder; file: `out` itself.
     """
     if mode == "stdout" or (mode == "beside" and item.is_stdin):
         return "-"
     if mode == "file":
         return str(out)
     if mode == "dir":
-        folder = Path(str(out))
+        folder = Path(str(out)) / item.subdir
         same = item.path is not None and folder.exists() and folder.resolve() == item.path.parent.resolve()
         return str(folder / (f"{item.stem}_{tag}{ext}" if same else f"{item.stem}{ext}"))
     assert item.path is not None
@@ -523,7 +529,8 @@ def check_outputs(
             elif key in owners and owners[key] != item:
                 problems[item] = (
                     f"{item.name}: output {p} would also be written for {owners[key].name} (the same name stem): "
-                    "rename one of them or restore them separately"
+                    "rename one of them, run them separately, or name files of several folders by a quoted glob "
+                    "('photos/**/*.png'), whose matched subfolders are kept below -o DIR"
                 )
             elif not overwrite and key in input_paths:
                 problems[item] = (

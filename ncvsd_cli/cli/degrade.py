@@ -42,7 +42,8 @@ Exit codes: 0 ok, 1 some inputs failed, 2 usage, 130 / 143 / 129 interrupted (no
 
 def degrade_command(
     inputs: list[str] = typer.Argument(
-        ..., metavar="INPUT", help="Clean images: files, directories, globs, or - for stdin."
+        ..., metavar="INPUT", help="Clean images: files, directories, quoted globs (the subfolders they "
+        "match are kept below -o DIR), or - for stdin."
     ),
     task: str = typer.Option(
         ...,

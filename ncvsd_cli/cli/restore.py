@@ -56,7 +56,8 @@ file is left)."""
 
 def restore_command(
     inputs: list[str] | None = typer.Argument(
-        None, metavar="INPUT", help="Degraded images: files, directories, globs, or - for stdin."
+        None, metavar="INPUT", help="Degraded images: files, directories, quoted globs (the subfolders they "
+        "match are kept below -o DIR), or - for stdin."
     ),
     task: str | None = typer.Option(
         None,
@@ -327,7 +328,7 @@ def _planned_paths(item, outputs: Outputs, mode: str, task: str, samples: int) -
     named = item  # a .ncvsd.json given directly is named after its preview image
     if item.path is not None and item.path.name.endswith(SIDECAR_SUFFIX):
         stem = item.path.name[: -len(SIDECAR_SUFFIX)].rsplit(".", 1)[0]
-        named = common.InputItem(item.name, item.path.with_name(stem + ".png"))
+        named = replace(item, path=item.path.with_name(stem + ".png"))
     main = common.output_path(named, outputs.out, mode, task)
     paths = [main] if samples == 1 else [common.variant_path(main, f"_s{k}") for k in range(samples)]
     paths += [common.variant_path(main, "_mean")] if outputs.mean else []
