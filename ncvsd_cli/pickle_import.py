@@ -423,6 +423,12 @@ class ImportedModel:
     config: dict[str, Any]
     state_dict: dict[str, torch.Tensor]
     source_class: str
+    assumed: dict[str, float] = field(default_factory=dict)  # wrapper settings the pickle lacks -> paper defaults
+
+
+# The paper's generator settings (sigma_hat = (1 + gamma) sigma, docs/method.md §1.4; the start sigma of sampling),
+# taken when a GenerativeDenoiser's recorded state lacks them; the import then records and reports the assumption.
+GENERATOR_DEFAULTS = {"gamma": 0.414, "init_sigma": 80.0}
 
 
 def analyse(data: Any, ema_key: str = "ema") -> ImportedModel:
@@ -459,13 +465,16 @@ def analyse(data: Any, ema_key: str = "ema") -> ImportedModel:
         "sigma_data": float(arch.pop("sigma_data", 0.5)),
         "arch": arch,
     }
+    assumed: dict[str, float] = {}
     if wrapper is not None:
-        config["gamma"] = float(wrapper.attr("gamma", 0.414))
-        config["init_sigma"] = float(wrapper.attr("init_sigma", 80.0))
+        for key, default in GENERATOR_DEFAULTS.items():
+            config[key] = float(wrapper.attr(key, default))
+            if wrapper.attr(key) is None:
+                assumed[key] = default
         state = recorded_state_dict(wrapper)
     else:
         state = recorded_state_dict(net)
-    return ImportedModel(config=config, state_dict=state, source_class=net.class_name)
+    return ImportedModel(config=config, state_dict=state, source_class=net.class_name, assumed=assumed)
 
 
 # ------------------------------------------------------------------------------------------------- conversion
@@ -499,6 +508,7 @@ def import_pickle(src: str | os.PathLike, dst: str | os.PathLike, *, ema_key: st
         "source": src.name, "source_sha256": sha256_file(src), "source_class": imported.source_class,
         "ema_key": ema_key, "data": data, "steps": None, "command": command or f"ncvsd checkpoints import {src.name}",
         **(provenance or {}),
+        **({"assumed": imported.assumed} if imported.assumed else {}),
     }
     try:
         model = build_network(config)

@@ -137,6 +137,7 @@ def test_generator_import_maps_every_tensor_and_matches_outputs(tmp_path, genera
 
     out, cfg = import_pickle(src, tmp_path / "imported.safetensors")
     assert cfg["kind"] == "generator" and cfg["gamma"] == pytest.approx(0.414)
+    assert "assumed" not in cfg["provenance"]  # recorded in the wrapper's state
     assert cfg["label_dim"] == config["label_dim"] and cfg["arch"]["model_channels"] == 16
     stored = read_config(out)
     assert stored["provenance"]["source"] == src.name
@@ -312,6 +313,11 @@ def test_cli_import(tmp_path):
     assert read_config(out)["provenance"]["data"] == "FFHQ"
     res = CliRunner().invoke(app, ["checkpoints", "import", str(src), "-o", str(out)])
     assert res.exit_code == 2 and "--force" in res.output
+    bare = tmp_path / "bare.pkl"  # a wrapper state without gamma: the paper's value, said and recorded
+    _write_pickle(bare, gen, _authors_kwargs(config), wrap_generator=True, mutate=lambda net: delattr(net, "gamma"))
+    res = CliRunner().invoke(app, ["checkpoints", "import", str(bare), "-o", str(tmp_path / "bare.safetensors")])
+    assert res.exit_code == 0 and "generator's gamma; the paper's 0.414 is assumed" in res.stderr, res.output
+    assert read_config(tmp_path / "bare.safetensors")["provenance"]["assumed"] == {"gamma": 0.414}
     (tmp_path / "a-file").write_text("x")
     res = CliRunner().invoke(app, ["checkpoints", "import", str(src), "-o", str(tmp_path / "a-file" / "o.safetensors")])
     assert res.exit_code == 2 and "cannot create its folder" in res.output, res.output

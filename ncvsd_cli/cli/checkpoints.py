@@ -170,6 +170,9 @@ def import_command(
 
         path, config = import_pickle(src, output, ema_key=ema, command=command, data=data)
     typer.echo(f"wrote {path} ({config['kind']}, {config['img_resolution']} px)", err=True)
+    for key, value in config["provenance"].get("assumed", {}).items():
+        typer.echo(f"note: the pickle does not record the generator's {key}; the paper's {value} is assumed "
+                   "(recorded in the checkpoint's provenance)", err=True)
     typer.echo(json.dumps({"path": str(path), "kind": config["kind"], "arch": config["arch"]}))
 
 
