@@ -725,6 +725,17 @@ def test_sample_to_a_folder_keeps_the_batches_finished_before_an_interruption(tm
     res = run("sample", "-c", ckpt, "--seeds", "0-5", "-b", "2", "-o", tmp_path / "s", "--device", "cpu")
     assert res.exit_code == 130 and "finished so far are kept" in res.stderr
     assert _files(tmp_path / "s") == {"000000.png", "000001.png"}  # the first batch, whole files only
+    monkeypatch.setattr(generate, "sample_batches", real)  # the rerun samples only the missing seeds
+    before = (tmp_path / "s" / "000001.png").read_bytes()
+    res = run("sample", "-c", ckpt, "--seeds", "0-5", "-b", "2", "-o", tmp_path / "s", "--device", "cpu",
+              "--skip-existing", "--json", "-q")
+    summary = json.loads(res.stdout.splitlines()[-1])
+    assert res.exit_code == 0 and (summary["ok"], summary["skipped"]) == (4, 2), res.output
+    assert len(_files(tmp_path / "s")) == 6 and (tmp_path / "s" / "000001.png").read_bytes() == before
+    res = run("sample", "-c", ckpt, "--seeds", "0-5", "-o", tmp_path / "s", "--skip-existing")
+    assert res.exit_code == 0 and "skipped 6 seed(s)" in res.stderr, res.output
+    res = run("sample", "-c", ckpt, "--seeds", "0-5", "-o", tmp_path / "s", "--skip-existing", "--overwrite")
+    assert res.exit_code == 2 and "contradict" in res.stderr
 
 
 def test_sample_depends_only_on_the_seed(tmp_path, ckpt):

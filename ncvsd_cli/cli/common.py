@@ -486,7 +486,8 @@ def _folder_problem(folder: Path, probed: dict[Path, str | None]) -> str | None:
     return probed[folder]
 
 
-def skip_finished(planned: dict[InputItem, list[str]], report: Report, quiet: bool) -> dict[InputItem, list[str]]:
+def skip_finished(planned: dict[InputItem, list[str]], report: Report, quiet: bool,
+                  noun: str = "input(s)") -> dict[InputItem, list[str]]:
     """--skip-existing: the inputs whose every planned output exists are reported "skipped" (a rerun after an
     interruption makes only the rest, exit 0) and left out; returns the planned outputs of the others. An output
     that another input would also write, or that is an input, skips nothing (`check_outputs` refuses it)."""
@@ -498,7 +499,7 @@ def skip_finished(planned: dict[InputItem, list[str]], report: Report, quiet: bo
     for item in done:
         report.skipped(item.name, planned[item])
     if done:
-        note(f"{len(done)} input(s) skipped: their outputs exist (--skip-existing)", quiet)
+        note(f"--skip-existing: skipped {len(done)} {noun} whose outputs exist", quiet)
     return {item: paths for item, paths in planned.items() if item not in done}
 
 

@@ -24,7 +24,8 @@ EPILOG = """Examples:
 --nfe 1, 2, 4 use the paper's ts = [10,39], [10,22,39], [0,10,20,30,39] (docs/method.md §2.7); --ts sets indices into
 the 40-point grid directly. A sample depends only on its seed (0 <= seed < 2^63); with --batch-size 1 the bytes
 do not depend on the other seeds, a larger batch changes the network's float rounding (a few pixels by a level).
-Outputs are never replaced without --overwrite, also when another process creates them meanwhile.
+Outputs are never replaced without --overwrite, also when another process creates them meanwhile; --skip-existing
+samples only the seeds whose PNG is missing (rerun an interrupted run with the same options).
 
 Exit codes: 0 ok, 1 some outputs failed, 2 usage error, 3 checkpoint missing or corrupt (or NaN weights),
 130 / 143 / 129 interrupted (the samples finished so far are kept; no partial or temporary file)."""
@@ -57,6 +58,9 @@ def sample_command(
         help="Network precision. auto: bfloat16 on CPUs with native bfloat16 (AMX / AVX512-BF16), else float32.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    skip_existing: bool = typer.Option(
+        False, "--skip-existing", help="Skip the seeds whose PNG (or the grid) exists (status \"skipped\", exit "
+        "0): rerun an interrupted -o DIR/ run to sample only the rest."),
     as_json: bool = typer.Option(False, "--json", help=common.SAMPLE_JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar on stderr."),
 ) -> None:
@@ -64,6 +68,7 @@ def sample_command(
     seed."""
     with common.handle_errors():
         from ncvsd_cli import images
+        from ncvsd_cli.checkpoints import default_checkpoint
 
         seed_list = common.parse_int_list(seeds)
         repeated = sorted(s for s, n in collections.Counter(seed_list).items() if n > 1)
@@ -81,16 +86,28 @@ def sample_command(
         if not grid and Path(out).suffix and not Path(out).is_dir() and not out.endswith(("/", os.sep)):
             raise common.UsageError(f"-o {out}: not an image suffix ({', '.join(common.IMAGE_SUFFIXES)}); for a "
                                     f"directory with a dot in its name write -o {out}/")
-        paths = [out] if grid else [str(Path(out) / f"{s:06d}.png") for s in seed_list]
+        if overwrite and skip_existing:
+            raise common.UsageError("--overwrite and --skip-existing contradict each other: give one of them")
         if grid:
             images.format_for_path(out)  # unknown suffix: usage error before any work
-        planned = {common.InputItem(p): [p] for p in paths}
+        planned = ({common.InputItem("grid"): [out]} if grid else
+                   {common.InputItem(f"seed {s}"): [str(Path(out) / f"{s:06d}.png")] for s in seed_list})
         common.check_stdout(planned, as_json)
+        report = common.Report("sample", extra={"nfe": len(ts_list) - 1 if ts_list else nfe, "seeds": seed_list,
+                                                "checkpoint": checkpoint or default_checkpoint("generator")},
+                               json_lines=as_json)
+        if skip_existing:
+            planned = common.skip_finished(planned, report, quiet, noun="seed(s)" if not grid else "grid")
+            left = {item.name for item in planned}
+            seed_list = [s for s in seed_list if ("grid" if grid else f"seed {s}") in left]
         problems = common.check_outputs(planned, [], overwrite)  # exists, unwritable folder: before any work
         if problems:
             raise common.UsageError(next(iter(problems.values())).split(": ", 1)[1])
+        if not seed_list:  # everything was there already
+            report.finish(as_json)
+            return
 
-        from ncvsd_cli.checkpoints import default_checkpoint, load_checkpoint
+        from ncvsd_cli.checkpoints import load_checkpoint
         from ncvsd_cli.sampling.generate import sample_batches, sample_images
 
         dev = common.parse_device(device)
@@ -106,15 +123,6 @@ def sample_command(
 
         check_finite_weights(model, checkpoint or default_checkpoint("generator"))
         prepare_for_inference(model, precision, dev)
-        report = common.Report(
-            "sample",
-            extra={
-                "nfe": len(ts_list) - 1 if ts_list else nfe,
-                "seeds": seed_list,
-                "checkpoint": checkpoint or default_checkpoint("generator"),
-            },
-            json_lines=as_json,
-        )
         with report.summary_on_interrupt(as_json):
             bar = common.progress(len(seed_list), "sample", quiet)
             kwargs = {"nfe": nfe, "ts": ts_list, "class_label": class_label, "batch_size": batch_size,
