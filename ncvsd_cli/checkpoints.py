@@ -483,6 +483,9 @@ class CheckpointInfo:
     img_resolution: int | None = None
     status: str = ""
     licence: str | None = None
+    #: how the file was made, as the shipped manifest (or a zoo download's record) states it; fuller than the
+    #: config's own provenance, which names the trainer's local paths
+    origin: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -499,7 +502,8 @@ def checkpoint_info(name_or_path: str | os.PathLike, location: str | None = None
                          and folder.is_dir()), "path")
     listed = load_manifest()["files"].get(path.name) or read_record(path) or {}
     info = CheckpointInfo(name=path.name, path=str(path), location=location, size=path.stat().st_size,
-                          sha256=sha256_file(path), licence=listed.get("licence"))
+                          sha256=sha256_file(path), licence=listed.get("licence"),
+                          origin=dict(listed.get("provenance") or listed.get("source") or {}))
     try:
         info.status = verify_if_listed(path)
     except CheckpointError as exc:

@@ -251,6 +251,16 @@ def test_cli_list_and_info(dirs):
     info = json.loads(res.stdout)
     assert info["config"]["preset"] == "tiny" and info["status"] == "not in manifest"
     assert info["sha256"] == sha256_file(dirs["env"] / "g.safetensors")
+    assert info["origin"] == {}  # neither shipped nor downloaded: only the config's own provenance
+
+
+def test_info_of_a_shipped_model_says_how_it_was_made():
+    """The manifest's record (the data set by name and manifest, the stages) beside the file's own provenance,
+    which names the trainer's temporary paths."""
+    from ncvsd_cli.checkpoints import checkpoint_info
+
+    info = checkpoint_info("builtin64-teacher")
+    assert info.status == "verified" and "photos_manifest.yaml" in info.origin["data"] and "stage2" in info.origin
 
 
 def test_cli_exit_codes(dirs):
