@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "NCVSD_PROGRESS": "0"}
+    # the shell scripts call python3: the interpreter running the tests, also from a venv that is not activated
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {**os.environ, "PATH": path, "PYTHONPATH": str(ROOT), "NCVSD_PROGRESS": "0"}
 
 
 def _photo48(path: Path) -> Path:
