@@ -157,7 +157,8 @@ def _run_decoder(
 def _check_size(x: torch.Tensor, multiple: int) -> None:
     if x.ndim != 4 or x.shape[-1] % multiple or x.shape[-2] % multiple:
         raise ValueError(
-            f"network input must be (B, C, H, W) with H and W multiples of {multiple}, got shape {tuple(x.shape)}"
+            f"network input must be (B, C, H, W) with H and W multiples of {multiple}, got shape {tuple(x.shape)}; "
+            "ncvsd_cli.restore.restore_image pads any size (or pad the operator: operators.padding.pad_operator)"
         )
 
 
