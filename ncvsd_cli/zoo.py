@@ -169,7 +169,12 @@ def ensure(name: str, *, force: bool = False, quiet: bool = False) -> Path:
             raise CheckpointError(f"{name} is not downloaded and HF_HUB_OFFLINE is set: run "
                                   f"`ncvsd checkpoints download {name}` with network access first")
         _say(f"{name}: {entry.licence} ({entry.source_url}); by downloading it you accept its terms", quiet)
-        fetched = _fetch(entry, record, force, quiet)
+        try:
+            fetched = _fetch(entry, record, force, quiet)
+        except CheckpointError as exc:  # e.g. no network on this machine: the file itself works as well
+            flag = "--teacher" if entry.kind == "teacher" else "--checkpoint"
+            raise CheckpointError(f"{exc}. Without network access here, download {entry.source_url} where there is "
+                                  f"some and give the file itself ({flag} {entry.file}: imported safely, once)") from exc
         expected = entry.sha256 or fetched.published_sha256 or (record or {}).get("source", {}).get("sha256")
         if expected and fetched.sha256 != expected:
             raise CheckpointError(f"checksum mismatch for the download of {name} ({fetched.path}): expected sha256 "

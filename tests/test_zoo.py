@@ -296,6 +296,8 @@ def test_server_error_is_one_line(hub, name, monkeypatch):
     res = _cli("checkpoints", "download", name, "--quiet")
     assert res.exit_code == 3
     assert len(res.output.strip().splitlines()) == 1 and "HTTP 500" in res.output
+    flag = "--teacher" if name.startswith("edm2") else "--checkpoint"  # where there is no network: the file itself
+    assert f"give the file itself ({flag} {zoo.load_zoo()[name].file}" in res.output, res.output
 
 
 def test_a_truncated_download_without_published_sha256_names_the_command_that_fetches_it_again(hub, pickles,
