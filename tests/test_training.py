@@ -271,6 +271,32 @@ def test_teacher_resume_bit_for_bit(tmp_path):
     assert "data_licences" not in cfg["provenance"]  # the folder declares no licence policy
 
 
+def test_a_run_folder_in_use_is_refused_and_left_as_it_is(tmp_path):
+    """A second process training into a folder another one trains in (a --resume in another terminal) is refused
+    before it reads or writes anything; once the first has ended, --resume goes on."""
+    import subprocess
+    import sys
+
+    from ncvsd_cli.training.loop import RunInUse
+    from ncvsd_cli.training.teacher import train_teacher
+
+    train_teacher(_teacher_settings(tmp_path, "run", duration="1steps"))
+    lock = tmp_path / "run" / ".ncvsd-run.lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time, filelock; l = filelock.FileLock(sys.argv[1]); "
+                               "l.acquire(); print('held', flush=True); time.sleep(120)", str(lock)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        state = (tmp_path / "run" / "state.pt").read_bytes()
+        with pytest.raises(RunInUse, match="being trained in by another process"):
+            train_teacher(_teacher_settings(tmp_path, "run", duration="2steps", resume=True))
+        assert (tmp_path / "run" / "state.pt").read_bytes() == state
+    finally:
+        holder.kill()
+        holder.wait()
+    train_teacher(_teacher_settings(tmp_path, "run", duration="2steps", resume=True))
+
+
 def test_checkpoint_provenance_records_the_data_licence_policy(tmp_path):
     """A set whose dataset.json declares its licence policy (benchmarks/build_photos.py) passes it to checkpoints."""
     import json

@@ -114,6 +114,10 @@ class StateError(CheckpointError):
     """A training state that is not ncvsd's own, is corrupt, or does not fit the run (CLI exit code 3)."""
 
 
+class RunInUse(FileExistsError):
+    """The run folder is being trained in by another process (its lock is held; CLI exit code 2)."""
+
+
 class TrainingInterrupted(Exception):
     """Training stopped by a signal after saving its state; `exit_code` is 128 + the signal number."""
 
@@ -201,6 +205,7 @@ class TrainLoop:
         self.cur_nimg, self.step, self.train_seconds = 0, 0, 0.0
         self.state_path = self.out / "state.pt"
         self.log_path = self.out / "log.jsonl"
+        self._lock = None  # the run folder's lock, held by rank 0 while it trains
 
     # ------------------------------------------------------------------ hooks
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
@@ -249,6 +254,7 @@ class TrainLoop:
             raise FileNotFoundError(f"--resume: no training state at {self.state_path}")
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            self._hold_lock()
             if not self.resume:  # a new run (a failed start left no state): its own recipe
                 atomic_write_bytes(self.out / "run.json",
                                    (json.dumps(self.settings, indent=2, default=str) + "\n").encode())
@@ -365,11 +371,33 @@ class TrainLoop:
                 pass
         return previous
 
+    def _hold_lock(self) -> None:
+        """Take the run folder's lock (`out/.ncvsd-run.lock`): two processes training into one folder (a second
+        --resume in another terminal) would overwrite each other's state and snapshots. Raises RunInUse."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.out / ".ncvsd-run.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise RunInUse(f"{self.out} is being trained in by another process (ncvsd train or distill); wait "
+                           "for it to end, stop it (Ctrl-C saves its state), or choose another --out") from None
+        self._lock = lock
+
     def run(self) -> dict:
         """Train until the duration is reached; returns the last logged record.
 
-        Raises TrainingInterrupted after saving the state when SIGINT or SIGTERM stopped the run early.
+        Raises TrainingInterrupted after saving the state when SIGINT or SIGTERM stopped the run early, RunInUse
+        when another process trains in the same folder.
         """
+        try:
+            return self._run()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def _run(self) -> dict:
         self._prepare_run_dir()
         self._log({"event": "resume" if self.resume else "start", "step": self.step, "kimg": self.cur_nimg / 1000,
                    "command": self.settings.get("command"), "device": str(self.device),
