@@ -300,9 +300,21 @@ def _zoo_names() -> list[str]:
         return []
 
 
-def resolve_checkpoint(name_or_path: str | os.PathLike, *, quiet: bool = False) -> Path:
-    """Find a checkpoint: an existing file path, else a bare name (".safetensors" optional) in `search_locations()`,
-    where a model-zoo name comes before the cache.
+def run_snapshot(run_dir: str | os.PathLike, kind: str, sigma_rel: float = 0.05) -> Path:
+    """The newest snapshots/<kind>-<kimg>-<sigma_rel>.safetensors of a `ncvsd train` / `distill` run folder
+    (kind "teacher" or "generator"; sigma_rel: the EMA length, 0.05 or 0.1). Raises CheckpointError if none."""
+    files = sorted(Path(run_dir, "snapshots").glob(f"{kind}-*-{sigma_rel:.3f}{SUFFIX}"))
+    if not files:
+        kinds = sorted({p.name.split("-")[0] for p in Path(run_dir, "snapshots").glob(f"*{SUFFIX}")})
+        raise CheckpointError(f"{run_dir} holds no {kind} snapshot with EMA sigma_rel {sigma_rel:.3f}"
+                              + (f" (it is a run of a {' and '.join(kinds)})" if kinds else " (none yet)"))
+    return files[-1]
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike, *, quiet: bool = False, kind: str | None = None) -> Path:
+    """Find a checkpoint: an existing file path, a run folder of `ncvsd train` / `distill` (its newest snapshot
+    of `kind`, EMA sigma_rel 0.05; without `kind`, of the one kind it holds), else a bare name (".safetensors"
+    optional) in `search_locations()`, where a model-zoo name comes before the cache.
 
     A zoo name (or the URL of a zoo file) not yet in the cache is downloaded and converted (`ncvsd_cli.zoo.ensure`);
     a pickle path is converted once into the cache by the safe importer. quiet: no notes or progress bars.
@@ -324,7 +336,14 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, quiet: bool = False) 
     if explicit.is_file():
         return zoo.import_into_cache(explicit, quiet=quiet) if is_pickle(explicit) else explicit
     searched = []
+    kinds = {p.name.split("-")[0] for p in explicit.glob(f"snapshots/*{SUFFIX}")} if explicit.is_dir() else set()
+    if kinds and (kind in kinds or (kind is None and len(kinds) == 1)):
+        path = run_snapshot(explicit, kind or kinds.pop())
+        zoo._say(f"{raw}: its newest snapshot, {path.relative_to(explicit)}", quiet)
+        return path
     if explicit.is_dir():
+        if kind is not None and kinds:
+            run_snapshot(explicit, kind)  # raises: names the kind(s) the run holds
         inside = sorted(p.name for p in explicit.glob(f"*{SUFFIX}")) + sorted(
             f"snapshots/{p.name}" for p in explicit.glob(f"snapshots/*{SUFFIX}"))[-2:]
         raise CheckpointError(f"{raw} is a folder, not a checkpoint file" + (
@@ -447,7 +466,7 @@ def load_checkpoint(name_or_path: str | os.PathLike, device: str | torch.device 
 
     from ncvsd_cli.networks import build_network
 
-    path = resolve_checkpoint(name_or_path)
+    path = resolve_checkpoint(name_or_path, kind=kind)
     verify_if_listed(path)
     config = read_config(path)
     if kind is not None and config["kind"] != kind:

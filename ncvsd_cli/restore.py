@@ -212,7 +212,7 @@ class Restorer:
         resolve_precision(options.precision, options.device)  # validate before any loading
         if needs == "none":
             return cls(None, None, options)
-        path = resolve_checkpoint(options.checkpoint or default_checkpoint(needs))
+        path = resolve_checkpoint(options.checkpoint or default_checkpoint(needs), kind=needs)
         restorer = cls(None, read_config(path), options)
         restorer.checkpoint_path = path
         label = options.class_label

@@ -282,9 +282,9 @@ def test_a_run_folder_in_use_is_refused_and_left_as_it_is(tmp_path):
 
     train_teacher(_teacher_settings(tmp_path, "run", duration="1steps"))
     lock = tmp_path / "run" / ".ncvsd-run.lock"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time, filelock; l = filelock.FileLock(sys.argv[1]); "
-                               "l.acquire(); print('held', flush=True); time.sleep(120)", str(lock)],
-                              stdout=subprocess.PIPE, text=True)
+    hold = ("import sys, time, filelock; l = filelock.FileLock(sys.argv[1]); l.acquire(); print('held', flush=True); "
+            "time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(lock)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         state = (tmp_path / "run" / "state.pt").read_bytes()
@@ -452,10 +452,30 @@ def test_distill_finite_changes_generator_and_resumes(tmp_path, tiny_teacher):
     assert len(list((tmp_path / "full" / "previews").glob("0000000.*-nfe1.png"))) == 1
     _, cfg = load_checkpoint(str(latest_snapshot(tmp_path / "full", "generator")))
     assert cfg["kind"] == "generator" and cfg["provenance"]["teacher"] == "teacher.safetensors"
+    run_dir_as_checkpoint(tmp_path / "full", tiny_teacher)
 
     distill(_distill_settings(tmp_path, tiny_teacher, "split", duration="2steps"))
     distill(_distill_settings(tmp_path, tiny_teacher, "split", duration="3steps", resume=True))
     _assert_same(state, _state(tmp_path / "split" / "state.pt"))
+
+
+def run_dir_as_checkpoint(run_dir, teacher_file):
+    """A run folder given where a checkpoint is expected: its newest snapshot of the kind needed (EMA 0.05), or,
+    without a kind, of the one kind it holds; a run of the other kind says what it holds."""
+    from typer.testing import CliRunner
+
+    from ncvsd_cli.checkpoints import CheckpointError, resolve_checkpoint
+    from ncvsd_cli.cli import app
+
+    newest = latest_snapshot(run_dir, "generator")
+    assert resolve_checkpoint(run_dir, kind="generator") == resolve_checkpoint(run_dir) == newest
+    assert newest.name.endswith("-0.050.safetensors")
+    with pytest.raises(CheckpointError, match="holds no teacher snapshot .* a run of a generator"):
+        resolve_checkpoint(run_dir, kind="teacher")
+    res = CliRunner().invoke(app, ["sample", "-c", str(run_dir), "--seeds", "0-1", "-o", str(run_dir / "s.png")])
+    assert res.exit_code == 0 and f"its newest snapshot, snapshots/{newest.name}" in res.stderr, res.output
+    with pytest.raises(CheckpointError, match="is a folder, not a checkpoint file"):
+        resolve_checkpoint(teacher_file.parent, kind="generator")  # a folder of checkpoints, not a run
 
 
 def test_distill_without_gan_skips_the_discriminator(tmp_path, tiny_teacher):

@@ -147,7 +147,7 @@ def _load_networks(cfg: BenchConfig, device: str) -> _Networks:
         net, config = checkpoints.load_checkpoint(name, device=device, kind=kind)
         check_finite_weights(net, name)
         nets.configs[kind] = config
-        nets.info[kind] = {"name": str(name), "path": str(checkpoints.resolve_checkpoint(name)),
+        nets.info[kind] = {"name": str(name), "path": str(checkpoints.resolve_checkpoint(name, kind=kind, quiet=True)),
                            "preset": config.get("preset"), "img_resolution": config.get("img_resolution"),
                            "precision": prepare_for_inference(net, cfg.precision, device, kind)}
         return net

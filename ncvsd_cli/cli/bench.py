@@ -85,7 +85,8 @@ def bench(
     seed: int = typer.Option(0, "--seed", min=0, show_default=True,
                              help="Seed; measurements and samples derive from (seed, image index)."),
     checkpoint: str | None = typer.Option(None, "--checkpoint", "-c", metavar="GEN",
-                                             help="Generator checkpoint (default: the shipped default)."),
+                                          help="Generator checkpoint or distill run folder (default: the "
+                                               "shipped default)."),
     teacher: str | None = typer.Option(None, "--teacher", metavar="TEACHER",
                                           help="Teacher checkpoint for DPS / DAPS (default: the generator's "
                                                "teacher, else the shipped default)."),

@@ -88,7 +88,8 @@ def restore_command(
                              "(<name>_std.png) and a heat map with its colour bar (<name>_std_map.png)."
     ),
     checkpoint: str | None = typer.Option(
-        None, "--checkpoint", "-c", help="Checkpoint name or path (default: the shipped default)."
+        None, "--checkpoint", "-c", help="Checkpoint name or path, or a train/distill run folder (its newest "
+        "snapshot; default: the shipped default)."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.", show_default=True),
     precision: str = typer.Option(

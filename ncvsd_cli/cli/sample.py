@@ -41,7 +41,8 @@ def sample_command(
     seeds: str = typer.Option("0-15", "--seeds", help="Seeds, e.g. 0-15,20.", show_default=True),
     ts: str | None = typer.Option(None, "--ts", help="Explicit ts indices, e.g. 10,22,39 (overrides --nfe)."),
     checkpoint: str | None = typer.Option(
-        None, "--checkpoint", "-c", help="Generator checkpoint (default: the shipped default)."
+        None, "--checkpoint", "-c", help="Generator checkpoint, or a distill run folder (its newest snapshot; "
+        "default: the shipped default)."
     ),
     class_label: int | None = typer.Option(
         None, "--class-label", help="Class for conditional checkpoints (default: random per seed)."
@@ -152,7 +153,7 @@ def _check_memory(checkpoint: str, batch: int, resolution: int | None, precision
     from ncvsd_cli import memory
     from ncvsd_cli.checkpoints import read_config, resolve_checkpoint
 
-    config = read_config(resolve_checkpoint(checkpoint))
+    config = read_config(resolve_checkpoint(checkpoint, kind="generator", quiet=True))
     res = int(resolution or config.get("img_resolution", 64))
     need = memory.work_bytes(memory.network_shape(config), (batch, int(config.get("img_channels", 3)), res, res),
                              precision=precision, device=device)

@@ -155,10 +155,12 @@ def labels_for(net: torch.nn.Module, labels: torch.Tensor) -> torch.Tensor | Non
 
 def latest_snapshot(run_dir: str | Path, kind: str, sigma_rel: float = 0.05) -> Path:
     """The newest snapshots/<kind>-<kimg>-<sigma_rel>.safetensors of a run directory (ValueError if none)."""
-    files = sorted(Path(run_dir, "snapshots").glob(f"{kind}-*-{sigma_rel:.3f}.safetensors"))
-    if not files:
-        raise ValueError(f"no {kind} snapshot with sigma_rel {sigma_rel:.3f} in {Path(run_dir) / 'snapshots'}")
-    return files[-1]
+    from ncvsd_cli.checkpoints import CheckpointError, run_snapshot
+
+    try:
+        return run_snapshot(run_dir, kind, sigma_rel)
+    except CheckpointError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def run_record(run_dir: str | Path) -> dict:

@@ -102,9 +102,8 @@ def load_teacher(teacher: str, device: torch.device) -> tuple[torch.nn.Module, d
     """A teacher checkpoint (name, path, or a `ncvsd train` run directory -> its newest σ_rel 0.05 snapshot);
     returns (frozen teacher in eval mode, its config, the resolved path)."""
     from ncvsd_cli.checkpoints import load_checkpoint, resolve_checkpoint
-    from ncvsd_cli.training.common import latest_snapshot
 
-    teacher = str(latest_snapshot(teacher, "teacher") if Path(teacher).is_dir() else resolve_checkpoint(teacher))
+    teacher = str(resolve_checkpoint(teacher, kind="teacher", quiet=True))
     net, cfg = load_checkpoint(teacher, device=device, kind="teacher")
     return net.eval().requires_grad_(False), cfg, teacher
 
