@@ -271,7 +271,7 @@ def test_teacher_resume_bit_for_bit(tmp_path):
     assert "data_licences" not in cfg["provenance"]  # the folder declares no licence policy
 
 
-def test_a_run_folder_in_use_is_refused_and_left_as_it_is(tmp_path):
+def test_a_run_folder_in_use_is_refused_and_left_as_it_is(tmp_path, monkeypatch, capsys):
     """A second process training into a folder another one trains in (a --resume in another terminal) is refused
     before it reads or writes anything; once the first has ended, --resume goes on."""
     import subprocess
@@ -295,6 +295,15 @@ def test_a_run_folder_in_use_is_refused_and_left_as_it_is(tmp_path):
         holder.kill()
         holder.wait()
     train_teacher(_teacher_settings(tmp_path, "run", duration="2steps", resume=True))
+
+    def no_locks(self, *args, **kwargs):
+        raise OSError(38, "Function not implemented")
+
+    import filelock
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", no_locks)  # a file system without locks: trains, and says so
+    train_teacher(_teacher_settings(tmp_path, "run", duration="3steps", resume=True))
+    assert "cannot lock the run folder" in capsys.readouterr().err
 
 
 def test_checkpoint_provenance_records_the_data_licence_policy(tmp_path):

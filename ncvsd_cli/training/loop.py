@@ -382,6 +382,10 @@ class TrainLoop:
         except Timeout:
             raise RunInUse(f"{self.out} is being trained in by another process (ncvsd train or distill); wait "
                            "for it to end, stop it (Ctrl-C saves its state), or choose another --out") from None
+        except (OSError, NotImplementedError) as exc:  # a file system without locks (some network mounts)
+            print(f"ncvsd: {self.out}: cannot lock the run folder ({exc}); do not train into it from two processes",
+                  file=sys.stderr, flush=True)
+            return
         self._lock = lock
 
     def run(self) -> dict:
