@@ -85,6 +85,12 @@ def test_glob_keeps_the_folders_its_wildcards_matched(tmp_path, monkeypatch, pat
     direct, _ = common.expand_inputs(["a/x.png", "a/b"])
     absolute, _ = common.expand_inputs([str(tmp_path / "a" / "*" / "x.png")])
     assert [i.subdir for i in direct + absolute] == ["", "", "b"]  # the absolute glob's fixed part: tmp_path/a
+    Path("out", "a").mkdir(parents=True)  # earlier outputs in an -o folder below the glob's: not inputs again
+    (Path("out", "a") / "x.png").write_bytes(b"x")
+    again, _ = common.expand_inputs(["**/*.png"], out="out/")
+    assert sorted(i.subdir for i in again) == ["", "a", "a/b"]
+    assert sorted(i.subdir for i in common.expand_inputs(["**/*.png"], out=".")[0]) == ["", "a", "a/b", "out/a"]
+    assert [i.name for i in common.expand_inputs(["out/a/x.png"], out="out")[0]] == ["out/a/x.png"]  # named
     kept = next(i for i in absolute)  # -o into the folder the input came from: the tag keeps it apart
     assert common.output_path(kept, str(tmp_path / "a"), "dir", "sr4") == str(tmp_path / "a" / "b" / "x_sr4.png")
 

@@ -272,7 +272,7 @@ class InputItem:
 
 def expand_inputs(
     specs: Sequence[str], skip: Callable[[Path], bool] | None = None, quiet: bool = False,
-    identity: Callable[[Path], tuple[Path, Path]] | None = None,
+    identity: Callable[[Path], tuple[Path, Path]] | None = None, out: str | None = None,
 ) -> tuple[list[InputItem], list[tuple[str, str]]]:
     """Files, directories (their image files, sorted, not recursive), globs (`**` recursive) and "-" (stdin,
     at most once) -> (inputs in order without duplicates, [(spec, message)] for specs that matched nothing).
@@ -280,8 +280,10 @@ def expand_inputs(
     skip: optional predicate on Path; files of a directory listing for which it is true are left out (e.g. the
     command's own earlier outputs). A file matched more than once is kept once, with a note on stderr unless
     `quiet`. identity: optional Path -> (path to read, what it stands for); files standing for the same thing
-    are one input, silently (restore: an image and its measurement sidecar files). Raises UsageError when no
-    spec is given or "-" appears twice.
+    are one input, silently (restore: an image and its measurement sidecar files). out: the -o argument; when
+    it is an existing folder, the files a folder or glob finds inside it are left out with a note (a rerun of
+    `'photos/**/*.png' -o photos/restored/` does not take the earlier outputs for inputs; a file named on its
+    own is kept). Raises UsageError when no spec is given or "-" appears twice.
     """
     if not specs:
         raise UsageError("no input given (files, directories, globs, or - for stdin)")
@@ -291,6 +293,17 @@ def expand_inputs(
     repeated: list[str] = []
 
     files: set[str] = set()
+    out_dir = Path(out).expanduser().resolve() if out not in (None, "-") and Path(out).expanduser().is_dir() else None
+    in_out: list[Path] = []
+
+    def outside_out(found: list[Path], root: Path) -> list[Path]:
+        """The files a glob searching below `root` found outside the -o folder when that folder lies below `root`
+        (-o into the searched folder itself keeps them: outputs there carry the task's tag)."""
+        if out_dir is None or root.resolve() not in out_dir.parents:
+            return found
+        inside = [f for f in found if out_dir in f.resolve().parents]
+        in_out.extend(inside)
+        return [f for f in found if f not in inside]
 
     def add(p: Path, root: Path | None = None) -> None:
         use, same = identity(p) if identity else (p, p)
@@ -333,10 +346,13 @@ def expand_inputs(
             found = [Path(f) for f in sorted(glob.glob(pattern, recursive=True)) if Path(f).is_file()]
             if not found:
                 missing.append((spec, f"{spec}: no file matches this pattern"))
-            for f in found:
+            for f in outside_out(found, _glob_root(pattern)):
                 add(f, _glob_root(pattern))
         else:
             missing.append((spec, f"{spec}: no such file or directory"))
+    if in_out:
+        note(f"{len(in_out)} file(s) found in the -o folder {out} left out (earlier outputs; name one on its own "
+             "to read it)", quiet)
     if repeated:
         shown = ", ".join(repeated[:3]) + (f" and {len(repeated) - 3} more" if len(repeated) > 3 else "")
         note(f"{shown}: given more than once, read once", quiet)

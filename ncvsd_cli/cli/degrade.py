@@ -101,7 +101,8 @@ def degrade_command(
                                     f"(an image{' or .npy' if name == 'kernel' else ', white = kept'})")
         tag = f"{task}_measured"
         pattern = re.compile(rf"_{re.escape(tag)}$")
-        items, missing = common.expand_inputs(inputs, skip=lambda p: bool(pattern.search(p.stem)), quiet=quiet)
+        items, missing = common.expand_inputs(inputs, skip=lambda p: bool(pattern.search(p.stem)), quiet=quiet,
+                                               out=out)
         mode = common.output_mode(out, items)
         report = common.Report("degrade", extra={"task": task, "sigma_y": sigma_y, "seed": seed}, json_lines=as_json)
         with report.summary_on_interrupt(as_json):

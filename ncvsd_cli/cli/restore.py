@@ -258,7 +258,8 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
     tags = [task] if task_given else sorted(operators.names())  # without --task: any task's earlier outputs
     pattern = re.compile(rf"_({'|'.join(map(re.escape, tags))})(_s\d+|_mean|_std|_std_map)?$")
     skip = (lambda p: bool(pattern.search(p.stem))) if outputs.out is None else None  # our own earlier outputs
-    items, missing = common.expand_inputs(specs, skip=skip, quiet=quiet, identity=meas.input_identity)
+    items, missing = common.expand_inputs(specs, skip=skip, quiet=quiet, identity=meas.input_identity,
+                                           out=outputs.out)
     mode = common.output_mode(outputs.out, items)
     report = common.Report("restore", extra={"task": task, "method": options.method, "seed": options.seed,
                                              "samples": options.samples})
