@@ -305,9 +305,12 @@ def run_snapshot(run_dir: str | os.PathLike, kind: str, sigma_rel: float = 0.05)
     (kind "teacher" or "generator"; sigma_rel: the EMA length, 0.05 or 0.1). Raises CheckpointError if none."""
     files = sorted(Path(run_dir, "snapshots").glob(f"{kind}-*-{sigma_rel:.3f}{SUFFIX}"))
     if not files:
-        kinds = sorted({p.name.split("-")[0] for p in Path(run_dir, "snapshots").glob(f"*{SUFFIX}")})
-        raise CheckpointError(f"{run_dir} holds no {kind} snapshot with EMA sigma_rel {sigma_rel:.3f}"
-                              + (f" (it is a run of a {' and '.join(kinds)})" if kinds else " (none yet)"))
+        held = sorted({(p.name.split("-")[0], p.name[: -len(SUFFIX)].rsplit("-", 1)[-1])
+                       for p in Path(run_dir, "snapshots").glob(f"*{SUFFIX}")})
+        kinds = sorted({k for k, _ in held})
+        raise CheckpointError(f"{run_dir} holds no {kind} snapshot with EMA sigma_rel {sigma_rel:.3f}" + (
+            f" (it is a run of a {' and '.join(kinds)}; EMA lengths there: "
+            f"{', '.join(f'{k} {r}' for k, r in held)}; name a snapshot file to use one)" if held else " (none yet)"))
     return files[-1]
 
 
