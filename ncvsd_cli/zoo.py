@@ -118,6 +118,13 @@ def converted_path(name: str) -> Path:
     return ck.cache_dir() / f"{name}{ck.SUFFIX}"
 
 
+def _file_hint(entry: ZooEntry) -> str:
+    """How to use a zoo file downloaded elsewhere: each command's option that takes it."""
+    flags = "-c FILE to restore, --teacher FILE to distill or bench" if entry.kind == "teacher" else "-c FILE"
+    return (f"download {entry.source_url} where there is network access and give the file itself ({flags}; "
+            f"FILE = {entry.file}, imported safely, once)")
+
+
 def _say(message: str, quiet: bool) -> None:
     if not quiet:
         print(f"ncvsd: {message}", file=sys.stderr, flush=True)
@@ -167,14 +174,13 @@ def ensure(name: str, *, force: bool = False, quiet: bool = False) -> Path:
             return target
         if download.is_offline() and not _cached_source(entry, record):
             raise CheckpointError(f"{name} is not downloaded and HF_HUB_OFFLINE is set: run "
-                                  f"`ncvsd checkpoints download {name}` with network access first")
+                                  f"`ncvsd checkpoints download {name}` with network access first, or "
+                                  f"{_file_hint(entry)}")
         _say(f"{name}: {entry.licence} ({entry.source_url}); by downloading it you accept its terms", quiet)
         try:
             fetched = _fetch(entry, record, force, quiet)
         except CheckpointError as exc:  # e.g. no network on this machine: the file itself works as well
-            flag = "--teacher" if entry.kind == "teacher" else "--checkpoint"
-            raise CheckpointError(f"{exc}. Without network access here, download {entry.source_url} where there is "
-                                  f"some and give the file itself ({flag} {entry.file}: imported safely, once)") from exc
+            raise CheckpointError(f"{exc}. Without network access here, {_file_hint(entry)}") from exc
         expected = entry.sha256 or fetched.published_sha256 or (record or {}).get("source", {}).get("sha256")
         if expected and fetched.sha256 != expected:
             raise CheckpointError(f"checksum mismatch for the download of {name} ({fetched.path}): expected sha256 "

@@ -251,6 +251,24 @@ def test_skip_existing_makes_only_the_missing_outputs_of_a_rerun(tmp_path, ckpt,
     assert "skipped" not in [json.loads(line).get("status") for line in res.stdout.splitlines()]
 
 
+@pytest.mark.parametrize("command", ["restore", "degrade"])
+def test_a_rerun_of_a_glob_into_its_own_folder_does_not_take_earlier_outputs_for_inputs(tmp_path, ckpt, command):
+    """`'p/**/*.png' -o p` writes tagged files beside the inputs; the rerun (--skip-existing) skips every input
+    and does not read those outputs as new inputs."""
+    (tmp_path / "p" / "a").mkdir(parents=True)
+    for sub in ("", "a"):
+        _png(tmp_path / "p" / sub / "x.png", 16, 12)
+    extra = ["-c", ckpt, *FAST, "--task", "denoise"] if command == "restore" else ["--task", "denoise"]
+    pattern = str(tmp_path / "p" / "**" / "*.png")
+    assert run(command, pattern, "-o", tmp_path / "p", *extra, "-q").exit_code == 0
+    made = sorted(p.name for p in (tmp_path / "p").rglob("*.png"))
+    assert len(made) == 4
+    res = run(command, pattern, "-o", tmp_path / "p", *extra, "--skip-existing", "--json", "-q")
+    summary = json.loads(res.stdout.splitlines()[-1])
+    assert res.exit_code == 0 and summary["skipped"] == 2 and summary.get("ok", 0) == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "p").rglob("*.png")) == made
+
+
 def test_an_inputs_outputs_are_written_all_or_nothing(tmp_path, ckpt, monkeypatch):
     """Samples, mean and std map of one input: a failure writing any of them leaves none (a part would read as
     "exists, beside outputs still to make" to --skip-existing), and the rerun makes them all."""

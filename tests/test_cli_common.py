@@ -93,6 +93,13 @@ def test_glob_keeps_the_folders_its_wildcards_matched(tmp_path, monkeypatch, pat
     assert [i.name for i in common.expand_inputs(["out/a/x.png"], out="out")[0]] == ["out/a/x.png"]  # named
     kept = next(i for i in absolute)  # -o into the folder the input came from: the tag keeps it apart
     assert common.output_path(kept, str(tmp_path / "a"), "dir", "sr4") == str(tmp_path / "a" / "b" / "x_sr4.png")
+    up, _ = common.expand_inputs(["a/*/../../x.png"])  # `..` after a wildcard: never above -o DIR
+    assert [(i.subdir, common.output_path(i, "out", "dir", "sr4")) for i in up] == [("", str(Path("out", "x.png")))]
+    tagged = Path("a", "x_sr4.png")  # the command's own earlier outputs (skip): left out of globs as of listings
+    tagged.write_bytes(b"x")
+    found, missing = common.expand_inputs(["a/**/*.png", "a/*_sr4.png"], skip=lambda p: p.stem.endswith("_sr4"))
+    assert sorted(str(i.path) for i in found) == [str(Path("a", "b", "x.png")), str(Path("a", "x.png"))]
+    assert missing == [("a/*_sr4.png", "a/*_sr4.png: it matches only this command's earlier outputs")]
 
 
 def test_output_naming(tmp_path):

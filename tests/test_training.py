@@ -273,7 +273,7 @@ def test_teacher_resume_bit_for_bit(tmp_path):
 
 def test_a_run_folder_in_use_is_refused_and_left_as_it_is(tmp_path, monkeypatch, capsys):
     """A second process training into a folder another one trains in (a --resume in another terminal) is refused
-    before it reads or writes anything; once the first has ended, --resume goes on."""
+    before it builds its networks or reads or writes the run; once the first has ended, --resume goes on."""
     import subprocess
     import sys
 
@@ -288,7 +288,12 @@ def test_a_run_folder_in_use_is_refused_and_left_as_it_is(tmp_path, monkeypatch,
     try:
         assert holder.stdout.readline().strip() == "held"
         state = (tmp_path / "run" / "state.pt").read_bytes()
-        with pytest.raises(RunInUse, match="being trained in by another process"):
+
+        def no_build(*args, **kwargs):
+            raise AssertionError("the networks were built before the folder was found in use")
+
+        with monkeypatch.context() as m, pytest.raises(RunInUse, match="being trained in by another process"):
+            m.setattr("ncvsd_cli.training.teacher.build", no_build)
             train_teacher(_teacher_settings(tmp_path, "run", duration="2steps", resume=True))
         assert (tmp_path / "run" / "state.pt").read_bytes() == state
     finally:
@@ -347,7 +352,7 @@ def test_data_fingerprint_names_the_files_by_content_not_by_place(tmp_path):
     assert D.folder_or_zip_source(tmp_path / "c.zip").fingerprint != prints["a.zip"]
 
 
-def test_teacher_init_teacher_fine_tunes_from_a_checkpoint(tmp_path):
+def test_teacher_init_teacher_fine_tunes_from_a_checkpoint(tmp_path, capsys):
     """--init-teacher: the run starts from the checkpoint's weights (not fresh ones), takes its architecture when
     --arch is left out, records it in provenance (also after --resume), and refuses another architecture."""
     from ncvsd_cli.checkpoints import load_checkpoint
@@ -371,6 +376,11 @@ def test_teacher_init_teacher_fine_tunes_from_a_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="differ from the network being trained"):
         TeacherTrainer(_teacher_settings(tmp_path, "bad", arch="tiny-cond", init_teacher=str(snap)),
                        distributed.init("cpu"))
+    for progress in (True, False):  # a run folder: its snapshot is named once, and not with -q (progress off)
+        capsys.readouterr()
+        TeacherTrainer(_teacher_settings(tmp_path, f"ft-{progress}", arch=None, init_teacher=str(tmp_path / "base"),
+                                         progress=progress), distributed.init("cpu"))
+        assert capsys.readouterr().err.count(f"its newest snapshot, snapshots/{snap.name}") == int(progress)
 
 
 # ---------------------------------------------------------------------------------------------- distillation
@@ -471,6 +481,9 @@ def test_distill_finite_changes_generator_and_resumes(tmp_path, tiny_teacher):
 def run_dir_as_checkpoint(run_dir, teacher_file):
     """A run folder given where a checkpoint is expected: its newest snapshot of the kind needed (EMA 0.05), or,
     without a kind, of the one kind it holds; a run of the other kind says what it holds."""
+    import json
+    import shutil
+
     from typer.testing import CliRunner
 
     from ncvsd_cli.checkpoints import CheckpointError, resolve_checkpoint
@@ -482,9 +495,19 @@ def run_dir_as_checkpoint(run_dir, teacher_file):
     with pytest.raises(CheckpointError, match="holds no teacher snapshot .* a run of a generator"):
         resolve_checkpoint(run_dir, kind="teacher")
     res = CliRunner().invoke(app, ["sample", "-c", str(run_dir), "--seeds", "0-1", "-o", str(run_dir / "s.png")])
-    assert res.exit_code == 0 and f"its newest snapshot, snapshots/{newest.name}" in res.stderr, res.output
+    assert res.exit_code == 0 and res.stderr.count(f"its newest snapshot, snapshots/{newest.name}") == 1, res.output
+    res = CliRunner().invoke(app, ["sample", "-c", str(run_dir), "--seeds", "0", "-o", str(run_dir / "s/"), "-q",
+                                   "--json"])  # the snapshot used, in the record; -q: no note
+    assert res.exit_code == 0 and res.stderr == "" and json.loads(res.stdout.splitlines()[-1])["checkpoint"] == str(newest), res.output
+    res = CliRunner().invoke(app, ["sample", "-c", str(run_dir), "-o", str(run_dir / "s.png"), "--skip-existing"])
+    assert res.exit_code == 2 and "a grid is one picture of all seeds" in res.stderr  # it may hold other seeds
     with pytest.raises(CheckpointError, match="is a folder, not a checkpoint file"):
         resolve_checkpoint(teacher_file.parent, kind="generator")  # a folder of checkpoints, not a run
+    other = teacher_file.parent / "other"  # a snapshots/ folder of files not named as a run names them: not a run
+    (other / "snapshots").mkdir(parents=True)
+    shutil.copy(teacher_file, other / "snapshots" / "my-model.safetensors")
+    with pytest.raises(CheckpointError, match="is a folder, not a checkpoint file; in it: snapshots/my-model"):
+        resolve_checkpoint(other)
 
 
 def test_distill_without_gan_skips_the_discriminator(tmp_path, tiny_teacher):

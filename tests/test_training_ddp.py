@@ -1,7 +1,9 @@
-"""Two CPU processes (gloo) train the tiny teacher: parameters stay identical across ranks and the run resumes."""
+"""Two CPU processes (gloo) train the tiny teacher: parameters stay identical across ranks and the run resumes;
+both are refused while another process holds the run folder."""
 
 import os
 import socket
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,17 +16,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, data: str, out: str, result: str) -> None:
+def _worker(rank: int, world: int, port: int, data: str, out: str, result: str, in_use: bool = False) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
     import torch.distributed as dist
 
     from ncvsd_cli.training import distributed
+    from ncvsd_cli.training.loop import RunInUse
     from ncvsd_cli.training.teacher import TeacherSettings, TeacherTrainer
 
     info = distributed.init("cpu")
     try:
+        if in_use:  # another process holds the run folder: every rank is refused (none waits for rank 0)
+            s = TeacherSettings(data=data, arch="tiny", out=out, batch=4, duration="4steps", progress=False,
+                                device="cpu", resume=True)
+            try:
+                TeacherTrainer(s, info)
+            except RunInUse as exc:
+                Path(f"{result}.{rank}").write_text(str(exc))
+            return
         results = []
         for steps, resume in ((2, False), (3, True)):  # a run, then its resumption from state.pt
             s = TeacherSettings(data=data, arch="tiny", out=out, batch=4, duration=f"{steps}steps",
@@ -42,8 +53,6 @@ def _worker(rank: int, world: int, port: int, data: str, out: str, result: str) 
         distributed.shutdown()
 
 
-
-
 def test_two_process_training_identical_and_resumes(tmp_path):
     from PIL import Image
 
@@ -59,3 +68,9 @@ def test_two_process_training_identical_and_resumes(tmp_path):
     assert r2["step"] == 3 and torch.equal(r2["params"][0], r2["params"][1])
     assert not torch.equal(r["params"][0], r2["params"][0])
     assert (tmp_path / "run" / "state.pt").exists()
+
+    import filelock
+
+    with filelock.FileLock(str(tmp_path / "run" / ".ncvsd-run.lock")):
+        mp.spawn(_worker, args=(2, _free_port(), str(data), out, res, True), nprocs=2, join=True)
+    assert all("being trained in by another process" in Path(f"{res}.{r}").read_text() for r in (0, 1))

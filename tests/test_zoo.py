@@ -296,8 +296,11 @@ def test_server_error_is_one_line(hub, name, monkeypatch):
     res = _cli("checkpoints", "download", name, "--quiet")
     assert res.exit_code == 3
     assert len(res.output.strip().splitlines()) == 1 and "HTTP 500" in res.output
-    flag = "--teacher" if name.startswith("edm2") else "--checkpoint"  # where there is no network: the file itself
-    assert f"give the file itself ({flag} {zoo.load_zoo()[name].file}" in res.output, res.output
+    flags = "-c FILE to restore, --teacher FILE" if name.startswith("edm2") else "-c FILE;"  # no network: the file
+    assert f"give the file itself ({flags}" in res.output and f"FILE = {zoo.load_zoo()[name].file}" in res.output
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline by choice: the same way out
+    res = _cli("checkpoints", "download", name, "--quiet")
+    assert res.exit_code == 3 and "HF_HUB_OFFLINE is set" in res.output and f"({flags}" in res.output, res.output
 
 
 def test_a_truncated_download_without_published_sha256_names_the_command_that_fetches_it_again(hub, pickles,

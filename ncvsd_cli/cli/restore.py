@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -257,7 +258,12 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
     task = options.task
     tags = [task] if task_given else sorted(operators.names())  # without --task: any task's earlier outputs
     pattern = re.compile(rf"_({'|'.join(map(re.escape, tags))})(_s\d+|_mean|_std|_std_map)?$")
-    skip = (lambda p: bool(pattern.search(p.stem))) if outputs.out is None else None  # our own earlier outputs
+    out_dir = None if outputs.out in (None, "-") else Path(outputs.out).expanduser().resolve()
+
+    def skip(p: Path) -> bool:
+        """Our own earlier outputs: tagged files beside their inputs, or anywhere below -o DIR."""
+        return bool(pattern.search(p.stem)) and (out_dir is None or out_dir in p.resolve().parents)
+
     items, missing = common.expand_inputs(specs, skip=skip, quiet=quiet, identity=meas.input_identity,
                                            out=outputs.out)
     mode = common.output_mode(outputs.out, items)

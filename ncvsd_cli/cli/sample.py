@@ -25,7 +25,7 @@ EPILOG = """Examples:
 the 40-point grid directly. A sample depends only on its seed (0 <= seed < 2^63); with --batch-size 1 the bytes
 do not depend on the other seeds, a larger batch changes the network's float rounding (a few pixels by a level).
 Outputs are never replaced without --overwrite, also when another process creates them meanwhile; --skip-existing
-samples only the seeds whose PNG is missing (rerun an interrupted run with the same options).
+samples only the seeds whose PNG is missing in -o DIR/ (rerun an interrupted run with the same options).
 
 Exit codes: 0 ok, 1 some outputs failed, 2 usage error, 3 checkpoint missing or corrupt (or NaN weights),
 130 / 143 / 129 interrupted (the samples finished so far are kept; no partial or temporary file)."""
@@ -60,8 +60,8 @@ def sample_command(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(
-        False, "--skip-existing", help="Skip the seeds whose PNG (or the grid) exists (status \"skipped\", exit "
-        "0): rerun an interrupted -o DIR/ run to sample only the rest."),
+        False, "--skip-existing", help="With -o DIR/: skip the seeds whose PNG exists (status \"skipped\", exit 0): "
+        "rerun an interrupted run to sample only the rest."),
     as_json: bool = typer.Option(False, "--json", help=common.SAMPLE_JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar on stderr."),
 ) -> None:
@@ -89,16 +89,24 @@ def sample_command(
                                     f"directory with a dot in its name write -o {out}/")
         if overwrite and skip_existing:
             raise common.UsageError("--overwrite and --skip-existing contradict each other: give one of them")
+        if grid and skip_existing:
+            raise common.UsageError("--skip-existing skips seeds whose files exist in -o DIR/; a grid is one "
+                                    "picture of all seeds (an existing one may hold other seeds): use -o DIR/")
         if grid:
             images.format_for_path(out)  # unknown suffix: usage error before any work
         planned = ({common.InputItem("grid"): [out]} if grid else
                    {common.InputItem(f"seed {s}"): [str(Path(out) / f"{s:06d}.png")] for s in seed_list})
         common.check_stdout(planned, as_json)
+        checkpoint = checkpoint or default_checkpoint("generator")
+        if Path(checkpoint).expanduser().is_dir():  # a run folder: its snapshot, named once (and in --json)
+            from ncvsd_cli.checkpoints import resolve_checkpoint
+
+            checkpoint = str(resolve_checkpoint(checkpoint, kind="generator", quiet=quiet))
         report = common.Report("sample", extra={"nfe": len(ts_list) - 1 if ts_list else nfe, "seeds": seed_list,
-                                                "checkpoint": checkpoint or default_checkpoint("generator")},
+                                                "checkpoint": checkpoint},
                                json_lines=as_json)
         if skip_existing:
-            planned = common.skip_finished(planned, report, quiet, noun="seed(s)" if not grid else "grid")
+            planned = common.skip_finished(planned, report, quiet, noun="seed(s)")
             left = {item.name for item in planned}
             seed_list = [s for s in seed_list if ("grid" if grid else f"seed {s}") in left]
         problems = common.check_outputs(planned, [], overwrite)  # exists, unwritable folder: before any work
@@ -115,14 +123,12 @@ def sample_command(
         from ncvsd_cli.networks.inference import prepare_for_inference, resolve_precision
 
         work = resolve_precision(precision, dev)  # a usage error before loading
-        _check_memory(checkpoint or default_checkpoint("generator"), min(batch_size, len(seed_list)), resolution,
-                      "fp32" if work == "checkpoint" else work, str(dev))
-        model, config = load_checkpoint(
-            checkpoint or default_checkpoint("generator"), device=dev, kind="generator"
-        )
+        _check_memory(checkpoint, min(batch_size, len(seed_list)), resolution, "fp32" if work == "checkpoint" else work,
+                      str(dev))
+        model, config = load_checkpoint(checkpoint, device=dev, kind="generator")
         from ncvsd_cli.restore import check_finite_weights
 
-        check_finite_weights(model, checkpoint or default_checkpoint("generator"))
+        check_finite_weights(model, checkpoint)
         prepare_for_inference(model, precision, dev)
         with report.summary_on_interrupt(as_json):
             bar = common.progress(len(seed_list), "sample", quiet)

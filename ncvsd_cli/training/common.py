@@ -91,13 +91,15 @@ def build(kind: str, arch: str, device: torch.device, channels_last: bool = Fals
 ARCH_KEYS = ("arch", "img_resolution", "img_channels", "label_dim", "sigma_data", "gamma", "init_sigma")
 
 
-def load_init_weights(net: torch.nn.Module, config: dict, source: str, kind: str, option: str) -> str:
-    """Copy the weights of checkpoint `source` (a name or path; a `kind` network, "teacher" or "generator") into
-    `net`, whose config is `config`; returns the resolved path. Raises ValueError naming `option` when the
-    checkpoint's architecture differs (any of ARCH_KEYS)."""
+def load_init_weights(net: torch.nn.Module, config: dict, source: str, kind: str, option: str,
+                      quiet: bool = False) -> str:
+    """Copy the weights of checkpoint `source` (a name, path or run folder; a `kind` network, "teacher" or
+    "generator") into `net`, whose config is `config`; returns the resolved path (a run folder's snapshot is named
+    on stderr unless `quiet`). Raises ValueError naming `option` when the checkpoint's architecture differs (any
+    of ARCH_KEYS)."""
     from ncvsd_cli.checkpoints import load_checkpoint, resolve_checkpoint
 
-    path = str(resolve_checkpoint(source))
+    path = str(resolve_checkpoint(source, kind=kind, quiet=quiet))
     loaded, cfg = load_checkpoint(path, kind=kind)
     mismatch = [k for k in ARCH_KEYS if cfg.get(k) != config.get(k)]
     if mismatch:

@@ -98,12 +98,12 @@ def teacher_copy_generator(teacher: str, gamma: float | None = None) -> tuple[to
     return gen, dict(cfg, provenance=prov)
 
 
-def load_teacher(teacher: str, device: torch.device) -> tuple[torch.nn.Module, dict, str]:
-    """A teacher checkpoint (name, path, or a `ncvsd train` run directory -> its newest σ_rel 0.05 snapshot);
-    returns (frozen teacher in eval mode, its config, the resolved path)."""
+def load_teacher(teacher: str, device: torch.device, quiet: bool = True) -> tuple[torch.nn.Module, dict, str]:
+    """A teacher checkpoint (name, path, or a `ncvsd train` run directory -> its newest σ_rel 0.05 snapshot, named
+    on stderr unless `quiet`); returns (frozen teacher in eval mode, its config, the resolved path)."""
     from ncvsd_cli.checkpoints import load_checkpoint, resolve_checkpoint
 
-    teacher = str(resolve_checkpoint(teacher, kind="teacher", quiet=True))
+    teacher = str(resolve_checkpoint(teacher, kind="teacher", quiet=quiet))
     net, cfg = load_checkpoint(teacher, device=device, kind="teacher")
     return net.eval().requires_grad_(False), cfg, teacher
 
@@ -128,7 +128,8 @@ class Distiller(TrainLoop):
 
         self.s = s
         dev = self.device
-        self.teacher, tcfg, self.teacher_path = load_teacher(s.teacher, dev)
+        quiet = not (s.progress and dist_info.is_main)
+        self.teacher, tcfg, self.teacher_path = load_teacher(s.teacher, dev, quiet)
         if s.arch is not None and network_config("teacher", s.arch)["arch"] != tcfg["arch"]:
             raise ValueError(f"--arch {s.arch} does not match the teacher's architecture "
                              f"({tcfg.get('preset')!r}); leave --arch out to use the teacher's")
@@ -147,7 +148,7 @@ class Distiller(TrainLoop):
         self.source_files = file_provenance("teacher", self.teacher_path)  # hashed once, not per snapshot
         if s.init_generator:
             init_path = load_init_weights(nets["generator"], self.configs["generator"], s.init_generator,
-                                          "generator", "--init-generator")
+                                          "generator", "--init-generator", quiet)
             self.source_files.update(file_provenance("init_generator", init_path))
         self.gen, self.score, self.disc = nets["generator"], nets["score"], nets["discriminator"]
         self.opts = {k: make_adam(n, dev) for k, n in nets.items()}

@@ -206,6 +206,8 @@ class TrainLoop:
         self.state_path = self.out / "state.pt"
         self.log_path = self.out / "log.jsonl"
         self._lock = None  # the run folder's lock, held by rank 0 while it trains
+        if self.out.is_dir():  # refuse a folder in use before the subclass loads networks and data
+            self._claim_run_folder(hold=False)
 
     # ------------------------------------------------------------------ hooks
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
@@ -254,10 +256,9 @@ class TrainLoop:
             raise FileNotFoundError(f"--resume: no training state at {self.state_path}")
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            self._hold_lock()
-            if not self.resume:  # a new run (a failed start left no state): its own recipe
-                atomic_write_bytes(self.out / "run.json",
-                                   (json.dumps(self.settings, indent=2, default=str) + "\n").encode())
+        self._claim_run_folder(hold=True)
+        if self.dist.is_main and not self.resume:  # a new run (a failed start left no state): its own recipe
+            atomic_write_bytes(self.out / "run.json", (json.dumps(self.settings, indent=2, default=str) + "\n").encode())
         distributed.barrier()
         if self.resume:
             from ncvsd_cli.training.common import (  # common imports this module
@@ -371,22 +372,34 @@ class TrainLoop:
                 pass
         return previous
 
-    def _hold_lock(self) -> None:
-        """Take the run folder's lock (`out/.ncvsd-run.lock`): two processes training into one folder (a second
-        --resume in another terminal) would overwrite each other's state and snapshots. Raises RunInUse."""
+    def _claim_run_folder(self, hold: bool) -> None:
+        """Take the run folder's lock (`out/.ncvsd-run.lock`) on rank 0, or only check it is free (hold=False):
+        two processes training into one folder (a second --resume in another terminal) would overwrite each other's
+        state and snapshots. Collective: every rank raises RunInUse when the folder is in use."""
+        busy = float(self._try_lock(hold)) if self.dist.is_main else 0.0
+        if distributed.all_max([busy], self.device)[0]:
+            raise RunInUse(f"{self.out} is being trained in by another process (ncvsd train or distill); wait "
+                           "for it to end, stop it (Ctrl-C saves its state), or choose another --out")
+
+    def _try_lock(self, hold: bool) -> bool:
+        """True when another process holds the lock; otherwise takes it (kept when `hold`, else released)."""
         from filelock import FileLock, Timeout
 
         lock = FileLock(str(self.out / ".ncvsd-run.lock"))
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            raise RunInUse(f"{self.out} is being trained in by another process (ncvsd train or distill); wait "
-                           "for it to end, stop it (Ctrl-C saves its state), or choose another --out") from None
+            return True
         except (OSError, NotImplementedError) as exc:  # a file system without locks (some network mounts)
-            print(f"ncvsd: {self.out}: cannot lock the run folder ({exc}); do not train into it from two processes",
-                  file=sys.stderr, flush=True)
-            return
-        self._lock = lock
+            if hold:
+                print(f"ncvsd: {self.out}: cannot lock the run folder ({exc}); do not train into it from two "
+                      "processes", file=sys.stderr, flush=True)
+            return False
+        if hold:
+            self._lock = lock
+        else:
+            lock.release()
+        return False
 
     def run(self) -> dict:
         """Train until the duration is reached; returns the last logged record.

@@ -63,7 +63,7 @@ def resolve_arch(s: TeacherSettings) -> str:
     if s.arch is None and recorded is None and s.init_teacher:
         from ncvsd_cli.checkpoints import read_config, resolve_checkpoint
 
-        recorded = read_config(resolve_checkpoint(s.init_teacher)).get("preset")
+        recorded = read_config(resolve_checkpoint(s.init_teacher, kind="teacher", quiet=True)).get("preset")
     return s.arch or recorded or DEFAULT_ARCH
 
 
@@ -79,7 +79,7 @@ class TeacherTrainer(TrainLoop):
         self.arch = self.settings["arch"] = resolve_arch(s)
         torch.manual_seed(s.seed)  # identical fresh weights on every rank (also broadcast below)
         self.net, self.config = build("teacher", self.arch, self.device, s.channels_last)
-        self.init_provenance = self._init_from_teacher(s, self.net, self.config)
+        self.init_provenance = self._init_from_teacher(s, self.net, self.config, not (s.progress and dist_info.is_main))
         self.settings["init_provenance"] = self.init_provenance
         distributed.broadcast_module(self.net)
         self.net.train()
@@ -121,7 +121,7 @@ class TeacherTrainer(TrainLoop):
             self.ema.load_state_dict(state["ema"])
 
     @staticmethod
-    def _init_from_teacher(s: TeacherSettings, net: torch.nn.Module, config: dict) -> dict:
+    def _init_from_teacher(s: TeacherSettings, net: torch.nn.Module, config: dict, quiet: bool) -> dict:
         """Load --init-teacher into `net` (new runs) and return its provenance {init_teacher: file name,
         init_teacher_sha256}, hashed once; on resume the run's recorded one (state.pt holds the weights); {}
         when the run started from fresh weights."""
@@ -131,7 +131,7 @@ class TeacherTrainer(TrainLoop):
         if not s.init_teacher:
             return {}
         return file_provenance("init_teacher", load_init_weights(net, config, s.init_teacher, "teacher",
-                                                                 "--init-teacher"))
+                                                                 "--init-teacher", quiet))
 
     def provenance(self) -> dict:
         return {**super().provenance(), **self.init_provenance}
