@@ -533,8 +533,11 @@ def checkpoint_info(name_or_path: str | os.PathLike, location: str | None = None
         location = next((label for label, folder in search_locations() if path.parent.resolve() == folder.resolve()
                          and folder.is_dir()), "path")
     listed = load_manifest()["files"].get(path.name) or read_record(path) or {}
+    sha256 = sha256_file(path)
+    if listed.get("sha256") not in (None, sha256):  # another file of a listed name: the listing is not its story
+        listed = {}
     info = CheckpointInfo(name=path.name, path=str(path), location=location, size=path.stat().st_size,
-                          sha256=sha256_file(path), licence=listed.get("licence"),
+                          sha256=sha256, licence=listed.get("licence"),
                           origin=dict(listed.get("provenance") or listed.get("source") or {}))
     try:
         info.status = verify_if_listed(path)

@@ -254,13 +254,17 @@ def test_cli_list_and_info(dirs):
     assert info["origin"] == {}  # neither shipped nor downloaded: only the config's own provenance
 
 
-def test_info_of_a_shipped_model_says_how_it_was_made():
+def test_info_of_a_shipped_model_says_how_it_was_made(tmp_path):
     """The manifest's record (the data set by name and manifest, the stages) beside the file's own provenance,
-    which names the trainer's temporary paths."""
+    which names the trainer's temporary paths; another file of the same name gets none of it."""
     from ncvsd_cli.checkpoints import checkpoint_info
 
     info = checkpoint_info("builtin64-teacher")
     assert info.status == "verified" and "photos_manifest.yaml" in info.origin["data"] and "stage2" in info.origin
+    mine = save_checkpoint(_randomised("teacher"), tmp_path / "builtin64-teacher.safetensors",
+                           network_config("teacher", "tiny"))
+    other = checkpoint_info(mine)
+    assert other.status.startswith("MISMATCH") and other.origin == {} and other.licence is None
 
 
 def test_cli_exit_codes(dirs):
