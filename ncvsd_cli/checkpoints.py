@@ -304,7 +304,7 @@ def _zoo_names() -> list[str]:
 SNAPSHOT_NAME = re.compile(r"^(teacher|generator)-\d{7}\.\d{3}-(\d\.\d{3})" + re.escape(SUFFIX) + "$")
 
 
-def _run_snapshots(run_dir: Path) -> list[tuple[str, str, Path]]:
+def run_snapshots(run_dir: Path) -> list[tuple[str, str, Path]]:
     """[(kind, sigma_rel as "0.050", path)] of a run folder's snapshots, oldest first (other files ignored)."""
     files = sorted(run_dir.glob(f"snapshots/*{SUFFIX}"))
     return [(m[1], m[2], p) for p in files if (m := SNAPSHOT_NAME.match(p.name))]
@@ -313,14 +313,18 @@ def _run_snapshots(run_dir: Path) -> list[tuple[str, str, Path]]:
 def run_snapshot(run_dir: str | os.PathLike, kind: str, sigma_rel: float = 0.05) -> Path:
     """The newest snapshots/<kind>-<kimg>-<sigma_rel>.safetensors of a `ncvsd train` / `distill` run folder
     (kind "teacher" or "generator"; sigma_rel: the EMA length, 0.05 or 0.1). Raises CheckpointError if none."""
-    held = _run_snapshots(Path(run_dir))
+    held = run_snapshots(Path(run_dir))
     files = [p for k, r, p in held if k == kind and r == f"{sigma_rel:.3f}"]
     if not files:
         pairs = sorted({(k, r) for k, r, _ in held})
         kinds = sorted({k for k, _ in pairs})
+        if kinds and kind not in kinds:  # a teacher run where a generator is needed, or the other way round
+            made_by = {"teacher": "an `ncvsd train` run", "generator": "an `ncvsd distill` run"}
+            raise CheckpointError(f"{run_dir} is a run of a {' and '.join(kinds)}; a {kind} is needed here: give "
+                                  f"{made_by.get(kind, 'a run')} or a {kind} checkpoint")
         raise CheckpointError(f"{run_dir} holds no {kind} snapshot with EMA sigma_rel {sigma_rel:.3f}" + (
-            f" (it is a run of a {' and '.join(kinds)}; EMA lengths there: "
-            f"{', '.join(f'{k} {r}' for k, r in pairs)}; name a snapshot file to use one)" if pairs else " (none yet)"))
+            f" (EMA lengths there: {', '.join(r for _, r in pairs)}; name a snapshot file to use one)" if pairs
+            else " (none yet)"))
     return files[-1]
 
 
@@ -349,7 +353,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, quiet: bool = False, 
     if explicit.is_file():
         return zoo.import_into_cache(explicit, quiet=quiet) if is_pickle(explicit) else explicit
     searched = []
-    kinds = {k for k, _, _ in _run_snapshots(explicit)} if explicit.is_dir() else set()
+    kinds = {k for k, _, _ in run_snapshots(explicit)} if explicit.is_dir() else set()
     if kinds and (kind in kinds or (kind is None and len(kinds) == 1)):
         path = run_snapshot(explicit, kind or kinds.pop())
         zoo._say(f"{raw}: its newest snapshot, {path.relative_to(explicit)}", quiet)

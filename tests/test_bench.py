@@ -213,6 +213,11 @@ def test_other_resolutions_than_the_networks_and_refusal(assets, tmp_path):
     with pytest.raises(ValueError, match="multiple of"):
         run_bench(_cfg(assets, tmp_path / "odd", tasks=["sr4"], methods=["pnp-gd"], nfe=[1], resolution=2 * RES + 1),
                   progress=False)
+    with pytest.raises(ValueError, match="LPIPS-alex needs images of at least 31 px per side, and these are 16 px: "
+                                         "pass --resolution 32"):  # each row failed on its LPIPS
+        run_bench(_cfg(assets, tmp_path / "small", tasks=["sr4"], methods=["pnp-gd"], nfe=[1], resolution=16),
+                  progress=False)
+    assert not (tmp_path / "small").exists()
 
 
 def test_memory_refusal_before_any_row(assets, tmp_path, monkeypatch):
@@ -409,3 +414,22 @@ def test_a_sweep_with_nothing_to_run_is_refused(assets, tmp_path):
     with pytest.raises(ValueError, match="nothing to run"):
         run_bench(_cfg(assets, tmp_path / "o", tasks=["sr4"], methods=["denoiser"], nfe=[1]), progress=False)
     assert not (tmp_path / "o").exists()  # refused before any work: no empty folder left
+
+
+def test_a_generators_teacher_not_found_is_replaced_with_a_warning(assets, tmp_path, caplog):
+    """DPS/DAPS without --teacher use the generator's teacher; when its provenance names a file found nowhere, the
+    shipped teacher stands in, and the run says so (it did silently)."""
+    import logging
+
+    from ncvsd_cli.bench.runner import _load_networks
+    from ncvsd_cli.checkpoints import default_checkpoint, save_checkpoint
+    from ncvsd_cli.networks import build_network, network_config
+
+    cfg = network_config("generator", "tiny", img_resolution=RES)
+    gen = save_checkpoint(build_network(cfg), tmp_path / "g.safetensors",
+                          {**cfg, "provenance": {"teacher": "gone-teacher.safetensors"}})
+    with caplog.at_level(logging.WARNING, logger="ncvsd.bench"):
+        nets = _load_networks(_cfg(assets, tmp_path / "o", methods=["dps", "pnp-gd"], generator=str(gen),
+                                   teacher=None, resolution=RES), "cpu")
+    assert nets.info["teacher"]["name"] == default_checkpoint("teacher")
+    assert "the generator's teacher gone-teacher.safetensors is not found here" in caplog.text

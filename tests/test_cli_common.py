@@ -183,3 +183,14 @@ def test_param_help_names_every_operator_parameter(task):
     segment = common.PARAM_HELP.split(f"{family} ", 1)[1].split(";", 1)[0]
     assert all(re.search(rf"\b{n}\b", segment) for n in names), (task, names, segment)
     assert names or segment.startswith("none")
+
+
+def test_under_torchrun_only_rank_0_prints_what_every_rank_meets(monkeypatch, capsys):
+    """Usage errors and signals are the same on every process: one line, not one per rank; others print."""
+    import typer
+
+    for rank, code, shown in (("1", 2, False), ("1", 130, False), ("1", 3, True), ("0", 2, True)):
+        monkeypatch.setenv("RANK", rank)
+        with pytest.raises(typer.Exit):
+            common.fail("boom", code)
+        assert ("boom" in capsys.readouterr().err) == shown, (rank, code)

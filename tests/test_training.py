@@ -305,7 +305,14 @@ def test_a_run_folder_in_use_is_refused_and_left_as_it_is(tmp_path, monkeypatch,
         raise OSError(38, "Function not implemented")
 
     import filelock
+    from typer.testing import CliRunner
 
+    from ncvsd_cli.cli import app
+
+    (tmp_path / "starting").mkdir()  # a run that has not written its first state: --resume is told it is in use
+    with filelock.FileLock(str(tmp_path / "starting" / ".ncvsd-run.lock")):
+        res = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "starting"), "--resume", "--device", "cpu"])
+    assert res.exit_code == 2 and "being trained in by another process" in res.stderr, res.output
     monkeypatch.setattr(filelock.FileLock, "acquire", no_locks)  # a file system without locks: trains, and says so
     train_teacher(_teacher_settings(tmp_path, "run", duration="3steps", resume=True))
     assert "cannot lock the run folder" in capsys.readouterr().err
@@ -486,14 +493,18 @@ def run_dir_as_checkpoint(run_dir, teacher_file):
 
     from typer.testing import CliRunner
 
-    from ncvsd_cli.checkpoints import CheckpointError, resolve_checkpoint
+    from ncvsd_cli.checkpoints import CheckpointError, resolve_checkpoint, run_snapshot
     from ncvsd_cli.cli import app
 
     newest = latest_snapshot(run_dir, "generator")
     assert resolve_checkpoint(run_dir, kind="generator") == resolve_checkpoint(run_dir) == newest
     assert newest.name.endswith("-0.050.safetensors")
-    with pytest.raises(CheckpointError, match="holds no teacher snapshot .* a run of a generator"):
+    with pytest.raises(CheckpointError, match="is a run of a generator; a teacher is needed here: give an `ncvsd "
+                                              "train` run or a teacher checkpoint"):
         resolve_checkpoint(run_dir, kind="teacher")
+    with pytest.raises(CheckpointError, match=r"no generator snapshot with EMA sigma_rel 0.200 \(EMA lengths there: "
+                                              r"0.050, 0.100; name a snapshot file"):
+        run_snapshot(run_dir, "generator", 0.2)
     res = CliRunner().invoke(app, ["sample", "-c", str(run_dir), "--seeds", "0-1", "-o", str(run_dir / "s.png")])
     assert res.exit_code == 0 and res.stderr.count(f"its newest snapshot, snapshots/{newest.name}") == 1, res.output
     res = CliRunner().invoke(app, ["sample", "-c", str(run_dir), "--seeds", "0", "-o", str(run_dir / "s/"), "-q",
@@ -508,6 +519,46 @@ def run_dir_as_checkpoint(run_dir, teacher_file):
     shutil.copy(teacher_file, other / "snapshots" / "my-model.safetensors")
     with pytest.raises(CheckpointError, match="is a folder, not a checkpoint file; in it: snapshots/my-model"):
         resolve_checkpoint(other)
+
+
+def test_a_distill_run_keeps_its_teacher_file_and_bench_finds_it(tmp_path):
+    """--resume of a distillation from a teacher run folder goes on with the snapshot it began with (a newer one
+    of the teacher run was taken silently); bench finds a run's generator's teacher through the run's record; a
+    teacher run is no --out of distill."""
+    from ncvsd_cli.bench.runner import _generators_teacher
+    from ncvsd_cli.checkpoints import load_checkpoint
+    from ncvsd_cli.training.distill import distill
+    from ncvsd_cli.training.teacher import train_teacher
+
+    train_teacher(_teacher_settings(tmp_path, "t", duration="1steps"))
+    first = latest_snapshot(tmp_path / "t", "teacher")
+    distill(_distill_settings(tmp_path, tmp_path / "t", "d", duration="1steps"))
+    train_teacher(_teacher_settings(tmp_path, "t", duration="2steps", resume=True))
+    assert latest_snapshot(tmp_path / "t", "teacher") != first
+    distill(_distill_settings(tmp_path, tmp_path / "t", "d", duration="2steps", resume=True))
+    snap = latest_snapshot(tmp_path / "d", "generator")
+    _, cfg = load_checkpoint(str(snap))
+    assert cfg["provenance"]["teacher"] == first.name and cfg["provenance"]["steps"] == 2
+    assert _generators_teacher(cfg, str(snap)) == str(first)  # in no search location: found through run.json
+    with pytest.raises(FileExistsError, match="holds an 'ncvsd train' run; choose another --out"):
+        distill(_distill_settings(tmp_path, first, "t", duration="1steps"))
+
+
+def test_command_line_is_one_to_type_again(monkeypatch):
+    """Under `python -m` or torchrun the recorded command was `__main__.py train ...`."""
+    import sys
+
+    from ncvsd_cli.training.loop import command_line
+
+    for var in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/ncvsd", "train", "--out", "a b"])
+    assert command_line() == "ncvsd train --out 'a b'"
+    monkeypatch.setattr(sys, "argv", ["/src/ncvsd_cli/__main__.py", "train", "--out", "r"])
+    assert command_line() == "python -m ncvsd_cli train --out r"
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert command_line() == "torchrun --nproc_per_node=2 --nnodes=2 -m ncvsd_cli train --out r"
 
 
 def test_distill_without_gan_skips_the_discriminator(tmp_path, tiny_teacher):

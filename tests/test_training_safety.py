@@ -182,6 +182,29 @@ def test_a_failed_resume_leaves_the_runs_record_alone(tmp_path, trained):
     assert none.exit_code == 2 and "holds no run to continue" in none.stderr, none.output
 
 
+def test_a_bare_resume_keeps_the_runs_duration_and_a_refused_one_prints_no_override(tmp_path, trained):
+    """--resume without --duration takes the run's recorded one (a count: the run's total, so a finished run has
+    nothing to do; it trained 30 more minutes at the option's default); a new --duration is recorded silently
+    (no override note or entry). --seed or a --batch that cannot continue the data position are refused without
+    first claiming to replace the record."""
+    _, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    bare = ["train", "--out", str(copy), "--resume", "--device", "cpu"]
+    res = runner.invoke(app, bare)
+    assert res.exit_code == 0 and "nothing to do: the run is at step 1" in res.stderr, res.output
+    res = runner.invoke(app, [*bare, "--duration", "2steps", "--quiet"])
+    assert res.exit_code == 0 and res.stderr == "", res.output
+    recorded = json.loads((copy / "run.json").read_text())
+    assert recorded["duration"] == "2steps" and "overrides" not in recorded
+    assert "nothing to do: the run is at step 2" in runner.invoke(app, bare).stderr
+    seed = runner.invoke(app, [*bare, "--seed", "5", "--duration", "3steps"])
+    assert seed.exit_code == 2 and "a run keeps its seed" in seed.stderr and "replaces" not in seed.stderr
+    batch = runner.invoke(app, [*bare, "--batch", "3", "--duration", "3steps"])  # 4 images done: not 3s
+    assert batch.exit_code != 0 and "whole number of batches" in batch.stderr, batch.output
+    assert "replaces" not in batch.stderr and json.loads((copy / "run.json").read_text()) == recorded
+
+
 def test_snapshot_names_are_unique_to_the_image_and_sort_in_training_order(tmp_path):
     """Two snapshots of a short run within one kimg were both named -0000000- (the first was replaced)."""
     kimgs = [0.018, 0.035, 0.5, 1.0, 54.5, 54.501, 1234.0]

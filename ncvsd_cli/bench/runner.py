@@ -155,8 +155,15 @@ def _load_networks(cfg: BenchConfig, device: str) -> _Networks:
     if "generator" in need:
         nets.generator = load("generator", cfg.generator or checkpoints.default_checkpoint("generator"))
     if "teacher" in need:
-        nets.teacher = load("teacher", cfg.teacher or _generators_teacher(nets.configs.get("generator", {}))
-                            or checkpoints.default_checkpoint("teacher"))
+        teacher = cfg.teacher or _generators_teacher(nets.configs.get("generator", {}),
+                                                     nets.info.get("generator", {}).get("path"))
+        if teacher is None:
+            teacher = checkpoints.default_checkpoint("teacher")
+            named = (nets.configs.get("generator", {}).get("provenance") or {}).get("teacher")
+            if named:  # a teacher of another architecture may differ in every way: say so
+                log.warning("the generator's teacher %s is not found here; DPS/DAPS use the shipped %s (give "
+                            "--teacher FILE to use another)", named, teacher)
+        nets.teacher = load("teacher", teacher)
     res = {n: int(m.img_resolution) for n, m in (("generator", nets.generator), ("teacher", nets.teacher))
            if m is not None and hasattr(m, "img_resolution")}
     if len(set(res.values())) > 1 and cfg.resolution is None:
@@ -165,18 +172,25 @@ def _load_networks(cfg: BenchConfig, device: str) -> _Networks:
     return nets
 
 
-def _generators_teacher(gen_cfg: dict[str, Any]) -> str | None:
-    """The teacher named in a generator's provenance, if it resolves to a file."""
+def _generators_teacher(gen_cfg: dict[str, Any], gen_path: str | None = None) -> str | None:
+    """The teacher named in a generator's provenance, if it resolves to a file: by name (search locations), or,
+    for a snapshot of a `distill` run, the teacher file its run.json records (a run folder's own teacher)."""
     from ncvsd_cli import checkpoints
+    from ncvsd_cli.training.common import run_record
 
     name = (gen_cfg.get("provenance") or {}).get("teacher")
     if not name:
         return None
     try:
-        checkpoints.resolve_checkpoint(name)
+        checkpoints.resolve_checkpoint(name, quiet=True)
+        return str(name)
     except checkpoints.CheckpointError:
-        return None
-    return str(name)
+        pass
+    if gen_path is not None and Path(gen_path).parent.name == "snapshots":
+        recorded = run_record(Path(gen_path).parent.parent).get("teacher_path")
+        if recorded and Path(recorded).name == name and Path(recorded).is_file():
+            return str(recorded)
+    return None
 
 
 class _Scorer:
@@ -302,6 +316,14 @@ def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int)
     if resolution % multiple:  # the networks are convolutional: any size they can down-sample evenly
         raise ValueError(f"--resolution {resolution} must be a multiple of {multiple} for these networks "
                          f"(trained at {nets.info['resolution']} px)")
+    from ncvsd_cli.metrics import LPIPS_MIN_SIZE
+
+    least = LPIPS_MIN_SIZE.get(cfg.lpips, 0)
+    if resolution < least:  # every row would fail on its LPIPS
+        fits = -(-least // multiple) * multiple
+        raise ValueError(f"LPIPS-{cfg.lpips} needs images of at least {least} px per side, and these are "
+                         f"{resolution} px{'' if cfg.resolution else ' (the networks were trained at that size)'}: "
+                         f"pass --resolution {fits}")
     data = datasets.limit(datasets.load_dataset(cfg.dataset, resolution, cfg.data), cfg.limit)
     shape = (int(getattr(nets.generator or nets.teacher, "img_channels", 3)), resolution, resolution)
     tasks = []

@@ -132,8 +132,10 @@ def note(message: str, quiet: bool = False) -> None:
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print a one-line error and exit with `code` (default 2, usage)."""
-    error(message)
+    """Print a one-line error and exit with `code` (default 2, usage). Under torchrun, ranks other than 0 keep
+    quiet for usage errors and signals (every rank meets the same: one line, not one per process)."""
+    if os.environ.get("RANK", "0") == "0" or code not in (EXIT_USAGE, EXIT_INTERRUPTED, 129, 143):
+        error(message)
     raise typer.Exit(code)
 
 

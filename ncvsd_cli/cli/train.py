@@ -12,7 +12,8 @@ import typer
 from ncvsd_cli.cli.common import UsageError, fail, given_options, handle_errors, note
 
 DURATION_HELP = ("Length: training time of this invocation (30min, 2h; loading and the final snapshot come on top) "
-                 "or total images/steps of the run (200kimg, 1Mimg, 64Mi, 500steps).")
+                 "or total images/steps of the run (200kimg, 1Mimg, 64Mi, 500steps). --resume without it: the "
+                 "run's recorded one.")
 
 if TYPE_CHECKING:  # pragma: no cover
     from ncvsd_cli.training.common import RunSettings
@@ -21,7 +22,7 @@ HELP = """Train a teacher denoiser (EDM2 loss, lognormal sigma, Adam + EDM2 sche
 
 Writes RUN_DIR/log.jsonl, RUN_DIR/state.pt (atomic; continue with --resume) and
 RUN_DIR/snapshots/teacher-<kimg>-<sigma_rel>.safetensors. --resume keeps the run's recipe (RUN_DIR/run.json:
-data, batch, lr schedule, ...); an option typed again with another value replaces it from then on. A JSON
+data, batch, lr schedule, duration, ...); an option typed again with another value replaces it from then on. A JSON
 summary goes to stdout; progress goes to stderr (a bar on a terminal, a status line every 30 s otherwise;
 --quiet: none). Ctrl-C or SIGTERM saves the state after the current step and exits 130 or 143.
 
@@ -63,6 +64,10 @@ def with_recipe(settings: RunSettings, required: tuple[str, ...], ctx: typer.Con
     given |= {"arch"} if "preset" in given else set()
     changed = {}
     if settings.resume and not Path(settings.out, "state.pt").is_file():
+        from ncvsd_cli.training.loop import RunInUse, folder_in_use
+
+        if folder_in_use(settings.out):  # a run that has not written its first state yet
+            raise UsageError(str(RunInUse.of(settings.out)))
         raise UsageError(f"--resume: {settings.out} holds no run to continue (no state.pt); leave --resume out to "
                          "start one there")
     if settings.resume:
@@ -77,11 +82,10 @@ def with_recipe(settings: RunSettings, required: tuple[str, ...], ctx: typer.Con
     if missing:
         raise UsageError(f"missing option {', '.join(missing)} (needed unless --resume finds it in the run's "
                          "run.json)")
-    for k, (old, new) in changed.items():  # recorded in run.json once the saved state loads with them
-        if k == "arch":
-            continue  # never replaced: resolve_arch refuses it
-        note(f"--resume with --{k.replace('_', '-')} {new}: replaces the run's recorded {old} from now on")
-    return settings
+    if "seed" in changed:  # the state's random streams are the seed's
+        raise UsageError(f"--seed {changed['seed'][1]} differs from the run's seed {changed['seed'][0]}: a run keeps "
+                         "its seed; leave --seed out to continue it")
+    return settings  # other typed changes: noted and recorded once the saved state loads with them (TrainLoop)
 
 
 def run_training(run, settings, out: str) -> None:

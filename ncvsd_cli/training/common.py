@@ -182,7 +182,7 @@ def recorded_setting(run_dir: str | Path, key: str, *old_keys: str) -> object | 
 
 
 #: Settings that belong to one invocation, never taken from the run's record on --resume.
-PER_INVOCATION = ("out", "duration", "resume", "progress", "command", "device", "init_teacher", "init_generator")
+PER_INVOCATION = ("out", "resume", "progress", "command", "device", "init_teacher", "init_generator")
 
 
 def _tuples(value: object) -> object:
@@ -214,12 +214,13 @@ def recipe_changes(run_dir: str | Path, settings: dict) -> dict[str, tuple]:
 def record_overrides(run_dir: str | Path, changed: dict[str, tuple], command: str | None) -> None:
     """Write the values typed on a --resume that differ from the record (`changed`, from resumed_settings) into
     the run's run.json, so that later resumes keep them; the list "overrides" says when (command) and what
-    (field: [old, new]). Atomic; call on one rank only."""
+    (field: [old, new]; a new --duration is recorded without one). Atomic; call on one rank only."""
     from ncvsd_cli.images import atomic_write_bytes
 
     path = Path(run_dir, "run.json")
     recorded = json.loads(path.read_text())
     recorded.update({k: new for k, (_, new) in changed.items()})
-    recorded["overrides"] = [*recorded.get("overrides", []),
-                             {"command": command, **{k: [old, new] for k, (old, new) in changed.items()}}]
+    listed = {k: [old, new] for k, (old, new) in changed.items() if k != "duration"}  # extending is no override
+    if listed:
+        recorded["overrides"] = [*recorded.get("overrides", []), {"command": command, **listed}]
     atomic_write_bytes(path, (json.dumps(recorded, indent=2, default=str) + "\n").encode())

@@ -12,6 +12,7 @@ fresh batch (§1.8 order: score, discriminator, generator).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from ncvsd_cli.training.common import (
     labels_for,
     load_init_weights,
     make_adam,
+    run_record,
     snapshot_path,
 )
 from ncvsd_cli.training.data import ImageStream, open_source
@@ -120,6 +122,7 @@ class Distiller(TrainLoop):
     """NCVSD distillation loop (three updates per step)."""
 
     name = "distill"
+    snapshot_kind = "generator"
 
     def __init__(self, s: DistillSettings, dist_info: distributed.DistInfo):
         super().__init__(s.out, dist_info, s.batch, parse_duration(s.duration), parse_duration(s.snapshot),
@@ -129,7 +132,7 @@ class Distiller(TrainLoop):
         self.s = s
         dev = self.device
         quiet = not (s.progress and dist_info.is_main)
-        self.teacher, tcfg, self.teacher_path = load_teacher(s.teacher, dev, quiet)
+        self.teacher, tcfg, self.teacher_path = load_teacher(self._resumed_teacher(s, quiet), dev, quiet)
         if s.arch is not None and network_config("teacher", s.arch)["arch"] != tcfg["arch"]:
             raise ValueError(f"--arch {s.arch} does not match the teacher's architecture "
                              f"({tcfg.get('preset')!r}); leave --arch out to use the teacher's")
@@ -173,6 +176,21 @@ class Distiller(TrainLoop):
 
     def _t(self, n: int, gen: torch.Generator) -> torch.Tensor:
         return lognormal_sigma(n, self.s.p_mean, self.s.p_std, gen, device=self.device)
+
+    @staticmethod
+    def _resumed_teacher(s: DistillSettings, quiet: bool) -> str:
+        """The teacher to load: on --resume with the run's own --teacher (not another one typed), the very file
+        the run began with (run.json's teacher_path), not a newer snapshot of a teacher run folder."""
+        record = run_record(s.out) if s.resume else {}
+        pinned = record.get("teacher_path")
+        if not pinned or record.get("teacher") != s.teacher:
+            return s.teacher
+        if Path(pinned).is_file():
+            return pinned
+        if not quiet:
+            print(f"ncvsd: the run's teacher {pinned} is gone; distilling on from {s.teacher}", file=sys.stderr,
+                  flush=True)
+        return s.teacher
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         s = self.s

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 import re
 import shlex
@@ -117,6 +118,11 @@ class StateError(CheckpointError):
 class RunInUse(FileExistsError):
     """The run folder is being trained in by another process (its lock is held; CLI exit code 2)."""
 
+    @classmethod
+    def of(cls, out: str | Path) -> RunInUse:
+        return cls(f"{out} is being trained in by another process (ncvsd train or distill); wait for it to end, "
+                   "stop it (Ctrl-C saves its state), or choose another --out")
+
 
 class TrainingInterrupted(Exception):
     """Training stopped by a signal after saving its state; `exit_code` is 128 + the signal number."""
@@ -172,8 +178,40 @@ def load_state(path: Path) -> dict:
 
 
 def command_line() -> str:
-    """The exact command of this process, shell-quoted."""
-    return shlex.join([Path(sys.argv[0]).name] + sys.argv[1:])
+    """The command of this process, shell-quoted as one would type it again: `ncvsd ...`, `python -m ncvsd_cli
+    ...`, or under torchrun (`-m ncvsd_cli`) `torchrun --nproc_per_node=N [--nnodes=M] -m ncvsd_cli ...`."""
+    head = [Path(sys.argv[0]).name]
+    if head[0] == "__main__.py":  # run as a module
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        nodes = [f"--nnodes={world // local}"] if world > local else []
+        head = ["torchrun", f"--nproc_per_node={local}", *nodes] if world > 1 else ["python"]
+        head += ["-m", "ncvsd_cli"]
+    return shlex.join(head + sys.argv[1:])
+
+
+#: The command whose runs hold snapshots of each network kind.
+SNAPSHOT_TRAINERS = {"teacher": "train", "generator": "distill"}
+
+#: The lock file a run folder holds while it trains (`filelock`).
+LOCK_NAME = ".ncvsd-run.lock"
+
+
+def folder_in_use(out: str | Path) -> bool:
+    """Whether another process trains in run folder `out` now (holds its lock; False where locks do not work)."""
+    from filelock import FileLock, Timeout
+
+    if not Path(out).is_dir():
+        return False
+    lock = FileLock(str(Path(out) / LOCK_NAME))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    except (OSError, NotImplementedError):
+        return False
+    lock.release()
+    return False
 
 
 class TrainLoop:
@@ -187,6 +225,7 @@ class TrainLoop:
     """
 
     name = "train"
+    snapshot_kind = "teacher"  # the network kind its snapshots hold
 
     def __init__(self, out: str | Path, dist_info: distributed.DistInfo, batch: int, duration: Duration,
                  snapshot_every: Duration, log_every: int = 20, seed: int = 0, settings: dict | None = None,
@@ -250,6 +289,12 @@ class TrainLoop:
 
     def _prepare_run_dir(self) -> None:
         if self.state_path.exists() and not self.resume:
+            from ncvsd_cli.checkpoints import run_snapshots
+
+            kinds = {kind for kind, _, _ in run_snapshots(self.out)} - {self.snapshot_kind}
+            if kinds:  # `distill --out` a teacher run: --resume would not fit either
+                raise FileExistsError(f"{self.out} holds an 'ncvsd {SNAPSHOT_TRAINERS[kinds.pop()]}' run; choose "
+                                      "another --out")
             raise FileExistsError(f"{self.out} already holds a training state; pass --resume to continue it "
                                   "or choose another --out")
         if self.resume and not self.state_path.exists():
@@ -285,6 +330,10 @@ class TrainLoop:
             self.cur_nimg, self.step, self.train_seconds = loop["cur_nimg"], loop["step"], loop["train_seconds"]
             if changes and self.dist.is_main:
                 record_overrides(self.out, changes, self.settings.get("command"))
+                for k, (old, new) in changes.items():  # arch: never replaced (refused); duration: extending
+                    if k not in ("arch", "duration"):
+                        print(f"ncvsd: --resume with --{k.replace('_', '-')} {new}: replaces the run's recorded "
+                              f"{old} from now on", file=sys.stderr, flush=True)
 
     def _log(self, record: dict) -> None:
         if self.dist.is_main:
@@ -373,32 +422,29 @@ class TrainLoop:
         return previous
 
     def _claim_run_folder(self, hold: bool) -> None:
-        """Take the run folder's lock (`out/.ncvsd-run.lock`) on rank 0, or only check it is free (hold=False):
+        """Take the run folder's lock (`out/LOCK_NAME`) on rank 0, or only check it is free (hold=False):
         two processes training into one folder (a second --resume in another terminal) would overwrite each other's
         state and snapshots. Collective: every rank raises RunInUse when the folder is in use."""
         busy = float(self._try_lock(hold)) if self.dist.is_main else 0.0
         if distributed.all_max([busy], self.device)[0]:
-            raise RunInUse(f"{self.out} is being trained in by another process (ncvsd train or distill); wait "
-                           "for it to end, stop it (Ctrl-C saves its state), or choose another --out")
+            raise RunInUse.of(self.out)
 
     def _try_lock(self, hold: bool) -> bool:
-        """True when another process holds the lock; otherwise takes it (kept when `hold`, else released)."""
+        """True when another process holds the lock; otherwise `hold` takes and keeps it (False: only checks)."""
         from filelock import FileLock, Timeout
 
-        lock = FileLock(str(self.out / ".ncvsd-run.lock"))
+        if not hold:
+            return folder_in_use(self.out)
+        lock = FileLock(str(self.out / LOCK_NAME))
         try:
             lock.acquire(timeout=0)
         except Timeout:
             return True
         except (OSError, NotImplementedError) as exc:  # a file system without locks (some network mounts)
-            if hold:
-                print(f"ncvsd: {self.out}: cannot lock the run folder ({exc}); do not train into it from two "
-                      "processes", file=sys.stderr, flush=True)
+            print(f"ncvsd: {self.out}: cannot lock the run folder ({exc}); do not train into it from two "
+                  "processes", file=sys.stderr, flush=True)
             return False
-        if hold:
-            self._lock = lock
-        else:
-            lock.release()
+        self._lock = lock
         return False
 
     def run(self) -> dict:
