@@ -438,3 +438,14 @@ def test_bar_with_total_on_a_terminal(tmp_path, trained, quiet):
         assert terminal == ""
     else:  # 4 steps of 2 images: a total of 8 images, a percentage and an ETA
         assert "ncvsd train: 100%" in terminal and "8.00/8.00" in terminal and "<00:00" in terminal, terminal
+
+
+def test_the_arch_help_names_every_preset():
+    """`train --help` lists the architectures by name (without importing torch); a new preset must be added."""
+    import re
+
+    from ncvsd_cli.cli.train import ARCH_HELP
+    from ncvsd_cli.networks import PRESETS
+
+    named = set(re.findall(r"\b([a-z0-9]+(?:-[a-z0-9]+)*)(?= \(|,|;)", ARCH_HELP))
+    assert set(PRESETS) <= named, set(PRESETS) - named

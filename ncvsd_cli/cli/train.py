@@ -15,6 +15,11 @@ DURATION_HELP = ("Length: training time of this invocation (30min, 2h; loading a
                  "or total images/steps of the run (200kimg, 1Mimg, 64Mi, 500steps). --resume without it: the "
                  "run's recorded one.")
 
+#: --arch of `train` (the names of ncvsd_cli.networks.PRESETS, written out: --help does not import torch).
+ARCH_HELP = ("Network architecture: builtin64 (the default for a new run: 64 px, CPU or one GPU), photos128, "
+             "tiny (16 px, to try things out in seconds), tiny-cond, ffhq256-xs, img64-s, img64-m, img64-l, "
+             "img64-xl; on --resume the run's own.")
+
 if TYPE_CHECKING:  # pragma: no cover
     from ncvsd_cli.training.common import RunSettings
 
@@ -116,8 +121,7 @@ def train(
     data: str = typer.Option(None, "--data", help="'builtin' (scikit-image photos, held-out ones excluded), "
                              "'photos' (the set built by benchmarks/build_photos.py, $NCVSD_PHOTOS), an image folder "
                              "or a zip (EDM2 dataset-tool layout). Required for a new run."),
-    arch: str = typer.Option(None, "--arch", help="Network architecture (ncvsd_cli.networks.PRESETS): "
-                             "builtin64 for a new run; on --resume the run's own."),
+    arch: str = typer.Option(None, "--arch", help=ARCH_HELP),
     preset: str = typer.Option(None, "--preset", hidden=True, help="Deprecated alias of --arch."),
     init_teacher: str = typer.Option(None, "--init-teacher", help="Start from this teacher checkpoint (name or "
                                      "path) instead of fresh weights: fine-tuning; give a lower --lr. Ignored on "
