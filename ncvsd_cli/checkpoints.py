@@ -300,8 +300,9 @@ def _zoo_names() -> list[str]:
         return []
 
 
-#: snapshots/<kind>-<kimg>-<sigma_rel>.safetensors as `ncvsd train` / `distill` name them (training.common).
-SNAPSHOT_NAME = re.compile(r"^(teacher|generator)-\d{7}\.\d{3}-(\d\.\d{3})" + re.escape(SUFFIX) + "$")
+#: snapshots/<kind>-<kimg>-<sigma_rel>.safetensors as `ncvsd train` / `distill` name them (training.common;
+#: version 0.1.0 wrote whole kimg, `teacher-0000170-0.050`, which sorts before `teacher-0000170.500-0.050`).
+SNAPSHOT_NAME = re.compile(r"^(teacher|generator)-\d{7}(?:\.\d{3})?-(\d\.\d{3})" + re.escape(SUFFIX) + "$")
 
 
 def run_snapshots(run_dir: Path) -> list[tuple[str, str, Path]]:

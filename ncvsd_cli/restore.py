@@ -195,14 +195,14 @@ class Restorer:
         self._calls: dict[tuple[str, float | None], Any] = {}
 
     @classmethod
-    def from_options(cls, options: RestoreOptions, *, load: bool = True) -> Restorer:
+    def from_options(cls, options: RestoreOptions, *, load: bool = True, quiet: bool = False) -> Restorer:
         """A restorer for `options.checkpoint` (default: the manifest's default of the kind the method needs).
 
         load=False reads only the checkpoint's config (enough for `measurement` and `memory_refusal`); `load()`
         then reads the weights. Loading prepares the network for inference in `options.precision`
         (`self.precision` says which ran) and, for the generator, computes its calls in tiles
-        (`networks.tiling.TiledDenoiser`, `options.tile`). Raises CheckpointError (missing, corrupt, wrong kind)
-        or ValueError (bad options)."""
+        (`networks.tiling.TiledDenoiser`, `options.tile`). quiet: no note naming a run folder's snapshot. Raises
+        CheckpointError (missing, corrupt, wrong kind) or ValueError (bad options)."""
         from ncvsd_cli.checkpoints import default_checkpoint, read_config, resolve_checkpoint
         from ncvsd_cli.networks.inference import resolve_precision
         from ncvsd_cli.sampling.methods import get_method
@@ -212,7 +212,7 @@ class Restorer:
         resolve_precision(options.precision, options.device)  # validate before any loading
         if needs == "none":
             return cls(None, None, options)
-        path = resolve_checkpoint(options.checkpoint or default_checkpoint(needs), kind=needs)
+        path = resolve_checkpoint(options.checkpoint or default_checkpoint(needs), kind=needs, quiet=quiet)
         restorer = cls(None, read_config(path), options)
         restorer.checkpoint_path = path
         label = options.class_label

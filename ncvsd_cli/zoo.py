@@ -120,7 +120,8 @@ def converted_path(name: str) -> Path:
 
 def _file_hint(entry: ZooEntry) -> str:
     """How to use a zoo file downloaded elsewhere: each command's option that takes it."""
-    flags = "-c FILE to restore, --teacher FILE to distill or bench" if entry.kind == "teacher" else "-c FILE"
+    flags = ("-c FILE to restore, --teacher FILE to distill or bench, --init-teacher FILE to train"
+             if entry.kind == "teacher" else "-c FILE to restore, sample or bench, --init-generator FILE to distill")
     return (f"download {entry.source_url} where there is network access and give the file itself ({flags}; "
             f"FILE = {entry.file}, imported safely, once)")
 

@@ -267,6 +267,9 @@ def test_a_rerun_of_a_glob_into_its_own_folder_does_not_take_earlier_outputs_for
     summary = json.loads(res.stdout.splitlines()[-1])
     assert res.exit_code == 0 and summary["skipped"] == 2 and summary.get("ok", 0) == 0, res.output
     assert sorted(p.name for p in (tmp_path / "p").rglob("*.png")) == made
+    tagged = str(tmp_path / "p" / "*_denoise*.png")  # a glob of outputs only: meant, also with -o elsewhere
+    res = run(command, tagged, "-o", tmp_path / "other", *extra, "--json", "-q")
+    assert res.exit_code == 0 and json.loads(res.stdout.splitlines()[-1])["ok"] == 1, res.output
 
 
 def test_an_inputs_outputs_are_written_all_or_nothing(tmp_path, ckpt, monkeypatch):

@@ -491,6 +491,7 @@ def run_dir_as_checkpoint(run_dir, teacher_file):
     import json
     import shutil
 
+    from PIL import Image
     from typer.testing import CliRunner
 
     from ncvsd_cli.checkpoints import CheckpointError, resolve_checkpoint, run_snapshot
@@ -519,6 +520,16 @@ def run_dir_as_checkpoint(run_dir, teacher_file):
     shutil.copy(teacher_file, other / "snapshots" / "my-model.safetensors")
     with pytest.raises(CheckpointError, match="is a folder, not a checkpoint file; in it: snapshots/my-model"):
         resolve_checkpoint(other)
+    old = teacher_file.parent / "v010"  # a run of version 0.1.0 named snapshots by whole kimg
+    (old / "snapshots").mkdir(parents=True)
+    shutil.copy(newest, old / "snapshots" / "generator-0000170-0.050.safetensors")
+    assert resolve_checkpoint(old, kind="generator").name == "generator-0000170-0.050.safetensors"
+    img = teacher_file.parent / "x.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(img)
+    for quiet in ([], ["-q"]):  # restore names the snapshot, and not with -q
+        res = CliRunner().invoke(app, ["restore", str(img), "-c", str(run_dir), "--task", "denoise", "--sigma-y",
+                                       "0.1", "-o", str(teacher_file.parent / f"r{len(quiet)}.png"), *quiet])
+        assert res.exit_code == 0 and res.stderr.count("its newest snapshot") == 1 - len(quiet), res.output
 
 
 def test_a_distill_run_keeps_its_teacher_file_and_bench_finds_it(tmp_path):

@@ -3,6 +3,7 @@ both are refused while another process holds the run folder."""
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,18 @@ def _worker(rank: int, world: int, port: int, data: str, out: str, result: str, 
         distributed.shutdown()
 
 
+def _spawn(*args, limit: float = 300) -> None:
+    """Run `_worker(rank, 2, port, *args)` on two processes; a hang (a rank left waiting in a collective) fails
+    after `limit` seconds instead of blocking the suite."""
+    ctx = mp.start_processes(_worker, args=(2, _free_port(), *args), nprocs=2, join=False, start_method="spawn")
+    deadline = time.monotonic() + limit
+    while not ctx.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            raise AssertionError(f"the two processes did not finish within {limit} s")
+
+
 def test_two_process_training_identical_and_resumes(tmp_path):
     from PIL import Image
 
@@ -62,7 +75,7 @@ def test_two_process_training_identical_and_resumes(tmp_path):
     for i in range(3):
         Image.fromarray((rng.random((18, 21, 3)) * 255).astype(np.uint8)).save(data / f"{i}.png")
     out, res = str(tmp_path / "run"), str(tmp_path / "res.pt")
-    mp.spawn(_worker, args=(2, _free_port(), str(data), out, res), nprocs=2, join=True)
+    _spawn(str(data), out, res)
     r, r2 = torch.load(res)
     assert r["step"] == 2 and torch.equal(r["params"][0], r["params"][1])
     assert r2["step"] == 3 and torch.equal(r2["params"][0], r2["params"][1])
@@ -72,5 +85,5 @@ def test_two_process_training_identical_and_resumes(tmp_path):
     import filelock
 
     with filelock.FileLock(str(tmp_path / "run" / ".ncvsd-run.lock")):
-        mp.spawn(_worker, args=(2, _free_port(), str(data), out, res, True), nprocs=2, join=True)
+        _spawn(str(data), out, res, True, limit=120)
     assert all("being trained in by another process" in Path(f"{res}.{r}").read_text() for r in (0, 1))

@@ -296,7 +296,7 @@ def test_server_error_is_one_line(hub, name, monkeypatch):
     res = _cli("checkpoints", "download", name, "--quiet")
     assert res.exit_code == 3
     assert len(res.output.strip().splitlines()) == 1 and "HTTP 500" in res.output
-    flags = "-c FILE to restore, --teacher FILE" if name.startswith("edm2") else "-c FILE;"  # no network: the file
+    flags = "-c FILE to restore, " + ("--teacher FILE" if name.startswith("edm2") else "sample or bench")  # no network
     assert f"give the file itself ({flags}" in res.output and f"FILE = {zoo.load_zoo()[name].file}" in res.output
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline by choice: the same way out
     res = _cli("checkpoints", "download", name, "--quiet")

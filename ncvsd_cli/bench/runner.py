@@ -134,8 +134,9 @@ def _needs(cfg: BenchConfig) -> set[str]:
     return {methods.needs_of(m) for m in cfg.methods} - {"none"}
 
 
-def _load_networks(cfg: BenchConfig, device: str) -> _Networks:
-    """Load the generator and/or teacher the methods need (CheckpointError propagates: CLI exit 3)."""
+def _load_networks(cfg: BenchConfig, device: str, quiet: bool = False) -> _Networks:
+    """Load the generator and/or teacher the methods need (CheckpointError propagates: CLI exit 3); quiet: no
+    note naming a run folder's snapshot."""
     from ncvsd_cli import checkpoints
     from ncvsd_cli.networks.inference import prepare_for_inference
     from ncvsd_cli.restore import check_finite_weights
@@ -144,10 +145,11 @@ def _load_networks(cfg: BenchConfig, device: str) -> _Networks:
     need = _needs(cfg)
 
     def load(kind: str, name: str) -> Any:
-        net, config = checkpoints.load_checkpoint(name, device=device, kind=kind)
+        path = checkpoints.resolve_checkpoint(name, kind=kind, quiet=quiet)
+        net, config = checkpoints.load_checkpoint(path, device=device, kind=kind)
         check_finite_weights(net, name)
         nets.configs[kind] = config
-        nets.info[kind] = {"name": str(name), "path": str(checkpoints.resolve_checkpoint(name, kind=kind, quiet=True)),
+        nets.info[kind] = {"name": str(name), "path": str(path),
                            "preset": config.get("preset"), "img_resolution": config.get("img_resolution"),
                            "precision": prepare_for_inference(net, cfg.precision, device, kind)}
         return net
@@ -384,7 +386,7 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     _check_writable(out)
     try:
         _check_fresh(out, cfg.resume, rank, world)
-        nets = _load_networks(cfg, device)
+        nets = _load_networks(cfg, device, quiet=progress is False)
         plan = _plan(cfg, nets, device, rank, world)
         _check_settings(out, _run_settings(cfg, nets, plan), rank, cfg.resume)
     except BaseException:  # refused before any work: no empty --out folder left behind

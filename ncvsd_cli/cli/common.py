@@ -280,12 +280,13 @@ def expand_inputs(
     at most once) -> (inputs in order without duplicates, [(spec, message)] for specs that matched nothing).
 
     skip: optional predicate on Path; files of a directory listing or glob for which it is true are left out (e.g.
-    the command's own earlier outputs). A file matched more than once is kept once, with a note on stderr unless
-    `quiet`. identity: optional Path -> (path to read, what it stands for); files standing for the same thing
-    are one input, silently (restore: an image and its measurement sidecar files). out: the -o argument; when
-    it is an existing folder below the folder a glob searches, the files the glob finds inside it are left out
-    with a note (a rerun of `'photos/**/*.png' -o photos/restored/` does not take the earlier outputs for inputs;
-    a file named on its own is kept). Raises UsageError when no spec is given or "-" appears twice.
+    the command's own earlier outputs), unless they are all a glob matches (`'in/*_sr4.png'` means them). A file
+    matched more than once is kept once, with a note on stderr unless `quiet`. identity: optional Path -> (path
+    to read, what it stands for); files standing for the same thing are one input, silently (restore: an image
+    and its measurement sidecar files). out: the -o argument; when it is an existing folder below the folder a
+    glob searches, the files the glob finds inside it are left out with a note (a rerun of `'photos/**/*.png'
+    -o photos/restored/` does not take the earlier outputs for inputs; a file named on its own is kept). Raises
+    UsageError when no spec is given or "-" appears twice.
     """
     if not specs:
         raise UsageError("no input given (files, directories, globs, or - for stdin)")
@@ -347,10 +348,9 @@ def expand_inputs(
         elif glob.has_magic(spec):
             pattern = os.path.expanduser(spec)
             matched = [Path(f) for f in sorted(glob.glob(pattern, recursive=True)) if Path(f).is_file()]
-            found = [f for f in matched if not (skip and skip(f))]
+            found = [f for f in matched if not (skip and skip(f))] or matched  # only outputs: meant (`*_sr4.png`)
             if not found:
-                missing.append((spec, f"{spec}: " + ("it matches only this command's earlier outputs" if matched
-                                                     else "no file matches this pattern")))
+                missing.append((spec, f"{spec}: no file matches this pattern"))
             for f in outside_out(found, _glob_root(pattern)):
                 add(f, _glob_root(pattern))
         else:

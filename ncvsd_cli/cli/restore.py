@@ -296,7 +296,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         # Read the network's config (exit 3 on checkpoint problems), then every input (bad or too large for the
         # memory estimate: reported and skipped), then the weights.
         needed = any(item not in problems for item in items)
-        restorer = Restorer.from_options(options, load=False) if needed else None
+        restorer = Restorer.from_options(options, load=False, quiet=quiet) if needed else None
         good: list[tuple[Any, meas.Measurement]] = []
         for item in items:
             if item in problems:
