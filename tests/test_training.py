@@ -536,6 +536,8 @@ def test_a_distill_run_keeps_its_teacher_file_and_bench_finds_it(tmp_path):
     """--resume of a distillation from a teacher run folder goes on with the snapshot it began with (a newer one
     of the teacher run was taken silently); bench finds a run's generator's teacher through the run's record; a
     teacher run is no --out of distill."""
+    import json
+
     from ncvsd_cli.bench.runner import _generators_teacher
     from ncvsd_cli.checkpoints import load_checkpoint
     from ncvsd_cli.training.distill import distill
@@ -551,6 +553,7 @@ def test_a_distill_run_keeps_its_teacher_file_and_bench_finds_it(tmp_path):
     _, cfg = load_checkpoint(str(snap))
     assert cfg["provenance"]["teacher"] == first.name and cfg["provenance"]["steps"] == 2
     assert _generators_teacher(cfg, str(snap)) == str(first)  # in no search location: found through run.json
+    assert Path(json.loads((tmp_path / "d" / "run.json").read_text())["teacher_path"]).is_absolute()
     with pytest.raises(FileExistsError, match="holds an 'ncvsd train' run; choose another --out"):
         distill(_distill_settings(tmp_path, first, "t", duration="1steps"))
 

@@ -136,7 +136,7 @@ class Distiller(TrainLoop):
         if s.arch is not None and network_config("teacher", s.arch)["arch"] != tcfg["arch"]:
             raise ValueError(f"--arch {s.arch} does not match the teacher's architecture "
                              f"({tcfg.get('preset')!r}); leave --arch out to use the teacher's")
-        self.settings["teacher_path"] = self.teacher_path
+        self.settings["teacher_path"] = str(Path(self.teacher_path).resolve())  # a resume from another folder
         self.settings["arch"] = s.arch or tcfg.get("preset")
         torch.manual_seed(s.seed)
         nets, self.configs = {}, {}
