@@ -186,12 +186,21 @@ def test_param_help_names_every_operator_parameter(task):
     assert names or segment.startswith("none")
 
 
-def test_under_torchrun_only_rank_0_prints_what_every_rank_meets(monkeypatch, capsys):
-    """Usage errors and signals are the same on every process: one line, not one per rank; others print."""
+def test_under_torchrun_a_signal_is_told_once_and_errors_name_their_rank(monkeypatch, capsys):
+    """Every rank gets Ctrl-C: rank 0 alone says so; errors print on every rank, whole lines naming the rank;
+    RANK without torchrun (no LOCAL_RANK, WORLD_SIZE 1) changes nothing."""
     import typer
 
-    for rank, code, shown in (("1", 2, False), ("1", 130, False), ("1", 3, True), ("0", 2, True)):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    for rank, code, shown in (("1", 130, None), ("1", 2, "ncvsd: rank 1: error: boom\n"),
+                              ("0", 130, "ncvsd: error: boom\n")):
         monkeypatch.setenv("RANK", rank)
         with pytest.raises(typer.Exit):
             common.fail("boom", code)
-        assert ("boom" in capsys.readouterr().err) == shown, (rank, code)
+        assert capsys.readouterr().err == (shown or ""), (rank, code)
+    monkeypatch.delenv("LOCAL_RANK")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(typer.Exit):
+        common.fail("boom", 130)
+    assert capsys.readouterr().err == "ncvsd: error: boom\n"

@@ -532,14 +532,15 @@ def run_dir_as_checkpoint(run_dir, teacher_file):
         assert res.exit_code == 0 and res.stderr.count("its newest snapshot") == 1 - len(quiet), res.output
 
 
-def test_a_distill_run_keeps_its_teacher_file_and_bench_finds_it(tmp_path):
+def test_a_distill_run_keeps_its_teacher_file_and_bench_finds_it(tmp_path, monkeypatch):
     """--resume of a distillation from a teacher run folder goes on with the snapshot it began with (a newer one
     of the teacher run was taken silently); bench finds a run's generator's teacher through the run's record; a
     teacher run is no --out of distill."""
     import json
+    import shutil
 
     from ncvsd_cli.bench.runner import _generators_teacher
-    from ncvsd_cli.checkpoints import load_checkpoint
+    from ncvsd_cli.checkpoints import load_checkpoint, resolve_checkpoint
     from ncvsd_cli.training.distill import distill
     from ncvsd_cli.training.teacher import train_teacher
 
@@ -554,8 +555,32 @@ def test_a_distill_run_keeps_its_teacher_file_and_bench_finds_it(tmp_path):
     assert cfg["provenance"]["teacher"] == first.name and cfg["provenance"]["steps"] == 2
     assert _generators_teacher(cfg, str(snap)) == str(first)  # in no search location: found through run.json
     assert Path(json.loads((tmp_path / "d" / "run.json").read_text())["teacher_path"]).is_absolute()
+    (tmp_path / "cwd").mkdir()  # a different teacher of the same generic name, found by name: not taken
+    train_teacher(_teacher_settings(tmp_path, "other", duration="1steps", seed=7))
+    shutil.copy(latest_snapshot(tmp_path / "other", "teacher"), tmp_path / "cwd" / first.name)
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert resolve_checkpoint(first.name).resolve() == (tmp_path / "cwd" / first.name)  # found by its name
+    assert _generators_teacher(cfg, None) is None and _generators_teacher(cfg, str(snap)) == str(first)
+    second = latest_snapshot(tmp_path / "t", "teacher")  # another --teacher typed on a resume holds from then on
+    for steps in (3, 4):
+        distill(_distill_settings(tmp_path, second, "d", duration=f"{steps}steps", resume=True))
+        _, cfg = load_checkpoint(str(latest_snapshot(tmp_path / "d", "generator")))
+        assert cfg["provenance"]["teacher"] == second.name and cfg["provenance"]["steps"] == steps
     with pytest.raises(FileExistsError, match="holds an 'ncvsd train' run; choose another --out"):
         distill(_distill_settings(tmp_path, first, "t", duration="1steps"))
+
+
+def test_a_library_resume_without_a_duration_keeps_the_runs(tmp_path):
+    """TeacherSettings(resume=True) without duration: the run's recorded one (its default, 30 minutes, replaced
+    the record and every later resume trained on)."""
+    import json
+
+    from ncvsd_cli.training.teacher import train_teacher
+
+    train_teacher(_teacher_settings(tmp_path, "r", duration="2steps"))
+    train_teacher(_teacher_settings(tmp_path, "r", duration=None, resume=True))
+    assert torch.load(tmp_path / "r" / "state.pt", weights_only=True)["loop"]["step"] == 2
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["duration"] == "2steps"
 
 
 def test_command_line_is_one_to_type_again(monkeypatch):

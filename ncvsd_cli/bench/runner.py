@@ -163,8 +163,8 @@ def _load_networks(cfg: BenchConfig, device: str, quiet: bool = False) -> _Netwo
             teacher = checkpoints.default_checkpoint("teacher")
             named = (nets.configs.get("generator", {}).get("provenance") or {}).get("teacher")
             if named:  # a teacher of another architecture may differ in every way: say so
-                log.warning("the generator's teacher %s is not found here; DPS/DAPS use the shipped %s (give "
-                            "--teacher FILE to use another)", named, teacher)
+                log.warning("the generator's teacher %s is not found here (that name and sha256); DPS/DAPS use the "
+                            "shipped %s (give --teacher FILE to use another)", named, teacher)
         nets.teacher = load("teacher", teacher)
     res = {n: int(m.img_resolution) for n, m in (("generator", nets.generator), ("teacher", nets.teacher))
            if m is not None and hasattr(m, "img_resolution")}
@@ -175,24 +175,26 @@ def _load_networks(cfg: BenchConfig, device: str, quiet: bool = False) -> _Netwo
 
 
 def _generators_teacher(gen_cfg: dict[str, Any], gen_path: str | None = None) -> str | None:
-    """The teacher named in a generator's provenance, if it resolves to a file: by name (search locations), or,
-    for a snapshot of a `distill` run, the teacher file its run.json records (a run folder's own teacher)."""
+    """The teacher a generator was distilled from, if a file of it is here: for a snapshot of a `distill` run the
+    teacher file its run.json records, else the name its provenance gives (search locations). A candidate whose
+    sha256 differs from the provenance's `teacher_sha256` is another teacher of the same (generic) name: not taken."""
     from ncvsd_cli import checkpoints
     from ncvsd_cli.training.common import run_record
 
-    name = (gen_cfg.get("provenance") or {}).get("teacher")
+    provenance = gen_cfg.get("provenance") or {}
+    name, sha256 = provenance.get("teacher"), provenance.get("teacher_sha256")
     if not name:
         return None
-    try:
-        checkpoints.resolve_checkpoint(name, quiet=True)
-        return str(name)
-    except checkpoints.CheckpointError:
-        pass
+    candidates = []
     if gen_path is not None and Path(gen_path).parent.name == "snapshots":
         recorded = run_record(Path(gen_path).parent.parent).get("teacher_path")
         if recorded and Path(recorded).name == name and Path(recorded).is_file():
-            return str(recorded)
-    return None
+            candidates.append(str(recorded))
+    try:
+        candidates.append(str(checkpoints.resolve_checkpoint(name, quiet=True)))
+    except checkpoints.CheckpointError:
+        pass
+    return next((c for c in candidates if not sha256 or checkpoints.sha256_file(c) == sha256), None)
 
 
 class _Scorer:

@@ -120,9 +120,22 @@ def epilog(text: str) -> str:
     return "\n\n".join(out)
 
 
+def torchrun_rank() -> int:
+    """This process's rank when torchrun started it (WORLD_SIZE > 1 and LOCAL_RANK set), else 0."""
+    try:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ:
+            return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        pass
+    return 0
+
+
 def error(message: str) -> None:
-    """Print `ncvsd: error: message` (one line) on stderr."""
-    print(f"ncvsd: error: {one_line(message)}", file=sys.stderr, flush=True)
+    """Print `ncvsd: error: message` (one line, written at once: processes of one job do not interleave it;
+    `ncvsd: rank N: error: ...` on torchrun's other ranks) on stderr."""
+    rank = torchrun_rank()
+    sys.stderr.write(f"ncvsd: {f'rank {rank}: ' if rank else ''}error: {one_line(message)}\n")
+    sys.stderr.flush()
 
 
 def note(message: str, quiet: bool = False) -> None:
@@ -132,9 +145,9 @@ def note(message: str, quiet: bool = False) -> None:
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print a one-line error and exit with `code` (default 2, usage). Under torchrun, ranks other than 0 keep
-    quiet for usage errors and signals (every rank meets the same: one line, not one per process)."""
-    if os.environ.get("RANK", "0") == "0" or code not in (EXIT_USAGE, EXIT_INTERRUPTED, 129, 143):
+    """Print a one-line error and exit with `code` (default 2, usage). A signal's message comes from torchrun's
+    rank 0 only (every rank gets the signal)."""
+    if torchrun_rank() == 0 or code not in (EXIT_INTERRUPTED, 129, 143):
         error(message)
     raise typer.Exit(code)
 

@@ -12,8 +12,8 @@ import typer
 from ncvsd_cli.cli.common import UsageError, fail, given_options, handle_errors, note
 
 DURATION_HELP = ("Length: training time of this invocation (30min, 2h; loading and the final snapshot come on top) "
-                 "or total images/steps of the run (200kimg, 1Mimg, 64Mi, 500steps). --resume without it: the "
-                 "run's recorded one.")
+                 "or total images/steps of the run (200kimg, 1Mimg, 64Mi, 500steps). --resume without it: the last one "
+                 "given to the run.")
 
 #: --arch of `train` (the names of ncvsd_cli.networks.PRESETS, written out: --help does not import torch).
 ARCH_HELP = ("Network architecture: builtin64 (the default for a new run: 64 px, CPU or one GPU), photos128, "

@@ -28,7 +28,7 @@ class RunSettings:
     data: str = "builtin"
     out: str = "runs/run"
     batch: int = 32
-    duration: str = "30min"
+    duration: str | None = None  # None: on resume the run's recorded one, else DEFAULT_DURATION (`with_duration`)
     snapshot: str = "5min"
     lr: float = 0.01
     ref_batches: float = 0.0
@@ -179,6 +179,19 @@ def recorded_setting(run_dir: str | Path, key: str, *old_keys: str) -> object | 
     run.json of `run_dir`; None when the file, or the key, is missing or unreadable."""
     recorded = run_record(run_dir)
     return next((recorded[k] for k in (key, *old_keys) if recorded.get(k) is not None), None)
+
+
+#: --duration of a new run given none.
+DEFAULT_DURATION = "30min"
+
+
+def with_duration(settings: RunSettings) -> RunSettings:
+    """`settings` with its duration decided: None becomes the run's recorded one on resume (a count there is the
+    run's total: a finished run has nothing to do), else DEFAULT_DURATION."""
+    if settings.duration is not None:
+        return settings
+    recorded = recorded_setting(settings.out, "duration") if settings.resume else None
+    return replace(settings, duration=str(recorded or DEFAULT_DURATION))
 
 
 #: Settings that belong to one invocation, never taken from the run's record on --resume.

@@ -30,6 +30,7 @@ from ncvsd_cli.training.common import (
     make_adam,
     run_record,
     snapshot_path,
+    with_duration,
 )
 from ncvsd_cli.training.data import ImageStream, open_source
 from ncvsd_cli.training.ema import PowerFunctionEMA
@@ -125,6 +126,7 @@ class Distiller(TrainLoop):
     snapshot_kind = "generator"
 
     def __init__(self, s: DistillSettings, dist_info: distributed.DistInfo):
+        s = with_duration(s)
         super().__init__(s.out, dist_info, s.batch, parse_duration(s.duration), parse_duration(s.snapshot),
                          s.log_every, s.seed, settings=asdict(s), resume=s.resume, progress=s.progress)
         from ncvsd_cli.networks import network_config
@@ -137,6 +139,7 @@ class Distiller(TrainLoop):
             raise ValueError(f"--arch {s.arch} does not match the teacher's architecture "
                              f"({tcfg.get('preset')!r}); leave --arch out to use the teacher's")
         self.settings["teacher_path"] = str(Path(self.teacher_path).resolve())  # a resume from another folder
+        self.recipe_keys |= {"teacher_path"}  # recorded again on --resume when another teacher file loads
         self.settings["arch"] = s.arch or tcfg.get("preset")
         torch.manual_seed(s.seed)
         nets, self.configs = {}, {}
@@ -188,8 +191,8 @@ class Distiller(TrainLoop):
         if Path(pinned).is_file():
             return pinned
         if not quiet:
-            print(f"ncvsd: the run's teacher {pinned} is gone; distilling on from {s.teacher}", file=sys.stderr,
-                  flush=True)
+            print(f"ncvsd: the run's teacher file {pinned} is not found; distilling on from {s.teacher}",
+                  file=sys.stderr, flush=True)
         return s.teacher
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:

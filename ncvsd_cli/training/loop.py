@@ -330,8 +330,8 @@ class TrainLoop:
             self.cur_nimg, self.step, self.train_seconds = loop["cur_nimg"], loop["step"], loop["train_seconds"]
             if changes and self.dist.is_main:
                 record_overrides(self.out, changes, self.settings.get("command"))
-                for k, (old, new) in changes.items():  # arch: never replaced (refused); duration: extending
-                    if k not in ("arch", "duration"):
+                for k, (old, new) in changes.items():  # arch: never replaced (refused); duration: extending;
+                    if k not in ("arch", "duration", "teacher_path"):  # teacher_path: follows --teacher
                         print(f"ncvsd: --resume with --{k.replace('_', '-')} {new}: replaces the run's recorded "
                               f"{old} from now on", file=sys.stderr, flush=True)
 
@@ -475,7 +475,8 @@ class TrainLoop:
         signum, done = 0, self._counts_done()
         if done and self.dist.is_main and self.progress:
             print(f"ncvsd: nothing to do: the run is at step {self.step} ({self.cur_nimg / 1000:g} kimg), already "
-                  "past --duration; give a longer one to continue it", file=sys.stderr, flush=True)
+                  f"past its duration {self.settings.get('duration')}; give a longer --duration to continue it",
+                  file=sys.stderr, flush=True)
         try:
             while not done:
                 t0 = time.time()

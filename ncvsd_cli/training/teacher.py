@@ -23,6 +23,7 @@ from ncvsd_cli.training.common import (
     optimiser_step,
     recorded_setting,
     snapshot_path,
+    with_duration,
 )
 from ncvsd_cli.training.data import ImageStream, open_source
 from ncvsd_cli.training.ema import PowerFunctionEMA
@@ -73,6 +74,7 @@ class TeacherTrainer(TrainLoop):
     name = "train"
 
     def __init__(self, s: TeacherSettings, dist_info: distributed.DistInfo):
+        s = with_duration(s)
         super().__init__(s.out, dist_info, s.batch, parse_duration(s.duration), parse_duration(s.snapshot),
                          s.log_every, s.seed, settings=asdict(s), resume=s.resume, progress=s.progress)
         self.s = s
