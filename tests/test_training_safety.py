@@ -184,15 +184,17 @@ def test_a_failed_resume_leaves_the_runs_record_alone(tmp_path, trained):
 
 def test_a_bare_resume_keeps_the_runs_duration_and_a_refused_one_prints_no_override(tmp_path, trained):
     """--resume without --duration takes the run's recorded one (a count: the run's total, so a finished run has
-    nothing to do; it trained 30 more minutes at the option's default); a new --duration is recorded silently
+    nothing to do, its files untouched; it trained 30 more minutes at the option's default); a new --duration is recorded silently
     (no override note or entry). --seed or a --batch that cannot continue the data position are refused without
     first claiming to replace the record."""
     _, run = trained
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     bare = ["train", "--out", str(copy), "--resume", "--device", "cpu"]
+    files = {p: p.stat().st_mtime_ns for p in [*copy.rglob("*.safetensors"), copy / "state.pt"]}
     res = runner.invoke(app, bare)
     assert res.exit_code == 0 and "nothing to do: the run is at step 1" in res.stderr, res.output
+    assert json.loads(res.stdout)["step"] == 1 and all(p.stat().st_mtime_ns == t for p, t in files.items())
     res = runner.invoke(app, [*bare, "--duration", "2steps", "--quiet"])
     assert res.exit_code == 0 and res.stderr == "", res.output
     recorded = json.loads((copy / "run.json").read_text())

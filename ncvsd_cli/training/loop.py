@@ -471,7 +471,8 @@ class TrainLoop:
         last_snap_nimg, last_log_nimg = self.cur_nimg, self.cur_nimg
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
-        record: dict = {}
+        record: dict = {"step": self.step, "kimg": self.cur_nimg / 1000}  # where the run is, if no step runs
+        first_step = self.step
         signum, done = 0, self._counts_done()
         if done and self.dist.is_main and self.progress:
             print(f"ncvsd: nothing to do: the run is at step {self.step} ({self.cur_nimg / 1000:g} kimg), already "
@@ -506,7 +507,8 @@ class TrainLoop:
             if signum:
                 self._log({"event": "interrupted", "signal": signal.Signals(signum).name, "step": self.step,
                            "kimg": self.cur_nimg / 1000})
-            self.checkpoint()  # still under the handlers: a first signal now does not cut the state short
+            if self.step > first_step:  # (nothing to do: the run's files stay as they are)
+                self.checkpoint()  # still under the handlers: a first signal now does not cut the state short
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
