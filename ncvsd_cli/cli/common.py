@@ -139,9 +139,10 @@ def error(message: str) -> None:
 
 
 def note(message: str, quiet: bool = False) -> None:
-    """Print an informational line on stderr unless `quiet`."""
+    """Print an informational line on stderr unless `quiet` (written at once, as `error`)."""
     if not quiet:
-        print(f"ncvsd: {one_line(message)}", file=sys.stderr, flush=True)
+        sys.stderr.write(f"ncvsd: {one_line(message)}\n")
+        sys.stderr.flush()
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
