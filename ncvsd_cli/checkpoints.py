@@ -300,6 +300,9 @@ def _zoo_names() -> list[str]:
         return []
 
 
+#: The command whose runs hold snapshots of each network kind.
+SNAPSHOT_TRAINERS = {"teacher": "train", "generator": "distill"}
+
 #: snapshots/<kind>-<kimg>-<sigma_rel>.safetensors as `ncvsd train` / `distill` name them (training.common;
 #: version 0.1.0 wrote whole kimg, `teacher-0000170-0.050`, which sorts before `teacher-0000170.500-0.050`).
 SNAPSHOT_NAME = re.compile(r"^(teacher|generator)-\d{7}(?:\.\d{3})?-(\d\.\d{3})" + re.escape(SUFFIX) + "$")
@@ -320,9 +323,9 @@ def run_snapshot(run_dir: str | os.PathLike, kind: str, sigma_rel: float = 0.05)
         pairs = sorted({(k, r) for k, r, _ in held})
         kinds = sorted({k for k, _ in pairs})
         if kinds and kind not in kinds:  # a teacher run where a generator is needed, or the other way round
-            made_by = {"teacher": "an `ncvsd train` run", "generator": "an `ncvsd distill` run"}
+            made_by = f"an `ncvsd {SNAPSHOT_TRAINERS[kind]}` run" if kind in SNAPSHOT_TRAINERS else "a run"
             raise CheckpointError(f"{run_dir} is a run of a {' and '.join(kinds)}; a {kind} is needed here: give "
-                                  f"{made_by.get(kind, 'a run')} or a {kind} checkpoint")
+                                  f"{made_by} or a {kind} checkpoint")
         raise CheckpointError(f"{run_dir} holds no {kind} snapshot with EMA sigma_rel {sigma_rel:.3f}" + (
             f" (EMA lengths there: {', '.join(r for _, r in pairs)}; name a snapshot file to use one)" if pairs
             else " (none yet)"))

@@ -190,9 +190,6 @@ def command_line() -> str:
     return shlex.join(head + sys.argv[1:])
 
 
-#: The command whose runs hold snapshots of each network kind.
-SNAPSHOT_TRAINERS = {"teacher": "train", "generator": "distill"}
-
 #: The lock file a run folder holds while it trains (`filelock`).
 LOCK_NAME = ".ncvsd-run.lock"
 
@@ -289,7 +286,7 @@ class TrainLoop:
 
     def _prepare_run_dir(self) -> None:
         if self.state_path.exists() and not self.resume:
-            from ncvsd_cli.checkpoints import run_snapshots
+            from ncvsd_cli.checkpoints import SNAPSHOT_TRAINERS, run_snapshots
 
             kinds = {kind for kind, _, _ in run_snapshots(self.out)} - {self.snapshot_kind}
             if kinds:  # `distill --out` a teacher run: --resume would not fit either
