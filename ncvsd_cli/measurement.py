@@ -160,7 +160,11 @@ def is_image_like(m: Measurement) -> bool:
 
 def preview(m: Measurement) -> torch.Tensor:
     """A viewable (1, C, h, w) image in [-1, 1] of a measurement: y clipped for image-like tasks, else the
-    log-amplitude log(1 + |y|) min-max scaled to [0, 1] (mean over channels unless 1 or 3 channels)."""
+    log-amplitude log|y| from black at its median (the noise floor of a noisy spectrum) to white at its 99.9th
+    percentile (the few brightest values, the DC term, are clipped; mean over channels unless 1 or 3 channels)."""
+    import numpy as np
+    import torch
+
     y = m.y.detach().float()
     if is_image_like(m):
         out = y.clamp(-1, 1)
@@ -172,9 +176,9 @@ def preview(m: Measurement) -> torch.Tensor:
             a = a.reshape(1, 1, *([1] * (3 - a.dim())), *a.shape[1:])
         if a.shape[1] not in (1, 3):
             a = a.mean(dim=1, keepdim=True)
-        a = a.log1p()
-        lo, hi = a.amin(), a.amax()
-        out = images.from_unit((a - lo) / (hi - lo) if hi > lo else a * 0)
+        a = a.clamp_min(torch.finfo(a.dtype).tiny).log()
+        lo, hi = (float(v) for v in np.percentile(a.flatten().numpy(), [50, 99.9]))
+        out = images.from_unit(((a - lo) / (hi - lo)).clamp(0, 1) if hi > lo else a * 0)
     return images.match_channels(out, 1) if m.grey else out
 
 
@@ -584,13 +588,13 @@ def plain_image_params(task: str, params: dict[str, Any] | None) -> dict[str, An
 PLAIN_IMAGE_REFUSALS: dict[str, tuple[frozenset[str], str]] = {
     "deblur-motion": (frozenset({"kernel", "seed"}), (
         "deblur-motion needs the blur kernel of a plain image: restore the sidecar `ncvsd degrade` wrote beside it, "
-        "or name the synthetic kernel with -p seed=N (as given to degrade); for a photo's own blur use --task "
-        "deblur-kernel -p kernel=K.png (a measured kernel) or --task deblur-gauss (its width is estimated from the "
-        "image)")),
+        "or name the synthetic kernel with -p seed=N (and kernel_size, intensity if degrade was given them); for a "
+        "photo's own blur use --task deblur-kernel -p kernel=K.png (a measured kernel) or --task deblur-gauss (its "
+        "width is estimated from the image)")),
     "inpaint-random": (frozenset({"seed"}), (
         "inpaint-random needs to know which pixels of a plain image are missing: restore the sidecar `ncvsd "
-        "degrade` wrote beside it, or name its random mask with -p seed=N (as given to degrade); to fill holes of "
-        "your own, mark them with --task inpaint-mask -p mask=M.png")),
+        "degrade` wrote beside it, or name its random mask with -p seed=N (and -p fraction=F if degrade was given "
+        "one); to fill holes of your own, mark them with --task inpaint-mask -p mask=M.png")),
     "inpaint-mask": (frozenset({"mask"}), (
         "inpaint-mask needs the mask of the holes: -p mask=M.png (white = known, black = hole; -p invert=true for a "
         "mask that paints the holes white)")),

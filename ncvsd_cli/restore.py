@@ -320,7 +320,7 @@ class Restorer:
         """A decoded image y (1, C, h, w) in [-1, 1] as the measurement of `task`, its operator built with the task
         settings' operator parameters (preset < preset file < `options.params`) at `options.sigma_y`; for denoise,
         blurs and super-resolution without --sigma-y (or a preset file's sigma_y), at the noise level estimated from
-        y within `noise_level_bounds`; for deblur-gauss without a `sigma` parameter (-p or preset file), with the blur
+        y within `noise_level_bounds`; for inpaint-box and inpaint-mask at sigma_y 0 (`KEEP_PHOTO_PIXELS`); for deblur-gauss without a `sigma` parameter (-p or preset file), with the blur
         width estimated from y (`m.notes` say so). jpeg_sigma: y was decoded from a JPEG of this quantisation
         scale (`images.jpeg_quantization_sigma`); it raises the lowest level read (`noise_level_floor`).
         ValueError where a plain image cannot be the measurement (`plain_image_refusal`: deblur-motion without
@@ -349,10 +349,15 @@ class Restorer:
             sigma_y = min(max(round(round(estimate / NOISE_STEP) * NOISE_STEP, 4), low), bounds[1])
             why = ", raised for this JPEG's quantisation steps" if low > bounds[0] else ""
             bound = f"at least {low:g}{why}" if estimate < low else f"at most {bounds[1]}"
-            how = [f"read {read:.3f}"] + ([f"a blur is restored at {scale:g}x the level read"] if scale != 1 else [])
+            how = [f"read {read:.4f}, in steps of {NOISE_STEP:g}"]
+            how += [f"a blur is restored at {scale:g}x the level read"] if scale != 1 else []
             how += [] if low <= estimate <= bounds[1] else [bound]
             notes.append(f"estimated noise level sigma_y {sigma_y:g} on the [-1, 1] scale ({'; '.join(how)}) "
                          "(--sigma-y sets it)")
+        if task in KEEP_PHOTO_PIXELS and self.options.sigma_y is None and "sigma_y" not in preset:
+            sigma_y = 0.0
+            notes.append("the photo's own pixels are kept as they are (sigma_y 0; --sigma-y S treats them as noisy "
+                         "with std S and retouches them too)")
         if task == "deblur-gauss" and "sigma" not in given:
             width = estimate_gaussian_blur(y)  # a photo's blur width is unknown: the preset's 3 px is the paper's
             if width is not None:
@@ -367,7 +372,9 @@ class Restorer:
                 notes.append(f"blur width not estimated (image under 32 px or flat): sigma {params.get('sigma')} px")
         m = measurement_from_image(y, task, params, sigma_y, source=source, grey=grey)
         if task == "inpaint-mask":
-            notes += mask_notes(float(m.operator().mask.mean()), bool(params.get("invert", False)))
+            notes += mask_notes(float(m.operator().mask.mean()), bool(params.get("invert", False)),
+                                soft_fraction(params.get("mask")))
+        notes += seed_notes(task, given, m.operator().extra_config())
         if task == "inpaint-box":  # the task's box is erased whatever the photo holds there
             bh, bw = m.operator().box_size
             notes.append(f"the centred {bw}x{bh} box is treated as missing and repainted (-p box_size=N sets "
@@ -472,6 +479,7 @@ class Restorer:
                 yield replace(res, index=members[res.index])
 
     def _run_group(self, measurements, members: list[int], on_batch, on_step=None) -> Iterator[RestoreResult]:
+        from ncvsd_cli.sampling.pnp_gd import warm_start_applies
         from ncvsd_cli.sampling.presets import configure_operator
         from operators.padding import pad_operator
 
@@ -482,6 +490,9 @@ class Restorer:
                 raise ValueError(f"the measurement has {first.image_shape[0]} channel(s) but the model has "
                                  f"{self.channels}")
             call = self.prepare(first.task, self.sampler_level(first))
+            if self.method.needs == "none" and not warm_start_applies(first.operator()):
+                raise ValueError(f"{first.task} has no informative classical estimate (method {self.method.name} "
+                                 "would write mid-grey): use a network method, e.g. the default")
             op = pad_operator(configure_operator(first.operator(), call.settings), self.multiple)
             op = op.to(self.options.device)
         except (ValueError, RuntimeError, TypeError, KeyError, MemoryError) as exc:  # this group's problem only
@@ -548,7 +559,7 @@ class Restorer:
         device = self.options.device
         y = torch.cat([m.y for m in ms]).to(device)
         y = y.float() if y.is_floating_point() else y  # the networks and operators compute in float32
-        kwargs = dict(call.kwargs)
+        kwargs: dict = {}
         if self.label_dim:
             label = 0 if self.options.class_label is None else int(self.options.class_label)
             if not 0 <= label < self.label_dim:
@@ -556,13 +567,13 @@ class Restorer:
             kwargs["class_labels"] = torch.nn.functional.one_hot(torch.full((len(ms),), label),
                                                                  self.label_dim).float().to(device)
         if uses_classical_estimate(self.method):  # one classical estimate per image, whatever the batches
-            kwargs["estimate"] = self._estimates(op, y, idx, kwargs["sigma_y"], estimates)
+            kwargs["estimate"] = self._estimates(op, y, idx, call.kwargs["sigma_y"], estimates)
         gens = generators_for_seeds([stream_seed("restore", self.options.seed, k, tensor_key(m.y))
                                      for m, k in zip(ms, ks)], device=device)  # noise drawn where it is used
         if (callback := step_callback(call, on_step)) is not None:
             kwargs["callback"] = callback
         with torch.no_grad():
-            res = self.method(self.model, op, y, call.sigmas, generator=gens, **kwargs)
+            res = self.method.run(call, self.model, op, y, generator=gens, **kwargs)
         _, h, w = ms[0].image_shape
         return crop_to(res.x, (h, w)).detach().float().cpu(), res
 
@@ -587,6 +598,12 @@ class Restorer:
 #: benchmarks/noise-level/ and noise-estimator/ measure them. Levels are rounded to NOISE_STEP (photos batch together).
 NOISE_FLOOR, NOISE_CAP, NOISE_STEP = 0.01, 0.2, 0.0025
 BLUR_NOISE_SCALE = 0.7  # `noise_level_scale`
+
+
+#: Tasks whose plain images are restored at sigma_y 0 (the measured pixels returned as they are, `Operator.exact_fit`):
+#: a photo with a hole to fill. inpaint-random keeps its preset's level: its plain images are noisy `degrade`
+#: outputs, whose kept noisy pixels would speckle the clean fill.
+KEEP_PHOTO_PIXELS = ("inpaint-box", "inpaint-mask")
 
 
 def noise_level_bounds(task: str) -> tuple[float, float] | None:
@@ -626,15 +643,56 @@ def noise_level_floor(bounds: tuple[float, float], jpeg_sigma: float | None = No
     return min(round(floor, 4), bounds[1])
 
 
-def mask_notes(known: float, inverted: bool) -> list[str]:
+def mask_notes(known: float, inverted: bool, soft: float = 0.0) -> list[str]:
     """Notes on a user's inpainting mask keeping the fraction `known` (0-1) of the pixels: nothing to fill, or
-    most of the picture to repaint (perhaps a mask that marks the holes in white, the convention of most editors)."""
+    most of the picture to repaint (perhaps a mask that marks the holes in white, the convention of most editors);
+    `soft` (0-1): the fraction of its pixels between black and white (read as known above mid-grey). ValueError
+    for a mask that keeps no pixel (nothing to restore from)."""
     reading = "-p invert=true: white = hole" if inverted else "white = known; -p invert=true if white marks the hole"
+    if known <= 0.0:
+        raise ValueError(f"the mask keeps no pixel: nothing to restore from ({reading}; transparent = black); "
+                         "`ncvsd sample` draws images from nothing")
+    grey = f"the mask has grey levels ({100 * soft:.0f}% of its pixels): read as known above mid-grey"
+    notes = [grey] if soft > SOFT_MASK_NOTE else []
     if known >= 1.0:
-        return [f"the mask keeps every pixel: nothing to fill ({reading})"]
+        return [*notes, f"the mask keeps every pixel: nothing to fill ({reading})"]
     if known < 0.5:
-        return [f"the mask keeps only {100 * known:.0f}% of the pixels ({reading})"]
-    return []
+        return [*notes, f"the mask keeps only {100 * known:.0f}% of the pixels ({reading})"]
+    return notes
+
+
+#: A mask with more than this fraction of grey pixels (neither near black nor near white) is noted as thresholded.
+SOFT_MASK_NOTE = 0.01
+
+
+def soft_fraction(mask: Any) -> float:
+    """The fraction (0-1) of a mask's values strictly between 0.05 and 0.95 (a soft or anti-aliased mask; 0 for
+    None or a mask that cannot be read, which the operator reports)."""
+    import numpy as np
+
+    from operators.params import as_array
+
+    try:
+        a = np.asarray(as_array(mask, "mask"), dtype=np.float64) if mask is not None else None
+    except ValueError:
+        return 0.0
+    return 0.0 if a is None or a.size == 0 else float(((a > 0.05) & (a < 0.95)).mean())
+
+
+#: Operators drawn from a seed: what they draw and the other parameters that shape the draw.
+DRAWN_FROM_SEED = {"inpaint-random": ("mask", ("fraction",)), "deblur-motion": ("kernel", ("kernel_size", "intensity"))}
+
+
+def seed_notes(task: str, given: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """A note when a plain image's random operator is drawn from -p seed=N with parameters the user did not give
+    (`given`): the draw matches `degrade`'s only if they are the ones degrade was given (`config`: the operator's)."""
+    if task not in DRAWN_FROM_SEED or "seed" not in given or "kernel" in given:
+        return []
+    what, keys = DRAWN_FROM_SEED[task]
+    rest = [f"{k} {config[k]}" for k in keys if k not in given and k in config]
+    note = (f"the {what} is drawn from seed {config.get('seed')} with {' and '.join(rest)} (the preset's): give "
+            "degrade's values with -p if it was given others")
+    return [note] if rest else []
 
 
 def check_finite_weights(model: Any, name: Any) -> None:

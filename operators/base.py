@@ -79,6 +79,11 @@ class Operator(nn.Module):
         with torch.no_grad():
             return (batch, *self.forward(torch.zeros(1, *self.image_shape)).shape[1:])
 
+    def exact_fit(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        """x changed as little as possible so that A(x) = y holds exactly: the support of the posterior of a
+        noiseless measurement (sigma_y = 0), applied to a sampler's output; None where this operator has none."""
+        return None
+
     def measure(self, x: torch.Tensor, sigma_y: float = 0.05, generator: Generators = None) -> torch.Tensor:
         """y = A(x) + sigma_y * n, n ~ N(0, I) from `generator` (sigma_y on the [-1, 1] scale, >= 0)."""
         if sigma_y < 0:

@@ -370,7 +370,14 @@ class KernelBlur(CircularBlur):
         super().__init__(image_shape)
         if kernel is None:
             raise ValueError("kernel is required for deblur-kernel (a .npy file, an image, an array or a tensor)")
-        self._set_kernel(check_kernel(kernel, normalize=bool(normalize)), shift, boundary)
+        k = check_kernel(kernel, normalize=bool(normalize))
+        rows, cols = np.nonzero(np.abs(k) > 1e-3 * np.abs(k).max())  # the kernel's extent, zero borders aside
+        extent = (int(np.ptp(rows)) + 1, int(np.ptp(cols)) + 1)
+        if extent[0] > self.image_shape[1] or extent[1] > self.image_shape[2]:
+            raise ValueError(f"kernel spreads over {extent[1]}x{extent[0]} pixels, more than the "
+                             f"{self.image_shape[2]}x{self.image_shape[1]} image: nothing of it is left to restore "
+                             "(a kernel at the image's scale?)")
+        self._set_kernel(k, shift, boundary)
 
     def extra_config(self) -> dict[str, Any]:
         # The stored kernel is already normalised: rebuild without normalising again, bit for bit.

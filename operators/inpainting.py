@@ -36,6 +36,11 @@ class MaskOperator(Operator):
         """y where known, 0 (mid-grey) in the hole."""
         return like(self.mask, y) * y
 
+    def exact_fit(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The known pixels of y, x in the hole (the orthogonal projection onto {m ⊙ x = y})."""
+        m = like(self.mask, x)
+        return m * y + (1 - m) * x
+
     def likelihood_sample(self, x0: torch.Tensor, y: torch.Tensor, rho: float, sigma_p: float,
                           generator: Generators = None) -> torch.Tensor:
         """Exact sample, docs/method.md §3.3 (inpainting)."""

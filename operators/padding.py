@@ -94,6 +94,14 @@ class Padded(Operator):
         u[..., : self.size[0], : self.size[1]] = inner
         return u
 
+    def exact_fit(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        inner = self.inner.exact_fit(crop_to(x, self.size), y)
+        if inner is None:
+            return None
+        x = x.clone()
+        x[..., : self.size[0], : self.size[1]] = inner
+        return x
+
     def to_config(self) -> dict[str, Any]:
         return self.inner.to_config()
 

@@ -38,13 +38,19 @@ def decode_array(d: dict[str, Any]) -> np.ndarray:
 
 
 def load_gray_image(path: str | Path) -> np.ndarray:
-    """A mask or kernel image as float64 in [0, 1]: colour images are averaged over R, G, B; alpha is dropped;
-    8- and 16-bit images are scaled by their maximum code value."""
+    """A mask or kernel image as float64 in [0, 1]: colour images are averaged over R, G, B; transparency reads as
+    black (times alpha: a transparent hole of a mask, nothing of a kernel); 8- and 16-bit images are scaled by their
+    maximum code value."""
     from PIL import Image
 
+    alpha = None
     with Image.open(path) as im:
-        if im.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr", "1"):
-            im = im.convert("RGB") if im.mode != "LA" else im.convert("L")
+        if im.mode in ("PA", "LA", "RGBA") or (im.mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA")
+            alpha = np.asarray(im)[..., 3] / 255.0
+            im = im.convert("RGB")
+        elif im.mode in ("P", "CMYK", "YCbCr", "1"):
+            im = im.convert("RGB")
         a = np.asarray(im)
     if a.dtype == np.uint8:
         a = a / 255.0
@@ -53,7 +59,8 @@ def load_gray_image(path: str | Path) -> np.ndarray:
     elif a.dtype.kind in "iu":  # mode "I" (how Pillow opens some 16-bit PNGs): scale by the code range in use
         a = a / (65535.0 if a.max() > 255 else 255.0)
     a = np.asarray(a, dtype=np.float64)
-    return a.mean(axis=-1) if a.ndim == 3 else a
+    a = a.mean(axis=-1) if a.ndim == 3 else a
+    return a if alpha is None else a * alpha
 
 
 def as_array(value: Any, name: str) -> np.ndarray:

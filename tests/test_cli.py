@@ -887,7 +887,7 @@ def test_a_mask_marking_the_hole_in_white_is_noted_and_inverted_on_request(tmp_p
         return json.loads(res.stdout.splitlines()[-1])["results"][0]
 
     assert any("keeps only 13% of the pixels" in n and "invert=true" in n for n in restore()["notes"])
-    assert not restore("-p", "invert=true")["notes"]
+    assert not any("keeps only" in n for n in restore("-p", "invert=true")["notes"])
     out, before = np.asarray(Image.open(tmp_path / "out.png")), np.asarray(Image.open(src))
     assert (out[m == 0] == before[m == 0]).all() and (out[m == 255] != before[m == 255]).any()
 

@@ -232,7 +232,7 @@ def test_noise_level_of_a_large_image_is_read_on_its_centre_square():
 def test_a_plain_noisy_image_is_restored_at_its_estimated_level():
     """Without --sigma-y (or a preset file's), denoise, blurs and super-resolution read the noise level from the
     image, and a note says so: denoise and super-resolution as read, blurs at 0.7x the level read, both within
-    0.01-0.2; a given level, or inpainting, keeps the usual rule."""
+    0.01-0.2; a given level keeps the usual rule; inpainting is at 0 (box, mask) or the preset's (random)."""
     from ncvsd_cli.restore import Restorer
 
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
@@ -255,7 +255,8 @@ def test_a_plain_noisy_image_is_restored_at_its_estimated_level():
     very = y + 0.25 * torch.randn(y.shape, generator=torch.Generator().manual_seed(3))
     m = Restorer(None, None, RestoreOptions(task="sr4").validate()).measurement(very, "sr4")
     assert m.sigma_y == 0.2 and "at most 0.2" in m.notes[0]
-    assert level(task="inpaint-box", params={"box_size": 4})[0] == 0.05  # the preset's
+    assert level(task="inpaint-box", params={"box_size": 4})[0] == 0  # the photo's own pixels, kept
+    assert level(task="inpaint-random", params={"seed": 1})[0] == 0.05  # the preset's: a noisy `degrade` output
     clean = y - 0.2 * torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
     blur = Restorer(None, None, RestoreOptions(task="deblur-kernel", params={"kernel": [[1.0, 1.0]]}).validate())
     m = blur.measurement(clean, "deblur-kernel")  # no noise: the floor

@@ -65,4 +65,4 @@ def run_job(job: Job, task: str, operator, y, network, generator, preset_file=No
     call = method.prepare(task, job.nfe or None, preset_file=preset_file, **overrides)
     callback = step_callback(call, on_step)
     extra = {"callback": callback} if callback is not None else {}
-    return method(network, operator, y, call.sigmas, generator=generator, **call.kwargs, **extra)
+    return method.run(call, network, operator, y, generator=generator, **extra)

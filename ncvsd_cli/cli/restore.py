@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import glob
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -262,7 +263,13 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
 
     def skip(p: Path) -> bool:
         """Our own earlier outputs: tagged files beside their inputs, or anywhere below -o DIR."""
-        return bool(pattern.search(p.stem)) and (out_dir is None or out_dir in p.resolve().parents)
+        tag = pattern.search(p.stem)
+        if not tag:
+            return False
+        if out_dir is None or out_dir in p.resolve().parents:
+            return True
+        source = p.stem[: tag.start()]  # X_sr4_s1.png beside X.png (any extension) or X's sidecar
+        return source != "" and any(q.stem == source and q != p for q in p.parent.glob(glob.escape(source) + ".*"))
 
     items, missing = common.expand_inputs(specs, skip=skip, quiet=quiet, identity=meas.input_identity,
                                            out=outputs.out)
@@ -314,6 +321,10 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                 m.notes = [*m.notes, tiles]
             good.append((item, m))
         tasks = sorted({m.task for _, m in good})
+        if "phase-retrieval" in tasks and options.samples == 1:
+            common.note("phase retrieval recovers an image only up to a shift and a 180-degree turn (the Fourier "
+                        "magnitudes do not tell them apart), and one run can settle on a poor mix of the two: "
+                        "--samples K makes K tries", quiet)
         if len(tasks) > 1:
             report.extra["task"] = tasks
         groups = [(options, good)] if method_given else _method_groups(options, good, report)
@@ -408,6 +419,10 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         if refusal:
             raise ValueError(refusal)
         common.note(f"{item.name}: using the measurement sidecar {side.name}", quiet)
+        ignored = sorted(restorer.given_params())
+        if ignored:
+            common.note(f"{item.name}: {', '.join(ignored)} not used: the sidecar records the operator the "
+                        "measurement was made with (--no-sidecar restores the image as a plain one)", quiet)
         for n in m.notes:
             common.note(f"{item.name}: {n}")  # an edited preview is worth a word even with --quiet
         return m

@@ -144,6 +144,8 @@ def biharmonic(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, 
     known = np.broadcast_to(known, (c, *known.shape[1:]))
     same = bool((known == known[:1]).all())
     images = y.detach().cpu().numpy().astype(np.float64)
+    if not known.any():  # nothing measured: the prior mean, mid-grey (as the pseudo-inverse)
+        return _finish(torch.zeros_like(y), y, "biharmonic", 0, callback)
     out = images.copy()
     for b in range(images.shape[0]):
         if not (~known).any():
@@ -154,7 +156,7 @@ def biharmonic(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, 
         else:  # a different mask per channel: one grey problem per channel
             for ch in range(c):
                 if (~known[ch]).any():
-                    out[b, ch] = inpaint_biharmonic(images[b, ch], ~known[ch])
+                    out[b, ch] = inpaint_biharmonic(images[b, ch], ~known[ch]) if known[ch].any() else 0.0
     return _finish(torch.from_numpy(out).to(y.device), y, "biharmonic", 0, callback)
 
 

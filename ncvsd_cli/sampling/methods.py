@@ -70,6 +70,20 @@ class Method:
             _check_network(self, args[0])
         return self.load()(*args, **kwargs)
 
+    def run(self, call: MethodCall, model: Any, operator: Any, y: Any, *, generator: Any,
+            **extra: Any) -> SamplerResult:
+        """Run this method as `call` prepared it (`extra` adds to or replaces its arguments: callback, estimate,
+        class_labels). A noiseless measurement (settings sigma_y 0) is then fitted exactly where the operator
+        can (`Operator.exact_fit`: inpainting returns the known pixels as measured, only the hole is filled)."""
+        from dataclasses import replace
+
+        res = self(model, operator, y, call.sigmas, generator=generator, **{**call.kwargs, **extra})
+        fit = getattr(operator, "exact_fit", None)
+        if float(call.settings.get("sigma_y", 1.0)) == 0 and fit is not None:
+            fitted = fit(res.x, y)
+            res = res if fitted is None else replace(res, x=fitted)
+        return res
+
     def settings(self, task: str, nfe: int | None, preset_file: str | None, **overrides: Any) -> dict[str, Any]:
         """The task settings this method runs with (`sampling.presets.task_settings`)."""
         from ncvsd_cli.sampling.presets import task_settings

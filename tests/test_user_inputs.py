@@ -1,0 +1,182 @@
+"""A user's own inputs to `ncvsd restore`: masks (alpha, grey levels, none kept), kernels, seeds, sidecars with -p,
+phase retrieval, and the photo's own pixels kept when a hole is filled (sigma_y 0 is fitted exactly)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_cli import FAST, _ckpt, _png, run
+
+import operators
+from ncvsd_cli.sampling.classical import biharmonic
+from operators.padding import pad_operator
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return _ckpt(tmp_path_factory.mktemp("ckpt"))
+
+
+def _restore(*args, ok: bool = True) -> dict:
+    res = run("restore", *args, "--json", "-q")
+    assert (res.exit_code == 0) == ok, res.output
+    return json.loads(res.stdout.splitlines()[-1])
+
+
+def _hole_mask(path, h: int = 15, w: int = 13) -> np.ndarray:
+    known = np.ones((h, w), bool)
+    known[4:9, 3:8] = False
+    Image.fromarray(np.where(known, 255, 0).astype(np.uint8)).save(path)
+    return known
+
+
+# ------------------------------------------------------------------------------------------------ exact fit
+@pytest.mark.parametrize("name", sorted(operators.names()))
+def test_exact_fit_meets_the_measurement_or_is_none(name):
+    """Operator.exact_fit(x, y): inpainting returns the known pixels of y and x in the hole (a projection:
+    A(fit) = y, idempotent); on a padded canvas too, the extra pixels untouched. Other operators have none."""
+    params = {"inpaint-mask": {"mask": torch.rand(1, 13, 11, generator=torch.Generator().manual_seed(1)) > 0.5},
+              "deblur-kernel": {"kernel": np.ones((3, 3))}}.get(name, {})
+    op = operators.create(name, (3, 13, 11), **params)
+    g = torch.Generator().manual_seed(0)
+    truth, guess = torch.rand(2, 3, 13, 11, generator=g) * 2 - 1, torch.rand(2, 3, 13, 11, generator=g) * 2 - 1
+    y = op(truth)
+    fit = op.exact_fit(guess, y)
+    if not name.startswith("inpaint"):
+        assert fit is None and pad_operator(op, 8).exact_fit(torch.zeros(2, 3, 16, 16), y) is None
+        return
+    torch.testing.assert_close(op(fit), y, rtol=0, atol=0)
+    torch.testing.assert_close(fit * (1 - op.mask), guess * (1 - op.mask), rtol=0, atol=0)
+    torch.testing.assert_close(op.exact_fit(fit, y), fit, rtol=0, atol=0)
+    canvas = torch.rand(2, 3, 16, 16, generator=g)
+    padded = pad_operator(op, 8).exact_fit(canvas, y)
+    torch.testing.assert_close(padded[..., :13, :11], op.exact_fit(canvas[..., :13, :11], y), rtol=0, atol=0)
+    torch.testing.assert_close(padded[..., 13:, :], canvas[..., 13:, :], rtol=0, atol=0)
+
+
+def test_biharmonic_with_nothing_known_is_the_prior_mean():
+    op = operators.create("inpaint-mask", (3, 9, 7), mask=np.zeros((9, 7)))
+    out = biharmonic(None, op, torch.rand(1, 3, 9, 7))
+    assert torch.equal(out.x, torch.zeros(1, 3, 9, 7))
+
+
+def test_a_photos_own_pixels_are_kept_when_its_hole_is_filled(tmp_path, ckpt):
+    """A plain photo to inpaint-mask is restored at sigma_y 0 (a note says so): the pixels outside the hole come back
+    as they were, whatever the sampler did there; --sigma-y 0.05 lets the model retouch them (the tiny random
+    network changes them); the hole is filled either way."""
+    src = _png(tmp_path / "photo.png", 15, 13)
+    known = _hole_mask(tmp_path / "mask.png")
+    common = ["--task", "inpaint-mask", src, "-p", f"mask={tmp_path / 'mask.png'}", "-c", ckpt, *FAST, "--overwrite"]
+    summary = _restore(*common, "-o", tmp_path / "kept.png")
+    assert summary["results"][0]["sigma_y"] == 0 and any("own pixels are kept" in n
+                                                         for n in summary["results"][0]["notes"])
+    _restore(*common, "-o", tmp_path / "noisy.png", "--sigma-y", "0.05")
+    before = np.asarray(Image.open(src))
+    kept, noisy = (np.asarray(Image.open(tmp_path / f)) for f in ("kept.png", "noisy.png"))
+    assert (kept[known] == before[known]).all() and (noisy[known] != before[known]).any()
+    assert (kept[~known] != before[~known]).any()
+
+
+def test_a_noiseless_sidecar_is_fitted_exactly_and_a_noisy_one_is_not(tmp_path, ckpt):
+    """The fit applies to any measurement at sigma_y 0 (degrade --sigma-y 0), not to the benchmark's 0.05."""
+    src = _png(tmp_path / "photo.png", 16, 16)
+    for level in ("0", "0.05"):
+        assert run("degrade", "--task", "inpaint-box", src, "--sigma-y", level, "-o", tmp_path / f"m{level}.png",
+                   "-q").exit_code == 0
+        _restore(tmp_path / f"m{level}.png", "-c", ckpt, *FAST, "-o", tmp_path / f"r{level}.png")
+    op = operators.create("inpaint-box", (3, 16, 16))
+    known = op.mask[0, 0].bool().numpy()
+    measured, fitted, other = (np.asarray(Image.open(tmp_path / f)).astype(int)
+                               for f in ("m0.png", "r0.png", "r0.05.png"))
+    assert (fitted[known] == measured[known]).all() and (other[known] != measured[known]).any()
+
+
+# ------------------------------------------------------------------------------------------------ masks
+def test_a_mask_that_keeps_nothing_is_refused_in_words(tmp_path, ckpt):
+    src = _png(tmp_path / "photo.png", 15, 13)
+    Image.fromarray(np.zeros((15, 13), np.uint8)).save(tmp_path / "black.png")
+    summary = _restore("--task", "inpaint-mask", src, "-p", f"mask={tmp_path / 'black.png'}", "-c", ckpt, *FAST,
+                       "-o", tmp_path / "out.png", ok=False)
+    error = summary["results"][0]["error"]
+    assert "keeps no pixel" in error and "invert=true" in error and "reduction" not in error
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_a_transparent_part_of_a_mask_is_a_hole_and_grey_levels_are_noted(tmp_path, ckpt):
+    """Editors export holes as transparency: a transparent square (white in RGB) is the hole; a soft mask is
+    read as known above mid-grey and says so."""
+    src = _png(tmp_path / "photo.png", 15, 13)
+    rgba = np.full((15, 13, 4), 255, np.uint8)
+    rgba[4:9, 3:8, 3] = 0  # transparent, still white in RGB
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    op = operators.create("inpaint-mask", (3, 15, 13), mask=str(tmp_path / "alpha.png"))
+    assert op.mask[0, 0, 4:9, 3:8].eq(0).all() and op.mask.sum() == 15 * 13 - 25
+    ramp = np.tile(np.linspace(0, 255, 13), (15, 1)).round().astype(np.uint8)
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    summary = _restore("--task", "inpaint-mask", src, "-p", f"mask={tmp_path / 'ramp.png'}", "-c", ckpt,
+                       "--method", "biharmonic", "-o", tmp_path / "out.png")
+    assert any("grey levels" in n and "mid-grey" in n for n in summary["results"][0]["notes"])
+    summary = _restore("--task", "inpaint-mask", src, "-p", f"mask={tmp_path / 'alpha.png'}", "-c", ckpt,
+                       "--method", "biharmonic", "-o", tmp_path / "out2.png")
+    assert not any("grey levels" in n for n in summary["results"][0]["notes"])
+
+
+def test_a_random_mask_named_by_its_seed_says_which_fraction_it_assumes(tmp_path, ckpt):
+    src = _png(tmp_path / "photo.png", 16, 16)
+    args = ["--task", "inpaint-random", src, "-c", ckpt, "--method", "biharmonic", "--overwrite", "-o",
+            tmp_path / "o.png"]
+    notes = _restore(*args, "-p", "seed=5")["results"][0]["notes"]
+    assert any("drawn from seed 5 with fraction 0.7" in n for n in notes)
+    assert not any("drawn from seed" in n for n in _restore(*args, "-p", "seed=5", "-p", "fraction=0.8")
+                   ["results"][0]["notes"])
+    res = run("restore", "--task", "inpaint-random", src, "-c", ckpt, "-o", tmp_path / "x.png")
+    assert res.exit_code == 2 and "fraction=F" in res.stderr
+
+
+# ------------------------------------------------------------------------------------------------ kernels, sidecars
+def test_a_kernel_wider_than_the_image_is_refused(tmp_path, ckpt):
+    src = _png(tmp_path / "photo.png", 16, 16)
+    np.save(tmp_path / "big.npy", np.ones((40, 3)))
+    res = run("restore", "--task", "deblur-kernel", src, "-p", f"kernel={tmp_path / 'big.npy'}", "-c", ckpt, *FAST,
+              "-o", tmp_path / "o.png")
+    assert res.exit_code != 0 and "more than the 16x16 image" in res.output and not (tmp_path / "o.png").exists()
+    padded = np.zeros((60, 60))
+    padded[20:23, 10:14] = 1  # a small kernel in a large zero frame is fine
+    assert operators.create("deblur-kernel", (3, 16, 16), kernel=padded).kernel.shape == (60, 60)
+
+
+def test_operator_parameters_given_with_a_sidecar_are_named_as_unused(tmp_path, ckpt):
+    src = _png(tmp_path / "photo.png", 16, 16)
+    assert run("degrade", "--task", "deblur-gauss", "-p", "sigma=2", src, "-o", tmp_path / "m.png").exit_code == 0
+    res = run("restore", tmp_path / "m.png", "-p", "sigma=1", "-c", ckpt, "--method", "wiener", "-o",
+              tmp_path / "o.png")
+    assert res.exit_code == 0 and "sigma not used: the sidecar records the operator" in res.stderr, res.output
+
+
+def test_earlier_outputs_beside_their_inputs_are_not_inputs_of_a_glob_into_another_folder(tmp_path, ckpt):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    _png(folder / "x.png", 16, 16)
+    args = ["--task", "denoise", "-c", ckpt, "--method", "classical"]
+    _restore(folder / "x.png", *args)  # writes p/x_denoise.png beside it
+    summary = _restore(str(folder / "*"), *args, "-o", tmp_path / "out")
+    assert summary["ok"] == 1 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x.png"]
+    shutil.copy(folder / "x_denoise.png", folder / "y_denoise.png")  # no y.* beside it: a real input
+    assert _restore(str(folder / "y*"), *args, "-o", tmp_path / "out2")["ok"] == 1
+
+
+# ------------------------------------------------------------------------------------------------ phase retrieval
+def test_phase_retrieval_preview_is_visible_classical_refused_and_the_ambiguity_noted(tmp_path, ckpt):
+    src = _png(tmp_path / "photo.png", 16, 16)
+    assert run("degrade", "--task", "phase-retrieval", src, "-o", tmp_path / "pr.png").exit_code == 0
+    preview = np.asarray(Image.open(tmp_path / "pr.png"))
+    assert np.percentile(preview, 99) > 128 and np.median(preview) < 32  # structure above a dark noise floor
+    summary = _restore(tmp_path / "pr.png", "-c", ckpt, "--method", "classical", "-o", tmp_path / "o.png", ok=False)
+    assert "no informative classical estimate" in summary["results"][0]["error"]
+    res = run("restore", tmp_path / "pr.png", "-c", ckpt, *FAST, "-o", tmp_path / "o.png")
+    assert res.exit_code == 0 and "180-degree turn" in res.stderr and "--samples K" in res.stderr, res.output
