@@ -154,8 +154,8 @@ def _check_expectations(entry: ZooEntry, config: dict[str, Any]) -> None:
 def ensure(name: str, *, force: bool = False, quiet: bool = False) -> Path:
     """The verified conversion of zoo entry `name`, downloading and converting it first when needed.
 
-    A conversion already in the cache is checked against its record (sha256); `force` downloads and converts
-    again. The downloaded file must match the published sha256 (zoo entry, or the hub's LFS object id) and, for
+    A conversion already in the cache is checked against its record (sha256), and one imported by hand (no record)
+    is used as it is, with a note; `force` downloads and converts again. The downloaded file must match the published sha256 (zoo entry, or the hub's LFS object id) and, for
     a re-download, the recorded one. Raises CheckpointError with the command that fixes the problem: unknown name
     (lists the zoo), offline and not downloaded, download failure, hash mismatch, wrong architecture.
     """
@@ -172,6 +172,10 @@ def ensure(name: str, *, force: bool = False, quiet: bool = False) -> Path:
         record = ck.read_record(target)
         if target.is_file() and record and not force:
             ck.verify_record(target, record)
+            return target
+        if target.is_file() and not force:  # put there by `ncvsd checkpoints import ... -o` (no download record)
+            _say(f"{name}: using {target}, imported without a download record (`{entry.download_command}` "
+                 "replaces it with the verified download)", quiet)
             return target
         if download.is_offline() and not _cached_source(entry, record):
             raise CheckpointError(f"{name} is not downloaded and HF_HUB_OFFLINE is set: run "

@@ -721,6 +721,7 @@ def test_sample_grid_and_directory(tmp_path, ckpt):
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.splitlines()[-1])
     assert _files(tmp_path / "d") == {"000002.png", "000005.png"} and summary["nfe"] == 4
+    assert all(r["size"] == [16, 16] for r in summary["results"]), summary  # as the grid's and restore's
     typo = run("sample", "-c", ckpt, "--nfe", "1", "--seeds", "0", "-o", tmp_path / "g.txt", "--device", "cpu")
     assert typo.exit_code == 2 and "not an image suffix" in typo.output and not (tmp_path / "g.txt").exists()
     dotted = run("sample", "-c", ckpt, "--nfe", "1", "--seeds", "0", "-o", f"{tmp_path / 'run.v2'}/", "--device", "cpu")

@@ -637,3 +637,22 @@ def test_distill_init_generator_continues_from_a_generator(tmp_path, tiny_teache
     with pytest.raises(CheckpointError, match="generator is needed"):
         Distiller(_distill_settings(tmp_path, tiny_teacher, "bad", init_generator=str(tiny_teacher)),
                   distributed.init("cpu"))
+
+
+def test_distill_continues_a_generator_with_its_own_gamma(tmp_path, tiny_teacher):
+    """The shipped generator is a teacher copy at γ 0.1 (the teacher config says 0.414): continuing from it keeps
+    its γ (`distill --init-generator builtin64-generator` was refused for the mismatch), in its snapshots too."""
+    from ncvsd_cli.checkpoints import read_config, save_checkpoint
+    from ncvsd_cli.training import distributed
+    from ncvsd_cli.training.distill import Distiller, distill, teacher_copy_generator
+
+    gen, cfg = teacher_copy_generator(str(tiny_teacher), gamma=0.1)
+    save_checkpoint(gen, tmp_path / "copy.safetensors", cfg)
+    d = Distiller(_distill_settings(tmp_path, tiny_teacher, "cont", init_generator=str(tmp_path / "copy.safetensors")),
+                  distributed.init("cpu"))
+    assert d.configs["generator"]["gamma"] == 0.1 and d.configs["score"].get("gamma") != 0.1
+    assert all(torch.equal(v, gen.state_dict()[k]) for k, v in d.gen.state_dict().items())
+    del d
+    distill(_distill_settings(tmp_path, tiny_teacher, "cont2", init_generator=str(tmp_path / "copy.safetensors"),
+                              duration="1steps"))
+    assert read_config(latest_snapshot(tmp_path / "cont2", "generator"))["gamma"] == 0.1

@@ -180,3 +180,22 @@ def test_phase_retrieval_preview_is_visible_classical_refused_and_the_ambiguity_
     assert "no informative classical estimate" in summary["results"][0]["error"]
     res = run("restore", tmp_path / "pr.png", "-c", ckpt, *FAST, "-o", tmp_path / "o.png")
     assert res.exit_code == 0 and "180-degree turn" in res.stderr and "--samples K" in res.stderr, res.output
+
+
+def test_json_to_a_reader_that_went_away_is_one_line_not_an_internal_error(tmp_path):
+    """`ncvsd degrade ... --json | head -1`: a closed standard output is named in one line, exit 1, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    src = _png(tmp_path / "photo.png", 16, 16)
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ncvsd_cli", "degrade", "--task", "denoise", src, "-o",
+                               tmp_path / "out", "--json"], stdout=write, stderr=subprocess.PIPE, timeout=120,
+                               check=False)
+    finally:
+        os.close(write)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "broken pipe" in err and "internal error" not in err and "Traceback" not in err

@@ -386,3 +386,17 @@ def test_names_urls_and_pickles_as_checkpoints(hub, pickles, tmp_path):
     assert first.stat().st_mtime_ns == mtime and config["kind"] == "generator"
     torch.testing.assert_close(model.state_dict()["model.logvar_linear.weight"],
                                load_checkpoint(by_url)[0].state_dict()["model.logvar_linear.weight"])
+
+
+def test_a_zoo_model_imported_by_hand_into_the_cache_is_used_by_name_offline(hub, pickles, tmp_path, monkeypatch):
+    """README: `checkpoints import ncvsd-ffhq256-xs.pkl -o ~/.cache/ncvsd/ncvsd-ffhq256-xs.safetensors`, then
+    `-c ncvsd-ffhq256-xs` uses that file (it went to the zoo's download, "not downloaded" offline), with a note."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pkl = tmp_path / "ncvsd-ffhq256-xs.pkl"
+    pkl.write_bytes(pickles["ncvsd-ffhq256-xs.pkl"])
+    target = ck.cache_dir() / "ncvsd-ffhq256-xs.safetensors"
+    assert _cli("checkpoints", "import", pkl, "-o", target).exit_code == 0 and not ck.read_record(target)
+    res = _cli("restore", _png(tmp_path / "x.png"), "--checkpoint", "ncvsd-ffhq256-xs", "--task", "denoise",
+               "--method", "denoiser", "--device", "cpu", "-o", tmp_path / "y.png")
+    assert res.exit_code == 0 and "imported without a download record" in res.output, res.output
+    assert resolve_checkpoint("ncvsd-ffhq256-xs", quiet=True) == target

@@ -174,6 +174,13 @@ def handle_errors() -> Iterator[None]:
              "left", exit_code_for(exc))
     except KeyboardInterrupt as exc:
         fail("interrupted; outputs finished so far are kept, no partial file is left", exit_code_for(exc))
+    except BrokenPipeError:  # `ncvsd ... --json | head -1`: the reader went away
+        try:  # Python's final flush must not print a traceback
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        fail("standard output was closed (broken pipe); outputs finished so far are kept, no partial file is left",
+             EXIT_PARTIAL)
     except Exception as exc:  # a bug: one line unless debugging
         if os.environ.get("NCVSD_DEBUG"):
             raise

@@ -182,7 +182,7 @@ def _write_sample(x, path: str, seed: int, overwrite: bool, report) -> None:
     except (ValueError, OSError) as exc:
         report.failed(f"seed {seed}", f"seed {seed}: cannot write {path}: {exc}")
     else:
-        report.ok(f"seed {seed}", [path])
+        report.ok(f"seed {seed}", [path], size=list(x.shape[-2:]))
 
 
 def register(app: typer.Typer) -> None:

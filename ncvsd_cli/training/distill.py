@@ -80,6 +80,23 @@ def student_network(teacher: torch.nn.Module, teacher_cfg: dict, kind: str) -> t
     return init_from_teacher(build_network(cfg), teacher), cfg
 
 
+#: The generator's own noise settings (docs/method.md §2.5), which a generator to continue from keeps.
+GENERATOR_NOISE_KEYS = ("gamma", "init_sigma")
+
+
+def init_generator_noise(source: str) -> dict:
+    """{gamma, init_sigma} of the generator checkpoint `source` (a name, path or run folder): the values the student
+    generator is built with when it continues from it (the shipped one has γ 0.1, not the teacher config's 0.414).
+    {} when its config cannot be read here (`load_init_weights` reports the problem)."""
+    from ncvsd_cli.checkpoints import CheckpointError, read_config, resolve_checkpoint
+
+    try:
+        cfg = read_config(resolve_checkpoint(source, kind="generator", quiet=True))
+    except (CheckpointError, ValueError, OSError):
+        return {}
+    return {k: cfg[k] for k in GENERATOR_NOISE_KEYS if k in cfg}
+
+
 def teacher_copy_generator(teacher: str, gamma: float | None = None) -> tuple[torch.nn.Module, dict]:
     """The generator G_θ at its initialisation, before any distillation step (docs/method.md §1.9): G(y, σ) =
     D_0(y + sqrt(σ̂² − σ²) z, σ̂), σ̂ = (1 + γ)σ, the teacher's posterior mean at a higher noise level: an
@@ -143,8 +160,10 @@ class Distiller(TrainLoop):
         self.settings["arch"] = s.arch or tcfg.get("preset")
         torch.manual_seed(s.seed)
         nets, self.configs = {}, {}
+        gen_cfg = {**tcfg, **init_generator_noise(s.init_generator)} if s.init_generator else tcfg
         for kind in ("generator", "score", "discriminator"):
-            net, self.configs[kind] = student_network(self.teacher.cpu(), tcfg, kind)
+            net, self.configs[kind] = student_network(self.teacher.cpu(), gen_cfg if kind == "generator" else tcfg,
+                                                      kind)
             net = net.to(dev)
             if s.channels_last:
                 net = net.to(memory_format=torch.channels_last)
