@@ -320,8 +320,9 @@ class Restorer:
         """A decoded image y (1, C, h, w) in [-1, 1] as the measurement of `task`, its operator built with the task
         settings' operator parameters (preset < preset file < `options.params`) at `options.sigma_y`; for denoise,
         blurs and super-resolution without --sigma-y (or a preset file's sigma_y), at the noise level estimated from
-        y within `noise_level_bounds`; for inpaint-box and inpaint-mask at sigma_y 0 (`KEEP_PHOTO_PIXELS`); for deblur-gauss without a `sigma` parameter (-p or preset file), with the blur
-        width estimated from y (`m.notes` say so). jpeg_sigma: y was decoded from a JPEG of this quantisation
+        y within `noise_level_bounds`; for inpaint-box and inpaint-mask at sigma_y 0 (`KEEP_PHOTO_PIXELS`); for
+        deblur-gauss without a `sigma` parameter (-p or preset file), with the blur width estimated from y (`m.notes`
+        say so). jpeg_sigma: y was decoded from a JPEG of this quantisation
         scale (`images.jpeg_quantization_sigma`); it raises the lowest level read (`noise_level_floor`).
         ValueError where a plain image cannot be the measurement (`plain_image_refusal`: deblur-motion without
         `kernel` or `seed`, inpaint-random without `seed`, phase-retrieval)."""
@@ -374,7 +375,7 @@ class Restorer:
         if task == "inpaint-mask":
             notes += mask_notes(float(m.operator().mask.mean()), bool(params.get("invert", False)),
                                 soft_fraction(params.get("mask")))
-        notes += seed_notes(task, given, m.operator().extra_config())
+        notes += seed_notes(task, given, m.operator())
         if task == "inpaint-box":  # the task's box is erased whatever the photo holds there
             bh, bw = m.operator().box_size
             notes.append(f"the centred {bw}x{bh} box is treated as missing and repainted (-p box_size=N sets "
@@ -683,11 +684,12 @@ def soft_fraction(mask: Any) -> float:
 DRAWN_FROM_SEED = {"inpaint-random": ("mask", ("fraction",)), "deblur-motion": ("kernel", ("kernel_size", "intensity"))}
 
 
-def seed_notes(task: str, given: dict[str, Any], config: dict[str, Any]) -> list[str]:
+def seed_notes(task: str, given: dict[str, Any], operator: Any) -> list[str]:
     """A note when a plain image's random operator is drawn from -p seed=N with parameters the user did not give
-    (`given`): the draw matches `degrade`'s only if they are the ones degrade was given (`config`: the operator's)."""
+    (`given`): the draw matches `degrade`'s only if they are the ones degrade was given (the `operator`'s)."""
     if task not in DRAWN_FROM_SEED or "seed" not in given or "kernel" in given:
         return []
+    config = operator.extra_config()
     what, keys = DRAWN_FROM_SEED[task]
     rest = [f"{k} {config[k]}" for k in keys if k not in given and k in config]
     note = (f"the {what} is drawn from seed {config.get('seed')} with {' and '.join(rest)} (the preset's): give "

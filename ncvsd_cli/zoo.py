@@ -155,9 +155,10 @@ def ensure(name: str, *, force: bool = False, quiet: bool = False) -> Path:
     """The verified conversion of zoo entry `name`, downloading and converting it first when needed.
 
     A conversion already in the cache is checked against its record (sha256), and one imported by hand (no record)
-    is used as it is, with a note; `force` downloads and converts again. The downloaded file must match the published sha256 (zoo entry, or the hub's LFS object id) and, for
-    a re-download, the recorded one. Raises CheckpointError with the command that fixes the problem: unknown name
-    (lists the zoo), offline and not downloaded, download failure, hash mismatch, wrong architecture.
+    is used as it is, with a note; `force` downloads and converts again. The downloaded file must match the
+    published sha256 (zoo entry, or the hub's LFS object id) and, for a re-download, the recorded one. Raises
+    CheckpointError with the command that fixes the problem: unknown name (lists the zoo), offline and not
+    downloaded, download failure, hash mismatch, wrong architecture.
     """
     from filelock import FileLock
 
