@@ -588,7 +588,8 @@ def plain_image_params(task: str, params: dict[str, Any] | None) -> dict[str, An
 PLAIN_IMAGE_REFUSALS: dict[str, tuple[frozenset[str], str]] = {
     "deblur-motion": (frozenset({"kernel", "seed"}), (
         "deblur-motion needs the blur kernel of a plain image: restore the sidecar `ncvsd degrade` wrote beside it, "
-        "or name the synthetic kernel with -p seed=N (and kernel_size, intensity if degrade was given them); for a "
+        "or name the synthetic kernel with -p seed=N (and kernel_size, intensity if degrade was given them, and "
+        "boundary=circular, degrade's blur); for a "
         "photo's own blur use --task deblur-kernel -p kernel=K.png (a measured kernel) or --task deblur-gauss (its "
         "width is estimated from the image)")),
     "inpaint-random": (frozenset({"seed"}), (

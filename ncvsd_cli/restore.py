@@ -68,7 +68,7 @@ class RestoreOptions:
     over the task preset. params: operator parameters for plain-image inputs. class_label: for class-conditional
     checkpoints.
     checkpoint: name or path (None: the shipped default of the kind the method needs). device: "cpu", "cuda",
-    "cuda:N". precision: "auto", "fp32" or "bf16". max_pixels >= 1: largest output (H * W) accepted (None: as
+    "cuda:N" or "auto" (cuda if available; `validate` resolves it). precision: "auto", "fp32" or "bf16". max_pixels >= 1: largest output (H * W) accepted (None: as
     large as the memory estimate admits, `Restorer.memory_refusal`). tile: side of the tiles the generator is
     computed in (a multiple of the network's size multiple; None: automatic from a 4 GiB call budget, at most
     512 px; 0: never tile); images no larger than the tile are computed whole. compile: run the network through
@@ -96,7 +96,7 @@ class RestoreOptions:
         """Fill `method` from the task preset and check every value; ValueError naming the first bad one."""
         import math
 
-        from ncvsd_cli.networks.inference import PRECISIONS
+        from ncvsd_cli.networks.inference import PRECISIONS, resolve_device
         from ncvsd_cli.sampling.methods import get_method
         from ncvsd_cli.sampling.presets import read_preset_file, task_settings
 
@@ -111,6 +111,7 @@ class RestoreOptions:
             raise ValueError(f"--nfe must be >= 1, got {self.nfe}")
         if self.sigma_y is not None and not (math.isfinite(self.sigma_y) and self.sigma_y >= 0):
             raise ValueError(f"--sigma-y must be >= 0 and finite, got {self.sigma_y}")
+        self.device = str(resolve_device(self.device))  # "auto", or CUDA where there is none: a clear ValueError
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.task is not None:
@@ -681,7 +682,8 @@ def soft_fraction(mask: Any) -> float:
 
 
 #: Operators drawn from a seed: what they draw and the other parameters that shape the draw.
-DRAWN_FROM_SEED = {"inpaint-random": ("mask", ("fraction",)), "deblur-motion": ("kernel", ("kernel_size", "intensity"))}
+DRAWN_FROM_SEED = {"inpaint-random": ("mask", ("fraction",)),
+                   "deblur-motion": ("kernel", ("kernel_size", "intensity", "boundary"))}
 
 
 def seed_notes(task: str, given: dict[str, Any], operator: Any) -> list[str]:
@@ -692,8 +694,10 @@ def seed_notes(task: str, given: dict[str, Any], operator: Any) -> list[str]:
     config = operator.extra_config()
     what, keys = DRAWN_FROM_SEED[task]
     rest = [f"{k} {config[k]}" for k in keys if k not in given and k in config]
-    note = (f"the {what} is drawn from seed {config.get('seed')} with {' and '.join(rest)} (the preset's): give "
+    note = (f"the {what} is drawn from seed {config.get('seed')} with {', '.join(rest)} (the defaults): give "
             "degrade's values with -p if it was given others")
+    if "boundary" in keys and "boundary" not in given:
+        note += "; an image `degrade` blurred needs -p boundary=circular, the way it was blurred"
     return [note] if rest else []
 
 
@@ -730,6 +734,9 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
     y = images.as_image_tensor(y)
     grey = y.shape[1] == 1 and restorer.channels == 3  # restored in colour, returned grey (as `ncvsd restore`)
     m = restorer.measurement(images.match_channels(y, 3) if grey else y, task, grey=grey, jpeg_sigma=jpeg_sigma)
+    _, h, w = m.image_shape
+    if opts.max_pixels is not None and h * w > opts.max_pixels:
+        raise ValueError(f"the output would be {w}x{h}, more than max_pixels {opts.max_pixels}")
     refusal = restorer.memory_refusal(m.image_shape, m.operator_config)
     if refusal:
         raise ValueError(refusal)

@@ -29,6 +29,10 @@ def _checked_forward(forward):
 
     @functools.wraps(forward)
     def checked(op: Operator, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise ValueError(f"operator '{op.name}' takes float tensors in [-1, 1], got "
+                             f"{getattr(x, 'dtype', type(x).__name__)} (8-bit pixels p: "
+                             "ncvsd_cli.images.from_unit(p / 255))")
         if x.dim() != 4 or tuple(x.shape[1:]) != op.image_shape:
             raise ValueError(f"operator '{op.name}' was built for images {op.image_shape} (C, H, W) and takes "
                              f"(B, C, H, W) batches of them, got {tuple(x.shape)}")
@@ -86,8 +90,8 @@ class Operator(nn.Module):
 
     def measure(self, x: torch.Tensor, sigma_y: float = 0.05, generator: Generators = None) -> torch.Tensor:
         """y = A(x) + sigma_y * n, n ~ N(0, I) from `generator` (sigma_y on the [-1, 1] scale, >= 0)."""
-        if sigma_y < 0:
-            raise ValueError(f"sigma_y must be >= 0, got {sigma_y}")
+        if not (math.isfinite(sigma_y) and sigma_y >= 0):
+            raise ValueError(f"sigma_y must be >= 0 and finite, got {sigma_y}")
         y = self.forward(x)
         return y + sigma_y * randn_like(y, generator) if sigma_y > 0 else y
 

@@ -199,3 +199,30 @@ def test_json_to_a_reader_that_went_away_is_one_line_not_an_internal_error(tmp_p
         os.close(write)
     err = proc.stderr.decode()
     assert proc.returncode == 1 and "broken pipe" in err and "internal error" not in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------------ the library
+def test_library_misuse_is_refused_in_words(ckpt):
+    """restore_image honours max_pixels and refuses an unavailable device (or resolves "auto"); operators refuse
+    integer pixels and a NaN noise level instead of returning zeros or a noiseless measurement."""
+    from ncvsd_cli.restore import RestoreOptions, restore_image
+
+    y = torch.zeros(1, 3, 8, 8)
+    with pytest.raises(ValueError, match="32x32, more than max_pixels 1000"):
+        restore_image(y, "sr4", max_pixels=1000, checkpoint=str(ckpt), method="bicubic")
+    assert RestoreOptions(task="sr4", device="auto").validate().device in ("cpu", "cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            restore_image(y, "sr4", device="cuda", checkpoint=str(ckpt))
+    op = operators.create("sr4", (3, 16, 16))
+    with pytest.raises(ValueError, match="float tensors"):
+        op(torch.zeros(1, 3, 16, 16, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="finite"):
+        op.measure(torch.zeros(1, 3, 16, 16), sigma_y=float("nan"))
+
+
+def test_a_motion_kernel_named_by_its_seed_names_the_boundary_degrade_used(tmp_path, ckpt):
+    src = _png(tmp_path / "photo.png", 16, 16)
+    notes = _restore("--task", "deblur-motion", src, "-p", "seed=5", "-c", ckpt, "--method", "wiener", "-o",
+                     tmp_path / "o.png")["results"][0]["notes"]
+    assert any("kernel_size 61, intensity 0.5, boundary reflect" in n and "boundary=circular" in n for n in notes)

@@ -211,28 +211,13 @@ def given_options(ctx: typer.Context) -> set[str]:
 
 
 def parse_device(spec: str = "auto") -> Any:
-    """`auto|cpu|cuda|cuda:N` -> torch.device. auto = cuda if available, else cpu.
+    """`auto|cpu|cuda|cuda:N` -> torch.device (`networks.inference.resolve_device`); UsageError naming --device."""
+    from ncvsd_cli.networks.inference import resolve_device
 
-    Raises UsageError naming the spec when it is malformed or the device is not available.
-    """
-    import torch
-
-    s = spec.strip().lower()
-    if s == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if s == "cpu":
-        return torch.device("cpu")
-    m = re.fullmatch(r"cuda(?::(\d+))?", s)
-    if m:
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {spec}: CUDA is not available on this machine (use --device cpu)")
-        index = int(m.group(1) or 0)
-        if index >= torch.cuda.device_count():
-            raise UsageError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
-        return torch.device("cuda", index)
-    if s == "mps":  # operators keep float64 buffers (kernels, SVD factors), which MPS cannot hold
-        raise UsageError("--device mps is not supported yet (the operators use float64); use --device cpu")
-    raise UsageError(f"--device {spec!r} is not one of auto, cpu, cuda, cuda:N")
+    try:
+        return resolve_device(spec, "--device")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def parse_params(items: Sequence[str] | None) -> dict[str, Any]:

@@ -22,6 +22,29 @@ def cpu_has_native_bf16() -> bool:
     return any(bool(getattr(cpu, name, lambda: False)()) for name in probes)
 
 
+def resolve_device(spec: str = "auto", name: str = "device") -> torch.device:
+    """`auto|cpu|cuda|cuda:N` -> torch.device; auto = cuda if available, else cpu. ValueError naming `name` and the
+    spec when it is malformed or the device is not available here."""
+    import re
+
+    s = str(spec).strip().lower()
+    if s == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if s == "cpu":
+        return torch.device("cpu")
+    m = re.fullmatch(r"cuda(?::(\d+))?", s)
+    if m:
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name} {spec}: CUDA is not available on this machine (use {name} cpu)")
+        index = int(m.group(1) or 0)
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"{name} {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
+        return torch.device("cuda", index)
+    if s == "mps":  # operators keep float64 buffers (kernels, SVD factors), which MPS cannot hold
+        raise ValueError(f"{name} mps is not supported yet (the operators use float64); use {name} cpu")
+    raise ValueError(f"{name} {spec!r} is not one of auto, cpu, cuda, cuda:N")
+
+
 def resolve_precision(precision: str, device: torch.device | str) -> str:
     """'auto' -> 'bf16' on a CPU with native bfloat16, else 'fp32'; 'fp32'/'bf16' unchanged (ValueError otherwise).
     On CUDA the answer is 'checkpoint' for 'auto' (the checkpoint's use_fp16 decides)."""
