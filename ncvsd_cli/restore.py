@@ -68,8 +68,9 @@ class RestoreOptions:
     over the task preset. params: operator parameters for plain-image inputs. class_label: for class-conditional
     checkpoints.
     checkpoint: name or path (None: the shipped default of the kind the method needs). device: "cpu", "cuda",
-    "cuda:N" or "auto" (cuda if available; `validate` resolves it). precision: "auto", "fp32" or "bf16". max_pixels >= 1: largest output (H * W) accepted (None: as
-    large as the memory estimate admits, `Restorer.memory_refusal`). tile: side of the tiles the generator is
+    "cuda:N" or "auto" (cuda if available; `validate` resolves it). precision: "auto", "fp32" or "bf16".
+    max_pixels >= 1: largest output (H * W) accepted (None: as large as the memory estimate admits,
+    `Restorer.memory_refusal`). tile: side of the tiles the generator is
     computed in (a multiple of the network's size multiple; None: automatic from a 4 GiB call budget, at most
     512 px; 0: never tile); images no larger than the tile are computed whole. compile: run the network through
     `torch.compile` (worth it on CUDA for many images; slower to start, and no faster on small CPUs).
