@@ -4,14 +4,16 @@
    with mirrored edges by the deblur-gauss operator at widths 1-4 px (noise sigma_y 0.01 and 0.05, measurement
    seed 1, 8-bit PNG), and by PIL's GaussianBlur(r) saved as JPEG quality 85; the estimate is compared with the
    width.
-2. Restoration of VAL photos blurred at WIDTHS (operator, mirrored edges, sigma_y 0.05, 8-bit PNG: what a user
-   has) with the default sampler (restoration seed 0): the kernel read from the image against the task's
-   fixed default (sigma 3 px, what `restore` used before) and the true width.
+2. Restoration of VAL photos blurred at WIDTHS (operator, mirrored edges, noise --noise (0.05), 8-bit PNG: what
+   a user has) with the default sampler (restoration seed 0), restored at sigma_y 0.05: the kernel read from the
+   image against the task's fixed default (sigma 3 px, what `restore` used before) and the true width; beside
+   them the blurred input itself and the fully automatic restore (width and noise level read from the image,
+   as `ncvsd restore` does a plain photo).
 
-Writes OUT/accuracy.csv, OUT/restore.csv, OUT/summary.md and OUT/grid-<width>.jpg (per photo: clean, measured,
-default 3 px, estimated, true).
+Writes OUT/accuracy.csv, OUT/restore.csv, OUT/summary.md and OUT/grid-<width>.jpg (per photo: clean, then each
+of KERNELS: measured, default 3 px, estimated, true, estimated with noise read).
 
-Usage:  python benchmarks/blur_estimate.py VAL --out OUT [--heldout DIR] [--widths 1.5,3]
+Usage:  python benchmarks/blur_estimate.py VAL --out OUT [--heldout DIR] [--widths 1.5,3] [--noise 0.05]
 """
 
 from __future__ import annotations
@@ -71,19 +73,29 @@ def accuracy(folder: Path, split: str) -> list[dict]:
     return rows
 
 
-def restoration(val: Path, widths: list[float], out: Path) -> list[dict]:
+#: The restorations compared: (name, restore_image options); None: the blurred input itself.
+KERNELS = (("input", None), ("default 3 px", {"params": {"sigma": 3.0}, "sigma_y": 0.05}),
+           ("estimated", {"sigma_y": 0.05}), ("true", {"params": {"sigma": None}, "sigma_y": 0.05}),
+           ("estimated, noise read", {}))
+
+
+def restoration(val: Path, widths: list[float], out: Path, noise: float = 0.05) -> list[dict]:
     rows = []
     for width in widths:
         tiles = []
         for path in sorted(val.glob("*.png")):
             x = images.load_image(path)[:, :3]
-            y = blurred(x, width, 0.05)
-            row, reading = [x, y], _reading(y)
-            for kernel, params in (("default 3 px", {"sigma": 3.0}), ("estimated", {}), ("true", {"sigma": width})):
-                est = restore_image(y, "deblur-gauss", params=params, sigma_y=0.05, seed=0)[:1].clamp(-1, 1)
+            y = blurred(x, width, noise)
+            row, reading = [x], _reading(y)
+            for kernel, options in KERNELS:
+                if options is None:
+                    est = y
+                else:
+                    options = {**options, "params": {"sigma": width}} if kernel == "true" else options
+                    est = restore_image(y, "deblur-gauss", seed=0, **options)[:1].clamp(-1, 1)
                 unit, ref = images.to_unit(est), images.to_unit(x)
-                rows.append({"image": path.stem, "width": width, "kernel": kernel,
-                             "estimate": reading if kernel == "estimated" else "",
+                rows.append({"image": path.stem, "width": width, "noise": noise, "kernel": kernel,
+                             "estimate": reading if kernel.startswith("estimated") else "",
                              "psnr": round(float(psnr(unit, ref)[0]), 3),
                              "lpips": round(float(lpips_distance(unit, ref)[0]), 4)})
                 row.append(est)
@@ -105,13 +117,16 @@ def summary(acc: list[dict], rest: list[dict]) -> str:
                  (split, blur, sigma_y, w)]
             cells.append(f"{sum(e) / len(e):.2f} ({min(e):.2f}-{max(e):.2f})" if e else "–")
         lines.append(f"| {split} | {blur} | {sigma_y} | " + " | ".join(cells) + " |")
-    lines += ["", "## Restoration of validation photos, default sampler (means over the photos)", "",
-              "| true width | kernel | PSNR ↑ | LPIPS ↓ |", "|---|---|---|---|"]
+    lines += ["", ("## Restoration of validation photos, default sampler (means over the photos; below input: "
+                   "photos whose PSNR is under the blurred input's)"), "",
+              "| true width | noise | kernel | PSNR ↑ | LPIPS ↓ | below input |", "|---|---|---|---|---|---|"]
     for width in sorted({r["width"] for r in rest}):
-        for kernel in ("default 3 px", "estimated", "true"):
+        for kernel, _ in KERNELS:
             rs = [r for r in rest if r["width"] == width and r["kernel"] == kernel]
-            lines.append(f"| {width:g} | {kernel} | {sum(r['psnr'] for r in rs) / len(rs):.2f} | "
-                         f"{sum(r['lpips'] for r in rs) / len(rs):.3f} |")
+            below = sum(r["psnr"] < i["psnr"] for r, i in zip(rs, [r for r in rest if r["width"] == width
+                                                                     and r["kernel"] == "input"]))
+            lines.append(f"| {width:g} | {rs[0]['noise']:g} | {kernel} | {sum(r['psnr'] for r in rs) / len(rs):.2f} | "
+                         f"{sum(r['lpips'] for r in rs) / len(rs):.3f} | {below}/{len(rs)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -129,11 +144,12 @@ def main() -> None:
     p.add_argument("--heldout", type=Path, help="folder of held-out PNG photos (accuracy only, reported apart)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--widths", default="1.5,3", help="true blur widths (px) of the restoration comparison")
+    p.add_argument("--noise", type=float, default=0.05, help="noise std of the restoration comparison's inputs")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     acc = accuracy(a.val, "validation") + (accuracy(a.heldout, "held-out") if a.heldout else [])
     write_csv(acc, a.out / "accuracy.csv")
-    rest = restoration(a.val, [float(w) for w in a.widths.split(",")], a.out)
+    rest = restoration(a.val, [float(w) for w in a.widths.split(",")], a.out, a.noise)
     write_csv(rest, a.out / "restore.csv")
     (a.out / "summary.md").write_text(summary(acc, rest))
     print(summary(acc, rest))

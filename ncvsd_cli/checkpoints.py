@@ -384,7 +384,9 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, quiet: bool = False, 
 
     available = _available_names()  # reads each file's header: once
     known = available + _zoo_names()
-    close = difflib.get_close_matches(raw, known + [n.removesuffix(SUFFIX) for n in known], n=1)
+    pool = [n for n in known + [n.removesuffix(SUFFIX) for n in known]  # a name of the kind needed
+            if kind is None or not any(other in n for other in KINDS if other != kind)]
+    close = difflib.get_close_matches(os.path.basename(raw), pool, n=1)
     raise CheckpointError(
         f"checkpoint {raw!r} not found{f' (did you mean {close[0]}?)' if close else ''}; looked in: "
         f"{'; '.join(searched)}; available: {', '.join(available) or 'none'}; "
@@ -401,7 +403,11 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
         with safe_open(str(p), framework="pt") as f:
             metadata = f.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types for bad headers
-        raise CheckpointError(f"{p} is not a readable safetensors file: {exc}") from exc
+        with open(p, "rb") as f:
+            zipped = f.read(4) == b"PK\x03\x04"
+        hint = (": it is a zip archive, as torch.save writes (ncvsd reads safetensors files with an ncvsd config; "
+                "`ncvsd checkpoints import` converts the authors' network pickles)" if zipped else f": {exc}")
+        raise CheckpointError(f"{p} is not a readable safetensors file{hint}") from exc
     if METADATA_KEY not in metadata:
         raise NotANetworkCheckpoint(f"{p} has no '{METADATA_KEY}' config in its metadata; it is not an ncvsd checkpoint")
     try:
@@ -487,6 +493,8 @@ def load_checkpoint(name_or_path: str | os.PathLike, device: str | torch.device 
 
     from ncvsd_cli.networks import build_network
 
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)} or None, got {kind!r}")
     path = resolve_checkpoint(name_or_path, kind=kind)
     verify_if_listed(path)
     config = read_config(path)
@@ -505,7 +513,19 @@ def load_checkpoint(name_or_path: str | os.PathLike, device: str | torch.device 
         first = str(exc).strip().splitlines()
         raise CheckpointError(f"{path.name} does not fit the {config['kind']} network its config describes: "
                               f"{' '.join(line.strip() for line in first[:3])}") from exc
+    check_finite_weights(model, path.name)
     return model.to(device=device, dtype=dtype).eval(), config
+
+
+def check_finite_weights(model: Any, name: Any) -> None:
+    """CheckpointError (CLI exit 3) when a network holds NaN or inf parameters or buffers: a damaged or diverged
+    checkpoint, found before any input is restored."""
+    import torch
+
+    tensors = [*model.parameters(), *model.buffers()] if isinstance(model, torch.nn.Module) else []
+    if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in tensors):
+        raise CheckpointError(f"{name}: the network weights contain NaN or inf values (damaged or diverged "
+                              "checkpoint)")
 
 
 # --------------------------------------------------------------------------------------------------- listing

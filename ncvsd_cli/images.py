@@ -122,12 +122,17 @@ def as_image_tensor(x: Any, what: str = "input", check_range: bool = True) -> to
             "/ 255))")
     t = x[None] if x.dim() == 3 else x
     if t.dim() != 4 or t.shape[0] != 1 or t.shape[1] not in (1, 3):
+        hint = (" (one image at a time)" if t.dim() == 4 and t.shape[0] > 1 else
+                " (RGBA: x[:, :3] drops the alpha)" if t.dim() == 4 and t.shape[1] == 4 else
+                " (an (H, W, C) array: x.permute(2, 0, 1))" if x.dim() == 3 and x.shape[-1] in (1, 3, 4) else "")
         raise ValueError(f"{what}: expected one image (1, C, H, W) or (C, H, W) with C = 1 or 3, got shape "
-                         f"{tuple(x.shape)}" + (" (one image at a time)" if t.dim() == 4 and t.shape[0] > 1 else ""))
+                         f"{tuple(x.shape)}{hint}")
+    if t.numel() == 0:
+        raise ValueError(f"{what}: the image is empty (shape {tuple(x.shape)})")
     if not t.is_floating_point():
         raise ValueError(f"{what}: expected float values in [-1, 1], got {t.dtype} (8-bit pixels p: "
                          "from_unit(p / 255))")
-    t = t.float()
+    t = t.detach().float()  # a tensor that requires grad: restoring it needs no graph
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{what}: the image contains NaN or inf values")
     if check_range and float(t.abs().max()) > RANGE_LIMIT:

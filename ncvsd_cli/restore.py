@@ -20,6 +20,7 @@ on CPU and GPU), so results differ from batch_size 1 by float rounding: a few pi
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -103,18 +104,22 @@ class RestoreOptions:
 
         if isinstance(self.preset_file, (str, Path)):  # read once: every input sees the same settings
             self.preset_file = read_preset_file(self.preset_file)
-        for name, lo in (("samples", 1), ("batch_size", 1), ("max_pixels", 1), ("seed", 0), ("tile", 0)):
-            if getattr(self, name) is not None and getattr(self, name) < lo:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= {lo}, got {getattr(self, name)}")
+        for name, lo in (("samples", 1), ("batch_size", 1), ("max_pixels", 1), ("seed", 0), ("tile", 0),
+                         ("nfe", 1)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or int(value) != value or value < lo):
+                raise ValueError(f"{name} (--{name.replace('_', '-')}) must be an integer >= {lo}, got {value!r}")
+            if value is not None:
+                setattr(self, name, int(value))
         if self.seed > 2**63 - 1:
-            raise ValueError(f"--seed must be < 2^63, got {self.seed}")
-        if self.nfe is not None and self.nfe < 1:
-            raise ValueError(f"--nfe must be >= 1, got {self.nfe}")
+            raise ValueError(f"seed (--seed) must be < 2^63, got {self.seed}")
         if self.sigma_y is not None and not (math.isfinite(self.sigma_y) and self.sigma_y >= 0):
-            raise ValueError(f"--sigma-y must be >= 0 and finite, got {self.sigma_y}")
+            raise ValueError(f"sigma_y (--sigma-y) must be >= 0 and finite, got {self.sigma_y}")
         self.device = str(resolve_device(self.device))  # "auto", or CUDA where there is none: a clear ValueError
         if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise ValueError(f"precision (--precision) must be one of {', '.join(PRECISIONS)}, got "
+                             f"{self.precision!r}")
         if self.task is not None:
             import operators
 
@@ -240,7 +245,6 @@ class Restorer:
             raise ValueError(f"method {self.method.name!r} needs a {needs} network: pass the loaded model to Restorer "
                              "or build it with Restorer.from_options (which finds the checkpoint)")
         model, config = load_checkpoint(self.checkpoint_path, device=self.options.device, kind=needs)
-        check_finite_weights(model, str(self.checkpoint_path))
         self.precision = prepare_for_inference(model, self.options.precision, self.options.device, needs)
         if self.options.compile:
             import torch
@@ -366,7 +370,10 @@ class Restorer:
             if width is not None:
                 params["sigma"] = round(max(width, MIN_BLUR_SIGMA), 2)
                 notes.append(f"estimated Gaussian blur sigma {params['sigma']:.2f} px (-p sigma=S sets it)"
-                             + (": the image looks unblurred" if width < 0.5 else ""))
+                             + (": the image looks unblurred" if width < 0.5 else "")
+                             + ("; an image under 128 px holds little evidence of the width (64-px photos blurred by "
+                                "1.5 px read 0.9-1.8): if edges ring or look over-sharpened, try a smaller sigma"
+                                if min(y.shape[-2:]) < BLUR_EVIDENCE_SIDE else ""))
                 need = 2 * math.ceil(3 * params["sigma"]) + 1  # +-3 sigma holds 99.7 % of the kernel's mass
                 if int(params.get("kernel_size", need)) < need:
                     notes.append(f"kernel_size {params['kernel_size']} cuts off the estimated Gaussian's tails "
@@ -601,6 +608,9 @@ class Restorer:
 #: benchmarks/noise-level/ and noise-estimator/ measure them. Levels are rounded to NOISE_STEP (photos batch together).
 NOISE_FLOOR, NOISE_CAP, NOISE_STEP = 0.01, 0.2, 0.0025
 BLUR_NOISE_SCALE = 0.7  # `noise_level_scale`
+#: Images with a side under this (px) read a Gaussian blur's width loosely, and the note says so
+#: (benchmarks/blur-estimate-64/: 64-px validation crops).
+BLUR_EVIDENCE_SIDE = 128
 
 
 #: Tasks whose plain images are restored at sigma_y 0 (the measured pixels returned as they are, `Operator.exact_fit`):
@@ -702,17 +712,6 @@ def seed_notes(task: str, given: dict[str, Any], operator: Any) -> list[str]:
     return [note] if rest else []
 
 
-def check_finite_weights(model: Any, name: Any) -> None:
-    """CheckpointError (CLI exit 3) when a loaded network holds NaN or inf parameters or buffers: a damaged or
-    diverged checkpoint, found before any input is restored."""
-    import torch
-
-    from ncvsd_cli.checkpoints import CheckpointError
-
-    tensors = [*model.parameters(), *model.buffers()] if isinstance(model, torch.nn.Module) else []
-    if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in tensors):
-        raise CheckpointError(f"{name}: the network weights contain NaN or inf values (damaged or diverged "
-                              "checkpoint)")
 
 
 def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None, **options: Any) -> torch.Tensor:
@@ -724,17 +723,24 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
     precision, ...; see `ncvsd restore --help` for their meaning). As for a plain image on the command line,
     deblur-gauss without params["sigma"] reads the blur width from y, and denoise, blurs and super-resolution
     without sigma_y the noise level (`noise_level_bounds`);
-    deblur-motion needs params["kernel"] or params["seed"], inpaint-random params["seed"]. jpeg_sigma: y was decoded
+    deblur-motion needs params["kernel"] or params["seed"], inpaint-random params["seed"]; the notes `ncvsd restore`
+    prints (the level and width read, pixels kept) go to the logger "ncvsd.restore" at INFO level
+    (`logging.basicConfig(level=logging.INFO)` shows them). jpeg_sigma: y was decoded
     from a JPEG (`images.read_image(...).jpeg_sigma`), which raises the lowest level read (`noise_level_floor`).
     Raises ValueError (bad input or settings: `images.as_image_tensor`) or CheckpointError.
     """
+    import operators
     from ncvsd_cli import images
 
+    if not isinstance(task, str):
+        raise ValueError(f"task: one of {', '.join(operators.names())}, got {task!r}")  # noqa: TRY004
     opts = RestoreOptions(task=task, **options).validate()
     restorer = Restorer.from_options(opts, load=False)
     y = images.as_image_tensor(y)
     grey = y.shape[1] == 1 and restorer.channels == 3  # restored in colour, returned grey (as `ncvsd restore`)
     m = restorer.measurement(images.match_channels(y, 3) if grey else y, task, grey=grey, jpeg_sigma=jpeg_sigma)
+    for note in m.notes:  # what `ncvsd restore` prints (levels and widths read, pixels kept): logger "ncvsd.restore"
+        logging.getLogger("ncvsd.restore").info(note)
     _, h, w = m.image_shape
     if opts.max_pixels is not None and h * w > opts.max_pixels:
         raise ValueError(f"the output would be {w}x{h}, more than max_pixels {opts.max_pixels}")

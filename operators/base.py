@@ -41,6 +41,17 @@ def _checked_forward(forward):
     return checked
 
 
+def _checked_measurement(method):
+    """`method` (adjoint, pseudo_inverse) that first checks y: batches (B, ...) of the operator's measurement."""
+
+    @functools.wraps(method)
+    def checked(op: Operator, y: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        op.check_measurement(y)
+        return method(op, y, *args, **kwargs)
+
+    return checked
+
+
 class Operator(nn.Module):
     """A forward model y = A(x) + sigma_y * n with an exact (or Langevin) likelihood step.
 
@@ -66,6 +77,9 @@ class Operator(nn.Module):
         super().__init_subclass__(**kwargs)
         if "forward" in cls.__dict__:  # op.forward(x) and op(x) alike check x first
             cls.forward = _checked_forward(cls.__dict__["forward"])
+        for name in ("adjoint", "pseudo_inverse"):  # and A^T y, A^+ y check y
+            if name in cls.__dict__:
+                setattr(cls, name, _checked_measurement(cls.__dict__[name]))
 
     # --- the model -------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # A(x)
@@ -82,6 +96,21 @@ class Operator(nn.Module):
         """Shape of A(x) for a batch of `batch` images of `image_shape`."""
         with torch.no_grad():
             return (batch, *self.forward(torch.zeros(1, *self.image_shape)).shape[1:])
+
+    def check_measurement(self, y: Any, finite: bool = False) -> None:
+        """ValueError unless y is a float tensor batch (B, ...) of this operator's measurements (A(x) for x of
+        `image_shape`); finite: also unless every value is finite (a sampler's input: one NaN spreads to all)."""
+        if not isinstance(y, torch.Tensor) or not y.is_floating_point():
+            raise ValueError(f"operator '{self.name}' takes float measurements, got "
+                             f"{getattr(y, 'dtype', type(y).__name__)}")
+        if "_measured" not in self.__dict__:  # the shape of A(x), found once
+            self.__dict__["_measured"] = self.measurement_shape()[1:]
+        if y.dim() < 1 or tuple(y.shape[1:]) != self.__dict__["_measured"]:
+            raise ValueError(f"operator '{self.name}' on images {self.image_shape} measures "
+                             f"(B, {', '.join(map(str, self.__dict__['_measured']))}), got {tuple(y.shape)} "
+                             "(op.measure(x) makes one)")
+        if finite and not bool(torch.isfinite(y).all()):
+            raise ValueError(f"the measurement holds {int((~torch.isfinite(y)).sum())} NaN or infinite values")
 
     def exact_fit(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
         """x changed as little as possible so that A(x) = y holds exactly: the support of the posterior of a

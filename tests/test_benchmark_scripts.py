@@ -98,16 +98,18 @@ def test_blur_boundary_script(tmp_path):
 
 
 def test_blur_estimate_script(tmp_path):
-    """benchmarks/blur_estimate.py on one 48-px photo: accuracy rows, the three kernels' restorations, a summary
-    and a grid."""
+    """benchmarks/blur_estimate.py on one 48-px photo: accuracy rows, the input and the four restorations, a
+    summary that counts photos below the input, and a grid."""
     from PIL import Image
 
     out = _script(tmp_path, "blur_estimate.py", "--widths", "1.5")
     assert len((out / "accuracy.csv").read_text().splitlines()) == 1 + 5 * 2 + 4
     rows = (out / "restore.csv").read_text().splitlines()
-    assert len(rows) == 4 and rows[0] == "image,width,kernel,estimate,psnr,lpips"
-    assert "| 1.5 | estimated |" in (out / "summary.md").read_text()
-    assert Image.open(out / "grid-1.5.jpg").size == (5 * 48, 48)
+    assert len(rows) == 6 and rows[0] == "image,width,noise,kernel,estimate,psnr,lpips"
+    summary = (out / "summary.md").read_text()
+    assert "| 1.5 | 0.05 | estimated |" in summary and "| 1.5 | 0.05 | input |" in summary
+    assert "| 0/1 |" in summary.split("| input |")[1].splitlines()[0]  # the input is never below itself
+    assert Image.open(out / "grid-1.5.jpg").size == (6 * 48, 48)
 
 
 def test_cg_iterations_script(tmp_path):

@@ -77,7 +77,8 @@ def test_restore_estimates_a_plain_images_blur_unless_given(tmp_path):
 
     estimated = result("--task", "deblur-gauss", str(tmp_path / "b.png"), "-o", str(tmp_path / "r.png"))
     assert estimated["blur_sigma"] == pytest.approx(2.0, abs=0.5)
-    assert any(f"blur sigma {estimated['blur_sigma']:.2f} px" in n for n in estimated["notes"])
+    assert any(f"blur sigma {estimated['blur_sigma']:.2f} px" in n and "under 128 px holds little evidence" in n
+               for n in estimated["notes"])  # 64 px: the reading's spread is named
     assert not any("cuts off" in n for n in estimated["notes"])  # the preset's 61 px hold it
     short = result("--task", "deblur-gauss", "-p", "kernel_size=7", str(tmp_path / "b.png"), "-o",
                    str(tmp_path / "k.png"))
@@ -92,6 +93,11 @@ def test_restore_estimates_a_plain_images_blur_unless_given(tmp_path):
                                str(tmp_path / "m.png"), "-q"]).exit_code == 0
     recorded = result(str(tmp_path / "m.png"), "-o", str(tmp_path / "mr.png"))
     assert recorded["blur_sigma"] == 3.0 and not any("blur sigma" in n for n in recorded["notes"])
+    x = power_law_field(128, 130, 0.0, seed=7)
+    save_image(operators.create("deblur-gauss", (3, 128, 130), sigma=2.0, boundary="reflect")(x).clamp(-1, 1),
+               str(tmp_path / "big.png"))
+    big = result("--task", "deblur-gauss", str(tmp_path / "big.png"), "-o", str(tmp_path / "bigr.png"))
+    assert any("blur sigma" in n for n in big["notes"]) and not any("little evidence" in n for n in big["notes"])
 
 
 def test_large_images_are_read_on_their_centre_square():

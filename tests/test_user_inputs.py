@@ -226,3 +226,101 @@ def test_a_motion_kernel_named_by_its_seed_names_the_boundary_degrade_used(tmp_p
     notes = _restore("--task", "deblur-motion", src, "-p", "seed=5", "-c", ckpt, "--method", "wiener", "-o",
                      tmp_path / "o.png")["results"][0]["notes"]
     assert any("kernel_size 61, intensity 0.5, boundary reflect" in n and "boundary=circular" in n for n in notes)
+
+
+def test_the_sampler_call_refuses_a_measurement_it_cannot_use(ckpt):
+    """method(G, op, y, ...) checks y before any network call: its shape against the operator's measurements, NaN,
+    integer values, and the operator's channels against the network's; A^T and A^+ check y's shape too."""
+    from ncvsd_cli.checkpoints import load_checkpoint
+    from ncvsd_cli.sampling.methods import get_method
+
+    net, _ = load_checkpoint(ckpt)
+    method, op = get_method("pnp-gd"), operators.create("sr4", (3, 16, 16))
+    call = method.prepare("sr4", 2)
+    y = op.measure(torch.zeros(1, 3, 16, 16), 0.05)
+    bad = {"measures (B, 3, 4, 4), got (1, 3, 16, 16)": torch.zeros(1, 3, 16, 16),
+           "holds 1 NaN": y.clone().index_put_((torch.tensor([0]),) * 4, torch.tensor(float("nan"))),
+           "float measurements, got torch.int64": y.long()}
+    for words, value in bad.items():
+        with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            method(net, op, value, call.sigmas, generator=None, **call.kwargs)
+    grey = operators.create("sr4", (1, 16, 16))
+    with pytest.raises(ValueError, match="1-channel images and the network draws 3-channel"):
+        method(net, grey, grey.measure(torch.zeros(1, 1, 16, 16)), call.sigmas, generator=None, **call.kwargs)
+    for name in ("adjoint", "pseudo_inverse"):
+        with pytest.raises(ValueError, match="measures"):
+            getattr(op, name)(torch.zeros(1, 3, 5, 5))
+    assert op.pseudo_inverse(y).shape == (1, 3, 16, 16)
+
+
+def test_checkpoint_loading_refuses_nan_weights_and_an_unknown_kind(tmp_path):
+    from test_reliability import _tiny
+
+    from ncvsd_cli.checkpoints import CheckpointError, load_checkpoint, resolve_checkpoint
+
+    with pytest.raises(CheckpointError, match="NaN or inf"):
+        load_checkpoint(_tiny(tmp_path, nan=True))
+    with pytest.raises(ValueError, match="kind must be one of"):
+        load_checkpoint(_tiny(tmp_path), kind="generater")
+    with pytest.raises(CheckpointError) as err:  # a mistyped generator path: no teacher suggested
+        resolve_checkpoint(str(tmp_path / "builtin64-generatr.safetensors"), kind="generator")
+    assert "teacher" not in str(err.value).split("; looked in")[0]
+    torch.save({"w": torch.zeros(2)}, tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match="a zip archive, as torch.save writes"):
+        load_checkpoint(tmp_path / "model.pt")
+
+
+def test_library_inputs_are_refused_with_a_remedy(ckpt):
+    from ncvsd_cli.restore import restore_image
+
+    y, fast = torch.zeros(1, 3, 8, 8), {"checkpoint": str(ckpt), "method": "bicubic"}
+    cases = {"task: one of": (y, None, {}), "seed \\(--seed\\) must be an integer": (y, "sr4", {"seed": 1.5}),
+             "the image is empty": (torch.zeros(1, 3, 0, 8), "sr4", {}),
+             "drops the alpha": (torch.zeros(1, 4, 8, 8), "sr4", {}),
+             "permute\\(2, 0, 1\\)": (torch.zeros(8, 8, 3), "sr4", {})}
+    for words, (image, task, options) in cases.items():
+        with pytest.raises(ValueError, match=words):
+            restore_image(image, task, **{**fast, **options})
+    import warnings
+
+    with warnings.catch_warnings():  # a tensor that requires grad is restored without torch's scalar warning
+        warnings.simplefilter("error")
+        assert restore_image(torch.zeros(1, 3, 8, 8, requires_grad=True), "sr4", **fast).shape == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match="method 'denoiser-mean8' \\(the mean of 8 'denoiser' samples"):
+        restore_image(y, "sr4", method="denoiser-mean8", checkpoint=str(ckpt))
+
+
+def test_restore_image_logs_the_notes_restore_prints(ckpt, caplog):
+    import logging
+
+    from ncvsd_cli.restore import restore_image
+
+    y = operators.create("denoise", (3, 40, 40)).measure(torch.zeros(1, 3, 40, 40), 0.1, torch.Generator())
+    with caplog.at_level(logging.INFO, logger="ncvsd.restore"):
+        restore_image(y, "denoise", checkpoint=str(ckpt), method="classical")
+    assert any("estimated noise level sigma_y 0.09" in r.getMessage() for r in caplog.records), caplog.text
+
+
+@pytest.mark.parametrize("task", ["sr4", "deblur-gauss", "deblur-motion"])
+def test_a_noiseless_measurement_is_fitted_at_the_level_of_8_bit_rounding(task, ckpt):
+    """sigma_y 0 scales beta as sigma_y = BETA_FLOOR_SIGMA (it kept the preset's beta, tuned at 0.05): the same
+    sampler then meets the measurement more closely than with the preset's beta."""
+    from ncvsd_cli.checkpoints import load_checkpoint
+    from ncvsd_cli.sampling.methods import get_method
+    from ncvsd_cli.sampling.presets import BETA_FLOOR_SIGMA, build_operator, task_settings
+
+    preset = task_settings(task)
+    for level in (0.0, 1e-4, BETA_FLOOR_SIGMA):
+        floor = task_settings(task, sigma_y=level)["beta"]
+        assert floor == pytest.approx(preset["beta"] * (BETA_FLOOR_SIGMA / preset["sigma_y"]) ** 2)
+    net, method = load_checkpoint(ckpt)[0], get_method("pnp-gd")
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    residual = {}
+    for name, extra in (("floor", {}), ("preset", {"beta": preset["beta"]})):
+        call = method.prepare(task, 4, sigma_y=0.0, operator={"seed": 0} if task == "deblur-motion" else None,
+                              **extra)
+        op = build_operator(call.settings, (3, 16, 16))
+        y = op.measure(x, 0.0)
+        out = method.run(call, net, op, y, generator=torch.Generator().manual_seed(0)).x
+        residual[name] = float((op(out) - y).pow(2).mean().sqrt())
+    assert residual["floor"] < 0.8 * residual["preset"], residual  # the tiny random network: 0.70-0.75

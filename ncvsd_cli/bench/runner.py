@@ -139,7 +139,6 @@ def _load_networks(cfg: BenchConfig, device: str, quiet: bool = False) -> _Netwo
     note naming a run folder's snapshot."""
     from ncvsd_cli import checkpoints
     from ncvsd_cli.networks.inference import prepare_for_inference
-    from ncvsd_cli.restore import check_finite_weights
 
     nets = _Networks()
     need = _needs(cfg)
@@ -147,7 +146,6 @@ def _load_networks(cfg: BenchConfig, device: str, quiet: bool = False) -> _Netwo
     def load(kind: str, name: str) -> Any:
         path = checkpoints.resolve_checkpoint(name, kind=kind, quiet=quiet)
         net, config = checkpoints.load_checkpoint(path, device=device, kind=kind)
-        check_finite_weights(net, name)
         nets.configs[kind] = config
         nets.info[kind] = {"name": str(name), "path": str(path),
                            "preset": config.get("preset"), "img_resolution": config.get("img_resolution"),

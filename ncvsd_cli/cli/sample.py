@@ -126,9 +126,6 @@ def sample_command(
         _check_memory(checkpoint, min(batch_size, len(seed_list)), resolution, "fp32" if work == "checkpoint" else work,
                       str(dev))
         model, config = load_checkpoint(checkpoint, device=dev, kind="generator")
-        from ncvsd_cli.restore import check_finite_weights
-
-        check_finite_weights(model, checkpoint)
         prepare_for_inference(model, precision, dev)
         with report.summary_on_interrupt(as_json):
             bar = common.progress(len(seed_list), "sample", quiet)

@@ -67,7 +67,9 @@ class Method:
 
     def __call__(self, *args: Any, **kwargs: Any) -> SamplerResult:
         if args:
-            _check_network(self, args[0])
+            _check_network(self, args[0], *args[1:2])
+        if len(args) >= 3 and hasattr(args[1], "check_measurement"):
+            args[1].check_measurement(args[2], finite=True)
         return self.load()(*args, **kwargs)
 
     def run(self, call: MethodCall, model: Any, operator: Any, y: Any, *, generator: Any,
@@ -240,7 +242,11 @@ class MeanMethod(Method):
     def arguments(self, settings, nfe):
         from ncvsd_cli.progress import callbacks_per_run
 
-        call = get_method(self.base).arguments(settings, self._per_sample(nfe))
+        try:
+            call = get_method(self.base).arguments(settings, self._per_sample(nfe))
+        except ValueError as exc:  # the base's refusal, named for this method (its nfe counts per sample)
+            raise ValueError(str(exc).replace(f"method '{self.base}'", f"method '{self.name}' (the mean of {self.k} "
+                                              f"'{self.base}' samples, each)")) from None
         per_run = callbacks_per_run(call)
         return MethodCall(call.settings, call.sigmas, call.kwargs, call.nfe * self.k,
                           None if per_run is None else per_run * self.k)
@@ -276,9 +282,10 @@ class MeanMethod(Method):
                              extras={"base": self.base, "samples": self.k})
 
 
-def _check_network(method: Method, model: Any) -> None:
+def _check_network(method: Method, model: Any, operator: Any = None) -> None:
     """ValueError when `model` is an ncvsd network of the other kind than `method.needs` (a teacher given to
-    pnp-gd failed deep inside with "unexpected keyword 'generator'"; a generator given to dps ran silently)."""
+    pnp-gd failed deep inside with "unexpected keyword 'generator'"; a generator given to dps ran silently), or
+    of another channel count than `operator`'s images."""
     from ncvsd_cli.networks.precond import GenerativeDenoiser, Precond
     from ncvsd_cli.networks.tiling import TiledDenoiser
 
@@ -288,6 +295,12 @@ def _check_network(method: Method, model: Any) -> None:
     if kind is not None and method.needs in ("generator", "teacher") and kind != method.needs:
         raise ValueError(f"method '{method.name}' runs on the {method.needs} network, got the {kind} (e.g. "
                          f"load_checkpoint('builtin64-{method.needs}'))")
+    shape = getattr(operator, "image_shape", None)
+    if kind is not None and method.needs != "none" and shape is not None and shape[0] != net.img_channels:
+        raise ValueError(f"the operator is built for {shape[0]}-channel images and the network draws "
+                         f"{net.img_channels}-channel ones (a grey image: build the operator for "
+                         f"({net.img_channels}, H, W) and measure images.match_channels(x, {net.img_channels}), as "
+                         "restore_image does)")
 
 
 def uses_classical_estimate(method: Method) -> bool:
