@@ -129,9 +129,11 @@ class RestoreOptions:
             method = get_method(self.method)
             call = method.prepare(self.task, self.nfe, preset_file=self.preset_file, sigma_y=self.sigma_y,
                                   operator=self.params or None)
-            if method.name == "pnp-gd" and call.nfe == 1:
-                raise ValueError("--method pnp-gd with --nfe 1: its one network call comes before any likelihood "
-                                 "step, so the output would ignore the measurement; use --nfe >= 2 (or pnp-gd-warm)")
+            if getattr(method, "base", method.name) == "pnp-gd" and call.nfe == getattr(method, "k", 1):
+                raise ValueError(f"--method {method.name} with --nfe {call.nfe}: one network call per sample comes "
+                                 "before any likelihood step, so the output would ignore the measurement; use "
+                                 f"--nfe >= {2 * getattr(method, 'k', 1)}"
+                                 + (" (or pnp-gd-warm)" if self.task != "phase-retrieval" else ""))
             if method.name == "daps" and call.kwargs["levels"] < DAPS_MIN_LEVELS:
                 raise ValueError(f"--method daps with --nfe {call.nfe} anneals over {call.kwargs['levels']} noise "
                                  f"level(s) from sigma 80: it needs at least {DAPS_MIN_LEVELS} (--nfe >= "

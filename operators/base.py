@@ -141,13 +141,18 @@ class Operator(nn.Module):
         lr = self.langevin_c1 / (self.langevin_c2 / beta + 1.0 / rho**2)
         u = x0.detach().clone()
         for _ in range(steps):
-            u.requires_grad_(True)
-            with torch.enable_grad():
-                energy = (self.forward(u) - y).pow(2).sum() / beta + (u - x0).pow(2).sum() / (2 * rho**2)
-                (grad,) = torch.autograd.grad(energy, u)
-            u = (u.detach() - lr * grad + math.sqrt(2 * lr) * randn_like(u, generator)).detach()
+            grad = self.data_gradient(u, y) / beta + (u - x0) / rho**2
+            u = (u - lr * grad + math.sqrt(2 * lr) * randn_like(u, generator)).detach()
         diverged = torch.isnan(u).flatten(1).any(1).view(-1, *([1] * (u.dim() - 1)))
         return torch.where(diverged, torch.zeros_like(u), u)  # per image: a diverged chain does not reset the batch
+
+    def data_gradient(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The gradient of |A(u) - y|² with respect to u (each image of the batch its own), used by the ULA step.
+        Default: autograd through `forward`; operators override it with a closed form where one is cheaper."""
+        u = u.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad((self.forward(u) - y).pow(2).sum(), u)
+        return grad
 
     # --- configuration ---------------------------------------------------------------------------------------
     def to_config(self) -> dict[str, Any]:

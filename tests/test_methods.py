@@ -18,7 +18,8 @@ SHAPE = (3, 16, 12)
 CASES = {"pnp-gd": ("sr4", [None, 1, 3]), "pnp-gd-warm": ("deblur-gauss", [None, 2, 5]),
          "denoiser": ("denoise", [None, 1, 4]), "dps": ("inpaint-box", [3, 10]),
          "daps": ("inpaint-box", [3, 7, 10, 12]), "teacher-mmse": ("denoise", [None, 1]),
-         "pnp-gd-warm-mean8": ("sr4", [None, 16]), "denoiser-mean8": ("denoise", [None, 16]), "classical": ("sr4", [None]), "bicubic": ("sr2", [None]),
+         "pnp-gd-warm-mean8": ("sr4", [None, 16]), "denoiser-mean8": ("denoise", [None, 16]),
+         "pnp-gd-fit4": ("sr4", [None, 8]), "classical": ("sr4", [None]), "bicubic": ("sr2", [None]),
          "wiener": ("deblur-gauss", [None]), "tikhonov": ("deblur-gauss", [None]),
          "biharmonic": ("inpaint-box", [None]), "pseudo-inverse": ("denoise", [None])}
 
@@ -107,6 +108,41 @@ def test_mean_of_samples_is_the_posterior_mean_of_a_gaussian_prior():
     e1 = (one(prior.denoiser, op, y, None, generator=g, sigma_y=0.05).x - post_mean).pow(2).mean()
     e8 = (mean8(prior.denoiser, op, y, None, generator=g, sigma_y=0.05).x - post_mean).pow(2).mean()
     assert 0.7 / 8 < float(e8 / e1) < 1.3 / 8
+
+
+def test_best_fit_keeps_each_images_least_residual_sample():
+    """pnp-gd-fit4 on a batch of two measurements returns, per image, the one of the 4 samples drawn in turn on the
+    image's own generator whose A(x) is nearest to y: the same samples run one by one pick the same winners."""
+    from operators.noise import generators_for_seeds
+
+    prior = GaussianPrior(0.0, 0.5)
+    op = operators.create("sr4", SHAPE)
+    g = torch.Generator().manual_seed(3)
+    y = op.measure(prior.sample((2, *SHAPE), g).clamp(-1, 1), 0.05, g)
+    method, base = get_method("pnp-gd-fit4"), get_method("pnp-gd")
+    call = method.prepare("sr4", 12)
+    res = method(prior.denoiser, op, y, call.sigmas, generator=generators_for_seeds([3, 4]), **call.kwargs)
+    gens = generators_for_seeds([3, 4])
+    xs = [base(prior.denoiser, op, y, call.sigmas, generator=gens, **call.kwargs).x.clamp(-1, 1) for _ in range(4)]
+    resid = torch.stack([(op.forward(x) - y).flatten(1).pow(2).mean(1).sqrt() for x in xs])  # (4, 2)
+    best = resid.argmin(0)
+    assert torch.allclose(torch.tensor(res.extras["residuals"]), resid)
+    for b in range(2):
+        assert torch.equal(res.x[b], xs[int(best[b])][b])
+    assert res.extras["residual"] == resid.min(0).values.tolist() and res.nfe == 12
+    assert best[0] != best[1]  # per image: one winner for the whole batch would fail
+    one = base(prior.denoiser, op, y, call.sigmas, generator=generators_for_seeds([3, 4]), **call.kwargs)
+    assert res.operator_evals == 4 * one.operator_evals + 4  # each sample's, plus one A(x) per sample
+
+
+def test_best_fit_never_keeps_a_nan_sample_over_a_finite_one():
+    """A first sample of NaN (a diverged chain) loses to any finite later one."""
+    _, op, y = _problem("sr4")
+    method = get_method("pnp-gd-fit4")
+    kept = method._reduce(None, torch.full((1, *SHAPE), float("nan")), op, y)
+    kept = method._reduce(kept, torch.zeros(1, *SHAPE), op, y)
+    x, extras = method._output(kept)
+    assert torch.equal(x, torch.zeros(1, *SHAPE)) and extras["residual"][0] < float("inf")
 
 
 def test_mean_method_progress_counts_over_all_samples():

@@ -125,6 +125,22 @@ def test_a_diverged_langevin_chain_zeroes_only_its_own_image():
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_data_gradient_is_the_gradient_of_the_squared_residual(name):
+    """`data_gradient`, the ULA's ∇|A(u) - y|², per image of a batch on an odd size: for a linear operator
+    2 Aᵀ(A u - y) (autograd against the adjoint); phase retrieval's closed form against autograd, also where the
+    spectrum is zero (u = -1: an empty padded image)."""
+    op = make(name).double()
+    y = op.measure(image(dtype=torch.float64, seed=3), 0.05, gen(0))
+    points = [image(dtype=torch.float64)] + ([-torch.ones(2, *SHAPE, dtype=torch.float64)]
+                                             if name == "phase-retrieval" else [])
+    for u in points:
+        expected = (2 * op.adjoint(op(u) - y) if op.linear else operators.Operator.data_gradient(op, u, y))
+        torch.testing.assert_close(op.data_gradient(u, y), expected, rtol=1e-10, atol=1e-12)
+        alone = op.data_gradient(u[1:], y[1:])
+        torch.testing.assert_close(op.data_gradient(u, y)[1:], alone, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_config_round_trip(name):
     op = make(name)
     cfg = json.loads(json.dumps(op.to_config()))

@@ -180,6 +180,13 @@ def test_phase_retrieval_preview_is_visible_classical_refused_and_the_ambiguity_
     assert "no informative classical estimate" in summary["results"][0]["error"]
     res = run("restore", tmp_path / "pr.png", "-c", ckpt, *FAST, "-o", tmp_path / "o.png")
     assert res.exit_code == 0 and "180-degree turn" in res.stderr and "--samples K" in res.stderr, res.output
+    assert "--method pnp-gd-fit4" in res.stderr
+    res = run("restore", tmp_path / "pr.png", "-c", ckpt, "--method", "pnp-gd-fit4", "--nfe", "8", "--device",
+              "cpu", "-o", tmp_path / "fit.png")
+    assert res.exit_code == 0 and "180-degree" not in res.stderr and (tmp_path / "fit.png").exists(), res.output
+    res = run("restore", tmp_path / "pr.png", "-c", ckpt, "--method", "pnp-gd-fit4", "--nfe", "4", "--device",
+              "cpu", "-o", tmp_path / "fit1.png")
+    assert res.exit_code == 2 and "--nfe >= 8" in res.stderr, res.output
 
 
 def test_json_to_a_reader_that_went_away_is_one_line_not_an_internal_error(tmp_path):

@@ -80,6 +80,7 @@ def bench(
                                      "alone, G(y, sigma_y); denoise task only), dps, daps, teacher-mmse "
                                      "(D(y, sigma_y); denoise only), pnp-gd-warm-mean8 / denoiser-mean8 (the mean "
                                      "of 8 samples, at 8x each --nfe value: their NFE column is the total), "
+                                     "pnp-gd-fit4 (the best-fitting of 4 pnp-gd samples, by |A(x) - y|, at 4x), "
                                      "classical (all classical baselines) or a classical method's name."),
     limit: int | None = typer.Option(None, "--limit", "-n", metavar="N", min=1, help="Use the first N images."),
     seed: int = typer.Option(0, "--seed", min=0, show_default=True,

@@ -73,9 +73,10 @@ def restore_command(
     nfe: int | None = typer.Option(
         None, "--nfe", min=1, help="Network evaluations (default: the method's: 10 for pnp-gd-warm, 3 for its box "
                                    "and mask inpainting and for denoise, 4 for random inpainting; 1 for denoiser; "
-                                   "49 for pnp-gd; 1000 for dps/daps; 8x the base for the -mean8 methods, whose "
-                                   "--nfe counts all 8 samples). pnp-gd below 49 switches to a few-step schedule "
-                                   "(sigma_max 10, rho 7); 1 cannot use the measurement there, use >= 2.",
+                                   "49 for pnp-gd; 1000 for dps/daps; 8x the base for the -mean8 methods and 4x "
+                                   "for pnp-gd-fit4, whose --nfe counts all their samples). pnp-gd below 49 "
+                                   "switches to a few-step schedule (sigma_max 10, rho 7); 1 cannot use the "
+                                   "measurement there, use >= 2.",
     ),
     seed: int = typer.Option(
         0, "--seed", min=0, max=2**63 - 1, show_default=True,
@@ -124,8 +125,10 @@ def restore_command(
                                "denoiser for denoise): pnp-gd (the paper's start from noise), pnp-gd-warm (start "
                                "from the classical estimate), denoiser (G(y, sigma_y) alone; denoise only), dps, "
                                "daps, teacher-mmse (D(y, sigma_y); denoise only), pnp-gd-warm-mean8 / denoiser-mean8 "
-                               "(the mean of 8 samples: higher PSNR, smoother), or a classical baseline (bicubic, "
-                               "wiener, tikhonov, biharmonic, pseudo-inverse, classical)."
+                               "(the mean of 8 samples: higher PSNR, smoother), pnp-gd-fit4 (of 4 pnp-gd samples "
+                               "the one whose A(x) fits the measurement best: phase retrieval's restarts), or a "
+                               "classical baseline (bicubic, wiener, tikhonov, biharmonic, pseudo-inverse, "
+                               "classical)."
     ),
     param: list[str] | None = typer.Option(
         None, "--param", "-p", help=common.PARAM_HELP
@@ -321,10 +324,11 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                 m.notes = [*m.notes, tiles]
             good.append((item, m))
         tasks = sorted({m.task for _, m in good})
-        if "phase-retrieval" in tasks and options.samples == 1:
+        if "phase-retrieval" in tasks and options.samples == 1 and options.method != "pnp-gd-fit4":
             common.note("phase retrieval recovers an image only up to a shift and a 180-degree turn (the Fourier "
                         "magnitudes do not tell them apart), and one run can settle on a poor mix of the two: "
-                        "--samples K makes K tries", quiet)
+                        "--method pnp-gd-fit4 keeps the best-fitting of 4 runs (4x the time), --samples K writes "
+                        "K tries", quiet)
         if len(tasks) > 1:
             report.extra["task"] = tasks
         groups = [(options, good)] if method_given else _method_groups(options, good, report)

@@ -219,20 +219,23 @@ class TeacherMMSEMethod(Method):
 
 
 @dataclass(frozen=True)
-class MeanMethod(Method):
-    """The mean of `k` samples of method `base` (each clipped to [-1, 1], as saved): a fidelity-first output that
-    approaches the posterior mean, the MMSE estimate. nfe is the total over the k samples (a multiple of k; each
-    sample runs the base's budget rule with nfe / k); the samples follow one another on each image's own
-    generator, and only their running sum is kept."""
+class RepeatedMethod(Method):
+    """k samples of method `base` on each image, reduced to one output (`_reduce`). nfe is the total over the k
+    samples (a multiple of k; each sample runs the base's budget rule with nfe / k); the samples follow one another
+    on each image's own generator."""
 
     base: str = "pnp-gd-warm"
     k: int = 8
+    #: What the k samples become, for messages: "the mean of", "the best-fitting of".
+    reduction: ClassVar[str] = "the mean of"
+    #: Operator applications `_reduce` makes per sample (counted in SamplerResult.operator_evals).
+    reduce_operator_evals: ClassVar[int] = 0
 
     def _per_sample(self, nfe: int | None) -> int | None:
         if nfe is None:
             return None
         if nfe % self.k:
-            raise ValueError(f"method '{self.name}' averages {self.k} samples: --nfe counts all their network "
+            raise ValueError(f"method '{self.name}' runs {self.k} samples: --nfe counts all their network "
                              f"evaluations and must be a multiple of {self.k}, got {nfe}")
         return nfe // self.k
 
@@ -245,8 +248,8 @@ class MeanMethod(Method):
         try:
             call = get_method(self.base).arguments(settings, self._per_sample(nfe))
         except ValueError as exc:  # the base's refusal, named for this method (its nfe counts per sample)
-            raise ValueError(str(exc).replace(f"method '{self.base}'", f"method '{self.name}' (the mean of {self.k} "
-                                              f"'{self.base}' samples, each)")) from None
+            raise ValueError(str(exc).replace(f"method '{self.base}'", f"method '{self.name}' ({self.reduction} "
+                                              f"{self.k} '{self.base}' samples, each)")) from None
         per_run = callbacks_per_run(call)
         return MethodCall(call.settings, call.sigmas, call.kwargs, call.nfe * self.k,
                           None if per_run is None else per_run * self.k)
@@ -257,13 +260,21 @@ class MeanMethod(Method):
     def bench_nfe(self, sweep, baseline_nfe):
         return [self.k * n for n in get_method(self.base).bench_nfe(sweep, baseline_nfe)]
 
+    def _reduce(self, kept: Any, x: Any, operator: Any, y: Any) -> Any:
+        """Fold sample x (B, C, H, W), clipped to [-1, 1], into `kept` (None before the first)."""
+        raise NotImplementedError
+
+    def _output(self, kept: Any) -> tuple[Any, dict[str, Any]]:
+        """The output image batch and the result's extras from what `_reduce` kept."""
+        raise NotImplementedError
+
     def __call__(self, model, operator, y, sigmas, *, generator, callback=None, **kwargs) -> SamplerResult:
         base = get_method(self.base)
         if uses_classical_estimate(base) and kwargs.get("estimate") is None:
             from ncvsd_cli.sampling.pnp_gd import classical_estimate
 
             kwargs["estimate"] = classical_estimate(operator, y, kwargs["sigma_y"])  # once for all k samples
-        total, nfe, op_evals, offset = None, 0, 0, [0, 0]  # offset: iterations of earlier samples, last i seen
+        kept, nfe, op_evals, offset = None, 0, 0, [0, 0]  # offset: iterations of earlier samples, last i seen
 
         def relay(info: dict) -> None:  # one progress count over all k samples
             offset[1] = int(info.get("i", 0)) + 1
@@ -272,14 +283,56 @@ class MeanMethod(Method):
         for _ in range(self.k):
             r = base(model, operator, y, sigmas, generator=generator,
                      **({"callback": relay} if callback is not None else {}), **kwargs)
-            x = r.x.clamp(-1, 1)
-            total = x if total is None else total + x
-            nfe, op_evals = nfe + r.nfe, op_evals + r.operator_evals
+            kept = self._reduce(kept, r.x.clamp(-1, 1), operator, y)
+            nfe, op_evals = nfe + r.nfe, op_evals + r.operator_evals + self.reduce_operator_evals
             offset[0], offset[1] = offset[0] + offset[1], 0
         if kwargs.get("estimate") is not None:  # the classical estimate was computed once, not k times
             op_evals -= (self.k - 1) * kwargs["estimate"].operator_evals
-        return SamplerResult(x=total / self.k, nfe=nfe, operator_evals=op_evals,
-                             extras={"base": self.base, "samples": self.k})
+        x, extras = self._output(kept)
+        return SamplerResult(x=x, nfe=nfe, operator_evals=op_evals,
+                             extras={"base": self.base, "samples": self.k, **extras})
+
+
+@dataclass(frozen=True)
+class MeanMethod(RepeatedMethod):
+    """The mean of `k` samples of method `base` (each clipped to [-1, 1], as saved): a fidelity-first output that
+    approaches the posterior mean, the MMSE estimate. Only the running sum is kept."""
+
+    def _reduce(self, kept, x, operator, y):
+        return (x, 1) if kept is None else (kept[0] + x, kept[1] + 1)
+
+    def _output(self, kept):
+        return kept[0] / kept[1], {}
+
+
+@dataclass(frozen=True)
+class BestFitMethod(RepeatedMethod):
+    """Of `k` samples of method `base` (each clipped to [-1, 1]), per image the one whose measurement A(x) lies
+    nearest to y (least RMS residual ||A(x) - y||, on the measurement's scale): a restart rule for samplers that
+    can stall in a wrong basin, as phase retrieval's does. It can only pick among fits the measurement allows
+    equally (phase retrieval's 180-degree twin fits as well as the image). extras["residual"]: the chosen
+    samples' residuals, extras["residuals"]: every sample's, (k, B)."""
+
+    reduction: ClassVar[str] = "the best-fitting of"
+    reduce_operator_evals: ClassVar[int] = 1
+
+    def _reduce(self, kept, x, operator, y):
+        import torch
+
+        res = (operator.forward(x) - y).flatten(1).pow(2).mean(1).sqrt()  # (B,) RMS measurement residual
+        res = torch.nan_to_num(res, nan=float("inf"))  # a NaN sample never wins over a finite one
+        if kept is None:
+            return x, res, [res]
+        best, best_res, history = kept
+        better = res < best_res
+        return (torch.where(better.view(-1, *[1] * (x.dim() - 1)), x, best), torch.minimum(res, best_res),
+                history + [res])
+
+    def _output(self, kept):
+        import torch
+
+        best, best_res, history = kept
+        return best, {"residual": best_res.tolist(), "residuals": torch.stack(history).tolist()}
 
 
 def _check_network(method: Method, model: Any, operator: Any = None) -> None:
@@ -306,7 +359,7 @@ def _check_network(method: Method, model: Any, operator: Any = None) -> None:
 def uses_classical_estimate(method: Method) -> bool:
     """Whether `method` starts from the task's classical estimate (pnp-gd-warm, or a mean of its samples), which a
     caller restoring one image in several batches may compute once and pass as `estimate=`."""
-    if isinstance(method, MeanMethod):
+    if isinstance(method, RepeatedMethod):
         method = get_method(method.base)
     return isinstance(method, PnPMethod) and method.warm
 
@@ -338,6 +391,8 @@ _BUILTIN: tuple[Method, ...] = (
                       "D(y, sigma_y), the teacher's MMSE estimate (denoise only)"),
     MeanMethod("pnp-gd-warm-mean8", "generator", "ncvsd_cli.sampling.pnp_gd:pnp_gd_warm",
                "mean of 8 pnp-gd-warm samples", base="pnp-gd-warm", k=8),
+    BestFitMethod("pnp-gd-fit4", "generator", "ncvsd_cli.sampling.pnp_gd:pnp_gd",
+                  "of 4 pnp-gd samples, the one that fits y best (phase retrieval)", base="pnp-gd", k=4),
     MeanMethod("denoiser-mean8", "generator", "ncvsd_cli.sampling.generate:denoise_measurement",
                "mean of 8 denoiser samples (denoise only)", base="denoiser", k=8),
     ClassicalMethod("classical", "none", f"{_CLASSICAL}:classical", "the baseline that fits the operator"),
