@@ -55,9 +55,13 @@ class PhaseRetrieval(Operator):
         _, h, w = self.image_shape
         self.pad = (int(self.oversample / 8 * h), int(self.oversample / 8 * w))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _canvas(self, x: torch.Tensor) -> torch.Tensor:
+        """pad((x + 1)/2): the image on [0, 1], zero-padded by `self.pad` on each side."""
         ph, pw = self.pad
-        z = torch.nn.functional.pad((x + 1) / 2, (pw, pw, ph, ph))
+        return torch.nn.functional.pad((x + 1) / 2, (pw, pw, ph, ph))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self._canvas(x)
         f = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(z, dim=(-2, -1)), norm="ortho"), dim=(-2, -1))
         return f.abs()
 
@@ -67,12 +71,10 @@ class PhaseRetrieval(Operator):
         autograd's), y' = y without the output's fftshift, and ∇_u = ½ crop(∇_z): two FFTs and no graph (the same
         gradient as autograd's up to rounding, without the graph: benchmarks/pr-likelihood/)."""
         ph, pw = self.pad
-        z = torch.nn.functional.pad((u + 1) / 2, (pw, pw, ph, ph))
-        f = torch.fft.fft2(z, norm="ortho")
+        f = torch.fft.fft2(self._canvas(u), norm="ortho")
         mag = f.abs()
-        target = torch.fft.ifftshift(y, dim=(-2, -1))
-        phase = torch.where(mag > 0, f / mag.clamp_min(torch.finfo(mag.dtype).tiny), torch.zeros_like(f))
-        g = torch.fft.ifft2((mag - target) * phase, norm="ortho").real
+        phase = f / mag.clamp_min(torch.finfo(mag.dtype).tiny)  # 0 where f = 0
+        g = torch.fft.ifft2((mag - torch.fft.ifftshift(y, dim=(-2, -1))) * phase, norm="ortho").real
         return g[..., ph:ph + u.shape[-2], pw:pw + u.shape[-1]].to(u.dtype)  # 2 Re(...) × ½ from (u + 1)/2
 
     def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
