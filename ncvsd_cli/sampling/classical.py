@@ -16,7 +16,11 @@ applications of A, Aᵀ, A⁺ or an equivalent closed-form filter per image: bic
   |x|²/prior_std² (ridge regression towards mid-grey). With boundary "reflect" both solve on the canvas (image and
   margin) with only the image measured (`CircularBlur.deconvolve`, conjugate gradients).
 - `biharmonic` (inpainting): scikit-image's `inpaint_biharmonic` fills the unknown pixels (mask 0), per image,
-  channels together when the mask is the same in every channel; known pixels keep the (noisy) measurement.
+  channels together when the mask is the same in every channel; known pixels keep the (noisy) measurement. The
+  fill sees the known pixels smoothed at a scale of the hole's radius / 32 (normalised Gaussian convolution over
+  known pixels only; `smoothed_boundary`): biharmonic extrapolation amplifies the noise and texture at a large
+  hole's edge into coloured blobs (swings of 3-5 sigma_y into a 65-px hole of a flat grey measured at sigma_y
+  0.05); holes of a few pixels (radius < 16, e.g. inpaint-random) are filled from the raw pixels.
 - `pseudo_inverse` (any operator): `operator.pseudo_inverse(y)` (denoise: y; phase retrieval: mid-grey).
 - `classical` picks one of the above by operator type (extras["method"] says which); `applies(method, operator)`
   says whether a baseline handles an operator (the specific ones raise ValueError otherwise).
@@ -38,6 +42,9 @@ from operators.resize import Downsample
 
 #: Noise floor used by the Wiener/Tikhonov filters when sigma_y = 0, so that the inverse stays bounded.
 SIGMA_Y_FLOOR = 1e-3
+#: Smoothing of the known pixels the biharmonic fill extrapolates, in px per px of hole radius (largest distance
+#: of a hole pixel to a known one); below 0.5 px none (benchmarks/inpaint-fill/).
+FILL_SMOOTHING_PER_RADIUS = 1 / 32
 
 
 def _finish(x: torch.Tensor, y: torch.Tensor, method: str, operator_evals: int,
@@ -151,13 +158,32 @@ def biharmonic(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, 
         if not (~known).any():
             break
         if same:
-            filled = inpaint_biharmonic(images[b].transpose(1, 2, 0), ~known[0], channel_axis=-1)
-            out[b] = filled.transpose(2, 0, 1)
+            source = smoothed_boundary(images[b], known[0])
+            filled = inpaint_biharmonic(source.transpose(1, 2, 0), ~known[0], channel_axis=-1)
+            out[b] = np.where(known, images[b], filled.transpose(2, 0, 1))
         else:  # a different mask per channel: one grey problem per channel
             for ch in range(c):
                 if (~known[ch]).any():
-                    out[b, ch] = inpaint_biharmonic(images[b, ch], ~known[ch]) if known[ch].any() else 0.0
+                    filled = (inpaint_biharmonic(smoothed_boundary(images[b, ch:ch + 1], known[ch])[0], ~known[ch])
+                              if known[ch].any() else 0.0)
+                    out[b, ch] = np.where(known[ch], images[b, ch], filled)
     return _finish(torch.from_numpy(out).to(y.device), y, "biharmonic", 0, callback)
+
+
+def smoothed_boundary(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """`image` (C, H, W) with its known pixels (`known` (H, W), True = known) replaced by their Gaussian average
+    over known pixels only (normalised convolution), at FILL_SMOOTHING_PER_RADIUS x the hole radius; unchanged when
+    that is under 0.5 px. What the biharmonic fill extrapolates from; the output keeps the measured pixels."""
+    from scipy.ndimage import distance_transform_edt, gaussian_filter
+
+    scale = FILL_SMOOTHING_PER_RADIUS * float(distance_transform_edt(~known).max())
+    if scale < 0.5 or not known.any():
+        return image
+    weight = known.astype(image.dtype)
+    norm = gaussian_filter(weight, scale, mode="reflect")
+    smooth = np.stack([gaussian_filter(ch * weight, scale, mode="reflect") for ch in image])
+    # A known pixel has weight >= its own Gaussian tap, so norm > 0 wherever it is used.
+    return np.where(known, smooth / np.maximum(norm, 1e-12), image)
 
 
 def pseudo_inverse(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, generator: Any = None,
