@@ -1,4 +1,5 @@
-"""Super-resolution: bicubic antialiased downsampling by 2, 4 or 8 (docs/method.md §4.2), as two dense 1-D matrices.
+"""Super-resolution: downsampling by 2, 4 or 8 (docs/method.md §4.2), as two dense 1-D matrices; bicubic antialiased
+by default (the paper), or the kernel that made the image (`kernel`, below).
 
 A(x) = M_h · x · M_wᵀ per channel, M_h of shape (ceil(H/s), H), M_w of shape (ceil(W/s), W).
 Row i of M (0-based) weights input pixel j by k_s(p_i − j), normalised to sum 1, where
@@ -7,6 +8,16 @@ Row i of M (0-based) weights input pixel j by k_s(p_i − j), normalised to sum 
     p_in = p_out/scale + 0.5·(1 − 1/scale), scale = 1/s, in 1-based pixel units (δ = 0 when s divides n),
   - taps outside [0, n) are reflected symmetrically (period 2n: …, 1, 0 | 0, 1, …, n−1 | n−1, n−2, …).
 Sizes that s does not divide are supported: n_out = ceil(n/s), centred as in the reference's resizer.
+`kernel` (KERNELS) names k and whether it is stretched, at the same positions p_i:
+  - "bicubic" (default): as above; MATLAB's imresize, Pillow's BICUBIC, torch `antialias=True`.
+  - "bilinear": the triangle max(0, 1 − |d|), stretched (Pillow's BILINEAR, torch bilinear `antialias=True`).
+  - "box": the s-pixel mean, 1 for |d| < 1/2 (1/2 at |d| = 1/2), stretched (OpenCV INTER_AREA, Pillow's BOX).
+  - "bilinear-aliased", "bicubic-aliased": the triangle, the Keys cubic with a = −0.75, not stretched: each output
+    pixel interpolates 2 or 4 input pixels and the rest alias (torch `F.interpolate` defaults, OpenCV INTER_LINEAR
+    and INTER_CUBIC).
+  - "nearest": the pixel at round(p_i) = floor(p_i + 1/2) (Pillow's NEAREST, torch "nearest-exact").
+An image shrunk without antialiasing restored as "bicubic" shows jagged edges and checkerboards, as the exact
+likelihood step fits its aliasing as detail (`benchmarks/sr-kernels/`).
 
 Likelihood step (default `likelihood="exact"`): with the thin SVDs M_h = U_h S_h V_hᵀ, M_w = U_w S_w V_wᵀ
 (V of shape (n, r), r = ceil(n/s) = the rank of the downsampling), AᵀA = (V_h ⊗ V_w) diag(s_h,i² s_w,j²) (V_h ⊗ V_w)ᵀ
@@ -47,28 +58,57 @@ def keys_cubic(d: np.ndarray, a: float = -0.5) -> np.ndarray:
     return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
 
 
-def bicubic_downsample_matrix(n: int, factor: int) -> np.ndarray:
-    """The (ceil(n/factor), n) float64 matrix of antialiased bicubic downsampling along one axis (module docstring)."""
+def _triangle(d: np.ndarray) -> np.ndarray:
+    return np.maximum(0.0, 1.0 - np.abs(d))
+
+
+def _box(d: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(d) < 0.5, 1.0, np.where(np.abs(d) == 0.5, 0.5, 0.0))
+
+
+#: kernel name -> (k(d), support radius of k, stretched by the factor); "nearest" is handled apart.
+KERNELS: dict[str, tuple[Any, float, bool]] = {
+    "bicubic": (keys_cubic, 2.0, True),
+    "bilinear": (_triangle, 1.0, True),
+    "box": (_box, 0.5, True),
+    "bilinear-aliased": (_triangle, 1.0, False),
+    "bicubic-aliased": (lambda d: keys_cubic(d, a=-0.75), 2.0, False),
+    "nearest": (None, 0.5, False),
+}
+
+
+def downsample_matrix(n: int, factor: int, kernel: str = "bicubic") -> np.ndarray:
+    """The (ceil(n/factor), n) float64 matrix of downsampling along one axis with `kernel` (module docstring)."""
+    k, radius, stretched = KERNELS[kernel]
+    width = factor if stretched else 1
     n_out = math.ceil(n / factor)
     delta = (n_out - n / factor) / 2
     m = np.zeros((n_out, n))
     for i in range(n_out):
         p = (i + 0.5 - delta) * factor - 0.5
-        taps = np.arange(math.floor(p - 2 * factor) - 1, math.ceil(p + 2 * factor) + 2)
-        w = keys_cubic((p - taps) / factor)
-        w = w / w.sum()
+        if k is None:  # nearest
+            taps, w = np.array([math.floor(p + 0.5)]), np.ones(1)
+        else:
+            taps = np.arange(math.floor(p - radius * width) - 1, math.ceil(p + radius * width) + 2)
+            w = k((p - taps) / width)
+            w = w / w.sum()
         idx = np.mod(taps, 2 * n)
         idx = np.where(idx < n, idx, 2 * n - 1 - idx)  # symmetric reflection
         np.add.at(m[i], idx, w)
     return m
 
 
+def bicubic_downsample_matrix(n: int, factor: int) -> np.ndarray:
+    """The (ceil(n/factor), n) float64 matrix of antialiased bicubic downsampling along one axis (the default)."""
+    return downsample_matrix(n, factor, "bicubic")
+
+
 @functools.lru_cache(maxsize=16)
-def downsample_factors(n: int, factor: int) -> dict[str, np.ndarray]:
-    """Read-only float64 arrays for one axis of length n >= 1 and factor >= 1, cached (building an operator twice
-    costs one SVD): m (r, n) the matrix, pinv (n, r) its pseudo-inverse, u (r, r), s (r,) and v (n, r) its thin SVD
-    m = u diag(s) vᵀ, with r = ceil(n/factor) and u, v flushed below FLUSH_BELOW (module docstring)."""
-    mat = bicubic_downsample_matrix(n, factor)
+def downsample_factors(n: int, factor: int, kernel: str = "bicubic") -> dict[str, np.ndarray]:
+    """Read-only float64 arrays for one axis of length n >= 1, factor >= 1 and `kernel`, cached (building an operator
+    twice costs one SVD): m (r, n) the matrix, pinv (n, r) its pseudo-inverse, u (r, r), s (r,) and v (n, r) its thin
+    SVD m = u diag(s) vᵀ, with r = ceil(n/factor) and u, v flushed below FLUSH_BELOW (module docstring)."""
+    mat = downsample_matrix(n, factor, kernel)
     u, s, vt = np.linalg.svd(mat, full_matrices=False)
     pinv = np.linalg.pinv(mat)
     out = {"m": mat, "pinv": pinv, "u": u, "s": s, "v": vt.T.copy()}
@@ -80,19 +120,22 @@ def downsample_factors(n: int, factor: int) -> dict[str, np.ndarray]:
 
 
 class Downsample(Operator):
-    """Bicubic antialiased downsampling by `factor` (class attribute); output (C, ceil(H/s), ceil(W/s))."""
+    """Downsampling by `factor` (class attribute) with `kernel` (one of KERNELS; default bicubic antialiased);
+    output (C, ceil(H/s), ceil(W/s))."""
 
     linear = True
     factor: ClassVar[int] = 1
 
-    def __init__(self, image_shape: tuple[int, int, int], likelihood: str = "exact"):
+    def __init__(self, image_shape: tuple[int, int, int], likelihood: str = "exact", kernel: str = "bicubic"):
         super().__init__(image_shape)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-        self.likelihood = likelihood
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+        self.likelihood, self.kernel = likelihood, kernel
         _, h, w = self.image_shape
         for axis, n in (("h", h), ("w", w)):
-            for key, arr in downsample_factors(n, self.factor).items():
+            for key, arr in downsample_factors(n, self.factor, kernel).items():
                 self.register_buffer(f"{key}_{axis}", torch.tensor(arr))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,7 +170,7 @@ class Downsample(Operator):
         return x0 + rho * eps + vh @ z @ vw.T
 
     def extra_config(self) -> dict[str, Any]:
-        return {"likelihood": self.likelihood}
+        return {"likelihood": self.likelihood, "kernel": self.kernel}
 
 
 @register

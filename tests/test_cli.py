@@ -172,6 +172,20 @@ def test_degrade_sr4_writes_the_small_image(tmp_path):
     assert res.exit_code == 0 and "lossy preview" in res.output and (tmp_path / "c.jpg.ncvsd.json").exists()
 
 
+def test_degrade_sr4_with_another_resizer_keeps_it_in_the_sidecar(tmp_path):
+    """`-p kernel=nearest`: the small image is every 4th pixel (torch's nearest-exact), and the sidecar's operator
+    is that resizer, so a restore from it fits the right model; an unknown kernel is a usage error."""
+    src = _png(tmp_path / "c.png", 16, 20)
+    res = run("degrade", "--task", "sr4", "-p", "kernel=nearest", "--sigma-y", "0", src, "-o", tmp_path / "m.png")
+    assert res.exit_code == 0, res.output
+    m = meas.load_measurement(tmp_path / "m.png")
+    assert m.operator().kernel == "nearest" and m.operator().to_config()["kernel"] == "nearest"
+    x = images.load_image(src)
+    torch.testing.assert_close(m.y, torch.nn.functional.interpolate(x, size=(4, 5), mode="nearest-exact"))
+    res = run("degrade", "--task", "sr4", "-p", "kernel=lanczos", src, "-o", tmp_path / "l.png")
+    assert res.exit_code == 2 and "kernel must be one of" in res.stderr and not (tmp_path / "l.png").exists()
+
+
 @pytest.mark.parametrize("case", ["not-image", "truncated", "bad-param", "unknown-task", "missing"])
 def test_degrade_bad_input_one_line_error_no_output(tmp_path, case):
     src = _png(tmp_path / "c.png")

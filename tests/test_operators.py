@@ -173,6 +173,7 @@ BAD = [
     ("deblur-kernel", {"kernel": [[1.0, float("nan")]]}, "kernel"),
     ("deblur-kernel", {"kernel": "/nonexistent/kernel.npy"}, "kernel"),
     ("sr4", {"likelihood": "mcmc"}, "likelihood"),
+    ("sr4", {"kernel": "lanczos"}, "kernel must be one of bicubic, bilinear, box"),
     ("phase-retrieval", {"oversample": -1}, "oversample"),
 ]
 
@@ -200,12 +201,16 @@ GAUSS_SHAPE = (2, 5, 4)
 N_SAMPLES = 40_000
 
 
-@pytest.mark.parametrize("name", LINEAR)
+SR_KERNELS = ["bilinear", "box", "bilinear-aliased", "bicubic-aliased", "nearest"]
+
+
+@pytest.mark.parametrize("name", LINEAR + [f"sr2:{k}" for k in SR_KERNELS])
 def test_exact_likelihood_matches_analytic_gaussian(name):
     """Whiten the samples with the analytic precision P = AᵀA/sp² + I/rho² (P = R Rᵀ, z = Rᵀ(u − mean)): z must be
     N(0, I). Tolerance 5 standard errors of the estimator (mean: 5/√N; covariance entries: 5·√(2/N) ≈ 0.035),
-    so a 5 % error in any variance or a mean bias of 0.03 posterior std fails the test."""
-    op = make(name, GAUSS_SHAPE).double()
+    so a 5 % error in any variance or a mean bias of 0.03 posterior std fails the test. "sr2:K": kernel K."""
+    name, _, kernel = name.partition(":")
+    op = make(name, GAUSS_SHAPE, **({"kernel": kernel} if kernel else {})).double()
     n = math.prod(GAUSS_SHAPE)
     sp, rho = 0.2, 0.5
     x0 = image(GAUSS_SHAPE, batch=1, seed=11, dtype=torch.float64)
@@ -354,6 +359,37 @@ def test_sr_interior_matches_torch_antialiased_bicubic():
         ours = operators.create(f"sr{s}", (1, 64, 48)).double()(x)
         ref = torch.nn.functional.interpolate(x, scale_factor=1 / s, mode="bicubic", antialias=True)
         torch.testing.assert_close(ours[..., 2:-2, 2:-2], ref[..., 2:-2, 2:-2], rtol=0, atol=1e-12)
+
+
+TORCH_RESIZE = {"bilinear-aliased": ("bilinear", {"align_corners": False}),
+                "bicubic-aliased": ("bicubic", {"align_corners": False}),
+                "nearest": ("nearest-exact", {}), "box": ("area", {}),
+                "bilinear": ("bilinear", {"align_corners": False, "antialias": True})}
+
+
+@pytest.mark.parametrize("kernel", SR_KERNELS)
+@pytest.mark.parametrize("s", [2, 4, 8])
+def test_sr_kernels_match_torch_interpolate(kernel, s):
+    """Each kernel is the resizer it names: torch's F.interpolate (no antialiasing: the torch / OpenCV defaults;
+    "area" = the s-pixel mean). Exact everywhere but for the antialiased triangle, whose border taps torch clamps
+    (compared inside 2 pixels); every row of the 1-D matrices sums to 1 (a constant stays constant)."""
+    x = image((1, 64, 48), batch=1, dtype=torch.float64)
+    op = operators.create(f"sr{s}", (1, 64, 48), kernel=kernel).double()
+    mode, kw = TORCH_RESIZE[kernel]
+    ref = torch.nn.functional.interpolate(x, scale_factor=1 / s, mode=mode, **kw)
+    crop = (slice(None), slice(None), slice(2, -2), slice(2, -2)) if kernel == "bilinear" else (...,)
+    torch.testing.assert_close(op(x)[crop], ref[crop], rtol=0, atol=1e-12)
+    torch.testing.assert_close(op.m_h.sum(1), torch.ones(64 // s, dtype=torch.float64))
+    assert op.to_config()["kernel"] == kernel
+    assert operators.from_config(json.loads(json.dumps(op.to_config()))).kernel == kernel
+
+
+def test_sr_nearest_on_sizes_the_factor_does_not_divide():
+    """ceil(n/s) outputs, each one input pixel (the one nearest its centred position), none outside the image."""
+    op = operators.create("sr4", (1, 13, 11), kernel="nearest").double()
+    for m, n in ((op.m_h, 13), (op.m_w, 11)):
+        assert m.shape == (math.ceil(n / 4), n) and torch.equal(m.sum(1), torch.ones(m.shape[0], dtype=m.dtype))
+        assert ((m == 0) | (m == 1)).all()
 
 
 @pytest.mark.parametrize("name", LINEAR)

@@ -52,7 +52,9 @@ PARAM_HELP = (
     "(circular|reflect), shift; deblur-motion kernel_size, intensity (0-1), seed, kernel, boundary, shift; "
     "deblur-kernel kernel (.npy or image), normalize, boundary, shift; inpaint-box box_size (px); inpaint-random "
     "fraction (0-1), seed; inpaint-mask mask (image, white = known), invert (true: white = hole); sr2/sr4/sr8 "
-    "likelihood (exact|langevin); phase-retrieval oversample; denoise none."
+    "likelihood (exact|langevin), kernel (the resizer that shrank the image: bicubic, the default, antialiased; "
+    "bilinear; box = area; bilinear-aliased / bicubic-aliased = torch F.interpolate and OpenCV resize defaults; "
+    "nearest); phase-retrieval oversample; denoise none."
 )
 
 

@@ -29,6 +29,10 @@ EPILOG = """Examples:
 
   ncvsd restore --task sr4 large.png --tile 256            (large images: the generator in blended tiles)
 
+  ncvsd restore --task sr4 -p kernel=bilinear-aliased small.png
+                                                          (shrunk by cv2.resize or torch F.interpolate defaults,
+                                                           without antialiasing: jagged edges otherwise)
+
   cat noisy.png | ncvsd restore --task denoise - > clean.png   (the noise level is estimated; --sigma-y sets it)
 
   ncvsd restore --task deblur-kernel -p kernel=psf.npy photo.png (your kernel; a plain photo's blur is taken not
