@@ -31,7 +31,8 @@ def scores(out: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
 
 
 def main() -> None:
-    print("| set | shrunk with | images | bicubic interpolation | restored as bicubic (default) | restored with its kernel |")
+    print("| set | shrunk with | images | bicubic interpolation | restored as bicubic (default) "
+          "| restored with its kernel |")
     print("|---|---|---:|---|---|---|")
     for folder in map(Path, sys.argv[1:]):
         files = sorted(folder.glob("*.png"))
@@ -48,7 +49,7 @@ def main() -> None:
                     row.append(scores(restore_image(y, "sr4", seed=0, params={"kernel": kernel}), x))
                 rows.append(row)
             cells = [f"{np.mean([r[i][0] for r in rows]):.2f} / {np.mean([r[i][1] for r in rows]):.3f}"
-                     for i in range(len(rows[0]))]
+                     for i in range(len(rows[0]))] + ["–"] * (3 - len(rows[0]))
             print(f"| {folder.name} | {kernel} | {len(files)} | " + " | ".join(cells) + " |", flush=True)
 
 

@@ -13,9 +13,13 @@ Sizes that s does not divide are supported: n_out = ceil(n/s), centred as in the
   - "bilinear": the triangle max(0, 1 − |d|), stretched (Pillow's BILINEAR, torch bilinear `antialias=True`).
   - "box": the s-pixel mean, 1 for |d| < 1/2 (1/2 at |d| = 1/2), stretched (OpenCV INTER_AREA, Pillow's BOX).
   - "bilinear-aliased", "bicubic-aliased": the triangle, the Keys cubic with a = −0.75, not stretched: each output
-    pixel interpolates 2 or 4 input pixels and the rest alias (torch `F.interpolate` defaults, OpenCV INTER_LINEAR
-    and INTER_CUBIC).
+    pixel interpolates 2 or 4 input pixels and the rest alias (torch `F.interpolate(mode="bilinear" / "bicubic")`,
+    whose `antialias` is False by default; OpenCV INTER_LINEAR, its default, and INTER_CUBIC).
   - "nearest": the pixel at round(p_i) = floor(p_i + 1/2) (Pillow's NEAREST, torch "nearest-exact").
+  - "nearest-floor": the pixel at floor(p_i − (s − 1)/2), i.e. s·i when s divides n (torch's "nearest", the default
+    mode of `F.interpolate`; OpenCV INTER_NEAREST).
+The torch equalities hold where s divides the size (torch then also gives n/s pixels); the antialiased kernels
+differ from torch and Pillow within a few pixels of the border, where they drop taps and we reflect.
 An image shrunk without antialiasing restored as "bicubic" shows jagged edges and checkerboards, as the exact
 likelihood step fits its aliasing as detail (`benchmarks/sr-kernels/`).
 
@@ -74,6 +78,7 @@ KERNELS: dict[str, tuple[Any, float, bool]] = {
     "bilinear-aliased": (_triangle, 1.0, False),
     "bicubic-aliased": (lambda d: keys_cubic(d, a=-0.75), 2.0, False),
     "nearest": (None, 0.5, False),
+    "nearest-floor": (None, 0.5, False),
 }
 
 
@@ -86,8 +91,9 @@ def downsample_matrix(n: int, factor: int, kernel: str = "bicubic") -> np.ndarra
     m = np.zeros((n_out, n))
     for i in range(n_out):
         p = (i + 0.5 - delta) * factor - 0.5
-        if k is None:  # nearest
-            taps, w = np.array([math.floor(p + 0.5)]), np.ones(1)
+        if k is None:  # nearest: the pixel nearest p, or (nearest-floor) the first of the s it stands for
+            at = p + 0.5 if kernel == "nearest" else p - (factor - 1) / 2 + 1e-9
+            taps, w = np.array([math.floor(at)]), np.ones(1)
         else:
             taps = np.arange(math.floor(p - radius * width) - 1, math.ceil(p + radius * width) + 2)
             w = k((p - taps) / width)
@@ -130,7 +136,7 @@ class Downsample(Operator):
         super().__init__(image_shape)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-        if kernel not in KERNELS:
+        if not isinstance(kernel, str) or kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
         self.likelihood, self.kernel = likelihood, kernel
         _, h, w = self.image_shape
@@ -170,12 +176,13 @@ class Downsample(Operator):
         return x0 + rho * eps + vh @ z @ vw.T
 
     def extra_config(self) -> dict[str, Any]:
-        return {"likelihood": self.likelihood, "kernel": self.kernel}
+        # the default is left out, so that a sidecar of the default operator reads as before this parameter
+        return {"likelihood": self.likelihood, **({"kernel": self.kernel} if self.kernel != "bicubic" else {})}
 
 
 @register
 class SR2(Downsample):
-    """×2 bicubic antialiased downsampling (docs/method.md §4.2 with s = 2)."""
+    """×2 downsampling, bicubic antialiased by default (docs/method.md §4.2 with s = 2)."""
 
     name = "sr2"
     factor = 2
@@ -183,7 +190,7 @@ class SR2(Downsample):
 
 @register
 class SR4(Downsample):
-    """×4 bicubic antialiased downsampling, the paper's super-resolution task (docs/method.md §4.2)."""
+    """×4 downsampling, bicubic antialiased by default: the paper's super-resolution task (docs/method.md §4.2)."""
 
     name = "sr4"
     factor = 4
@@ -191,7 +198,7 @@ class SR4(Downsample):
 
 @register
 class SR8(Downsample):
-    """×8 bicubic antialiased downsampling (docs/method.md §4.2 with s = 8)."""
+    """×8 downsampling, bicubic antialiased by default (docs/method.md §4.2 with s = 8)."""
 
     name = "sr8"
     factor = 8

@@ -167,6 +167,20 @@ def test_biharmonic_fill_of_a_large_noisy_hole_does_not_amplify_the_edge_noise(s
     assert torch.equal(est[~hole], y[~hole])  # known pixels keep the measurement
 
 
+def test_biharmonic_smooths_the_edge_per_channel_when_the_masks_differ():
+    """A large hole in channel 0 only (one grey problem per channel): its fill from the smoothed edge stays near the
+    flat grey; channel 1, all known, keeps its measurement."""
+    shape = (2, 131, 129)
+    mask = np.ones(shape)
+    mask[0, 33:98, 32:97] = 0
+    op = operators.create("inpaint-mask", shape, mask=mask)
+    x = torch.full((1, *shape), 0.3)
+    y = op.measure(x, sigma_y=0.05, generator=torch.Generator().manual_seed(0))
+    est = C.biharmonic(None, op, y).x
+    assert (est[0, 0, 33:98, 32:97] - 0.3).abs().max() < 0.1
+    assert torch.equal(est[0, 1], y[0, 1])
+
+
 def test_biharmonic_fills_small_holes_from_the_raw_pixels(rng):
     """Holes of a few pixels (inpaint-random) are filled by scikit-image's biharmonic from the unsmoothed pixels."""
     from skimage.restoration import inpaint_biharmonic

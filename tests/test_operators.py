@@ -201,7 +201,7 @@ GAUSS_SHAPE = (2, 5, 4)
 N_SAMPLES = 40_000
 
 
-SR_KERNELS = ["bilinear", "box", "bilinear-aliased", "bicubic-aliased", "nearest"]
+SR_KERNELS = ["bilinear", "box", "bilinear-aliased", "bicubic-aliased", "nearest", "nearest-floor"]
 
 
 @pytest.mark.parametrize("name", LINEAR + [f"sr2:{k}" for k in SR_KERNELS])
@@ -363,7 +363,7 @@ def test_sr_interior_matches_torch_antialiased_bicubic():
 
 TORCH_RESIZE = {"bilinear-aliased": ("bilinear", {"align_corners": False}),
                 "bicubic-aliased": ("bicubic", {"align_corners": False}),
-                "nearest": ("nearest-exact", {}), "box": ("area", {}),
+                "nearest": ("nearest-exact", {}), "nearest-floor": ("nearest", {}), "box": ("area", {}),
                 "bilinear": ("bilinear", {"align_corners": False, "antialias": True})}
 
 
@@ -371,8 +371,9 @@ TORCH_RESIZE = {"bilinear-aliased": ("bilinear", {"align_corners": False}),
 @pytest.mark.parametrize("s", [2, 4, 8])
 def test_sr_kernels_match_torch_interpolate(kernel, s):
     """Each kernel is the resizer it names: torch's F.interpolate (no antialiasing: the torch / OpenCV defaults;
-    "area" = the s-pixel mean). Exact everywhere but for the antialiased triangle, whose border taps torch clamps
-    (compared inside 2 pixels); every row of the 1-D matrices sums to 1 (a constant stays constant)."""
+    "area" = the s-pixel mean). Exact everywhere but for the antialiased triangle, whose border taps torch drops and
+    renormalises (compared inside 2 pixels); every row of the 1-D matrices sums to 1 (a constant stays constant);
+    only a kernel other than the default is written to the config (older readers, older sidecars)."""
     x = image((1, 64, 48), batch=1, dtype=torch.float64)
     op = operators.create(f"sr{s}", (1, 64, 48), kernel=kernel).double()
     mode, kw = TORCH_RESIZE[kernel]
@@ -382,14 +383,19 @@ def test_sr_kernels_match_torch_interpolate(kernel, s):
     torch.testing.assert_close(op.m_h.sum(1), torch.ones(64 // s, dtype=torch.float64))
     assert op.to_config()["kernel"] == kernel
     assert operators.from_config(json.loads(json.dumps(op.to_config()))).kernel == kernel
+    default = operators.create(f"sr{s}", (1, 64, 48))
+    assert "kernel" not in default.to_config() and operators.from_config(default.to_config()).kernel == "bicubic"
 
 
 def test_sr_nearest_on_sizes_the_factor_does_not_divide():
-    """ceil(n/s) outputs, each one input pixel (the one nearest its centred position), none outside the image."""
+    """ceil(n/s) outputs, each one input pixel (the one nearest its centred position p_i = (i + 0.5 − δ)s − 0.5,
+    δ = (ceil(n/s) − n/s)/2), none outside the image."""
     op = operators.create("sr4", (1, 13, 11), kernel="nearest").double()
-    for m, n in ((op.m_h, 13), (op.m_w, 11)):
+    for m, n, picked in ((op.m_h, 13, [0, 4, 8, 12]), (op.m_w, 11, [1, 5, 9])):
         assert m.shape == (math.ceil(n / 4), n) and torch.equal(m.sum(1), torch.ones(m.shape[0], dtype=m.dtype))
-        assert ((m == 0) | (m == 1)).all()
+        assert ((m == 0) | (m == 1)).all() and m.argmax(1).tolist() == picked
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        operators.create("sr4", (1, 13, 11), kernel=["box"])
 
 
 @pytest.mark.parametrize("name", LINEAR)

@@ -53,8 +53,9 @@ PARAM_HELP = (
     "deblur-kernel kernel (.npy or image), normalize, boundary, shift; inpaint-box box_size (px); inpaint-random "
     "fraction (0-1), seed; inpaint-mask mask (image, white = known), invert (true: white = hole); sr2/sr4/sr8 "
     "likelihood (exact|langevin), kernel (the resizer that shrank the image: bicubic, the default, antialiased; "
-    "bilinear; box = area; bilinear-aliased / bicubic-aliased = torch F.interpolate and OpenCV resize defaults; "
-    "nearest); phase-retrieval oversample; denoise none."
+    "bilinear; box = area; bilinear-aliased / bicubic-aliased = torch F.interpolate bilinear / bicubic (no "
+    "antialias) and OpenCV INTER_LINEAR (its default) / INTER_CUBIC; nearest = Pillow's, torch nearest-exact; "
+    "nearest-floor = torch's default nearest, OpenCV INTER_NEAREST); phase-retrieval oversample; denoise none."
 )
 
 

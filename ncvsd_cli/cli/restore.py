@@ -30,8 +30,8 @@ EPILOG = """Examples:
   ncvsd restore --task sr4 large.png --tile 256            (large images: the generator in blended tiles)
 
   ncvsd restore --task sr4 -p kernel=bilinear-aliased small.png
-                                                          (shrunk by cv2.resize or torch F.interpolate defaults,
-                                                           without antialiasing: jagged edges otherwise)
+                                                          (shrunk by cv2.resize's default or torch's bilinear
+                                                           F.interpolate, without antialiasing: else jaggies)
 
   cat noisy.png | ncvsd restore --task denoise - > clean.png   (the noise level is estimated; --sigma-y sets it)
 

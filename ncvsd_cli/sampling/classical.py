@@ -20,7 +20,8 @@ applications of A, Aᵀ, A⁺ or an equivalent closed-form filter per image: bic
   fill sees the known pixels smoothed at a scale of the hole's radius / 32 (normalised Gaussian convolution over
   known pixels only; `smoothed_boundary`): biharmonic extrapolation amplifies the noise and texture at a large
   hole's edge into coloured blobs (swings of 3-5 sigma_y into a 65-px hole of a flat grey measured at sigma_y
-  0.05); holes of a few pixels (radius < 16, e.g. inpaint-random) are filled from the raw pixels.
+  0.05); an image whose holes are all a few pixels wide (radius < 16, e.g. inpaint-random) is filled from the raw
+  pixels. The scale comes from the largest hole: a mask with one large hole smooths the edges of its small ones too.
 - `pseudo_inverse` (any operator): `operator.pseudo_inverse(y)` (denoise: y; phase retrieval: mid-grey).
 - `classical` picks one of the above by operator type (extras["method"] says which); `applies(method, operator)`
   says whether a baseline handles an operator (the specific ones raise ValueError otherwise).
