@@ -18,14 +18,14 @@ import numpy as np
 import torch
 
 import operators
-from operators.resize import bicubic_downsample_matrix
+from operators.resize import downsample_matrix
 
 
 class FullBasisStep:
     """The former exact step: u = V [(Vᵀ b V)/λ + (Vᵀ ε V)/√λ] Vᵀ with full n x n V (float32 factors)."""
 
     def __init__(self, n: int, factor: int) -> None:
-        mat = bicubic_downsample_matrix(n, factor)
+        mat = downsample_matrix(n, factor)
         _, s, vt = np.linalg.svd(mat, full_matrices=True)
         s2 = np.zeros(n)
         s2[: len(s)] = s**2

@@ -104,11 +104,6 @@ def downsample_matrix(n: int, factor: int, kernel: str = "bicubic") -> np.ndarra
     return m
 
 
-def bicubic_downsample_matrix(n: int, factor: int) -> np.ndarray:
-    """The (ceil(n/factor), n) float64 matrix of antialiased bicubic downsampling along one axis (the default)."""
-    return downsample_matrix(n, factor, "bicubic")
-
-
 @functools.lru_cache(maxsize=16)
 def downsample_factors(n: int, factor: int, kernel: str = "bicubic") -> dict[str, np.ndarray]:
     """Read-only float64 arrays for one axis of length n >= 1, factor >= 1 and `kernel`, cached (building an operator
