@@ -82,18 +82,37 @@ KERNELS: dict[str, tuple[Any, float, bool]] = {
 }
 
 
+def _position(i: int, n: int, factor: int) -> float:
+    """p_i, where output pixel i of an axis of n pixels is centred on the input (module docstring)."""
+    delta = (math.ceil(n / factor) - n / factor) / 2
+    return (i + 0.5 - delta) * factor - 0.5
+
+
+def _nearest_tap(p: float, factor: int, kernel: str) -> int:
+    """The input pixel a nearest kernel takes for position p: the nearest, or (nearest-floor) the first of the s."""
+    return math.floor(p + 0.5 if kernel == "nearest" else p - (factor - 1) / 2 + 1e-9)
+
+
+def kernel_shift(n: int, factor: int, kernel: str = "bicubic") -> float:
+    """How far (input pixels) the point an output pixel samples lies from its centre p_i: 0 for the symmetric
+    kernels, the picked pixel's offset for the nearest ones (nearest +0.5, nearest-floor −1.5 for s = 4 dividing n;
+    the same for every i, as p_i's fractional part is). Interpolating y back at p_i + shift removes the shift."""
+    if KERNELS[kernel][0] is not None:
+        return 0.0
+    p = _position(0, n, factor)
+    return float(_nearest_tap(p, factor, kernel) - p)
+
+
 def downsample_matrix(n: int, factor: int, kernel: str = "bicubic") -> np.ndarray:
     """The (ceil(n/factor), n) float64 matrix of downsampling along one axis with `kernel` (module docstring)."""
     k, radius, stretched = KERNELS[kernel]
     width = factor if stretched else 1
     n_out = math.ceil(n / factor)
-    delta = (n_out - n / factor) / 2
     m = np.zeros((n_out, n))
     for i in range(n_out):
-        p = (i + 0.5 - delta) * factor - 0.5
-        if k is None:  # nearest: the pixel nearest p, or (nearest-floor) the first of the s it stands for
-            at = p + 0.5 if kernel == "nearest" else p - (factor - 1) / 2 + 1e-9
-            taps, w = np.array([math.floor(at)]), np.ones(1)
+        p = _position(i, n, factor)
+        if k is None:
+            taps, w = np.array([_nearest_tap(p, factor, kernel)]), np.ones(1)
         else:
             taps = np.arange(math.floor(p - radius * width) - 1, math.ceil(p + radius * width) + 2)
             w = k((p - taps) / width)

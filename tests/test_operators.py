@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import operators
-from operators import registry
+from operators import registry, resize
 
 SHAPE = (3, 13, 11)  # odd and non-square
 EXPECTED = {"inpaint-box", "inpaint-random", "inpaint-mask", "sr2", "sr4", "sr8", "deblur-gauss", "deblur-motion",
@@ -396,6 +396,22 @@ def test_sr_nearest_on_sizes_the_factor_does_not_divide():
         assert ((m == 0) | (m == 1)).all() and m.argmax(1).tolist() == picked
     with pytest.raises(ValueError, match="kernel must be one of"):
         operators.create("sr4", (1, 13, 11), kernel=["box"])
+
+
+@pytest.mark.parametrize("kernel", ["nearest", "nearest-floor"])
+@pytest.mark.parametrize("n,s", [(64, 4), (13, 4), (11, 4), (67, 8), (21, 2)])
+def test_kernel_shift_is_where_the_nearest_kernels_sample(kernel, n, s):
+    """Every picked pixel lies kernel_shift from its output pixel's centre p_i (the same shift for each i), where no
+    reflection is needed; +1/2 and −(s − 1)/2 where s divides n; 0 for the symmetric kernels."""
+    shift, m = resize.kernel_shift(n, s, kernel), resize.downsample_matrix(n, s, kernel)
+    delta = (math.ceil(n / s) - n / s) / 2
+    for i, row in enumerate(m):
+        at = (i + 0.5 - delta) * s - 0.5 + shift
+        if 0 <= at < n:
+            assert at == row.argmax()
+    if n % s == 0:
+        assert shift == (0.5 if kernel == "nearest" else -(s - 1) / 2)
+    assert resize.kernel_shift(n, s, "box") == resize.kernel_shift(n, s, "bicubic-aliased") == 0
 
 
 @pytest.mark.parametrize("name", LINEAR)

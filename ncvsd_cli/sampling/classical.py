@@ -7,7 +7,8 @@ applications of A, Aᵀ, A⁺ or an equivalent closed-form filter per image: bic
 1 (one Fourier-domain filter; boundary "reflect": 4 + 2 per conjugate-gradient iteration), pseudo-inverse 1.
 
 - `bicubic` (sr2/sr4/sr8): PyTorch bicubic interpolation (Keys a = -0.75, clamped taps) of the low-resolution y
-  at the positions where the operator took its samples (centred when s does not divide the size).
+  at the positions where the operator took its samples (centred when s does not divide the size; the picked
+  pixel for the nearest kernels, `kernel_shift`).
 - `wiener` (circular blurs): X = conj(K)·Y / (|K|² + sigma_y² / P(f)) with the operator's kernel spectrum K and an
   image prior power spectrum P(f) = c / (|f|² + f0²)^(exponent/2), f in cycles per pixel, f0 = 1/max(H, W), c set
   so that the mean of P over all frequencies (the per-pixel variance, by Parseval) is prior_std² (0.5² = sigma_data²
@@ -39,7 +40,7 @@ import torch.nn.functional as F
 from ncvsd_cli.sampling.common import SamplerResult
 from operators.blur import CircularBlur
 from operators.inpainting import MaskOperator
-from operators.resize import Downsample
+from operators.resize import Downsample, kernel_shift
 
 #: Noise floor used by the Wiener/Tikhonov filters when sigma_y = 0, so that the inverse stays bounded.
 SIGMA_Y_FLOOR = 1e-3
@@ -72,19 +73,20 @@ def bicubic(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, gen
     """
     _require(operator, Downsample, "bicubic", "a super-resolution operator (sr2, sr4, sr8)")
     _, h, w = operator.image_shape
-    s = int(operator.factor)  # = F.interpolate(y, size=(h, w)) when s divides h and w (tested)
-    gx, gy = (_lowres_coordinates(n, n_out, s).to(y) for n, n_out in ((w, y.shape[-1]), (h, y.shape[-2])))
+    s, kernel = int(operator.factor), getattr(operator, "kernel", "bicubic")  # F.interpolate when s divides h, w
+    gx, gy = (_lowres_coordinates(n, n_out, s, kernel_shift(n, s, kernel)).to(y)
+              for n, n_out in ((w, y.shape[-1]), (h, y.shape[-2])))
     grid = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), dim=-1).expand(y.shape[0], h, w, 2)
     x = F.grid_sample(y, grid, mode="bicubic", padding_mode="border", align_corners=False)
     return _finish(x, y, "bicubic", 0, callback)
 
 
-def _lowres_coordinates(n: int, n_out: int, s: int) -> torch.Tensor:
+def _lowres_coordinates(n: int, n_out: int, s: int, shift: float = 0.0) -> torch.Tensor:
     """Where each of n high-resolution pixel centres lies on the n_out low-resolution pixels, normalised to
-    [-1, 1] (align_corners=False): the inverse of the operator's p_i = (i + 0.5 - delta)·s - 0.5,
-    delta = (n_out - n/s)/2 (operators/resize.py)."""
+    [-1, 1] (align_corners=False): the inverse of the point the operator samples, p_i + shift with
+    p_i = (i + 0.5 - delta)·s - 0.5, delta = (n_out - n/s)/2 and shift = `kernel_shift` (operators/resize.py)."""
     delta = (n_out - n / s) / 2
-    src = (torch.arange(n, dtype=torch.float64) + 0.5) / s + delta - 0.5
+    src = (torch.arange(n, dtype=torch.float64) + 0.5 - shift) / s + delta - 0.5
     return (2 * src + 1) / n_out - 1
 
 
