@@ -1,8 +1,10 @@
-"""Regenerates benchmarks/default-model/{restore-sr4-astronaut,restore-inpaint-box-astronaut,samples-nfe1,samples-nfe4}.png.
+"""Regenerates benchmarks/default-model/{restore-sr4-astronaut,restore-inpaint-box-astronaut,samples-nfe1,samples-nfe4,
+samples-teacher-nfe63}.png.
 
 Runs the README's Quick start (sr4) and box inpainting of the same image through the real CLI (so the reported
 restore time is what a user waits) with the default model, the classical baseline (bicubic, biharmonic), the paper's
-PnP-GD, and `ncvsd sample` at 1 and 4 steps; prints wall time, peak RSS and PSNR/LPIPS-alex as one JSON line.
+PnP-GD, and `ncvsd sample` at 1 and 4 steps and `--teacher` (63 calls); prints wall time, peak RSS and
+PSNR/LPIPS-alex as one JSON line.
 Usage (repository root, idle machine for a meaningful time):  python benchmarks/default_model_figures.py
 """
 
@@ -96,6 +98,7 @@ def main() -> None:
     for nfe in (1, 4):
         ncvsd("sample", "--nfe", str(nfe), "--seeds", "0-15", "-o", str(OUT / f"samples-nfe{nfe}.png"),
               "--overwrite")
+    ncvsd("sample", "--teacher", "--seeds", "0-15", "-o", str(OUT / "samples-teacher-nfe63.png"), "--overwrite")
     print(json.dumps(result))
 
 

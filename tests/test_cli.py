@@ -747,6 +747,28 @@ def test_sample_grid_and_directory(tmp_path, ckpt):
     assert _files(tmp_path / "t") == {"000000.png", "000001.png", "000002.png"}
 
 
+def test_sample_from_the_teacher(tmp_path, ckpt):
+    """--teacher: EDM's Heun sampler on a teacher checkpoint; odd NFE, --ts refused, a generator file refused as
+    the wrong kind; a seed's sample does not depend on its batch."""
+    teacher = _ckpt(tmp_path, kind="teacher")
+    res = run("sample", "--teacher", "-c", teacher, "--nfe", "3", "--seeds", "0-2", "-o", tmp_path / "d",
+              "--device", "cpu", "--json", "-b", "2")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.splitlines()[-1])
+    assert summary["nfe"] == 3 and summary["sampler"] == "heun" and _files(tmp_path / "d") == {
+        "000000.png", "000001.png", "000002.png"}
+    alone = run("sample", "--teacher", "-c", teacher, "--nfe", "3", "--seeds", "2", "-o", tmp_path / "one",
+                "--device", "cpu")
+    assert alone.exit_code == 0, alone.output
+    a, b = (np.asarray(Image.open(p), np.int16) for p in (tmp_path / "d" / "000002.png", tmp_path / "one" / "000002.png"))
+    assert np.abs(a - b).max() <= 1 and a.std() > 0
+    for bad, words in ((["--nfe", "4"], "odd"), (["--ts", "0,39"], "--ts sets the generator")):
+        out = run("sample", "--teacher", "-c", teacher, *bad, "--seeds", "0", "-o", tmp_path / "x.png")
+        assert out.exit_code == 2 and words in out.stderr and not (tmp_path / "x.png").exists(), out.output
+    wrong = run("sample", "--teacher", "-c", ckpt, "--nfe", "3", "--seeds", "0", "-o", tmp_path / "w.png")
+    assert wrong.exit_code == 3 and "teacher" in wrong.stderr and not (tmp_path / "w.png").exists(), wrong.output
+
+
 def test_sample_to_a_folder_keeps_the_batches_finished_before_an_interruption(tmp_path, ckpt, monkeypatch):
     from ncvsd_cli.sampling import generate
 

@@ -1,5 +1,5 @@
-"""`ncvsd sample`: unconditional / class-conditional samples from the generator (behaviour in
-`ncvsd_cli.sampling.generate.sample_batches`). No torch at import."""
+"""`ncvsd sample`: unconditional / class-conditional samples from the generator, or from the teacher by EDM's Heun
+sampler (behaviour in `ncvsd_cli.sampling.generate.sample_batches`). No torch at import."""
 
 from __future__ import annotations
 
@@ -19,10 +19,15 @@ EPILOG = """Examples:
 
   ncvsd sample --checkpoint my-generator.safetensors --class-label 3 --seeds 0-7 -o cls3.png
 
+  ncvsd sample --teacher --seeds 0-15 -o teacher.png        (the teacher's prior: 32 Heun steps, 63 calls)
+
 -o ending in an image suffix (.png, .jpg) writes one grid; anything else is a directory of <seed:06d>.png.
 
 --nfe 1, 2, 4 use the paper's ts = [10,39], [10,22,39], [0,10,20,30,39] (docs/method.md §2.7); --ts sets indices into
-the 40-point grid directly. A sample depends only on its seed (0 <= seed < 2^63); with --batch-size 1 the bytes
+the 40-point grid directly. --teacher samples the teacher D(x, sigma) instead (the shipped one, or -c a teacher
+checkpoint or training run): EDM's deterministic Heun sampler from sigma 80 to 0, --nfe = 2N - 1 calls for N steps
+(odd; default 63), not an NCVSD method; with a generator that is a teacher copy, as the shipped default is, it
+shows what the prior learnt, which the generator's few steps blur (docs/method.md §2.8). A sample depends only on its seed (0 <= seed < 2^63); with --batch-size 1 the bytes
 do not depend on the other seeds, a larger batch changes the network's float rounding (a few pixels by a level).
 Outputs are never replaced without --overwrite, also when another process creates them meanwhile; --skip-existing
 samples only the seeds whose PNG is missing in -o DIR/ (rerun an interrupted run with the same options).
@@ -35,14 +40,19 @@ def sample_command(
     out: str = typer.Option(
         "samples", "--output", "-o", help="Grid image (e.g. grid.png) or output directory.", show_default=True
     ),
-    nfe: int = typer.Option(
-        1, "--nfe", help="Denoiser calls per sample (1, 2, 4 use the paper's ts).", show_default=True
+    nfe: int | None = typer.Option(
+        None, "--nfe", help="Denoiser calls per sample (default 1; 1, 2, 4 use the paper's ts). With --teacher: "
+        "teacher calls, odd (2N - 1 for N Heun steps; default 63)."
     ),
     seeds: str = typer.Option("0-15", "--seeds", help="Seeds, e.g. 0-15,20.", show_default=True),
     ts: str | None = typer.Option(None, "--ts", help="Explicit ts indices, e.g. 10,22,39 (overrides --nfe)."),
     checkpoint: str | None = typer.Option(
         None, "--checkpoint", "-c", help="Generator checkpoint, or a distill run folder (its newest snapshot; "
-        "default: the shipped default)."
+        "default: the shipped default); with --teacher a teacher checkpoint or training run."
+    ),
+    teacher: bool = typer.Option(
+        False, "--teacher", help="Sample the teacher D(x, sigma) with EDM's Heun sampler instead of the generator "
+        "(slower: 63 calls by default; the prior's own samples)."
     ),
     class_label: int | None = typer.Option(
         None, "--class-label", help="Class for conditional checkpoints (default: random per seed)."
@@ -65,8 +75,8 @@ def sample_command(
     as_json: bool = typer.Option(False, "--json", help=common.SAMPLE_JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar on stderr."),
 ) -> None:
-    """Draw samples from the distilled generator in 1-31 steps (1, 2, 4: the paper's ts), as one grid or one PNG per
-    seed."""
+    """Draw samples from the distilled generator in 1-31 steps (1, 2, 4: the paper's ts), or from the teacher
+    (--teacher), as one grid or one PNG per seed."""
     with common.handle_errors():
         from ncvsd_cli import images
         from ncvsd_cli.checkpoints import default_checkpoint
@@ -78,6 +88,13 @@ def sample_command(
             common.note(f"seeds given more than once, sampled once: {', '.join(map(str, repeated[:10]))}"
                         + (" ..." if len(repeated) > 10 else ""), quiet)
         ts_list = common.parse_int_list(ts) if ts else None
+        kind = "teacher" if teacher else "generator"
+        nfe = nfe if nfe is not None else 63 if teacher else 1
+        if teacher and ts_list:
+            raise common.UsageError("--ts sets the generator's steps; with --teacher give --nfe (odd, e.g. 63)")
+        if teacher and nfe % 2 == 0:
+            raise common.UsageError(f"--nfe with --teacher is 2N - 1 teacher calls for N Heun steps: odd (e.g. 31 "
+                                    f"or 63), got {nfe}")
         if nfe < 1 or batch_size < 1:
             raise common.UsageError(f"--nfe and --batch-size must be >= 1, got {nfe} and {batch_size}")
         bad = [s for s in seed_list if not 0 <= s < 2**63]
@@ -97,13 +114,13 @@ def sample_command(
         planned = ({common.InputItem("grid"): [out]} if grid else
                    {common.InputItem(f"seed {s}"): [str(Path(out) / f"{s:06d}.png")] for s in seed_list})
         common.check_stdout(planned, as_json)
-        checkpoint = checkpoint or default_checkpoint("generator")
+        checkpoint = checkpoint or default_checkpoint(kind)
         if Path(checkpoint).expanduser().is_dir():  # a run folder: its snapshot, named once (and in --json)
             from ncvsd_cli.checkpoints import resolve_checkpoint
 
-            checkpoint = str(resolve_checkpoint(checkpoint, kind="generator", quiet=quiet))
+            checkpoint = str(resolve_checkpoint(checkpoint, kind=kind, quiet=quiet))
         report = common.Report("sample", extra={"nfe": len(ts_list) - 1 if ts_list else nfe, "seeds": seed_list,
-                                                "checkpoint": checkpoint},
+                                                "checkpoint": checkpoint, "sampler": "heun" if teacher else "ts"},
                                json_lines=as_json)
         if skip_existing:
             planned = common.skip_finished(planned, report, quiet, noun="seed(s)")
@@ -124,13 +141,13 @@ def sample_command(
 
         work = resolve_precision(precision, dev)  # a usage error before loading
         _check_memory(checkpoint, min(batch_size, len(seed_list)), resolution, "fp32" if work == "checkpoint" else work,
-                      str(dev))
-        model, config = load_checkpoint(checkpoint, device=dev, kind="generator")
+                      str(dev), kind)
+        model, config = load_checkpoint(checkpoint, device=dev, kind=kind)
         prepare_for_inference(model, precision, dev)
         with report.summary_on_interrupt(as_json):
             bar = common.progress(len(seed_list), "sample", quiet)
             kwargs = {"nfe": nfe, "ts": ts_list, "class_label": class_label, "batch_size": batch_size,
-                      "resolution": resolution, "device": dev, "on_batch": bar.update}
+                      "resolution": resolution, "device": dev, "on_batch": bar.update, "teacher": teacher}
             try:
                 if grid:
                     x = sample_images(model, config, seed_list, **kwargs)  # NaN/inf: exit 1, no grid written
@@ -150,13 +167,14 @@ def sample_command(
         report.finish(as_json)
 
 
-def _check_memory(checkpoint: str, batch: int, resolution: int | None, precision: str, device: str) -> None:
+def _check_memory(checkpoint: str, batch: int, resolution: int | None, precision: str, device: str,
+                  kind: str = "generator") -> None:
     """UsageError when a network call on `batch` samples of `resolution` px would not fit in the memory available
     now (`ncvsd_cli.memory`: from the checkpoint's config, before the weights load)."""
     from ncvsd_cli import memory
     from ncvsd_cli.checkpoints import read_config, resolve_checkpoint
 
-    config = read_config(resolve_checkpoint(checkpoint, kind="generator", quiet=True))
+    config = read_config(resolve_checkpoint(checkpoint, kind=kind, quiet=True))
     res = int(resolution or config.get("img_resolution", 64))
     need = memory.work_bytes(memory.network_shape(config), (batch, int(config.get("img_channels", 3)), res, res),
                              precision=precision, device=device)

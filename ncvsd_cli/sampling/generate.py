@@ -4,17 +4,21 @@ A generative denoiser G(y, sigma) samples q(x0 | y_sigma = y). Given a condition
 x at level tau, the posterior-score identity (docs/method.md §1.3, §7 item 2) folds both observations into one:
 sigma_eff = (sigma^-2 + tau^-2)^(-1/2), y_eff = sigma_eff² (y / sigma² + x / tau²), x0 = G(y_eff, sigma_eff);
 then x is re-noised with fresh noise to the next grid level (DDIM-like, zeta = 1).
+
+`heun_sample` draws from the teacher D(x, sigma) instead: EDM's deterministic sampler (Karras et al. 2022, Alg. 1;
+docs/method.md §2.8), not part of NCVSD; it shows what the prior has learnt when the generator is a teacher copy.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 
 from ncvsd_cli.sampling.common import SamplerResult
-from ncvsd_cli.sampling.schedules import TS_SIGMA_MAX, ts_grid, validate_ts
+from ncvsd_cli.sampling.schedules import TS_SIGMA_MAX, karras_sigmas, ts_grid, validate_ts
 from operators.noise import Generators, randn, randn_like
 from operators.padding import base_operator
 
@@ -83,6 +87,36 @@ def generate(denoiser: Callable, shape: Sequence[int], ts: Sequence[int], genera
     return SamplerResult(x=x0, nfe=len(ts) - 1, operator_evals=0, extras={"ts": ts, "sigma_eff": sig_eff})
 
 
+def heun_steps(nfe: int) -> int:
+    """Heun steps N for `nfe` = 2N − 1 teacher calls (the last step, to sigma 0, is an Euler step); nfe odd, >= 1."""
+    nfe = int(nfe)
+    if nfe < 1 or nfe % 2 == 0:
+        raise ValueError(f"the teacher's Heun sampler makes 2N - 1 calls for N steps: nfe must be odd (e.g. 31 or "
+                         f"63), got {nfe}")
+    return (nfe + 1) // 2
+
+
+def heun_sample(teacher: Callable, shape: Sequence[int], nfe: int, generator: Generators, class_labels=None,
+                device: torch.device | str | None = None, sigma_min: float = 0.002,
+                sigma_max: float = TS_SIGMA_MAX, rho: float = 7.0) -> SamplerResult:
+    """Samples (B, C, H, W), about [-1, 1], of the teacher's prior by EDM's deterministic sampler (Karras et al. 2022,
+    Alg. 1): x ~ N(0, sigma_max²), then Heun steps of the probability-flow ODE dx/dsigma = (x − D(x, sigma))/sigma
+    over `karras_sigmas(N, sigma_min, sigma_max, rho)` and a last Euler step to 0. nfe = 2N − 1 calls (odd; 63 is
+    EDM2's 32 steps). The only randomness is the start, so sample b depends on generator b alone."""
+    steps = heun_steps(nfe)
+    sig = [*(karras_sigmas(steps, sigma_min, sigma_max, rho).tolist() if steps > 1 else [sigma_max]), 0.0]
+    labels = {} if class_labels is None else {"class_labels": class_labels}
+    x = sig[0] * randn(shape, generator, device=device)
+    with torch.no_grad():
+        for s, s_next in itertools.pairwise(sig):
+            slope = (x - teacher(x, s, **labels)) / s
+            x_next = x + (s_next - s) * slope
+            if s_next > 0:  # Heun's correction: the mean of the slopes at both ends
+                x_next = x + (s_next - s) * (slope + (x_next - teacher(x_next, s_next, **labels)) / s_next) / 2
+            x = x_next
+    return SamplerResult(x=x, nfe=2 * steps - 1, operator_evals=0, extras={"sigmas": sig[:-1]})
+
+
 def denoiser_applies(operator) -> bool:
     """True for the `denoise` operator (y = x + sigma_y n, possibly on a padded canvas): the only task whose
     measurement is itself a noisy image that the generative denoiser can take directly."""
@@ -141,12 +175,14 @@ def sample_batches(
     resolution: int | None = None,
     device: str | torch.device = "cpu",
     on_batch: Callable[[int], None] | None = None,
+    teacher: bool = False,
 ) -> Iterator[tuple[list[int], torch.Tensor]]:
     """Unconditional (class-conditional with labels) samples, one per seed, yielded a batch at a time as
     (seeds of the batch, (n, C, R, R) in [-1, 1] on the CPU), so that a caller can write them as they come.
 
     nfe: denoiser calls, mapped to `ts` by `sampling.generate.default_ts` (1: [10, 39], 2: [10, 22, 39],
-    4: [0, 10, 20, 30, 39]) unless `ts` is given (docs/method.md §2.7). Seed s uses its own generator, so a sample
+    4: [0, 10, 20, 30, 39]) unless `ts` is given (docs/method.md §2.7). teacher: `model` is a teacher D(x, sigma),
+    sampled by `heun_sample` in `nfe` calls (odd; `ts` does not apply). Seed s uses its own generator, so a sample
     does not depend on the batch. Labels: `class_label`, or per seed a uniform draw from the stream
     ("class-label", s) (operators.noise.stream_seed), not from the sample's own noise. resolution: default the model's img_resolution; must be a multiple of `network_multiple(config)`.
     Raises ValueError for bad settings; a sample with NaN/inf values is yielded as it is (the caller checks).
@@ -154,7 +190,11 @@ def sample_batches(
     from ncvsd_cli.networks.build import network_multiple
     from operators.noise import generators_for_seeds, rand, stream_seed
 
-    ts = list(ts) if ts else default_ts(nfe)
+    if teacher and ts:
+        raise ValueError("ts indices belong to the generator's multi-step sampling, not to the teacher's Heun sampler")
+    ts = None if teacher else list(ts) if ts else default_ts(nfe)
+    if teacher:
+        heun_steps(nfe)  # an even nfe is refused before any work
     res = int(resolution or config.get("img_resolution", 64))
     mult = network_multiple(config)
     if res < 1 or res % mult:
@@ -176,14 +216,9 @@ def sample_batches(
             else:
                 idx = [int(class_label)] * len(chunk)
             labels = torch.nn.functional.one_hot(torch.tensor(idx), label_dim).float().to(device)
-        result = generate(
-            model,
-            (len(chunk), channels, res, res),
-            ts,
-            generators_for_seeds(chunk),
-            class_labels=labels,
-            device=device,
-        )
+        shape, gens = (len(chunk), channels, res, res), generators_for_seeds(chunk)
+        result = (heun_sample(model, shape, nfe, gens, class_labels=labels, device=device) if teacher else
+                  generate(model, shape, ts, gens, class_labels=labels, device=device))
         x = result.x.detach().float().cpu()
         if on_batch is not None:
             on_batch(len(chunk))
