@@ -99,7 +99,7 @@ class RestoreOptions:
         import math
 
         from ncvsd_cli.networks.inference import PRECISIONS, resolve_device
-        from ncvsd_cli.sampling.methods import get_method
+        from ncvsd_cli.sampling.methods import get_method, method_names
         from ncvsd_cli.sampling.presets import read_preset_file, task_settings
 
         if isinstance(self.preset_file, (str, Path)):  # read once: every input sees the same settings
@@ -141,7 +141,9 @@ class RestoreOptions:
                                  "of std up to 40 wherever the measurement says nothing")
             probe = _probe_operator(call.settings)
             if probe is not None and not method.applies(probe, call.settings):
-                raise ValueError(f"method '{method.name}' does not apply to task '{self.task}'")
+                fits = [n for n in method_names() if get_method(n).applies(probe, call.settings)]
+                raise ValueError(f"method '{method.name}' does not apply to task '{self.task}'; for it: "
+                                 f"{', '.join(fits)}")
             if method.deterministic and self.samples > 1:
                 raise ValueError(f"method '{method.name}' is deterministic: its {self.samples} samples would be the "
                                  "same image; use --samples 1")
@@ -287,9 +289,14 @@ class Restorer:
         if available is None or need <= available:
             return None
         how = f"tiles of {tile} px" if tile else "untiled"
+        least = memory.work_bytes(net, (1, c, h, w), self.method.backward, 4 * net.size_multiple if tiled else None,
+                                  precision, o.device)  # batch 1, the smallest tile: what the image alone costs
+        fix = ("use a smaller --tile or --batch-size, or a smaller image" if least <= available else
+               f"even --batch-size 1 with the smallest tiles needs {memory.format_bytes(least)}: the output's size is "
+               "the cost, so restore a crop or at a smaller factor")
         return (f"a {w}x{h} output needs an estimated {memory.format_bytes(need)} ({self.method.name}, batch {batch}, "
-                f"{precision}, {o.device}, {how}) but {memory.format_bytes(available)} is available; use a smaller "
-                "--tile or --batch-size, or a smaller image (--max-pixels caps the accepted size up front)")
+                f"{precision}, {o.device}, {how}) but {memory.format_bytes(available)} is available; {fix} "
+                "(--max-pixels caps the accepted size up front)")
 
     def _work_precision(self) -> str:
         """The precision the memory model assumes: bf16 where the generator will run in it, else fp32."""
@@ -336,7 +343,12 @@ class Restorer:
         `kernel` or `seed`, inpaint-random without `seed`, phase-retrieval)."""
         from ncvsd_cli import images
         from ncvsd_cli.blur_estimate import estimate_gaussian_blur
-        from ncvsd_cli.measurement import distinct_channels, estimate_noise_sigma, noise_patch_side
+        from ncvsd_cli.measurement import (
+            distinct_channels,
+            estimate_luma_noise_sigma,
+            estimate_noise_sigma,
+            noise_patch_side,
+        )
 
         y = images.as_image_tensor(y, source or "input")
         given = self.given_params()
@@ -354,11 +366,16 @@ class Restorer:
         elif unknown:
             read = estimate_noise_sigma(y)  # a photo's noise level is unknown: the preset's 0.05 is a guess
             scale, low = noise_level_scale(task), noise_level_floor(bounds, jpeg_sigma)
+            luma = 0.0
+            if jpeg_sigma:  # a JPEG's noise survives in its luma only; after a blur, at the coarse scale
+                luma = max(estimate_luma_noise_sigma(y), estimate_luma_noise_sigma(y, coarse=True) if scale < 1 else 0)
+            read, on_luma = max(read, luma), luma > read
             estimate = scale * read
             sigma_y = min(max(round(round(estimate / NOISE_STEP) * NOISE_STEP, 4), low), bounds[1])
             why = ", raised for this JPEG's quantisation steps" if low > bounds[0] else ""
             bound = f"at least {low:g}{why}" if estimate < low else f"at most {bounds[1]}"
-            how = [f"read {read:.4f}, in steps of {NOISE_STEP:g}"]
+            how = [f"read {read:.4f}" + (" on the luma (a JPEG's colour keeps no noise)" if on_luma else "")
+                   + f", in steps of {NOISE_STEP:g}"]
             how += [f"a blur is restored at {scale:g}x the level read"] if scale != 1 else []
             how += [] if low <= estimate <= bounds[1] else [bound]
             notes.append(f"estimated noise level sigma_y {sigma_y:g} on the [-1, 1] scale ({'; '.join(how)}) "

@@ -414,6 +414,15 @@ def test_kernel_shift_is_where_the_nearest_kernels_sample(kernel, n, s):
     assert resize.kernel_shift(n, s, "box") == resize.kernel_shift(n, s, "bicubic-aliased") == 0
 
 
+@pytest.mark.parametrize("kernel", ["bicubic", "nearest", "box"])
+@pytest.mark.parametrize("n,s", [(64, 4), (13, 4), (67, 8), (1, 2)])
+def test_downsample_pseudo_inverse_is_numpys(kernel, n, s):
+    """The pseudo-inverse built from the cached SVD (one factorisation, not two) is np.linalg.pinv's."""
+    resize.downsample_factors.cache_clear()
+    f = resize.downsample_factors(n, s, kernel)
+    np.testing.assert_allclose(f["pinv"], np.linalg.pinv(f["m"]), rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("name", LINEAR)
 def test_pseudo_inverse(name):
     op = make(name).double()

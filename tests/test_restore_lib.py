@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import operators
 from ncvsd_cli.measurement import measurement_from_image
-from ncvsd_cli.restore import Restorer, RestoreOptions
+from ncvsd_cli.restore import RestoreOptions, Restorer
 from ncvsd_cli.sampling.gaussian import GaussianPrior
 
 SHAPE = (3, 9, 7)
@@ -61,7 +63,7 @@ def test_options_fill_the_default_method_from_the_task_preset():
 
 
 @pytest.mark.parametrize("options, match", [
-    ({"task": "sr4", "method": "wiener"}, "does not apply to task 'sr4'"),
+    ({"task": "sr4", "method": "wiener"}, "does not apply to task 'sr4'; for it: bicubic, classical, daps"),
     ({"task": "nope", "preset_file": "PRESET"}, "unknown task"),
     ({"task": "denoise", "method": "teacher-mmse", "nfe": 2}, "exactly 1"),
 ])
@@ -294,6 +296,32 @@ def test_a_plain_jpeg_is_restored_above_its_quantisation_error():
     assert given.measurement(y, "deblur-gauss", jpeg_sigma=0.05).sigma_y == 0.02
 
 
+@pytest.mark.parametrize("quality", [75, 90])
+def test_a_noisy_jpegs_level_is_read_on_its_luma(tmp_path, quality):
+    """Noise in a JPEG survives in the luma only (4:2:0 chroma, coarse fine-scale steps): the colour reading sees
+    about none, the coarse luma reading the level; a blur is then restored at 0.7x it, with a note, where it was
+    restored at the floor (into worm-like noise). A clean JPEG still reads under the floor."""
+    from ncvsd_cli import images
+    from ncvsd_cli.measurement import estimate_luma_noise_sigma, estimate_noise_sigma
+    from ncvsd_cli.restore import Restorer
+
+    yy, xx = np.mgrid[0:128, 0:128] / 128
+    clean = np.stack([0.5 + 0.3 * np.sin(6 * xx + 2 * yy), 0.5 + 0.3 * np.cos(5 * yy), 0.4 + 0.2 * xx * yy], -1)
+    noisy = clean + np.random.default_rng(0).normal(0, 0.03, clean.shape)  # 0.06 on the [-1, 1] scale
+    blur = Restorer(None, None, RestoreOptions(task="deblur-gauss", params={"sigma": 1.0}).validate())
+    for name, arr in (("clean", clean), ("noisy", noisy)):
+        Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8)).save(tmp_path / f"{name}.jpg",
+                                                                                   quality=quality)
+        d = images.read_image(str(tmp_path / f"{name}.jpg"))
+        colour, luma = estimate_noise_sigma(d.tensor), estimate_luma_noise_sigma(d.tensor, coarse=True)
+        m = blur.measurement(d.tensor, "deblur-gauss", jpeg_sigma=d.jpeg_sigma)
+        if name == "clean":
+            assert luma < 0.01 and "at least" in m.notes[0], (luma, m.notes)  # the JPEG's floor
+        else:
+            assert colour < 0.3 * 0.06 and 0.6 * 0.06 < luma < 1.4 * 0.06, (colour, luma)
+            assert m.sigma_y == pytest.approx(0.7 * luma, abs=0.0025) and "on the luma" in m.notes[0], m.notes
+
+
 def test_memory_estimate_counts_the_reflect_blurs_buffers(monkeypatch):
     """A plain blurred image is restored with boundary "reflect", whose conjugate gradients hold more full-size
     tensors: the up-front memory check counts them (and not for circular)."""
@@ -310,6 +338,21 @@ def test_memory_estimate_counts_the_reflect_blurs_buffers(monkeypatch):
     sidecar = {"name": "deblur-gauss", "image_shape": [3, 64, 64], "shift": False}  # degrade's: circular
     assert reflect.memory_refusal((3, 64, 64), sidecar) is None
     assert "needs an estimated" in circular.memory_refusal((3, 64, 64), {**sidecar, "boundary": "reflect"})
+
+
+def test_memory_refusal_says_whether_smaller_batches_and_tiles_can_help(monkeypatch):
+    """The advice follows the estimate at batch 1 and the smallest tile: the flags when that fits, else that the
+    output's size is the cost (a 100-megapixel sr8 output at --tile 64 was told to use a smaller --tile)."""
+    from ncvsd_cli import memory
+    from ncvsd_cli.restore import Restorer
+
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 100)
+    restorer = Restorer.from_options(RestoreOptions(task="sr4", batch_size=4).validate(), load=False)
+    monkeypatch.setattr(memory, "work_bytes", lambda net, shape, *a, **k: 1000 if shape[0] > 1 else 50)
+    assert "use a smaller --tile or --batch-size" in restorer.memory_refusal((3, 64, 64))
+    monkeypatch.setattr(memory, "work_bytes", lambda net, shape, *a, **k: 1000 * shape[0])
+    refusal = restorer.memory_refusal((3, 64, 64))
+    assert "the output's size is the cost" in refusal and "smaller --tile" not in refusal, refusal
 
 
 def test_without_a_task_each_measurement_runs_its_own_tasks_sampler():

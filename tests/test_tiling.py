@@ -202,7 +202,11 @@ def test_the_restore_refusal_names_the_estimate_and_the_flags(monkeypatch):
     assert restorer.memory_refusal((3, 4096, 4096)) is None  # 512 px tiles: about 3.4 GiB
     monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 2**30)
     msg = restorer.memory_refusal((3, 4096, 4096))
-    assert "4096x4096" in msg and "GiB" in msg and "tiles of 512 px" in msg and "--tile" in msg and "--max-pixels" in msg
+    assert "4096x4096" in msg and "GiB" in msg and "tiles of 512 px" in msg and "--max-pixels" in msg
+    assert "the output's size is the cost" in msg and "smaller --tile" not in msg  # 1 GiB: not even 32-px tiles fit
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": int(2.7 * 2**30))
+    msg = restorer.memory_refusal((3, 4096, 4096))  # smaller tiles fit in 2.7 GiB (32 px: about 2.45)
+    assert "tiles of 512 px" in msg and "use a smaller --tile or --batch-size" in msg
 
 
 # ------------------------------------------------------------------------------------ restore integration
@@ -234,7 +238,7 @@ def test_restore_refuses_before_the_weights_load(tmp_path, tiny_generator, monke
     monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 200 * 2**20)
     big, small = _png(tmp_path / "big.png", 1200, 1200), _png(tmp_path / "small.png", 8, 8)
     res = _restore_cli("--task", "denoise", big, "-c", tiny_generator, "--device", "cpu", "-o", tmp_path / "o")
-    assert res.exit_code == 1 and "needs an estimated" in res.output and "--tile" in res.output and not loads
+    assert res.exit_code == 1 and "needs an estimated" in res.output and "--max-pixels" in res.output and not loads
     res = _restore_cli("--task", "denoise", big, small, "-c", tiny_generator, "--device", "cpu", "-o",
                        tmp_path / "o2")
     assert res.exit_code == 1 and (tmp_path / "o2" / "small.png").is_file() and len(loads) == 1
@@ -281,6 +285,18 @@ def test_compile_option_wraps_the_network(tiny_generator, monkeypatch):
     restorer = Restorer.from_options(opts)
     assert len(seen) == 1 and seen[0][1] == {"dynamic": True} and isinstance(restorer.model, tiling.TiledDenoiser)
     assert restorer.model.denoiser is seen[0][0]
+
+
+def test_compile_on_a_cpu_says_it_will_be_slow(tiny_generator, monkeypatch, tmp_path):
+    from test_cli import _png
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: model)
+    src = _png(tmp_path / "a.png", 16, 16)
+    args = ("--task", "denoise", src, "-c", tiny_generator, "--device", "cpu", "--sigma-y", "0.1")
+    res = _restore_cli(*args, "--compile", "-o", tmp_path / "c.png")
+    assert res.exit_code == 0 and "--compile on a CPU" in res.stderr, res.output
+    res = _restore_cli(*args, "--compile", "-q", "-o", tmp_path / "q.png")
+    assert res.exit_code == 0 and "--compile" not in res.stderr, res.output
 
 
 def test_memory_model_sees_through_torch_compile():

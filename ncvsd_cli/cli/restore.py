@@ -150,13 +150,14 @@ def restore_command(
     ),
     compile_net: bool = typer.Option(
         False, "--compile", help="Run the network through torch.compile (CUDA, many images: faster after a slow "
-                                 "start; no gain on small CPUs).",
+                                 "start; on a CPU minutes of compiling and slower, with a note).",
     ),
     tile: int | None = typer.Option(
         None, "--tile", min=0,
-        help="Compute the generator in overlapping tiles of N px (a multiple of the network's size multiple, e.g. "
-             "16), blended smoothly; the likelihood step stays global and exact. Default: automatic from a 4 GiB "
-             "budget per call (at most 512 px), so images up to 512 px are computed whole; 0: never tile.",
+        help="Compute the generator in overlapping tiles of N px (a multiple of the network's size multiple, 8 for "
+             "the shipped model, e.g. 64), blended smoothly; the likelihood step stays global and exact. Default: "
+             "automatic from a 4 GiB budget per call (at most 512 px), so images up to 512 px are computed whole; 0: "
+             "never tile.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help=common.SKIP_HELP),
@@ -181,6 +182,9 @@ def restore_command(
             precision=precision, max_pixels=max_pixels, tile=tile, compile=compile_net).validate()
         if overwrite and skip_existing:
             raise common.UsageError("--overwrite and --skip-existing contradict each other: give one of them")
+        if compile_net and options.device == "cpu":
+            common.note("--compile on a CPU: compiling takes minutes, and the sampler's changing noise levels and "
+                        "random draws split the network into many graphs, so expect it slower than without", quiet)
         outputs = Outputs(out, mean, std, overwrite, skip_existing)
         _run(options, specs, set(measurement or []), outputs, no_sidecar, as_json, quiet, task_given=task is not None,
              method_given=method is not None)

@@ -37,7 +37,7 @@ Examples:
 
   ncvsd train --out runs/teacher --resume --duration 30min      (the run's own data, lr, batch, ...)
 
-  ncvsd train --data my-photos/ --init-teacher builtin64-teacher --lr 0.002 --rampup-kimg 2 --out runs/ft
+  ncvsd train --data my-photos/ --init-teacher builtin64-teacher --lr 0.004 --rampup-kimg 1 --out runs/ft
 
   torchrun --nproc_per_node=2 -m ncvsd_cli train --data photos.zip --arch builtin64 --out runs/t --batch 64
 """
