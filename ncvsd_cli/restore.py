@@ -367,14 +367,15 @@ class Restorer:
             read = estimate_noise_sigma(y)  # a photo's noise level is unknown: the preset's 0.05 is a guess
             scale, low = noise_level_scale(task), noise_level_floor(bounds, jpeg_sigma)
             luma = 0.0
-            if jpeg_sigma:  # a JPEG's noise survives in its luma only; after a blur, at the coarse scale
+            if jpeg_sigma:  # a JPEG's (lossy WebP's) noise survives in its luma only; after a blur, on 2x2 means
                 luma = max(estimate_luma_noise_sigma(y), estimate_luma_noise_sigma(y, coarse=True) if scale < 1 else 0)
             read, on_luma = max(read, luma), luma > read
             estimate = scale * read
             sigma_y = min(max(round(round(estimate / NOISE_STEP) * NOISE_STEP, 4), low), bounds[1])
-            why = ", raised for this JPEG's quantisation steps" if low > bounds[0] else ""
+            why = ", raised for this file's lossy compression (JPEG steps, lossy WebP)" if low > bounds[0] else ""
             bound = f"at least {low:g}{why}" if estimate < low else f"at most {bounds[1]}"
-            how = [f"read {read:.4f}" + (" on the luma (a JPEG's colour keeps no noise)" if on_luma else "")
+            how = [f"read {read:.4f}" + (" on the luma (a JPEG's or lossy WebP's colour keeps no noise)" if on_luma
+                                         else "")
                    + f", in steps of {NOISE_STEP:g}"]
             how += [f"a blur is restored at {scale:g}x the level read"] if scale != 1 else []
             how += [] if low <= estimate <= bounds[1] else [bound]

@@ -290,6 +290,25 @@ def test_jpeg_quantisation_sigma_follows_the_files_luma_table(quality):
     assert images.jpeg_quantization_sigma(b"\xff\xd8\xff" + b"\x00" * 20) is None  # a truncated header
 
 
+@pytest.mark.parametrize("variant, lossy", [("lossy", True), ("lossless", False), ("lossy-exif", True),
+                                            ("animated-lossy", True), ("animated-lossless", False), ("png", False)])
+def test_a_lossy_webp_gets_a_compression_noise_scale(tmp_path, variant, lossy):
+    """Lossy WebP (VP8, also under VP8X and in an animation's first frame) is told apart from lossless (VP8L) and
+    other formats by its RIFF chunks, and gets WEBP_LOSSY_SIGMA as its compression scale (the noise floor's)."""
+    arr = (np.random.default_rng(2).random((16, 24, 3)) * 255).astype(np.uint8)
+    im, path = Image.fromarray(arr), tmp_path / ("x.png" if variant == "png" else "x.webp")
+    kw = {"lossless": "lossless" in variant}
+    if variant == "lossy-exif":
+        kw["exif"] = Image.Exif()
+        kw["exif"][0x0112] = 1
+    if variant.startswith("animated"):
+        kw.update(save_all=True, append_images=[im.rotate(180)])
+    im.save(path, **({} if variant == "png" else kw))
+    assert images.is_lossy_webp(path.read_bytes()) is lossy
+    assert read_image(path).jpeg_sigma == (images.WEBP_LOSSY_SIGMA if lossy else None)
+    assert not images.is_lossy_webp(b"RIFF\x10\x00\x00\x00WEBPVP8 ")  # a truncated chunk header
+
+
 @pytest.mark.parametrize("variant", ["progressive", "CMYK", "MPO", "exif-rotated"])
 def test_jpeg_quantisation_sigma_of_other_jpeg_kinds(tmp_path, variant):
     """Progressive, CMYK, multi-picture (MPO, from cameras) and EXIF-rotated JPEGs read the same luma table."""

@@ -269,7 +269,7 @@ def test_a_plain_noisy_image_is_restored_at_its_estimated_level():
 
 
 @pytest.mark.parametrize("jpeg_sigma, floor", [(None, 0.01), (0.0, 0.01), (0.003, 0.01), (0.0114, 0.015),
-                                               (0.024, 0.025), (0.3, 0.2)])
+                                               (0.024, 0.025), (0.028, 0.03), (0.3, 0.2)])
 def test_a_jpegs_quantisation_raises_the_noise_floor(jpeg_sigma, floor):
     """The floor is sqrt(0.01^2 + jpeg_sigma^2) (independent errors add their variances) to the nearest 0.0025,
     within the cap; denoise has no floor and keeps reading the level alone."""
