@@ -221,7 +221,7 @@ def test_restore_every_task_from_its_sidecar(task, tmp_path, ckpt):
     assert out.size == (12, 16) and out.mode == "RGB"
 
 
-def test_a_folder_of_sidecars_of_several_tasks_uses_each_tasks_sampler(tmp_path, ckpt):
+def test_a_folder_of_sidecars_of_several_tasks_uses_each_tasks_sampler(tmp_path, ckpt, monkeypatch):
     """Without --method, each sidecar restores with its own task's default sampler (denoise: denoiser, phase
     retrieval: pnp-gd, sr2: pnp-gd-warm), not the first input's: phase retrieval has no warm start and failed."""
     src = _png(tmp_path / "clean.png", 16, 12)
@@ -233,6 +233,11 @@ def test_a_folder_of_sidecars_of_several_tasks_uses_each_tasks_sampler(tmp_path,
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert sorted(summary["method"]) == ["denoiser", "pnp-gd", "pnp-gd-warm"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["denoise.png", "phase-retrieval.png", "sr2.png"]
+    monkeypatch.setenv("NCVSD_PROGRESS_INTERVAL", "0")  # a status line per update (stderr is no terminal here)
+    res = run("restore", tmp_path / "m", "-c", ckpt, *FAST, "-o", tmp_path / "o3")  # one progress bar for all three
+    bars = re.findall(r"restore ([a-z0-9,-]+): (\d+)/(\d+)", res.stderr)
+    assert res.exit_code == 0 and bars and {b[0] for b in bars} == {"denoise,phase-retrieval,sr2"}, res.stderr
+    assert bars[-1][1:] == ("3", "3"), res.stderr
     res = run("restore", tmp_path / "m", "-c", ckpt, *FAST, "--json", "-q", "-o", tmp_path / "o2", "--method",
               "pnp-gd-warm")  # a given method holds for all: phase retrieval refuses it
     assert res.exit_code == 1 and "no warm start" in res.stderr

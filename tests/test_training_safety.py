@@ -352,6 +352,20 @@ def test_second_signal_stops_at_once(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- progress
+def test_a_long_first_step_against_a_time_duration_is_announced(tmp_path, capsys):
+    """A 40-s step of a 40-s run (distillation on a small CPU) overshoots by a step: said once, after the first."""
+    from ncvsd_cli.training import distributed
+    from ncvsd_cli.training.loop import TrainLoop, parse_duration
+
+    for duration, step_s, said in (("40s", 10.0, True), ("40s", 1.0, False), ("3steps", 10.0, False)):
+        loop = TrainLoop(tmp_path / duration, distributed.init("cpu"), 2, parse_duration(duration),
+                         parse_duration("1steps"))
+        loop.settings, loop.progress = {"duration": duration}, True
+        loop._note_step_time(step_s)
+        err = capsys.readouterr().err
+        assert ("the first step took 10 s, 25 % of --duration 40s" in err) == said, err
+
+
 def test_no_bar_is_drawn_into_a_non_terminal(tmp_path, trained, monkeypatch):
     data, _ = trained
     args = ["train", "--data", str(data), "--duration", "3steps", *TINY]

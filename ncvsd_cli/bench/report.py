@@ -103,7 +103,8 @@ def markdown(summary: list[dict[str, Any]], lpips_net: str, header: dict[str, An
     lp = lpips_column(lpips_net)
     lines = ["# ncvsd bench summary", ""]
     for k, v in (header or {}).items():
-        lines.append(f"- {k}: {v}")
+        lines.append(f"- {k}: {v} px (each image centre-cropped to a square and resized to it)" if k == "resolution"
+                     else f"- {k}: {v}")
     lines += [f"- LPIPS: `{lp}` (lpips package, {lpips_net} backbone, lower is better)",
               f"- aggregation: {AGGREGATION_TEXT['mean']}",
               ("- NFE: the sweep value (network evaluations requested); evals: counted network evaluations per run; "
@@ -143,7 +144,7 @@ def write_summary(out: str | os.PathLike, rows: list[dict[str, Any]], lpips_net:
     """Write summary.md and summary.json into `out`; return the summary records."""
     out = Path(out)
     summary = summarize(rows, lpips_net)
-    keys = ("dataset", "seed", "device", "batch_size", "precision", "generator", "teacher")
+    keys = ("dataset", "resolution", "seed", "device", "batch_size", "precision", "generator", "teacher")
     header = {k: config[k] for k in keys if config and k in config}
     _atomic_write(out / SUMMARY_MD, markdown(summary, lpips_net, header))
     doc = {"lpips_net": lpips_net, "lpips_column": lpips_column(lpips_net), "aggregation": AGGREGATION_TEXT,

@@ -339,12 +339,18 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                         "K tries", quiet)
         if len(tasks) > 1:
             report.extra["task"] = tasks
-        groups = [(options, good)] if method_given else _method_groups(options, good, report)
-        for opts, members in (g for g in groups if g[1]):  # without --method, each task's own sampler
-            each = restorer if opts is options else restorer.with_options(opts)  # one copy of a shared network
-            each.load()
-            _restore(each, members, planned, outputs, report, quiet,
-                     f"restore {','.join(sorted({m.task for _, m in members}))}")
+        groups = [g for g in ([(options, good)] if method_given else _method_groups(options, good, report)) if g[1]]
+        samples = options.samples  # one bar over every group: each task's own sampler in turn, without --method
+        bar = common.progress(sum(len(g[1]) for g in groups) * samples,
+                              f"restore {','.join(sorted({m.task for g in groups for _, m in g[1]}))}",
+                              quiet or not groups, unit="sample" if samples > 1 else "img")
+        try:
+            for opts, members in groups:
+                each = restorer if opts is options else restorer.with_options(opts)  # one copy of a shared network
+                each.load()
+                _restore(each, members, planned, outputs, report, bar)
+        finally:
+            bar.close()
         if len(groups) > 1:
             report.extra["method"] = [opts.method for opts, _ in groups]
         used = {r["nfe"] for r in report.results if isinstance(r, dict) and r.get("nfe") is not None}
@@ -387,25 +393,22 @@ def _method_groups(options: RestoreOptions, good: list, report) -> list[tuple[Re
     return [g for g in groups.values() if g[1]]
 
 
-def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, quiet: bool, label: str) -> None:
-    samples = restorer.options.samples
-    bar = common.progress(len(good) * samples, label, quiet, unit="sample" if samples > 1 else "img")
-    try:
-        for res in restorer.run([m for _, m in good], on_batch=bar.update, on_step=bar.step):
-            item, m = good[res.index]
-            if res.error:
-                report.failed(item.name, res.error if res.error.startswith(item.name) else f"{item.name}: {res.error}")
-                continue
-            try:
-                written, scale = _write(res, planned[item], outputs, m)
-            except (ValueError, OSError) as exc:
-                report.failed(item.name, f"{item.name}: cannot write output: {exc}")
-                continue
-            report.ok(item.name, written, size=list(res.samples.shape[-2:]), nfe=res.nfe,
-                      operator_evals=res.operator_evals, seconds=round(res.seconds, 3), sigma_y=res.sigma_y,
-                      notes=m.notes, sidecar=m.seed is not None, **_blur_width(m), **scale)
-    finally:
-        bar.close()
+def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar) -> None:
+    """Restore the measurements `good` [(item, measurement)] with `restorer`, writing and reporting each; `bar`
+    (`common.progress`, shared by the groups of one run) advances per image."""
+    for res in restorer.run([m for _, m in good], on_batch=bar.update, on_step=bar.step):
+        item, m = good[res.index]
+        if res.error:
+            report.failed(item.name, res.error if res.error.startswith(item.name) else f"{item.name}: {res.error}")
+            continue
+        try:
+            written, scale = _write(res, planned[item], outputs, m)
+        except (ValueError, OSError) as exc:
+            report.failed(item.name, f"{item.name}: cannot write output: {exc}")
+            continue
+        report.ok(item.name, written, size=list(res.samples.shape[-2:]), nfe=res.nfe,
+                  operator_evals=res.operator_evals, seconds=round(res.seconds, 3), sigma_y=res.sigma_y,
+                  notes=m.notes, sidecar=m.seed is not None, **_blur_width(m), **scale)
 
 
 def _blur_width(m) -> dict:

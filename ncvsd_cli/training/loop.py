@@ -486,6 +486,8 @@ class TrainLoop:
                     counts[k] = counts.get(k, 0) + 1
                 now = time.time()
                 self.train_seconds += now - t0
+                if self.step == first_step + 1:
+                    self._note_step_time(now - t0)
                 reporter.update(now - last_tick if self.duration.seconds is not None else self.batch)
                 last_tick = now
                 log_step = self.step % self.log_every == 0
@@ -515,6 +517,15 @@ class TrainLoop:
         self._log({"event": "end", "step": self.step, "kimg": self.cur_nimg / 1000,
                    "seconds": round(self.train_seconds, 2)})
         return record
+
+    def _note_step_time(self, seconds: float) -> None:
+        """On rank 0 with progress: say so when one step is long against a time duration (> 5 % of it), as the run
+        stops only after the step that passes it (the first step also pays for warm-up)."""
+        total = self.duration.seconds
+        if total is not None and seconds > 0.05 * total and self.dist.is_main and self.progress:
+            print(f"ncvsd: the first step took {seconds:.0f} s, {100 * seconds / total:.0f} % of --duration "
+                  f"{self.settings.get('duration')}: the run stops after the step that passes it, so it may end up "
+                  "to a step later", file=sys.stderr, flush=True)
 
     def log_extras(self) -> dict:
         """Extra values for each log record (e.g. learning rates)."""
