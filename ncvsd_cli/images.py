@@ -69,8 +69,8 @@ class DecodedImage:
     tensor: (1, C, H, W) float32 in [-1, 1]. mode: the source layout, e.g. "RGB", "L", "RGBA", "P", "RGB;16".
     bit_depth: bits per source sample (1, 8, 16 or 32). grey: the source had one colour channel. notes:
     conversions worth telling the user about (alpha composited, first frame of N, ...). icc_profile: the
-    embedded ICC colour profile (bytes) or None. jpeg_sigma: for a JPEG, the noise scale of its quantisation
-    steps (`jpeg_quantization_sigma`); for a lossy WebP WEBP_LOSSY_SIGMA; else None.
+    embedded ICC colour profile (bytes) or None. jpeg_sigma: the noise scale of a lossy file's coding
+    (`compression_sigma`: a JPEG's quantisation steps, a lossy WebP, a palette), else None.
     """
 
     tensor: torch.Tensor
@@ -339,8 +339,18 @@ def read_image(
         notes.append("colour reduced to greyscale (BT.601 luma)")
     tensor = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float()[None]
     return DecodedImage(tensor=from_unit(tensor), mode=mode, bit_depth=bits, grey=grey, notes=notes,
-                        icc_profile=icc_profile(data),
-                        jpeg_sigma=WEBP_LOSSY_SIGMA if is_lossy_webp(data) else jpeg_quantization_sigma(data))
+                        icc_profile=icc_profile(data), jpeg_sigma=compression_sigma(data, mode))
+
+
+def compression_sigma(data: bytes, mode: str) -> float | None:
+    """The noise scale of a file's lossy coding, which raises the lowest noise level restored at
+    (`restore.noise_level_floor`): a JPEG's `jpeg_quantization_sigma`, WEBP_LOSSY_SIGMA for a lossy WebP,
+    PALETTE_SIGMA for a palette image (mode "P" / "PA": at most 256 colours); None for lossless sources."""
+    if is_lossy_webp(data):
+        return WEBP_LOSSY_SIGMA
+    if mode in ("P", "PA"):
+        return PALETTE_SIGMA
+    return jpeg_quantization_sigma(data)
 
 
 #: The compression noise scale given to a lossy WebP (its quantiser is not readable without a VP8 decoder): the
@@ -348,6 +358,10 @@ def read_image(
 #: / 90 (error std 0.020-0.029 / 0.012-0.015), deblurred at σ_y 0.01 / 0.015 / 0.025 / 0.035: 18.67 / 21.38 /
 #: 23.81 / 24.50 dB and 24.01 / 25.44 / 25.74 / 25.68 dB (benchmarks/noisy-jpeg/webp-floor.md).
 WEBP_LOSSY_SIGMA = 0.028
+#: The same for a palette image (GIF, palette PNG: an adaptive 256-colour palette errs by std 0.016-0.033 on
+#: validation photos blurred by 2 px): deblurred at σ_y 0.015 / 0.025 / 0.035 / 0.05, 24.59 / 25.39 / 25.50 /
+#: 25.42 dB (the level read, 0.011-0.026, gave about the first); benchmarks/noisy-jpeg/palette-floor.md.
+PALETTE_SIGMA = 0.028
 
 
 def is_lossy_webp(data: bytes) -> bool:

@@ -372,9 +372,10 @@ class Restorer:
             read, on_luma = max(read, luma), luma > read
             estimate = scale * read
             sigma_y = min(max(round(round(estimate / NOISE_STEP) * NOISE_STEP, 4), low), bounds[1])
-            why = ", raised for this file's lossy compression (JPEG steps, lossy WebP)" if low > bounds[0] else ""
+            why = (", raised for this file's lossy coding (JPEG steps, lossy WebP, a palette)" if low > bounds[0]
+                   else "")
             bound = f"at least {low:g}{why}" if estimate < low else f"at most {bounds[1]}"
-            how = [f"read {read:.4f}" + (" on the luma (a JPEG's or lossy WebP's colour keeps no noise)" if on_luma
+            how = [f"read {read:.4f}" + (" on the luma (lossy coding strips the noise from the colour)" if on_luma
                                          else "")
                    + f", in steps of {NOISE_STEP:g}"]
             how += [f"a blur is restored at {scale:g}x the level read"] if scale != 1 else []

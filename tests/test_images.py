@@ -309,6 +309,19 @@ def test_a_lossy_webp_gets_a_compression_noise_scale(tmp_path, variant, lossy):
     assert not images.is_lossy_webp(b"RIFF\x10\x00\x00\x00WEBPVP8 ")  # a truncated chunk header
 
 
+@pytest.mark.parametrize("fmt", ["GIF", "PNG"])
+def test_a_palette_image_gets_a_compression_noise_scale(tmp_path, fmt):
+    """A palette (GIF, palette PNG, also with transparency) gets PALETTE_SIGMA; the same pixels as RGB get none."""
+    arr = (np.random.default_rng(3).random((16, 24, 3)) * 255).astype(np.uint8)
+    pal = Image.fromarray(arr).convert("P", palette=Image.ADAPTIVE, colors=64)
+    pal.save(tmp_path / f"p.{fmt.lower()}", fmt)
+    pal.save(tmp_path / f"t.{fmt.lower()}", fmt, transparency=0)
+    Image.fromarray(arr).save(tmp_path / "rgb.png")
+    for name in (f"p.{fmt.lower()}", f"t.{fmt.lower()}"):
+        assert read_image(tmp_path / name).jpeg_sigma == images.PALETTE_SIGMA, name
+    assert read_image(tmp_path / "rgb.png").jpeg_sigma is None
+
+
 @pytest.mark.parametrize("variant", ["progressive", "CMYK", "MPO", "exif-rotated"])
 def test_jpeg_quantisation_sigma_of_other_jpeg_kinds(tmp_path, variant):
     """Progressive, CMYK, multi-picture (MPO, from cameras) and EXIF-rotated JPEGs read the same luma table."""
