@@ -345,22 +345,42 @@ def read_image(
 def compression_sigma(data: bytes, mode: str) -> float | None:
     """The noise scale of a file's lossy coding, which raises the lowest noise level restored at
     (`restore.noise_level_floor`): a JPEG's `jpeg_quantization_sigma`, WEBP_LOSSY_SIGMA for a lossy WebP,
-    PALETTE_SIGMA for a palette image (mode "P" / "PA": at most 256 colours); None for lossless sources."""
+    PALETTE_SIGMA for a photo quantised to a palette (mode "P" / "PA", `_photo_palette`); None for lossless sources."""
     if is_lossy_webp(data):
         return WEBP_LOSSY_SIGMA
     if mode in ("P", "PA"):
-        return PALETTE_SIGMA
+        return PALETTE_SIGMA if _photo_palette(data) else None
     return jpeg_quantization_sigma(data)
+
+
+#: A palette image with fewer used colours than this is a drawing or an exact (lossless) palette: no floor.
+PALETTE_MIN_COLOURS = 64
+
+
+def _photo_palette(data: bytes) -> bool:
+    """True when a palette image uses at least PALETTE_MIN_COLOURS colours, not all grey: a photo quantised to a
+    palette. A grey image or a few-colour drawing stored as a palette (PNG optimisers do that without loss) is
+    exact. Unreadable: False."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            used = [index for _, index in im.getcolors(256) or []]
+            palette = im.getpalette() or []
+    except (OSError, ValueError, SyntaxError):  # the pixels were decoded already; this is a refinement
+        return False
+    rgb = [tuple(palette[3 * i : 3 * i + 3]) for i in used if 3 * i + 3 <= len(palette)]
+    return len(set(rgb)) >= PALETTE_MIN_COLOURS and any(len(set(c)) > 1 for c in rgb)
 
 
 #: The compression noise scale given to a lossy WebP (its quantiser is not readable without a VP8 decoder): the
 #: JPEG floor's role at a fixed level, √(0.01² + 0.028²) = 0.03. Validation photos blurred by 2 px, WebP quality 60
-#: / 90 (error std 0.020-0.029 / 0.012-0.015), deblurred at σ_y 0.01 / 0.015 / 0.025 / 0.035: 18.67 / 21.38 /
-#: 23.81 / 24.50 dB and 24.01 / 25.44 / 25.74 / 25.68 dB (benchmarks/noisy-jpeg/webp-floor.md).
+#: / 90 (error std 0.020-0.029 / 0.012-0.015), deblurred at σ_y 0.01 / 0.015 / 0.025 / 0.03 / 0.035: 18.67 / 21.38 /
+#: 23.81 / 24.26 / 24.50 dB and 24.01 / 25.44 / 25.74 / 25.72 / 25.68 dB (benchmarks/noisy-jpeg/webp-floor.md).
 WEBP_LOSSY_SIGMA = 0.028
 #: The same for a palette image (GIF, palette PNG: an adaptive 256-colour palette errs by std 0.016-0.033 on
 #: validation photos blurred by 2 px): deblurred at σ_y 0.015 / 0.025 / 0.035 / 0.05, 24.59 / 25.39 / 25.50 /
-#: 25.42 dB (the level read, 0.011-0.026, gave about the first); benchmarks/noisy-jpeg/palette-floor.md.
+#: 25.42 dB (before, 0.7x the level read: 0.01-0.018); benchmarks/noisy-jpeg/palette-floor.md.
 PALETTE_SIGMA = 0.028
 
 

@@ -548,6 +548,7 @@ def estimate_luma_noise_sigma(y: torch.Tensor, coarse: bool = False) -> float:
     `estimate_noise_sigma` (coarse: of the 2 x 2 means, x 2)."""
     import torch
 
+    y = images.centre_crop(y, 2 * NOISE_WINDOW if coarse else NOISE_WINDOW)  # what is read, before any copy
     z = y.double()
     if y.shape[1] == 3 and len(distinct_channels(y[0])) == 3:
         z = sum(w * z[:, c : c + 1] for c, w in enumerate(images.LUMA_WEIGHTS)) / LUMA_NOISE_GAIN

@@ -289,11 +289,14 @@ class Restorer:
         if available is None or need <= available:
             return None
         how = f"tiles of {tile} px" if tile else "untiled"
-        least = memory.work_bytes(net, (1, c, h, w), self.method.backward, 4 * net.size_multiple if tiled else None,
-                                  precision, o.device)  # batch 1, the smallest tile: what the image alone costs
-        fix = ("use a smaller --tile or --batch-size, or a smaller image" if least <= available else
-               f"even --batch-size 1 with the smallest tiles needs {memory.format_bytes(least)}: the output's size is "
-               "the cost, so restore a crop or at a smaller factor")
+        can_tile = self.method.needs == "generator"  # the other methods' networks are not tiled
+        least = memory.work_bytes(net, (1, c, h, w), self.method.backward, 4 * net.size_multiple if can_tile else None,
+                                  precision, o.device)  # batch 1 (and the smallest tile): what the image alone costs
+        flags = ("--tile (not 0) or --batch-size" if o.tile == 0 else "--tile or --batch-size") if can_tile \
+            else "--batch-size"
+        fix = (f"use a smaller {flags}, or a smaller image" if least <= available else
+               f"even --batch-size 1{' with the smallest tiles' if can_tile else ''} needs "
+               f"{memory.format_bytes(least)}: the output's size is the cost, so restore a crop or at a smaller factor")
         return (f"a {w}x{h} output needs an estimated {memory.format_bytes(need)} ({self.method.name}, batch {batch}, "
                 f"{precision}, {o.device}, {how}) but {memory.format_bytes(available)} is available; {fix} "
                 "(--max-pixels caps the accepted size up front)")
@@ -337,8 +340,10 @@ class Restorer:
         blurs and super-resolution without --sigma-y (or a preset file's sigma_y), at the noise level estimated from
         y within `noise_level_bounds`; for inpaint-box and inpaint-mask at sigma_y 0 (`KEEP_PHOTO_PIXELS`); for
         deblur-gauss without a `sigma` parameter (-p or preset file), with the blur width estimated from y (`m.notes`
-        say so). jpeg_sigma: y was decoded from a JPEG of this quantisation
-        scale (`images.jpeg_quantization_sigma`); it raises the lowest level read (`noise_level_floor`).
+        say so). jpeg_sigma: y was decoded from a lossily coded file of this noise scale (`images.compression_sigma`:
+        a JPEG's quantisation, a lossy WebP, a palette); it raises the lowest level read (`noise_level_floor`), and the
+        level is then also read on the luma (for blurs, on its 2x2 means unless the width read is under
+        COARSE_LUMA_MIN_WIDTH), where lossy coding leaves the noise.
         ValueError where a plain image cannot be the measurement (`plain_image_refusal`: deblur-motion without
         `kernel` or `seed`, inpaint-random without `seed`, phase-retrieval)."""
         from ncvsd_cli import images
@@ -360,6 +365,7 @@ class Restorer:
         preset = self.options.preset_file if isinstance(self.options.preset_file, dict) else {}
         bounds = noise_level_bounds(task)
         unknown = bounds is not None and self.options.sigma_y is None and "sigma_y" not in preset
+        width = estimate_gaussian_blur(y) if task == "deblur-gauss" and "sigma" not in given else None
         if unknown and not noise_patch_side(*distinct_channels(y[0]).shape):
             notes.append(f"noise level sigma_y {sigma_y:g}, the task preset's: the image is too small to read it from "
                          "(--sigma-y sets it)")
@@ -367,9 +373,10 @@ class Restorer:
             read = estimate_noise_sigma(y)  # a photo's noise level is unknown: the preset's 0.05 is a guess
             scale, low = noise_level_scale(task), noise_level_floor(bounds, jpeg_sigma)
             luma = 0.0
-            if jpeg_sigma:  # a JPEG's (lossy WebP's) noise survives in its luma only; after a blur, on 2x2 means
-                luma = max(estimate_luma_noise_sigma(y), estimate_luma_noise_sigma(y, coarse=True) if scale < 1 else 0)
-            read, on_luma = max(read, luma), luma > read
+            if jpeg_sigma:  # lossy coding leaves the noise in the luma only; after a blur, on its 2x2 means
+                blurred = scale < 1 and (width is None or width >= COARSE_LUMA_MIN_WIDTH)  # else texture reads
+                luma = max(estimate_luma_noise_sigma(y), estimate_luma_noise_sigma(y, coarse=True) if blurred else 0)
+            read, on_luma = max(read, luma), luma > read and scale * luma > low  # the luma set the level
             estimate = scale * read
             sigma_y = min(max(round(round(estimate / NOISE_STEP) * NOISE_STEP, 4), low), bounds[1])
             why = (", raised for this file's lossy coding (JPEG steps, lossy WebP, a palette)" if low > bounds[0]
@@ -386,8 +393,7 @@ class Restorer:
             sigma_y = 0.0
             notes.append("the photo's own pixels are kept as they are (sigma_y 0; --sigma-y S treats them as noisy "
                          "with std S and retouches them too)")
-        if task == "deblur-gauss" and "sigma" not in given:
-            width = estimate_gaussian_blur(y)  # a photo's blur width is unknown: the preset's 3 px is the paper's
+        if task == "deblur-gauss" and "sigma" not in given:  # the width read above: the preset's 3 px is the paper's
             if width is not None:
                 params["sigma"] = round(max(width, MIN_BLUR_SIGMA), 2)
                 notes.append(f"estimated Gaussian blur sigma {params['sigma']:.2f} px (-p sigma=S sets it)"
@@ -629,6 +635,9 @@ class Restorer:
 #: benchmarks/noise-level/ and noise-estimator/ measure them. Levels are rounded to NOISE_STEP (photos batch together).
 NOISE_FLOOR, NOISE_CAP, NOISE_STEP = 0.01, 0.2, 0.0025
 BLUR_NOISE_SCALE = 0.7  # `noise_level_scale`
+#: A deblur-gauss input whose width reads under this (px) is no blurred image: its noise is not read on the luma's
+#: 2x2 means, where a sharp photo's texture reads as noise (clean JPEGs up to 0.15; benchmarks/noisy-jpeg/).
+COARSE_LUMA_MIN_WIDTH = 1.0
 #: Images with a side under this (px) read a Gaussian blur's width loosely, and the note says so
 #: (benchmarks/blur-estimate-64/: 64-px validation crops).
 BLUR_EVIDENCE_SIDE = 128
@@ -746,8 +755,9 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
     without sigma_y the noise level (`noise_level_bounds`);
     deblur-motion needs params["kernel"] or params["seed"], inpaint-random params["seed"]; the notes `ncvsd restore`
     prints (the level and width read, pixels kept) go to the logger "ncvsd.restore" at INFO level
-    (`logging.basicConfig(level=logging.INFO)` shows them). jpeg_sigma: y was decoded
-    from a JPEG (`images.read_image(...).jpeg_sigma`), which raises the lowest level read (`noise_level_floor`).
+    (`logging.basicConfig(level=logging.INFO)` shows them). jpeg_sigma: y was decoded from a lossily coded file
+    (`images.read_image(...).jpeg_sigma`: JPEG, lossy WebP, palette), which raises the lowest level read
+    (`noise_level_floor`).
     Raises ValueError (bad input or settings: `images.as_image_tensor`) or CheckpointError.
     """
     import operators

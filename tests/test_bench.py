@@ -92,7 +92,7 @@ def test_outputs_and_columns(first_run):
     assert rec["n_images"] == 3 and summary["config"]["environment"]["torch"]
     md = (out / "summary.md").read_text()
     assert "## sr4" in md and "LPIPS-alex" in md and "| pnp-gd | 2 |" in md and "mean ± std" in md
-    assert f"- resolution: {RES} px (each image centre-cropped" in md  # what the photos were shrunk to
+    assert f"- resolution: images of {RES}x{RES} px" in md  # what the photos were shrunk to
     # the grid's pictures exist for the first two images only
     assert (out / "samples" / "sr4" / "im1" / "pnp-gd-nfe2.png").exists()
     assert (out / "samples" / "sr4" / "im0" / "measurement.png").exists()

@@ -765,7 +765,8 @@ def test_sample_from_the_teacher(tmp_path, ckpt):
     alone = run("sample", "--teacher", "-c", teacher, "--nfe", "3", "--seeds", "2", "-o", tmp_path / "one",
                 "--device", "cpu")
     assert alone.exit_code == 0, alone.output
-    a, b = (np.asarray(Image.open(p), np.int16) for p in (tmp_path / "d" / "000002.png", tmp_path / "one" / "000002.png"))
+    a, b = (np.asarray(Image.open(p), np.int16)
+            for p in (tmp_path / "d" / "000002.png", tmp_path / "one" / "000002.png"))
     assert np.abs(a - b).max() <= 1 and a.std() > 0
     for bad, words in ((["--nfe", "4"], "odd"), (["--ts", "0,39"], "--ts sets the generator")):
         out = run("sample", "--teacher", "-c", teacher, *bad, "--seeds", "0", "-o", tmp_path / "x.png")

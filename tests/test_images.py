@@ -311,9 +311,14 @@ def test_a_lossy_webp_gets_a_compression_noise_scale(tmp_path, variant, lossy):
 
 @pytest.mark.parametrize("fmt", ["GIF", "PNG"])
 def test_a_palette_image_gets_a_compression_noise_scale(tmp_path, fmt):
-    """A palette (GIF, palette PNG, also with transparency) gets PALETTE_SIGMA; the same pixels as RGB get none."""
+    """A photo quantised to a palette (GIF, palette PNG, also with transparency) gets PALETTE_SIGMA; the same pixels
+    as RGB, a grey image or a few-colour drawing stored as a palette (exact) get none."""
     arr = (np.random.default_rng(3).random((16, 24, 3)) * 255).astype(np.uint8)
-    pal = Image.fromarray(arr).convert("P", palette=Image.ADAPTIVE, colors=64)
+    pal = Image.fromarray(arr).convert("P", palette=Image.ADAPTIVE, colors=128)
+    Image.fromarray(arr).convert("L").convert("P").save(tmp_path / f"grey.{fmt.lower()}", fmt)
+    pal.quantize(8).save(tmp_path / f"few.{fmt.lower()}", fmt)
+    for name in (f"grey.{fmt.lower()}", f"few.{fmt.lower()}"):
+        assert read_image(tmp_path / name).jpeg_sigma is None, name
     pal.save(tmp_path / f"p.{fmt.lower()}", fmt)
     pal.save(tmp_path / f"t.{fmt.lower()}", fmt, transparency=0)
     Image.fromarray(arr).save(tmp_path / "rgb.png")

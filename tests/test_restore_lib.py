@@ -322,6 +322,20 @@ def test_a_noisy_jpegs_level_is_read_on_its_luma(tmp_path, quality):
             assert m.sigma_y == pytest.approx(0.7 * luma, abs=0.0025) and "on the luma" in m.notes[0], m.notes
 
 
+@pytest.mark.parametrize("width, coarse", [(0.3, False), (1.5, True), (None, True)])
+def test_the_coarse_luma_reading_needs_a_blurred_image(monkeypatch, width, coarse):
+    """deblur-gauss without -p sigma reads the level on the luma's 2x2 means only when the width read is >= 1 px
+    (or none could be read): a sharp photo's texture reads as noise there."""
+    from ncvsd_cli import blur_estimate, measurement
+
+    calls = []
+    monkeypatch.setattr(blur_estimate, "estimate_gaussian_blur", lambda y: width)
+    monkeypatch.setattr(measurement, "estimate_luma_noise_sigma", lambda y, coarse=False: calls.append(coarse) or 0.0)
+    y = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    Restorer(None, None, RestoreOptions(task="deblur-gauss").validate()).measurement(y, "deblur-gauss", jpeg_sigma=0.01)
+    assert calls == ([False, True] if coarse else [False])
+
+
 def test_memory_estimate_counts_the_reflect_blurs_buffers(monkeypatch):
     """A plain blurred image is restored with boundary "reflect", whose conjugate gradients hold more full-size
     tensors: the up-front memory check counts them (and not for circular)."""

@@ -108,7 +108,8 @@ def test_generate_samples_the_prior(nfe):
 def test_heun_sample_follows_the_exact_probability_flow():
     """For a Gaussian prior N(mu, s²) the ODE maps x at sigma_max to mu + (x - mu)·s/√(s² + sigma_max²) (each
     sample, exactly). The teacher's Heun samples converge to it at second order (error / 16 for 4x the steps;
-    Euler steps on the same levels, the correction dropped: / 4, and 5-25x larger from 63 NFE) and have the prior's moments."""
+    Euler steps on the same levels, the correction dropped: / 4, and 5-25x larger from 63 NFE) and have the
+    prior's moments."""
     shape = (1, 4, 4)
     prior = _prior(shape, seed=4)
     mu, s = prior.mu.double(), prior.s.double()

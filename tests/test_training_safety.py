@@ -363,7 +363,7 @@ def test_a_long_first_step_against_a_time_duration_is_announced(tmp_path, capsys
         loop.settings, loop.progress = {"duration": duration}, True
         loop._note_step_time(step_s)
         err = capsys.readouterr().err
-        assert ("the first step took 10 s, 25 % of --duration 40s" in err) == said, err
+        assert ("the first step took 10 s (warm-up included), 25 % of --duration 40s" in err) == said, err
 
 
 def test_no_bar_is_drawn_into_a_non_terminal(tmp_path, trained, monkeypatch):

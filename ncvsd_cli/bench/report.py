@@ -103,7 +103,7 @@ def markdown(summary: list[dict[str, Any]], lpips_net: str, header: dict[str, An
     lp = lpips_column(lpips_net)
     lines = ["# ncvsd bench summary", ""]
     for k, v in (header or {}).items():
-        lines.append(f"- {k}: {v} px (each image centre-cropped to a square and resized to it)" if k == "resolution"
+        lines.append(f"- {k}: images of {v}x{v} px (other sizes cropped to a square and resized)" if k == "resolution"
                      else f"- {k}: {v}")
     lines += [f"- LPIPS: `{lp}` (lpips package, {lpips_net} backbone, lower is better)",
               f"- aggregation: {AGGREGATION_TEXT['mean']}",

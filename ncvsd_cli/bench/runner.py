@@ -510,7 +510,8 @@ def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, 
     rows = results.merge(sorted(out.glob("per_image*.csv")), out / results.CSV_NAME, results.columns(cfg.lpips))
     rows = [r for r in rows if r["dataset"] == plan.data.name and r["seed"] == cfg.seed]
     config = {"dataset": plan.data.name, "dataset_source": plan.data.source, "images": len(plan.data),
-              "resolution": plan.shape[-1], "seed": cfg.seed, "device": device, "world_size": world, "batch_size": cfg.batch_size,
+              "resolution": plan.shape[-1], "seed": cfg.seed, "device": device, "world_size": world,
+              "batch_size": cfg.batch_size,
               "settings": asdict(cfg),
               "precision": ", ".join(f"{k} {v['precision']}" for k, v in nets.info.items()
                                      if isinstance(v, dict) and "precision" in v),

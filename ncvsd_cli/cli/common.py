@@ -41,8 +41,9 @@ SKIP_HELP = ("Skip the inputs whose outputs all exist (status \"skipped\", exit 
              "make only the rest.")
 #: `--json` help of the commands with per-input results (restore, degrade; sample's: `SAMPLE_JSON_HELP`; `Report`).
 JSON_HELP = ("JSON Lines on stdout: one object per input as it finishes (with \"status\"; restore's size is height, "
-             "width; degrade's shapes are channels, height, width), then the summary (with \"results\") as the last line; the same for one input or many, also "
-             "when stopped early once the inputs are listed (\"error\" or \"interrupted\").")
+             "width; degrade's shapes are channels, height, width), then the summary (with \"results\") as the "
+             "last line; the same for one input or many, also when stopped early once the inputs are listed "
+             "(\"error\" or \"interrupted\").")
 SAMPLE_JSON_HELP = ("JSON Lines on stdout: one object per seed as it is written (a grid: one object at the end; "
                     "size is height, width), then the summary (with \"results\") as the last line.")
 #: `--param` help for degrade and restore: each task's operator parameters (kept equal to the registry by a test).

@@ -27,8 +27,9 @@ EPILOG = """Examples:
 the 40-point grid directly. --teacher samples the teacher D(x, sigma) instead (the shipped one, or -c a teacher
 checkpoint or training run): EDM's deterministic Heun sampler from sigma 80 to 0, --nfe = 2N - 1 calls for N steps
 (odd; default 63), not an NCVSD method; with a generator that is a teacher copy, as the shipped default is, it
-shows what the prior learnt, which the generator's few steps blur (docs/method.md §2.8). A sample depends only on its seed (0 <= seed < 2^63); with --batch-size 1 the bytes
-do not depend on the other seeds, a larger batch changes the network's float rounding (a few pixels by a level).
+shows what the prior learnt, which the generator's few steps blur (docs/method.md §2.8). A sample depends only
+on its seed (0 <= seed < 2^63); with --batch-size 1 the bytes do not depend on the other seeds, a larger batch
+changes the network's float rounding (a few pixels by a level).
 Outputs are never replaced without --overwrite, also when another process creates them meanwhile; --skip-existing
 samples only the seeds whose PNG is missing in -o DIR/ (rerun an interrupted run with the same options).
 

@@ -519,13 +519,14 @@ class TrainLoop:
         return record
 
     def _note_step_time(self, seconds: float) -> None:
-        """On rank 0 with progress: say so when one step is long against a time duration (> 5 % of it), as the run
-        stops only after the step that passes it (the first step also pays for warm-up)."""
+        """On rank 0 with progress: say so when the first step of this invocation (warm-up included) is over 5 % of
+        a time duration (which counts this invocation's wall time), as the run stops only after the step that
+        passes it."""
         total = self.duration.seconds
         if total is not None and seconds > 0.05 * total and self.dist.is_main and self.progress:
-            print(f"ncvsd: the first step took {seconds:.0f} s, {100 * seconds / total:.0f} % of --duration "
-                  f"{self.settings.get('duration')}: the run stops after the step that passes it, so it may end up "
-                  "to a step later", file=sys.stderr, flush=True)
+            print(f"ncvsd: the first step took {seconds:.0f} s (warm-up included), {100 * seconds / total:.0f} % of "
+                  f"--duration {self.settings.get('duration')}: the run stops after the step that passes it, so it "
+                  "may stop up to one step late", file=sys.stderr, flush=True)
 
     def log_extras(self) -> dict:
         """Extra values for each log record (e.g. learning rates)."""
