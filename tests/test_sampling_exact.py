@@ -130,6 +130,9 @@ def test_heun_sample_follows_the_exact_probability_flow():
                    "heun nfe=255")
     with pytest.raises(ValueError, match="nfe must be odd"):
         heun_sample(prior.teacher, (1, *shape), 4, None)
+    steps = []
+    heun_sample(prior.teacher, (1, *shape), 7, None, on_step=lambda done, total: steps.append((done, total)))
+    assert steps == [(2.0, 7.0), (4.0, 7.0), (6.0, 7.0), (7.0, 7.0)]  # 3 Heun steps of 2 calls, a last Euler one
 
 
 def _euler(teacher, x: torch.Tensor, sig: list[float]) -> torch.Tensor:

@@ -148,7 +148,8 @@ def sample_command(
         with report.summary_on_interrupt(as_json):
             bar = common.progress(len(seed_list), "sample", quiet)
             kwargs = {"nfe": nfe, "ts": ts_list, "class_label": class_label, "batch_size": batch_size,
-                      "resolution": resolution, "device": dev, "on_batch": bar.update, "teacher": teacher}
+                      "resolution": resolution, "device": dev, "on_batch": bar.update, "teacher": teacher,
+                      "on_step": bar.step if teacher else None}
             try:
                 if grid:
                     x = sample_images(model, config, seed_list, **kwargs)  # NaN/inf: exit 1, no grid written

@@ -98,22 +98,26 @@ def heun_steps(nfe: int) -> int:
 
 def heun_sample(teacher: Callable, shape: Sequence[int], nfe: int, generator: Generators, class_labels=None,
                 device: torch.device | str | None = None, sigma_min: float = 0.002,
-                sigma_max: float = TS_SIGMA_MAX, rho: float = 7.0) -> SamplerResult:
+                sigma_max: float = TS_SIGMA_MAX, rho: float = 7.0,
+                on_step: Callable[[float, float], None] | None = None) -> SamplerResult:
     """Samples (B, C, H, W), about [-1, 1], of the teacher's prior by EDM's deterministic sampler (Karras et al. 2022,
     Alg. 1): x ~ N(0, sigma_max²), then Heun steps of the probability-flow ODE dx/dsigma = (x − D(x, sigma))/sigma
     over `karras_sigmas(N, sigma_min, sigma_max, rho)` and a last Euler step to 0. nfe = 2N − 1 calls (odd; 63 is
-    EDM2's 32 steps). The only randomness is the start, so sample b depends on generator b alone."""
+    EDM2's 32 steps). The only randomness is the start, so sample b depends on generator b alone. on_step(done,
+    nfe): after each step, the teacher calls made so far (a progress bar's `step`)."""
     steps = heun_steps(nfe)
     sig = [*(karras_sigmas(steps, sigma_min, sigma_max, rho).tolist() if steps > 1 else [sigma_max]), 0.0]
     labels = {} if class_labels is None else {"class_labels": class_labels}
     x = sig[0] * randn(shape, generator, device=device)
     with torch.no_grad():
-        for s, s_next in itertools.pairwise(sig):
+        for k, (s, s_next) in enumerate(itertools.pairwise(sig)):
             slope = (x - teacher(x, s, **labels)) / s
             x_next = x + (s_next - s) * slope
             if s_next > 0:  # Heun's correction: the mean of the slopes at both ends
                 x_next = x + (s_next - s) * (slope + (x_next - teacher(x_next, s_next, **labels)) / s_next) / 2
             x = x_next
+            if on_step is not None:
+                on_step(float(min(2 * k + 2, 2 * steps - 1)), float(2 * steps - 1))
     return SamplerResult(x=x, nfe=2 * steps - 1, operator_evals=0, extras={"sigmas": sig[:-1]})
 
 
@@ -176,14 +180,15 @@ def sample_batches(
     device: str | torch.device = "cpu",
     on_batch: Callable[[int], None] | None = None,
     teacher: bool = False,
+    on_step: Callable[[float, float], None] | None = None,
 ) -> Iterator[tuple[list[int], torch.Tensor]]:
     """Unconditional (class-conditional with labels) samples, one per seed, yielded a batch at a time as
     (seeds of the batch, (n, C, R, R) in [-1, 1] on the CPU), so that a caller can write them as they come.
 
     nfe: denoiser calls, mapped to `ts` by `sampling.generate.default_ts` (1: [10, 39], 2: [10, 22, 39],
     4: [0, 10, 20, 30, 39]) unless `ts` is given (docs/method.md §2.7). teacher: `model` is a teacher D(x, sigma),
-    sampled by `heun_sample` in `nfe` calls (odd; `ts` does not apply). Seed s uses its own generator, so a sample
-    does not depend on the batch. Labels: `class_label`, or per seed a uniform draw from the stream
+    sampled by `heun_sample` in `nfe` calls (odd; `ts` does not apply; `on_step` hears of each step). Seed s uses
+    its own generator, so a sample does not depend on the batch. Labels: `class_label`, or per seed a uniform draw from the stream
     ("class-label", s) (operators.noise.stream_seed), not from the sample's own noise. resolution: default the model's img_resolution; must be a multiple of `network_multiple(config)`.
     Raises ValueError for bad settings; a sample with NaN/inf values is yielded as it is (the caller checks).
     """
@@ -217,8 +222,8 @@ def sample_batches(
                 idx = [int(class_label)] * len(chunk)
             labels = torch.nn.functional.one_hot(torch.tensor(idx), label_dim).float().to(device)
         shape, gens = (len(chunk), channels, res, res), generators_for_seeds(chunk)
-        result = (heun_sample(model, shape, nfe, gens, class_labels=labels, device=device) if teacher else
-                  generate(model, shape, ts, gens, class_labels=labels, device=device))
+        result = (heun_sample(model, shape, nfe, gens, class_labels=labels, device=device, on_step=on_step)
+                  if teacher else generate(model, shape, ts, gens, class_labels=labels, device=device))
         x = result.x.detach().float().cpu()
         if on_batch is not None:
             on_batch(len(chunk))
