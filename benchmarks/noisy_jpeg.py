@@ -14,14 +14,13 @@ Usage:  python benchmarks/noisy_jpeg.py VAL OUT > rows.md
 from __future__ import annotations
 
 import io
-import logging
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
+from sr_kernels import listen_for_levels  # benchmarks/ is the script's folder
 
 from ncvsd_cli import images
 from ncvsd_cli.metrics import lpips_distance, psnr
@@ -31,19 +30,6 @@ CASES = [("deblur-gauss", 1.5, s) for s in (0.0, 0.03, 0.06)] + [("denoise", 0.0
 QUALITIES = (95, 85, 75)
 
 
-class LevelsRead(logging.Handler):
-    """The noise levels `restore_image` reports (logger "ncvsd.restore")."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.levels: list[float] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        found = re.search(r"noise level sigma_y ([0-9.]+)", record.getMessage())
-        if found:
-            self.levels.append(float(found.group(1)))
-
-
 def as_tensor(pic: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(pic.convert("RGB"), np.float32) / 255).permute(2, 0, 1)[None]
 
@@ -51,9 +37,7 @@ def as_tensor(pic: Image.Image) -> torch.Tensor:
 def main() -> None:
     val, out = Path(sys.argv[1]), Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
-    log = logging.getLogger("ncvsd.restore")
-    log.setLevel(logging.INFO)
-    log.addHandler(read := LevelsRead())
+    read = listen_for_levels()
     print("| task | noise σ | quality | input PSNR | levels used | PSNR / LPIPS |\n|---|---|---|---|---|---|")
     for task, blur, sigma in CASES:
         for quality in QUALITIES:

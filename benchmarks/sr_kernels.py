@@ -46,10 +46,16 @@ class LevelsRead(logging.Handler):
             self.levels.append(float(found.group(1)))
 
 
-def main() -> None:
+def listen_for_levels() -> LevelsRead:
+    """A LevelsRead attached to the logger "ncvsd.restore" (at INFO level)."""
     log = logging.getLogger("ncvsd.restore")
     log.setLevel(logging.INFO)
     log.addHandler(read := LevelsRead())
+    return read
+
+
+def main() -> None:
+    read = listen_for_levels()
     print("| set | shrunk with | images | σ_y read | bicubic interpolation | restored as bicubic (default) "
           "| bicubic interpolation at its kernel's points | restored with its kernel |")
     print("|---|---|---:|---:|---|---|---|---|")

@@ -93,9 +93,13 @@ def sample_command(
         nfe = nfe if nfe is not None else 63 if teacher else 1
         if teacher and ts_list:
             raise common.UsageError("--ts sets the generator's steps; with --teacher give --nfe (odd, e.g. 63)")
-        if teacher and nfe % 2 == 0:
-            raise common.UsageError(f"--nfe with --teacher is 2N - 1 teacher calls for N Heun steps: odd (e.g. 31 "
-                                    f"or 63), got {nfe}")
+        if teacher:
+            from ncvsd_cli.sampling.generate import heun_steps
+
+            try:
+                heun_steps(nfe)  # odd: 2N - 1 teacher calls
+            except ValueError as exc:
+                raise common.UsageError(f"--nfe with --teacher: {exc}") from None
         if nfe < 1 or batch_size < 1:
             raise common.UsageError(f"--nfe and --batch-size must be >= 1, got {nfe} and {batch_size}")
         bad = [s for s in seed_list if not 0 <= s < 2**63]

@@ -106,7 +106,7 @@ def heun_sample(teacher: Callable, shape: Sequence[int], nfe: int, generator: Ge
     EDM2's 32 steps). The only randomness is the start, so sample b depends on generator b alone. on_step(done,
     nfe): after each step, the teacher calls made so far (a progress bar's `step`)."""
     steps = heun_steps(nfe)
-    sig = [*(karras_sigmas(steps, sigma_min, sigma_max, rho).tolist() if steps > 1 else [sigma_max]), 0.0]
+    sig = [*karras_sigmas(steps, sigma_min, sigma_max, rho).tolist(), 0.0]  # one step: [sigma_max, 0]
     labels = {} if class_labels is None else {"class_labels": class_labels}
     x = sig[0] * randn(shape, generator, device=device)
     with torch.no_grad():
