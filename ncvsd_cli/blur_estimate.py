@@ -1,22 +1,28 @@
-"""The width of a Gaussian blur, estimated from the blurred image alone (docs/method.md §4.3, "Unknown blur width").
+"""The width of a Gaussian blur or the radius of a defocus disk, estimated from the blurred image alone
+(docs/method.md §4.3, "Unknown blur width", "Defocus").
 
 A maximum-likelihood fit of the expected power spectrum of the image's luminance,
 
-    E|Y(f)|² = c · f^(−α) · exp(−4π²s²f²) + n²,
+    E|Y(f)|² = c · f^(−α) · |K(f)|² + n²,
 
-natural images' power law (c, α) times the Gaussian transfer |K(f)|² of a blur of std s px, plus white noise n²:
+natural images' power law (c, α) times the transfer |K(f)|² of the blur, exp(−4π²s²f²) for a Gaussian of std s px
+or (2 J₁(2πRf) / 2πRf)² for a uniform disk of radius R px (whose zeros ring the spectrum), plus a noise floor n²:
 under a stationary Gaussian model each periodogram value is exponential with that mean, so the fit maximises
 Σ_f −log m(f) − P(f)/m(f) (type-II maximum likelihood, as in classical blur identification; Lagendijk, Tekalp and
-Biemond 1990). A coarse grid over (s, α, c, n, β) finds the basin, L-BFGS-B (scipy) refines it.
+Biemond 1990). A coarse grid over (s, α, c, n, β) finds the basin, L-BFGS-B (scipy) refines it; the disk's radius
+is searched on a grid of RADIUS_STEP px. The two fits have as many parameters, so their likelihoods compare directly
+(`read_blur`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from scipy.optimize import minimize
+from scipy.special import j1
 
 from ncvsd_cli.images import centre_crop
 
@@ -30,7 +36,12 @@ MAX_SIZE = 1024
 EVIDENCE_NATS = 2.0
 #: Largest slope of the noise floor's spectrum (JPEG's error falls about as f^-1.3).
 MAX_BETA = 1.5
+#: Defocus radii (px) the search covers, on a grid of RADIUS_STEP px (a disk of radius R has per-axis std R/2).
+MIN_RADIUS, MAX_RADIUS, RADIUS_STEP = 0.5, 16.0, 0.25
 _BINS = 48
+#: Sub-bins per bin over which a disk's transfer is averaged (it has zeros: its value at a bin's centre is not
+#: the bin's mean).
+_SUB_BINS = 16
 
 
 def _block_lines(h: int, w: int) -> torch.Tensor:
@@ -42,9 +53,19 @@ def _block_lines(h: int, w: int) -> torch.Tensor:
     return near(h)[:, None] | near(w)[None]
 
 
-def _binned_periodogram(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(frequency, mean power, count) in log-spaced radial bins from 4/min(h, w) to 0.5 cycles/px of the
-    Hann-windowed luminance of y (1, C, h, w); the window keeps the image border out of the spectrum."""
+class Spectrum(NamedTuple):
+    """The binned periodogram: mean frequency f, mean power p and count n per used bin; `sub_f`, `sub_n` the
+    centres and counts of _SUB_BINS log-spaced sub-bins of each used bin (used, _SUB_BINS)."""
+    f: torch.Tensor
+    p: torch.Tensor
+    n: torch.Tensor
+    sub_f: torch.Tensor
+    sub_n: torch.Tensor
+
+
+def _binned_periodogram(y: torch.Tensor) -> Spectrum:
+    """The `Spectrum` in log-spaced radial bins from 4/min(h, w) to 0.5 cycles/px of the Hann-windowed luminance
+    of y (1, C, h, w); the window keeps the image border out of the spectrum."""
     z = y[0].double().mean(0)
     h, w = z.shape
     win = torch.outer(torch.hann_window(h, periodic=False, dtype=torch.float64),
@@ -54,62 +75,85 @@ def _binned_periodogram(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, to
                    + torch.fft.fftfreq(w, dtype=torch.float64)[None] ** 2)
     lo, hi = 4.0 / min(h, w), 0.5
     keep = (f >= lo) & (f <= hi) & ~_block_lines(h, w)
-    edges = torch.logspace(math.log10(lo), math.log10(hi), _BINS + 1, dtype=torch.float64)
-    index = (torch.bucketize(f[keep], edges).clamp(1, _BINS) - 1)
-    count = torch.zeros(_BINS, dtype=torch.float64).index_add_(0, index, torch.ones_like(f[keep]))
+    f = f[keep]
+    bins = _BINS * _SUB_BINS
+    edges = torch.logspace(math.log10(lo), math.log10(hi), bins + 1, dtype=torch.float64)
+    sub = torch.bucketize(f, edges).clamp(1, bins) - 1
+    sub_n = torch.zeros(bins, dtype=torch.float64).index_add_(0, sub, torch.ones_like(f)).view(_BINS, _SUB_BINS)
+    index = sub // _SUB_BINS
+    count = sub_n.sum(1)
     mean = lambda v: torch.zeros(_BINS, dtype=torch.float64).index_add_(0, index, v) / count.clamp(min=1)  # noqa: E731
     used = count > 0
-    return mean(f[keep])[used], mean(power[keep])[used], count[used]
+    sub_f = torch.sqrt(edges[:-1] * edges[1:]).view(_BINS, _SUB_BINS)
+    return Spectrum(mean(f)[used], mean(power[keep])[used], count[used], sub_f[used], sub_n[used])
 
 
-def _neg_log_likelihood(params: torch.Tensor, f: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    """−log-likelihood of binned powers p (counts n) for params [..., 5] = (s², α, log c, log n², β): the floor
-    n² f^(−β) (β in [0, MAX_BETA]; 0 = white noise, > 0 = compression's error, which falls with frequency). In s²,
-    not s, so that the slope does not vanish at s = 0 and a fit started there can leave it."""
-    v, alpha, logc, logn2, beta = params.unbind(-1)
-    logm = logc[..., None] - alpha[..., None] * f.log() - 4 * math.pi**2 * v[..., None] * f**2
+def _nll(nuisance: torch.Tensor, f: torch.Tensor, p: torch.Tensor, n: torch.Tensor,
+         log_transfer: torch.Tensor) -> torch.Tensor:
+    """−log-likelihood of binned powers p (counts n) for nuisance [..., 4] = (α, log c, log n², β) and the blur's
+    log |K(f)|² (broadcast against [..., bins]): the floor n² f^(−β) (β in [0, MAX_BETA]; 0 = white noise, > 0 =
+    compression's error, which falls with frequency)."""
+    alpha, logc, logn2, beta = nuisance.unbind(-1)
+    logm = logc[..., None] - alpha[..., None] * f.log() + log_transfer
     m = logm.exp() + (logn2[..., None] - beta.clamp(0, MAX_BETA)[..., None] * f.log()).exp()
     return (n * (m.log() + p / m)).sum(-1)
 
 
-def _refine(start: torch.Tensor, f: torch.Tensor, p: torch.Tensor, n: torch.Tensor,
-            max_v: float) -> tuple[float, float]:
-    """(−log-likelihood, s²) after L-BFGS-B (scipy) from the grid point `start`, with s² in [0, max_v]."""
-    def nll_and_grad(theta):
-        t = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
-        loss = _neg_log_likelihood(t, f, p, n)
-        loss.backward()
-        return float(loss.detach()), t.grad.numpy()
-
-    bounds = [(0.0, max_v), (0.5, 6.0), (None, None), (None, None), (0.0, MAX_BETA)]
-    res = minimize(nll_and_grad, start.numpy(), jac=True, method="L-BFGS-B", bounds=bounds)
-    start_nll = float(_neg_log_likelihood(start, f, p, n))
-    return (float(res.fun), float(res.x[0])) if np.isfinite(res.fun) and res.fun <= start_nll else \
-        (start_nll, float(start[0]))
+def _neg_log_likelihood(params: torch.Tensor, f: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """`_nll` of a Gaussian blur, params [..., 5] = (s², α, log c, log n², β). In s², not s, so that the slope does
+    not vanish at s = 0 and a fit started there can leave it."""
+    return _nll(params[..., 1:], f, p, n, -4 * math.pi**2 * params[..., :1] * f**2)
 
 
-def estimate_gaussian_blur(y: torch.Tensor) -> float | None:
-    """The std (px, in [0, MAX_SIGMA]) of the Gaussian blur in image y (1, C, h, w) in [-1, 1]; None for images
-    under MIN_SIZE px or without any variation. Measured (`benchmarks/blur_estimate.py`): validation photos at
-    256 px blurred by the operator with mirrored edges, σ_y 0.05: true 1 / 2 / 3 / 4 px read 0.80-1.31 /
-    1.88-2.06 / 2.88-3.06 / 3.91-4.29, unblurred 0-0.55 (a photo's own softness); PIL's GaussianBlur(r) saved
-    as JPEG (quality 85) 15-18 % high for r >= 3. Assumes a stationary power-law spectrum: strongly textured or
-    tiny images read less reliably."""
-    if min(y.shape[-2:]) < MIN_SIZE:
-        return None
-    # the centre, at most MAX_SIZE square, holds plenty of evidence in bounded time and memory (on the CPU, in fp32
-    # from any device or dtype: the fit is small)
-    f, p, n = _binned_periodogram(centre_crop(y.detach(), MAX_SIZE).to("cpu", torch.float32))
-    if not float(p.max()) > 1e-12:  # a flat image: no evidence of any blur
-        return None
-    # Coarse grid: c relative to the lowest bins' level, n² up to the highest bins' level.
-    widths = torch.arange(0.0, MAX_SIGMA + 1e-9, 0.25, dtype=torch.float64)
+def _nuisance_grid(f: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Coarse grid (G, 4) over (α, log c, log n², β): c relative to the lowest bins' level, n² up to the highest
+    bins' level."""
     alpha = torch.arange(1.4, 4.01, 0.4, dtype=torch.float64)
     c0 = math.log(max(float(p[:4].mean() * f[:4].mean() ** 2), 1e-30))
     logc = c0 + torch.linspace(-6.0, 6.0, 21, dtype=torch.float64)
     logn2 = torch.linspace(math.log(1e-9), math.log(max(float(p[-4:].mean()) * 2, 2e-9)), 16, dtype=torch.float64)
     beta = torch.tensor([0.0, 0.75, MAX_BETA], dtype=torch.float64)
-    grid = torch.cartesian_prod(alpha, logc, logn2, beta)  # (A·C·N·B, 4)
+    return torch.cartesian_prod(alpha, logc, logn2, beta)
+
+
+def _minimise(nll, start: torch.Tensor, bounds: list) -> tuple[float, np.ndarray]:
+    """(value, argument) of L-BFGS-B (scipy) on nll (a torch function of a float64 vector) from `start`, or of
+    `start` itself where the search did not improve on it."""
+    def nll_and_grad(theta):
+        t = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
+        loss = nll(t)
+        loss.backward()
+        return float(loss.detach()), t.grad.numpy()
+
+    res = minimize(nll_and_grad, start.numpy(), jac=True, method="L-BFGS-B", bounds=bounds)
+    start_nll = float(nll(start))
+    return (float(res.fun), res.x) if np.isfinite(res.fun) and res.fun <= start_nll else (start_nll, start.numpy())
+
+
+_NUISANCE_BOUNDS = [(0.5, 6.0), (None, None), (None, None), (0.0, MAX_BETA)]
+
+
+def _refine(start: torch.Tensor, f: torch.Tensor, p: torch.Tensor, n: torch.Tensor,
+            max_v: float) -> tuple[float, float]:
+    """(−log-likelihood, s²) of the Gaussian fit refined from the grid point `start`, with s² in [0, max_v]."""
+    value, x = _minimise(lambda t: _neg_log_likelihood(t, f, p, n), start, [(0.0, max_v)] + _NUISANCE_BOUNDS)
+    return value, float(x[0])
+
+
+def _spectrum(y: torch.Tensor) -> Spectrum | None:
+    """The `Spectrum` of y's centre (at most MAX_SIZE square: plenty of evidence in bounded time and memory; on the
+    CPU, in fp32 from any device or dtype: the fit is small); None for images under MIN_SIZE px or flat ones."""
+    if min(y.shape[-2:]) < MIN_SIZE:
+        return None
+    spectrum = _binned_periodogram(centre_crop(y.detach(), MAX_SIZE).to("cpu", torch.float32))
+    return spectrum if float(spectrum.p.max()) > 1e-12 else None  # a flat image: no evidence of any blur
+
+
+def _gaussian_fit(spectrum: Spectrum) -> tuple[float, float, float]:
+    """(−log-likelihood, s px, −log-likelihood of the best fit without blur) of the Gaussian fit."""
+    f, p, n = spectrum.f, spectrum.p, spectrum.n
+    widths = torch.arange(0.0, MAX_SIGMA + 1e-9, 0.25, dtype=torch.float64)
+    grid = _nuisance_grid(f, p)  # (G, 4)
     best_nll, best_at = [], []
     for width in widths:  # one width at a time keeps memory at |grid| x bins
         params = torch.cat([(width**2).expand(len(grid), 1), grid], dim=1)
@@ -119,6 +163,72 @@ def estimate_gaussian_blur(y: torch.Tensor) -> float | None:
         best_at.append(params[k].clone())
     fit_nll, fit_v = _refine(best_at[int(np.argmin(best_nll))], f, p, n, MAX_SIGMA**2)
     sharp_nll, _ = _refine(best_at[0], f, p, n, 0.0)  # the best fit without any blur
-    if sharp_nll - fit_nll < EVIDENCE_NATS:  # e.g. pure noise: every width fits alike
-        return 0.0
-    return math.sqrt(max(fit_v, 0.0))
+    return fit_nll, math.sqrt(max(fit_v, 0.0)), sharp_nll
+
+
+def disk_log_transfer(radius: float, spectrum: Spectrum) -> torch.Tensor:
+    """log of a disk's |K(f)|² = (2 J₁(2πRf) / 2πRf)² averaged over each bin's sub-bins (floored at 1e-30)."""
+    x = 2 * math.pi * radius * spectrum.sub_f
+    jinc = torch.where(x > 1e-9, 2 * torch.from_numpy(j1(x.numpy())) / x.clamp(min=1e-9), torch.ones_like(x))
+    mean = (jinc.square() * spectrum.sub_n).sum(1) / spectrum.sub_n.sum(1)
+    return mean.clamp(min=1e-30).log()
+
+
+def _defocus_fit(spectrum: Spectrum) -> tuple[float, float]:
+    """(−log-likelihood, R px) of the disk fit: the grid's best radius on the coarse nuisance grid, then the
+    nuisance refined (L-BFGS-B) at the three best radii."""
+    f, p, n = spectrum.f, spectrum.p, spectrum.n
+    grid = _nuisance_grid(f, p)
+    candidates = []
+    for radius in np.arange(MIN_RADIUS, MAX_RADIUS + 1e-9, RADIUS_STEP):
+        log_transfer = disk_log_transfer(float(radius), spectrum)
+        nll = _nll(grid, f, p, n, log_transfer)
+        k = int(nll.argmin())
+        candidates.append((float(nll[k]), float(radius), grid[k], log_transfer))
+    candidates.sort(key=lambda c: c[0])
+    return min((_minimise(lambda t, lt=lt: _nll(t, f, p, n, lt), start, _NUISANCE_BOUNDS)[0], radius)
+               for _, radius, start, lt in candidates[:3])
+
+
+class BlurReading(NamedTuple):
+    """What `read_blur` reads: the Gaussian fit's std `width` and the disk fit's `radius` (px; 0 where no blur
+    shows, i.e. neither fits EVIDENCE_NATS better than a sharp image; radius nan where the disk was not fitted),
+    `defocus_nats` how much better (−log-likelihood) the disk fits than the Gaussian (negative: worse; nan where
+    not fitted), over `frequencies` periodogram values (the evidence grows with them)."""
+    width: float
+    radius: float
+    defocus_nats: float
+    frequencies: int
+
+
+def read_blur(y: torch.Tensor, defocus: bool = True) -> BlurReading | None:
+    """The blur read from image y (1, C, h, w) in [-1, 1] (module docstring): a Gaussian's std in [0, MAX_SIGMA]
+    and, with `defocus`, a disk's radius in [MIN_RADIUS, MAX_RADIUS] on a RADIUS_STEP grid; None for images under
+    MIN_SIZE px or without any variation. Measured: `estimate_gaussian_blur`, `estimate_defocus_radius`."""
+    spectrum = _spectrum(y)
+    if spectrum is None:
+        return None
+    fit_nll, width, sharp_nll = _gaussian_fit(spectrum)
+    disk_nll, radius = _defocus_fit(spectrum) if defocus else (math.nan, math.nan)
+    blurred = lambda nll: sharp_nll - nll >= EVIDENCE_NATS  # e.g. pure noise: every width fits alike
+    return BlurReading(width if blurred(fit_nll) else 0.0, radius if not defocus or blurred(disk_nll) else 0.0,
+                       fit_nll - disk_nll, int(spectrum.n.sum()))
+
+
+def estimate_gaussian_blur(y: torch.Tensor) -> float | None:
+    """The std (px, in [0, MAX_SIGMA]) of the Gaussian blur in image y (1, C, h, w) in [-1, 1]; None for images
+    under MIN_SIZE px or without any variation. Measured (`benchmarks/blur_estimate.py`): validation photos at
+    256 px blurred by the operator with mirrored edges, σ_y 0.05: true 1 / 2 / 3 / 4 px read 0.80-1.31 /
+    1.88-2.06 / 2.88-3.06 / 3.91-4.29, unblurred 0-0.55 (a photo's own softness); PIL's GaussianBlur(r) saved
+    as JPEG (quality 85) 15-18 % high for r >= 3. Assumes a stationary power-law spectrum: strongly textured or
+    tiny images read less reliably; a defocus disk reads far too narrow (`estimate_defocus_radius`)."""
+    reading = read_blur(y, defocus=False)
+    return None if reading is None else reading.width
+
+
+def estimate_defocus_radius(y: torch.Tensor) -> float | None:
+    """The radius (px, in [MIN_RADIUS, MAX_RADIUS] on a RADIUS_STEP grid; 0 where no blur shows) of a defocus disk
+    in image y (1, C, h, w) in [-1, 1]; None for images under MIN_SIZE px or without any variation. Measured on
+    training photos at 256 px (`benchmarks/defocus.py`): disks of radius 2-8 px read to the grid step."""
+    reading = read_blur(y)
+    return None if reading is None else reading.radius

@@ -461,10 +461,12 @@ def load_image(source: ImageSource, channels: int = 3, *, max_pixels: int | None
 
 
 def image_size(source: str | os.PathLike | bytes, name: str | None = None) -> tuple[int, int]:
-    """(H, W) of an image from its header only (Pillow; tifffile for the TIFFs Pillow cannot open, e.g. float
-    RGB), for every file `read_image` decodes. name: used in messages (default: the path, or "input").
-    Raises ImageError ("empty file" for 0 bytes)."""
+    """(H, W) of an image as `read_image` decodes it (turned by its EXIF orientation, as it is shown), from its
+    header only (Pillow; tifffile for the TIFFs Pillow cannot open, e.g. float RGB), for every file `read_image`
+    decodes. name: used in messages (default: the path, or "input"). Raises ImageError ("empty file" for 0 bytes)."""
     from PIL import Image, UnidentifiedImageError
+
+    from operators.params import displayed_size
 
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, name = bytes(source), name or "input"
@@ -477,7 +479,7 @@ def image_size(source: str | os.PathLike | bytes, name: str | None = None) -> tu
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
-                return im.height, im.width
+                return displayed_size(im)
     except Exception as exc:
         if data[:4] in _TIFF_SIGNATURES:
             try:

@@ -362,7 +362,8 @@ def _check_preview(meta: dict[str, Any], side: Path, notes: list[str]) -> None:
     recorded = pv.get("sha256")
     if pv["file"] != png.name and (recorded is None or digest != recorded):
         raise MeasurementError(
-            f"{side}: this sidecar was written for {pv['file']!r}, not {png.name!r} (swapped or renamed sidecars?); "
+            f"{side}: this sidecar was written for {pv['file']!r}, not {png.name!r}, whose pixels differ from the "
+            "ones it recorded (swapped sidecars, or an image renamed and edited?); "
             f"restore {pv['file']} with its own sidecar, or use --no-sidecar to restore {png.name} as a plain image")
     if data is None:
         return

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -339,15 +340,15 @@ class Restorer:
         settings' operator parameters (preset < preset file < `options.params`) at `options.sigma_y`; for denoise,
         blurs and super-resolution without --sigma-y (or a preset file's sigma_y), at the noise level estimated from
         y within `noise_level_bounds`; for inpaint-box and inpaint-mask at sigma_y 0 (`KEEP_PHOTO_PIXELS`); for
-        deblur-gauss without a `sigma` parameter (-p or preset file), with the blur width estimated from y (`m.notes`
-        say so). jpeg_sigma: y was decoded from a lossily coded file of this noise scale (`images.compression_sigma`:
+        deblur-gauss without a `sigma` parameter (-p or preset file) and deblur-defocus without `radius`, with the
+        blur width or disk radius read from y (`blur_notes`; `m.notes` say so). jpeg_sigma: y was decoded from a lossily coded file of this noise scale (`images.compression_sigma`:
         a JPEG's quantisation, a lossy WebP, a palette); it raises the lowest level read (`noise_level_floor`), and the
         level is then also read on the luma (for blurs, on its 2x2 means unless the width read is under
         COARSE_LUMA_MIN_WIDTH), where lossy coding leaves the noise.
         ValueError where a plain image cannot be the measurement (`plain_image_refusal`: deblur-motion without
         `kernel` or `seed`, inpaint-random without `seed`, phase-retrieval)."""
         from ncvsd_cli import images
-        from ncvsd_cli.blur_estimate import estimate_gaussian_blur
+        from ncvsd_cli.blur_estimate import read_blur
         from ncvsd_cli.measurement import (
             distinct_channels,
             estimate_luma_noise_sigma,
@@ -365,7 +366,9 @@ class Restorer:
         preset = self.options.preset_file if isinstance(self.options.preset_file, dict) else {}
         bounds = noise_level_bounds(task)
         unknown = bounds is not None and self.options.sigma_y is None and "sigma_y" not in preset
-        width = estimate_gaussian_blur(y) if task == "deblur-gauss" and "sigma" not in given else None
+        blur_param = BLUR_READ.get(task)  # the blur read from the image unless given (-p or preset file)
+        reading = read_blur(y) if blur_param and blur_param not in given else None
+        width = None if reading is None else reading.width if task == "deblur-gauss" else reading.radius / 2
         if unknown and not noise_patch_side(*distinct_channels(y[0]).shape):
             notes.append(f"noise level sigma_y {sigma_y:g}, the task preset's: the image is too small to read it from "
                          "(--sigma-y sets it)")
@@ -393,20 +396,8 @@ class Restorer:
             sigma_y = 0.0
             notes.append("the photo's own pixels are kept as they are (sigma_y 0; --sigma-y S treats them as noisy "
                          "with std S and retouches them too)")
-        if task == "deblur-gauss" and "sigma" not in given:  # the width read above: the preset's 3 px is the paper's
-            if width is not None:
-                params["sigma"] = round(max(width, MIN_BLUR_SIGMA), 2)
-                notes.append(f"estimated Gaussian blur sigma {params['sigma']:.2f} px (-p sigma=S sets it)"
-                             + (": the image looks unblurred" if width < 0.5 else "")
-                             + ("; an image under 128 px holds little evidence of the width (64-px photos blurred by "
-                                "1.5 px read 0.9-1.8): if edges ring or look over-sharpened, try a smaller sigma"
-                                if min(y.shape[-2:]) < BLUR_EVIDENCE_SIDE else ""))
-                need = 2 * math.ceil(3 * params["sigma"]) + 1  # +-3 sigma holds 99.7 % of the kernel's mass
-                if int(params.get("kernel_size", need)) < need:
-                    notes.append(f"kernel_size {params['kernel_size']} cuts off the estimated Gaussian's tails "
-                                 f"(it needs >= {need}): the blur is modelled truncated")
-            else:
-                notes.append(f"blur width not estimated (image under 32 px or flat): sigma {params.get('sigma')} px")
+        if blur_param and blur_param not in given:  # read above: the preset's width is the paper's (a guess here)
+            notes += blur_notes(task, reading, params, tuple(y.shape[-2:]))
         m = measurement_from_image(y, task, params, sigma_y, source=source, grey=grey)
         if task == "inpaint-mask":
             notes += mask_notes(float(m.operator().mask.mean()), bool(params.get("invert", False)),
@@ -641,6 +632,47 @@ COARSE_LUMA_MIN_WIDTH = 1.0
 #: Images with a side under this (px) read a Gaussian blur's width loosely, and the note says so
 #: (benchmarks/blur-estimate-64/: 64-px validation crops).
 BLUR_EVIDENCE_SIDE = 128
+#: The operator parameter a plain image's blur is read into, per task (`Restorer.measurement`).
+BLUR_READ = {"deblur-gauss": "sigma", "deblur-defocus": "radius"}
+#: deblur-gauss notes that a disk fits the blur better (`blur_notes`) from this radius (px) and this evidence per
+#: periodogram value (nats; about 100 on a 256-px photo): on 21 training photos Gaussian and Pillow blurs of 1-3 px
+#: stayed under it (at most 0.0002) and disks of radius 4-8 px over it (at least 0.0047; benchmarks/defocus/).
+DEFOCUS_NOTE_RADIUS, DEFOCUS_NOTE_NATS = 3.0, 0.002
+
+
+def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]) -> list[str]:
+    """Sets params' blur width (deblur-gauss: "sigma") or disk radius (deblur-defocus: "radius") from `reading`
+    (`blur_estimate.read_blur`; None: the image is under 32 px or flat, the preset's value stays) and returns the
+    notes that say so: an unblurred look, a small image's loose reading, the other blur model fitting better, a
+    kernel_size cutting a Gaussian's tails."""
+    from ncvsd_cli.blur_estimate import MIN_RADIUS
+
+    key = BLUR_READ[task]
+    what = "width" if key == "sigma" else "radius"
+    if reading is None:
+        return [f"blur {what} not estimated (image under 32 px or flat): {key} {params.get(key)} px"]
+    if task == "deblur-gauss":
+        params["sigma"] = round(max(reading.width, MIN_BLUR_SIGMA), 2)
+        notes = [f"estimated Gaussian blur sigma {params['sigma']:.2f} px (-p sigma=S sets it)"
+                 + (": the image looks unblurred" if reading.width < 0.5 else "")]
+        if reading.radius >= DEFOCUS_NOTE_RADIUS and reading.defocus_nats >= DEFOCUS_NOTE_NATS * reading.frequencies:
+            notes.append(f"the blur looks like defocus: a disk of radius {reading.radius:g} px fits it better than "
+                         "any Gaussian (--task deblur-defocus restores it with that disk)")
+        need = 2 * math.ceil(3 * params["sigma"]) + 1  # +-3 sigma holds 99.7 % of the kernel's mass
+        if int(params.get("kernel_size", need)) < need:
+            notes.append(f"kernel_size {params['kernel_size']} cuts off the estimated Gaussian's tails "
+                         f"(it needs >= {need}): the blur is modelled truncated")
+    else:
+        params["radius"] = max(reading.radius, MIN_RADIUS)
+        notes = [f"estimated defocus radius {params['radius']:g} px (-p radius=R sets it)"
+                 + (": the image looks unblurred" if reading.radius < 1 else "")]
+        if reading.defocus_nats < 0 and reading.width >= 0.5:
+            notes.append(f"a Gaussian of sigma {reading.width:.2f} px fits the blur better than a disk "
+                         "(--task deblur-gauss)")
+    if min(size) < BLUR_EVIDENCE_SIDE:
+        notes[0] += (f"; an image under 128 px holds little evidence of the {what} (64-px photos blurred by 1.5 px "
+                     f"read 0.9-1.8): if edges ring or look over-sharpened, try a smaller {key}")
+    return notes
 
 
 #: Tasks whose plain images are restored at sigma_y 0 (the measured pixels returned as they are, `Operator.exact_fit`):
@@ -751,8 +783,8 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
 
     options: fields of `RestoreOptions` (method, nfe, seed, samples, sigma_y, params, checkpoint, device,
     precision, ...; see `ncvsd restore --help` for their meaning). As for a plain image on the command line,
-    deblur-gauss without params["sigma"] reads the blur width from y, and denoise, blurs and super-resolution
-    without sigma_y the noise level (`noise_level_bounds`);
+    deblur-gauss without params["sigma"] reads the blur width from y (deblur-defocus without params["radius"] the
+    disk's radius), and denoise, blurs and super-resolution without sigma_y the noise level (`noise_level_bounds`);
     deblur-motion needs params["kernel"] or params["seed"], inpaint-random params["seed"]; the notes `ncvsd restore`
     prints (the level and width read, pixels kept) go to the logger "ncvsd.restore" at INFO level
     (`logging.basicConfig(level=logging.INFO)` shows them). jpeg_sigma: y was decoded from a lossily coded file
@@ -768,6 +800,10 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
     opts = RestoreOptions(task=task, **options).validate()
     restorer = Restorer.from_options(opts, load=False)
     y = images.as_image_tensor(y)
+    low, high = float(y.min()), float(y.max())
+    if 0 <= low < high <= 1:  # a [0, 1] image is restored as washed out (a flat one is left alone: any scale)
+        warnings.warn("restore_image: y has no value below 0 or above 1: it expects [-1, 1] (x * 2 - 1 maps a [0, 1] "
+                      "image; images.from_unit does it)", stacklevel=2)
     grey = y.shape[1] == 1 and restorer.channels == 3  # restored in colour, returned grey (as `ncvsd restore`)
     m = restorer.measurement(images.match_channels(y, 3) if grey else y, task, grey=grey, jpeg_sigma=jpeg_sigma)
     for note in m.notes:  # what `ncvsd restore` prints (levels and widths read, pixels kept): logger "ncvsd.restore"

@@ -1,4 +1,5 @@
-"""Circular deblurring (docs/method.md §4.3–4.4): A(x) = k ⊛ x, a circular convolution computed by FFT, per channel.
+"""Circular deblurring (docs/method.md §4.3–4.4): A(x) = k ⊛ x, a circular convolution computed by FFT, per channel;
+k a Gaussian, a defocus disk, a motion path or a user's kernel.
 
 The kernel (any size, odd or even, also larger than the image: it then wraps around) is laid on an H×W grid
 with its centre tap k[kh//2, kw//2] at the grid position `q`, so a delta at p moves to the kernel centred at p + q.
@@ -123,7 +124,7 @@ def reflect_indices(n: int, m: int) -> torch.Tensor:
 
 def check_kernel(kernel: Any, name: str = "kernel", normalize: bool = True) -> np.ndarray:
     """A 2-D, finite, float64 kernel with a non-zero sum; divided by its sum when `normalize`."""
-    k = np.asarray(as_array(kernel, name), dtype=np.float64)
+    k = np.asarray(as_array(kernel, name, max_side=MAX_KERNEL_SIZE), dtype=np.float64)
     if k.ndim != 2 or k.size == 0:
         raise ValueError(f"{name} must be a non-empty 2-D array, got shape {k.shape}")
     if not np.isfinite(k).all():
@@ -356,6 +357,42 @@ class MotionBlur(CircularBlur):
     def extra_config(self) -> dict[str, Any]:
         return {"kernel_size": self.kernel_size, "intensity": self.intensity, "seed": self.seed,
                 "kernel": encode_array(self.kernel), **super().extra_config()}
+
+
+#: Sub-pixel samples per axis for the defocus disk's pixel coverage (16² per pixel: coverage exact to ~1/256).
+DISK_SUPERSAMPLING = 16
+
+
+def disk_kernel(radius: float) -> np.ndarray:
+    """A uniform disk of `radius` px (> 0): each tap the fraction of its pixel the disk covers (16² sub-pixel
+    samples; pixels wholly inside 1), normalised to sum 1; (2m + 1)² with m = ceil(radius + 0.71), every pixel
+    the disk touches."""
+    m = int(np.ceil(radius + np.sqrt(0.5)))
+    sub = (np.arange(DISK_SUPERSAMPLING) + 0.5) / DISK_SUPERSAMPLING - 0.5  # sample offsets within a pixel
+    axis = (np.arange(-m, m + 1)[:, None] + sub[None]).ravel()  # (2m+1)·S sample positions
+    inside = (axis[:, None] ** 2 + axis[None] ** 2 <= radius**2).astype(np.float64)
+    n = 2 * m + 1
+    coverage = inside.reshape(n, DISK_SUPERSAMPLING, n, DISK_SUPERSAMPLING).mean(axis=(1, 3))
+    return coverage / coverage.sum()
+
+
+@register
+class DefocusBlur(CircularBlur):
+    """Defocus blur: a uniform disk of `radius` px (4 by default; per-axis std radius/2), anti-aliased
+    (`disk_kernel`), the out-of-focus blur of a lens with a round aperture (docs/method.md §4.3, "Defocus")."""
+
+    name = "deblur-defocus"
+
+    def __init__(self, image_shape: tuple[int, int, int], radius: float = 4.0, shift: bool = False,
+                 boundary: str = "circular"):
+        super().__init__(image_shape)
+        self.radius = positive_float(radius, "radius")
+        if self.radius > MAX_KERNEL_SIZE // 2 - 1:
+            raise ValueError(f"radius must be <= {MAX_KERNEL_SIZE // 2 - 1} px, got {radius}")
+        self._set_kernel(disk_kernel(self.radius), shift, boundary)
+
+    def extra_config(self) -> dict[str, Any]:
+        return {"radius": self.radius, **super().extra_config()}
 
 
 @register

@@ -118,7 +118,7 @@ class MaskInpainting(MaskOperator):
         if mask is None:
             raise ValueError("mask is required for inpaint-mask (an image path, array or tensor; white = known)")
         c, h, w = self.image_shape
-        a = np.asarray(as_array(mask, "mask"), dtype=np.float64)
+        a = np.asarray(as_array(mask, "mask", shape=(h, w)), dtype=np.float64)  # a file's size checked unread
         given = a.shape
         if a.ndim == 4 and a.shape[0] == 1:
             a = a[0]

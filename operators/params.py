@@ -37,14 +37,47 @@ def decode_array(d: dict[str, Any]) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype).reshape(d["shape"]).astype(dtype.newbyteorder("="))
 
 
-def load_gray_image(path: str | Path) -> np.ndarray:
-    """A mask or kernel image as float64 in [0, 1]: colour images are averaged over R, G, B; transparency reads as
-    black (times alpha: a transparent hole of a mask, nothing of a kernel); 8- and 16-bit images are scaled by their
-    maximum code value."""
+class ImageSizeError(ValueError):
+    """A mask or kernel image of the wrong size, told from its header (`load_gray_image`)."""
+
+
+#: EXIF Orientation values (tag 0x0112) that turn the stored image by 90° (transpose, 90°, transverse, 270°).
+TURNED_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def displayed_size(im) -> tuple[int, int]:
+    """(H, W) of an opened Pillow image as it is shown: stored size, swapped when its EXIF orientation turns it by
+    90° (what `ImageOps.exif_transpose` gives), read without decoding the pixels (Pillow's PNG `getexif` decodes
+    them to look for an eXIf chunk after the pixel data: a PNG's orientation is read only from one before it)."""
     from PIL import Image
+
+    if im.format == "PNG":
+        exif = Image.Exif()
+        if im.info.get("exif"):
+            exif.load(im.info["exif"])
+    else:
+        exif = im.getexif()
+    turned = exif.get(0x0112) in TURNED_ORIENTATIONS
+    return (im.width, im.height) if turned else (im.height, im.width)
+
+
+def load_gray_image(path: str | Path, shape: tuple[int, int] | None = None,
+                    max_side: int | None = None) -> np.ndarray:
+    """A mask or kernel image as float64 in [0, 1], turned as its EXIF orientation says (as images are shown):
+    colour images are averaged over R, G, B; transparency reads as black (times alpha: a transparent hole of a mask,
+    nothing of a kernel); 8- and 16-bit images are scaled by their maximum code value. A (H, W) `shape` other than
+    the file's, or a side over `max_side`, is refused (ValueError) from the header, before the pixels are decoded."""
+    from PIL import Image, ImageOps
 
     alpha = None
     with Image.open(path) as im:
+        h, w = displayed_size(im)
+        if shape is not None and (h, w) != tuple(shape):
+            raise ImageSizeError(f"is {w}x{h} pixels, the image {shape[1]}x{shape[0]}: give a mask of the image's "
+                                 "size (resize it, nearest neighbour, to match)")
+        if max_side is not None and max(h, w) > max_side:
+            raise ImageSizeError(f"is {w}x{h} pixels, more than {max_side} on a side")
+        im = ImageOps.exif_transpose(im)
         if im.mode in ("PA", "LA", "RGBA") or (im.mode == "P" and "transparency" in im.info):
             im = im.convert("RGBA")
             alpha = np.asarray(im)[..., 3] / 255.0
@@ -63,8 +96,9 @@ def load_gray_image(path: str | Path) -> np.ndarray:
     return a if alpha is None else a * alpha
 
 
-def as_array(value: Any, name: str) -> np.ndarray:
-    """Turn an array parameter (tensor, ndarray, nested list, path, encoded dict) into a numpy array."""
+def as_array(value: Any, name: str, **image_checks: Any) -> np.ndarray:
+    """Turn an array parameter (tensor, ndarray, nested list, path, encoded dict) into a numpy array; image files
+    through `load_gray_image(path, **image_checks)`."""
     if isinstance(value, dict):
         return decode_array(value)
     if isinstance(value, torch.Tensor):
@@ -76,7 +110,9 @@ def as_array(value: Any, name: str) -> np.ndarray:
         if path.suffix.lower() == ".npy":
             return np.load(path, allow_pickle=False)
         try:
-            return load_gray_image(path)
+            return load_gray_image(path, **image_checks)
+        except ImageSizeError as exc:
+            raise ValueError(f"{name}: {path} {exc}") from None
         except (OSError, ValueError) as exc:  # Pillow's UnidentifiedImageError is an OSError
             raise ValueError(f"{name}: cannot read {path} as .npy or image ({exc})") from None
     try:

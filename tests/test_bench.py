@@ -434,3 +434,25 @@ def test_a_generators_teacher_not_found_is_replaced_with_a_warning(assets, tmp_p
                                    teacher=None, resolution=RES), "cpu")
     assert nets.info["teacher"]["name"] == default_checkpoint("teacher")
     assert "the generator's teacher gone-teacher.safetensors is not found here" in caplog.text
+
+
+def test_cli_names_small_images_says_a_failure_once_under_quiet_and_leaves_out_empty_header_lines(tmp_path, caplog):
+    """A dataset image smaller than the resolution is enlarged, and a warning says its reference is interpolated;
+    with -q a failed image's error is printed once (not again as a recap); a classical-only run has no network
+    precision, and summary.md leaves the line out instead of printing it empty."""
+    from ncvsd_cli.cli import app
+
+    data = tmp_path / "imgs"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        Image.fromarray((rng.random((40, 48, 3)) * 255).astype(np.uint8)).save(data / f"{name}.png")
+    (data / "c.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    res = CliRunner().invoke(app, ["bench", "--dataset", str(data), "--tasks", "sr4", "--methods", "classical",
+                                   "--resolution", "64", "--out", str(tmp_path / "out"), "-q"])
+    assert res.exit_code == 1, res.output
+    logged = [r.getMessage() for r in caplog.records if r.name == "ncvsd.bench"]  # stderr outside pytest
+    assert any("a.png: 48x40 px, enlarged to 64 px: its reference is an interpolated image" in m for m in logged)
+    assert (res.stderr + "".join(logged)).count("cannot decode image") == 1, (res.stderr, logged)
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "- resolution: images of 64x64 px" in summary and "precision" not in summary

@@ -10,7 +10,13 @@ import torch
 from PIL import Image
 
 import operators
-from ncvsd_cli.blur_estimate import MIN_SIZE, estimate_gaussian_blur
+from ncvsd_cli.blur_estimate import (
+    MIN_SIZE,
+    RADIUS_STEP,
+    estimate_defocus_radius,
+    estimate_gaussian_blur,
+    read_blur,
+)
 from ncvsd_cli.images import load_image
 
 
@@ -116,3 +122,62 @@ def test_heavy_noise_does_not_hide_the_blur_and_pure_noise_reads_sharp(seed):
     y = y + 0.2 * torch.randn(y.shape, generator=torch.Generator().manual_seed(seed))
     assert estimate_gaussian_blur(y) == pytest.approx(2.0, abs=0.6)
     assert estimate_gaussian_blur(torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(seed))) == 0.0
+
+
+@pytest.mark.parametrize("radius", [2.0, 4.5, 9.0])
+@pytest.mark.parametrize("boundary", ["circular", "reflect"])
+def test_defocus_disk_radius_is_recovered_and_tells_itself_from_a_gaussian(radius, boundary):
+    """A power-law field blurred by the deblur-defocus operator (an anti-aliased disk): the radius reads to the
+    grid step, the disk fits better than any Gaussian, and the Gaussian fit reads the disk far too narrow for
+    large radii (its spectral zeros look like noise)."""
+    x = power_law_field(141, 163, 0.0, seed=int(radius * 3))
+    op = operators.create("deblur-defocus", (3, 141, 163), radius=radius, boundary=boundary)
+    y = op(x) + 0.003 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    assert estimate_defocus_radius(y) == pytest.approx(radius, abs=RADIUS_STEP)
+    reading = read_blur(y)
+    assert reading.radius == pytest.approx(radius, abs=RADIUS_STEP) and reading.defocus_nats > 100
+    if radius >= 4.5:
+        assert estimate_gaussian_blur(y) < 0.8 * radius / 2
+
+
+@pytest.mark.parametrize("blur", [1.5, 3.0])
+def test_a_gaussian_blur_is_not_taken_for_defocus(blur):
+    y = power_law_field(141, 163, blur, seed=7) + 0.003 * torch.randn(1, 3, 141, 163,
+                                                                      generator=torch.Generator().manual_seed(1))
+    assert read_blur(y).defocus_nats < 0
+
+
+def test_defocus_reads_none_on_tiny_or_flat_images_and_at_most_a_pixel_on_sharp_ones():
+    assert estimate_defocus_radius(torch.zeros(1, 3, MIN_SIZE - 1, 64)) is None
+    assert read_blur(torch.full((1, 3, 64, 64), 0.3)) is None
+    assert estimate_defocus_radius(0.1 * torch.randn(1, 1, 48, 200, generator=torch.Generator().manual_seed(0))) <= 1
+    assert estimate_defocus_radius(power_law_field(128, 128, 0.0, seed=3)) <= 1
+
+
+def test_restore_reads_a_defocus_radius_and_deblur_gauss_names_defocus(tmp_path):
+    """`restore --task deblur-defocus` of a plain image reads the disk's radius (note, `blur_radius` in --json);
+    `--task deblur-gauss` of the same image notes that a disk fits better; -p radius is used as given."""
+    from typer.testing import CliRunner
+
+    from ncvsd_cli.cli import app
+    from ncvsd_cli.images import save_image
+
+    x = power_law_field(136, 140, 0.0, seed=9)
+    op = operators.create("deblur-defocus", (3, 136, 140), radius=5.0, boundary="reflect")
+    save_image((op(x) + 0.005 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))).clamp(-1, 1),
+               str(tmp_path / "d.png"))
+    runner = CliRunner()
+
+    def result(*args: str) -> dict:
+        res = runner.invoke(app, ["restore", *args, str(tmp_path / "d.png"), "--method", "wiener", "--json", "-q",
+                                  "-o", str(tmp_path / f"r{args[1]}{len(args)}.png")])
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout.splitlines()[-1])["results"][0]
+
+    read = result("--task", "deblur-defocus")
+    assert read["blur_radius"] == pytest.approx(5.0, abs=RADIUS_STEP)
+    assert any(f"estimated defocus radius {read['blur_radius']:g} px" in n for n in read["notes"]), read["notes"]
+    gauss = result("--task", "deblur-gauss")
+    assert any("looks like defocus" in n and "--task deblur-defocus" in n for n in gauss["notes"]), gauss["notes"]
+    given = result("--task", "deblur-defocus", "-p", "radius=3")
+    assert given["blur_radius"] == 3 and not any("defocus radius" in n for n in given["notes"])

@@ -17,8 +17,8 @@ import operators
 from operators import registry, resize
 
 SHAPE = (3, 13, 11)  # odd and non-square
-EXPECTED = {"inpaint-box", "inpaint-random", "inpaint-mask", "sr2", "sr4", "sr8", "deblur-gauss", "deblur-motion",
-            "deblur-kernel", "denoise", "phase-retrieval"}
+EXPECTED = {"inpaint-box", "inpaint-random", "inpaint-mask", "sr2", "sr4", "sr8", "deblur-gauss", "deblur-defocus",
+            "deblur-motion", "deblur-kernel", "denoise", "phase-retrieval"}
 ALL = sorted(EXPECTED)
 LINEAR = [n for n in ALL if n != "phase-retrieval"]
 
@@ -34,6 +34,8 @@ def small_params(name: str, shape: tuple[int, int, int]) -> dict:
         return {"sigma": 1.0, "kernel_size": 5}
     if name == "deblur-motion":
         return {"kernel_size": 7, "seed": 3}
+    if name == "deblur-defocus":
+        return {"radius": 1.7}
     return {}
 
 
@@ -280,11 +282,34 @@ def test_gaussian_kernel_matches_reference():
     assert support.min() == 30 - 12 and support.max() == 30 + 12  # truncate = 4 → radius 12, 25×25 support
 
 
-@pytest.mark.parametrize("name", ["deblur-gauss", "deblur-motion", "deblur-kernel"])
+@pytest.mark.parametrize("name", ["deblur-gauss", "deblur-defocus", "deblur-motion", "deblur-kernel"])
 def test_blur_preserves_constants_and_kernels_larger_than_image(name):
     params = {"deblur-kernel": {"kernel": np.pad(np.ones((13, 11)), 20)}}.get(name, {})  # 53×51, zero frame
     op = operators.create(name, (1, 13, 11), **params)  # default 61×61 kernels wrap around the 13×11 grid
     torch.testing.assert_close(op(torch.full((1, 1, 13, 11), 0.3)), torch.full((1, 1, 13, 11), 0.3))
+
+
+@pytest.mark.parametrize("radius", [0.6, 2.0, 3.3, 7.5])
+def test_defocus_disk_is_the_pixel_coverage_of_a_disk(radius):
+    """Each tap is the fraction of its pixel inside the disk: taps sum to 1, the kernel has the disk's symmetries,
+    pixels wholly inside are equal (the largest tap), its area (sum / largest tap) is pi R^2 and its per-axis variance
+    R^2 / 4 + 1/12 (a disk's, plus the pixel's own) from 3 px, within the 16x16 sampling's error."""
+    from operators.blur import disk_kernel
+
+    k = disk_kernel(radius)
+    m = k.shape[0] // 2
+    assert k.shape == (2 * m + 1, 2 * m + 1) and k.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(k, k.T, atol=1e-15)
+    np.testing.assert_allclose(k, k[::-1], atol=1e-15)
+    coords = np.arange(-m, m + 1)
+    inside = (np.abs(coords)[:, None] + 0.5) ** 2 + (np.abs(coords)[None] + 0.5) ** 2 <= radius**2
+    if inside.any():
+        np.testing.assert_allclose(k[inside], k.max())
+        assert k.sum() / k.max() == pytest.approx(math.pi * radius**2, rel=0.02)
+    if radius >= 3:
+        assert float((k.sum(0) * coords**2).sum()) == pytest.approx(radius**2 / 4 + 1 / 12, rel=0.02)
+    op = operators.create("deblur-defocus", (1, 21, 23), radius=radius)
+    assert op.extra_config()["radius"] == radius
 
 
 def test_motion_kernel_is_seeded_and_stored(monkeypatch):

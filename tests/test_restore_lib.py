@@ -322,17 +322,21 @@ def test_a_noisy_jpegs_level_is_read_on_its_luma(tmp_path, quality):
             assert m.sigma_y == pytest.approx(0.7 * luma, abs=0.0025) and "on the luma" in m.notes[0], m.notes
 
 
-@pytest.mark.parametrize("width, coarse", [(0.3, False), (1.5, True), (None, True)])
-def test_the_coarse_luma_reading_needs_a_blurred_image(monkeypatch, width, coarse):
-    """deblur-gauss without -p sigma reads the level on the luma's 2x2 means only when the width read is >= 1 px
-    (or none could be read): a sharp photo's texture reads as noise there."""
+@pytest.mark.parametrize("task, width, radius, coarse", [
+    ("deblur-gauss", 0.3, 5.0, False), ("deblur-gauss", 1.5, 0.5, True), ("deblur-gauss", None, None, True),
+    ("deblur-defocus", 3.0, 1.5, False), ("deblur-defocus", 0.3, 2.5, True)])
+def test_the_coarse_luma_reading_needs_a_blurred_image(monkeypatch, task, width, radius, coarse):
+    """deblur-gauss without -p sigma (deblur-defocus without -p radius) reads the level on the luma's 2x2 means only
+    when the width read (the disk's std, radius / 2) is >= 1 px (or none could be read): a sharp photo's texture
+    reads as noise there."""
     from ncvsd_cli import blur_estimate, measurement
 
     calls = []
-    monkeypatch.setattr(blur_estimate, "estimate_gaussian_blur", lambda y: width)
+    reading = None if width is None else blur_estimate.BlurReading(width, radius, -1.0, 1000)
+    monkeypatch.setattr(blur_estimate, "read_blur", lambda y: reading)
     monkeypatch.setattr(measurement, "estimate_luma_noise_sigma", lambda y, coarse=False: calls.append(coarse) or 0.0)
     y = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    Restorer(None, None, RestoreOptions(task="deblur-gauss").validate()).measurement(y, "deblur-gauss", jpeg_sigma=0.01)
+    Restorer(None, None, RestoreOptions(task=task).validate()).measurement(y, task, jpeg_sigma=0.01)
     assert calls == ([False, True] if coarse else [False])
 
 
@@ -478,3 +482,18 @@ def test_a_grey_measurement_to_denoise_is_sampled_at_the_grey_scale_of_its_level
     # `degrade` of a grey image draws each channel's noise apart: its measurement keeps the level
     made = degrade(torch.zeros(1, 3, 16, 16), "denoise", sigma_y=0.04, seed=0, grey=True)
     assert made.grey and Restorer(None, None, RestoreOptions(task="denoise").validate()).sampler_level(made) == 0.04
+
+
+def test_restore_image_warns_of_an_image_on_the_unit_scale():
+    """A [0, 1] tensor (the commonest slip: restore expects [-1, 1]) is restored as a washed-out picture: a warning
+    says so; a [-1, 1] image is not warned about."""
+    import warnings
+
+    from ncvsd_cli.restore import restore_image
+
+    x = torch.rand(1, 3, 12, 11, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning, match=r"expects \[-1, 1\]"):
+        restore_image(x, "sr2", method="classical", sigma_y=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        restore_image(x * 2 - 1, "sr2", method="classical", sigma_y=0.01)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,6 +106,66 @@ def test_a_mask_that_keeps_nothing_is_refused_in_words(tmp_path, ckpt):
     error = summary["results"][0]["error"]
     assert "keeps no pixel" in error and "invert=true" in error and "reduction" not in error
     assert not (tmp_path / "out.png").exists()
+
+
+def _exif_turned(path, arr: np.ndarray) -> None:
+    """Save arr (H, W[, 3]) as a JPEG stored turned (W x H) with EXIF orientation 6, so that it shows as arr."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise: stored as the picture turned back
+    Image.fromarray(np.ascontiguousarray(np.rot90(arr, 1))).save(path, quality=95, exif=exif)
+
+
+def test_masks_and_photos_turned_by_exif_are_read_as_shown(tmp_path, ckpt):
+    """Phones store photos turned, with an EXIF orientation: the photo is restored as shown (portrait), so a mask
+    drawn on it as shown fits (it was refused against the stored size), a mask file that is itself turned by EXIF
+    is read as shown, and `image_size` agrees with the decoded image."""
+    from ncvsd_cli import images
+
+    photo = (np.random.default_rng(0).random((21, 14, 3)) * 255).astype(np.uint8)  # shown 14 wide, 21 tall
+    _exif_turned(tmp_path / "phone.jpg", photo)
+    assert Image.open(tmp_path / "phone.jpg").size == (21, 14)  # stored landscape
+    assert images.image_size(tmp_path / "phone.jpg") == (21, 14) == images.read_image(
+        tmp_path / "phone.jpg").tensor.shape[-2:]
+    known = _hole_mask(tmp_path / "mask.png", 21, 14)
+    summary = _restore("--task", "inpaint-mask", tmp_path / "phone.jpg", "-p", f"mask={tmp_path / 'mask.png'}", "-c",
+                       ckpt, "--method", "biharmonic", "-o", tmp_path / "out.png")
+    assert summary["results"][0]["size"] == [21, 14]
+    _exif_turned(tmp_path / "mask.jpg", np.where(known, 255, 0).astype(np.uint8))
+    op = operators.create("inpaint-mask", (3, 21, 14), mask=str(tmp_path / "mask.jpg"))
+    assert torch.equal(op.mask[0, 0].bool(), torch.from_numpy(known))
+
+
+def test_a_mask_or_kernel_file_of_the_wrong_size_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
+    """A mask's size (and a kernel image's side) is checked from the header: a huge file is refused without
+    decoding it (12000 x 12000 took 67 s and 5.6 GB before), and the message says how to fix it."""
+    from PIL import Image as PILImage
+
+    Image.new("L", (40, 30), 255).save(tmp_path / "big.png")
+    Image.new("L", (2100, 3), 255).save(tmp_path / "wide.png")
+    monkeypatch.setattr(PILImage.Image, "load", lambda self: pytest.fail("decoded"))
+    with pytest.raises(ValueError, match=r"mask: .*big.png is 40x30 pixels, the image 13x15: .*resize"):
+        operators.create("inpaint-mask", (3, 15, 13), mask=str(tmp_path / "big.png"))
+    with pytest.raises(ValueError, match=r"kernel: .*wide.png is 2100x3 pixels, more than 2049 on a side"):
+        operators.create("deblur-kernel", (3, 15, 13), kernel=str(tmp_path / "wide.png"))
+
+
+@pytest.mark.parametrize("command", ["restore", "degrade"])
+def test_the_mask_file_in_the_photos_folder_is_not_taken_for_a_photo(tmp_path, ckpt, command):
+    """`-p mask=photos/mask.png photos/`: the mask is left out of the folder's inputs with a note (it was inpainted
+    with itself); named on its own it is an input."""
+    (tmp_path / "photos").mkdir()
+    _png(tmp_path / "photos" / "a.png", 15, 13)
+    _hole_mask(tmp_path / "photos" / "mask.png")
+    extra = ("-c", ckpt, "--method", "biharmonic") if command == "restore" else ()
+    res = run(command, "--task", "inpaint-mask", "-p", f"mask={tmp_path / 'photos' / 'mask.png'}", *extra,
+              tmp_path / "photos", "-o", tmp_path / "out", "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.splitlines()[-1])
+    assert [Path(r["input"]).name for r in summary["results"]] == ["a.png"]
+    assert "the -p mask file, left out of the inputs" in res.stderr
+    res = run(command, "--task", "inpaint-mask", "-p", f"mask={tmp_path / 'photos' / 'mask.png'}", *extra,
+              tmp_path / "photos" / "mask.png", "-o", tmp_path / "named", "--json")
+    assert res.exit_code == 0 and len(json.loads(res.stdout.splitlines()[-1])["results"]) == 1, res.output
 
 
 def test_a_transparent_part_of_a_mask_is_a_hole_and_grey_levels_are_noted(tmp_path, ckpt):

@@ -8,6 +8,7 @@ file-name order (zip members by their path inside the archive), so an image's in
 
 from __future__ import annotations
 
+import logging
 import os
 import zipfile
 from collections.abc import Callable
@@ -78,10 +79,17 @@ def fit_resolution(x: torch.Tensor, resolution: int) -> torch.Tensor:
     return x.clamp(-1, 1)
 
 
-def _decode(source: Path | bytes, resolution: int) -> torch.Tensor:
+def _decode(source: Path | bytes, resolution: int, name: str) -> torch.Tensor:
+    """A dataset file at `resolution` (`fit_resolution`); one smaller than that is enlarged, and a warning says
+    that its reference is then an interpolated image."""
     from ncvsd_cli.images import load_image  # the one home of file -> tensor conversion
 
-    return fit_resolution(load_image(source), resolution)
+    x = load_image(source)
+    if min(x.shape[-2:]) < resolution:
+        logging.getLogger("ncvsd.bench").warning(
+            "%s: %dx%d px, enlarged to %d px: its reference is an interpolated image (--resolution sets the size)",
+            name, x.shape[-1], x.shape[-2], resolution)
+    return fit_resolution(x, resolution)
 
 
 def _stem(name: str) -> str:
@@ -91,7 +99,7 @@ def _stem(name: str) -> str:
 def _folder_entries(root: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
     files = sorted(p for p in root.rglob("*")
                    if p.is_file() and is_listed_image(p.relative_to(root).as_posix(), IMAGE_SUFFIXES))
-    return [(p.relative_to(root).as_posix(), (lambda res, p=p: _decode(p, res))) for p in files]
+    return [(p.relative_to(root).as_posix(), (lambda res, p=p: _decode(p, res, p.name))) for p in files]
 
 
 def _zip_entries(path: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
@@ -103,7 +111,7 @@ def _zip_entries(path: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
 
     def load(res: int, name: str) -> torch.Tensor:
         with zipfile.ZipFile(path) as zf:
-            return _decode(zf.read(name), res)
+            return _decode(zf.read(name), res, name)
 
     return [(n, (lambda res, n=n: load(res, n))) for n in names]
 
@@ -114,7 +122,7 @@ def _entries(path: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
     if path.is_file() and zipfile.is_zipfile(path):
         return _zip_entries(path)
     if path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES):  # given by name: hidden or not
-        return [(path.name, (lambda res: _decode(path, res)))]
+        return [(path.name, (lambda res: _decode(path, res, path.name)))]
     raise DatasetError(f"dataset path {path} is not a folder, a zip file or an image")
 
 

@@ -145,7 +145,7 @@ def write_summary(out: str | os.PathLike, rows: list[dict[str, Any]], lpips_net:
     out = Path(out)
     summary = summarize(rows, lpips_net)
     keys = ("dataset", "resolution", "seed", "device", "batch_size", "precision", "generator", "teacher")
-    header = {k: config[k] for k in keys if config and k in config}
+    header = {k: config[k] for k in keys if config and config.get(k) not in (None, "")}  # e.g. no precision
     _atomic_write(out / SUMMARY_MD, markdown(summary, lpips_net, header))
     doc = {"lpips_net": lpips_net, "lpips_column": lpips_column(lpips_net), "aggregation": AGGREGATION_TEXT,
            "config": config or {}, "summary": summary}

@@ -147,7 +147,7 @@ def bench(
             text = (outcome.out / (SUMMARY_JSON if as_json else SUMMARY_MD)).read_text()
             sys.stdout.write(text if not as_json else json.dumps(json.loads(text), indent=2) + "\n")
             sys.stdout.flush()
-        for msg in outcome.failed:
+        for msg in outcome.failed if not quiet else ():  # a recap below the progress; -q: printed once, as it failed
             common.error(msg)
         raise typer.Exit(common.EXIT_PARTIAL if outcome.failed else common.EXIT_OK)
 

@@ -50,7 +50,8 @@ SAMPLE_JSON_HELP = ("JSON Lines on stdout: one object per seed as it is written 
 PARAM_HELP = (
     "Operator parameter key=value (repeatable), e.g. -p sigma=1.5 (a milder Gaussian blur). Parameters: "
     "deblur-gauss sigma (px, read from a plain image by restore, else 3), kernel_size, boundary "
-    "(circular|reflect), shift; deblur-motion kernel_size, intensity (0-1), seed, kernel, boundary, shift; "
+    "(circular|reflect), shift; deblur-defocus radius (px, read from a plain image by restore, else 4), boundary, "
+    "shift; deblur-motion kernel_size, intensity (0-1), seed, kernel, boundary, shift; "
     "deblur-kernel kernel (.npy or image), normalize, boundary, shift; inpaint-box box_size (px); inpaint-random "
     "fraction (0-1), seed; inpaint-mask mask (image, white = known), invert (true: white = hole); sr2/sr4/sr8 "
     "likelihood (exact|langevin), kernel (the resizer that shrank the image: bicubic, the default, antialiased; "
@@ -285,6 +286,7 @@ class InputItem:
 def expand_inputs(
     specs: Sequence[str], skip: Callable[[Path], bool] | None = None, quiet: bool = False,
     identity: Callable[[Path], tuple[Path, Path]] | None = None, out: str | None = None,
+    params: dict | None = None,
 ) -> tuple[list[InputItem], list[tuple[str, str]]]:
     """Files, directories (their image files, sorted, not recursive), globs (`**` recursive) and "-" (stdin,
     at most once) -> (inputs in order without duplicates, [(spec, message)] for specs that matched nothing).
@@ -295,8 +297,9 @@ def expand_inputs(
     to read, what it stands for); files standing for the same thing are one input, silently (restore: an image
     and its measurement sidecar files). out: the -o argument; when it is an existing folder below the folder a
     glob searches, the files the glob finds inside it are left out with a note (a rerun of `'photos/**/*.png'
-    -o photos/restored/` does not take the earlier outputs for inputs; a file named on its own is kept). Raises
-    UsageError when no spec is given or "-" appears twice.
+    -o photos/restored/` does not take the earlier outputs for inputs; a file named on its own is kept). params:
+    the -p parameters; files they name (a mask, a kernel image) are left out of directory listings and globs with a
+    note. Raises UsageError when no spec is given or "-" appears twice.
     """
     if not specs:
         raise UsageError("no input given (files, directories, globs, or - for stdin)")
@@ -308,6 +311,15 @@ def expand_inputs(
     files: set[str] = set()
     out_dir = Path(out).expanduser().resolve() if out not in (None, "-") and Path(out).expanduser().is_dir() else None
     in_out: list[Path] = []
+    param_files = {Path(v).expanduser().resolve(): k for k, v in (params or {}).items()
+                   if isinstance(v, str) and Path(v).expanduser().is_file()}
+    as_params: list[Path] = []
+
+    def not_params(found: list[Path]) -> list[Path]:
+        """found without the files -p names (a mask or kernel in the folder of the photos)."""
+        named = [f for f in found if f.resolve() in param_files]
+        as_params.extend(f for f in named if f not in as_params)
+        return [f for f in found if f not in named]
 
     def outside_out(found: list[Path], root: Path) -> list[Path]:
         """The files a glob searching below `root` found outside the -o folder when that folder lies below `root`
@@ -339,14 +351,14 @@ def expand_inputs(
             continue
         p = Path(spec).expanduser()
         if p.is_dir():
-            found = [
+            found = not_params([
                 f
                 for f in sorted(p.iterdir())
                 if f.is_file()
                 and f.suffix.lower() in IMAGE_SUFFIXES
                 and not f.name.startswith(".")
                 and not (skip and skip(f))
-            ]
+            ])
             if not found:
                 missing.append(
                     (spec, f"{spec}: directory has no image files ({', '.join(IMAGE_SUFFIXES[:4])}, ...)")
@@ -358,13 +370,16 @@ def expand_inputs(
         elif glob.has_magic(spec):
             pattern = os.path.expanduser(spec)
             matched = [Path(f) for f in sorted(glob.glob(pattern, recursive=True)) if Path(f).is_file()]
-            found = [f for f in matched if not (skip and skip(f))] or matched  # only outputs: meant (`*_sr4.png`)
+            found = not_params([f for f in matched if not (skip and skip(f))] or matched)  # only outputs: meant
             if not found:
                 missing.append((spec, f"{spec}: no file matches this pattern"))
             for f in outside_out(found, _glob_root(pattern)):
                 add(f, _glob_root(pattern))
         else:
             missing.append((spec, f"{spec}: no such file or directory"))
+    for f in as_params:
+        note(f"{f}: the -p {param_files[f.resolve()]} file, left out of the inputs (name it on its own to read it)",
+             quiet)
     if in_out:
         note(f"{len(in_out)} file(s) found in the -o folder {out} left out (earlier outputs; name one on its own "
              "to read it)", quiet)

@@ -49,7 +49,7 @@ def degrade_command(
         ...,
         "--task",
         "-t",
-        help="Operator: sr2, sr4, sr8, deblur-gauss, deblur-motion, deblur-kernel, inpaint-box, inpaint-random, "
+        help="Operator: sr2, sr4, sr8, deblur-gauss, deblur-defocus, deblur-motion, deblur-kernel, inpaint-box, inpaint-random, "
              "inpaint-mask, denoise, phase-retrieval (or a plugin's).",
     ),
     out: str | None = typer.Option(
@@ -102,7 +102,7 @@ def degrade_command(
         tag = f"{task}_measured"
         pattern = re.compile(rf"_{re.escape(tag)}$")
         items, missing = common.expand_inputs(inputs, skip=lambda p: bool(pattern.search(p.stem)), quiet=quiet,
-                                               out=out)
+                                               out=out, params=params)
         mode = common.output_mode(out, items)
         report = common.Report("degrade", extra={"task": task, "sigma_y": sigma_y, "seed": seed}, json_lines=as_json)
         with report.summary_on_interrupt(as_json):

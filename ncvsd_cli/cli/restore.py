@@ -25,6 +25,9 @@ EPILOG = """Examples:
                                                           (each photo's blur width is read from it; -p sigma=2
                                                            sets it for all)
 
+  ncvsd restore --task deblur-defocus out-of-focus.jpg     (defocus: a disk, whose radius is read from the photo;
+                                                           -p radius=5 sets it)
+
   ncvsd restore --task inpaint-box photo.png --samples 8 --mean --std -o out/
 
   ncvsd restore --task sr4 large.png --tile 256            (large images: the generator in blended tiles)
@@ -283,7 +286,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         return source != "" and any(q.stem == source and q != p for q in p.parent.glob(glob.escape(source) + ".*"))
 
     items, missing = common.expand_inputs(specs, skip=skip, quiet=quiet, identity=meas.input_identity,
-                                           out=outputs.out)
+                                           out=outputs.out, params=options.params)
     mode = common.output_mode(outputs.out, items)
     report = common.Report("restore", extra={"task": task, "method": options.method, "seed": options.seed,
                                              "samples": options.samples})
@@ -412,9 +415,11 @@ def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar)
 
 
 def _blur_width(m) -> dict:
-    """{"blur_sigma": px} for a Gaussian deblurring (given, recorded or estimated), else {}."""
-    sigma = (m.operator_config or {}).get("sigma") if m.task == "deblur-gauss" else None
-    return {"blur_sigma": sigma} if sigma is not None else {}
+    """{"blur_sigma": px} for a Gaussian deblurring, {"blur_radius": px} for a defocus one (given, recorded or
+    estimated), else {}."""
+    key = {"deblur-gauss": "sigma", "deblur-defocus": "radius"}.get(m.task)
+    value = (m.operator_config or {}).get(key) if key else None
+    return {f"blur_{key}": value} if value is not None else {}
 
 
 def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quiet: bool, task_given: bool = True):
