@@ -7,9 +7,10 @@ Gaussian blur, and what restoring it with the disk gains over the Gaussian fit.
    3 px (deblur-gauss operator) and by PIL's GaussianBlur(1.5 / 3), or not at all, plus noise 0.005 or 0.02
    (seed 1), 8-bit; and, as a real lens is no perfect disk, radius 4 px then a 1-px Gaussian ("soft disk"), and
    radius 4 px saved as JPEG quality 85; the radius and width read, the disk's evidence per periodogram value, and
-   whether `restore --task deblur-gauss` would note defocus.
+   which other blur model `restore` would name (`better_blur_model`).
 2. Restoration (VAL, 256-px validation photos): blurred by a disk of RADII px (mirrored edges, noise 0.02, seed 1,
-   8-bit; with --soft S then a Gaussian of S px), restored with the default sampler (seed 0) as `ncvsd restore` does a plain photo (noise level read):
+   8-bit; with --soft S then a Gaussian of S px), restored with the default sampler (seed 0) as `ncvsd restore`
+   does a plain photo (noise level read):
    --task deblur-gauss (width read: what a user had), --task deblur-defocus (radius read) and with the true radius;
    beside them the input and the classical baseline with the radius read. PSNR / LPIPS-alex against the photo.
 
@@ -33,7 +34,7 @@ import operators
 from ncvsd_cli import images
 from ncvsd_cli.blur_estimate import read_blur
 from ncvsd_cli.metrics import lpips_distance, psnr
-from ncvsd_cli.restore import DEFOCUS_NOTE_NATS, DEFOCUS_NOTE_RADIUS, restore_image
+from ncvsd_cli.restore import better_blur_model, restore_image
 
 SIZE = 256
 BLURS = [("none", 0.0)] + [("disk", r) for r in (2.0, 4.0, 6.0, 8.0)] + [("gauss", s) for s in (1.0, 2.0, 3.0)] \
@@ -53,7 +54,7 @@ def degraded(im: Image.Image, kind: str, amount: float, noise: float, soft: floa
     if kind == "PIL":
         im = im.filter(ImageFilter.GaussianBlur(amount))
     x = images.load_image(_png(im))
-    blur = lambda task, **p: operators.create(task, tuple(x.shape[1:]), boundary="reflect", **p)  # noqa: E731
+    blur = lambda task, **p: operators.create(task, tuple(x.shape[1:]), boundary="reflect", **p)
     if kind == "gauss":
         x = blur("deblur-gauss", sigma=amount)(x)
     elif kind != "none" and kind != "PIL":
@@ -82,10 +83,10 @@ def reading(folder: Path, limit: int | None) -> list[dict]:
         for kind, amount in BLURS:
             for noise in (0.005, 0.02):
                 r = read_blur(degraded(im, kind, amount, noise))
-                per = r.defocus_nats / r.frequencies
                 rows.append({"image": path.stem, "blur": kind, "amount": amount, "noise": noise,
-                             "radius_read": r.radius, "width_read": round(r.width, 3), "nats_per_value": round(per, 5),
-                             "gauss_notes_defocus": r.radius >= DEFOCUS_NOTE_RADIUS and per >= DEFOCUS_NOTE_NATS})
+                             "radius_read": r.radius, "width_read": round(r.width, 3),
+                             "nats_per_value": round(r.defocus_nats / r.frequencies, 5),
+                             "better_model": better_blur_model(r) or ""})
                 print(rows[-1], flush=True)
     return rows
 
@@ -123,18 +124,23 @@ def restoration(val: Path, radii: list[float], out: Path, soft: float = 0.0) -> 
     return rows
 
 
+def _mean_range(values: list[float]) -> str:
+    return f"{sum(values) / len(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
 def summary(read: list[dict], rest: list[dict]) -> str:
     lines = []
     if read:
         lines += ["## Reading (mean and range over the photos; both noise levels)", "",
-                  "| blur | radius read | width read | disk evidence per value | deblur-gauss notes defocus |",
-                  "|---|---|---|---|---|"]
+                  ("| blur | radius read | width read | disk evidence per value | deblur-gauss notes defocus | "
+                   "deblur-defocus notes a Gaussian |"), "|---|---|---|---|---|---|"]
         for kind, amount in BLURS:
             sel = [r for r in read if (r["blur"], r["amount"]) == (kind, amount)]
-            cell = lambda k: f"{sum(r[k] for r in sel) / len(sel):.2f} ({min(r[k] for r in sel):.2f}-{max(r[k] for r in sel):.2f})"  # noqa: E501,E731
             per = [r["nats_per_value"] for r in sel]
-            lines.append(f"| {kind} {amount:g} | {cell('radius_read')} | {cell('width_read')} | "
-                         f"{min(per):.4f} to {max(per):.4f} | {sum(r['gauss_notes_defocus'] for r in sel)}/{len(sel)} |")
+            noted = lambda task, sel=sel: f"{sum(r['better_model'] == task for r in sel)}/{len(sel)}"
+            lines.append(f"| {kind} {amount:g} | {_mean_range([r['radius_read'] for r in sel])} | "
+                         f"{_mean_range([r['width_read'] for r in sel])} | {min(per):.4f} to {max(per):.4f} | "
+                         f"{noted('deblur-defocus')} | {noted('deblur-gauss')} |")
     if rest:
         lines += ["", "## Restoration of the validation photos (PSNR dB / LPIPS-alex, means over the photos)", "",
                   "| disk radius (then a Gaussian of) | " + " | ".join(k[0] for k in KERNELS) + " |",
@@ -143,16 +149,15 @@ def summary(read: list[dict], rest: list[dict]) -> str:
             cells = []
             for name, _, _ in KERNELS:
                 sel = [r for r in rest if (r["radius"], r["soft"], r["restoration"]) == (radius, soft, name)]
-                cells.append(f"{sum(r['psnr'] for r in sel) / len(sel):.2f} / {sum(r['lpips'] for r in sel) / len(sel):.3f}")
+                psnr_mean, lpips_mean = (sum(r[k] for r in sel) / len(sel) for k in ("psnr", "lpips"))
+                cells.append(f"{psnr_mean:.2f} / {lpips_mean:.3f}")
             lines.append(f"| {radius:g}" + (f" (then {soft:g} px)" if soft else "") + " | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def _typed(row: dict) -> dict:
-    """A CSV row with numbers and booleans back from text."""
+    """A CSV row with numbers back from text."""
     def value(v: str):
-        if v in ("True", "False"):
-            return v == "True"
         try:
             return float(v)
         except ValueError:
@@ -176,7 +181,10 @@ def main() -> None:
     rest = restoration(args.val, [float(r) for r in args.radii.split(",")], args.out, args.soft) if args.val else []
     for name, rows in (("reading", read), ("restore", rest)):
         path = args.out / f"{name}.csv"
-        old = list(csv.DictReader(open(path))) if args.append and path.exists() else []
+        old = []
+        if args.append and path.exists():
+            with open(path, newline="") as fh:
+                old = list(csv.DictReader(fh))
         if rows:
             with open(path, "w" if not old else "a", newline="") as fh:
                 w = csv.DictWriter(fh, fieldnames=list(rows[0]))

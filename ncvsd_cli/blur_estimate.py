@@ -16,13 +16,13 @@ is searched on a grid of RADIUS_STEP px. The two fits have as many parameters, s
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from scipy.optimize import minimize
-from scipy.special import j1
 
 from ncvsd_cli.images import centre_crop
 
@@ -166,11 +166,32 @@ def _gaussian_fit(spectrum: Spectrum) -> tuple[float, float, float]:
     return fit_nll, math.sqrt(max(fit_v, 0.0)), sharp_nll
 
 
+#: Grid (px) on which a disk kernel's transfer is computed by FFT and averaged over directions (`disk_transfer`).
+_TRANSFER_GRID = 512
+
+
+@functools.lru_cache(maxsize=128)
+def disk_transfer(radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """(f, |K(f)|²): the transfer of the operator's disk of `radius` px (`operators.blur.disk_kernel`, each tap its
+    pixel's coverage) averaged over the direction, on rings of width 1/_TRANSFER_GRID from 0 to 0.5 cycles/px. Close
+    to (2 J₁(2πRf) / 2πRf)² times a pixel's own transfer, but exact for the sampled kernel (aliasing included)."""
+    from operators.blur import disk_kernel
+
+    n = _TRANSFER_GRID
+    power = np.abs(np.fft.rfft2(disk_kernel(radius), s=(n, n))) ** 2
+    f = np.hypot(np.fft.fftfreq(n)[:, None], np.fft.rfftfreq(n)[None])
+    ring = np.rint(f * n).astype(int).ravel()
+    keep = ring <= n // 2
+    total = np.bincount(ring[keep], weights=power.ravel()[keep])
+    return np.arange(n // 2 + 1) / n, total / np.bincount(ring[keep])
+
+
 def disk_log_transfer(radius: float, spectrum: Spectrum) -> torch.Tensor:
-    """log of a disk's |K(f)|² = (2 J₁(2πRf) / 2πRf)² averaged over each bin's sub-bins (floored at 1e-30)."""
-    x = 2 * math.pi * radius * spectrum.sub_f
-    jinc = torch.where(x > 1e-9, 2 * torch.from_numpy(j1(x.numpy())) / x.clamp(min=1e-9), torch.ones_like(x))
-    mean = (jinc.square() * spectrum.sub_n).sum(1) / spectrum.sub_n.sum(1)
+    """log |K(f)|² of the operator's disk of `radius` px (`disk_transfer`) averaged over each bin's sub-bins (its
+    zeros fall inside bins; floored at 1e-30)."""
+    rings, power = disk_transfer(float(radius))
+    at = torch.from_numpy(np.interp(spectrum.sub_f.numpy(), rings, power))
+    mean = (at * spectrum.sub_n).sum(1) / spectrum.sub_n.sum(1)
     return mean.clamp(min=1e-30).log()
 
 

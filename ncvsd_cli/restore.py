@@ -341,10 +341,11 @@ class Restorer:
         blurs and super-resolution without --sigma-y (or a preset file's sigma_y), at the noise level estimated from
         y within `noise_level_bounds`; for inpaint-box and inpaint-mask at sigma_y 0 (`KEEP_PHOTO_PIXELS`); for
         deblur-gauss without a `sigma` parameter (-p or preset file) and deblur-defocus without `radius`, with the
-        blur width or disk radius read from y (`blur_notes`; `m.notes` say so). jpeg_sigma: y was decoded from a lossily coded file of this noise scale (`images.compression_sigma`:
-        a JPEG's quantisation, a lossy WebP, a palette); it raises the lowest level read (`noise_level_floor`), and the
-        level is then also read on the luma (for blurs, on its 2x2 means unless the width read is under
-        COARSE_LUMA_MIN_WIDTH), where lossy coding leaves the noise.
+        blur width or disk radius read from y (`blur_notes`; `m.notes` say so). jpeg_sigma: y was decoded from a
+        lossily coded file of this noise scale (`images.compression_sigma`: a JPEG's quantisation, a lossy WebP, a
+        palette); it raises the lowest level read (`noise_level_floor`), and the level is then also read on the luma
+        (for blurs, on its 2x2 means unless the width read, or the disk's radius / 2, is under COARSE_LUMA_MIN_WIDTH),
+        where lossy coding leaves the noise.
         ValueError where a plain image cannot be the measurement (`plain_image_refusal`: deblur-motion without
         `kernel` or `seed`, inpaint-random without `seed`, phase-retrieval)."""
         from ncvsd_cli import images
@@ -634,28 +635,43 @@ COARSE_LUMA_MIN_WIDTH = 1.0
 BLUR_EVIDENCE_SIDE = 128
 #: The operator parameter a plain image's blur is read into, per task (`Restorer.measurement`).
 BLUR_READ = {"deblur-gauss": "sigma", "deblur-defocus": "radius"}
-#: deblur-gauss notes that a disk fits the blur better (`blur_notes`) from this radius (px) and this evidence per
+#: deblur-gauss notes that a disk fits the blur better (`better_blur_model`) from this radius (px) and this evidence per
 #: periodogram value (nats; about 100 on a 256-px photo): on 21 training photos Gaussian and Pillow blurs of 1-3 px
 #: stayed under it (at most 0.0002) and disks of radius 4-8 px over it (at least 0.0047; benchmarks/defocus/).
 DEFOCUS_NOTE_RADIUS, DEFOCUS_NOTE_NATS = 3.0, 0.002
 
 
+def better_blur_model(reading) -> str | None:
+    """The task whose blur model fits `reading` (`blur_estimate.read_blur`) clearly better: "deblur-defocus" for a
+    disk of radius >= DEFOCUS_NOTE_RADIUS ahead by DEFOCUS_NOTE_NATS per periodogram value, "deblur-gauss" for a
+    Gaussian of std >= DEFOCUS_NOTE_RADIUS / 2 ahead by as much; None where neither is (small blurs look alike)."""
+    margin = DEFOCUS_NOTE_NATS * reading.frequencies
+    if reading.radius >= DEFOCUS_NOTE_RADIUS and reading.defocus_nats >= margin:
+        return "deblur-defocus"
+    if reading.width >= DEFOCUS_NOTE_RADIUS / 2 and reading.defocus_nats <= -margin:
+        return "deblur-gauss"
+    return None
+
+
 def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]) -> list[str]:
     """Sets params' blur width (deblur-gauss: "sigma") or disk radius (deblur-defocus: "radius") from `reading`
     (`blur_estimate.read_blur`; None: the image is under 32 px or flat, the preset's value stays) and returns the
-    notes that say so: an unblurred look, a small image's loose reading, the other blur model fitting better, a
-    kernel_size cutting a Gaussian's tails."""
-    from ncvsd_cli.blur_estimate import MIN_RADIUS
+    notes that say so: an unblurred look, a reading at the widest blur read, a small image's loose reading, the
+    other blur model fitting better (`better_blur_model`), a kernel_size cutting a Gaussian's tails."""
+    from ncvsd_cli.blur_estimate import MAX_RADIUS, MAX_SIGMA, MIN_RADIUS, RADIUS_STEP
 
     key = BLUR_READ[task]
     what = "width" if key == "sigma" else "radius"
     if reading is None:
         return [f"blur {what} not estimated (image under 32 px or flat): {key} {params.get(key)} px"]
+    better = better_blur_model(reading)
     if task == "deblur-gauss":
         params["sigma"] = round(max(reading.width, MIN_BLUR_SIGMA), 2)
         notes = [f"estimated Gaussian blur sigma {params['sigma']:.2f} px (-p sigma=S sets it)"
-                 + (": the image looks unblurred" if reading.width < 0.5 else "")]
-        if reading.radius >= DEFOCUS_NOTE_RADIUS and reading.defocus_nats >= DEFOCUS_NOTE_NATS * reading.frequencies:
+                 + (": the image looks unblurred" if reading.width < 0.5 else "")
+                 + (": the widest the reading covers, the blur may be wider" if reading.width >= MAX_SIGMA - 0.01
+                    else "")]
+        if better == "deblur-defocus":
             notes.append(f"the blur looks like defocus: a disk of radius {reading.radius:g} px fits it better than "
                          "any Gaussian (--task deblur-defocus restores it with that disk)")
         need = 2 * math.ceil(3 * params["sigma"]) + 1  # +-3 sigma holds 99.7 % of the kernel's mass
@@ -665,13 +681,16 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
     else:
         params["radius"] = max(reading.radius, MIN_RADIUS)
         notes = [f"estimated defocus radius {params['radius']:g} px (-p radius=R sets it)"
-                 + (": the image looks unblurred" if reading.radius < 1 else "")]
-        if reading.defocus_nats < 0 and reading.width >= 0.5:
+                 + (": the image looks unblurred" if reading.radius <= 1 else "")  # std <= 0.5: a photo's own
+                 + (": the widest the reading covers, the blur may be wider"
+                    if reading.radius >= MAX_RADIUS - RADIUS_STEP else "")]
+        if better == "deblur-gauss":
             notes.append(f"a Gaussian of sigma {reading.width:.2f} px fits the blur better than a disk "
                          "(--task deblur-gauss)")
     if min(size) < BLUR_EVIDENCE_SIDE:
-        notes[0] += (f"; an image under 128 px holds little evidence of the {what} (64-px photos blurred by 1.5 px "
-                     f"read 0.9-1.8): if edges ring or look over-sharpened, try a smaller {key}")
+        spread = " (64-px photos blurred by 1.5 px read 0.9-1.8)" if key == "sigma" else ""
+        notes[0] += (f"; an image under 128 px holds little evidence of the {what}{spread}: if edges ring or look "
+                     f"over-sharpened, try a smaller {key}")
     return notes
 
 
@@ -802,8 +821,8 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
     y = images.as_image_tensor(y)
     low, high = float(y.min()), float(y.max())
     if 0 <= low < high <= 1:  # a [0, 1] image is restored as washed out (a flat one is left alone: any scale)
-        warnings.warn("restore_image: y has no value below 0 or above 1: it expects [-1, 1] (x * 2 - 1 maps a [0, 1] "
-                      "image; images.from_unit does it)", stacklevel=2)
+        warnings.warn("restore_image: y has no value below 0 or above 1: it may be on [0, 1], but restore_image "
+                      "expects [-1, 1] (x * 2 - 1 maps a [0, 1] image; images.from_unit does it)", stacklevel=2)
     grey = y.shape[1] == 1 and restorer.channels == 3  # restored in colour, returned grey (as `ncvsd restore`)
     m = restorer.measurement(images.match_channels(y, 3) if grey else y, task, grey=grey, jpeg_sigma=jpeg_sigma)
     for note in m.notes:  # what `ncvsd restore` prints (levels and widths read, pixels kept): logger "ncvsd.restore"

@@ -78,6 +78,8 @@ def load_gray_image(path: str | Path, shape: tuple[int, int] | None = None,
         if max_side is not None and max(h, w) > max_side:
             raise ImageSizeError(f"is {w}x{h} pixels, more than {max_side} on a side")
         im = ImageOps.exif_transpose(im)
+        if shape is not None and (im.height, im.width) != tuple(shape):  # a PNG's eXIf after its pixels turned it
+            raise ImageSizeError(f"is {im.width}x{im.height} pixels as shown, the image {shape[1]}x{shape[0]}")
         if im.mode in ("PA", "LA", "RGBA") or (im.mode == "P" and "transparency" in im.info):
             im = im.convert("RGBA")
             alpha = np.asarray(im)[..., 3] / 255.0

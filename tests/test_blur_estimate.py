@@ -5,6 +5,7 @@ import io
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -13,6 +14,7 @@ import operators
 from ncvsd_cli.blur_estimate import (
     MIN_SIZE,
     RADIUS_STEP,
+    BlurReading,
     estimate_defocus_radius,
     estimate_gaussian_blur,
     read_blur,
@@ -181,3 +183,58 @@ def test_restore_reads_a_defocus_radius_and_deblur_gauss_names_defocus(tmp_path)
     assert any("looks like defocus" in n and "--task deblur-defocus" in n for n in gauss["notes"]), gauss["notes"]
     given = result("--task", "deblur-defocus", "-p", "radius=3")
     assert given["blur_radius"] == 3 and not any("defocus radius" in n for n in given["notes"])
+
+
+@pytest.mark.parametrize(("radius", "seed"), [(1.0, 11), (1.0, 3), (1.5, 11)])
+def test_small_disks_read_true_with_the_operators_own_transfer(radius, seed):
+    """The fit uses the operator's disk transfer (pixel coverage, aliasing included), not the continuous jinc²:
+    with jinc² alone radius 1.0 read 1.25 (0.75, hardly told from 1.0, reads either)."""
+    x = power_law_field(160, 150, 0.0, seed=seed)
+    y = operators.create("deblur-defocus", (3, 160, 150), radius=radius)(x)
+    y = y + 0.002 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    assert estimate_defocus_radius(y) == pytest.approx(radius, abs=RADIUS_STEP / 2)
+
+
+def test_disk_transfer_is_the_direction_averaged_dft_of_the_kernel():
+    from ncvsd_cli.blur_estimate import disk_transfer
+    from operators.blur import disk_kernel
+
+    for radius in (1.0, 3.0):
+        k = disk_kernel(radius)
+        c = np.arange(k.shape[0]) - k.shape[0] // 2
+        rings, power = disk_transfer(radius)
+        for f in (0.1, 0.3):
+            theta = (np.arange(64) + 0.5) * np.pi / 128
+            dft = [abs((k * np.exp(-2j * np.pi * f * (np.cos(t) * c[None] + np.sin(t) * c[:, None]))).sum()) ** 2
+                   for t in theta]
+            assert np.interp(f, rings, power) == pytest.approx(np.mean(dft), rel=0.01, abs=1e-4)
+
+
+@pytest.mark.parametrize(("task", "reading", "says", "not_says"), [
+    ("deblur-gauss", BlurReading(0.6, 6.0, 500.0, 50000), "looks like defocus", "unblurred"),
+    ("deblur-gauss", BlurReading(2.0, 2.5, 500.0, 50000), "sigma 2.00 px", "defocus"),  # a small disk: alike
+    ("deblur-gauss", BlurReading(0.3, 0.5, -5.0, 50000), "looks unblurred", "defocus"),
+    ("deblur-gauss", BlurReading(8.0, 16.0, -900.0, 50000), "the widest the reading covers", "defocus"),
+    ("deblur-defocus", BlurReading(2.5, 5.0, -500.0, 50000), "a Gaussian of sigma 2.50 px fits", "unblurred"),
+    ("deblur-defocus", BlurReading(0.8, 2.0, -500.0, 50000), "radius 2 px", "Gaussian"),  # small: alike
+    ("deblur-defocus", BlurReading(2.5, 5.0, -50.0, 50000), "radius 5 px", "Gaussian"),  # too close to call
+    ("deblur-defocus", BlurReading(0.0, 0.0, 0.0, 50000), "radius 0.5 px (-p radius=R sets it): the image looks unblurred",
+     "Gaussian"),
+    ("deblur-defocus", BlurReading(1.0, 16.0, 900.0, 50000), "the widest the reading covers", "Gaussian"),
+])
+def test_blur_notes_name_the_better_model_only_when_it_is_clearly_better(task, reading, says, not_says):
+    from ncvsd_cli.restore import blur_notes
+
+    params = {}
+    notes = " | ".join(blur_notes(task, reading, params, (256, 256)))
+    assert says in notes and not_says not in notes, notes
+    assert params == ({"sigma": max(round(reading.width, 2), 0.25)} if task == "deblur-gauss" else
+                      {"radius": max(reading.radius, 0.5)})
+
+
+def test_a_small_images_defocus_note_does_not_quote_the_gaussians_numbers():
+    from ncvsd_cli.restore import blur_notes
+
+    gauss = blur_notes("deblur-gauss", BlurReading(1.5, 3.0, 0.0, 5000), {}, (64, 80))[0]
+    disk = blur_notes("deblur-defocus", BlurReading(1.5, 3.0, 0.0, 5000), {}, (64, 80))[0]
+    assert "read 0.9-1.8" in gauss and "little evidence of the radius" in disk and "0.9-1.8" not in disk

@@ -308,8 +308,19 @@ def test_defocus_disk_is_the_pixel_coverage_of_a_disk(radius):
         assert k.sum() / k.max() == pytest.approx(math.pi * radius**2, rel=0.02)
     if radius >= 3:
         assert float((k.sum(0) * coords**2).sum()) == pytest.approx(radius**2 / 4 + 1 / 12, rel=0.02)
-    op = operators.create("deblur-defocus", (1, 21, 23), radius=radius)
-    assert op.extra_config()["radius"] == radius
+
+
+def test_defocus_disk_too_small_for_any_sample_is_one_tap_and_a_large_one_is_cheap():
+    """A radius under ~0.04 px covers no sub-pixel sample: one tap (it was 0 / 0 = NaN); a large disk samples only
+    its rim (radius 300: 603 x 603 taps, the area exact to 0.1 %)."""
+    from operators.blur import disk_kernel
+
+    tiny = disk_kernel(0.02)
+    assert np.isfinite(tiny).all() and tiny.max() == tiny.sum() == 1.0
+    x = image((1, 9, 8), batch=1)
+    torch.testing.assert_close(operators.create("deblur-defocus", (1, 9, 8), radius=0.02)(x), x)
+    big = disk_kernel(300.0)
+    assert big.shape == (603, 603) and big.sum() / big.max() == pytest.approx(math.pi * 300**2, rel=1e-3)
 
 
 def test_motion_kernel_is_seeded_and_stored(monkeypatch):

@@ -139,6 +139,10 @@ def test_16_bit_and_icc_profile_are_kept(tmp_path, ckpt):
         assert (depth, icc) == ((16, None) if name == "deep" else (8, ICC))
     help_text = run("restore", "--help").output
     assert "16-bit PNG" in help_text and "ICC" in help_text
+    res = run("restore", "--task", "denoise", tmp_path / "deep.png", "-o", tmp_path / "deep.jpg", "-c", ckpt, *FAST,
+              "--json")
+    assert res.exit_code == 0 and "written with 8 (a .png output keeps 16)" in res.stderr, res.output
+    assert any("written with 8" in n for n in json.loads(res.stdout.splitlines()[-1])["results"][0]["notes"])
 
 
 def test_stdin_messages_name_stdin(ckpt):

@@ -656,3 +656,26 @@ def test_distill_continues_a_generator_with_its_own_gamma(tmp_path, tiny_teacher
     distill(_distill_settings(tmp_path, tiny_teacher, "cont2", init_generator=str(tmp_path / "copy.safetensors"),
                               duration="1steps"))
     assert read_config(latest_snapshot(tmp_path / "cont2", "generator"))["gamma"] == 0.1
+
+
+def test_distill_defaults_to_the_teachers_data_and_warns_of_a_replaced_teacher(tmp_path, capsys):
+    """Without --data a distillation trains on the teacher's own data (it took `builtin` silently); on --resume a
+    teacher file replaced at the pinned path is named in a warning, also when quiet (it went on silently)."""
+    import json
+    import shutil
+
+    from ncvsd_cli.training.distill import distill
+    from ncvsd_cli.training.teacher import train_teacher
+
+    train_teacher(_teacher_settings(tmp_path, "t", duration="1steps"))
+    teacher_data = json.loads((tmp_path / "t" / "run.json").read_text())["data"]
+    first = latest_snapshot(tmp_path / "t", "teacher")
+    distill(_distill_settings(tmp_path, first, "d", duration="1steps", data=None, progress=True))
+    record = json.loads((tmp_path / "d" / "run.json").read_text())
+    assert record["data"] == teacher_data and "teacher's training data" in capsys.readouterr().err
+    train_teacher(_teacher_settings(tmp_path, "other", duration="1steps", seed=7))
+    shutil.copy(latest_snapshot(tmp_path / "other", "teacher"), first)  # replaced at the pinned path
+    distill(_distill_settings(tmp_path, first, "d", duration="2steps", resume=True, progress=False))
+    assert "is not the file this run began with" in capsys.readouterr().err
+    distill(_distill_settings(tmp_path, first, "d", duration="3steps", resume=True, progress=False))
+    assert "is not the file this run began with" in capsys.readouterr().err  # the run's first teacher stays

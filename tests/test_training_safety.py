@@ -301,7 +301,7 @@ def _wait_for_steps(log: Path, proc: subprocess.Popen, timeout: float = 180.0) -
     raise AssertionError("training did not start in time")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_saves_state_and_ends_by_the_signal(tmp_path, trained, sig):
     """The state is saved, then the command ends by the signal itself (a shell sees 128 + N; `main`)."""
     data, _ = trained
@@ -465,3 +465,55 @@ def test_the_arch_help_names_every_preset():
 
     named = set(re.findall(r"\b([a-z0-9]+(?:-[a-z0-9]+)*)(?= \(|,|;)", ARCH_HELP))
     assert set(PRESETS) <= named, set(PRESETS) - named
+
+
+def test_a_file_that_is_no_image_fails_at_the_start_and_one_that_decodes_badly_keeps_the_steps(tmp_path):
+    """Every header is read when the data opens (a text file named .png failed ~40 steps in, losing them); a file
+    whose header reads but whose pixels are cut off fails when first drawn, after the state of the last finished step
+    is saved: --resume continues once it is removed."""
+    data = _images(tmp_path / "imgs")
+    (data / "zz_text.png").write_bytes(b"not an image at all")
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "a"), "--duration", "3steps",
+                              "--quiet", *TINY])
+    assert res.exit_code != 0 and "zz_text.png: cannot read the image header" in res.output, res.output
+    assert not (tmp_path / "a" / "state.pt").exists()
+    (data / "zz_text.png").unlink()
+    png = (data / "0.png").read_bytes()
+    (data / "zz_cut.png").write_bytes(png[: len(png) // 2])  # header intact, pixel data cut
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "b"), "--duration", "400steps",
+                              "--quiet", *TINY])
+    assert res.exit_code != 0 and "zz_cut.png" in res.output and "--resume" in res.output, res.output
+    step = torch.load(tmp_path / "b" / "state.pt", weights_only=True)["loop"]["step"]
+    events = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert step >= 1 and events[-1]["event"] == "error" and events[-1]["step"] == step
+    (data / "zz_cut.png").unlink()
+    res = _resume(data, tmp_path / "b", steps=step + 1)
+    assert res.exit_code == 0, res.output
+
+
+def test_small_images_are_named_in_a_warning_even_when_quiet(tmp_path, capsys):
+    from ncvsd_cli.training.data import folder_or_zip_source
+
+    data = tmp_path / "imgs"
+    data.mkdir()
+    for i, size in enumerate((12, 40, 9)):
+        Image.fromarray(np.zeros((size, size + 3, 3), np.uint8)).save(data / f"{i}.png")
+    source = folder_or_zip_source(data, 16)
+    assert "3 image(s) from" in source.description
+    assert source.warning.startswith(f"2 of the 3 images in {data} (e.g. 0.png, 12 px) are smaller than the 16-px")
+    assert folder_or_zip_source(data, 8).warning is None
+
+
+def test_a_resume_removes_the_half_written_files_of_a_killed_run(tmp_path, trained):
+    """kill -9 during a save leaves `.state.pt.<random>.tmp` (the state itself is atomic): the next --resume, which
+    holds the run folder's lock, removes it and those in the snapshots folder."""
+    import shutil
+
+    data, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / ".state.pt.k1ll3d.tmp").write_bytes(b"")
+    (copy / "snapshots" / ".teacher-x.safetensors.abc.tmp").write_bytes(b"half")
+    res = _resume(data, copy, steps=2)
+    assert res.exit_code == 0, res.output
+    assert not list(copy.glob(".*.tmp")) and not list(copy.glob("*/.*.tmp"))

@@ -166,6 +166,17 @@ def test_the_mask_file_in_the_photos_folder_is_not_taken_for_a_photo(tmp_path, c
     res = run(command, "--task", "inpaint-mask", "-p", f"mask={tmp_path / 'photos' / 'mask.png'}", *extra,
               tmp_path / "photos" / "mask.png", "-o", tmp_path / "named", "--json")
     assert res.exit_code == 0 and len(json.loads(res.stdout.splitlines()[-1])["results"]) == 1, res.output
+    (tmp_path / "masks").mkdir()
+    shutil.copy(tmp_path / "photos" / "mask.png", tmp_path / "masks" / "m.png")
+    res = run(command, "--task", "inpaint-mask", "-p", f"mask={tmp_path / 'masks' / 'm.png'}", *extra,
+              tmp_path / "masks", "-o", tmp_path / "none")
+    assert res.exit_code != 0 and "has no image files but the -p file" in res.output, res.output
+    if command == "restore":  # a preset file's mask is left out too
+        (tmp_path / "p.yaml").write_text(f"operator: {{mask: {tmp_path / 'photos' / 'mask.png'}}}\n")
+        res = run(command, "--task", "inpaint-mask", "--preset", tmp_path / "p.yaml", *extra, tmp_path / "photos",
+                  "-o", tmp_path / "preset", "--json")
+        assert res.exit_code == 0, res.output
+        assert [Path(r["input"]).name for r in json.loads(res.stdout.splitlines()[-1])["results"]] == ["a.png"]
 
 
 def test_a_transparent_part_of_a_mask_is_a_hole_and_grey_levels_are_noted(tmp_path, ckpt):

@@ -360,9 +360,9 @@ def expand_inputs(
                 and not (skip and skip(f))
             ])
             if not found:
-                missing.append(
-                    (spec, f"{spec}: directory has no image files ({', '.join(IMAGE_SUFFIXES[:4])}, ...)")
-                )
+                missing.append((spec, f"{spec}: directory has no image files" + (
+                    " but the -p file" if as_params and as_params[-1].parent.resolve() == p.resolve() else
+                    f" ({', '.join(IMAGE_SUFFIXES[:4])}, ...)")))
             for f in found:
                 add(f)
         elif p.is_file():
@@ -372,7 +372,8 @@ def expand_inputs(
             matched = [Path(f) for f in sorted(glob.glob(pattern, recursive=True)) if Path(f).is_file()]
             found = not_params([f for f in matched if not (skip and skip(f))] or matched)  # only outputs: meant
             if not found:
-                missing.append((spec, f"{spec}: no file matches this pattern"))
+                missing.append((spec, f"{spec}: no file matches this pattern" + (
+                    " but the -p file" if matched and all(f.resolve() in param_files for f in matched) else "")))
             for f in outside_out(found, _glob_root(pattern)):
                 add(f, _glob_root(pattern))
         else:

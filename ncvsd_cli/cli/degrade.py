@@ -49,8 +49,8 @@ def degrade_command(
         ...,
         "--task",
         "-t",
-        help="Operator: sr2, sr4, sr8, deblur-gauss, deblur-defocus, deblur-motion, deblur-kernel, inpaint-box, inpaint-random, "
-             "inpaint-mask, denoise, phase-retrieval (or a plugin's).",
+        help="Operator: sr2, sr4, sr8, deblur-gauss, deblur-defocus, deblur-motion, deblur-kernel, inpaint-box, "
+             "inpaint-random, inpaint-mask, denoise, phase-retrieval (or a plugin's).",
     ),
     out: str | None = typer.Option(
         None, "--output", "-o", help="Output PNG, directory (a name without a suffix is one), or - for "

@@ -14,7 +14,8 @@ Writes RUN_DIR/log.jsonl, RUN_DIR/state.pt (atomic; continue with --resume),
 RUN_DIR/snapshots/generator-<kimg>-<sigma_rel>.safetensors and RUN_DIR/previews/<kimg>-nfe<N>.png. --resume
 keeps the run's recipe (RUN_DIR/run.json); an option typed again with another value replaces it from then on. A JSON
 summary goes to stdout; progress goes to stderr (a bar on a terminal, a status line every 30 s otherwise;
---quiet: none). Ctrl-C or SIGTERM saves the state after the current step and exits 130 or 143.
+--quiet: none). Ctrl-C, SIGTERM or SIGHUP (a closed terminal) saves the state after the current step and
+exits 130, 143 or 129.
 
 Examples:
 
@@ -35,7 +36,8 @@ def distill(
     ctx: typer.Context,
     teacher: str = typer.Option(None, "--teacher", help="Teacher checkpoint (name or path) or a `ncvsd train` run "
                                 "directory (its newest sigma_rel 0.050 snapshot). Required for a new run."),
-    data: str = typer.Option("builtin", "--data", help="'builtin', 'photos' ($NCVSD_PHOTOS), an image folder or a zip."),
+    data: str = typer.Option(None, "--data", help="'builtin', 'photos' ($NCVSD_PHOTOS), an image folder or a zip "
+                             "(default: the teacher's training data where it is found here, else builtin)."),
     init_generator: str = typer.Option(None, "--init-generator", help="Start the generator from this generator "
                                        "checkpoint (name or path) instead of the teacher, e.g. to continue an "
                                        "earlier distillation without its state.pt."),

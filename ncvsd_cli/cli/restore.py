@@ -285,8 +285,10 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         source = p.stem[: tag.start()]  # X_sr4_s1.png beside X.png (any extension) or X's sidecar
         return source != "" and any(q.stem == source and q != p for q in p.parent.glob(glob.escape(source) + ".*"))
 
+    preset = options.preset_file if isinstance(options.preset_file, dict) else {}
     items, missing = common.expand_inputs(specs, skip=skip, quiet=quiet, identity=meas.input_identity,
-                                           out=outputs.out, params=options.params)
+                                           out=outputs.out, params={**(preset.get("operator") or {}),
+                                                                    **(options.params or {})})
     mode = common.output_mode(outputs.out, items)
     report = common.Report("restore", extra={"task": task, "method": options.method, "seed": options.seed,
                                              "samples": options.samples})
@@ -417,7 +419,9 @@ def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar)
 def _blur_width(m) -> dict:
     """{"blur_sigma": px} for a Gaussian deblurring, {"blur_radius": px} for a defocus one (given, recorded or
     estimated), else {}."""
-    key = {"deblur-gauss": "sigma", "deblur-defocus": "radius"}.get(m.task)
+    from ncvsd_cli.restore import BLUR_READ
+
+    key = BLUR_READ.get(m.task)
     value = (m.operator_config or {}).get(key) if key else None
     return {f"blur_{key}": value} if value is not None else {}
 
@@ -486,6 +490,11 @@ def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[
     if outputs.std:
         tensors.append(res.std_image())
     bits = 16 if m.bit_depth > 8 else 8
+    eight = [p for p in paths[:images_kept] if bits == 16 and p != "-" and images.format_for_path(p) != "PNG"]
+    if eight:  # only PNG is written with 16 bits (`images.encode_image`)
+        note = f"the input has {m.bit_depth} bits per sample; {', '.join(map(str, eight))} written with 8 (a .png "
+        m.notes = [*m.notes, note + "output keeps 16)"]
+        common.note(m.notes[-1])
     files = []
     for i, (t, p) in enumerate(zip(tensors, paths)):
         kept = i < images_kept  # the std image holds values, not colours

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -12,8 +13,9 @@ import typer
 from ncvsd_cli.cli.common import UsageError, fail, given_options, handle_errors, note
 
 DURATION_HELP = ("Length: training time of this invocation (30min, 2h; loading and the final snapshot come on top) "
-                 "or total images/steps of the run (200kimg, 1Mimg, 64Mi, 500steps). --resume without it: the last one "
-                 "given to the run.")
+                 "or total images/steps of the run (200kimg, 1Mimg, 64Mi, 500steps; a bare number is kimg; units are "
+                 "case-blind, so 2M is 2 minutes: 2Mimg for images). --resume without it: the last one given to the "
+                 "run.")
 
 #: --arch of `train` (the names of ncvsd_cli.networks.PRESETS, written out: --help does not import torch).
 ARCH_HELP = ("Network architecture: builtin64 (the default for a new run: 64 px, CPU or one GPU), photos128, "
@@ -29,7 +31,8 @@ Writes RUN_DIR/log.jsonl, RUN_DIR/state.pt (atomic; continue with --resume) and
 RUN_DIR/snapshots/teacher-<kimg>-<sigma_rel>.safetensors. --resume keeps the run's recipe (RUN_DIR/run.json:
 data, batch, lr schedule, duration, ...); an option typed again with another value replaces it from then on. A JSON
 summary goes to stdout; progress goes to stderr (a bar on a terminal, a status line every 30 s otherwise;
---quiet: none). Ctrl-C or SIGTERM saves the state after the current step and exits 130 or 143.
+--quiet: none). Ctrl-C, SIGTERM or SIGHUP (a closed terminal) saves the state after the current step and
+exits 130, 143 or 129.
 
 Examples:
 
@@ -90,6 +93,13 @@ def with_recipe(settings: RunSettings, required: tuple[str, ...], ctx: typer.Con
     if "seed" in changed:  # the state's random streams are the seed's
         raise UsageError(f"--seed {changed['seed'][1]} differs from the run's seed {changed['seed'][0]}: a run keeps "
                          "its seed; leave --seed out to continue it")
+    data = getattr(settings, "data", None)
+    if data not in (None, "builtin", "photos"):
+        if Path(data).expanduser().exists():  # recorded absolute: a --resume from another folder finds it
+            settings = dataclasses.replace(settings, data=str(Path(data).expanduser().resolve()))
+        elif settings.resume and "data" not in given:
+            raise UsageError(f"--data {data!r} (recorded in {Path(settings.out) / 'run.json'}) is not found from "
+                             f"{Path.cwd()}: give --data again (runs started since record it as an absolute path)")
     return settings  # other typed changes: noted and recorded once the saved state loads with them (TrainLoop)
 
 

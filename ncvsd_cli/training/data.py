@@ -101,13 +101,17 @@ def _rescale(a: np.ndarray, scale: float) -> np.ndarray:
 class ImageSource:
     """A list of decodable images. `get(i) -> (H, W, 3) uint8`; `weights` gives the draw probability of each;
     `licences`: the licence policy its dataset.json declares (the `photos` set: "permissive" or "all"), or None;
-    `fingerprint`: what identifies its files wherever they lie (`files_fingerprint`), or None (built in)."""
+    `fingerprint`: what identifies its files wherever they lie (`files_fingerprint`), or None (built in);
+    `description`: what the training prints at its start (how many images, from where); `warning`: what it prints
+    even when quiet (images smaller than the crop), or None."""
 
     def __init__(self, images: list, weights: Sequence[float] | None = None, labels: Sequence[int] | None = None,
-                 licences: str | None = None, fingerprint: str | None = None):
+                 licences: str | None = None, fingerprint: str | None = None, description: str = "",
+                 warning: str | None = None):
         if not images:
             raise ValueError("the dataset holds no images")
         self._images, self.licences, self.fingerprint = images, licences, fingerprint
+        self.description, self.warning = description, warning
         w = np.asarray(weights if weights is not None else np.ones(len(images)), dtype=np.float64)
         self.weights = w / w.sum()
         self.labels = list(labels) if labels is not None else None
@@ -190,11 +194,13 @@ def files_fingerprint(entries: Sequence[tuple]) -> str:
 
 
 def _short_sides(path: Path, names: Sequence[str]) -> dict[str, int]:
-    """The short side (px) of each image `names` of the folder or zip `path`, from its header (Pillow opens lazily,
-    so a zip member is read for its first bytes only). Raises ImageError naming an unreadable image."""
+    """The short side (px) of each image `names` of the folder or zip `path` as shown (EXIF orientation), from its
+    header (Pillow opens lazily, so a zip member is read for its first bytes only). Raises ImageError naming an
+    unreadable image."""
     from PIL import Image, UnidentifiedImageError
 
-    from ncvsd_cli.images import ImageError
+    from ncvsd_cli.images import ImageError, image_size
+    from operators.params import displayed_size
 
     sides = {}
     with contextlib.ExitStack() as stack:
@@ -202,9 +208,12 @@ def _short_sides(path: Path, names: Sequence[str]) -> dict[str, int]:
         for n in names:
             try:
                 with (open(path / n, "rb") if zf is None else zf.open(n)) as f, Image.open(f) as im:
-                    sides[n] = min(im.size)
+                    sides[n] = min(displayed_size(im))
             except (OSError, UnidentifiedImageError) as exc:
-                raise ImageError(f"{n}: cannot read the image header ({exc})") from None
+                try:  # what Pillow cannot open, `images` may (float TIFF through tifffile)
+                    sides[n] = min(image_size((path / n).read_bytes() if zf is None else zf.read(n), name=n))
+                except ImageError:
+                    raise ImageError(f"{n}: cannot read the image header ({exc})") from None
     return sides
 
 
@@ -244,13 +253,20 @@ def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> Image
         raise ValueError(f"{path}: dataset.json scales {scales} must lie in (0, 1]")
     labels = dict(zip(rel, _read_labels(meta, rel) or []))
     pairs = [(n, s) for n in rel for s in scales]
+    short = _short_sides(path, rel)  # every header now: a file that is no image fails here, not hours into a run
     if min_side and min(scales) < max(scales):
-        short = _short_sides(path, rel)
         pairs = [(n, s) for n, s in pairs if s == max(scales) or short[n] * s >= min_side]
+    small = [n for n in rel if min_side and short[n] * max(scales) < min_side]
+    warning = (f"{len(small)} of the {len(rel)} images in {path} (e.g. {small[0]}, {short[small[0]]} px) are smaller "
+               f"than the {min_side}-px training crop: they are upscaled to it, i.e. blurred, and the model learns "
+               "blur from them" if small else None)
     cache = _DecodeCache(read)
     items = [lambda n=n, s=s: cache.get(n, s) for n, s in pairs]
     return ImageSource(items, labels=[labels[n] for n, _ in pairs] if labels else None,
-                       licences=meta.get("licences"), fingerprint=files_fingerprint(entries))
+                       licences=meta.get("licences"), fingerprint=files_fingerprint(entries),
+                       description=f"{len(rel)} image(s) from {path}" + (
+                           f", {len(pairs)} items with dataset.json's scales" if len(pairs) != len(rel) else ""),
+                       warning=warning)
 
 
 def photos_path() -> Path:

@@ -136,6 +136,21 @@ def mixing_max(net: torch.nn.Module) -> float:
     return round(float(max(ws)), 6) if ws else 0.0
 
 
+def teacher_data(data: str | None, main: bool = True, quiet: bool = False) -> str:
+    """The --data of a distillation that did not give one: the teacher's training data (its provenance) where it
+    is `builtin`, `photos` or a folder / zip still found here (a note unless quiet), else `builtin` with a warning
+    (on the main rank, also when quiet)."""
+    if data in ("builtin", "photos") or (data and Path(data).expanduser().exists()):
+        if main and not quiet:
+            print(f"ncvsd: distilling on the teacher's training data, --data {data} (--data sets another)",
+                  file=sys.stderr, flush=True)
+        return data
+    if main:
+        print(f"ncvsd: warning: the teacher's training data ({data or 'not recorded'}) is not found here; "
+              "distilling on --data builtin (--data sets another)", file=sys.stderr, flush=True)
+    return "builtin"
+
+
 class Distiller(TrainLoop):
     """NCVSD distillation loop (three updates per step)."""
 
@@ -151,12 +166,15 @@ class Distiller(TrainLoop):
         self.s = s
         dev = self.device
         quiet = not (s.progress and dist_info.is_main)
-        self.teacher, tcfg, self.teacher_path = load_teacher(self._resumed_teacher(s, quiet), dev, quiet)
+        self.teacher, tcfg, self.teacher_path = load_teacher(self._resumed_teacher(s, dist_info.is_main), dev, quiet)
         if s.arch is not None and network_config("teacher", s.arch)["arch"] != tcfg["arch"]:
             raise ValueError(f"--arch {s.arch} does not match the teacher's architecture "
                              f"({tcfg.get('preset')!r}); leave --arch out to use the teacher's")
         self.settings["teacher_path"] = str(Path(self.teacher_path).resolve())  # a resume from another folder
         self.recipe_keys |= {"teacher_path"}  # recorded again on --resume when another teacher file loads
+        if s.data is None:  # not given: the teacher's own data, where it is still found
+            s.data = self.settings["data"] = teacher_data((tcfg.get("provenance") or {}).get("data"),
+                                                          dist_info.is_main, quiet)
         self.settings["arch"] = s.arch or tcfg.get("preset")
         torch.manual_seed(s.seed)
         nets, self.configs = {}, {}
@@ -171,6 +189,7 @@ class Distiller(TrainLoop):
             nets[kind] = net
         self.teacher.to(dev)
         self.source_files = file_provenance("teacher", self.teacher_path)  # hashed once, not per snapshot
+        self._check_teacher_unchanged(s, dist_info.is_main)
         if s.init_generator:
             init_path = load_init_weights(nets["generator"], self.configs["generator"], s.init_generator,
                                           "generator", "--init-generator", quiet)
@@ -200,7 +219,7 @@ class Distiller(TrainLoop):
         return lognormal_sigma(n, self.s.p_mean, self.s.p_std, gen, device=self.device)
 
     @staticmethod
-    def _resumed_teacher(s: DistillSettings, quiet: bool) -> str:
+    def _resumed_teacher(s: DistillSettings, main: bool) -> str:
         """The teacher to load: on --resume with the run's own --teacher (not another one typed), the very file
         the run began with (run.json's teacher_path), not a newer snapshot of a teacher run folder."""
         record = run_record(s.out) if s.resume else {}
@@ -209,10 +228,27 @@ class Distiller(TrainLoop):
             return s.teacher
         if Path(pinned).is_file():
             return pinned
-        if not quiet:
-            print(f"ncvsd: the run's teacher file {pinned} is not found; distilling on from {s.teacher}",
+        if main:  # a warning: also when quiet
+            print(f"ncvsd: warning: the run's teacher file {pinned} is not found; distilling on from {s.teacher}",
                   file=sys.stderr, flush=True)
         return s.teacher
+
+    def _check_teacher_unchanged(self, s: DistillSettings, main: bool) -> None:
+        """Records the teacher's sha256 in run.json (a new run, another --teacher typed); on --resume with the run's
+        own --teacher warns (also when quiet) when the file that loaded is not the one the run began with (replaced at
+        the same path, or a newer snapshot where the pinned file is gone)."""
+        digest = self.source_files["teacher_sha256"]
+        record = run_record(s.out) if s.resume else {}
+        before, same_teacher = record.get("teacher_sha256"), record.get("teacher") == s.teacher
+        if before and same_teacher and before != digest and main:
+            print(f"ncvsd: warning: the teacher {self.teacher_path} (sha256 {digest[:12]}) is not the file this run "
+                  f"began with (sha256 {before[:12]}): the distillation goes on against another teacher",
+                  file=sys.stderr, flush=True)
+        if before and same_teacher:  # the run's teacher stays the reference
+            self.settings["teacher_sha256"] = before
+        else:  # a new run, or another --teacher typed on this resume: recorded from now on
+            self.settings["teacher_sha256"] = digest
+            self.recipe_keys |= {"teacher_sha256"}
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         s = self.s

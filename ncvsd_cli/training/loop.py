@@ -9,7 +9,7 @@ A run directory holds:
   snapshots/*.safetensors  EMA networks in the project's checkpoint format
   previews/*.png           sample grids (distillation)
 
-A run stopped by SIGINT or SIGTERM saves its state after the current step and raises TrainingInterrupted
+A run stopped by SIGINT, SIGTERM or SIGHUP saves its state after the current step and raises TrainingInterrupted
 (the CLI exits 130 or 143), so `ncvsd train && ncvsd distill` never continues on a half-trained teacher.
 
 Randomness is counter based: update k of rank r draws from a generator seeded by (seed, r, k), and the data
@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from ncvsd_cli.checkpoints import CheckpointError
-from ncvsd_cli.images import atomic_write_bytes
+from ncvsd_cli.images import ImageError, atomic_write_bytes
 from ncvsd_cli.training import distributed
 from ncvsd_cli.training.data import _mix
 
@@ -113,6 +113,10 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 class StateError(CheckpointError):
     """A training state that is not ncvsd's own, is corrupt, or does not fit the run (CLI exit code 3)."""
+
+
+class DataError(ValueError):
+    """An image of the dataset could not be decoded during the run (its header was read at the start)."""
 
 
 class RunInUse(FileExistsError):
@@ -299,6 +303,9 @@ class TrainLoop:
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         self._claim_run_folder(hold=True)
+        if self.dist.is_main:  # a killed run's half-written files (`images.atomic_write_bytes`): ours now, the lock held
+            for leftover in [*self.out.glob(".*.tmp"), *self.out.glob("*/.*.tmp")]:
+                leftover.unlink(missing_ok=True)
         if self.dist.is_main and not self.resume:  # a new run (a failed start left no state): its own recipe
             atomic_write_bytes(self.out / "run.json", (json.dumps(self.settings, indent=2, default=str) + "\n").encode())
         distributed.barrier()
@@ -328,7 +335,7 @@ class TrainLoop:
             if changes and self.dist.is_main:
                 record_overrides(self.out, changes, self.settings.get("command"))
                 for k, (old, new) in changes.items():  # arch: never replaced (refused); duration: extending;
-                    if k not in ("arch", "duration", "teacher_path"):  # teacher_path: follows --teacher
+                    if k not in ("arch", "duration", "teacher_path", "teacher_sha256"):  # these follow --teacher
                         print(f"ncvsd: --resume with --{k.replace('_', '-')} {new}: replaces the run's recorded "
                               f"{old} from now on", file=sys.stderr, flush=True)
 
@@ -399,7 +406,7 @@ class TrainLoop:
         return StatusReporter(total, desc, unit="img", unit_scale=True, initial=self.cur_nimg, **common)
 
     def _install_signal_handlers(self) -> dict:
-        """SIGINT/SIGTERM set self._signal (training stops after the current step); a second one raises
+        """SIGINT/SIGTERM/SIGHUP set self._signal (training stops after the current step); a second one raises
         TrainingAborted at once (`finally` blocks still remove temporary files). Signals that were ignored (e.g.
         SIGINT of a background job) stay ignored. Returns the previous handlers."""
         self._signal = None
@@ -410,7 +417,8 @@ class TrainLoop:
                 raise TrainingAborted(signum)
             self._signal = signum
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP: a closed terminal or a dropped ssh session, the likeliest end of a long run (where the platform has it)
+        for sig in (signal.SIGINT, signal.SIGTERM, *filter(None, [getattr(signal, "SIGHUP", None)])):
             try:
                 if signal.getsignal(sig) is not signal.SIG_IGN:
                     previous[sig] = signal.signal(sig, on_signal)
@@ -459,9 +467,15 @@ class TrainLoop:
 
     def _run(self) -> dict:
         self._prepare_run_dir()
+        source = getattr(getattr(self, "stream", None), "source", None)
         self._log({"event": "resume" if self.resume else "start", "step": self.step, "kimg": self.cur_nimg / 1000,
                    "command": self.settings.get("command"), "device": str(self.device),
-                   "world_size": self.dist.world_size})
+                   "world_size": self.dist.world_size, "data": getattr(source, "description", None) or None})
+        if source is not None and self.dist.is_main:  # on a terminal (a pipe's short run prints nothing); in the log
+            if source.description and self.progress and sys.stderr.isatty():
+                print(f"ncvsd: training on {source.description}", file=sys.stderr, flush=True)
+            if source.warning:  # even when quiet: it changes what the model learns
+                print(f"ncvsd: warning: {source.warning}", file=sys.stderr, flush=True)
         reporter = self._reporter()
         previous = self._install_signal_handlers()
         start = last_snap_time = last_log_time = last_tick = time.time()
@@ -478,7 +492,10 @@ class TrainLoop:
         try:
             while not done:
                 t0 = time.time()
-                losses = self.train_step(self.step)
+                try:
+                    losses = self.train_step(self.step)
+                except ImageError as exc:  # a file that decodes badly, met when first drawn: keep the steps so far
+                    raise self._stopped_by_data(exc) from None
                 self.step += 1
                 self.cur_nimg += self.batch
                 for k, v in losses.items():
@@ -517,6 +534,17 @@ class TrainLoop:
         self._log({"event": "end", "step": self.step, "kimg": self.cur_nimg / 1000,
                    "seconds": round(self.train_seconds, 2)})
         return record
+
+    def _stopped_by_data(self, exc: Exception) -> DataError:
+        """The error to raise when an image of the dataset cannot be decoded mid-run: alone (one process) the state of
+        the last finished step is saved first (the failed step drew its batch before touching the networks), so
+        `--resume` continues once the file is fixed or removed; the log records it."""
+        saved = self.dist.world_size == 1 and self.step > 0
+        if saved:
+            self.checkpoint()
+        self._log({"event": "error", "error": str(exc), "step": self.step, "kimg": self.cur_nimg / 1000})
+        return DataError(f"{exc} (a file of the dataset; fix or remove it"
+                         + (f", then --resume: the state at step {self.step} is saved)" if saved else ")"))
 
     def _note_step_time(self, seconds: float) -> None:
         """On rank 0 with progress: say so when the first step of this invocation (warm-up included) is over 5 % of
