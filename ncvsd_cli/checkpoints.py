@@ -394,6 +394,22 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, quiet: bool = False, 
 
 
 # ------------------------------------------------------------------------------------------------ the format
+#: Leading bytes of files given by mistake as checkpoints, and what they are.
+_FORMAT_MAGIC = ((b"PK\x03\x04", "a zip archive, as torch.save writes"), (b"\x89PNG", "a PNG image"),
+                 (b"\xff\xd8\xff", "a JPEG image"), (b"RIFF", "a RIFF file (WebP image?)"),
+                 (b"\x80", "a Python pickle"))
+
+
+def file_format(path: str | os.PathLike) -> str | None:
+    """What a file given as a checkpoint is by its first bytes (`_FORMAT_MAGIC`), or None (unknown or unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return None
+    return next((what for magic, what in _FORMAT_MAGIC if head.startswith(magic)), None)
+
+
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """The "ncvsd" JSON config stored in a checkpoint's safetensors metadata (no tensors are read)."""
     from safetensors import safe_open
@@ -403,10 +419,9 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
         with safe_open(str(p), framework="pt") as f:
             metadata = f.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types for bad headers
-        with open(p, "rb") as f:
-            zipped = f.read(4) == b"PK\x03\x04"
-        hint = (": it is a zip archive, as torch.save writes (ncvsd reads safetensors files with an ncvsd config; "
-                "`ncvsd checkpoints import` converts the authors' network pickles)" if zipped else f": {exc}")
+        other = file_format(p)
+        hint = (f": it is {other} (ncvsd reads safetensors files with an ncvsd config; `ncvsd checkpoints import` "
+                "converts the authors' network pickles)" if other else f": {exc}")
         raise CheckpointError(f"{p} is not a readable safetensors file{hint}") from exc
     if METADATA_KEY not in metadata:
         raise NotANetworkCheckpoint(f"{p} has no '{METADATA_KEY}' config in its metadata; it is not an ncvsd checkpoint")

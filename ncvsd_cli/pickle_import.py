@@ -490,12 +490,16 @@ def import_pickle(src: str | os.PathLike, dst: str | os.PathLike, *, ema_key: st
     `ImportLimits`. Raises CheckpointError on any problem (refused globals, a pickle past the limits, unsupported
     classes, names or shapes that do not fit).
     """
-    from ncvsd_cli.checkpoints import CheckpointError, save_checkpoint, sha256_file
+    from ncvsd_cli.checkpoints import CheckpointError, file_format, save_checkpoint, sha256_file
     from ncvsd_cli.networks import build_network
 
     src = Path(src)
     if not src.is_file():
         raise CheckpointError(f"source pickle {src} does not exist")
+    other = file_format(src)
+    if other and other != "a Python pickle":
+        raise CheckpointError(f"cannot import {src.name}: it is {other}, not a network pickle of the authors' code "
+                              "(EDM2 / NCVSD `network-snapshot-*.pkl`)")
     try:
         imported = analyse(read_pickle(src, limits), ema_key=ema_key)
     except (pickle.UnpicklingError, ValueError, EOFError) as exc:

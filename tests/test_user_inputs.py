@@ -347,6 +347,13 @@ def test_checkpoint_loading_refuses_nan_weights_and_an_unknown_kind(tmp_path):
     torch.save({"w": torch.zeros(2)}, tmp_path / "model.pt")
     with pytest.raises(CheckpointError, match="a zip archive, as torch.save writes"):
         load_checkpoint(tmp_path / "model.pt")
+    _png(tmp_path / "photo.png", 8, 8)  # an image given as -c (it said "header too large")
+    with pytest.raises(CheckpointError, match="it is a PNG image"):
+        load_checkpoint(tmp_path / "photo.png")
+    from ncvsd_cli.pickle_import import import_pickle
+
+    with pytest.raises(CheckpointError, match="it is a zip archive, as torch.save writes, not a network pickle"):
+        import_pickle(tmp_path / "model.pt", tmp_path / "out.safetensors")
 
 
 def test_library_inputs_are_refused_with_a_remedy(ckpt):
