@@ -568,9 +568,20 @@ class CheckpointInfo:
         return asdict(self)
 
 
+def _finite_tensors(path: Path) -> bool:
+    """Whether every floating-point tensor of the safetensors file `path` is finite (one tensor in memory at a time)."""
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return all(not t.is_floating_point() or bool(torch.isfinite(t).all())
+                   for t in (f.get_tensor(k) for k in f.keys()))
+
+
 def checkpoint_info(name_or_path: str | os.PathLike, location: str | None = None) -> CheckpointInfo:
     """Describe a checkpoint: size, sha256, config and verification status ("verified", "not in manifest",
-    "MISMATCH: ...", or "unreadable: ..." for files without an ncvsd config). Raises CheckpointError if not found."""
+    "MISMATCH: ...", or "unreadable: ..." for files without an ncvsd config or with NaN / inf weights). Raises
+    CheckpointError if not found."""
     path = resolve_checkpoint(name_or_path)
     if location is None:
         location = next((label for label, folder in search_locations() if path.parent.resolve() == folder.resolve()
@@ -596,6 +607,8 @@ def checkpoint_info(name_or_path: str | os.PathLike, location: str | None = None
             info.status += f"; unreadable: {exc}"
         return info
     info.kind, info.preset = info.config.get("kind"), info.config.get("preset")
+    if not _finite_tensors(path):  # as `load_checkpoint` refuses it (the sha256 read the whole file already)
+        info.status += "; unreadable: the weights contain NaN or inf values (damaged or diverged checkpoint)"
     info.img_resolution = info.config.get("img_resolution")
     info.licence = info.licence or (info.config.get("provenance") or {}).get("licence")
     return info

@@ -107,8 +107,8 @@ def info_command(
 ) -> None:
     """Show a checkpoint's path, size, sha256, manifest verification and stored config as JSON.
 
-    Exit code 3 when the file's hash differs from the manifest, it cannot be found or it is not a readable
-    safetensors checkpoint.
+    Exit code 3 when the file's hash differs from the manifest, it cannot be found, it is not a readable
+    safetensors checkpoint or its weights hold NaN or inf values (as `restore -c` refuses it).
 
     Examples:
 
