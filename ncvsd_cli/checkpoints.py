@@ -574,8 +574,8 @@ def _finite_tensors(path: Path) -> bool:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
-        return all(not t.is_floating_point() or bool(torch.isfinite(t).all())
-                   for t in (f.get_tensor(k) for k in f.keys()))
+        names = list(f.keys())  # a safe_open handle, not a dict
+        return all(not t.is_floating_point() or bool(torch.isfinite(t).all()) for t in map(f.get_tensor, names))
 
 
 def checkpoint_info(name_or_path: str | os.PathLike, location: str | None = None) -> CheckpointInfo:

@@ -339,7 +339,9 @@ def test_checkpoint_loading_refuses_nan_weights_and_an_unknown_kind(tmp_path):
 
     with pytest.raises(CheckpointError, match="NaN or inf"):
         load_checkpoint(_tiny(tmp_path, nan=True))
-    from ncvsd_cli.checkpoints import checkpoint_info  # info says so too (it showed such a file as fine, exit 0)
+    from ncvsd_cli.checkpoints import (
+        checkpoint_info,  # info says so too (it showed such a file as fine, exit 0)
+    )
 
     assert "unreadable: the weights contain NaN or inf" in checkpoint_info(_tiny(tmp_path, nan=True)).status
     assert "unreadable" not in checkpoint_info(_tiny(tmp_path)).status
