@@ -397,7 +397,8 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, quiet: bool = False, 
 #: Leading bytes of files given by mistake as checkpoints, and what they are.
 _FORMAT_MAGIC = ((b"PK\x03\x04", "a zip archive, as torch.save writes"), (b"\x89PNG", "a PNG image"),
                  (b"\xff\xd8\xff", "a JPEG image"), (b"RIFF", "a RIFF file (WebP image?)"),
-                 (b"\x80", "a Python pickle"))
+                 *((b"\x80" + bytes([v]), "a Python pickle") for v in (2, 3)),
+                 *((b"\x80" + bytes([v]) + b"\x95", "a Python pickle") for v in (4, 5)))
 
 
 def file_format(path: str | os.PathLike) -> str | None:

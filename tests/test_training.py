@@ -679,3 +679,35 @@ def test_distill_defaults_to_the_teachers_data_and_warns_of_a_replaced_teacher(t
     assert "is not the file this run began with" in capsys.readouterr().err
     distill(_distill_settings(tmp_path, first, "d", duration="3steps", resume=True, progress=False))
     assert "is not the file this run began with" in capsys.readouterr().err  # the run's first teacher stays
+
+
+def test_a_distill_step_that_cannot_read_an_image_saves_the_last_step_exactly(tmp_path, monkeypatch):
+    """An image that fails to decode while a distillation step draws its second batch: the step draws all its
+    batches before any update, so the state saved is the previous step's with the data stream put back, and a
+    --resume once the file is fixed ends bit for bit where an uninterrupted run does (it saved a half-done step)."""
+    from ncvsd_cli.images import ImageError
+    from ncvsd_cli.training.distill import Distiller, distill
+    from ncvsd_cli.training.loop import DataError
+    from ncvsd_cli.training.teacher import train_teacher
+
+    train_teacher(_teacher_settings(tmp_path, "t", duration="1steps"))
+    teacher = latest_snapshot(tmp_path / "t", "teacher")
+    distill(_distill_settings(tmp_path, teacher, "full", duration="3steps"))
+    real = Distiller._fresh
+
+    def failing(self, step, update):
+        if step == 2 and update == 1:
+            raise ImageError("x.png: cannot decode image (truncated or corrupt)")
+        return real(self, step, update)
+
+    monkeypatch.setattr(Distiller, "_fresh", failing)
+    with pytest.raises(DataError, match="x.png.*the state at step 2 is saved"):
+        distill(_distill_settings(tmp_path, teacher, "cut", duration="3steps"))
+    state = torch.load(tmp_path / "cut" / "state.pt", weights_only=True)
+    assert state["loop"]["step"] == 2 and state["trainer"]["data"]["position"] == 2 * 3
+    monkeypatch.setattr(Distiller, "_fresh", real)
+    distill(_distill_settings(tmp_path, teacher, "cut", duration="3steps", resume=True))
+    full, cut = (torch.load(tmp_path / r / "state.pt", weights_only=True)["trainer"] for r in ("full", "cut"))
+    for net in ("gen", "score", "disc"):
+        for k, v in full[net].items():
+            assert torch.equal(v, cut[net][k]), (net, k)

@@ -502,6 +502,9 @@ def test_small_images_are_named_in_a_warning_even_when_quiet(tmp_path, capsys):
     assert "3 image(s) from" in source.description
     assert source.warning.startswith(f"2 of the 3 images in {data} (e.g. 0.png, 12 px) are smaller than the 16-px")
     assert folder_or_zip_source(data, 8).warning is None
+    from ncvsd_cli.training.data import builtin_source
+
+    assert "built-in scikit-image photos" in builtin_source(16).description  # the log's start event names it too
 
 
 def test_a_resume_removes_the_half_written_files_of_a_killed_run(tmp_path, trained):

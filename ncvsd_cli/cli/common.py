@@ -154,7 +154,10 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print a one-line error and exit with `code` (default 2, usage). A signal's message comes from torchrun's
     rank 0 only (every rank gets the signal)."""
     if torchrun_rank() == 0 or code not in (EXIT_INTERRUPTED, 129, 143):
-        error(message)
+        try:
+            error(message)
+        except OSError:  # a terminal that hung up (SIGHUP): the exit code still tells
+            pass
     raise typer.Exit(code)
 
 

@@ -96,10 +96,12 @@ def with_recipe(settings: RunSettings, required: tuple[str, ...], ctx: typer.Con
     data = getattr(settings, "data", None)
     if data not in (None, "builtin", "photos"):
         if Path(data).expanduser().exists():  # recorded absolute: a --resume from another folder finds it
-            settings = dataclasses.replace(settings, data=str(Path(data).expanduser().resolve()))
+            settings = dataclasses.replace(settings, data=str(Path(data).expanduser().absolute()))
         elif settings.resume and "data" not in given:
-            raise UsageError(f"--data {data!r} (recorded in {Path(settings.out) / 'run.json'}) is not found from "
-                             f"{Path.cwd()}: give --data again (runs started since record it as an absolute path)")
+            where = ("" if Path(data).is_absolute()
+                     else f" from {Path.cwd()} (runs started since record an absolute path)")
+            raise UsageError(f"--data {data!r} (recorded in {Path(settings.out) / 'run.json'}) is not found{where}: "
+                             "give --data again")
     return settings  # other typed changes: noted and recorded once the saved state loads with them (TrainLoop)
 
 

@@ -147,7 +147,8 @@ def _builtin_source(resolution: int, names: tuple[str, ...], scales: tuple[float
             for lv in levels:
                 images.append(lv)
                 weights.append((1.0 if grey else 2.0) / len(levels))
-    return ImageSource(images, weights)
+    return ImageSource(images, weights, description=f"the {len(names)} built-in scikit-image photos ({len(images)} "
+                                                    "views and scales)")
 
 
 def _decode(data: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -171,10 +172,19 @@ class _DecodeCache:
     def __init__(self, read, limit: int = DECODE_CACHE_BYTES):
         self.read, self.limit, self.held, self.images = read, limit, 0, {}
 
+    def _bytes(self, name: str) -> bytes:
+        """The file's bytes; ImageError when it vanished or its zip member is damaged (a run keeps its steps)."""
+        from ncvsd_cli.images import ImageError
+
+        try:
+            return self.read(name)
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise ImageError(f"{name}: cannot read the file ({exc})") from None
+
     def get(self, name: str, scale: float) -> np.ndarray:
         key = (name, scale)
         if key not in self.images:
-            full = self.images[(name, 1.0)] if (name, 1.0) in self.images else _decode(self.read(name), name)
+            full = self.images[(name, 1.0)] if (name, 1.0) in self.images else _decode(self._bytes(name), name)
             a = _rescale(full, scale)
             if self.held + a.nbytes > self.limit:
                 return a

@@ -140,7 +140,9 @@ def teacher_data(data: str | None, main: bool = True, quiet: bool = False) -> st
     """The --data of a distillation that did not give one: the teacher's training data (its provenance) where it
     is `builtin`, `photos` or a folder / zip still found here (a note unless quiet), else `builtin` with a warning
     (on the main rank, also when quiet)."""
-    if data in ("builtin", "photos") or (data and Path(data).expanduser().exists()):
+    if data and data not in ("builtin", "photos") and Path(data).expanduser().exists():
+        data = str(Path(data).expanduser().absolute())  # as `with_recipe` records a typed --data
+    if data in ("builtin", "photos") or (data and Path(data).exists()):
         if main and not quiet:
             print(f"ncvsd: distilling on the teacher's training data, --data {data} (--data sets another)",
                   file=sys.stderr, flush=True)
@@ -239,21 +241,27 @@ class Distiller(TrainLoop):
         the same path, or a newer snapshot where the pinned file is gone)."""
         digest = self.source_files["teacher_sha256"]
         record = run_record(s.out) if s.resume else {}
-        before, same_teacher = record.get("teacher_sha256"), record.get("teacher") == s.teacher
+        before = record.get("teacher_sha256")
+        same_teacher = record.get("teacher") == s.teacher and record.get("teacher_path") == str(
+            Path(self.teacher_path).resolve())  # not another --teacher typed, nor a newer snapshot for a lost file
         if before and same_teacher and before != digest and main:
             print(f"ncvsd: warning: the teacher {self.teacher_path} (sha256 {digest[:12]}) is not the file this run "
                   f"began with (sha256 {before[:12]}): the distillation goes on against another teacher",
                   file=sys.stderr, flush=True)
         if before and same_teacher:  # the run's teacher stays the reference
             self.settings["teacher_sha256"] = before
-        else:  # a new run, or another --teacher typed on this resume: recorded from now on
+        else:  # a new run, another --teacher typed, a lost pinned file (warned of): recorded from now on
             self.settings["teacher_sha256"] = digest
             self.recipe_keys |= {"teacher_sha256"}
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         s = self.s
         base_lr = self.lr(s.lr)
-        losses = ncvsd_step(self.models, lambda update: self._fresh(step, update), self._t,
+        # Every batch of the step drawn before any update: an image that fails to decode leaves the networks as
+        # the last finished step left them (`TrainLoop._stopped_by_data`); each update's generator is its own, so
+        # drawing early changes no number.
+        batches = {u: self._fresh(step, u) for u in ((0, 1, 2) if s.gan_loss_scaling > 0 else (0, 2))}
+        losses = ncvsd_step(self.models, batches.__getitem__, self._t,
                             lrs={"score": base_lr, "discriminator": base_lr * s.d_lr_scale,
                                  "generator": base_lr * s.g_lr_scale},
                             gan=self.cur_nimg >= s.gan_warmup_kimg * 1000, gan_loss_scaling=s.gan_loss_scaling,

@@ -335,7 +335,8 @@ class TrainLoop:
             if changes and self.dist.is_main:
                 record_overrides(self.out, changes, self.settings.get("command"))
                 for k, (old, new) in changes.items():  # arch: never replaced (refused); duration: extending;
-                    if k not in ("arch", "duration", "teacher_path", "teacher_sha256"):  # these follow --teacher
+                    migrated = k == "data" and Path(str(old)).absolute() == Path(str(new))  # relative, now absolute
+                    if k not in ("arch", "duration", "teacher_path", "teacher_sha256") and not migrated:
                         print(f"ncvsd: --resume with --{k.replace('_', '-')} {new}: replaces the run's recorded "
                               f"{old} from now on", file=sys.stderr, flush=True)
 
@@ -492,10 +493,11 @@ class TrainLoop:
         try:
             while not done:
                 t0 = time.time()
+                drawn = self.stream.state_dict() if hasattr(self, "stream") else None
                 try:
                     losses = self.train_step(self.step)
                 except ImageError as exc:  # a file that decodes badly, met when first drawn: keep the steps so far
-                    raise self._stopped_by_data(exc) from None
+                    raise self._stopped_by_data(exc, first_step, drawn) from None
                 self.step += 1
                 self.cur_nimg += self.batch
                 for k, v in losses.items():
@@ -535,16 +537,20 @@ class TrainLoop:
                    "seconds": round(self.train_seconds, 2)})
         return record
 
-    def _stopped_by_data(self, exc: Exception) -> DataError:
-        """The error to raise when an image of the dataset cannot be decoded mid-run: alone (one process) the state of
-        the last finished step is saved first (the failed step drew its batch before touching the networks), so
-        `--resume` continues once the file is fixed or removed; the log records it."""
-        saved = self.dist.world_size == 1 and self.step > 0
+    def _stopped_by_data(self, exc: Exception, first_step: int, drawn: dict | None) -> DataError:
+        """The error to raise when an image of the dataset cannot be read mid-run. Alone (one process) and after a
+        step of this invocation, the state of the last finished step is saved first, with the data stream put back
+        where that step left it (a step draws all its batches before it updates a network), so `--resume`
+        continues exactly once the file is fixed or removed; under torchrun the last snapshot's state remains. The
+        log records it."""
+        saved = self.dist.world_size == 1 and self.step > first_step
         if saved:
+            if drawn is not None:
+                self.stream.load_state_dict(drawn)
             self.checkpoint()
         self._log({"event": "error", "error": str(exc), "step": self.step, "kimg": self.cur_nimg / 1000})
-        return DataError(f"{exc} (a file of the dataset; fix or remove it"
-                         + (f", then --resume: the state at step {self.step} is saved)" if saved else ")"))
+        return DataError(f"{exc} (a file of the dataset; fix or remove it, then --resume: "
+                         + (f"the state at step {self.step} is saved)" if saved else "the last saved state remains)"))
 
     def _note_step_time(self, seconds: float) -> None:
         """On rank 0 with progress: say so when the first step of this invocation (warm-up included) is over 5 % of
