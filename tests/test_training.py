@@ -672,7 +672,11 @@ def test_distill_defaults_to_the_teachers_data_and_warns_of_a_replaced_teacher(t
     first = latest_snapshot(tmp_path / "t", "teacher")
     distill(_distill_settings(tmp_path, first, "d", duration="1steps", data=None, progress=True))
     record = json.loads((tmp_path / "d" / "run.json").read_text())
-    assert record["data"] == teacher_data and "teacher's training data" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert record["data"] == teacher_data and "teacher's training data" in err and "other files" not in err
+    _write_pngs(tmp_path / "other-imgs", n=4)  # other files: the distillation is told (it learns the teacher's)
+    distill(_distill_settings(tmp_path, first, "d2", duration="1steps", data=str(tmp_path / "other-imgs")))
+    assert "the teacher was trained on other files" in capsys.readouterr().err
     train_teacher(_teacher_settings(tmp_path, "other", duration="1steps", seed=7))
     shutil.copy(latest_snapshot(tmp_path / "other", "teacher"), first)  # replaced at the pinned path
     distill(_distill_settings(tmp_path, first, "d", duration="2steps", resume=True, progress=False))

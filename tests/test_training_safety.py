@@ -177,7 +177,8 @@ def test_a_failed_resume_leaves_the_runs_record_alone(tmp_path, trained):
     done = runner.invoke(app, ["train", "--out", str(copy), "--resume", "--device", "cpu", "--duration", "1steps"])
     assert done.exit_code == 0 and "nothing to do: the run is at step 2" in done.stderr, done.output
     other = runner.invoke(app, ["distill", "--out", str(copy), "--resume", "--device", "cpu"])
-    assert other.exit_code == 2 and "records none (it was started by:" in other.stderr, other.output
+    assert other.exit_code == 2 and "holds an 'ncvsd train' run (a teacher)" in other.stderr, other.output
+    assert f"ncvsd distill --teacher {copy}" in " ".join(other.stderr.split())  # it said "missing --teacher"
     none = runner.invoke(app, ["train", "--out", str(tmp_path / "nothing"), "--resume", "--device", "cpu"])
     assert none.exit_code == 2 and "holds no run to continue" in none.stderr, none.output
 
@@ -520,3 +521,4 @@ def test_a_resume_removes_the_half_written_files_of_a_killed_run(tmp_path, train
     res = _resume(data, copy, steps=2)
     assert res.exit_code == 0, res.output
     assert not list(copy.glob(".*.tmp")) and not list(copy.glob("*/.*.tmp"))
+

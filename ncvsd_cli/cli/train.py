@@ -84,7 +84,12 @@ def with_recipe(settings: RunSettings, required: tuple[str, ...], ctx: typer.Con
     if missing and settings.resume:
         from ncvsd_cli.training.common import run_record
 
+        from ncvsd_cli.checkpoints import run_snapshots
+
         command = run_record(settings.out).get("command")
+        if "--teacher" in missing and any(kind == "teacher" for kind, _, _ in run_snapshots(Path(settings.out))):
+            raise UsageError(f"{settings.out} holds an 'ncvsd train' run (a teacher), not a distillation: distil it "
+                             f"with ncvsd distill --teacher {settings.out} --out NEW_RUN")
         raise UsageError(f"missing option {', '.join(missing)}: the run in {settings.out} records none"
                          + (f" (it was started by: {command})" if command else ""))
     if missing:

@@ -204,6 +204,12 @@ class Distiller(TrainLoop):
         res = self.gen.img_resolution
         self.stream = ImageStream(open_source(s.data, res), res, self.batch_per_rank, s.seed, dist_info.rank,
                                   dist_info.world_size, xflip=s.xflip)
+        taught = (tcfg.get("provenance") or {}).get("data_files")  # `files_fingerprint` of the teacher's data
+        if (taught and self.stream.source.fingerprint and taught != self.stream.source.fingerprint and not s.resume
+                and dist_info.is_main):  # told once, when the run starts
+            print(f"ncvsd: note: the teacher was trained on other files ({taught}) than --data {s.data} holds "
+                  f"({self.stream.source.fingerprint}): it is distilled towards its own data's prior",
+                  file=sys.stderr, flush=True)
 
     # -------------------------------------------------------------------------------------------- one step
     def _fresh(self, step: int, update: int):
