@@ -521,4 +521,3 @@ def test_a_resume_removes_the_half_written_files_of_a_killed_run(tmp_path, train
     res = _resume(data, copy, steps=2)
     assert res.exit_code == 0, res.output
     assert not list(copy.glob(".*.tmp")) and not list(copy.glob("*/.*.tmp"))
-

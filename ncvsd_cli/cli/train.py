@@ -82,9 +82,8 @@ def with_recipe(settings: RunSettings, required: tuple[str, ...], ctx: typer.Con
         settings, changed = resumed_settings(settings, given)
     missing = [f"--{k.replace('_', '-')}" for k in required if not getattr(settings, k)]
     if missing and settings.resume:
-        from ncvsd_cli.training.common import run_record
-
         from ncvsd_cli.checkpoints import run_snapshots
+        from ncvsd_cli.training.common import run_record
 
         command = run_record(settings.out).get("command")
         if "--teacher" in missing and any(kind == "teacher" for kind, _, _ in run_snapshots(Path(settings.out))):
