@@ -664,13 +664,12 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
     what = "width" if key == "sigma" else "radius"
     if reading is None:
         return [f"blur {what} not estimated (image under 32 px or flat): {key} {params.get(key)} px"]
-    better = better_blur_model(reading)
+    better, widest = better_blur_model(reading), ": the widest the reading covers, the blur may be wider"
     if task == "deblur-gauss":
         params["sigma"] = round(max(reading.width, MIN_BLUR_SIGMA), 2)
         notes = [f"estimated Gaussian blur sigma {params['sigma']:.2f} px (-p sigma=S sets it)"
                  + (": the image looks unblurred" if reading.width < 0.5 else "")
-                 + (": the widest the reading covers, the blur may be wider" if reading.width >= MAX_SIGMA - 0.01
-                    else "")]
+                 + (widest if reading.width >= MAX_SIGMA - 0.01 else "")]
         if better == "deblur-defocus":
             notes.append(f"the blur looks like defocus: a disk of radius {reading.radius:g} px fits it better than "
                          "any Gaussian (--task deblur-defocus restores it with that disk)")
@@ -682,8 +681,7 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
         params["radius"] = max(reading.radius, MIN_RADIUS)
         notes = [f"estimated defocus radius {params['radius']:g} px (-p radius=R sets it)"
                  + (": the image looks unblurred" if reading.radius <= 1 else "")  # std <= 0.5: a photo's own
-                 + (": the widest the reading covers, the blur may be wider"
-                    if reading.radius >= MAX_RADIUS - RADIUS_STEP else "")]
+                 + (widest if reading.radius >= MAX_RADIUS - RADIUS_STEP else "")]
         if better == "deblur-gauss":
             notes.append(f"a Gaussian of sigma {reading.width:.2f} px fits the blur better than a disk "
                          "(--task deblur-gauss)")
