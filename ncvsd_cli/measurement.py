@@ -614,12 +614,6 @@ def plain_image_params(task: str, params: dict[str, Any] | None) -> dict[str, An
 
 #: Why a plain image of a task cannot be restored unless one of the listed parameters names its operator.
 PLAIN_IMAGE_REFUSALS: dict[str, tuple[frozenset[str], str]] = {
-    "deblur-motion": (frozenset({"kernel", "seed"}), (
-        "deblur-motion needs the blur kernel of a plain image: restore the sidecar `ncvsd degrade` wrote beside it, "
-        "or name the synthetic kernel with -p seed=N (and kernel_size, intensity if degrade was given them, and "
-        "boundary=circular, degrade's blur); for a "
-        "photo's own blur use --task deblur-kernel -p kernel=K.png (a measured kernel) or --task deblur-gauss (its "
-        "width is estimated from the image)")),
     "inpaint-random": (frozenset({"seed"}), (
         "inpaint-random needs to know which pixels of a plain image are missing: restore the sidecar `ncvsd "
         "degrade` wrote beside it, or name its random mask with -p seed=N (and -p fraction=F if degrade was given "
@@ -629,7 +623,8 @@ PLAIN_IMAGE_REFUSALS: dict[str, tuple[frozenset[str], str]] = {
         "mask that paints the holes white)")),
     "deblur-kernel": (frozenset({"kernel"}), (
         "deblur-kernel needs the blur kernel: -p kernel=K.png (the blur path bright on black) or -p kernel=K.npy; "
-        "for an unknown blur try --task deblur-gauss (its width is estimated from the image)")),
+        "for an unknown blur try --task deblur-motion (a camera shake's kernel is read from the image) or "
+        "deblur-gauss / deblur-defocus (their width is read)")),
     "phase-retrieval": (frozenset(), (
         "phase-retrieval measurements are not images: restore the sidecar written by `ncvsd degrade` (X.png with "
         "X.png.ncvsd.json beside it, or --measurement)")),
@@ -638,9 +633,10 @@ PLAIN_IMAGE_REFUSALS: dict[str, tuple[frozenset[str], str]] = {
 
 def plain_image_refusal(task: str, given: dict[str, Any] | None) -> str | None:
     """Why a plain image of `task` cannot be restored with the operator parameters the user `given` (-p or a
-    preset file), or None. Random operators (deblur-motion's kernel, inpaint-random's mask) drawn from the preset's
-    seed have nothing to do with a photo's own degradation; inpaint-mask and deblur-kernel need the user's mask and
-    kernel; phase retrieval's measurement is not an image."""
+    preset file), or None. A random mask (inpaint-random's) drawn from the preset's seed has nothing to do with a
+    photo's own holes; inpaint-mask and deblur-kernel need the user's mask and kernel; phase retrieval's
+    measurement is not an image. (deblur-motion without its kernel or seed reads the kernel from the image,
+    `Restorer.measurement`.)"""
     if task not in PLAIN_IMAGE_REFUSALS:
         return None
     names, why = PLAIN_IMAGE_REFUSALS[task]

@@ -19,6 +19,7 @@ on CPU and GPU), so results differ from batch_size 1 by float rounding: a few pi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -341,13 +342,14 @@ class Restorer:
         blurs and super-resolution without --sigma-y (or a preset file's sigma_y), at the noise level estimated from
         y within `noise_level_bounds`; for inpaint-box and inpaint-mask at sigma_y 0 (`KEEP_PHOTO_PIXELS`); for
         deblur-gauss without a `sigma` parameter (-p or preset file) and deblur-defocus without `radius`, with the
-        blur width or disk radius read from y (`blur_notes`; `m.notes` say so). jpeg_sigma: y was decoded from a
+        blur width or disk radius read from y (`blur_notes`; `m.notes` say so); deblur-motion without `kernel` or
+        `seed` with the kernel read from y (`motion_notes`). jpeg_sigma: y was decoded from a
         lossily coded file of this noise scale (`images.compression_sigma`: a JPEG's quantisation, a lossy WebP, a
         palette); it raises the lowest level read (`noise_level_floor`), and the level is then also read on the luma
         (for blurs, on its 2x2 means unless the width read, or the disk's radius / 2, is under COARSE_LUMA_MIN_WIDTH),
         where lossy coding leaves the noise.
-        ValueError where a plain image cannot be the measurement (`plain_image_refusal`: deblur-motion without
-        `kernel` or `seed`, inpaint-random without `seed`, phase-retrieval)."""
+        ValueError where a plain image cannot be the measurement (`plain_image_refusal`: inpaint-random without
+        `seed`, phase-retrieval; deblur-motion whose kernel cannot be read)."""
         from ncvsd_cli import images
         from ncvsd_cli.blur_estimate import read_blur
         from ncvsd_cli.measurement import (
@@ -399,6 +401,8 @@ class Restorer:
                          "with std S and retouches them too)")
         if blur_param and blur_param not in given:  # read above: the preset's width is the paper's (a guess here)
             notes += blur_notes(task, reading, params, tuple(y.shape[-2:]))
+        if task == "deblur-motion" and not {"kernel", "seed"} & set(given):  # a camera shake: its kernel is read
+            notes += motion_notes(y, params, given)
         m = measurement_from_image(y, task, params, sigma_y, source=source, grey=grey)
         if task == "inpaint-mask":
             notes += mask_notes(float(m.operator().mask.mean()), bool(params.get("invert", False)),
@@ -692,6 +696,44 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
     return notes
 
 
+def motion_notes(y: torch.Tensor, params: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """Reads a plain photo's motion-blur kernel (`motion_estimate.read_motion_kernel`, of -p kernel_size or
+    MOTION_READ_SIZE px, less for an image under twice that), sets params' kernel and kernel_size to it and returns
+    the notes that say so. ValueError for an image under 32 px or a reading that looks like noise."""
+    from ncvsd_cli.motion_estimate import (
+        MAX_READ_SIZE,
+        MAX_TAPS_PER_SIDE,
+        MOTION_READ_SIZE,
+        read_motion_kernel,
+    )
+    from operators.blur import kernel_size_param
+
+    asked = kernel_size_param(given.get("kernel_size", MOTION_READ_SIZE))
+    side = min(y.shape[-2:])
+    size = min(asked | 1, MAX_READ_SIZE, (side // 2 - 1) | 1)  # odd; at most the largest the image holds twice
+    if side < 32 or size < 3:
+        raise ValueError(f"a {y.shape[-1]}x{y.shape[-2]} image is too small to read a motion blur from (at least "
+                         "32 px a side): give the kernel with --task deblur-kernel -p kernel=K.png")
+    reading = read_motion_kernel(y, size)
+    if not reading.reliable:
+        raise ValueError(f"no motion-blur kernel could be read from this image: the estimate lights {reading.taps} "
+                         f"taps of its {size}x{size} square, like noise (a path lights at most "
+                         f"{MAX_TAPS_PER_SIDE * size:.0f}): the image may hold too few sharp edges; give the kernel "
+                         "with --task deblur-kernel -p kernel=K.png, or try --task deblur-gauss / deblur-defocus")
+    params["kernel"], params["kernel_size"] = reading.kernel, size
+    note = (f"estimated the motion-blur kernel from the image: a path within {reading.extent}x{reading.extent} px "
+            f"(read in a {size}x{size} square; -p kernel=K.png gives a measured one)")
+    if reading.extent <= 2:
+        note += ": the image looks unblurred"
+    elif reading.extent >= size - 2:
+        note += (": it fills the square, the shake may be longer" + (f" (-p kernel_size={2 * size + 1} reads a "
+                 "longer one)" if 2 * size + 1 <= (side // 2 - 1) | 1 else " than this image can tell"))
+    if size < asked:
+        note += (f"; kernel_size {asked} is over the largest read, {MAX_READ_SIZE}" if size == MAX_READ_SIZE else
+                 f"; kernel_size {asked} does not fit twice in the image: read at {size}")
+    return [note]
+
+
 #: Tasks whose plain images are restored at sigma_y 0 (the measured pixels returned as they are, `Operator.exact_fit`):
 #: a photo with a hole to fill. inpaint-random keeps its preset's level: its plain images are noisy `degrade`
 #: outputs, whose kept noisy pixels would speckle the clean fill.
@@ -802,24 +844,32 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
     precision, ...; see `ncvsd restore --help` for their meaning). As for a plain image on the command line,
     deblur-gauss without params["sigma"] reads the blur width from y (deblur-defocus without params["radius"] the
     disk's radius), and denoise, blurs and super-resolution without sigma_y the noise level (`noise_level_bounds`);
-    deblur-motion needs params["kernel"] or params["seed"], inpaint-random params["seed"]; the notes `ncvsd restore`
+    deblur-motion without params["kernel"] or params["seed"] its kernel (`motion_notes`), inpaint-random needs
+    params["seed"]; the notes `ncvsd restore`
     prints (the level and width read, pixels kept) go to the logger "ncvsd.restore" at INFO level
     (`logging.basicConfig(level=logging.INFO)` shows them). jpeg_sigma: y was decoded from a lossily coded file
     (`images.read_image(...).jpeg_sigma`: JPEG, lossy WebP, palette), which raises the lowest level read
     (`noise_level_floor`).
     Raises ValueError (bad input or settings: `images.as_image_tensor`) or CheckpointError.
     """
+    import torch
+
     import operators
     from ncvsd_cli import images
 
     if not isinstance(task, str):
         raise ValueError(f"task: one of {', '.join(operators.names())}, got {task!r}")  # noqa: TRY004
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(RestoreOptions)} - {"task"})
+    if unknown:
+        raise ValueError(f"restore_image: unknown option(s) {', '.join(unknown)}; the options are the fields of "
+                         f"RestoreOptions: {', '.join(f.name for f in dataclasses.fields(RestoreOptions))}")
     opts = RestoreOptions(task=task, **options).validate()
     restorer = Restorer.from_options(opts, load=False)
     y = images.as_image_tensor(y)
-    low, high = float(y.min()), float(y.max())
-    if 0 <= low < high <= 1:  # a [0, 1] image is restored as washed out (a flat one is left alone: any scale)
-        warnings.warn("restore_image: y has no value below 0 or above 1: it may be on [0, 1], but restore_image "
+    v = y.flatten()[:: max(1, y.numel() // 1_000_000)]  # its 0.1 % and 99.9 % quantiles: noise may stray
+    low, high = (float(q) for q in torch.quantile(v, torch.tensor([0.001, 0.999])))
+    if -0.1 <= low < high <= 1.1:  # a [0, 1] image is restored as washed out (a flat one is left alone: any scale)
+        warnings.warn("restore_image: y lies within [0, 1] but for noise: it may be on [0, 1], but restore_image "
                       "expects [-1, 1] (x * 2 - 1 maps a [0, 1] image; images.from_unit does it)", stacklevel=2)
     grey = y.shape[1] == 1 and restorer.channels == 3  # restored in colour, returned grey (as `ncvsd restore`)
     m = restorer.measurement(images.match_channels(y, 3) if grey else y, task, grey=grey, jpeg_sigma=jpeg_sigma)

@@ -14,6 +14,18 @@ from torch import nn
 
 from operators.noise import Generators, randn_like
 
+#: Pixel values beyond +-IMAGE_RANGE_LIMIT are no [-1, 1] image (a [0, 255] one); a measurement of one (sr, blurs,
+#: inpainting, denoise) may reach further by its noise, up to 6 sigma_y.
+IMAGE_RANGE_LIMIT = 4.0
+
+
+def check_image_range(x: torch.Tensor, what: str, sigma_y: float = 0.0) -> None:
+    """ValueError when x reaches beyond +-(IMAGE_RANGE_LIMIT + 6 sigma_y): an image on [0, 255], not [-1, 1]."""
+    reach = float(x.detach().abs().max()) if x.numel() else 0.0
+    if reach > IMAGE_RANGE_LIMIT + 6 * sigma_y:
+        raise ValueError(f"{what}: values reach {reach:.4g}, far outside [-1, 1] (8-bit pixels p: "
+                         "ncvsd_cli.images.from_unit(p / 255); [0, 1]: from_unit(p))")
+
 
 def check_image_shape(image_shape: Any) -> tuple[int, int, int]:
     """(C, H, W) as positive ints, else ValueError (e.g. an (H, W) or a batch's (1, C, H, W) shape)."""
@@ -52,6 +64,20 @@ def _checked_measurement(method):
     return checked
 
 
+def _checked_likelihood(method):
+    """`likelihood_sample` that first checks x0 (a batch of images) and y (as many measurements)."""
+
+    @functools.wraps(method)
+    def checked(op: Operator, x0: torch.Tensor, y: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        op.check_measurement(y)
+        if x0.dim() != 4 or tuple(x0.shape[1:]) != op.image_shape or x0.shape[0] != y.shape[0]:
+            raise ValueError(f"operator '{op.name}': likelihood_sample takes x0 (B, {', '.join(map(str, op.image_shape))})"
+                             f" and y with the same B, got x0 {tuple(x0.shape)} and y {tuple(y.shape)}")
+        return method(op, x0, y, *args, **kwargs)
+
+    return checked
+
+
 class Operator(nn.Module):
     """A forward model y = A(x) + sigma_y * n with an exact (or Langevin) likelihood step.
 
@@ -63,6 +89,9 @@ class Operator(nn.Module):
 
     name: ClassVar[str] = ""
     linear: ClassVar[bool] = True
+    #: The measurement is pixels on the image's scale (blurred, downsampled, masked, noisy): samplers refuse one
+    #: far outside [-1, 1] (`check_image_range`), a [0, 255] image's.
+    measures_pixels: ClassVar[bool] = False
     #: ULA settings used by the default likelihood step (docs/method.md §3.3, paper Table 4).
     langevin_steps: int = 100
     langevin_c1: float = 0.1
@@ -80,6 +109,8 @@ class Operator(nn.Module):
         for name in ("adjoint", "pseudo_inverse"):  # and A^T y, A^+ y check y
             if name in cls.__dict__:
                 setattr(cls, name, _checked_measurement(cls.__dict__[name]))
+        if "likelihood_sample" in cls.__dict__:  # the likelihood step x0 and y
+            cls.likelihood_sample = _checked_likelihood(cls.__dict__["likelihood_sample"])
 
     # --- the model -------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # A(x)
@@ -121,12 +152,17 @@ class Operator(nn.Module):
         """y = A(x) + sigma_y * n, n ~ N(0, I) from `generator` (sigma_y on the [-1, 1] scale, >= 0)."""
         if not (math.isfinite(sigma_y) and sigma_y >= 0):
             raise ValueError(f"sigma_y must be >= 0 and finite, got {sigma_y}")
-        y = self.forward(x)
+        y = self.forward(x)  # checks x's type and shape
+        check_image_range(x, f"operator '{self.name}' measures images in [-1, 1]")
         return y + sigma_y * randn_like(y, generator) if sigma_y > 0 else y
 
+    @_checked_likelihood
     def likelihood_sample(self, x0: torch.Tensor, y: torch.Tensor, rho: float, sigma_p: float,
                           generator: Generators = None) -> torch.Tensor:
-        """One sample u ~ p(u) ∝ exp(-|A(u) - y|² / (2 sigma_p²) - |u - x0|² / (2 rho²)).
+        """One sample u ~ p(u) ∝ exp(-|A(u) - y|² / (2 sigma_p²) - |u - x0|² / (2 rho²)). One exception: blurs
+        with boundary "reflect" sample the posterior of the image on a wider canvas whose margin is free (the
+        mirrored margin of their `forward` is no constraint there) and return its window: not p(u) above with
+        A = `forward` (docs/method.md §4.4, "The image border").
 
         Default: ULA from u = x0 with step gamma = C1 / (C2 / beta + 1 / rho²), beta = 2 sigma_p² (docs/method.md §3.3);
         returns zeros for an image whose chain produces NaN, like the reference (per image, not the batch).

@@ -154,6 +154,7 @@ class CircularBlur(Operator):
     """Shared FFT body; subclasses pass the float64 kernel to `_set_kernel`."""
 
     linear = True
+    measures_pixels = True
 
     def _set_kernel(self, kernel: np.ndarray, shift: bool, boundary: str = "circular") -> None:
         if boundary not in BOUNDARIES:

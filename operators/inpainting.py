@@ -22,6 +22,7 @@ class MaskOperator(Operator):
     """Shared body of the inpainting operators; subclasses build `mask` (shape (1, 1 or C, H, W), values 0/1)."""
 
     linear = True
+    measures_pixels = True
 
     def _set_mask(self, mask: torch.Tensor) -> None:
         self.register_buffer("mask", mask.to(torch.float32))

@@ -75,6 +75,7 @@ class Padded(Operator):
         super().__init__((c, int(canvas[0]), int(canvas[1])))
         self.inner = inner
         self.linear = inner.linear
+        self.measures_pixels = inner.measures_pixels
         self.size = (h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

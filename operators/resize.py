@@ -145,6 +145,7 @@ class Downsample(Operator):
     output (C, ceil(H/s), ceil(W/s))."""
 
     linear = True
+    measures_pixels = True
     factor: ClassVar[int] = 1
 
     def __init__(self, image_shape: tuple[int, int, int], likelihood: str = "exact", kernel: str = "bicubic"):

@@ -17,6 +17,7 @@ class Denoise(Operator):
     """A = I. Exact likelihood step: var = (1/ρ² + 1/σ_p²)⁻¹, mean = var·(x0/ρ² + y/σ_p²) (docs/method.md §3.3 with m = 1)."""
 
     name = "denoise"
+    measures_pixels = True
     linear = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

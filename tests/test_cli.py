@@ -536,13 +536,14 @@ def test_usage_errors_exit_2(tmp_path, ckpt, args):
     assert not any(p.name.startswith("i_") for p in tmp_path.iterdir()) and not (tmp_path / "one.png").exists()
 
 
-def test_a_plain_image_to_deblur_motion_needs_its_kernel(tmp_path, ckpt):
-    """A photo's motion blur is not the preset's seed-0 synthetic kernel: a plain image is refused before the model
-    loads (pointing at deblur-kernel / deblur-gauss) unless -p seed or -p kernel names the kernel; a sidecar from
-    degrade carries its own."""
+def test_a_plain_image_to_deblur_motion_too_small_to_read_its_kernel(tmp_path, ckpt):
+    """A photo's motion blur is not the preset's seed-0 synthetic kernel: it is read from the image
+    (tests/test_motion_estimate.py), and an image too small to read it from fails (exit 1, pointing at
+    deblur-kernel) unless -p seed or -p kernel names the kernel; a sidecar from degrade carries its own."""
     src = _png(tmp_path / "clean.png", 16, 16)
     res = run("restore", "--task", "deblur-motion", src, "-c", ckpt, "-o", tmp_path / "o.png")
-    assert res.exit_code == 2 and "deblur-kernel" in res.stderr and not (tmp_path / "o.png").exists(), res.output
+    assert res.exit_code == 1 and "too small to read a motion blur" in res.stderr, res.output
+    assert "deblur-kernel -p kernel=K.png" in res.stderr and not (tmp_path / "o.png").exists(), res.output
     for task, hint in (("inpaint-random", "inpaint-mask"), ("phase-retrieval", "sidecar"),
                        ("inpaint-mask", "-p mask=M.png"), ("deblur-kernel", "-p kernel=K.png")):  # the same for these
         res = run("restore", "--task", task, src, "-c", ckpt, "-o", tmp_path / "o.png")
@@ -562,7 +563,7 @@ def test_a_plain_image_to_deblur_motion_needs_its_kernel(tmp_path, ckpt):
     assert res.exit_code == 0 and (tmp_path / "r.png").exists(), res.output
     res = run("restore", "--task", "deblur-motion", tmp_path / "m.png", src, "-c", ckpt, "--method", "wiener", "-q",
               "-o", tmp_path / "mixed")  # among sidecar inputs a plain image fails alone
-    assert res.exit_code == 1 and "clean.png: deblur-motion needs the blur kernel" in res.stderr, res.output
+    assert res.exit_code == 1 and "clean.png: a 16x16 image is too small to read a motion blur" in res.stderr, res.output
     assert sorted(p.name for p in (tmp_path / "mixed").iterdir()) == ["m.png"]
 
 

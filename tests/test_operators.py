@@ -702,3 +702,18 @@ def test_wrong_shapes_and_generators_are_refused_with_a_message(name):
             op.forward(bad)
     with pytest.raises(ValueError, match="torch.Generator"):
         op.measure(x, 0.1, generator=0)
+
+
+@pytest.mark.parametrize("name", ["sr2", "deblur-gauss", "inpaint-random", "denoise", "phase-retrieval"])
+def test_likelihood_step_checks_its_shapes(name):
+    """likelihood_sample refuses a y of another shape and an x0 of another image or batch size with a message
+    naming both shapes (it broadcast or failed inside torch)."""
+    op = operators.create(name, (3, 12, 13))
+    x0 = torch.zeros(2, 3, 12, 13)
+    y = op.forward(x0)
+    assert op.likelihood_sample(x0, y, 0.5, 0.1, None).shape == x0.shape
+    with pytest.raises(ValueError, match="measures"):
+        op.likelihood_sample(x0, y[..., :-1], 0.5, 0.1, None)
+    for bad in (x0[:1], x0[..., :-1]):
+        with pytest.raises(ValueError, match=r"likelihood_sample takes x0 \(B, 3, 12, 13\)"):
+            op.likelihood_sample(bad, y, 0.5, 0.1, None)

@@ -100,16 +100,17 @@ def test_a_plain_blurred_image_is_restored_with_the_reflect_boundary():
     assert "boundary" not in measurement_from_image(y, "sr4").operator_config
 
 
-def test_a_plain_image_to_deblur_motion_is_refused_without_its_kernel():
+def test_a_plain_image_to_deblur_motion_reads_its_kernel_unless_named():
+    """deblur-motion of a plain image is no longer refused up front: its kernel is read (an image under 32 px fails
+    then, pointing at deblur-kernel); -p seed draws the synthetic kernel as before."""
     from ncvsd_cli.measurement import plain_image_refusal
 
-    assert "deblur-kernel" in plain_image_refusal("deblur-motion", {"kernel_size": 9})
-    assert plain_image_refusal("deblur-motion", {"seed": 0}) is None
-    assert plain_image_refusal("deblur-motion", {"kernel": [[1.0]]}) is None
-    assert plain_image_refusal("deblur-gauss", {}) is None
+    for given in ({}, {"kernel_size": 9}, {"seed": 0}, {"kernel": [[1.0]]}):
+        assert plain_image_refusal("deblur-motion", given) is None
+    assert "deblur-motion" in plain_image_refusal("deblur-kernel", {})  # its hint names the reading task
     y = torch.zeros(1, 3, 16, 16)
     restorer = Restorer.from_options(RestoreOptions(task="deblur-motion", method="wiener"), load=False)
-    with pytest.raises(ValueError, match="deblur-motion needs the blur kernel"):
+    with pytest.raises(ValueError, match="too small to read a motion blur.*deblur-kernel"):
         restorer.measurement(y, "deblur-motion")
     seeded = Restorer.from_options(RestoreOptions(task="deblur-motion", method="wiener", params={"seed": 4}),
                                    load=False)
@@ -497,3 +498,65 @@ def test_restore_image_warns_of_an_image_on_the_unit_scale():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         restore_image(x * 2 - 1, "sr2", method="classical", sigma_y=0.01)
+
+
+def test_restore_image_warns_of_a_noisy_measurement_on_the_unit_scale():
+    """A noisy measurement of a [0, 1] image strays below 0 by its noise: still warned about (its 0.1 % quantile);
+    the same noise on a [-1, 1] image is not."""
+    import warnings
+
+    from ncvsd_cli.restore import restore_image
+
+    g = torch.Generator().manual_seed(1)
+    x = 0.1 + 0.8 * torch.rand(1, 3, 40, 41, generator=g)
+    y = x + 0.05 * torch.randn(x.shape, generator=g)
+    assert float(y.min()) < 0  # the old rule (no value below 0) missed it
+    with pytest.warns(UserWarning, match=r"expects \[-1, 1\]"):
+        restore_image(y, "denoise", method="classical", sigma_y=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        restore_image(y * 2 - 1, "denoise", method="classical", sigma_y=0.05)
+
+
+@pytest.mark.parametrize("task", ["sr2", "deblur-gauss", "inpaint-random", "denoise"])
+def test_images_on_the_8bit_scale_are_refused_by_measure_and_samplers(task):
+    """Operator.measure refuses a clean image far outside [-1, 1] (pixels on [0, 255]); a sampler refuses a pixel
+    measurement as far out; phase retrieval's amplitudes are no pixels and pass."""
+    import operators
+    from ncvsd_cli.sampling.methods import get_method
+
+    op = operators.create(task, (3, 9, 11))
+    x255 = 255 * torch.rand(1, 3, 9, 11, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"far outside \[-1, 1\].*p / 255"):
+        op.measure(x255, 0.05, torch.Generator().manual_seed(0))
+    y = op.forward(x255)
+    method = get_method("classical")
+    with pytest.raises(ValueError, match=r"measurement y: values reach .* far outside"):
+        method.run(method.prepare(task, sigma_y=0.05), None, op, y, generator=torch.Generator())
+    assert not operators.create("phase-retrieval", (3, 9, 11)).measures_pixels
+
+
+def test_a_float64_measurement_runs_as_float32():
+    """A float64 measurement (operators accept float64 images) runs through a sampler with the float32 network
+    (it failed inside the likelihood step): cast, the same result as the float32 measurement."""
+    import operators
+    from ncvsd_cli.checkpoints import load_checkpoint
+    from ncvsd_cli.sampling.methods import get_method
+
+    G, _ = load_checkpoint("builtin64-generator")
+    op = operators.create("sr2", (3, 16, 16))
+    y = op.measure(torch.zeros(1, 3, 16, 16), 0.05, torch.Generator().manual_seed(0))
+    method = get_method("pnp-gd-warm")
+    call = method.prepare("sr2", 3, sigma_y=0.05)
+    a = method.run(call, G, op, y, generator=torch.Generator().manual_seed(2)).x
+    b = method.run(call, G, op, y.double(), generator=torch.Generator().manual_seed(2)).x
+    assert b.dtype == torch.float32 and torch.equal(a, b)
+
+
+def test_restore_image_names_an_unknown_option():
+    """A misspelt option (sigmay for sigma_y) is a ValueError naming it and the valid ones, not the dataclass's
+    TypeError."""
+    from ncvsd_cli.restore import restore_image
+
+    with pytest.raises(ValueError, match=r"unknown option\(s\) sigmay.*sigma_y"):
+        restore_image(torch.zeros(1, 3, 8, 8), "sr2", sigmay=0.1)

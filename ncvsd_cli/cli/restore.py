@@ -28,6 +28,9 @@ EPILOG = """Examples:
   ncvsd restore --task deblur-defocus out-of-focus.jpg     (defocus: a disk, whose radius is read from the photo;
                                                            -p radius=5 sets it)
 
+  ncvsd restore --task deblur-motion shaken.jpg            (camera shake: its kernel is read from the photo, a
+                                                           path of up to 31 px; -p kernel_size=61 reads longer)
+
   ncvsd restore --task inpaint-box photo.png --samples 8 --mean --std -o out/
 
   ncvsd restore --task sr4 large.png --tile 256            (large images: the generator in blended tiles)

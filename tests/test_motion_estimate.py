@@ -1,0 +1,141 @@
+"""ncvsd_cli/motion_estimate.py: a camera shake's kernel read from the blurred image alone, on piecewise-flat
+scenes (the sharp edges the reading rests on), through the operator, and in `restore`."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import operators
+from ncvsd_cli.motion_estimate import _kernel_step, read_motion_kernel
+
+
+def shapes_scene(h: int, w: int, seed: int) -> torch.Tensor:
+    """A colour scene (1, 3, h, w) in [-1, 1] of 30 overlapping flat discs of random colours (edges in every
+    direction: a path is only told by edges across it)."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.indices((h, w))
+    x = np.full((3, h, w), 0.2)
+    for _ in range(30):
+        r, c, radius = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(4, min(h, w) / 4)
+        x[:, (rows - r) ** 2 + (cols - c) ** 2 <= radius**2] = rng.uniform(-0.9, 0.9, (3, 1))
+    return torch.from_numpy(x).float()[None]
+
+
+def path_kernel(size: int, points: list[tuple[int, int]]) -> np.ndarray:
+    """A size² kernel lit along the straight segments through `points` (row, col), summing to 1."""
+    k = np.zeros((size, size))
+    for (r0, c0), (r1, c1) in itertools.pairwise(points):
+        for t in np.linspace(0, 1, 4 * size):
+            k[round(r0 + t * (r1 - r0)), round(c0 + t * (c1 - c0))] = 1.0
+    return k / k.sum()
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest normalised cross-correlation of two kernels over all shifts (a kernel is read up to a shift)."""
+    from scipy import signal
+
+    return float(signal.correlate(a, b).max() / np.sqrt((a**2).sum() * (b**2).sum()))
+
+
+def shifted_error(a: torch.Tensor, b: torch.Tensor, reach: int = 2) -> float:
+    """The mean absolute difference of two images inside a border of `reach` px, at the best whole-pixel shift
+    within `reach` (a kernel read up to a shift restores the image shifted)."""
+    inner = (..., slice(reach, -reach), slice(reach, -reach))
+    return min(float((torch.roll(a, (dy, dx), dims=(2, 3)) - b)[inner].abs().mean())
+               for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1))
+
+
+KERNELS = {"line": path_kernel(11, [(2, 1), (8, 9)]), "bent": path_kernel(11, [(5, 1), (5, 6), (1, 9)])}
+
+
+def test_the_kernel_step_recovers_the_operators_kernel_from_the_sharp_image():
+    """Given the sharp image, the least-squares kernel step returns the kernel the circular operator blurred with,
+    at the same taps (its convolution convention is the operator's)."""
+    x = shapes_scene(80, 84, seed=3)[0, 0].double().numpy()
+    for k in KERNELS.values():
+        y = operators.create("deblur-kernel", (1, 80, 84), kernel=k)(torch.from_numpy(x)[None, None])[0, 0].numpy()
+        read = _kernel_step(x, y, 11, np.ones_like(x))
+        aligned = (read * k).sum() / np.sqrt((read**2).sum() * (k**2).sum())  # unshifted (the ridge blurs it a bit)
+        assert aligned > 0.95 and aligned == pytest.approx(similarity(read, k))
+
+
+@pytest.mark.parametrize("name", list(KERNELS))
+@pytest.mark.parametrize("boundary", ["reflect", "circular"])
+def test_a_shake_is_read_from_the_blurred_image_alone(name, boundary):
+    """A scene blurred by a path (with noise 0.01) reads back that path up to a shift: similarity >= 0.8, its
+    extent within 2 px, its centre of mass within half a pixel of its middle, reliable."""
+    k = KERNELS[name]
+    x = shapes_scene(96, 97, seed=1)
+    y = operators.create("deblur-kernel", (3, 96, 97), kernel=k, boundary=boundary)(x)
+    y = y + 0.01 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))
+    reading = read_motion_kernel(y, 15)
+    assert reading.reliable and similarity(reading.kernel, k) >= 0.8, similarity(reading.kernel, k)
+    assert abs(reading.extent - 9) <= 2 and reading.kernel.shape == (15, 15)
+    assert reading.kernel.sum() == pytest.approx(1.0) and reading.kernel.min() >= 0
+    rows, cols = np.indices(reading.kernel.shape)
+    centre = [(reading.kernel * rows).sum(), (reading.kernel * cols).sum()]
+    assert centre == pytest.approx([7, 7], abs=0.5)
+
+
+def test_a_sharp_image_reads_a_point_and_bad_sizes_are_refused():
+    """An unblurred scene reads a kernel of at most 2x2 px; an image under twice the size (or 32 px) is not read;
+    even or out-of-range sizes are refused."""
+    reading = read_motion_kernel(shapes_scene(64, 70, seed=2), 15)
+    assert reading.reliable and reading.extent <= 2
+    assert read_motion_kernel(shapes_scene(40, 70, seed=2), 21) is None
+    assert read_motion_kernel(shapes_scene(30, 30, seed=2), 3) is None
+    for size in (14, 1, 129):
+        with pytest.raises(ValueError, match="odd and in"):
+            read_motion_kernel(shapes_scene(64, 64, seed=2), size)
+
+
+def test_an_unreliable_reading_is_refused_with_the_alternatives(monkeypatch):
+    """A reading spread like noise (over MAX_TAPS_PER_SIDE taps per px of side; forced here) is refused by `restore` with a message
+    naming the alternatives; images under 32 px are refused before any reading."""
+    import ncvsd_cli.motion_estimate as motion
+    from ncvsd_cli.restore import motion_notes
+
+    y = shapes_scene(64, 64, seed=5)
+    assert motion.read_motion_kernel(y, 15).reliable
+    monkeypatch.setattr(motion, "MAX_TAPS_PER_SIDE", 0.0)
+    assert not motion.read_motion_kernel(y, 15).reliable
+    with pytest.raises(ValueError, match="no motion-blur kernel could be read.*deblur-kernel -p kernel=K.png"):
+        motion_notes(y, {}, {})
+    with pytest.raises(ValueError, match="too small to read a motion blur"):
+        motion_notes(shapes_scene(31, 64, seed=5), {}, {})
+
+
+def test_restore_reads_a_plain_images_shake_unless_its_kernel_or_seed_is_given(tmp_path):
+    """`restore --task deblur-motion` of a plain image reads its kernel (a note says so); the restoration is
+    closer to the scene than the blurred input; -p kernel_size bounds the reading; -p seed / kernel are used as
+    given; a sidecar's kernel is used as recorded."""
+    from typer.testing import CliRunner
+
+    from ncvsd_cli.cli import app
+    from ncvsd_cli.images import load_image, save_image
+
+    x = shapes_scene(72, 75, seed=4)
+    save_image(operators.create("deblur-kernel", (3, 72, 75), kernel=KERNELS["bent"], boundary="reflect")(x),
+               str(tmp_path / "b.png"))
+    runner = CliRunner()
+
+    def result(*args: str) -> dict:
+        res = runner.invoke(app, ["restore", "--task", "deblur-motion", str(tmp_path / "b.png"), "--method", "wiener",
+                                  "--json", "--overwrite", "-q", "--sigma-y", "0.01", *args])
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout.splitlines()[-1])["results"][0]
+
+    read = result("-o", str(tmp_path / "r.png"))
+    assert any("estimated the motion-blur kernel" in n and "read in a 31x31 square" in n for n in read["notes"])
+    error = {p: shifted_error(load_image(str(tmp_path / p)), x) for p in ("b.png", "r.png")}
+    assert error["r.png"] < 0.6 * error["b.png"], error
+    short = result("-p", "kernel_size=11", "-o", str(tmp_path / "s.png"))
+    assert any("read in a 11x11 square" in n and "fills the square" not in n for n in short["notes"])
+    tiny = result("-p", "kernel_size=5", "-o", str(tmp_path / "t.png"))
+    assert any("fills the square, the shake may be longer (-p kernel_size=11" in n for n in tiny["notes"])
+    for given in (["-p", "seed=3"], ["-p", "kernel=[[1.0]]", "-p", "kernel_size=1"]):
+        notes = result(*given, "-o", str(tmp_path / "g.png"))["notes"]
+        assert not any("estimated the motion-blur kernel" in n for n in notes)
