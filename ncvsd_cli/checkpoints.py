@@ -502,7 +502,8 @@ def load_checkpoint(name_or_path: str | os.PathLike, device: str | torch.device 
     name_or_path: see `resolve_checkpoint`. kind: when given, the checkpoint's kind must equal it. dtype: dtype of
     the floating weights, default None = torch.float32 (fp16 files are widened exactly; half-precision compute on
     CUDA comes from the network's use_fp16 option). Files are verified by content first (`verify_if_listed`).
-    Never unpickles anything (a pickle path goes through the safe importer). Raises CheckpointError.
+    Never unpickles anything (a pickle path goes through the safe importer). device: a torch.device, or "cpu",
+    "cuda", "cuda:N", "auto" (ValueError where it is not available here). Raises CheckpointError.
     """
     import torch
     from safetensors.torch import load_file
@@ -530,6 +531,10 @@ def load_checkpoint(name_or_path: str | os.PathLike, device: str | torch.device 
         raise CheckpointError(f"{path.name} does not fit the {config['kind']} network its config describes: "
                               f"{' '.join(line.strip() for line in first[:3])}") from exc
     check_finite_weights(model, path.name)
+    if not isinstance(device, torch.device):  # "cuda" without CUDA, "CPU", "mps": a ValueError naming the argument
+        from ncvsd_cli.networks.inference import resolve_device
+
+        device = resolve_device(device)
     return model.to(device=device, dtype=dtype).eval(), config
 
 

@@ -348,3 +348,19 @@ def test_written_checkpoints_and_states_get_the_umasks_permissions(tmp_path):
         os.umask(old)
     for p in (path, ck.record_path(path), tmp_path / "state.pt"):
         assert p.stat().st_mode & 0o777 == 0o644, p
+
+
+def test_load_checkpoint_names_a_device_it_cannot_use():
+    """A device string that is malformed or not available here is a ValueError naming the device argument, not a
+    torch error from deep inside .to()."""
+    import torch
+
+    from ncvsd_cli.checkpoints import load_checkpoint
+
+    with pytest.raises(ValueError, match="device 'gpu0' is not one of auto, cpu, cuda"):
+        load_checkpoint("builtin64-generator", device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device cuda: CUDA is not available"):
+            load_checkpoint("builtin64-generator", device="cuda")
+    model, _ = load_checkpoint("builtin64-generator", device="CPU")
+    assert next(model.parameters()).device.type == "cpu"
