@@ -34,7 +34,8 @@ KERNEL_FLOOR = 0.1
 #: Alternations per pyramid level.
 ITERATIONS = 5
 #: A kernel lighting more than this many taps per px of its side is noise, not a path (a photo without edges to
-#: read a blur from: on 21 training photos at 256 px read in 31 px, paths lit at most 2.3 per px, the one failure 9).
+#: read a blur from: in the prototype's tuning, 21 training photos at 256 px read in 31 px, paths lit at most 2.3
+#: per px and the one failure 9; benchmarks/motion-estimate/ kept readings of up to 4.1 per px, 2 of them poor).
 MAX_TAPS_PER_SIDE = 4.5
 
 
@@ -52,13 +53,13 @@ class MotionReading(NamedTuple):
 def _fft2(a: np.ndarray) -> np.ndarray:
     import scipy.fft
 
-    return scipy.fft.rfft2(a, workers=-1)
+    return scipy.fft.rfft2(a, workers=torch.get_num_threads())  # the threads torch may use (OMP_NUM_THREADS)
 
 
 def _ifft2(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     import scipy.fft
 
-    return scipy.fft.irfft2(a, s=shape, workers=-1)
+    return scipy.fft.irfft2(a, s=shape, workers=torch.get_num_threads())
 
 
 def _otf(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -97,6 +98,8 @@ def _kernel_step(x: np.ndarray, y: np.ndarray, size: int, inside: np.ndarray) ->
     sharp = [_fft2(g) for g in _gradients(x)]
     blurred = [_fft2(g * inside) for g in _gradients(y)]
     energy = sum(np.abs(s) ** 2 for s in sharp)
+    if not energy.max() > 0:  # no edge at all (a flat image): nothing tells a path, the identity
+        return _clean(np.zeros((size, size)))
     full = _ifft2(sum(np.conj(s) * b for s, b in zip(sharp, blurred)) / (energy + KERNEL_RIDGE * energy.mean()),
                   shape)
     r = size // 2
@@ -108,7 +111,7 @@ def _clean(kernel: np.ndarray) -> np.ndarray:
     summing to 1 (a single centre tap where nothing is left)."""
     from scipy import ndimage
 
-    k = np.maximum(kernel, 0)
+    k = np.maximum(np.nan_to_num(kernel), 0)
     if k.max() <= 0:
         k = np.zeros_like(k)
         k[k.shape[0] // 2, k.shape[1] // 2] = 1.0
@@ -134,20 +137,28 @@ def _centred(kernel: np.ndarray) -> np.ndarray:
     return np.roll(kernel, (dy, dx), axis=(0, 1))
 
 
-def _canvas(y: np.ndarray, margin: int) -> np.ndarray:
-    """y mirrored by `margin` px on each side, the mirrored band blended (linearly, to its outer edge) into the
-    canvas blurred circularly, so the canvas wraps around smoothly."""
+def _canvas(y: np.ndarray, margin: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """y mirrored by at least `margin` px on each side (up to a fast FFT length, `scipy.fft.next_fast_len`: a prime
+    side is several times slower; the extra split between both sides), the mirrored band blended (linearly, to the
+    canvas's edge) into the canvas blurred circularly, so the canvas wraps around smoothly. Returns the canvas and
+    the photo's (top, left) on it."""
+    import scipy.fft
     from scipy import ndimage
 
-    ext = np.pad(y, margin, mode="reflect" if min(y.shape) > margin else "symmetric")
+    (h, w), pad = y.shape, []
+    for n in (h, w):
+        extra = scipy.fft.next_fast_len(n + 2 * margin, real=True) - n - 2 * margin
+        pad.append((margin + extra // 2, margin + extra - extra // 2))
+    mode = "reflect" if min(h, w) > max(b for _, b in pad) else "symmetric"
+    ext = np.pad(y, pad, mode=mode)
     smooth = ndimage.gaussian_filter(ext, margin / 2, mode="wrap")
 
-    def ramp(n: int) -> np.ndarray:
+    def ramp(n: int, before: int, after: int) -> np.ndarray:  # 1 on the photo, falling to 0 at the canvas edges
         i = np.arange(n)
-        return np.clip(np.minimum(i, n - 1 - i) / margin, 0, 1)
+        return np.clip(np.minimum(i / before, (n - 1 - i) / after), 0, 1)
 
-    a = np.minimum(ramp(ext.shape[0])[:, None], ramp(ext.shape[1])[None])
-    return a * ext + (1 - a) * smooth
+    a = np.minimum(ramp(ext.shape[0], *pad[0])[:, None], ramp(ext.shape[1], *pad[1])[None])
+    return a * ext + (1 - a) * smooth, (pad[0][0], pad[1][0])
 
 
 def _resized(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -165,17 +176,20 @@ def read_motion_kernel(y: torch.Tensor, size: int = MOTION_READ_SIZE) -> MotionR
     h, w = y.shape[-2:]
     if min(h, w) < max(32, 2 * size):
         return None
+    from ncvsd_cli.images import LUMA_WEIGHTS
+
     rgb = (y[0].detach().double().clamp(-1, 1) + 1) / 2
-    luma = (rgb if rgb.shape[0] == 1 else 0.299 * rgb[0:1] + 0.587 * rgb[1:2] + 0.114 * rgb[2:3])[0].cpu().numpy()
+    weights = rgb.new_tensor(LUMA_WEIGHTS if rgb.shape[0] == 3 else [1.0]).view(-1, 1, 1)
+    luma = (rgb * weights).sum(0).cpu().numpy()
     levels = max(1, math.ceil(math.log(size / 3) / math.log(math.sqrt(2))) + 1)
     kernel = None
     for level in range(levels):
         scale = math.sqrt(0.5) ** (levels - 1 - level)
         side = max(3, round(size * scale) // 2 * 2 + 1)
         photo = _resized(luma, (max(16, round(h * scale)), max(16, round(w * scale)))) if scale < 1 else luma
-        canvas = _canvas(photo, side)
+        canvas, (top, left) = _canvas(photo, side)
         inside = np.zeros_like(canvas)
-        inside[side:-side, side:-side] = 1
+        inside[top:top + photo.shape[0], left:left + photo.shape[1]] = 1
         if kernel is None:  # a short horizontal stroke to start from
             kernel = np.zeros((side, side))
             kernel[side // 2, side // 2 - 1:side // 2 + 1] = 0.5

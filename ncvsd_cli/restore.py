@@ -699,7 +699,8 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
 def motion_notes(y: torch.Tensor, params: dict[str, Any], given: dict[str, Any]) -> list[str]:
     """Reads a plain photo's motion-blur kernel (`motion_estimate.read_motion_kernel`, of -p kernel_size or
     MOTION_READ_SIZE px, less for an image under twice that), sets params' kernel and kernel_size to it and returns
-    the notes that say so. ValueError for an image under 32 px or a reading that looks like noise."""
+    the notes that say so. ValueError for an image under 32 px, a kernel_size under 3, or a reading that looks like
+    noise."""
     from ncvsd_cli.motion_estimate import (
         MAX_READ_SIZE,
         MAX_TAPS_PER_SIDE,
@@ -709,28 +710,41 @@ def motion_notes(y: torch.Tensor, params: dict[str, Any], given: dict[str, Any])
     from operators.blur import kernel_size_param
 
     asked = kernel_size_param(given.get("kernel_size", MOTION_READ_SIZE))
+    if asked < 3:
+        raise ValueError(f"kernel_size {asked}: a motion blur is read in a square of at least 3 px (-p kernel_size=N, "
+                         f"N >= 3; default {MOTION_READ_SIZE})")
     side = min(y.shape[-2:])
-    size = min(asked | 1, MAX_READ_SIZE, (side // 2 - 1) | 1)  # odd; at most the largest the image holds twice
+    fits = (side // 2 - 1) | 1  # the largest odd size the image holds twice
+    size = min(asked | 1, MAX_READ_SIZE, fits)
     if side < 32 or size < 3:
         raise ValueError(f"a {y.shape[-1]}x{y.shape[-2]} image is too small to read a motion blur from (at least "
                          "32 px a side): give the kernel with --task deblur-kernel -p kernel=K.png")
     reading = read_motion_kernel(y, size)
+    longer = min(2 * size + 1, MAX_READ_SIZE, fits)  # a larger square to suggest, where there is one
     if not reading.reliable:
+        hint = (f"; it fills the square: the shake may be longer than {size} px (-p kernel_size={longer})"
+                if reading.extent >= size - 2 and longer > size else "")
         raise ValueError(f"no motion-blur kernel could be read from this image: the estimate lights {reading.taps} "
                          f"taps of its {size}x{size} square, like noise (a path lights at most "
-                         f"{MAX_TAPS_PER_SIDE * size:.0f}): the image may hold too few sharp edges; give the kernel "
-                         "with --task deblur-kernel -p kernel=K.png, or try --task deblur-gauss / deblur-defocus")
+                         f"{MAX_TAPS_PER_SIDE * size:.0f}){hint}: the image may hold too few sharp edges; give the "
+                         "kernel with --task deblur-kernel -p kernel=K.png, or try --task deblur-gauss / "
+                         "deblur-defocus")
     params["kernel"], params["kernel_size"] = reading.kernel, size
     note = (f"estimated the motion-blur kernel from the image: a path within {reading.extent}x{reading.extent} px "
             f"(read in a {size}x{size} square; -p kernel=K.png gives a measured one)")
     if reading.extent <= 2:
-        note += ": the image looks unblurred"
+        note += ": the image looks unblurred (or holds no edges to read a blur from)"
     elif reading.extent >= size - 2:
-        note += (": it fills the square, the shake may be longer" + (f" (-p kernel_size={2 * size + 1} reads a "
-                 "longer one)" if 2 * size + 1 <= (side // 2 - 1) | 1 else " than this image can tell"))
-    if size < asked:
-        note += (f"; kernel_size {asked} is over the largest read, {MAX_READ_SIZE}" if size == MAX_READ_SIZE else
-                 f"; kernel_size {asked} does not fit twice in the image: read at {size}")
+        note += ": it fills the square, the shake may be longer" + (
+            f" (-p kernel_size={longer} reads a longer one)" if longer > size else
+            f" than the largest read, {MAX_READ_SIZE} px" if size == MAX_READ_SIZE else " than this image can tell")
+    if size < (asked | 1):
+        note += (f"; kernel_size {asked} is over the largest read, {MAX_READ_SIZE}" if size == MAX_READ_SIZE
+                 else f"; kernel_size {asked} does not fit twice in the image: read at {size}" if "kernel_size" in given
+                 else "; the largest square this image holds twice")
+    unused = sorted({"intensity"} & set(given))
+    if unused:
+        note += f"; -p {', '.join(unused)} shapes only the synthetic kernel (-p seed=N), not one read"
     return [note]
 
 

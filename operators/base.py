@@ -23,8 +23,8 @@ def check_image_range(x: torch.Tensor, what: str, sigma_y: float = 0.0) -> None:
     """ValueError when x reaches beyond +-(IMAGE_RANGE_LIMIT + 6 sigma_y): an image on [0, 255], not [-1, 1]."""
     reach = float(x.detach().abs().max()) if x.numel() else 0.0
     if reach > IMAGE_RANGE_LIMIT + 6 * sigma_y:
-        raise ValueError(f"{what}: values reach {reach:.4g}, far outside [-1, 1] (8-bit pixels p: "
-                         "ncvsd_cli.images.from_unit(p / 255); [0, 1]: from_unit(p))")
+        raise ValueError(f"{what}: values reach {reach:.4g}, far outside [-1, 1] (an image on [0, 255]? 8-bit "
+                         "pixels p: ncvsd_cli.images.from_unit(p / 255))")
 
 
 def check_image_shape(image_shape: Any) -> tuple[int, int, int]:

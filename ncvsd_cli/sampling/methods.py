@@ -74,8 +74,8 @@ class Method:
             from operators.base import check_image_range
 
             args[1].check_measurement(args[2], finite=True)
-            if getattr(args[1], "measures_pixels", False):  # a [0, 255] image's measurement (noise up to sigma 1)
-                check_image_range(args[2], "the measurement y", sigma_y=1.0)
+            if getattr(args[1], "measures_pixels", False):  # a [0, 255] image's measurement (noise: sigma_y, >= 1)
+                check_image_range(args[2], "the measurement y", sigma_y=max(1.0, float(kwargs.get("sigma_y") or 0)))
             if args[2].dtype != torch.float32:  # the network and the operators' buffers compute in float32
                 args = (*args[:2], args[2].float(), *args[3:])
         return self.load()(*args, **kwargs)
