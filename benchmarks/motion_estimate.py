@@ -114,16 +114,20 @@ def restoration(val: Path, sizes: list[int], out: Path) -> list[dict]:
             y = blurred(x, k, 0.02)
             row, read = [x], read_motion_kernel(y, MOTION_READ_SIZE).kernel
             for name, task, options in RESTORATIONS:
+                refused = ""
                 if task is None:
                     est = y
                 else:
                     opts = {"params": {"kernel": k, "kernel_size": size}} if options == "true" else dict(options)
-                    est = restore_image(y, task, seed=0, **opts)[:1].clamp(-1, 1)
+                    try:
+                        est = restore_image(y, task, seed=0, **opts)[:1].clamp(-1, 1)
+                    except ValueError as exc:  # a reading refused as noise: the input stands in, and it is counted
+                        est, refused = y, str(exc)
                 unit, ref = images.to_unit(est), images.to_unit(x)
                 rows.append({"image": path.stem, "size": size, "restoration": name,
                              "psnr": round(float(psnr(unit, ref)[0]), 3),
                              "psnr_aligned": round(aligned_psnr(unit, ref), 3),
-                             "lpips": round(float(lpips_distance(unit, ref)[0]), 4)})
+                             "lpips": round(float(lpips_distance(unit, ref)[0]), 4), "refused": refused})
                 row.append(est)
                 print(rows[-1], flush=True)
             tiles.append(torch.cat(row, dim=3))
@@ -156,7 +160,9 @@ def summary(read: list[dict], rest: list[dict]) -> str:
             for name, _, _ in RESTORATIONS:
                 sel = [r for r in rest if (r["size"], r["restoration"]) == (size, name)]
                 means = [sum(r[k] for r in sel) / len(sel) for k in ("psnr", "psnr_aligned", "lpips")]
-                cells.append(f"{means[0]:.2f} / {means[1]:.2f} / {means[2]:.3f}")
+                refused = sum(bool(r["refused"]) for r in sel)
+                cells.append(f"{means[0]:.2f} / {means[1]:.2f} / {means[2]:.3f}"
+                             + (f" ({refused} refused: the input counted)" if refused else ""))
             lines.append(f"| {size:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
