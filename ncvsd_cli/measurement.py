@@ -60,7 +60,8 @@ class Measurement:
     otherwise). seed: the noise seed (None for real inputs). grey: the clean source was greyscale (outputs are
     then written as greyscale). notes: decoding remarks. built: the operator, once `operator()` has made it.
     bit_depth: bits per sample of the source (outputs keep 16 bits when > 8). icc_profile: the source's ICC
-    colour profile, copied to the outputs.
+    colour profile, copied to the outputs. kernel_read: its blur kernel was read from the image (a camera shake,
+    `restore.motion_notes`).
     """
 
     task: str
@@ -74,6 +75,7 @@ class Measurement:
     built: Any = field(default=None, repr=False, compare=False)
     bit_depth: int = 8
     icc_profile: bytes | None = field(default=None, repr=False)
+    kernel_read: bool = field(default=False, compare=False)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -401,9 +401,11 @@ class Restorer:
                          "with std S and retouches them too)")
         if blur_param and blur_param not in given:  # read above: the preset's width is the paper's (a guess here)
             notes += blur_notes(task, reading, params, tuple(y.shape[-2:]))
-        if task == "deblur-motion" and not {"kernel", "seed"} & set(given):  # a camera shake: its kernel is read
+        shake = task == "deblur-motion" and not {"kernel", "seed"} & set(given)
+        if shake:  # a camera shake: its kernel is read
             notes += motion_notes(y, params, given)
         m = measurement_from_image(y, task, params, sigma_y, source=source, grey=grey)
+        m.kernel_read = shake
         if task == "inpaint-mask":
             notes += mask_notes(float(m.operator().mask.mean()), bool(params.get("invert", False)),
                                 soft_fraction(params.get("mask")))

@@ -126,14 +126,15 @@ def test_restore_reads_a_plain_images_shake_unless_its_kernel_or_seed_is_given(t
     blurred = load_image(str(tmp_path / "b.png"))  # the restorer measures with exactly the kernel read
     m = Restorer.from_options(RestoreOptions(task="deblur-motion", method="wiener"), load=False).measurement(
         blurred, "deblur-motion")
-    assert np.array_equal(m.operator().kernel, read_motion_kernel(blurred, 31).kernel)
+    assert np.array_equal(m.operator().kernel, read_motion_kernel(blurred, 31).kernel) and m.kernel_read
+    assert np.abs(np.asarray(read["blur_kernel"]) - m.operator().kernel).max() <= 5e-7  # --json hands it over
     short = result("-p", "kernel_size=11", "-o", str(tmp_path / "s.png"))
     assert any("read in a 11x11 square" in n and "fills the square" not in n for n in short["notes"])
     tiny = result("-p", "kernel_size=5", "-o", str(tmp_path / "t.png"))
     assert any("fills the square, the shake may be longer (-p kernel_size=11" in n for n in tiny["notes"])
     for given in (["-p", "seed=3"], ["-p", "kernel=[[1.0]]", "-p", "kernel_size=1"]):
-        notes = result(*given, "-o", str(tmp_path / "g.png"))["notes"]
-        assert not any("estimated the motion-blur kernel" in n for n in notes)
+        out = result(*given, "-o", str(tmp_path / "g.png"))
+        assert not any("estimated the motion-blur kernel" in n for n in out["notes"]) and "blur_kernel" not in out
 
 
 def test_a_flat_image_reads_a_point_not_nan():

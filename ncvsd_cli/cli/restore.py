@@ -421,9 +421,12 @@ def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar)
 
 def _blur_width(m) -> dict:
     """{"blur_sigma": px} for a Gaussian deblurring, {"blur_radius": px} for a defocus one (given, recorded or
-    estimated), else {}."""
+    estimated), {"blur_kernel": rows} for a motion kernel read from the image (to 6 decimals: save it with
+    numpy.save and pass -p kernel=K.npy), else {}."""
     from ncvsd_cli.restore import BLUR_READ
 
+    if m.kernel_read:
+        return {"blur_kernel": [[round(float(v), 6) for v in row] for row in m.operator().kernel]}
     key = BLUR_READ.get(m.task)
     value = (m.operator_config or {}).get(key) if key else None
     return {f"blur_{key}": value} if value is not None else {}
