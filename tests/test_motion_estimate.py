@@ -198,3 +198,25 @@ def test_the_canvas_holds_the_photo_and_wraps_smoothly():
     assert canvas.shape == (123, 119) and (top, left) == (11, 11)
     assert np.array_equal(canvas[11:112, 11:108], photo)
     assert np.abs(canvas[0] - canvas[-1]).max() < 0.2 and np.abs(canvas[:, 0] - canvas[:, -1]).max() < 0.2
+
+
+def test_a_large_photos_shake_reading_is_announced(tmp_path, monkeypatch):
+    """A photo over SHAKE_NOTE_PIXELS is told, before the reading (seconds per megapixel, before any progress
+    bar), that its shake is being read; -q and a given kernel say nothing."""
+    from typer.testing import CliRunner
+
+    import ncvsd_cli.cli.restore as cli_restore
+    from ncvsd_cli.cli import app
+    from ncvsd_cli.images import save_image
+
+    save_image(shapes_scene(64, 66, seed=2), str(tmp_path / "b.png"))
+    monkeypatch.setattr(cli_restore, "SHAKE_NOTE_PIXELS", 64 * 66 - 1)
+    runner = CliRunner()
+    base = ["restore", "--task", "deblur-motion", str(tmp_path / "b.png"), "--method", "wiener", "--overwrite",
+            "-o", str(tmp_path / "r.png")]
+    res = runner.invoke(app, base)
+    assert res.exit_code == 0 and "reading the camera shake of this 66x64 photo" in res.stderr, res.output
+    assert "reading the camera shake" not in runner.invoke(app, [*base, "-q"]).stderr
+    assert "reading the camera shake" not in runner.invoke(app, [*base, "-p", "seed=1"]).stderr
+    monkeypatch.setattr(cli_restore, "SHAKE_NOTE_PIXELS", 64 * 66)
+    assert "reading the camera shake" not in runner.invoke(app, base).stderr
