@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from defocus import _mean_range, square
+from defocus import _mean_range, _png, square
 from PIL import Image
 from scipy import signal
 
@@ -83,12 +83,6 @@ def reading(folder: Path, limit: int | None) -> list[dict]:
                          "seconds": round(time.perf_counter() - start, 2)})
             print(rows[-1], flush=True)
     return rows
-
-
-def _png(im: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, "PNG")
-    return buf.getvalue()
 
 
 #: Restorations compared: (name, task, options); None: the input. "true": the true kernel.

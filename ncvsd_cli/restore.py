@@ -401,7 +401,7 @@ class Restorer:
                          "with std S and retouches them too)")
         if blur_param and blur_param not in given:  # read above: the preset's width is the paper's (a guess here)
             notes += blur_notes(task, reading, params, tuple(y.shape[-2:]))
-        shake = task == "deblur-motion" and not {"kernel", "seed"} & set(given)
+        shake = reads_motion_kernel(task, given)
         if shake:  # a camera shake: its kernel is read
             notes += motion_notes(y, params, given)
         m = measurement_from_image(y, task, params, sigma_y, source=source, grey=grey)
@@ -696,6 +696,12 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
         notes[0] += (f"; an image under 128 px holds little evidence of the {what}{spread}: if edges ring or look "
                      f"over-sharpened, try a smaller {key}")
     return notes
+
+
+def reads_motion_kernel(task: str, given: dict[str, Any]) -> bool:
+    """Whether a plain image of `task` has its motion-blur kernel read from it: deblur-motion without the kernel or
+    the synthetic kernel's seed among the parameters the user `given` (`Restorer.given_params`)."""
+    return task == "deblur-motion" and not {"kernel", "seed"} & set(given)
 
 
 def motion_notes(y: torch.Tensor, params: dict[str, Any], given: dict[str, Any]) -> list[str]:

@@ -443,6 +443,7 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     import operators
     from ncvsd_cli import images
     from ncvsd_cli import measurement as meas
+    from ncvsd_cli.restore import reads_motion_kernel
 
     task, max_pixels = restorer.options.task, restorer.options.max_pixels
     side = _sidecar(item, no_sidecar, explicit)
@@ -479,7 +480,7 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     decoded = images.read_image(data, restorer.channels, name=item.name)
     for n in decoded.notes:
         common.note(f"{item.name}: {n}", quiet)
-    if task == "deblur-motion" and not {"kernel", "seed"} & set(restorer.given_params()) and h * w > SHAKE_NOTE_PIXELS:
+    if reads_motion_kernel(task, restorer.given_params()) and h * w > SHAKE_NOTE_PIXELS:
         common.note(f"{item.name}: reading the camera shake of this {w}x{h} photo (about 15 s per megapixel on "
                     "2 cores) ...", quiet)
     m = restorer.measurement(decoded.tensor, task, source=item.name, grey=decoded.grey,
