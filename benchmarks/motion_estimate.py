@@ -116,6 +116,8 @@ def restoration(val: Path, sizes: list[int], out: Path) -> list[dict]:
                     try:
                         est = restore_image(y, task, seed=0, **opts)[:1].clamp(-1, 1)
                     except ValueError as exc:  # a reading refused as noise: the input stands in, and it is counted
+                        if "no motion-blur kernel could be read" not in str(exc):
+                            raise
                         est, refused = y, str(exc)
                 unit, ref = images.to_unit(est), images.to_unit(x)
                 rows.append({"image": path.stem, "size": size, "restoration": name,
@@ -132,6 +134,21 @@ def restoration(val: Path, sizes: list[int], out: Path) -> list[dict]:
         Image.fromarray(sheet).resize((sheet.shape[1] * 4, sheet.shape[0] * 4), Image.NEAREST).save(
             out / f"kernels-k{size}.png")
     return rows
+
+
+def _rows(path: Path) -> list[dict]:
+    """A CSV this script wrote earlier (numbers as floats), or [] when there is none."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def _number(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def summary(read: list[dict], rest: list[dict]) -> str:
@@ -154,7 +171,7 @@ def summary(read: list[dict], rest: list[dict]) -> str:
             for name, _, _ in RESTORATIONS:
                 sel = [r for r in rest if (r["size"], r["restoration"]) == (size, name)]
                 means = [sum(r[k] for r in sel) / len(sel) for k in ("psnr", "psnr_aligned", "lpips")]
-                refused = sum(bool(r["refused"]) for r in sel)
+                refused = sum(bool(r.get("refused")) for r in sel)  # older CSVs: none
                 cells.append(f"{means[0]:.2f} / {means[1]:.2f} / {means[2]:.3f}"
                              + (f" ({refused} refused: the input counted)" if refused else ""))
             lines.append(f"| {size:g} | " + " | ".join(cells) + " |")
@@ -178,6 +195,7 @@ def main() -> None:
                 w = csv.DictWriter(fh, fieldnames=list(rows[0]))
                 w.writeheader()
                 w.writerows(rows)
+    read, rest = read or _rows(args.out / "reading.csv"), rest or _rows(args.out / "restore.csv")  # the part not rerun
     (args.out / "summary.md").write_text(summary(read, rest))
     print(summary(read, rest))
 

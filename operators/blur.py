@@ -329,30 +329,34 @@ class GaussianBlur(CircularBlur):
 class MotionBlur(CircularBlur):
     """Random-trajectory motion blur (docs/method.md §4.4), kernel_size² (61) with intensity in [0, 1] (0.5), drawn from
     numpy.random.default_rng(seed). The kernel itself is stored in the config, so `from_config` reproduces it
-    exactly even if the generator changes; pass `kernel` to reuse one."""
+    exactly even if the generator changes; pass `kernel` (square) to reuse one: kernel_size is then its side."""
 
     name = "deblur-motion"
 
-    def __init__(self, image_shape: tuple[int, int, int], kernel_size: int = 61, intensity: float = 0.5,
+    def __init__(self, image_shape: tuple[int, int, int], kernel_size: int | None = None, intensity: float = 0.5,
                  seed: int = 0, shift: bool = False, kernel: Any = None, boundary: str = "circular"):
         super().__init__(image_shape)
         from operators.motion_kernel import motion_kernel
 
-        self.kernel_size = kernel_size_param(kernel_size)
+        # a stored kernel is rebuilt bit for bit; a user's summing to anything else (an image's grey levels) is
+        # normalised
+        k = None if kernel is None else check_kernel(kernel, normalize=False)
+        if k is not None and abs(k.sum() - 1.0) > 1e-6:
+            k = check_kernel(k)
+        self.kernel_size = kernel_size_param(kernel_size if kernel_size is not None else 61 if k is None
+                                             else k.shape[0])
         self.intensity = number(intensity, "intensity")
         if not 0.0 <= self.intensity <= 1.0:
             raise ValueError(f"intensity must be in [0, 1], got {intensity}")
         if isinstance(seed, bool) or not number(seed, "seed").is_integer():
             raise ValueError(f"seed must be an integer, got {seed!r}")
         self.seed = int(seed)
-        if kernel is None:
+        if k is None:
             k = motion_kernel(self.kernel_size, self.intensity, np.random.default_rng(self.seed))
-        else:
-            k = check_kernel(kernel, normalize=False)  # a stored kernel is rebuilt bit for bit; a user's summing
-            if abs(k.sum() - 1.0) > 1e-6:  # to anything else (e.g. an image's grey levels) is normalised
-                k = check_kernel(k)
-            if k.shape != (self.kernel_size, self.kernel_size):
-                raise ValueError(f"kernel has shape {k.shape}, expected ({self.kernel_size}, {self.kernel_size})")
+        elif k.shape != (self.kernel_size, self.kernel_size):
+            raise ValueError(f"kernel has shape {k.shape}, expected ({self.kernel_size}, {self.kernel_size}): a "
+                             "motion kernel is square, kernel_size its side (leave kernel_size out to take the "
+                             "kernel's); any other kernel: --task deblur-kernel")
         self._set_kernel(k, shift, boundary)
 
     def extra_config(self) -> dict[str, Any]:

@@ -194,12 +194,12 @@ def test_batched_rows_equal_one_image_per_call(assets, tmp_path, tasks):
     for key, row in batched.items():
         for col in ("psnr", "ssim", "lpips_alex", "network_evals", "operator_evals"):
             assert row[col] == pytest.approx(one[key][col], rel=1e-4, abs=1e-4), (key, col)
-    psnr = {k[1]: r["psnr"] for k, r in batched.items() if k[3] == "pnp-gd"}
+    psnr = {k[1]: r["psnr"] for k, r in batched.items() if k[3] == "pnp-gd-warm"}
     assert len(set(psnr.values())) == 3  # per-image scores, not one copied over the batch
     for task in tasks:
         for image in ("im0", "im1", "im2"):
-            a = np.asarray(Image.open(next((tmp_path / "one" / "samples" / task / image).glob("pnp-gd-nfe*.png"))))
-            b = np.asarray(Image.open(next((out / "samples" / task / image).glob("pnp-gd-nfe*.png"))))
+            a = np.asarray(Image.open(next((tmp_path / "one" / "samples" / task / image).glob("pnp-gd-warm-nfe*.png"))))
+            b = np.asarray(Image.open(next((out / "samples" / task / image).glob("pnp-gd-warm-nfe*.png"))))
             assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, (task, image)
 
 
@@ -207,16 +207,16 @@ def test_other_resolutions_than_the_networks_and_refusal(assets, tmp_path):
     """The networks are convolutional: a bench at twice their resolution runs at that size; a size they cannot
     down-sample evenly is refused before any row, naming the multiple."""
     out = tmp_path / "big"
-    res = run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd", "classical"], nfe=[1], limit=1,
+    res = run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd", "classical"], nfe=[2], limit=1,
                          resolution=2 * RES), progress=False)
     rows = results.read_rows(out / "per_image.csv")
     assert not res.failed and rows and {r["resolution"] for r in rows} == {2 * RES}
     with pytest.raises(ValueError, match="multiple of"):
-        run_bench(_cfg(assets, tmp_path / "odd", tasks=["sr4"], methods=["pnp-gd"], nfe=[1], resolution=2 * RES + 1),
+        run_bench(_cfg(assets, tmp_path / "odd", tasks=["sr4"], methods=["pnp-gd"], nfe=[2], resolution=2 * RES + 1),
                   progress=False)
     with pytest.raises(ValueError, match="LPIPS-alex needs images of at least 31 px per side, and these are 16 px: "
                                          "pass --resolution 32"):  # each row failed on its LPIPS
-        run_bench(_cfg(assets, tmp_path / "small", tasks=["sr4"], methods=["pnp-gd"], nfe=[1], resolution=16),
+        run_bench(_cfg(assets, tmp_path / "small", tasks=["sr4"], methods=["pnp-gd"], nfe=[2], resolution=16),
                   progress=False)
     assert not (tmp_path / "small").exists()
 
@@ -235,9 +235,9 @@ def test_memory_refusal_before_any_row(assets, tmp_path, monkeypatch):
     monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": three - 1)
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="needs an estimated .* --batch-size"):
-        run_bench(_cfg(assets, out, methods=["pnp-gd"], nfe=[1], batch_size=64, precision="fp32"), progress=False)
+        run_bench(_cfg(assets, out, methods=["pnp-gd"], nfe=[2], batch_size=64, precision="fp32"), progress=False)
     assert not results.read_rows(out / "per_image.csv")  # fp32: the estimate above (auto is bf16 on AMX CPUs)
-    res = run_bench(_cfg(assets, out, methods=["pnp-gd"], nfe=[1], batch_size=64, limit=1, precision="fp32"),
+    res = run_bench(_cfg(assets, out, methods=["pnp-gd"], nfe=[2], batch_size=64, limit=1, precision="fp32"),
                     progress=False)
     assert res.computed == len(TASKS)
 
@@ -246,13 +246,13 @@ def test_resume_refuses_other_settings(assets, tmp_path):
     """--resume adds rows only under the settings of the folder's earlier rows (resolution, networks, precision,
     presets); a run with only classical methods loads no network and may add to any folder."""
     out = tmp_path / "out"
-    run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[1], limit=1), progress=False)
+    run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[2], limit=1), progress=False)
     with pytest.raises(ValueError, match="resolution 32"):
-        run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[1], limit=1, resume=True,
+        run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[2], limit=1, resume=True,
                        resolution=2 * RES), progress=False)
     other = shutil.copy(assets / "generator.safetensors", tmp_path / "other-generator.safetensors")
     with pytest.raises(ValueError, match="generator"):
-        run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[1], limit=1, resume=True,
+        run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[2], limit=1, resume=True,
                        generator=str(other)), progress=False)
     res = run_bench(_cfg(assets, out, tasks=["sr4"], methods=["classical"], nfe=[1], limit=1, resume=True,
                          resolution=RES), progress=False)
@@ -291,14 +291,14 @@ def test_a_failed_batch_is_retried_one_image_at_a_time(assets, tmp_path, monkeyp
         return real(job, task, operator, y, *args, **kwargs)
 
     monkeypatch.setattr(methods, "run_job", flaky)
-    res = run_bench(_cfg(assets, tmp_path / "out", tasks=["sr4"], methods=["pnp-gd"], nfe=[1], batch_size=3),
+    res = run_bench(_cfg(assets, tmp_path / "out", tasks=["sr4"], methods=["pnp-gd"], nfe=[2], batch_size=3),
                     progress=False)
     assert res.computed == 2 and len(res.failed) == 1 and "/im1/" in res.failed[0] and "bad image" in res.failed[0]
 
 
 def test_best_of_k_rows_and_label(assets, tmp_path):
     out = tmp_path / "out"
-    res = run_bench(_cfg(assets, out, tasks=["inpaint-box"], methods=["pnp-gd"], nfe=[1], limit=2, best_of=2),
+    res = run_bench(_cfg(assets, out, tasks=["inpaint-box"], methods=["pnp-gd"], nfe=[2], limit=2, best_of=2),
                     progress=False)
     rows = results.read_rows(out / "per_image.csv")
     assert res.computed == 4 and sorted({r["run"] for r in rows}) == [0, 1]
@@ -333,12 +333,12 @@ def test_cli_end_to_end_and_errors(assets, tmp_path, monkeypatch):
 
     runner = CliRunner()
     out = tmp_path / "cli"
-    args = ["bench", "--dataset", str(assets / "imgs"), "--tasks", "inpaint-box", "--nfe", "1", "--methods",
+    args = ["bench", "--dataset", str(assets / "imgs"), "--tasks", "inpaint-box", "--nfe", "2", "--methods",
             "pnp-gd", "--checkpoint", str(assets / "generator.safetensors"), "--limit", "2", "--device", "cpu",
             "--batch-size", "2", "--out", str(out), "--quiet"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert "| pnp-gd | 1 |" in res.stdout
+    assert "| pnp-gd | 2 |" in res.stdout
     res = runner.invoke(app, [*args, "--resume", "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["lpips_net"] == "alex"
     monkeypatch.delenv("NCVSD_FFHQ", raising=False)

@@ -55,7 +55,7 @@ def test_bench_batching_script(tmp_path):
     out = tmp_path / "bb"
     res = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_batching.py"), "--device", "cpu", "--batch",
                           "2", "--limit", "2", "--tasks", "inpaint-box", "--methods", "pnp-gd,pnp-gd-warm",
-                          "--nfe", "1", "--out", str(out)], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          "--nfe", "2", "--out", str(out)], cwd=ROOT, env=_env(), capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     doc = json.loads((out / "results.json").read_text())

@@ -204,3 +204,22 @@ def test_under_torchrun_a_signal_is_told_once_and_errors_name_their_rank(monkeyp
     with pytest.raises(typer.Exit):
         common.fail("boom", 130)
     assert capsys.readouterr().err == "ncvsd: error: boom\n"
+
+
+def test_a_note_clears_a_progress_bar_and_starts_its_own_line(monkeypatch):
+    """A note written while a tqdm bar is on screen (e.g. per photo while reading camera shakes) starts at the
+    line's beginning after the bar is wiped, and the bar is drawn again after it, not glued to the note."""
+    import io
+    import sys
+
+    from tqdm import tqdm
+
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    bar = tqdm(total=2, file=stream, desc="bar")
+    bar.update(1)
+    common.note("hello")
+    text = stream.getvalue()
+    bar.close()
+    before, after = text.split("ncvsd: hello\n")
+    assert before.endswith("\r") and before.rstrip("\r").endswith(" ") and "bar:  50%" in after

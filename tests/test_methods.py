@@ -15,7 +15,7 @@ from ncvsd_cli.sampling.methods import METHODS, Method, get_method, method_names
 
 SHAPE = (3, 16, 12)
 #: A task each method applies to, and the --nfe values to check (None: the method's default).
-CASES = {"pnp-gd": ("sr4", [None, 1, 3]), "pnp-gd-warm": ("deblur-gauss", [None, 2, 5]),
+CASES = {"pnp-gd": ("sr4", [None, 2, 3]), "pnp-gd-warm": ("deblur-gauss", [None, 2, 5]),
          "denoiser": ("denoise", [None, 1, 4]), "dps": ("inpaint-box", [3, 10]),
          "daps": ("inpaint-box", [3, 7, 10, 12]), "teacher-mmse": ("denoise", [None, 1]),
          "pnp-gd-warm-mean8": ("sr4", [None, 16]), "denoiser-mean8": ("denoise", [None, 16]),
@@ -159,6 +159,22 @@ def test_mean_method_progress_counts_over_all_samples():
     assert res.nfe == 16 and [d for d, _ in seen] == list(range(1, 17)) and {t for _, t in seen} == {16}
 
 
+def test_one_pnp_gd_step_would_be_a_prior_draw():
+    """Plain PnP-GD's single step (Alg. 1 with two noise levels) returns G(sigma_0 eps): a prior draw whatever y
+    is (shown with the sampler itself), so its Method refuses nfe 1 and benches from 2; warm starts keep 1."""
+    from ncvsd_cli.sampling.pnp_gd import pnp_gd
+
+    prior, op, y = _problem("sr4")
+    outputs = [pnp_gd(prior.denoiser, op, yy, [10.0, 0.01], generator=torch.Generator().manual_seed(3), beta=0.01).x
+               for yy in (y, -y)]
+    assert torch.equal(*outputs)
+    assert get_method("pnp-gd").bench_nfe([1, 2, 4], 1000) == [2, 4]
+    assert get_method("pnp-gd-warm").bench_nfe([1, 2], 1000) == [1, 2]
+    assert get_method("pnp-gd-warm").prepare("sr4", 1).nfe == 1
+    with pytest.raises(ValueError, match="nfe >= 2$"):  # no warm start to suggest for phase retrieval
+        get_method("pnp-gd").prepare("phase-retrieval", 1)
+
+
 def test_budget_rules_that_used_to_disagree():
     """DAPS at nfe 3 / 7 / 12: restore asked for 5 / 5 / 10 evaluations, bench for 3 / 7 / 12; both now 3 / 7 / 12."""
     daps = get_method("daps")
@@ -168,8 +184,9 @@ def test_budget_rules_that_used_to_disagree():
     assert daps.prepare("sr4").nfe == 1000 and daps.prepare("sr4", 1000).kwargs["ode_steps"] == 5
 
 
-@pytest.mark.parametrize("name, nfe, match", [("denoiser", 40, "1 to 31"), ("wiener", 3, "no network"),
-                                              ("dps", 0, "nfe >= 1"), ("denoiser-mean8", 12, "multiple of 8")])
+@pytest.mark.parametrize("name, nfe, match", [("denoiser", 40, "--nfe 1 to --nfe 31"), ("wiener", 3, "no network"),
+                                              ("dps", 0, "nfe >= 1"), ("denoiser-mean8", 12, "multiple of 8"),
+                                              ("pnp-gd", 1, r"prior draw that ignores the measurement.*--nfe >= 2")])
 def test_budgets_a_method_cannot_spend_are_refused(name, nfe, match):
     task = CASES[name][0]
     with pytest.raises(ValueError, match=match):

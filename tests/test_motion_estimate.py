@@ -102,8 +102,8 @@ def test_an_unreliable_reading_is_refused_with_the_alternatives(monkeypatch):
 
 def test_restore_reads_a_plain_images_shake_unless_its_kernel_or_seed_is_given(tmp_path):
     """`restore --task deblur-motion` of a plain image reads its kernel (a note says so) and measures with it;
-    -p kernel_size bounds the reading; -p seed / kernel are used as
-    given; a sidecar's kernel is used as recorded."""
+    -p kernel_size bounds the reading; -p seed / kernel are used as given (a sidecar's kernel as recorded:
+    test_cli's test_a_plain_image_to_deblur_motion_too_small_to_read_its_kernel)."""
     from typer.testing import CliRunner
 
     from ncvsd_cli.cli import app
@@ -122,12 +122,14 @@ def test_restore_reads_a_plain_images_shake_unless_its_kernel_or_seed_is_given(t
         return json.loads(res.stdout.splitlines()[-1])["results"][0]
 
     read = result("-o", str(tmp_path / "r.png"))
-    assert any("estimated the motion-blur kernel" in n and "read in a 31x31 square" in n for n in read["notes"])
+    assert any("estimated the motion-blur kernel" in n and "read in a 19x19 square" in n  # a quarter of 75 px
+               and "not the default 31 (-p kernel_size=N reads up to 35)" in n for n in read["notes"])
     blurred = load_image(str(tmp_path / "b.png"))  # the restorer measures with exactly the kernel read
     m = Restorer.from_options(RestoreOptions(task="deblur-motion", method="wiener"), load=False).measurement(
         blurred, "deblur-motion")
-    assert np.array_equal(m.operator().kernel, read_motion_kernel(blurred, 31).kernel) and m.kernel_read
+    assert np.array_equal(m.operator().kernel, read_motion_kernel(blurred, 19).kernel) and m.kernel_read
     assert np.abs(np.asarray(read["blur_kernel"]) - m.operator().kernel).max() <= 5e-7  # --json hands it over
+    assert similarity(np.asarray(read["blur_kernel"]), KERNELS["bent"]) > 0.8  # and it is the shake
     short = result("-p", "kernel_size=11", "-o", str(tmp_path / "s.png"))
     assert any("read in a 11x11 square" in n and "fills the square" not in n for n in short["notes"])
     tiny = result("-p", "kernel_size=5", "-o", str(tmp_path / "t.png"))
@@ -135,6 +137,11 @@ def test_restore_reads_a_plain_images_shake_unless_its_kernel_or_seed_is_given(t
     for given in (["-p", "seed=3"], ["-p", "kernel=[[1.0]]", "-p", "kernel_size=1"]):
         out = result(*given, "-o", str(tmp_path / "g.png"))
         assert not any("estimated the motion-blur kernel" in n for n in out["notes"]) and "blur_kernel" not in out
+    shown = runner.invoke(app, ["restore", "--task", "deblur-motion", str(tmp_path / "b.png"), "--method", "wiener",
+                                "--overwrite", "--sigma-y", "0.01", "-o", str(tmp_path / "p.png")],
+                          env={"NCVSD_PROGRESS_INTERVAL": "0"})  # not a terminal: a status line per update
+    assert shown.exit_code == 0 and "read the camera shake (deblur-motion): 1/1 img" in shown.stderr, shown.output
+    assert shown.stderr.index("estimated the motion-blur kernel") < shown.stderr.index("restore deblur-motion: 1/1")
 
 
 def test_a_flat_image_reads_a_point_not_nan():
@@ -166,8 +173,12 @@ def test_motion_notes_wording_for_sizes_and_unused_parameters(monkeypatch):
         motion_notes(y, {}, {"kernel_size": 1})
     small = shapes_scene(48, 50, seed=5)
     (note,) = motion_notes(small, {}, {})
-    assert "read in a 23x23 square" in note and "the largest square this image holds twice" in note
+    assert "read in a 13x13 square" in note and "13 px, a quarter of this small image's side, not the default 31 " \
+        "(-p kernel_size=N reads up to 23)" in note
     assert "kernel_size 31 does not fit" not in note
+    for even, size in ((24, 23), (12, 13)):  # an even size reads at the odd one above, or below where that does not fit
+        (note,) = motion_notes(small, {}, {"kernel_size": even})
+        assert f"read in a {size}x{size} square" in note and "does not fit" not in note and "quarter" not in note
     (note,) = motion_notes(small, {}, {"kernel_size": 31, "intensity": 0.3})
     assert "kernel_size 31 does not fit twice in the image: read at 23" in note
     assert "-p intensity shapes only the synthetic kernel" in note

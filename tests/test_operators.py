@@ -170,6 +170,7 @@ BAD = [
     ("deblur-gauss", {"kernel_size": 0}, "kernel_size"),
     ("deblur-motion", {"intensity": 1.5}, "intensity"),
     ("deblur-motion", {"kernel": np.ones((3, 3))}, "kernel"),
+    ("deblur-motion", {"kernel": np.ones((3, 5))}, "any other kernel: --task deblur-kernel"),
     ("deblur-kernel", {"kernel": np.ones(3)}, "kernel"),
     ("deblur-kernel", {"kernel": np.zeros((3, 3))}, "kernel"),
     ("deblur-kernel", {"kernel": [[1.0, float("nan")]]}, "kernel"),
@@ -353,6 +354,22 @@ def test_mask_and_kernel_from_files(tmp_path):
     np.testing.assert_allclose(from_npy.kernel, kernel / kernel.sum(), rtol=1e-15)
     from_png = operators.create("deblur-kernel", SHAPE, kernel=tmp_path / "k.png")
     np.testing.assert_allclose(from_png.kernel, kernel / kernel.sum(), atol=2e-3)
+
+
+def test_a_given_motion_kernel_sets_kernel_size_over_the_presets():
+    """-p kernel=K without kernel_size: the kernel's side is the size (the preset's 61 is the drawn kernel's);
+    a kernel_size given with it must match."""
+    from ncvsd_cli.sampling.presets import build_operator, task_settings
+
+    k = np.zeros((9, 9))
+    k[4, 2:7] = 1.0
+    assert operators.create("deblur-motion", SHAPE, kernel=k).kernel_size == 9
+    settings = task_settings("deblur-motion", operator={"kernel": k})
+    assert task_settings("deblur-motion")["operator"]["kernel_size"] == 61 and "kernel_size" not in settings["operator"]
+    op = build_operator(settings, SHAPE)
+    assert op.kernel_size == 9 and np.allclose(op.kernel, k / 5)
+    with pytest.raises(ValueError, match=r"expected \(11, 11\)"):
+        build_operator(task_settings("deblur-motion", operator={"kernel": k, "kernel_size": 11}), SHAPE)
 
 
 @pytest.mark.parametrize("task", ["deblur-kernel", "deblur-motion"])

@@ -224,10 +224,10 @@ def test_hub_download_convert_cache_then_restore_and_bench_offline(hub, pickles,
     data.mkdir()
     _png(data / "00000.png")
     res = _cli("bench", "--checkpoint", "ncvsd-ffhq256-xs", "--dataset", data, "--tasks", "inpaint-box",
-               "--nfe", "1", "--methods", "pnp-gd", "--limit", "1", "--device", "cpu", "--out", tmp_path / "b",
+               "--nfe", "2", "--methods", "pnp-gd", "--limit", "1", "--device", "cpu", "--out", tmp_path / "b",
                "--quiet")
     assert res.exit_code == 0, res.output
-    assert "| pnp-gd | 1 |" in res.stdout
+    assert "| pnp-gd | 2 |" in res.stdout
     assert len(hub.log) == requests
 
     res = _cli("restore", img, "--checkpoint", "edm2-ffhq256-xs", "--task", "denoise", "--method", "dps",

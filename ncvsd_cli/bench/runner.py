@@ -337,7 +337,7 @@ def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int)
     if not any(jobs for *_, jobs in tasks):
         raise ValueError(f"nothing to run: none of --methods {','.join(cfg.methods)} applies to --tasks "
                          f"{','.join(cfg.tasks)} (e.g. denoiser and teacher-mmse solve denoise only; pnp-gd-warm needs "
-                         "a classical estimate, which phase-retrieval has not)")
+                         "a classical estimate, which phase-retrieval has not; pnp-gd runs from --nfe 2)")
     images = distributed.shard(data.images, rank, world)
     _check_memory(nets, (min(cfg.batch_size, max(len(images), 1)), *shape), [j for *_, jobs in tasks for j in jobs],
                   device)

@@ -21,7 +21,7 @@ app = typer.Typer(
         "Examples:\n\n"
         "  ncvsd restore --task sr4 input.png\n\n"
         "  ncvsd degrade --task deblur-gauss clean.png -o measured.png\n\n"
-        "  ncvsd bench --dataset builtin --tasks sr4 --nfe 1,4 --methods pnp-gd,pnp-gd-warm,classical --limit 4 "
+        "  ncvsd bench --dataset builtin --tasks sr4 --nfe 2,4 --methods pnp-gd,pnp-gd-warm,classical --limit 4 "
         "--out bench/\n\n"
         "  cat list.txt | xargs ncvsd restore --task deblur-gauss -o out/\n\n"
         "  ncvsd restore photos/ --task sr4 -o out/ --json | jq -c 'select(.status)'   (JSON Lines as each "

@@ -25,12 +25,12 @@ image (centre-cropped to a square and resized to --resolution, default the model
 
 Examples:
 
-  ncvsd bench --dataset builtin --tasks sr4 --nfe 1,4 --methods pnp-gd,pnp-gd-warm,classical --limit 4 --out bench/
+  ncvsd bench --dataset builtin --tasks sr4 --nfe 2,4 --methods pnp-gd,pnp-gd-warm,classical --limit 4 --out bench/
   (the default --methods add dps and daps: 1000 teacher calls per image each, minutes per image on a CPU)
 
   ncvsd bench --dataset ffhq --data ffhq_val.zip --baseline-nfe 1000 --lpips vgg --out ffhq-bench/
 
-  ncvsd bench --dataset photos/ --methods pnp-gd,classical --nfe 1,2,4,10,25,49 --out b/ --resume
+  ncvsd bench --dataset photos/ --methods pnp-gd,classical --nfe 2,4,10,25,49 --out b/ --resume
 
   ncvsd bench --dataset ncvsd_cli/examples/astronaut.png --tasks sr4 --methods pnp-gd-warm,classical --nfe 4 --out b/
   (a quick look: one image, then open b/report.html)
@@ -72,7 +72,8 @@ def bench(
                               metavar="T1,T2", show_default=True, help="Tasks (operator presets)."),
     nfe: str = typer.Option("1,2,3,4,10,25,49", "--nfe", metavar="N1,N2", show_default=True,
                             help="PnP-GD network evaluations to sweep (pnp-gd below the preset's 49: the "
-                                 "few-step schedule, sigma_max 10, rho 7; pnp-gd-warm: its warm_start schedule)."),
+                                 "few-step schedule, sigma_max 10, rho 7, from 2: its 1 is a prior draw that never "
+                                 "sees the measurement; pnp-gd-warm: its warm_start schedule)."),
     methods: str = typer.Option("pnp-gd,pnp-gd-warm,denoiser,dps,daps,classical", "--methods", metavar="M1,M2",
                                 show_default=True,
                                 help="Methods: pnp-gd (the paper's start from noise), pnp-gd-warm (start from the "

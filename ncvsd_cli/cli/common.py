@@ -135,19 +135,30 @@ def torchrun_rank() -> int:
     return 0
 
 
+def _write_line(line: str) -> None:
+    """`line` on stderr at once; a progress bar on screen (tqdm) is cleared first and redrawn under it."""
+    if "tqdm" in sys.modules:
+        from tqdm import tqdm
+
+        with tqdm.external_write_mode(file=sys.stderr):
+            sys.stderr.write(line)
+            sys.stderr.flush()
+    else:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+
+
 def error(message: str) -> None:
     """Print `ncvsd: error: message` (one line, written at once: processes of one job do not interleave it;
     `ncvsd: rank N: error: ...` on torchrun's other ranks) on stderr."""
     rank = torchrun_rank()
-    sys.stderr.write(f"ncvsd: {f'rank {rank}: ' if rank else ''}error: {one_line(message)}\n")
-    sys.stderr.flush()
+    _write_line(f"ncvsd: {f'rank {rank}: ' if rank else ''}error: {one_line(message)}\n")
 
 
 def note(message: str, quiet: bool = False) -> None:
-    """Print an informational line on stderr unless `quiet` (written at once, as `error`)."""
+    """Print an informational line on stderr unless `quiet` (written at once, as `error`; above a progress bar)."""
     if not quiet:
-        sys.stderr.write(f"ncvsd: {one_line(message)}\n")
-        sys.stderr.flush()
+        _write_line(f"ncvsd: {one_line(message)}\n")
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from ncvsd_cli.cli import common
-from ncvsd_cli.restore import RestoreOptions
+from ncvsd_cli.restore import RestoreOptions, reads_motion_kernel
 
 EPILOG = """Examples:
 
@@ -85,8 +85,8 @@ def restore_command(
                                    "and mask inpainting and for denoise, 4 for random inpainting; 1 for denoiser; "
                                    "49 for pnp-gd; 1000 for dps/daps; 8x the base for the -mean8 methods and 4x "
                                    "for pnp-gd-fit4, whose --nfe counts all their samples). pnp-gd below 49 "
-                                   "switches to a few-step schedule (sigma_max 10, rho 7); 1 cannot use the "
-                                   "measurement there, use >= 2.",
+                                   "switches to a few-step schedule (sigma_max 10, rho 7); its 1 is refused (a "
+                                   "prior draw that never sees the measurement): use >= 2.",
     ),
     seed: int = typer.Option(
         0, "--seed", min=0, max=2**63 - 1, show_default=True,
@@ -324,6 +324,8 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         needed = any(item not in problems for item in items)
         restorer = Restorer.from_options(options, load=False, quiet=quiet) if needed else None
         good: list[tuple[Any, meas.Measurement]] = []
+        shaken = [i for i in plain if task_given and reads_motion_kernel(task, given)]  # 1.6 s to minutes each
+        reading = common.progress(len(shaken), f"read the camera shake ({task})", quiet or not shaken)
         for item in items:
             if item in problems:
                 report.failed(item.name, problems[item])
@@ -334,11 +336,14 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                 msg = str(exc)
                 report.failed(item.name, msg if msg.startswith(item.name) else f"{item.name}: {msg}")
                 continue
+            finally:
+                reading.update(int(item in shaken))
             tiles = restorer.tile_note(m.image_shape)  # plain image or sidecar alike
             if tiles:
                 common.note(f"{item.name}: {tiles}", quiet)
                 m.notes = [*m.notes, tiles]
             good.append((item, m))
+        reading.close()
         tasks = sorted({m.task for _, m in good})
         if "phase-retrieval" in tasks and options.samples == 1 and options.method != "pnp-gd-fit4":
             common.note("phase retrieval recovers an image only up to a shift and a 180-degree turn (the Fourier "
@@ -433,7 +438,7 @@ def _blur_width(m) -> dict:
 
 
 #: A plain photo to deblur-motion larger than this (pixels) is told its shake is being read: 10 s at 1024x768,
-#: 45 s at 2048x1536 on 2 cores, before any progress bar.
+#: 45 s at 2048x1536 on 2 cores, while the reading bar counts whole photos.
 SHAKE_NOTE_PIXELS = 1_000_000
 
 
@@ -443,7 +448,6 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     import operators
     from ncvsd_cli import images
     from ncvsd_cli import measurement as meas
-    from ncvsd_cli.restore import reads_motion_kernel
 
     task, max_pixels = restorer.options.task, restorer.options.max_pixels
     side = _sidecar(item, no_sidecar, explicit)

@@ -16,6 +16,7 @@ a `Method` instance or a zero-argument callable returning one), or with `registe
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -127,7 +128,8 @@ class Method:
 @dataclass(frozen=True)
 class PnPMethod(Method):
     """PnP-GD (paper Alg. 1); `warm`: started from the classical estimate. nfe N -> N + 1 noise levels (with a
-    multi-step `ts`, N / (len(ts) - 1) + 1), applied by the task settings (`task_settings(nfe=...)`)."""
+    multi-step `ts`, N / (len(ts) - 1) + 1), applied by the task settings (`task_settings(nfe=...)`). Plain pnp-gd
+    refuses one step (a prior draw that never sees the measurement) and benches from nfe 2."""
 
     warm: bool = False
 
@@ -143,6 +145,12 @@ class PnPMethod(Method):
         if self.warm:
             kwargs["sigma_y"] = float(settings["sigma_y"])
         per_step = len(settings["ts"]) - 1 if settings.get("ts") else 1
+        if not self.warm and int(settings["steps"]) < 3:
+            warm = " (or pnp-gd-warm, started from the classical estimate)" if settings["task"] != "phase-retrieval" \
+                else ""
+            raise ValueError(f"method '{self.name}' with --nfe {per_step}: one denoiser step from pure noise comes "
+                             "before any likelihood step, so the output would be a prior draw that ignores the "
+                             f"measurement (Alg. 1); use --nfe >= {2 * per_step}{warm}")
         return MethodCall(settings, settings_sigmas(settings), kwargs, (int(settings["steps"]) - 1) * per_step)
 
     def applies(self, operator, settings=None):
@@ -153,7 +161,7 @@ class PnPMethod(Method):
         return warm_start_applies(operator) and (settings is None or bool(settings.get("warm_start")))
 
     def bench_nfe(self, sweep, baseline_nfe):
-        return sorted(set(sweep))
+        return sorted(set(sweep) if self.warm else {n for n in sweep if n > 1})  # pnp-gd's 1: the prior alone
 
 
 @dataclass(frozen=True)
@@ -168,8 +176,8 @@ class DenoiserMethod(Method):
                              "use pnp-gd-warm")
         n = 1 if nfe is None else int(nfe)
         if not 1 <= n <= MAX_MULTISTEP_NFE:
-            raise ValueError(f"method '{self.name}' makes 1 to {MAX_MULTISTEP_NFE} network evaluations, got --nfe "
-                             f"{nfe} (--method pnp-gd-warm or pnp-gd run PnP-GD on the denoise task)")
+            raise ValueError(f"method '{self.name}' takes --nfe 1 to --nfe {MAX_MULTISTEP_NFE}, got --nfe {nfe} "
+                             "(--method pnp-gd-warm or pnp-gd run PnP-GD on the denoise task)")
         sigma_y = float(settings["sigma_y"])
         return MethodCall(settings, None, {"sigma_y": sigma_y, "nfe": n}, n if sigma_y > 0 else 0)
 
@@ -255,9 +263,11 @@ class RepeatedMethod(Method):
 
         try:
             call = get_method(self.base).arguments(settings, self._per_sample(nfe))
-        except ValueError as exc:  # the base's refusal, named for this method (its nfe counts per sample)
-            raise ValueError(str(exc).replace(f"method '{self.base}'", f"method '{self.name}' ({self.reduction} "
-                                              f"{self.k} '{self.base}' samples, each)")) from None
+        except ValueError as exc:  # the base's refusal, named for this method, its --nfe values made totals
+            message = str(exc).replace(f"method '{self.base}'", f"method '{self.name}' ({self.reduction} {self.k} "
+                                       f"'{self.base}' samples)")
+            raise ValueError(re.sub(r"--nfe (>= )?(\d+)", lambda m: f"--nfe {m[1] or ''}{int(m[2]) * self.k}",
+                                    message)) from None
         per_run = callbacks_per_run(call)
         return MethodCall(call.settings, call.sigmas, call.kwargs, call.nfe * self.k,
                           None if per_run is None else per_run * self.k)

@@ -57,7 +57,8 @@ def pnp_gd(denoiser: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor |
     """Posterior samples of x0 given measurements y (docs/method.md §3.2).
 
     denoiser: generative denoiser `G(y, sigma, generator=...)`. operator: an `operators.Operator`.
-    y: measurements (B, ...). sigmas: decreasing noise levels, length N >= 2 (e.g. `karras_sigmas(50, rho=2)`).
+    y: measurements (B, ...). sigmas: decreasing noise levels, length N >= 2 (e.g. `karras_sigmas(50, rho=2)`);
+    with N = 2 and no x_init the output is a prior draw (the one denoiser step sees pure noise; y enters after it).
     beta > 0: likelihood temperature (Bayes-exact 2 sigma_y²; the paper's tuned values are smaller).
     ema_sigma: EMA of x0 active below this sigma (100 = always, the paper's "∞"; None or 0 = off).
     ema_decay in [0, 1): weight of the previous x0. ts: optional multi-step prior step (docs/method.md §2.7).

@@ -207,6 +207,8 @@ def task_settings(task: str, nfe: int | None = None, preset_file: str | Path | M
         if "task" in layer and layer["task"] != task:
             raise ValueError(f"{origin}: task={layer['task']!r} contradicts the requested task {task!r}")
         op = {**preset.get("operator", {}), **layer.get("operator", {})}
+        if "kernel" in layer.get("operator", {}) and "kernel_size" not in layer["operator"]:
+            op.pop("kernel_size", None)  # a given kernel has its own size (the preset's is the drawn kernel's)
         if "sigma_y" in layer and "beta" not in layer and preset.get("sigma_y") and preset.get("beta"):
             level = max(float(layer["sigma_y"]), BETA_FLOOR_SIGMA)  # an 8-bit measurement is never exact
             layer = {**layer, "beta": preset["beta"] * (level / preset["sigma_y"]) ** 2}
