@@ -722,6 +722,9 @@ def test_sample_grid_and_directory(tmp_path, ckpt):
     )
     assert res.exit_code == 0, res.output
     assert Image.open(tmp_path / "grid.png").size == (2 * 16 + 3 * 2, 2 * 16 + 3 * 2)
+    again = run("sample", "-c", ckpt, "--nfe", "1", "--seeds", "0-3", "-o", tmp_path / "grid.png", "--device", "cpu")
+    assert again.exit_code == 2 and "exists (--overwrite replaces it)" in again.stderr  # a grid cannot be skipped
+    assert "--skip-existing" not in again.stderr, again.output
     res = run(
         "sample",
         "-c",

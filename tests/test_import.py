@@ -313,6 +313,8 @@ def test_cli_import(tmp_path):
     assert read_config(out)["provenance"]["data"] == "FFHQ"
     res = CliRunner().invoke(app, ["checkpoints", "import", str(src), "-o", str(out)])
     assert res.exit_code == 2 and "--force" in res.output
+    res = CliRunner().invoke(app, ["checkpoints", "import", str(out), "-o", str(tmp_path / "again.safetensors")])
+    assert res.exit_code == 2 and "is a safetensors file, not a pickle to import" in res.output, res.output
     bare = tmp_path / "bare.pkl"  # a wrapper state without gamma: the paper's value, said and recorded
     _write_pickle(bare, gen, _authors_kwargs(config), wrap_generator=True, mutate=lambda net: delattr(net, "gamma"))
     res = CliRunner().invoke(app, ["checkpoints", "import", str(bare), "-o", str(tmp_path / "bare.safetensors")])

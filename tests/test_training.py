@@ -60,9 +60,9 @@ def test_parse_duration(text, field, value):
     assert getattr(parse_duration(text), field) == value
 
 
-@pytest.mark.parametrize("bad", ["", "fast", "-3min", "10parsecs"])
+@pytest.mark.parametrize("bad", ["", "fast", "-3min", "10parsecs", "0.5steps", "0.1img"])
 def test_parse_duration_rejects(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not understood|must be > 0|less than one (step|image)"):
         parse_duration(bad)
 
 

@@ -521,3 +521,103 @@ def test_a_resume_removes_the_half_written_files_of_a_killed_run(tmp_path, train
     res = _resume(data, copy, steps=2)
     assert res.exit_code == 0, res.output
     assert not list(copy.glob(".*.tmp")) and not list(copy.glob("*/.*.tmp"))
+
+
+def test_a_resume_drops_the_log_records_a_killed_run_made_after_its_last_state(tmp_path, trained):
+    """kill -9 after steps that were logged but never saved: the resumed run makes those steps again, so their
+    old records are dropped (counted in the resume event) and every step is logged once."""
+    data, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    saved = torch.load(copy / "state.pt", weights_only=True)["loop"]["step"]
+    with open(copy / "log.jsonl", "a") as f:  # what the killed run logged past its state, and a line cut short
+        f.write(json.dumps({"step": saved + 1, "kimg": 0.004, "loss": 9.0}) + "\n")
+        f.write(json.dumps({"step": saved + 2, "kimg": 0.006, "loss": 9.0}) + "\n")
+        f.write('{"step": ' + str(saved + 3))
+    res = _resume(data, copy, steps=saved + 2)
+    assert res.exit_code == 0, res.output
+    records = [json.loads(line) for line in (copy / "log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if "loss" in r]
+    assert steps == sorted(set(steps)) and 9.0 not in [r["loss"] for r in records if "loss" in r]
+    resumed = [r for r in records if r.get("event") == "resume"]
+    assert resumed[-1]["log_records_dropped"] == 3
+
+
+def test_a_new_run_into_a_failed_starts_folder_starts_a_fresh_log(tmp_path):
+    """A first start that failed (no state) left a log; starting again there writes a log of this run only."""
+    data = _images(tmp_path / "imgs")
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "log.jsonl").write_text(json.dumps({"event": "start", "step": 0}) + "\n")
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(out), "--duration", "1steps", "--quiet",
+                              *TINY])
+    assert res.exit_code == 0, res.output
+    events = [json.loads(line).get("event") for line in (out / "log.jsonl").read_text().splitlines()]
+    assert events.count("start") == 1
+
+
+def test_a_run_folder_inside_the_data_is_not_trained_on_and_changed_data_is_told_on_resume(tmp_path):
+    """`--out` inside `--data`: the run's previews and snapshots are not images to learn from; adding images before
+    a --resume warns that the run no longer continues bit for bit."""
+    from ncvsd_cli.training.data import folder_or_zip_source
+
+    data = _images(tmp_path / "imgs")
+    out = data / "run"
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(out), "--duration", "1steps", "--quiet",
+                              *TINY])
+    assert res.exit_code == 0, res.output
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(out / "preview.png")  # as distill writes previews
+    source = folder_or_zip_source(data)
+    assert "3 image(s)" in source.description and "run folder(s) run in it left out" in source.description
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(data / "new.png")
+    res = _resume(data, out, steps=2)
+    assert res.exit_code == 0 and "warning: the training data changed since the state was saved" in res.stderr, \
+        res.output
+
+
+@pytest.mark.parametrize("case", ["file", "under-a-file"])
+def test_an_out_that_cannot_be_a_folder_is_a_usage_error_before_anything_loads(tmp_path, case):
+    data = _images(tmp_path / "imgs")
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" if case == "file" else tmp_path / "afile" / "sub"
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(out), "--duration", "1steps", "--quiet",
+                              *TINY])
+    assert res.exit_code == 2 and "is a file, not a" in res.output and "internal error" not in res.output, \
+        res.output
+
+
+def test_fp16_on_a_cpu_is_refused_before_the_run_folder_is_made(tmp_path):
+    data = _images(tmp_path / "imgs")
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "v"), "--duration", "1steps",
+                              "--quiet", *TINY, "--precision", "fp16"])
+    assert res.exit_code == 2 and "needs CUDA" in res.output and not (tmp_path / "v").exists(), res.output
+
+
+def test_a_snapshot_that_cannot_be_written_keeps_the_training_state(tmp_path, trained, monkeypatch):
+    """A snapshot write failing (a full disk) stops the run with one line, exit 1, and the state of that step is
+    saved first, so --resume loses nothing."""
+    from ncvsd_cli.training.teacher import TeacherTrainer
+
+    data, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+
+    def full(self):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(TeacherTrainer, "write_snapshot", full)
+    res = _resume(data, copy, steps=3)
+    assert res.exit_code == 1 and "cannot write a snapshot" in res.output and "internal error" not in res.output, \
+        res.output
+    assert torch.load(copy / "state.pt", weights_only=True)["loop"]["step"] == 3
+
+
+def test_a_data_error_before_any_state_says_to_run_again_not_resume(tmp_path):
+    data = _images(tmp_path / "imgs")
+    png = (data / "0.png").read_bytes()
+    for i in range(3):
+        (data / f"{i}.png").write_bytes(png[: len(png) // 2])  # every image cut: the first step fails
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "a"), "--duration", "3steps",
+                              "--quiet", *TINY])
+    assert res.exit_code != 0 and "run the same command again" in res.output and "--resume" not in res.output, \
+        res.output

@@ -154,6 +154,9 @@ def import_command(
     """
     if not src.is_file():
         fail(f"source pickle {src} does not exist", EXIT_USAGE)
+    if src.suffix.lower() == ".safetensors":
+        fail(f"{src} is a safetensors file, not a pickle to import: an ncvsd checkpoint is used as it is (-c "
+             f"{src}; `ncvsd checkpoints info {src}` shows it)", EXIT_USAGE)
     if output.suffix != ".safetensors":
         fail(f"output must end in .safetensors, got {output}", EXIT_USAGE)
     if output.exists() and not force:

@@ -565,12 +565,13 @@ def skip_finished(planned: dict[InputItem, list[str]], report: Report, quiet: bo
 
 
 def check_outputs(
-    planned: dict[InputItem, list[str]], inputs: Sequence[InputItem], overwrite: bool, skip_existing: bool = False
+    planned: dict[InputItem, list[str]], inputs: Sequence[InputItem], overwrite: bool, skip_existing: bool = False,
+    can_skip: bool = True,
 ) -> dict[InputItem, str]:
     """Problems with planned outputs, per input, found before any work: an output that is an input (refused
-    unless --overwrite), that exists (refused unless --overwrite), that two inputs would both write, whose suffix
-    is not an image format (sidecars' .json / .safetensors aside), or whose folder cannot be written (read-only,
-    /proc, a file in the way). Returns {item: message}."""
+    unless --overwrite), that exists (refused unless --overwrite; `can_skip`: the message offers --skip-existing),
+    that two inputs would both write, whose suffix is not an image format (sidecars' .json / .safetensors aside),
+    or whose folder cannot be written (read-only, /proc, a file in the way). Returns {item: message}."""
     from PIL import Image
 
     input_paths = {str(i.path.resolve()) for i in inputs if i.path is not None}
@@ -601,8 +602,9 @@ def check_outputs(
             elif not overwrite and Path(p).exists():
                 problems[item] = (f"{item.name}: output {p} exists, beside outputs still to make (remove it, or "
                                   "rerun without --skip-existing and with --overwrite)" if skip_existing else
-                                  f"{item.name}: output {p} exists (--overwrite replaces it, --skip-existing "
-                                  "keeps it and goes on with the other inputs)")
+                                  f"{item.name}: output {p} exists (--overwrite replaces it" + (
+                                      ", --skip-existing keeps it and goes on with the other inputs)" if can_skip
+                                      else ")"))
             owners.setdefault(key, item)
             if item in problems:
                 break

@@ -131,7 +131,7 @@ def sample_command(
             planned = common.skip_finished(planned, report, quiet, noun="seed(s)")
             left = {item.name for item in planned}
             seed_list = [s for s in seed_list if ("grid" if grid else f"seed {s}") in left]
-        problems = common.check_outputs(planned, [], overwrite)  # exists, unwritable folder: before any work
+        problems = common.check_outputs(planned, [], overwrite, can_skip=not grid)  # before any work
         if problems:
             raise common.UsageError(next(iter(problems.values())).split(": ", 1)[1])
         if not seed_list:  # everything was there already

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ncvsd_cli.cli.common import UsageError, fail, given_options, handle_errors, note
+from ncvsd_cli.cli.common import EXIT_PARTIAL, UsageError, fail, given_options, handle_errors, note
 
 DURATION_HELP = ("Length: training time of this invocation (30min, 2h; loading and the final snapshot come on top) "
                  "or total images/steps of the run (200kimg, 1Mimg, 64Mi, 500steps; a bare number is kimg; units are "
@@ -123,6 +123,8 @@ def run_training(run, settings, out: str) -> None:
         fail(str(exc), exc.exit_code)
     except (FileExistsError, FileNotFoundError) as exc:
         fail(str(exc))
+    except OSError as exc:  # a snapshot or state that cannot be written (a full disk): one line, exit 1
+        fail(str(exc) if not exc.errno else f"{exc.strerror}: {exc.filename}", EXIT_PARTIAL)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 prints the summary
         typer.echo(json.dumps({"out": out, **record}))
 

@@ -228,15 +228,20 @@ def _short_sides(path: Path, names: Sequence[str]) -> dict[str, int]:
 
 
 def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> ImageSource:
-    """Images in a folder (recursive) or a zip file, sorted by relative name. Its `dataset.json` (EDM2 dataset-tool
+    """Images in a folder (recursive; an ncvsd run folder inside it, with run.json and log.jsonl, left out) or a
+    zip file, sorted by relative name. Its `dataset.json` (EDM2 dataset-tool
     layout) gives labels ({"labels": [[fname, int], ...]}) and optionally a pyramid ({"scales": [1.0, 0.5]}: every
     image at every downscaling factor, each one item). Decoding is lazy and cached (DECODE_CACHE_BYTES).
     min_side: the training crop; a pyramid level whose short side is below it is left out (it would be upscaled,
     i.e. blurred, to the crop), all but each image's largest (read from the image headers)."""
     path = Path(path)
+    skipped: list[Path] = []
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*")
-                       if p.is_file() and is_listed_image(p.relative_to(path).as_posix(), _IMAGE_SUFFIXES))
+        found = list(path.rglob("*"))
+        skipped = sorted({p.parent for p in found if p.name == "run.json" and (p.parent / "log.jsonl").is_file()}
+                         - {path})  # an ncvsd run inside the data (its previews are no training data)
+        files = sorted(p for p in found if p.is_file() and not any(d in p.parents for d in skipped)
+                       and is_listed_image(p.relative_to(path).as_posix(), _IMAGE_SUFFIXES))
         rel = [p.relative_to(path).as_posix() for p in files]
         meta_file = path / "dataset.json"
         meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
@@ -275,7 +280,9 @@ def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> Image
     return ImageSource(items, labels=[labels[n] for n, _ in pairs] if labels else None,
                        licences=meta.get("licences"), fingerprint=files_fingerprint(entries),
                        description=f"{len(rel)} image(s) from {path}" + (
-                           f", {len(pairs)} items with dataset.json's scales" if len(pairs) != len(rel) else ""),
+                           f", {len(pairs)} items with dataset.json's scales" if len(pairs) != len(rel) else "") + (
+                           f" (the ncvsd run folder(s) {', '.join(str(d.relative_to(path)) for d in skipped)} "
+                           "in it left out)" if skipped else ""),
                        warning=warning)
 
 

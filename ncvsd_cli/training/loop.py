@@ -72,9 +72,13 @@ def parse_duration(text: str) -> Duration:
     if unit in seconds:
         return Duration(seconds=value * seconds[unit])
     if unit in ("step", "steps"):
-        return Duration(steps=int(value))
-    per = {"img": 1, "kimg": 1000, "mimg": 1_000_000, "ki": 1 << 10, "mi": 1 << 20}[unit]
-    return Duration(nimg=round(value * per))
+        count, what = int(value), "step"
+    else:
+        per = {"img": 1, "kimg": 1000, "mimg": 1_000_000, "ki": 1 << 10, "mi": 1 << 20}[unit]
+        count, what = round(value * per), "image"
+    if count < 1:
+        raise ValueError(f"duration {text!r} is less than one {what}")
+    return Duration(steps=count) if what == "step" else Duration(nimg=count)
 
 
 def learning_rate(cur_nimg: int, ref_lr: float, batch: int, ref_batches: float = 0.0,
@@ -215,6 +219,20 @@ def folder_in_use(out: str | Path) -> bool:
     return False
 
 
+def check_run_folder(out: Path) -> None:
+    """ValueError (a plain message) when run folder `out` cannot be made or written: it is a file, a file stands in
+    its path, or its nearest existing folder is not writable; before any network or data is loaded."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a run folder; choose another --out")
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: the folder {parent} is not writable; choose another --out")
+
+
 class TrainLoop:
     """Base class: subclasses implement `train_step`, `state_dict`, `load_state_dict` and `write_snapshot`.
 
@@ -246,6 +264,9 @@ class TrainLoop:
         self.state_path = self.out / "state.pt"
         self.log_path = self.out / "log.jsonl"
         self._lock = None  # the run folder's lock, held by rank 0 while it trains
+        if self.settings.get("precision") == "fp16" and torch.device(self.device).type != "cuda":
+            raise ValueError("--precision fp16 needs CUDA; use bf16 or fp32 on CPU")  # before the folder is made
+        check_run_folder(self.out)
         if self.out.is_dir():  # refuse a folder in use before the subclass loads networks and data
             self._claim_run_folder(hold=False)
 
@@ -280,8 +301,10 @@ class TrainLoop:
                 "trainer": f"ncvsd {self.name}"}
 
     def _full_state(self) -> dict:
+        files = self._data_files()
         return {"loop": {"cur_nimg": self.cur_nimg, "step": self.step, "train_seconds": self.train_seconds,
-                         "seed": self.seed, "batch": self.batch, "name": self.name},
+                         "seed": self.seed, "batch": self.batch, "name": self.name,
+                         **({"data_files": files} if files else {})},
                 "rng": {"torch": torch.get_rng_state()}, "trainer": self.state_dict()}
 
     def save_state(self) -> None:
@@ -301,13 +324,17 @@ class TrainLoop:
         if self.resume and not self.state_path.exists():
             raise FileNotFoundError(f"--resume: no training state at {self.state_path}")
         if self.dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ValueError(f"--out {self.out}: cannot create the run folder ({exc.strerror or exc})") from None
         self._claim_run_folder(hold=True)
         if self.dist.is_main:  # a killed run's half-written files (`images.atomic_write_bytes`): ours now, the lock held
             for leftover in [*self.out.glob(".*.tmp"), *self.out.glob("*/.*.tmp")]:
                 leftover.unlink(missing_ok=True)
-        if self.dist.is_main and not self.resume:  # a new run (a failed start left no state): its own recipe
+        if self.dist.is_main and not self.resume:  # a new run (a failed start left no state): its own recipe, its log
             atomic_write_bytes(self.out / "run.json", (json.dumps(self.settings, indent=2, default=str) + "\n").encode())
+            self.log_path.unlink(missing_ok=True)
         distributed.barrier()
         if self.resume:
             from ncvsd_cli.training.common import (  # common imports this module
@@ -332,6 +359,8 @@ class TrainLoop:
                                  f"({_first_line(exc)})" + (f"; typed on this --resume: {typed}, left unrecorded"
                                                             if typed else "")) from None
             self.cur_nimg, self.step, self.train_seconds = loop["cur_nimg"], loop["step"], loop["train_seconds"]
+            self._dropped_log_records = self._trim_log(self.step) if self.dist.is_main else 0
+            self._check_same_data(loop.get("data_files"))
             if changes and self.dist.is_main:
                 record_overrides(self.out, changes, self.settings.get("command"))
                 for k, (old, new) in changes.items():  # arch: never replaced (refused); duration: extending;
@@ -339,6 +368,37 @@ class TrainLoop:
                     if k not in ("arch", "duration", "teacher_path", "teacher_sha256") and not migrated:
                         print(f"ncvsd: --resume with --{k.replace('_', '-')} {new}: replaces the run's recorded "
                               f"{old} from now on", file=sys.stderr, flush=True)
+
+    def _trim_log(self, step: int) -> int:
+        """Drop the log records past `step` (those of steps a killed run made after its last saved state: the
+        resumed run makes them again); returns how many were dropped."""
+        if not self.log_path.is_file():
+            return 0
+        lines = self.log_path.read_text().splitlines(keepends=True)
+        kept = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut short by the kill
+                continue
+            if not isinstance(record, dict) or int(record.get("step", 0)) <= step:
+                kept.append(line)
+        if len(kept) < len(lines):
+            atomic_write_bytes(self.log_path, "".join(kept).encode())
+        return len(lines) - len(kept)
+
+    def _data_files(self) -> str | None:
+        """The fingerprint of the training data's files (`data.files_fingerprint`), None for built-in data."""
+        return getattr(getattr(getattr(self, "stream", None), "source", None), "fingerprint", None)
+
+    def _check_same_data(self, saved: str | None) -> None:
+        """Warn (main rank) when the data's files differ from those the saved state was trained on: the resume
+        then draws other images than the uninterrupted run would have."""
+        now = self._data_files()
+        if saved and now and saved != now and self.dist.is_main:
+            print(f"ncvsd: warning: the training data changed since the state was saved ({saved} then, {now} now): "
+                  "the run goes on with the data as it is now, not bit for bit as it would have", file=sys.stderr,
+                  flush=True)
 
     def _log(self, record: dict) -> None:
         if self.dist.is_main:
@@ -373,8 +433,13 @@ class TrainLoop:
             return
         self._saved_step = self.step
         if self.dist.is_main:
-            paths = self.write_snapshot()
-            self.save_state()
+            self.save_state()  # first: a snapshot that cannot be written (a full disk) loses no step
+            try:
+                paths = self.write_snapshot()
+            except OSError as exc:
+                raise OSError(f"cannot write a snapshot into {self.out / 'snapshots'} ({exc.strerror or exc}); the "
+                              f"training state at step {self.step} is saved: make room or fix the folder, then "
+                              "--resume") from None
             self._log({"event": "snapshot", "step": self.step, "kimg": self.cur_nimg / 1000,
                        "files": [str(p) for p in paths]})
         distributed.barrier()
@@ -469,9 +534,11 @@ class TrainLoop:
     def _run(self) -> dict:
         self._prepare_run_dir()
         source = getattr(getattr(self, "stream", None), "source", None)
+        dropped = getattr(self, "_dropped_log_records", 0)
         self._log({"event": "resume" if self.resume else "start", "step": self.step, "kimg": self.cur_nimg / 1000,
                    "command": self.settings.get("command"), "device": str(self.device),
-                   "world_size": self.dist.world_size, "data": getattr(source, "description", None) or None})
+                   "world_size": self.dist.world_size, "data": getattr(source, "description", None) or None,
+                   **({"log_records_dropped": dropped} if dropped else {})})
         if source is not None and self.dist.is_main:  # on a terminal (a pipe's short run prints nothing); in the log
             if source.description and self.progress and sys.stderr.isatty():
                 print(f"ncvsd: training on {source.description}", file=sys.stderr, flush=True)
@@ -549,6 +616,9 @@ class TrainLoop:
                 self.stream.load_state_dict(drawn)
             self.checkpoint()
         self._log({"event": "error", "error": str(exc), "step": self.step, "kimg": self.cur_nimg / 1000})
+        if not saved and not self.state_path.exists():
+            return DataError(f"{exc} (a file of the dataset; fix or remove it, then run the same command again: "
+                             "no training state was saved yet)")
         return DataError(f"{exc} (a file of the dataset; fix or remove it, then --resume: "
                          + (f"the state at step {self.step} is saved)" if saved else "the last saved state remains)"))
 
