@@ -286,6 +286,38 @@ def test_distill_resume_needs_no_teacher_or_data_again(tmp_path, trained):
     assert new.exit_code == 2 and "missing option --teacher" in new.stderr, new.output
 
 
+def test_a_resume_with_a_corrupt_run_record_says_so(tmp_path, trained):
+    _, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "run.json").write_text("{bad")
+    res = runner.invoke(app, ["train", "--out", str(copy), "--resume", "--quiet"])
+    assert res.exit_code == 2 and "run.json is unreadable" in res.stderr, res.output
+
+
+def test_distill_resume_refuses_a_replaced_or_lost_teacher_unless_it_is_typed_again(tmp_path, trained):
+    """The README's promise, "--resume continues with the teacher file the run began with": a bare --resume whose
+    teacher file changed or is gone is refused (exit 2) naming it; typing --teacher again goes on (a warning)."""
+    data, run = trained
+    teacher = tmp_path / "teacher.safetensors"
+    shutil.copy(max((run / "snapshots").glob("teacher-*-0.050.safetensors")), teacher)
+    out = tmp_path / "d"
+    res = runner.invoke(app, ["distill", "--teacher", str(teacher), "--data", str(data), "--out", str(out),
+                              "--batch", "2", "--device", "cpu", "--quiet", "--rampup-kimg", "0", "--duration",
+                              "1steps"])
+    assert res.exit_code == 0, res.output
+    shutil.copy(max((run / "snapshots").glob("teacher-*-0.100.safetensors")), teacher)  # same place, other weights
+    bare = ["distill", "--out", str(out), "--resume", "--duration", "2steps", "--quiet"]
+    res = runner.invoke(app, bare)
+    assert res.exit_code == 2 and f"the run's teacher file {teacher} changed since the run began" in res.stderr, \
+        res.output
+    res = runner.invoke(app, [*bare, "--teacher", str(teacher)])
+    assert res.exit_code == 0 and "distillation goes on against another teacher" in res.stderr, res.output
+    teacher.unlink()
+    res = runner.invoke(app, [*bare[:4], "--duration", "3steps", "--quiet"])
+    assert res.exit_code == 2 and f"the run's teacher file {teacher} is not found" in res.stderr, res.output
+
+
 # ---------------------------------------------------------------------------------------------- signals
 def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

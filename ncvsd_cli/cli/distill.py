@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ncvsd_cli.cli.common import handle_errors
+from ncvsd_cli.cli.common import UsageError, epilog, given_options, handle_errors
 from ncvsd_cli.cli.train import DURATION_HELP, arch_option, run_training, with_recipe
 
 HELP = """Distil a teacher into a one/few-step generative denoiser with NCVSD (score model, discriminator and
@@ -29,7 +29,7 @@ Examples:
 
 def register(app: typer.Typer) -> None:
     """Add `distill` to the app."""
-    app.command(name="distill", help=HELP, no_args_is_help=True)(distill)
+    app.command(name="distill", help=epilog(HELP), no_args_is_help=True)(distill)
 
 
 def distill(
@@ -83,4 +83,11 @@ def distill(
             gan_warmup_kimg=gan_warmup_kimg, gan_loss_scaling=gan_loss_scaling, p_mean=p_mean, p_std=p_std,
             loss_scaling=loss_scaling, seed=seed, xflip=xflip, precision=precision, channels_last=channels_last,
             device=device, log_every=log_every, resume=resume, progress=not quiet, command=command_line())
-        run_training(run_distill, with_recipe(settings, ("teacher",), ctx), out)
+        settings = with_recipe(settings, ("teacher",), ctx)
+        if resume and "teacher" not in given_options(ctx):  # the run's own teacher file, or a --teacher typed
+            from ncvsd_cli.training.distill import resumed_teacher_problem
+
+            problem = resumed_teacher_problem(out)
+            if problem:
+                raise UsageError(problem)
+        run_training(run_distill, settings, out)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ncvsd_cli.cli.common import EXIT_PARTIAL, UsageError, fail, given_options, handle_errors, note
+from ncvsd_cli.cli.common import EXIT_PARTIAL, UsageError, epilog, fail, given_options, handle_errors, note
 
 DURATION_HELP = ("Length: training time of this invocation (30min, 2h; loading and the final snapshot come on top) "
                  "or total images/steps of the run (200kimg, 1Mimg, 64Mi, 500steps; a bare number is kimg; units are "
@@ -86,6 +86,10 @@ def with_recipe(settings: RunSettings, required: tuple[str, ...], ctx: typer.Con
         from ncvsd_cli.training.common import run_record
 
         command = run_record(settings.out).get("command")
+        record = Path(settings.out, "run.json")
+        if record.exists() and not run_record(settings.out):
+            raise UsageError(f"missing option {', '.join(missing)}: {record} is unreadable (not the JSON object a run "
+                             "records); give the run's options again")
         if "--teacher" in missing and any(kind == "teacher" for kind, _, _ in run_snapshots(Path(settings.out))):
             raise UsageError(f"{settings.out} holds an 'ncvsd train' run (a teacher), not a distillation: distil it "
                              f"with ncvsd distill --teacher {settings.out} --out NEW_RUN")
@@ -131,7 +135,7 @@ def run_training(run, settings, out: str) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add `train` to the app."""
-    app.command(name="train", help=HELP, no_args_is_help=True)(train)
+    app.command(name="train", help=epilog(HELP), no_args_is_help=True)(train)
 
 
 def train(

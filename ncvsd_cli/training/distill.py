@@ -153,6 +153,24 @@ def teacher_data(data: str | None, main: bool = True, quiet: bool = False) -> st
     return "builtin"
 
 
+def resumed_teacher_problem(out: str | Path) -> str | None:
+    """Why a --resume of the distillation in `out` without --teacher typed again cannot go on against the teacher
+    file the run began with (run.json's teacher_path: gone, or its sha256 changed), or None when it can."""
+    from ncvsd_cli.checkpoints import sha256_file
+    from ncvsd_cli.training.common import run_record
+
+    record = run_record(out)
+    pinned, before = record.get("teacher_path"), record.get("teacher_sha256")
+    again = f"--teacher {record.get('teacher') or pinned}"
+    if pinned and not Path(pinned).is_file():
+        return (f"--resume: the run's teacher file {pinned} is not found; to distil on against another teacher, "
+                f"type it again (e.g. {again}), or put the file back")
+    if pinned and before and sha256_file(pinned) != before:
+        return (f"--resume: the run's teacher file {pinned} changed since the run began (sha256 {before[:12]} then); "
+                f"to distil on against it as it is now, type {again} again, or put the original back")
+    return None
+
+
 class Distiller(TrainLoop):
     """NCVSD distillation loop (three updates per step)."""
 
