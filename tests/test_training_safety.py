@@ -122,6 +122,8 @@ def test_state_that_does_not_fit_the_network_is_exit_3(tmp_path, trained):
     (copy / "run.json").unlink()  # nothing records the architecture: --arch tiny-cond is taken at its word
     res = _resume(data, copy, "--arch", "tiny-cond")
     assert res.exit_code == 3 and "does not fit" in res.stderr and res.stderr.count("\n") == 1, res.output
+    assert "run.json is missing, so the run's architecture is unknown: give its --arch (this one: tiny-cond)" \
+        in res.stderr, res.output
 
 
 def test_state_holds_only_tensors_and_plain_containers(trained):
@@ -284,6 +286,22 @@ def test_distill_resume_needs_no_teacher_or_data_again(tmp_path, trained):
     assert _lrs(out) == [0.003, 0.003]
     new = runner.invoke(app, ["distill", "--out", str(tmp_path / "e"), "--duration", "1steps", "--device", "cpu"])
     assert new.exit_code == 2 and "missing option --teacher" in new.stderr, new.output
+
+
+def test_init_teacher_typed_on_a_resume_is_said_to_be_unused(tmp_path, trained):
+    data, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    res = _resume(data, copy, "--init-teacher", str(max((run / "snapshots").glob("teacher-*-0.050.safetensors"))))
+    assert res.exit_code == 0 and "is read only when a run starts: the resumed run goes on from its saved state" \
+        in res.stderr and "replaces the run's recorded" not in res.stderr, res.output
+
+
+def test_sampling_a_teacher_run_as_a_generator_points_to_teacher(tmp_path, trained):
+    _, run = trained
+    res = runner.invoke(app, ["sample", "-c", str(run), "--seeds", "0", "-o", str(tmp_path / "s.png"), "--device",
+                              "cpu"])
+    assert res.exit_code == 3 and "is a run of a teacher" in res.stderr and "with --teacher" in res.stderr, res.output
 
 
 def test_a_resume_with_a_corrupt_run_record_says_so(tmp_path, trained):

@@ -121,9 +121,14 @@ def sample_command(
         common.check_stdout(planned, as_json)
         checkpoint = checkpoint or default_checkpoint(kind)
         if Path(checkpoint).expanduser().is_dir():  # a run folder: its snapshot, named once (and in --json)
-            from ncvsd_cli.checkpoints import resolve_checkpoint
+            from ncvsd_cli.checkpoints import CheckpointError, resolve_checkpoint
 
-            checkpoint = str(resolve_checkpoint(checkpoint, kind=kind, quiet=quiet))
+            try:
+                checkpoint = str(resolve_checkpoint(checkpoint, kind=kind, quiet=quiet))
+            except CheckpointError as exc:
+                if kind == "generator" and "run of a teacher" in str(exc):
+                    raise CheckpointError(f"{exc}, or sample the teacher itself with --teacher") from None
+                raise
         report = common.Report("sample", extra={"nfe": len(ts_list) - 1 if ts_list else nfe, "seeds": seed_list,
                                                 "checkpoint": checkpoint, "sampler": "heun" if teacher else "ts"},
                                json_lines=as_json)

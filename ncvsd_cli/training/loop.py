@@ -198,6 +198,9 @@ def command_line() -> str:
     return shlex.join(head + sys.argv[1:])
 
 
+#: Options naming the weights a new run starts from: unused on --resume (the state holds the weights).
+STARTING_WEIGHTS = ("init_teacher", "init_generator")
+
 #: The lock file a run folder holds while it trains (`filelock`).
 LOCK_NAME = ".ncvsd-run.lock"
 
@@ -340,6 +343,7 @@ class TrainLoop:
             from ncvsd_cli.training.common import (  # common imports this module
                 recipe_changes,
                 record_overrides,
+                run_record,
             )
 
             state = load_state(self.state_path)
@@ -355,17 +359,26 @@ class TrainLoop:
             except (KeyError, TypeError, RuntimeError, IndexError) as exc:
                 typed = "; ".join(f"--{k.replace('_', '-')} {new} (the run's: {old})"
                                   for k, (old, new) in changes.items())
+                lost = "" if (self.out / "run.json").is_file() else (
+                    f"; {self.out / 'run.json'} is missing, so the run's architecture is unknown: give its --arch "
+                    f"(this one: {self.settings.get('arch')})")
                 raise StateError(f"{self.state_path} does not fit this run's networks and settings "
                                  f"({_first_line(exc)})" + (f"; typed on this --resume: {typed}, left unrecorded"
-                                                            if typed else "")) from None
+                                                            if typed else "") + lost) from None
             self.cur_nimg, self.step, self.train_seconds = loop["cur_nimg"], loop["step"], loop["train_seconds"]
             self._dropped_log_records = self._trim_log(self.step) if self.dist.is_main else 0
+            recorded = run_record(self.out)
+            for k in STARTING_WEIGHTS:  # typed again or not, the state's weights go on
+                if self.settings.get(k) and self.settings[k] != recorded.get(k) and self.dist.is_main:
+                    print(f"ncvsd: --{k.replace('_', '-')} {self.settings[k]} is read only when a run starts: the "
+                          "resumed run goes on from its saved state", file=sys.stderr, flush=True)
             self._check_same_data(loop.get("data_files"))
             if changes and self.dist.is_main:
                 record_overrides(self.out, changes, self.settings.get("command"))
                 for k, (old, new) in changes.items():  # arch: never replaced (refused); duration: extending;
                     migrated = k == "data" and Path(str(old)).absolute() == Path(str(new))  # relative, now absolute
-                    if k not in ("arch", "duration", "teacher_path", "teacher_sha256") and not migrated:
+                    if k not in ("arch", "duration", "teacher_path", "teacher_sha256", *STARTING_WEIGHTS) \
+                            and not migrated:
                         print(f"ncvsd: --resume with --{k.replace('_', '-')} {new}: replaces the run's recorded "
                               f"{old} from now on", file=sys.stderr, flush=True)
 
