@@ -88,6 +88,19 @@ class StatusReporter:
             elif self.mode == "lines" and self._clock() - self._last_line >= self.interval:
                 self._line()
 
+    def skip(self, n: float) -> None:
+        """Count `n` units of work done before (a resumed run's finished rows, a failed item given up) without
+        counting them in the rate: the ETA comes from the work this run does."""
+        n = max(min(n, self.total - self.n), 0.0)
+        with self._lock:
+            self.n += n
+            self._initial += n
+            if self._bar is not None:
+                self._bar.initial += n
+                self._bar.n += n
+                self._bar.last_print_n = self._bar.n
+                self._bar.refresh()
+
     def set_postfix(self, values: dict[str, Any]) -> None:
         """Show `values` (name -> value, formatted with str) after the counts."""
         self.postfix = dict(values)
@@ -208,6 +221,10 @@ class NestedProgress:
         from tqdm import tqdm
 
         return tqdm.format_interval(seconds)
+
+    def skip(self, n: float) -> None:
+        """`n` items done before (resumed) or given up: counted, not in the rate (`StatusReporter.skip`)."""
+        self.items.skip(n)
 
     def update(self, n: float = 1) -> None:
         """`n` items finished; the steps bar restarts with the next batch."""

@@ -145,6 +145,12 @@ def test_progress_counts_network_calls_of_computed_and_resumed_rows(assets, firs
         def update(self, n):
             self.done += n
 
+        def skip(self, n):  # rows done before: counted, not in the rate
+            self.done += n
+            self.skipped += n
+
+        skipped = 0
+
         def __enter__(self):
             return self
 
@@ -155,7 +161,7 @@ def test_progress_counts_network_calls_of_computed_and_resumed_rows(assets, firs
     run_bench(_cfg(assets, out2, resume=True), progress=False)
     jobs = _expected_jobs()
     expected = 3 * sum(max(j.nfe, 1) for task in TASKS for j in jobs[task])
-    assert bars[0].total == expected and bars[0].done == expected
+    assert bars[0].total == expected and bars[0].done == expected and 0 < bars[0].skipped < expected
     assert any(j.method == "dps" and j.nfe > 1 for j in jobs["sr4"])  # runs of unequal weight are in the sweep
 
 
@@ -297,11 +303,17 @@ def test_a_failed_batch_is_retried_one_image_at_a_time(assets, tmp_path, monkeyp
 
 
 def test_best_of_k_rows_and_label(assets, tmp_path):
+    """K runs per image of a sampler, a labelled best-of-K line; a deterministic baseline runs once (its K runs
+    would be one image K times) and has no best-of line."""
     out = tmp_path / "out"
-    res = run_bench(_cfg(assets, out, tasks=["inpaint-box"], methods=["pnp-gd"], nfe=[2], limit=2, best_of=2),
-                    progress=False)
+    res = run_bench(_cfg(assets, out, tasks=["inpaint-box"], methods=["pnp-gd", "biharmonic"], nfe=[2], limit=2,
+                         best_of=2), progress=False)
     rows = results.read_rows(out / "per_image.csv")
-    assert res.computed == 4 and sorted({r["run"] for r in rows}) == [0, 1]
+    assert sorted(r["run"] for r in rows if r["method"] == "biharmonic") == [0, 0]
+    assert not any(s["method"] == "biharmonic" and s["aggregation"] != "mean" for s in res.summary)
+    rows = [r for r in rows if r["method"] == "pnp-gd"]
+    res.summary = [s for s in res.summary if s["method"] == "pnp-gd"]
+    assert res.computed == 6 and sorted({r["run"] for r in rows}) == [0, 1]
     runs0 = [r["psnr"] for r in rows if r["run"] == 0]
     runs1 = [r["psnr"] for r in rows if r["run"] == 1]
     assert runs0 != runs1  # independent samples
@@ -448,11 +460,62 @@ def test_cli_names_small_images_says_a_failure_once_under_quiet_and_leaves_out_e
     for name in ("a", "b"):
         Image.fromarray((rng.random((40, 48, 3)) * 255).astype(np.uint8)).save(data / f"{name}.png")
     (data / "c.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    res = CliRunner().invoke(app, ["bench", "--dataset", str(data), "--tasks", "sr4", "--methods", "classical",
-                                   "--resolution", "64", "--out", str(tmp_path / "out"), "-q"])
+    res = CliRunner().invoke(app, ["bench", "--dataset", str(data), "--tasks", "sr4,inpaint-box", "--methods",
+                                   "classical", "--resolution", "64", "--out", str(tmp_path / "out"), "-q"])
     assert res.exit_code == 1, res.output
     logged = [r.getMessage() for r in caplog.records if r.name == "ncvsd.bench"]  # stderr outside pytest
-    assert any("a.png: 48x40 px, enlarged to 64 px: its reference is an interpolated image" in m for m in logged)
-    assert (res.stderr + "".join(logged)).count("cannot decode image") == 1, (res.stderr, logged)
+    assert sum("a.png: 48x40 px, enlarged to 64 px: its reference is an interpolated image" in m
+               for m in logged) == 1  # once, not once per task
+    assert (res.stderr + "".join(logged)).count("cannot decode image") == 2, (res.stderr, logged)  # once a task
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "- resolution: images of 64x64 px" in summary and "precision" not in summary
+
+
+def test_grids_show_this_runs_pictures_and_a_changed_folder_is_refused(assets, tmp_path):
+    """A resume with another seed, then the first seed again: the grid's pictures are the first seed's again (they
+    were another run's, kept since the file existed); the grid has --grid-images rows whatever other sample folders
+    lie there; an image in a subfolder gets a flat sample folder; a photo added before a --resume (which shifts the
+    indexes the measurements are drawn from) is refused."""
+    import hashlib
+    import shutil
+
+    folder = tmp_path / "photos"
+    shutil.copytree(assets / "imgs", folder)
+    (folder / "sub").mkdir()
+    shutil.copy(folder / "im1.png", folder / "sub" / "im0.png")  # its id: sub/im0
+    out = tmp_path / "out"
+
+    def bench(seed: int, resume: bool):
+        return run_bench(_cfg(assets, out, dataset=str(folder), tasks=["sr4"], methods=["pseudo-inverse"], nfe=[2],
+                              grid_images=2, seed=seed, resume=resume), progress=False)
+
+    def digest(path):
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    measurement = out / "samples" / "sr4" / "im0" / "measurement.png"
+    bench(0, False)
+    first = digest(measurement)
+    bench(1, True)
+    assert digest(measurement) != first  # seed 1's noise
+    (out / "samples" / "sr4" / "zz_other").mkdir()  # a stray folder: not a grid row
+    bench(0, True)
+    assert digest(measurement) == first
+    grid = Image.open(out / "grid_sr4.png")
+    rows = (grid.size[1] - 28) // (max(96, RES) + 4)
+    assert rows == 2
+    run_bench(_cfg(assets, tmp_path / "all", dataset=str(folder), tasks=["sr4"], methods=["pseudo-inverse"],
+                   nfe=[2], grid_images=10), progress=False)
+    assert (tmp_path / "all" / "samples" / "sr4" / "sub__im0" / "ground_truth.png").is_file()
+    Image.open(folder / "im1.png").save(folder / "aa.png")  # sorts first: every index shifts
+    with pytest.raises(ValueError, match="images were added or removed"):
+        bench(0, True)
+
+
+def test_methods_that_skip_a_task_or_an_nfe_are_told(assets, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="ncvsd.bench"):
+        run_bench(_cfg(assets, tmp_path / "o", tasks=["sr4"], methods=["pnp-gd", "denoiser"], nfe=[1, 2], limit=1),
+                  progress=False)
+    assert "sr4: method denoiser does not apply to this task: skipped" in caplog.text
+    assert "sr4: pnp-gd runs at NFE 2 only" in caplog.text

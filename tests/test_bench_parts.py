@@ -1,6 +1,7 @@
 """Unit tests of the benchmark's parts: datasets, seeds and measurements, CSV rows and resume, aggregation."""
 
 import csv
+import json
 import math
 import zipfile
 
@@ -192,7 +193,7 @@ def test_merge_deduplicates(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- aggregation
-def test_summary_mean_std_and_labelled_best_of_k():
+def test_summary_mean_std_and_labelled_best_of_k(tmp_path):
     rows = [_row("a", run=0, psnr=10.0, lp=0.5), _row("a", run=1, psnr=14.0, lp=0.1),
             _row("b", run=0, psnr=20.0, lp=0.2), _row("b", run=1, psnr=22.0, lp=0.4)]
     mean, best = report.summarize(rows, "alex")
@@ -203,8 +204,11 @@ def test_summary_mean_std_and_labelled_best_of_k():
     assert best["psnr_mean"] == pytest.approx((14 + 22) / 2)          # max PSNR per image
     assert best["lpips_alex_mean"] == pytest.approx((0.1 + 0.2) / 2)  # min LPIPS per image, independently
     single = report.summarize([_row("a")], "alex")
-    assert len(single) == 1 and single[0]["psnr_std"] == 0.0
+    assert len(single) == 1 and math.isnan(single[0]["psnr_std"])  # undefined, not 0
     assert "±" not in report.markdown(single, "alex").split("## ", 1)[1]  # one image: no spread to show
+    report.write_summary(tmp_path, [_row("a")], "alex")
+    assert json.loads((tmp_path / "summary.json").read_text(), parse_constant=lambda c: 1 / 0)["summary"][0][
+        "psnr_std"] is None  # strict JSON: null, no NaN token
     md = report.markdown(report.summarize(rows, "alex"), "alex")
     assert "best-of-2" in md and "LPIPS-alex" in md and "ddof=1" in md
     assert not math.isnan(mean["seconds_mean"])

@@ -455,6 +455,20 @@ def test_status_lines_on_a_non_terminal():
     assert slow.getvalue() == "" and quiet.getvalue() == ""
 
 
+def test_work_done_before_counts_but_not_in_the_rate():
+    """A resumed bench's finished rows (`skip`) move the count, not the rate: the ETA comes from this run's work
+    (they counted as instant work and the ETA came out several times too short)."""
+    rep = StatusReporter(100, "bench", unit="call", interval=1e9, stream=io.StringIO())
+    now = [rep._start]
+    rep._clock = lambda: now[0]
+    rep.skip(50)
+    now[0] += 10.0
+    rep.update(10)  # 10 calls in 10 s: 1 call/s, 40 left
+    line = rep.status_line()
+    rep.close()
+    assert "60/100 call (60%)" in line and "1 call/s" in line and "ETA 00:40" in line, line
+
+
 def test_status_lines_continue_while_no_update_comes():
     """A long step between updates (a classical solve, a slow machine) still gets a status line every interval,
     its elapsed time moving; none after close()."""

@@ -79,13 +79,16 @@ def fit_resolution(x: torch.Tensor, resolution: int) -> torch.Tensor:
     return x.clamp(-1, 1)
 
 
-def _decode(source: Path | bytes, resolution: int, name: str) -> torch.Tensor:
+def _decode(source: Path | bytes, resolution: int, name: str, warned: set | None = None) -> torch.Tensor:
     """A dataset file at `resolution` (`fit_resolution`); one smaller than that is enlarged, and a warning says
-    that its reference is then an interpolated image."""
+    that its reference is then an interpolated image (once per name and resolution in `warned`, the dataset's
+    set: a file is loaded once per task)."""
     from ncvsd_cli.images import load_image  # the one home of file -> tensor conversion
 
     x = load_image(source)
-    if min(x.shape[-2:]) < resolution:
+    if min(x.shape[-2:]) < resolution and (name, resolution) not in (warned if warned is not None else set()):
+        if warned is not None:
+            warned.add((name, resolution))
         logging.getLogger("ncvsd.bench").warning(
             "%s: %dx%d px, enlarged to %d px: its reference is an interpolated image (--resolution sets the size)",
             name, x.shape[-1], x.shape[-2], resolution)
@@ -99,7 +102,8 @@ def _stem(name: str) -> str:
 def _folder_entries(root: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
     files = sorted(p for p in root.rglob("*")
                    if p.is_file() and is_listed_image(p.relative_to(root).as_posix(), IMAGE_SUFFIXES))
-    return [(p.relative_to(root).as_posix(), (lambda res, p=p: _decode(p, res, p.name))) for p in files]
+    warned: set = set()
+    return [(p.relative_to(root).as_posix(), (lambda res, p=p: _decode(p, res, p.name, warned))) for p in files]
 
 
 def _zip_entries(path: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
@@ -109,9 +113,11 @@ def _zip_entries(path: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
     except zipfile.BadZipFile as exc:
         raise DatasetError(f"{path} is not a readable zip file: {exc}") from None
 
+    warned: set = set()
+
     def load(res: int, name: str) -> torch.Tensor:
         with zipfile.ZipFile(path) as zf:
-            return _decode(zf.read(name), res, name)
+            return _decode(zf.read(name), res, name, warned)
 
     return [(n, (lambda res, n=n: load(res, n))) for n in names]
 

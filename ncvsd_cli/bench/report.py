@@ -39,10 +39,11 @@ AGGREGATION_TEXT = {
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std (ddof 1; NaN for a single value: undefined, not 0)."""
     a = np.asarray(values, dtype=np.float64)
     if a.size == 0:
         return math.nan, math.nan
-    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
+    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else math.nan
 
 
 def method_order(method: str) -> tuple[int, str]:
@@ -149,8 +150,19 @@ def write_summary(out: str | os.PathLike, rows: list[dict[str, Any]], lpips_net:
     _atomic_write(out / SUMMARY_MD, markdown(summary, lpips_net, header))
     doc = {"lpips_net": lpips_net, "lpips_column": lpips_column(lpips_net), "aggregation": AGGREGATION_TEXT,
            "config": config or {}, "summary": summary}
-    _atomic_write(out / SUMMARY_JSON, json.dumps(doc, indent=2, allow_nan=True) + "\n")
+    _atomic_write(out / SUMMARY_JSON, json.dumps(_strict(doc), indent=2, allow_nan=False) + "\n")
     return summary
+
+
+def _strict(value: Any) -> Any:
+    """`value` with every NaN or infinite float (an undefined std, a metric without images) as None: strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
 
 
 def plot_nfe(summary: list[dict[str, Any]], lpips_net: str, path: str | os.PathLike) -> None:
@@ -203,23 +215,49 @@ def plot_nfe(summary: list[dict[str, Any]], lpips_net: str, path: str | os.PathL
     fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.1)  # the Agg canvas is chosen from the suffix
 
 
+#: Characters of an image's name shown as a grid row's label (longer names keep their end).
+LABEL_CHARS = 24
+
+
 def sample_path(out: str | os.PathLike, task: str, image: str, name: str) -> Path:
     """Where the grid's PNGs live: DIR/samples/<task>/<image>/<name>.png (name: ground_truth, measurement,
-    <method>-nfe<N>)."""
-    return Path(out) / SAMPLES_DIR / task / image / f"{name}.png"
+    <method>-nfe<N>; an image id's subfolders flattened, "a/b" -> "a__b")."""
+    return Path(out) / SAMPLES_DIR / task / image.replace("/", "__") / f"{name}.png"
 
 
-def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int = 96) -> list[Path]:
-    """One PNG per task, grid_<task>.png: a row per saved image, columns ground truth, measurement, then every
-    method x NFE of the summary (grey where missing), labelled; tiles enlarged (nearest) to at least `tile` px.
-    Drawn with Pillow. Returns the files written."""
+def claim_samples(out: str | os.PathLike, task: str, image: str, origin: dict[str, Any]) -> None:
+    """Make an image's sample folder this run's (`origin`: dataset and seed): pictures another dataset's image of
+    that name or another seed left there are removed (their rows stay in the CSV; a --resume of that run draws
+    them again), so a grid never shows another run's pictures beside this run's numbers."""
+    folder = sample_path(out, task, image, "x").parent
+    record = folder / "origin.json"
+    try:
+        earlier = json.loads(record.read_text()) if record.is_file() else None
+    except ValueError:
+        earlier = {}
+    if earlier == origin:
+        return
+    if earlier is not None:
+        for png in folder.glob("*.png"):
+            png.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(origin) + "\n")
+
+
+def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int = 96,
+               images: list[str] | None = None) -> list[Path]:
+    """One PNG per task, grid_<task>.png: a row per image of `images` (this run's grid images, in order; None:
+    every sample folder), columns ground truth, measurement, then every method x NFE of the summary (grey where
+    missing), labelled; tiles enlarged (nearest) to at least `tile` px. Drawn with Pillow. Returns the files
+    written."""
     from PIL import Image, ImageDraw
 
     out = Path(out)
     written = []
     for task in sorted({s["task"] for s in summary}):
         task_dir = out / SAMPLES_DIR / task
-        images = sorted(p.name for p in task_dir.iterdir() if p.is_dir()) if task_dir.is_dir() else []
+        folders = sorted(p.name for p in task_dir.iterdir() if p.is_dir()) if task_dir.is_dir() else []
+        images = list(images) if images is not None else folders
         if not images:
             continue
         runs = sorted({(s["method"], s["nfe"]) for s in summary if s["task"] == task},
@@ -233,7 +271,8 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
                     with Image.open(p) as pic:  # our own 8-bit PNGs (images.save_image): pasted, not converted
                         pics[i, j] = pic.convert("RGB")
         side = max([tile, *(max(p.size) for p in pics.values())])
-        pad, top, left = 4, 28, 64
+        pad, top = 4, 28
+        left = min(max(64, 6 * max(map(len, images)) + 6), 6 * LABEL_CHARS + 6)  # ~6 px per character
         grid = Image.new("RGB", (left + len(cols) * (side + pad), top + len(images) * (side + pad)), "white")
         draw = ImageDraw.Draw(grid)
         for j, label in enumerate(cols):
@@ -241,7 +280,8 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
             draw.text((left + j * (side + pad), 2), short, fill="black")
         for i, image in enumerate(images):
             y0 = top + i * (side + pad)
-            draw.text((2, y0 + side // 2), image[:10], fill="black")
+            draw.text((2, y0 + side // 2), image if len(image) <= LABEL_CHARS else "…" + image[1 - LABEL_CHARS:],
+                      fill="black")
             for j in range(len(cols)):
                 x0 = left + j * (side + pad)
                 pic = pics.get((i, j))

@@ -290,6 +290,34 @@ def _check_settings(out: Path, settings: dict[str, Any], rank: int, resume: bool
         atomic_write_bytes(path, (json.dumps({**earlier, **settings}, indent=2) + "\n").encode())
 
 
+def _note_skipped(cfg: BenchConfig, tasks: list[tuple]) -> None:
+    """A warning for every method of --methods that runs on none of a task's images, or at fewer NFE values than
+    --nfe gives (e.g. pnp-gd from 2, pnp-gd-warm not on phase retrieval), so that no column goes missing unsaid."""
+    from ncvsd_cli.bench.methods import CLASSICAL_GROUP
+
+    for task, _, _, jobs in tasks:
+        for name in (m for m in cfg.methods if m != CLASSICAL_GROUP):
+            ran = sorted(j.nfe for j in jobs if j.method == name)
+            if not ran:
+                log.warning("%s: method %s does not apply to this task: skipped", task, name)
+            elif name.startswith("pnp-gd") and len(ran) < len(set(cfg.nfe)):
+                log.warning("%s: %s runs at NFE %s only, not at every --nfe value (pnp-gd's single step from pure "
+                            "noise would be a prior draw that ignores the measurement)", task, name,
+                            ",".join(map(str, ran)))
+
+
+def _check_same_images(out: Path, data: datasets.BenchDataset) -> None:
+    """ValueError when rows of `out` for this dataset were computed with another image at an index (a photo added
+    to or removed from the folder since): measurements are drawn from (seed, image index), so the methods of the
+    old and the new rows would not see the same measurement of one image."""
+    now = {im.id: im.index for im in data.images}
+    for row in (r for p in sorted(out.glob("per_image*.csv")) for r in results.read_rows(p)):
+        if row["dataset"] == data.name and row["image"] in now and int(row["image_index"]) != now[row["image"]]:
+            raise ValueError(f"{out} holds rows of {row['image']} as image #{row['image_index']} of {data.name}; it is "
+                             f"#{now[row['image']]} now (images were added or removed): the measurements, drawn "
+                             "from the seed and the image's index, would differ; choose another --out")
+
+
 def _save_sample(out: Path, task: str, image: str, name: str, x: torch.Tensor) -> None:
     from ncvsd_cli.images import save_image
 
@@ -334,6 +362,8 @@ def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int)
         operator = build_operator(settings, shape).to(device)
         jobs = methods.expand_jobs(cfg.methods, cfg.nfe, cfg.baseline_nfe, operator, settings)
         tasks.append((task, settings, operator, jobs))
+    if rank == 0:
+        _note_skipped(cfg, tasks)
     if not any(jobs for *_, jobs in tasks):
         raise ValueError(f"nothing to run: none of --methods {','.join(cfg.methods)} applies to --tasks "
                          f"{','.join(cfg.tasks)} (e.g. denoiser and teacher-mmse solve denoise only; pnp-gd-warm needs "
@@ -394,9 +424,11 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
             out.rmdir()
         raise
     finished = results.finished_keys(sorted(out.glob("per_image*.csv"))) if cfg.resume else set()
+    if cfg.resume:
+        _check_same_images(out, plan.data)
     part = out / (results.CSV_NAME if world == 1 else f"per_image.rank{rank}-of-{world}.csv")
     outcome = BenchOutcome(out=out)
-    total = len(plan.images) * sum(map(_cost, (j for *_, jobs in plan.tasks for j in jobs))) * cfg.best_of
+    total = len(plan.images) * sum(_cost(j) * _runs(j, cfg.best_of) for *_, jobs in plan.tasks for j in jobs)
     if plan.images:
         _warm_up(nets, plan.shape, device)
     bar = NestedProgress(max(total, 1), f"bench rank {rank}" if world > 1 else "bench", "call",
@@ -413,6 +445,13 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     finally:
         distributed.finish(created)
     return outcome
+
+
+def _runs(job: methods.Job, best_of: int) -> int:
+    """Runs of `job` per image: --best-of, 1 for a deterministic method (its runs would be one image K times)."""
+    from ncvsd_cli.sampling.methods import get_method
+
+    return 1 if get_method(job.method).deterministic else best_of
 
 
 def _cost(job: methods.Job) -> int:
@@ -458,15 +497,17 @@ def _run_batch(ctx: _Context, task: str, settings: dict[str, Any], operator, job
         base = {"dataset": ctx.plan.data.name, "image": image.id, "image_index": image.index, "task": task,
                 "seed": cfg.seed, "resolution": ctx.plan.shape[-1], "sigma_y": sigma_y}
         in_grid = image.index < cfg.grid_images
+        if in_grid:  # its pictures are this dataset's and seed's (another run's of that name are removed)
+            report.claim_samples(cfg.out, task, image.id, {"dataset": ctx.plan.data.name, "seed": cfg.seed})
 
         def missing(name: str) -> bool:
             return in_grid and not report.sample_path(cfg.out, task, image.id, name).is_file()
 
-        todo = {(j, r) for j in jobs for r in range(cfg.best_of)
+        todo = {(j, r) for j in jobs for r in range(_runs(j, cfg.best_of))
                 if results.row_key({**base, "method": j.method, "nfe": j.nfe, "run": r}) not in ctx.finished
                 or (r == 0 and missing(f"{j.method}-nfe{j.nfe}"))}
-        ctx.outcome.skipped += len(jobs) * cfg.best_of - len(todo)
-        ctx.bar.update(sum(_cost(j) for j in jobs for r in range(cfg.best_of) if (j, r) not in todo))
+        ctx.outcome.skipped += sum(_runs(j, cfg.best_of) for j in jobs) - len(todo)
+        ctx.bar.skip(sum(_cost(j) for j in jobs for r in range(_runs(j, cfg.best_of)) if (j, r) not in todo))
         if todo or missing("ground_truth") or missing("measurement"):
             items.append(_Item(image, base, in_grid, todo))
     readable = []
@@ -477,7 +518,7 @@ def _run_batch(ctx: _Context, task: str, settings: dict[str, Any], operator, job
             msg = f"{task}/{it.image.id}: {exc} ({len(it.todo)} rows not computed)"
             log.error("%s", msg)
             ctx.outcome.failed.append(msg)
-            ctx.bar.update(sum(_cost(j) for j, _ in it.todo))
+            ctx.bar.skip(sum(_cost(j) for j, _ in it.todo))
             continue
         readable.append(it)
         it.y = make_measurement(operator, it.x, sigma_y, cfg.seed, it.image.index)  # once, shared by every method
@@ -485,7 +526,7 @@ def _run_batch(ctx: _Context, task: str, settings: dict[str, Any], operator, job
             _save_sample(cfg.out, task, it.image.id, "ground_truth", it.x)
             _save_sample(cfg.out, task, it.image.id, "measurement",
                          measurement_preview(operator, it.y, ctx.plan.shape))
-    for job, run in [(j, r) for j in jobs for r in range(cfg.best_of)]:
+    for job, run in [(j, r) for j in jobs for r in range(_runs(j, cfg.best_of))]:
         batch = [it for it in readable if (job, run) in it.todo]
         if not batch:
             continue
@@ -509,6 +550,7 @@ def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, 
     out = Path(cfg.out)
     rows = results.merge(sorted(out.glob("per_image*.csv")), out / results.CSV_NAME, results.columns(cfg.lpips))
     rows = [r for r in rows if r["dataset"] == plan.data.name and r["seed"] == cfg.seed]
+    grid_images = [im.id for im in plan.data.images if im.index < cfg.grid_images]  # this run's, in order
     config = {"dataset": plan.data.name, "dataset_source": plan.data.source, "images": len(plan.data),
               "resolution": plan.shape[-1], "seed": cfg.seed, "device": device, "world_size": world,
               "batch_size": cfg.batch_size,
@@ -518,7 +560,7 @@ def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, 
               "networks": nets.info, "environment": _environment(device)}
     outcome.summary = report.write_summary(out, rows, cfg.lpips, config)
     for name, draw in (("plot", lambda: report.plot_nfe(outcome.summary, cfg.lpips, out / report.PLOT_PNG)),
-                       ("grids", lambda: report.plot_grids(out, outcome.summary)),
+                       ("grids", lambda: report.plot_grids(out, outcome.summary, images=grid_images)),
                        ("html", lambda: report.write_html(out, outcome.summary, cfg.lpips, config)),
                        ("page", lambda: report.write_report_png(out, outcome.summary, cfg.lpips))):
         try:  # a drawing problem must not cost the results, which are already on disk

@@ -28,7 +28,9 @@ Examples:
   ncvsd bench --dataset builtin --tasks sr4 --nfe 2,4 --methods pnp-gd,pnp-gd-warm,classical --limit 4 --out bench/
   (the default --methods add dps and daps: 1000 teacher calls per image each, minutes per image on a CPU)
 
-  ncvsd bench --dataset ffhq --data ffhq_val.zip --baseline-nfe 1000 --lpips vgg --out ffhq-bench/
+  ncvsd bench --dataset ffhq --data ffhq_val.zip --checkpoint ncvsd-ffhq256-xs --baseline-nfe 1000 --lpips vgg
+      --out ffhq-bench/
+  (the paper's setting: the authors' 256-px FFHQ model, downloaded once; the default model is 64 px)
 
   ncvsd bench --dataset photos/ --methods pnp-gd,classical --nfe 2,4,10,25,49 --out b/ --resume
 
@@ -158,4 +160,4 @@ bench.__doc__ = HELP
 
 def register(app: typer.Typer) -> None:
     """Add `ncvsd bench` to the app."""
-    app.command(name="bench", help=HELP, no_args_is_help=True)(bench)
+    app.command(name="bench", help=common.epilog(HELP), no_args_is_help=True)(bench)
