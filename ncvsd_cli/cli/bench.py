@@ -144,8 +144,9 @@ def bench(
         except KeyboardInterrupt as exc:  # Ctrl-C 130; SIGTERM / SIGHUP (common.Terminated) 128 + signum
             code = 128 + exc.signum if isinstance(exc, common.Terminated) else common.EXIT_INTERRUPTED
             common.fail(f"interrupted; finished rows are kept in {out}, rerun with --resume to continue", code)
-        common.note(f"{outcome.computed} rows computed, {outcome.skipped} already done, {len(outcome.failed)} failed; "
-                    f"results in {out}", quiet)
+        rank = common.torchrun_rank()  # under torchrun every rank says what it computed
+        common.note(f"{f'rank {rank}: ' if rank else ''}{outcome.computed} rows computed, {outcome.skipped} already "
+                    f"done, {len(outcome.failed)} failed; results in {out}", quiet)
         if outcome.summary is not None:
             text = (outcome.out / (SUMMARY_JSON if as_json else SUMMARY_MD)).read_text()
             sys.stdout.write(text if not as_json else json.dumps(json.loads(text), indent=2) + "\n")
