@@ -59,7 +59,9 @@ class StatusReporter:
         self.mode = "quiet" if quiet else "bar" if terminal else "lines"
         self._bar = None
         if self.mode == "bar":
-            fmt = None if show_rate else "{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}{postfix}]"
+            rate = ", {rate_fmt}" if show_rate else ""  # whole counts: a batch's steps move it by fractions
+            fmt = None if unit_scale else "{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}" + rate + \
+                "{postfix}]"
             self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, unit_scale=unit_scale,
                              bar_format=fmt, file=self.stream, dynamic_ncols=True, leave=True)
         self._lock, self._stop = threading.Lock(), threading.Event()
@@ -191,14 +193,25 @@ class NestedProgress:
                                     interval=default_interval() if interval is None else interval)
         self._steps = None
         self._batch_start = time.monotonic()
+        self._cost = self._advanced = 0.0  # `begin`: what the batch in flight is worth; how far its steps moved
 
     @property
     def mode(self) -> str:
         """"bar" (terminal), "lines" (status lines) or "quiet"."""
         return self.items.mode
 
+    def begin(self, cost: float) -> None:
+        """The batch starting now is worth `cost` items (its `update(cost)` at the end): its steps move the items'
+        count by their share of it, so the rate and ETA keep moving during a long batch (a DPS run of minutes)."""
+        self._cost, self._advanced = float(cost), 0.0
+
     def step(self, done: float, total: float) -> None:
         """Network evaluations `done` of `total` in the batch in flight."""
+        if self._cost and total > 0:
+            target = self._cost * min(done / total, 1.0)
+            if target > self._advanced:
+                self.items.update(target - self._advanced)
+                self._advanced = target
         if self.mode == "bar":
             from tqdm import tqdm
 
@@ -227,12 +240,14 @@ class NestedProgress:
         self.items.skip(n)
 
     def update(self, n: float = 1) -> None:
-        """`n` items finished; the steps bar restarts with the next batch."""
+        """`n` items finished (less what the batch's steps moved, after `begin`); the steps bar restarts with the
+        next batch."""
         self._batch_start = time.monotonic()
         if self._steps is not None:
             self._steps.reset()
         self.items.set_postfix({})
-        self.items.update(n)
+        self.items.update(max(n - self._advanced, 0.0) if self._advanced else n)
+        self._cost = self._advanced = 0.0
 
     def close(self) -> None:
         if self._steps is not None:

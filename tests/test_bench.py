@@ -149,6 +149,9 @@ def test_progress_counts_network_calls_of_computed_and_resumed_rows(assets, firs
             self.done += n
             self.skipped += n
 
+        def begin(self, cost):
+            pass
+
         skipped = 0
 
         def __enter__(self):

@@ -685,3 +685,24 @@ def test_a_data_error_before_any_state_says_to_run_again_not_resume(tmp_path):
                               "--quiet", *TINY])
     assert res.exit_code != 0 and "run the same command again" in res.output and "--resume" not in res.output, \
         res.output
+
+
+def test_a_long_batch_moves_the_count_while_its_steps_run():
+    """After `begin(cost)`, each step moves the items' count by its share of the batch's cost, and the batch's
+    `update(cost)` adds only the rest: the rate and ETA keep moving during a DPS run of minutes (they used to
+    stand still until it ended, then jump)."""
+    from ncvsd_cli.progress import NestedProgress
+
+    bar = NestedProgress(100, "bench", "call", interval=1e9, stream=io.StringIO())
+    bar.begin(40)
+    bar.step(10, 100)
+    assert bar.items.n == pytest.approx(4)
+    bar.step(50, 100)
+    assert bar.items.n == pytest.approx(20)
+    bar.step(20, 100)  # a retry's steps start again: the count never goes back
+    assert bar.items.n == pytest.approx(20)
+    bar.update(40)
+    assert bar.items.n == pytest.approx(40)
+    bar.update(10)  # a batch without `begin` (restore's images) counts as before
+    bar.close()
+    assert bar.items.n == pytest.approx(50)

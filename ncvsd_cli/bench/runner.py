@@ -530,6 +530,7 @@ def _run_batch(ctx: _Context, task: str, settings: dict[str, Any], operator, job
         batch = [it for it in readable if (job, run) in it.todo]
         if not batch:
             continue
+        ctx.bar.begin(_cost(job) * len(batch))  # its steps move the count: the ETA holds during a long run
         rows = _run_one(ctx, job, run, task, operator, batch)
         ctx.bar.update(_cost(job) * len(batch))
         for it, row in zip(batch, rows):
