@@ -194,7 +194,7 @@ def test_a_bare_resume_keeps_the_runs_duration_and_a_refused_one_prints_no_overr
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     bare = ["train", "--out", str(copy), "--resume", "--device", "cpu"]
-    files = {p: p.stat().st_mtime_ns for p in [*copy.rglob("*.safetensors"), copy / "state.pt"]}
+    files = {p: p.stat().st_mtime_ns for p in [*copy.rglob("*.safetensors"), copy / "state.pt", copy / "log.jsonl"]}
     res = runner.invoke(app, bare)
     assert res.exit_code == 0 and "nothing to do: the run is at step 1" in res.stderr, res.output
     assert json.loads(res.stdout)["step"] == 1 and all(p.stat().st_mtime_ns == t for p, t in files.items())

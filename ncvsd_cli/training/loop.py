@@ -546,6 +546,12 @@ class TrainLoop:
 
     def _run(self) -> dict:
         self._prepare_run_dir()
+        if self._counts_done():  # nothing to do: the run's files, its log too, stay as they are
+            if self.dist.is_main and self.progress:
+                print(f"ncvsd: nothing to do: the run is at step {self.step} ({self.cur_nimg / 1000:g} kimg), already "
+                      f"past its duration {self.settings.get('duration')}; give a longer --duration to continue it",
+                      file=sys.stderr, flush=True)
+            return {"step": self.step, "kimg": self.cur_nimg / 1000}
         source = getattr(getattr(self, "stream", None), "source", None)
         dropped = getattr(self, "_dropped_log_records", 0)
         self._log({"event": "resume" if self.resume else "start", "step": self.step, "kimg": self.cur_nimg / 1000,
@@ -565,11 +571,7 @@ class TrainLoop:
         counts: dict[str, int] = {}
         record: dict = {"step": self.step, "kimg": self.cur_nimg / 1000}  # where the run is, if no step runs
         first_step = self.step
-        signum, done = 0, self._counts_done()
-        if done and self.dist.is_main and self.progress:
-            print(f"ncvsd: nothing to do: the run is at step {self.step} ({self.cur_nimg / 1000:g} kimg), already "
-                  f"past its duration {self.settings.get('duration')}; give a longer --duration to continue it",
-                  file=sys.stderr, flush=True)
+        signum, done = 0, False
         try:
             while not done:
                 t0 = time.time()
@@ -605,7 +607,7 @@ class TrainLoop:
             if signum:
                 self._log({"event": "interrupted", "signal": signal.Signals(signum).name, "step": self.step,
                            "kimg": self.cur_nimg / 1000})
-            if self.step > first_step:  # (nothing to do: the run's files stay as they are)
+            if self.step > first_step:  # (no step made: the run's files stay as they are)
                 self.checkpoint()  # still under the handlers: a first signal now does not cut the state short
         finally:
             for sig, handler in previous.items():
