@@ -257,30 +257,30 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
     for task in sorted({s["task"] for s in summary}):
         task_dir = out / SAMPLES_DIR / task
         folders = sorted(p.name for p in task_dir.iterdir() if p.is_dir()) if task_dir.is_dir() else []
-        images = list(images) if images is not None else folders
-        if not images:
+        rows = list(images) if images is not None else folders
+        if not rows:
             continue
         runs = sorted({(s["method"], s["nfe"]) for s in summary if s["task"] == task},
                       key=lambda mn: (method_order(mn[0]), mn[1]))
         cols = ["ground truth", "measurement", *[f"{m}\nNFE {n}" if n else m for m, n in runs]]
         files = ["ground_truth", "measurement", *[f"{m}-nfe{n}" for m, n in runs]]
         pics = {}
-        for i, im in enumerate(images):
+        for i, im in enumerate(rows):
             for j, f in enumerate(files):
                 if (p := sample_path(out, task, im, f)).exists():
                     with Image.open(p) as pic:  # our own 8-bit PNGs (images.save_image): pasted, not converted
                         pics[i, j] = pic.convert("RGB")
         side = max([tile, *(max(p.size) for p in pics.values())])
         pad, top = 4, 28
-        left = min(max(64, 6 * max(map(len, images)) + 6), 6 * LABEL_CHARS + 6)  # ~6 px per character
-        grid = Image.new("RGB", (left + len(cols) * (side + pad), top + len(images) * (side + pad)), "white")
+        left = min(max(64, 6 * max(map(len, rows)) + 6), 6 * LABEL_CHARS + 6)  # ~6 px per character
+        grid = Image.new("RGB", (left + len(cols) * (side + pad), top + len(rows) * (side + pad)), "white")
         draw = ImageDraw.Draw(grid)
         for j, label in enumerate(cols):
             short = "\n".join(line[: side // 6] for line in label.split("\n"))  # ~6 px per character
             draw.text((left + j * (side + pad), 2), short, fill="black")
-        for i, image in enumerate(images):
+        for i, image in enumerate(rows):
             y0 = top + i * (side + pad)
-            draw.text((2, y0 + side // 2), image if len(image) <= LABEL_CHARS else "…" + image[1 - LABEL_CHARS:],
+            draw.text((2, y0 + side // 2), image if len(image) <= LABEL_CHARS else "..." + image[3 - LABEL_CHARS:],
                       fill="black")
             for j in range(len(cols)):
                 x0 = left + j * (side + pad)

@@ -326,24 +326,26 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         good: list[tuple[Any, meas.Measurement]] = []
         shaken = [i for i in plain if task_given and reads_motion_kernel(task, given)]  # 1.6 s to minutes each
         reading = common.progress(len(shaken), f"read the camera shake ({task})", quiet or not shaken)
-        for item in items:
-            if item in problems:
-                report.failed(item.name, problems[item])
-                continue
-            try:
-                m = _read_measurement(restorer, item, no_sidecar, explicit, quiet, task_given)
-            except (ValueError, OSError) as exc:
-                msg = str(exc)
-                report.failed(item.name, msg if msg.startswith(item.name) else f"{item.name}: {msg}")
-                continue
-            finally:
-                reading.update(int(item in shaken))
-            tiles = restorer.tile_note(m.image_shape)  # plain image or sidecar alike
-            if tiles:
-                common.note(f"{item.name}: {tiles}", quiet)
-                m.notes = [*m.notes, tiles]
-            good.append((item, m))
-        reading.close()
+        try:
+            for item in items:
+                if item in problems:
+                    report.failed(item.name, problems[item])
+                    continue
+                try:
+                    m = _read_measurement(restorer, item, no_sidecar, explicit, quiet, task_given)
+                except (ValueError, OSError) as exc:
+                    msg = str(exc)
+                    report.failed(item.name, msg if msg.startswith(item.name) else f"{item.name}: {msg}")
+                    continue
+                finally:
+                    reading.update(int(item in shaken))
+                tiles = restorer.tile_note(m.image_shape)  # plain image or sidecar alike
+                if tiles:
+                    common.note(f"{item.name}: {tiles}", quiet)
+                    m.notes = [*m.notes, tiles]
+                good.append((item, m))
+        finally:
+            reading.close()
         tasks = sorted({m.task for _, m in good})
         if "phase-retrieval" in tasks and options.samples == 1 and options.method != "pnp-gd-fit4":
             common.note("phase retrieval recovers an image only up to a shift and a 180-degree turn (the Fourier "

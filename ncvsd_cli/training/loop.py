@@ -373,6 +373,7 @@ class TrainLoop:
                     print(f"ncvsd: --{k.replace('_', '-')} {self.settings[k]} is read only when a run starts: the "
                           "resumed run goes on from its saved state", file=sys.stderr, flush=True)
             self._check_same_data(loop.get("data_files"))
+            changes = {k: v for k, v in changes.items() if k not in STARTING_WEIGHTS}  # unused on a resume
             if changes and self.dist.is_main:
                 record_overrides(self.out, changes, self.settings.get("command"))
                 for k, (old, new) in changes.items():  # arch: never replaced (refused); duration: extending;
