@@ -378,8 +378,7 @@ class TrainLoop:
                 record_overrides(self.out, changes, self.settings.get("command"))
                 for k, (old, new) in changes.items():  # arch: never replaced (refused); duration: extending;
                     migrated = k == "data" and Path(str(old)).absolute() == Path(str(new))  # relative, now absolute
-                    if k not in ("arch", "duration", "teacher_path", "teacher_sha256", *STARTING_WEIGHTS) \
-                            and not migrated:
+                    if k not in ("arch", "duration", "teacher_path", "teacher_sha256") and not migrated:
                         print(f"ncvsd: --resume with --{k.replace('_', '-')} {new}: replaces the run's recorded "
                               f"{old} from now on", file=sys.stderr, flush=True)
 
