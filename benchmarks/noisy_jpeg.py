@@ -8,7 +8,7 @@ default sampler (seed 0), the noise level read as for any plain photo. Prints on
 the input's PSNR, the levels used per photo, and PSNR / LPIPS-alex of the restorations against the clean photos;
 writes the JPEGs and outputs to OUT. Run it once with the code before a change (PYTHONPATH=<old worktree>) and
 once after to compare.
-Usage:  python benchmarks/noisy_jpeg.py VAL OUT > rows.md
+Usage:  python benchmarks/noisy_jpeg.py VAL OUT [TASK] > rows.md   (TASK: only that task's cases)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ncvsd_cli import images
 from ncvsd_cli.metrics import lpips_distance, psnr
 from ncvsd_cli.restore import restore_image
 
-CASES = [("deblur-gauss", 1.5, s) for s in (0.0, 0.03, 0.06)] + [("denoise", 0.0, s) for s in (0.03, 0.06)]
+CASES = [("deblur-gauss", 1.5, s) for s in (0.0, 0.03, 0.06)] + [("denoise", 0.0, s) for s in (0.0, 0.03, 0.06)]
 QUALITIES = (95, 85, 75)
 
 
@@ -39,7 +39,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     read = listen_for_levels()
     print("| task | noise σ | quality | input PSNR | levels used | PSNR / LPIPS |\n|---|---|---|---|---|---|")
-    for task, blur, sigma in CASES:
+    for task, blur, sigma in [c for c in CASES if len(sys.argv) < 4 or c[0] == sys.argv[3]]:
         for quality in QUALITIES:
             scores, levels, inputs = [], [], []
             for f in sorted(val.glob("*.png")):

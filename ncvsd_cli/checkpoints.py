@@ -474,7 +474,7 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, config: dic
     to halve the file), default None keeps them. The write is atomic (temp file in the same folder + os.replace).
     Returns the path written.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     meta = _checkpoint_config(model, config)
     tensors: dict[str, torch.Tensor] = {}
@@ -487,12 +487,12 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, config: dic
         t = t.clone() if ptr in seen else t.contiguous()  # safetensors refuses shared storage
         seen.add(t.untyped_storage().data_ptr())
         tensors[name] = t
-    from ncvsd_cli.images import atomic_path
+    from ncvsd_cli.images import atomic_write_bytes
 
-    target = Path(path)
-    with atomic_path(target) as tmp:  # never half written; the umask's permissions (mkstemp's are 0600)
-        save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True), "format": "pt"})
-    return target
+    # serialised in memory, written by Python: a full disk is an OSError with its reason (safetensors' own writer
+    # raises SafetensorError); never half written, the umask's permissions
+    data = save(tensors, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True), "format": "pt"})
+    return atomic_write_bytes(path, data)
 
 
 def load_checkpoint(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", kind: str | None = None,
@@ -518,7 +518,8 @@ def load_checkpoint(name_or_path: str | os.PathLike, device: str | torch.device 
     if kind is not None and config["kind"] != kind:
         raise CheckpointError(f"{path.name} holds a {config['kind']} network, but a {kind} is needed here")
     try:
-        model = build_network(config)
+        with torch.random.fork_rng(devices=[]):  # the discarded random init leaves the caller's stream alone
+            model = build_network(config)
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path.name}: cannot build the network from its config: {exc}") from exc
     state = load_file(str(path), device="cpu")

@@ -561,8 +561,11 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     bit_depth: 8, or 16 (PNG only: pypng; other formats are written with 8 bits). icc_profile: embedded in
     formats that hold one (ICC_FORMATS), else left out.
     """
+    import torch
     from PIL import Image
 
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"expected a torch tensor (1, C, H, W) in [-1, 1], got {type(x).__name__}")  # noqa: TRY004
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
     if bit_depth == 16 and format.upper() == "PNG":

@@ -114,8 +114,10 @@ def degrade(
     """Measure a clean image: y = A(x) + sigma_y n, n from the stream `stream_seed("measurement", seed,
     tensor_key(x))` (its own noise per image; the same image and seed give the same floats).
 
-    x: (1, C, H, W) in [-1, 1]. task: an operator name (`operators.names()`). params: operator parameters; an
-    operator that takes a `seed` parameter (random mask, motion kernel) gets `seed` unless params sets it.
+    x: (1, C, H, W) in [-1, 1]; C = 1, a grey image, is measured as `ncvsd degrade` measures a grey photo: replicated
+    to 3 channels with grey=True (restorable by the colour networks, written grey). task: an operator name
+    (`operators.names()`). params: operator parameters; an operator that takes a `seed` parameter (random mask,
+    motion kernel) gets `seed` unless params sets it.
     bit_depth, icc_profile: of the source, recorded so that restorations keep them.
     Raises ValueError for an unknown task, bad parameters or an image size the operator cannot take.
     """
@@ -125,6 +127,8 @@ def degrade(
     from operators.noise import stream_generators, tensor_key
 
     x = images.as_image_tensor(x, source or "degrade input")
+    if x.shape[1] == 1:
+        x, grey = images.match_channels(x, 3), True
     if sigma_y < 0 or not math.isfinite(sigma_y):
         raise ValueError(f"sigma_y must be >= 0 and finite, got {sigma_y}")
     cls = operators.get(task)
@@ -537,7 +541,7 @@ def estimate_noise_sigma(y: torch.Tensor) -> float:
 LUMA_NOISE_GAIN = math.sqrt(sum(w * w for w in images.LUMA_WEIGHTS))
 
 
-def estimate_luma_noise_sigma(y: torch.Tensor, coarse: bool = False) -> float:
+def estimate_luma_noise_sigma(y: torch.Tensor, coarse: bool = False, *, scale: int | None = None) -> float:
     """The per-channel std (on the [-1, 1] scale, >= 0) of white RGB noise in y (1, 3, h, w), read on its luma
     alone (`estimate_noise_sigma` of 0.299 R + 0.587 G + 0.114 B, a one-channel image) / LUMA_NOISE_GAIN; coarse:
     on the luma's 2 x 2 means, x 2 (white noise halves there). Made for JPEGs, whose 4:2:0 chroma and coarse
@@ -547,17 +551,36 @@ def estimate_luma_noise_sigma(y: torch.Tensor, coarse: bool = False) -> float:
     coarse luma at every quality and after a blur (0.03-0.05 for 0.03, 0.05-0.07 for 0.06, blurred by 1.5 px or not,
     quality 75-95). Clean JPEGs (27 training photos, quality 75-95) read: luma 0.002-0.04 (median 0.003); coarse
     luma blurred by 2 px under 0.019, but sharp up to 0.15 (median 0.014), texture read as noise, so the caller
-    uses it for blurred images only. Images whose channels are one grey (`distinct_channels`) read as
-    `estimate_noise_sigma` (coarse: of the 2 x 2 means, x 2)."""
+    uses it for blurred images, or where the reading on the 4 x 4 means (scale=4: of those, x 4) agrees with it
+    (`coarse_luma_is_noise`). Images whose channels are one grey (`distinct_channels`) read as `estimate_noise_sigma`
+    (coarse: of the 2 x 2 means, x 2). 0 for an image too small to read at that scale."""
     import torch
 
-    y = images.centre_crop(y, 2 * NOISE_WINDOW if coarse else NOISE_WINDOW)  # what is read, before any copy
+    k = scale or (2 if coarse else 1)
+    y = images.centre_crop(y, k * NOISE_WINDOW)  # what is read, before any copy
     z = y.double()
     if y.shape[1] == 3 and len(distinct_channels(y[0])) == 3:
         z = sum(w * z[:, c : c + 1] for c, w in enumerate(images.LUMA_WEIGHTS)) / LUMA_NOISE_GAIN
-    if coarse:
-        return 2.0 * estimate_noise_sigma(torch.nn.functional.avg_pool2d(z, 2))
+    if k > 1:
+        return k * estimate_noise_sigma(torch.nn.functional.avg_pool2d(z, k))
     return estimate_noise_sigma(z)
+
+
+#: White noise reads alike on the luma's 2 x 2 and 4 x 4 means (each x its side); a picture's texture reads higher
+#: the coarser the scale. Noisy JPEGs (quality 80, 21 training photos at 384 px, noise 0.04): ratio 0.9-1.25 where
+#: the 2 x 2 reading found the level (0.029-0.048), 1.4-6 on fur and foliage; clean ones: 1.0-1.3 only where the
+#: photo has grain of its own, else 1.5-57 (benchmarks/noisy-jpeg/).
+WHITE_NOISE_SCALE_RATIO = 1.4
+
+
+def coarse_luma_is_noise(y: torch.Tensor, coarse: float) -> bool:
+    """Whether `coarse`, the luma's reading on its 2 x 2 means (`estimate_luma_noise_sigma(y, coarse=True)`), is
+    white noise and not texture: the reading on the 4 x 4 means is at most WHITE_NOISE_SCALE_RATIO x it (False for
+    an image too small to read there). Lets a sharp JPEG's noise, which its coarse high-frequency steps strip from
+    the finest scale, be read where it survives (a sharp photo's texture, read there, fails the test)."""
+    if coarse <= 0 or not noise_patch_side(1, y.shape[-2] // 4, y.shape[-1] // 4):
+        return False
+    return estimate_luma_noise_sigma(y, scale=4) <= WHITE_NOISE_SCALE_RATIO * coarse
 
 
 #: Rounds of weak-texture selection for a one-channel image (they converge in 2-4).

@@ -43,9 +43,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: The std image shows the per-pixel std of the samples on the [0, 1] scale times this factor, clipped.
 STD_SCALE = 4.0
-#: DAPS restores with at least this many annealing levels (sr4 of a 64-px photo, teacher builtin64, seed 0:
-#: nfe 5 / 10 give values of +-150 and 4.8 dB, 25 (5 levels) 10.2 dB, 50 14.1, 100 17.0, 400 18.9).
-DAPS_MIN_LEVELS = 10
 #: An estimated Gaussian blur width (px) is used at least this wide (an unblurred image's kernel stays a blur).
 MIN_BLUR_SIGMA = 0.25
 #: A grey measurement (three equal channels) restored by a colour network is sampled at this times its level: its
@@ -131,11 +128,6 @@ class RestoreOptions:
             method = get_method(self.method)
             call = method.prepare(self.task, self.nfe, preset_file=self.preset_file, sigma_y=self.sigma_y,
                                   operator=self.params or None)
-            if method.name == "daps" and call.kwargs["levels"] < DAPS_MIN_LEVELS:
-                raise ValueError(f"--method daps with --nfe {call.nfe} anneals over {call.kwargs['levels']} noise "
-                                 f"level(s) from sigma 80: it needs at least {DAPS_MIN_LEVELS} (--nfe >= "
-                                 f"{5 * DAPS_MIN_LEVELS}; default 1000), else its first likelihood steps leave noise "
-                                 "of std up to 40 wherever the measurement says nothing")
             probe = _probe_operator(call.settings)
             if probe is not None and not method.applies(probe, call.settings):
                 fits = [n for n in method_names() if get_method(n).applies(probe, call.settings)]
@@ -143,7 +135,7 @@ class RestoreOptions:
                                  f"{', '.join(fits)}")
             if method.deterministic and self.samples > 1:
                 raise ValueError(f"method '{method.name}' is deterministic: its {self.samples} samples would be the "
-                                 "same image; use --samples 1")
+                                 "same image; use samples=1 (--samples 1)")
         return self
 
 
@@ -229,7 +221,8 @@ class Restorer:
         if label is not None and not 0 <= label < restorer.label_dim:
             raise ValueError(f"--class-label {label} is out of range 0..{restorer.label_dim - 1}")
         if options.tile and needs == "generator" and options.tile % restorer.multiple:
-            raise ValueError(f"--tile must be a multiple of {restorer.multiple} for this network, got {options.tile}")
+            raise ValueError(f"tile (--tile) must be a multiple of {restorer.multiple} for this network, got "
+                             f"{options.tile}")
         if load:
             restorer.load()
         return restorer
@@ -348,6 +341,7 @@ class Restorer:
         from ncvsd_cli import images
         from ncvsd_cli.blur_estimate import read_blur
         from ncvsd_cli.measurement import (
+            coarse_luma_is_noise,
             distinct_channels,
             estimate_luma_noise_sigma,
             estimate_noise_sigma,
@@ -374,9 +368,11 @@ class Restorer:
             read = estimate_noise_sigma(y)  # a photo's noise level is unknown: the preset's 0.05 is a guess
             scale, low = noise_level_scale(task), noise_level_floor(bounds, jpeg_sigma)
             luma = 0.0
-            if jpeg_sigma:  # lossy coding leaves the noise in the luma only; after a blur, on its 2x2 means
-                blurred = scale < 1 and (width is None or width >= COARSE_LUMA_MIN_WIDTH)  # else texture reads
-                luma = max(estimate_luma_noise_sigma(y), estimate_luma_noise_sigma(y, coarse=True) if blurred else 0)
+            if jpeg_sigma:  # lossy coding leaves the noise in the luma only; after a blur, or where it is
+                # white noise (not a sharp photo's texture), on its 2x2 means
+                blurred = scale < 1 and (width is None or width >= COARSE_LUMA_MIN_WIDTH)
+                coarse = estimate_luma_noise_sigma(y, coarse=True)
+                luma = max(estimate_luma_noise_sigma(y), coarse if blurred or coarse_luma_is_noise(y, coarse) else 0)
             read, on_luma = max(read, luma), luma > read and scale * luma > low  # the luma set the level
             estimate = scale * read
             sigma_y = min(max(round(round(estimate / NOISE_STEP) * NOISE_STEP, 4), low), bounds[1])
@@ -879,6 +875,9 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
     (`logging.basicConfig(level=logging.INFO)` shows them). jpeg_sigma: y was decoded from a lossily coded file
     (`images.read_image(...).jpeg_sigma`: JPEG, lossy WebP, palette), which raises the lowest level read
     (`noise_level_floor`).
+    Super-resolution returns factor x (h, w); a photo of another size measured by `measurement.degrade` is
+    restored at its own size by `Restorer.from_options(RestoreOptions(...)).run([m])` (m records the operator),
+    as phase retrieval, whose measurement is not an image, must be.
     Raises ValueError (bad input or settings: `images.as_image_tensor`) or CheckpointError.
     """
     import torch
@@ -892,14 +891,19 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
     if unknown:
         raise ValueError(f"restore_image: unknown option(s) {', '.join(unknown)}; the options are the fields of "
                          f"RestoreOptions: {', '.join(f.name for f in dataclasses.fields(RestoreOptions))}")
+    if task == "phase-retrieval":  # its y is Fourier amplitudes, not an image: nothing to read from it
+        raise ValueError("restore_image restores image-shaped measurements; phase retrieval's are Fourier "
+                         "amplitudes: restore m = measurement.degrade(x, 'phase-retrieval') (or load_measurement of "
+                         "a saved one) with list(Restorer.from_options(RestoreOptions(...)).run([m]))")
     opts = RestoreOptions(task=task, **options).validate()
     restorer = Restorer.from_options(opts, load=False)
     y = images.as_image_tensor(y)
     v = y.flatten()[:: max(1, y.numel() // 1_000_000)]  # its 0.1 % and 99.9 % quantiles: noise may stray
     low, high = (float(q) for q in torch.quantile(v, torch.tensor([0.001, 0.999])))
-    if -0.1 <= low < high <= 1.1:  # a [0, 1] image is restored as washed out (a flat one is left alone: any scale)
-        warnings.warn("restore_image: y lies within [0, 1] but for noise: it may be on [0, 1], but restore_image "
-                      "expects [-1, 1] (x * 2 - 1 maps a [0, 1] image; images.from_unit does it)", stacklevel=2)
+    if -0.1 <= low < 0.15 and 0.5 < high - low and high <= 1.1:  # a [0, 1] photo spans it (dark pixels near 0);
+        # restored as [-1, 1] it comes back washed out. A bright [-1, 1] crop (all above mid-grey) is rarely that
+        warnings.warn("restore_image: y spans [0, 1] but for noise, and restore_image expects [-1, 1]: if y is a "
+                      "[0, 1] image, map it (x * 2 - 1; images.from_unit does it)", stacklevel=2)
     grey = y.shape[1] == 1 and restorer.channels == 3  # restored in colour, returned grey (as `ncvsd restore`)
     m = restorer.measurement(images.match_channels(y, 3) if grey else y, task, grey=grey, jpeg_sigma=jpeg_sigma)
     for note in m.notes:  # what `ncvsd restore` prints (levels and widths read, pixels kept): logger "ncvsd.restore"

@@ -20,8 +20,11 @@ IMAGE_RANGE_LIMIT = 4.0
 
 
 def check_image_range(x: torch.Tensor, what: str, sigma_y: float = 0.0) -> None:
-    """ValueError when x reaches beyond +-(IMAGE_RANGE_LIMIT + 6 sigma_y): an image on [0, 255], not [-1, 1]."""
+    """ValueError when x reaches beyond +-(IMAGE_RANGE_LIMIT + 6 sigma_y): an image on [0, 255], not [-1, 1]; or
+    holds NaN or inf values."""
     reach = float(x.detach().abs().max()) if x.numel() else 0.0
+    if not math.isfinite(reach):
+        raise ValueError(f"{what}: holds NaN or inf values")
     if reach > IMAGE_RANGE_LIMIT + 6 * sigma_y:
         raise ValueError(f"{what}: values reach {reach:.4g}, far outside [-1, 1] (an image on [0, 255]? 8-bit "
                          "pixels p: ncvsd_cli.images.from_unit(p / 255))")
@@ -41,9 +44,12 @@ def _checked_forward(forward):
 
     @functools.wraps(forward)
     def checked(op: Operator, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise ValueError(f"operator '{op.name}' takes float tensors in [-1, 1], got "
-                             f"{getattr(x, 'dtype', type(x).__name__)} (8-bit pixels p: "
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"operator '{op.name}' takes torch tensors (B, C, H, W) in [-1, 1], got "  # noqa: TRY004
+                             f"{type(x).__name__} (an (H, W, 3) uint8 array a: ncvsd_cli.images.from_unit("
+                             "torch.from_numpy(a).permute(2, 0, 1)[None] / 255))")
+        if not x.is_floating_point():
+            raise ValueError(f"operator '{op.name}' takes float tensors in [-1, 1], got {x.dtype} (8-bit pixels p: "
                              "ncvsd_cli.images.from_unit(p / 255))")
         if x.dim() != 4 or tuple(x.shape[1:]) != op.image_shape:
             raise ValueError(f"operator '{op.name}' was built for images {op.image_shape} (C, H, W) and takes "

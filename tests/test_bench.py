@@ -38,7 +38,7 @@ def assets(tmp_path_factory):
 
 def _cfg(assets, out, **kw):
     base = {"dataset": str(assets / "imgs"), "out": str(out), "tasks": TASKS, "nfe": [1, 2],
-            "methods": ["pnp-gd", "pnp-gd-warm", "dps", "daps", "classical"], "generator": str(assets / "generator.safetensors"),
+            "methods": ["pnp-gd", "pnp-gd-warm", "dps", "classical"], "generator": str(assets / "generator.safetensors"),
             "teacher": str(assets / "teacher.safetensors"), "baseline_nfe": 2, "grid_images": 2}
     return BenchConfig(**{**base, **kw})
 
@@ -55,7 +55,7 @@ def _expected_jobs():
     per_task = {}
     for task in TASKS:
         op = operators.create(task, (3, RES, RES))
-        per_task[task] = methods.expand_jobs(["pnp-gd", "pnp-gd-warm", "dps", "daps", "classical"], [1, 2], 2, op)
+        per_task[task] = methods.expand_jobs(["pnp-gd", "pnp-gd-warm", "dps", "classical"], [1, 2], 2, op)
     return per_task
 
 
@@ -80,7 +80,7 @@ def test_outputs_and_columns(first_run):
         assert r["lpips_alex"] >= 0 and r["seconds"] > 0 and r["mem_kind"].startswith("cpu")
         if r["method"] in ("pnp-gd", "pnp-gd-warm"):
             assert r["network_evals"] == r["nfe"] and r["operator_evals"] > 0
-        if r["method"] in ("dps", "daps"):
+        if r["method"] == "dps":
             assert r["nfe"] == r["network_evals"] == 2
     summary = json.loads((out / "summary.json").read_text())
     assert summary["lpips_net"] == "alex" and "mean" in summary["aggregation"]
@@ -190,7 +190,8 @@ def test_batched_rows_equal_one_image_per_call(assets, tmp_path, tasks):
     own generators), and each image of a call gets its own scores and estimate."""
     from ncvsd_cli.sampling.methods import method_names
 
-    kw = {"tasks": tasks, "methods": method_names(), "nfe": [1], "grid_images": 3}
+    kw = {"tasks": tasks, "methods": method_names(), "nfe": [1], "grid_images": 3,
+          "baseline_nfe": 11}  # daps: at least 10 levels
     ref = run_bench(_cfg(assets, tmp_path / "one", **kw), progress=False)
     out = tmp_path / "batched"
     part = run_bench(_cfg(assets, out, batch_size=2, limit=2, **kw), progress=False)
@@ -462,13 +463,16 @@ def test_cli_names_small_images_says_a_failure_once_under_quiet_and_leaves_out_e
     rng = np.random.default_rng(0)
     for name in ("a", "b"):
         Image.fromarray((rng.random((40, 48, 3)) * 255).astype(np.uint8)).save(data / f"{name}.png")
+    (data / "sub").mkdir()
+    shutil.copy(data / "a.png", data / "sub" / "a.png")  # the same name in a subfolder is warned of apart
     (data / "c.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     res = CliRunner().invoke(app, ["bench", "--dataset", str(data), "--tasks", "sr4,inpaint-box", "--methods",
                                    "classical", "--resolution", "64", "--out", str(tmp_path / "out"), "-q"])
     assert res.exit_code == 1, res.output
     logged = [r.getMessage() for r in caplog.records if r.name == "ncvsd.bench"]  # stderr outside pytest
-    assert sum("a.png: 48x40 px, enlarged to 64 px: its reference is an interpolated image" in m
-               for m in logged) == 1  # once, not once per task
+    for name in ("a.png", "sub/a.png"):
+        assert sum(m.startswith(f"{name}: 48x40 px, enlarged to 64 px: its reference is an interpolated image")
+                   for m in logged) == 1, logged  # once, not once per task
     assert (res.stderr + "".join(logged)).count("cannot decode image") == 2, (res.stderr, logged)  # once a task
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "- resolution: images of 64x64 px" in summary and "precision" not in summary
@@ -514,6 +518,17 @@ def test_grids_show_this_runs_pictures_and_a_changed_folder_is_refused(assets, t
         bench(0, True)
 
 
+def test_daps_runs_at_a_budget_it_can_use_and_a_smaller_one_is_refused(assets, tmp_path):
+    """DAPS at --baseline-nfe 50 (10 levels of 5 ODE steps); under 10 levels its output is noise (refused)."""
+    res = run_bench(_cfg(assets, tmp_path / "d", tasks=["sr4"], methods=["daps"], baseline_nfe=50, limit=1),
+                    progress=False)
+    (row,) = results.read_rows(tmp_path / "d" / "per_image.csv")
+    assert not res.failed and row["method"] == "daps" and row["nfe"] == row["network_evals"] == 50
+    with pytest.raises(ValueError, match="--baseline-nfe 45 anneals over 9 noise level"):
+        run_bench(_cfg(assets, tmp_path / "e", methods=["daps"], baseline_nfe=45), progress=False)
+    assert not (tmp_path / "e").exists()
+
+
 def test_methods_that_skip_a_task_or_an_nfe_are_told(assets, tmp_path, caplog):
     import logging
 
@@ -521,4 +536,8 @@ def test_methods_that_skip_a_task_or_an_nfe_are_told(assets, tmp_path, caplog):
         run_bench(_cfg(assets, tmp_path / "o", tasks=["sr4"], methods=["pnp-gd", "denoiser"], nfe=[1, 2], limit=1),
                   progress=False)
     assert "sr4: method denoiser does not apply to this task: skipped" in caplog.text
-    assert "sr4: pnp-gd runs at NFE 2 only" in caplog.text
+    assert "sr4: pnp-gd runs at --nfe 2 only, not" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ncvsd.bench"), pytest.raises(ValueError, match="from --nfe 2"):
+        run_bench(_cfg(assets, tmp_path / "p", tasks=["sr4"], methods=["pnp-gd"], nfe=[1], limit=1), progress=False)
+    assert "sr4: method pnp-gd runs from --nfe 2" in caplog.text and "does not apply" not in caplog.text

@@ -347,3 +347,10 @@ def test_jpeg_quantisation_sigma_of_other_jpeg_kinds(tmp_path, variant):
     decoded = read_image(path)
     assert decoded.jpeg_sigma == pytest.approx(images.jpeg_quantization_sigma(plain.getvalue()))
     assert decoded.tensor.shape[-2:] == ((24, 16) if variant == "exif-rotated" else (16, 24))
+
+
+def test_save_image_names_a_numpy_array(tmp_path):
+    """A numpy array raised "AttributeError: 'numpy.ndarray' object has no attribute 'detach'"."""
+    with pytest.raises(ValueError, match="expected a torch tensor.*got ndarray"):
+        images.save_image(np.zeros((8, 8, 3)), tmp_path / "g.png")
+    assert not (tmp_path / "g.png").exists()

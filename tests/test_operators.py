@@ -734,3 +734,14 @@ def test_likelihood_step_checks_its_shapes(name):
     for bad in (x0[:1], x0[..., :-1]):
         with pytest.raises(ValueError, match=r"likelihood_sample takes x0 \(B, 3, 12, 13\)"):
             op.likelihood_sample(bad, y, 0.5, 0.1, None)
+
+
+def test_measure_refuses_non_finite_images_and_names_numpy_input():
+    """NaN input went through `measure` (NaN > limit is False); a numpy array was called "float32"."""
+    import numpy as np
+
+    op = operators.create("sr4", (3, 8, 8))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        op.measure(torch.full((1, 3, 8, 8), float("nan")))
+    with pytest.raises(ValueError, match="takes torch tensors.*got ndarray"):
+        op.measure(np.zeros((8, 8, 3), np.float32))

@@ -3,6 +3,7 @@ denoiser path with a Gaussian prior (whose denoising posterior is known in close
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -323,22 +324,48 @@ def test_a_noisy_jpegs_level_is_read_on_its_luma(tmp_path, quality):
             assert m.sigma_y == pytest.approx(0.7 * luma, abs=0.0025) and "on the luma" in m.notes[0], m.notes
 
 
-@pytest.mark.parametrize("task, width, radius, coarse", [
-    ("deblur-gauss", 0.3, 5.0, False), ("deblur-gauss", 1.5, 0.5, True), ("deblur-gauss", None, None, True),
-    ("deblur-defocus", 3.0, 1.5, False), ("deblur-defocus", 0.3, 2.5, True)])
-def test_the_coarse_luma_reading_needs_a_blurred_image(monkeypatch, task, width, radius, coarse):
-    """deblur-gauss without -p sigma (deblur-defocus without -p radius) reads the level on the luma's 2x2 means only
-    when the width read (the disk's std, radius / 2) is >= 1 px (or none could be read): a sharp photo's texture
-    reads as noise there."""
+@pytest.mark.parametrize("task, width, radius, scale4, coarse", [
+    ("deblur-gauss", 0.3, 5.0, 0.2, False), ("deblur-gauss", 1.5, 0.5, 0.2, True),
+    ("deblur-gauss", None, None, 0.2, True), ("deblur-defocus", 3.0, 1.5, 0.2, False),
+    ("deblur-defocus", 0.3, 2.5, 0.2, True), ("denoise", None, None, 0.2, False), ("denoise", None, None, 0.035, True),
+    ("deblur-gauss", 0.3, 5.0, 0.035, True)])
+def test_the_coarse_luma_reading_needs_a_blur_or_white_noise(monkeypatch, task, width, radius, scale4, coarse):
+    """A JPEG's level is read on the luma's 2x2 means when the width read (the disk's std, radius / 2) is >= 1 px
+    (or none could be read), or where the reading on its 4x4 means agrees (white noise, not a sharp photo's
+    texture, which reads higher there); else on the finest scale alone."""
     from ncvsd_cli import blur_estimate, measurement
 
-    calls = []
     reading = None if width is None else blur_estimate.BlurReading(width, radius, -1.0, 1000)
     monkeypatch.setattr(blur_estimate, "read_blur", lambda y: reading)
-    monkeypatch.setattr(measurement, "estimate_luma_noise_sigma", lambda y, coarse=False: calls.append(coarse) or 0.0)
-    y = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    Restorer(None, None, RestoreOptions(task=task).validate()).measurement(y, task, jpeg_sigma=0.01)
-    assert calls == ([False, True] if coarse else [False])
+    levels = {1: 0.002, 2: 0.03, 4: scale4}
+    monkeypatch.setattr(measurement, "estimate_luma_noise_sigma",
+                        lambda y, coarse=False, scale=None: levels[scale or (2 if coarse else 1)])
+    y = torch.rand(1, 3, 192, 192, generator=torch.Generator().manual_seed(0)) * 0.01
+    m = Restorer(None, None, RestoreOptions(task=task).validate()).measurement(y, task, jpeg_sigma=0.01)
+    from_coarse = (1.0 if task == "denoise" else 0.7) * levels[2]  # a blur is restored at 0.7x the level read
+    assert (m.sigma_y == pytest.approx(from_coarse, abs=0.0025)) == coarse, (m.sigma_y, m.notes)
+
+
+def test_a_sharp_noisy_jpegs_level_is_read_where_its_coding_left_the_noise():
+    """Denoising a sharp noisy JPEG read the level on the finest scale, whose noise quality 75-90 strips (0.005 for
+    0.03-0.06): the output was the input. Its 2x2 means keep the noise, and the 4x4 means agree (white noise), so
+    that level is used; a clean JPEG still reads none."""
+    from ncvsd_cli import images
+    from ncvsd_cli.restore import Restorer
+
+    yy, xx = np.mgrid[0:192, 0:192] / 192
+    clean = np.stack([0.5 + 0.3 * np.sin(6 * xx + 2 * yy), 0.5 + 0.3 * np.cos(5 * yy), 0.4 + 0.2 * xx * yy], -1)
+    restorer = Restorer(None, None, RestoreOptions(task="denoise", method="classical").validate())
+    for sigma in (0.0, 0.03, 0.06):  # on the [-1, 1] scale
+        noisy = clean + np.random.default_rng(0).normal(0, sigma / 2, clean.shape)
+        buf = io.BytesIO()
+        Image.fromarray((np.clip(noisy, 0, 1) * 255).round().astype(np.uint8)).save(buf, "JPEG", quality=75)
+        d = images.read_image(buf.getvalue())
+        m = restorer.measurement(d.tensor, "denoise", jpeg_sigma=d.jpeg_sigma)
+        if sigma:
+            assert 0.8 * sigma < m.sigma_y < 1.25 * sigma, (sigma, m.sigma_y, m.notes)
+        else:
+            assert m.sigma_y <= 0.005, m.notes
 
 
 def test_memory_estimate_counts_the_reflect_blurs_buffers(monkeypatch):
@@ -419,16 +446,23 @@ def test_library_inputs_are_checked_and_cast():
     assert images.to_uint8(y * 50).max() == 255  # an output's outliers are clipped, not refused
 
 
-def test_restore_options_refuse_daps_budgets_that_give_noise():
+def test_daps_budgets_that_give_noise_are_refused_everywhere():
     """DAPS anneals from sigma 80: under DAPS_MIN_LEVELS levels its output is noise of std up to 40 (nfe 5: values
-    of +-150), so restore refuses; bench and the method itself still run any budget."""
-    from ncvsd_cli.restore import DAPS_MIN_LEVELS
-    from ncvsd_cli.sampling.methods import get_method
+    of +-150), so restore, the method itself (a direct library call returned it silently) and bench refuse."""
+    from ncvsd_cli.bench.runner import BenchConfig
+    from ncvsd_cli.sampling.methods import DAPS_MIN_LEVELS, get_method
 
-    with pytest.raises(ValueError, match=f"at least {DAPS_MIN_LEVELS}"):
-        RestoreOptions(task="sr4", method="daps", nfe=5).validate()
+    for nfe in (5, 9, 5 * DAPS_MIN_LEVELS - 5):
+        with pytest.raises(ValueError, match=f"at least {DAPS_MIN_LEVELS}"):
+            RestoreOptions(task="sr4", method="daps", nfe=nfe).validate()
+        with pytest.raises(ValueError, match=f"at least {DAPS_MIN_LEVELS}"):
+            get_method("daps").prepare("sr4", nfe)
+        with pytest.raises(ValueError, match="--baseline-nfe >= 50"):
+            BenchConfig(methods=["daps"], baseline_nfe=nfe, tasks=["sr4"]).validate()
     RestoreOptions(task="sr4", method="daps", nfe=5 * DAPS_MIN_LEVELS).validate()
-    assert get_method("daps").prepare("sr4", 5).kwargs["levels"] == 1
+    assert get_method("daps").prepare("sr4", 5 * DAPS_MIN_LEVELS).kwargs["levels"] == DAPS_MIN_LEVELS
+    assert get_method("daps").prepare("sr4", DAPS_MIN_LEVELS + 1).kwargs["levels"] == DAPS_MIN_LEVELS + 1
+    BenchConfig(methods=["dps"], baseline_nfe=5, tasks=["sr4"]).validate()  # DPS runs any budget
 
 
 def test_restore_image_returns_a_grey_image_grey():
@@ -438,6 +472,20 @@ def test_restore_image_returns_a_grey_image_grey():
     out = restore_image(grey, "sr4", method="bicubic", sigma_y=0.05)
     colour = restore_image(grey.expand(1, 3, 4, 3), "sr4", method="bicubic", sigma_y=0.05)
     assert out.shape == (1, 1, 16, 12) and torch.allclose(out[0, 0], colour[0, 0], atol=1e-6)
+
+
+def test_degrade_measures_a_grey_image_as_the_command_line_does():
+    """A (1, 1, H, W) image is measured in colour with grey=True (it built a 1-channel operator that no network
+    could restore: "the measurement has 1 channel(s) but the model has 3"); the restoration comes back grey."""
+    from ncvsd_cli.measurement import degrade
+    from ncvsd_cli.networks import network_config
+
+    grey = 0.5 * torch.rand((1, 1, 13, 11), generator=torch.Generator().manual_seed(0)) - 0.25
+    m = degrade(grey, "deblur-gauss", sigma_y=0.05)
+    assert m.grey and m.y.shape == (1, 3, 13, 11)
+    (res,) = Restorer(GaussianPrior().denoiser, network_config("generator", "tiny"),
+                      RestoreOptions(method="pnp-gd-warm", nfe=2).validate()).run([m])
+    assert res.error is None and res.samples.shape == (1, 1, 13, 11)
 
 
 def test_a_classical_method_chosen_per_task_runs_on_the_image_itself():
@@ -498,6 +546,7 @@ def test_restore_image_warns_of_an_image_on_the_unit_scale():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         restore_image(x * 2 - 1, "sr2", method="classical", sigma_y=0.01)
+        restore_image(0.25 + 0.4 * x, "sr2", method="classical", sigma_y=0.01)  # a bright [-1, 1] crop (sky)
 
 
 def test_restore_image_warns_of_a_noisy_measurement_on_the_unit_scale():
@@ -560,3 +609,27 @@ def test_restore_image_names_an_unknown_option():
 
     with pytest.raises(ValueError, match=r"unknown option\(s\) sigmay.*sigma_y"):
         restore_image(torch.zeros(1, 3, 8, 8), "sr2", sigmay=0.1)
+
+
+def test_restore_image_points_phase_retrieval_to_the_restorer():
+    """Phase retrieval's y is Fourier amplitudes: restore_image refuses it naming the route that works (it said
+    "values reach 5.4, far outside [-1, 1]", or spoke of the command line's sidecar)."""
+    import operators
+    from ncvsd_cli.restore import restore_image
+
+    op = operators.create("phase-retrieval", (3, 16, 16))
+    y = op.measure(torch.zeros(1, 3, 16, 16) + 0.5, 0.05, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"Fourier amplitudes.*Restorer\.from_options"):
+        restore_image(y, "phase-retrieval", nfe=2)
+
+
+def test_loading_a_checkpoint_leaves_the_global_random_stream_alone():
+    """The network's random init before its weights load used to advance torch's global generator, shifting a
+    user's seeded stream."""
+    from ncvsd_cli.checkpoints import load_checkpoint
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    load_checkpoint("builtin64-generator")
+    assert torch.equal(torch.rand(3), expected)

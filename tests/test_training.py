@@ -642,6 +642,8 @@ def test_distill_init_generator_continues_from_a_generator(tmp_path, tiny_teache
 def test_distill_continues_a_generator_with_its_own_gamma(tmp_path, tiny_teacher):
     """The shipped generator is a teacher copy at γ 0.1 (the teacher config says 0.414): continuing from it keeps
     its γ (`distill --init-generator builtin64-generator` was refused for the mismatch), in its snapshots too."""
+    import json
+
     from ncvsd_cli.checkpoints import read_config, save_checkpoint
     from ncvsd_cli.training import distributed
     from ncvsd_cli.training.distill import Distiller, distill, teacher_copy_generator
@@ -656,6 +658,17 @@ def test_distill_continues_a_generator_with_its_own_gamma(tmp_path, tiny_teacher
     distill(_distill_settings(tmp_path, tiny_teacher, "cont2", init_generator=str(tmp_path / "copy.safetensors"),
                               duration="1steps"))
     assert read_config(latest_snapshot(tmp_path / "cont2", "generator"))["gamma"] == 0.1
+    # a bare --resume keeps it (it built the generator at the teacher's γ 0.414), also for a run.json of an older
+    # version without generator_noise (read from the run's newest snapshot), and the init provenance stays
+    for steps, older in (("2steps", False), ("3steps", True)):
+        if older:
+            record = json.loads((tmp_path / "cont2" / "run.json").read_text())
+            del record["generator_noise"], record["init_provenance"]
+            (tmp_path / "cont2" / "run.json").write_text(json.dumps(record))
+        distill(_distill_settings(tmp_path, tiny_teacher, "cont2", duration=steps, resume=True))
+        cfg = read_config(latest_snapshot(tmp_path / "cont2", "generator"))
+        assert cfg["gamma"] == 0.1 and cfg["provenance"]["steps"] == int(steps[0]), cfg
+        assert cfg["provenance"]["init_generator"] == "copy.safetensors", cfg["provenance"]
 
 
 def test_distill_defaults_to_the_teachers_data_and_warns_of_a_replaced_teacher(tmp_path, capsys):

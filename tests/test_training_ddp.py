@@ -17,7 +17,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, data: str, out: str, result: str, in_use: bool = False) -> None:
+def _worker(rank: int, world: int, port: int, data: str, out: str, result: str, in_use: bool = False,
+            full_disk: bool = False) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
@@ -35,6 +36,19 @@ def _worker(rank: int, world: int, port: int, data: str, out: str, result: str, 
             try:
                 TeacherTrainer(s, info)
             except RunInUse as exc:
+                Path(f"{result}.{rank}").write_text(str(exc))
+            return
+        if full_disk:  # rank 0 cannot write its snapshot: every rank stops with the reason (none waits for it)
+            s = TeacherSettings(data=data, arch="tiny", out=out, batch=4, duration="4steps", progress=False,
+                                device="cpu", resume=True, log_every=1)
+            tr = TeacherTrainer(s, info)
+            if rank == 0:
+                def full():
+                    raise OSError(28, "No space left on device")
+                tr.write_snapshot = full
+            try:
+                tr.run()
+            except OSError as exc:
                 Path(f"{result}.{rank}").write_text(str(exc))
             return
         results = []
@@ -87,3 +101,7 @@ def test_two_process_training_identical_and_resumes(tmp_path):
     with filelock.FileLock(str(tmp_path / "run" / ".ncvsd-run.lock")):
         _spawn(str(data), out, res, True, limit=120)
     assert all("being trained in by another process" in Path(f"{res}.{r}").read_text() for r in (0, 1))
+    _spawn(str(data), out, res + "-full", False, True, limit=120)
+    said = [Path(f"{res}-full.{r}").read_text() for r in (0, 1)]
+    assert "No space left on device" in said[0] and "rank 0 could not write" in said[1], said
+    assert torch.load(tmp_path / "run" / "state.pt", weights_only=True)["loop"]["step"] == 4

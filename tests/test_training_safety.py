@@ -4,6 +4,7 @@ terminals and elsewhere. Tiny networks (the `tiny` architecture, 16 px) and a fe
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import json
@@ -657,23 +658,64 @@ def test_fp16_on_a_cpu_is_refused_before_the_run_folder_is_made(tmp_path):
     assert res.exit_code == 2 and "needs CUDA" in res.output and not (tmp_path / "v").exists(), res.output
 
 
+class _FullDisk(io.FileIO):
+    """A file on a full disk: opening works, every write fails (ENOSPC), as Python's own writes then fail."""
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _fill_disk_for(module, name_part: str, monkeypatch) -> None:
+    """Writes that `module` opens for files whose name holds `name_part` fail as on a full disk."""
+    import builtins
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if "w" in mode and name_part in os.fspath(file):
+            return _FullDisk(file, "w")
+        return builtins.open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(module, "open", fake_open, raising=False)
+
+
 def test_a_snapshot_that_cannot_be_written_keeps_the_training_state(tmp_path, trained, monkeypatch):
-    """A snapshot write failing (a full disk) stops the run with one line, exit 1, and the state of that step is
-    saved first, so --resume loses nothing."""
-    from ncvsd_cli.training.teacher import TeacherTrainer
+    """A snapshot write failing (a full disk) stops the run with one line naming the reason, exit 1, and the
+    state of that step is saved first, so --resume loses nothing; that resume writes the missing final snapshot
+    (it used to say "nothing to do" and leave the run without one)."""
+    import ncvsd_cli.images
 
     data, run = trained
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-
-    def full(self):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(TeacherTrainer, "write_snapshot", full)
-    res = _resume(data, copy, steps=3)
-    assert res.exit_code == 1 and "cannot write a snapshot" in res.output and "internal error" not in res.output, \
-        res.output
+    with monkeypatch.context() as m:
+        _fill_disk_for(ncvsd_cli.images, ".safetensors", m)
+        res = _resume(data, copy, steps=3)
+    assert res.exit_code == 1 and "cannot write a snapshot" in res.output and "No space left" in res.output \
+        and "internal error" not in res.output, res.output
     assert torch.load(copy / "state.pt", weights_only=True)["loop"]["step"] == 3
+    assert not list((copy / "snapshots").glob("*3-*")) and not list((copy / "snapshots").glob(".*tmp"))
+    res = _resume(data, copy, steps=3)
+    assert res.exit_code == 0, res.output
+    kimg = torch.load(copy / "state.pt", weights_only=True)["loop"]["cur_nimg"] / 1000
+    assert snapshot_path(copy, "teacher", kimg, 0.05).is_file()
+    events = [json.loads(line) for line in (copy / "log.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "snapshot" and events[-1]["step"] == 3
+
+
+def test_a_training_state_that_cannot_be_written_is_one_line_and_keeps_the_old_state(tmp_path, trained,
+                                                                                      monkeypatch):
+    """torch.save on a full disk raised RuntimeError ("internal error"); now the reason, exit 1, the state saved
+    before stays whole and no temporary file is left."""
+    import ncvsd_cli.training.loop
+
+    data, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    _fill_disk_for(ncvsd_cli.training.loop, "state.pt", monkeypatch)
+    res = _resume(data, copy, steps=3)
+    assert res.exit_code == 1 and "cannot write the training state" in res.output and "No space left" in \
+        res.output and "internal error" not in res.output, res.output
+    assert torch.load(copy / "state.pt", weights_only=True)["loop"]["step"] == 1
+    assert not list(copy.glob(".state.pt*"))
 
 
 def test_a_data_error_before_any_state_says_to_run_again_not_resume(tmp_path):

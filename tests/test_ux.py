@@ -50,7 +50,7 @@ class _Call:
         self.sigmas, self.kwargs, self.nfe = sigmas, kwargs or {}, nfe
 
 
-@pytest.mark.parametrize("method, nfe", [("pnp-gd", 5), ("pnp-gd-warm", 3), ("dps", 4), ("daps", 10), ("daps", 7)])
+@pytest.mark.parametrize("method, nfe", [("pnp-gd", 5), ("pnp-gd-warm", 3), ("dps", 4), ("daps", 50), ("daps", 11)])
 def test_step_callback_counts_every_network_evaluation(method, nfe, odd_image):
     """Each sampler's callbacks add up to exactly the NFE its budget rule promises (Gaussian prior: exact and fast)."""
     import operators

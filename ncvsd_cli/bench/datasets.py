@@ -103,7 +103,8 @@ def _folder_entries(root: Path) -> list[tuple[str, Callable[[int], torch.Tensor]
     files = sorted(p for p in root.rglob("*")
                    if p.is_file() and is_listed_image(p.relative_to(root).as_posix(), IMAGE_SUFFIXES))
     warned: set = set()
-    return [(p.relative_to(root).as_posix(), (lambda res, p=p: _decode(p, res, p.name, warned))) for p in files]
+    names = [p.relative_to(root).as_posix() for p in files]  # sub/a.png and other/a.png are warned of apart
+    return [(name, (lambda res, p=p, name=name: _decode(p, res, name, warned))) for p, name in zip(files, names)]
 
 
 def _zip_entries(path: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:

@@ -102,6 +102,13 @@ class BenchConfig:
             raise ValueError(f"--best-of must be >= 1, got {self.best_of}")
         if self.baseline_nfe < 1 or any(n < 1 for n in self.nfe):
             raise ValueError(f"NFE values must be >= 1, got --nfe {self.nfe} --baseline-nfe {self.baseline_nfe}")
+        if "daps" in self.methods:  # refused before any image runs (the method's own budget rule)
+            from ncvsd_cli.sampling.methods import get_method
+
+            try:
+                get_method("daps").arguments({"sigma_y": 0.0}, self.baseline_nfe)
+            except ValueError as exc:
+                raise ValueError(str(exc).replace("--nfe", "--baseline-nfe")) from None
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be >= 1, got {self.limit}")
         if self.grid_images < 0:
@@ -294,16 +301,22 @@ def _note_skipped(cfg: BenchConfig, tasks: list[tuple]) -> None:
     """A warning for every method of --methods that runs on none of a task's images, or at fewer NFE values than
     --nfe gives (e.g. pnp-gd from 2, pnp-gd-warm not on phase retrieval), so that no column goes missing unsaid."""
     from ncvsd_cli.bench.methods import CLASSICAL_GROUP
+    from ncvsd_cli.sampling.methods import get_method
 
-    for task, _, _, jobs in tasks:
+    for task, settings, operator, jobs in tasks:
         for name in (m for m in cfg.methods if m != CLASSICAL_GROUP):
             ran = sorted(j.nfe for j in jobs if j.method == name)
-            if not ran:
+            if not ran and get_method(name).applies(operator, settings):  # (plain pnp-gd at --nfe 1 only)
+                log.warning("%s: method %s runs from --nfe 2 (one step from pure noise would be a prior draw that "
+                            "ignores the measurement): skipped at --nfe %s", task, name, ",".join(map(str, cfg.nfe)))
+            elif not ran:
                 log.warning("%s: method %s does not apply to this task: skipped", task, name)
             elif name.startswith("pnp-gd") and len(ran) < len(set(cfg.nfe)):
-                log.warning("%s: %s runs at NFE %s only, not at every --nfe value (pnp-gd's single step from pure "
-                            "noise would be a prior draw that ignores the measurement)", task, name,
-                            ",".join(map(str, ran)))
+                k = getattr(get_method(name), "k", 1)  # a repeated method's rows count all its runs' NFE
+                totals = f" ({k} runs: NFE {','.join(map(str, ran))} in all)" if k > 1 else ""
+                log.warning("%s: %s runs at --nfe %s only%s, not at every --nfe value (pnp-gd's single step from "
+                            "pure noise would be a prior draw that ignores the measurement)", task, name,
+                            ",".join(str(n // k) for n in ran), totals)
 
 
 def _check_same_images(out: Path, data: datasets.BenchDataset) -> None:

@@ -128,7 +128,8 @@ def run_training(run, settings, out: str) -> None:
     except (FileExistsError, FileNotFoundError) as exc:
         fail(str(exc))
     except OSError as exc:  # a snapshot or state that cannot be written (a full disk): one line, exit 1
-        fail(str(exc) if not exc.errno else f"{exc.strerror}: {exc.filename}", EXIT_PARTIAL)
+        where = f": {exc.filename}" if exc.filename else ""
+        fail(str(exc) if not exc.errno else f"{exc.strerror}{where}", EXIT_PARTIAL)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 prints the summary
         typer.echo(json.dumps({"out": out, **record}))
 

@@ -28,6 +28,9 @@ Needs = Literal["generator", "teacher", "none"]
 ENTRY_POINT_GROUP = "ncvsd.methods"
 #: Teacher calls of DPS and DAPS when no --nfe is given (DPS's 1000 steps; DAPS-1K = 200 levels x 5 ODE steps).
 TEACHER_DEFAULT_NFE = 1000
+#: DAPS runs with at least this many annealing levels (sr4 of a 64-px photo, teacher builtin64, seed 0: nfe 5 / 10
+#: give values of +-150 and 4.8 dB, 25 (5 levels) 10.2 dB, 50 14.1, 100 17.0, 400 18.9).
+DAPS_MIN_LEVELS = 10
 
 
 @dataclass
@@ -204,6 +207,11 @@ class TeacherMethod(Method):
         if self.name == "dps":
             return MethodCall(settings, None, {"steps": n}, n)
         ode_steps = 5 if n % 5 == 0 else 1
+        if n // ode_steps < DAPS_MIN_LEVELS:
+            raise ValueError(f"daps with --nfe {n} anneals over {n // ode_steps} noise level(s) from sigma 80: it "
+                             f"needs at least {DAPS_MIN_LEVELS} (--nfe >= {5 * DAPS_MIN_LEVELS}; default "
+                             f"{TEACHER_DEFAULT_NFE}), else its first likelihood steps leave noise of std up to 40 "
+                             "wherever the measurement says nothing")
         kwargs = {"levels": n // ode_steps, "ode_steps": ode_steps, "sigma_y": float(settings["sigma_y"])}
         return MethodCall(settings, None, kwargs, n)
 

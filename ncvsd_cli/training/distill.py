@@ -28,6 +28,7 @@ from ncvsd_cli.training.common import (
     labels_for,
     load_init_weights,
     make_adam,
+    recorded_setting,
     run_record,
     snapshot_path,
     with_duration,
@@ -198,7 +199,8 @@ class Distiller(TrainLoop):
         self.settings["arch"] = s.arch or tcfg.get("preset")
         torch.manual_seed(s.seed)
         nets, self.configs = {}, {}
-        gen_cfg = {**tcfg, **init_generator_noise(s.init_generator)} if s.init_generator else tcfg
+        noise, init_provenance = self._generator_start(s)
+        gen_cfg = {**tcfg, **noise}
         for kind in ("generator", "score", "discriminator"):
             net, self.configs[kind] = student_network(self.teacher.cpu(), gen_cfg if kind == "generator" else tcfg,
                                                       kind)
@@ -210,10 +212,12 @@ class Distiller(TrainLoop):
         self.teacher.to(dev)
         self.source_files = file_provenance("teacher", self.teacher_path)  # hashed once, not per snapshot
         self._check_teacher_unchanged(s, dist_info.is_main)
-        if s.init_generator:
+        if s.init_generator and not s.resume:  # (on resume state.pt holds the weights)
             init_path = load_init_weights(nets["generator"], self.configs["generator"], s.init_generator,
                                           "generator", "--init-generator", quiet)
-            self.source_files.update(file_provenance("init_generator", init_path))
+            init_provenance = file_provenance("init_generator", init_path)
+        self.settings["generator_noise"], self.settings["init_provenance"] = noise, init_provenance
+        self.source_files.update(init_provenance)
         self.gen, self.score, self.disc = nets["generator"], nets["score"], nets["discriminator"]
         self.opts = {k: make_adam(n, dev) for k, n in nets.items()}
         self.models = NCVSDModels(self.gen, self.score, self.disc, self.teacher, self.opts)
@@ -228,6 +232,27 @@ class Distiller(TrainLoop):
             print(f"ncvsd: note: the teacher was trained on other files ({taught}) than --data {s.data} holds "
                   f"({self.stream.source.fingerprint}): it is distilled towards its own data's prior",
                   file=sys.stderr, flush=True)
+
+    @staticmethod
+    def _generator_start(s: DistillSettings) -> tuple[dict, dict]:
+        """({gamma, init_sigma} the generator is built with, {init_generator, init_generator_sha256}) of the run:
+        the --init-generator checkpoint's for a new run ({} from the teacher, `init_generator_noise`); on resume
+        the run's recorded ones (run.json; for runs of older versions its newest generator snapshot's config),
+        so that a bare --resume of a run begun from another generator keeps that generator's γ."""
+        if not s.resume:
+            return (init_generator_noise(s.init_generator) if s.init_generator else {}), {}
+        noise, provenance = recorded_setting(s.out, "generator_noise"), recorded_setting(s.out, "init_provenance")
+        if noise is None:
+            from ncvsd_cli.checkpoints import CheckpointError, read_config, run_snapshot
+
+            try:
+                cfg = read_config(run_snapshot(s.out, "generator"))
+            except (CheckpointError, OSError):
+                cfg = init_generator_noise(s.init_generator) if s.init_generator else {}
+            noise = {k: cfg[k] for k in GENERATOR_NOISE_KEYS if k in cfg}
+            made_from = cfg.get("provenance") or {}
+            provenance = {k: made_from[k] for k in ("init_generator", "init_generator_sha256") if k in made_from}
+        return dict(noise), dict(provenance or {})
 
     # -------------------------------------------------------------------------------------------- one step
     def _fresh(self, step: int, update: int):

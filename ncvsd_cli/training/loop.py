@@ -108,11 +108,12 @@ def step_generator(seed: int, rank: int, step: int, device: torch.device, stream
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then os.replace (never a half-written state)."""
+    """torch.save to a temporary file in the same folder, then os.replace (never a half-written state). Written
+    through a Python file, so that a failed write (a full disk) is an OSError, not torch's RuntimeError."""
     from ncvsd_cli.images import atomic_path
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 class StateError(CheckpointError):
@@ -441,21 +442,40 @@ class TrainLoop:
         return signum, time_done or self._counts_done(), snap
 
     def checkpoint(self) -> None:
-        """Write the snapshots (rank 0) and the training state (once per step)."""
+        """Write the training state, then the snapshots (rank 0; once per step). Collective: a write that fails
+        on rank 0 (a full disk) raises OSError on every rank, so no rank waits for it at a barrier."""
         if getattr(self, "_saved_step", None) == self.step:
             return
         self._saved_step = self.step
+        problem = ""
         if self.dist.is_main:
-            self.save_state()  # first: a snapshot that cannot be written (a full disk) loses no step
             try:
-                paths = self.write_snapshot()
+                self.save_state()  # first: a snapshot that cannot be written (a full disk) loses no step
             except OSError as exc:
-                raise OSError(f"cannot write a snapshot into {self.out / 'snapshots'} ({exc.strerror or exc}); the "
-                              f"training state at step {self.step} is saved: make room or fix the folder, then "
-                              "--resume") from None
-            self._log({"event": "snapshot", "step": self.step, "kimg": self.cur_nimg / 1000,
-                       "files": [str(p) for p in paths]})
-        distributed.barrier()
+                problem = (f"cannot write the training state {self.state_path} ({exc.strerror or exc}); make room "
+                           "or fix the folder, then --resume from the state saved before")
+            else:
+                problem = self._write_snapshot_logged()
+        if distributed.all_max([float(bool(problem))], self.device)[0]:
+            raise OSError(problem or "rank 0 could not write the training state or a snapshot (its error says why)")
+
+    def _write_snapshot_logged(self) -> str:
+        """Write this step's snapshots and log them (rank 0); returns "" or why they could not be written."""
+        try:
+            paths = self.write_snapshot()
+        except OSError as exc:
+            return (f"cannot write a snapshot into {self.out / 'snapshots'} ({exc.strerror or exc}); the training "
+                    f"state at step {self.step} is saved: make room or fix the folder, then --resume")
+        self._log({"event": "snapshot", "step": self.step, "kimg": self.cur_nimg / 1000,
+                   "files": [str(p) for p in paths]})
+        return ""
+
+    def _snapshot_missing(self) -> bool:
+        """Whether the saved step has no snapshot (its write failed after the state was saved)."""
+        from ncvsd_cli.training.common import kimg_tag
+
+        prefix = f"{self.snapshot_kind}-{kimg_tag(self.cur_nimg / 1000)}"
+        return self.step > 0 and not any(self.out.glob(f"snapshots/{prefix}*.safetensors"))
 
     def _log_losses(self, sums: dict[str, torch.Tensor], counts: dict[str, int], seconds: float, since_nimg: int,
                     reporter) -> dict:
@@ -547,6 +567,8 @@ class TrainLoop:
     def _run(self) -> dict:
         self._prepare_run_dir()
         if self._counts_done():  # nothing to do: the run's files, its log too, stay as they are
+            if self.dist.is_main and self._snapshot_missing() and (problem := self._write_snapshot_logged()):
+                raise OSError(problem)  # (the final snapshot that a failed write lost is written now)
             if self.dist.is_main and self.progress:
                 print(f"ncvsd: nothing to do: the run is at step {self.step} ({self.cur_nimg / 1000:g} kimg), already "
                       f"past its duration {self.settings.get('duration')}; give a longer --duration to continue it",
