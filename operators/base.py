@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -182,8 +183,9 @@ class Operator(nn.Module):
         beta = 2.0 * sigma_p**2
         lr = self.langevin_c1 / (self.langevin_c2 / beta + 1.0 / rho**2)
         u = x0.detach().clone()
+        data_gradient = self.data_gradient_for(y)
         for _ in range(steps):
-            grad = self.data_gradient(u, y) / beta + (u - x0) / rho**2
+            grad = data_gradient(u) / beta + (u - x0) / rho**2
             u = (u - lr * grad + math.sqrt(2 * lr) * randn_like(u, generator)).detach()
         diverged = torch.isnan(u).flatten(1).any(1).view(-1, *([1] * (u.dim() - 1)))
         return torch.where(diverged, torch.zeros_like(u), u)  # per image: a diverged chain does not reset the batch
@@ -195,6 +197,10 @@ class Operator(nn.Module):
         with torch.enable_grad():
             (grad,) = torch.autograd.grad((self.forward(u) - y).pow(2).sum(), u)
         return grad
+
+    def data_gradient_for(self, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """u -> `data_gradient(u, y)` for one y; operators override it to prepare what every step shares."""
+        return lambda u: self.data_gradient(u, y)
 
     # --- configuration ---------------------------------------------------------------------------------------
     def to_config(self) -> dict[str, Any]:
