@@ -193,6 +193,22 @@ def work_bytes(net: NetworkShape | dict, shape: Sequence[int], backward: bool = 
     return need + (2 * call_bytes(net, shape, precision, device=device) if backward else 0)
 
 
+#: Peak bytes per element (C x H x W) of the output that a classical estimate takes on CPU, measured on 2048-px
+#: outputs (1024 / 512 px alike): scikit-image's biharmonic fill of an inpainting 531 (inpaint-box; 75 s), a blur's
+#: conjugate gradients on a mirrored canvas (boundary reflect) 79, the other baselines 24-50.
+CLASSICAL_BYTES_PER_ELEMENT = {"biharmonic": 560, "reflect": 80, "other": 50}
+
+
+def classical_bytes(operator_config: dict | None, shape: Sequence[int]) -> int:
+    """Estimated peak bytes of the classical estimate (`sampling.classical.classical`, also the warm start of
+    pnp-gd-warm) of an output of `shape` (B, C, H, W) for the operator `operator_config` ({"name", ...})."""
+    b, c, h, w = (int(v) for v in shape)
+    config = operator_config or {}
+    kind = ("biharmonic" if str(config.get("name", "")).startswith("inpaint")
+            else "reflect" if config.get("boundary") == "reflect" else "other")
+    return CLASSICAL_BYTES_PER_ELEMENT[kind] * b * c * h * w
+
+
 def images_per_call(net: NetworkShape | dict, batch: int, tile: int, precision: str = "fp32",
                     fused_attention: bool | None = None, device: str = "cpu",
                     budget: int = DEFAULT_CALL_BUDGET) -> int:

@@ -139,6 +139,14 @@ class RestoreOptions:
         return self
 
 
+def _runs_classical(method: Any) -> bool:
+    """Whether `method` computes a classical estimate: a classical baseline, or pnp-gd-warm (also repeated)."""
+    from ncvsd_cli.sampling.methods import get_method
+
+    base = get_method(method.base) if hasattr(method, "base") else method
+    return method.needs == "none" or bool(getattr(base, "warm", False))
+
+
 def _probe_operator(settings: dict[str, Any]):
     """A small operator of the task, to ask a method whether it applies (None when the task's parameters, e.g. a
     mask file given with the input, are not known yet: then every method is assumed to apply)."""
@@ -256,25 +264,35 @@ class Restorer:
         """None when restoring an image of `image_shape` (C, H, W) fits in memory with these options (method,
         batch size, precision, device, tile), else a one-line refusal naming the estimate and the flags that help.
         operator_config: the measurement's operator (a sidecar's); None: a plain image of `options.task`.
-        Uses only the network's config (`ncvsd_cli.memory`), so it can run before the weights load."""
-        if self.method.needs == "none" or not self.config:
-            return None
+        Uses only the network's config (`ncvsd_cli.memory`), so it can run before the weights load. The classical
+        methods (and pnp-gd-warm's start) count their estimate's own work (`memory.classical_bytes`)."""
         from ncvsd_cli import memory
         from operators.padding import padded_size
 
         o = self.options
-        net = memory.network_shape(self.config)
+        if operator_config is None and o.task is not None:  # a plain image
+            operator_config = {"name": o.task, **plain_image_params(
+                o.task, self.prepare(o.task, o.sigma_y).settings.get("operator"))}
         c = int(image_shape[0])
+        start = memory.classical_bytes(operator_config, (1, c, *image_shape[1:])) if _runs_classical(self.method) \
+            else 0
+        if self.method.needs == "none" or not self.config:
+            available = memory.available_memory_bytes(o.device)
+            if available is None or start <= available:
+                return None
+            return (f"a {image_shape[2]}x{image_shape[1]} output needs an estimated {memory.format_bytes(start)} "
+                    f"({self.method.name}, {o.device}) but {memory.format_bytes(available)} is available: restore a "
+                    "crop or at a smaller factor (--max-pixels caps the accepted size up front)")
+        net = memory.network_shape(self.config)
         h, w = (padded_size(int(v), self.multiple) for v in image_shape[1:])
         precision = self._work_precision()
         batch = o.batch_size
         tiled = self.method.needs == "generator" and o.tile != 0
         tile = (o.tile or memory.auto_tile_size(net, 1, precision=precision, device=o.device)) if tiled else None
         need = memory.work_bytes(net, (batch, c, h, w), self.method.backward, tile, precision, o.device)
-        if operator_config is None and o.task is not None:  # a plain image
-            operator_config = plain_image_params(o.task, self.prepare(o.task, o.sigma_y).settings.get("operator"))
         if (operator_config or {}).get("boundary") == "reflect":  # the conjugate gradients' canvas buffers
             need += memory.REFLECT_CG_BUFFERS * batch * c * h * w * 4
+        need = max(need, memory.model_bytes(net) + start)  # the warm start's estimate comes first, per image
         available = memory.available_memory_bytes(o.device)
         if available is None or need <= available:
             return None

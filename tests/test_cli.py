@@ -718,10 +718,11 @@ def test_interrupt_leaves_no_partial_output(tmp_path, ckpt, monkeypatch):
 # ----------------------------------------------------------------------------------------------------- sample
 def test_sample_grid_and_directory(tmp_path, ckpt):
     res = run(
-        "sample", "-c", ckpt, "--nfe", "1", "--seeds", "0-3", "-o", tmp_path / "grid.png", "--device", "cpu"
+        "sample", "-c", ckpt, "--nfe", "1", "--seeds", "0-3", "-o", tmp_path / "grid.png", "--device", "cpu", "--json"
     )
     assert res.exit_code == 0, res.output
     assert Image.open(tmp_path / "grid.png").size == (2 * 16 + 3 * 2, 2 * 16 + 3 * 2)
+    assert json.loads(res.stdout.splitlines()[-1])["results"][0]["size"] == [38, 38]  # the grid's, not a sample's
     again = run("sample", "-c", ckpt, "--nfe", "1", "--seeds", "0-3", "-o", tmp_path / "grid.png", "--device", "cpu")
     assert again.exit_code == 2 and "exists (--overwrite replaces it)" in again.stderr  # a grid cannot be skipped
     assert "--skip-existing" not in again.stderr, again.output
@@ -1073,3 +1074,42 @@ def test_sample_to_a_folder_writes_the_finite_samples_and_reports_a_nan_one(tmp_
     res = run("sample", "-c", ckpt, "--seeds", "0-2", "-b", "2", "-o", tmp_path / "s", "--device", "cpu", "--json")
     assert res.exit_code == 1 and "seed 1: the network produced NaN/inf" in res.stderr
     assert json.loads(res.stdout.splitlines()[-1])["ok"] == 2 and _files(tmp_path / "s") == {"000000.png", "000002.png"}
+
+
+def test_an_input_that_runs_out_of_memory_fails_alone(tmp_path, monkeypatch):
+    """A MemoryError while an input is measured (a header far larger than its file, let through by the estimate)
+    stopped the whole batch as "internal error: MemoryError" with no result; now that input fails, named, and the
+    others are restored."""
+    from ncvsd_cli.restore import Restorer
+
+    big, small = _png(tmp_path / "big.png"), _png(tmp_path / "small.png", seed=1)
+    real = Restorer.measurement
+
+    def measurement(self, y, task, *args, source=None, **kwargs):
+        if source == big.name or str(source).endswith("big.png"):
+            raise MemoryError
+        return real(self, y, task, *args, source=source, **kwargs)
+
+    monkeypatch.setattr(Restorer, "measurement", measurement)
+    res = run("restore", "--task", "sr4", "--method", "classical", big, small, "-o", tmp_path / "out", "--json")
+    assert res.exit_code == 1, res.output
+    assert "big.png: ran out of memory" in res.output and "internal error" not in res.output
+    assert (tmp_path / "out" / "small.png").is_file() and not (tmp_path / "out" / "big.png").exists()
+
+
+@pytest.mark.parametrize("command", ["restore", "degrade"])
+def test_inputs_that_would_write_the_same_output_are_all_refused(tmp_path, command):
+    """photo.png and photo.jpg into one -o DIR: the first was written and the second refused, so which one came
+    back depended on the order, and a --skip-existing rerun failed both ("exists, beside outputs still to make")
+    forever. Now neither is written, and a rerun says the same."""
+    src = tmp_path / "in"
+    src.mkdir()
+    _png(src / "photo.png")
+    Image.open(src / "photo.png").save(src / "photo.jpg", quality=95)
+    extra = ["--task", "sr4"] + (["--method", "classical"] if command == "restore" else [])
+    for again in ("", "--skip-existing"):
+        res = run(command, src, "-o", tmp_path / "out", *extra, "--json", "-q", *([again] if again else []))
+        lines = [json.loads(line) for line in res.stdout.splitlines()]
+        assert res.exit_code == 1 and [r["status"] for r in lines[:-1]] == ["failed", "failed"], res.output
+        assert all("none of them is written" in r["error"] for r in lines[:-1]), lines
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

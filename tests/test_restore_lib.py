@@ -375,6 +375,8 @@ def test_memory_estimate_counts_the_reflect_blurs_buffers(monkeypatch):
     from ncvsd_cli.restore import Restorer
 
     monkeypatch.setattr(memory, "work_bytes", lambda *args, **kwargs: 0)
+    monkeypatch.setattr(memory, "classical_bytes", lambda *args, **kwargs: 0)
+    monkeypatch.setattr(memory, "model_bytes", lambda *args, **kwargs: 0)
     monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 1)
     circular = Restorer.from_options(RestoreOptions(task="deblur-gauss", params={"boundary": "circular"}).validate(),
                                      load=False)
@@ -384,6 +386,28 @@ def test_memory_estimate_counts_the_reflect_blurs_buffers(monkeypatch):
     sidecar = {"name": "deblur-gauss", "image_shape": [3, 64, 64], "shift": False}  # degrade's: circular
     assert reflect.memory_refusal((3, 64, 64), sidecar) is None
     assert "needs an estimated" in circular.memory_refusal((3, 64, 64), {**sidecar, "boundary": "reflect"})
+
+
+@pytest.mark.parametrize("method", ["classical", "bicubic", "pnp-gd-warm", "pnp-gd-warm-mean8"])
+def test_classical_estimates_are_checked_against_memory_too(monkeypatch, method):
+    """A classical method had no memory check: a PNG whose header says 12000x12000 ran sr4 --method classical to
+    12 GB and on (the network methods were refused at once). Its estimate (`memory.classical_bytes`, measured per
+    output element) is checked, also as pnp-gd-warm's start; biharmonic inpainting costs about 10x the others."""
+    from ncvsd_cli import memory
+    from ncvsd_cli.restore import Restorer
+
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 2 * 2**30)
+    sr4 = Restorer.from_options(RestoreOptions(task="sr4", method=method).validate(), load=False)
+    assert sr4.memory_refusal((3, 256, 256)) is None
+    refusal = sr4.memory_refusal((3, 48000, 48000))
+    assert refusal and "needs an estimated" in refusal and method in refusal, refusal
+    assert memory.classical_bytes({"name": "inpaint-box"}, (1, 3, 64, 64)) > 5 * memory.classical_bytes(
+        {"name": "sr4"}, (1, 3, 64, 64))
+    assert memory.classical_bytes({"name": "sr4"}, (1, 3, 3000, 3000)) < 2 * 2**30 < memory.classical_bytes(
+        {"name": "inpaint-box"}, (1, 3, 3000, 3000))  # what fits for super-resolution, not for a biharmonic fill
+    if method != "bicubic":  # (bicubic solves super-resolution only)
+        box = Restorer.from_options(RestoreOptions(task="inpaint-box", method=method).validate(), load=False)
+        assert "needs an estimated" in box.memory_refusal((3, 3000, 3000))
 
 
 def test_memory_refusal_says_whether_smaller_batches_and_tiles_can_help(monkeypatch):

@@ -7,7 +7,20 @@ Command modules import torch and the library lazily (inside the command function
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from pathlib import Path
+
+
+def _quiet_early_interrupt(signum, frame) -> None:  # pragma: no cover (a signal during start-up)
+    """Ctrl-C while the command's modules load: end by the signal, without Python's import traceback."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+_RUN_AS_COMMAND = Path(sys.argv[0]).name in ("ncvsd", "ncvsd.exe") or Path(sys.argv[0]).parent.name == "ncvsd_cli"
+if _RUN_AS_COMMAND and os.name == "posix":  # (imported as a library or by tests: handlers left alone)
+    signal.signal(signal.SIGINT, _quiet_early_interrupt)
 
 import typer
 
@@ -78,11 +91,10 @@ def main() -> None:
     """Console-script entry point. A command stopped by signal N exits 128 + N after its clean-up; here, at the
     top, it then ends by that signal itself (POSIX), the convention that lets a calling shell or `xargs` see the
     interruption: a `for` loop over images stops at Ctrl-C instead of going on with the next one."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # loaded: Ctrl-C is the commands' to handle
     try:
         app()
     except SystemExit as exc:
-        import signal
-
         code = exc.code if isinstance(exc.code, int) else 0
         stops = {int(getattr(signal, n)) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)}
         if os.name == "posix" and code - 128 in stops:
@@ -90,4 +102,7 @@ def main() -> None:
             sys.stderr.flush()
             signal.signal(code - 128, signal.SIG_DFL)
             os.kill(os.getpid(), code - 128)
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # done and reported (--json's exit_code): a signal during
+            if hasattr(signal, name):  # the interpreter's tear-down (0.5 s with torch) must not change the status
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
         raise

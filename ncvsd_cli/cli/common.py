@@ -575,7 +575,11 @@ def check_outputs(
     from PIL import Image
 
     input_paths = {str(i.path.resolve()) for i in inputs if i.path is not None}
-    owners: dict[str, InputItem] = {}
+    claims: dict[str, list[InputItem]] = {}  # output -> the inputs that would write it (several: all refused)
+    for item, paths in planned.items():
+        for p in paths:
+            if p != "-" and item not in claims.setdefault(str(Path(p).resolve()), []):
+                claims[str(Path(p).resolve())].append(item)
     problems: dict[InputItem, str] = {}
     probed: dict[Path, str | None] = {}
     for item, paths in planned.items():
@@ -589,11 +593,12 @@ def check_outputs(
                 problems[item] = f"{item.name}: output {p}: unknown image format {suffix!r}; use .png"
             elif folder is not None:
                 problems[item] = f"{item.name}: output {p}: {folder}"
-            elif key in owners and owners[key] != item:
+            elif len(claims[key]) > 1:  # none of them is written: a rerun meets the same refusal, not a half
+                others = ", ".join(i.name for i in claims[key] if i != item)
                 problems[item] = (
-                    f"{item.name}: output {p} would also be written for {owners[key].name} (the same name stem): "
-                    "rename one of them, run them separately, or name files of several folders by a quoted glob "
-                    "('photos/**/*.png'), whose matched subfolders are kept below -o DIR"
+                    f"{item.name}: output {p} would also be written for {others} (the same name stem; none of them is "
+                    "written): rename one of them, run them separately, or name files of several folders by a "
+                    "quoted glob ('photos/**/*.png'), whose matched subfolders are kept below -o DIR"
                 )
             elif not overwrite and key in input_paths:
                 problems[item] = (
@@ -605,7 +610,6 @@ def check_outputs(
                                   f"{item.name}: output {p} exists (--overwrite replaces it" + (
                                       ", --skip-existing keeps it and goes on with the other inputs)" if can_skip
                                       else ")"))
-            owners.setdefault(key, item)
             if item in problems:
                 break
     return problems

@@ -168,7 +168,7 @@ def restore_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help=common.SKIP_HELP),
     as_json: bool = typer.Option(False, "--json", help=common.JSON_HELP),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr (warnings still print)."),
 ) -> None:
     """Restore degraded images by posterior sampling with the distilled generative denoiser (PnP-GD)."""
     with common.handle_errors():
@@ -333,8 +333,10 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                     continue
                 try:
                     m = _read_measurement(restorer, item, no_sidecar, explicit, quiet, task_given)
-                except (ValueError, OSError) as exc:
-                    msg = str(exc)
+                except (ValueError, OSError, MemoryError) as exc:
+                    msg = str(exc) if not isinstance(exc, MemoryError) else (
+                        "ran out of memory preparing it (the estimate let it through): restore a crop, or give "
+                        "--max-pixels to refuse such sizes up front")
                     report.failed(item.name, msg if msg.startswith(item.name) else f"{item.name}: {msg}")
                     continue
                 finally:
@@ -466,7 +468,7 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
             common.note(f"{item.name}: {', '.join(ignored)} not used: the sidecar records the operator the "
                         "measurement was made with (--no-sidecar restores the image as a plain one)", quiet)
         for n in m.notes:
-            common.note(f"{item.name}: {n}")  # an edited preview is worth a word even with --quiet
+            common.note(f"warning: {item.name}: {n}")  # an edited preview is worth a word even with --quiet
         return m
     if str(item.name) in explicit:
         raise ValueError(f"no measurement sidecar {item.name}{meas.SIDECAR_SUFFIX} found")
@@ -515,7 +517,7 @@ def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[
     if eight:  # only PNG is written with 16 bits (`images.encode_image`)
         note = f"the input has {m.bit_depth} bits per sample; {', '.join(map(str, eight))} written with 8 (a .png "
         m.notes = [*m.notes, note + "output keeps 16)"]
-        common.note(m.notes[-1])
+        common.note(f"warning: {m.notes[-1]}")  # fewer bits than the input: said even with --quiet
     files = []
     for i, (t, p) in enumerate(zip(tensors, paths)):
         kept = i < images_kept  # the std image holds values, not colours

@@ -169,12 +169,13 @@ def sample_command(
             finally:
                 bar.close()
             if grid:
+                sheet = images.make_grid(x)
                 try:
-                    images.save_image(images.make_grid(x), out, overwrite=overwrite)
+                    images.save_image(sheet, out, overwrite=overwrite)
                 except OSError as exc:
                     report.failed("grid", f"cannot write {out}: {exc}")
-                else:
-                    report.ok("grid", [out], size=list(x.shape[-2:]))
+                else:  # the grid's size (each sample's is --resolution)
+                    report.ok("grid", [out], size=list(sheet.shape[-2:]))
         report.finish(as_json)
 
 
