@@ -37,7 +37,8 @@ def _draw(fn, shape: Sequence[int], generator: Generators, device, dtype) -> tor
     return out.to(device) if device is not None else out
 
 
-def randn(shape: Sequence[int], generator: Generators = None, *, device=None, dtype=torch.float32) -> torch.Tensor:
+def randn(shape: Sequence[int], generator: Generators = None, *, device: torch.device | str | None = None,
+          dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Standard normal tensor of `shape`; with a list of generators, row b is drawn from generator[b].
 
     Draws happen on the generator's device and are moved to `device`, so CPU generators give the same numbers
@@ -51,12 +52,13 @@ def randn_like(x: torch.Tensor, generator: Generators = None) -> torch.Tensor:
     return randn(x.shape, generator, device=x.device, dtype=x.dtype)
 
 
-def rand(shape: Sequence[int], generator: Generators = None, *, device=None, dtype=torch.float32) -> torch.Tensor:
+def rand(shape: Sequence[int], generator: Generators = None, *, device: torch.device | str | None = None,
+         dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Uniform [0, 1) tensor, with the same generator rules as `randn`."""
     return _draw(torch.rand, shape, generator, device, dtype)
 
 
-def generators_for_seeds(seeds: Sequence[int], device="cpu") -> list[torch.Generator]:
+def generators_for_seeds(seeds: Sequence[int], device: torch.device | str = "cpu") -> list[torch.Generator]:
     """One seeded generator per image: `generators_for_seeds([3, 4])` -> [Generator(3), Generator(4)]."""
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
@@ -79,6 +81,7 @@ def tensor_key(t: torch.Tensor) -> int:
     return int.from_bytes(digest, "little")
 
 
-def stream_generators(purpose: str, seed: int, keys: Sequence[int], device="cpu") -> list[torch.Generator]:
+def stream_generators(purpose: str, seed: int, keys: Sequence[int],
+                      device: torch.device | str = "cpu") -> list[torch.Generator]:
     """One generator per key: `stream_generators("restore", 0, [0, 1])` draws sample 0 and sample 1 of seed 0."""
     return generators_for_seeds([stream_seed(purpose, seed, k) for k in keys], device=device)

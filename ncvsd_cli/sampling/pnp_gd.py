@@ -21,16 +21,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
 from ncvsd_cli.sampling.common import SamplerResult
 from ncvsd_cli.sampling.generate import _call, multistep_denoise
+from operators.base import Operator
 from operators.noise import Generators, randn
 from operators.padding import base_operator
 
 
-def likelihood_evals(operator) -> int:
+def likelihood_evals(operator: Operator) -> int:
     """Operator applications of the last `likelihood_sample` call, per image.
 
     Uses `operator.last_evals` when the operator provides it; otherwise the convention: a closed-form step counts 2
@@ -50,10 +52,10 @@ def _base_likelihood_sample():
     return Operator.likelihood_sample
 
 
-def pnp_gd(denoiser: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor | Sequence[float], *,
+def pnp_gd(denoiser: Callable, operator: Operator, y: torch.Tensor, sigmas: torch.Tensor | Sequence[float], *,
            generator: Generators, callback: Callable[[dict], None] | None = None, beta: float,
            ema_sigma: float | None = 100.0, ema_decay: float = 0.6, ts: Sequence[int] | None = None,
-           class_labels=None, x_init: torch.Tensor | None = None) -> SamplerResult:
+           class_labels: torch.Tensor | None = None, x_init: torch.Tensor | None = None) -> SamplerResult:
     """Posterior samples of x0 given measurements y (docs/method.md §3.2).
 
     denoiser: generative denoiser `G(y, sigma, generator=...)`. operator: an `operators.Operator`.
@@ -107,12 +109,12 @@ def pnp_gd(denoiser: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor |
 NO_WARM_START_TASKS = ("phase-retrieval",)
 
 
-def warm_start_applies(operator) -> bool:
+def warm_start_applies(operator: Operator) -> bool:
     """Whether `operator` has an informative classical estimate to start from (all but NO_WARM_START_TASKS)."""
     return getattr(base_operator(operator), "name", "") not in NO_WARM_START_TASKS
 
 
-def classical_estimate(operator, y: torch.Tensor, sigma_y: float) -> SamplerResult:
+def classical_estimate(operator: Operator, y: torch.Tensor, sigma_y: float) -> SamplerResult:
     """The task's classical estimate of x0 (`sampling.classical.classical`: bicubic, Wiener, biharmonic, ...):
     x in [-1, 1] on the operator's full canvas (a padded operator's inner estimate is reflect-padded),
     extras["method"] names the baseline used.
@@ -134,9 +136,9 @@ def classical_estimate(operator, y: torch.Tensor, sigma_y: float) -> SamplerResu
     return res
 
 
-def pnp_gd_warm(denoiser: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor | Sequence[float], *,
+def pnp_gd_warm(denoiser: Callable, operator: Operator, y: torch.Tensor, sigmas: torch.Tensor | Sequence[float], *,
                 generator: Generators, sigma_y: float = 0.05, estimate: SamplerResult | None = None,
-                **settings) -> SamplerResult:
+                **settings: Any) -> SamplerResult:
     """PnP-GD warm-started from the classical estimate (module docstring): `pnp_gd(..., x_init=...)`.
 
     sigma_y >= 0: measurement noise std on the [-1, 1] scale, used by the classical estimate (Wiener's noise
