@@ -20,6 +20,7 @@ torch and safetensors are imported inside the functions that need them, so impor
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.resources
 import json
@@ -474,7 +475,8 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, config: dic
     to halve the file), default None keeps them. The write is atomic (temp file in the same folder + os.replace).
     Returns the path written.
     """
-    from safetensors.torch import save
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
 
     meta = _checkpoint_config(model, config)
     tensors: dict[str, torch.Tensor] = {}
@@ -487,12 +489,17 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, config: dic
         t = t.clone() if ptr in seen else t.contiguous()  # safetensors refuses shared storage
         seen.add(t.untyped_storage().data_ptr())
         tensors[name] = t
-    from ncvsd_cli.images import atomic_write_bytes
+    from ncvsd_cli.images import atomic_path
 
-    # serialised in memory, written by Python: a full disk is an OSError with its reason (safetensors' own writer
-    # raises SafetensorError); never half written, the umask's permissions
-    data = save(tensors, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True), "format": "pt"})
-    return atomic_write_bytes(path, data)
+    target = Path(path)
+    with atomic_path(target) as tmp:  # never half written; the umask's permissions (mkstemp's are 0600)
+        try:  # written from the tensors' memory (no serialised copy)
+            save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True), "format": "pt"})
+        except SafetensorError as exc:  # a full disk: an OSError with its reason, as Python's writes give
+            full = "No space left" in str(exc) or "StorageFull" in str(exc)
+            raise OSError(errno.ENOSPC if full else errno.EIO,
+                          "No space left on device" if full else str(exc).splitlines()[0]) from None
+    return target
 
 
 def load_checkpoint(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", kind: str | None = None,

@@ -193,19 +193,20 @@ def work_bytes(net: NetworkShape | dict, shape: Sequence[int], backward: bool = 
     return need + (2 * call_bytes(net, shape, precision, device=device) if backward else 0)
 
 
-#: Peak bytes per element (C x H x W) of the output that a classical estimate takes on CPU, measured on 2048-px
-#: outputs (1024 / 512 px alike): scikit-image's biharmonic fill of an inpainting 531 (inpaint-box; 75 s), a blur's
-#: conjugate gradients on a mirrored canvas (boundary reflect) 79, the other baselines 24-50.
-CLASSICAL_BYTES_PER_ELEMENT = {"biharmonic": 560, "reflect": 80, "other": 50}
+#: Peak bytes per element (C x H x W) of the output that a classical estimate takes in host memory (NumPy /
+#: scikit-image run on the CPU), measured on 512-2048-px outputs: scikit-image's biharmonic fill of an inpainting
+#: 410-530 (inpaint-box; 75 s at 2048 px), 780-800 (inpaint-random, 70 % missing), a blur's conjugate gradients on
+#: a mirrored canvas (boundary reflect) 79, the other baselines 24-50.
+CLASSICAL_BYTES_PER_ELEMENT = {"biharmonic": 850, "reflect": 80, "other": 50}
 
 
-def classical_bytes(operator_config: dict | None, shape: Sequence[int]) -> int:
-    """Estimated peak bytes of the classical estimate (`sampling.classical.classical`, also the warm start of
-    pnp-gd-warm) of an output of `shape` (B, C, H, W) for the operator `operator_config` ({"name", ...})."""
+def classical_bytes(operator_config: dict | None, shape: Sequence[int], method: str = "classical") -> int:
+    """Estimated peak bytes of the classical estimate `method` ("classical" picks by operator, as the warm start
+    of pnp-gd-warm does) of an output of `shape` (B, C, H, W) for the operator `operator_config` ({"name", ...})."""
     b, c, h, w = (int(v) for v in shape)
     config = operator_config or {}
-    kind = ("biharmonic" if str(config.get("name", "")).startswith("inpaint")
-            else "reflect" if config.get("boundary") == "reflect" else "other")
+    fills = method in ("classical", "biharmonic") and str(config.get("name", "")).startswith("inpaint")
+    kind = "biharmonic" if fills else "reflect" if config.get("boundary") == "reflect" else "other"
     return CLASSICAL_BYTES_PER_ELEMENT[kind] * b * c * h * w
 
 

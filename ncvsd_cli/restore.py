@@ -139,14 +139,6 @@ class RestoreOptions:
         return self
 
 
-def _runs_classical(method: Any) -> bool:
-    """Whether `method` computes a classical estimate: a classical baseline, or pnp-gd-warm (also repeated)."""
-    from ncvsd_cli.sampling.methods import get_method
-
-    base = get_method(method.base) if hasattr(method, "base") else method
-    return method.needs == "none" or bool(getattr(base, "warm", False))
-
-
 def _probe_operator(settings: dict[str, Any]):
     """A small operator of the task, to ask a method whether it applies (None when the task's parameters, e.g. a
     mask file given with the input, are not known yet: then every method is assumed to apply)."""
@@ -265,8 +257,9 @@ class Restorer:
         batch size, precision, device, tile), else a one-line refusal naming the estimate and the flags that help.
         operator_config: the measurement's operator (a sidecar's); None: a plain image of `options.task`.
         Uses only the network's config (`ncvsd_cli.memory`), so it can run before the weights load. The classical
-        methods (and pnp-gd-warm's start) count their estimate's own work (`memory.classical_bytes`)."""
+        methods (and pnp-gd-warm's start) count their estimate's own work in host memory (`memory.classical_bytes`)."""
         from ncvsd_cli import memory
+        from ncvsd_cli.sampling.methods import uses_classical_estimate
         from operators.padding import padded_size
 
         o = self.options
@@ -274,15 +267,18 @@ class Restorer:
             operator_config = {"name": o.task, **plain_image_params(
                 o.task, self.prepare(o.task, o.sigma_y).settings.get("operator"))}
         c = int(image_shape[0])
-        start = memory.classical_bytes(operator_config, (1, c, *image_shape[1:])) if _runs_classical(self.method) \
-            else 0
+        warm = uses_classical_estimate(self.method)
+        start = memory.classical_bytes(operator_config, (1, c, *image_shape[1:]),
+                                       "classical" if warm else self.method.name) \
+            if warm or self.method.needs == "none" else 0
+        host = memory.available_memory_bytes("cpu")  # the classical estimates run on the CPU, in host memory
+        if host is not None and start > host:
+            return (f"a {image_shape[2]}x{image_shape[1]} output needs an estimated {memory.format_bytes(start)} of "
+                    f"host memory for {'its classical start' if warm else self.method.name} but "
+                    f"{memory.format_bytes(host)} is available: restore a crop or at a smaller factor (--max-pixels "
+                    "caps the accepted size up front)")
         if self.method.needs == "none" or not self.config:
-            available = memory.available_memory_bytes(o.device)
-            if available is None or start <= available:
-                return None
-            return (f"a {image_shape[2]}x{image_shape[1]} output needs an estimated {memory.format_bytes(start)} "
-                    f"({self.method.name}, {o.device}) but {memory.format_bytes(available)} is available: restore a "
-                    "crop or at a smaller factor (--max-pixels caps the accepted size up front)")
+            return None
         net = memory.network_shape(self.config)
         h, w = (padded_size(int(v), self.multiple) for v in image_shape[1:])
         precision = self._work_precision()
@@ -292,7 +288,6 @@ class Restorer:
         need = memory.work_bytes(net, (batch, c, h, w), self.method.backward, tile, precision, o.device)
         if (operator_config or {}).get("boundary") == "reflect":  # the conjugate gradients' canvas buffers
             need += memory.REFLECT_CG_BUFFERS * batch * c * h * w * 4
-        need = max(need, memory.model_bytes(net) + start)  # the warm start's estimate comes first, per image
         available = memory.available_memory_bytes(o.device)
         if available is None or need <= available:
             return None

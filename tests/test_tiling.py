@@ -198,6 +198,7 @@ def test_the_restore_refusal_names_the_estimate_and_the_flags(monkeypatch):
     from ncvsd_cli.restore import Restorer, RestoreOptions
 
     restorer = Restorer.from_options(RestoreOptions(task="sr4").validate(), load=False)
+    monkeypatch.setattr(memory, "classical_bytes", lambda *args, **kwargs: 0)  # the network's estimate alone
     monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 5 * 2**30)
     assert restorer.memory_refusal((3, 4096, 4096)) is None  # 512 px tiles: about 3.4 GiB
     monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 2**30)

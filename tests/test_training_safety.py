@@ -4,7 +4,6 @@ terminals and elsewhere. Tiny networks (the `tiny` architecture, 16 px) and a fe
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import io
 import json
@@ -658,61 +657,59 @@ def test_fp16_on_a_cpu_is_refused_before_the_run_folder_is_made(tmp_path):
     assert res.exit_code == 2 and "needs CUDA" in res.output and not (tmp_path / "v").exists(), res.output
 
 
-class _FullDisk(io.FileIO):
-    """A file on a full disk: opening works, every write fails (ENOSPC), as Python's own writes then fail."""
-
-    def write(self, data):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-
-def _fill_disk_for(module, name_part: str, monkeypatch) -> None:
-    """Writes that `module` opens for files whose name holds `name_part` fail as on a full disk."""
-    import builtins
-
-    def fake_open(file, mode="r", *args, **kwargs):
-        if "w" in mode and name_part in os.fspath(file):
-            return _FullDisk(file, "w")
-        return builtins.open(file, mode, *args, **kwargs)
-
-    monkeypatch.setattr(module, "open", fake_open, raising=False)
-
-
 def test_a_snapshot_that_cannot_be_written_keeps_the_training_state(tmp_path, trained, monkeypatch):
     """A snapshot write failing (a full disk) stops the run with one line naming the reason, exit 1, and the
     state of that step is saved first, so --resume loses nothing; that resume writes the missing final snapshot
     (it used to say "nothing to do" and leave the run without one)."""
-    import ncvsd_cli.images
+    import safetensors.torch
+    from safetensors import SafetensorError
 
     data, run = trained
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
+    real = safetensors.torch.save_file
+
+    def second_fails(tensors, filename, metadata=None):  # the 0.050 EMA's file written, the disk full at 0.100
+        if ".safetensors.0.100" in str(filename) or "-0.100" in str(filename):
+            raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
+                                  '"No space left on device" })')
+        return real(tensors, filename, metadata=metadata)
+
     with monkeypatch.context() as m:
-        _fill_disk_for(ncvsd_cli.images, ".safetensors", m)
+        m.setattr(safetensors.torch, "save_file", second_fails)
         res = _resume(data, copy, steps=3)
     assert res.exit_code == 1 and "cannot write a snapshot" in res.output and "No space left" in res.output \
         and "internal error" not in res.output, res.output
     assert torch.load(copy / "state.pt", weights_only=True)["loop"]["step"] == 3
-    assert not list((copy / "snapshots").glob("*3-*")) and not list((copy / "snapshots").glob(".*tmp"))
-    res = _resume(data, copy, steps=3)
-    assert res.exit_code == 0, res.output
     kimg = torch.load(copy / "state.pt", weights_only=True)["loop"]["cur_nimg"] / 1000
-    assert snapshot_path(copy, "teacher", kimg, 0.05).is_file()
+    assert not snapshot_path(copy, "teacher", kimg, 0.1).exists() and not list((copy / "snapshots").glob(".*tmp"))
+    res = _resume(data, copy, steps=3)  # one file of the two lost: written again
+    assert res.exit_code == 0, res.output
+    assert snapshot_path(copy, "teacher", kimg, 0.05).is_file() and snapshot_path(copy, "teacher", kimg, 0.1).is_file()
     events = [json.loads(line) for line in (copy / "log.jsonl").read_text().splitlines()]
     assert events[-1]["event"] == "snapshot" and events[-1]["step"] == 3
 
 
 def test_a_training_state_that_cannot_be_written_is_one_line_and_keeps_the_old_state(tmp_path, trained,
                                                                                       monkeypatch):
-    """torch.save on a full disk raised RuntimeError ("internal error"); now the reason, exit 1, the state saved
-    before stays whole and no temporary file is left."""
-    import ncvsd_cli.training.loop
+    """torch.save on a full disk raised RuntimeError ("internal error"; its zip writer swallows the OSError of a
+    write that fails part-way); now the reason, exit 1, the state saved before stays whole and no temporary file
+    is left. A real part-way failure: the process may not write files past a size limit (EFBIG)."""
+    import resource
 
     data, run = trained
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    _fill_disk_for(ncvsd_cli.training.loop, "state.pt", monkeypatch)
-    res = _resume(data, copy, steps=3)
-    assert res.exit_code == 1 and "cannot write the training state" in res.output and "No space left" in \
+    limit = (copy / "state.pt").stat().st_size // 2  # larger than run.json and the log, half the state
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        res = _resume(data, copy, steps=3)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert res.exit_code == 1 and "cannot write the training state" in res.output and "too large" in \
         res.output and "internal error" not in res.output, res.output
     assert torch.load(copy / "state.pt", weights_only=True)["loop"]["step"] == 1
     assert not list(copy.glob(".state.pt*"))

@@ -18,8 +18,10 @@ def _quiet_early_interrupt(signum, frame) -> None:  # pragma: no cover (a signal
     os.kill(os.getpid(), signum)
 
 
-_RUN_AS_COMMAND = Path(sys.argv[0]).name in ("ncvsd", "ncvsd.exe") or Path(sys.argv[0]).parent.name == "ncvsd_cli"
-if _RUN_AS_COMMAND and os.name == "posix":  # (imported as a library or by tests: handlers left alone)
+_ARGV0 = Path(sys.argv[0] if sys.argv else "")
+_RUN_AS_COMMAND = _ARGV0.name in ("ncvsd", "ncvsd.exe") or _ARGV0.parent.name == "ncvsd_cli"
+# (imported as a library or by tests, or SIGINT ignored, as for a shell's background job: handlers left alone)
+if _RUN_AS_COMMAND and os.name == "posix" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _quiet_early_interrupt)
 
 import typer
@@ -91,7 +93,8 @@ def main() -> None:
     """Console-script entry point. A command stopped by signal N exits 128 + N after its clean-up; here, at the
     top, it then ends by that signal itself (POSIX), the convention that lets a calling shell or `xargs` see the
     interruption: a `for` loop over images stops at Ctrl-C instead of going on with the next one."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # loaded: Ctrl-C is the commands' to handle
+    if signal.getsignal(signal.SIGINT) is _quiet_early_interrupt:  # loaded: Ctrl-C is the commands' to handle
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         app()
     except SystemExit as exc:
@@ -102,7 +105,6 @@ def main() -> None:
             sys.stderr.flush()
             signal.signal(code - 128, signal.SIG_DFL)
             os.kill(os.getpid(), code - 128)
-        for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # done and reported (--json's exit_code): a signal during
-            if hasattr(signal, name):  # the interpreter's tear-down (0.5 s with torch) must not change the status
-                signal.signal(getattr(signal, name), signal.SIG_IGN)
+        if _RUN_AS_COMMAND:  # done and reported (--json's exit_code): a Ctrl-C during the interpreter's
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # tear-down (0.5 s with torch) must not change the status
         raise

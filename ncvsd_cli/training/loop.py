@@ -18,6 +18,7 @@ stream is a pure function of its position (data.py), so a resumed run continues 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -112,8 +113,23 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     through a Python file, so that a failed write (a full disk) is an OSError, not torch's RuntimeError."""
     from ncvsd_cli.images import atomic_path
 
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)
+    failed: list[OSError] = []
+
+    class _Recording(io.FileIO):  # torch's zip writer swallows a write's OSError and raises RuntimeError later
+        def write(self, data):
+            try:
+                return super().write(data)
+            except OSError as exc:
+                failed.append(exc)
+                raise
+
+    with atomic_path(path) as tmp, _Recording(tmp, "w") as f:
+        try:
+            torch.save(obj, f)
+        except RuntimeError:
+            if failed:
+                raise failed[0] from None
+            raise
 
 
 class StateError(CheckpointError):
@@ -451,8 +467,9 @@ class TrainLoop:
         if self.dist.is_main:
             try:
                 self.save_state()  # first: a snapshot that cannot be written (a full disk) loses no step
-            except OSError as exc:
-                problem = (f"cannot write the training state {self.state_path} ({exc.strerror or exc}); make room "
+            except Exception as exc:  # noqa: BLE001 (any failure: told to every rank before it is raised)
+                reason = getattr(exc, "strerror", None) or _first_line(exc)
+                problem = (f"cannot write the training state {self.state_path} ({reason}); make room "
                            "or fix the folder, then --resume from the state saved before")
             else:
                 problem = self._write_snapshot_logged()
@@ -463,8 +480,9 @@ class TrainLoop:
         """Write this step's snapshots and log them (rank 0); returns "" or why they could not be written."""
         try:
             paths = self.write_snapshot()
-        except OSError as exc:
-            return (f"cannot write a snapshot into {self.out / 'snapshots'} ({exc.strerror or exc}); the training "
+        except Exception as exc:  # noqa: BLE001 (any failure: told to every rank before it is raised)
+            reason = getattr(exc, "strerror", None) or _first_line(exc)
+            return (f"cannot write a snapshot into {self.out / 'snapshots'} ({reason}); the training "
                     f"state at step {self.step} is saved: make room or fix the folder, then --resume")
         self._log({"event": "snapshot", "step": self.step, "kimg": self.cur_nimg / 1000,
                    "files": [str(p) for p in paths]})
@@ -475,7 +493,8 @@ class TrainLoop:
         from ncvsd_cli.training.common import kimg_tag
 
         prefix = f"{self.snapshot_kind}-{kimg_tag(self.cur_nimg / 1000)}"
-        return self.step > 0 and not any(self.out.glob(f"snapshots/{prefix}*.safetensors"))
+        expected = len(getattr(getattr(self, "ema", None), "sigma_rels", ())) or 1  # one file per EMA length
+        return self.step > 0 and len(list(self.out.glob(f"snapshots/{prefix}-*.safetensors"))) < expected
 
     def _log_losses(self, sums: dict[str, torch.Tensor], counts: dict[str, int], seconds: float, since_nimg: int,
                     reporter) -> dict:
