@@ -577,9 +577,8 @@ def check_outputs(
     input_paths = {str(i.path.resolve()) for i in inputs if i.path is not None}
     claims: dict[str, list[InputItem]] = {}  # output -> the inputs that would write it (several: all refused)
     for item, paths in planned.items():
-        for p in paths:
-            if p != "-" and item not in claims.setdefault(str(Path(p).resolve()), []):
-                claims[str(Path(p).resolve())].append(item)
+        for key in {str(Path(p).resolve()) for p in paths if p != "-"}:
+            claims.setdefault(key, []).append(item)
     problems: dict[InputItem, str] = {}
     probed: dict[Path, str | None] = {}
     for item, paths in planned.items():

@@ -209,9 +209,9 @@ class TeacherMethod(Method):
         ode_steps = 5 if n % 5 == 0 else 1
         if n // ode_steps < DAPS_MIN_LEVELS:
             raise ValueError(f"daps with --nfe {n} anneals over {n // ode_steps} noise level(s) from sigma 80: it "
-                             f"needs at least {DAPS_MIN_LEVELS} (--nfe >= {5 * DAPS_MIN_LEVELS}, or >= {DAPS_MIN_LEVELS} and not a "
-                             f"multiple of 5; default {TEACHER_DEFAULT_NFE}), else its first likelihood steps leave noise of std up to 40 "
-                             "wherever the measurement says nothing")
+                             f"needs at least {DAPS_MIN_LEVELS} (--nfe >= {5 * DAPS_MIN_LEVELS}, or >= "
+                             f"{DAPS_MIN_LEVELS} and not a multiple of 5; default {TEACHER_DEFAULT_NFE}), else its "
+                             "first likelihood steps leave noise of std up to 40 wherever the measurement says nothing")
         kwargs = {"levels": n // ode_steps, "ode_steps": ode_steps, "sigma_y": float(settings["sigma_y"])}
         return MethodCall(settings, None, kwargs, n)
 

@@ -113,22 +113,25 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     through a Python file, so that a failed write (a full disk) is an OSError, not torch's RuntimeError."""
     from ncvsd_cli.images import atomic_path
 
-    failed: list[OSError] = []
-
-    class _Recording(io.FileIO):  # torch's zip writer swallows a write's OSError and raises RuntimeError later
-        def write(self, data):
-            try:
-                return super().write(data)
-            except OSError as exc:
-                failed.append(exc)
-                raise
-
-    with atomic_path(path) as tmp, _Recording(tmp, "w") as f:
+    with atomic_path(path) as tmp, _RecordingFile(tmp, "w") as f:
         try:
             torch.save(obj, f)
         except RuntimeError:
-            if failed:
-                raise failed[0] from None
+            if f.error is not None:
+                raise f.error from None
+            raise
+
+
+class _RecordingFile(io.FileIO):
+    """A file that keeps the OSError of a failed write: torch's zip writer swallows it and raises RuntimeError."""
+
+    error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return super().write(data)
+        except OSError as exc:
+            self.error = exc
             raise
 
 
@@ -166,6 +169,11 @@ class TrainingAborted(KeyboardInterrupt):
         self.signum, self.exit_code = int(signum), 128 + int(signum)
         super().__init__(f"stopped by a second {signal.Signals(signum).name} before the training state was saved; "
                          "the state of the last snapshot, if any, is kept")
+
+
+def _write_failure(exc: BaseException) -> str:
+    """Why a write failed: the OS's reason ("No space left on device"), else the error's first line."""
+    return getattr(exc, "strerror", None) or _first_line(exc)
 
 
 def _first_line(exc: BaseException, limit: int = 120) -> str:
@@ -468,9 +476,8 @@ class TrainLoop:
             try:
                 self.save_state()  # first: a snapshot that cannot be written (a full disk) loses no step
             except Exception as exc:  # noqa: BLE001 (any failure: told to every rank before it is raised)
-                reason = getattr(exc, "strerror", None) or _first_line(exc)
-                problem = (f"cannot write the training state {self.state_path} ({reason}); make room "
-                           "or fix the folder, then --resume from the state saved before")
+                problem = (f"cannot write the training state {self.state_path} ({_write_failure(exc)}); make "
+                           "room or fix the folder, then --resume from the state saved before")
             else:
                 problem = self._write_snapshot_logged()
         if distributed.all_max([float(bool(problem))], self.device)[0]:
@@ -481,8 +488,7 @@ class TrainLoop:
         try:
             paths = self.write_snapshot()
         except Exception as exc:  # noqa: BLE001 (any failure: told to every rank before it is raised)
-            reason = getattr(exc, "strerror", None) or _first_line(exc)
-            return (f"cannot write a snapshot into {self.out / 'snapshots'} ({reason}); the training "
+            return (f"cannot write a snapshot into {self.out / 'snapshots'} ({_write_failure(exc)}); the training "
                     f"state at step {self.step} is saved: make room or fix the folder, then --resume")
         self._log({"event": "snapshot", "step": self.step, "kimg": self.cur_nimg / 1000,
                    "files": [str(p) for p in paths]})
