@@ -529,6 +529,24 @@ def test_daps_runs_at_a_budget_it_can_use_and_a_smaller_one_is_refused(assets, t
     assert not (tmp_path / "e").exists()
 
 
+def test_default_methods_leave_out_daps_at_a_small_baseline_budget(assets, tmp_path, monkeypatch):
+    """--baseline-nfe 20 with the default --methods: daps is left out with a warning (even with -q) and the others
+    run; named in --methods it is refused (above)."""
+    import ncvsd_cli.bench
+    from ncvsd_cli.cli import app
+
+    seen = []
+    monkeypatch.setattr(ncvsd_cli.bench, "run_bench", lambda cfg, progress: seen.append(cfg) or
+                        bench_runner.BenchOutcome(tmp_path))
+    base = ["bench", "--dataset", str(assets / "imgs"), "--out", str(tmp_path / "o"), "-q"]
+    res = CliRunner().invoke(app, [*base, "--baseline-nfe", "20"])
+    assert res.exit_code == 0, res.output
+    assert "warning: daps left out of the default methods: daps with --baseline-nfe 20" in res.stderr
+    assert seen[-1].methods == [m for m in bench_runner.DEFAULT_METHODS if m != "daps"]
+    res = CliRunner().invoke(app, [*base, "--baseline-nfe", "50"])
+    assert res.exit_code == 0 and "warning" not in res.stderr and seen[-1].methods == list(bench_runner.DEFAULT_METHODS)
+
+
 def test_methods_that_skip_a_task_or_an_nfe_are_told(assets, tmp_path, caplog):
     import logging
 

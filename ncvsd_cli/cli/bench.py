@@ -56,6 +56,20 @@ def _csv(value: str, what: str) -> list[str]:
     return items
 
 
+def _fit_default_methods(methods: list[str], baseline_nfe: int) -> list[str]:
+    """The default --methods less daps where --baseline-nfe is below its budget rule (named with --methods, daps
+    is refused instead, by BenchConfig.validate)."""
+    from ncvsd_cli.sampling.methods import get_method
+
+    try:
+        get_method("daps").arguments({"sigma_y": 0.0}, baseline_nfe)
+    except ValueError as exc:
+        reason = str(exc).replace("--nfe", "--baseline-nfe")
+        common.note(f"warning: daps left out of the default methods: {reason}")  # said even with --quiet
+        return [m for m in methods if m != "daps"]
+    return methods
+
+
 def _ints(value: str, what: str) -> list[int]:
     try:
         return [int(v) for v in _csv(value, what)]
@@ -64,6 +78,7 @@ def _ints(value: str, what: str) -> list[int]:
 
 
 def bench(
+    ctx: typer.Context,
     out: str | None = typer.Option(None, "--out", "-o", metavar="DIR",
                                    help="Output folder (created; default bench-NAME here, NAME the dataset's)."),
     dataset: str = typer.Option("builtin", "--dataset", "-d", metavar="ffhq|builtin|PATH", show_default=True,
@@ -132,8 +147,11 @@ def bench(
         if resolution is not None and lpips in LPIPS_MIN_SIZE and resolution < LPIPS_MIN_SIZE[lpips]:
             raise common.UsageError(f"--resolution {resolution}: LPIPS-{lpips} needs images of at least "
                                     f"{LPIPS_MIN_SIZE[lpips]} px per side")
+        method_list = _csv(methods, "methods")
+        if "methods" not in common.given_options(ctx):
+            method_list = _fit_default_methods(method_list, baseline_nfe)
         cfg = BenchConfig(dataset=dataset, out=out, tasks=_csv(tasks, "tasks"), nfe=_ints(nfe, "nfe"),
-                          methods=_csv(methods, "methods"), data=data, limit=limit, seed=seed, generator=checkpoint,
+                          methods=method_list, data=data, limit=limit, seed=seed, generator=checkpoint,
                           teacher=teacher, baseline_nfe=baseline_nfe, lpips=lpips, best_of=best_of, resume=resume,
                           device=str(common.parse_device(device)), resolution=resolution, grid_images=grid_images,
                           preset_file=preset, precision=precision, batch_size=batch_size)

@@ -607,7 +607,7 @@ def check_outputs(
                 problems[item] = (f"{item.name}: output {p} exists, beside outputs still to make (remove it, or "
                                   "rerun without --skip-existing and with --overwrite)" if skip_existing else
                                   f"{item.name}: output {p} exists (--overwrite replaces it" + (
-                                      ", --skip-existing keeps it and goes on with the other inputs)" if can_skip
+                                      ", --skip-existing keeps it and makes the rest)" if can_skip
                                       else ")"))
             if item in problems:
                 break
