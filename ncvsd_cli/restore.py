@@ -46,8 +46,9 @@ STD_SCALE = 4.0
 #: An estimated Gaussian blur width (px) is used at least this wide (an unblurred image's kernel stays a blur).
 MIN_BLUR_SIGMA = 0.25
 #: A grey measurement (three equal channels) restored by a colour network is sampled at this times its level: its
-#: noise is the same in the three channels, so along the grey the network (trained on noise independent per channel)
-#: sees sigma_y / ||w|| of luma weights w (1 / 0.668 = 1.50 for BT.601) where it expects sigma_y. Grey validation
+#: noise is the same in the three channels, so along the unit grey direction (1, 1, 1) / sqrt(3) the network (trained
+#: on noise independent per channel) sees sqrt(3) sigma_y = 1.73 sigma_y where it expects sigma_y; 1.5 is the factor
+#: chosen below that on the photos (the image's own grey content is not noise-free either). Grey validation
 #: photos denoised at 1 / 1.25 / 1.5 / 1.75x (noise 0.05; benchmarks/noise-estimator/grey.md): LPIPS 0.048 / 0.040 /
 #: 0.037 / 0.040, PSNR 34.70 / 35.03 / 35.11 / 34.99 dB (best at 0.05-0.2; 1.25x at 0.02); sr4 and deblur-gauss
 #: showed no consistent gain (GREY_NOISE_TASKS).

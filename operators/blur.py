@@ -286,13 +286,22 @@ class CircularBlur(Operator):
         canvas posterior ∝ exp(−|WKu − y|²/(2σ_p²) − |u − E(x0)|²/(2ρ²)) sampled by perturb-and-solve (u = the
         solution for the perturbed y + σ_p ε and E(x0) + ρ ε'; exact when the conjugate gradients converge: to
         CG_TOLERANCE for rho below 1, to the looser CG_TOLERANCE_BROAD above, where the posterior is broad and
-        later steps anneal it), its window."""
+        later steps anneal it), its window. The residual tolerance does not bound the error in posterior standard
+        deviations: against the dense canvas posterior the mean was off by 0.02-0.11 std at rho 0.7, sigma_p
+        0.0023, and up to 0.6 std at rho >= 1, about 1e-2 in value, small next to the sample's spread rho."""
         check_likelihood_args(rho, sigma_p)
         if self.boundary == "circular":
+            # u = x0 + ρε + F⁻¹[g·F(y − K x0) + (1/√λ − ρ)·F(ε)], g = conj(K) ρ²/(σ_p² + ρ²|K|²), λ = |K|²/σ_p² + 1/ρ²:
+            # the sample S b + √S ε (S = 1/λ, b = Kᵀy/σ_p² + x0/ρ²) without forming b, which cancels in float32
+            # where ρ/σ_p is large (as operators/resize.py)
             k = self._otf(x0)
-            s = 1.0 / (k.abs() ** 2 / sigma_p**2 + 1.0 / rho**2)
-            b = self._filter(y, k.conj()) / sigma_p**2 + x0 / rho**2
-            return self._filter(b, s) + self._filter(randn_like(x0, generator), s.sqrt())
+            a = (rho / sigma_p) ** 2 * k.abs() ** 2                           # ρ²|K|²/σ_p² >= 0
+            gain = k.conj() * (rho**2 / (sigma_p**2 + rho**2 * k.abs() ** 2))
+            root = torch.sqrt(1 + a)
+            noise_gain = -rho * a / (root * (1 + root))                      # 1/√λ − ρ without cancellation
+            eps = randn_like(x0, generator)
+            update = gain * torch.fft.rfft2(y - self._filter(x0, k)) + noise_gain * torch.fft.rfft2(eps)
+            return x0 + rho * eps + torch.fft.irfft2(update, s=x0.shape[-2:])
         prior = self._extend(x0)
         prior = prior + rho * randn_like(prior, generator)
         return self._solve(y + sigma_p * randn_like(y, generator), sigma_p**2 / rho**2, prior,

@@ -185,6 +185,24 @@ def test_budget_rules_that_used_to_disagree():
     assert daps.prepare("sr4").nfe == 1000 and daps.prepare("sr4", 1000).kwargs["ode_steps"] == 5
 
 
+def test_daps_runs_on_an_exact_measurement():
+    """restore measures a plain photo's inpainting at sigma_y 0: DAPS's beta = 2 sigma_y² takes 8-bit rounding's
+    error as the floor (it raised "beta must be > 0"); the kept pixels are reproduced to within that error."""
+    from ncvsd_cli.sampling.presets import BETA_FLOOR_SIGMA
+    from ncvsd_cli.sampling.teacher_baselines import daps
+
+    call = get_method("daps").prepare("inpaint-box", 11, sigma_y=0.0)
+    assert call.kwargs["sigma_y"] == BETA_FLOOR_SIGMA
+    op = operators.create("inpaint-box", (3, 9, 11), box_size=3)
+    x = torch.linspace(-0.5, 0.5, 3 * 9 * 11).reshape(1, 3, 9, 11)
+    y = op.forward(x)
+    steps = []
+    out = daps(lambda z, s: z / (1 + s**2), op, y, generator=torch.Generator().manual_seed(0),
+               callback=steps.append, **call.kwargs).x  # the N(0, 1) prior's exact denoiser
+    kept = op.forward(steps[-2]["x0"])  # the last likelihood sample (the output is the ODE estimate after it)
+    assert torch.isfinite(out).all() and (kept - y).abs().max() < 4 * BETA_FLOOR_SIGMA
+
+
 @pytest.mark.parametrize("name, nfe, match", [("denoiser", 40, "--nfe 1 to --nfe 31"), ("wiener", 3, "no network"),
                                               ("dps", 0, "nfe >= 1"), ("denoiser-mean8", 12, "multiple of 8"),
                                               ("pnp-gd", 1, r"prior draw that ignores the measurement.*--nfe >= 2")])

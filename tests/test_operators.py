@@ -227,6 +227,24 @@ def test_exact_likelihood_matches_analytic_gaussian(name):
     assert (torch.cov(z.T) - torch.eye(n, dtype=torch.float64)).abs().max() < 5 * math.sqrt(2 / N_SAMPLES)
 
 
+@pytest.mark.parametrize("name", LINEAR + ["deblur-gauss:wide"])
+def test_float32_likelihood_step_matches_float64_at_a_sharp_likelihood(name, monkeypatch):
+    """sigma_p at the 8-bit floor (0.00143) and rho 80, the first PnP-GD level: a float32 sample is the float64 one
+    (same noise) to 1e-3 rho (RMS). The circular blur formed Kᵀy/σ_p² + x0/ρ² and multiplied by ρ², which cancelled
+    in float32: 0.1 rho on a 61-px Gaussian blur. "deblur-gauss:wide": sigma 3, 61 px, the task's default."""
+    name, _, variant = name.partition(":")
+    shape = (1, 33, 35)
+    op = make(name, shape, **({"sigma": 3.0, "kernel_size": 61} if variant else {}))
+    monkeypatch.setattr(operators.noise, "randn", lambda size, generator=None, *, device=None, dtype=torch.float32:
+                        torch.randn(size, generator=generator, dtype=torch.float64).to(dtype))
+    x = image(shape, batch=1, seed=1, dtype=torch.float64)
+    y64 = op.double().measure(x, 0.0)
+    x0 = image(shape, batch=1, seed=2, dtype=torch.float64)
+    u64 = op.double().likelihood_sample(x0, y64, 80.0, 0.00143, gen(5))
+    u32 = op.float().likelihood_sample(x0.float(), y64.float(), 80.0, 0.00143, gen(5)).double()
+    assert (u32 - u64).pow(2).mean().sqrt() < 1e-3 * 80
+
+
 def test_sr_langevin_agrees_with_exact():
     """ULA (the reference's path) and the exact SVD sampler on sr2, (1, 6, 5), sp = rho = 0.1, N = 4000 chains.
     With C1 = 0.05 and 250 steps ULA forgets its start (slowest contraction (1 − gamma/rho²)^250 ≈ e^-12) and its

@@ -212,7 +212,11 @@ class TeacherMethod(Method):
                              f"needs at least {DAPS_MIN_LEVELS} (--nfe >= {5 * DAPS_MIN_LEVELS}, or >= "
                              f"{DAPS_MIN_LEVELS} and not a multiple of 5; default {TEACHER_DEFAULT_NFE}), else its "
                              "first likelihood steps leave noise of std up to 40 wherever the measurement says nothing")
-        kwargs = {"levels": n // ode_steps, "ode_steps": ode_steps, "sigma_y": float(settings["sigma_y"])}
+        from ncvsd_cli.sampling.presets import BETA_FLOOR_SIGMA
+
+        # beta = 2 sigma_y², sigma_y at least 8-bit rounding's error (restore measures plain inpainting at 0)
+        kwargs = {"levels": n // ode_steps, "ode_steps": ode_steps,
+                  "sigma_y": max(float(settings["sigma_y"]), BETA_FLOOR_SIGMA)}
         return MethodCall(settings, None, kwargs, n)
 
     def bench_nfe(self, sweep, baseline_nfe):

@@ -45,7 +45,9 @@ def dps(teacher: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor | Seq
     sigmas: decreasing noise levels (default Karras(steps=1000, 0.002..80, rho 7)); a final step to sigma 0 is
     implied. stochastic: ancestral (DDPM-like, as in DPS) rather than Euler steps. zeta > 0: guidance scale of
     zeta_i = zeta / |y - A(D(x))| per image (the paper's range 0.1-1 was tuned for 256x256x3 images: the guidance
-    step has norm about 2 zeta whatever the image size, so small images need a smaller zeta).
+    step has norm about 2 zeta whatever the image size, so small images need a smaller zeta). This is the paper's
+    Alg. 1 as written; the DPS authors' code steps scale * grad |y - A(D(x))| = scale / (2 |r|) * grad |r|², so
+    zeta = scale / 2 (their scale 1 is zeta 0.5 here).
     vp_scaling: multiply the step by sqrt((1 + sigma²)(1 + sigma_next²)), which makes a step in these VE coordinates
     equal to DPS's step in its variance-preserving coordinates (x_vp = x_ve / sqrt(1 + sigma²)).
     operator_evals = 2 per step (A and its backward). Returns the last iterate.
