@@ -1,5 +1,5 @@
 """The prepared benchmark scripts run end to end on the CPU with tiny settings (their real runs need a GPU or
-minutes): `benchmarks/gpu_speed.sh --tiny`, `benchmarks/bench_batching.py` and `benchmarks/blur_boundary.py`."""
+minutes): `benchmarks/gpu_speed.sh --tiny`, `benchmarks/bench_batching.py`, `benchmarks/blur_boundary.py` and others."""
 
 import json
 import os
@@ -184,3 +184,12 @@ def test_jpeg_inputs_script(tmp_path):
     assert readings[0] == "set,image,case,quality,read,jpeg_sigma,jpeg_error" and len(readings) == 1 + 2
     assert "| validation | deblur-gauss-width-read | 50 |" in (out / "summary.md").read_text()
     assert Image.open(out / "grid-validation-deblur-gauss-width-read.jpg").size == (4 * 48, 2 * 48)
+
+
+def test_baseline_sweep_script(tmp_path):
+    """benchmarks/baseline_sweep.py on one photo: DPS's zeta at 2 steps, one row per value, keyed by the parameter."""
+    out = _script(tmp_path, "baseline_sweep.py", "--method", "dps", "--param", "zeta", "--values", "1,0.5",
+                  "--nfe", "2", "--tasks", "sr4")
+    rows = json.loads((out / "rows.json").read_text())
+    assert [(r["task"], r["zeta"]) for r in rows] == [("sr4", 1.0), ("sr4", 0.5)]
+    assert all(0 <= r["lpips"] <= 1 and r["psnr"] > 0 for r in rows)
