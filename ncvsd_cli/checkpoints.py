@@ -502,6 +502,11 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, config: dic
     return target
 
 
+#: What each network kind drives, for the message of a checkpoint of the wrong kind.
+KIND_USES = {"teacher": "a teacher drives the methods dps, daps and teacher-mmse, and `sample --teacher`",
+             "generator": "a generator drives pnp-gd, pnp-gd-warm, denoiser and their -mean8 / -fit4 forms"}
+
+
 def load_checkpoint(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", kind: str | None = None,
                     dtype: torch.dtype | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Build the network a checkpoint describes and load its weights strictly; returns (model in eval mode, config).
@@ -523,7 +528,8 @@ def load_checkpoint(name_or_path: str | os.PathLike, device: str | torch.device 
     verify_if_listed(path)
     config = read_config(path)
     if kind is not None and config["kind"] != kind:
-        raise CheckpointError(f"{path.name} holds a {config['kind']} network, but a {kind} is needed here")
+        uses = KIND_USES.get(config["kind"], "a part of a training state")
+        raise CheckpointError(f"{path.name} holds a {config['kind']} network, but a {kind} is needed here ({uses})")
     try:
         with torch.random.fork_rng(devices=[]):  # the discarded random init leaves the caller's stream alone
             model = build_network(config)

@@ -762,6 +762,9 @@ def motion_notes(y: torch.Tensor, params: dict[str, Any], given: dict[str, Any])
         note += ": it fills the square, the shake may be longer" + (
             f" (-p kernel_size={longer} reads a longer one)" if longer > size else
             f" than the largest read, {MAX_READ_SIZE} px" if size == MAX_READ_SIZE else " than this image can tell")
+        note += ("; look at the result: readings of long shakes are unreliable (61-px shakes of 256-px photos mostly "
+                 "came out worse than the blurred input; docs/method.md §4.4), a measured kernel is safer "
+                 "(-p kernel=K.png)")
     if size < odd:
         note += (f"; kernel_size {asked} is over the largest read, {MAX_READ_SIZE}" if size == MAX_READ_SIZE
                  else f"; kernel_size {asked} does not fit twice in the image: read at {size}" if "kernel_size" in given

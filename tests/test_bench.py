@@ -529,6 +529,22 @@ def test_daps_runs_at_a_budget_it_can_use_and_a_smaller_one_is_refused(assets, t
     assert not (tmp_path / "e").exists()
 
 
+def test_a_missing_dataset_is_said_before_weights_load(assets, tmp_path, monkeypatch):
+    """`--dataset ffhq --data missing.zip --lpips vgg` stopped on the LPIPS / checkpoint download (exit 3) and never
+    named the missing zip: the dataset is listed first."""
+    from ncvsd_cli.bench.datasets import DatasetError
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("weights loaded before the dataset was checked")
+
+    monkeypatch.setattr(bench_runner, "_Scorer", no_weights)
+    monkeypatch.setattr(bench_runner, "_load_networks", no_weights)
+    for dataset, data in (("ffhq", tmp_path / "missing.zip"), (str(tmp_path / "nope"), None)):
+        with pytest.raises(DatasetError, match="does not exist"):
+            run_bench(_cfg(assets, tmp_path / "o", dataset=dataset, data=data and str(data)), progress=False)
+    assert not (tmp_path / "o").exists()
+
+
 def test_default_methods_leave_out_daps_at_a_small_baseline_budget(assets, tmp_path, monkeypatch):
     """--baseline-nfe 20 with the default --methods: daps is left out with a warning (even with -q) and the others
     run; named in --methods it is refused (above)."""

@@ -133,7 +133,8 @@ def test_restore_reads_a_plain_images_shake_unless_its_kernel_or_seed_is_given(t
     short = result("-p", "kernel_size=11", "-o", str(tmp_path / "s.png"))
     assert any("read in a 11x11 square" in n and "fills the square" not in n for n in short["notes"])
     tiny = result("-p", "kernel_size=5", "-o", str(tmp_path / "t.png"))
-    assert any("fills the square, the shake may be longer (-p kernel_size=11" in n for n in tiny["notes"])
+    assert any("fills the square, the shake may be longer (-p kernel_size=11" in n and "look at the result" in n
+               for n in tiny["notes"])
     for given in (["-p", "seed=3"], ["-p", "kernel=[[1.0]]", "-p", "kernel_size=1"]):
         out = result(*given, "-o", str(tmp_path / "g.png"))
         assert not any("estimated the motion-blur kernel" in n for n in out["notes"]) and "blur_kernel" not in out

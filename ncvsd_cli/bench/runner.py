@@ -421,6 +421,8 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     from ncvsd_cli.progress import NestedProgress
 
     cfg.validate()
+    if cfg.dataset != "builtin":  # a missing or empty dataset is said before weights load or download (lazy images)
+        datasets.load_dataset(cfg.dataset, cfg.resolution or 1, cfg.data)
     rank, world = distributed.rank_world()
     device = distributed.local_device(cfg.device, world)
     scorer = _Scorer(cfg.lpips, device)
