@@ -3,8 +3,8 @@
 Each photo of VAL (PNG), resized to 64 px, is measured for each of --tasks (sigma_y 0.05, measurement seed 1) and
 restored by --method with the shipped teacher (--nfe teacher calls: DAPS as levels x 5 ODE steps, DPS as steps;
 sampler seed 0, one sample) for each value of --param. Writes OUT/rows.json and prints the mean LPIPS-alex and PSNR
-per value. docs/method.md §5 records the runs: DAPS r_scale (about 45 minutes on a 2-core CPU for 3 photos, 3 tasks,
-3 values at 500 NFE; `benchmarks/daps-r-scale/`) and DPS zeta (`benchmarks/dps-zeta/`).
+per value. docs/method.md §5 records the DAPS r_scale run (about 45 minutes on a 2-core CPU for 3 photos, 3 tasks,
+3 values at 500 NFE; `benchmarks/daps-r-scale/`); a DPS zeta run takes about 4 minutes a row there (1000 steps).
 
 Usage:  python benchmarks/baseline_sweep.py VAL --out OUT [--method daps] [--param r_scale] [--values 1,0.5,0.25]
         [--nfe 500] [--tasks sr4,deblur-gauss,inpaint-box]

@@ -295,8 +295,9 @@ class CircularBlur(Operator):
             # the sample S b + √S ε (S = 1/λ, b = Kᵀy/σ_p² + x0/ρ²) without forming b, which cancels in float32
             # where ρ/σ_p is large (as operators/resize.py)
             k = self._otf(x0)
-            a = (rho / sigma_p) ** 2 * k.abs() ** 2                           # ρ²|K|²/σ_p² >= 0
-            gain = k.conj() * (rho**2 / (sigma_p**2 + rho**2 * k.abs() ** 2))
+            k2 = k.abs() ** 2
+            a = (rho / sigma_p) ** 2 * k2                                     # ρ²|K|²/σ_p² >= 0
+            gain = k.conj() * (rho**2 / (sigma_p**2 + rho**2 * k2))
             root = torch.sqrt(1 + a)
             noise_gain = -rho * a / (root * (1 + root))                      # 1/√λ − ρ without cancellation
             eps = randn_like(x0, generator)

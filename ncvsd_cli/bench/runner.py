@@ -102,18 +102,25 @@ class BenchConfig:
             raise ValueError(f"--best-of must be >= 1, got {self.best_of}")
         if self.baseline_nfe < 1 or any(n < 1 for n in self.nfe):
             raise ValueError(f"NFE values must be >= 1, got --nfe {self.nfe} --baseline-nfe {self.baseline_nfe}")
-        if "daps" in self.methods:  # refused before any image runs (the method's own budget rule)
-            from ncvsd_cli.sampling.methods import get_method
-
-            try:
-                get_method("daps").arguments({"sigma_y": 0.0}, self.baseline_nfe)
-            except ValueError as exc:
-                raise ValueError(str(exc).replace("--nfe", "--baseline-nfe")) from None
+        problem = daps_budget_problem(self.baseline_nfe) if "daps" in self.methods else None
+        if problem:  # refused before any image runs (the method's own budget rule)
+            raise ValueError(problem)
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be >= 1, got {self.limit}")
         if self.grid_images < 0:
             raise ValueError(f"--grid-images must be >= 0, got {self.grid_images}")
         results.lpips_column(self.lpips)
+
+
+def daps_budget_problem(baseline_nfe: int) -> str | None:
+    """Why daps cannot spend `baseline_nfe` teacher calls (its budget rule, worded with --baseline-nfe), or None."""
+    from ncvsd_cli.sampling.methods import get_method
+
+    try:
+        get_method("daps").arguments({"sigma_y": 0.0}, baseline_nfe)
+    except ValueError as exc:
+        return str(exc).replace("--nfe", "--baseline-nfe")
+    return None
 
 
 @dataclass

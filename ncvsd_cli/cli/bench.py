@@ -59,13 +59,11 @@ def _csv(value: str, what: str) -> list[str]:
 def _fit_default_methods(methods: list[str], baseline_nfe: int) -> list[str]:
     """The default --methods less daps where --baseline-nfe is below its budget rule (named with --methods, daps
     is refused instead, by BenchConfig.validate)."""
-    from ncvsd_cli.sampling.methods import get_method
+    from ncvsd_cli.bench.runner import daps_budget_problem
 
-    try:
-        get_method("daps").arguments({"sigma_y": 0.0}, baseline_nfe)
-    except ValueError as exc:
-        reason = str(exc).replace("--nfe", "--baseline-nfe")
-        common.note(f"warning: daps left out of the default methods: {reason}")  # said even with --quiet
+    problem = daps_budget_problem(baseline_nfe)
+    if problem:
+        common.note(f"warning: daps left out of the default methods: {problem}")  # said even with --quiet
         return [m for m in methods if m != "daps"]
     return methods
 
