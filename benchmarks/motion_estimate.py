@@ -7,7 +7,9 @@ restoring with it gains over the Gaussian fit a user had before (deblur-motion r
    noise 0.01 or 0.04 on the [-1, 1] scale (seed 1), 8-bit; the 21-px blur also saved as JPEG quality 85; and the
    photo unblurred. Read in the default 31-px square (`restore`'s reading); similarity: the largest normalised
    cross-correlation with the true kernel over all shifts (1 = the same path; an unblurred photo's true kernel
-   is one tap), extent, taps, whether `restore` takes it (reliable), seconds on this CPU.
+   is one tap), extent, taps, whether `restore` takes it (reliable: not spread like noise and, for a path of
+   16 px or more, its halves agree: `halves_agreement`, given as agreement), seconds on this CPU (the check
+   included).
 2. Restoration (VAL, 256-px validation photos): blurred by a kernel of SIZES px (mirrored edges, noise 0.02,
    seed 1, 8-bit), restored with the default sampler (seed 0) as `ncvsd restore` does a plain photo (noise level
    read): --task deblur-gauss (width read: what a user had), --task deblur-motion (kernel read), the true kernel,
@@ -32,12 +34,11 @@ import numpy as np
 import torch
 from defocus import _mean_range, _png, square
 from PIL import Image
-from scipy import signal
 
 import operators
 from ncvsd_cli import images
 from ncvsd_cli.metrics import lpips_distance, psnr
-from ncvsd_cli.motion_estimate import MOTION_READ_SIZE, read_motion_kernel
+from ncvsd_cli.motion_estimate import MOTION_READ_SIZE, kernel_similarity, read_motion_kernel
 from ncvsd_cli.restore import restore_image
 from operators.motion_kernel import motion_kernel
 
@@ -62,11 +63,6 @@ def blurred(x: torch.Tensor, kernel: np.ndarray, noise: float, quality: int = 0)
     return images.load_image(data)
 
 
-def similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """The largest normalised cross-correlation of two kernels over all shifts."""
-    return float(signal.correlate(a, b).max() / np.sqrt((a**2).sum() * (b**2).sum()))
-
-
 def reading(folder: Path, limit: int | None) -> list[dict]:
     rows = []
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))[:limit]
@@ -78,8 +74,9 @@ def reading(folder: Path, limit: int | None) -> list[dict]:
             start = time.perf_counter()
             r = read_motion_kernel(y, MOTION_READ_SIZE)
             rows.append({"image": path.stem, "case": name, "noise": noise,
-                         "similarity": round(similarity(r.kernel, k), 4), "extent": r.extent, "taps": r.taps,
+                         "similarity": round(kernel_similarity(r.kernel, k), 4), "extent": r.extent, "taps": r.taps,
                          "reliable": int(r.reliable),
+                         "agreement": "" if r.agreement is None else round(r.agreement, 4),
                          "seconds": round(time.perf_counter() - start, 2)})
             print(rows[-1], flush=True)
     return rows

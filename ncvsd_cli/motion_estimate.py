@@ -39,15 +39,47 @@ ITERATIONS = 5
 MAX_TAPS_PER_SIDE = 6.5
 
 
+#: A reading whose path spans at least this many px is checked against the kernels read on each half of the photo
+#: (`halves_agreement`): long readings are the ones that go wrong, and the check triples the reading's time.
+CHECK_EXTENT = 16
+#: A checked reading whose halves agree with it by less than this (mean similarity) is a guess, not the photo's
+#: shake: a true shake is the same in every part of the photo, a wrong path fits each part's noise differently.
+MIN_HALF_AGREEMENT = 0.5
+
+
 class MotionReading(NamedTuple):
     """A kernel read from a photo: `kernel` (size, size) float64, non-negative, summing to 1, centred on its centre
     of mass (`_centred`); `extent` the side (px) of the smallest square holding its taps; `taps` how many it
-    lights; `reliable` False where that many look like noise (over MAX_TAPS_PER_SIDE x size)."""
+    lights; `agreement` the mean similarity (0-1) of the kernels read on the photo's halves with it
+    (`halves_agreement`; None: not checked, a path under CHECK_EXTENT px or halves too small to read)."""
 
     kernel: np.ndarray
     extent: int
     taps: int
-    reliable: bool
+    agreement: float | None = None
+
+    @property
+    def noisy(self) -> bool:
+        """Whether the kernel lights too many taps for a path (over MAX_TAPS_PER_SIDE per px of its side)."""
+        return self.taps > MAX_TAPS_PER_SIDE * self.kernel.shape[0]
+
+    @property
+    def disagrees(self) -> bool:
+        """Whether the photo's halves read other kernels (agreement under MIN_HALF_AGREEMENT)."""
+        return self.agreement is not None and self.agreement < MIN_HALF_AGREEMENT
+
+    @property
+    def reliable(self) -> bool:
+        """Neither spread like noise nor contradicted by the photo's halves."""
+        return not (self.noisy or self.disagrees)
+
+
+def kernel_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest normalised cross-correlation of two kernels over all shifts (a kernel is read up to a shift):
+    in [0, 1] for non-negative kernels, 1 for the same path."""
+    from scipy import signal
+
+    return float(signal.correlate(a, b).max() / np.sqrt((a**2).sum() * (b**2).sum()))
 
 
 def _fft2(a: np.ndarray) -> np.ndarray:
@@ -161,9 +193,21 @@ def _resized(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return ndimage.zoom(a, (shape[0] / a.shape[0], shape[1] / a.shape[1]), order=1, mode="nearest")
 
 
-def read_motion_kernel(y: torch.Tensor, size: int = MOTION_READ_SIZE) -> MotionReading | None:
+def halves_agreement(y: torch.Tensor, kernel: np.ndarray) -> float | None:
+    """The mean `kernel_similarity` (0-1) of `kernel` with the kernels read, in a square of its size, on each half of
+    y (1, C, h, w): left, right, top and bottom. None where a half is too small to read."""
+    h, w = y.shape[-2:]
+    halves = (y[..., :, : w // 2], y[..., :, w // 2 :], y[..., : h // 2, :], y[..., h // 2 :, :])
+    readings = [read_motion_kernel(half, kernel.shape[0], check=False) for half in halves]
+    if any(r is None for r in readings):
+        return None
+    return float(np.mean([kernel_similarity(kernel, r.kernel) for r in readings]))
+
+
+def read_motion_kernel(y: torch.Tensor, size: int = MOTION_READ_SIZE, check: bool = True) -> MotionReading | None:
     """The motion-blur kernel of a blurred photo y (1, C, h, w) on [-1, 1], read on its luma, of at most `size` px
-    (odd, 3-MAX_READ_SIZE; the shake's length must fit). None for an image too small to read (a side under 2 size or 32 px)."""
+    (odd, 3-MAX_READ_SIZE; the shake's length must fit). None for an image too small to read (a side under 2 size
+    or 32 px). check: a path of CHECK_EXTENT px or more is checked against the photo's halves (`halves_agreement`)."""
     size = int(size)
     if size < 3 or size % 2 == 0 or size > MAX_READ_SIZE:
         raise ValueError(f"the kernel size read must be odd and in [3, {MAX_READ_SIZE}], got {size}")
@@ -192,5 +236,13 @@ def read_motion_kernel(y: torch.Tensor, size: int = MOTION_READ_SIZE) -> MotionR
         for _ in range(ITERATIONS):
             kernel = _kernel_step(_latent(canvas, kernel, L0_WEIGHT), canvas, side, inside)
     rows, cols = np.nonzero(kernel)
-    extent = int(max(np.ptp(rows), np.ptp(cols))) + 1
-    return MotionReading(_centred(kernel), extent, len(rows), len(rows) <= MAX_TAPS_PER_SIDE * size)
+    reading = MotionReading(_centred(kernel), int(max(np.ptp(rows), np.ptp(cols))) + 1, len(rows))
+    return checked(y, reading) if check else reading
+
+
+def checked(y: torch.Tensor, reading: MotionReading) -> MotionReading:
+    """`reading` of y with its `agreement` (`halves_agreement`) where its path spans CHECK_EXTENT px or more and it
+    is not spread like noise; else as it is."""
+    if reading.agreement is None and reading.extent >= CHECK_EXTENT and not reading.noisy:
+        return reading._replace(agreement=halves_agreement(y, reading.kernel))
+    return reading

@@ -715,17 +715,12 @@ def reads_motion_kernel(task: str, given: dict[str, Any]) -> bool:
 SMALL_IMAGE_READ_FRACTION = 4
 
 
-def motion_notes(y: torch.Tensor, params: dict[str, Any], given: dict[str, Any]) -> list[str]:
-    """Reads a plain photo's motion-blur kernel (`motion_estimate.read_motion_kernel`, of -p kernel_size (odd; at
-    most half the image's side) or MOTION_READ_SIZE px (at most a quarter of the side)), sets params' kernel and kernel_size to it and returns
-    the notes that say so. ValueError for an image under 32 px, a kernel_size under 3, or a reading that looks like
-    noise."""
-    from ncvsd_cli.motion_estimate import (
-        MAX_READ_SIZE,
-        MAX_TAPS_PER_SIDE,
-        MOTION_READ_SIZE,
-        read_motion_kernel,
-    )
+def motion_read_square(y: torch.Tensor, given: dict[str, Any]) -> tuple[int, int, int, int]:
+    """(size, asked, odd, fits) of a plain photo's shake reading: the odd side read first (-p kernel_size, at most
+    MAX_READ_SIZE and half the image's side; by default MOTION_READ_SIZE, at most a quarter of the side), the side
+    asked for (kernel_size_param), that side made odd, and the largest odd side the image holds twice. ValueError
+    for an image under 32 px or a kernel_size under 3."""
+    from ncvsd_cli.motion_estimate import MAX_READ_SIZE, MOTION_READ_SIZE
     from operators.blur import kernel_size_param
 
     asked = kernel_size_param(given.get("kernel_size", MOTION_READ_SIZE))
@@ -743,32 +738,69 @@ def motion_notes(y: torch.Tensor, params: dict[str, Any], given: dict[str, Any])
     if side < 32 or size < 3:
         raise ValueError(f"a {y.shape[-1]}x{y.shape[-2]} image is too small to read a motion blur from (at least "
                          "32 px a side): give the kernel with --task deblur-kernel -p kernel=K.png")
-    reading = read_motion_kernel(y, size)
-    longer = min(2 * size + 1, MAX_READ_SIZE, fits)  # a larger square to suggest, where there is one
-    if not reading.reliable:
-        hint = (f"; it fills the square: the shake may be longer than {size} px (-p kernel_size={longer})"
-                if reading.extent >= size - 2 and longer > size else "")
+    return size, asked, odd, fits
+
+
+def motion_notes(y: torch.Tensor, params: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """Reads a plain photo's motion-blur kernel (`motion_estimate.read_motion_kernel`) in the square of
+    `motion_read_square`; by default a reading that fills its square is read again in one of twice the side (where
+    the image holds it) and that reading taken if it is reliable. Sets params' kernel and kernel_size to it and
+    returns the notes that say so. ValueError for an image under 32 px, a kernel_size under 3, or a reading that
+    looks like noise or that the photo's halves contradict (`MotionReading.reliable`)."""
+    from ncvsd_cli.motion_estimate import (
+        MAX_READ_SIZE,
+        MAX_TAPS_PER_SIDE,
+        MIN_HALF_AGREEMENT,
+        MOTION_READ_SIZE,
+        checked,
+        read_motion_kernel,
+    )
+
+    size, asked, odd, fits = motion_read_square(y, given)
+    first = size
+    longer = min(2 * size + 1, MAX_READ_SIZE, fits)  # a larger square to try or suggest, where there is one
+    may_grow = "kernel_size" not in given and longer > size
+    reading = read_motion_kernel(y, size, check=not may_grow)  # checked below unless it is read again
+    tried = may_grow and reading.extent >= size - 2
+    if tried:  # the shake may be longer than the square: its truncated path leaves ghost edges (docs/method.md §4.4)
+        second = read_motion_kernel(y, longer)
+        if second.reliable:
+            size, reading, tried = longer, second, False
+            longer = min(2 * size + 1, MAX_READ_SIZE, fits)
+    reading = checked(y, reading)
+    others = ("give the kernel with --task deblur-kernel -p kernel=K.png, or try --task deblur-gauss / "
+              "deblur-defocus")
+    if reading.noisy:
+        hint = ("" if reading.extent < size - 2 else f"; it fills the square, and a {longer}-px one read no path either"
+                if tried else f"; it fills the square: the shake may be longer than {size} px (-p kernel_size={longer})"
+                if longer > size else "")
         raise ValueError(f"no motion-blur kernel could be read from this image: the estimate lights {reading.taps} "
                          f"taps of its {size}x{size} square, like noise (a path lights at most "
-                         f"{MAX_TAPS_PER_SIDE * size:.0f}){hint}: the image may hold too few sharp edges; give the "
-                         "kernel with --task deblur-kernel -p kernel=K.png, or try --task deblur-gauss / "
-                         "deblur-defocus")
+                         f"{MAX_TAPS_PER_SIDE * size:.0f}){hint}: the image may hold too few sharp edges; {others}")
+    if reading.disagrees:
+        raise ValueError(f"no motion-blur kernel could be read reliably from this image: the {reading.extent}-px path "
+                         f"read from the whole image and those read from its halves differ (agreement "
+                         f"{reading.agreement:.2f}, under {MIN_HALF_AGREEMENT}), as wrong readings of long shakes do "
+                         f"(restored with, they ring with repeated edges; docs/method.md §4.4)"
+                         + (f"; a {longer}-px square read no reliable kernel either" if tried else "") + f"; {others}")
     params["kernel"], params["kernel_size"] = reading.kernel, size
+    grown = f", after the path filled the {first}-px one" if size > first else ""
+    agreed = "" if reading.agreement is None else f", the photo's halves agreeing {reading.agreement:.2f}"
     note = (f"estimated the motion-blur kernel from the image: a path within {reading.extent}x{reading.extent} px "
-            f"(read in a {size}x{size} square; -p kernel=K.png gives a measured one)")
+            f"(read in a {size}x{size} square{grown}{agreed}; -p kernel=K.png gives a measured one)")
     if reading.extent <= 2:
         note += ": the image looks unblurred (or holds no edges to read a blur from)"
     elif reading.extent >= size - 2:
         note += ": it fills the square, the shake may be longer" + (
+            f" (a {longer}-px square read no reliable kernel)" if tried else
             f" (-p kernel_size={longer} reads a longer one)" if longer > size else
             f" than the largest read, {MAX_READ_SIZE} px" if size == MAX_READ_SIZE else " than this image can tell")
-        note += ("; look at the result: readings of long shakes are unreliable (61-px shakes of 256-px photos mostly "
-                 "came out worse than the blurred input; docs/method.md §4.4), a measured kernel is safer "
-                 "(-p kernel=K.png)")
-    if size < odd:
-        note += (f"; kernel_size {asked} is over the largest read, {MAX_READ_SIZE}" if size == MAX_READ_SIZE
-                 else f"; kernel_size {asked} does not fit twice in the image: read at {size}" if "kernel_size" in given
-                 else f"; {size} px, a quarter of this small image's side, not the default {MOTION_READ_SIZE} "
+        note += ("; look at the result: a shake longer than its square is read cut short, and restoring with it "
+                 "leaves ghost edges (docs/method.md §4.4); a measured kernel is safer (-p kernel=K.png)")
+    if first < odd:
+        note += (f"; kernel_size {asked} is over the largest read, {MAX_READ_SIZE}" if first == MAX_READ_SIZE
+                 else f"; kernel_size {asked} does not fit twice in the image: read at {first}" if "kernel_size" in given
+                 else f"; {first} px, a quarter of this small image's side, not the default {MOTION_READ_SIZE} "
                  f"(-p kernel_size=N reads up to {min(fits, MAX_READ_SIZE)})")
     unused = sorted({"intensity"} & set(given))
     if unused:

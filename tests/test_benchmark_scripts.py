@@ -193,3 +193,27 @@ def test_baseline_sweep_script(tmp_path):
     rows = json.loads((out / "rows.json").read_text())
     assert [(r["task"], r["zeta"]) for r in rows] == [("sr4", 1.0), ("sr4", 0.5)]
     assert all(0 <= r["lpips"] <= 1 and r["psnr"] > 0 for r in rows)
+
+
+def test_motion_long_shakes_script(tmp_path):
+    """benchmarks/motion_long_shakes.py on one photo (256-px centre square for the reading, 128 px for the
+    restoration) with 21-px kernels: the reading rows with their halves' agreement, the restoration rows with the
+    input's scores, and the picture."""
+    import csv
+
+    from PIL import Image
+
+    photo = _photo48(tmp_path / "val" / "a.png")
+    Image.open(ROOT / "ncvsd_cli/examples/astronaut.png").convert("RGB").resize((128, 128)).save(photo)
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks/motion_long_shakes.py"), "--out", str(out), "--read",
+                          str(photo.parent), "--val", str(photo.parent), "--sizes", "21"],
+                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    read = list(csv.DictReader((out / "reading.csv").read_text().splitlines()))
+    assert [(r["size"], r["noise"], r["read"]) for r in read] == [("21", "0.01", "31"), ("21", "0.04", "31")]
+    assert all(0 < float(r["agreement"]) <= 1 and 0 < float(r["similarity"]) <= 1 for r in read)
+    rows = list(csv.DictReader((out / "restore.csv").read_text().splitlines()))
+    assert [(r["image"], r["seed"]) for r in rows] == [("a", "0"), ("a", "10")]  # two kernels
+    assert all(float(r["lpips"]) < float(r["input_lpips"]) for r in rows)  # sharper than the shaken input
+    assert Image.open(out / "a-k21-s0.png").size == (3 * 128, 128)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import operators
-from ncvsd_cli.motion_estimate import _kernel_step, read_motion_kernel
+from ncvsd_cli.motion_estimate import _kernel_step, kernel_similarity, read_motion_kernel
 
 
 def shapes_scene(h: int, w: int, seed: int) -> torch.Tensor:
@@ -33,13 +33,6 @@ def path_kernel(size: int, points: list[tuple[int, int]]) -> np.ndarray:
     return k / k.sum()
 
 
-def similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """The largest normalised cross-correlation of two kernels over all shifts (a kernel is read up to a shift)."""
-    from scipy import signal
-
-    return float(signal.correlate(a, b).max() / np.sqrt((a**2).sum() * (b**2).sum()))
-
-
 KERNELS = {"line": path_kernel(11, [(2, 1), (8, 9)]), "bent": path_kernel(11, [(5, 1), (5, 6), (1, 9)])}
 
 
@@ -51,7 +44,7 @@ def test_the_kernel_step_recovers_the_operators_kernel_from_the_sharp_image():
         y = operators.create("deblur-kernel", (1, 80, 84), kernel=k)(torch.from_numpy(x)[None, None])[0, 0].numpy()
         read = _kernel_step(x, y, 11, np.ones_like(x))
         aligned = (read * k).sum() / np.sqrt((read**2).sum() * (k**2).sum())  # unshifted (the ridge blurs it a bit)
-        assert aligned > 0.95 and aligned == pytest.approx(similarity(read, k))
+        assert aligned > 0.95 and aligned == pytest.approx(kernel_similarity(read, k))
 
 
 @pytest.mark.parametrize("name", list(KERNELS))
@@ -64,7 +57,7 @@ def test_a_shake_is_read_from_the_blurred_image_alone(name, boundary):
     y = operators.create("deblur-kernel", (3, 96, 97), kernel=k, boundary=boundary)(x)
     y = y + 0.01 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))
     reading = read_motion_kernel(y, 15)
-    assert reading.reliable and similarity(reading.kernel, k) >= 0.8, similarity(reading.kernel, k)
+    assert reading.reliable and kernel_similarity(reading.kernel, k) >= 0.8, kernel_similarity(reading.kernel, k)
     assert abs(reading.extent - 9) <= 2 and reading.kernel.shape == (15, 15)
     assert reading.kernel.sum() == pytest.approx(1.0) and reading.kernel.min() >= 0
     rows, cols = np.indices(reading.kernel.shape)
@@ -100,6 +93,39 @@ def test_an_unreliable_reading_is_refused_with_the_alternatives(monkeypatch):
         motion_notes(shapes_scene(31, 64, seed=5), {}, {})
 
 
+def test_a_long_reading_is_checked_against_the_photos_halves(monkeypatch):
+    """A path of CHECK_EXTENT px or more is read again on each half of the photo: one shake over the whole photo
+    reads alike in every half (agreement >= 0.8), a blur that differs between the halves (a horizontal shake on
+    the left, a vertical one on the right) agrees less; a short path is not checked. `restore` refuses a reading
+    whose agreement is under MIN_HALF_AGREEMENT (raised here above the split blur's) with the alternatives."""
+    import ncvsd_cli.motion_estimate as motion
+    from ncvsd_cli.restore import motion_notes
+
+    h, w = 96, 98
+    x = shapes_scene(h, w, seed=1)
+    noise = 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+
+    def shaken(k: np.ndarray) -> torch.Tensor:
+        return operators.create("deblur-kernel", (3, h, w), kernel=k, boundary="reflect")(x) + noise
+
+    across, down = path_kernel(21, [(10, 1), (10, 19)]), path_kernel(21, [(1, 10), (19, 10)])
+    whole = read_motion_kernel(shaken(across), 21)
+    split = torch.cat([shaken(across)[..., : w // 2], shaken(down)[..., w // 2 :]], dim=3)
+    parts = read_motion_kernel(split, 21)
+    assert whole.extent >= motion.CHECK_EXTENT and whole.agreement >= 0.8 and whole.reliable
+    assert kernel_similarity(whole.kernel, across) >= 0.7
+    assert parts.agreement == pytest.approx(motion.halves_agreement(split, parts.kernel))
+    assert parts.agreement < whole.agreement - 0.15, (parts.agreement, whole.agreement)
+    assert read_motion_kernel(shaken(KERNELS["line"]), 21).agreement is None  # a 9-px path: not checked
+    assert motion.halves_agreement(split[..., :48, :], parts.kernel) is None  # 24-px halves: too small to read
+    monkeypatch.setattr(motion, "MIN_HALF_AGREEMENT", (parts.agreement + whole.agreement) / 2)
+    monkeypatch.setattr(motion, "read_motion_kernel", lambda y, size, check=True: parts if y is split else whole)
+    assert motion_notes(x, {}, {"kernel_size": 21})
+    with pytest.raises(ValueError, match=r"could be read reliably.*differ \(agreement 0\.\d\d, under 0\.\d+\).*"
+                       r"deblur-kernel -p kernel=K.png"):
+        motion_notes(split, {}, {"kernel_size": 21})
+
+
 def test_restore_reads_a_plain_images_shake_unless_its_kernel_or_seed_is_given(tmp_path):
     """`restore --task deblur-motion` of a plain image reads its kernel (a note says so) and measures with it;
     -p kernel_size bounds the reading; -p seed / kernel are used as given (a sidecar's kernel as recorded:
@@ -129,7 +155,7 @@ def test_restore_reads_a_plain_images_shake_unless_its_kernel_or_seed_is_given(t
         blurred, "deblur-motion")
     assert np.array_equal(m.operator().kernel, read_motion_kernel(blurred, 19).kernel) and m.kernel_read
     assert np.abs(np.asarray(read["blur_kernel"]) - m.operator().kernel).max() <= 5e-7  # --json hands it over
-    assert similarity(np.asarray(read["blur_kernel"]), KERNELS["bent"]) > 0.8  # and it is the shake
+    assert kernel_similarity(np.asarray(read["blur_kernel"]), KERNELS["bent"]) > 0.8  # and it is the shake
     short = result("-p", "kernel_size=11", "-o", str(tmp_path / "s.png"))
     assert any("read in a 11x11 square" in n and "fills the square" not in n for n in short["notes"])
     tiny = result("-p", "kernel_size=5", "-o", str(tmp_path / "t.png"))
@@ -184,10 +210,10 @@ def test_motion_notes_wording_for_sizes_and_unused_parameters(monkeypatch):
     assert "kernel_size 31 does not fit twice in the image: read at 23" in note
     assert "-p intensity shapes only the synthetic kernel" in note
 
-    def filled(y, size):  # a reading that spans its whole square
+    def filled(y, size, check=True):  # a reading that spans its whole square
         k = np.zeros((size, size))
         k[size // 2, :] = 1.0 / size
-        return motion.MotionReading(k, size, size, True)
+        return motion.MotionReading(k, size, size)
 
     monkeypatch.setattr(motion, "read_motion_kernel", filled)
     big = torch.zeros(1, 3, 600, 600)
@@ -195,9 +221,62 @@ def test_motion_notes_wording_for_sizes_and_unused_parameters(monkeypatch):
     assert "(-p kernel_size=127 reads a longer one)" in note
     (note,) = motion_notes(big, {}, {"kernel_size": 127})
     assert "longer than the largest read, 127 px" in note
-    monkeypatch.setattr(motion, "read_motion_kernel", lambda y, size: filled(y, size)._replace(reliable=False))
+    monkeypatch.setattr(motion, "read_motion_kernel", lambda y, size, check=True: filled(y, size)._replace(taps=size**2))
     with pytest.raises(ValueError, match=r"fills the square: the shake may be longer than 31 px \(-p kernel_size=63\)"):
+        motion_notes(big, {}, {"kernel_size": 31})
+    with pytest.raises(ValueError, match=r"lights 961 taps of its 31x31 square.*fills the square, and a 63-px one read "
+                       r"no path either"):
         motion_notes(big, {}, {})
+
+
+def test_a_reading_that_fills_its_square_is_read_again_in_one_twice_as_large(monkeypatch):
+    """By default a path that fills its square is read again in one of twice the side + 1 (where the image holds
+    it), taken when reliable (the note names both squares), else the first stands with a note saying so, or is
+    refused naming both; a path inside its square, or a kernel_size given, is read once."""
+    import ncvsd_cli.motion_estimate as motion
+    from ncvsd_cli.restore import motion_notes
+
+    calls, first, second = [], {}, {}
+
+    def reading(y, size, check=True):  # up to 31 px: a path filling the square; larger: a 40-px path, `second`
+        calls.append(size)
+        k = np.zeros((size, size))
+        extent = size if size <= 31 else 40
+        k[size // 2, size // 2 - extent // 2 : size // 2 - extent // 2 + extent] = 1.0 / extent
+        return motion.MotionReading(k, extent, extent, 0.9)._replace(**(second if size > 31 else first))
+
+    monkeypatch.setattr(motion, "read_motion_kernel", reading)
+    big, params = torch.zeros(1, 3, 300, 300), {}
+    (note,) = motion_notes(big, params, {})
+    assert calls == [31, 63] and params["kernel_size"] == 63 and params["kernel"].shape == (63, 63)
+    assert ("a path within 40x40 px (read in a 63x63 square, after the path filled the 31-px one, the photo's halves "
+            "agreeing 0.90;") in note
+    assert "fills the square" not in note
+    for unreliable in ({"agreement": 0.1}, {"taps": 63 * 63}):  # the halves disagree / spread like noise: not taken
+        calls.clear()
+        second.update(unreliable)
+        (note,) = motion_notes(big, params, {})
+        assert calls == [31, 63] and params["kernel_size"] == 31, unreliable
+        assert "fills the square, the shake may be longer (a 63-px square read no reliable kernel)" in note
+        assert "ghost edges" in note
+        second.clear()
+    first["agreement"], second["taps"] = 0.2, 63 * 63  # neither reliable: refused, both squares named
+    with pytest.raises(ValueError, match=r"differ \(agreement 0.20, under 0.5\).*a 63-px square read no reliable "
+                       r"kernel either"):
+        motion_notes(big, params, {})
+    first.clear()
+    second.clear()
+    calls.clear()
+    first["extent"] = 20  # inside its square: not read again
+    (note,) = motion_notes(big, params, {})
+    assert calls == [31] and params["kernel_size"] == 31 and "fills" not in note
+    first.clear()
+    calls.clear()
+    (note,) = motion_notes(big, params, {"kernel_size": 31})
+    assert calls == [31] and "(-p kernel_size=63 reads a longer one)" in note
+    calls.clear()
+    (note,) = motion_notes(torch.zeros(1, 3, 100, 100), params, {})  # 25 px, a quarter of the side: 49 fits
+    assert calls == [25, 49] and params["kernel_size"] == 49 and "after the path filled the 25-px one" in note
 
 
 def test_the_canvas_holds_the_photo_and_wraps_smoothly():

@@ -29,7 +29,8 @@ EPILOG = """Examples:
                                                            -p radius=5 sets it)
 
   ncvsd restore --task deblur-motion shaken.jpg            (camera shake: its kernel is read from the photo, a
-                                                           path of up to 31 px; -p kernel_size=61 reads longer)
+                                                           path of up to 31 px, read again in 63 px where it
+                                                           fills that; -p kernel_size=N sets the square)
 
   ncvsd restore --task inpaint-box photo.png --samples 8 --mean --std -o out/
 
@@ -442,7 +443,8 @@ def _blur_width(m) -> dict:
 
 
 #: A plain photo to deblur-motion larger than this (pixels) is told its shake is being read: 10 s at 1024x768,
-#: 45 s at 2048x1536 on 2 cores, while the reading bar counts whole photos.
+#: 45 s at 2048x1536 on 2 cores (about 3x for a path checked on the photo's halves), while the reading bar counts
+#: whole photos.
 SHAKE_NOTE_PIXELS = 1_000_000
 
 
@@ -490,7 +492,7 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         common.note(f"{item.name}: {n}", quiet)
     if reads_motion_kernel(task, restorer.given_params()) and h * w > SHAKE_NOTE_PIXELS:
         common.note(f"{item.name}: reading the camera shake of this {w}x{h} photo (about 15 s per megapixel on "
-                    "2 cores) ...", quiet)
+                    "2 cores, three times that for a path of 16 px or more, which is checked) ...", quiet)
     m = restorer.measurement(decoded.tensor, task, source=item.name, grey=decoded.grey,
                             jpeg_sigma=decoded.jpeg_sigma)
     for n in m.notes:  # e.g. the estimated noise level
