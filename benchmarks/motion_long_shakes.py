@@ -66,7 +66,11 @@ def reading(folder: Path, out: Path, limit: int | None, sizes: list[int]) -> Non
                     rows.add({"image": path.stem, "size": size, "noise": noise, "read": read,
                               "similarity": round(kernel_similarity(r.kernel, k), 4), "extent": r.extent,
                               "taps": r.taps, "noisy": int(r.noisy),
-                              "agreement": round(halves_agreement(y, r.kernel), 4)})
+                              "agreement": _rounded(halves_agreement(y, r.kernel))})
+
+
+def _rounded(agreement: float | None) -> float | str:
+    return "" if agreement is None else round(agreement, 4)  # "": the halves too small to check
 
 
 def scores(est: torch.Tensor, x: torch.Tensor) -> dict:
@@ -88,7 +92,7 @@ def restoration(val: Path, out: Path, sizes: list[int]) -> None:
                 r = read_motion_kernel(y, 31, check=False)
                 est = restore_image(y, "deblur-motion", seed=0, params={"kernel": r.kernel, "kernel_size": 31})
                 row = {"image": path.stem, "size": size, "seed": seed, "similarity": round(kernel_similarity(r.kernel, k), 4),
-                       "extent": r.extent, "taps": r.taps, "agreement": round(halves_agreement(y, r.kernel), 4)}
+                       "extent": r.extent, "taps": r.taps, "agreement": _rounded(halves_agreement(y, r.kernel))}
                 rows.add({**row, **scores(est[:1].clamp(-1, 1), x),
                           **{f"input_{k}": v for k, v in scores(y, x).items()}})
                 name = f"{path.stem}-k{size}-s{seed}"
@@ -98,7 +102,7 @@ def restoration(val: Path, out: Path, sizes: list[int]) -> None:
                 r63 = read_motion_kernel(y, 63)
                 est = restore_image(y, "deblur-motion", seed=0, params={"kernel": r63.kernel, "kernel_size": 63})
                 rows63.add({**row, "similarity": round(kernel_similarity(r63.kernel, k), 4), "extent": r63.extent,
-                            "taps": r63.taps, "agreement": "" if r63.agreement is None else round(r63.agreement, 4),
+                            "taps": r63.taps, "agreement": _rounded(r63.agreement),
                             **scores(est[:1].clamp(-1, 1), x), "noisy": int(r63.noisy),
                             "similarity31": row["similarity"]})
                 Image.fromarray(images.to_uint8(torch.cat([x, y, est[:1].clamp(-1, 1)], dim=3))).save(

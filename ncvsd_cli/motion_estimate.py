@@ -193,15 +193,23 @@ def _resized(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return ndimage.zoom(a, (shape[0] / a.shape[0], shape[1] / a.shape[1]), order=1, mode="nearest")
 
 
+def largest_checked_size(height: int, width: int) -> int:
+    """The largest odd square (px) whose reading `halves_agreement` can check on a height x width image (each half
+    holds it twice, and 32 px); 0 where none."""
+    side = min(height // 2, width // 2)
+    return (side // 2 - 1) | 1 if side >= 32 and side // 2 >= 3 else 0
+
+
 def halves_agreement(y: torch.Tensor, kernel: np.ndarray) -> float | None:
-    """The mean `kernel_similarity` (0-1) of `kernel` with the kernels read, in a square of its size, on each half of
-    y (1, C, h, w): left, right, top and bottom. None where a half is too small to read."""
+    """The mean `kernel_similarity` (0-1, 1: the same path) of `kernel` with the kernels read, in a square of its
+    size, on each half of y (1, C, h, w): left, right, top and bottom. None where the halves are too small to read
+    it (`largest_checked_size`), before any is read."""
     h, w = y.shape[-2:]
-    halves = (y[..., :, : w // 2], y[..., :, w // 2 :], y[..., : h // 2, :], y[..., h // 2 :, :])
-    readings = [read_motion_kernel(half, kernel.shape[0], check=False) for half in halves]
-    if any(r is None for r in readings):
+    if kernel.shape[0] > largest_checked_size(h, w):
         return None
-    return float(np.mean([kernel_similarity(kernel, r.kernel) for r in readings]))
+    halves = (y[..., :, : w // 2], y[..., :, w // 2 :], y[..., : h // 2, :], y[..., h // 2 :, :])
+    return float(np.mean([kernel_similarity(kernel, read_motion_kernel(half, kernel.shape[0], check=False).kernel)
+                          for half in halves]))
 
 
 def read_motion_kernel(y: torch.Tensor, size: int = MOTION_READ_SIZE, check: bool = True) -> MotionReading | None:

@@ -743,61 +743,68 @@ def motion_read_square(y: torch.Tensor, given: dict[str, Any]) -> tuple[int, int
 
 def motion_notes(y: torch.Tensor, params: dict[str, Any], given: dict[str, Any]) -> list[str]:
     """Reads a plain photo's motion-blur kernel (`motion_estimate.read_motion_kernel`) in the square of
-    `motion_read_square`; by default a reading that fills its square is read again in one of twice the side (where
-    the image holds it) and that reading taken if it is reliable. Sets params' kernel and kernel_size to it and
+    `motion_read_square`; by default a reading that fills its square is read again in one of twice the side + 1
+    (at most one whose reading the photo's halves can check, `largest_checked_size`) and that reading taken if it
+    is reliable; the reading kept is checked (`motion_estimate.checked`). Sets params' kernel and kernel_size to it and
     returns the notes that say so. ValueError for an image under 32 px, a kernel_size under 3, or a reading that
     looks like noise or that the photo's halves contradict (`MotionReading.reliable`)."""
     from ncvsd_cli.motion_estimate import (
+        CHECK_EXTENT,
         MAX_READ_SIZE,
         MAX_TAPS_PER_SIDE,
         MIN_HALF_AGREEMENT,
         MOTION_READ_SIZE,
         checked,
+        largest_checked_size,
         read_motion_kernel,
     )
 
     size, asked, odd, fits = motion_read_square(y, given)
     first = size
-    longer = min(2 * size + 1, MAX_READ_SIZE, fits)  # a larger square to try or suggest, where there is one
-    may_grow = "kernel_size" not in given and longer > size
-    reading = read_motion_kernel(y, size, check=not may_grow)  # checked below unless it is read again
-    tried = may_grow and reading.extent >= size - 2
+    longer = min(2 * size + 1, MAX_READ_SIZE, fits)  # a larger square to suggest, where there is one
+    grow = min(longer, largest_checked_size(*y.shape[-2:]))  # or to read again in: one the halves can check
+    reading = read_motion_kernel(y, size, check=False)  # checked below, unless replaced
+    tried = "kernel_size" not in given and grow > size and reading.extent >= size - 2
     if tried:  # the shake may be longer than the square: its truncated path leaves ghost edges (docs/method.md §4.4)
-        second = read_motion_kernel(y, longer)
+        second = read_motion_kernel(y, grow)
         if second.reliable:
-            size, reading, tried = longer, second, False
+            size, reading, tried = grow, second, False
             longer = min(2 * size + 1, MAX_READ_SIZE, fits)
     reading = checked(y, reading)
     others = ("give the kernel with --task deblur-kernel -p kernel=K.png, or try --task deblur-gauss / "
               "deblur-defocus")
     if reading.noisy:
-        hint = ("" if reading.extent < size - 2 else f"; it fills the square, and a {longer}-px one read no path either"
-                if tried else f"; it fills the square: the shake may be longer than {size} px (-p kernel_size={longer})"
-                if longer > size else "")
+        hint = ""
+        if reading.extent >= size - 2 and tried:
+            hint = f"; it fills the square, and a {grow}-px one read no reliable kernel either"
+        elif reading.extent >= size - 2 and longer > size:
+            hint = f"; it fills the square: the shake may be longer than {size} px (-p kernel_size={longer})"
         raise ValueError(f"no motion-blur kernel could be read from this image: the estimate lights {reading.taps} "
                          f"taps of its {size}x{size} square, like noise (a path lights at most "
                          f"{MAX_TAPS_PER_SIDE * size:.0f}){hint}: the image may hold too few sharp edges; {others}")
     if reading.disagrees:
         raise ValueError(f"no motion-blur kernel could be read reliably from this image: the {reading.extent}-px path "
                          f"read from the whole image and those read from its halves differ (agreement "
-                         f"{reading.agreement:.2f}, under {MIN_HALF_AGREEMENT}), as wrong readings of long shakes do "
-                         f"(restored with, they ring with repeated edges; docs/method.md §4.4)"
-                         + (f"; a {longer}-px square read no reliable kernel either" if tried else "") + f"; {others}")
+                         f"{reading.agreement:.2f} on 0-1, 1 the same path; under {MIN_HALF_AGREEMENT}), as wrong "
+                         "readings of long shakes do (restoring with such a kernel leaves ringing and repeated edges; "
+                         "docs/method.md §4.4)" + (f"; a {grow}-px square read no reliable kernel either" if tried else "")
+                         + f"; {others}")
     params["kernel"], params["kernel_size"] = reading.kernel, size
     grown = f", after the path filled the {first}-px one" if size > first else ""
-    agreed = "" if reading.agreement is None else f", the photo's halves agreeing {reading.agreement:.2f}"
+    agreed = (f", the photo's halves agreeing {reading.agreement:.2f}" if reading.agreement is not None else
+              ", unchecked: the image's halves are too small for the square" if reading.extent >= CHECK_EXTENT else "")
     note = (f"estimated the motion-blur kernel from the image: a path within {reading.extent}x{reading.extent} px "
             f"(read in a {size}x{size} square{grown}{agreed}; -p kernel=K.png gives a measured one)")
     if reading.extent <= 2:
         note += ": the image looks unblurred (or holds no edges to read a blur from)"
     elif reading.extent >= size - 2:
         note += ": it fills the square, the shake may be longer" + (
-            f" (a {longer}-px square read no reliable kernel)" if tried else
+            f" (a {grow}-px square read no reliable kernel)" if tried else
             f" (-p kernel_size={longer} reads a longer one)" if longer > size else
             f" than the largest read, {MAX_READ_SIZE} px" if size == MAX_READ_SIZE else " than this image can tell")
         note += ("; look at the result: a shake longer than its square is read cut short, and restoring with it "
                  "leaves ghost edges (docs/method.md §4.4); a measured kernel is safer (-p kernel=K.png)")
-    if first < odd:
+    if first < odd and size == first:
         note += (f"; kernel_size {asked} is over the largest read, {MAX_READ_SIZE}" if first == MAX_READ_SIZE
                  else f"; kernel_size {asked} does not fit twice in the image: read at {first}" if "kernel_size" in given
                  else f"; {first} px, a quarter of this small image's side, not the default {MOTION_READ_SIZE} "

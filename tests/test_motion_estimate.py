@@ -120,8 +120,10 @@ def test_a_long_reading_is_checked_against_the_photos_halves(monkeypatch):
     assert motion.halves_agreement(split[..., :48, :], parts.kernel) is None  # 24-px halves: too small to read
     monkeypatch.setattr(motion, "MIN_HALF_AGREEMENT", (parts.agreement + whole.agreement) / 2)
     monkeypatch.setattr(motion, "read_motion_kernel", lambda y, size, check=True: parts if y is split else whole)
-    assert motion_notes(x, {}, {"kernel_size": 21})
-    with pytest.raises(ValueError, match=r"could be read reliably.*differ \(agreement 0\.\d\d, under 0\.\d+\).*"
+    (note,) = motion_notes(x, {}, {"kernel_size": 21})
+    assert f"read in a 21x21 square, the photo's halves agreeing {whole.agreement:.2f};" in note
+    with pytest.raises(ValueError, match=r"could be read reliably.*differ \(agreement 0\.\d\d on 0-1, 1 the same path; under "
+                       r"0\.\d+\).*"
                        r"deblur-kernel -p kernel=K.png"):
         motion_notes(split, {}, {"kernel_size": 21})
 
@@ -225,7 +227,7 @@ def test_motion_notes_wording_for_sizes_and_unused_parameters(monkeypatch):
     with pytest.raises(ValueError, match=r"fills the square: the shake may be longer than 31 px \(-p kernel_size=63\)"):
         motion_notes(big, {}, {"kernel_size": 31})
     with pytest.raises(ValueError, match=r"lights 961 taps of its 31x31 square.*fills the square, and a 63-px one read "
-                       r"no path either"):
+                       r"no reliable kernel either"):
         motion_notes(big, {}, {})
 
 
@@ -261,7 +263,7 @@ def test_a_reading_that_fills_its_square_is_read_again_in_one_twice_as_large(mon
         assert "ghost edges" in note
         second.clear()
     first["agreement"], second["taps"] = 0.2, 63 * 63  # neither reliable: refused, both squares named
-    with pytest.raises(ValueError, match=r"differ \(agreement 0.20, under 0.5\).*a 63-px square read no reliable "
+    with pytest.raises(ValueError, match=r"agreement 0.20 on 0-1, 1 the same path; under 0.5\).*a 63-px square read no reliable "
                        r"kernel either"):
         motion_notes(big, params, {})
     first.clear()
@@ -275,8 +277,37 @@ def test_a_reading_that_fills_its_square_is_read_again_in_one_twice_as_large(mon
     (note,) = motion_notes(big, params, {"kernel_size": 31})
     assert calls == [31] and "(-p kernel_size=63 reads a longer one)" in note
     calls.clear()
-    (note,) = motion_notes(torch.zeros(1, 3, 100, 100), params, {})  # 25 px, a quarter of the side: 49 fits
-    assert calls == [25, 49] and params["kernel_size"] == 49 and "after the path filled the 25-px one" in note
+    (note,) = motion_notes(torch.zeros(1, 3, 200, 200), params, {})  # 63 fits, but the 100-px halves check 49 at most
+    assert calls == [31, 49] and params["kernel_size"] == 49 and "after the path filled the 31-px one" in note
+    calls.clear()
+    (note,) = motion_notes(torch.zeros(1, 3, 100, 100), params, {})  # 25 px, a quarter of the side: checked up to 25
+    assert calls == [25] and "(a 25-px square" not in note and "a quarter of this small image's side" in note
+
+
+def test_the_reading_kept_is_checked_once_and_an_unchecked_one_says_so(monkeypatch):
+    """`restore` checks the reading it keeps on the photo's halves exactly once (refused under
+    MIN_HALF_AGREEMENT), and a long path whose halves are too small to read it is named as unchecked."""
+    import ncvsd_cli.motion_estimate as motion
+    from ncvsd_cli.restore import motion_notes
+
+    k = np.zeros((31, 31))
+    k[15, 5:25] = 0.05  # a 20-px path inside its square
+    monkeypatch.setattr(motion, "read_motion_kernel", lambda y, size, check=True: motion.MotionReading(k, 20, 20))
+    checks = []
+
+    def agreement(y, kernel, value=0.3):
+        checks.append(kernel.shape)
+        return value
+
+    monkeypatch.setattr(motion, "halves_agreement", agreement)
+    with pytest.raises(ValueError, match=r"differ \(agreement 0.30 on 0-1, 1 the same path; under 0.5\)"):
+        motion_notes(torch.zeros(1, 3, 256, 256), {}, {})
+    assert checks == [(31, 31)]
+    monkeypatch.setattr(motion, "halves_agreement", lambda y, kernel: None)
+    (note,) = motion_notes(torch.zeros(1, 3, 256, 256), {}, {})
+    assert "unchecked: the image's halves are too small for the square" in note
+    assert motion.largest_checked_size(256, 256) == 63 and motion.largest_checked_size(100, 400) == 25
+    assert motion.largest_checked_size(63, 64) == 0
 
 
 def test_the_canvas_holds_the_photo_and_wraps_smoothly():

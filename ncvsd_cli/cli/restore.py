@@ -443,8 +443,8 @@ def _blur_width(m) -> dict:
 
 
 #: A plain photo to deblur-motion larger than this (pixels) is told its shake is being read: 10 s at 1024x768,
-#: 45 s at 2048x1536 on 2 cores (about 3x for a path checked on the photo's halves), while the reading bar counts
-#: whole photos.
+#: 45 s at 2048x1536 on 2 cores (about 3x for a path checked on the photo's halves, 6x read again at 63 px), while the
+#: reading bar counts whole photos.
 SHAKE_NOTE_PIXELS = 1_000_000
 
 
@@ -492,7 +492,7 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         common.note(f"{item.name}: {n}", quiet)
     if reads_motion_kernel(task, restorer.given_params()) and h * w > SHAKE_NOTE_PIXELS:
         common.note(f"{item.name}: reading the camera shake of this {w}x{h} photo (about 15 s per megapixel on "
-                    "2 cores, three times that for a path of 16 px or more, which is checked) ...", quiet)
+                    "2 cores, 3-6x that for a long shake, which is checked and may be read again) ...", quiet)
     m = restorer.measurement(decoded.tensor, task, source=item.name, grey=decoded.grey,
                             jpeg_sigma=decoded.jpeg_sigma)
     for n in m.notes:  # e.g. the estimated noise level
