@@ -79,6 +79,16 @@ def scores(est: torch.Tensor, x: torch.Tensor) -> dict:
             "lpips": round(float(lpips_distance(unit, ref)[0]), 4)}
 
 
+def _restored(y: torch.Tensor, kernel) -> torch.Tensor:
+    """The default sampler's restoration (seed 0) of y with `kernel`, as a plain photo; one sample on [-1, 1]."""
+    params = {"kernel": kernel, "kernel_size": kernel.shape[0]}
+    return restore_image(y, "deblur-motion", seed=0, params=params)[:1].clamp(-1, 1)
+
+
+def _save(path: Path, *tiles: torch.Tensor) -> None:
+    Image.fromarray(images.to_uint8(torch.cat(tiles, dim=3))).save(path)
+
+
 def restoration(val: Path, out: Path, sizes: list[int]) -> None:
     fields = ["image", "size", "seed", "similarity", "extent", "taps", "agreement", "psnr", "psnr_aligned", "lpips"]
     rows = Rows(out / "restore.csv", fields + [f"input_{k}" for k in ("psnr", "psnr_aligned", "lpips")])
@@ -90,23 +100,21 @@ def restoration(val: Path, out: Path, sizes: list[int]) -> None:
                 k = true_kernel(size, index + seed)
                 y = blurred(x, k, 0.02)
                 r = read_motion_kernel(y, 31, check=False)
-                est = restore_image(y, "deblur-motion", seed=0, params={"kernel": r.kernel, "kernel_size": 31})
-                row = {"image": path.stem, "size": size, "seed": seed, "similarity": round(kernel_similarity(r.kernel, k), 4),
-                       "extent": r.extent, "taps": r.taps, "agreement": _rounded(halves_agreement(y, r.kernel))}
-                rows.add({**row, **scores(est[:1].clamp(-1, 1), x),
-                          **{f"input_{k}": v for k, v in scores(y, x).items()}})
+                est = _restored(y, r.kernel)
+                row = {"image": path.stem, "size": size, "seed": seed,
+                       "similarity": round(kernel_similarity(r.kernel, k), 4), "extent": r.extent, "taps": r.taps,
+                       "agreement": _rounded(halves_agreement(y, r.kernel))}
+                rows.add({**row, **scores(est, x), **{f"input_{k}": v for k, v in scores(y, x).items()}})
                 name = f"{path.stem}-k{size}-s{seed}"
-                Image.fromarray(images.to_uint8(torch.cat([x, y, est[:1].clamp(-1, 1)], dim=3))).save(out / f"{name}.png")
+                _save(out / f"{name}.png", x, y, est)
                 if r.extent < 29:
                     continue
                 r63 = read_motion_kernel(y, 63)
-                est = restore_image(y, "deblur-motion", seed=0, params={"kernel": r63.kernel, "kernel_size": 63})
+                est = _restored(y, r63.kernel)
                 rows63.add({**row, "similarity": round(kernel_similarity(r63.kernel, k), 4), "extent": r63.extent,
-                            "taps": r63.taps, "agreement": _rounded(r63.agreement),
-                            **scores(est[:1].clamp(-1, 1), x), "noisy": int(r63.noisy),
-                            "similarity31": row["similarity"]})
-                Image.fromarray(images.to_uint8(torch.cat([x, y, est[:1].clamp(-1, 1)], dim=3))).save(
-                    out / f"{name}-r63.png")
+                            "taps": r63.taps, "agreement": _rounded(r63.agreement), **scores(est, x),
+                            "noisy": int(r63.noisy), "similarity31": row["similarity"]})
+                _save(out / f"{name}-r63.png", x, y, est)
 
 
 def main() -> None:

@@ -787,8 +787,8 @@ def motion_notes(y: torch.Tensor, params: dict[str, Any], given: dict[str, Any])
                          f"read from the whole image and those read from its halves differ (agreement "
                          f"{reading.agreement:.2f} on 0-1, 1 the same path; under {MIN_HALF_AGREEMENT}), as wrong "
                          "readings of long shakes do (restoring with such a kernel leaves ringing and repeated edges; "
-                         "docs/method.md §4.4)" + (f"; a {grow}-px square read no reliable kernel either" if tried else "")
-                         + f"; {others}")
+                         "docs/method.md §4.4)"
+                         + (f"; a {grow}-px square read no reliable kernel either" if tried else "") + f"; {others}")
     params["kernel"], params["kernel_size"] = reading.kernel, size
     grown = f", after the path filled the {first}-px one" if size > first else ""
     agreed = (f", the photo's halves agreeing {reading.agreement:.2f}" if reading.agreement is not None else
@@ -806,7 +806,8 @@ def motion_notes(y: torch.Tensor, params: dict[str, Any], given: dict[str, Any])
                  "leaves ghost edges (docs/method.md §4.4); a measured kernel is safer (-p kernel=K.png)")
     if first < odd and size == first:
         note += (f"; kernel_size {asked} is over the largest read, {MAX_READ_SIZE}" if first == MAX_READ_SIZE
-                 else f"; kernel_size {asked} does not fit twice in the image: read at {first}" if "kernel_size" in given
+                 else f"; kernel_size {asked} does not fit twice in the image: read at {first}"
+                 if "kernel_size" in given
                  else f"; {first} px, a quarter of this small image's side, not the default {MOTION_READ_SIZE} "
                  f"(-p kernel_size=N reads up to {min(fits, MAX_READ_SIZE)})")
     unused = sorted({"intensity"} & set(given))

@@ -122,8 +122,8 @@ def test_a_long_reading_is_checked_against_the_photos_halves(monkeypatch):
     monkeypatch.setattr(motion, "read_motion_kernel", lambda y, size, check=True: parts if y is split else whole)
     (note,) = motion_notes(x, {}, {"kernel_size": 21})
     assert f"read in a 21x21 square, the photo's halves agreeing {whole.agreement:.2f};" in note
-    with pytest.raises(ValueError, match=r"could be read reliably.*differ \(agreement 0\.\d\d on 0-1, 1 the same path; under "
-                       r"0\.\d+\).*"
+    with pytest.raises(ValueError, match=r"could be read reliably.*differ \(agreement 0\.\d\d on 0-1, 1 the same "
+                       r"path; under 0\.\d+\).*"
                        r"deblur-kernel -p kernel=K.png"):
         motion_notes(split, {}, {"kernel_size": 21})
 
@@ -223,7 +223,10 @@ def test_motion_notes_wording_for_sizes_and_unused_parameters(monkeypatch):
     assert "(-p kernel_size=127 reads a longer one)" in note
     (note,) = motion_notes(big, {}, {"kernel_size": 127})
     assert "longer than the largest read, 127 px" in note
-    monkeypatch.setattr(motion, "read_motion_kernel", lambda y, size, check=True: filled(y, size)._replace(taps=size**2))
+    def noisy(y, size, check=True):  # spread like noise: every tap lit
+        return filled(y, size)._replace(taps=size**2)
+
+    monkeypatch.setattr(motion, "read_motion_kernel", noisy)
     with pytest.raises(ValueError, match=r"fills the square: the shake may be longer than 31 px \(-p kernel_size=63\)"):
         motion_notes(big, {}, {"kernel_size": 31})
     with pytest.raises(ValueError, match=r"lights 961 taps of its 31x31 square.*fills the square, and a 63-px one read "
@@ -263,7 +266,8 @@ def test_a_reading_that_fills_its_square_is_read_again_in_one_twice_as_large(mon
         assert "ghost edges" in note
         second.clear()
     first["agreement"], second["taps"] = 0.2, 63 * 63  # neither reliable: refused, both squares named
-    with pytest.raises(ValueError, match=r"agreement 0.20 on 0-1, 1 the same path; under 0.5\).*a 63-px square read no reliable "
+    with pytest.raises(ValueError, match=r"agreement 0.20 on 0-1, 1 the same path; under 0.5\).*a 63-px square read "
+                       r"no reliable "
                        r"kernel either"):
         motion_notes(big, params, {})
     first.clear()
