@@ -135,7 +135,10 @@ def _entries(path: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
 
 def _unique_ids(names: list[str]) -> list[str]:
     """File stems; where two collide, relative paths without suffix; where those still do (a.png beside a.jpg),
-    whole relative paths. Ids key the rows for --resume and name the sample folders, so they must be unique."""
+    whole relative paths. Ids key the rows for --resume and name the sample folders, so they must be unique; a
+    name whose bytes are not UTF-8 has each undecodable byte written as its escape (b"caf\\xe9.png" -> "caf\\xe9"),
+    so that the results' UTF-8 files can hold it."""
+    names = [os.fsencode(n).decode("utf-8", "backslashreplace") for n in names]
     for ids in ([_stem(n) for n in names], [n.rsplit(".", 1)[0] for n in names], names):
         if len(set(ids)) == len(ids):
             return ids

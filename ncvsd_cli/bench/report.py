@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ncvsd_cli import strict_json
 from ncvsd_cli.bench.results import lpips_column
 
 SUMMARY_MD = "summary.md"
@@ -150,19 +151,8 @@ def write_summary(out: str | os.PathLike, rows: list[dict[str, Any]], lpips_net:
     _atomic_write(out / SUMMARY_MD, markdown(summary, lpips_net, header))
     doc = {"lpips_net": lpips_net, "lpips_column": lpips_column(lpips_net), "aggregation": AGGREGATION_TEXT,
            "config": config or {}, "summary": summary}
-    _atomic_write(out / SUMMARY_JSON, json.dumps(_strict(doc), indent=2, allow_nan=False) + "\n")
+    _atomic_write(out / SUMMARY_JSON, strict_json.dumps(doc, indent=2) + "\n")
     return summary
-
-
-def _strict(value: Any) -> Any:
-    """`value` with every NaN or infinite float (an undefined std, a metric without images) as None: strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
-    return value
 
 
 def plot_nfe(summary: list[dict[str, Any]], lpips_net: str, path: str | os.PathLike) -> None:

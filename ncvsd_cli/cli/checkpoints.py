@@ -4,12 +4,12 @@ inside `download` and `import` (list/info read safetensors headers only)."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import typer
 
+from ncvsd_cli import strict_json
 from ncvsd_cli.cli.common import EXIT_MODEL, EXIT_USAGE, fail, handle_errors
 
 checkpoints_app = typer.Typer(
@@ -58,7 +58,7 @@ def list_command(
     with handle_errors():
         rows_json = [i.to_dict() for i in list_checkpoints()] + [zoo.status(e) for e in zoo.load_zoo().values()]
     if as_json:
-        typer.echo(json.dumps(rows_json, indent=2))
+        typer.echo(strict_json.dumps(rows_json, indent=2))
         return
     rows = [("NAME", "KIND", "PRESET", "RES", "SIZE", "SHA256", "LICENCE", "LOCATION", "STATUS")]
     for i in rows_json:
@@ -122,10 +122,10 @@ def info_command(
     with handle_errors():
         entry = zoo.find(name) if not Path(name).expanduser().is_file() else None
         if entry is not None and not zoo.status(entry)["downloaded"]:
-            typer.echo(json.dumps(zoo.status(entry), indent=2))  # not downloaded: what the zoo says
+            typer.echo(strict_json.dumps(zoo.status(entry), indent=2))  # not downloaded: what the zoo says
             return
         info = checkpoint_info(name)
-    typer.echo(json.dumps(info.to_dict(), indent=2))
+    typer.echo(strict_json.dumps(info.to_dict(), indent=2))
     if info.status.startswith("MISMATCH"):
         fail(info.status[len("MISMATCH: "):], EXIT_MODEL)
     if "unreadable" in info.status:
@@ -176,7 +176,7 @@ def import_command(
     for key, value in config["provenance"].get("assumed", {}).items():
         typer.echo(f"note: the pickle does not record the generator's {key}; the paper's {value} is assumed "
                    "(recorded in the checkpoint's provenance)", err=True)
-    typer.echo(json.dumps({"path": str(path), "kind": config["kind"], "arch": config["arch"]}))
+    typer.echo(strict_json.dumps({"path": str(path), "kind": config["kind"], "arch": config["arch"]}))
 
 
 def register(app: typer.Typer) -> None:

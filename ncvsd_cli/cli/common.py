@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import glob
-import json
 import os
 import re
 import signal
@@ -27,6 +26,7 @@ from typing import Any, NoReturn
 
 import typer
 
+from ncvsd_cli import strict_json
 from ncvsd_cli.errors import one_line
 from ncvsd_cli.images import IMAGE_SUFFIXES  # also a folder input's image files (case-insensitive)
 
@@ -640,7 +640,7 @@ class Report:
     def _add(self, record: dict[str, Any]) -> None:
         self.results.append(record)
         if self.json_lines:
-            sys.stdout.write(json.dumps(record) + "\n")
+            sys.stdout.write(strict_json.dumps(record) + "\n")
             sys.stdout.flush()
 
     def ok(self, name: str, outputs: Sequence[str], **info: Any) -> None:
@@ -678,7 +678,7 @@ class Report:
         raise typer.Exit(self.exit_code())
 
     def _write_summary(self, doc: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(doc) + "\n")
+        sys.stdout.write(strict_json.dumps(doc) + "\n")
         sys.stdout.flush()
 
     @contextmanager

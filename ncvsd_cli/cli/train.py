@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
+from ncvsd_cli import strict_json
 from ncvsd_cli.cli.common import EXIT_PARTIAL, UsageError, epilog, fail, given_options, handle_errors, note
 
 DURATION_HELP = ("Length: training time of this invocation (30min, 2h; loading and the final snapshot come on top) "
@@ -131,7 +131,7 @@ def run_training(run, settings, out: str) -> None:
         where = f": {exc.filename}" if exc.filename else ""
         fail(str(exc) if not exc.errno else f"{exc.strerror}{where}", EXIT_PARTIAL)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 prints the summary
-        typer.echo(json.dumps({"out": out, **record}))
+        typer.echo(strict_json.dumps({"out": out, **record}))
 
 
 def register(app: typer.Typer) -> None:
