@@ -544,15 +544,17 @@ LUMA_NOISE_GAIN = math.sqrt(sum(w * w for w in images.LUMA_WEIGHTS))
 def estimate_luma_noise_sigma(y: torch.Tensor, coarse: bool = False, *, scale: int | None = None) -> float:
     """The per-channel std (on the [-1, 1] scale, >= 0) of white RGB noise in y (1, 3, h, w), read on its luma
     alone (`estimate_noise_sigma` of 0.299 R + 0.587 G + 0.114 B, a one-channel image) / LUMA_NOISE_GAIN; coarse:
-    on the luma's 2 x 2 means, x 2 (white noise halves there). Made for JPEGs, whose 4:2:0 chroma and coarse
-    high-frequency steps leave the colour directions, and in smooth areas the finest luma ones too, noise-free: the
-    colour reading sees about none (0.003-0.007 for noise of 0.03-0.06 at quality 75-95 on validation photos). The
-    luma reads it where the steps are finer than the noise (0.05-0.07 for 0.06 at quality 85-95, sharp photos), the
-    coarse luma at every quality and after a blur (0.03-0.05 for 0.03, 0.05-0.07 for 0.06, blurred by 1.5 px or not,
-    quality 75-95). Clean JPEGs (27 training photos, quality 75-95) read: luma 0.002-0.04 (median 0.003); coarse
-    luma blurred by 2 px under 0.019, but sharp up to 0.15 (median 0.014), texture read as noise, so the caller
-    uses it for blurred images, or where the reading on the 4 x 4 means (scale=4: of those, x 4) agrees with it
-    (`coarse_luma_is_noise`). Images whose channels are one grey (`distinct_channels`) read as `estimate_noise_sigma`
+    on the luma's 2 x 2 means, x 2 (white noise halves there). Made for JPEGs and camera noise. A JPEG's 4:2:0
+    chroma and coarse high-frequency steps leave the colour directions, and in smooth areas the finest luma ones too,
+    noise-free: the colour reading sees about none (0.003-0.007 for noise of 0.03-0.06 at quality 75-95 on
+    validation photos). The luma reads it where the steps are finer than the noise (0.05-0.07 for 0.06 at quality
+    85-95, sharp photos), the coarse luma at every quality and after a blur (0.03-0.05 for 0.03, 0.05-0.07 for 0.06,
+    blurred by 1.5 px or not, quality 75-95). Clean JPEGs (27 training photos, quality 75-95) read: luma 0.002-0.04
+    (median 0.003); coarse luma blurred by 2 px under 0.019, but sharp up to 0.15 (median 0.014), texture read as
+    noise, so the caller uses it for blurred JPEGs, else only where the reading on the 4 x 4 means (scale=4: of
+    those, x 4) agrees with it (`coarse_luma_is_noise`). A camera's demosaicing also leaves its noise in the coarse
+    luma only (`camera_noise_on_luma`). Images whose channels are one grey (`distinct_channels`) read as
+    `estimate_noise_sigma`
     (coarse: of the 2 x 2 means, x 2). 0 for an image too small to read at that scale."""
     import torch
 
@@ -581,6 +583,20 @@ def coarse_luma_is_noise(y: torch.Tensor, coarse: float) -> bool:
     if coarse <= 0 or not noise_patch_side(1, y.shape[-2] // 4, y.shape[-1] // 4):
         return False
     return estimate_luma_noise_sigma(y, scale=4) <= WHITE_NOISE_SCALE_RATIO * coarse
+
+
+def camera_noise_on_luma(y: torch.Tensor) -> float:
+    """The noise level (>= 0, the [-1, 1] scale) of a lossless colour photo y (1, 3, h, w) read on its luma's 2 x 2
+    means (`estimate_luma_noise_sigma(y, coarse=True)`) where the 4 x 4 means agree (`coarse_luma_is_noise`: noise,
+    not texture), else 0. A camera's demosaicing makes each pixel's colours functions of neighbouring sensor values
+    and smooths colour differences, so the colour reading sees little of its noise (0.009 / 0.014 for noise of std
+    0.04 / 0.08), the finest luma part of it, and the 2 x 2 luma means about all (0.046 / 0.093; medians over the
+    106 training photos at 256 px, a simulated camera: benchmarks/camera-noise/). Within 0.7-1.5x the true std on
+    43-60 of them (noise 0.03-0.08; the colour reading alone 0-9), no clean one read higher than its colour
+    reading; fur and foliage fail the 4 x 4 test and still read low. The finest luma is not used: on
+    small sharp images it reads texture as noise (64-px images to super-resolve, 12 training photos: up to 0.065)."""
+    coarse = estimate_luma_noise_sigma(y, coarse=True)
+    return coarse if coarse_luma_is_noise(y, coarse) else 0.0
 
 
 #: Rounds of weak-texture selection for a one-channel image (they converge in 2-4).

@@ -349,12 +349,14 @@ class Restorer:
         lossily coded file of this noise scale (`images.compression_sigma`: a JPEG's quantisation, a lossy WebP, a
         palette); it raises the lowest level read (`noise_level_floor`), and the level is then also read on the luma
         (for blurs, on its 2x2 means unless the width read, or the disk's radius / 2, is under COARSE_LUMA_MIN_WIDTH),
-        where lossy coding leaves the noise.
+        where lossy coding leaves the noise; a lossless colour image's level also on the luma's 2x2 means where they
+        hold noise, not texture (`measurement.camera_noise_on_luma`: a camera's demosaicing leaves its noise there).
         ValueError where a plain image cannot be the measurement (`plain_image_refusal`: inpaint-random without
         `seed`, phase-retrieval; deblur-motion whose kernel cannot be read)."""
         from ncvsd_cli import images
         from ncvsd_cli.blur_estimate import read_blur
         from ncvsd_cli.measurement import (
+            camera_noise_on_luma,
             coarse_luma_is_noise,
             distinct_channels,
             estimate_luma_noise_sigma,
@@ -387,14 +389,17 @@ class Restorer:
                 blurred = scale < 1 and (width is None or width >= COARSE_LUMA_MIN_WIDTH)
                 coarse = estimate_luma_noise_sigma(y, coarse=True)
                 luma = max(estimate_luma_noise_sigma(y), coarse if blurred or coarse_luma_is_noise(y, coarse) else 0)
+            elif len(distinct_channels(y[0])) == 3:  # a camera's demosaicing leaves its noise on the luma's 2x2
+                # means (`camera_noise_on_luma`)
+                luma = camera_noise_on_luma(y)
             read, on_luma = max(read, luma), luma > read and scale * luma > low  # the luma set the level
             estimate = scale * read
             sigma_y = min(max(round(round(estimate / NOISE_STEP) * NOISE_STEP, 4), low), bounds[1])
             why = (", raised for this file's lossy coding (JPEG steps, lossy WebP, a palette)" if low > bounds[0]
                    else "")
             bound = f"at least {low:g}{why}" if estimate < low else f"at most {bounds[1]}"
-            how = [f"read {read:.4f}" + (" on the luma (lossy coding strips the noise from the colour)" if on_luma
-                                         else "")
+            luma_why = " on the luma (JPEG coding and demosaicing leave the colour little noise)"
+            how = [f"read {read:.4f}" + (luma_why if on_luma else "")
                    + f", in steps of {NOISE_STEP:g}"]
             how += [f"a blur is restored at {scale:g}x the level read"] if scale != 1 else []
             how += [] if low <= estimate <= bounds[1] else [bound]

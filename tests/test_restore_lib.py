@@ -368,6 +368,51 @@ def test_a_sharp_noisy_jpegs_level_is_read_where_its_coding_left_the_noise():
             assert m.sigma_y <= 0.005, m.notes
 
 
+def _bilinear_demosaic(raw: np.ndarray) -> np.ndarray:
+    """(H, W) RGGB mosaic -> (H, W, 3): each channel's samples spread by normalised 3x3 bilinear weights."""
+    masks = np.zeros((3, *raw.shape))
+    masks[0, 0::2, 0::2] = masks[2, 1::2, 1::2] = 1
+    masks[1, 0::2, 1::2] = masks[1, 1::2, 0::2] = 1
+    k = torch.tensor([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]])[None, None].double()
+    spread = [torch.nn.functional.conv2d(torch.from_numpy(a)[:, None], k, padding=1)[:, 0].numpy()
+              for a in (masks * raw, masks)]
+    return (spread[0] / spread[1]).transpose(1, 2, 0)
+
+
+def test_camera_noise_is_read_on_the_luma_and_texture_is_not():
+    """A camera's demosaicing correlates its sensor noise across pixels and channels: the colour reading sees little
+    of it and the level read left most of it in. A lossless colour photo's level is also read on the luma's 2x2
+    means where the 4x4 means agree; a clean photo's fine texture, which reads higher at 4x4, is not taken for it."""
+    from ncvsd_cli.measurement import camera_noise_on_luma, estimate_noise_sigma
+    from ncvsd_cli.restore import Restorer
+
+    yy, xx = np.mgrid[0:192, 0:192] / 192
+    scene = np.stack([0.5 + 0.3 * np.sin(6 * xx + 2 * yy), 0.5 + 0.3 * np.cos(5 * yy), 0.4 + 0.2 * xx * yy], -1)
+    ii, jj = np.indices((192, 192)) % 2
+    mosaic = np.where(ii + jj == 0, scene[..., 0], np.where(ii * jj == 1, scene[..., 2], scene[..., 1]))  # RGGB
+    restorer = Restorer(None, None, RestoreOptions(task="denoise", method="classical").validate())
+
+    def as_y(rgb):
+        return torch.from_numpy(np.round(np.clip(rgb, 0, 1) * 255) / 127.5 - 1).permute(2, 0, 1)[None].float()
+
+    reference = as_y(_bilinear_demosaic(mosaic))
+    noisy = as_y(_bilinear_demosaic(mosaic + np.random.default_rng(0).normal(0, 0.04, mosaic.shape)))
+    true = float((noisy - reference).std())
+    m = restorer.measurement(noisy, "denoise")
+    assert estimate_noise_sigma(noisy) < 0.6 * true, (estimate_noise_sigma(noisy), true)  # what was used alone
+    assert 0.75 * true < camera_noise_on_luma(noisy) < 1.35 * true
+    assert m.sigma_y == pytest.approx(camera_noise_on_luma(noisy), abs=0.0025) and "on the luma" in m.notes[0]
+    assert restorer.measurement(reference, "denoise").sigma_y <= 0.005
+
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(192), np.fft.fftfreq(192), indexing="ij"))
+    phase = np.exp(2j * np.pi * np.random.default_rng(1).random((192, 192)))
+    texture = np.fft.ifft2(phase / np.maximum(f, 1 / 192)).real  # 1/f amplitude: a natural photo's texture
+    textured = as_y(scene + 0.15 * (texture / texture.std())[..., None])  # the same pattern in every channel
+    assert camera_noise_on_luma(textured) == 0.0
+    m = restorer.measurement(textured, "denoise")  # the colour reading's level, as before
+    assert m.sigma_y == pytest.approx(estimate_noise_sigma(textured), abs=0.0025) and "luma" not in m.notes[0]
+
+
 def test_memory_estimate_counts_the_reflect_blurs_buffers(monkeypatch):
     """A plain blurred image is restored with boundary "reflect", whose conjugate gradients hold more full-size
     tensors: the up-front memory check counts them (and not for circular)."""
