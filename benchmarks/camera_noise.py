@@ -9,10 +9,11 @@ luma), the level `restore` uses for a plain image ("read", `Restorer.measurement
 (`restore_image`, seed 0) at the colour reading, at the level read and at the true level: PSNR / LPIPS-alex
 against the reference and against the scene. Writes OUT/rows.jsonl, OUT/summary.md and OUT/<photo>-a<a>.png
 (reference, noisy, at the colour reading, at the level read, at the true level).
---readings PHOTOS (a folder or zip, e.g. build_photos.py's; 256-px squares as `ncvsd bench` reads them, every
---every-th from --start in name order): readings at a = 0, 0.001, 0.002, 0.004, 0.008 -> OUT/readings.jsonl and
-OUT/readings.md; with --denoise, also the default denoiser at the colour reading, the level read and the true level
-at a = 0.002 and 0.008 (mean PSNR / LPIPS-alex against the reference).
+--readings PHOTOS (a folder or zip, e.g. build_photos.py's; 256-px squares as `ncvsd bench` reads them, one in
+--every from index --start in name order): readings at a = 0, 0.001, 0.002, 0.004, 0.008 -> OUT/readings-all-photos
+or OUT/readings-every<K>-from<S>[-denoise] (.jsonl, .md); with --denoise also the default denoiser at the colour
+reading (unrounded; restore rounded it to steps of 0.0025), the level read and the true level at a = 0.002 and
+0.008 (mean PSNR / LPIPS-alex against the reference).
 Needs OpenCV (`pip install opencv-python-headless`); not a dependency of ncvsd.
 Usage:  python benchmarks/camera_noise.py VAL_DIR OUT   (VAL_DIR: benchmarks/make_validation_set.py's photos)
         python benchmarks/camera_noise.py --readings photos.zip --every 4 --start 1 --denoise OUT
@@ -112,8 +113,10 @@ def readings(photos: Path, every: int, start: int, out: Path, denoise: bool = Fa
                 row.update(denoised(y, ref, {"colour": row["colour"], "read": row["read"], "true": row["true"]}))
             print(json.dumps(row), flush=True)
             rows.append(row)
-    (out / "readings.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    which = "all" if every == 1 else f"every {every}th from {start}"
+    stem = "readings-" + ("all-photos" if (every, start) == (1, 0) else f"every{every}-from{start}") + \
+        ("-denoise" if denoise else "")
+    (out / f"{stem}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    which = "all" if (every, start) == (1, 0) else f"one in {every} from index {start}"
     lines = [f"{len(rows) // len(READ_LEVELS)} photos of {photos.name} ({which}), 256 px.", "",
              "| a | median true | median colour / read | read within 0.7-1.5x true | under 0.5x | max read |",
              "|---|---|---|---|---|---|"]
@@ -127,14 +130,14 @@ def readings(photos: Path, every: int, start: int, out: Path, denoise: bool = Fa
                      f"{max(r['read'] for r in rs):.4f} |")
     if denoise:
         lines += ["", "Denoised (mean PSNR dB / LPIPS-alex against the noise-free pipeline):", "",
-                  "| a | at the colour reading (before) | at the level read (now) | at the true level |",
+                  "| a | at the colour reading (before, unrounded) | at the level read (now) | at the true level |",
                   "|---|---|---|---|"]
         for a, _ in LEVELS:
             rs = [r for r in rows if r["a"] == a]
             cells = [f"{np.mean([r[k][0] for r in rs]):.2f} / {np.mean([r[k][1] for r in rs]):.3f}"
                      for k in ("at_colour", "at_read", "at_true")]
             lines.append(f"| {a} | {' | '.join(cells)} |")
-    (out / "readings.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -145,14 +148,16 @@ def main() -> None:
     p.add_argument("val", type=Path, nargs="?")
     p.add_argument("out", type=Path)
     p.add_argument("--readings", type=Path, help="photos (folder or zip): readings only")
-    p.add_argument("--every", type=int, default=3)
-    p.add_argument("--start", type=int, default=0)
+    p.add_argument("--every", type=int, default=1, help="with --readings: one photo in this many")
+    p.add_argument("--start", type=int, default=0, help="with --readings: index of the first photo")
     p.add_argument("--denoise", action="store_true", help="with --readings: also denoise at LEVELS")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     if a.readings:
         readings(a.readings, a.every, a.start, a.out, a.denoise)
         return
+    if a.val is None:
+        p.error("give VAL_DIR (validation photos) or --readings PHOTOS")
     rows = []
     for path in sorted(a.val.glob("*.png")):
         x = np.asarray(Image.open(path).convert("RGB")) / 255.0

@@ -592,9 +592,11 @@ def camera_noise_on_luma(y: torch.Tensor) -> float:
     and smooths colour differences, so the colour reading sees little of its noise (0.009 / 0.014 for noise of std
     0.04 / 0.08), the finest luma part of it, and the 2 x 2 luma means about all (0.046 / 0.093; medians over the
     106 training photos at 256 px, a simulated camera: benchmarks/camera-noise/). Within 0.7-1.5x the true std on
-    43-60 of them (noise 0.03-0.08; the colour reading alone 0-9), no clean one read higher than its colour
-    reading; fur and foliage fail the 4 x 4 test and still read low. The finest luma is not used: on
-    small sharp images it reads texture as noise (64-px images to super-resolve, 12 training photos: up to 0.065)."""
+    43-60 of them (noise 0.03-0.08; the colour reading alone 0-9), no clean one read higher than before (its
+    colour reading); fur and foliage fail the 4 x 4 test and still read low. Demosaiced noise alone reads
+    1.2-1.3x higher at 4 x 4 (flat grey, OpenCV's bilinear and edge-aware demosaicing), under the test's 1.4. The
+    finest luma is not used: on small sharp images it reads texture as noise (64-px sr4 inputs of 12 training
+    photos, a prototype: up to 0.065)."""
     coarse = estimate_luma_noise_sigma(y, coarse=True)
     return coarse if coarse_luma_is_noise(y, coarse) else 0.0
 

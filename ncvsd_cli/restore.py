@@ -383,7 +383,7 @@ class Restorer:
         elif unknown:
             read = estimate_noise_sigma(y)  # a photo's noise level is unknown: the preset's 0.05 is a guess
             scale, low = noise_level_scale(task), noise_level_floor(bounds, jpeg_sigma)
-            luma = 0.0
+            luma, luma_why = 0.0, " on the luma (lossy coding strips the noise from the colour)"
             if jpeg_sigma:  # lossy coding leaves the noise in the luma only; after a blur, or where it is
                 # white noise (not a sharp photo's texture), on its 2x2 means
                 blurred = scale < 1 and (width is None or width >= COARSE_LUMA_MIN_WIDTH)
@@ -391,14 +391,13 @@ class Restorer:
                 luma = max(estimate_luma_noise_sigma(y), coarse if blurred or coarse_luma_is_noise(y, coarse) else 0)
             elif len(distinct_channels(y[0])) == 3:  # a camera's demosaicing leaves its noise on the luma's 2x2
                 # means (`camera_noise_on_luma`)
-                luma = camera_noise_on_luma(y)
+                luma, luma_why = camera_noise_on_luma(y), " on the luma (demosaicing leaves a camera's noise there)"
             read, on_luma = max(read, luma), luma > read and scale * luma > low  # the luma set the level
             estimate = scale * read
             sigma_y = min(max(round(round(estimate / NOISE_STEP) * NOISE_STEP, 4), low), bounds[1])
             why = (", raised for this file's lossy coding (JPEG steps, lossy WebP, a palette)" if low > bounds[0]
                    else "")
             bound = f"at least {low:g}{why}" if estimate < low else f"at most {bounds[1]}"
-            luma_why = " on the luma (JPEG coding and demosaicing leave the colour little noise)"
             how = [f"read {read:.4f}" + (luma_why if on_luma else "")
                    + f", in steps of {NOISE_STEP:g}"]
             how += [f"a blur is restored at {scale:g}x the level read"] if scale != 1 else []

@@ -1,7 +1,8 @@
 """Strict JSON (RFC 8259, valid UTF-8) for what the commands write: every NaN or infinite float becomes null, and a
 string that is not valid Unicode (a file name whose bytes are not UTF-8, which Python reads as lone surrogates:
 b"caf\\xe9.png" -> "caf\\udce9.png") is written readable, each undecodable byte as U+FFFD, with its exact bytes
-beside it in base64 under the same key + "_base64" (a list of them, null for valid names, beside a list)."""
+beside it in base64 under the same key + "_base64" (a list of them, null for valid names, beside a list). Limits:
+keys get no bytes (only readable), nor do strings in nested lists, nor a key whose "_base64" twin the caller set."""
 
 from __future__ import annotations
 
@@ -23,14 +24,39 @@ def _invalid(text: str) -> bool:
         return True
 
 
+def _name_bytes(text: str) -> bytes | None:
+    """The bytes of a file name Python decoded with surrogateescape; None for other lone surrogates (from JSON
+    text or metadata), which stand for no bytes."""
+    try:
+        return os.fsencode(text)
+    except UnicodeEncodeError:
+        return None
+
+
 def readable(text: str) -> str:
-    """`text` with each undecodable byte (a lone surrogate from Python's surrogateescape) as U+FFFD."""
-    return os.fsencode(text).decode("utf-8", "replace") if _invalid(text) else text
+    """`text` with each undecodable byte (a lone surrogate from Python's surrogateescape) as U+FFFD; any other lone
+    surrogate as U+FFFD too."""
+    if not _invalid(text):
+        return text
+    raw = _name_bytes(text)
+    if raw is None:
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    return raw.decode("utf-8", "replace")
 
 
-def exact_bytes(text: str) -> str:
-    """The bytes of `text` as the file system has them (os.fsencode), in base64."""
-    return base64.b64encode(os.fsencode(text)).decode("ascii")
+def escaped(text: str) -> str:
+    """`text` with each undecodable byte of a file name written as its escape (b"caf\\xe9" -> "caf\\xe9"): readable,
+    valid UTF-8 and distinct for distinct names (ids and folder names that results files hold)."""
+    if not _invalid(text):
+        return text
+    raw = _name_bytes(text)
+    return readable(text) if raw is None else raw.decode("utf-8", "backslashreplace")
+
+
+def exact_bytes(text: str) -> str | None:
+    """The bytes of file name `text` as the file system has them (os.fsencode), in base64; None if it has none."""
+    raw = _name_bytes(text)
+    return None if raw is None else base64.b64encode(raw).decode("ascii")
 
 
 def strict(value: Any) -> Any:
@@ -47,10 +73,13 @@ def strict(value: Any) -> Any:
     for key, v in value.items():
         key = readable(key) if isinstance(key, str) else key
         out[key] = strict(v)
-        if isinstance(v, str) and _invalid(v):
-            out[f"{key}{BYTES_SUFFIX}"] = exact_bytes(v)
+        beside = f"{key}{BYTES_SUFFIX}"
+        if beside in value:  # the caller's own key of that name is kept (a limit: no bytes beside then)
+            continue
+        if isinstance(v, str) and _invalid(v) and exact_bytes(v) is not None:
+            out[beside] = exact_bytes(v)
         elif isinstance(v, (list, tuple)) and any(isinstance(s, str) and _invalid(s) for s in v):
-            out[f"{key}{BYTES_SUFFIX}"] = [exact_bytes(s) if isinstance(s, str) and _invalid(s) else None for s in v]
+            out[beside] = [exact_bytes(s) if isinstance(s, str) and _invalid(s) else None for s in v]
     return out
 
 

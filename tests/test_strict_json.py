@@ -2,6 +2,7 @@
 
 import base64
 import json
+import logging
 import math
 import os
 
@@ -53,6 +54,15 @@ def test_undecodable_name_is_readable_with_its_exact_bytes_beside_it():
     assert "n_base64" not in doc
 
 
+def test_other_lone_surrogates_and_key_collisions_do_not_break_the_output():
+    """A lone surrogate that is no file-name byte (from JSON text, metadata) is written as U+FFFD without bytes; a
+    caller's own key + "_base64" is kept."""
+    doc = _strictly_parsed(strict_json.dumps({"a": "x\ud83d", "b": ["\ud83d"], "k": NAME, "k_base64": "mine"}))
+    assert doc["a"] == "x\ufffd" and "a_base64" not in doc and doc["b_base64"] == [None]
+    assert doc["k"] == "caf\ufffd.png" and doc["k_base64"] == "mine"
+    assert strict_json.escaped(NAME) == "caf\\xe9.png" and strict_json.escaped("é") == "é"
+
+
 def _write_odd_named_image(folder):
     folder.mkdir(parents=True, exist_ok=True)
     path = os.path.join(os.fsencode(folder), RAW)
@@ -84,3 +94,21 @@ def test_bench_ids_escape_undecodable_bytes(tmp_path):
     ids = [im.id for im in image_folder(tmp_path / "d", 16).images]
     assert sorted(ids) == ["caf\\xe9", "ok"]
     [i.encode("utf-8") for i in ids]  # the results' CSV and markdown are UTF-8
+
+
+def test_bench_on_a_non_utf8_folder_writes_its_results(tmp_path):
+    """bench stopped with "surrogates not allowed" writing per_image.csv when the folder or an image was so named."""
+    folder = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"d\xe9s"))
+    _write_odd_named_image(tmp_path / folder)
+    out = tmp_path / "out"
+    logging.disable(logging.CRITICAL)  # pytest-xdist cannot send captured log records holding such a name
+    try:
+        res = CliRunner().invoke(app, ["bench", "--dataset", folder, "--tasks", "sr4", "--methods", "classical",
+                                       "--limit", "1", "--out", str(out), "--json", "--quiet"])
+    finally:
+        logging.disable(logging.NOTSET)
+    assert res.exit_code == 0, res.output
+    rows = (out / "per_image.csv").read_text(encoding="utf-8").splitlines()
+    assert rows[1].startswith("d\\xe9s,caf\\xe9,"), rows[:2]
+    assert "d\\xe9s" in (out / "summary.md").read_text(encoding="utf-8")
+    _strictly_parsed(res.stdout)

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ncvsd_cli import strict_json
 from ncvsd_cli.images import is_listed_image
 
 #: File suffixes read from folders and zips (case-insensitive).
@@ -138,7 +139,7 @@ def _unique_ids(names: list[str]) -> list[str]:
     whole relative paths. Ids key the rows for --resume and name the sample folders, so they must be unique; a
     name whose bytes are not UTF-8 has each undecodable byte written as its escape (b"caf\\xe9.png" -> "caf\\xe9"),
     so that the results' UTF-8 files can hold it."""
-    names = [os.fsencode(n).decode("utf-8", "backslashreplace") for n in names]
+    names = [strict_json.escaped(n) for n in names]
     for ids in ([_stem(n) for n in names], [n.rsplit(".", 1)[0] for n in names], names):
         if len(set(ids)) == len(ids):
             return ids
@@ -160,7 +161,8 @@ def image_folder(path: str | os.PathLike, resolution: int, name: str | None = No
     ids = _unique_ids([n for n, _ in entries])
     images = [BenchImage(id=i, index=k, load=(lambda f=f: f(resolution))) for k, (i, (_, f)) in
               enumerate(zip(ids, entries))]
-    return BenchDataset(name=name or path.stem, images=images, resolution=resolution, source=str(path))
+    return BenchDataset(name=strict_json.escaped(name or path.stem), images=images, resolution=resolution,
+                        source=str(path))
 
 
 def ffhq_test(resolution: int = 256, data: str | os.PathLike | None = None) -> BenchDataset:
