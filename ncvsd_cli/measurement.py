@@ -553,7 +553,7 @@ def estimate_luma_noise_sigma(y: torch.Tensor, coarse: bool = False, *, scale: i
     (median 0.003); coarse luma blurred by 2 px under 0.019, but sharp up to 0.15 (median 0.014), texture read as
     noise, so the caller uses it for blurred JPEGs, else only where the reading on the 4 x 4 means (scale=4: of
     those, x 4) agrees with it (`coarse_luma_is_noise`). A camera's demosaicing also leaves its noise in the coarse
-    luma only (`camera_noise_on_luma`). Images whose channels are one grey (`distinct_channels`) read as
+    luma only (`coarse_luma_noise`). Images whose channels are one grey (`distinct_channels`) read as
     `estimate_noise_sigma`
     (coarse: of the 2 x 2 means, x 2). 0 for an image too small to read at that scale."""
     import torch
@@ -585,10 +585,10 @@ def coarse_luma_is_noise(y: torch.Tensor, coarse: float) -> bool:
     return estimate_luma_noise_sigma(y, scale=4) <= WHITE_NOISE_SCALE_RATIO * coarse
 
 
-def camera_noise_on_luma(y: torch.Tensor) -> float:
-    """The noise level (>= 0, the [-1, 1] scale) of a lossless colour photo y (1, 3, h, w) read on its luma's 2 x 2
-    means (`estimate_luma_noise_sigma(y, coarse=True)`) where the 4 x 4 means agree (`coarse_luma_is_noise`: noise,
-    not texture), else 0. A camera's demosaicing makes each pixel's colours functions of neighbouring sensor values
+def coarse_luma_noise(y: torch.Tensor) -> float:
+    """The noise level (>= 0, the [-1, 1] scale) of a colour photo y (1, 3, h, w) read on its luma's 2 x 2 means
+    (`estimate_luma_noise_sigma(y, coarse=True)`) where the 4 x 4 means agree (`coarse_luma_is_noise`: noise, not
+    texture), else 0: where a sharp JPEG's steps and a camera's demosaicing leave noise. A camera's demosaicing makes each pixel's colours functions of neighbouring sensor values
     and smooths colour differences, so the colour reading sees little of its noise (0.009 / 0.014 for noise of std
     0.04 / 0.08), the finest luma part of it, and the 2 x 2 luma means about all (0.046 / 0.093; medians over the
     106 training photos at 256 px, a simulated camera: benchmarks/camera-noise/). Within 0.7-1.5x the true std on

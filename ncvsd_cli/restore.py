@@ -350,14 +350,13 @@ class Restorer:
         palette); it raises the lowest level read (`noise_level_floor`), and the level is then also read on the luma
         (for blurs, on its 2x2 means unless the width read, or the disk's radius / 2, is under COARSE_LUMA_MIN_WIDTH),
         where lossy coding leaves the noise; a lossless colour image's level also on the luma's 2x2 means where they
-        hold noise, not texture (`measurement.camera_noise_on_luma`: a camera's demosaicing leaves its noise there).
+        hold noise, not texture (`measurement.coarse_luma_noise`: a camera's demosaicing leaves its noise there).
         ValueError where a plain image cannot be the measurement (`plain_image_refusal`: inpaint-random without
         `seed`, phase-retrieval; deblur-motion whose kernel cannot be read)."""
         from ncvsd_cli import images
         from ncvsd_cli.blur_estimate import read_blur
         from ncvsd_cli.measurement import (
-            camera_noise_on_luma,
-            coarse_luma_is_noise,
+            coarse_luma_noise,
             distinct_channels,
             estimate_luma_noise_sigma,
             estimate_noise_sigma,
@@ -377,7 +376,8 @@ class Restorer:
         blur_param = BLUR_READ.get(task)  # the blur read from the image unless given (-p or preset file)
         reading = read_blur(y) if blur_param and blur_param not in given else None
         width = None if reading is None else reading.width if task == "deblur-gauss" else reading.radius / 2
-        if unknown and not noise_patch_side(*distinct_channels(y[0]).shape):
+        colours = len(distinct_channels(y[0])) if unknown else 0  # 1: a grey image, also one stored as RGB
+        if unknown and not noise_patch_side(colours, *y.shape[-2:]):
             notes.append(f"noise level sigma_y {sigma_y:g}, the task preset's: the image is too small to read it from "
                          "(--sigma-y sets it)")
         elif unknown:
@@ -387,11 +387,10 @@ class Restorer:
             if jpeg_sigma:  # lossy coding leaves the noise in the luma only; after a blur, or where it is
                 # white noise (not a sharp photo's texture), on its 2x2 means
                 blurred = scale < 1 and (width is None or width >= COARSE_LUMA_MIN_WIDTH)
-                coarse = estimate_luma_noise_sigma(y, coarse=True)
-                luma = max(estimate_luma_noise_sigma(y), coarse if blurred or coarse_luma_is_noise(y, coarse) else 0)
-            elif len(distinct_channels(y[0])) == 3:  # a camera's demosaicing leaves its noise on the luma's 2x2
-                # means (`camera_noise_on_luma`)
-                luma, luma_why = camera_noise_on_luma(y), " on the luma (demosaicing leaves a camera's noise there)"
+                luma = max(estimate_luma_noise_sigma(y),
+                           estimate_luma_noise_sigma(y, coarse=True) if blurred else coarse_luma_noise(y))
+            elif colours == 3:  # a camera's demosaicing leaves its noise on the luma's 2x2 means
+                luma, luma_why = coarse_luma_noise(y), " on the luma (demosaicing leaves a camera's noise there)"
             read, on_luma = max(read, luma), luma > read and scale * luma > low  # the luma set the level
             estimate = scale * read
             sigma_y = min(max(round(round(estimate / NOISE_STEP) * NOISE_STEP, 4), low), bounds[1])

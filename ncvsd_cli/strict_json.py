@@ -76,8 +76,9 @@ def strict(value: Any) -> Any:
         beside = f"{key}{BYTES_SUFFIX}"
         if beside in value:  # the caller's own key of that name is kept (a limit: no bytes beside then)
             continue
-        if isinstance(v, str) and _invalid(v) and exact_bytes(v) is not None:
-            out[beside] = exact_bytes(v)
+        raw = exact_bytes(v) if isinstance(v, str) and _invalid(v) else None
+        if raw is not None:
+            out[beside] = raw
         elif isinstance(v, (list, tuple)) and any(isinstance(s, str) and _invalid(s) for s in v):
             out[beside] = [exact_bytes(s) if isinstance(s, str) and _invalid(s) else None for s in v]
     return out

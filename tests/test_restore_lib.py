@@ -385,7 +385,7 @@ def test_camera_noise_is_read_on_the_luma_and_texture_is_not():
     """A camera's demosaicing correlates its sensor noise across pixels and channels: the colour reading sees little
     of it and the level read left most of it in. A lossless colour photo's level is also read on the luma's 2x2
     means where the 4x4 means agree; a clean photo's fine texture, which reads higher at 4x4, is not taken for it."""
-    from ncvsd_cli.measurement import camera_noise_on_luma, estimate_noise_sigma
+    from ncvsd_cli.measurement import coarse_luma_noise, estimate_noise_sigma
     from ncvsd_cli.restore import Restorer
 
     yy, xx = np.mgrid[0:192, 0:192] / 192
@@ -403,15 +403,15 @@ def test_camera_noise_is_read_on_the_luma_and_texture_is_not():
         true = float((noisy - reference).std())
         m = restorer.measurement(noisy, "denoise")
         assert estimate_noise_sigma(noisy) < 0.2 * true, (estimate_noise_sigma(noisy), true)  # what was used alone
-        assert 0.75 * true < camera_noise_on_luma(noisy) < 1.5 * true, (camera_noise_on_luma(noisy), true)
-        assert m.sigma_y == pytest.approx(camera_noise_on_luma(noisy), abs=0.0025) and "on the luma" in m.notes[0]
+        assert 0.75 * true < coarse_luma_noise(noisy) < 1.5 * true, (coarse_luma_noise(noisy), true)
+        assert m.sigma_y == pytest.approx(coarse_luma_noise(noisy), abs=0.0025) and "on the luma" in m.notes[0]
     assert restorer.measurement(reference, "denoise").sigma_y <= 0.005
 
     f = np.hypot(*np.meshgrid(np.fft.fftfreq(192), np.fft.fftfreq(192), indexing="ij"))
     phase = np.exp(2j * np.pi * np.random.default_rng(1).random((192, 192)))
     texture = np.fft.ifft2(phase / np.maximum(f, 1 / 192)).real  # 1/f amplitude: a natural photo's texture
     textured = as_y(scene + 0.15 * (texture / texture.std())[..., None])  # the same pattern in every channel
-    assert camera_noise_on_luma(textured) == 0.0
+    assert coarse_luma_noise(textured) == 0.0
     m = restorer.measurement(textured, "denoise")  # the colour reading's level, as before
     assert m.sigma_y == pytest.approx(estimate_noise_sigma(textured), abs=0.0025) and "luma" not in m.notes[0]
 
