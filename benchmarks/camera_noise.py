@@ -51,8 +51,15 @@ def as_tensor(srgb: np.ndarray) -> torch.Tensor:
     return from_unit(torch.from_numpy(srgb.transpose(2, 0, 1)).float()[None])
 
 
-def camera(linear: np.ndarray, a: float, b: float, rng: np.random.Generator | None) -> torch.Tensor:
-    """(1, 3, H, W) in [-1, 1]: mosaic, noise (none when rng is None), demosaic, gamma, 8 bits."""
+#: OpenCV's demosaicing codes by name (its BG pattern is our RGGB): edge-aware (the default), bilinear, VNG.
+DEMOSAIC = {"ea": "COLOR_BayerBG2RGB_EA", "bilinear": "COLOR_BayerBG2RGB", "vng": "COLOR_BayerBG2RGB_VNG"}
+
+
+def camera(linear: np.ndarray, a: float, b: float, rng: np.random.Generator | None,
+           demosaic: str = "ea") -> torch.Tensor:
+    """(1, 3, H, W) in [-1, 1]: mosaic, noise (none when rng is None), demosaic (`DEMOSAIC`; on 16 bits, but
+    OpenCV's VNG takes 8 bits only: its raw is coded with gamma 2.2 in 8 bits, as a small sensor's output), sRGB
+    gamma, 8 bits."""
     import cv2
 
     raw = np.empty(linear.shape[:2])
@@ -60,8 +67,12 @@ def camera(linear: np.ndarray, a: float, b: float, rng: np.random.Generator | No
     raw[1::2, 0::2], raw[1::2, 1::2] = linear[1::2, 0::2, 1], linear[1::2, 1::2, 2]  # G B
     if rng is not None:
         raw = raw + np.sqrt(a * np.clip(raw, 0, None) + b) * rng.standard_normal(raw.shape)
-    raw16 = (np.clip(raw, 0, 1) * 65535).round().astype(np.uint16)
-    rgb = cv2.cvtColor(raw16, cv2.COLOR_BayerBG2RGB_EA).astype(np.float64) / 65535  # OpenCV's BG = our RGGB
+    code = getattr(cv2, DEMOSAIC[demosaic])
+    if demosaic == "vng":
+        raw8 = (np.clip(raw, 0, 1) ** (1 / 2.2) * 255).round().astype(np.uint8)
+        rgb = (cv2.cvtColor(raw8, code).astype(np.float64) / 255) ** 2.2
+    else:
+        rgb = cv2.cvtColor((np.clip(raw, 0, 1) * 65535).round().astype(np.uint16), code).astype(np.float64) / 65535
     return as_tensor(np.round(linear_to_srgb(rgb) * 255) / 255)
 
 

@@ -12,6 +12,8 @@ Samplers report their iterations through the shared `callback` argument (`ncvsd_
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import sys
 import threading
@@ -19,10 +21,37 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-#: The steps bar: counts of network evaluations as integers (a DAPS level adds several at once).
-STEPS_FORMAT = "{l_bar}{bar}| {n:.0f}/{total:.0f} NFE [{elapsed}<{remaining}, {rate_fmt}]"
+#: The steps bar: network evaluations done (fractions within a tiled one: `CallProgress`) of the total.
+STEPS_FORMAT = "{desc}: {pct_down:3d}%|{bar}| {n_nfe}/{total:.0f} NFE [{elapsed}<{remaining}, {rate_fmt}]"
 #: Seconds between status lines when stderr is not a terminal (overridden by $NCVSD_PROGRESS_INTERVAL).
 DEFAULT_INTERVAL = 30.0
+
+
+def nfe_text(n: float) -> str:
+    """Network evaluations done for display: '3', '1000', '0.12' (a tiled evaluation in flight), '2.5'."""
+    return f"{n:.0f}" if n >= 100 or n == int(n) else f"{n:.2f}".rstrip("0").rstrip(".")
+
+
+def percent_down(n: float, total: float) -> int:
+    """Percentage done, rounded down: 99.6 % is not 100 % (the count shows 0/1 there)."""
+    return math.floor(100 * min(n / total, 1.0) + 1e-9) if total > 0 else 0
+
+
+@functools.cache
+def _progress_bar() -> type:
+    """tqdm with fields for bar_format: `{n_whole}` (items finished: n rounded down, as a batch in flight moves n
+    by fractions and `{n:.0f}` would show 1/2 at 0.75), `{n_nfe}` (`nfe_text`) and `{pct_down}` (`percent_down`)."""
+    from tqdm import tqdm
+
+    class ProgressBar(tqdm):
+        @property
+        def format_dict(self):
+            values = super().format_dict
+            n, total = values["n"], values["total"]
+            values.update(n_whole=math.floor(n + 1e-9), n_nfe=nfe_text(n), pct_down=percent_down(n, total or 0))
+            return values
+
+    return ProgressBar
 
 
 class StatusReporter:
@@ -59,11 +88,11 @@ class StatusReporter:
         self.mode = "quiet" if quiet else "bar" if terminal else "lines"
         self._bar = None
         if self.mode == "bar":
-            rate = ", {rate_fmt}" if show_rate else ""  # whole counts: a batch's steps move it by fractions
-            fmt = None if unit_scale else "{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}" + rate + \
-                "{postfix}]"
-            self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, unit_scale=unit_scale,
-                             bar_format=fmt, file=self.stream, dynamic_ncols=True, leave=True)
+            rate = ", {rate_fmt}" if show_rate else ""  # whole items finished: a batch's steps move the bar
+            fmt = None if unit_scale else "{desc}: {pct_down:3d}%|{bar}| {n_whole}/{total:.0f} {unit} " \
+                "[{elapsed}<{remaining}" + rate + "{postfix}]"
+            self._bar = _progress_bar()(total=total, initial=initial, desc=desc, unit=unit, unit_scale=unit_scale,
+                                        bar_format=fmt, file=self.stream, dynamic_ncols=True, leave=True)
         self._lock, self._stop = threading.Lock(), threading.Event()
         if self.mode != "quiet" and self.interval > 0:  # a long step between updates (e.g. a classical solve)
             threading.Thread(target=self._heartbeat, daemon=True).start()
@@ -115,11 +144,14 @@ class StatusReporter:
             return self._tqdm.format_sizeof(x) if self.unit_scale and x >= 1000 else f"{x:.0f}"
 
         elapsed = self._clock() - self._start
-        done = f"{fmt_n(self.n)}/{fmt_n(self.total)} {self.unit} ({100 * min(self.n / self.total, 1.0):.0f}%)"
+        finished = math.floor(self.n + 1e-9)  # whole items; a batch in flight moves the percentage (begin)
+        done = f"{fmt_n(finished)}/{fmt_n(self.total)} {self.unit} ({percent_down(self.n, self.total)}%)"
         parts = [f"{self.desc}: {done}"]
         rate = (self.n - self._initial) / elapsed if elapsed > 0 else 0.0
-        if self.show_rate and rate > 0:
+        if self.show_rate and rate >= 0.1:
             parts.append(f"{self._tqdm.format_sizeof(rate) if rate >= 1000 else f'{rate:.3g}'} {self.unit}/s")
+        elif self.show_rate and rate > 0:  # slow work (a large photo): time per item, not 8e-05 img/s
+            parts.append(f"{self._tqdm.format_interval(1 / rate)} per {self.unit}")
         parts.append(f"elapsed {self._tqdm.format_interval(elapsed)}")
         if rate > 0:
             parts.append(f"ETA {self._tqdm.format_interval(max(self.total - self.n, 0.0) / rate)}")
@@ -182,6 +214,37 @@ def step_callback(call: Any, on_step: Callable[[float, float], None] | None) -> 
     return lambda info: on_step(min((int(info.get("i", 0)) + 1) * total / n, total), total)
 
 
+class CallProgress:
+    """The network evaluations of one run, in fractions: whole evaluations from the sampler's callback
+    (`step_callback`) and, within a tiled generator call, the share of its tiles done
+    (`networks.tiling.TiledDenoiser.on_tile`; one call is one evaluation), passed on as `on_step(done, total)`
+    with done rising within 0..total. A large photo's evaluation takes minutes on a CPU: its tiles keep the
+    progress and the ETA moving (a method whose callbacks are unknown, the denoiser, shows its tiles alone)."""
+
+    def __init__(self, on_step: Callable[[float, float], None], total: float):
+        self.on_step, self.total = on_step, float(total)
+        self.calls = self.shown = 0.0
+
+    def _show(self, done: float) -> None:
+        done = min(done, self.total)
+        if done > self.shown:
+            self.shown = done
+            self.on_step(done, self.total)
+
+    def step(self, done: float, total: float) -> None:
+        """The sampler's count (`step_callback`'s on_step): `done` evaluations finished."""
+        self.calls = max(self.calls, float(done))
+        self._show(self.calls)
+
+    def tile(self, done: int, count: int) -> None:
+        """`done` of the `count` tiles of the call in flight finished."""
+        if done >= count:
+            self.calls += 1
+            self._show(self.calls)
+        else:
+            self._show(self.calls + done / count)
+
+
 class NestedProgress:
     """Items, then steps. `total` items (> 0) in `unit`; `update(n)` after n items finish (a batch); `step(done,
     total)` with the network evaluations done in the current batch. `close()` leaves the items' bar on screen."""
@@ -204,6 +267,7 @@ class NestedProgress:
         """The batch starting now is worth `cost` items (its `update(cost)` at the end): its steps move the items'
         count by their share of it, so the rate and ETA keep moving during a long batch (a DPS run of minutes)."""
         self._cost, self._advanced = float(cost), 0.0
+        self._batch_start = time.monotonic()  # its ETA counts from here, not from the last batch's end
 
     def step(self, done: float, total: float) -> None:
         """Network evaluations `done` of `total` in the batch in flight."""
@@ -213,17 +277,15 @@ class NestedProgress:
                 self.items.update(target - self._advanced)
                 self._advanced = target
         if self.mode == "bar":
-            from tqdm import tqdm
-
             if self._steps is None:
-                self._steps = tqdm(total=total, desc="  steps", unit="NFE", file=self.stream, leave=False,
-                                   dynamic_ncols=True, bar_format=STEPS_FORMAT)
+                self._steps = _progress_bar()(total=total, desc="  steps", unit="NFE", file=self.stream, leave=False,
+                                              dynamic_ncols=True, bar_format=STEPS_FORMAT)
             if self._steps.total != total or done < self._steps.n:
                 self._steps.reset(total=total)
             self._steps.update(done - self._steps.n)
         elif self.mode == "lines":
             elapsed = time.monotonic() - self._batch_start
-            status = {"NFE": f"{done:.0f}/{total:.0f}"}
+            status = {"NFE": f"{nfe_text(done)}/{total:.0f}"}  # a tiled evaluation moves it in fractions
             if 0 < done < total:
                 status["batch ETA"] = self._format(elapsed * (total - done) / done)
             self.items.set_postfix(status)

@@ -282,7 +282,7 @@ class Restorer:
             return None
         net = memory.network_shape(self.config)
         h, w = (padded_size(int(v), self.multiple) for v in image_shape[1:])
-        precision = self._work_precision()
+        precision = self.work_precision()
         batch = o.batch_size
         tiled = self.method.needs == "generator" and o.tile != 0
         tile = (o.tile or memory.auto_tile_size(net, 1, precision=precision, device=o.device)) if tiled else None
@@ -305,8 +305,9 @@ class Restorer:
                 f"{precision}, {o.device}, {how}) but {memory.format_bytes(available)} is available; {fix} "
                 "(--max-pixels caps the accepted size up front)")
 
-    def _work_precision(self) -> str:
-        """The precision the memory model assumes: bf16 where the generator will run in it, else fp32."""
+    def work_precision(self) -> str:
+        """The precision the memory model assumes (and a refusal names): bf16 where the generator will run in it,
+        else fp32. Known before the weights load; `precision` says which ran once they have."""
         from ncvsd_cli.networks.inference import resolve_precision
 
         bf16 = resolve_precision(self.options.precision, self.options.device) == "bf16"
@@ -325,7 +326,7 @@ class Restorer:
 
         h, w = (padded_size(int(v), self.multiple) for v in image_shape[1:])
         try:
-            auto = memory.auto_tile_size(memory.network_shape(self.config), 1, precision=self._work_precision(),
+            auto = memory.auto_tile_size(memory.network_shape(self.config), 1, precision=self.work_precision(),
                                          device=o.device)
         except ValueError:  # not even the smallest tile fits the budget: nothing to compare with
             return None
@@ -456,14 +457,16 @@ class Restorer:
         return self._calls[key]
 
     def run(self, measurements: Sequence[Measurement], on_batch: Callable[[int], None] | None = None,
-            on_step: Callable[[float, float], None] | None = None) -> Iterator[RestoreResult]:
+            on_step: Callable[[float, float], None] | None = None,
+            on_begin: Callable[[int], None] | None = None) -> Iterator[RestoreResult]:
         """Restore `measurements`; yields a RestoreResult per measurement as soon as all its samples are done
         (errors are results too: the run goes on). Measurements with the same operator and noise level are
-        batched `options.batch_size` (image, sample) pairs at a time. on_batch(n) follows each batch of n pairs;
-        on_step(done, total) each sampler iteration, with the network evaluations per image done in the batch.
+        batched `options.batch_size` (image, sample) pairs at a time. on_begin(n) comes before and on_batch(n)
+        after each batch of n pairs; on_step(done, total) after each sampler iteration (and each tile of a tiled
+        network call), with the network evaluations per image done in the batch (`progress.CallProgress`).
         Without `options.method` (and task) each measurement runs its own task preset's sampler (`for_task`)."""
         if self.options.method is None:
-            yield from self._run_per_task(measurements, on_batch, on_step)
+            yield from self._run_per_task(measurements, on_batch, on_step, on_begin)
             return
         groups: dict[str, list[int]] = {}
         for j, m in enumerate(measurements):
@@ -471,7 +474,7 @@ class Restorer:
                              default=str)
             groups.setdefault(key, []).append(j)
         for members in groups.values():
-            yield from self._run_group(measurements, members, on_batch, on_step)
+            yield from self._run_group(measurements, members, on_batch, on_step, on_begin)
 
     def for_task(self, task: str) -> Restorer:
         """A restorer with these options for `task` (its preset's method when none is set), sharing this one's
@@ -498,7 +501,7 @@ class Restorer:
             sub.checkpoint_path = self.checkpoint_path
         return sub
 
-    def _run_per_task(self, measurements, on_batch, on_step) -> Iterator[RestoreResult]:
+    def _run_per_task(self, measurements, on_batch, on_step, on_begin) -> Iterator[RestoreResult]:
         """`run` without a method: the measurements grouped by their task's sampler, each group run by `for_task`."""
         from dataclasses import replace
 
@@ -518,10 +521,11 @@ class Restorer:
                 continue
             groups.setdefault(id(sub), (sub, []))[1].append(j)
         for sub, members in groups.values():
-            for res in sub.run([measurements[j] for j in members], on_batch, on_step):
+            for res in sub.run([measurements[j] for j in members], on_batch, on_step, on_begin):
                 yield replace(res, index=members[res.index])
 
-    def _run_group(self, measurements, members: list[int], on_batch, on_step=None) -> Iterator[RestoreResult]:
+    def _run_group(self, measurements, members: list[int], on_batch, on_step=None,
+                   on_begin=None) -> Iterator[RestoreResult]:
         from ncvsd_cli.sampling.pnp_gd import warm_start_applies
         from ncvsd_cli.sampling.presets import configure_operator
         from operators.padding import pad_operator
@@ -555,6 +559,8 @@ class Restorer:
             t0 = time.perf_counter()
             for j, _ in batch:
                 started.setdefault(j, t0)
+            if on_begin is not None:
+                on_begin(len(batch))
             try:
                 x, res = self._sample(op, call, [measurements[j] for j, _ in batch], [j for j, _ in batch],
                                       [k for _, k in batch], estimates, on_step)
@@ -594,7 +600,8 @@ class Restorer:
                 on_step=None):
         import torch
 
-        from ncvsd_cli.progress import step_callback
+        from ncvsd_cli.networks.tiling import TiledDenoiser
+        from ncvsd_cli.progress import CallProgress, step_callback
         from ncvsd_cli.sampling.methods import uses_classical_estimate
         from operators.noise import generators_for_seeds, stream_seed, tensor_key
         from operators.padding import crop_to
@@ -613,10 +620,19 @@ class Restorer:
             kwargs["estimate"] = self._estimates(op, y, idx, call.kwargs["sigma_y"], estimates)
         gens = generators_for_seeds([stream_seed("restore", self.options.seed, k, tensor_key(m.y))
                                      for m, k in zip(ms, ks)], device=device)  # noise drawn where it is used
-        if (callback := step_callback(call, on_step)) is not None:
+        tiled = isinstance(self.model, TiledDenoiser) and on_step is not None and call.nfe
+        if tiled:  # a large image's evaluations take minutes: its tiles move the progress (CallProgress)
+            on_step, caller_hook = CallProgress(on_step, call.nfe), self.model.on_tile
+        if (callback := step_callback(call, on_step.step if tiled else on_step)) is not None:
             kwargs["callback"] = callback
-        with torch.no_grad():
-            res = self.method.run(call, self.model, op, y, generator=gens, **kwargs)
+        try:
+            if tiled:
+                self.model.on_tile = on_step.tile
+            with torch.no_grad():
+                res = self.method.run(call, self.model, op, y, generator=gens, **kwargs)
+        finally:
+            if tiled:
+                self.model.on_tile = caller_hook
         _, h, w = ms[0].image_shape
         return crop_to(res.x, (h, w)).detach().float().cpu(), res
 

@@ -217,3 +217,26 @@ def test_motion_long_shakes_script(tmp_path):
     assert [(r["image"], r["seed"]) for r in rows] == [("a", "0"), ("a", "10")]  # two kernels
     assert all(float(r["lpips"]) < float(r["input_lpips"]) for r in rows)  # sharper than the shaken input
     assert Image.open(out / "a-k21-s0.png").size == (3 * 128, 128)
+
+
+def test_camera_noise_check_counts_readings_against_the_true_std(monkeypatch):
+    """`camera_noise_check.summary`: per view and demosaicing, readings within 0.7-1.5x / under 0.5x / over 1.5x the
+    true std, the 4x4 test, and clean photos read above their colour reading by more than restore's rounding."""
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # it imports camera_noise (OpenCV only when it runs)
+    spec = importlib.util.spec_from_file_location("camera_noise_check", ROOT / "benchmarks/camera_noise_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def row(photo, a, true, read, colour=0.01, luma2=0.04, luma4=0.05, view="whole256", demosaic="ea"):
+        return {"photo": photo, "view": view, "demosaic": demosaic, "a": a, "true": true, "read": read,
+                "colour": colour, "luma2": luma2, "luma4": luma4}
+
+    rows = [row("p", 0.0, 0.0, 0.01), row("q", 0.0, 0.0, 0.02),  # q: read above its colour reading
+            row("p", 0.002, 0.04, 0.04), row("q", 0.002, 0.04, 0.01, luma4=0.2),  # q: texture fails the 4x4 test
+            row("p", 0.008, 0.08, 0.13), row("q", 0.008, 0.08, 0.12)]
+    table = mod.summary(rows)
+    assert "| whole256 | ea | 2 | 0.002 | 1 | 1 | 0 | 0 | 1 | 1/2 |" in table, table
+    assert "| whole256 | ea | 2 | 0.008 | 1 | 0 | 1 | 0 | 2 | 1/2 |" in table, table
+    assert table.startswith("2 photos")

@@ -121,6 +121,9 @@ def test_output_naming(tmp_path):
     for bad in ("x.json", "x.txt", "x.safetensors", "x.h5"):  # a file output is an image: refused before any work
         with pytest.raises(UsageError, match="unknown image format"):
             common.output_mode(bad, [a])
+    with pytest.raises(UsageError, match="for a folder end it with a slash: -o results.v1/$"):
+        common.output_mode("results.v1", [a])  # a dotted folder name: how to say it is one
+    assert common.output_mode("results.v1/", [a]) == "dir"
     (tmp_path / "existing").write_bytes(b"")
     assert common.output_mode(str(tmp_path / "existing"), [a]) == "file"  # e.g. /dev/stdout: written as given
     assert common.output_path(a, "out", "dir", "sr4") == "out/a.png"

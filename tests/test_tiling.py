@@ -306,3 +306,59 @@ def test_compile_on_a_cpu_says_it_will_be_slow(tiny_generator, monkeypatch, tmp_
 def test_memory_model_sees_through_torch_compile():
     net = build_network(network_config("generator", "tiny"))
     assert memory.network_shape_of(torch.compile(net, dynamic=True)) == memory.network_shape_of(net)
+
+
+@pytest.mark.parametrize("shape, tile", [((1, 3, 20, 28), 8), ((2, 1, 12, 36), 12)])
+def test_each_tile_is_reported_and_one_tile_is_not(shape, tile):
+    """on_tile(done, count) follows every tile of a tiled call, in order; an image within one tile reports none."""
+    tiled = TiledDenoiser(PointwiseDenoiser(), tile=tile, overlap=4)
+    count = len(tiled.tiles(*shape[-2:], tile))
+    assert count > 1
+    seen = []
+    tiled.on_tile = lambda done, n: seen.append((done, n))
+    tiled(torch.zeros(shape), 0.5)
+    assert seen == [(k, count) for k in range(1, count + 1)]
+    seen.clear()
+    tiled(torch.zeros(1, 3, tile, tile), 0.5)
+    assert seen == []
+
+
+def test_a_tiled_restore_reports_its_tiles_as_fractions_of_an_evaluation(tiny_generator):
+    """Restorer.run's on_step moves within each tiled network call (tiles as fractions of one evaluation), rises
+    monotonically to the total, and the hook is removed afterwards; on_begin announces the batch's size first."""
+    from ncvsd_cli.restore import RestoreOptions, Restorer
+
+    y = torch.rand(1, 3, 40, 36, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    events = []
+    opts = RestoreOptions(task="deblur-gauss", checkpoint=str(tiny_generator), precision="fp32", tile=16, nfe=2,
+                          samples=2, batch_size=2).validate()
+    restorer = Restorer.from_options(opts)
+    (res,) = restorer.run([restorer.measurement(y, "deblur-gauss")], on_batch=lambda n: events.append(("end", n)),
+                          on_step=lambda d, t: events.append((d, t)), on_begin=lambda n: events.append(("begin", n)))
+    assert res.error is None and events[0] == ("begin", 2) and events[-1] == ("end", 2)
+    steps = [d for d, t in events[1:-1]]
+    assert {t for _, t in events[1:-1]} == {2.0} and steps == sorted(steps) and len(set(steps)) == len(steps)
+    assert steps[-1] == 2.0 and any(0 < d < 1 for d in steps) and any(1 < d < 2 for d in steps)
+    assert restorer.model.on_tile is None
+    mine = []
+    restorer.model.on_tile = lambda done, n: mine.append(done)  # a caller's own hook: kept, not called by run
+    list(restorer.run([restorer.measurement(y, "deblur-gauss")], on_step=lambda d, t: None))
+    assert restorer.model.on_tile is not None and mine == []
+
+
+def test_an_all_refused_run_reports_the_precision_its_refusals_name(tmp_path, tiny_generator, monkeypatch):
+    """--json's summary gives the precision the memory refusal names (bf16 here), not the fp32 of weights never
+    loaded."""
+    import json
+
+    from test_cli import _png
+
+    from ncvsd_cli import memory
+
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 200 * 2**20)
+    big = _png(tmp_path / "big.png", 1200, 1200)
+    res = _restore_cli("--task", "denoise", big, "-c", tiny_generator, "--device", "cpu", "--precision", "bf16",
+                       "--json", "-o", tmp_path / "o")
+    assert res.exit_code == 1 and "bf16" in res.stderr, res.output
+    summary = json.loads(res.stdout.splitlines()[-1])
+    assert summary["precision"] == "bf16" and summary["failed"] == 1, summary

@@ -159,7 +159,8 @@ def test_restore_status_lines_and_json_lines(tmp_path, ckpt, monkeypatch):
     res = runner.invoke(app, ["restore", "--task", "sr4", str(a), str(b), str(tmp_path / "missing.png"), "-o",
                               str(tmp_path / "out"), "-c", str(ckpt), "--nfe", "2", "--device", "cpu", "--json"])
     assert res.exit_code == 1  # one input is missing
-    assert "restore sr4: 0/2 img (0%)" in res.stderr and "NFE=1/2" in res.stderr
+    assert "restore sr4: 0/2 img (25%)" in res.stderr and "NFE=1/2" in res.stderr  # the batch in flight moves it
+    assert "2/2 img (75%)" not in res.stderr and "1/2 img (75%)" in res.stderr  # whole images finished, not rounded
     records = [json.loads(line) for line in res.stdout.splitlines()]  # every line is one JSON object
     assert [r.get("status") for r in records[:-1]] == ["failed", "ok", "ok"]
     assert records[0]["input"].endswith("missing.png")
@@ -393,3 +394,64 @@ def test_bench_writes_the_one_page_report(tmp_path):
     page = _Page()
     page.feed((tmp_path / "b" / "report.html").read_text())
     assert page.images == ["nfe_plot.png", "grid_sr4.png"] and page.rows == 2
+
+
+def test_call_progress_adds_tiles_to_the_samplers_count():
+    """CallProgress: tiles move the count in fractions of an evaluation, the sampler's callback in whole ones; the
+    count passed on never falls back (a callback after its call's last tile) nor passes the total."""
+    seen = []
+    p = prog.CallProgress(lambda d, t: seen.append((d, t)), 3)
+    p.tile(1, 4), p.tile(2, 4), p.tile(4, 4), p.step(1, 3)  # the callback after the call's last tile: no repeat
+    p.tile(2, 4), p.step(2, 3), p.step(3, 3), p.tile(4, 4)  # a call beyond the total stays at it
+    assert seen == [(0.25, 3.0), (0.5, 3.0), (1.0, 3.0), (1.5, 3.0), (2.0, 3.0), (3.0, 3.0)]
+
+
+def test_evaluation_counts_and_percentages_read_plainly():
+    """NFE counts as people write them (1000, not 1e+03; 0.12 within a tiled evaluation); percentages round down (a
+    batch at 99.6 % is not done)."""
+    assert [prog.nfe_text(n) for n in (0.12, 2.5, 3.0, 10, 999.6, 1000.0, 1234)] == \
+        ["0.12", "2.5", "3", "10", "1000", "1000", "1234"]
+    assert prog.percent_down(0.996, 1) == 99 and prog.percent_down(1, 1) == 100 and prog.percent_down(2, 1) == 100
+    stream = io.StringIO()
+    bar = prog.NestedProgress(1, "restore dps", quiet=False, interval=0, stream=stream)
+    bar.begin(1)
+    bar.step(996, 1000)
+    bar.close()
+    assert "0/1 img (99%)" in stream.getvalue() and "NFE=996/1000" in stream.getvalue(), stream.getvalue()
+
+
+def test_slow_work_shows_time_per_item():
+    """Under 0.1 items/s the status line gives the time per item (a large photo: '2:05:00 per img'), not 8e-05 img/s."""
+    rep = prog.StatusReporter(2, "restore", interval=1e9, stream=io.StringIO())
+    now = [rep._start]
+    rep._clock = lambda: now[0]
+    now[0] += 3600.0
+    rep.update(0.5)
+    line = rep.status_line()
+    rep.close()
+    assert "2:00:00 per img" in line and "img/s" not in line and "ETA 3:00:00" in line, line
+
+
+def test_a_terminal_bar_counts_whole_items_while_its_fill_moves():
+    """On a terminal, a batch in flight moves the bar by fractions but the count shows items finished: 0.75 of 2
+    reads 0/2 at 37 % (tqdm's {n:.0f} said 1/2 at 38 %), 1.5 reads 1/2 at 75 %."""
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    rep = prog.StatusReporter(2, "restore", interval=0, stream=stream)
+    assert rep.mode == "bar"
+    rep._bar.mininterval = 0
+    rep.update(0.75)
+    first = stream.getvalue()
+    rep.update(0.75)
+    rep.close()
+    assert "0/2 img" in first.rsplit("\r", 1)[-1] and "37%" in first.rsplit("\r", 1)[-1], first
+    assert "1/2 img" in stream.getvalue().rsplit("\r", 1)[-1], stream.getvalue()
+    steps = prog.NestedProgress(1, "restore dps", interval=0, stream=Terminal())
+    steps.step(1000, 1000)
+    steps._steps.refresh()
+    assert "1000/1000 NFE" in steps.stream.getvalue() and "e+03" not in steps.stream.getvalue()
+    steps.close()

@@ -461,7 +461,8 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
                              "(a directory, created if needed)")
         return _writable_dir(out)
     if Path(out).suffix and Path(out).suffix.lower() not in IMAGE_SUFFIXES:  # an existing file may have none
-        raise UsageError(f"-o {out}: unknown image format {Path(out).suffix!r}; use .png (or a folder)")
+        raise UsageError(f"-o {out}: unknown image format {Path(out).suffix!r}; use .png, or for a folder end it "
+                         f"with a slash: -o {out.rstrip(os.sep + '/')}/")  # several inputs make it a folder anyway
     return "file"
 
 

@@ -118,8 +118,8 @@ def restore_command(
         None, "--sigma-y", min=0.0, help="Measurement noise std on the [-1, 1] scale (default: each sidecar's "
                                          "recorded value; for a plain image to denoise, deblur or super-resolve, "
                                          "read from the image (a note says the value; blurs at 0.7x it; blurs "
-                                         "and sr within 0.01-0.2; a camera's demosaiced grain reads low: give "
-                                         "it); else the task preset's, 0.05)."
+                                         "and sr within 0.01-0.2; a camera's grain on fur or foliage, shrunk "
+                                         "photos most, can read low: give it); else the task preset's, 0.05)."
     ),
     preset: str | None = typer.Option(
         None, "--preset", help="YAML file over the task preset (beta, steps, ema, warm_start, ...); complete on its "
@@ -372,8 +372,10 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         if len(groups) > 1:
             report.extra["method"] = [opts.method for opts, _ in groups]
         used = {r["nfe"] for r in report.results if isinstance(r, dict) and r.get("nfe") is not None}
+        precision = None if restorer is None else restorer.precision if restorer.model is not None \
+            else restorer.work_precision()  # nothing loaded (all refused): the precision the refusals name
         report.extra.update(nfe=used.pop() if len(used) == 1 else (sorted(used) or options.nfe),
-                            device=options.device, precision=restorer.precision if restorer is not None else None)
+                            device=options.device, precision=precision)
     report.finish(as_json)
 
 
@@ -414,7 +416,7 @@ def _method_groups(options: RestoreOptions, good: list, report) -> list[tuple[Re
 def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar) -> None:
     """Restore the measurements `good` [(item, measurement)] with `restorer`, writing and reporting each; `bar`
     (`common.progress`, shared by the groups of one run) advances per image."""
-    for res in restorer.run([m for _, m in good], on_batch=bar.update, on_step=bar.step):
+    for res in restorer.run([m for _, m in good], on_batch=bar.update, on_step=bar.step, on_begin=bar.begin):
         item, m = good[res.index]
         if res.error:
             report.failed(item.name, res.error if res.error.startswith(item.name) else f"{item.name}: {res.error}")
