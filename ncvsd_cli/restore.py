@@ -252,66 +252,79 @@ class Restorer:
         self.model, self.config = model, config
         return self
 
-    def memory_refusal(self, image_shape: tuple[int, int, int],
-                       operator_config: dict[str, Any] | None = None) -> str | None:
+    def memory_refusal(self, image_shape: tuple[int, int, int], operator_config: dict[str, Any] | None = None,
+                       task: str | None = None) -> str | None:
         """None when restoring an image of `image_shape` (C, H, W) fits in memory with these options (method,
         batch size, precision, device, tile), else a one-line refusal naming the estimate and the flags that help.
         operator_config: the measurement's operator (a sidecar's); None: a plain image of `options.task`.
         Uses only the network's config (`ncvsd_cli.memory`), so it can run before the weights load. The classical
-        methods (and pnp-gd-warm's start) count their estimate's own work in host memory (`memory.classical_bytes`)."""
+        methods (and pnp-gd-warm's start) count their estimate's own work in host memory (`memory.classical_bytes`).
+        task: the measurement's task when these options name no method (a sidecar without --task): its preset's
+        sampler is the one estimated, as `run` will use it (`for_task`), not the default pnp-gd."""
+        from dataclasses import replace
+
         from ncvsd_cli import memory
-        from ncvsd_cli.sampling.methods import uses_classical_estimate
+        from ncvsd_cli.sampling.methods import get_method, uses_classical_estimate
         from operators.padding import padded_size
 
         o = self.options
+        sampler = self.method
+        if task is not None and o.method is None:
+            try:
+                sampler = get_method(replace(o, task=task).validate().method)
+            except ValueError:  # options that do not suit the task: `run` reports it
+                return None
+            if sampler.needs not in (self.method.needs, "none"):  # another network: its own config decides in run
+                sampler = self.method
         if operator_config is None and o.task is not None:  # a plain image
             operator_config = {"name": o.task, **plain_image_params(
                 o.task, self.prepare(o.task, o.sigma_y).settings.get("operator"))}
         c = int(image_shape[0])
-        warm = uses_classical_estimate(self.method)
+        warm = uses_classical_estimate(sampler)
         start = memory.classical_bytes(operator_config, (1, c, *image_shape[1:]),
-                                       "classical" if warm else self.method.name) \
-            if warm or self.method.needs == "none" else 0
+                                       "classical" if warm else sampler.name) \
+            if warm or sampler.needs == "none" else 0
         host = memory.available_memory_bytes("cpu")  # the classical estimates run on the CPU, in host memory
         if host is not None and start > host:
             return (f"a {image_shape[2]}x{image_shape[1]} output needs an estimated {memory.format_bytes(start)} of "
-                    f"host memory for {'its classical start' if warm else self.method.name} but "
+                    f"host memory for {'its classical start' if warm else sampler.name} but "
                     f"{memory.format_bytes(host)} is available: restore a crop or at a smaller factor (--max-pixels "
                     "caps the accepted size up front)")
-        if self.method.needs == "none" or not self.config:
+        if sampler.needs == "none" or not self.config:
             return None
         net = memory.network_shape(self.config)
         h, w = (padded_size(int(v), self.multiple) for v in image_shape[1:])
-        precision = self.work_precision()
+        precision = self.work_precision(sampler)
         batch = o.batch_size
-        tiled = self.method.needs == "generator" and o.tile != 0
+        tiled = sampler.needs == "generator" and o.tile != 0
         tile = (o.tile or memory.auto_tile_size(net, 1, precision=precision, device=o.device)) if tiled else None
-        need = memory.work_bytes(net, (batch, c, h, w), self.method.backward, tile, precision, o.device)
+        need = memory.work_bytes(net, (batch, c, h, w), sampler.backward, tile, precision, o.device)
         if (operator_config or {}).get("boundary") == "reflect":  # the conjugate gradients' canvas buffers
             need += memory.REFLECT_CG_BUFFERS * batch * c * h * w * 4
         available = memory.available_memory_bytes(o.device)
         if available is None or need <= available:
             return None
         how = f"tiles of {tile} px" if tile else "untiled"
-        can_tile = self.method.needs == "generator"  # the other methods' networks are not tiled
-        least = memory.work_bytes(net, (1, c, h, w), self.method.backward, 4 * net.size_multiple if can_tile else None,
+        can_tile = sampler.needs == "generator"  # the other methods' networks are not tiled
+        least = memory.work_bytes(net, (1, c, h, w), sampler.backward, 4 * net.size_multiple if can_tile else None,
                                   precision, o.device)  # batch 1 (and the smallest tile): what the image alone costs
         flags = ("--tile (not 0) or --batch-size" if o.tile == 0 else "--tile or --batch-size") if can_tile \
             else "--batch-size"
         fix = (f"use a smaller {flags}, or a smaller image" if least <= available else
                f"even --batch-size 1{' with the smallest tiles' if can_tile else ''} needs "
                f"{memory.format_bytes(least)}: the output's size is the cost, so restore a crop or at a smaller factor")
-        return (f"a {w}x{h} output needs an estimated {memory.format_bytes(need)} ({self.method.name}, batch {batch}, "
+        return (f"a {w}x{h} output needs an estimated {memory.format_bytes(need)} ({sampler.name}, batch {batch}, "
                 f"{precision}, {o.device}, {how}) but {memory.format_bytes(available)} is available; {fix} "
                 "(--max-pixels caps the accepted size up front)")
 
-    def work_precision(self) -> str:
-        """The precision the memory model assumes (and a refusal names): bf16 where the generator will run in it,
-        else fp32. Known before the weights load; `precision` says which ran once they have."""
+    def work_precision(self, sampler: Any = None) -> str:
+        """The precision the memory model assumes (and a refusal names) for `sampler` (a registered method; default
+        this restorer's): bf16 where the generator will run in it, else fp32. Known before the weights load;
+        `precision` says which ran once they have."""
         from ncvsd_cli.networks.inference import resolve_precision
 
         bf16 = resolve_precision(self.options.precision, self.options.device) == "bf16"
-        return "bf16" if bf16 and self.method.needs == "generator" else "fp32"
+        return "bf16" if bf16 and (sampler or self.method).needs == "generator" else "fp32"
 
     def tile_note(self, image_shape: tuple[int, int, int]) -> str | None:
         """A note when a given --tile splits an output of `image_shape` (C, H, W) that the default would compute

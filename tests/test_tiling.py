@@ -362,3 +362,20 @@ def test_an_all_refused_run_reports_the_precision_its_refusals_name(tmp_path, ti
     assert res.exit_code == 1 and "bf16" in res.stderr, res.output
     summary = json.loads(res.stdout.splitlines()[-1])
     assert summary["precision"] == "bf16" and summary["failed"] == 1, summary
+
+
+@pytest.mark.parametrize("task, sampler", [("sr4", "pnp-gd-warm"), ("denoise", "denoiser"),
+                                           ("phase-retrieval", "pnp-gd")])
+def test_a_sidecar_without_task_is_estimated_with_its_tasks_sampler(monkeypatch, task, sampler):
+    """Without --task (sidecars say their own tasks) and --method, `run` uses each task preset's sampler: the memory
+    estimate names that one, not the default pnp-gd, and counts pnp-gd-warm's classical start in host memory."""
+    from ncvsd_cli.restore import RestoreOptions, Restorer
+
+    restorer = Restorer.from_options(RestoreOptions().validate(), load=False)
+    starts = []
+    monkeypatch.setattr(memory, "classical_bytes", lambda *args, **kwargs: starts.append(args[-1]) or 0)
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 2**30)
+    msg = restorer.memory_refusal((3, 4096, 4096), {"name": task}, task=task)
+    assert f"({sampler}, batch 1" in msg, msg
+    assert starts == (["classical"] if sampler == "pnp-gd-warm" else [])
+    assert "(pnp-gd, batch 1" in restorer.memory_refusal((3, 4096, 4096), {"name": task})  # no task: as before

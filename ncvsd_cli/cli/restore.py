@@ -463,7 +463,7 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         m = meas.load_measurement(side, max_pixels=max_pixels)
         if task_given and m.task != task:
             raise ValueError(f"its sidecar is for task {m.task}, not --task {task}")
-        refusal = restorer.memory_refusal(m.image_shape, m.operator_config)
+        refusal = restorer.memory_refusal(m.image_shape, m.operator_config, None if task_given else m.task)
         if refusal:
             raise ValueError(refusal)
         common.note(f"{item.name}: using the measurement sidecar {side.name}", quiet)
