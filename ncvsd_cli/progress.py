@@ -32,6 +32,11 @@ def nfe_text(n: float) -> str:
     return f"{n:.0f}" if n >= 100 or n == int(n) else f"{n:.2f}".rstrip("0").rstrip(".")
 
 
+def whole(n: float) -> int:
+    """Items finished of a count that a batch in flight moves by fractions: n rounded down (0.75 of 2 is 0/2)."""
+    return math.floor(n + 1e-9)
+
+
 def percent_down(n: float, total: float) -> int:
     """Percentage done, rounded down: 99.6 % is not 100 % (the count shows 0/1 there)."""
     return math.floor(100 * min(n / total, 1.0) + 1e-9) if total > 0 else 0
@@ -48,7 +53,7 @@ def _progress_bar() -> type:
         def format_dict(self):
             values = super().format_dict
             n, total = values["n"], values["total"]
-            values.update(n_whole=math.floor(n + 1e-9), n_nfe=nfe_text(n), pct_down=percent_down(n, total or 0))
+            values.update(n_whole=whole(n), n_nfe=nfe_text(n), pct_down=percent_down(n, total or 0))
             return values
 
     return ProgressBar
@@ -144,8 +149,7 @@ class StatusReporter:
             return self._tqdm.format_sizeof(x) if self.unit_scale and x >= 1000 else f"{x:.0f}"
 
         elapsed = self._clock() - self._start
-        finished = math.floor(self.n + 1e-9)  # whole items; a batch in flight moves the percentage (begin)
-        done = f"{fmt_n(finished)}/{fmt_n(self.total)} {self.unit} ({percent_down(self.n, self.total)}%)"
+        done = f"{fmt_n(whole(self.n))}/{fmt_n(self.total)} {self.unit} ({percent_down(self.n, self.total)}%)"
         parts = [f"{self.desc}: {done}"]
         rate = (self.n - self._initial) / elapsed if elapsed > 0 else 0.0
         if self.show_rate and rate >= 0.1:

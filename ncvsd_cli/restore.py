@@ -261,8 +261,6 @@ class Restorer:
         methods (and pnp-gd-warm's start) count their estimate's own work in host memory (`memory.classical_bytes`).
         task: the measurement's task when these options name no method (a sidecar without --task): its preset's
         sampler is the one estimated, as `run` will use it (`for_task`), not the default pnp-gd."""
-        from dataclasses import replace
-
         from ncvsd_cli import memory
         from ncvsd_cli.sampling.methods import get_method, uses_classical_estimate
         from operators.padding import padded_size
@@ -271,7 +269,7 @@ class Restorer:
         sampler = self.method
         if task is not None and o.method is None:
             try:
-                sampler = get_method(replace(o, task=task).validate().method)
+                sampler = get_method(self.options_for(task).method)
             except ValueError:  # options that do not suit the task: `run` reports it
                 return None
             if sampler.needs not in (self.method.needs, "none"):  # another network: its own config decides in run
@@ -492,12 +490,17 @@ class Restorer:
     def for_task(self, task: str) -> Restorer:
         """A restorer with these options for `task` (its preset's method when none is set), sharing this one's
         network when the method needs the same kind. Raises ValueError when the options do not suit the task."""
-        from dataclasses import replace
-
-        opts = replace(self.options, task=task).validate()
+        opts = self.options_for(task)
         if opts.method == self.options.method and task == self.options.task:
             return self
         return self.with_options(opts)
+
+    def options_for(self, task: str) -> RestoreOptions:
+        """These options for `task`, validated (its preset's method when none is set); ValueError when they do not
+        suit it."""
+        from dataclasses import replace
+
+        return replace(self.options, task=task).validate()
 
     def with_options(self, opts: RestoreOptions) -> Restorer:
         """A restorer for the validated `opts`: this one's network (loaded once, here) when its method needs the same
@@ -634,17 +637,18 @@ class Restorer:
         gens = generators_for_seeds([stream_seed("restore", self.options.seed, k, tensor_key(m.y))
                                      for m, k in zip(ms, ks)], device=device)  # noise drawn where it is used
         tiled = isinstance(self.model, TiledDenoiser) and on_step is not None and call.nfe
-        if tiled:  # a large image's evaluations take minutes: its tiles move the progress (CallProgress)
-            on_step, caller_hook = CallProgress(on_step, call.nfe), self.model.on_tile
-        if (callback := step_callback(call, on_step.step if tiled else on_step)) is not None:
+        # a large image's evaluations take minutes: its tiles move the progress too
+        progress = CallProgress(on_step, call.nfe) if tiled else None
+        if (callback := step_callback(call, progress.step if progress else on_step)) is not None:
             kwargs["callback"] = callback
+        caller_hook = self.model.on_tile if progress else None
         try:
-            if tiled:
-                self.model.on_tile = on_step.tile
+            if progress:
+                self.model.on_tile = progress.tile
             with torch.no_grad():
                 res = self.method.run(call, self.model, op, y, generator=gens, **kwargs)
         finally:
-            if tiled:
+            if progress:
                 self.model.on_tile = caller_hook
         _, h, w = ms[0].image_shape
         return crop_to(res.x, (h, w)).detach().float().cpu(), res
