@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ncvsd_cli.errors import one_line
 from ncvsd_cli.measurement import (
@@ -176,6 +176,20 @@ class RestoreResult:
 
         s = images.to_unit(self.samples.clamp(-1, 1)).std(dim=0, keepdim=True, unbiased=self.samples.shape[0] > 1)
         return images.from_unit((s * STD_SCALE).clamp(0, 1))
+
+
+class _Hooks(NamedTuple):
+    """`Restorer.run`'s progress callbacks, in its argument order (each may be None)."""
+
+    on_batch: Callable[[int], None] | None = None
+    on_step: Callable[[float, float], None] | None = None
+    on_begin: Callable[[int], None] | None = None
+    on_skip: Callable[[int], None] | None = None
+
+    def skip(self, n: int) -> None:
+        """n (image, sample) pairs given up unrun, when n > 0."""
+        if n > 0 and self.on_skip is not None:
+            self.on_skip(n)
 
 
 class Restorer:
@@ -469,15 +483,19 @@ class Restorer:
 
     def run(self, measurements: Sequence[Measurement], on_batch: Callable[[int], None] | None = None,
             on_step: Callable[[float, float], None] | None = None,
-            on_begin: Callable[[int], None] | None = None) -> Iterator[RestoreResult]:
+            on_begin: Callable[[int], None] | None = None,
+            on_skip: Callable[[int], None] | None = None) -> Iterator[RestoreResult]:
         """Restore `measurements`; yields a RestoreResult per measurement as soon as all its samples are done
         (errors are results too: the run goes on). Measurements with the same operator and noise level are
         batched `options.batch_size` (image, sample) pairs at a time. on_begin(n) comes before and on_batch(n)
         after each batch of n pairs; on_step(done, total) after each sampler iteration (and each tile of a tiled
-        network call), with the network evaluations per image done in the batch (`progress.CallProgress`).
-        Without `options.method` (and task) each measurement runs its own task preset's sampler (`for_task`)."""
+        network call), with the network evaluations per image done in the batch (`progress.CallProgress`);
+        on_skip(n): n pairs given up unrun (their image failed), so that on_batch's and on_skip's counts add up to
+        len(measurements) x options.samples. Without `options.method` (and task) each measurement runs its own task
+        preset's sampler (`for_task`)."""
+        hooks = _Hooks(on_batch, on_step, on_begin, on_skip)
         if self.options.method is None:
-            yield from self._run_per_task(measurements, on_batch, on_step, on_begin)
+            yield from self._run_per_task(measurements, hooks)
             return
         groups: dict[str, list[int]] = {}
         for j, m in enumerate(measurements):
@@ -485,7 +503,7 @@ class Restorer:
                              default=str)
             groups.setdefault(key, []).append(j)
         for members in groups.values():
-            yield from self._run_group(measurements, members, on_batch, on_step, on_begin)
+            yield from self._run_group(measurements, members, hooks)
 
     def for_task(self, task: str) -> Restorer:
         """A restorer with these options for `task` (its preset's method when none is set), sharing this one's
@@ -517,7 +535,7 @@ class Restorer:
             sub.checkpoint_path = self.checkpoint_path
         return sub
 
-    def _run_per_task(self, measurements, on_batch, on_step, on_begin) -> Iterator[RestoreResult]:
+    def _run_per_task(self, measurements, hooks: _Hooks) -> Iterator[RestoreResult]:
         """`run` without a method: the measurements grouped by their task's sampler, each group run by `for_task`."""
         from dataclasses import replace
 
@@ -533,15 +551,15 @@ class Restorer:
                     by_task[m.task] = one_line(exc)
             sub = by_task[m.task]
             if isinstance(sub, str):
+                hooks.skip(self.options.samples)
                 yield RestoreResult(j, error=f"{m.source or 'input'}: {sub}")
                 continue
             groups.setdefault(id(sub), (sub, []))[1].append(j)
         for sub, members in groups.values():
-            for res in sub.run([measurements[j] for j in members], on_batch, on_step, on_begin):
+            for res in sub.run([measurements[j] for j in members], *hooks):
                 yield replace(res, index=members[res.index])
 
-    def _run_group(self, measurements, members: list[int], on_batch, on_step=None,
-                   on_begin=None) -> Iterator[RestoreResult]:
+    def _run_group(self, measurements, members: list[int], hooks: _Hooks) -> Iterator[RestoreResult]:
         from ncvsd_cli.sampling.pnp_gd import warm_start_applies
         from ncvsd_cli.sampling.presets import configure_operator
         from operators.padding import pad_operator
@@ -559,6 +577,7 @@ class Restorer:
             op = pad_operator(configure_operator(first.operator(), call.settings), self.multiple)
             op = op.to(self.options.device)
         except (ValueError, RuntimeError, TypeError, KeyError, MemoryError) as exc:  # this group's problem only
+            hooks.skip(len(members) * self.options.samples)
             for j in members:
                 yield RestoreResult(j, error=f"{measurements[j].source or 'input'}: {one_line(exc)}")
             return
@@ -570,16 +589,17 @@ class Restorer:
         estimates: dict[int, Any] = {}
         for start in range(0, len(jobs), self.options.batch_size):
             batch = [(j, k) for j, k in jobs[start:start + self.options.batch_size] if j not in failed]
+            hooks.skip(len(jobs[start:start + self.options.batch_size]) - len(batch))
             if not batch:
                 continue
             t0 = time.perf_counter()
             for j, _ in batch:
                 started.setdefault(j, t0)
-            if on_begin is not None:
-                on_begin(len(batch))
+            if hooks.on_begin is not None:
+                hooks.on_begin(len(batch))
             try:
                 x, res = self._sample(op, call, [measurements[j] for j, _ in batch], [j for j, _ in batch],
-                                      [k for _, k in batch], estimates, on_step)
+                                      [k for _, k in batch], estimates, hooks.on_step)
             except (ValueError, RuntimeError, MemoryError) as exc:
                 x, res = None, None
                 for j in {j for j, _ in batch}:
@@ -598,8 +618,8 @@ class Restorer:
                 if len(done[j]) == k_total:
                     yield self._finished(measurements[j], j, done.pop(j), res, time.perf_counter() - started[j])
                     estimates.pop(j, None)
-            if on_batch is not None:
-                on_batch(len(batch))
+            if hooks.on_batch is not None:
+                hooks.on_batch(len(batch))
 
     def _finished(self, m: Measurement, j: int, parts: list, res, seconds: float) -> RestoreResult:
         import torch

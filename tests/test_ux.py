@@ -172,6 +172,30 @@ def test_restore_status_lines_and_json_lines(tmp_path, ckpt, monkeypatch):
     assert [r.get("status") for r in lines] == ["ok", None] and lines[-1]["results"] == lines[:1]
 
 
+
+def test_restore_progress_reaches_its_total_when_an_image_fails(tmp_path, ckpt, monkeypatch):
+    """With --samples > --batch-size, an image failing in its first batch gives its later samples up: the status
+    line still ends at 6/6 (it ended at 4/6, short of its total)."""
+    from ncvsd_cli.restore import Restorer
+
+    monkeypatch.setenv("NCVSD_PROGRESS_INTERVAL", "0")
+    real = Restorer._sample
+
+    def first_image_fails(self, op, call, batch, idx, *args):
+        if 0 in idx:
+            raise RuntimeError("out of memory")
+        return real(self, op, call, batch, idx, *args)
+
+    monkeypatch.setattr(Restorer, "_sample", first_image_fails)
+    a, b = _png(tmp_path / "a.png", seed=1), _png(tmp_path / "b.png", seed=2)
+    res = runner.invoke(app, ["restore", "--task", "sr4", str(a), str(b), "-o", str(tmp_path / "out"), "-c",
+                              str(ckpt), "--nfe", "2", "--device", "cpu", "--samples", "3", "--batch-size", "1",
+                              "--method", "pnp-gd"])
+    assert res.exit_code == 1 and "out of memory" in res.stderr, res.output
+    counts = re.findall(r"restore sr4: (\d+)/6 sample", res.stderr)
+    assert counts and counts[-1] == "6", res.stderr
+
+
 # ------------------------------------------------------------------------------------------------- uncertainty
 def test_pixel_std_and_scale_are_analytic():
     from ncvsd_cli.uncertainty import map_scale, pixel_std

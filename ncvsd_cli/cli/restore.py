@@ -416,7 +416,8 @@ def _method_groups(options: RestoreOptions, good: list, report) -> list[tuple[Re
 def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar) -> None:
     """Restore the measurements `good` [(item, measurement)] with `restorer`, writing and reporting each; `bar`
     (`common.progress`, shared by the groups of one run) advances per image."""
-    for res in restorer.run([m for _, m in good], on_batch=bar.update, on_step=bar.step, on_begin=bar.begin):
+    for res in restorer.run([m for _, m in good], on_batch=bar.update, on_step=bar.step, on_begin=bar.begin,
+                           on_skip=bar.skip):
         item, m = good[res.index]
         if res.error:
             report.failed(item.name, res.error if res.error.startswith(item.name) else f"{item.name}: {res.error}")
