@@ -275,6 +275,12 @@ class NestedProgress:
 
     def step(self, done: float, total: float) -> None:
         """Network evaluations `done` of `total` in the batch in flight."""
+        if self.mode == "lines":  # the status first: the items' update below may print the line
+            elapsed = time.monotonic() - self._batch_start
+            status = {"NFE": f"{nfe_text(done)}/{total:.0f}"}  # a tiled evaluation moves it in fractions
+            if 0 < done < total:
+                status["batch ETA"] = self._format(elapsed * (total - done) / done)
+            self.items.set_postfix(status)
         if self._cost and total > 0:
             target = self._cost * min(done / total, 1.0)
             if target > self._advanced:
@@ -288,11 +294,6 @@ class NestedProgress:
                 self._steps.reset(total=total)
             self._steps.update(done - self._steps.n)
         elif self.mode == "lines":
-            elapsed = time.monotonic() - self._batch_start
-            status = {"NFE": f"{nfe_text(done)}/{total:.0f}"}  # a tiled evaluation moves it in fractions
-            if 0 < done < total:
-                status["batch ETA"] = self._format(elapsed * (total - done) / done)
-            self.items.set_postfix(status)
             self.items.update(0)  # prints a line when the interval has passed
 
     @staticmethod

@@ -267,7 +267,11 @@ def test_skip_existing_makes_only_the_missing_outputs_of_a_rerun(tmp_path, ckpt,
     other = _png(tmp_path / "d" / "a.png", 16, 12, seed=7)
     res = run(command, srcs[0], other, "-o", tmp_path / "out", *extra, "--skip-existing", "--json", "-q")
     assert res.exit_code == 1 and "would also be written" in res.stderr, res.output
+    assert "quoted glob" in res.stderr  # inputs of two folders: a glob keeps their subfolders apart
     assert "skipped" not in [json.loads(line).get("status") for line in res.stdout.splitlines()]
+    Image.open(srcs[0]).save(tmp_path / "a.jpg")  # a.png and a.jpg of one folder: a glob would not help
+    res = run(command, srcs[0], tmp_path / "a.jpg", *extra, "-q")
+    assert res.exit_code == 1 and "would also be written" in res.stderr and "glob" not in res.stderr, res.output
 
 
 @pytest.mark.parametrize("command", ["restore", "degrade"])
@@ -606,8 +610,8 @@ def test_a_glob_over_subfolders_keeps_them_in_the_output_folder(tmp_path, ckpt):
 
 def test_no_task_and_no_sidecar_is_a_usage_error(tmp_path):
     assert run("restore", _png(tmp_path / "i.png", 4, 4)).exit_code == 2
-    res = run("restore", "-m", tmp_path / "nosuch.json")
-    assert res.exit_code == 2 and "nosuch.json" in res.stderr and "--task is required" not in res.stderr
+    res = run("restore", "-m", tmp_path / "nosuch.json")  # a missing input: exit 1 as with --task
+    assert res.exit_code == 1 and "nosuch.json" in res.stderr and "--task is required" not in res.stderr
     _png(tmp_path / "f.png", 4, 4)
     (tmp_path / "f.png.ncvsd.json").write_text("{not json")
     res = run("restore", tmp_path / "f.png")
@@ -1113,3 +1117,17 @@ def test_inputs_that_would_write_the_same_output_are_all_refused(tmp_path, comma
         assert res.exit_code == 1 and [r["status"] for r in lines[:-1]] == ["failed", "failed"], res.output
         assert all("none of them is written" in r["error"] for r in lines[:-1]), lines
         assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_inputs_without_task_fail_for_their_own_reason(tmp_path, ckpt):
+    """Without --task: missing inputs fail as they do with it (exit 1, the name said once), and a file that is not
+    an image among sidecar inputs is called that, not a plain image needing --task."""
+    res = run("restore", tmp_path / "nonexist.png", "-c", ckpt)
+    assert res.exit_code == 1 and res.stderr.count("nonexist.png") == 1, res.output
+    assert "no such file or directory" in res.stderr
+    clean = _png(tmp_path / "clean.png", 16, 12)
+    assert run("degrade", "--task", "denoise", clean, "-o", tmp_path / "m.png", "-q").exit_code == 0
+    (tmp_path / "fake.png").write_text("not an image")
+    res = run("restore", tmp_path / "m.png", tmp_path / "fake.png", "-c", ckpt, *FAST, "-o", tmp_path / "out", "-q")
+    assert res.exit_code == 1 and "fake.png: not an image" in res.stderr and "--task" not in res.stderr, res.output
+    assert (tmp_path / "out" / "m.png").exists()

@@ -124,8 +124,11 @@ def test_output_naming(tmp_path):
     with pytest.raises(UsageError, match="for a folder end it with a slash: -o results.v1/$"):
         common.output_mode("results.v1", [a])  # a dotted folder name: how to say it is one
     assert common.output_mode("results.v1/", [a]) == "dir"
-    (tmp_path / "existing").write_bytes(b"")
-    assert common.output_mode(str(tmp_path / "existing"), [a]) == "file"  # e.g. /dev/stdout: written as given
+    (tmp_path / "existing").write_bytes(b"data")  # e.g. -o Makefile, a typo: refused, not replaced
+    with pytest.raises(UsageError, match="existing file without an image suffix.*-o .*existing.png"):
+        common.output_mode(str(tmp_path / "existing"), [a])
+    (tmp_path / "stdout").symlink_to(tmp_path / "existing")  # e.g. /dev/stdout (a link): written as given
+    assert common.output_mode(str(tmp_path / "stdout"), [a]) == "file"
     assert common.output_path(a, "out", "dir", "sr4") == "out/a.png"
     (tmp_path / "a.png").write_bytes(b"x")
     same = InputItem(str(tmp_path / "a.png"), tmp_path / "a.png")

@@ -444,6 +444,21 @@ def test_evaluation_counts_and_percentages_read_plainly():
     assert "0/1 img (99%)" in stream.getvalue() and "NFE=996/1000" in stream.getvalue(), stream.getvalue()
 
 
+def test_each_status_line_shows_its_own_steps():
+    """A status line's percentage and its NFE come from the same step (the line printed before the NFE was set
+    showed 90% beside the previous step's NFE=8/10 and batch ETA)."""
+    stream = io.StringIO()
+    bar = prog.NestedProgress(1, "restore sr4", quiet=False, interval=0, stream=stream)
+    bar.begin(1)
+    for k in range(1, 10):
+        bar.step(k, 10)
+    bar.close()
+    lines = [line for line in stream.getvalue().splitlines() if "NFE=" in line]
+    assert len(lines) >= 9, stream.getvalue()
+    for line in lines:
+        pct, nfe = re.search(r"\((\d+)%\)", line).group(1), re.search(r"NFE=(\d+)/10", line).group(1)
+        assert int(pct) == 10 * int(nfe), line
+
 def test_slow_work_shows_time_per_item():
     """Under 0.1 items/s the status line gives the time per item (a large photo: '2:05:00 per img'), not 8e-05 img/s."""
     rep = prog.StatusReporter(2, "restore", interval=1e9, stream=io.StringIO())

@@ -442,7 +442,9 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
     """How `-o` is read: "beside" (no -o: next to each input, stdout for stdin), "stdout", "dir" or "file".
 
     -o DIR when it is an existing directory, ends with a path separator, has no suffix, or there are several
-    inputs. Raises UsageError for "-o FILE" or "-o -" with several inputs, and for a file that is not an image.
+    inputs. Raises UsageError for "-o FILE" or "-o -" with several inputs, for a file that is not an image, and
+    for an existing regular file without a suffix (a typo must not replace it; a link such as /dev/stdout is
+    written as given).
     """
     if out is None:
         return "beside"
@@ -460,7 +462,10 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
             raise UsageError(f"-o {out} names one image but {len(items)} inputs were given; use -o DIR/ "
                              "(a directory, created if needed)")
         return _writable_dir(out)
-    if Path(out).suffix and Path(out).suffix.lower() not in IMAGE_SUFFIXES:  # an existing file may have none
+    if Path(out).suffix == "" and Path(out).is_file() and not Path(out).is_symlink():  # /dev/stdout is a link
+        raise UsageError(f"-o {out}: an existing file without an image suffix (a name without one is a folder); "
+                         f"name the image, e.g. -o {out}.png")
+    if Path(out).suffix and Path(out).suffix.lower() not in IMAGE_SUFFIXES:  # a device (/dev/stdout) may have none
         raise UsageError(f"-o {out}: unknown image format {Path(out).suffix!r}; use .png, or for a folder end it "
                          f"with a slash: -o {out.rstrip(os.sep + '/')}/")  # several inputs make it a folder anyway
     return "file"
@@ -595,11 +600,11 @@ def check_outputs(
                 problems[item] = f"{item.name}: output {p}: {folder}"
             elif len(claims[key]) > 1:  # none of them is written: a rerun meets the same refusal, not a half
                 others = ", ".join(i.name for i in claims[key] if i != item)
-                problems[item] = (
-                    f"{item.name}: output {p} would also be written for {others} (the same name stem; none of them is "
-                    "written): rename one of them, run them separately, or name files of several folders by a "
-                    "quoted glob ('photos/**/*.png'), whose matched subfolders are kept below -o DIR"
-                )
+                folders = {str(Path(i.path).resolve().parent) for i in claims[key] if getattr(i, "path", None)}
+                glob = (", or name files of several folders by a quoted glob ('photos/**/*.png'), whose matched "
+                        "subfolders are kept below -o DIR") if len(folders) > 1 else ""
+                problems[item] = (f"{item.name}: output {p} would also be written for {others} (the same name stem; "
+                                  f"none of them is written): rename one of them or run them separately{glob}")
             elif not overwrite and key in input_paths:
                 problems[item] = (
                     f"{item.name}: output {p} is an input; refusing to overwrite it (use --overwrite)"

@@ -83,7 +83,8 @@ def restore_command(
                                      "or - for stdout."),
     nfe: int | None = typer.Option(
         None, "--nfe", min=1, help="Network evaluations (default: the method's: 10 for pnp-gd-warm, 3 for its box "
-                                   "and mask inpainting and for denoise, 4 for random inpainting; 1 for denoiser; "
+                                   "and mask inpainting and its denoising, 4 for random inpainting; 1 for denoiser, "
+                                   "denoise's default; "
                                    "49 for pnp-gd; 1000 for dps/daps; 8x the base for the -mean8 methods and 4x "
                                    "for pnp-gd-fit4, whose --nfe counts all their samples). pnp-gd below 49 "
                                    "switches to a few-step schedule (sigma_max 10, rho 7); its 1 is refused (a "
@@ -109,7 +110,7 @@ def restore_command(
     precision: str = typer.Option(
         "auto", "--precision", metavar="auto|fp32|bf16", show_default=True,
         help="Network precision. auto: the generator in bfloat16 on CPUs with native bfloat16 (AMX / "
-             "AVX512-BF16: restores ~1.7x faster, same quality), else float32; the teacher (dps/daps) in float32.",
+             "AVX512-BF16: restores ~1.6x faster, same quality), else float32; the teacher (dps/daps) in float32.",
     ),
     batch_size: int = typer.Option(
         1, "--batch-size", "-b", min=1, help="Images (x samples) per network call.", show_default=True
@@ -224,9 +225,11 @@ def _task_from_sidecars(specs: list[str]) -> str:
                 unreadable.append(common.one_line(exc))
     if unreadable:
         raise common.UsageError(f"{unreadable[0]} (and --task is required for inputs without a readable sidecar)")
-    if missing:
-        raise common.UsageError(f"{missing[0][0]}: {missing[0][1]}")
-    raise common.UsageError("--task is required for inputs without a (readable) measurement sidecar")
+    if missing and not items:  # nothing to restore: a missing input's failure (exit 1), as with --task
+        common.fail(missing[0][1] + ("" if len(missing) == 1 else f" (and {len(missing) - 1} more)"),
+                    common.EXIT_PARTIAL)
+    raise common.UsageError("--task is required for inputs without a (readable) measurement sidecar" +
+                            (f"; also {missing[0][1]}" if missing else ""))
 
 
 def _sidecar(item, no_sidecar: bool, explicit: set[str]):
@@ -477,12 +480,12 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         return m
     if str(item.name) in explicit:
         raise ValueError(f"no measurement sidecar {item.name}{meas.SIDECAR_SUFFIX} found")
+    data = images.read_source_bytes("-" if item.is_stdin else item.path)[0]
+    h, w = images.image_size(data, name=item.name)  # not an image: said before the missing task
     if not task_given:
         raise ValueError("--task is required for an input without a measurement sidecar (the other inputs' "
                          "sidecars say their own tasks)")
-    data = images.read_source_bytes("-" if item.is_stdin else item.path)[0]
     factor = int(getattr(operators.get(task), "factor", 1) or 1)
-    h, w = images.image_size(data, name=item.name)
     if max_pixels is not None and h * w * factor * factor > max_pixels:
         raise ValueError(
             f"a {w}x{h} input gives a {w * factor}x{h * factor} output, more than --max-pixels {max_pixels}"
