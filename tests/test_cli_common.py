@@ -1,5 +1,6 @@
 """cli/common.py: option parsing, input expansion, output naming and the exit-code mapping."""
 
+import io
 import inspect
 import re
 from pathlib import Path
@@ -230,3 +231,20 @@ def test_a_note_clears_a_progress_bar_and_starts_its_own_line(monkeypatch):
     bar.close()
     before, after = text.split("ncvsd: hello\n")
     assert before.endswith("\r") and before.rstrip("\r").endswith(" ") and "bar:  50%" in after
+
+
+def test_a_pipe_whose_reader_has_gone_is_told_before_the_next_write(monkeypatch):
+    """`--json | head -1`: once the reader closes, raise_if_stdout_closed raises BrokenPipeError (the restore stops
+    at its next step, not after another whole image); an open pipe and a non-pipe stdout pass."""
+    import os
+
+    read, write = os.pipe()
+    with os.fdopen(write, "w") as out:
+        monkeypatch.setattr(common.sys, "stdout", out)
+        common.raise_if_stdout_closed()  # the reader is there
+        os.close(read)
+        with pytest.raises(BrokenPipeError):
+            common.raise_if_stdout_closed()
+        monkeypatch.undo()
+    monkeypatch.setattr(common.sys, "stdout", io.StringIO())
+    common.raise_if_stdout_closed()  # no file descriptor: nothing to tell

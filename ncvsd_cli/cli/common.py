@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import collections
 import glob
+import io
 import os
 import re
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -204,6 +206,25 @@ def handle_errors() -> Iterator[None]:
         if os.environ.get("NCVSD_DEBUG"):
             raise
         fail(f"internal error: {type(exc).__name__}: {exc} (set NCVSD_DEBUG=1 for a traceback)", exit_code_for(exc))
+
+
+def raise_if_stdout_closed() -> None:
+    """BrokenPipeError when standard output is a pipe whose reader has gone (`--json | head -1` after its line), so
+    a command stops before its next piece of work instead of at its next write; nothing for other outputs or where
+    poll is missing. A pipe's write end reports POLLERR once no reader is left (Linux, macOS)."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        if not hasattr(select, "poll") or not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        events = poller.poll(0)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # no real stdout (a test's capture)
+        return
+    if any(ev & select.POLLERR for _, ev in events):
+        raise BrokenPipeError("standard output was closed")
 
 
 def exit_code_for(exc: BaseException) -> int:

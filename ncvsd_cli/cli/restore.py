@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -419,8 +420,11 @@ def _method_groups(options: RestoreOptions, good: list, report) -> list[tuple[Re
 def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar) -> None:
     """Restore the measurements `good` [(item, measurement)] with `restorer`, writing and reporting each; `bar`
     (`common.progress`, shared by the groups of one run) advances per image."""
-    for res in restorer.run([m for _, m in good], on_batch=bar.update, on_step=bar.step, on_begin=bar.begin,
-                           on_skip=bar.skip):
+    def checked(show: Callable) -> Callable:  # stdout's reader gone (`--json | head -1`): stop at the next step
+        return (lambda *a: (common.raise_if_stdout_closed(), show(*a))) if report.json_lines else show
+
+    for res in restorer.run([m for _, m in good], on_batch=bar.update, on_step=checked(bar.step),
+                            on_begin=checked(bar.begin), on_skip=bar.skip):
         item, m = good[res.index]
         if res.error:
             report.failed(item.name, res.error if res.error.startswith(item.name) else f"{item.name}: {res.error}")
