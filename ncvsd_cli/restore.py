@@ -588,8 +588,9 @@ class Restorer:
         failed: set[int] = set()
         estimates: dict[int, Any] = {}
         for start in range(0, len(jobs), self.options.batch_size):
-            batch = [(j, k) for j, k in jobs[start:start + self.options.batch_size] if j not in failed]
-            hooks.skip(len(jobs[start:start + self.options.batch_size]) - len(batch))
+            chunk = jobs[start:start + self.options.batch_size]
+            batch = [(j, k) for j, k in chunk if j not in failed]
+            hooks.skip(len(chunk) - len(batch))
             if not batch:
                 continue
             t0 = time.perf_counter()

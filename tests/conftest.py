@@ -30,3 +30,19 @@ def rng() -> torch.Generator:
 def odd_image(rng) -> torch.Tensor:
     """A (1, 3, 13, 11) image in [-1, 1]: non-square and odd, to catch shape bugs."""
     return torch.rand(1, 3, 13, 11, generator=rng) * 2 - 1
+
+
+@pytest.fixture
+def first_image_fails(monkeypatch):
+    """`Restorer.run` with the first measurement's every batch raising RuntimeError("out of memory") (an image that
+    fails mid-run); the other measurements are restored as usual."""
+    from ncvsd_cli.restore import Restorer
+
+    real = Restorer._sample
+
+    def sample(self, op, call, batch, idx, *args):
+        if 0 in idx:
+            raise RuntimeError("out of memory")
+        return real(self, op, call, batch, idx, *args)
+
+    monkeypatch.setattr(Restorer, "_sample", sample)

@@ -381,7 +381,7 @@ def test_a_sidecar_without_task_is_estimated_with_its_tasks_sampler(monkeypatch,
     assert "(pnp-gd, batch 1" in restorer.memory_refusal((3, 4096, 4096), {"name": task})  # no task: as before
 
 
-def test_the_pairs_of_a_failed_image_are_counted_as_given_up(tiny_generator, monkeypatch):
+def test_the_pairs_of_a_failed_image_are_counted_as_given_up(tiny_generator, first_image_fails, monkeypatch):
     """An image that fails in its first batch has its later samples given up unrun: on_skip reports them, so
     on_batch's and on_skip's counts add up to images x samples (with --samples > --batch-size the bar ended short);
     the other image is still restored. A group that fails before sampling gives up all its pairs."""
@@ -392,14 +392,6 @@ def test_the_pairs_of_a_failed_image_are_counted_as_given_up(tiny_generator, mon
     restorer = Restorer.from_options(opts)
     rng = torch.Generator().manual_seed(0)
     ms = [restorer.measurement(torch.rand(1, 3, 12, 12, generator=rng) * 2 - 1, "denoise") for _ in range(2)]
-    real = Restorer._sample
-
-    def first_image_fails(self, op, call, batch, idx, *args):
-        if 0 in idx:
-            raise RuntimeError("out of memory")
-        return real(self, op, call, batch, idx, *args)
-
-    monkeypatch.setattr(Restorer, "_sample", first_image_fails)
     ran, skipped = [], []
     results = list(restorer.run(ms, on_batch=ran.append, on_skip=skipped.append))
     assert [r.index for r in results if r.error] == [0] and "out of memory" in results[0].error

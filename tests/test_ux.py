@@ -173,20 +173,10 @@ def test_restore_status_lines_and_json_lines(tmp_path, ckpt, monkeypatch):
 
 
 
-def test_restore_progress_reaches_its_total_when_an_image_fails(tmp_path, ckpt, monkeypatch):
+def test_restore_progress_reaches_its_total_when_an_image_fails(tmp_path, ckpt, first_image_fails, monkeypatch):
     """With --samples > --batch-size, an image failing in its first batch gives its later samples up: the status
     line still ends at 6/6 (it ended at 4/6, short of its total)."""
-    from ncvsd_cli.restore import Restorer
-
     monkeypatch.setenv("NCVSD_PROGRESS_INTERVAL", "0")
-    real = Restorer._sample
-
-    def first_image_fails(self, op, call, batch, idx, *args):
-        if 0 in idx:
-            raise RuntimeError("out of memory")
-        return real(self, op, call, batch, idx, *args)
-
-    monkeypatch.setattr(Restorer, "_sample", first_image_fails)
     a, b = _png(tmp_path / "a.png", seed=1), _png(tmp_path / "b.png", seed=2)
     res = runner.invoke(app, ["restore", "--task", "sr4", str(a), str(b), "-o", str(tmp_path / "out"), "-c",
                               str(ckpt), "--nfe", "2", "--device", "cpu", "--samples", "3", "--batch-size", "1",
