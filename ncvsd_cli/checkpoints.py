@@ -529,7 +529,8 @@ def load_checkpoint(name_or_path: str | os.PathLike, device: str | torch.device 
     config = read_config(path)
     if kind is not None and config["kind"] != kind:
         uses = KIND_USES.get(config["kind"], "a part of a training state")
-        raise CheckpointError(f"{path.name} holds a {config['kind']} network, but a {kind} is needed here ({uses})")
+        raise CheckpointError(f"{path.name} holds a {config['kind']} network ({uses}), but a {kind} is needed "
+                              "here")
     try:
         with torch.random.fork_rng(devices=[]):  # the discarded random init leaves the caller's stream alone
             model = build_network(config)

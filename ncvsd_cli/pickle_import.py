@@ -478,6 +478,11 @@ def analyse(data: Any, ema_key: str = "ema") -> ImportedModel:
 
 
 # ------------------------------------------------------------------------------------------------- conversion
+#: How Python's unpickler fails on bytes that are no pickle (its words mean nothing to a user).
+GARBAGE_REASONS = ("Memo value not found", "invalid load key", "could not find MARK", "unpickling stack underflow",
+                   "pickle data was truncated", "pickle exhausted before end of frame", "Ran out of input")
+
+
 def import_pickle(src: str | os.PathLike, dst: str | os.PathLike, *, ema_key: str = "ema",
                   command: str | None = None, data: str | None = None, limits: ImportLimits | None = None,
                   provenance: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
@@ -503,6 +508,10 @@ def import_pickle(src: str | os.PathLike, dst: str | os.PathLike, *, ema_key: st
     try:
         imported = analyse(read_pickle(src, limits), ema_key=ema_key)
     except (pickle.UnpicklingError, ValueError, EOFError) as exc:
+        if other is None and str(exc).startswith(GARBAGE_REASONS):  # Python's reason for bytes that are no pickle
+            raise CheckpointError(f"cannot import {src.name}: it does not start as a Python pickle (protocol "
+                                  "2-5) does: not a network pickle of the authors' code (EDM2 / NCVSD "
+                                  "`network-snapshot-*.pkl`)") from exc
         raise CheckpointError(f"cannot import {src.name}: {exc}") from exc
     except Exception as exc:  # malformed data reaching a constructor (TypeError, AttributeError, struct.error...)
         raise CheckpointError(f"cannot import {src.name}: not an EDM2/NCVSD network pickle "

@@ -114,8 +114,8 @@ def test_failed_save_keeps_the_old_file(tmp_path):
 
 def test_wrong_kind_and_wrong_architecture_are_checkpoint_errors(tmp_path):
     path = save_checkpoint(_randomised("teacher"), tmp_path / "t.safetensors", network_config("teacher", "tiny"))
-    with pytest.raises(CheckpointError, match="holds a teacher network, but a generator is needed here .a teacher "
-                                              "drives the methods dps, daps"):
+    with pytest.raises(CheckpointError, match="holds a teacher network .a teacher drives the methods dps, daps "
+                                              "and teacher-mmse, and `sample --teacher`., but a generator is needed here$"):
         load_checkpoint(path, kind="generator")
     lying = network_config("teacher", "tiny", model_channels=8)
     liar = save_checkpoint(_randomised("teacher"), tmp_path / "liar.safetensors", lying)

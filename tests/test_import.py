@@ -221,6 +221,16 @@ def test_refuses_foreign_globals(tmp_path, payload, name):
     assert not (tmp_path / "evil.safetensors").exists()
 
 
+@pytest.mark.parametrize("data", [b"junk\n", b"\x00" * 64, b""])
+def test_bytes_that_are_no_pickle_are_called_that(tmp_path, data):
+    """Python's own reason for such bytes ("Memo value not found at index 174812789") told a user nothing."""
+    src = tmp_path / "bad.pkl"
+    src.write_bytes(data)
+    with pytest.raises(CheckpointError, match="does not start as a Python pickle") as info:
+        import_pickle(src, tmp_path / "bad.safetensors")
+    assert "Memo" not in str(info.value) and not (tmp_path / "bad.safetensors").exists()
+
+
 def test_refuses_reduce_smuggled_inside_a_network(tmp_path):
     """A real-looking network pickle with an `os.system` call hidden in a module's state is refused."""
 

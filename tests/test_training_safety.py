@@ -354,7 +354,8 @@ def _wait_for_steps(log: Path, proc: subprocess.Popen, timeout: float = 180.0) -
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_saves_state_and_ends_by_the_signal(tmp_path, trained, sig):
-    """The state is saved, then the command ends by the signal itself (a shell sees 128 + N; `main`)."""
+    """The state is saved, the JSON summary says the run was stopped, then the command ends by the signal itself
+    (a shell sees 128 + N; `main`)."""
     data, _ = trained
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "ncvsd_cli", "train", "--data", str(data), "--out", str(out),
@@ -369,10 +370,12 @@ def test_signal_saves_state_and_ends_by_the_signal(tmp_path, trained, sig):
             proc.kill()
             proc.wait()
     assert proc.returncode == -sig, stderr
-    assert stdout == "", "an interrupted run must not print the normal summary"
     assert f"interrupted by {sig.name}" in stderr and "--resume" in stderr and "\r" not in stderr
     state = torch.load(out / "state.pt", weights_only=True)
     step = state["loop"]["step"]
+    summary = json.loads(stdout)  # one line, saying it was stopped (not the normal summary: no "trainer")
+    assert summary == {"out": str(out), "interrupted": sig.name, "exit_code": 128 + sig, "steps": step,
+                       "kimg": summary["kimg"], "state": str(out / "state.pt")}, stdout
     events = [json.loads(line).get("event") for line in (out / "log.jsonl").read_text().splitlines()]
     assert step >= 1 and "interrupted" in events and "end" not in events
     assert not list(out.glob(".*.tmp")), "a temporary file was left behind"
@@ -532,6 +535,20 @@ def test_the_arch_help_names_every_preset():
     assert set(PRESETS) <= named, set(PRESETS) - named
 
 
+@pytest.mark.parametrize("kind", ["folder", "zip"])
+def test_data_without_images_is_named(tmp_path, kind):
+    """The refusal named no folder ("the dataset holds no images")."""
+    data = tmp_path / "empty"
+    data.mkdir()
+    (data / "notes.txt").write_text("no images here")
+    if kind == "zip":
+        data = shutil.make_archive(str(tmp_path / "empty"), "zip", data)
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "a"), "--duration", "1steps",
+                              "--quiet", *TINY])
+    assert res.exit_code == 2 and f"--data {str(data)!r} holds no images (.png, .jpg" in res.stderr, res.output
+    assert not (tmp_path / "a").exists()
+
+
 def test_a_file_that_is_no_image_fails_at_the_start_and_one_that_decodes_badly_keeps_the_steps(tmp_path):
     """Every header is read when the data opens (a text file named .png failed ~40 steps in, losing them); a file
     whose header reads but whose pixels are cut off fails when first drawn, after the state of the last finished step
@@ -540,7 +557,8 @@ def test_a_file_that_is_no_image_fails_at_the_start_and_one_that_decodes_badly_k
     (data / "zz_text.png").write_bytes(b"not an image at all")
     res = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "a"), "--duration", "3steps",
                               "--quiet", *TINY])
-    assert res.exit_code != 0 and "zz_text.png: cannot read the image header" in res.output, res.output
+    assert res.exit_code != 0 and "zz_text.png: cannot read the image header (not an image format Pillow reads)" \
+        in res.output and "<_io" not in res.output, res.output  # Pillow's message named its file object
     assert not (tmp_path / "a" / "state.pt").exists()
     (data / "zz_text.png").unlink()
     png = (data / "0.png").read_bytes()

@@ -30,9 +30,9 @@ HELP = """Train a teacher denoiser (EDM2 loss, lognormal sigma, Adam + EDM2 sche
 Writes RUN_DIR/log.jsonl, RUN_DIR/state.pt (atomic; continue with --resume) and
 RUN_DIR/snapshots/teacher-<kimg>-<sigma_rel>.safetensors. --resume keeps the run's recipe (RUN_DIR/run.json:
 data, batch, lr schedule, duration, ...); an option typed again with another value replaces it from then on. A JSON
-summary goes to stdout; progress goes to stderr (a bar on a terminal, a status line every 30 s otherwise;
---quiet: none). Ctrl-C, SIGTERM or SIGHUP (a closed terminal) saves the state after the current step and
-exits 130, 143 or 129.
+summary goes to stdout (on an interruption too: "interrupted", "exit_code", "steps", "state"); progress goes to
+stderr (a bar on a terminal, a status line every 30 s otherwise; --quiet: none). Ctrl-C, SIGTERM or SIGHUP
+(a closed terminal) saves the state after the current step and exits 130, 143 or 129.
 
 Examples:
 
@@ -116,21 +116,28 @@ def with_recipe(settings: RunSettings, required: tuple[str, ...], ctx: typer.Con
 def run_training(run, settings, out: str) -> None:
     """Run `run(settings)` (teacher training or distillation) and print its JSON summary (rank 0 only).
 
-    Exits 130/143 when SIGINT/SIGTERM stopped it (state saved; a second signal stops it at once), 2 for a
-    run directory in the wrong state.
+    Exits 130/143 when SIGINT/SIGTERM stopped it (state saved; a second signal stops it at once), after a summary
+    that says so ("interrupted": the signal, "exit_code", the steps done and the state file; "state" null when a
+    second signal stopped it before the state was saved), 2 for a run directory in the wrong state.
     """
     from ncvsd_cli.training.loop import TrainingAborted, TrainingInterrupted
 
+    main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 prints the summary
     try:
         record = run(settings)
     except (TrainingInterrupted, TrainingAborted) as exc:
+        if main:
+            try:
+                typer.echo(strict_json.dumps({"out": out, **exc.summary}))
+            except (OSError, ValueError):  # stdout closed or gone: the message below still says it
+                pass
         fail(str(exc), exc.exit_code)
     except (FileExistsError, FileNotFoundError) as exc:
         fail(str(exc))
     except OSError as exc:  # a snapshot or state that cannot be written (a full disk): one line, exit 1
         where = f": {exc.filename}" if exc.filename else ""
         fail(str(exc) if not exc.errno else f"{exc.strerror}{where}", EXIT_PARTIAL)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 prints the summary
+    if main:
         typer.echo(strict_json.dumps({"out": out, **record}))
 
 

@@ -223,7 +223,9 @@ def _short_sides(path: Path, names: Sequence[str]) -> dict[str, int]:
                 try:  # what Pillow cannot open, `images` may (float TIFF through tifffile)
                     sides[n] = min(image_size((path / n).read_bytes() if zf is None else zf.read(n), name=n))
                 except ImageError:
-                    raise ImageError(f"{n}: cannot read the image header ({exc})") from None
+                    why = ("not an image format Pillow reads" if isinstance(exc, UnidentifiedImageError)
+                           else exc.strerror or str(exc))  # Pillow's own message names its file object
+                    raise ImageError(f"{n}: cannot read the image header ({why})") from None
     return sides
 
 
@@ -263,6 +265,9 @@ def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> Image
             return handle["zf"].read(name)
     else:
         raise ValueError(f"--data {str(path)!r} is neither 'builtin', 'photos', a folder of images nor a zip file")
+    if not rel:
+        raise ValueError(f"--data {str(path)!r} holds no images ({', '.join(_IMAGE_SUFFIXES)}; hidden files and "
+                         "ncvsd run folders are left out)")
     scales = [float(s) for s in meta.get("scales") or [1.0]]
     if not all(0 < s <= 1 for s in scales):
         raise ValueError(f"{path}: dataset.json scales {scales} must lie in (0, 1]")

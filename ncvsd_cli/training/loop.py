@@ -158,6 +158,8 @@ class TrainingInterrupted(Exception):
     def __init__(self, signum: int, step: int, nimg: int, state_path: Path):
         self.signum, self.exit_code = int(signum), 128 + int(signum)
         name = signal.Signals(signum).name
+        self.summary = {"interrupted": name, "exit_code": self.exit_code, "steps": int(step),
+                        "kimg": round(nimg / 1000, 3), "state": str(state_path)}
         super().__init__(f"interrupted by {name} after step {step} ({nimg / 1000:g} kimg); training state saved to "
                          f"{state_path}; continue with --resume")
 
@@ -167,6 +169,7 @@ class TrainingAborted(KeyboardInterrupt):
 
     def __init__(self, signum: int):
         self.signum, self.exit_code = int(signum), 128 + int(signum)
+        self.summary = {"interrupted": signal.Signals(signum).name, "exit_code": self.exit_code, "state": None}
         super().__init__(f"stopped by a second {signal.Signals(signum).name} before the training state was saved; "
                          "the state of the last snapshot, if any, is kept")
 
