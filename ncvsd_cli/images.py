@@ -509,8 +509,15 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def _checked_image(x: torch.Tensor) -> torch.Tensor:
     """x as one (C, H, W) image with C in (1, 3) and finite float values (`as_image_tensor`; values beyond
-    [-1, 1] are clipped when written, as samples are not), else ValueError: nothing is written."""
-    return as_image_tensor(x.detach(), "image", check_range=False)[0]
+    [-1, 1] are clipped when written, as samples are not), else ValueError: nothing is written. A float image on
+    the [0, 255] scale (no value below -1.5, some above 16: not an output's overshoot, which goes both ways) is
+    refused: clipped, it would be written white."""
+    t = as_image_tensor(x.detach(), "image", check_range=False)[0]
+    lo, hi = float(t.min()), float(t.max())
+    if lo >= -1.5 and hi > 16:
+        raise ValueError(f"image: values in [{lo:.4g}, {hi:.4g}], on a [0, 255] scale rather than [-1, 1] (written, "
+                         "it would be white): give from_unit(p / 255)")
+    return t
 
 
 def format_for_path(path: str | os.PathLike | None) -> str:

@@ -69,10 +69,16 @@ def _prepare(x: torch.Tensor, y: torch.Tensor, what: str) -> tuple[torch.Tensor,
     if not (bool(torch.isfinite(x).all()) and bool(torch.isfinite(y).all())):
         raise ValueError(f"{what}: the images contain NaN or inf values")
     lo, hi = min(x.min().item(), y.min().item()), max(x.max().item(), y.max().item())
-    if lo < -0.5 or hi > 1.5:
+    # a [-1, 1] image given with data_range=2 (scikit-image's max - min) lies in [-0.5, 0.5]: centred on 0, much of
+    # it negative; a sampler's overshoot or a noisy measurement of a bright-enough image is not
+    negative = max((x < -0.1).float().mean().item(), (y < -0.1).float().mean().item())
+    if lo < -0.5 or hi > 1.5 or (negative > 0.01 and hi <= 0.6):
         hint = ("[0, 255] images: data_range=255 (psnr, ssim) or divide by 255" if hi > 2 else
-                "convert [-1, 1] images with ncvsd_cli.images.to_unit")
-        raise ValueError(f"{what}: images must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}] ({hint})")
+                "convert [-1, 1] images with ncvsd_cli.images.to_unit and keep data_range=1; clip a dark noisy image "
+                "to [0, 1] first")
+        raise ValueError(f"{what}: images must be in [0, 1] (as scaled by data_range), got values in "
+                         f"[{lo:.3g}, {hi:.3g}]{f', {negative:.0%} of them below -0.1' if lo >= -0.5 else ''} "
+                         f"({hint})")
     return x.clamp(0, 1), y.clamp(0, 1)
 
 

@@ -874,7 +874,7 @@ def test_train_init_teacher_errors_are_one_line(tmp_path):
     wrong_kind = run("train", "--init-teacher", other, "--arch", "tiny", "--out", tmp_path / "a", *common)
     assert wrong_kind.exit_code == 3 and "teacher is needed" in wrong_kind.output
     mismatch = run("train", "--init-teacher", teacher, "--arch", "tiny-cond", "--out", tmp_path / "b", *common)
-    assert mismatch.exit_code == 2 and "differ from the network being trained" in mismatch.output
+    assert mismatch.exit_code == 2 and "from the network being trained" in mismatch.output
     ok = run("train", "--init-teacher", teacher, "--out", tmp_path / "c", *common)
     assert ok.exit_code == 0, ok.output
 
@@ -887,7 +887,7 @@ def test_distill_init_generator_errors_are_one_line(tmp_path):
     other = _ckpt(tmp_path, preset="tiny-cond")
     mismatch = run("distill", "--teacher", teacher, "--init-generator", other, "--out", tmp_path / "b",
                    "--device", "cpu", "--duration", "1steps", "--quiet")
-    assert mismatch.exit_code == 2 and "differ from the network being trained" in mismatch.output
+    assert mismatch.exit_code == 2 and "from the network being trained" in mismatch.output
     missing = run("distill", "--teacher", teacher, "--init-generator", tmp_path / "none.safetensors", "--out",
                   tmp_path / "c", "--device", "cpu", "--duration", "1steps", "--quiet")
     assert missing.exit_code == 3
@@ -1024,6 +1024,15 @@ def test_train_refuses_bad_options_before_writing_anything(tmp_path, option):
     res = run("train", "--data", "builtin", "--out", tmp_path / "run", "--duration", "1steps", *option)
     assert res.exit_code == 2, res.output
     assert option[0] in res.stderr and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("option", [["--g-lr-scale", "-1"], ["--d-lr-scale", "nan"], ["--gan-warmup-kimg", "-5"],
+                                    ["--gan-loss-scaling", "-1"], ["--lr", "0"]])
+def test_distill_refuses_bad_options_in_one_line_before_writing_anything(tmp_path, option):
+    res = run("distill", "--teacher", "builtin64-teacher", "--data", "builtin", "--out", tmp_path / "run",
+              "--duration", "1steps", *option)
+    assert res.exit_code == 2, res.output
+    assert f"{option[0]} must be" in res.stderr and "╭" not in res.output and not (tmp_path / "run").exists()
 
 
 def test_bench_refuses_a_resolution_lpips_cannot_measure(tmp_path):

@@ -175,6 +175,34 @@ def test_teacher_import(tmp_path):
         torch.testing.assert_close(model(x, 0.7), teacher.eval()(x, 0.7), rtol=0, atol=0)
 
 
+def test_an_imported_teacher_starts_a_teacher_run_of_its_preset(tmp_path):
+    """An imported teacher (use_fp16 recorded, no gamma, no preset) is the preset network of its size: --init-teacher
+    takes it with that --arch or none (the preset is found), and refuses another architecture by name."""
+    import numpy as np
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from ncvsd_cli.cli import app
+
+    config = network_config("teacher", "tiny")
+    src = tmp_path / "edm2-tiny.pkl"
+    _write_pickle(src, _randomise(build_network(config), seed=3), _authors_kwargs(config), wrap_generator=False,
+                  extras=False)
+    imported, cfg = import_pickle(src, tmp_path / "teacher.safetensors")
+    assert cfg["arch"]["use_fp16"] and cfg["preset"] is None and "gamma" not in cfg
+    data = tmp_path / "imgs"
+    data.mkdir()
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(data / "a.png")
+    common = ["train", "--data", str(data), "--init-teacher", str(imported), "--duration", "1steps", "--batch", "2",
+              "--device", "cpu", "--quiet"]
+    for i, arch in enumerate((["--arch", "tiny"], [])):
+        res = CliRunner().invoke(app, [*common, "--out", str(tmp_path / f"run{i}"), *arch])
+        assert res.exit_code == 0, res.output
+        assert json.loads((tmp_path / f"run{i}" / "run.json").read_text())["arch"] == "tiny"
+    res = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "cond"), "--arch", "tiny-cond"])
+    assert res.exit_code == 2 and "its label_dim differs from the network being trained" in res.output, res.output
+
+
 def test_recorded_tree_uses_the_authors_names(tmp_path):
     config = network_config("generator", "tiny")
     gen = build_network(config)

@@ -63,6 +63,15 @@ def test_inputs_in_wrong_range_or_shape_are_rejected(rng):
     with pytest.raises(ValueError, match="data_range=255"):
         psnr(x * 255, x * 255)
     assert psnr(x * 255, (x * 255).round(), data_range=255).item() > 40
+    signed = x * 2 - 1  # [-1, 1] images given with data_range=2 (scikit-image's max - min) used to pass, clipped
+    for metric in (psnr, ssim):
+        with pytest.raises(ValueError, match=r"below -0\.1 .*to_unit and keep data_range=1"):
+            metric(signed, signed.flip(-1), data_range=2)
+    overshoot = x.clone()
+    overshoot[:, 0, 0, :3] = -0.3  # a sampler's few out-of-range pixels are clipped, as before
+    assert psnr(overshoot, x).item() == pytest.approx(psnr(overshoot.clamp(0, 1), x).item())
+    noisy = x + 0.2 * torch.randn(x.shape, generator=rng)  # a noisy measurement: its input PSNR is wanted
+    assert psnr(noisy, x).item() == pytest.approx(psnr(noisy.clamp(0, 1), x).item())
     with pytest.raises(ValueError, match="NaN"):
         psnr(x * float("nan"), x)
     with pytest.raises(ValueError, match="same shape"):

@@ -497,7 +497,7 @@ def test_without_a_task_each_measurement_runs_its_own_tasks_sampler():
     assert results[0].error is None and "only solves the denoise task" in results[1].error
 
 
-def test_library_inputs_are_checked_and_cast():
+def test_library_inputs_are_checked_and_cast(tmp_path):
     """float64 and (C, H, W) inputs are cast and batched; integer pixels, [0, 255] values, NaN, batches, numpy
     arrays are refused with a message naming the fix; a grey (1-channel) image is restored and returned grey."""
     from ncvsd_cli import images
@@ -519,6 +519,11 @@ def test_library_inputs_are_checked_and_cast():
     with pytest.raises(ValueError, match="uint8"):
         images.to_uint8(((y + 1) * 127.5).byte())  # what save_image writes: not a white picture
     assert images.to_uint8(y * 50).max() == 255  # an output's outliers are clipped, not refused
+    assert images.to_uint8(y.abs() + 9).min() == 255  # (one that goes one way only, within reason)
+    for write in (images.to_uint8, images.to_uint16, lambda t: images.save_image(t, tmp_path / "white.png")):
+        with pytest.raises(ValueError, match=r"\[0, 255\] scale .*from_unit\(p / 255\)"):
+            write((y.clamp(-1, 1) + 1) * 127.5)  # a float [0, 255] image used to be written white
+    assert not (tmp_path / "white.png").exists()
 
 
 def test_daps_budgets_that_give_noise_are_refused_everywhere():

@@ -380,7 +380,7 @@ def test_teacher_init_teacher_fine_tunes_from_a_checkpoint(tmp_path, capsys):
     train_teacher(_teacher_settings(tmp_path, "ft", arch=None, duration="6steps", resume=True))
     _, cfg = load_checkpoint(str(latest_snapshot(tmp_path / "ft", "teacher")))
     assert cfg["provenance"]["init_teacher"] == snap.name and cfg["provenance"]["steps"] == 6
-    with pytest.raises(ValueError, match="differ from the network being trained"):
+    with pytest.raises(ValueError, match="differs? from the network being trained"):
         TeacherTrainer(_teacher_settings(tmp_path, "bad", arch="tiny-cond", init_teacher=str(snap)),
                        distributed.init("cpu"))
     for progress in (True, False):  # a run folder: its snapshot is named once, and not with -q (progress off)

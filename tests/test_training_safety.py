@@ -733,6 +733,69 @@ def test_a_training_state_that_cannot_be_written_is_one_line_and_keeps_the_old_s
     assert not list(copy.glob(".state.pt*"))
 
 
+@pytest.mark.parametrize("command", ["train", "distill"])
+def test_a_new_run_never_overwrites_an_earlier_runs_snapshots(tmp_path, trained, command):
+    """A run folder whose state.pt is gone (deleted to save room, or moved away as a corrupt state's message
+    once said) still holds snapshots of the same kimg names a new run writes: a new run there is refused and
+    leaves every file as it was; --resume says why it cannot continue and how to start from the snapshots."""
+    data, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "state.pt").unlink()
+    files = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    extra = ["--teacher", str(run)] if command == "distill" else []
+    new = runner.invoke(app, [command, "--data", str(data), "--out", str(copy), "--duration", "1steps", "--quiet",
+                              *extra, *TINY])
+    assert new.exit_code != 0 and "holds an earlier run's outputs (2 files in snapshots/)" in new.stderr, new.output
+    assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == files
+    resumed = runner.invoke(app, [command, "--out", str(copy), "--resume", "--device", "cpu"])
+    assert resumed.exit_code == 2 and "but no state.pt to continue" in resumed.stderr, resumed.output
+    assert f"--init-teacher / --init-generator {copy}" in " ".join(resumed.stderr.split())
+
+
+def _strict_lines(path: Path) -> list[dict]:
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
+
+
+def test_a_diverging_run_stops_without_saving_its_weights(tmp_path, trained, monkeypatch):
+    """--lr 1e30 makes the weights NaN by step 2: the run stops with exit 1 and a summary saying so, writes no state
+    or snapshot, and its log stays strict JSON (the NaN loss as null). A resumed run whose weights go bad keeps the
+    state saved before and says to --resume with a lower --lr."""
+    data, run = trained
+    out = tmp_path / "new"
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(out), "--duration", "4steps", "--quiet",
+                              *TINY, "--lr", "1e30"])
+    assert res.exit_code == 1 and "start again with a lower --lr" in res.stderr, res.output
+    assert json.loads(res.stdout) == {"out": str(out), "diverged": "loss and weights not finite", "exit_code": 1,
+                                      "steps": 2, "kimg": 0.004, "state": None}
+    assert not (out / "state.pt").exists() and not (out / "snapshots").exists()
+    log = _strict_lines(out / "log.jsonl")
+    assert log[-2]["loss"] is None and log[-1]["event"] == "diverged"
+
+    from ncvsd_cli.training.teacher import TeacherTrainer
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    state = (copy / "state.pt").read_bytes()
+    step = TeacherTrainer.train_step
+
+    def poisoned(self, i):
+        losses = step(self, i)
+        with torch.no_grad():
+            next(self.net.parameters()).fill_(float("inf"))  # (a weight that overflowed; its loss is not yet bad)
+        return losses
+
+    monkeypatch.setattr(TeacherTrainer, "train_step", poisoned)
+    res = runner.invoke(app, ["train", "--out", str(copy), "--resume", "--duration", "3steps", "--quiet",
+                              "--device", "cpu"])
+    assert res.exit_code == 1 and f"the state saved before ({copy / 'state.pt'}) is kept" in res.stderr, res.output
+    assert json.loads(res.stdout)["state"] == str(copy / "state.pt")
+    assert (copy / "state.pt").read_bytes() == state and len(list(copy.glob("snapshots/*"))) == 2
+
+
 def test_a_data_error_before_any_state_says_to_run_again_not_resume(tmp_path):
     data = _images(tmp_path / "imgs")
     png = (data / "0.png").read_bytes()

@@ -55,7 +55,7 @@ def distill(
     ref_batches: float = typer.Option(0.0, "--ref-batches", help="LR decay after this many batches (0: none)."),
     rampup_kimg: float = typer.Option(20.0, "--rampup-kimg", help="Linear LR warm-up in kimg."),
     gan_warmup_kimg: float = typer.Option(100.0, "--gan-warmup-kimg", help="GAN term off before this many kimg."),
-    gan_loss_scaling: float = typer.Option(1.0, "--gan-loss-scaling", min=0.0, help="Weight ζ of the GAN term; 0: no "
+    gan_loss_scaling: float = typer.Option(1.0, "--gan-loss-scaling", help="Weight ζ of the GAN term; 0: no "
                                            "GAN, and the discriminator is not trained (a faster step)."),
     p_mean: float = typer.Option(-0.8, "--p-mean", help="Mean of ln(t)."),
     p_std: float = typer.Option(1.6, "--p-std", help="Std of ln(t)."),

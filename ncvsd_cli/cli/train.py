@@ -72,10 +72,14 @@ def with_recipe(settings: RunSettings, required: tuple[str, ...], ctx: typer.Con
     given |= {"arch"} if "preset" in given else set()
     changed = {}
     if settings.resume and not Path(settings.out, "state.pt").is_file():
-        from ncvsd_cli.training.loop import RunInUse, folder_in_use
+        from ncvsd_cli.training.loop import RunInUse, folder_in_use, run_outputs
 
         if folder_in_use(settings.out):  # a run that has not written its first state yet
             raise UsageError(str(RunInUse.of(settings.out)))
+        if made := run_outputs(Path(settings.out)):
+            raise UsageError(f"--resume: {settings.out} holds a run's outputs ({made}) but no state.pt to continue "
+                             "from; start a new run with another --out (--init-teacher / --init-generator "
+                             f"{settings.out} start it from the newest snapshot there)")
         raise UsageError(f"--resume: {settings.out} holds no run to continue (no state.pt); leave --resume out to "
                          "start one there")
     if settings.resume:
@@ -120,12 +124,12 @@ def run_training(run, settings, out: str) -> None:
     that says so ("interrupted": the signal, "exit_code", the steps done and the state file; "state" null when a
     second signal stopped it before the state was saved), 2 for a run directory in the wrong state.
     """
-    from ncvsd_cli.training.loop import TrainingAborted, TrainingInterrupted
+    from ncvsd_cli.training.loop import TrainingAborted, TrainingDiverged, TrainingInterrupted
 
     main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 prints the summary
     try:
         record = run(settings)
-    except (TrainingInterrupted, TrainingAborted) as exc:
+    except (TrainingInterrupted, TrainingAborted, TrainingDiverged) as exc:
         if main:
             try:
                 typer.echo(strict_json.dumps({"out": out, **exc.summary}))

@@ -68,6 +68,32 @@ def build_network(config: dict) -> nn.Module:
     )
 
 
+#: Arch entries that say how a network runs, not what it is (an imported EDM2 network records use_fp16).
+RUNTIME_KEYS = ("use_fp16", "fp16_dtype")
+
+
+def architecture(config: dict) -> dict:
+    """What makes two configs the same network for a weight copy: sizes, data format and every arch kwarg with
+    the constructors' defaults filled in (a preset's config and an imported one then compare equal), without the
+    RUNTIME_KEYS; gamma and init_sigma count for generators only (the other kinds have none)."""
+    import inspect
+
+    from ncvsd_cli.networks.edm2_layers import Block
+    from ncvsd_cli.networks.unet import _Embedding
+
+    arch = {}
+    for fn in (_Embedding._init_embedding, Block.__init__):
+        arch |= {k: p.default for k, p in inspect.signature(fn).parameters.items()
+                 if p.default is not inspect.Parameter.empty}
+    arch |= {k: v for k, v in config.get("arch", {}).items() if k not in RUNTIME_KEYS}
+    arch = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in arch.items()}
+    top = {"img_resolution": config.get("img_resolution"), "img_channels": config.get("img_channels"),
+           "label_dim": config.get("label_dim", 0), "sigma_data": config.get("sigma_data", 0.5)}
+    if config.get("kind") == "generator":
+        top |= {"gamma": config.get("gamma", 0.414), "init_sigma": config.get("init_sigma", 80.0)}
+    return {**top, "arch": arch}
+
+
 @torch.no_grad()
 def _copy_matching(dst: nn.Module, src: dict[str, torch.Tensor], fresh: tuple[str, ...] = ()) -> None:
     """Copy every tensor of `src` whose name exists in `dst`; every other dst tensor must be listed in `fresh`."""

@@ -49,18 +49,22 @@ class RunSettings:
 
     def check(self) -> None:
         """ValueError naming the first option out of range (before anything is written to the run directory)."""
-        positive = {"batch": self.batch, "lr": self.lr, "p_std": self.p_std, "loss_scaling": self.loss_scaling,
-                    "log_every": self.log_every}
-        for name, value in positive.items():
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-        for name, value in {"ref_batches": self.ref_batches, "rampup_kimg": self.rampup_kimg}.items():
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        check_ranges(positive={"batch": self.batch, "lr": self.lr, "p_std": self.p_std,
+                               "loss_scaling": self.loss_scaling, "log_every": self.log_every},
+                     non_negative={"ref_batches": self.ref_batches, "rampup_kimg": self.rampup_kimg})
         if not math.isfinite(self.p_mean):
             raise ValueError(f"--p-mean must be finite, got {self.p_mean}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+
+
+def check_ranges(positive: dict[str, float], non_negative: dict[str, float]) -> None:
+    """ValueError "--name must be > 0, got v" (or ">= 0") for the first value that is not a finite number in range."""
+    for low, values in (("> 0", positive), (">= 0", non_negative)):
+        for name, value in values.items():
+            if not (isinstance(value, (int, float)) and math.isfinite(value)
+                    and (value > 0 if low == "> 0" else value >= 0)):
+                raise ValueError(f"--{name.replace('_', '-')} must be {low}, got {value}")
 
 
 def autocast(device: torch.device, precision: str):
@@ -95,16 +99,21 @@ def load_init_weights(net: torch.nn.Module, config: dict, source: str, kind: str
                       quiet: bool = False) -> str:
     """Copy the weights of checkpoint `source` (a name, path or run folder; a `kind` network, "teacher" or
     "generator") into `net`, whose config is `config`; returns the resolved path (a run folder's snapshot is named
-    on stderr unless `quiet`). Raises ValueError naming `option` when the checkpoint's architecture differs (any
-    of ARCH_KEYS)."""
+    on stderr unless `quiet`). Raises ValueError naming `option` when the checkpoint's architecture differs
+    (`networks.build.architecture`: sizes, data format, arch kwargs; use_fp16 does not count)."""
     from ncvsd_cli.checkpoints import load_checkpoint, resolve_checkpoint
+    from ncvsd_cli.networks.build import architecture
 
     path = str(resolve_checkpoint(source, kind=kind, quiet=quiet))
     loaded, cfg = load_checkpoint(path, kind=kind)
-    mismatch = [k for k in ARCH_KEYS if cfg.get(k) != config.get(k)]
+    theirs, ours = architecture({**cfg, "kind": kind}), architecture({**config, "kind": kind})
+    theirs |= theirs.pop("arch")
+    ours |= ours.pop("arch")
+    mismatch = [k for k in ours if theirs.get(k) != ours[k]]
     if mismatch:
-        raise ValueError(f"{option} {source}: its {', '.join(mismatch)} differ from the network being trained "
-                         f"({', '.join(f'{k}={cfg.get(k)!r} vs {config.get(k)!r}' for k in mismatch)})")
+        raise ValueError(f"{option} {source}: its {', '.join(mismatch)} differ{'s' * (len(mismatch) == 1)} from "
+                         "the network being trained "
+                         f"({', '.join(f'{k}={theirs.get(k)!r} vs {ours[k]!r}' for k in mismatch)})")
     net.load_state_dict(loaded.state_dict())
     return path
 

@@ -23,6 +23,7 @@ from ncvsd_cli.training.common import (
     ARCH_KEYS,
     RunSettings,
     autocast,
+    check_ranges,
     file_provenance,
     kimg_tag,
     labels_for,
@@ -65,6 +66,12 @@ class DistillSettings(RunSettings):
     gan_loss_scaling: float = 1.0
     preview_ts: tuple[tuple[int, ...], ...] = ((10, 39), (0, 10, 20, 30, 39))
     preview_count: int = 16
+
+    def check(self) -> None:
+        """RunSettings.check, then the distillation's own ranges (ValueError naming the option)."""
+        super().check()
+        check_ranges(positive={"g_lr_scale": self.g_lr_scale, "d_lr_scale": self.d_lr_scale},
+                     non_negative={"gan_warmup_kimg": self.gan_warmup_kimg, "gan_loss_scaling": self.gan_loss_scaling})
 
 
 def _net_config(teacher_cfg: dict, kind: str) -> dict:

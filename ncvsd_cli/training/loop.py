@@ -152,6 +152,14 @@ class RunInUse(FileExistsError):
                    "stop it (Ctrl-C saves its state), or choose another --out")
 
 
+def run_outputs(out: Path) -> str:
+    """What a run folder holds that a new run there would overwrite: e.g. "3 files in snapshots/"; "" if none.
+    run.json and log.jsonl alone (a start that failed before its first step) are not counted."""
+    held = [f"{n} file{'s' * (n > 1)} in {d}/" for d in ("snapshots", "previews")
+            if (n := sum(1 for p in (out / d).glob("*") if p.is_file()))]
+    return ", ".join(held)
+
+
 class TrainingInterrupted(Exception):
     """Training stopped by a signal after saving its state; `exit_code` is 128 + the signal number."""
 
@@ -162,6 +170,22 @@ class TrainingInterrupted(Exception):
                         "kimg": round(nimg / 1000, 3), "state": str(state_path)}
         super().__init__(f"interrupted by {name} after step {step} ({nimg / 1000:g} kimg); training state saved to "
                          f"{state_path}; continue with --resume")
+
+
+class TrainingDiverged(RuntimeError):
+    """A network's weights became NaN or infinite (e.g. a far too high --lr): the run stops before it saves them;
+    the state saved before (if any) stays, to --resume from with a lower learning rate. Exit code 1."""
+
+    exit_code = 1
+
+    def __init__(self, step: int, nimg: int, what: str, saved_step: int | None, state_path: Path):
+        kept = state_path if saved_step is not None or state_path.is_file() else None
+        self.summary = {"diverged": what, "exit_code": self.exit_code, "steps": int(step),
+                        "kimg": round(nimg / 1000, 3), "state": str(kept) if kept else None}
+        hint = (f"its weights were not saved; the state saved before ({kept}) is kept: --resume with a lower --lr "
+                "(distill: or lower --g-lr-scale / --d-lr-scale)" if kept else
+                "no state was saved: start again with a lower --lr")
+        super().__init__(f"training diverged by step {step} ({what}); {hint}")
 
 
 class TrainingAborted(KeyboardInterrupt):
@@ -199,11 +223,11 @@ def load_state(path: Path) -> dict:
             raise StateError(f"{path}: refusing to load this training state: it refers to {found.group(1)}, and "
                              "ncvsd states hold only tensors and plain containers") from None
         raise StateError(f"{path}: corrupt or foreign training state (not tensors and plain containers only); "
-                         "move it away to start afresh") from None
+                         "choose another --out to start afresh") from None
     except Exception as exc:  # torch raises RuntimeError, EOFError, KeyError, ... for damaged files
         what = "empty file" if path.exists() and path.stat().st_size == 0 else _first_line(exc)
-        raise StateError(f"{path}: unreadable or corrupt training state ({what}); move it away to start "
-                         "afresh") from None
+        raise StateError(f"{path}: unreadable or corrupt training state ({what}); choose another --out to "
+                         "start afresh") from None
     loop = state.get("loop") if isinstance(state, dict) else None
     needed = {"cur_nimg": int, "step": int, "train_seconds": float, "seed": int, "name": str}
     if not isinstance(loop, dict) or not isinstance(state.get("trainer"), dict) \
@@ -354,6 +378,10 @@ class TrainLoop:
                                   "or choose another --out")
         if self.resume and not self.state_path.exists():
             raise FileNotFoundError(f"--resume: no training state at {self.state_path}")
+        made = run_outputs(self.out)
+        if made and not self.resume:  # a new run would overwrite the snapshots of the same kimg and the log
+            raise FileExistsError(f"{self.out} holds an earlier run's outputs ({made}) but no training state to "
+                                  "continue; choose another --out, or move them away first")
         if self.dist.is_main:
             try:
                 self.out.mkdir(parents=True, exist_ok=True)
@@ -443,8 +471,19 @@ class TrainLoop:
 
     def _log(self, record: dict) -> None:
         if self.dist.is_main:
-            with open(self.log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            from ncvsd_cli import strict_json
+
+            with open(self.log_path, "a") as f:  # a NaN loss as null: every line stays JSON (RFC 8259)
+                f.write(strict_json.dumps(record) + "\n")
+
+    def _check_finite_weights(self, what: str) -> None:
+        """Raise TrainingDiverged when a network being trained holds a NaN or infinite weight (one host sync; at a
+        log line whose loss is not finite and before every state is written, so no diverged state is saved)."""
+        params = [p for m in vars(self).values() if isinstance(m, torch.nn.Module) for p in m.parameters()]
+        if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            self._log({"event": "diverged", "step": self.step, "kimg": self.cur_nimg / 1000, "reason": what})
+            raise TrainingDiverged(self.step, self.cur_nimg, what, getattr(self, "_saved_step", None),
+                                   self.state_path)
 
     def _counts_done(self) -> bool:
         d = self.duration
@@ -473,6 +512,7 @@ class TrainLoop:
         on rank 0 (a full disk) raises OSError on every rank, so no rank waits for it at a barrier."""
         if getattr(self, "_saved_step", None) == self.step:
             return
+        self._check_finite_weights("weights not finite")
         self._saved_step = self.step
         problem = ""
         if self.dist.is_main:
@@ -645,6 +685,8 @@ class TrainLoop:
                 if log_step:
                     record = self._log_losses(sums, counts, now - last_log_time, last_log_nimg, reporter)
                     sums, counts, last_log_time, last_log_nimg = {}, {}, now, self.cur_nimg
+                    if not all(math.isfinite(v) for v in record.values() if isinstance(v, float)):
+                        self._check_finite_weights("loss and weights not finite")
                 signum, done, snapshot_due = self._events(start, last_snap_time, last_snap_nimg, log_step)
                 if signum and not done:
                     break

@@ -64,8 +64,21 @@ def resolve_arch(s: TeacherSettings) -> str:
     if s.arch is None and recorded is None and s.init_teacher:
         from ncvsd_cli.checkpoints import read_config, resolve_checkpoint
 
-        recorded = read_config(resolve_checkpoint(s.init_teacher, kind="teacher", quiet=True)).get("preset")
+        config = read_config(resolve_checkpoint(s.init_teacher, kind="teacher", quiet=True))
+        recorded = config.get("preset") or preset_of(config)
+        if recorded is None:  # (an imported network of a size no preset has)
+            raise ValueError(f"--init-teacher {s.init_teacher}: its architecture is none of the presets; ncvsd "
+                             "trains preset architectures only (--arch)")
     return s.arch or recorded or DEFAULT_ARCH
+
+
+def preset_of(config: dict) -> str | None:
+    """The preset whose network has exactly `config`'s architecture (e.g. of an imported checkpoint), else None."""
+    from ncvsd_cli.networks import PRESETS, network_config
+    from ncvsd_cli.networks.build import architecture
+
+    wanted = architecture(config)
+    return next((p for p in PRESETS if architecture(network_config(config["kind"], p)) == wanted), None)
 
 
 class TeacherTrainer(TrainLoop):
