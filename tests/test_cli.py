@@ -1035,6 +1035,14 @@ def test_distill_refuses_bad_options_in_one_line_before_writing_anything(tmp_pat
     assert f"{option[0]} must be" in res.stderr and "╭" not in res.output and not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(("option", "message"), [(["--nfe", "2,,4"], "has an empty item"), (["--nfe", ","], "is empty"),
+                                               (["--tasks", "sr4,"], "has an empty item")])
+def test_bench_refuses_empty_list_items(tmp_path, option, message):
+    res = run("bench", "--dataset", "builtin", "--out", tmp_path / "b", *option)
+    assert res.exit_code == 2 and f"{option[0]}" in res.stderr and message in res.stderr, res.output
+    assert not (tmp_path / "b").exists()
+
+
 def test_bench_refuses_a_resolution_lpips_cannot_measure(tmp_path):
     res = run("bench", "--dataset", "builtin", "--resolution", "30", "--out", tmp_path / "b")
     assert res.exit_code == 2 and "--resolution 30" in res.stderr and not (tmp_path / "b").exists()

@@ -50,9 +50,11 @@ def default_out(dataset: str) -> str:
 
 
 def _csv(value: str, what: str) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    if not items:
+    items = [v.strip() for v in value.split(",")]
+    if not any(items):
         raise common.UsageError(f"--{what} is empty")
+    if not all(items):  # "2,,4": a value left out by mistake
+        raise common.UsageError(f"--{what} {value!r} has an empty item between commas")
     return items
 
 
