@@ -73,9 +73,9 @@ RUNTIME_KEYS = ("use_fp16", "fp16_dtype")
 
 
 def architecture(config: dict) -> dict:
-    """What makes two configs the same network for a weight copy: sizes, data format and every arch kwarg with
-    the constructors' defaults filled in (a preset's config and an imported one then compare equal), without the
-    RUNTIME_KEYS; gamma and init_sigma count for generators only (the other kinds have none)."""
+    """What makes two configs the same network for a weight copy, as one flat dict: sizes, data format and every
+    arch kwarg with the constructors' defaults filled in (a preset's config and an imported one then compare
+    equal), without the RUNTIME_KEYS; gamma and init_sigma count for generators only (the other kinds have none)."""
     import inspect
 
     from ncvsd_cli.networks.edm2_layers import Block
@@ -91,7 +91,7 @@ def architecture(config: dict) -> dict:
            "label_dim": config.get("label_dim", 0), "sigma_data": config.get("sigma_data", 0.5)}
     if config.get("kind") == "generator":
         top |= {"gamma": config.get("gamma", 0.414), "init_sigma": config.get("init_sigma", 80.0)}
-    return {**top, "arch": arch}
+    return top | arch
 
 
 @torch.no_grad()

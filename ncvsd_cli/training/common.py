@@ -107,8 +107,6 @@ def load_init_weights(net: torch.nn.Module, config: dict, source: str, kind: str
     path = str(resolve_checkpoint(source, kind=kind, quiet=quiet))
     loaded, cfg = load_checkpoint(path, kind=kind)
     theirs, ours = architecture({**cfg, "kind": kind}), architecture({**config, "kind": kind})
-    theirs |= theirs.pop("arch")
-    ours |= ours.pop("arch")
     mismatch = [k for k in ours if theirs.get(k) != ours[k]]
     if mismatch:
         raise ValueError(f"{option} {source}: its {', '.join(mismatch)} differ{'s' * (len(mismatch) == 1)} from "
