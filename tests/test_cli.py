@@ -20,12 +20,12 @@ from typer.testing import CliRunner
 
 import operators
 from ncvsd_cli import images
-from ncvsd_cli.sampling.generate import sample_images
 from ncvsd_cli import measurement as meas
 from ncvsd_cli import restore as lib
 from ncvsd_cli.checkpoints import save_checkpoint
 from ncvsd_cli.cli import app
 from ncvsd_cli.networks import build_network, network_config
+from ncvsd_cli.sampling.generate import sample_images
 
 runner = CliRunner()
 FAST = ["--nfe", "2", "--device", "cpu"]
@@ -108,6 +108,51 @@ def test_json_lines_end_with_a_summary_also_on_a_usage_error_and_the_help_says_s
     assert lines[-1]["command"] == "degrade" and lines[-1]["exit_code"] == 2 and "box" in lines[-1]["error"]
     text = " ".join(runner.invoke(app, ["restore", "--help"], env={"COLUMNS": "300"}).stdout.split())
     assert "size is height, width" in text and "last line" in text
+
+
+@pytest.mark.parametrize("args, named, path", [
+    (["restore", "a.png", "--seed", "-1"], "--seed", "ncvsd restore"), (["restore", "a.png", "--sed", "3"], "--sed",
+                                                                       "ncvsd restore"),
+    (["bench", "--limit", "0"], "--limit", "ncvsd bench"), (["restore", "--task"], "--task", "ncvsd restore"),
+    (["nope"], "nope", "ncvsd"), (["checkpoints", "list", "--jsn"], "--jsn", "ncvsd checkpoints list"),
+    (["sample", "--nfe", "x"], "--nfe", "ncvsd sample")])
+def test_command_line_parse_errors_are_one_line_like_every_other_error(args, named, path):
+    """Typer's framed multi-line box is replaced by `ncvsd: error: ... (see 'ncvsd CMD --help')`, exit 2."""
+    res = run(*args)
+    assert res.exit_code == 2 and res.stderr.startswith("ncvsd: error: ") and res.stderr.count("\n") == 1, res.stderr
+    assert named in res.stderr and f"(see '{path} --help')" in res.stderr and not res.stdout
+
+
+@pytest.mark.parametrize("command", ["restore", "degrade", "sample", "bench"])
+@pytest.mark.parametrize("mistake", ["parse", "usage", "model"])
+def test_json_output_ends_with_a_summary_on_every_early_error(command, mistake, tmp_path):
+    """With --json the last stdout line holds "exit_code" also when the run stops before any input: a parse error
+    (Typer's), a usage error found by the command, a missing model (exit 3)."""
+    src = _png(tmp_path / "a.png", 16, 12)
+    inputs = {"restore": [src, "--task", "sr4"], "degrade": [src, "--task", "sr4"], "sample": [],
+              "bench": ["--dataset", tmp_path, "--tasks", "sr4"]}[command]
+    extra = {"parse": ["--bogus"], "usage": ["--device", "xpu"],
+             "model": ["--checkpoint", tmp_path / "missing.safetensors"]}[mistake]
+    if command == "degrade" and mistake != "parse":  # degrade loads no model and takes no --device
+        extra = ["--sigma-y", "-1"] if mistake == "usage" else ["-p", "box_size=9"]
+    res = run(command, *inputs, "-o" if command != "bench" else "--out", tmp_path / "out.png", *extra, "--json")
+    last = json.loads(res.stdout.splitlines()[-1])
+    code = 3 if mistake == "model" and command != "degrade" else 2
+    assert res.exit_code == code and last["exit_code"] == code and last["command"] == command, res.output
+    assert last["results"] == [] and last["error"] and res.stderr.count("ncvsd: error:") == 1
+
+
+def test_json_summary_tells_an_interruption_while_the_model_loads(ckpt, tmp_path, monkeypatch):
+    from ncvsd_cli import checkpoints
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoints, "load_checkpoint", interrupted)
+    res = run("sample", "--checkpoint", ckpt, "--seeds", "0", "-o", tmp_path / "s.png", "--device", "cpu", "--json")
+    last = json.loads(res.stdout.splitlines()[-1])
+    assert res.exit_code == 130 and last == {"command": "sample", "ok": 0, "failed": 0, "exit_code": 130,
+                                             "interrupted": "SIGINT", "results": []}, res.output
 
 
 def test_degrade_help_lists_every_builtin_task():

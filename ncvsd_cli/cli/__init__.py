@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _quiet_early_interrupt(signum, frame) -> None:  # pragma: no cover (a signal during start-up)
@@ -25,11 +26,48 @@ if _RUN_AS_COMMAND and os.name == "posix" and signal.getsignal(signal.SIGINT) is
     signal.signal(signal.SIGINT, _quiet_early_interrupt)
 
 import typer
+from typer.core import TyperGroup
 
 from ncvsd_cli import __version__
-from ncvsd_cli.cli import bench, checkpoints, degrade, distill, restore, sample, train
+from ncvsd_cli.cli import bench, checkpoints, common, degrade, distill, restore, sample, train
+
+#: click's ClickException (typer >= 0.25 vendors click as typer._click).
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class _OneLineErrors(TyperGroup):
+    """Errors found while parsing the command line (`--seed -1`, an unknown option, a missing value) as one line,
+    `ncvsd: error: ... (see 'ncvsd restore --help')`, exit 2, like every error a command finds itself (Typer's
+    framed box otherwise); with --json the summary line too (`common.write_error_summary`)."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except _ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # its help is already printed
+                sys.exit(exc.exit_code)
+            ctx = getattr(exc, "ctx", None)
+            path = ctx.command_path if ctx is not None else "ncvsd"
+            if path == "ncvsd" and argv and argv[0] in self.commands:  # a value missing after the last option
+                path += f" {argv[0]}"
+            message = exc.format_message().rstrip(".")
+            common.error(f"{message} (see '{path} --help')")
+            command = path.split()[1] if len(path.split()) == 2 else ""
+            if command in common.JSON_SUMMARY_COMMANDS and "--json" in argv:
+                common.write_error_summary(command, exc.exit_code, message)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            common.error("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="ncvsd",
     help=(
         "Solve image inverse problems with a generative denoiser distilled by NCVSD.\n\n"

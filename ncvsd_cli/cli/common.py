@@ -4,7 +4,7 @@ progress bars and JSON summaries (docs/architecture.md, "Command-line convention
 Exit codes: 0 all done; 1 some inputs failed (the other outputs are kept); 2 usage error; 3 model or checksum
 problem (`ncvsd_cli.checkpoints.CheckpointError`); 128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM,
 129 SIGHUP), after removing every temporary file. Errors are one line on stderr
-("ncvsd: error: ..."), never a traceback for bad input; set NCVSD_DEBUG=1 to see tracebacks of internal
+("ncvsd: error: ...", also for options that do not parse: `cli._OneLineErrors`), never a traceback for bad input; set NCVSD_DEBUG=1 to see tracebacks of internal
 errors. No torch at import time: this module is imported by `ncvsd --help`.
 """
 
@@ -44,10 +44,11 @@ SKIP_HELP = ("Skip the inputs whose outputs all exist (status \"skipped\", exit 
 #: `--json` help of the commands with per-input results (restore, degrade; sample's: `SAMPLE_JSON_HELP`; `Report`).
 JSON_HELP = ("JSON Lines on stdout: one object per input as it finishes (with \"status\"; restore's size is height, "
              "width; degrade's shapes are channels, height, width), then the summary (with \"results\") as the "
-             "last line; the same for one input or many, also when stopped early once the inputs are listed "
-             "(\"error\" or \"interrupted\").")
+             "last line; the same for one input or many, also when stopped early, even before the first input "
+             "(\"error\" or \"interrupted\", with \"exit_code\").")
 SAMPLE_JSON_HELP = ("JSON Lines on stdout: one object per seed as it is written (a grid: one object at the end; "
-                    "size is height, width), then the summary (with \"results\") as the last line.")
+                    "size is height, width), then the summary (with \"results\") as the last line, also when "
+                    "stopped early (\"error\" or \"interrupted\", with \"exit_code\").")
 #: `--param` help for degrade and restore: each task's operator parameters (kept equal to the registry by a test).
 PARAM_HELP = (
     "Operator parameter key=value (repeatable), e.g. -p sigma=1.5 (a milder Gaussian blur). Parameters: "
@@ -163,26 +164,57 @@ def note(message: str, quiet: bool = False) -> None:
         _write_line(f"ncvsd: {one_line(message)}\n")
 
 
+#: Commands whose `--json` output always ends with a summary object holding "exit_code".
+JSON_SUMMARY_COMMANDS = ("restore", "degrade", "sample", "bench")
+#: The `--json` command (one of JSON_SUMMARY_COMMANDS) whose summary line is still owed: set by
+#: `handle_errors(json_command=...)`, cleared once a summary is written (`Report`); `fail` writes a bare one.
+_summary_owed: str | None = None
+
+
+def write_error_summary(command: str, code: int, message: str) -> None:
+    """The summary line of a `--json` run that stopped before it had one (a parse or usage error, a missing model,
+    Ctrl-C while loading): {"command", "ok": 0, "failed": 0, "exit_code", "error" or "interrupted", "results": []}.
+    Nothing when stdout is closed."""
+    global _summary_owed
+    _summary_owed = None
+    doc: dict[str, Any] = {"command": command, "ok": 0, "failed": 0, "exit_code": code}
+    if code - 128 in {int(s) for s in signal.Signals}:
+        doc["interrupted"] = signal.Signals(code - 128).name
+    else:
+        doc["error"] = one_line(message)
+    try:
+        sys.stdout.write(strict_json.dumps(doc | {"results": []}) + "\n")
+        sys.stdout.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print a one-line error and exit with `code` (default 2, usage). A signal's message comes from torchrun's
-    rank 0 only (every rank gets the signal)."""
+    """Print a one-line error and exit with `code` (default 2, usage); a `--json` run without its summary line yet
+    gets one (`write_error_summary`). A signal's message comes from torchrun's rank 0 only (every rank gets the
+    signal)."""
     if torchrun_rank() == 0 or code not in (EXIT_INTERRUPTED, 129, 143):
         try:
             error(message)
         except OSError:  # a terminal that hung up (SIGHUP): the exit code still tells
             pass
+    if _summary_owed and code != EXIT_OK:
+        write_error_summary(_summary_owed, code, message)
     raise typer.Exit(code)
 
 
 @contextmanager
-def handle_errors() -> Iterator[None]:
+def handle_errors(json_command: str | None = None) -> Iterator[None]:
     """Map exceptions escaping a command to one line and an exit code: UsageError/ValueError -> 2,
     CheckpointError -> 3, NonFiniteOutputError -> 1, KeyboardInterrupt -> 130, SIGTERM / SIGHUP (raised as
     Terminated while inside) -> 143 / 129, anything else -> 1 ("internal error"; traceback with NCVSD_DEBUG=1).
-    typer.Exit passes through."""
+    typer.Exit passes through. `json_command`: the command's name when it runs with `--json`, whose stdout then
+    ends with a summary line on every exit path (`fail`)."""
     from ncvsd_cli.checkpoints import CheckpointError
     from ncvsd_cli.errors import NonFiniteOutputError
 
+    global _summary_owed
+    _summary_owed = json_command
     try:
         with _signals_raise():
             yield
@@ -206,6 +238,8 @@ def handle_errors() -> Iterator[None]:
         if os.environ.get("NCVSD_DEBUG"):
             raise
         fail(f"internal error: {type(exc).__name__}: {exc} (set NCVSD_DEBUG=1 for a traceback)", exit_code_for(exc))
+    finally:
+        _summary_owed = None
 
 
 def raise_if_stdout_closed() -> None:
@@ -705,6 +739,8 @@ class Report:
         raise typer.Exit(self.exit_code())
 
     def _write_summary(self, doc: dict[str, Any]) -> None:
+        global _summary_owed
+        _summary_owed = None
         sys.stdout.write(strict_json.dumps(doc) + "\n")
         sys.stdout.flush()
 

@@ -81,7 +81,7 @@ def degrade_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr (warnings still print)."),
 ) -> None:
     """Measure clean images with an operator plus Gaussian noise (y = A(x) + sigma_y n)."""
-    with common.handle_errors():
+    with common.handle_errors(json_command="degrade" if as_json else None):
         import operators
         from ncvsd_cli import images
         from ncvsd_cli.measurement import PLAIN_IMAGE_REFUSALS, degrade, save_measurement, sidecar_paths

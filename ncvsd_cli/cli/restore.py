@@ -174,7 +174,7 @@ def restore_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr (warnings still print)."),
 ) -> None:
     """Restore degraded images by posterior sampling with the distilled generative denoiser (PnP-GD)."""
-    with common.handle_errors():
+    with common.handle_errors(json_command="restore" if as_json else None):
         for flag, wanted in (("--mean", mean), ("--std", std)):
             if wanted and samples < 2:
                 raise common.UsageError(f"{flag} needs --samples >= 2 (of one sample it is the sample itself or 0; "

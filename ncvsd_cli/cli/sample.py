@@ -78,7 +78,7 @@ def sample_command(
 ) -> None:
     """Draw samples from the distilled generator in 1-31 steps (1, 2, 4: the paper's ts), or from the teacher
     (--teacher), as one grid or one PNG per seed."""
-    with common.handle_errors():
+    with common.handle_errors(json_command="sample" if as_json else None):
         from ncvsd_cli import images
         from ncvsd_cli.checkpoints import default_checkpoint
 
