@@ -773,8 +773,15 @@ def test_sample_grid_and_directory(tmp_path, ckpt):
     assert Image.open(tmp_path / "grid.png").size == (2 * 16 + 3 * 2, 2 * 16 + 3 * 2)
     assert json.loads(res.stdout.splitlines()[-1])["results"][0]["size"] == [38, 38]  # the grid's, not a sample's
     again = run("sample", "-c", ckpt, "--nfe", "1", "--seeds", "0-3", "-o", tmp_path / "grid.png", "--device", "cpu")
-    assert again.exit_code == 2 and "exists (--overwrite replaces it)" in again.stderr  # a grid cannot be skipped
-    assert "--skip-existing" not in again.stderr, again.output
+    assert again.exit_code == 1 and "exists (--overwrite replaces it)" in again.stderr  # a grid cannot be skipped
+    assert "--skip-existing" not in again.stderr, again.output  # exit 1 as restore's and degrade's existing output
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "000002.png").write_bytes(b"kept")
+    some = run("sample", "-c", ckpt, "--nfe", "1", "--seeds", "2,5", "-o", tmp_path / "d", "--device", "cpu", "--json")
+    lines = [json.loads(line) for line in some.stdout.splitlines()]
+    assert some.exit_code == 1 and [r["status"] for r in lines[-1]["results"]] == ["failed", "ok"], some.output
+    assert (tmp_path / "d" / "000002.png").read_bytes() == b"kept" and (tmp_path / "d" / "000005.png").exists()
+    (tmp_path / "d" / "000005.png").unlink()
     res = run(
         "sample",
         "-c",
@@ -790,6 +797,7 @@ def test_sample_grid_and_directory(tmp_path, ckpt):
         "--json",
         "-b",
         "1",
+        "--overwrite",
     )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.splitlines()[-1])

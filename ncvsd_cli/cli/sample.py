@@ -30,8 +30,9 @@ checkpoint or training run): EDM's deterministic Heun sampler from sigma 80 to 0
 shows what the prior learnt, which the generator's few steps blur (docs/method.md §2.8). A sample depends only
 on its seed (0 <= seed < 2^63); with --batch-size 1 the bytes do not depend on the other seeds, a larger batch
 changes the network's float rounding (a few pixels by a level).
-Outputs are never replaced without --overwrite, also when another process creates them meanwhile; --skip-existing
-samples only the seeds whose PNG is missing in -o DIR/ (rerun an interrupted run with the same options).
+Outputs are never replaced without --overwrite, also when another process creates them meanwhile (a seed whose
+PNG exists fails, exit 1, and the others are made); --skip-existing samples only the seeds whose PNG is missing in
+-o DIR/ (rerun an interrupted run with the same options).
 
 Exit codes: 0 ok, 1 some outputs failed, 2 usage error, 3 checkpoint missing or corrupt (or NaN weights),
 130 / 143 / 129 interrupted (the samples finished so far are kept; no partial or temporary file)."""
@@ -132,29 +133,31 @@ def sample_command(
         report = common.Report("sample", extra={"nfe": len(ts_list) - 1 if ts_list else nfe, "seeds": seed_list,
                                                 "checkpoint": checkpoint, "sampler": "heun" if teacher else "ts"},
                                json_lines=as_json)
-        if skip_existing:
-            planned = common.skip_finished(planned, report, quiet, noun="seed(s)")
-            left = {item.name for item in planned}
-            seed_list = [s for s in seed_list if ("grid" if grid else f"seed {s}") in left]
-        problems = common.check_outputs(planned, [], overwrite, can_skip=not grid)  # before any work
-        if problems:
-            raise common.UsageError(next(iter(problems.values())).split(": ", 1)[1])
-        if not seed_list:  # everything was there already
-            report.finish(as_json)
-            return
-
-        from ncvsd_cli.checkpoints import load_checkpoint
-        from ncvsd_cli.sampling.generate import sample_batches, sample_images
-
-        dev = common.parse_device(device)
-        from ncvsd_cli.networks.inference import prepare_for_inference, resolve_precision
-
-        work = resolve_precision(precision, dev)  # a usage error before loading
-        _check_memory(checkpoint, min(batch_size, len(seed_list)), resolution, "fp32" if work == "checkpoint" else work,
-                      str(dev), kind)
-        model, config = load_checkpoint(checkpoint, device=dev, kind=kind)
-        prepare_for_inference(model, precision, dev)
         with report.summary_on_interrupt(as_json):
+            if skip_existing:
+                planned = common.skip_finished(planned, report, quiet, noun="seed(s)")
+                left = {item.name for item in planned}
+                seed_list = [s for s in seed_list if ("grid" if grid else f"seed {s}") in left]
+            problems = common.check_outputs(planned, [], overwrite, can_skip=not grid)  # before any work
+            for item, message in problems.items():  # an existing or unwritable output fails its seed (exit 1)
+                report.failed(item.name, message)
+            failed = {item.name for item in problems}
+            seed_list = [s for s in seed_list if ("grid" if grid else f"seed {s}") not in failed]
+            if not seed_list:  # everything was there already, or no output can be written
+                report.finish(as_json)
+                return
+
+            from ncvsd_cli.checkpoints import load_checkpoint
+            from ncvsd_cli.sampling.generate import sample_batches, sample_images
+
+            dev = common.parse_device(device)
+            from ncvsd_cli.networks.inference import prepare_for_inference, resolve_precision
+
+            work = resolve_precision(precision, dev)  # a usage error before loading
+            _check_memory(checkpoint, min(batch_size, len(seed_list)), resolution,
+                          "fp32" if work == "checkpoint" else work, str(dev), kind)
+            model, config = load_checkpoint(checkpoint, device=dev, kind=kind)
+            prepare_for_inference(model, precision, dev)
             bar = common.progress(len(seed_list), "sample", quiet)
             kwargs = {"nfe": nfe, "ts": ts_list, "class_label": class_label, "batch_size": batch_size,
                       "resolution": resolution, "device": dev, "on_batch": bar.update, "teacher": teacher,
@@ -176,7 +179,7 @@ def sample_command(
                     report.failed("grid", f"cannot write {out}: {exc}")
                 else:  # the grid's size (each sample's is --resolution)
                     report.ok("grid", [out], size=list(sheet.shape[-2:]))
-        report.finish(as_json)
+            report.finish(as_json)
 
 
 def _check_memory(checkpoint: str, batch: int, resolution: int | None, precision: str, device: str,
