@@ -266,12 +266,20 @@ def search_locations() -> list[tuple[str, Path]]:
     return locations
 
 
+def location_files(folder: Path) -> list[Path]:
+    """A search location's checkpoint files: its *.safetensors, then, for a `ncvsd train` / `distill` run folder
+    (NCVSD_CHECKPOINTS=runs/exp1), its snapshots/ (`run_snapshots`, oldest first). [] for a missing folder."""
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob(f"*{SUFFIX}")) + [p for _, _, p in run_snapshots(folder)]
+
+
 def _available_names() -> list[str]:
     """The safetensors files of `search_locations()`, less those that are not networks (e.g. LPIPS weights)."""
     names = []
     for _, folder in search_locations():
         if folder.is_dir():
-            for p in sorted(folder.glob(f"*{SUFFIX}")):
+            for p in location_files(folder):
                 try:
                     read_config(p)
                 except NotANetworkCheckpoint:
@@ -379,8 +387,9 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, quiet: bool = False, 
                 return zoo.ensure(zoo.find(raw).name, quiet=quiet)
             searched.append(f"{folder} ({label})")
             for cand in candidates:
-                if (folder / cand).is_file():
-                    return folder / cand
+                for place in (folder, folder / "snapshots") if SNAPSHOT_NAME.match(cand) else (folder,):
+                    if (place / cand).is_file():
+                        return place / cand
     import difflib
 
     available = _available_names()  # reads each file's header: once
@@ -605,8 +614,8 @@ def checkpoint_info(name_or_path: str | os.PathLike, location: str | None = None
     CheckpointError if not found."""
     path = resolve_checkpoint(name_or_path)
     if location is None:
-        location = next((label for label, folder in search_locations() if path.parent.resolve() == folder.resolve()
-                         and folder.is_dir()), "path")
+        location = next((label for label, folder in search_locations() if folder.is_dir() and path.resolve() in
+                         {p.resolve() for p in location_files(folder)}), "path")
     listed = load_manifest()["files"].get(path.name) or read_record(path) or {}
     sha256 = sha256_file(path)
     if listed.get("sha256") not in (None, sha256):  # another file of a listed name: the listing is not its story
@@ -636,11 +645,6 @@ def checkpoint_info(name_or_path: str | os.PathLike, location: str | None = None
 
 
 def list_checkpoints() -> list[CheckpointInfo]:
-    """Every `*.safetensors` file in every search location, in lookup order (earlier entries shadow later ones)."""
-    out = []
-    for label, folder in search_locations():
-        if not folder.is_dir():
-            continue
-        for p in sorted(folder.glob(f"*{SUFFIX}")):
-            out.append(checkpoint_info(p, location=label))
-    return out
+    """Every checkpoint file of every search location (`location_files`), in lookup order (earlier entries shadow
+    later ones)."""
+    return [checkpoint_info(p, location=label) for label, folder in search_locations() for p in location_files(folder)]

@@ -255,6 +255,25 @@ def test_cli_list_and_info(dirs):
     assert info["origin"] == {}  # neither shipped nor downloaded: only the config's own provenance
 
 
+def test_a_training_run_as_search_location_lists_and_finds_its_snapshots(dirs, tmp_path, monkeypatch):
+    """NCVSD_CHECKPOINTS=runs/exp1 (the list command's own example): the run's snapshots/ are listed (location env)
+    and found by bare name; `checkpoints import RUN_DIR` says it is a folder of ready checkpoints (exit 2)."""
+    run = tmp_path / "runs" / "exp1"
+    (run / "snapshots").mkdir(parents=True)
+    names = [f"teacher-0000001.000-{r}.safetensors" for r in ("0.050", "0.100")]
+    for i, name in enumerate(names):
+        save_checkpoint(_randomised("teacher", seed=i), run / "snapshots" / name, network_config("teacher", "tiny"))
+    (run / "snapshots" / "notes.safetensors").write_bytes(b"not a snapshot name: not listed")
+    monkeypatch.setenv("NCVSD_CHECKPOINTS", str(run))
+    rows = json.loads(_cli("list", "--json").stdout)
+    assert [(r["name"], r["location"]) for r in rows if r["location"] != "zoo"] == [(n, "env") for n in names]
+    assert resolve_checkpoint(names[1].removesuffix(".safetensors")) == run / "snapshots" / names[1]
+    info = json.loads(_cli("info", names[0]).stdout)
+    assert info["location"] == "env" and info["kind"] == "teacher"
+    res = _cli("import", str(run), "-o", str(tmp_path / "x.safetensors"))
+    assert res.exit_code == 2 and "is a folder" in res.stderr and f"-c {run}" in res.stderr, res.output
+
+
 def test_info_of_a_shipped_model_says_how_it_was_made(tmp_path):
     """The manifest's record (the data set by name and manifest, the stages) beside the file's own provenance,
     which names the trainer's temporary paths; another file of the same name gets none of it."""

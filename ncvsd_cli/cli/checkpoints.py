@@ -152,6 +152,10 @@ def import_command(
 
       ncvsd checkpoints import edm2-img64-s-1073741-0.075.pkl -o ~/.cache/ncvsd/edm2-img64-s.safetensors --ema ema
     """
+    if src.is_dir():
+        run = " (a training run: its snapshots are ncvsd checkpoints already, used as they are: -c " \
+              f"{src})" if (src / "snapshots").is_dir() else ""
+        fail(f"{src} is a folder; give the pickle file to import{run}", EXIT_USAGE)
     if not src.is_file():
         fail(f"source pickle {src} does not exist", EXIT_USAGE)
     if src.suffix.lower() == ".safetensors":
