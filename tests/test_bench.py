@@ -428,6 +428,19 @@ def test_an_unreadable_image_fails_alone(assets, tmp_path):
     assert outcome.summary is not None
 
 
+def test_a_dataset_of_only_unreadable_images_writes_no_empty_report(tmp_path):
+    """Every image failed: exit 1, no summary / plot / report of nothing, and --json's stdout is its one summary."""
+    from ncvsd_cli.cli import app
+
+    (tmp_path / "fake.png").write_bytes(b"hello")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["bench", "--dataset", str(tmp_path / "fake.png"), "--tasks", "sr4", "--methods",
+                                   "classical", "--out", str(out), "--json", "-q"])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 1 and doc["exit_code"] == 1 and "no report written" in doc["error"], res.output
+    assert not [p.name for p in out.iterdir() if p.name.startswith(("summary", "report", "nfe_plot"))]
+
+
 def test_a_sweep_with_nothing_to_run_is_refused(assets, tmp_path):
     with pytest.raises(ValueError, match="nothing to run"):
         run_bench(_cfg(assets, tmp_path / "o", tasks=["sr4"], methods=["denoiser"], nfe=[1]), progress=False)

@@ -573,6 +573,10 @@ def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, 
     out = Path(cfg.out)
     rows = results.merge(sorted(out.glob("per_image*.csv")), out / results.CSV_NAME, results.columns(cfg.lpips))
     rows = [r for r in rows if r["dataset"] == plan.data.name and r["seed"] == cfg.seed]
+    if not rows:  # every image failed: no report of nothing (an earlier run's reports stay as they were)
+        outcome.failed.append(f"no row of {plan.data.name} (seed {cfg.seed}) was computed: no report written")
+        outcome.files = sorted(p for p in out.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
+        return
     grid_images = [im.id for im in plan.data.images if im.index < cfg.grid_images]  # this run's, in order
     config = {"dataset": plan.data.name, "dataset_source": plan.data.source, "images": len(plan.data),
               "resolution": plan.shape[-1], "seed": cfg.seed, "device": device, "world_size": world,

@@ -169,6 +169,8 @@ def bench(
             text = (outcome.out / (SUMMARY_JSON if as_json else SUMMARY_MD)).read_text()
             sys.stdout.write(text if not as_json else json.dumps(json.loads(text), indent=2) + "\n")
             sys.stdout.flush()
+        elif as_json and rank == 0:  # nothing computed: the summary line of a failed run
+            common.write_error_summary("bench", common.EXIT_PARTIAL, outcome.failed[-1] if outcome.failed else "")
         for msg in outcome.failed if not quiet else ():  # a recap below the progress; -q: printed once, as it failed
             common.error(msg)
         raise typer.Exit(common.EXIT_PARTIAL if outcome.failed else common.EXIT_OK)

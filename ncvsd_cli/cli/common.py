@@ -173,17 +173,18 @@ _summary_owed: str | None = None
 
 def write_error_summary(command: str, code: int, message: str) -> None:
     """The summary line of a `--json` run that stopped before it had one (a parse or usage error, a missing model,
-    Ctrl-C while loading): {"command", "ok": 0, "failed": 0, "exit_code", "error" or "interrupted", "results": []}.
-    Nothing when stdout is closed."""
+    Ctrl-C while loading): {"command", "exit_code", "error" or "interrupted"}, and for the commands of JSON Lines
+    (not bench) their summary's "ok": 0, "failed": 0, "results": []. Nothing when stdout is closed."""
     global _summary_owed
     _summary_owed = None
-    doc: dict[str, Any] = {"command": command, "ok": 0, "failed": 0, "exit_code": code}
+    lines = command != "bench"
+    doc: dict[str, Any] = {"command": command, **({"ok": 0, "failed": 0} if lines else {}), "exit_code": code}
     if code - 128 in {int(s) for s in signal.Signals}:
         doc["interrupted"] = signal.Signals(code - 128).name
     else:
         doc["error"] = one_line(message)
     try:
-        sys.stdout.write(strict_json.dumps(doc | {"results": []}) + "\n")
+        sys.stdout.write(strict_json.dumps(doc | ({"results": []} if lines else {})) + "\n")
         sys.stdout.flush()
     except (OSError, ValueError, AttributeError):
         pass
