@@ -441,6 +441,12 @@ def test_a_dataset_of_only_unreadable_images_writes_no_empty_report(tmp_path):
     assert not [p.name for p in out.iterdir() if p.name.startswith(("summary", "report", "nfe_plot"))]
 
 
+@pytest.mark.parametrize("task, needed", [("inpaint-mask", "mask"), ("deblur-kernel", "kernel")])
+def test_a_task_needing_a_file_says_bench_reads_it_from_a_preset(assets, tmp_path, task, needed):
+    with pytest.raises(ValueError, match=rf"--preset YAML file: `operator: {{{needed}: PATH}}`"):
+        run_bench(_cfg(assets, tmp_path / "o", tasks=[task], methods=["classical"], nfe=[1]), progress=False)
+
+
 def test_a_sweep_with_nothing_to_run_is_refused(assets, tmp_path):
     with pytest.raises(ValueError, match="nothing to run"):
         run_bench(_cfg(assets, tmp_path / "o", tasks=["sr4"], methods=["denoiser"], nfe=[1]), progress=False)

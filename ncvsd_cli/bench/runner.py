@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import platform
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -379,7 +380,14 @@ def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int)
     tasks = []
     for task in cfg.tasks:
         settings = task_settings(task, preset_file=cfg.preset)
-        operator = build_operator(settings, shape).to(device)
+        try:
+            operator = build_operator(settings, shape).to(device)
+        except ValueError as exc:  # a parameter without default (inpaint-mask's mask): where bench takes it
+            needed = re.match(r"(\w+) is required", str(exc))
+            if not needed:
+                raise
+            raise ValueError(f"--tasks {task}: {exc}; bench reads it from a --preset YAML file: "
+                             f"`operator: {{{needed[1]}: PATH}}`") from None
         jobs = methods.expand_jobs(cfg.methods, cfg.nfe, cfg.baseline_nfe, operator, settings)
         tasks.append((task, settings, operator, jobs))
     if rank == 0:
