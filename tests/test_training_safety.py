@@ -284,6 +284,9 @@ def test_distill_resume_needs_no_teacher_or_data_again(tmp_path, trained):
     res = runner.invoke(app, ["distill", "--out", str(out), "--resume", "--duration", "2steps", "--quiet"])
     assert res.exit_code == 0, res.output
     assert _lrs(out) == [0.003, 0.003]
+    wrong = runner.invoke(app, ["train", "--out", str(out), "--resume", "--duration", "3steps", "--quiet"])
+    assert wrong.exit_code == 2 and "holds an 'ncvsd distill' run" in wrong.stderr, wrong.output  # was exit 3
+    assert f"ncvsd distill --resume --out {out}" in " ".join(wrong.stderr.split()) and _lrs(out) == [0.003, 0.003]
     new = runner.invoke(app, ["distill", "--out", str(tmp_path / "e"), "--duration", "1steps", "--device", "cpu"])
     assert new.exit_code == 2 and "missing option --teacher" in new.stderr, new.output
 

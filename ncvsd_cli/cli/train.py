@@ -82,6 +82,14 @@ def with_recipe(settings: RunSettings, required: tuple[str, ...], ctx: typer.Con
                              f"{settings.out} start it from the newest snapshot there)")
         raise UsageError(f"--resume: {settings.out} holds no run to continue (no state.pt); leave --resume out to "
                          "start one there")
+    if settings.resume and not hasattr(settings, "teacher"):  # `ncvsd train --resume` of a distillation
+        from ncvsd_cli.checkpoints import run_snapshots
+        from ncvsd_cli.training.common import run_record
+
+        if (str(run_record(settings.out).get("command", "")).startswith("ncvsd distill")
+                or any(kind == "generator" for kind, _, _ in run_snapshots(Path(settings.out)))):
+            raise UsageError(f"{settings.out} holds an 'ncvsd distill' run (a generator), not a teacher run: continue "
+                             f"it with ncvsd distill --resume --out {settings.out}")
     if settings.resume:
         settings, changed = resumed_settings(settings, given)
     missing = [f"--{k.replace('_', '-')}" for k in required if not getattr(settings, k)]
