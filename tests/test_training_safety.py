@@ -251,6 +251,19 @@ def test_preset_is_a_deprecated_alias_of_arch(tmp_path, trained):
     assert "--arch" in helptext and "--preset" not in helptext
 
 
+def test_a_new_run_that_fails_at_its_start_leaves_no_folder(tmp_path, trained):
+    """tiny-cond on unlabelled images: exit 2, and the folder it made (run.json, log, lock) is gone; a folder that
+    existed before keeps what the failed start wrote (it may be started again in place)."""
+    data, _ = trained
+    args = ["train", "--data", str(data), "--arch", "tiny-cond", "--batch", "2", "--duration", "1steps", "--device",
+            "cpu", "--quiet"]
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "new")])
+    assert res.exit_code == 2 and "labelled dataset" in res.stderr and not (tmp_path / "new").exists(), res.output
+    (tmp_path / "mine").mkdir()
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "mine")])
+    assert res.exit_code == 2 and (tmp_path / "mine" / "run.json").is_file()
+
+
 def test_distill_arch_must_match_the_teacher(tmp_path, trained):
     data, run = trained
     teacher = max((run / "snapshots").glob("teacher-*-0.050.safetensors"))

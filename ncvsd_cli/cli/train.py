@@ -135,8 +135,15 @@ def run_training(run, settings, out: str) -> None:
     from ncvsd_cli.training.loop import TrainingAborted, TrainingDiverged, TrainingInterrupted
 
     main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 prints the summary
+    fresh = main and not settings.resume and not Path(out).exists()
     try:
-        record = run(settings)
+        try:
+            record = run(settings)
+        except Exception as exc:
+            if fresh and not isinstance(exc, TrainingDiverged):  # a new run that failed at its start (e.g.
+                # tiny-cond on unlabelled data): no folder left; a diverged run's log tells what happened
+                _remove_failed_start(Path(out))
+            raise
     except (TrainingInterrupted, TrainingAborted, TrainingDiverged) as exc:
         if main:
             try:
@@ -151,6 +158,23 @@ def run_training(run, settings, out: str) -> None:
         fail(str(exc) if not exc.errno else f"{exc.strerror}{where}", EXIT_PARTIAL)
     if main:
         typer.echo(strict_json.dumps({"out": out, **record}))
+
+
+def _remove_failed_start(out: Path) -> None:
+    """Remove the folder a new run made when it failed before its first state or snapshot: only when it holds
+    nothing but run.json, log.jsonl, the run lock and empty folders (anything else is left as it is)."""
+    from ncvsd_cli.training.loop import LOCK_NAME
+
+    entries = list(out.iterdir()) if out.is_dir() else []
+    if any(p.is_dir() and any(p.iterdir()) or p.is_file() and p.name not in ("run.json", "log.jsonl", LOCK_NAME)
+           for p in entries):
+        return
+    try:
+        for p in entries:
+            p.rmdir() if p.is_dir() else p.unlink()
+        out.rmdir()
+    except OSError:
+        pass
 
 
 def register(app: typer.Typer) -> None:
