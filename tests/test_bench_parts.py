@@ -192,6 +192,16 @@ def test_merge_deduplicates(tmp_path):
     assert len(results.read_rows(tmp_path / "all.csv")) == 3
 
 
+@pytest.mark.parametrize("label, width", [("pnp-gd-warm-mean8\nNFE 16", 96), ("pseudo-inverse", 96),
+                                          ("ground truth", 40), ("teacher-mmse", 24)])
+def test_grid_column_labels_wrap_and_are_never_cut(label, width):
+    """A grid's column label fits its tile by wrapping at hyphens and spaces; every character is kept (it used to
+    cut "pnp-gd-warm-mean8" to "pnp-gd-warm-mean" on a 96-px tile)."""
+    head = report.column_head(label, width)
+    assert all(len(line) <= max(width // 6, 1) or "-" not in line and " " not in line for line in head.split("\n"))
+    assert head.replace("\n", "").replace(" ", "") == label.replace("\n", "").replace(" ", "")
+
+
 # --------------------------------------------------------------------------------------------- aggregation
 def test_summary_mean_std_and_labelled_best_of_k(tmp_path):
     rows = [_row("a", run=0, psnr=10.0, lp=0.5), _row("a", run=1, psnr=14.0, lp=0.1),

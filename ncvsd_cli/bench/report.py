@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,13 @@ def claim_samples(out: str | os.PathLike, task: str, image: str, origin: dict[st
     record.write_text(json.dumps(origin) + "\n")
 
 
+def column_head(label: str, width_px: int) -> str:
+    """A grid column's label wrapped at spaces and hyphens to `width_px` (Pillow's default font, ~6 px per
+    character), never cut: "pnp-gd-warm-mean8" -> "pnp-gd-warm-\nmean8" on a 96-px tile."""
+    return "\n".join(part for line in label.split("\n")
+                     for part in textwrap.wrap(line, max(width_px // 6, 1), break_on_hyphens=True))
+
+
 def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int = 96,
                images: list[str] | None = None) -> list[Path]:
     """One PNG per task, grid_<task>.png: a row per image of `images` (this run's grid images, in order; None:
@@ -261,13 +269,13 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
                     with Image.open(p) as pic:  # our own 8-bit PNGs (images.save_image): pasted, not converted
                         pics[i, j] = pic.convert("RGB")
         side = max([tile, *(max(p.size) for p in pics.values())])
-        pad, top = 4, 28
+        heads = [column_head(label, side) for label in cols]
+        pad, top = 4, 6 + 12 * max(h.count("\n") + 1 for h in heads)
         left = min(max(64, 6 * max(map(len, rows)) + 6), 6 * LABEL_CHARS + 6)  # ~6 px per character
         grid = Image.new("RGB", (left + len(cols) * (side + pad), top + len(rows) * (side + pad)), "white")
         draw = ImageDraw.Draw(grid)
-        for j, label in enumerate(cols):
-            short = "\n".join(line[: side // 6] for line in label.split("\n"))  # ~6 px per character
-            draw.text((left + j * (side + pad), 2), short, fill="black")
+        for j, head in enumerate(heads):
+            draw.multiline_text((left + j * (side + pad), 2), head, fill="black", spacing=2)
         for i, image in enumerate(rows):
             y0 = top + i * (side + pad)
             draw.text((2, y0 + side // 2), image if len(image) <= LABEL_CHARS else "..." + image[3 - LABEL_CHARS:],
