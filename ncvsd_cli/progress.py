@@ -137,11 +137,12 @@ class StatusReporter:
                 self._bar.last_print_n = self._bar.n
                 self._bar.refresh()
 
-    def set_postfix(self, values: dict[str, Any]) -> None:
-        """Show `values` (name -> value, formatted with str) after the counts."""
+    def set_postfix(self, values: dict[str, Any], refresh: bool = False) -> None:
+        """Show `values` (name -> value, formatted with str) after the counts (on a bar at once with `refresh`)."""
         self.postfix = dict(values)
         if self._bar is not None:
-            self._bar.set_postfix({k: str(v) for k, v in values.items()}, refresh=False)
+            with self._lock:
+                self._bar.set_postfix({k: str(v) for k, v in values.items()}, refresh=refresh)
 
     def status_line(self) -> str:
         """The current one-line status (what line mode prints)."""

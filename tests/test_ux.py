@@ -96,6 +96,29 @@ def test_status_lines_when_not_a_terminal():
     assert "\r" not in stream.getvalue()  # no bar drawing in a log file
 
 
+def test_a_training_bar_says_while_a_snapshot_is_written():
+    """At 100% the final snapshot takes seconds: the bar shows saving=snapshot meanwhile, and not after."""
+    from ncvsd_cli.training.loop import TrainLoop
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    reporter = prog.StatusReporter(4, "ncvsd distill", quiet=False, interval=0, stream=stream)
+    reporter.update(4)
+    reporter.set_postfix({"loss": "0.5"})
+    seen = []
+
+    class Loop:
+        def checkpoint(self):
+            seen.append(stream.getvalue().rsplit("\r", 1)[-1])
+
+    TrainLoop._checkpoint_shown(Loop(), reporter)
+    assert "saving=snapshot" in seen[0] and "loss=0.5" in seen[0] and reporter.postfix == {"loss": "0.5"}
+    reporter.close()
+
+
 def test_quiet_prints_nothing():
     stream = io.StringIO()
     bar = prog.NestedProgress(1, "x", quiet=True, interval=0, stream=stream)

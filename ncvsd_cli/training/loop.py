@@ -559,6 +559,16 @@ class TrainLoop:
                              | ({"kimg": f"{self.cur_nimg / 1000:g}", "img/s": f"{rate:.1f}"} if timed else {}))
         return record
 
+    def _checkpoint_shown(self, reporter) -> None:
+        """`checkpoint()` with "saving=snapshot" after the progress while it writes (a bar at 100% does not seem
+        stuck for the seconds the final snapshot takes)."""
+        shown = dict(reporter.postfix)
+        reporter.set_postfix({**shown, "saving": "snapshot"}, refresh=True)
+        try:
+            self.checkpoint()
+        finally:
+            reporter.set_postfix(shown)
+
     def _reporter(self):
         """Progress on stderr (rank 0): images against an image or step duration, seconds against a time one; a
         status line every $NCVSD_PROGRESS_INTERVAL (default 30) seconds when stderr is not a terminal."""
@@ -692,7 +702,7 @@ class TrainLoop:
                     break
                 signum = 0  # a signal after the last step: the run is complete
                 if snapshot_due and not done:
-                    self.checkpoint()
+                    self._checkpoint_shown(reporter)
                     last_snap_time, last_snap_nimg = time.time(), self.cur_nimg
             if sums:  # the steps since the last log line
                 record = self._log_losses(sums, counts, time.time() - last_log_time, last_log_nimg, reporter)
@@ -700,7 +710,7 @@ class TrainLoop:
                 self._log({"event": "interrupted", "signal": signal.Signals(signum).name, "step": self.step,
                            "kimg": self.cur_nimg / 1000})
             if self.step > first_step:  # (no step made: the run's files stay as they are)
-                self.checkpoint()  # still under the handlers: a first signal now does not cut the state short
+                self._checkpoint_shown(reporter)  # still under the handlers: a first signal now does not cut the state short
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
