@@ -270,7 +270,7 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
                         pics[i, j] = pic.convert("RGB")
         side = max([tile, *(max(p.size) for p in pics.values())])
         heads = [column_head(label, side) for label in cols]
-        pad, top = 4, 6 + 12 * max(h.count("\n") + 1 for h in heads)
+        pad, top = 4, max(28, 4 + 12 * max(h.count("\n") + 1 for h in heads))  # 28: two lines, as before
         left = min(max(64, 6 * max(map(len, rows)) + 6), 6 * LABEL_CHARS + 6)  # ~6 px per character
         grid = Image.new("RGB", (left + len(cols) * (side + pad), top + len(rows) * (side + pad)), "white")
         draw = ImageDraw.Draw(grid)
