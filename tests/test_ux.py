@@ -475,7 +475,8 @@ def test_each_status_line_shows_its_own_steps():
 def test_slow_work_shows_time_per_item():
     """Under 0.1 items/s the status line gives the time per item (a large photo: '2:05:00 per img'), not 8e-05 img/s."""
     rep = prog.StatusReporter(2, "restore", interval=1e9, stream=io.StringIO())
-    now = [rep._start]
+    rep._start = rep._last_line = 0.0  # exact: a large monotonic start + 3600 s rounded to 59:59.99
+    now = [0.0]
     rep._clock = lambda: now[0]
     now[0] += 3600.0
     rep.update(0.5)

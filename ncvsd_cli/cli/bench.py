@@ -135,7 +135,7 @@ def bench(
     as_json: bool = typer.Option(False, "--json", help="Print the JSON summary instead of the Markdown table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes."),
 ) -> None:
-    with common.handle_errors(json_command="bench" if as_json else None):
+    with common.handle_errors(json_command="bench" if as_json else None), common.log_lines():
         from ncvsd_cli.bench import BenchConfig, run_bench
         from ncvsd_cli.bench.datasets import DatasetError
         from ncvsd_cli.bench.report import SUMMARY_JSON, SUMMARY_MD

@@ -190,6 +190,29 @@ def write_error_summary(command: str, code: int, message: str) -> None:
         pass
 
 
+@contextmanager
+def log_lines() -> Iterator[None]:
+    """While inside, the library's log records (logger "ncvsd": bench's skipped methods, enlarged images, failed
+    rows) are lines like the command's own, `ncvsd: warning: ...` / `ncvsd: error: ...`, written above a progress
+    bar; without it Python's last-resort handler printed them bare. Records propagate as before (pytest's caplog)."""
+    import logging
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                level = "error" if record.levelno >= logging.ERROR else "warning"
+                _write_line(f"ncvsd: {level}: {one_line(record.getMessage())}\n")
+            except Exception:  # a log line is never worth failing for
+                self.handleError(record)
+
+    logger, handler = logging.getLogger("ncvsd"), Lines(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print a one-line error and exit with `code` (default 2, usage); a `--json` run without its summary line yet
     gets one (`write_error_summary`). A signal's message comes from torchrun's rank 0 only (every rank gets the
