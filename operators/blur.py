@@ -64,6 +64,8 @@ CG_SOLVE_ITERATIONS = 600
 CG_SOLVE_TOLERANCE = 1e-6
 #: Largest kernel_size accepted: refused before the kernel_size² array is allocated.
 MAX_KERNEL_SIZE = 2049
+#: Largest Gaussian sigma (px) accepted: its filter has 8 sigma + 1 taps (sigma 1e9 asked for 60 GiB).
+MAX_GAUSS_SIGMA = 1000.0
 
 
 def kernel_size_param(value: Any) -> int:
@@ -326,6 +328,9 @@ class GaussianBlur(CircularBlur):
         from scipy.ndimage import gaussian_filter
 
         self.sigma = positive_float(sigma, "sigma")
+        if self.sigma > MAX_GAUSS_SIGMA:  # scipy allocates 8 sigma + 1 filter taps
+            raise ValueError(f"sigma must be <= {MAX_GAUSS_SIGMA:g} px (a {kernel_size}-px kernel is flat long "
+                             f"before), got {sigma}")
         self.kernel_size = kernel_size_param(kernel_size)
         delta = np.zeros((self.kernel_size, self.kernel_size))
         delta[self.kernel_size // 2, self.kernel_size // 2] = 1.0

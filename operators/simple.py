@@ -37,6 +37,10 @@ class Denoise(Operator):
         return var * (x0 / rho**2 + y / sigma_p**2) + var**0.5 * randn_like(x0, generator)
 
 
+#: Largest phase-retrieval oversample accepted: 25 times the image's pixels (oversample 1000 asked for 16 GB).
+MAX_OVERSAMPLE = 16.0
+
+
 @register
 class PhaseRetrieval(Operator):
     """A(x) = |F_c(pad((x + 1)/2))|: x mapped to [0, 1], zero-padded by int(oversample/8·H) rows and
@@ -54,6 +58,9 @@ class PhaseRetrieval(Operator):
     def __init__(self, image_shape: tuple[int, int, int], oversample: float = 4.0):
         super().__init__(image_shape)
         self.oversample = positive_float(oversample, "oversample", allow_zero=True)
+        if self.oversample > MAX_OVERSAMPLE:  # the measurement holds (1 + oversample / 4)² times the pixels
+            raise ValueError(f"oversample must be <= {MAX_OVERSAMPLE:g} (a measurement of (1 + oversample/4)² "
+                             f"times the image's pixels; the paper's is 4), got {oversample}")
         _, h, w = self.image_shape
         self.pad = (int(self.oversample / 8 * h), int(self.oversample / 8 * w))
 

@@ -763,3 +763,17 @@ def test_measure_refuses_non_finite_images_and_names_numpy_input():
         op.measure(torch.full((1, 3, 8, 8), float("nan")))
     with pytest.raises(ValueError, match="takes torch tensors.*got ndarray"):
         op.measure(np.zeros((8, 8, 3), np.float32))
+
+
+@pytest.mark.parametrize("task, params, said", [
+    ("deblur-gauss", {"sigma": 1e9}, "sigma must be <= 1000"), ("phase-retrieval", {"oversample": 1000},
+                                                               "oversample must be <= 16"),
+    ("deblur-gauss", {"kernel_size": 4097}, "kernel_size must be <= 2049"),
+    ("deblur-defocus", {"radius": 5000}, "radius must be <="),
+])
+def test_a_parameter_that_would_need_gigabytes_is_refused_before_any_allocation(task, params, said):
+    """sigma 1e9 asked scipy for 60 GiB of filter taps; oversample 1000 for a 16 GB measurement of a 64-px image."""
+    with pytest.raises(ValueError, match=said):
+        operators.create(task, (3, 17, 23), **params)
+    operators.create(task, (3, 17, 23), **{k: (1000 if k == "sigma" else 16 if k == "oversample" else
+                                              2049 if k == "kernel_size" else 1023) for k in params})
