@@ -271,7 +271,7 @@ def location_files(folder: Path) -> list[Path]:
     (NCVSD_CHECKPOINTS=runs/exp1), its snapshots/ (`run_snapshots`, oldest first). [] for a missing folder."""
     if not folder.is_dir():
         return []
-    return sorted(folder.glob(f"*{SUFFIX}")) + [p for _, _, p in run_snapshots(folder)]
+    return [p for p in sorted(folder.glob(f"*{SUFFIX}")) if p.is_file()] + [p for _, _, p in run_snapshots(folder)]
 
 
 def _available_names() -> list[str]:
@@ -385,7 +385,8 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, quiet: bool = False, 
         for label, folder in search_locations():
             if label == "cache" and zoo.find(raw) is not None:
                 return zoo.ensure(zoo.find(raw).name, quiet=quiet)
-            searched.append(f"{folder} ({label})")
+            unusable = "" if label != "env" or folder.is_dir() else ": not a folder" if folder.exists() else ": missing"
+            searched.append(f"{folder} ({label}{unusable})")
             for cand in candidates:
                 for place in (folder, folder / "snapshots") if SNAPSHOT_NAME.match(cand) else (folder,):
                     if (place / cand).is_file():

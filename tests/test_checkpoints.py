@@ -274,6 +274,29 @@ def test_a_training_run_as_search_location_lists_and_finds_its_snapshots(dirs, t
     assert res.exit_code == 2 and "is a folder" in res.stderr and f"-c {run}" in res.stderr, res.output
 
 
+def test_search_location_mistakes_are_said_not_fatal(dirs, tmp_path, monkeypatch):
+    """A folder named *.safetensors in a search location is not a row (it stopped the whole list, exit 3); an
+    NCVSD_CHECKPOINTS that is a file or missing is said by `list` and in the not-found message."""
+    (dirs["env"] / "sub.safetensors").mkdir()
+    save_checkpoint(_randomised("generator"), dirs["env"] / "g.safetensors", network_config("generator", "tiny"))
+    res = _cli("list", "--json")
+    assert res.exit_code == 0 and [r["name"] for r in json.loads(res.stdout) if r["location"] == "env"] == [
+        "g.safetensors"], res.output
+    for target, said in ((dirs["env"] / "g.safetensors", "not a folder"), (tmp_path / "nowhere", "missing")):
+        monkeypatch.setenv("NCVSD_CHECKPOINTS", str(target))
+        res = _cli("list")
+        assert res.exit_code == 0 and f"is {said}: not searched" in res.stderr, res.output
+        with pytest.raises(CheckpointError, match=f"{target} \\(env: {said}\\)"):
+            resolve_checkpoint("absent")
+
+
+def test_import_to_a_folder_is_a_usage_error(tmp_path):
+    (tmp_path / "d.safetensors").mkdir()
+    (tmp_path / "m.pkl").write_bytes(b"\x80\x04")
+    res = _cli("import", str(tmp_path / "m.pkl"), "-o", str(tmp_path / "d.safetensors"), "--force")
+    assert res.exit_code == 2 and "is a folder" in res.stderr and "d.safetensors/m.safetensors" in res.stderr
+
+
 def test_info_of_a_shipped_model_says_how_it_was_made(tmp_path):
     """The manifest's record (the data set by name and manifest, the stages) beside the file's own provenance,
     which names the trainer's temporary paths; another file of the same name gets none of it."""

@@ -156,6 +156,31 @@ def test_json_summary_tells_an_interruption_while_the_model_loads(ckpt, tmp_path
                                                      "interrupted": "SIGINT", "results": []}.items(), res.output
 
 
+@pytest.mark.parametrize("command", ["restore", "degrade", "sample"])
+def test_an_empty_output_path_is_a_usage_error(command, tmp_path, ckpt):
+    """`-o "$DIR"` with DIR unset wrote into the current folder."""
+    inputs = [] if command == "sample" else [_png(tmp_path / "a.png", 8, 8), "--task", "denoise"]
+    model = [] if command == "degrade" else ["-c", ckpt, "--device", "cpu"]
+    res = run(command, *inputs, *model, "-o", "")
+    assert res.exit_code == 2 and "-o is empty" in res.stderr, res.output
+    assert _files(tmp_path) == ({"a.png"} if command != "sample" else set())
+
+
+def test_an_output_that_is_a_folder_is_refused_before_any_work(tmp_path, ckpt):
+    """A sidecar name taken by a folder left a measurement without its sidecar (all or nothing broken); a folder
+    with an image suffix given to sample is a folder to write into, as for degrade."""
+    src = _png(tmp_path / "a.png", 8, 8)
+    (tmp_path / "sc" / "m.png.ncvsd.json").mkdir(parents=True)
+    res = run("degrade", "--task", "denoise", src, "-o", tmp_path / "sc" / "m.png", "--overwrite")
+    assert res.exit_code == 1 and "m.png.ncvsd.json is a folder" in res.stderr, res.output
+    assert _files(tmp_path / "sc") == {"m.png.ncvsd.json"}
+    (tmp_path / "dir.png").mkdir()
+    res = run("sample", "-c", ckpt, "--nfe", "1", "--seeds", "0", "-o", tmp_path / "dir.png", "--device", "cpu")
+    assert res.exit_code == 0 and _files(tmp_path / "dir.png") == {"000000.png"}, res.output
+    assert run("sample", "--ts", "", "-o", tmp_path / "t.png").exit_code == 2
+    assert run("degrade", "--task", "denoise", src, "--max-pixels", "0").exit_code == 2
+
+
 def test_degrade_help_lists_every_builtin_task():
     text = " ".join(runner.invoke(app, ["degrade", "--help"], env={"COLUMNS": "300"}).stdout.split())
     assert all(name in text for name in operators.names())

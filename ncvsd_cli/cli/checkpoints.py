@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from ncvsd_cli import strict_json
-from ncvsd_cli.cli.common import EXIT_MODEL, EXIT_USAGE, fail, handle_errors
+from ncvsd_cli.cli.common import EXIT_MODEL, EXIT_USAGE, fail, handle_errors, note
 
 checkpoints_app = typer.Typer(
     name="checkpoints",
@@ -56,6 +56,10 @@ def list_command(
     from ncvsd_cli.checkpoints import list_checkpoints
 
     with handle_errors():
+        env = os.environ.get("NCVSD_CHECKPOINTS")
+        if env and not Path(env).expanduser().is_dir():  # a file or a typo: said, not silently skipped
+            note(f"NCVSD_CHECKPOINTS={env} is {'not a folder' if Path(env).expanduser().exists() else 'missing'}: "
+                 "not searched (it names a folder of checkpoints or a training run)")
         rows_json = [i.to_dict() for i in list_checkpoints()] + [zoo.status(e) for e in zoo.load_zoo().values()]
     if as_json:
         typer.echo(strict_json.dumps(rows_json, indent=2))
@@ -161,6 +165,9 @@ def import_command(
     if src.suffix.lower() == ".safetensors":
         fail(f"{src} is a safetensors file, not a pickle to import: an ncvsd checkpoint is used as it is (-c "
              f"{src}; `ncvsd checkpoints info {src}` shows it)", EXIT_USAGE)
+    if output.is_dir():
+        fail(f"-o {output} is a folder; name the file to write, e.g. -o {output / src.with_suffix('.safetensors').name}",
+             EXIT_USAGE)
     if output.suffix != ".safetensors":
         fail(f"output must end in .safetensors, got {output}", EXIT_USAGE)
     if output.exists() and not force:

@@ -527,6 +527,9 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
     """
     if out is None:
         return "beside"
+    if not out.strip():  # `-o "$DIR"` with DIR unset: not "here"
+        raise UsageError("-o is empty; name a file, a folder, or - for stdout (leave -o out to write beside "
+                         "each input)")
     if out == "-":
         if len(items) > 1:
             raise UsageError(f"-o - (stdout) takes one input, got {len(items)}")
@@ -654,7 +657,8 @@ def check_outputs(
     can_skip: bool = True,
 ) -> dict[InputItem, str]:
     """Problems with planned outputs, per input, found before any work: an output that is an input (refused
-    unless --overwrite), that exists (refused unless --overwrite; `can_skip`: the message offers --skip-existing),
+    unless --overwrite), that exists (refused unless --overwrite; `can_skip`: the message offers --skip-existing;
+    a folder of its name always),
     that two inputs would both write, whose suffix is not an image format (sidecars' .json / .safetensors aside),
     or whose folder cannot be written (read-only, /proc, a file in the way). Returns {item: message}."""
     from PIL import Image
@@ -684,6 +688,8 @@ def check_outputs(
                         "subfolders are kept below -o DIR") if len(folders) > 1 else ""
                 problems[item] = (f"{item.name}: output {p} would also be written for {others} (the same name stem; "
                                   f"none of them is written): rename one of them or run them separately{glob}")
+            elif Path(p).is_dir():  # also with --overwrite: a folder is never replaced by a file
+                problems[item] = f"{item.name}: output {p} is a folder; remove it or choose another -o"
             elif not overwrite and key in input_paths:
                 problems[item] = (
                     f"{item.name}: output {p} is an input; refusing to overwrite it (use --overwrite)"

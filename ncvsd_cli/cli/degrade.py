@@ -73,7 +73,7 @@ def degrade_command(
         show_default=True,
     ),
     max_pixels: int = typer.Option(
-        2048 * 2048, "--max-pixels", help="Refuse inputs with more pixels than this.", show_default=True
+        2048 * 2048, "--max-pixels", min=1, help="Refuse inputs with more pixels than this.", show_default=True
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help=common.SKIP_HELP),

@@ -89,6 +89,8 @@ def sample_command(
             seed_list = list(dict.fromkeys(seed_list))
             common.note(f"seeds given more than once, sampled once: {', '.join(map(str, repeated[:10]))}"
                         + (" ..." if len(repeated) > 10 else ""), quiet)
+        if ts is not None and not ts.strip():  # `--ts "$TS"` with TS unset: not the default steps
+            raise common.UsageError("--ts is empty; give indices such as 10,22,39, or leave --ts out for --nfe")
         ts_list = common.parse_int_list(ts) if ts else None
         kind = "teacher" if teacher else "generator"
         nfe = nfe if nfe is not None else 63 if teacher else 1
@@ -106,7 +108,9 @@ def sample_command(
         bad = [s for s in seed_list if not 0 <= s < 2**63]
         if bad:
             raise common.UsageError(f"--seeds: {bad[0]} is out of range 0..2^63-1")
-        grid = out == "-" or Path(out).suffix.lower() in common.IMAGE_SUFFIXES
+        if not out.strip():  # `-o "$DIR"` with DIR unset: not "here"
+            raise common.UsageError("-o is empty; name a grid image, a folder, or - for stdout")
+        grid = out == "-" or (Path(out).suffix.lower() in common.IMAGE_SUFFIXES and not Path(out).is_dir())
         if not grid and Path(out).suffix and not Path(out).is_dir() and not out.endswith(("/", os.sep)):
             raise common.UsageError(f"-o {out}: not an image suffix ({', '.join(common.IMAGE_SUFFIXES)}); for a "
                                     f"directory with a dot in its name write -o {out}/")
