@@ -108,6 +108,17 @@ def from_unit(x: torch.Tensor) -> torch.Tensor:
 RANGE_LIMIT = 4.0
 
 
+def spans_unit_range(x: torch.Tensor) -> bool:
+    """Whether an image tensor looks like a [0, 1] image given where [-1, 1] is expected: its 0.1 % and 99.9 %
+    quantiles (noise may stray) span more than half of [0, 1] from near 0 (a photo's dark pixels). A bright
+    [-1, 1] crop, all above mid-grey, is rarely that; one that is passes unseen (a heuristic, for warnings)."""
+    import torch
+
+    v = x.detach().flatten().float()[:: max(1, x.numel() // 1_000_000)]
+    low, high = (float(q) for q in torch.quantile(v, torch.tensor([0.001, 0.999])))
+    return -0.1 <= low < 0.15 and 0.5 < high - low and high <= 1.1
+
+
 def as_image_tensor(x: Any, what: str = "input", check_range: bool = True) -> torch.Tensor:
     """x as one float32 image (1, C, H, W) on the [-1, 1] scale (C = 1 or 3; a (C, H, W) tensor gains the batch
     axis; float16/64 are cast). ValueError naming the problem otherwise: not a torch tensor (files:

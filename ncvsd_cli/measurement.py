@@ -26,6 +26,7 @@ import json
 import math
 import os
 import stat
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +128,9 @@ def degrade(
     from operators.noise import stream_generators, tensor_key
 
     x = images.as_image_tensor(x, source or "degrade input")
+    if source is None and images.spans_unit_range(x):  # a library call (the command reads files on [-1, 1])
+        warnings.warn("degrade: x spans [0, 1], and degrade expects [-1, 1]: if x is a [0, 1] image, map it "
+                      "(x * 2 - 1; images.from_unit does it)", stacklevel=2)
     if x.shape[1] == 1:
         x, grey = images.match_channels(x, 3), True
     if sigma_y < 0 or not math.isfinite(sigma_y):

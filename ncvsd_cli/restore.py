@@ -1012,10 +1012,7 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
     opts = RestoreOptions(task=task, **options).validate()
     restorer = Restorer.from_options(opts, load=False)
     y = images.as_image_tensor(y)
-    v = y.flatten()[:: max(1, y.numel() // 1_000_000)]  # its 0.1 % and 99.9 % quantiles: noise may stray
-    low, high = (float(q) for q in torch.quantile(v, torch.tensor([0.001, 0.999])))
-    if -0.1 <= low < 0.15 and 0.5 < high - low and high <= 1.1:  # a [0, 1] photo spans it (dark pixels near 0);
-        # restored as [-1, 1] it comes back washed out. A bright [-1, 1] crop (all above mid-grey) is rarely that
+    if images.spans_unit_range(y):  # restored as [-1, 1] it would come back washed out
         warnings.warn("restore_image: y spans [0, 1] but for noise, and restore_image expects [-1, 1]: if y is a "
                       "[0, 1] image, map it (x * 2 - 1; images.from_unit does it)", stacklevel=2)
     grey = y.shape[1] == 1 and restorer.channels == 3  # restored in colour, returned grey (as `ncvsd restore`)

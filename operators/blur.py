@@ -40,6 +40,7 @@ from operators.params import (
     as_array,
     check_likelihood_args,
     encode_array,
+    flag,
     like,
     number,
     positive_float,
@@ -161,7 +162,7 @@ class CircularBlur(Operator):
     def _set_kernel(self, kernel: np.ndarray, shift: bool, boundary: str = "circular") -> None:
         if boundary not in BOUNDARIES:
             raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}, got {boundary!r}")
-        self.shift, self.boundary = bool(shift), boundary
+        self.shift, self.boundary = flag(shift, "shift"), boundary
         self.kernel = kernel  # float64 numpy, kept for the config
         _, h, w = self.image_shape
         self.margin = kernel_reach(kernel, self.shift) if boundary == "reflect" else (0, 0)
@@ -290,7 +291,11 @@ class CircularBlur(Operator):
         CG_TOLERANCE for rho below 1, to the looser CG_TOLERANCE_BROAD above, where the posterior is broad and
         later steps anneal it), its window. The residual tolerance does not bound the error in posterior standard
         deviations: against the dense canvas posterior the mean was off by 0.02-0.11 std at rho 0.7, sigma_p
-        0.0023, and up to 0.6 std at rho >= 1, about 1e-2 in value, small next to the sample's spread rho."""
+        0.0023. Against a solve to 1e-13 (64-px image, sigma 3, sigma_p 0.0023, one seed) the sample's RMS error
+        was 0.002 at rho 0.5, 0.035 at rho 1, 0.39 at rho 5, 4.2 at rho 20 and 83 at rho 80: 4-100 % of the
+        spread rho, in the directions the blur removes (the fit to y differs by < 0.01 up to rho 5). PnP-GD's
+        result did not change with the tight solve (24.84 / 24.58 dB, 2 seeds): early steps' samples are
+        annealed away."""
         check_likelihood_args(rho, sigma_p)
         if self.boundary == "circular":
             # u = x0 + ρε + F⁻¹[g·F(y − K x0) + (1/√λ − ρ)·F(ε)], g = conj(K) ρ²/(σ_p² + ρ²|K|²), λ = |K|²/σ_p² + 1/ρ²:
@@ -435,7 +440,7 @@ class KernelBlur(CircularBlur):
         super().__init__(image_shape)
         if kernel is None:
             raise ValueError("kernel is required for deblur-kernel (a .npy file, an image, an array or a tensor)")
-        k = check_kernel(kernel, normalize=bool(normalize))
+        k = check_kernel(kernel, normalize=flag(normalize, "normalize"))
         rows, cols = np.nonzero(np.abs(k) > 1e-3 * np.abs(k).max())  # the kernel's extent, zero borders aside
         extent = (int(np.ptp(rows)) + 1, int(np.ptp(cols)) + 1)
         if extent[0] > self.image_shape[1] or extent[1] > self.image_shape[2]:

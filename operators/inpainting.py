@@ -14,7 +14,7 @@ import torch
 
 from operators.base import Operator
 from operators.noise import Generators, rand, randn_like
-from operators.params import as_array, check_likelihood_args, encode_array, like, number, positive_int
+from operators.params import as_array, check_likelihood_args, encode_array, flag, like, number, positive_int
 from operators.registry import register
 
 
@@ -119,7 +119,10 @@ class MaskInpainting(MaskOperator):
         if mask is None:
             raise ValueError("mask is required for inpaint-mask (an image path, array or tensor; white = known)")
         c, h, w = self.image_shape
-        a = np.asarray(as_array(mask, "mask", shape=(h, w)), dtype=np.float64)  # a file's size checked unread
+        raw = as_array(mask, "mask", shape=(h, w))  # a file's size checked unread; its grey levels in [0, 1]
+        a = np.asarray(raw, dtype=np.float64)
+        if np.issubdtype(raw.dtype, np.integer) and a.size and a.max() > 1:  # np.asarray(Image.open(m)): 0-255
+            a = a / np.iinfo(raw.dtype).max  # as the same mask read from its file
         given = a.shape
         if a.ndim == 4 and a.shape[0] == 1:
             a = a[0]
@@ -129,9 +132,10 @@ class MaskInpainting(MaskOperator):
             raise ValueError(f"mask must have shape (H, W) = ({h}, {w}) or (1 or {c}, {h}, {w}), got {given}")
         if not np.isfinite(a).all():
             raise ValueError("mask contains NaN or infinite values")
-        if not isinstance(invert, bool):
-            raise ValueError(f"invert must be true or false, got {invert!r}")
-        known = (a > 0.5) != invert
+        if a.size and (a.min() < 0 or a.max() > 1):
+            raise ValueError(f"mask values must be in [0, 1] (white = known), got [{a.min():g}, {a.max():g}]: "
+                             "divide a 0-255 mask by 255, or pass its image file")
+        known = (a > 0.5) != flag(invert, "invert")
         self._set_mask(torch.from_numpy(known.astype(np.float32))[None])
 
     def extra_config(self) -> dict[str, Any]:  # the known-pixel mask itself: rebuilt without inverting again

@@ -107,10 +107,16 @@ def as_array(value: Any, name: str, **image_checks: Any) -> np.ndarray:
         return value.detach().cpu().numpy()
     if isinstance(value, (str, Path)):
         path = Path(value)
+        if path.is_dir():
+            raise ValueError(f"{name}: {path} is a folder; give an image or .npy file")
         if not path.is_file():
             raise ValueError(f"{name}: file not found: {path}")
         if path.suffix.lower() == ".npy":
-            return np.load(path, allow_pickle=False)
+            try:
+                return np.load(path, allow_pickle=False)
+            except (OSError, ValueError, EOFError):  # numpy's own message advises unpickling: never done here
+                raise ValueError(f"{name}: {path} is not a .npy array file (numpy.save's format; pickled "
+                                 "objects are never read)") from None
         try:
             return load_gray_image(path, **image_checks)
         except ImageSizeError as exc:
@@ -121,6 +127,14 @@ def as_array(value: Any, name: str, **image_checks: Any) -> np.ndarray:
         return np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name}: cannot convert {type(value).__name__} to an array ({exc})") from None
+
+
+def flag(value: Any, name: str) -> bool:
+    """`value` as a bool (True / False, numpy's bool too), or ValueError naming `name`: bool("false") is True, so a
+    string is refused, not read (the command line's `-p shift=false` arrives as YAML's false)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
 
 
 def positive_int(value: Any, name: str) -> int:

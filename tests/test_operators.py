@@ -777,3 +777,35 @@ def test_a_parameter_that_would_need_gigabytes_is_refused_before_any_allocation(
         operators.create(task, (3, 17, 23), **params)
     operators.create(task, (3, 17, 23), **{k: (1000 if k == "sigma" else 16 if k == "oversample" else
                                               2049 if k == "kernel_size" else 1023) for k in params})
+
+
+@pytest.mark.parametrize("task, param", [("deblur-gauss", "shift"), ("deblur-kernel", "normalize"),
+                                         ("inpaint-mask", "invert"), ("deblur-motion", "shift")])
+def test_a_flag_given_as_a_string_is_refused_not_read_as_true(task, param):
+    """bool("false") is True: shift="false" shifted the grid. A flag takes true or false (numpy's bool too)."""
+    needs = {"deblur-kernel": {"kernel": np.ones((3, 3))}, "inpaint-mask": {"mask": np.ones((9, 7))}}.get(task, {})
+    for bad in ("false", 1, None):
+        with pytest.raises(ValueError, match=f"{param} must be true or false"):
+            operators.create(task, (3, 9, 7), **needs, **{param: bad})
+    assert getattr(operators.create(task, (3, 9, 7), **needs, **{param: np.bool_(True)}), param, True) is True
+
+
+def test_a_mask_array_of_grey_levels_reads_as_its_image_file_does(tmp_path):
+    """np.asarray(Image.open(mask)) is 0-255: scaled as the file is (every non-black pixel was known before);
+    a float mask outside [0, 1] is refused."""
+    from PIL import Image
+
+    a = np.zeros((8, 8), np.uint8)
+    a[:, 4:] = 100  # dark grey: below the 0.5 threshold
+    Image.fromarray(a).save(tmp_path / "m.png")
+    from_array = operators.create("inpaint-mask", (3, 8, 8), mask=a).mask
+    from_file = operators.create("inpaint-mask", (3, 8, 8), mask=str(tmp_path / "m.png")).mask
+    assert from_array.sum() == from_file.sum() == 0
+    with pytest.raises(ValueError, match=r"mask values must be in \[0, 1\]"):
+        operators.create("inpaint-mask", (3, 8, 8), mask=a.astype(np.float32))
+    with pytest.raises(ValueError, match="is a folder"):
+        operators.create("inpaint-mask", (3, 8, 8), mask=str(tmp_path))
+    (tmp_path / "k.npy").write_text("not numpy")
+    with pytest.raises(ValueError, match="not a .npy array file") as err:
+        operators.create("deblur-kernel", (3, 8, 8), kernel=str(tmp_path / "k.npy"))
+    assert "allow_pickle" not in str(err.value)

@@ -713,3 +713,28 @@ def test_loading_a_checkpoint_leaves_the_global_random_stream_alone():
     torch.manual_seed(123)
     load_checkpoint("builtin64-generator")
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_degrade_warns_of_an_image_on_the_unit_scale_as_restore_image_does():
+    import warnings
+
+    from ncvsd_cli.measurement import degrade
+
+    x = torch.rand(1, 3, 12, 11, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning, match=r"degrade expects \[-1, 1\]"):
+        degrade(x, "sr2", sigma_y=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        degrade(x * 2 - 1, "sr2", sigma_y=0.01)
+        degrade(x, "sr2", sigma_y=0.01, source="a.png")  # a file the command read: on [-1, 1] by construction
+
+
+@pytest.mark.parametrize("method", ["pnp-gd", "pnp-gd-warm"])
+def test_noiseless_denoising_returns_the_measurement(method):
+    """At sigma_y 0 the identity's posterior is the measurement itself (`Denoise.exact_fit`); the warm start
+    returned it changed by 0.09 before."""
+    from ncvsd_cli.restore import restore_image
+
+    x = torch.rand(1, 3, 11, 13, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    out = restore_image(x, "denoise", sigma_y=0.0, method=method, nfe=2, device="cpu")
+    torch.testing.assert_close(out, x, rtol=0, atol=0)

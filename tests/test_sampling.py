@@ -529,3 +529,25 @@ def test_bench_runs_the_denoiser_method_only_on_denoise():
     only = expand_jobs(["denoiser"], [49], 10, operators.create("denoise", (3, 8, 8)))
     assert [(j.method, j.nfe) for j in only] == [("denoiser", 1)]  # never silently dropped
     assert jobs("sr4") == [] and jobs("inpaint-box") == []
+
+
+@pytest.mark.parametrize("call, said", [
+    (lambda: karras_sigmas(2.7), "steps must be an integer"), (lambda: karras_sigmas(3, rho=float("nan")), "rho"),
+    (lambda: validate_ts([10.7, 39]), "ts indices must be integers"),
+])
+def test_schedules_refuse_fractional_steps_and_nan(call, said):
+    """karras_sigmas(2.7) ran 2 steps, validate_ts([10.7, 39]) read [10, 39], rho NaN gave a NaN schedule."""
+    with pytest.raises(ValueError, match=said):
+        call()
+
+
+@pytest.mark.parametrize("kwargs, said", [({"sigmas": [1.0, float("nan"), 0.1]}, "sigmas must be finite"),
+                                          ({"ema_sigma": float("nan")}, "ema_sigma must be >= 0")])
+def test_pnp_gd_refuses_nan_settings_by_name(kwargs, said):
+    """A NaN noise level passed the order check and failed later as "rho must be > 0"; ema_sigma NaN switched the
+    EMA off silently."""
+    prior = GaussianPrior(0.0, 0.5)
+    op = operators.create("denoise", (3, 4, 5))
+    args = {"sigmas": [1.0, 0.5, 0.1], **kwargs}
+    with pytest.raises(ValueError, match=said):
+        pnp_gd(prior.denoiser, op, torch.zeros(1, 3, 4, 5), args.pop("sigmas"), beta=1e-4, generator=None, **args)

@@ -40,7 +40,8 @@ def _hole_mask(path, h: int = 15, w: int = 13) -> np.ndarray:
 @pytest.mark.parametrize("name", sorted(operators.names()))
 def test_exact_fit_meets_the_measurement_or_is_none(name):
     """Operator.exact_fit(x, y): inpainting returns the known pixels of y and x in the hole (a projection:
-    A(fit) = y, idempotent); on a padded canvas too, the extra pixels untouched. Other operators have none."""
+    A(fit) = y, idempotent); on a padded canvas too, the extra pixels untouched; denoise returns y (A = I).
+    Other operators have none."""
     params = {"inpaint-mask": {"mask": torch.rand(1, 13, 11, generator=torch.Generator().manual_seed(1)) > 0.5},
               "deblur-kernel": {"kernel": np.ones((3, 3))}}.get(name, {})
     op = operators.create(name, (3, 13, 11), **params)
@@ -48,6 +49,12 @@ def test_exact_fit_meets_the_measurement_or_is_none(name):
     truth, guess = torch.rand(2, 3, 13, 11, generator=g) * 2 - 1, torch.rand(2, 3, 13, 11, generator=g) * 2 - 1
     y = op(truth)
     fit = op.exact_fit(guess, y)
+    if name == "denoise":
+        torch.testing.assert_close(fit, y, rtol=0, atol=0)
+        padded = pad_operator(op, 8).exact_fit(torch.zeros(2, 3, 16, 16), y)
+        torch.testing.assert_close(padded[..., :13, :11], y, rtol=0, atol=0)
+        assert not padded[..., 13:, :].any() and fit.data_ptr() != y.data_ptr()
+        return
     if not name.startswith("inpaint"):
         assert fit is None and pad_operator(op, 8).exact_fit(torch.zeros(2, 3, 16, 16), y) is None
         return

@@ -73,13 +73,15 @@ def pnp_gd(denoiser: Callable, operator: Operator, y: torch.Tensor, sigmas: torc
     sig = torch.as_tensor(sigmas, dtype=torch.float64).flatten().tolist()
     if len(sig) < 2:
         raise ValueError(f"PnP-GD needs at least 2 sigmas, got {len(sig)}")
-    if any(b >= a for a, b in zip(sig, sig[1:])) or sig[-1] <= 0:
-        raise ValueError(f"sigmas must be positive and strictly decreasing, got {sig[:3]}...{sig[-3:]}")
+    if not all(math.isfinite(v) for v in sig) or any(b >= a for a, b in zip(sig, sig[1:])) or sig[-1] <= 0:
+        raise ValueError(f"sigmas must be finite, positive and strictly decreasing, got {sig[:3]}...{sig[-3:]}")
     if not beta > 0:
         raise ValueError(f"beta must be > 0, got {beta}")
     if not 0 <= ema_decay < 1:
         raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
     ema_sigma = 0.0 if ema_sigma is None else float(ema_sigma)
+    if not ema_sigma >= 0:  # NaN too (every comparison with it is False: the EMA would be off silently)
+        raise ValueError(f"ema_sigma must be >= 0 (or None: off), got {ema_sigma}")
     sigma_p = math.sqrt(beta / 2)                                       # docs/method.md §3.3
     batch = y.shape[0]
     u = sig[0] * randn((batch, *operator.image_shape), generator, device=y.device, dtype=y.dtype)

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 
 import torch
@@ -24,12 +26,12 @@ def karras_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0,
     (docs/method.md §3.2; no trailing zero is appended). steps >= 2, 0 < sigma_min < sigma_max, rho > 0.
     `steps == 1` returns [sigma_max].
     """
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:  # 2.7 steps is not 2
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     steps = int(steps)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if not (0 < sigma_min < sigma_max):
+    if not (0 < sigma_min < sigma_max < math.inf):
         raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
-    if rho <= 0:
+    if not rho > 0:  # NaN too
         raise ValueError(f"rho must be > 0, got {rho}")
     if steps == 1:
         return torch.tensor([float(sigma_max)], dtype=torch.float64)
@@ -47,6 +49,8 @@ def ts_grid() -> torch.Tensor:
 
 def validate_ts(ts: Sequence[int]) -> list[int]:
     """Check `ts` (integer indices into the 40-point grid, strictly increasing, >= 2 entries); return them as ints."""
+    if any(isinstance(i, bool) or int(i) != i for i in ts):  # 10.7 is not index 10
+        raise ValueError(f"ts indices must be integers, got {list(ts)}")
     out = [int(i) for i in ts]
     if len(out) < 2:
         raise ValueError(f"ts needs at least two indices (start and terminal, e.g. [10, 39]), got {list(ts)}")
