@@ -510,7 +510,7 @@ def import_pickle(src: str | os.PathLike, dst: str | os.PathLike, *, ema_key: st
     except (pickle.UnpicklingError, ValueError, EOFError) as exc:
         if other is None and str(exc).startswith(GARBAGE_REASONS):  # Python's reason for bytes that are no pickle
             raise CheckpointError(f"cannot import {src.name}: it does not start as a Python pickle (protocol "
-                                  "2-5) does: not a network pickle of the authors' code (EDM2 / NCVSD "
+                                  "2-5) does, so it is not a network pickle of the authors' code (EDM2 / NCVSD "
                                   "`network-snapshot-*.pkl`)") from exc
         raise CheckpointError(f"cannot import {src.name}: {exc}") from exc
     except Exception as exc:  # malformed data reaching a constructor (TypeError, AttributeError, struct.error...)

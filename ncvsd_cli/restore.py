@@ -994,7 +994,6 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
     as phase retrieval, whose measurement is not an image, must be.
     Raises ValueError (bad input or settings: `images.as_image_tensor`) or CheckpointError.
     """
-    import torch
 
     import operators
     from ncvsd_cli import images
