@@ -140,15 +140,16 @@ def _fetch(entry: ZooEntry, record: dict[str, Any] | None, force: bool, quiet: b
     return download.url_download(str(entry.url), ck.cache_dir() / "downloads" / entry.file, force=force, quiet=quiet)
 
 
-def _check_expectations(entry: ZooEntry, config: dict[str, Any]) -> None:
-    if config["kind"] != entry.kind:
-        raise CheckpointError(f"{entry.name}: the downloaded file holds a {config['kind']} network, the zoo "
-                              f"describes a {entry.kind}")
+def _check_expectations(entry: ZooEntry, config: dict[str, Any], what: str = "the downloaded file",
+                        fix: str = "the published file changed or the zoo entry is wrong") -> None:
+    """CheckpointError when `config` is not the network the zoo entry describes (kind, then `expect`)."""
+    if config.get("kind") != entry.kind:
+        raise CheckpointError(f"{entry.name}: {what} holds a {config.get('kind')} network, the zoo describes a "
+                              f"{entry.kind}; {fix}")
     for key, want in entry.expect.items():
         got = config.get(key, config.get("arch", {}).get(key))
         if got != want:
-            raise CheckpointError(f"{entry.name}: the downloaded network has {key}={got!r}, the zoo describes "
-                                  f"{want!r}; the published file changed or the zoo entry is wrong")
+            raise CheckpointError(f"{entry.name}: {what} has {key}={got!r}, the zoo describes {want!r}; {fix}")
 
 
 def ensure(name: str, *, force: bool = False, quiet: bool = False) -> Path:
@@ -175,6 +176,8 @@ def ensure(name: str, *, force: bool = False, quiet: bool = False) -> Path:
             ck.verify_record(target, record)
             return target
         if target.is_file() and not force:  # put there by `ncvsd checkpoints import ... -o` (no download record)
+            _check_expectations(entry, ck.read_config(target), f"{target} (imported by hand)",
+                                f"import the zoo's own file there, or `{entry.download_command}`")
             _say(f"{name}: using {target}, imported without a download record (`{entry.download_command}` "
                  "replaces it with the verified download)", quiet)
             return target
@@ -242,12 +245,16 @@ def _cached_source(entry: ZooEntry, record: dict[str, Any] | None) -> bool:
 def status(entry: ZooEntry) -> dict[str, Any]:
     """What `ncvsd checkpoints list` shows for a zoo entry: downloaded or not, size, licence, source."""
     target = converted_path(entry.name)
-    record = ck.read_record(target) if target.is_file() else None
+    present = target.is_file()
+    record = ck.read_record(target) if present else None
+    by_hand = present and record is None  # `checkpoints import ... -o` there: used as it is (`ensure`)
     return {"name": entry.name, "kind": entry.kind, "preset": entry.preset,
             "img_resolution": entry.expect.get("img_resolution"), "licence": entry.licence, "location": "zoo",
             "source": entry.source_url, "purpose": entry.purpose, "downloaded": record is not None,
-            "path": str(target) if record else None, "size": (record or {}).get("size") or entry.size,
-            "sha256": (record or {}).get("sha256") or "", "status": "downloaded" if record else "not downloaded"}
+            "path": str(target) if present else None,
+            "size": (record or {}).get("size") or (target.stat().st_size if by_hand else entry.size),
+            "sha256": (record or {}).get("sha256") or "",
+            "status": "downloaded" if record else "imported by hand: not verified" if by_hand else "not downloaded"}
 
 
 def import_into_cache(src: Path, *, quiet: bool = False) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -400,3 +401,10 @@ def test_a_zoo_model_imported_by_hand_into_the_cache_is_used_by_name_offline(hub
                "--method", "denoiser", "--device", "cpu", "-o", tmp_path / "y.png")
     assert res.exit_code == 0 and "imported without a download record" in res.output, res.output
     assert resolve_checkpoint("ncvsd-ffhq256-xs", quiet=True) == target
+    listed = zoo.status(zoo.load_zoo()["ncvsd-ffhq256-xs"])  # it said "not downloaded" while it was used
+    assert listed["status"] == "imported by hand: not verified" and listed["path"] == str(target)
+    other = ck.cache_dir() / "edm2-ffhq256-xs.safetensors"  # the generator's file under the teacher's name
+    shutil.copy(target, other)
+    with pytest.raises(CheckpointError, match=r"imported by hand\) holds a generator network, the zoo describes a "
+                                              "teacher"):
+        resolve_checkpoint("edm2-ffhq256-xs", quiet=True)
