@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import errno
 import io
+import math
 import os
 import sys
 import tempfile
@@ -251,9 +252,23 @@ def _decode_tiff(data: bytes, name: str, max_pixels: int | None,
     elif arr.dtype == bool:
         bits, arr = 1, arr.astype(np.float64)
     else:
-        bits, arr = arr.dtype.itemsize * 8, np.clip(arr.astype(np.float64), 0.0, 1.0)
+        bits, arr = arr.dtype.itemsize * 8, _float_to_unit(arr.astype(np.float64), name, notes)
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[-1]] + (f";{bits}" if bits != 8 else "")
     return arr, mode, bits
+
+
+def _float_to_unit(arr: np.ndarray, name: str, notes: list[str] | None) -> np.ndarray:
+    """A float image's samples on [0, 1]: as they are when they lie in [0, 1] (an overshoot up to 1.5 clipped),
+    else divided by 255 or 65535 when written on that scale (with a note; it was clipped to white). ImageError
+    for NaN / inf or values beyond those scales."""
+    top = float(np.max(arr, initial=0.0)) if np.isfinite(arr).all() else math.nan
+    scale = 1.0 if top <= 1.5 else 255.0 if top <= 1.01 * 255 else 65535.0 if top <= 1.01 * 65535 else None
+    if scale is None:
+        raise ImageError(f"{name}: a float image with values up to {top:g}: not on a 0-1, 0-255 or 0-65535 "
+                         "scale (or NaN / inf); save it as an 8- or 16-bit image")
+    if scale > 1 and notes is not None:
+        notes.append(f"float image read on a 0-{scale:.0f} scale (values up to {top:g})")
+    return np.clip(arr / scale, 0.0, 1.0)
 
 
 def _decode_pil(
@@ -296,7 +311,7 @@ def _decode_pil(
         bits = 16 if arr.max(initial=0) <= 65535 else 32
         return np.clip(arr[..., None] / float(2**bits - 1), 0.0, 1.0), mode, bits
     elif mode == "F":
-        return np.clip(np.asarray(im, dtype=np.float64)[..., None], 0.0, 1.0), mode, 32
+        return _float_to_unit(np.asarray(im, dtype=np.float64)[..., None], name, notes), mode, 32
     else:  # CMYK, YCbCr, LAB, HSV
         notes.append(f"{mode} converted to RGB")
         arr, bits = np.asarray(im.convert("RGB")), 8

@@ -354,3 +354,23 @@ def test_save_image_names_a_numpy_array(tmp_path):
     with pytest.raises(ValueError, match="expected a torch tensor.*got ndarray"):
         images.save_image(np.zeros((8, 8, 3)), tmp_path / "g.png")
     assert not (tmp_path / "g.png").exists()
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".tiff"])
+@pytest.mark.parametrize("top, scale", [(1.0, 1.0), (1.3, 1.0), (255.0, 255.0), (65535.0, 65535.0)])
+def test_a_float_image_on_a_0_255_scale_is_read_on_it_not_clipped_white(tmp_path, suffix, top, scale):
+    """Float TIFFs (Pillow's mode F, tifffile's float RGB) hold [0, 1] or a 0-255 / 0-65535 scale: the latter was
+    clipped to white; now divided, with a note. Values beyond, or NaN, are refused."""
+    import tifffile
+
+    ramp = np.linspace(0, top, 7 * 9, dtype=np.float32).reshape(7, 9)
+    for i, arr in enumerate((ramp, np.stack([ramp] * 3, -1))):
+        path = tmp_path / f"f{i}{suffix}"
+        tifffile.imwrite(path, arr, photometric="rgb" if arr.ndim == 3 else "minisblack")
+        read = images.read_image(path, channels=3)
+        got = images.to_unit(read.tensor)[0, 0].numpy()
+        np.testing.assert_allclose(got, np.clip(ramp / scale, 0, 1), atol=1e-6)
+        assert any("0-255 scale" in n or "0-65535 scale" in n for n in read.notes) == (scale > 1)
+    tifffile.imwrite(tmp_path / "big.tif", ramp * 1e6)
+    with pytest.raises(images.ImageError, match="not on a 0-1, 0-255 or 0-65535 scale"):
+        images.read_image(tmp_path / "big.tif")
