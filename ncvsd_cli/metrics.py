@@ -87,6 +87,9 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     """Peak signal-to-noise ratio in dB per image, (B,): 10 log10(1 / (mean((x - y)^2 / data_range^2) + 1e-8)).
 
     x, y: (B, C, H, W) in [0, data_range] (data_range > 0, default 1.0). Identical images give 80 dB (piq's eps).
+    [-1, 1] images are refused when they show it (values below -0.5, or centred on 0); a [-1, 1] image lying
+    wholly in [0, 1] (a bright crop) cannot be told from a [0, 1] one and scores wrong (~6 dB off): convert with
+    `images.to_unit` first.
     """
     if data_range <= 0:
         raise ValueError(f"data_range must be > 0, got {data_range}")
