@@ -266,6 +266,14 @@ def search_locations() -> list[tuple[str, Path]]:
     return locations
 
 
+def env_location_problem() -> str | None:
+    """Why $NCVSD_CHECKPOINTS, when set, is not searched: "not a folder" (a file) or "missing"; None otherwise."""
+    env = os.environ.get(ENV_DIR)
+    if not env or Path(env).expanduser().is_dir():
+        return None
+    return "not a folder" if Path(env).expanduser().exists() else "missing"
+
+
 def location_files(folder: Path) -> list[Path]:
     """A search location's checkpoint files: its *.safetensors, then, for a `ncvsd train` / `distill` run folder
     (NCVSD_CHECKPOINTS=runs/exp1), its snapshots/ (`run_snapshots`, oldest first). [] for a missing folder."""
@@ -385,8 +393,8 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, quiet: bool = False, 
         for label, folder in search_locations():
             if label == "cache" and zoo.find(raw) is not None:
                 return zoo.ensure(zoo.find(raw).name, quiet=quiet)
-            unusable = "" if label != "env" or folder.is_dir() else ": not a folder" if folder.exists() else ": missing"
-            searched.append(f"{folder} ({label}{unusable})")
+            problem = env_location_problem() if label == "env" else None
+            searched.append(f"{folder} ({label}{f': {problem}' if problem else ''})")
             for cand in candidates:
                 for place in (folder, folder / "snapshots") if SNAPSHOT_NAME.match(cand) else (folder,):
                     if (place / cand).is_file():

@@ -258,16 +258,19 @@ def _decode_tiff(data: bytes, name: str, max_pixels: int | None,
 
 
 def _float_to_unit(arr: np.ndarray, name: str, notes: list[str] | None) -> np.ndarray:
-    """A float image's samples on [0, 1]: as they are when they lie in [0, 1] (an overshoot up to 1.5 clipped),
-    else divided by 255 or 65535 when written on that scale (with a note; it was clipped to white). ImageError
-    for NaN / inf or values beyond those scales."""
-    top = float(np.max(arr, initial=0.0)) if np.isfinite(arr).all() else math.nan
+    """A float image's samples on [0, 1]: as they are when they lie in [0, 1] (overshoot clipped), else divided by
+    255 or 65535 when written on that scale (with a note; it was clipped to white). The scale is read from the
+    99.9th percentile, so a few bright pixels (HDR highlights) do not change it. ImageError for NaN / inf or values
+    beyond those scales."""
+    if not np.isfinite(arr).all():
+        raise ImageError(f"{name}: a float image with NaN or inf values; save it as an 8- or 16-bit image")
+    top = float(np.percentile(arr, 99.9)) if arr.size else 0.0
     scale = 1.0 if top <= 1.5 else 255.0 if top <= 1.01 * 255 else 65535.0 if top <= 1.01 * 65535 else None
     if scale is None:
-        raise ImageError(f"{name}: a float image with values up to {top:g}: not on a 0-1, 0-255 or 0-65535 "
-                         "scale (or NaN / inf); save it as an 8- or 16-bit image")
+        raise ImageError(f"{name}: a float image with values up to {top:g} (99.9th percentile): not on a 0-1, "
+                         "0-255 or 0-65535 scale; save it as an 8- or 16-bit image")
     if scale > 1 and notes is not None:
-        notes.append(f"float image read on a 0-{scale:.0f} scale (values up to {top:g})")
+        notes.append(f"float image read on a 0-{scale:.0f} scale (99.9th percentile {top:g})")
     return np.clip(arr / scale, 0.0, 1.0)
 
 

@@ -121,8 +121,8 @@ class MaskInpainting(MaskOperator):
         c, h, w = self.image_shape
         raw = as_array(mask, "mask", shape=(h, w))  # a file's size checked unread; its grey levels in [0, 1]
         a = np.asarray(raw, dtype=np.float64)
-        if np.issubdtype(raw.dtype, np.integer) and a.size and a.max() > 1:  # np.asarray(Image.open(m)): 0-255
-            a = a / np.iinfo(raw.dtype).max  # as the same mask read from its file
+        if np.issubdtype(raw.dtype, np.integer) and a.size and 1 < a.max() <= 65535:  # grey levels, as its file
+            a = a / (255.0 if a.max() <= 255 else 65535.0)  # is read: 0-255 (any int dtype) or 16-bit
         given = a.shape
         if a.ndim == 4 and a.shape[0] == 1:
             a = a[0]

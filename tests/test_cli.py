@@ -143,6 +143,18 @@ def test_json_output_ends_with_a_summary_on_every_early_error(command, mistake, 
     assert last.get("results") == ([] if command != "bench" else None)  # bench's summary has no JSON Lines
 
 
+def test_parse_error_summary_under_python_m_and_only_on_rank_0(tmp_path):
+    """`python -m ncvsd_cli restore --seed -1 --json` (its command path has 4 words) ends with the summary too;
+    under torchrun only rank 0 writes one (stdout would hold one line per rank)."""
+    proc = subprocess.run([sys.executable, "-m", "ncvsd_cli", "restore", "--seed", "-1", "--json", "x.png"],
+                          capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2 and json.loads(proc.stdout)["command"] == "restore", proc.stderr
+    assert "(see 'python -m ncvsd_cli restore --help')" in proc.stderr
+    rank1 = runner.invoke(app, ["bench", "--json", "--device", "xpu"], env={"WORLD_SIZE": "2", "LOCAL_RANK": "1",
+                                                                            "RANK": "1"})
+    assert rank1.exit_code == 2 and rank1.stdout == "" and "rank 1: error" in rank1.stderr, rank1.output
+
+
 def test_json_summary_tells_an_interruption_while_the_model_loads(ckpt, tmp_path, monkeypatch):
     from ncvsd_cli import checkpoints
 

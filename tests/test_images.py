@@ -374,3 +374,8 @@ def test_a_float_image_on_a_0_255_scale_is_read_on_it_not_clipped_white(tmp_path
     tifffile.imwrite(tmp_path / "big.tif", ramp * 1e6)
     with pytest.raises(images.ImageError, match="not on a 0-1, 0-255 or 0-65535 scale"):
         images.read_image(tmp_path / "big.tif")
+    hot = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    hot[0, 0] = 2.0  # one HDR highlight in a [0, 1] image: clipped, the scale kept
+    tifffile.imwrite(tmp_path / "hot.tif", hot)
+    read = images.read_image(tmp_path / "hot.tif", channels=1)
+    assert abs(float(images.to_unit(read.tensor).mean()) - 0.5) < 0.01 and not read.notes

@@ -787,7 +787,9 @@ def test_a_flag_given_as_a_string_is_refused_not_read_as_true(task, param):
     for bad in ("false", 1, None):
         with pytest.raises(ValueError, match=f"{param} must be true or false"):
             operators.create(task, (3, 9, 7), **needs, **{param: bad})
-    assert getattr(operators.create(task, (3, 9, 7), **needs, **{param: np.bool_(True)}), param, True) is True
+    on, off = (operators.create(task, (3, 9, 7), **needs, **{param: v}) for v in (np.bool_(True), False))
+    x = torch.rand(1, 3, 9, 7, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert not torch.equal(on(x), off(x))  # numpy's True is read as true: the flag changes the measurement
 
 
 def test_a_mask_array_of_grey_levels_reads_as_its_image_file_does(tmp_path):
@@ -803,6 +805,11 @@ def test_a_mask_array_of_grey_levels_reads_as_its_image_file_does(tmp_path):
     assert from_array.sum() == from_file.sum() == 0
     with pytest.raises(ValueError, match=r"mask values must be in \[0, 1\]"):
         operators.create("inpaint-mask", (3, 8, 8), mask=a.astype(np.float32))
+    half = np.zeros((8, 8), np.uint8)
+    half[:, :4] = 255
+    for as_int in (half.astype(np.int64), half.astype(np.int32), torch.from_numpy(half).long(),
+                   half.astype(np.uint16), (half.astype(np.uint16) * 257), half > 0):  # 0/255, 16-bit 0/65535, bool
+        assert operators.create("inpaint-mask", (3, 8, 8), mask=as_int).mask.mean() == 0.5, as_int.dtype
     with pytest.raises(ValueError, match="is a folder"):
         operators.create("inpaint-mask", (3, 8, 8), mask=str(tmp_path))
     (tmp_path / "k.npy").write_text("not numpy")

@@ -264,6 +264,28 @@ def test_a_new_run_that_fails_at_its_start_leaves_no_folder(tmp_path, trained):
     assert res.exit_code == 2 and (tmp_path / "mine" / "run.json").is_file()
 
 
+def test_a_start_refused_for_another_process_leaves_that_process_folder_alone(tmp_path):
+    """Two `train --out X` at once: the second finds X made and locked by the first (RunInUse) and must not remove
+    the first's run.json, log and lock as a failed start of its own."""
+    import typer
+
+    from ncvsd_cli.cli.train import run_training
+    from ncvsd_cli.training.loop import LOCK_NAME, RunInUse
+
+    out = tmp_path / "x"
+
+    def other_process_started_first(settings):
+        out.mkdir()
+        for name in ("run.json", "log.jsonl", LOCK_NAME):
+            (out / name).write_text("{}")
+        raise RunInUse.of(out)
+
+    settings = type("Settings", (), {"resume": False})()
+    with pytest.raises(typer.Exit):
+        run_training(other_process_started_first, settings, str(out))
+    assert sorted(p.name for p in out.iterdir()) == sorted(["run.json", "log.jsonl", LOCK_NAME])
+
+
 def test_distill_arch_must_match_the_teacher(tmp_path, trained):
     data, run = trained
     teacher = max((run / "snapshots").glob("teacher-*-0.050.safetensors"))

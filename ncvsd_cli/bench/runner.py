@@ -583,6 +583,7 @@ def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, 
     rows = [r for r in rows if r["dataset"] == plan.data.name and r["seed"] == cfg.seed]
     if not rows:  # every image failed: no report of nothing (an earlier run's reports stay as they were)
         outcome.failed.append(f"no row of {plan.data.name} (seed {cfg.seed}) was computed: no report written")
+        log.error("%s", outcome.failed[-1])  # said also under -q, which prints no recap
         outcome.files = sorted(p for p in out.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
         return
     grid_images = [im.id for im in plan.data.images if im.index < cfg.grid_images]  # this run's, in order

@@ -51,12 +51,15 @@ class _OneLineErrors(TyperGroup):
             if type(exc).__name__ == "NoArgsIsHelpError":  # its help is already printed
                 sys.exit(exc.exit_code)
             ctx = getattr(exc, "ctx", None)
-            path = ctx.command_path if ctx is not None else "ncvsd"
-            if path == "ncvsd" and argv and argv[0] in self.commands:  # a value missing after the last option
-                path += f" {argv[0]}"
+            path = ctx.command_path if ctx is not None else "ncvsd"  # `python -m ncvsd_cli restore` under -m
+            command = ""  # the command (restore, ...) whose parse failed: its --json summary line
+            if ctx is not None and ctx.parent is not None and ctx.parent.parent is None:
+                command = ctx.info_name or ""
+            elif (ctx is None or ctx.parent is None) and argv and argv[0] in self.commands:  # a value missing
+                command = argv[0]  # after the last option is found at the root
+                path += f" {command}"
             message = exc.format_message().rstrip(".")
             common.error(f"{message} (see '{path} --help')")
-            command = path.split()[1] if len(path.split()) == 2 else ""
             if command in common.JSON_SUMMARY_COMMANDS and "--json" in argv:
                 common.write_error_summary(command, exc.exit_code, message)
             sys.exit(exc.exit_code)

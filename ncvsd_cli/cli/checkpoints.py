@@ -53,13 +53,12 @@ def list_command(
       NCVSD_CHECKPOINTS=runs/exp1 ncvsd checkpoints list --json
     """
     from ncvsd_cli import zoo
-    from ncvsd_cli.checkpoints import list_checkpoints
+    from ncvsd_cli.checkpoints import env_location_problem, list_checkpoints
 
     with handle_errors():
-        env = os.environ.get("NCVSD_CHECKPOINTS")
-        if env and not Path(env).expanduser().is_dir():  # a file or a typo: said, not silently skipped
-            note(f"NCVSD_CHECKPOINTS={env} is {'not a folder' if Path(env).expanduser().exists() else 'missing'}: "
-                 "not searched (it names a folder of checkpoints or a training run)")
+        if problem := env_location_problem():  # a file or a typo: said, not silently skipped
+            note(f"NCVSD_CHECKPOINTS={os.environ['NCVSD_CHECKPOINTS']} is {problem}: not searched (it names a "
+                 "folder of checkpoints or a training run)")
         rows_json = [i.to_dict() for i in list_checkpoints()] + [zoo.status(e) for e in zoo.load_zoo().values()]
     if as_json:
         typer.echo(strict_json.dumps(rows_json, indent=2))

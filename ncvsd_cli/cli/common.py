@@ -177,6 +177,8 @@ def write_error_summary(command: str, code: int, message: str) -> None:
     (not bench) their summary's "ok": 0, "failed": 0, "results": []. Nothing when stdout is closed."""
     global _summary_owed
     _summary_owed = None
+    if torchrun_rank() != 0:  # under torchrun rank 0 alone writes stdout's summary
+        return
     lines = command != "bench"
     doc: dict[str, Any] = {"command": command, **({"ok": 0, "failed": 0} if lines else {}), "exit_code": code}
     if code - 128 in {int(s) for s in signal.Signals}:
