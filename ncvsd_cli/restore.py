@@ -707,6 +707,11 @@ BLUR_READ = {"deblur-gauss": "sigma", "deblur-defocus": "radius"}
 #: periodogram value (nats; about 100 on a 256-px photo): on 21 training photos Gaussian and Pillow blurs of 1-3 px
 #: stayed under it (at most 0.0002) and disks of radius 4-8 px over it (at least 0.0047; benchmarks/defocus/).
 DEFOCUS_NOTE_RADIUS, DEFOCUS_NOTE_NATS = 3.0, 0.002
+#: A defocus radius is read from plain images of at least this side (px): sharp 64-px crops of photos read as disks
+#: of 4-7 px (restored to ringing stripes, 8 dB below the input) and 4-6 px disks as 4-12 px, while 96-px crops read
+#: sharp ones as <= 1.25 px and 2-6 px disks within 0.25 px but one (4 sharp + 16 blurred crops of scikit-image's
+#: coffee, chelsea, astronaut, rocket; session note of 2026-12-05). Smaller images need -p radius=R.
+DEFOCUS_READ_MIN_SIDE = 96
 
 
 def better_blur_model(reading) -> str | None:
@@ -746,6 +751,10 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
             notes.append(f"kernel_size {params['kernel_size']} cuts off the estimated Gaussian's tails "
                          f"(it needs >= {need}): the blur is modelled truncated")
     else:
+        if min(size) < DEFOCUS_READ_MIN_SIDE:
+            raise ValueError(f"{size[1]}x{size[0]} px is too small to read a defocus radius from (under "
+                             f"{DEFOCUS_READ_MIN_SIDE} px sharp photos read as 4-7 px disks and are ruined): give "
+                             "the radius, -p radius=R (px)")
         params["radius"] = max(reading.radius, MIN_RADIUS)
         notes = [f"estimated defocus radius {params['radius']:g} px (-p radius=R sets it)"
                  + (": the image looks unblurred" if reading.radius <= 1 else "")  # std <= 0.5: a photo's own

@@ -236,5 +236,26 @@ def test_a_small_images_defocus_note_does_not_quote_the_gaussians_numbers():
     from ncvsd_cli.restore import blur_notes
 
     gauss = blur_notes("deblur-gauss", BlurReading(1.5, 3.0, 0.0, 5000), {}, (64, 80))[0]
-    disk = blur_notes("deblur-defocus", BlurReading(1.5, 3.0, 0.0, 5000), {}, (64, 80))[0]
+    disk = blur_notes("deblur-defocus", BlurReading(1.5, 3.0, 0.0, 5000), {}, (100, 120))[0]
     assert "read 0.9-1.8" in gauss and "little evidence of the radius" in disk and "0.9-1.8" not in disk
+
+
+def test_a_defocus_radius_is_not_read_from_an_image_under_96_px(tmp_path):
+    """Sharp 64-px photo crops read as 4-7 px disks and were restored to ringing stripes (8 dB below the input):
+    under DEFOCUS_READ_MIN_SIDE the image fails alone with a message asking for -p radius; -p radius restores it."""
+    from typer.testing import CliRunner
+
+    from ncvsd_cli.cli import app
+    from ncvsd_cli.images import save_image
+    from ncvsd_cli.restore import DEFOCUS_READ_MIN_SIDE, blur_notes
+
+    with pytest.raises(ValueError, match="too small to read a defocus radius"):
+        blur_notes("deblur-defocus", BlurReading(0.9, 4.25, 50.0, 3000), {}, (64, DEFOCUS_READ_MIN_SIDE + 10))
+    save_image(power_law_field(64, 70, 0.0, seed=2), str(tmp_path / "small.png"))
+    save_image(power_law_field(DEFOCUS_READ_MIN_SIDE, 100, 0.0, seed=2), str(tmp_path / "large.png"))
+    args = ["restore", "--task", "deblur-defocus", "--method", "wiener", "-q", str(tmp_path / "small.png"),
+            str(tmp_path / "large.png"), "-o", str(tmp_path / "out")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1 and "small.png: 70x64 px is too small" in res.stderr and "-p radius=R" in res.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["large.png"], res.output
+    assert CliRunner().invoke(app, [*args, "-p", "radius=2", "--overwrite"]).exit_code == 0
