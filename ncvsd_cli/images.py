@@ -257,6 +257,37 @@ def _decode_tiff(data: bytes, name: str, max_pixels: int | None,
     return arr, mode, bits
 
 
+def _exif_orientation(data: bytes) -> int:
+    """The EXIF orientation (1-8; 1 when absent or unreadable) of a file decoded without Pillow: a TIFF's tag 274
+    (tifffile), a 16-bit PNG's eXIf chunk before its pixels (as `operators.params.displayed_size` reads it)."""
+    try:
+        if data[:4] in _TIFF_SIGNATURES:
+            import tifffile
+
+            with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                tag = tif.pages[0].tags.get(274)
+                value = tag.value if tag is not None else 1
+        else:
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as im:
+                exif = Image.Exif()
+                if im.info.get("exif"):
+                    exif.load(im.info["exif"])
+                value = exif.get(0x0112)
+    except Exception:  # the pixels were decoded already; an unreadable orientation is none
+        value = 1
+    return int(value) if value in range(1, 9) else 1
+
+
+def _oriented(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W, C) samples turned as they are shown for EXIF `orientation` (as Pillow's ImageOps.exif_transpose):
+    2 mirrored, 3 turned 180°, 4 flipped, 5 transposed, 6 turned 90° clockwise, 7 transversed, 8 anticlockwise."""
+    return {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+            5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+            8: lambda a: np.rot90(a, 1)}.get(orientation, lambda a: a)(arr)
+
+
 def _float_to_unit(arr: np.ndarray, name: str, notes: list[str] | None) -> np.ndarray:
     """A float image's samples on [0, 1]: as they are when they lie in [0, 1] (overshoot clipped), else divided by
     255 or 65535 when written on that scale (with a note; it was clipped to white). The scale is read from the
@@ -344,9 +375,11 @@ def read_image(
     notes: list[str] = []
     if data.startswith(_PNG_SIGNATURE) and len(data) >= 26 and data[24] == 16:
         arr, mode, bits = _decode_png16(data, name, max_pixels)
+        arr = _oriented(arr, _exif_orientation(data))  # (Pillow's exif_transpose does it on its own path)
     elif data[:4] in _TIFF_SIGNATURES:
         try:
             arr, mode, bits = _decode_tiff(data, name, max_pixels, notes)
+            arr = _oriented(arr, _exif_orientation(data))
         except ImageError:
             raise
         except Exception:  # compression tifffile cannot read without imagecodecs: let Pillow try

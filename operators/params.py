@@ -51,14 +51,18 @@ def displayed_size(im) -> tuple[int, int]:
     them to look for an eXIf chunk after the pixel data: a PNG's orientation is read only from one before it)."""
     from PIL import Image
 
-    if im.format == "PNG":
+    width, height = im.width, im.height
+    if im.format == "TIFF" and 256 in im.tag_v2 and 257 in im.tag_v2:  # stored size: Pillow >= 13 reports a
+        width, height = int(im.tag_v2[256]), int(im.tag_v2[257])  # turned TIFF's size already turned
+        orientation = im.tag_v2.get(0x0112)
+    elif im.format == "PNG":
         exif = Image.Exif()
         if im.info.get("exif"):
             exif.load(im.info["exif"])
+        orientation = exif.get(0x0112)
     else:
-        exif = im.getexif()
-    turned = exif.get(0x0112) in TURNED_ORIENTATIONS
-    return (im.width, im.height) if turned else (im.height, im.width)
+        orientation = im.getexif().get(0x0112)
+    return (width, height) if orientation in TURNED_ORIENTATIONS else (height, width)
 
 
 def load_gray_image(path: str | Path, shape: tuple[int, int] | None = None,

@@ -379,3 +379,29 @@ def test_a_float_image_on_a_0_255_scale_is_read_on_it_not_clipped_white(tmp_path
     tifffile.imwrite(tmp_path / "hot.tif", hot)
     read = images.read_image(tmp_path / "hot.tif", channels=1)
     assert abs(float(images.to_unit(read.tensor).mean()) - 0.5) < 0.01 and not read.notes
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_turns_tiffs_and_16_bit_pngs_as_pillow_turns_other_files(orientation):
+    """TIFFs (tifffile) and 16-bit PNGs (pypng) were decoded unturned while their planned size was turned; every
+    path now shows the picture as Pillow's exif_transpose does, and `image_size` agrees."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(orientation)
+    grey8 = (rng.random((5, 7)) * 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+
+    def encoded(im: Image.Image, fmt: str) -> bytes:
+        buf = io.BytesIO()
+        im.save(buf, format=fmt, exif=exif.tobytes())
+        return buf.getvalue()
+
+    reference = images.read_image(encoded(Image.fromarray(grey8), "PNG"), channels=1).tensor  # Pillow's path
+    for data in (encoded(Image.fromarray(grey8), "TIFF"),
+                 encoded(Image.fromarray(grey8.astype(np.uint16) * 257), "PNG")):  # I;16: pypng's path
+        decoded = images.read_image(data, channels=1)
+        assert decoded.tensor.shape == reference.shape and images.image_size(data) == tuple(reference.shape[-2:])
+        torch.testing.assert_close(decoded.tensor, reference, rtol=0, atol=1e-6)
