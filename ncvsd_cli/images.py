@@ -400,8 +400,9 @@ def read_image(
         arr = arr @ np.asarray(LUMA_WEIGHTS)[:, None]
         notes.append("colour reduced to greyscale (BT.601 luma)")
     tensor = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float()[None]
+    icc = _kept_profile(icc_profile(data), notes)
     return DecodedImage(tensor=from_unit(tensor), mode=mode, bit_depth=bits, grey=grey, notes=notes,
-                        icc_profile=icc_profile(data), jpeg_sigma=compression_sigma(data, mode))
+                        icc_profile=icc, jpeg_sigma=compression_sigma(data, mode))
 
 
 def compression_sigma(data: bytes, mode: str) -> float | None:
@@ -515,6 +516,17 @@ def icc_profile(data: bytes) -> bytes | None:
             except Exception:
                 icc = None
     return bytes(icc) if isinstance(icc, (bytes, bytearray)) and 0 < len(icc) <= MAX_ICC_BYTES else None
+
+
+def _kept_profile(icc: bytes | None, notes: list[str]) -> bytes | None:
+    """An input's ICC profile when it describes what is written (an RGB or grey image: its colour space, bytes
+    16-20 of the header, is "RGB " or "GRAY"); a CMYK or Lab one is dropped with a note (the pixels were converted
+    to RGB without it, and a viewer would misread an RGB file that carried it)."""
+    if icc is None or icc[16:20] in (b"RGB ", b"GRAY"):
+        return icc
+    notes.append(f"its {icc[16:20].decode('latin-1').strip() or 'unknown'} colour profile is not kept (the output "
+                 "is RGB)")
+    return None
 
 
 def load_image(source: ImageSource, channels: int = 3, *, max_pixels: int | None = None) -> torch.Tensor:

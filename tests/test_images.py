@@ -405,3 +405,21 @@ def test_exif_orientation_turns_tiffs_and_16_bit_pngs_as_pillow_turns_other_file
         decoded = images.read_image(data, channels=1)
         assert decoded.tensor.shape == reference.shape and images.image_size(data) == tuple(reference.shape[-2:])
         torch.testing.assert_close(decoded.tensor, reference, rtol=0, atol=1e-6)
+
+
+def test_a_cmyk_colour_profile_is_not_copied_to_an_rgb_output():
+    """A CMYK JPEG is converted to RGB without its profile; the profile (colour space "CMYK" in its header) is
+    dropped with a note instead of being attached to the RGB output, where viewers misread it. RGB ones are kept."""
+    import io
+
+    from PIL import Image, ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    cmyk = bytearray(srgb)
+    cmyk[16:20] = b"CMYK"
+    for profile, kept in ((srgb, True), (bytes(cmyk), False)):
+        buf = io.BytesIO()
+        Image.new("CMYK", (9, 7), (10, 20, 30, 0)).save(buf, format="JPEG", icc_profile=profile)
+        read = images.read_image(buf.getvalue())
+        assert (read.icc_profile == profile) == kept and (read.icc_profile is None) != kept
+        assert any("CMYK colour profile is not kept" in n for n in read.notes) != kept, read.notes
