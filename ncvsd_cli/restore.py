@@ -235,9 +235,10 @@ class Restorer:
             raise ValueError("this checkpoint is unconditional; --class-label does not apply")
         if label is not None and not 0 <= label < restorer.label_dim:
             raise ValueError(f"--class-label {label} is out of range 0..{restorer.label_dim - 1}")
-        if options.tile and needs == "generator" and options.tile % restorer.multiple:
-            raise ValueError(f"tile (--tile) must be a multiple of {restorer.multiple} for this network, got "
-                             f"{options.tile}")
+        if options.tile and needs == "generator" and (options.tile % restorer.multiple
+                                                        or options.tile < 2 * restorer.multiple):
+            raise ValueError(f"tile (--tile) must be a multiple of {restorer.multiple} for this network, and at "
+                             f"least {2 * restorer.multiple} (tiles overlap to blend), got {options.tile}")
         if load:
             restorer.load()
         return restorer

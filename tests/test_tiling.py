@@ -261,6 +261,8 @@ def test_restore_in_tiles_through_the_cli(tmp_path, tiny_generator):
     assert image_size(out.read_bytes()) == (40, 36)
     bad = _restore_cli("--task", "deblur-gauss", src, "-c", tiny_generator, "--tile", "5", "-o", tmp_path / "b.png")
     assert bad.exit_code == 2 and "multiple of" in bad.output
+    one = _restore_cli("--task", "deblur-gauss", src, "-c", tiny_generator, "--tile", "2", "-o", tmp_path / "b.png")
+    assert one.exit_code == 2 and "at least 4 (tiles overlap to blend)" in one.stderr, one.output  # tiny's 2 px
 
 
 def test_an_image_within_one_tile_restores_exactly_as_untiled(tiny_generator):

@@ -257,9 +257,10 @@ def test_phase_retrieval_preview_is_visible_classical_refused_and_the_ambiguity_
     assert np.percentile(preview, 99) > 128 and np.median(preview) < 32  # structure above a dark noise floor
     summary = _restore(tmp_path / "pr.png", "-c", ckpt, "--method", "classical", "-o", tmp_path / "o.png", ok=False)
     assert "no informative classical estimate" in summary["results"][0]["error"]
-    res = run("restore", tmp_path / "pr.png", "-c", ckpt, *FAST, "-o", tmp_path / "o.png")
+    res = run("restore", tmp_path / "pr.png", "-c", ckpt, *FAST, "-o", tmp_path / "o.png", "--json")
     assert res.exit_code == 0 and "180-degree turn" in res.stderr and "--samples K" in res.stderr, res.output
-    assert "--method pnp-gd-fit4" in res.stderr
+    assert "--method pnp-gd-fit4" in res.stderr and res.stderr.count("180-degree") == 1
+    assert any("180-degree turn" in n for n in json.loads(res.stdout.splitlines()[0])["notes"])  # for --json too
     res = run("restore", tmp_path / "pr.png", "-c", ckpt, "--method", "pnp-gd-fit4", "--nfe", "8", "--device",
               "cpu", "-o", tmp_path / "fit.png")
     assert res.exit_code == 0 and "180-degree" not in res.stderr and (tmp_path / "fit.png").exists(), res.output

@@ -355,10 +355,12 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
             reading.close()
         tasks = sorted({m.task for _, m in good})
         if "phase-retrieval" in tasks and options.samples == 1 and options.method != "pnp-gd-fit4":
-            common.note("phase retrieval recovers an image only up to a shift and a 180-degree turn (the Fourier "
-                        "magnitudes do not tell them apart), and one run can settle on a poor mix of the two: "
-                        "--method pnp-gd-fit4 keeps the best-fitting of 4 runs (4x the time), --samples K writes "
-                        "K tries", quiet)
+            twin = ("phase retrieval recovers an image only up to a shift and a 180-degree turn (the Fourier "
+                    "magnitudes do not tell them apart), and one run can settle on a poor mix of the two: "
+                    "--method pnp-gd-fit4 keeps the best-fitting of 4 runs (4x the time), --samples K writes K tries")
+            common.note(twin, quiet)  # once; and in each such image's --json notes
+            for _, m in good:
+                m.notes = [*m.notes, twin] if m.task == "phase-retrieval" else m.notes
         if len(tasks) > 1:
             report.extra["task"] = tasks
         groups = [g for g in ([(options, good)] if method_given else _method_groups(options, good, report)) if g[1]]
