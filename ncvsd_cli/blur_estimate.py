@@ -132,7 +132,8 @@ def _minimise(nll, start: torch.Tensor, bounds: list) -> tuple[float, np.ndarray
 
 #: Bounds of the refined nuisance (alpha, log c, log n², beta). alpha <= 4, the start grid's span (natural images'
 #: spectra fall about as f^-2): at 6 a sharp image with a steep spectrum under JPEG's falling error floor mimicked a
-#: Gaussian blur, and JPEGs of 3-px blurs read 0-0.5 px (benchmarks/blur-alpha-bound/; PNG readings unchanged).
+#: Gaussian blur, and JPEGs of 3-4 px blurs could read 0 px (benchmarks/blur-alpha-bound/, training photos; PNG and
+#: sharp readings unchanged).
 _NUISANCE_BOUNDS = [(0.5, 4.0), (None, None), (None, None), (0.0, MAX_BETA)]
 
 
