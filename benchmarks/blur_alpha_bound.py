@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+
 import operators
 from ncvsd_cli import blur_estimate, images
 from ncvsd_cli.training.data import builtin_photo
@@ -55,9 +56,9 @@ def main() -> None:
                     rows.append((bound, name, width, coding, blur_estimate.estimate_gaussian_blur(encoded(y, coding))))
                 print(bound, name, width, [f"{r[-1]:.2f}" for r in rows[-len(CODINGS):]], flush=True)
     lines = ["# Blur width read from PNG / JPEG photos, alpha bound 6 (before) vs 4 (now)", "",
-             "`builtin` training photos, centre 256-px crops (rocket, stereo_motorcycle x2, camera, brick, grass; "
-             "held-out ones not used); deblur-gauss, mirrored edges, noise 0.02, seed 0. Cells: mean (min-max) over "
-             "the 6 views of the width read, px.", "",
+             ("`builtin` training photos, centre 256-px crops (rocket, stereo_motorcycle x2, camera, brick, grass; "
+              "held-out ones not used); deblur-gauss, mirrored edges, noise 0.02, seed 0. Cells: mean (min-max) over "
+              "the 6 views of the width read, px."), "",
              "| alpha bound | true width | " + " | ".join(f"{c}" if c == "png" else f"JPEG q{c}" for c in CODINGS)
              + " |", "|---|---|" + "---|" * len(CODINGS)]
     for bound in (6.0, 4.0):

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import errno
 import io
-import math
 import os
 import sys
 import tempfile

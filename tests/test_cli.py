@@ -147,7 +147,8 @@ def test_parse_error_summary_under_python_m_and_only_on_rank_0(tmp_path):
     """`python -m ncvsd_cli restore --seed -1 --json` (its command path has 4 words) ends with the summary too;
     under torchrun only rank 0 writes one (stdout would hold one line per rank)."""
     proc = subprocess.run([sys.executable, "-m", "ncvsd_cli", "restore", "--seed", "-1", "--json", "x.png"],
-                          capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          check=False)
     assert proc.returncode == 2 and json.loads(proc.stdout)["command"] == "restore", proc.stderr
     assert "(see 'python -m ncvsd_cli restore --help')" in proc.stderr
     rank1 = runner.invoke(app, ["bench", "--json", "--device", "xpu"], env={"WORLD_SIZE": "2", "LOCAL_RANK": "1",
