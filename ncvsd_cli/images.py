@@ -521,8 +521,8 @@ def _kept_profile(icc: bytes | None, notes: list[str]) -> bytes | None:
     """An input's ICC profile when it describes what is written (an RGB or grey image: its colour space, bytes
     16-20 of the header, is "RGB " or "GRAY"); a CMYK or Lab one is dropped with a note (the pixels were converted
     to RGB without it, and a viewer would misread an RGB file that carried it)."""
-    if icc is None or icc[16:20] in (b"RGB ", b"GRAY"):
-        return icc
+    if icc is None or icc[36:40] != b"acsp" or icc[16:20] in (b"RGB ", b"GRAY"):  # (not a profile header:
+        return icc  # passed on as before)
     notes.append(f"its {icc[16:20].decode('latin-1').strip() or 'unknown'} colour profile is not kept (the output "
                  "is RGB)")
     return None
