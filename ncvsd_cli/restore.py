@@ -435,7 +435,7 @@ class Restorer:
             notes.append("the photo's own pixels are kept as they are (sigma_y 0; --sigma-y S treats them as noisy "
                          "with std S and retouches them too)")
         if blur_param and blur_param not in given:  # read above: the preset's width is the paper's (a guess here)
-            notes += blur_notes(task, reading, params, tuple(y.shape[-2:]))
+            notes += blur_notes(task, reading, params, tuple(y.shape[-2:]), lossy=jpeg_sigma is not None)
         shake = reads_motion_kernel(task, given)
         if shake:  # a camera shake: its kernel is read
             notes += motion_notes(y, params, given)
@@ -728,11 +728,13 @@ def better_blur_model(reading) -> str | None:
     return None
 
 
-def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]) -> list[str]:
+def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int], lossy: bool = False) -> list[str]:
     """Sets params' blur width (deblur-gauss: "sigma") or disk radius (deblur-defocus: "radius") from `reading`
     (`blur_estimate.read_blur`; None: the image is under 32 px or flat, the preset's value stays) and returns the
     notes that say so: an unblurred look, a reading at the widest blur read, a small image's loose reading, the
-    other blur model fitting better (`better_blur_model`), a kernel_size cutting a Gaussian's tails."""
+    other blur model fitting better (`better_blur_model`; from a `lossy` file, a JPEG, said as unsure: JPEGs of
+    3-px Gaussian blurs of the 6 training views all fit a disk better too), a kernel_size cutting a Gaussian's
+    tails."""
     from ncvsd_cli.blur_estimate import MAX_RADIUS, MAX_SIGMA, MIN_RADIUS, RADIUS_STEP
 
     key = BLUR_READ[task]
@@ -745,7 +747,11 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
         notes = [f"estimated Gaussian blur sigma {params['sigma']:.2f} px (-p sigma=S sets it)"
                  + (": the image looks unblurred" if reading.width < 0.5 else "")
                  + (widest if reading.width >= MAX_SIGMA - 0.01 else "")]
-        if better == "deblur-defocus":
+        if better == "deblur-defocus" and lossy:
+            notes.append(f"the blur may be defocus: a disk of radius {reading.radius:g} px fits it better than any "
+                         "Gaussian, though JPEG coding makes Gaussian blurs fit a disk too (--task deblur-defocus "
+                         "restores it with that disk if edges keep a halo)")
+        elif better == "deblur-defocus":
             notes.append(f"the blur looks like defocus: a disk of radius {reading.radius:g} px fits it better than "
                          "any Gaussian (--task deblur-defocus restores it with that disk)")
         need = 2 * math.ceil(3 * params["sigma"]) + 1  # +-3 sigma holds 99.7 % of the kernel's mass

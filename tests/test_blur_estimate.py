@@ -232,6 +232,17 @@ def test_blur_notes_name_the_better_model_only_when_it_is_clearly_better(task, r
                       {"radius": max(reading.radius, 0.5)})
 
 
+def test_a_defocus_hint_from_a_jpeg_says_it_is_unsure():
+    """JPEGs of 3-px Gaussian blurs fit a disk better on all 6 training views: from a lossy file the hint says so."""
+    from ncvsd_cli.restore import blur_notes
+
+    reading = BlurReading(0.6, 6.0, 500.0, 50000)
+    plain = " ".join(blur_notes("deblur-gauss", reading, {}, (256, 256)))
+    jpeg = " ".join(blur_notes("deblur-gauss", reading, {}, (256, 256), lossy=True))
+    assert "looks like defocus" in plain and "unsure" not in plain
+    assert "may be defocus" in jpeg and "JPEG coding makes Gaussian blurs fit a disk too" in jpeg
+
+
 def test_a_small_images_defocus_note_does_not_quote_the_gaussians_numbers():
     from ncvsd_cli.restore import blur_notes
 
