@@ -362,7 +362,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, quiet: bool = False, 
 
     raw = os.fspath(name_or_path)
     if not raw:
-        raise CheckpointError("empty checkpoint name")
+        raise ValueError("empty checkpoint name")  # a usage error (CLI exit 2), not a checkpoint problem
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", raw):
         entry = zoo.find(raw)
         if entry is None:

@@ -104,6 +104,8 @@ class RestoreOptions:
 
         if isinstance(self.preset_file, (str, Path)):  # read once: every input sees the same settings
             self.preset_file = read_preset_file(self.preset_file)
+        if self.checkpoint is not None and not str(self.checkpoint).strip():  # `-c "$CKPT"` with CKPT unset
+            raise ValueError("checkpoint (--checkpoint) is empty; name a checkpoint, or leave it out for the default")
         for name, lo in (("samples", 1), ("batch_size", 1), ("max_pixels", 1), ("seed", 0), ("tile", 0),
                          ("nfe", 1)):
             value = getattr(self, name)

@@ -179,6 +179,15 @@ def test_an_empty_output_path_is_a_usage_error(command, tmp_path, ckpt):
     assert _files(tmp_path) == ({"a.png"} if command != "sample" else set())
 
 
+@pytest.mark.parametrize("command", [["restore", "--task", "sr4", "x.png"], ["sample"], ["bench"],
+                                     ["checkpoints", "info"]])
+def test_an_empty_checkpoint_name_is_a_usage_error_not_the_default(command, tmp_path):
+    """`-c "$CKPT"` with CKPT unset restored with the default model (restore, sample, bench) or exit 3 (info)."""
+    args = [*command, ""] if command[0] == "checkpoints" else [*command, "-c", "", "-o", str(tmp_path / "o.png")]
+    res = run(*args)
+    assert res.exit_code == 2 and "empty" in res.stderr and not (tmp_path / "o.png").exists(), res.output
+
+
 def test_an_output_that_is_a_folder_is_refused_before_any_work(tmp_path, ckpt):
     """A sidecar name taken by a folder left a measurement without its sidecar (all or nothing broken); a folder
     with an image suffix given to sample is a folder to write into, as for degrade."""

@@ -124,6 +124,8 @@ def sample_command(
         planned = ({common.InputItem("grid"): [out]} if grid else
                    {common.InputItem(f"seed {s}"): [str(Path(out) / f"{s:06d}.png")] for s in seed_list})
         common.check_stdout(planned, as_json)
+        if checkpoint is not None and not checkpoint.strip():  # `-c "$CKPT"` with CKPT unset
+            raise common.UsageError("--checkpoint is empty; name a checkpoint, or leave it out for the default")
         checkpoint = checkpoint or default_checkpoint(kind)
         if Path(checkpoint).expanduser().is_dir():  # a run folder: its snapshot, named once (and in --json)
             from ncvsd_cli.checkpoints import CheckpointError, resolve_checkpoint
