@@ -236,6 +236,8 @@ def _decode_tiff(data: bytes, name: str, max_pixels: int | None,
         h, w = _tiff_hw(page.shape)
         _check_pixels(name, h, w, max_pixels)
         arr = page.asarray()
+        tag = page.tags.get(274)  # EXIF orientation, applied below as Pillow's exif_transpose would
+        orientation = tag.value if tag is not None else None
         pages = len(tif.pages)
         if pages > 1 and notes is not None:
             notes.append(f"first of {pages} TIFF pages used")
@@ -245,6 +247,7 @@ def _decode_tiff(data: bytes, name: str, max_pixels: int | None,
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
         raise ImageError(f"{name}: unsupported TIFF layout {arr.shape}")
+    arr = _oriented(arr, orientation)
     if np.issubdtype(arr.dtype, np.integer):
         bits = arr.dtype.itemsize * 8
         arr = arr.astype(np.float64) / float(np.iinfo(arr.dtype).max)
@@ -256,30 +259,21 @@ def _decode_tiff(data: bytes, name: str, max_pixels: int | None,
     return arr, mode, bits
 
 
-def _exif_orientation(data: bytes) -> int:
-    """The EXIF orientation (1-8; 1 when absent or unreadable) of a file decoded without Pillow: a TIFF's tag 274
-    (tifffile), a 16-bit PNG's eXIf chunk before its pixels (as `operators.params.displayed_size` reads it)."""
+def _png_orientation(data: bytes) -> int | None:
+    """The EXIF orientation of a PNG decoded by pypng (16-bit), as `image_size` reads it
+    (`operators.params.png_orientation`); None when absent or unreadable."""
+    from PIL import Image
+
+    from operators.params import png_orientation
+
     try:
-        if data[:4] in _TIFF_SIGNATURES:
-            import tifffile
-
-            with tifffile.TiffFile(io.BytesIO(data)) as tif:
-                tag = tif.pages[0].tags.get(274)
-                value = tag.value if tag is not None else 1
-        else:
-            from PIL import Image
-
-            with Image.open(io.BytesIO(data)) as im:
-                exif = Image.Exif()
-                if im.info.get("exif"):
-                    exif.load(im.info["exif"])
-                value = exif.get(0x0112)
+        with Image.open(io.BytesIO(data)) as im:
+            return png_orientation(im)
     except Exception:  # the pixels were decoded already; an unreadable orientation is none
-        value = 1
-    return int(value) if value in range(1, 9) else 1
+        return None
 
 
-def _oriented(arr: np.ndarray, orientation: int) -> np.ndarray:
+def _oriented(arr: np.ndarray, orientation: int | None) -> np.ndarray:
     """(H, W, C) samples turned as they are shown for EXIF `orientation` (as Pillow's ImageOps.exif_transpose):
     2 mirrored, 3 turned 180°, 4 flipped, 5 transposed, 6 turned 90° clockwise, 7 transversed, 8 anticlockwise."""
     return {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
@@ -374,11 +368,10 @@ def read_image(
     notes: list[str] = []
     if data.startswith(_PNG_SIGNATURE) and len(data) >= 26 and data[24] == 16:
         arr, mode, bits = _decode_png16(data, name, max_pixels)
-        arr = _oriented(arr, _exif_orientation(data))  # (Pillow's exif_transpose does it on its own path)
+        arr = _oriented(arr, _png_orientation(data))  # (Pillow's exif_transpose does it on its own path)
     elif data[:4] in _TIFF_SIGNATURES:
         try:
             arr, mode, bits = _decode_tiff(data, name, max_pixels, notes)
-            arr = _oriented(arr, _exif_orientation(data))
         except ImageError:
             raise
         except Exception:  # compression tifffile cannot read without imagecodecs: let Pillow try

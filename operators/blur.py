@@ -37,6 +37,7 @@ import torch
 from operators.base import Operator
 from operators.noise import Generators, randn_like
 from operators.params import (
+    MissingParameter,
     as_array,
     check_likelihood_args,
     encode_array,
@@ -439,7 +440,8 @@ class KernelBlur(CircularBlur):
                  shift: bool = False, boundary: str = "circular"):
         super().__init__(image_shape)
         if kernel is None:
-            raise ValueError("kernel is required for deblur-kernel (a .npy file, an image, an array or a tensor)")
+            raise MissingParameter("kernel", "kernel is required for deblur-kernel (a .npy file, an image, an array "
+                                   "or a tensor)")
         k = check_kernel(kernel, normalize=flag(normalize, "normalize"))
         rows, cols = np.nonzero(np.abs(k) > 1e-3 * np.abs(k).max())  # the kernel's extent, zero borders aside
         extent = (int(np.ptp(rows)) + 1, int(np.ptp(cols)) + 1)

@@ -14,7 +14,16 @@ import torch
 
 from operators.base import Operator
 from operators.noise import Generators, rand, randn_like
-from operators.params import as_array, check_likelihood_args, encode_array, flag, like, number, positive_int
+from operators.params import (
+    MissingParameter,
+    as_array,
+    check_likelihood_args,
+    encode_array,
+    flag,
+    like,
+    number,
+    positive_int,
+)
 from operators.registry import register
 
 
@@ -117,7 +126,8 @@ class MaskInpainting(MaskOperator):
     def __init__(self, image_shape: tuple[int, int, int], mask: Any = None, invert: bool = False):
         super().__init__(image_shape)
         if mask is None:
-            raise ValueError("mask is required for inpaint-mask (an image path, array or tensor; white = known)")
+            raise MissingParameter("mask", "mask is required for inpaint-mask (an image path, array or tensor; "
+                                   "white = known)")
         c, h, w = self.image_shape
         raw = as_array(mask, "mask", shape=(h, w))  # a file's size checked unread; its grey levels in [0, 1]
         a = np.asarray(raw, dtype=np.float64)

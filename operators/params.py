@@ -37,6 +37,15 @@ def decode_array(d: dict[str, Any]) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype).reshape(d["shape"]).astype(dtype.newbyteorder("="))
 
 
+class MissingParameter(ValueError):
+    """An operator parameter without a default was not given (inpaint-mask's mask, deblur-kernel's kernel);
+    `name` is the parameter."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name = name
+
+
 class ImageSizeError(ValueError):
     """A mask or kernel image of the wrong size, told from its header (`load_gray_image`)."""
 
@@ -49,20 +58,26 @@ def displayed_size(im) -> tuple[int, int]:
     """(H, W) of an opened Pillow image as it is shown: stored size, swapped when its EXIF orientation turns it by
     90° (what `ImageOps.exif_transpose` gives), read without decoding the pixels (Pillow's PNG `getexif` decodes
     them to look for an eXIf chunk after the pixel data: a PNG's orientation is read only from one before it)."""
-    from PIL import Image
-
     width, height = im.width, im.height
     if im.format == "TIFF" and 256 in im.tag_v2 and 257 in im.tag_v2:  # stored size: Pillow >= 13 reports a
         width, height = int(im.tag_v2[256]), int(im.tag_v2[257])  # turned TIFF's size already turned
         orientation = im.tag_v2.get(0x0112)
     elif im.format == "PNG":
-        exif = Image.Exif()
-        if im.info.get("exif"):
-            exif.load(im.info["exif"])
-        orientation = exif.get(0x0112)
+        orientation = png_orientation(im)
     else:
         orientation = im.getexif().get(0x0112)
     return (width, height) if orientation in TURNED_ORIENTATIONS else (height, width)
+
+
+def png_orientation(im) -> int | None:
+    """The EXIF orientation of an opened Pillow PNG from an eXIf chunk before its pixels, without decoding them
+    (Pillow's `getexif` would); None when there is none."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    if im.info.get("exif"):
+        exif.load(im.info["exif"])
+    return exif.get(0x0112)
 
 
 def load_gray_image(path: str | Path, shape: tuple[int, int] | None = None,

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import platform
-import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -359,6 +358,7 @@ class _Plan:
 
 def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int) -> _Plan:
     from ncvsd_cli.sampling.presets import build_operator, task_settings
+    from operators.params import MissingParameter
 
     resolution = cfg.resolution or nets.info["resolution"] or DEFAULT_RESOLUTION.get(cfg.dataset, FALLBACK_RESOLUTION)
     from ncvsd_cli.networks.build import network_multiple
@@ -382,12 +382,9 @@ def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int)
         settings = task_settings(task, preset_file=cfg.preset)
         try:
             operator = build_operator(settings, shape).to(device)
-        except ValueError as exc:  # a parameter without default (inpaint-mask's mask): where bench takes it
-            needed = re.match(r"(\w+) is required", str(exc))
-            if not needed:
-                raise
+        except MissingParameter as exc:  # a parameter without default (inpaint-mask's mask): where bench takes it
             raise ValueError(f"--tasks {task}: {exc}; bench reads it from a --preset YAML file: "
-                             f"`operator: {{{needed[1]}: PATH}}`") from None
+                             f"`operator: {{{exc.name}: PATH}}`") from None
         jobs = methods.expand_jobs(cfg.methods, cfg.nfe, cfg.baseline_nfe, operator, settings)
         tasks.append((task, settings, operator, jobs))
     if rank == 0:

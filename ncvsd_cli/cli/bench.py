@@ -148,8 +148,7 @@ def bench(
             raise common.UsageError(f"--resolution {resolution}: LPIPS-{lpips} needs images of at least "
                                     f"{LPIPS_MIN_SIZE[lpips]} px per side")
         for option, value in (("--checkpoint", checkpoint), ("--teacher", teacher)):
-            if value is not None and not value.strip():  # `-c "$CKPT"` with CKPT unset
-                raise common.UsageError(f"{option} is empty; name a checkpoint, or leave it out for the default")
+            common.refuse_empty(option, value, "name a checkpoint, or leave it out for the default")
         method_list = _csv(methods, "methods")
         if "methods" not in common.given_options(ctx):
             method_list = _fit_default_methods(method_list, baseline_nfe)

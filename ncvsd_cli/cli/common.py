@@ -519,6 +519,13 @@ def check_params_on_inputs(items: Sequence[InputItem], check: Callable[[int, int
 
 
 # ------------------------------------------------------------------------------------------------ outputs
+def refuse_empty(option: str, value: str | None, instead: str) -> None:
+    """UsageError when an option was given an empty value (`-o "$DIR"` with DIR unset), which would otherwise read
+    as "here" or as the default: `instead` says what to give."""
+    if value is not None and not value.strip():
+        raise UsageError(f"{option} is empty; {instead}")
+
+
 def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
     """How `-o` is read: "beside" (no -o: next to each input, stdout for stdin), "stdout", "dir" or "file".
 
@@ -529,9 +536,7 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
     """
     if out is None:
         return "beside"
-    if not out.strip():  # `-o "$DIR"` with DIR unset: not "here"
-        raise UsageError("-o is empty; name a file, a folder, or - for stdout (leave -o out to write beside "
-                         "each input)")
+    refuse_empty("-o", out, "name a file, a folder, or - for stdout (leave -o out to write beside each input)")
     if out == "-":
         if len(items) > 1:
             raise UsageError(f"-o - (stdout) takes one input, got {len(items)}")

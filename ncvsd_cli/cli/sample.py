@@ -89,8 +89,7 @@ def sample_command(
             seed_list = list(dict.fromkeys(seed_list))
             common.note(f"seeds given more than once, sampled once: {', '.join(map(str, repeated[:10]))}"
                         + (" ..." if len(repeated) > 10 else ""), quiet)
-        if ts is not None and not ts.strip():  # `--ts "$TS"` with TS unset: not the default steps
-            raise common.UsageError("--ts is empty; give indices such as 10,22,39, or leave --ts out for --nfe")
+        common.refuse_empty("--ts", ts, "give indices such as 10,22,39, or leave --ts out for --nfe")
         ts_list = common.parse_int_list(ts) if ts else None
         kind = "teacher" if teacher else "generator"
         nfe = nfe if nfe is not None else 63 if teacher else 1
@@ -108,8 +107,7 @@ def sample_command(
         bad = [s for s in seed_list if not 0 <= s < 2**63]
         if bad:
             raise common.UsageError(f"--seeds: {bad[0]} is out of range 0..2^63-1")
-        if not out.strip():  # `-o "$DIR"` with DIR unset: not "here"
-            raise common.UsageError("-o is empty; name a grid image, a folder, or - for stdout")
+        common.refuse_empty("-o", out, "name a grid image, a folder, or - for stdout")
         grid = out == "-" or (Path(out).suffix.lower() in common.IMAGE_SUFFIXES and not Path(out).is_dir())
         if not grid and Path(out).suffix and not Path(out).is_dir() and not out.endswith(("/", os.sep)):
             raise common.UsageError(f"-o {out}: not an image suffix ({', '.join(common.IMAGE_SUFFIXES)}); for a "
@@ -124,8 +122,7 @@ def sample_command(
         planned = ({common.InputItem("grid"): [out]} if grid else
                    {common.InputItem(f"seed {s}"): [str(Path(out) / f"{s:06d}.png")] for s in seed_list})
         common.check_stdout(planned, as_json)
-        if checkpoint is not None and not checkpoint.strip():  # `-c "$CKPT"` with CKPT unset
-            raise common.UsageError("--checkpoint is empty; name a checkpoint, or leave it out for the default")
+        common.refuse_empty("--checkpoint", checkpoint, "name a checkpoint, or leave it out for the default")
         checkpoint = checkpoint or default_checkpoint(kind)
         if Path(checkpoint).expanduser().is_dir():  # a run folder: its snapshot, named once (and in --json)
             from ncvsd_cli.checkpoints import CheckpointError, resolve_checkpoint

@@ -132,7 +132,7 @@ def run_training(run, settings, out: str) -> None:
     that says so ("interrupted": the signal, "exit_code", the steps done and the state file; "state" null when a
     second signal stopped it before the state was saved), 2 for a run directory in the wrong state.
     """
-    from ncvsd_cli.training.loop import RunInUse, TrainingAborted, TrainingDiverged, TrainingInterrupted
+    from ncvsd_cli.training.loop import TrainingAborted, TrainingDiverged, TrainingInterrupted
 
     main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 prints the summary
     fresh = main and not settings.resume and not Path(out).exists()
@@ -141,8 +141,9 @@ def run_training(run, settings, out: str) -> None:
             record = run(settings)
         except Exception as exc:
             # a new run that failed at its start (e.g. tiny-cond on unlabelled data): no folder left; a diverged
-            # run's log tells what happened; a folder another process made meanwhile (RunInUse) is its own
-            if fresh and not isinstance(exc, (TrainingDiverged, RunInUse, FileExistsError)):
+            # run's log tells what happened; a folder another process made meanwhile (RunInUse, a
+            # FileExistsError as every refusal of an occupied folder) is its own
+            if fresh and not isinstance(exc, (TrainingDiverged, FileExistsError)):
                 _remove_failed_start(Path(out))
             raise
     except (TrainingInterrupted, TrainingAborted, TrainingDiverged) as exc:
