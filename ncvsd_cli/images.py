@@ -532,7 +532,7 @@ def image_size(source: str | os.PathLike | bytes, name: str | None = None) -> tu
     decodes. name: used in messages (default: the path, or "input"). Raises ImageError ("empty file" for 0 bytes)."""
     from PIL import Image, UnidentifiedImageError
 
-    from operators.params import displayed_size
+    from operators.params import TURNED_ORIENTATIONS, displayed_size
 
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, name = bytes(source), name or "input"
@@ -552,7 +552,9 @@ def image_size(source: str | os.PathLike | bytes, name: str | None = None) -> tu
                 import tifffile
 
                 with tifffile.TiffFile(io.BytesIO(data)) as tif:
-                    return _tiff_hw(tif.pages[0].shape)
+                    h, w = _tiff_hw(tif.pages[0].shape)
+                    tag = tif.pages[0].tags.get(274)  # turned as `_decode_tiff` turns it
+                    return (w, h) if tag is not None and tag.value in TURNED_ORIENTATIONS else (h, w)
             except Exception:
                 pass
         if isinstance(exc, UnidentifiedImageError):

@@ -423,3 +423,16 @@ def test_a_cmyk_colour_profile_is_not_copied_to_an_rgb_output():
         read = images.read_image(buf.getvalue())
         assert (read.icc_profile == profile) == kept and (read.icc_profile is None) != kept
         assert any("CMYK colour profile is not kept" in n for n in read.notes) != kept, read.notes
+
+
+def test_the_size_of_a_turned_tiff_pillow_cannot_open_is_the_decoded_size():
+    """A float RGB TIFF (read by tifffile only) with EXIF orientation 6: `image_size` turns it as decoding does."""
+    import io
+
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.random.default_rng(0).random((5, 7, 3)).astype(np.float32), photometric="rgb",
+                     extratags=[(274, "H", 1, 6, True)])
+    data = buf.getvalue()
+    assert images.image_size(data) == tuple(images.read_image(data).tensor.shape[-2:]) == (7, 5)
