@@ -6,7 +6,8 @@ streams: measurement and sampler noise independent), one sample per image and me
 Runs (each a `ncvsd bench` call, in <out>/<name>/):
   restore     sr4, deblur-gauss, deblur-motion at 10 NFE (their default), pnp-gd-warm + pnp-gd-warm-mean8 + classical
   inpaint     inpaint-box at 3 NFE (its default), same methods
-  denoise05   denoise at sigma_y 0.05: denoiser, denoiser-mean8, teacher-mmse, pseudo-inverse (the noisy input)
+  denoise05   denoise at sigma_y 0.05: denoiser, denoiser-mean8, teacher-mmse, nl-means, pseudo-inverse (the noisy
+              input)
   denoise20   the same at sigma_y 0.2 (a --preset file)
 Bars checked: one default sample (pnp-gd-warm) beats the best classical baseline
 on LPIPS; the mean of 8 samples is at least as good as the best classical PSNR; the denoiser beats the noisy input on
@@ -30,7 +31,7 @@ RUNS = {
     "denoise05": ["--tasks", "denoise", "--nfe", "1", "--methods", "denoiser,denoiser-mean8,teacher-mmse,classical"],
     "denoise20": ["--tasks", "denoise", "--nfe", "1", "--methods", "denoiser,denoiser-mean8,teacher-mmse,classical"],
 }
-CLASSICAL = {"bicubic", "wiener", "tikhonov", "biharmonic", "pseudo-inverse"}
+CLASSICAL = {"bicubic", "wiener", "tikhonov", "biharmonic", "nl-means", "pseudo-inverse"}
 
 
 def run(name: str, args: argparse.Namespace) -> list[dict]:
@@ -63,6 +64,8 @@ def bars(name: str, rows: list[dict]) -> list[dict]:
             rec = {"run": name, "task": task, "lpips_one": one["lpips_alex_mean"],
                    "lpips_noisy": noisy["lpips_alex_mean"], "psnr_mean8": by["denoiser-mean8"]["psnr_mean"],
                    "psnr_mmse": by["teacher-mmse"]["psnr_mean"], "psnr_noisy": noisy["psnr_mean"]}
+            if "nl-means" in by:  # the classical denoiser, shown beside the noisy input (the bar)
+                rec |= {"lpips_nl_means": by["nl-means"]["lpips_alex_mean"], "psnr_nl_means": by["nl-means"]["psnr_mean"]}
             rec["bar_lpips"] = rec["lpips_one"] < rec["lpips_noisy"]
         else:
             best_lpips = min(classical.values(), key=lambda r: r["lpips_alex_mean"])
@@ -100,9 +103,12 @@ def main() -> None:
     for r in records:
         if r["task"] == "denoise":
             sigma = "0.2" if r["run"] == "denoise20" else "0.05"
-            lines.append(f"| denoise σ {sigma} | {r['lpips_one']:.3f} | noisy input {r['lpips_noisy']:.3f} "
+            has_nlm = "psnr_nl_means" in r
+            nlm_lpips = f"; nl-means {r['lpips_nl_means']:.3f}" if has_nlm else ""
+            nlm_psnr = f"; nl-means {r['psnr_nl_means']:.2f}" if has_nlm else ""
+            lines.append(f"| denoise σ {sigma} | {r['lpips_one']:.3f} | noisy input {r['lpips_noisy']:.3f}{nlm_lpips} "
                          f"| {yes[r['bar_lpips']]} | teacher MMSE {r['psnr_mmse']:.2f} | {r['psnr_mean8']:.2f} "
-                         f"| noisy input {r['psnr_noisy']:.2f} | – |")
+                         f"| noisy input {r['psnr_noisy']:.2f}{nlm_psnr} | – |")
         else:
             lines.append(f"| {r['task']} | {r['lpips_one']:.3f} | {r['lpips_classical']:.3f} "
                          f"({r['classical_lpips_method']}) | {yes[r['bar_lpips']]} | {r['psnr_one']:.2f} "

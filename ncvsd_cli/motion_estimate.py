@@ -45,6 +45,10 @@ CHECK_EXTENT = 16
 #: A checked reading whose halves agree with it by less than this (mean similarity) is a guess, not the photo's
 #: shake: a true shake is the same in every part of the photo, a wrong path fits each part's noise differently.
 MIN_HALF_AGREEMENT = 0.5
+#: A checked reading that passes with agreement under this is said to be doubtful: of the 11 readings of 16 px or
+#: more with agreement 0.5-0.6 (benchmarks/motion-long-shakes/reading.csv), 3 were poor (similarity to the true
+#: kernel < 0.6), 3 fair and 5 good; of the 39 at 0.6 or more, 1 was poor.
+WEAK_HALF_AGREEMENT = 0.6
 
 
 class MotionReading(NamedTuple):

@@ -82,6 +82,7 @@ class StatusReporter:
         self.unit_scale, self.show_rate, self.interval = unit_scale, show_rate, max(float(interval), 0.0)
         self.n = self._initial = float(initial)
         self.postfix: dict[str, Any] = {}
+        self.eta: float | None = None  # seconds left when the caller knows better than the rate (line mode)
         self.stream = sys.stderr if stream is None else stream
         self._start = self._last_line = self._clock()
         self._printed = False
@@ -158,7 +159,9 @@ class StatusReporter:
         elif self.show_rate and rate > 0:  # slow work (a large photo): time per item, not 8e-05 img/s
             parts.append(f"{self._tqdm.format_interval(1 / rate)} per {self.unit}")
         parts.append(f"elapsed {self._tqdm.format_interval(elapsed)}")
-        if rate > 0:
+        if self.eta is not None:
+            parts.append(f"ETA {self._tqdm.format_interval(self.eta)}")
+        elif rate > 0:
             parts.append(f"ETA {self._tqdm.format_interval(max(self.total - self.n, 0.0) / rate)}")
         parts += [f"{k}={v}" for k, v in self.postfix.items()]
         return ", ".join(parts)
@@ -279,8 +282,11 @@ class NestedProgress:
         if self.mode == "lines":  # the status first: the items' update below may print the line
             elapsed = time.monotonic() - self._batch_start
             status = {"NFE": f"{nfe_text(done)}/{total:.0f}"}  # a tiled evaluation moves it in fractions
-            if 0 < done < total:
-                status["batch ETA"] = self._format(elapsed * (total - done) / done)
+            last = self._cost and self.items.n - self._advanced + self._cost >= self.items.total - 1e-9
+            left = elapsed * (total - done) / done if 0 < done < total else None
+            self.items.eta = left if last else None  # the last batch: its own ETA is the run's (one ETA shown)
+            if left is not None and not last:
+                status["batch ETA"] = self._format(left)
             self.items.set_postfix(status)
         if self._cost and total > 0:
             target = self._cost * min(done / total, 1.0)
@@ -313,6 +319,7 @@ class NestedProgress:
         self._batch_start = time.monotonic()
         if self._steps is not None:
             self._steps.reset()
+        self.items.eta = None
         self.items.set_postfix({})
         self.items.update(max(n - self._advanced, 0.0) if self._advanced else n)
         self._cost = self._advanced = 0.0

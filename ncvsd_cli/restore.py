@@ -830,6 +830,7 @@ def motion_notes(y: torch.Tensor, params: dict[str, Any], given: dict[str, Any])
         MAX_TAPS_PER_SIDE,
         MIN_HALF_AGREEMENT,
         MOTION_READ_SIZE,
+        WEAK_HALF_AGREEMENT,
         checked,
         largest_checked_size,
         read_motion_kernel,
@@ -880,6 +881,10 @@ def motion_notes(y: torch.Tensor, params: dict[str, Any], given: dict[str, Any])
             f" than the largest read, {MAX_READ_SIZE} px" if size == MAX_READ_SIZE else " than this image can tell")
         note += ("; look at the result: a shake longer than its square is read cut short, and restoring with it "
                  "leaves ghost edges (docs/method.md §4.4); a measured kernel is safer (-p kernel=K.png)")
+    elif reading.agreement is not None and reading.agreement < WEAK_HALF_AGREEMENT:
+        note += (f": a weak agreement (under {WEAK_HALF_AGREEMENT}; about half such readings were off in tests): look "
+                 "at the result for ghost copies of edges or ripples along the shake; a measured kernel is safer "
+                 "(-p kernel=K.png), a higher --sigma-y softens them")
     if first < odd and size == first:
         note += (f"; kernel_size {asked} is over the largest read, {MAX_READ_SIZE}" if first == MAX_READ_SIZE
                  else f"; kernel_size {asked} does not fit twice in the image: read at {first}"

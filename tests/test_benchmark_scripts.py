@@ -84,6 +84,11 @@ def test_heldout_bars_compare_the_right_rows():
                                     row("denoise", "teacher-mmse", 37.0, 0.08),
                                     row("denoise", "pseudo-inverse", 32.0, 0.05)])
     assert den["lpips_noisy"] == 0.05 and not den["bar_lpips"] and den["psnr_mmse"] == 37.0
+    assert "psnr_nl_means" not in den  # a run without it (before nl-means existed)
+    (den,) = mod.bars("denoise20", [row("denoise", "denoiser", 30.0, 0.1), row("denoise", "denoiser-mean8", 30, 0.2),
+                                    row("denoise", "teacher-mmse", 31.0, 0.09), row("denoise", "nl-means", 29.5, 0.11),
+                                    row("denoise", "pseudo-inverse", 20.0, 0.46)])
+    assert den["lpips_nl_means"] == 0.11 and den["psnr_nl_means"] == 29.5 and den["bar_lpips"]
 
 
 def test_blur_boundary_script(tmp_path):

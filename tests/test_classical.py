@@ -61,7 +61,7 @@ def test_classical_dispatch_shapes_and_range(name, rng):
     assert res.x.shape == x.shape and res.x.dtype == y.dtype
     assert res.x.min() >= -1 and res.x.max() <= 1 and torch.isfinite(res.x).all()
     assert res.nfe == 0 and res.operator_evals in (0, 1)
-    expected = {"sr": "bicubic", "deblur": "wiener", "inpaint": "biharmonic"}.get(
+    expected = {"sr": "bicubic", "deblur": "wiener", "inpaint": "biharmonic", "denoise": "nl-means"}.get(
         name.split("-")[0].rstrip("248"), "pseudo-inverse")
     assert res.extras["method"] == expected
     assert len(seen) == 1
@@ -69,9 +69,9 @@ def test_classical_dispatch_shapes_and_range(name, rng):
     assert torch.equal(C.classical(None, op, y, None, generator=torch.Generator()).x, res.x)
 
 
-@pytest.mark.parametrize("method", ["bicubic", "wiener", "tikhonov", "biharmonic"])
+@pytest.mark.parametrize("method", ["bicubic", "wiener", "tikhonov", "biharmonic", "nl-means"])
 def test_specific_baselines_refuse_other_operators(method):
-    op = _op("denoise")
+    op = _op("denoise" if method != "nl-means" else "sr2")
     with pytest.raises(ValueError, match=f"'{method}' needs"):
         C.CLASSICAL_METHODS[method](None, op, torch.zeros(1, *SHAPE))
 
@@ -218,6 +218,35 @@ def test_biharmonic_with_a_different_mask_per_channel():
     est = C.biharmonic(None, op, op(x)).x
     assert (est - x).abs().max() < 0.05
     assert torch.equal(est[0, 1], x[0, 1])  # channel 1 has no hole
+
+
+@pytest.mark.parametrize("sigma_y", [0.05, 0.2])
+def test_nl_means_denoises_a_smooth_image(sigma_y, rng):
+    x = smooth_image((3, 33, 29))
+    op = _op("denoise", (3, 33, 29))
+    y = op.measure(x, sigma_y=sigma_y, generator=rng)
+    res = C.nl_means(None, op, y, sigma_y=sigma_y)
+    assert res.extras["h"] == pytest.approx(C.nl_means_strength(sigma_y) * sigma_y)
+    assert _psnr(res.x, x) > _psnr(y.clamp(-1, 1), x) + 5  # a smooth image: non-local means averages most noise away
+    assert torch.equal(C.nl_means(None, op, y, sigma_y=sigma_y).x, res.x)  # deterministic
+
+
+def test_nl_means_strength_and_the_noiseless_case(rng):
+    assert [C.nl_means_strength(s) for s in (0.0, 0.05, 0.125, 0.2, 1.0)] == pytest.approx([0.8, 0.8, 0.65, 0.5, 0.5])
+    op = _op("denoise")
+    y = op.measure(smooth_image(), sigma_y=0.0)
+    assert torch.equal(C.nl_means(None, op, y, sigma_y=0.0).x, y)  # nothing to remove: y itself
+    with pytest.raises(ValueError, match="sigma_y"):
+        C.nl_means(None, op, y, sigma_y=float("nan"))
+
+
+def test_pnp_gd_warm_starts_denoising_from_y_not_from_nl_means(rng):
+    from ncvsd_cli.sampling.pnp_gd import classical_estimate
+
+    op = _op("denoise")
+    y = op.measure(smooth_image(), sigma_y=0.1, generator=rng)
+    res = classical_estimate(op, y, 0.1)
+    assert res.extras["method"] == "pseudo-inverse" and torch.equal(res.x, y.clamp(-1, 1))
 
 
 def test_pseudo_inverse_of_denoise_is_y(rng):

@@ -21,7 +21,7 @@ CASES = {"pnp-gd": ("sr4", [None, 2, 3]), "pnp-gd-warm": ("deblur-gauss", [None,
          "pnp-gd-warm-mean8": ("sr4", [None, 16]), "denoiser-mean8": ("denoise", [None, 16]),
          "pnp-gd-fit4": ("sr4", [None, 8]), "classical": ("sr4", [None]), "bicubic": ("sr2", [None]),
          "wiener": ("deblur-gauss", [None]), "tikhonov": ("deblur-gauss", [None]),
-         "biharmonic": ("inpaint-box", [None]), "pseudo-inverse": ("denoise", [None])}
+         "biharmonic": ("inpaint-box", [None]), "nl-means": ("denoise", [None]), "pseudo-inverse": ("denoise", [None])}
 
 
 class Counting:

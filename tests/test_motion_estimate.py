@@ -310,6 +310,11 @@ def test_the_reading_kept_is_checked_once_and_an_unchecked_one_says_so(monkeypat
     monkeypatch.setattr(motion, "halves_agreement", lambda y, kernel: None)
     (note,) = motion_notes(torch.zeros(1, 3, 256, 256), {}, {})
     assert "unchecked: the image's halves are too small for the square" in note
+    for value, weak in ((0.55, True), (motion.WEAK_HALF_AGREEMENT, False), (0.9, False)):  # passes; doubtful < 0.6
+        monkeypatch.setattr(motion, "halves_agreement", lambda y, kernel, v=value: v)
+        (note,) = motion_notes(torch.zeros(1, 3, 256, 256), {}, {})
+        assert f"the photo's halves agreeing {value:.2f}" in note
+        assert ("a weak agreement (under 0.6" in note) is weak and ("ghost copies of edges" in note) is weak
     assert motion.largest_checked_size(256, 256) == 63 and motion.largest_checked_size(100, 400) == 25
     assert motion.largest_checked_size(63, 64) == 0
 

@@ -96,6 +96,27 @@ def test_status_lines_when_not_a_terminal():
     assert "\r" not in stream.getvalue()  # no bar drawing in a log file
 
 
+@pytest.mark.parametrize("batch", [1, 2])
+def test_the_last_batch_shows_one_eta(batch, monkeypatch):
+    """While the batch in flight finishes the run, its ETA (from its own steps) is the only one on the line; an
+    earlier batch's line shows the run's ETA and the batch's apart."""
+    now = [100.0]
+    monkeypatch.setattr(prog.time, "monotonic", lambda: now[0])
+    stream = io.StringIO()
+    bar = prog.NestedProgress(2, "restore sr4", quiet=False, interval=0, stream=stream)
+    bar.items._clock = lambda: now[0]
+    bar.items._start = 90.0  # 10 s of set-up before the first step: no part of the batch's ETA
+    bar.begin(batch)
+    now[0] += 5.0
+    bar.step(1, 4)  # 5 s a step: 15 s left in this batch
+    line = stream.getvalue().splitlines()[-1]
+    assert ("batch ETA=00:15" in line) is (batch == 1), line
+    if batch == 2:
+        assert "ETA 00:15" in line and line.count("ETA") == 1, line
+    bar.update(batch)
+    bar.close()
+
+
 def test_a_training_bar_says_while_a_snapshot_is_written():
     """At 100% the final snapshot takes seconds: the bar shows saving=snapshot meanwhile, and not after."""
     from ncvsd_cli.training.loop import TrainLoop

@@ -73,7 +73,8 @@ app = typer.Typer(
     cls=_OneLineErrors,
     name="ncvsd",
     help=(
-        "Solve image inverse problems with a generative denoiser distilled by NCVSD.\n\n"
+        "Solve image inverse problems with an NCVSD generative denoiser (the shipped default: the teacher copy, not "
+        "distilled; the paper's distilled models: ncvsd checkpoints download).\n\n"
         "Examples:\n\n"
         "  ncvsd restore --task sr4 input.png\n\n"
         "  ncvsd degrade --task deblur-gauss clean.png -o measured.png\n\n"
@@ -102,7 +103,7 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
-    """Solve image inverse problems with a generative denoiser distilled by NCVSD."""
+    """Solve image inverse problems with an NCVSD generative denoiser."""
 
 
 def plain_metavars(typer_app: typer.Typer) -> None:

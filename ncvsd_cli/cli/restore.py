@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from ncvsd_cli.cli import common
-from ncvsd_cli.restore import RestoreOptions, reads_motion_kernel
+from ncvsd_cli.restore import BLUR_READ, RestoreOptions, reads_motion_kernel
 
 EPILOG = """Examples:
 
@@ -140,7 +140,7 @@ def restore_command(
                                "daps, teacher-mmse (D(y, sigma_y); denoise only), pnp-gd-warm-mean8 / denoiser-mean8 "
                                "(the mean of 8 samples: higher PSNR, smoother), pnp-gd-fit4 (of 4 pnp-gd samples "
                                "the one whose A(x) fits the measurement best: phase retrieval's restarts), or a "
-                               "classical baseline (bicubic, wiener, tikhonov, biharmonic, pseudo-inverse, "
+                               "classical baseline (bicubic, wiener, tikhonov, biharmonic, nl-means, pseudo-inverse, "
                                "classical)."
     ),
     param: list[str] | None = typer.Option(
@@ -173,7 +173,7 @@ def restore_command(
     as_json: bool = typer.Option(False, "--json", help=common.JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr (warnings still print)."),
 ) -> None:
-    """Restore degraded images by posterior sampling with the distilled generative denoiser (PnP-GD)."""
+    """Restore degraded images by posterior sampling with the NCVSD generative denoiser (PnP-GD)."""
     with common.handle_errors(json_command="restore" if as_json else None):
         for flag, wanted in (("--mean", mean), ("--std", std)):
             if wanted and samples < 2:
@@ -277,6 +277,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
     import operators
     from ncvsd_cli import measurement as meas
     from ncvsd_cli.restore import Restorer
+    from ncvsd_cli.sampling.methods import get_method
 
     task = options.task
     tags = [task] if task_given else sorted(operators.names())  # without --task: any task's earlier outputs
@@ -329,8 +330,10 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         needed = any(item not in problems for item in items)
         restorer = Restorer.from_options(options, load=False, quiet=quiet) if needed else None
         good: list[tuple[Any, meas.Measurement]] = []
-        shaken = [i for i in plain if task_given and reads_motion_kernel(task, given)]  # 1.6 s to minutes each
-        reading = common.progress(len(shaken), f"read the camera shake ({task})", quiet or not shaken)
+        read = reads_motion_kernel(task, given) or (BLUR_READ.get(task) or "") not in {"", *given}
+        shaken = [i for i in plain if task_given and read]  # a blur read: seconds; a shake: 1.6 s to minutes each
+        what = "the camera shake" if reads_motion_kernel(task, given) else "the blur"
+        reading = common.progress(len(shaken), f"read {what} ({task})", quiet or not shaken)
         try:
             for item in items:
                 if item in problems:
@@ -365,6 +368,8 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
             report.extra["task"] = tasks
         groups = [g for g in ([(options, good)] if method_given else _method_groups(options, good, report)) if g[1]]
         samples = options.samples  # one bar over every group: each task's own sampler in turn, without --method
+        if groups and get_method(groups[0][0].method).needs == restorer.method.needs:
+            restorer.load()  # before the bar starts: its clock (and ETA) times the restoration, not the loading
         bar = common.progress(sum(len(g[1]) for g in groups) * samples,
                               f"restore {','.join(sorted({m.task for g in groups for _, m in g[1]}))}",
                               quiet or not groups, unit="sample" if samples > 1 else "img")
@@ -445,8 +450,6 @@ def _blur_width(m) -> dict:
     """{"blur_sigma": px} for a Gaussian deblurring, {"blur_radius": px} for a defocus one (given, recorded or
     estimated), {"blur_kernel": rows} for a motion kernel read from the image (to 6 decimals: save it with
     numpy.save and pass -p kernel=K.npy), else {}."""
-    from ncvsd_cli.restore import BLUR_READ
-
     if m.kernel_read:
         return {"blur_kernel": [[round(float(v), 6) for v in row] for row in m.operator().kernel]}
     key = BLUR_READ.get(m.task)

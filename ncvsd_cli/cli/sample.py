@@ -77,7 +77,7 @@ def sample_command(
     as_json: bool = typer.Option(False, "--json", help=common.SAMPLE_JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar on stderr."),
 ) -> None:
-    """Draw samples from the distilled generator in 1-31 steps (1, 2, 4: the paper's ts), or from the teacher
+    """Draw samples from the generator in 1-31 steps (1, 2, 4: the paper's ts), or from the teacher
     (--teacher), as one grid or one PNG per seed."""
     with common.handle_errors(json_command="sample" if as_json else None):
         from ncvsd_cli import images

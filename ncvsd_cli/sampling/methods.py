@@ -430,6 +430,7 @@ _BUILTIN: tuple[Method, ...] = (
     ClassicalMethod("wiener", "none", f"{_CLASSICAL}:wiener", "Wiener filter (blur)"),
     ClassicalMethod("tikhonov", "none", f"{_CLASSICAL}:tikhonov", "Tikhonov filter (blur)"),
     ClassicalMethod("biharmonic", "none", f"{_CLASSICAL}:biharmonic", "biharmonic inpainting"),
+    ClassicalMethod("nl-means", "none", f"{_CLASSICAL}:nl_means", "non-local means (denoise)"),
     ClassicalMethod("pseudo-inverse", "none", f"{_CLASSICAL}:pseudo_inverse", "A⁺ y"),
 )
 #: name -> Method: the built-ins, then methods registered at run time or through entry points.

@@ -117,13 +117,14 @@ def warm_start_applies(operator: Operator) -> bool:
 
 
 def classical_estimate(operator: Operator, y: torch.Tensor, sigma_y: float) -> SamplerResult:
-    """The task's classical estimate of x0 (`sampling.classical.classical`: bicubic, Wiener, biharmonic, ...):
+    """The task's classical estimate of x0 (`sampling.classical.classical`: bicubic, Wiener, biharmonic, ...; for
+    denoising y itself):
     x in [-1, 1] on the operator's full canvas (a padded operator's inner estimate is reflect-padded),
     extras["method"] names the baseline used.
 
     Raises ValueError when the only classical estimate is uninformative (phase retrieval: constant mid-grey).
     """
-    from ncvsd_cli.sampling.classical import classical
+    from ncvsd_cli.sampling.classical import classical, pseudo_inverse
     from operators.padding import pad_to_shape
 
     inner = base_operator(operator)
@@ -131,7 +132,10 @@ def classical_estimate(operator: Operator, y: torch.Tensor, sigma_y: float) -> S
         raise ValueError("pnp-gd-warm needs an informative classical estimate; phase retrieval has none "
                          "(its pseudo-inverse is mid-grey): use pnp-gd")
     rows, inverse = torch.unique(y.flatten(1), dim=0, return_inverse=True)  # --samples K: K copies of one y
-    res = classical(None, inner, rows.reshape(-1, *y.shape[1:]), None, sigma_y=sigma_y)
+    # Denoising starts from y itself (its pseudo-inverse): y is x0 + sigma_y noise, i.e. already a point of the
+    # chain at sigma_y; a smoothed estimate (non-local means) is not.
+    baseline = pseudo_inverse if getattr(inner, "name", "") == "denoise" else classical
+    res = baseline(None, inner, rows.reshape(-1, *y.shape[1:]), None, sigma_y=sigma_y)
     res.x = res.x[inverse]
     if inner is not operator:
         res.x = pad_to_shape(res.x, operator.image_shape[1:], mode="reflect")
