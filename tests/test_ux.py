@@ -529,3 +529,32 @@ def test_a_terminal_bar_counts_whole_items_while_its_fill_moves():
     steps._steps.refresh()
     assert "1000/1000 NFE" in steps.stream.getvalue() and "e+03" not in steps.stream.getvalue()
     steps.close()
+
+
+def test_help_paragraphs_are_unwrapped_and_examples_kept():
+    """Rich keeps a docstring's line breaks: prose paragraphs are joined into one line (Rich wraps them to the
+    terminal) while indented example lines stay as written, for every command of every group."""
+    from ncvsd_cli.cli import app, unwrapped_help
+
+    doc = """First line
+    goes on here.
+
+    Examples:
+
+      ncvsd restore a.png
+      ncvsd restore b.png
+    """
+    assert unwrapped_help(doc) == ("First line goes on here.\n\nExamples:\n\n  ncvsd restore a.png\n"
+                                   "  ncvsd restore b.png")
+    assert unwrapped_help(None) is None
+
+    def commands(typer_app):
+        yield from typer_app.registered_commands
+        for group in typer_app.registered_groups:
+            yield from commands(group.typer_instance)
+
+    docs = [c.callback.__doc__ for c in commands(app)]
+    assert len(docs) >= 10
+    for doc in docs:
+        for paragraph in doc.split("\n\n"):
+            assert paragraph.startswith(" ") or "\n" not in paragraph, paragraph

@@ -106,15 +106,29 @@ def _root(
     """Solve image inverse problems with an NCVSD generative denoiser."""
 
 
+def unwrapped_help(doc: str | None) -> str | None:
+    """A docstring for Rich help: the source's line breaks inside a prose paragraph joined with spaces (Rich wraps
+    to the terminal; kept breaks left ragged half-lines), blocks of indented lines (examples) kept as they are."""
+    import inspect
+
+    if not doc:
+        return doc
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(p if p.startswith((" ", "\b")) else " ".join(line.strip() for line in p.splitlines())
+                       for p in paragraphs)
+
+
 def plain_metavars(typer_app: typer.Typer) -> None:
     """Help reads `--seed SEED` and `[INPUT]...` (the argparse convention), not Typer's `<int range>` and
     `[[INPUT]...]...` type labels: every option or argument without a metavar of its own gets its name in
-    capitals; flags get none. Applies to the commands of `typer_app` and of its groups."""
+    capitals; flags get none. Their docstrings' prose paragraphs are unwrapped (`unwrapped_help`). Applies to the
+    commands of `typer_app` and of its groups."""
     import inspect
 
     from typer.models import ArgumentInfo, OptionInfo
 
     for command in typer_app.registered_commands:
+        command.callback.__doc__ = unwrapped_help(command.callback.__doc__)
         for name, param in inspect.signature(command.callback).parameters.items():
             info = param.default
             if not isinstance(info, (OptionInfo, ArgumentInfo)) or info.metavar is not None:

@@ -80,7 +80,20 @@ def degrade_command(
     as_json: bool = typer.Option(False, "--json", help=common.JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr (warnings still print)."),
 ) -> None:
-    """Measure clean images with an operator plus Gaussian noise (y = A(x) + sigma_y n)."""
+    """Measure clean images with an operator plus Gaussian noise (y = A(x) + sigma_y n).
+
+    Writes the measurement's preview PNG and a sidecar (.ncvsd.json + .ncvsd.safetensors) that `ncvsd restore`
+    reads back exactly. Blurs wrap around the image's edges by default (the paper's circular model: a bright
+    object at one edge shows as a faint band at the opposite one); -p boundary=reflect blurs as a camera does.
+
+    Examples:
+
+      ncvsd degrade --task sr4 clean.png -o measured.png
+
+      ncvsd degrade --task deblur-gauss photos/ -o measured/ --sigma-y 0.02 -p boundary=reflect
+
+      ncvsd degrade --task inpaint-mask -p mask=hole.png clean.png -o measured.png
+    """
     with common.handle_errors(json_command="degrade" if as_json else None):
         import operators
         from ncvsd_cli import images

@@ -84,7 +84,7 @@ def restore_command(
                                      "or - for stdout."),
     nfe: int | None = typer.Option(
         None, "--nfe", min=1, help="Network evaluations (default: the method's: 10 for pnp-gd-warm, 3 for its box "
-                                   "and mask inpainting and its denoising, 4 for random inpainting; 1 for denoiser, "
+                                   "and mask inpainting and its denoising; 1 for denoiser, "
                                    "denoise's default; "
                                    "49 for pnp-gd; 1000 for dps/daps; 8x the base for the -mean8 methods and 4x "
                                    "for pnp-gd-fit4, whose --nfe counts all their samples). pnp-gd below 49 "
