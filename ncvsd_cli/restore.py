@@ -419,7 +419,7 @@ class Restorer:
                 luma = max(estimate_luma_noise_sigma(y),
                            estimate_luma_noise_sigma(y, coarse=True) if blurred else coarse_luma_noise(y))
             elif colours == 3:  # a camera's demosaicing leaves its noise on the luma's 2x2 means
-                luma, luma_why = coarse_luma_noise(y), " on the luma (demosaicing leaves a camera's noise there)"
+                luma, luma_why = coarse_luma_noise(y), " on the luma's 2x2 means, where a camera's demosaiced noise shows"
             read, on_luma = max(read, luma), luma > read and scale * luma > low  # the luma set the level
             estimate = scale * read
             sigma_y = min(max(round(round(estimate / NOISE_STEP) * NOISE_STEP, 4), low), bounds[1])
