@@ -432,10 +432,14 @@ class Restorer:
             how += [] if low <= estimate <= bounds[1] else [bound]
             notes.append(f"estimated noise level sigma_y {sigma_y:g} on the [-1, 1] scale ({'; '.join(how)}) "
                          "(--sigma-y sets it)")
+            if jpeg_sigma and task == "denoise":  # blurs and sr: the 2x2 means of a small or blurred photo hold texture
+                notes += lossy_level_notes(estimate_luma_noise_sigma(y, coarse=True), sigma_y)
         if task in KEEP_PHOTO_PIXELS and self.options.sigma_y is None and "sigma_y" not in preset:
             sigma_y = 0.0
             notes.append("the photo's own pixels are kept as they are (sigma_y 0; --sigma-y S treats them as noisy "
-                         "with std S and retouches them too)")
+                         "with std S and retouches them too)" + (
+                             "; this file's lossy coding leaves ripples beside what the mask marks, kept too: if "
+                             "faint outlines of the marks remain, --sigma-y 0.05 retouches them" if jpeg_sigma else ""))
         if blur_param and blur_param not in given:  # read above: the preset's width is the paper's (a guess here)
             notes += blur_notes(task, reading, params, tuple(y.shape[-2:]), lossy=jpeg_sigma is not None)
         shake = reads_motion_kernel(task, given)
@@ -734,9 +738,9 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
     """Sets params' blur width (deblur-gauss: "sigma") or disk radius (deblur-defocus: "radius") from `reading`
     (`blur_estimate.read_blur`; None: the image is under 32 px or flat, the preset's value stays) and returns the
     notes that say so: an unblurred look, a reading at the widest blur read, a small image's loose reading, the
-    other blur model fitting better (`better_blur_model`; from a `lossy` file, a JPEG, said as unsure: JPEGs of
-    3-px Gaussian blurs of the 6 training views all fit a disk better too), a kernel_size cutting a Gaussian's
-    tails."""
+    other blur model fitting better (`better_blur_model`; from a `lossy` file, a JPEG, a disk said as unsure: JPEGs
+    of 3-px Gaussian blurs of the 6 training views all fit a disk better too; a Gaussian not said), a kernel_size
+    cutting a Gaussian's tails; from a `lossy` file "looks unblurred" adds that the coding may hide a blur."""
     from ncvsd_cli.blur_estimate import MAX_RADIUS, MAX_SIGMA, MIN_RADIUS, RADIUS_STEP
 
     key = BLUR_READ[task]
@@ -747,7 +751,8 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
     if task == "deblur-gauss":
         params["sigma"] = round(max(reading.width, MIN_BLUR_SIGMA), 2)
         notes = [f"estimated Gaussian blur sigma {params['sigma']:.2f} px (-p sigma=S sets it)"
-                 + (": the image looks unblurred" if reading.width < 0.5 else "")
+                 + (": the image looks unblurred" + (LOSSY_HIDDEN_BLUR.format("-p sigma=S") if lossy else "")
+                    if reading.width < 0.5 else "")
                  + (widest if reading.width >= MAX_SIGMA - 0.01 else "")]
         if better == "deblur-defocus" and lossy:
             notes.append(f"the blur may be defocus: a disk of radius {reading.radius:g} px fits it better than any "
@@ -767,9 +772,11 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
                              "the radius, -p radius=R (px)")
         params["radius"] = max(reading.radius, MIN_RADIUS)
         notes = [f"estimated defocus radius {params['radius']:g} px (-p radius=R sets it)"
-                 + (": the image looks unblurred" if reading.radius <= 1 else "")  # std <= 0.5: a photo's own
+                 + (": the image looks unblurred" + (LOSSY_HIDDEN_BLUR.format("-p radius=R") if lossy else "")
+                    if reading.radius <= 1 else "")  # std <= 0.5: a photo's own
                  + (widest if reading.radius >= MAX_RADIUS - RADIUS_STEP else "")]
-        if better == "deblur-gauss":
+        if better == "deblur-gauss" and not lossy:  # a noisy JPEG's disk can fit a Gaussian better: following
+            # that cost 7.6 dB with ringing on a 3.5-px disk (noise 0.04, quality 90), so it is not suggested
             notes.append(f"a Gaussian of sigma {reading.width:.2f} px fits the blur better than a disk "
                          "(--task deblur-gauss)")
     if min(size) < BLUR_EVIDENCE_SIDE:
@@ -777,6 +784,12 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
         notes[0] += (f"; an image under 128 px holds little evidence of the {what}{spread}: if edges ring or look "
                      f"over-sharpened, try a smaller {key}")
     return notes
+
+
+#: Added to "looks unblurred" for a lossy file: the coding's steps and noise can hide a blur from the reading (a
+#: 5-px disk with noise 0.04 at JPEG quality 75 read 0-0.75 px on 7 of 9 tries; as PNGs 9 of 9 near the truth).
+LOSSY_HIDDEN_BLUR = (", or its lossy coding (with noise) hides the blur from the reading: if the photo looks "
+                     "blurred, give {}")
 
 
 def reads_motion_kernel(task: str, given: dict[str, Any]) -> bool:
@@ -938,6 +951,32 @@ def noise_level_floor(bounds: tuple[float, float], jpeg_sigma: float | None = No
         return bounds[0]
     floor = max(round(math.hypot(bounds[0], jpeg_sigma) / NOISE_STEP) * NOISE_STEP, bounds[0])
     return min(round(floor, 4), bounds[1])
+
+
+#: A lossy file whose luma's 2x2 means read more than this many times the level taken gets a note naming that
+#: reading: lossy coding strips a noisy photo's finest noise, and the 2x2 reading, refused where it varies like
+#: texture (`measurement.coarse_luma_is_noise`), may be the noise after all (white noise of 0.08 saved at JPEG
+#: quality 80 read 0.015 with the 2x2 means at 0.079; at quality 90 0.085).
+LOSSY_LEVEL_NOTE_RATIO = 2.0
+#: ... and at least this (clean sharp JPEGs of training photos read 0.005-0.013 there; textured ones up to 0.07,
+#: which the note's "if the result stays grainy" leaves to the eye).
+LOSSY_LEVEL_NOTE_MIN = 0.02
+
+
+def lossy_level_notes(coarse: float, sigma_y: float) -> list[str]:
+    """A note for a lossily coded photo whose luma's 2x2 means read `coarse` (>= 0), well above the level `sigma_y`
+    taken (`LOSSY_LEVEL_NOTE_RATIO`, `LOSSY_LEVEL_NOTE_MIN`): that reading is the other plausible level; [] otherwise."""
+    if not coarse > max(LOSSY_LEVEL_NOTE_RATIO * sigma_y, LOSSY_LEVEL_NOTE_MIN):
+        return []
+    level = round(round(coarse / NOISE_STEP) * NOISE_STEP, 4)
+    return [(f"the luma's 2x2 means read {coarse:.3f}, which varies like texture rather than noise, so the lower "
+             "level was taken; this file's lossy coding may have stripped finer noise: if the result stays grainy, "
+             f"give --sigma-y {level:g}")]
+
+
+#: Notes that say the user likely made a mistake (the CLI prints them as warnings, also under --quiet): a mask
+#: that keeps under half the picture most often marks the holes in white without -p invert=true.
+WARNING_NOTES = ("the mask keeps only",)
 
 
 def mask_notes(known: float, inverted: bool, soft: float = 0.0) -> list[str]:

@@ -243,6 +243,22 @@ def test_a_defocus_hint_from_a_jpeg_says_it_is_unsure():
     assert "may be defocus" in jpeg and "JPEG coding makes Gaussian blurs fit a disk too" in jpeg
 
 
+def test_from_a_lossy_file_no_gaussian_is_suggested_and_an_unblurred_look_may_hide_a_blur():
+    """A noisy JPEG's disk can fit a Gaussian better (following that cost 7.6 dB): not suggested from a lossy
+    file; "looks unblurred" from a lossy file says the coding may hide the blur and how to give it."""
+    from ncvsd_cli.restore import blur_notes
+
+    disk = BlurReading(2.5, 5.0, -500.0, 50000)
+    assert "a Gaussian of sigma" in " ".join(blur_notes("deblur-defocus", disk, {}, (256, 256)))
+    assert "Gaussian" not in " ".join(blur_notes("deblur-defocus", disk, {}, (256, 256), lossy=True))
+    for task, reading, option in (("deblur-defocus", BlurReading(0.0, 0.0, 0.0, 50000), "-p radius=R"),
+                                  ("deblur-gauss", BlurReading(0.3, 0.5, -5.0, 50000), "-p sigma=S")):
+        plain = blur_notes(task, reading, {}, (256, 256))[0]
+        jpeg = blur_notes(task, reading, {}, (256, 256), lossy=True)[0]
+        assert plain.endswith("looks unblurred") and "hides the blur" not in plain
+        assert "lossy coding (with noise) hides the blur" in jpeg and jpeg.endswith(f"give {option}"), jpeg
+
+
 def test_a_small_images_defocus_note_does_not_quote_the_gaussians_numbers():
     from ncvsd_cli.restore import blur_notes
 

@@ -1037,9 +1037,11 @@ def test_a_mask_marking_the_hole_in_white_is_noted_and_inverted_on_request(tmp_p
         res = run("restore", "--task", "inpaint-mask", src, "-p", f"mask={tmp_path / 'hole.png'}", *extra, "-c", ckpt,
                   "--method", "biharmonic", "--json", "-q", "--overwrite", "-o", tmp_path / "out.png")
         assert res.exit_code == 0, res.output
-        return json.loads(res.stdout.splitlines()[-1])["results"][0]
+        return {**json.loads(res.stdout.splitlines()[-1])["results"][0], "stderr": res.stderr}
 
-    assert any("keeps only 13% of the pixels" in n and "invert=true" in n for n in restore()["notes"])
+    first = restore()
+    assert any("keeps only 13% of the pixels" in n and "invert=true" in n for n in first["notes"])
+    assert "photo.png: the mask keeps only 13%" in first["stderr"] and "ncvsd: warning: " in first["stderr"]  # -q
     assert not any("keeps only" in n for n in restore("-p", "invert=true")["notes"])
     out, before = np.asarray(Image.open(tmp_path / "out.png")), np.asarray(Image.open(src))
     assert (out[m == 0] == before[m == 0]).all() and (out[m == 255] != before[m == 255]).any()

@@ -346,6 +346,42 @@ def test_the_coarse_luma_reading_needs_a_blur_or_white_noise(monkeypatch, task, 
     assert (m.sigma_y == pytest.approx(from_coarse, abs=0.0025)) == coarse, (m.sigma_y, m.notes)
 
 
+@pytest.mark.parametrize("task, jpeg, noted", [("denoise", 0.01, True), ("denoise", None, False),
+                                                ("sr4", 0.01, False)])
+def test_a_refused_coarse_luma_reading_of_a_lossy_denoise_is_named(monkeypatch, task, jpeg, noted):
+    """Noise of 0.08 saved at JPEG quality 80 read 0.015: its 2x2 luma reading (0.079) varied like texture and was
+    refused. When that reading is over twice the level taken (and 0.02), a lossy file's denoising names it as the
+    level to give if the result stays grainy; never for lossless files or other tasks."""
+    from ncvsd_cli import measurement
+    from ncvsd_cli.restore import LOSSY_LEVEL_NOTE_MIN, lossy_level_notes
+
+    levels = {1: 0.015, 2: 0.079, 4: 0.2}  # the 4x4 means read higher: texture-like, refused
+    monkeypatch.setattr(measurement, "estimate_luma_noise_sigma",
+                        lambda y, coarse=False, scale=None: levels[scale or (2 if coarse else 1)])
+    monkeypatch.setattr(measurement, "estimate_noise_sigma", lambda y: 0.015)
+    y = torch.rand(1, 3, 192, 192, generator=torch.Generator().manual_seed(0)) * 0.01
+    m = Restorer(None, None, RestoreOptions(task=task).validate()).measurement(y, task, jpeg_sigma=jpeg)
+    said = [n for n in m.notes if "2x2 means read 0.079" in n]
+    assert bool(said) is noted, m.notes
+    if noted:
+        assert m.sigma_y == pytest.approx(0.015) and said[0].endswith("give --sigma-y 0.08")
+    assert lossy_level_notes(0.031, 0.015) and not lossy_level_notes(0.03, 0.015)  # over 2x the level taken
+    assert not lossy_level_notes(LOSSY_LEVEL_NOTE_MIN, 0.0025)  # and over 0.02: clean JPEGs read 0.005-0.013
+
+
+def test_a_lossy_photos_kept_pixels_note_names_its_ripples():
+    """inpaint-mask of a JPEG keeps its pixels at sigma_y 0, coding ripples beside the marks included: said, with
+    the level that retouches them; a lossless photo's note does not say it."""
+    mask = np.ones((40, 40))
+    mask[10:20, 10:30] = 0
+    restorer = Restorer(None, None, RestoreOptions(task="inpaint-mask", params={"mask": mask}).validate())
+    y = torch.zeros(1, 3, 40, 40)
+    jpeg = " ".join(restorer.measurement(y, "inpaint-mask", jpeg_sigma=0.01).notes)
+    plain = " ".join(restorer.measurement(y, "inpaint-mask").notes)
+    assert "kept as they are" in jpeg and "lossy coding leaves ripples" in jpeg and "--sigma-y 0.05" in jpeg
+    assert "kept as they are" in plain and "ripples" not in plain
+
+
 def test_a_sharp_noisy_jpegs_level_is_read_where_its_coding_left_the_noise():
     """Denoising a sharp noisy JPEG read the level on the finest scale, whose noise quality 75-90 strips (0.005 for
     0.03-0.06): the output was the input. Its 2x2 means keep the noise, and the 4x4 means agree (white noise), so

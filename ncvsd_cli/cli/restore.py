@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from ncvsd_cli.cli import common
-from ncvsd_cli.restore import BLUR_READ, RestoreOptions, reads_motion_kernel
+from ncvsd_cli.restore import BLUR_READ, WARNING_NOTES, RestoreOptions, reads_motion_kernel
 
 EPILOG = """Examples:
 
@@ -510,8 +510,9 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
                     "2 cores, 3-6x that for a long shake, which is checked and may be read again) ...", quiet)
     m = restorer.measurement(decoded.tensor, task, source=item.name, grey=decoded.grey,
                             jpeg_sigma=decoded.jpeg_sigma)
-    for n in m.notes:  # e.g. the estimated noise level
-        common.note(f"{item.name}: {n}", quiet)
+    for n in m.notes:  # e.g. the estimated noise level; a likely mistake is a warning, said even with --quiet
+        warn = n.startswith(WARNING_NOTES)
+        common.note(f"{'warning: ' if warn else ''}{item.name}: {n}", quiet and not warn)
     m.notes, m.bit_depth, m.icc_profile = [*decoded.notes, *m.notes], decoded.bit_depth, decoded.icc_profile
     return m
 
