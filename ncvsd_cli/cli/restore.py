@@ -330,10 +330,10 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         needed = any(item not in problems for item in items)
         restorer = Restorer.from_options(options, load=False, quiet=quiet) if needed else None
         good: list[tuple[Any, meas.Measurement]] = []
-        read = reads_motion_kernel(task, given) or (BLUR_READ.get(task) or "") not in {"", *given}
-        shaken = [i for i in plain if task_given and read]  # a blur read: seconds; a shake: 1.6 s to minutes each
+        reads = reads_motion_kernel(task, given) or (BLUR_READ.get(task) or "") not in {"", *given}
+        blurred = [i for i in plain if task_given and reads]  # a blur read: seconds; a shake: 1.6 s to minutes each
         what = "the camera shake" if reads_motion_kernel(task, given) else "the blur"
-        reading = common.progress(len(shaken), f"read {what} ({task})", quiet or not shaken)
+        reading = common.progress(len(blurred), f"read {what} ({task})", quiet or not blurred)
         try:
             for item in items:
                 if item in problems:
@@ -348,7 +348,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                     report.failed(item.name, msg if msg.startswith(item.name) else f"{item.name}: {msg}")
                     continue
                 finally:
-                    reading.update(int(item in shaken))
+                    reading.update(int(item in blurred))
                 tiles = restorer.tile_note(m.image_shape)  # plain image or sidecar alike
                 if tiles:
                     common.note(f"{item.name}: {tiles}", quiet)
