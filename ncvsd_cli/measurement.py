@@ -577,19 +577,24 @@ def estimate_luma_noise_sigma(y: torch.Tensor, coarse: bool = False, *, scale: i
 #: the 2 x 2 reading found the level (0.029-0.048), 1.4-6 on fur and foliage; clean ones: 1.0-1.3 only where the
 #: photo has grain of its own, else 1.5-57 (benchmarks/noisy-jpeg/).
 WHITE_NOISE_SCALE_RATIO = 1.4
+#: The bound for denoising a lossy file: JPEG coding strips more of the noise at 2 x 2 than at 4 x 4, so noise
+#: reads 1.1-2.1x higher there (6 scikit-image training photos at 256 px, noise 0.05-0.08, quality 75-90, seed 0:
+#: benchmarks/noisy-jpeg/ratio.md), clean JPEGs of them 2.3x and more.
+LOSSY_DENOISE_SCALE_RATIO = 2.0
 
 
-def coarse_luma_is_noise(y: torch.Tensor, coarse: float) -> bool:
+def coarse_luma_is_noise(y: torch.Tensor, coarse: float, ratio: float = WHITE_NOISE_SCALE_RATIO) -> bool:
     """Whether `coarse`, the luma's reading on its 2 x 2 means (`estimate_luma_noise_sigma(y, coarse=True)`), is
     white noise and not texture: the reading on the 4 x 4 means is at most WHITE_NOISE_SCALE_RATIO x it (False for
     an image too small to read there). Lets a sharp JPEG's noise, which its coarse high-frequency steps strip from
-    the finest scale, be read where it survives (a sharp photo's texture, read there, fails the test)."""
+    the finest scale, be read where it survives (a sharp photo's texture, read there, fails the test). `ratio`: the
+    test's bound (a lossy file's denoising takes LOSSY_DENOISE_SCALE_RATIO)."""
     if coarse <= 0 or not noise_patch_side(1, y.shape[-2] // 4, y.shape[-1] // 4):
         return False
-    return estimate_luma_noise_sigma(y, scale=4) <= WHITE_NOISE_SCALE_RATIO * coarse
+    return estimate_luma_noise_sigma(y, scale=4) <= ratio * coarse
 
 
-def coarse_luma_noise(y: torch.Tensor) -> float:
+def coarse_luma_noise(y: torch.Tensor, ratio: float = WHITE_NOISE_SCALE_RATIO) -> float:
     """The noise level (>= 0, the [-1, 1] scale) of a colour photo y (1, 3, h, w) read on its luma's 2 x 2 means
     (`estimate_luma_noise_sigma(y, coarse=True)`) where the 4 x 4 means agree (`coarse_luma_is_noise`: noise, not
     texture), else 0: where a sharp JPEG's steps and a camera's demosaicing leave noise. A camera's demosaicing makes each pixel's colours functions of neighbouring sensor values
@@ -604,7 +609,7 @@ def coarse_luma_noise(y: torch.Tensor) -> float:
     finest luma is not used: on small sharp images it reads texture as noise (64-px sr4 inputs of 12 training
     photos, a prototype: up to 0.065)."""
     coarse = estimate_luma_noise_sigma(y, coarse=True)
-    return coarse if coarse_luma_is_noise(y, coarse) else 0.0
+    return coarse if coarse_luma_is_noise(y, coarse, ratio) else 0.0
 
 
 #: Rounds of weak-texture selection for a one-channel image (they converge in 2-4).

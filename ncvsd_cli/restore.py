@@ -385,6 +385,8 @@ class Restorer:
         from ncvsd_cli import images
         from ncvsd_cli.blur_estimate import read_blur
         from ncvsd_cli.measurement import (
+            LOSSY_DENOISE_SCALE_RATIO,
+            WHITE_NOISE_SCALE_RATIO,
             coarse_luma_noise,
             distinct_channels,
             estimate_luma_noise_sigma,
@@ -416,8 +418,9 @@ class Restorer:
             if jpeg_sigma:  # lossy coding leaves the noise in the luma only; after a blur, or where it is
                 # white noise (not a sharp photo's texture), on its 2x2 means
                 blurred = scale < 1 and (width is None or width >= COARSE_LUMA_MIN_WIDTH)
+                ratio = LOSSY_DENOISE_SCALE_RATIO if task == "denoise" else WHITE_NOISE_SCALE_RATIO
                 luma = max(estimate_luma_noise_sigma(y),
-                           estimate_luma_noise_sigma(y, coarse=True) if blurred else coarse_luma_noise(y))
+                           estimate_luma_noise_sigma(y, coarse=True) if blurred else coarse_luma_noise(y, ratio))
             elif colours == 3:  # a camera's demosaicing leaves its noise on the luma's 2x2 means
                 luma, luma_why = coarse_luma_noise(y), " on the luma's 2x2 means, where a camera's demosaiced noise shows"
             read, on_luma = max(read, luma), luma > read and scale * luma > low  # the luma set the level
@@ -955,8 +958,8 @@ def noise_level_floor(bounds: tuple[float, float], jpeg_sigma: float | None = No
 
 #: A lossy file whose luma's 2x2 means read more than this many times the level taken gets a note naming that
 #: reading: lossy coding strips a noisy photo's finest noise, and the 2x2 reading, refused where it varies like
-#: texture (`measurement.coarse_luma_is_noise`), may be the noise after all (white noise of 0.08 saved at JPEG
-#: quality 80 read 0.015 with the 2x2 means at 0.079; at quality 90 0.085).
+#: texture (`measurement.coarse_luma_is_noise`, at most LOSSY_DENOISE_SCALE_RATIO), may be the noise after all
+#: (white noise 0.03 at quality 75-85 on textured training photos read 0.005-0.01, the 2x2 means 0.025-0.035).
 LOSSY_LEVEL_NOTE_RATIO = 2.0
 #: ... and at least this (clean sharp JPEGs of training photos read 0.005-0.013 there; textured ones up to 0.07,
 #: which the note's "if the result stays grainy" leaves to the eye).

@@ -245,3 +245,52 @@ def test_camera_noise_check_counts_readings_against_the_true_std(monkeypatch):
     assert "| whole256 | ea | 2 | 0.002 | 1 | 1 | 0 | 0 | 1 | 1/2 |" in table, table
     assert "| whole256 | ea | 2 | 0.008 | 1 | 0 | 1 | 0 | 2 | 1/2 |" in table, table
     assert table.startswith("2 photos")
+
+
+def _module(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_nl_means_strength_script_parts():
+    """benchmarks/nl_means_strength.py: its photos are training views on [-1, 1] at 256 px, and its denoiser (the
+    library's settings) removes most of the noise at the rule's strength."""
+    import numpy as np
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from ncvsd_cli.training.data import BUILTIN_HELDOUT, BUILTIN_TRAIN
+
+    mod = _module("nl_means_strength")
+    assert set(mod.PHOTOS) <= set(BUILTIN_TRAIN) and not set(mod.PHOTOS) & set(BUILTIN_HELDOUT)
+    x = mod.photo("rocket")[:64, :64]
+    assert x.shape == (64, 64, 3) and -1 <= x.min() and x.max() <= 1
+    y = x + 0.1 * np.random.default_rng(0).standard_normal(x.shape)
+    out = mod.denoise(y, 0.1, mod.nl_means_strength(0.1))
+    assert peak_signal_noise_ratio(x, out, data_range=2) > peak_signal_noise_ratio(x, y, data_range=2) + 5
+
+
+def test_noisy_jpeg_ratio_script_sets_the_bound_back(monkeypatch):
+    """benchmarks/noisy_jpeg_ratio.py reads each file's level with both bounds by setting the module constant:
+    it is set back afterwards, also when the reading raises."""
+    from ncvsd_cli import measurement
+
+    mod = _module("noisy_jpeg_ratio")
+    seen = []
+
+    class Fake:
+        def measurement(self, y, task, jpeg_sigma=None):
+            seen.append(measurement.LOSSY_DENOISE_SCALE_RATIO)
+            if len(seen) == 2:
+                raise ValueError("boom")
+            return type("M", (), {"sigma_y": 0.05})()
+
+    assert mod.level(Fake(), None, 0.01, 1.4) == 0.05
+    try:
+        mod.level(Fake(), None, 0.01, 3.0)
+    except ValueError:
+        pass
+    assert seen == [1.4, 3.0] and measurement.LOSSY_DENOISE_SCALE_RATIO == 2.0

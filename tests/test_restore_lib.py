@@ -369,6 +369,26 @@ def test_a_refused_coarse_luma_reading_of_a_lossy_denoise_is_named(monkeypatch, 
     assert not lossy_level_notes(LOSSY_LEVEL_NOTE_MIN, 0.0025)  # and over 0.02: clean JPEGs read 0.005-0.013
 
 
+@pytest.mark.parametrize("task, jpeg, taken", [("denoise", 0.01, True), ("sr4", 0.01, False),
+                                               ("denoise", None, False)])
+def test_a_lossy_denoise_takes_the_2x2_reading_up_to_twice_the_4x4(monkeypatch, task, jpeg, taken):
+    """JPEG coding strips more noise at 2x2 than at 4x4: noisy JPEGs of training photos read 1.1-2.1x higher at 4x4,
+    clean ones 2.3x and more. Denoising a lossy file takes the 2x2 reading up to a ratio of 2 (1.63 here); other
+    tasks and lossless files keep the bound 1.4."""
+    from ncvsd_cli import measurement
+
+    levels = {1: 0.01, 2: 0.08, 4: 0.13}
+    monkeypatch.setattr(measurement, "estimate_luma_noise_sigma",
+                        lambda y, coarse=False, scale=None: levels[scale or (2 if coarse else 1)])
+    monkeypatch.setattr(measurement, "estimate_noise_sigma", lambda y: 0.01)
+    y = torch.rand(1, 3, 192, 192, generator=torch.Generator().manual_seed(0)) * 0.01
+    m = Restorer(None, None, RestoreOptions(task=task).validate()).measurement(y, task, jpeg_sigma=jpeg)
+    assert (m.sigma_y == pytest.approx(0.08)) is taken, (m.sigma_y, m.notes)
+    levels[4] = 0.17  # 2.1x: texture, refused, and named in the note instead
+    m = Restorer(None, None, RestoreOptions(task="denoise").validate()).measurement(y, "denoise", jpeg_sigma=0.01)
+    assert m.sigma_y < 0.02 and any("2x2 means read 0.080" in n for n in m.notes), m.notes
+
+
 def test_a_lossy_photos_kept_pixels_note_names_its_ripples():
     """inpaint-mask of a JPEG keeps its pixels at sigma_y 0, coding ripples beside the marks included: said, with
     the level that retouches them; a lossless photo's note does not say it."""
