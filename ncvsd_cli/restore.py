@@ -977,6 +977,12 @@ def lossy_level_notes(coarse: float, sigma_y: float) -> list[str]:
              f"give --sigma-y {level:g}")]
 
 
+#: How a mask file's transparency reads (`operators.params.load_gray_image`), said where a mask keeps nothing or
+#: everything: marks painted on a transparent layer read as all hole (transparent) or, inverted, as nothing.
+TRANSPARENT_MASKS = ("transparent = black: marks drawn on a transparent layer need the layer flattened first, onto "
+                     "white for dark or coloured marks, onto black with -p invert=true for white ones")
+
+
 #: Notes that say the user likely made a mistake (the CLI prints them as warnings, also under --quiet): a mask
 #: that keeps under half the picture most often marks the holes in white without -p invert=true.
 WARNING_NOTES = ("the mask keeps only",)
@@ -989,12 +995,12 @@ def mask_notes(known: float, inverted: bool, soft: float = 0.0) -> list[str]:
     for a mask that keeps no pixel (nothing to restore from)."""
     reading = "-p invert=true: white = hole" if inverted else "white = known; -p invert=true if white marks the hole"
     if known <= 0.0:
-        raise ValueError(f"the mask keeps no pixel: nothing to restore from ({reading}; transparent = black); "
+        raise ValueError(f"the mask keeps no pixel: nothing to restore from ({reading}; {TRANSPARENT_MASKS}); "
                          "`ncvsd sample` draws images from nothing")
     grey = f"the mask has grey levels ({100 * soft:.0f}% of its pixels): read as known above mid-grey"
     notes = [grey] if soft > SOFT_MASK_NOTE else []
     if known >= 1.0:
-        return [*notes, f"the mask keeps every pixel: nothing to fill ({reading})"]
+        return [*notes, f"the mask keeps every pixel: nothing to fill ({reading}; {TRANSPARENT_MASKS})"]
     if known < 0.5:
         return [*notes, f"the mask keeps only {100 * known:.0f}% of the pixels ({reading})"]
     return notes

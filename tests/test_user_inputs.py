@@ -115,6 +115,27 @@ def test_a_mask_that_keeps_nothing_is_refused_in_words(tmp_path, ckpt):
     assert not (tmp_path / "out.png").exists()
 
 
+def test_marks_on_a_transparent_layer_are_explained_and_work_once_flattened(tmp_path, ckpt):
+    """Red strokes on a transparent layer read as all hole (transparent = black): the error says to flatten the
+    layer onto white, and the flattened mask fills exactly the strokes."""
+    src = _png(tmp_path / "photo.png", 15, 13)
+    layer = np.zeros((15, 13, 4), np.uint8)
+    layer[6:8, 2:11] = (220, 30, 30, 255)  # a red stroke; the rest transparent
+    Image.fromarray(layer).save(tmp_path / "layer.png")
+    summary = _restore("--task", "inpaint-mask", src, "-p", f"mask={tmp_path / 'layer.png'}", "-c", ckpt, *FAST,
+                       "-o", tmp_path / "out.png", ok=False)
+    error = summary["results"][0]["error"]
+    assert "keeps no pixel" in error and "flattened first, onto white for dark or coloured marks" in error, error
+    flat = Image.new("RGBA", (13, 15), "white")
+    flat.alpha_composite(Image.open(tmp_path / "layer.png"))
+    flat.convert("RGB").save(tmp_path / "flat.png")
+    _restore("--task", "inpaint-mask", src, "-p", f"mask={tmp_path / 'flat.png'}", "-c", ckpt, "--method",
+             "biharmonic", "-o", tmp_path / "out.png")
+    out, before = np.asarray(Image.open(tmp_path / "out.png")), np.asarray(Image.open(src))
+    hole = layer[..., 3] > 0
+    assert (out[~hole] == before[~hole]).all() and (out[hole] != before[hole]).any()
+
+
 def _exif_turned(path, arr: np.ndarray) -> None:
     """Save arr (H, W[, 3]) as a JPEG stored turned (W x H) with EXIF orientation 6, so that it shows as arr."""
     exif = Image.Exif()
