@@ -594,7 +594,7 @@ def coarse_luma_is_noise(y: torch.Tensor, coarse: float, ratio: float = WHITE_NO
     return estimate_luma_noise_sigma(y, scale=4) <= ratio * coarse
 
 
-def coarse_luma_noise(y: torch.Tensor, ratio: float = WHITE_NOISE_SCALE_RATIO) -> float:
+def coarse_luma_noise(y: torch.Tensor) -> float:
     """The noise level (>= 0, the [-1, 1] scale) of a colour photo y (1, 3, h, w) read on its luma's 2 x 2 means
     (`estimate_luma_noise_sigma(y, coarse=True)`) where the 4 x 4 means agree (`coarse_luma_is_noise`: noise, not
     texture), else 0: where a sharp JPEG's steps and a camera's demosaicing leave noise. A camera's demosaicing makes each pixel's colours functions of neighbouring sensor values
@@ -609,7 +609,7 @@ def coarse_luma_noise(y: torch.Tensor, ratio: float = WHITE_NOISE_SCALE_RATIO) -
     finest luma is not used: on small sharp images it reads texture as noise (64-px sr4 inputs of 12 training
     photos, a prototype: up to 0.065)."""
     coarse = estimate_luma_noise_sigma(y, coarse=True)
-    return coarse if coarse_luma_is_noise(y, coarse, ratio) else 0.0
+    return coarse if coarse_luma_is_noise(y, coarse) else 0.0
 
 
 #: Rounds of weak-texture selection for a one-channel image (they converge in 2-4).

@@ -387,6 +387,7 @@ class Restorer:
         from ncvsd_cli.measurement import (
             LOSSY_DENOISE_SCALE_RATIO,
             WHITE_NOISE_SCALE_RATIO,
+            coarse_luma_is_noise,
             coarse_luma_noise,
             distinct_channels,
             estimate_luma_noise_sigma,
@@ -404,8 +405,7 @@ class Restorer:
         preset = self.options.preset_file if isinstance(self.options.preset_file, dict) else {}
         bounds = noise_level_bounds(task)
         unknown = bounds is not None and self.options.sigma_y is None and "sigma_y" not in preset
-        blur_param = BLUR_READ.get(task)  # the blur read from the image unless given (-p or preset file)
-        reading = read_blur(y) if blur_param and blur_param not in given else None
+        reading = read_blur(y) if reads_blur(task, given) else None
         width = None if reading is None else reading.width if task == "deblur-gauss" else reading.radius / 2
         colours = len(distinct_channels(y[0])) if unknown else 0  # 1: a grey image, also one stored as RGB
         if unknown and not noise_patch_side(colours, *y.shape[-2:]):
@@ -419,8 +419,9 @@ class Restorer:
                 # white noise (not a sharp photo's texture), on its 2x2 means
                 blurred = scale < 1 and (width is None or width >= COARSE_LUMA_MIN_WIDTH)
                 ratio = LOSSY_DENOISE_SCALE_RATIO if task == "denoise" else WHITE_NOISE_SCALE_RATIO
+                coarse = estimate_luma_noise_sigma(y, coarse=True)
                 luma = max(estimate_luma_noise_sigma(y),
-                           estimate_luma_noise_sigma(y, coarse=True) if blurred else coarse_luma_noise(y, ratio))
+                           coarse if blurred or coarse_luma_is_noise(y, coarse, ratio) else 0.0)
             elif colours == 3:  # a camera's demosaicing leaves its noise on the luma's 2x2 means
                 luma, luma_why = coarse_luma_noise(y), " on the luma's 2x2 means, where a camera's demosaiced noise shows"
             read, on_luma = max(read, luma), luma > read and scale * luma > low  # the luma set the level
@@ -436,14 +437,14 @@ class Restorer:
             notes.append(f"estimated noise level sigma_y {sigma_y:g} on the [-1, 1] scale ({'; '.join(how)}) "
                          "(--sigma-y sets it)")
             if jpeg_sigma and task == "denoise":  # blurs and sr: the 2x2 means of a small or blurred photo hold texture
-                notes += lossy_level_notes(estimate_luma_noise_sigma(y, coarse=True), sigma_y)
+                notes += lossy_level_notes(coarse, sigma_y)
         if task in KEEP_PHOTO_PIXELS and self.options.sigma_y is None and "sigma_y" not in preset:
             sigma_y = 0.0
             notes.append("the photo's own pixels are kept as they are (sigma_y 0; --sigma-y S treats them as noisy "
                          "with std S and retouches them too)" + (
                              "; this file's lossy coding leaves ripples beside what the mask marks, kept too: if "
                              "faint outlines of the marks remain, --sigma-y 0.05 retouches them" if jpeg_sigma else ""))
-        if blur_param and blur_param not in given:  # read above: the preset's width is the paper's (a guess here)
+        if reads_blur(task, given):  # read above: the preset's width is the paper's (a guess here)
             notes += blur_notes(task, reading, params, tuple(y.shape[-2:]), lossy=jpeg_sigma is not None)
         shake = reads_motion_kernel(task, given)
         if shake:  # a camera shake: its kernel is read
@@ -793,6 +794,12 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
 #: 5-px disk with noise 0.04 at JPEG quality 75 read 0-0.75 px on 7 of 9 tries; as PNGs 9 of 9 near the truth).
 LOSSY_HIDDEN_BLUR = (", or its lossy coding (with noise) hides the blur from the reading: if the photo looks "
                      "blurred, give {}")
+
+
+def reads_blur(task: str, given: dict[str, Any]) -> bool:
+    """Whether a plain image of `task` has its blur width or disk radius read from it: deblur-gauss without "sigma",
+    deblur-defocus without "radius" among the parameters the user `given` (`Restorer.given_params`)."""
+    return task in BLUR_READ and BLUR_READ[task] not in given
 
 
 def reads_motion_kernel(task: str, given: dict[str, Any]) -> bool:

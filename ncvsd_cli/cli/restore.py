@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from ncvsd_cli.cli import common
-from ncvsd_cli.restore import BLUR_READ, WARNING_NOTES, RestoreOptions, reads_motion_kernel
+from ncvsd_cli.restore import BLUR_READ, WARNING_NOTES, RestoreOptions, reads_blur, reads_motion_kernel
 
 EPILOG = """Examples:
 
@@ -330,9 +330,9 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         needed = any(item not in problems for item in items)
         restorer = Restorer.from_options(options, load=False, quiet=quiet) if needed else None
         good: list[tuple[Any, meas.Measurement]] = []
-        reads = reads_motion_kernel(task, given) or (BLUR_READ.get(task) or "") not in {"", *given}
-        blurred = [i for i in plain if task_given and reads]  # a blur read: seconds; a shake: 1.6 s to minutes each
-        what = "the camera shake" if reads_motion_kernel(task, given) else "the blur"
+        shake = reads_motion_kernel(task, given)  # a blur is read in seconds, a shake in 1.6 s to minutes
+        blurred = [i for i in plain if task_given and (shake or reads_blur(task, given))]
+        what = "the camera shake" if shake else "the blur"
         reading = common.progress(len(blurred), f"read {what} ({task})", quiet or not blurred)
         try:
             for item in items:

@@ -126,6 +126,7 @@ def classical_estimate(operator: Operator, y: torch.Tensor, sigma_y: float) -> S
     """
     from ncvsd_cli.sampling.classical import classical, pseudo_inverse
     from operators.padding import pad_to_shape
+    from operators.simple import Denoise
 
     inner = base_operator(operator)
     if not warm_start_applies(operator):
@@ -134,7 +135,7 @@ def classical_estimate(operator: Operator, y: torch.Tensor, sigma_y: float) -> S
     rows, inverse = torch.unique(y.flatten(1), dim=0, return_inverse=True)  # --samples K: K copies of one y
     # Denoising starts from y itself (its pseudo-inverse): y is x0 + sigma_y noise, i.e. already a point of the
     # chain at sigma_y; a smoothed estimate (non-local means) is not.
-    baseline = pseudo_inverse if getattr(inner, "name", "") == "denoise" else classical
+    baseline = pseudo_inverse if isinstance(inner, Denoise) else classical
     res = baseline(None, inner, rows.reshape(-1, *y.shape[1:]), None, sigma_y=sigma_y)
     res.x = res.x[inverse]
     if inner is not operator:
