@@ -440,10 +440,11 @@ class Restorer:
                 notes += lossy_level_notes(coarse, sigma_y)
         if task in KEEP_PHOTO_PIXELS and self.options.sigma_y is None and "sigma_y" not in preset:
             sigma_y = 0.0
+            ripples = ("; this file's lossy coding leaves ripples beside what the mask marks, kept too: if faint "
+                       "outlines of the marks remain, -p grow=2 widens the holes over them or --sigma-y 0.05 "
+                       "retouches them") if jpeg_sigma and task == "inpaint-mask" else ""
             notes.append("the photo's own pixels are kept as they are (sigma_y 0; --sigma-y S treats them as noisy "
-                         "with std S and retouches them too)" + (
-                             "; this file's lossy coding leaves ripples beside what the mask marks, kept too: if "
-                             "faint outlines of the marks remain, --sigma-y 0.05 retouches them" if jpeg_sigma else ""))
+                         "with std S and retouches them too)" + ripples)
         if reads_blur(task, given):  # read above: the preset's width is the paper's (a guess here)
             notes += blur_notes(task, reading, params, tuple(y.shape[-2:]), lossy=jpeg_sigma is not None)
         shake = reads_motion_kernel(task, given)
@@ -1004,7 +1005,8 @@ def mask_notes(known: float, inverted: bool, soft: float = 0.0) -> list[str]:
     if known <= 0.0:
         raise ValueError(f"the mask keeps no pixel: nothing to restore from ({reading}; {TRANSPARENT_MASKS}); "
                          "`ncvsd sample` draws images from nothing")
-    grey = f"the mask has grey levels ({100 * soft:.0f}% of its pixels): read as known above mid-grey"
+    grey = (f"the mask has grey levels ({100 * soft:.0f}% of its pixels): read as known above mid-grey; if the "
+            "marks' soft edges stay as outlines, -p grow=N widens the holes by N px")
     notes = [grey] if soft > SOFT_MASK_NOTE else []
     if known >= 1.0:
         return [*notes, f"the mask keeps every pixel: nothing to fill ({reading}; {TRANSPARENT_MASKS})"]

@@ -22,6 +22,7 @@ from operators.params import (
     flag,
     like,
     number,
+    positive_float,
     positive_int,
 )
 from operators.registry import register
@@ -119,12 +120,16 @@ class RandomInpainting(MaskOperator):
 class MaskInpainting(MaskOperator):
     """A user mask, white = known: a tensor/array/nested list of shape (H, W), (1 or C, H, W) or (1, 1 or C, H, W)
     with values in [0, 1], or an image path (grey levels, colour averaged). Thresholded at 0.5. invert=True reads
-    white as the hole to fill (the convention of OpenCV's and most editors' inpainting masks)."""
+    white as the hole to fill (the convention of OpenCV's and most editors' inpainting masks). grow >= 0 (px): the
+    holes are widened by this distance (Euclidean; the "grow selection" of image editors), so a mark's edge pixels
+    that the mask misses (anti-aliasing, JPEG halos) are filled too instead of spreading into the fill."""
 
     name = "inpaint-mask"
 
-    def __init__(self, image_shape: tuple[int, int, int], mask: Any = None, invert: bool = False):
+    def __init__(self, image_shape: tuple[int, int, int], mask: Any = None, invert: bool = False,
+                 grow: float = 0.0):
         super().__init__(image_shape)
+        grow = positive_float(grow, "grow", allow_zero=True)
         if mask is None:
             raise MissingParameter("mask", "mask is required for inpaint-mask (an image path, array or tensor; "
                                    "white = known)")
@@ -146,7 +151,10 @@ class MaskInpainting(MaskOperator):
             raise ValueError(f"mask values must be in [0, 1] (white = known), got [{a.min():g}, {a.max():g}]: "
                              "divide a 0-255 mask by 255, or pass its image file")
         known = (a > 0.5) != flag(invert, "invert")
+        if grow > 0:  # a known pixel stays known only farther than `grow` from every hole pixel
+            from scipy.ndimage import distance_transform_edt
+            known = np.stack([distance_transform_edt(k) > grow if not k.all() else k for k in known])
         self._set_mask(torch.from_numpy(known.astype(np.float32))[None])
 
-    def extra_config(self) -> dict[str, Any]:  # the known-pixel mask itself: rebuilt without inverting again
+    def extra_config(self) -> dict[str, Any]:  # the known-pixel mask itself: rebuilt without inverting or growing
         return {"mask": encode_array(self.mask[0].cpu().numpy().astype(np.uint8))}

@@ -1047,6 +1047,29 @@ def test_a_mask_marking_the_hole_in_white_is_noted_and_inverted_on_request(tmp_p
     assert (out[m == 0] == before[m == 0]).all() and (out[m == 255] != before[m == 255]).any()
 
 
+def test_grow_fills_the_soft_edges_of_a_mark_that_its_mask_misses(tmp_path, ckpt):
+    """A red line drawn anti-aliased (soft edges half the colour) and a mask marking where it is at least half
+    opaque: the edges stay pinkish in the fill; -p grow=1 makes holes of them, and the output near the line comes
+    back closer to the clean photo. Pixels farther away are kept exactly either way."""
+    clean = np.asarray(Image.open(_png(tmp_path / "clean.png", 21, 19))).astype(float)
+    alpha = np.zeros((21, 19))
+    alpha[:, 9], alpha[:, 8], alpha[:, 10] = 1.0, 0.4, 0.4  # a vertical line with soft edges
+    marked = clean * (1 - alpha[..., None]) + np.array([230.0, 20, 20]) * alpha[..., None]
+    Image.fromarray(marked.round().astype(np.uint8)).save(tmp_path / "marked.png")
+    Image.fromarray(((alpha <= 0.5) * 255).astype(np.uint8)).save(tmp_path / "mask.png")
+
+    def error(*extra: str) -> float:
+        res = run("restore", "--task", "inpaint-mask", tmp_path / "marked.png", "-p", f"mask={tmp_path / 'mask.png'}",
+                  *extra, "-c", ckpt, "--method", "biharmonic", "-q", "--overwrite", "-o", tmp_path / "out.png")
+        assert res.exit_code == 0, res.output
+        out = np.asarray(Image.open(tmp_path / "out.png")).astype(float)
+        assert (out[:, :7] == marked[:, :7].round()).all() and (out[:, 12:] == marked[:, 12:].round()).all()
+        return float(np.abs(out[:, 7:12] - clean[:, 7:12]).mean())
+
+    kept, grown = error(), error("-p", "grow=1")
+    assert grown < 0.5 * kept, (kept, grown)
+
+
 @pytest.mark.parametrize("order", [("fits", "other"), ("other", "fits")])
 def test_a_mask_of_one_size_fails_the_other_images_alone_in_any_order(tmp_path, ckpt, order):
     """A mask that suits some inputs: those are restored and the others fail alone (exit 1), whichever comes first

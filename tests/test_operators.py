@@ -166,6 +166,8 @@ BAD = [
     ("inpaint-mask", {"mask": np.ones((5, 5))}, "mask"),
     ("inpaint-mask", {"mask": "/nonexistent/mask.png"}, "mask"),
     ("inpaint-mask", {"mask": np.ones((13, 11)), "invert": "yes"}, "invert"),
+    ("inpaint-mask", {"mask": np.ones((13, 11)), "grow": -1}, "grow"),
+    ("inpaint-mask", {"mask": np.ones((13, 11)), "grow": "wide"}, "grow"),
     ("deblur-gauss", {"sigma": -1.0}, "sigma"),
     ("deblur-gauss", {"kernel_size": 0}, "kernel_size"),
     ("deblur-motion", {"intensity": 1.5}, "intensity"),
@@ -790,6 +792,26 @@ def test_a_flag_given_as_a_string_is_refused_not_read_as_true(task, param):
     on, off = (operators.create(task, (3, 9, 7), **needs, **{param: v}) for v in (np.bool_(True), False))
     x = torch.rand(1, 3, 9, 7, generator=torch.Generator().manual_seed(0)) * 2 - 1
     assert not torch.equal(on(x), off(x))  # numpy's True is read as true: the flag changes the measurement
+
+
+@pytest.mark.parametrize("grow, radius", [(0, 0.0), (1, 1.0), (1.5, 1.5), ("2", 2.0), (3.2, 3.2)])
+@pytest.mark.parametrize("invert", [False, True])
+def test_grow_widens_every_hole_by_its_euclidean_distance(grow, radius, invert):
+    """grow=r makes a hole of every known pixel within distance r of a hole pixel (a disk around a one-pixel hole,
+    per channel of a colour mask); the rebuilt operator keeps the grown mask without growing again."""
+    known = np.ones((3, 15, 13))
+    known[:, 7, 6] = 0
+    known[1, 2, 2] = 0  # a second hole in the middle channel only
+    op = operators.create("inpaint-mask", (3, 15, 13), mask=1 - known if invert else known, invert=invert, grow=grow)
+    yy, xx = np.mgrid[:15, :13]
+    for c in range(3):
+        dist = np.hypot(yy - 7, xx - 6)
+        if c == 1:
+            dist = np.minimum(dist, np.hypot(yy - 2, xx - 2))
+        np.testing.assert_array_equal(op.mask[0, c].numpy(), (dist > radius).astype(np.float32))
+    assert operators.from_config(op.to_config()).mask.equal(op.mask)
+    everything = operators.create("inpaint-mask", (3, 15, 13), mask=np.ones((15, 13)), grow=grow)
+    assert everything.mask.eq(1).all()  # no hole to widen
 
 
 def test_a_mask_array_of_grey_levels_reads_as_its_image_file_does(tmp_path):

@@ -391,7 +391,8 @@ def test_a_lossy_denoise_takes_the_2x2_reading_up_to_twice_the_4x4(monkeypatch, 
 
 def test_a_lossy_photos_kept_pixels_note_names_its_ripples():
     """inpaint-mask of a JPEG keeps its pixels at sigma_y 0, coding ripples beside the marks included: said, with
-    the level that retouches them; a lossless photo's note does not say it."""
+    the grow and the level that remove them; a lossless photo's note does not say it, nor inpaint-box's (the box
+    is repainted whatever it holds: no mark beside it)."""
     mask = np.ones((40, 40))
     mask[10:20, 10:30] = 0
     restorer = Restorer(None, None, RestoreOptions(task="inpaint-mask", params={"mask": mask}).validate())
@@ -399,7 +400,10 @@ def test_a_lossy_photos_kept_pixels_note_names_its_ripples():
     jpeg = " ".join(restorer.measurement(y, "inpaint-mask", jpeg_sigma=0.01).notes)
     plain = " ".join(restorer.measurement(y, "inpaint-mask").notes)
     assert "kept as they are" in jpeg and "lossy coding leaves ripples" in jpeg and "--sigma-y 0.05" in jpeg
+    assert "-p grow=2" in jpeg
     assert "kept as they are" in plain and "ripples" not in plain
+    box = Restorer(None, None, RestoreOptions(task="inpaint-box").validate())
+    assert "ripples" not in " ".join(box.measurement(y, "inpaint-box", jpeg_sigma=0.01).notes)  # no mark beside it
 
 
 def test_a_sharp_noisy_jpegs_level_is_read_where_its_coding_left_the_noise():

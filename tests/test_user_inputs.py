@@ -220,7 +220,7 @@ def test_a_transparent_part_of_a_mask_is_a_hole_and_grey_levels_are_noted(tmp_pa
     Image.fromarray(ramp).save(tmp_path / "ramp.png")
     summary = _restore("--task", "inpaint-mask", src, "-p", f"mask={tmp_path / 'ramp.png'}", "-c", ckpt,
                        "--method", "biharmonic", "-o", tmp_path / "out.png")
-    assert any("grey levels" in n and "mid-grey" in n for n in summary["results"][0]["notes"])
+    assert any("grey levels" in n and "mid-grey" in n and "-p grow=N" in n for n in summary["results"][0]["notes"])
     summary = _restore("--task", "inpaint-mask", src, "-p", f"mask={tmp_path / 'alpha.png'}", "-c", ckpt,
                        "--method", "biharmonic", "-o", tmp_path / "out2.png")
     assert not any("grey levels" in n for n in summary["results"][0]["notes"])
