@@ -26,7 +26,7 @@ if _RUN_AS_COMMAND and os.name == "posix" and signal.getsignal(signal.SIGINT) is
     signal.signal(signal.SIGINT, _quiet_early_interrupt)
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from ncvsd_cli import __version__
 from ncvsd_cli.cli import bench, checkpoints, common, degrade, distill, restore, sample, train
@@ -35,7 +35,27 @@ from ncvsd_cli.cli import bench, checkpoints, common, degrade, distill, restore,
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
-class _OneLineErrors(TyperGroup):
+class _UntypedFlags:
+    """A command whose flags show no type in --help: Typer labels the options it adds itself (--help, --version's
+    kind, --install-completion) `<bool>`, where `plain_metavars` gives the commands' own flags none."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _PlainCommand(_UntypedFlags, TyperCommand):
+    pass
+
+
+class _PlainGroup(_UntypedFlags, TyperGroup):
+    pass
+
+
+class _OneLineErrors(_PlainGroup):
     """Errors found while parsing the command line (`--seed -1`, an unknown option, a missing value) as one line,
     `ncvsd: error: ... (see 'ncvsd restore --help')`, exit 2, like every error a command finds itself (Typer's
     framed box otherwise); with --json the summary line too (`common.write_error_summary`)."""
@@ -121,13 +141,15 @@ def unwrapped_help(doc: str | None) -> str | None:
 def plain_metavars(typer_app: typer.Typer) -> None:
     """Help reads `--seed SEED` and `[INPUT]...` (the argparse convention), not Typer's `<int range>` and
     `[[INPUT]...]...` type labels: every option or argument without a metavar of its own gets its name in
-    capitals; flags get none. Their docstrings' prose paragraphs are unwrapped (`unwrapped_help`). Applies to the
+    capitals; flags get none (Typer's own too: `_UntypedFlags`). Their docstrings' prose paragraphs are unwrapped (`unwrapped_help`). Applies to the
     commands of `typer_app` and of its groups."""
     import inspect
 
     from typer.models import ArgumentInfo, OptionInfo
 
     for command in typer_app.registered_commands:
+        if command.cls in (None, TyperCommand):
+            command.cls = _PlainCommand
         command.callback.__doc__ = unwrapped_help(command.callback.__doc__)
         for name, param in inspect.signature(command.callback).parameters.items():
             info = param.default
@@ -137,6 +159,8 @@ def plain_metavars(typer_app: typer.Typer) -> None:
             flag = str(param.annotation).startswith("bool")
             info.metavar = "" if flag else (long[0][2:] if long else name).upper().replace("-", "_")
     for group in typer_app.registered_groups:
+        if not isinstance(group.typer_instance.info.cls, type) or group.typer_instance.info.cls is TyperGroup:
+            group.typer_instance.info.cls = _PlainGroup  # Typer's default (None, or its Default(None) marker)
         plain_metavars(group.typer_instance)
 
 
