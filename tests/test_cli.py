@@ -703,7 +703,15 @@ def test_a_glob_over_subfolders_keeps_them_in_the_output_folder(tmp_path, ckpt):
 
 
 def test_no_task_and_no_sidecar_is_a_usage_error(tmp_path):
-    assert run("restore", _png(tmp_path / "i.png", 4, 4)).exit_code == 2
+    """A plain photo without --task: exit 2, and the error names the common tasks by what happened to the photo
+    (every name a real task)."""
+    import operators
+    from ncvsd_cli.cli.restore import TASK_GUIDE
+
+    res = run("restore", _png(tmp_path / "i.png", 4, 4))
+    assert res.exit_code == 2 and TASK_GUIDE in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    named = set(re.findall(r"\b(?:sr\d|deblur-\w+|denoise|inpaint-\w+)\b", TASK_GUIDE))
+    assert len(named) == 8 and named <= set(operators.names()), named
     res = run("restore", "-m", tmp_path / "nosuch.json")  # a missing input: exit 1 as with --task
     assert res.exit_code == 1 and "nosuch.json" in res.stderr and "--task is required" not in res.stderr
     _png(tmp_path / "f.png", 4, 4)

@@ -229,8 +229,14 @@ def _task_from_sidecars(specs: list[str]) -> str:
     if missing and not items:  # nothing to restore: a missing input's failure (exit 1), as with --task
         common.fail(missing[0][1] + ("" if len(missing) == 1 else f" (and {len(missing) - 1} more)"),
                     common.EXIT_PARTIAL)
-    raise common.UsageError("--task is required for inputs without a (readable) measurement sidecar" +
+    raise common.UsageError("--task is required for inputs without a (readable) measurement sidecar: it says what "
+                            f"happened to the photo ({TASK_GUIDE}; every task in --help)" +
                             (f"; also {missing[0][1]}" if missing else ""))
+
+
+#: The common tasks by what happened to a photo, for the error of a plain image restored without --task.
+TASK_GUIDE = ("shrunk: sr2, sr4 or sr8; blurred: deblur-gauss, out of focus: deblur-defocus, camera shake: "
+              "deblur-motion; grainy: denoise; holes or scratches: inpaint-mask -p mask=M.png")
 
 
 def _sidecar(item, no_sidecar: bool, explicit: set[str]):
