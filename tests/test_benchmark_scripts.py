@@ -294,3 +294,20 @@ def test_noisy_jpeg_ratio_script_sets_the_bound_back(monkeypatch):
     except ValueError:
         pass
     assert seen == [1.4, 3.0] and measurement.LOSSY_DENOISE_SCALE_RATIO == 2.0
+
+
+def test_jpeg_chroma_swaps_luma_and_chroma_without_changing_either(monkeypatch):
+    """benchmarks/jpeg_chroma.py's inputs: the luma of one image with the chroma of another; swapping an image with
+    itself gives it back, and the swapped image's luma is the first's, its chroma the second's."""
+    import torch
+    from kornia.color import rgb_to_ycbcr
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # its imports of the scripts beside it
+    mod = _module("jpeg_chroma")
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(1, 3, 9, 7, generator=g) - 0.5
+    b = a + torch.rand(1, 3, 9, 7, generator=g) * 0.1 - 0.05  # mixes within the RGB cube (kornia clips to it)
+    torch.testing.assert_close(mod.swap_chroma(a, a), a, atol=1e-5, rtol=0)
+    mixed = rgb_to_ycbcr((mod.swap_chroma(a, b) + 1) / 2)
+    torch.testing.assert_close(mixed[:, :1], rgb_to_ycbcr((a + 1) / 2)[:, :1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(mixed[:, 1:], rgb_to_ycbcr((b + 1) / 2)[:, 1:], atol=1e-5, rtol=0)

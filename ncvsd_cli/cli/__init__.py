@@ -36,8 +36,8 @@ _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "C
 
 
 class _UntypedFlags:
-    """A command whose flags show no type in --help: Typer labels the options it adds itself (--help, --version's
-    kind, --install-completion) `<bool>`, where `plain_metavars` gives the commands' own flags none."""
+    """A command whose flags show no type in --help: Typer labels `<bool>` the flags it adds itself (--help,
+    --install-completion, --show-completion) and the root's --version, which `plain_metavars` does not reach."""
 
     def get_params(self, ctx: Any) -> list[Any]:
         params = super().get_params(ctx)  # type: ignore[misc]
@@ -141,8 +141,8 @@ def unwrapped_help(doc: str | None) -> str | None:
 def plain_metavars(typer_app: typer.Typer) -> None:
     """Help reads `--seed SEED` and `[INPUT]...` (the argparse convention), not Typer's `<int range>` and
     `[[INPUT]...]...` type labels: every option or argument without a metavar of its own gets its name in
-    capitals; flags get none (Typer's own too: `_UntypedFlags`). Their docstrings' prose paragraphs are unwrapped (`unwrapped_help`). Applies to the
-    commands of `typer_app` and of its groups."""
+    capitals; flags get none (Typer's own too: `_UntypedFlags`). Their docstrings' prose paragraphs are unwrapped
+    (`unwrapped_help`). Applies to the commands of `typer_app` and of its groups."""
     import inspect
 
     from typer.models import ArgumentInfo, OptionInfo
