@@ -82,7 +82,7 @@ class StatusReporter:
         self.unit_scale, self.show_rate, self.interval = unit_scale, show_rate, max(float(interval), 0.0)
         self.n = self._initial = float(initial)
         self.postfix: dict[str, Any] = {}
-        self.eta: float | None = None  # seconds left when the caller knows better than the rate (line mode)
+        self._eta_end: float | None = None  # `eta`'s end on the clock
         self.stream = sys.stderr if stream is None else stream
         self._start = self._last_line = self._clock()
         self._printed = False
@@ -102,6 +102,20 @@ class StatusReporter:
         self._lock, self._stop = threading.Lock(), threading.Event()
         if self.mode != "quiet" and self.interval > 0:  # a long step between updates (e.g. a classical solve)
             threading.Thread(target=self._heartbeat, daemon=True).start()
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left, when the caller knows better than the rate (line mode): set as seconds from now, read
+        counting down to 0, so that the lines printed between two updates do not repeat a stale ETA."""
+        return None if self._eta_end is None else max(self._eta_end - self._clock(), 0.0)
+
+    @eta.setter
+    def eta(self, seconds: float | None) -> None:
+        self._eta_end = None if seconds is None else self._clock() + float(seconds)
+
+    def countdown(self, seconds: float) -> Countdown:
+        """A postfix value that shows `seconds` from now as the time left when it is printed (`Countdown`)."""
+        return Countdown(self._clock() + float(seconds), self._clock)
 
     def _heartbeat(self) -> None:
         """Keep the elapsed time moving while no update comes: a status line (line mode) or a bar refresh every
@@ -253,6 +267,18 @@ class CallProgress:
             self._show(self.calls + done / count)
 
 
+class Countdown:
+    """The time left until `end` on `clock` (seconds), formatted as mm:ss when printed (`str`), at least 0."""
+
+    def __init__(self, end: float, clock: Callable[[], float]):
+        self.end, self.clock = end, clock
+
+    def __str__(self) -> str:
+        from tqdm import tqdm
+
+        return tqdm.format_interval(max(self.end - self.clock(), 0.0))
+
+
 class NestedProgress:
     """Items, then steps. `total` items (> 0) in `unit`; `update(n)` after n items finish (a batch); `step(done,
     total)` with the network evaluations done in the current batch. `close()` leaves the items' bar on screen."""
@@ -286,7 +312,7 @@ class NestedProgress:
             left = elapsed * (total - done) / done if 0 < done < total else None
             self.items.eta = left if last else None  # the last batch: its own ETA is the run's (one ETA shown)
             if left is not None and not last:
-                status["batch ETA"] = self._format(left)
+                status["batch ETA"] = self.items.countdown(left)
             self.items.set_postfix(status)
         if self._cost and total > 0:
             target = self._cost * min(done / total, 1.0)
@@ -302,12 +328,6 @@ class NestedProgress:
             self._steps.update(done - self._steps.n)
         elif self.mode == "lines":
             self.items.update(0)  # prints a line when the interval has passed
-
-    @staticmethod
-    def _format(seconds: float) -> str:
-        from tqdm import tqdm
-
-        return tqdm.format_interval(seconds)
 
     def skip(self, n: float) -> None:
         """`n` items done before (resumed) or given up: counted, not in the rate (`StatusReporter.skip`)."""

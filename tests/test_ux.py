@@ -117,6 +117,28 @@ def test_the_last_batch_shows_one_eta(batch, monkeypatch):
     bar.close()
 
 
+@pytest.mark.parametrize("batch", [1, 2])
+def test_an_eta_counts_down_on_the_lines_printed_between_steps(batch, monkeypatch):
+    """A large photo's network call takes minutes: the status lines the heartbeat prints meanwhile show the ETA
+    (the run's or the batch's) less the time since the step that set it, down to 0, not the same ETA again."""
+    now = [100.0]
+    monkeypatch.setattr(prog.time, "monotonic", lambda: now[0])
+    stream = io.StringIO()
+    bar = prog.NestedProgress(2, "restore sr4", quiet=False, interval=0, stream=stream)
+    bar.items._clock = lambda: now[0]
+    bar.begin(batch)
+    now[0] += 60.0
+    bar.step(1, 10)  # 60 s a step: 9 min left in this batch
+    shown = (lambda t: f"batch ETA={t}") if batch == 1 else (lambda t: f"ETA {t}")
+    assert shown("09:00") in stream.getvalue()
+    now[0] += 150.0
+    assert shown("06:30") in bar.items.status_line()
+    now[0] += 3600.0
+    assert shown("00:00") in bar.items.status_line()
+    bar.update(batch)
+    bar.close()
+
+
 def test_a_training_bar_says_while_a_snapshot_is_written():
     """At 100% the final snapshot takes seconds: the bar shows saving=snapshot meanwhile, and not after."""
     from ncvsd_cli.training.loop import TrainLoop
