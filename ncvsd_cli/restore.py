@@ -349,7 +349,7 @@ class Restorer:
         if self.method.needs != "generator" or not o.tile or not self.config:
             return None
         from ncvsd_cli import memory
-        from ncvsd_cli.networks.tiling import tile_grid
+        from ncvsd_cli.networks.tiling import tile_layout
         from operators.padding import padded_size
 
         h, w = (padded_size(int(v), self.multiple) for v in image_shape[1:])
@@ -360,8 +360,8 @@ class Restorer:
             return None
         if max(h, w) <= o.tile or max(h, w) > auto:
             return None
-        rows, cols = tile_grid(h, w, o.tile, self.multiple)  # the layout TiledDenoiser will use
-        work = len(rows) * len(cols) * min(o.tile, h) * min(o.tile, w) / (h * w)
+        rows, cols, th, tw = tile_layout(h, w, o.tile, self.multiple)  # the layout TiledDenoiser will use
+        work = len(rows) * len(cols) * th * tw / (h * w)
         return (f"--tile {o.tile} splits this {w}x{h} image into {len(rows) * len(cols)} overlapping tiles, "
                 f"{work:.1f}x the generator work of one call; without --tile it is computed whole (tiles of "
                 f"{auto} px fit the memory budget)")
