@@ -107,7 +107,8 @@ class StatusReporter:
     def eta(self) -> float | None:
         """Seconds left, when the caller knows better than the rate (line mode): set as seconds from now, read
         counting down to 0, so that the lines printed between two updates do not repeat a stale ETA."""
-        return None if self._eta_end is None else max(self._eta_end - self._clock(), 0.0)
+        end = self._eta_end  # read once: the caller's thread may clear it while the heartbeat's reads
+        return None if end is None else max(end - self._clock(), 0.0)
 
     @eta.setter
     def eta(self, seconds: float | None) -> None:
@@ -173,8 +174,9 @@ class StatusReporter:
         elif self.show_rate and rate > 0:  # slow work (a large photo): time per item, not 8e-05 img/s
             parts.append(f"{self._tqdm.format_interval(1 / rate)} per {self.unit}")
         parts.append(f"elapsed {self._tqdm.format_interval(elapsed)}")
-        if self.eta is not None:
-            parts.append(f"ETA {self._tqdm.format_interval(self.eta)}")
+        eta = self.eta
+        if eta is not None:
+            parts.append(f"ETA {self._tqdm.format_interval(eta)}")
         elif rate > 0:
             parts.append(f"ETA {self._tqdm.format_interval(max(self.total - self.n, 0.0) / rate)}")
         parts += [f"{k}={v}" for k, v in self.postfix.items()]

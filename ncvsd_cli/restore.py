@@ -440,9 +440,9 @@ class Restorer:
                 notes += lossy_level_notes(coarse, sigma_y)
         if task in KEEP_PHOTO_PIXELS and self.options.sigma_y is None and "sigma_y" not in preset:
             sigma_y = 0.0
-            ripples = ("; this file's lossy coding leaves ripples beside what the mask marks, kept too: if faint "
-                       "outlines of the marks remain, -p grow=2 widens the holes over them or --sigma-y 0.05 "
-                       "retouches them") if jpeg_sigma and task == "inpaint-mask" else ""
+            ripples = ("; this file's lossy coding smears the marks 2-3 px beyond the mask, kept too: if outlines of "
+                       "the marks remain, -p grow=3 widens the holes over them (or --sigma-y 0.05 retouches them)"
+                       if jpeg_sigma and task == "inpaint-mask" and "grow" not in params else "")
             notes.append("the photo's own pixels are kept as they are (sigma_y 0; --sigma-y S treats them as noisy "
                          "with std S and retouches them too)" + ripples)
         if reads_blur(task, given):  # read above: the preset's width is the paper's (a guess here)
@@ -454,7 +454,7 @@ class Restorer:
         m.kernel_read = shake
         if task == "inpaint-mask":
             notes += mask_notes(float(m.operator().mask.mean()), bool(params.get("invert", False)),
-                                soft_fraction(params.get("mask")))
+                                soft_fraction(params.get("mask")), float(params.get("grow", 0)))
         notes += seed_notes(task, given, m.operator())
         if task == "inpaint-box":  # the task's box is erased whatever the photo holds there
             bh, bw = m.operator().box_size
@@ -996,17 +996,19 @@ TRANSPARENT_MASKS = ("transparent = black: marks drawn on a transparent layer ne
 WARNING_NOTES = ("the mask keeps only",)
 
 
-def mask_notes(known: float, inverted: bool, soft: float = 0.0) -> list[str]:
+def mask_notes(known: float, inverted: bool, soft: float = 0.0, grow: float = 0.0) -> list[str]:
     """Notes on a user's inpainting mask keeping the fraction `known` (0-1) of the pixels: nothing to fill, or
     most of the picture to repaint (perhaps a mask that marks the holes in white, the convention of most editors);
-    `soft` (0-1): the fraction of its pixels between black and white (read as known above mid-grey). ValueError
-    for a mask that keeps no pixel (nothing to restore from)."""
+    `soft` (0-1): the fraction of its pixels between black and white (read as known above mid-grey); `grow` (px,
+    -p grow) the holes were widened by. ValueError for a mask that keeps no pixel (nothing to restore from)."""
     reading = "-p invert=true: white = hole" if inverted else "white = known; -p invert=true if white marks the hole"
+    if grow:
+        reading += f"; -p grow={grow:g} widened the holes"
     if known <= 0.0:
         raise ValueError(f"the mask keeps no pixel: nothing to restore from ({reading}; {TRANSPARENT_MASKS}); "
                          "`ncvsd sample` draws images from nothing")
-    grey = (f"the mask has grey levels ({100 * soft:.0f}% of its pixels): read as known above mid-grey; if the "
-            "marks' soft edges stay as outlines, -p grow=N widens the holes by N px")
+    grey = f"the mask has grey levels ({100 * soft:.0f}% of its pixels): read as known above mid-grey" + (
+        "" if grow else "; if the marks' soft edges stay as outlines, -p grow=1 widens the holes by 1 px")
     notes = [grey] if soft > SOFT_MASK_NOTE else []
     if known >= 1.0:
         return [*notes, f"the mask keeps every pixel: nothing to fill ({reading}; {TRANSPARENT_MASKS})"]

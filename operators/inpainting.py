@@ -120,16 +120,19 @@ class RandomInpainting(MaskOperator):
 class MaskInpainting(MaskOperator):
     """A user mask, white = known: a tensor/array/nested list of shape (H, W), (1 or C, H, W) or (1, 1 or C, H, W)
     with values in [0, 1], or an image path (grey levels, colour averaged). Thresholded at 0.5. invert=True reads
-    white as the hole to fill (the convention of OpenCV's and most editors' inpainting masks). grow >= 0 (px): the
-    holes are widened by this distance (Euclidean; the "grow selection" of image editors), so a mark's edge pixels
-    that the mask misses (anti-aliasing, JPEG halos) are filled too instead of spreading into the fill."""
+    white as the hole to fill (the convention of OpenCV's and most editors' inpainting masks). grow, 0 or >= 1 (px):
+    the holes are widened by this distance (Euclidean; the "grow selection" of image editors), so a mark's edge
+    pixels that the mask misses (anti-aliasing, JPEG halos) are filled too instead of spreading into the fill."""
 
     name = "inpaint-mask"
 
     def __init__(self, image_shape: tuple[int, int, int], mask: Any = None, invert: bool = False,
                  grow: float = 0.0):
         super().__init__(image_shape)
-        grow = positive_float(grow, "grow", allow_zero=True)
+        if isinstance(grow, bool) or 0 < positive_float(grow, "grow", allow_zero=True) < 1:
+            raise ValueError(f"grow (px to widen the holes by) must be 0 or at least 1, the distance to a neighbouring "
+                             f"pixel, got {grow!r}")
+        grow = float(grow)
         if mask is None:
             raise MissingParameter("mask", "mask is required for inpaint-mask (an image path, array or tensor; "
                                    "white = known)")

@@ -168,6 +168,8 @@ BAD = [
     ("inpaint-mask", {"mask": np.ones((13, 11)), "invert": "yes"}, "invert"),
     ("inpaint-mask", {"mask": np.ones((13, 11)), "grow": -1}, "grow"),
     ("inpaint-mask", {"mask": np.ones((13, 11)), "grow": "wide"}, "grow"),
+    ("inpaint-mask", {"mask": np.ones((13, 11)), "grow": 0.5}, "grow"),  # no pixel is nearer than 1: a no-op
+    ("inpaint-mask", {"mask": np.ones((13, 11)), "grow": True}, "grow"),
     ("deblur-gauss", {"sigma": -1.0}, "sigma"),
     ("deblur-gauss", {"kernel_size": 0}, "kernel_size"),
     ("deblur-motion", {"intensity": 1.5}, "intensity"),

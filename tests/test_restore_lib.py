@@ -399,11 +399,13 @@ def test_a_lossy_photos_kept_pixels_note_names_its_ripples():
     y = torch.zeros(1, 3, 40, 40)
     jpeg = " ".join(restorer.measurement(y, "inpaint-mask", jpeg_sigma=0.01).notes)
     plain = " ".join(restorer.measurement(y, "inpaint-mask").notes)
-    assert "kept as they are" in jpeg and "lossy coding leaves ripples" in jpeg and "--sigma-y 0.05" in jpeg
-    assert "-p grow=2" in jpeg
-    assert "kept as they are" in plain and "ripples" not in plain
+    assert "kept as they are" in jpeg and "lossy coding smears the marks" in jpeg and "--sigma-y 0.05" in jpeg
+    assert "-p grow=3" in jpeg
+    grown = Restorer(None, None, RestoreOptions(task="inpaint-mask", params={"mask": mask, "grow": 3}).validate())
+    assert "grow" not in " ".join(grown.measurement(y, "inpaint-mask", jpeg_sigma=0.01).notes)  # given: not advised
+    assert "kept as they are" in plain and "smears" not in plain
     box = Restorer(None, None, RestoreOptions(task="inpaint-box").validate())
-    assert "ripples" not in " ".join(box.measurement(y, "inpaint-box", jpeg_sigma=0.01).notes)  # no mark beside it
+    assert "smears" not in " ".join(box.measurement(y, "inpaint-box", jpeg_sigma=0.01).notes)  # no mark beside it
 
 
 def test_a_sharp_noisy_jpegs_level_is_read_where_its_coding_left_the_noise():

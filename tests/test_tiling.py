@@ -72,6 +72,16 @@ def test_a_fitted_tile_keeps_the_count_with_the_least_work(length):
     assert {1024: 384, 768: 416}.get(length, fitted) == fitted
 
 
+@pytest.mark.parametrize("length, tile, overlap, multiple", [(40, 16, 4, 8), (64, 32, 8, 16), (1024, 48, 20, 16),
+                                                         (30, 12, 5, 1), (44, 16, 3, 4)])
+def test_a_fitted_tile_stays_above_the_rounded_overlap(length, tile, overlap, multiple):
+    """tile_starts rounds the overlap up to the multiple: the smallest tiles `--tile` allows (2 multiples, overlap
+    a quarter) raised ValueError once fitting tried a tile as small as that rounded overlap."""
+    fitted = fitted_tile(length, tile, overlap, multiple)
+    assert fitted <= tile and len(tile_starts(length, fitted, overlap, multiple)) == len(
+        tile_starts(length, tile, overlap, multiple))
+
+
 def test_a_tile_layout_fits_each_side_apart():
     """A 768 x 1024 image: 2 x 3 tiles of 416 x 384 (0.96 MP of work for 0.79; tiles of 512 x 512 did 1.57)."""
     layout = tile_layout(768, 1024, 512, 16)
@@ -287,6 +297,9 @@ def test_restore_in_tiles_through_the_cli(tmp_path, tiny_generator):
     assert bad.exit_code == 2 and "multiple of" in bad.output
     one = _restore_cli("--task", "deblur-gauss", src, "-c", tiny_generator, "--tile", "2", "-o", tmp_path / "b.png")
     assert one.exit_code == 2 and "at least 4 (tiles overlap to blend)" in one.stderr, one.output  # tiny's 2 px
+    least = _restore_cli("--task", "deblur-gauss", src, "-c", tiny_generator, "--tile", "4", "--nfe", "1", "-o",
+                         tmp_path / "least.png")  # the smallest tile allowed (its fitting once raised)
+    assert least.exit_code == 0, least.output
 
 
 def test_an_image_within_one_tile_restores_exactly_as_untiled(tiny_generator):

@@ -220,7 +220,7 @@ def test_a_transparent_part_of_a_mask_is_a_hole_and_grey_levels_are_noted(tmp_pa
     Image.fromarray(ramp).save(tmp_path / "ramp.png")
     summary = _restore("--task", "inpaint-mask", src, "-p", f"mask={tmp_path / 'ramp.png'}", "-c", ckpt,
                        "--method", "biharmonic", "-o", tmp_path / "out.png")
-    assert any("grey levels" in n and "mid-grey" in n and "-p grow=N" in n for n in summary["results"][0]["notes"])
+    assert any("grey levels" in n and "mid-grey" in n and "-p grow=1" in n for n in summary["results"][0]["notes"])
     summary = _restore("--task", "inpaint-mask", src, "-p", f"mask={tmp_path / 'alpha.png'}", "-c", ckpt,
                        "--method", "biharmonic", "-o", tmp_path / "out2.png")
     assert not any("grey levels" in n for n in summary["results"][0]["notes"])
@@ -447,3 +447,16 @@ def test_a_noiseless_measurement_is_fitted_at_the_level_of_8_bit_rounding(task, 
         out = method.run(call, net, op, y, generator=torch.Generator().manual_seed(0)).x
         residual[name] = float((op(out) - y).pow(2).mean().sqrt())
     assert residual["floor"] < 0.8 * residual["preset"], residual  # the tiny random network: 0.70-0.75
+
+
+def test_mask_notes_name_a_given_grow_and_do_not_advise_it_again():
+    """A grow that widens the holes over every pixel is named in the refusal (the mask itself is fine); a grey mask
+    restored with -p grow gets no advice to give it."""
+    from ncvsd_cli.restore import mask_notes
+
+    with pytest.raises(ValueError, match=r"keeps no pixel.*-p grow=40 widened the holes"):
+        mask_notes(0.0, False, 0.0, 40.0)
+    assert "-p grow=1 widens" in mask_notes(0.9, False, 0.2)[0]
+    assert mask_notes(0.9, False, 0.2, 2.0) == ["the mask has grey levels (20% of its pixels): read as known above "
+                                               "mid-grey"]
+    assert "grow=2 widened" in mask_notes(0.3, False, 0.0, 2.0)[-1]
