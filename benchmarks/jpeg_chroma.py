@@ -1,8 +1,8 @@
 """sr4 of JPEG thumbnails: what the coding's luma and chroma errors each cost the restoration.
 
 Each photo of PHOTOS (training photos: the finding chooses nothing, and held-out photos stay unseen) is cropped
-to its centre 256 px, measured by sr4 without noise, rounded to 8 bits, saved as a JPEG (Pillow, 4:2:0 chroma) at each quality
-and decoded as `restore` decodes it. Three inputs are restored with the default sampler (restoration seed 0, the
+to its centre 256 px, measured by sr4 without noise, rounded to 8 bits, saved as a JPEG (Pillow, 4:2:0 chroma) at
+each quality and decoded as `restore` decodes it. Four inputs are restored with the default sampler (restoration seed 0, the
 level read from the image with the file's quantisation floor, as for any plain photo): the decoded JPEG; the
 lossless thumbnail with the JPEG's chroma (Cb, Cr) only; with the JPEG's luma only; and the lossless thumbnail
 itself. Writes OUT/rows.csv and OUT/summary.md (means over the photos: PSNR and LPIPS-alex against the clean crop).
@@ -54,7 +54,7 @@ def main() -> None:
     rows = []
     for f in files:
         clean = images.centre_crop(images.load_image(f)[:, :3], 256)
-        y = (degrade(clean, "sr4", sigma_y=0.0, seed=0).y.clamp(-1, 1) * 127.5).round() / 127.5  # 8 bits
+        y = ((degrade(clean, "sr4", sigma_y=0.0, seed=0).y.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1  # 8 bits
         rows.append({"photo": f.stem, "quality": "lossless", "input": "PNG",
                      **scores(restore_image(y, "sr4", seed=0)[:1], clean)})
         print(rows[-1], flush=True)
@@ -81,6 +81,7 @@ def write_outputs(rows: list[dict], out: Path, photos: str) -> None:
                      f"{np.mean([r['lpips'] for r in sel]):.3f} |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
 
 if __name__ == "__main__":
     main()

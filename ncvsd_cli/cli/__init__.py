@@ -36,15 +36,23 @@ _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "C
 
 
 class _UntypedFlags:
-    """A command whose flags show no type in --help: Typer labels `<bool>` the flags it adds itself (--help,
-    --install-completion, --show-completion) and the root's --version, which `plain_metavars` does not reach."""
+    """A command whose --help shows no Typer type labels: `<bool>` on the flags Typer adds itself (--help,
+    --install-completion, --show-completion) and on the root's --version, which `plain_metavars` does not reach,
+    and `<str>`, `<list[str]>` beside arguments (their name already says what they take: NAME, INPUT...)."""
 
     def get_params(self, ctx: Any) -> list[Any]:
         params = super().get_params(ctx)  # type: ignore[misc]
         for param in params:
             if getattr(param, "is_flag", False) and param.metavar is None:
                 param.metavar = ""
+            elif getattr(param, "param_type_name", "") == "argument":
+                param.display_type_rich = _no_type
         return params
+
+
+def _no_type(ctx: Any = None) -> None:
+    """An argument's type column in Rich help: empty."""
+    return None
 
 
 class _PlainCommand(_UntypedFlags, TyperCommand):
