@@ -5,9 +5,12 @@ For each output size: y = a smooth random image + 0.5 n at sigma 0.5, seed 0; th
 --repeats times in one process (the first call of each is a warm-up, not timed); process CPU seconds and wall
 seconds per call (median), the tiles and the pixels they cover. Precision as `restore` picks it (auto).
 
-With --whole also one untiled call per round (the image in one tile: more memory).
+With --whole also one untiled call per round (the image in one tile: more memory). With --quality PHOTO...
+instead: each photo measured by --tasks (denoise at sigma_y 0.1, else 0.05; seed 0) and restored by default with
+each layout (fitted, full 512, whole): PSNR against the photo, and of each tiled restore against the whole one.
 
 Usage (repository root):  python benchmarks/tile_fit_speed.py [--sizes 768x1024,1504x2000] [--repeats 3] [--whole]
+                          python benchmarks/tile_fit_speed.py --quality PHOTO... [--tasks denoise,sr4]
 """
 
 from __future__ import annotations
@@ -32,12 +35,43 @@ def timed_call(tiled: tiling.TiledDenoiser, y: torch.Tensor) -> tuple[float, flo
     return time.process_time() - cpu, time.perf_counter() - wall
 
 
+def quality(photos: list[str], tasks: list[str]) -> None:
+    """PSNR of default restores with fitted, full-512 and untiled generator calls (module docstring)."""
+    from ncvsd_cli import images
+    from ncvsd_cli.measurement import degrade
+    from ncvsd_cli.metrics import psnr
+    from ncvsd_cli.restore import restore_image
+
+    fitted = tiling.fitted_tile
+    rules = {"fitted": (fitted, None), "full 512": (lambda length, tile, overlap, multiple=1: min(length, tile), None),
+             "whole": (fitted, 4096)}
+    for path in photos:
+        x = images.load_image(path)[:, :3]
+        for task in tasks:
+            sigma_y = 0.1 if task == "denoise" else 0.05
+            m = degrade(x, task, sigma_y=sigma_y, seed=0)
+            outs = {}
+            for name, (rule, tile) in rules.items():
+                tiling.fitted_tile = rule
+                outs[name] = images.to_unit(restore_image(m.y, task, seed=0, sigma_y=sigma_y, tile=tile)[:1].clamp(-1, 1))
+            tiling.fitted_tile = fitted
+            row = {"photo": path, "task": task, **{k: round(float(psnr(v, images.to_unit(x))[0]), 2)
+                                                    for k, v in outs.items()}}
+            row.update({f"{k} vs whole": round(float(psnr(outs[k], outs["whole"])[0]), 2) for k in ("fitted", "full 512")})
+            print(json.dumps(row), flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="768x1024,1504x2000")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--whole", action="store_true", help="also time one untiled call (more memory)")
+    p.add_argument("--quality", nargs="+", help="photos to restore with each layout instead of timing calls")
+    p.add_argument("--tasks", default="denoise")
     a = p.parse_args()
+    if a.quality:
+        quality(a.quality, a.tasks.split(","))
+        return
     net, _ = load_checkpoint("builtin64-generator")
     precision = prepare_for_inference(net, "auto", "cpu")
     fitted = tiling.fitted_tile
