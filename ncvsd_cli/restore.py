@@ -343,7 +343,7 @@ class Restorer:
 
     def tile_note(self, image_shape: tuple[int, int, int]) -> str | None:
         """A note when a given --tile splits an output of `image_shape` (C, H, W) that the default would compute
-        whole: the overlapping tiles cost more generator work than one call (3-4x on a 128-px image with 64-px
+        whole: the overlapping tiles cost more generator work than one call (1.7x on a 128-px image with 64-px
         tiles). None otherwise (no --tile, not the generator, or an image larger than the automatic tile)."""
         o = self.options
         if self.method.needs != "generator" or not o.tile or not self.config:
