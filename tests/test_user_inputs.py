@@ -457,6 +457,6 @@ def test_mask_notes_name_a_given_grow_and_do_not_advise_it_again():
     with pytest.raises(ValueError, match=r"keeps no pixel.*-p grow=40 widened the holes"):
         mask_notes(0.0, False, 0.0, 40.0)
     assert "-p grow=1 widens" in mask_notes(0.9, False, 0.2)[0]
-    assert mask_notes(0.9, False, 0.2, 2.0) == ["the mask has grey levels (20% of its pixels): read as known above "
-                                               "mid-grey"]
+    grey = "the mask has grey levels (20% of its pixels): read as known above mid-grey"
+    assert mask_notes(0.9, False, 0.2, 2.0) == [grey]
     assert "grow=2 widened" in mask_notes(0.3, False, 0.0, 2.0)[-1]

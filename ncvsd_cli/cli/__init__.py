@@ -51,8 +51,7 @@ class _UntypedFlags:
 
 
 def _no_type(ctx: Any = None) -> None:
-    """An argument's type column in Rich help: empty."""
-    return None
+    """An argument's type column in Rich help: empty (None)."""
 
 
 class _PlainCommand(_UntypedFlags, TyperCommand):
