@@ -82,7 +82,7 @@ class StatusReporter:
         self.unit_scale, self.show_rate, self.interval = unit_scale, show_rate, max(float(interval), 0.0)
         self.n = self._initial = float(initial)
         self.postfix: dict[str, Any] = {}
-        self._eta_end: float | None = None  # `eta`'s end on the clock
+        self._eta: Countdown | None = None  # `eta`, counting down on the clock
         self.stream = sys.stderr if stream is None else stream
         self._start = self._last_line = self._clock()
         self._printed = False
@@ -107,12 +107,12 @@ class StatusReporter:
     def eta(self) -> float | None:
         """Seconds left, when the caller knows better than the rate (line mode): set as seconds from now, read
         counting down to 0, so that the lines printed between two updates do not repeat a stale ETA."""
-        end = self._eta_end  # read once: the caller's thread may clear it while the heartbeat's reads
-        return None if end is None else max(end - self._clock(), 0.0)
+        eta = self._eta  # read once: the caller's thread may clear it while the heartbeat's reads
+        return None if eta is None else eta.left()
 
     @eta.setter
     def eta(self, seconds: float | None) -> None:
-        self._eta_end = None if seconds is None else self._clock() + float(seconds)
+        self._eta = None if seconds is None else self.countdown(seconds)
 
     def countdown(self, seconds: float) -> Countdown:
         """A postfix value that shows `seconds` from now as the time left when it is printed (`Countdown`)."""
@@ -275,10 +275,14 @@ class Countdown:
     def __init__(self, end: float, clock: Callable[[], float]):
         self.end, self.clock = end, clock
 
+    def left(self) -> float:
+        """Seconds until `end`, at least 0."""
+        return max(self.end - self.clock(), 0.0)
+
     def __str__(self) -> str:
         from tqdm import tqdm
 
-        return tqdm.format_interval(max(self.end - self.clock(), 0.0))
+        return tqdm.format_interval(self.left())
 
 
 class NestedProgress:
