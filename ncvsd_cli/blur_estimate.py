@@ -17,6 +17,7 @@ is searched on a grid of RADIUS_STEP px. The two fits have as many parameters, s
 from __future__ import annotations
 
 import functools
+import io
 import math
 from typing import NamedTuple
 
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from ncvsd_cli.images import centre_crop
+from ncvsd_cli.images import JpegCoding, centre_crop
 
 #: Blur widths (px) the search covers; the operator's default 61-px kernel holds up to about 10.
 MAX_SIGMA = 8.0
@@ -88,21 +89,86 @@ def _binned_periodogram(y: torch.Tensor) -> Spectrum:
     return Spectrum(mean(f)[used], mean(power[keep])[used], count[used], sub_f[used], sub_n[used])
 
 
+#: Input powers (per periodogram value, on the [-1, 1] scale) at which a JPEG's gain is simulated, log-spaced: from
+#: below one grey level's rounding (5e-6) to a strong texture's.
+_CODING_LEVELS = torch.logspace(-8, -1, 29, dtype=torch.float64)
+#: Side (px) of the simulated images.
+_CODING_SIZE = 512
+
+
+@functools.lru_cache(maxsize=8)
+def _coding_gains(coding: JpegCoding, colour_noise: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f, log gain (len(_CODING_LEVELS), bins)): how a JPEG coded with `coding` scales the binned spectrum (of the
+    channels' mean) of a Gaussian white noise of each power in _CODING_LEVELS around mid-grey, rounded to 8 bits:
+    grey (R = G = B, an image's detail) or, with `colour_noise`, independent in each channel (a sensor's noise):
+    the mean periodogram after coding over the one before, one realisation per level (seed 0)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    gains, f = [], None
+    channels = 3 if coding.colour else 1
+    for level in _CODING_LEVELS.tolist():
+        shape = (_CODING_SIZE, _CODING_SIZE, channels if colour_noise else 1)
+        std = 127.5 * math.sqrt(level * (channels if colour_noise else 1))
+        x = np.clip(np.rint(127.5 + std * rng.standard_normal(shape)), 0, 255).astype(np.uint8)
+        x = np.repeat(x, channels // x.shape[-1], -1)
+        buf = io.BytesIO()
+        Image.fromarray(x if channels == 3 else x[..., 0]).save(
+            buf, "JPEG", qtables=[list(t) for t in coding.tables], subsampling=coding.subsampling)
+        decoded = np.asarray(Image.open(buf), dtype=np.float64).reshape(shape[:2] + (channels,))
+        spectra = [_binned_periodogram(torch.from_numpy(z / 127.5 - 1).permute(2, 0, 1)[None]) for z in (x, decoded)]
+        f = spectra[0].f
+        gains.append((spectra[1].p.clamp(min=1e-30) / spectra[0].p.clamp(min=1e-30)).log())
+    return f, torch.stack(gains)
+
+
+class CodingGain:
+    """A JPEG's quantisation as a gain on the expected spectrum m(f) before coding: each frequency's power scaled by
+    the gain that a grey Gaussian noise of that power gets (`_coding_gains`, simulated with the file's own tables
+    and chroma subsampling), read at the spectrum's bins and, between the simulated levels, linearly in log power.
+    Steps larger than a coefficient's spread zero it: a blurred or weak texture's finest frequencies and the noise
+    on them vanish (the noise floor falls steeply above a knee), a strong texture passes."""
+
+    def __init__(self, log_levels: torch.Tensor, log_gains: torch.Tensor):
+        self.log_levels, self.log_gains = log_levels, log_gains  # (L,), (L, bins)
+
+    @classmethod
+    def of(cls, coding: JpegCoding, spectrum: Spectrum, colour_noise: bool = False) -> CodingGain:
+        """The gain of `coding` at the bins of `spectrum` (`_coding_gains`)."""
+        f, gains = _coding_gains(coding, colour_noise)
+        at = [np.interp(spectrum.f.log().numpy(), f.log().numpy(), g.numpy()) for g in gains]
+        return cls(_CODING_LEVELS.log(), torch.from_numpy(np.stack(at)))
+
+    def __call__(self, log_m: torch.Tensor) -> torch.Tensor:
+        """log gain [..., bins] at log powers log_m [..., bins] (the table's end values beyond its levels)."""
+        step = float(self.log_levels[1] - self.log_levels[0])
+        t = ((log_m - self.log_levels[0]) / step).clamp(0, len(self.log_levels) - 1)
+        i = t.detach().floor().clamp(max=len(self.log_levels) - 2).long()
+        w = t - i
+        bins = torch.arange(log_m.shape[-1])
+        return (1 - w) * self.log_gains[i, bins] + w * self.log_gains[i + 1, bins]
+
+
 def _nll(nuisance: torch.Tensor, f: torch.Tensor, p: torch.Tensor, n: torch.Tensor,
-         log_transfer: torch.Tensor) -> torch.Tensor:
+         log_transfer: torch.Tensor, coded: tuple[CodingGain, CodingGain] | None = None) -> torch.Tensor:
     """−log-likelihood of binned powers p (counts n) for nuisance [..., 4] = (α, log c, log n², β) and the blur's
     log |K(f)|² (broadcast against [..., bins]): the floor n² f^(−β) (β in [0, MAX_BETA]; 0 = white noise, > 0 =
-    compression's error, which falls with frequency)."""
+    compression's error, which falls with frequency); `coded`: the spectrum then passed a JPEG's quantisation
+    (`CodingGain`)."""
     alpha, logc, logn2, beta = nuisance.unbind(-1)
-    logm = logc[..., None] - alpha[..., None] * f.log() + log_transfer
-    m = logm.exp() + (logn2[..., None] - beta.clamp(0, MAX_BETA)[..., None] * f.log()).exp()
+    log_signal = logc[..., None] - alpha[..., None] * f.log() + log_transfer
+    log_floor = logn2[..., None] - beta.clamp(0, MAX_BETA)[..., None] * f.log()
+    if coded is not None:  # each part scaled by the gain it has alone (detail: grey; noise: independent channels)
+        log_signal, log_floor = log_signal + coded[0](log_signal), log_floor + coded[1](log_floor)
+    m = log_signal.exp() + log_floor.exp()
     return (n * (m.log() + p / m)).sum(-1)
 
 
-def _neg_log_likelihood(params: torch.Tensor, f: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+def _neg_log_likelihood(params: torch.Tensor, f: torch.Tensor, p: torch.Tensor, n: torch.Tensor,
+                        coded: tuple[CodingGain, CodingGain] | None = None) -> torch.Tensor:
     """`_nll` of a Gaussian blur, params [..., 5] = (s², α, log c, log n², β). In s², not s, so that the slope does
     not vanish at s = 0 and a fit started there can leave it."""
-    return _nll(params[..., 1:], f, p, n, -4 * math.pi**2 * params[..., :1] * f**2)
+    return _nll(params[..., 1:], f, p, n, -4 * math.pi**2 * params[..., :1] * f**2, coded)
 
 
 def _nuisance_grid(f: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -137,10 +203,11 @@ def _minimise(nll, start: torch.Tensor, bounds: list) -> tuple[float, np.ndarray
 _NUISANCE_BOUNDS = [(0.5, 4.0), (None, None), (None, None), (0.0, MAX_BETA)]
 
 
-def _refine(start: torch.Tensor, f: torch.Tensor, p: torch.Tensor, n: torch.Tensor,
-            max_v: float) -> tuple[float, float]:
+def _refine(start: torch.Tensor, f: torch.Tensor, p: torch.Tensor, n: torch.Tensor, max_v: float,
+            coded: tuple[CodingGain, CodingGain] | None = None) -> tuple[float, float]:
     """(−log-likelihood, s²) of the Gaussian fit refined from the grid point `start`, with s² in [0, max_v]."""
-    value, x = _minimise(lambda t: _neg_log_likelihood(t, f, p, n), start, [(0.0, max_v)] + _NUISANCE_BOUNDS)
+    value, x = _minimise(lambda t: _neg_log_likelihood(t, f, p, n, coded), start,
+                         [(0.0, max_v)] + _NUISANCE_BOUNDS)
     return value, float(x[0])
 
 
@@ -153,7 +220,7 @@ def _spectrum(y: torch.Tensor) -> Spectrum | None:
     return spectrum if float(spectrum.p.max()) > 1e-12 else None  # a flat image: no evidence of any blur
 
 
-def _gaussian_fit(spectrum: Spectrum) -> tuple[float, float, float]:
+def _gaussian_fit(spectrum: Spectrum, coded: tuple[CodingGain, CodingGain] | None = None) -> tuple[float, float, float]:
     """(−log-likelihood, s px, −log-likelihood of the best fit without blur) of the Gaussian fit."""
     f, p, n = spectrum.f, spectrum.p, spectrum.n
     widths = torch.arange(0.0, MAX_SIGMA + 1e-9, 0.25, dtype=torch.float64)
@@ -161,12 +228,12 @@ def _gaussian_fit(spectrum: Spectrum) -> tuple[float, float, float]:
     best_nll, best_at = [], []
     for width in widths:  # one width at a time keeps memory at |grid| x bins
         params = torch.cat([(width**2).expand(len(grid), 1), grid], dim=1)
-        nll = _neg_log_likelihood(params, f, p, n)
+        nll = _neg_log_likelihood(params, f, p, n, coded)
         k = int(nll.argmin())
         best_nll.append(float(nll[k]))
         best_at.append(params[k].clone())
-    fit_nll, fit_v = _refine(best_at[int(np.argmin(best_nll))], f, p, n, MAX_SIGMA**2)
-    sharp_nll, _ = _refine(best_at[0], f, p, n, 0.0)  # the best fit without any blur
+    fit_nll, fit_v = _refine(best_at[int(np.argmin(best_nll))], f, p, n, MAX_SIGMA**2, coded)
+    sharp_nll, _ = _refine(best_at[0], f, p, n, 0.0, coded)  # the best fit without any blur
     return fit_nll, math.sqrt(max(fit_v, 0.0)), sharp_nll
 
 
@@ -199,7 +266,7 @@ def disk_log_transfer(radius: float, spectrum: Spectrum) -> torch.Tensor:
     return mean.clamp(min=1e-30).log()
 
 
-def _defocus_fit(spectrum: Spectrum) -> tuple[float, float]:
+def _defocus_fit(spectrum: Spectrum, coded: tuple[CodingGain, CodingGain] | None = None) -> tuple[float, float]:
     """(−log-likelihood, R px) of the disk fit: the grid's best radius on the coarse nuisance grid, then the
     nuisance refined (L-BFGS-B) at the three best radii."""
     f, p, n = spectrum.f, spectrum.p, spectrum.n
@@ -207,11 +274,11 @@ def _defocus_fit(spectrum: Spectrum) -> tuple[float, float]:
     candidates = []
     for radius in np.arange(MIN_RADIUS, MAX_RADIUS + 1e-9, RADIUS_STEP):
         log_transfer = disk_log_transfer(float(radius), spectrum)
-        nll = _nll(grid, f, p, n, log_transfer)
+        nll = _nll(grid, f, p, n, log_transfer, coded)
         k = int(nll.argmin())
         candidates.append((float(nll[k]), float(radius), grid[k], log_transfer))
     candidates.sort(key=lambda c: c[0])
-    return min((_minimise(lambda t, lt=lt: _nll(t, f, p, n, lt), start, _NUISANCE_BOUNDS)[0], radius)
+    return min((_minimise(lambda t, lt=lt: _nll(t, f, p, n, lt, coded), start, _NUISANCE_BOUNDS)[0], radius)
                for _, radius, start, lt in candidates[:3])
 
 
@@ -219,25 +286,46 @@ class BlurReading(NamedTuple):
     """What `read_blur` reads: the Gaussian fit's std `width` and the disk fit's `radius` (px; 0 where no blur
     shows, i.e. neither fits EVIDENCE_NATS better than a sharp image; radius nan where the disk was not fitted),
     `defocus_nats` how much better (−log-likelihood) the disk fits than the Gaussian (negative: worse; nan where
-    not fitted), over `frequencies` periodogram values (the evidence grows with them)."""
+    not fitted), over `frequencies` periodogram values (the evidence grows with them); `coded`: read through the
+    file's JPEG coding (`CodingGain`), which fitted the spectrum better than the plain model."""
     width: float
     radius: float
     defocus_nats: float
     frequencies: int
+    coded: bool = False
 
 
-def read_blur(y: torch.Tensor, defocus: bool = True) -> BlurReading | None:
+def _fits(spectrum: Spectrum, defocus: bool, coded: tuple[CodingGain, CodingGain] | None) -> tuple[float, ...]:
+    """(Gaussian fit's −log-likelihood, its width, the sharp fit's, the disk fit's, its radius) of one model."""
+    fit_nll, width, sharp_nll = _gaussian_fit(spectrum, coded)
+    disk_nll, radius = _defocus_fit(spectrum, coded) if defocus else (math.nan, math.nan)
+    return fit_nll, width, sharp_nll, disk_nll, radius
+
+
+def read_blur(y: torch.Tensor, defocus: bool = True, coding: JpegCoding | None = None) -> BlurReading | None:
     """The blur read from image y (1, C, h, w) in [-1, 1] (module docstring): a Gaussian's std in [0, MAX_SIGMA]
     and, with `defocus`, a disk's radius in [MIN_RADIUS, MAX_RADIUS] on a RADIUS_STEP grid; None for images under
-    MIN_SIZE px or without any variation. Measured: `estimate_gaussian_blur`, `estimate_defocus_radius`."""
+    MIN_SIZE px or without any variation. `coding`: y was decoded from a JPEG coded so (`images.jpeg_coding`); the
+    spectrum is then also fitted through that coding (`CodingGain`; the model with the better best fit is read,
+    both having as many parameters): a noisy JPEG's blur otherwise reads far too small, as the coding strips the
+    noise's finest frequencies (benchmarks/lossy-blur-reading/). About 3x slower. Measured:
+    `estimate_gaussian_blur`, `estimate_defocus_radius`."""
     spectrum = _spectrum(y)
     if spectrum is None:
         return None
-    fit_nll, width, sharp_nll = _gaussian_fit(spectrum)
-    disk_nll, radius = _defocus_fit(spectrum) if defocus else (math.nan, math.nan)
+    models = [_fits(spectrum, defocus, None)]
+    try:
+        coded = None if coding is None else (CodingGain.of(coding, spectrum),
+                                             CodingGain.of(coding, spectrum, colour_noise=True))
+    except (OSError, ValueError, TypeError):  # Pillow cannot code with these tables: the plain reading stands
+        coded = None
+    if coded is not None:
+        models.append(_fits(spectrum, defocus, coded))
+    best = min(range(len(models)), key=lambda k: np.nanmin([models[k][0], models[k][3]]))
+    fit_nll, width, sharp_nll, disk_nll, radius = models[best]
     blurred = lambda nll: sharp_nll - nll >= EVIDENCE_NATS  # e.g. pure noise: every width fits alike
     return BlurReading(width if blurred(fit_nll) else 0.0, radius if not defocus or blurred(disk_nll) else 0.0,
-                       fit_nll - disk_nll, int(spectrum.n.sum()))
+                       fit_nll - disk_nll, int(spectrum.n.sum()), coded=best == 1)
 
 
 def estimate_gaussian_blur(y: torch.Tensor) -> float | None:

@@ -40,7 +40,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -70,7 +70,8 @@ class DecodedImage:
     bit_depth: bits per source sample (1, 8, 16 or 32). grey: the source had one colour channel. notes:
     conversions worth telling the user about (alpha composited, first frame of N, ...). icc_profile: the
     embedded ICC colour profile (bytes) or None. jpeg_sigma: the noise scale of a lossy file's coding
-    (`compression_sigma`: a JPEG's quantisation steps, a lossy WebP, a palette), else None.
+    (`compression_sigma`: a JPEG's quantisation steps, a lossy WebP, a palette), else None. jpeg_coding: a JPEG's
+    quantisation tables and chroma subsampling (`jpeg_coding`), else None.
     """
 
     tensor: torch.Tensor
@@ -80,6 +81,7 @@ class DecodedImage:
     notes: list[str] = field(default_factory=list)
     icc_profile: bytes | None = None
     jpeg_sigma: float | None = None
+    jpeg_coding: JpegCoding | None = None
 
     @property
     def output_bit_depth(self) -> int:
@@ -394,7 +396,7 @@ def read_image(
     tensor = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float()[None]
     icc = _kept_profile(icc_profile(data), notes)
     return DecodedImage(tensor=from_unit(tensor), mode=mode, bit_depth=bits, grey=grey, notes=notes,
-                        icc_profile=icc, jpeg_sigma=compression_sigma(data, mode))
+                        icc_profile=icc, jpeg_sigma=compression_sigma(data, mode), jpeg_coding=jpeg_coding(data))
 
 
 def compression_sigma(data: bytes, mode: str) -> float | None:
@@ -458,14 +460,18 @@ def is_lossy_webp(data: bytes) -> bool:
 JPEG_LOW_FREQUENCIES = (0, 1, 8, 9)
 
 
-def jpeg_quantization_sigma(data: bytes) -> float | None:
-    """A JPEG's quantisation as a noise scale on the [-1, 1] scale: rms(q) / sqrt(12) / 127.5 over the luma
-    steps q at JPEG_LOW_FREQUENCIES, the std of one coefficient's uniform rounding error at those steps. A heuristic
-    scale, not the pixel error (that sums all 64 coefficients' errors / 64 and depends on the image; measured on
-    blurred photos: 0.007-0.010 / 0.010-0.017 / 0.015-0.024 at quality 95 / 80 / 60), checked by a validation sweep
-    (benchmarks/jpeg-inputs/). About 0.003 at Pillow's quality 95, 0.011 at 80, 0.024 at 60, 0.15 at 10.
-    None for other formats or a JPEG without a readable luma table (Pillow's header parsing)."""
-    from PIL import Image
+class JpegCoding(NamedTuple):
+    """A JPEG's coding as Pillow reads it: its quantisation `tables` (64 steps each; the luma's first) and chroma
+    `subsampling` (Pillow's code: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0); `colour`: YCbCr, not one grey channel."""
+    tables: tuple[tuple[int, ...], ...]
+    subsampling: int
+    colour: bool
+
+
+def _jpeg_header(data: bytes) -> tuple[dict[int, list[int]], str, int] | None:
+    """(quantisation tables by index, mode, Pillow's subsampling code) of a JPEG file's bytes, from Pillow's header
+    parsing; None for other formats or an unreadable header."""
+    from PIL import Image, JpegImagePlugin
 
     if not data.startswith(b"\xff\xd8\xff"):
         return None
@@ -473,9 +479,36 @@ def jpeg_quantization_sigma(data: bytes) -> float | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as im:
-                luma = list((getattr(im, "quantization", None) or {}).get(0, ()))
-    except Exception:  # the pixels were decoded already; the tables are optional
+                tables = {k: [int(q) for q in t] for k, t in (getattr(im, "quantization", None) or {}).items()}
+                return tables, im.mode, JpegImagePlugin.get_sampling(im)
+    except Exception:  # noqa: BLE001  (the pixels were decoded already; the tables are optional)
         return None
+
+
+def jpeg_coding(data: bytes) -> JpegCoding | None:
+    """The `JpegCoding` of a baseline or progressive JPEG file's bytes; None for other formats, a JPEG whose tables
+    or subsampling Pillow cannot read, or one that is neither grey nor YCbCr (CMYK)."""
+    header = _jpeg_header(data)
+    if header is None:
+        return None
+    tables, mode, subsampling = tuple(tuple(t) for _, t in sorted(header[0].items())), header[1], header[2]
+    if mode not in ("L", "RGB") or not tables or any(len(t) != 64 for t in tables):
+        return None
+    colour = mode == "RGB"
+    if colour and (subsampling < 0 or len(tables) < 2):
+        return None
+    return JpegCoding(tables[:2] if colour else tables[:1], max(subsampling, 0), colour)
+
+
+def jpeg_quantization_sigma(data: bytes) -> float | None:
+    """A JPEG's quantisation as a noise scale on the [-1, 1] scale: rms(q) / sqrt(12) / 127.5 over the luma
+    steps q at JPEG_LOW_FREQUENCIES, the std of one coefficient's uniform rounding error at those steps. A heuristic
+    scale, not the pixel error (that sums all 64 coefficients' errors / 64 and depends on the image; measured on
+    blurred photos: 0.007-0.010 / 0.010-0.017 / 0.015-0.024 at quality 95 / 80 / 60), checked by a validation sweep
+    (benchmarks/jpeg-inputs/). About 0.003 at Pillow's quality 95, 0.011 at 80, 0.024 at 60, 0.15 at 10.
+    None for other formats or a JPEG without a readable luma table (Pillow's header parsing)."""
+    header = _jpeg_header(data)
+    luma = [] if header is None else header[0].get(0, [])
     if len(luma) != 64:
         return None
     steps = np.asarray([luma[k] for k in JPEG_LOW_FREQUENCIES], dtype=np.float64)

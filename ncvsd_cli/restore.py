@@ -41,6 +41,8 @@ from ncvsd_cli.measurement import (
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from ncvsd_cli import images
+
 #: The std image shows the per-pixel std of the samples on the [0, 1] scale times this factor, clipped.
 STD_SCALE = 4.0
 #: An estimated Gaussian blur width (px) is used at least this wide (an unblurred image's kernel stays a blur).
@@ -367,7 +369,8 @@ class Restorer:
                 f"{auto} px fit the memory budget)")
 
     def measurement(self, y: torch.Tensor, task: str, *, source: str | None = None,
-                    grey: bool = False, jpeg_sigma: float | None = None) -> Measurement:
+                    grey: bool = False, jpeg_sigma: float | None = None,
+                    jpeg_coding: images.JpegCoding | None = None) -> Measurement:
         """A decoded image y (1, C, h, w) in [-1, 1] as the measurement of `task`, its operator built with the task
         settings' operator parameters (preset < preset file < `options.params`) at `options.sigma_y`; for denoise,
         blurs and super-resolution without --sigma-y (or a preset file's sigma_y), at the noise level estimated from
@@ -376,7 +379,9 @@ class Restorer:
         blur width or disk radius read from y (`blur_notes`; `m.notes` say so); deblur-motion without `kernel` or
         `seed` with the kernel read from y (`motion_notes`). jpeg_sigma: y was decoded from a
         lossily coded file of this noise scale (`images.compression_sigma`: a JPEG's quantisation, a lossy WebP, a
-        palette); it raises the lowest level read (`noise_level_floor`), and the level is then also read on the luma
+        palette); it raises the lowest level read (`noise_level_floor`); jpeg_coding: a JPEG's tables
+        (`images.jpeg_coding`), through which the blur is read (`blur_estimate.CodingGain`: the coding strips the
+        noise's finest frequencies, which would otherwise read as a sharp photo's); the level is then also read on the luma
         (for blurs, on its 2x2 means unless the width read, or the disk's radius / 2, is under COARSE_LUMA_MIN_WIDTH),
         where lossy coding leaves the noise; a lossless colour image's level also on the luma's 2x2 means where they
         hold noise, not texture (`measurement.coarse_luma_noise`: a camera's demosaicing leaves its noise there).
@@ -405,7 +410,7 @@ class Restorer:
         preset = self.options.preset_file if isinstance(self.options.preset_file, dict) else {}
         bounds = noise_level_bounds(task)
         unknown = bounds is not None and self.options.sigma_y is None and "sigma_y" not in preset
-        reading = read_blur(y) if reads_blur(task, given) else None
+        reading = read_blur(y, coding=jpeg_coding) if reads_blur(task, given) else None
         width = None if reading is None else reading.width if task == "deblur-gauss" else reading.radius / 2
         colours = len(distinct_channels(y[0])) if unknown else 0  # 1: a grey image, also one stored as RGB
         if unknown and not noise_patch_side(colours, *y.shape[-2:]):
@@ -745,7 +750,8 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
     notes that say so: an unblurred look, a reading at the widest blur read, a small image's loose reading, the
     other blur model fitting better (`better_blur_model`; from a `lossy` file, a JPEG, a disk said as unsure: JPEGs
     of 3-px Gaussian blurs of the 6 training views all fit a disk better too; a Gaussian not said), a kernel_size
-    cutting a Gaussian's tails; from a `lossy` file "looks unblurred" adds that the coding may hide a blur."""
+    cutting a Gaussian's tails; from a `lossy` file "looks unblurred" adds that the coding may hide a blur; a
+    reading made through a JPEG's coding (`reading.coded`) says so."""
     from ncvsd_cli.blur_estimate import MAX_RADIUS, MAX_SIGMA, MIN_RADIUS, RADIUS_STEP
 
     key = BLUR_READ[task]
@@ -753,9 +759,10 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
     if reading is None:
         return [f"blur {what} not estimated (image under 32 px or flat): {key} {params.get(key)} px"]
     better, widest = better_blur_model(reading), ": the widest the reading covers, the blur may be wider"
+    coded = "read through this JPEG's quantisation, which strips the noise's finest detail; " if reading.coded else ""
     if task == "deblur-gauss":
         params["sigma"] = round(max(reading.width, MIN_BLUR_SIGMA), 2)
-        notes = [f"estimated Gaussian blur sigma {params['sigma']:.2f} px (-p sigma=S sets it)"
+        notes = [f"estimated Gaussian blur sigma {params['sigma']:.2f} px ({coded}-p sigma=S sets it)"
                  + (": the image looks unblurred" + (LOSSY_HIDDEN_BLUR.format("-p sigma=S") if lossy else "")
                     if reading.width < 0.5 else "")
                  + (widest if reading.width >= MAX_SIGMA - 0.01 else "")]
@@ -776,7 +783,7 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
                              f"{DEFOCUS_READ_MIN_SIDE} px sharp photos read as 4-7 px disks and are ruined): give "
                              "the radius, -p radius=R (px)")
         params["radius"] = max(reading.radius, MIN_RADIUS)
-        notes = [f"estimated defocus radius {params['radius']:g} px (-p radius=R sets it)"
+        notes = [f"estimated defocus radius {params['radius']:g} px ({coded}-p radius=R sets it)"
                  + (": the image looks unblurred" + (LOSSY_HIDDEN_BLUR.format("-p radius=R") if lossy else "")
                     if reading.radius <= 1 else "")  # std <= 0.5: a photo's own
                  + (widest if reading.radius >= MAX_RADIUS - RADIUS_STEP else "")]
@@ -793,6 +800,9 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
 
 #: Added to "looks unblurred" for a lossy file: the coding's steps and noise can hide a blur from the reading (a
 #: 5-px disk with noise 0.04 at JPEG quality 75 read 0-0.75 px on 7 of 9 tries; as PNGs 9 of 9 near the truth).
+#: Read through a JPEG's own coding (`blur_estimate.CodingGain`) such disks read right (1 of 16 off), but a lossy
+#: WebP's or palette's coding is not modelled, and quality 50 with little noise still hides blurs
+#: (benchmarks/lossy-blur-reading/).
 LOSSY_HIDDEN_BLUR = (", or its lossy coding (with noise) hides the blur from the reading: if the photo looks "
                      "blurred, give {}")
 
@@ -1057,7 +1067,8 @@ def seed_notes(task: str, given: dict[str, Any], operator: Any) -> list[str]:
 
 
 
-def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None, **options: Any) -> torch.Tensor:
+def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None,
+                  jpeg_coding: images.JpegCoding | None = None, **options: Any) -> torch.Tensor:
     """Restore one degraded image y (1, C, h, w) or (C, h, w), float, on the [-1, 1] scale (C = 1: a grey image,
     restored in colour and returned grey) for `task`; returns (samples, C, H, W), about [-1, 1]: posterior samples
     are not clipped (`save_image` clips; `RestoreResult.mean` averages clipped samples).
@@ -1071,7 +1082,8 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
     prints (the level and width read, pixels kept) go to the logger "ncvsd.restore" at INFO level
     (`logging.basicConfig(level=logging.INFO)` shows them). jpeg_sigma: y was decoded from a lossily coded file
     (`images.read_image(...).jpeg_sigma`: JPEG, lossy WebP, palette), which raises the lowest level read
-    (`noise_level_floor`).
+    (`noise_level_floor`); jpeg_coding (`images.read_image(...).jpeg_coding`): a JPEG's tables, through which
+    a blur is read (`Restorer.measurement`).
     Super-resolution returns factor x (h, w); a photo of another size measured by `measurement.degrade` is
     restored at its own size by `Restorer.from_options(RestoreOptions(...)).run([m])` (m records the operator),
     as phase retrieval, whose measurement is not an image, must be.
@@ -1098,7 +1110,8 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
         warnings.warn("restore_image: y spans [0, 1] but for noise, and restore_image expects [-1, 1]: if y is a "
                       "[0, 1] image, map it (x * 2 - 1; images.from_unit does it)", stacklevel=2)
     grey = y.shape[1] == 1 and restorer.channels == 3  # restored in colour, returned grey (as `ncvsd restore`)
-    m = restorer.measurement(images.match_channels(y, 3) if grey else y, task, grey=grey, jpeg_sigma=jpeg_sigma)
+    m = restorer.measurement(images.match_channels(y, 3) if grey else y, task, grey=grey, jpeg_sigma=jpeg_sigma,
+                             jpeg_coding=jpeg_coding)
     for note in m.notes:  # what `ncvsd restore` prints (levels and widths read, pixels kept): logger "ncvsd.restore"
         logging.getLogger("ncvsd.restore").info(note)
     _, h, w = m.image_shape

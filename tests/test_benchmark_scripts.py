@@ -117,6 +117,20 @@ def test_blur_estimate_script(tmp_path):
     assert Image.open(out / "grid-1.5.jpg").size == (6 * 48, 48)
 
 
+def test_lossy_blur_reading_script(tmp_path):
+    """benchmarks/lossy_blur_reading.py on one 48-px photo at 96 px: each blur read plainly and through the JPEG's
+    coding, one restoration per blur and reading, the summary's tables and the grid."""
+    from PIL import Image
+
+    out = _script(tmp_path, "lossy_blur_reading.py", "--size", "96", "--restore", "1")
+    rows = (out / "readings.csv").read_text().splitlines()
+    assert len(rows) == 1 + 7 and rows[0] == "set,photo,noise,quality,blur,truth,plain,plain_s,coded,coded_s"
+    assert len((out / "restore.csv").read_text().splitlines()) == 1 + 2 * 2
+    summary = (out / "summary.md").read_text()
+    assert "| 0.04 | 75 | disk | 5 |" in summary and "| disk | 5 | coded |" in summary
+    assert Image.open(out / "grid-restore.jpg").size == (4 * 96, 2 * 96)
+
+
 def test_cg_iterations_script(tmp_path):
     """benchmarks/cg_iterations.py on one 48-px photo: every method at every noise level, now and before."""
     photo = _photo48(tmp_path / "a.png")

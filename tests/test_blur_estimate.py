@@ -286,3 +286,111 @@ def test_a_defocus_radius_is_not_read_from_an_image_under_96_px(tmp_path):
     assert res.exit_code == 1 and "small.png: 70x64 px is too small" in res.stderr and "-p radius=R" in res.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["large.png"], res.output
     assert CliRunner().invoke(app, [*args, "-p", "radius=2", "--overwrite"]).exit_code == 0
+
+
+def _jpeg(y: torch.Tensor, **kw) -> bytes:
+    """y (1, C, h, w) in [-1, 1] (C = 1: grey) saved by Pillow as a JPEG with keywords kw (quality, ...)."""
+    pixels = ((y[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+    buf = io.BytesIO()
+    Image.fromarray(pixels if pixels.shape[-1] == 3 else pixels[..., 0]).save(buf, "JPEG", **kw)
+    return buf.getvalue()
+
+
+def test_coding_gain_interpolates_in_log_power_and_keeps_its_end_values():
+    """`CodingGain.__call__`: each bin's log gain linear in log power between the table's levels, the end rows
+    beyond them, differentiable in the power (the fit's L-BFGS-B needs the slope)."""
+    from ncvsd_cli.blur_estimate import CodingGain
+
+    gain = CodingGain(torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64),
+                      torch.tensor([[0.0, -4.0], [-1.0, -2.0], [-3.0, 0.0]], dtype=torch.float64))
+    log_m = torch.tensor([[0.5, 1.5], [-7.0, 9.0], [1.0, 2.0]], dtype=torch.float64, requires_grad=True)
+    out = gain(log_m)
+    assert torch.allclose(out.detach(), torch.tensor([[-0.5, -1.0], [0.0, 0.0], [-1.0, 0.0]], dtype=torch.float64))
+    out[0].sum().backward()
+    assert log_m.grad[0].tolist() == [-1.0, 2.0]
+
+
+def test_a_jpegs_gain_is_near_one_for_unit_steps_and_strips_weak_fine_frequencies():
+    """The simulated gain (`_coding_gains`): steps of 1 (4:4:4) pass grey noise of any power above 8-bit rounding
+    (gain within 25 %); quality 10 zeroes weak noise above 0.3 cycles/px (gain < 0.05) but passes a strong one's
+    low frequencies; 4:2:0 strips a colour noise's chroma above 0.25 cycles/px, which leaves its luma part there:
+    more power in the channels' mean (0.447 / 0.333 of it), where grey noise is not raised."""
+    from ncvsd_cli.blur_estimate import _CODING_LEVELS, _coding_gains
+    from ncvsd_cli.images import JpegCoding, jpeg_coding
+
+    exact = JpegCoding(((1,) * 64, (1,) * 64), 0, True)
+    f, gains = _coding_gains(exact, False)
+    assert gains[_CODING_LEVELS >= 1e-4].exp().sub(1).abs().max() < 0.25
+    f, gains = _coding_gains(jpeg_coding(_jpeg(torch.zeros(1, 3, 16, 16), quality=10)), False)
+    weak, strong = int((_CODING_LEVELS - 1e-5).abs().argmin()), int((_CODING_LEVELS - 1e-1).abs().argmin())
+    assert gains[weak, f > 0.3].exp().max() < 0.05
+    assert gains[strong, f < 0.1].exp().min() > 0.5
+    subsampled = JpegCoding(exact.tables, 2, True)
+    f, colour = _coding_gains(subsampled, True)
+    _, grey = _coding_gains(subsampled, False)
+    high, mid = int((_CODING_LEVELS - 1e-3).abs().argmin()), (f > 0.3) & (f < 0.45)
+    assert colour[high, mid].exp().mean() == pytest.approx(0.447 / 0.333, rel=0.15)
+    assert grey[high, mid].exp().mean() == pytest.approx(1.0, rel=0.1)
+
+
+@pytest.mark.parametrize(("blur", "channels"), [(2.0, 3), (3.0, 3), (2.0, 1)])
+def test_a_noisy_jpegs_blur_reads_through_its_coding(blur, channels):
+    """Noise 0.04 in each channel, then JPEG quality 75 (colour: 4:2:0; also a grey JPEG): the coding strips the
+    noise's finest frequencies, a steep fall that the plain model reads as a sharp image's spectrum (the width far
+    too small); read through the file's coding (`images.jpeg_coding`), that model fits better and the width comes
+    back. A clean JPEG of the same blur keeps its plain reading."""
+    from ncvsd_cli.images import jpeg_coding
+
+    x = power_law_field(192, 208, 0.0, seed=11)[:, :channels]
+    blurred = operators.create("deblur-gauss", (channels, 192, 208), sigma=blur, boundary="reflect")(x)
+    noisy = _jpeg(blurred + 0.04 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3)), quality=75)
+    y = load_image(noisy)
+    plain, coded = read_blur(y, defocus=False), read_blur(y, defocus=False, coding=jpeg_coding(noisy))
+    assert plain.width < 0.7 * blur and not plain.coded
+    assert coded.coded and coded.width == pytest.approx(blur, rel=0.2)
+    clean = _jpeg(blurred, quality=75)
+    reading = read_blur(load_image(clean), defocus=False, coding=jpeg_coding(clean))
+    assert reading.width == pytest.approx(blur, rel=0.2)
+
+
+def test_restore_reads_a_noisy_jpegs_blur_through_its_coding(tmp_path, caplog):
+    """`ncvsd restore --task deblur-gauss` of a noisy JPEG reads the width through the file's coding (a note says
+    so), as `restore_image(..., jpeg_coding=read_image(...).jpeg_coding)` does; a PNG of it has no coding to use."""
+    import logging
+
+    from typer.testing import CliRunner
+
+    from ncvsd_cli.cli import app
+    from ncvsd_cli.images import read_image
+    from ncvsd_cli.restore import restore_image
+
+    x = power_law_field(192, 208, 0.0, seed=11)
+    blurred = operators.create("deblur-gauss", (3, 192, 208), sigma=2.0, boundary="reflect")(x)
+    (tmp_path / "b.jpg").write_bytes(_jpeg(blurred + 0.04 * torch.randn(x.shape, generator=torch.Generator()
+                                                                         .manual_seed(3)), quality=75))
+    res = CliRunner().invoke(app, ["restore", "--task", "deblur-gauss", str(tmp_path / "b.jpg"), "-o",
+                                   str(tmp_path / "r.png"), "--method", "wiener", "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout.splitlines()[-1])["results"][0]
+    assert result["blur_sigma"] == pytest.approx(2.0, rel=0.2)
+    assert any("read through this JPEG's quantisation" in n for n in result["notes"]), result["notes"]
+    decoded = read_image(tmp_path / "b.jpg")
+    with caplog.at_level(logging.INFO, logger="ncvsd.restore"):
+        restore_image(decoded.tensor, "deblur-gauss", method="wiener", jpeg_sigma=decoded.jpeg_sigma,
+                      jpeg_coding=decoded.jpeg_coding)
+    assert any("read through this JPEG's quantisation" in r.getMessage() for r in caplog.records)
+
+
+def test_a_coding_that_cannot_be_simulated_leaves_the_plain_reading(monkeypatch):
+    """Where Pillow cannot code with a file's tables (`_coding_gains` raises), `read_blur` reads as without them."""
+    from ncvsd_cli import blur_estimate
+    from ncvsd_cli.images import JpegCoding
+
+    def refuse(coding, colour_noise):
+        raise OSError("encoder error -2 when writing image file")
+
+    monkeypatch.setattr(blur_estimate, "_coding_gains", refuse)
+    y = operators.create("deblur-gauss", (3, 96, 96), sigma=2.0, boundary="reflect")(power_law_field(96, 96, 0.0, 4))
+    coding = JpegCoding(((1,) * 64, (1,) * 64), 2, True)
+    reading, plain = read_blur(y, defocus=False, coding=coding), read_blur(y, defocus=False)
+    assert (reading.width, reading.coded) == (plain.width, False) and plain.width > 1  # radius: nan, not fitted

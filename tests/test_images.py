@@ -349,6 +349,36 @@ def test_jpeg_quantisation_sigma_of_other_jpeg_kinds(tmp_path, variant):
     assert decoded.tensor.shape[-2:] == ((24, 16) if variant == "exif-rotated" else (16, 24))
 
 
+@pytest.mark.parametrize("variant, subsampling", [("baseline", 2), ("progressive", 2), ("444", 0), ("422", 1),
+                                                 ("grey", 0), ("CMYK", None), ("png", None)])
+def test_jpeg_coding_reads_the_files_tables_and_subsampling(variant, subsampling):
+    """`jpeg_coding` (and `read_image(...).jpeg_coding`): the file's quantisation tables (the luma's first; one for a
+    grey JPEG), its chroma subsampling and colour, which re-saving reproduces; CMYK JPEGs and other formats: None."""
+    arr = (np.random.default_rng(4).random((16, 24, 3)) * 255).astype(np.uint8)
+    im, buf = Image.fromarray(arr), io.BytesIO()
+    kw = {"quality": 70, "progressive": variant == "progressive"}
+    kw.update({"subsampling": {"444": 0, "422": 1}[variant]} if variant in ("444", "422") else {})
+    if variant == "png":
+        im.save(buf, "PNG")
+    else:
+        (im.convert("L") if variant == "grey" else im.convert("CMYK") if variant == "CMYK" else im).save(buf, "JPEG",
+                                                                                                            **kw)
+    coding = images.jpeg_coding(buf.getvalue())
+    assert read_image(buf.getvalue()).jpeg_coding == coding
+    if subsampling is None:
+        assert coding is None
+        return
+    with Image.open(io.BytesIO(buf.getvalue())) as src:
+        assert coding.tables == tuple(tuple(t) for _, t in sorted(src.quantization.items()))
+    assert (coding.subsampling, coding.colour, len(coding.tables)) == (subsampling, variant != "grey",
+                                                                     1 if variant == "grey" else 2)
+    again = io.BytesIO()
+    Image.fromarray(arr).convert("RGB" if coding.colour else "L").save(
+        again, "JPEG", qtables=[list(t) for t in coding.tables], subsampling=coding.subsampling)
+    assert images.jpeg_coding(again.getvalue()) == coding
+    assert images.jpeg_coding(b"\xff\xd8\xff" + b"\x00" * 20) is None  # a truncated header
+
+
 def test_save_image_names_a_numpy_array(tmp_path):
     """A numpy array raised "AttributeError: 'numpy.ndarray' object has no attribute 'detach'"."""
     with pytest.raises(ValueError, match="expected a torch tensor.*got ndarray"):

@@ -336,7 +336,7 @@ def test_the_coarse_luma_reading_needs_a_blur_or_white_noise(monkeypatch, task, 
     from ncvsd_cli import blur_estimate, measurement
 
     reading = None if width is None else blur_estimate.BlurReading(width, radius, -1.0, 1000)
-    monkeypatch.setattr(blur_estimate, "read_blur", lambda y: reading)
+    monkeypatch.setattr(blur_estimate, "read_blur", lambda y, **kw: reading)
     levels = {1: 0.002, 2: 0.03, 4: scale4}
     monkeypatch.setattr(measurement, "estimate_luma_noise_sigma",
                         lambda y, coarse=False, scale=None: levels[scale or (2 if coarse else 1)])

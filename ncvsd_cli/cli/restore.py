@@ -515,7 +515,7 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         common.note(f"{item.name}: reading the camera shake of this {w}x{h} photo (about 15 s per megapixel on "
                     "2 cores, 3-6x that for a long shake, which is checked and may be read again) ...", quiet)
     m = restorer.measurement(decoded.tensor, task, source=item.name, grey=decoded.grey,
-                            jpeg_sigma=decoded.jpeg_sigma)
+                            jpeg_sigma=decoded.jpeg_sigma, jpeg_coding=decoded.jpeg_coding)
     for n in m.notes:  # e.g. the estimated noise level; a likely mistake is a warning, said even with --quiet
         warn = n.startswith(WARNING_NOTES)
         common.note(f"{'warning: ' if warn else ''}{item.name}: {n}", quiet and not warn)
