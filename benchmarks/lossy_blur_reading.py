@@ -4,8 +4,9 @@
 Each photo of PHOTOS (training photos: the reading's choices are made on them; `--val` once, reported apart) is
 centre-cropped to --size px (default SIZE) (Lanczos), blurred with mirrored edges by the deblur-gauss / deblur-defocus operator
 (BLURS; "none": unblurred), given independent Gaussian noise of each --noise std in each channel (seed: the photo's
-index) and saved as a JPEG of each --qualities (Pillow, 4:2:0), then read both ways: the Gaussian's width for
-"gauss" and "none", the disk's radius for "disk". A reading is "off" outside 0.7-1.3x the truth (an unblurred one:
+index) and saved as a JPEG of each --qualities (Pillow, 4:2:0), then read both ways as `restore` reads (the Gaussian
+and the disk fit): the Gaussian's width for "gauss" and "none", the disk's radius for "disk" ("coded_model": the
+coding's model was read). A reading is "off" outside 0.7-1.3x the truth (an unblurred one:
 above 1 px). Writes OUT/readings.csv and OUT/summary.md (means, counts off and seconds per reading).
 
 With --restore N, the first N photos of PHOTOS with noise 0.04 at quality 75 and each of RESTORED's blurs are also
@@ -76,9 +77,10 @@ def readings(folder: Path, name: str, limit: int | None, noises: list[float], qu
                                                        "quality": quality, "blur": kind, "truth": amount}
                     for label, coding in (("plain", None), ("coded", images.jpeg_coding(data))):
                         start = time.perf_counter()
-                        r = read_blur(y, defocus=kind == "disk", coding=coding)
+                        r = read_blur(y, coding=coding)  # with the disk fit, as `restore` reads
                         row[label] = round(r.radius if kind == "disk" else r.width, 3)
                         row[f"{label}_s"] = round(time.perf_counter() - start, 3)
+                    row["coded_model"] = int(r.coded)
                     rows.append(row)
     return rows
 
@@ -97,7 +99,6 @@ def restorations(folder: Path, count: int, out: Path, size: int = SIZE) -> list[
                 est = restore_image(decoded.tensor, task, seed=0, jpeg_sigma=decoded.jpeg_sigma,
                                     jpeg_coding=coding)[:1].clamp(-1, 1)
                 rows.append({"photo": path.stem, "blur": kind, "truth": amount, "reading": label, **scores(est, x)})
-                print(rows[-1], flush=True)
                 tile.append(est)
                 print(rows[-1], flush=True)
             tiles.append(torch.cat(tile, dim=3))
@@ -128,7 +129,7 @@ def summary(rows: list[dict]) -> str:
     lines = []
     for name in dict.fromkeys(r["set"] for r in rows):
         lines += [f"## {name}", "", ("| noise | quality | blur | truth | plain mean | plain off | coded mean "
-                                     "| coded off | plain s | coded s |"), "|---|---|---|---|---|---|---|---|---|---|"]
+                                     "| coded off | coded model | plain s | coded s |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
         groups: dict[tuple, list[dict]] = {}
         for r in rows:
             if r["set"] == name:
@@ -137,7 +138,8 @@ def summary(rows: list[dict]) -> str:
             mean = {key: np.mean([r[key] for r in group]) for key in ("plain", "coded", "plain_s", "coded_s")}
             count = {key: f"{sum(off(r[key], truth) for r in group)}/{len(group)}" for key in ("plain", "coded")}
             lines.append(f"| {noise:g} | {quality} | {kind} | {truth:g} | {mean['plain']:.2f} | {count['plain']} "
-                         f"| {mean['coded']:.2f} | {count['coded']} | {mean['plain_s']:.2f} | {mean['coded_s']:.2f} |")
+                         f"| {mean['coded']:.2f} | {count['coded']} | {sum(int(r['coded_model']) for r in group)} "
+                         f"| {mean['plain_s']:.2f} | {mean['coded_s']:.2f} |")
         lines.append("")
     return "\n".join(lines)
 

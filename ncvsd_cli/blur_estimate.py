@@ -90,8 +90,9 @@ def _binned_periodogram(y: torch.Tensor) -> Spectrum:
 
 
 #: Input powers (per periodogram value, on the [-1, 1] scale) at which a JPEG's gain is simulated, log-spaced: from
-#: below one grey level's rounding (5e-6) to a strong texture's.
-_CODING_LEVELS = torch.logspace(-8, -1, 29, dtype=torch.float64)
+#: just above 8-bit rounding's (a weaker noise rounds to the same 127/128 pattern, about 1.5e-5) to a strong
+#: texture's; below, the lowest level's gain.
+_CODING_LEVELS = torch.logspace(-4.75, -1, 16, dtype=torch.float64)
 #: Side (px) of the simulated images.
 _CODING_SIZE = 512
 
@@ -306,9 +307,10 @@ def read_blur(y: torch.Tensor, defocus: bool = True, coding: JpegCoding | None =
     """The blur read from image y (1, C, h, w) in [-1, 1] (module docstring): a Gaussian's std in [0, MAX_SIGMA]
     and, with `defocus`, a disk's radius in [MIN_RADIUS, MAX_RADIUS] on a RADIUS_STEP grid; None for images under
     MIN_SIZE px or without any variation. `coding`: y was decoded from a JPEG coded so (`images.jpeg_coding`); the
-    spectrum is then also fitted through that coding (`CodingGain`; the model with the better best fit is read,
-    both having as many parameters): a noisy JPEG's blur otherwise reads far too small, as the coding strips the
-    noise's finest frequencies (benchmarks/lossy-blur-reading/). About 3x slower. Measured:
+    spectrum is then also fitted through that coding (`CodingGain`), and that model is read where its best fit is
+    at least EVIDENCE_NATS better (both have as many parameters): a noisy JPEG's blur otherwise reads far too small,
+    as the coding strips the noise's finest frequencies (benchmarks/lossy-blur-reading/). About 4x slower, plus
+    the coding's simulation once per process. Measured:
     `estimate_gaussian_blur`, `estimate_defocus_radius`."""
     spectrum = _spectrum(y)
     if spectrum is None:
@@ -316,12 +318,13 @@ def read_blur(y: torch.Tensor, defocus: bool = True, coding: JpegCoding | None =
     models = [_fits(spectrum, defocus, None)]
     try:
         coded = None if coding is None else (CodingGain.of(coding, spectrum),
-                                             CodingGain.of(coding, spectrum, colour_noise=True))
+                                             CodingGain.of(coding, spectrum, colour_noise=coding.colour))
     except (OSError, ValueError, TypeError):  # Pillow cannot code with these tables: the plain reading stands
         coded = None
     if coded is not None:
         models.append(_fits(spectrum, defocus, coded))
-    best = min(range(len(models)), key=lambda k: np.nanmin([models[k][0], models[k][3]]))
+    best_nll = [float(np.nanmin([m[0], m[3]])) for m in models]  # the better of the Gaussian and disk fits
+    best = 1 if len(models) > 1 and best_nll[0] - best_nll[1] >= EVIDENCE_NATS else 0
     fit_nll, width, sharp_nll, disk_nll, radius = models[best]
     blurred = lambda nll: sharp_nll - nll >= EVIDENCE_NATS  # e.g. pure noise: every width fits alike
     return BlurReading(width if blurred(fit_nll) else 0.0, radius if not defocus or blurred(disk_nll) else 0.0,

@@ -486,8 +486,9 @@ def _jpeg_header(data: bytes) -> tuple[dict[int, list[int]], str, int] | None:
 
 
 def jpeg_coding(data: bytes) -> JpegCoding | None:
-    """The `JpegCoding` of a baseline or progressive JPEG file's bytes; None for other formats, a JPEG whose tables
-    or subsampling Pillow cannot read, or one that is neither grey nor YCbCr (CMYK)."""
+    """The `JpegCoding` of a baseline or progressive JPEG file's bytes (a colour file's luma and first chroma table;
+    one table shared: twice); None for other formats, a JPEG whose tables or subsampling Pillow cannot read or
+    encode (4:4:0, 4:1:1), or one that is neither grey nor YCbCr (CMYK)."""
     header = _jpeg_header(data)
     if header is None:
         return None
@@ -495,9 +496,9 @@ def jpeg_coding(data: bytes) -> JpegCoding | None:
     if mode not in ("L", "RGB") or not tables or any(len(t) != 64 for t in tables):
         return None
     colour = mode == "RGB"
-    if colour and (subsampling < 0 or len(tables) < 2):
+    if colour and subsampling < 0:  # 4:4:0, 4:1:1: not Pillow's to encode
         return None
-    return JpegCoding(tables[:2] if colour else tables[:1], max(subsampling, 0), colour)
+    return JpegCoding((tables * 2)[:2] if colour else tables[:1], max(subsampling, 0), colour)
 
 
 def jpeg_quantization_sigma(data: bytes) -> float | None:

@@ -410,7 +410,9 @@ class Restorer:
         preset = self.options.preset_file if isinstance(self.options.preset_file, dict) else {}
         bounds = noise_level_bounds(task)
         unknown = bounds is not None and self.options.sigma_y is None and "sigma_y" not in preset
-        reading = read_blur(y, coding=jpeg_coding) if reads_blur(task, given) else None
+        coding = jpeg_coding if jpeg_coding is None or y.shape[1] == 3 or not jpeg_coding.colour else None  # a
+        # colour JPEG read as grey for a grey model: its luma is not the channels' mean the coding was simulated on
+        reading = read_blur(y, coding=coding) if reads_blur(task, given) else None
         width = None if reading is None else reading.width if task == "deblur-gauss" else reading.radius / 2
         colours = len(distinct_channels(y[0])) if unknown else 0  # 1: a grey image, also one stored as RGB
         if unknown and not noise_patch_side(colours, *y.shape[-2:]):
@@ -759,7 +761,7 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
     if reading is None:
         return [f"blur {what} not estimated (image under 32 px or flat): {key} {params.get(key)} px"]
     better, widest = better_blur_model(reading), ": the widest the reading covers, the blur may be wider"
-    coded = "read through this JPEG's quantisation, which strips the noise's finest detail; " if reading.coded else ""
+    coded = "read through this JPEG's quantisation, whose steps strip the finest detail and noise; " if reading.coded else ""
     if task == "deblur-gauss":
         params["sigma"] = round(max(reading.width, MIN_BLUR_SIGMA), 2)
         notes = [f"estimated Gaussian blur sigma {params['sigma']:.2f} px ({coded}-p sigma=S sets it)"
@@ -800,7 +802,7 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
 
 #: Added to "looks unblurred" for a lossy file: the coding's steps and noise can hide a blur from the reading (a
 #: 5-px disk with noise 0.04 at JPEG quality 75 read 0-0.75 px on 7 of 9 tries; as PNGs 9 of 9 near the truth).
-#: Read through a JPEG's own coding (`blur_estimate.CodingGain`) such disks read right (1 of 16 off), but a lossy
+#: Read through a JPEG's own coding (`blur_estimate.CodingGain`) such disks read right (16 of 16), but a lossy
 #: WebP's or palette's coding is not modelled, and quality 50 with little noise still hides blurs
 #: (benchmarks/lossy-blur-reading/).
 LOSSY_HIDDEN_BLUR = (", or its lossy coding (with noise) hides the blur from the reading: if the photo looks "

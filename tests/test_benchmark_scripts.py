@@ -124,7 +124,7 @@ def test_lossy_blur_reading_script(tmp_path):
 
     out = _script(tmp_path, "lossy_blur_reading.py", "--size", "96", "--restore", "1")
     rows = (out / "readings.csv").read_text().splitlines()
-    assert len(rows) == 1 + 7 and rows[0] == "set,photo,noise,quality,blur,truth,plain,plain_s,coded,coded_s"
+    assert len(rows) == 1 + 7 and rows[0] == "set,photo,noise,quality,blur,truth,plain,plain_s,coded,coded_s,coded_model"
     assert len((out / "restore.csv").read_text().splitlines()) == 1 + 2 * 2
     summary = (out / "summary.md").read_text()
     assert "| 0.04 | 75 | disk | 5 |" in summary and "| disk | 5 | coded |" in summary

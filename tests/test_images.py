@@ -377,6 +377,9 @@ def test_jpeg_coding_reads_the_files_tables_and_subsampling(variant, subsampling
         again, "JPEG", qtables=[list(t) for t in coding.tables], subsampling=coding.subsampling)
     assert images.jpeg_coding(again.getvalue()) == coding
     assert images.jpeg_coding(b"\xff\xd8\xff" + b"\x00" * 20) is None  # a truncated header
+    shared = io.BytesIO()  # a colour JPEG whose three components share one table
+    Image.fromarray(arr).save(shared, "JPEG", qtables=[[7] * 64])
+    assert images.jpeg_coding(shared.getvalue()).tables == ((7,) * 64, (7,) * 64)
 
 
 def test_save_image_names_a_numpy_array(tmp_path):
