@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from blur_estimate import write_csv  # benchmarks/ is the script's folder
+from defocus import square
 from jpeg_chroma import scores
 from PIL import Image
 
@@ -42,12 +43,9 @@ BLURS = [("none", 0.0), ("gauss", 1.0), ("gauss", 2.0), ("gauss", 3.0), ("disk",
 
 
 def crop(path: Path, size: int = SIZE) -> torch.Tensor:
-    """The photo's centre square at `size` px (Lanczos), (1, 3, size, size) in [-1, 1]."""
-    im = Image.open(path).convert("RGB")
-    s = min(im.size)
-    left, top = (im.width - s) // 2, (im.height - s) // 2
-    im = im.crop((left, top, left + s, top + s)).resize((size, size), Image.LANCZOS)
-    return images.from_unit(torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)[None])
+    """The photo's centre square at `size` px (Lanczos, `defocus.square`), (1, 3, size, size) in [-1, 1]."""
+    pixels = np.asarray(square(path, size), dtype=np.float32) / 255
+    return images.from_unit(torch.from_numpy(pixels).permute(2, 0, 1)[None])
 
 
 def jpeg_bytes(x: torch.Tensor, kind: str, amount: float, noise: float, quality: int, seed: int) -> bytes:
