@@ -16,12 +16,14 @@ Decoding policy (`read_image`), stated once and tested in tests/test_images.py:
   channels = 1: colour is reduced to luminance with the ITU-R BT.601 weights (0.299, 0.587, 0.114), in float.
   `DecodedImage.grey` records a greyscale source so that outputs can be written back as greyscale.
 - Alpha (RGBA, LA, palette with transparency): composited on white (what a viewer shows on a white page) and
-  reported in `DecodedImage.notes`; a fully opaque alpha channel is dropped silently.
+  reported in `DecodedImage.notes`, the alpha kept in `DecodedImage.alpha` (`encode_image(..., alpha=)` writes it
+  back); a fully opaque alpha channel is dropped silently.
 
 Writing (`save_image`): values are clipped to [-1, 1] and rounded to 8 bits, or to 16 bits for PNG with
 `bit_depth=16` (pypng); an ICC profile is embedded when given (PNG, JPEG, TIFF, WebP; other formats have no
 place for it); the format follows the suffix (PNG by default, also for "-" = standard output); NaN/inf are
-refused. Files are written atomically: a temporary file in the same folder, fsync, then published under the
+refused; with `alpha` (PNG, WebP, TIFF) the colour is un-composited from white (`uncomposite`) and written with its
+alpha channel. Files are written atomically: a temporary file in the same folder, fsync, then published under the
 final name: with `overwrite=False` by a hard link that fails if the name exists (no-clobber: two writers never
 replace each other's file), else by `os.replace`. Any exception (KeyboardInterrupt and the CLI's signal
 exceptions included) deletes the temporary file, so no partial or stray file is left.
@@ -54,6 +56,8 @@ ImageSource = str | os.PathLike | bytes | IO[bytes]
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 #: File suffixes read as images (folders of inputs, datasets).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
+#: The note of a source whose transparency was composited on white.
+ALPHA_NOTE = "alpha channel composited on white"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*")
 
@@ -71,7 +75,8 @@ class DecodedImage:
     conversions worth telling the user about (alpha composited, first frame of N, ...). icc_profile: the
     embedded ICC colour profile (bytes) or None. jpeg_sigma: the noise scale of a lossy file's coding
     (`compression_sigma`: a JPEG's quantisation steps, a lossy WebP, a palette), else None. jpeg_coding: a JPEG's
-    quantisation tables and chroma subsampling (`jpeg_coding`), else None.
+    quantisation tables and chroma subsampling (`jpeg_coding`), else None. alpha: (1, 1, H, W) float32 opacity in
+    [0, 1] of a source with transparency (the tensor holds its colour composited on white), else None.
     """
 
     tensor: torch.Tensor
@@ -82,6 +87,7 @@ class DecodedImage:
     icc_profile: bytes | None = None
     jpeg_sigma: float | None = None
     jpeg_coding: JpegCoding | None = None
+    alpha: torch.Tensor | None = None
 
     @property
     def output_bit_depth(self) -> int:
@@ -383,10 +389,12 @@ def read_image(
         arr, mode, bits = _decode_pil(data, name, max_pixels, notes)
     n = arr.shape[-1]
     grey = n in (1, 2)
+    kept_alpha = None
     if n in (2, 4):  # composite on white: c * a + 1 * (1 - a)
         colour, alpha = arr[..., :-1], arr[..., -1:]
         if (alpha < 1.0).any():
-            notes.append("alpha channel composited on white")
+            notes.append(ALPHA_NOTE)
+            kept_alpha = torch.from_numpy(np.ascontiguousarray(alpha[..., 0])).float()[None, None]
         arr = colour * alpha + (1.0 - alpha)
     if channels == 3 and arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
@@ -396,7 +404,20 @@ def read_image(
     tensor = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float()[None]
     icc = _kept_profile(icc_profile(data), notes)
     return DecodedImage(tensor=from_unit(tensor), mode=mode, bit_depth=bits, grey=grey, notes=notes,
-                        icc_profile=icc, jpeg_sigma=compression_sigma(data, mode), jpeg_coding=jpeg_coding(data))
+                        icc_profile=icc, jpeg_sigma=compression_sigma(data, mode), jpeg_coding=jpeg_coding(data),
+                        alpha=kept_alpha)
+
+
+def may_be_transparent(source: str | os.PathLike | bytes) -> bool:
+    """Whether an image file has an alpha channel or a transparent palette colour, from its header (Pillow; no
+    pixel decoded): it may hold transparent pixels. False for a file Pillow cannot open."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    except (OSError, ValueError, SyntaxError):
+        return False
 
 
 def compression_sigma(data: bytes, mode: str) -> float | None:
@@ -647,13 +668,15 @@ def to_uint16(x: torch.Tensor) -> np.ndarray:
 
 
 def _png16(arr: np.ndarray, icc: bytes | None) -> bytes:
-    """A 16-bit PNG of an (H, W) or (H, W, 3) uint16 array (pypng), with an iCCP chunk after IHDR when `icc`."""
+    """A 16-bit PNG of an (H, W) or (H, W, C) uint16 array, C = 1 / 2 (grey, with alpha) or 3 / 4 (RGB, with
+    alpha) (pypng), with an iCCP chunk after IHDR when `icc`."""
     import png
 
     h, w = arr.shape[:2]
     planes = 1 if arr.ndim == 2 else arr.shape[2]
     buf = io.BytesIO()
-    png.Writer(w, h, greyscale=planes == 1, bitdepth=16).write(buf, arr.reshape(h, w * planes))
+    png.Writer(w, h, greyscale=planes in (1, 2), alpha=planes in (2, 4), bitdepth=16).write(
+        buf, arr.reshape(h, w * planes))
     if not icc:
         return buf.getvalue()
     chunks = list(png.Reader(bytes=buf.getvalue()).chunks())
@@ -663,12 +686,35 @@ def _png16(arr: np.ndarray, icc: bytes | None) -> bytes:
     return out.getvalue()
 
 
+#: Formats written with an alpha channel when `encode_image` is given one (others get the composite on white).
+ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
+
+
+def uncomposite(x: torch.Tensor, alpha: torch.Tensor, levels: int = 255) -> np.ndarray:
+    """The colour c and opacity a whose composite on white, c a + (1 - a), is the image x: an (H, W, C + 1) array
+    of integers 0..levels (C = 1 or 3, a last). x: (1, C, H, W) in [-1, 1] (clipped); alpha: (1, 1, H, W) in [0, 1]
+    (clipped). a is rounded first and c = (x - 1 + a) / a, clipped to [0, 1], from it, so that the written pair
+    composites to x within rounding; where a rounds to 0 the colour is x itself (invisible; a viewer that ignores
+    alpha shows the composite). ValueError if alpha's size differs from x's or holds NaN."""
+    t = to_unit(_checked_image(x).double().clamp(-1, 1)).cpu().numpy()  # (C, H, W)
+    a = alpha.detach().double().cpu().numpy().reshape(-1, *alpha.shape[-2:])
+    if a.shape != (1, *t.shape[1:]) or not np.isfinite(a).all():
+        raise ValueError(f"alpha: expected finite values of shape (1, 1, {t.shape[1]}, {t.shape[2]}), got "
+                         f"{tuple(alpha.shape)}")
+    a = np.round(np.clip(a, 0.0, 1.0) * levels) / levels
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.where(a > 0, np.clip((t - 1 + a) / a, 0.0, 1.0), t)
+    return np.round(np.concatenate([c, a]) * levels).astype(np.uint16 if levels > 255 else np.uint8).transpose(1, 2, 0)
+
+
 def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
-                 icc_profile: bytes | None = None) -> bytes:
+                 icc_profile: bytes | None = None, alpha: torch.Tensor | None = None) -> bytes:
     """Encode a (1, C, H, W) image in [-1, 1] as file bytes (PNG by default; JPEG at quality 95).
 
     bit_depth: 8, or 16 (PNG only: pypng; other formats are written with 8 bits). icc_profile: embedded in
-    formats that hold one (ICC_FORMATS), else left out.
+    formats that hold one (ICC_FORMATS), else left out. alpha: (1, 1, H, W) opacity in [0, 1] of the image x,
+    which is taken as composited on white: written as an alpha channel with the colour `uncomposite`d in
+    ALPHA_FORMATS (grey: LA; WebP: RGBA), ignored in the others (x, the composite, is written).
     """
     import torch
     from PIL import Image
@@ -677,9 +723,17 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
         raise ValueError(f"expected a torch tensor (1, C, H, W) in [-1, 1], got {type(x).__name__}")  # noqa: TRY004
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
-    if bit_depth == 16 and format.upper() == "PNG":
+    fmt = format.upper()
+    if alpha is not None and fmt in ALPHA_FORMATS:
+        arr = uncomposite(x, alpha, 65535 if bit_depth == 16 and fmt == "PNG" else 255)
+        if arr.dtype == np.uint16:
+            return _png16(arr, icc_profile)
+        if fmt == "WEBP" and arr.shape[-1] == 2:  # WebP has no grey with alpha
+            arr = arr[..., [0, 0, 0, 1]]
+    elif bit_depth == 16 and fmt == "PNG":
         return _png16(to_uint16(x), icc_profile)
-    arr = to_uint8(x)
+    else:
+        arr = to_uint8(x)
     buf = io.BytesIO()
     options: dict = {"quality": 95} if format.upper() in ("JPEG", "WEBP") else {}
     if icc_profile and format.upper() in ICC_FORMATS:
@@ -808,15 +862,17 @@ def _write_synced(path: Path, data: bytes) -> None:
 
 
 def save_image(x: torch.Tensor, path: str | os.PathLike, *, format: str | None = None, overwrite: bool = True,
-               bit_depth: int = 8, icc_profile: bytes | None = None) -> Path:
+               bit_depth: int = 8, icc_profile: bytes | None = None, alpha: torch.Tensor | None = None) -> Path:
     """Write a (1, C, H, W) or (C, H, W) image in [-1, 1] (C = 1 or 3) as a file, atomically.
 
     path: the file, or "-" for standard output. format: a Pillow format name; default from the suffix, PNG
     when there is none. overwrite=False: never replace an existing file (OutputExistsError). bit_depth 16: a
-    16-bit PNG (8 bits in other formats). icc_profile: embedded where the format allows (`encode_image`).
+    16-bit PNG (8 bits in other formats). icc_profile: embedded where the format allows (`encode_image`). alpha:
+    (1, 1, H, W) opacity in [0, 1] of x composited on white, written as an alpha channel where the format has one.
     Raises ValueError for NaN/inf values or an unknown suffix, before anything is written.
     """
-    data = encode_image(x, format or format_for_path(path), bit_depth=bit_depth, icc_profile=icc_profile)
+    data = encode_image(x, format or format_for_path(path), bit_depth=bit_depth, icc_profile=icc_profile,
+                        alpha=alpha)
     return atomic_write_bytes(path, data, overwrite=overwrite)
 
 

@@ -36,6 +36,7 @@ from ncvsd_cli import images
 from ncvsd_cli.errors import one_line
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import torch
 
 SIDECAR_SUFFIX = ".ncvsd.json"
@@ -62,7 +63,8 @@ class Measurement:
     then written as greyscale). notes: decoding remarks. built: the operator, once `operator()` has made it.
     bit_depth: bits per sample of the source (outputs keep 16 bits when > 8). icc_profile: the source's ICC
     colour profile, copied to the outputs. kernel_read: its blur kernel was read from the image (a camera shake,
-    `restore.motion_notes`).
+    `restore.motion_notes`). alpha: (1, 1, h, w) opacity in [0, 1] of a plain image with transparency (y holds its
+    colour composited on white), carried to the outputs by `output_alpha`; None otherwise.
     """
 
     task: str
@@ -77,6 +79,7 @@ class Measurement:
     bit_depth: int = 8
     icc_profile: bytes | None = field(default=None, repr=False)
     kernel_read: bool = field(default=False, compare=False)
+    alpha: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -674,7 +677,8 @@ PLAIN_IMAGE_REFUSALS: dict[str, tuple[frozenset[str], str]] = {
         "one); to fill holes of your own, mark them with --task inpaint-mask -p mask=M.png")),
     "inpaint-mask": (frozenset({"mask"}), (
         "inpaint-mask needs the mask of the holes: -p mask=M.png (white = known, black = hole; -p invert=true for a "
-        "mask that paints the holes white)")),
+        "mask that paints the holes white), or an input whose holes are transparent (erased in an editor, saved as "
+        "PNG, WebP or TIFF)")),
     "deblur-kernel": (frozenset({"kernel"}), (
         "deblur-kernel needs the blur kernel: -p kernel=K.png (the blur path bright on black) or -p kernel=K.npy; "
         "for an unknown blur try --task deblur-motion (a camera shake's kernel is read from the image) or "
@@ -695,6 +699,18 @@ def plain_image_refusal(task: str, given: dict[str, Any] | None) -> str | None:
         return None
     names, why = PLAIN_IMAGE_REFUSALS[task]
     return None if names & set(given or {}) else why
+
+
+def transparency_holes(alpha: torch.Tensor | None) -> np.ndarray | None:
+    """The known-pixel mask (H, W) of an input whose holes are its transparent pixels (inpaint-mask without a mask):
+    1 where `alpha` (1, 1, H, W) in [0, 1] is opaque, 0 wherever it is not (an eraser's soft edge included: what
+    such a pixel holds is partly white); None for no alpha or an opaque one."""
+    import numpy as np
+
+    if alpha is None:
+        return None
+    known = alpha.detach().cpu().numpy()[0, 0] >= 1.0
+    return None if known.all() else known.astype(np.float32)
 
 
 def measurement_from_image(
@@ -733,3 +749,21 @@ def measurement_from_image(
     m = Measurement(task=task, operator_config=op.to_config(), y=y, sigma_y=float(sigma_y), source=source, grey=grey)
     m.built = op  # reused by `operator()`: the SR factors are computed once
     return m
+
+
+def output_alpha(alpha: torch.Tensor, operator: Any) -> torch.Tensor:
+    """The opacity (1, 1, H, W) in [0, 1] of an image restored through `operator` from a measurement whose alpha is
+    `alpha` (1, 1, h, w) in [0, 1]: upscaled bicubically for super-resolution (`classical.bicubic`, the sr baseline,
+    clipped to [0, 1]); under an inpainting mask filled biharmonically from the kept pixels around it
+    (`classical.biharmonic`: a hole's opacity is its surroundings', not what the hole held: a filled hole in an
+    opaque photo is opaque); as it is for the other operators, which keep the image's size and outline."""
+    from ncvsd_cli.sampling import classical
+    from operators.inpainting import MaskOperator
+    from operators.resize import Downsample
+
+    a = alpha.detach().float().clamp(0, 1)
+    if isinstance(operator, Downsample | MaskOperator):
+        baseline = classical.bicubic if isinstance(operator, Downsample) else classical.biharmonic
+        wide = a.expand(-1, int(operator.image_shape[0]), -1, -1)  # the operator's channels (a mask may have 3)
+        a = baseline(None, operator, wide).x.float().mean(1, keepdim=True).clamp(0, 1)
+    return a

@@ -36,6 +36,7 @@ from ncvsd_cli.measurement import (
     measurement_from_image,
     plain_image_params,
     plain_image_refusal,
+    transparency_holes,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -370,7 +371,7 @@ class Restorer:
 
     def measurement(self, y: torch.Tensor, task: str, *, source: str | None = None,
                     grey: bool = False, jpeg_sigma: float | None = None,
-                    jpeg_coding: images.JpegCoding | None = None) -> Measurement:
+                    jpeg_coding: images.JpegCoding | None = None, alpha: torch.Tensor | None = None) -> Measurement:
         """A decoded image y (1, C, h, w) in [-1, 1] as the measurement of `task`, its operator built with the task
         settings' operator parameters (preset < preset file < `options.params`) at `options.sigma_y`; for denoise,
         blurs and super-resolution without --sigma-y (or a preset file's sigma_y), at the noise level estimated from
@@ -385,6 +386,8 @@ class Restorer:
         (for blurs, on its 2x2 means unless the width read, or the disk's radius / 2, is under COARSE_LUMA_MIN_WIDTH),
         where lossy coding leaves the noise; a lossless colour image's level also on the luma's 2x2 means where they
         hold noise, not texture (`measurement.coarse_luma_noise`: a camera's demosaicing leaves its noise there).
+        alpha: y's opacity (1, 1, h, w) in [0, 1] (`images.read_image(...).alpha`; y is composited on white): for
+        inpaint-mask without a `mask` parameter its transparent pixels are the holes (`transparency_holes`).
         ValueError where a plain image cannot be the measurement (`plain_image_refusal`: inpaint-random without
         `seed`, phase-retrieval; deblur-motion whose kernel cannot be read)."""
         from ncvsd_cli import images
@@ -402,11 +405,17 @@ class Restorer:
 
         y = images.as_image_tensor(y, source or "input")
         given = self.given_params()
+        holes = transparency_holes(alpha) if task == "inpaint-mask" and "mask" not in given else None
+        if holes is not None and "invert" in given:
+            raise ValueError("-p invert reads a mask file's white as the holes (-p mask=M.png); without one, the "
+                             "input's transparent pixels are the holes as they are")
+        given = given if holes is None else {**given, "mask": holes}
         refusal = plain_image_refusal(task, given)
         if refusal:  # before any estimate is made
             raise ValueError(refusal)
         settings = self.prepare(task, self.options.sigma_y).settings
         sigma_y, notes, params = settings["sigma_y"], [], dict(settings.get("operator") or {})
+        params.update({} if holes is None else {"mask": holes})
         preset = self.options.preset_file if isinstance(self.options.preset_file, dict) else {}
         bounds = noise_level_bounds(task)
         unknown = bounds is not None and self.options.sigma_y is None and "sigma_y" not in preset
@@ -459,7 +468,9 @@ class Restorer:
             notes += motion_notes(y, params, given)
         m = measurement_from_image(y, task, params, sigma_y, source=source, grey=grey)
         m.kernel_read = shake
-        if task == "inpaint-mask":
+        if task == "inpaint-mask" and holes is not None:
+            notes += transparency_notes(float(m.operator().mask.mean()), float(params.get("grow", 0)))
+        elif task == "inpaint-mask":
             notes += mask_notes(float(m.operator().mask.mean()), bool(params.get("invert", False)),
                                 soft_fraction(params.get("mask")), float(params.get("grow", 0)))
         notes += seed_notes(task, given, m.operator())
@@ -1027,6 +1038,18 @@ def mask_notes(known: float, inverted: bool, soft: float = 0.0, grow: float = 0.
     if known < 0.5:
         return [*notes, f"the mask keeps only {100 * known:.0f}% of the pixels ({reading})"]
     return notes
+
+
+def transparency_notes(known: float, grow: float = 0.0) -> list[str]:
+    """The note of inpaint-mask whose holes are the input's transparent pixels, keeping the fraction `known` (0-1)
+    after `grow` (px, -p grow); ValueError when none is kept."""
+    grown = f", widened by -p grow={grow:g}" if grow else ""
+    if known <= 0.0:
+        raise ValueError(f"every pixel is transparent{grown}: nothing to restore from (the transparent pixels are the "
+                         "holes when no -p mask is given)")
+    note = (f"the holes are the input's transparent pixels ({100 * (1 - known):.1f}% of the picture{grown}; -p "
+            "mask=M.png gives others)")
+    return [note]
 
 
 #: A mask with more than this fraction of grey pixels (neither near black nor near white) is noted as thresholded.

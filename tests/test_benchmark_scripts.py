@@ -325,3 +325,18 @@ def test_jpeg_chroma_swaps_luma_and_chroma_without_changing_either(monkeypatch):
     mixed = rgb_to_ycbcr((mod.swap_chroma(a, b) + 1) / 2)
     torch.testing.assert_close(mixed[:, :1], rgb_to_ycbcr((a + 1) / 2)[:, :1], atol=1e-5, rtol=0)
     torch.testing.assert_close(mixed[:, 1:], rgb_to_ycbcr((b + 1) / 2)[:, 1:], atol=1e-5, rtol=0)
+
+
+def test_alpha_fringe_script(tmp_path):
+    """benchmarks/alpha_fringe.py on one photo at 48 px: the carried and attached errors, the carried rim the
+    closer to the truth (the white the rim was composited on is taken out), the summary and the grid."""
+    import csv
+
+    from PIL import Image
+
+    out = _script(tmp_path, "alpha_fringe.py", "--size", "48", "--limit", "1")
+    (row,) = list(csv.DictReader(open(out / "rows.csv")))
+    assert list(row) == ["photo", "carried_rim", "carried_visible", "attached_rim", "attached_visible"]
+    assert float(row["carried_rim"]) < float(row["attached_rim"])
+    assert "| **mean** |" in (out / "summary.md").read_text()
+    assert Image.open(out / "grid.jpg").size == (3 * 48, 48)

@@ -608,6 +608,86 @@ def test_grey_rgba_16bit_inputs(tmp_path, ckpt):
     assert Image.open(tmp_path / "o" / "a.png").mode == "RGB"
 
 
+def _cutout(path: Path, h: int = 12, w: int = 11, planes: int = 3, bits: int = 8) -> np.ndarray:
+    """A photo with transparency (a clear left band, partial opacity, an opaque rest) written as PNG; its alpha."""
+    import png
+
+    rng = np.random.default_rng(5)
+    top = 2**bits - 1
+    alpha = np.full((h, w), top, np.int64)
+    alpha[:, :3], alpha[:, 3] = 0, top // 3
+    arr = np.concatenate([rng.integers(0, top + 1, (h, w, planes)), alpha[..., None]], -1)
+    with open(path, "wb") as f:
+        png.Writer(w, h, greyscale=planes == 1, alpha=True, bitdepth=bits).write(f, arr.reshape(h, -1).tolist())
+    return alpha / top
+
+
+def test_transparency_is_carried_to_the_outputs(tmp_path, ckpt):
+    """A transparent input's alpha comes back in PNG outputs (samples and mean; the std images have none), with
+    the colour whose composite on white is the restoration written by --flatten; a JPEG output and --flatten
+    write the composite and say so."""
+    alpha = _cutout(tmp_path / "a.png")
+    common = ["--task", "denoise", "--method", "denoiser", "-c", ckpt, *FAST]
+    res = run("restore", tmp_path / "a.png", "-o", tmp_path / "k", "--samples", "2", "--mean", "--std", "--json",
+              *common)
+    assert res.exit_code == 0, res.output
+    assert "alpha channel carried to the outputs" in res.stderr
+    assert "carried to the outputs" in json.loads(res.stdout.splitlines()[-1])["results"][0]["notes"][0]
+    for name in ("a_s0", "a_s1", "a_mean"):
+        with Image.open(tmp_path / "k" / f"{name}.png") as im:
+            assert im.mode == "RGBA" and np.array_equal(np.asarray(im)[..., 3], np.round(alpha * 255))
+    assert Image.open(tmp_path / "k" / "a_std.png").mode == "RGB"
+    res = run("restore", tmp_path / "a.png", "-o", tmp_path / "flat.png", "--flatten", *common)
+    assert res.exit_code == 0 and "--flatten: the outputs have no alpha channel" in res.stderr, res.output
+    flat = np.asarray(Image.open(tmp_path / "flat.png"), float)
+    assert run("restore", tmp_path / "a.png", "-o", tmp_path / "kept.png", *common).exit_code == 0
+    kept = np.asarray(Image.open(tmp_path / "kept.png"), float)
+    a = kept[..., 3:] / 255
+    recomposed = kept[..., :3] * a + 255 * (1 - a)
+    explained = flat >= 255 * (1 - a) + 1  # a composite no colour explains is written black (clipped)
+    assert explained.sum() > 100 and np.abs(recomposed - flat)[explained].max() <= 1.0
+    assert np.array_equal(kept[..., :3][alpha == 1], flat[alpha == 1])
+    res = run("restore", tmp_path / "a.png", "-o", tmp_path / "j.jpg", *common)
+    assert res.exit_code == 0 and "j.jpg has no alpha channel (.png" in res.stderr, res.output
+    assert Image.open(tmp_path / "j.jpg").mode == "RGB"
+
+
+@pytest.mark.parametrize(("task", "planes", "bits"), [("sr2", 3, 8), ("inpaint-box", 1, 8), ("deblur-gauss", 3, 16)])
+def test_transparency_follows_the_task(tmp_path, ckpt, task, planes, bits):
+    """sr upscales the alpha (2x, the transparent band stays clear); inpainting fills the box's opacity from around
+    it (opaque: the box's own 0 is not kept); a blur keeps it; grey gives LA, 16 bits a 16-bit RGBA."""
+    import png
+
+    w = 19 if task == "inpaint-box" else 11
+    _cutout(tmp_path / "a.png", w=w, planes=planes, bits=bits)
+    if task == "inpaint-box":  # a clear patch under its centred 4-px box
+        im = np.asarray(Image.open(tmp_path / "a.png")).copy()
+        im[4:8, 7:11, -1] = 0
+        Image.fromarray(im).save(tmp_path / "a.png")
+    extra = ["-p", "box_size=4"] if task == "inpaint-box" else ["-p", "sigma=1"] if task == "deblur-gauss" else []
+    res = run("restore", "--task", task, tmp_path / "a.png", "-o", tmp_path / "o.png", "-c", ckpt, *FAST, *extra)
+    assert res.exit_code == 0, res.output
+    info = png.Reader(filename=str(tmp_path / "o.png")).read()[3]
+    assert (info["alpha"], info["greyscale"], info["bitdepth"]) == (True, planes == 1, bits)
+    out = np.asarray(Image.open(tmp_path / "o.png"))[..., -1] / 255 if bits == 8 else \
+        read_alpha16(tmp_path / "o.png")
+    how = {"sr2": " (upscaled bicubically)", "inpaint-box": " (under the holes, filled from the opacity around them)"}
+    assert f"carried to the outputs{how.get(task, '')}\n" in res.stderr
+    if task == "sr2":
+        assert out.shape == (24, 22) and out[:, :5].max() == 0 and out[:, 9:].min() == 1
+    elif task == "inpaint-box":
+        assert out[4:8, 7:11].min() > 0.99 and out[:, :3].max() == 0
+    else:
+        assert np.array_equal(np.round(out * 65535), np.round(_cutout(tmp_path / "b.png", bits=16) * 65535))
+
+
+def read_alpha16(path: Path) -> np.ndarray:
+    import png
+
+    w, h, rows, info = png.Reader(filename=str(path)).asDirect()
+    return np.asarray(list(rows), float).reshape(h, w, info["planes"])[..., -1] / 65535
+
+
 # ----------------------------------------------------------------------------------------------- exit codes
 @pytest.mark.parametrize(
     "args",

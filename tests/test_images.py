@@ -106,6 +106,67 @@ def test_grey_alpha(rgb8):
     assert d.grey and torch.allclose(d.tensor, torch.ones_like(d.tensor))
 
 
+def _rgba(h: int = 7, w: int = 5, planes: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random colour (h, w, planes) and alpha (h, w, 1) with every kind of opacity: 0, 1 level, partial, opaque."""
+    rng = np.random.default_rng(seed)
+    alpha = rng.integers(0, 256, (h, w, 1), dtype=np.uint8)
+    alpha.flat[:3] = (0, 1, 255)
+    return rng.integers(0, 256, (h, w, planes), dtype=np.uint8), alpha
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF", "PNG16"])
+@pytest.mark.parametrize("planes", [1, 3])
+def test_alpha_is_kept_and_written_back_exactly(fmt, planes):
+    """read_image keeps a source's alpha; encode_image with it un-composites the colour from white: a lossless
+    format gives back the source's samples wherever they are visible (alpha > 0), 8-bit or 16-bit."""
+    colour, alpha = _rgba(planes=planes)
+    src = np.concatenate([colour, alpha], axis=-1)  # LA or RGBA
+    d = read_image(_png_bytes(src), channels=planes)
+    assert d.alpha.shape == (1, 1, 7, 5) and torch.equal(d.alpha[0, 0], torch.from_numpy(alpha[..., 0] / 255.0).float())
+    depth = 16 if fmt == "PNG16" else 8
+    out = images.encode_image(d.tensor, fmt.removesuffix("16"), bit_depth=depth, alpha=d.alpha)
+    back = read_image(out, channels=planes)
+    assert back.mode == ("LA" if planes == 1 else "RGBA") + (";16" if depth == 16 else "")
+    assert torch.allclose(back.alpha, d.alpha, atol=1e-7)
+    visible = torch.from_numpy(alpha[..., 0] > 0)
+    assert torch.allclose(back.tensor[..., visible], d.tensor[..., visible], atol=1e-6)
+    with Image.open(io.BytesIO(out)) as im:
+        if depth == 8:
+            arr = np.asarray(im)
+            assert np.array_equal(arr[..., :-1][alpha[..., 0] > 0], src[..., :-1][alpha[..., 0] > 0])
+
+
+def test_uncomposite_clips_what_no_colour_explains_and_keeps_the_invisible():
+    """c = (x - 1 + a) / a: a composite darker than 1 - a (no colour explains it) gives black; where a is 0 the
+    colour written is the composite itself."""
+    x = from_unit(torch.tensor([0.2, 0.8, 0.6, 0.2]).view(1, 1, 1, 4))
+    a = torch.tensor([0.5, 0.5, 0.0, 1.0]).view(1, 1, 1, 4)
+    arr = images.uncomposite(x, a)[0, :, 0].astype(int)
+    assert list(arr) == [0, round(0.6 * 255), round(0.6 * 255), 51]
+    assert list(images.uncomposite(x, a)[0, :, 1]) == [128, 128, 0, 255]
+    with pytest.raises(ValueError, match="alpha"):
+        images.uncomposite(x, torch.ones(1, 1, 2, 4))
+    with pytest.raises(ValueError, match="alpha"):
+        images.uncomposite(x, torch.full((1, 1, 1, 4), float("nan")))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "BMP"])
+def test_alpha_in_formats_without_it_or_lossy(fmt):
+    """JPEG and BMP get the composite on white (the same bytes as without alpha); WebP keeps an exact alpha with a
+    lossy colour, and grey with alpha as RGBA (WebP has no LA)."""
+    colour, alpha = _rgba(16, 16)
+    d = read_image(_png_bytes(np.concatenate([colour, alpha], axis=-1)))
+    out = images.encode_image(d.tensor, fmt, alpha=d.alpha)
+    if fmt != "WEBP":
+        assert out == images.encode_image(d.tensor, fmt)
+        return
+    with Image.open(io.BytesIO(out)) as im:
+        assert im.mode == "RGBA" and np.array_equal(np.asarray(im)[..., 3], alpha[..., 0])
+    grey = read_image(_png_bytes(np.concatenate([colour[..., :1], alpha], axis=-1)), channels=1)
+    with Image.open(io.BytesIO(images.encode_image(grey.tensor, "WEBP", alpha=grey.alpha))) as im:
+        assert im.mode == "RGBA"
+
+
 def test_palette_becomes_rgb_and_transparent_palette_white():
     im = Image.new("P", (3, 2))
     im.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * (256 * 3 - 9))

@@ -136,6 +136,56 @@ def test_marks_on_a_transparent_layer_are_explained_and_work_once_flattened(tmp_
     assert (out[~hole] == before[~hole]).all() and (out[hole] != before[hole]).any()
 
 
+def _erased(path, h: int = 15, w: int = 13, hole=(slice(4, 9), slice(3, 8))) -> np.ndarray:
+    """A photo with a hole erased to transparency (one pixel of its rim only half erased, as a soft eraser leaves
+    it), saved as RGBA PNG; returns its colour."""
+    colour = np.asarray(Image.open(_png(path, h, w))).copy()
+    alpha = np.full((h, w), 255, np.uint8)
+    alpha[hole] = 0
+    alpha[hole[0].start, hole[1].stop] = 128
+    Image.fromarray(np.concatenate([colour, alpha[..., None]], -1)).save(path)
+    return colour
+
+
+def test_transparent_pixels_are_the_holes_without_a_mask(tmp_path, ckpt):
+    """inpaint-mask without -p mask fills an input's transparent pixels (partly transparent ones too) and keeps the
+    opaque ones exactly; the output is opaque; an opaque input among them fails alone, and alone it is a usage
+    error naming both ways; -p grow widens the holes; -p invert and an all-transparent input are refused."""
+    colour = _erased(tmp_path / "erased.png")
+    _png(tmp_path / "opaque.png", 15, 13, seed=1)
+    summary = _restore("--task", "inpaint-mask", tmp_path / "erased.png", tmp_path / "opaque.png", "-c", ckpt,
+                       "--method", "biharmonic", "-o", tmp_path / "out", ok=False)
+    done, failed = sorted(summary["results"], key=lambda r: r["status"] != "ok")
+    assert "the holes are the input's transparent pixels (13.3% of the picture;" in " ".join(done["notes"])
+    assert "or an input whose holes are transparent" in failed["error"] and "opaque.png" in failed["input"]
+    out = np.asarray(Image.open(tmp_path / "out" / "erased.png"))
+    known = np.asarray(Image.open(tmp_path / "erased.png"))[..., 3] == 255
+    assert (out[..., 3] == 255).all() and np.array_equal(out[..., :3][known], colour[known])
+    assert (out[..., :3][~known] != 255).any()  # filled, not the white they were composited on
+    res = run("restore", "--task", "inpaint-mask", tmp_path / "opaque.png", "-c", ckpt, *FAST)
+    assert res.exit_code == 2 and "or an input whose holes are transparent" in res.stderr, res.output
+    grown = _restore("--task", "inpaint-mask", tmp_path / "erased.png", "-p", "grow=1", "-c", ckpt, "--method",
+                     "biharmonic", "-o", tmp_path / "grown.png")
+    assert "% of the picture, widened by -p grow=1;" in " ".join(grown["results"][0]["notes"])
+    refused = _restore("--task", "inpaint-mask", tmp_path / "erased.png", "-p", "invert=true", "-c", ckpt,
+                       "--method", "biharmonic", "-o", tmp_path / "inv.png", ok=False)
+    assert "without one, the input's transparent pixels are the holes" in refused["results"][0]["error"]
+    Image.new("RGBA", (13, 15)).save(tmp_path / "clear.png")
+    clear = _restore("--task", "inpaint-mask", tmp_path / "clear.png", "-c", ckpt, "--method", "biharmonic", "-o",
+                     tmp_path / "clear_out.png", ok=False)
+    assert "every pixel is transparent" in clear["results"][0]["error"]
+
+
+def test_transparency_holes_are_every_pixel_not_opaque():
+    from ncvsd_cli.measurement import transparency_holes
+
+    alpha = torch.ones(1, 1, 3, 4)
+    assert transparency_holes(alpha) is None and transparency_holes(None) is None
+    alpha[0, 0, 1, 2], alpha[0, 0, 2, 0] = 65534 / 65535, 0.0
+    known = transparency_holes(alpha)
+    assert known.shape == (3, 4) and known.sum() == 10 and known[1, 2] == 0 and known[2, 0] == 0
+
+
 def _exif_turned(path, arr: np.ndarray) -> None:
     """Save arr (H, W[, 3]) as a JPEG stored turned (W x H) with EXIF orientation 6, so that it shows as arr."""
     exif = Image.Exif()

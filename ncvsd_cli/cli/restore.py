@@ -35,6 +35,9 @@ EPILOG = """Examples:
 
   ncvsd restore --task inpaint-box photo.png --samples 8 --mean --std -o out/
 
+  ncvsd restore --task inpaint-mask erased.png            (holes erased to transparency in an editor: no mask
+                                                           needed; -p mask=M.png for a mask file)
+
   ncvsd restore --task sr4 large.png --tile 256            (large images: the generator in blended tiles)
 
   ncvsd restore --task sr4 -p kernel=bilinear-aliased small.png
@@ -47,7 +50,8 @@ EPILOG = """Examples:
                                                            to wrap around its edges: -p boundary=circular if it does)
 
 Inputs of any size are padded to what the network needs and cropped back. Greyscale inputs are restored in
-colour space (replicated) and written as greyscale; alpha is composited on white (the outputs have none); inputs
+colour space (replicated) and written as greyscale; transparency is restored composited on white and its alpha
+channel carried to PNG, WebP and TIFF outputs (upscaled for sr, filled under an inpainting mask; --flatten: none); inputs
 with more than 8 bits per sample (16-bit PNG / TIFF, float TIFF) give 16-bit PNG outputs (other output formats:
 8 bits); an embedded ICC colour profile is copied into the outputs (PNG, JPEG, TIFF, WebP) and the pixel values
 are restored as they are, in the input's colour space; EXIF and other metadata are not kept.
@@ -168,6 +172,9 @@ def restore_command(
              "automatic from a 4 GiB budget per call (at most 512 px), so images up to 512 px are computed whole; 0: "
              "never tile.",
     ),
+    flatten: bool = typer.Option(
+        False, "--flatten", help="Write no alpha channel: an input's transparency stays composited on white (default: "
+                                 "its alpha is carried to PNG, WebP and TIFF outputs)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help=common.SKIP_HELP),
     as_json: bool = typer.Option(False, "--json", help=common.JSON_HELP),
@@ -194,7 +201,7 @@ def restore_command(
         if compile_net and options.device == "cpu":
             common.note("--compile on a CPU: compiling takes minutes, and the sampler's changing noise levels and "
                         "random draws split the network into many graphs, so expect it slower than without", quiet)
-        outputs = Outputs(out, mean, std, overwrite, skip_existing)
+        outputs = Outputs(out, mean, std, overwrite, skip_existing, flatten)
         _run(options, specs, set(measurement or []), outputs, no_sidecar, as_json, quiet, task_given=task is not None,
              method_given=method is not None)
 
@@ -202,13 +209,14 @@ def restore_command(
 @dataclass(frozen=True)
 class Outputs:
     """What `restore` writes: -o (file, directory, - or None: beside each input), --mean, --std, --overwrite,
-    --skip-existing."""
+    --skip-existing, --flatten."""
 
     out: str | None
     mean: bool
     std: bool
     overwrite: bool
     skip_existing: bool = False
+    flatten: bool = False
 
 
 def _task_from_sidecars(specs: list[str]) -> str:
@@ -260,6 +268,15 @@ def _item_task(item, task: str, task_given: bool, no_sidecar: bool, explicit: se
         return task  # reported with its input
 
 
+def _holes_may_be_transparent(task: str, given: dict[str, Any], plain: list) -> bool:
+    """inpaint-mask without -p mask and a plain input with an alpha channel: its transparent pixels may be the
+    holes (`Restorer.measurement`), so an opaque input is refused alone."""
+    from ncvsd_cli import images
+
+    return task == "inpaint-mask" and "mask" not in given and any(
+        not i.is_stdin and images.may_be_transparent(i.path) for i in plain)
+
+
 def _check_params(restorer, items: list, no_sidecar: bool, explicit: set[str]) -> None:
     """The -p / preset file operator parameters against the plain-image inputs' header sizes
     (`common.check_params_on_inputs`): a bad parameter is a usage error before the model loads and before any
@@ -273,8 +290,15 @@ def _check_params(restorer, items: list, no_sidecar: bool, explicit: set[str]) -
         return
     task = restorer.options.task
     f = int(getattr(operators.get(task), "factor", 1) or 1)
-    params = restorer.prepare(task, restorer.options.sigma_y).settings.get("operator")
-    common.check_params_on_inputs(plain, lambda h, w: meas.check_operator_params(task, (3, h * f, w * f), params),
+    params = restorer.prepare(task, restorer.options.sigma_y).settings.get("operator") or {}
+    holes = task == "inpaint-mask" and "mask" not in params  # an input's own transparency: any mask checks the rest
+
+    def check(h: int, w: int) -> None:
+        import numpy as np
+
+        meas.check_operator_params(task, (3, h * f, w * f), {**params, "mask": np.ones((h, w))} if holes else params)
+
+    common.check_params_on_inputs(plain, check,
                                   "--param" if restorer.options.params else "--preset operator")
 
 
@@ -324,7 +348,8 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         given = probe.given_params()  # -p and a preset file's operator parameters
         # Every input plain and none usable (e.g. deblur-motion without its kernel): a usage error before the model
         # loads; among sidecar inputs a plain image fails alone (Restorer.measurement).
-        if plain and len(plain) == len(items) - len(problems) and task_given:
+        if plain and len(plain) == len(items) - len(problems) and task_given and not _holes_may_be_transparent(
+                task, given, plain):
             refusal = meas.plain_image_refusal(task, given)
             if refusal:
                 raise common.UsageError(refusal)
@@ -346,7 +371,8 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                     report.failed(item.name, problems[item])
                     continue
                 try:
-                    m = _read_measurement(restorer, item, no_sidecar, explicit, quiet, task_given)
+                    m = _read_measurement(restorer, item, no_sidecar, explicit, quiet, task_given,
+                                          None if outputs.flatten else planned[item])
                 except (ValueError, OSError, MemoryError) as exc:
                     msg = str(exc) if not isinstance(exc, MemoryError) else (
                         "ran out of memory preparing it (the estimate let it through): restore a crop, or give "
@@ -469,9 +495,11 @@ def _blur_width(m) -> dict:
 SHAKE_NOTE_PIXELS = 1_000_000
 
 
-def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quiet: bool, task_given: bool = True):
+def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quiet: bool, task_given: bool = True,
+                      alpha_paths: list[str] | None = None):
     """The measurement of one input: its sidecar (unless --no-sidecar; its own task unless --task was given), else
-    the decoded image as a measurement of --task. ValueError / OSError with a one-line message for a bad input."""
+    the decoded image as a measurement of --task. alpha_paths: the outputs a plain image's alpha is carried to
+    (`_alpha_note`; None: --flatten). ValueError / OSError with a one-line message for a bad input."""
     import operators
     from ncvsd_cli import images
     from ncvsd_cli import measurement as meas
@@ -509,25 +537,47 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     if refusal:
         raise ValueError(refusal)
     decoded = images.read_image(data, restorer.channels, name=item.name)
+    if decoded.alpha is not None:
+        decoded.notes = [_alpha_note(task, alpha_paths) if n == images.ALPHA_NOTE else n for n in decoded.notes]
     for n in decoded.notes:
         common.note(f"{item.name}: {n}", quiet)
     if reads_motion_kernel(task, restorer.given_params()) and h * w > SHAKE_NOTE_PIXELS:
         common.note(f"{item.name}: reading the camera shake of this {w}x{h} photo (about 15 s per megapixel on "
                     "2 cores, 3-6x that for a long shake, which is checked and may be read again) ...", quiet)
     m = restorer.measurement(decoded.tensor, task, source=item.name, grey=decoded.grey,
-                            jpeg_sigma=decoded.jpeg_sigma, jpeg_coding=decoded.jpeg_coding)
+                            jpeg_sigma=decoded.jpeg_sigma, jpeg_coding=decoded.jpeg_coding, alpha=decoded.alpha)
     for n in m.notes:  # e.g. the estimated noise level; a likely mistake is a warning, said even with --quiet
         warn = n.startswith(WARNING_NOTES)
         common.note(f"{'warning: ' if warn else ''}{item.name}: {n}", quiet and not warn)
     m.notes, m.bit_depth, m.icc_profile = [*decoded.notes, *m.notes], decoded.bit_depth, decoded.icc_profile
+    m.alpha = None if alpha_paths is None else decoded.alpha
     return m
+
+
+def _alpha_note(task: str, paths: list[str] | None) -> str:
+    """What happens to a transparent input's alpha channel: restored composited on white, the alpha carried to the
+    outputs `paths` of formats that hold one (`images.ALPHA_FORMATS`; None: --flatten, to none)."""
+    import operators
+    from ncvsd_cli import images
+
+    if paths is None:
+        return f"{images.ALPHA_NOTE} (--flatten: the outputs have no alpha channel)"
+    cls = operators.get(task)
+    how = (" (upscaled bicubically)" if getattr(cls, "factor", 1) not in (None, 1) else
+           " (under the holes, filled from the opacity around them)" if task.startswith("inpaint") else "")
+    lost = [p for p in paths if images.format_for_path(p) not in images.ALPHA_FORMATS]
+    if not lost:
+        return f"restored composited on white, its alpha channel carried to the outputs{how}"
+    return (f"{images.ALPHA_NOTE}: {', '.join(map(str, lost))} has no alpha channel (.png, .webp or .tif keeps it; "
+            "--flatten says you want none)")
 
 
 def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[str, float]]:
     """Write the outputs of one result all-or-nothing (`images.atomic_write_all`: an interruption leaves none of
     them, so --skip-existing sees the input as not done; no-clobber unless --overwrite; samples and mean with the
-    source's bit depth, 8 or 16, and ICC profile); return the paths and, with --std, the heat map's scale."""
+    source's bit depth, 8 or 16, ICC profile and alpha channel); return the paths and, with --std, the heat map's scale."""
     from ncvsd_cli import images
+    from ncvsd_cli import measurement as meas
     from ncvsd_cli.uncertainty import std_map_png
 
     tensors = [res.samples[k : k + 1] for k in range(res.samples.shape[0])]
@@ -542,11 +592,13 @@ def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[
         note = f"the input has {m.bit_depth} bits per sample; {', '.join(map(str, eight))} written with 8 (a .png "
         m.notes = [*m.notes, note + "output keeps 16)"]
         common.note(f"warning: {m.notes[-1]}")  # fewer bits than the input: said even with --quiet
+    alpha = None if m.alpha is None else meas.output_alpha(m.alpha, m.operator())
     files = []
     for i, (t, p) in enumerate(zip(tensors, paths)):
         kept = i < images_kept  # the std image holds values, not colours
         files.append((p, images.encode_image(t, images.format_for_path(p), bit_depth=bits if kept else 8,
-                                             icc_profile=m.icc_profile if kept else None)))
+                                             icc_profile=m.icc_profile if kept else None,
+                                             alpha=alpha if kept else None)))
     scale = {}
     if outputs.std:
         data, scale = std_map_png(res.samples)
