@@ -32,6 +32,7 @@ exceptions included) deletes the temporary file, so no partial or stray file is 
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import sys
@@ -55,7 +56,8 @@ ImageSource = str | os.PathLike | bytes | IO[bytes]
 #: BT.601 luma weights used for colour -> greyscale.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 #: File suffixes read as images (folders of inputs, datasets).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm", ".avif",
+                  ".heic", ".heif")
 #: The note of a source whose transparency was composited on white.
 ALPHA_NOTE = "alpha channel composited on white"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -74,7 +76,7 @@ class DecodedImage:
     bit_depth: bits per source sample (1, 8, 16 or 32). grey: the source had one colour channel. notes:
     conversions worth telling the user about (alpha composited, first frame of N, ...). icc_profile: the
     embedded ICC colour profile (bytes) or None. jpeg_sigma: the noise scale of a lossy file's coding
-    (`compression_sigma`: a JPEG's quantisation steps, a lossy WebP, a palette), else None. jpeg_coding: a JPEG's
+    (`compression_sigma`: a JPEG's quantisation steps, a lossy WebP, AVIF, HEIC, a palette), else None. jpeg_coding: a JPEG's
     quantisation tables and chroma subsampling (`jpeg_coding`), else None. alpha: (1, 1, H, W) float32 opacity in
     [0, 1] of a source with transparency (the tensor holds its colour composited on white), else None.
     """
@@ -306,11 +308,50 @@ def _float_to_unit(arr: np.ndarray, name: str, notes: list[str] | None) -> np.nd
     return np.clip(arr / scale, 0.0, 1.0)
 
 
+@functools.cache
+def open_plugins() -> None:
+    """Register the decoders Pillow lacks, where installed: HEIC / HEIF (iPhones' photos) through pi-heif (a
+    dependency; decoding only). Idempotent; called before Pillow opens an input."""
+    try:
+        import pi_heif
+    except ImportError:  # a platform without its wheels: `unreadable_format` says what to install
+        return
+    pi_heif.register_heif_opener()
+
+
+#: ISO-BMFF brands (the `ftyp` box's major and compatible brands) of HEIF images coded with HEVC.
+_HEIC_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+
+
+def heif_kind(data: bytes) -> str | None:
+    """"avif" or "heic" for an ISO-BMFF image file (an `ftyp` box first, read by its brands; AVIF's "avif" /
+    "avis" first, as AVIF files also list the generic "mif1"), else None."""
+    if len(data) < 16 or data[4:8] != b"ftyp":
+        return None
+    end = min(int.from_bytes(data[:4], "big"), len(data), 256)
+    brands = {data[8:12]} | {data[i : i + 4] for i in range(16, end - 3, 4)}
+    return "avif" if brands & {b"avif", b"avis"} else "heic" if brands & _HEIC_BRANDS else None
+
+
+def unreadable_format(data: bytes, name: str) -> ImageError:
+    """The error for a file Pillow does not recognise: what to install for a HEIC or AVIF file, else "not an
+    image"."""
+    kind = heif_kind(data)
+    if kind == "heic":
+        return ImageError(f"{name}: a HEIC / HEIF image (an iPhone's photo): reading it needs pi-heif (pip install "
+                          "pi-heif, which installing ncvsd brings where it has wheels), or export it as JPEG")
+    if kind == "avif":
+        return ImageError(f"{name}: an AVIF image: reading it needs a Pillow with AVIF (recent Pillow wheels have "
+                          "it: pip install -U pillow), or export it as PNG / JPEG")
+    return ImageError(f"{name}: not an image (unrecognised format)")
+
+
 def _decode_pil(
     data: bytes, name: str, max_pixels: int | None, notes: list[str]
 ) -> tuple[np.ndarray, str, int]:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    open_plugins()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -324,7 +365,7 @@ def _decode_pil(
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image (unrecognised format)") from None
+        raise unreadable_format(data, name) from None
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{name}: {one_line(exc, 200)}") from None
     except Exception as exc:  # OSError "image file is truncated", SyntaxError "broken PNG file", ...
@@ -413,6 +454,7 @@ def may_be_transparent(source: str | os.PathLike | bytes) -> bool:
     pixel decoded): it may hold transparent pixels. False for a file Pillow cannot open."""
     from PIL import Image
 
+    open_plugins()
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
             return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
@@ -423,9 +465,12 @@ def may_be_transparent(source: str | os.PathLike | bytes) -> bool:
 def compression_sigma(data: bytes, mode: str) -> float | None:
     """The noise scale of a file's lossy coding, which raises the lowest noise level restored at
     (`restore.noise_level_floor`): a JPEG's `jpeg_quantization_sigma`, WEBP_LOSSY_SIGMA for a lossy WebP,
-    PALETTE_SIGMA for a photo quantised to a palette (mode "P" / "PA", `_photo_palette`); None for lossless sources."""
+    HEIF_LOSSY_SIGMA for an AVIF or HEIC, PALETTE_SIGMA for a photo quantised to a palette (mode "P" / "PA",
+    `_photo_palette`); None for lossless sources."""
     if is_lossy_webp(data):
         return WEBP_LOSSY_SIGMA
+    if heif_kind(data):
+        return HEIF_LOSSY_SIGMA
     if mode in ("P", "PA"):
         return PALETTE_SIGMA if _photo_palette(data) else None
     return jpeg_quantization_sigma(data)
@@ -456,6 +501,12 @@ def _photo_palette(data: bytes) -> bool:
 #: / 90 (error std 0.020-0.029 / 0.012-0.015), deblurred at σ_y 0.01 / 0.015 / 0.025 / 0.03 / 0.035: 18.67 / 21.38 /
 #: 23.81 / 24.26 / 24.50 dB and 24.01 / 25.44 / 25.74 / 25.72 / 25.68 dB (benchmarks/noisy-jpeg/webp-floor.md).
 WEBP_LOSSY_SIGMA = 0.028
+#: The same for AVIF and HEIC (AV1 / HEVC intra coding, 4:2:0 in phones' and browsers' files; a lossless AVIF is
+#: rare and not told apart): √(0.01² + 0.0112²) = 0.015. Validation photos blurred by 2 px, AVIF (Pillow) / HEIC
+#: (pillow-heif) at quality 60 / 90 (error std 0.012-0.019 / 0.006-0.013), deblurred at σ_y 0.01 / 0.015 / 0.025 /
+#: 0.035: AVIF 23.86 / 24.85 / 25.38 / 25.44 dB and 26.07 / 26.13 / 26.00 / 25.84; HEIC 25.46 / 25.74 / 25.77 / 25.68
+#: and 26.52 / 26.40 / 26.17 / 25.96; mean LPIPS-alex 0.224 / 0.220 / 0.229 / 0.239 (noisy-jpeg/heif-floor.md).
+HEIF_LOSSY_SIGMA = 0.0112
 #: The same for a palette image (GIF, palette PNG: an adaptive 256-colour palette errs by std 0.016-0.033 on
 #: validation photos blurred by 2 px): deblurred at σ_y 0.015 / 0.025 / 0.035 / 0.05, 24.59 / 25.39 / 25.50 /
 #: 25.42 dB (before, 0.7x the level read: 0.01-0.018); benchmarks/noisy-jpeg/palette-floor.md.
@@ -596,6 +647,7 @@ def image_size(source: str | os.PathLike | bytes, name: str | None = None) -> tu
         data = read_source_bytes(source)[0]
     if not data:
         raise ImageError(f"{name}: empty file (0 bytes), not an image")
+    open_plugins()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -613,7 +665,7 @@ def image_size(source: str | os.PathLike | bytes, name: str | None = None) -> tu
             except Exception:
                 pass
         if isinstance(exc, UnidentifiedImageError):
-            raise ImageError(f"{name}: not an image (unrecognised format)") from None
+            raise unreadable_format(data, name) from None
         raise ImageError(f"{name}: cannot read image header: {one_line(exc, 200)}") from None
 
 
@@ -644,16 +696,30 @@ def _checked_image(x: torch.Tensor) -> torch.Tensor:
 
 
 def format_for_path(path: str | os.PathLike | None) -> str:
-    """Pillow format name for an output path from its suffix; "PNG" for "-" or no suffix; else ValueError."""
+    """Pillow format name for an output path from its suffix; "PNG" for "-" or no suffix; else ValueError (an
+    unknown suffix, or a format Pillow reads but cannot write, e.g. HEIC)."""
     from PIL import Image
 
     suffix = Path(os.fspath(path)).suffix.lower() if path not in (None, "-") else ""
     if not suffix:
         return "PNG"
-    fmt = Image.registered_extensions().get(suffix)
+    problem = output_format_problem(suffix)
+    if problem:
+        raise ValueError(f"{problem} (the suffix of {os.fspath(path)!r})")
+    return Image.registered_extensions()[suffix]
+
+
+def output_format_problem(suffix: str) -> str | None:
+    """Why images cannot be written with the file suffix `suffix` (".heic": read, not written), or None."""
+    from PIL import Image
+
+    open_plugins()
+    fmt = Image.registered_extensions().get(suffix.lower())
     if fmt is None:
-        raise ValueError(f"unknown image format for suffix {suffix!r} in {os.fspath(path)!r}; use .png")
-    return fmt
+        return f"unknown image format {suffix!r}; use .png"
+    if fmt not in Image.SAVE:
+        return f"{fmt} images ({suffix}) are read, not written; use .png, .jpg, .webp, .avif or .tif"
+    return None
 
 
 #: Formats whose files can carry an ICC profile (Pillow's `icc_profile` save option).

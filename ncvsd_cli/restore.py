@@ -443,8 +443,8 @@ class Restorer:
             read, on_luma = max(read, luma), luma > read and scale * luma > low  # the luma set the level
             estimate = scale * read
             sigma_y = min(max(round(round(estimate / NOISE_STEP) * NOISE_STEP, 4), low), bounds[1])
-            why = (", raised for this file's lossy coding (JPEG steps, lossy WebP, a palette)" if low > bounds[0]
-                   else "")
+            why = (", raised for this file's lossy coding (JPEG steps, lossy WebP, AVIF or HEIC, a palette)"
+                   if low > bounds[0] else "")
             bound = f"at least {low:g}{why}" if estimate < low else f"at most {bounds[1]}"
             how = [f"read {read:.4f}" + (luma_why if on_luma else "")
                    + f", in steps of {NOISE_STEP:g}"]

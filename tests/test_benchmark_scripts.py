@@ -335,7 +335,8 @@ def test_alpha_fringe_script(tmp_path):
     from PIL import Image
 
     out = _script(tmp_path, "alpha_fringe.py", "--size", "48", "--limit", "1")
-    (row,) = list(csv.DictReader(open(out / "rows.csv")))
+    with open(out / "rows.csv") as fh:
+        (row,) = list(csv.DictReader(fh))
     assert list(row) == ["photo", "carried_rim", "carried_visible", "attached_rim", "attached_visible"]
     assert float(row["carried_rim"]) < float(row["attached_rim"])
     assert "| **mean** |" in (out / "summary.md").read_text()

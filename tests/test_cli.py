@@ -608,6 +608,30 @@ def test_grey_rgba_16bit_inputs(tmp_path, ckpt):
     assert Image.open(tmp_path / "o" / "a.png").mode == "RGB"
 
 
+def test_phone_and_web_formats_in_a_folder(tmp_path, ckpt):
+    """A folder's HEIC (an iPhone's photo) and AVIF files are inputs like the others; a HEIC output is refused
+    before any work (read, not written), an AVIF output is written."""
+    pytest.importorskip("pi_heif")
+    from PIL import features
+
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    shutil.copy(Path(__file__).parent / "data" / "tiny.heic", folder / "IMG_0001.HEIC")
+    avif = features.check("avif")
+    if avif:
+        Image.open(Path(__file__).parent / "data" / "tiny-heic-source.png").save(folder / "b.avif", quality=90)
+    common = ["--task", "denoise", "--method", "denoiser", "-c", ckpt, *FAST]
+    res = run("restore", folder, "-o", tmp_path / "out", *common)
+    assert res.exit_code == 0, res.output
+    assert _files(tmp_path / "out") == {"IMG_0001.png"} | ({"b.png"} if avif else set())
+    res = run("restore", folder / "IMG_0001.HEIC", "-o", tmp_path / "x.heic", *common)
+    assert res.exit_code == 1 and "HEIF images (.heic) are read, not written; use .png" in res.stderr, res.output
+    assert not (tmp_path / "x.heic").exists()
+    if avif:
+        assert run("restore", folder / "IMG_0001.HEIC", "-o", tmp_path / "x.avif", *common).exit_code == 0
+        assert Image.open(tmp_path / "x.avif").format == "AVIF"
+
+
 def _cutout(path: Path, h: int = 12, w: int = 11, planes: int = 3, bits: int = 8) -> np.ndarray:
     """A photo with transparency (a clear left band, partial opacity, an opaque rest) written as PNG; its alpha."""
     import png

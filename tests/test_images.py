@@ -530,3 +530,55 @@ def test_the_size_of_a_turned_tiff_pillow_cannot_open_is_the_decoded_size():
                      extratags=[(274, "H", 1, 6, True)])
     data = buf.getvalue()
     assert images.image_size(data) == tuple(images.read_image(data).tensor.shape[-2:]) == (7, 5)
+
+
+# ------------------------------------------------------------------------------------- HEIC / AVIF (phones, web)
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def _avif_bytes(arr: np.ndarray) -> bytes:
+    from PIL import features
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF")
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="AVIF", quality=90)
+    return buf.getvalue()
+
+
+def test_heic_is_read_through_pi_heif_with_its_lossy_floor():
+    """An iPhone's HEIC (tests/data/tiny.heic: a 17x13 gradient coded at quality 95 by pillow-heif) decodes to its
+    source within the coding's error and gets the lossy floor; its header gives the size."""
+    pytest.importorskip("pi_heif")
+    with open(os.path.join(DATA, "tiny.heic"), "rb") as fh:
+        data = fh.read()
+    source = np.asarray(Image.open(os.path.join(DATA, "tiny-heic-source.png")), np.float64) / 255
+    d = read_image(data)
+    assert d.tensor.shape == (1, 3, 13, 17) and images.heif_kind(data) == "heic"
+    assert np.abs(to_unit(d.tensor[0]).permute(1, 2, 0).numpy() - source).mean() < 12 / 255
+    assert d.jpeg_sigma == images.HEIF_LOSSY_SIGMA and images.image_size(data) == (13, 17)
+    assert images.is_listed_image("IMG_0001.HEIC") and images.is_listed_image("a.avif")
+
+
+def test_avif_is_read_and_written_with_its_lossy_floor(rgb8):
+    data = _avif_bytes(np.repeat(np.repeat(rgb8, 4, 0), 4, 1))
+    d = read_image(data)
+    assert d.tensor.shape == (1, 3, 28, 20) and images.heif_kind(data) == "avif"
+    assert d.jpeg_sigma == images.HEIF_LOSSY_SIGMA and images.format_for_path("x.avif") == "AVIF"
+    assert images.heif_kind(_png_bytes(rgb8)) is None and read_image(_png_bytes(rgb8)).jpeg_sigma is None
+
+
+def test_heic_without_its_decoder_says_what_to_install():
+    """Without pi-heif (a platform without its wheels) a HEIC input is one line naming the package, not "not an
+    image"; a HEIC output is refused as read-only, before anything is written."""
+    import subprocess
+
+    code = ("import sys; sys.modules['pi_heif'] = None\n"
+            "from ncvsd_cli import images\n"
+            f"try:\n    images.read_image({os.path.join(DATA, 'tiny.heic')!r})\n"
+            "except images.ImageError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "a HEIC / HEIF image (an iPhone's photo): reading it needs pi-heif (pip install pi-heif" in out
+    pytest.importorskip("pi_heif")
+    with pytest.raises(ValueError, match=r"HEIF images \(.heic\) are read, not written; use .png"):
+        images.format_for_path("out.heic")

@@ -669,7 +669,7 @@ def check_outputs(
     a folder of its name always),
     that two inputs would both write, whose suffix is not an image format (sidecars' .json / .safetensors aside),
     or whose folder cannot be written (read-only, /proc, a file in the way). Returns {item: message}."""
-    from PIL import Image
+    from ncvsd_cli import images
 
     input_paths = {str(i.path.resolve()) for i in inputs if i.path is not None}
     claims: dict[str, list[InputItem]] = {}  # output -> the inputs that would write it (several: all refused)
@@ -685,8 +685,9 @@ def check_outputs(
             key = str(Path(p).resolve())
             suffix = Path(p).suffix.lower()
             folder = _folder_problem(Path(key).parent, probed)
-            if suffix and suffix not in (".json", ".safetensors") and suffix not in Image.registered_extensions():
-                problems[item] = f"{item.name}: output {p}: unknown image format {suffix!r}; use .png"
+            unwritable = suffix and suffix not in (".json", ".safetensors") and images.output_format_problem(suffix)
+            if unwritable:
+                problems[item] = f"{item.name}: output {p}: {unwritable}"
             elif folder is not None:
                 problems[item] = f"{item.name}: output {p}: {folder}"
             elif len(claims[key]) > 1:  # none of them is written: a rerun meets the same refusal, not a half
