@@ -248,6 +248,7 @@ def _decode_tiff(data: bytes, name: str, max_pixels: int | None,
         arr = page.asarray()
         tag = page.tags.get(274)  # EXIF orientation, applied below as Pillow's exif_transpose would
         orientation = tag.value if tag is not None else None
+        associated = 1 in tuple(page.extrasamples or ())  # ExtraSamples 1: premultiplied (associated) alpha
         pages = len(tif.pages)
         if pages > 1 and notes is not None:
             notes.append(f"first of {pages} TIFF pages used")
@@ -265,6 +266,9 @@ def _decode_tiff(data: bytes, name: str, max_pixels: int | None,
         bits, arr = 1, arr.astype(np.float64)
     else:
         bits, arr = arr.dtype.itemsize * 8, _float_to_unit(arr.astype(np.float64), name, notes)
+    if associated and arr.shape[-1] in (2, 4):  # straight colour, as the rest of the policy has it
+        alpha = arr[..., -1:]
+        arr = np.concatenate([np.clip(arr[..., :-1] / np.where(alpha > 0, alpha, 1.0), 0.0, 1.0), alpha], axis=-1)
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[-1]] + (f";{bits}" if bits != 8 else "")
     return arr, mode, bits
 
@@ -375,6 +379,8 @@ def _decode_pil(
         arr, bits = np.asarray(im.convert("RGBA")), 8
     elif mode == "P":
         arr, bits = np.asarray(im.convert("RGB")), 8
+    elif mode in ("L", "RGB") and "transparency" in im.info:  # a PNG's colour key (tRNS): that colour is clear
+        arr, bits = np.asarray(im.convert(mode + "A")), 8
     elif mode in ("1", "L", "LA", "RGB", "RGBA"):
         arr, bits = np.asarray(im), 1 if mode == "1" else 8
     elif mode in ("La", "RGBa"):  # premultiplied alpha
@@ -459,6 +465,14 @@ def may_be_transparent(source: str | os.PathLike | bytes) -> bool:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
             return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
     except (OSError, ValueError, SyntaxError):
+        pass
+    try:  # a TIFF Pillow cannot open (float, 16-bit grey with alpha): tifffile's header
+        import tifffile
+
+        with tifffile.TiffFile(io.BytesIO(source) if isinstance(source, bytes) else source) as tif:
+            page = tif.pages[0]
+            return bool(page.extrasamples) or page.samplesperpixel in (2, 4)
+    except Exception:  # noqa: BLE001 (not a TIFF either, or a damaged one: read_image reports it)
         return False
 
 
@@ -780,7 +794,7 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     bit_depth: 8, or 16 (PNG only: pypng; other formats are written with 8 bits). icc_profile: embedded in
     formats that hold one (ICC_FORMATS), else left out. alpha: (1, 1, H, W) opacity in [0, 1] of the image x,
     which is taken as composited on white: written as an alpha channel with the colour `uncomposite`d in
-    ALPHA_FORMATS (grey: LA; WebP: RGBA), ignored in the others (x, the composite, is written).
+    ALPHA_FORMATS (grey: LA; WebP, which has no LA: RGBA, by Pillow), ignored in the others (x, the composite, is written).
     """
     import torch
     from PIL import Image
@@ -794,8 +808,6 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
         arr = uncomposite(x, alpha, 65535 if bit_depth == 16 and fmt == "PNG" else 255)
         if arr.dtype == np.uint16:
             return _png16(arr, icc_profile)
-        if fmt == "WEBP" and arr.shape[-1] == 2:  # WebP has no grey with alpha
-            arr = arr[..., [0, 0, 0, 1]]
     elif bit_depth == 16 and fmt == "PNG":
         return _png16(to_uint16(x), icc_profile)
     else:

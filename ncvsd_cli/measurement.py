@@ -701,16 +701,31 @@ def plain_image_refusal(task: str, given: dict[str, Any] | None) -> str | None:
     return None if names & set(given or {}) else why
 
 
+#: Opacity below which a pixel of an input is a hole of inpaint-mask without a mask (a mask file's rule: known above
+#: mid-grey); the pixels at or above it are known, with the colour the file stores under their opacity.
+HOLE_OPACITY = 0.5
+
+
 def transparency_holes(alpha: torch.Tensor | None) -> np.ndarray | None:
     """The known-pixel mask (H, W) of an input whose holes are its transparent pixels (inpaint-mask without a mask):
-    1 where `alpha` (1, 1, H, W) in [0, 1] is opaque, 0 wherever it is not (an eraser's soft edge included: what
-    such a pixel holds is partly white); None for no alpha or an opaque one."""
+    1 where `alpha` (1, 1, H, W) in [0, 1] is at least HOLE_OPACITY, 0 below (an eraser's soft rim: its outer half
+    is filled, its inner half keeps the colour the file stores, `opaque_colour`); None for no alpha or none below."""
     import numpy as np
 
     if alpha is None:
         return None
-    known = alpha.detach().cpu().numpy()[0, 0] >= 1.0
+    known = alpha.detach().cpu().numpy()[0, 0] >= HOLE_OPACITY
     return None if known.all() else known.astype(np.float32)
+
+
+def opaque_colour(y: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """y (1, C, H, W) in [-1, 1], composited on white with `alpha` (1, 1, H, W), made opaque: the colour the file
+    stores, (y - 1 + a) / a on the [0, 1] scale (clipped), where a >= HOLE_OPACITY; y itself elsewhere (holes)."""
+    import torch
+
+    a = alpha.to(y).clamp(min=HOLE_OPACITY)
+    colour = images.from_unit(((images.to_unit(y) - 1 + a) / a).clamp(0, 1))
+    return torch.where(alpha.to(y) >= HOLE_OPACITY, colour, y)
 
 
 def measurement_from_image(
@@ -754,16 +769,13 @@ def measurement_from_image(
 def output_alpha(alpha: torch.Tensor, operator: Any) -> torch.Tensor:
     """The opacity (1, 1, H, W) in [0, 1] of an image restored through `operator` from a measurement whose alpha is
     `alpha` (1, 1, h, w) in [0, 1]: upscaled bicubically for super-resolution (`classical.bicubic`, the sr baseline,
-    clipped to [0, 1]); under an inpainting mask filled biharmonically from the kept pixels around it
-    (`classical.biharmonic`: a hole's opacity is its surroundings', not what the hole held: a filled hole in an
-    opaque photo is opaque); as it is for the other operators, which keep the image's size and outline."""
+    clipped to [0, 1]); as it is for the other operators, which keep the image's size and degrade its colour, not its
+    opacity (an inpainting mask marks missing colour; holes made of transparency are filled opaque instead:
+    `transparency_holes`)."""
     from ncvsd_cli.sampling import classical
-    from operators.inpainting import MaskOperator
     from operators.resize import Downsample
 
     a = alpha.detach().float().clamp(0, 1)
-    if isinstance(operator, Downsample | MaskOperator):
-        baseline = classical.bicubic if isinstance(operator, Downsample) else classical.biharmonic
-        wide = a.expand(-1, int(operator.image_shape[0]), -1, -1)  # the operator's channels (a mask may have 3)
-        a = baseline(None, operator, wide).x.float().mean(1, keepdim=True).clamp(0, 1)
+    if isinstance(operator, Downsample):
+        return classical.bicubic(None, operator, a).x.float().clamp(0, 1)
     return a

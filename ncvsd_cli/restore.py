@@ -34,6 +34,7 @@ from ncvsd_cli.errors import one_line
 from ncvsd_cli.measurement import (
     Measurement,
     measurement_from_image,
+    opaque_colour,
     plain_image_params,
     plain_image_refusal,
     transparency_holes,
@@ -386,8 +387,10 @@ class Restorer:
         (for blurs, on its 2x2 means unless the width read, or the disk's radius / 2, is under COARSE_LUMA_MIN_WIDTH),
         where lossy coding leaves the noise; a lossless colour image's level also on the luma's 2x2 means where they
         hold noise, not texture (`measurement.coarse_luma_noise`: a camera's demosaicing leaves its noise there).
-        alpha: y's opacity (1, 1, h, w) in [0, 1] (`images.read_image(...).alpha`; y is composited on white): for
-        inpaint-mask without a `mask` parameter its transparent pixels are the holes (`transparency_holes`).
+        alpha: y's opacity (1, 1, h, w) in [0, 1] (`images.read_image(...).alpha`; y is composited on white), kept in
+        `m.alpha` for the outputs (`measurement.output_alpha`); for inpaint-mask without a `mask` parameter its pixels
+        under half opaque are the holes instead (`transparency_holes`; the others keep the colour the file stores,
+        `opaque_colour`) and the restoration is opaque (`m.alpha` None).
         ValueError where a plain image cannot be the measurement (`plain_image_refusal`: inpaint-random without
         `seed`, phase-retrieval; deblur-motion whose kernel cannot be read)."""
         from ncvsd_cli import images
@@ -410,7 +413,10 @@ class Restorer:
             raise ValueError("-p invert reads a mask file's white as the holes (-p mask=M.png); without one, the "
                              "input's transparent pixels are the holes as they are")
         given = given if holes is None else {**given, "mask": holes}
+        y = y if holes is None else opaque_colour(y, alpha)
         refusal = plain_image_refusal(task, given)
+        if refusal and task == "inpaint-mask":
+            refusal += "; this input has no pixel under half opaque"
         if refusal:  # before any estimate is made
             raise ValueError(refusal)
         settings = self.prepare(task, self.options.sigma_y).settings
@@ -467,7 +473,7 @@ class Restorer:
         if shake:  # a camera shake: its kernel is read
             notes += motion_notes(y, params, given)
         m = measurement_from_image(y, task, params, sigma_y, source=source, grey=grey)
-        m.kernel_read = shake
+        m.kernel_read, m.alpha = shake, alpha if holes is None else None
         if task == "inpaint-mask" and holes is not None:
             notes += transparency_notes(float(m.operator().mask.mean()), float(params.get("grow", 0)))
         elif task == "inpaint-mask":
@@ -1014,9 +1020,12 @@ TRANSPARENT_MASKS = ("transparent = black: marks drawn on a transparent layer ne
                      "white for dark or coloured marks, onto black with -p invert=true for white ones")
 
 
+#: The start of the warning of an input mostly transparent, restored by inpaint-mask as holes.
+MOSTLY_TRANSPARENT = "most of the picture is transparent"
 #: Notes that say the user likely made a mistake (the CLI prints them as warnings, also under --quiet): a mask
-#: that keeps under half the picture most often marks the holes in white without -p invert=true.
-WARNING_NOTES = ("the mask keeps only",)
+#: that keeps under half the picture most often marks the holes in white without -p invert=true; an input mostly
+#: transparent is likely a cut-out.
+WARNING_NOTES = ("the mask keeps only", MOSTLY_TRANSPARENT)
 
 
 def mask_notes(known: float, inverted: bool, soft: float = 0.0, grow: float = 0.0) -> list[str]:
@@ -1041,15 +1050,21 @@ def mask_notes(known: float, inverted: bool, soft: float = 0.0, grow: float = 0.
 
 
 def transparency_notes(known: float, grow: float = 0.0) -> list[str]:
-    """The note of inpaint-mask whose holes are the input's transparent pixels, keeping the fraction `known` (0-1)
-    after `grow` (px, -p grow); ValueError when none is kept."""
+    """The notes of inpaint-mask whose holes are the input's transparent pixels, keeping the fraction `known` (0-1)
+    after `grow` (px, -p grow): the holes, and a warning where they are most of the picture (a cut-out's background);
+    ValueError when none is kept."""
     grown = f", widened by -p grow={grow:g}" if grow else ""
     if known <= 0.0:
-        raise ValueError(f"every pixel is transparent{grown}: nothing to restore from (the transparent pixels are the "
-                         "holes when no -p mask is given)")
-    note = (f"the holes are the input's transparent pixels ({100 * (1 - known):.1f}% of the picture{grown}; -p "
-            "mask=M.png gives others)")
-    return [note]
+        raise ValueError(f"every pixel is transparent{grown}: nothing to restore from (the pixels under half opaque "
+                         "are the holes when no -p mask is given)")
+    note = (f"the holes are the input's pixels under half opaque ({100 * (1 - known):.1f}% of the picture{grown}; "
+            "-p mask=M.png gives others); the output is opaque")
+    if known >= 0.5:
+        return [note]
+    warning = (f"{MOSTLY_TRANSPARENT} ({100 * (1 - known):.0f}%): inpaint-mask fills all of it, a cut-out's "
+               "background too; the other tasks keep an input's transparency")
+    return [note, warning]
+
 
 
 #: A mask with more than this fraction of grey pixels (neither near black nor near white) is noted as thresholded.

@@ -337,7 +337,7 @@ def test_alpha_fringe_script(tmp_path):
     out = _script(tmp_path, "alpha_fringe.py", "--size", "48", "--limit", "1")
     with open(out / "rows.csv") as fh:
         (row,) = list(csv.DictReader(fh))
-    assert list(row) == ["photo", "carried_rim", "carried_visible", "attached_rim", "attached_visible"]
+    assert list(row) == ["photo", "carried_rim", "carried_visible", "attached_rim", "attached_visible", "rim_clipped"]
     assert float(row["carried_rim"]) < float(row["attached_rim"])
     assert "| **mean** |" in (out / "summary.md").read_text()
     assert Image.open(out / "grid.jpg").size == (3 * 48, 48)

@@ -150,6 +150,56 @@ def test_uncomposite_clips_what_no_colour_explains_and_keeps_the_invisible():
         images.uncomposite(x, torch.full((1, 1, 1, 4), float("nan")))
 
 
+def test_uncomposite_of_any_opacity_composites_back_within_half_a_level():
+    """Opacities between 8-bit levels (an sr alpha, upscaled): a is rounded before c is computed, so the written
+    pair composites back to x within c's own rounding (half a level), 8-bit and 16-bit."""
+    g = torch.Generator().manual_seed(0)
+    x = from_unit(0.5 + 0.5 * torch.rand(1, 3, 16, 16, generator=g))  # light: most of it explained by a colour
+    alpha = torch.rand(1, 1, 16, 16, generator=g).double()
+    for levels in (255, 65535):
+        arr = images.uncomposite(x, alpha, levels).astype(np.float64) / levels
+        c, a = arr[..., :3], arr[..., 3:]
+        explained = (to_unit(x[0]).permute(1, 2, 0).double().numpy() >= 1 - a).all(-1)  # else c clips at 0
+        error = np.abs(c * a + 1 - a - to_unit(x[0]).permute(1, 2, 0).double().numpy())[explained] * levels
+        assert explained.sum() > 100 and error.max() <= 0.5 + 1e-3
+
+
+def test_a_16_bit_alpha_keeps_its_16_bits():
+    rgba = np.full((3, 4, 4), 30000, np.uint16)
+    rgba[..., 3] = [[0, 1000, 1001, 65535]] * 3  # levels 8 bits cannot tell apart
+    d = read_image(_png16(rgba, alpha=True))
+    assert torch.allclose(d.alpha[0, 0, 0], torch.tensor([0, 1000, 1001, 65535]) / 65535.0)
+    back = np.asarray(images.uncomposite(d.tensor, d.alpha, 65535))
+    assert np.array_equal(back[..., 3], rgba[..., 3]) and np.array_equal(back[0, 1:, :3], rgba[0, 1:, :3])
+
+
+def test_colour_key_and_associated_alpha_are_read_as_transparency(tmp_path):
+    """A PNG's colour key (tRNS of an RGB or grey image) is transparency; a TIFF's associated (premultiplied) alpha
+    is read as straight colour; the header check of transparency agrees with the decoder for both, for palette PNG
+    and GIF, and for a float RGBA TIFF Pillow cannot open."""
+    import tifffile
+
+    rgb = np.full((4, 5, 3), 200, np.uint8)
+    rgb[0, 0] = (0, 255, 0)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", transparency=(0, 255, 0))
+    key = read_image(buf.getvalue())
+    assert key.alpha is not None and float(key.alpha[0, 0, 0, 0]) == 0 and float(key.alpha.min(-1)[0][0, 0, 1]) == 1
+    assert images.may_be_transparent(buf.getvalue()) and not images.may_be_transparent(_png_bytes(rgb))
+    colour, alpha = np.full((4, 5, 3), 0.8), np.full((4, 5, 1), 0.5)
+    tifffile.imwrite(tmp_path / "assoc.tif", (np.concatenate([colour * alpha, alpha], -1) * 255).astype(np.uint8),
+                     photometric="rgb", extrasamples=[1])
+    d = read_image(tmp_path / "assoc.tif")
+    assert np.allclose(to_unit(images.uncomposite(d.tensor, d.alpha)[..., :3] / 127.5 - 1), 0.8, atol=2 / 255)
+    tifffile.imwrite(tmp_path / "float.tif", np.concatenate([colour, alpha], -1).astype(np.float32),
+                     photometric="rgb", extrasamples=[2])
+    assert images.may_be_transparent(tmp_path / "float.tif") and read_image(tmp_path / "float.tif").alpha is not None
+    pal = Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=4)
+    for fmt in ("PNG", "GIF"):
+        pal.save(tmp_path / f"p.{fmt.lower()}", fmt, transparency=0)
+        assert images.may_be_transparent(tmp_path / f"p.{fmt.lower()}")
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "BMP"])
 def test_alpha_in_formats_without_it_or_lossy(fmt):
     """JPEG and BMP get the composite on white (the same bytes as without alpha); WebP keeps an exact alpha with a

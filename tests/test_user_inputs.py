@@ -136,34 +136,43 @@ def test_marks_on_a_transparent_layer_are_explained_and_work_once_flattened(tmp_
     assert (out[~hole] == before[~hole]).all() and (out[hole] != before[hole]).any()
 
 
-def _erased(path, h: int = 15, w: int = 13, hole=(slice(4, 9), slice(3, 8))) -> np.ndarray:
-    """A photo with a hole erased to transparency (one pixel of its rim only half erased, as a soft eraser leaves
-    it), saved as RGBA PNG; returns its colour."""
+def _erased(path, h: int = 15, w: int = 13, hole=(slice(4, 9), slice(3, 8))) -> tuple[np.ndarray, np.ndarray]:
+    """A photo with a hole erased to transparency, its rim as a soft eraser leaves it (one pixel at 40 % opacity, a
+    hole; one at 60 %, known, its stored colour intact), saved as RGBA PNG; returns its colour and alpha."""
     colour = np.asarray(Image.open(_png(path, h, w))).copy()
     alpha = np.full((h, w), 255, np.uint8)
     alpha[hole] = 0
-    alpha[hole[0].start, hole[1].stop] = 128
+    alpha[hole[0].start, hole[1].stop], alpha[hole[0].stop, hole[1].start] = 102, 153
     Image.fromarray(np.concatenate([colour, alpha[..., None]], -1)).save(path)
-    return colour
+    return colour, alpha
 
 
 def test_transparent_pixels_are_the_holes_without_a_mask(tmp_path, ckpt):
-    """inpaint-mask without -p mask fills an input's transparent pixels (partly transparent ones too) and keeps the
-    opaque ones exactly; the output is opaque; an opaque input among them fails alone, and alone it is a usage
-    error naming both ways; -p grow widens the holes; -p invert and an all-transparent input are refused."""
-    colour = _erased(tmp_path / "erased.png")
+    """inpaint-mask without -p mask fills an input's pixels under half opaque and keeps the others with the colour
+    the file stores (exactly, also under a soft rim's partial opacity); the output is opaque, with --flatten too; an
+    opaque or nearly opaque input among them fails alone, and alone it is a usage error naming both ways; -p grow
+    widens the holes; -p invert and an all-transparent input are refused; a mostly transparent one is warned of."""
+    colour, alpha = _erased(tmp_path / "erased.png")
     _png(tmp_path / "opaque.png", 15, 13, seed=1)
-    summary = _restore("--task", "inpaint-mask", tmp_path / "erased.png", tmp_path / "opaque.png", "-c", ckpt,
-                       "--method", "biharmonic", "-o", tmp_path / "out", ok=False)
-    done, failed = sorted(summary["results"], key=lambda r: r["status"] != "ok")
-    assert "the holes are the input's transparent pixels (13.3% of the picture;" in " ".join(done["notes"])
-    assert "or an input whose holes are transparent" in failed["error"] and "opaque.png" in failed["input"]
+    almost = np.concatenate([colour, np.full((15, 13, 1), 255, np.uint8)], -1)
+    almost[0, 0, 3] = 254
+    Image.fromarray(almost).save(tmp_path / "almost.png")
+    summary = _restore("--task", "inpaint-mask", tmp_path / "erased.png", tmp_path / "opaque.png",
+                       tmp_path / "almost.png", "-c", ckpt, "--method", "biharmonic", "-o", tmp_path / "out", ok=False)
+    done = [r for r in summary["results"] if r["status"] == "ok"]
+    failed = [r for r in summary["results"] if r["status"] != "ok"]
+    assert len(done) == 1 and len(failed) == 2, summary
+    assert "the holes are the input's pixels under half opaque (13.3% of the picture;" in " ".join(done[0]["notes"])
+    assert all("this input has no pixel under half opaque" in r["error"] for r in failed)
     out = np.asarray(Image.open(tmp_path / "out" / "erased.png"))
-    known = np.asarray(Image.open(tmp_path / "erased.png"))[..., 3] == 255
-    assert (out[..., 3] == 255).all() and np.array_equal(out[..., :3][known], colour[known])
-    assert (out[..., :3][~known] != 255).any()  # filled, not the white they were composited on
+    known = alpha >= 128
+    assert out.shape[-1] == 3 and np.array_equal(out[known], colour[known])  # opaque: written without alpha
+    assert (out[~known] != 255).any()  # filled, not the white they were composited on
     res = run("restore", "--task", "inpaint-mask", tmp_path / "opaque.png", "-c", ckpt, *FAST)
     assert res.exit_code == 2 and "or an input whose holes are transparent" in res.stderr, res.output
+    flat = _restore("--task", "inpaint-mask", tmp_path / "erased.png", "--flatten", "-c", ckpt, "--method",
+                    "biharmonic", "-o", tmp_path / "flat.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "flat.png")), out), flat
     grown = _restore("--task", "inpaint-mask", tmp_path / "erased.png", "-p", "grow=1", "-c", ckpt, "--method",
                      "biharmonic", "-o", tmp_path / "grown.png")
     assert "% of the picture, widened by -p grow=1;" in " ".join(grown["results"][0]["notes"])
@@ -174,14 +183,26 @@ def test_transparent_pixels_are_the_holes_without_a_mask(tmp_path, ckpt):
     clear = _restore("--task", "inpaint-mask", tmp_path / "clear.png", "-c", ckpt, "--method", "biharmonic", "-o",
                      tmp_path / "clear_out.png", ok=False)
     assert "every pixel is transparent" in clear["results"][0]["error"]
+    cut = np.concatenate([colour, np.zeros((15, 13, 1), np.uint8)], -1)
+    cut[5:10, 4:9, 3] = 255  # a cut-out: 87 % transparent
+    Image.fromarray(cut).save(tmp_path / "cut.png")
+    res = run("restore", "--task", "inpaint-mask", tmp_path / "cut.png", "-q", "-c", ckpt, "--method", "biharmonic",
+              "-o", tmp_path / "cut_out.png")
+    assert res.exit_code == 0 and "warning: " in res.stderr and "most of the picture is transparent (87%)" in \
+        res.stderr, res.output
+    with open(tmp_path / "erased.png", "rb") as fh:
+        res = run("restore", "--task", "inpaint-mask", "-", "-c", ckpt, "--method", "biharmonic", "-o",
+                  tmp_path / "stdin.png", input=fh.read())
+    assert res.exit_code == 0, res.output
 
 
-def test_transparency_holes_are_every_pixel_not_opaque():
+def test_transparency_holes_are_the_pixels_under_half_opaque():
     from ncvsd_cli.measurement import transparency_holes
 
     alpha = torch.ones(1, 1, 3, 4)
+    alpha[0, 0, 0, 0] = 0.5
     assert transparency_holes(alpha) is None and transparency_holes(None) is None
-    alpha[0, 0, 1, 2], alpha[0, 0, 2, 0] = 65534 / 65535, 0.0
+    alpha[0, 0, 1, 2], alpha[0, 0, 2, 0] = 32767 / 65535, 0.0
     known = transparency_holes(alpha)
     assert known.shape == (3, 4) and known.sum() == 10 and known[1, 2] == 0 and known[2, 0] == 0
 

@@ -51,7 +51,7 @@ EPILOG = """Examples:
 
 Inputs of any size are padded to what the network needs and cropped back. Greyscale inputs are restored in
 colour space (replicated) and written as greyscale; transparency is restored composited on white and its alpha
-channel carried to PNG, WebP and TIFF outputs (upscaled for sr, filled under an inpainting mask; --flatten: none); inputs
+channel carried to PNG, WebP and TIFF outputs (upscaled for sr; --flatten: none); inputs
 with more than 8 bits per sample (16-bit PNG / TIFF, float TIFF) give 16-bit PNG outputs (other output formats:
 8 bits); an embedded ICC colour profile is copied into the outputs (PNG, JPEG, TIFF, WebP) and the pixel values
 are restored as they are, in the input's colour space; EXIF and other metadata are not kept.
@@ -269,12 +269,12 @@ def _item_task(item, task: str, task_given: bool, no_sidecar: bool, explicit: se
 
 
 def _holes_may_be_transparent(task: str, given: dict[str, Any], plain: list) -> bool:
-    """inpaint-mask without -p mask and a plain input with an alpha channel: its transparent pixels may be the
-    holes (`Restorer.measurement`), so an opaque input is refused alone."""
+    """inpaint-mask without -p mask and a plain input with an alpha channel (or standard input, unread yet): its
+    transparent pixels may be the holes (`Restorer.measurement`), so an opaque input is refused alone."""
     from ncvsd_cli import images
 
     return task == "inpaint-mask" and "mask" not in given and any(
-        not i.is_stdin and images.may_be_transparent(i.path) for i in plain)
+        i.is_stdin or images.may_be_transparent(i.path) for i in plain)
 
 
 def _check_params(restorer, items: list, no_sidecar: bool, explicit: set[str]) -> None:
@@ -371,8 +371,9 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                     report.failed(item.name, problems[item])
                     continue
                 try:
+                    kept = planned[item][: options.samples + int(outputs.mean)]  # the images (std: no alpha)
                     m = _read_measurement(restorer, item, no_sidecar, explicit, quiet, task_given,
-                                          None if outputs.flatten else planned[item])
+                                          None if outputs.flatten else kept)
                 except (ValueError, OSError, MemoryError) as exc:
                     msg = str(exc) if not isinstance(exc, MemoryError) else (
                         "ran out of memory preparing it (the estimate let it through): restore a crop, or give "
@@ -537,8 +538,7 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     if refusal:
         raise ValueError(refusal)
     decoded = images.read_image(data, restorer.channels, name=item.name)
-    if decoded.alpha is not None:
-        decoded.notes = [_alpha_note(task, alpha_paths) if n == images.ALPHA_NOTE else n for n in decoded.notes]
+    decoded.notes = [n for n in decoded.notes if n != images.ALPHA_NOTE]  # said below, with what became of it
     for n in decoded.notes:
         common.note(f"{item.name}: {n}", quiet)
     if reads_motion_kernel(task, restorer.given_params()) and h * w > SHAKE_NOTE_PIXELS:
@@ -549,8 +549,11 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     for n in m.notes:  # e.g. the estimated noise level; a likely mistake is a warning, said even with --quiet
         warn = n.startswith(WARNING_NOTES)
         common.note(f"{'warning: ' if warn else ''}{item.name}: {n}", quiet and not warn)
+    if m.alpha is not None:  # (None for inpaint-mask's transparency holes: the output is opaque)
+        m.notes.insert(0, _alpha_note(task, alpha_paths))
+        common.note(f"{item.name}: {m.notes[0]}", quiet)
+        m.alpha = None if alpha_paths is None else m.alpha
     m.notes, m.bit_depth, m.icc_profile = [*decoded.notes, *m.notes], decoded.bit_depth, decoded.icc_profile
-    m.alpha = None if alpha_paths is None else decoded.alpha
     return m
 
 
@@ -562,9 +565,7 @@ def _alpha_note(task: str, paths: list[str] | None) -> str:
 
     if paths is None:
         return f"{images.ALPHA_NOTE} (--flatten: the outputs have no alpha channel)"
-    cls = operators.get(task)
-    how = (" (upscaled bicubically)" if getattr(cls, "factor", 1) not in (None, 1) else
-           " (under the holes, filled from the opacity around them)" if task.startswith("inpaint") else "")
+    how = " (upscaled bicubically)" if getattr(operators.get(task), "factor", 1) not in (None, 1) else ""
     lost = [p for p in paths if images.format_for_path(p) not in images.ALPHA_FORMATS]
     if not lost:
         return f"restored composited on white, its alpha channel carried to the outputs{how}"
