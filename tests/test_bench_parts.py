@@ -237,3 +237,20 @@ def test_csv_is_plain_csv(tmp_path):
         rows = list(csv.reader(fh))
     assert rows[0] == results.columns("alex") and rows[1][rows[0].index("psnr")] == "nan"
     assert math.isnan(results.read_rows(tmp_path / "x.csv")[0]["psnr"])
+
+
+def test_phone_photos_are_training_and_benchmark_images(tmp_path):
+    """A folder of HEIC photos (iPhones') is a training source and a benchmark dataset like one of PNGs."""
+    import shutil
+    from pathlib import Path
+
+    import pytest
+
+    from ncvsd_cli.training import data
+
+    pytest.importorskip("pi_heif")
+    shutil.copy(Path(__file__).parent / "data" / "tiny.heic", tmp_path / "IMG_0001.HEIC")
+    _png(tmp_path / "b.png")
+    source = data.folder_or_zip_source(tmp_path)
+    assert len(source) == 2 and source.get(0).shape == (13, 17, 3)
+    assert [i.id for i in datasets.load_dataset(str(tmp_path), 8).images] == ["IMG_0001", "b"]

@@ -22,7 +22,7 @@ from ncvsd_cli import strict_json
 from ncvsd_cli.images import is_listed_image
 
 #: File suffixes read from folders and zips (case-insensitive).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".avif", ".heic", ".heif")
 #: Size of the standard FFHQ-256 test split (docs/method.md §5: 100 images, sorted file names).
 FFHQ_TEST_SIZE = 100
 FFHQ_ENV = "NCVSD_FFHQ"

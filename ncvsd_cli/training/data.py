@@ -43,7 +43,7 @@ PHOTOS_ENV = "NCVSD_PHOTOS"
 DEFAULT_PHOTOS = Path("~/.cache/ncvsd/photos.zip")
 #: Decoded images of a folder/zip source are kept in memory up to this many bytes per process.
 DECODE_CACHE_BYTES = 4 << 30
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".avif", ".heic", ".heif")
 
 
 def _to_rgb_uint8(a: np.ndarray) -> np.ndarray:
