@@ -6,7 +6,7 @@ noise levels. Prints per variant the coding error's std, the colour and coarse-l
 the PSNR per photo and the mean PSNR / LPIPS-alex; writes the outputs to OUT.
 Usage:  python benchmarks/lossy_floor.py VAL OUT webp > benchmarks/noisy-jpeg/webp-floor.md
         python benchmarks/lossy_floor.py VAL OUT palette > benchmarks/noisy-jpeg/palette-floor.md
-        python benchmarks/lossy_floor.py VAL OUT avif > benchmarks/noisy-jpeg/avif-floor.md   (also heic)
+        python benchmarks/lossy_floor.py VAL OUT avif (then heic) > benchmarks/noisy-jpeg/heif-floor.md
 """
 
 from __future__ import annotations

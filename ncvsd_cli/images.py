@@ -20,9 +20,9 @@ Decoding policy (`read_image`), stated once and tested in tests/test_images.py:
   back); a fully opaque alpha channel is dropped silently.
 
 Writing (`save_image`): values are clipped to [-1, 1] and rounded to 8 bits, or to 16 bits for PNG with
-`bit_depth=16` (pypng); an ICC profile is embedded when given (PNG, JPEG, TIFF, WebP; other formats have no
+`bit_depth=16` (pypng); an ICC profile is embedded when given (PNG, JPEG, TIFF, WebP, AVIF; other formats have no
 place for it); the format follows the suffix (PNG by default, also for "-" = standard output); NaN/inf are
-refused; with `alpha` (PNG, WebP, TIFF) the colour is un-composited from white (`uncomposite`) and written with its
+refused; with `alpha` (PNG, WebP, TIFF, AVIF) the colour is un-composited from white (`uncomposite`) and written with its
 alpha channel. Files are written atomically: a temporary file in the same folder, fsync, then published under the
 final name: with `overwrite=False` by a hard link that fails if the name exists (no-clobber: two writers never
 replace each other's file), else by `os.replace`. Any exception (KeyboardInterrupt and the CLI's signal
@@ -57,7 +57,7 @@ ImageSource = str | os.PathLike | bytes | IO[bytes]
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 #: File suffixes read as images (folders of inputs, datasets).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm", ".avif",
-                  ".heic", ".heif")
+                  ".heic", ".heif", ".hif")
 #: The note of a source whose transparency was composited on white.
 ALPHA_NOTE = "alpha channel composited on white"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -217,9 +217,9 @@ def _decode_png16(data: bytes, name: str, max_pixels: int | None) -> tuple[np.nd
     try:
         w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")  # IHDR
         _check_pixels(name, h, w, max_pixels)
-        w, h, rows, info = png.Reader(bytes=data).read_flat()
+        w, h, rows, info = png.Reader(bytes=data).asDirect()  # a colour key (tRNS) becomes an alpha plane
         planes = int(info["planes"])
-        arr = np.asarray(rows, dtype=np.float64).reshape(h, w, planes) / float(2 ** info["bitdepth"] - 1)
+        arr = np.asarray(list(rows), dtype=np.float64).reshape(h, w, planes) / float(2 ** info["bitdepth"] - 1)
     except ImageError:
         raise
     except Exception as exc:  # pypng raises FormatError/ChunkError, zlib.error, ValueError on damaged files
@@ -313,23 +313,26 @@ def _float_to_unit(arr: np.ndarray, name: str, notes: list[str] | None) -> np.nd
 
 
 @functools.cache
-def open_plugins() -> None:
+def open_plugins() -> bool:
     """Register the decoders Pillow lacks, where installed: HEIC / HEIF (iPhones' photos) through pi-heif (a
-    dependency; decoding only). Idempotent; called before Pillow opens an input."""
+    dependency where it has wheels; decoding only). Idempotent; called before Pillow opens an input. Returns
+    whether a HEIF decoder is registered."""
     try:
         import pi_heif
     except ImportError:  # a platform without its wheels: `unreadable_format` says what to install
-        return
+        return False
     pi_heif.register_heif_opener()
+    return True
 
 
-#: ISO-BMFF brands (the `ftyp` box's major and compatible brands) of HEIF images coded with HEVC.
+#: ISO-BMFF brands (the `ftyp` box's major and compatible brands) of HEIF images: HEVC-coded ones and the
+#: generic image / sequence brands (an AVIF lists "avif" besides them, checked first).
 _HEIC_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
 
 
 def heif_kind(data: bytes) -> str | None:
-    """"avif" or "heic" for an ISO-BMFF image file (an `ftyp` box first, read by its brands; AVIF's "avif" /
-    "avis" first, as AVIF files also list the generic "mif1"), else None."""
+    """"avif" or "heic" for an ISO-BMFF image file (an `ftyp` box first, read by its major and compatible brands;
+    AVIF's "avif" / "avis" first, as AVIF files also list the generic "mif1"), else None (videos: "isom", "qt  ")."""
     if len(data) < 16 or data[4:8] != b"ftyp":
         return None
     end = min(int.from_bytes(data[:4], "big"), len(data), 256)
@@ -338,15 +341,20 @@ def heif_kind(data: bytes) -> str | None:
 
 
 def unreadable_format(data: bytes, name: str) -> ImageError:
-    """The error for a file Pillow does not recognise: what to install for a HEIC or AVIF file, else "not an
-    image"."""
+    """The error for a file Pillow does not recognise: for a HEIC or AVIF file what to install when its decoder is
+    missing, else that the file cannot be decoded; otherwise "not an image"."""
+    from PIL import features
+
     kind = heif_kind(data)
-    if kind == "heic":
-        return ImageError(f"{name}: a HEIC / HEIF image (an iPhone's photo): reading it needs pi-heif (pip install "
-                          "pi-heif, which installing ncvsd brings where it has wheels), or export it as JPEG")
-    if kind == "avif":
+    if kind == "heic" and not open_plugins():
+        return ImageError(f"{name}: a HEIC / HEIF image (iPhones' photos are): reading it needs pi-heif (pip install "
+                          "pi-heif), or export it as JPEG")
+    if kind == "avif" and not features.check("avif"):
         return ImageError(f"{name}: an AVIF image: reading it needs a Pillow with AVIF (recent Pillow wheels have "
                           "it: pip install -U pillow), or export it as PNG / JPEG")
+    if kind:
+        return ImageError(f"{name}: cannot decode this {kind.upper()} file (truncated, damaged, or an image sequence "
+                          "or codec the decoder lacks)")
     return ImageError(f"{name}: not an image (unrecognised format)")
 
 
@@ -379,8 +387,8 @@ def _decode_pil(
         arr, bits = np.asarray(im.convert("RGBA")), 8
     elif mode == "P":
         arr, bits = np.asarray(im.convert("RGB")), 8
-    elif mode in ("L", "RGB") and "transparency" in im.info:  # a PNG's colour key (tRNS): that colour is clear
-        arr, bits = np.asarray(im.convert(mode + "A")), 8
+    elif mode in ("1", "L", "RGB") and "transparency" in im.info:  # a PNG's colour key (tRNS): that colour is clear
+        arr, bits = np.asarray(im.convert("RGBA" if mode == "RGB" else "LA")), 8
     elif mode in ("1", "L", "LA", "RGB", "RGBA"):
         arr, bits = np.asarray(im), 1 if mode == "1" else 8
     elif mode in ("La", "RGBa"):  # premultiplied alpha
@@ -400,7 +408,7 @@ def _decode_pil(
     arr = arr.astype(np.float64)
     if arr.ndim == 2:
         arr = arr[..., None]
-    return (arr if mode == "1" else arr / 255.0), mode, bits
+    return (arr if bits == 1 else arr / 255.0), mode, bits  # mode "1" is 0 / 1 unless converted
 
 
 def read_image(
@@ -479,12 +487,12 @@ def may_be_transparent(source: str | os.PathLike | bytes) -> bool:
 def compression_sigma(data: bytes, mode: str) -> float | None:
     """The noise scale of a file's lossy coding, which raises the lowest noise level restored at
     (`restore.noise_level_floor`): a JPEG's `jpeg_quantization_sigma`, WEBP_LOSSY_SIGMA for a lossy WebP,
-    HEIF_LOSSY_SIGMA for an AVIF or HEIC, PALETTE_SIGMA for a photo quantised to a palette (mode "P" / "PA",
+    AVIF_LOSSY_SIGMA for an AVIF, PALETTE_SIGMA for a photo quantised to a palette (mode "P" / "PA",
     `_photo_palette`); None for lossless sources."""
     if is_lossy_webp(data):
         return WEBP_LOSSY_SIGMA
-    if heif_kind(data):
-        return HEIF_LOSSY_SIGMA
+    if heif_kind(data) == "avif":
+        return AVIF_LOSSY_SIGMA
     if mode in ("P", "PA"):
         return PALETTE_SIGMA if _photo_palette(data) else None
     return jpeg_quantization_sigma(data)
@@ -515,12 +523,13 @@ def _photo_palette(data: bytes) -> bool:
 #: / 90 (error std 0.020-0.029 / 0.012-0.015), deblurred at σ_y 0.01 / 0.015 / 0.025 / 0.03 / 0.035: 18.67 / 21.38 /
 #: 23.81 / 24.26 / 24.50 dB and 24.01 / 25.44 / 25.74 / 25.72 / 25.68 dB (benchmarks/noisy-jpeg/webp-floor.md).
 WEBP_LOSSY_SIGMA = 0.028
-#: The same for AVIF and HEIC (AV1 / HEVC intra coding, 4:2:0 in phones' and browsers' files; a lossless AVIF is
-#: rare and not told apart): √(0.01² + 0.0112²) = 0.015. Validation photos blurred by 2 px, AVIF (Pillow) / HEIC
-#: (pillow-heif) at quality 60 / 90 (error std 0.012-0.019 / 0.006-0.013), deblurred at σ_y 0.01 / 0.015 / 0.025 /
-#: 0.035: AVIF 23.86 / 24.85 / 25.38 / 25.44 dB and 26.07 / 26.13 / 26.00 / 25.84; HEIC 25.46 / 25.74 / 25.77 / 25.68
-#: and 26.52 / 26.40 / 26.17 / 25.96; mean LPIPS-alex 0.224 / 0.220 / 0.229 / 0.239 (noisy-jpeg/heif-floor.md).
-HEIF_LOSSY_SIGMA = 0.0112
+#: The same for AVIF (AV1 intra coding, 4:2:0 in browsers' and phones' files; a lossless AVIF is rare and not told
+#: apart): √(0.01² + 0.0112²) = 0.015. Validation photos blurred by 2 px, AVIF (Pillow) at quality 60 / 90 (error std
+#: 0.012-0.019 / 0.008-0.011), deblurred at σ_y 0.01 / 0.015 / 0.025 / 0.035: 23.86 / 24.85 / 25.38 / 25.44 dB, LPIPS
+#: 0.273 / 0.242 / 0.236 / 0.244 and 26.07 / 26.13 / 26.00 / 25.84 dB, 0.203 / 0.211 / 0.225 / 0.237: mean LPIPS best
+#: at 0.015. HEIC gets none: at quality 90 0.01 was best (26.52 dB, LPIPS 0.196; 0.015: 26.40, 0.207) and at 60
+#: 0.015 no better than 0.01 by LPIPS (0.221 / 0.223; noisy-jpeg/heif-floor.md).
+AVIF_LOSSY_SIGMA = 0.0112
 #: The same for a palette image (GIF, palette PNG: an adaptive 256-colour palette errs by std 0.016-0.033 on
 #: validation photos blurred by 2 px): deblurred at σ_y 0.015 / 0.025 / 0.035 / 0.05, 24.59 / 25.39 / 25.50 /
 #: 25.42 dB (before, 0.7x the level read: 0.01-0.018); benchmarks/noisy-jpeg/palette-floor.md.
@@ -737,7 +746,7 @@ def output_format_problem(suffix: str) -> str | None:
 
 
 #: Formats whose files can carry an ICC profile (Pillow's `icc_profile` save option).
-ICC_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP")
+ICC_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "AVIF")
 
 
 def to_uint16(x: torch.Tensor) -> np.ndarray:
@@ -766,8 +775,10 @@ def _png16(arr: np.ndarray, icc: bytes | None) -> bytes:
     return out.getvalue()
 
 
+#: The quality lossy outputs are written at (Pillow's scale; AVIF's 90 is about JPEG's 95 by eye and size).
+OUTPUT_QUALITY = {"JPEG": 95, "WEBP": 95, "AVIF": 90}
 #: Formats written with an alpha channel when `encode_image` is given one (others get the composite on white).
-ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
+ALPHA_FORMATS = ("PNG", "WEBP", "TIFF", "AVIF")
 
 
 def uncomposite(x: torch.Tensor, alpha: torch.Tensor, levels: int = 255) -> np.ndarray:
@@ -789,7 +800,7 @@ def uncomposite(x: torch.Tensor, alpha: torch.Tensor, levels: int = 255) -> np.n
 
 def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
                  icc_profile: bytes | None = None, alpha: torch.Tensor | None = None) -> bytes:
-    """Encode a (1, C, H, W) image in [-1, 1] as file bytes (PNG by default; JPEG at quality 95).
+    """Encode a (1, C, H, W) image in [-1, 1] as file bytes (PNG by default; JPEG and WebP at quality 95, AVIF at 90).
 
     bit_depth: 8, or 16 (PNG only: pypng; other formats are written with 8 bits). icc_profile: embedded in
     formats that hold one (ICC_FORMATS), else left out. alpha: (1, 1, H, W) opacity in [0, 1] of the image x,
@@ -813,7 +824,7 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     else:
         arr = to_uint8(x)
     buf = io.BytesIO()
-    options: dict = {"quality": 95} if format.upper() in ("JPEG", "WEBP") else {}
+    options: dict = {"quality": OUTPUT_QUALITY[fmt]} if fmt in OUTPUT_QUALITY else {}
     if icc_profile and format.upper() in ICC_FORMATS:
         options["icc_profile"] = icc_profile
     Image.fromarray(arr).save(buf, format=format, **options)

@@ -674,6 +674,9 @@ def test_transparency_is_carried_to_the_outputs(tmp_path, ckpt):
     res = run("restore", tmp_path / "a.png", "-o", tmp_path / "j.jpg", *common)
     assert res.exit_code == 0 and "j.jpg has no alpha channel (.png" in res.stderr, res.output
     assert Image.open(tmp_path / "j.jpg").mode == "RGB"
+    res = run("restore", tmp_path / "a.png", "-o", tmp_path / "js.jpg", "--samples", "2", "--std", *common)
+    assert res.exit_code == 0 and "js_s0.jpg, " in res.stderr and "js_s1.jpg have no alpha" in res.stderr, res.output
+    assert "_std" not in res.stderr
 
 
 @pytest.mark.parametrize(("task", "planes", "bits"), [("sr2", 3, 8), ("inpaint-box", 1, 8), ("deblur-gauss", 3, 16)])

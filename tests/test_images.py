@@ -186,6 +186,17 @@ def test_colour_key_and_associated_alpha_are_read_as_transparency(tmp_path):
     key = read_image(buf.getvalue())
     assert key.alpha is not None and float(key.alpha[0, 0, 0, 0]) == 0 and float(key.alpha.min(-1)[0][0, 0, 1]) == 1
     assert images.may_be_transparent(buf.getvalue()) and not images.may_be_transparent(_png_bytes(rgb))
+    import png
+
+    for bits, grey, key_value in ((8, True, 7), (1, True, 0), (16, True, 1000), (16, False, (1000, 2, 3))):
+        top = 2**bits - 1
+        values = np.full((3, 4) if grey else (3, 4, 3), top, np.int64)
+        values[0, 0] = key_value
+        buf = io.BytesIO()
+        png.Writer(4, 3, greyscale=grey, bitdepth=bits, transparent=key_value).write(buf, values.reshape(3, -1).tolist())
+        keyed = read_image(buf.getvalue())  # 1-bit through Pillow's mode "1", 16-bit through pypng
+        assert images.may_be_transparent(buf.getvalue()) and keyed.alpha is not None, (bits, grey)
+        assert float(keyed.alpha[0, 0, 0, 0]) == 0 and float(keyed.alpha[0, 0, 2, 3]) == 1
     colour, alpha = np.full((4, 5, 3), 0.8), np.full((4, 5, 1), 0.5)
     tifffile.imwrite(tmp_path / "assoc.tif", (np.concatenate([colour * alpha, alpha], -1) * 255).astype(np.uint8),
                      photometric="rgb", extrasamples=[1])
@@ -596,9 +607,12 @@ def _avif_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def test_heic_is_read_through_pi_heif_with_its_lossy_floor():
+def test_heic_is_read_through_pi_heif():
     """An iPhone's HEIC (tests/data/tiny.heic: a 17x13 gradient coded at quality 95 by pillow-heif) decodes to its
-    source within the coding's error and gets the lossy floor; its header gives the size."""
+    source within the coding's error, without a lossy floor (a validation sweep found none better); its header
+    gives the size, also read first in a fresh process."""
+    import subprocess
+
     pytest.importorskip("pi_heif")
     with open(os.path.join(DATA, "tiny.heic"), "rb") as fh:
         data = fh.read()
@@ -606,21 +620,45 @@ def test_heic_is_read_through_pi_heif_with_its_lossy_floor():
     d = read_image(data)
     assert d.tensor.shape == (1, 3, 13, 17) and images.heif_kind(data) == "heic"
     assert np.abs(to_unit(d.tensor[0]).permute(1, 2, 0).numpy() - source).mean() < 12 / 255
-    assert d.jpeg_sigma == images.HEIF_LOSSY_SIGMA and images.image_size(data) == (13, 17)
+    assert d.jpeg_sigma is None and images.image_size(data) == (13, 17)
     assert images.is_listed_image("IMG_0001.HEIC") and images.is_listed_image("a.avif")
+    assert images.is_listed_image("canon.hif") and images.is_listed_image("b.heif")
+    code = f"from ncvsd_cli import images; print(images.image_size({os.path.join(DATA, 'tiny.heic')!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "(13, 17)"
 
 
 def test_avif_is_read_and_written_with_its_lossy_floor(rgb8):
     data = _avif_bytes(np.repeat(np.repeat(rgb8, 4, 0), 4, 1))
     d = read_image(data)
     assert d.tensor.shape == (1, 3, 28, 20) and images.heif_kind(data) == "avif"
-    assert d.jpeg_sigma == images.HEIF_LOSSY_SIGMA and images.format_for_path("x.avif") == "AVIF"
+    assert d.jpeg_sigma == images.AVIF_LOSSY_SIGMA and images.format_for_path("x.avif") == "AVIF"
     assert images.heif_kind(_png_bytes(rgb8)) is None and read_image(_png_bytes(rgb8)).jpeg_sigma is None
+    rgba = np.concatenate([rgb8, np.full((7, 5, 1), 128, np.uint8)], -1)
+    written = images.encode_image(read_image(_png_bytes(rgba)).tensor, "AVIF", alpha=read_image(_png_bytes(rgba)).alpha,
+                                  icc_profile=b"\x00\x00\x02\x0cfake profile " + bytes(range(100)))
+    with Image.open(io.BytesIO(written)) as im:
+        assert im.mode == "RGBA" and im.info.get("icc_profile", b"").startswith(b"\x00\x00\x02\x0cfake")
+    with pytest.raises(ImageError, match="cannot decode this AVIF file"):
+        read_image(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(("brands", "kind"), [
+    (b"heic" + b"\0" * 4 + b"mif1heic", "heic"), (b"mif1\0\0\0\0msf1heic", "heic"),  # major brand generic
+    (b"avif\0\0\0\0mif1miaf", "avif"), (b"mif1\0\0\0\0mif1avif", "avif"),  # AVIF among compatible brands
+    (b"msf1\0\0\0\0msf1avis", "avif"), (b"isom\0\0\0\0isomhvc1", None),  # a sequence; an HEVC video
+    (b"qt  \0\0\0\0qt  ", None), (b"mp41\0\0\0\0mp41isom", None)])
+def test_heif_kind_reads_every_brand(brands, kind):
+    """heif_kind reads the ftyp box's major and compatible brands: AVIF before the generic HEIF brands; videos are
+    not images."""
+    box = (8 + len(brands)).to_bytes(4, "big") + b"ftyp" + brands
+    assert images.heif_kind(box + b"\0" * 16) == kind
 
 
 def test_heic_without_its_decoder_says_what_to_install():
     """Without pi-heif (a platform without its wheels) a HEIC input is one line naming the package, not "not an
-    image"; a HEIC output is refused as read-only, before anything is written."""
+    image"; with it, a damaged HEIC says it cannot be decoded; a HEIC output is refused as read-only, before
+    anything is written."""
     import subprocess
 
     code = ("import sys; sys.modules['pi_heif'] = None\n"
@@ -628,7 +666,11 @@ def test_heic_without_its_decoder_says_what_to_install():
             f"try:\n    images.read_image({os.path.join(DATA, 'tiny.heic')!r})\n"
             "except images.ImageError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "a HEIC / HEIF image (an iPhone's photo): reading it needs pi-heif (pip install pi-heif" in out
+    assert "a HEIC / HEIF image (iPhones' photos are): reading it needs pi-heif (pip install pi-heif" in out
     pytest.importorskip("pi_heif")
+    with open(os.path.join(DATA, "tiny.heic"), "rb") as fh:
+        damaged = fh.read()[:400]
+    with pytest.raises(ImageError, match="cannot decode this HEIC file"):
+        read_image(damaged)
     with pytest.raises(ValueError, match=r"HEIF images \(.heic\) are read, not written; use .png"):
         images.format_for_path("out.heic")

@@ -163,6 +163,7 @@ def test_transparent_pixels_are_the_holes_without_a_mask(tmp_path, ckpt):
     failed = [r for r in summary["results"] if r["status"] != "ok"]
     assert len(done) == 1 and len(failed) == 2, summary
     assert "the holes are the input's pixels under half opaque (13.3% of the picture;" in " ".join(done[0]["notes"])
+    assert "most of the picture is transparent" not in " ".join(done[0]["notes"])
     assert all("this input has no pixel under half opaque" in r["error"] for r in failed)
     out = np.asarray(Image.open(tmp_path / "out" / "erased.png"))
     known = alpha >= 128

@@ -51,9 +51,9 @@ EPILOG = """Examples:
 
 Inputs of any size are padded to what the network needs and cropped back. Greyscale inputs are restored in
 colour space (replicated) and written as greyscale; transparency is restored composited on white and its alpha
-channel carried to PNG, WebP and TIFF outputs (upscaled for sr; --flatten: none); inputs
+channel carried to PNG, WebP, AVIF and TIFF outputs (upscaled for sr; --flatten: none); inputs
 with more than 8 bits per sample (16-bit PNG / TIFF, float TIFF) give 16-bit PNG outputs (other output formats:
-8 bits); an embedded ICC colour profile is copied into the outputs (PNG, JPEG, TIFF, WebP) and the pixel values
+8 bits); an embedded ICC colour profile is copied into the outputs (PNG, JPEG, TIFF, WebP, AVIF) and the pixel values
 are restored as they are, in the input's colour space; EXIF and other metadata are not kept.
 
 Outputs: <stem>_<task>.png beside each input (stdout for -), or in -o DIR as <stem>.png; with --samples K the
@@ -174,7 +174,7 @@ def restore_command(
     ),
     flatten: bool = typer.Option(
         False, "--flatten", help="Write no alpha channel: an input's transparency stays composited on white (default: "
-                                 "its alpha is carried to PNG, WebP and TIFF outputs)."),
+                                 "its alpha is carried to PNG, WebP, AVIF and TIFF outputs)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help=common.SKIP_HELP),
     as_json: bool = typer.Option(False, "--json", help=common.JSON_HELP),
@@ -569,8 +569,8 @@ def _alpha_note(task: str, paths: list[str] | None) -> str:
     lost = [p for p in paths if images.format_for_path(p) not in images.ALPHA_FORMATS]
     if not lost:
         return f"restored composited on white, its alpha channel carried to the outputs{how}"
-    return (f"{images.ALPHA_NOTE}: {', '.join(map(str, lost))} has no alpha channel (.png, .webp or .tif keeps it; "
-            "--flatten says you want none)")
+    return (f"{images.ALPHA_NOTE}: {', '.join(map(str, lost))} {'has' if len(lost) == 1 else 'have'} no alpha channel "
+            "(.png, .webp, .avif or .tif keeps it; --flatten says you want none)")
 
 
 def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[str, float]]:
