@@ -159,8 +159,9 @@ def _nll(nuisance: torch.Tensor, f: torch.Tensor, p: torch.Tensor, n: torch.Tens
     alpha, logc, logn2, beta = nuisance.unbind(-1)
     log_signal = logc[..., None] - alpha[..., None] * f.log() + log_transfer
     log_floor = logn2[..., None] - beta.clamp(0, MAX_BETA)[..., None] * f.log()
-    if coded is not None:  # each part scaled by the gain it has alone (detail: grey; noise: independent channels)
-        log_signal, log_floor = log_signal + coded[0](log_signal), log_floor + coded[1](log_floor)
+    if coded is not None:  # each part scaled by its kind's gain (detail: grey; noise: independent channels), both
+        total = torch.logaddexp(log_signal, log_floor)  # at the total power: the quantiser acts on their sum
+        log_signal, log_floor = log_signal + coded[0](total), log_floor + coded[1](total)
     m = log_signal.exp() + log_floor.exp()
     return (n * (m.log() + p / m)).sum(-1)
 

@@ -411,3 +411,17 @@ def test_a_grey_reading_of_a_colour_jpeg_is_not_read_through_its_colour_coding(m
     Restorer(None, None, RestoreOptions(task="deblur-gauss", sigma_y=0.05).validate()).measurement(
         y, "deblur-gauss", jpeg_sigma=0.01, jpeg_coding=coding)
     assert seen == [coding if channels == 3 else None]
+
+
+@pytest.mark.parametrize("blur", [2.0, 3.0])
+def test_a_strongly_coded_noisy_jpegs_blur_reads_at_the_total_powers_gain(blur):
+    """Noise 0.08 then JPEG quality 50: detail and noise have alike powers at the coarse steps, and the quantiser
+    acts on their sum, so each part's gain is taken at the total power (the gain of each part alone read these
+    0.1-0.2 px)."""
+    from ncvsd_cli.images import jpeg_coding
+
+    x = power_law_field(192, 208, 0.0, seed=11)
+    blurred = operators.create("deblur-gauss", (3, 192, 208), sigma=blur, boundary="reflect")(x)
+    noisy = _jpeg(blurred + 0.08 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3)), quality=50)
+    reading = read_blur(load_image(noisy), defocus=False, coding=jpeg_coding(noisy))
+    assert reading.coded and reading.width == pytest.approx(blur, rel=0.2)
