@@ -55,9 +55,11 @@ if TYPE_CHECKING:  # pragma: no cover
 ImageSource = str | os.PathLike | bytes | IO[bytes]
 #: BT.601 luma weights used for colour -> greyscale.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+#: Suffixes of ISO-BMFF images (AVIF through Pillow, HEIC / HEIF through pi-heif: `open_plugins`).
+HEIF_SUFFIXES = (".avif", ".heic", ".heif", ".hif")
 #: File suffixes read as images (folders of inputs, datasets).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm", ".avif",
-                  ".heic", ".heif", ".hif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm",
+                  *HEIF_SUFFIXES)
 #: The note of a source whose transparency was composited on white.
 ALPHA_NOTE = "alpha channel composited on white"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -825,7 +827,7 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
         arr = to_uint8(x)
     buf = io.BytesIO()
     options: dict = {"quality": OUTPUT_QUALITY[fmt]} if fmt in OUTPUT_QUALITY else {}
-    if icc_profile and format.upper() in ICC_FORMATS:
+    if icc_profile and fmt in ICC_FORMATS:
         options["icc_profile"] = icc_profile
     Image.fromarray(arr).save(buf, format=format, **options)
     return buf.getvalue()

@@ -1066,7 +1066,6 @@ def transparency_notes(known: float, grow: float = 0.0) -> list[str]:
     return [note, warning]
 
 
-
 #: A mask with more than this fraction of grey pixels (neither near black nor near white) is noted as thresholded.
 SOFT_MASK_NOTE = 0.01
 

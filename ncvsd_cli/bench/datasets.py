@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from ncvsd_cli import strict_json
-from ncvsd_cli.images import is_listed_image
+from ncvsd_cli.images import HEIF_SUFFIXES, is_listed_image
 
 #: File suffixes read from folders and zips (case-insensitive).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".avif", ".heic", ".heif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", *HEIF_SUFFIXES)
 #: Size of the standard FFHQ-256 test split (docs/method.md §5: 100 images, sorted file names).
 FFHQ_TEST_SIZE = 100
 FFHQ_ENV = "NCVSD_FFHQ"

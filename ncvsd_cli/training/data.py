@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ncvsd_cli.images import is_listed_image
+from ncvsd_cli.images import HEIF_SUFFIXES, is_listed_image
 
 #: Photos bundled inside scikit-image's wheel that load offline (checked on scikit-image 0.26; `eagle`, `lily`,
 #: `kidney` are downloaded by pooch and are therefore not listed). `stereo_motorcycle` gives two views.
@@ -43,7 +43,7 @@ PHOTOS_ENV = "NCVSD_PHOTOS"
 DEFAULT_PHOTOS = Path("~/.cache/ncvsd/photos.zip")
 #: Decoded images of a folder/zip source are kept in memory up to this many bytes per process.
 DECODE_CACHE_BYTES = 4 << 30
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".avif", ".heic", ".heif")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", *HEIF_SUFFIXES)
 
 
 def _to_rgb_uint8(a: np.ndarray) -> np.ndarray:
