@@ -1,7 +1,7 @@
 """The noise floor of lossy sources, swept on validation photos only: each photo of VAL blurred by Pillow's
 GaussianBlur(2), stored lossily (KIND webp: WebP at quality 60 and 90; palette: an adaptive 256-colour palette, as
 GIF and palette PNG store it; avif: AVIF at quality 60 and 90 (Pillow); heic: HEIC at quality 60 and 90, coded by
-pillow-heif, which the benchmark alone needs), decoded, and deblurred by the default sampler (seed 0, the true width 2) at fixed
+pillow-heif), decoded, and deblurred by the default sampler (seed 0, the true width 2) at fixed
 noise levels. Prints per variant the coding error's std, the colour and coarse-luma noise readings, then per level
 the PSNR per photo and the mean PSNR / LPIPS-alex; writes the outputs to OUT.
 Usage:  python benchmarks/lossy_floor.py VAL OUT webp > benchmarks/noisy-jpeg/webp-floor.md

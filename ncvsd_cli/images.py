@@ -4,12 +4,13 @@ and back.
 Decoding policy (`read_image`), stated once and tested in tests/test_images.py:
 
 - Sources: a path, raw bytes, a binary file object, or "-" for standard input. Formats: whatever Pillow
-  reads (PNG, JPEG, BMP, TIFF, WebP, GIF, ...); 16-bit PNGs go through pypng and TIFFs through tifffile,
-  because Pillow reduces 16-bit colour to 8 bits. Multi-frame files and multi-page TIFFs: the first frame (with
+  reads (PNG, JPEG, BMP, TIFF, WebP, GIF, AVIF, ...) and HEIC (pillow-heif); 16-bit PNGs go through pypng, TIFFs
+  through tifffile and HEICs of 10 or 12 bits through pillow-heif's own arrays, because Pillow reduces them to 8
+  bits. Multi-frame files and multi-page TIFFs: the first frame (with
   a note). EXIF orientation is applied. An embedded ICC colour profile is kept in `DecodedImage.icc_profile`
   (pixel values are not converted: the model works on the file's own RGB values).
-- Bit depth: every integer sample is divided by its maximum (255 for 8-bit, 65535 for 16-bit, 1 for 1-bit),
-  so a 16-bit image keeps all 16 bits of precision in [0, 1]; float TIFF/`F` images are taken as [0, 1]
+- Bit depth: every integer sample is divided by its maximum (255 for 8-bit, 1023 for 10-bit, 65535 for 16-bit,
+  1 for 1-bit), so a 16-bit image keeps all 16 bits of precision in [0, 1]; float TIFF/`F` images are taken as [0, 1]
   and clipped.
 - Colour, driven by the model's channel count `channels`:
   channels = 3: greyscale is replicated to 3 channels; palette images become RGB; CMYK/YCbCr/LAB become RGB.
@@ -20,10 +21,10 @@ Decoding policy (`read_image`), stated once and tested in tests/test_images.py:
   back); a fully opaque alpha channel is dropped silently.
 
 Writing (`save_image`): values are clipped to [-1, 1] and rounded to 8 bits, or to 16 bits for PNG with
-`bit_depth=16` (pypng); an ICC profile is embedded when given (PNG, JPEG, TIFF, WebP, AVIF; other formats have no
-place for it); the format follows the suffix (PNG by default, also for "-" = standard output); NaN/inf are
-refused; with `alpha` (PNG, WebP, TIFF, AVIF) the colour is un-composited from white (`uncomposite`) and written with its
-alpha channel. Files are written atomically: a temporary file in the same folder, fsync, then published under the
+`bit_depth=16` (pypng); an ICC profile is embedded when given (PNG, JPEG, TIFF, WebP, AVIF, HEIC; other formats
+have no place for it); the format follows the suffix (PNG by default, also for "-" = standard output); NaN/inf
+are refused; with `alpha` (PNG, WebP, TIFF, AVIF, HEIC) the colour is un-composited from white (`uncomposite`)
+and written with its alpha channel. Files are written atomically: a temporary file in the same folder, fsync, then published under the
 final name: with `overwrite=False` by a hard link that fails if the name exists (no-clobber: two writers never
 replace each other's file), else by `os.replace`. Any exception (KeyboardInterrupt and the CLI's signal
 exceptions included) deletes the temporary file, so no partial or stray file is left.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import importlib
 import io
 import os
 import sys
@@ -55,7 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
 ImageSource = str | os.PathLike | bytes | IO[bytes]
 #: BT.601 luma weights used for colour -> greyscale.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
-#: Suffixes of ISO-BMFF images (AVIF through Pillow, HEIC / HEIF through pi-heif: `open_plugins`).
+#: Suffixes of ISO-BMFF images (AVIF through Pillow, HEIC / HEIF through pillow-heif: `open_plugins`).
 HEIF_SUFFIXES = (".avif", ".heic", ".heif", ".hif")
 #: File suffixes read as images (folders of inputs, datasets).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm",
@@ -315,16 +317,67 @@ def _float_to_unit(arr: np.ndarray, name: str, notes: list[str] | None) -> np.nd
 
 
 @functools.cache
+def heif_module() -> Any:
+    """The HEIF library: pillow-heif (a dependency where it has wheels; reads and writes HEIC), else pi-heif (its
+    discontinued decode-only twin, same API), else None (`unreadable_format` then says what to install)."""
+    for name in ("pillow_heif", "pi_heif"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
+@functools.cache
 def open_plugins() -> bool:
-    """Register the decoders Pillow lacks, where installed: HEIC / HEIF (iPhones' photos) through pi-heif (a
-    dependency where it has wheels; decoding only). Idempotent; called before Pillow opens an input. Returns
-    whether a HEIF decoder is registered."""
-    try:
-        import pi_heif
-    except ImportError:  # a platform without its wheels: `unreadable_format` says what to install
+    """Register the codecs Pillow lacks, where installed: HEIC / HEIF (iPhones' photos) through `heif_module`.
+    Idempotent; called before Pillow opens an input or names an output's format. Returns whether a HEIF decoder
+    is registered."""
+    heif = heif_module()
+    if heif is None:
         return False
-    pi_heif.register_heif_opener()
+    heif.register_heif_opener()
     return True
+
+
+def _deep_heif(data: bytes, im: Any) -> tuple[np.ndarray, str, int] | None:
+    """A HEIF image of more than 8 bits per sample (cameras' 10-bit .hif, HDR phone photos) decoded at its own
+    depth, as (H, W, C) samples on [0, 1], its mode (e.g. "RGB;10") and bits: Pillow's plugin gives 8 bits. None
+    for any other image `im` (opened by Pillow from `data`, not yet decoded nor turned by its EXIF orientation,
+    which is applied here as Pillow would), or if the two decodings disagree on the size."""
+    bits = int(im.info.get("bit_depth") or 8) if im.format == "HEIF" else 8
+    if bits <= 8 or heif_module() is None:
+        return None
+    heif = heif_module().open_heif(io.BytesIO(data), convert_hdr_to_8bit=False, hdr_to_16bit=False)
+    arr = np.asarray(heif).astype(np.float64) / (2**bits - 1)
+    arr = arr[..., None] if arr.ndim == 2 else arr
+    if arr.shape[:2] != (im.height, im.width):
+        return None
+    if getattr(heif, "premultiplied_alpha", False):  # mode "RGBa;10": colour times alpha, made straight
+        a = arr[..., -1:]
+        arr[..., :-1] = np.where(a > 0, np.clip(arr[..., :-1] / np.where(a > 0, a, 1), 0.0, 1.0), 0.0)
+    # libheif has applied the file's rotation and mirroring, and the plugin reports EXIF orientation 1 then;
+    # another orientation is applied as Pillow's exif_transpose would
+    return _oriented(arr, im.getexif().get(0x0112)), str(heif.mode), bits
+
+
+#: HEIF colour tags (nclx, ITU-T H.273 code points) that untagged RGB outputs misrepresent: wide-gamut
+#: primaries and HDR transfer functions.
+_NCLX_NAMES = {"color_primaries": {9: "BT.2020", 11: "DCI-P3", 12: "Display P3"},
+               "transfer_characteristics": {16: "PQ (HDR)", 18: "HLG (HDR)"}}
+
+
+def _nclx_note(info: dict) -> str | None:
+    """The note for a HEIF image whose colour is given by nclx tags (no ICC profile) that the outputs do not
+    carry (wide gamut, HDR), else None."""
+    nclx = info.get("nclx_profile")
+    if not isinstance(nclx, dict) or info.get("icc_profile"):
+        return None
+    names = [table[nclx[key]] for key, table in _NCLX_NAMES.items() if nclx.get(key) in table]
+    if not names:
+        return None
+    return (f"colour tagged {' / '.join(names)} (HEIF nclx, no ICC profile): restored as stored and written "
+            "untagged, so viewers show it as sRGB (flatter, duller)")
 
 
 #: ISO-BMFF brands (the `ftyp` box's major and compatible brands) of HEIF images: HEVC-coded ones and the
@@ -349,8 +402,8 @@ def unreadable_format(data: bytes, name: str) -> ImageError:
 
     kind = heif_kind(data)
     if kind == "heic" and not open_plugins():
-        return ImageError(f"{name}: a HEIC / HEIF image (iPhones' photos are): reading it needs pi-heif (pip install "
-                          "pi-heif), or export it as JPEG")
+        return ImageError(f"{name}: a HEIC / HEIF image (iPhones' photos are): reading it needs pillow-heif (pip "
+                          "install pillow-heif), or export it as JPEG")
     if kind == "avif" and not features.check("avif"):
         return ImageError(f"{name}: an AVIF image: reading it needs a Pillow with AVIF (recent Pillow wheels have "
                           "it: pip install -U pillow), or export it as PNG / JPEG")
@@ -374,8 +427,12 @@ def _decode_pil(
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 notes.append(f"first of {frames} frames used")
-            im.load()
-            im = ImageOps.exif_transpose(im)
+            if im.format == "HEIF" and (note := _nclx_note(im.info)):
+                notes.append(note)
+            deep = _deep_heif(data, im)  # (before Pillow decodes it at 8 bits)
+            if deep is None:
+                im.load()
+                im = ImageOps.exif_transpose(im)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -384,6 +441,8 @@ def _decode_pil(
         raise ImageError(f"{name}: {one_line(exc, 200)}") from None
     except Exception as exc:  # OSError "image file is truncated", SyntaxError "broken PNG file", ...
         raise ImageError(f"{name}: cannot decode image (truncated or corrupt): {one_line(exc, 200)}") from None
+    if deep is not None:
+        return deep
     mode = im.mode
     if mode == "P" and "transparency" in im.info or mode == "PA":
         arr, bits = np.asarray(im.convert("RGBA")), 8
@@ -722,7 +781,7 @@ def _checked_image(x: torch.Tensor) -> torch.Tensor:
 
 def format_for_path(path: str | os.PathLike | None) -> str:
     """Pillow format name for an output path from its suffix; "PNG" for "-" or no suffix; else ValueError (an
-    unknown suffix, or a format Pillow reads but cannot write, e.g. HEIC)."""
+    unknown suffix, or a format Pillow reads but cannot write, e.g. HEIC with only pi-heif)."""
     from PIL import Image
 
     suffix = Path(os.fspath(path)).suffix.lower() if path not in (None, "-") else ""
@@ -735,7 +794,8 @@ def format_for_path(path: str | os.PathLike | None) -> str:
 
 
 def output_format_problem(suffix: str) -> str | None:
-    """Why images cannot be written with the file suffix `suffix` (".heic": read, not written), or None."""
+    """Why images cannot be written with the file suffix `suffix` (".heic" where only pi-heif, which decodes,
+    is installed: read, not written), or None."""
     from PIL import Image
 
     open_plugins()
@@ -743,12 +803,13 @@ def output_format_problem(suffix: str) -> str | None:
     if fmt is None:
         return f"unknown image format {suffix!r}; use .png"
     if fmt not in Image.SAVE:
-        return f"{fmt} images ({suffix}) are read, not written; use .png, .jpg, .webp, .avif or .tif"
+        writer = " (pillow-heif writes them: pip install pillow-heif)" if fmt == "HEIF" else ""
+        return f"{fmt} images ({suffix}) are read, not written{writer}; use .png, .jpg, .webp, .avif or .tif"
     return None
 
 
 #: Formats whose files can carry an ICC profile (Pillow's `icc_profile` save option).
-ICC_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "AVIF")
+ICC_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "AVIF", "HEIF")
 
 
 def to_uint16(x: torch.Tensor) -> np.ndarray:
@@ -777,10 +838,11 @@ def _png16(arr: np.ndarray, icc: bytes | None) -> bytes:
     return out.getvalue()
 
 
-#: The quality lossy outputs are written at (Pillow's scale; AVIF's 90 is about JPEG's 95 by eye and size).
-OUTPUT_QUALITY = {"JPEG": 95, "WEBP": 95, "AVIF": 90}
+#: The quality lossy outputs are written at (Pillow's scale; AVIF's 90 is about JPEG's 95 by eye and size, HEIC's
+#: 90 1.6-1.7x JPEG 95's size with a higher PSNR: outputs are kept close to the restoration).
+OUTPUT_QUALITY = {"JPEG": 95, "WEBP": 95, "AVIF": 90, "HEIF": 90}
 #: Formats written with an alpha channel when `encode_image` is given one (others get the composite on white).
-ALPHA_FORMATS = ("PNG", "WEBP", "TIFF", "AVIF")
+ALPHA_FORMATS = ("PNG", "WEBP", "TIFF", "AVIF", "HEIF")
 
 
 def uncomposite(x: torch.Tensor, alpha: torch.Tensor, levels: int = 255) -> np.ndarray:
@@ -826,9 +888,12 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     else:
         arr = to_uint8(x)
     buf = io.BytesIO()
+    open_plugins()  # (HEIF's writer)
     options: dict = {"quality": OUTPUT_QUALITY[fmt]} if fmt in OUTPUT_QUALITY else {}
-    if icc_profile and fmt in ICC_FORMATS:
-        options["icc_profile"] = icc_profile
+    planes = arr.shape[-1] if arr.ndim == 3 else 1
+    as_rgb = planes >= 3 or fmt == "WEBP" or (fmt == "HEIF" and planes == 2)  # WebP has no grey, HEIF no LA
+    if icc_profile and fmt in ICC_FORMATS and not (as_rgb and icc_profile[16:20] == b"GRAY"):
+        options["icc_profile"] = icc_profile  # (a grey profile would mislabel RGB samples)
     Image.fromarray(arr).save(buf, format=format, **options)
     return buf.getvalue()
 

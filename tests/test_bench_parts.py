@@ -248,7 +248,7 @@ def test_phone_photos_are_training_and_benchmark_images(tmp_path):
 
     from ncvsd_cli.training import data
 
-    pytest.importorskip("pi_heif")
+    pytest.importorskip("pillow_heif")
     shutil.copy(Path(__file__).parent / "data" / "tiny.heic", tmp_path / "IMG_0001.HEIC")
     _png(tmp_path / "b.png")
     source = data.folder_or_zip_source(tmp_path)

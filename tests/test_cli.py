@@ -609,24 +609,27 @@ def test_grey_rgba_16bit_inputs(tmp_path, ckpt):
 
 
 def test_phone_and_web_formats_in_a_folder(tmp_path, ckpt):
-    """A folder's HEIC (an iPhone's photo) and AVIF files are inputs like the others; a HEIC output is refused
-    before any work (read, not written), an AVIF output is written."""
-    pytest.importorskip("pi_heif")
+    """A folder's HEIC (an iPhone's photo) and AVIF files are inputs like the others; a 10-bit HEIC gives a 16-bit
+    PNG; HEIC and AVIF outputs are written."""
+    pytest.importorskip("pillow_heif")
+    import png
     from PIL import features
 
     folder = tmp_path / "phone"
     folder.mkdir()
     shutil.copy(Path(__file__).parent / "data" / "tiny.heic", folder / "IMG_0001.HEIC")
+    shutil.copy(Path(__file__).parent / "data" / "tiny10.heic", folder / "C10.HIF")
     avif = features.check("avif")
     if avif:
         Image.open(Path(__file__).parent / "data" / "tiny-heic-source.png").save(folder / "b.avif", quality=90)
     common = ["--task", "denoise", "--method", "denoiser", "-c", ckpt, *FAST]
     res = run("restore", folder, "-o", tmp_path / "out", *common)
     assert res.exit_code == 0, res.output
-    assert _files(tmp_path / "out") == {"IMG_0001.png"} | ({"b.png"} if avif else set())
+    assert _files(tmp_path / "out") == {"IMG_0001.png", "C10.png"} | ({"b.png"} if avif else set())
+    assert Image.open(tmp_path / "out" / "IMG_0001.png").mode == "RGB"
+    assert png.Reader(filename=str(tmp_path / "out" / "C10.png")).asDirect()[3]["bitdepth"] == 16
     res = run("restore", folder / "IMG_0001.HEIC", "-o", tmp_path / "x.heic", *common)
-    assert res.exit_code == 1 and "HEIF images (.heic) are read, not written; use .png" in res.stderr, res.output
-    assert not (tmp_path / "x.heic").exists()
+    assert res.exit_code == 0 and Image.open(tmp_path / "x.heic").format == "HEIF", res.output
     if avif:
         assert run("restore", folder / "IMG_0001.HEIC", "-o", tmp_path / "x.avif", *common).exit_code == 0
         assert Image.open(tmp_path / "x.avif").format == "AVIF"

@@ -580,6 +580,23 @@ def test_a_cmyk_colour_profile_is_not_copied_to_an_rgb_output():
         assert any("CMYK colour profile is not kept" in n for n in read.notes) != kept, read.notes
 
 
+@pytest.mark.parametrize(("fmt", "alpha", "kept"), [
+    ("PNG", False, True), ("PNG", True, True), ("TIFF", False, True), ("WEBP", False, False),
+    ("WEBP", True, False), ("HEIF", False, True), ("HEIF", True, False)])
+def test_a_grey_profile_goes_only_into_grey_files(fmt, alpha, kept):
+    """A grey image's grey ("GRAY") ICC profile is written where the file stays grey, and left out where the
+    format stores the grey as RGB (WebP always; HEIC with alpha: no grey-alpha layout), which it would mislabel."""
+    if fmt == "HEIF":
+        pytest.importorskip("pillow_heif")
+    grey = bytearray(b"\x00\x00\x02\x0cfake profile " + bytes(range(100)))
+    grey[16:20], grey[36:40] = b"GRAY", b"acsp"
+    x = torch.linspace(-1, 1, 35).reshape(1, 1, 5, 7)
+    a = torch.full((1, 1, 5, 7), 0.5) if alpha else None
+    written = images.encode_image(x, fmt, icc_profile=bytes(grey), alpha=a)
+    with Image.open(io.BytesIO(written)) as im:
+        assert (im.info.get("icc_profile") == bytes(grey)) == kept, (im.mode, im.info.keys())
+
+
 def test_the_size_of_a_turned_tiff_pillow_cannot_open_is_the_decoded_size():
     """A float RGB TIFF (read by tifffile only) with EXIF orientation 6: `image_size` turns it as decoding does."""
     import io
@@ -607,13 +624,13 @@ def _avif_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def test_heic_is_read_through_pi_heif():
+def test_heic_is_read_through_pillow_heif():
     """An iPhone's HEIC (tests/data/tiny.heic: a 17x13 gradient coded at quality 95 by pillow-heif) decodes to its
     source within the coding's error, without a lossy floor (a validation sweep found none better); its header
     gives the size, also read first in a fresh process."""
     import subprocess
 
-    pytest.importorskip("pi_heif")
+    pytest.importorskip("pillow_heif")
     with open(os.path.join(DATA, "tiny.heic"), "rb") as fh:
         data = fh.read()
     source = np.asarray(Image.open(os.path.join(DATA, "tiny-heic-source.png")), np.float64) / 255
@@ -655,22 +672,112 @@ def test_heif_kind_reads_every_brand(brands, kind):
     assert images.heif_kind(box + b"\0" * 16) == kind
 
 
-def test_heic_without_its_decoder_says_what_to_install():
-    """Without pi-heif (a platform without its wheels) a HEIC input is one line naming the package, not "not an
-    image"; with it, a damaged HEIC says it cannot be decoded; a HEIC output is refused as read-only, before
-    anything is written."""
+def test_heic_without_its_decoder_says_what_to_install(monkeypatch):
+    """Without pillow-heif (a platform without its wheels) a HEIC input is one line naming the package, not "not an
+    image"; with it, a damaged HEIC says it cannot be decoded; with a decoder that cannot write (pi-heif, the
+    discontinued decode-only twin) a HEIC output is refused as read-only, naming what writes it."""
     import subprocess
 
-    code = ("import sys; sys.modules['pi_heif'] = None\n"
+    from PIL import Image
+
+    code = ("import sys; sys.modules['pillow_heif'] = sys.modules['pi_heif'] = None\n"
             "from ncvsd_cli import images\n"
             f"try:\n    images.read_image({os.path.join(DATA, 'tiny.heic')!r})\n"
             "except images.ImageError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "a HEIC / HEIF image (iPhones' photos are): reading it needs pi-heif (pip install pi-heif" in out
-    pytest.importorskip("pi_heif")
+    assert "a HEIC / HEIF image (iPhones' photos are): reading it needs pillow-heif (pip install pillow-heif" in out
+    pytest.importorskip("pillow_heif")
     with open(os.path.join(DATA, "tiny.heic"), "rb") as fh:
         damaged = fh.read()[:400]
     with pytest.raises(ImageError, match="cannot decode this HEIC file"):
         read_image(damaged)
-    with pytest.raises(ValueError, match=r"HEIF images \(.heic\) are read, not written; use .png"):
+    images.open_plugins()
+    monkeypatch.delitem(Image.SAVE, "HEIF")  # as pi-heif registers it: an opener, no writer
+    with pytest.raises(ValueError, match=r"HEIF images \(.heic\) are read, not written \(pillow-heif writes them"):
         images.format_for_path("out.heic")
+
+
+def test_ten_bit_heic_keeps_its_bits():
+    """A 10-bit HEIC (cameras' .hif, HDR phone photos; tests/data/tiny10.heic: a 17x13 grey ramp of 10-bit levels
+    (4 x + y) / 76 * 1023 rounded, coded losslessly by pillow-heif) is read at its 10 bits, exactly, where
+    Pillow's plugin gives 8 (an error up to half an 8-bit level); bit_depth 10 makes outputs 16-bit PNGs."""
+    pytest.importorskip("pillow_heif")
+    d = read_image(os.path.join(DATA, "tiny10.heic"))
+    yy, xx = np.mgrid[:13, :17]
+    ramp = np.round((xx * 4 + yy) / 76 * 1023) / 1023
+    assert (d.bit_depth, d.mode, d.tensor.shape) == (10, "RGB;10", (1, 3, 13, 17))
+    assert np.abs(to_unit(d.tensor[0]).numpy() - ramp).max() < 1e-6
+    assert np.abs(np.round(ramp * 255) / 255 - ramp).max() > 0.4 / 255  # what 8 bits would have lost
+
+
+def _deep_heic(samples: np.ndarray, mode: str, bits: int = 10, **options) -> bytes:
+    """(H, W, C) integer samples of `bits` bits coded as a HEIC by pillow-heif: lossless, 4:4:4 and RGB-coded
+    (matrix 0), so that decoding gives them back exactly."""
+    import pillow_heif
+
+    pytest.importorskip("pillow_heif")
+    h, w = samples.shape[:2]
+    f = pillow_heif.from_bytes(mode=mode, size=(w, h), data=(samples.astype(np.uint16) << (16 - bits)).tobytes())
+    buf = io.BytesIO()
+    f.save(buf, quality=-1, chroma=444, matrix_coefficients=0, **options)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("case", ["rgb", "straight alpha", "premultiplied alpha", "12 bits", "exif orientation 6"])
+def test_deep_heic_colour_alpha_and_orientation(case, monkeypatch):
+    """10- and 12-bit HEICs in colour decode exactly at their depth, channels in order; alpha (straight, or
+    premultiplied: made straight) is composited on white and kept; an EXIF orientation is applied once."""
+    from PIL import Image as PILImage
+
+    pillow_heif = pytest.importorskip("pillow_heif")
+    bits = 12 if case == "12 bits" else 10
+    monkeypatch.setattr(pillow_heif.options, "SAVE_HDR_TO_12_BIT", bits == 12)
+    top = 2**bits - 1
+    yy, xx = np.mgrid[:12, :20]
+    rgb = np.stack([xx * (top // 20), yy * (top // 12), top - xx * (top // 50) - yy * (top // 100)], -1)
+    options, alpha = {}, None
+    if case == "exif orientation 6":
+        exif = PILImage.Exif()
+        exif[0x0112] = 6
+        options["exif"] = exif.tobytes()
+    if "alpha" in case:
+        alpha = np.full((12, 20, 1), top // 2)
+        stored = np.round(rgb * alpha / top) if case.startswith("premultiplied") else rgb
+        data = _deep_heic(np.concatenate([stored, alpha], -1), "RGBa;16" if "premult" in case else "RGBA;16", bits)
+    else:
+        data = _deep_heic(rgb, "RGB;16", bits, **options)
+    d = read_image(data)
+    want = rgb / top
+    if alpha is not None:
+        a = alpha / top
+        want = want * a + 1 - a
+        assert d.alpha is not None and np.abs(d.alpha[0, 0].numpy() - a[..., 0]).max() < 1e-6
+    want = images._oriented(want, 6) if case.startswith("exif") else want
+    assert d.bit_depth == bits and d.tensor.shape == (1, 3, *want.shape[:2])
+    err = np.abs(to_unit(d.tensor[0]).permute(1, 2, 0).numpy() - want).max() * top
+    assert err < (1.0 if "premult" in case else 1e-3), err  # premultiplied: the stored colour was rounded
+
+
+def test_heic_colour_tags_without_a_profile_are_noted():
+    """A HEIC whose colour is tagged HDR / wide-gamut by nclx (no ICC profile) gets a note that the outputs do
+    not carry it; an sRGB-tagged one none."""
+    ramp = np.repeat(np.arange(16)[None, :, None] * 60, 8, 0).repeat(3, -1)
+    hdr = read_image(_deep_heic(ramp, "RGB;16", color_primaries=9, transfer_characteristics=16))
+    assert any("colour tagged BT.2020 / PQ (HDR) (HEIF nclx, no ICC profile)" in n for n in hdr.notes), hdr.notes
+    plain = read_image(_deep_heic(ramp, "RGB;16", color_primaries=1, transfer_characteristics=13))
+    assert not any("nclx" in n for n in plain.notes), plain.notes
+
+
+def test_heic_is_written_with_alpha_and_profile(rgb8):
+    """With pillow-heif an output named .heic is a HEIC at quality 90 carrying the ICC profile and the alpha."""
+    pytest.importorskip("pillow_heif")
+    rgba = np.concatenate([rgb8, np.full((7, 5, 1), 128, np.uint8)], -1)
+    d = read_image(_png_bytes(rgba))
+    assert images.format_for_path("IMG_1.HEIC") == "HEIF"
+    written = images.encode_image(d.tensor, "HEIF", alpha=d.alpha,
+                                  icc_profile=b"\x00\x00\x02\x0cfake profile " + bytes(range(100)))
+    with Image.open(io.BytesIO(written)) as im:
+        assert im.format == "HEIF" and im.mode == "RGBA"
+        assert im.info.get("icc_profile", b"").startswith(b"\x00\x00\x02\x0cfake")
+    back = read_image(written)
+    assert back.alpha is not None and abs(float(back.alpha.mean()) - 128 / 255) < 2 / 255

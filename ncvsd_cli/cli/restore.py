@@ -51,10 +51,11 @@ EPILOG = """Examples:
 
 Inputs of any size are padded to what the network needs and cropped back. Greyscale inputs are restored in
 colour space (replicated) and written as greyscale; transparency is restored composited on white and its alpha
-channel carried to PNG, WebP, AVIF and TIFF outputs (upscaled for sr; --flatten: none); inputs
-with more than 8 bits per sample (16-bit PNG / TIFF, float TIFF) give 16-bit PNG outputs (other output formats:
-8 bits); an embedded ICC colour profile is copied into the outputs (PNG, JPEG, TIFF, WebP, AVIF) and the pixel values
-are restored as they are, in the input's colour space; EXIF and other metadata are not kept.
+channel carried to PNG, WebP, AVIF, HEIC and TIFF outputs (upscaled for sr; --flatten: none); inputs
+with more than 8 bits per sample (16-bit PNG / TIFF, 10- / 12-bit HEIC, float TIFF) give 16-bit PNG outputs (other
+output formats: 8 bits); an embedded ICC colour profile is copied into the outputs (PNG, JPEG, TIFF, WebP, AVIF,
+HEIC) and the pixel values are restored as they are, in the input's colour space; EXIF and other metadata are
+not kept.
 
 Outputs: <stem>_<task>.png beside each input (stdout for -), or in -o DIR as <stem>.png; with --samples K the
 samples are <name>_s0..s<K-1>.png, plus <name>_mean.png, <name>_std.png (raw per-channel std on the [0, 1]
@@ -174,7 +175,7 @@ def restore_command(
     ),
     flatten: bool = typer.Option(
         False, "--flatten", help="Write no alpha channel: an input's transparency stays composited on white (default: "
-                                 "its alpha is carried to PNG, WebP, AVIF and TIFF outputs)."),
+                                 "its alpha is carried to PNG, WebP, AVIF, HEIC and TIFF outputs)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help=common.SKIP_HELP),
     as_json: bool = typer.Option(False, "--json", help=common.JSON_HELP),
