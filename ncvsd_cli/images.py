@@ -20,14 +20,15 @@ Decoding policy (`read_image`), stated once and tested in tests/test_images.py:
   reported in `DecodedImage.notes`, the alpha kept in `DecodedImage.alpha` (`encode_image(..., alpha=)` writes it
   back); a fully opaque alpha channel is dropped silently.
 
-Writing (`save_image`): values are clipped to [-1, 1] and rounded to 8 bits, or to 16 bits for PNG with
-`bit_depth=16` (pypng); an ICC profile is embedded when given (PNG, JPEG, TIFF, WebP, AVIF, HEIC; other formats
-have no place for it); the format follows the suffix (PNG by default, also for "-" = standard output); NaN/inf
-are refused; with `alpha` (PNG, WebP, TIFF, AVIF, HEIC) the colour is un-composited from white (`uncomposite`)
-and written with its alpha channel. Files are written atomically: a temporary file in the same folder, fsync, then published under the
-final name: with `overwrite=False` by a hard link that fails if the name exists (no-clobber: two writers never
-replace each other's file), else by `os.replace`. Any exception (KeyboardInterrupt and the CLI's signal
-exceptions included) deletes the temporary file, so no partial or stray file is left.
+Writing (`save_image`): values are clipped to [-1, 1] and rounded to 8 bits, or with `bit_depth=16` to 16 bits
+for PNG (pypng) and TIFF (tifffile), 10 for HEIC (`DEEP_BITS`); an ICC profile is embedded when given (PNG,
+JPEG, TIFF, WebP, AVIF, HEIC; other formats have no place for it); the format follows the suffix (PNG by
+default, also for "-" = standard output); NaN/inf are refused; with `alpha` (PNG, WebP, TIFF, AVIF, HEIC) the
+colour is un-composited from white (`uncomposite`) and written with its alpha channel. Files are written
+atomically: a temporary file in the same folder, fsync, then published under the final name: with
+`overwrite=False` by a hard link that fails if the name exists (no-clobber: two writers never replace each
+other's file), else by `os.replace`. Any exception (KeyboardInterrupt and the CLI's signal exceptions included)
+deletes the temporary file, so no partial or stray file is left.
 """
 
 from __future__ import annotations
@@ -80,9 +81,10 @@ class DecodedImage:
     bit_depth: bits per source sample (1, 8, 16 or 32). grey: the source had one colour channel. notes:
     conversions worth telling the user about (alpha composited, first frame of N, ...). icc_profile: the
     embedded ICC colour profile (bytes) or None. jpeg_sigma: the noise scale of a lossy file's coding
-    (`compression_sigma`: a JPEG's quantisation steps, a lossy WebP, AVIF, HEIC, a palette), else None. jpeg_coding: a JPEG's
-    quantisation tables and chroma subsampling (`jpeg_coding`), else None. alpha: (1, 1, H, W) float32 opacity in
-    [0, 1] of a source with transparency (the tensor holds its colour composited on white), else None.
+    (`compression_sigma`: a JPEG's quantisation steps, a lossy WebP, AVIF, HEIC (0), a palette), else None (lossless).
+    jpeg_coding: a JPEG's quantisation tables and chroma subsampling (`jpeg_coding`), else None. alpha: (1, 1, H, W)
+    float32 opacity in [0, 1] of a source with transparency (the tensor holds its colour composited on white), else
+    None.
     """
 
     tensor: torch.Tensor
@@ -367,6 +369,10 @@ _NCLX_NAMES = {"color_primaries": {9: "BT.2020", 11: "DCI-P3", 12: "Display P3"}
                "transfer_characteristics": {16: "PQ (HDR)", 18: "HLG (HDR)"}}
 
 
+#: The start of the note on colour tags the outputs do not carry (`_nclx_note`; the CLI says it as a warning).
+UNTAGGED_COLOUR = "colour tagged"
+
+
 def _nclx_note(info: dict) -> str | None:
     """The note for a HEIF image whose colour is given by nclx tags (no ICC profile) that the outputs do not
     carry (wide gamut, HDR), else None."""
@@ -376,7 +382,7 @@ def _nclx_note(info: dict) -> str | None:
     names = [table[nclx[key]] for key, table in _NCLX_NAMES.items() if nclx.get(key) in table]
     if not names:
         return None
-    return (f"colour tagged {' / '.join(names)} (HEIF nclx, no ICC profile): restored as stored and written "
+    return (f"{UNTAGGED_COLOUR} {' / '.join(names)} (HEIF nclx, no ICC profile): restored as stored and written "
             "untagged, so viewers show it as sRGB (flatter, duller)")
 
 
@@ -548,12 +554,12 @@ def may_be_transparent(source: str | os.PathLike | bytes) -> bool:
 def compression_sigma(data: bytes, mode: str) -> float | None:
     """The noise scale of a file's lossy coding, which raises the lowest noise level restored at
     (`restore.noise_level_floor`): a JPEG's `jpeg_quantization_sigma`, WEBP_LOSSY_SIGMA for a lossy WebP,
-    AVIF_LOSSY_SIGMA for an AVIF, PALETTE_SIGMA for a photo quantised to a palette (mode "P" / "PA",
+    AVIF_LOSSY_SIGMA for an AVIF, HEIC_LOSSY_SIGMA (0: lossy, no floor) for a HEIC, PALETTE_SIGMA for a photo quantised to a palette (mode "P" / "PA",
     `_photo_palette`); None for lossless sources."""
     if is_lossy_webp(data):
         return WEBP_LOSSY_SIGMA
-    if heif_kind(data) == "avif":
-        return AVIF_LOSSY_SIGMA
+    if heif_kind(data) in ("avif", "heic"):
+        return AVIF_LOSSY_SIGMA if heif_kind(data) == "avif" else HEIC_LOSSY_SIGMA
     if mode in ("P", "PA"):
         return PALETTE_SIGMA if _photo_palette(data) else None
     return jpeg_quantization_sigma(data)
@@ -588,9 +594,12 @@ WEBP_LOSSY_SIGMA = 0.028
 #: apart): √(0.01² + 0.0112²) = 0.015. Validation photos blurred by 2 px, AVIF (Pillow) at quality 60 / 90 (error std
 #: 0.012-0.019 / 0.008-0.011), deblurred at σ_y 0.01 / 0.015 / 0.025 / 0.035: 23.86 / 24.85 / 25.38 / 25.44 dB, LPIPS
 #: 0.273 / 0.242 / 0.236 / 0.244 and 26.07 / 26.13 / 26.00 / 25.84 dB, 0.203 / 0.211 / 0.225 / 0.237: mean LPIPS best
-#: at 0.015. HEIC gets none: at quality 90 0.01 was best (26.52 dB, LPIPS 0.196; 0.015: 26.40, 0.207) and at 60
-#: 0.015 no better than 0.01 by LPIPS (0.221 / 0.223; noisy-jpeg/heif-floor.md).
+#: at 0.015.
 AVIF_LOSSY_SIGMA = 0.0112
+#: HEIC (HEVC intra coding) is lossy, so its level is also read on the luma, where the coding leaves the noise, but
+#: its floor is the plain one: at quality 90 0.01 was best (26.52 dB, LPIPS 0.196; 0.015: 26.40, 0.207) and at 60
+#: 0.015 no better than 0.01 by LPIPS (0.221 / 0.223; noisy-jpeg/heif-floor.md).
+HEIC_LOSSY_SIGMA = 0.0
 #: The same for a palette image (GIF, palette PNG: an adaptive 256-colour palette errs by std 0.016-0.033 on
 #: validation photos blurred by 2 px): deblurred at σ_y 0.015 / 0.025 / 0.035 / 0.05, 24.59 / 25.39 / 25.50 /
 #: 25.42 dB (before, 0.7x the level read: 0.01-0.018); benchmarks/noisy-jpeg/palette-floor.md.
@@ -793,6 +802,21 @@ def format_for_path(path: str | os.PathLike | None) -> str:
     return Image.registered_extensions()[suffix]
 
 
+#: The suffix named for each output format in messages, in the order they are named.
+OUTPUT_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "AVIF": ".avif", "HEIF": ".heic", "TIFF": ".tif",
+                   "BMP": ".bmp", "GIF": ".gif"}
+
+
+def suffix_choice(formats: Sequence[str] = tuple(OUTPUT_SUFFIXES)) -> str:
+    """The suffixes of those `formats` this installation writes, for messages: ".png, .webp or .tif"."""
+    from PIL import Image
+
+    open_plugins()
+    Image.init()  # every writer registered (Pillow loads its plugins lazily)
+    names = [OUTPUT_SUFFIXES[f] for f in OUTPUT_SUFFIXES if f in formats and f in Image.SAVE]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def output_format_problem(suffix: str) -> str | None:
     """Why images cannot be written with the file suffix `suffix` (".heic" where only pi-heif, which decodes,
     is installed: read, not written), or None."""
@@ -801,10 +825,10 @@ def output_format_problem(suffix: str) -> str | None:
     open_plugins()
     fmt = Image.registered_extensions().get(suffix.lower())
     if fmt is None:
-        return f"unknown image format {suffix!r}; use .png"
+        return f"unknown image format {suffix!r}; use {suffix_choice()}"
     if fmt not in Image.SAVE:
         writer = " (pillow-heif writes them: pip install pillow-heif)" if fmt == "HEIF" else ""
-        return f"{fmt} images ({suffix}) are read, not written{writer}; use .png, .jpg, .webp, .avif or .tif"
+        return f"{fmt} images ({suffix}) are read, not written{writer}; use {suffix_choice()}"
     return None
 
 
@@ -862,14 +886,48 @@ def uncomposite(x: torch.Tensor, alpha: torch.Tensor, levels: int = 255) -> np.n
     return np.round(np.concatenate([c, a]) * levels).astype(np.uint16 if levels > 255 else np.uint8).transpose(1, 2, 0)
 
 
+#: Bits per sample `encode_image(..., bit_depth=16)` writes in each format that holds more than 8: PNG (pypng) and
+#: TIFF (tifffile) 16, HEIC (pillow-heif, HEVC Main 10) 10.
+DEEP_BITS = {"PNG": 16, "TIFF": 16, "HEIF": 10}
+
+
+def _tiff16(arr: np.ndarray, icc: bytes | None) -> bytes:
+    """A 16-bit TIFF (deflate) of an (H, W) or (H, W, C) uint16 array, C = 1 / 2 / 3 / 4 (grey, grey with alpha,
+    RGB, RGB with alpha: unassociated), with the ICC profile `icc` (tag 34675) when given."""
+    import tifffile
+
+    planes = 1 if arr.ndim == 2 else arr.shape[2]
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, arr, photometric="minisblack" if planes <= 2 else "rgb", compression="zlib",
+                     extrasamples=("unassalpha",) if planes in (2, 4) else None, iccprofile=icc or None)
+    return buf.getvalue()
+
+
+def _heif10(arr: np.ndarray, icc: bytes | None) -> bytes:
+    """A 10-bit HEIC (quality OUTPUT_QUALITY) of an (H, W) or (H, W, C) uint16 array (grey, grey with alpha as RGBA,
+    RGB, RGBA), with the ICC profile `icc` when given (a grey one only on a grey image)."""
+    if arr.ndim == 3 and arr.shape[2] == 2:  # no grey-with-alpha layout in HEIF
+        arr = arr[..., [0, 0, 0, 1]]
+    mode = {2: "L;16", 3: "RGB;16", 4: "RGBA;16"}[arr.ndim if arr.ndim == 2 else arr.shape[2]]
+    data = np.ascontiguousarray(arr).tobytes()
+    heif = heif_module().from_bytes(mode=mode, size=(arr.shape[1], arr.shape[0]), data=data)
+    if icc and not (arr.ndim == 3 and icc[16:20] == b"GRAY"):
+        heif.info["icc_profile"] = icc
+    buf = io.BytesIO()
+    heif.save(buf, quality=OUTPUT_QUALITY["HEIF"])
+    return buf.getvalue()
+
+
 def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
                  icc_profile: bytes | None = None, alpha: torch.Tensor | None = None) -> bytes:
-    """Encode a (1, C, H, W) image in [-1, 1] as file bytes (PNG by default; JPEG and WebP at quality 95, AVIF at 90).
+    """Encode a (1, C, H, W) image in [-1, 1] as file bytes (PNG by default; JPEG and WebP at quality 95, AVIF and
+    HEIC at 90).
 
-    bit_depth: 8, or 16 (PNG only: pypng; other formats are written with 8 bits). icc_profile: embedded in
-    formats that hold one (ICC_FORMATS), else left out. alpha: (1, 1, H, W) opacity in [0, 1] of the image x,
-    which is taken as composited on white: written as an alpha channel with the colour `uncomposite`d in
-    ALPHA_FORMATS (grey: LA; WebP, which has no LA: RGBA, by Pillow), ignored in the others (x, the composite, is written).
+    bit_depth: 8, or 16: PNG and TIFF are written with 16 bits, HEIC with 10 (DEEP_BITS), other formats with 8.
+    icc_profile: embedded in formats that hold one (ICC_FORMATS), else left out (a grey profile also where the
+    file stores RGB). alpha: (1, 1, H, W) opacity in [0, 1] of the image x, which is taken as composited on white:
+    written as an alpha channel with the colour `uncomposite`d in ALPHA_FORMATS (grey: LA; WebP and HEIC, which
+    have no LA: RGBA), ignored in the others (x, the composite, is written).
     """
     import torch
     from PIL import Image
@@ -879,16 +937,14 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
     fmt = format.upper()
-    if alpha is not None and fmt in ALPHA_FORMATS:
-        arr = uncomposite(x, alpha, 65535 if bit_depth == 16 and fmt == "PNG" else 255)
-        if arr.dtype == np.uint16:
-            return _png16(arr, icc_profile)
-    elif bit_depth == 16 and fmt == "PNG":
-        return _png16(to_uint16(x), icc_profile)
-    else:
-        arr = to_uint8(x)
-    buf = io.BytesIO()
     open_plugins()  # (HEIF's writer)
+    deep = bit_depth == 16 and fmt in DEEP_BITS and (fmt != "HEIF" or heif_module() is not None)
+    levels = 65535 if deep else 255
+    arr = uncomposite(x, alpha, levels) if alpha is not None and fmt in ALPHA_FORMATS else (
+        to_uint16(x) if deep else to_uint8(x))
+    if deep:
+        return {"PNG": _png16, "TIFF": _tiff16, "HEIF": _heif10}[fmt](arr, icc_profile)
+    buf = io.BytesIO()
     options: dict = {"quality": OUTPUT_QUALITY[fmt]} if fmt in OUTPUT_QUALITY else {}
     planes = arr.shape[-1] if arr.ndim == 3 else 1
     as_rgb = planes >= 3 or fmt == "WEBP" or (fmt == "HEIF" and planes == 2)  # WebP has no grey, HEIF no LA
@@ -1023,7 +1079,7 @@ def save_image(x: torch.Tensor, path: str | os.PathLike, *, format: str | None =
 
     path: the file, or "-" for standard output. format: a Pillow format name; default from the suffix, PNG
     when there is none. overwrite=False: never replace an existing file (OutputExistsError). bit_depth 16: a
-    16-bit PNG (8 bits in other formats). icc_profile: embedded where the format allows (`encode_image`). alpha:
+    16-bit PNG or TIFF, a 10-bit HEIC (8 bits in other formats). icc_profile: embedded where the format allows (`encode_image`). alpha:
     (1, 1, H, W) opacity in [0, 1] of x composited on white, written as an alpha channel where the format has one.
     Raises ValueError for NaN/inf values or an unknown suffix, before anything is written.
     """

@@ -428,8 +428,13 @@ def load_measurement(path: str | os.PathLike, max_pixels: int | None = None) -> 
     grey = meta.get("source_grey", False)
     bits = meta.get("source_bit_depth", 8)
     icc_text = meta.get("icc_profile")
-    if not isinstance(grey, bool) or bits not in (1, 8, 16, 32) or not isinstance(icc_text, (str, type(None))):
-        raise MeasurementError(f"{side}: source_grey, source_bit_depth or icc_profile has a wrong type or value")
+    for key, value, ok, want in (
+            ("source_grey", grey, isinstance(grey, bool), "true or false"),
+            ("source_bit_depth", bits, isinstance(bits, int) and not isinstance(bits, bool) and 1 <= bits <= 32,
+             "an integer 1-32"),
+            ("icc_profile", icc_text, isinstance(icc_text, (str, type(None))), "base64 text or null")):
+        if not ok:
+            raise MeasurementError(f"{side}: {key} must be {want}, got {json.dumps(value)[:40]}")
     try:
         icc = base64.b64decode(icc_text, validate=True) if icc_text else None
     except (binascii.Error, ValueError):
@@ -726,6 +731,45 @@ def opaque_colour(y: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     a = alpha.to(y).clamp(min=HOLE_OPACITY)
     colour = images.from_unit(((images.to_unit(y) - 1 + a) / a).clamp(0, 1))
     return torch.where(alpha.to(y) >= HOLE_OPACITY, colour, y)
+
+
+#: Opacity from which a pixel is read as the photo's own (8-bit 255, 16-bit 65535; 254/255 is not).
+OPAQUE = 1.0 - 0.5 / 255
+#: The coarse grid the opaque rectangle is searched on: at most this many cells along the longer side.
+OPAQUE_GRID = 256
+
+
+def opaque_window(alpha: torch.Tensor | None) -> tuple[slice, slice] | None:
+    """The largest axis-aligned rectangle of opaque pixels (alpha >= OPAQUE) of `alpha` (1, 1, H, W) in [0, 1],
+    as (rows, cols) slices, where a transparent input's noise is read: its transparent part, composited on flat
+    white, holds no noise and would pull the reading down. None for no alpha or an opaque one; empty slices
+    where no pixel is opaque. Searched on a grid of at most OPAQUE_GRID cells per side, a cell opaque when all its
+    pixels are (largest rectangle under a histogram, row by row), so the rectangle found is all opaque."""
+    import numpy as np
+    import torch
+
+    if alpha is None:
+        return None
+    opaque = alpha.detach()[0, 0].cpu() >= OPAQUE
+    if bool(opaque.all()):
+        return None
+    h, w = opaque.shape
+    cell = max(1, math.ceil(max(h, w) / OPAQUE_GRID))
+    grid = -torch.nn.functional.max_pool2d(-opaque[None].float(), cell, ceil_mode=True)[0] > 0.5  # min-pool
+    heights = np.zeros(grid.shape[1] + 1, int)  # a 0 sentinel closes every bar at the row's end
+    best = (0, 0, 0, 0, 0)  # area, top, left, bottom, right (cells; bottom and right exclusive)
+    for r, row in enumerate(grid.numpy()):
+        heights[:-1] = np.where(row, heights[:-1] + 1, 0)
+        stack: list[int] = []
+        for c, height in enumerate(heights):
+            while stack and heights[stack[-1]] >= height:
+                top = heights[stack.pop()]
+                left = stack[-1] + 1 if stack else 0
+                if top * (c - left) > best[0]:
+                    best = (top * (c - left), r + 1 - top, left, r + 1, c)
+            stack.append(c)
+    _, top, left, bottom, right = best
+    return slice(top * cell, min(bottom * cell, h)), slice(left * cell, min(right * cell, w))
 
 
 def measurement_from_image(

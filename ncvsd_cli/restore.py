@@ -35,6 +35,7 @@ from ncvsd_cli.measurement import (
     Measurement,
     measurement_from_image,
     opaque_colour,
+    opaque_window,
     plain_image_params,
     plain_image_refusal,
     transparency_holes,
@@ -380,15 +381,16 @@ class Restorer:
         deblur-gauss without a `sigma` parameter (-p or preset file) and deblur-defocus without `radius`, with the
         blur width or disk radius read from y (`blur_notes`; `m.notes` say so); deblur-motion without `kernel` or
         `seed` with the kernel read from y (`motion_notes`). jpeg_sigma: y was decoded from a
-        lossily coded file of this noise scale (`images.compression_sigma`: a JPEG's quantisation, a lossy WebP, a
-        palette); it raises the lowest level read (`noise_level_floor`); jpeg_coding: a JPEG's tables
+        lossily coded file of this noise scale (`images.compression_sigma`: a JPEG's quantisation, a lossy WebP, AVIF,
+        HEIC (0), a palette); it raises the lowest level read (`noise_level_floor`); jpeg_coding: a JPEG's tables
         (`images.jpeg_coding`), through which the blur is read (`blur_estimate.CodingGain`: the coding strips the
         noise's finest frequencies, which would otherwise read as a sharp photo's); the level is then also read on the luma
         (for blurs, on its 2x2 means unless the width read, or the disk's radius / 2, is under COARSE_LUMA_MIN_WIDTH),
         where lossy coding leaves the noise; a lossless colour image's level also on the luma's 2x2 means where they
         hold noise, not texture (`measurement.coarse_luma_noise`: a camera's demosaicing leaves its noise there).
         alpha: y's opacity (1, 1, h, w) in [0, 1] (`images.read_image(...).alpha`; y is composited on white), kept in
-        `m.alpha` for the outputs (`measurement.output_alpha`); for inpaint-mask without a `mask` parameter its pixels
+        `m.alpha` for the outputs (`measurement.output_alpha`), and the noise level is read on its largest opaque
+        rectangle (`measurement.opaque_window`: the white under transparency holds no noise); for inpaint-mask without a `mask` parameter its pixels
         under half opaque are the holes instead (`transparency_holes`; the others keep the colour the file stores,
         `opaque_colour`) and the restoration is opaque (`m.alpha` None).
         ValueError where a plain image cannot be the measurement (`plain_image_refusal`: inpaint-random without
@@ -427,48 +429,54 @@ class Restorer:
         unknown = bounds is not None and self.options.sigma_y is None and "sigma_y" not in preset
         coding = jpeg_coding if jpeg_coding is None or y.shape[1] == 3 or not jpeg_coding.colour else None  # a
         # colour JPEG read as grey for a grey model: its luma is not the channels' mean the coding was simulated on
-        reading = read_blur(y, coding=coding) if reads_blur(task, given) else None
+        window = opaque_window(alpha) if holes is None else None  # a cut-out: read where it is opaque (its white
+        seen = y if window is None else y[..., window[0], window[1]]  # has no noise, its outline sharp edges)
+        part = "" if window is None else f" on its opaque {seen.shape[-1]}x{seen.shape[-2]} rectangle"
+        reading = read_blur(seen, coding=coding) if reads_blur(task, given) else None
         width = None if reading is None else reading.width if task == "deblur-gauss" else reading.radius / 2
-        colours = len(distinct_channels(y[0])) if unknown else 0  # 1: a grey image, also one stored as RGB
-        if unknown and not noise_patch_side(colours, *y.shape[-2:]):
-            notes.append(f"noise level sigma_y {sigma_y:g}, the task preset's: the image is too small to read it from "
-                         "(--sigma-y sets it)")
+        read_here = [what for what, read in (("noise level", unknown), ("blur", reading is not None)) if read]
+        if window is not None and read_here:
+            notes.append(f"{' and '.join(read_here)} read{part} (transparency, composited on white, has no noise and "
+                         "sharp outlines)")
+        colours = len(distinct_channels(seen[0])) if unknown and seen.numel() else 0  # 1: a grey image, also as RGB
+        if unknown and not noise_patch_side(colours, *seen.shape[-2:]):
+            notes.append(f"noise level sigma_y {sigma_y:g}, the task preset's: the image{part.replace(' on', '')} "
+                         "is too small to read it from (--sigma-y sets it)")
         elif unknown:
-            read = estimate_noise_sigma(y)  # a photo's noise level is unknown: the preset's 0.05 is a guess
+            read = estimate_noise_sigma(seen)  # a photo's noise level is unknown: the preset's 0.05 is a guess
             scale, low = noise_level_scale(task), noise_level_floor(bounds, jpeg_sigma)
             luma, luma_why = 0.0, " on the luma (lossy coding strips the noise from the colour)"
-            if jpeg_sigma:  # lossy coding leaves the noise in the luma only; after a blur, or where it is
+            if jpeg_sigma is not None:  # lossy coding leaves the noise in the luma only; after a blur, or where it is
                 # white noise (not a sharp photo's texture), on its 2x2 means
                 blurred = scale < 1 and (width is None or width >= COARSE_LUMA_MIN_WIDTH)
                 ratio = LOSSY_DENOISE_SCALE_RATIO if task == "denoise" else WHITE_NOISE_SCALE_RATIO
-                coarse = estimate_luma_noise_sigma(y, coarse=True)
-                luma = max(estimate_luma_noise_sigma(y),
-                           coarse if blurred or coarse_luma_is_noise(y, coarse, ratio) else 0.0)
+                coarse = estimate_luma_noise_sigma(seen, coarse=True)
+                luma = max(estimate_luma_noise_sigma(seen),
+                           coarse if blurred or coarse_luma_is_noise(seen, coarse, ratio) else 0.0)
             elif colours == 3:  # a camera's demosaicing leaves its noise on the luma's 2x2 means
-                luma, luma_why = coarse_luma_noise(y), " on the luma's 2x2 means, where a camera's demosaiced noise shows"
+                luma, luma_why = coarse_luma_noise(seen), " on the luma's 2x2 means, where a camera's demosaiced noise shows"
             read, on_luma = max(read, luma), luma > read and scale * luma > low  # the luma set the level
             estimate = scale * read
             sigma_y = min(max(round(round(estimate / NOISE_STEP) * NOISE_STEP, 4), low), bounds[1])
             why = (", raised for this file's lossy coding (JPEG steps, lossy WebP, AVIF or HEIC, a palette)"
                    if low > bounds[0] else "")
             bound = f"at least {low:g}{why}" if estimate < low else f"at most {bounds[1]}"
-            how = [f"read {read:.4f}" + (luma_why if on_luma else "")
-                   + f", in steps of {NOISE_STEP:g}"]
+            how = [f"read {read:.4f}" + (luma_why if on_luma else "") + f", in steps of {NOISE_STEP:g}"]
             how += [f"a blur is restored at {scale:g}x the level read"] if scale != 1 else []
             how += [] if low <= estimate <= bounds[1] else [bound]
             notes.append(f"estimated noise level sigma_y {sigma_y:g} on the [-1, 1] scale ({'; '.join(how)}) "
                          "(--sigma-y sets it)")
-            if jpeg_sigma and task == "denoise":  # blurs and sr: the 2x2 means of a small or blurred photo hold texture
+            if jpeg_sigma is not None and task == "denoise":  # blurs and sr: a small or blurred photo's 2x2 means hold texture
                 notes += lossy_level_notes(coarse, sigma_y)
         if task in KEEP_PHOTO_PIXELS and self.options.sigma_y is None and "sigma_y" not in preset:
             sigma_y = 0.0
             ripples = ("; this file's lossy coding smears the marks 2-3 px beyond the mask, kept too: if outlines of "
                        "the marks remain, -p grow=3 widens the holes over them (or --sigma-y 0.05 retouches them)"
-                       if jpeg_sigma and task == "inpaint-mask" and "grow" not in params else "")
+                       if jpeg_sigma is not None and task == "inpaint-mask" and "grow" not in params else "")
             notes.append("the photo's own pixels are kept as they are (sigma_y 0; --sigma-y S treats them as noisy "
                          "with std S and retouches them too)" + ripples)
         if reads_blur(task, given):  # read above: the preset's width is the paper's (a guess here)
-            notes += blur_notes(task, reading, params, tuple(y.shape[-2:]), lossy=jpeg_sigma is not None)
+            notes += blur_notes(task, reading, params, tuple(seen.shape[-2:]), lossy=jpeg_sigma is not None)
         shake = reads_motion_kernel(task, given)
         if shake:  # a camera shake: its kernel is read
             notes += motion_notes(y, params, given)
@@ -1120,7 +1128,7 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
     params["seed"]; the notes `ncvsd restore`
     prints (the level and width read, pixels kept) go to the logger "ncvsd.restore" at INFO level
     (`logging.basicConfig(level=logging.INFO)` shows them). jpeg_sigma: y was decoded from a lossily coded file
-    (`images.read_image(...).jpeg_sigma`: JPEG, lossy WebP, palette), which raises the lowest level read
+    (`images.read_image(...).jpeg_sigma`: JPEG, lossy WebP, AVIF, HEIC, palette), which raises the lowest level read
     (`noise_level_floor`); jpeg_coding (`images.read_image(...).jpeg_coding`): a JPEG's tables, through which
     a blur is read (`Restorer.measurement`).
     Super-resolution returns factor x (h, w); a photo of another size measured by `measurement.degrade` is

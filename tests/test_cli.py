@@ -628,6 +628,10 @@ def test_phone_and_web_formats_in_a_folder(tmp_path, ckpt):
     assert _files(tmp_path / "out") == {"IMG_0001.png", "C10.png"} | ({"b.png"} if avif else set())
     assert Image.open(tmp_path / "out" / "IMG_0001.png").mode == "RGB"
     assert png.Reader(filename=str(tmp_path / "out" / "C10.png")).asDirect()[3]["bitdepth"] == 16
+    assert run("degrade", folder / "C10.HIF", "--task", "denoise", "-o", tmp_path / "m.png").exit_code == 0
+    res = run("restore", tmp_path / "m.png", "-o", tmp_path / "m_out.png", "--method", "denoiser", "-c", ckpt, *FAST)
+    assert res.exit_code == 0, res.output  # its sidecar records 10 bits
+    assert png.Reader(filename=str(tmp_path / "m_out.png")).asDirect()[3]["bitdepth"] == 16
     res = run("restore", folder / "IMG_0001.HEIC", "-o", tmp_path / "x.heic", *common)
     assert res.exit_code == 0 and Image.open(tmp_path / "x.heic").format == "HEIF", res.output
     if avif:
@@ -1393,3 +1397,55 @@ def test_inputs_without_task_fail_for_their_own_reason(tmp_path, ckpt):
     res = run("restore", tmp_path / "m.png", tmp_path / "fake.png", "-c", ckpt, *FAST, "-o", tmp_path / "out", "-q")
     assert res.exit_code == 1 and "fake.png: not an image" in res.stderr and "--task" not in res.stderr, res.output
     assert (tmp_path / "out" / "m.png").exists()
+
+
+def test_messages_for_phone_and_web_inputs(tmp_path, ckpt):
+    """What a user of phone and web pictures is told: a broken symbolic link as such; an unknown output suffix with
+    the suffixes that work; a GIF output's palette as a warning (also under -q); --mean without --samples with
+    the mean-of-8 method of the task; a HEIC whose nclx colour (Display P3, no ICC) the outputs cannot tag, as a
+    warning under -q too; a degraded HEIC preview as lossy."""
+    src = _png(tmp_path / "a.png", 24, 24)
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    common = ["--task", "denoise", "--method", "denoiser", "-c", ckpt, *FAST]
+    res = run("restore", tmp_path / "gone.jpg", *common)
+    assert res.exit_code != 0 and "gone.jpg: a broken symbolic link (to " in res.stderr, res.output
+    res = run("restore", src, "-o", tmp_path / "o.xyz", *common)
+    assert res.exit_code != 0 and "unknown image format '.xyz'; use .png, .jpg, .webp" in res.stderr, res.output
+    res = run("restore", src, "-o", tmp_path / "o.gif", "-q", *common)
+    assert res.exit_code == 0 and "warning: " in res.stderr and "a GIF holds 256 colours" in res.stderr, res.output
+    res = run("restore", src, "--mean", *common)
+    assert res.exit_code == 2 and "--method denoiser-mean8 gives the mean of 8" in res.stderr, res.output
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.from_pillow(Image.open(src)).save(tmp_path / "p3.heic", quality=90, color_primaries=12,
+                                                  transfer_characteristics=13)
+    res = run("restore", tmp_path / "p3.heic", "-o", tmp_path / "p3.png", "-q", *common)
+    assert res.exit_code == 0 and "warning: " in res.stderr, res.output
+    assert "colour tagged Display P3 (HEIF nclx, no ICC profile)" in res.stderr, res.output
+    res = run("degrade", src, "--task", "denoise", "-o", tmp_path / "d.heic")
+    assert res.exit_code == 0 and "d.heic: a lossy preview" in res.stderr, res.output
+
+
+def test_format_names_the_outputs_format(tmp_path, ckpt):
+    """--format sets the outputs' format in a folder or beside the inputs; `same` keeps each input's (a phone's
+    IMG_1.HEIC and IMG_1.JPG then no longer claim one name, which is refused with that hint); the std images stay
+    PNG (they hold values, and the heat map is a PNG); a bad format or one beside -o FILE is a usage error."""
+    pytest.importorskip("pillow_heif")
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    src = _png(folder / "b.png", 20, 20)
+    Image.open(src).save(folder / "IMG_1.JPG", quality=90)
+    shutil.copy(Path(__file__).parent / "data" / "tiny.heic", folder / "IMG_1.HEIC")
+    common = ["--task", "denoise", "--method", "denoiser", "-c", ckpt, *FAST]
+    res = run("restore", folder, "-o", tmp_path / "same", "--format", "same", *common)
+    assert res.exit_code == 0 and _files(tmp_path / "same") == {"IMG_1.heic", "IMG_1.jpg", "b.png"}, res.output
+    assert [Image.open(tmp_path / "same" / n).format for n in ("IMG_1.heic", "IMG_1.jpg")] == ["HEIF", "JPEG"]
+    res = run("restore", folder, "-o", tmp_path / "jpg", "--format", "JPG", *common)
+    assert res.exit_code == 1 and _files(tmp_path / "jpg") == {"b.jpg"}, res.output
+    assert "--format same keeps each one's own format" in res.stderr
+    res = run("restore", src, "--format", "webp", "--samples", "2", "--std", "-o", tmp_path / "s/", *common)
+    assert res.exit_code == 0 and _files(tmp_path / "s") == {"b_s0.webp", "b_s1.webp", "b_std.png", "b_std_map.png"}
+    assert Image.open(tmp_path / "s" / "b_std_map.png").format == "PNG"
+    res = run("restore", src, "--format", "xyz", *common)
+    assert res.exit_code == 2 and "--format xyz: unknown image format '.xyz'; use same, or .png" in res.stderr
+    res = run("restore", src, "--format", "jpg", "-o", tmp_path / "x.png", *common)
+    assert res.exit_code == 2 and "names its file, whose suffix sets the format" in res.stderr, res.output

@@ -597,6 +597,28 @@ def test_a_grey_profile_goes_only_into_grey_files(fmt, alpha, kept):
         assert (im.info.get("icc_profile") == bytes(grey)) == kept, (im.mode, im.info.keys())
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF", "HEIF"])
+@pytest.mark.parametrize(("channels", "alpha"), [(3, False), (3, True), (1, False), (1, True)])
+def test_deep_outputs_keep_their_bits_alpha_and_profile(fmt, channels, alpha):
+    """bit_depth=16 writes PNG and TIFF with 16 bits, HEIC with 10 (DEEP_BITS): a smooth ramp comes back within
+    half a step of those bits (HEIC: within its coding), grey stays grey (HEIC with alpha: RGBA), the alpha and the
+    ICC profile are kept."""
+    if fmt == "HEIF":
+        pytest.importorskip("pillow_heif")
+    ramp = torch.linspace(-1, 1, 35 * 3 if channels == 3 else 35).reshape(1, channels, 5, 7)
+    a = torch.linspace(0.2, 1, 35).reshape(1, 1, 5, 7) if alpha else None
+    ramp = ramp if a is None else images.from_unit(to_unit(ramp) * a + 1 - a)  # composited on white, as read
+    icc = b"\x00\x00\x02\x0cfake profile " + bytes(range(100))
+    d = read_image(images.encode_image(ramp, fmt, bit_depth=16, icc_profile=icc, alpha=a))
+    bits = images.DEEP_BITS[fmt]
+    assert d.bit_depth == bits and d.icc_profile == icc and d.grey == (channels == 1 and not (alpha and fmt == "HEIF"))
+    tol = 0.5 / (2**bits - 1) + (3 / 1023 if fmt == "HEIF" else 1e-6)
+    got = d.tensor[:, :channels] if channels == 3 else d.tensor[:, :1]
+    if alpha:
+        assert d.alpha is not None and (d.alpha - a).abs().max() <= tol
+    assert (to_unit(got) - to_unit(ramp)).abs().max() <= tol + (2 / 1023 if alpha and fmt == "HEIF" else 0)
+
+
 def test_the_size_of_a_turned_tiff_pillow_cannot_open_is_the_decoded_size():
     """A float RGB TIFF (read by tifffile only) with EXIF orientation 6: `image_size` turns it as decoding does."""
     import io
@@ -637,7 +659,7 @@ def test_heic_is_read_through_pillow_heif():
     d = read_image(data)
     assert d.tensor.shape == (1, 3, 13, 17) and images.heif_kind(data) == "heic"
     assert np.abs(to_unit(d.tensor[0]).permute(1, 2, 0).numpy() - source).mean() < 12 / 255
-    assert d.jpeg_sigma is None and images.image_size(data) == (13, 17)
+    assert d.jpeg_sigma == images.HEIC_LOSSY_SIGMA == 0.0 and images.image_size(data) == (13, 17)
     assert images.is_listed_image("IMG_0001.HEIC") and images.is_listed_image("a.avif")
     assert images.is_listed_image("canon.hif") and images.is_listed_image("b.heif")
     code = f"from ncvsd_cli import images; print(images.image_size({os.path.join(DATA, 'tiny.heic')!r}))"

@@ -5,6 +5,7 @@ checkpoint (or the shipped model where the promise is about it) and --nfe 2."""
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import json
 import math
@@ -141,8 +142,19 @@ def test_16_bit_and_icc_profile_are_kept(tmp_path, ckpt):
     assert "16-bit PNG" in help_text and "ICC" in help_text
     res = run("restore", "--task", "denoise", tmp_path / "deep.png", "-o", tmp_path / "deep.jpg", "-c", ckpt, *FAST,
               "--json")
-    assert res.exit_code == 0 and "written with 8 (a .png output keeps 16)" in res.stderr, res.output
-    assert any("written with 8" in n for n in json.loads(res.stdout.splitlines()[-1])["results"][0]["notes"])
+    assert res.exit_code == 0 and "deep.jpg with 8 (a .png or .tif output keeps 16)" in res.stderr, res.output
+    assert any("deep.jpg with 8" in n for n in json.loads(res.stdout.splitlines()[-1])["results"][0]["notes"])
+    res = run("restore", "--task", "denoise", tmp_path / "deep.png", "-o", tmp_path / "deep.tif", "-c", ckpt, *FAST)
+    assert res.exit_code == 0 and "bits per sample" not in res.stderr, res.output
+    import tifffile
+
+    with tifffile.TiffFile(tmp_path / "deep.tif") as tif:
+        assert tif.pages[0].dtype == np.uint16  # a 16-bit TIFF, as the 16-bit source
+    if importlib.util.find_spec("pillow_heif"):
+        res = run("restore", "--task", "denoise", tmp_path / "deep.png", "-o", tmp_path / "deep.heic", "-c", ckpt,
+                  *FAST)
+        assert res.exit_code == 0 and "deep.heic with 10 (a .png or .tif" in res.stderr, res.output
+        assert images.read_image(tmp_path / "deep.heic").bit_depth == 10
 
 
 def test_stdin_messages_name_stdin(ckpt):
@@ -182,7 +194,10 @@ SIDECAR_CORRUPTIONS = {  # name: (input, change(meta) or raw text)
     "wrong measurement_shape": ("b", lambda m: m.update(measurement_shape=[3, 4, 4])),
     "tensors modified": ("b", lambda m: m.update(tensors_sha256="0" * 64)),
     "a list instead of an object": ("b", "[1, 2, 3]"),
+    "source_bit_depth 0": ("b", lambda m: m.update(source_bit_depth=0)),
 }
+#: The message's words per case, where the field is named.
+SIDECAR_MESSAGES = {"source_bit_depth 0": "source_bit_depth must be an integer 1-32, got 0"}
 
 
 @pytest.mark.parametrize("case", list(SIDECAR_CORRUPTIONS))
@@ -194,7 +209,7 @@ def test_one_bad_sidecar_fails_alone(measured, tmp_path, ckpt, case):
     res = run("restore", measured, "-o", tmp_path / "out", "-c", ckpt, *FAST)
     assert res.exit_code == 1, res.output
     assert _files(tmp_path / "out") == {f"{n}.png" for n in "abc" if n != name}
-    assert f"{name}.png" in res.stderr
+    assert f"{name}.png" in res.stderr and SIDECAR_MESSAGES.get(case, "") in res.stderr
     _no_traceback(res)
 
 

@@ -30,7 +30,7 @@ import typer
 
 from ncvsd_cli import strict_json
 from ncvsd_cli.errors import one_line
-from ncvsd_cli.images import IMAGE_SUFFIXES  # also a folder input's image files (case-insensitive)
+from ncvsd_cli.images import IMAGE_SUFFIXES, suffix_choice  # (IMAGE_SUFFIXES: also a folder input's image files, any case)
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -472,6 +472,8 @@ def expand_inputs(
                     " but the -p file" if matched and all(f.resolve() in param_files for f in matched) else "")))
             for f in outside_out(found, _glob_root(pattern)):
                 add(f, _glob_root(pattern))
+        elif os.path.islink(spec):
+            missing.append((spec, f"{spec}: a broken symbolic link (to {os.readlink(spec)}, which does not exist)"))
         else:
             missing.append((spec, f"{spec}: no such file or directory"))
     for f in as_params:
@@ -556,8 +558,8 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
         raise UsageError(f"-o {out}: an existing file without an image suffix (a name without one is a folder); "
                          f"name the image, e.g. -o {out}.png")
     if Path(out).suffix and Path(out).suffix.lower() not in IMAGE_SUFFIXES:  # a device (/dev/stdout) may have none
-        raise UsageError(f"-o {out}: unknown image format {Path(out).suffix!r}; use .png, or for a folder end it "
-                         f"with a slash: -o {out.rstrip(os.sep + '/')}/")  # several inputs make it a folder anyway
+        raise UsageError(f"-o {out}: unknown image format {Path(out).suffix!r}; use {suffix_choice()}, or "
+                         f"for a folder end it with a slash: -o {out.rstrip(os.sep + '/')}/")  # several inputs make it a folder anyway
     return "file"
 
 
@@ -588,12 +590,12 @@ def output_path(item: InputItem, out: str | None, mode: str, tag: str, ext: str 
     return str(item.path.parent / f"{item.stem}_{tag}{ext}")
 
 
-def variant_path(path: str, suffix: str) -> str:
-    """`out/x.png` + "_s1" -> `out/x_s1.png` (samples, mean and std images)."""
+def variant_path(path: str, suffix: str, ext: str | None = None) -> str:
+    """`out/x.png` + "_s1" -> `out/x_s1.png` (samples, mean and std images); `ext` replaces the extension."""
     if path == "-":
         raise UsageError("several outputs per input cannot go to stdout; use -o DIR")
     p = Path(path)
-    return str(p.with_name(f"{p.stem}{suffix}{p.suffix}"))
+    return str(p.with_name(f"{p.stem}{suffix}{p.suffix if ext is None else ext}"))
 
 
 def check_stdout(planned: dict[Any, list[str]], as_json: bool) -> None:
@@ -695,8 +697,10 @@ def check_outputs(
                 folders = {str(Path(i.path).resolve().parent) for i in claims[key] if getattr(i, "path", None)}
                 glob = (", or name files of several folders by a quoted glob ('photos/**/*.png'), whose matched "
                         "subfolders are kept below -o DIR") if len(folders) > 1 else ""
+                suffixes = {Path(i.path).suffix.lower() for i in claims[key] if getattr(i, "path", None)}
+                same = " (restore: --format same keeps each one's own format and suffix)" if len(suffixes) > 1 else ""
                 problems[item] = (f"{item.name}: output {p} would also be written for {others} (the same name stem; "
-                                  f"none of them is written): rename one of them or run them separately{glob}")
+                                  f"none of them is written): rename one of them or run them separately{glob}{same}")
             elif Path(p).is_dir():  # also with --overwrite: a folder is never replaced by a file
                 problems[item] = f"{item.name}: output {p} is a folder; remove it or choose another -o"
             elif not overwrite and key in input_paths:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 import typer
 
@@ -53,8 +52,9 @@ def degrade_command(
              "inpaint-random, inpaint-mask, denoise, phase-retrieval (or a plugin's).",
     ),
     out: str | None = typer.Option(
-        None, "--output", "-o", help="Output PNG, directory (a name without a suffix is one), or - for "
-                                   "stdout (preview only, no sidecar)."
+        None, "--output", "-o", help="Output image (.png; .jpg, .webp, .avif, .heic, .tif also: the preview "
+                                   "only, the sidecar keeps the exact measurement), directory (a name without a "
+                                   "suffix is one), or - for stdout (preview only, no sidecar)."
     ),
     sigma_y: float = typer.Option(
         0.05, "--sigma-y", help="Measurement noise std on the [-1, 1] image scale.", show_default=True
@@ -159,7 +159,7 @@ def degrade_command(
                     if main == "-":
                         common.note("writing the preview to stdout; no sidecar is written", quiet)
                     written = save_measurement(m, main, overwrite=overwrite)
-                    if main != "-" and Path(main).suffix.lower() in (".jpg", ".jpeg", ".webp"):
+                    if main != "-" and images.format_for_path(main) in (*images.OUTPUT_QUALITY, "GIF"):  # lossy
                         common.note(f"{main}: a lossy preview; restore reads the exact measurement from its sidecar",
                                     quiet)
                 except (ValueError, OSError) as exc:

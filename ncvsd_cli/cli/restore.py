@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import glob
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -52,14 +53,15 @@ EPILOG = """Examples:
 Inputs of any size are padded to what the network needs and cropped back. Greyscale inputs are restored in
 colour space (replicated) and written as greyscale; transparency is restored composited on white and its alpha
 channel carried to PNG, WebP, AVIF, HEIC and TIFF outputs (upscaled for sr; --flatten: none); inputs
-with more than 8 bits per sample (16-bit PNG / TIFF, 10- / 12-bit HEIC, float TIFF) give 16-bit PNG outputs (other
-output formats: 8 bits); an embedded ICC colour profile is copied into the outputs (PNG, JPEG, TIFF, WebP, AVIF,
+with more than 8 bits per sample (16-bit PNG / TIFF, 10- / 12-bit HEIC, float TIFF) give 16-bit PNG and TIFF
+outputs, 10-bit HEIC (other formats: 8 bits, with a warning); an embedded ICC colour profile is copied into the outputs (PNG, JPEG, TIFF, WebP, AVIF,
 HEIC) and the pixel values are restored as they are, in the input's colour space; EXIF and other metadata are
 not kept.
 
-Outputs: <stem>_<task>.png beside each input (stdout for -), or in -o DIR as <stem>.png; with --samples K the
-samples are <name>_s0..s<K-1>.png, plus <name>_mean.png, <name>_std.png (raw per-channel std on the [0, 1]
-scale x4) and <name>_std_map.png (the uncertainty heat map with its colour bar; its scale is in --json).
+Outputs: <stem>_<task>.png beside each input (stdout for -), or in -o DIR as <stem>.png (--format jpg, heic, ...
+for another format, --format same for each input's own: IMG_1.HEIC -> IMG_1.heic); with --samples K the samples
+are <name>_s0..s<K-1>.png, plus <name>_mean.png, <name>_std.png (raw per-channel std on the [0, 1] scale x4; PNG
+whatever the format) and <name>_std_map.png (the uncertainty heat map with its colour bar; its scale is in --json).
 
 --json prints JSON Lines: one object per image as it finishes, then the summary with every result, for one input as
 for many (ncvsd restore dir/ --json | jq -c 'select(.status)'; tail -n 1 is the summary). Progress on stderr: the
@@ -87,6 +89,10 @@ def restore_command(
     out: str | None = typer.Option(
         None, "--output", "-o", help="Output image (.png, .jpg, ...), directory (a name without a suffix is one), "
                                      "or - for stdout."),
+    output_format: str | None = typer.Option(
+        None, "--format", metavar="FORMAT", help="Format of the outputs ncvsd names (beside the inputs or in -o DIR): "
+        "png (the default), jpg, webp, avif, heic, tif, or same: each input's own (a folder of phone photos stays "
+        "HEIC / JPEG; IMG_1.HEIC and IMG_1.JPG no longer claim one name). -o FILE's suffix sets its own."),
     nfe: int | None = typer.Option(
         None, "--nfe", min=1, help="Network evaluations (default: the method's: 10 for pnp-gd-warm, 3 for its box "
                                    "and mask inpainting and its denoising; 1 for denoiser, "
@@ -103,7 +109,8 @@ def restore_command(
     ),
     samples: int = typer.Option(1, "--samples", "-k", min=1, help="Posterior samples per image.",
                                 show_default=True),
-    mean: bool = typer.Option(False, "--mean", help="Also write the mean of the samples."),
+    mean: bool = typer.Option(False, "--mean", help="Also write the mean of the samples (needs --samples >= 2; "
+                              "--method pnp-gd-warm-mean8, denoiser-mean8 for denoise, gives it as the one output)."),
     std: bool = typer.Option(
         False, "--std", help="Also write the per-pixel std of the samples (needs --samples >= 2): raw values "
                              "(<name>_std.png) and a heat map with its colour bar (<name>_std_map.png)."
@@ -185,8 +192,9 @@ def restore_command(
     with common.handle_errors(json_command="restore" if as_json else None):
         for flag, wanted in (("--mean", mean), ("--std", std)):
             if wanted and samples < 2:
+                mean8 = "denoiser-mean8" if task == "denoise" else "pnp-gd-warm-mean8"
                 raise common.UsageError(f"{flag} needs --samples >= 2 (of one sample it is the sample itself or 0; "
-                                        "--method pnp-gd-warm-mean8 gives the mean of 8 as one image)")
+                                        f"--method {mean8} gives the mean of 8 as one image)")
         specs = list(inputs or []) + list(measurement or [])
         if no_sidecar and task is None:
             raise common.UsageError("--no-sidecar needs --task (the inputs are then plain images)")
@@ -202,7 +210,7 @@ def restore_command(
         if compile_net and options.device == "cpu":
             common.note("--compile on a CPU: compiling takes minutes, and the sampler's changing noise levels and "
                         "random draws split the network into many graphs, so expect it slower than without", quiet)
-        outputs = Outputs(out, mean, std, overwrite, skip_existing, flatten)
+        outputs = Outputs(out, mean, std, overwrite, skip_existing, flatten, _format_suffix(output_format, out))
         _run(options, specs, set(measurement or []), outputs, no_sidecar, as_json, quiet, task_given=task is not None,
              method_given=method is not None)
 
@@ -218,6 +226,42 @@ class Outputs:
     overwrite: bool
     skip_existing: bool = False
     flatten: bool = False
+    suffix: str = ".png"  # of the outputs named here (--format): ".png", ".jpg", ... or "same" (each input's)
+
+
+def _format_suffix(output_format: str | None, out: str | None) -> str:
+    """The outputs' suffix for --format: ".png" (none given), ".<format>", or "same"; UsageError for a format this
+    installation does not write or one given with -o FILE (whose suffix sets its format)."""
+    from ncvsd_cli import images
+
+    if output_format is None:
+        return ".png"
+    name = output_format.strip().lower().lstrip(".")
+    if name == "same":
+        suffix = "same"
+    else:
+        suffix = "." + name
+        problem = images.output_format_problem(suffix)
+        if problem:
+            raise common.UsageError(f"--format {output_format}: {problem.replace('; use', '; use same, or')}")
+    if out not in (None, "-") and Path(out).suffix and not out.endswith(("/", os.sep)):
+        raise common.UsageError(f"--format names the outputs ncvsd names (beside the inputs or in -o DIR); -o {out} "
+                                "names its file, whose suffix sets the format")
+    return suffix
+
+
+def _output_suffix(item, outputs: Outputs) -> str:
+    """The suffix of `item`'s outputs: --format's, or with "same" the input's own where this installation writes
+    that format (else .png; stdin and measurement sidecars: .png)."""
+    from ncvsd_cli import images
+    from ncvsd_cli.measurement import SIDECAR_SUFFIX
+
+    if outputs.suffix != "same":
+        return outputs.suffix
+    path = getattr(item, "path", None)
+    if path is None or path.name.endswith(SIDECAR_SUFFIX) or images.output_format_problem(path.suffix or "."):
+        return ".png"
+    return path.suffix.lower()
 
 
 def _task_from_sidecars(specs: list[str]) -> str:
@@ -431,10 +475,10 @@ def _planned_paths(item, outputs: Outputs, mode: str, task: str, samples: int) -
     if item.path is not None and item.path.name.endswith(SIDECAR_SUFFIX):
         stem = item.path.name[: -len(SIDECAR_SUFFIX)].rsplit(".", 1)[0]
         named = replace(item, path=item.path.with_name(stem + ".png"))
-    main = common.output_path(named, outputs.out, mode, task)
+    main = common.output_path(named, outputs.out, mode, task, _output_suffix(item, outputs))
     paths = [main] if samples == 1 else [common.variant_path(main, f"_s{k}") for k in range(samples)]
     paths += [common.variant_path(main, "_mean")] if outputs.mean else []
-    paths += [common.variant_path(main, "_std"), common.variant_path(main, "_std_map")] if outputs.std else []
+    paths += [common.variant_path(main, v, ".png") for v in ("_std", "_std_map")] if outputs.std else []  # values
     return paths
 
 
@@ -540,8 +584,9 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         raise ValueError(refusal)
     decoded = images.read_image(data, restorer.channels, name=item.name)
     decoded.notes = [n for n in decoded.notes if n != images.ALPHA_NOTE]  # said below, with what became of it
-    for n in decoded.notes:
-        common.note(f"{item.name}: {n}", quiet)
+    for n in decoded.notes:  # colour the outputs cannot tag is a warning, said even with --quiet
+        warn = n.startswith(images.UNTAGGED_COLOUR)
+        common.note(f"{'warning: ' if warn else ''}{item.name}: {n}", quiet and not warn)
     if reads_motion_kernel(task, restorer.given_params()) and h * w > SHAKE_NOTE_PIXELS:
         common.note(f"{item.name}: reading the camera shake of this {w}x{h} photo (about 15 s per megapixel on "
                     "2 cores, 3-6x that for a long shake, which is checked and may be read again) ...", quiet)
@@ -571,7 +616,7 @@ def _alpha_note(task: str, paths: list[str] | None) -> str:
     if not lost:
         return f"restored composited on white, its alpha channel carried to the outputs{how}"
     return (f"{images.ALPHA_NOTE}: {', '.join(map(str, lost))} {'has' if len(lost) == 1 else 'have'} no alpha channel "
-            "(.png, .webp, .avif or .tif keeps it; --flatten says you want none)")
+            f"({images.suffix_choice(images.ALPHA_FORMATS)} keeps it; --flatten says you want none)")
 
 
 def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[str, float]]:
@@ -589,11 +634,18 @@ def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[
     if outputs.std:
         tensors.append(res.std_image())
     bits = 16 if m.bit_depth > 8 else 8
-    eight = [p for p in paths[:images_kept] if bits == 16 and p != "-" and images.format_for_path(p) != "PNG"]
-    if eight:  # only PNG is written with 16 bits (`images.encode_image`)
-        note = f"the input has {m.bit_depth} bits per sample; {', '.join(map(str, eight))} written with 8 (a .png "
-        m.notes = [*m.notes, note + "output keeps 16)"]
+    kept_bits = {p: images.DEEP_BITS.get(images.format_for_path(p), 8) for p in paths[:images_kept] if p != "-"}
+    fewer = [f"{p} with {b}" for p, b in kept_bits.items() if bits == 16 and b < m.bit_depth]
+    if fewer:  # PNG and TIFF are written with 16 bits, HEIC with 10, others with 8 (`images.encode_image`)
+        m.notes = [*m.notes, f"the input has {m.bit_depth} bits per sample; written {', '.join(fewer)} (a .png or "
+                             ".tif output keeps 16)"]
         common.note(f"warning: {m.notes[-1]}")  # fewer bits than the input: said even with --quiet
+    gifs = [p for p in paths[:images_kept] if p != "-" and images.format_for_path(p) == "GIF"]
+    if gifs:  # Pillow quantises to an adaptive palette
+        gif_note = (f"{', '.join(map(str, gifs))}: a GIF holds 256 colours, so the restoration is written reduced "
+                    "to a palette (a .png output keeps every colour)")
+        m.notes = [*m.notes, gif_note]
+        common.note(f"warning: {m.notes[-1]}")
     alpha = None if m.alpha is None else meas.output_alpha(m.alpha, m.operator())
     files = []
     for i, (t, p) in enumerate(zip(tensors, paths)):
