@@ -30,7 +30,10 @@ import typer
 
 from ncvsd_cli import strict_json
 from ncvsd_cli.errors import one_line
-from ncvsd_cli.images import IMAGE_SUFFIXES, suffix_choice  # (IMAGE_SUFFIXES: also a folder input's image files, any case)
+from ncvsd_cli.images import (  # (IMAGE_SUFFIXES: also a folder input's image files, any case)
+    IMAGE_SUFFIXES,
+    suffix_choice,
+)
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1

@@ -637,8 +637,9 @@ def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[
     kept_bits = {p: images.DEEP_BITS.get(images.format_for_path(p), 8) for p in paths[:images_kept] if p != "-"}
     fewer = [f"{p} with {b}" for p, b in kept_bits.items() if bits == 16 and b < m.bit_depth]
     if fewer:  # PNG and TIFF are written with 16 bits, HEIC with 10, others with 8 (`images.encode_image`)
-        m.notes = [*m.notes, f"the input has {m.bit_depth} bits per sample; written {', '.join(fewer)} (a .png or "
-                             ".tif output keeps 16)"]
+        bits_note = (f"the input has {m.bit_depth} bits per sample; written {', '.join(fewer)} (a .png or .tif "
+                     "output keeps 16)")
+        m.notes = [*m.notes, bits_note]
         common.note(f"warning: {m.notes[-1]}")  # fewer bits than the input: said even with --quiet
     gifs = [p for p in paths[:images_kept] if p != "-" and images.format_for_path(p) == "GIF"]
     if gifs:  # Pillow quantises to an adaptive palette
