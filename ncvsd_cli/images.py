@@ -892,11 +892,15 @@ DEEP_BITS = {"PNG": 16, "TIFF": 16, "HEIF": 10}
 
 
 def _tiff16(arr: np.ndarray, icc: bytes | None) -> bytes:
-    """A 16-bit TIFF (deflate) of an (H, W) or (H, W, C) uint16 array, C = 1 / 2 / 3 / 4 (grey, grey with alpha,
-    RGB, RGB with alpha: unassociated), with the ICC profile `icc` (tag 34675) when given."""
+    """A 16-bit TIFF (deflate) of an (H, W) or (H, W, C) uint16 array, C = 1 / 2 / 3 / 4 (grey, grey with alpha as
+    RGBA: Pillow opens no 16-bit grey with alpha, RGB, RGB with alpha: unassociated), with the ICC profile `icc`
+    (tag 34675) when given (a grey one only on a grey image)."""
     import tifffile
 
+    if arr.ndim == 3 and arr.shape[2] == 2:
+        arr = arr[..., [0, 0, 0, 1]]
     planes = 1 if arr.ndim == 2 else arr.shape[2]
+    icc = None if icc and planes > 1 and icc[16:20] == b"GRAY" else icc
     buf = io.BytesIO()
     tifffile.imwrite(buf, arr, photometric="minisblack" if planes <= 2 else "rgb", compression="zlib",
                      extrasamples=("unassalpha",) if planes in (2, 4) else None, iccprofile=icc or None)

@@ -501,7 +501,10 @@ def noise_patch_side(channels: int, height: int, width: int) -> int:
     h, w = min(height, NOISE_WINDOW), min(width, NOISE_WINDOW)
     if channels == 1 and min(h, w) < NOISE_GREY_MIN_SIDE:
         return 0
-    return next((p for p in range(NOISE_PATCH, 1, -1) if (h - p + 1) * (w - p + 1) >= 20 * channels * p * p), 0)
+    if channels < 1:
+        return 0
+    fits = (p for p in range(NOISE_PATCH, 1, -1) if min(h, w) >= p and (h - p + 1) * (w - p + 1) >= 20 * channels * p * p)
+    return next(fits, 0)
 
 
 def distinct_channels(z: torch.Tensor) -> torch.Tensor:

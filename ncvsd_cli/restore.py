@@ -431,6 +431,11 @@ class Restorer:
         # colour JPEG read as grey for a grey model: its luma is not the channels' mean the coding was simulated on
         window = opaque_window(alpha) if holes is None else None  # a cut-out: read where it is opaque (its white
         seen = y if window is None else y[..., window[0], window[1]]  # has no noise, its outline sharp edges)
+        if window is not None and min(seen.shape[-2:]) < OPAQUE_READ_MIN_SIDE:  # too little to read: all of it
+            notes.append(f"its largest opaque rectangle, {seen.shape[-1]}x{seen.shape[-2]} px, is too small to read "
+                         "the noise or blur on: read on the whole image, whose transparency, composited on white, "
+                         "reads as no noise and sharp outlines (--sigma-y, -p sigma / radius set them)")
+            window, seen = None, y
         part = "" if window is None else f" on its opaque {seen.shape[-1]}x{seen.shape[-2]} rectangle"
         reading = read_blur(seen, coding=coding) if reads_blur(task, given) else None
         width = None if reading is None else reading.width if task == "deblur-gauss" else reading.radius / 2
@@ -438,10 +443,10 @@ class Restorer:
         if window is not None and read_here:
             notes.append(f"{' and '.join(read_here)} read{part} (transparency, composited on white, has no noise and "
                          "sharp outlines)")
-        colours = len(distinct_channels(seen[0])) if unknown and seen.numel() else 0  # 1: a grey image, also as RGB
+        colours = len(distinct_channels(seen[0])) if unknown else 0  # 1: a grey image, also one stored as RGB
         if unknown and not noise_patch_side(colours, *seen.shape[-2:]):
-            notes.append(f"noise level sigma_y {sigma_y:g}, the task preset's: the image{part.replace(' on', '')} "
-                         "is too small to read it from (--sigma-y sets it)")
+            notes.append(f"noise level sigma_y {sigma_y:g}, the task preset's: the image is too small to read it from "
+                         "(--sigma-y sets it)")
         elif unknown:
             read = estimate_noise_sigma(seen)  # a photo's noise level is unknown: the preset's 0.05 is a guess
             scale, low = noise_level_scale(task), noise_level_floor(bounds, jpeg_sigma)
@@ -1028,6 +1033,12 @@ TRANSPARENT_MASKS = ("transparent = black: marks drawn on a transparent layer ne
                      "white for dark or coloured marks, onto black with -p invert=true for white ones")
 
 
+#: A transparent input's noise and blur are read on its largest opaque rectangle (`measurement.opaque_window`) when
+#: both its sides reach this (the blur reading's smallest image, `blur_estimate.MIN_SIZE`; the noise's is smaller),
+#: else on the whole image.
+OPAQUE_READ_MIN_SIDE = 32
+
+
 #: The start of the warning of an input mostly transparent, restored by inpaint-mask as holes.
 MOSTLY_TRANSPARENT = "most of the picture is transparent"
 #: Notes that say the user likely made a mistake (the CLI prints them as warnings, also under --quiet): a mask
@@ -1115,7 +1126,8 @@ def seed_notes(task: str, given: dict[str, Any], operator: Any) -> list[str]:
 
 
 def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None,
-                  jpeg_coding: images.JpegCoding | None = None, **options: Any) -> torch.Tensor:
+                  jpeg_coding: images.JpegCoding | None = None, alpha: torch.Tensor | None = None,
+                  **options: Any) -> torch.Tensor:
     """Restore one degraded image y (1, C, h, w) or (C, h, w), float, on the [-1, 1] scale (C = 1: a grey image,
     restored in colour and returned grey) for `task`; returns (samples, C, H, W), about [-1, 1]: posterior samples
     are not clipped (`save_image` clips; `RestoreResult.mean` averages clipped samples).
@@ -1130,7 +1142,10 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
     (`logging.basicConfig(level=logging.INFO)` shows them). jpeg_sigma: y was decoded from a lossily coded file
     (`images.read_image(...).jpeg_sigma`: JPEG, lossy WebP, AVIF, HEIC, palette), which raises the lowest level read
     (`noise_level_floor`); jpeg_coding (`images.read_image(...).jpeg_coding`): a JPEG's tables, through which
-    a blur is read (`Restorer.measurement`).
+    a blur is read (`Restorer.measurement`). alpha: y's opacity (1, 1, h, w) in [0, 1] when y is a transparent
+    image composited on white (`images.read_image(...).alpha`): its noise and blur are read where it is opaque,
+    and inpaint-mask without params["mask"] fills its transparency; the samples are composites on white (write
+    them with `images.save_image(x, path, alpha=measurement.output_alpha(alpha, operator))`).
     Super-resolution returns factor x (h, w); a photo of another size measured by `measurement.degrade` is
     restored at its own size by `Restorer.from_options(RestoreOptions(...)).run([m])` (m records the operator),
     as phase retrieval, whose measurement is not an image, must be.
@@ -1158,7 +1173,7 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
                       "[0, 1] image, map it (x * 2 - 1; images.from_unit does it)", stacklevel=2)
     grey = y.shape[1] == 1 and restorer.channels == 3  # restored in colour, returned grey (as `ncvsd restore`)
     m = restorer.measurement(images.match_channels(y, 3) if grey else y, task, grey=grey, jpeg_sigma=jpeg_sigma,
-                             jpeg_coding=jpeg_coding)
+                             jpeg_coding=jpeg_coding, alpha=alpha)
     for note in m.notes:  # what `ncvsd restore` prints (levels and widths read, pixels kept): logger "ncvsd.restore"
         logging.getLogger("ncvsd.restore").info(note)
     _, h, w = m.image_shape

@@ -496,7 +496,7 @@ def test_a_tile_smaller_than_needed_is_noted(tmp_path, ckpt):
 
 def test_restore_image_library_call(tmp_path, ckpt, monkeypatch):
     """`restore_image`: K samples of one tensor, a JPEG's quantisation passed on to the measurement, a plain image
-    the task cannot use refused with ValueError."""
+    the task cannot use refused with ValueError, an alpha channel's transparency filled by inpaint-mask."""
     y = images.load_image(_png(tmp_path / "lib.png", 9, 11, seed=3))
     out = lib.restore_image(y, "deblur-gauss", params={"sigma": 1.0}, checkpoint=str(ckpt), nfe=2, device="cpu",
                             samples=2)
@@ -508,6 +508,10 @@ def test_restore_image_library_call(tmp_path, ckpt, monkeypatch):
     assert seen == [0.02]
     with pytest.raises(ValueError, match="deblur-kernel"):
         lib.restore_image(y, "deblur-motion", checkpoint=str(ckpt), device="cpu")
+    alpha = torch.ones(1, 1, 9, 11)
+    alpha[..., 2:5, 3:7] = 0  # erased: inpaint-mask without a mask fills the transparency, as `ncvsd restore` does
+    out = lib.restore_image(y, "inpaint-mask", alpha=alpha, checkpoint=str(ckpt), nfe=1, device="cpu")
+    assert out.shape == (1, 3, 9, 11) and (out[..., 6:, :] - y[..., 6:, :]).abs().max() < 1e-4  # opaque: kept
 
 
 def test_restore_directory_with_a_corrupt_file(tmp_path, ckpt):
@@ -1448,4 +1452,15 @@ def test_format_names_the_outputs_format(tmp_path, ckpt):
     res = run("restore", src, "--format", "xyz", *common)
     assert res.exit_code == 2 and "--format xyz: unknown image format '.xyz'; use same, or .png" in res.stderr
     res = run("restore", src, "--format", "jpg", "-o", tmp_path / "x.png", *common)
-    assert res.exit_code == 2 and "names its file, whose suffix sets the format" in res.stderr, res.output
+    assert res.exit_code == 2 and "names one file, whose suffix sets its format" in res.stderr, res.output
+    res = run("restore", src, "--format", "jpg", "-o", "-", *common)  # stdout: in the format asked for
+    assert res.exit_code == 0 and res.stdout_bytes.startswith(b"\xff\xd8"), res.output
+    res = run("restore", "-", "--format", "webp", *common, input=src.read_bytes())
+    assert res.exit_code == 0 and res.stdout_bytes[8:12] == b"WEBP", res.output
+    (tmp_path / "res.v2").mkdir()  # an existing folder with a dot in its name is a folder
+    res = run("restore", src, "--format", "jpg", "-o", tmp_path / "res.v2", *common)
+    assert res.exit_code == 0 and _files(tmp_path / "res.v2") == {"b.jpg"}, res.output
+    assert run("degrade", src, "--task", "denoise", "-o", tmp_path / "m" / "m.jpg").exit_code == 0
+    res = run("restore", tmp_path / "m" / "m.jpg.ncvsd.json", "--format", "same", "-o", tmp_path / "ms/",
+              "--method", "denoiser", "-c", ckpt, *FAST)  # a sidecar named directly: its image's format
+    assert res.exit_code == 0 and _files(tmp_path / "ms") == {"m.jpg"}, res.output

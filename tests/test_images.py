@@ -601,17 +601,21 @@ def test_a_grey_profile_goes_only_into_grey_files(fmt, alpha, kept):
 @pytest.mark.parametrize(("channels", "alpha"), [(3, False), (3, True), (1, False), (1, True)])
 def test_deep_outputs_keep_their_bits_alpha_and_profile(fmt, channels, alpha):
     """bit_depth=16 writes PNG and TIFF with 16 bits, HEIC with 10 (DEEP_BITS): a smooth ramp comes back within
-    half a step of those bits (HEIC: within its coding), grey stays grey (HEIC with alpha: RGBA), the alpha and the
-    ICC profile are kept."""
+    half a step of those bits (HEIC: within its coding), grey stays grey (with alpha, TIFF and HEIC: RGBA), the
+    alpha and the ICC profile are kept; Pillow opens each file."""
     if fmt == "HEIF":
         pytest.importorskip("pillow_heif")
     ramp = torch.linspace(-1, 1, 35 * 3 if channels == 3 else 35).reshape(1, channels, 5, 7)
     a = torch.linspace(0.2, 1, 35).reshape(1, 1, 5, 7) if alpha else None
     ramp = ramp if a is None else images.from_unit(to_unit(ramp) * a + 1 - a)  # composited on white, as read
     icc = b"\x00\x00\x02\x0cfake profile " + bytes(range(100))
-    d = read_image(images.encode_image(ramp, fmt, bit_depth=16, icc_profile=icc, alpha=a))
+    data = images.encode_image(ramp, fmt, bit_depth=16, icc_profile=icc, alpha=a)
+    d = read_image(data)
     bits = images.DEEP_BITS[fmt]
-    assert d.bit_depth == bits and d.icc_profile == icc and d.grey == (channels == 1 and not (alpha and fmt == "HEIF"))
+    assert d.bit_depth == bits and d.icc_profile == icc and d.grey == (channels == 1 and not (alpha and fmt != "PNG"))
+    images.open_plugins()
+    with Image.open(io.BytesIO(data)) as im:  # other software opens it too (Pillow, at its own depth)
+        assert im.size == (7, 5) and im.info.get("icc_profile") == icc
     tol = 0.5 / (2**bits - 1) + (3 / 1023 if fmt == "HEIF" else 1e-6)
     got = d.tensor[:, :channels] if channels == 3 else d.tensor[:, :1]
     if alpha:

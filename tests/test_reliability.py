@@ -150,6 +150,10 @@ def test_16_bit_and_icc_profile_are_kept(tmp_path, ckpt):
 
     with tifffile.TiffFile(tmp_path / "deep.tif") as tif:
         assert tif.pages[0].dtype == np.uint16  # a 16-bit TIFF, as the 16-bit source
+    tifffile.imwrite(tmp_path / "float.tif", np.random.default_rng(0).random((16, 16, 3)).astype(np.float32),
+                     photometric="rgb")
+    res = run("restore", "--task", "denoise", tmp_path / "float.tif", "-o", tmp_path / "float.png", "-c", ckpt, *FAST)
+    assert res.exit_code == 0 and "bits per sample" not in res.stderr, res.output  # 16 is all a file keeps
     if importlib.util.find_spec("pillow_heif"):
         res = run("restore", "--task", "denoise", tmp_path / "deep.png", "-o", tmp_path / "deep.heic", "-c", ckpt,
                   *FAST)

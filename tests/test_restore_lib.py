@@ -370,6 +370,26 @@ def test_a_cut_outs_noise_is_read_where_it_is_opaque():
     assert "noise level read on its opaque" in cut.notes[0] and denoise.measurement(y, "denoise").sigma_y <= plain.sigma_y - 0.01
 
 
+@pytest.mark.parametrize("case", ["no opaque pixel", "faded (alpha 0.8)", "a 1-px opaque line", "a thin ring"])
+def test_a_transparent_input_without_a_readable_opaque_rectangle_is_read_whole(case):
+    """Where the largest opaque rectangle is under 32 px a side (a faded overlay, a logo's thin strokes), the noise
+    and blur are read on the whole image as before, with a note; never a crash on an empty rectangle."""
+    from ncvsd_cli.restore import Restorer
+
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 80), torch.linspace(-1, 1, 80), indexing="ij")
+    y = torch.stack([0.5 * xx, 0.4 * yy, 0.2 * xx * yy])[None] + 0.08 * torch.randn(1, 3, 80, 80, generator=g)
+    r = (xx**2 + yy**2).sqrt()
+    alpha = {"no opaque pixel": torch.zeros(80, 80), "faded (alpha 0.8)": torch.full((80, 80), 0.8),
+             "a 1-px opaque line": torch.full((80, 80), 0.5).index_fill(0, torch.tensor([40]), 1.0),
+             "a thin ring": ((r > 0.6) & (r < 0.7)).float()}[case][None, None]
+    for task in ("denoise", "deblur-gauss"):
+        restorer = Restorer(None, None, RestoreOptions(task=task).validate())
+        m = restorer.measurement(y, task, alpha=alpha)
+        assert m.sigma_y == restorer.measurement(y, task).sigma_y  # as without the alpha
+        assert any("too small to read" in n and "read on the whole image" in n for n in m.notes), m.notes
+
+
 @pytest.mark.parametrize("quality", [60, 90])
 def test_a_noisy_heics_level_is_read_on_its_luma(quality):
     """HEVC coding strips the noise from the colour as JPEG's does: a HEIC of a photo with noise 0.06 ([-1, 1]

@@ -667,13 +667,14 @@ def skip_finished(planned: dict[InputItem, list[str]], report: Report, quiet: bo
 
 def check_outputs(
     planned: dict[InputItem, list[str]], inputs: Sequence[InputItem], overwrite: bool, skip_existing: bool = False,
-    can_skip: bool = True,
+    can_skip: bool = True, format_hint: str = "",
 ) -> dict[InputItem, str]:
     """Problems with planned outputs, per input, found before any work: an output that is an input (refused
     unless --overwrite), that exists (refused unless --overwrite; `can_skip`: the message offers --skip-existing;
     a folder of its name always),
     that two inputs would both write, whose suffix is not an image format (sidecars' .json / .safetensors aside),
-    or whose folder cannot be written (read-only, /proc, a file in the way). Returns {item: message}."""
+    or whose folder cannot be written (read-only, /proc, a file in the way). `format_hint`: added to the message of
+    inputs of different suffixes that claim one output (restore: --format same). Returns {item: message}."""
     from ncvsd_cli import images
 
     input_paths = {str(i.path.resolve()) for i in inputs if i.path is not None}
@@ -701,7 +702,7 @@ def check_outputs(
                 glob = (", or name files of several folders by a quoted glob ('photos/**/*.png'), whose matched "
                         "subfolders are kept below -o DIR") if len(folders) > 1 else ""
                 suffixes = {Path(i.path).suffix.lower() for i in claims[key] if getattr(i, "path", None)}
-                same = " (restore: --format same keeps each one's own format and suffix)" if len(suffixes) > 1 else ""
+                same = format_hint if len(suffixes) > 1 else ""
                 problems[item] = (f"{item.name}: output {p} would also be written for {others} (the same name stem; "
                                   f"none of them is written): rename one of them or run them separately{glob}{same}")
             elif Path(p).is_dir():  # also with --overwrite: a folder is never replaced by a file

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import glob
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -90,9 +89,10 @@ def restore_command(
         None, "--output", "-o", help="Output image (.png, .jpg, ...), directory (a name without a suffix is one), "
                                      "or - for stdout."),
     output_format: str | None = typer.Option(
-        None, "--format", metavar="FORMAT", help="Format of the outputs ncvsd names (beside the inputs or in -o DIR): "
-        "png (the default), jpg, webp, avif, heic, tif, or same: each input's own (a folder of phone photos stays "
-        "HEIC / JPEG; IMG_1.HEIC and IMG_1.JPG no longer claim one name). -o FILE's suffix sets its own."),
+        None, "--format", metavar="FORMAT", help="Format of the outputs ncvsd names (beside the inputs, in -o DIR, "
+        "or on stdout): png (the default), jpg, webp, avif, heic, tif, or same: each input's own (a folder of phone "
+        "photos stays HEIC / JPEG, and IMG_1.HEIC and IMG_1.JPG get different names). With -o FILE its suffix sets "
+        "the format."),
     nfe: int | None = typer.Option(
         None, "--nfe", min=1, help="Network evaluations (default: the method's: 10 for pnp-gd-warm, 3 for its box "
                                    "and mask inpainting and its denoising; 1 for denoiser, "
@@ -210,7 +210,7 @@ def restore_command(
         if compile_net and options.device == "cpu":
             common.note("--compile on a CPU: compiling takes minutes, and the sampler's changing noise levels and "
                         "random draws split the network into many graphs, so expect it slower than without", quiet)
-        outputs = Outputs(out, mean, std, overwrite, skip_existing, flatten, _format_suffix(output_format, out))
+        outputs = Outputs(out, mean, std, overwrite, skip_existing, flatten, _format_suffix(output_format))
         _run(options, specs, set(measurement or []), outputs, no_sidecar, as_json, quiet, task_given=task is not None,
              method_given=method is not None)
 
@@ -226,42 +226,49 @@ class Outputs:
     overwrite: bool
     skip_existing: bool = False
     flatten: bool = False
-    suffix: str = ".png"  # of the outputs named here (--format): ".png", ".jpg", ... or "same" (each input's)
+    suffix: str | None = None  # --format: ".png", ".jpg", ..., "same" (each input's) or None (PNG; -o FILE's own)
 
 
-def _format_suffix(output_format: str | None, out: str | None) -> str:
-    """The outputs' suffix for --format: ".png" (none given), ".<format>", or "same"; UsageError for a format this
-    installation does not write or one given with -o FILE (whose suffix sets its format)."""
+def _format_suffix(output_format: str | None) -> str | None:
+    """The outputs' suffix for --format: None (not given), ".<format>", or "same"; UsageError for a format this
+    installation does not write."""
     from ncvsd_cli import images
 
     if output_format is None:
-        return ".png"
+        return None
     name = output_format.strip().lower().lstrip(".")
     if name == "same":
-        suffix = "same"
-    else:
-        suffix = "." + name
-        problem = images.output_format_problem(suffix)
-        if problem:
-            raise common.UsageError(f"--format {output_format}: {problem.replace('; use', '; use same, or')}")
-    if out not in (None, "-") and Path(out).suffix and not out.endswith(("/", os.sep)):
-        raise common.UsageError(f"--format names the outputs ncvsd names (beside the inputs or in -o DIR); -o {out} "
-                                "names its file, whose suffix sets the format")
-    return suffix
+        return "same"
+    problem = images.output_format_problem("." + name)
+    if problem:
+        raise common.UsageError(f"--format {output_format}: {problem.replace('; use', '; use same, or')}")
+    return "." + name
 
 
 def _output_suffix(item, outputs: Outputs) -> str:
-    """The suffix of `item`'s outputs: --format's, or with "same" the input's own where this installation writes
-    that format (else .png; stdin and measurement sidecars: .png)."""
+    """The suffix of `item`'s outputs: --format's (.png without it), or with "same" the input's own where this
+    installation writes that format (a measurement sidecar: its image's; else .png, stdin too)."""
     from ncvsd_cli import images
     from ncvsd_cli.measurement import SIDECAR_SUFFIX
 
     if outputs.suffix != "same":
-        return outputs.suffix
+        return outputs.suffix or ".png"
     path = getattr(item, "path", None)
-    if path is None or path.name.endswith(SIDECAR_SUFFIX) or images.output_format_problem(path.suffix or "."):
+    if path is not None and path.name.endswith(SIDECAR_SUFFIX):
+        path = path.with_name(path.name[: -len(SIDECAR_SUFFIX)])
+    if path is None or images.output_format_problem(path.suffix or "."):
         return ".png"
     return path.suffix.lower()
+
+
+def _out_format(path: str, outputs: Outputs) -> str:
+    """The format an output is written in: its suffix's, or for standard output ("-") --format's (PNG without it
+    or with same)."""
+    from ncvsd_cli import images
+
+    if path != "-":
+        return images.format_for_path(path)
+    return images.format_for_path("-" if outputs.suffix in (None, "same") else "out" + outputs.suffix)
 
 
 def _task_from_sidecars(specs: list[str]) -> str:
@@ -374,6 +381,9 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                                            out=outputs.out, params={**(preset.get("operator") or {}),
                                                                     **(options.params or {})})
     mode = common.output_mode(outputs.out, items)
+    if mode == "file" and outputs.suffix is not None:
+        raise common.UsageError(f"--format names the outputs ncvsd names (beside the inputs, in -o DIR, or on "
+                                f"stdout); -o {outputs.out} names one file, whose suffix sets its format")
     report = common.Report("restore", extra={"task": task, "method": options.method, "seed": options.seed,
                                              "samples": options.samples})
     report.json_lines = as_json  # one JSON line per image as it finishes, then the summary
@@ -386,7 +396,8 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         if outputs.skip_existing:
             planned = common.skip_finished(planned, report, quiet)
             items = [i for i in items if i in planned]
-        problems = common.check_outputs(planned, items, outputs.overwrite, outputs.skip_existing)
+        hint = "" if outputs.suffix == "same" else " (--format same keeps each one's own format and suffix)"
+        problems = common.check_outputs(planned, items, outputs.overwrite, outputs.skip_existing, format_hint=hint)
         plain = [i for i in items if i not in problems and str(i.name) not in explicit
                  and _sidecar(i, no_sidecar, explicit) is None]
         probe = Restorer(None, None, options)  # settings only: no checkpoint read yet
@@ -418,7 +429,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                 try:
                     kept = planned[item][: options.samples + int(outputs.mean)]  # the images (std: no alpha)
                     m = _read_measurement(restorer, item, no_sidecar, explicit, quiet, task_given,
-                                          None if outputs.flatten else kept)
+                                          None if outputs.flatten else {p: _out_format(p, outputs) for p in kept})
                 except (ValueError, OSError, MemoryError) as exc:
                     msg = str(exc) if not isinstance(exc, MemoryError) else (
                         "ran out of memory preparing it (the estimate let it through): restore a crop, or give "
@@ -542,10 +553,10 @@ SHAKE_NOTE_PIXELS = 1_000_000
 
 
 def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quiet: bool, task_given: bool = True,
-                      alpha_paths: list[str] | None = None):
+                      alpha_paths: dict[str, str] | None = None):
     """The measurement of one input: its sidecar (unless --no-sidecar; its own task unless --task was given), else
-    the decoded image as a measurement of --task. alpha_paths: the outputs a plain image's alpha is carried to
-    (`_alpha_note`; None: --flatten). ValueError / OSError with a one-line message for a bad input."""
+    the decoded image as a measurement of --task. alpha_paths: the outputs a plain image's alpha is carried to,
+    with their formats (`_alpha_note`; None: --flatten). ValueError / OSError with a one-line message for a bad input."""
     import operators
     from ncvsd_cli import images
     from ncvsd_cli import measurement as meas
@@ -603,16 +614,16 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     return m
 
 
-def _alpha_note(task: str, paths: list[str] | None) -> str:
+def _alpha_note(task: str, paths: dict[str, str] | None) -> str:
     """What happens to a transparent input's alpha channel: restored composited on white, the alpha carried to the
-    outputs `paths` of formats that hold one (`images.ALPHA_FORMATS`; None: --flatten, to none)."""
+    outputs of `paths` ({path: format}) whose formats hold one (`images.ALPHA_FORMATS`; None: --flatten, to none)."""
     import operators
     from ncvsd_cli import images
 
     if paths is None:
         return f"{images.ALPHA_NOTE} (--flatten: the outputs have no alpha channel)"
     how = " (upscaled bicubically)" if getattr(operators.get(task), "factor", 1) not in (None, 1) else ""
-    lost = [p for p in paths if images.format_for_path(p) not in images.ALPHA_FORMATS]
+    lost = ["stdout" if p == "-" else p for p, fmt in paths.items() if fmt not in images.ALPHA_FORMATS]
     if not lost:
         return f"restored composited on white, its alpha channel carried to the outputs{how}"
     return (f"{images.ALPHA_NOTE}: {', '.join(map(str, lost))} {'has' if len(lost) == 1 else 'have'} no alpha channel "
@@ -634,14 +645,15 @@ def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[
     if outputs.std:
         tensors.append(res.std_image())
     bits = 16 if m.bit_depth > 8 else 8
-    kept_bits = {p: images.DEEP_BITS.get(images.format_for_path(p), 8) for p in paths[:images_kept] if p != "-"}
-    fewer = [f"{p} with {b}" for p, b in kept_bits.items() if bits == 16 and b < m.bit_depth]
+    kept_bits = {p: images.DEEP_BITS.get(_out_format(p, outputs), 8) for p in paths[:images_kept]}
+    fewer = [f"{'stdout' if p == '-' else p} with {b}" for p, b in kept_bits.items()
+             if bits == 16 and b < min(m.bit_depth, 16)]  # (a float input: 16 is all any output keeps)
     if fewer:  # PNG and TIFF are written with 16 bits, HEIC with 10, others with 8 (`images.encode_image`)
         bits_note = (f"the input has {m.bit_depth} bits per sample; written {', '.join(fewer)} (a .png or .tif "
                      "output keeps 16)")
         m.notes = [*m.notes, bits_note]
         common.note(f"warning: {m.notes[-1]}")  # fewer bits than the input: said even with --quiet
-    gifs = [p for p in paths[:images_kept] if p != "-" and images.format_for_path(p) == "GIF"]
+    gifs = [p for p in paths[:images_kept] if _out_format(p, outputs) == "GIF"]
     if gifs:  # Pillow quantises to an adaptive palette
         gif_note = (f"{', '.join(map(str, gifs))}: a GIF holds 256 colours, so the restoration is written reduced "
                     "to a palette (a .png output keeps every colour)")
@@ -651,7 +663,7 @@ def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[
     files = []
     for i, (t, p) in enumerate(zip(tensors, paths)):
         kept = i < images_kept  # the std image holds values, not colours
-        files.append((p, images.encode_image(t, images.format_for_path(p), bit_depth=bits if kept else 8,
+        files.append((p, images.encode_image(t, _out_format(p, outputs), bit_depth=bits if kept else 8,
                                              icc_profile=m.icc_profile if kept else None,
                                              alpha=alpha if kept else None)))
     scale = {}
