@@ -84,7 +84,7 @@ class DecodedImage:
     (`compression_sigma`: a JPEG's quantisation steps, a lossy WebP, AVIF, HEIC (0), a palette), else None (lossless).
     jpeg_coding: a JPEG's quantisation tables and chroma subsampling (`jpeg_coding`), else None. alpha: (1, 1, H, W)
     float32 opacity in [0, 1] of a source with transparency (the tensor holds its colour composited on white), else
-    None.
+    None. exif: the EXIF its restorations keep (`exif_kept`: camera, dates, exposure, GPS), else None.
     """
 
     tensor: torch.Tensor
@@ -96,6 +96,7 @@ class DecodedImage:
     jpeg_sigma: float | None = None
     jpeg_coding: JpegCoding | None = None
     alpha: torch.Tensor | None = None
+    exif: bytes | None = field(default=None, repr=False)
 
     @property
     def output_bit_depth(self) -> int:
@@ -363,27 +364,35 @@ def _deep_heif(data: bytes, im: Any) -> tuple[np.ndarray, str, int] | None:
     return _oriented(arr, im.getexif().get(0x0112)), str(heif.mode), bits
 
 
-#: HEIF colour tags (nclx, ITU-T H.273 code points) that untagged RGB outputs misrepresent: wide-gamut
-#: primaries and HDR transfer functions.
-_NCLX_NAMES = {"color_primaries": {9: "BT.2020", 11: "DCI-P3", 12: "Display P3"},
-               "transfer_characteristics": {16: "PQ (HDR)", 18: "HLG (HDR)"}}
-
-
-#: The start of the note on colour tags the outputs do not carry (`_nclx_note`; the CLI says it as a warning).
+#: The start of the note on colour tags the outputs do not carry (`heif_colour`; the CLI says it as a warning).
 UNTAGGED_COLOUR = "colour tagged"
 
 
-def _nclx_note(info: dict) -> str | None:
-    """The note for a HEIF image whose colour is given by nclx tags (no ICC profile) that the outputs do not
-    carry (wide gamut, HDR), else None."""
+def heif_colour(data: bytes) -> tuple[bytes | None, str | None]:
+    """For a HEIF file without an ICC profile whose nclx colour tags name another space than sRGB: (the
+    equivalent ICC profile, `icc.nclx_profile`, or None where none can describe it: HDR PQ / HLG, unknown curves;
+    the note saying which). (None, None) for sRGB, a file with an ICC profile, or tags that cannot be read."""
+    from PIL import Image
+
+    from ncvsd_cli.icc import nclx_profile
+
+    try:
+        open_plugins()
+        with Image.open(io.BytesIO(data)) as im:
+            info = dict(im.info)
+    except Exception:  # noqa: BLE001 (decoded already; colour tags are optional)
+        return None, None
     nclx = info.get("nclx_profile")
     if not isinstance(nclx, dict) or info.get("icc_profile"):
-        return None
-    names = [table[nclx[key]] for key, table in _NCLX_NAMES.items() if nclx.get(key) in table]
-    if not names:
-        return None
-    return (f"{UNTAGGED_COLOUR} {' / '.join(names)} (HEIF nclx, no ICC profile): restored as stored and written "
-            "untagged, so viewers show it as sRGB (flatter, duller)")
+        return None, None
+    profile, name = nclx_profile(nclx)
+    if name is None:
+        return None, None
+    if profile is None:
+        return None, (f"{UNTAGGED_COLOUR} {name} (HEIF nclx, no ICC profile): restored as stored and written "
+                      "untagged, so viewers show it as sRGB (flatter, duller)")
+    return profile, (f"its {name} colour (HEIF nclx tags, no ICC profile) is carried to the outputs as an "
+                     "equivalent ICC profile")
 
 
 #: ISO-BMFF brands (the `ftyp` box's major and compatible brands) of HEIF images: HEVC-coded ones and the
@@ -433,8 +442,6 @@ def _decode_pil(
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 notes.append(f"first of {frames} frames used")
-            if im.format == "HEIF" and (note := _nclx_note(im.info)):
-                notes.append(note)
             deep = _deep_heif(data, im)  # (before Pillow decodes it at 8 bits)
             if deep is None:
                 im.load()
@@ -525,9 +532,12 @@ def read_image(
         notes.append("colour reduced to greyscale (BT.601 luma)")
     tensor = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float()[None]
     icc = _kept_profile(icc_profile(data), notes)
+    if icc is None and heif_kind(data) == "heic":  # colour named by nclx tags: an equivalent profile, or a warning
+        icc, note = heif_colour(data)
+        notes += [note] if note else []
     return DecodedImage(tensor=from_unit(tensor), mode=mode, bit_depth=bits, grey=grey, notes=notes,
                         icc_profile=icc, jpeg_sigma=compression_sigma(data, mode), jpeg_coding=jpeg_coding(data),
-                        alpha=kept_alpha)
+                        alpha=kept_alpha, exif=exif_kept(data))
 
 
 def may_be_transparent(source: str | os.PathLike | bytes) -> bool:
@@ -709,6 +719,45 @@ def icc_profile(data: bytes) -> bytes | None:
     return bytes(icc) if isinstance(icc, (bytes, bytearray)) and 0 < len(icc) <= MAX_ICC_BYTES else None
 
 
+#: EXIF tags of the main directory that outputs keep: what the photo is (description, camera make and model,
+#: date, artist, copyright), not how the file lays it out nor its orientation (the pixels are turned already);
+#: with the Exif directory (exposure, dates, lens) and the GPS one.
+EXIF_KEPT_TAGS = (0x010E, 0x010F, 0x0110, 0x0132, 0x013B, 0x8298)
+#: Tags of the Exif directory left out: the pixel size (a restoration may change it), the interoperability
+#: directory's pointer and the maker note (offsets into the original file).
+EXIF_DROPPED_TAGS = (0xA002, 0xA003, 0xA005, 0x927C)
+#: Formats `encode_image` writes EXIF into (8-bit TIFF through Pillow; a 16-bit TIFF gets none).
+EXIF_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "AVIF", "HEIF")
+
+
+def exif_kept(data: bytes) -> bytes | None:
+    """The EXIF an image file's restorations keep, as bytes for Pillow's `exif=` ("Exif\\0\\0" and a TIFF
+    structure): EXIF_KEPT_TAGS of the main directory with the Exif (less EXIF_DROPPED_TAGS) and GPS directories;
+    None when the file has none of them or its EXIF cannot be read. A TIFF's own tags (its layout) are not EXIF and
+    are not kept."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            open_plugins()
+            with Image.open(io.BytesIO(data)) as im:
+                src = im.getexif()
+                out = Image.Exif()
+                for tag in EXIF_KEPT_TAGS:
+                    if tag in src:
+                        out[tag] = src[tag]
+                exif_ifd = {k: v for k, v in src.get_ifd(0x8769).items() if k not in EXIF_DROPPED_TAGS}
+                gps_ifd = dict(src.get_ifd(0x8825))
+                if exif_ifd:
+                    out.get_ifd(0x8769).update(exif_ifd)
+                if gps_ifd:
+                    out.get_ifd(0x8825).update(gps_ifd)
+                return out.tobytes() if len(out) or exif_ifd or gps_ifd else None
+    except Exception:  # noqa: BLE001 (metadata is optional: an unreadable block is left out)
+        return None
+
+
 def _kept_profile(icc: bytes | None, notes: list[str]) -> bytes | None:
     """An input's ICC profile when it describes what is written (an RGB or grey image: its colour space, bytes
     16-20 of the header, is "RGB " or "GRAY"); a CMYK or Lab one is dropped with a note (the pixels were converted
@@ -843,9 +892,9 @@ def to_uint16(x: torch.Tensor) -> np.ndarray:
     return arr[..., 0] if arr.shape[-1] == 1 else arr
 
 
-def _png16(arr: np.ndarray, icc: bytes | None) -> bytes:
+def _png16(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None) -> bytes:
     """A 16-bit PNG of an (H, W) or (H, W, C) uint16 array, C = 1 / 2 (grey, with alpha) or 3 / 4 (RGB, with
-    alpha) (pypng), with an iCCP chunk after IHDR when `icc`."""
+    alpha) (pypng), with an iCCP chunk after IHDR when `icc` and an eXIf chunk when `exif` (Pillow's bytes)."""
     import png
 
     h, w = arr.shape[:2]
@@ -853,10 +902,13 @@ def _png16(arr: np.ndarray, icc: bytes | None) -> bytes:
     buf = io.BytesIO()
     png.Writer(w, h, greyscale=planes in (1, 2), alpha=planes in (2, 4), bitdepth=16).write(
         buf, arr.reshape(h, w * planes))
-    if not icc:
+    if not icc and not exif:
         return buf.getvalue()
     chunks = list(png.Reader(bytes=buf.getvalue()).chunks())
-    chunks.insert(1, (b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))  # name, NUL, method 0 (deflate)
+    if exif:  # the TIFF structure, without the "Exif\0\0" of JPEG's APP1
+        chunks.insert(1, (b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    if icc:
+        chunks.insert(1, (b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))  # name, NUL, method 0 (deflate)
     out = io.BytesIO()
     png.write_chunks(out, chunks)
     return out.getvalue()
@@ -907,7 +959,7 @@ def _tiff16(arr: np.ndarray, icc: bytes | None) -> bytes:
     return buf.getvalue()
 
 
-def _heif10(arr: np.ndarray, icc: bytes | None) -> bytes:
+def _heif10(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None) -> bytes:
     """A 10-bit HEIC (quality OUTPUT_QUALITY) of an (H, W) or (H, W, C) uint16 array (grey, grey with alpha as RGBA,
     RGB, RGBA), with the ICC profile `icc` when given (a grey one only on a grey image)."""
     if arr.ndim == 3 and arr.shape[2] == 2:  # no grey-with-alpha layout in HEIF
@@ -917,13 +969,16 @@ def _heif10(arr: np.ndarray, icc: bytes | None) -> bytes:
     heif = heif_module().from_bytes(mode=mode, size=(arr.shape[1], arr.shape[0]), data=data)
     if icc and not (arr.ndim == 3 and icc[16:20] == b"GRAY"):
         heif.info["icc_profile"] = icc
+    if exif:
+        heif.info["exif"] = exif
     buf = io.BytesIO()
     heif.save(buf, quality=OUTPUT_QUALITY["HEIF"])
     return buf.getvalue()
 
 
 def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
-                 icc_profile: bytes | None = None, alpha: torch.Tensor | None = None) -> bytes:
+                 icc_profile: bytes | None = None, alpha: torch.Tensor | None = None,
+                 exif: bytes | None = None) -> bytes:
     """Encode a (1, C, H, W) image in [-1, 1] as file bytes (PNG by default; JPEG and WebP at quality 95, AVIF and
     HEIC at 90).
 
@@ -931,7 +986,8 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     icc_profile: embedded in formats that hold one (ICC_FORMATS), else left out (a grey profile also where the
     file stores RGB). alpha: (1, 1, H, W) opacity in [0, 1] of the image x, which is taken as composited on white:
     written as an alpha channel with the colour `uncomposite`d in ALPHA_FORMATS (grey: LA; WebP and HEIC, which
-    have no LA: RGBA), ignored in the others (x, the composite, is written).
+    have no LA: RGBA), ignored in the others (x, the composite, is written). exif: EXIF bytes (`exif_kept`),
+    written into EXIF_FORMATS (not into a 16-bit TIFF).
     """
     import torch
     from PIL import Image
@@ -947,13 +1003,16 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     arr = uncomposite(x, alpha, levels) if alpha is not None and fmt in ALPHA_FORMATS else (
         to_uint16(x) if deep else to_uint8(x))
     if deep:
-        return {"PNG": _png16, "TIFF": _tiff16, "HEIF": _heif10}[fmt](arr, icc_profile)
+        write = {"PNG": _png16, "TIFF": _tiff16, "HEIF": _heif10}[fmt]
+        return write(arr, icc_profile) if fmt == "TIFF" else write(arr, icc_profile, exif)
     buf = io.BytesIO()
     options: dict = {"quality": OUTPUT_QUALITY[fmt]} if fmt in OUTPUT_QUALITY else {}
     planes = arr.shape[-1] if arr.ndim == 3 else 1
     as_rgb = planes >= 3 or fmt == "WEBP" or (fmt == "HEIF" and planes == 2)  # WebP has no grey, HEIF no LA
     if icc_profile and fmt in ICC_FORMATS and not (as_rgb and icc_profile[16:20] == b"GRAY"):
         options["icc_profile"] = icc_profile  # (a grey profile would mislabel RGB samples)
+    if exif and fmt in EXIF_FORMATS:
+        options["exif"] = exif
     Image.fromarray(arr).save(buf, format=format, **options)
     return buf.getvalue()
 
@@ -1078,17 +1137,19 @@ def _write_synced(path: Path, data: bytes) -> None:
 
 
 def save_image(x: torch.Tensor, path: str | os.PathLike, *, format: str | None = None, overwrite: bool = True,
-               bit_depth: int = 8, icc_profile: bytes | None = None, alpha: torch.Tensor | None = None) -> Path:
+               bit_depth: int = 8, icc_profile: bytes | None = None, alpha: torch.Tensor | None = None,
+               exif: bytes | None = None) -> Path:
     """Write a (1, C, H, W) or (C, H, W) image in [-1, 1] (C = 1 or 3) as a file, atomically.
 
     path: the file, or "-" for standard output. format: a Pillow format name; default from the suffix, PNG
     when there is none. overwrite=False: never replace an existing file (OutputExistsError). bit_depth 16: a
-    16-bit PNG or TIFF, a 10-bit HEIC (8 bits in other formats). icc_profile: embedded where the format allows (`encode_image`). alpha:
-    (1, 1, H, W) opacity in [0, 1] of x composited on white, written as an alpha channel where the format has one.
-    Raises ValueError for NaN/inf values or an unknown suffix, before anything is written.
+    16-bit PNG or TIFF, a 10-bit HEIC (8 bits in other formats). icc_profile, exif: embedded where the format
+    allows (`encode_image`). alpha: (1, 1, H, W) opacity in [0, 1] of x composited on white, written as an alpha
+    channel where the format has one. Raises ValueError for NaN/inf values or an unknown suffix, before anything
+    is written.
     """
     data = encode_image(x, format or format_for_path(path), bit_depth=bit_depth, icc_profile=icc_profile,
-                        alpha=alpha)
+                        alpha=alpha, exif=exif)
     return atomic_write_bytes(path, data, overwrite=overwrite)
 
 

@@ -64,7 +64,8 @@ class Measurement:
     bit_depth: bits per sample of the source (outputs keep 16 bits when > 8). icc_profile: the source's ICC
     colour profile, copied to the outputs. kernel_read: its blur kernel was read from the image (a camera shake,
     `restore.motion_notes`). alpha: (1, 1, h, w) opacity in [0, 1] of a plain image with transparency (y holds its
-    colour composited on white), carried to the outputs by `output_alpha`; None otherwise.
+    colour composited on white), carried to the outputs by `output_alpha`; None otherwise. exif: the EXIF a plain
+    photo's outputs keep (`images.exif_kept`; not saved in sidecars).
     """
 
     task: str
@@ -80,6 +81,7 @@ class Measurement:
     icc_profile: bytes | None = field(default=None, repr=False)
     kernel_read: bool = field(default=False, compare=False)
     alpha: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    exif: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -1406,8 +1406,8 @@ def test_inputs_without_task_fail_for_their_own_reason(tmp_path, ckpt):
 def test_messages_for_phone_and_web_inputs(tmp_path, ckpt):
     """What a user of phone and web pictures is told: a broken symbolic link as such; an unknown output suffix with
     the suffixes that work; a GIF output's palette as a warning (also under -q); --mean without --samples with
-    the mean-of-8 method of the task; a HEIC whose nclx colour (Display P3, no ICC) the outputs cannot tag, as a
-    warning under -q too; a degraded HEIC preview as lossy."""
+    the mean-of-8 method of the task; a HEIC whose nclx colour (HDR PQ, no ICC) the outputs cannot tag, as a
+    warning under -q too, a Display P3 one carried as an ICC profile; a degraded HEIC preview as lossy."""
     src = _png(tmp_path / "a.png", 24, 24)
     (tmp_path / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
     common = ["--task", "denoise", "--method", "denoiser", "-c", ckpt, *FAST]
@@ -1420,11 +1420,16 @@ def test_messages_for_phone_and_web_inputs(tmp_path, ckpt):
     res = run("restore", src, "--mean", *common)
     assert res.exit_code == 2 and "--method denoiser-mean8 gives the mean of 8" in res.stderr, res.output
     pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.from_pillow(Image.open(src)).save(tmp_path / "pq.heic", quality=90, color_primaries=9,
+                                                  transfer_characteristics=16)
+    res = run("restore", tmp_path / "pq.heic", "-o", tmp_path / "pq.png", "-q", *common)
+    assert res.exit_code == 0 and "warning: " in res.stderr, res.output
+    assert "colour tagged BT.2020 / PQ (HDR) (HEIF nclx, no ICC profile)" in res.stderr, res.output
     pillow_heif.from_pillow(Image.open(src)).save(tmp_path / "p3.heic", quality=90, color_primaries=12,
                                                   transfer_characteristics=13)
-    res = run("restore", tmp_path / "p3.heic", "-o", tmp_path / "p3.png", "-q", *common)
-    assert res.exit_code == 0 and "warning: " in res.stderr, res.output
-    assert "colour tagged Display P3 (HEIF nclx, no ICC profile)" in res.stderr, res.output
+    res = run("restore", tmp_path / "p3.heic", "-o", tmp_path / "p3.png", *common)  # P3: carried as ICC
+    assert res.exit_code == 0 and "warning" not in res.stderr and "its Display P3 colour" in res.stderr
+    assert Image.open(tmp_path / "p3.png").info["icc_profile"][36:40] == b"acsp"
     res = run("degrade", src, "--task", "denoise", "-o", tmp_path / "d.heic")
     assert res.exit_code == 0 and "d.heic: a lossy preview" in res.stderr, res.output
 
@@ -1464,3 +1469,21 @@ def test_format_names_the_outputs_format(tmp_path, ckpt):
     res = run("restore", tmp_path / "m" / "m.jpg.ncvsd.json", "--format", "same", "-o", tmp_path / "ms/",
               "--method", "denoiser", "-c", ckpt, *FAST)  # a sidecar named directly: its image's format
     assert res.exit_code == 0 and _files(tmp_path / "ms") == {"m.jpg"}, res.output
+
+
+def test_a_photos_exif_is_kept_unless_stripped(tmp_path, ckpt):
+    """restore copies a phone photo's EXIF (model, capture date, GPS) into its outputs, without the orientation
+    (the pixels are turned); --strip-metadata writes none."""
+    exif = Image.Exif()
+    exif[0x0110], exif[0x0112] = "iPhone 13", 6
+    exif.get_ifd(0x8769)[0x9003] = "2026:11:30 10:00:00"
+    exif.get_ifd(0x8825)[1] = "N"
+    Image.open(_png(tmp_path / "a.png", 20, 24)).save(tmp_path / "p.jpg", quality=90, exif=exif.tobytes())
+    common = ["--task", "denoise", "--method", "denoiser", "-c", ckpt, *FAST]
+    assert run("restore", tmp_path / "p.jpg", "-o", tmp_path / "k.jpg", *common).exit_code == 0
+    kept = Image.open(tmp_path / "k.jpg").getexif()
+    assert (kept.get(0x0110), kept.get(0x0112), kept.get_ifd(0x8769).get(0x9003)) == ("iPhone 13", None,
+                                                                                        "2026:11:30 10:00:00")
+    assert Image.open(tmp_path / "k.jpg").size == (20, 24)  # turned
+    assert run("restore", tmp_path / "p.jpg", "-o", tmp_path / "s.png", "--strip-metadata", *common).exit_code == 0
+    assert not Image.open(tmp_path / "s.png").getexif()

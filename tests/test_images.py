@@ -623,6 +623,54 @@ def test_deep_outputs_keep_their_bits_alpha_and_profile(fmt, channels, alpha):
     assert (to_unit(got) - to_unit(ramp)).abs().max() <= tol + (2 / 1023 if alpha and fmt == "HEIF" else 0)
 
 
+def _camera_exif() -> bytes:
+    """A phone's EXIF: make, model, orientation 6, software, a maker note, sizes, capture date and a GPS position."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0112], exif[0x0131] = "Apple", "iPhone 13", 6, "17.1"
+    sub = exif.get_ifd(0x8769)
+    sub[0x9003], sub[0xA002], sub[0xA003], sub[0x927C] = "2026:11:30 10:00:00", 7, 5, b"Apple iOS\x00maker"
+    exif.get_ifd(0x8825).update({1: "N", 2: (52.0, 30.0, 0.0)})
+    return exif.tobytes()
+
+
+def test_exif_kept_is_what_the_photo_is_not_how_the_file_was_laid_out(rgb8):
+    """`exif_kept`: camera, date and GPS are kept; orientation (applied to the pixels), software, sizes and the
+    maker note are not; a TIFF's own tags (its layout) are not EXIF; a file without EXIF gives None."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb8).save(buf, "JPEG", exif=_camera_exif())
+    d = read_image(buf.getvalue())
+    assert d.tensor.shape[-2:] == (5, 7)  # turned by orientation 6
+    kept = Image.Exif()
+    kept.load(d.exif)
+    assert (kept.get(0x010F), kept.get(0x0110), kept.get(0x0112), kept.get(0x0131)) == ("Apple", "iPhone 13", None, None)
+    assert dict(kept.get_ifd(0x8769)) == {0x9003: "2026:11:30 10:00:00"}
+    assert kept.get_ifd(0x8825)[1] == "N"
+    assert read_image(_png_bytes(rgb8)).exif is None
+    tiff = io.BytesIO()
+    Image.fromarray(rgb8).save(tiff, "TIFF")
+    assert read_image(tiff.getvalue()).exif is None
+
+
+@pytest.mark.parametrize(("fmt", "bits"), [("JPEG", 8), ("PNG", 8), ("PNG", 16), ("WEBP", 8), ("TIFF", 8),
+                                           ("TIFF", 16), ("AVIF", 8), ("HEIF", 8), ("HEIF", 16)])
+def test_exif_is_written_where_the_format_holds_it(fmt, bits, rgb8):
+    """encode_image(exif=) writes the EXIF into JPEG, PNG (16-bit: an eXIf chunk), WebP, AVIF, HEIC (10-bit too)
+    and 8-bit TIFF; a 16-bit TIFF (tifffile) gets none."""
+    from PIL import features
+
+    if fmt == "HEIF":
+        pytest.importorskip("pillow_heif")
+    if fmt == "AVIF" and not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF")
+    buf = io.BytesIO()
+    Image.fromarray(rgb8).save(buf, "JPEG", exif=_camera_exif())
+    d = read_image(buf.getvalue())
+    images.open_plugins()
+    with Image.open(io.BytesIO(images.encode_image(d.tensor, fmt, bit_depth=bits, exif=d.exif))) as im:
+        model = im.getexif().get(0x0110)
+    assert model == (None if (fmt, bits) == ("TIFF", 16) else "iPhone 13")
+
+
 def test_the_size_of_a_turned_tiff_pillow_cannot_open_is_the_decoded_size():
     """A float RGB TIFF (read by tifffile only) with EXIF orientation 6: `image_size` turns it as decoding does."""
     import io
@@ -784,14 +832,19 @@ def test_deep_heic_colour_alpha_and_orientation(case, monkeypatch):
     assert err < (1.0 if "premult" in case else 1e-3), err  # premultiplied: the stored colour was rounded
 
 
-def test_heic_colour_tags_without_a_profile_are_noted():
-    """A HEIC whose colour is tagged HDR / wide-gamut by nclx (no ICC profile) gets a note that the outputs do
-    not carry it; an sRGB-tagged one none."""
+def test_heic_colour_tags_without_a_profile():
+    """A HEIC whose colour is named by nclx tags (no ICC profile): Display P3 gets an equivalent ICC profile, which
+    the outputs carry (a note says so); HDR (PQ) cannot be one and gets the note that the outputs do not carry it;
+    sRGB needs nothing."""
     ramp = np.repeat(np.arange(16)[None, :, None] * 60, 8, 0).repeat(3, -1)
+    p3 = read_image(_deep_heic(ramp, "RGB;16", color_primaries=12, transfer_characteristics=13))
+    assert p3.icc_profile is not None and p3.icc_profile[36:40] == b"acsp"
+    assert any("its Display P3 colour (HEIF nclx tags" in n for n in p3.notes), p3.notes
     hdr = read_image(_deep_heic(ramp, "RGB;16", color_primaries=9, transfer_characteristics=16))
     assert any("colour tagged BT.2020 / PQ (HDR) (HEIF nclx, no ICC profile)" in n for n in hdr.notes), hdr.notes
+    assert hdr.icc_profile is None
     plain = read_image(_deep_heic(ramp, "RGB;16", color_primaries=1, transfer_characteristics=13))
-    assert not any("nclx" in n for n in plain.notes), plain.notes
+    assert not any("nclx" in n for n in plain.notes) and plain.icc_profile is None, plain.notes
 
 
 def test_heic_is_written_with_alpha_and_profile(rgb8):

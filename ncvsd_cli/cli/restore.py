@@ -54,8 +54,9 @@ colour space (replicated) and written as greyscale; transparency is restored com
 channel carried to PNG, WebP, AVIF, HEIC and TIFF outputs (upscaled for sr; --flatten: none); inputs
 with more than 8 bits per sample (16-bit PNG / TIFF, 10- / 12-bit HEIC, float TIFF) give 16-bit PNG and TIFF
 outputs, 10-bit HEIC (other formats: 8 bits, with a warning); an embedded ICC colour profile is copied into the outputs (PNG, JPEG, TIFF, WebP, AVIF,
-HEIC) and the pixel values are restored as they are, in the input's colour space; EXIF and other metadata are
-not kept.
+HEIC) and the pixel values are restored as they are, in the input's colour space; a photo's EXIF (camera, dates,
+exposure, GPS; not its orientation, applied to the pixels) is copied into JPEG, PNG, WebP, AVIF, HEIC and 8-bit
+TIFF outputs (--strip-metadata: none); other metadata (XMP, IPTC) is not kept.
 
 Outputs: <stem>_<task>.png beside each input (stdout for -), or in -o DIR as <stem>.png (--format jpg, heic, ...
 for another format, --format same for each input's own: IMG_1.HEIC -> IMG_1.heic); with --samples K the samples
@@ -183,6 +184,10 @@ def restore_command(
     flatten: bool = typer.Option(
         False, "--flatten", help="Write no alpha channel: an input's transparency stays composited on white (default: "
                                  "its alpha is carried to PNG, WebP, AVIF, HEIC and TIFF outputs)."),
+    strip_metadata: bool = typer.Option(
+        False, "--strip-metadata", help="Write no EXIF into the outputs (default: a photo's camera, dates, exposure "
+                                        "and GPS position are copied from its input, its orientation not: the "
+                                        "pixels are turned already)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help=common.SKIP_HELP),
     as_json: bool = typer.Option(False, "--json", help=common.JSON_HELP),
@@ -210,7 +215,8 @@ def restore_command(
         if compile_net and options.device == "cpu":
             common.note("--compile on a CPU: compiling takes minutes, and the sampler's changing noise levels and "
                         "random draws split the network into many graphs, so expect it slower than without", quiet)
-        outputs = Outputs(out, mean, std, overwrite, skip_existing, flatten, _format_suffix(output_format))
+        outputs = Outputs(out, mean, std, overwrite, skip_existing, flatten, _format_suffix(output_format),
+                          strip_metadata)
         _run(options, specs, set(measurement or []), outputs, no_sidecar, as_json, quiet, task_given=task is not None,
              method_given=method is not None)
 
@@ -218,7 +224,7 @@ def restore_command(
 @dataclass(frozen=True)
 class Outputs:
     """What `restore` writes: -o (file, directory, - or None: beside each input), --mean, --std, --overwrite,
-    --skip-existing, --flatten."""
+    --skip-existing, --flatten, --format, --strip-metadata."""
 
     out: str | None
     mean: bool
@@ -226,7 +232,8 @@ class Outputs:
     overwrite: bool
     skip_existing: bool = False
     flatten: bool = False
-    suffix: str | None = None  # --format: ".png", ".jpg", ..., "same" (each input's) or None (PNG; -o FILE's own)
+    suffix: str | None = None
+    strip_metadata: bool = False  # --format: ".png", ".jpg", ..., "same" (each input's) or None (PNG; -o FILE's own)
 
 
 def _format_suffix(output_format: str | None) -> str | None:
@@ -611,6 +618,7 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         common.note(f"{item.name}: {m.notes[0]}", quiet)
         m.alpha = None if alpha_paths is None else m.alpha
     m.notes, m.bit_depth, m.icc_profile = [*decoded.notes, *m.notes], decoded.bit_depth, decoded.icc_profile
+    m.exif = decoded.exif
     return m
 
 
@@ -665,7 +673,8 @@ def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[
         kept = i < images_kept  # the std image holds values, not colours
         files.append((p, images.encode_image(t, _out_format(p, outputs), bit_depth=bits if kept else 8,
                                              icc_profile=m.icc_profile if kept else None,
-                                             alpha=alpha if kept else None)))
+                                             alpha=alpha if kept else None,
+                                             exif=m.exif if kept and not outputs.strip_metadata else None)))
     scale = {}
     if outputs.std:
         data, scale = std_map_png(res.samples)
