@@ -14,11 +14,14 @@ import numpy as np
 D50 = (0.9642, 1.0, 0.8249)
 #: Bradford's cone response matrix (von Kries adaptation in that space).
 BRADFORD = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
-#: Decoding curves (signal in [0, 1] -> linear light), ICC parametric type 3 (g, a, b, c, d:
-#: Y = (aX + b)^g for X >= d, else cX) or type 0 (g: Y = X^g), per H.273 TransferCharacteristics code.
+#: The sRGB decoding curve (IEC 61966-2-1), ICC parametric type 3 (g, a, b, c, d: Y = (aX + b)^g for X >= d,
+#: else cX).
+SRGB_CURVE = (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045)
+#: Decoding curves (signal in [0, 1] -> linear light; type 3 as SRGB_CURVE, or type 0: g, Y = X^g) per H.273
+#: TransferCharacteristics code. The BT.709 / BT.2020 codes (1, 6, 14, 15) name a camera's encoding, not a
+#: display's: still images tagged so are shown with the sRGB curve (as browsers do), and get it here.
 TRANSFER_CURVES = {
-    13: (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045),  # sRGB (IEC 61966-2-1)
-    **dict.fromkeys((1, 6, 14, 15), (1 / 0.45, 1 / 1.099, 0.099 / 1.099, 1 / 4.5, 0.081)),  # BT.709 / BT.2020
+    **dict.fromkeys((2, 13, 1, 6, 14, 15), SRGB_CURVE),  # 2: unspecified
     4: (2.2,),
     5: (2.8,),
     8: (1.0,),  # linear
@@ -100,15 +103,18 @@ def nclx_profile(nclx: dict) -> tuple[bytes | None, str | None]:
     keys = ("red", "green", "blue", "white")
     try:
         xy = tuple((float(nclx[f"color_primary_{k}_x"]), float(nclx[f"color_primary_{k}_y"])) for k in keys)
-    except (KeyError, TypeError, ValueError):
-        return None, None
+        rgb_to_xyz(xy[:3], xy[3])  # unspecified primaries (code 2) come as zeros: no space, shown as sRGB
+        usable = primaries != 2 and all(0 < x < 1 and 0 < y < 1 for x, y in xy)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, np.linalg.LinAlgError):
+        usable = False
     name = PRIMARIES_NAMES.get(primaries, f"primaries {primaries}")
-    if transfer in HDR_TRANSFERS:
-        return None, f"{name} / {HDR_TRANSFERS[transfer]}"
-    srgb_like = np.allclose(xy, SRGB_CHROMATICITIES, atol=2e-3)
-    curve = TRANSFER_CURVES.get(13 if transfer == 2 else transfer)  # 2: unspecified, shown as sRGB
-    if srgb_like and curve is not None:
+    if not isinstance(transfer, int):  # incomplete tags: nothing said
         return None, None
+    if transfer in HDR_TRANSFERS:
+        return None, f"{name if usable else 'unspecified primaries'} / {HDR_TRANSFERS[transfer]}"
+    curve = TRANSFER_CURVES.get(transfer)
     if curve is None:
-        return None, f"{name} / transfer {transfer}"
+        return None, f"{name if usable else 'unspecified primaries'} / transfer {transfer}"
+    if not usable or (np.allclose(xy, SRGB_CHROMATICITIES, atol=2e-3) and curve == SRGB_CURVE):
+        return None, None  # untagged RGB is shown as this
     return rgb_profile(xy[:3], xy[3], curve, f"{name} (from the HEIF's nclx tags)"), name

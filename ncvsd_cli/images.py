@@ -380,12 +380,12 @@ def heif_colour(data: bytes) -> tuple[bytes | None, str | None]:
         open_plugins()
         with Image.open(io.BytesIO(data)) as im:
             info = dict(im.info)
+        nclx = info.get("nclx_profile")
+        if not isinstance(nclx, dict) or info.get("icc_profile"):
+            return None, None
+        profile, name = nclx_profile(nclx)
     except Exception:  # noqa: BLE001 (decoded already; colour tags are optional)
         return None, None
-    nclx = info.get("nclx_profile")
-    if not isinstance(nclx, dict) or info.get("icc_profile"):
-        return None, None
-    profile, name = nclx_profile(nclx)
     if name is None:
         return None, None
     if profile is None:
@@ -532,7 +532,7 @@ def read_image(
         notes.append("colour reduced to greyscale (BT.601 luma)")
     tensor = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float()[None]
     icc = _kept_profile(icc_profile(data), notes)
-    if icc is None and heif_kind(data) == "heic":  # colour named by nclx tags: an equivalent profile, or a warning
+    if icc is None and not grey and heif_kind(data) == "heic":  # colour named by nclx tags: an equivalent profile
         icc, note = heif_colour(data)
         notes += [note] if note else []
     return DecodedImage(tensor=from_unit(tensor), mode=mode, bit_depth=bits, grey=grey, notes=notes,
@@ -723,18 +723,22 @@ def icc_profile(data: bytes) -> bytes | None:
 #: date, artist, copyright), not how the file lays it out nor its orientation (the pixels are turned already);
 #: with the Exif directory (exposure, dates, lens) and the GPS one.
 EXIF_KEPT_TAGS = (0x010E, 0x010F, 0x0110, 0x0132, 0x013B, 0x8298)
-#: Tags of the Exif directory left out: the pixel size (a restoration may change it), the interoperability
-#: directory's pointer and the maker note (offsets into the original file).
-EXIF_DROPPED_TAGS = (0xA002, 0xA003, 0xA005, 0x927C)
+#: Tags of the Exif directory left out: the pixel size and pixel positions (subject area and location, focal plane
+#: resolution: a restoration may turn or resize the image), the image's unique ID (a restoration is another image),
+#: the interoperability directory's pointer and the maker note (offsets into the original file).
+EXIF_DROPPED_TAGS = (0xA002, 0xA003, 0x9214, 0xA214, 0xA20E, 0xA20F, 0xA210, 0xA420, 0xA005, 0x927C)
+#: The largest EXIF kept (a JPEG's APP1 segment holds 65533 bytes); a larger one loses its free-text comments
+#: (UserComment, ImageDescription) and, still too large, is dropped.
+MAX_EXIF_BYTES = 65533
 #: Formats `encode_image` writes EXIF into (8-bit TIFF through Pillow; a 16-bit TIFF gets none).
 EXIF_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "AVIF", "HEIF")
 
 
 def exif_kept(data: bytes) -> bytes | None:
     """The EXIF an image file's restorations keep, as bytes for Pillow's `exif=` ("Exif\\0\\0" and a TIFF
-    structure): EXIF_KEPT_TAGS of the main directory with the Exif (less EXIF_DROPPED_TAGS) and GPS directories;
-    None when the file has none of them or its EXIF cannot be read. A TIFF's own tags (its layout) are not EXIF and
-    are not kept."""
+    structure): EXIF_KEPT_TAGS of the main directory with the Exif (less EXIF_DROPPED_TAGS) and GPS directories,
+    at most MAX_EXIF_BYTES; None when the file has none of them or its EXIF cannot be read. A TIFF's own tags (its
+    layout; a description, which tifffile fills with the array's shape) are not kept."""
     from PIL import Image
 
     try:
@@ -743,19 +747,24 @@ def exif_kept(data: bytes) -> bytes | None:
             open_plugins()
             with Image.open(io.BytesIO(data)) as im:
                 src = im.getexif()
-                out = Image.Exif()
-                for tag in EXIF_KEPT_TAGS:
-                    if tag in src:
-                        out[tag] = src[tag]
+                main = {t: src[t] for t in EXIF_KEPT_TAGS if t in src and not (t == 0x010E and im.format == "TIFF")}
                 exif_ifd = {k: v for k, v in src.get_ifd(0x8769).items() if k not in EXIF_DROPPED_TAGS}
                 gps_ifd = dict(src.get_ifd(0x8825))
+            if not (main or exif_ifd or gps_ifd):
+                return None
+            for comments in ((), (0x9286, 0x010E)):  # free text is the first to go when it is too large
+                out = Image.Exif()
+                out.update({t: v for t, v in main.items() if t not in comments})
                 if exif_ifd:
-                    out.get_ifd(0x8769).update(exif_ifd)
+                    out.get_ifd(0x8769).update({t: v for t, v in exif_ifd.items() if t not in comments})
                 if gps_ifd:
                     out.get_ifd(0x8825).update(gps_ifd)
-                return out.tobytes() if len(out) or exif_ifd or gps_ifd else None
+                block = out.tobytes()
+                if len(block) <= MAX_EXIF_BYTES:
+                    return block
     except Exception:  # noqa: BLE001 (metadata is optional: an unreadable block is left out)
         return None
+    return None
 
 
 def _kept_profile(icc: bytes | None, notes: list[str]) -> bytes | None:
@@ -955,7 +964,8 @@ def _tiff16(arr: np.ndarray, icc: bytes | None) -> bytes:
     icc = None if icc and planes > 1 and icc[16:20] == b"GRAY" else icc
     buf = io.BytesIO()
     tifffile.imwrite(buf, arr, photometric="minisblack" if planes <= 2 else "rgb", compression="zlib",
-                     extrasamples=("unassalpha",) if planes in (2, 4) else None, iccprofile=icc or None)
+                     extrasamples=("unassalpha",) if planes in (2, 4) else None, iccprofile=icc or None,
+                     metadata=None)  # (no shape description)
     return buf.getvalue()
 
 

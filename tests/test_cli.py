@@ -1477,13 +1477,14 @@ def test_a_photos_exif_is_kept_unless_stripped(tmp_path, ckpt):
     exif = Image.Exif()
     exif[0x0110], exif[0x0112] = "iPhone 13", 6
     exif.get_ifd(0x8769)[0x9003] = "2026:11:30 10:00:00"
-    exif.get_ifd(0x8825)[1] = "N"
+    exif.get_ifd(0x8825).update({1: "N", 2: (52.0, 30.0, 12.34)})
     Image.open(_png(tmp_path / "a.png", 20, 24)).save(tmp_path / "p.jpg", quality=90, exif=exif.tobytes())
     common = ["--task", "denoise", "--method", "denoiser", "-c", ckpt, *FAST]
     assert run("restore", tmp_path / "p.jpg", "-o", tmp_path / "k.jpg", *common).exit_code == 0
     kept = Image.open(tmp_path / "k.jpg").getexif()
     assert (kept.get(0x0110), kept.get(0x0112), kept.get_ifd(0x8769).get(0x9003)) == ("iPhone 13", None,
                                                                                         "2026:11:30 10:00:00")
+    assert [float(v) for v in kept.get_ifd(0x8825)[2]] == pytest.approx([52.0, 30.0, 12.34])
     assert Image.open(tmp_path / "k.jpg").size == (20, 24)  # turned
     assert run("restore", tmp_path / "p.jpg", "-o", tmp_path / "s.png", "--strip-metadata", *common).exit_code == 0
     assert not Image.open(tmp_path / "s.png").getexif()

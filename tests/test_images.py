@@ -649,6 +649,34 @@ def test_exif_kept_is_what_the_photo_is_not_how_the_file_was_laid_out(rgb8):
     tiff = io.BytesIO()
     Image.fromarray(rgb8).save(tiff, "TIFF")
     assert read_image(tiff.getvalue()).exif is None
+    import tifffile
+
+    described = io.BytesIO()
+    tifffile.imwrite(described, rgb8, photometric="rgb")  # its description: the array's shape, as JSON
+    assert read_image(described.getvalue()).exif is None
+
+
+def test_a_large_exif_loses_its_comment_and_no_pointer_is_kept(rgb8):
+    """An EXIF over a JPEG segment's 64 KiB loses its free-text comment, keeps the rest and is still written as a
+    JPEG; the interoperability pointer (an offset into the original) is not kept."""
+    exif = Image.Exif()
+    exif[0x0110] = "iPhone 13"
+    sub = exif.get_ifd(0x8769)
+    sub[0x9286] = b"ASCII\x00\x00\x00" + b"x" * 70000
+    sub[0x9003] = "2026:11:30 10:00:00"
+    exif.get_ifd(0xA005)[1] = "R98"  # the interoperability directory
+    kept = Image.Exif()
+    kept.load(images.exif_kept(_png_bytes_with_exif(rgb8, exif.tobytes())))
+    assert kept.get(0x0110) == "iPhone 13" and dict(kept.get_ifd(0x8769)) == {0x9003: "2026:11:30 10:00:00"}
+    d = read_image(_png_bytes_with_exif(rgb8, exif.tobytes()))
+    with Image.open(io.BytesIO(images.encode_image(d.tensor, "JPEG", exif=d.exif))) as im:
+        assert im.getexif().get(0x0110) == "iPhone 13"
+
+
+def _png_bytes_with_exif(arr: np.ndarray, exif: bytes) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", exif=exif)
+    return buf.getvalue()
 
 
 @pytest.mark.parametrize(("fmt", "bits"), [("JPEG", 8), ("PNG", 8), ("PNG", 16), ("WEBP", 8), ("TIFF", 8),
@@ -845,6 +873,10 @@ def test_heic_colour_tags_without_a_profile():
     assert hdr.icc_profile is None
     plain = read_image(_deep_heic(ramp, "RGB;16", color_primaries=1, transfer_characteristics=13))
     assert not any("nclx" in n for n in plain.notes) and plain.icc_profile is None, plain.notes
+    grey = read_image(_deep_heic(ramp[..., 0], "L;16", color_primaries=12, transfer_characteristics=13))
+    assert grey.grey and grey.icc_profile is None  # an RGB profile would be refused on a grey output
+    unspecified = read_image(_deep_heic(ramp, "RGB;16", color_primaries=2, transfer_characteristics=2))
+    assert unspecified.icc_profile is None and not any("nclx" in n for n in unspecified.notes)  # (it crashed)
 
 
 def test_heic_is_written_with_alpha_and_profile(rgb8):

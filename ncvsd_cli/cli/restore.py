@@ -53,8 +53,9 @@ Inputs of any size are padded to what the network needs and cropped back. Greysc
 colour space (replicated) and written as greyscale; transparency is restored composited on white and its alpha
 channel carried to PNG, WebP, AVIF, HEIC and TIFF outputs (upscaled for sr; --flatten: none); inputs
 with more than 8 bits per sample (16-bit PNG / TIFF, 10- / 12-bit HEIC, float TIFF) give 16-bit PNG and TIFF
-outputs, 10-bit HEIC (other formats: 8 bits, with a warning); an embedded ICC colour profile is copied into the outputs (PNG, JPEG, TIFF, WebP, AVIF,
-HEIC) and the pixel values are restored as they are, in the input's colour space; a photo's EXIF (camera, dates,
+outputs, 10-bit HEIC (other formats: 8 bits, with a warning); an embedded ICC colour profile is copied into the
+outputs (PNG, JPEG, TIFF, WebP, AVIF, HEIC; a HEIC's nclx colour tags as an equivalent profile) and the pixel
+values are restored as they are, in the input's colour space; a photo's EXIF (camera, dates,
 exposure, GPS; not its orientation, applied to the pixels) is copied into JPEG, PNG, WebP, AVIF, HEIC and 8-bit
 TIFF outputs (--strip-metadata: none); other metadata (XMP, IPTC) is not kept.
 
@@ -185,9 +186,10 @@ def restore_command(
         False, "--flatten", help="Write no alpha channel: an input's transparency stays composited on white (default: "
                                  "its alpha is carried to PNG, WebP, AVIF, HEIC and TIFF outputs)."),
     strip_metadata: bool = typer.Option(
-        False, "--strip-metadata", help="Write no EXIF into the outputs (default: a photo's camera, dates, exposure "
-                                        "and GPS position are copied from its input, its orientation not: the "
-                                        "pixels are turned already)."),
+        False, "--strip-metadata", help="Write no EXIF into the outputs, e.g. to share them without the place a "
+                                        "photo was taken (default: a photo's camera, dates, exposure and GPS "
+                                        "position are copied from its input; the colour profile is kept either "
+                                        "way)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help=common.SKIP_HELP),
     as_json: bool = typer.Option(False, "--json", help=common.JSON_HELP),
@@ -232,8 +234,8 @@ class Outputs:
     overwrite: bool
     skip_existing: bool = False
     flatten: bool = False
-    suffix: str | None = None
-    strip_metadata: bool = False  # --format: ".png", ".jpg", ..., "same" (each input's) or None (PNG; -o FILE's own)
+    suffix: str | None = None  # --format: ".png", ".jpg", ..., "same" (each input's) or None (PNG; -o FILE's own)
+    strip_metadata: bool = False  # --strip-metadata: no EXIF
 
 
 def _format_suffix(output_format: str | None) -> str | None:
