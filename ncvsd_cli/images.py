@@ -274,10 +274,16 @@ def _decode_tiff(data: bytes, name: str, max_pixels: int | None,
     else:
         bits, arr = arr.dtype.itemsize * 8, _float_to_unit(arr.astype(np.float64), name, notes)
     if associated and arr.shape[-1] in (2, 4):  # straight colour, as the rest of the policy has it
-        alpha = arr[..., -1:]
-        arr = np.concatenate([np.clip(arr[..., :-1] / np.where(alpha > 0, alpha, 1.0), 0.0, 1.0), alpha], axis=-1)
+        arr = _straight_alpha(arr)
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[-1]] + (f";{bits}" if bits != 8 else "")
     return arr, mode, bits
+
+
+def _straight_alpha(arr: np.ndarray) -> np.ndarray:
+    """(H, W, C + 1) samples on [0, 1] with premultiplied (associated) alpha last, as straight colour: c / a,
+    clipped to [0, 1] (kept as it is where a is 0: invisible)."""
+    alpha = arr[..., -1:]
+    return np.concatenate([np.clip(arr[..., :-1] / np.where(alpha > 0, alpha, 1.0), 0.0, 1.0), alpha], axis=-1)
 
 
 def _png_orientation(data: bytes) -> int | None:
@@ -356,9 +362,8 @@ def _deep_heif(data: bytes, im: Any) -> tuple[np.ndarray, str, int] | None:
     arr = arr[..., None] if arr.ndim == 2 else arr
     if arr.shape[:2] != (im.height, im.width):
         return None
-    if getattr(heif, "premultiplied_alpha", False):  # mode "RGBa;10": colour times alpha, made straight
-        a = arr[..., -1:]
-        arr[..., :-1] = np.where(a > 0, np.clip(arr[..., :-1] / np.where(a > 0, a, 1), 0.0, 1.0), 0.0)
+    if getattr(heif, "premultiplied_alpha", False):  # mode "RGBa;10": colour times alpha
+        arr = _straight_alpha(arr)
     # libheif has applied the file's rotation and mirroring, and the plugin reports EXIF orientation 1 then;
     # another orientation is applied as Pillow's exif_transpose would
     return _oriented(arr, im.getexif().get(0x0112)), str(heif.mode), bits
@@ -568,8 +573,9 @@ def compression_sigma(data: bytes, mode: str) -> float | None:
     `_photo_palette`); None for lossless sources."""
     if is_lossy_webp(data):
         return WEBP_LOSSY_SIGMA
-    if heif_kind(data) in ("avif", "heic"):
-        return AVIF_LOSSY_SIGMA if heif_kind(data) == "avif" else HEIC_LOSSY_SIGMA
+    kind = heif_kind(data)
+    if kind:
+        return AVIF_LOSSY_SIGMA if kind == "avif" else HEIC_LOSSY_SIGMA
     if mode in ("P", "PA"):
         return PALETTE_SIGMA if _photo_palette(data) else None
     return jpeg_quantization_sigma(data)
@@ -952,16 +958,26 @@ def uncomposite(x: torch.Tensor, alpha: torch.Tensor, levels: int = 255) -> np.n
 DEEP_BITS = {"PNG": 16, "TIFF": 16, "HEIF": 10}
 
 
+def _profile_for(icc: bytes | None, rgb: bool) -> bytes | None:
+    """`icc` for a file that stores RGB (`rgb`) or grey samples: a grey ("GRAY") profile would mislabel RGB ones."""
+    return None if icc and rgb and icc[16:20] == b"GRAY" else icc
+
+
+def _without_grey_alpha(arr: np.ndarray, icc: bytes | None) -> tuple[np.ndarray, bytes | None]:
+    """(H, W, 2) grey with alpha as (H, W, 4) RGBA, for writers without that layout, and the profile that fits."""
+    if arr.ndim == 3 and arr.shape[2] == 2:
+        arr = arr[..., [0, 0, 0, 1]]
+    return arr, _profile_for(icc, arr.ndim == 3)
+
+
 def _tiff16(arr: np.ndarray, icc: bytes | None) -> bytes:
     """A 16-bit TIFF (deflate) of an (H, W) or (H, W, C) uint16 array, C = 1 / 2 / 3 / 4 (grey, grey with alpha as
     RGBA: Pillow opens no 16-bit grey with alpha, RGB, RGB with alpha: unassociated), with the ICC profile `icc`
     (tag 34675) when given (a grey one only on a grey image)."""
     import tifffile
 
-    if arr.ndim == 3 and arr.shape[2] == 2:
-        arr = arr[..., [0, 0, 0, 1]]
+    arr, icc = _without_grey_alpha(arr, icc)
     planes = 1 if arr.ndim == 2 else arr.shape[2]
-    icc = None if icc and planes > 1 and icc[16:20] == b"GRAY" else icc
     buf = io.BytesIO()
     tifffile.imwrite(buf, arr, photometric="minisblack" if planes <= 2 else "rgb", compression="zlib",
                      extrasamples=("unassalpha",) if planes in (2, 4) else None, iccprofile=icc or None,
@@ -972,12 +988,11 @@ def _tiff16(arr: np.ndarray, icc: bytes | None) -> bytes:
 def _heif10(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None) -> bytes:
     """A 10-bit HEIC (quality OUTPUT_QUALITY) of an (H, W) or (H, W, C) uint16 array (grey, grey with alpha as RGBA,
     RGB, RGBA), with the ICC profile `icc` when given (a grey one only on a grey image)."""
-    if arr.ndim == 3 and arr.shape[2] == 2:  # no grey-with-alpha layout in HEIF
-        arr = arr[..., [0, 0, 0, 1]]
+    arr, icc = _without_grey_alpha(arr, icc)  # no grey-with-alpha layout in HEIF
     mode = {2: "L;16", 3: "RGB;16", 4: "RGBA;16"}[arr.ndim if arr.ndim == 2 else arr.shape[2]]
     data = np.ascontiguousarray(arr).tobytes()
     heif = heif_module().from_bytes(mode=mode, size=(arr.shape[1], arr.shape[0]), data=data)
-    if icc and not (arr.ndim == 3 and icc[16:20] == b"GRAY"):
+    if icc:
         heif.info["icc_profile"] = icc
     if exif:
         heif.info["exif"] = exif
@@ -1018,9 +1033,9 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     buf = io.BytesIO()
     options: dict = {"quality": OUTPUT_QUALITY[fmt]} if fmt in OUTPUT_QUALITY else {}
     planes = arr.shape[-1] if arr.ndim == 3 else 1
-    as_rgb = planes >= 3 or fmt == "WEBP" or (fmt == "HEIF" and planes == 2)  # WebP has no grey, HEIF no LA
-    if icc_profile and fmt in ICC_FORMATS and not (as_rgb and icc_profile[16:20] == b"GRAY"):
-        options["icc_profile"] = icc_profile  # (a grey profile would mislabel RGB samples)
+    icc = _profile_for(icc_profile, planes >= 3 or fmt == "WEBP" or (fmt == "HEIF" and planes == 2))  # WebP: no
+    if icc and fmt in ICC_FORMATS:  # grey; HEIF: no grey with alpha
+        options["icc_profile"] = icc
     if exif and fmt in EXIF_FORMATS:
         options["exif"] = exif
     Image.fromarray(arr).save(buf, format=format, **options)

@@ -429,7 +429,8 @@ class Restorer:
         unknown = bounds is not None and self.options.sigma_y is None and "sigma_y" not in preset
         coding = jpeg_coding if jpeg_coding is None or y.shape[1] == 3 or not jpeg_coding.colour else None  # a
         # colour JPEG read as grey for a grey model: its luma is not the channels' mean the coding was simulated on
-        window = opaque_window(alpha) if holes is None else None  # a cut-out: read where it is opaque (its white
+        reads = unknown or reads_blur(task, given)
+        window = opaque_window(alpha) if holes is None and reads else None  # a cut-out: read where opaque (its white
         seen = y if window is None else y[..., window[0], window[1]]  # has no noise, its outline sharp edges)
         if window is not None and min(seen.shape[-2:]) < OPAQUE_READ_MIN_SIDE:  # too little to read: all of it
             notes.append(f"its largest opaque rectangle, {seen.shape[-1]}x{seen.shape[-2]} px, is too small to read "

@@ -655,25 +655,24 @@ def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[
     if outputs.std:
         tensors.append(res.std_image())
     bits = 16 if m.bit_depth > 8 else 8
-    kept_bits = {p: images.DEEP_BITS.get(_out_format(p, outputs), 8) for p in paths[:images_kept]}
-    fewer = [f"{'stdout' if p == '-' else p} with {b}" for p, b in kept_bits.items()
-             if bits == 16 and b < min(m.bit_depth, 16)]  # (a float input: 16 is all any output keeps)
-    if fewer:  # PNG and TIFF are written with 16 bits, HEIC with 10, others with 8 (`images.encode_image`)
-        bits_note = (f"the input has {m.bit_depth} bits per sample; written {', '.join(fewer)} (a .png or .tif "
-                     "output keeps 16)")
-        m.notes = [*m.notes, bits_note]
-        common.note(f"warning: {m.notes[-1]}")  # fewer bits than the input: said even with --quiet
-    gifs = [p for p in paths[:images_kept] if _out_format(p, outputs) == "GIF"]
-    if gifs:  # Pillow quantises to an adaptive palette
-        gif_note = (f"{', '.join(map(str, gifs))}: a GIF holds 256 colours, so the restoration is written reduced "
-                    "to a palette (a .png output keeps every colour)")
-        m.notes = [*m.notes, gif_note]
-        common.note(f"warning: {m.notes[-1]}")
+    formats = [_out_format(p, outputs) for p in paths]
+    kept_formats = dict(zip(paths[:images_kept], formats))
+    fewer = [f"{'stdout' if p == '-' else p} with {images.DEEP_BITS.get(f, 8)}" for p, f in kept_formats.items()
+             if bits == 16 and images.DEEP_BITS.get(f, 8) < min(m.bit_depth, 16)]  # (a float input: 16 at most)
+    gifs = [str(p) for p, f in kept_formats.items() if f == "GIF"]  # Pillow quantises to an adaptive palette
+    bits_note = (f"the input has {m.bit_depth} bits per sample; written {', '.join(fewer)} (a .png or .tif "
+                 "output keeps 16)")
+    gif_note = (f"{', '.join(gifs)}: a GIF holds 256 colours, so the restoration is written reduced to a palette "
+                "(a .png output keeps every colour)")
+    for said, note in ((fewer, bits_note), (gifs, gif_note)):
+        if said:  # less than the input holds: said even with --quiet
+            m.notes = [*m.notes, note]
+            common.note(f"warning: {note}")
     alpha = None if m.alpha is None else meas.output_alpha(m.alpha, m.operator())
     files = []
-    for i, (t, p) in enumerate(zip(tensors, paths)):
+    for i, (t, p, fmt) in enumerate(zip(tensors, paths, formats)):
         kept = i < images_kept  # the std image holds values, not colours
-        files.append((p, images.encode_image(t, _out_format(p, outputs), bit_depth=bits if kept else 8,
+        files.append((p, images.encode_image(t, fmt, bit_depth=bits if kept else 8,
                                              icc_profile=m.icc_profile if kept else None,
                                              alpha=alpha if kept else None,
                                              exif=m.exif if kept and not outputs.strip_metadata else None)))
