@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ncvsd_cli.checkpoints import CheckpointError, sha256_file
+from ncvsd_cli.progress import sized_terminal
 
 CHUNK = 1 << 20
 RETRIES = 3
@@ -143,7 +144,7 @@ def url_download(url: str, dest: str | os.PathLike, *, force: bool = False, quie
                     total = start + int(length) if length is not None else None
                     if bar is None:
                         bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                                   desc=dest.name, file=sys.stderr, disable=quiet or None)
+                                   desc=dest.name, file=sys.stderr, disable=quiet or not sized_terminal(sys.stderr))
                     else:
                         bar.reset(total=total)
                         bar.update(start)

@@ -573,16 +573,21 @@ def estimate_luma_noise_sigma(y: torch.Tensor, coarse: bool = False, *, scale: i
     luma only (`coarse_luma_noise`). Images whose channels are one grey (`distinct_channels`) read as
     `estimate_noise_sigma`
     (coarse: of the 2 x 2 means, x 2). 0 for an image too small to read at that scale."""
-    import torch
-
     k = scale or (2 if coarse else 1)
     y = images.centre_crop(y, k * NOISE_WINDOW)  # what is read, before any copy
     z = y.double()
     if y.shape[1] == 3 and len(distinct_channels(y[0])) == 3:
         z = sum(w * z[:, c : c + 1] for c, w in enumerate(images.LUMA_WEIGHTS)) / LUMA_NOISE_GAIN
-    if k > 1:
-        return k * estimate_noise_sigma(torch.nn.functional.avg_pool2d(z, k))
-    return estimate_noise_sigma(z)
+    return noise_sigma_on_means(z, k)
+
+
+def noise_sigma_on_means(y: torch.Tensor, k: int) -> float:
+    """`estimate_noise_sigma` of y's k x k means (k >= 1), x k: the std (>= 0) of white noise in y as it shows at
+    that scale (white noise's std falls by k there). y (1, C, h, w) is read on its centre k * NOISE_WINDOW square."""
+    import torch
+
+    y = images.centre_crop(y, k * NOISE_WINDOW)
+    return k * estimate_noise_sigma(torch.nn.functional.avg_pool2d(y, k)) if k > 1 else estimate_noise_sigma(y)
 
 
 #: White noise reads alike on the luma's 2 x 2 and 4 x 4 means (each x its side); a picture's texture reads higher
@@ -607,22 +612,46 @@ def coarse_luma_is_noise(y: torch.Tensor, coarse: float, ratio: float = WHITE_NO
     return estimate_luma_noise_sigma(y, scale=4) <= ratio * coarse
 
 
-def coarse_luma_noise(y: torch.Tensor) -> float:
+def coarse_luma_noise(y: torch.Tensor, colour: float | None = None) -> float:
     """The noise level (>= 0, the [-1, 1] scale) of a colour photo y (1, 3, h, w) read on its luma's 2 x 2 means
-    (`estimate_luma_noise_sigma(y, coarse=True)`) where the 4 x 4 means agree (`coarse_luma_is_noise`: noise, not
-    texture), else 0: where a sharp JPEG's steps and a camera's demosaicing leave noise. A camera's demosaicing makes each pixel's colours functions of neighbouring sensor values
-    and smooths colour differences, so the colour reading sees little of its noise (0.009 / 0.014 for noise of std
-    0.04 / 0.08), the finest luma part of it, and the 2 x 2 luma means about all (0.046 / 0.093; medians over the
-    106 training photos at 256 px, a simulated camera: benchmarks/camera-noise/). Within 0.7-1.5x the true std on
-    43-60 of them (noise 0.03-0.08; the colour reading alone 0-9), no clean one read higher than before (its
-    colour reading); fur and foliage fail the 4 x 4 test and still read low, mostly in shrunk photos (68 photos
-    not used to choose the test: 85-95 % within 0.7-1.5x in 512-px crops at their own resolution, 63-71 % as
-    256-px squares; where it applies it reads 1.2-1.3x the per-channel std). Demosaiced noise alone reads
-    1.2-1.3x higher at 4 x 4 (flat grey, OpenCV's bilinear and edge-aware demosaicing), under the test's 1.4. The
-    finest luma is not used: on small sharp images it reads texture as noise (64-px sr4 inputs of 12 training
-    photos, a prototype: up to 0.065)."""
+    (`estimate_luma_noise_sigma(y, coarse=True)`) where the 4 x 4 means agree (`coarse_luma_is_noise`), the colour
+    reading on the 2 x 2 means sees at least CAMERA_COLOUR_RATIO of it (noise, not texture) and `colour`, y's colour
+    reading (`estimate_noise_sigma(y)`, read when None), is under WHITE_COLOUR_RATIO of that (demosaiced, not white
+    noise, which the colour reading reads right), else 0: where a camera's demosaicing leaves its noise. Demosaicing makes each
+    pixel's colours functions of neighbouring sensor values and smooths colour differences, so the colour reading
+    sees little of the noise (0.009 / 0.014 for noise of std 0.04 / 0.08), the finest luma part of it, and the 2 x 2
+    luma means about all (0.046 / 0.093; medians over the 106 training photos at 256 px, a simulated camera:
+    benchmarks/camera-noise/). Within 0.7-1.5x the true std on 43-60 of them (noise 0.03-0.08; the colour reading
+    alone 0-9); fur and foliage fail the 4 x 4 test and still read low, mostly in shrunk photos (68 photos not used
+    to choose the test: 85-95 % within 0.7-1.5x in 512-px crops at their own resolution, 63-71 % as 256-px squares;
+    where it applies it reads 1.2-1.3x the per-channel std). Demosaiced noise alone reads 1.2-1.3x higher at 4 x 4
+    (flat grey, OpenCV's bilinear and edge-aware demosaicing), under the test's 1.4. Clean fine texture at a photo's
+    own resolution (grass, gravel, a stone wall) can pass the 4 x 4 test (0.08-0.49 read on 6 of 522 crops of 174
+    photos); the colour test refuses it. Noise whose colour a raw converter's chroma noise reduction removed fails
+    that test too and reads low. The finest luma is not used: on small sharp images it reads texture as noise (64-px
+    sr4 inputs of 12 training photos, a prototype: up to 0.065)."""
     coarse = estimate_luma_noise_sigma(y, coarse=True)
-    return coarse if coarse_luma_is_noise(y, coarse) else 0.0
+    if not coarse_luma_is_noise(y, coarse):
+        return 0.0
+    cells = noise_sigma_on_means(y, 2)  # the colour reading at the mosaic cells' scale
+    colour = estimate_noise_sigma(y) if colour is None else colour
+    return coarse if CAMERA_COLOUR_RATIO * coarse <= cells and colour < WHITE_COLOUR_RATIO * cells else 0.0
+
+
+#: Demosaicing smooths the finest colour: camera noise's colour reading at the pixel scale is 0.05-0.82x its
+#: reading on the 2 x 2 means (edge-aware and bilinear at most 0.74, VNG 0.36-0.82), white RGB noise's 0.86-1.22x
+#: (1 % quantiles 0.86-0.97). Noise at least this strong there is white, read right by the colour reading: on the
+#: luma it adds to a photo's texture (grass with noise of 0.05 read 0.48 there; benchmarks/camera-noise/colour-test/).
+WHITE_COLOUR_RATIO = 0.9
+
+
+#: Camera noise has colour at the scale of the mosaic's 2 x 2 cells, whose red, green and blue come from sensor sites
+#: of their own: the colour reading on the 2 x 2 means sees 0.37-4.5x the luma's there with OpenCV's edge-aware and
+#: bilinear demosaicing (1 % quantile 0.66, median 1.04-1.10), 0.105-1.6x with VNG, which smooths colour differences
+#: wider (1 % quantile 0.23, median 0.33). A photo's fine texture is mostly one of light: clean crops of grass,
+#: gravel, a stone wall whose 2 x 2 luma reading passes the 4 x 4 test (0.08-0.49) read 0.018-0.051x there
+#: (benchmarks/camera-noise/colour-test/).
+CAMERA_COLOUR_RATIO = 0.1
 
 
 #: Rounds of weak-texture selection for a one-channel image (they converge in 2-4).

@@ -1,9 +1,9 @@
 """Progress of long loops on stderr: items (images, runs), then the network evaluations of the one in flight.
 
-On a terminal: two tqdm bars, the items' bar (kept on screen at the end) and below it a steps bar in NFE
-(network evaluations) that restarts for every batch. Elsewhere (a pipe, a log file): one status line every
-`interval` seconds, e.g. `restore sr4: 1/3 img (33%), elapsed 01:02, ETA 02:04, NFE=20/49, batch ETA 00:31`.
-Nothing with `quiet`. The interval defaults to $NCVSD_PROGRESS_INTERVAL seconds (else 30).
+On a terminal (one that reports its size, `sized_terminal`): two tqdm bars, the items' bar (kept on screen at the
+end) and below it a steps bar in NFE (network evaluations) that restarts for every batch. Elsewhere (a pipe, a log
+file): one status line every `interval` seconds, e.g.
+`restore sr4: 1/3 img (33%), elapsed 01:02, ETA 02:04, NFE=20/49, batch ETA 00:31`. Nothing with `quiet`. The interval defaults to $NCVSD_PROGRESS_INTERVAL seconds (else 30).
 
 Samplers report their iterations through the shared `callback` argument (`ncvsd_cli.sampling.methods`);
 `step_callback` turns those calls into network evaluations done, using how many calls a prepared run makes
@@ -59,6 +59,20 @@ def _progress_bar() -> type:
     return ProgressBar
 
 
+def sized_terminal(stream: Any) -> bool:
+    """Whether `stream` is a terminal that reports its size: on a pseudo-terminal of width or height 0 (`script` run
+    without a terminal, some containers) tqdm's bars stay blank, so progress goes there as status lines."""
+    try:
+        if not stream.isatty():
+            return False
+    except (AttributeError, ValueError, OSError):  # closed or unusual stream
+        return False
+    try:
+        return min(os.get_terminal_size(stream.fileno())) > 0
+    except (AttributeError, ValueError, OSError):  # a terminal without a descriptor (an IDE's console): as tqdm
+        return True
+
+
 class StatusReporter:
     """Progress of one long loop on a stream (default stderr).
 
@@ -87,10 +101,7 @@ class StatusReporter:
         self._start = self._last_line = self._clock()
         self._printed = False
         self._last_text = ""
-        try:
-            terminal = bool(self.stream.isatty())
-        except (AttributeError, ValueError, OSError):  # closed or unusual stream
-            terminal = False
+        terminal = sized_terminal(self.stream)
         self.mode = "quiet" if quiet else "bar" if terminal else "lines"
         self._bar = None
         if self.mode == "bar":

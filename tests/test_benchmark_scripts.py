@@ -261,6 +261,44 @@ def test_camera_noise_check_counts_readings_against_the_true_std(monkeypatch):
     assert table.startswith("2 photos")
 
 
+def test_camera_colour_test_summary_splits_training_photos_and_counts_refusals(monkeypatch):
+    """`camera_colour_test.summary`: colour2 / l2 where the 4x4 reading raised the level, clean crops it raised (and
+    whether the colour test refuses them), readings within 0.7-1.5x / under 0.5x without and with the test."""
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # it imports camera_noise (OpenCV only when it runs)
+    spec = importlib.util.spec_from_file_location("camera_colour_test", ROOT / "benchmarks/camera_colour_test.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def row(photo, demosaic, a, true, colour2, l2=0.04, colour=0.01, coarse=None):
+        return {"photo": photo, "view": "centre", "demosaic": demosaic, "a": a, "true": true, "colour": colour,
+                "colour2": colour2, "l1": 0.02, "l2": l2, "l4": l2, "coarse": l2 if coarse is None else coarse}
+
+    rows = [row("grass", "clean", 0.0, 0.0, 0.008, l2=0.3), row("sky", "clean", 0.0, 0.0, 0.004, coarse=0.0),
+            row("grass", "ea", 0.002, 0.04, 0.045), row("sky", "ea", 0.002, 0.04, 0.002),  # sky: refused noise
+            row("sky", "white", 0.2, 0.2, 0.2, l2=0.5, colour=0.19)]  # white on texture: the colour reading kept
+    table = mod.summary(rows, train={"grass"})
+    assert "| white 0.2 | 1 | 0.950 / 0.950 / 0.950 / 0.950 / 0.950 |" in table, table
+    assert "| others | white | 0.2 | 1 | 0 / 1 | 0 / 0 |" in table, table
+    assert "| grass | training | centre | 0.0100 | 0.3000 | 0.027 | True |" in table, table
+    assert "| training | ea | 1 | 1.125 / 1.125 / 1.125 / 1.125 / 1.125 |" in table, table
+    assert "| others | ea | 0.002 | 1 | 1 / 0 | 0 / 1 |" in table and "| training | ea | 0.002 | 1 | 1 / 1 | 0 / 0 |" in table
+
+
+def test_clean_noise_views_summary_counts_high_readings_per_view(monkeypatch):
+    """`clean_noise_views.summary`: per view, levels above 0.02 and 0.05 and the largest; the rows above 0.02."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # it imports camera_noise (OpenCV only when it runs)
+    mod = _module("clean_noise_views")
+    rows = [{"photo": p, "view": v, "side": 256, "colour": 0.003, "coarse": c, "level": lv}
+            for p, v, c, lv in (("grass", "centre", 0.3, 0.3), ("sky", "centre", 0.0, 0.0025),
+                                ("wall", "centre", 0.03, 0.03), ("grass", "bicubic 1/4", 0.0, 0.01))]
+    table = mod.summary(rows, jpeg=85)
+    assert "| centre | 3 | 2 | 1 | 0.3000 |" in table and "| bicubic 1/4 | 1 | 0 | 0 | 0.0100 |" in table, table
+    assert "| grass | centre | 0.0030 | 0.3000 | 0.3000 |" in table and "| sky |" not in table
+    assert table.startswith("Clean photos, JPEG quality 85")
+
+
 def _module(name: str):
     import importlib.util
 

@@ -471,7 +471,7 @@ def test_a_plain_jpeg_is_restored_above_its_quantisation_error(tmp_path, ckpt):
                   "-c", ckpt, *FAST, "--json")
         assert res.exit_code == 0, res.output
         assert json.loads(res.stdout.splitlines()[-1])["results"][0]["sigma_y"] == level
-        assert ("lossy coding (JPEG steps" in res.stderr) == name.endswith(".jpg")
+        assert ("raised for this JPEG's quantisation steps" in res.stderr) == name.endswith(".jpg")
     res = run("restore", "--task", "deblur-gauss", "-p", "sigma=1", "-", "-c", ckpt, *FAST,
               input=(tmp_path / "j.jpg").read_bytes())  # from standard input too
     assert res.exit_code == 0 and "sigma_y 0.025" in res.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 import numpy as np
 import pytest
@@ -256,6 +257,8 @@ def test_a_plain_noisy_image_is_restored_at_its_estimated_level():
     assert abs(lv - 0.2) < 0.03 and "estimated noise level" in notes[0] and "blur" not in notes[0]
     lv, notes = level(task="deblur-gauss", params={"sigma": 3.0})
     assert abs(lv - 0.7 * 0.2) < 0.02 and "a blur is restored at 0.7x the level read" in notes[0]
+    read, scaled = (float(v) for v in re.search(r"read (\d\.\d+).*the level read, (\d\.\d+)", notes[0]).groups())
+    assert scaled == pytest.approx(0.7 * read, abs=2e-4), notes[0]  # the note names the level 0.7x gives
     very = y + 0.25 * torch.randn(y.shape, generator=torch.Generator().manual_seed(3))
     m = Restorer(None, None, RestoreOptions(task="sr4").validate()).measurement(very, "sr4")
     assert m.sigma_y == 0.2 and "at most 0.2" in m.notes[0]
@@ -279,6 +282,18 @@ def test_a_jpegs_quantisation_raises_the_noise_floor(jpeg_sigma, floor):
 
     assert noise_level_floor((NOISE_FLOOR, NOISE_CAP), jpeg_sigma) == floor
     assert noise_level_floor((0.0, math.inf), jpeg_sigma) == 0.0
+
+
+@pytest.mark.parametrize(("source", "coded", "name"), [
+    ("a.jpg", True, "this JPEG's quantisation steps"), ("IMG_1.HEIC", False, "this HEIC's coding"),
+    ("x.webp", False, "this lossy WebP's coding"), ("p.png", False, "this PNG's palette"),
+    (None, False, "this file's lossy coding (JPEG steps")])
+def test_the_noise_floors_note_names_the_files_own_coding(source, coded, name):
+    from ncvsd_cli import images
+    from ncvsd_cli.restore import lossy_coding_name
+
+    coding = images.JpegCoding(tables=((1,) * 64,), subsampling=2, colour=True) if coded else None
+    assert lossy_coding_name(source, coding).startswith(name)
 
 
 def test_a_plain_jpeg_is_restored_above_its_quantisation_error():
@@ -567,6 +582,43 @@ def test_camera_noise_is_read_on_the_luma_and_texture_is_not():
     assert coarse_luma_noise(textured) == 0.0
     m = restorer.measurement(textured, "denoise")  # the colour reading's level, as before
     assert m.sigma_y == pytest.approx(estimate_noise_sigma(textured), abs=0.0025) and "luma" not in m.notes[0]
+
+
+def test_fine_texture_of_light_alone_is_not_read_as_camera_noise():
+    """Clean grass, gravel or a stone wall at a photo's own resolution can be as fine as noise at 2x2 and 4x4 alike
+    (the 4x4 test passes: real crops read 0.08-0.49 and were smeared at that level). Camera noise has colour at the
+    2x2 cells' scale and such texture little: a pattern of light alone, white at the pixel scale, is refused, while
+    camera noise is read (`test_camera_noise_is_read_on_the_luma_and_texture_is_not`). White RGB noise on it adds
+    colour at 2x2 too, but as much at the pixel scale (demosaicing smooths that): read by the colour reading."""
+    from ncvsd_cli.measurement import (
+        CAMERA_COLOUR_RATIO,
+        WHITE_COLOUR_RATIO,
+        coarse_luma_is_noise,
+        coarse_luma_noise,
+        estimate_luma_noise_sigma,
+        estimate_noise_sigma,
+        noise_sigma_on_means,
+    )
+    from ncvsd_cli.restore import Restorer
+
+    yy, xx = np.mgrid[0:193, 0:191] / 192
+    scene = np.stack([0.5 + 0.2 * np.sin(6 * xx + 2 * yy), 0.5 + 0.2 * np.cos(5 * yy), 0.4 + 0.2 * xx * yy], -1)
+    grain = np.random.default_rng(2).normal(0, 0.1, scene.shape[:2])[..., None]  # light only: every channel alike
+    y = torch.from_numpy(np.round(np.clip(scene + grain, 0, 1) * 255) / 127.5 - 1).permute(2, 0, 1)[None].float()
+    coarse = estimate_luma_noise_sigma(y, coarse=True)
+    assert coarse > 0.1 and coarse_luma_is_noise(y, coarse)  # the 4x4 test alone took it for noise
+    assert noise_sigma_on_means(y, 2) < CAMERA_COLOUR_RATIO * coarse and coarse_luma_noise(y) == 0.0
+    restorer = Restorer(None, None, RestoreOptions(task="denoise", method="classical").validate())
+    m = restorer.measurement(y, "denoise")
+    assert m.sigma_y == pytest.approx(estimate_noise_sigma(y), abs=0.0025) and m.sigma_y < 0.02, m.notes
+    noise = 0.05 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))  # white RGB noise: colour too
+    for k in (1, 2, 4):  # white noise's std, read at each scale
+        assert noise_sigma_on_means(noise, k) == pytest.approx(0.05, rel=0.12), k
+    noisy = y + noise  # on the luma it adds to the grain (0.2 there); the colour reading reads it alone, as the
+    colour = estimate_noise_sigma(noisy)  # 2x2 means' colour does: white, not demosaiced noise
+    assert estimate_luma_noise_sigma(noisy, coarse=True) > 3 * colour and noise_sigma_on_means(noisy, 2) > 0.1 * coarse
+    assert colour >= WHITE_COLOUR_RATIO * noise_sigma_on_means(noisy, 2) and coarse_luma_noise(noisy) == 0.0
+    assert restorer.measurement(noisy, "denoise").sigma_y == pytest.approx(0.05, abs=0.005)
 
 
 def test_memory_estimate_counts_the_reflect_blurs_buffers(monkeypatch):

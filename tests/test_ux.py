@@ -162,6 +162,24 @@ def test_a_training_bar_says_while_a_snapshot_is_written():
     reporter.close()
 
 
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+@pytest.mark.parametrize(("rows", "cols", "mode"), [(24, 80, "bar"), (0, 0, "lines"), (0, 100, "lines")])
+def test_a_terminal_of_no_size_gets_status_lines(rows, cols, mode):
+    """tqdm draws nothing on a pseudo-terminal of width or height 0 (`script` without a terminal, some containers):
+    progress goes there as status lines, and as bars on a terminal of some size."""
+    import fcntl
+    import struct
+    import termios
+
+    leader, follower = os.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    with os.fdopen(follower, "w") as stream:
+        reporter = prog.StatusReporter(2, "restore", interval=0, stream=stream)
+        assert reporter.mode == mode and prog.sized_terminal(stream) == (mode == "bar")
+        reporter.close()
+    os.close(leader)
+
+
 def test_quiet_prints_nothing():
     stream = io.StringIO()
     bar = prog.NestedProgress(1, "x", quiet=True, interval=0, stream=stream)
