@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ncvsd_cli.checkpoints import CheckpointError, sha256_file
-from ncvsd_cli.progress import sized_terminal
 
 CHUNK = 1 << 20
 RETRIES = 3
@@ -144,7 +143,7 @@ def url_download(url: str, dest: str | os.PathLike, *, force: bool = False, quie
                     total = start + int(length) if length is not None else None
                     if bar is None:
                         bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                                   desc=dest.name, file=sys.stderr, disable=quiet or not sized_terminal(sys.stderr))
+                                   desc=dest.name, file=sys.stderr, disable=quiet or None)
                     else:
                         bar.reset(total=total)
                         bar.update(start)

@@ -586,7 +586,7 @@ def noise_sigma_on_means(y: torch.Tensor, k: int) -> float:
     that scale (white noise's std falls by k there). y (1, C, h, w) is read on its centre k * NOISE_WINDOW square."""
     import torch
 
-    y = images.centre_crop(y, k * NOISE_WINDOW)
+    y = images.centre_crop(y, k * NOISE_WINDOW).double()
     return k * estimate_noise_sigma(torch.nn.functional.avg_pool2d(y, k)) if k > 1 else estimate_noise_sigma(y)
 
 
@@ -633,7 +633,8 @@ def coarse_luma_noise(y: torch.Tensor, colour: float | None = None) -> float:
     coarse = estimate_luma_noise_sigma(y, coarse=True)
     if not coarse_luma_is_noise(y, coarse):
         return 0.0
-    cells = noise_sigma_on_means(y, 2)  # the colour reading at the mosaic cells' scale
+    cells = noise_sigma_on_means(images.centre_crop(y, NOISE_WINDOW), 2)  # colour at the mosaic cells' scale, on
+    # the pixels the colour reading reads (its centre NOISE_WINDOW square)
     colour = estimate_noise_sigma(y) if colour is None else colour
     return coarse if CAMERA_COLOUR_RATIO * coarse <= cells and colour < WHITE_COLOUR_RATIO * cells else 0.0
 

@@ -465,7 +465,7 @@ class Restorer:
             read, on_luma = max(read, luma), luma > read and scale * luma > low  # the luma set the level
             estimate = scale * read
             sigma_y = min(max(round(round(estimate / NOISE_STEP) * NOISE_STEP, 4), low), bounds[1])
-            why = f", raised for {lossy_coding_name(source, jpeg_coding)}" if low > bounds[0] else ""
+            why = f", raised for {lossy_coding_name(jpeg_coding)}" if low > bounds[0] else ""
             bound = f"at least {low:g}{why}" if estimate < low else f"at most {bounds[1]}"
             how = [f"read {read:.4f}" + (luma_why if on_luma else "") + f", in steps of {NOISE_STEP:g}"]
             how += [f"a blur is restored at {scale:g}x the level read, {estimate:.4f}"] if scale != 1 else []
@@ -970,19 +970,12 @@ def motion_notes(y: torch.Tensor, params: dict[str, Any], given: dict[str, Any])
 KEEP_PHOTO_PIXELS = ("inpaint-box", "inpaint-mask")
 
 
-#: The lossy codings a file's suffix names, for the note on the noise floor (`lossy_coding_name`).
-LOSSY_CODING_NAMES = {".webp": "this lossy WebP's coding", ".avif": "this AVIF's coding", ".heic": "this HEIC's coding",
-                      ".heif": "this HEIF's coding", ".hif": "this HEIF's coding", ".gif": "this GIF's palette",
-                      ".png": "this PNG's palette"}
-
-
-def lossy_coding_name(source: str | None, jpeg_coding: images.JpegCoding | None) -> str:
-    """What coded a lossy file, as the noise floor's note names it: "this JPEG's quantisation steps" (a JPEG's tables
-    known), the coding its suffix names (`LOSSY_CODING_NAMES`; a lossy PNG is a palette), else all of them."""
+def lossy_coding_name(jpeg_coding: images.JpegCoding | None) -> str:
+    """What coded a lossy file, as the noise floor's note names it: "this JPEG's quantisation steps" where a JPEG's
+    tables are known, else all the codings that raise the floor (a file's suffix may not be its format)."""
     if jpeg_coding is not None:
         return "this JPEG's quantisation steps"
-    suffix = Path(source or "").suffix.lower()
-    return LOSSY_CODING_NAMES.get(suffix, "this file's lossy coding (JPEG steps, lossy WebP, AVIF or HEIC, a palette)")
+    return "this file's lossy coding (JPEG steps, lossy WebP or AVIF, a palette)"
 
 
 def noise_level_bounds(task: str) -> tuple[float, float] | None:
