@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from camera_noise import DEMOSAIC, camera, srgb_to_linear  # benchmarks/ is the script's folder
-from clean_noise_views import as_tensor, eight_bits
+from clean_noise_views import pixels
+from grey_noise import eight_bits
 from PIL import Image
 
 from ncvsd_cli import measurement as M
@@ -52,8 +53,8 @@ def rows_for(path: Path, white: bool = False) -> list[dict]:
         crop = im.crop((left, top, left + SIDE, top + SIDE))
         linear = srgb_to_linear(np.asarray(crop, dtype=np.float64) / 255)
         cases = [("white", s) for s in WHITE] if white else [("clean", 0.0)] + [(d, a) for d in DEMOSAIC for a in LEVELS]
+        clean = eight_bits(pixels(crop))
         for demosaic, a in cases:
-            clean = eight_bits(as_tensor(crop))
             if white:
                 noise = torch.from_numpy(np.random.default_rng(1).normal(0, a, clean.shape)).float()
                 y = eight_bits(clean + noise)

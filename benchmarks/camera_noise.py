@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,12 +87,14 @@ def scores(x: torch.Tensor, ref: torch.Tensor) -> list[float]:
 READ_LEVELS = [(0.0, 0.0), (0.001, 2e-6), *LEVELS[:1], (0.004, 8e-6), *LEVELS[1:]]
 
 
-def restore_level(y: torch.Tensor) -> float:
-    """The noise level `ncvsd restore --task denoise` uses for y as a plain lossless image."""
+def restore_level(y: torch.Tensor, decoded: Any = None) -> float:
+    """The noise level `ncvsd restore --task denoise` uses for y as a plain lossless image, or as the file
+    `decoded` (`images.read_image`'s: its lossy coding) that y was read from."""
     from ncvsd_cli.restore import RestoreOptions, Restorer
 
+    coding = {} if decoded is None else {"jpeg_sigma": decoded.jpeg_sigma, "jpeg_coding": decoded.jpeg_coding}
     return Restorer.from_options(RestoreOptions(task="denoise").validate(), load=False, quiet=True).measurement(
-        y, "denoise").sigma_y
+        y, "denoise", **coding).sigma_y
 
 
 def denoised(y: torch.Tensor, ref: torch.Tensor, levels: dict[str, float]) -> dict[str, list[float]]:

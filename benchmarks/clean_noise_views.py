@@ -23,23 +23,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from camera_noise import restore_level  # benchmarks/ is the script's folder
+from camera_noise import as_tensor, restore_level  # benchmarks/ is the script's folder
+from grey_noise import eight_bits
 from PIL import Image
 
-from ncvsd_cli.images import IMAGE_SUFFIXES, from_unit
+from ncvsd_cli.images import IMAGE_SUFFIXES
 from ncvsd_cli.measurement import coarse_luma_noise, degrade, estimate_noise_sigma
 
 #: The side of the native-resolution crops.
 CROP = 256
 
 
-def as_tensor(im: Image.Image) -> torch.Tensor:
+def pixels(im: Image.Image) -> torch.Tensor:
     """An 8-bit RGB picture as (1, 3, h, w) in [-1, 1]."""
-    return from_unit(torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)[None])
-
-
-def eight_bits(y: torch.Tensor) -> torch.Tensor:
-    return torch.round((y.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
+    return as_tensor(np.asarray(im, dtype=np.float64) / 255).float()
 
 
 def views(path: Path) -> dict[str, torch.Tensor]:
@@ -52,10 +49,10 @@ def views(path: Path) -> dict[str, torch.Tensor]:
     if min(w, h) >= CROP:
         for name, (left, top) in {"centre": ((w - CROP) // 2, (h - CROP) // 2), "top-left": (0, 0),
                                   "bottom-right": (w - CROP, h - CROP)}.items():
-            out[name] = as_tensor(im.crop((left, top, left + CROP, top + CROP)))
-    out["sr4 operator"] = eight_bits(degrade(as_tensor(square), "sr4", sigma_y=0.0).y)
-    out["bicubic 1/4"] = as_tensor(square.resize((s // 4, s // 4), Image.BICUBIC))
-    out["bicubic 1/2"] = as_tensor(square.resize((s // 2, s // 2), Image.BICUBIC))
+            out[name] = pixels(im.crop((left, top, left + CROP, top + CROP)))
+    out["sr4 operator"] = eight_bits(degrade(pixels(square), "sr4", sigma_y=0.0).y)
+    out["bicubic 1/4"] = pixels(square.resize((s // 4, s // 4), Image.BICUBIC))
+    out["bicubic 1/2"] = pixels(square.resize((s // 2, s // 2), Image.BICUBIC))
     return out
 
 
@@ -64,15 +61,12 @@ def jpeg_level(y: torch.Tensor, quality: int) -> tuple[torch.Tensor, float]:
     import io
 
     from ncvsd_cli.images import read_image, to_unit
-    from ncvsd_cli.restore import RestoreOptions, Restorer
 
     buf = io.BytesIO()
     Image.fromarray((to_unit(y)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(
         buf, "JPEG", quality=quality)
     d = read_image(buf.getvalue())
-    restorer = Restorer.from_options(RestoreOptions(task="denoise").validate(), load=False, quiet=True)
-    return d.tensor, restorer.measurement(d.tensor, "denoise", jpeg_sigma=d.jpeg_sigma,
-                                          jpeg_coding=d.jpeg_coding).sigma_y
+    return d.tensor, restore_level(d.tensor, d)
 
 
 def read(photos: Path, exclude: Path | None, jpeg: int | None = None) -> list[dict]:
