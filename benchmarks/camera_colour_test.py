@@ -124,25 +124,43 @@ def summary(rows: list[dict], train: set[str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def shard_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments of a photo benchmark read in shards and summarised apart: PHOTOS OUT, --train, --summary,
+    --shard (`shard_files`)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("photos", type=Path, nargs="?", help="folder of photos (build_photos.py's, not a zip)")
     p.add_argument("out", type=Path)
     p.add_argument("--train", type=Path, help="the training photos (folder or zip): reported apart")
     p.add_argument("--summary", type=Path, nargs="+", help="summarise these rows files instead of reading photos")
     p.add_argument("--shard", default="0/1", help="I/N: read every N-th photo from the I-th (rows-I.jsonl)")
+    return p
+
+
+def shard_files(photos: Path, shard: str) -> tuple[int, list[Path]]:
+    """(I, the photos of PHOTOS read by shard "I/N": every N-th from the I-th, sorted by name)."""
+    from ncvsd_cli.images import IMAGE_SUFFIXES
+
+    first, every = (int(v) for v in shard.split("/"))
+    return first, sorted(f for f in photos.iterdir() if f.name.lower().endswith(IMAGE_SUFFIXES))[first::every]
+
+
+def read_rows(files: list[Path]) -> list[dict]:
+    """The rows of jsonl files."""
+    return [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
+
+
+def main() -> None:
+    p = shard_parser(__doc__)
     p.add_argument("--white", action="store_true", help="white RGB noise instead of the camera (rows-white-I.jsonl)")
     a = p.parse_args()
     from ncvsd_cli.bench.datasets import image_folder
-    from ncvsd_cli.images import IMAGE_SUFFIXES
 
     train = {im.id for im in image_folder(a.train, 256).images} if a.train else set()
     a.out.mkdir(parents=True, exist_ok=True)
     if a.summary:
-        rows = [json.loads(line) for f in a.summary for line in f.read_text().splitlines() if line.strip()]
+        rows = read_rows(a.summary)
     else:
-        first, every = (int(v) for v in a.shard.split("/"))
-        files = sorted(f for f in a.photos.iterdir() if f.name.lower().endswith(IMAGE_SUFFIXES))[first::every]
+        first, files = shard_files(a.photos, a.shard)
         rows = [r for f in files for r in rows_for(f, a.white)]
         (a.out / f"rows-{'white-' if a.white else ''}{first}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     text = summary(rows, train)

@@ -17,7 +17,6 @@ is searched on a grid of RADIUS_STEP px. The two fits have as many parameters, s
 from __future__ import annotations
 
 import functools
-import io
 import math
 from typing import NamedTuple
 
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from ncvsd_cli.images import JpegCoding, centre_crop
+from ncvsd_cli.images import JpegCoding, centre_crop, jpeg_round_trip
 
 #: Blur widths (px) the search covers; the operator's default 61-px kernel holds up to about 10.
 MAX_SIGMA = 8.0
@@ -103,8 +102,6 @@ def _coding_gains(coding: JpegCoding, colour_noise: bool) -> tuple[torch.Tensor,
     channels' mean) of a Gaussian white noise of each power in _CODING_LEVELS around mid-grey, rounded to 8 bits:
     grey (R = G = B, an image's detail) or, with `colour_noise`, independent in each channel (a sensor's noise):
     the mean periodogram after coding over the one before, one realisation per level (seed 0)."""
-    from PIL import Image
-
     rng = np.random.default_rng(0)
     gains, f = [], None
     channels = 3 if coding.colour else 1
@@ -113,10 +110,7 @@ def _coding_gains(coding: JpegCoding, colour_noise: bool) -> tuple[torch.Tensor,
         std = 127.5 * math.sqrt(level * (channels if colour_noise else 1))
         x = np.clip(np.rint(127.5 + std * rng.standard_normal(shape)), 0, 255).astype(np.uint8)
         x = np.repeat(x, channels // x.shape[-1], -1)
-        buf = io.BytesIO()
-        Image.fromarray(x if channels == 3 else x[..., 0]).save(
-            buf, "JPEG", qtables=[list(t) for t in coding.tables], subsampling=coding.subsampling)
-        decoded = np.asarray(Image.open(buf), dtype=np.float64).reshape(shape[:2] + (channels,))
+        decoded = jpeg_round_trip(x if channels == 3 else x[..., 0], coding).astype(np.float64).reshape(x.shape)
         spectra = [_binned_periodogram(torch.from_numpy(z / 127.5 - 1).permute(2, 0, 1)[None]) for z in (x, decoded)]
         f = spectra[0].f
         gains.append((spectra[1].p.clamp(min=1e-30) / spectra[0].p.clamp(min=1e-30)).log())

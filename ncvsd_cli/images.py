@@ -682,6 +682,17 @@ def jpeg_coding(data: bytes) -> JpegCoding | None:
     return JpegCoding((tables * 2)[:2] if colour else tables[:1], max(subsampling, 0), colour)
 
 
+def jpeg_round_trip(pixels: np.ndarray, coding: JpegCoding) -> np.ndarray:
+    """8-bit pixels (H, W) grey or (H, W, 3) RGB saved as a JPEG with `coding`'s own quantisation tables and chroma
+    subsampling (Pillow) and decoded: what that file's coding makes of them, as uint8 of the same shape."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", qtables=[list(t) for t in coding.tables], subsampling=coding.subsampling)
+    with Image.open(buf) as im:
+        return np.array(im).reshape(pixels.shape)
+
+
 def jpeg_quantization_sigma(data: bytes) -> float | None:
     """A JPEG's quantisation as a noise scale on the [-1, 1] scale: rms(q) / sqrt(12) / 127.5 over the luma
     steps q at JPEG_LOW_FREQUENCIES, the std of one coefficient's uniform rounding error at those steps. A heuristic

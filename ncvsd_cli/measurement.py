@@ -28,6 +28,7 @@ import os
 import stat
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -653,6 +654,55 @@ WHITE_COLOUR_RATIO = 0.9
 #: gravel, a stone wall whose 2 x 2 luma reading passes the 4 x 4 test (0.08-0.49) read 0.018-0.051x there
 #: (benchmarks/camera-noise/colour-test/).
 CAMERA_COLOUR_RATIO = 0.1
+
+
+#: A colour JPEG's luma reading is noise only where the colour reading on the 2 x 2 means sees at least this fraction
+#: of the colour that white noise of that level keeps through the file's own coding (`coded_noise_colour`). Clean
+#: fine texture at a photo's own resolution (grass, gravel, fur, trees: 0.1-0.49 read on the luma on 256-px views of
+#: the 174 photos at quality 75-95) holds 0.002-0.02 there, 0.04-0.2x of it where such noise keeps colour (at quality
+#: 85 from about 0.15); no reading of white or camera noise of 0.03-0.1 within 0.7-1.5x its std was refused, and
+#: 0.35-0.7 give the same counts (benchmarks/camera-noise/jpeg-colour/).
+CODED_COLOUR_RATIO = 0.5
+#: `coded_noise_colour` takes the least over white noise of these fractions of the level: readings run up to 1.5x
+#: the noise, and the colour a coding keeps rises steeply (one simulation at quality 85: 0.008 at 0.1, 0.05 at 0.16).
+CODED_LEVEL_FACTORS = (2 / 3, 0.8, 1.0)
+#: Side (px) of the flat noise image `coded_noise_colour` codes.
+CODED_NOISE_SIDE = 256
+
+
+@functools.lru_cache(maxsize=4096)  # levels are rounded to 0.001: a few codings' worth
+def _coded_white_colour(coding: images.JpegCoding, level: float) -> float:
+    """The colour reading on the 2 x 2 means of white RGB noise of std `level` around mid-grey (CODED_NOISE_SIDE px,
+    seed 0, 8 bits) after a round trip through `coding` (`images.jpeg_round_trip`)."""
+    import numpy as np
+    import torch
+
+    noise = 127.5 + 127.5 * level * np.random.default_rng(0).standard_normal((CODED_NOISE_SIDE, CODED_NOISE_SIDE, 3))
+    coded = images.jpeg_round_trip(np.clip(np.rint(noise), 0, 255).astype(np.uint8), coding)
+    return noise_sigma_on_means(torch.from_numpy(coded).permute(2, 0, 1)[None].double() / 127.5 - 1, 2)
+
+
+def coded_noise_colour(coding: images.JpegCoding, level: float) -> float:
+    """How much of a noise's colour a colour JPEG's `coding` (its own tables and chroma subsampling) keeps: the
+    colour reading on the 2 x 2 means (`noise_sigma_on_means(., 2)`, >= 0, the [-1, 1] scale) of white RGB noise
+    around mid-grey coded with it, the least over CODED_LEVEL_FACTORS x `level` (>= 0; a single simulation of weak
+    noise reads the few coefficients left erratically). Coarse chroma steps zero weak colour noise and let strong
+    noise through (Pillow's quality 85, 4:2:0: 0.005 at a level of 0.1, 0.02 at 0.2, 0.09 at 0.3, 0.18 at 0.5)."""
+    return min(_coded_white_colour(coding, round(level * f, 3)) for f in CODED_LEVEL_FACTORS)
+
+
+def coded_colour_backs(y: torch.Tensor, coding: images.JpegCoding | None) -> Callable[[float], bool]:
+    """A test of a noise level read on the luma of y (1, C, h, w), decoded from a JPEG of `coding`: whether y's
+    colour can back it, the colour reading on y's 2 x 2 means (on the centre NOISE_WINDOW square, read once, when
+    first asked) at least CODED_COLOUR_RATIO x what white noise of that level keeps through the same coding
+    (`coded_noise_colour`). A photo's fine texture is mostly one of light: read as strong noise on the luma, its
+    colour stays far below what such noise keeps. Passes every level where colour cannot tell: no JPEG tables
+    (`images.jpeg_coding`), a grey file or y. A camera's JPEG whose chroma noise reduction removed the noise's
+    colour fails it where the noise is strong enough for the coding to keep colour (above about 0.15 at quality 85)."""
+    if coding is None or not coding.colour or y.shape[1] != 3 or len(distinct_channels(y[0])) < 3:
+        return lambda level: True
+    cells = functools.cache(lambda: noise_sigma_on_means(images.centre_crop(y, NOISE_WINDOW), 2))
+    return lambda level: cells() >= CODED_COLOUR_RATIO * coded_noise_colour(coding, level)
 
 
 #: Rounds of weak-texture selection for a one-channel image (they converge in 2-4).

@@ -386,8 +386,10 @@ class Restorer:
         (`images.jpeg_coding`), through which the blur is read (`blur_estimate.CodingGain`: the coding strips the
         noise's finest frequencies, which would otherwise read as a sharp photo's); the level is then also read on the luma
         (for blurs, on its 2x2 means unless the width read, or the disk's radius / 2, is under COARSE_LUMA_MIN_WIDTH),
-        where lossy coding leaves the noise; a lossless colour image's level also on the luma's 2x2 means where they
-        hold noise, not texture (`measurement.coarse_luma_noise`: a camera's demosaicing leaves its noise there).
+        where lossy coding leaves the noise, and for a colour JPEG only where the image's colour backs the reading
+        (`measurement.coded_colour_backs`: such noise keeps colour through the coding, fine texture has little); a
+        lossless colour image's level also on the luma's 2x2 means where they hold noise, not texture
+        (`measurement.coarse_luma_noise`: a camera's demosaicing leaves its noise there).
         alpha: y's opacity (1, 1, h, w) in [0, 1] (`images.read_image(...).alpha`; y is composited on white), kept in
         `m.alpha` for the outputs (`measurement.output_alpha`), and the noise level is read on its largest opaque
         rectangle (`measurement.opaque_window`: the white under transparency holds no noise); for inpaint-mask without a `mask` parameter its pixels
@@ -402,6 +404,7 @@ class Restorer:
             WHITE_NOISE_SCALE_RATIO,
             coarse_luma_is_noise,
             coarse_luma_noise,
+            coded_colour_backs,
             distinct_channels,
             estimate_luma_noise_sigma,
             estimate_noise_sigma,
@@ -456,9 +459,10 @@ class Restorer:
                 # white noise (not a sharp photo's texture), on its 2x2 means
                 blurred = scale < 1 and (width is None or width >= COARSE_LUMA_MIN_WIDTH)
                 ratio = LOSSY_DENOISE_SCALE_RATIO if task == "denoise" else WHITE_NOISE_SCALE_RATIO
-                coarse = estimate_luma_noise_sigma(seen, coarse=True)
-                luma = max(estimate_luma_noise_sigma(seen),
-                           coarse if blurred or coarse_luma_is_noise(seen, coarse, ratio) else 0.0)
+                fine, coarse = estimate_luma_noise_sigma(seen), estimate_luma_noise_sigma(seen, coarse=True)
+                backed = coded_colour_backs(seen, coding)  # fine texture: strong on the luma, too little colour
+                levels = [fine] + ([coarse] if blurred or coarse_luma_is_noise(seen, coarse, ratio) else [])
+                luma = max([level for level in levels if level > read and backed(level)], default=0.0)
             elif colours == 3:  # a camera's demosaicing leaves its noise on the luma's 2x2 means
                 luma = coarse_luma_noise(seen, read)
                 luma_why = " on the luma's 2x2 means, where a camera's demosaiced noise shows"
@@ -472,8 +476,8 @@ class Restorer:
             how += [] if low <= estimate <= bounds[1] else [bound]
             notes.append(f"estimated noise level sigma_y {sigma_y:g} on the [-1, 1] scale ({'; '.join(how)}) "
                          "(--sigma-y sets it)")
-            if jpeg_sigma is not None and task == "denoise":  # blurs and sr: a small or blurred photo's 2x2 means hold texture
-                notes += lossy_level_notes(coarse, sigma_y)
+            if jpeg_sigma is not None and task == "denoise" and backed(coarse):  # blurs and sr: a small or blurred
+                notes += lossy_level_notes(coarse, sigma_y)  # photo's 2x2 means hold texture; refused by colour: texture
         if task in KEEP_PHOTO_PIXELS and self.options.sigma_y is None and "sigma_y" not in preset:
             sigma_y = 0.0
             ripples = ("; this file's lossy coding smears the marks 2-3 px beyond the mask, kept too: if outlines of "
@@ -1031,7 +1035,7 @@ def lossy_level_notes(coarse: float, sigma_y: float) -> list[str]:
     if not coarse > max(LOSSY_LEVEL_NOTE_RATIO * sigma_y, LOSSY_LEVEL_NOTE_MIN):
         return []
     level = round(round(coarse / NOISE_STEP) * NOISE_STEP, 4)
-    return [(f"the luma's 2x2 means read {coarse:.3f}, which varies like texture rather than noise, so the lower "
+    return [(f"the luma's 2x2 means read {coarse:.3f}, which looks like texture rather than noise, so the lower "
              "level was taken; this file's lossy coding may have stripped finer noise: if the result stays grainy, "
              f"give --sigma-y {level:g}")]
 

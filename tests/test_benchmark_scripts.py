@@ -299,6 +299,29 @@ def test_clean_noise_views_summary_counts_high_readings_per_view(monkeypatch):
     assert table.startswith("Clean photos, JPEG quality 85")
 
 
+def test_jpeg_colour_test_summary_applies_the_colour_rule_to_the_readings(monkeypatch):
+    """`jpeg_colour_test.summary`: the level before (luma readings taken as read) and now (`coded_colour_backs`'
+    rule: kept only with the colour strong noise keeps through the coding), per case and photo set apart."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # it imports camera_noise (OpenCV only when it runs)
+    mod = _module("jpeg_colour_test")
+
+    def row(photo, kind, lev, true, cells, fine, coarse, c4, level):
+        return {"photo": photo, "view": "centre", "kind": kind, "lev": lev, "q": 85, "true": true, "colour": 0.004,
+                "cells": cells, "fine": fine, "coarse": coarse, "c4": c4, "level": level}
+
+    rows = [row("grass", "clean", 0, 0.0, 0.008, 0.02, 0.4, 0.5, 0.4),  # texture: no colour, refused
+            row("wall", "clean", 0, 0.0, 0.008, 0.02, 0.2, 0.5, 0.02),  # the 4x4 test refuses it already
+            row("grass", "white", 0.3, 0.3, 0.15, 0.3, 0.3, 0.3, 0.3),  # strong noise keeps its colour
+            row("wall", "white", 0.03, 0.03, 0.003, 0.01, 0.03, 0.035, 0.03)]  # weak: the coding keeps no colour
+    table = mod.summary(rows, train={"grass"})
+    assert "the recorded level equals the rule before in 4, now in 3." in table, table
+    assert "| training | 85 | 1 | 1 / 0 | 1 / 0 | 0.400 / 0.020 |" in table, table
+    assert "| others | 85 | 1 | 0 / 0 | 0 / 0 | 0.020 / 0.020 |" in table, table
+    assert "| training | white 0.3 | 85 | 1 | 0.300 | 1 / 1 | 0 / 0 | 0 / 0 |" in table, table
+    assert "| others | white 0.03 | 85 | 1 | 0.030 | 1 / 1 | 0 / 0 | 0 / 0 |" in table, table
+    assert "Clean views still read above 0.05 now:" in table and "| grass | centre |" not in table
+
+
 def _module(name: str):
     import importlib.util
 

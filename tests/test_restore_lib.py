@@ -620,6 +620,56 @@ def test_fine_texture_of_light_alone_is_not_read_as_camera_noise():
     assert restorer.measurement(noisy, "denoise").sigma_y == pytest.approx(0.05, abs=0.005)
 
 
+def _jpeg(rgb: np.ndarray, quality: int):
+    """(H, W, 3) in [0, 1] saved as a JPEG of `quality` (Pillow, 4:2:0) and read back (`images.read_image`)."""
+    from ncvsd_cli import images
+
+    buf = io.BytesIO()
+    Image.fromarray((np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)).save(buf, "JPEG", quality=quality)
+    return images.read_image(buf.getvalue())
+
+
+def test_a_jpegs_coding_keeps_the_colour_of_strong_noise_only():
+    """`coded_noise_colour`: a JPEG's coarse chroma steps zero the colour of weak noise and keep strong noise's, the
+    more the finer its steps; a file without tables, or grey, cannot tell and backs every luma reading."""
+    from ncvsd_cli.measurement import coded_colour_backs, coded_noise_colour
+
+    codings = {q: _jpeg(np.full((16, 16, 3), 0.5), q).jpeg_coding for q in (75, 85, 95)}
+    kept = {q: [coded_noise_colour(c, level) for level in (0.05, 0.2, 0.5)] for q, c in codings.items()}
+    for q, (weak, middle, strong) in kept.items():
+        assert weak < 0.01 and weak < middle < strong and 0.1 < strong < 0.5, (q, kept[q])
+    assert kept[75][1] < kept[85][1] < kept[95][1]
+    assert coded_noise_colour(codings[85], 0.2) == coded_noise_colour(codings[85], 0.2)  # seeded: the same
+    grey = torch.zeros(1, 3, 32, 32)
+    assert coded_colour_backs(grey, codings[85])(0.5) and coded_colour_backs(torch.rand(1, 3, 32, 32), None)(0.5)
+
+
+@pytest.mark.parametrize("quality", [85, 95])
+def test_a_jpegs_fine_texture_of_light_is_not_read_as_noise(quality):
+    """The colour test of lossless photos (`test_fine_texture_of_light_alone_is_not_read_as_camera_noise`) cannot
+    serve a JPEG, whose coding strips most of a noise's colour; clean grass and gravel JPEGs were read at 0.1-0.49
+    on the luma and smeared. Noise strong enough to read that high keeps colour through the file's own tables
+    (`coded_noise_colour`), a texture of light does not: its luma readings are refused, white noise's are kept."""
+    from ncvsd_cli.measurement import coarse_luma_is_noise, estimate_luma_noise_sigma
+
+    yy, xx = np.mgrid[0:193, 0:191] / 192
+    scene = np.stack([0.5 + 0.2 * np.sin(6 * xx + 2 * yy), 0.5 + 0.2 * np.cos(5 * yy), 0.4 + 0.2 * xx * yy], -1)
+    restorer = Restorer(None, None, RestoreOptions(task="denoise", method="classical").validate())
+    rng = np.random.default_rng(2)
+    for noise, light in ((rng.normal(0, 0.1, scene.shape[:2])[..., None], True), (rng.normal(0, 0.1, scene.shape), False)):
+        d = _jpeg(scene + noise, quality)  # std 0.2 on the [-1, 1] scale: light alone, or white in each channel
+        coarse = estimate_luma_noise_sigma(d.tensor, coarse=True)
+        assert coarse > 0.18 and coarse_luma_is_noise(d.tensor, coarse, 2.0)  # the scale tests take both for noise
+        m = restorer.measurement(d.tensor, "denoise", jpeg_sigma=d.jpeg_sigma, jpeg_coding=d.jpeg_coding)
+        without = restorer.measurement(d.tensor, "denoise", jpeg_sigma=d.jpeg_sigma)  # no tables: as before
+        assert without.sigma_y > 0.18, without.notes
+        if light:  # and no note advising the texture's level as --sigma-y
+            assert m.sigma_y < 0.02 and "on the luma" not in m.notes[0], m.notes
+            assert "stripped finer noise" not in " ".join(m.notes), m.notes  # (the luma's 2x2 means read 0.3)
+        else:
+            assert 0.18 < m.sigma_y < 0.25 and "on the luma" in m.notes[0], m.notes
+
+
 def test_memory_estimate_counts_the_reflect_blurs_buffers(monkeypatch):
     """A plain blurred image is restored with boundary "reflect", whose conjugate gradients hold more full-size
     tensors: the up-front memory check counts them (and not for circular)."""

@@ -1,0 +1,150 @@
+"""The colour test of a JPEG's luma noise readings: strong noise keeps colour through the file's coding, texture has little.
+
+A JPEG's coding strips most of a noise's colour, so `restore` reads a JPEG's noise on its luma: at the pixel scale
+("fine") and on the 2x2 means ("coarse", where the 4x4 means agree, `coarse_luma_is_noise`). Clean fine texture
+(grass, gravel, fur, trees) read 0.1-0.49 there (`clean_noise_views.py --jpeg 85`) and was smeared. Noise strong
+enough to read that high keeps colour through the coding, texture of light does not: `measurement.coded_colour_backs`
+keeps a luma reading only where the colour reading on the 2x2 means ("cells") is at least CODED_COLOUR_RATIO x what
+white noise of that level keeps through the same tables (`coded_noise_colour`).
+
+For every photo of PHOTOS, four views (`clean_noise_views.views`: 256-px crops at the file's resolution, centre,
+top-left, bottom-right, and the sr4 operator's quarter-size input), each under every CASES entry: clean, white RGB
+noise of a std (seed 0), or the simulated camera of `camera_noise.camera` (edge-aware demosaicing, seed 1) at
+`camera_noise.LEVELS`, saved as a JPEG of a quality (Pillow, 4:2:0) and decoded. Per row (the [-1, 1] scale): the true
+error std, the colour reading, cells, fine, coarse, "c4" (the 4x4 reading) and "level", what `restore --task denoise`
+of the code that ran reads (`camera_noise.restore_level`). The summary (OUT/jpeg-colour.md) gives per case, for the
+training photos (--train) and the others apart, the levels of the rule without the colour test ("before": the colour
+reading, fine, coarse where the 4x4 test passes, `LOSSY_DENOISE_SCALE_RATIO`) and with it ("now": the same readings
+through `coded_colour_backs`' rule): clean views read above 0.05 and 0.1; noisy ones within 0.7-1.5x the true std,
+over 1.5x and under 0.7x; and how many rows' recorded level agrees with each rule (rows made before the test carry the
+"before" level, later ones the "now" level). Needs OpenCV (`pip install opencv-python-headless`) for the camera.
+Usage:  python benchmarks/build_photos.py /tmp/all768 --licences all --short-side 768 --cache /tmp/photo-packages
+        python benchmarks/jpeg_colour_test.py /tmp/all768 OUT --shard 0/2   (and --shard 1/2 in parallel)
+        python benchmarks/jpeg_colour_test.py OUT --train ~/.cache/ncvsd/photos.zip --summary OUT/rows-*.jsonl
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from camera_colour_test import read_rows, shard_files, shard_parser  # benchmarks/ is the script's folder
+from camera_noise import LEVELS, camera, restore_level, srgb_to_linear
+from clean_noise_views import views
+from PIL import Image
+
+from ncvsd_cli import images
+from ncvsd_cli import measurement as M
+
+#: (kind, level, JPEG quality): level is the white noise's std, or the index into camera_noise.LEVELS.
+CASES = [("clean", 0, 75), ("clean", 0, 85), ("clean", 0, 95), ("white", 0.03, 85), ("white", 0.06, 85),
+         ("white", 0.1, 85), ("white", 0.05, 75), ("white", 0.05, 95), ("camera", 0, 85), ("camera", 1, 85),
+         ("camera", 1, 95)]
+#: The views read (`clean_noise_views.views`' names).
+VIEWS = ("centre", "top-left", "bottom-right", "sr4 operator")
+
+
+def as_jpeg(y: torch.Tensor, quality: int) -> images.DecodedImage:
+    """y (1, 3, h, w) in [-1, 1] saved as an 8-bit JPEG of `quality` (Pillow, 4:2:0) and read back."""
+    buf = io.BytesIO()
+    Image.fromarray((images.to_unit(y)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(
+        buf, "JPEG", quality=quality)
+    return images.read_image(buf.getvalue())
+
+
+def rows_for(path: Path) -> list[dict]:
+    """The rows of one photo (module docstring)."""
+    rows = []
+    for view, clean in ((v, y) for v, y in views(path).items() if v in VIEWS):
+        linear = srgb_to_linear(images.to_unit(clean)[0].permute(1, 2, 0).double().numpy())
+        for kind, level, quality in CASES:
+            if kind == "white":
+                noise = level * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+                y = (images.to_unit((clean + noise).clamp(-1, 1)) * 255).round() / 127.5 - 1
+                reference = clean
+            else:
+                y = clean if kind == "clean" else camera(linear, *LEVELS[level], np.random.default_rng(1))
+                reference = clean if kind == "clean" else camera(linear, 0, 0, None)
+            d = as_jpeg(y, quality)
+            z = d.tensor
+            rows.append({"photo": path.stem, "view": view, "kind": kind, "lev": level, "q": quality,
+                         "true": float((y - reference).std()), "colour": M.estimate_noise_sigma(z),
+                         "cells": M.noise_sigma_on_means(images.centre_crop(z, M.NOISE_WINDOW), 2),
+                         "fine": M.estimate_luma_noise_sigma(z), "coarse": M.estimate_luma_noise_sigma(z, coarse=True),
+                         "c4": M.estimate_luma_noise_sigma(z, scale=4), "level": restore_level(z, d)})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def rule_levels(r: dict, codings: dict[int, images.JpegCoding]) -> tuple[float, float]:
+    """(before, now): the level `restore --task denoise` takes from a row's readings without and with the colour
+    test (`coded_colour_backs`' rule on the recorded cells), rounded to NOISE_STEP as restore rounds it."""
+    from ncvsd_cli.restore import NOISE_STEP
+
+    coarse_ok = 0 < r["coarse"] and 0 < r["c4"] <= M.LOSSY_DENOISE_SCALE_RATIO * r["coarse"]  # c4 0: too small
+    levels = [v for v in [r["fine"]] + ([r["coarse"]] if coarse_ok else []) if v > r["colour"]]
+    backed = [v for v in levels if r["cells"] >= M.CODED_COLOUR_RATIO * M.coded_noise_colour(codings[r["q"]], v)]
+    return tuple(round(round(max([r["colour"], *vs]) / NOISE_STEP) * NOISE_STEP, 4) for vs in (levels, backed))
+
+
+def summary(rows: list[dict], train: set[str]) -> str:
+    codings = {q: as_jpeg(torch.zeros(1, 3, 16, 16), q).jpeg_coding for q in {r["q"] for r in rows}}
+    for r in rows:
+        r["before"], r["now"] = rule_levels(r, codings)
+    agree = {k: sum(abs(r["level"] - r[k]) < 1e-6 for r in rows) for k in ("before", "now")}
+    out = [(f"{len(rows)} rows, {len({r['photo'] for r in rows})} photos; the recorded level equals the rule before "
+            f"in {agree['before']}, now in {agree['now']}."), "",
+           "Clean JPEGs (levels read, before / now):", "",
+           "| photos | quality | views | > 0.05 | > 0.1 | largest |", "|---|---|---|---|---|---|"]
+    parts = (("training", True), ("others", False))
+    cases = list(dict.fromkeys((r["kind"], r["lev"], r["q"]) for r in rows))
+    for part, keep in parts:
+        for kind, lev, q in (c for c in cases if c[0] == "clean"):
+            rs = [r for r in rows if (r["kind"], r["lev"], r["q"]) == (kind, lev, q) and (r["photo"] in train) == keep]
+            if not rs:
+                continue
+            cells = [f"{sum(r[k] > t for r in rs)}" for t in (0.05, 0.1) for k in ("before", "now")]
+            out.append(f"| {part} | {q} | {len(rs)} | {cells[0]} / {cells[1]} | {cells[2]} / {cells[3]} | "
+                       f"{max(r['before'] for r in rs):.3f} / {max(r['now'] for r in rs):.3f} |")
+    out += ["", "Noisy JPEGs (level / true std, before / now; camera: a = camera_noise.LEVELS[level]):", "",
+            "| photos | noise | quality | views | median true | 0.7-1.5x | over 1.5x | under 0.7x |",
+            "|---|---|---|---|---|---|---|---|"]
+    for part, keep in parts:
+        for kind, lev, q in (c for c in cases if c[0] != "clean"):
+            rs = [r for r in rows if (r["kind"], r["lev"], r["q"]) == (kind, lev, q) and (r["photo"] in train) == keep]
+            if not rs:
+                continue
+            counts = [f"{sum(lo <= r['before'] / r['true'] < hi for r in rs)} / "
+                      f"{sum(lo <= r['now'] / r['true'] < hi for r in rs)}" for lo, hi in ((0.7, 1.5), (1.5, 1e9), (0, 0.7))]
+            name = f"white {lev}" if kind == "white" else f"camera a={LEVELS[lev][0]}"
+            out.append(f"| {part} | {name} | {q} | {len(rs)} | {np.median([r['true'] for r in rs]):.3f} | "
+                       f"{' | '.join(counts)} |")
+    out += ["", "Clean views still read above 0.05 now:", "",
+            "| photo | view | quality | cells | fine | coarse | c4 | before | now |", "|---|---|---|---|---|---|---|---|---|"]
+    out += [f"| {r['photo']} | {r['view']} | {r['q']} | {r['cells']:.4f} | {r['fine']:.4f} | {r['coarse']:.4f} | "
+            f"{r['c4']:.4f} | {r['before']:.4f} | {r['now']:.4f} |"
+            for r in sorted(rows, key=lambda r: -r["now"]) if r["kind"] == "clean" and r["now"] > 0.05]
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    a = shard_parser(__doc__).parse_args()
+    from ncvsd_cli.bench.datasets import image_folder
+
+    a.out.mkdir(parents=True, exist_ok=True)
+    if not a.summary:
+        first, files = shard_files(a.photos, a.shard)
+        rows = [r for f in files for r in rows_for(f)]
+        (a.out / f"rows-{first}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return
+    train = {im.id for im in image_folder(a.train, 256).images} if a.train else set()
+    text = summary(read_rows(a.summary), train)
+    (a.out / "jpeg-colour.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
