@@ -79,6 +79,62 @@ def rows_for(path: Path) -> list[dict]:
     return rows
 
 
+#: --chroma: (demosaicing, camera_noise.LEVELS index) x chroma blur (px, in-camera noise reduction) x subsampling
+#: (Pillow's: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0) x quality, on each photo's centre crop.
+CHROMA_CAMERAS, CHROMA_BLURS, SUBSAMPLINGS, CHROMA_QUALITIES = (("ea", 1), ("vng", 0), ("vng", 1)), (0, 2), (0, 1, 2), (85, 95)
+
+
+def chroma_rows_for(path: Path) -> list[dict]:
+    """--chroma rows of one photo: camera noise whose colour a camera's pipeline smoothed (VNG) or removed (chroma
+    blurred in YCbCr), JPEG at each subsampling; the level `restore --task denoise` reads with the file's coding
+    ("level") and without it ("without": no colour test)."""
+    from PIL import ImageFilter
+
+    from ncvsd_cli.restore import RestoreOptions, Restorer
+
+    restorer = Restorer.from_options(RestoreOptions(task="denoise").validate(), load=False, quiet=True)
+    clean = views(path).get("centre")
+    if clean is None:
+        return []
+    linear = srgb_to_linear(images.to_unit(clean)[0].permute(1, 2, 0).double().numpy())
+    rows = []
+    for demosaic, level in CHROMA_CAMERAS:
+        y = camera(linear, *LEVELS[level], np.random.default_rng(1), demosaic=demosaic)
+        true = float((y - camera(linear, 0, 0, None, demosaic=demosaic)).std())
+        rgb = Image.fromarray((images.to_unit(y)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+        for blur in CHROMA_BLURS:
+            luma, cb, cr = rgb.convert("YCbCr").split()
+            im = Image.merge("YCbCr", (luma, *(c.filter(ImageFilter.GaussianBlur(blur)) for c in (cb, cr)))).convert(
+                "RGB") if blur else rgb
+            for sub in SUBSAMPLINGS:
+                for quality in CHROMA_QUALITIES:
+                    buf = io.BytesIO()
+                    im.save(buf, "JPEG", quality=quality, subsampling=sub)
+                    d = images.read_image(buf.getvalue())
+                    level_of = [restorer.measurement(d.tensor, "denoise", jpeg_sigma=d.jpeg_sigma, jpeg_coding=c).sigma_y
+                                for c in (d.jpeg_coding, None)]
+                    rows.append({"photo": path.stem, "demosaic": demosaic, "lev": level, "blur": blur, "sub": sub,
+                                 "q": quality, "true": true, "level": level_of[0], "without": level_of[1]})
+                    print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def chroma_summary(rows: list[dict]) -> str:
+    """--chroma rows: per case, the levels within 0.7-1.5x / under 0.7x the true std without and with the test."""
+    head = "| demosaicing | a | chroma blur | subsampling | quality | views | median true | largest without | 0.7-1.5x |"
+    out = [(f"{len(rows)} rows, {len({r['photo'] for r in rows})} photos (centre crops): camera noise through a "
+            "JPEG, `restore --task denoise` without the colour test / with it."), "",
+           head + " under 0.7x |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for case in dict.fromkeys((r["demosaic"], r["lev"], r["blur"], r["sub"], r["q"]) for r in rows):
+        rs = [r for r in rows if (r["demosaic"], r["lev"], r["blur"], r["sub"], r["q"]) == case]
+        within, under = ([sum(ok(r[k] / r["true"]) for r in rs) for k in ("without", "level")]
+                         for ok in (lambda q: 0.7 <= q <= 1.5, lambda q: q < 0.7))
+        out.append(f"| {case[0]} | {LEVELS[case[1]][0]} | {case[2]} | {('4:4:4', '4:2:2', '4:2:0')[case[3]]} | "
+                   f"{case[4]} | {len(rs)} | {np.median([r['true'] for r in rs]):.3f} | "
+                   f"{max(r['without'] for r in rs):.3f} | {within[0]} / {within[1]} | {under[0]} / {under[1]} |")
+    return "\n".join(out) + "\n"
+
+
 def rule_levels(r: dict, codings: dict[int, images.JpegCoding]) -> tuple[float, float]:
     """(before, now): the level `restore --task denoise` takes from a row's readings without and with the colour
     test (`coded_colour_backs`' rule on the recorded cells), rounded to NOISE_STEP as restore rounds it."""
@@ -86,7 +142,8 @@ def rule_levels(r: dict, codings: dict[int, images.JpegCoding]) -> tuple[float, 
 
     coarse_ok = 0 < r["coarse"] and 0 < r["c4"] <= M.LOSSY_DENOISE_SCALE_RATIO * r["coarse"]  # c4 0: too small
     levels = [v for v in [r["fine"]] + ([r["coarse"]] if coarse_ok else []) if v > r["colour"]]
-    backed = [v for v in levels if r["cells"] >= M.CODED_COLOUR_RATIO * M.coded_noise_colour(codings[r["q"]], v)]
+    backed = [v for v in levels if v < M.CODED_COLOUR_MIN_LEVEL
+              or r["cells"] >= M.CODED_COLOUR_RATIO * M.coded_noise_colour(codings[r["q"]], v)]
     return tuple(round(round(max([r["colour"], *vs]) / NOISE_STEP) * NOISE_STEP, 4) for vs in (levels, backed))
 
 
@@ -131,18 +188,21 @@ def summary(rows: list[dict], train: set[str]) -> str:
 
 
 def main() -> None:
-    a = shard_parser(__doc__).parse_args()
+    p = shard_parser(__doc__)
+    p.add_argument("--chroma", action="store_true", help="camera noise with smoothed colour (rows-chroma-I.jsonl)")
+    a = p.parse_args()
     from ncvsd_cli.bench.datasets import image_folder
 
     a.out.mkdir(parents=True, exist_ok=True)
     if not a.summary:
         first, files = shard_files(a.photos, a.shard)
-        rows = [r for f in files for r in rows_for(f)]
-        (a.out / f"rows-{first}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        rows = [r for f in files for r in (chroma_rows_for(f) if a.chroma else rows_for(f))]
+        (a.out / f"rows-{'chroma-' if a.chroma else ''}{first}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         return
     train = {im.id for im in image_folder(a.train, 256).images} if a.train else set()
-    text = summary(read_rows(a.summary), train)
-    (a.out / "jpeg-colour.md").write_text(text)
+    rows = read_rows(a.summary)
+    text = chroma_summary(rows) if a.chroma else summary(rows, train)
+    (a.out / ("camera-chroma.md" if a.chroma else "jpeg-colour.md")).write_text(text)
     print(text)
 
 

@@ -656,13 +656,19 @@ WHITE_COLOUR_RATIO = 0.9
 CAMERA_COLOUR_RATIO = 0.1
 
 
-#: A colour JPEG's luma reading is noise only where the colour reading on the 2 x 2 means sees at least this fraction
-#: of the colour that white noise of that level keeps through the file's own coding (`coded_noise_colour`). Clean
-#: fine texture at a photo's own resolution (grass, gravel, fur, trees: 0.1-0.49 read on the luma on 256-px views of
-#: the 174 photos at quality 75-95) holds 0.002-0.02 there, 0.04-0.2x of it where such noise keeps colour (at quality
-#: 85 from about 0.15); no reading of white or camera noise of 0.03-0.1 within 0.7-1.5x its std was refused, and
-#: 0.35-0.7 give the same counts (benchmarks/camera-noise/jpeg-colour/).
+#: A colour JPEG's luma reading of at least CODED_COLOUR_MIN_LEVEL is noise only where the colour reading on the
+#: 2 x 2 means sees at least this fraction of the colour that white noise of that level keeps through the file's own
+#: coding (`coded_noise_colour`). Clean fine texture at a photo's own resolution (grass, gravel, fur, trees: 0.2-0.49
+#: read on the luma on 256-px views of the 174 photos at quality 75-95) holds 0.004-0.03 there, 0.04-0.2x of it; no
+#: reading of white or camera noise of 0.03-0.1 within 0.7-1.5x its std was refused (benchmarks/camera-noise/
+#: jpeg-colour/).
 CODED_COLOUR_RATIO = 0.5
+#: Luma readings under this are not tested by colour: a camera's noise can reach a JPEG with little colour (in-camera
+#: chroma noise reduction; demosaicing that smooths colour, as VNG does) and would be refused where the coding keeps
+#: colour (quality 95, 4:4:4 or 4:2:2), yet it reads at most 0.17 at a true std of 0.1 (30 photos, a simulated camera,
+#: chroma blurred by 2 px or not, quality 85 / 95, every subsampling: benchmarks/camera-noise/jpeg-colour/
+#: camera-chroma.md); clean texture read as noise at 0.1-0.2 keeps passing.
+CODED_COLOUR_MIN_LEVEL = 0.2
 #: `coded_noise_colour` takes the least over white noise of these fractions of the level: readings run up to 1.5x
 #: the noise, and the colour a coding keeps rises steeply (one simulation at quality 85: 0.008 at 0.1, 0.05 at 0.16).
 CODED_LEVEL_FACTORS = (2 / 3, 0.8, 1.0)
@@ -696,13 +702,15 @@ def coded_colour_backs(y: torch.Tensor, coding: images.JpegCoding | None) -> Cal
     colour can back it, the colour reading on y's 2 x 2 means (on the centre NOISE_WINDOW square, read once, when
     first asked) at least CODED_COLOUR_RATIO x what white noise of that level keeps through the same coding
     (`coded_noise_colour`). A photo's fine texture is mostly one of light: read as strong noise on the luma, its
-    colour stays far below what such noise keeps. Passes every level where colour cannot tell: no JPEG tables
-    (`images.jpeg_coding`), a grey file or y. A camera's JPEG whose chroma noise reduction removed the noise's
-    colour fails it where the noise is strong enough for the coding to keep colour (above about 0.15 at quality 85)."""
+    colour stays far below what such noise keeps. Passes levels under CODED_COLOUR_MIN_LEVEL (a camera's JPEG can
+    hold such noise with little colour), and every level where colour cannot tell: no JPEG tables
+    (`images.jpeg_coding`), a grey file or y. Noise of 0.2 and more whose colour a camera's chroma noise reduction
+    removed fails it and reads low."""
     if coding is None or not coding.colour or y.shape[1] != 3 or len(distinct_channels(y[0])) < 3:
         return lambda level: True
     cells = functools.cache(lambda: noise_sigma_on_means(images.centre_crop(y, NOISE_WINDOW), 2))
-    return lambda level: cells() >= CODED_COLOUR_RATIO * coded_noise_colour(coding, level)
+    return lambda level: (level < CODED_COLOUR_MIN_LEVEL
+                          or cells() >= CODED_COLOUR_RATIO * coded_noise_colour(coding, level))
 
 
 #: Rounds of weak-texture selection for a one-channel image (they converge in 2-4).

@@ -463,6 +463,7 @@ class Restorer:
                 backed = coded_colour_backs(seen, coding)  # fine texture: strong on the luma, too little colour
                 levels = [fine] + ([coarse] if blurred or coarse_luma_is_noise(seen, coarse, ratio) else [])
                 luma = max([level for level in levels if level > read and backed(level)], default=0.0)
+                refused = max([v for v in levels if v > max(read, luma) and not backed(v)], default=0.0)
             elif colours == 3:  # a camera's demosaicing leaves its noise on the luma's 2x2 means
                 luma = coarse_luma_noise(seen, read)
                 luma_why = " on the luma's 2x2 means, where a camera's demosaiced noise shows"
@@ -476,8 +477,10 @@ class Restorer:
             how += [] if low <= estimate <= bounds[1] else [bound]
             notes.append(f"estimated noise level sigma_y {sigma_y:g} on the [-1, 1] scale ({'; '.join(how)}) "
                          "(--sigma-y sets it)")
-            if jpeg_sigma is not None and task == "denoise" and backed(coarse):  # blurs and sr: a small or blurred
-                notes += lossy_level_notes(coarse, sigma_y)  # photo's 2x2 means hold texture; refused by colour: texture
+            if jpeg_sigma is not None:
+                notes += colourless_luma_notes(refused)
+            if jpeg_sigma is not None and task == "denoise" and not refused:  # blurs and sr: a small or blurred
+                notes += lossy_level_notes(coarse, sigma_y)  # photo's 2x2 means hold texture
         if task in KEEP_PHOTO_PIXELS and self.options.sigma_y is None and "sigma_y" not in preset:
             sigma_y = 0.0
             ripples = ("; this file's lossy coding smears the marks 2-3 px beyond the mask, kept too: if outlines of "
@@ -1038,6 +1041,18 @@ def lossy_level_notes(coarse: float, sigma_y: float) -> list[str]:
     return [(f"the luma's 2x2 means read {coarse:.3f}, which looks like texture rather than noise, so the lower "
              "level was taken; this file's lossy coding may have stripped finer noise: if the result stays grainy, "
              f"give --sigma-y {level:g}")]
+
+
+def colourless_luma_notes(refused: float) -> list[str]:
+    """A note for a colour JPEG whose luma read `refused` (>= 0), above the level taken, without the colour such
+    noise keeps through its coding (`measurement.coded_colour_backs`): fine texture, or noise whose colour a
+    camera's noise reduction removed; [] for 0."""
+    if not refused:
+        return []
+    level = round(round(refused / NOISE_STEP) * NOISE_STEP, 4)
+    return [(f"the luma read {refused:.3f}, but this JPEG has too little colour for noise that strong (fine texture, "
+             "or a camera's chroma noise reduction), so the lower level was taken: if the result stays grainy, give "
+             f"--sigma-y {level:g}")]
 
 
 #: How a mask file's transparency reads (`operators.params.load_gray_image`), said where a mask keeps nothing or

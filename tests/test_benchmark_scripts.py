@@ -320,6 +320,13 @@ def test_jpeg_colour_test_summary_applies_the_colour_rule_to_the_readings(monkey
     assert "| training | white 0.3 | 85 | 1 | 0.300 | 1 / 1 | 0 / 0 | 0 / 0 |" in table, table
     assert "| others | white 0.03 | 85 | 1 | 0.030 | 1 / 1 | 0 / 0 | 0 / 0 |" in table, table
     assert "Clean views still read above 0.05 now:" in table and "| grass | centre |" not in table
+    rows[0].update(coarse=0.19, c4=0.2, level=0.19)  # under CODED_COLOUR_MIN_LEVEL: not tested by colour
+    assert "| training | 85 | 1 | 1 / 1 | 1 / 1 | 0.190 / 0.190 |" in mod.summary(rows, train={"grass"})
+    chroma = [{"photo": "grass", "demosaic": "vng", "lev": 1, "blur": 2, "sub": s, "q": 95, "true": 0.08,
+               "level": level, "without": 0.1} for s, level in ((0, 0.005), (0, 0.1), (2, 0.1))]
+    table = mod.chroma_summary(chroma)
+    assert "| vng | 0.008 | 2 | 4:4:4 | 95 | 2 | 0.080 | 0.100 | 2 / 1 | 0 / 1 |" in table, table
+    assert "| vng | 0.008 | 2 | 4:2:0 | 95 | 1 | 0.080 | 0.100 | 1 / 1 | 0 / 0 |" in table, table
 
 
 def _module(name: str):

@@ -632,14 +632,16 @@ def _jpeg(rgb: np.ndarray, quality: int):
 def test_a_jpegs_coding_keeps_the_colour_of_strong_noise_only():
     """`coded_noise_colour`: a JPEG's coarse chroma steps zero the colour of weak noise and keep strong noise's, the
     more the finer its steps; a file without tables, or grey, cannot tell and backs every luma reading."""
-    from ncvsd_cli.measurement import coded_colour_backs, coded_noise_colour
+    from ncvsd_cli.measurement import _coded_white_colour, coded_colour_backs, coded_noise_colour
 
     codings = {q: _jpeg(np.full((16, 16, 3), 0.5), q).jpeg_coding for q in (75, 85, 95)}
     kept = {q: [coded_noise_colour(c, level) for level in (0.05, 0.2, 0.5)] for q, c in codings.items()}
     for q, (weak, middle, strong) in kept.items():
         assert weak < 0.01 and weak < middle < strong and 0.1 < strong < 0.5, (q, kept[q])
     assert kept[75][1] < kept[85][1] < kept[95][1]
-    assert coded_noise_colour(codings[85], 0.2) == coded_noise_colour(codings[85], 0.2)  # seeded: the same
+    first = coded_noise_colour(codings[85], 0.2)
+    _coded_white_colour.cache_clear()
+    assert coded_noise_colour(codings[85], 0.2) == first  # seeded: the same when simulated again
     grey = torch.zeros(1, 3, 32, 32)
     assert coded_colour_backs(grey, codings[85])(0.5) and coded_colour_backs(torch.rand(1, 3, 32, 32), None)(0.5)
 
@@ -649,8 +651,11 @@ def test_a_jpegs_fine_texture_of_light_is_not_read_as_noise(quality):
     """The colour test of lossless photos (`test_fine_texture_of_light_alone_is_not_read_as_camera_noise`) cannot
     serve a JPEG, whose coding strips most of a noise's colour; clean grass and gravel JPEGs were read at 0.1-0.49
     on the luma and smeared. Noise strong enough to read that high keeps colour through the file's own tables
-    (`coded_noise_colour`), a texture of light does not: its luma readings are refused, white noise's are kept."""
-    from ncvsd_cli.measurement import coarse_luma_is_noise, estimate_luma_noise_sigma
+    (`coded_noise_colour`), a texture of light does not: its luma readings are refused (with a note naming them),
+    white noise's are kept. Under CODED_COLOUR_MIN_LEVEL nothing is refused: a camera's chroma noise reduction leaves
+    its noise a pattern of light too (here: light-only grain read 0.15, at quality 95 and 4:4:4, which keep colour)."""
+    from ncvsd_cli import images
+    from ncvsd_cli.measurement import CODED_COLOUR_MIN_LEVEL, coarse_luma_is_noise, estimate_luma_noise_sigma
 
     yy, xx = np.mgrid[0:193, 0:191] / 192
     scene = np.stack([0.5 + 0.2 * np.sin(6 * xx + 2 * yy), 0.5 + 0.2 * np.cos(5 * yy), 0.4 + 0.2 * xx * yy], -1)
@@ -663,11 +668,17 @@ def test_a_jpegs_fine_texture_of_light_is_not_read_as_noise(quality):
         m = restorer.measurement(d.tensor, "denoise", jpeg_sigma=d.jpeg_sigma, jpeg_coding=d.jpeg_coding)
         without = restorer.measurement(d.tensor, "denoise", jpeg_sigma=d.jpeg_sigma)  # no tables: as before
         assert without.sigma_y > 0.18, without.notes
-        if light:  # and no note advising the texture's level as --sigma-y
+        if light:  # one note: the level refused, as --sigma-y for noise whose colour was removed
             assert m.sigma_y < 0.02 and "on the luma" not in m.notes[0], m.notes
-            assert "stripped finer noise" not in " ".join(m.notes), m.notes  # (the luma's 2x2 means read 0.3)
+            assert "too little colour" in m.notes[1] and "--sigma-y 0.3" in m.notes[1] and len(m.notes) == 2, m.notes
         else:
             assert 0.18 < m.sigma_y < 0.25 and "on the luma" in m.notes[0], m.notes
+    buf = io.BytesIO()  # grain of light of 0.1 (0.05 on [0, 1]): as a camera's noise after chroma noise reduction
+    grain = np.clip(scene + rng.normal(0, 0.05, scene.shape[:2])[..., None], 0, 1)
+    Image.fromarray((grain * 255).round().astype(np.uint8)).save(buf, "JPEG", quality=95, subsampling=0)
+    d = images.read_image(buf.getvalue())
+    m = restorer.measurement(d.tensor, "denoise", jpeg_sigma=d.jpeg_sigma, jpeg_coding=d.jpeg_coding)
+    assert 0.1 < m.sigma_y < CODED_COLOUR_MIN_LEVEL and "on the luma" in m.notes[0], m.notes
 
 
 def test_memory_estimate_counts_the_reflect_blurs_buffers(monkeypatch):
