@@ -283,7 +283,8 @@ class BlurReading(NamedTuple):
     shows, i.e. neither fits EVIDENCE_NATS better than a sharp image; radius nan where the disk was not fitted),
     `defocus_nats` how much better (−log-likelihood) the disk fits than the Gaussian (negative: worse; nan where
     not fitted), over `frequencies` periodogram values (the evidence grows with them); `coded`: read through the
-    file's JPEG coding (`CodingGain`), which fitted the spectrum better than the plain model."""
+    file's JPEG coding (`CodingGain`), which fitted the spectrum better than the plain model (the width; `read_blur`
+    may take it from the other model than the radius)."""
     width: float
     radius: float
     defocus_nats: float
@@ -304,8 +305,10 @@ def read_blur(y: torch.Tensor, defocus: bool = True, coding: JpegCoding | None =
     MIN_SIZE px or without any variation. `coding`: y was decoded from a JPEG coded so (`images.jpeg_coding`); the
     spectrum is then also fitted through that coding (`CodingGain`), and that model is read where its best fit is
     at least EVIDENCE_NATS better (both have as many parameters): a noisy JPEG's blur otherwise reads far too small,
-    as the coding strips the noise's finest frequencies (benchmarks/lossy-blur-reading/). About 4x slower, plus
-    the coding's simulation once per process. Measured:
+    as the coding strips the noise's finest frequencies (benchmarks/lossy-blur-reading/). Where the chosen model's
+    Gaussian fit is worse than its own sharp fit (width 0: the search missed it; a 2-px blur of a cheetah's fur
+    with noise 0.06 at quality 85 read 0 through the coding, its disk fitting best) the width is the other
+    model's. About 4x slower, plus the coding's simulation once per process. Measured:
     `estimate_gaussian_blur`, `estimate_defocus_radius`."""
     spectrum = _spectrum(y)
     if spectrum is None:
@@ -321,9 +324,12 @@ def read_blur(y: torch.Tensor, defocus: bool = True, coding: JpegCoding | None =
     best_nll = [float(np.nanmin([m[0], m[3]])) for m in models]  # the better of the Gaussian and disk fits
     best = 1 if len(models) > 1 and best_nll[0] - best_nll[1] >= EVIDENCE_NATS else 0
     fit_nll, width, sharp_nll, disk_nll, radius = models[best]
-    blurred = lambda nll: sharp_nll - nll >= EVIDENCE_NATS  # e.g. pure noise: every width fits alike
-    return BlurReading(width if blurred(fit_nll) else 0.0, radius if not defocus or blurred(disk_nll) else 0.0,
-                       fit_nll - disk_nll, int(spectrum.n.sum()), coded=best == 1)
+    missed = len(models) > 1 and fit_nll > sharp_nll and models[1 - best][0] <= models[1 - best][2]
+    gauss = models[1 - best] if missed else models[best]  # a Gaussian of width 0 is the sharp fit: one worse than
+    blurred = lambda nll, sharp: sharp - nll >= EVIDENCE_NATS  # it is a missed search; pure noise fits all alike
+    return BlurReading(gauss[1] if blurred(gauss[0], gauss[2]) else 0.0,
+                       radius if not defocus or blurred(disk_nll, sharp_nll) else 0.0, gauss[0] - disk_nll,
+                       int(spectrum.n.sum()), coded=(best == 1) != missed)
 
 
 def estimate_gaussian_blur(y: torch.Tensor) -> float | None:

@@ -413,6 +413,22 @@ def test_a_grey_reading_of_a_colour_jpeg_is_not_read_through_its_colour_coding(m
     assert seen == [coding if channels == 3 else None]
 
 
+@pytest.mark.parametrize("coded_gauss, expected", [((-40.0, 2.3), (2.0, False)), ((-80.0, 2.3), (2.3, True))])
+def test_a_gaussian_fit_worse_than_sharp_is_a_missed_search_and_the_other_models_width_is_read(
+        monkeypatch, coded_gauss, expected):
+    """The coding's model is chosen by its best fit, a disk here; its Gaussian fit, worse than its own sharp fit
+    (width 0), is a search that missed (a blurred cheetah JPEG read 0 px): the plain model's width is read, and the
+    reading is not said to be coded. A Gaussian fit better than sharp stands."""
+    from ncvsd_cli import blur_estimate
+    from ncvsd_cli.images import JpegCoding
+
+    plain, coded = (-100.0, 2.0, -50.0, -90.0, 3.0), (*coded_gauss, -60.0, -200.0, 2.75)  # (gauss, w, sharp, disk, r)
+    monkeypatch.setattr(blur_estimate.CodingGain, "of", classmethod(lambda cls, *a, **k: None))
+    monkeypatch.setattr(blur_estimate, "_fits", lambda spectrum, defocus, gains: plain if gains is None else coded)
+    reading = read_blur(power_law_field(64, 64, 0.0, seed=2), coding=JpegCoding(((1,) * 64, (1,) * 64), 2, True))
+    assert (reading.width, reading.coded) == expected and reading.radius == 2.75, reading
+
+
 @pytest.mark.parametrize("blur", [2.0, 3.0])
 def test_a_strongly_coded_noisy_jpegs_blur_reads_at_the_total_powers_gain(blur):
     """Noise 0.08 then JPEG quality 50: detail and noise have alike powers at the coarse steps, and the quantiser
