@@ -323,7 +323,7 @@ def read_blur(y: torch.Tensor, defocus: bool = True, coding: JpegCoding | None =
         models.append(_fits(spectrum, defocus, coded))
     best_nll = [float(np.nanmin([m[0], m[3]])) for m in models]  # the better of the Gaussian and disk fits
     best = 1 if len(models) > 1 and best_nll[0] - best_nll[1] >= EVIDENCE_NATS else 0
-    fit_nll, width, sharp_nll, disk_nll, radius = models[best]
+    fit_nll, _, sharp_nll, disk_nll, radius = models[best]
     missed = len(models) > 1 and fit_nll > sharp_nll and models[1 - best][0] <= models[1 - best][2]
     gauss = models[1 - best] if missed else models[best]  # a Gaussian of width 0 is the sharp fit: one worse than
     blurred = lambda nll, sharp: sharp - nll >= EVIDENCE_NATS  # it is a missed search; pure noise fits all alike
