@@ -56,8 +56,9 @@ def views(path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def jpeg_level(y: torch.Tensor, quality: int) -> tuple[torch.Tensor, float]:
-    """y saved as a JPEG of `quality` and decoded, and the noise level `restore --task denoise` reads from that file."""
+def as_jpeg(y: torch.Tensor, quality: int):
+    """y (1, 3, h, w) in [-1, 1] saved as an 8-bit JPEG of `quality` (Pillow, 4:2:0) and read back
+    (`images.read_image`'s `DecodedImage`)."""
     import io
 
     from ncvsd_cli.images import read_image, to_unit
@@ -65,7 +66,12 @@ def jpeg_level(y: torch.Tensor, quality: int) -> tuple[torch.Tensor, float]:
     buf = io.BytesIO()
     Image.fromarray((to_unit(y)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(
         buf, "JPEG", quality=quality)
-    d = read_image(buf.getvalue())
+    return read_image(buf.getvalue())
+
+
+def jpeg_level(y: torch.Tensor, quality: int) -> tuple[torch.Tensor, float]:
+    """y saved as a JPEG of `quality` and decoded, and the noise level `restore --task denoise` reads from that file."""
+    d = as_jpeg(y, quality)
     return d.tensor, restore_level(d.tensor, d)
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from camera_colour_test import read_rows, shard_files, shard_parser  # benchmarks/ is the script's folder
 from camera_noise import LEVELS, camera, restore_level, srgb_to_linear
-from clean_noise_views import views
+from clean_noise_views import as_jpeg, views
 from PIL import Image
 
 from ncvsd_cli import images
@@ -45,14 +45,6 @@ CASES = [("clean", 0, 75), ("clean", 0, 85), ("clean", 0, 95), ("white", 0.03, 8
          ("camera", 1, 95)]
 #: The views read (`clean_noise_views.views`' names).
 VIEWS = ("centre", "top-left", "bottom-right", "sr4 operator")
-
-
-def as_jpeg(y: torch.Tensor, quality: int) -> images.DecodedImage:
-    """y (1, 3, h, w) in [-1, 1] saved as an 8-bit JPEG of `quality` (Pillow, 4:2:0) and read back."""
-    buf = io.BytesIO()
-    Image.fromarray((images.to_unit(y)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(
-        buf, "JPEG", quality=quality)
-    return images.read_image(buf.getvalue())
 
 
 def rows_for(path: Path) -> list[dict]:
@@ -72,7 +64,7 @@ def rows_for(path: Path) -> list[dict]:
             z = d.tensor
             rows.append({"photo": path.stem, "view": view, "kind": kind, "lev": level, "q": quality,
                          "true": float((y - reference).std()), "colour": M.estimate_noise_sigma(z),
-                         "cells": M.noise_sigma_on_means(images.centre_crop(z, M.NOISE_WINDOW), 2),
+                         "cells": M.cell_colour(z),
                          "fine": M.estimate_luma_noise_sigma(z), "coarse": M.estimate_luma_noise_sigma(z, coarse=True),
                          "c4": M.estimate_luma_noise_sigma(z, scale=4), "level": restore_level(z, d)})
             print(json.dumps(rows[-1]), flush=True)

@@ -591,6 +591,12 @@ def noise_sigma_on_means(y: torch.Tensor, k: int) -> float:
     return k * estimate_noise_sigma(torch.nn.functional.avg_pool2d(y, k)) if k > 1 else estimate_noise_sigma(y)
 
 
+def cell_colour(y: torch.Tensor) -> float:
+    """The colour reading (>= 0) of y's 2 x 2 means, x 2 (`noise_sigma_on_means(., 2)`), on the pixels the colour
+    reading reads (y's centre NOISE_WINDOW square): noise at the scale of a camera mosaic's 2 x 2 cells."""
+    return noise_sigma_on_means(images.centre_crop(y, NOISE_WINDOW), 2)
+
+
 #: White noise reads alike on the luma's 2 x 2 and 4 x 4 means (each x its side); a picture's texture reads higher
 #: the coarser the scale. Noisy JPEGs (quality 80, 21 training photos at 384 px, noise 0.04): ratio 0.9-1.25 where
 #: the 2 x 2 reading found the level (0.029-0.048), 1.4-6 on fur and foliage; clean ones: 1.0-1.3 only where the
@@ -634,8 +640,7 @@ def coarse_luma_noise(y: torch.Tensor, colour: float | None = None) -> float:
     coarse = estimate_luma_noise_sigma(y, coarse=True)
     if not coarse_luma_is_noise(y, coarse):
         return 0.0
-    cells = noise_sigma_on_means(images.centre_crop(y, NOISE_WINDOW), 2)  # colour at the mosaic cells' scale, on
-    # the pixels the colour reading reads (its centre NOISE_WINDOW square)
+    cells = cell_colour(y)
     colour = estimate_noise_sigma(y) if colour is None else colour
     return coarse if CAMERA_COLOUR_RATIO * coarse <= cells and colour < WHITE_COLOUR_RATIO * cells else 0.0
 
@@ -708,7 +713,7 @@ def coded_colour_backs(y: torch.Tensor, coding: images.JpegCoding | None) -> Cal
     removed fails it and reads low."""
     if coding is None or not coding.colour or y.shape[1] != 3 or len(distinct_channels(y[0])) < 3:
         return lambda level: True
-    cells = functools.cache(lambda: noise_sigma_on_means(images.centre_crop(y, NOISE_WINDOW), 2))
+    cells = functools.cache(lambda: cell_colour(y))
     return lambda level: (level < CODED_COLOUR_MIN_LEVEL
                           or cells() >= CODED_COLOUR_RATIO * coded_noise_colour(coding, level))
 
