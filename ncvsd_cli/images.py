@@ -84,7 +84,8 @@ class DecodedImage:
     (`compression_sigma`: a JPEG's quantisation steps, a lossy WebP, AVIF, HEIC (0), a palette), else None (lossless).
     jpeg_coding: a JPEG's quantisation tables and chroma subsampling (`jpeg_coding`), else None. alpha: (1, 1, H, W)
     float32 opacity in [0, 1] of a source with transparency (the tensor holds its colour composited on white), else
-    None. exif: the EXIF its restorations keep (`exif_kept`: camera, dates, exposure, GPS), else None.
+    None. exif: the EXIF its restorations keep (`exif_kept`: camera, dates, exposure, GPS), else None. xmp: the XMP
+    packet they keep (`xmp_kept`: title, caption, keywords, rating, creator, rights, place), else None.
     """
 
     tensor: torch.Tensor
@@ -97,6 +98,7 @@ class DecodedImage:
     jpeg_coding: JpegCoding | None = None
     alpha: torch.Tensor | None = None
     exif: bytes | None = field(default=None, repr=False)
+    xmp: bytes | None = field(default=None, repr=False)
 
     @property
     def output_bit_depth(self) -> int:
@@ -542,7 +544,7 @@ def read_image(
         notes += [note] if note else []
     return DecodedImage(tensor=from_unit(tensor), mode=mode, bit_depth=bits, grey=grey, notes=notes,
                         icc_profile=icc, jpeg_sigma=compression_sigma(data, mode), jpeg_coding=jpeg_coding(data),
-                        alpha=kept_alpha, exif=exif_kept(data))
+                        alpha=kept_alpha, exif=exif_kept(data), xmp=xmp_kept(data))
 
 
 def may_be_transparent(source: str | os.PathLike | bytes) -> bool:
@@ -784,6 +786,28 @@ def exif_kept(data: bytes) -> bytes | None:
     return None
 
 
+def xmp_kept(data: bytes) -> bytes | None:
+    """The XMP an image file's restorations keep (`ncvsd_cli.xmp.kept_xmp`: the picture's title, caption, keywords,
+    rating, creator, rights and place, not the file's layout, orientation, edits or embedded extras), read through
+    Pillow (JPEG APP1, PNG iTXt, WebP, TIFF tag 700, AVIF, HEIF), as UTF-8 bytes for `encode_image(..., xmp=)`;
+    None when the file has none, nothing is kept or it cannot be read."""
+    from PIL import Image
+
+    from ncvsd_cli.xmp import kept_xmp
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            open_plugins()
+            with Image.open(io.BytesIO(data)) as im:
+                packet = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
+                if not packet and im.format == "TIFF":
+                    packet = im.tag_v2.get(700)
+        return kept_xmp(packet if isinstance(packet, (bytes, bytearray, str)) else None)
+    except Exception:  # noqa: BLE001 (metadata is optional: an unreadable packet is left out)
+        return None
+
+
 def _kept_profile(icc: bytes | None, notes: list[str]) -> bytes | None:
     """An input's ICC profile when it describes what is written (an RGB or grey image: its colour space, bytes
     16-20 of the header, is "RGB " or "GRAY"); a CMYK or Lab one is dropped with a note (the pixels were converted
@@ -918,9 +942,10 @@ def to_uint16(x: torch.Tensor) -> np.ndarray:
     return arr[..., 0] if arr.shape[-1] == 1 else arr
 
 
-def _png16(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None) -> bytes:
+def _png16(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None, xmp: bytes | None = None) -> bytes:
     """A 16-bit PNG of an (H, W) or (H, W, C) uint16 array, C = 1 / 2 (grey, with alpha) or 3 / 4 (RGB, with
-    alpha) (pypng), with an iCCP chunk after IHDR when `icc` and an eXIf chunk when `exif` (Pillow's bytes)."""
+    alpha) (pypng), with an iCCP chunk after IHDR when `icc`, an eXIf chunk when `exif` (Pillow's bytes) and an
+    iTXt chunk "XML:com.adobe.xmp" when `xmp` (UTF-8)."""
     import png
 
     h, w = arr.shape[:2]
@@ -928,9 +953,11 @@ def _png16(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None) -> byt
     buf = io.BytesIO()
     png.Writer(w, h, greyscale=planes in (1, 2), alpha=planes in (2, 4), bitdepth=16).write(
         buf, arr.reshape(h, w * planes))
-    if not icc and not exif:
+    if not icc and not exif and not xmp:
         return buf.getvalue()
     chunks = list(png.Reader(bytes=buf.getvalue()).chunks())
+    if xmp:  # keyword, NUL, uncompressed (0, 0), no language nor translated keyword (NUL, NUL), the text
+        chunks.insert(1, (b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp))
     if exif:  # the TIFF structure, without the "Exif\0\0" of JPEG's APP1
         chunks.insert(1, (b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
     if icc:
@@ -981,10 +1008,11 @@ def _without_grey_alpha(arr: np.ndarray, icc: bytes | None) -> tuple[np.ndarray,
     return arr, _profile_for(icc, arr.ndim == 3)
 
 
-def _tiff16(arr: np.ndarray, icc: bytes | None) -> bytes:
+def _tiff16(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None, xmp: bytes | None = None) -> bytes:
     """A 16-bit TIFF (deflate) of an (H, W) or (H, W, C) uint16 array, C = 1 / 2 / 3 / 4 (grey, grey with alpha as
     RGBA: Pillow opens no 16-bit grey with alpha, RGB, RGB with alpha: unassociated), with the ICC profile `icc`
-    (tag 34675) when given (a grey one only on a grey image)."""
+    (tag 34675) when given (a grey one only on a grey image) and the XMP packet `xmp` (tag 700); no EXIF (`exif`
+    is ignored: tifffile writes no Exif directory)."""
     import tifffile
 
     arr, icc = _without_grey_alpha(arr, icc)
@@ -992,13 +1020,14 @@ def _tiff16(arr: np.ndarray, icc: bytes | None) -> bytes:
     buf = io.BytesIO()
     tifffile.imwrite(buf, arr, photometric="minisblack" if planes <= 2 else "rgb", compression="zlib",
                      extrasamples=("unassalpha",) if planes in (2, 4) else None, iccprofile=icc or None,
-                     metadata=None)  # (no shape description)
+                     metadata=None,  # (no shape description)
+                     extratags=[(700, "B", len(xmp), xmp, True)] if xmp else ())
     return buf.getvalue()
 
 
-def _heif10(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None) -> bytes:
+def _heif10(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None, xmp: bytes | None = None) -> bytes:
     """A 10-bit HEIC (quality OUTPUT_QUALITY) of an (H, W) or (H, W, C) uint16 array (grey, grey with alpha as RGBA,
-    RGB, RGBA), with the ICC profile `icc` when given (a grey one only on a grey image)."""
+    RGB, RGBA), with the ICC profile `icc` when given (a grey one only on a grey image), `exif` and `xmp`."""
     arr, icc = _without_grey_alpha(arr, icc)  # no grey-with-alpha layout in HEIF
     mode = {2: "L;16", 3: "RGB;16", 4: "RGBA;16"}[arr.ndim if arr.ndim == 2 else arr.shape[2]]
     data = np.ascontiguousarray(arr).tobytes()
@@ -1007,6 +1036,8 @@ def _heif10(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None) -> by
         heif.info["icc_profile"] = icc
     if exif:
         heif.info["exif"] = exif
+    if xmp:
+        heif.info["xmp"] = xmp
     buf = io.BytesIO()
     heif.save(buf, quality=OUTPUT_QUALITY["HEIF"])
     return buf.getvalue()
@@ -1014,7 +1045,7 @@ def _heif10(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None) -> by
 
 def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
                  icc_profile: bytes | None = None, alpha: torch.Tensor | None = None,
-                 exif: bytes | None = None) -> bytes:
+                 exif: bytes | None = None, xmp: bytes | None = None) -> bytes:
     """Encode a (1, C, H, W) image in [-1, 1] as file bytes (PNG by default; JPEG and WebP at quality 95, AVIF and
     HEIC at 90).
 
@@ -1023,7 +1054,8 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     file stores RGB). alpha: (1, 1, H, W) opacity in [0, 1] of the image x, which is taken as composited on white:
     written as an alpha channel with the colour `uncomposite`d in ALPHA_FORMATS (grey: LA; WebP and HEIC, which
     have no LA: RGBA), ignored in the others (x, the composite, is written). exif: EXIF bytes (`exif_kept`),
-    written into EXIF_FORMATS (not into a 16-bit TIFF).
+    written into EXIF_FORMATS (not into a 16-bit TIFF). xmp: an XMP packet (`xmp_kept`), written into
+    EXIF_FORMATS (16-bit TIFF too; a JPEG's needs Pillow >= 11.1).
     """
     import torch
     from PIL import Image
@@ -1040,7 +1072,7 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
         to_uint16(x) if deep else to_uint8(x))
     if deep:
         write = {"PNG": _png16, "TIFF": _tiff16, "HEIF": _heif10}[fmt]
-        return write(arr, icc_profile) if fmt == "TIFF" else write(arr, icc_profile, exif)
+        return write(arr, icc_profile, exif, xmp)
     buf = io.BytesIO()
     options: dict = {"quality": OUTPUT_QUALITY[fmt]} if fmt in OUTPUT_QUALITY else {}
     planes = arr.shape[-1] if arr.ndim == 3 else 1
@@ -1049,8 +1081,19 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
         options["icc_profile"] = icc
     if exif and fmt in EXIF_FORMATS:
         options["exif"] = exif
+    if xmp and fmt in EXIF_FORMATS:  # (PNG: an iTXt chunk; TIFF: tag 700)
+        options.update({"PNG": {"pnginfo": _png_xmp(xmp)}, "TIFF": {"tiffinfo": {700: xmp}}}.get(fmt, {"xmp": xmp}))
     Image.fromarray(arr).save(buf, format=format, **options)
     return buf.getvalue()
+
+
+def _png_xmp(xmp: bytes) -> Any:
+    """Pillow's PngInfo holding the XMP packet `xmp` (UTF-8) as the iTXt chunk "XML:com.adobe.xmp"."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"))
+    return info
 
 
 def _default_mode() -> int:
@@ -1174,18 +1217,18 @@ def _write_synced(path: Path, data: bytes) -> None:
 
 def save_image(x: torch.Tensor, path: str | os.PathLike, *, format: str | None = None, overwrite: bool = True,
                bit_depth: int = 8, icc_profile: bytes | None = None, alpha: torch.Tensor | None = None,
-               exif: bytes | None = None) -> Path:
+               exif: bytes | None = None, xmp: bytes | None = None) -> Path:
     """Write a (1, C, H, W) or (C, H, W) image in [-1, 1] (C = 1 or 3) as a file, atomically.
 
     path: the file, or "-" for standard output. format: a Pillow format name; default from the suffix, PNG
     when there is none. overwrite=False: never replace an existing file (OutputExistsError). bit_depth 16: a
-    16-bit PNG or TIFF, a 10-bit HEIC (8 bits in other formats). icc_profile, exif: embedded where the format
+    16-bit PNG or TIFF, a 10-bit HEIC (8 bits in other formats). icc_profile, exif, xmp: embedded where the format
     allows (`encode_image`). alpha: (1, 1, H, W) opacity in [0, 1] of x composited on white, written as an alpha
     channel where the format has one. Raises ValueError for NaN/inf values or an unknown suffix, before anything
     is written.
     """
     data = encode_image(x, format or format_for_path(path), bit_depth=bit_depth, icc_profile=icc_profile,
-                        alpha=alpha, exif=exif)
+                        alpha=alpha, exif=exif, xmp=xmp)
     return atomic_write_bytes(path, data, overwrite=overwrite)
 
 

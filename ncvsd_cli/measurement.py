@@ -66,7 +66,8 @@ class Measurement:
     colour profile, copied to the outputs. kernel_read: its blur kernel was read from the image (a camera shake,
     `restore.motion_notes`). alpha: (1, 1, h, w) opacity in [0, 1] of a plain image with transparency (y holds its
     colour composited on white), carried to the outputs by `output_alpha`; None otherwise. exif: the EXIF a plain
-    photo's outputs keep (`images.exif_kept`; not saved in sidecars).
+    photo's outputs keep (`images.exif_kept`; not saved in sidecars); xmp: its XMP packet, likewise
+    (`images.xmp_kept`).
     """
 
     task: str
@@ -83,6 +84,7 @@ class Measurement:
     kernel_read: bool = field(default=False, compare=False)
     alpha: torch.Tensor | None = field(default=None, repr=False, compare=False)
     exif: bytes | None = field(default=None, repr=False, compare=False)
+    xmp: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

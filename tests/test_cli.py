@@ -1473,12 +1473,16 @@ def test_format_names_the_outputs_format(tmp_path, ckpt):
 
 def test_a_photos_exif_is_kept_unless_stripped(tmp_path, ckpt):
     """restore copies a phone photo's EXIF (model, capture date, GPS) into its outputs, without the orientation
-    (the pixels are turned); --strip-metadata writes none."""
+    (the pixels are turned), and its XMP (keywords, title), without develop settings; --strip-metadata writes
+    neither."""
+    from test_xmp import PHOTO_XMP
+
     exif = Image.Exif()
     exif[0x0110], exif[0x0112] = "iPhone 13", 6
     exif.get_ifd(0x8769)[0x9003] = "2026:11:30 10:00:00"
     exif.get_ifd(0x8825).update({1: "N", 2: (52.0, 30.0, 12.34)})
-    Image.open(_png(tmp_path / "a.png", 20, 24)).save(tmp_path / "p.jpg", quality=90, exif=exif.tobytes())
+    Image.open(_png(tmp_path / "a.png", 20, 24)).save(tmp_path / "p.jpg", quality=90, exif=exif.tobytes(),
+                                                       xmp=PHOTO_XMP)
     common = ["--task", "denoise", "--method", "denoiser", "-c", ckpt, *FAST]
     assert run("restore", tmp_path / "p.jpg", "-o", tmp_path / "k.jpg", *common).exit_code == 0
     kept = Image.open(tmp_path / "k.jpg").getexif()
@@ -1486,5 +1490,7 @@ def test_a_photos_exif_is_kept_unless_stripped(tmp_path, ckpt):
                                                                                         "2026:11:30 10:00:00")
     assert [float(v) for v in kept.get_ifd(0x8825)[2]] == pytest.approx([52.0, 30.0, 12.34])
     assert Image.open(tmp_path / "k.jpg").size == (20, 24)  # turned
+    xmp = Image.open(tmp_path / "k.jpg").info["xmp"]
+    assert b"Rottnest" in xmp and b"crs:" not in xmp.replace(b"xmlns:crs", b"")
     assert run("restore", tmp_path / "p.jpg", "-o", tmp_path / "s.png", "--strip-metadata", *common).exit_code == 0
-    assert not Image.open(tmp_path / "s.png").getexif()
+    assert not Image.open(tmp_path / "s.png").getexif() and "xmp" not in Image.open(tmp_path / "s.png").info

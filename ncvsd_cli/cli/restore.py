@@ -57,7 +57,8 @@ outputs, 10-bit HEIC (other formats: 8 bits, with a warning); an embedded ICC co
 outputs (PNG, JPEG, TIFF, WebP, AVIF, HEIC; a HEIC's nclx colour tags as an equivalent profile) and the pixel
 values are restored as they are, in the input's colour space; a photo's EXIF (camera, dates,
 exposure, GPS; not its orientation, applied to the pixels) is copied into JPEG, PNG, WebP, AVIF, HEIC and 8-bit
-TIFF outputs (--strip-metadata: none); other metadata (XMP, IPTC) is not kept.
+TIFF outputs, and its XMP (title, caption, keywords, rating, creator, rights, place; not editors' develop settings
+nor phones' embedded extras) into these and 16-bit TIFF (--strip-metadata: neither); IPTC-IIM is not kept.
 
 Outputs: <stem>_<task>.png beside each input (stdout for -), or in -o DIR as <stem>.png (--format jpg, heic, ...
 for another format, --format same for each input's own: IMG_1.HEIC -> IMG_1.heic); with --samples K the samples
@@ -186,10 +187,10 @@ def restore_command(
         False, "--flatten", help="Write no alpha channel: an input's transparency stays composited on white (default: "
                                  "its alpha is carried to PNG, WebP, AVIF, HEIC and TIFF outputs)."),
     strip_metadata: bool = typer.Option(
-        False, "--strip-metadata", help="Write no EXIF into the outputs, e.g. to share them without the place a "
-                                        "photo was taken (default: a photo's camera, dates, exposure and GPS "
-                                        "position are copied from its input; the colour profile is kept either "
-                                        "way)."),
+        False, "--strip-metadata", help="Write no EXIF nor XMP into the outputs, e.g. to share them without the "
+                                        "place a photo was taken (default: a photo's camera, dates, exposure and "
+                                        "GPS position, its title, caption, keywords and rights are copied from "
+                                        "its input; the colour profile is kept either way)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help=common.SKIP_HELP),
     as_json: bool = typer.Option(False, "--json", help=common.JSON_HELP),
@@ -235,7 +236,7 @@ class Outputs:
     skip_existing: bool = False
     flatten: bool = False
     suffix: str | None = None  # --format: ".png", ".jpg", ..., "same" (each input's) or None (PNG; -o FILE's own)
-    strip_metadata: bool = False  # --strip-metadata: no EXIF
+    strip_metadata: bool = False  # --strip-metadata: no EXIF nor XMP
 
 
 def _format_suffix(output_format: str | None) -> str | None:
@@ -620,7 +621,7 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         common.note(f"{item.name}: {m.notes[0]}", quiet)
         m.alpha = None if alpha_paths is None else m.alpha
     m.notes, m.bit_depth, m.icc_profile = [*decoded.notes, *m.notes], decoded.bit_depth, decoded.icc_profile
-    m.exif = decoded.exif
+    m.exif, m.xmp = decoded.exif, decoded.xmp
     return m
 
 
@@ -675,7 +676,8 @@ def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[
         files.append((p, images.encode_image(t, fmt, bit_depth=bits if kept else 8,
                                              icc_profile=m.icc_profile if kept else None,
                                              alpha=alpha if kept else None,
-                                             exif=m.exif if kept and not outputs.strip_metadata else None)))
+                                             exif=m.exif if kept and not outputs.strip_metadata else None,
+                                             xmp=m.xmp if kept and not outputs.strip_metadata else None)))
     scale = {}
     if outputs.std:
         data, scale = std_map_png(res.samples)
