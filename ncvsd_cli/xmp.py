@@ -1,6 +1,8 @@
 """The XMP metadata a restoration keeps: a photo's title, caption, keywords, rating, creator, rights and place
 (XMP, ISO 16684-1, as Lightroom, digiKam, darktable and phones write it), without what describes the original
-file rather than the picture.
+file rather than the picture. A JPEG's or TIFF's IPTC-IIM block (older tools and Picasa wrote captions and keywords
+there only) is carried over as the XMP properties the IPTC Photo Metadata Standard maps it to (IIM_TO_XMP), where
+the XMP does not have them already (the Metadata Working Group's rule: XMP first).
 
 Left out, as `images.exif_kept` leaves out the EXIF that describes the file:
 - whole namespaces (DROPPED_NAMESPACES) that describe data or edits not in the output: Camera Raw / Lightroom
@@ -26,6 +28,10 @@ _TIFF = "http://ns.adobe.com/tiff/1.0/"
 _EXIF = "http://ns.adobe.com/exif/1.0/"
 _XMP = "http://ns.adobe.com/xap/1.0/"
 _XMP_MM = "http://ns.adobe.com/xap/1.0/mm/"
+_DC = "http://purl.org/dc/elements/1.1/"
+_PHOTOSHOP = "http://ns.adobe.com/photoshop/1.0/"
+_IPTC_CORE = "http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/"
+_XML = "http://www.w3.org/XML/1998/namespace"
 
 #: Namespaces left out whole (see the module docstring).
 DROPPED_NAMESPACES = frozenset({
@@ -50,9 +56,21 @@ DROPPED_PROPERTIES = frozenset({
                                  "FocalPlaneXResolution", "FocalPlaneYResolution", "FocalPlaneResolutionUnit",
                                  "ImageUniqueID", "NativeDigest")),
     (_XMP, "CreatorTool"), (_XMP, "Thumbnails"), (_XMP_MM, "DocumentID"), (_XMP_MM, "InstanceID"),
-    ("http://purl.org/dc/elements/1.1/", "format"),
-    ("http://ns.adobe.com/photoshop/1.0/", "DocumentAncestors"),  # IDs of placed files (it grows to megabytes)
+    (_DC, "format"), (_PHOTOSHOP, "DocumentAncestors"),  # (ancestors: IDs of placed files; it grows to megabytes)
 })
+#: IPTC-IIM datasets of record 2 carried into XMP (IPTC Photo Metadata Standard 2024.1, "IIM" mapping): dataset:
+#: (namespace, property, container: "Alt" a language alternative, "Bag" / "Seq" a list, "" plain text). 55 / 60
+#: (date and time created) become photoshop:DateCreated.
+IIM_TO_XMP = {
+    5: (_DC, "dc:title", "Alt"), 120: (_DC, "dc:description", "Alt"), 116: (_DC, "dc:rights", "Alt"),
+    25: (_DC, "dc:subject", "Bag"), 80: (_DC, "dc:creator", "Seq"),
+    105: (_PHOTOSHOP, "photoshop:Headline", ""), 110: (_PHOTOSHOP, "photoshop:Credit", ""),
+    115: (_PHOTOSHOP, "photoshop:Source", ""), 85: (_PHOTOSHOP, "photoshop:AuthorsPosition", ""),
+    122: (_PHOTOSHOP, "photoshop:CaptionWriter", ""), 40: (_PHOTOSHOP, "photoshop:Instructions", ""),
+    103: (_PHOTOSHOP, "photoshop:TransmissionReference", ""), 90: (_PHOTOSHOP, "photoshop:City", ""),
+    95: (_PHOTOSHOP, "photoshop:State", ""), 101: (_PHOTOSHOP, "photoshop:Country", ""),
+    92: (_IPTC_CORE, "Iptc4xmpCore:Location", ""), 100: (_IPTC_CORE, "Iptc4xmpCore:CountryCode", ""),
+}
 #: The largest packet kept: what one JPEG APP1 segment holds after its "http://ns.adobe.com/xap/1.0/\0" header.
 MAX_XMP_BYTES = 65502
 #: The largest packet read (a larger one is not parsed).
@@ -65,8 +83,9 @@ def _dropped(namespace: str | None, name: str | None) -> bool:
     return namespace in DROPPED_NAMESPACES or (namespace, name) in DROPPED_PROPERTIES
 
 
-def _filter_description(desc: minidom.Element) -> int:
-    """Remove the dropped properties of one rdf:Description (attributes and child elements); the number left."""
+def _filter_description(desc: minidom.Element) -> set[tuple[str | None, str | None]]:
+    """Remove the dropped properties of one rdf:Description (attributes and child elements); the (namespace, name)
+    of those left."""
     for attr in list(desc.attributes.values()):
         if _dropped(attr.namespaceURI, attr.localName):  # (namespace declarations stay: a kept value may use one)
             desc.removeAttributeNode(attr)
@@ -81,33 +100,102 @@ def _filter_description(desc: minidom.Element) -> int:
                 desc.removeChild(child.previousSibling)  # its indentation
             desc.removeChild(child)
     attrs = [a for a in desc.attributes.values() if a.namespaceURI not in (XMLNS, RDF) and a.name != "xmlns"]
-    return len(attrs) + sum(c.nodeType == c.ELEMENT_NODE for c in desc.childNodes)
+    return {(a.namespaceURI, a.localName) for a in attrs} | {
+        (c.namespaceURI, c.localName) for c in desc.childNodes if c.nodeType == c.ELEMENT_NODE}
 
 
-def kept_xmp(packet: bytes | str | None) -> bytes | None:
-    """The XMP packet a restoration keeps (UTF-8 bytes with the xpacket wrapper, for Pillow's `xmp=`): `packet`
-    (an image file's XMP) less DROPPED_NAMESPACES and DROPPED_PROPERTIES; None where nothing is left, the packet is
-    not well-formed RDF, holds a DTD, is larger than MAX_READ_BYTES or, filtered, than MAX_XMP_BYTES."""
+def _iim_text(value: bytes, utf8: bool) -> str:
+    """An IIM dataset's text: UTF-8 where the block declares it (1:90) or where it decodes as UTF-8, else
+    Windows-1252 (what Western tools wrote undeclared); trailing NULs and blanks removed."""
+    value = value.rstrip(b"\x00 ")
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("utf-8" if utf8 else "cp1252", errors="replace")
+
+
+def _iim_date(date: str, time: str) -> str | None:
+    """photoshop:DateCreated from IIM 2:55 (CCYYMMDD) and 2:60 (HHMMSS+HHMM): "CCYY-MM-DD[Thh:mm:ss+hh:mm]"."""
+    if len(date) < 8 or not date[:8].isdigit():
+        return None
+    out = f"{date[:4]}-{date[4:6]}-{date[6:8]}"
+    if len(time) >= 6 and time[:6].isdigit():
+        zone = f"{time[6]}{time[7:9]}:{time[9:11]}" if len(time) >= 11 and time[6] in "+-" else ""
+        out += f"T{time[:2]}:{time[2:4]}:{time[4:6]}{zone}"
+    return out
+
+
+def _iim_properties(iim: dict) -> dict[tuple[str, str], tuple[str, str, list[str]]]:
+    """{(namespace, name): (property, container, texts)} of the IIM datasets IIM_TO_XMP maps (Pillow's
+    `IptcImagePlugin.getiptcinfo`: {(record, dataset): bytes or [bytes, ...]})."""
+    utf8 = b"\x1b%G" in bytes(iim.get((1, 90), b"") or b"")
+    values = {k[1]: [_iim_text(v, utf8) for v in (vs if isinstance(vs, list) else [vs])]
+              for k, vs in iim.items() if isinstance(k, tuple) and k[0] == 2 and isinstance(vs, (bytes, list))}
+    out = {}
+    for dataset, (namespace, name, container) in IIM_TO_XMP.items():
+        texts = [t for t in values.get(dataset, []) if t.strip()]
+        if texts:
+            out[namespace, name.split(":")[1]] = (name, container, texts if container in ("Bag", "Seq") else texts[:1])
+    date = _iim_date(values.get(55, [""])[0], values.get(60, [""])[0])
+    if date:
+        out[_PHOTOSHOP, "DateCreated"] = ("photoshop:DateCreated", "", [date])
+    return out
+
+
+def _iim_description(doc: minidom.Document, properties: dict) -> minidom.Element:
+    """An rdf:Description of `properties` (`_iim_properties`), declaring every namespace it uses."""
+    desc = doc.createElementNS(RDF, "rdf:Description")
+    for namespace, prefix in {RDF: "rdf", **{ns: name.split(":")[0] for (ns, _), (name, _, _) in properties.items()}
+                              }.items():  # (declarations first, as a parser lists them: a fixed point)
+        desc.setAttributeNS(XMLNS, "xmlns:" + prefix, namespace)
+    desc.setAttributeNS(RDF, "rdf:about", "")
+    for (namespace, _), (name, container, texts) in properties.items():
+        prop = desc.appendChild(doc.createElementNS(namespace, name))
+        parent = prop.appendChild(doc.createElementNS(RDF, "rdf:" + container)) if container else prop
+        for text in texts:
+            item = parent.appendChild(doc.createElementNS(RDF, "rdf:li")) if container else parent
+            if container == "Alt":
+                item.setAttributeNS(_XML, "xml:lang", "x-default")
+            item.appendChild(doc.createTextNode(text))
+    return desc
+
+
+def _parsed(packet: bytes | str | None) -> minidom.Document | None:
+    """The packet parsed, or None where it is absent, too large (MAX_READ_BYTES), holds a DTD or is not
+    well-formed."""
     if not packet:
         return None
     data = packet.encode("utf-8") if isinstance(packet, str) else bytes(packet)
     if len(data) > MAX_READ_BYTES or b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         return None
     try:
-        doc = minidom.parseString(data.rstrip(b"\x00 \t\r\n"))
+        return minidom.parseString(data.rstrip(b"\x00 \t\r\n"))
     except (ExpatError, ValueError):
         return None
-    rdf = doc.getElementsByTagNameNS(RDF, "RDF")
+
+
+def kept_xmp(packet: bytes | str | None, iim: dict | None = None) -> bytes | None:
+    """The XMP packet a restoration keeps (UTF-8 bytes with the xpacket wrapper, for Pillow's `xmp=`): `packet`
+    (an image file's XMP) less DROPPED_NAMESPACES and DROPPED_PROPERTIES, plus the properties of its IPTC-IIM
+    block `iim` (Pillow's `IptcImagePlugin.getiptcinfo`; IIM_TO_XMP) that the XMP lacks; None where nothing is
+    left or the result is larger than MAX_XMP_BYTES. A packet that is not well-formed RDF, holds a DTD or is larger
+    than MAX_READ_BYTES is not read."""
+    doc = _parsed(packet)
+    rdf = [] if doc is None else doc.getElementsByTagNameNS(RDF, "RDF")
     if not rdf:
-        return None
-    left = 0
+        doc = minidom.parseString(f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="{RDF}"/></x:xmpmeta>')
+        rdf = doc.getElementsByTagNameNS(RDF, "RDF")
+    present = set()
     for desc in [d for d in rdf[0].childNodes
                  if d.nodeType == d.ELEMENT_NODE and (d.namespaceURI, d.localName) == (RDF, "Description")]:
         kept = _filter_description(desc)
         if not kept:
             rdf[0].removeChild(desc)
-        left += kept
-    if not left:
+        present |= kept
+    added = {k: v for k, v in _iim_properties(iim or {}).items() if k not in present}
+    if added:
+        rdf[0].appendChild(_iim_description(doc, added))
+    if not present and not added:
         return None
     out = (_BEGIN + doc.documentElement.toxml() + _END).encode("utf-8")
     return out if len(out) <= MAX_XMP_BYTES else None
