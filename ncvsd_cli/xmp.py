@@ -5,16 +5,19 @@ there only) is carried over as the XMP properties the IPTC Photo Metadata Standa
 the XMP does not have them already (the Metadata Working Group's rule: XMP first).
 
 Left out, as `images.exif_kept` leaves out the EXIF that describes the file:
-- whole namespaces (DROPPED_NAMESPACES) that describe data or edits not in the output: Camera Raw / Lightroom
-  develop settings (an editor that reads them re-applies the edits on top of the already developed pixels),
-  phones' embedded motion-photo videos, depth maps, gain maps and panorama geometry (offsets and pixel sizes in the
-  original file), and the pointer to an extended XMP that is not copied;
+- whole namespaces (DROPPED_NAMESPACES, DROPPED_NAMESPACE_PREFIXES) that describe data or edits not in the
+  output: Camera Raw / Lightroom and darktable develop settings (an editor that reads them re-applies the edits on
+  top of the already developed pixels), phones' embedded motion-photo videos, depth maps (Google's and Dynamic
+  Depth), gain maps and panorama geometry (offsets and pixel sizes in the original file), and the pointer to an
+  extended XMP that is not copied;
 - single properties (DROPPED_PROPERTIES): the orientation (already applied to the pixels), pixel sizes and
-  positions (a restoration may turn or resize the image), the file's layout and MIME type, the software that made
-  it, its thumbnail and its document / instance IDs (a restoration is another image).
+  positions (a restoration may turn or resize the image), the file's layout, colour mode, colour profile's name
+  (the output embeds its own) and MIME type, the software that made it, its thumbnail, its document / instance IDs
+  (a restoration is another image) and Photoshop's lists of placed documents.
 
-Only the top-level properties of each rdf:Description are filtered; the packet is parsed by the standard library's
-expat (DTDs are refused before parsing: XMP allows none) and written without padding.
+The top-level properties of each node of rdf:RDF are filtered; regions' mwg-rs:AppliedToDimensions is set to the
+written size (`sized`). The packet (UTF-8, -16 or -32) is parsed by the standard library's expat, DTDs refused
+(XMP allows none), and written in UTF-8 without padding, line breaks and tabs in values as character references.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ _DC = "http://purl.org/dc/elements/1.1/"
 _PHOTOSHOP = "http://ns.adobe.com/photoshop/1.0/"
 _IPTC_CORE = "http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/"
 _XML = "http://www.w3.org/XML/1998/namespace"
+_MWG_RS = "http://www.metadataworkinggroup.com/schemas/regions/"
+_ST_DIM = "http://ns.adobe.com/xap/1.0/sType/Dimensions#"
 
 #: Namespaces left out whole (see the module docstring).
 DROPPED_NAMESPACES = frozenset({
@@ -46,7 +51,11 @@ DROPPED_NAMESPACES = frozenset({
     "http://ns.google.com/photos/1.0/image/",
     "http://ns.google.com/photos/1.0/audio/",
     "http://ns.google.com/photos/1.0/panorama/",  # GPano: the panorama's crop in pixels
+    "http://darktable.sf.net/",  # darktable's develop history
 })
+#: Prefixes of namespace families left out whole: Dynamic Depth (Pixel portraits and depth photos: the device,
+#: its cameras and the items appended to the file).
+DROPPED_NAMESPACE_PREFIXES = ("http://ns.google.com/photos/dd/",)
 #: (namespace, name) of single properties left out (see the module docstring).
 DROPPED_PROPERTIES = frozenset({
     *((_TIFF, name) for name in ("Orientation", "ImageWidth", "ImageLength", "BitsPerSample", "Compression",
@@ -56,8 +65,11 @@ DROPPED_PROPERTIES = frozenset({
                                  "FocalPlaneXResolution", "FocalPlaneYResolution", "FocalPlaneResolutionUnit",
                                  "ImageUniqueID", "NativeDigest")),
     (_XMP, "CreatorTool"), (_XMP, "Thumbnails"), (_XMP_MM, "DocumentID"), (_XMP_MM, "InstanceID"),
-    (_DC, "format"), (_PHOTOSHOP, "DocumentAncestors"),  # (ancestors: IDs of placed files; it grows to megabytes)
+    (_XMP_MM, "Ingredients"), (_XMP_MM, "Pantry"), (_DC, "format"), (_PHOTOSHOP, "ColorMode"),
+    (_PHOTOSHOP, "ICCProfile"), (_PHOTOSHOP, "DocumentAncestors"),  # (placed files' IDs: it grows to megabytes)
 })
+#: Properties also left out when the packet would not fit in a JPEG (JPEG_XMP_BYTES): edit histories.
+BULKY_PROPERTIES = frozenset({(_XMP_MM, "History"), (_PHOTOSHOP, "History")})
 #: IPTC-IIM datasets of record 2 carried into XMP (IPTC Photo Metadata Standard 2024.1, "IIM" mapping): dataset:
 #: (namespace, property, container: "Alt" a language alternative, "Bag" / "Seq" a list, "" plain text). 55 / 60
 #: (date and time created) become photoshop:DateCreated.
@@ -71,31 +83,27 @@ IIM_TO_XMP = {
     95: (_PHOTOSHOP, "photoshop:State", ""), 101: (_PHOTOSHOP, "photoshop:Country", ""),
     92: (_IPTC_CORE, "Iptc4xmpCore:Location", ""), 100: (_IPTC_CORE, "Iptc4xmpCore:CountryCode", ""),
 }
-#: The largest packet kept: what one JPEG APP1 segment holds after its "http://ns.adobe.com/xap/1.0/\0" header.
-MAX_XMP_BYTES = 65502
-#: The largest packet read (a larger one is not parsed).
-MAX_READ_BYTES = 4 * 2**20
+#: The largest packet a JPEG holds: one APP1 segment after its "http://ns.adobe.com/xap/1.0/\0" header (a larger
+#: one would need extended XMP; `images.encode_image` leaves it out of JPEGs).
+JPEG_XMP_BYTES = 65502
+#: The largest packet read (a larger one is not parsed: parsing takes about 100x its size in memory).
+MAX_READ_BYTES = 2 * 2**20
 _BEGIN = '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
 _END = '<?xpacket end="w"?>'
 
 
-def _dropped(namespace: str | None, name: str | None) -> bool:
-    return namespace in DROPPED_NAMESPACES or (namespace, name) in DROPPED_PROPERTIES
+def _filter_description(desc: minidom.Element, dropped: frozenset) -> set[tuple[str | None, str | None]]:
+    """Remove the properties of one node of rdf:RDF (attributes and child elements) that are dropped (namespaces
+    and DROPPED_PROPERTIES, and `dropped`); the (namespace, name) of those left."""
+    def gone(namespace: str | None, name: str | None) -> bool:
+        return (namespace in DROPPED_NAMESPACES or (namespace or "").startswith(DROPPED_NAMESPACE_PREFIXES)
+                or (namespace, name) in DROPPED_PROPERTIES or (namespace, name) in dropped)
 
-
-def _filter_description(desc: minidom.Element) -> set[tuple[str | None, str | None]]:
-    """Remove the dropped properties of one rdf:Description (attributes and child elements); the (namespace, name)
-    of those left."""
     for attr in list(desc.attributes.values()):
-        if _dropped(attr.namespaceURI, attr.localName):  # (namespace declarations stay: a kept value may use one)
+        if gone(attr.namespaceURI, attr.localName):  # (namespace declarations stay: a kept value may use one)
             desc.removeAttributeNode(attr)
-        elif any(c in attr.value for c in "\t\n\r") and attr.namespaceURI not in (XMLNS, RDF):
-            element = desc.ownerDocument.createElementNS(attr.namespaceURI, attr.name)  # the same property as an
-            element.appendChild(desc.ownerDocument.createTextNode(attr.value))  # element: minidom writes these
-            desc.removeAttributeNode(attr)  # characters raw in an attribute, which a reader turns into spaces
-            desc.appendChild(element)
     for child in list(desc.childNodes):
-        if child.nodeType == child.ELEMENT_NODE and _dropped(child.namespaceURI, child.localName):
+        if child.nodeType == child.ELEMENT_NODE and gone(child.namespaceURI, child.localName):
             if child.previousSibling is not None and child.previousSibling.nodeType == child.TEXT_NODE:
                 desc.removeChild(child.previousSibling)  # its indentation
             desc.removeChild(child)
@@ -160,42 +168,106 @@ def _iim_description(doc: minidom.Document, properties: dict) -> minidom.Element
     return desc
 
 
-def _parsed(packet: bytes | str | None) -> minidom.Document | None:
-    """The packet parsed, or None where it is absent, too large (MAX_READ_BYTES), holds a DTD or is not
-    well-formed."""
-    if not packet:
+def _text(packet: bytes | str) -> str | None:
+    """A packet's text: UTF-32 or UTF-16 by its byte-order mark or its first character's zero bytes (XMP allows
+    these and UTF-8), else UTF-8; None where it does not decode."""
+    if isinstance(packet, str):
+        return packet
+    data = bytes(packet)
+    codecs = {b"\x00\x00\xfe\xff": "utf-32", b"\xff\xfe\x00\x00": "utf-32", b"\x00\x00\x00<": "utf-32-be",
+              b"<\x00\x00\x00": "utf-32-le"}
+    codec = codecs.get(data[:4]) or {b"\xfe\xff": "utf-16", b"\xff\xfe": "utf-16", b"\x00<": "utf-16-be",
+                                     b"<\x00": "utf-16-le"}.get(data[:2], "utf-8-sig")
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError:
         return None
-    data = packet.encode("utf-8") if isinstance(packet, str) else bytes(packet)
-    if len(data) > MAX_READ_BYTES or b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+
+
+def _parsed(packet: bytes | str | None) -> minidom.Document | None:
+    """The packet parsed, or None where it is absent, too large (MAX_READ_BYTES), holds a DTD (checked on the
+    decoded text: no encoding hides one), does not decode or is not well-formed."""
+    text = _text(packet) if packet and len(packet) <= MAX_READ_BYTES else None
+    if text is None or "<!DOCTYPE" in text or "<!ENTITY" in text:
         return None
     try:
-        return minidom.parseString(data.rstrip(b"\x00 \t\r\n"))
-    except (ExpatError, ValueError):
+        return minidom.parseString(text.rstrip("\x00 \t\r\n"))
+    except (ExpatError, ValueError, RecursionError):
         return None
+
+
+def _serialised(doc: minidom.Document) -> bytes | None:
+    """The packet of `doc` (UTF-8 with the xpacket wrapper), tabs, line feeds and carriage returns in attribute
+    values, and carriage returns in text, written as character references (minidom writes them raw, and a reader
+    turns raw ones into spaces, or a CR into a LF); None where it cannot be written (nesting too deep)."""
+    nodes, stack = [], [doc.documentElement]
+    while stack:  # every node (a stack: no recursion on a deep tree)
+        nodes.append(stack.pop())
+        stack.extend(nodes[-1].childNodes)
+    attrs = [a for n in nodes if n.attributes for a in n.attributes.values()]
+    texts = [n for n in nodes if n.nodeType == n.TEXT_NODE]
+    used = set().union(*(a.value for a in attrs), *(t.data for t in texts))
+    refs = {"\t": "&#x9;", "\n": "&#xA;", "\r": "&#xD;"}
+    marks = dict(zip(refs, (chr(c) for c in range(0xE000, 0xF900) if chr(c) not in used)))  # (private use)
+    for attr in attrs:
+        attr.value = "".join(marks.get(c, c) for c in attr.value)
+    for node in texts:
+        node.data = node.data.replace("\r", marks["\r"])
+    try:
+        text = doc.documentElement.toxml()
+    except RecursionError:
+        return None
+    for char, mark in marks.items():
+        text = text.replace(mark, refs[char])
+    return (_BEGIN + text + _END).encode("utf-8")
 
 
 def kept_xmp(packet: bytes | str | None, iim: dict | None = None) -> bytes | None:
     """The XMP packet a restoration keeps (UTF-8 bytes with the xpacket wrapper, for Pillow's `xmp=`): `packet`
-    (an image file's XMP) less DROPPED_NAMESPACES and DROPPED_PROPERTIES, plus the properties of its IPTC-IIM
-    block `iim` (Pillow's `IptcImagePlugin.getiptcinfo`; IIM_TO_XMP) that the XMP lacks; None where nothing is
-    left or the result is larger than MAX_XMP_BYTES. A packet that is not well-formed RDF, holds a DTD or is larger
-    than MAX_READ_BYTES is not read."""
-    doc = _parsed(packet)
-    rdf = [] if doc is None else doc.getElementsByTagNameNS(RDF, "RDF")
-    if not rdf:
-        doc = minidom.parseString(f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="{RDF}"/></x:xmpmeta>')
-        rdf = doc.getElementsByTagNameNS(RDF, "RDF")
-    present = set()
-    for desc in [d for d in rdf[0].childNodes
-                 if d.nodeType == d.ELEMENT_NODE and (d.namespaceURI, d.localName) == (RDF, "Description")]:
-        kept = _filter_description(desc)
-        if not kept:
-            rdf[0].removeChild(desc)
-        present |= kept
-    added = {k: v for k, v in _iim_properties(iim or {}).items() if k not in present}
-    if added:
-        rdf[0].appendChild(_iim_description(doc, added))
-    if not present and not added:
-        return None
-    out = (_BEGIN + doc.documentElement.toxml() + _END).encode("utf-8")
-    return out if len(out) <= MAX_XMP_BYTES else None
+    (an image file's XMP) less DROPPED_NAMESPACES and DROPPED_PROPERTIES (and BULKY_PROPERTIES where it would not
+    fit in a JPEG otherwise), plus the properties of its IPTC-IIM block `iim` (Pillow's
+    `IptcImagePlugin.getiptcinfo`; IIM_TO_XMP) that the XMP lacks; None where nothing is left. A packet that is
+    not well-formed RDF, holds a DTD or is larger than MAX_READ_BYTES is not read."""
+    out = None
+    for dropped in (frozenset(), BULKY_PROPERTIES):
+        doc = _parsed(packet)
+        rdf = [] if doc is None else doc.getElementsByTagNameNS(RDF, "RDF")
+        if not rdf:
+            doc = minidom.parseString(f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="{RDF}"/></x:xmpmeta>')
+            rdf = doc.getElementsByTagNameNS(RDF, "RDF")
+        present = set()
+        for node in [n for n in rdf[0].childNodes if n.nodeType == n.ELEMENT_NODE]:
+            kept = _filter_description(node, dropped)
+            if not kept:
+                rdf[0].removeChild(node)
+            present |= kept
+        added = {k: v for k, v in _iim_properties(iim or {}).items() if k not in present}
+        if added:
+            rdf[0].appendChild(_iim_description(doc, added))
+        if not present and not added:
+            return out
+        out = _serialised(doc)
+        if out is None or len(out) <= JPEG_XMP_BYTES:
+            return out
+    return out
+
+
+def sized(packet: bytes, width: int, height: int) -> bytes:
+    """`packet` (`kept_xmp`'s) with every region list's mwg-rs:AppliedToDimensions (the image size its normalised
+    regions, e.g. named faces, were drawn on) set to the written image's `width` x `height` px (a restoration may
+    upscale it); unchanged where it has none."""
+    if b"AppliedToDimensions" not in packet or (doc := _parsed(packet)) is None:
+        return packet
+    for dims in doc.getElementsByTagNameNS(_MWG_RS, "AppliedToDimensions"):
+        holders = [dims, *(n for n in dims.childNodes if n.nodeType == n.ELEMENT_NODE
+                           and (n.namespaceURI, n.localName) == (RDF, "Description"))]
+        for name, value in (("w", width), ("h", height)):
+            for holder in holders:
+                if holder.hasAttributeNS(_ST_DIM, name):
+                    holder.setAttributeNS(_ST_DIM, holder.getAttributeNodeNS(_ST_DIM, name).name, str(value))
+                for child in holder.childNodes:
+                    if child.nodeType == child.ELEMENT_NODE and (child.namespaceURI, child.localName) == (_ST_DIM, name):
+                        for text in list(child.childNodes):
+                            child.removeChild(text)
+                        child.appendChild(doc.createTextNode(str(value)))
+    return _serialised(doc) or packet

@@ -1492,5 +1492,8 @@ def test_a_photos_exif_is_kept_unless_stripped(tmp_path, ckpt):
     assert Image.open(tmp_path / "k.jpg").size == (20, 24)  # turned
     xmp = Image.open(tmp_path / "k.jpg").info["xmp"]
     assert b"Rottnest" in xmp and b"crs:" not in xmp.replace(b"xmlns:crs", b"")
+    assert run("restore", tmp_path / "p.jpg", "-o", tmp_path / "k.tif", *common).exit_code == 0  # both in a TIFF
+    with Image.open(tmp_path / "k.tif") as tif:
+        assert tif.getexif().get(0x0110) == "iPhone 13" and b"Rottnest" in tif.info["xmp"]
     assert run("restore", tmp_path / "p.jpg", "-o", tmp_path / "s.png", "--strip-metadata", *common).exit_code == 0
     assert not Image.open(tmp_path / "s.png").getexif() and "xmp" not in Image.open(tmp_path / "s.png").info

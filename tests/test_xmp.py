@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from ncvsd_cli import images
-from ncvsd_cli.xmp import MAX_XMP_BYTES, RDF, kept_xmp
+from ncvsd_cli.xmp import JPEG_XMP_BYTES, RDF, kept_xmp, sized
 
 #: A photo's XMP as Lightroom and a phone write it: attribute and element properties over two descriptions.
 PHOTO_XMP = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
@@ -71,12 +71,72 @@ def test_the_picture_is_kept_not_the_file_nor_its_edits():
 @pytest.mark.parametrize("packet", [
     None, b"", b"not xml <", b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>",  # nothing, broken, no RDF
     b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><x>&b;</x>',  # a DTD
-    PHOTO_XMP.replace(b"quokka", b"q" * MAX_XMP_BYTES),  # too large for a JPEG segment once filtered
+    b'<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>'.decode().encode("utf-16"),
     (b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
      b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF>'),  # nothing kept
 ])
 def test_no_packet_is_kept_from_what_cannot_or_need_not_be_kept(packet):
     assert kept_xmp(packet) is None
+
+
+@pytest.mark.parametrize("codec", ["utf-8", "utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_packets_in_every_encoding_xmp_allows_are_read(codec):
+    assert kept_xmp((PHOTO_XMP.decode() + "\x00").encode(codec)) == kept_xmp(PHOTO_XMP)  # (a NUL's padding)
+
+
+def test_line_breaks_tabs_and_carriage_returns_survive_in_nested_attributes_and_text():
+    """Values keep their tabs, line feeds and carriage returns wherever they are (a struct field's attribute, an
+    element's text), written as character references: raw in an attribute a reader turns them into spaces."""
+    packet = PHOTO_XMP.replace(b"<crs:ToneCurvePV2012>", b'<I:CreatorContactInfo xmlns:I="http://iptc.org/std/'
+                                                         b'Iptc4xmpCore/1.0/xmlns/" I:CiAdrExtadr="1 Main&#xA;Flat'
+                                                         b'&#x9;2&#xD;"/><crs:ToneCurvePV2012>')
+    packet = packet.replace(b"<rdf:li>Rottnest</rdf:li>", b"<rdf:li>a&#xD;&#xA;b</rdf:li>")
+    doc = minidom.parseString(kept_xmp(packet))
+    info = doc.getElementsByTagNameNS("http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/", "CreatorContactInfo")[0]
+    assert info.getAttribute("I:CiAdrExtadr") == "1 Main\nFlat\t2\r"
+    assert [li.firstChild.data for li in doc.getElementsByTagNameNS(RDF, "li")][:2] == ["quokka", "a\r\nb"]
+
+
+def test_dynamic_depth_darktable_history_and_typed_nodes_are_filtered_too():
+    packet = PHOTO_XMP.replace(b'xmp:Rating="4"', b'xmp:Rating="4" xmlns:Device="http://ns.google.com/photos/dd/1.0/'
+                                                   b'device/" Device:Container="x" xmlns:darktable="http://darktable.'
+                                                   b'sf.net/" darktable:history_end="3"')
+    packet = packet.replace(b"</rdf:RDF>", b'<tiff:T xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/>'
+                                           b"</rdf:RDF>")
+    kept = kept_xmp(packet)
+    assert b"Device:Container" not in kept and b"darktable:history" not in kept and b"tiff:T" not in kept
+    assert _properties(kept) == _properties(kept_xmp(PHOTO_XMP))
+
+
+def test_a_packet_too_large_for_a_jpeg_loses_its_history_first_and_jpegs_leave_the_rest_out():
+    """A long edit history goes where the packet would not fit in a JPEG; a packet too large even so is kept for
+    formats that hold it (PNG) and left out of JPEGs (no extended XMP)."""
+    history = b"<xmpMM:History>" + b"saved " * (JPEG_XMP_BYTES // 6) + b"</xmpMM:History>"
+    long = PHOTO_XMP.replace(b"<dc:format>", history + b"<dc:format>")
+    assert kept_xmp(long) == kept_xmp(PHOTO_XMP).replace(b' photoshop:History="opened&#xA;saved"', b"")
+    huge = PHOTO_XMP.replace(b"<rdf:li>quokka</rdf:li>", b"<rdf:li>quokka</rdf:li>" * (JPEG_XMP_BYTES // 20))
+    kept = kept_xmp(huge)
+    assert len(kept) > JPEG_XMP_BYTES
+    x = images.read_image(_photo_with_xmp()).tensor
+    assert images.read_image(images.encode_image(x, "PNG", xmp=kept)).xmp == kept
+    assert images.read_image(images.encode_image(x, "JPEG", xmp=kept)).xmp is None
+
+
+def test_regions_are_sized_to_the_written_image():
+    """mwg-rs:AppliedToDimensions (attribute and element forms) becomes the written size; the normalised regions
+    stay; a packet without regions is unchanged."""
+    regions = (b'<mwg-rs:Regions xmlns:mwg-rs="http://www.metadataworkinggroup.com/schemas/regions/" '
+               b'xmlns:stDim="http://ns.adobe.com/xap/1.0/sType/Dimensions#" rdf:parseType="Resource">'
+               b'<mwg-rs:AppliedToDimensions stDim:w="50" stDim:h="70" stDim:unit="pixel"/>'
+               b'<mwg-rs:RegionList><rdf:Bag><rdf:li><rdf:Description><mwg-rs:AppliedToDimensions rdf:parseType='
+               b'"Resource"><stDim:w>50</stDim:w><stDim:h>70</stDim:h></mwg-rs:AppliedToDimensions>'
+               b'</rdf:Description></rdf:li></rdf:Bag></mwg-rs:RegionList></mwg-rs:Regions>')
+    kept = kept_xmp(PHOTO_XMP.replace(b"<dc:format>", regions + b"<dc:format>"))
+    out = sized(kept, 20, 28)
+    assert out.count(b'stDim:w="20"') == 1 and out.count(b"<stDim:h>28</stDim:h>") == 1 and b"RegionList" in out
+    assert sized(kept_xmp(PHOTO_XMP), 20, 28) == kept_xmp(PHOTO_XMP)
+    x = images.read_image(_photo_with_xmp()).tensor
+    assert images.read_image(images.encode_image(x, "PNG", xmp=kept)).xmp == sized(kept, x.shape[-1], x.shape[-2])
 
 
 def _photo_with_xmp() -> bytes:
