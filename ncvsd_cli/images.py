@@ -38,6 +38,7 @@ import functools
 import importlib
 import io
 import os
+import struct
 import sys
 import tempfile
 import warnings
@@ -749,7 +750,7 @@ EXIF_DROPPED_TAGS = (0xA002, 0xA003, 0x9214, 0xA214, 0xA20E, 0xA20F, 0xA210, 0xA
 #: The largest EXIF kept (a JPEG's APP1 segment holds 65533 bytes); a larger one loses its free-text comments
 #: (UserComment, ImageDescription) and, still too large, is dropped.
 MAX_EXIF_BYTES = 65533
-#: Formats `encode_image` writes EXIF into (8-bit TIFF through Pillow; a 16-bit TIFF gets none).
+#: Formats `encode_image` writes EXIF into (8-bit TIFF through Pillow, 16-bit through `_with_exif`).
 EXIF_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "AVIF", "HEIF")
 
 
@@ -1018,8 +1019,8 @@ def _without_grey_alpha(arr: np.ndarray, icc: bytes | None) -> tuple[np.ndarray,
 def _tiff16(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None, xmp: bytes | None = None) -> bytes:
     """A 16-bit TIFF (deflate) of an (H, W) or (H, W, C) uint16 array, C = 1 / 2 / 3 / 4 (grey, grey with alpha as
     RGBA: Pillow opens no 16-bit grey with alpha, RGB, RGB with alpha: unassociated), with the ICC profile `icc`
-    (tag 34675) when given (a grey one only on a grey image) and the XMP packet `xmp` (tag 700); no EXIF (`exif`
-    is ignored: tifffile writes no Exif directory)."""
+    (tag 34675) when given (a grey one only on a grey image), the XMP packet `xmp` (tag 700) and the EXIF `exif`
+    (`_with_exif`: tifffile writes no Exif directory)."""
     import tifffile
 
     arr, icc = _without_grey_alpha(arr, icc)
@@ -1029,7 +1030,38 @@ def _tiff16(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None, xmp: 
                      extrasamples=("unassalpha",) if planes in (2, 4) else None, iccprofile=icc or None,
                      metadata=None,  # (no shape description)
                      extratags=[(700, "B", len(xmp), xmp, True)] if xmp else ())
-    return buf.getvalue()
+    return _with_exif(buf.getvalue(), exif) if exif else buf.getvalue()
+
+
+def _ifd_entries(data: bytes, at: int, order: str) -> dict[int, bytes]:
+    """{tag: its 12-byte entry} of the classic TIFF directory at byte `at` of `data` (byte order `order`)."""
+    n = struct.unpack(order + "H", data[at : at + 2])[0]
+    return {struct.unpack(order + "H", data[at + 2 + 12 * i : at + 4 + 12 * i])[0]: data[at + 2 + 12 * i : at + 14 + 12 * i]
+            for i in range(n)}
+
+
+def _with_exif(tiff: bytes, exif: bytes) -> bytes:
+    """A classic TIFF's bytes with the EXIF `exif` (Pillow's bytes: main-directory tags, Exif and GPS directories)
+    added: Pillow lays the EXIF's directory out after the file (its data at their final offsets), and a new first
+    directory, the file's own entries with the EXIF's others, sorted, follows it; the header points at that one
+    (the old directory stays, unreferenced). Unchanged for a BigTIFF or an EXIF Pillow cannot read."""
+    from PIL import Image
+
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or struct.unpack(order + "H", tiff[2:4])[0] != 42:
+        return tiff
+    try:
+        tags = Image.Exif()
+        tags.load(exif)
+        tags.endian = order
+        tiff += b"\0" * (len(tiff) % 2)  # (directories start on a word boundary)
+        block = tags.tobytes(len(tiff))[14:]  # past "Exif\0\0" and its TIFF header: a directory at len(tiff)
+        block += b"\0" * (len(block) % 2)
+        entries = {**_ifd_entries(block, 0, order), **_ifd_entries(tiff, struct.unpack(order + "I", tiff[4:8])[0], order)}
+    except Exception:  # noqa: BLE001 (metadata is optional: an EXIF that cannot be laid out is left out)
+        return tiff
+    first = struct.pack(order + "H", len(entries)) + b"".join(entries[t] for t in sorted(entries)) + b"\0" * 4
+    return tiff[:4] + struct.pack(order + "I", len(tiff) + len(block)) + tiff[8:] + block + first
 
 
 def _heif10(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None, xmp: bytes | None = None) -> bytes:
@@ -1061,7 +1093,7 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     file stores RGB). alpha: (1, 1, H, W) opacity in [0, 1] of the image x, which is taken as composited on white:
     written as an alpha channel with the colour `uncomposite`d in ALPHA_FORMATS (grey: LA; WebP and HEIC, which
     have no LA: RGBA), ignored in the others (x, the composite, is written). exif: EXIF bytes (`exif_kept`),
-    written into EXIF_FORMATS (not into a 16-bit TIFF). xmp: an XMP packet (`xmp_kept`), written into
+    written into EXIF_FORMATS. xmp: an XMP packet (`xmp_kept`), written into
     EXIF_FORMATS (16-bit TIFF too; into a JPEG only up to `xmp.JPEG_XMP_BYTES`), its regions' image size set to
     the written one (`xmp.sized`).
     """

@@ -683,7 +683,7 @@ def _png_bytes_with_exif(arr: np.ndarray, exif: bytes) -> bytes:
                                            ("TIFF", 16), ("AVIF", 8), ("HEIF", 8), ("HEIF", 16)])
 def test_exif_is_written_where_the_format_holds_it(fmt, bits, rgb8):
     """encode_image(exif=) writes the EXIF into JPEG, PNG (16-bit: an eXIf chunk), WebP, AVIF, HEIC (10-bit too)
-    and 8-bit TIFF; a 16-bit TIFF (tifffile) gets none."""
+    and TIFF (16-bit: its directories added to tifffile's file, which still reads the same pixels)."""
     from PIL import features
 
     if fmt == "HEIF":
@@ -694,9 +694,19 @@ def test_exif_is_written_where_the_format_holds_it(fmt, bits, rgb8):
     Image.fromarray(rgb8).save(buf, "JPEG", exif=_camera_exif())
     d = read_image(buf.getvalue())
     images.open_plugins()
-    with Image.open(io.BytesIO(images.encode_image(d.tensor, fmt, bit_depth=bits, exif=d.exif))) as im:
-        model = im.getexif().get(0x0110)
-    assert model == (None if (fmt, bits) == ("TIFF", 16) else "iPhone 13")
+    data = images.encode_image(d.tensor, fmt, bit_depth=bits, exif=d.exif)
+    with Image.open(io.BytesIO(data)) as im:
+        exif = im.getexif()
+    assert exif.get(0x0110) == "iPhone 13" and exif.get_ifd(0x8769)[0x9003] == "2026:11:30 10:00:00"
+    assert exif.get_ifd(0x8825)[1] == "N"
+    if (fmt, bits) == ("TIFF", 16):
+        import tifffile
+
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            assert tif.pages[0].tags["ExifTag"].value == {"DateTimeOriginal": "2026:11:30 10:00:00"}
+        same = images.read_image(data)
+        assert same.bit_depth == 16 and torch.equal(same.tensor, images.read_image(
+            images.encode_image(d.tensor, fmt, bit_depth=bits)).tensor)
 
 
 def test_the_size_of_a_turned_tiff_pillow_cannot_open_is_the_decoded_size():

@@ -56,10 +56,10 @@ with more than 8 bits per sample (16-bit PNG / TIFF, 10- / 12-bit HEIC, float TI
 outputs, 10-bit HEIC (other formats: 8 bits, with a warning); an embedded ICC colour profile is copied into the
 outputs (PNG, JPEG, TIFF, WebP, AVIF, HEIC; a HEIC's nclx colour tags as an equivalent profile) and the pixel
 values are restored as they are, in the input's colour space; a photo's EXIF (camera, dates,
-exposure, GPS; not its orientation, applied to the pixels) is copied into JPEG, PNG, WebP, AVIF, HEIC and 8-bit
-TIFF outputs, and its XMP (title, caption, keywords, rating, creator, rights, place; not editors' develop settings
-nor phones' embedded extras; a JPEG's IPTC-IIM captions and keywords too) into these and 16-bit TIFF
-(--strip-metadata: neither).
+exposure, GPS; not its orientation, applied to the pixels) is copied into JPEG, PNG, WebP, AVIF, HEIC and TIFF
+outputs, and its XMP (title, caption, keywords, rating, creator, rights, place; not editors' develop settings
+nor phones' embedded extras; a JPEG's IPTC-IIM captions and keywords too) into the same (--strip-metadata:
+neither).
 
 Outputs: <stem>_<task>.png beside each input (stdout for -), or in -o DIR as <stem>.png (--format jpg, heic, ...
 for another format, --format same for each input's own: IMG_1.HEIC -> IMG_1.heic); with --samples K the samples
