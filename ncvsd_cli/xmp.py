@@ -2,7 +2,8 @@
 (XMP, ISO 16684-1, as Lightroom, digiKam, darktable and phones write it), without what describes the original
 file rather than the picture. A JPEG's or TIFF's IPTC-IIM block (older tools and Picasa wrote captions and keywords
 there only) is carried over as the XMP properties the IPTC Photo Metadata Standard maps it to (IIM_TO_XMP), where
-the XMP does not have them already (the Metadata Working Group's rule: XMP first).
+the XMP does not have them already or has them empty (the Metadata Working Group's rule, simplified: XMP first;
+its check of photoshop:LegacyIPTCDigest, which prefers an IIM block edited after the XMP, is not made).
 
 Left out, as `images.exif_kept` leaves out the EXIF that describes the file:
 - whole namespaces (DROPPED_NAMESPACES, DROPPED_NAMESPACE_PREFIXES) that describe data or edits not in the
@@ -22,6 +23,7 @@ written size (`sized`). The packet (UTF-8, -16 or -32) is parsed by the standard
 
 from __future__ import annotations
 
+import re
 from xml.dom import minidom
 from xml.parsers.expat import ExpatError
 
@@ -67,6 +69,7 @@ DROPPED_PROPERTIES = frozenset({
     (_XMP, "CreatorTool"), (_XMP, "Thumbnails"), (_XMP_MM, "DocumentID"), (_XMP_MM, "InstanceID"),
     (_XMP_MM, "Ingredients"), (_XMP_MM, "Pantry"), (_DC, "format"), (_PHOTOSHOP, "ColorMode"),
     (_PHOTOSHOP, "ICCProfile"), (_PHOTOSHOP, "DocumentAncestors"),  # (placed files' IDs: it grows to megabytes)
+    (_PHOTOSHOP, "LegacyIPTCDigest"),  # (the digest of an IIM block the output does not have)
 })
 #: Properties also left out when the packet would not fit in a JPEG (JPEG_XMP_BYTES): edit histories.
 BULKY_PROPERTIES = frozenset({(_XMP_MM, "History"), (_PHOTOSHOP, "History")})
@@ -94,7 +97,7 @@ _END = '<?xpacket end="w"?>'
 
 def _filter_description(desc: minidom.Element, dropped: frozenset) -> set[tuple[str | None, str | None]]:
     """Remove the properties of one node of rdf:RDF (attributes and child elements) that are dropped (namespaces
-    and DROPPED_PROPERTIES, and `dropped`); the (namespace, name) of those left."""
+    and DROPPED_PROPERTIES, and `dropped`) or empty; the (namespace, name) of those left."""
     def gone(namespace: str | None, name: str | None) -> bool:
         return (namespace in DROPPED_NAMESPACES or (namespace or "").startswith(DROPPED_NAMESPACE_PREFIXES)
                 or (namespace, name) in DROPPED_PROPERTIES or (namespace, name) in dropped)
@@ -103,29 +106,48 @@ def _filter_description(desc: minidom.Element, dropped: frozenset) -> set[tuple[
         if gone(attr.namespaceURI, attr.localName):  # (namespace declarations stay: a kept value may use one)
             desc.removeAttributeNode(attr)
     for child in list(desc.childNodes):
-        if child.nodeType == child.ELEMENT_NODE and gone(child.namespaceURI, child.localName):
+        if child.nodeType == child.ELEMENT_NODE and (gone(child.namespaceURI, child.localName) or not _has_value(child)):
             if child.previousSibling is not None and child.previousSibling.nodeType == child.TEXT_NODE:
                 desc.removeChild(child.previousSibling)  # its indentation
             desc.removeChild(child)
-    attrs = [a for a in desc.attributes.values() if a.namespaceURI not in (XMLNS, RDF) and a.name != "xmlns"]
+    attrs = [a for a in desc.attributes.values() if a.namespaceURI not in (None, XMLNS, RDF, _XML)]
     return {(a.namespaceURI, a.localName) for a in attrs} | {
         (c.namespaceURI, c.localName) for c in desc.childNodes if c.nodeType == c.ELEMENT_NODE}
 
 
+def _has_value(prop: minidom.Element) -> bool:
+    """Whether a property element holds anything: text, a list item, a field (an empty rdf:Bag is no value)."""
+    if any(a.namespaceURI not in (XMLNS, RDF, _XML) or a.localName == "resource" for a in prop.attributes.values()):
+        return True
+    return any(c.nodeType in (c.TEXT_NODE, c.CDATA_SECTION_NODE) and c.data.strip()
+               or c.nodeType == c.ELEMENT_NODE and _has_value(c) for c in prop.childNodes)
+
+
+#: Characters XML 1.0 does not allow (C0 controls but tab, LF and CR; U+FFFE, U+FFFF): left out of IIM text.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def _iim_text(value: bytes, utf8: bool) -> str:
     """An IIM dataset's text: UTF-8 where the block declares it (1:90) or where it decodes as UTF-8, else
-    Windows-1252 (what Western tools wrote undeclared); trailing NULs and blanks removed."""
+    Windows-1252 (what Western tools wrote undeclared); trailing NULs and blanks and characters XML does not allow
+    removed."""
     value = value.rstrip(b"\x00 ")
     try:
-        return value.decode("utf-8")
+        text = value.decode("utf-8")
     except UnicodeDecodeError:
-        return value.decode("utf-8" if utf8 else "cp1252", errors="replace")
+        text = value.decode("utf-8" if utf8 else "cp1252", errors="replace")
+    return _NOT_XML.sub("", text)
 
 
 def _iim_date(date: str, time: str) -> str | None:
-    """photoshop:DateCreated from IIM 2:55 (CCYYMMDD) and 2:60 (HHMMSS+HHMM): "CCYY-MM-DD[Thh:mm:ss+hh:mm]"."""
-    if len(date) < 8 or not date[:8].isdigit():
+    """photoshop:DateCreated from IIM 2:55 (CCYYMMDD; 00 an unknown month or day) and 2:60 (HHMMSS+HHMM):
+    "CCYY[-MM[-DD[Thh:mm:ss+hh:mm]]]"."""
+    if len(date) < 8 or not date[:8].isdigit() or date[:4] == "0000":
         return None
+    if date[4:6] == "00":
+        return date[:4]
+    if date[6:8] == "00":
+        return f"{date[:4]}-{date[4:6]}"
     out = f"{date[:4]}-{date[4:6]}-{date[6:8]}"
     if len(time) >= 6 and time[:6].isdigit():
         zone = f"{time[6]}{time[7:9]}:{time[9:11]}" if len(time) >= 11 and time[6] in "+-" else ""
@@ -136,9 +158,12 @@ def _iim_date(date: str, time: str) -> str | None:
 def _iim_properties(iim: dict) -> dict[tuple[str, str], tuple[str, str, list[str]]]:
     """{(namespace, name): (property, container, texts)} of the IIM datasets IIM_TO_XMP maps (Pillow's
     `IptcImagePlugin.getiptcinfo`: {(record, dataset): bytes or [bytes, ...]})."""
-    utf8 = b"\x1b%G" in bytes(iim.get((1, 90), b"") or b"")
-    values = {k[1]: [_iim_text(v, utf8) for v in (vs if isinstance(vs, list) else [vs])]
-              for k, vs in iim.items() if isinstance(k, tuple) and k[0] == 2 and isinstance(vs, (bytes, list))}
+    def items(key: tuple[int, int]) -> list[bytes]:  # (a repeated dataset is a list; an empty one may be None)
+        got = iim.get(key)
+        return [v for v in (got if isinstance(got, list) else [got]) if isinstance(v, (bytes, bytearray))]
+
+    utf8 = any(b"\x1b%G" in v for v in items((1, 90)))
+    values = {k[1]: [_iim_text(v, utf8) for v in items(k)] for k in iim if isinstance(k, tuple) and k[0] == 2}
     out = {}
     for dataset, (namespace, name, container) in IIM_TO_XMP.items():
         texts = [t for t in values.get(dataset, []) if t.strip()]
@@ -206,13 +231,14 @@ def _serialised(doc: minidom.Document) -> bytes | None:
         stack.extend(nodes[-1].childNodes)
     attrs = [a for n in nodes if n.attributes for a in n.attributes.values()]
     texts = [n for n in nodes if n.nodeType == n.TEXT_NODE]
-    used = set().union(*(a.value for a in attrs), *(t.data for t in texts))
+    used = set().union(*(a.value for a in attrs), *(n.data for n in nodes if isinstance(n, minidom.CharacterData)))
     refs = {"\t": "&#x9;", "\n": "&#xA;", "\r": "&#xD;"}
     marks = dict(zip(refs, (chr(c) for c in range(0xE000, 0xF900) if chr(c) not in used)))  # (private use)
-    for attr in attrs:
-        attr.value = "".join(marks.get(c, c) for c in attr.value)
-    for node in texts:
-        node.data = node.data.replace("\r", marks["\r"])
+    if len(marks) == len(refs):  # (else, all but impossible, written raw)
+        for attr in attrs:
+            attr.value = "".join(marks.get(c, c) for c in attr.value)
+        for node in texts:
+            node.data = node.data.replace("\r", marks["\r"])
     try:
         text = doc.documentElement.toxml()
     except RecursionError:
@@ -247,7 +273,7 @@ def kept_xmp(packet: bytes | str | None, iim: dict | None = None) -> bytes | Non
         if not present and not added:
             return out
         out = _serialised(doc)
-        if out is None or len(out) <= JPEG_XMP_BYTES:
+        if out is None or len(out) <= JPEG_XMP_BYTES - 256:  # (room for `sized`'s longer numbers)
             return out
     return out
 

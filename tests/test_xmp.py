@@ -205,3 +205,20 @@ def test_xmp_comes_first_and_undeclared_iim_text_is_read_as_windows_1252():
     assert props["dc:subject"] == "quokka" and props["photoshop:City"] == "Z\u00fcrich"
     assert b"old keyword" not in kept
     assert kept_xmp(None, {(2, 25): [b" "], (2, 55): b"2019"}) is None  # blank keyword, broken date: nothing
+
+
+def test_odd_iim_blocks_lose_only_what_cannot_be_carried():
+    """An empty repeat of a dataset (None from Pillow) and a repeated 1:90 leave the rest standing; control
+    characters XML does not allow are left out of the text (the packet stays readable); a date with an unknown
+    month or day (00) is cut to what is known; an empty XMP keyword list takes the IIM's keywords."""
+    iim = {(1, 90): [b"\x1b%G", b"\x1b%G"], (2, 25): [b"a", None], (2, 120): b"cap\x0bti\x00on", (2, 55): b"20190000"}
+    props = _properties(kept_xmp(PHOTO_XMP, iim))
+    assert props["photoshop:DateCreated"] == "2019" and props["dc:description"] == "caption"
+    assert props["dc:subject"] == "quokka"  # the XMP's
+    assert _properties(kept_xmp(None, {(2, 55): b"20190500", (2, 60): b"101530"}))["photoshop:DateCreated"] == "2019-05"
+    empty_bag = PHOTO_XMP.replace(b"<rdf:li>quokka</rdf:li><rdf:li>Rottnest</rdf:li>", b"")
+    kept = kept_xmp(empty_bag, {(2, 25): [b"kiwi"]})
+    assert _properties(kept)["dc:subject"] == "kiwi" and kept.count(b"<dc:subject>") == 1
+    d = images.read_image(_jpeg_with_iim(_iim_block([(25, b"a"), (25, b""), (120, b"cap\x0btion")]),
+                                         xmp=PHOTO_XMP))
+    assert d.xmp is not None and images.read_image(images.encode_image(d.tensor, "JPEG", xmp=d.xmp)).xmp == d.xmp
