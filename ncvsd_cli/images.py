@@ -790,7 +790,8 @@ def exif_kept(data: bytes) -> bytes | None:
 def xmp_kept(data: bytes) -> bytes | None:
     """The XMP an image file's restorations keep (`ncvsd_cli.xmp.kept_xmp`: the picture's title, caption, keywords,
     rating, creator, rights and place, not the file's layout, orientation, edits or embedded extras), read through
-    Pillow (JPEG APP1, PNG iTXt, WebP, TIFF tag 700, AVIF, HEIF), with what a JPEG's or TIFF's IPTC-IIM block adds,
+    Pillow (JPEG APP1, PNG iTXt, WebP, TIFF tag 700, AVIF, HEIF), with what a JPEG's or TIFF's IPTC-IIM block and a
+    PNG's title, author, description and copyright text chunks add,
     as UTF-8 bytes for `encode_image(..., xmp=)`; None when the file has neither, nothing is kept or it cannot be
     read."""
     from PIL import Image, IptcImagePlugin
@@ -806,7 +807,8 @@ def xmp_kept(data: bytes) -> bytes | None:
                 if not packet and im.format == "TIFF":
                     packet = im.tag_v2.get(700)
                 iim = IptcImagePlugin.getiptcinfo(im) if im.format in ("JPEG", "MPO", "TIFF") else None
-        return kept_xmp(packet if isinstance(packet, (bytes, bytearray, str)) else None, iim)
+                text = im.info if im.format == "PNG" else None  # (the text chunks before the pixels)
+        return kept_xmp(packet if isinstance(packet, (bytes, bytearray, str)) else None, iim, text)
     except Exception:  # noqa: BLE001 (metadata is optional: an unreadable packet is left out)
         return None
 

@@ -1,6 +1,7 @@
 """The XMP metadata a restoration keeps: a photo's title, caption, keywords, rating, creator, rights and place
 (XMP, ISO 16684-1, as Lightroom, digiKam, darktable and phones write it), without what describes the original
-file rather than the picture. A JPEG's or TIFF's IPTC-IIM block (older tools and Picasa wrote captions and keywords
+file rather than the picture. A PNG's Title, Author, Description and Copyright text chunks, and a JPEG's or TIFF's
+IPTC-IIM block (older tools and Picasa wrote captions and keywords
 there only) is carried over as the XMP properties the IPTC Photo Metadata Standard maps it to (IIM_TO_XMP), where
 the XMP does not have them already or has them empty (the Metadata Working Group's rule, simplified: XMP first;
 its check of photoshop:LegacyIPTCDigest, which prefers an IIM block edited after the XMP, is not made).
@@ -86,11 +87,17 @@ IIM_TO_XMP = {
     95: (_PHOTOSHOP, "photoshop:State", ""), 101: (_PHOTOSHOP, "photoshop:Country", ""),
     92: (_IPTC_CORE, "Iptc4xmpCore:Location", ""), 100: (_IPTC_CORE, "Iptc4xmpCore:CountryCode", ""),
 }
+#: A PNG's text chunks of predefined keywords (PNG 1.2, 11.3.4.2) carried into XMP, as IIM_TO_XMP: keyword:
+#: (namespace, property, container).
+PNG_TEXT_TO_XMP = {"Title": (_DC, "dc:title", "Alt"), "Author": (_DC, "dc:creator", "Seq"),
+                   "Description": (_DC, "dc:description", "Alt"), "Copyright": (_DC, "dc:rights", "Alt")}
 #: The largest packet a JPEG holds: one APP1 segment after its "http://ns.adobe.com/xap/1.0/\0" header (a larger
 #: one would need extended XMP; `images.encode_image` leaves it out of JPEGs).
 JPEG_XMP_BYTES = 65502
 #: The largest packet read (a larger one is not parsed: parsing takes about 100x its size in memory).
 MAX_READ_BYTES = 2 * 2**20
+#: The deepest element nesting read (real packets: about 10).
+MAX_DEPTH = 100
 _BEGIN = '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
 _END = '<?xpacket end="w"?>'
 
@@ -106,7 +113,8 @@ def _filter_description(desc: minidom.Element, dropped: frozenset) -> set[tuple[
         if gone(attr.namespaceURI, attr.localName):  # (namespace declarations stay: a kept value may use one)
             desc.removeAttributeNode(attr)
     for child in list(desc.childNodes):
-        if child.nodeType == child.ELEMENT_NODE and (gone(child.namespaceURI, child.localName) or not _has_value(child)):
+        if child.nodeType == child.ELEMENT_NODE and (gone(child.namespaceURI, child.localName)
+                                                     or not _has_value(child)):
             if child.previousSibling is not None and child.previousSibling.nodeType == child.TEXT_NODE:
                 desc.removeChild(child.previousSibling)  # its indentation
             desc.removeChild(child)
@@ -155,8 +163,24 @@ def _iim_date(date: str, time: str) -> str | None:
     return out
 
 
+def _mapped(mapping: dict, values: dict) -> dict[tuple[str, str], tuple[str, str, list[str]]]:
+    """{(namespace, name): (property, container, texts)} of `values` ({key: [text, ...]}) by `mapping` ({key:
+    (namespace, property, container)}): blank texts left out, one text but in a list (Bag, Seq)."""
+    out = {}
+    for key, (namespace, name, container) in mapping.items():
+        texts = [t for t in values.get(key, []) if t.strip()]
+        if texts:
+            out[namespace, name.split(":")[1]] = (name, container, texts if container in ("Bag", "Seq") else texts[:1])
+    return out
+
+
+def _png_text_properties(text: dict) -> dict[tuple[str, str], tuple[str, str, list[str]]]:
+    """`_mapped` of a PNG's text chunks ({keyword: text}, Pillow's `info`) by PNG_TEXT_TO_XMP."""
+    return _mapped(PNG_TEXT_TO_XMP, {k: [_NOT_XML.sub("", v)] for k, v in text.items() if isinstance(v, str)})
+
+
 def _iim_properties(iim: dict) -> dict[tuple[str, str], tuple[str, str, list[str]]]:
-    """{(namespace, name): (property, container, texts)} of the IIM datasets IIM_TO_XMP maps (Pillow's
+    """`_mapped` of the IIM datasets by IIM_TO_XMP, with the date created (Pillow's
     `IptcImagePlugin.getiptcinfo`: {(record, dataset): bytes or [bytes, ...]})."""
     def items(key: tuple[int, int]) -> list[bytes]:  # (a repeated dataset is a list; an empty one may be None)
         got = iim.get(key)
@@ -164,19 +188,16 @@ def _iim_properties(iim: dict) -> dict[tuple[str, str], tuple[str, str, list[str
 
     utf8 = any(b"\x1b%G" in v for v in items((1, 90)))
     values = {k[1]: [_iim_text(v, utf8) for v in items(k)] for k in iim if isinstance(k, tuple) and k[0] == 2}
-    out = {}
-    for dataset, (namespace, name, container) in IIM_TO_XMP.items():
-        texts = [t for t in values.get(dataset, []) if t.strip()]
-        if texts:
-            out[namespace, name.split(":")[1]] = (name, container, texts if container in ("Bag", "Seq") else texts[:1])
+    out = _mapped(IIM_TO_XMP, values)
     date = _iim_date(values.get(55, [""])[0], values.get(60, [""])[0])
     if date:
         out[_PHOTOSHOP, "DateCreated"] = ("photoshop:DateCreated", "", [date])
     return out
 
 
-def _iim_description(doc: minidom.Document, properties: dict) -> minidom.Element:
-    """An rdf:Description of `properties` (`_iim_properties`), declaring every namespace it uses."""
+def _legacy_description(doc: minidom.Document, properties: dict) -> minidom.Element:
+    """An rdf:Description of `properties` (`_iim_properties`, `_png_text_properties`), declaring every namespace it
+    uses."""
     desc = doc.createElementNS(RDF, "rdf:Description")
     for namespace, prefix in {RDF: "rdf", **{ns: name.split(":")[0] for (ns, _), (name, _, _) in properties.items()}
                               }.items():  # (declarations first, as a parser lists them: a fixed point)
@@ -211,14 +232,21 @@ def _text(packet: bytes | str) -> str | None:
 
 def _parsed(packet: bytes | str | None) -> minidom.Document | None:
     """The packet parsed, or None where it is absent, too large (MAX_READ_BYTES), holds a DTD (checked on the
-    decoded text: no encoding hides one), does not decode or is not well-formed."""
+    decoded text: no encoding hides one), does not decode, is not well-formed or nests deeper than MAX_DEPTH."""
     text = _text(packet) if packet and len(packet) <= MAX_READ_BYTES else None
     if text is None or "<!DOCTYPE" in text or "<!ENTITY" in text:
         return None
     try:
-        return minidom.parseString(text.rstrip("\x00 \t\r\n"))
+        doc = minidom.parseString(text.rstrip("\x00 \t\r\n"))
     except (ExpatError, ValueError, RecursionError):
         return None
+    stack = [(doc.documentElement, 1)]
+    while stack:  # (minidom walks trees recursively: a packet nested deeper than any XMP is not read)
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return None
+        stack.extend((child, depth + 1) for child in node.childNodes)
+    return doc
 
 
 def _serialised(doc: minidom.Document) -> bytes | None:
@@ -248,11 +276,12 @@ def _serialised(doc: minidom.Document) -> bytes | None:
     return (_BEGIN + text + _END).encode("utf-8")
 
 
-def kept_xmp(packet: bytes | str | None, iim: dict | None = None) -> bytes | None:
+def kept_xmp(packet: bytes | str | None, iim: dict | None = None, png_text: dict | None = None) -> bytes | None:
     """The XMP packet a restoration keeps (UTF-8 bytes with the xpacket wrapper, for Pillow's `xmp=`): `packet`
     (an image file's XMP) less DROPPED_NAMESPACES and DROPPED_PROPERTIES (and BULKY_PROPERTIES where it would not
     fit in a JPEG otherwise), plus the properties of its IPTC-IIM block `iim` (Pillow's
-    `IptcImagePlugin.getiptcinfo`; IIM_TO_XMP) that the XMP lacks; None where nothing is left. A packet that is
+    `IptcImagePlugin.getiptcinfo`; IIM_TO_XMP) and of a PNG's text chunks `png_text` ({keyword: text};
+    PNG_TEXT_TO_XMP) that the XMP lacks; None where nothing is left. A packet that is
     not well-formed RDF, holds a DTD or is larger than MAX_READ_BYTES is not read."""
     out = None
     for dropped in (frozenset(), BULKY_PROPERTIES):
@@ -267,9 +296,10 @@ def kept_xmp(packet: bytes | str | None, iim: dict | None = None) -> bytes | Non
             if not kept:
                 rdf[0].removeChild(node)
             present |= kept
-        added = {k: v for k, v in _iim_properties(iim or {}).items() if k not in present}
+        legacy = {**_png_text_properties(png_text or {}), **_iim_properties(iim or {})}
+        added = {k: v for k, v in legacy.items() if k not in present}
         if added:
-            rdf[0].appendChild(_iim_description(doc, added))
+            rdf[0].appendChild(_legacy_description(doc, added))
         if not present and not added:
             return out
         out = _serialised(doc)

@@ -72,6 +72,7 @@ def test_the_picture_is_kept_not_the_file_nor_its_edits():
     None, b"", b"not xml <", b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>",  # nothing, broken, no RDF
     b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><x>&b;</x>',  # a DTD
     b'<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>'.decode().encode("utf-16"),
+    PHOTO_XMP.replace(b"<dc:format>", b"<dc:a>" * 3000 + b"</dc:a>" * 3000 + b"<dc:format>"),  # nested too deep
     (b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
      b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF>'),  # nothing kept
 ])
@@ -222,3 +223,24 @@ def test_odd_iim_blocks_lose_only_what_cannot_be_carried():
     d = images.read_image(_jpeg_with_iim(_iim_block([(25, b"a"), (25, b""), (120, b"cap\x0btion")]),
                                          xmp=PHOTO_XMP))
     assert d.xmp is not None and images.read_image(images.encode_image(d.tensor, "JPEG", xmp=d.xmp)).xmp == d.xmp
+
+
+def test_a_pngs_title_author_description_and_copyright_chunks_are_carried_into_xmp():
+    """PNG text chunks of the predefined keywords (tEXt, zTXt, iTXt) become dc: properties, where the XMP lacks
+    them; other keywords (Software, an image generator's parameters) are not carried."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", "A quokka")
+    info.add_text("Copyright", "CC BY 4.0", zip=True)
+    info.add_itxt("Description", "Caf\u00e9 \u00e0 Rottnest", lang="fr")
+    info.add_text("Author", "Jane Doe")
+    info.add_text("Software", "GIMP")
+    info.add_text("parameters", "a cat, steps 20")
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(buf, "PNG", pnginfo=info)
+    kept = images.read_image(buf.getvalue()).xmp
+    assert _properties(kept) == {"dc:title": "A quokka", "dc:rights": "CC BY 4.0", "dc:creator": "Jane Doe",
+                                 "dc:description": "Caf\u00e9 \u00e0 Rottnest"}
+    assert _properties(kept_xmp(PHOTO_XMP, png_text={"Title": "other", "Author": "Jane"}))["dc:title"] == (
+        "Caf\u00e9 \u00e0 Rottnest")  # the XMP's title comes first

@@ -58,8 +58,8 @@ outputs (PNG, JPEG, TIFF, WebP, AVIF, HEIC; a HEIC's nclx colour tags as an equi
 values are restored as they are, in the input's colour space; a photo's EXIF (camera, dates,
 exposure, GPS; not its orientation, applied to the pixels) is copied into JPEG, PNG, WebP, AVIF, HEIC and TIFF
 outputs, and its XMP (title, caption, keywords, rating, creator, rights, place; not editors' develop settings
-nor phones' embedded extras; a JPEG's IPTC-IIM captions and keywords too) into the same (--strip-metadata:
-neither).
+nor phones' embedded extras; a JPEG's IPTC-IIM captions and keywords and a PNG's title, author, description
+and copyright text too) into the same (--strip-metadata: neither).
 
 Outputs: <stem>_<task>.png beside each input (stdout for -), or in -o DIR as <stem>.png (--format jpg, heic, ...
 for another format, --format same for each input's own: IMG_1.HEIC -> IMG_1.heic); with --samples K the samples
