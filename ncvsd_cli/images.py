@@ -37,6 +37,7 @@ import errno
 import functools
 import importlib
 import io
+import math
 import os
 import struct
 import sys
@@ -86,7 +87,8 @@ class DecodedImage:
     jpeg_coding: a JPEG's quantisation tables and chroma subsampling (`jpeg_coding`), else None. alpha: (1, 1, H, W)
     float32 opacity in [0, 1] of a source with transparency (the tensor holds its colour composited on white), else
     None. exif: the EXIF its restorations keep (`exif_kept`: camera, dates, exposure, GPS), else None. xmp: the XMP
-    packet they keep (`xmp_kept`: title, caption, keywords, rating, creator, rights, place), else None.
+    packet they keep (`xmp_kept`: title, caption, keywords, rating, creator, rights, place), else None. dpi: the
+    (horizontal, vertical) pixels per inch the file states (`image_dpi`; a scan's print size), else None.
     """
 
     tensor: torch.Tensor
@@ -100,6 +102,7 @@ class DecodedImage:
     alpha: torch.Tensor | None = None
     exif: bytes | None = field(default=None, repr=False)
     xmp: bytes | None = field(default=None, repr=False)
+    dpi: tuple[float, float] | None = None
 
     @property
     def output_bit_depth(self) -> int:
@@ -545,7 +548,7 @@ def read_image(
         notes += [note] if note else []
     return DecodedImage(tensor=from_unit(tensor), mode=mode, bit_depth=bits, grey=grey, notes=notes,
                         icc_profile=icc, jpeg_sigma=compression_sigma(data, mode), jpeg_coding=jpeg_coding(data),
-                        alpha=kept_alpha, exif=exif_kept(data), xmp=xmp_kept(data))
+                        alpha=kept_alpha, exif=exif_kept(data), xmp=xmp_kept(data), dpi=image_dpi(data))
 
 
 def may_be_transparent(source: str | os.PathLike | bytes) -> bool:
@@ -740,9 +743,11 @@ def icc_profile(data: bytes) -> bytes | None:
 
 
 #: EXIF tags of the main directory that outputs keep: what the photo is (description, camera make and model,
-#: date, artist, copyright), not how the file lays it out nor its orientation (the pixels are turned already);
-#: with the Exif directory (exposure, dates, lens) and the GPS one.
-EXIF_KEPT_TAGS = (0x010E, 0x010F, 0x0110, 0x0132, 0x013B, 0x8298)
+#: date, artist, copyright; Windows' rating and its title, comment, author, keywords and subject, which Explorer
+#: shows), not how the file lays it out nor its orientation (the pixels are turned already); with the Exif
+#: directory (exposure, dates, lens) and the GPS one.
+EXIF_KEPT_TAGS = (0x010E, 0x010F, 0x0110, 0x0132, 0x013B, 0x8298, 0x4746, 0x4749, 0x9C9B, 0x9C9C, 0x9C9D, 0x9C9E,
+                  0x9C9F)
 #: Tags of the Exif directory left out: the pixel size and pixel positions (subject area and location, focal plane
 #: resolution: a restoration may turn or resize the image), the image's unique ID (a restoration is another image),
 #: the interoperability directory's pointer and the maker note (offsets into the original file).
@@ -750,6 +755,8 @@ EXIF_DROPPED_TAGS = (0xA002, 0xA003, 0x9214, 0xA214, 0xA20E, 0xA20F, 0xA210, 0xA
 #: The largest EXIF kept (a JPEG's APP1 segment holds 65533 bytes); a larger one loses its free-text comments
 #: (UserComment, ImageDescription) and, still too large, is dropped.
 MAX_EXIF_BYTES = 65533
+#: Formats `encode_image` writes a resolution (dpi) into (JPEG's JFIF density, PNG's pHYs, TIFF's tags).
+DPI_FORMATS = ("JPEG", "PNG", "TIFF")
 #: Formats `encode_image` writes EXIF into (8-bit TIFF through Pillow, 16-bit through `_with_exif`).
 EXIF_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "AVIF", "HEIF")
 
@@ -785,6 +792,26 @@ def exif_kept(data: bytes) -> bytes | None:
     except Exception:  # noqa: BLE001 (metadata is optional: an unreadable block is left out)
         return None
     return None
+
+
+def image_dpi(data: bytes) -> tuple[float, float] | None:
+    """The (horizontal, vertical) pixels per inch an image file states for its pixels as shown (turned by its EXIF
+    orientation), through Pillow (JPEG's JFIF density or EXIF resolution, PNG's pHYs, TIFF's resolution; per
+    centimetre converted); None where it states none (or only an aspect ratio), a value <= 0, or cannot be read."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            open_plugins()
+            with Image.open(io.BytesIO(data)) as im:
+                stated = im.format != "TIFF" or (282 in im.tag_v2 and 283 in im.tag_v2)  # (Pillow: 1 dpi if not)
+                dpi = im.info.get("dpi") if stated else None
+                turned = im.getexif().get(0x0112) in (5, 6, 7, 8)
+        x, y = (float(v) for v in dpi)
+    except Exception:  # noqa: BLE001 (metadata is optional: none, or an unreadable one, is left out)
+        return None
+    return None if not (x > 0 and y > 0 and math.isfinite(x + y)) else ((y, x) if turned else (x, y))
 
 
 def xmp_kept(data: bytes) -> bytes | None:
@@ -947,10 +974,11 @@ def to_uint16(x: torch.Tensor) -> np.ndarray:
     return arr[..., 0] if arr.shape[-1] == 1 else arr
 
 
-def _png16(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None, xmp: bytes | None = None) -> bytes:
+def _png16(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None, xmp: bytes | None = None,
+           dpi: tuple[float, float] | None = None) -> bytes:
     """A 16-bit PNG of an (H, W) or (H, W, C) uint16 array, C = 1 / 2 (grey, with alpha) or 3 / 4 (RGB, with
     alpha) (pypng), with an iCCP chunk after IHDR when `icc`, an eXIf chunk when `exif` (Pillow's bytes) and an
-    iTXt chunk "XML:com.adobe.xmp" when `xmp` (UTF-8)."""
+    iTXt chunk "XML:com.adobe.xmp" when `xmp` (UTF-8) and a pHYs chunk when `dpi` (pixels per inch)."""
     import png
 
     h, w = arr.shape[:2]
@@ -958,9 +986,11 @@ def _png16(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None, xmp: b
     buf = io.BytesIO()
     png.Writer(w, h, greyscale=planes in (1, 2), alpha=planes in (2, 4), bitdepth=16).write(
         buf, arr.reshape(h, w * planes))
-    if not icc and not exif and not xmp:
+    if not icc and not exif and not xmp and not dpi:
         return buf.getvalue()
     chunks = list(png.Reader(bytes=buf.getvalue()).chunks())
+    if dpi:  # pixels per metre, unit 1 (metre)
+        chunks.insert(1, (b"pHYs", struct.pack(">IIB", *(round(v / 0.0254) for v in dpi), 1)))
     if xmp:  # keyword, NUL, uncompressed (0, 0), no language nor translated keyword (NUL, NUL), the text
         chunks.insert(1, (b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp))
     if exif:  # the TIFF structure, without the "Exif\0\0" of JPEG's APP1
@@ -1018,11 +1048,12 @@ def _without_grey_alpha(arr: np.ndarray, icc: bytes | None) -> tuple[np.ndarray,
     return arr, _profile_for(icc, arr.ndim == 3)
 
 
-def _tiff16(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None, xmp: bytes | None = None) -> bytes:
+def _tiff16(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None, xmp: bytes | None = None,
+            dpi: tuple[float, float] | None = None) -> bytes:
     """A 16-bit TIFF (deflate) of an (H, W) or (H, W, C) uint16 array, C = 1 / 2 / 3 / 4 (grey, grey with alpha as
     RGBA: Pillow opens no 16-bit grey with alpha, RGB, RGB with alpha: unassociated), with the ICC profile `icc`
     (tag 34675) when given (a grey one only on a grey image), the XMP packet `xmp` (tag 700) and the EXIF `exif`
-    (`_with_exif`: tifffile writes no Exif directory)."""
+    (`_with_exif`: tifffile writes no Exif directory) and the resolution `dpi` (pixels per inch)."""
     import tifffile
 
     arr, icc = _without_grey_alpha(arr, icc)
@@ -1031,6 +1062,7 @@ def _tiff16(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None, xmp: 
     tifffile.imwrite(buf, arr, photometric="minisblack" if planes <= 2 else "rgb", compression="zlib",
                      extrasamples=("unassalpha",) if planes in (2, 4) else None, iccprofile=icc or None,
                      metadata=None,  # (no shape description)
+                     **({"resolution": dpi, "resolutionunit": "INCH"} if dpi else {}),
                      extratags=[(700, "B", len(xmp), xmp, True)] if xmp else ())
     return _with_exif(buf.getvalue(), exif) if exif else buf.getvalue()
 
@@ -1066,9 +1098,11 @@ def _with_exif(tiff: bytes, exif: bytes) -> bytes:
     return tiff[:4] + struct.pack(order + "I", len(tiff) + len(block)) + tiff[8:] + block + first
 
 
-def _heif10(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None, xmp: bytes | None = None) -> bytes:
+def _heif10(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None, xmp: bytes | None = None,
+            dpi: tuple[float, float] | None = None) -> bytes:
     """A 10-bit HEIC (quality OUTPUT_QUALITY) of an (H, W) or (H, W, C) uint16 array (grey, grey with alpha as RGBA,
-    RGB, RGBA), with the ICC profile `icc` when given (a grey one only on a grey image), `exif` and `xmp`."""
+    RGB, RGBA), with the ICC profile `icc` when given (a grey one only on a grey image), `exif` and `xmp` (`dpi`:
+    HEIF has no place for it)."""
     arr, icc = _without_grey_alpha(arr, icc)  # no grey-with-alpha layout in HEIF
     mode = {2: "L;16", 3: "RGB;16", 4: "RGBA;16"}[arr.ndim if arr.ndim == 2 else arr.shape[2]]
     data = np.ascontiguousarray(arr).tobytes()
@@ -1086,7 +1120,8 @@ def _heif10(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None, xmp: 
 
 def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
                  icc_profile: bytes | None = None, alpha: torch.Tensor | None = None,
-                 exif: bytes | None = None, xmp: bytes | None = None) -> bytes:
+                 exif: bytes | None = None, xmp: bytes | None = None,
+                 dpi: tuple[float, float] | None = None) -> bytes:
     """Encode a (1, C, H, W) image in [-1, 1] as file bytes (PNG by default; JPEG and WebP at quality 95, AVIF and
     HEIC at 90).
 
@@ -1097,7 +1132,8 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     have no LA: RGBA), ignored in the others (x, the composite, is written). exif: EXIF bytes (`exif_kept`),
     written into EXIF_FORMATS. xmp: an XMP packet (`xmp_kept`), written into
     EXIF_FORMATS (16-bit TIFF too; into a JPEG only up to `xmp.JPEG_XMP_BYTES`), its regions' image size set to
-    the written one (`xmp.sized`).
+    the written one (`xmp.sized`). dpi: (horizontal, vertical) pixels per inch, each in (0, 65535], written into
+    DPI_FORMATS (a print size), else left out.
     """
     import torch
     from PIL import Image
@@ -1117,9 +1153,10 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
 
         xmp = sized(xmp, arr.shape[1], arr.shape[0])
         xmp = None if fmt == "JPEG" and len(xmp) > JPEG_XMP_BYTES else xmp
+    dpi = dpi if dpi and all(0 < v <= 65535 for v in dpi) else None
     if deep:
         write = {"PNG": _png16, "TIFF": _tiff16, "HEIF": _heif10}[fmt]
-        return write(arr, icc_profile, exif, xmp)
+        return write(arr, icc_profile, exif, xmp, dpi)
     buf = io.BytesIO()
     options: dict = {"quality": OUTPUT_QUALITY[fmt], **OUTPUT_OPTIONS.get(fmt, {})} if fmt in OUTPUT_QUALITY else {}
     planes = arr.shape[-1] if arr.ndim == 3 else 1
@@ -1135,6 +1172,8 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
         options["exif"] = tags
     elif xmp and fmt in EXIF_FORMATS:  # (PNG: an iTXt chunk)
         options.update({"pnginfo": _png_xmp(xmp)} if fmt == "PNG" else {"xmp": xmp})
+    if dpi and fmt in DPI_FORMATS:  # (JPEG's JFIF density is whole dots per inch)
+        options["dpi"] = tuple(max(1, round(v)) for v in dpi) if fmt == "JPEG" else dpi
     Image.fromarray(arr).save(buf, format=format, **options)
     return buf.getvalue()
 
@@ -1269,18 +1308,18 @@ def _write_synced(path: Path, data: bytes) -> None:
 
 def save_image(x: torch.Tensor, path: str | os.PathLike, *, format: str | None = None, overwrite: bool = True,
                bit_depth: int = 8, icc_profile: bytes | None = None, alpha: torch.Tensor | None = None,
-               exif: bytes | None = None, xmp: bytes | None = None) -> Path:
+               exif: bytes | None = None, xmp: bytes | None = None, dpi: tuple[float, float] | None = None) -> Path:
     """Write a (1, C, H, W) or (C, H, W) image in [-1, 1] (C = 1 or 3) as a file, atomically.
 
     path: the file, or "-" for standard output. format: a Pillow format name; default from the suffix, PNG
     when there is none. overwrite=False: never replace an existing file (OutputExistsError). bit_depth 16: a
-    16-bit PNG or TIFF, a 10-bit HEIC (8 bits in other formats). icc_profile, exif, xmp: embedded where the format
+    16-bit PNG or TIFF, a 10-bit HEIC (8 bits in other formats). icc_profile, exif, xmp, dpi: embedded where the format
     allows (`encode_image`). alpha: (1, 1, H, W) opacity in [0, 1] of x composited on white, written as an alpha
     channel where the format has one. Raises ValueError for NaN/inf values or an unknown suffix, before anything
     is written.
     """
     data = encode_image(x, format or format_for_path(path), bit_depth=bit_depth, icc_profile=icc_profile,
-                        alpha=alpha, exif=exif, xmp=xmp)
+                        alpha=alpha, exif=exif, xmp=xmp, dpi=dpi)
     return atomic_write_bytes(path, data, overwrite=overwrite)
 
 

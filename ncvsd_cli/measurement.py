@@ -67,7 +67,8 @@ class Measurement:
     `restore.motion_notes`). alpha: (1, 1, h, w) opacity in [0, 1] of a plain image with transparency (y holds its
     colour composited on white), carried to the outputs by `output_alpha`; None otherwise. exif: the EXIF a plain
     photo's outputs keep (`images.exif_kept`; not saved in sidecars); xmp: its XMP packet, likewise
-    (`images.xmp_kept`).
+    (`images.xmp_kept`); dpi: its outputs' pixels per inch (the input's, `images.image_dpi`, times the operator's
+    size factor: the same print size), likewise.
     """
 
     task: str
@@ -85,6 +86,7 @@ class Measurement:
     alpha: torch.Tensor | None = field(default=None, repr=False, compare=False)
     exif: bytes | None = field(default=None, repr=False, compare=False)
     xmp: bytes | None = field(default=None, repr=False, compare=False)
+    dpi: tuple[float, float] | None = field(default=None, repr=False, compare=False)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -1471,6 +1471,19 @@ def test_format_names_the_outputs_format(tmp_path, ckpt):
     assert res.exit_code == 0 and _files(tmp_path / "ms") == {"m.jpg"}, res.output
 
 
+def test_a_scans_resolution_is_kept_at_its_print_size(tmp_path, ckpt):
+    """restore keeps a 300-dpi scan's resolution (with --strip-metadata too: it is no private data), and an sr4
+    output, with 4x the pixels, gets 1200 dpi: the same print size."""
+    Image.open(_png(tmp_path / "a.png", 20, 24)).save(tmp_path / "scan.jpg", quality=90, dpi=(300, 300))  # 24 x 20
+    common = ["-c", ckpt, *FAST, "--strip-metadata"]
+    assert run("restore", tmp_path / "scan.jpg", "-t", "denoise", "--method", "denoiser", "-o", tmp_path / "d.png",
+               *common).exit_code == 0
+    assert run("restore", tmp_path / "scan.jpg", "-t", "sr4", "-o", tmp_path / "s.tif", *common).exit_code == 0
+    assert Image.open(tmp_path / "d.png").info["dpi"] == pytest.approx((300, 300), abs=0.05)
+    with Image.open(tmp_path / "s.tif") as im:
+        assert im.size == (96, 80) and im.info["dpi"] == pytest.approx((1200, 1200))
+
+
 def test_a_photos_exif_is_kept_unless_stripped(tmp_path, ckpt):
     """restore copies a phone photo's EXIF (model, capture date, GPS) into its outputs, without the orientation
     (the pixels are turned), and its XMP (keywords, title), without develop settings; --strip-metadata writes

@@ -656,6 +656,18 @@ def test_exif_kept_is_what_the_photo_is_not_how_the_file_was_laid_out(rgb8):
     assert read_image(described.getvalue()).exif is None
 
 
+def test_windows_rating_and_tags_are_kept(rgb8):
+    """The rating and the XP title / keywords Windows Explorer writes into the main directory are kept."""
+    exif = Image.Exif()
+    exif[0x4746], exif[0x4749] = 4, 75
+    exif[0x9C9B], exif[0x9C9E] = "Bee".encode("utf-16-le") + b"\0\0", "bee;flower".encode("utf-16-le") + b"\0\0"
+    kept = Image.Exif()
+    kept.load(images.exif_kept(_png_bytes_with_exif(rgb8, exif.tobytes())))
+    assert (kept[0x4746], kept[0x4749]) == (4, 75)
+    assert bytes(kept[0x9C9E]).decode("utf-16-le").rstrip("\0") == "bee;flower"
+    assert bytes(kept[0x9C9B]).decode("utf-16-le").rstrip("\0") == "Bee"
+
+
 def test_a_large_exif_loses_its_comment_and_no_pointer_is_kept(rgb8):
     """An EXIF over a JPEG segment's 64 KiB loses its free-text comment, keeps the rest and is still written as a
     JPEG; the interoperability pointer (an offset into the original) is not kept."""
@@ -918,3 +930,23 @@ def test_jpeg_outputs_keep_full_resolution_chroma(rgb8):
     default = np.asarray(Image.open(buf), dtype=float)
     truth = images.to_uint8(x).astype(float)
     assert np.abs(ours - truth).mean() < 0.5 * np.abs(default - truth).mean()
+
+
+@pytest.mark.parametrize(("fmt", "bits"), [("JPEG", 8), ("PNG", 8), ("PNG", 16), ("TIFF", 8), ("TIFF", 16),
+                                           ("WEBP", 8)])
+def test_the_resolution_is_written_where_the_format_holds_it_and_read_back(fmt, bits, rgb8):
+    """encode_image(dpi=) writes pixels per inch into JPEG (whole dots), PNG (pHYs, per metre: 16-bit too) and TIFF
+    (16-bit too); WebP has no place for it; image_dpi reads it back."""
+    x = from_unit(torch.from_numpy(rgb8).permute(2, 0, 1)[None].float() / 255)
+    got = images.read_image(images.encode_image(x, fmt, bit_depth=bits, dpi=(300.0, 150.0))).dpi
+    assert got is None if fmt == "WEBP" else got == pytest.approx((300.0, 150.0), abs=0.05)
+    assert images.read_image(images.encode_image(x, fmt, bit_depth=bits)).dpi is None
+
+
+def test_the_resolution_is_turned_with_the_pixels(rgb8):
+    """A JPEG of 300 x 150 dpi shown turned by EXIF orientation 6 has 150 x 300 dpi as decoded."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.fromarray(rgb8).save(buf, "JPEG", dpi=(300, 150), exif=exif.tobytes())
+    assert images.read_image(buf.getvalue()).dpi == (150.0, 300.0)

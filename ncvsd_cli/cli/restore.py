@@ -59,7 +59,8 @@ values are restored as they are, in the input's colour space; a photo's EXIF (ca
 exposure, GPS; not its orientation, applied to the pixels) is copied into JPEG, PNG, WebP, AVIF, HEIC and TIFF
 outputs, and its XMP (title, caption, keywords, rating, creator, rights, place; not editors' develop settings
 nor phones' embedded extras; a JPEG's IPTC-IIM captions and keywords and a PNG's title, author, description
-and copyright text too) into the same (--strip-metadata: neither).
+and copyright text too) into the same (--strip-metadata: neither); a scan's resolution (dpi) into JPEG, PNG and
+TIFF outputs, at the same print size (sr4: 4x the dpi).
 
 Outputs: <stem>_<task>.png beside each input (stdout for -), or in -o DIR as <stem>.png (--format jpg, heic, ...
 for another format, --format same for each input's own: IMG_1.HEIC -> IMG_1.heic); with --samples K the samples
@@ -191,7 +192,7 @@ def restore_command(
         False, "--strip-metadata", help="Write no EXIF nor XMP into the outputs, e.g. to share them without the "
                                         "place a photo was taken (default: a photo's camera, dates, exposure and "
                                         "GPS position, its title, caption, keywords and rights are copied from "
-                                        "its input; the colour profile is kept either way)."),
+                                        "its input; the colour profile and resolution are kept either way)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help=common.SKIP_HELP),
     as_json: bool = typer.Option(False, "--json", help=common.JSON_HELP),
@@ -623,6 +624,9 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         m.alpha = None if alpha_paths is None else m.alpha
     m.notes, m.bit_depth, m.icc_profile = [*decoded.notes, *m.notes], decoded.bit_depth, decoded.icc_profile
     m.exif, m.xmp = decoded.exif, decoded.xmp
+    if decoded.dpi:  # the same print size: an sr output has factor x the pixels per inch
+        (h, w), (out_h, out_w) = decoded.tensor.shape[-2:], m.image_shape[-2:]
+        m.dpi = (decoded.dpi[0] * out_w / w, decoded.dpi[1] * out_h / h)
     return m
 
 
@@ -678,7 +682,8 @@ def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[
                                              icc_profile=m.icc_profile if kept else None,
                                              alpha=alpha if kept else None,
                                              exif=m.exif if kept and not outputs.strip_metadata else None,
-                                             xmp=m.xmp if kept and not outputs.strip_metadata else None)))
+                                             xmp=m.xmp if kept and not outputs.strip_metadata else None,
+                                             dpi=m.dpi if kept else None)))
     scale = {}
     if outputs.std:
         data, scale = std_map_png(res.samples)
