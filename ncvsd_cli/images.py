@@ -89,6 +89,7 @@ class DecodedImage:
     None. exif: the EXIF its restorations keep (`exif_kept`: camera, dates, exposure, GPS), else None. xmp: the XMP
     packet they keep (`xmp_kept`: title, caption, keywords, rating, creator, rights, place), else None. dpi: the
     (horizontal, vertical) pixels per inch the file states (`image_dpi`; a scan's print size), else None.
+    lossless_webp: the file is a lossless WebP (its WebP outputs are written lossless too: `encode_image`).
     """
 
     tensor: torch.Tensor
@@ -103,6 +104,7 @@ class DecodedImage:
     exif: bytes | None = field(default=None, repr=False)
     xmp: bytes | None = field(default=None, repr=False)
     dpi: tuple[float, float] | None = None
+    lossless_webp: bool = False
 
     @property
     def output_bit_depth(self) -> int:
@@ -548,7 +550,8 @@ def read_image(
         notes += [note] if note else []
     return DecodedImage(tensor=from_unit(tensor), mode=mode, bit_depth=bits, grey=grey, notes=notes,
                         icc_profile=icc, jpeg_sigma=compression_sigma(data, mode), jpeg_coding=jpeg_coding(data),
-                        alpha=kept_alpha, exif=exif_kept(data), xmp=xmp_kept(data), dpi=image_dpi(data))
+                        alpha=kept_alpha, exif=exif_kept(data), xmp=xmp_kept(data), dpi=image_dpi(data),
+                        lossless_webp=data[:4] == b"RIFF" and data[8:12] == b"WEBP" and not is_lossy_webp(data))
 
 
 def may_be_transparent(source: str | os.PathLike | bytes) -> bool:
@@ -1121,7 +1124,7 @@ def _heif10(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None, xmp: 
 def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
                  icc_profile: bytes | None = None, alpha: torch.Tensor | None = None,
                  exif: bytes | None = None, xmp: bytes | None = None,
-                 dpi: tuple[float, float] | None = None) -> bytes:
+                 dpi: tuple[float, float] | None = None, lossless: bool = False) -> bytes:
     """Encode a (1, C, H, W) image in [-1, 1] as file bytes (PNG by default; JPEG and WebP at quality 95, AVIF and
     HEIC at 90).
 
@@ -1133,7 +1136,8 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     written into EXIF_FORMATS. xmp: an XMP packet (`xmp_kept`), written into
     EXIF_FORMATS (16-bit TIFF too; into a JPEG only up to `xmp.JPEG_XMP_BYTES`), its regions' image size set to
     the written one (`xmp.sized`). dpi: (horizontal, vertical) pixels per inch, each in (0, 65535], written into
-    DPI_FORMATS (a print size), else left out.
+    DPI_FORMATS (a print size), else left out. lossless: a WebP is written lossless (VP8L) instead of at quality
+    95 (other formats: no effect; PNG and TIFF are lossless anyway).
     """
     import torch
     from PIL import Image
@@ -1159,6 +1163,8 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
         return write(arr, icc_profile, exif, xmp, dpi)
     buf = io.BytesIO()
     options: dict = {"quality": OUTPUT_QUALITY[fmt], **OUTPUT_OPTIONS.get(fmt, {})} if fmt in OUTPUT_QUALITY else {}
+    if lossless and fmt == "WEBP":  # (Pillow's default effort)
+        options = {"lossless": True}
     planes = arr.shape[-1] if arr.ndim == 3 else 1
     icc = _profile_for(icc_profile, planes >= 3 or fmt == "WEBP" or (fmt == "HEIF" and planes == 2))  # WebP: no
     if icc and fmt in ICC_FORMATS:  # grey; HEIF: no grey with alpha

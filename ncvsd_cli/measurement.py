@@ -68,7 +68,8 @@ class Measurement:
     colour composited on white), carried to the outputs by `output_alpha`; None otherwise. exif: the EXIF a plain
     photo's outputs keep (`images.exif_kept`; not saved in sidecars); xmp: its XMP packet, likewise
     (`images.xmp_kept`); dpi: its outputs' pixels per inch (the input's, `images.image_dpi`, times the operator's
-    size factor: the same print size), likewise.
+    size factor: the same print size), likewise; lossless_webp: the input is a lossless WebP (WebP outputs are
+    written lossless).
     """
 
     task: str
@@ -87,6 +88,7 @@ class Measurement:
     exif: bytes | None = field(default=None, repr=False, compare=False)
     xmp: bytes | None = field(default=None, repr=False, compare=False)
     dpi: tuple[float, float] | None = field(default=None, repr=False, compare=False)
+    lossless_webp: bool = field(default=False, repr=False, compare=False)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

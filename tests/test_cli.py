@@ -1510,3 +1510,15 @@ def test_a_photos_exif_is_kept_unless_stripped(tmp_path, ckpt):
         assert tif.getexif().get(0x0110) == "iPhone 13" and b"Rottnest" in tif.info["xmp"]
     assert run("restore", tmp_path / "p.jpg", "-o", tmp_path / "s.png", "--strip-metadata", *common).exit_code == 0
     assert not Image.open(tmp_path / "s.png").getexif() and "xmp" not in Image.open(tmp_path / "s.png").info
+
+
+@pytest.mark.parametrize("lossless", [True, False])
+def test_a_lossless_webp_stays_lossless(tmp_path, ckpt, lossless):
+    """--format same writes a lossless WebP's restoration as a lossless WebP (not at quality 95), a lossy one's
+    lossy."""
+    from ncvsd_cli import images
+
+    Image.open(_png(tmp_path / "a.png", 20, 24)).save(tmp_path / "w.webp", lossless=lossless, quality=90)
+    assert run("restore", tmp_path / "w.webp", "-t", "denoise", "--method", "denoiser", "--format", "same",
+               "-o", tmp_path / "out", "-c", ckpt, *FAST).exit_code == 0
+    assert images.is_lossy_webp((tmp_path / "out" / "w.webp").read_bytes()) == (not lossless)

@@ -623,7 +623,7 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         common.note(f"{item.name}: {m.notes[0]}", quiet)
         m.alpha = None if alpha_paths is None else m.alpha
     m.notes, m.bit_depth, m.icc_profile = [*decoded.notes, *m.notes], decoded.bit_depth, decoded.icc_profile
-    m.exif, m.xmp = decoded.exif, decoded.xmp
+    m.exif, m.xmp, m.lossless_webp = decoded.exif, decoded.xmp, decoded.lossless_webp
     if decoded.dpi:  # the same print size: an sr output has factor x the pixels per inch
         (h, w), (out_h, out_w) = decoded.tensor.shape[-2:], m.image_shape[-2:]
         m.dpi = (decoded.dpi[0] * out_w / w, decoded.dpi[1] * out_h / h)
@@ -683,7 +683,7 @@ def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[
                                              alpha=alpha if kept else None,
                                              exif=m.exif if kept and not outputs.strip_metadata else None,
                                              xmp=m.xmp if kept and not outputs.strip_metadata else None,
-                                             dpi=m.dpi if kept else None)))
+                                             dpi=m.dpi if kept else None, lossless=m.lossless_webp)))
     scale = {}
     if outputs.std:
         data, scale = std_map_png(res.samples)
