@@ -782,7 +782,7 @@ def exif_kept(data: bytes) -> bytes | None:
                 gps_ifd = dict(src.get_ifd(0x8825))
             if not (main or exif_ifd or gps_ifd):
                 return None
-            for comments in ((), (0x9286, 0x010E)):  # free text is the first to go when it is too large
+            for comments in ((), (0x9286, 0x010E, *range(0x9C9B, 0x9CA0))):  # free text goes first when too large
                 out = Image.Exif()
                 out.update({t: v for t, v in main.items() if t not in comments})
                 if exif_ifd:
@@ -799,8 +799,9 @@ def exif_kept(data: bytes) -> bytes | None:
 
 def image_dpi(data: bytes) -> tuple[float, float] | None:
     """The (horizontal, vertical) pixels per inch an image file states for its pixels as shown (turned by its EXIF
-    orientation), through Pillow (JPEG's JFIF density or EXIF resolution, PNG's pHYs, TIFF's resolution; per
-    centimetre converted); None where it states none (or only an aspect ratio), a value <= 0, or cannot be read."""
+    orientation): a JPEG's JFIF density, else its EXIF resolution (`_jpeg_dpi`), PNG's pHYs, TIFF's resolution
+    (through Pillow; per centimetre converted); None where it states none (or only an aspect ratio), a value <= 1,
+    or cannot be read."""
     from PIL import Image
 
     try:
@@ -808,13 +809,30 @@ def image_dpi(data: bytes) -> tuple[float, float] | None:
             warnings.simplefilter("ignore")
             open_plugins()
             with Image.open(io.BytesIO(data)) as im:
-                stated = im.format != "TIFF" or (282 in im.tag_v2 and 283 in im.tag_v2)  # (Pillow: 1 dpi if not)
-                dpi = im.info.get("dpi") if stated else None
-                turned = im.getexif().get(0x0112) in (5, 6, 7, 8)
+                exif = im.getexif()
+                if im.format in ("JPEG", "MPO"):  # (Pillow's "dpi" makes up 72 where neither states one)
+                    dpi = _jpeg_dpi(im.info, exif)
+                elif im.format == "TIFF" and not (282 in im.tag_v2 and 283 in im.tag_v2):  # (Pillow: 1 dpi)
+                    dpi = None
+                else:
+                    dpi = im.info.get("dpi")
+                turned = exif.get(0x0112) in (5, 6, 7, 8)
         x, y = (float(v) for v in dpi)
     except Exception:  # noqa: BLE001 (metadata is optional: none, or an unreadable one, is left out)
         return None
-    return None if not (x > 0 and y > 0 and math.isfinite(x + y)) else ((y, x) if turned else (x, y))
+    return None if not (x > 1 and y > 1 and math.isfinite(x + y)) else ((y, x) if turned else (x, y))
+
+
+def _jpeg_dpi(info: dict, exif: Any) -> tuple[float, float] | None:
+    """A JPEG's pixels per inch: its JFIF density where the unit is inches (1) or centimetres (2), else its EXIF
+    X / YResolution in inches (ResolutionUnit 2, the default) or centimetres (3); None where neither states one."""
+    to_inch = {1: 1.0, 2: 2.54}.get(info.get("jfif_unit"))
+    if to_inch and info.get("jfif_density"):
+        return tuple(float(v) * to_inch for v in info["jfif_density"])
+    to_inch = {2: 1.0, 3: 2.54}.get(exif.get(296, 2))
+    if to_inch and 282 in exif and 283 in exif:
+        return float(exif[282]) * to_inch, float(exif[283]) * to_inch
+    return None
 
 
 def xmp_kept(data: bytes) -> bytes | None:
@@ -1056,7 +1074,7 @@ def _tiff16(arr: np.ndarray, icc: bytes | None, exif: bytes | None = None, xmp: 
     """A 16-bit TIFF (deflate) of an (H, W) or (H, W, C) uint16 array, C = 1 / 2 / 3 / 4 (grey, grey with alpha as
     RGBA: Pillow opens no 16-bit grey with alpha, RGB, RGB with alpha: unassociated), with the ICC profile `icc`
     (tag 34675) when given (a grey one only on a grey image), the XMP packet `xmp` (tag 700) and the EXIF `exif`
-    (`_with_exif`: tifffile writes no Exif directory) and the resolution `dpi` (pixels per inch)."""
+    (`_with_exif`: tifffile writes no Exif directory) and the resolution `dpi` (pixels per inch)."""  # (one page)
     import tifffile
 
     arr, icc = _without_grey_alpha(arr, icc)
@@ -1135,8 +1153,8 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     have no LA: RGBA), ignored in the others (x, the composite, is written). exif: EXIF bytes (`exif_kept`),
     written into EXIF_FORMATS. xmp: an XMP packet (`xmp_kept`), written into
     EXIF_FORMATS (16-bit TIFF too; into a JPEG only up to `xmp.JPEG_XMP_BYTES`), its regions' image size set to
-    the written one (`xmp.sized`). dpi: (horizontal, vertical) pixels per inch, each in (0, 65535], written into
-    DPI_FORMATS (a print size), else left out. lossless: a WebP is written lossless (VP8L) instead of at quality
+    the written one (`xmp.sized`). dpi: (horizontal, vertical) pixels per inch, written into
+    DPI_FORMATS (a print size; JPEG: up to 65535), else left out. lossless: a WebP is written lossless (VP8L) instead of at quality
     95 (other formats: no effect; PNG and TIFF are lossless anyway).
     """
     import torch
@@ -1157,7 +1175,7 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
 
         xmp = sized(xmp, arr.shape[1], arr.shape[0])
         xmp = None if fmt == "JPEG" and len(xmp) > JPEG_XMP_BYTES else xmp
-    dpi = dpi if dpi and all(0 < v <= 65535 for v in dpi) else None
+    dpi = dpi if dpi and all(0 < v < 2**31 / 40 for v in dpi) else None  # (PNG: a 32-bit count per metre)
     if deep:
         write = {"PNG": _png16, "TIFF": _tiff16, "HEIF": _heif10}[fmt]
         return write(arr, icc_profile, exif, xmp, dpi)
@@ -1179,7 +1197,10 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     elif xmp and fmt in EXIF_FORMATS:  # (PNG: an iTXt chunk)
         options.update({"pnginfo": _png_xmp(xmp)} if fmt == "PNG" else {"xmp": xmp})
     if dpi and fmt in DPI_FORMATS:  # (JPEG's JFIF density is whole dots per inch)
-        options["dpi"] = tuple(max(1, round(v)) for v in dpi) if fmt == "JPEG" else dpi
+        if fmt != "JPEG":
+            options["dpi"] = dpi
+        elif all(v < 65535.5 for v in dpi):  # (JFIF: whole dots per inch, 16 bits)
+            options["dpi"] = tuple(max(1, round(v)) for v in dpi)
     Image.fromarray(arr).save(buf, format=format, **options)
     return buf.getvalue()
 

@@ -62,6 +62,7 @@ DROPPED_NAMESPACE_PREFIXES = ("http://ns.google.com/photos/dd/",)
 #: (namespace, name) of single properties left out (see the module docstring).
 DROPPED_PROPERTIES = frozenset({
     *((_TIFF, name) for name in ("Orientation", "ImageWidth", "ImageLength", "BitsPerSample", "Compression",
+                                 "XResolution", "YResolution", "ResolutionUnit",  # (the output's own: `image_dpi`)
                                  "PhotometricInterpretation", "SamplesPerPixel", "PlanarConfiguration",
                                  "YCbCrSubSampling", "YCbCrPositioning", "NativeDigest")),
     *((_EXIF, name) for name in ("PixelXDimension", "PixelYDimension", "SubjectArea", "SubjectLocation",

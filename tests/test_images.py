@@ -950,3 +950,31 @@ def test_the_resolution_is_turned_with_the_pixels(rgb8):
     buf = io.BytesIO()
     Image.fromarray(rgb8).save(buf, "JPEG", dpi=(300, 150), exif=exif.tobytes())
     assert images.read_image(buf.getvalue()).dpi == (150.0, 300.0)
+
+
+def _jpeg_with(rgb8: np.ndarray, exif: dict, **options) -> bytes:
+    tags = Image.Exif()
+    tags.update(exif)
+    buf = io.BytesIO()
+    Image.fromarray(rgb8).save(buf, "JPEG", exif=tags.tobytes(), **options)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("exif", "options", "dpi"), [
+    ({0x010F: "Apple"}, {}, None),  # no resolution stated (Pillow's info says 72)
+    ({282: 300, 283: 150}, {}, (300.0, 150.0)),  # EXIF, inches by default
+    ({282: 100, 283: 100, 296: 3}, {}, (254.0, 254.0)),  # per centimetre
+    ({282: 300, 283: 300, 296: 1}, {}, None),  # no unit: an aspect ratio
+    ({282: 300, 283: 300}, {"dpi": (600, 600)}, (600.0, 600.0)),  # JFIF's density first
+])
+def test_a_jpegs_resolution_is_what_it_states(exif, options, dpi, rgb8):
+    assert images.image_dpi(_jpeg_with(rgb8, exif, **options)) == dpi
+
+
+def test_a_large_windows_comment_goes_before_the_rest_of_the_exif(rgb8):
+    """A PNG's EXIF with a 70 kB XPComment keeps its camera without the comment (it would not fit a JPEG)."""
+    exif = Image.Exif()
+    exif[0x0110], exif[0x9C9C] = "iPhone 13", "x".encode("utf-16-le") * 36000
+    kept = Image.Exif()
+    kept.load(images.exif_kept(_png_bytes_with_exif(rgb8, exif.tobytes())))
+    assert kept.get(0x0110) == "iPhone 13" and 0x9C9C not in kept

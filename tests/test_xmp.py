@@ -20,7 +20,7 @@ PHOTO_XMP = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
     xmlns:GCamera="http://ns.google.com/photos/1.0/camera/" xmlns:exif="http://ns.adobe.com/exif/1.0/"
     xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/"
     xmp:Rating="4" xmp:CreatorTool="Lightroom" crs:Exposure2012="+0.50" tiff:Orientation="6"
-    GCamera:MicroVideoOffset="123456" exif:GPSLatitude="52,30.2N" exif:PixelXDimension="4032"
+    GCamera:MicroVideoOffset="123456" exif:GPSLatitude="52,30.2N" exif:PixelXDimension="4032" tiff:XResolution="300"
     photoshop:History="opened&#xA;saved">
    <crs:ToneCurvePV2012><rdf:Seq><rdf:li>0, 0</rdf:li></rdf:Seq></crs:ToneCurvePV2012>
   </rdf:Description>
