@@ -1,10 +1,12 @@
 """ICC profiles made from colour tags: a HEIF's nclx box (ITU-T H.273 code points and chromaticities) names its
-RGB space without an ICC profile, and outputs (PNG, JPEG, ...) carry colour only as ICC. `rgb_profile` writes the
+RGB space without an ICC profile, as a camera's EXIF names Adobe RGB (`adobe_rgb_profile`), and outputs (PNG,
+JPEG, ...) carry colour only as ICC. `rgb_profile` writes the
 equivalent ICC v4 display profile (ICC.1:2022 §9-10): the primaries' colorants adapted to the D50 connection
 space by the Bradford transform (`chad`), a parametric tone curve (`para`) per channel, D50 media white."""
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Sequence
 
@@ -32,6 +34,9 @@ HDR_TRANSFERS = {16: "PQ (HDR)", 18: "HLG (HDR)"}
 PRIMARIES_NAMES = {1: "BT.709 / sRGB", 9: "BT.2020", 11: "DCI-P3", 12: "Display P3"}
 #: BT.709 / sRGB chromaticities (red, green, blue, white), the space an untagged image is shown in.
 SRGB_CHROMATICITIES = ((0.64, 0.33), (0.30, 0.60), (0.15, 0.06), (0.3127, 0.3290))
+#: Adobe RGB (1998) (Adobe's specification, 2005): primaries, D65 white and the decoding gamma 563/256.
+ADOBE_RGB_CHROMATICITIES = ((0.64, 0.33), (0.21, 0.71), (0.15, 0.06), (0.3127, 0.3290))
+ADOBE_RGB_CURVE = (563 / 256,)
 
 
 def _s15(value: float) -> bytes:
@@ -91,6 +96,14 @@ def rgb_profile(primaries: Sequence[tuple[float, float]], white: tuple[float, fl
               + b"mntrRGB XYZ " + struct.pack(">6H", 2026, 1, 1, 0, 0, 0) + b"acsp" + bytes(28)
               + b"".join(_s15(v) for v in D50) + bytes(48))
     return header + table + data
+
+
+@functools.cache
+def adobe_rgb_profile() -> bytes:
+    """An ICC v4 profile of Adobe RGB (1998) (ADOBE_RGB_CHROMATICITIES, ADOBE_RGB_CURVE): the space a camera set to
+    Adobe RGB stores without a profile, naming it in its EXIF instead (`images.exif_colour`)."""
+    xy = ADOBE_RGB_CHROMATICITIES
+    return rgb_profile(xy[:3], xy[3], ADOBE_RGB_CURVE, "Adobe RGB (1998) compatible (from the EXIF colour space)")
 
 
 def nclx_profile(nclx: dict) -> tuple[bytes | None, str | None]:

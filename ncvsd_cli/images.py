@@ -381,6 +381,28 @@ def _deep_heif(data: bytes, im: Any) -> tuple[np.ndarray, str, int] | None:
 UNTAGGED_COLOUR = "colour tagged"
 
 
+def exif_colour(data: bytes) -> tuple[bytes | None, str | None]:
+    """For a file without an ICC profile whose EXIF names Adobe RGB, as cameras set to it do (DCF 2.0: ColorSpace
+    0xFFFF "uncalibrated" with the interoperability index "R03"; some write ColorSpace 2): (the Adobe RGB profile,
+    `icc.adobe_rgb_profile`; the note saying so). (None, None) otherwise: sRGB, a profile, no or unreadable EXIF."""
+    from PIL import Image
+
+    from ncvsd_cli.icc import adobe_rgb_profile
+
+    try:
+        open_plugins()
+        with Image.open(io.BytesIO(data)) as im:
+            exif = im.getexif()
+            space, index = exif.get_ifd(0x8769).get(0xA001), exif.get_ifd(0xA005).get(0x0001)
+        adobe = space == 2 or (space == 0xFFFF and str(index).strip("\x00 ") == "R03")
+    except Exception:  # noqa: BLE001 (decoded already; colour tags are optional)
+        return None, None
+    if not adobe or icc_profile(data):
+        return None, None
+    return adobe_rgb_profile(), ("its Adobe RGB colour (named by its EXIF, no ICC profile) is carried to the outputs "
+                                 "as an equivalent ICC profile")
+
+
 def heif_colour(data: bytes) -> tuple[bytes | None, str | None]:
     """For a HEIF file without an ICC profile whose nclx colour tags name another space than sRGB: (the
     equivalent ICC profile, `icc.nclx_profile`, or None where none can describe it: HDR PQ / HLG, unknown curves;
@@ -545,8 +567,8 @@ def read_image(
         notes.append("colour reduced to greyscale (BT.601 luma)")
     tensor = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float()[None]
     icc = _kept_profile(icc_profile(data), notes)
-    if icc is None and not grey and heif_kind(data) == "heic":  # colour named by nclx tags: an equivalent profile
-        icc, note = heif_colour(data)
+    if icc is None and not grey:  # colour named by a HEIF's nclx tags or a camera's EXIF: an equivalent profile
+        icc, note = heif_colour(data) if heif_kind(data) == "heic" else exif_colour(data)
         notes += [note] if note else []
     return DecodedImage(tensor=from_unit(tensor), mode=mode, bit_depth=bits, grey=grey, notes=notes,
                         icc_profile=icc, jpeg_sigma=compression_sigma(data, mode), jpeg_coding=jpeg_coding(data),

@@ -978,3 +978,39 @@ def test_a_large_windows_comment_goes_before_the_rest_of_the_exif(rgb8):
     kept = Image.Exif()
     kept.load(images.exif_kept(_png_bytes_with_exif(rgb8, exif.tobytes())))
     assert kept.get(0x0110) == "iPhone 13" and 0x9C9C not in kept
+
+
+def _camera_jpeg(rgb8: np.ndarray, space: int | None, index: str | None, icc: bytes | None = None) -> bytes:
+    """A camera's JPEG: EXIF ColorSpace `space` and interoperability index `index` (DCF), an ICC profile if given."""
+    exif = Image.Exif()
+    sub = exif.get_ifd(0x8769)
+    if space is not None:
+        sub[0xA001] = space
+    if index is not None:
+        sub[0xA005] = {1: index}
+    buf = io.BytesIO()
+    Image.fromarray(rgb8).save(buf, "JPEG", exif=exif.tobytes(), **({"icc_profile": icc} if icc else {}))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("space", "index", "adobe"), [(0xFFFF, "R03", True), (2, None, True), (1, "R98", False),
+                                                       (0xFFFF, None, False), (None, None, False)])
+def test_a_cameras_adobe_rgb_named_by_exif_gets_an_equivalent_profile(space, index, adobe, rgb8):
+    """Adobe RGB named by the EXIF (DCF: uncalibrated + R03; or ColorSpace 2) and no ICC profile: the Adobe RGB
+    profile (colorants as Adobe's specification gives them adapted to D50) with a note; sRGB or unnamed: none; a
+    file's own profile comes first."""
+    from PIL import ImageCms
+
+    from ncvsd_cli import icc
+
+    d = images.read_image(_camera_jpeg(rgb8, space, index))
+    assert (d.icc_profile == icc.adobe_rgb_profile()) == adobe and (d.icc_profile is None) != adobe
+    assert any("Adobe RGB" in n for n in d.notes) == adobe
+    if adobe:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(d.icc_profile)).profile  # as littlecms reads it
+        colorants = [profile.red_colorant[0], profile.green_colorant[0], profile.blue_colorant[0]]
+        assert np.array(colorants) == pytest.approx(np.array([[0.6097559, 0.3111242, 0.0194811],
+                                                              [0.2052401, 0.6256560, 0.0608902],
+                                                              [0.1492240, 0.0632197, 0.7448387]]), abs=5e-4)
+        own = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        assert images.read_image(_camera_jpeg(rgb8, space, index, icc=own)).icc_profile == own

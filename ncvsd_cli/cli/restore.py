@@ -54,7 +54,8 @@ colour space (replicated) and written as greyscale; transparency is restored com
 channel carried to PNG, WebP, AVIF, HEIC and TIFF outputs (upscaled for sr; --flatten: none); inputs
 with more than 8 bits per sample (16-bit PNG / TIFF, 10- / 12-bit HEIC, float TIFF) give 16-bit PNG and TIFF
 outputs, 10-bit HEIC (other formats: 8 bits, with a warning); an embedded ICC colour profile is copied into the
-outputs (PNG, JPEG, TIFF, WebP, AVIF, HEIC; a HEIC's nclx colour tags as an equivalent profile) and the pixel
+outputs (PNG, JPEG, TIFF, WebP, AVIF, HEIC; a HEIC's nclx colour tags and a camera's EXIF-named Adobe RGB as an
+equivalent profile) and the pixel
 values are restored as they are, in the input's colour space; a photo's EXIF (camera, dates,
 exposure, GPS; not its orientation, applied to the pixels) is copied into JPEG, PNG, WebP, AVIF, HEIC and TIFF
 outputs, and its XMP (title, caption, keywords, rating, creator, rights, place; not editors' develop settings
