@@ -400,7 +400,7 @@ def exif_colour(data: bytes) -> tuple[bytes | None, str | None]:
     if not adobe or icc_profile(data):
         return None, None
     return adobe_rgb_profile(), ("its Adobe RGB colour (named by its EXIF, no ICC profile) is carried to the outputs "
-                                 "as an equivalent ICC profile")
+                                 "that hold a profile as an equivalent ICC profile")
 
 
 def heif_colour(data: bytes) -> tuple[bytes | None, str | None]:
@@ -426,8 +426,8 @@ def heif_colour(data: bytes) -> tuple[bytes | None, str | None]:
     if profile is None:
         return None, (f"{UNTAGGED_COLOUR} {name} (HEIF nclx, no ICC profile): restored as stored and written "
                       "untagged, so viewers show it as sRGB (flatter, duller)")
-    return profile, (f"its {name} colour (HEIF nclx tags, no ICC profile) is carried to the outputs as an "
-                     "equivalent ICC profile")
+    return profile, (f"its {name} colour (HEIF nclx tags, no ICC profile) is carried to the outputs that hold a "
+                     "profile as an equivalent ICC profile")
 
 
 #: ISO-BMFF brands (the `ftyp` box's major and compatible brands) of HEIF images: HEVC-coded ones and the
@@ -567,8 +567,9 @@ def read_image(
         notes.append("colour reduced to greyscale (BT.601 luma)")
     tensor = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float()[None]
     icc = _kept_profile(icc_profile(data), notes)
-    if icc is None and not grey:  # colour named by a HEIF's nclx tags or a camera's EXIF: an equivalent profile
-        icc, note = heif_colour(data) if heif_kind(data) == "heic" else exif_colour(data)
+    kind = heif_kind(data)  # colour named by a HEIC's nclx tags or a camera's EXIF (not an AVIF's: its colour box
+    if icc is None and not grey and channels == 3 and kind != "avif":  # names it): an equivalent profile
+        icc, note = heif_colour(data) if kind == "heic" else exif_colour(data)
         notes += [note] if note else []
     return DecodedImage(tensor=from_unit(tensor), mode=mode, bit_depth=bits, grey=grey, notes=notes,
                         icc_profile=icc, jpeg_sigma=compression_sigma(data, mode), jpeg_coding=jpeg_coding(data),
@@ -1080,8 +1081,10 @@ DEEP_BITS = {"PNG": 16, "TIFF": 16, "HEIF": 10}
 
 
 def _profile_for(icc: bytes | None, rgb: bool) -> bytes | None:
-    """`icc` for a file that stores RGB (`rgb`) or grey samples: a grey ("GRAY") profile would mislabel RGB ones."""
-    return None if icc and rgb and icc[16:20] == b"GRAY" else icc
+    """`icc` for a file that stores RGB (`rgb`) or grey samples: a grey ("GRAY") profile would mislabel RGB ones,
+    an RGB one grey ones (PNG forbids it; a grey model's output of a colour photo)."""
+    space = icc[16:20] if icc else None
+    return None if icc and ((rgb and space == b"GRAY") or (not rgb and space == b"RGB ")) else icc
 
 
 def _without_grey_alpha(arr: np.ndarray, icc: bytes | None) -> tuple[np.ndarray, bytes | None]:
