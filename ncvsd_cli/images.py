@@ -44,7 +44,7 @@ import sys
 import tempfile
 import warnings
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -385,19 +385,14 @@ def exif_colour(data: bytes) -> tuple[bytes | None, str | None]:
     """For a file without an ICC profile whose EXIF names Adobe RGB, as cameras set to it do (DCF 2.0: ColorSpace
     0xFFFF "uncalibrated" with the interoperability index "R03"; some write ColorSpace 2): (the Adobe RGB profile,
     `icc.adobe_rgb_profile`; the note saying so). (None, None) otherwise: sRGB, a profile, no or unreadable EXIF."""
-    from PIL import Image
-
     from ncvsd_cli.icc import adobe_rgb_profile
 
-    try:
-        open_plugins()
-        with Image.open(io.BytesIO(data)) as im:
-            exif = im.getexif()
-            space, index = exif.get_ifd(0x8769).get(0xA001), exif.get_ifd(0xA005).get(0x0001)
-        adobe = space == 2 or (space == 0xFFFF and str(index).strip("\x00 ") == "R03")
-    except Exception:  # noqa: BLE001 (decoded already; colour tags are optional)
-        return None, None
-    if not adobe or icc_profile(data):
+    def named(im: Any) -> bool:
+        exif = im.getexif()
+        space, index = exif.get_ifd(0x8769).get(0xA001), exif.get_ifd(0xA005).get(0x0001)
+        return space == 2 or (space == 0xFFFF and str(index).strip("\x00 ") == "R03")
+
+    if not _from_header(data, named) or icc_profile(data):
         return None, None
     return adobe_rgb_profile(), ("its Adobe RGB colour (named by its EXIF, no ICC profile) is carried to the outputs "
                                  "that hold a profile as an equivalent ICC profile")
@@ -787,11 +782,10 @@ DPI_FORMATS = ("JPEG", "PNG", "TIFF")
 EXIF_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "AVIF", "HEIF")
 
 
-def exif_kept(data: bytes) -> bytes | None:
-    """The EXIF an image file's restorations keep, as bytes for Pillow's `exif=` ("Exif\\0\\0" and a TIFF
-    structure): EXIF_KEPT_TAGS of the main directory with the Exif (less EXIF_DROPPED_TAGS) and GPS directories,
-    at most MAX_EXIF_BYTES; None when the file has none of them or its EXIF cannot be read. A TIFF's own tags (its
-    layout; a description, which tifffile fills with the array's shape) are not kept."""
+def _from_header(data: bytes, read: Callable[[Any], Any]) -> Any:
+    """`read(im)` of the file opened by Pillow (its header parsed, its pixels not decoded; plugins open, warnings
+    silenced), or None where Pillow cannot open it or `read` fails: metadata is optional, an unreadable block is
+    left out."""
     from PIL import Image
 
     try:
@@ -799,24 +793,39 @@ def exif_kept(data: bytes) -> bytes | None:
             warnings.simplefilter("ignore")
             open_plugins()
             with Image.open(io.BytesIO(data)) as im:
-                src = im.getexif()
-                main = {t: src[t] for t in EXIF_KEPT_TAGS if t in src and not (t == 0x010E and im.format == "TIFF")}
-                exif_ifd = {k: v for k, v in src.get_ifd(0x8769).items() if k not in EXIF_DROPPED_TAGS}
-                gps_ifd = dict(src.get_ifd(0x8825))
-            if not (main or exif_ifd or gps_ifd):
-                return None
-            for comments in ((), (0x9286, 0x010E, *range(0x9C9B, 0x9CA0))):  # free text goes first when too large
-                out = Image.Exif()
-                out.update({t: v for t, v in main.items() if t not in comments})
-                if exif_ifd:
-                    out.get_ifd(0x8769).update({t: v for t, v in exif_ifd.items() if t not in comments})
-                if gps_ifd:
-                    out.get_ifd(0x8825).update(gps_ifd)
-                block = out.tobytes()
-                if len(block) <= MAX_EXIF_BYTES:
-                    return block
-    except Exception:  # noqa: BLE001 (metadata is optional: an unreadable block is left out)
+                return read(im)
+    except Exception:  # noqa: BLE001
         return None
+
+
+def exif_kept(data: bytes) -> bytes | None:
+    """The EXIF an image file's restorations keep, as bytes for Pillow's `exif=` ("Exif\\0\\0" and a TIFF
+    structure): EXIF_KEPT_TAGS of the main directory with the Exif (less EXIF_DROPPED_TAGS) and GPS directories,
+    at most MAX_EXIF_BYTES; None when the file has none of them or its EXIF cannot be read. A TIFF's own tags (its
+    layout; a description, which tifffile fills with the array's shape) are not kept."""
+    return _from_header(data, _kept_exif)
+
+
+def _kept_exif(im: Any) -> bytes | None:
+    """`exif_kept` of a Pillow image."""
+    from PIL import Image
+
+    src = im.getexif()
+    main = {t: src[t] for t in EXIF_KEPT_TAGS if t in src and not (t == 0x010E and im.format == "TIFF")}
+    exif_ifd = {k: v for k, v in src.get_ifd(0x8769).items() if k not in EXIF_DROPPED_TAGS}
+    gps_ifd = dict(src.get_ifd(0x8825))
+    if not (main or exif_ifd or gps_ifd):
+        return None
+    for comments in ((), (0x9286, 0x010E, *range(0x9C9B, 0x9CA0))):  # free text goes first when too large
+        out = Image.Exif()
+        out.update({t: v for t, v in main.items() if t not in comments})
+        if exif_ifd:
+            out.get_ifd(0x8769).update({t: v for t, v in exif_ifd.items() if t not in comments})
+        if gps_ifd:
+            out.get_ifd(0x8825).update(gps_ifd)
+        block = out.tobytes()
+        if len(block) <= MAX_EXIF_BYTES:
+            return block
     return None
 
 
@@ -825,24 +834,22 @@ def image_dpi(data: bytes) -> tuple[float, float] | None:
     orientation): a JPEG's JFIF density, else its EXIF resolution (`_jpeg_dpi`), PNG's pHYs, TIFF's resolution
     (through Pillow; per centimetre converted); None where it states none (or only an aspect ratio), a value <= 1,
     or cannot be read."""
-    from PIL import Image
+    return _from_header(data, _stated_dpi)
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            open_plugins()
-            with Image.open(io.BytesIO(data)) as im:
-                exif = im.getexif()
-                if im.format in ("JPEG", "MPO"):  # (Pillow's "dpi" makes up 72 where neither states one)
-                    dpi = _jpeg_dpi(im.info, exif)
-                elif im.format == "TIFF" and not (282 in im.tag_v2 and 283 in im.tag_v2):  # (Pillow: 1 dpi)
-                    dpi = None
-                else:
-                    dpi = im.info.get("dpi")
-                turned = exif.get(0x0112) in (5, 6, 7, 8)
-        x, y = (float(v) for v in dpi)
-    except Exception:  # noqa: BLE001 (metadata is optional: none, or an unreadable one, is left out)
+
+def _stated_dpi(im: Any) -> tuple[float, float] | None:
+    """`image_dpi` of a Pillow image."""
+    exif = im.getexif()
+    if im.format in ("JPEG", "MPO"):  # (Pillow's "dpi" makes up 72 where neither states one)
+        dpi = _jpeg_dpi(im.info, exif)
+    elif im.format == "TIFF" and not (282 in im.tag_v2 and 283 in im.tag_v2):  # (Pillow: 1 dpi)
+        dpi = None
+    else:
+        dpi = im.info.get("dpi")
+    if dpi is None:
         return None
+    x, y = (float(v) for v in dpi)
+    turned = exif.get(0x0112) in (5, 6, 7, 8)
     return None if not (x > 1 and y > 1 and math.isfinite(x + y)) else ((y, x) if turned else (x, y))
 
 
@@ -865,23 +872,21 @@ def xmp_kept(data: bytes) -> bytes | None:
     PNG's title, author, description and copyright text chunks add,
     as UTF-8 bytes for `encode_image(..., xmp=)`; None when the file has neither, nothing is kept or it cannot be
     read."""
-    from PIL import Image, IptcImagePlugin
+    return _from_header(data, _kept_xmp)
+
+
+def _kept_xmp(im: Any) -> bytes | None:
+    """`xmp_kept` of a Pillow image."""
+    from PIL import IptcImagePlugin
 
     from ncvsd_cli.xmp import kept_xmp
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            open_plugins()
-            with Image.open(io.BytesIO(data)) as im:
-                packet = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
-                if not packet and im.format == "TIFF":
-                    packet = im.tag_v2.get(700)
-                iim = IptcImagePlugin.getiptcinfo(im) if im.format in ("JPEG", "MPO", "TIFF") else None
-                text = im.info if im.format == "PNG" else None  # (the text chunks before the pixels)
-        return kept_xmp(packet if isinstance(packet, (bytes, bytearray, str)) else None, iim, text)
-    except Exception:  # noqa: BLE001 (metadata is optional: an unreadable packet is left out)
-        return None
+    packet = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
+    if not packet and im.format == "TIFF":
+        packet = im.tag_v2.get(700)
+    iim = IptcImagePlugin.getiptcinfo(im) if im.format in ("JPEG", "MPO", "TIFF") else None
+    text = im.info if im.format == "PNG" else None  # (the text chunks before the pixels)
+    return kept_xmp(packet if isinstance(packet, (bytes, bytearray, str)) else None, iim, text)
 
 
 def _kept_profile(icc: bytes | None, notes: list[str]) -> bytes | None:
