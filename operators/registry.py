@@ -3,14 +3,31 @@ group `ncvsd.operators` (`name = "package.module:OperatorClass"`), loaded on fir
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from operators.base import Operator
 
-_REGISTRY: dict[str, type[Operator]] = {}
-_ENTRY_POINTS_LOADED = False
 ENTRY_POINT_GROUP = "ncvsd.operators"
+
+
+class EntryPointGroup:
+    """The entry points of one group, handed to `add(entry_point, loaded_object)` once, on the first `load()`.
+    Shared by the operator and the method registries; tests reset `loaded` to read a new plug-in."""
+
+    def __init__(self, group: str, add: Callable[[EntryPoint, Any], None]) -> None:
+        self.group, self.add, self.loaded = group, add, False
+
+    def load(self) -> None:
+        if self.loaded:
+            return
+        self.loaded = True
+        for ep in entry_points(group=self.group):
+            self.add(ep, ep.load())
+
+
+_REGISTRY: dict[str, type[Operator]] = {}
 
 
 def register(cls: type[Operator]) -> type[Operator]:
@@ -23,29 +40,26 @@ def register(cls: type[Operator]) -> type[Operator]:
     return cls
 
 
-def _load_entry_points() -> None:
-    global _ENTRY_POINTS_LOADED
-    if _ENTRY_POINTS_LOADED:
-        return
-    _ENTRY_POINTS_LOADED = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        cls = ep.load()
-        if not (isinstance(cls, type) and issubclass(cls, Operator)):
-            raise TypeError(f"entry point {ep.name} = {ep.value} is not an operators.Operator subclass")
-        if ep.name != cls.name:
-            raise ValueError(f"entry point '{ep.name}' names class {cls.__qualname__} whose name is '{cls.name}'")
-        register(cls)
+def _add_plugin(ep: EntryPoint, cls: Any) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Operator)):
+        raise TypeError(f"entry point {ep.name} = {ep.value} is not an operators.Operator subclass")
+    if ep.name != cls.name:
+        raise ValueError(f"entry point '{ep.name}' names class {cls.__qualname__} whose name is '{cls.name}'")
+    register(cls)
+
+
+PLUGINS = EntryPointGroup(ENTRY_POINT_GROUP, _add_plugin)
 
 
 def names() -> list[str]:
     """All registered operator names, sorted."""
-    _load_entry_points()
+    PLUGINS.load()
     return sorted(_REGISTRY)
 
 
 def get(name: str) -> type[Operator]:
     """The operator class called `name`; ValueError listing the known names otherwise."""
-    _load_entry_points()
+    PLUGINS.load()
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -548,7 +548,7 @@ def test_plugin_through_entry_point(tmp_path, monkeypatch):
     (dist / "entry_points.txt").write_text("[ncvsd.operators]\ntest-scale = ncvsd_test_plugin:Scale\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    monkeypatch.setattr(registry, "_ENTRY_POINTS_LOADED", False)
+    monkeypatch.setattr(registry.PLUGINS, "loaded", False)
     assert "test-scale" in operators.names()
     op = operators.create("test-scale", SHAPE, factor=3.0)
     rebuilt = operators.from_config(json.loads(json.dumps(op.to_config())))

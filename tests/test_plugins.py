@@ -80,9 +80,9 @@ def plugin(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "ncvsd_example_plugin", raising=False)
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    monkeypatch.setattr(registry, "_ENTRY_POINTS_LOADED", False)
+    monkeypatch.setattr(registry.PLUGINS, "loaded", False)
     monkeypatch.setattr(method_registry, "METHODS", dict(method_registry.METHODS))
-    monkeypatch.setattr(method_registry, "_ENTRY_POINTS_LOADED", False)
+    monkeypatch.setattr(method_registry.PLUGINS, "loaded", False)
     return tmp_path
 
 

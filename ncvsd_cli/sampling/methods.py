@@ -19,10 +19,11 @@ import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint
 from typing import Any, ClassVar, Literal
 
 from ncvsd_cli.sampling.common import SamplerResult
+from operators.registry import EntryPointGroup
 
 Needs = Literal["generator", "teacher", "none"]
 ENTRY_POINT_GROUP = "ncvsd.methods"
@@ -435,7 +436,6 @@ _BUILTIN: tuple[Method, ...] = (
 )
 #: name -> Method: the built-ins, then methods registered at run time or through entry points.
 METHODS: dict[str, Method] = {m.name: m for m in _BUILTIN}
-_ENTRY_POINTS_LOADED = False
 
 
 def register_method(method: Method) -> Method:
@@ -450,28 +450,25 @@ def register_method(method: Method) -> Method:
     return method
 
 
-def _load_entry_points() -> None:
-    global _ENTRY_POINTS_LOADED
-    if _ENTRY_POINTS_LOADED:
-        return
-    _ENTRY_POINTS_LOADED = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        obj = ep.load()
-        method = obj if isinstance(obj, Method) else obj() if callable(obj) else obj
-        if not isinstance(method, Method) or method.name != ep.name:
-            raise ValueError(f"entry point {ep.name} = {ep.value} is not a sampling.methods.Method named {ep.name!r}")
-        register_method(method)
+def _add_plugin(ep: EntryPoint, obj: Any) -> None:
+    method = obj if isinstance(obj, Method) else obj() if callable(obj) else obj
+    if not isinstance(method, Method) or method.name != ep.name:
+        raise ValueError(f"entry point {ep.name} = {ep.value} is not a sampling.methods.Method named {ep.name!r}")
+    register_method(method)
+
+
+PLUGINS = EntryPointGroup(ENTRY_POINT_GROUP, _add_plugin)
 
 
 def method_names() -> list[str]:
     """Every registered method name, sorted."""
-    _load_entry_points()
+    PLUGINS.load()
     return sorted(METHODS)
 
 
 def get_method(name: str) -> Method:
     """The registered method `name`; ValueError listing the known names otherwise."""
-    _load_entry_points()
+    PLUGINS.load()
     try:
         return METHODS[name]
     except KeyError:
