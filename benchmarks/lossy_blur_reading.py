@@ -60,26 +60,38 @@ def jpeg_bytes(x: torch.Tensor, kind: str, amount: float, noise: float, quality:
     return buf.getvalue()
 
 
-def readings(folder: Path, name: str, limit: int | None, noises: list[float], qualities: list[int],
-             size: int = SIZE) -> list[dict]:
-    """One row per photo, noise, quality and blur: the reading without and with the coding, and their seconds."""
-    rows = []
+def degraded_files(folder: Path, limit: int | None, noises: list[float], qualities: list[int],
+                   blurs: list[tuple[str, float]], size: int = SIZE):
+    """Yields (photo's stem, noise, quality, blur kind, amount, file bytes) for the first `limit` photos of `folder`
+    (by name) and each noise, quality (`jpeg_bytes`; 0: a PNG of the quality-100 JPEG, nearly lossless) and blur."""
     paths = sorted(p for p in folder.iterdir() if images.is_listed_image(p.name))[:limit]
     for index, path in enumerate(paths):
         x = crop(path, size)
         for noise in noises:
             for quality in qualities:
-                for kind, amount in BLURS:
-                    data = jpeg_bytes(x, kind, amount, noise, quality, index)
-                    y, row = images.load_image(data), {"set": name, "photo": path.stem, "noise": noise,
-                                                       "quality": quality, "blur": kind, "truth": amount}
-                    for label, coding in (("plain", None), ("coded", images.jpeg_coding(data))):
-                        start = time.perf_counter()
-                        r = read_blur(y, coding=coding)  # with the disk fit, as `restore` reads
-                        row[label] = round(r.radius if kind == "disk" else r.width, 3)
-                        row[f"{label}_s"] = round(time.perf_counter() - start, 3)
-                    row["coded_model"] = int(r.coded)
-                    rows.append(row)
+                for kind, amount in blurs:
+                    data = jpeg_bytes(x, kind, amount, noise, quality or 100, index)
+                    if not quality:
+                        buf = io.BytesIO()
+                        Image.open(io.BytesIO(data)).save(buf, format="PNG")
+                        data = buf.getvalue()
+                    yield path.stem, noise, quality, kind, amount, data
+
+
+def readings(folder: Path, name: str, limit: int | None, noises: list[float], qualities: list[int],
+             size: int = SIZE) -> list[dict]:
+    """One row per photo, noise, quality and blur: the reading without and with the coding, and their seconds."""
+    rows = []
+    for stem, noise, quality, kind, amount, data in degraded_files(folder, limit, noises, qualities, BLURS, size):
+        y, row = images.load_image(data), {"set": name, "photo": stem, "noise": noise, "quality": quality,
+                                           "blur": kind, "truth": amount}
+        for label, coding in (("plain", None), ("coded", images.jpeg_coding(data))):
+            start = time.perf_counter()
+            r = read_blur(y, coding=coding)  # with the disk fit, as `restore` reads
+            row[label] = round(r.radius if kind == "disk" else r.width, 3)
+            row[f"{label}_s"] = round(time.perf_counter() - start, 3)
+        row["coded_model"] = int(r.coded)
+        rows.append(row)
     return rows
 
 

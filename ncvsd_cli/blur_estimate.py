@@ -12,6 +12,11 @@ under a stationary Gaussian model each periodogram value is exponential with tha
 Biemond 1990). A coarse grid over (s, α, c, n, β) finds the basin, L-BFGS-B (scipy) refines it; the disk's radius
 is searched on a grid of RADIUS_STEP px. The two fits have as many parameters, so their likelihoods compare directly
 (`read_blur`).
+
+The spectrum cannot tell a blur from a sharp photo whose fine detail it explains as a noise floor (a sharp JPEG of
+pyramids against a flat sky read 2.8 px and was deconvolved into a maze); the image's steepest edges can, as no
+Gaussian blur of std s makes a one-pixel step larger than erf(1 / (2 √2 s)) of the contrast around it (a step edge's
+slope). A reading their steepness rules out is capped (`edge_width`, `read_blur`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter
 from scipy.optimize import minimize
+from scipy.special import erfinv
 
 from ncvsd_cli.images import JpegCoding, centre_crop, jpeg_round_trip
 
@@ -42,6 +50,22 @@ _BINS = 48
 #: Sub-bins per bin over which a disk's transfer is averaged (it has zeros: its value at a bin's centre is not
 #: the bin's mean).
 _SUB_BINS = 16
+#: The steepest-edge check (`edge_width`): luminance smoothed by a Gaussian of EDGE_SMOOTH px (the noise's steps
+#: shrink, an edge's slope little); steps where the range within the window around them is at least
+#: EDGE_MIN_CONTRAST on the [-1, 1] scale; their EDGE_QUANTILE step / range ratio read as the steepest edges' slope;
+#: a reading above EDGE_SLOPE x their width + EDGE_OFFSET px is ruled out. The slack covers what the bound leaves
+#: out (fine lines are steeper than steps, noise steepens): on 30 training photos blurred by Gaussians of 1-6 px
+#: and disks of 4-8 px (PNG, JPEG 90 / 50) their edges' widths read 0.6-1.2x the blur's std without noise, 0.5-1.1x
+#: with noise 0.08 where the gate below lets them be read, sharp photos' 0-0.66 px (benchmarks/blur-edges/edges.md).
+EDGE_SMOOTH, EDGE_MIN_CONTRAST, EDGE_QUANTILE, EDGE_SLOPE, EDGE_OFFSET = 1.0, 0.25, 0.99, 2.0, 1.0
+#: Above this noise level of the luminance (on the [-1, 1] scale; `_luma_noise`) its steps are the noise's and the
+#: check gives no evidence: noise of 0.15-0.2 in each channel (luma 0.09-0.12) made true 6-px blurs read 4.4-5.8
+#: (10 training photos, before this gate), while at 0.05 (luma 0.03) no limit fell under a true 4-8 px blur. A
+#: noisy image restores with a strong prior anyway: a wrong width costs far less there than at a sharp photo's
+#: low noise.
+EDGE_MAX_NOISE = 0.04
+#: Fewest edge steps the check needs; below, no reading is capped (a flat or low-contrast image).
+EDGE_MIN_COUNT = 50
 
 
 def _block_lines(h: int, w: int) -> torch.Tensor:
@@ -278,18 +302,80 @@ def _defocus_fit(spectrum: Spectrum, coded: tuple[CodingGain, CodingGain] | None
                for _, radius, start, lt in candidates[:3])
 
 
+def _luma_noise(z: np.ndarray) -> float:
+    """The noise std of luminance z (h, w) read from its finest diagonal Haar details, median(|HH|) / 0.6745
+    (Donoho and Johnstone 1994): texture raises it, which only makes the edge check give up sooner."""
+    h, w = (z.shape[0] // 2) * 2, (z.shape[1] // 2) * 2
+    if h == 0 or w == 0:
+        return 0.0
+    hh = (z[0:h:2, 0:w:2] - z[0:h:2, 1:w:2] - z[1:h:2, 0:w:2] + z[1:h:2, 1:w:2]) / 2
+    return float(np.median(np.abs(hh))) / 0.6745
+
+
+def edge_width(y: torch.Tensor, width: float) -> float | None:
+    """The std (px, >= 0) of the Gaussian blur whose step edge is as steep as the steepest edges of image y
+    (1, C, h, w) in [-1, 1] (its centre, at most MAX_SIZE square): ratio r of one-pixel luminance steps to the range
+    within ±(3 `width` + 1) px along the step (the window a blur of `width` px needs to show its contrast, 4-25 px),
+    at the EDGE_QUANTILE of steps with range >= EDGE_MIN_CONTRAST, as the width s with erf(1 / (2 √2 s)) = r, less the
+    smoothing in quadrature. None with fewer than EDGE_MIN_COUNT such steps, or a luminance noisier than
+    EDGE_MAX_NOISE (no evidence)."""
+    z = centre_crop(y.detach(), MAX_SIZE)[0].to("cpu", torch.float64).mean(0).numpy()
+    if _luma_noise(z) > EDGE_MAX_NOISE:
+        return None
+    z = torch.from_numpy(gaussian_filter(z, EDGE_SMOOTH, mode="reflect"))
+    k = min(max(math.ceil(3 * width) + 1, 4), 25)
+    ratios = []
+    for lines in (z, z.T):  # steps along x, then along y
+        if lines.shape[1] < 2 * k + 2:
+            continue
+        step = (lines[:, 1:] - lines[:, :-1]).abs()[:, k:lines.shape[1] - k - 1]
+        high, low = F.max_pool1d(lines[None], 2 * k + 2, 1)[0], -F.max_pool1d(-lines[None], 2 * k + 2, 1)[0]
+        contrast = high - low
+        edge = contrast >= EDGE_MIN_CONTRAST
+        ratios.append(step[edge] / contrast[edge])
+    ratio = torch.cat(ratios) if ratios else torch.zeros(0)
+    if len(ratio) < EDGE_MIN_COUNT:
+        return None
+    r = float(np.quantile(ratio.numpy(), EDGE_QUANTILE))
+    s = 0.5 / (math.sqrt(2) * float(erfinv(min(max(r, 1e-9), 1 - 1e-9))))
+    return math.sqrt(max(s**2 - EDGE_SMOOTH**2, 0.0))
+
+
+def edge_limit(y: torch.Tensor, width: float) -> float:
+    """The widest Gaussian blur (std, px) y's steepest edges allow for a reading of `width` px (`edge_width`):
+    EDGE_SLOPE x their width + EDGE_OFFSET, or infinity where they give no evidence."""
+    seen = edge_width(y, width)
+    return math.inf if seen is None else EDGE_SLOPE * seen + EDGE_OFFSET
+
+
+def _edge_checked(y: torch.Tensor, reads: list[float], scale: float = 1.0) -> tuple[float, int | None]:
+    """(size, index): the first of `reads` (blur sizes, px: a std, or with `scale` 0.5 a radius) that y's edges allow
+    (`edge_limit`; any std up to EDGE_OFFSET) and its index; where they allow none, the first one's limit (as a size)
+    and None."""
+    limits = []
+    for i, read in enumerate(reads):
+        limits.append(math.inf if scale * read <= EDGE_OFFSET else edge_limit(y, scale * read) / scale)
+        if read <= limits[-1]:
+            return read, i
+    return limits[0], None
+
+
 class BlurReading(NamedTuple):
     """What `read_blur` reads: the Gaussian fit's std `width` and the disk fit's `radius` (px; 0 where no blur
     shows, i.e. neither fits EVIDENCE_NATS better than a sharp image; radius nan where the disk was not fitted),
     `defocus_nats` how much better (−log-likelihood) the disk fits than the Gaussian (negative: worse; nan where
     not fitted), over `frequencies` periodogram values (the evidence grows with them); `coded`: read through the
     file's JPEG coding (`CodingGain`), which fitted the spectrum better than the plain model (the width; `read_blur`
-    may take it from the other model than the radius)."""
+    may take it from the other model than the radius); `capped`: the width or radius was lowered to what the
+    image's steepest edges allow (`edge_limit`), the other model's reading where they allow that;
+    `radius_capped` the same of the radius."""
     width: float
     radius: float
     defocus_nats: float
     frequencies: int
     coded: bool = False
+    capped: bool = False
+    radius_capped: bool = False
 
 
 def _fits(spectrum: Spectrum, defocus: bool, coded: tuple[CodingGain, CodingGain] | None) -> tuple[float, ...]:
@@ -299,7 +385,8 @@ def _fits(spectrum: Spectrum, defocus: bool, coded: tuple[CodingGain, CodingGain
     return fit_nll, width, sharp_nll, disk_nll, radius
 
 
-def read_blur(y: torch.Tensor, defocus: bool = True, coding: JpegCoding | None = None) -> BlurReading | None:
+def read_blur(y: torch.Tensor, defocus: bool = True, coding: JpegCoding | None = None,
+              edges: bool = True) -> BlurReading | None:
     """The blur read from image y (1, C, h, w) in [-1, 1] (module docstring): a Gaussian's std in [0, MAX_SIGMA]
     and, with `defocus`, a disk's radius in [MIN_RADIUS, MAX_RADIUS] on a RADIUS_STEP grid; None for images under
     MIN_SIZE px or without any variation. `coding`: y was decoded from a JPEG coded so (`images.jpeg_coding`); the
@@ -308,8 +395,9 @@ def read_blur(y: torch.Tensor, defocus: bool = True, coding: JpegCoding | None =
     as the coding strips the noise's finest frequencies (benchmarks/lossy-blur-reading/). Where the chosen model's
     Gaussian fit is worse than its own sharp fit (width 0: the search missed it; a 2-px blur of a cheetah's fur
     with noise 0.06 at quality 85 read 0 through the coding, its disk fitting best) the width is the other
-    model's. About 4x slower, plus the coding's simulation once per process. Measured:
-    `estimate_gaussian_blur`, `estimate_defocus_radius`."""
+    model's. About 4x slower, plus the coding's simulation once per process. With `edges`, a width or radius
+    that the image's steepest edges rule out (`edge_limit`) is replaced by the other model's where they allow it,
+    else by the limit (`BlurReading.capped`). Measured: `estimate_gaussian_blur`, `estimate_defocus_radius`."""
     spectrum = _spectrum(y)
     if spectrum is None:
         return None
@@ -323,13 +411,24 @@ def read_blur(y: torch.Tensor, defocus: bool = True, coding: JpegCoding | None =
         models.append(_fits(spectrum, defocus, coded))
     best_nll = [float(np.nanmin([m[0], m[3]])) for m in models]  # the better of the Gaussian and disk fits
     best = 1 if len(models) > 1 and best_nll[0] - best_nll[1] >= EVIDENCE_NATS else 0
-    fit_nll, _, sharp_nll, disk_nll, radius = models[best]
+    fit_nll, _, sharp_nll, disk_nll, _ = models[best]
     missed = len(models) > 1 and fit_nll > sharp_nll and models[1 - best][0] <= models[1 - best][2]
-    gauss = models[1 - best] if missed else models[best]  # a Gaussian of width 0 is the sharp fit: one worse than
-    blurred = lambda nll, sharp: sharp - nll >= EVIDENCE_NATS  # it is a missed search; pure noise fits all alike
-    return BlurReading(gauss[1] if blurred(gauss[0], gauss[2]) else 0.0,
-                       radius if not defocus or blurred(disk_nll, sharp_nll) else 0.0, gauss[0] - disk_nll,
-                       int(spectrum.n.sum()), coded=(best == 1) != missed)
+    gauss = 1 - best if missed else best  # a Gaussian of width 0 is the sharp fit: one worse than it is a missed
+    blurred = lambda nll, sharp: sharp - nll >= EVIDENCE_NATS  # search; pure noise fits all alike
+    # the width's model first, then the other unless its search missed; the radius's model first, then the other
+    width_from = [gauss] + [j for j in range(len(models)) if j != gauss and models[j][0] <= models[j][2]]
+    widths = [models[j][1] if blurred(models[j][0], models[j][2]) else 0.0 for j in width_from]
+    radius_from = [best] + [j for j in range(len(models)) if j != best]
+    radii = [models[j][4] if not defocus or blurred(models[j][3], models[j][2]) else 0.0 for j in radius_from]
+    width, radius, pick, radius_pick = widths[0], radii[0], 0, 0
+    if edges:
+        width, pick = _edge_checked(y, widths)
+        if defocus:
+            radius, radius_pick = _edge_checked(y, radii, scale=0.5)
+            if radius_pick is None:  # the limit: on the radius grid
+                radius = max(MIN_RADIUS, math.floor(radius / RADIUS_STEP) * RADIUS_STEP)
+    return BlurReading(width, radius, models[gauss][0] - disk_nll, int(spectrum.n.sum()),
+                       coded=width_from[pick or 0] == 1, capped=pick != 0, radius_capped=radius_pick != 0)
 
 
 def estimate_gaussian_blur(y: torch.Tensor) -> float | None:

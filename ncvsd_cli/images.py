@@ -55,6 +55,7 @@ import numpy as np
 from ncvsd_cli.errors import one_line
 
 if TYPE_CHECKING:  # pragma: no cover
+    import PIL.Image
     import torch
 
 ImageSource = str | os.PathLike | bytes | IO[bytes]
@@ -487,10 +488,11 @@ def _decode_pil(
     if deep is not None:
         return deep
     mode = im.mode
+    grey = "L" if mode in ("P", "PA") and _grey_palette(im) else "RGB"  # a grey photo a PNG optimiser made a palette
     if mode == "P" and "transparency" in im.info or mode == "PA":
-        arr, bits = np.asarray(im.convert("RGBA")), 8
+        arr, bits = np.asarray(im.convert(grey.replace("RGB", "RGBA").replace("L", "LA"))), 8
     elif mode == "P":
-        arr, bits = np.asarray(im.convert("RGB")), 8
+        arr, bits = np.asarray(im.convert(grey)), 8
     elif mode in ("1", "L", "RGB") and "transparency" in im.info:  # a PNG's colour key (tRNS): that colour is clear
         arr, bits = np.asarray(im.convert("RGBA" if mode == "RGB" else "LA")), 8
     elif mode in ("1", "L", "LA", "RGB", "RGBA"):
@@ -513,6 +515,14 @@ def _decode_pil(
     if arr.ndim == 2:
         arr = arr[..., None]
     return (arr if bits == 1 else arr / 255.0), mode, bits  # mode "1" is 0 / 1 unless converted
+
+
+def _grey_palette(im: PIL.Image.Image) -> bool:
+    """Whether every palette colour that palette image `im` uses is grey (R = G = B)."""
+    palette = np.asarray(im.getpalette("RGB") or [], dtype=np.int32).reshape(-1, 3)
+    used = np.unique(np.asarray(im.getchannel(0) if im.mode == "PA" else im))
+    used = used[used < len(palette)]
+    return bool(len(used)) and bool((palette[used] == palette[used, :1]).all())
 
 
 def read_image(

@@ -919,11 +919,19 @@ def output_alpha(alpha: torch.Tensor, operator: Any) -> torch.Tensor:
     `alpha` (1, 1, h, w) in [0, 1]: upscaled bicubically for super-resolution (`classical.bicubic`, the sr baseline,
     clipped to [0, 1]); as it is for the other operators, which keep the image's size and degrade its colour, not its
     opacity (an inpainting mask marks missing colour; holes made of transparency are filled opaque instead:
-    `transparency_holes`)."""
+    `transparency_holes`). ValueError where `alpha` is not the size of the operator's measurements (the operator
+    takes the restored image's shape: for sr2 of an h x w photo, operators.create("sr2", (3, 2h, 2w)))."""
     from ncvsd_cli.sampling import classical
     from operators.resize import Downsample
 
     a = alpha.detach().float().clamp(0, 1)
+    h, w = operator.image_shape[-2:]
+    f = operator.factor if isinstance(operator, Downsample) else 1
+    if tuple(a.shape[-2:]) != (-(-h // f), -(-w // f)):  # a Downsample measures ceil(H / f) x ceil(W / f)
+        raise ValueError(f"alpha is {a.shape[-1]}x{a.shape[-2]} px, but operator '{operator.name}' restores {w}x{h} "
+                         "px images" + (f" from {-(-w // f)}x{-(-h // f)} px measurements" if f > 1 else "") +
+                         ": create the operator for the restored image's shape (for sr2 of an h x w photo, "
+                         "(3, 2h, 2w))")
     if isinstance(operator, Downsample):
         return classical.bicubic(None, operator, a).x.float().clamp(0, 1)
     return a

@@ -441,7 +441,9 @@ class Restorer:
                          "reads as no noise and sharp outlines (--sigma-y, -p sigma / radius set them)")
             window, seen = None, y
         part = "" if window is None else f" on its opaque {seen.shape[-1]}x{seen.shape[-2]} rectangle"
-        reading = read_blur(seen, coding=coding) if reads_blur(task, given) else None
+        # a cut-out read whole: its outline's sharp edges against the white are not the photo's
+        reading = read_blur(seen, coding=coding, edges=alpha is None or window is not None) \
+            if reads_blur(task, given) else None
         width = None if reading is None else reading.width if task == "deblur-gauss" else reading.radius / 2
         read_here = [what for what, read in (("noise level", unknown), ("blur", reading is not None)) if read]
         if window is not None and read_here:
@@ -791,7 +793,8 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
     other blur model fitting better (`better_blur_model`; from a `lossy` file, a JPEG, a disk said as unsure: JPEGs
     of 3-px Gaussian blurs of the 6 training views all fit a disk better too; a Gaussian not said), a kernel_size
     cutting a Gaussian's tails; from a `lossy` file "looks unblurred" adds that the coding may hide a blur; a
-    reading made through a JPEG's coding (`reading.coded`) says so."""
+    reading made through a JPEG's coding (`reading.coded`) or lowered by the image's edges (`reading.capped`) says
+    so."""
     from ncvsd_cli.blur_estimate import MAX_RADIUS, MAX_SIGMA, MIN_RADIUS, RADIUS_STEP
 
     key = BLUR_READ[task]
@@ -800,6 +803,7 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
         return [f"blur {what} not estimated (image under 32 px or flat): {key} {params.get(key)} px"]
     better, widest = better_blur_model(reading), ": the widest the reading covers, the blur may be wider"
     coded = "read through this JPEG's quantisation, whose steps strip the finest detail and noise; " if reading.coded else ""
+    coded += EDGE_CAPPED if (reading.capped if key == "sigma" else reading.radius_capped) else ""
     if task == "deblur-gauss":
         params["sigma"] = round(max(reading.width, MIN_BLUR_SIGMA), 2)
         notes = [f"estimated Gaussian blur sigma {params['sigma']:.2f} px ({coded}-p sigma=S sets it)"
@@ -838,6 +842,10 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
     return notes
 
 
+#: Said of a reading `blur_estimate.read_blur` lowered to what the image's steepest edges allow (a sharp JPEG of
+#: pyramids against a flat sky read 2.8 px from its spectrum and was deconvolved into a maze).
+EDGE_CAPPED = ("lowered to what the image's steepest edges allow: its spectrum read a wider blur, whose deconvolution "
+               "would turn sharp detail into ripples; ")
 #: Added to "looks unblurred" for a lossy file: the coding's steps and noise can hide a blur from the reading (a
 #: 5-px disk with noise 0.04 at JPEG quality 75 read 0-0.75 px on 7 of 9 tries; as PNGs 9 of 9 near the truth).
 #: Read through a JPEG's own coding (`blur_estimate.CodingGain`) such disks read right (16 of 16), but a lossy
@@ -891,6 +899,15 @@ def motion_read_square(y: torch.Tensor, given: dict[str, Any]) -> tuple[int, int
     return size, asked, odd, fits
 
 
+#: A motion path read within this many px a side (`MotionReading.extent`) is not deconvolved: the image is restored
+#: with the identity kernel. Short readings are off by a tap or two in length and direction, which at a photo's low
+#: noise level deconvolution turns into ripples: line shakes of 3-13 px (JPEG quality 90, noise 0.005) on 3 training
+#: photos at 256 px, PSNR with the kernel read minus with the identity: extents 3-6 -3.9 to +1.6 dB (mean -1.2,
+#: 6 readings), 7-16 -1.2 to +3.3 (mean +1.1, 9 readings); on a review photo a sharp JPEG read 3 taps within 2 px and
+#: lost 8.7 dB, 2- and 3-px shakes read 3 and 5 px and lost 4.2 and 5.5 dB (`benchmarks/motion-short/`).
+SHORT_PATH_EXTENT = 6
+
+
 def motion_notes(y: torch.Tensor, params: dict[str, Any], given: dict[str, Any]) -> list[str]:
     """Reads a plain photo's motion-blur kernel (`motion_estimate.read_motion_kernel`) in the square of
     `motion_read_square`; by default a reading that fills its square is read again in one of twice the side + 1
@@ -898,6 +915,8 @@ def motion_notes(y: torch.Tensor, params: dict[str, Any], given: dict[str, Any])
     is reliable; the reading kept is checked (`motion_estimate.checked`). Sets params' kernel and kernel_size to it and
     returns the notes that say so. ValueError for an image under 32 px, a kernel_size under 3, or a reading that
     looks like noise or that the photo's halves contradict (`MotionReading.reliable`)."""
+    import numpy as np
+
     from ncvsd_cli.motion_estimate import (
         CHECK_EXTENT,
         MAX_READ_SIZE,
@@ -946,8 +965,14 @@ def motion_notes(y: torch.Tensor, params: dict[str, Any], given: dict[str, Any])
               ", unchecked: the image's halves are too small for the square" if reading.extent >= CHECK_EXTENT else "")
     note = (f"estimated the motion-blur kernel from the image: a path within {reading.extent}x{reading.extent} px "
             f"(read in a {size}x{size} square{grown}{agreed}; -p kernel=K.png gives a measured one)")
-    if reading.extent <= 2:
-        note += ": the image looks unblurred (or holds no edges to read a blur from)"
+    short = reading.extent <= min(SHORT_PATH_EXTENT, max(size - 3, 2))  # (filling its square: a long shake cut
+    if short:  # short, said below) not deconvolved: the identity kernel
+        params["kernel"] = np.pad(np.ones((1, 1)), size // 2)
+        note += (": the image looks unblurred (or holds no edges to read a blur from)" if reading.extent <= 2 else
+                 ": a path this short reads too unreliably to deconvolve by (readings of 3-6 px made shaken photos "
+                 "worse than no deblurring)")
+        note += ("; restored without deblurring (a kernel of one centre tap); for a small blur give its kernel "
+                 "(-p kernel=K.png) or try --task deblur-gauss")
     elif reading.extent >= size - 2:
         note += ": it fills the square, the shake may be longer" + (
             f" (a {grow}-px square read no reliable kernel)" if tried else

@@ -131,6 +131,42 @@ def test_lossy_blur_reading_script(tmp_path):
     assert Image.open(out / "grid-restore.jpg").size == (4 * 96, 2 * 96)
 
 
+def test_blur_edges_script(tmp_path):
+    """benchmarks/blur_edges.py on one 48-px photo at 64 px: each blur read without and with the edge check (PNG and
+    JPEG); --edges: the edge statistic over its grid, the rows' limits at least EDGE_OFFSET."""
+    out = _script(tmp_path, "blur_edges.py", "--size", "64", "--noise", "0", "--qualities", "0,90")
+    rows = (out / "readings.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 7 and rows[0] == "photo,noise,quality,blur,truth,off,on,capped"
+    assert "| 0 | PNG | gauss | 3 |" in (out / "summary.md").read_text()
+    out = _script(tmp_path, "blur_edges.py", "--size", "64", "--edges")
+    rows = (out / "edges.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 * 3 * 8 and rows[0] == "photo,noise,quality,blur,truth,luma_noise,edge_width,limit"
+    assert all(float(r.split(",")[-1]) >= 1.0 for r in rows[1:])
+    assert "| 0.16 | gauss | 6 |" in (out / "edges.md").read_text()
+
+
+def test_motion_short_script(tmp_path):
+    """benchmarks/motion_short.py on one photo (halved, cut to 256 px: the bundled example) for two shake lengths,
+    restored with 1 network call: the kernel read and the identity, each a PSNR."""
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(ROOT / "ncvsd_cli/examples/astronaut.png").convert("RGB").resize((512, 512)).save(photos / "a.png")
+    script = (ROOT / "benchmarks/motion_short.py").read_text()
+    assert "LENGTHS = (3, 5, 7, 9, 13)" in script
+    res = subprocess.run([sys.executable, "-c", ("import sys, runpy; sys.argv = sys.argv[1:]; "
+                          "import ncvsd_cli.restore as r; f = r.restore_image; "
+                          "r.restore_image = lambda *a, **k: f(*a, **{**k, 'nfe': 1}); "
+                          "sys.path.insert(0, 'benchmarks'); import motion_short as m; m.LENGTHS = (3, 9); m.main()"),
+                          "motion_short.py", str(photos), "--out", str(tmp_path / "out"), "--limit", "1", "--first",
+                          "0"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = (tmp_path / "out" / "short.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 and rows[0] == "photo,length,extent,input,read,identity"
+    assert "| read − identity" in (tmp_path / "out" / "summary.md").read_text()
+
+
 def test_cg_iterations_script(tmp_path):
     """benchmarks/cg_iterations.py on one 48-px photo: every method at every noise level, now and before."""
     photo = _photo48(tmp_path / "a.png")

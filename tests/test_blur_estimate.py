@@ -221,6 +221,13 @@ def test_disk_transfer_is_the_direction_averaged_dft_of_the_kernel():
     ("deblur-defocus", BlurReading(0.0, 0.0, 0.0, 50000), "radius 0.5 px (-p radius=R sets it): the image looks unblurred",
      "Gaussian"),
     ("deblur-defocus", BlurReading(1.0, 16.0, 900.0, 50000), "the widest the reading covers", "Gaussian"),
+    ("deblur-gauss", BlurReading(1.0, 2.0, 0.0, 50000, capped=True),
+     "sigma 1.00 px (lowered to what the image's steepest edges allow", "defocus"),
+    ("deblur-defocus", BlurReading(1.0, 2.0, 0.0, 50000, radius_capped=True), "radius 2 px (lowered to what",
+     "Gaussian"),
+    ("deblur-gauss", BlurReading(1.0, 2.0, 0.0, 50000, radius_capped=True), "sigma 1.00 px (-p sigma", "lowered"),
+    ("deblur-defocus", BlurReading(1.0, 2.0, 0.0, 50000, capped=True), "radius 2 px (-p radius", "lowered"),
+    ("deblur-gauss", BlurReading(2.0, 2.0, 0.0, 50000), "sigma 2.00 px (-p sigma", "lowered"),
 ])
 def test_blur_notes_name_the_better_model_only_when_it_is_clearly_better(task, reading, says, not_says):
     from ncvsd_cli.restore import blur_notes
@@ -413,6 +420,37 @@ def test_a_grey_reading_of_a_colour_jpeg_is_not_read_through_its_colour_coding(m
     assert seen == [coding if channels == 3 else None]
 
 
+@pytest.mark.parametrize("cell", [23, 40])
+def test_a_cut_out_read_whole_is_not_checked_by_its_outline(monkeypatch, cell):
+    """A transparent image whose largest opaque rectangle is under 32 px is read whole, composited on white: its
+    outline's sharp steps are not the photo's, so its edges do not check the blur reading (a 3-px blur read 1.0);
+    on an opaque rectangle of 32 px or more they do."""
+    from ncvsd_cli import blur_estimate
+    from ncvsd_cli.restore import RestoreOptions, Restorer
+
+    seen = []
+    monkeypatch.setattr(blur_estimate, "read_blur", lambda y, coding=None, **kw: seen.append(kw["edges"]))
+    alpha = torch.zeros(1, 1, 96, 96)
+    alpha[..., 4:4 + cell, 4:4 + cell] = 1.0
+    Restorer(None, None, RestoreOptions(task="deblur-gauss", sigma_y=0.05).validate()).measurement(
+        power_law_field(96, 96, 2.0, seed=2), "deblur-gauss", alpha=alpha)
+    assert seen == [cell >= 32]
+
+
+def test_the_edge_check_gives_up_on_a_noisy_image():
+    """Steps of a noise above EDGE_MAX_NOISE (luma) are the noise's: no evidence, so a true 6-px blur under noise 0.2
+    is not capped (it read 4.4-5.8 px without this gate); a sharp, clean image gives its evidence."""
+    from ncvsd_cli.blur_estimate import EDGE_MAX_NOISE, _luma_noise, edge_width
+
+    g = torch.Generator().manual_seed(0)
+    sharp = blurred_edges(96, 96, 0.0)
+    noisy = sharp + 0.2 * torch.randn(sharp.shape, generator=g)
+    assert _luma_noise(noisy[0].mean(0).double().numpy()) > EDGE_MAX_NOISE and edge_width(noisy, 6.0) is None
+    assert _luma_noise((sharp + 0.02 * torch.randn(sharp.shape, generator=g))[0].mean(0).double().numpy()) == \
+        pytest.approx(0.02 / math.sqrt(3), rel=0.2)  # each channel's noise: the luma's is 1/sqrt(3) of it
+    assert edge_width(sharp, 6.0) == pytest.approx(0.0, abs=0.15)
+
+
 @pytest.mark.parametrize("coded_gauss, expected", [((-40.0, 2.3), (2.0, False)), ((-80.0, 2.3), (2.3, True))])
 def test_a_gaussian_fit_worse_than_sharp_is_a_missed_search_and_the_other_models_width_is_read(
         monkeypatch, coded_gauss, expected):
@@ -425,8 +463,70 @@ def test_a_gaussian_fit_worse_than_sharp_is_a_missed_search_and_the_other_models
     plain, coded = (-100.0, 2.0, -50.0, -90.0, 3.0), (*coded_gauss, -60.0, -200.0, 2.75)  # (gauss, w, sharp, disk, r)
     monkeypatch.setattr(blur_estimate.CodingGain, "of", classmethod(lambda cls, *a, **k: None))
     monkeypatch.setattr(blur_estimate, "_fits", lambda spectrum, defocus, gains: plain if gains is None else coded)
-    reading = read_blur(power_law_field(64, 64, 0.0, seed=2), coding=JpegCoding(((1,) * 64, (1,) * 64), 2, True))
+    reading = read_blur(power_law_field(64, 64, 0.0, seed=2), coding=JpegCoding(((1,) * 64, (1,) * 64), 2, True),
+                        edges=False)  # the field is sharp: its edges would cap these made-up widths
     assert (reading.width, reading.coded) == expected and reading.radius == 2.75, reading
+
+
+def blurred_edges(h: int, w: int, blur: float) -> torch.Tensor:
+    """(1, 3, h, w) in [-1, 1]: a vertical and a horizontal step edge of contrast 1, each blurred by a Gaussian of
+    std `blur` px (0: sharp), the exact erf profile at the pixel centres, edges between pixels."""
+    def profile(n: int) -> torch.Tensor:
+        t = torch.arange(n, dtype=torch.float64) - (n // 2 - 0.5)
+        return 0.5 * torch.erf(t / (blur * math.sqrt(2))) if blur > 0 else 0.5 * torch.sign(t)
+    z = 0.5 * (profile(w)[None, :] + profile(h)[:, None])
+    return z.float().expand(1, 3, h, w).clone()
+
+
+@pytest.mark.parametrize("blur", [0.0, 1.0, 2.0, 3.0, 4.0])
+def test_edge_width_of_a_blurred_step_is_its_blur(blur):
+    """A step edge blurred by a Gaussian of std s makes one-pixel steps of erf(1 / (2 √2 s)) of its contrast, the
+    steepest a blur of s allows: its edges read s (0 for a sharp step), whatever width the window is set for."""
+    from ncvsd_cli.blur_estimate import edge_width
+
+    y = blurred_edges(67, 81, blur)
+    for width in (blur, 3.0):
+        assert edge_width(y, width) == pytest.approx(blur, abs=0.15)
+
+
+def test_edge_width_needs_contrast():
+    """A flat or faint image (range under EDGE_MIN_CONTRAST) gives no evidence: None, and no limit."""
+    from ncvsd_cli.blur_estimate import edge_limit, edge_width
+
+    assert edge_width(torch.full((1, 3, 64, 64), 0.2), 2.0) is None
+    assert edge_width(0.2 * blurred_edges(64, 64, 0.0), 2.0) is None and edge_limit(0.2 * blurred_edges(64, 64, 0.0), 2.0) == math.inf
+
+
+def test_a_reading_the_edges_rule_out_is_replaced_by_the_other_models_or_capped(monkeypatch):
+    """A sharp JPEG's spectrum read through its coding 2.8 px (a pyramid against a flat sky, deconvolved into a
+    maze): its steep edges rule that out, and the plain model's reading, which they allow, is taken (and not said
+    to be read through the coding); where both
+    models read too wide, the width is the edges' limit (EDGE_SLOPE x their width + EDGE_OFFSET) and a disk's
+    radius twice it, on the radius grid. A blurred step's true width stands."""
+    from ncvsd_cli import blur_estimate
+    from ncvsd_cli.blur_estimate import EDGE_OFFSET, edge_limit
+    from ncvsd_cli.images import JpegCoding
+
+    coding = JpegCoding(((1,) * 64, (1,) * 64), 2, True)
+    monkeypatch.setattr(blur_estimate.CodingGain, "of", classmethod(lambda cls, *a, **k: None))
+    sharp = blurred_edges(64, 72, 0.0)
+    plain, coded = (-100.0, 0.03, -50.0, -90.0, 1.25), (-300.0, 2.82, -250.0, -320.0, 4.75)  # (gauss, w, sharp, disk, r)
+    monkeypatch.setattr(blur_estimate, "_fits", lambda spectrum, defocus, gains: plain if gains is None else coded)
+    reading = read_blur(sharp, coding=coding)
+    assert (reading.width, reading.radius, reading.capped, reading.radius_capped, reading.coded) == \
+        (0.03, 1.25, True, True, False)
+    assert read_blur(sharp, coding=coding, edges=False)[:2] == (2.82, 4.75)
+    plain = (-100.0, 2.5, -50.0, -90.0, 4.0)
+    reading = read_blur(sharp, coding=coding)
+    limit = edge_limit(sharp, 2.82)
+    assert reading.width == pytest.approx(limit) and limit == pytest.approx(EDGE_OFFSET, abs=0.2) and reading.capped
+    assert reading.radius % RADIUS_STEP == 0 and reading.radius <= 2 * edge_limit(sharp, 2.375)
+    plain, coded = (-100.0, 0.8, -50.0, -90.0, 4.75), (-300.0, 0.9, -250.0, -320.0, 4.75)  # the width allowed
+    reading = read_blur(sharp, coding=coding)
+    assert (reading.width, reading.capped, reading.radius_capped) == (0.9, False, True)
+    blurred, coded = blurred_edges(64, 72, 3.0), (-300.0, 3.0, -250.0, -320.0, 6.0)
+    reading = read_blur(blurred, coding=coding)
+    assert (reading.width, reading.radius, reading.capped, reading.radius_capped) == (3.0, 6.0, False, False)
 
 
 @pytest.mark.parametrize("blur", [2.0, 3.0])

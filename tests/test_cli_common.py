@@ -31,6 +31,9 @@ def test_parse_params_and_int_lists():
         "e": "some/path.png",
         "f": "",
     }
+    # exponents without a dot are numbers, as in Python (YAML 1.1 reads `1e-3` as text)
+    assert common.parse_params(["s=1e-3", "t=-2E+2", "u=[1e-3, 2]", "v=1e", "w=e5", "x=1.5e3", "y=1e5x", "z=1.2.3"]) == {
+        "s": 0.001, "t": -200.0, "u": [0.001, 2], "v": "1e", "w": "e5", "x": 1500.0, "y": "1e5x", "z": "1.2.3"}
     with pytest.raises(UsageError, match="key=value"):
         common.parse_params(["novalue"])
     assert common.parse_int_list("0-3,7,10-11") == [0, 1, 2, 3, 7, 10, 11]

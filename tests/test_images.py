@@ -245,6 +245,31 @@ def test_palette_becomes_rgb_and_transparent_palette_white():
     assert any("alpha" in n for n in t.notes)
 
 
+@pytest.mark.parametrize("transparent", [False, True])
+def test_a_grey_palette_reads_grey(transparent):
+    """A grey picture stored as a palette (PNG optimisers do that without loss) reads as grey, exactly, so that it
+    is restored and written as grey; a palette with one colour in use among greys, or an unused colour, is
+    colour / grey as used."""
+    values = np.array([[0, 17, 128], [255, 64, 3]], np.uint8)
+    im = Image.fromarray(values).convert("P")
+    palette = im.getpalette()
+    palette[3 * 200: 3 * 201] = [255, 0, 0]  # an unused colour entry
+    im.putpalette(palette)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", **({"transparency": int(np.asarray(im)[0, 1])} if transparent else {}))
+    d = read_image(buf.getvalue())
+    assert d.grey and d.mode == "P" and torch.equal(d.tensor[0, 0], d.tensor[0, 2])
+    opaque = np.ones(values.shape, bool)
+    opaque[0, 1] = not transparent
+    assert torch.allclose(to_unit(d.tensor[0, 0])[torch.from_numpy(opaque)] * 255,
+                          torch.from_numpy(values[opaque]).float(), atol=1e-3)
+    assert (d.alpha is not None) == transparent
+    im.putdata([int(i) for i in np.asarray(im).ravel()[:-1]] + [200])  # the red entry used by one pixel
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    assert not read_image(buf.getvalue()).grey
+
+
 def test_one_bit_image():
     im = Image.fromarray(np.array([[0, 255], [255, 0]], np.uint8)).convert("1")
     buf = io.BytesIO()

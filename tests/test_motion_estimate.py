@@ -190,6 +190,28 @@ def test_a_flat_image_reads_a_point_not_nan():
     assert "looks unblurred (or holds no edges" in note and params["kernel"][params["kernel_size"] // 2].max() == 1
 
 
+@pytest.mark.parametrize("extent", [3, 6, 7])
+def test_a_short_path_is_not_deconvolved(monkeypatch, extent):
+    """A path read within SHORT_PATH_EXTENT px (3-6 px shakes read wrong by a tap or two, and deconvolving by them
+    made photos worse than leaving them) is restored with the identity kernel, and the note says why and what to
+    do; a longer one is kept as read."""
+    import ncvsd_cli.motion_estimate as motion
+    from ncvsd_cli.restore import SHORT_PATH_EXTENT, motion_notes
+
+    def line(y, size, check=True):
+        k = np.zeros((size, size))
+        k[size // 2, size // 2 - extent // 2: size // 2 - extent // 2 + extent] = 1.0 / extent
+        return motion.MotionReading(k, extent, extent)
+
+    monkeypatch.setattr(motion, "read_motion_kernel", line)
+    params = {}
+    (note,) = motion_notes(shapes_scene(96, 96, seed=5), params, {})
+    short = extent <= SHORT_PATH_EXTENT
+    assert (params["kernel"].max() == 1.0) == short and params["kernel"].sum() == pytest.approx(1.0)
+    assert ("too unreliably to deconvolve by" in note and "restored without deblurring" in note
+            and "--task deblur-gauss" in note) == short, note
+
+
 def test_motion_notes_wording_for_sizes_and_unused_parameters(monkeypatch):
     """kernel_size under 3 is named as such; a default square shrunk for a small image is not blamed on the user;
     a reading that fills the square suggests a larger one, never over MAX_READ_SIZE; -p intensity (synthetic

@@ -1028,3 +1028,5 @@ def test_output_alpha_follows_each_operator(task):
         assert (out[..., 1:] >= out[..., :-1] - 1e-6).all()
     else:
         assert torch.equal(out, alpha)
+    with pytest.raises(ValueError, match="create the operator for the restored image.s shape"):  # the input's shape: wrong
+        output_alpha(torch.ones(1, 1, 15 * f + 1, 13 * f), op)

@@ -354,6 +354,17 @@ def test_preset_file_errors(tmp_path):
         read_preset_file(unknown)
 
 
+def test_a_preset_file_reads_exponents_without_a_dot(tmp_path):
+    """`beta: 1e-3` is the number, as Python writes it (YAML 1.1 alone reads it as text and it was refused)."""
+    import yaml
+
+    user = tmp_path / "user.yaml"
+    user.write_text("beta: 1e-3\nsigma_min: 2E-3\n")
+    settings = task_settings("sr4", preset_file=user)
+    assert (settings["beta"], settings["sigma_min"]) == (0.001, 0.002)
+    assert yaml.safe_load("1e-3") == "1e-3"  # PyYAML's own loader is left as it is
+
+
 def test_a_read_preset_mapping_equals_its_file(tmp_path):
     user = tmp_path / "user.yaml"
     user.write_text("beta: 0.002\nwarm_start: {sigma_max: 1.5}\n")

@@ -325,8 +325,10 @@ def parse_device(spec: str = "auto") -> Any:
 
 
 def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
-    """`["key=value", ...]` -> dict; values are read as YAML scalars/lists (3, 0.5, true, [1, 2], text)."""
+    """`["key=value", ...]` -> dict; values are read as YAML scalars/lists (3, 0.5, 1e-3, true, [1, 2], text)."""
     import yaml
+
+    from ncvsd_cli.sampling.presets import safe_load
 
     out: dict[str, Any] = {}
     for item in items or []:
@@ -335,7 +337,7 @@ def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
         if not sep or not key:
             raise UsageError(f"--param {item!r} must look like key=value")
         try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+            out[key] = safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             out[key] = raw
     return out

@@ -17,6 +17,7 @@ estimate, `sampling.pnp_gd`; not in the paper): `task_settings(..., warm=True)` 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -64,9 +65,24 @@ def task_names() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads exponents without a dot or a sign (1e-3, 2E2, 1.5e3) as floats, as
+    YAML 1.2 and Python do (YAML 1.1 reads them as text: `beta: 1e-3` was refused as not a number)."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+                              list("-+0123456789."))
+
+
+def safe_load(text: str) -> Any:
+    """`yaml.safe_load` of `text`, with `1e-3` a float (`_Loader`); yaml.YAMLError where it does not parse."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader
+
+
 def _read_yaml(text: str, origin: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text) or {}
+        data = safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ValueError(f"{origin}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):
