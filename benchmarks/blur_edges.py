@@ -3,7 +3,8 @@ reading, and whether for the better.
 
 Each photo of PHOTOS is centre-cropped to --size px (Lanczos: sharp), blurred with mirrored edges by the deblur-gauss
 / deblur-defocus operator (BLURS; "none": unblurred), given independent Gaussian noise of each --noise std (the
-[-1, 1] scale) in each channel (seed: the photo's index) and saved as PNG (quality 0) or a JPEG of each --qualities
+[-1, 1] scale) in each channel (seed: the photo's index) and saved as "PNG" (quality 0: a quality-100 JPEG, 4:2:0,
+re-saved as PNG; nearly lossless) or a JPEG of each --qualities
 (Pillow, 4:2:0), then read as `restore` reads (with the disk fit; a JPEG through its coding too), without and with
 the edge check. A reading is "off" outside 0.7-1.3x the truth (an unblurred one: above 1 px). Writes
 OUT/readings.csv and OUT/summary.md (mean reading and count off per condition, without / with the check, and how

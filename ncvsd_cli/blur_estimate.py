@@ -55,8 +55,9 @@ _SUB_BINS = 16
 #: EDGE_MIN_CONTRAST on the [-1, 1] scale; their EDGE_QUANTILE step / range ratio read as the steepest edges' slope;
 #: a reading above EDGE_SLOPE x their width + EDGE_OFFSET px is ruled out. The slack covers what the bound leaves
 #: out (fine lines are steeper than steps, noise steepens): on 30 training photos blurred by Gaussians of 1-6 px
-#: and disks of 4-8 px (PNG, JPEG 90 / 50) their edges' widths read 0.6-1.2x the blur's std without noise, 0.5-1.1x
-#: with noise 0.08 where the gate below lets them be read, sharp photos' 0-0.66 px (benchmarks/blur-edges/edges.md).
+#: and disks of 4-8 px (near-lossless, JPEG 90 / 50) their edges' widths read 0.6-1.2x a 2-6 px blur's std without
+#: noise (1 px: 0-1.2x; a disk's half radius 0.7-1.3x), 0.5-1.1x with noise 0.08 where the gate below lets them be
+#: read, sharp photos' 0-0.66 px (benchmarks/blur-edges/edges.md).
 EDGE_SMOOTH, EDGE_MIN_CONTRAST, EDGE_QUANTILE, EDGE_SLOPE, EDGE_OFFSET = 1.0, 0.25, 0.99, 2.0, 1.0
 #: Above this noise level of the luminance (on the [-1, 1] scale; `_luma_noise`) its steps are the noise's and the
 #: check gives no evidence: noise of 0.15-0.2 in each channel (luma 0.09-0.12) made true 6-px blurs read 4.4-5.8
@@ -366,9 +367,9 @@ class BlurReading(NamedTuple):
     `defocus_nats` how much better (−log-likelihood) the disk fits than the Gaussian (negative: worse; nan where
     not fitted), over `frequencies` periodogram values (the evidence grows with them); `coded`: read through the
     file's JPEG coding (`CodingGain`), which fitted the spectrum better than the plain model (the width; `read_blur`
-    may take it from the other model than the radius); `capped`: the width or radius was lowered to what the
-    image's steepest edges allow (`edge_limit`), the other model's reading where they allow that;
-    `radius_capped` the same of the radius."""
+    may take it from the other model than the radius; `radius_coded` the same of the radius); `capped`: the width
+    was lowered to what the image's steepest edges allow (`edge_limit`), the other model's reading where they
+    allow that; `radius_capped` the same of the radius."""
     width: float
     radius: float
     defocus_nats: float
@@ -376,6 +377,7 @@ class BlurReading(NamedTuple):
     coded: bool = False
     capped: bool = False
     radius_capped: bool = False
+    radius_coded: bool = False
 
 
 def _fits(spectrum: Spectrum, defocus: bool, coded: tuple[CodingGain, CodingGain] | None) -> tuple[float, ...]:
@@ -428,7 +430,8 @@ def read_blur(y: torch.Tensor, defocus: bool = True, coding: JpegCoding | None =
             if radius_pick is None:  # the limit: on the radius grid
                 radius = max(MIN_RADIUS, math.floor(radius / RADIUS_STEP) * RADIUS_STEP)
     return BlurReading(width, radius, models[gauss][0] - disk_nll, int(spectrum.n.sum()),
-                       coded=width_from[pick or 0] == 1, capped=pick != 0, radius_capped=radius_pick != 0)
+                       coded=width_from[pick or 0] == 1, capped=pick != 0, radius_capped=radius_pick != 0,
+                       radius_coded=radius_from[radius_pick or 0] == 1)
 
 
 def estimate_gaussian_blur(y: torch.Tensor) -> float | None:

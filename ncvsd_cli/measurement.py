@@ -919,8 +919,9 @@ def output_alpha(alpha: torch.Tensor, operator: Any) -> torch.Tensor:
     `alpha` (1, 1, h, w) in [0, 1]: upscaled bicubically for super-resolution (`classical.bicubic`, the sr baseline,
     clipped to [0, 1]); as it is for the other operators, which keep the image's size and degrade its colour, not its
     opacity (an inpainting mask marks missing colour; holes made of transparency are filled opaque instead:
-    `transparency_holes`). ValueError where `alpha` is not the size of the operator's measurements (the operator
-    takes the restored image's shape: for sr2 of an h x w photo, operators.create("sr2", (3, 2h, 2w)))."""
+    `transparency_holes`). ValueError where `alpha` is not the size of the image the operator measured (its
+    `image_shape`, or for super-resolution that divided by the factor, rounded up: the operator takes the restored
+    image's shape, for sr2 of an h x w photo operators.create("sr2", (3, 2h, 2w)))."""
     from ncvsd_cli.sampling import classical
     from operators.resize import Downsample
 

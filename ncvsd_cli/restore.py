@@ -441,9 +441,10 @@ class Restorer:
                          "reads as no noise and sharp outlines (--sigma-y, -p sigma / radius set them)")
             window, seen = None, y
         part = "" if window is None else f" on its opaque {seen.shape[-1]}x{seen.shape[-2]} rectangle"
-        # a cut-out read whole: its outline's sharp edges against the white are not the photo's
-        reading = read_blur(seen, coding=coding, edges=alpha is None or window is not None) \
-            if reads_blur(task, given) else None
+        # a cut-out read whole: its outline's sharp edges against the white are not the photo's (an alpha that is
+        # nowhere under half opaque draws no outline)
+        outline = alpha is not None and window is None and bool((alpha < 0.5).any())
+        reading = read_blur(seen, coding=coding, edges=not outline) if reads_blur(task, given) else None
         width = None if reading is None else reading.width if task == "deblur-gauss" else reading.radius / 2
         read_here = [what for what, read in (("noise level", unknown), ("blur", reading is not None)) if read]
         if window is not None and read_here:
@@ -507,6 +508,10 @@ class Restorer:
             bh, bw = m.operator().box_size
             notes.append(f"the centred {bw}x{bh} box is treated as missing and repainted (-p box_size=N sets "
                          "its side; for a hole of your own use --task inpaint-mask -p mask=M.png)")
+        if self.sampler_level(m) != self.level(m):  # said here: the note above gives the level read or given
+            notes.append(f"a grey photo is denoised at {GREY_NOISE_SCALE:g}x its noise level, "
+                         f"{self.sampler_level(m):.4g}: its noise is the same in the three channels, which the network "
+                         "reads as weaker (--sigma-y is scaled alike)")
         m.notes = notes
         return m
 
@@ -802,7 +807,8 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
     if reading is None:
         return [f"blur {what} not estimated (image under 32 px or flat): {key} {params.get(key)} px"]
     better, widest = better_blur_model(reading), ": the widest the reading covers, the blur may be wider"
-    coded = "read through this JPEG's quantisation, whose steps strip the finest detail and noise; " if reading.coded else ""
+    coded = ("read through this JPEG's quantisation, whose steps strip the finest detail and noise; "
+             if (reading.coded if key == "sigma" else reading.radius_coded) else "")
     coded += EDGE_CAPPED if (reading.capped if key == "sigma" else reading.radius_capped) else ""
     if task == "deblur-gauss":
         params["sigma"] = round(max(reading.width, MIN_BLUR_SIGMA), 2)

@@ -420,21 +420,22 @@ def test_a_grey_reading_of_a_colour_jpeg_is_not_read_through_its_colour_coding(m
     assert seen == [coding if channels == 3 else None]
 
 
-@pytest.mark.parametrize("cell", [23, 40])
+@pytest.mark.parametrize("cell", [23, 40, 0])
 def test_a_cut_out_read_whole_is_not_checked_by_its_outline(monkeypatch, cell):
     """A transparent image whose largest opaque rectangle is under 32 px is read whole, composited on white: its
     outline's sharp steps are not the photo's, so its edges do not check the blur reading (a 3-px blur read 1.0);
-    on an opaque rectangle of 32 px or more they do."""
+    on an opaque rectangle of 32 px or more they do, and so on an alpha that is nowhere under half opaque (254/255
+    everywhere: no rectangle counts as opaque, but no outline is drawn either; cell 0)."""
     from ncvsd_cli import blur_estimate
     from ncvsd_cli.restore import RestoreOptions, Restorer
 
     seen = []
     monkeypatch.setattr(blur_estimate, "read_blur", lambda y, coding=None, **kw: seen.append(kw["edges"]))
-    alpha = torch.zeros(1, 1, 96, 96)
+    alpha = torch.zeros(1, 1, 96, 96) if cell else torch.full((1, 1, 96, 96), 254 / 255)
     alpha[..., 4:4 + cell, 4:4 + cell] = 1.0
     Restorer(None, None, RestoreOptions(task="deblur-gauss", sigma_y=0.05).validate()).measurement(
         power_law_field(96, 96, 2.0, seed=2), "deblur-gauss", alpha=alpha)
-    assert seen == [cell >= 32]
+    assert seen == [cell >= 32 or cell == 0]
 
 
 def test_the_edge_check_gives_up_on_a_noisy_image():
@@ -521,9 +522,13 @@ def test_a_reading_the_edges_rule_out_is_replaced_by_the_other_models_or_capped(
     limit = edge_limit(sharp, 2.82)
     assert reading.width == pytest.approx(limit) and limit == pytest.approx(EDGE_OFFSET, abs=0.2) and reading.capped
     assert reading.radius % RADIUS_STEP == 0 and reading.radius <= 2 * edge_limit(sharp, 2.375)
-    plain, coded = (-100.0, 0.8, -50.0, -90.0, 4.75), (-300.0, 0.9, -250.0, -320.0, 4.75)  # the width allowed
+    plain, coded = (-100.0, 0.8, -50.0, -90.0, 1.5), (-300.0, 0.9, -250.0, -320.0, 4.75)  # the width allowed
     reading = read_blur(sharp, coding=coding)
-    assert (reading.width, reading.capped, reading.radius_capped) == (0.9, False, True)
+    assert (reading.width, reading.capped, reading.coded) == (0.9, False, True)
+    assert (reading.radius, reading.radius_capped, reading.radius_coded) == (1.5, True, False)  # the plain disk
+    from ncvsd_cli.restore import blur_notes
+    (note,) = blur_notes("deblur-defocus", reading, {}, (256, 256), lossy=True)[:1]
+    assert "lowered to what" in note and "quantisation" not in note
     blurred, coded = blurred_edges(64, 72, 3.0), (-300.0, 3.0, -250.0, -320.0, 6.0)
     reading = read_blur(blurred, coding=coding)
     assert (reading.width, reading.radius, reading.capped, reading.radius_capped) == (3.0, 6.0, False, False)

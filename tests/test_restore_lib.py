@@ -859,7 +859,7 @@ def test_a_grey_measurement_to_denoise_is_sampled_at_the_grey_scale_of_its_level
     BT.601 luma) where it expects sigma_y, so a grey measurement to denoise (a 1-channel file or one saved as RGB)
     is sampled at 1.5x its level (grey validation photos, noise 0.05: LPIPS 0.048 -> 0.037); colour measurements,
     degrade's grey sidecars (noise drawn per channel) and other tasks keep theirs; the level reported is the
-    measurement's."""
+    measurement's, and a note says the scaling."""
     from ncvsd_cli.measurement import degrade
     from ncvsd_cli.restore import GREY_NOISE_SCALE
 
@@ -871,6 +871,9 @@ def test_a_grey_measurement_to_denoise_is_sampled_at_the_grey_scale_of_its_level
     assert r.sampler_level(grey) == pytest.approx(0.06) and r.level(grey) == 0.04
     assert r.sampler_level(as_rgb) == pytest.approx(0.06)
     assert r.sampler_level(colour) == 0.04
+    said = "a grey photo is denoised at 1.5x its noise level, 0.06: its noise is the same in the three channels"
+    assert any(said in n for n in grey.notes) and any(said in n for n in as_rgb.notes)
+    assert not any("a grey photo is denoised" in n for n in colour.notes)
     sr = Restorer(None, None, RestoreOptions(task="sr4", sigma_y=0.04).validate())
     assert sr.sampler_level(sr.measurement(torch.zeros(1, 3, 4, 4), "sr4", grey=True)) == 0.04
     # `degrade` of a grey image draws each channel's noise apart: its measurement keeps the level
