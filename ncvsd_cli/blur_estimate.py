@@ -313,17 +313,17 @@ def _luma_noise(z: np.ndarray) -> float:
     return float(np.median(np.abs(hh))) / 0.6745
 
 
-def edge_width(y: torch.Tensor, width: float) -> float | None:
-    """The std (px, >= 0) of the Gaussian blur whose step edge is as steep as the steepest edges of image y
-    (1, C, h, w) in [-1, 1] (its centre, at most MAX_SIZE square): ratio r of one-pixel luminance steps to the range
-    within ±(3 `width` + 1) px along the step (the window a blur of `width` px needs to show its contrast, 4-25 px),
-    at the EDGE_QUANTILE of steps with range >= EDGE_MIN_CONTRAST, as the width s with erf(1 / (2 √2 s)) = r, less the
-    smoothing in quadrature. None with fewer than EDGE_MIN_COUNT such steps, or a luminance noisier than
-    EDGE_MAX_NOISE (no evidence)."""
+def _edge_luma(y: torch.Tensor) -> torch.Tensor | None:
+    """The luminance `edge_width` measures: y's centre (at most MAX_SIZE square) averaged over channels and smoothed
+    by EDGE_SMOOTH px, float64 (h, w); None where it is noisier than EDGE_MAX_NOISE (`_luma_noise`)."""
     z = centre_crop(y.detach(), MAX_SIZE)[0].to("cpu", torch.float64).mean(0).numpy()
-    if _luma_noise(z) > EDGE_MAX_NOISE:
+    return None if _luma_noise(z) > EDGE_MAX_NOISE else torch.from_numpy(gaussian_filter(z, EDGE_SMOOTH, mode="reflect"))
+
+
+def _steepest_width(z: torch.Tensor | None, width: float) -> float | None:
+    """`edge_width` of the luminance `_edge_luma` made (None: no evidence)."""
+    if z is None:
         return None
-    z = torch.from_numpy(gaussian_filter(z, EDGE_SMOOTH, mode="reflect"))
     k = min(max(math.ceil(3 * width) + 1, 4), 25)
     ratios = []
     for lines in (z, z.T):  # steps along x, then along y
@@ -342,20 +342,34 @@ def edge_width(y: torch.Tensor, width: float) -> float | None:
     return math.sqrt(max(s**2 - EDGE_SMOOTH**2, 0.0))
 
 
-def edge_limit(y: torch.Tensor, width: float) -> float:
-    """The widest Gaussian blur (std, px) y's steepest edges allow for a reading of `width` px (`edge_width`):
-    EDGE_SLOPE x their width + EDGE_OFFSET, or infinity where they give no evidence."""
-    seen = edge_width(y, width)
+def edge_width(y: torch.Tensor, width: float) -> float | None:
+    """The std (px, >= 0) of the Gaussian blur whose step edge is as steep as the steepest edges of image y
+    (1, C, h, w) in [-1, 1] (its centre, at most MAX_SIZE square): ratio r of one-pixel luminance steps to the range
+    within ±(3 `width` + 1) px along the step (the window a blur of `width` px needs to show its contrast, 4-25 px),
+    at the EDGE_QUANTILE of steps with range >= EDGE_MIN_CONTRAST, as the width s with erf(1 / (2 √2 s)) = r, less the
+    smoothing in quadrature. None with fewer than EDGE_MIN_COUNT such steps, or a luminance noisier than
+    EDGE_MAX_NOISE (no evidence)."""
+    return _steepest_width(_edge_luma(y), width)
+
+
+def _limit(seen: float | None) -> float:
     return math.inf if seen is None else EDGE_SLOPE * seen + EDGE_OFFSET
 
 
-def _edge_checked(y: torch.Tensor, reads: list[float], scale: float = 1.0) -> tuple[float, int | None]:
-    """(size, index): the first of `reads` (blur sizes, px: a std, or with `scale` 0.5 a radius) that y's edges allow
-    (`edge_limit`; any std up to EDGE_OFFSET) and its index; where they allow none, the first one's limit (as a size)
-    and None."""
+def edge_limit(y: torch.Tensor, width: float) -> float:
+    """The widest Gaussian blur (std, px) y's steepest edges allow for a reading of `width` px (`edge_width`):
+    EDGE_SLOPE x their width + EDGE_OFFSET, or infinity where they give no evidence."""
+    return _limit(edge_width(y, width))
+
+
+def _edge_checked(luma, reads: list[float], scale: float = 1.0) -> tuple[float, int | None]:
+    """(size, index): the first of `reads` (blur sizes, px: a std, or with `scale` 0.5 a radius) that the edges of
+    the luminance `luma()` returns (`_edge_luma`, made on first use) allow (`edge_limit`; any std up to
+    EDGE_OFFSET) and its index; where they allow none, the first one's limit (as a size) and None."""
     limits = []
     for i, read in enumerate(reads):
-        limits.append(math.inf if scale * read <= EDGE_OFFSET else edge_limit(y, scale * read) / scale)
+        std = scale * read
+        limits.append(math.inf if std <= EDGE_OFFSET else _limit(_steepest_width(luma(), std)) / scale)
         if read <= limits[-1]:
             return read, i
     return limits[0], None
@@ -424,9 +438,10 @@ def read_blur(y: torch.Tensor, defocus: bool = True, coding: JpegCoding | None =
     radii = [models[j][4] if not defocus or blurred(models[j][3], models[j][2]) else 0.0 for j in radius_from]
     width, radius, pick, radius_pick = widths[0], radii[0], 0, 0
     if edges:
-        width, pick = _edge_checked(y, widths)
+        luma = functools.cache(lambda: _edge_luma(y))  # made once, where a reading needs checking
+        width, pick = _edge_checked(luma, widths)
         if defocus:
-            radius, radius_pick = _edge_checked(y, radii, scale=0.5)
+            radius, radius_pick = _edge_checked(luma, radii, scale=0.5)
             if radius_pick is None:  # the limit: on the radius grid
                 radius = max(MIN_RADIUS, math.floor(radius / RADIUS_STEP) * RADIUS_STEP)
     return BlurReading(width, radius, models[gauss][0] - disk_nll, int(spectrum.n.sum()),

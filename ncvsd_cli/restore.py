@@ -807,9 +807,10 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
     if reading is None:
         return [f"blur {what} not estimated (image under 32 px or flat): {key} {params.get(key)} px"]
     better, widest = better_blur_model(reading), ": the widest the reading covers, the blur may be wider"
-    coded = ("read through this JPEG's quantisation, whose steps strip the finest detail and noise; "
-             if (reading.coded if key == "sigma" else reading.radius_coded) else "")
-    coded += EDGE_CAPPED if (reading.capped if key == "sigma" else reading.radius_capped) else ""
+    was_coded, was_capped = ((reading.coded, reading.capped) if key == "sigma" else
+                             (reading.radius_coded, reading.radius_capped))
+    coded = "read through this JPEG's quantisation, whose steps strip the finest detail and noise; " if was_coded else ""
+    coded += EDGE_CAPPED if was_capped else ""
     if task == "deblur-gauss":
         params["sigma"] = round(max(reading.width, MIN_BLUR_SIGMA), 2)
         notes = [f"estimated Gaussian blur sigma {params['sigma']:.2f} px ({coded}-p sigma=S sets it)"
