@@ -501,10 +501,10 @@ def test_cli_names_small_images_says_a_failure_once_under_quiet_and_leaves_out_e
 
 
 def test_grids_show_this_runs_pictures_and_a_changed_folder_is_refused(assets, tmp_path):
-    """A resume with another seed, then the first seed again: the grid's pictures are the first seed's again (they
-    were another run's, kept since the file existed); the grid has --grid-images rows whatever other sample folders
-    lie there; an image in a subfolder gets a flat sample folder; a photo added before a --resume (which shifts the
-    indexes the measurements are drawn from) is refused."""
+    """A resume with another seed is refused (its pictures and reports would replace the first run's), the same
+    seed goes on; the grid has --grid-images rows whatever other sample folders lie there; an image in a subfolder
+    gets a flat sample folder; a photo added before a --resume (which shifts the indexes the measurements are drawn
+    from) is refused."""
     import hashlib
     import shutil
 
@@ -524,8 +524,9 @@ def test_grids_show_this_runs_pictures_and_a_changed_folder_is_refused(assets, t
     measurement = out / "samples" / "sr4" / "im0" / "measurement.png"
     bench(0, False)
     first = digest(measurement)
-    bench(1, True)
-    assert digest(measurement) != first  # seed 1's noise
+    with pytest.raises(ValueError, match="seed 0, this run uses 1 .the folder's sample pictures and reports"):
+        bench(1, True)
+    assert digest(measurement) == first
     (out / "samples" / "sr4" / "zz_other").mkdir()  # a stray folder: not a grid row
     bench(0, True)
     assert digest(measurement) == first

@@ -447,6 +447,10 @@ def test_bench_out_that_cannot_be_written_is_one_line(tmp_path):
     res = run("bench", "--dataset", "builtin", "--methods", "classical", "--tasks", "denoise", "--out",
               "/proc/ncvsd-bench", "--device", "cpu")
     assert res.exit_code == 2 and "--out /proc/ncvsd-bench: cannot write there" in res.stderr, res.output
+    (tmp_path / "afile").write_text("x")
+    res = run("bench", "--dataset", "builtin", "--methods", "classical", "--tasks", "denoise", "--out",
+              tmp_path / "afile", "--device", "cpu")
+    assert res.exit_code == 2 and "afile exists and is not a folder" in res.stderr, res.output
 
 
 # ------------------------------------------------------------------------------------------- bench

@@ -587,6 +587,12 @@ def test_data_without_images_is_named(tmp_path, kind):
     assert not (tmp_path / "a").exists()
 
 
+def test_missing_data_is_said_to_be_missing(tmp_path):
+    res = runner.invoke(app, ["train", "--data", str(tmp_path / "nonexist"), "--out", str(tmp_path / "a"),
+                              "--duration", "1steps", "--quiet", *TINY])
+    assert res.exit_code == 2 and "nor a zip file (it does not exist)" in res.stderr, res.output
+
+
 def test_a_file_that_is_no_image_fails_at_the_start_and_one_that_decodes_badly_keeps_the_steps(tmp_path):
     """Every header is read when the data opens (a text file named .png failed ~40 steps in, losing them); a file
     whose header reads but whose pixels are cut off fails when first drawn, after the state of the last finished step

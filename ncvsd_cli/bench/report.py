@@ -219,7 +219,8 @@ def sample_path(out: str | os.PathLike, task: str, image: str, name: str) -> Pat
 def claim_samples(out: str | os.PathLike, task: str, image: str, origin: dict[str, Any]) -> None:
     """Make an image's sample folder this run's (`origin`: dataset and seed): pictures another dataset's image of
     that name or another seed left there are removed (their rows stay in the CSV; a --resume of that run draws
-    them again), so a grid never shows another run's pictures beside this run's numbers."""
+    them again), so a grid never shows another run's pictures beside this run's numbers. A --resume of another
+    dataset or seed is refused (`runner._check_settings`): this serves folders written before that refusal."""
     folder = sample_path(out, task, image, "x").parent
     record = folder / "origin.json"
     try:

@@ -182,7 +182,7 @@ def _load_networks(cfg: BenchConfig, device: str, quiet: bool = False) -> _Netwo
            if m is not None and hasattr(m, "img_resolution")}
     if len(set(res.values())) > 1 and cfg.resolution is None:
         raise ValueError(f"generator and teacher were trained at different resolutions {res}: pass --resolution")
-    nets.info["resolution"] = next(iter(res.values()), None)
+    nets.info["trained_resolution"] = next(iter(res.values()), None)  # the images run at: config "resolution"
     return nets
 
 
@@ -255,6 +255,8 @@ def _environment(device: str) -> dict[str, Any]:
 
 def _check_writable(out: Path) -> None:
     """Create `out` and a file in it, or ValueError naming --out (read-only, /proc, a file in the way)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder: choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".ncvsd-probe.", dir=out)
@@ -279,8 +281,10 @@ SETTINGS_JSON = "run_settings.json"
 
 
 def _run_settings(cfg: BenchConfig, nets: _Networks, plan: _Plan) -> dict[str, Any]:
-    """What the rows of a folder must share beyond their key: resolution, networks, precision and presets."""
-    return {"resolution": plan.shape[-1], "precision": cfg.precision, "preset_file": cfg.preset_file,
+    """What the rows of a folder must share beyond their key: dataset and seed (its sample pictures and reports
+    show one run's), resolution, networks, precision and presets."""
+    return {"dataset": plan.data.name, "seed": cfg.seed, "resolution": plan.shape[-1], "precision": cfg.precision,
+            "preset_file": cfg.preset_file,
             "preset": cfg.preset,
             **{kind: nets.info[kind]["path"] for kind in ("generator", "teacher") if kind in nets.info}}
 
@@ -296,7 +300,9 @@ def _check_settings(out: Path, settings: dict[str, Any], rank: int, resume: bool
         earlier = {}
     for key, value in settings.items():
         if key in earlier and earlier[key] != value:
-            raise ValueError(f"{out} holds rows computed with {key} {earlier[key]!r}, this run uses {value!r}; "
+            why = (" (the folder's sample pictures and reports would become this run's, and a --resume of the "
+                   "earlier run would compute its grid rows again)" if key in ("dataset", "seed") else "")
+            raise ValueError(f"{out} holds rows computed with {key} {earlier[key]!r}, this run uses {value!r}{why}; "
                              "choose another --out")
     if rank == 0:
         from ncvsd_cli.images import atomic_write_bytes
@@ -360,13 +366,14 @@ def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int)
     from ncvsd_cli.sampling.presets import build_operator, task_settings
     from operators.params import MissingParameter
 
-    resolution = cfg.resolution or nets.info["resolution"] or DEFAULT_RESOLUTION.get(cfg.dataset, FALLBACK_RESOLUTION)
+    resolution = (cfg.resolution or nets.info["trained_resolution"]
+                  or DEFAULT_RESOLUTION.get(cfg.dataset, FALLBACK_RESOLUTION))
     from ncvsd_cli.networks.build import network_multiple
 
     multiple = max([network_multiple(c) for c in nets.configs.values()] or [1])
     if resolution % multiple:  # the networks are convolutional: any size they can down-sample evenly
         raise ValueError(f"--resolution {resolution} must be a multiple of {multiple} for these networks "
-                         f"(trained at {nets.info['resolution']} px)")
+                         f"(trained at {nets.info['trained_resolution']} px)")
     from ncvsd_cli.metrics import LPIPS_MIN_SIZE
 
     least = LPIPS_MIN_SIZE.get(cfg.lpips, 0)

@@ -115,7 +115,8 @@ def bench(
                               help="LPIPS backbone (named in every output)."),
     best_of: int = typer.Option(1, "--best-of", metavar="K", min=1, show_default=True,
                                 help="Runs per image; K > 1 adds a summary labelled best-of-K."),
-    resume: bool = typer.Option(False, "--resume", help="Skip rows already in --out."),
+    resume: bool = typer.Option(False, "--resume", help="Skip rows already in --out (the same dataset, seed, "
+                                "resolution, networks and presets; others are refused: choose another --out)."),
     device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda|cuda:N", show_default=True),
     precision: str = typer.Option("auto", "--precision", metavar="auto|fp32|bf16", show_default=True,
                                   help="Network precision. auto: the generator in bfloat16 on CPUs with native "

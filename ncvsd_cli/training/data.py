@@ -264,7 +264,9 @@ def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> Image
                 handle["zf"] = zipfile.ZipFile(path)
             return handle["zf"].read(name)
     else:
-        raise ValueError(f"--data {str(path)!r} is neither 'builtin', 'photos', a folder of images nor a zip file")
+        missing = "" if path.exists() else " (it does not exist)"
+        raise ValueError(f"--data {str(path)!r} is neither 'builtin', 'photos', a folder of images nor a zip "
+                         f"file{missing}")
     if not rel:
         raise ValueError(f"--data {str(path)!r} holds no images ({', '.join(_IMAGE_SUFFIXES)}; hidden files and "
                          "ncvsd run folders are left out)")
