@@ -34,8 +34,9 @@ RULES = {"before": (SETTINGS[0], 0.05, 1.0), "now": (SETTINGS[1], restore.NOISE_
 QUANT = 2 / 255 / 12**0.5  # std of rounding to 8 bits on the [-1, 1] scale
 
 
-def haar_sigma(y: torch.Tensor) -> float:
-    """The estimator replaced: median(|HH|)/0.6745 of the finest diagonal Haar details, mean over channels."""
+def haar_sigma(y: torch.Tensor, clipped: torch.Tensor | None = None) -> float:
+    """The estimator replaced: median(|HH|)/0.6745 of the finest diagonal Haar details, mean over channels
+    (`clipped`, `estimate_noise_sigma`'s, is ignored: it read every pixel)."""
     z = images.centre_crop(y[0], measurement.NOISE_WINDOW).double()
     h, w = z.shape[-2] // 2 * 2, z.shape[-1] // 2 * 2
     if h == 0 or w == 0:

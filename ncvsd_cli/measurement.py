@@ -522,7 +522,19 @@ def distinct_channels(z: torch.Tensor) -> torch.Tensor:
     return z[[c for c in range(len(z)) if all((z[c] - z[k]).abs().max() > GREY_TOLERANCE for k in range(c))]]
 
 
-def estimate_noise_sigma(y: torch.Tensor) -> float:
+#: Pixels with a channel within this of the range's ends ([-1, 1] scale: 1.5 levels of 8 bits) are clipped: noise
+#: there is cut off, so a flat clipped area (a blown sky, a white backdrop, crushed shadows) shows little or none.
+CLIP_MARGIN = 3 / 255
+
+
+def clipped_pixels(y: torch.Tensor) -> torch.Tensor:
+    """(1, 1, h, w) bool: the pixels of y (1, C, h, w, [-1, 1] scale) with a channel within CLIP_MARGIN of -1 or 1;
+    none where y strays beyond [-1, 1] (values a file cannot hold: y was never clipped, e.g. x + noise in Python)."""
+    beyond = bool((y.abs() > 1 + 1e-6).any())
+    return ((y <= -1 + CLIP_MARGIN) | (y >= 1 - CLIP_MARGIN)).any(dim=1, keepdim=True) & (not beyond)
+
+
+def estimate_noise_sigma(y: torch.Tensor, clipped: torch.Tensor | None = None) -> float:
     """The std (on the [-1, 1] scale, >= 0) of white Gaussian noise in y (1, C, h, w), from the eigenvalues of the
     covariance of its overlapping p x p patches, all channels together (Chen, Zhu & Heng, "An Efficient Statistical
     Method for Image Noise Level Estimation", ICCV 2015): white noise adds sigma^2 to every eigenvalue, a picture's
@@ -533,6 +545,9 @@ def estimate_noise_sigma(y: torch.Tensor) -> float:
     give 0. Large images are read on their centre NOISE_WINDOW-px square, thinned to NOISE_MAX_PATCHES patches.
     Channels within GREY_TOLERANCE of an earlier one everywhere (a grey photo as RGB, a grey JPEG's rounding) are
     read once: copies of the noise would leave their patches' differences noise-free and it would read 0.
+    clipped: (1, 1, h, w), > 0 at y's clipped pixels (`clipped_pixels`): patches holding one are left out while at
+    least 20 x C p^2 others remain (else every patch is read), the stride chosen from those kept. Not the default:
+    a clean photo whose only flat areas clip then reads its texture as noise (benchmarks/clipped-noise/).
     One channel left (a grey photo) has no colour redundancy, whose noise-only directions the reading rests on:
     clean grey photos read 0.045-0.095 (validation photos at 256 px). It is then read again on the weakly textured
     patches only (Liu, Tanaka & Okutomi, "Single-Image Noise Level Estimation for Blind Denoising", IEEE TIP
@@ -546,11 +561,17 @@ def estimate_noise_sigma(y: torch.Tensor) -> float:
     p = noise_patch_side(c, h, w)
     if p == 0:
         return 0.0
-    stride = max(1, math.ceil(math.sqrt((h - p + 1) * (w - p + 1) / NOISE_MAX_PATCHES)))
-    patches = torch.nn.functional.unfold(z[None], p, stride=stride)[0]  # (C p p, patches)
+    free = torch.ones(h - p + 1, w - p + 1, dtype=torch.bool)  # the patches read
+    if clipped is not None:
+        cut = images.centre_crop(clipped[0], NOISE_WINDOW).double()[None]  # (1, 1, h, w): > 0 where clipped
+        unclipped = torch.nn.functional.max_pool2d(cut, p, stride=1)[0, 0] == 0
+        free = unclipped if int(unclipped.sum()) >= 20 * c * p * p else free
+    stride = max(1, math.ceil(math.sqrt(int(free.sum()) / NOISE_MAX_PATCHES)))
+    kept = free[::stride, ::stride].flatten()
+    patches = torch.nn.functional.unfold(z[None], p, stride=stride)[0][:, kept]  # (C p p, patches)
     var = _noise_variance(patches)
     if c == 1:  # one channel: no colour redundancy leaves noise-only directions, so texture reads as noise
-        energy = _gradient_energy(z, p)[::stride, ::stride].flatten()
+        energy = _gradient_energy(z, p)[::stride, ::stride].flatten()[kept]
         for _ in range(WEAK_TEXTURE_ROUNDS):  # Liu, Tanaka & Okutomi 2013: re-read on the weak-texture patches
             weak = energy < var * _noise_energy_quantile(p)
             if int(weak.sum()) < 4 * p * p:
@@ -565,7 +586,8 @@ def estimate_noise_sigma(y: torch.Tensor) -> float:
 LUMA_NOISE_GAIN = math.sqrt(sum(w * w for w in images.LUMA_WEIGHTS))
 
 
-def estimate_luma_noise_sigma(y: torch.Tensor, coarse: bool = False, *, scale: int | None = None) -> float:
+def estimate_luma_noise_sigma(y: torch.Tensor, coarse: bool = False, *, scale: int | None = None,
+                              skip_clipped: bool = False) -> float:
     """The per-channel std (on the [-1, 1] scale, >= 0) of white RGB noise in y (1, 3, h, w), read on its luma
     alone (`estimate_noise_sigma` of 0.299 R + 0.587 G + 0.114 B, a one-channel image) / LUMA_NOISE_GAIN; coarse:
     on the luma's 2 x 2 means, x 2 (white noise halves there). Made for JPEGs and camera noise. A JPEG's 4:2:0
@@ -579,22 +601,27 @@ def estimate_luma_noise_sigma(y: torch.Tensor, coarse: bool = False, *, scale: i
     those, x 4) agrees with it (`coarse_luma_is_noise`). A camera's demosaicing also leaves its noise in the coarse
     luma only (`coarse_luma_noise`). Images whose channels are one grey (`distinct_channels`) read as
     `estimate_noise_sigma`
-    (coarse: of the 2 x 2 means, x 2). 0 for an image too small to read at that scale."""
+    (coarse: of the 2 x 2 means, x 2). 0 for an image too small to read at that scale. skip_clipped: patches with a
+    pixel clipped in y (`clipped_pixels`) are left out (`estimate_noise_sigma`'s `clipped`)."""
     k = scale or (2 if coarse else 1)
     y = images.centre_crop(y, k * NOISE_WINDOW)  # what is read, before any copy
     z = y.double()
     if y.shape[1] == 3 and len(distinct_channels(y[0])) == 3:
         z = sum(w * z[:, c : c + 1] for c, w in enumerate(images.LUMA_WEIGHTS)) / LUMA_NOISE_GAIN
-    return noise_sigma_on_means(z, k)
+    return noise_sigma_on_means(z, k, clipped_pixels(y) if skip_clipped else None)
 
 
-def noise_sigma_on_means(y: torch.Tensor, k: int) -> float:
+def noise_sigma_on_means(y: torch.Tensor, k: int, clipped: torch.Tensor | None = None) -> float:
     """`estimate_noise_sigma` of y's k x k means (k >= 1), x k: the std (>= 0) of white noise in y as it shows at
-    that scale (white noise's std falls by k there). y (1, C, h, w) is read on its centre k * NOISE_WINDOW square."""
-    import torch
+    that scale (white noise's std falls by k there). y (1, C, h, w) is read on its centre k * NOISE_WINDOW square;
+    `clipped` (1, 1, h, w) bool or None: as `estimate_noise_sigma`'s (a mean over a clipped pixel is clipped)."""
+    import torch.nn.functional as F
 
     y = images.centre_crop(y, k * NOISE_WINDOW).double()
-    return k * estimate_noise_sigma(torch.nn.functional.avg_pool2d(y, k)) if k > 1 else estimate_noise_sigma(y)
+    clipped = None if clipped is None else images.centre_crop(clipped, k * NOISE_WINDOW).double()
+    if k == 1:
+        return estimate_noise_sigma(y, clipped)
+    return k * estimate_noise_sigma(F.avg_pool2d(y, k), None if clipped is None else F.avg_pool2d(clipped, k))
 
 
 def cell_colour(y: torch.Tensor) -> float:

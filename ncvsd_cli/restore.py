@@ -484,6 +484,10 @@ class Restorer:
                 notes += colourless_luma_notes(refused)
             if jpeg_sigma is not None and task == "denoise" and not refused:  # blurs and sr: a small or blurred
                 notes += lossy_level_notes(coarse, sigma_y)  # photo's 2x2 means hold texture
+            if not any("give --sigma-y" in n for n in notes):  # one level suggested at most
+                notes += clipped_level_notes(seen, sigma_y, scale, (low, bounds[1]),
+                                             backs=backed if jpeg_sigma is not None else None,
+                                             blur=task.startswith("deblur"))
         if task in KEEP_PHOTO_PIXELS and self.options.sigma_y is None and "sigma_y" not in preset:
             sigma_y = 0.0
             ripples = ("; this file's lossy coding smears the marks 2-3 px beyond the mask, kept too: if outlines of "
@@ -1062,6 +1066,41 @@ LOSSY_LEVEL_NOTE_RATIO = 2.0
 #: ... and at least this (clean sharp JPEGs of training photos read 0.005-0.013 there; textured ones up to 0.07,
 #: which the note's "if the result stays grainy" leaves to the eye).
 LOSSY_LEVEL_NOTE_MIN = 0.02
+
+
+#: A photo with at least this share of its pixels clipped (`measurement.clipped_pixels`) whose level read without
+#: them (`clipped_level_notes`) is CLIPPED_NOTE_RATIO times the level taken or more gets a note naming it ...
+CLIPPED_NOTE_SHARE = 0.1
+CLIPPED_NOTE_RATIO = 1.5
+#: ... and at least this (clean photos' readings under it are texture's or quantisation's).
+CLIPPED_NOTE_MIN = 0.03
+
+
+def clipped_level_notes(y: torch.Tensor, sigma_y: float, scale: float, bounds: tuple[float, float],
+                        backs: Callable[[float], bool] | None = None, blur: bool = False) -> list[str]:
+    """A note for a photo y (1, C, h, w) with CLIPPED_NOTE_SHARE or more of it clipped (blown highlights, crushed
+    shadows: their noise is cut off, and a flat clipped area reads as noise-free), whose level read without its
+    clipped patches is well above `sigma_y`, the level taken: that level, as this task would take a reading
+    (x `scale`, within `bounds`), is named for --sigma-y. The reading: the colour one (`estimate_noise_sigma(y,
+    clipped)`), for a lossy colour file the luma's (`estimate_luma_noise_sigma(y, skip_clipped=True)`) where
+    `backs` (`measurement.coded_colour_backs`) passes it. Not taken by default: a clean photo whose only flat areas
+    clip reads its texture there (a castle with its sky blown: 0.18; benchmarks/clipped-noise/). [] otherwise."""
+    from ncvsd_cli.measurement import clipped_pixels, estimate_luma_noise_sigma, estimate_noise_sigma
+
+    clipped = clipped_pixels(y)
+    share = float(clipped.float().mean())
+    if share < CLIPPED_NOTE_SHARE:
+        return []
+    lossy_colour = backs is not None and y.shape[1] == 3
+    other = estimate_luma_noise_sigma(y, skip_clipped=True) if lossy_colour else estimate_noise_sigma(y, clipped)
+    if lossy_colour and not backs(other):
+        return []
+    level = min(max(round(round(scale * other / NOISE_STEP) * NOISE_STEP, 4), bounds[0]), bounds[1])
+    if not level >= max(CLIPPED_NOTE_RATIO * sigma_y, CLIPPED_NOTE_MIN):
+        return []
+    return [(f"{share:.0%} of the image is clipped (blown highlights or crushed shadows, where noise is cut off); "
+             f"read on the rest, the noise level would be {level:g}, which may be a clean photo's texture: if the "
+             f"result stays grainy{' or rings' if blur else ''}, give --sigma-y {level:g}")]
 
 
 def lossy_level_notes(coarse: float, sigma_y: float) -> list[str]:
