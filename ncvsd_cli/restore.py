@@ -472,7 +472,7 @@ class Restorer:
                 luma_why = " on the luma's 2x2 means, where a camera's demosaiced noise shows"
             read, on_luma = max(read, luma), luma > read and scale * luma > low  # the luma set the level
             estimate = scale * read
-            sigma_y = min(max(round(round(estimate / NOISE_STEP) * NOISE_STEP, 4), low), bounds[1])
+            sigma_y = stepped_level(estimate, low, bounds[1])
             why = f", raised for {lossy_coding_name(jpeg_coding)}" if low > bounds[0] else ""
             bound = f"at least {low:g}{why}" if estimate < low else f"at most {bounds[1]}"
             how = [f"read {read:.4f}" + (luma_why if on_luma else "") + f", in steps of {NOISE_STEP:g}"]
@@ -480,14 +480,12 @@ class Restorer:
             how += [] if low <= estimate <= bounds[1] else [bound]
             notes.append(f"estimated noise level sigma_y {sigma_y:g} on the [-1, 1] scale ({'; '.join(how)}) "
                          "(--sigma-y sets it)")
-            if jpeg_sigma is not None:
-                notes += colourless_luma_notes(refused)
+            other = colourless_luma_notes(refused) if jpeg_sigma is not None else []  # each names a level:
             if jpeg_sigma is not None and task == "denoise" and not refused:  # blurs and sr: a small or blurred
-                notes += lossy_level_notes(coarse, sigma_y)  # photo's 2x2 means hold texture
-            if not any("give --sigma-y" in n for n in notes):  # one level suggested at most
-                notes += clipped_level_notes(seen, sigma_y, scale, (low, bounds[1]),
-                                             backs=backed if jpeg_sigma is not None else None,
-                                             blur=task.startswith("deblur"))
+                other += lossy_level_notes(coarse, sigma_y)  # photo's 2x2 means hold texture
+            notes += other or clipped_level_notes(seen, sigma_y, scale, (low, bounds[1]),  # one at most
+                                                  backs=backed if jpeg_sigma is not None else None,
+                                                  blur=task.startswith("deblur"))
         if task in KEEP_PHOTO_PIXELS and self.options.sigma_y is None and "sigma_y" not in preset:
             sigma_y = 0.0
             ripples = ("; this file's lossy coding smears the marks 2-3 px beyond the mask, kept too: if outlines of "
@@ -1068,6 +1066,11 @@ LOSSY_LEVEL_NOTE_RATIO = 2.0
 LOSSY_LEVEL_NOTE_MIN = 0.02
 
 
+def stepped_level(level: float, low: float = 0.0, high: float = math.inf) -> float:
+    """A noise level (>= 0) rounded to NOISE_STEP (photos batch together), then kept within [low, high]."""
+    return min(max(round(round(level / NOISE_STEP) * NOISE_STEP, 4), low), high)
+
+
 #: A photo with at least this share of its pixels clipped (`measurement.clipped_pixels`) whose level read without
 #: them (`clipped_level_notes`) is CLIPPED_NOTE_RATIO times the level taken or more gets a note naming it ...
 CLIPPED_NOTE_SHARE = 0.1
@@ -1095,7 +1098,7 @@ def clipped_level_notes(y: torch.Tensor, sigma_y: float, scale: float, bounds: t
     other = estimate_luma_noise_sigma(y, skip_clipped=True) if lossy_colour else estimate_noise_sigma(y, clipped)
     if lossy_colour and not backs(other):
         return []
-    level = min(max(round(round(scale * other / NOISE_STEP) * NOISE_STEP, 4), bounds[0]), bounds[1])
+    level = stepped_level(scale * other, *bounds)
     if not level >= max(CLIPPED_NOTE_RATIO * sigma_y, CLIPPED_NOTE_MIN):
         return []
     return [(f"{share:.0%} of the image is clipped (blown highlights or crushed shadows, where noise is cut off); "
@@ -1108,7 +1111,7 @@ def lossy_level_notes(coarse: float, sigma_y: float) -> list[str]:
     taken (`LOSSY_LEVEL_NOTE_RATIO`, `LOSSY_LEVEL_NOTE_MIN`): that reading is the other plausible level; [] otherwise."""
     if not coarse > max(LOSSY_LEVEL_NOTE_RATIO * sigma_y, LOSSY_LEVEL_NOTE_MIN):
         return []
-    level = round(round(coarse / NOISE_STEP) * NOISE_STEP, 4)
+    level = stepped_level(coarse)
     return [(f"the luma's 2x2 means read {coarse:.3f}, which looks like texture rather than noise, so the lower "
              "level was taken; this file's lossy coding may have stripped finer noise: if the result stays grainy, "
              f"give --sigma-y {level:g}")]
@@ -1120,7 +1123,7 @@ def colourless_luma_notes(refused: float) -> list[str]:
     camera's noise reduction removed; [] for 0."""
     if not refused:
         return []
-    level = round(round(refused / NOISE_STEP) * NOISE_STEP, 4)
+    level = stepped_level(refused)
     return [(f"the luma read {refused:.3f}, but this JPEG has too little colour for noise that strong (fine texture, "
              "or a camera's chroma noise reduction), so the lower level was taken: if the result stays grainy, give "
              f"--sigma-y {level:g}")]
