@@ -163,9 +163,10 @@ def url_download(url: str, dest: str | os.PathLike, *, force: bool = False, quie
             except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # incl. IncompleteRead
                 if attempt == RETRIES:
                     reason = getattr(exc, "reason", None) or exc
-                    raise CheckpointError(f"download of {url} failed ({' '.join(str(reason).split())}); "
-                                          f"{part.stat().st_size if part.exists() else 0} bytes are kept in "
-                                          f"{part} and the next attempt resumes from there") from exc
+                    kept = part.stat().st_size if part.exists() else 0
+                    raise CheckpointError(f"download of {url} failed ({' '.join(str(reason).split())})" + (
+                        f"; {kept} bytes are kept in {part} and the next attempt resumes from there" if kept
+                        else "")) from exc
                 time.sleep(0.2 * (attempt + 1))
         else:  # every attempt ended in a restart (HTTP 416 on a stale part file)
             raise CheckpointError(f"download of {url} did not complete after {RETRIES + 1} attempts; run the command "

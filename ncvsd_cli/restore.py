@@ -456,7 +456,7 @@ class Restorer:
                          "(--sigma-y sets it)")
         elif unknown:
             read = estimate_noise_sigma(seen)  # a photo's noise level is unknown: the preset's 0.05 is a guess
-            scale, low = noise_level_scale(task), noise_level_floor(bounds, jpeg_sigma)
+            scale, low = noise_level_scale(task, self.network_free(task)), noise_level_floor(bounds, jpeg_sigma)
             luma, luma_why = 0.0, " on the luma (lossy coding strips the noise from the colour)"
             if jpeg_sigma is not None:  # lossy coding leaves the noise in the luma only; after a blur, or where it is
                 # white noise (not a sharp photo's texture), on its 2x2 means
@@ -475,9 +475,9 @@ class Restorer:
             sigma_y = stepped_level(estimate, low, bounds[1])
             why = f", raised for {lossy_coding_name(jpeg_coding)}" if low > bounds[0] else ""
             bound = f"at least {low:g}{why}" if estimate < low else f"at most {bounds[1]}"
-            how = [f"read {read:.4f}" + (luma_why if on_luma else "") + f", in steps of {NOISE_STEP:g}"]
+            how = [f"read {read:.4f}" + (luma_why if on_luma else "")]  # then as it is rounded to sigma_y
             how += [f"a blur is restored at {scale:g}x the level read, {estimate:.4f}"] if scale != 1 else []
-            how += [] if low <= estimate <= bounds[1] else [bound]
+            how += [f"in steps of {NOISE_STEP:g}"] + ([] if low <= estimate <= bounds[1] else [bound])
             notes.append(f"estimated noise level sigma_y {sigma_y:g} on the [-1, 1] scale ({'; '.join(how)}) "
                          "(--sigma-y sets it)")
             other = colourless_luma_notes(refused) if jpeg_sigma is not None else []  # each names a level:
@@ -578,6 +578,15 @@ class Restorer:
         if opts.method == self.options.method and task == self.options.task:
             return self
         return self.with_options(opts)
+
+    def network_free(self, task: str) -> bool:
+        """Whether `task` is restored by a classical method here (--method wiener, classical, ...; no network)."""
+        from ncvsd_cli.sampling.methods import get_method
+
+        try:
+            return get_method(self.options_for(task).method).needs == "none"
+        except ValueError:  # options that do not suit the task: `run` reports it
+            return False
 
     def options_for(self, task: str) -> RestoreOptions:
         """These options for `task`, validated (its preset's method when none is set); ValueError when they do not
@@ -795,19 +804,27 @@ def better_blur_model(reading) -> str | None:
 
 def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int], lossy: bool = False) -> list[str]:
     """Sets params' blur width (deblur-gauss: "sigma") or disk radius (deblur-defocus: "radius") from `reading`
-    (`blur_estimate.read_blur`; None: the image is under 32 px or flat, the preset's value stays) and returns the
+    (`blur_estimate.read_blur`; None: the image is flat, the preset's value stays) and returns the
     notes that say so: an unblurred look, a reading at the widest blur read, a small image's loose reading, the
     other blur model fitting better (`better_blur_model`; from a `lossy` file, a JPEG, a disk said as unsure: JPEGs
     of 3-px Gaussian blurs of the 6 training views all fit a disk better too; a Gaussian not said), a kernel_size
     cutting a Gaussian's tails; from a `lossy` file "looks unblurred" adds that the coding may hide a blur; a
     reading made through a JPEG's coding (`reading.coded`) or lowered by the image's edges (`reading.capped`) says
     so."""
-    from ncvsd_cli.blur_estimate import MAX_RADIUS, MAX_SIGMA, MIN_RADIUS, RADIUS_STEP
+    from ncvsd_cli.blur_estimate import MAX_RADIUS, MAX_SIGMA, MIN_RADIUS, MIN_SIZE, RADIUS_STEP
 
     key = BLUR_READ[task]
     what = "width" if key == "sigma" else "radius"
+    smallest = DEFOCUS_READ_MIN_SIDE if task == "deblur-defocus" else MIN_SIZE
+    if min(size) < smallest:  # the preset's blur on a small image that is not blurred by it ruins it (40x30 px
+        # thumbnail, sigma 3: 8.8 dB vs the input's 35)
+        why = (f"(under {DEFOCUS_READ_MIN_SIDE} px sharp photos read as 4-7 px disks and are ruined)"
+               if task == "deblur-defocus" else f"(under {MIN_SIZE} px)")
+        named = "a defocus radius" if task == "deblur-defocus" else "a blur width"
+        raise ValueError(f"{size[1]}x{size[0]} px is too small to read {named} from {why}: give the {what}, "
+                         f"-p {key}={key[0].upper()} (px)")
     if reading is None:
-        return [f"blur {what} not estimated (image under 32 px or flat): {key} {params.get(key)} px"]
+        return [f"blur {what} not estimated (a flat image): {key} {params.get(key)} px"]
     better, widest = better_blur_model(reading), ": the widest the reading covers, the blur may be wider"
     was_coded, was_capped = ((reading.coded, reading.capped) if key == "sigma" else
                              (reading.radius_coded, reading.radius_capped))
@@ -831,10 +848,6 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
             notes.append(f"kernel_size {params['kernel_size']} cuts off the estimated Gaussian's tails "
                          f"(it needs >= {need}): the blur is modelled truncated")
     else:
-        if min(size) < DEFOCUS_READ_MIN_SIDE:
-            raise ValueError(f"{size[1]}x{size[0]} px is too small to read a defocus radius from (under "
-                             f"{DEFOCUS_READ_MIN_SIDE} px sharp photos read as 4-7 px disks and are ruined): give "
-                             "the radius, -p radius=R (px)")
         params["radius"] = max(reading.radius, MIN_RADIUS)
         notes = [f"estimated defocus radius {params['radius']:g} px ({coded}-p radius=R sets it)"
                  + (": the image looks unblurred" + (LOSSY_HIDDEN_BLUR.format("-p radius=R") if lossy else "")
@@ -1034,14 +1047,16 @@ def noise_level_bounds(task: str) -> tuple[float, float] | None:
     return None
 
 
-def noise_level_scale(task: str) -> float:
+def noise_level_scale(task: str, network_free: bool = False) -> float:
     """The factor (0-1] between the noise level read from a plain image of `task` and the level it is restored at:
-    BLUR_NOISE_SCALE for blurs (on validation photos with noise 0.08 and 0.15 the default sampler deblurred best at
-    0.7x the true level: benchmarks/noise-estimator/), 1 for the rest."""
+    BLUR_NOISE_SCALE for blurs restored with a network (on validation photos with noise 0.08 and 0.15 the default
+    sampler deblurred best at 0.7x the true level: benchmarks/noise-estimator/), 1 for the rest and for a
+    `network_free` method (a Wiener filter at 0.7x the level amplified the noise: kite, Gaussian blur 2.5 px, noise
+    0.04: 27.1 dB vs 29.6 at the level read, the blurred input 32.0)."""
     import operators
     from operators.blur import CircularBlur
 
-    return BLUR_NOISE_SCALE if issubclass(operators.get(task), CircularBlur) else 1.0
+    return BLUR_NOISE_SCALE if issubclass(operators.get(task), CircularBlur) and not network_free else 1.0
 
 
 def noise_level_floor(bounds: tuple[float, float], jpeg_sigma: float | None = None) -> float:

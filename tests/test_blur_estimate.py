@@ -4,6 +4,7 @@ model describes exactly (a power law), through the operator, after JPEG, and in 
 import io
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -272,6 +273,32 @@ def test_a_small_images_defocus_note_does_not_quote_the_gaussians_numbers():
     gauss = blur_notes("deblur-gauss", BlurReading(1.5, 3.0, 0.0, 5000), {}, (64, 80))[0]
     disk = blur_notes("deblur-defocus", BlurReading(1.5, 3.0, 0.0, 5000), {}, (100, 120))[0]
     assert "read 0.9-1.8" in gauss and "little evidence of the radius" in disk and "0.9-1.8" not in disk
+
+
+@pytest.mark.parametrize(("task", "said"), [
+    ("deblur-gauss", "a blur width from (under 32 px): give the width, -p sigma=S"),
+    ("deblur-defocus", "a defocus radius from (under 96 px"),
+])
+def test_a_blur_is_not_guessed_for_an_image_too_small_to_read_it(tmp_path, task, said):
+    """A 40x30 thumbnail was deconvolved with the preset's 3-px Gaussian (the reading needs 32 px): worm-like
+    stripes at 8.8 dB where the input had 35. It fails alone, asking for the width; a flat image keeps the preset."""
+    from typer.testing import CliRunner
+
+    from ncvsd_cli.cli import app
+    from ncvsd_cli.images import save_image
+    from ncvsd_cli.restore import blur_notes
+
+    with pytest.raises(ValueError, match=re.escape(f"40x30 px is too small to read {said}")):
+        blur_notes(task, None, {}, (30, 40))
+    key = "sigma" if task == "deblur-gauss" else "radius"
+    flat = f"blur {'width' if key == 'sigma' else 'radius'} not estimated (a flat image): {key} 3.0 px"
+    assert blur_notes(task, None, {key: 3.0}, (128, 128)) == [flat]
+    save_image(power_law_field(30, 40, 0.0, seed=2), str(tmp_path / "thumb.png"))
+    args = ["restore", "--task", task, "--method", "wiener", "-q", str(tmp_path / "thumb.png"), "-o",
+            str(tmp_path / "out.png")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1 and "too small to read" in res.stderr and not (tmp_path / "out.png").exists()
+    assert CliRunner().invoke(app, [*args, "-p", f"{key}=1"]).exit_code == 0
 
 
 def test_a_defocus_radius_is_not_read_from_an_image_under_96_px(tmp_path):

@@ -438,6 +438,7 @@ def test_restore_plain_png_any_size(task, tmp_path, ckpt):
     f = getattr(operators.get(task), "factor", 1)
     src = _png(tmp_path / "in.png", 7, 5)  # odd: padded to the network's multiple and cropped back
     seed = ["-p", "seed=2"] if task == "inpaint-random" else []  # which pixels are missing
+    seed += ["-p", "sigma=1"] if task == "deblur-gauss" else []  # under 32 px no blur width is read
     res = run("restore", "--task", task, src, "-c", ckpt, *FAST, "--no-sidecar", *seed)
     assert res.exit_code == 0, res.output
     assert Image.open(tmp_path / f"in_{task}.png").size == (5 * f, 7 * f)
@@ -520,7 +521,8 @@ def test_restore_directory_with_a_corrupt_file(tmp_path, ckpt):
     _png(d / "a.png", seed=1)
     _png(d / "c.png", seed=2)
     (d / "b.png").write_bytes(_png(tmp_path / "x.png").read_bytes()[:50])
-    res = run("restore", "--task", "deblur-gauss", d, "-o", tmp_path / "out", "-c", ckpt, *FAST, "--json")
+    res = run("restore", "--task", "deblur-gauss", d, "-o", tmp_path / "out", "-c", ckpt, *FAST, "--json", "-p",
+              "sigma=1")
     assert res.exit_code == 1
     assert _files(tmp_path / "out") == {"a.png", "c.png"}
     assert "b.png" in res.stderr and "Traceback" not in res.output
@@ -1074,6 +1076,7 @@ def test_sample_class_conditional(tmp_path):
 def test_other_methods(tmp_path, method):
     src = _png(tmp_path / "i.png", 6, 6)
     ck = [] if method == "wiener" else ["-c", _ckpt(tmp_path, kind="teacher"), "--nfe", "50" if method == "daps" else "5"]
+    ck += ["-p", "sigma=1"]  # 6 px: too small to read the blur width from
     res = run("restore", "--task", "deblur-gauss", src, "--method", method, *ck, "--json")
     assert res.exit_code == 0, res.output
     if method == "wiener":  # no network evaluations to set

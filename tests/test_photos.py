@@ -296,6 +296,46 @@ def test_folder_source_rejects_bad_scales(tmp_path):
         data.folder_or_zip_source(tmp_path)
 
 
+@pytest.mark.parametrize(("meta", "match"), [
+    ("{not json", "dataset.json is not valid JSON"),
+    ("[1, 2]", "holds a JSON list, not an object"),
+    ('{"labels": [["a.png", 0]]}', "gives no label for b.png"),
+    ('{"labels": [["a.png", "cat"], ["b.png", 1]]}', "label 'cat' of a.png is not a class number"),
+    ('{"labels": {"a.png": 0}}', "must be a list of"),
+    ('{"scales": "half"}', "scales"),
+])
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_a_malformed_dataset_json_is_named_in_the_error(tmp_path, meta, match, as_zip):
+    files = {"a.png": _png(_colour(9, 9)), "b.png": _png(_colour(9, 9, 1)), "dataset.json": meta.encode()}
+    where = tmp_path / "set"
+    if as_zip:
+        where = tmp_path / "set.zip"
+        with zipfile.ZipFile(where, "w") as zf:
+            for name, content in files.items():
+                zf.writestr(name, content)
+    else:
+        where.mkdir()
+        for name, content in files.items():
+            (where / name).write_bytes(content)
+    with pytest.raises(ValueError, match=re.escape(match)) as info:
+        data.folder_or_zip_source(where)
+    assert "dataset.json" in str(info.value)
+
+
+def test_labels_follow_their_images_and_gifs_are_counted_left_out(tmp_path):
+    """Every format `restore` reads trains but GIF (palette: banding), which the warning counts; PGM trains as grey."""
+    for name, fmt, a in [("a.png", "PNG", _colour(9, 9)), ("b.PGM", "PPM", _colour(9, 9)[..., 0]),
+                         ("c.gif", "GIF", _colour(9, 9))]:
+        (tmp_path / name).write_bytes(_png(a, fmt))
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": [["a.png", 3], ["b.PGM", 1]]}))
+    src = data.folder_or_zip_source(tmp_path)
+    assert len(src) == 2 and src.labels == [3, 1] and src.get(1).shape == (9, 9, 3)
+    assert "1 GIF file(s)" in src.warning and "c.gif" in src.warning
+    (tmp_path / "a.png").unlink(), (tmp_path / "b.PGM").unlink(), (tmp_path / "dataset.json").unlink()
+    with pytest.raises(ValueError, match="holds no images .*GIFs"):
+        data.folder_or_zip_source(tmp_path)
+
+
 def test_data_photos_reads_the_built_set(tmp_path, monkeypatch):
     monkeypatch.setenv(data.PHOTOS_ENV, str(tmp_path / "missing.zip"))
     with pytest.raises(ValueError, match="build_photos.py"):

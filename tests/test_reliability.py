@@ -389,6 +389,7 @@ def test_an_interrupted_json_run_still_ends_with_its_summary(tmp_path):
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r.get("status") for r in lines] == ["ok", None]
     assert lines[-1]["interrupted"] == "SIGTERM" and lines[-1]["exit_code"] == 143 and lines[-1]["ok"] == 1
+    assert lines[-1]["not_done"] == [str(b)]  # the input cut short, named for a rerun (a.png is done)
 
 
 def test_ctrl_c_stops_a_shell_loop_over_images(tmp_path):
@@ -549,7 +550,8 @@ def test_batch_size_reproducibility_as_promised(tmp_path):
     help_text = " ".join(run("restore", "--help").output.split())
     assert "whatever --batch-size" not in help_text and "does not depend on the other inputs" in help_text
     srcs = [_png(tmp_path / f"i{k}.png", 10, 12, seed=k) for k in range(3)]
-    common = ["--task", "deblur-gauss", "--nfe", "2", "--seed", "3", "--device", "cpu", "--precision", "fp32"]
+    common = ["--task", "deblur-gauss", "--nfe", "2", "--seed", "3", "--device", "cpu", "--precision", "fp32", "-p",
+              "sigma=1"]
     for name, args in (("b1", [*srcs, "-b", "1"]), ("b3", [*srcs, "-b", "3"]), ("alone", [srcs[2], "-b", "1"])):
         res = run("restore", *args, *common, "-o", f"{tmp_path / name}{os.sep}")
         assert res.exit_code == 0, res.output

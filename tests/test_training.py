@@ -584,11 +584,15 @@ def test_a_library_resume_without_a_duration_keeps_the_runs(tmp_path):
 
 
 def test_command_line_is_one_to_type_again(monkeypatch):
-    """Under `python -m` or torchrun the recorded command was `__main__.py train ...`."""
+    """Under `python -m` or torchrun the recorded command was `__main__.py train ...`; under torchrun it is
+    torchrun's command line as typed (--standalone was dropped)."""
+    import os
     import sys
 
+    from ncvsd_cli.training import loop
     from ncvsd_cli.training.loop import command_line
 
+    real_launcher_argv = loop.launcher_argv
     for var in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(sys, "argv", ["/venv/bin/ncvsd", "train", "--out", "a b"])
@@ -597,7 +601,17 @@ def test_command_line_is_one_to_type_again(monkeypatch):
     assert command_line() == "python -m ncvsd_cli train --out r"
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(loop, "launcher_argv", lambda: None)  # no /proc: rebuilt from the environment
     assert command_line() == "torchrun --nproc_per_node=2 --nnodes=2 -m ncvsd_cli train --out r"
+    typed = ["--standalone", "--nproc_per_node", "2", "-m", "ncvsd_cli", "train", "--out", "r"]
+    for launcher, shown in ((["/v/bin/python3", "/v/bin/torchrun", *typed], "torchrun"),
+                            (["python3", "-m", "torch.distributed.run", *typed], "python -m torch.distributed.run")):
+        monkeypatch.setattr(loop, "launcher_argv", lambda launcher=launcher: launcher)  # torchrun's, as typed
+        assert command_line() == f"{shown} --standalone --nproc_per_node 2 -m ncvsd_cli train --out r"
+    monkeypatch.setattr(loop, "launcher_argv", lambda: ["bash", "-c", "other"])  # not the launcher of this command
+    assert command_line() == "torchrun --nproc_per_node=2 --nnodes=2 -m ncvsd_cli train --out r"
+    if sys.platform == "linux":  # /proc is read: this interpreter's own command line
+        assert Path(real_launcher_argv(os.getpid())[0]).name.startswith("python")
 
 
 def test_distill_without_gan_skips_the_discriminator(tmp_path, tiny_teacher):

@@ -18,7 +18,7 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, data: str, out: str, result: str, in_use: bool = False,
-            full_disk: bool = False) -> None:
+            full_disk: bool = False, bad_file: bool = False) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
@@ -50,6 +50,24 @@ def _worker(rank: int, world: int, port: int, data: str, out: str, result: str, 
                 tr.run()
             except OSError as exc:
                 Path(f"{result}.{rank}").write_text(str(exc))
+            return
+        if bad_file:  # rank 1 alone meets an unreadable image: it leaves at once, rank 0 says why it stopped
+            from ncvsd_cli.images import ImageError
+            from ncvsd_cli.training.loop import run_then_leave
+
+            s = TeacherSettings(data=data, arch="tiny", out=out, batch=4, duration="8steps", progress=False,
+                                device="cpu", resume=True, log_every=1)
+            tr = TeacherTrainer(s, info)
+            if rank == 1:
+                def unreadable(step, real=tr.train_step):
+                    if step >= 5:
+                        raise ImageError("x.png: cannot decode image (truncated or corrupt)")
+                    return real(step)
+                tr.train_step = unreadable
+            try:
+                run_then_leave(tr.run)
+            except Exception as exc:  # noqa: BLE001 (each rank's error is the result)
+                Path(f"{result}.{rank}").write_text(f"{type(exc).__name__}: {exc}")
             return
         results = []
         for steps, resume in ((2, False), (3, True)):  # a run, then its resumption from state.pt
@@ -105,3 +123,10 @@ def test_two_process_training_identical_and_resumes(tmp_path):
     said = [Path(f"{res}-full.{r}").read_text() for r in (0, 1)]
     assert "No space left on device" in said[0] and "rank 0 could not write" in said[1], said
     assert torch.load(tmp_path / "run" / "state.pt", weights_only=True)["loop"]["step"] == 4
+    started = time.monotonic()
+    _spawn(str(data), out, res + "-bad", False, False, True, limit=120)
+    said = [Path(f"{res}-bad.{r}").read_text() for r in (0, 1)]
+    assert said[1].startswith("DataError: x.png: cannot decode") and said[0].startswith("PeerLost: another process "
+                                                                                         "of this run stopped"), said
+    assert f"{out}/state.pt, is kept: --resume continues" in said[0]
+    assert time.monotonic() - started < 45, "rank 0 waited for the barrier's 60 s instead of failing at once"

@@ -113,6 +113,8 @@ def test_bad_resume_state_is_refused_without_running_code(tmp_path, trained, kin
     assert res.exit_code == 3, res.output
     assert res.stderr.startswith("ncvsd: error:") and res.stderr.count("\n") == 1, res.stderr
     assert "state" in res.stderr and "Traceback" not in res.output
+    if kind in ("random-bytes", "empty", "truncated"):  # the run's snapshots are a way on: named
+        assert f"--init-teacher / --init-generator {copy} start it from the run's newest snapshot" in res.stderr
 
 
 def test_state_that_does_not_fit_the_network_is_exit_3(tmp_path, trained):
@@ -319,6 +321,10 @@ def test_distill_resume_needs_no_teacher_or_data_again(tmp_path, trained):
     res = runner.invoke(app, ["distill", "--out", str(out), "--resume", "--duration", "2steps", "--quiet"])
     assert res.exit_code == 0, res.output
     assert _lrs(out) == [0.003, 0.003]
+    other = runner.invoke(app, ["distill", "--out", str(out), "--resume", "--teacher", "builtin64-teacher",
+                                "--duration", "3steps", "--quiet"])  # another architecture: not "--arch" (untyped)
+    said = " ".join(other.stderr.split())
+    assert other.exit_code == 2 and "has the architecture 'builtin64', the run in" in said and "--arch" not in said
     wrong = runner.invoke(app, ["train", "--out", str(out), "--resume", "--duration", "3steps", "--quiet"])
     assert wrong.exit_code == 2 and "holds an 'ncvsd distill' run" in wrong.stderr, wrong.output  # was exit 3
     assert f"ncvsd distill --resume --out {out}" in " ".join(wrong.stderr.split()) and _lrs(out) == [0.003, 0.003]
@@ -436,7 +442,13 @@ def test_second_signal_stops_at_once(tmp_path):
         with pytest.raises(TrainingAborted) as info:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
-        assert info.value.exit_code == 130
+        assert info.value.exit_code == 130 and info.value.summary["state"] is None
+        assert "no training state was saved yet" in str(info.value)
+        (tmp_path / "state.pt").write_bytes(b"saved")  # once a state is saved, the summary and message name it
+        with pytest.raises(TrainingAborted) as info:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        assert info.value.summary["state"] == str(tmp_path / "state.pt") and "--resume continues" in str(info.value)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -745,11 +757,17 @@ def test_a_snapshot_that_cannot_be_written_keeps_the_training_state(tmp_path, tr
     assert torch.load(copy / "state.pt", weights_only=True)["loop"]["step"] == 3
     kimg = torch.load(copy / "state.pt", weights_only=True)["loop"]["cur_nimg"] / 1000
     assert not snapshot_path(copy, "teacher", kimg, 0.1).exists() and not list((copy / "snapshots").glob(".*tmp"))
+    further = tmp_path / "further"
+    shutil.copytree(copy, further)
     res = _resume(data, copy, steps=3)  # one file of the two lost: written again
     assert res.exit_code == 0, res.output
     assert snapshot_path(copy, "teacher", kimg, 0.05).is_file() and snapshot_path(copy, "teacher", kimg, 0.1).is_file()
     events = [json.loads(line) for line in (copy / "log.jsonl").read_text().splitlines()]
     assert events[-1]["event"] == "snapshot" and events[-1]["step"] == 3
+    res = _resume(data, further, steps=4)  # a resume that goes on also writes them first (it used to leave a gap)
+    assert res.exit_code == 0 and snapshot_path(further, "teacher", kimg, 0.1).is_file(), res.output
+    events = [json.loads(line) for line in (further / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e.get("event") == "snapshot"][-2:] == [3, 4]
 
 
 def test_a_training_state_that_cannot_be_written_is_one_line_and_keeps_the_old_state(tmp_path, trained,
@@ -768,13 +786,18 @@ def test_a_training_state_that_cannot_be_written_is_one_line_and_keeps_the_old_s
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
     try:
         res = _resume(data, copy, steps=3)
+        new = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "new"), "--duration",
+                                  "1steps", "--quiet", *TINY])
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, previous)
     assert res.exit_code == 1 and "cannot write the training state" in res.output and "too large" in \
         res.output and "internal error" not in res.output, res.output
+    assert "--resume from the state saved before" in " ".join(res.output.split())
     assert torch.load(copy / "state.pt", weights_only=True)["loop"]["step"] == 1
     assert not list(copy.glob(".state.pt*"))
+    said = " ".join(new.output.split())  # a new run has no state to resume from: it says to start again
+    assert new.exit_code == 1 and "start the run again (no state was saved yet)" in said and "--resume" not in said
 
 
 @pytest.mark.parametrize("command", ["train", "distill"])

@@ -242,9 +242,13 @@ def test_a_mask_or_kernel_file_of_the_wrong_size_is_refused_before_it_is_decoded
 
     Image.new("L", (40, 30), 255).save(tmp_path / "big.png")
     Image.new("L", (2100, 3), 255).save(tmp_path / "wide.png")
+    Image.new("L", (15, 13), 255).save(tmp_path / "stored.png")  # drawn on a photo's stored, unturned pixels
     monkeypatch.setattr(PILImage.Image, "load", lambda self: pytest.fail("decoded"))
     with pytest.raises(ValueError, match=r"mask: .*big.png is 40x30 pixels, the image 13x15: .*resize"):
         operators.create("inpaint-mask", (3, 15, 13), mask=str(tmp_path / "big.png"))
+    with pytest.raises(ValueError, match=r"stored.png is 15x13 pixels, the image 13x15: its sides are swapped: "
+                                         r"photos are restored as shown, turned upright by their EXIF orientation"):
+        operators.create("inpaint-mask", (3, 15, 13), mask=str(tmp_path / "stored.png"))
     with pytest.raises(ValueError, match=r"kernel: .*wide.png is 2100x3 pixels, more than 2049 on a side"):
         operators.create("deblur-kernel", (3, 15, 13), kernel=str(tmp_path / "wide.png"))
 

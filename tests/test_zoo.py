@@ -258,6 +258,22 @@ def test_url_download_resumes_and_teacher_loads_by_name(hub, pickles):
     assert config["kind"] == "teacher" and Path(resolved) == path and teacher.img_resolution == RES
 
 
+def test_url_download_that_never_connects_claims_no_part_file(tmp_path, monkeypatch):
+    """Unreachable (offline): the error names the failure and no part file to resume from, as none was written."""
+    import urllib.error
+
+    from ncvsd_cli import download
+
+    def unreachable(url, start):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(download, "_open", unreachable)
+    monkeypatch.setattr(download.time, "sleep", lambda s: None)
+    with pytest.raises(CheckpointError, match="name resolution") as info:
+        download.url_download("https://example.invalid/x.pkl", tmp_path / "x.pkl")
+    assert "kept" not in str(info.value) and not list(tmp_path.iterdir())
+
+
 def test_hub_download_resumes(hub, pickles, monkeypatch):
     """huggingface_hub resumes from its last whole chunk (10 MB; 64 KiB here to mimic a large file)."""
     from huggingface_hub import constants

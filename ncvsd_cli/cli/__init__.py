@@ -107,7 +107,7 @@ app = typer.Typer(
         "  ncvsd degrade --task deblur-gauss clean.png -o measured.png\n\n"
         "  ncvsd bench --dataset builtin --tasks sr4 --nfe 2,4 --methods pnp-gd,pnp-gd-warm,classical --limit 4 "
         "--out bench/\n\n"
-        "  cat list.txt | xargs ncvsd restore --task deblur-gauss -o out/\n\n"
+        "  cat list.txt | xargs ncvsd restore --task deblur-gauss -o out/   (names with spaces: xargs -d '\\n')\n\n"
         "  ncvsd restore photos/ --task sr4 -o out/ --json | jq -c 'select(.status)'   (JSON Lines as each "
         "image finishes)\n\n"
         "  ncvsd sample --nfe 4 --seeds 0-15 -o grid.png\n\n"

@@ -48,7 +48,7 @@ SKIP_HELP = ("Skip the inputs whose outputs all exist (status \"skipped\", exit 
 JSON_HELP = ("JSON Lines on stdout: one object per input as it finishes (with \"status\"; restore's size is height, "
              "width; degrade's shapes are channels, height, width), then the summary (with \"results\") as the "
              "last line; the same for one input or many, also when stopped early, even before the first input "
-             "(\"error\" or \"interrupted\", with \"exit_code\").")
+             "(\"error\" or \"interrupted\", with \"exit_code\" and the inputs not done, \"not_done\").")
 SAMPLE_JSON_HELP = ("JSON Lines on stdout: one object per seed as it is written (a grid: one object at the end; "
                     "size is height, width), then the summary (with \"results\") as the last line, also when "
                     "stopped early (\"error\" or \"interrupted\", with \"exit_code\").")
@@ -740,12 +740,15 @@ class Report:
     is JSON Lines whatever the number of inputs: one object per input as it finishes (with "status"), then the
     summary (with "command" and every result under "results") as the last line, also after an interruption
     ("interrupted": the signal; `summary_on_interrupt`). So `ncvsd restore dir/ --json | jq -c 'select(.status)'`
-    shows each image while the rest run, and `tail -n 1` is the summary, for one input as for a thousand."""
+    shows each image while the rest run, and `tail -n 1` is the summary, for one input as for a thousand.
+    `inputs`: the names of every input the command will handle; the summary of an interrupted run lists those with
+    no result yet under "not_done"."""
 
     command: str
     results: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     json_lines: bool = False
+    inputs: list[str] = field(default_factory=list)
 
     def _add(self, record: dict[str, Any]) -> None:
         self.results.append(record)
@@ -810,6 +813,8 @@ class Report:
                     end["interrupted"] = signal.Signals(int(getattr(exc, "signum", signal.SIGINT))).name
                 else:
                     end["error"] = one_line(exc)
+                done = {r["input"] for r in self.results}
+                end |= {"not_done": left} if (left := [n for n in self.inputs if n not in done]) else {}
                 try:
                     self._write_summary(self.summary() | end)
                 except (OSError, ValueError, AttributeError):  # stdout closed or gone (None): nothing to tell

@@ -126,6 +126,7 @@ def degrade_command(
                 main = common.output_path(item, out, mode, tag)
                 planned[item] = [main, *map(str, sidecar_paths(main))] if main != "-" else ["-"]
             common.check_stdout(planned, as_json)
+            report.inputs = [item.name for item in items]  # (an interruption's summary names those not done)
             if skip_existing:
                 planned = common.skip_finished(planned, report, quiet)
                 items = [i for i in items if i in planned]

@@ -406,6 +406,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         planned = {item: _planned_paths(item, outputs, mode, _item_task(item, task, task_given, no_sidecar,
                                                                          explicit), options.samples) for item in items}
         common.check_stdout(planned, as_json)
+        report.inputs = [item.name for item in items]  # (an interruption's summary names those not done)
         if outputs.skip_existing:
             planned = common.skip_finished(planned, report, quiet)
             items = [i for i in items if i in planned]

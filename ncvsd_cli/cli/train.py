@@ -32,7 +32,10 @@ RUN_DIR/snapshots/teacher-<kimg>-<sigma_rel>.safetensors. --resume keeps the run
 data, batch, lr schedule, duration, ...); an option typed again with another value replaces it from then on. A JSON
 summary goes to stdout (on an interruption too: "interrupted", "exit_code", "steps", "state"); progress goes to
 stderr (a bar on a terminal, a status line every 30 s otherwise; --quiet: none). Ctrl-C, SIGTERM or SIGHUP
-(a closed terminal) saves the state after the current step and exits 130, 143 or 129.
+(a closed terminal) saves the state after the current step and exits 130, 143 or 129; a script's background job
+(`ncvsd train ... &`) ignores SIGINT, as shells start it: stop it with `kill PID` (SIGTERM). Disk: state.pt is replaced
+(a write needs its size again free), snapshots are all kept; builtin64: state.pt 117 MB, 47 MB per snapshot
+(two EMA lengths, every --snapshot interval, default 5 min).
 
 Examples:
 
@@ -132,7 +135,7 @@ def run_training(run, settings, out: str) -> None:
     that says so ("interrupted": the signal, "exit_code", the steps done and the state file; "state" null when a
     second signal stopped it before the state was saved), 2 for a run directory in the wrong state.
     """
-    from ncvsd_cli.training.loop import TrainingAborted, TrainingDiverged, TrainingInterrupted
+    from ncvsd_cli.training.loop import PeerLost, TrainingAborted, TrainingDiverged, TrainingInterrupted
 
     main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 prints the summary
     fresh = main and not settings.resume and not Path(out).exists()
@@ -146,7 +149,7 @@ def run_training(run, settings, out: str) -> None:
             if fresh and not isinstance(exc, (TrainingDiverged, FileExistsError)):
                 _remove_failed_start(Path(out))
             raise
-    except (TrainingInterrupted, TrainingAborted, TrainingDiverged) as exc:
+    except (TrainingInterrupted, TrainingAborted, TrainingDiverged, PeerLost) as exc:
         if main:
             try:
                 typer.echo(strict_json.dumps({"out": out, **exc.summary}))
@@ -188,7 +191,8 @@ def train(
     ctx: typer.Context,
     data: str = typer.Option(None, "--data", help="'builtin' (scikit-image photos, held-out ones excluded), "
                              "'photos' (the set built by benchmarks/build_photos.py, $NCVSD_PHOTOS), an image folder "
-                             "or a zip (EDM2 dataset-tool layout). Required for a new run."),
+                             "or a zip (EDM2 dataset-tool layout; every image format restore reads but GIF). Required for a "
+                             "new run."),
     arch: str = typer.Option(None, "--arch", help=ARCH_HELP),
     preset: str = typer.Option(None, "--preset", hidden=True, help="Deprecated alias of --arch."),
     init_teacher: str = typer.Option(None, "--init-teacher", help="Start from this teacher checkpoint (name or "

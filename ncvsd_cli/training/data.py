@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ncvsd_cli.images import HEIF_SUFFIXES, is_listed_image
+from ncvsd_cli.images import IMAGE_SUFFIXES, is_listed_image
 
 #: Photos bundled inside scikit-image's wheel that load offline (checked on scikit-image 0.26; `eagle`, `lily`,
 #: `kidney` are downloaded by pooch and are therefore not listed). `stereo_motorcycle` gives two views.
@@ -43,7 +43,9 @@ PHOTOS_ENV = "NCVSD_PHOTOS"
 DEFAULT_PHOTOS = Path("~/.cache/ncvsd/photos.zip")
 #: Decoded images of a folder/zip source are kept in memory up to this many bytes per process.
 DECODE_CACHE_BYTES = 4 << 30
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", *HEIF_SUFFIXES)
+#: What training reads: every image suffix that `restore` reads but GIF (palette images: at most 256 colours, so the
+#: model would learn their banding and dither); GIFs in a dataset are counted in its warning.
+TRAINING_SUFFIXES = tuple(x for x in IMAGE_SUFFIXES if x != ".gif")
 
 
 def _to_rgb_uint8(a: np.ndarray) -> np.ndarray:
@@ -158,12 +160,39 @@ def _decode(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return to_uint8(read_image(data, channels=3, name=name).tensor)
 
 
-def _read_labels(meta: dict, fnames: list[str]) -> list[int] | None:
+def _dataset_meta(raw: bytes | str, where: str) -> dict:
+    """The JSON object of a dataset.json (`where` names it in errors); ValueError when it is not one."""
+    try:
+        meta = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{where} is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{where} holds a JSON {type(meta).__name__}, not an object such as "  # noqa: TRY004
+                         '{"labels": [["a.png", 0], ...]}')
+    return meta
+
+
+def _read_labels(meta: dict, fnames: list[str], where: str) -> list[int] | None:
+    """Each of `fnames`' integer class label from dataset.json's "labels" ([[fname, int], ...]), or None without
+    labels; ValueError naming `where` for a malformed list or an image without a label."""
     labels = meta.get("labels")
     if not labels:
         return None
+    pair = '[fname, integer class] pairs such as ["a.png", 0]'
+    if not isinstance(labels, list) or not all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str)
+                                               for e in labels):
+        raise ValueError(f'{where}: "labels" must be a list of {pair}')
     table = {k.replace("\\", "/"): v for k, v in labels}
-    return [int(table[f]) for f in fnames]
+    bad = [(k, v) for k, v in table.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+    if bad:
+        raise ValueError(f'{where}: the label {bad[0][1]!r} of {bad[0][0]} is not a class number >= 0 ("labels" '
+                         f"holds {pair})")
+    missing = [f for f in fnames if f not in table]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise ValueError(f'{where}: "labels" gives no label for {missing[0]}{more}: label every image, or remove '
+                         '"labels" to train without them')
+    return [table[f] for f in fnames]
 
 
 class _DecodeCache:
@@ -242,19 +271,22 @@ def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> Image
         found = list(path.rglob("*"))
         skipped = sorted({p.parent for p in found if p.name == "run.json" and (p.parent / "log.jsonl").is_file()}
                          - {path})  # an ncvsd run inside the data (its previews are no training data)
-        files = sorted(p for p in found if p.is_file() and not any(d in p.parents for d in skipped)
-                       and is_listed_image(p.relative_to(path).as_posix(), _IMAGE_SUFFIXES))
+        listed = sorted(p for p in found if p.is_file() and not any(d in p.parents for d in skipped))
+        names = [p.relative_to(path).as_posix() for p in listed]
+        files = [p for p, n in zip(listed, names) if is_listed_image(n, TRAINING_SUFFIXES)]
         rel = [p.relative_to(path).as_posix() for p in files]
         meta_file = path / "dataset.json"
-        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        meta = _dataset_meta(meta_file.read_bytes(), str(meta_file)) if meta_file.is_file() else {}
         entries = [(name, p.stat().st_size) for name, p in zip(rel, files)]
 
         def read(name: str) -> bytes:
             return (path / name).read_bytes()
     elif path.is_file() and zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
-            rel = sorted(n for n in zf.namelist() if not n.endswith("/") and is_listed_image(n, _IMAGE_SUFFIXES))
-            meta = json.loads(zf.read("dataset.json")) if "dataset.json" in zf.namelist() else {}
+            names = sorted(n for n in zf.namelist() if not n.endswith("/"))
+            rel = [n for n in names if is_listed_image(n, TRAINING_SUFFIXES)]
+            meta = (_dataset_meta(zf.read("dataset.json"), f"{path}: dataset.json")
+                    if "dataset.json" in zf.namelist() else {})
             wanted = set(rel)
             entries = [(i.filename, i.file_size, i.CRC) for i in zf.infolist() if i.filename in wanted]
         handle: dict = {}
@@ -268,20 +300,26 @@ def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> Image
         raise ValueError(f"--data {str(path)!r} is neither 'builtin', 'photos', a folder of images nor a zip "
                          f"file{missing}")
     if not rel:
-        raise ValueError(f"--data {str(path)!r} holds no images ({', '.join(_IMAGE_SUFFIXES)}; hidden files and "
+        raise ValueError(f"--data {str(path)!r} holds no images ({', '.join(TRAINING_SUFFIXES)}; GIFs, hidden files and "
                          "ncvsd run folders are left out)")
-    scales = [float(s) for s in meta.get("scales") or [1.0]]
-    if not all(0 < s <= 1 for s in scales):
-        raise ValueError(f"{path}: dataset.json scales {scales} must lie in (0, 1]")
-    labels = dict(zip(rel, _read_labels(meta, rel) or []))
+    scales = meta.get("scales") or [1.0]
+    if not isinstance(scales, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1
+                                               for v in scales):
+        raise ValueError(f"{path}: dataset.json scales {scales} must be a list of numbers in (0, 1]")
+    scales = [float(v) for v in scales]
+    labels = dict(zip(rel, _read_labels(meta, rel, f"{path}: dataset.json") or []))
     pairs = [(n, s) for n in rel for s in scales]
     short = _short_sides(path, rel)  # every header now: a file that is no image fails here, not hours into a run
     if min_side and min(scales) < max(scales):
         pairs = [(n, s) for n, s in pairs if s == max(scales) or short[n] * s >= min_side]
     small = [n for n in rel if min_side and short[n] * max(scales) < min_side]
-    warning = (f"{len(small)} of the {len(rel)} images in {path} (e.g. {small[0]}, {short[small[0]]} px) are smaller "
-               f"than the {min_side}-px training crop: they are upscaled to it, i.e. blurred, and the model learns "
-               "blur from them" if small else None)
+    gifs = [n for n in names if is_listed_image(n) and n not in set(rel)]
+    warnings = [f"{len(small)} of the {len(rel)} images in {path} (e.g. {small[0]}, {short[small[0]]} px) are "
+                f"smaller than the {min_side}-px training crop: they are upscaled to it, i.e. blurred, and the model "
+                "learns blur from them" if small else "",
+                f"{len(gifs)} GIF file(s) in {path} (e.g. {gifs[0]}) are left out: palette images (256 colours) "
+                "would teach banding; convert them to PNG to train on them" if gifs else ""]
+    warning = "; ".join(w for w in warnings if w) or None
     cache = _DecodeCache(read)
     items = [lambda n=n, s=s: cache.get(n, s) for n, s in pairs]
     return ImageSource(items, labels=[labels[n] for n, _ in pairs] if labels else None,

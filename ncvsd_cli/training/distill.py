@@ -36,7 +36,7 @@ from ncvsd_cli.training.common import (
 )
 from ncvsd_cli.training.data import ImageStream, open_source
 from ncvsd_cli.training.ema import PowerFunctionEMA
-from ncvsd_cli.training.loop import TrainLoop, parse_duration, step_generator
+from ncvsd_cli.training.loop import TrainLoop, parse_duration, run_then_leave, step_generator
 from ncvsd_cli.training.losses import karras_grid, lognormal_sigma, uniform_grid_sigma
 from ncvsd_cli.training.ncvsd_step import NCVSDModels, add_noise, ncvsd_step
 
@@ -196,6 +196,10 @@ class Distiller(TrainLoop):
         quiet = not (s.progress and dist_info.is_main)
         self.teacher, tcfg, self.teacher_path = load_teacher(self._resumed_teacher(s, dist_info.is_main), dev, quiet)
         if s.arch is not None and network_config("teacher", s.arch)["arch"] != tcfg["arch"]:
+            if s.resume:  # the run's recorded architecture (run.json), typed or not
+                raise ValueError(f"the teacher {self.teacher_path} has the architecture {tcfg.get('preset')!r}, "
+                                 f"the run in {s.out} {s.arch!r}: a run keeps its networks; distil this teacher "
+                                 "into another --out")
             raise ValueError(f"--arch {s.arch} does not match the teacher's architecture "
                              f"({tcfg.get('preset')!r}); leave --arch out to use the teacher's")
         self.settings["teacher_path"] = str(Path(self.teacher_path).resolve())  # a resume from another folder
@@ -386,7 +390,4 @@ def distill(settings: DistillSettings) -> dict:
     if not settings.teacher:
         raise ValueError("distillation needs --teacher (a teacher checkpoint or a `ncvsd train` run directory)")
     info = distributed.init(settings.device)
-    try:
-        return Distiller(settings, info).run()
-    finally:
-        distributed.shutdown()
+    return run_then_leave(lambda: Distiller(settings, info).run())

@@ -59,11 +59,13 @@ def init(device: str = "auto") -> DistInfo:
     return DistInfo(rank, world, local, dev)
 
 
-def shutdown() -> None:
+def shutdown(failed: bool = False) -> None:
     """Leave the process group (if any), after the other ranks have reached this point too: a rank that tears gloo
-    down while another still talks to it can abort at exit ("terminate called without an active exception")."""
+    down while another still talks to it can abort at exit ("terminate called without an active exception").
+    failed: this rank stops on an error the others do not share (a file only it drew): it leaves at once, so that
+    their next collective fails now (PeerLost) instead of after the barrier's 60 s."""
     if dist.is_available() and dist.is_initialized():
-        if dist.get_world_size() > 1:
+        if dist.get_world_size() > 1 and not failed:
             try:  # bounded: a rank that crashed must not keep the others here
                 if dist.get_backend() == "gloo":
                     dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
@@ -72,6 +74,16 @@ def shutdown() -> None:
             except RuntimeError:
                 pass
         dist.destroy_process_group()
+
+
+#: What a collective's error says when another rank left (gloo; NCCL) or died.
+PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL communicator was aborted",
+             "remote process exited")
+
+
+def lost_a_peer(exc: BaseException) -> bool:
+    """Whether `exc`, raised by a collective in a world of several, says another rank is gone."""
+    return world_size() > 1 and isinstance(exc, RuntimeError) and any(t in str(exc) for t in PEER_LOST)
 
 
 def world_size() -> int:

@@ -29,6 +29,7 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,34 @@ class DataError(ValueError):
     """An image of the dataset could not be decoded during the run (its header was read at the start)."""
 
 
+class PeerLost(RuntimeError):
+    """Under torchrun: another process of the run stopped (its own error says why) or died, so a collective of
+    this one failed; the state saved before is kept. Exit code 1."""
+
+    exit_code = 1
+
+    def __init__(self, state_path: Path):
+        kept = state_path if state_path.is_file() else None
+        self.summary = {"stopped": "another process of the run stopped", "exit_code": self.exit_code,
+                        "state": str(kept) if kept else None}
+        super().__init__("another process of this run stopped (its own error says why) or died; " + (
+            f"the last saved training state, {kept}, is kept: --resume continues from it" if kept
+            else "no training state was saved yet"))
+
+
+def run_then_leave(run: Callable[[], dict]) -> dict:
+    """`run()` (a training loop's), then leave the process group: at once after an error only this rank met
+    (DataError; PeerLost: the others are gone), so no other rank waits for it; after the barrier otherwise."""
+    alone = False
+    try:
+        return run()
+    except (DataError, PeerLost):
+        alone = True
+        raise
+    finally:
+        distributed.shutdown(failed=alone)
+
+
 class RunInUse(FileExistsError):
     """The run folder is being trained in by another process (its lock is held; CLI exit code 2)."""
 
@@ -191,11 +220,14 @@ class TrainingDiverged(RuntimeError):
 class TrainingAborted(KeyboardInterrupt):
     """A second SIGINT/SIGTERM: training stopped at once, possibly before its state was saved (exit 128 + signal)."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int, state_path: Path | None = None):
         self.signum, self.exit_code = int(signum), 128 + int(signum)
-        self.summary = {"interrupted": signal.Signals(signum).name, "exit_code": self.exit_code, "state": None}
-        super().__init__(f"stopped by a second {signal.Signals(signum).name} before the training state was saved; "
-                         "the state of the last snapshot, if any, is kept")
+        kept = state_path if state_path is not None and state_path.is_file() else None  # written atomically: whole
+        name = signal.Signals(signum).name
+        self.summary = {"interrupted": name, "exit_code": self.exit_code, "state": str(kept) if kept else None}
+        super().__init__(f"stopped at once by a second {name}; " + (
+            f"the last saved training state, {kept}, is kept: --resume continues from it (and writes its snapshots "
+            "if they were cut short)" if kept else "no training state was saved yet"))
 
 
 def _write_failure(exc: BaseException) -> str:
@@ -208,6 +240,14 @@ def _first_line(exc: BaseException, limit: int = 120) -> str:
     text = lines[0] if lines else ""
     text = text if len(text) <= limit else text[:limit - 3] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _afresh(state_path: Path) -> str:
+    """How to go on without a training state: another --out, from the run's newest snapshot where it has one."""
+    snapshots = any(state_path.parent.glob("snapshots/*.safetensors"))
+    return "choose another --out to start afresh" + (
+        f" (--init-teacher / --init-generator {state_path.parent} start it from the run's newest snapshot)"
+        if snapshots else "")
 
 
 def load_state(path: Path) -> dict:
@@ -223,11 +263,10 @@ def load_state(path: Path) -> dict:
             raise StateError(f"{path}: refusing to load this training state: it refers to {found.group(1)}, and "
                              "ncvsd states hold only tensors and plain containers") from None
         raise StateError(f"{path}: corrupt or foreign training state (not tensors and plain containers only); "
-                         "choose another --out to start afresh") from None
+                         f"{_afresh(path)}") from None
     except Exception as exc:  # torch raises RuntimeError, EOFError, KeyError, ... for damaged files
         what = "empty file" if path.exists() and path.stat().st_size == 0 else _first_line(exc)
-        raise StateError(f"{path}: unreadable or corrupt training state ({what}); choose another --out to "
-                         "start afresh") from None
+        raise StateError(f"{path}: unreadable or corrupt training state ({what}); {_afresh(path)}") from None
     loop = state.get("loop") if isinstance(state, dict) else None
     needed = {"cur_nimg": int, "step": int, "train_seconds": float, "seed": int, "name": str}
     if not isinstance(loop, dict) or not isinstance(state.get("trainer"), dict) \
@@ -237,17 +276,43 @@ def load_state(path: Path) -> dict:
     return state
 
 
+def launcher_argv(pid: int | None = None) -> list[str] | None:
+    """The command line of process `pid` (default: this process's parent, e.g. torchrun) read from /proc (Linux),
+    or None elsewhere or when it cannot be read."""
+    try:
+        raw = Path(f"/proc/{os.getppid() if pid is None else pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.decode(errors="replace").split("\0")[:-1] or None
+
+
 def command_line() -> str:
     """The command of this process, shell-quoted as one would type it again: `ncvsd ...`, `python -m ncvsd_cli
-    ...`, or under torchrun (`-m ncvsd_cli`) `torchrun --nproc_per_node=N [--nnodes=M] -m ncvsd_cli ...`."""
+    ...`, or under torchrun (`-m ncvsd_cli`) torchrun's own command line as typed (its process's, where /proc shows
+    it), else `torchrun --nproc_per_node=N [--nnodes=M] -m ncvsd_cli ...`."""
     head = [Path(sys.argv[0]).name]
     if head[0] == "__main__.py":  # run as a module
         world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and (typed := _torchrun_as_typed(launcher_argv())):
+            return shlex.join(typed)
         local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
         nodes = [f"--nnodes={world // local}"] if world > local else []
         head = ["torchrun", f"--nproc_per_node={local}", *nodes] if world > 1 else ["python"]
         head += ["-m", "ncvsd_cli"]
     return shlex.join(head + sys.argv[1:])
+
+
+def _torchrun_as_typed(argv: list[str] | None) -> list[str] | None:
+    """`argv` of a torchrun (or `python -m torch.distributed.run`) process from `torchrun` on, when it launched
+    this command (it ends with `-m ncvsd_cli` and this process's arguments), else None."""
+    if not argv or argv[-len(sys.argv) - 1:] != ["-m", "ncvsd_cli", *sys.argv[1:]]:
+        return None
+    for i, arg in enumerate(argv):
+        if Path(arg).name == "torchrun":
+            return ["torchrun", *argv[i + 1:]]
+        if arg == "torch.distributed.run" and i and argv[i - 1] == "-m":
+            return ["python", *argv[i - 1:]]
+    return None
 
 
 #: Options naming the weights a new run starts from: unused on --resume (the state holds the weights).
@@ -516,11 +581,13 @@ class TrainLoop:
         self._saved_step = self.step
         problem = ""
         if self.dist.is_main:
+            saved_before = self.state_path.is_file()
             try:
                 self.save_state()  # first: a snapshot that cannot be written (a full disk) loses no step
             except Exception as exc:  # noqa: BLE001 (any failure: told to every rank before it is raised)
                 problem = (f"cannot write the training state {self.state_path} ({_write_failure(exc)}); make "
-                           "room or fix the folder, then --resume from the state saved before")
+                           "room or fix the folder, then " + ("--resume from the state saved before" if saved_before
+                                                              else "start the run again (no state was saved yet)"))
             else:
                 problem = self._write_snapshot_logged()
         if distributed.all_max([float(bool(problem))], self.device)[0]:
@@ -591,7 +658,7 @@ class TrainLoop:
 
         def on_signal(signum, frame):
             if self._signal is not None:
-                raise TrainingAborted(signum)
+                raise TrainingAborted(signum, self.state_path)
             self._signal = signum
 
         # SIGHUP: a closed terminal or a dropped ssh session, the likeliest end of a long run (where the platform has it)
@@ -637,6 +704,10 @@ class TrainLoop:
         """
         try:
             return self._run()
+        except RuntimeError as exc:
+            if distributed.lost_a_peer(exc):  # not "internal error: ... Connection closed by peer"
+                raise PeerLost(self.state_path) from None
+            raise
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -644,9 +715,11 @@ class TrainLoop:
 
     def _run(self) -> dict:
         self._prepare_run_dir()
+        if self.resume:  # the saved step's snapshots that a failed write or a second signal cut short: written now
+            problem = self._write_snapshot_logged() if self.dist.is_main and self._snapshot_missing() else ""
+            if distributed.all_max([float(bool(problem))], self.device)[0]:
+                raise OSError(problem or "rank 0 could not write the saved step's snapshots (its error says why)")
         if self._counts_done():  # nothing to do: the run's files, its log too, stay as they are
-            if self.dist.is_main and self._snapshot_missing() and (problem := self._write_snapshot_logged()):
-                raise OSError(problem)  # (the final snapshot that a failed write lost is written now)
             if self.dist.is_main and self.progress:
                 print(f"ncvsd: nothing to do: the run is at step {self.step} ({self.cur_nimg / 1000:g} kimg), already "
                       f"past its duration {self.settings.get('duration')}; give a longer --duration to continue it",

@@ -27,7 +27,7 @@ from ncvsd_cli.training.common import (
 )
 from ncvsd_cli.training.data import ImageStream, open_source
 from ncvsd_cli.training.ema import PowerFunctionEMA
-from ncvsd_cli.training.loop import TrainLoop, parse_duration, step_generator
+from ncvsd_cli.training.loop import TrainLoop, parse_duration, run_then_leave, step_generator
 from ncvsd_cli.training.losses import lognormal_sigma, uncertainty_loss
 from operators.noise import randn
 
@@ -165,7 +165,4 @@ class TeacherTrainer(TrainLoop):
 def train_teacher(settings: TeacherSettings) -> dict:
     """Run (or resume) teacher training; returns the last log record. Works under torchrun."""
     info = distributed.init(settings.device)
-    try:
-        return TeacherTrainer(settings, info).run()
-    finally:
-        distributed.shutdown()
+    return run_then_leave(lambda: TeacherTrainer(settings, info).run())
