@@ -460,7 +460,7 @@ class Restorer:
             luma, luma_why = 0.0, " on the luma (lossy coding strips the noise from the colour)"
             if jpeg_sigma is not None:  # lossy coding leaves the noise in the luma only; after a blur, or where it is
                 # white noise (not a sharp photo's texture), on its 2x2 means
-                blurred = scale < 1 and (width is None or width >= COARSE_LUMA_MIN_WIDTH)
+                blurred = noise_level_scale(task) < 1 and (width is None or width >= COARSE_LUMA_MIN_WIDTH)
                 ratio = LOSSY_DENOISE_SCALE_RATIO if task == "denoise" else WHITE_NOISE_SCALE_RATIO
                 fine, coarse = estimate_luma_noise_sigma(seen), estimate_luma_noise_sigma(seen, coarse=True)
                 backed = coded_colour_backs(seen, coding)  # fine texture: strong on the luma, too little colour

@@ -94,8 +94,8 @@ def load_gray_image(path: str | Path, shape: tuple[int, int] | None = None,
         if shape is not None and (h, w) != tuple(shape):
             swapped = (w, h) == (shape[0], shape[1]) and h != w  # a photo turned upright by its EXIF orientation
             raise ImageSizeError(f"is {w}x{h} pixels, the image {shape[1]}x{shape[0]}: " + (
-                "its sides are swapped: photos are restored as shown, turned upright by their EXIF orientation, "
-                "so draw the mask on the upright photo (or turn it the same way)" if swapped else
+                "its sides are swapped (photos are restored as shown, turned upright by their EXIF orientation: "
+                "draw the mask on the upright photo, or turn it the same way)" if swapped else
                 "give a mask of the image's size (resize it, nearest neighbour, to match)"))
         if max_side is not None and max(h, w) > max_side:
             raise ImageSizeError(f"is {w}x{h} pixels, more than {max_side} on a side")

@@ -521,6 +521,10 @@ def test_the_coarse_luma_reading_needs_a_blur_or_white_noise(monkeypatch, task, 
     m = Restorer(None, None, RestoreOptions(task=task).validate()).measurement(y, task, jpeg_sigma=0.01)
     from_coarse = (1.0 if task == "denoise" else 0.7) * levels[2]  # a blur is restored at 0.7x the level read
     assert (m.sigma_y == pytest.approx(from_coarse, abs=0.0025)) == coarse, (m.sigma_y, m.notes)
+    if task != "denoise":  # without a network: the same reading, taken whole
+        m = Restorer(None, None, RestoreOptions(task=task, method="wiener").validate()).measurement(
+            y, task, jpeg_sigma=0.01)
+        assert (m.sigma_y == pytest.approx(levels[2], abs=0.0025)) == coarse, (m.sigma_y, m.notes)
 
 
 @pytest.mark.parametrize("task, jpeg, noted", [("denoise", 0.01, True), ("denoise", None, False),

@@ -65,7 +65,7 @@ def _worker(rank: int, world: int, port: int, data: str, out: str, result: str, 
                     return real(step)
                 tr.train_step = unreadable
             try:
-                run_then_leave(tr.run)
+                run_then_leave(tr.run, out)
             except Exception as exc:  # noqa: BLE001 (each rank's error is the result)
                 Path(f"{result}.{rank}").write_text(f"{type(exc).__name__}: {exc}")
             return

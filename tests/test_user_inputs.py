@@ -246,7 +246,7 @@ def test_a_mask_or_kernel_file_of_the_wrong_size_is_refused_before_it_is_decoded
     monkeypatch.setattr(PILImage.Image, "load", lambda self: pytest.fail("decoded"))
     with pytest.raises(ValueError, match=r"mask: .*big.png is 40x30 pixels, the image 13x15: .*resize"):
         operators.create("inpaint-mask", (3, 15, 13), mask=str(tmp_path / "big.png"))
-    with pytest.raises(ValueError, match=r"stored.png is 15x13 pixels, the image 13x15: its sides are swapped: "
+    with pytest.raises(ValueError, match=r"stored.png is 15x13 pixels, the image 13x15: its sides are swapped \("
                                          r"photos are restored as shown, turned upright by their EXIF orientation"):
         operators.create("inpaint-mask", (3, 15, 13), mask=str(tmp_path / "stored.png"))
     with pytest.raises(ValueError, match=r"kernel: .*wide.png is 2100x3 pixels, more than 2049 on a side"):

@@ -137,7 +137,8 @@ def restore_command(
     sigma_y: float | None = typer.Option(
         None, "--sigma-y", min=0.0, help="Measurement noise std on the [-1, 1] scale (default: each sidecar's "
                                          "recorded value; for a plain image to denoise, deblur or super-resolve, "
-                                         "read from the image (a note says the value; blurs at 0.7x it; blurs "
+                                         "read from the image (a note says the value; blurs restored with a "
+                                         "network at 0.7x it; blurs "
                                          "and sr within 0.01-0.2; a camera's grain on fur or foliage, shrunk "
                                          "photos most, can read low: give it); else the task preset's, 0.05)."
     ),

@@ -35,7 +35,7 @@ stderr (a bar on a terminal, a status line every 30 s otherwise; --quiet: none).
 (a closed terminal) saves the state after the current step and exits 130, 143 or 129; a script's background job
 (`ncvsd train ... &`) ignores SIGINT, as shells start it: stop it with `kill PID` (SIGTERM). Disk: state.pt is replaced
 (a write needs its size again free), snapshots are all kept; builtin64: state.pt 117 MB, 47 MB per snapshot
-(two EMA lengths, every --snapshot interval, default 5 min).
+pair (one file per EMA length, every --snapshot interval, default 5 min).
 
 Examples:
 

@@ -313,7 +313,8 @@ def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> Image
     if min_side and min(scales) < max(scales):
         pairs = [(n, s) for n, s in pairs if s == max(scales) or short[n] * s >= min_side]
     small = [n for n in rel if min_side and short[n] * max(scales) < min_side]
-    gifs = [n for n in names if is_listed_image(n) and n not in set(rel)]
+    kept = set(rel)
+    gifs = [n for n in names if n not in kept and is_listed_image(n)]
     warnings = [f"{len(small)} of the {len(rel)} images in {path} (e.g. {small[0]}, {short[small[0]]} px) are "
                 f"smaller than the {min_side}-px training crop: they are upscaled to it, i.e. blurred, and the model "
                 "learns blur from them" if small else "",

@@ -390,4 +390,4 @@ def distill(settings: DistillSettings) -> dict:
     if not settings.teacher:
         raise ValueError("distillation needs --teacher (a teacher checkpoint or a `ncvsd train` run directory)")
     info = distributed.init(settings.device)
-    return run_then_leave(lambda: Distiller(settings, info).run())
+    return run_then_leave(lambda: Distiller(settings, info).run(), settings.out)

@@ -159,15 +159,21 @@ class PeerLost(RuntimeError):
             else "no training state was saved yet"))
 
 
-def run_then_leave(run: Callable[[], dict]) -> dict:
-    """`run()` (a training loop's), then leave the process group: at once after an error only this rank met
-    (DataError; PeerLost: the others are gone), so no other rank waits for it; after the barrier otherwise."""
+def run_then_leave(run: Callable[[], dict], out: str | Path) -> dict:
+    """`run()` (a training loop into `out`, its construction too), then leave the process group: at once after an
+    error only this rank met (DataError; a collective that failed as another rank is gone: PeerLost, not "internal
+    error: ... Connection closed by peer"), so no other rank waits for it; after the barrier otherwise."""
     alone = False
     try:
         return run()
-    except (DataError, PeerLost):
+    except DataError:
         alone = True
         raise
+    except RuntimeError as exc:
+        if not distributed.lost_a_peer(exc):
+            raise
+        alone = True
+        raise PeerLost(Path(out) / "state.pt") from None
     finally:
         distributed.shutdown(failed=alone)
 
@@ -704,10 +710,6 @@ class TrainLoop:
         """
         try:
             return self._run()
-        except RuntimeError as exc:
-            if distributed.lost_a_peer(exc):  # not "internal error: ... Connection closed by peer"
-                raise PeerLost(self.state_path) from None
-            raise
         finally:
             if self._lock is not None:
                 self._lock.release()

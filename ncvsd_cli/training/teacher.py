@@ -165,4 +165,4 @@ class TeacherTrainer(TrainLoop):
 def train_teacher(settings: TeacherSettings) -> dict:
     """Run (or resume) teacher training; returns the last log record. Works under torchrun."""
     info = distributed.init(settings.device)
-    return run_then_leave(lambda: TeacherTrainer(settings, info).run())
+    return run_then_leave(lambda: TeacherTrainer(settings, info).run(), settings.out)
