@@ -506,6 +506,8 @@ class Restorer:
             notes += mask_notes(float(m.operator().mask.mean()), bool(params.get("invert", False)),
                                 soft_fraction(params.get("mask")), float(params.get("grow", 0)))
         notes += seed_notes(task, given, m.operator())
+        if task == "deblur-kernel" and "kernel" in given:
+            notes += kernel_file_notes(given["kernel"], given.get("normalize", True))
         if task == "inpaint-box":  # the task's box is erased whatever the photo holds there
             bh, bw = m.operator().box_size
             notes.append(f"the centred {bw}x{bh} box is treated as missing and repainted (-p box_size=N sets "
@@ -1162,6 +1164,32 @@ MOSTLY_TRANSPARENT = "most of the picture is transparent"
 #: that keeps under half the picture most often marks the holes in white without -p invert=true; an input mostly
 #: transparent is likely a cut-out.
 WARNING_NOTES = ("the mask keeps only", MOSTLY_TRANSPARENT)
+
+
+def kernel_file_notes(kernel: Any, normalize: Any = True) -> list[str]:
+    """Notes on a user's blur kernel (-p kernel=K.png or .npy): an even side (its centre tap k[h//2, w//2] is half a
+    pixel off the middle: a kernel padded from 15x15 to 16x16 moved the restoration a pixel, -1 dB), negative taps
+    (a camera's blur only spreads light), with normalize=false a sum other than 1 (a gain on the [-1, 1] scale, a
+    contrast change about mid-grey; normalised kernels are divided by their sum, as documented)."""
+    import numpy as np
+
+    from operators.blur import check_kernel
+    from operators.params import flag
+
+    k = check_kernel(kernel, normalize=False)
+    h, w = k.shape
+    even = (f"the kernel is {w}x{h}, even-sized: its centre is taken at row {h // 2}, column {w // 2} (from 0), half "
+            "a pixel off its middle, so the restoration may sit a pixel off; odd sides have a middle tap")
+    notes = [even] if h % 2 == 0 or w % 2 == 0 else []
+    if (k < 0).any():
+        share = float(-k[k < 0].sum() / np.abs(k).sum())
+        notes.append(f"the kernel has negative taps ({share:.0%} of its weight): a camera's blur only spreads light; "
+                     "check the kernel (e.g. clip it at 0)")
+    total = float(k.sum())
+    if abs(total - 1) > 0.01 and not flag(normalize, "normalize"):  # (normalised: divided by it, as documented)
+        notes.append(f"the kernel sums to {total:.3g}, kept as it is (normalize=false): a gain on the [-1, 1] scale, "
+                     "i.e. a contrast change about mid-grey, not a brightness change")
+    return notes
 
 
 def mask_notes(known: float, inverted: bool, soft: float = 0.0, grow: float = 0.0) -> list[str]:

@@ -322,6 +322,30 @@ def test_a_malformed_dataset_json_is_named_in_the_error(tmp_path, meta, match, a
     assert "dataset.json" in str(info.value)
 
 
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_a_dataset_json_in_the_folder_that_holds_every_image_is_read(tmp_path, as_zip):
+    """`zip -r set.zip set/` puts dataset.json at set/dataset.json: its labels were silently dropped. It is read
+    where it lies in the one folder holding every image (names relative to it, "./" as some tools write them); a
+    dataset.json beside only some of the images is not."""
+    meta = json.dumps({"labels": [["a.png", 3], ["./b.png", 1]]}).encode()
+    files = {"set/a.png": _png(_colour(9, 9)), "set/b.png": _png(_colour(9, 9, 1)), "set/dataset.json": meta}
+    stray = {**files, "other/c.png": _png(_colour(9, 9, 2))}
+    sources = []
+    for k, content in enumerate((files, stray)):
+        where = tmp_path / f"d{k}"
+        if as_zip:
+            where = tmp_path / f"d{k}.zip"
+            with zipfile.ZipFile(where, "w") as zf:
+                for name, data_ in content.items():
+                    zf.writestr(name, data_)
+        else:
+            for name, data_ in content.items():
+                (where / name).parent.mkdir(parents=True, exist_ok=True)
+                (where / name).write_bytes(data_)
+        sources.append(data.folder_or_zip_source(where))
+    assert sources[0].labels == [3, 1] and sources[1].labels is None and len(sources[1]) == 3
+
+
 def test_labels_follow_their_images_and_gifs_are_counted_left_out(tmp_path):
     """Every format `restore` reads trains but GIF (palette: banding), which the warning counts; PGM trains as grey."""
     for name, fmt, a in [("a.png", "PNG", _colour(9, 9)), ("b.PGM", "PPM", _colour(9, 9)[..., 0]),

@@ -10,9 +10,14 @@ applications of A, Aᵀ, A⁺ or an equivalent closed-form filter per image: bic
   at the positions where the operator took its samples (centred when s does not divide the size; the picked
   pixel for the nearest kernels, `kernel_shift`).
 - `wiener` (circular blurs): X = conj(K)·Y / (|K|² + sigma_y² / P(f)) with the operator's kernel spectrum K and an
-  image prior power spectrum P(f) = c / (|f|² + f0²)^(exponent/2), f in cycles per pixel, f0 = 1/max(H, W), c set
-  so that the mean of P over all frequencies (the per-pixel variance, by Parseval) is prior_std² (0.5² = sigma_data²
-  by default). exponent = 2 is the classic 1/|f|² power law of natural images.
+  image prior power spectrum P(f) = c / (|f|² + f0²)^(exponent/2), f in cycles per pixel, f0 = 1/max(H, W).
+  prior "fitted" (the default): c and the exponent (1-4, steps of 0.25) fitted to each image's own periodogram,
+  maximising Whittle's likelihood of y = k ⊛ x + n (Σ_f log m(f) + I(f)/m(f), m = |K|²P + sigma_y², over the
+  frequencies the blur passes, |K|² > 0.05, y Hann-windowed; the classical parametric Wiener filter): photos
+  differ, a grainy scan reads 2.5, a smooth animal photo 3.25. prior "power-law": c set so that the mean of P over
+  all frequencies (the per-pixel variance, by Parseval) is prior_std² (0.5² = sigma_data² by default) and the
+  given exponent (2: the classic 1/|f|² of natural images); PnP-GD's warm start uses this one, with exponent 2,
+  as it was tuned with it.
 - `tikhonov` (circular blurs): the same with a flat prior P(f) = prior_std², i.e. argmin |k*x - y|²/sigma_y² +
   |x|²/prior_std² (ridge regression towards mid-grey). With boundary "reflect" both solve on the canvas (image and
   margin) with only the image measured (`CircularBlur.deconvolve`, conjugate gradients).
@@ -33,6 +38,7 @@ applications of A, Aᵀ, A⁺ or an equivalent closed-form filter per image: bic
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -104,14 +110,65 @@ def _power_spectrum(shape: tuple[int, int], exponent: float, prior_std: float) -
     return p_full[:, : w // 2 + 1]
 
 
+#: Exponents the fitted Wiener prior chooses from (`fitted_power`), and its log-scale grid (coarse, then refined).
+FIT_EXPONENTS = torch.arange(1.0, 4.01, 0.25, dtype=torch.float64)
+FIT_LOG_SCALES = torch.arange(-16.0, 4.01, 0.5, dtype=torch.float64)
+#: The fit reads the frequencies where the blur keeps at least this much power (|K|²): elsewhere y is noise only.
+FIT_PASSBAND = 0.05
+#: Larger images are fitted on their centre square of this side (px): memory and time stay bounded.
+FIT_MAX_SIDE = 512
+
+
+def fitted_power(operator, y: torch.Tensor, sigma_y: float) -> tuple[torch.Tensor, float]:
+    """(P on the canvas's rfft2 grid, exponent) of the power law c / (|f|² + f0²)^(e/2) that best explains one
+    image y (1, C, H, W) blurred by `operator` under noise sigma_y (module docstring, "fitted"; channels share it).
+    Fitted on y's own grid: the reflect canvas's wrap-around edges would read as unblurred detail."""
+    from ncvsd_cli.images import centre_crop
+    from operators.blur import circular_psf
+
+    z = centre_crop(y, FIT_MAX_SIDE).to(torch.float64).cpu()
+    h, w = z.shape[-2:]
+    z = z - z.mean(dim=(-2, -1), keepdim=True)
+    window = torch.outer(torch.hann_window(h, periodic=False, dtype=torch.float64),
+                         torch.hann_window(w, periodic=False, dtype=torch.float64))
+    periodogram = (torch.fft.rfft2(z * window).abs() ** 2 / (window**2).sum())[0]  # (C, h, w//2+1)
+    k2 = torch.fft.rfft2(torch.from_numpy(circular_psf(operator.kernel, (h, w), operator.shift))).abs() ** 2
+
+    def f2(rows: int, cols: int) -> torch.Tensor:
+        return torch.fft.fftfreq(rows, dtype=torch.float64)[:, None] ** 2 + \
+            torch.fft.rfftfreq(cols, dtype=torch.float64)[None, :] ** 2
+
+    grid = f2(h, w)
+    keep = (grid > 0) & (k2 > FIT_PASSBAND)
+    if not keep.any():  # a blur that passes nothing of this image: the power-law default
+        return _power_spectrum(tuple(operator.psf.shape[-2:]), 2.0, 0.5), 2.0
+    noise, g = max(float(sigma_y), SIGMA_Y_FLOOR) ** 2, grid[keep] + 1.0 / max(h, w) ** 2
+    channels, power = periodogram.shape[0], periodogram[:, keep].sum(0)  # Σ_c I_c: the channels share m
+
+    def fit(e: float, logs: torch.Tensor) -> tuple[float, float]:
+        """(the smallest negative log-likelihood, its log c) over `logs` for exponent e."""
+        m = torch.exp(logs)[:, None] * (k2[keep] * g ** (-e / 2))[None] + noise  # (L, F)
+        nll = (channels * torch.log(m) + power / m).sum(-1)
+        return float(nll.min()), float(logs[int(nll.argmin())])
+
+    def refined(e: float) -> tuple[float, float]:  # the coarse scale grid, then steps of 0.05 around its best
+        _, log_c = fit(e, FIT_LOG_SCALES)
+        return fit(e, log_c + torch.linspace(-0.5, 0.5, 21, dtype=torch.float64))
+
+    _, log_c, e = min((*refined(float(e)), float(e)) for e in FIT_EXPONENTS)
+    rows, cols = operator.psf.shape[-2:]
+    return math.exp(log_c) * (f2(rows, cols) + 1.0 / max(rows, cols) ** 2) ** (-e / 2), e
+
+
 def wiener(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, generator: Any = None,
-           callback: Callable[[dict], None] | None = None, sigma_y: float = 0.05, prior: str = "power-law",
+           callback: Callable[[dict], None] | None = None, sigma_y: float = 0.05, prior: str = "fitted",
            exponent: float = 2.0, prior_std: float = 0.5, class_labels: Any = None) -> SamplerResult:
     """Wiener deconvolution for circular blur operators (deblur-gauss, deblur-motion, deblur-kernel).
 
     y: (B, C, H, W) blurred, noisy image in [-1, 1]. sigma_y >= 0: measurement noise std on the [-1, 1] scale
-    (values below 1e-3 use 1e-3). prior: "power-law" (P ∝ 1/(|f|² + f0²)^(exponent/2), exponent > 0, default 2)
-    or "flat" (Tikhonov). prior_std > 0: prior pixel standard deviation (default 0.5 = sigma_data).
+    (values below 1e-3 use 1e-3). prior: "fitted" (default: a power law fitted to each image, `fitted_power`),
+    "power-law" (P ∝ 1/(|f|² + f0²)^(exponent/2), exponent > 0, default 2, scaled to prior_std) or "flat"
+    (Tikhonov). prior_std > 0: prior pixel standard deviation (default 0.5 = sigma_data; not used by "fitted").
     """
     _require(operator, CircularBlur, "wiener" if prior != "flat" else "tikhonov",
              "a circular blur operator (deblur-gauss, deblur-motion, deblur-kernel)")
@@ -119,22 +176,26 @@ def wiener(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, gene
         raise ValueError(f"sigma_y must be >= 0, got {sigma_y}")
     if not prior_std > 0:
         raise ValueError(f"prior_std must be > 0, got {prior_std}")
+    if not exponent > 0:
+        raise ValueError(f"exponent must be > 0, got {exponent}")
+    if prior not in ("fitted", "power-law", "flat"):
+        raise ValueError(f"prior must be 'fitted', 'power-law' or 'flat', got {prior!r}")
     h, w = operator.psf.shape[-2:]  # the canvas: the image, or the image and its margin (boundary "reflect")
-    if prior == "power-law":
-        if not exponent > 0:
-            raise ValueError(f"exponent must be > 0, got {exponent}")
-        power = _power_spectrum((h, w), exponent, prior_std)
-    elif prior == "flat":
-        power = torch.full((h, w // 2 + 1), prior_std**2, dtype=torch.float64)
-    else:
-        raise ValueError(f"prior must be 'power-law' or 'flat', got {prior!r}")
     noise = max(float(sigma_y), SIGMA_Y_FLOOR) ** 2
     dtype = torch.float64 if operator.boundary == "circular" else y.dtype  # CG on a large canvas: y's precision
-    x = operator.deconvolve(y.to(dtype), (noise / power).to(device=y.device, dtype=dtype))  # (|K|² + σ²/P)⁻¹ Kᵀy
-    name = "wiener" if prior == "power-law" else "tikhonov"
+    if prior == "fitted":  # one fit per image, solved one by one
+        fits = [fitted_power(operator, y[i:i + 1], sigma_y) for i in range(y.shape[0])]
+        x = torch.cat([operator.deconvolve(y[i:i + 1].to(dtype), (noise / power).to(device=y.device, dtype=dtype))
+                       for i, (power, _) in enumerate(fits)])
+        extras: dict[str, Any] = {"exponent": [e for _, e in fits]}
+    else:
+        power = (_power_spectrum((h, w), exponent, prior_std) if prior == "power-law"
+                 else torch.full((h, w // 2 + 1), prior_std**2, dtype=torch.float64))
+        x = operator.deconvolve(y.to(dtype), (noise / power).to(device=y.device, dtype=dtype))  # (|K|² + σ²/P)⁻¹ Kᵀy
+        extras = {"exponent": exponent if prior == "power-law" else None, "prior_std": prior_std}
     evals = 1 if operator.boundary == "circular" else operator.last_evals
-    return _finish(x, y, name, evals, callback, prior=prior, exponent=exponent if prior == "power-law" else None,
-                   prior_std=prior_std, sigma_y=float(sigma_y))
+    return _finish(x, y, "tikhonov" if prior == "flat" else "wiener", evals, callback, prior=prior,
+                   sigma_y=float(sigma_y), **extras)
 
 
 def tikhonov(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, generator: Any = None,

@@ -172,9 +172,22 @@ def _dataset_meta(raw: bytes | str, where: str) -> dict:
     return meta
 
 
-def _read_labels(meta: dict, fnames: list[str], where: str) -> list[int] | None:
-    """Each of `fnames`' integer class label from dataset.json's "labels" ([[fname, int], ...]), or None without
-    labels; ValueError naming `where` for a malformed list or an image without a label."""
+def dataset_json_name(names: Sequence[str], images: Sequence[str]) -> str | None:
+    """Which of a dataset's files (`names`, "/"-separated, relative) is its dataset.json: the one at the top, else
+    the one in the folder that holds every image (a zip made by `zip -r set.zip set/` has set/dataset.json), else
+    None."""
+    if "dataset.json" in names:
+        return "dataset.json"
+    nested = [n for n in names if n.endswith("/dataset.json")
+              and not any(part.startswith(".") or part == "__MACOSX" for part in n.split("/"))]
+    tops = [n for n in nested if all(i.startswith(n[: -len("dataset.json")]) for i in images)]
+    return tops[0] if len(tops) == 1 else None
+
+
+def _read_labels(meta: dict, fnames: list[str], where: str, top: str = "") -> list[int] | None:
+    """Each of `fnames`' integer class label from dataset.json's "labels" ([[fname, int], ...], names relative to
+    the folder `top` it lies in, "./" or "\\" written as some tools do), or None without labels; ValueError naming
+    `where` for a malformed list or an image without a label."""
     labels = meta.get("labels")
     if not labels:
         return None
@@ -182,17 +195,20 @@ def _read_labels(meta: dict, fnames: list[str], where: str) -> list[int] | None:
     if not isinstance(labels, list) or not all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str)
                                                for e in labels):
         raise ValueError(f'{where}: "labels" must be a list of {pair}')
-    table = {k.replace("\\", "/"): v for k, v in labels}
+    def key(name: str) -> str:
+        return name.replace("\\", "/").removeprefix("./")
+
+    table = {top + key(k): v for k, v in labels}
     bad = [(k, v) for k, v in table.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0]
     if bad:
         raise ValueError(f'{where}: the label {bad[0][1]!r} of {bad[0][0]} is not a class number >= 0 ("labels" '
                          f"holds {pair})")
-    missing = [f for f in fnames if f not in table]
+    missing = [f for f in fnames if key(f) not in table]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise ValueError(f'{where}: "labels" gives no label for {missing[0]}{more}: label every image, or remove '
                          '"labels" to train without them')
-    return [table[f] for f in fnames]
+    return [table[key(f)] for f in fnames]
 
 
 class _DecodeCache:
@@ -275,8 +291,8 @@ def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> Image
         names = [p.relative_to(path).as_posix() for p in listed]
         files = [p for p, n in zip(listed, names) if is_listed_image(n, TRAINING_SUFFIXES)]
         rel = [p.relative_to(path).as_posix() for p in files]
-        meta_file = path / "dataset.json"
-        meta = _dataset_meta(meta_file.read_bytes(), str(meta_file)) if meta_file.is_file() else {}
+        meta_name = dataset_json_name(names, rel)
+        meta = _dataset_meta((path / meta_name).read_bytes(), str(path / meta_name)) if meta_name else {}
         entries = [(name, p.stat().st_size) for name, p in zip(rel, files)]
 
         def read(name: str) -> bytes:
@@ -285,8 +301,8 @@ def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> Image
         with zipfile.ZipFile(path) as zf:
             names = sorted(n for n in zf.namelist() if not n.endswith("/"))
             rel = [n for n in names if is_listed_image(n, TRAINING_SUFFIXES)]
-            meta = (_dataset_meta(zf.read("dataset.json"), f"{path}: dataset.json")
-                    if "dataset.json" in zf.namelist() else {})
+            meta_name = dataset_json_name(names, rel)
+            meta = _dataset_meta(zf.read(meta_name), f"{path}: {meta_name}") if meta_name else {}
             wanted = set(rel)
             entries = [(i.filename, i.file_size, i.CRC) for i in zf.infolist() if i.filename in wanted]
         handle: dict = {}
@@ -307,7 +323,8 @@ def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> Image
                                                for v in scales):
         raise ValueError(f"{path}: dataset.json scales {scales} must be a list of numbers in (0, 1]")
     scales = [float(v) for v in scales]
-    labels = dict(zip(rel, _read_labels(meta, rel, f"{path}: dataset.json") or []))
+    top = meta_name[: -len("dataset.json")] if meta_name else ""  # "set/" of a zip made by `zip -r set.zip set/`
+    labels = dict(zip(rel, _read_labels(meta, rel, f"{path}: {meta_name}", top) or []))
     pairs = [(n, s) for n in rel for s in scales]
     short = _short_sides(path, rel)  # every header now: a file that is no image fails here, not hours into a run
     if min_side and min(scales) < max(scales):
