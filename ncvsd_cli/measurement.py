@@ -69,7 +69,8 @@ class Measurement:
     photo's outputs keep (`images.exif_kept`; not saved in sidecars); xmp: its XMP packet, likewise
     (`images.xmp_kept`); dpi: its outputs' pixels per inch (the input's, `images.image_dpi`, times the operator's
     size factor: the same print size), likewise; lossless_webp: the input is a lossless WebP (WebP outputs are
-    written lossless).
+    written lossless). read_seconds: the time `ncvsd restore` took to read it (the file, and its noise level,
+    blur or camera shake), reported in its --json record.
     """
 
     task: str
@@ -88,6 +89,7 @@ class Measurement:
     exif: bytes | None = field(default=None, repr=False, compare=False)
     xmp: bytes | None = field(default=None, repr=False, compare=False)
     dpi: tuple[float, float] | None = field(default=None, repr=False, compare=False)
+    read_seconds: float = field(default=0.0, repr=False, compare=False)
     lossless_webp: bool = field(default=False, repr=False, compare=False)
 
     @property

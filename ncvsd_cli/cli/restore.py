@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -443,8 +444,10 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                     continue
                 try:
                     kept = planned[item][: options.samples + int(outputs.mean)]  # the images (std: no alpha)
+                    started = time.perf_counter()
                     m = _read_measurement(restorer, item, no_sidecar, explicit, quiet, task_given,
                                           None if outputs.flatten else {p: _out_format(p, outputs) for p in kept})
+                    m.read_seconds = time.perf_counter() - started  # the file and its noise, blur or shake
                 except (ValueError, OSError, MemoryError) as exc:
                     msg = str(exc) if not isinstance(exc, MemoryError) else (
                         "ran out of memory preparing it (the estimate let it through): restore a crop, or give "
@@ -546,7 +549,8 @@ def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar)
             report.failed(item.name, f"{item.name}: cannot write output: {exc}")
             continue
         report.ok(item.name, written, size=list(res.samples.shape[-2:]), nfe=res.nfe,
-                  operator_evals=res.operator_evals, seconds=round(res.seconds, 3), sigma_y=res.sigma_y,
+                  operator_evals=res.operator_evals, seconds=round(res.seconds, 3),
+                  read_seconds=round(m.read_seconds, 3), sigma_y=res.sigma_y,
                   notes=m.notes, sidecar=m.seed is not None, **_blur_width(m), **scale)
 
 
