@@ -674,6 +674,7 @@ def test_transparency_is_carried_to_the_outputs(tmp_path, ckpt):
     for name in ("a_s0", "a_s1", "a_mean"):
         with Image.open(tmp_path / "k" / f"{name}.png") as im:
             assert im.mode == "RGBA" and np.array_equal(np.asarray(im)[..., 3], np.round(alpha * 255))
+    assert images.read_image(str(tmp_path / "k" / "a_std.png")).bit_depth == 16  # values: 16 bits, no alpha
     assert Image.open(tmp_path / "k" / "a_std.png").mode == "RGB"
     res = run("restore", tmp_path / "a.png", "-o", tmp_path / "flat.png", "--flatten", *common)
     assert res.exit_code == 0 and "--flatten: the outputs have no alpha channel" in res.stderr, res.output

@@ -66,8 +66,8 @@ TIFF outputs, at the same print size (sr4: 4x the dpi).
 
 Outputs: <stem>_<task>.png beside each input (stdout for -), or in -o DIR as <stem>.png (--format jpg, heic, ...
 for another format, --format same for each input's own: IMG_1.HEIC -> IMG_1.heic); with --samples K the samples
-are <name>_s0..s<K-1>.png, plus <name>_mean.png, <name>_std.png (raw per-channel std on the [0, 1] scale x4; PNG
-whatever the format) and <name>_std_map.png (the uncertainty heat map with its colour bar; its scale is in --json).
+are <name>_s0..s<K-1>.png, plus <name>_mean.png, <name>_std.png (raw per-channel std on the [0, 1] scale x4; a
+16-bit PNG whatever the format) and <name>_std_map.png (the uncertainty heat map with its colour bar; its scale is in --json).
 
 --json prints JSON Lines: one object per image as it finishes, then the summary with every result, for one input as
 for many (ncvsd restore dir/ --json | jq -c 'select(.status)'; tail -n 1 is the summary). Progress on stderr: the
@@ -685,7 +685,7 @@ def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[
     files = []
     for i, (t, p, fmt) in enumerate(zip(tensors, paths, formats)):
         kept = i < images_kept  # the std image holds values, not colours
-        files.append((p, images.encode_image(t, fmt, bit_depth=bits if kept else 8,
+        files.append((p, images.encode_image(t, fmt, bit_depth=bits if kept else 16,  # std values: 16 bits
                                              icc_profile=m.icc_profile if kept else None,
                                              alpha=alpha if kept else None,
                                              exif=m.exif if kept and not outputs.strip_metadata else None,
