@@ -506,7 +506,7 @@ class Restorer:
             notes += mask_notes(float(m.operator().mask.mean()), bool(params.get("invert", False)),
                                 soft_fraction(params.get("mask")), float(params.get("grow", 0)))
         notes += seed_notes(task, given, m.operator())
-        if task == "deblur-kernel" and "kernel" in given:
+        if task in ("deblur-kernel", "deblur-motion") and "kernel" in given:  # a user's own kernel
             notes += kernel_file_notes(given["kernel"], given.get("normalize", True))
         if task == "inpaint-box":  # the task's box is erased whatever the photo holds there
             bh, bw = m.operator().box_size

@@ -153,6 +153,21 @@ def test_the_fitted_wiener_prior_reads_a_fields_own_spectrum_and_restores_it_bes
         assert _psnr(res.x, x) > _psnr(fixed, x) + 0.5, (_psnr(res.x, x), _psnr(fixed, x))
 
 
+@pytest.mark.parametrize("shape", [(3, 64, 64), (1, 2, 16), (3, 40, 3)])
+@pytest.mark.parametrize("boundary", ["circular", "reflect"])
+def test_the_fitted_wiener_prior_keeps_a_flat_images_mean_and_falls_back_where_nothing_is_fitted(shape, boundary):
+    """A flat grey under noise has no texture to fit: the scale hit the grid's floor and P(0) fell far below the
+    noise, so its mean was pulled to mid-grey (grey 200 came out 149). P(0) is infinite and such images (and sides
+    under 8 px, whose Hann window is all zeros) get the fixed 1/|f|² prior."""
+    op = operators.create("deblur-gauss", shape, sigma=1.0, boundary=boundary)
+    y = 0.6 + 0.05 * torch.randn(1, *shape, generator=torch.Generator().manual_seed(0))
+    res = C.wiener(None, op, y, sigma_y=0.05)
+    if min(shape[1:]) < C.FIT_MIN_SIDE:  # the fixed prior's own result
+        assert torch.equal(res.x, C.wiener(None, op, y, sigma_y=0.05, prior="power-law").x)
+    else:
+        assert abs(float(res.x.mean()) - 0.6) < 0.01 and torch.isfinite(res.x).all()
+
+
 def test_wiener_is_nearly_exact_without_noise_and_rejects_bad_settings():
     x = smooth_image((1, 16, 16), periodic=True)
     op = operators.create("deblur-gauss", (1, 16, 16), sigma=0.7, kernel_size=7)

@@ -344,6 +344,11 @@ def test_a_dataset_json_in_the_folder_that_holds_every_image_is_read(tmp_path, a
                 (where / name).write_bytes(data_)
         sources.append(data.folder_or_zip_source(where))
     assert sources[0].labels == [3, 1] and sources[1].labels is None and len(sources[1]) == 3
+    with zipfile.ZipFile(tmp_path / "dot.zip", "w") as zf:  # "./" names, labels written from the zip's top
+        zf.writestr("./set/a.png", files["set/a.png"])
+        zf.writestr("./set/b.png", files["set/b.png"])
+        zf.writestr("./set/dataset.json", json.dumps({"labels": [["set/a.png", 5], ["set/b.png", 6]]}))
+    assert data.folder_or_zip_source(tmp_path / "dot.zip").labels == [5, 6]
 
 
 def test_labels_follow_their_images_and_gifs_are_counted_left_out(tmp_path):

@@ -321,15 +321,18 @@ def test_a_random_mask_named_by_its_seed_says_which_fraction_it_assumes(tmp_path
     (np.array([[0.0, -0.1, 0.0], [0.3, 1.0, 0.3], [0.0, -0.1, 0.0]]), True, ["negative taps (11% of its weight)"]),
     (np.full((3, 3), 7.3 / 9), False, ["sums to 7.3, kept as it is (normalize=false): a gain"]),
 ])
-def test_a_users_kernel_that_may_be_wrong_is_noted(tmp_path, taps, normalize, said):
+@pytest.mark.parametrize("task", ["deblur-kernel", "deblur-motion"])
+def test_a_users_kernel_that_may_be_wrong_is_noted(tmp_path, taps, normalize, said, task):
     """An even side moves the restoration up to a pixel, negative taps are no camera blur, an unnormalised kernel
     kept as it is changes contrast: each is said (once the image is restored), nothing for a plain odd kernel."""
     from ncvsd_cli.restore import RestoreOptions, Restorer
 
+    if task == "deblur-motion" and not normalize:
+        pytest.skip("deblur-motion always normalises a user's kernel")
     np.save(tmp_path / "k.npy", taps)
-    params = {"kernel": str(tmp_path / "k.npy"), "normalize": normalize}
-    restorer = Restorer(None, None, RestoreOptions(task="deblur-kernel", method="wiener", params=params).validate())
-    notes = [n for n in restorer.measurement(torch.zeros(1, 3, 40, 40), "deblur-kernel").notes if "the kernel" in n]
+    params = {"kernel": str(tmp_path / "k.npy")} | ({} if task == "deblur-motion" else {"normalize": normalize})
+    restorer = Restorer(None, None, RestoreOptions(task=task, method="wiener", params=params).validate())
+    notes = [n for n in restorer.measurement(torch.zeros(1, 3, 40, 40), task).notes if "the kernel" in n]
     assert len(notes) == len(said) and all(s in n for s, n in zip(said, notes)), notes
 
 

@@ -112,22 +112,31 @@ def _power_spectrum(shape: tuple[int, int], exponent: float, prior_std: float) -
 
 #: Exponents the fitted Wiener prior chooses from (`fitted_power`), and its log-scale grid (coarse, then refined).
 FIT_EXPONENTS = torch.arange(1.0, 4.01, 0.25, dtype=torch.float64)
-FIT_LOG_SCALES = torch.arange(-16.0, 4.01, 0.5, dtype=torch.float64)
+FIT_LOG_SCALES = torch.arange(-30.0, 4.01, 0.5, dtype=torch.float64)
 #: The fit reads the frequencies where the blur keeps at least this much power (|K|²): elsewhere y is noise only.
 FIT_PASSBAND = 0.05
-#: Larger images are fitted on their centre square of this side (px): memory and time stay bounded.
+#: Larger images are fitted on their centre square of this side (px): memory and time stay bounded; smaller than
+#: FIT_MIN_SIDE, the fixed power law is used (a 2-px Hann window is all zeros).
 FIT_MAX_SIDE = 512
+FIT_MIN_SIDE = 8
 
 
 def fitted_power(operator, y: torch.Tensor, sigma_y: float) -> tuple[torch.Tensor, float]:
     """(P on the canvas's rfft2 grid, exponent) of the power law c / (|f|² + f0²)^(e/2) that best explains one
     image y (1, C, H, W) blurred by `operator` under noise sigma_y (module docstring, "fitted"; channels share it).
-    Fitted on y's own grid: the reflect canvas's wrap-around edges would read as unblurred detail."""
+    Fitted on y's own grid: the reflect canvas's wrap-around edges would read as unblurred detail. P(0) is
+    infinite: the fit does not read the image's mean, which the blur keeps, so the filter keeps it too (a flat grey
+    200 came out 149 when P(0) followed the power law). Where nothing of the image stands above the noise (the
+    scale at the grid's floor), or its side is under FIT_MIN_SIDE, the fixed 1/|f|² prior (exponent 2) is used."""
     from ncvsd_cli.images import centre_crop
     from operators.blur import circular_psf
 
+    rows, cols = operator.psf.shape[-2:]
+    fixed = _power_spectrum((rows, cols), 2.0, 0.5), 2.0
     z = centre_crop(y, FIT_MAX_SIDE).to(torch.float64).cpu()
     h, w = z.shape[-2:]
+    if min(h, w) < FIT_MIN_SIDE:
+        return fixed
     z = z - z.mean(dim=(-2, -1), keepdim=True)
     window = torch.outer(torch.hann_window(h, periodic=False, dtype=torch.float64),
                          torch.hann_window(w, periodic=False, dtype=torch.float64))
@@ -140,8 +149,8 @@ def fitted_power(operator, y: torch.Tensor, sigma_y: float) -> tuple[torch.Tenso
 
     grid = f2(h, w)
     keep = (grid > 0) & (k2 > FIT_PASSBAND)
-    if not keep.any():  # a blur that passes nothing of this image: the power-law default
-        return _power_spectrum(tuple(operator.psf.shape[-2:]), 2.0, 0.5), 2.0
+    if not keep.any():  # a blur that passes nothing of this image
+        return fixed
     noise, g = max(float(sigma_y), SIGMA_Y_FLOOR) ** 2, grid[keep] + 1.0 / max(h, w) ** 2
     channels, power = periodogram.shape[0], periodogram[:, keep].sum(0)  # Σ_c I_c: the channels share m
 
@@ -156,8 +165,11 @@ def fitted_power(operator, y: torch.Tensor, sigma_y: float) -> tuple[torch.Tenso
         return fit(e, log_c + torch.linspace(-0.5, 0.5, 21, dtype=torch.float64))
 
     _, log_c, e = min((*refined(float(e)), float(e)) for e in FIT_EXPONENTS)
-    rows, cols = operator.psf.shape[-2:]
-    return math.exp(log_c) * (f2(rows, cols) + 1.0 / max(rows, cols) ** 2) ** (-e / 2), e
+    if log_c < float(FIT_LOG_SCALES[1]):  # no texture above the noise: nothing to fit
+        return fixed
+    power = math.exp(log_c) * (f2(rows, cols) + 1.0 / max(rows, cols) ** 2) ** (-e / 2)
+    power[0, 0] = math.inf  # the mean: kept as measured
+    return power, e
 
 
 def wiener(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, generator: Any = None,
@@ -185,15 +197,18 @@ def wiener(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, gene
     dtype = torch.float64 if operator.boundary == "circular" else y.dtype  # CG on a large canvas: y's precision
     if prior == "fitted":  # one fit per image, solved one by one
         fits = [fitted_power(operator, y[i:i + 1], sigma_y) for i in range(y.shape[0])]
-        x = torch.cat([operator.deconvolve(y[i:i + 1].to(dtype), (noise / power).to(device=y.device, dtype=dtype))
-                       for i, (power, _) in enumerate(fits)])
-        extras: dict[str, Any] = {"exponent": [e for _, e in fits]}
+        xs, counts = [], []
+        for i, (power, _) in enumerate(fits):
+            xs.append(operator.deconvolve(y[i:i + 1].to(dtype), (noise / power).to(device=y.device, dtype=dtype)))
+            counts.append(1 if operator.boundary == "circular" else operator.last_evals)
+        x, extras = torch.cat(xs), {"exponent": [e for _, e in fits]}
     else:
         power = (_power_spectrum((h, w), exponent, prior_std) if prior == "power-law"
                  else torch.full((h, w // 2 + 1), prior_std**2, dtype=torch.float64))
         x = operator.deconvolve(y.to(dtype), (noise / power).to(device=y.device, dtype=dtype))  # (|K|² + σ²/P)⁻¹ Kᵀy
         extras = {"exponent": exponent if prior == "power-law" else None, "prior_std": prior_std}
-    evals = 1 if operator.boundary == "circular" else operator.last_evals
+        counts = [1 if operator.boundary == "circular" else operator.last_evals]
+    evals = max(counts)  # per image: the most any image of the batch took
     return _finish(x, y, "tikhonov" if prior == "flat" else "wiener", evals, callback, prior=prior,
                    sigma_y=float(sigma_y), **extras)
 

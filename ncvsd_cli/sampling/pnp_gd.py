@@ -138,8 +138,9 @@ def classical_estimate(operator: Operator, y: torch.Tensor, sigma_y: float) -> S
     rows, inverse = torch.unique(y.flatten(1), dim=0, return_inverse=True)  # --samples K: K copies of one y
     # Denoising starts from y itself (its pseudo-inverse): y is x0 + sigma_y noise, i.e. already a point of the
     # chain at sigma_y; a smoothed estimate (non-local means) is not.
-    # A blur starts from the Wiener estimate with the exponent-2 power law it was tuned with (the fitted prior, the
-    # baseline's default, gave the default sampler 0.07 dB less on the validation photos).
+    # A blur starts from the Wiener estimate with the exponent-2 power law it was tuned with (from an exponent-3 one
+    # the default sampler scored 0.07 dB less on the validation photos; the fitted prior, the baseline's default,
+    # was not tried as a start).
     baseline = (pseudo_inverse if isinstance(inner, Denoise) else
                 partial(wiener, prior="power-law") if isinstance(inner, CircularBlur) else classical)
     res = baseline(None, inner, rows.reshape(-1, *y.shape[1:]), None, sigma_y=sigma_y)

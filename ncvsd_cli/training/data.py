@@ -176,11 +176,15 @@ def dataset_json_name(names: Sequence[str], images: Sequence[str]) -> str | None
     """Which of a dataset's files (`names`, "/"-separated, relative) is its dataset.json: the one at the top, else
     the one in the folder that holds every image (a zip made by `zip -r set.zip set/` has set/dataset.json), else
     None."""
-    if "dataset.json" in names:
-        return "dataset.json"
+    def plain(name: str) -> str:  # "./a" as some zip tools write it
+        return name.removeprefix("./")
+
+    top = [n for n in names if plain(n) == "dataset.json"]
+    if top:
+        return top[0]
     nested = [n for n in names if n.endswith("/dataset.json")
-              and not any(part.startswith(".") or part == "__MACOSX" for part in n.split("/"))]
-    tops = [n for n in nested if all(i.startswith(n[: -len("dataset.json")]) for i in images)]
+              and not any(part.startswith(".") or part == "__MACOSX" for part in plain(n).split("/"))]
+    tops = [n for n in nested if all(plain(i).startswith(plain(n)[: -len("dataset.json")]) for i in images)]
     return tops[0] if len(tops) == 1 else None
 
 
@@ -198,6 +202,7 @@ def _read_labels(meta: dict, fnames: list[str], where: str, top: str = "") -> li
     def key(name: str) -> str:
         return name.replace("\\", "/").removeprefix("./")
 
+    top = "" if all(key(k).startswith(top) for k, _ in labels) else top  # names written from the top already
     table = {top + key(k): v for k, v in labels}
     bad = [(k, v) for k, v in table.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0]
     if bad:
@@ -323,7 +328,7 @@ def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> Image
                                                for v in scales):
         raise ValueError(f"{path}: dataset.json scales {scales} must be a list of numbers in (0, 1]")
     scales = [float(v) for v in scales]
-    top = meta_name[: -len("dataset.json")] if meta_name else ""  # "set/" of a zip made by `zip -r set.zip set/`
+    top = meta_name.removeprefix("./")[: -len("dataset.json")] if meta_name else ""  # `zip -r set.zip set/`: "set/"
     labels = dict(zip(rel, _read_labels(meta, rel, f"{path}: {meta_name}", top) or []))
     pairs = [(n, s) for n in rel for s in scales]
     short = _short_sides(path, rel)  # every header now: a file that is no image fails here, not hours into a run
