@@ -197,19 +197,17 @@ def wiener(denoiser: Any, operator, y: torch.Tensor, sigmas: Any = None, *, gene
     dtype = torch.float64 if operator.boundary == "circular" else y.dtype  # CG on a large canvas: y's precision
     if prior == "fitted":  # one fit per image, solved one by one
         fits = [fitted_power(operator, y[i:i + 1], sigma_y) for i in range(y.shape[0])]
-        xs, counts = [], []
-        for i, (power, _) in enumerate(fits):
-            xs.append(operator.deconvolve(y[i:i + 1].to(dtype), (noise / power).to(device=y.device, dtype=dtype)))
-            counts.append(1 if operator.boundary == "circular" else operator.last_evals)
-        x, extras = torch.cat(xs), {"exponent": [e for _, e in fits]}
+        parts = [(y[i:i + 1], power) for i, (power, _) in enumerate(fits)]
+        extras: dict[str, Any] = {"exponent": [e for _, e in fits]}
     else:
-        power = (_power_spectrum((h, w), exponent, prior_std) if prior == "power-law"
-                 else torch.full((h, w // 2 + 1), prior_std**2, dtype=torch.float64))
-        x = operator.deconvolve(y.to(dtype), (noise / power).to(device=y.device, dtype=dtype))  # (|K|² + σ²/P)⁻¹ Kᵀy
+        parts = [(y, _power_spectrum((h, w), exponent, prior_std) if prior == "power-law"
+                  else torch.full((h, w // 2 + 1), prior_std**2, dtype=torch.float64))]
         extras = {"exponent": exponent if prior == "power-law" else None, "prior_std": prior_std}
-        counts = [1 if operator.boundary == "circular" else operator.last_evals]
-    evals = max(counts)  # per image: the most any image of the batch took
-    return _finish(x, y, "tikhonov" if prior == "flat" else "wiener", evals, callback, prior=prior,
+    xs, evals = [], 0  # evals per image: the most any part took
+    for part, power in parts:  # (|K|² + σ²/P)⁻¹ Kᵀy
+        xs.append(operator.deconvolve(part.to(dtype), (noise / power).to(device=y.device, dtype=dtype)))
+        evals = max(evals, 1 if operator.boundary == "circular" else operator.last_evals)
+    return _finish(torch.cat(xs), y, "tikhonov" if prior == "flat" else "wiener", evals, callback, prior=prior,
                    sigma_y=float(sigma_y), **extras)
 
 

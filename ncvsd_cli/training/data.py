@@ -176,16 +176,18 @@ def dataset_json_name(names: Sequence[str], images: Sequence[str]) -> str | None
     """Which of a dataset's files (`names`, "/"-separated, relative) is its dataset.json: the one at the top, else
     the one in the folder that holds every image (a zip made by `zip -r set.zip set/` has set/dataset.json), else
     None."""
-    def plain(name: str) -> str:  # "./a" as some zip tools write it
-        return name.removeprefix("./")
-
-    top = [n for n in names if plain(n) == "dataset.json"]
+    top = [n for n in names if _plain_name(n) == "dataset.json"]
     if top:
         return top[0]
-    nested = [n for n in names if n.endswith("/dataset.json")
-              and not any(part.startswith(".") or part == "__MACOSX" for part in plain(n).split("/"))]
-    tops = [n for n in nested if all(plain(i).startswith(plain(n)[: -len("dataset.json")]) for i in images)]
+    nested = [n for n in names if n.endswith("/dataset.json") and is_listed_image(n, ("/dataset.json",))]
+    tops = [n for n in nested if all(_plain_name(i).startswith(_plain_name(n)[: -len("dataset.json")])
+                                     for i in images)]
     return tops[0] if len(tops) == 1 else None
+
+
+def _plain_name(name: str) -> str:
+    """A dataset's file name as its images are matched: "/"-separated, without the "./" some tools write."""
+    return name.replace("\\", "/").removeprefix("./")
 
 
 def _read_labels(meta: dict, fnames: list[str], where: str, top: str = "") -> list[int] | None:
@@ -199,21 +201,18 @@ def _read_labels(meta: dict, fnames: list[str], where: str, top: str = "") -> li
     if not isinstance(labels, list) or not all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str)
                                                for e in labels):
         raise ValueError(f'{where}: "labels" must be a list of {pair}')
-    def key(name: str) -> str:
-        return name.replace("\\", "/").removeprefix("./")
-
-    top = "" if all(key(k).startswith(top) for k, _ in labels) else top  # names written from the top already
-    table = {top + key(k): v for k, v in labels}
+    top = "" if all(_plain_name(k).startswith(top) for k, _ in labels) else top  # written from the top already
+    table = {top + _plain_name(k): v for k, v in labels}
     bad = [(k, v) for k, v in table.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0]
     if bad:
         raise ValueError(f'{where}: the label {bad[0][1]!r} of {bad[0][0]} is not a class number >= 0 ("labels" '
                          f"holds {pair})")
-    missing = [f for f in fnames if key(f) not in table]
+    missing = [f for f in fnames if _plain_name(f) not in table]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise ValueError(f'{where}: "labels" gives no label for {missing[0]}{more}: label every image, or remove '
                          '"labels" to train without them')
-    return [table[key(f)] for f in fnames]
+    return [table[_plain_name(f)] for f in fnames]
 
 
 class _DecodeCache:
@@ -294,11 +293,10 @@ def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> Image
                          - {path})  # an ncvsd run inside the data (its previews are no training data)
         listed = sorted(p for p in found if p.is_file() and not any(d in p.parents for d in skipped))
         names = [p.relative_to(path).as_posix() for p in listed]
-        files = [p for p, n in zip(listed, names) if is_listed_image(n, TRAINING_SUFFIXES)]
-        rel = [p.relative_to(path).as_posix() for p in files]
+        rel = [n for n in names if is_listed_image(n, TRAINING_SUFFIXES)]
         meta_name = dataset_json_name(names, rel)
         meta = _dataset_meta((path / meta_name).read_bytes(), str(path / meta_name)) if meta_name else {}
-        entries = [(name, p.stat().st_size) for name, p in zip(rel, files)]
+        entries = [(name, (path / name).stat().st_size) for name in rel]
 
         def read(name: str) -> bytes:
             return (path / name).read_bytes()
@@ -328,7 +326,7 @@ def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> Image
                                                for v in scales):
         raise ValueError(f"{path}: dataset.json scales {scales} must be a list of numbers in (0, 1]")
     scales = [float(v) for v in scales]
-    top = meta_name.removeprefix("./")[: -len("dataset.json")] if meta_name else ""  # `zip -r set.zip set/`: "set/"
+    top = _plain_name(meta_name)[: -len("dataset.json")] if meta_name else ""  # `zip -r set.zip set/`: "set/"
     labels = dict(zip(rel, _read_labels(meta, rel, f"{path}: {meta_name}", top) or []))
     pairs = [(n, s) for n in rel for s in scales]
     short = _short_sides(path, rel)  # every header now: a file that is no image fails here, not hours into a run
