@@ -302,6 +302,7 @@ def test_folder_source_rejects_bad_scales(tmp_path):
     ('{"labels": [["a.png", 0]]}', "gives no label for b.png"),
     ('{"labels": [["a.png", "cat"], ["b.png", 1]]}', "label 'cat' of a.png is not a class number"),
     ('{"labels": {"a.png": 0}}', "must be a list of"),
+    ('{"labels": [["a.png", 0], ["b.png", 1], ["./a.png", 2]]}', "a.png is labelled twice, 0 and 2"),
     ('{"scales": "half"}', "scales"),
 ])
 @pytest.mark.parametrize("as_zip", [False, True])

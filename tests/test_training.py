@@ -55,14 +55,16 @@ def test_learning_rate_schedule():
 
 @pytest.mark.parametrize("text, field, value", [("30min", "seconds", 1800), ("2h", "seconds", 7200),
                                                ("200kimg", "nimg", 200_000), ("64Mi", "nimg", 64 << 20),
-                                               ("5", "nimg", 5000), ("300steps", "steps", 300)])
+                                               ("5", "nimg", 5000), ("300steps", "steps", 300),
+                                               ("2m", "seconds", 120), ("2MIN", "seconds", 120),
+                                               ("1.5MImg", "nimg", 1_500_000)])
 def test_parse_duration(text, field, value):
     assert getattr(parse_duration(text), field) == value
 
 
-@pytest.mark.parametrize("bad", ["", "fast", "-3min", "10parsecs", "0.5steps", "0.1img"])
+@pytest.mark.parametrize("bad", ["", "fast", "-3min", "10parsecs", "0.5steps", "0.1img", "2M"])
 def test_parse_duration_rejects(bad):
-    with pytest.raises(ValueError, match="not understood|must be > 0|less than one (step|image)"):
+    with pytest.raises(ValueError, match="not understood|must be > 0|less than one (step|image)|2min .* 2Mimg"):
         parse_duration(bad)
 
 

@@ -130,3 +130,16 @@ def test_two_process_training_identical_and_resumes(tmp_path):
                                                                                          "of this run stopped"), said
     assert f"{out}/state.pt, is kept: --resume continues" in said[0]
     assert time.monotonic() - started < 45, "rank 0 waited for the barrier's 60 s instead of failing at once"
+    # the two-process run resumes on one process: the global batch (4) is kept, its data goes on (README)
+    import json
+
+    from typer.testing import CliRunner
+
+    from ncvsd_cli.cli import app
+
+    step = torch.load(tmp_path / "run" / "state.pt", weights_only=True)["loop"]["step"]
+    one = CliRunner().invoke(app, ["train", "--out", out, "--resume", "--duration", f"{step + 1}steps", "--quiet",
+                                   "--device", "cpu"])
+    assert one.exit_code == 0, one.output
+    assert json.loads(one.stdout)["step"] == step + 1
+    assert torch.load(tmp_path / "run" / "state.pt", weights_only=True)["loop"]["step"] == step + 1

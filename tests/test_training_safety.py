@@ -205,6 +205,8 @@ def test_a_bare_resume_keeps_the_runs_duration_and_a_refused_one_prints_no_overr
     recorded = json.loads((copy / "run.json").read_text())
     assert recorded["duration"] == "2steps" and "overrides" not in recorded
     assert "nothing to do: the run is at step 2" in runner.invoke(app, bare).stderr
+    quiet = runner.invoke(app, [*bare, "--quiet"])  # said nothing at all: a script could not tell
+    assert "nothing to do: the run is at step 2" in quiet.stderr and json.loads(quiet.stdout)["nothing_to_do"]
     seed = runner.invoke(app, [*bare, "--seed", "5", "--duration", "3steps"])
     assert seed.exit_code == 2 and "a run keeps its seed" in seed.stderr and "replaces" not in seed.stderr
     batch = runner.invoke(app, [*bare, "--batch", "3", "--duration", "3steps"])  # 4 images done: not 3s

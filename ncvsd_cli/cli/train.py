@@ -13,8 +13,8 @@ from ncvsd_cli import strict_json
 from ncvsd_cli.cli.common import EXIT_PARTIAL, UsageError, epilog, fail, given_options, handle_errors, note
 
 DURATION_HELP = ("Length: training time of this invocation (30min, 2h; loading and the final snapshot come on top) "
-                 "or total images/steps of the run (200kimg, 1Mimg, 64Mi, 500steps; a bare number is kimg; units are "
-                 "case-blind, so 2M is 2 minutes: 2Mimg for images). --resume without it: the last one given to the "
+                 "or total images/steps of the run (200kimg, 1Mimg, 64Mi, 500steps; a bare number is kimg; 2m is 2 "
+                 "minutes; 2M is refused as ambiguous). --resume without it: the last one given to the "
                  "run.")
 
 #: --arch of `train` (the names of ncvsd_cli.networks.PRESETS, written out: --help does not import torch).
@@ -46,6 +46,9 @@ Examples:
   ncvsd train --data my-photos/ --init-teacher builtin64-teacher --lr 0.004 --rampup-kimg 1 --out runs/ft
 
   torchrun --nproc_per_node=2 -m ncvsd_cli train --data photos.zip --arch builtin64 --out runs/t --batch 64
+
+  (a run resumes on another number of processes, torchrun's or none: --batch is the global batch, kept, and the
+  data goes on from the next image)
 """
 
 

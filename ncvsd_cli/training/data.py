@@ -193,7 +193,7 @@ def _plain_name(name: str) -> str:
 def _read_labels(meta: dict, fnames: list[str], where: str, top: str = "") -> list[int] | None:
     """Each of `fnames`' integer class label from dataset.json's "labels" ([[fname, int], ...], names relative to
     the folder `top` it lies in, "./" or "\\" written as some tools do), or None without labels; ValueError naming
-    `where` for a malformed list or an image without a label."""
+    `where` for a malformed list, an image labelled twice differently or an image without a label."""
     labels = meta.get("labels")
     if not labels:
         return None
@@ -203,6 +203,10 @@ def _read_labels(meta: dict, fnames: list[str], where: str, top: str = "") -> li
         raise ValueError(f'{where}: "labels" must be a list of {pair}')
     top = "" if all(_plain_name(k).startswith(top) for k, _ in labels) else top  # written from the top already
     table = {top + _plain_name(k): v for k, v in labels}
+    clash = next(((k, table[top + _plain_name(k)], v) for k, v in labels if table[top + _plain_name(k)] != v), None)
+    if clash:
+        raise ValueError(f"{where}: {clash[0]} is labelled twice, {clash[2]!r} and {clash[1]!r}: give each image one "
+                         "label")
     bad = [(k, v) for k, v in table.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0]
     if bad:
         raise ValueError(f'{where}: the label {bad[0][1]!r} of {bad[0][0]} is not a class number >= 0 ("labels" '

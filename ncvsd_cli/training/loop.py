@@ -61,13 +61,17 @@ class Duration:
 def parse_duration(text: str) -> Duration:
     """'30min', '4min', '2h', '90s', '200kimg', '1.5Mimg', '64Mi' (2^20 images), '16Ki', '5000img', '300steps'.
 
-    A bare number means kimg (EDM2 convention). Time lengths count this invocation only; image and step counts
+    A bare number means kimg (EDM2 convention); 'm' is minutes and a capital 'M' alone is refused (ambiguous).
+    Time lengths count this invocation only; image and step counts
     are totals over resumes. Raises ValueError naming the bad text.
     """
     m = _DURATION.match(str(text))
     if not m:
         raise ValueError(f"duration {text!r} not understood; use e.g. 30min, 2h, 200kimg, 64Mi or 500steps")
     value, unit = float(m.group(1)), (m.group(2) or "kimg").lower()
+    if m.group(2) == "M":  # 2M: minutes to `timeout`, millions to most people
+        raise ValueError(f"duration {text!r} is ambiguous: write {m.group(1)}min for minutes or {m.group(1)}Mimg for "
+                         "images")
     if value <= 0:
         raise ValueError(f"duration {text!r} must be > 0")
     seconds = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
@@ -722,11 +726,11 @@ class TrainLoop:
             if distributed.all_max([float(bool(problem))], self.device)[0]:
                 raise OSError(problem or "rank 0 could not write the saved step's snapshots (its error says why)")
         if self._counts_done():  # nothing to do: the run's files, its log too, stay as they are
-            if self.dist.is_main and self.progress:
+            if self.dist.is_main:  # even when quiet: the command did not do what it was asked
                 print(f"ncvsd: nothing to do: the run is at step {self.step} ({self.cur_nimg / 1000:g} kimg), already "
                       f"past its duration {self.settings.get('duration')}; give a longer --duration to continue it",
                       file=sys.stderr, flush=True)
-            return {"step": self.step, "kimg": self.cur_nimg / 1000}
+            return {"step": self.step, "kimg": self.cur_nimg / 1000, "nothing_to_do": True}
         source = getattr(getattr(self, "stream", None), "source", None)
         dropped = getattr(self, "_dropped_log_records", 0)
         self._log({"event": "resume" if self.resume else "start", "step": self.step, "kimg": self.cur_nimg / 1000,
