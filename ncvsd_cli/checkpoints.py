@@ -449,12 +449,30 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
         config = json.loads(metadata[METADATA_KEY])
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{p}: the '{METADATA_KEY}' metadata is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):  # `checkpoints list` failed on one such file: "internal error: AttributeError"
+        raise CheckpointError(f"{p}: the '{METADATA_KEY}' metadata holds a JSON {type(config).__name__}, not the "
+                              "config object")
     version = config.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(f"{p}: checkpoint format_version {version!r} is not supported "
                               f"(this ncvsd reads versions up to {FORMAT_VERSION})")
     if config.get("kind") not in KINDS:
         raise CheckpointError(f"{p}: kind {config.get('kind')!r} is not one of {', '.join(KINDS)}")
+    return config
+
+
+def read_network_config(path: str | os.PathLike) -> dict[str, Any]:
+    """`read_config`, checked that it builds a network (its shape read as `memory.network_shape` does, which the
+    memory checks before loading use): CheckpointError naming the file otherwise (an unknown or mistyped
+    architecture field was an "internal error: TypeError" or an input's failure, before the loader's own check)."""
+    from ncvsd_cli import memory
+
+    config = read_config(path)
+    try:
+        memory.network_shape(config)
+    except Exception as exc:  # whatever the config's builder raises: the file is the problem
+        raise CheckpointError(f"{path}: cannot build the network from its config ({type(exc).__name__}: "
+                              f"{str(exc)[:200]})") from exc
     return config
 
 
@@ -637,7 +655,7 @@ def checkpoint_info(name_or_path: str | os.PathLike, location: str | None = None
     except CheckpointError as exc:
         info.status = f"MISMATCH: {exc}"
     try:
-        info.config = read_config(path)
+        info.config = read_network_config(path)
     except NotANetworkCheckpoint:
         info.status += "; not a network checkpoint"
         return info

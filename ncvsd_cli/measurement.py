@@ -905,6 +905,29 @@ def opaque_window(alpha: torch.Tensor | None) -> tuple[slice, slice] | None:
     return slice(top * cell, min(bottom * cell, h)), slice(left * cell, min(right * cell, w))
 
 
+#: The side (px) of the image on which `size_factor` reads an operator's measurement size (a multiple of 1-6 and 8).
+_PROBE_SIDE = 120
+
+
+def size_factor(task: str, channels: int = 3, params: dict | None = None) -> int:
+    """How many times larger than its measurement an image of `task` is per side: the operator's `factor` when
+    above 1, else read off its measurement of a _PROBE_SIDE-px image (a plug-in down-sampler without `factor` was
+    refused as "a 16x16 image is not a box2 measurement (expected (3, 8, 8))"), else 1. `params`: the operator's
+    (`plain_image_params`), which may set the ratio."""
+    import operators
+
+    factor = getattr(operators.get(task), "factor", None)
+    if isinstance(factor, int) and factor > 1:  # (a plug-in's `factor` may mean something else: a gain)
+        return factor
+    side = _PROBE_SIDE
+    try:
+        op = operators.create(task, (channels, side, side), **(params or {}))
+        mh, mw = (int(v) for v in op.measurement_shape(1)[-2:])
+    except Exception:  # noqa: BLE001 (a plug-in that cannot be probed so is taken as same-sized)
+        return 1
+    return side // mh if 0 < mh == mw and side % mh == 0 else 1
+
+
 def measurement_from_image(
     y: torch.Tensor,
     task: str,
@@ -916,8 +939,9 @@ def measurement_from_image(
     """Treat a decoded image y (1, C, h, w) in [-1, 1] as the measurement of `task`, with noise std sigma_y
     (None: the task preset's).
 
-    The operator is built for the image the measurement comes from: for sr* (operators with a `factor`) that
-    is factor x larger than y, otherwise the size of y. Blurs default to boundary "reflect" (params may say
+    The operator is built for the image the measurement comes from: for sr* (operators with a `factor`, or a
+    plug-in's whose measurement of a y-sized image is a whole fraction of it) that is factor x larger than y,
+    otherwise the size of y. Blurs default to boundary "reflect" (params may say
     "circular"): a photo blurred by a camera does not wrap around its edges. Raises ValueError when the task's measurement is not
     an image (phase retrieval: use the sidecar) or y does not have the size the operator produces.
     """
@@ -925,9 +949,8 @@ def measurement_from_image(
 
     if task == "phase-retrieval":
         raise ValueError(plain_image_refusal(task, params))
-    cls = operators.get(task)
-    f = int(getattr(cls, "factor", 1) or 1)
     c, h, w = (int(v) for v in y.shape[1:])
+    f = size_factor(task, c, plain_image_params(task, params))
     op = operators.create(task, (c, h * f, w * f), **plain_image_params(task, params))
     expected = tuple(op.measurement_shape(1)[1:])
     if expected != (c, h, w):

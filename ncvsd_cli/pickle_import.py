@@ -523,11 +523,12 @@ def import_pickle(src: str | os.PathLike, dst: str | os.PathLike, *, ema_key: st
         **(provenance or {}),
         **({"assumed": imported.assumed} if imported.assumed else {}),
     }
-    try:
-        model = build_network(config)
-    except (TypeError, ValueError) as exc:
+    try:  # on the meta device first: recorded arguments of 10**6 channels asked for 8 TB before any check
+        with torch.device("meta"):
+            model = build_network(config)
+    except Exception as exc:  # whatever the recorded arguments make the builder raise
         raise CheckpointError(f"{src.name}: cannot build our network from the recorded arguments "
-                              f"{config['arch']}: {exc}") from exc
+                              f"{config['arch']}: {type(exc).__name__}: {exc}") from exc
     state = imported.state_dict
     float_dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
     ours = model.state_dict()
@@ -539,6 +540,7 @@ def import_pickle(src: str | os.PathLike, dst: str | os.PathLike, *, ema_key: st
     bad = [f"{k} {tuple(state[k].shape)} vs {tuple(ours[k].shape)}" for k in ours if state[k].shape != ours[k].shape]
     if bad:
         raise CheckpointError(f"{src.name}: tensor shapes do not match: {'; '.join(bad[:5])}")
+    model = build_network(config)  # the sizes are the pickle's own now
     model.load_state_dict({k: v.to(ours[k].dtype) for k, v in state.items()}, strict=True)
     store = float_dtypes.pop() if len(float_dtypes) == 1 else None
     return save_checkpoint(model, dst, config, dtype=store), config

@@ -225,7 +225,7 @@ class Restorer:
         (`self.precision` says which ran) and, for the generator, computes its calls in tiles
         (`networks.tiling.TiledDenoiser`, `options.tile`). quiet: no note naming a run folder's snapshot. Raises
         CheckpointError (missing, corrupt, wrong kind) or ValueError (bad options)."""
-        from ncvsd_cli.checkpoints import default_checkpoint, read_config, resolve_checkpoint
+        from ncvsd_cli.checkpoints import default_checkpoint, read_network_config, resolve_checkpoint
         from ncvsd_cli.networks.inference import resolve_precision
         from ncvsd_cli.sampling.methods import get_method
 
@@ -235,7 +235,7 @@ class Restorer:
         if needs == "none":
             return cls(None, None, options)
         path = resolve_checkpoint(options.checkpoint or default_checkpoint(needs), kind=needs, quiet=quiet)
-        restorer = cls(None, read_config(path), options)
+        restorer = cls(None, read_network_config(path), options)
         restorer.checkpoint_path = path
         label = options.class_label
         if label is not None and not restorer.label_dim:

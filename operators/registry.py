@@ -3,6 +3,7 @@ group `ncvsd.operators` (`name = "package.module:OperatorClass"`), loaded on fir
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -14,17 +15,32 @@ ENTRY_POINT_GROUP = "ncvsd.operators"
 
 class EntryPointGroup:
     """The entry points of one group, handed to `add(entry_point, loaded_object)` once, on the first `load()`.
-    Shared by the operator and the method registries; tests reset `loaded` to read a new plug-in."""
+    One that fails to import or to register (not an Operator, a name taken) is left out with a warning naming its
+    package, and `failed` keeps why by name: one broken plug-in stopped every command, built-in tasks too. Shared
+    by the operator and the method registries; tests reset `loaded` to read a new plug-in."""
 
     def __init__(self, group: str, add: Callable[[EntryPoint, Any], None]) -> None:
         self.group, self.add, self.loaded = group, add, False
+        self.failed: dict[str, str] = {}
 
     def load(self) -> None:
         if self.loaded:
             return
-        self.loaded = True
+        self.loaded, self.failed = True, {}
         for ep in entry_points(group=self.group):
-            self.add(ep, ep.load())
+            try:
+                self.add(ep, ep.load())
+            except Exception as exc:  # noqa: BLE001 (a plug-in's own error, whatever it is, is named and skipped)
+                package = getattr(getattr(ep, "dist", None), "name", None) or "an unnamed package"
+                self.failed[ep.name] = (f"the plug-in {ep.name} = {ep.value} of {package} ({self.group}) was left "
+                                        f"out: {type(exc).__name__}: {exc}")
+                logging.getLogger("ncvsd.plugins").warning("%s", self.failed[ep.name])
+
+    def unknown(self, name: str, known: list[str], what: str) -> ValueError:
+        """The error for a name not registered: a failed plug-in's reason where one had that name."""
+        if name in self.failed:
+            return ValueError(self.failed[name])
+        return ValueError(f"unknown {what} '{name}'; known: {', '.join(sorted(known))}")
 
 
 _REGISTRY: dict[str, type[Operator]] = {}
@@ -63,7 +79,7 @@ def get(name: str) -> type[Operator]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown task/operator '{name}'; known: {', '.join(sorted(_REGISTRY))}") from None
+        raise PLUGINS.unknown(name, list(_REGISTRY), "task/operator") from None
 
 
 def create(name: str, image_shape: tuple[int, int, int], **params: Any) -> Operator:

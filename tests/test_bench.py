@@ -598,3 +598,81 @@ def test_methods_that_skip_a_task_or_an_nfe_are_told(assets, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="ncvsd.bench"), pytest.raises(ValueError, match="from --nfe 2"):
         run_bench(_cfg(assets, tmp_path / "p", tasks=["sr4"], methods=["pnp-gd"], nfe=[1], limit=1), progress=False)
     assert "sr4: method pnp-gd runs from --nfe 2" in caplog.text and "does not apply" not in caplog.text
+
+
+def _classical(tmp_path, data, out, **kw):
+    base = {"dataset": str(data), "out": str(out), "tasks": ["sr4"], "methods": ["bicubic"], "grid_images": 1}
+    return run_bench(BenchConfig(**{**base, **kw}), progress=False)
+
+
+def _pngs(folder, n, seed):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (33, 35, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
+    return folder
+
+
+def test_a_bench_folder_inside_the_dataset_is_not_scored_and_dot_is_named(tmp_path, monkeypatch, caplog):
+    """`--dataset .` with the default --out inside it scored the first run's 12 sample pictures as images on the
+    next run; '.' gave an empty dataset name."""
+    data = _pngs(tmp_path / "shots", 2, 0)
+    monkeypatch.chdir(data)
+    first = _classical(tmp_path, ".", data / "bench-data", resolution=32)
+    assert first.summary[0]["n_images"] == 2 and first.summary[0]["dataset"] == "shots"
+    again = _classical(tmp_path, ".", tmp_path / "second", resolution=32, tasks=["sr4", "sr4"])
+    assert again.summary[0]["n_images"] == 2 and again.computed == 2  # sr4 twice: its rows once
+    assert "left out the bench results in bench-data" in caplog.text
+
+
+def test_resume_refuses_another_folders_image_of_the_same_name(tmp_path):
+    """A/photos/p0.png and B/photos/p0.png: the second run reported A's numbers as B's ("0 rows computed")."""
+    a, b = _pngs(tmp_path / "A" / "photos", 1, 1), _pngs(tmp_path / "B" / "photos", 1, 2)
+    _classical(tmp_path, a, tmp_path / "out", resolution=32)
+    with pytest.raises(ValueError, match="rows of p0 computed from another file of that name"):
+        _classical(tmp_path, b, tmp_path / "out", resolution=32, resume=True)
+    shutil.copytree(a, tmp_path / "moved" / "photos")  # the same pictures elsewhere resume
+    assert _classical(tmp_path, tmp_path / "moved" / "photos", tmp_path / "out", resolution=32,
+                      resume=True).skipped == 1
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as zf:  # and from a zip of them
+        zf.write(a / "p0.png", "p0.png")
+    assert _classical(tmp_path, tmp_path / "photos.zip", tmp_path / "out", resolution=32, resume=True).skipped == 1
+    (a / "p1.png").write_bytes(b"not an image")  # an image without rows (it failed) may be replaced
+    assert _classical(tmp_path, a, tmp_path / "out", resolution=32, resume=True).failed
+    _pngs(tmp_path / "fix", 2, 5)
+    shutil.copy(tmp_path / "fix" / "p1.png", a / "p1.png")
+    assert _classical(tmp_path, a, tmp_path / "out", resolution=32, resume=True).computed == 1
+
+
+def test_reports_cover_this_runs_selection_and_bold_only_rows_over_as_many_images(tmp_path, caplog):
+    """A --resume over fewer images or other tasks reported the earlier rows beside the new ones (4 images vs 1)
+    and bolded the better mean of different images."""
+    from ncvsd_cli.bench import report
+
+    data = _pngs(tmp_path / "set", 3, 3)
+    _classical(tmp_path, data, tmp_path / "out", resolution=32, tasks=["sr4", "inpaint-box"], methods=["classical"])
+    one = _classical(tmp_path, data, tmp_path / "out", resolution=32, limit=1, resume=True)
+    assert {s["task"] for s in one.summary} == {"sr4"} and {s["n_images"] for s in one.summary} == {1}
+    rows = results.read_rows(tmp_path / "out" / "per_image.csv")
+    assert {r["task"] for r in rows} == {"sr4", "inpaint-box"} and {r["image"] for r in rows} == {"p0", "p1", "p2"}
+    recs = [{"aggregation": "mean", "n_images": n, "psnr_mean": v} for n, v in ((3, 20.0), (1, 25.0))]
+    best = report._best(recs, [("psnr", "", 2, max)])
+    assert best == {"psnr": 20.0, "_n": 3} and report._is_best(recs[0], "psnr", best)
+    assert not report._is_best({**recs[1], "psnr_mean": 20.0}, "psnr", best)  # as good, over fewer images
+    bench_runner._note_unequal_counts([{"task": "sr4", "method": m, "nfe": 0, "image": i}
+                                       for m, ims in (("a", "xyz"), ("b", "x")) for i in ims])
+    assert "sr4: b at NFE 0 (1) scored on fewer images than the others (3)" in caplog.text
+
+
+def test_options_the_run_does_not_use_are_warned_of(caplog):
+    """--checkpoint nosuch with classical methods only, or --data without --dataset ffhq, ran without a word."""
+    bench_runner._note_unused(BenchConfig(dataset="builtin", out="x", methods=["bicubic"], generator="nosuch",
+                                          teacher="other", data="/nonexistent"))
+    for said in ("--checkpoint nosuch is not used", "--teacher other is not used", "--data /nonexistent is not used"):
+        assert said in caplog.text
+    caplog.clear()
+    bench_runner._note_unused(BenchConfig(dataset="ffhq", out="x", methods=["pnp-gd", "dps"], generator="g",
+                                          teacher="t", data="/d"))
+    assert "not used" not in caplog.text

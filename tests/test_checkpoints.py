@@ -407,3 +407,36 @@ def test_load_checkpoint_names_a_device_it_cannot_use():
             load_checkpoint("builtin64-generator", device="cuda")
     model, _ = load_checkpoint("builtin64-generator", device="CPU")
     assert next(model.parameters()).device.type == "cpu"
+
+
+def _with_config(src: Path, dst: Path, edit) -> Path:
+    """A copy of checkpoint `src` whose "ncvsd" config is `edit(config)`."""
+    with safe_open(str(src), framework="pt") as f:
+        names = f.keys()  # (safe_open is no dict)
+        tensors, meta = {k: f.get_tensor(k) for k in names}, dict(f.metadata())
+    meta[ck.METADATA_KEY] = json.dumps(edit(json.loads(meta[ck.METADATA_KEY])))
+    save_file(tensors, str(dst), metadata=meta)
+    return dst
+
+
+@pytest.mark.parametrize(("edit", "said"), [
+    (lambda c: [1, 2], "holds a JSON list, not the config object"),
+    (lambda c: {**c, "arch": {**c["arch"], "bogus": 1}}, "cannot build the network from its config (TypeError"),
+    (lambda c: {**c, "arch": "big"}, "cannot build the network from its config"),
+    (lambda c: {**c, "img_resolution": 0}, "cannot build the network from its config (ValueError: bad UNet size"),
+])
+def test_a_config_that_builds_no_network_is_a_model_error_naming_the_file(tmp_path, edit, said):
+    """Such a file was an "internal error" (exit 1) in `checkpoints list` / `sample`, or every input's failure in
+    `restore`: the memory check built the network before the loader's own check."""
+    from test_cli import _png, run
+
+    cfg = network_config("generator", "tiny")
+    good = save_checkpoint(build_network(cfg), tmp_path / "good.safetensors", cfg)
+    bad = _with_config(good, tmp_path / "bad.safetensors", edit)
+    src = _png(tmp_path / "a.png", 16, 16)
+    for args in (("sample", "--seeds", "0", "-o", tmp_path / "s.png"),
+                 ("restore", "--task", "denoise", src, "-o", tmp_path / "o")):
+        res = run(*args, "-c", bad, "-q")
+        assert res.exit_code == 3 and str(bad) in res.stderr and said in res.stderr, res.output
+    info = run("checkpoints", "info", bad)
+    assert info.exit_code == 3 and said in info.stderr and "internal error" not in info.stderr, info.output

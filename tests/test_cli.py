@@ -868,6 +868,21 @@ def test_without_task_each_sidecar_says_its_own_and_a_plain_image_is_refused(tmp
     assert run("restore", folder, "--no-sidecar", "-c", ckpt).exit_code == 2  # plain images need --task
 
 
+@pytest.mark.parametrize("order", [("m", "b"), ("b", "m")])
+def test_a_method_one_sidecar_refuses_fails_that_input_alone_in_either_order(tmp_path, order):
+    """--method wiener over an inpaint-box measurement listed before a blur's refused the whole batch (exit 2);
+    listed after it, the inpainting failed alone. Both orders now restore the blur."""
+    src = _png(tmp_path / "clean.png", 40, 40)
+    assert run("degrade", "--task", "inpaint-box", src, "-o", tmp_path / "m.png", "-q").exit_code == 0
+    assert run("degrade", "--task", "deblur-gauss", src, "-o", tmp_path / "b.png", "-q").exit_code == 0
+    res = run("restore", *[tmp_path / f"{n}.png" for n in order], "--method", "wiener", "-o", tmp_path / "o", "-q")
+    assert res.exit_code == 1, res.output
+    assert (tmp_path / "o" / "b.png").is_file() and not (tmp_path / "o" / "m.png").exists()
+    assert "method 'wiener' needs a circular blur operator" in res.stderr
+    alone = run("restore", tmp_path / "m.png", "--method", "wiener", "-o", tmp_path / "o2", "-q")
+    assert alone.exit_code == 2 and "method 'wiener'" in alone.stderr  # one task, refused up front as before
+
+
 @pytest.mark.parametrize("case", ["missing", "garbage", "wrong-kind", "hash-mismatch", "truncated"])
 def test_checkpoint_problems_exit_3(tmp_path, ckpt, case):
     src = _png(tmp_path / "i.png", 4, 4)
@@ -1030,6 +1045,10 @@ def test_sample_to_a_folder_keeps_the_batches_finished_before_an_interruption(tm
     res = run("sample", "-c", ckpt, "--seeds", "0-5", "-b", "2", "-o", tmp_path / "s", "--device", "cpu")
     assert res.exit_code == 130 and "finished so far are kept" in res.stderr
     assert _files(tmp_path / "s") == {"000000.png", "000001.png"}  # the first batch, whole files only
+    res = run("sample", "-c", ckpt, "--seeds", "0-3", "-b", "2", "-o", f"{tmp_path / 'j.png'}/", "--device", "cpu",
+              "--json", "-q")  # -o NAME.png/ : a folder (it wrote a grid file); "not_done" names the seeds left
+    assert res.exit_code == 130 and (tmp_path / "j.png" / "000001.png").is_file()
+    assert json.loads(res.stdout.splitlines()[-1])["not_done"] == ["seed 2", "seed 3"]
     monkeypatch.setattr(generate, "sample_batches", real)  # the rerun samples only the missing seeds
     before = (tmp_path / "s" / "000001.png").read_bytes()
     res = run("sample", "-c", ckpt, "--seeds", "0-5", "-b", "2", "-o", tmp_path / "s", "--device", "cpu",
@@ -1527,3 +1546,14 @@ def test_a_lossless_webp_stays_lossless(tmp_path, ckpt, lossless):
     assert run("restore", tmp_path / "w.webp", "-t", "denoise", "--method", "denoiser", "--format", "same",
                "-o", tmp_path / "out", "-c", ckpt, *FAST).exit_code == 0
     assert images.is_lossy_webp((tmp_path / "out" / "w.webp").read_bytes()) == (not lossless)
+
+
+def test_a_json_run_stopped_before_its_inputs_lists_them_as_not_done(tmp_path):
+    """A usage error found before the inputs' report (no --task for plain images) wrote "results": [] and no
+    "not_done", which the README promises for every early stop."""
+    a, b = _png(tmp_path / "a.png", 8, 8), _png(tmp_path / "b.png", 8, 8, seed=1)
+    for args in (("restore", a, b), ("degrade", a, b, "--task", "nope")):
+        res = run(*args, "--json")
+        assert res.exit_code == 2, res.output
+        doc = json.loads(res.stdout.strip().splitlines()[-1])
+        assert doc["not_done"] == [str(a), str(b)] and doc["results"] == []

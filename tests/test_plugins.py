@@ -130,3 +130,81 @@ def test_a_preset_file_completes_a_task_without_preset(plugin, tmp_path):
     own.write_text("method: pnp-gd\n")
     with pytest.raises(ValueError, match="no beta"):
         task_settings("test-scale", preset_file=own)
+
+
+@pytest.fixture
+def broken_plugins(plugin, tmp_path, monkeypatch):
+    """Beside the working plug-in: one that cannot import, one that is no Operator, one taking a built-in's name
+    (sr4, wiener); the working one comes after them in entry-point order."""
+    (tmp_path / "ncvsd_broken_plugin.py").write_text("import this_module_does_not_exist\n")
+    (tmp_path / "ncvsd_odd_plugin.py").write_text(
+        "from operators.resize import Downsample\ndef notop(): pass\n"
+        "class Sr4(Downsample):\n    name = 'sr4'\n")
+    dist = tmp_path / "ncvsd_broken_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ncvsd-broken-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[ncvsd.operators]\naa-missing = ncvsd_broken_plugin:Op\naa-notop = ncvsd_odd_plugin:notop\n"
+        "sr4 = ncvsd_odd_plugin:Sr4\n\n[ncvsd.methods]\naa-missing = ncvsd_broken_plugin:M\n")
+    for name in ("ncvsd_broken_plugin", "ncvsd_odd_plugin"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    return tmp_path
+
+
+def test_a_broken_plugin_is_left_out_with_a_warning_and_the_rest_work(broken_plugins, caplog):
+    """One plug-in that failed to import stopped every command with "internal error: ModuleNotFoundError", and
+    left the registry half loaded (the next lookup lost the plug-ins after it)."""
+    names = registry.names()
+    assert {"sr4", "deblur-gauss", "test-scale"} <= set(names) and "aa-missing" not in names
+    assert registry.get("sr4").__module__ == "operators.resize"  # the built-in keeps its name
+    assert "test-refine" in method_registry.method_names()
+    said = caplog.text
+    assert "aa-missing = ncvsd_broken_plugin:Op of ncvsd-broken-plugin" in said and "ModuleNotFoundError" in said
+    assert "aa-notop" in said and "not an operators.Operator subclass" in said
+    assert "already registered" in said
+    with pytest.raises(ValueError, match="the plug-in aa-missing .* was left out: ModuleNotFoundError"):
+        registry.get("aa-missing")
+    with pytest.raises(ValueError, match="the plug-in aa-missing .* was left out"):
+        method_registry.get_method("aa-missing")
+
+
+def test_the_cli_runs_built_in_tasks_beside_a_broken_plugin(broken_plugins, tmp_path):
+    src = _png(tmp_path / "clean.png", 16, 16)
+    res = run("degrade", "--task", "sr4", src, "-o", tmp_path / "m.png", "-q")
+    assert res.exit_code == 0, res.output
+    assert "ncvsd: warning: the plug-in aa-missing = ncvsd_broken_plugin:Op" in res.stderr
+
+
+def test_a_plain_image_of_a_plugin_down_sampler_without_factor_is_its_measurement(monkeypatch):
+    """restore --task of a plug-in 2x box down-sampler read a 16x16 image as a measurement of a 16x16 image
+    (`factor`, undocumented, was needed); the ratio is now read off the operator."""
+    import torch.nn.functional as F
+
+    from ncvsd_cli.measurement import measurement_from_image
+    from operators import Operator
+
+    class Box(Operator):
+        name = "test-box2"
+
+        def __init__(self, image_shape, k=2):
+            super().__init__(image_shape)
+            self.k = int(k)
+
+        def forward(self, x):
+            return F.avg_pool2d(x, self.k)
+
+        def adjoint(self, y):
+            return F.interpolate(y, scale_factor=self.k, mode="nearest") / self.k**2
+
+        def pseudo_inverse(self, y):
+            return F.interpolate(y, scale_factor=self.k, mode="nearest")
+
+    monkeypatch.setattr(registry, "_REGISTRY", {**registry._REGISTRY, "test-box2": Box})
+    import torch
+
+    m = measurement_from_image(torch.zeros(1, 3, 8, 6), "test-box2", sigma_y=0.05)
+    assert m.operator().image_shape == (3, 16, 12) and tuple(m.y.shape) == (1, 3, 8, 6)
+    m = measurement_from_image(torch.zeros(1, 3, 8, 6), "test-box2", sigma_y=0.05, params={"k": 3})
+    assert m.operator().image_shape == (3, 24, 18)  # the ratio its parameter sets
+    same = measurement_from_image(torch.zeros(1, 3, 8, 6), "deblur-gauss", sigma_y=0.05)
+    assert same.operator().image_shape == (3, 8, 6)

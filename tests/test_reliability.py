@@ -602,4 +602,8 @@ def test_bench_stopped_by_a_signal_exits_128_plus_signum(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(bench, "run_bench", stopped)
     res = CliRunner().invoke(app, ["bench", "--methods", "classical", "--out", str(tmp_path / "b"), "--quiet"])
+    assert res.exit_code == code and "interrupted before any row was finished" in res.output
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "per_image.csv").write_text("dataset,image\nx,y\n")  # a finished row: --resume continues
+    res = CliRunner().invoke(app, ["bench", "--methods", "classical", "--out", str(tmp_path / "b"), "--quiet"])
     assert res.exit_code == code and "--resume" in res.output

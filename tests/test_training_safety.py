@@ -895,3 +895,14 @@ def test_a_long_batch_moves_the_count_while_its_steps_run():
     bar.update(10)  # a batch without `begin` (restore's images) counts as before
     bar.close()
     assert bar.items.n == pytest.approx(50)
+
+
+def test_a_run_recorded_with_duration_2M_resumes_as_the_minutes_it_meant(tmp_path):
+    """--duration 2M (2 minutes then) is refused now as ambiguous; a bare --resume of a run that recorded it
+    takes it as 2min instead of failing on a value the user did not type."""
+    from ncvsd_cli.training.common import with_duration
+    from ncvsd_cli.training.teacher import TeacherSettings
+
+    (tmp_path / "run.json").write_text(json.dumps({"duration": "2M"}))
+    s = with_duration(TeacherSettings(data="builtin", out=str(tmp_path), resume=True))
+    assert s.duration == "2min"

@@ -8,6 +8,7 @@ file-name order (zip members by their path inside the archive), so an image's in
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import zipfile
@@ -23,6 +24,8 @@ from ncvsd_cli.images import HEIF_SUFFIXES, is_listed_image
 
 #: File suffixes read from folders and zips (case-insensitive).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", *HEIF_SUFFIXES)
+#: The file that marks a `bench --out` folder (`runner`); a dataset folder's scan leaves such folders out.
+OUTPUT_MARKER = "run_settings.json"
 #: Size of the standard FFHQ-256 test split (docs/method.md §5: 100 images, sorted file names).
 FFHQ_TEST_SIZE = 100
 FFHQ_ENV = "NCVSD_FFHQ"
@@ -48,6 +51,7 @@ class BenchImage:
     id: str
     index: int
     load: Callable[[], torch.Tensor]  # -> (1, C, H, W) in [-1, 1] at the set's resolution
+    digest: Callable[[], str] | None = None  # -> the file's content fingerprint (None: a fixed built-in image)
 
 
 @dataclass(frozen=True)
@@ -100,18 +104,36 @@ def _stem(name: str) -> str:
     return name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
-def _folder_entries(root: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
+_SAID_OUTPUTS: set[Path] = set()
+
+
+def _fingerprint(data: bytes) -> str:
+    """A dataset file's content fingerprint (`BenchImage.digest`): its sha256, 16 hex digits."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _folder_entries(root: Path) -> list[tuple[str, Callable[[int], torch.Tensor], Callable[[], str]]]:
+    """The images under `root`, but those in `bench --out` folders (OUTPUT_MARKER) within it: `--dataset .` with
+    the default --out found the first run's sample pictures and scored them as images on the next."""
+    outputs = {m.parent.absolute() for m in root.rglob(OUTPUT_MARKER) if m.is_file()}
     files = sorted(p for p in root.rglob("*")
-                   if p.is_file() and is_listed_image(p.relative_to(root).as_posix(), IMAGE_SUFFIXES))
+                   if p.is_file() and is_listed_image(p.relative_to(root).as_posix(), IMAGE_SUFFIXES)
+                   and not outputs.intersection(p.absolute().parents))
+    if outputs - _SAID_OUTPUTS:  # once per process: the dataset is listed twice per run
+        _SAID_OUTPUTS.update(outputs)
+        logging.getLogger("ncvsd.bench").warning("%s: left out the bench results in %s", root,
+                                                 ", ".join(sorted(str(o.relative_to(root.absolute())) for o in outputs)))
     warned: set = set()
     names = [p.relative_to(root).as_posix() for p in files]  # sub/a.png and other/a.png are warned of apart
-    return [(name, (lambda res, p=p, name=name: _decode(p, res, name, warned))) for p, name in zip(files, names)]
+    return [(name, (lambda res, p=p, name=name: _decode(p, res, name, warned)),
+             (lambda p=p: _fingerprint(p.read_bytes()))) for p, name in zip(files, names)]
 
 
-def _zip_entries(path: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
+def _zip_entries(path: Path) -> list[tuple[str, Callable[[int], torch.Tensor], Callable[[], str]]]:
     try:
         with zipfile.ZipFile(path) as zf:
-            names = sorted(n for n in zf.namelist() if not n.endswith("/") and is_listed_image(n, IMAGE_SUFFIXES))
+            infos = sorted((i for i in zf.infolist() if not i.is_dir() and is_listed_image(i.filename, IMAGE_SUFFIXES)),
+                           key=lambda i: i.filename)
     except zipfile.BadZipFile as exc:
         raise DatasetError(f"{path} is not a readable zip file: {exc}") from None
 
@@ -121,7 +143,11 @@ def _zip_entries(path: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
         with zipfile.ZipFile(path) as zf:
             return _decode(zf.read(name), res, name, warned)
 
-    return [(n, (lambda res, n=n: load(res, n))) for n in names]
+    def digest(name: str) -> str:  # the same fingerprint as a folder's file: a set moved between the two resumes
+        with zipfile.ZipFile(path) as zf:
+            return _fingerprint(zf.read(name))
+
+    return [(i.filename, (lambda res, n=i.filename: load(res, n)), (lambda n=i.filename: digest(n))) for i in infos]
 
 
 def _entries(path: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
@@ -130,7 +156,8 @@ def _entries(path: Path) -> list[tuple[str, Callable[[int], torch.Tensor]]]:
     if path.is_file() and zipfile.is_zipfile(path):
         return _zip_entries(path)
     if path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES):  # given by name: hidden or not
-        return [(path.name, (lambda res: _decode(path, res, path.name)))]
+        return [(path.name, (lambda res: _decode(path, res, path.name)),
+                 (lambda: _fingerprint(path.read_bytes())))]
     raise DatasetError(f"dataset path {path} is not a folder, a zip file or an image")
 
 
@@ -158,11 +185,11 @@ def image_folder(path: str | os.PathLike, resolution: int, name: str | None = No
     entries = _entries(path)
     if not entries:
         raise DatasetError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {path}")
-    ids = _unique_ids([n for n, _ in entries])
-    images = [BenchImage(id=i, index=k, load=(lambda f=f: f(resolution))) for k, (i, (_, f)) in
+    ids = _unique_ids([n for n, _, _ in entries])
+    images = [BenchImage(id=i, index=k, load=(lambda f=f: f(resolution)), digest=d) for k, (i, (_, f, d)) in
               enumerate(zip(ids, entries))]
-    return BenchDataset(name=strict_json.escaped(name or path.stem), images=images, resolution=resolution,
-                        source=str(path))
+    name = name or path.stem or path.resolve().name or "data"  # `--dataset .`: the folder's own name
+    return BenchDataset(name=strict_json.escaped(name), images=images, resolution=resolution, source=str(path))
 
 
 def ffhq_test(resolution: int = 256, data: str | os.PathLike | None = None) -> BenchDataset:

@@ -61,8 +61,9 @@ def method_order(method: str) -> tuple[int, str]:
     return rank, "" if method == "dps" else method
 
 
-def summarize(rows: list[dict[str, Any]], lpips_net: str) -> list[dict[str, Any]]:
-    """One record per (dataset, task, method, nfe, aggregation) with metric means/stds and costs (see module doc)."""
+def summarize(rows: list[dict[str, Any]], lpips_net: str, task_order: list[str] | None = None) -> list[dict[str, Any]]:
+    """One record per (dataset, task, method, nfe, aggregation) with metric means/stds and costs (see module doc),
+    tasks in `task_order` (--tasks'; others after it, by name)."""
     lp = lpips_column(lpips_net)
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
@@ -88,10 +89,19 @@ def summarize(rows: list[dict[str, Any]], lpips_net: str) -> list[dict[str, Any]
             rec["seconds_mean"] = float(np.mean([r["seconds"] for r in grp]))
             rec["peak_mem_mb_max"] = float(np.max([r["peak_mem_mb"] for r in grp]))
             rec["mem_kind"] = grp[0]["mem_kind"]
+            rec["sigma_y"] = float(grp[0].get("sigma_y") or 0.0)  # the task's measurement noise
             rec["device"] = grp[0]["device"]
             out.append(rec)
-    out.sort(key=lambda s: (s["dataset"], s["task"], method_order(s["method"]), s["nfe"], s["aggregation"] != "mean"))
+    order = {t: i for i, t in enumerate(task_order or [])}
+    out.sort(key=lambda s: (s["dataset"], order.get(s["task"], len(order)), s["task"], method_order(s["method"]),
+                            s["nfe"], s["aggregation"] != "mean"))
     return out
+
+
+def task_heading(dataset: str, task: str, summary: list[dict[str, Any]]) -> str:
+    """A task table's title: "sr4 (photos, sigma_y 0.05)" (a --preset's noise level otherwise shows nowhere)."""
+    sig = next((s.get("sigma_y") for s in summary if (s["dataset"], s["task"]) == (dataset, task)), None)
+    return f"{task} ({dataset}" + (f", sigma_y {sig:g})" if sig else ")")
 
 
 def _fmt(mean: float, std: float, digits: int, n: int = 2) -> str:
@@ -114,9 +124,9 @@ def markdown(summary: list[dict[str, Any]], lpips_net: str, header: dict[str, An
                "op evals: forward-operator applications per run"), ""]
     if any(s["aggregation"] != "mean" for s in summary):
         lines += [f"- {AGGREGATION_TEXT['best-of-K']}", ""]
-    tasks = sorted({(s["dataset"], s["task"]) for s in summary})
+    tasks = list(dict.fromkeys((s["dataset"], s["task"]) for s in summary))  # summarize's order
     for dataset, task in tasks:
-        lines += [f"## {task} ({dataset})", "",
+        lines += [f"## {task_heading(dataset, task, summary)}", "",
                   (f"| method | NFE | aggregation | images | PSNR ↑ | SSIM ↑ | LPIPS-{lpips_net} ↓ | evals "
                    "| op evals | s / image | peak MiB |"),
                   "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -146,8 +156,8 @@ def write_summary(out: str | os.PathLike, rows: list[dict[str, Any]], lpips_net:
                   config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Write summary.md and summary.json into `out`; return the summary records."""
     out = Path(out)
-    summary = summarize(rows, lpips_net)
-    keys = ("dataset", "resolution", "seed", "device", "batch_size", "precision", "generator", "teacher")
+    summary = summarize(rows, lpips_net, ((config or {}).get("settings") or {}).get("tasks"))
+    keys = ("dataset", "resolution", "seed", "device", "batch_size", "precision", "generator", "teacher", "failed")
     header = {k: config[k] for k in keys if config and config.get(k) not in (None, "")}  # e.g. no precision
     _atomic_write(out / SUMMARY_MD, markdown(summary, lpips_net, header))
     doc = {"lpips_net": lpips_net, "lpips_column": lpips_column(lpips_net), "aggregation": AGGREGATION_TEXT,
@@ -166,7 +176,7 @@ def plot_nfe(summary: list[dict[str, Any]], lpips_net: str, path: str | os.PathL
 
     lp = lpips_column(lpips_net)
     recs = [s for s in summary if s["aggregation"] == "mean"]
-    tasks = sorted({s["task"] for s in recs})
+    tasks = list(dict.fromkeys(s["task"] for s in recs))
     fig = Figure(figsize=(4.2 * max(1, len(tasks)), 6.4))
     axes = fig.subplots(2, max(1, len(tasks)), squeeze=False)
     cmap = matplotlib.colormaps["tab10"]
@@ -253,7 +263,7 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
 
     out = Path(out)
     written = []
-    for task in sorted({s["task"] for s in summary}):
+    for task in dict.fromkeys(s["task"] for s in summary):
         task_dir = out / SAMPLES_DIR / task
         folders = sorted(p.name for p in task_dir.iterdir() if p.is_dir()) if task_dir.is_dir() else []
         rows = list(images) if images is not None else folders
@@ -297,9 +307,16 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
 
 
 def _best(recs: list[dict[str, Any]], columns) -> dict[str, float]:
-    """The best "mean" value of each metric column (max for PSNR / SSIM, min for LPIPS) among `recs`."""
-    return {m: pick([s[m + "_mean"] for s in recs if s["aggregation"] == "mean" and not math.isnan(s[m + "_mean"])]
-                    or [math.nan]) for m, _, _, pick in columns}
+    """The best "mean" value of each metric column (max for PSNR / SSIM, min for LPIPS) among `recs` over the most
+    images (a row over fewer, left by an earlier --resume's selection, is not compared)."""
+    most = max((s["n_images"] for s in recs), default=0)
+    return {m: pick([s[m + "_mean"] for s in recs if s["aggregation"] == "mean" and s["n_images"] == most
+                     and not math.isnan(s[m + "_mean"])] or [math.nan]) for m, _, _, pick in columns} | {"_n": most}
+
+
+def _is_best(s: dict[str, Any], metric: str, best: dict[str, float]) -> bool:
+    """Whether record `s` holds `best`'s value of `metric` (`_best`: a "mean" row over the most images)."""
+    return s["aggregation"] == "mean" and s["n_images"] == best["_n"] and s[metric + "_mean"] == best[metric]
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
@@ -328,17 +345,17 @@ def write_html(out: str | os.PathLike, summary: list[dict[str, Any]], lpips_net:
         parts += ["<h2>Quality versus network evaluations</h2>",
                   f'<img src="{PLOT_PNG}" alt="LPIPS and PSNR versus NFE">']
     columns = (("psnr", "PSNR ↑", 2, max), ("ssim", "SSIM ↑", 3, max), (lp, f"LPIPS-{lpips_net} ↓", 3, min))
-    for dataset, task in sorted({(s["dataset"], s["task"]) for s in summary}):
+    for dataset, task in dict.fromkeys((s["dataset"], s["task"]) for s in summary):
         recs = [s for s in summary if (s["dataset"], s["task"]) == (dataset, task)]
         best = _best(recs, columns)
-        parts += [f"<h2>{escape(task)} ({escape(dataset)})</h2>", "<table><tr><th>method</th><th>NFE</th>"
+        parts += [f"<h2>{escape(task_heading(dataset, task, recs))}</h2>", "<table><tr><th>method</th><th>NFE</th>"
                   "<th>aggregation</th><th>images</th>" + "".join(f"<th>{escape(h)}</th>" for _, h, _, _ in columns)
                   + "<th>s / image</th><th>peak MiB</th></tr>"]
         for s in recs:
             cells = []
             for m, _, digits, _ in columns:
                 text = escape(_fmt(s[m + "_mean"], s[m + "_std"], digits, s["n_images"]))
-                bold = s["aggregation"] == "mean" and s[m + "_mean"] == best[m]
+                bold = _is_best(s, m, best)
                 cells.append(f'<td class="n">{"<b>" + text + "</b>" if bold else text}</td>')
             parts.append(f"<tr><td>{escape(s['method'])}</td><td class=\"n\">{s['nfe']}</td>"
                          f"<td>{escape(s['aggregation'])}</td><td class=\"n\">{s['n_images']}</td>{''.join(cells)}"
@@ -393,7 +410,7 @@ def write_report_png(out: str | os.PathLike, summary: list[dict[str, Any]], lpip
     if (out / PLOT_PNG).exists():
         with Image.open(out / PLOT_PNG) as pic:
             blocks.append(pic.convert("RGB"))
-    for dataset, task in sorted({(s["dataset"], s["task"]) for s in summary}):
+    for dataset, task in dict.fromkeys((s["dataset"], s["task"]) for s in summary):
         recs = [s for s in summary if (s["dataset"], s["task"]) == (dataset, task)]
         best = _best(recs, columns)
         lines = [["method", "NFE", "aggregation", "images", *[h for _, h, _, _ in columns], "s / image", "peak MiB"]]
@@ -403,8 +420,8 @@ def write_report_png(out: str | os.PathLike, summary: list[dict[str, Any]], lpip
                           *[_fmt(s[m + "_mean"], s[m + "_std"], d, s["n_images"]) for m, _, d, _ in columns],
                           f"{s['seconds_mean']:.3f}", f"{s['peak_mem_mb_max']:.1f}"])
             bold += [(i, 4 + c) for c, (m, *_) in enumerate(columns)
-                     if s["aggregation"] == "mean" and s[m + "_mean"] == best[m]]
-        blocks.append(text_block(lines, bold, title=f"{task} ({dataset})"))
+                     if _is_best(s, m, best)]
+        blocks.append(text_block(lines, bold, title=task_heading(dataset, task, recs)))
         if (out / f"grid_{task}.png").exists():
             with Image.open(out / f"grid_{task}.png") as pic:
                 blocks.append(pic.convert("RGB"))

@@ -86,6 +86,7 @@ class BenchConfig:
             raise ValueError("--tasks is empty")
         if not self.methods:
             raise ValueError("--methods is empty")
+        self.tasks = list(dict.fromkeys(self.tasks))  # sr4,sr4 ran every row twice
         if self.seed < 0:
             raise ValueError(f"--seed must be >= 0, got {self.seed}")
         from ncvsd_cli.networks.inference import PRECISIONS
@@ -146,6 +147,19 @@ class _Networks:
 
 def _needs(cfg: BenchConfig) -> set[str]:
     return {methods.needs_of(m) for m in cfg.methods} - {"none"}
+
+
+def _note_unused(cfg: BenchConfig) -> None:
+    """A warning for each option this run does not use (--checkpoint nosuch with classical methods ran without a
+    word, as if it had been read)."""
+    need = _needs(cfg)
+    for given, kind, option in ((cfg.generator, "generator", "--checkpoint"), (cfg.teacher, "teacher", "--teacher")):
+        if given and kind not in need:
+            log.warning("%s %s is not used: none of --methods %s needs the %s", option, given, ",".join(cfg.methods),
+                        kind)
+    if cfg.data and cfg.dataset != "ffhq":
+        log.warning("--data %s is not used: it gives the ffhq set's folder (--dataset ffhq); this run reads "
+                    "--dataset %s", cfg.data, cfg.dataset)
 
 
 def _load_networks(cfg: BenchConfig, device: str, quiet: bool = False) -> _Networks:
@@ -277,7 +291,7 @@ def _check_fresh(out: Path, resume: bool, rank: int, world: int) -> None:
                          "or choose another --out")
 
 
-SETTINGS_JSON = "run_settings.json"
+SETTINGS_JSON = datasets.OUTPUT_MARKER  # also marks the folder as bench results (not a dataset)
 
 
 def _run_settings(cfg: BenchConfig, nets: _Networks, plan: _Plan) -> dict[str, Any]:
@@ -289,10 +303,14 @@ def _run_settings(cfg: BenchConfig, nets: _Networks, plan: _Plan) -> dict[str, A
             **{kind: nets.info[kind]["path"] for kind in ("generator", "teacher") if kind in nets.info}}
 
 
-def _check_settings(out: Path, settings: dict[str, Any], rank: int, resume: bool) -> None:
+def _check_settings(out: Path, settings: dict[str, Any], rank: int, resume: bool,
+                    digests: dict[str, str] | None = None, scored: set[str] = frozenset()) -> None:
     """On --resume, refuse to add rows to `out` that were computed with other settings than its earlier rows
-    (ValueError naming the first difference); rank 0 then records the union in out/run_settings.json. A network
-    an earlier run did not load (e.g. classical methods only) is no difference."""
+    (ValueError naming the first difference), or beside rows of an image of `scored` (ids with rows in `out`)
+    computed from another file of its name (`digests`: id -> content fingerprint; two folders both named
+    photos/ had one run's numbers reported as the other's); rank 0 then records the union in
+    out/run_settings.json (a file's newest fingerprint). A network an earlier run did not load (e.g. classical
+    methods only) is no difference."""
     path = out / SETTINGS_JSON
     try:
         earlier = json.loads(path.read_text()) if resume and path.is_file() else {}
@@ -304,10 +322,29 @@ def _check_settings(out: Path, settings: dict[str, Any], rank: int, resume: bool
                    "earlier run would compute its grid rows again)" if key in ("dataset", "seed") else "")
             raise ValueError(f"{out} holds rows computed with {key} {earlier[key]!r}, this run uses {value!r}{why}; "
                              "choose another --out")
+    seen = earlier.pop("image_digests", None) or {}
+    changed = [i for i, d in (digests or {}).items() if i in scored and seen.get(i, d) != d]
+    if changed:
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        raise ValueError(f"{out} holds rows of {changed[0]}{more} computed from another file of that name (its "
+                         "content differs: another folder, or the picture was replaced); choose another --out")
     if rank == 0:
         from ncvsd_cli.images import atomic_write_bytes
 
-        atomic_write_bytes(path, (json.dumps({**earlier, **settings}, indent=2) + "\n").encode())
+        record = {**earlier, **settings, "image_digests": {**seen, **(digests or {})}}
+        atomic_write_bytes(path, (json.dumps(record, indent=2) + "\n").encode())
+
+
+def _digests(images: list[datasets.BenchImage]) -> dict[str, str]:
+    """Each image's content fingerprint (`BenchImage.digest`), but built-in ones' and unreadable files' (those
+    fail alone when loaded)."""
+    found = {}
+    for im in (i for i in images if i.digest is not None):
+        try:
+            found[im.id] = im.digest()
+        except OSError:
+            continue
+    return found
 
 
 def _note_skipped(cfg: BenchConfig, tasks: list[tuple]) -> None:
@@ -443,6 +480,8 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     if cfg.dataset != "builtin":  # a missing or empty dataset is said before weights load or download (lazy images)
         datasets.load_dataset(cfg.dataset, cfg.resolution or 1, cfg.data)
     rank, world = distributed.rank_world()
+    if rank == 0:
+        _note_unused(cfg)
     device = distributed.local_device(cfg.device, world)
     scorer = _Scorer(cfg.lpips, device)
     out = Path(cfg.out)
@@ -452,7 +491,9 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
         _check_fresh(out, cfg.resume, rank, world)
         nets = _load_networks(cfg, device, quiet=progress is False)
         plan = _plan(cfg, nets, device, rank, world)
-        _check_settings(out, _run_settings(cfg, nets, plan), rank, cfg.resume)
+        scored = {r["image"] for p in out.glob("per_image*.csv") for r in results.read_rows(p)
+                  if r["dataset"] == plan.data.name} if cfg.resume else set()
+        _check_settings(out, _run_settings(cfg, nets, plan), rank, cfg.resume, _digests(plan.data.images), scored)
     except BaseException:  # refused before any work: no empty --out folder left behind
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
@@ -481,6 +522,29 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     return outcome
 
 
+def _failures(failed: list[str], world: int) -> str | None:
+    """The summary's "failed": how many rows or images failed and the first, rank 0's alone under torchrun (each
+    rank's stderr lists its own); None for none."""
+    if world > 1:
+        return f"rank 0: {len(failed)}; each rank's stderr lists its own failures"
+    return f"{len(failed)} (first: {failed[0]}; stderr lists every one)" if failed else None
+
+
+def _note_unequal_counts(rows: list[dict[str, Any]]) -> None:
+    """A warning for each task whose methods were scored on different numbers of images (an earlier run's rows
+    beside this one's, a failed image): their means are not comparable, and the reports bold the best only among
+    the rows over the most images."""
+    per: dict[str, dict[tuple, set]] = {}
+    for r in rows:
+        per.setdefault(r["task"], {}).setdefault((r["method"], int(r["nfe"])), set()).add(r["image"])
+    for task, runs in per.items():
+        most = max(len(v) for v in runs.values())
+        fewer = [f"{m} at NFE {n} ({len(v)})" for (m, n), v in runs.items() if len(v) < most]
+        if fewer:
+            log.warning("%s: %s scored on fewer images than the others (%d): compare them on per_image.csv", task,
+                        ", ".join(fewer), most)
+
+
 def _runs(job: methods.Job, best_of: int) -> int:
     """Runs of `job` per image: --best-of, 1 for a deterministic method (its runs would be one image K times)."""
     from ncvsd_cli.sampling.methods import get_method
@@ -506,6 +570,7 @@ class _Context:
     bar: Any
     outcome: BenchOutcome
     on_row: Callable[[dict[str, Any]], None] | None
+    redone: set = field(default_factory=set)  # tasks whose finished rows were redone for their pictures (said once)
 
 
 @dataclass
@@ -540,6 +605,13 @@ def _run_batch(ctx: _Context, task: str, settings: dict[str, Any], operator, job
         todo = {(j, r) for j in jobs for r in range(_runs(j, cfg.best_of))
                 if results.row_key({**base, "method": j.method, "nfe": j.nfe, "run": r}) not in ctx.finished
                 or (r == 0 and missing(f"{j.method}-nfe{j.nfe}"))}
+        again = sum(results.row_key({**base, "method": j.method, "nfe": j.nfe, "run": r}) in ctx.finished
+                    for j, r in todo)
+        if again and task not in ctx.redone:
+            ctx.redone.add(task)
+            log.warning("%s: finished rows are computed again for the sample pictures of the first --grid-images %d "
+                        "images, which the earlier run did not save (the same numbers; --grid-images 0 skips them)",
+                        task, cfg.grid_images)
         ctx.outcome.skipped += sum(_runs(j, cfg.best_of) for j in jobs) - len(todo)
         ctx.bar.skip(sum(_cost(j) for j in jobs for r in range(_runs(j, cfg.best_of)) if (j, r) not in todo))
         if todo or missing("ground_truth") or missing("measurement"):
@@ -584,14 +656,19 @@ def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, 
     """Rank 0: merge the CSV parts into per_image.csv and write the reports of this dataset and seed."""
     out = Path(cfg.out)
     rows = results.merge(sorted(out.glob("per_image*.csv")), out / results.CSV_NAME, results.columns(cfg.lpips))
-    rows = [r for r in rows if r["dataset"] == plan.data.name and r["seed"] == cfg.seed]
+    chosen = {im.id for im in plan.data.images}  # this run's selection: a --resume with a smaller --limit or
+    rows = [r for r in rows if r["dataset"] == plan.data.name and r["seed"] == cfg.seed  # other --tasks reports
+            and r["image"] in chosen and r["task"] in cfg.tasks]  # its own (per_image.csv keeps every row)
+    _note_unequal_counts(rows)
     if not rows:  # every image failed: no report of nothing (an earlier run's reports stay as they were)
         outcome.failed.append(f"no row of {plan.data.name} (seed {cfg.seed}) was computed: no report written")
         log.error("%s", outcome.failed[-1])  # said also under -q, which prints no recap
         outcome.files = sorted(p for p in out.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
         return
-    grid_images = [im.id for im in plan.data.images if im.index < cfg.grid_images]  # this run's, in order
+    scored = {r["image"] for r in rows}  # a file that failed to load has no row to show
+    grid_images = [im.id for im in plan.data.images if im.index < cfg.grid_images and im.id in scored]
     config = {"dataset": plan.data.name, "dataset_source": plan.data.source, "images": len(plan.data),
+              "failed": _failures(outcome.failed, world),
               "resolution": plan.shape[-1], "seed": cfg.seed, "device": device, "world_size": world,
               "batch_size": cfg.batch_size,
               "settings": asdict(cfg),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import typer
 
@@ -44,8 +45,6 @@ Examples:
 def default_out(dataset: str) -> str:
     """`bench-NAME` in the working folder: NAME is ffhq / builtin or the dataset path's stem (bench-photos for
     photos/, bench-astronaut for astronaut.png)."""
-    from pathlib import Path
-
     return f"bench-{Path(dataset.rstrip('/')).stem or 'data'}"
 
 
@@ -115,8 +114,10 @@ def bench(
                               help="LPIPS backbone (named in every output)."),
     best_of: int = typer.Option(1, "--best-of", metavar="K", min=1, show_default=True,
                                 help="Runs per image; K > 1 adds a summary labelled best-of-K."),
-    resume: bool = typer.Option(False, "--resume", help="Skip rows already in --out (the same dataset, seed, "
-                                "resolution, networks and presets; others are refused: choose another --out)."),
+    resume: bool = typer.Option(False, "--resume", help="Skip rows already in --out (the same dataset and image "
+                                "files, seed, resolution, networks and presets; others are refused: choose another "
+                                "--out). The reports cover this run's images and tasks; per_image.csv keeps every "
+                                "row."),
     device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda|cuda:N", show_default=True),
     precision: str = typer.Option("auto", "--precision", metavar="auto|fp32|bf16", show_default=True,
                                   help="Network precision. auto: the generator in bfloat16 on CPUs with native "
@@ -136,7 +137,7 @@ def bench(
     as_json: bool = typer.Option(False, "--json", help="Print the JSON summary instead of the Markdown table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes."),
 ) -> None:
-    with common.handle_errors(json_command="bench" if as_json else None), common.log_lines():
+    with common.handle_errors(json_command="bench" if as_json else None):
         from ncvsd_cli.bench import BenchConfig, run_bench
         from ncvsd_cli.bench.datasets import DatasetError
         from ncvsd_cli.bench.report import SUMMARY_JSON, SUMMARY_MD
@@ -164,7 +165,14 @@ def bench(
             common.fail(str(exc), common.EXIT_USAGE)
         except KeyboardInterrupt as exc:  # Ctrl-C 130; SIGTERM / SIGHUP (common.Terminated) 128 + signum
             code = 128 + exc.signum if isinstance(exc, common.Terminated) else common.EXIT_INTERRUPTED
-            common.fail(f"interrupted; finished rows are kept in {out}, rerun with --resume to continue", code)
+            from ncvsd_cli.bench import results
+
+            try:
+                kept = any(results.read_rows(p) for p in Path(out).glob("per_image*.csv"))
+            except (OSError, ValueError):  # the exit code stays the signal's
+                kept = True
+            common.fail(f"interrupted; finished rows are kept in {out}, rerun with --resume to continue" if kept
+                        else "interrupted before any row was finished", code)
         rank = common.torchrun_rank()  # under torchrun every rank says what it computed
         common.note(f"{f'rank {rank}: ' if rank else ''}{outcome.computed} rows computed, {outcome.skipped} already "
                     f"done, {len(outcome.failed)} failed; results in {out}", quiet)

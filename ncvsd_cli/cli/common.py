@@ -173,12 +173,16 @@ JSON_SUMMARY_COMMANDS = ("restore", "degrade", "sample", "bench")
 #: The `--json` command (one of JSON_SUMMARY_COMMANDS) whose summary line is still owed: set by
 #: `handle_errors(json_command=...)`, cleared once a summary is written (`Report`); `fail` writes a bare one.
 _summary_owed: str | None = None
+#: The inputs as given to that command (`handle_errors(inputs=...)`): a summary written before any result lists
+#: them under "not_done".
+_inputs_owed: list[str] = []
 
 
 def write_error_summary(command: str, code: int, message: str) -> None:
     """The summary line of a `--json` run that stopped before it had one (a parse or usage error, a missing model,
     Ctrl-C while loading): {"command", "exit_code", "error" or "interrupted"}, and for the commands of JSON Lines
-    (not bench) their summary's "ok": 0, "failed": 0, "results": []. Nothing when stdout is closed."""
+    (not bench) their summary's "ok": 0, "failed": 0, "results": [] and the inputs given, "not_done". Nothing
+    when stdout is closed."""
     global _summary_owed
     _summary_owed = None
     if torchrun_rank() != 0:  # under torchrun rank 0 alone writes stdout's summary
@@ -190,7 +194,8 @@ def write_error_summary(command: str, code: int, message: str) -> None:
     else:
         doc["error"] = one_line(message)
     try:
-        sys.stdout.write(strict_json.dumps(doc | ({"results": []} if lines else {})) + "\n")
+        left = {"not_done": list(_inputs_owed)} if lines and _inputs_owed else {}
+        sys.stdout.write(strict_json.dumps(doc | ({"results": []} if lines else {}) | left) + "\n")
         sys.stdout.flush()
     except (OSError, ValueError, AttributeError):
         pass
@@ -207,7 +212,8 @@ def log_lines() -> Iterator[None]:
         def emit(self, record: logging.LogRecord) -> None:
             try:
                 level = "error" if record.levelno >= logging.ERROR else "warning"
-                _write_line(f"ncvsd: {level}: {one_line(record.getMessage())}\n")
+                rank = torchrun_rank()  # as `error`: which process of a torchrun job says it
+                _write_line(f"ncvsd: {f'rank {rank}: ' if rank else ''}{level}: {one_line(record.getMessage())}\n")
             except Exception:  # a log line is never worth failing for
                 self.handleError(record)
 
@@ -234,19 +240,20 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 
 @contextmanager
-def handle_errors(json_command: str | None = None) -> Iterator[None]:
+def handle_errors(json_command: str | None = None, inputs: Sequence[str] = ()) -> Iterator[None]:
     """Map exceptions escaping a command to one line and an exit code: UsageError/ValueError -> 2,
     CheckpointError -> 3, NonFiniteOutputError -> 1, KeyboardInterrupt -> 130, SIGTERM / SIGHUP (raised as
     Terminated while inside) -> 143 / 129, anything else -> 1 ("internal error"; traceback with NCVSD_DEBUG=1).
     typer.Exit passes through. `json_command`: the command's name when it runs with `--json`, whose stdout then
-    ends with a summary line on every exit path (`fail`)."""
+    ends with a summary line on every exit path (`fail`); `inputs`: its input arguments, listed there as
+    "not_done" when it stops before the inputs' own report."""
     from ncvsd_cli.checkpoints import CheckpointError
     from ncvsd_cli.errors import NonFiniteOutputError
 
-    global _summary_owed
-    _summary_owed = json_command
+    global _summary_owed, _inputs_owed
+    _summary_owed, _inputs_owed = json_command, [str(i) for i in inputs]
     try:
-        with _signals_raise():
+        with _signals_raise(), log_lines():  # the library's warnings (a plug-in left out, ...) as ncvsd's lines
             yield
     except (typer.Exit, typer.Abort, SystemExit):
         raise
@@ -265,7 +272,7 @@ def handle_errors(json_command: str | None = None) -> Iterator[None]:
         fail("standard output was closed (broken pipe); outputs finished so far are kept, no partial file is left",
              EXIT_PARTIAL)
     except Exception as exc:  # a bug: one line unless debugging
-        if os.environ.get("NCVSD_DEBUG"):
+        if os.environ.get("NCVSD_DEBUG", "0").strip() not in ("", "0"):  # NCVSD_DEBUG=0 turns it off
             raise
         fail(f"internal error: {type(exc).__name__}: {exc} (set NCVSD_DEBUG=1 for a traceback)", exit_code_for(exc))
     finally:

@@ -94,7 +94,7 @@ def degrade_command(
 
       ncvsd degrade --task inpaint-mask -p mask=hole.png clean.png -o measured.png
     """
-    with common.handle_errors(json_command="degrade" if as_json else None):
+    with common.handle_errors(json_command="degrade" if as_json else None, inputs=inputs or []):
         import operators
         from ncvsd_cli import images
         from ncvsd_cli.measurement import PLAIN_IMAGE_REFUSALS, degrade, save_measurement, sidecar_paths

@@ -6,7 +6,7 @@ from __future__ import annotations
 import glob
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -202,7 +202,8 @@ def restore_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr (warnings still print)."),
 ) -> None:
     """Restore degraded images by posterior sampling with the NCVSD generative denoiser (PnP-GD)."""
-    with common.handle_errors(json_command="restore" if as_json else None):
+    with common.handle_errors(json_command="restore" if as_json else None,
+                              inputs=[*(inputs or []), *(measurement or [])]):
         for flag, wanted in (("--mean", mean), ("--std", std)):
             if wanted and samples < 2:
                 mean8 = "denoiser-mean8" if task == "denoise" else "pnp-gd-warm-mean8"
@@ -213,11 +214,11 @@ def restore_command(
             raise common.UsageError("--no-sidecar needs --task (the inputs are then plain images)")
         if no_sidecar and measurement:
             raise common.UsageError("--no-sidecar contradicts --measurement (a sidecar to use): give one of them")
-        options = RestoreOptions(
-            task=task or _task_from_sidecars(specs), method=method, nfe=nfe, seed=seed, samples=samples,
-            batch_size=batch_size, sigma_y=sigma_y, preset_file=preset, params=common.parse_params(param),
-            class_label=class_label, checkpoint=checkpoint, device=str(common.parse_device(device)),
-            precision=precision, max_pixels=max_pixels, tile=tile, compile=compile_net).validate()
+        options = _valid_options([task] if task else _tasks_from_sidecars(specs), {
+            "method": method, "nfe": nfe, "seed": seed, "samples": samples, "batch_size": batch_size,
+            "sigma_y": sigma_y, "preset_file": preset, "params": common.parse_params(param),
+            "class_label": class_label, "checkpoint": checkpoint, "device": str(common.parse_device(device)),
+            "precision": precision, "max_pixels": max_pixels, "tile": tile, "compile": compile_net})
         if overwrite and skip_existing:
             raise common.UsageError("--overwrite and --skip-existing contradict each other: give one of them")
         if compile_net and options.device == "cpu":
@@ -286,19 +287,40 @@ def _out_format(path: str, outputs: Outputs) -> str:
     return images.format_for_path("-" if outputs.suffix in (None, "same") else "out" + outputs.suffix)
 
 
-def _task_from_sidecars(specs: list[str]) -> str:
-    """The task recorded by the first input (files, directories and globs expanded) with a readable sidecar (each
-    sidecar input then restores with its own task); UsageError naming the cause when there is none."""
+def _valid_options(tasks: Iterable[str], fields: dict) -> RestoreOptions:
+    """The validated options of the first of `tasks` they suit (`RestoreOptions.validate`); the first one's error
+    where none does. Without --task the run's task is a sidecar's, each sidecar input then restoring with its own:
+    `--method wiener` over an inpaint-box measurement and then a blur's refused the whole batch, while in the other
+    order the inpainting failed alone."""
+    first: Exception | None = None
+    for task in tasks:
+        try:
+            return RestoreOptions(task=task, **fields).validate()
+        except (ValueError, common.UsageError) as exc:
+            first = first or exc
+    assert first is not None  # `tasks` yields one at least, or raises
+    raise first
+
+
+def _tasks_from_sidecars(specs: list[str]) -> Iterator[str]:
+    """The tasks recorded by the inputs (files, directories and globs expanded) with a readable sidecar, each once,
+    in order, read as needed; UsageError naming the cause when there is none."""
     from ncvsd_cli import measurement as meas
 
     items, missing = common.expand_inputs(specs, quiet=True, identity=meas.input_identity) if specs else ([], [])
-    unreadable = []
+    unreadable, seen = [], set()
     for item in items:
         if not item.is_stdin and meas.find_sidecar(item.path) is not None:
             try:
-                return meas.sidecar_task(item.path)
+                task = meas.sidecar_task(item.path)
             except meas.MeasurementError as exc:
                 unreadable.append(common.one_line(exc))
+                continue
+            if task not in seen:
+                seen.add(task)
+                yield task
+    if seen:
+        return
     if unreadable:
         raise common.UsageError(f"{unreadable[0]} (and --task is required for inputs without a readable sidecar)")
     if missing and not items:  # nothing to restore: a missing input's failure (exit 1), as with --task
@@ -348,7 +370,6 @@ def _check_params(restorer, items: list, no_sidecar: bool, explicit: set[str]) -
     """The -p / preset file operator parameters against the plain-image inputs' header sizes
     (`common.check_params_on_inputs`): a bad parameter is a usage error before the model loads and before any
     allocation it would cause; one that suits some inputs only (a mask of one size) fails the others alone."""
-    import operators
     from ncvsd_cli import measurement as meas
 
     plain = [i for i in items if not i.is_stdin and str(i.path) not in explicit
@@ -356,8 +377,8 @@ def _check_params(restorer, items: list, no_sidecar: bool, explicit: set[str]) -
     if not plain:
         return
     task = restorer.options.task
-    f = int(getattr(operators.get(task), "factor", 1) or 1)
     params = restorer.prepare(task, restorer.options.sigma_y).settings.get("operator") or {}
+    f = _plain_factor(restorer, task)
     holes = task == "inpaint-mask" and "mask" not in params  # an input's own transparency: any mask checks the rest
 
     def check(h: int, w: int) -> None:
@@ -576,7 +597,6 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     """The measurement of one input: its sidecar (unless --no-sidecar; its own task unless --task was given), else
     the decoded image as a measurement of --task. alpha_paths: the outputs a plain image's alpha is carried to,
     with their formats (`_alpha_note`; None: --flatten). ValueError / OSError with a one-line message for a bad input."""
-    import operators
     from ncvsd_cli import images
     from ncvsd_cli import measurement as meas
 
@@ -604,7 +624,7 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     if not task_given:
         raise ValueError("--task is required for an input without a measurement sidecar (the other inputs' "
                          "sidecars say their own tasks)")
-    factor = int(getattr(operators.get(task), "factor", 1) or 1)
+    factor = _plain_factor(restorer, task, restorer.channels)
     if max_pixels is not None and h * w * factor * factor > max_pixels:
         raise ValueError(
             f"a {w}x{h} input gives a {w * factor}x{h * factor} output, more than --max-pixels {max_pixels}"
@@ -626,7 +646,7 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         warn = n.startswith(WARNING_NOTES)
         common.note(f"{'warning: ' if warn else ''}{item.name}: {n}", quiet and not warn)
     if m.alpha is not None:  # (None for inpaint-mask's transparency holes: the output is opaque)
-        m.notes.insert(0, _alpha_note(task, alpha_paths))
+        m.notes.insert(0, _alpha_note(alpha_paths, upscaled=m.image_shape[-1] > decoded.tensor.shape[-1]))
         common.note(f"{item.name}: {m.notes[0]}", quiet)
         m.alpha = None if alpha_paths is None else m.alpha
     m.notes, m.bit_depth, m.icc_profile = [*decoded.notes, *m.notes], decoded.bit_depth, decoded.icc_profile
@@ -637,15 +657,23 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     return m
 
 
-def _alpha_note(task: str, paths: dict[str, str] | None) -> str:
+def _plain_factor(restorer, task: str, channels: int = 3) -> int:
+    """`measurement.size_factor` of a plain image of `task`, with the operator parameters it is restored with."""
+    from ncvsd_cli import measurement as meas
+
+    params = restorer.prepare(task, restorer.options.sigma_y).settings.get("operator") or {}
+    return meas.size_factor(task, channels, meas.plain_image_params(task, params))
+
+
+def _alpha_note(paths: dict[str, str] | None, upscaled: bool = False) -> str:
     """What happens to a transparent input's alpha channel: restored composited on white, the alpha carried to the
-    outputs of `paths` ({path: format}) whose formats hold one (`images.ALPHA_FORMATS`; None: --flatten, to none)."""
-    import operators
+    outputs of `paths` ({path: format}) whose formats hold one (`images.ALPHA_FORMATS`; None: --flatten, to none);
+    `upscaled`: the output is larger than the input (sr)."""
     from ncvsd_cli import images
 
     if paths is None:
         return f"{images.ALPHA_NOTE} (--flatten: the outputs have no alpha channel)"
-    how = " (upscaled bicubically)" if getattr(operators.get(task), "factor", 1) not in (None, 1) else ""
+    how = " (upscaled bicubically)" if upscaled else ""
     lost = ["stdout" if p == "-" else p for p, fmt in paths.items() if fmt not in images.ALPHA_FORMATS]
     if not lost:
         return f"restored composited on white, its alpha channel carried to the outputs{how}"

@@ -108,8 +108,10 @@ def sample_command(
         if bad:
             raise common.UsageError(f"--seeds: {bad[0]} is out of range 0..2^63-1")
         common.refuse_empty("-o", out, "name a grid image, a folder, or - for stdout")
-        grid = out == "-" or (Path(out).suffix.lower() in common.IMAGE_SUFFIXES and not Path(out).is_dir())
-        if not grid and Path(out).suffix and not Path(out).is_dir() and not out.endswith(("/", os.sep)):
+        folder = out.endswith(("/", os.sep))  # -o dir.png/ : a folder, as the help says (Path drops the slash)
+        grid = out == "-" or (Path(out).suffix.lower() in common.IMAGE_SUFFIXES and not Path(out).is_dir()
+                              and not folder)
+        if not grid and Path(out).suffix and not Path(out).is_dir() and not folder:
             raise common.UsageError(f"-o {out}: not an image suffix ({', '.join(common.IMAGE_SUFFIXES)}); for a "
                                     f"directory with a dot in its name write -o {out}/")
         if overwrite and skip_existing:
@@ -135,7 +137,7 @@ def sample_command(
                 raise
         report = common.Report("sample", extra={"nfe": len(ts_list) - 1 if ts_list else nfe, "seeds": seed_list,
                                                 "checkpoint": checkpoint, "sampler": "heun" if teacher else "ts"},
-                               json_lines=as_json)
+                               json_lines=as_json, inputs=[item.name for item in planned])
         with report.summary_on_interrupt(as_json):
             if skip_existing:
                 planned = common.skip_finished(planned, report, quiet, noun="seed(s)")
@@ -190,9 +192,9 @@ def _check_memory(checkpoint: str, batch: int, resolution: int | None, precision
     """UsageError when a network call on `batch` samples of `resolution` px would not fit in the memory available
     now (`ncvsd_cli.memory`: from the checkpoint's config, before the weights load)."""
     from ncvsd_cli import memory
-    from ncvsd_cli.checkpoints import read_config, resolve_checkpoint
+    from ncvsd_cli.checkpoints import read_network_config, resolve_checkpoint
 
-    config = read_config(resolve_checkpoint(checkpoint, kind=kind, quiet=True))
+    config = read_network_config(resolve_checkpoint(checkpoint, kind=kind, quiet=True))
     res = int(resolution or config.get("img_resolution", 64))
     need = memory.work_bytes(memory.network_shape(config), (batch, int(config.get("img_channels", 3)), res, res),
                              precision=precision, device=device)

@@ -472,4 +472,4 @@ def get_method(name: str) -> Method:
     try:
         return METHODS[name]
     except KeyError:
-        raise ValueError(f"unknown method '{name}'; known: {', '.join(sorted(METHODS))}") from None
+        raise PLUGINS.unknown(name, list(METHODS), "method") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -198,6 +199,8 @@ def with_duration(settings: RunSettings) -> RunSettings:
     if settings.duration is not None:
         return settings
     recorded = recorded_setting(settings.out, "duration") if settings.resume else None
+    if recorded is not None and re.fullmatch(r"\s*[0-9]*\.?[0-9]+\s*M\s*", str(recorded)):
+        recorded = str(recorded).strip()[:-1].strip() + "min"  # what "2M" meant when the run recorded it
     return replace(settings, duration=str(recorded or DEFAULT_DURATION))
 
 
