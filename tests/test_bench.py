@@ -264,6 +264,13 @@ def test_resume_refuses_other_settings(assets, tmp_path):
     with pytest.raises(ValueError, match="generator"):
         run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[2], limit=1, resume=True,
                        generator=str(other)), progress=False)
+    ran = json.loads((out / "run_settings.json").read_text())["precision_used"].split()[-1]  # auto's choice
+    same = run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[2], limit=1, resume=True,
+                          precision=ran), progress=False)  # --precision bf16 after auto's bf16 was refused
+    assert same.skipped == 1 and not same.failed
+    with pytest.raises(ValueError, match="precision_used"):
+        run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[2], limit=1, resume=True,
+                       precision="fp32" if ran == "bf16" else "bf16"), progress=False)
     res = run_bench(_cfg(assets, out, tasks=["sr4"], methods=["classical"], nfe=[1], limit=1, resume=True,
                          resolution=RES), progress=False)
     assert res.computed >= 1 and not res.failed

@@ -1557,3 +1557,9 @@ def test_a_json_run_stopped_before_its_inputs_lists_them_as_not_done(tmp_path):
         assert res.exit_code == 2, res.output
         doc = json.loads(res.stdout.strip().splitlines()[-1])
         assert doc["not_done"] == [str(a), str(b)] and doc["results"] == []
+
+
+def test_a_gif_grid_of_samples_warns_of_its_palette(tmp_path, ckpt):
+    """restore warned that a GIF output is reduced to 256 colours; sample wrote one without a word."""
+    res = run("sample", "-c", ckpt, "--seeds", "0", "-o", tmp_path / "g.gif", "--device", "cpu", "-q")
+    assert res.exit_code == 0 and "a GIF holds 256 colours" in res.stderr, res.output

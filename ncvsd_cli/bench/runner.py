@@ -296,8 +296,10 @@ SETTINGS_JSON = datasets.OUTPUT_MARKER  # also marks the folder as bench results
 
 def _run_settings(cfg: BenchConfig, nets: _Networks, plan: _Plan) -> dict[str, Any]:
     """What the rows of a folder must share beyond their key: dataset and seed (its sample pictures and reports
-    show one run's), resolution, networks, precision and presets."""
-    return {"dataset": plan.data.name, "seed": cfg.seed, "resolution": plan.shape[-1], "precision": cfg.precision,
+    show one run's), resolution, networks, the precision they ran in and presets."""
+    used = ", ".join(f"{k} {v['precision']}" for k, v in nets.info.items() if isinstance(v, dict) and "precision" in v)
+    return {"dataset": plan.data.name, "seed": cfg.seed, "resolution": plan.shape[-1],
+            **({"precision_used": used} if used else {}),  # what ran: --precision auto and bf16 may be one
             "preset_file": cfg.preset_file,
             "preset": cfg.preset,
             **{kind: nets.info[kind]["path"] for kind in ("generator", "teacher") if kind in nets.info}}
