@@ -119,10 +119,9 @@ def sample_command(
         if grid and skip_existing:
             raise common.UsageError("--skip-existing skips seeds whose files exist in -o DIR/; a grid is one "
                                     "picture of all seeds (an existing one may hold other seeds): use -o DIR/")
-        if grid:
-            if images.format_for_path(out) == "GIF":  # (an unknown suffix: a usage error before any work)
-                common.note(f"warning: {out}: a GIF holds 256 colours, so the grid is written reduced to a palette "
-                            "(a .png output keeps every colour)")  # as restore says it, even with --quiet
+        if grid and images.format_for_path(out) == "GIF":  # (an unknown suffix: a usage error before any work)
+            common.note(f"warning: {out}: a GIF holds 256 colours, so the grid is written reduced to a palette "
+                        "(a .png output keeps every colour)")  # as restore says it, even with --quiet
         planned = ({common.InputItem("grid"): [out]} if grid else
                    {common.InputItem(f"seed {s}"): [str(Path(out) / f"{s:06d}.png")] for s in seed_list})
         common.check_stdout(planned, as_json)
