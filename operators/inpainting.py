@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from operators.base import Operator
-from operators.noise import Generators, rand, randn_like
+from operators.noise import Generators, rand, randn_like, stream_seed
 from operators.params import (
     MissingParameter,
     as_array,
@@ -90,10 +90,16 @@ class BoxInpainting(MaskOperator):
         return {"box_size": list(self.box_size)}
 
 
+def mask_seed(seed: int) -> int:
+    """The generator seed of `seed`'s random mask: itself below 2^32 (the masks of sidecars and benchmarks made so
+    far), else a hash of it (the CPU generator keeps 32 bits: --seed 2^32 drew seed 0's mask)."""
+    return seed if seed < 2**32 else stream_seed("inpaint-random", seed) & 0xFFFFFFFF
+
+
 @register
 class RandomInpainting(MaskOperator):
     """round(fraction·H·W) missing pixels (default 70 %, like the reference's random_mask.png), the same in every
-    channel, chosen from torch.Generator(seed) (CPU, so the mask is the same on every device)."""
+    channel, chosen from torch.Generator(`mask_seed(seed)`) (CPU, so the mask is the same on every device)."""
 
     name = "inpaint-random"
 
@@ -105,9 +111,11 @@ class RandomInpainting(MaskOperator):
         if isinstance(seed, bool) or not number(seed, "seed").is_integer():
             raise ValueError(f"seed must be an integer, got {seed!r}")
         self.fraction, self.seed = fraction, int(seed)
+        if not 0 <= self.seed < 2**63:  # --seed's range (-1 drew --seed 2^63-1's mask; 10^20 overflowed)
+            raise ValueError(f"seed must be in 0..2^63-1, got {self.seed}")
         _, h, w = self.image_shape
         n_missing = round(fraction * h * w)
-        scores = rand((h * w,), torch.Generator().manual_seed(self.seed), dtype=torch.float64)
+        scores = rand((h * w,), torch.Generator().manual_seed(mask_seed(self.seed)), dtype=torch.float64)
         mask = torch.ones(h * w)
         mask[torch.argsort(scores, stable=True)[:n_missing]] = 0
         self._set_mask(mask.view(1, 1, h, w))

@@ -590,6 +590,16 @@ def test_samples_mean_std(tmp_path, ckpt):
     assert np.asarray(Image.open(tmp_path / "p_inpaint-box_std.png")).max() > 0
 
 
+def test_a_saturated_std_image_is_warned_of(tmp_path, ckpt, monkeypatch):
+    """_std.png holds std x 4: a std of 0.25 or more is clipped there without a word (K=2 reaches 0.71)."""
+    from ncvsd_cli.restore import RestoreResult
+
+    monkeypatch.setattr(RestoreResult, "std_image", lambda self: torch.ones_like(self.samples[:1]))
+    src = _png(tmp_path / "p.png", 8, 8)
+    res = run("restore", "--task", "inpaint-box", src, "-c", ckpt, *FAST, "--samples", "2", "--std", "-q")
+    assert res.exit_code == 0 and "p_inpaint-box_std.png: 100.00% of its values saturate" in res.stderr, res.output
+
+
 def test_grey_rgba_16bit_inputs(tmp_path, ckpt):
     import png
 

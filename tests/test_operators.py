@@ -162,6 +162,8 @@ BAD = [
     ("inpaint-random", {"fraction": 1.0}, "fraction"),
     ("inpaint-random", {"fraction": -0.2}, "fraction"),
     ("inpaint-random", {"seed": 1.5}, "seed"),
+    ("inpaint-random", {"seed": -1}, "seed"),
+    ("inpaint-random", {"seed": 10**20}, "seed"),
     ("inpaint-mask", {"mask": None}, "mask"),
     ("inpaint-mask", {"mask": np.ones((5, 5))}, "mask"),
     ("inpaint-mask", {"mask": "/nonexistent/mask.png"}, "mask"),
@@ -283,8 +285,11 @@ def test_random_mask_fraction_and_seed():
     op = operators.create("inpaint-random", (3, 256, 256))
     assert int((op.mask == 0).sum()) == 45875  # round(0.7 · 65536), as the reference's random_mask.png
     assert op(torch.ones(1, 3, 256, 256)).sum(dim=1).unique().tolist() == [0.0, 3.0]  # same in every channel
-    small = [operators.create("inpaint-random", (1, 9, 7), seed=s).mask for s in (0, 0, 1)]
+    small = [operators.create("inpaint-random", (1, 9, 7), seed=s).mask for s in (0, 0, 1, 2**32, 2**32 + 1)]
     assert torch.equal(small[0], small[1]) and not torch.equal(small[0], small[2])
+    assert not any(torch.equal(small[3], m) for m in (small[0], small[2], small[4]))  # 2^32 drew seed 0's mask
+    first = operators.create("inpaint-random", (1, 9, 7), seed=2**32 + 7).mask  # and is stable
+    assert torch.equal(first, operators.create("inpaint-random", (1, 9, 7), seed=2**32 + 7).mask)
 
 
 @pytest.mark.parametrize("shape", [(1, 256, 256), (1, 13, 11)])

@@ -59,7 +59,7 @@ PARAM_HELP = (
     "(circular|reflect), shift; deblur-defocus radius (px, read from a plain image by restore, else 4), boundary, "
     "shift; deblur-motion kernel_size, intensity (0-1), seed, kernel, boundary, shift; "
     "deblur-kernel kernel (.npy or image), normalize, boundary, shift; inpaint-box box_size (px); inpaint-random "
-    "fraction (0-1), seed; inpaint-mask mask (image, white = known), invert (true: white = hole), grow (px to widen "
+    "fraction (0-1, of missing pixels), seed; inpaint-mask mask (image, white = known), invert (true: white = hole), grow (px to widen "
     "the holes by); sr2/sr4/sr8 "
     "likelihood (exact|langevin), kernel (the resizer that shrank the image: bicubic, the default, antialiased; "
     "bilinear; box = area; bilinear-aliased / bicubic-aliased = torch F.interpolate bilinear / bicubic (no "

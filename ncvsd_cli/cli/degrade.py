@@ -30,7 +30,8 @@ phase retrieval) and beside it OUT.ncvsd.json + OUT.ncvsd.safetensors: the opera
 seeds), sigma_y and the unclipped float measurement, so that `ncvsd restore OUT` restores exactly this
 measurement. Each image's noise is drawn from its own stream (measurement, --seed, hash of the image): inputs
 of one call get independent noise, the same image the same noise; `ncvsd restore --seed` never draws from these
-streams, so the same seed on both sides is fine. Random masks and motion kernels follow --seed alone. The
+streams, so the same seed on both sides is fine. Random masks and motion kernels follow --seed (not the image), unless -p seed=N
+sets theirs. The
 source's ICC profile is kept in the preview and the sidecar, its bit depth in the sidecar (restorations of 16-bit
 sources are written as 16-bit PNG).
 
@@ -52,7 +53,7 @@ def degrade_command(
              "inpaint-random, inpaint-mask, denoise, phase-retrieval (or a plugin's).",
     ),
     out: str | None = typer.Option(
-        None, "--output", "-o", help="Output image (.png; .jpg, .webp, .avif, .heic, .tif also: the preview "
+        None, "--output", "-o", help="Output image (.png; .jpg, .webp, .avif, .heic, .tif, .bmp, .gif also: the preview "
                                    "only, the sidecar keeps the exact measurement), directory (a name without a "
                                    "suffix is one), or - for stdout (preview only, no sidecar)."
     ),

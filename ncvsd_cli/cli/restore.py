@@ -66,8 +66,8 @@ TIFF outputs, at the same print size (sr4: 4x the dpi).
 
 Outputs: <stem>_<task>.png beside each input (stdout for -), or in -o DIR as <stem>.png (--format jpg, heic, ...
 for another format, --format same for each input's own: IMG_1.HEIC -> IMG_1.heic); with --samples K the samples
-are <name>_s0..s<K-1>.png, plus <name>_mean.png, <name>_std.png (raw per-channel std on the [0, 1] scale x4; a
-16-bit PNG whatever the format) and <name>_std_map.png (the uncertainty heat map with its colour bar; its scale is in --json).
+are <name>_s0..s<K-1>.png, plus <name>_mean.png, <name>_std.png (per-channel sample std, ddof 1, on the [0, 1] scale
+x4, so 0.25 and above saturate; a 16-bit PNG whatever the format) and <name>_std_map.png (the uncertainty heat map with its colour bar; its scale is in --json).
 
 --json prints JSON Lines: one object per image as it finishes, then the summary with every result, for one input as
 for many (ncvsd restore dir/ --json | jq -c 'select(.status)'; tail -n 1 is the summary). Progress on stderr: the
@@ -204,11 +204,11 @@ def restore_command(
     """Restore degraded images by posterior sampling with the NCVSD generative denoiser (PnP-GD)."""
     with common.handle_errors(json_command="restore" if as_json else None,
                               inputs=[*(inputs or []), *(measurement or [])]):
-        for flag, wanted in (("--mean", mean), ("--std", std)):
+        mean8 = "denoiser-mean8" if task == "denoise" else "pnp-gd-warm-mean8"
+        for flag, wanted, why in (("--mean", mean, f"of one sample it is the sample itself; --method {mean8} gives "
+                                   "the mean of 8 as one image"), ("--std", std, "the std of one sample is 0")):
             if wanted and samples < 2:
-                mean8 = "denoiser-mean8" if task == "denoise" else "pnp-gd-warm-mean8"
-                raise common.UsageError(f"{flag} needs --samples >= 2 (of one sample it is the sample itself or 0; "
-                                        f"--method {mean8} gives the mean of 8 as one image)")
+                raise common.UsageError(f"{flag} needs --samples >= 2 ({why})")
         specs = list(inputs or []) + list(measurement or [])
         if no_sidecar and task is None:
             raise common.UsageError("--no-sidecar needs --task (the inputs are then plain images)")
@@ -695,6 +695,10 @@ def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[
     images_kept = len(tensors)
     if outputs.std:
         tensors.append(res.std_image())
+        clipped = float((tensors[-1] >= 1).float().mean())  # std x STD_SCALE above 1: those values read 0.25
+        if clipped:
+            common.note(f"warning: {paths[len(tensors) - 1]}: {clipped:.2%} of its values saturate (a std of 0.25 or "
+                        "more on the [0, 1] scale); the heat map and --json's std_max show their size")
     bits = 16 if m.bit_depth > 8 else 8
     formats = [_out_format(p, outputs) for p in paths]
     kept_formats = dict(zip(paths[:images_kept], formats))
