@@ -205,8 +205,8 @@ def restore_command(
     with common.handle_errors(json_command="restore" if as_json else None,
                               inputs=[*(inputs or []), *(measurement or [])]):
         mean8 = "denoiser-mean8" if task == "denoise" else "pnp-gd-warm-mean8"
-        for flag, wanted, why in (("--mean", mean, f"of one sample it is the sample itself; --method {mean8} gives "
-                                   "the mean of 8 as one image"), ("--std", std, "the std of one sample is 0")):
+        mean_why = f"of one sample it is the sample itself; --method {mean8} gives the mean of 8 as one image"
+        for flag, wanted, why in (("--mean", mean, mean_why), ("--std", std, "the std of one sample is 0")):
             if wanted and samples < 2:
                 raise common.UsageError(f"{flag} needs --samples >= 2 ({why})")
         specs = list(inputs or []) + list(measurement or [])
