@@ -58,6 +58,14 @@ def std_map_png(samples: torch.Tensor) -> tuple[bytes, dict[str, float]]:
     together with other files (`images.atomic_write_all`)."""
     import io
 
+    fig, scale = std_map_figure(samples)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue(), scale
+
+
+def std_map_figure(samples: torch.Tensor):
+    """The matplotlib Figure of `save_std_map`'s heat map of `samples` and its scale dict."""
     from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
 
     std = pixel_std(samples)
@@ -74,8 +82,8 @@ def std_map_png(samples: torch.Tensor) -> tuple[bytes, dict[str, float]]:
     ax.set_axis_off()
     ax.set_title(f"posterior std, {samples.shape[0]} samples", fontsize=8)
     bar = fig.colorbar(image, cax=cax)
+    bar.set_ticks([0.0, top / 2, top])  # the top labelled also on a short bar (a wide image's had no label there)
+    bar.ax.set_yticklabels([f"{t:g}" for t in (0.0, top / 2, top)])
     bar.set_label("std on the [0, 1] scale", fontsize=7)
     bar.ax.tick_params(labelsize=7)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue(), {"std_map_max": top, "std_mean": float(std.mean()), "std_max": float(std.max())}
+    return fig, {"std_map_max": top, "std_mean": float(std.mean()), "std_max": float(std.max())}

@@ -304,6 +304,18 @@ def test_heat_map_file_reads_back(tmp_path):
     assert brightness.max() > 500  # the uncertain region / the bar's top: bright
 
 
+@pytest.mark.parametrize("shape", [(40, 40), (24, 96)])
+def test_heat_map_colour_bar_labels_its_top(shape):
+    """A wide image's short colour bar had no label at its top (0.05): matplotlib's own ticks left it out."""
+    from ncvsd_cli.uncertainty import std_map_figure
+
+    x = -torch.ones(2, 3, *shape)
+    x[1] = -0.95  # a std of 0.0177 on the [0, 1] scale: the scale's top is 0.02
+    fig, scale = std_map_figure(x)
+    labels = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    assert labels == ["0", f"{scale['std_map_max'] / 2:g}", f"{scale['std_map_max']:g}"]
+
+
 def test_restore_std_writes_heat_map_and_scale(tmp_path, ckpt):
     from ncvsd_cli.uncertainty import save_std_map
 
