@@ -371,12 +371,12 @@ def _note_skipped(cfg: BenchConfig, tasks: list[tuple]) -> None:
                             ",".join(str(n // k) for n in ran), totals)
 
 
-def _check_same_images(out: Path, data: datasets.BenchDataset) -> None:
-    """ValueError when rows of `out` for this dataset were computed with another image at an index (a photo added
-    to or removed from the folder since): measurements are drawn from (seed, image index), so the methods of the
-    old and the new rows would not see the same measurement of one image."""
+def _check_same_images(out: Path, data: datasets.BenchDataset, rows: list[dict[str, Any]]) -> None:
+    """ValueError when `rows` (`out`'s) for this dataset were computed with another image at an index (a photo
+    added to or removed from the folder since): measurements are drawn from (seed, image index), so the methods
+    of the old and the new rows would not see the same measurement of one image."""
     now = {im.id: im.index for im in data.images}
-    for row in (r for p in sorted(out.glob("per_image*.csv")) for r in results.read_rows(p)):
+    for row in rows:
         if row["dataset"] == data.name and row["image"] in now and int(row["image_index"]) != now[row["image"]]:
             raise ValueError(f"{out} holds rows of {row['image']} as image #{row['image_index']} of {data.name}; it is "
                              f"#{now[row['image']]} now (images were added or removed): the measurements, drawn "
@@ -493,16 +493,15 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
         _check_fresh(out, cfg.resume, rank, world)
         nets = _load_networks(cfg, device, quiet=progress is False)
         plan = _plan(cfg, nets, device, rank, world)
-        scored = {r["image"] for p in out.glob("per_image*.csv") for r in results.read_rows(p)
-                  if r["dataset"] == plan.data.name} if cfg.resume else set()
+        earlier = [r for p in sorted(out.glob("per_image*.csv")) for r in results.read_rows(p)] if cfg.resume else []
+        scored = {r["image"] for r in earlier if r["dataset"] == plan.data.name}
         _check_settings(out, _run_settings(cfg, nets, plan), rank, cfg.resume, _digests(plan.data.images), scored)
     except BaseException:  # refused before any work: no empty --out folder left behind
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise
-    finished = results.finished_keys(sorted(out.glob("per_image*.csv"))) if cfg.resume else set()
-    if cfg.resume:
-        _check_same_images(out, plan.data)
+    finished = {results.row_key(r) for r in earlier}
+    _check_same_images(out, plan.data, earlier)
     part = out / (results.CSV_NAME if world == 1 else f"per_image.rank{rank}-of-{world}.csv")
     outcome = BenchOutcome(out=out)
     total = len(plan.images) * sum(_cost(j) * _runs(j, cfg.best_of) for *_, jobs in plan.tasks for j in jobs)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
 
 from ncvsd_cli.training import distributed
-from ncvsd_cli.training.loop import force_finite_
+from ncvsd_cli.training.loop import force_finite_, recorded_duration
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -199,9 +198,7 @@ def with_duration(settings: RunSettings) -> RunSettings:
     if settings.duration is not None:
         return settings
     recorded = recorded_setting(settings.out, "duration") if settings.resume else None
-    if recorded is not None and re.fullmatch(r"\s*[0-9]*\.?[0-9]+\s*M\s*", str(recorded)):
-        recorded = str(recorded).strip()[:-1].strip() + "min"  # what "2M" meant when the run recorded it
-    return replace(settings, duration=str(recorded or DEFAULT_DURATION))
+    return replace(settings, duration=recorded_duration(recorded) if recorded else DEFAULT_DURATION)
 
 
 #: Settings that belong to one invocation, never taken from the run's record on --resume.

@@ -87,6 +87,13 @@ def parse_duration(text: str) -> Duration:
     return Duration(steps=count) if what == "step" else Duration(nimg=count)
 
 
+def recorded_duration(text: str) -> str:
+    """A --duration as a run recorded it, in today's terms: "2M", recorded when it meant 2 minutes (now refused as
+    ambiguous by `parse_duration`), is "2min"; anything else as it is."""
+    m = _DURATION.match(str(text))
+    return f"{m.group(1)}min" if m and m.group(2) == "M" else str(text)
+
+
 def learning_rate(cur_nimg: int, ref_lr: float, batch: int, ref_batches: float = 0.0,
                   rampup_img: float = 0.0) -> float:
     """EDM2 schedule (docs/method.md §1.8): ref_lr / sqrt(max(n / (ref_batches·batch), 1)) · min(n / rampup, 1).
