@@ -845,3 +845,41 @@ def test_a_mask_array_of_grey_levels_reads_as_its_image_file_does(tmp_path):
     with pytest.raises(ValueError, match="not a .npy array file") as err:
         operators.create("deblur-kernel", (3, 8, 8), kernel=str(tmp_path / "k.npy"))
     assert "allow_pickle" not in str(err.value)
+
+
+def _forward_without_x(self):
+    return 0
+
+
+def _adjoint_with_extra(self, y, scale):
+    return y
+
+
+def _pseudo_inverse_keyword_only(self, *, y):
+    return y
+
+
+def _likelihood_renamed(self, x0, y, rho, sigma):
+    return x0
+
+
+@pytest.mark.parametrize(("method", "fn"), [("forward", _forward_without_x), ("adjoint", _adjoint_with_extra),
+                                            ("pseudo_inverse", _pseudo_inverse_keyword_only),
+                                            ("likelihood_sample", _likelihood_renamed)])
+def test_an_operator_method_the_samplers_cannot_call_is_refused_at_class_definition(method, fn):
+    """A plug-in's `forward(self)` failed in the middle of a restore as ncvsd's "internal error"."""
+    with pytest.raises(TypeError, match=rf"Bad\.{method} cannot be called as {method}\("):
+        type("Bad", (operators.Operator,), {"name": "bad", method: fn})
+
+
+def test_an_operator_with_extra_optional_arguments_is_accepted():
+    class Fine(operators.Operator):
+        name = "fine"
+
+        def forward(self, x, scale=1.0):
+            return scale * x
+
+        def likelihood_sample(self, x0, y, rho, sigma_p, generator=None, steps=3):
+            return x0
+
+    assert Fine((1, 2, 2)).forward(torch.ones(1, 1, 2, 2)).sum() == 4

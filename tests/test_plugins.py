@@ -140,13 +140,16 @@ def broken_plugins(plugin, tmp_path, monkeypatch):
     (tmp_path / "ncvsd_odd_plugin.py").write_text(
         "from operators.resize import Downsample\ndef notop(): pass\n"
         "class Sr4(Downsample):\n    name = 'sr4'\n")
+    (tmp_path / "ncvsd_badsig_plugin.py").write_text(  # forward(self): failed mid-restore as an "internal error"
+        "from operators import Operator\nclass Op(Operator):\n    name = 'aa-badsig'\n"
+        "    def forward(self):\n        return 0\n")
     dist = tmp_path / "ncvsd_broken_plugin-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ncvsd-broken-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(
         "[ncvsd.operators]\naa-missing = ncvsd_broken_plugin:Op\naa-notop = ncvsd_odd_plugin:notop\n"
-        "sr4 = ncvsd_odd_plugin:Sr4\n\n[ncvsd.methods]\naa-missing = ncvsd_broken_plugin:M\n")
-    for name in ("ncvsd_broken_plugin", "ncvsd_odd_plugin"):
+        "sr4 = ncvsd_odd_plugin:Sr4\naa-badsig = ncvsd_badsig_plugin:Op\n\n[ncvsd.methods]\naa-missing = ncvsd_broken_plugin:M\n")
+    for name in ("ncvsd_broken_plugin", "ncvsd_odd_plugin", "ncvsd_badsig_plugin"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     return tmp_path
 
@@ -162,6 +165,7 @@ def test_a_broken_plugin_is_left_out_with_a_warning_and_the_rest_work(broken_plu
     assert "aa-missing = ncvsd_broken_plugin:Op of ncvsd-broken-plugin" in said and "ModuleNotFoundError" in said
     assert "aa-notop" in said and "not an operators.Operator subclass" in said
     assert "already registered" in said
+    assert "Op.forward cannot be called as forward(x)" in said and "aa-badsig" not in names
     with pytest.raises(ValueError, match="the plug-in aa-missing .* was left out: ModuleNotFoundError"):
         registry.get("aa-missing")
     with pytest.raises(ValueError, match="the plug-in aa-missing .* was left out"):

@@ -395,6 +395,24 @@ def test_html_and_png_report_read_back(tmp_path):
         assert pic.width == 900 and pic.height > 900
 
 
+@pytest.mark.parametrize("width", [900, 1400])
+def test_report_png_table_text_stays_in_its_cells(width):
+    """A long plug-in method name overflowed its cell (every column had an even share of the width)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from ncvsd_cli.bench.report import table_figure
+
+    row = ["4", "single", "3", "23.45 ± 0.71", "0.712 ± 0.020", "0.285 ± 0.030", "1.234", "123.4"]
+    lines = [["method", "NFE", "aggregation", "images", "PSNR ↑", "SSIM ↑", "LPIPS-alex ↓", "s / image", "peak MiB"],
+             ["my-plugin-with-a-rather-long-method-name-refined", *row], ["pnp-gd", *row]]
+    fig = table_figure(lines, width)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    for cell in fig.axes[0].tables[0].get_celld().values():
+        text, box = cell.get_text().get_window_extent(renderer), cell.get_window_extent(renderer)
+        assert box.x0 <= text.x0 and text.x1 <= box.x1, cell.get_text().get_text()
+
+
 def test_nfe_plot_legend_is_not_cut_off(tmp_path):
     """One task, nine methods: the legend (right of the plots) must lie inside the saved picture."""
     from ncvsd_cli.bench import report

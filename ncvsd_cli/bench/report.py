@@ -20,12 +20,16 @@ import os
 import textwrap
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ncvsd_cli import strict_json
 from ncvsd_cli.bench.results import lpips_column
+from ncvsd_cli.errors import one_line
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SUMMARY_MD = "summary.md"
 SUMMARY_JSON = "summary.json"
@@ -372,6 +376,38 @@ def write_html(out: str | os.PathLike, summary: list[dict[str, Any]], lpips_net:
     return path
 
 
+def table_figure(lines: list[list[str]] | str, width: int, bold_cells=(), title: str | None = None) -> Figure:
+    """A `width` px wide matplotlib figure of a title line (`lines` a string) or a table (`lines[0]` the header),
+    its columns as wide as their text needs (a long plug-in method name overflowed an even share), `bold_cells`
+    (row, column) in bold."""
+    from matplotlib.figure import Figure
+
+    rows = 1 if isinstance(lines, str) else len(lines)
+    fig = Figure(figsize=(width / 100, 0.5 + 0.24 * rows), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    if isinstance(lines, str):
+        ax.text(0.01, 0.5, lines, fontsize=16, weight="bold", va="center")
+        return fig
+    if title:
+        ax.set_title(title, loc="left", fontsize=12, weight="bold", y=1.0, pad=-14)
+    table = ax.table(cellText=lines[1:], colLabels=lines[0], loc="lower left",
+                     bbox=(0.01, 0.02, 0.98, 0.98 - 0.3 / (0.5 + 0.24 * rows)))
+    table.auto_set_font_size(False)
+    table.set_fontsize(9)
+    table.auto_set_column_width(list(range(len(lines[0]))))  # shares of the bbox in proportion to the text
+    for r, c in bold_cells:
+        table[r, c].set_text_props(weight="bold")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    need = sum(max(cell.get_text().get_window_extent(renderer).width for (_, c), cell in table.get_celld().items()
+                   if c == col) + 12 for col in range(len(lines[0])))  # + a cell's padding both sides
+    if need > 0.98 * width:  # too long to fit at 9 pt: a smaller font
+        table.set_fontsize(max(5.0, 9 * 0.98 * width / need))
+    return fig
+
+
 def write_report_png(out: str | os.PathLike, summary: list[dict[str, Any]], lpips_net: str,
                      width: int = 1400) -> Path:
     """Write DIR/report.png: the HTML report as one picture (title, NFE plot, then per task its table and grid,
@@ -379,7 +415,6 @@ def write_report_png(out: str | os.PathLike, summary: list[dict[str, Any]], lpip
     Returns the path."""
     import io
 
-    from matplotlib.figure import Figure
     from PIL import Image
 
     out = Path(out)
@@ -387,23 +422,8 @@ def write_report_png(out: str | os.PathLike, summary: list[dict[str, Any]], lpip
     columns = (("psnr", "PSNR ↑", 2, max), ("ssim", "SSIM ↑", 3, max), (lp, f"LPIPS-{lpips_net} ↓", 3, min))
 
     def text_block(lines: list[list[str]] | str, bold_cells=(), title: str | None = None) -> Image.Image:
-        rows = 1 if isinstance(lines, str) else len(lines)
-        fig = Figure(figsize=(width / 100, 0.5 + 0.24 * rows), dpi=100)
-        ax = fig.add_axes((0, 0, 1, 1))
-        ax.set_axis_off()
-        if isinstance(lines, str):
-            ax.text(0.01, 0.5, lines, fontsize=16, weight="bold", va="center")
-        else:
-            if title:
-                ax.set_title(title, loc="left", fontsize=12, weight="bold", y=1.0, pad=-14)
-            table = ax.table(cellText=lines[1:], colLabels=lines[0], loc="lower left",
-                             bbox=(0.01, 0.02, 0.98, 0.98 - 0.3 / (0.5 + 0.24 * rows)))
-            table.auto_set_font_size(False)
-            table.set_fontsize(9)
-            for r, c in bold_cells:
-                table[r, c].set_text_props(weight="bold")
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
+        table_figure(lines, width, bold_cells, title).savefig(buffer, format="png")
         return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
 
     blocks = [text_block("ncvsd bench report")]
@@ -416,7 +436,7 @@ def write_report_png(out: str | os.PathLike, summary: list[dict[str, Any]], lpip
         lines = [["method", "NFE", "aggregation", "images", *[h for _, h, _, _ in columns], "s / image", "peak MiB"]]
         bold = []
         for i, s in enumerate(recs, start=1):
-            lines.append([s["method"], str(s["nfe"]), s["aggregation"], str(s["n_images"]),
+            lines.append([one_line(s["method"], 48), str(s["nfe"]), s["aggregation"], str(s["n_images"]),
                           *[_fmt(s[m + "_mean"], s[m + "_std"], d, s["n_images"]) for m, _, d, _ in columns],
                           f"{s['seconds_mean']:.3f}", f"{s['peak_mem_mb_max']:.1f}"])
             bold += [(i, 4 + c) for c, (m, *_) in enumerate(columns)
