@@ -224,7 +224,7 @@ def _check_pixels(name: str, h: int, w: int, max_pixels: int | None) -> None:
     if h < 1 or w < 1:
         raise ImageError(f"{name}: empty image ({w}x{h})")
     if max_pixels is not None and h * w > max_pixels:
-        raise ImageError(f"{name}: {w}x{h} = {h * w} pixels exceeds --max-pixels {max_pixels}")
+        raise ImageError(f"{name}: {w}x{h} = {h * w} pixels exceeds --max-pixels (max_pixels) {max_pixels}")
 
 
 def _decode_png16(data: bytes, name: str, max_pixels: int | None) -> tuple[np.ndarray, str, int]:
@@ -1073,6 +1073,28 @@ OUTPUT_OPTIONS = {"JPEG": {"subsampling": 0}}
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF", "AVIF", "HEIF")
 
 
+def checked_alpha(alpha: Any, height: int, width: int) -> torch.Tensor:
+    """An image's opacity given by a library caller as a (1, 1, H, W) float32 tensor: a tensor or numpy array of
+    shape (H, W), (1, H, W) or (1, 1, H, W) with finite values in [0, 1]; ValueError naming what is wrong otherwise
+    (a wrong size was taken silently, a numpy array failed as "has no attribute 'detach'")."""
+    import torch
+
+    if isinstance(alpha, np.ndarray):
+        alpha = torch.from_numpy(alpha)
+    if not isinstance(alpha, torch.Tensor):
+        raise ValueError(  # noqa: TRY004 (a ValueError, as every bad argument here)
+            f"alpha: a tensor or numpy array of opacities in [0, 1], got {type(alpha).__name__}")
+    if tuple(alpha.shape[-2:]) != (height, width) or alpha.numel() != height * width or alpha.dim() > 4:
+        raise ValueError(f"alpha: expected shape (1, 1, {height}, {width}) (the image's size), got "
+                         f"{tuple(alpha.shape)}")
+    a = alpha.detach().to("cpu", torch.float32).reshape(1, 1, height, width)
+    if not bool(torch.isfinite(a).all()) or float(a.min()) < 0 or float(a.max()) > 1:
+        top = float(a.nan_to_num(0).max())
+        raise ValueError("alpha: expected finite opacities in [0, 1]" + (
+            f", got values up to {top:g} (8-bit alpha a: a / 255)" if top > 1 else ", got NaN, inf or negatives"))
+    return a
+
+
 def uncomposite(x: torch.Tensor, alpha: torch.Tensor, levels: int = 255) -> np.ndarray:
     """The colour c and opacity a whose composite on white, c a + (1 - a), is the image x: an (H, W, C + 1) array
     of integers 0..levels (C = 1 or 3, a last). x: (1, C, H, W) in [-1, 1] (clipped); alpha: (1, 1, H, W) in [0, 1]
@@ -1278,14 +1300,14 @@ def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
     try:
         os.link(tmp, target)
     except FileExistsError:
-        raise OutputExistsError(f"{target} exists (written meanwhile?); use --overwrite to replace it") from None
+        raise OutputExistsError(f"{target} exists; --overwrite (overwrite=True) replaces it") from None
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
             raise
         try:
             os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
         except FileExistsError:
-            raise OutputExistsError(f"{target} exists (written meanwhile?); use --overwrite to replace it") from None
+            raise OutputExistsError(f"{target} exists; --overwrite (overwrite=True) replaces it") from None
         os.replace(tmp, target)
     else:
         tmp.unlink(missing_ok=True)

@@ -139,7 +139,8 @@ def degrade(
     import torch
 
     import operators
-    from operators.noise import stream_generators, tensor_key
+    from operators.noise import MAX_SEED, stream_generators, tensor_key
+    from operators.params import integer, number
 
     x = images.as_image_tensor(x, source or "degrade input")
     if source is None and images.spans_unit_range(x):  # a library call (the command reads files on [-1, 1])
@@ -147,6 +148,7 @@ def degrade(
                       "(x * 2 - 1; images.from_unit does it)", stacklevel=2)
     if x.shape[1] == 1:
         x, grey = images.match_channels(x, 3), True
+    seed, sigma_y = integer(seed, "seed", 0, MAX_SEED), number(sigma_y, "sigma_y")  # as load_measurement reads them
     if sigma_y < 0 or not math.isfinite(sigma_y):
         raise ValueError(f"sigma_y must be >= 0 and finite, got {sigma_y}")
     cls = operators.get(task)

@@ -27,6 +27,19 @@ STEPS_FORMAT = "{desc}: {pct_down:3d}%|{bar}| {n_nfe}/{total:.0f} NFE [{elapsed}
 DEFAULT_INTERVAL = 30.0
 
 
+def write_line(line: str) -> None:
+    """`line` on stderr at once; a progress bar on screen (tqdm) is cleared first and redrawn under it."""
+    if "tqdm" in sys.modules:
+        from tqdm import tqdm
+
+        with tqdm.external_write_mode(file=sys.stderr):
+            sys.stderr.write(line)
+            sys.stderr.flush()
+    else:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+
+
 def nfe_text(n: float) -> str:
     """Network evaluations done for display: '3', '1000', '0.12' (a tiled evaluation in flight), '2.5'."""
     return f"{n:.0f}" if n >= 100 or n == int(n) else f"{n:.2f}".rstrip("0").rstrip(".")

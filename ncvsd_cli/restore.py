@@ -38,6 +38,7 @@ from ncvsd_cli.measurement import (
     opaque_window,
     plain_image_params,
     plain_image_refusal,
+    size_factor,
     transparency_holes,
 )
 
@@ -106,23 +107,22 @@ class RestoreOptions:
         from ncvsd_cli.networks.inference import PRECISIONS, resolve_device
         from ncvsd_cli.sampling.methods import get_method, method_names
         from ncvsd_cli.sampling.presets import read_preset_file, task_settings
+        from operators.noise import MAX_SEED
+        from operators.params import integer, number
 
         if isinstance(self.preset_file, (str, Path)):  # read once: every input sees the same settings
             self.preset_file = read_preset_file(self.preset_file)
         if self.checkpoint is not None and not str(self.checkpoint).strip():  # `-c "$CKPT"` with CKPT unset
             raise ValueError("checkpoint (--checkpoint) is empty; name a checkpoint, or leave it out for the default")
-        for name, lo in (("samples", 1), ("batch_size", 1), ("max_pixels", 1), ("seed", 0), ("tile", 0),
-                         ("nfe", 1)):
+        for name, lo, hi in (("samples", 1, None), ("batch_size", 1, None), ("max_pixels", 1, None),
+                             ("seed", 0, MAX_SEED), ("tile", 0, None), ("nfe", 1, None)):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or int(value) != value or value < lo):
-                raise ValueError(f"{name} (--{name.replace('_', '-')}) must be an integer >= {lo}, got {value!r}")
-            if value is not None:
-                setattr(self, name, int(value))
-        if self.seed > 2**63 - 1:
-            raise ValueError(f"seed (--seed) must be < 2^63, got {self.seed}")
-        if self.sigma_y is not None and not (math.isfinite(self.sigma_y) and self.sigma_y >= 0):
-            raise ValueError(f"sigma_y (--sigma-y) must be >= 0 and finite, got {self.sigma_y}")
+            if value is not None:  # numpy and 0-d tensor integers too
+                setattr(self, name, integer(value, f"{name} (--{name.replace('_', '-')})", lo, hi))
+        if self.sigma_y is not None:
+            self.sigma_y = number(self.sigma_y, "sigma_y (--sigma-y)")
+            if not (math.isfinite(self.sigma_y) and self.sigma_y >= 0):
+                raise ValueError(f"sigma_y (--sigma-y) must be >= 0 and finite, got {self.sigma_y}")
         self.device = str(resolve_device(self.device))  # "auto", or CUDA where there is none: a clear ValueError
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision (--precision) must be one of {', '.join(PRECISIONS)}, got "
@@ -214,6 +214,9 @@ class Restorer:
         self.label_dim = int((config or {}).get("label_dim", 0) or 0)
         self.precision = "fp32"
         self.checkpoint_path = None
+        #: Restore measurements of any task with these options (`ncvsd restore` without --task, whose options
+        #: come from one sidecar's task); False: a measurement of another task than `options.task` is refused.
+        self.any_task = False
         self._calls: dict[tuple[str, float | None], Any] = {}
 
     @classmethod
@@ -336,6 +339,26 @@ class Restorer:
         return (f"a {w}x{h} output needs an estimated {memory.format_bytes(need)} ({sampler.name}, batch {batch}, "
                 f"{precision}, {o.device}, {how}) but {memory.format_bytes(available)} is available; {fix} "
                 "(--max-pixels caps the accepted size up front)")
+
+    def plain_factor(self, task: str, channels: int | None = None) -> int:
+        """How many times larger per side the restoration of a plain image of `task` is (`measurement.size_factor`
+        with the operator parameters it is restored with; sr4: 4). channels: the operator's (default the model's)."""
+        params = self.prepare(task, self.options.sigma_y).settings.get("operator") or {}
+        return size_factor(task, channels or self.channels, plain_image_params(task, params))
+
+    def check_plain_size(self, task: str, h: int, w: int, max_pixels_name: str = "max_pixels") -> int:
+        """ValueError where the restoration of a plain h x w image of `task` (these options' task) is over
+        `options.max_pixels` (named `max_pixels_name` in the message) or does not fit in memory
+        (`memory_refusal`), said before any work at its size (an sr4 of a 2000-px input took 87 s and 2.9 GB to be
+        refused by its output's size); returns the output's factor per side."""
+        f = self.plain_factor(task)
+        cap = self.options.max_pixels
+        if cap is not None and h * w * f * f > cap:
+            raise ValueError(f"a {w}x{h} input gives a {w * f}x{h * f} output, more than {max_pixels_name} {cap}")
+        refusal = self.memory_refusal((self.channels, h * f, w * f))
+        if refusal:
+            raise ValueError(refusal)
+        return f
 
     def work_precision(self, sampler: Any = None) -> str:
         """The precision the memory model assumes (and a refusal names) for `sampler` (a registered method; default
@@ -560,8 +583,21 @@ class Restorer:
         network call), with the network evaluations per image done in the batch (`progress.CallProgress`);
         on_skip(n): n pairs given up unrun (their image failed), so that on_batch's and on_skip's counts add up to
         len(measurements) x options.samples. Without `options.method` (and task) each measurement runs its own task
-        preset's sampler (`for_task`)."""
+        preset's sampler (`for_task`). A measurement of another task than `options.task` is an error result;
+        `options.params` shape plain images' operators (`measurement`), while a Measurement keeps the operator it
+        records."""
         hooks = _Hooks(on_batch, on_step, on_begin, on_skip)
+        refused = {j: why for j, m in enumerate(measurements) if (why := self._task_refusal(m))}
+        for j, why in refused.items():
+            hooks.skip(self.options.samples)
+            yield RestoreResult(j, error=f"{measurements[j].source or 'input'}: {why}")
+        if refused:
+            from dataclasses import replace
+
+            kept = [j for j in range(len(measurements)) if j not in refused]
+            for res in self.run([measurements[j] for j in kept], *hooks):
+                yield replace(res, index=kept[res.index])
+            return
         if self.options.method is None:
             yield from self._run_per_task(measurements, hooks)
             return
@@ -572,6 +608,18 @@ class Restorer:
             groups.setdefault(key, []).append(j)
         for members in groups.values():
             yield from self._run_group(measurements, members, hooks)
+
+    def _task_refusal(self, m: Measurement) -> str | None:
+        """Why `m` is not restored here: its task is not these options' (`ncvsd restore --task` refuses a sidecar
+        of another task; a Restorer for deblur-gauss restored an sr4 measurement as sr4), or its operator is not
+        its task's (a hand-built Measurement ran the sr4 operator with deblur-gauss settings)."""
+        task, named = self.options.task, (m.operator_config or {}).get("name")
+        if task is not None and m.task != task and not self.any_task:
+            return (f"the measurement is of task {m.task}, not these options' task {task} (RestoreOptions(task=None) "
+                    "restores each measurement as its own task)")
+        if named != m.task:
+            return f"the measurement's task is {m.task} but its operator is {named!r}"
+        return None
 
     def for_task(self, task: str) -> Restorer:
         """A restorer with these options for `task` (its preset's method when none is set), sharing this one's
@@ -603,9 +651,11 @@ class Restorer:
         from ncvsd_cli.sampling.methods import get_method
 
         needs = get_method(opts.method).needs
+        sub = Restorer.from_options(opts) if needs not in (self.method.needs, "none") else \
+            Restorer(None, self.config if needs != "none" else None, opts)
+        sub.any_task = self.any_task
         if needs not in (self.method.needs, "none"):
-            return Restorer.from_options(opts)
-        sub = Restorer(None, self.config if needs != "none" else None, opts)
+            return sub
         if needs != "none":
             self.load()
             sub.model, sub.config, sub.precision = self.model, self.config, self.precision
@@ -1299,6 +1349,7 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
 
     import operators
     from ncvsd_cli import images
+    from operators.params import number
 
     if not isinstance(task, str):
         raise ValueError(f"task: one of {', '.join(operators.names())}, got {task!r}")  # noqa: TRY004
@@ -1313,18 +1364,26 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
     opts = RestoreOptions(task=task, **options).validate()
     restorer = Restorer.from_options(opts, load=False)
     y = images.as_image_tensor(y)
+    if alpha is not None:
+        alpha = images.checked_alpha(alpha, *y.shape[-2:])
+    if jpeg_sigma is not None:
+        scale = number(jpeg_sigma, "jpeg_sigma") if not isinstance(jpeg_sigma, (bool, str)) else math.nan
+        if not (math.isfinite(scale) and scale >= 0):
+            raise ValueError(f"jpeg_sigma: a noise scale >= 0 (images.read_image(...).jpeg_sigma), got {jpeg_sigma!r}")
+        jpeg_sigma = scale
+    if jpeg_coding is not None and not isinstance(jpeg_coding, images.JpegCoding):
+        raise ValueError(f"jpeg_coding: an images.JpegCoding (images.read_image(...).jpeg_coding), got "
+                         f"{type(jpeg_coding).__name__}")
     if images.spans_unit_range(y):  # restored as [-1, 1] it would come back washed out
         warnings.warn("restore_image: y spans [0, 1] but for noise, and restore_image expects [-1, 1]: if y is a "
                       "[0, 1] image, map it (x * 2 - 1; images.from_unit does it)", stacklevel=2)
+    restorer.check_plain_size(task, *y.shape[-2:])  # before any work at the output's size
     grey = y.shape[1] == 1 and restorer.channels == 3  # restored in colour, returned grey (as `ncvsd restore`)
     m = restorer.measurement(images.match_channels(y, 3) if grey else y, task, grey=grey, jpeg_sigma=jpeg_sigma,
                              jpeg_coding=jpeg_coding, alpha=alpha)
     for note in m.notes:  # what `ncvsd restore` prints (levels and widths read, pixels kept): logger "ncvsd.restore"
         logging.getLogger("ncvsd.restore").info(note)
-    _, h, w = m.image_shape
-    if opts.max_pixels is not None and h * w > opts.max_pixels:
-        raise ValueError(f"the output would be {w}x{h}, more than max_pixels {opts.max_pixels}")
-    refusal = restorer.memory_refusal(m.image_shape, m.operator_config)
+    refusal = restorer.memory_refusal(m.image_shape, m.operator_config)  # with the parameters read (a kernel's)
     if refusal:
         raise ValueError(refusal)
     (res,) = list(restorer.load().run([m]))

@@ -41,6 +41,11 @@ def check_image_shape(image_shape: Any) -> tuple[int, int, int]:
     return int(shape[0]), int(shape[1]), int(shape[2])
 
 
+#: Computed in float32 and returned in their own dtype: torch's FFT and several CPU kernels have no half precision
+#: (a float16 blur failed with "Unsupported dtype Half" deep inside torch).
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
 def _checked_forward(forward):
     """`forward` that first checks x: A(x) takes batches (B, C, H, W) of the operator's image_shape."""
 
@@ -56,6 +61,8 @@ def _checked_forward(forward):
         if x.dim() != 4 or tuple(x.shape[1:]) != op.image_shape:
             raise ValueError(f"operator '{op.name}' was built for images {op.image_shape} (C, H, W) and takes "
                              f"(B, C, H, W) batches of them, got {tuple(x.shape)}")
+        if x.dtype in HALF_DTYPES:
+            return forward(op, x.float(), *args, **kwargs).to(x.dtype)
         return forward(op, x, *args, **kwargs)
 
     return checked
@@ -67,6 +74,8 @@ def _checked_measurement(method):
     @functools.wraps(method)
     def checked(op: Operator, y: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         op.check_measurement(y)
+        if y.dtype in HALF_DTYPES:
+            return method(op, y.float(), *args, **kwargs).to(y.dtype)
         return method(op, y, *args, **kwargs)
 
     return checked
@@ -81,6 +90,8 @@ def _checked_likelihood(method):
         if x0.dim() != 4 or tuple(x0.shape[1:]) != op.image_shape or x0.shape[0] != y.shape[0]:
             raise ValueError(f"operator '{op.name}': likelihood_sample takes x0 (B, {', '.join(map(str, op.image_shape))})"
                              f" and y with the same B, got x0 {tuple(x0.shape)} and y {tuple(y.shape)}")
+        if x0.dtype in HALF_DTYPES or y.dtype in HALF_DTYPES:
+            return method(op, x0.float(), y.float(), *args, **kwargs).to(x0.dtype)
         return method(op, x0, y, *args, **kwargs)
 
     return checked
@@ -161,9 +172,11 @@ class Operator(nn.Module):
     def check_measurement(self, y: Any, finite: bool = False) -> None:
         """ValueError unless y is a float tensor batch (B, ...) of this operator's measurements (A(x) for x of
         `image_shape`); finite: also unless every value is finite (a sampler's input: one NaN spreads to all)."""
-        if not isinstance(y, torch.Tensor) or not y.is_floating_point():
-            raise ValueError(f"operator '{self.name}' takes float measurements, got "
-                             f"{getattr(y, 'dtype', type(y).__name__)}")
+        if not isinstance(y, torch.Tensor):  # a numpy float32 array read "takes float measurements, got float32"
+            raise ValueError(f"operator '{self.name}' takes measurements as torch tensors (B, ...), got "  # noqa: TRY004
+                             f"{type(y).__module__}.{type(y).__qualname__} (torch.from_numpy converts an array)")
+        if not y.is_floating_point():
+            raise ValueError(f"operator '{self.name}' takes float measurements, got {y.dtype}")
         if "_measured" not in self.__dict__:  # the shape of A(x), found once
             self.__dict__["_measured"] = self.measurement_shape()[1:]
         if y.dim() < 1 or tuple(y.shape[1:]) != self.__dict__["_measured"]:
@@ -202,6 +215,9 @@ class Operator(nn.Module):
     def langevin_likelihood_sample(self, x0: torch.Tensor, y: torch.Tensor, rho: float, sigma_p: float,
                                    generator: Generators = None, steps: int | None = None) -> torch.Tensor:
         """ULA on U(u) = |A(u) - y|² / beta + |u - x0|² / (2 rho²), beta = 2 sigma_p² (docs/method.md §3.3)."""
+        from operators.params import check_likelihood_args
+
+        check_likelihood_args(rho, sigma_p)  # rho 0 divided by zero, a negative one ran (as the closed forms refuse)
         steps = self.langevin_steps if steps is None else int(steps)
         beta = 2.0 * sigma_p**2
         lr = self.langevin_c1 / (self.langevin_c2 / beta + 1.0 / rho**2)

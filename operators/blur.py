@@ -35,13 +35,14 @@ import numpy as np
 import torch
 
 from operators.base import Operator
-from operators.noise import Generators, randn_like
+from operators.noise import MAX_SEED, Generators, randn_like
 from operators.params import (
     MissingParameter,
     as_array,
     check_likelihood_args,
     encode_array,
     flag,
+    integer,
     like,
     number,
     positive_float,
@@ -369,9 +370,7 @@ class MotionBlur(CircularBlur):
         self.intensity = number(intensity, "intensity")
         if not 0.0 <= self.intensity <= 1.0:
             raise ValueError(f"intensity must be in [0, 1], got {intensity}")
-        if isinstance(seed, bool) or not number(seed, "seed").is_integer():
-            raise ValueError(f"seed must be an integer, got {seed!r}")
-        self.seed = int(seed)
+        self.seed = integer(seed, "seed", 0, MAX_SEED)
         if k is None:
             k = motion_kernel(self.kernel_size, self.intensity, np.random.default_rng(self.seed))
         elif k.shape != (self.kernel_size, self.kernel_size):

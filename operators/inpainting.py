@@ -13,13 +13,14 @@ import numpy as np
 import torch
 
 from operators.base import Operator
-from operators.noise import Generators, rand, randn_like, stream_seed
+from operators.noise import MAX_SEED, Generators, rand, randn_like, stream_seed
 from operators.params import (
     MissingParameter,
     as_array,
     check_likelihood_args,
     encode_array,
     flag,
+    integer,
     like,
     number,
     positive_float,
@@ -108,11 +109,8 @@ class RandomInpainting(MaskOperator):
         fraction = number(fraction, "fraction")
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"fraction (of missing pixels) must be in (0, 1), got {fraction}")
-        if isinstance(seed, bool) or not number(seed, "seed").is_integer():
-            raise ValueError(f"seed must be an integer, got {seed!r}")
-        self.fraction, self.seed = fraction, int(seed)
-        if not 0 <= self.seed < 2**63:  # --seed's range (-1 drew --seed 2^63-1's mask; 10^20 overflowed)
-            raise ValueError(f"seed must be in 0..2^63-1, got {self.seed}")
+        # --seed's range (-1 drew --seed 2^63-1's mask; 10^20 overflowed)
+        self.fraction, self.seed = fraction, integer(seed, "seed", 0, MAX_SEED)
         _, h, w = self.image_shape
         n_missing = round(fraction * h * w)
         scores = rand((h * w,), torch.Generator().manual_seed(mask_seed(self.seed)), dtype=torch.float64)

@@ -58,6 +58,11 @@ def rand(shape: Sequence[int], generator: Generators = None, *, device: torch.de
     return _draw(torch.rand, shape, generator, device, dtype)
 
 
+#: The largest seed accepted anywhere (`--seed`, `degrade`, operator `seed` parameters): torch's generators take
+#: 64 bits, and the command line's range is 0..2^63-1.
+MAX_SEED = 2**63 - 1
+
+
 def generators_for_seeds(seeds: Sequence[int], device: torch.device | str = "cpu") -> list[torch.Generator]:
     """One seeded generator per image: `generators_for_seeds([3, 4])` -> [Generator(3), Generator(4)]."""
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]

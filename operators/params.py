@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import math
+import operator
 import zlib
 from pathlib import Path
 from typing import Any
@@ -161,9 +162,28 @@ def flag(value: Any, name: str) -> bool:
 
 def positive_int(value: Any, name: str) -> int:
     """`value` as an int >= 1, or ValueError naming `name`."""
-    if isinstance(value, bool) or not number(value, name).is_integer() or int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return integer(value, name, 1)
+
+
+def integer(value: Any, name: str, low: int | None = None, high: int | None = None) -> int:
+    """`value` as an int in [low, high] (None: no bound): Python or numpy integers, 0-d integer tensors and whole
+    numbers (3.0); ValueError naming `name` otherwise, a bool too (np.int64(3) was refused as "got np.int64(3)")."""
+    result = None
+    if not isinstance(value, (bool, np.bool_)):
+        try:
+            result = operator.index(value)
+        except TypeError:
+            try:
+                whole = number(value, name)
+            except ValueError:
+                whole = math.nan
+            result = int(whole) if whole.is_integer() else None
+    if result is None or (low is not None and result < low) or (high is not None and result > high):
+        bounds = (f" from {low} to {high}" if low is not None and high is not None else f" >= {low}"
+                  if low is not None else f" <= {high}" if high is not None else "")
+        raise ValueError(f"{name} must be {'a positive integer' if (low, high) == (1, None) else 'an integer'}"
+                         f"{'' if (low, high) == (1, None) else bounds}, got {value!r}")
+    return result
 
 
 def number(value: Any, name: str) -> float:

@@ -57,6 +57,41 @@ def test_options_are_validated_once(field, value, match):
         RestoreOptions(**{"task": "sr4", field: value}).validate()
 
 
+@pytest.mark.parametrize("value", [np.int64(3), np.int32(3), torch.tensor(3), 3.0])
+def test_options_take_numpy_and_tensor_integers(value):
+    """np.int64(3) was refused as "seed (--seed) must be an integer >= 0, got np.int64(3)"."""
+    opts = RestoreOptions(task="sr4", seed=value, samples=value, nfe=value, sigma_y=np.float32(0.1)).validate()
+    assert (opts.seed, opts.samples, opts.nfe) == (3, 3, 3) and type(opts.seed) is int
+    assert math.isclose(opts.sigma_y, 0.1, rel_tol=1e-6) and type(opts.sigma_y) is float
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, True, 1.5, "x"])
+def test_degrade_takes_the_seeds_load_measurement_reads(seed, tmp_path):
+    """degrade(seed=-1) wrote a measurement that load_measurement then refused."""
+    from ncvsd_cli.measurement import degrade
+
+    with pytest.raises(ValueError, match="seed must be an integer from 0 to"):
+        degrade(torch.zeros(1, 3, 8, 8), "denoise", seed=seed)
+
+
+def test_a_restorer_refuses_a_measurement_of_another_task():
+    """A Restorer for deblur-gauss restored an sr4 measurement as sr4 without a word (`ncvsd restore --task`
+    refuses such a sidecar); a hand-built Measurement whose operator is not its task's ran anyway."""
+    from dataclasses import replace
+
+    from ncvsd_cli.measurement import degrade
+
+    x = torch.zeros(1, 3, 16, 16)
+    sr4, blur = degrade(x, "sr4", sigma_y=0.05), degrade(x, "deblur-gauss", sigma_y=0.05)
+    restorer = Restorer.from_options(RestoreOptions(task="deblur-gauss", method="wiener"), load=False)
+    results = {r.index: r for r in restorer.run([sr4, blur])}
+    assert "the measurement is of task sr4, not these options' task deblur-gauss" in results[0].error
+    assert results[1].error is None and results[1].samples.shape == (1, 3, 16, 16)
+    mixed = replace(blur, operator_config=sr4.operator_config, y=sr4.y)
+    (res,) = Restorer.from_options(RestoreOptions(method="wiener"), load=False).run([mixed])
+    assert "task is deblur-gauss but its operator is 'sr4'" in res.error
+
+
 def test_options_fill_the_default_method_from_the_task_preset():
     assert RestoreOptions(task="denoise").validate().method == "denoiser"
     assert RestoreOptions(task="sr4").validate().method == "pnp-gd-warm"

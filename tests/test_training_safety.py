@@ -128,6 +128,24 @@ def test_state_that_does_not_fit_the_network_is_exit_3(tmp_path, trained):
         in res.stderr, res.output
 
 
+def test_a_lost_run_record_is_said_and_its_batch_not_replaced_by_the_default(tmp_path, trained):
+    """Without run.json a resume took the default batch (32 where the run trained at 8) without a word, and never
+    wrote the record back."""
+    data, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "run.json").unlink()
+    batch = json.loads((run / "run.json").read_text())["batch"]
+    res = runner.invoke(app, ["train", "--out", str(copy), "--resume", "--duration", "2steps", "--quiet"])
+    assert res.exit_code == 2 and "run.json, the run's recorded options, is missing" in res.stderr, res.output
+    res = _resume(data, copy, "--batch", str(2 * batch))
+    assert res.exit_code == 2 and f"trained at batch {batch}, not {2 * batch}: give --batch {batch}" in res.stderr
+    assert not (copy / "run.json").exists()
+    res = _resume(data, copy, "--batch", str(batch))
+    assert res.exit_code == 0 and "run.json is missing: the run's recorded options are lost" in res.stderr
+    assert json.loads((copy / "run.json").read_text())["batch"] == batch  # recorded for the next resume
+
+
 def test_state_holds_only_tensors_and_plain_containers(trained):
     _, run = trained
     state = torch.load(run / "state.pt", weights_only=True)
@@ -417,6 +435,7 @@ def test_signal_saves_state_and_ends_by_the_signal(tmp_path, trained, sig):
             proc.wait()
     assert proc.returncode == -sig, stderr
     assert f"interrupted by {sig.name}" in stderr and "--resume" in stderr and "\r" not in stderr
+    assert f"ncvsd: {sig.name}: stopping after this step" in stderr  # said at once (a CPU step can take minutes)
     state = torch.load(out / "state.pt", weights_only=True)
     step = state["loop"]["step"]
     summary = json.loads(stdout)  # one line, saying it was stopped (not the normal summary: no "trainer")
@@ -605,6 +624,27 @@ def test_missing_data_is_said_to_be_missing(tmp_path):
     res = runner.invoke(app, ["train", "--data", str(tmp_path / "nonexist"), "--out", str(tmp_path / "a"),
                               "--duration", "1steps", "--quiet", *TINY])
     assert res.exit_code == 2 and "nor a zip file (it does not exist)" in res.stderr, res.output
+
+
+def test_a_damaged_zip_member_is_a_data_error(tmp_path):
+    """A WebP in a zip whose bytes fail the zip's CRC was "internal error: BadZipFile" (exit 1)."""
+    import zipfile
+
+    data = _images(tmp_path / "imgs")
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((19, 23, 3), 128, np.uint8)).save(buffer, format="WEBP", lossless=True)
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        for p in sorted(data.iterdir()):
+            zf.write(p, p.name)
+        zf.writestr("z.webp", buffer.getvalue())
+    raw = bytearray(archive.read_bytes())
+    at = raw.rindex(buffer.getvalue()[-16:])  # the member's stored bytes: damage them, not its header
+    raw[at:at + 8] = bytes(8)
+    archive.write_bytes(bytes(raw))
+    res = runner.invoke(app, ["train", "--data", str(archive), "--out", str(tmp_path / "a"), "--duration", "1steps",
+                              "--quiet", *TINY])
+    assert res.exit_code == 2 and "z.webp: cannot read the image header (Bad CRC-32" in res.stderr, res.output
 
 
 def test_a_file_that_is_no_image_fails_at_the_start_and_one_that_decodes_badly_keeps_the_steps(tmp_path):

@@ -413,7 +413,7 @@ def test_library_misuse_is_refused_in_words(ckpt):
     from ncvsd_cli.restore import RestoreOptions, restore_image
 
     y = torch.zeros(1, 3, 8, 8)
-    with pytest.raises(ValueError, match="32x32, more than max_pixels 1000"):
+    with pytest.raises(ValueError, match="8x8 input gives a 32x32 output, more than max_pixels 1000"):
         restore_image(y, "sr4", max_pixels=1000, checkpoint=str(ckpt), method="bicubic")
     assert RestoreOptions(task="sr4", device="auto").validate().device in ("cpu", "cuda")
     if not torch.cuda.is_available():
@@ -431,6 +431,49 @@ def test_a_motion_kernel_named_by_its_seed_names_the_boundary_degrade_used(tmp_p
     notes = _restore("--task", "deblur-motion", src, "-p", "seed=5", "-c", ckpt, "--method", "wiener", "-o",
                      tmp_path / "o.png")["results"][0]["notes"]
     assert any("kernel_size 61, intensity 0.5, boundary reflect" in n and "boundary=circular" in n for n in notes)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"alpha": torch.ones(1, 1, 4, 4)}, r"alpha: expected shape \(1, 1, 8, 8\)"),
+    ({"alpha": torch.full((1, 1, 8, 8), 255.0)}, "values up to 255"),
+    ({"alpha": torch.full((8, 8), float("nan"))}, "NaN"),
+    ({"alpha": [[1.0]]}, "a tensor or numpy array"),
+    ({"jpeg_sigma": -1.0}, "jpeg_sigma: a noise scale >= 0"),
+    ({"jpeg_sigma": "a"}, "jpeg_sigma"),
+    ({"jpeg_coding": "junk"}, "jpeg_coding: an images.JpegCoding")])
+def test_restore_image_checks_its_file_arguments(ckpt, kwargs, match):
+    """alpha of another size was taken silently (or failed as a RuntimeError), a numpy one as an AttributeError;
+    jpeg_sigma / jpeg_coding were not checked."""
+    from ncvsd_cli.restore import restore_image
+
+    with pytest.raises(ValueError, match=match):
+        restore_image(torch.zeros(1, 3, 8, 8), "denoise", checkpoint=str(ckpt), method="nl-means", **kwargs)
+
+
+def test_restore_image_takes_a_numpy_alpha(ckpt):
+    from ncvsd_cli.restore import restore_image
+
+    out = restore_image(torch.zeros(1, 3, 8, 8), "denoise", checkpoint=str(ckpt), method="nl-means", sigma_y=0.05,
+                        alpha=np.ones((8, 8), np.float32))
+    assert out.shape == (1, 3, 8, 8)
+
+
+def test_restore_image_refuses_an_oversized_output_before_any_work_at_its_size(ckpt, monkeypatch):
+    """An sr4 of a 2000-px input took 87 s and 2.9 GB (the measurement built at 8000 px) to be refused by
+    max_pixels; without it, a 32000-px output was built before the memory check refused it."""
+    from ncvsd_cli import memory
+    from ncvsd_cli.restore import Restorer, restore_image
+
+    def no_measurement(*args, **kwargs):
+        raise AssertionError("the measurement was built")
+
+    monkeypatch.setattr(Restorer, "measurement", no_measurement)
+    y = torch.zeros(1, 3, 1, 1).expand(1, 3, 2000, 2000)
+    with pytest.raises(ValueError, match="2000x2000 input gives a 8000x8000 output, more than max_pixels 1000"):
+        restore_image(y, "sr4", max_pixels=1000, checkpoint=str(ckpt))
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device: 2**30)
+    with pytest.raises(ValueError, match="a 8000x8000 output needs an estimated"):
+        restore_image(y, "sr4", checkpoint=str(ckpt), device="cpu")
 
 
 def test_the_sampler_call_refuses_a_measurement_it_cannot_use(ckpt):

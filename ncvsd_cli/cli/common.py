@@ -143,16 +143,10 @@ def torchrun_rank() -> int:
 
 
 def _write_line(line: str) -> None:
-    """`line` on stderr at once; a progress bar on screen (tqdm) is cleared first and redrawn under it."""
-    if "tqdm" in sys.modules:
-        from tqdm import tqdm
+    """`progress.write_line`: `line` on stderr at once, above a progress bar on screen."""
+    from ncvsd_cli.progress import write_line
 
-        with tqdm.external_write_mode(file=sys.stderr):
-            sys.stderr.write(line)
-            sys.stderr.flush()
-    else:
-        sys.stderr.write(line)
-        sys.stderr.flush()
+    write_line(line)
 
 
 def error(message: str) -> None:

@@ -378,7 +378,7 @@ def _check_params(restorer, items: list, no_sidecar: bool, explicit: set[str]) -
         return
     task = restorer.options.task
     params = restorer.prepare(task, restorer.options.sigma_y).settings.get("operator") or {}
-    f = _plain_factor(restorer, task)
+    f = restorer.plain_factor(task, 3)
     holes = task == "inpaint-mask" and "mask" not in params  # an input's own transparency: any mask checks the rest
 
     def check(h: int, w: int) -> None:
@@ -453,6 +453,8 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         # memory estimate: reported and skipped), then the weights.
         needed = any(item not in problems for item in items)
         restorer = Restorer.from_options(options, load=False, quiet=quiet) if needed else None
+        if restorer is not None:  # without --task the options come from one sidecar's task and serve every task
+            restorer.any_task = not task_given
         good: list[tuple[Any, meas.Measurement]] = []
         shake = reads_motion_kernel(task, given)  # a blur is read in seconds, a shake in 1.6 s to minutes
         blurred = [i for i in plain if task_given and (shake or reads_blur(task, given))]
@@ -624,14 +626,7 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     if not task_given:
         raise ValueError("--task is required for an input without a measurement sidecar (the other inputs' "
                          "sidecars say their own tasks)")
-    factor = _plain_factor(restorer, task, restorer.channels)
-    if max_pixels is not None and h * w * factor * factor > max_pixels:
-        raise ValueError(
-            f"a {w}x{h} input gives a {w * factor}x{h * factor} output, more than --max-pixels {max_pixels}"
-        )
-    refusal = restorer.memory_refusal((restorer.channels, h * factor, w * factor))
-    if refusal:
-        raise ValueError(refusal)
+    restorer.check_plain_size(task, h, w, "--max-pixels")
     decoded = images.read_image(data, restorer.channels, name=item.name)
     decoded.notes = [n for n in decoded.notes if n != images.ALPHA_NOTE]  # said below, with what became of it
     for n in decoded.notes:  # colour the outputs cannot tag is a warning, said even with --quiet
@@ -655,14 +650,6 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         (h, w), (out_h, out_w) = decoded.tensor.shape[-2:], m.image_shape[-2:]
         m.dpi = (decoded.dpi[0] * out_w / w, decoded.dpi[1] * out_h / h)
     return m
-
-
-def _plain_factor(restorer, task: str, channels: int = 3) -> int:
-    """`measurement.size_factor` of a plain image of `task`, with the operator parameters it is restored with."""
-    from ncvsd_cli import measurement as meas
-
-    params = restorer.prepare(task, restorer.options.sigma_y).settings.get("operator") or {}
-    return meas.size_factor(task, channels, meas.plain_image_params(task, params))
 
 
 def _alpha_note(paths: dict[str, str] | None, upscaled: bool = False) -> str:

@@ -111,6 +111,9 @@ def with_recipe(settings: RunSettings, required: tuple[str, ...], ctx: typer.Con
         if "--teacher" in missing and any(kind == "teacher" for kind, _, _ in run_snapshots(Path(settings.out))):
             raise UsageError(f"{settings.out} holds an 'ncvsd train' run (a teacher), not a distillation: distil it "
                              f"with ncvsd distill --teacher {settings.out} --out NEW_RUN")
+        if not record.exists():  # a lost record: every option of the run must be typed again
+            raise UsageError(f"missing option {', '.join(missing)}: {record}, the run's recorded options, is missing; "
+                             "give the run's options again (--data, --batch, --lr, ...)")
         raise UsageError(f"missing option {', '.join(missing)}: the run in {settings.out} records none"
                          + (f" (it was started by: {command})" if command else ""))
     if missing:

@@ -272,12 +272,12 @@ def _short_sides(path: Path, names: Sequence[str]) -> dict[str, int]:
             try:
                 with (open(path / n, "rb") if zf is None else zf.open(n)) as f, Image.open(f) as im:
                     sides[n] = min(displayed_size(im))
-            except (OSError, UnidentifiedImageError) as exc:
+            except (OSError, UnidentifiedImageError, zipfile.BadZipFile) as exc:
                 try:  # what Pillow cannot open, `images` may (float TIFF through tifffile)
                     sides[n] = min(image_size((path / n).read_bytes() if zf is None else zf.read(n), name=n))
-                except ImageError:
+                except (ImageError, zipfile.BadZipFile):  # a damaged zip member: "Bad CRC-32" was an internal error
                     why = ("not an image format Pillow reads" if isinstance(exc, UnidentifiedImageError)
-                           else exc.strerror or str(exc))  # Pillow's own message names its file object
+                           else getattr(exc, "strerror", None) or str(exc))  # Pillow's message names its file object
                     raise ImageError(f"{n}: cannot read the image header ({why})") from None
     return sides
 
@@ -418,7 +418,7 @@ class ImageStream:
         items = state.get("items", state["position"] * step_items)
         if items % step_items:
             raise ValueError(f"the saved data position ({items} images) is not a whole number of batches of "
-                             f"{step_items}: resume with the run's batch size")
+                             f"{step_items}: resume with a --batch that divides {items} (the run's own does)")
         self.position = items // step_items
 
     def _index(self, p: int, rng: np.random.Generator) -> int:

@@ -38,6 +38,7 @@ import torch
 
 from ncvsd_cli.checkpoints import CheckpointError
 from ncvsd_cli.images import ImageError, atomic_write_bytes
+from ncvsd_cli.progress import write_line
 from ncvsd_cli.training import distributed
 from ncvsd_cli.training.data import _mix
 
@@ -444,6 +445,19 @@ class TrainLoop:
                          **({"data_files": files} if files else {})},
                 "rng": {"torch": torch.get_rng_state()}, "trainer": self.state_dict()}
 
+    def _check_lost_record(self, loop: dict) -> bool:
+        """Whether the run's run.json is gone. A resume without it took the defaults for every option not typed
+        again (batch 32 where the run trained at 8, without a word) and never wrote the record back: refused where
+        the state's batch differs; the caller records this resume's settings once the state fits."""
+        record = self.out / "run.json"
+        if record.is_file():
+            return False
+        if loop.get("batch") not in (None, self.batch):
+            raise ValueError(f"{record} is missing, so the run's options are unknown, and its state was trained at "
+                             f"batch {loop['batch']}, not {self.batch}: give --batch {loop['batch']} (and the run's "
+                             "other options: lr, schedule, data)")
+        return True
+
     def save_state(self) -> None:
         if self.dist.is_main:
             atomic_torch_save(self._full_state(), self.state_path)
@@ -491,6 +505,7 @@ class TrainLoop:
                 raise StateError(f"{self.state_path} is an 'ncvsd {loop['name']}' state, not 'ncvsd {self.name}'")
             if loop["seed"] != self.seed:
                 raise ValueError(f"--seed {self.seed} differs from the saved run's seed {loop['seed']}")
+            lost_record = self._check_lost_record(loop)
             try:
                 self.load_state_dict(state["trainer"])
                 torch.set_rng_state(state["rng"]["torch"])
@@ -503,6 +518,12 @@ class TrainLoop:
                 raise StateError(f"{self.state_path} does not fit this run's networks and settings "
                                  f"({_first_line(exc)})" + (f"; typed on this --resume: {typed}, left unrecorded"
                                                             if typed else "") + lost) from None
+            if lost_record and self.dist.is_main:  # the state fits: these settings become the run's record
+                print(f"ncvsd: warning: {self.out / 'run.json'} is missing: the run's recorded options are lost; this "
+                      "resume uses the options typed now and the defaults for the rest, recorded in a new run.json",
+                      file=sys.stderr, flush=True)
+                atomic_write_bytes(self.out / "run.json",
+                                   (json.dumps(self.settings, indent=2, default=str) + "\n").encode())
             self.cur_nimg, self.step, self.train_seconds = loop["cur_nimg"], loop["step"], loop["train_seconds"]
             self._dropped_log_records = self._trim_log(self.step) if self.dist.is_main else 0
             recorded = run_record(self.out)
@@ -677,6 +698,12 @@ class TrainLoop:
             if self._signal is not None:
                 raise TrainingAborted(signum, self.state_path)
             self._signal = signum
+            if self.dist.is_main:  # said at once: a CPU step of minutes looked like a hang; os.write, as a handler
+                try:  # may interrupt a write to stderr (a bar's refresh)
+                    os.write(2, f"\nncvsd: {signal.Signals(signum).name}: stopping after this step, whose state is "
+                                "saved (again to stop at once, losing the step)\n".encode())
+                except OSError:  # a closed terminal (SIGHUP)
+                    pass
 
         # SIGHUP: a closed terminal or a dropped ssh session, the likeliest end of a long run (where the platform has it)
         for sig in (signal.SIGINT, signal.SIGTERM, *filter(None, [getattr(signal, "SIGHUP", None)])):
@@ -831,9 +858,9 @@ class TrainLoop:
         passes it."""
         total = self.duration.seconds
         if total is not None and seconds > 0.05 * total and self.dist.is_main and self.progress:
-            print(f"ncvsd: the first step took {seconds:.0f} s (warm-up included), {100 * seconds / total:.0f} % of "
-                  f"--duration {self.settings.get('duration')}: the run stops after the step that passes it, so it "
-                  "may stop up to one step late", file=sys.stderr, flush=True)
+            write_line(f"ncvsd: the first step took {seconds:.0f} s (warm-up included), {100 * seconds / total:.0f} "
+                       f"% of --duration {self.settings.get('duration')}: the run stops after the step that passes "
+                       "it, so it may stop up to one step late\n")  # above the bar (it was written onto its line)
 
     def log_extras(self) -> dict:
         """Extra values for each log record (e.g. learning rates)."""
