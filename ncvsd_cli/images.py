@@ -196,11 +196,12 @@ def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------------- decoding
 def read_source_bytes(source: ImageSource) -> tuple[bytes, str]:
-    """(bytes, display name) of a path, "-" (stdin), bytes or a binary stream; ImageError if unreadable."""
+    """(bytes, display name) of a path, the string "-" (stdin; a Path("-") is a file named "-", as `./-` on the
+    command line), bytes or a binary stream; ImageError if unreadable."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), "<bytes>"
     if isinstance(source, (str, os.PathLike)):
-        if os.fspath(source) == "-":
+        if isinstance(source, str) and source == "-":
             return sys.stdin.buffer.read(), "<stdin>"
         path = Path(source)
         try:
@@ -217,14 +218,18 @@ def read_source_bytes(source: ImageSource) -> tuple[bytes, str]:
 
 
 class OutputExistsError(FileExistsError):
-    """A no-clobber write found its target already there (another process wrote it first)."""
+    """A no-clobber write found its target already there (another process wrote it first); `target` names it."""
+
+    def __init__(self, message: str, target: str | os.PathLike = "") -> None:
+        super().__init__(message)
+        self.target = str(target)
 
 
 def _check_pixels(name: str, h: int, w: int, max_pixels: int | None) -> None:
     if h < 1 or w < 1:
         raise ImageError(f"{name}: empty image ({w}x{h})")
     if max_pixels is not None and h * w > max_pixels:
-        raise ImageError(f"{name}: {w}x{h} = {h * w} pixels exceeds --max-pixels (max_pixels) {max_pixels}")
+        raise ImageError(f"{name}: {w}x{h} = {h * w} pixels exceeds --max-pixels {max_pixels}")
 
 
 def _decode_png16(data: bytes, name: str, max_pixels: int | None) -> tuple[np.ndarray, str, int]:
@@ -1300,14 +1305,14 @@ def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
     try:
         os.link(tmp, target)
     except FileExistsError:
-        raise OutputExistsError(f"{target} exists; --overwrite (overwrite=True) replaces it") from None
+        raise OutputExistsError(f"{target} exists; --overwrite (overwrite=True) replaces it", target) from None
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
             raise
         try:
             os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
         except FileExistsError:
-            raise OutputExistsError(f"{target} exists; --overwrite (overwrite=True) replaces it") from None
+            raise OutputExistsError(f"{target} exists; --overwrite (overwrite=True) replaces it", target) from None
         os.replace(tmp, target)
     else:
         tmp.unlink(missing_ok=True)

@@ -339,6 +339,78 @@ def test_a_folder_of_sidecars_of_several_tasks_uses_each_tasks_sampler(tmp_path,
 
 
 @pytest.mark.parametrize("command", ["restore", "degrade"])
+def test_a_glob_that_matches_this_runs_own_outputs_leaves_them_out(tmp_path, ckpt, command):
+    """`f/*.png` again after a run into f/ matched f/a_denoise.png: it was restored again (a_denoise_denoise.png)
+    and a.png failed as "output is an input", with --skip-existing too."""
+    folder = tmp_path / "f"
+    folder.mkdir()
+    _png(folder / "a.png", 16, 12)
+    extra = ["-c", ckpt, *FAST, "--task", "denoise"] if command == "restore" else ["--task", "denoise"]
+    assert run(command, folder / "a.png", *extra, "-q").exit_code == 0
+    first = sorted(p.name for p in folder.iterdir())
+    res = run(command, *sorted(folder.glob("*.png")), *extra, "--skip-existing", "--json")
+    assert res.exit_code == 0, res.output
+    assert [json.loads(line)["status"] for line in res.stdout.splitlines()[:-1]] == ["skipped", "skipped"]
+    assert "writes it in this run (an earlier run's output, matched again)" in res.stderr
+    assert sorted(p.name for p in folder.iterdir()) == first  # nothing restored again
+    res = run(command, *sorted(folder.glob("*.png")), *extra, "-q")
+    assert res.exit_code == 1 and "exists (--overwrite replaces it" in res.stderr and "is an input" not in res.stderr
+
+
+def test_inputs_are_read_a_window_at_a_time(tmp_path, ckpt, monkeypatch):
+    """Every input was decoded and held before the first restoration began (12 MB per queued 1-MP photo: a batch
+    of phone photos ran out of memory, and nothing was written until all were read): inputs are read up to
+    WINDOW_BYTES, restored, then the next are read; one progress bar counts them all."""
+    from ncvsd_cli.cli import restore as cli_restore
+
+    srcs = [_png(tmp_path / f"{n}.png", 16, 12, seed=k) for k, n in enumerate("abc")]
+    seen_outputs = []
+    read_before = cli_restore._read_measurement
+
+    def read(restorer, item, *args, **kwargs):
+        seen_outputs.append(sorted(p.name for p in (tmp_path / "out").glob("*.png")))
+        return read_before(restorer, item, *args, **kwargs)
+
+    monkeypatch.setattr(cli_restore, "_read_measurement", read)
+    monkeypatch.setattr(cli_restore, "WINDOW_BYTES", 2 * 3 * 16 * 12 * 4)  # two 16x12 inputs
+    monkeypatch.setenv("NCVSD_PROGRESS_INTERVAL", "0")
+    res = run("restore", *srcs, "missing.png", "-o", tmp_path / "out/", "-c", ckpt, *FAST, "--task", "denoise",
+              "--json")
+    assert res.exit_code == 1, res.output
+    assert [json.loads(line)["status"] for line in res.stdout.splitlines()[:-1]] == ["failed", "ok", "ok", "ok"]
+    assert seen_outputs == [[], [], ["a.png", "b.png"]]  # c.png was read after a and b were written
+    assert re.findall(r"restore denoise: (\d+)/(\d+)", res.stderr)[-1] == ("3", "3"), res.stderr
+
+
+def test_skip_existing_skips_an_output_another_process_writes_meanwhile(tmp_path, ckpt, monkeypatch):
+    """Two workers of a shared queue: the one that finished second reported every input "failed" (exit 1, advising
+    --overwrite); with --skip-existing such an input is "skipped"."""
+    from ncvsd_cli.restore import Restorer
+
+    srcs = [_png(tmp_path / f"{n}.png", 16, 12, seed=k) for k, n in enumerate("ab")]
+    run_before = Restorer.run
+
+    def other_worker_first(self, measurements, *args, **kwargs):
+        for res in run_before(self, measurements, *args, **kwargs):
+            if measurements[res.index].source.endswith("a.png"):
+                (tmp_path / "out").mkdir(exist_ok=True)
+                (tmp_path / "out" / "a.png").write_bytes(b"the other worker's")
+            yield res
+
+    monkeypatch.setattr(Restorer, "run", other_worker_first)
+    args = ["restore", *srcs, "-o", tmp_path / "out/", "-c", ckpt, *FAST, "--task", "denoise", "--json"]
+    res = run(*args, "--skip-existing")
+    assert res.exit_code == 0, res.output
+    assert [json.loads(line)["status"] for line in res.stdout.splitlines()[:-1]] == ["skipped", "ok"]
+    assert "a.png: skipped:" in res.stderr and "written meanwhile" in res.stderr
+    assert (tmp_path / "out" / "a.png").read_bytes() == b"the other worker's"
+    (tmp_path / "out" / "a.png").unlink()
+    (tmp_path / "out" / "b.png").unlink()
+    res = run(*args)
+    assert res.exit_code == 1 and "exists; --overwrite" in res.stderr, res.output
+
+
+@pytest.mark.parametrize("command", ["restore", "degrade"])
 def test_skip_existing_makes_only_the_missing_outputs_of_a_rerun(tmp_path, ckpt, command):
     """A batch cut short, run again with --skip-existing: finished inputs are "skipped" (their files untouched),
     the rest are made, exit 0 (without it every existing output is a failure, exit 1)."""
@@ -459,6 +531,25 @@ def test_restore_stdin_to_stdout(tmp_path, ckpt):
     assert res.exit_code == 0, res.output
     assert res.stdout_bytes.startswith(b"\x89PNG")
     assert images.read_image(res.stdout_bytes).size == (9, 9)
+
+
+@pytest.mark.parametrize("command", ["restore", "degrade"])
+def test_stdin_on_a_terminal_is_refused_not_waited_on(ckpt, monkeypatch, command):
+    from ncvsd_cli.cli import common as cli_common
+
+    monkeypatch.setattr(cli_common, "_stdin_is_terminal", lambda: True)
+    res = run(command, "--task", "denoise", "-", "-o", "x.png", *(["-c", ckpt, *FAST] if command == "restore" else []))
+    assert res.exit_code == 2 and "standard input, which is a terminal: pipe or redirect" in res.stderr, res.output
+
+
+def test_a_file_named_dash_given_as_dot_slash_dash_is_that_file(tmp_path, ckpt, monkeypatch):
+    """`./-` (as `find .` lists a file named "-") was read as standard input: "-: empty file (0 bytes)"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-").write_bytes(_png(tmp_path / "in.png", 9, 9).read_bytes())
+    res = run("restore", "--task", "denoise", "./-", "-o", "out/", "-c", ckpt, *FAST, "--json", input=b"")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.splitlines()[-1])["results"][0]["input"] == "./-"
+    assert images.read_image(tmp_path / "out" / "-.png").size == (9, 9)
 
 
 def test_a_plain_jpeg_is_restored_above_its_quantisation_error(tmp_path, ckpt):
@@ -1447,6 +1538,12 @@ def test_messages_for_phone_and_web_inputs(tmp_path, ckpt):
     common = ["--task", "denoise", "--method", "denoiser", "-c", ckpt, *FAST]
     res = run("restore", tmp_path / "gone.jpg", *common)
     assert res.exit_code != 0 and "gone.jpg: a broken symbolic link (to " in res.stderr, res.output
+    (tmp_path / "dir").mkdir()  # in a folder it was left out without a word (exit 0)
+    (tmp_path / "dir" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    _png(tmp_path / "dir" / "b.png", 24, 24)
+    res = run("restore", tmp_path / "dir", "-o", tmp_path / "dir_out", *common)
+    assert res.exit_code == 1 and "dir/gone.jpg: a broken symbolic link (to " in res.stderr, res.output
+    assert (tmp_path / "dir_out" / "b.png").is_file()
     res = run("restore", src, "-o", tmp_path / "o.xyz", *common)
     assert res.exit_code != 0 and "unknown image format '.xyz'; use .png, .jpg, .webp" in res.stderr, res.output
     res = run("restore", src, "-o", tmp_path / "o.gif", "-q", *common)

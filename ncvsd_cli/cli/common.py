@@ -439,7 +439,7 @@ def expand_inputs(
             seen.add(key)
             subdir = "." if root is None else Path(os.path.relpath(use.parent, root)).as_posix()
             flat = subdir == "." or subdir.split("/")[0] == ".."  # `photos/*/../../x/*.png`: never above -o DIR
-            items.append(InputItem(str(use), use, "" if flat else subdir))
+            items.append(InputItem(str(use) if str(use) != "-" else "./-", use, "" if flat else subdir))  # a file "-"
         elif file in files and str(p) not in repeated:  # the very same file again (not a companion)
             repeated.append(str(p))
         files.add(file)
@@ -448,6 +448,9 @@ def expand_inputs(
         if spec == "-":
             if "-" in seen:
                 raise UsageError("'-' (stdin) can be given only once")
+            if _stdin_is_terminal():  # it waited for typed bytes without a word (image bytes to a terminal: refused)
+                raise UsageError("'-' reads the image from standard input, which is a terminal: pipe or redirect "
+                                 "one (cat photo.png | ncvsd ... -, or ... - < photo.png)")
             seen.add("-")
             items.append(InputItem("<stdin>", None))
             continue
@@ -461,7 +464,11 @@ def expand_inputs(
                 and not f.name.startswith(".")
                 and not (skip and skip(f))
             ])
-            if not found:
+            broken = [f for f in sorted(p.iterdir()) if f.is_symlink() and not f.exists()
+                      and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
+            for f in broken:  # an image the folder lists but cannot give (was left out without a word, exit 0)
+                missing.append((str(f), f"{f}: a broken symbolic link (to {os.readlink(f)}, which does not exist)"))
+            if not found and not broken:
                 missing.append((spec, f"{spec}: directory has no image files" + (
                     " but the -p file" if as_params and as_params[-1].parent.resolve() == p.resolve() else
                     f" ({', '.join(IMAGE_SUFFIXES[:4])}, ...)")))
@@ -492,6 +499,13 @@ def expand_inputs(
         shown = ", ".join(repeated[:3]) + (f" and {len(repeated) - 3} more" if len(repeated) > 3 else "")
         note(f"{shown}: given more than once, read once", quiet)
     return items, missing
+
+
+def _stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, AttributeError):  # closed or replaced (a test's runner)
+        return False
 
 
 def _glob_root(pattern: str) -> Path:
@@ -649,6 +663,36 @@ def _folder_problem(folder: Path, probed: dict[Path, str | None]) -> str | None:
                 except OSError:  # something else was put there meanwhile: keep it
                     break
     return probed[folder]
+
+
+def leave_out_own_outputs(planned: dict[InputItem, list[str]], report: Report,
+                          quiet: bool) -> dict[InputItem, list[str]]:
+    """Inputs that another input of this run writes (`f/*.png` typed again after a run into f/ matches its output
+    f/a_sr4.png beside f/a.png) are reported "skipped" and left out, with a note: they were restored again
+    (a_sr4_sr4.png) and made their source fail as "output is an input", --skip-existing too. Returns the planned
+    outputs of the others."""
+    writers = {str(Path(p).resolve()): item for item, paths in planned.items() for p in paths if p != "-"}
+    own = {item: writers[key] for item in planned if item.path is not None
+           and writers.get(key := str(item.path.resolve()), item) is not item}
+    for item, writer in own.items():
+        report.skipped(item.name, [])
+        note(f"{item.name}: left out: {writer.name} writes it in this run (an earlier run's output, matched again)",
+             quiet)
+    return {item: paths for item, paths in planned.items() if item not in own}
+
+
+def written_meanwhile(exc: BaseException, item: InputItem, outputs: Sequence[str], report: Report,
+                      skip_existing: bool, quiet: bool) -> bool:
+    """An output that appeared during the run (another process of a shared queue wrote it; `images.OutputExistsError`)
+    is, with --skip-existing, this input "skipped" with a note (it was a failure, exit 1, advising --overwrite);
+    returns whether `exc` was so handled."""
+    from ncvsd_cli.images import OutputExistsError
+
+    if not (skip_existing and isinstance(exc, OutputExistsError)):
+        return False
+    report.skipped(item.name, list(outputs))
+    note(f"{item.name}: skipped: {exc.target or 'an output'} was written meanwhile (by another process?)", quiet)
+    return True
 
 
 def skip_finished(planned: dict[InputItem, list[str]], report: Report, quiet: bool,

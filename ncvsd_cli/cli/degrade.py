@@ -33,7 +33,7 @@ of one call get independent noise, the same image the same noise; `ncvsd restore
 streams, so the same seed on both sides is fine. Random masks and motion kernels follow --seed (not the image), unless -p seed=N
 sets theirs. The
 source's ICC profile is kept in the preview and the sidecar, its bit depth in the sidecar (restorations of 16-bit
-sources are written as 16-bit PNG).
+sources are written as 16-bit PNG); its EXIF, XMP and dpi are not (a test measurement carries no camera data).
 
 Default OUT: <stem>_<task>_measured.png beside the input; existing files are never replaced without --overwrite.
 
@@ -128,6 +128,8 @@ def degrade_command(
                 planned[item] = [main, *map(str, sidecar_paths(main))] if main != "-" else ["-"]
             common.check_stdout(planned, as_json)
             report.inputs = [item.name for item in items]  # (an interruption's summary names those not done)
+            planned = common.leave_out_own_outputs(planned, report, quiet)
+            items = [i for i in items if i in planned]
             if skip_existing:
                 planned = common.skip_finished(planned, report, quiet)
                 items = [i for i in items if i in planned]
@@ -165,9 +167,10 @@ def degrade_command(
                         common.note(f"{main}: a lossy preview; restore reads the exact measurement from its sidecar",
                                     quiet)
                 except (ValueError, OSError) as exc:
-                    report.failed(
-                        item.name, str(exc) if str(exc).startswith(item.name) else f"{item.name}: {exc}"
-                    )
+                    if not common.written_meanwhile(exc, item, planned[item], report, skip_existing, quiet):
+                        report.failed(
+                            item.name, str(exc) if str(exc).startswith(item.name) else f"{item.name}: {exc}"
+                        )
                 else:
                     report.ok(
                         item.name,

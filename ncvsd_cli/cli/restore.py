@@ -395,7 +395,6 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
     import operators
     from ncvsd_cli import measurement as meas
     from ncvsd_cli.restore import Restorer
-    from ncvsd_cli.sampling.methods import get_method
 
     task = options.task
     tags = [task] if task_given else sorted(operators.names())  # without --task: any task's earlier outputs
@@ -430,6 +429,8 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                                                                          explicit), options.samples) for item in items}
         common.check_stdout(planned, as_json)
         report.inputs = [item.name for item in items]  # (an interruption's summary names those not done)
+        planned = common.leave_out_own_outputs(planned, report, quiet)
+        items = [i for i in items if i in planned]
         if outputs.skip_existing:
             planned = common.skip_finished(planned, report, quiet)
             items = [i for i in items if i in planned]
@@ -455,13 +456,14 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         restorer = Restorer.from_options(options, load=False, quiet=quiet) if needed else None
         if restorer is not None:  # without --task the options come from one sidecar's task and serve every task
             restorer.any_task = not task_given
-        good: list[tuple[Any, meas.Measurement]] = []
         shake = reads_motion_kernel(task, given)  # a blur is read in seconds, a shake in 1.6 s to minutes
         blurred = [i for i in plain if task_given and (shake or reads_blur(task, given))]
         what = "the camera shake" if shake else "the blur"
         reading = common.progress(len(blurred), f"read {what} ({task})", quiet or not blurred)
+        run = _Restoration(restorer, options, planned, outputs, report, quiet, method_given)
+        window: list[tuple[Any, meas.Measurement]] = []
         try:
-            for item in items:
+            for n, item in enumerate(items):
                 if item in problems:
                     report.failed(item.name, problems[item])
                     continue
@@ -476,6 +478,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                         "ran out of memory preparing it (the estimate let it through): restore a crop, or give "
                         "--max-pixels to refuse such sizes up front")
                     report.failed(item.name, msg if msg.startswith(item.name) else f"{item.name}: {msg}")
+                    run.skip_input()
                     continue
                 finally:
                     reading.update(int(item in blurred))
@@ -483,41 +486,92 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                 if tiles:
                     common.note(f"{item.name}: {tiles}", quiet)
                     m.notes = [*m.notes, tiles]
-                good.append((item, m))
+                window.append((item, m))
+                if sum(m.y.numel() * m.y.element_size() for _, m in window) >= WINDOW_BYTES:
+                    reading.close()  # the first window's reading bar; later ones read under the restore bar
+                    reading = common.progress(0, "", True)
+                    run.restore(window, sum(i not in problems for i in items[n + 1:]))
+                    window = []
+            reading.close()
+            run.restore(window, 0)
         finally:
             reading.close()
-        tasks = sorted({m.task for _, m in good})
-        if "phase-retrieval" in tasks and options.samples == 1 and options.method != "pnp-gd-fit4":
-            twin = ("phase retrieval recovers an image only up to a shift and a 180-degree turn (the Fourier "
-                    "magnitudes do not tell them apart), and one run can settle on a poor mix of the two: "
-                    "--method pnp-gd-fit4 keeps the best-fitting of 4 runs (4x the time), --samples K writes K tries")
-            common.note(twin, quiet)  # once; and in each such image's --json notes
-            for _, m in good:
-                m.notes = [*m.notes, twin] if m.task == "phase-retrieval" else m.notes
+            run.close()
+        tasks = sorted(run.tasks)
         if len(tasks) > 1:
             report.extra["task"] = tasks
-        groups = [g for g in ([(options, good)] if method_given else _method_groups(options, good, report)) if g[1]]
-        samples = options.samples  # one bar over every group: each task's own sampler in turn, without --method
-        if groups and get_method(groups[0][0].method).needs == restorer.method.needs:
-            restorer.load()  # before the bar starts: its clock (and ETA) times the restoration, not the loading
-        bar = common.progress(sum(len(g[1]) for g in groups) * samples,
-                              f"restore {','.join(sorted({m.task for g in groups for _, m in g[1]}))}",
-                              quiet or not groups, unit="sample" if samples > 1 else "img")
-        try:
-            for opts, members in groups:
-                each = restorer if opts is options else restorer.with_options(opts)  # one copy of a shared network
-                each.load()
-                _restore(each, members, planned, outputs, report, bar)
-        finally:
-            bar.close()
-        if len(groups) > 1:
-            report.extra["method"] = [opts.method for opts, _ in groups]
+        if len(run.methods) > 1:
+            report.extra["method"] = run.methods
         used = {r["nfe"] for r in report.results if isinstance(r, dict) and r.get("nfe") is not None}
         precision = None if restorer is None else restorer.precision if restorer.model is not None \
             else restorer.work_precision()  # nothing loaded (all refused): the precision the refusals name
         report.extra.update(nfe=used.pop() if len(used) == 1 else (sorted(used) or options.nfe),
                             device=options.device, precision=precision)
     report.finish(as_json)
+
+
+#: The decoded inputs restored together at most (bytes of their measurements): inputs are read up to this, then
+#: restored, then the next are read (a batch of 30 photos of 1 MP held 12 MB each before the first began; 500 phone
+#: photos would have needed ~70 GB). Batching across inputs (--batch-size) happens within such a window.
+WINDOW_BYTES = 1 << 29
+
+PHASE_TWIN_NOTE = ("phase retrieval recovers an image only up to a shift and a 180-degree turn (the Fourier "
+                   "magnitudes do not tell them apart), and one run can settle on a poor mix of the two: "
+                   "--method pnp-gd-fit4 keeps the best-fitting of 4 runs (4x the time), --samples K writes K tries")
+
+
+class _Restoration:
+    """The restoration of a run's inputs, window by window (`WINDOW_BYTES`): one progress bar over all of them,
+    started after the first window is read and the weights are loaded (its clock times the restoration); each
+    window's inputs grouped by their own task's sampler unless --method (`_method_groups`)."""
+
+    def __init__(self, restorer, options: RestoreOptions, planned: dict, outputs: Outputs, report, quiet: bool,
+                 method_given: bool) -> None:
+        self.restorer, self.options, self.planned, self.outputs = restorer, options, planned, outputs
+        self.report, self.quiet, self.method_given = report, quiet, method_given
+        self.bar, self.tasks, self.methods, self.twin_said = None, set(), [], False
+
+    def skip_input(self) -> None:
+        """An input that failed to read once the bar runs: its samples given up."""
+        if self.bar is not None:
+            self.bar.skip(self.options.samples)
+
+    def restore(self, window: list, remaining: int) -> None:
+        """Restore `window` [(item, measurement)]; `remaining`: inputs still to read after it (the bar's total)."""
+        from ncvsd_cli.sampling.methods import get_method
+
+        o = self.options
+        self.tasks |= {m.task for _, m in window}
+        if any(m.task == "phase-retrieval" for _, m in window) and o.samples == 1 and o.method != "pnp-gd-fit4":
+            if not self.twin_said:
+                common.note(PHASE_TWIN_NOTE, self.quiet)  # once; and in each such image's --json notes
+                self.twin_said = True
+            for _, m in window:
+                m.notes = [*m.notes, PHASE_TWIN_NOTE] if m.task == "phase-retrieval" else m.notes
+        groups = [g for g in ([(o, window)] if self.method_given else _method_groups(o, window, self.report))
+                  if g[1]]
+        members = sum(len(g[1]) for g in groups)
+        if self.bar is None:
+            if not groups and not remaining:
+                return
+            if groups and get_method(groups[0][0].method).needs == self.restorer.method.needs:
+                self.restorer.load()  # before the bar starts: its clock (and ETA) times the restoration
+            self.bar = common.progress((members + remaining) * o.samples,
+                                       f"restore {','.join(sorted({m.task for g in groups for _, m in g[1]}))}",
+                                       self.quiet or not (members + remaining),
+                                       unit="sample" if o.samples > 1 else "img")
+        else:
+            self.bar.skip((len(window) - members) * o.samples)  # inputs whose task refused the options
+        for opts, group in groups:
+            if opts.method not in self.methods:
+                self.methods.append(opts.method)
+            each = self.restorer if opts is o else self.restorer.with_options(opts)  # one copy of a shared network
+            each.load()
+            _restore(each, group, self.planned, self.outputs, self.report, self.bar, self.quiet)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _planned_paths(item, outputs: Outputs, mode: str, task: str, samples: int) -> list[str]:
@@ -554,7 +608,7 @@ def _method_groups(options: RestoreOptions, good: list, report) -> list[tuple[Re
     return [g for g in groups.values() if g[1]]
 
 
-def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar) -> None:
+def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar, quiet: bool = False) -> None:
     """Restore the measurements `good` [(item, measurement)] with `restorer`, writing and reporting each; `bar`
     (`common.progress`, shared by the groups of one run) advances per image."""
     def checked(show: Callable) -> Callable:  # stdout's reader gone (`--json | head -1`): stop at the next step
@@ -569,7 +623,8 @@ def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar)
         try:
             written, scale = _write(res, planned[item], outputs, m)
         except (ValueError, OSError) as exc:
-            report.failed(item.name, f"{item.name}: cannot write output: {exc}")
+            if not common.written_meanwhile(exc, item, planned[item], report, outputs.skip_existing, quiet):
+                report.failed(item.name, f"{item.name}: cannot write output: {exc}")
             continue
         report.ok(item.name, written, size=list(res.samples.shape[-2:]), nfe=res.nfe,
                   operator_evals=res.operator_evals, seconds=round(res.seconds, 3),
