@@ -1383,6 +1383,9 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
                              jpeg_coding=jpeg_coding, alpha=alpha)
     for note in m.notes:  # what `ncvsd restore` prints (levels and widths read, pixels kept): logger "ncvsd.restore"
         logging.getLogger("ncvsd.restore").info(note)
+    _, h, w = m.image_shape  # again on the measurement (a plug-in down-sampler's factor may not probe)
+    if opts.max_pixels is not None and h * w > opts.max_pixels:
+        raise ValueError(f"the output would be {w}x{h}, more than max_pixels {opts.max_pixels}")
     refusal = restorer.memory_refusal(m.image_shape, m.operator_config)  # with the parameters read (a kernel's)
     if refusal:
         raise ValueError(refusal)

@@ -169,7 +169,7 @@ def integer(value: Any, name: str, low: int | None = None, high: int | None = No
     """`value` as an int in [low, high] (None: no bound): Python or numpy integers, 0-d integer tensors and whole
     numbers (3.0); ValueError naming `name` otherwise, a bool too (np.int64(3) was refused as "got np.int64(3)")."""
     result = None
-    if not isinstance(value, (bool, np.bool_)):
+    if not isinstance(value, (bool, np.bool_, str, bytes)):  # "3" is no integer (typed text is parsed before)
         try:
             result = operator.index(value)
         except TypeError:

@@ -355,6 +355,26 @@ def test_a_glob_that_matches_this_runs_own_outputs_leaves_them_out(tmp_path, ckp
     assert sorted(p.name for p in folder.iterdir()) == first  # nothing restored again
     res = run(command, *sorted(folder.glob("*.png")), *extra, "-q")
     assert res.exit_code == 1 and "exists (--overwrite replaces it" in res.stderr and "is an input" not in res.stderr
+    other = tmp_path / "o"  # a photo that merely has another input's output name (x/a.png -o o/ beside o/a.png)
+    other.mkdir()
+    _png(other / "a.png", 16, 12, seed=3)
+    res = run(command, folder / "a.png", other / "a.png", "-o", other, *extra, "--json")
+    assert "left out" not in res.stderr and '"skipped"' not in res.stdout, res.output
+
+
+def test_written_meanwhile_is_a_skip_only_where_the_outputs_are_there(tmp_path):
+    """An output collision whose files were rolled back (the other process failed too) is no finished input."""
+    from ncvsd_cli.cli import common as cli_common
+    from ncvsd_cli.images import OutputExistsError
+
+    item = cli_common.InputItem("a.png", tmp_path / "a.png")
+    exc = OutputExistsError("x exists", tmp_path / "x.png")
+    report = cli_common.Report("restore")
+    assert not cli_common.written_meanwhile(exc, item, [str(tmp_path / "x.png")], report, True, True)
+    (tmp_path / "x.png").write_bytes(b"made")
+    assert not cli_common.written_meanwhile(exc, item, [str(tmp_path / "x.png")], report, False, True)
+    assert cli_common.written_meanwhile(exc, item, [str(tmp_path / "x.png")], report, True, True)
+    assert report.results[-1]["status"] == "skipped"
 
 
 def test_inputs_are_read_a_window_at_a_time(tmp_path, ckpt, monkeypatch):

@@ -63,9 +63,11 @@ def test_options_take_numpy_and_tensor_integers(value):
     opts = RestoreOptions(task="sr4", seed=value, samples=value, nfe=value, sigma_y=np.float32(0.1)).validate()
     assert (opts.seed, opts.samples, opts.nfe) == (3, 3, 3) and type(opts.seed) is int
     assert math.isclose(opts.sigma_y, 0.1, rel_tol=1e-6) and type(opts.sigma_y) is float
+    with pytest.raises(ValueError, match="samples"):  # text is no integer (the command line parses its own)
+        RestoreOptions(task="sr4", samples="2").validate()
 
 
-@pytest.mark.parametrize("seed", [-1, 2**63, True, 1.5, "x"])
+@pytest.mark.parametrize("seed", [-1, 2**63, True, 1.5, "x", "7"])
 def test_degrade_takes_the_seeds_load_measurement_reads(seed, tmp_path):
     """degrade(seed=-1) wrote a measurement that load_measurement then refused."""
     from ncvsd_cli.measurement import degrade

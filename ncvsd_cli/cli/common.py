@@ -665,14 +665,15 @@ def _folder_problem(folder: Path, probed: dict[Path, str | None]) -> str | None:
     return probed[folder]
 
 
-def leave_out_own_outputs(planned: dict[InputItem, list[str]], report: Report,
-                          quiet: bool) -> dict[InputItem, list[str]]:
-    """Inputs that another input of this run writes (`f/*.png` typed again after a run into f/ matches its output
-    f/a_sr4.png beside f/a.png) are reported "skipped" and left out, with a note: they were restored again
-    (a_sr4_sr4.png) and made their source fail as "output is an input", --skip-existing too. Returns the planned
-    outputs of the others."""
+def leave_out_own_outputs(planned: dict[InputItem, list[str]], report: Report, quiet: bool,
+                          named_as_output: Callable[[Path], bool]) -> dict[InputItem, list[str]]:
+    """Inputs named as the command names its outputs (`named_as_output`: a_sr4.png) that another input of this
+    run writes (`f/*.png` typed again after a run into f/ matches f/a_sr4.png beside f/a.png) are reported
+    "skipped" and left out, with a note: they were restored again (a_sr4_sr4.png) and made their source fail as
+    "output is an input", --skip-existing too. A photo that merely has the name of another's output (o2/a.png
+    with -o o2/) stays an input (`check_outputs` refuses the other). Returns the planned outputs of the others."""
     writers = {str(Path(p).resolve()): item for item, paths in planned.items() for p in paths if p != "-"}
-    own = {item: writers[key] for item in planned if item.path is not None
+    own = {item: writers[key] for item in planned if item.path is not None and named_as_output(item.path)
            and writers.get(key := str(item.path.resolve()), item) is not item}
     for item, writer in own.items():
         report.skipped(item.name, [])
@@ -688,7 +689,8 @@ def written_meanwhile(exc: BaseException, item: InputItem, outputs: Sequence[str
     returns whether `exc` was so handled."""
     from ncvsd_cli.images import OutputExistsError
 
-    if not (skip_existing and isinstance(exc, OutputExistsError)):
+    if not (skip_existing and isinstance(exc, OutputExistsError)
+            and all(Path(p).is_file() for p in outputs if p != "-")):  # (what this run wrote is rolled back)
         return False
     report.skipped(item.name, list(outputs))
     note(f"{item.name}: skipped: {exc.target or 'an output'} was written meanwhile (by another process?)", quiet)

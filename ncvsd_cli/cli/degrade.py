@@ -128,7 +128,7 @@ def degrade_command(
                 planned[item] = [main, *map(str, sidecar_paths(main))] if main != "-" else ["-"]
             common.check_stdout(planned, as_json)
             report.inputs = [item.name for item in items]  # (an interruption's summary names those not done)
-            planned = common.leave_out_own_outputs(planned, report, quiet)
+            planned = common.leave_out_own_outputs(planned, report, quiet, lambda p: bool(pattern.search(p.stem)))
             items = [i for i in items if i in planned]
             if skip_existing:
                 planned = common.skip_finished(planned, report, quiet)

@@ -429,7 +429,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                                                                          explicit), options.samples) for item in items}
         common.check_stdout(planned, as_json)
         report.inputs = [item.name for item in items]  # (an interruption's summary names those not done)
-        planned = common.leave_out_own_outputs(planned, report, quiet)
+        planned = common.leave_out_own_outputs(planned, report, quiet, lambda p: bool(pattern.search(p.stem)))
         items = [i for i in items if i in planned]
         if outputs.skip_existing:
             planned = common.skip_finished(planned, report, quiet)
@@ -530,6 +530,7 @@ class _Restoration:
         self.restorer, self.options, self.planned, self.outputs = restorer, options, planned, outputs
         self.report, self.quiet, self.method_given = report, quiet, method_given
         self.bar, self.tasks, self.methods, self.twin_said = None, set(), [], False
+        self.restorers: dict[tuple, Any] = {}  # (method, task): one per run, not per window (a teacher loads once)
 
     def skip_input(self) -> None:
         """An input that failed to read once the bar runs: its samples given up."""
@@ -565,7 +566,10 @@ class _Restoration:
         for opts, group in groups:
             if opts.method not in self.methods:
                 self.methods.append(opts.method)
-            each = self.restorer if opts is o else self.restorer.with_options(opts)  # one copy of a shared network
+            key = (opts.method, opts.task)
+            if opts is not o and key not in self.restorers:  # one copy of a shared network
+                self.restorers[key] = self.restorer.with_options(opts)
+            each = self.restorer if opts is o else self.restorers[key]
             each.load()
             _restore(each, group, self.planned, self.outputs, self.report, self.bar, self.quiet)
 

@@ -698,11 +698,13 @@ class TrainLoop:
             if self._signal is not None:
                 raise TrainingAborted(signum, self.state_path)
             self._signal = signum
-            if self.dist.is_main:  # said at once: a CPU step of minutes looked like a hang; os.write, as a handler
-                try:  # may interrupt a write to stderr (a bar's refresh)
-                    os.write(2, f"\nncvsd: {signal.Signals(signum).name}: stopping after this step, whose state is "
-                                "saved (again to stop at once, losing the step)\n".encode())
-                except OSError:  # a closed terminal (SIGHUP)
+            if self.dist.is_main and self.progress:  # said at once: a CPU step of minutes looked like a hang;
+                try:  # os.write, as a handler may interrupt a write to stderr (a bar's refresh); never to an fd 2
+                    # that stderr does not own (started with 2>&-: fd 2 may be a state file being written)
+                    if sys.stderr is not None:
+                        os.write(sys.stderr.fileno(), f"\nncvsd: {signal.Signals(signum).name}: stopping after this "
+                                 "step to save the state (again to stop at once, losing the step)\n".encode())
+                except (OSError, ValueError, AttributeError):  # a closed terminal (SIGHUP), a replaced stderr
                     pass
 
         # SIGHUP: a closed terminal or a dropped ssh session, the likeliest end of a long run (where the platform has it)
