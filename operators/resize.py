@@ -123,15 +123,42 @@ def downsample_matrix(n: int, factor: int, kernel: str = "bicubic") -> np.ndarra
     return m
 
 
+#: `thin_svd` takes M Mᵀ's eigenvectors where its eigenvalues span less than this ratio (cond(M) < 100): the
+#: singular values then come out to ~1e-12 relative (cond² eps), and the downsampling matrices are far better (the
+#: bicubic's s_min / s_max is 0.7).
+EIGH_MAX_SPREAD = 1e4
+
+
+def thin_svd(mat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(u, s, vt) with mat = u diag(s) vt, s descending, for a wide float64 matrix (r <= n rows): from the
+    eigenvectors of the r x r matrix M Mᵀ when it is well conditioned (`EIGH_MAX_SPREAD`; 8000 px at factor 4:
+    6.6 s instead of LAPACK's SVD's 28.6 s, on 2 cores), else by that SVD."""
+    from scipy import sparse
+
+    r, n = mat.shape
+    if r <= n:
+        banded = sparse.csr_matrix(mat)  # a few taps per row: M Mᵀ and Mᵀ U cost next to nothing
+        w, u = np.linalg.eigh((banded @ banded.T).toarray())
+        w, u = w[::-1].copy(), u[:, ::-1].copy()  # descending, as LAPACK's
+        if w[-1] > 0 and w[0] < EIGH_MAX_SPREAD * w[-1]:
+            s = np.sqrt(w)
+            return u, s, np.ascontiguousarray((banded.T @ u / s).T)  # V = Mᵀ U S⁻¹
+    return np.linalg.svd(mat, full_matrices=False)
+
+
 @functools.lru_cache(maxsize=16)
 def downsample_factors(n: int, factor: int, kernel: str = "bicubic") -> dict[str, np.ndarray]:
     """Read-only float64 arrays for one axis of length n >= 1, factor >= 1 and `kernel`, cached (building an operator
     twice costs one SVD): m (r, n) the matrix, pinv (n, r) its pseudo-inverse, u (r, r), s (r,) and v (n, r) its thin
     SVD m = u diag(s) vᵀ, with r = ceil(n/factor) and u, v flushed below FLUSH_BELOW (module docstring)."""
     mat = downsample_matrix(n, factor, kernel)
-    u, s, vt = np.linalg.svd(mat, full_matrices=False)
+    u, s, vt = thin_svd(mat)
     kept = s > s.max() * max(mat.shape) * np.finfo(s.dtype).eps  # np.linalg.pinv's cut-off, from the same SVD
-    pinv = (vt.T * np.where(kept, 1 / np.where(kept, s, 1), 0)) @ u.T  # V S⁺ Uᵀ: one SVD instead of two
+    from scipy import sparse
+
+    # V S⁺ Uᵀ = Mᵀ U S⁺² Uᵀ (V = Mᵀ U S⁻¹): one factorisation instead of two, and with the banded M an r x r product
+    # instead of an n x r one (8000 px at factor 4: 19 s -> 5 s with `thin_svd`)
+    pinv = sparse.csr_matrix(mat).T @ ((u * np.where(kept, 1 / np.where(kept, s, 1) ** 2, 0)) @ u.T)
     out = {"m": mat, "pinv": pinv, "u": u, "s": s, "v": vt.T.copy()}
     for key in ("u", "v"):
         out[key][np.abs(out[key]) < FLUSH_BELOW] = 0.0

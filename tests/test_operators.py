@@ -898,3 +898,28 @@ def test_an_operator_with_extra_optional_arguments_is_accepted():
             return x0
 
     assert Fine((1, 2, 2)).forward(torch.ones(1, 1, 2, 2)).sum() == 4
+
+
+@pytest.mark.parametrize("kernel", sorted(resize.KERNELS))
+@pytest.mark.parametrize(("n", "factor"), [(37, 4), (64, 2), (513, 8)])
+def test_thin_svd_of_the_downsampling_matrices(kernel, n, factor):
+    """The sr operators' exact likelihood factors, now from M Mᵀ's eigenvectors (4x faster at 8000 px): an
+    orthonormal factorisation with LAPACK's singular values."""
+    m = resize.downsample_matrix(n, factor, kernel)
+    u, s, vt = resize.thin_svd(m)
+    r = m.shape[0]
+    np.testing.assert_allclose(u * s @ vt, m, atol=1e-13)
+    np.testing.assert_allclose(u.T @ u, np.eye(r), atol=1e-13)
+    np.testing.assert_allclose(vt @ vt.T, np.eye(r), atol=1e-13)
+    np.testing.assert_allclose(s, np.linalg.svd(m, compute_uv=False), rtol=1e-12)
+    assert np.all(np.diff(s) <= 0)
+
+
+def test_thin_svd_of_an_ill_conditioned_matrix_falls_back_to_lapack():
+    rng = np.random.default_rng(0)
+    q1, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    q2, _ = np.linalg.qr(rng.standard_normal((9, 6)))
+    m = q1 @ np.diag([1.0, 0.5, 0.1, 1e-3, 1e-6, 1e-9]) @ q2.T  # cond 1e9: M Mᵀ would lose the small ones
+    u, s, vt = resize.thin_svd(m)
+    np.testing.assert_allclose(s, [1.0, 0.5, 0.1, 1e-3, 1e-6, 1e-9], rtol=1e-6)
+    np.testing.assert_allclose(u * s @ vt, m, atol=1e-14)
