@@ -384,8 +384,13 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, quiet: bool = False, 
             run_snapshot(explicit, kind)  # raises: names the kind(s) the run holds
         inside = sorted(p.name for p in explicit.glob(f"*{SUFFIX}")) + sorted(
             f"snapshots/{p.name}" for p in explicit.glob(f"snapshots/*{SUFFIX}"))[-2:]
+        if not inside and (explicit / "run.json").is_file():  # a run still before its first snapshot
+            raise CheckpointError(f"{raw} is an ncvsd training run with no snapshot yet (its first is written after "
+                                  "the run's --snapshot interval, and at its end)")
         raise CheckpointError(f"{raw} is a folder, not a checkpoint file" + (
             f"; in it: {', '.join(inside[:6])}" if inside else "; it holds no .safetensors file"))
+    if explicit.exists():  # /dev/null, a fifo: there, but no file to read a checkpoint from
+        raise CheckpointError(f"checkpoint {raw!r} is not a regular file")
     if os.sep in raw or (os.altsep and os.altsep in raw):
         searched.append(str(explicit))
     else:

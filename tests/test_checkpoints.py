@@ -164,6 +164,13 @@ def test_lookup_order_and_bare_names(dirs, tmp_path):
         resolve_checkpoint(tmp_path / "nope" / "m.safetensors")
     with pytest.raises(CheckpointError, match="is a folder, not a checkpoint file; in it: m.safetensors, only-cache"):
         resolve_checkpoint(dirs["cache"])
+    run = tmp_path / "young-run"  # a training run before its first snapshot was "a folder, not a checkpoint file"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="is an ncvsd training run with no snapshot yet"):
+        resolve_checkpoint(run)
+    with pytest.raises(CheckpointError, match="'/dev/null' is not a regular file"):  # was "not found"
+        resolve_checkpoint("/dev/null")
     listed = [(i.name, i.location) for i in list_checkpoints()]
     assert listed == [("m.safetensors", "env"), ("m.safetensors", "shipped"), ("m.safetensors", "cache"),
                       ("only-cache.safetensors", "cache")]

@@ -562,6 +562,17 @@ def test_stdin_on_a_terminal_is_refused_not_waited_on(ckpt, monkeypatch, command
     assert res.exit_code == 2 and "standard input, which is a terminal: pipe or redirect" in res.stderr, res.output
 
 
+def test_an_output_folder_that_is_a_file_is_refused_in_words(tmp_path, ckpt):
+    src = _png(tmp_path / "a.png", 9, 9)
+    (tmp_path / "afile").write_bytes(b"x")
+    res = run("restore", "--task", "denoise", src, "-o", f"{tmp_path / 'afile'}/", "-c", ckpt, *FAST)
+    assert res.exit_code == 2 and "a name ending in / is a directory, but this is a file" in res.stderr, res.output
+    (tmp_path / "afile.png").write_bytes(b"x")
+    res = run("restore", "--task", "denoise", src, _png(tmp_path / "b.png", 9, 9), "-o", tmp_path / "afile.png", "-c", ckpt,
+              *FAST)
+    assert res.exit_code == 2 and "several inputs need an output directory, but this is a file" in res.stderr
+
+
 def test_a_file_named_dash_given_as_dot_slash_dash_is_that_file(tmp_path, ckpt, monkeypatch):
     """`./-` (as `find .` lists a file named "-") was read as standard input: "-: empty file (0 bytes)"."""
     monkeypatch.chdir(tmp_path)

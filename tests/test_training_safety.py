@@ -626,6 +626,17 @@ def test_missing_data_is_said_to_be_missing(tmp_path):
     assert res.exit_code == 2 and "nor a zip file (it does not exist)" in res.stderr, res.output
 
 
+def test_a_batch_larger_than_the_dataset_is_warned_of(tmp_path):
+    data = _images(tmp_path / "imgs")  # 3 images
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "a"), "--duration", "1steps",
+                              "--quiet", *TINY, "--batch", "4"])
+    assert res.exit_code == 0, res.output
+    assert "warning: --batch 4 is larger than the dataset's 3 images" in res.stderr
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "b"), "--duration", "1steps",
+                              "--quiet", *TINY])
+    assert "larger than the dataset" not in res.stderr
+
+
 def test_a_damaged_zip_member_is_a_data_error(tmp_path):
     """A WebP in a zip whose bytes fail the zip's CRC was "internal error: BadZipFile" (exit 1)."""
     import zipfile

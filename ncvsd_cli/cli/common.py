@@ -568,7 +568,8 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
         return _writable_dir(out)  # `-o results`: a folder (an image file needs its format's suffix)
     if Path(out).is_dir() or out.endswith(("/", os.sep)) or len(items) > 1:
         if Path(out).exists() and not Path(out).is_dir():
-            raise UsageError(f"-o {out}: several inputs need an output directory, but this is a file")
+            why = "several inputs need an output directory" if len(items) > 1 else "a name ending in / is a directory"
+            raise UsageError(f"-o {out}: {why}, but this is a file")
         named_dir = out.endswith(("/", os.sep))
         if not Path(out).exists() and not named_dir and Path(out).suffix.lower() in IMAGE_SUFFIXES:
             raise UsageError(f"-o {out} names one image but {len(items)} inputs were given; use -o DIR/ "

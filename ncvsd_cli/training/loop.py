@@ -3,7 +3,8 @@ atomic training states, exact resume, snapshots on a time/kimg clock, JSONL logs
 
 A run directory holds:
   run.json                 the settings and exact command of the first invocation (+ one line per resume in log)
-  log.jsonl                one JSON object per log interval: step, kimg, losses, lr, images/s, seconds
+  log.jsonl                one JSON object per log interval: step, kimg, losses (means over loss_steps steps: since
+                           the last line, or since a resume), lr, images/s, seconds
   state.pt                 the full training state: tensors and plain containers only, written atomically (temp
                            file + os.replace) and read with torch.load(weights_only=True), so it cannot run code
   snapshots/*.safetensors  EMA networks in the project's checkpoint format
@@ -657,6 +658,7 @@ class TrainLoop:
         vals = distributed.all_mean(torch.stack(list(sums.values())).float() / n).tolist()
         rate = (self.cur_nimg - since_nimg) / max(seconds, 1e-9)
         record = {"step": self.step, "kimg": self.cur_nimg / 1000, **dict(zip(sums, vals)),
+                  "loss_steps": max(counts.values(), default=0),  # averaged over (after a resume: since it)
                   "img_per_s": round(rate, 2), "seconds": round(self.train_seconds, 2), **self.log_extras()}
         self._log(record)
         timed = self.duration.seconds is not None  # the bar counts seconds: show images and their rate here
@@ -778,6 +780,10 @@ class TrainLoop:
                 print(f"ncvsd: training on {source.description}", file=sys.stderr, flush=True)
             if source.warning:  # even when quiet: it changes what the model learns
                 print(f"ncvsd: warning: {source.warning}", file=sys.stderr, flush=True)
+            if 0 < len(source) < self.batch:  # (two images at --batch 300 ran without a word)
+                print(f"ncvsd: warning: --batch {self.batch} is larger than the dataset's {len(source)} images: each "
+                      "batch repeats every image (the model learns those images; a larger dataset generalises)",
+                      file=sys.stderr, flush=True)
         reporter = self._reporter()
         previous = self._install_signal_handlers()
         start = last_snap_time = last_log_time = last_tick = time.time()
