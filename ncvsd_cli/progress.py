@@ -178,11 +178,15 @@ class StatusReporter:
                 self._bar.refresh()
 
     def set_postfix(self, values: dict[str, Any], refresh: bool = False) -> None:
-        """Show `values` (name -> value, formatted with str) after the counts (on a bar at once with `refresh`)."""
+        """Show `values` (name -> value, formatted with str) after the counts (with `refresh`: on a bar at once, in
+        line mode as a status line when `interval` has passed)."""
         self.postfix = dict(values)
         if self._bar is not None:
             with self._lock:
                 self._bar.set_postfix({k: str(v) for k, v in values.items()}, refresh=refresh)
+        elif refresh and values and self.mode == "lines" and self._clock() - self._last_line >= self.interval:
+            with self._lock:
+                self._line()
 
     def status_line(self) -> str:
         """The current one-line status (what line mode prints)."""

@@ -402,6 +402,19 @@ def test_inputs_are_read_a_window_at_a_time(tmp_path, ckpt, monkeypatch):
     assert re.findall(r"restore denoise: (\d+)/(\d+)", res.stderr)[-1] == ("3", "3"), res.stderr
 
 
+def test_a_blur_read_after_the_first_window_is_said_on_the_restore_bar(tmp_path, ckpt, monkeypatch):
+    from ncvsd_cli.cli import restore as cli_restore
+
+    srcs = [_png(tmp_path / f"{n}.png", 40, 36, seed=k) for k, n in enumerate("abc")]
+    monkeypatch.setattr(cli_restore, "WINDOW_BYTES", 2 * 3 * 40 * 36 * 4)  # two inputs
+    monkeypatch.setenv("NCVSD_PROGRESS_INTERVAL", "0")
+    res = run("restore", *srcs, "-o", tmp_path / "out/", "-c", ckpt, "--device", "cpu", "--task", "deblur-gauss",
+              "--method", "wiener")
+    assert res.exit_code == 0, res.output
+    assert "read the blur (deblur-gauss): 2/3" in res.stderr  # the reading bar: the first window
+    assert re.search(r"restore deblur-gauss: 2/3 .*reading=the blur of .*c\.png", res.stderr), res.stderr
+
+
 def test_skip_existing_skips_an_output_another_process_writes_meanwhile(tmp_path, ckpt, monkeypatch):
     """Two workers of a shared queue: the one that finished second reported every input "failed" (exit 1, advising
     --overwrite); with --skip-existing such an input is "skipped"."""

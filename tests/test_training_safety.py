@@ -500,7 +500,9 @@ def test_no_bar_is_drawn_into_a_non_terminal(tmp_path, trained, monkeypatch):
     monkeypatch.setenv("NCVSD_PROGRESS_INTERVAL", "0")  # a status line after every step
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "s")])
     lines = res.stderr.splitlines()
-    assert res.exit_code == 0 and "\r" not in res.stderr and len(lines) == 4, res.stderr  # 3 steps + the last
+    # 3 steps, the final snapshot being written (said as on a bar: the run at 100 % is not stuck), the last
+    assert res.exit_code == 0 and "\r" not in res.stderr and len(lines) == 5, res.stderr
+    assert lines[3].endswith("saving=snapshot"), res.stderr
     assert lines[0].startswith("ncvsd train: 2/6 img (33%)") and "ETA" in lines[0]
     assert lines[-1].startswith("ncvsd train: 6/6 img (100%)") and "loss=" in lines[-1]
     quiet = runner.invoke(app, [*args, "--out", str(tmp_path / "q"), "--quiet"])

@@ -467,6 +467,8 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                 if item in problems:
                     report.failed(item.name, problems[item])
                     continue
+                if item in blurred:
+                    run.reading(f"{what} of {item.name}")
                 try:
                     kept = planned[item][: options.samples + int(outputs.mean)]  # the images (std: no alpha)
                     started = time.perf_counter()
@@ -482,6 +484,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                     continue
                 finally:
                     reading.update(int(item in blurred))
+                    run.reading(None)
                 tiles = restorer.tile_note(m.image_shape)  # plain image or sidecar alike
                 if tiles:
                     common.note(f"{item.name}: {tiles}", quiet)
@@ -531,6 +534,12 @@ class _Restoration:
         self.report, self.quiet, self.method_given = report, quiet, method_given
         self.bar, self.tasks, self.methods, self.twin_said = None, set(), [], False
         self.restorers: dict[tuple, Any] = {}  # (method, task): one per run, not per window (a teacher loads once)
+
+    def reading(self, what: str | None) -> None:
+        """Say on the restore bar what is being read between windows (a camera shake takes minutes; the reading
+        bar covers the first window only), or nothing (None)."""
+        if self.bar is not None:
+            self.bar.items.set_postfix({"reading": what} if what else {}, refresh=True)
 
     def skip_input(self) -> None:
         """An input that failed to read once the bar runs: its samples given up."""
