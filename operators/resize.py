@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ from operators.base import Operator
 from operators.noise import Generators, randn_like
 from operators.params import check_likelihood_args, like
 from operators.registry import register
+
+if TYPE_CHECKING:  # pragma: no cover (scipy.sparse is imported where used: not on every command's start)
+    from scipy import sparse
 
 LIKELIHOODS = ("exact", "langevin")
 #: Factor entries smaller than this in magnitude are set to 0: products of two kept entries stay float32-normal.
@@ -129,21 +132,22 @@ def downsample_matrix(n: int, factor: int, kernel: str = "bicubic") -> np.ndarra
 EIGH_MAX_SPREAD = 1e4
 
 
-def thin_svd(mat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(u, s, vt) with mat = u diag(s) vt, s descending, for a wide float64 matrix (r <= n rows): from the
-    eigenvectors of the r x r matrix M Mᵀ when it is well conditioned (`EIGH_MAX_SPREAD`; 8000 px at factor 4:
-    6.6 s instead of LAPACK's SVD's 28.6 s, on 2 cores), else by that SVD."""
+def thin_svd(mat: np.ndarray | sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(u, s, vt) with mat = u diag(s) vt, s descending, for a wide float64 matrix (r <= n rows; dense, or sparse
+    as the banded downsampling matrices are best given): from the eigenvectors of the r x r matrix M Mᵀ when it is
+    well conditioned (`EIGH_MAX_SPREAD`; with the pseudo-inverse below, an 8000-px axis at factor 4 in 2.5 s instead
+    of LAPACK's SVD's 9.4 s on 2 cores, benchmarks/sr_factor_speed.py), else by that SVD."""
     from scipy import sparse
 
-    r, n = mat.shape
+    banded = mat if sparse.issparse(mat) else sparse.csr_matrix(mat)  # M Mᵀ and Mᵀ U then cost next to nothing
+    r, n = banded.shape
     if r <= n:
-        banded = sparse.csr_matrix(mat)  # a few taps per row: M Mᵀ and Mᵀ U cost next to nothing
         w, u = np.linalg.eigh((banded @ banded.T).toarray())
         w, u = w[::-1].copy(), u[:, ::-1].copy()  # descending, as LAPACK's
         if w[-1] > 0 and w[0] < EIGH_MAX_SPREAD * w[-1]:
             s = np.sqrt(w)
             return u, s, np.ascontiguousarray((banded.T @ u / s).T)  # V = Mᵀ U S⁻¹
-    return np.linalg.svd(mat, full_matrices=False)
+    return np.linalg.svd(banded.toarray(), full_matrices=False)
 
 
 @functools.lru_cache(maxsize=16)
@@ -151,14 +155,15 @@ def downsample_factors(n: int, factor: int, kernel: str = "bicubic") -> dict[str
     """Read-only float64 arrays for one axis of length n >= 1, factor >= 1 and `kernel`, cached (building an operator
     twice costs one SVD): m (r, n) the matrix, pinv (n, r) its pseudo-inverse, u (r, r), s (r,) and v (n, r) its thin
     SVD m = u diag(s) vᵀ, with r = ceil(n/factor) and u, v flushed below FLUSH_BELOW (module docstring)."""
-    mat = downsample_matrix(n, factor, kernel)
-    u, s, vt = thin_svd(mat)
-    kept = s > s.max() * max(mat.shape) * np.finfo(s.dtype).eps  # np.linalg.pinv's cut-off, from the same SVD
     from scipy import sparse
 
+    mat = downsample_matrix(n, factor, kernel)
+    banded = sparse.csr_matrix(mat)
+    u, s, vt = thin_svd(banded)
+    kept = s > s.max() * max(mat.shape) * np.finfo(s.dtype).eps  # np.linalg.pinv's cut-off, from the same SVD
     # V S⁺ Uᵀ = Mᵀ U S⁺² Uᵀ (V = Mᵀ U S⁻¹): one factorisation instead of two, and with the banded M an r x r product
-    # instead of an n x r one (8000 px at factor 4: 19 s -> 5 s with `thin_svd`)
-    pinv = sparse.csr_matrix(mat).T @ ((u * np.where(kept, 1 / np.where(kept, s, 1) ** 2, 0)) @ u.T)
+    # instead of an n x r one
+    pinv = banded.T @ ((u * np.where(kept, 1 / np.where(kept, s, 1) ** 2, 0)) @ u.T)
     out = {"m": mat, "pinv": pinv, "u": u, "s": s, "v": vt.T.copy()}
     for key in ("u", "v"):
         out[key][np.abs(out[key]) < FLUSH_BELOW] = 0.0

@@ -34,6 +34,7 @@ from ncvsd_cli.images import (  # (IMAGE_SUFFIXES: also a folder input's image f
     IMAGE_SUFFIXES,
     suffix_choice,
 )
+from ncvsd_cli.progress import write_line as _write_line  # a line on stderr above a progress bar
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -140,13 +141,6 @@ def torchrun_rank() -> int:
     except ValueError:
         pass
     return 0
-
-
-def _write_line(line: str) -> None:
-    """`progress.write_line`: `line` on stderr at once, above a progress bar on screen."""
-    from ncvsd_cli.progress import write_line
-
-    write_line(line)
 
 
 def error(message: str) -> None:

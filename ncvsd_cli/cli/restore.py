@@ -462,6 +462,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         reading = common.progress(len(blurred), f"read {what} ({task})", quiet or not blurred)
         run = _Restoration(restorer, options, planned, outputs, report, quiet, method_given)
         window: list[tuple[Any, meas.Measurement]] = []
+        window_bytes = 0
         try:
             for n, item in enumerate(items):
                 if item in problems:
@@ -490,11 +491,12 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                     common.note(f"{item.name}: {tiles}", quiet)
                     m.notes = [*m.notes, tiles]
                 window.append((item, m))
-                if sum(m.y.numel() * m.y.element_size() for _, m in window) >= WINDOW_BYTES:
+                window_bytes += m.y.numel() * m.y.element_size()
+                if window_bytes >= WINDOW_BYTES:
                     reading.close()  # the first window's reading bar; later ones read under the restore bar
                     reading = common.progress(0, "", True)
                     run.restore(window, sum(i not in problems for i in items[n + 1:]))
-                    window = []
+                    window, window_bytes = [], 0
             reading.close()
             run.restore(window, 0)
         finally:
