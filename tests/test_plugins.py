@@ -212,3 +212,14 @@ def test_a_plain_image_of_a_plugin_down_sampler_without_factor_is_its_measuremen
     assert m.operator().image_shape == (3, 24, 18)  # the ratio its parameter sets
     same = measurement_from_image(torch.zeros(1, 3, 8, 6), "deblur-gauss", sigma_y=0.05)
     assert same.operator().image_shape == (3, 8, 6)
+
+
+def test_tab_completion_offers_plugin_tasks_and_methods_in_comma_lists(plugin):
+    from ncvsd_cli.cli import completion
+
+    assert [n for n, _ in completion.task("test-")] == ["test-scale"]
+    assert ("test-refine", "A+ y refined by G") in completion.method("test")
+    names = [n for n, _ in completion.task_list("sr4,test-")]
+    assert names == ["sr4,test-scale"]
+    assert "sr4,sr4" not in [n for n, _ in completion.task_list("sr4,")]  # a listed name is not offered again
+    assert [n for n, _ in completion.method_list("pnp-gd,test-refine,cla")] == ["pnp-gd,test-refine,classical"]

@@ -442,12 +442,31 @@ def test_version_license_and_metadata():
     assert f"## [{ncvsd_cli.__version__}]" in (ROOT / "CHANGELOG.md").read_text()
 
 
+def _complete(words: str) -> list[str]:
+    """The candidates bash completion gets for the command line `ncvsd WORDS` (the last word being completed)."""
+    env = {**os.environ, "_NCVSD_COMPLETE": "complete_bash", "COMP_WORDS": f"ncvsd {words}",
+           "COMP_CWORD": str(len(words.split()))}
+    code = "import sys; sys.argv[0] = 'ncvsd'; from ncvsd_cli.cli import main; main()"  # the program's name
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
 def test_shell_completion():
-    env = {**os.environ, "_NCVSD_COMPLETE": "complete_bash", "COMP_WORDS": "ncvsd res", "COMP_CWORD": "1"}
-    out = subprocess.run([sys.executable, "-c", "from ncvsd_cli.cli import main; main()"], env=env,
-                         capture_output=True, text=True, timeout=60, check=False)
-    assert "restore" in out.stdout.split()
+    assert _complete("res") == ["restore"]
     assert "--install-completion" in runner.invoke(app, ["--help"]).stdout
+
+
+@pytest.mark.parametrize(("words", "expected"), [
+    ("restore --task s", ["sr2", "sr4", "sr8"]),
+    ("degrade -t inpaint-b", ["inpaint-box"]),
+    ("restore --method pnp-gd-w", ["pnp-gd-warm", "pnp-gd-warm-mean8"]),
+    ("bench --tasks sr4,deblur-g", ["sr4,deblur-gauss"]),
+    ("bench --methods dps,da", ["dps,daps"]),
+])
+def test_shell_completion_of_task_and_method_names(words, expected):
+    assert _complete(words) == expected
 
 
 def test_bench_imports_without_platform_modules():

@@ -11,7 +11,7 @@ import re
 
 import typer
 
-from ncvsd_cli.cli import common
+from ncvsd_cli.cli import common, completion
 
 EPILOG = """Examples:
 
@@ -49,6 +49,7 @@ def degrade_command(
         ...,
         "--task",
         "-t",
+        autocompletion=completion.task,
         help="Operator: sr2, sr4, sr8, deblur-gauss, deblur-defocus, deblur-motion, deblur-kernel, inpaint-box, "
              "inpaint-random, inpaint-mask, denoise, phase-retrieval (or a plugin's).",
     ),

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from ncvsd_cli.cli import common
+from ncvsd_cli.cli import common, completion
 from ncvsd_cli.restore import BLUR_READ, WARNING_NOTES, RestoreOptions, reads_blur, reads_motion_kernel
 
 EPILOG = """Examples:
@@ -90,6 +90,7 @@ def restore_command(
         None,
         "--task",
         "-t",
+        autocompletion=completion.task,
         help="Operator name (sr4, deblur-gauss, inpaint-box, ...); optional for inputs with a sidecar.",
     ),
     out: str | None = typer.Option(
@@ -154,7 +155,7 @@ def restore_command(
         help="Sidecar (X.png.ncvsd.json or X.png) written by `ncvsd degrade` (repeatable).",
     ),
     method: str | None = typer.Option(
-        None, "--method", help="Sampler (default: the task preset's: pnp-gd-warm; pnp-gd for phase retrieval; "
+        None, "--method", autocompletion=completion.method, help="Sampler (default: the task preset's: pnp-gd-warm; pnp-gd for phase retrieval; "
                                "denoiser for denoise): pnp-gd (the paper's start from noise), pnp-gd-warm (start "
                                "from the classical estimate), denoiser (G(y, sigma_y) alone; denoise only), dps, "
                                "daps, teacher-mmse (D(y, sigma_y); denoise only), pnp-gd-warm-mean8 / denoiser-mean8 "
