@@ -128,7 +128,8 @@ def downsample_matrix(n: int, factor: int, kernel: str = "bicubic") -> np.ndarra
 
 #: `thin_svd` takes M Mᵀ's eigenvectors where its eigenvalues span less than this ratio (cond(M) < 100): the
 #: singular values then come out to ~1e-12 relative (cond² eps), and the downsampling matrices are far better (the
-#: bicubic's s_min / s_max is 0.7).
+#: bicubic's s_min / s_max is 0.56-0.70 for ×2 to ×4
+#: at 9 to 65 px).
 EIGH_MAX_SPREAD = 1e4
 
 
