@@ -1027,6 +1027,29 @@ def output_format_problem(suffix: str) -> str | None:
     return None
 
 
+#: The longest side each format's encoder writes (libwebp 16383, libjpeg 65500, GIF's 16-bit header, AVIF 65536);
+#: the others' limits are far beyond what fits in memory.
+MAX_SIDE = {"WEBP": 16383, "JPEG": 65500, "GIF": 65535, "AVIF": 65536}
+
+
+def size_problem(fmt: str, height: int, width: int) -> str | None:
+    """Why a `height` x `width` px image cannot be written in the Pillow format `fmt` (a side beyond the format's
+    limit, `MAX_SIDE`), or None: checked before the work, as the encoder fails only when writing."""
+    limit = MAX_SIDE.get(fmt)
+    if limit is None or max(height, width) <= limit:
+        return None
+    return f"a {width}x{height} px image is too large for {fmt} (at most {limit} px a side); write a .png or .tif"
+
+
+def grid_shape(count: int, height: int, width: int, padding: int = 2) -> tuple[int, int]:
+    """(height, width) of `make_grid`'s sheet of `count` images of `height` x `width` px."""
+    import math
+
+    ncols = math.ceil(math.sqrt(count))
+    nrows = math.ceil(count / ncols)
+    return nrows * (height + padding) + padding, ncols * (width + padding) + padding
+
+
 #: Formats whose files can carry an ICC profile (Pillow's `icc_profile` save option).
 ICC_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "AVIF", "HEIF")
 
@@ -1438,7 +1461,7 @@ def make_grid(x: torch.Tensor, ncols: int | None = None, padding: int = 2) -> to
 
     import torch
 
-    b, c, h, w = x.shape
+    b, c, h, w = x.shape  # (its size without `ncols`: `grid_shape`)
     ncols = ncols or math.ceil(math.sqrt(b))
     nrows = math.ceil(b / ncols)
     grid = x.new_ones(c, nrows * (h + padding) + padding, ncols * (w + padding) + padding)

@@ -74,16 +74,25 @@ def std_map_figure(samples: torch.Tensor):
     dpi, side = 100, max(h, w, 192)  # small images are enlarged (nearest) so that the labels stay legible
     iw, ih = side * w / max(h, w) / dpi, side * h / max(h, w) / dpi  # the map, inches
     left, top_m, bottom, gap, bar_w, right = 0.08, 0.3, 0.08, 0.1, 0.15, 0.85
-    fig = Figure(figsize=(left + iw + gap + bar_w + right, bottom + ih + top_m), dpi=dpi)
-    fw, fh = fig.get_size_inches()
-    ax = fig.add_axes((left / fw, bottom / fh, iw / fw, ih / fh))
-    cax = fig.add_axes(((left + iw + gap) / fw, bottom / fh, bar_w / fw, ih / fh))
+    wide = w > 2 * h  # the bar under the map: beside a strip 24 px high it was too short for its label
+    if wide:
+        below = bar_w + 0.5  # the bar, its tick labels and its label
+        fig = Figure(figsize=(left + iw + 0.2, below + gap + ih + top_m), dpi=dpi)  # 0.2: the last tick label
+        fw, fh = fig.get_size_inches()
+        ax = fig.add_axes((left / fw, (below + gap) / fh, iw / fw, ih / fh))
+        cax = fig.add_axes((left / fw, 0.5 / fh, iw / fw, bar_w / fh))
+    else:  # at least 1.6 in wide: the title's width
+        fig = Figure(figsize=(max(left + iw + gap + bar_w + right, 1.6), bottom + ih + top_m), dpi=dpi)
+        fw, fh = fig.get_size_inches()
+        ax = fig.add_axes((left / fw, bottom / fh, iw / fw, ih / fh))
+        cax = fig.add_axes(((left + iw + gap) / fw, bottom / fh, bar_w / fw, ih / fh))
     image = ax.imshow(std.numpy(), cmap=COLOUR_MAP, vmin=0.0, vmax=top, interpolation="nearest")
     ax.set_axis_off()
-    ax.set_title(f"posterior std, {samples.shape[0]} samples", fontsize=8)
-    bar = fig.colorbar(image, cax=cax)
-    bar.set_ticks([0.0, top / 2, top])  # the top labelled also on a short bar (a wide image's had no label there)
-    bar.ax.set_yticklabels([f"{t:g}" for t in (0.0, top / 2, top)])
+    ax.set_title(f"posterior std, {samples.shape[0]} samples", fontsize=8, loc="left")  # (a narrow map's centred
+    # title ran off the figure)
+    bar = fig.colorbar(image, cax=cax, orientation="horizontal" if wide else "vertical")
+    bar.set_ticks([0.0, top / 2, top], labels=[f"{t:g}" for t in (0.0, top / 2, top)])  # the top labelled on a
+    # short bar too
     bar.set_label("std on the [0, 1] scale", fontsize=7)
     bar.ax.tick_params(labelsize=7)
     return fig, {"std_map_max": top, "std_mean": float(std.mean()), "std_max": float(std.max())}

@@ -683,3 +683,67 @@ def test_options_the_run_does_not_use_are_warned_of(caplog):
     bench_runner._note_unused(BenchConfig(dataset="ffhq", out="x", methods=["pnp-gd", "dps"], generator="g",
                                           teacher="t", data="/d"))
     assert "not used" not in caplog.text
+
+
+def test_reports_name_model_version_and_rows_of_earlier_runs_and_sigma_0(assets, tmp_path):
+    """summary.md named no generator or teacher (their keys were looked up where they are not), no version nor
+    checksum; a --resume with fewer methods showed the earlier rows under this run's settings; sigma_y 0 had no
+    heading."""
+    from ncvsd_cli import __version__
+    from ncvsd_cli.checkpoints import sha256_file
+
+    out = tmp_path / "out"
+    run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd", "bicubic"], nfe=[2], limit=1), progress=False)
+    md = (out / "summary.md").read_text()
+    sha = sha256_file(assets / "generator.safetensors")
+    assert f"- generator: {assets / 'generator.safetensors'} (sha256 {sha[:12]})" in md
+    assert f"- ncvsd: {__version__}" in md and "rows_of_earlier_runs" not in md
+    config = json.loads((out / "summary.json").read_text())["config"]
+    assert config["networks"]["generator"]["sha256"] == sha and config["environment"]["ncvsd"] == __version__
+    assert "generator: " in (out / "report.html").read_text()
+    run_bench(_cfg(assets, out, tasks=["sr4"], methods=["bicubic"], nfe=[2], limit=1, resume=True, resolution=RES),
+              progress=False)
+    assert "- rows_of_earlier_runs: sr4 pnp-gd nfe 2" in (out / "summary.md").read_text()
+    from ncvsd_cli.bench import report
+
+    assert report.task_heading("d", "sr4", [{"dataset": "d", "task": "sr4", "sigma_y": 0.0}]) == "sr4 (d, sigma_y 0)"
+
+
+def test_out_as_the_dataset_folder_is_refused_and_a_refused_resume_keeps_the_settings(assets, tmp_path):
+    data = _pngs(tmp_path / "set", 2, 4)
+    with pytest.raises(ValueError, match="is the --dataset folder"):
+        _classical(tmp_path, data, data, resolution=32)
+    assert not (data / "run_settings.json").exists()
+    _classical(tmp_path, data, tmp_path / "out", resolution=32)
+    settings = (tmp_path / "out" / "run_settings.json").read_bytes()
+    Image.open(data / "p1.png").save(data / "a0.png")  # sorts first: the indexes shift, the resume is refused
+    with pytest.raises(ValueError, match="images were added or removed"):
+        _classical(tmp_path, data, tmp_path / "out", resolution=32, resume=True)
+    assert (tmp_path / "out" / "run_settings.json").read_bytes() == settings
+
+
+def test_non_finite_outputs_fail_their_row_and_evals_are_the_counted_calls(assets, tmp_path, monkeypatch, caplog):
+    """A method returning +-inf was scored (clamped to black or white); one that reports fewer network
+    evaluations than it makes had its own account in the evals column."""
+    real = methods.run_job
+
+    def claims_one(job, *args, **kwargs):
+        res = real(job, *args, **kwargs)
+        res.nfe = 1
+        return res
+
+    monkeypatch.setattr(methods, "run_job", claims_one)
+    run_bench(_cfg(assets, tmp_path / "a", tasks=["sr4"], methods=["pnp-gd"], nfe=[3], limit=1), progress=False)
+    (row,) = results.read_rows(tmp_path / "a" / "per_image.csv")
+    assert row["network_evals"] == 3 and "reports 1 network evaluations per run, the generator was called 3" \
+        in caplog.text
+
+    def infinite(*args, **kwargs):
+        res = real(*args, **kwargs)
+        res.x = res.x * float("inf")
+        return res
+
+    monkeypatch.setattr(methods, "run_job", infinite)
+    res = run_bench(_cfg(assets, tmp_path / "b", tasks=["sr4"], methods=["pnp-gd"], nfe=[2], limit=1),
+                    progress=False)
+    assert res.computed == 0 and "non-finite" in res.failed[0]

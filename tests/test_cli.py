@@ -1174,6 +1174,48 @@ def test_sample_from_the_teacher(tmp_path, ckpt):
         assert out.exit_code == 2 and words in out.stderr and not (tmp_path / "x.png").exists(), out.output
     wrong = run("sample", "--teacher", "-c", ckpt, "--nfe", "3", "--seeds", "0", "-o", tmp_path / "w.png")
     assert wrong.exit_code == 3 and "teacher" in wrong.stderr and not (tmp_path / "w.png").exists(), wrong.output
+    assert "--teacher --nfe 3: 2 Heun step(s) from sigma 80 are too coarse" in res.stderr  # noise: warned of
+    fine = run("sample", "--teacher", "-c", teacher, "--nfe", "13", "--seeds", "0", "-o", tmp_path / "f.png", "-q")
+    assert fine.exit_code == 0 and "too coarse" not in fine.stderr, fine.output
+
+
+def test_sample_refuses_a_grid_its_format_cannot_hold_before_sampling_and_records_what_made_it(tmp_path, ckpt,
+                                                                                                monkeypatch):
+    """A WebP grid over 16383 px failed after every sample was drawn ("usage error", all lost); --ts 0,39 --nfe 40
+    ignored --nfe; the summary did not say the ts, size, device or precision."""
+    from ncvsd_cli.sampling import generate
+
+    monkeypatch.setattr(generate, "sample_images", lambda *a, **k: pytest.fail("sampled before the refusal"))
+    res = run("sample", "-c", ckpt, "--seeds", "0-1199", "--resolution", "512", "-b", "1", "-o", tmp_path / "g.webp",
+              "--device", "cpu")
+    assert res.exit_code == 2 and "a 17992x17992 px image is too large for WEBP" in res.stderr, res.output
+    both = run("sample", "-c", ckpt, "--ts", "0,39", "--nfe", "40", "-o", tmp_path / "t.png")
+    assert both.exit_code == 2 and "makes 1 denoiser call(s), --nfe says 40" in both.stderr
+    monkeypatch.undo()
+    res = run("sample", "-c", ckpt, "--nfe", "2", "--seeds", "0", "-o", tmp_path / "s.png", "--device", "cpu",
+              "--json", "-q")
+    summary = json.loads(res.stdout.splitlines()[-1])
+    assert res.exit_code == 0 and summary["ts"] == [10, 22, 39] and summary["resolution"] == 16, res.output
+    assert summary["device"] == "cpu" and summary["precision"] in ("fp32", "bf16")
+
+
+def test_restore_refuses_an_output_beyond_its_formats_size_before_the_work(tmp_path, ckpt, monkeypatch):
+    from ncvsd_cli.restore import Restorer
+
+    monkeypatch.setattr(Restorer, "load", lambda *a, **k: pytest.fail("weights loaded before the refusal"))
+    src = _png(tmp_path / "wide.png", 4, 4100)
+    res = run("restore", "--task", "sr4", src, "-c", ckpt, *FAST, "-o", tmp_path / "w.webp", "--sigma-y", "0.05")
+    assert res.exit_code == 1 and "a 16400x16 px image is too large for WEBP" in res.stderr, res.output
+    assert not (tmp_path / "w.webp").exists()
+
+
+def test_std_of_a_mean_method_is_refused(tmp_path, ckpt):
+    """--std over pnp-gd-warm-mean8 mapped the spread of 8-sample means, sqrt(8) below the posterior std, titled
+    "posterior std"."""
+    src = _png(tmp_path / "p.png", 8, 8)
+    res = run("restore", "--task", "inpaint-box", src, "-c", ckpt, "--method", "pnp-gd-warm-mean8", "--samples", "2",
+              "--std")
+    assert res.exit_code == 2 and "--method pnp-gd-warm --samples 8 --mean --std" in res.stderr, res.output
 
 
 def test_sample_to_a_folder_keeps_the_batches_finished_before_an_interruption(tmp_path, ckpt, monkeypatch):

@@ -304,16 +304,31 @@ def test_heat_map_file_reads_back(tmp_path):
     assert brightness.max() > 500  # the uncertain region / the bar's top: bright
 
 
-@pytest.mark.parametrize("shape", [(40, 40), (24, 96)])
-def test_heat_map_colour_bar_labels_its_top(shape):
-    """A wide image's short colour bar had no label at its top (0.05): matplotlib's own ticks left it out."""
+@pytest.mark.parametrize("shape", [(40, 40), (24, 48), (24, 96), (24, 256), (256, 24), (3, 5)])
+def test_heat_map_colour_bar_labels_its_top_and_every_text_fits(shape):
+    """A wide image's short colour bar had no label at its top (0.05): matplotlib's own ticks left it out; beside a
+    256x24 strip the bar was 25 px and its label read "the [0, 1] sca" (the bar now lies under a wide map); a narrow
+    map's centred title ran off the figure."""
+    import matplotlib.text
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     from ncvsd_cli.uncertainty import std_map_figure
 
     x = -torch.ones(2, 3, *shape)
     x[1] = -0.95  # a std of 0.0177 on the [0, 1] scale: the scale's top is 0.02
     fig, scale = std_map_figure(x)
-    labels = [t.get_text() for t in fig.axes[1].get_yticklabels()]
-    assert labels == ["0", f"{scale['std_map_max'] / 2:g}", f"{scale['std_map_max']:g}"]
+    bar = fig.axes[1]
+    ticks = bar.get_xticklabels() if shape[1] > 2 * shape[0] else bar.get_yticklabels()
+    assert [t.get_text() for t in ticks] == ["0", f"{scale['std_map_max'] / 2:g}", f"{scale['std_map_max']:g}"]
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # (labels are placed when drawn)
+    renderer = canvas.get_renderer()
+    title = [t for t in fig.findobj(matplotlib.text.Text) if t.get_text().startswith("posterior")]
+    texts = [*title, *ticks, (bar.xaxis if shape[1] > 2 * shape[0] else bar.yaxis).label]
+    assert {"posterior std, 2 samples", "std on the [0, 1] scale"} <= {t.get_text() for t in texts}
+    for text in texts:
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= -1 and box.y0 >= -1 and box.x1 <= fig.bbox.x1 + 1 and box.y1 <= fig.bbox.y1 + 1, text
 
 
 def test_restore_std_writes_heat_map_and_scale(tmp_path, ckpt):

@@ -105,7 +105,7 @@ def summarize(rows: list[dict[str, Any]], lpips_net: str, task_order: list[str] 
 def task_heading(dataset: str, task: str, summary: list[dict[str, Any]]) -> str:
     """A task table's title: "sr4 (photos, sigma_y 0.05)" (a --preset's noise level otherwise shows nowhere)."""
     sig = next((s.get("sigma_y") for s in summary if (s["dataset"], s["task"]) == (dataset, task)), None)
-    return f"{task} ({dataset}" + (f", sigma_y {sig:g})" if sig else ")")
+    return f"{task} ({dataset}" + (f", sigma_y {sig:g})" if sig is not None else ")")
 
 
 def _fmt(mean: float, std: float, digits: int, n: int = 2) -> str:
@@ -161,7 +161,8 @@ def write_summary(out: str | os.PathLike, rows: list[dict[str, Any]], lpips_net:
     """Write summary.md and summary.json into `out`; return the summary records."""
     out = Path(out)
     summary = summarize(rows, lpips_net, ((config or {}).get("settings") or {}).get("tasks"))
-    keys = ("dataset", "resolution", "seed", "device", "batch_size", "precision", "generator", "teacher", "failed")
+    keys = ("dataset", "resolution", "seed", "device", "batch_size", "precision", "generator", "teacher", "ncvsd",
+            "rows_of_earlier_runs", "failed")
     header = {k: config[k] for k in keys if config and config.get(k) not in (None, "")}  # e.g. no precision
     _atomic_write(out / SUMMARY_MD, markdown(summary, lpips_net, header))
     doc = {"lpips_net": lpips_net, "lpips_column": lpips_column(lpips_net), "aggregation": AGGREGATION_TEXT,
@@ -338,7 +339,8 @@ def write_html(out: str | os.PathLike, summary: list[dict[str, Any]], lpips_net:
 
     out = Path(out)
     lp = lpips_column(lpips_net)
-    keys = ("dataset", "images", "seed", "device", "precision")
+    keys = ("dataset", "images", "resolution", "seed", "device", "precision", "generator", "teacher", "ncvsd",
+            "rows_of_earlier_runs")
     parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
              "<title>ncvsd bench report</title>", f"<style>{_CSS}</style></head><body>",
              "<h1>ncvsd bench report</h1>", "<ul>"]

@@ -175,7 +175,7 @@ def _load_networks(cfg: BenchConfig, device: str, quiet: bool = False) -> _Netwo
         path = checkpoints.resolve_checkpoint(name, kind=kind, quiet=quiet)
         net, config = checkpoints.load_checkpoint(path, device=device, kind=kind)
         nets.configs[kind] = config
-        nets.info[kind] = {"name": str(name), "path": str(path),
+        nets.info[kind] = {"name": str(name), "path": str(path), "sha256": checkpoints.sha256_file(path),
                            "preset": config.get("preset"), "img_resolution": config.get("img_resolution"),
                            "precision": prepare_for_inference(net, cfg.precision, device, kind)}
         return net
@@ -238,6 +238,8 @@ class _Scorer:
         from ncvsd_cli import metrics
         from ncvsd_cli.images import to_unit
 
+        if not torch.isfinite(x).all():  # clamped, +-inf would score as black or white
+            raise ValueError("the method's output holds non-finite values (inf or NaN)")
         a, b = to_unit(x.float()).clamp(0, 1), to_unit(ref.float()).clamp(0, 1)
         with torch.no_grad():
             cols = {"psnr": metrics.psnr(a, b), "ssim": metrics.ssim(a, b),
@@ -260,7 +262,9 @@ def _warm_up(nets: _Networks, shape: tuple[int, int, int], device: str) -> None:
 
 
 def _environment(device: str) -> dict[str, Any]:
-    env = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
+    from ncvsd_cli import __version__
+
+    env = {"ncvsd": __version__, "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
            "machine": platform.machine(), "cpu_threads": torch.get_num_threads()}
     if device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))
@@ -278,6 +282,16 @@ def _check_writable(out: Path) -> None:
         os.unlink(probe)
     except OSError as exc:
         raise ValueError(f"--out {out}: cannot write there: {exc.strerror or exc}") from None
+
+
+def _check_not_dataset(out: Path, dataset: str) -> None:
+    """ValueError for an --out that is the --dataset folder: its results mark the folder as bench outputs, which
+    datasets leave out, and the images there would never load again as a dataset."""
+    source = Path(dataset).expanduser()
+    if source.is_dir() and out.expanduser().resolve() == source.resolve():
+        raise ValueError(f"--out {out} is the --dataset folder: the results would be written among its images and "
+                         "the folder, marked as bench results, would no longer load as a dataset; choose another "
+                         "--out (a subfolder works: datasets leave bench results out)")
 
 
 def _check_fresh(out: Path, resume: bool, rank: int, world: int) -> None:
@@ -487,6 +501,7 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     device = distributed.local_device(cfg.device, world)
     scorer = _Scorer(cfg.lpips, device)
     out = Path(cfg.out)
+    _check_not_dataset(out, cfg.dataset)
     created = not out.exists()
     _check_writable(out)
     try:
@@ -495,13 +510,13 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
         plan = _plan(cfg, nets, device, rank, world)
         earlier = [r for p in sorted(out.glob("per_image*.csv")) for r in results.read_rows(p)] if cfg.resume else []
         scored = {r["image"] for r in earlier if r["dataset"] == plan.data.name}
+        _check_same_images(out, plan.data, earlier)  # before run_settings.json records this run's images
         _check_settings(out, _run_settings(cfg, nets, plan), rank, cfg.resume, _digests(plan.data.images), scored)
     except BaseException:  # refused before any work: no empty --out folder left behind
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise
     finished = {results.row_key(r) for r in earlier}
-    _check_same_images(out, plan.data, earlier)
     part = out / (results.CSV_NAME if world == 1 else f"per_image.rank{rank}-of-{world}.csv")
     outcome = BenchOutcome(out=out)
     total = len(plan.images) * sum(_cost(j) * _runs(j, cfg.best_of) for *_, jobs in plan.tasks for j in jobs)
@@ -572,6 +587,7 @@ class _Context:
     outcome: BenchOutcome
     on_row: Callable[[dict[str, Any]], None] | None
     redone: set = field(default_factory=set)  # tasks whose finished rows were redone for their pictures (said once)
+    miscounted: set = field(default_factory=set)  # (task, method) whose reported NFE differed from the calls
 
 
 @dataclass
@@ -675,7 +691,14 @@ def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, 
               "settings": asdict(cfg),
               "precision": ", ".join(f"{k} {v['precision']}" for k, v in nets.info.items()
                                      if isinstance(v, dict) and "precision" in v),
-              "networks": nets.info, "environment": _environment(device)}
+              "networks": nets.info, "environment": _environment(device), "ncvsd": _environment(device)["ncvsd"],
+              **{kind: f"{info['name']} (sha256 {info['sha256'][:12]})" for kind, info in nets.info.items()
+                 if kind in ("generator", "teacher")}}
+    done_here = {(task, j.method, j.nfe) for task, _, _, jobs in plan.tasks for j in jobs}
+    earlier = sorted({f"{r['task']} {r['method']} nfe {r['nfe']}" for r in rows
+                      if (r["task"], r["method"], int(r["nfe"])) not in done_here})
+    if earlier:  # a --resume with fewer methods or NFEs: its settings do not describe those rows
+        config["rows_of_earlier_runs"] = ", ".join(earlier)
     outcome.summary = report.write_summary(out, rows, cfg.lpips, config)
     for name, draw in (("plot", lambda: report.plot_nfe(outcome.summary, cfg.lpips, out / report.PLOT_PNG)),
                        ("grids", lambda: report.plot_grids(out, outcome.summary, images=grid_images)),
@@ -695,6 +718,9 @@ def _run_one(ctx: _Context, job: methods.Job, run: int, task: str, operator,
     every image of a failed call."""
     network = {"generator": ctx.nets.generator, "teacher": ctx.nets.teacher}.get(job.needs)
     gens = [g for it in batch for g in sampler_generators(ctx.cfg.seed, it.image.index, run, ctx.device)]
+    calls = [0]  # the network's calls, counted: a plug-in's own account may be wrong
+    hook = network.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1)) \
+        if isinstance(network, torch.nn.Module) else None
     try:
         with RowCost(ctx.device) as cost:
             res = methods.run_job(job, task, operator, torch.cat([it.y for it in batch]), network, gens,
@@ -712,7 +738,15 @@ def _run_one(ctx: _Context, job: methods.Job, run: int, task: str, operator,
             log.error("%s", msg)
             ctx.outcome.failed.append(msg)
         return [None] * len(batch)
-    share = {"network_evals": int(res.nfe), "operator_evals": int(res.operator_evals),
+    finally:
+        if hook is not None:
+            hook.remove()
+    evals = int(res.nfe) if hook is None else calls[0]
+    if evals != int(res.nfe) and (task, job.method) not in ctx.miscounted:
+        ctx.miscounted.add((task, job.method))
+        log.warning("%s/%s/nfe%d: the method reports %d network evaluations per run, the %s was called %d times; "
+                    "the evals column shows the calls", task, job.method, job.nfe, int(res.nfe), job.needs, evals)
+    share = {"network_evals": evals, "operator_evals": int(res.operator_evals),
              "seconds": cost.seconds / len(batch), "peak_mem_mb": cost.peak_mem_mb, "mem_kind": cost.mem_kind,
              "device": ctx.device}
     return [{**it.base, "method": job.method, "nfe": job.nfe, "run": run, **share, **score, "_x": res.x[i:i + 1]}

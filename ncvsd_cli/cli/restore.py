@@ -222,6 +222,8 @@ def restore_command(
             "precision": precision, "max_pixels": max_pixels, "tile": tile, "compile": compile_net})
         if overwrite and skip_existing:
             raise common.UsageError("--overwrite and --skip-existing contradict each other: give one of them")
+        if std:
+            _check_std_method(options.method)
         if compile_net and options.device == "cpu":
             common.note("--compile on a CPU: compiling takes minutes, and the sampler's changing noise levels and "
                         "random draws split the network into many graphs, so expect it slower than without", quiet)
@@ -229,6 +231,19 @@ def restore_command(
                           strip_metadata)
         _run(options, specs, set(measurement or []), outputs, no_sidecar, as_json, quiet, task_given=task is not None,
              method_given=method is not None)
+
+
+def _check_std_method(method: str) -> None:
+    """UsageError for --std over a method whose output is a mean of k samples: their spread is the std of those
+    means, about sqrt(k) below the posterior's, and the map would be titled the posterior std."""
+    from ncvsd_cli.sampling.methods import MeanMethod, get_method
+
+    chosen = get_method(method)
+    if isinstance(chosen, MeanMethod):
+        raise common.UsageError(f"--std with --method {method}: each output is the mean of {chosen.k} samples, and "
+                                f"the spread of such means is about sqrt({chosen.k}) times smaller than the "
+                                f"posterior's; for the posterior std give --method {chosen.base} --samples "
+                                f"{chosen.k} --mean --std (the same mean, and its std)")
 
 
 @dataclass(frozen=True)
@@ -394,6 +409,7 @@ def _check_params(restorer, items: list, no_sidecar: bool, explicit: set[str]) -
 def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs: Outputs, no_sidecar: bool,
          as_json: bool, quiet: bool, task_given: bool = True, method_given: bool = True) -> None:
     import operators
+    from ncvsd_cli import images
     from ncvsd_cli import measurement as meas
     from ncvsd_cli.restore import Restorer
 
@@ -477,6 +493,10 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                     m = _read_measurement(restorer, item, no_sidecar, explicit, quiet, task_given,
                                           None if outputs.flatten else {p: _out_format(p, outputs) for p in kept})
                     m.read_seconds = time.perf_counter() - started  # the file and its noise, blur or shake
+                    for path in kept:  # a format's size limit, said before the work (its encoder fails at the end)
+                        problem = images.size_problem(_out_format(path, outputs), *m.image_shape[-2:])
+                        if problem:
+                            raise ValueError(f"{path}: {problem}")
                 except (ValueError, OSError, MemoryError) as exc:
                     msg = str(exc) if not isinstance(exc, MemoryError) else (
                         "ran out of memory preparing it (the estimate let it through): restore a crop, or give "

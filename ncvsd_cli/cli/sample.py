@@ -24,7 +24,7 @@ EPILOG = """Examples:
 -o ending in an image suffix (.png, .jpg) writes one grid; anything else is a directory of <seed:06d>.png.
 
 --nfe 1, 2, 4 use the paper's ts = [10,39], [10,22,39], [0,10,20,30,39] (docs/method.md §2.7); --ts sets indices into
-the 40-point grid directly. --teacher samples the teacher D(x, sigma) instead (the shipped one, or -c a teacher
+the 40-point grid directly (--nfe, if given too, must be its length - 1). --teacher samples the teacher D(x, sigma) instead (the shipped one, or -c a teacher
 checkpoint or training run): EDM's deterministic Heun sampler from sigma 80 to 0, --nfe = 2N - 1 calls for N steps
 (odd; default 63), not an NCVSD method; with a generator that is a teacher copy, as the shipped default is, it
 shows what the prior learnt, which the generator's few steps blur (docs/method.md §2.8). A sample depends only
@@ -35,7 +35,13 @@ PNG exists fails, exit 1, and the others are made); --skip-existing samples only
 -o DIR/ (rerun an interrupted run with the same options).
 
 Exit codes: 0 ok, 1 some outputs failed, 2 usage error, 3 checkpoint missing or corrupt (or NaN weights),
-130 / 143 / 129 interrupted (the samples finished so far are kept; no partial or temporary file)."""
+130 / 143 / 129 interrupted (with -o DIR/ the samples finished so far are kept; a grid is written only once
+every sample is drawn; no partial or temporary file)."""
+
+
+#: Fewer teacher calls give noise: 3 calls left 99 % of the builtin teacher's pixels at 0 or 255, 7 calls 40 %,
+#: 9 calls 28 %, 13 calls 21 % as 21 calls (8 seeds, 64 px); Heun's last correction then divides by a tiny sigma.
+TEACHER_MIN_NFE = 13
 
 
 def sample_command(
@@ -92,6 +98,9 @@ def sample_command(
         common.refuse_empty("--ts", ts, "give indices such as 10,22,39, or leave --ts out for --nfe")
         ts_list = common.parse_int_list(ts) if ts else None
         kind = "teacher" if teacher else "generator"
+        if ts_list and nfe is not None and nfe != len(ts_list) - 1:
+            raise common.UsageError(f"--ts {ts} makes {len(ts_list) - 1} denoiser call(s), --nfe says {nfe}: give "
+                                    "one of them")
         nfe = nfe if nfe is not None else 63 if teacher else 1
         if teacher and ts_list:
             raise common.UsageError("--ts sets the generator's steps; with --teacher give --nfe (odd, e.g. 63)")
@@ -102,6 +111,10 @@ def sample_command(
                 heun_steps(nfe)  # odd: 2N - 1 teacher calls
             except ValueError as exc:
                 raise common.UsageError(f"--nfe with --teacher: {exc}") from None
+            if nfe < TEACHER_MIN_NFE:
+                common.note(f"warning: --teacher --nfe {nfe}: {(nfe + 1) // 2} Heun step(s) from sigma 80 are too "
+                            f"coarse, the samples come out as coloured noise (from {TEACHER_MIN_NFE} calls they "
+                            "settle; default 63)")
         if nfe < 1 or batch_size < 1:
             raise common.UsageError(f"--nfe and --batch-size must be >= 1, got {nfe} and {batch_size}")
         bad = [s for s in seed_list if not 0 <= s < 2**63]
@@ -137,7 +150,8 @@ def sample_command(
                     raise CheckpointError(f"{exc}, or sample the teacher itself with --teacher") from None
                 raise
         report = common.Report("sample", extra={"nfe": len(ts_list) - 1 if ts_list else nfe, "seeds": seed_list,
-                                                "checkpoint": checkpoint, "sampler": "heun" if teacher else "ts"},
+                                                "checkpoint": checkpoint, "sampler": "heun" if teacher else "ts",
+                                                **({} if teacher else {"ts": ts_list or _default_ts(nfe)})},
                                json_lines=as_json, inputs=[item.name for item in planned])
         with report.summary_on_interrupt(as_json):
             if skip_existing:
@@ -160,8 +174,14 @@ def sample_command(
             from ncvsd_cli.networks.inference import prepare_for_inference, resolve_precision
 
             work = resolve_precision(precision, dev)  # a usage error before loading
-            _check_memory(checkpoint, min(batch_size, len(seed_list)), resolution,
-                          "fp32" if work == "checkpoint" else work, str(dev), kind)
+            side = _check_memory(checkpoint, min(batch_size, len(seed_list)), resolution,
+                                 "fp32" if work == "checkpoint" else work, str(dev), kind)
+            problem = grid and images.size_problem(images.format_for_path(out),
+                                                   *images.grid_shape(len(seed_list), side, side))
+            if problem:
+                raise common.UsageError(f"-o {out}: the grid of {len(seed_list)} samples: {problem} (or -o DIR/ "
+                                        "for one PNG per seed)")
+            report.extra.update(resolution=side, device=str(dev), precision=work)  # what made the samples
             model, config = load_checkpoint(checkpoint, device=dev, kind=kind)
             prepare_for_inference(model, precision, dev)
             bar = common.progress(len(seed_list), "sample", quiet)
@@ -188,10 +208,20 @@ def sample_command(
             report.finish(as_json)
 
 
+def _default_ts(nfe: int) -> list[int] | None:
+    """The ts indices `--nfe` stands for (the paper's for 1, 2, 4); None where the sampler's rule is not a list."""
+    from ncvsd_cli.sampling.generate import default_ts
+
+    try:
+        return [int(t) for t in default_ts(nfe)]
+    except (TypeError, ValueError):
+        return None
+
+
 def _check_memory(checkpoint: str, batch: int, resolution: int | None, precision: str, device: str,
-                  kind: str = "generator") -> None:
-    """UsageError when a network call on `batch` samples of `resolution` px would not fit in the memory available
-    now (`ncvsd_cli.memory`: from the checkpoint's config, before the weights load)."""
+                  kind: str = "generator") -> int:
+    """The samples' side in px; UsageError when a network call on `batch` samples of `resolution` px would not fit
+    in the memory available now (`ncvsd_cli.memory`: from the checkpoint's config, before the weights load)."""
     from ncvsd_cli import memory
     from ncvsd_cli.checkpoints import read_network_config, resolve_checkpoint
 
@@ -204,6 +234,7 @@ def _check_memory(checkpoint: str, batch: int, resolution: int | None, precision
         raise common.UsageError(f"{batch} sample(s) of {res}x{res} px need an estimated {memory.format_bytes(need)} "
                                 f"but {memory.format_bytes(available)} is available; use a smaller --resolution or "
                                 "--batch-size")
+    return res
 
 
 def _write_sample(x, path: str, seed: int, overwrite: bool, report) -> None:
