@@ -196,8 +196,9 @@ def work_bytes(net: NetworkShape | dict, shape: Sequence[int], backward: bool = 
 #: Peak bytes per element (C x H x W) of the output that a classical estimate takes in host memory (NumPy /
 #: scikit-image run on the CPU), measured on 512-2048-px outputs: scikit-image's biharmonic fill of an inpainting
 #: 410-530 (inpaint-box; 75 s at 2048 px), 780-800 (inpaint-random, 70 % missing), a blur's conjugate gradients on
-#: a mirrored canvas (boundary reflect) 79, the other baselines 24-50.
-CLASSICAL_BYTES_PER_ELEMENT = {"biharmonic": 850, "reflect": 80, "other": 50}
+#: a mirrored canvas (boundary reflect) 79, the other baselines 24-50; a box fill measured again at 1024-1536 px:
+#: 445-494, the process's growth with the network's run included.
+CLASSICAL_BYTES_PER_ELEMENT = {"biharmonic": 850, "biharmonic-box": 560, "reflect": 80, "other": 50}
 
 
 def classical_bytes(operator_config: dict | None, shape: Sequence[int], method: str = "classical") -> int:
@@ -206,7 +207,8 @@ def classical_bytes(operator_config: dict | None, shape: Sequence[int], method: 
     b, c, h, w = (int(v) for v in shape)
     config = operator_config or {}
     fills = method in ("classical", "biharmonic") and str(config.get("name", "")).startswith("inpaint")
-    kind = "biharmonic" if fills else "reflect" if config.get("boundary") == "reflect" else "other"
+    kind = ("biharmonic-box" if config.get("name") == "inpaint-box" else "biharmonic") if fills \
+        else "reflect" if config.get("boundary") == "reflect" else "other"  # (a box: one hole, fewer unknowns' rows)
     return CLASSICAL_BYTES_PER_ELEMENT[kind] * b * c * h * w
 
 

@@ -446,7 +446,9 @@ def analyse(data: Any, ema_key: str = "ema") -> ImportedModel:
                              "choose one with --ema KEY")
         net = data[ema_key]
     if not isinstance(net, Recorded):
-        raise ValueError(f"entry '{ema_key}' is a {type(net).__name__}, not a recorded network")
+        what = f"entry '{ema_key}'" if isinstance(data, dict) else "its top-level object"
+        raise ValueError(f"{what} is a {type(net).__name__}, not a recorded network (an EDM2 / NCVSD "
+                         "persistence pickle holds a dict with the network under 'ema')")
     wrapper = None
     if not net.persistent and net.class_name == "GenerativeDenoiser":
         wrapper, net = net, net.attr("model")

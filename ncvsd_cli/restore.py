@@ -309,9 +309,17 @@ class Restorer:
             if warm or sampler.needs == "none" else 0
         host = memory.available_memory_bytes("cpu")  # the classical estimates run on the CPU, in host memory
         if host is not None and start > host:
+            name = str((operator_config or {}).get("name", ""))
+            params = {k: v for k, v in (operator_config or {}).items() if k != "name"}
+            try:
+                shrinks = bool(name) and size_factor(name, c, params) > 1
+            except ValueError:  # an operator name not registered here: no factor to name
+                shrinks = False
+            smaller = " or at a smaller factor" if shrinks else ""
+            other = " or --method pnp-gd (it starts from noise, without one)" if warm else ""
             return (f"a {image_shape[2]}x{image_shape[1]} output needs an estimated {memory.format_bytes(start)} of "
                     f"host memory for {'its classical start' if warm else sampler.name} but "
-                    f"{memory.format_bytes(host)} is available: restore a crop or at a smaller factor (--max-pixels "
+                    f"{memory.format_bytes(host)} is available: restore a crop{smaller}{other} (--max-pixels "
                     "caps the accepted size up front)")
         if sampler.needs == "none" or not self.config:
             return None
@@ -331,11 +339,14 @@ class Restorer:
         can_tile = sampler.needs == "generator"  # the other methods' networks are not tiled
         least = memory.work_bytes(net, (1, c, h, w), sampler.backward, 4 * net.size_multiple if can_tile else None,
                                   precision, o.device)  # batch 1 (and the smallest tile): what the image alone costs
-        flags = ("--tile (not 0) or --batch-size" if o.tile == 0 else "--tile or --batch-size") if can_tile \
-            else "--batch-size"
-        fix = (f"use a smaller {flags}, or a smaller image" if least <= available else
-               f"even --batch-size 1{' with the smallest tiles' if can_tile else ''} needs "
-               f"{memory.format_bytes(least)}: the output's size is the cost, so restore a crop or at a smaller factor")
+        if least > available:
+            fix = (f"even --batch-size 1{' with the smallest tiles' if can_tile else ''} needs "
+                   f"{memory.format_bytes(least)}: the output's size is the cost, so restore a crop or at a smaller "
+                   "factor")
+        elif can_tile and o.tile == 0:
+            fix = "leave out --tile 0 (tiles are then chosen to fit), or use a smaller --batch-size or a smaller image"
+        else:
+            fix = f"use a smaller {'--tile or --batch-size' if can_tile else '--batch-size'}, or a smaller image"
         return (f"a {w}x{h} output needs an estimated {memory.format_bytes(need)} ({sampler.name}, batch {batch}, "
                 f"{precision}, {o.device}, {how}) but {memory.format_bytes(available)} is available; {fix} "
                 "(--max-pixels caps the accepted size up front)")

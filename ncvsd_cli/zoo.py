@@ -248,13 +248,23 @@ def status(entry: ZooEntry) -> dict[str, Any]:
     present = target.is_file()
     record = ck.read_record(target) if present else None
     by_hand = present and record is None  # `checkpoints import ... -o` there: used as it is (`ensure`)
+    state = "downloaded" if record else "imported by hand: not verified" if by_hand else "not downloaded"
+    resolution = entry.expect.get("img_resolution")
+    if by_hand:  # what `ensure` checks before using it: another network there was listed as the zoo's
+        try:
+            config = ck.read_config(target)
+            resolution = config.get("img_resolution", resolution)
+            _check_expectations(entry, config, f"{target} (imported by hand)",
+                                f"import the zoo's own file there, or `{entry.download_command}`")
+        except (CheckpointError, OSError, ValueError) as exc:
+            state = f"MISMATCH: {exc}"
     return {"name": entry.name, "kind": entry.kind, "preset": entry.preset,
-            "img_resolution": entry.expect.get("img_resolution"), "licence": entry.licence, "location": "zoo",
+            "img_resolution": resolution, "licence": entry.licence, "location": "zoo",
             "source": entry.source_url, "purpose": entry.purpose, "downloaded": record is not None,
             "path": str(target) if present else None,
             "size": (record or {}).get("size") or (target.stat().st_size if by_hand else entry.size),
             "sha256": (record or {}).get("sha256") or "",
-            "status": "downloaded" if record else "imported by hand: not verified" if by_hand else "not downloaded"}
+            "status": state}
 
 
 def import_into_cache(src: Path, *, quiet: bool = False) -> Path:

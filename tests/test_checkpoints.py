@@ -304,6 +304,19 @@ def test_import_to_a_folder_is_a_usage_error(tmp_path):
     assert res.exit_code == 2 and "is a folder" in res.stderr and "d.safetensors/m.safetensors" in res.stderr
 
 
+def test_a_failed_import_leaves_no_folder_and_names_a_top_level_list(tmp_path):
+    """A refused pickle left the -o folder it created; a pickle of a list was said to have an entry 'ema'."""
+    import pickle
+
+    (tmp_path / "l.pkl").write_bytes(pickle.dumps([1, 2]))
+    res = _cli("import", str(tmp_path / "l.pkl"), "-o", str(tmp_path / "new dir" / "sub" / "x.safetensors"))
+    assert res.exit_code == 3 and "its top-level object is a list" in res.stderr, res.output
+    assert not (tmp_path / "new dir").exists()
+    (tmp_path / "kept").mkdir()
+    assert _cli("import", str(tmp_path / "l.pkl"), "-o", str(tmp_path / "kept" / "x.safetensors")).exit_code == 3
+    assert (tmp_path / "kept").is_dir()  # a folder that was there stays
+
+
 def test_info_of_a_shipped_model_says_how_it_was_made(tmp_path):
     """The manifest's record (the data set by name and manifest, the stages) beside the file's own provenance,
     which names the trainer's temporary paths; another file of the same name gets none of it."""

@@ -838,6 +838,25 @@ def test_classical_estimates_are_checked_against_memory_too(monkeypatch, method)
     assert plain.memory_refusal((3, 3000, 3000)) is None  # a mask multiply, no biharmonic fill
 
 
+def test_a_classical_start_refusal_names_what_helps_for_its_task(monkeypatch):
+    """An inpaint-box refusal said "restore a crop or at a smaller factor" (inpainting has none) and not that
+    --method pnp-gd needs no classical start; a box fill was costed as a random mask's (measured 445-494 bytes per
+    element, not 850)."""
+    from ncvsd_cli import memory
+    from ncvsd_cli.restore import Restorer
+
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 2 * 2**30)
+    box = Restorer.from_options(RestoreOptions(task="inpaint-box").validate(), load=False)
+    msg = box.memory_refusal((3, 9000, 9000))
+    assert "its classical start" in msg and "--method pnp-gd" in msg and "factor" not in msg, msg
+    sr4 = Restorer.from_options(RestoreOptions(task="sr4", method="classical").validate(), load=False)
+    msg = sr4.memory_refusal((3, 9000, 9000))
+    assert "at a smaller factor" in msg and "--method pnp-gd" not in msg, msg
+    shape = (1, 3, 1000, 1000)
+    assert 445 * 3e6 < memory.classical_bytes({"name": "inpaint-box"}, shape) < memory.classical_bytes(
+        {"name": "inpaint-random"}, shape)
+
+
 def test_memory_refusal_says_whether_smaller_batches_and_tiles_can_help(monkeypatch):
     """The advice follows the estimate at batch 1 and the smallest tile: the flags when that fits, else that the
     output's size is the cost (a 100-megapixel sr8 output at --tile 64 was told to use a smaller --tile)."""

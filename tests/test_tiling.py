@@ -244,7 +244,7 @@ def test_the_restore_refusal_names_the_estimate_and_the_flags(monkeypatch):
     assert "tiles of 512 px" in msg and "use a smaller --tile or --batch-size" in msg
     untiled = Restorer.from_options(RestoreOptions(task="sr4", tile=0).validate(), load=False)
     msg = untiled.memory_refusal((3, 4096, 4096))  # --tile 0 alone costs it: tiles would fit
-    assert "untiled" in msg and "--tile (not 0)" in msg and "output's size" not in msg, msg
+    assert "untiled" in msg and "leave out --tile 0" in msg and "output's size" not in msg, msg
 
 
 # ------------------------------------------------------------------------------------ restore integration

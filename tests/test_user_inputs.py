@@ -353,6 +353,10 @@ def test_operator_parameters_given_with_a_sidecar_are_named_as_unused(tmp_path, 
     res = run("restore", tmp_path / "m.png", "-p", "sigma=1", "-c", ckpt, "--method", "wiener", "-o",
               tmp_path / "o.png")
     assert res.exit_code == 0 and "sigma not used: the sidecar records the operator" in res.stderr, res.output
+    res = run("restore", tmp_path / "m.png", "-p", "sigma=1", "-c", ckpt, "--method", "wiener", "-o",
+              tmp_path / "j.png", "--json", "-q")
+    (record,) = json.loads(res.stdout.splitlines()[-1])["results"]
+    assert any("sigma not used" in n for n in record["notes"]), record  # the JSON said nothing of it
 
 
 def test_earlier_outputs_beside_their_inputs_are_not_inputs_of_a_glob_into_another_folder(tmp_path, ckpt):

@@ -424,3 +424,7 @@ def test_a_zoo_model_imported_by_hand_into_the_cache_is_used_by_name_offline(hub
     with pytest.raises(CheckpointError, match=r"imported by hand\) holds a generator network, the zoo describes a "
                                               "teacher"):
         resolve_checkpoint("edm2-ffhq256-xs", quiet=True)
+    wrong = zoo.status(zoo.load_zoo()["edm2-ffhq256-xs"])  # `list` and `info` called it "not verified", exit 0
+    assert wrong["status"].startswith("MISMATCH: edm2-ffhq256-xs:") and "holds a generator" in wrong["status"]
+    res = _cli("checkpoints", "info", "edm2-ffhq256-xs")
+    assert res.exit_code == 3 and "MISMATCH" in res.stdout and "holds a generator" in res.stderr, res.output

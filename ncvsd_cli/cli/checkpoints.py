@@ -4,6 +4,7 @@ inside `download` and `import` (list/info read safetensors headers only)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -124,8 +125,11 @@ def info_command(
 
     with handle_errors():
         entry = zoo.find(name) if not Path(name).expanduser().is_file() else None
-        if entry is not None and not zoo.status(entry)["downloaded"]:
-            typer.echo(strict_json.dumps(zoo.status(entry), indent=2))  # not downloaded: what the zoo says
+        status = zoo.status(entry) if entry is not None else None
+        if status is not None and not status["downloaded"]:
+            typer.echo(strict_json.dumps(status, indent=2))  # not downloaded: what the zoo says
+            if status["status"].startswith("MISMATCH"):  # another network imported under the zoo's name
+                fail(status["status"][len("MISMATCH: "):], EXIT_MODEL)
             return
         info = checkpoint_info(name)
     typer.echo(strict_json.dumps(info.to_dict(), indent=2))
@@ -171,6 +175,7 @@ def import_command(
         fail(f"output must end in .safetensors, got {output}", EXIT_USAGE)
     if output.exists() and not force:
         fail(f"{output} exists; pass --force to overwrite it", EXIT_USAGE)
+    made = [p for p in (output.parent, *output.parent.parents) if not p.exists()]  # removed again on failure
     try:  # before the conversion: a folder that cannot be written is a usage error, not an internal one
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -181,7 +186,13 @@ def import_command(
     with handle_errors():
         from ncvsd_cli.pickle_import import import_pickle
 
-        path, config = import_pickle(src, output, ema_key=ema, command=command, data=data)
+        try:
+            path, config = import_pickle(src, output, ema_key=ema, command=command, data=data)
+        except BaseException:
+            for folder in made:  # innermost first; only the empty folders this command made
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
     typer.echo(f"wrote {path} ({config['kind']}, {config['img_resolution']} px)", err=True)
     for key, value in config["provenance"].get("assumed", {}).items():
         typer.echo(f"note: the pickle does not record the generator's {key}; the paper's {value} is assumed "

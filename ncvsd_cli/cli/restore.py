@@ -704,11 +704,14 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
             raise ValueError(refusal)
         common.note(f"{item.name}: using the measurement sidecar {side.name}", quiet)
         ignored = sorted(restorer.given_params())
-        if ignored:
-            common.note(f"{item.name}: {', '.join(ignored)} not used: the sidecar records the operator the "
-                        "measurement was made with (--no-sidecar restores the image as a plain one)", quiet)
+        unused = (f"{', '.join(ignored)} not used: the sidecar records the operator the measurement was made with "
+                  "(--no-sidecar restores the image as a plain one)") if ignored else None
+        if unused:
+            common.note(f"{item.name}: {unused}", quiet)
         for n in m.notes:
             common.note(f"warning: {item.name}: {n}")  # an edited preview is worth a word even with --quiet
+        if unused:
+            m.notes = [*m.notes, unused]  # in its --json record too
         return m
     if str(item.name) in explicit:
         raise ValueError(f"no measurement sidecar {item.name}{meas.SIDECAR_SUFFIX} found")
