@@ -93,7 +93,11 @@ def hub_download(repo_id: str, filename: str, revision: str, *, force: bool = Fa
     if quiet:
         disable_progress_bars()
     try:
+        if not offline:
+            _check_answers(url)
         path = Path(hf_hub_download(**kwargs))
+    except CheckpointError:
+        raise
     except Exception as exc:
         if offline:
             raise CheckpointError(f"{filename} is not in the Hugging Face cache and HF_HUB_OFFLINE is set") from exc
@@ -107,6 +111,19 @@ def hub_download(repo_id: str, filename: str, revision: str, *, force: bool = Fa
     commit = path.parent.name if re.fullmatch(r"[0-9a-f]{40}", path.parent.name) else None
     return Fetched(path=path, sha256=sha256_file(path), size=path.stat().st_size, url=url, commit=commit,
                    published_sha256=published)
+
+
+def _check_answers(url: str) -> None:
+    """CheckpointError when the server of `url` gives no answer within TIMEOUT_S (one HEAD request):
+    huggingface_hub retried a server that accepts connections and never answers for over 6 minutes without a word.
+    Any HTTP status is an answer (the hub then reports what it means)."""
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "ncvsd"})
+    try:
+        urllib.request.urlopen(request, timeout=TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        raise CheckpointError(f"download of {url} failed (no answer from the server: {_short(exc)})") from exc
 
 
 def _open(url: str, start: int) -> urllib.response.addinfourl:

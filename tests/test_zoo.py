@@ -293,6 +293,26 @@ def test_hub_download_resumes(hub, pickles, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------ failure paths
+def test_a_server_that_never_answers_fails_the_download_after_one_timeout(hub, monkeypatch):
+    """huggingface_hub retried a server that accepts connections and never answers for over 6 minutes, silently."""
+    import socket
+
+    from ncvsd_cli import download
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    monkeypatch.setattr(download, "TIMEOUT_S", 0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(CheckpointError, match="no answer from the server"):
+            zoo.ensure("ncvsd-ffhq256-xs", quiet=True)
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 30
+
+
 @pytest.mark.parametrize("name", ["ncvsd-ffhq256-xs", "edm2-img64-s"])
 def test_corrupted_download_is_refused_then_fixed_by_the_command_it_names(hub, name):
     hub.corrupt = True
