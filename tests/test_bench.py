@@ -445,6 +445,7 @@ def test_a_dataset_of_only_unreadable_images_writes_no_empty_report(tmp_path):
                                    "classical", "--out", str(out), "--json", "-q"])
     doc = json.loads(res.stdout)
     assert res.exit_code == 1 and doc["exit_code"] == 1 and "no report written" in doc["error"], res.output
+    assert "first failure: " in doc["error"] and "fake" in doc["error"]  # why, not only that nothing was computed
     assert not [p.name for p in out.iterdir() if p.name.startswith(("summary", "report", "nfe_plot"))]
     assert "no report written" in res.stderr  # said under -q too (no recap there)
 

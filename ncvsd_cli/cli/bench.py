@@ -182,7 +182,9 @@ def bench(
             sys.stdout.write(text if not as_json else json.dumps(json.loads(text), indent=2) + "\n")
             sys.stdout.flush()
         elif as_json and rank == 0:  # nothing computed: the summary line of a failed run
-            common.write_error_summary("bench", common.EXIT_PARTIAL, outcome.failed[-1] if outcome.failed else "")
+            failed = outcome.failed  # the last says no row was computed; the first, why (a plug-in's error)
+            common.write_error_summary("bench", common.EXIT_PARTIAL, "" if not failed else failed[-1] if len(
+                failed) == 1 else f"{failed[-1]}; first failure: {failed[0]}")
         for msg in outcome.failed if not quiet else ():  # a recap below the progress; -q: printed once, as it failed
             common.error(msg)
         raise typer.Exit(common.EXIT_PARTIAL if outcome.failed else common.EXIT_OK)
