@@ -1,4 +1,5 @@
-"""Builds the `photos` training set from the Debian packages in ncvsd_cli/training/photos_manifest.yaml.
+"""Builds the `photos` training set from the Debian packages in ncvsd_cli/training/photos_manifest.yaml: the same
+as `python -m ncvsd_cli.training.photos` (which installed copies have; see its --help), kept here for the scripts.
 
 Downloads each package once (`apt-get download PKG=VERSION`, needs a Debian bookworm apt source), unpacks it
 with dpkg-deb into --cache, checks every sha256, refuses grey, held-out and validation photos, and writes WebP
@@ -9,31 +10,7 @@ with OUT at the default place, see data.py) reads it.
 Usage:  python benchmarks/build_photos.py ~/.cache/ncvsd/photos.zip --cache /tmp/photo-packages
 """
 
-from __future__ import annotations
-
-import argparse
-import json
-from pathlib import Path
-
-from ncvsd_cli.training.photos import DEFAULT_SHORT_SIDE, LICENCE_POLICIES, MANIFEST_PATH, build_photos
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("out", type=Path)
-    p.add_argument("--cache", type=Path, required=True, help="folder for the downloaded and unpacked packages")
-    p.add_argument("--manifest", type=Path, default=MANIFEST_PATH)
-    p.add_argument("--short-side", type=int, default=DEFAULT_SHORT_SIDE, help="largest short side in px")
-    p.add_argument("--limit", type=int, help="keep only the first N photos (quick tests)")
-    p.add_argument("--licences", choices=LICENCE_POLICIES, default="permissive",
-                   help="permissive: public domain, CC0, CC-BY only (default); all: also CC-BY-SA, GPL, LGPL")
-    a = p.parse_args()
-    try:
-        summary = build_photos(a.out, a.cache, a.manifest, a.short_side, a.limit, a.licences)
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    print(json.dumps(summary))
-
+from ncvsd_cli.training.photos import main
 
 if __name__ == "__main__":
     main()

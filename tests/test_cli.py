@@ -1756,3 +1756,15 @@ def test_a_gif_grid_of_samples_warns_of_its_palette(tmp_path, ckpt):
     """restore warned that a GIF output is reduced to 256 colours; sample wrote one without a word."""
     res = run("sample", "-c", ckpt, "--seeds", "0", "-o", tmp_path / "g.gif", "--device", "cpu", "-q")
     assert res.exit_code == 0 and "a GIF holds 256 colours" in res.stderr, res.output
+
+
+def test_a_sigma_above_1_is_warned_of_as_a_likely_0_255_level(tmp_path, ckpt):
+    """`--sigma-y 25` (a level on the 0-255 scale) buried the image in noise without a word."""
+    src = _png(tmp_path / "p.png", 8, 8)
+    res = run("degrade", "--task", "denoise", "--sigma-y", "25", src, "-o", tmp_path / "m.png", "-q")
+    assert res.exit_code == 0 and "25 / 127.5 = 0.1961 here" in res.stderr, res.output
+    res = run("restore", "--task", "denoise", "--sigma-y", "25", src, "-c", ckpt, *FAST, "-o", tmp_path / "r.png",
+              "-q")
+    assert res.exit_code == 0 and "--sigma-y 25 is on the [-1, 1] scale" in res.stderr, res.output
+    quiet = run("degrade", "--task", "denoise", "--sigma-y", "0.2", src, "-o", tmp_path / "n.png", "-q")
+    assert quiet.exit_code == 0 and "warning" not in quiet.stderr

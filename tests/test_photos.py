@@ -141,6 +141,34 @@ def test_rcc_members_round_trip():
         photos.rcc_members(b"PK\3\4")
 
 
+def test_the_installed_module_builds_the_set_and_refuses_a_bad_manifest(tmp_path, capsys):
+    """The messages pointed at benchmarks/build_photos.py, which installed copies lack: `python -m
+    ncvsd_cli.training.photos` builds the set (the script calls it)."""
+    import runpy
+    import sys
+
+    a = _png(_colour(41, 67, 1))
+    root = tmp_path / "cache" / "unpacked" / "pkg_1.0-1"
+    (root / "usr").mkdir(parents=True)
+    (root / ".complete").touch()
+    (root / "usr" / "a.png").write_bytes(a)
+    manifest = _write_manifest(tmp_path, [_entry("a", "usr/a.png", a)])
+    photos.main([str(tmp_path / "set.zip"), "--cache", str(tmp_path / "cache"), "--manifest", str(manifest),
+                 "--short-side", "20"])
+    assert json.loads(capsys.readouterr().out)["photos"] == 1 and (tmp_path / "set.zip").is_file()
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "build_photos.py"
+    argv = sys.argv
+    try:
+        sys.argv = [str(script), str(tmp_path / "s2"), "--cache", str(tmp_path / "cache"), "--manifest", str(manifest)]
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = argv
+    assert json.loads(capsys.readouterr().out)["photos"] == 1
+    bad = _write_manifest(tmp_path, [{**_entry("a", "usr/a.png", a), "licence": ""}])
+    with pytest.raises(SystemExit, match="error: .*lacks"):
+        photos.main([str(tmp_path / "o"), "--cache", str(tmp_path / "cache"), "--manifest", str(bad)])
+
+
 @pytest.mark.parametrize("out_name", ["set", "set.zip"])
 def test_build_from_unpacked_packages(tmp_path, out_name):
     a, b = _png(_colour(41, 67, 1)), _png(_colour(90, 37, 2), "JPEG", quality=95)
@@ -368,7 +396,7 @@ def test_labels_follow_their_images_and_gifs_are_counted_left_out(tmp_path):
 
 def test_data_photos_reads_the_built_set(tmp_path, monkeypatch):
     monkeypatch.setenv(data.PHOTOS_ENV, str(tmp_path / "missing.zip"))
-    with pytest.raises(ValueError, match="build_photos.py"):
+    with pytest.raises(ValueError, match="python -m ncvsd_cli.training.photos"):
         data.open_source("photos", 16)
     (tmp_path / "set").mkdir()
     (tmp_path / "set" / "p.png").write_bytes(_png(_colour(21, 19)))

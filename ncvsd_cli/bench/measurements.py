@@ -21,7 +21,8 @@ def derive_seed(seed: int, index: int, stream: int = MEASUREMENT_STREAM) -> int:
     """A 63-bit seed from (seed, image index, stream); all three >= 0."""
     if min(seed, index, stream) < 0:
         raise ValueError(f"seed, index and stream must be >= 0, got {(seed, index, stream)}")
-    return int(np.random.SeedSequence([seed, index, stream]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    state = int(np.random.SeedSequence([seed, index, stream]).generate_state(1, dtype=np.uint64)[0])
+    return state >> 1  # (a Python int: numpy 1.x refuses uint64 >> int)
 
 
 def measurement_generator(seed: int, index: int) -> torch.Generator:

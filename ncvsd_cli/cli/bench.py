@@ -35,8 +35,8 @@ Examples:
 
   ncvsd bench --dataset photos/ --methods pnp-gd,classical --nfe 2,4,10,25,49 --out b/ --resume
 
-  ncvsd bench --dataset ncvsd_cli/examples/astronaut.png --tasks sr4 --methods pnp-gd-warm,classical --nfe 4 --out b/
-  (a quick look: one image, then open b/report.html)
+  ncvsd bench --dataset photo.png --tasks sr4 --methods pnp-gd-warm,classical --nfe 4 --out b/
+  (a quick look: one image of yours, then open b/report.html)
 
   torchrun --nproc-per-node 4 -m ncvsd_cli bench --dataset ffhq --device cuda --batch-size 16 --out b/
 """

@@ -156,6 +156,15 @@ def note(message: str, quiet: bool = False) -> None:
         _write_line(f"ncvsd: {one_line(message)}\n")
 
 
+def warn_large_sigma(sigma_y: float | None) -> None:
+    """A warning (printed with --quiet too) for a --sigma-y above 1 on the [-1, 1] scale: noise of half the image's
+    range, most likely a level meant on the 0-255 scale (25 there is 25 / 127.5 = 0.196 here)."""
+    if sigma_y is not None and sigma_y > 1:
+        note(f"warning: --sigma-y {sigma_y:g} is on the [-1, 1] scale, where 1 is half the image's range: the image "
+             f"is buried in noise; a level meant on the 0-255 scale is {sigma_y:g} / 127.5 = {sigma_y / 127.5:.4g} "
+             "here")
+
+
 #: Commands whose `--json` output always ends with a summary object holding "exit_code".
 JSON_SUMMARY_COMMANDS = ("restore", "degrade", "sample", "bench")
 #: The `--json` command (one of JSON_SUMMARY_COMMANDS) whose summary line is still owed: set by

@@ -108,6 +108,7 @@ def degrade_command(
             raise common.UsageError(f"--channels must be 1 or 3, got {channels}")
         if not (math.isfinite(sigma_y) and sigma_y >= 0):
             raise common.UsageError(f"--sigma-y must be >= 0 and finite, got {sigma_y}")
+        common.warn_large_sigma(sigma_y)
         params = common.parse_params(param)
         needed = PLAIN_IMAGE_REFUSALS.get(task, (frozenset(), ""))[0]
         if needed and "seed" not in needed and not needed & params.keys():  # before any input is read

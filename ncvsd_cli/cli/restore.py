@@ -224,6 +224,7 @@ def restore_command(
             raise common.UsageError("--overwrite and --skip-existing contradict each other: give one of them")
         if std:
             _check_std_method(options.method)
+        common.warn_large_sigma(options.sigma_y)
         if compile_net and options.device == "cpu":
             common.note("--compile on a CPU: compiling takes minutes, and the sampler's changing noise levels and "
                         "random draws split the network into many graphs, so expect it slower than without", quiet)

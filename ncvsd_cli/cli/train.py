@@ -196,7 +196,7 @@ def register(app: typer.Typer) -> None:
 def train(
     ctx: typer.Context,
     data: str = typer.Option(None, "--data", help="'builtin' (scikit-image photos, held-out ones excluded), "
-                             "'photos' (the set built by benchmarks/build_photos.py, $NCVSD_PHOTOS), an image folder "
+                             "'photos' (the set built by python -m ncvsd_cli.training.photos, $NCVSD_PHOTOS), an image folder "
                              "or a zip (EDM2 dataset-tool layout; every image format restore reads but GIF). Required for a "
                              "new run."),
     arch: str = typer.Option(None, "--arch", help=ARCH_HELP),

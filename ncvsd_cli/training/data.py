@@ -1,5 +1,5 @@
 """Training data: image folders, zip files (EDM2 dataset-tool layout), `builtin` (scikit-image photos) and `photos`
-(the set that benchmarks/build_photos.py makes from Debian packages; training/photos.py).
+(the set that `python -m ncvsd_cli.training.photos` makes from Debian packages; training/photos.py).
 
 Every draw is *counter based*: item number `p` of a stream (seed, rank, world_size) is a pure function of those
 numbers, so the iterator state is one integer (`position`) and resume is exact (docs/method.md §1.8 "infinite, seeded,
@@ -368,7 +368,7 @@ def open_source(data: str, resolution: int) -> ImageSource:
     if data == "photos":
         path = photos_path()
         if not path.exists():
-            raise ValueError(f"no photos set at {path}; build it with `python benchmarks/build_photos.py {path} "
+            raise ValueError(f"no photos set at {path}; build it with `python -m ncvsd_cli.training.photos {path} "
                              f"--cache DIR` or set {PHOTOS_ENV}")
         return folder_or_zip_source(path, resolution)
     return folder_or_zip_source(data, resolution)

@@ -259,3 +259,31 @@ def build_photos(out: str | Path, cache: str | Path, manifest: str | Path = MANI
     count = {t: sum(t in (e.get("tags") or []) for e in photos) for t in ("people", "animal")}
     return {"photos": len(photos), "people": count["people"], "animals": count["animal"], "licences": licences,
             "out": str(out)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m ncvsd_cli.training.photos OUT --cache DIR [--licences permissive|all]`: build the set (`build_photos`;
+    needs `apt-get download` with a Debian bookworm source) and print its summary as JSON."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m ncvsd_cli.training.photos", description=build_photos.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Example: python -m ncvsd_cli.training.photos ~/.cache/ncvsd/photos.zip "
+                                       "--cache /tmp/photo-packages")
+    p.add_argument("out", type=Path, help="a folder, or a zip if it ends in .zip")
+    p.add_argument("--cache", type=Path, required=True, help="folder for the downloaded and unpacked packages")
+    p.add_argument("--manifest", type=Path, default=MANIFEST_PATH)
+    p.add_argument("--short-side", type=int, default=DEFAULT_SHORT_SIDE, help="largest short side in px")
+    p.add_argument("--limit", type=int, help="keep only the first N photos (quick tests)")
+    p.add_argument("--licences", choices=LICENCE_POLICIES, default="permissive",
+                   help="permissive: public domain, CC0, CC-BY only (default); all: also CC-BY-SA, GPL, LGPL")
+    a = p.parse_args(argv)
+    try:
+        summary = build_photos(a.out, a.cache, a.manifest, a.short_side, a.limit, a.licences)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
