@@ -312,6 +312,7 @@ def test_restore_every_task_from_its_sidecar(task, tmp_path, ckpt):
     summary = json.loads(res.stdout.splitlines()[-1])
     assert summary["task"] == task and summary["results"][0]["nfe"] == 2
     assert summary["results"][0]["seconds"] > 0 and summary["results"][0]["read_seconds"] > 0  # restore, read
+    assert summary["results"][0]["task"] == task and summary["results"][0]["method"] == summary["method"]
     out = Image.open(tmp_path / f"m_{task}.png")
     assert out.size == (12, 16) and out.mode == "RGB"
 

@@ -663,7 +663,8 @@ def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar,
             if not common.written_meanwhile(exc, item, planned[item], report, outputs.skip_existing, quiet):
                 report.failed(item.name, f"{item.name}: cannot write output: {exc}")
             continue
-        report.ok(item.name, written, size=list(res.samples.shape[-2:]), nfe=res.nfe,
+        report.ok(item.name, written, task=m.task, method=restorer.options.method,  # (sidecars: each its own)
+                  size=list(res.samples.shape[-2:]), nfe=res.nfe,
                   operator_evals=res.operator_evals, seconds=round(res.seconds, 3),
                   read_seconds=round(m.read_seconds, 3), sigma_y=res.sigma_y,
                   notes=m.notes, sidecar=m.seed is not None, **_blur_width(m), **scale)
