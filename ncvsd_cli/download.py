@@ -93,7 +93,7 @@ def hub_download(repo_id: str, filename: str, revision: str, *, force: bool = Fa
     if quiet:
         disable_progress_bars()
     try:
-        if not offline:
+        if not offline and not force and not _in_hub_cache(repo_id, filename, revision):
             _check_answers(url)
         path = Path(hf_hub_download(**kwargs))
     except CheckpointError:
@@ -113,17 +113,39 @@ def hub_download(repo_id: str, filename: str, revision: str, *, force: bool = Fa
                    published_sha256=published)
 
 
+def _in_hub_cache(repo_id: str, filename: str, revision: str) -> bool:
+    """Whether the hub cache holds `filename` at `revision` (huggingface_hub then falls back to it offline)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=_hub_cache(), revision=revision), str)
+    except Exception:  # noqa: BLE001 (a cache it cannot read: the download decides)
+        return False
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A 3xx is an answer: not followed (urllib would follow a HEAD to the CDN as a GET of the whole file)."""
+
+    def redirect_request(self, *args, **kwargs) -> None:
+        return None
+
+
 def _check_answers(url: str) -> None:
-    """CheckpointError when the server of `url` gives no answer within TIMEOUT_S (one HEAD request):
-    huggingface_hub retried a server that accepts connections and never answers for over 6 minutes without a word.
-    Any HTTP status is an answer (the hub then reports what it means)."""
+    """CheckpointError when the server of `url` gives no answer within TIMEOUT_S (one HEAD request, redirects not
+    followed): huggingface_hub retried a server that accepts connections and never answers for over 6 minutes
+    without a word. Only a timeout counts: any HTTP status is an answer, and a refused connection, a DNS or TLS
+    failure is left to huggingface_hub, which reports it (and uses its cache where it can). Skipped under ALL_PROXY,
+    a proxy urllib cannot use."""
+    if os.environ.get("ALL_PROXY") or os.environ.get("all_proxy"):
+        return
     request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "ncvsd"})
     try:
-        urllib.request.urlopen(request, timeout=TIMEOUT_S).close()
-    except urllib.error.HTTPError:
-        return
+        urllib.request.build_opener(_NoRedirect).open(request, timeout=TIMEOUT_S).close()
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        raise CheckpointError(f"download of {url} failed (no answer from the server: {_short(exc)})") from exc
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, TimeoutError):  # (socket.timeout is TimeoutError)
+            raise CheckpointError(f"download of {url} failed (no answer from the server within {TIMEOUT_S:g} s: "
+                                  f"{_short(exc)})") from exc
 
 
 def _open(url: str, start: int) -> urllib.response.addinfourl:

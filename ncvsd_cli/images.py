@@ -1038,14 +1038,13 @@ def size_problem(fmt: str, height: int, width: int) -> str | None:
     limit = MAX_SIDE.get(fmt)
     if limit is None or max(height, width) <= limit:
         return None
-    return f"a {width}x{height} px image is too large for {fmt} (at most {limit} px a side); write a .png or .tif"
+    return f"a {width}x{height} px image is too large for {fmt} (at most {limit} px a side); use PNG or TIFF"
 
 
-def grid_shape(count: int, height: int, width: int, padding: int = 2) -> tuple[int, int]:
-    """(height, width) of `make_grid`'s sheet of `count` images of `height` x `width` px."""
-    import math
-
-    ncols = math.ceil(math.sqrt(count))
+def grid_shape(count: int, height: int, width: int, padding: int = 2, ncols: int | None = None) -> tuple[int, int]:
+    """(height, width) of `make_grid`'s sheet of `count` images of `height` x `width` px, `ncols` per row (default
+    ceil(sqrt(count)))."""
+    ncols = ncols or math.ceil(math.sqrt(count))
     nrows = math.ceil(count / ncols)
     return nrows * (height + padding) + padding, ncols * (width + padding) + padding
 
@@ -1457,14 +1456,11 @@ def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
 def make_grid(x: torch.Tensor, ncols: int | None = None, padding: int = 2) -> torch.Tensor:
     """Tile a batch (B, C, H, W) into one (1, C, H', W') image, `ncols` per row (default ceil(sqrt(B))),
     separated by `padding` pixels of white (+1)."""
-    import math
-
     import torch
 
-    b, c, h, w = x.shape  # (its size without `ncols`: `grid_shape`)
+    b, c, h, w = x.shape
     ncols = ncols or math.ceil(math.sqrt(b))
-    nrows = math.ceil(b / ncols)
-    grid = x.new_ones(c, nrows * (h + padding) + padding, ncols * (w + padding) + padding)
+    grid = x.new_ones(c, *grid_shape(b, h, w, padding, ncols))
     for i in range(b):
         r, col = divmod(i, ncols)
         top, left = padding + r * (h + padding), padding + col * (w + padding)

@@ -1,6 +1,7 @@
 """`ncvsd bench` end to end on three tiny images with tiny networks: outputs, columns, resume, shared measurements,
 sharding, and the CLI."""
 
+import dataclasses
 import json
 import math
 import shutil
@@ -712,7 +713,7 @@ def test_reports_name_model_version_and_rows_of_earlier_runs_and_sigma_0(assets,
 
 def test_out_as_the_dataset_folder_is_refused_and_a_refused_resume_keeps_the_settings(assets, tmp_path):
     data = _pngs(tmp_path / "set", 2, 4)
-    with pytest.raises(ValueError, match="is the --dataset folder"):
+    with pytest.raises(ValueError, match="is the dataset.s folder"):
         _classical(tmp_path, data, data, resolution=32)
     assert not (data / "run_settings.json").exists()
     _classical(tmp_path, data, tmp_path / "out", resolution=32)
@@ -734,17 +735,57 @@ def test_non_finite_outputs_fail_their_row_and_evals_are_the_counted_calls(asset
         return res
 
     monkeypatch.setattr(methods, "run_job", claims_one)
-    run_bench(_cfg(assets, tmp_path / "a", tasks=["sr4"], methods=["pnp-gd"], nfe=[3], limit=1), progress=False)
-    (row,) = results.read_rows(tmp_path / "a" / "per_image.csv")
-    assert row["network_evals"] == 3 and "reports 1 network evaluations per run, the generator was called 3" \
-        in caplog.text
+    run_bench(_cfg(assets, tmp_path / "a", tasks=["sr4"], methods=["pnp-gd"], nfe=[3], limit=2, batch_size=2),
+              progress=False)
+    assert [r["network_evals"] for r in results.read_rows(tmp_path / "a" / "per_image.csv")] == [3, 3]
+    assert "reports 1 network evaluations per run, the generator was called 3 times per image" in caplog.text
+
+    def image_by_image(job, task, operator, y, network, gens, **kwargs):  # a plug-in that loops over the images
+        parts = [real(job, task, operator, y[i:i + 1], network, gens[i:i + 1], **kwargs) for i in range(len(y))]
+        return dataclasses.replace(parts[0], x=torch.cat([r.x for r in parts]))
+
+    caplog.clear()
+    monkeypatch.setattr(methods, "run_job", image_by_image)
+    run_bench(_cfg(assets, tmp_path / "c", tasks=["sr4"], methods=["pnp-gd"], nfe=[3], limit=2, batch_size=2),
+              progress=False)
+    assert [r["network_evals"] for r in results.read_rows(tmp_path / "c" / "per_image.csv")] == [3, 3]
+    assert "network evaluations per run" not in caplog.text  # its own account was right: 3 per image
 
     def infinite(*args, **kwargs):
         res = real(*args, **kwargs)
-        res.x = res.x * float("inf")
+        res.x = res.x.clone()
+        res.x[0, 0, 0, 0] = float("inf")  # one pixel, no NaN: the finiteness check, not the metrics', refuses it
         return res
 
     monkeypatch.setattr(methods, "run_job", infinite)
     res = run_bench(_cfg(assets, tmp_path / "b", tasks=["sr4"], methods=["pnp-gd"], nfe=[2], limit=1),
                     progress=False)
     assert res.computed == 0 and "non-finite" in res.failed[0]
+
+
+def test_a_replaced_checkpoint_and_an_ffhq_data_folder_as_out_are_refused(assets, tmp_path, monkeypatch):
+    """run_settings compared checkpoint paths only: a file replaced at the same path had the earlier rows shown
+    under its sha256; --dataset ffhq --data DIR --out DIR was not refused (only --dataset was compared)."""
+    gen = tmp_path / "g.safetensors"
+    shutil.copy(assets / "generator.safetensors", gen)
+    out = tmp_path / "out"
+    run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[2], limit=1, generator=str(gen)),
+              progress=False)
+    shutil.copy(assets / "teacher.safetensors", gen)  # another file at the same path (of the wrong kind even)
+    from ncvsd_cli.checkpoints import save_checkpoint
+    from ncvsd_cli.networks import build_network, network_config
+
+    torch.manual_seed(1)
+    cfg = network_config("generator", "tiny", img_resolution=RES)
+    save_checkpoint(build_network(cfg), gen, cfg)
+    with pytest.raises(ValueError, match="generator_sha256"):
+        run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[2], limit=1, generator=str(gen),
+                       resume=True), progress=False)
+    monkeypatch.chdir(tmp_path)  # a folder named builtin here is not the builtin set's: --out builtin is fine
+    (tmp_path / "builtin").mkdir()
+    res = run_bench(BenchConfig(dataset="builtin", out="builtin", tasks=["sr4"], methods=["bicubic"], limit=1,
+                                resolution=32), progress=False)
+    assert res.computed == 1 and (tmp_path / "builtin" / "run_settings.json").is_file()
+    data = _pngs(tmp_path / "ffhq-test", 2, 6)  # the folder read (ffhq's --data), whatever --dataset says
+    with pytest.raises(ValueError, match="is the dataset.s folder"):
+        bench_runner._check_not_dataset(data, str(data))

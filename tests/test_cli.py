@@ -1170,7 +1170,8 @@ def test_sample_from_the_teacher(tmp_path, ckpt):
     a, b = (np.asarray(Image.open(p), np.int16)
             for p in (tmp_path / "d" / "000002.png", tmp_path / "one" / "000002.png"))
     assert np.abs(a - b).max() <= 1 and a.std() > 0
-    for bad, words in ((["--nfe", "4"], "odd"), (["--ts", "0,39"], "--ts sets the generator")):
+    for bad, words in ((["--nfe", "4"], "odd"), (["--ts", "0,39"], "--ts sets the generator"),
+                       (["--ts", "0,39", "--nfe", "63"], "--ts sets the generator")):  # not "give one of them"
         out = run("sample", "--teacher", "-c", teacher, *bad, "--seeds", "0", "-o", tmp_path / "x.png")
         assert out.exit_code == 2 and words in out.stderr and not (tmp_path / "x.png").exists(), out.output
     wrong = run("sample", "--teacher", "-c", ckpt, "--nfe", "3", "--seeds", "0", "-o", tmp_path / "w.png")

@@ -223,3 +223,21 @@ def test_tab_completion_offers_plugin_tasks_and_methods_in_comma_lists(plugin):
     assert names == ["sr4,test-scale"]
     assert "sr4,sr4" not in [n for n, _ in completion.task_list("sr4,")]  # a listed name is not offered again
     assert [n for n, _ in completion.method_list("pnp-gd,test-refine,cla")] == ["pnp-gd,test-refine,classical"]
+
+
+def test_tab_completion_beside_a_broken_plugin_prints_nothing(broken_plugins, capsys, monkeypatch):
+    """A TAB printed the broken plug-in's warning over the command line being typed; an error raised while listing
+    names would have printed a traceback."""
+    import logging
+
+    from ncvsd_cli.cli import completion
+
+    stream = logging.StreamHandler()  # where a CLI run sends warnings: stderr
+    logging.getLogger().addHandler(stream)
+    try:
+        assert "test-scale" in [n for n, _ in completion.task("t")]
+    finally:
+        logging.getLogger().removeHandler(stream)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(method_registry, "method_names", lambda: 1 / 0)
+    assert completion.method("p") == []

@@ -313,6 +313,47 @@ def test_a_server_that_never_answers_fails_the_download_after_one_timeout(hub, m
     assert time.monotonic() - started < 30
 
 
+def test_the_answer_check_leaves_cached_files_refusals_and_redirects_to_the_hub(hub, monkeypatch):
+    """The check before a download only times out a silent server: a file in the hub cache is still used with the
+    server gone, and a redirect is an answer (urllib followed a HEAD to the CDN as a GET of the whole file)."""
+    import socket
+    from http.server import HTTPServer
+
+    from ncvsd_cli import download
+
+    first = download.hub_download(REPO_ID, "ncvsd-ffhq256-xs.pkl", "main", quiet=True)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: refused at once
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    assert download.hub_download(REPO_ID, "ncvsd-ffhq256-xs.pkl", "main", quiet=True).path == first.path
+    seen = []
+
+    class Redirect(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_HEAD(self):
+            seen.append((self.command, self.path))
+            self.send_response(302)
+            self.send_header("Location", "/cdn/file")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD
+
+    server = HTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        download._check_answers(f"http://127.0.0.1:{server.server_address[1]}/repo/resolve/main/f.pkl")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == [("HEAD", "/repo/resolve/main/f.pkl")]
+
+
 @pytest.mark.parametrize("name", ["ncvsd-ffhq256-xs", "edm2-img64-s"])
 def test_corrupted_download_is_refused_then_fixed_by_the_command_it_names(hub, name):
     hub.corrupt = True

@@ -284,14 +284,14 @@ def _check_writable(out: Path) -> None:
         raise ValueError(f"--out {out}: cannot write there: {exc.strerror or exc}") from None
 
 
-def _check_not_dataset(out: Path, dataset: str) -> None:
-    """ValueError for an --out that is the --dataset folder: its results mark the folder as bench outputs, which
-    datasets leave out, and the images there would never load again as a dataset."""
-    source = Path(dataset).expanduser()
+def _check_not_dataset(out: Path, source: str) -> None:
+    """ValueError for an --out that is the folder the images are read from (`source`): its results mark the folder
+    as bench outputs, which datasets leave out, and the images there would never load again as a dataset."""
+    source = Path(source).expanduser()
     if source.is_dir() and out.expanduser().resolve() == source.resolve():
-        raise ValueError(f"--out {out} is the --dataset folder: the results would be written among its images and "
-                         "the folder, marked as bench results, would no longer load as a dataset; choose another "
-                         "--out (a subfolder works: datasets leave bench results out)")
+        raise ValueError(f"--out {out} is the dataset's folder (--dataset, or --data for ffhq): the results would "
+                         "be written among its images and the folder, marked as bench results, would no longer load "
+                         "as a dataset; choose another --out (a subfolder works: datasets leave bench results out)")
 
 
 def _check_fresh(out: Path, resume: bool, rank: int, world: int) -> None:
@@ -316,7 +316,10 @@ def _run_settings(cfg: BenchConfig, nets: _Networks, plan: _Plan) -> dict[str, A
             **({"precision_used": used} if used else {}),  # what ran: --precision auto and bf16 may be one
             "preset_file": cfg.preset_file,
             "preset": cfg.preset,
-            **{kind: nets.info[kind]["path"] for kind in ("generator", "teacher") if kind in nets.info}}
+            **{kind: nets.info[kind]["path"] for kind in ("generator", "teacher") if kind in nets.info},
+            # the file at that path replaced since: its rows would be shown under the new sha256 (an older folder
+            # without the key is no difference)
+            **{f"{kind}_sha256": nets.info[kind]["sha256"] for kind in ("generator", "teacher") if kind in nets.info}}
 
 
 def _check_settings(out: Path, settings: dict[str, Any], rank: int, resume: bool,
@@ -501,13 +504,13 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     device = distributed.local_device(cfg.device, world)
     scorer = _Scorer(cfg.lpips, device)
     out = Path(cfg.out)
-    _check_not_dataset(out, cfg.dataset)
     created = not out.exists()
     _check_writable(out)
     try:
         _check_fresh(out, cfg.resume, rank, world)
         nets = _load_networks(cfg, device, quiet=progress is False)
         plan = _plan(cfg, nets, device, rank, world)
+        _check_not_dataset(out, plan.data.source)  # (the folder read: --dataset PATH, or ffhq's --data)
         earlier = [r for p in sorted(out.glob("per_image*.csv")) for r in results.read_rows(p)] if cfg.resume else []
         scored = {r["image"] for r in earlier if r["dataset"] == plan.data.name}
         _check_same_images(out, plan.data, earlier)  # before run_settings.json records this run's images
@@ -684,6 +687,7 @@ def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, 
         return
     scored = {r["image"] for r in rows}  # a file that failed to load has no row to show
     grid_images = [im.id for im in plan.data.images if im.index < cfg.grid_images and im.id in scored]
+    environment = _environment(device)
     config = {"dataset": plan.data.name, "dataset_source": plan.data.source, "images": len(plan.data),
               "failed": _failures(outcome.failed, world),
               "resolution": plan.shape[-1], "seed": cfg.seed, "device": device, "world_size": world,
@@ -691,7 +695,7 @@ def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, 
               "settings": asdict(cfg),
               "precision": ", ".join(f"{k} {v['precision']}" for k, v in nets.info.items()
                                      if isinstance(v, dict) and "precision" in v),
-              "networks": nets.info, "environment": _environment(device), "ncvsd": _environment(device)["ncvsd"],
+              "networks": nets.info, "environment": environment, "ncvsd": environment["ncvsd"],
               **{kind: f"{info['name']} (sha256 {info['sha256'][:12]})" for kind, info in nets.info.items()
                  if kind in ("generator", "teacher")}}
     done_here = {(task, j.method, j.nfe) for task, _, _, jobs in plan.tasks for j in jobs}
@@ -718,9 +722,14 @@ def _run_one(ctx: _Context, job: methods.Job, run: int, task: str, operator,
     every image of a failed call."""
     network = {"generator": ctx.nets.generator, "teacher": ctx.nets.teacher}.get(job.needs)
     gens = [g for it in batch for g in sampler_generators(ctx.cfg.seed, it.image.index, run, ctx.device)]
-    calls = [0]  # the network's calls, counted: a plug-in's own account may be wrong
-    hook = network.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1)) \
-        if isinstance(network, torch.nn.Module) else None
+    images = [0]  # images through the network, counted per call: a plug-in's own account may be wrong
+
+    def count(_module, args, kwargs) -> None:
+        x = args[0] if args else next(iter(kwargs.values()), None)
+        images[0] += int(x.shape[0]) if isinstance(x, torch.Tensor) and x.dim() == 4 else len(batch)
+
+    hook = network.register_forward_pre_hook(count, with_kwargs=True) if isinstance(network, torch.nn.Module) \
+        else None
     try:
         with RowCost(ctx.device) as cost:
             res = methods.run_job(job, task, operator, torch.cat([it.y for it in batch]), network, gens,
@@ -741,11 +750,14 @@ def _run_one(ctx: _Context, job: methods.Job, run: int, task: str, operator,
     finally:
         if hook is not None:
             hook.remove()
-    evals = int(res.nfe) if hook is None else calls[0]
+    # per image: a call on the whole batch is one evaluation of each; none counted (a plug-in that calls the
+    # network's submodules directly): its own account
+    evals = round(images[0] / len(batch)) if hook is not None and images[0] else int(res.nfe)
     if evals != int(res.nfe) and (task, job.method) not in ctx.miscounted:
         ctx.miscounted.add((task, job.method))
-        log.warning("%s/%s/nfe%d: the method reports %d network evaluations per run, the %s was called %d times; "
-                    "the evals column shows the calls", task, job.method, job.nfe, int(res.nfe), job.needs, evals)
+        log.warning("%s/%s/nfe%d: the method reports %d network evaluations per run, the %s was called %d times "
+                    "per image; the evals column shows the calls", task, job.method, job.nfe, int(res.nfe), job.needs,
+                    evals)
     share = {"network_evals": evals, "operator_evals": int(res.operator_evals),
              "seconds": cost.seconds / len(batch), "peak_mem_mb": cost.peak_mem_mb, "mem_kind": cost.mem_kind,
              "device": ctx.device}

@@ -4,9 +4,24 @@ summary where the shell shows one (zsh, fish). The registries import torch, so a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 
 Candidates = list[tuple[str, str]]
+
+
+def _quietly(candidates: Callable[[], Candidates]) -> Candidates:
+    """`candidates()`, or none: a TAB must not print a broken plug-in's warning or a traceback over the command
+    line being typed."""
+    plugins = logging.getLogger("ncvsd.plugins")
+    was = plugins.disabled
+    plugins.disabled = True
+    try:
+        return candidates()
+    except Exception:  # noqa: BLE001 (no completion rather than an error in the terminal)
+        return []
+    finally:
+        plugins.disabled = was
 
 
 def _summary(text: str | None, width: int = 60) -> str:
@@ -34,7 +49,7 @@ def _matching(candidates: Iterable[tuple[str, str]], incomplete: str, before: st
 
 def _one(candidates: Callable[[], Candidates]) -> Callable[[str], Candidates]:
     def complete(incomplete: str) -> Candidates:
-        return _matching(candidates(), incomplete)
+        return _matching(_quietly(candidates), incomplete)
     return complete
 
 
@@ -43,7 +58,7 @@ def _comma_list(candidates: Callable[[], Candidates]) -> Callable[[str], Candida
     def complete(incomplete: str) -> Candidates:
         before, _, last = incomplete.rpartition(",")
         given = set(before.split(",")) if before else set()
-        return _matching([c for c in candidates() if c[0] not in given], last, before + "," if before else "")
+        return _matching([c for c in _quietly(candidates) if c[0] not in given], last, before + "," if before else "")
     return complete
 
 

@@ -98,12 +98,12 @@ def sample_command(
         common.refuse_empty("--ts", ts, "give indices such as 10,22,39, or leave --ts out for --nfe")
         ts_list = common.parse_int_list(ts) if ts else None
         kind = "teacher" if teacher else "generator"
+        if teacher and ts_list:
+            raise common.UsageError("--ts sets the generator's steps; with --teacher give --nfe (odd, e.g. 63)")
         if ts_list and nfe is not None and nfe != len(ts_list) - 1:
             raise common.UsageError(f"--ts {ts} makes {len(ts_list) - 1} denoiser call(s), --nfe says {nfe}: give "
                                     "one of them")
         nfe = nfe if nfe is not None else 63 if teacher else 1
-        if teacher and ts_list:
-            raise common.UsageError("--ts sets the generator's steps; with --teacher give --nfe (odd, e.g. 63)")
         if teacher:
             from ncvsd_cli.sampling.generate import heun_steps
 
