@@ -127,6 +127,15 @@ def reflect_indices(n: int, m: int) -> torch.Tensor:
     return _reflect_axis(torch.arange(n, dtype=torch.float64).view(1, 1, n, 1), m, -2).view(-1).long()
 
 
+def check_kernel_extent(k: np.ndarray, image_shape: tuple[int, int, int]) -> None:
+    """ValueError when a user's kernel `k` spreads (zero borders aside) over more than the (C, H, W) image."""
+    rows, cols = np.nonzero(np.abs(k) > 1e-3 * np.abs(k).max())
+    extent = (int(np.ptp(rows)) + 1, int(np.ptp(cols)) + 1)
+    if extent[0] > image_shape[1] or extent[1] > image_shape[2]:
+        raise ValueError(f"kernel spreads over {extent[1]}x{extent[0]} pixels, more than the {image_shape[2]}x"
+                         f"{image_shape[1]} image: nothing of it is left to restore (a kernel at the image's scale?)")
+
+
 def check_kernel(kernel: Any, name: str = "kernel", normalize: bool = True) -> np.ndarray:
     """A 2-D, finite, float64 kernel with a non-zero sum; divided by its sum when `normalize`."""
     k = np.asarray(as_array(kernel, name, max_side=MAX_KERNEL_SIZE), dtype=np.float64)
@@ -377,6 +386,8 @@ class MotionBlur(CircularBlur):
             raise ValueError(f"kernel has shape {k.shape}, expected ({self.kernel_size}, {self.kernel_size}): a "
                              "motion kernel is square, kernel_size its side (leave kernel_size out to take the "
                              "kernel's); any other kernel: --task deblur-kernel")
+        elif kernel_size is None:  # a user's kernel (a stored one comes with its size): as deblur-kernel's, no
+            check_kernel_extent(k, self.image_shape)  # wider than the image
         self._set_kernel(k, shift, boundary)
 
     def extra_config(self) -> dict[str, Any]:
@@ -442,12 +453,7 @@ class KernelBlur(CircularBlur):
             raise MissingParameter("kernel", "kernel is required for deblur-kernel (a .npy file, an image, an array "
                                    "or a tensor)")
         k = check_kernel(kernel, normalize=flag(normalize, "normalize"))
-        rows, cols = np.nonzero(np.abs(k) > 1e-3 * np.abs(k).max())  # the kernel's extent, zero borders aside
-        extent = (int(np.ptp(rows)) + 1, int(np.ptp(cols)) + 1)
-        if extent[0] > self.image_shape[1] or extent[1] > self.image_shape[2]:
-            raise ValueError(f"kernel spreads over {extent[1]}x{extent[0]} pixels, more than the "
-                             f"{self.image_shape[2]}x{self.image_shape[1]} image: nothing of it is left to restore "
-                             "(a kernel at the image's scale?)")
+        check_kernel_extent(k, self.image_shape)
         self._set_kernel(k, shift, boundary)
 
     def extra_config(self) -> dict[str, Any]:

@@ -85,7 +85,8 @@ def load_gray_image(path: str | Path, shape: tuple[int, int] | None = None,
                     max_side: int | None = None) -> np.ndarray:
     """A mask or kernel image as float64 in [0, 1], turned as its EXIF orientation says (as images are shown):
     colour images are averaged over R, G, B; transparency reads as black (times alpha: a transparent hole of a mask,
-    nothing of a kernel); 8- and 16-bit images are scaled by their maximum code value. A (H, W) `shape` other than
+    nothing of a kernel); 8- and 16-bit images are scaled by their maximum code value, but an image of 0 / 1 codes
+    (a label image) is taken as it is. A (H, W) `shape` other than
     the file's, or a side over `max_side`, is refused (ValueError) from the header, before the pixels are decoded."""
     from PIL import Image, ImageOps
 
@@ -110,7 +111,9 @@ def load_gray_image(path: str | Path, shape: tuple[int, int] | None = None,
         elif im.mode in ("P", "CMYK", "YCbCr", "1"):
             im = im.convert("RGB")
         a = np.asarray(im)
-    if a.dtype == np.uint8:
+    if a.dtype.kind in "iu" and a.size and a.max() == 1:  # 0 / 1 labels (what cv2.imwrite writes of a 0/1 array)
+        a = a.astype(np.float64)
+    elif a.dtype == np.uint8:
         a = a / 255.0
     elif a.dtype == np.uint16:
         a = a / 65535.0
@@ -129,7 +132,7 @@ def as_array(value: Any, name: str, **image_checks: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     if isinstance(value, (str, Path)):
-        path = Path(value)
+        path = Path(value).expanduser()  # (~ in a preset file, or quoted on the command line)
         if path.is_dir():
             raise ValueError(f"{name}: {path} is a folder; give an image or .npy file")
         if not path.is_file():

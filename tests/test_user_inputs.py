@@ -320,6 +320,8 @@ def test_a_random_mask_named_by_its_seed_says_which_fraction_it_assumes(tmp_path
     (np.pad(np.ones((3, 3)), ((1, 2), (1, 2))), True, ["is 6x6, even-sized: its centre is taken at row 3, column 3"]),
     (np.array([[0.0, -0.1, 0.0], [0.3, 1.0, 0.3], [0.0, -0.1, 0.0]]), True, ["negative taps (11% of its weight)"]),
     (np.full((3, 3), 7.3 / 9), False, ["sums to 7.3, kept as it is (normalize=false): a gain"]),
+    (np.pad(np.ones((1, 9)), ((12, 12), (8, 8)), constant_values=1 / 200), True,  # a photographed line on a
+     ["background is not black (its border is 0.5% of its peak), which holds about 26% of its weight"]),  # floor
 ])
 @pytest.mark.parametrize("task", ["deblur-kernel", "deblur-motion"])
 def test_a_users_kernel_that_may_be_wrong_is_noted(tmp_path, taps, normalize, said, task):
@@ -345,6 +347,24 @@ def test_a_kernel_wider_than_the_image_is_refused(tmp_path, ckpt):
     padded = np.zeros((60, 60))
     padded[20:23, 10:14] = 1  # a small kernel in a large zero frame is fine
     assert operators.create("deblur-kernel", (3, 16, 16), kernel=padded).kernel.shape == (60, 60)
+    line = np.zeros((41, 41))
+    line[20] = 1  # deblur-motion -p kernel= ran a 41-px shake over a 16-px image to garbage
+    with pytest.raises(ValueError, match="spreads over 41x1 pixels, more than the 16x16 image"):
+        operators.create("deblur-motion", (3, 16, 16), kernel=line)
+    assert operators.create("deblur-motion", (3, 16, 16), kernel=padded[:60, :60]).kernel_size == 60
+    stored = operators.create("deblur-motion", (3, 16, 16), seed=3)  # a drawn 61-px shake, restored from its config
+    assert operators.from_config(stored.to_config()).kernel_size == 61
+
+
+def test_a_label_mask_of_0_and_1_codes_and_a_home_relative_path_are_read(tmp_path, monkeypatch):
+    """A PNG of 0 / 1 codes (cv2.imwrite of a 0/1 array) read as all hole, "keeps no pixel"; ~ in a -p path quoted
+    or in a preset file was not expanded ("file not found")."""
+    labels = np.ones((16, 16), np.uint8)
+    labels[4:8, 4:8] = 0
+    monkeypatch.setenv("HOME", str(tmp_path))
+    Image.fromarray(labels).save(tmp_path / "m.png")
+    op = operators.create("inpaint-mask", (3, 16, 16), mask="~/m.png")
+    assert op.mask[0, 0].sum().item() == 256 - 16
 
 
 def test_operator_parameters_given_with_a_sidecar_are_named_as_unused(tmp_path, ckpt):
@@ -604,3 +624,13 @@ def test_mask_notes_name_a_given_grow_and_do_not_advise_it_again():
     grey = "the mask has grey levels (20% of its pixels): read as known above mid-grey"
     assert mask_notes(0.9, False, 0.2, 2.0) == [grey]
     assert "grow=2 widened" in mask_notes(0.3, False, 0.0, 2.0)[-1]
+
+
+@pytest.mark.parametrize(("task", "typo"), [("inpaint-mask", "Mask"), ("deblur-kernel", "kernl")])
+def test_a_mistyped_required_parameter_is_named(tmp_path, ckpt, task, typo):
+    """`-p Mask=M.png` was answered "inpaint-mask needs the mask of the holes", never naming the typo."""
+    src = _png(tmp_path / "photo.png", 16, 16)
+    np.save(tmp_path / "k.npy", np.ones((3, 3)))
+    res = run("restore", "--task", task, src, "-p", f"{typo}={tmp_path / 'k.npy'}", "-c", ckpt, *FAST, "-o",
+              tmp_path / "o.png")
+    assert res.exit_code == 2 and f"has no parameter {typo}" in res.stderr, res.output
