@@ -1162,6 +1162,7 @@ def test_sample_from_the_teacher(tmp_path, ckpt):
               "--device", "cpu", "--json", "-b", "2")
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.splitlines()[-1])
+    assert summary["precision"] == "fp32"  # auto keeps a teacher in fp32 off CUDA (it ran in bf16 here only)
     assert summary["nfe"] == 3 and summary["sampler"] == "heun" and _files(tmp_path / "d") == {
         "000000.png", "000001.png", "000002.png"}
     alone = run("sample", "--teacher", "-c", teacher, "--nfe", "3", "--seeds", "2", "-o", tmp_path / "one",
