@@ -243,20 +243,67 @@ def auto_tile_size(net: NetworkShape | dict, batch: int = 1, budget: int = DEFAU
 
 
 def available_memory_bytes(device: str = "cpu") -> int | None:
-    """Memory a new allocation can use now: free device memory on CUDA, MemAvailable on Linux; None if unknown."""
+    """Memory a new allocation can use now: free device memory on CUDA; on Linux MemAvailable, or the headroom under
+    this process's cgroup memory limit where that is smaller (a container's `--memory`: /proc/meminfo shows the
+    host's memory, and a run let through by it was killed by the container's limit); None if unknown."""
     if torch.device(device).type == "cuda":
         return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    free = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    free = int(line.split()[1]) * 1024
+                    break
     except OSError:
         pass
+    if free is None:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            pass
+    limit = cgroup_headroom_bytes()
+    return limit if free is None else free if limit is None else min(free, limit)
+
+
+#: Where cgroup v2 and v1 mount their memory controllers (module attributes: tests point them elsewhere).
+CGROUP_V2_ROOT, CGROUP_V1_ROOT = "/sys/fs/cgroup", "/sys/fs/cgroup/memory"
+
+
+def _read(path: str) -> str | None:
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
+        with open(path) as f:
+            return f.read()
+    except OSError:
         return None
+
+
+def cgroup_headroom_bytes() -> int | None:
+    """Bytes left under this process's cgroup memory limit (v2 memory.max, v1 memory.limit_in_bytes): the limit less
+    the usage, the reclaimable page cache (inactive_file) counted as free, as the kernel reclaims it before it
+    kills; None without a limit or cgroup."""
+    own = {}  # the process's cgroup paths: "0::/x" (v2), "4:memory:/x" (v1)
+    for line in (_read("/proc/self/cgroup") or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            own["v2" if parts[0] == "0" else "v1" if "memory" in parts[1].split(",") else ""] = parts[2]
+    for kind, root, limit_name, usage_name, inactive_name in (
+            ("v2", CGROUP_V2_ROOT, "memory.max", "memory.current", "inactive_file"),
+            ("v1", CGROUP_V1_ROOT, "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")):
+        nested = own.get(kind, "").strip("/")
+        for folder in ([f"{root}/{nested}"] if nested else []) + [root]:  # in a container: its root is its own
+            raw = _read(f"{folder}/{limit_name}")
+            usage = _read(f"{folder}/{usage_name}")
+            if raw is None or usage is None:
+                continue
+            raw = raw.strip()
+            if raw == "max" or not raw.isdigit() or int(raw) >= 2**60:  # no limit (v1 writes a huge number)
+                return None
+            stat = dict(line.split()[:2] for line in (_read(f"{folder}/memory.stat") or "").splitlines()
+                        if len(line.split()) >= 2)
+            inactive = int(stat.get(inactive_name, "0")) if stat.get(inactive_name, "0").isdigit() else 0
+            return max(int(raw) - max(int(usage.strip()) - inactive, 0), 0)
+    return None
 
 
 def format_bytes(n: float) -> str:

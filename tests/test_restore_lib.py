@@ -1165,3 +1165,25 @@ def test_output_alpha_follows_each_operator(task):
         assert torch.equal(out, alpha)
     with pytest.raises(ValueError, match="create the operator for the restored image.s shape"):  # the input's shape: wrong
         output_alpha(torch.ones(1, 1, 15 * f + 1, 13 * f), op)
+
+
+@pytest.mark.parametrize("version", ["v2", "v1"])
+def test_available_memory_is_the_cgroup_headroom_under_a_containers_limit(tmp_path, monkeypatch, version):
+    """/proc/meminfo shows the host's memory: in a container limited to a few GiB the memory check let through runs
+    that its limit then killed. The headroom counts reclaimable page cache (inactive_file) as free."""
+    from ncvsd_cli import memory
+
+    folder = tmp_path / version
+    folder.mkdir()
+    gib = 2**30
+    names = {"v2": ("memory.max", "memory.current", "inactive_file"),
+             "v1": ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")}[version]
+    (folder / names[0]).write_text(f"{4 * gib}\n")
+    (folder / names[1]).write_text(f"{3 * gib}\n")
+    (folder / "memory.stat").write_text(f"anon 123\n{names[2]} {gib}\n")
+    monkeypatch.setattr(memory, "CGROUP_V2_ROOT" if version == "v2" else "CGROUP_V1_ROOT", str(folder))
+    monkeypatch.setattr(memory, "CGROUP_V1_ROOT" if version == "v2" else "CGROUP_V2_ROOT", str(tmp_path / "none"))
+    assert memory.cgroup_headroom_bytes() == 2 * gib  # 4 - (3 - 1 reclaimable)
+    assert memory.available_memory_bytes("cpu") <= 2 * gib
+    (folder / names[0]).write_text("max\n" if version == "v2" else "9223372036854771712\n")  # no limit
+    assert memory.cgroup_headroom_bytes() is None
