@@ -93,7 +93,7 @@ def hub_download(repo_id: str, filename: str, revision: str, *, force: bool = Fa
     if quiet:
         disable_progress_bars()
     try:
-        if not offline and not force and not _in_hub_cache(repo_id, filename, revision):
+        if not offline and (force or not _in_hub_cache(repo_id, filename, revision)):  # (force: a whole download)
             _check_answers(url)
         path = Path(hf_hub_download(**kwargs))
     except CheckpointError:

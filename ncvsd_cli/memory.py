@@ -279,31 +279,33 @@ def _read(path: str) -> str | None:
 
 
 def cgroup_headroom_bytes() -> int | None:
-    """Bytes left under this process's cgroup memory limit (v2 memory.max, v1 memory.limit_in_bytes): the limit less
-    the usage, the reclaimable page cache (inactive_file) counted as free, as the kernel reclaims it before it
-    kills; None without a limit or cgroup."""
+    """Bytes left under the tightest cgroup memory limit over this process (v2 memory.max, v1 memory.limit_in_bytes
+    and its hierarchical_memory_limit, on the process's folder and every folder above it: Slurm and systemd set
+    limits on a parent): the limit less the usage, the reclaimable page cache (inactive_file) counted as free, as the
+    kernel reclaims it before it kills; None without a limit or cgroup, or where the files do not read as numbers."""
     own = {}  # the process's cgroup paths: "0::/x" (v2), "4:memory:/x" (v1)
     for line in (_read("/proc/self/cgroup") or "").splitlines():
         parts = line.split(":", 2)
         if len(parts) == 3:
             own["v2" if parts[0] == "0" else "v1" if "memory" in parts[1].split(",") else ""] = parts[2]
+    found = []
     for kind, root, limit_name, usage_name, inactive_name in (
             ("v2", CGROUP_V2_ROOT, "memory.max", "memory.current", "inactive_file"),
             ("v1", CGROUP_V1_ROOT, "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")):
-        nested = own.get(kind, "").strip("/")
-        for folder in ([f"{root}/{nested}"] if nested else []) + [root]:  # in a container: its root is its own
-            raw = _read(f"{folder}/{limit_name}")
-            usage = _read(f"{folder}/{usage_name}")
-            if raw is None or usage is None:
-                continue
-            raw = raw.strip()
-            if raw == "max" or not raw.isdigit() or int(raw) >= 2**60:  # no limit (v1 writes a huge number)
-                return None
+        parts = [p for p in own.get(kind, "").split("/") if p]
+        # the process's folder and those above it (in a container its cgroup is the mount's root)
+        for folder in dict.fromkeys([f"{root}/{'/'.join(parts[:n])}".rstrip("/") for n in range(len(parts), -1, -1)]):
+            usage = (_read(f"{folder}/{usage_name}") or "").strip()
             stat = dict(line.split()[:2] for line in (_read(f"{folder}/memory.stat") or "").splitlines()
                         if len(line.split()) >= 2)
-            inactive = int(stat.get(inactive_name, "0")) if stat.get(inactive_name, "0").isdigit() else 0
-            return max(int(raw) - max(int(usage.strip()) - inactive, 0), 0)
-    return None
+            limits = [(_read(f"{folder}/{limit_name}") or "").strip(), stat.get("hierarchical_memory_limit", "")]
+            limits = [int(v) for v in limits if v.isdigit() and int(v) < 2**60]  # "max" / a huge number: none
+            if not limits or not usage.isdigit():
+                continue
+            inactive = stat.get(inactive_name, "0")
+            used = int(usage) - (int(inactive) if inactive.isdigit() else 0)
+            found.append(max(min(limits) - max(used, 0), 0))
+    return min(found) if found else None
 
 
 def format_bytes(n: float) -> str:

@@ -1250,8 +1250,12 @@ def kernel_file_notes(kernel: Any, normalize: Any = True) -> list[str]:
     ring = np.concatenate([k[0], k[-1], k[1:-1, 0], k[1:-1, -1]])  # the border: a drawn kernel's is black
     floor = float(np.median(ring))
     share = floor * k.size / float(k.sum())
-    # a photographed PSF's black level over the whole square: dim (a box kernel's border is its peak), not nothing
-    if 0.002 * float(k.max()) < floor < 0.1 * float(k.max()) and share > 0.1:
+    p = max(1, min(h, w) // 10)  # corner and edge-middle patches: level for a black level, not for a bell's tail
+    corners = np.median(np.concatenate([k[:p, :p], k[:p, -p:], k[-p:, :p], k[-p:, -p:]], axis=None))
+    middles = np.median(np.concatenate([k[:p, w // 2], k[-p:, w // 2], k[h // 2, :p], k[h // 2, -p:]]))
+    # a photographed PSF's black level over the whole square: dim (a box kernel's border is its peak), not nothing,
+    # as high in the corners as mid-edge (a Gaussian's corners are e^-2 of its edges at the usual 4 sigma + 1 side)
+    if 0.002 * float(k.max()) < floor < 0.1 * float(k.max()) and share > 0.1 and corners >= 0.5 * middles:
         notes.append(f"the kernel's background is not black (its border is {floor / k.max():.1%} of its peak), which "
                      f"holds about {min(share, 1):.0%} of its weight: read as blur spread over its whole {w}x{h} "
                      "square, it wrecks the restoration; subtract the background and clip at 0 (a 1/255 floor over a "

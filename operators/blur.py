@@ -386,8 +386,8 @@ class MotionBlur(CircularBlur):
             raise ValueError(f"kernel has shape {k.shape}, expected ({self.kernel_size}, {self.kernel_size}): a "
                              "motion kernel is square, kernel_size its side (leave kernel_size out to take the "
                              "kernel's); any other kernel: --task deblur-kernel")
-        elif kernel_size is None:  # a user's kernel (a stored one comes with its size): as deblur-kernel's, no
-            check_kernel_extent(k, self.image_shape)  # wider than the image
+        elif kernel_size is None:  # a user's kernel, as deblur-kernel's, no wider than the image; a stored one
+            check_kernel_extent(k, self.image_shape)  # comes with its size (a drawn shake may be wider: it was made so)
         self._set_kernel(k, shift, boundary)
 
     def extra_config(self) -> dict[str, Any]:

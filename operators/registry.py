@@ -82,16 +82,22 @@ def get(name: str) -> type[Operator]:
         raise PLUGINS.unknown(name, list(_REGISTRY), "task/operator") from None
 
 
-def create(name: str, image_shape: tuple[int, int, int], **params: Any) -> Operator:
-    """Build operator `name` for images of shape (C, H, W) with its parameters (ValueError for unknown ones)."""
+def check_parameter_names(name: str, params: Any) -> None:
+    """ValueError naming the parameters (names in `params`) operator `name` does not take."""
     import inspect
 
-    cls = get(name)
-    known = [k for k in inspect.signature(cls.__init__).parameters if k not in ("self", "image_shape")]
+    signature = inspect.signature(get(name).__init__).parameters
+    known = [k for k in signature if k not in ("self", "image_shape")]
     unknown = sorted(set(params) - set(known))
-    if unknown and not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values()):
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature.values()):
         raise ValueError(f"operator '{name}' has no parameter {', '.join(unknown)}; its parameters: "
                          f"{', '.join(known) or 'none'}")
+
+
+def create(name: str, image_shape: tuple[int, int, int], **params: Any) -> Operator:
+    """Build operator `name` for images of shape (C, H, W) with its parameters (ValueError for unknown ones)."""
+    cls = get(name)
+    check_parameter_names(name, params)
     try:
         return cls(tuple(image_shape), **params)
     except TypeError as exc:  # a missing keyword: a usage error, not an internal one

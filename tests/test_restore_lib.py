@@ -1187,3 +1187,23 @@ def test_available_memory_is_the_cgroup_headroom_under_a_containers_limit(tmp_pa
     assert memory.available_memory_bytes("cpu") <= 2 * gib
     (folder / names[0]).write_text("max\n" if version == "v2" else "9223372036854771712\n")  # no limit
     assert memory.cgroup_headroom_bytes() is None
+
+
+def test_a_limit_on_a_parent_cgroup_counts_and_unreadable_files_are_ignored(tmp_path, monkeypatch):
+    """Slurm and systemd put the limit on a parent of the process's cgroup, whose own memory.max says "max"."""
+    from ncvsd_cli import memory
+
+    gib = 2**30
+    job, step = tmp_path / "job_1", tmp_path / "job_1" / "step_0"
+    step.mkdir(parents=True)
+    for folder, limit, usage in ((tmp_path, "max", 9 * gib), (job, str(6 * gib), 5 * gib), (step, "max", 4 * gib)):
+        (folder / "memory.max").write_text(limit + "\n")
+        (folder / "memory.current").write_text(f"{usage}\n")
+    read = memory._read
+    monkeypatch.setattr(memory, "_read", lambda path: "0::/job_1/step_0\n" if path == "/proc/self/cgroup"
+                        else read(path))
+    monkeypatch.setattr(memory, "CGROUP_V2_ROOT", str(tmp_path))
+    monkeypatch.setattr(memory, "CGROUP_V1_ROOT", str(tmp_path / "none"))
+    assert memory.cgroup_headroom_bytes() == gib  # job_1: 6 GiB limit, 5 used
+    (job / "memory.current").write_text("\n")  # unreadable: that folder is left out, not an error
+    assert memory.cgroup_headroom_bytes() is None

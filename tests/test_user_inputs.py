@@ -320,6 +320,7 @@ def test_a_random_mask_named_by_its_seed_says_which_fraction_it_assumes(tmp_path
     (np.pad(np.ones((3, 3)), ((1, 2), (1, 2))), True, ["is 6x6, even-sized: its centre is taken at row 3, column 3"]),
     (np.array([[0.0, -0.1, 0.0], [0.3, 1.0, 0.3], [0.0, -0.1, 0.0]]), True, ["negative taps (11% of its weight)"]),
     (np.full((3, 3), 7.3 / 9), False, ["sums to 7.3, kept as it is (normalize=false): a gain"]),
+    (np.outer(*[np.exp(-np.arange(-2.0, 3) ** 2 / 2)] * 2), True, []),  # a 5x5 Gaussian's tail is no black level
     (np.pad(np.ones((1, 9)), ((12, 12), (8, 8)), constant_values=1 / 200), True,  # a photographed line on a
      ["background is not black (its border is 0.5% of its peak), which holds about 26% of its weight"]),  # floor
 ])
@@ -634,3 +635,6 @@ def test_a_mistyped_required_parameter_is_named(tmp_path, ckpt, task, typo):
     res = run("restore", "--task", task, src, "-p", f"{typo}={tmp_path / 'k.npy'}", "-c", ckpt, *FAST, "-o",
               tmp_path / "o.png")
     assert res.exit_code == 2 and f"has no parameter {typo}" in res.stderr, res.output
+    res = run("restore", "--task", "deblur-kernel", src, "-p", "normalize=false", "-c", ckpt, *FAST, "-o",
+              tmp_path / "o.png")  # a parameter given, the kernel missing: the refusal that says what to give
+    assert res.exit_code == 2 and "deblur-kernel needs the blur kernel: -p kernel=K.png" in res.stderr, res.output

@@ -322,10 +322,17 @@ def test_the_answer_check_leaves_cached_files_refusals_and_redirects_to_the_hub(
     from ncvsd_cli import download
 
     first = download.hub_download(REPO_ID, "ncvsd-ffhq256-xs.pkl", "main", quiet=True)
+    asked, check = [], download._check_answers
+    monkeypatch.setattr(download, "_check_answers", asked.append)
+    assert download.hub_download(REPO_ID, "ncvsd-ffhq256-xs.pkl", "main", quiet=True).path == first.path
+    assert asked == []  # in the cache: not asked (the hub uses it when the server is gone)
+    download.hub_download(REPO_ID, "ncvsd-ffhq256-xs.pkl", "main", force=True, quiet=True)
+    assert len(asked) == 1  # --force downloads the whole file again: asked
+    monkeypatch.setattr(download, "_check_answers", check)
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
-    closed.close()  # nothing listens there: refused at once
+    closed.close()  # nothing listens there: refused at once, left to the hub, which uses its cache
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     assert download.hub_download(REPO_ID, "ncvsd-ffhq256-xs.pkl", "main", quiet=True).path == first.path
     seen = []

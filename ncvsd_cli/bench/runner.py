@@ -497,7 +497,8 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
 
     cfg.validate()
     if cfg.dataset != "builtin":  # a missing or empty dataset is said before weights load or download (lazy images)
-        datasets.load_dataset(cfg.dataset, cfg.resolution or 1, cfg.data)
+        source = datasets.load_dataset(cfg.dataset, cfg.resolution or 1, cfg.data).source
+        _check_not_dataset(Path(cfg.out), source)  # (the folder read: --dataset PATH, or ffhq's --data)
     rank, world = distributed.rank_world()
     if rank == 0:
         _note_unused(cfg)
@@ -510,7 +511,6 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
         _check_fresh(out, cfg.resume, rank, world)
         nets = _load_networks(cfg, device, quiet=progress is False)
         plan = _plan(cfg, nets, device, rank, world)
-        _check_not_dataset(out, plan.data.source)  # (the folder read: --dataset PATH, or ffhq's --data)
         earlier = [r for p in sorted(out.glob("per_image*.csv")) for r in results.read_rows(p)] if cfg.resume else []
         scored = {r["image"] for r in earlier if r["dataset"] == plan.data.name}
         _check_same_images(out, plan.data, earlier)  # before run_settings.json records this run's images

@@ -460,13 +460,18 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         given = probe.given_params()  # -p and a preset file's operator parameters
         # Every input plain and none usable (e.g. deblur-motion without its kernel): a usage error before the model
         # loads; among sidecar inputs a plain image fails alone (Restorer.measurement).
-        if given and task_given:  # first: a mistyped -p Mask=M is named, not taken for a missing mask
-            _check_params(probe, [i for i in items if i not in problems], no_sidecar, explicit)
+        if given and task_given:  # a mistyped -p Mask=M is named, not taken for a missing mask
+            try:
+                operators.registry.check_parameter_names(task, given)
+            except ValueError as exc:
+                raise common.UsageError(f"--param: {exc}") from None
         if plain and len(plain) == len(items) - len(problems) and task_given and not _holes_may_be_transparent(
                 task, given, plain):
             refusal = meas.plain_image_refusal(task, given)
             if refusal:
                 raise common.UsageError(refusal)
+        if given and task_given:
+            _check_params(probe, [i for i in items if i not in problems], no_sidecar, explicit)
 
         # Read the network's config (exit 3 on checkpoint problems), then every input (bad or too large for the
         # memory estimate: reported and skipped), then the weights.
