@@ -449,11 +449,13 @@ def test_version_license_and_metadata():
     assert meta["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "ncvsd_cli.__version__"}
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and res.stdout.strip() == f"ncvsd {ncvsd_cli.__version__}"
-    assert "MIT License" in (ROOT / "LICENSE").read_text() and meta["project"]["license"] == {"text": "MIT"}
+    assert "MIT License" in (ROOT / "LICENSE").read_text() and meta["project"]["license"] == "MIT"  # SPDX (PEP 639)
+    assert meta["project"]["license-files"] == ["LICENSE"]
     classifiers = meta["project"]["classifiers"]
     for version in ("3.10", "3.13"):
         assert f"Programming Language :: Python :: {version}" in classifiers
-    assert "License :: OSI Approved :: MIT License" in classifiers and meta["project"]["urls"]
+    assert not [c for c in classifiers if c.startswith("License ::")] and meta["project"]["urls"]  # (deprecated
+    # beside the SPDX expression: setuptools warns, and will refuse)
     assert f"## [{ncvsd_cli.__version__}]" in (ROOT / "CHANGELOG.md").read_text()
 
 

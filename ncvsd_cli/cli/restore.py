@@ -464,7 +464,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
             try:
                 operators.registry.check_parameter_names(task, given)
             except ValueError as exc:
-                raise common.UsageError(f"--param: {exc}") from None
+                raise common.UsageError(f"{'--param' if options.params else '--preset operator'}: {exc}") from None
         if plain and len(plain) == len(items) - len(problems) and task_given and not _holes_may_be_transparent(
                 task, given, plain):
             refusal = meas.plain_image_refusal(task, given)
