@@ -152,6 +152,12 @@ def _check_expectations(entry: ZooEntry, config: dict[str, Any], what: str = "th
             raise CheckpointError(f"{entry.name}: {what} has {key}={got!r}, the zoo describes {want!r}; {fix}")
 
 
+def _check_hand_import(entry: ZooEntry, target: Path, config: dict[str, Any]) -> None:
+    """`_check_expectations` of a file imported by hand at the zoo entry's place (no download record)."""
+    _check_expectations(entry, config, f"{target} (imported by hand)",
+                        f"import the zoo's own file there, or `{entry.download_command}`")
+
+
 def ensure(name: str, *, force: bool = False, quiet: bool = False) -> Path:
     """The verified conversion of zoo entry `name`, downloading and converting it first when needed.
 
@@ -176,8 +182,7 @@ def ensure(name: str, *, force: bool = False, quiet: bool = False) -> Path:
             ck.verify_record(target, record)
             return target
         if target.is_file() and not force:  # put there by `ncvsd checkpoints import ... -o` (no download record)
-            _check_expectations(entry, ck.read_config(target), f"{target} (imported by hand)",
-                                f"import the zoo's own file there, or `{entry.download_command}`")
+            _check_hand_import(entry, target, ck.read_config(target))
             _say(f"{name}: using {target}, imported without a download record (`{entry.download_command}` "
                  "replaces it with the verified download)", quiet)
             return target
@@ -254,8 +259,7 @@ def status(entry: ZooEntry) -> dict[str, Any]:
         try:
             config = ck.read_config(target)
             resolution = config.get("img_resolution", resolution)
-            _check_expectations(entry, config, f"{target} (imported by hand)",
-                                f"import the zoo's own file there, or `{entry.download_command}`")
+            _check_hand_import(entry, target, config)
         except (CheckpointError, OSError, ValueError) as exc:
             state = f"MISMATCH: {exc}"
     return {"name": entry.name, "kind": entry.kind, "preset": entry.preset,

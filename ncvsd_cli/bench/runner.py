@@ -264,8 +264,8 @@ def _warm_up(nets: _Networks, shape: tuple[int, int, int], device: str) -> None:
 def _environment(device: str) -> dict[str, Any]:
     from ncvsd_cli import __version__
 
-    env = {"ncvsd": __version__, "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
-           "machine": platform.machine(), "cpu_threads": torch.get_num_threads()}
+    env = {"ncvsd": __version__, "python": platform.python_version(), "torch": torch.__version__,
+           "platform": platform.platform(), "machine": platform.machine(), "cpu_threads": torch.get_num_threads()}
     if device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return env

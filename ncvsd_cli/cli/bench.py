@@ -85,7 +85,8 @@ def bench(
     data: str | None = typer.Option(None, "--data", metavar="PATH",
                                        help="FFHQ test folder or zip (default $NCVSD_FFHQ)."),
     tasks: str = typer.Option("sr4,inpaint-box,deblur-gauss,deblur-motion,phase-retrieval", "--tasks",
-                              metavar="T1,T2", autocompletion=completion.task_list, show_default=True, help="Tasks (operator presets)."),
+                              metavar="T1,T2", autocompletion=completion.task_list, show_default=True,
+                              help="Tasks (operator presets)."),
     nfe: str = typer.Option("1,2,3,4,10,25,49", "--nfe", metavar="N1,N2", show_default=True,
                             help="PnP-GD network evaluations to sweep (pnp-gd below the preset's 49: the "
                                  "few-step schedule, sigma_max 10, rho 7, from 2: its 1 is a prior draw that never "

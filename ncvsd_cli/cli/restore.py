@@ -155,14 +155,15 @@ def restore_command(
         help="Sidecar (X.png.ncvsd.json or X.png) written by `ncvsd degrade` (repeatable).",
     ),
     method: str | None = typer.Option(
-        None, "--method", autocompletion=completion.method, help="Sampler (default: the task preset's: pnp-gd-warm; pnp-gd for phase retrieval; "
-                               "denoiser for denoise): pnp-gd (the paper's start from noise), pnp-gd-warm (start "
-                               "from the classical estimate), denoiser (G(y, sigma_y) alone; denoise only), dps, "
-                               "daps, teacher-mmse (D(y, sigma_y); denoise only), pnp-gd-warm-mean8 / denoiser-mean8 "
-                               "(the mean of 8 samples: higher PSNR, smoother), pnp-gd-fit4 (of 4 pnp-gd samples "
-                               "the one whose A(x) fits the measurement best: phase retrieval's restarts), or a "
-                               "classical baseline (bicubic, wiener, tikhonov, biharmonic, nl-means, pseudo-inverse, "
-                               "classical)."
+        None, "--method", autocompletion=completion.method,
+        help="Sampler (default: the task preset's: pnp-gd-warm; pnp-gd for phase retrieval; "
+             "denoiser for denoise): pnp-gd (the paper's start from noise), pnp-gd-warm (start "
+             "from the classical estimate), denoiser (G(y, sigma_y) alone; denoise only), dps, "
+             "daps, teacher-mmse (D(y, sigma_y); denoise only), pnp-gd-warm-mean8 / denoiser-mean8 "
+             "(the mean of 8 samples: higher PSNR, smoother), pnp-gd-fit4 (of 4 pnp-gd samples "
+             "the one whose A(x) fits the measurement best: phase retrieval's restarts), or a "
+             "classical baseline (bicubic, wiener, tikhonov, biharmonic, nl-means, pseudo-inverse, "
+             "classical)."
     ),
     param: list[str] | None = typer.Option(
         None, "--param", "-p", help=common.PARAM_HELP
@@ -403,8 +404,12 @@ def _check_params(restorer, items: list, no_sidecar: bool, explicit: set[str]) -
 
         meas.check_operator_params(task, (3, h * f, w * f), {**params, "mask": np.ones((h, w))} if holes else params)
 
-    common.check_params_on_inputs(plain, check,
-                                  "--param" if restorer.options.params else "--preset operator")
+    common.check_params_on_inputs(plain, check, _params_flag(restorer.options))
+
+
+def _params_flag(options: RestoreOptions) -> str:
+    """Where the operator parameters came from, for messages: -p (--param) or the --preset file's operator."""
+    return "--param" if options.params else "--preset operator"
 
 
 def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs: Outputs, no_sidecar: bool,
@@ -464,7 +469,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
             try:
                 operators.registry.check_parameter_names(task, given)
             except ValueError as exc:
-                raise common.UsageError(f"{'--param' if options.params else '--preset operator'}: {exc}") from None
+                raise common.UsageError(f"{_params_flag(options)}: {exc}") from None
         if plain and len(plain) == len(items) - len(problems) and task_given and not _holes_may_be_transparent(
                 task, given, plain):
             refusal = meas.plain_image_refusal(task, given)
@@ -495,12 +500,13 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                     run.reading(f"{what} of {item.name}")
                 try:
                     kept = planned[item][: options.samples + int(outputs.mean)]  # the images (std: no alpha)
+                    formats = {p: _out_format(p, outputs) for p in kept}
                     started = time.perf_counter()
                     m = _read_measurement(restorer, item, no_sidecar, explicit, quiet, task_given,
-                                          None if outputs.flatten else {p: _out_format(p, outputs) for p in kept})
+                                          None if outputs.flatten else formats)
                     m.read_seconds = time.perf_counter() - started  # the file and its noise, blur or shake
-                    for path in kept:  # a format's size limit, said before the work (its encoder fails at the end)
-                        problem = images.size_problem(_out_format(path, outputs), *m.image_shape[-2:])
+                    for path, fmt in formats.items():  # a format's size limit, said before the work (its encoder
+                        problem = images.size_problem(fmt, *m.image_shape[-2:])  # fails at the end)
                         if problem:
                             raise ValueError(f"{path}: {problem}")
                 except (ValueError, OSError, MemoryError) as exc:

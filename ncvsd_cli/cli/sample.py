@@ -53,7 +53,8 @@ def sample_command(
         "teacher calls, odd (2N - 1 for N Heun steps; default 63)."
     ),
     seeds: str = typer.Option("0-15", "--seeds", help="Seeds, e.g. 0-15,20.", show_default=True),
-    ts: str | None = typer.Option(None, "--ts", help="Explicit ts indices, e.g. 10,22,39 (instead of --nfe; with it, --nfe must be its length - 1)."),
+    ts: str | None = typer.Option(None, "--ts", help="Explicit ts indices, e.g. 10,22,39 (instead of --nfe; with "
+                                  "it, --nfe must be its length - 1)."),
     checkpoint: str | None = typer.Option(
         None, "--checkpoint", "-c", help="Generator checkpoint, or a distill run folder (its newest snapshot; "
         "default: the shipped default); with --teacher a teacher checkpoint or training run."
@@ -173,8 +174,7 @@ def sample_command(
             dev = common.parse_device(device)
             from ncvsd_cli.networks.inference import prepare_for_inference, resolve_precision
 
-            teacher_auto = teacher and precision == "auto" and dev.type != "cuda"  # fp32, as prepare_for_inference
-            work = resolve_precision("fp32" if teacher_auto else precision, dev)  # a usage error before loading
+            work = resolve_precision(precision, dev, kind)  # a usage error before loading (a teacher's: fp32 off CUDA)
             side = _check_memory(checkpoint, min(batch_size, len(seed_list)), resolution,
                                  "fp32" if work == "checkpoint" else work, str(dev), kind)
             problem = grid and images.size_problem(images.format_for_path(out),
@@ -184,8 +184,7 @@ def sample_command(
                                         "for one PNG per seed)")
             report.extra.update(resolution=side, device=str(dev), precision=work)  # what made the samples
             model, config = load_checkpoint(checkpoint, device=dev, kind=kind)
-            report.extra["precision"] = prepare_for_inference(model, precision, dev, kind)  # (auto: a teacher stays
-            # fp32 off CUDA, as restore's and bench's)
+            prepare_for_inference(model, precision, dev, kind)  # (the precision `work` names)
             bar = common.progress(len(seed_list), "sample", quiet)
             kwargs = {"nfe": nfe, "ts": ts_list, "class_label": class_label, "batch_size": batch_size,
                       "resolution": resolution, "device": dev, "on_batch": bar.update, "teacher": teacher,

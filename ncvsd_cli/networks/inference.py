@@ -45,29 +45,26 @@ def resolve_device(spec: str = "auto", name: str = "device") -> torch.device:
     raise ValueError(f"{name} {spec!r} is not one of auto, cpu, cuda, cuda:N")
 
 
-def resolve_precision(precision: str, device: torch.device | str) -> str:
+def resolve_precision(precision: str, device: torch.device | str, kind: str = "generator") -> str:
     """'auto' -> 'bf16' on a CPU with native bfloat16, else 'fp32'; 'fp32'/'bf16' unchanged (ValueError otherwise).
-    On CUDA the answer is 'checkpoint' for 'auto' (the checkpoint's use_fp16 decides)."""
+    On CUDA the answer is 'checkpoint' for 'auto' (the checkpoint's use_fp16 decides). kind "teacher" with 'auto'
+    stays 'fp32' off CUDA: DPS differentiates through the teacher, and bfloat16 gradients there are untested."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
     if torch.device(device).type == "cuda":
         return "checkpoint"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
+    return "bf16" if cpu_has_native_bf16() and kind != "teacher" else "fp32"
 
 
 def prepare_for_inference(net: torch.nn.Module, precision: str = "auto",
                           device: torch.device | str = "cpu", kind: str = "generator") -> str:
     """Put `net` (a Precond / GenerativeDenoiser) in channels_last and set its compute precision; returns the
-    precision in effect ('fp32', 'bf16' or 'checkpoint'). Call after moving it to `device`.
-
-    kind "teacher" with precision "auto" stays float32 off CUDA: DPS differentiates through the teacher, and
-    bfloat16 gradients there are untested.
+    precision in effect ('fp32', 'bf16' or 'checkpoint'; `resolve_precision`, a teacher's under 'auto' included). Call
+    after moving it to `device`.
     """
-    if kind == "teacher" and precision == "auto" and torch.device(device).type != "cuda":
-        precision = "fp32"
-    effective = resolve_precision(precision, device)
+    effective = resolve_precision(precision, device, kind)
     net.to(memory_format=torch.channels_last)
     if effective == "checkpoint":
         return effective
