@@ -1318,8 +1318,9 @@ def _temporary(target: Path) -> Path:
 
 def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
     """Give the finished temporary file its final name: os.replace, or with overwrite=False a hard link that
-    fails when the name exists (OutputExistsError); where hard links are not supported, the name is claimed
-    with O_EXCL first and then replaced."""
+    fails when the name exists (OutputExistsError); where a hard link cannot be made (any other error: FAT32 and
+    exFAT drives and some shares on Windows give EINVAL, others EPERM, ENOTSUP, EXDEV...), the name is claimed
+    with O_EXCL first and then replaced (a real problem such as a full disk or a missing folder fails there)."""
     os.chmod(tmp, _default_mode())
     if overwrite:
         os.replace(tmp, target)
@@ -1328,9 +1329,7 @@ def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
         os.link(tmp, target)
     except FileExistsError:
         raise OutputExistsError(f"{target} exists; --overwrite (overwrite=True) replaces it", target) from None
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
-            raise
+    except OSError:
         try:
             os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
         except FileExistsError:

@@ -115,6 +115,16 @@ def _accepts(cls: type, name: str) -> bool:
         return False
 
 
+def large_sigma_warning(sigma_y: float | None, name: str = "sigma_y") -> str | None:
+    """The warning for a noise level `sigma_y` above 1 on the [-1, 1] scale (noise of half the image's range: most
+    likely a level meant on the 0-255 scale, 25 there being 25 / 127.5 = 0.196 here), named `name`; None for a
+    level of at most 1, or None."""
+    if sigma_y is None or not sigma_y > 1:
+        return None
+    return (f"{name} {sigma_y:g} is on the [-1, 1] scale, where 1 is half the image's range: the image is buried in "
+            f"noise; a level meant on the 0-255 scale is {sigma_y:g} / 127.5 = {sigma_y / 127.5:.4g} here")
+
+
 def degrade(
     x: torch.Tensor,
     task: str,
@@ -151,6 +161,8 @@ def degrade(
     seed, sigma_y = integer(seed, "seed", 0, MAX_SEED), number(sigma_y, "sigma_y")  # as load_measurement reads them
     if sigma_y < 0 or not math.isfinite(sigma_y):
         raise ValueError(f"sigma_y must be >= 0 and finite, got {sigma_y}")
+    if source is None and (message := large_sigma_warning(sigma_y)):  # (the command says it once, as --sigma-y)
+        warnings.warn(f"degrade: {message}", stacklevel=2)
     cls = operators.get(task)
     params = dict(params or {})
     if _accepts(cls, "seed") and "seed" not in params:

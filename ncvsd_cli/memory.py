@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -81,7 +80,7 @@ def _network_shape(config_json: str) -> NetworkShape:
 
     from ncvsd_cli.networks.build import build_network
 
-    with torch.no_grad():
+    with torch.no_grad(), torch.device("meta"):  # shapes only: no memory, no draw from the caller's random stream
         return network_shape_of(build_network(json.loads(config_json)))
 
 
@@ -242,25 +241,32 @@ def auto_tile_size(net: NetworkShape | dict, batch: int = 1, budget: int = DEFAU
     return lo * m
 
 
+#: Linux's memory counts (a module attribute: tests point it elsewhere).
+MEMINFO = "/proc/meminfo"
+
+
 def available_memory_bytes(device: str = "cpu") -> int | None:
     """Memory a new allocation can use now: free device memory on CUDA; on Linux MemAvailable, or the headroom under
     this process's cgroup memory limit where that is smaller (a container's `--memory`: /proc/meminfo shows the
-    host's memory, and a run let through by it was killed by the container's limit); None if unknown."""
+    host's memory, and a run let through by it was killed by the container's limit); elsewhere psutil's available
+    memory; None if unknown."""
     if torch.device(device).type == "cuda":
         return int(torch.cuda.mem_get_info(torch.device(device))[0])
     free = None
     try:
-        with open("/proc/meminfo") as f:
+        with open(MEMINFO) as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
                     free = int(line.split()[1]) * 1024
                     break
     except OSError:
         pass
-    if free is None:
+    if free is None:  # macOS, Windows: psutil's count (free + inactive pages; the OS's available physical memory)
+        import psutil
+
         try:
-            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
+            free = int(psutil.virtual_memory().available)
+        except (OSError, RuntimeError, AttributeError):
             pass
     limit = cgroup_headroom_bytes()
     return limit if free is None else free if limit is None else min(free, limit)

@@ -221,7 +221,8 @@ class LPIPS(nn.Module):
         with warnings.catch_warnings():  # torchvision's deprecation warnings about `pretrained=`
             warnings.simplefilter("ignore")
             # pnet_rand=True builds the backbone without downloading; the real weights are loaded strictly below.
-            model = _lpips_package().LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
+            with torch.random.fork_rng(devices=[]):  # its random init (replaced below) leaves the caller's stream
+                model = _lpips_package().LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
         # lpips names a torchvision `features.<i>` layer "slice<k>.<i>"; map our keys onto those names.
         names = {key.split(".", 1)[1]: key for key in model.net.state_dict()}
         if set(names) != set(state):

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ncvsd_cli.errors import one_line
 from ncvsd_cli.measurement import (
     Measurement,
+    large_sigma_warning,
     measurement_from_image,
     opaque_colour,
     opaque_window,
@@ -1387,6 +1388,8 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
                          "amplitudes: restore m = measurement.degrade(x, 'phase-retrieval') (or load_measurement of "
                          "a saved one) with list(Restorer.from_options(RestoreOptions(...)).run([m]))")
     opts = RestoreOptions(task=task, **options).validate()
+    if message := large_sigma_warning(opts.sigma_y):
+        warnings.warn(f"restore_image: {message}", stacklevel=2)
     restorer = Restorer.from_options(opts, load=False)
     y = images.as_image_tensor(y)
     if alpha is not None:

@@ -40,6 +40,14 @@ _IPTC_CORE = "http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/"
 _XML = "http://www.w3.org/XML/1998/namespace"
 _MWG_RS = "http://www.metadataworkinggroup.com/schemas/regions/"
 _ST_DIM = "http://ns.adobe.com/xap/1.0/sType/Dimensions#"
+_IPTC_EXT = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
+#: The IPTC Digital Source Type vocabulary (cv.iptc.org/newscodes/digitalsourcetype): what `labelled` writes.
+#: GENERATED: made by a trained model from noise (`ncvsd sample`); EDITED_BY_AI: a capture blended with a trained
+#: model's output, as a restoration whose details a generative prior draws ("Edited with AI" in photo apps);
+#: ENHANCED: corrected by an algorithm without a trained model (the classical baselines).
+SOURCE_TYPES = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+GENERATED, EDITED_BY_AI, ENHANCED = "trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia", \
+    "algorithmicallyEnhanced"
 
 #: Namespaces left out whole (see the module docstring).
 DROPPED_NAMESPACES = frozenset({
@@ -72,6 +80,7 @@ DROPPED_PROPERTIES = frozenset({
     (_XMP_MM, "Ingredients"), (_XMP_MM, "Pantry"), (_DC, "format"), (_PHOTOSHOP, "ColorMode"),
     (_PHOTOSHOP, "ICCProfile"), (_PHOTOSHOP, "DocumentAncestors"),  # (placed files' IDs: it grows to megabytes)
     (_PHOTOSHOP, "LegacyIPTCDigest"),  # (the digest of an IIM block the output does not have)
+    (_IPTC_EXT, "DigitalSourceType"),  # (the original's, e.g. a camera's digitalCapture: `labelled` writes ours)
 })
 #: Properties also left out when the packet would not fit in a JPEG (JPEG_XMP_BYTES): edit histories.
 BULKY_PROPERTIES = frozenset({(_XMP_MM, "History"), (_PHOTOSHOP, "History")})
@@ -286,27 +295,54 @@ def kept_xmp(packet: bytes | str | None, iim: dict | None = None, png_text: dict
     not well-formed RDF, holds a DTD or is larger than MAX_READ_BYTES is not read."""
     out = None
     for dropped in (frozenset(), BULKY_PROPERTIES):
-        doc = _parsed(packet)
-        rdf = [] if doc is None else doc.getElementsByTagNameNS(RDF, "RDF")
-        if not rdf:
-            doc = minidom.parseString(f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="{RDF}"/></x:xmpmeta>')
-            rdf = doc.getElementsByTagNameNS(RDF, "RDF")
-        present = set()
-        for node in [n for n in rdf[0].childNodes if n.nodeType == n.ELEMENT_NODE]:
-            kept = _filter_description(node, dropped)
-            if not kept:
-                rdf[0].removeChild(node)
-            present |= kept
+        doc, rdf = _rdf(packet)
+        present = _filtered(rdf, dropped)
         legacy = {**_png_text_properties(png_text or {}), **_iim_properties(iim or {})}
         added = {k: v for k, v in legacy.items() if k not in present}
         if added:
-            rdf[0].appendChild(_legacy_description(doc, added))
+            rdf.appendChild(_legacy_description(doc, added))
         if not present and not added:
             return out
         out = _serialised(doc)
-        if out is None or len(out) <= JPEG_XMP_BYTES - 256:  # (room for `sized`'s longer numbers)
+        if out is None or len(out) <= JPEG_XMP_BYTES - 1024:  # (room for `sized`'s numbers and `labelled`'s label)
             return out
     return out
+
+
+def labelled(packet: bytes | None, source_type: str) -> bytes:
+    """`packet` (`kept_xmp`'s, or None for a new one) with the label of what made the image: the IPTC
+    Iptc4xmpExt:DigitalSourceType `SOURCE_TYPES + source_type` (GENERATED, EDITED_BY_AI or ENHANCED; IPTC Photo
+    Metadata Standard 2024.1, the property photo apps and C2PA readers show as "AI-generated" / "Edited with AI")
+    and xmp:CreatorTool "ncvsd <version>", in place of any it held."""
+    from ncvsd_cli import __version__
+
+    doc, rdf = _rdf(packet)
+    label = {(_IPTC_EXT, "DigitalSourceType"): ("Iptc4xmpExt:DigitalSourceType", "", [SOURCE_TYPES + source_type]),
+             (_XMP, "CreatorTool"): ("xmp:CreatorTool", "", [f"ncvsd {__version__}"])}
+    _filtered(rdf, frozenset(label))
+    rdf.appendChild(_legacy_description(doc, label))
+    return _serialised(doc) or labelled(None, source_type)
+
+
+def _rdf(packet: bytes | str | None) -> tuple[minidom.Document, minidom.Element]:
+    """The parsed packet and its rdf:RDF element; an empty packet where it has none or is not read (`_parsed`)."""
+    doc = _parsed(packet)
+    rdf = [] if doc is None else doc.getElementsByTagNameNS(RDF, "RDF")
+    if not rdf:
+        doc = minidom.parseString(f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="{RDF}"/></x:xmpmeta>')
+        rdf = doc.getElementsByTagNameNS(RDF, "RDF")
+    return doc, rdf[0]
+
+
+def _filtered(rdf: minidom.Element, dropped: frozenset) -> set[tuple[str | None, str | None]]:
+    """`_filter_description` on each node of `rdf`, the nodes left empty removed; the properties left."""
+    present = set()
+    for node in [n for n in rdf.childNodes if n.nodeType == n.ELEMENT_NODE]:
+        kept = _filter_description(node, dropped)
+        if not kept:
+            rdf.removeChild(node)
+        present |= kept
+    return present
 
 
 def sized(packet: bytes, width: int, height: int) -> bytes:

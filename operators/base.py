@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -136,7 +136,7 @@ class Operator(nn.Module):
     langevin_c1: float = 0.1
     langevin_c2: float = 0.1
 
-    def __init__(self, image_shape: tuple[int, int, int]):
+    def __init__(self, image_shape: Sequence[int]):
         super().__init__()
         c, h, w = check_image_shape(image_shape)
         self.image_shape = (c, h, w)

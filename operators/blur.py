@@ -28,6 +28,7 @@ Image border, the `boundary` option (docs/method.md §4.4, "The image border"):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,7 @@ def reflect_indices(n: int, m: int) -> torch.Tensor:
     return _reflect_axis(torch.arange(n, dtype=torch.float64).view(1, 1, n, 1), m, -2).view(-1).long()
 
 
-def check_kernel_extent(k: np.ndarray, image_shape: tuple[int, int, int]) -> None:
+def check_kernel_extent(k: np.ndarray, image_shape: Sequence[int]) -> None:
     """ValueError when a user's kernel `k` spreads (zero borders aside) over more than the (C, H, W) image."""
     rows, cols = np.nonzero(np.abs(k) > 1e-3 * np.abs(k).max())
     extent = (int(np.ptp(rows)) + 1, int(np.ptp(cols)) + 1)
@@ -338,7 +339,7 @@ class GaussianBlur(CircularBlur):
 
     name = "deblur-gauss"
 
-    def __init__(self, image_shape: tuple[int, int, int], sigma: float = 3.0, kernel_size: int = 61,
+    def __init__(self, image_shape: Sequence[int], sigma: float = 3.0, kernel_size: int = 61,
                  shift: bool = False, boundary: str = "circular"):
         super().__init__(image_shape)
         from scipy.ndimage import gaussian_filter
@@ -364,7 +365,7 @@ class MotionBlur(CircularBlur):
 
     name = "deblur-motion"
 
-    def __init__(self, image_shape: tuple[int, int, int], kernel_size: int | None = None, intensity: float = 0.5,
+    def __init__(self, image_shape: Sequence[int], kernel_size: int | None = None, intensity: float = 0.5,
                  seed: int = 0, shift: bool = False, kernel: Any = None, boundary: str = "circular"):
         super().__init__(image_shape)
         from operators.motion_kernel import motion_kernel
@@ -427,7 +428,7 @@ class DefocusBlur(CircularBlur):
 
     name = "deblur-defocus"
 
-    def __init__(self, image_shape: tuple[int, int, int], radius: float = 4.0, shift: bool = False,
+    def __init__(self, image_shape: Sequence[int], radius: float = 4.0, shift: bool = False,
                  boundary: str = "circular"):
         super().__init__(image_shape)
         self.radius = positive_float(radius, "radius")
@@ -446,7 +447,7 @@ class KernelBlur(CircularBlur):
 
     name = "deblur-kernel"
 
-    def __init__(self, image_shape: tuple[int, int, int], kernel: Any = None, normalize: bool = True,
+    def __init__(self, image_shape: Sequence[int], kernel: Any = None, normalize: bool = True,
                  shift: bool = False, boundary: str = "circular"):
         super().__init__(image_shape)
         if kernel is None:

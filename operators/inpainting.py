@@ -7,6 +7,7 @@ The likelihood step is exact, per pixel (docs/method.md §3.3):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -70,7 +71,7 @@ class BoxInpainting(MaskOperator):
 
     name = "inpaint-box"
 
-    def __init__(self, image_shape: tuple[int, int, int], box_size: int | list[int] | None = None):
+    def __init__(self, image_shape: Sequence[int], box_size: int | list[int] | None = None):
         super().__init__(image_shape)
         _, h, w = self.image_shape
         if box_size is None:
@@ -104,7 +105,7 @@ class RandomInpainting(MaskOperator):
 
     name = "inpaint-random"
 
-    def __init__(self, image_shape: tuple[int, int, int], fraction: float = 0.7, seed: int = 0):
+    def __init__(self, image_shape: Sequence[int], fraction: float = 0.7, seed: int = 0):
         super().__init__(image_shape)
         fraction = number(fraction, "fraction")
         if not 0.0 < fraction < 1.0:
@@ -132,7 +133,7 @@ class MaskInpainting(MaskOperator):
 
     name = "inpaint-mask"
 
-    def __init__(self, image_shape: tuple[int, int, int], mask: Any = None, invert: bool = False,
+    def __init__(self, image_shape: Sequence[int], mask: Any = None, invert: bool = False,
                  grow: float = 0.0):
         super().__init__(image_shape)
         if isinstance(grow, bool) or 0 < positive_float(grow, "grow", allow_zero=True) < 1:

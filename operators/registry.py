@@ -4,7 +4,7 @@ group `ncvsd.operators` (`name = "package.module:OperatorClass"`), loaded on fir
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -94,7 +94,7 @@ def check_parameter_names(name: str, params: Any) -> None:
                          f"{', '.join(known) or 'none'}")
 
 
-def create(name: str, image_shape: tuple[int, int, int], **params: Any) -> Operator:
+def create(name: str, image_shape: Sequence[int], **params: Any) -> Operator:
     """Build operator `name` for images of shape (C, H, W) with its parameters (ValueError for unknown ones)."""
     cls = get(name)
     check_parameter_names(name, params)

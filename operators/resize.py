@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -181,7 +182,7 @@ class Downsample(Operator):
     measures_pixels = True
     factor: ClassVar[int] = 1
 
-    def __init__(self, image_shape: tuple[int, int, int], likelihood: str = "exact", kernel: str = "bicubic"):
+    def __init__(self, image_shape: Sequence[int], likelihood: str = "exact", kernel: str = "bicubic"):
         super().__init__(image_shape)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")

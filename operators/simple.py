@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -59,7 +59,7 @@ class PhaseRetrieval(Operator):
     name = "phase-retrieval"
     linear = False
 
-    def __init__(self, image_shape: tuple[int, int, int], oversample: float = 4.0):
+    def __init__(self, image_shape: Sequence[int], oversample: float = 4.0):
         super().__init__(image_shape)
         self.oversample = positive_float(oversample, "oversample", allow_zero=True)
         if self.oversample > MAX_OVERSAMPLE:  # the measurement holds (1 + oversample / 4)² times the pixels

@@ -789,3 +789,31 @@ def test_a_replaced_checkpoint_and_an_ffhq_data_folder_as_out_are_refused(assets
     data = _pngs(tmp_path / "ffhq-test", 2, 6)  # the folder read (ffhq's --data), whatever --dataset says
     with pytest.raises(ValueError, match="is the dataset.s folder"):
         bench_runner._check_not_dataset(data, str(data))
+
+
+def test_a_config_takes_tasks_and_methods_as_a_comma_string_too():
+    """BenchConfig(tasks="sr4") iterated the string's letters: "no preset for task 's'"."""
+    cfg = BenchConfig(dataset="builtin", out="x", tasks="sr4, denoise", methods="bicubic,")
+    cfg.validate()
+    assert (cfg.tasks, cfg.methods) == (["sr4", "denoise"], ["bicubic"])
+
+
+def test_a_second_bench_on_a_folder_in_use_is_refused(tmp_path):
+    """Two benches on one --out each replaced per_image.csv under the other: the rows one wrote later were lost,
+    and both exited 0 (both also passed the "already holds results" check when started together)."""
+    from filelock import FileLock
+
+    from ncvsd_cli.bench import runner
+
+    data, out = _pngs(tmp_path / "d", 1, 0), tmp_path / "o"
+    out.mkdir()
+    with FileLock(str(out / runner.LOCK_NAME.format(""))), pytest.raises(ValueError, match="in use by another"):
+        _classical(tmp_path, data, out)
+    outcome = _classical(tmp_path, data, out)  # released: it runs
+    assert outcome.computed == 1
+    with pytest.raises(ValueError, match="already holds results"):  # (its own lock released at the end)
+        _classical(tmp_path, data, out)
+    fresh = tmp_path / "new"
+    with pytest.raises(ValueError, match="LPIPS-alex needs images of at least"):  # (refused once it holds the lock)
+        _classical(tmp_path, data, fresh, resolution=8)
+    assert not fresh.exists()  # a refused run leaves no folder (nor its lock)

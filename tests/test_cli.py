@@ -328,7 +328,12 @@ def test_a_folder_of_sidecars_of_several_tasks_uses_each_tasks_sampler(tmp_path,
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert sorted(summary["method"]) == ["denoiser", "pnp-gd", "pnp-gd-warm"]
+    assert sorted(summary["task"]) == ["denoise", "phase-retrieval", "sr2"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["denoise.png", "phase-retrieval.png", "sr2.png"]
+    (tmp_path / "out" / "sr2.png").unlink()  # a rerun that restores one of them: its summary names what ran
+    res = run("restore", tmp_path / "m", "-c", ckpt, *FAST, "--json", "-q", "-o", tmp_path / "out", "--skip-existing")
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert (summary["task"], summary["method"], summary["ok"]) == ("sr2", "pnp-gd-warm", 1), summary
     monkeypatch.setenv("NCVSD_PROGRESS_INTERVAL", "0")  # a status line per update (stderr is no terminal here)
     res = run("restore", tmp_path / "m", "-c", ckpt, *FAST, "-o", tmp_path / "o3")  # one progress bar for all three
     bars = re.findall(r"restore ([a-z0-9,-]+): (\d+)/(\d+)", res.stderr)
@@ -1283,6 +1288,14 @@ def test_sample_class_conditional(tmp_path):
     )
 
 
+@pytest.mark.parametrize("label", ["0", "1"])
+def test_a_class_label_for_an_unconditional_checkpoint_is_refused(tmp_path, ckpt, label):
+    """--class-label 0 on an unconditional model was taken (and ignored); 1 was refused."""
+    res = run("sample", "-c", ckpt, "--seeds", "0", "--class-label", label, "-o", tmp_path / "h.png")
+    assert res.exit_code == 2 and "unconditional" in res.stderr, res.output
+    assert not (tmp_path / "h.png").exists()
+
+
 @pytest.mark.parametrize("method", ["dps", "daps", "wiener"])
 def test_other_methods(tmp_path, method):
     src = _png(tmp_path / "i.png", 6, 6)
@@ -1729,7 +1742,41 @@ def test_a_photos_exif_is_kept_unless_stripped(tmp_path, ckpt):
     with Image.open(tmp_path / "k.tif") as tif:
         assert tif.getexif().get(0x0110) == "iPhone 13" and b"Rottnest" in tif.info["xmp"]
     assert run("restore", tmp_path / "p.jpg", "-o", tmp_path / "s.png", "--strip-metadata", *common).exit_code == 0
-    assert not Image.open(tmp_path / "s.png").getexif() and "xmp" not in Image.open(tmp_path / "s.png").info
+    assert not Image.open(tmp_path / "s.png").getexif() and "Rottnest" not in _xmp_text(tmp_path / "s.png")
+    assert _source_type(tmp_path / "s.png") == ["compositeWithTrainedAlgorithmicMedia"]  # the AI label only
+
+
+def _xmp_text(path) -> str:
+    """An image's XMP packet as text ("" without one)."""
+    with Image.open(path) as im:
+        packet = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp") or b""
+    return packet.decode() if isinstance(packet, bytes) else packet
+
+
+def _source_type(path) -> list[str]:
+    """The IPTC Digital Source Types in an image's XMP."""
+    packet = _xmp_text(path)
+    return re.findall(r"DigitalSourceType>http://cv\.iptc\.org/newscodes/digitalsourcetype/(\w+)<", packet)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".tif"])
+def test_outputs_are_labelled_as_made_by_ai_or_an_algorithm(tmp_path, ckpt, suffix):
+    """Restorations and samples carried no mark that a generative model drew their details; a camera photo's
+    digitalCapture was even copied into its AI-edited restoration."""
+    from ncvsd_cli import xmp
+
+    src = tmp_path / "p.jpg"
+    camera = xmp.labelled(None, "digitalCapture")
+    Image.open(_png(tmp_path / "a.png", 20, 24)).save(src, quality=90, xmp=camera)
+    assert _source_type(src) == ["digitalCapture"]
+    for method, label in (("denoiser", xmp.EDITED_BY_AI), ("nl-means", xmp.ENHANCED)):
+        out = tmp_path / f"{method}{suffix}"
+        budget = FAST if method == "denoiser" else ["--device", "cpu"]
+        res = run("restore", src, "-o", out, "--task", "denoise", "--method", method, "-c", ckpt, *budget)
+        assert res.exit_code == 0, res.output
+        assert _source_type(out) == [label], method
+    res = run("sample", "-c", ckpt, "--seeds", "0", "-o", tmp_path / f"g{suffix}", "--device", "cpu", "-q")
+    assert res.exit_code == 0 and _source_type(tmp_path / f"g{suffix}") == [xmp.GENERATED], res.output
 
 
 @pytest.mark.parametrize("lossless", [True, False])
@@ -1771,3 +1818,43 @@ def test_a_sigma_above_1_is_warned_of_as_a_likely_0_255_level(tmp_path, ckpt):
     assert res.exit_code == 0 and "--sigma-y 25 is on the [-1, 1] scale" in res.stderr, res.output
     quiet = run("degrade", "--task", "denoise", "--sigma-y", "0.2", src, "-o", tmp_path / "n.png", "-q")
     assert quiet.exit_code == 0 and "warning" not in quiet.stderr
+
+
+@pytest.mark.parametrize(("oversample", "warned"), [("0", True), ("3.5", True), ("4", False), ("8", False)])
+def test_phase_retrieval_below_the_papers_oversample_is_warned_of(tmp_path, oversample, warned):
+    """-p oversample=0 measured an image whose Fourier magnitudes cannot determine it, without a word."""
+    src = _png(tmp_path / "p.png", 8, 8)
+    res = run("degrade", "--task", "phase-retrieval", "-p", f"oversample={oversample}", src, "-o",
+              tmp_path / "m.png", "-q")
+    assert res.exit_code == 0, res.output
+    assert ("less than the paper's 4" in res.stderr) == warned, res.stderr
+
+
+def test_a_sample_written_meanwhile_is_skipped_under_skip_existing(tmp_path):
+    """Two `sample --skip-existing` runs into one folder: the second failed every seed another wrote meanwhile,
+    advising --overwrite."""
+    import torch
+
+    from ncvsd_cli.cli import common
+    from ncvsd_cli.cli.sample import _write_sample
+
+    path = tmp_path / "000000.png"
+    path.write_bytes(_png(tmp_path / "x.png", 4, 4).read_bytes())  # written by the other process
+    for skip, status in ((True, "skipped"), (False, "failed")):
+        report = common.Report("sample")
+        _write_sample(torch.zeros(3, 4, 4), str(path), 0, False, report, skip, quiet=True)
+        assert [r["status"] for r in report.results] == [status]
+
+
+def test_a_rerun_over_named_files_leaves_earlier_outputs_out_under_skip_existing(tmp_path, ckpt):
+    """`ls s/*.png | xargs -n 2 ncvsd restore --skip-existing` a second time named s/a_denoise.png itself: it was
+    restored again (a_denoise_denoise.png), on every rerun once more."""
+    a, b = _png(tmp_path / "a.png", 8, 8), _png(tmp_path / "b.png", 8, 8, seed=1)
+    common = ["--task", "denoise", "--method", "denoiser", "-c", ckpt, *FAST, "--sigma-y", "0.1"]
+    assert run("restore", a, *common).exit_code == 0
+    res = run("restore", tmp_path / "a_denoise.png", b, *common, "--skip-existing", "--json")  # (a.png: in another
+    # invocation of xargs, as xargs -n 2 splits the list)
+    assert res.exit_code == 0 and "left out 1 input(s) named as an earlier run's outputs" in res.stderr, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_denoise.png", "b.png", "b_denoise.png"]
+    res = run("restore", tmp_path / "a_denoise.png", *common)  # named without --skip-existing: restored
+    assert res.exit_code == 0 and (tmp_path / "a_denoise_denoise.png").is_file(), res.output

@@ -73,6 +73,19 @@ def test_expand_inputs(tmp_path, capsys):
         common.expand_inputs([])
 
 
+def test_a_glob_in_single_quotes_as_cmd_exe_passes_it_is_read_without_them(tmp_path, monkeypatch):
+    """cmd.exe keeps the single quotes of the README's 'photos/**/*.png': "no file matches this pattern"."""
+    monkeypatch.chdir(tmp_path)
+    Path("a").mkdir()
+    for name in ("a/x.png", "a/y.png"):
+        Path(name).write_bytes(b"x")
+    items, missing = common.expand_inputs(["'a/*.png'", "'a/x.png'"])
+    assert [i.path.as_posix() for i in items] == ["a/x.png", "a/y.png"] and not missing
+    Path("'q.png'").write_bytes(b"x")  # a file named with the quotes: itself
+    items, _ = common.expand_inputs(["'q.png'"])
+    assert [i.path.name for i in items] == ["'q.png'"]
+
+
 @pytest.mark.parametrize("pattern, subdirs", [("**/*.png", ["", "a", "a/b"]), ("*/x.png", ["a"]),
                                               ("a/**/x.png", ["", "b"]), ("*.png", [""])])
 def test_glob_keeps_the_folders_its_wildcards_matched(tmp_path, monkeypatch, pattern, subdirs):
@@ -154,6 +167,18 @@ def test_check_outputs(tmp_path):
     assert "also be written for c" in problems[b]  # both refused: neither is written
     assert "exists" in common.check_outputs({b: [str(tmp_path / "exists.png")]}, [b], False)[b]
     assert common.check_outputs({b: [str(tmp_path / "exists.png")]}, [b], True) == {}
+
+
+@pytest.mark.parametrize(("platform", "clash"), [("darwin", True), ("win32", True), ("linux", False)])
+def test_outputs_differing_in_case_clash_where_file_systems_ignore_case(tmp_path, monkeypatch, platform, clash):
+    """photo.jpg and Photo.png wrote out/photo.png and out/Photo.png, one file on macOS and Windows: the second
+    replaced the first (--overwrite) or failed as "exists"."""
+    monkeypatch.setattr(common.sys, "platform", platform)
+    a, b = InputItem("photo.jpg", tmp_path / "photo.jpg"), InputItem("Photo.png", tmp_path / "Photo.png")
+    planned = {a: [str(tmp_path / "out" / "photo.png")], b: [str(tmp_path / "out" / "Photo.png")]}
+    problems = common.check_outputs(planned, [a, b], overwrite=True)
+    assert (set(problems) == {a, b}) == clash and (not problems) == (not clash), problems
+    assert clash == ("also be written for Photo.png" in problems.get(a, ""))
 
 
 @pytest.mark.parametrize(
@@ -251,3 +276,40 @@ def test_a_pipe_whose_reader_has_gone_is_told_before_the_next_write(monkeypatch)
         monkeypatch.undo()
     monkeypatch.setattr(common.sys, "stdout", io.StringIO())
     common.raise_if_stdout_closed()  # no file descriptor: nothing to tell
+
+
+def test_a_folder_another_probe_makes_or_removes_meanwhile_is_no_problem(tmp_path, monkeypatch):
+    """Two processes of `xargs -P 2 ... -o new/` probing the same new folder: one's mkdir met the other's folder
+    ("File exists") or its clean-up ("No such file or directory"): a random usage error."""
+    real_mkdir, real_mkstemp = Path.mkdir, common.tempfile.mkstemp
+    raced = []
+
+    def mkdir_after_the_other(self, *args, **kwargs):  # the other process made it just before
+        real_mkdir(self)
+        raced.append(self)
+        raise FileExistsError(17, "File exists", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_after_the_other)
+    assert common._folder_problem(tmp_path / "a" / "b", {}) is None and raced
+    monkeypatch.setattr(Path, "mkdir", real_mkdir)
+    calls = []
+
+    def removed_once(*args, **kwargs):  # the other's clean-up removed the folder between mkdir and the probe
+        calls.append(1)
+        if len(calls) == 1:
+            raise FileNotFoundError(2, "No such file or directory")
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(common.tempfile, "mkstemp", removed_once)
+    assert common._folder_problem(tmp_path / "c", {}) is None and len(calls) == 2
+    (tmp_path / "f").write_bytes(b"x")
+    assert "is not a directory" in common._folder_problem(tmp_path / "f" / "d", {})
+
+
+def test_names_from_a_crlf_list_are_read_without_the_carriage_return(tmp_path, monkeypatch, capsys):
+    """`xargs -d '\\n'` over a list saved on Windows: every input failed as "no such file" (the \\r shown as a space)."""
+    monkeypatch.chdir(tmp_path)
+    Path("my photo.png").write_bytes(b"x")
+    items, missing = common.expand_inputs(["my photo.png\r", "gone.png\r"])
+    assert [i.path.name for i in items] == ["my photo.png"] and [m for m, _ in missing] == ["gone.png"]
+    assert "2 input name(s) ended with a carriage return" in capsys.readouterr().err

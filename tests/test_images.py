@@ -1,5 +1,6 @@
 """images.py: the decoding policy (colour, alpha, palette, bit depth), errors, atomic writes, padding."""
 
+import errno
 import io
 import os
 import sys
@@ -1039,3 +1040,19 @@ def test_a_cameras_adobe_rgb_named_by_exif_gets_an_equivalent_profile(space, ind
         own = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
         assert images.read_image(_camera_jpeg(rgb8, space, index, icc=own)).icc_profile == own
         assert images.read_image(_camera_jpeg(rgb8, space, index), channels=1).icc_profile is None
+
+
+@pytest.mark.parametrize("code", [errno.EPERM, errno.EINVAL, errno.EXDEV])
+def test_no_clobber_writes_where_hard_links_cannot_be_made(tmp_path, monkeypatch, code):
+    """FAT32 and exFAT drives on Windows refuse a hard link with EINVAL, which was not taken for "no hard links":
+    every output there failed. The O_EXCL claim still refuses an existing name."""
+    def no_links(src, dst):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "link", no_links)
+    x = torch.zeros(1, 3, 5, 7)
+    path = images.save_image(x, tmp_path / "a.png", overwrite=False)
+    assert images.load_image(path).shape == (1, 3, 5, 7)
+    with pytest.raises(images.OutputExistsError):
+        images.save_image(x, tmp_path / "a.png", overwrite=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]  # no temporary file left

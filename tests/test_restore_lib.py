@@ -1207,3 +1207,53 @@ def test_a_limit_on_a_parent_cgroup_counts_and_unreadable_files_are_ignored(tmp_
     assert memory.cgroup_headroom_bytes() == gib  # job_1: 6 GiB limit, 5 used
     (job / "memory.current").write_text("\n")  # unreadable: that folder is left out, not an error
     assert memory.cgroup_headroom_bytes() is None
+
+
+def test_available_memory_without_proc_meminfo_comes_from_psutil(tmp_path, monkeypatch):
+    """macOS and Windows have no /proc/meminfo (nor os.sysconf's SC_AVPHYS_PAGES): the memory checks were skipped
+    there and a too-large image swapped or was killed."""
+    import psutil
+
+    from ncvsd_cli import memory
+
+    monkeypatch.setattr(memory, "MEMINFO", str(tmp_path / "absent"))
+    monkeypatch.setattr(memory, "cgroup_headroom_bytes", lambda: None)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("VM", (), {"available": 3 * 2**30})())
+    assert memory.available_memory_bytes("cpu") == 3 * 2**30
+
+
+def test_a_library_sigma_above_1_is_warned_of_as_a_likely_0_255_level():
+    """degrade(x, "denoise", sigma_y=25) and restore_image(..., sigma_y=25) (25: the papers' 0-255 level) ruined the
+    result without a word; the command warned."""
+    import warnings
+
+    from ncvsd_cli.measurement import degrade
+    from ncvsd_cli.restore import restore_image
+
+    x = torch.zeros(1, 3, 16, 16)
+    with pytest.warns(UserWarning, match=r"sigma_y 25 is on the \[-1, 1\] scale.*25 / 127.5 = 0.1961"):
+        degrade(x, "denoise", sigma_y=25)
+    with pytest.warns(UserWarning, match="restore_image: sigma_y 25 is on"):
+        restore_image(x, "denoise", sigma_y=25, method="nl-means")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        degrade(x, "denoise", sigma_y=0.2)
+        restore_image(x, "denoise", sigma_y=0.2, method="nl-means")
+
+
+def test_the_first_library_calls_leave_the_callers_random_stream_alone():
+    """The first restore_image (its memory model built a randomly initialised network) and the first LPIPS (its
+    random init before the real weights) advanced torch's global generator: a user's seeded code gave other
+    numbers depending on call order."""
+    from ncvsd_cli import memory, metrics
+    from ncvsd_cli.checkpoints import read_network_config, resolve_checkpoint
+
+    memory._network_shape.cache_clear()
+    config = read_network_config(resolve_checkpoint("builtin64-generator", kind="generator", quiet=True))
+    x = torch.zeros(1, 3, 32, 32)
+    for call in (lambda: memory.network_shape(config), lambda: metrics.LPIPS("alex")(x, x)):
+        torch.manual_seed(0)
+        call()
+        after = torch.rand(1)
+        torch.manual_seed(0)
+        assert torch.equal(after, torch.rand(1))

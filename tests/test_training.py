@@ -744,3 +744,14 @@ def test_a_distill_step_that_cannot_read_an_image_saves_the_last_step_exactly(tm
     for net in ("gen", "score", "disc"):
         for k, v in full[net].items():
             assert torch.equal(v, cut[net][k]), (net, k)
+
+
+@pytest.mark.parametrize("spec", ["gpu", "mps", "cuda:x", ""])
+def test_a_training_device_outside_the_documented_ones_is_a_clear_value_error(spec):
+    """`train --device gpu` ended in "internal error: RuntimeError" (torch.device's), and mps went ahead untested."""
+    from ncvsd_cli.training.distributed import resolve_device
+
+    with pytest.raises(ValueError, match="--device"):
+        resolve_device(spec)
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -244,3 +244,20 @@ def test_a_pngs_title_author_description_and_copyright_chunks_are_carried_into_x
                                  "dc:description": "Caf\u00e9 \u00e0 Rottnest"}
     assert _properties(kept_xmp(PHOTO_XMP, png_text={"Title": "other", "Author": "Jane"}))["dc:title"] == (
         "Caf\u00e9 \u00e0 Rottnest")  # the XMP's title comes first
+
+
+def test_the_label_replaces_the_originals_source_type_and_keeps_the_rest():
+    """`labelled` writes one Digital Source Type and CreatorTool, the original's (a shorthand attribute here) gone."""
+    from ncvsd_cli import __version__, xmp
+
+    original = PHOTO_XMP.decode().replace('rdf:about=""', 'rdf:about="" xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/'
+                                 '2008-02-29/" Iptc4xmpExt:DigitalSourceType="http://cv.iptc.org/newscodes/'
+                                 'digitalsourcetype/digitalCapture"', 1)
+    kept = xmp.kept_xmp(original)
+    out = xmp.labelled(kept, xmp.EDITED_BY_AI).decode()
+    doc = minidom.parseString(out[out.index("<x:xmpmeta"):out.index("<?xpacket end")])
+    types = [n.firstChild.data for n in doc.getElementsByTagNameNS(xmp._IPTC_EXT, "DigitalSourceType")]
+    assert types == [xmp.SOURCE_TYPES + xmp.EDITED_BY_AI] and "digitalCapture" not in out
+    tools = [n.firstChild.data for n in doc.getElementsByTagNameNS(xmp._XMP, "CreatorTool")]
+    assert tools == [f"ncvsd {__version__}"] and "Rottnest" in out  # the picture's own properties stay
+    assert xmp.labelled(xmp.labelled(None, xmp.GENERATED), xmp.ENHANCED).count(b"DigitalSourceType>") == 2

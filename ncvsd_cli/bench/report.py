@@ -239,7 +239,7 @@ def claim_samples(out: str | os.PathLike, task: str, image: str, origin: dict[st
     folder = sample_path(out, task, image, "x").parent
     record = folder / "origin.json"
     try:
-        earlier = json.loads(record.read_text()) if record.is_file() else None
+        earlier = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
     except ValueError:
         earlier = {}
     if earlier == origin:
@@ -248,7 +248,7 @@ def claim_samples(out: str | os.PathLike, task: str, image: str, origin: dict[st
         for png in folder.glob("*.png"):
             png.unlink()
     folder.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(origin) + "\n")
+    record.write_text(json.dumps(origin) + "\n", encoding="utf-8")
 
 
 def column_head(label: str, width_px: int) -> str:

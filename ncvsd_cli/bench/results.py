@@ -69,7 +69,7 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     rows = []
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         for raw in reader:
             if None in raw or any(v is None for v in raw.values()):
@@ -86,7 +86,7 @@ def csv_header(path: str | os.PathLike) -> list[str] | None:
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return None
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8") as fh:
         return next(csv.reader(fh), None)
 
 
@@ -107,7 +107,7 @@ class RowWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if header is not None:
             _drop_partial_tail(self.path)
-        self._fh = open(self.path, "a", newline="")
+        self._fh = open(self.path, "a", newline="", encoding="utf-8")
         self._writer = csv.DictWriter(self._fh, fieldnames=self.cols, extrasaction="raise")
         if header is None:
             self._writer.writeheader()
@@ -152,7 +152,7 @@ def merge(paths: Iterable[str | os.PathLike], out: str | os.PathLike, cols: list
     rows = sorted(seen.values(), key=lambda r: (r["task"], r["method"], r["nfe"], r["image_index"], r["run"]))
     from ncvsd_cli.images import atomic_path
 
-    with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:  # no temporary file survives any exit
+    with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:  # no temporary file survives any exit
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         for r in rows:

@@ -81,7 +81,10 @@ class BenchConfig:
     preset: dict[str, Any] | None = None  # the preset file's mapping, read once by validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the first bad value."""
+        """Raise ValueError naming the first bad value (tasks and methods given as one comma list, as on the command
+        line, are split)."""
+        self.tasks, self.methods = ([n for n in v.replace(" ", "").split(",") if n] if isinstance(v, str) else v
+                                    for v in (self.tasks, self.methods))
         if not self.tasks:
             raise ValueError("--tasks is empty")
         if not self.methods:
@@ -294,6 +297,24 @@ def _check_not_dataset(out: Path, source: str) -> None:
                          "as a dataset; choose another --out (a subfolder works: datasets leave bench results out)")
 
 
+#: The lock a bench process holds on its --out folder while it runs (`filelock`; one per torchrun rank).
+LOCK_NAME = ".ncvsd-bench{}.lock"
+
+
+def _lock_out(out: Path, rank: int, world: int) -> Any:
+    """The held lock of `out` for this process (rank `rank` of `world`); ValueError when another bench holds it: two
+    runs on one folder each replaced the results file under the other, whose later rows were lost (exit 0)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(out / LOCK_NAME.format("" if world == 1 else f"-rank{rank}")))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ValueError(f"--out {out} is in use by another ncvsd bench (it holds {Path(lock.lock_file).name}); "
+                         "wait for it to finish, or choose another --out") from None
+    return lock
+
+
 def _check_fresh(out: Path, resume: bool, rank: int, world: int) -> None:
     """Refuse an `out` that already holds results unless resuming (other ranks' parts of this run are ignored:
     they may already be writing)."""
@@ -332,7 +353,7 @@ def _check_settings(out: Path, settings: dict[str, Any], rank: int, resume: bool
     methods only) is no difference."""
     path = out / SETTINGS_JSON
     try:
-        earlier = json.loads(path.read_text()) if resume and path.is_file() else {}
+        earlier = json.loads(path.read_text(encoding="utf-8")) if resume and path.is_file() else {}
     except (OSError, ValueError):
         earlier = {}
     for key, value in settings.items():
@@ -400,12 +421,16 @@ def _check_same_images(out: Path, data: datasets.BenchDataset, rows: list[dict[s
                              "from the seed and the image's index, would differ; choose another --out")
 
 
-def _save_sample(out: Path, task: str, image: str, name: str, x: torch.Tensor) -> None:
+def _save_sample(out: Path, task: str, image: str, name: str, x: torch.Tensor, method: str | None = None) -> None:
+    """Write one image of the run; a `method`'s restoration labelled as `xmp.labelled` says."""
+    from ncvsd_cli import xmp
     from ncvsd_cli.images import save_image
+    from ncvsd_cli.sampling.methods import source_type
 
     path = report.sample_path(out, task, image, name)
+    label = None if method is None else xmp.labelled(None, source_type(method))
     if torch.isfinite(x).all():
-        save_image(x.detach().float().cpu().clamp(-1, 1), path)
+        save_image(x.detach().float().cpu().clamp(-1, 1), path, xmp=label)
 
 
 @dataclass
@@ -424,13 +449,15 @@ def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int)
 
     resolution = (cfg.resolution or nets.info["trained_resolution"]
                   or DEFAULT_RESOLUTION.get(cfg.dataset, FALLBACK_RESOLUTION))
+    from ncvsd_cli.metrics import LPIPS_MIN_SIZE
     from ncvsd_cli.networks.build import network_multiple
 
     multiple = max([network_multiple(c) for c in nets.configs.values()] or [1])
     if resolution % multiple:  # the networks are convolutional: any size they can down-sample evenly
+        below, above = resolution // multiple * multiple, -(-resolution // multiple) * multiple
         raise ValueError(f"--resolution {resolution} must be a multiple of {multiple} for these networks "
-                         f"(trained at {nets.info['trained_resolution']} px)")
-    from ncvsd_cli.metrics import LPIPS_MIN_SIZE
+                         f"(trained at {nets.info['trained_resolution']} px): "
+                         f"{f'{below} or ' if below >= max(multiple, LPIPS_MIN_SIZE.get(cfg.lpips, 0)) else ''}{above}")
 
     least = LPIPS_MIN_SIZE.get(cfg.lpips, 0)
     if resolution < least:  # every row would fail on its LPIPS
@@ -491,10 +518,9 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     progress: runs, then the network evaluations of the run in flight, on stderr (`ncvsd_cli.progress`: bars on a
     terminal, status lines otherwise); False = none. on_row: called with each new row.
     Raises datasets.DatasetError / ValueError for bad input, checkpoints.CheckpointError for model problems.
-    Failures of single rows are logged, listed in the outcome, and do not stop the run.
+    Failures of single rows are logged, listed in the outcome, and do not stop the run. A second bench on the same
+    `out` while this one runs is refused (`_lock_out`).
     """
-    from ncvsd_cli.progress import NestedProgress
-
     cfg.validate()
     if cfg.dataset != "builtin":  # a missing or empty dataset is said before weights load or download (lazy images)
         source = datasets.load_dataset(cfg.dataset, cfg.resolution or 1, cfg.data).source
@@ -507,7 +533,9 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     out = Path(cfg.out)
     created = not out.exists()
     _check_writable(out)
+    lock = None
     try:
+        lock = _lock_out(out, rank, world)
         _check_fresh(out, cfg.resume, rank, world)
         nets = _load_networks(cfg, device, quiet=progress is False)
         plan = _plan(cfg, nets, device, rank, world)
@@ -516,9 +544,26 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
         _check_same_images(out, plan.data, earlier)  # before run_settings.json records this run's images
         _check_settings(out, _run_settings(cfg, nets, plan), rank, cfg.resume, _digests(plan.data.images), scored)
     except BaseException:  # refused before any work: no empty --out folder left behind
+        if lock is not None:
+            lock.release()
+            if created:
+                Path(lock.lock_file).unlink(missing_ok=True)
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise
+    try:
+        return _run_plan(cfg, nets, plan, earlier, device, scorer, progress, on_row)
+    finally:
+        lock.release()
+
+
+def _run_plan(cfg: BenchConfig, nets: _Networks, plan: _Plan, earlier: list[dict], device: str, scorer: _Scorer,
+              progress: bool | None, on_row: Callable[[dict[str, Any]], None] | None) -> BenchOutcome:
+    """`run_bench`'s work once its checks passed: the rows not in `earlier`, then (rank 0) the reports."""
+    from ncvsd_cli.progress import NestedProgress
+
+    rank, world = distributed.rank_world()
+    out = Path(cfg.out)
     finished = {results.row_key(r) for r in earlier}
     part = out / (results.CSV_NAME if world == 1 else f"per_image.rank{rank}-of-{world}.csv")
     outcome = BenchOutcome(out=out)
@@ -664,7 +709,7 @@ def _run_batch(ctx: _Context, task: str, settings: dict[str, Any], operator, job
                 continue
             x_hat = row.pop("_x")
             if it.in_grid and run == 0:
-                _save_sample(cfg.out, task, it.image.id, f"{job.method}-nfe{job.nfe}", x_hat)
+                _save_sample(cfg.out, task, it.image.id, f"{job.method}-nfe{job.nfe}", x_hat, job.method)
             ctx.writer.write(row)
             ctx.outcome.computed += 1
             if ctx.on_row is not None:

@@ -182,6 +182,8 @@ def main() -> None:
     interruption: a `for` loop over images stops at Ctrl-C instead of going on with the next one."""
     if signal.getsignal(signal.SIGINT) is _quiet_early_interrupt:  # loaded: Ctrl-C is the commands' to handle
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if hasattr(sys.stdout, "reconfigure"):  # a text no code page holds (a Windows pipe's cp1252 has no ↑ nor
+        sys.stdout.reconfigure(errors="replace")  # ζ) is written with "?", not an error after the work is done
     try:
         app()
     except SystemExit as exc:

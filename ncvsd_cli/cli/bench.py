@@ -78,7 +78,7 @@ def _ints(value: str, what: str) -> list[int]:
 
 def bench(
     ctx: typer.Context,
-    out: str | None = typer.Option(None, "--out", "-o", metavar="DIR",
+    out: str | None = typer.Option(None, "--out", "-o", metavar="DIR", callback=common.expand_home,
                                    help="Output folder (created; default bench-NAME here, NAME the dataset's)."),
     dataset: str = typer.Option("builtin", "--dataset", "-d", metavar="ffhq|builtin|PATH", show_default=True,
                                 help="Image set: ffhq, builtin, or a folder / zip / image."),
@@ -179,7 +179,7 @@ def bench(
         common.note(f"{f'rank {rank}: ' if rank else ''}{outcome.computed} rows computed, {outcome.skipped} already "
                     f"done, {len(outcome.failed)} failed; results in {out}", quiet)
         if outcome.summary is not None:
-            text = (outcome.out / (SUMMARY_JSON if as_json else SUMMARY_MD)).read_text()
+            text = (outcome.out / (SUMMARY_JSON if as_json else SUMMARY_MD)).read_text(encoding="utf-8")
             sys.stdout.write(text if not as_json else json.dumps(json.loads(text), indent=2) + "\n")
             sys.stdout.flush()
         elif as_json and rank == 0:  # nothing computed: the summary line of a failed run

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from ncvsd_cli import strict_json
-from ncvsd_cli.cli.common import EXIT_MODEL, EXIT_USAGE, fail, handle_errors, note
+from ncvsd_cli.cli.common import EXIT_MODEL, EXIT_USAGE, expand_home, fail, handle_errors, note
 
 checkpoints_app = typer.Typer(
     name="checkpoints",
@@ -142,7 +142,7 @@ def info_command(
 @checkpoints_app.command("import")
 def import_command(
     src: Path = typer.Argument(..., help="The authors' pickle, e.g. ncvsd-ffhq256-xs.pkl or edm2-img64-s-*.pkl."),
-    output: Path = typer.Option(..., "-o", "--output", help="Safetensors file to write (atomically)."),
+    output: Path = typer.Option(..., "-o", "--output", callback=expand_home, help="Safetensors file to write (atomically)."),
     ema: str = typer.Option("ema", "--ema", help="Entry of the pickled dict that holds the network."),
     data: str = typer.Option(None, "--data", help="Training data, recorded in the provenance (e.g. FFHQ-256)."),
     force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT if it exists."),

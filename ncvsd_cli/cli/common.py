@@ -89,11 +89,11 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 
 @contextmanager
 def _signals_raise() -> Iterator[None]:
-    """While inside: SIGTERM and SIGHUP raise Terminated in the main thread (signals left at SIG_IGN, e.g. under
-    nohup, stay ignored); the previous handlers are put back on the way out."""
+    """While inside: SIGTERM and SIGHUP (Windows: SIGBREAK, Ctrl-Break) raise Terminated in the main thread
+    (signals left at SIG_IGN, e.g. under nohup, stay ignored); the previous handlers are put back on the way out."""
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        for name in ("SIGTERM", "SIGHUP"):
+        for name in ("SIGTERM", "SIGHUP", "SIGBREAK"):
             sig = getattr(signal, name, None)
             if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
                 previous[sig] = signal.signal(sig, _raise_terminated)
@@ -157,12 +157,12 @@ def note(message: str, quiet: bool = False) -> None:
 
 
 def warn_large_sigma(sigma_y: float | None) -> None:
-    """A warning (printed with --quiet too) for a --sigma-y above 1 on the [-1, 1] scale: noise of half the image's
-    range, most likely a level meant on the 0-255 scale (25 there is 25 / 127.5 = 0.196 here)."""
-    if sigma_y is not None and sigma_y > 1:
-        note(f"warning: --sigma-y {sigma_y:g} is on the [-1, 1] scale, where 1 is half the image's range: the image "
-             f"is buried in noise; a level meant on the 0-255 scale is {sigma_y:g} / 127.5 = {sigma_y / 127.5:.4g} "
-             "here")
+    """A warning (printed with --quiet too) for a --sigma-y above 1 on the [-1, 1] scale
+    (`measurement.large_sigma_warning`: most likely a level meant on the 0-255 scale)."""
+    from ncvsd_cli.measurement import large_sigma_warning
+
+    if message := large_sigma_warning(sigma_y, "--sigma-y"):
+        note(f"warning: {message}")
 
 
 #: Commands whose `--json` output always ends with a summary object holding "exit_code".
@@ -437,7 +437,7 @@ def expand_inputs(
 
     def add(p: Path, root: Path | None = None) -> None:
         use, same = identity(p) if identity else (p, p)
-        key, file = str(same.resolve()), str(p.resolve())
+        key, file = path_key(same), str(p.resolve())
         if key not in seen:
             seen.add(key)
             subdir = "." if root is None else Path(os.path.relpath(use.parent, root)).as_posix()
@@ -447,6 +447,7 @@ def expand_inputs(
             repeated.append(str(p))
         files.add(file)
 
+    carriage_returns = 0
     for spec in specs:
         if spec == "-":
             if "-" in seen:
@@ -457,6 +458,11 @@ def expand_inputs(
             seen.add("-")
             items.append(InputItem("<stdin>", None))
             continue
+        if spec.endswith("\r") and not Path(spec).exists() and spec.rstrip("\r"):  # a list with CRLF line ends
+            spec = spec.rstrip("\r")
+            carriage_returns += 1
+        if len(spec) > 2 and spec[0] == spec[-1] == "'" and not Path(spec).expanduser().exists():
+            spec = spec[1:-1]  # cmd.exe passes the quotes of a glob quoted as the README shows ('photos/*.png') on
         p = Path(spec).expanduser()
         if p.is_dir():
             found = not_params([
@@ -501,6 +507,9 @@ def expand_inputs(
     if repeated:
         shown = ", ".join(repeated[:3]) + (f" and {len(repeated) - 3} more" if len(repeated) > 3 else "")
         note(f"{shown}: given more than once, read once", quiet)
+    if carriage_returns:
+        note(f"{carriage_returns} input name(s) ended with a carriage return (a list with Windows line ends?), read "
+             "without it", quiet)
     return items, missing
 
 
@@ -587,6 +596,22 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
     return "file"
 
 
+def path_key(path: str | os.PathLike) -> str:
+    """The key by which two paths name one file: the resolved path, without case where file systems ignore it by
+    default (Windows' NTFS, macOS's APFS: out/photo.png and out/Photo.png are one file there)."""
+    key = os.path.normcase(str(Path(path).resolve()))
+    return key.casefold() if sys.platform in ("darwin", "win32") else key
+
+
+def expand_home(value: Any) -> Any:
+    """Typer callback of the output options (-o, --out): `~` and `~user` expanded, as a POSIX shell does before a
+    program sees them (cmd.exe, PowerShell and a quoted '~/out' leave them to the program); "-" and None as given."""
+    if value is None or str(value) == "-":
+        return value
+    expanded = os.path.expanduser(str(value))
+    return type(value)(expanded) if isinstance(value, Path) else expanded
+
+
 def _writable_dir(out: str) -> str:
     """ "dir" when files can be made in the -o folder `out` (created if needed, as a probe shows), else a
     UsageError before any input is read (every input would fail on it)."""
@@ -640,24 +665,35 @@ def check_stdout(planned: dict[Any, list[str]], as_json: bool) -> None:
 
 def _folder_problem(folder: Path, probed: dict[Path, str | None]) -> str | None:
     """Why files cannot be created in `folder` (None when they can): it, or its nearest existing ancestor when it
-    does not exist yet, must be a directory where a temporary file can be made (read-only, /proc, ...)."""
-    if folder not in probed:
-        existing = folder
-        while not existing.exists() and existing.parent != existing:
-            existing = existing.parent
+    does not exist yet, must be a directory where a temporary file can be made (read-only, /proc, ...). Folders
+    the probe makes are removed again; another process probing the same new folder at once (xargs -P) is no
+    problem: a folder it made is used, one it removed meanwhile is probed again."""
+    for attempt in range(3):
+        if folder in probed:
+            break
         created: list[Path] = []
         try:
+            existing = folder
+            while not existing.exists() and existing.parent != existing:
+                existing = existing.parent
             if not existing.is_dir():
                 raise NotADirectoryError(f"{existing} is not a directory")
             for d in reversed([folder, *folder.parents][: len(folder.parts) - len(existing.parts)]):
-                d.mkdir()
-                created.append(d)
+                try:
+                    d.mkdir()
+                    created.append(d)
+                except FileExistsError:
+                    if not d.is_dir():
+                        raise NotADirectoryError(f"{d} is not a directory") from None
             fd, tmp = tempfile.mkstemp(prefix=".ncvsd-probe.", dir=folder)
             os.close(fd)
             os.unlink(tmp)
             probed[folder] = None
         except NotADirectoryError as exc:
             probed[folder] = str(exc)
+        except FileNotFoundError as exc:  # a folder on the way removed meanwhile (another probe's clean-up)
+            if attempt == 2:
+                probed[folder] = f"cannot write in {folder}: {exc.strerror or exc}"
         except OSError as exc:
             probed[folder] = f"cannot write in {folder}: {exc.strerror or exc}"
         finally:
@@ -676,14 +712,29 @@ def leave_out_own_outputs(planned: dict[InputItem, list[str]], report: Report, q
     "skipped" and left out, with a note: they were restored again (a_sr4_sr4.png) and made their source fail as
     "output is an input", --skip-existing too. A photo that merely has the name of another's output (o2/a.png
     with -o o2/) stays an input (`check_outputs` refuses the other). Returns the planned outputs of the others."""
-    writers = {str(Path(p).resolve()): item for item, paths in planned.items() for p in paths if p != "-"}
+    writers = {path_key(p): item for item, paths in planned.items() for p in paths if p != "-"}
     own = {item: writers[key] for item in planned if item.path is not None and named_as_output(item.path)
-           and writers.get(key := str(item.path.resolve()), item) is not item}
+           and writers.get(key := path_key(item.path), item) is not item}
     for item, writer in own.items():
         report.skipped(item.name, [])
         note(f"{item.name}: left out: {writer.name} writes it in this run (an earlier run's output, matched again)",
              quiet)
     return {item: paths for item, paths in planned.items() if item not in own}
+
+
+def skip_earlier_outputs(planned: dict[InputItem, list[str]], report: Report, quiet: bool,
+                         earlier_output: Callable[[Path], bool]) -> dict[InputItem, list[str]]:
+    """--skip-existing: inputs that are earlier runs' outputs (`earlier_output`: a_sr4.png beside a.png), named one
+    by one as `ls *.png | xargs ncvsd restore --skip-existing` names them on a rerun, are reported "skipped" and
+    left out with a note (they were restored again: a_sr4_sr4.png; folders and globs leave them out anyway).
+    Returns the planned outputs of the others."""
+    earlier = [item for item in planned if item.path is not None and earlier_output(item.path)]
+    for item in earlier:
+        report.skipped(item.name, [])
+    if earlier:
+        note(f"--skip-existing: left out {len(earlier)} input(s) named as an earlier run's outputs ({earlier[0].name}"
+             f"{', ...' if len(earlier) > 1 else ''}); name them without --skip-existing to restore them", quiet)
+    return {item: paths for item, paths in planned.items() if item not in earlier}
 
 
 def written_meanwhile(exc: BaseException, item: InputItem, outputs: Sequence[str], report: Report,
@@ -706,11 +757,11 @@ def skip_finished(planned: dict[InputItem, list[str]], report: Report, quiet: bo
     """--skip-existing: the inputs whose every planned output exists are reported "skipped" (a rerun after an
     interruption makes only the rest, exit 0) and left out; returns the planned outputs of the others. An output
     that another input would also write, or that is an input, skips nothing (`check_outputs` refuses it)."""
-    keys = {item: [str(Path(p).resolve()) for p in paths if p != "-"] for item, paths in planned.items()}
+    keys = {item: [path_key(p) for p in paths if p != "-"] for item, paths in planned.items()}
     owners = collections.Counter(k for item_keys in keys.values() for k in set(item_keys))
-    inputs = {str(i.path.resolve()) for i in planned if i.path is not None}
+    inputs = {path_key(i.path) for i in planned if i.path is not None}
     done = [item for item, paths in planned.items() if paths and len(keys[item]) == len(paths) and all(
-        Path(k).is_file() and owners[k] == 1 and k not in inputs for k in keys[item])]
+        Path(p).is_file() and owners[k] == 1 and k not in inputs for p, k in zip(paths, keys[item]))]
     for item in done:
         report.skipped(item.name, planned[item])
     if done:
@@ -730,10 +781,10 @@ def check_outputs(
     inputs of different suffixes that claim one output (restore: --format same). Returns {item: message}."""
     from ncvsd_cli import images
 
-    input_paths = {str(i.path.resolve()) for i in inputs if i.path is not None}
+    input_paths = {path_key(i.path) for i in inputs if i.path is not None}
     claims: dict[str, list[InputItem]] = {}  # output -> the inputs that would write it (several: all refused)
     for item, paths in planned.items():
-        for key in {str(Path(p).resolve()) for p in paths if p != "-"}:
+        for key in {path_key(p) for p in paths if p != "-"}:
             claims.setdefault(key, []).append(item)
     problems: dict[InputItem, str] = {}
     probed: dict[Path, str | None] = {}
@@ -741,9 +792,9 @@ def check_outputs(
         for p in paths:
             if p == "-":
                 continue
-            key = str(Path(p).resolve())
+            key = path_key(p)
             suffix = Path(p).suffix.lower()
-            folder = _folder_problem(Path(key).parent, probed)
+            folder = _folder_problem(Path(p).resolve().parent, probed)
             unwritable = suffix and suffix not in (".json", ".safetensors") and images.output_format_problem(suffix)
             if unwritable:
                 problems[item] = f"{item.name}: output {p}: {unwritable}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ncvsd_cli.cli.common import UsageError, epilog, given_options, handle_errors
+from ncvsd_cli.cli.common import UsageError, epilog, expand_home, given_options, handle_errors
 from ncvsd_cli.cli.train import DURATION_HELP, arch_option, run_training, with_recipe
 
 HELP = """Distil a teacher into a one/few-step generative denoiser with NCVSD (score model, discriminator and
@@ -44,7 +44,7 @@ def distill(
     arch: str = typer.Option(None, "--arch", help="Network architecture; default and requirement: the "
                              "teacher's."),
     preset: str = typer.Option(None, "--preset", hidden=True, help="Deprecated alias of --arch."),
-    out: str = typer.Option(..., "--out", help="Run directory."),
+    out: str = typer.Option(..., "--out", callback=expand_home, help="Run directory."),
     batch: int = typer.Option(32, "--batch", help="Global batch per update (three updates per step)."),
     duration: str = typer.Option("30min", "--duration", help=DURATION_HELP),
     snapshot: str = typer.Option("5min", "--snapshot", help="Snapshot + state + preview interval."),
@@ -55,7 +55,7 @@ def distill(
     ref_batches: float = typer.Option(0.0, "--ref-batches", help="LR decay after this many batches (0: none)."),
     rampup_kimg: float = typer.Option(20.0, "--rampup-kimg", help="Linear LR warm-up in kimg."),
     gan_warmup_kimg: float = typer.Option(100.0, "--gan-warmup-kimg", help="GAN term off before this many kimg."),
-    gan_loss_scaling: float = typer.Option(1.0, "--gan-loss-scaling", help="Weight ζ of the GAN term; 0: no "
+    gan_loss_scaling: float = typer.Option(1.0, "--gan-loss-scaling", help="Weight zeta of the GAN term; 0: no "
                                            "GAN, and the discriminator is not trained (a faster step)."),
     p_mean: float = typer.Option(-0.8, "--p-mean", help="Mean of ln(t)."),
     p_std: float = typer.Option(1.6, "--p-std", help="Std of ln(t)."),

@@ -94,7 +94,7 @@ def restore_command(
         help="Operator name (sr4, deblur-gauss, inpaint-box, ...); optional for inputs with a sidecar.",
     ),
     out: str | None = typer.Option(
-        None, "--output", "-o", help="Output image (.png, .jpg, ...), directory (a name without a suffix is one), "
+        None, "--output", "-o", callback=common.expand_home, help="Output image (.png, .jpg, ...), directory (a name without a suffix is one), "
                                      "or - for stdout."),
     output_format: str | None = typer.Option(
         None, "--format", metavar="FORMAT", help="Format of the outputs ncvsd names (beside the inputs, in -o DIR, "
@@ -194,10 +194,11 @@ def restore_command(
         False, "--flatten", help="Write no alpha channel: an input's transparency stays composited on white (default: "
                                  "its alpha is carried to PNG, WebP, AVIF, HEIC and TIFF outputs)."),
     strip_metadata: bool = typer.Option(
-        False, "--strip-metadata", help="Write no EXIF nor XMP into the outputs, e.g. to share them without the "
-                                        "place a photo was taken (default: a photo's camera, dates, exposure and "
-                                        "GPS position, its title, caption, keywords and rights are copied from "
-                                        "its input; the colour profile and resolution are kept either way)."),
+        False, "--strip-metadata", help="Write no EXIF nor XMP into the outputs but the AI label, e.g. to share "
+                                        "them without the place a photo was taken (default: a photo's camera, "
+                                        "dates, exposure and GPS position, its title, caption, keywords and rights "
+                                        "are copied from its input; the colour profile, resolution and the label "
+                                        "of an AI-edited image are kept either way)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help=common.SKIP_HELP),
     as_json: bool = typer.Option(False, "--json", help=common.JSON_HELP),
@@ -455,6 +456,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         planned = common.leave_out_own_outputs(planned, report, quiet, lambda p: bool(pattern.search(p.stem)))
         items = [i for i in items if i in planned]
         if outputs.skip_existing:
+            planned = common.skip_earlier_outputs(planned, report, quiet, skip)
             planned = common.skip_finished(planned, report, quiet)
             items = [i for i in items if i in planned]
         hint = "" if outputs.suffix == "same" else " (--format same keeps each one's own format and suffix)"
@@ -536,10 +538,12 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
             reading.close()
             run.close()
         tasks = sorted(run.tasks)
-        if len(tasks) > 1:
-            report.extra["task"] = tasks
+        if tasks:  # what ran (sidecars of several tasks: the first read named it before)
+            report.extra["task"] = tasks if len(tasks) > 1 else tasks[0]
         if len(run.methods) > 1:
             report.extra["method"] = run.methods
+        elif run.methods:
+            report.extra["method"] = run.methods[0]
         used = {r["nfe"] for r in report.results if isinstance(r, dict) and r.get("nfe") is not None}
         precision = None if restorer is None else restorer.precision if restorer.model is not None \
             else restorer.work_precision()  # nothing loaded (all refused): the precision the refusals name
@@ -669,7 +673,7 @@ def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar,
             report.failed(item.name, res.error if res.error.startswith(item.name) else f"{item.name}: {res.error}")
             continue
         try:
-            written, scale = _write(res, planned[item], outputs, m)
+            written, scale = _write(res, planned[item], outputs, m, restorer.options.method)
         except (ValueError, OSError) as exc:
             if not common.written_meanwhile(exc, item, planned[item], report, outputs.skip_existing, quiet):
                 report.failed(item.name, f"{item.name}: cannot write output: {exc}")
@@ -775,13 +779,17 @@ def _alpha_note(paths: dict[str, str] | None, upscaled: bool = False) -> str:
             f"({images.suffix_choice(images.ALPHA_FORMATS)} keeps it; --flatten says you want none)")
 
 
-def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[str, float]]:
+def _write(res, paths: list[str], outputs: Outputs, m, method: str) -> tuple[list[str], dict[str, float]]:
     """Write the outputs of one result all-or-nothing (`images.atomic_write_all`: an interruption leaves none of
     them, so --skip-existing sees the input as not done; no-clobber unless --overwrite; samples and mean with the
-    source's bit depth, 8 or 16, ICC profile and alpha channel); return the paths and, with --std, the heat map's scale."""
-    from ncvsd_cli import images
+    source's bit depth, 8 or 16, ICC profile and alpha channel, and labelled as made by `method`, `xmp.labelled`);
+    return the paths and, with --std, the heat map's scale."""
+    from ncvsd_cli import images, xmp
     from ncvsd_cli import measurement as meas
+    from ncvsd_cli.sampling.methods import source_type
     from ncvsd_cli.uncertainty import std_map_png
+
+    label = xmp.labelled(None if outputs.strip_metadata else m.xmp, source_type(method))  # (--strip-metadata: the label only)
 
     tensors = [res.samples[k : k + 1] for k in range(res.samples.shape[0])]
     if outputs.mean:
@@ -815,7 +823,7 @@ def _write(res, paths: list[str], outputs: Outputs, m) -> tuple[list[str], dict[
                                              icc_profile=m.icc_profile if kept else None,
                                              alpha=alpha if kept else None,
                                              exif=m.exif if kept and not outputs.strip_metadata else None,
-                                             xmp=m.xmp if kept and not outputs.strip_metadata else None,
+                                             xmp=label if kept else None,
                                              dpi=m.dpi if kept else None, lossless=m.lossless_webp)))
     scale = {}
     if outputs.std:

@@ -46,7 +46,7 @@ TEACHER_MIN_NFE = 13
 
 def sample_command(
     out: str = typer.Option(
-        "samples", "--output", "-o", help="Grid image (e.g. grid.png) or output directory.", show_default=True
+        "samples", "--output", "-o", callback=common.expand_home, help="Grid image (e.g. grid.png) or output directory.", show_default=True
     ),
     nfe: int | None = typer.Option(
         None, "--nfe", help="Denoiser calls per sample (default 1; 1, 2, 4 use the paper's ts). With --teacher: "
@@ -87,7 +87,7 @@ def sample_command(
     """Draw samples from the generator in 1-31 steps (1, 2, 4: the paper's ts), or from the teacher
     (--teacher), as one grid or one PNG per seed."""
     with common.handle_errors(json_command="sample" if as_json else None):
-        from ncvsd_cli import images
+        from ncvsd_cli import images, xmp
         from ncvsd_cli.checkpoints import default_checkpoint
 
         seed_list = common.parse_int_list(seeds)
@@ -195,13 +195,14 @@ def sample_command(
                 else:  # each batch is written as it comes: an interruption keeps the samples finished so far
                     for chunk, x in sample_batches(model, config, seed_list, **kwargs):
                         for s, xi in zip(chunk, x):
-                            _write_sample(xi, str(Path(out) / f"{s:06d}.png"), s, overwrite, report)
+                            _write_sample(xi, str(Path(out) / f"{s:06d}.png"), s, overwrite, report,
+                                          skip_existing, quiet)
             finally:
                 bar.close()
             if grid:
                 sheet = images.make_grid(x)
                 try:
-                    images.save_image(sheet, out, overwrite=overwrite)
+                    images.save_image(sheet, out, overwrite=overwrite, xmp=xmp.labelled(None, xmp.GENERATED))
                 except OSError as exc:
                     report.failed("grid", f"cannot write {out}: {exc}")
                 else:  # the grid's size (each sample's is --resolution)
@@ -238,17 +239,21 @@ def _check_memory(checkpoint: str, batch: int, resolution: int | None, precision
     return res
 
 
-def _write_sample(x, path: str, seed: int, overwrite: bool, report) -> None:
-    """Write one sample (C, H, W) and record it in `report` (a failure is that seed's only)."""
-    from ncvsd_cli import images
+def _write_sample(x, path: str, seed: int, overwrite: bool, report, skip_existing: bool = False,
+                  quiet: bool = False) -> None:
+    """Write one sample (C, H, W) and record it in `report` (a failure is that seed's only; with --skip-existing,
+    a file another process wrote meanwhile makes it "skipped", `common.written_meanwhile`)."""
+    from ncvsd_cli import images, xmp
 
     if not bool(x.isfinite().all()):
         report.failed(f"seed {seed}", f"seed {seed}: the network produced NaN/inf values; {path} not written")
         return
     try:
-        images.save_image(x[None], path, overwrite=overwrite)
+        images.save_image(x[None], path, overwrite=overwrite, xmp=xmp.labelled(None, xmp.GENERATED))
     except (ValueError, OSError) as exc:
-        report.failed(f"seed {seed}", f"seed {seed}: cannot write {path}: {exc}")
+        item = common.InputItem(f"seed {seed}", None)
+        if not common.written_meanwhile(exc, item, [path], report, skip_existing, quiet):
+            report.failed(f"seed {seed}", f"seed {seed}: cannot write {path}: {exc}")
     else:
         report.ok(f"seed {seed}", [path], size=list(x.shape[-2:]))
 

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING
 import typer
 
 from ncvsd_cli import strict_json
-from ncvsd_cli.cli.common import EXIT_PARTIAL, UsageError, epilog, fail, given_options, handle_errors, note
+from ncvsd_cli.cli.common import (
+    EXIT_PARTIAL,
+    UsageError,
+    epilog,
+    expand_home,
+    fail,
+    given_options,
+    handle_errors,
+    note,
+)
 
 DURATION_HELP = ("Length: training time of this invocation (30min, 2h; loading and the final snapshot come on top) "
                  "or total images/steps of the run (200kimg, 1Mimg, 64Mi, 500steps; a bare number is kimg; 2m is 2 "
@@ -204,7 +213,7 @@ def train(
     init_teacher: str = typer.Option(None, "--init-teacher", help="Start from this teacher checkpoint (name or "
                                      "path) instead of fresh weights: fine-tuning; give a lower --lr. Ignored on "
                                      "--resume."),
-    out: str = typer.Option(..., "--out", help="Run directory."),
+    out: str = typer.Option(..., "--out", callback=expand_home, help="Run directory."),
     batch: int = typer.Option(32, "--batch", help="Global batch size (split over torchrun processes)."),
     duration: str = typer.Option("30min", "--duration", help=DURATION_HELP),
     snapshot: str = typer.Option("5min", "--snapshot", help="Snapshot + state interval (time, kimg or steps)."),

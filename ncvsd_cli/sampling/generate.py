@@ -205,12 +205,14 @@ def sample_batches(
     if res < 1 or res % mult:
         raise ValueError(f"resolution {res} must be a positive multiple of {mult} for this network")
     channels, label_dim = int(config.get("img_channels", 3)), int(config.get("label_dim", 0) or 0)
-    if class_label is not None and not 0 <= class_label < max(label_dim, 1):
-        raise ValueError(
-            f"--class-label {class_label} is out of range 0..{label_dim - 1}"
-            if label_dim
-            else "this checkpoint is unconditional; --class-label does not apply"
-        )
+    if class_label is not None and not label_dim:  # (0 too: it was taken, and ignored)
+        raise ValueError("this checkpoint is unconditional; --class-label does not apply")
+    if class_label is not None and not 0 <= class_label < label_dim:
+        raise ValueError(f"--class-label {class_label} is out of range 0..{label_dim - 1}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if any(int(s) < 0 for s in seeds):
+        raise ValueError(f"seeds must be >= 0, got {min(int(s) for s in seeds)}")
     for start in range(0, len(seeds), batch_size):
         chunk = [int(s) for s in seeds[start : start + batch_size]]
         labels = None

@@ -117,7 +117,7 @@ class Method:
         method's default). overrides: task-setting values (sigma_y, operator parameters, ...; None is ignored).
         Raises ValueError for an nfe this method cannot spend or bad settings."""
         if nfe is not None and (isinstance(nfe, bool) or int(nfe) != nfe or nfe < 0):
-            raise ValueError(f"nfe must be a non-negative integer, got {nfe!r}")
+            raise ValueError(f"nfe must be a whole number of network evaluations, got {nfe!r}")
         return self.arguments(self.settings(task, nfe, preset_file, **overrides), nfe)
 
     def applies(self, operator: Any, settings: dict[str, Any] | None = None) -> bool:
@@ -464,6 +464,14 @@ def method_names() -> list[str]:
     """Every registered method name, sorted."""
     PLUGINS.load()
     return sorted(METHODS)
+
+
+def source_type(name: str) -> str:
+    """The IPTC Digital Source Type of a restoration by method `name`, for `xmp.labelled`: a classical baseline's is
+    algorithmically enhanced, a trained network's edited with AI (its details drawn or estimated by the model)."""
+    from ncvsd_cli import xmp
+
+    return xmp.ENHANCED if isinstance(get_method(name), ClassicalMethod) else xmp.EDITED_BY_AI
 
 
 def get_method(name: str) -> Method:

@@ -175,7 +175,7 @@ def latest_snapshot(run_dir: str | Path, kind: str, sigma_rel: float = 0.05) -> 
 def run_record(run_dir: str | Path) -> dict:
     """The settings a run recorded in `run_dir`/run.json; {} when the file is missing or unreadable."""
     try:
-        recorded = json.loads(Path(run_dir, "run.json").read_text())
+        recorded = json.loads(Path(run_dir, "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return recorded if isinstance(recorded, dict) else {}
@@ -238,7 +238,7 @@ def record_overrides(run_dir: str | Path, changed: dict[str, tuple], command: st
     from ncvsd_cli.images import atomic_write_bytes
 
     path = Path(run_dir, "run.json")
-    recorded = json.loads(path.read_text())
+    recorded = json.loads(path.read_text(encoding="utf-8"))
     recorded.update({k: new for k, (_, new) in changed.items()})
     listed = {k: [old, new] for k, (old, new) in changed.items() if k != "duration"}  # extending is no override
     if listed:

@@ -31,14 +31,13 @@ class DistInfo:
 
 
 def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
-    """'auto' -> cuda:<local_rank> when CUDA is available else cpu; 'cuda' -> cuda:<local_rank>; else as given."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    """'auto' -> cuda:<local_rank> when CUDA is available else cpu; 'cuda' -> cuda:<local_rank>; 'cpu', 'cuda:N' as
+    given; ValueError for anything else, or CUDA not available (`networks.inference.resolve_device`'s rules)."""
+    from ncvsd_cli.networks.inference import resolve_device as parse_device
+
+    dev = parse_device(device, "--device")
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: CUDA is not available")
-        if dev.index is None:
+        if ":" not in str(device):  # (auto, cuda: each torchrun process its own GPU)
             dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     return dev

@@ -547,7 +547,7 @@ class TrainLoop:
         resumed run makes them again); returns how many were dropped."""
         if not self.log_path.is_file():
             return 0
-        lines = self.log_path.read_text().splitlines(keepends=True)
+        lines = self.log_path.read_text(encoding="utf-8").splitlines(keepends=True)
         kept = []
         for line in lines:
             try:
@@ -577,7 +577,7 @@ class TrainLoop:
         if self.dist.is_main:
             from ncvsd_cli import strict_json
 
-            with open(self.log_path, "a") as f:  # a NaN loss as null: every line stays JSON (RFC 8259)
+            with open(self.log_path, "a", encoding="utf-8") as f:  # a NaN loss as null: every line stays JSON (RFC 8259)
                 f.write(strict_json.dumps(record) + "\n")
 
     def _check_finite_weights(self, what: str) -> None:
@@ -709,8 +709,10 @@ class TrainLoop:
                 except (OSError, ValueError, AttributeError):  # a closed terminal (SIGHUP), a replaced stderr
                     pass
 
-        # SIGHUP: a closed terminal or a dropped ssh session, the likeliest end of a long run (where the platform has it)
-        for sig in (signal.SIGINT, signal.SIGTERM, *filter(None, [getattr(signal, "SIGHUP", None)])):
+        # SIGHUP: a closed terminal or a dropped ssh session, the likeliest end of a long run; SIGBREAK: Windows'
+        # Ctrl-Break (each where the platform has it)
+        for sig in (signal.SIGINT, signal.SIGTERM, *filter(None, [getattr(signal, n, None) for n in ("SIGHUP",
+                                                                                                    "SIGBREAK")])):
             try:
                 if signal.getsignal(sig) is not signal.SIG_IGN:
                     previous[sig] = signal.signal(sig, on_signal)

@@ -84,7 +84,7 @@ def load_manifest(path: str | Path = MANIFEST_PATH) -> dict:
     an entry lacks a field, a name or sha256 repeats, a package is not in the table or a file is excluded."""
     import yaml
 
-    doc = yaml.safe_load(Path(path).read_text())
+    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     photos, packages = doc.get("photos") or [], doc.get("packages") or {}
     for e in photos:
         missing = [k for k in _ENTRY_KEYS if not e.get(k) and k != "tags"]
