@@ -462,6 +462,10 @@ class Restorer:
         settings = self.prepare(task, self.options.sigma_y).settings
         sigma_y, notes, params = settings["sigma_y"], [], dict(settings.get("operator") or {})
         params.update({} if holes is None else {"mask": holes})
+        if task == "inpaint-mask" and holes is None and transparency_holes(alpha) is not None:  # -p mask given
+            notes.append("its transparent pixels are not filled: -p mask names the holes (without it the "
+                         "transparent pixels are the holes); they keep the white they are composited on and stay "
+                         "transparent in outputs that hold an alpha channel")
         preset = self.options.preset_file if isinstance(self.options.preset_file, dict) else {}
         bounds = noise_level_bounds(task)
         unknown = bounds is not None and self.options.sigma_y is None and "sigma_y" not in preset

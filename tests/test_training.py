@@ -755,3 +755,23 @@ def test_a_training_device_outside_the_documented_ones_is_a_clear_value_error(sp
         resolve_device(spec)
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_a_truncated_zip_is_named_damaged_not_not_a_zip(tmp_path):
+    """A zip cut short by a copy or download was "neither 'builtin', 'photos', a folder of images nor a zip file"."""
+    whole = tmp_path / "set.zip"
+    with zipfile.ZipFile(whole, "w") as zf:
+        for i in range(4):
+            zf.writestr(f"{i}.bin", np.random.default_rng(i).bytes(4000))
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(whole.read_bytes()[:5000])
+    with pytest.raises(ValueError, match="damaged or incomplete zip file"):
+        D.folder_or_zip_source(cut)
+
+
+def test_an_overflowing_learning_rate_is_refused_by_name():
+    """--lr 1e38 ended in "internal error: RuntimeError: value cannot be converted to type float"."""
+    from ncvsd_cli.training.teacher import TeacherSettings
+
+    with pytest.raises(ValueError, match=r"--lr must be <= 1e\+30"):
+        TeacherSettings(data="builtin", out="x", lr=1e38).check()

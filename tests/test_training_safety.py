@@ -196,8 +196,11 @@ def test_a_failed_resume_leaves_the_runs_record_alone(tmp_path, trained):
                               "--duration", "2steps", "--lr", "0.003"])
     assert res.exit_code == 0, res.output
     assert json.loads((copy / "run.json").read_text())["overrides"][0]["lr"][1] == 0.003
-    done = runner.invoke(app, ["train", "--out", str(copy), "--resume", "--device", "cpu", "--duration", "1steps"])
+    recorded = (copy / "run.json").read_text()
+    done = runner.invoke(app, ["train", "--out", str(copy), "--resume", "--device", "cpu", "--duration", "1steps",
+                               "--lr", "0.5"])  # it did nothing: it records nothing (a later resume ran at 0.5)
     assert done.exit_code == 0 and "nothing to do: the run is at step 2" in done.stderr, done.output
+    assert (copy / "run.json").read_text() == recorded and "replaces" not in done.stderr
     other = runner.invoke(app, ["distill", "--out", str(copy), "--resume", "--device", "cpu"])
     assert other.exit_code == 2 and "holds an 'ncvsd train' run (a teacher)" in other.stderr, other.output
     assert f"ncvsd distill --teacher {copy}" in " ".join(other.stderr.split())  # it said "missing --teacher"
@@ -350,6 +353,26 @@ def test_distill_resume_needs_no_teacher_or_data_again(tmp_path, trained):
     assert f"ncvsd distill --resume --out {out}" in " ".join(wrong.stderr.split()) and _lrs(out) == [0.003, 0.003]
     new = runner.invoke(app, ["distill", "--out", str(tmp_path / "e"), "--duration", "1steps", "--device", "cpu"])
     assert new.exit_code == 2 and "missing option --teacher" in new.stderr, new.output
+
+
+def test_previews_a_kill_cut_short_are_written_on_resume(tmp_path, trained):
+    """kill -9 after the snapshots but before the previews: --resume wrote neither them nor the snapshot's log
+    record (the previews of that step were lost for good)."""
+    data, run = trained
+    teacher = max((run / "snapshots").glob("teacher-*-0.050.safetensors"))
+    out = tmp_path / "d"
+    res = runner.invoke(app, ["distill", "--teacher", str(teacher), "--data", str(data), "--duration", "1steps",
+                              "--out", str(out), "--batch", "2", "--device", "cpu", "--quiet", "--rampup-kimg", "0"])
+    assert res.exit_code == 0, res.output
+    previews = sorted((out / "previews").glob("*.png"))
+    assert len(previews) == 2
+    for p in previews:
+        p.unlink()
+    log = (out / "log.jsonl").read_text().splitlines()
+    (out / "log.jsonl").write_text("\n".join(line for line in log if '"snapshot"' not in line) + "\n")
+    res = runner.invoke(app, ["distill", "--out", str(out), "--resume", "--quiet"])  # nothing left to train
+    assert res.exit_code == 0 and sorted((out / "previews").glob("*.png")) == previews, res.output
+    assert any(json.loads(line).get("event") == "snapshot" for line in (out / "log.jsonl").read_text().splitlines())
 
 
 def test_init_teacher_typed_on_a_resume_is_said_to_be_unused(tmp_path, trained):
@@ -918,6 +941,31 @@ def test_a_diverging_run_stops_without_saving_its_weights(tmp_path, trained, mon
     assert (copy / "state.pt").read_bytes() == state and len(list(copy.glob("snapshots/*"))) == 2
 
 
+def test_a_run_whose_losses_explode_with_finite_weights_stops_as_diverged(tmp_path, trained, monkeypatch):
+    """--lr 1e8: EDM2's normalised weights stayed finite while the loss reached 1e21; the run exited 0 and sampled
+    white. A logged loss above DIVERGED_LOSS at two log lines in a row stops it (one such line does not)."""
+    from ncvsd_cli.training import loop
+    from ncvsd_cli.training.teacher import TeacherTrainer
+
+    data, _ = trained
+    step = TeacherTrainer.train_step
+    sizes = iter([1.0, 500.0, 1.0, 500.0, 600.0, 1.0, 1.0, 1.0])
+
+    def exploding(self, i):
+        losses = step(self, i)
+        return {k: v * 0 + next(sizes) for k, v in losses.items()}  # the loss logged at each step (--log-every 1)
+
+    monkeypatch.setattr(TeacherTrainer, "train_step", exploding)
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(out), "--duration", "8steps", "--quiet",
+                              *TINY])
+    assert res.exit_code == 1 and "start again with a lower --lr" in res.stderr, res.output
+    summary = json.loads(res.stdout)
+    assert summary["diverged"] == (f"loss 600 at {loop.DIVERGED_LINES} log lines in a row, where a loss of order 1 "
+                                   "is normal") and summary["steps"] == 5, summary
+    assert _strict_lines(out / "log.jsonl")[-1]["event"] == "diverged"
+
+
 def test_a_data_error_before_any_state_says_to_run_again_not_resume(tmp_path):
     data = _images(tmp_path / "imgs")
     png = (data / "0.png").read_bytes()
@@ -927,6 +975,8 @@ def test_a_data_error_before_any_state_says_to_run_again_not_resume(tmp_path):
                               "--quiet", *TINY])
     assert res.exit_code != 0 and "run the same command again" in res.output and "--resume" not in res.output, \
         res.output
+    summary = json.loads(res.stdout)  # a script reading stdout learns it too (it got nothing)
+    assert summary["exit_code"] == res.exit_code and "run the same command again" in summary["error"], summary
 
 
 def test_a_long_batch_moves_the_count_while_its_steps_run():

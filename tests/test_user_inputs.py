@@ -147,6 +147,20 @@ def _erased(path, h: int = 15, w: int = 13, hole=(slice(4, 9), slice(3, 8))) -> 
     return colour, alpha
 
 
+def test_transparent_pixels_beside_a_given_mask_are_noted_as_not_filled(tmp_path, ckpt):
+    """An erased photo restored with -p mask: its transparent part stayed white (and transparent) without a word."""
+    _erased(tmp_path / "erased.png")
+    mask = np.full((15, 13), 255, np.uint8)
+    mask[:3, :3] = 0
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    done = _restore("--task", "inpaint-mask", "-p", f"mask={tmp_path / 'm.png'}", tmp_path / "erased.png", "-c",
+                    ckpt, "--method", "biharmonic", "-o", tmp_path / "out.png")
+    assert "its transparent pixels are not filled: -p mask names the holes" in " ".join(done["results"][0]["notes"])
+    plain = _restore("--task", "inpaint-mask", "-p", f"mask={tmp_path / 'm.png'}", _png(tmp_path / "o.png", 15, 13),
+                     "-c", ckpt, "--method", "biharmonic", "-o", tmp_path / "o_out.png")
+    assert "transparent" not in " ".join(plain["results"][0]["notes"])
+
+
 def test_transparent_pixels_are_the_holes_without_a_mask(tmp_path, ckpt):
     """inpaint-mask without -p mask fills an input's pixels under half opaque and keeps the others with the colour
     the file stores (exactly, also under a soft rim's partial opacity); the output is opaque, with --flatten too; an

@@ -12,8 +12,10 @@ import typer
 from ncvsd_cli import strict_json
 from ncvsd_cli.cli.common import (
     EXIT_PARTIAL,
+    EXIT_USAGE,
     UsageError,
     epilog,
+    exit_code_for,
     expand_home,
     fail,
     given_options,
@@ -39,7 +41,8 @@ HELP = """Train a teacher denoiser (EDM2 loss, lognormal sigma, Adam + EDM2 sche
 Writes RUN_DIR/log.jsonl, RUN_DIR/state.pt (atomic; continue with --resume) and
 RUN_DIR/snapshots/teacher-<kimg>-<sigma_rel>.safetensors. --resume keeps the run's recipe (RUN_DIR/run.json:
 data, batch, lr schedule, duration, ...); an option typed again with another value replaces it from then on. A JSON
-summary goes to stdout (on an interruption too: "interrupted", "exit_code", "steps", "state"); progress goes to
+summary goes to stdout (on an interruption too: "interrupted", "exit_code", "steps", "state"; on an error: "error",
+"exit_code"); progress goes to
 stderr (a bar on a terminal, a status line every 30 s otherwise; --quiet: none). Ctrl-C, SIGTERM or SIGHUP
 (a closed terminal) saves the state after the current step and exits 130, 143 or 129; a script's background job
 (`ncvsd train ... &`) ignores SIGINT, as shells start it: stop it with `kill PID` (SIGTERM). Disk: state.pt is replaced
@@ -165,19 +168,30 @@ def run_training(run, settings, out: str) -> None:
                 _remove_failed_start(Path(out))
             raise
     except (TrainingInterrupted, TrainingAborted, TrainingDiverged, PeerLost) as exc:
-        if main:
-            try:
-                typer.echo(strict_json.dumps({"out": out, **exc.summary}))
-            except (OSError, ValueError):  # stdout closed or gone: the message below still says it
-                pass
+        _summary(main, {"out": out, **exc.summary})
         fail(str(exc), exc.exit_code)
     except (FileExistsError, FileNotFoundError) as exc:
+        _summary(main, {"out": out, "error": str(exc), "exit_code": EXIT_USAGE})
         fail(str(exc))
     except OSError as exc:  # a snapshot or state that cannot be written (a full disk): one line, exit 1
         where = f": {exc.filename}" if exc.filename else ""
-        fail(str(exc) if not exc.errno else f"{exc.strerror}{where}", EXIT_PARTIAL)
+        message = str(exc) if not exc.errno else f"{exc.strerror}{where}"
+        _summary(main, {"out": out, "error": message, "exit_code": EXIT_PARTIAL})
+        fail(message, EXIT_PARTIAL)
+    except Exception as exc:  # refused or failed otherwise (bad data, a state that does not fit): said, then mapped
+        _summary(main, {"out": out, "error": str(exc), "exit_code": exit_code_for(exc)})  # as every command's
+        raise
     if main:
         typer.echo(strict_json.dumps({"out": out, **record}))
+
+
+def _summary(main: bool, record: dict) -> None:
+    """The run's JSON summary line on stdout (rank 0 only; nothing when stdout is gone: the error line says it)."""
+    if main:
+        try:
+            typer.echo(strict_json.dumps(record))
+        except (OSError, ValueError):
+            pass
 
 
 def _remove_failed_start(out: Path) -> None:

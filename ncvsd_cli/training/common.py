@@ -54,8 +54,15 @@ class RunSettings:
                      non_negative={"ref_batches": self.ref_batches, "rampup_kimg": self.rampup_kimg})
         if not math.isfinite(self.p_mean):
             raise ValueError(f"--p-mean must be finite, got {self.p_mean}")
+        if self.lr > MAX_LR:  # Adam's update overflowed float32 ("internal error" at the first step)
+            raise ValueError(f"--lr must be <= {MAX_LR:g} (EDM2's are about 0.01), got {self.lr}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+
+
+#: The largest --lr taken: 1e30 still trains (and is stopped as diverged, `loop.TrainingDiverged`); 1e38 overflowed
+#: float32 inside Adam's update.
+MAX_LR = 1e30
 
 
 def check_ranges(positive: dict[str, float], non_negative: dict[str, float]) -> None:

@@ -318,6 +318,9 @@ def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> Image
             if "zf" not in handle:  # opened lazily, once per process
                 handle["zf"] = zipfile.ZipFile(path)
             return handle["zf"].read(name)
+    elif path.is_file() and path.suffix.lower() == ".zip":  # a copy or download cut short: no central directory
+        raise ValueError(f"--data {str(path)!r} is a damaged or incomplete zip file (its table of contents at the end "
+                         "is missing or unreadable): copy or download it again")
     else:
         missing = "" if path.exists() else " (it does not exist)"
         raise ValueError(f"--data {str(path)!r} is neither 'builtin', 'photos', a folder of images nor a zip "

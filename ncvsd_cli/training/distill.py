@@ -367,6 +367,16 @@ class Distiller(TrainLoop):
         paths += self.write_previews(next(iter(self.ema.models(self.gen)))[1], kimg)
         return paths
 
+    def _preview_paths(self, kimg: float) -> list[Path]:
+        """previews/<kimg>-nfe<N>.png, one per `preview_ts`."""
+        return [self.out / "previews" / f"{kimg_tag(kimg)}-nfe{len(ts) - 1}.png" for ts in self.s.preview_ts]
+
+    def _snapshot_missing(self) -> bool:
+        """The base class's check, and whether the saved step's previews are missing (a kill while they were
+        written, after the snapshots: --resume writes them, and logs the snapshot, then)."""
+        return super()._snapshot_missing() or (self.step > 0 and not all(
+            p.is_file() for p in self._preview_paths(self.cur_nimg / 1000)))
+
     @torch.no_grad()
     def write_previews(self, gen: torch.nn.Module, kimg: float) -> list[Path]:
         """One grid per `preview_ts` (e.g. 1 and 4 steps) with fixed seeds: previews/<kimg>-nfe<N>.png."""
@@ -376,12 +386,12 @@ class Distiller(TrainLoop):
 
         paths = []
         r, c = gen.img_resolution, gen.img_channels
-        for ts in self.s.preview_ts:
+        for ts, path in zip(self.s.preview_ts, self._preview_paths(kimg)):
             gens = generators_for_seeds(range(self.s.preview_count), device=self.device)
             x = generate(gen, (self.s.preview_count, c, r, r), list(ts), gens, device=self.device).x
-            path = self.out / "previews" / f"{kimg_tag(kimg)}-nfe{len(ts) - 1}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
-            paths.append(save_image(make_grid(x.float().cpu()), path))
+            x = torch.nan_to_num(x.float().cpu(), nan=0.0).clamp(-1, 1)  # a diverging generator's range
+            paths.append(save_image(make_grid(x), path))  # (the loss check stops such a run)
         return paths
 
 

@@ -220,9 +220,15 @@ class TrainingInterrupted(Exception):
                          f"{state_path}; continue with --resume")
 
 
+#: A logged loss above this size (EDM2's and NCVSD's losses are of order 1; a far too high --lr gave 900 to 1e21)
+#: at DIVERGED_LINES log lines in a row stops the run as diverged (`Trainer._check_loss_size`).
+DIVERGED_LOSS, DIVERGED_LINES = 100.0, 2
+
+
 class TrainingDiverged(RuntimeError):
-    """A network's weights became NaN or infinite (e.g. a far too high --lr): the run stops before it saves them;
-    the state saved before (if any) stays, to --resume from with a lower learning rate. Exit code 1."""
+    """A network's weights became NaN or infinite, or its losses grew far beyond their size (DIVERGED_LOSS; e.g. a
+    far too high --lr): the run stops before it saves them; the state saved before (if any) stays, to --resume
+    from with a lower learning rate. Exit code 1."""
 
     exit_code = 1
 
@@ -534,7 +540,7 @@ class TrainLoop:
                           "resumed run goes on from its saved state", file=sys.stderr, flush=True)
             self._check_same_data(loop.get("data_files"))
             changes = {k: v for k, v in changes.items() if k not in STARTING_WEIGHTS}  # unused on a resume
-            if changes and self.dist.is_main:
+            if changes and self.dist.is_main and not self._counts_done():  # (nothing to do: nothing recorded)
                 record_overrides(self.out, changes, self.settings.get("command"))
                 for k, (old, new) in changes.items():  # arch: never replaced (refused); duration: extending;
                     migrated = k == "data" and Path(str(old)).absolute() == Path(str(new))  # relative, now absolute
@@ -589,6 +595,21 @@ class TrainLoop:
             raise TrainingDiverged(self.step, self.cur_nimg, what, getattr(self, "_saved_step", None),
                                    self.state_path)
 
+    def _check_loss_size(self, record: dict, high_before: int) -> int:
+        """Raise TrainingDiverged when a logged loss has been above DIVERGED_LOSS at DIVERGED_LINES log lines in a
+        row (EDM2's weight normalisation keeps the weights finite while a far too high --lr sends the losses to
+        1e3-1e21 and the samples to white); returns the count of such lines so far."""
+        high = [k for k, v in record.items() if k.startswith("loss") and k != "loss_steps"
+                and isinstance(v, float) and abs(v) > DIVERGED_LOSS]
+        if not high:
+            return 0
+        if high_before + 1 < DIVERGED_LINES:
+            return high_before + 1
+        what = (f"{high[0]} {record[high[0]]:.3g} at {DIVERGED_LINES} log lines in a row, where a loss of order 1 "
+                "is normal")
+        self._log({"event": "diverged", "step": self.step, "kimg": self.cur_nimg / 1000, "reason": what})
+        raise TrainingDiverged(self.step, self.cur_nimg, what, getattr(self, "_saved_step", None), self.state_path)
+
     def _counts_done(self) -> bool:
         d = self.duration
         return (d.nimg is not None and self.cur_nimg >= d.nimg) or (d.steps is not None and self.step >= d.steps)
@@ -637,8 +658,10 @@ class TrainLoop:
         try:
             paths = self.write_snapshot()
         except Exception as exc:  # noqa: BLE001 (any failure: told to every rank before it is raised)
+            advice = ("make room or fix the folder, then --resume" if isinstance(exc, OSError) else
+                      "--resume writes the snapshot again")
             return (f"cannot write a snapshot into {self.out / 'snapshots'} ({_write_failure(exc)}); the training "
-                    f"state at step {self.step} is saved: make room or fix the folder, then --resume")
+                    f"state at step {self.step} is saved: {advice}")
         self._log({"event": "snapshot", "step": self.step, "kimg": self.cur_nimg / 1000,
                    "files": [str(p) for p in paths]})
         return ""
@@ -794,7 +817,7 @@ class TrainLoop:
         counts: dict[str, int] = {}
         record: dict = {"step": self.step, "kimg": self.cur_nimg / 1000}  # where the run is, if no step runs
         first_step = self.step
-        signum, done = 0, False
+        signum, done, high_losses = 0, False, 0
         try:
             while not done:
                 t0 = time.time()
@@ -820,6 +843,7 @@ class TrainLoop:
                     sums, counts, last_log_time, last_log_nimg = {}, {}, now, self.cur_nimg
                     if not all(math.isfinite(v) for v in record.values() if isinstance(v, float)):
                         self._check_finite_weights("loss and weights not finite")
+                    high_losses = self._check_loss_size(record, high_losses)
                 signum, done, snapshot_due = self._events(start, last_snap_time, last_snap_nimg, log_step)
                 if signum and not done:
                     break
