@@ -1241,7 +1241,8 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     written as an alpha channel with the colour `uncomposite`d in ALPHA_FORMATS (grey: LA; WebP and HEIC, which
     have no LA: RGBA), ignored in the others (x, the composite, is written). exif: EXIF bytes (`exif_kept`),
     written into EXIF_FORMATS. xmp: an XMP packet (`xmp_kept`), written into
-    EXIF_FORMATS (16-bit TIFF too; into a JPEG only up to `xmp.JPEG_XMP_BYTES`), its regions' image size set to
+    EXIF_FORMATS (16-bit TIFF too; into a JPEG up to `xmp.JPEG_XMP_BYTES`, a larger one as its AI label alone,
+    `xmp.label_only`), its regions' image size set to
     the written one (`xmp.sized`). dpi: (horizontal, vertical) pixels per inch, written into
     DPI_FORMATS (a print size; JPEG: up to 65535), else left out. lossless: a WebP is written lossless (VP8L) instead of at quality
     95 (other formats: no effect; PNG and TIFF are lossless anyway).
@@ -1260,10 +1261,10 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     arr = uncomposite(x, alpha, levels) if alpha is not None and fmt in ALPHA_FORMATS else (
         to_uint16(x) if deep else to_uint8(x))
     if xmp:  # regions' image size: the written one; a JPEG holds one segment's worth (no extended XMP)
-        from ncvsd_cli.xmp import JPEG_XMP_BYTES, sized
+        from ncvsd_cli.xmp import JPEG_XMP_BYTES, label_only, sized
 
         xmp = sized(xmp, arr.shape[1], arr.shape[0])
-        xmp = None if fmt == "JPEG" and len(xmp) > JPEG_XMP_BYTES else xmp
+        xmp = label_only(xmp) if fmt == "JPEG" and len(xmp) > JPEG_XMP_BYTES else xmp  # (the AI label stays)
     dpi = dpi if dpi and all(0 < v < 2**31 / 40 for v in dpi) else None  # (PNG: a 32-bit count per metre)
     if deep:
         write = {"PNG": _png16, "TIFF": _tiff16, "HEIF": _heif10}[fmt]
@@ -1284,7 +1285,7 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
         tags[700] = xmp
         options["exif"] = tags
     elif xmp and fmt in EXIF_FORMATS:  # (PNG: an iTXt chunk)
-        options.update({"pnginfo": _png_xmp(xmp)} if fmt == "PNG" else {"xmp": xmp})
+        options.update({"pnginfo": png_xmp(xmp)} if fmt == "PNG" else {"xmp": xmp})
     if dpi and fmt in DPI_FORMATS:  # (JPEG's JFIF density is whole dots per inch)
         if fmt != "JPEG":
             options["dpi"] = dpi
@@ -1294,7 +1295,7 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     return buf.getvalue()
 
 
-def _png_xmp(xmp: bytes) -> Any:
+def png_xmp(xmp: bytes) -> Any:
     """Pillow's PngInfo holding the XMP packet `xmp` (UTF-8) as the iTXt chunk "XML:com.adobe.xmp"."""
     from PIL import PngImagePlugin
 
@@ -1334,7 +1335,11 @@ def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
             os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
         except FileExistsError:
             raise OutputExistsError(f"{target} exists; --overwrite (overwrite=True) replaces it", target) from None
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except BaseException:  # (an interruption here: no empty file that --skip-existing would take as done)
+            Path(target).unlink(missing_ok=True)
+            raise
     else:
         tmp.unlink(missing_ok=True)
 

@@ -80,7 +80,7 @@ def _network_shape(config_json: str) -> NetworkShape:
 
     from ncvsd_cli.networks.build import build_network
 
-    with torch.no_grad(), torch.device("meta"):  # shapes only: no memory, no draw from the caller's random stream
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):  # its random init leaves the caller's stream alone
         return network_shape_of(build_network(json.loads(config_json)))
 
 
@@ -262,11 +262,11 @@ def available_memory_bytes(device: str = "cpu") -> int | None:
     except OSError:
         pass
     if free is None:  # macOS, Windows: psutil's count (free + inactive pages; the OS's available physical memory)
-        import psutil
-
         try:
+            import psutil
+
             free = int(psutil.virtual_memory().available)
-        except (OSError, RuntimeError, AttributeError):
+        except Exception:  # noqa: BLE001 (not installed, psutil.Error: no check rather than a failed command)
             pass
     limit = cgroup_headroom_bytes()
     return limit if free is None else free if limit is None else min(free, limit)

@@ -324,6 +324,15 @@ def labelled(packet: bytes | None, source_type: str) -> bytes:
     return _serialised(doc) or labelled(None, source_type)
 
 
+def label_only(packet: bytes) -> bytes | None:
+    """The label of `packet` (`labelled`'s) alone, for a file that cannot hold all of it (a JPEG's XMP segment,
+    JPEG_XMP_BYTES: the picture's own properties are dropped, not the label); None where it has no label."""
+    doc = _parsed(packet)
+    types = [] if doc is None else doc.getElementsByTagNameNS(_IPTC_EXT, "DigitalSourceType")
+    text = types[0].firstChild.data if types and types[0].firstChild is not None else ""
+    return labelled(None, text[len(SOURCE_TYPES):]) if text.startswith(SOURCE_TYPES) else None
+
+
 def _rdf(packet: bytes | str | None) -> tuple[minidom.Document, minidom.Element]:
     """The parsed packet and its rdf:RDF element; an empty packet where it has none or is not read (`_parsed`)."""
     doc = _parsed(packet)

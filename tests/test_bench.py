@@ -817,3 +817,31 @@ def test_a_second_bench_on_a_folder_in_use_is_refused(tmp_path):
     with pytest.raises(ValueError, match="LPIPS-alex needs images of at least"):  # (refused once it holds the lock)
         _classical(tmp_path, data, fresh, resolution=8)
     assert not fresh.exists()  # a refused run leaves no folder (nor its lock)
+
+
+def test_a_plain_bench_and_torchruns_rank_0_exclude_each_other(tmp_path):
+    """A plain run locked .ncvsd-bench.lock and torchrun's ranks their own, so the two ran at once on one folder
+    (rank 0's merge replaced the plain run's per_image.csv). Ranks > 0 lock their part file's name."""
+    from ncvsd_cli.bench import runner
+
+    held = runner._lock_out(tmp_path, 0, 1)
+    with pytest.raises(ValueError, match="in use by another ncvsd bench"):
+        runner._lock_out(tmp_path, 0, 2)
+    other = runner._lock_out(tmp_path, 1, 2)  # (its part file: no plain run writes it)
+    with pytest.raises(ValueError, match="in use"):
+        runner._lock_out(tmp_path, 1, 2)
+    held.release()
+    other.release()
+    runner._lock_out(tmp_path, 0, 2).release()
+
+
+def test_a_network_free_plug_in_method_is_labelled_algorithmic_not_ai(monkeypatch):
+    """source_type asked for a ClassicalMethod: a plug-in's needs="none" sampler was labelled "Edited with AI"."""
+    from ncvsd_cli import xmp
+    from ncvsd_cli.sampling import methods
+
+    monkeypatch.setitem(methods.METHODS, "my-nlm", methods.Method("my-nlm", "none",
+                                                                  "ncvsd_cli.sampling.classical:nl_means"))
+    assert methods.source_type("my-nlm") == xmp.ENHANCED
+    assert methods.source_type("nl-means") == xmp.ENHANCED and methods.source_type("pnp-gd") == xmp.EDITED_BY_AI
+    assert methods.source_type("pnp-gd-warm-mean8") == xmp.EDITED_BY_AI

@@ -313,3 +313,33 @@ def test_names_from_a_crlf_list_are_read_without_the_carriage_return(tmp_path, m
     items, missing = common.expand_inputs(["my photo.png\r", "gone.png\r"])
     assert [i.path.name for i in items] == ["my photo.png"] and [m for m, _ in missing] == ["gone.png"]
     assert "2 input name(s) ended with a carriage return" in capsys.readouterr().err
+
+
+def test_inputs_differing_in_case_on_a_case_sensitive_volume_are_both_read(tmp_path, monkeypatch, capsys):
+    """The case-folded output key was used for inputs too: on a case-sensitive volume under macOS or Windows,
+    a.png and A.png (two files there) were read as one, the other skipped without a word."""
+    monkeypatch.setattr(common.sys, "platform", "darwin")
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "A.png").write_bytes(b"y")
+    if (tmp_path / "a.png").read_bytes() == b"y":
+        pytest.skip("case-insensitive file system")
+    items, _ = common.expand_inputs([str(tmp_path)])
+    assert sorted(i.path.name for i in items) == ["A.png", "a.png"]
+    (tmp_path / "b.png").hardlink_to(tmp_path / "a.png")  # one file under two names: read once, said
+    items, _ = common.expand_inputs([str(tmp_path / "a.png"), str(tmp_path / "b.png")])
+    assert [i.path.name for i in items] == ["a.png"] and "b.png: given more than once" in capsys.readouterr().err
+
+
+def test_a_folder_another_probe_made_and_removed_again_is_probed_again(tmp_path, monkeypatch):
+    """mkdir met the other process's folder ("File exists"), which its clean-up removed before the is_dir check:
+    "... is not a directory", a usage error."""
+    real_mkdir, calls = Path.mkdir, []
+
+    def exists_then_gone(self, *args, **kwargs):
+        calls.append(self)
+        if len(calls) == 1:
+            raise FileExistsError(17, "File exists", str(self))  # (and already removed again)
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", exists_then_gone)
+    assert common._folder_problem(tmp_path / "new", {}) is None and len(calls) == 2

@@ -261,3 +261,21 @@ def test_the_label_replaces_the_originals_source_type_and_keeps_the_rest():
     tools = [n.firstChild.data for n in doc.getElementsByTagNameNS(xmp._XMP, "CreatorTool")]
     assert tools == [f"ncvsd {__version__}"] and "Rottnest" in out  # the picture's own properties stay
     assert xmp.labelled(xmp.labelled(None, xmp.GENERATED), xmp.ENHANCED).count(b"DigitalSourceType>") == 2
+
+
+def test_a_jpeg_too_small_for_the_whole_packet_keeps_its_ai_label():
+    """An input XMP of ~65 KB plus the label no longer fit a JPEG's segment: the whole packet, label included,
+    was dropped (an AI-edited JPEG shipped unlabelled)."""
+    import torch
+
+    from ncvsd_cli import xmp
+
+    big = PHOTO_XMP.decode().replace("Rottnest", "Rottnest " + "x" * JPEG_XMP_BYTES, 1)
+    packet = xmp.labelled(big.encode(), xmp.EDITED_BY_AI)
+    assert len(packet) > JPEG_XMP_BYTES
+    data = images.encode_image(torch.zeros(1, 3, 8, 8), "JPEG", xmp=packet)
+    kept = Image.open(io.BytesIO(data)).info["xmp"]
+    assert b"compositeWithTrainedAlgorithmicMedia" in kept and b"Rottnest" not in kept
+    small = images.encode_image(torch.zeros(1, 3, 8, 8), "JPEG", xmp=xmp.labelled(PHOTO_XMP, xmp.GENERATED))
+    assert b"Rottnest" in Image.open(io.BytesIO(small)).info["xmp"]  # (what fits is kept whole)
+    assert xmp.label_only(PHOTO_XMP) is None  # no label: nothing

@@ -262,9 +262,12 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
                images: list[str] | None = None) -> list[Path]:
     """One PNG per task, grid_<task>.png: a row per image of `images` (this run's grid images, in order; None:
     every sample folder), columns ground truth, measurement, then every method x NFE of the summary (grey where
-    missing), labelled; tiles enlarged (nearest) to at least `tile` px. Drawn with Pillow. Returns the files
-    written."""
+    missing), labelled; tiles enlarged (nearest) to at least `tile` px. Drawn with Pillow, with the AI label
+    (`xmp.labelled`). Returns the files written."""
     from PIL import Image, ImageDraw
+
+    from ncvsd_cli.images import png_xmp
+    from ncvsd_cli.xmp import EDITED_BY_AI, labelled
 
     out = Path(out)
     written = []
@@ -305,7 +308,7 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
                     grid.paste(pic.resize((side, side), Image.NEAREST), (x0, y0))
         path = out / f"grid_{task}.png"
         tmp = path.with_name(path.name + ".tmp")
-        grid.save(tmp, format="PNG")
+        grid.save(tmp, format="PNG", pnginfo=png_xmp(labelled(None, EDITED_BY_AI)))  # (it shows restorations)
         os.replace(tmp, path)
         written.append(path)
     return written

@@ -297,7 +297,9 @@ def _check_not_dataset(out: Path, source: str) -> None:
                          "as a dataset; choose another --out (a subfolder works: datasets leave bench results out)")
 
 
-#: The lock a bench process holds on its --out folder while it runs (`filelock`; one per torchrun rank).
+#: The lock a bench process holds on its --out folder while it runs (`filelock`): a run alone or rank 0 of torchrun's
+#: (the one that writes per_image.csv) holds ".ncvsd-bench.lock", so the two exclude each other; rank r > 0 of W holds
+#: ".ncvsd-bench-rank{r}-of-{W}.lock", the lock of the part file it writes (torchrun stops a refused run's others).
 LOCK_NAME = ".ncvsd-bench{}.lock"
 
 
@@ -306,7 +308,7 @@ def _lock_out(out: Path, rank: int, world: int) -> Any:
     runs on one folder each replaced the results file under the other, whose later rows were lost (exit 0)."""
     from filelock import FileLock, Timeout
 
-    lock = FileLock(str(out / LOCK_NAME.format("" if world == 1 else f"-rank{rank}")))
+    lock = FileLock(str(out / LOCK_NAME.format("" if rank == 0 else f"-rank{rank}-of-{world}")))
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -544,10 +546,9 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
         _check_same_images(out, plan.data, earlier)  # before run_settings.json records this run's images
         _check_settings(out, _run_settings(cfg, nets, plan), rank, cfg.resume, _digests(plan.data.images), scored)
     except BaseException:  # refused before any work: no empty --out folder left behind
-        if lock is not None:
+        if lock is not None:  # (its own: a folder another bench holds keeps that one's)
             lock.release()
-            if created:
-                Path(lock.lock_file).unlink(missing_ok=True)
+            Path(lock.lock_file).unlink(missing_ok=True)
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise

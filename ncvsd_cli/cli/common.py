@@ -413,7 +413,7 @@ def expand_inputs(
     seen: set[str] = set()
     repeated: list[str] = []
 
-    files: set[str] = set()
+    files: set[tuple | str] = set()
     out_dir = Path(out).expanduser().resolve() if out not in (None, "-") and Path(out).expanduser().is_dir() else None
     in_out: list[Path] = []
     param_files = {Path(v).expanduser().resolve(): k for k, v in (params or {}).items()
@@ -437,7 +437,7 @@ def expand_inputs(
 
     def add(p: Path, root: Path | None = None) -> None:
         use, same = identity(p) if identity else (p, p)
-        key, file = path_key(same), str(p.resolve())
+        key, file = _file_identity(same), _file_identity(p)
         if key not in seen:
             seen.add(key)
             subdir = "." if root is None else Path(os.path.relpath(use.parent, root)).as_posix()
@@ -449,6 +449,9 @@ def expand_inputs(
 
     carriage_returns = 0
     for spec in specs:
+        if spec.endswith("\r") and not Path(spec).exists() and spec.rstrip("\r"):  # a list with CRLF line ends
+            spec = spec.rstrip("\r")
+            carriage_returns += 1
         if spec == "-":
             if "-" in seen:
                 raise UsageError("'-' (stdin) can be given only once")
@@ -458,9 +461,6 @@ def expand_inputs(
             seen.add("-")
             items.append(InputItem("<stdin>", None))
             continue
-        if spec.endswith("\r") and not Path(spec).exists() and spec.rstrip("\r"):  # a list with CRLF line ends
-            spec = spec.rstrip("\r")
-            carriage_returns += 1
         if len(spec) > 2 and spec[0] == spec[-1] == "'" and not Path(spec).expanduser().exists():
             spec = spec[1:-1]  # cmd.exe passes the quotes of a glob quoted as the README shows ('photos/*.png') on
         p = Path(spec).expanduser()
@@ -596,6 +596,16 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
     return "file"
 
 
+def _file_identity(path: Path) -> tuple | str:
+    """What makes two names of existing files one file: device and inode (a.png and A.png are one file on a
+    case-insensitive volume, two on a case-sensitive one; hard links are one), else the resolved path."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return str(path.resolve())
+    return (st.st_dev, st.st_ino) if st.st_ino else str(path.resolve())
+
+
 def path_key(path: str | os.PathLike) -> str:
     """The key by which two paths name one file: the resolved path, without case where file systems ignore it by
     default (Windows' NTFS, macOS's APFS: out/photo.png and out/Photo.png are one file there)."""
@@ -683,6 +693,8 @@ def _folder_problem(folder: Path, probed: dict[Path, str | None]) -> str | None:
                     d.mkdir()
                     created.append(d)
                 except FileExistsError:
+                    if not d.exists():  # made and removed again by another probe meanwhile: probed again
+                        raise FileNotFoundError(2, "removed meanwhile", str(d)) from None
                     if not d.is_dir():
                         raise NotADirectoryError(f"{d} is not a directory") from None
             fd, tmp = tempfile.mkstemp(prefix=".ncvsd-probe.", dir=folder)

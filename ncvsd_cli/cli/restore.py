@@ -198,7 +198,7 @@ def restore_command(
                                         "them without the place a photo was taken (default: a photo's camera, "
                                         "dates, exposure and GPS position, its title, caption, keywords and rights "
                                         "are copied from its input; the colour profile, resolution and the label "
-                                        "of an AI-edited image are kept either way)."),
+                                        "of how the output was made, AI or algorithm, are kept either way)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help=common.SKIP_HELP),
     as_json: bool = typer.Option(False, "--json", help=common.JSON_HELP),

@@ -467,11 +467,12 @@ def method_names() -> list[str]:
 
 
 def source_type(name: str) -> str:
-    """The IPTC Digital Source Type of a restoration by method `name`, for `xmp.labelled`: a classical baseline's is
-    algorithmically enhanced, a trained network's edited with AI (its details drawn or estimated by the model)."""
+    """The IPTC Digital Source Type of a restoration by method `name`, for `xmp.labelled`: a method that needs no
+    network (the classical baselines, a plug-in's with needs="none") algorithmically enhanced, one that runs a
+    trained network edited with AI (its details drawn or estimated by the model)."""
     from ncvsd_cli import xmp
 
-    return xmp.ENHANCED if isinstance(get_method(name), ClassicalMethod) else xmp.EDITED_BY_AI
+    return xmp.ENHANCED if get_method(name).needs == "none" else xmp.EDITED_BY_AI
 
 
 def get_method(name: str) -> Method:
