@@ -170,6 +170,8 @@ def degrade(
     op = operators.create(task, tuple(x.shape[1:]), **params)
     with torch.no_grad():
         y = op.measure(x, sigma_y=sigma_y, generator=stream_generators("measurement", seed, [tensor_key(x)]))
+        if not type(op).__module__.startswith("operators."):  # a plug-in's: its sidecar must rebuild it
+            _check_rebuilt(op, x)
     return Measurement(
         task=task,
         operator_config=op.to_config(),
@@ -181,6 +183,22 @@ def degrade(
         bit_depth=int(bit_depth),
         icc_profile=icc_profile,
     )
+
+
+def _check_rebuilt(op: Any, x: torch.Tensor) -> None:
+    """ValueError naming a plug-in operator whose config (`to_config`, through JSON as a sidecar keeps it) does not
+    rebuild it: a constructor parameter left out of `extra_config`, or a random draw not kept (restore silently
+    rebuilt another operator and restored against it)."""
+    import torch
+
+    import operators
+
+    rebuilt = operators.from_config(json.loads(json.dumps(op.to_config(), default=_json_default)))
+    same = rebuilt(x)
+    if same.shape != (measured := op(x)).shape or not bool(torch.allclose(same, measured, rtol=1e-5, atol=1e-6)):
+        raise ValueError(f"operator '{op.name}' ({type(op).__module__}.{type(op).__qualname__}) is not rebuilt by "
+                         f"its config {sorted(op.to_config())}: its extra_config must return every constructor "
+                         "parameter, and what it draws at random must come from a parameter (e.g. a seed)")
 
 
 def check_operator_params(task: str, image_shape: tuple[int, int, int], params: dict[str, Any] | None) -> None:

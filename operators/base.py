@@ -61,11 +61,24 @@ def _checked_forward(forward):
         if x.dim() != 4 or tuple(x.shape[1:]) != op.image_shape:
             raise ValueError(f"operator '{op.name}' was built for images {op.image_shape} (C, H, W) and takes "
                              f"(B, C, H, W) batches of them, got {tuple(x.shape)}")
-        if x.dtype in HALF_DTYPES:
-            return forward(op, x.float(), *args, **kwargs).to(x.dtype)
-        return forward(op, x, *args, **kwargs)
+        y = forward(op, x.float() if x.dtype in HALF_DTYPES else x, *args, **kwargs)
+        _check_output(op, "forward", y, x)
+        return y.to(x.dtype) if x.dtype in HALF_DTYPES else y
 
     return checked
+
+
+def _check_output(op: Operator, method: str, out: Any, x: torch.Tensor, shape: tuple | None = None) -> None:
+    """ValueError naming the operator's class unless `out` keeps x's batch (and `shape`, where given), dtype and
+    device (a plug-in's forward that dropped the batch made `degrade` fail on its noise streams; one in float64 was
+    recorded so)."""
+    ok = isinstance(out, torch.Tensor) and out.dim() >= 1 and out.shape[0] == x.shape[0] and (
+        shape is None or tuple(out.shape) == shape)
+    if not ok or out.dtype != (torch.float32 if x.dtype in HALF_DTYPES else x.dtype) or out.device != x.device:
+        got = f"{tuple(out.shape)} {out.dtype} on {out.device}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"operator '{op.name}' ({type(op).__module__}.{type(op).__qualname__}): {method} returned "
+                         f"{got} for {tuple(x.shape)} {x.dtype} on {x.device}; it must keep the batch "
+                         f"{'and shape ' if shape else ''}(dim 0), dtype and device of its input")
 
 
 def _checked_measurement(method):
@@ -91,8 +104,12 @@ def _checked_likelihood(method):
             raise ValueError(f"operator '{op.name}': likelihood_sample takes x0 (B, {', '.join(map(str, op.image_shape))})"
                              f" and y with the same B, got x0 {tuple(x0.shape)} and y {tuple(y.shape)}")
         if x0.dtype in HALF_DTYPES or y.dtype in HALF_DTYPES:
-            return method(op, x0.float(), y.float(), *args, **kwargs).to(x0.dtype)
-        return method(op, x0, y, *args, **kwargs)
+            out = method(op, x0.float(), y.float(), *args, **kwargs)
+            _check_output(op, "likelihood_sample", out, x0.float(), tuple(x0.shape))
+            return out.to(x0.dtype)
+        out = method(op, x0, y, *args, **kwargs)
+        _check_output(op, "likelihood_sample", out, x0, tuple(x0.shape))
+        return out
 
     return checked
 
@@ -155,14 +172,16 @@ class Operator(nn.Module):
 
     # --- the model -------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # A(x)
-        raise NotImplementedError
+        raise NotImplementedError(f"operator '{self.name}' ({type(self).__module__}.{type(self).__qualname__}) "
+                                  "defines no forward")
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:  # A^T y, linear operators only
         raise NotImplementedError(f"operator '{self.name}' is not linear and has no adjoint")
 
     def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
         """A^+ y (classical baseline and initialisation); an image in the [-1, 1] convention."""
-        raise NotImplementedError
+        raise NotImplementedError(f"operator '{self.name}' ({type(self).__module__}.{type(self).__qualname__}) "
+                                  "defines no pseudo_inverse, which the classical baseline and warm starts need")
 
     def measurement_shape(self, batch: int = 1) -> tuple[int, ...]:
         """Shape of A(x) for a batch of `batch` images of `image_shape`."""

@@ -4,6 +4,7 @@ group `ncvsd.operators` (`name = "package.module:OperatorClass"`), loaded on fir
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -30,7 +31,8 @@ class EntryPointGroup:
         for ep in entry_points(group=self.group):
             try:
                 self.add(ep, ep.load())
-            except Exception as exc:  # noqa: BLE001 (a plug-in's own error, whatever it is, is named and skipped)
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 (a plug-in's own error, whatever it is, even a
+                # sys.exit or an argparse run at import, is named and skipped: the built-ins keep working)
                 package = getattr(getattr(ep, "dist", None), "name", None) or "an unnamed package"
                 self.failed[ep.name] = (f"the plug-in {ep.name} = {ep.value} of {package} ({self.group}) was left "
                                         f"out: {type(exc).__name__}: {exc}")
@@ -46,10 +48,23 @@ class EntryPointGroup:
 _REGISTRY: dict[str, type[Operator]] = {}
 
 
+#: What a task or method name may be: it becomes part of file names (x_<task>.png) and of comma lists (--tasks).
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
+def check_name(name: Any, what: str) -> None:
+    """ValueError unless `name` is a lowercase name of letters, digits, ".", "_" and "-" (NAME_PATTERN): a "/" or
+    ".." in a plug-in's name wrote outputs outside their folder, a "," could not be given to bench."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ValueError(f"{what} name {name!r} must be lowercase letters, digits, '.', '_' and '-' (it names output "
+                         "files and is given in comma lists)")
+
+
 def register(cls: type[Operator]) -> type[Operator]:
-    """Class decorator: make `cls` available as `cls.name`."""
+    """Class decorator: make `cls` available as `cls.name` (`check_name`)."""
     if not cls.name:
         raise ValueError(f"{cls.__qualname__} has no `name`")
+    check_name(cls.name, "operator")
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
         raise ValueError(f"operator name '{cls.name}' is already registered by {_REGISTRY[cls.name].__qualname__}")
     _REGISTRY[cls.name] = cls

@@ -48,7 +48,10 @@ def _network(method: Method, prior: GaussianPrior):
 
 
 def test_every_builtin_method_has_a_case():
-    assert set(CASES) == set(method_names())
+    """(The built-ins only: a plug-in installed beside ncvsd made the project's own tests fail.)"""
+    from ncvsd_cli.sampling.methods import _BUILTIN
+
+    assert set(CASES) == {m.name for m in _BUILTIN} and set(CASES) <= set(method_names())
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -69,14 +69,19 @@ METHOD = Refine("test-refine", "generator", "ncvsd_example_plugin:refine", "A+ y
 '''
 
 
+def _distribution(folder, name: str, entry_points: str) -> None:
+    """An installed distribution `name` (its dist-info in `folder`, on sys.path) with `entry_points`."""
+    dist = folder / f"{name.replace('-', '_')}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(entry_points)
+
+
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
     (tmp_path / "ncvsd_example_plugin.py").write_text(PLUGIN)
-    dist = tmp_path / "ncvsd_example_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ncvsd-example-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[ncvsd.operators]\ntest-scale = ncvsd_example_plugin:Scale\n\n"
-                                           "[ncvsd.methods]\ntest-refine = ncvsd_example_plugin:METHOD\n")
+    _distribution(tmp_path, "ncvsd-example-plugin", "[ncvsd.operators]\ntest-scale = ncvsd_example_plugin:Scale\n\n"
+                  "[ncvsd.methods]\ntest-refine = ncvsd_example_plugin:METHOD\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "ncvsd_example_plugin", raising=False)
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
@@ -143,10 +148,8 @@ def broken_plugins(plugin, tmp_path, monkeypatch):
     (tmp_path / "ncvsd_badsig_plugin.py").write_text(  # forward(self): failed mid-restore as an "internal error"
         "from operators import Operator\nclass Op(Operator):\n    name = 'aa-badsig'\n"
         "    def forward(self):\n        return 0\n")
-    dist = tmp_path / "ncvsd_broken_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ncvsd-broken-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
+    _distribution(
+        tmp_path, "ncvsd-broken-plugin",
         "[ncvsd.operators]\naa-missing = ncvsd_broken_plugin:Op\naa-notop = ncvsd_odd_plugin:notop\n"
         "sr4 = ncvsd_odd_plugin:Sr4\naa-badsig = ncvsd_badsig_plugin:Op\n\n[ncvsd.methods]\naa-missing = ncvsd_broken_plugin:M\n")
     for name in ("ncvsd_broken_plugin", "ncvsd_odd_plugin", "ncvsd_badsig_plugin"):
@@ -241,3 +244,83 @@ def test_tab_completion_beside_a_broken_plugin_prints_nothing(broken_plugins, ca
     assert capsys.readouterr().err == ""
     monkeypatch.setattr(method_registry, "method_names", lambda: 1 / 0)
     assert completion.method("p") == []
+
+
+FAULTY = '''
+import sys
+import torch
+from ncvsd_example_plugin import Scale, refine
+from ncvsd_cli.sampling.common import SamplerResult
+from ncvsd_cli.sampling.methods import Method
+
+
+class Gain(Scale):
+    """A parameter its config leaves out (the inherited extra_config): a sidecar rebuilds another operator."""
+    name = "test-gain"
+
+    def __init__(self, image_shape, factor=0.5, gain=1.0):
+        super().__init__(image_shape, factor)
+        self.gain = float(gain)
+
+    def forward(self, x):
+        return self.gain * self.factor * x
+
+
+class Flat(Scale):
+    """A forward that drops the batch dimension."""
+    name = "test-flat"
+
+    def forward(self, x):
+        return (self.factor * x)[0]
+
+
+def measured(denoiser, operator, y, sigmas=None, *, generator, **kw):
+    return SamplerResult(x=y[..., :-1, :], nfe=0, operator_evals=0)
+
+
+def bare(denoiser, operator, y, sigmas=None, *, generator, **kw):
+    return operator.pseudo_inverse(y)
+
+
+CROP = Method("test-crop", "none", "ncvsd_faulty_plugin:measured", "returns a cropped measurement")
+BARE = Method("test-bare", "none", "ncvsd_faulty_plugin:bare", "returns a tensor")
+'''
+
+
+@pytest.fixture
+def faulty_plugins(plugin, tmp_path, monkeypatch):
+    """Beside the working plug-in: operators and methods that break the contracts, one that exits on import, one
+    whose name would leave the output folder."""
+    (tmp_path / "ncvsd_faulty_plugin.py").write_text(FAULTY)
+    (tmp_path / "ncvsd_exit_plugin.py").write_text("import sys\nsys.exit('this plug-in exits on import')\n")
+    (tmp_path / "ncvsd_path_plugin.py").write_text(
+        "from ncvsd_example_plugin import Scale\nclass Up(Scale):\n    name = 'up/../../escaped'\n")
+    _distribution(
+        tmp_path, "ncvsd-faulty-plugin",
+        "[ncvsd.operators]\naa-exit = ncvsd_exit_plugin:Op\ntest-gain = ncvsd_faulty_plugin:Gain\n"
+        "test-flat = ncvsd_faulty_plugin:Flat\nup/../../escaped = ncvsd_path_plugin:Up\n\n"
+        "[ncvsd.methods]\ntest-crop = ncvsd_faulty_plugin:CROP\ntest-bare = ncvsd_faulty_plugin:BARE\n")
+    for name in ("ncvsd_faulty_plugin", "ncvsd_exit_plugin", "ncvsd_path_plugin"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    return tmp_path
+
+
+def test_plugins_that_break_the_contracts_are_named_not_run_silently(faulty_plugins, tmp_path, caplog):
+    """A plug-in whose import called sys.exit stopped every command; a name with "/" wrote outputs outside their
+    folder; an operator its config does not rebuild, a forward that drops the batch, and methods returning a cropped
+    measurement or a bare tensor ran to exit 0 (or an "internal error") with wrong pictures."""
+    names = registry.names()
+    assert {"sr4", "test-scale", "test-gain", "test-flat"} <= set(names) and "aa-exit" not in names
+    assert "this plug-in exits on import" in caplog.text and "up/../../escaped" not in names
+    assert "must be lowercase letters, digits" in caplog.text
+    src = _png(tmp_path / "clean.png", 16, 16)
+    res = run("degrade", "--task", "test-gain", "-p", "gain=3", src, "-o", tmp_path / "g.png", "-q")
+    assert res.exit_code == 1 and "is not rebuilt by its config" in res.stderr, res.output
+    res = run("degrade", "--task", "test-flat", src, "-o", tmp_path / "f.png", "-q")
+    assert res.exit_code == 1 and "forward returned (3, 16, 16)" in res.stderr and "keep the batch" in res.stderr
+    assert run("degrade", "--task", "test-scale", src, "-o", tmp_path / "m.png", "-q").exit_code == 0
+    for method, said in (("test-crop", "returned x (1, 3, 15, 16)"), ("test-bare", "returned a Tensor, not a")):
+        res = run("restore", tmp_path / "m.png", "--method", method, "-o", tmp_path / f"{method}.png", "-q")
+        assert res.exit_code == 1 and said in res.stderr, res.output
+        assert not (tmp_path / f"{method}.png").exists()
+    assert run("degrade", "--task", "sr4", src, "-o", tmp_path / "s.png", "-q").exit_code == 0  # built-ins work

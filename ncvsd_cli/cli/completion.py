@@ -18,7 +18,7 @@ def _quietly(candidates: Callable[[], Candidates]) -> Candidates:
     plugins.disabled = True
     try:
         return candidates()
-    except Exception:  # noqa: BLE001 (no completion rather than an error in the terminal)
+    except (Exception, SystemExit):  # noqa: BLE001 (no completion rather than an error in the terminal)
         return []
     finally:
         plugins.disabled = was

@@ -83,7 +83,9 @@ class Method:
                 check_image_range(args[2], "the measurement y", sigma_y=max(1.0, float(kwargs.get("sigma_y") or 0)))
             if args[2].dtype != torch.float32:  # the network and the operators' buffers compute in float32
                 args = (*args[:2], args[2].float(), *args[3:])
-        return self.load()(*args, **kwargs)
+        res = self.load()(*args, **kwargs)
+        _check_result(self, res, *args[1:3])
+        return res
 
     def run(self, call: MethodCall, model: Any, operator: Any, y: Any, *, generator: Any,
             **extra: Any) -> SamplerResult:
@@ -366,6 +368,30 @@ class BestFitMethod(RepeatedMethod):
         return best, {"residual": best_res.tolist(), "residuals": torch.stack(history).tolist()}
 
 
+def _check_result(method: Method, res: Any, operator: Any = None, y: Any = None) -> None:
+    """ValueError naming `method` unless it returned a SamplerResult whose x is a float tensor of the operator's
+    images, one per measurement (a plug-in returning the measurement, or a cropped image, was written as the
+    restoration with exit 0), and whose counts are whole numbers."""
+    import numbers
+
+    import torch
+
+    if not isinstance(res, SamplerResult):
+        raise ValueError(f"method '{method.name}' ({method.target}) returned a {type(res).__name__}, not a "  # noqa: TRY004
+                         "sampling.common.SamplerResult(x, nfe, operator_evals)")
+    shape = tuple(getattr(operator, "image_shape", ()))
+    want = (int(y.shape[0]), *shape) if shape and isinstance(y, torch.Tensor) else None
+    if not (isinstance(res.x, torch.Tensor) and res.x.is_floating_point()) or (
+            want is not None and tuple(res.x.shape) != want):
+        got = tuple(res.x.shape) if isinstance(res.x, torch.Tensor) else type(res.x).__name__
+        raise ValueError(f"method '{method.name}' ({method.target}) returned x {got}"
+                         f"{'' if not isinstance(res.x, torch.Tensor) else f' {res.x.dtype}'}; expected a float "
+                         f"tensor {want or '(B, C, H, W)'}: one image of the operator's per measurement")
+    if not all(isinstance(v, numbers.Integral) for v in (res.nfe, res.operator_evals)):
+        raise ValueError(f"method '{method.name}' ({method.target}) returned nfe {res.nfe!r} and operator_evals "
+                         f"{res.operator_evals!r}; both are whole numbers (calls per image)")
+
+
 def _check_network(method: Method, model: Any, operator: Any = None) -> None:
     """ValueError when `model` is an ncvsd network of the other kind than `method.needs` (a teacher given to
     pnp-gd failed deep inside with "unexpected keyword 'generator'"; a generator given to dps ran silently), or
@@ -440,8 +466,11 @@ METHODS: dict[str, Method] = {m.name: m for m in _BUILTIN}
 
 def register_method(method: Method) -> Method:
     """Make `method` available by `method.name`; ValueError if another method already has that name."""
+    from operators.registry import check_name
+
     if not isinstance(method, Method):
         raise TypeError(f"register_method takes a sampling.methods.Method, got {type(method).__name__}")
+    check_name(method.name, "method")
     if method.needs not in ("generator", "teacher", "none"):
         raise ValueError(f"method '{method.name}': needs must be generator, teacher or none, got {method.needs!r}")
     if METHODS.get(method.name, method) != method:
