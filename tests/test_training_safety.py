@@ -177,6 +177,8 @@ def test_resume_keeps_the_runs_recipe_and_records_what_is_typed_again(tmp_path, 
     assert recorded["lr"] == 0.002 and recorded["p_std"] == 1.2 and recorded["overrides"][0]["lr"] == [0.004, 0.002]
     res = runner.invoke(app, [*bare, "--duration", "4steps"])
     assert res.exit_code == 0 and _lrs(run) == [0.004, 0.004, 0.002, 0.002], res.output
+    res = runner.invoke(app, [*bare, "--duration", "5steps", "--no-xflip"])  # a switch said as typed
+    assert res.exit_code == 0 and "--resume with --no-xflip: replaces the run's recorded True" in res.stderr, res.output
     new = runner.invoke(app, ["train", "--out", str(tmp_path / "new"), "--duration", "1steps", *TINY])
     assert new.exit_code == 2 and "missing option --data" in new.stderr, new.output
 
@@ -1009,3 +1011,15 @@ def test_a_run_recorded_with_duration_2M_resumes_as_the_minutes_it_meant(tmp_pat
     (tmp_path / "run.json").write_text(json.dumps({"duration": "2M"}))
     s = with_duration(TeacherSettings(data="builtin", out=str(tmp_path), resume=True))
     assert s.duration == "2min"
+
+
+def test_labels_an_unconditional_architecture_does_not_use_are_noted(tmp_path):
+    """A labelled set trained with --arch tiny: the labels were dropped without a word."""
+    data = _images(tmp_path / "imgs")
+    (data / "dataset.json").write_text(json.dumps({"labels": [[f"{i}.png", i % 2] for i in range(3)]}))
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "a"), "--duration", "1steps",
+                              "--quiet", *TINY])
+    assert res.exit_code == 0 and "class labels (dataset.json) are not used: --arch tiny" in res.stderr, res.output
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "b"), "--duration", "1steps",
+                              "--quiet", *[v if v != "tiny" else "tiny-cond" for v in TINY]])
+    assert res.exit_code == 0 and "not used" not in res.stderr, res.output

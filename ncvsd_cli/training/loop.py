@@ -545,7 +545,9 @@ class TrainLoop:
                 for k, (old, new) in changes.items():  # arch: never replaced (refused); duration: extending;
                     migrated = k == "data" and Path(str(old)).absolute() == Path(str(new))  # relative, now absolute
                     if k not in ("arch", "duration", "teacher_path", "teacher_sha256") and not migrated:
-                        print(f"ncvsd: --resume with --{k.replace('_', '-')} {new}: replaces the run's recorded "
+                        flag = k.replace("_", "-")  # a switch as typed: --no-xflip, not "--xflip False"
+                        typed = (f"--{'' if new else 'no-'}{flag}" if isinstance(new, bool) else f"--{flag} {new}")
+                        print(f"ncvsd: --resume with {typed}: replaces the run's recorded "
                               f"{old} from now on", file=sys.stderr, flush=True)
 
     def _trim_log(self, step: int) -> int:
@@ -805,6 +807,11 @@ class TrainLoop:
                 print(f"ncvsd: training on {source.description}", file=sys.stderr, flush=True)
             if source.warning:  # even when quiet: it changes what the model learns
                 print(f"ncvsd: warning: {source.warning}", file=sys.stderr, flush=True)
+            nets = [m for m in vars(self).values() if isinstance(m, torch.nn.Module)]
+            if source.labels and not any(getattr(m, "label_dim", 0) for m in nets):  # (dropped without a word)
+                print(f"ncvsd: note: the dataset's class labels (dataset.json) are not used: --arch "
+                      f"{self.settings.get('arch') or 'of this run'} is unconditional (a -cond architecture learns "
+                      "them)", file=sys.stderr, flush=True)
             if 0 < len(source) < self.batch:  # (two images at --batch 300 ran without a word)
                 print(f"ncvsd: warning: --batch {self.batch} is larger than the dataset's {len(source)} images: each "
                       "batch repeats every image (the model learns those images; a larger dataset generalises)",
