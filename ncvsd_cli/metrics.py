@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,13 @@ def _prepare(x: torch.Tensor, y: torch.Tensor, what: str) -> tuple[torch.Tensor,
 
 
 # ---------------------------------------------------------------------------------------------------- PSNR/SSIM
+def _check_data_range(data_range: Any) -> None:
+    """ValueError unless `data_range` is a finite number > 0 (NaN was reported as images with NaN values, "1" as a
+    bare TypeError)."""
+    if isinstance(data_range, bool) or not isinstance(data_range, (int, float)) or not 0 < data_range < math.inf:
+        raise ValueError(f"data_range must be a finite number > 0, got {data_range!r}")
+
+
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB per image, (B,): 10 log10(1 / (mean((x - y)^2 / data_range^2) + 1e-8)).
 
@@ -91,8 +99,7 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     wholly in [0, 1] (a bright crop) cannot be told from a [0, 1] one and scores wrong (~6 dB off): convert with
     `images.to_unit` first.
     """
-    if data_range <= 0:
-        raise ValueError(f"data_range must be > 0, got {data_range}")
+    _check_data_range(data_range)
     x, y = _prepare(x / data_range, y / data_range, "psnr")
     mse = (x - y).pow(2).mean(dim=(1, 2, 3))
     return -10.0 * torch.log10(mse + PSNR_EPS)
@@ -106,8 +113,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, downsample: 
     """
     import kornia.metrics
 
-    if data_range <= 0:
-        raise ValueError(f"data_range must be > 0, got {data_range}")
+    _check_data_range(data_range)
     x, y = _prepare(x / data_range, y / data_range, "ssim")
     f = max(1, round(min(x.shape[-2:]) / 256))
     if downsample and f > 1:

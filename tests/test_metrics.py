@@ -230,3 +230,14 @@ def test_conversion_transposes_hwio_to_oihw():
     del tree["AlexNet_0"]["Conv_4"]
     with pytest.raises(ValueError, match="4 convolutions"):
         lpips_weights.convert_jax_tree(tree, "alex")
+
+
+@pytest.mark.parametrize("data_range", [float("nan"), float("inf"), 0, -1, "1", True])
+def test_a_bad_data_range_is_named(data_range):
+    """psnr(data_range=nan) said the images held NaN values; data_range="1" was a bare TypeError."""
+    from ncvsd_cli import metrics
+
+    x = torch.rand(1, 3, 16, 16)
+    for metric in (metrics.psnr, metrics.ssim):
+        with pytest.raises(ValueError, match="data_range must be a finite number > 0"):
+            metric(x, x, data_range=data_range)
