@@ -49,15 +49,15 @@ _REGISTRY: dict[str, type[Operator]] = {}
 
 
 #: What a task or method name may be: it becomes part of file names (x_<task>.png) and of comma lists (--tasks).
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def check_name(name: Any, what: str) -> None:
-    """ValueError unless `name` is a lowercase name of letters, digits, ".", "_" and "-" (NAME_PATTERN): a "/" or
-    ".." in a plug-in's name wrote outputs outside their folder, a "," could not be given to bench."""
+    """ValueError unless `name` is made of letters, digits, ".", "_" and "-" (NAME_PATTERN): a "/" or ".." in a
+    plug-in's name wrote outputs outside their folder, a "," could not be given to bench."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise ValueError(f"{what} name {name!r} must be lowercase letters, digits, '.', '_' and '-' (it names output "
-                         "files and is given in comma lists)")
+        raise ValueError(f"{what} name {name!r} must be letters, digits, '.', '_' and '-' (it names output files and "
+                         "is given in comma lists)")
 
 
 def register(cls: type[Operator]) -> type[Operator]:

@@ -945,27 +945,36 @@ def test_a_diverging_run_stops_without_saving_its_weights(tmp_path, trained, mon
 
 def test_a_run_whose_losses_explode_with_finite_weights_stops_as_diverged(tmp_path, trained, monkeypatch):
     """--lr 1e8: EDM2's normalised weights stayed finite while the loss reached 1e21; the run exited 0 and sampled
-    white. A logged loss above DIVERGED_LOSS at two log lines in a row stops it (one such line does not)."""
-    from ncvsd_cli.training import loop
+    white. A mean loss above DIVERGED_LOSS stops it, at a log line or before a save between log lines (no diverged
+    state is saved); an infinite loss (an fp16 overflow) is left to the weights' check."""
+    import torch
+
     from ncvsd_cli.training.teacher import TeacherTrainer
 
     data, _ = trained
     step = TeacherTrainer.train_step
-    sizes = iter([1.0, 500.0, 1.0, 500.0, 600.0, 1.0, 1.0, 1.0])
 
-    def exploding(self, i):
-        losses = step(self, i)
-        return {k: v * 0 + next(sizes) for k, v in losses.items()}  # the loss logged at each step (--log-every 1)
+    def run(out, sizes, *options):
+        values = iter(sizes)
 
-    monkeypatch.setattr(TeacherTrainer, "train_step", exploding)
-    out = tmp_path / "run"
-    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(out), "--duration", "8steps", "--quiet",
-                              *TINY])
+        def exploding(self, i):
+            losses = step(self, i)
+            return {k: v * 0 + next(values) for k, v in losses.items()}
+
+        monkeypatch.setattr(TeacherTrainer, "train_step", exploding)
+        return runner.invoke(app, ["train", "--data", str(data), "--out", str(out), "--quiet", *TINY, *options])
+
+    res = run(tmp_path / "a", [1.0, 500.0, 1.0, 1.0], "--duration", "4steps")  # --log-every 1: a log line a step
     assert res.exit_code == 1 and "start again with a lower --lr" in res.stderr, res.output
     summary = json.loads(res.stdout)
-    assert summary["diverged"] == (f"loss 600 at {loop.DIVERGED_LINES} log lines in a row, where a loss of order 1 "
-                                   "is normal") and summary["steps"] == 5, summary
-    assert _strict_lines(out / "log.jsonl")[-1]["event"] == "diverged"
+    assert summary["diverged"] == "loss 500, where a loss of order 1 is normal" and summary["steps"] == 2, summary
+    assert _strict_lines(tmp_path / "a" / "log.jsonl")[-1]["event"] == "diverged"
+    b = tmp_path / "b"  # a save due between log lines: step 1 saved, step 2 (mean 500.5 so far) refused
+    res = run(b, [1.0, 1000.0, 1.0, 1.0], "--duration", "4steps", "--log-every", "4", "--snapshot", "1steps")
+    assert res.exit_code == 1 and "the state saved before" in res.stderr, res.output
+    assert torch.load(b / "state.pt", weights_only=True)["loop"]["step"] == 1
+    res = run(tmp_path / "c", [1.0, float("inf"), 1.0], "--duration", "3steps")  # weights finite: it goes on
+    assert res.exit_code == 0, res.output
 
 
 def test_a_data_error_before_any_state_says_to_run_again_not_resume(tmp_path):
@@ -1023,3 +1032,28 @@ def test_labels_an_unconditional_architecture_does_not_use_are_noted(tmp_path):
     res = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "b"), "--duration", "1steps",
                               "--quiet", *[v if v != "tiny" else "tiny-cond" for v in TINY]])
     assert res.exit_code == 0 and "not used" not in res.stderr, res.output
+
+
+def test_a_python_resume_keeps_the_recipe_checks_settings_and_leaves_the_random_state(tmp_path, trained):
+    """From Python: a resume with only out/resume/duration trained on the built-in photos at the default settings
+    (and recorded that); lr=-1 trained without a word; every call reset the caller's torch RNG to the run's seed."""
+    from ncvsd_cli.training.teacher import TeacherSettings, train_teacher
+
+    data, _ = trained
+    out = tmp_path / "run"
+    base = {"arch": "tiny", "batch": 2, "snapshot": "1000steps", "rampup_kimg": 0, "device": "cpu", "progress": False}
+    torch.manual_seed(1)
+    train_teacher(TeacherSettings(data=str(data), out=str(out), duration="1steps", lr=0.003, **base))
+    after_one = torch.rand(3)
+    torch.manual_seed(1)
+    expected = torch.rand(3)
+    assert torch.equal(after_one, expected)  # the caller's stream goes on as if no training had run
+    record = train_teacher(TeacherSettings(out=str(out), resume=True, duration="2steps", device="cpu",
+                                           progress=False))
+    assert record["step"] == 2 and _lrs(out) == [0.003, 0.003]
+    recorded = json.loads((out / "run.json").read_text())
+    assert recorded["data"] == str(data.absolute()) or recorded["data"] == str(data), recorded["data"]
+    assert "overrides" not in recorded
+    with pytest.raises(ValueError, match="--lr must be > 0"):
+        train_teacher(TeacherSettings(data=str(data), out=str(tmp_path / "neg"), duration="1steps", lr=-1.0, **base))
+    assert not (tmp_path / "neg").exists()

@@ -258,6 +258,18 @@ def column_head(label: str, width_px: int) -> str:
                      for part in textwrap.wrap(line, max(width_px // 6, 1), break_on_hyphens=True))
 
 
+def _source_type(method: str) -> str:
+    """`sampling.methods.source_type` of a method of the summary; a trained network's where it is not registered
+    now (a plug-in's rows of an earlier run)."""
+    from ncvsd_cli.sampling.methods import source_type
+    from ncvsd_cli.xmp import EDITED_BY_AI
+
+    try:
+        return source_type(method)
+    except ValueError:
+        return EDITED_BY_AI
+
+
 def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int = 96,
                images: list[str] | None = None) -> list[Path]:
     """One PNG per task, grid_<task>.png: a row per image of `images` (this run's grid images, in order; None:
@@ -267,7 +279,7 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
     from PIL import Image, ImageDraw
 
     from ncvsd_cli.images import png_xmp
-    from ncvsd_cli.xmp import EDITED_BY_AI, labelled
+    from ncvsd_cli.xmp import EDITED_BY_AI, ENHANCED, labelled
 
     out = Path(out)
     written = []
@@ -308,7 +320,9 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
                     grid.paste(pic.resize((side, side), Image.NEAREST), (x0, y0))
         path = out / f"grid_{task}.png"
         tmp = path.with_name(path.name + ".tmp")
-        grid.save(tmp, format="PNG", pnginfo=png_xmp(labelled(None, EDITED_BY_AI)))  # (it shows restorations)
+        types = {_source_type(m["method"]) for m in summary if m["task"] == task}  # (it shows restorations)
+        grid.save(tmp, format="PNG", pnginfo=png_xmp(labelled(None, EDITED_BY_AI if EDITED_BY_AI in types
+                                                              else ENHANCED)))
         os.replace(tmp, path)
         written.append(path)
     return written

@@ -548,7 +548,8 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     except BaseException:  # refused before any work: no empty --out folder left behind
         if lock is not None:  # (its own: a folder another bench holds keeps that one's)
             lock.release()
-            Path(lock.lock_file).unlink(missing_ok=True)
+            if created:  # (in a folder of its own making only: removing a lock file another may open is a race)
+                Path(lock.lock_file).unlink(missing_ok=True)
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise

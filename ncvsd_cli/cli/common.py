@@ -410,7 +410,7 @@ def expand_inputs(
         raise UsageError("no input given (files, directories, globs, or - for stdin)")
     items: list[InputItem] = []
     missing: list[tuple[str, str]] = []
-    seen: set[str] = set()
+    seen: set[tuple | str] = set()
     repeated: list[str] = []
 
     files: set[tuple | str] = set()
@@ -693,6 +693,8 @@ def _folder_problem(folder: Path, probed: dict[Path, str | None]) -> str | None:
                     d.mkdir()
                     created.append(d)
                 except FileExistsError:
+                    if os.path.islink(d) and not d.exists():
+                        raise NotADirectoryError(f"{d} is a broken symbolic link") from None
                     if not d.exists():  # made and removed again by another probe meanwhile: probed again
                         raise FileNotFoundError(2, "removed meanwhile", str(d)) from None
                     if not d.is_dir():

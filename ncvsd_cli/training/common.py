@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from dataclasses import dataclass, fields, replace
+from collections.abc import Iterator
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -215,6 +216,27 @@ PER_INVOCATION = ("out", "resume", "progress", "command", "device", "init_teache
 def _tuples(value: object) -> object:
     """JSON lists back to the tuples the settings dataclasses hold (sigma_rels, preview_ts)."""
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+@contextlib.contextmanager
+def training_rng(device: torch.device) -> Iterator[None]:
+    """Run training inside: the global random state (CPU, and `device`'s when CUDA) is put back afterwards, so a
+    Python caller's seeded draws do not continue from the run's seed-0 stream (a run seeds and restores its own)."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        yield
+
+
+def library_settings(settings: RunSettings) -> RunSettings:
+    """`settings` as a Python call runs them (`teacher.train_teacher`, `distill.distill`): checked (ValueError naming
+    the field: a negative lr trained without a word); on a resume not started by the command line (`command` None:
+    the CLI merges what was typed itself), the run's recorded recipe for every field left at its default, as
+    `ncvsd train --resume` keeps it (a bare resume trained on the built-in photos at the default lr and batch)."""
+    if settings.resume and settings.command is None and Path(settings.out, "run.json").is_file():
+        given = {f.name for f in fields(settings) if getattr(settings, f.name) != (
+            f.default_factory() if f.default_factory is not MISSING else f.default)}
+        settings, _ = resumed_settings(settings, given)
+    settings.check()
+    return settings
 
 
 def resumed_settings(settings: RunSettings, given: set[str]) -> tuple[RunSettings, dict[str, tuple]]:

@@ -13,7 +13,7 @@ fresh batch (§1.8 order: score, discriminator, generator).
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -21,17 +21,20 @@ import torch
 from ncvsd_cli.training import distributed
 from ncvsd_cli.training.common import (
     ARCH_KEYS,
+    MAX_LR,
     RunSettings,
     autocast,
     check_ranges,
     file_provenance,
     kimg_tag,
     labels_for,
+    library_settings,
     load_init_weights,
     make_adam,
     recorded_setting,
     run_record,
     snapshot_path,
+    training_rng,
     with_duration,
 )
 from ncvsd_cli.training.data import ImageStream, open_source
@@ -72,6 +75,9 @@ class DistillSettings(RunSettings):
         super().check()
         check_ranges(positive={"g_lr_scale": self.g_lr_scale, "d_lr_scale": self.d_lr_scale},
                      non_negative={"gan_warmup_kimg": self.gan_warmup_kimg, "gan_loss_scaling": self.gan_loss_scaling})
+        if self.lr * max(self.g_lr_scale, self.d_lr_scale) > MAX_LR:  # the generator's and discriminator's rates
+            raise ValueError(f"--lr x --g-lr-scale / --d-lr-scale must be <= {MAX_LR:g}, got "
+                             f"{self.lr * max(self.g_lr_scale, self.d_lr_scale):g}")
 
 
 def _net_config(teacher_cfg: dict, kind: str) -> dict:
@@ -396,8 +402,11 @@ class Distiller(TrainLoop):
 
 
 def distill(settings: DistillSettings) -> dict:
-    """Run (or resume) NCVSD distillation; returns the last log record. Works under torchrun."""
+    """Run (or resume) NCVSD distillation; returns the last log record. Works under torchrun. As
+    `teacher.train_teacher`: settings checked, a resume keeps the run's recipe, the caller's random state kept."""
+    settings = library_settings(replace(settings))  # (a copy: the caller's object is not changed)
     if not settings.teacher:
         raise ValueError("distillation needs --teacher (a teacher checkpoint or a `ncvsd train` run directory)")
     info = distributed.init(settings.device)
-    return run_then_leave(lambda: Distiller(settings, info).run(), settings.out)
+    with training_rng(info.device):
+        return run_then_leave(lambda: Distiller(settings, info).run(), settings.out)

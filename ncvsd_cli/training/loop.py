@@ -220,9 +220,10 @@ class TrainingInterrupted(Exception):
                          f"{state_path}; continue with --resume")
 
 
-#: A logged loss above this size (EDM2's and NCVSD's losses are of order 1; a far too high --lr gave 900 to 1e21)
-#: at DIVERGED_LINES log lines in a row stops the run as diverged (`Trainer._check_loss_size`).
-DIVERGED_LOSS, DIVERGED_LINES = 100.0, 2
+#: A mean loss above this size stops the run as diverged (`TrainLoop._check_loss_size`): EDM2's and NCVSD's losses
+#: are of order 1 (the shipped runs' largest log line: 2.1; a tiny run at --lr 0.5: 264), a far too high --lr gave
+#: 2e3 to 1e21.
+DIVERGED_LOSS = 100.0
 
 
 class TrainingDiverged(RuntimeError):
@@ -597,20 +598,18 @@ class TrainLoop:
             raise TrainingDiverged(self.step, self.cur_nimg, what, getattr(self, "_saved_step", None),
                                    self.state_path)
 
-    def _check_loss_size(self, record: dict, high_before: int) -> int:
-        """Raise TrainingDiverged when a logged loss has been above DIVERGED_LOSS at DIVERGED_LINES log lines in a
-        row (EDM2's weight normalisation keeps the weights finite while a far too high --lr sends the losses to
-        1e3-1e21 and the samples to white); returns the count of such lines so far."""
-        high = [k for k, v in record.items() if k.startswith("loss") and k != "loss_steps"
-                and isinstance(v, float) and abs(v) > DIVERGED_LOSS]
-        if not high:
-            return 0
-        if high_before + 1 < DIVERGED_LINES:
-            return high_before + 1
-        what = (f"{high[0]} {record[high[0]]:.3g} at {DIVERGED_LINES} log lines in a row, where a loss of order 1 "
-                "is normal")
-        self._log({"event": "diverged", "step": self.step, "kimg": self.cur_nimg / 1000, "reason": what})
-        raise TrainingDiverged(self.step, self.cur_nimg, what, getattr(self, "_saved_step", None), self.state_path)
+    def _check_loss_size(self, losses: dict) -> None:
+        """Raise TrainingDiverged when a mean loss (a log line's, or that of the steps since the last one, checked
+        before every save so that no diverged state is saved) is above DIVERGED_LOSS: EDM2's weight normalisation
+        keeps the weights finite while a far too high --lr sends the losses to 1e3-1e21 and the samples to white.
+        Values that are not finite are left to `_check_finite_weights` (an fp16 overflow's inf is not divergence)."""
+        high = [k for k, v in losses.items() if k.startswith("loss") and k != "loss_steps"
+                and isinstance(v, float) and math.isfinite(v) and abs(v) > DIVERGED_LOSS]
+        if high:
+            what = f"{high[0]} {losses[high[0]]:.3g}, where a loss of order 1 is normal"
+            self._log({"event": "diverged", "step": self.step, "kimg": self.cur_nimg / 1000, "reason": what})
+            raise TrainingDiverged(self.step, self.cur_nimg, what, getattr(self, "_saved_step", None),
+                                   self.state_path)
 
     def _counts_done(self) -> bool:
         d = self.duration
@@ -676,13 +675,18 @@ class TrainLoop:
         expected = len(getattr(getattr(self, "ema", None), "sigma_rels", ())) or 1  # one file per EMA length
         return self.step > 0 and len(list(self.out.glob(f"snapshots/{prefix}-*.safetensors"))) < expected
 
+    def _mean_losses(self, sums: dict[str, torch.Tensor], counts: dict[str, int]) -> dict[str, float]:
+        """The mean of each loss since the last log line, averaged over ranks (collective; one host sync)."""
+        n = torch.tensor([counts[k] for k in sums], device=self.device, dtype=torch.float32)
+        return dict(zip(sums, distributed.all_mean(torch.stack(list(sums.values())).float() / n).tolist()))
+
     def _log_losses(self, sums: dict[str, torch.Tensor], counts: dict[str, int], seconds: float, since_nimg: int,
                     reporter) -> dict:
         """Log the mean losses since the last log line (averaged over ranks: the only host sync); returns the record."""
-        n = torch.tensor([counts[k] for k in sums], device=self.device, dtype=torch.float32)
-        vals = distributed.all_mean(torch.stack(list(sums.values())).float() / n).tolist()
+        means = self._mean_losses(sums, counts)
+        vals = list(means.values())
         rate = (self.cur_nimg - since_nimg) / max(seconds, 1e-9)
-        record = {"step": self.step, "kimg": self.cur_nimg / 1000, **dict(zip(sums, vals)),
+        record = {"step": self.step, "kimg": self.cur_nimg / 1000, **means,
                   "loss_steps": max(counts.values(), default=0),  # averaged over (after a resume: since it)
                   "img_per_s": round(rate, 2), "seconds": round(self.train_seconds, 2), **self.log_extras()}
         self._log(record)
@@ -824,7 +828,7 @@ class TrainLoop:
         counts: dict[str, int] = {}
         record: dict = {"step": self.step, "kimg": self.cur_nimg / 1000}  # where the run is, if no step runs
         first_step = self.step
-        signum, done, high_losses = 0, False, 0
+        signum, done = 0, False
         try:
             while not done:
                 t0 = time.time()
@@ -850,16 +854,19 @@ class TrainLoop:
                     sums, counts, last_log_time, last_log_nimg = {}, {}, now, self.cur_nimg
                     if not all(math.isfinite(v) for v in record.values() if isinstance(v, float)):
                         self._check_finite_weights("loss and weights not finite")
-                    high_losses = self._check_loss_size(record, high_losses)
+                    self._check_loss_size(record)
                 signum, done, snapshot_due = self._events(start, last_snap_time, last_snap_nimg, log_step)
                 if signum and not done:
                     break
                 signum = 0  # a signal after the last step: the run is complete
                 if snapshot_due and not done:
+                    if sums:  # the steps since the last log line: no diverged state saved
+                        self._check_loss_size(self._mean_losses(sums, counts))
                     self._checkpoint_shown(reporter)
                     last_snap_time, last_snap_nimg = time.time(), self.cur_nimg
             if sums:  # the steps since the last log line
                 record = self._log_losses(sums, counts, time.time() - last_log_time, last_log_nimg, reporter)
+                self._check_loss_size(record)
             if signum:
                 self._log({"event": "interrupted", "signal": signal.Signals(signum).name, "step": self.step,
                            "kimg": self.cur_nimg / 1000})

@@ -18,11 +18,13 @@ from ncvsd_cli.training.common import (
     build,
     file_provenance,
     labels_for,
+    library_settings,
     load_init_weights,
     make_adam,
     optimiser_step,
     recorded_setting,
     snapshot_path,
+    training_rng,
     with_duration,
 )
 from ncvsd_cli.training.data import ImageStream, open_source
@@ -163,6 +165,11 @@ class TeacherTrainer(TrainLoop):
 
 
 def train_teacher(settings: TeacherSettings) -> dict:
-    """Run (or resume) teacher training; returns the last log record. Works under torchrun."""
+    """Run (or resume) teacher training; returns the last log record. Works under torchrun. Settings are checked,
+    and a resume keeps the run's recorded recipe for every field left at its default (`library_settings`); the
+    caller's random state is left as it was (`training_rng`). Ctrl-C saves the state and raises
+    TrainingInterrupted, an Exception (a second one TrainingAborted, a KeyboardInterrupt)."""
+    settings = library_settings(settings)
     info = distributed.init(settings.device)
-    return run_then_leave(lambda: TeacherTrainer(settings, info).run(), settings.out)
+    with training_rng(info.device):
+        return run_then_leave(lambda: TeacherTrainer(settings, info).run(), settings.out)
