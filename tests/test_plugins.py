@@ -282,7 +282,12 @@ def bare(denoiser, operator, y, sigmas=None, *, generator, **kw):
     return operator.pseudo_inverse(y)
 
 
+def two_arguments(operator, y):
+    return operator.pseudo_inverse(y)
+
+
 CROP = Method("test-crop", "none", "ncvsd_faulty_plugin:measured", "returns a cropped measurement")
+ARGS = Method("test-args", "none", "ncvsd_faulty_plugin:two_arguments", "takes other arguments")
 BARE = Method("test-bare", "none", "ncvsd_faulty_plugin:bare", "returns a tensor")
 '''
 
@@ -299,7 +304,8 @@ def faulty_plugins(plugin, tmp_path, monkeypatch):
         tmp_path, "ncvsd-faulty-plugin",
         "[ncvsd.operators]\naa-exit = ncvsd_exit_plugin:Op\ntest-gain = ncvsd_faulty_plugin:Gain\n"
         "test-flat = ncvsd_faulty_plugin:Flat\nup/../../escaped = ncvsd_path_plugin:Up\n\n"
-        "[ncvsd.methods]\ntest-crop = ncvsd_faulty_plugin:CROP\ntest-bare = ncvsd_faulty_plugin:BARE\n")
+        "[ncvsd.methods]\ntest-crop = ncvsd_faulty_plugin:CROP\ntest-bare = ncvsd_faulty_plugin:BARE\n"
+        "test-args = ncvsd_faulty_plugin:ARGS\n")
     for name in ("ncvsd_faulty_plugin", "ncvsd_exit_plugin", "ncvsd_path_plugin"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     return tmp_path
@@ -319,7 +325,8 @@ def test_plugins_that_break_the_contracts_are_named_not_run_silently(faulty_plug
     res = run("degrade", "--task", "test-flat", src, "-o", tmp_path / "f.png", "-q")
     assert res.exit_code == 1 and "forward returned (3, 16, 16)" in res.stderr and "keep the batch" in res.stderr
     assert run("degrade", "--task", "test-scale", src, "-o", tmp_path / "m.png", "-q").exit_code == 0
-    for method, said in (("test-crop", "returned x (1, 3, 15, 16)"), ("test-bare", "returned a Tensor, not a")):
+    for method, said in (("test-crop", "returned x (1, 3, 15, 16)"), ("test-bare", "returned a Tensor, not a"),
+                         ("test-args", "(ncvsd_faulty_plugin:two_arguments) cannot be called as samplers are")):
         res = run("restore", tmp_path / "m.png", "--method", method, "-o", tmp_path / f"{method}.png", "-q")
         assert res.exit_code == 1 and said in res.stderr, res.output
         assert not (tmp_path / f"{method}.png").exists()

@@ -775,3 +775,17 @@ def test_an_overflowing_learning_rate_is_refused_by_name():
 
     with pytest.raises(ValueError, match=r"--lr must be <= 1e\+30"):
         TeacherSettings(data="builtin", out="x", lr=1e38).check()
+
+
+def test_labels_of_files_not_in_the_set_are_warned_of(tmp_path):
+    """dataset.json labelling a file that is not there (removed or renamed) trained without a word."""
+    import json
+
+    from PIL import Image
+
+    for i in range(2):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": [["0.png", 0], ["1.png", 1], ["gone.png", 1]]}))
+    source = D.folder_or_zip_source(tmp_path)
+    assert source.labels == [0, 1] and "labels 1 file(s) that are not in" in source.warning
+    assert "gone.png" in source.warning

@@ -16,6 +16,7 @@ a `Method` instance or a zero-argument callable returning one), or with `registe
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,7 +84,15 @@ class Method:
                 check_image_range(args[2], "the measurement y", sigma_y=max(1.0, float(kwargs.get("sigma_y") or 0)))
             if args[2].dtype != torch.float32:  # the network and the operators' buffers compute in float32
                 args = (*args[:2], args[2].float(), *args[3:])
-        res = self.load()(*args, **kwargs)
+        sampler = self.load()
+        try:  # a plug-in's sampler of another signature: named, not "internal error: TypeError"
+            inspect.signature(sampler).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ValueError(f"method '{self.name}' ({self.target}) cannot be called as samplers are, "
+                             f"(model, operator, y, sigmas, *, generator, callback=None, **settings): {exc}") from None
+        except ValueError:  # (no signature to read: a builtin or C function)
+            pass
+        res = sampler(*args, **kwargs)
         _check_result(self, res, *args[1:3])
         return res
 

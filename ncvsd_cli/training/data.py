@@ -190,13 +190,15 @@ def _plain_name(name: str) -> str:
     return name.replace("\\", "/").removeprefix("./")
 
 
-def _read_labels(meta: dict, fnames: list[str], where: str, top: str = "") -> list[int] | None:
+def _read_labels(meta: dict, fnames: list[str], where: str,
+                 top: str = "") -> tuple[list[int] | None, list[str]]:
     """Each of `fnames`' integer class label from dataset.json's "labels" ([[fname, int], ...], names relative to
-    the folder `top` it lies in, "./" or "\\" written as some tools do), or None without labels; ValueError naming
-    `where` for a malformed list, an image labelled twice differently or an image without a label."""
+    the folder `top` it lies in, "./" or "\\" written as some tools do), or None without labels, and the labelled
+    names that are not among `fnames` (a file removed or renamed); ValueError naming `where` for a malformed list,
+    an image labelled twice differently or an image without a label."""
     labels = meta.get("labels")
     if not labels:
-        return None
+        return None, []
     pair = '[fname, integer class] pairs such as ["a.png", 0]'
     if not isinstance(labels, list) or not all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str)
                                                for e in labels):
@@ -216,7 +218,8 @@ def _read_labels(meta: dict, fnames: list[str], where: str, top: str = "") -> li
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise ValueError(f'{where}: "labels" gives no label for {missing[0]}{more}: label every image, or remove '
                          '"labels" to train without them')
-    return [table[_plain_name(f)] for f in fnames]
+    present = {_plain_name(f) for f in fnames}
+    return [table[_plain_name(f)] for f in fnames], sorted(k for k in table if k not in present)
 
 
 class _DecodeCache:
@@ -334,7 +337,8 @@ def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> Image
         raise ValueError(f"{path}: dataset.json scales {scales} must be a list of numbers in (0, 1]")
     scales = [float(v) for v in scales]
     top = _plain_name(meta_name)[: -len("dataset.json")] if meta_name else ""  # `zip -r set.zip set/`: "set/"
-    labels = dict(zip(rel, _read_labels(meta, rel, f"{path}: {meta_name}", top) or []))
+    class_labels, unlisted = _read_labels(meta, rel, f"{path}: {meta_name}", top)
+    labels = dict(zip(rel, class_labels or []))
     pairs = [(n, s) for n in rel for s in scales]
     short = _short_sides(path, rel)  # every header now: a file that is no image fails here, not hours into a run
     if min_side and min(scales) < max(scales):
@@ -346,7 +350,9 @@ def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> Image
                 f"smaller than the {min_side}-px training crop: they are upscaled to it, i.e. blurred, and the model "
                 "learns blur from them" if small else "",
                 f"{len(gifs)} GIF file(s) in {path} (e.g. {gifs[0]}) are left out: palette images (256 colours) "
-                "would teach banding; convert them to PNG to train on them" if gifs else ""]
+                "would teach banding; convert them to PNG to train on them" if gifs else "",
+                f"{meta_name} labels {len(unlisted)} file(s) that are not in {path} or not training images (e.g. "
+                f"{unlisted[0]}): removed or renamed?" if unlisted else ""]
     warning = "; ".join(w for w in warnings if w) or None
     cache = _DecodeCache(read)
     items = [lambda n=n, s=s: cache.get(n, s) for n, s in pairs]
