@@ -258,16 +258,20 @@ def column_head(label: str, width_px: int) -> str:
                      for part in textwrap.wrap(line, max(width_px // 6, 1), break_on_hyphens=True))
 
 
-def _source_type(method: str) -> str:
-    """`sampling.methods.source_type` of a method of the summary; a trained network's where it is not registered
-    now (a plug-in's rows of an earlier run)."""
+def _label(summary: list[dict[str, Any]]) -> bytes:
+    """The AI label (`xmp.labelled`) of a figure of these summary records' restorations: edited with AI when a
+    method runs a trained network (one not registered now, a plug-in's rows of an earlier run, counted as one),
+    else algorithmically enhanced."""
     from ncvsd_cli.sampling.methods import source_type
-    from ncvsd_cli.xmp import EDITED_BY_AI
+    from ncvsd_cli.xmp import EDITED_BY_AI, ENHANCED, labelled
 
-    try:
-        return source_type(method)
-    except ValueError:
-        return EDITED_BY_AI
+    def kind(method: str) -> str:
+        try:
+            return source_type(method)
+        except ValueError:
+            return EDITED_BY_AI
+
+    return labelled(None, EDITED_BY_AI if any(kind(m["method"]) == EDITED_BY_AI for m in summary) else ENHANCED)
 
 
 def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int = 96,
@@ -279,7 +283,6 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
     from PIL import Image, ImageDraw
 
     from ncvsd_cli.images import png_xmp
-    from ncvsd_cli.xmp import EDITED_BY_AI, ENHANCED, labelled
 
     out = Path(out)
     written = []
@@ -320,9 +323,7 @@ def plot_grids(out: str | os.PathLike, summary: list[dict[str, Any]], tile: int 
                     grid.paste(pic.resize((side, side), Image.NEAREST), (x0, y0))
         path = out / f"grid_{task}.png"
         tmp = path.with_name(path.name + ".tmp")
-        types = {_source_type(m["method"]) for m in summary if m["task"] == task}  # (it shows restorations)
-        grid.save(tmp, format="PNG", pnginfo=png_xmp(labelled(None, EDITED_BY_AI if EDITED_BY_AI in types
-                                                              else ENHANCED)))
+        grid.save(tmp, format="PNG", pnginfo=png_xmp(_label([m for m in summary if m["task"] == task])))
         os.replace(tmp, path)
         written.append(path)
     return written
@@ -472,9 +473,10 @@ def write_report_png(out: str | os.PathLike, summary: list[dict[str, Any]], lpip
         page.paste(b, (0, y))
         y += b.height + 8
     buffer = io.BytesIO()
-    page.save(buffer, format="PNG", optimize=True)
+    from ncvsd_cli.images import atomic_write_bytes, png_xmp
+
+    page.save(buffer, format="PNG", optimize=True, pnginfo=png_xmp(_label(summary)))  # (it shows the grids)
     path = out / REPORT_PNG
-    from ncvsd_cli.images import atomic_write_bytes
 
     atomic_write_bytes(path, buffer.getvalue())
     return path

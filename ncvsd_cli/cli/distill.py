@@ -13,8 +13,8 @@ generator updated in turn; VSD through the posterior-score identity; GAN term af
 Writes RUN_DIR/log.jsonl, RUN_DIR/state.pt (atomic; continue with --resume),
 RUN_DIR/snapshots/generator-<kimg>-<sigma_rel>.safetensors and RUN_DIR/previews/<kimg>-nfe<N>.png. --resume
 keeps the run's recipe (RUN_DIR/run.json); an option typed again with another value replaces it from then on. A JSON
-summary goes to stdout (on an interruption too: "interrupted", "exit_code", "steps", "state"; on an error once the
-run has begun: "error", "exit_code"; a refused option is an error line only); progress goes to
+summary goes to stdout (on an interruption too: "interrupted", "exit_code", "steps", "state"; on an error: "error",
+"exit_code"; an option out of range, such as --lr, refused before any work, gives the error line only); progress goes to
 stderr (a bar on a terminal, a status line every 30 s otherwise; --quiet: none). Ctrl-C, SIGTERM or SIGHUP
 (a closed terminal) saves the state after the current step and exits 130, 143 or 129.
 

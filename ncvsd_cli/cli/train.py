@@ -41,8 +41,8 @@ HELP = """Train a teacher denoiser (EDM2 loss, lognormal sigma, Adam + EDM2 sche
 Writes RUN_DIR/log.jsonl, RUN_DIR/state.pt (atomic; continue with --resume) and
 RUN_DIR/snapshots/teacher-<kimg>-<sigma_rel>.safetensors. --resume keeps the run's recipe (RUN_DIR/run.json:
 data, batch, lr schedule, duration, ...); an option typed again with another value replaces it from then on. A JSON
-summary goes to stdout (on an interruption too: "interrupted", "exit_code", "steps", "state"; on an error once the
-run has begun: "error", "exit_code"; a refused option is an error line only); progress goes to
+summary goes to stdout (on an interruption too: "interrupted", "exit_code", "steps", "state"; on an error: "error",
+"exit_code"; an option out of range, such as --lr, refused before any work, gives the error line only); progress goes to
 stderr (a bar on a terminal, a status line every 30 s otherwise; --quiet: none). Ctrl-C, SIGTERM or SIGHUP
 (a closed terminal) saves the state after the current step and exits 130, 143 or 129; a script's background job
 (`ncvsd train ... &`) ignores SIGINT, as shells start it: stop it with `kill PID` (SIGTERM). Disk: state.pt is replaced
