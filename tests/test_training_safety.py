@@ -301,7 +301,7 @@ def test_a_start_refused_for_another_process_leaves_that_process_folder_alone(tm
 
     out = tmp_path / "x"
 
-    def other_process_started_first(settings):
+    def other_process_started_first(settings, given=None):
         out.mkdir()
         for name in ("run.json", "log.jsonl", LOCK_NAME):
             (out / name).write_text("{}")
@@ -1057,3 +1057,11 @@ def test_a_python_resume_keeps_the_recipe_checks_settings_and_leaves_the_random_
     with pytest.raises(ValueError, match="--lr must be > 0"):
         train_teacher(TeacherSettings(data=str(data), out=str(tmp_path / "neg"), duration="1steps", lr=-1.0, **base))
     assert not (tmp_path / "neg").exists()
+    train_teacher(TeacherSettings(out=str(out), resume=True, duration="3steps", lr=0.01, device="cpu",
+                                  progress=False, command="my_sweep.py"), given={"lr", "duration"})
+    assert _lrs(out) == [0.003, 0.003, 0.01]  # a field set back to its default, named in given (command: the caller's)
+    from ncvsd_cli.training.common import library_settings
+
+    run_json = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**run_json, "duration": "4M"}))  # recorded when "M" meant minutes
+    assert library_settings(TeacherSettings(out=str(out), resume=True)).duration == "4min"

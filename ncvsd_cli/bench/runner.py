@@ -548,7 +548,7 @@ def run_bench(cfg: BenchConfig, progress: bool | None = None,
     except BaseException:  # refused before any work: no empty --out folder left behind
         if lock is not None:  # (its own: a folder another bench holds keeps that one's)
             lock.release()
-            if created:  # (in a folder of its own making only: removing a lock file another may open is a race)
+            if created or rank > 0:  # (its own folder's; a rank's part-file lock: never a plain run's)
                 Path(lock.lock_file).unlink(missing_ok=True)
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()

@@ -61,8 +61,8 @@ values are restored as they are, in the input's colour space; a photo's EXIF (ca
 exposure, GPS; not its orientation, applied to the pixels) is copied into JPEG, PNG, WebP, AVIF, HEIC and TIFF
 outputs, and its XMP (title, caption, keywords, rating, creator, rights, place; not editors' develop settings
 nor phones' embedded extras; a JPEG's IPTC-IIM captions and keywords and a PNG's title, author, description
-and copyright text too) into the same (--strip-metadata: neither), with the AI label every output carries
-(IPTC Digital Source Type, kept with --strip-metadata too); a scan's resolution (dpi) into JPEG, PNG and
+and copyright text too) into the same (--strip-metadata: neither), with the AI label (IPTC Digital Source
+Type) in every output whose format holds XMP, kept with --strip-metadata too; a scan's resolution (dpi) into JPEG, PNG and
 TIFF outputs, at the same print size (sr4: 4x the dpi).
 
 Outputs: <stem>_<task>.png beside each input (stdout for -), or in -o DIR as <stem>.png (--format jpg, heic, ...

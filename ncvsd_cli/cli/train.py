@@ -147,7 +147,8 @@ def with_recipe(settings: RunSettings, required: tuple[str, ...], ctx: typer.Con
 
 
 def run_training(run, settings, out: str) -> None:
-    """Run `run(settings)` (teacher training or distillation) and print its JSON summary (rank 0 only).
+    """Run `run(settings)` (teacher training or distillation; `with_recipe` merged the run's recipe with what was
+    typed: every field is given) and print its JSON summary (rank 0 only).
 
     Exits 130/143 when SIGINT/SIGTERM stopped it (state saved; a second signal stops it at once), after a summary
     that says so ("interrupted": the signal, "exit_code", the steps done and the state file; "state" null when a
@@ -159,7 +160,8 @@ def run_training(run, settings, out: str) -> None:
     fresh = main and not settings.resume and not Path(out).exists()
     try:
         try:
-            record = run(settings)
+            record = run(settings, given={f.name for f in dataclasses.fields(settings)}
+                         if dataclasses.is_dataclass(settings) else None)
         except Exception as exc:
             # a new run that failed at its start (e.g. tiny-cond on unlabelled data): no folder left; a diverged
             # run's log tells what happened; a folder another process made meanwhile (RunInUse, a

@@ -88,7 +88,7 @@ class Method:
         try:  # a plug-in's sampler of another signature: named, not "internal error: TypeError"
             inspect.signature(sampler).bind(*args, **kwargs)
         except TypeError as exc:
-            raise ValueError(f"method '{self.name}' ({self.target}) cannot be called as samplers are, "
+            raise ValueError(f"method '{self.name}' ({self.target}) cannot be called as samplers are "
                              f"(model, operator, y, sigmas, *, generator, callback=None, **settings): {exc}") from None
         except ValueError:  # (no signature to read: a builtin or C function)
             pass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 
@@ -222,19 +222,22 @@ def _tuples(value: object) -> object:
 def training_rng(device: torch.device) -> Iterator[None]:
     """Run training inside: the global random state (CPU, and `device`'s when CUDA) is put back afterwards, so a
     Python caller's seeded draws do not continue from the run's seed-0 stream (a run seeds and restores its own)."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() or device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):  # (a run's torch.manual_seed reseeds every CUDA device)
         yield
 
 
-def library_settings(settings: RunSettings) -> RunSettings:
-    """`settings` as a Python call runs them (`teacher.train_teacher`, `distill.distill`): checked (ValueError naming
-    the field: a negative lr trained without a word); on a resume not started by the command line (`command` None:
-    the CLI merges what was typed itself), the run's recorded recipe for every field left at its default, as
-    `ncvsd train --resume` keeps it (a bare resume trained on the built-in photos at the default lr and batch)."""
-    if settings.resume and settings.command is None and Path(settings.out, "run.json").is_file():
-        given = {f.name for f in fields(settings) if getattr(settings, f.name) != (
-            f.default_factory() if f.default_factory is not MISSING else f.default)}
-        settings, _ = resumed_settings(settings, given)
+def library_settings(settings: RunSettings, given: Collection[str] | None = None) -> RunSettings:
+    """`settings` as `teacher.train_teacher` / `distill.distill` run them: checked (ValueError naming the field: a
+    negative lr trained without a word); on a resume, the run's recorded recipe for every field not in `given`
+    (the fields the caller sets; None: those that differ from their defaults, so a field set back to its default
+    must be named there), as `ncvsd train --resume` keeps it (a bare resume from Python trained on the built-in
+    photos at the default lr and batch). The command line merges what was typed itself (`given`: every field)."""
+    if settings.resume and Path(settings.out, "run.json").is_file():
+        if given is None:
+            given = {f.name for f in fields(settings) if getattr(settings, f.name) != (
+                f.default_factory() if f.default_factory is not MISSING else f.default)}
+        settings, _ = resumed_settings(settings, set(given))
     settings.check()
     return settings
 
@@ -247,6 +250,8 @@ def resumed_settings(settings: RunSettings, given: set[str]) -> tuple[RunSetting
     recorded = run_record(settings.out)
     names = {f.name for f in fields(settings)} - set(PER_INVOCATION)
     taken = {k: _tuples(recorded[k]) for k in names - given if recorded.get(k) is not None}
+    if "duration" in taken:  # ("2M", recorded when it meant minutes: "2min")
+        taken["duration"] = recorded_duration(taken["duration"])
     changed = {k: (_tuples(recorded[k]), getattr(settings, k)) for k in names & given
                if k in recorded and _tuples(recorded[k]) != getattr(settings, k)}
     return replace(settings, **taken), changed

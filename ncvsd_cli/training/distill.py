@@ -13,6 +13,7 @@ fresh batch (§1.8 order: score, discriminator, generator).
 from __future__ import annotations
 
 import sys
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -401,10 +402,11 @@ class Distiller(TrainLoop):
         return paths
 
 
-def distill(settings: DistillSettings) -> dict:
+def distill(settings: DistillSettings, given: Collection[str] | None = None) -> dict:
     """Run (or resume) NCVSD distillation; returns the last log record. Works under torchrun. As
-    `teacher.train_teacher`: settings checked, a resume keeps the run's recipe, the caller's random state kept."""
-    settings = library_settings(replace(settings))  # (a copy: the caller's object is not changed)
+    `teacher.train_teacher`: settings checked, a resume keeps the run's recipe but for `given`, the caller's random
+    state kept."""
+    settings = library_settings(replace(settings), given)  # (a copy: the caller's object is not changed)
     if not settings.teacher:
         raise ValueError("distillation needs --teacher (a teacher checkpoint or a `ncvsd train` run directory)")
     info = distributed.init(settings.device)

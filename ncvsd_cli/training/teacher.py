@@ -6,6 +6,7 @@ sum · loss_scaling / per-rank batch. Snapshots: the power-function EMAs as `tea
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -164,12 +165,13 @@ class TeacherTrainer(TrainLoop):
         return paths
 
 
-def train_teacher(settings: TeacherSettings) -> dict:
+def train_teacher(settings: TeacherSettings, given: Collection[str] | None = None) -> dict:
     """Run (or resume) teacher training; returns the last log record. Works under torchrun. Settings are checked,
-    and a resume keeps the run's recorded recipe for every field left at its default (`library_settings`); the
-    caller's random state is left as it was (`training_rng`). Ctrl-C saves the state and raises
-    TrainingInterrupted, an Exception (a second one TrainingAborted, a KeyboardInterrupt)."""
-    settings = library_settings(settings)
+    and a resume keeps the run's recorded recipe for every field not in `given` (None: the fields that differ from
+    their defaults; `library_settings`); the caller's random state is left as it was (`training_rng`). Ctrl-C
+    saves the state and raises TrainingInterrupted, an Exception (a second one TrainingAborted, a
+    KeyboardInterrupt)."""
+    settings = library_settings(settings, given)
     info = distributed.init(settings.device)
     with training_rng(info.device):
         return run_then_leave(lambda: TeacherTrainer(settings, info).run(), settings.out)
