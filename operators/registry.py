@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -52,19 +52,23 @@ _REGISTRY: dict[str, type[Operator]] = {}
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def check_name(name: Any, what: str) -> None:
-    """ValueError unless `name` is made of letters, digits, ".", "_" and "-" (NAME_PATTERN): a "/" or ".." in a
-    plug-in's name wrote outputs outside their folder, a "," could not be given to bench."""
+def check_name(name: Any, what: str, registered: Iterable[str] = ()) -> None:
+    """ValueError unless `name` is made of letters, digits, ".", "_" and "-" (NAME_PATTERN: a "/" or ".." in a
+    plug-in's name wrote outputs outside their folder, a "," could not be given to bench) and differs from every
+    `registered` name in more than case (their output files would clash on case-insensitive volumes)."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise ValueError(f"{what} name {name!r} must be letters, digits, '.', '_' and '-' (it names output files and "
                          "is given in comma lists)")
+    twin = next((n for n in registered if n != name and n.casefold() == name.casefold()), None)
+    if twin is not None:
+        raise ValueError(f"{what} name '{name}' differs only in case from the registered '{twin}'")
 
 
 def register(cls: type[Operator]) -> type[Operator]:
     """Class decorator: make `cls` available as `cls.name` (`check_name`)."""
     if not cls.name:
         raise ValueError(f"{cls.__qualname__} has no `name`")
-    check_name(cls.name, "operator")
+    check_name(cls.name, "operator", _REGISTRY)
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
         raise ValueError(f"operator name '{cls.name}' is already registered by {_REGISTRY[cls.name].__qualname__}")
     _REGISTRY[cls.name] = cls

@@ -331,3 +331,15 @@ def test_plugins_that_break_the_contracts_are_named_not_run_silently(faulty_plug
         assert res.exit_code == 1 and said in res.stderr, res.output
         assert not (tmp_path / f"{method}.png").exists()
     assert run("degrade", "--task", "sr4", src, "-o", tmp_path / "s.png", "-q").exit_code == 0  # built-ins work
+
+
+def test_names_differing_only_in_case_are_refused(monkeypatch):
+    """`Foo` beside `foo`: their output files (x_Foo.png, x_foo.png) clash on case-insensitive volumes."""
+    from operators.resize import Downsample
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    with pytest.raises(ValueError, match="differs only in case from the registered 'sr4'"):
+        registry.register(type("Loud", (Downsample,), {"name": "SR4"}))
+    monkeypatch.setattr(method_registry, "METHODS", dict(method_registry.METHODS))
+    with pytest.raises(ValueError, match="differs only in case"):
+        method_registry.register_method(method_registry.Method("PNP-GD", "none", "x:y"))

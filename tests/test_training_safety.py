@@ -1065,3 +1065,28 @@ def test_a_python_resume_keeps_the_recipe_checks_settings_and_leaves_the_random_
     run_json = json.loads((out / "run.json").read_text())
     (out / "run.json").write_text(json.dumps({**run_json, "duration": "4M"}))  # recorded when "M" meant minutes
     assert library_settings(TeacherSettings(out=str(out), resume=True)).duration == "4min"
+
+
+def test_a_data_errors_save_is_refused_when_the_losses_since_the_last_log_line_exploded(tmp_path, trained,
+                                                                                       monkeypatch):
+    """The save a data error makes (one process) skipped the loss-size check: a diverging step's weights were
+    saved as the state to resume from."""
+    from ncvsd_cli.images import ImageError
+    from ncvsd_cli.training.teacher import TeacherTrainer
+
+    data, _ = trained
+    step, calls = TeacherTrainer.train_step, []
+
+    def exploding_then_bad_file(self, i):
+        calls.append(i)
+        if len(calls) == 4:
+            raise ImageError("x.png: cannot decode")
+        losses = step(self, i)
+        return {k: v * 0 + (1.0 if len(calls) == 1 else 500.0) for k, v in losses.items()}
+
+    monkeypatch.setattr(TeacherTrainer, "train_step", exploding_then_bad_file)
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(out), "--duration", "6steps", "--quiet",
+                              *TINY, "--log-every", "10"])
+    assert res.exit_code == 1 and "training diverged by step 3" in res.stderr, res.output
+    assert not (out / "state.pt").exists()

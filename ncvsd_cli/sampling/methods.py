@@ -479,7 +479,7 @@ def register_method(method: Method) -> Method:
 
     if not isinstance(method, Method):
         raise TypeError(f"register_method takes a sampling.methods.Method, got {type(method).__name__}")
-    check_name(method.name, "method")
+    check_name(method.name, "method", METHODS)
     if method.needs not in ("generator", "teacher", "none"):
         raise ValueError(f"method '{method.name}': needs must be generator, teacher or none, got {method.needs!r}")
     if METHODS.get(method.name, method) != method:

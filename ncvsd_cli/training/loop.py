@@ -836,7 +836,7 @@ class TrainLoop:
                 try:
                     losses = self.train_step(self.step)
                 except ImageError as exc:  # a file that decodes badly, met when first drawn: keep the steps so far
-                    raise self._stopped_by_data(exc, first_step, drawn) from None
+                    raise self._stopped_by_data(exc, first_step, drawn, (sums, counts)) from None
                 self.step += 1
                 self.cur_nimg += self.batch
                 for k, v in losses.items():
@@ -882,16 +882,20 @@ class TrainLoop:
                    "seconds": round(self.train_seconds, 2)})
         return record
 
-    def _stopped_by_data(self, exc: Exception, first_step: int, drawn: dict | None) -> DataError:
+    def _stopped_by_data(self, exc: Exception, first_step: int, drawn: dict | None,
+                         pending: tuple[dict, dict] = ({}, {})) -> DataError:
         """The error to raise when an image of the dataset cannot be read mid-run. Alone (one process) and after a
         step of this invocation, the state of the last finished step is saved first, with the data stream put back
         where that step left it (a step draws all its batches before it updates a network), so `--resume`
         continues exactly once the file is fixed or removed; under torchrun the last snapshot's state remains. The
-        log records it."""
+        log records it. `pending`: the losses since the last log line (sums, counts), checked before the save as
+        before any other (`_check_loss_size`)."""
         saved = self.dist.world_size == 1 and self.step > first_step
         if saved:
             if drawn is not None:
                 self.stream.load_state_dict(drawn)
+            if pending[0]:
+                self._check_loss_size(self._mean_losses(*pending))
             self.checkpoint()
         self._log({"event": "error", "error": str(exc), "step": self.step, "kimg": self.cur_nimg / 1000})
         if not saved and not self.state_path.exists():
