@@ -24,6 +24,7 @@ written size (`sized`). The packet (UTF-8, -16 or -32) is parsed by the standard
 
 from __future__ import annotations
 
+import functools
 import re
 from xml.dom import minidom
 from xml.parsers.expat import ExpatError
@@ -43,7 +44,7 @@ _ST_DIM = "http://ns.adobe.com/xap/1.0/sType/Dimensions#"
 _IPTC_EXT = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
 #: The IPTC Digital Source Type vocabulary (cv.iptc.org/newscodes/digitalsourcetype): what `labelled` writes.
 #: GENERATED: made by a trained model from noise (`ncvsd sample`); EDITED_BY_AI: a capture blended with a trained
-#: model's output, as a restoration whose details a generative prior draws ("Edited with AI" in photo apps);
+#: model's output, as a restoration whose details a generative prior draws (IPTC: "Edited using Generative AI");
 #: ENHANCED: corrected by an algorithm without a trained model (the classical baselines).
 SOURCE_TYPES = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 GENERATED, EDITED_BY_AI, ENHANCED = "trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia", \
@@ -309,6 +310,7 @@ def kept_xmp(packet: bytes | str | None, iim: dict | None = None, png_text: dict
     return out
 
 
+@functools.lru_cache(maxsize=16)  # (one label per sample or bench image otherwise built and serialised again)
 def labelled(packet: bytes | None, source_type: str) -> bytes:
     """`packet` (`kept_xmp`'s, or None for a new one) with the label of what made the image: the IPTC
     Iptc4xmpExt:DigitalSourceType `SOURCE_TYPES + source_type` (GENERATED, EDITED_BY_AI or ENHANCED; IPTC Photo

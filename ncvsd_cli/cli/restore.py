@@ -790,7 +790,8 @@ def _write(res, paths: list[str], outputs: Outputs, m, method: str) -> tuple[lis
     from ncvsd_cli.sampling.methods import source_type
     from ncvsd_cli.uncertainty import std_map_png
 
-    label = xmp.labelled(None if outputs.strip_metadata else m.xmp, source_type(method))  # (--strip-metadata: the label only)
+    label = xmp.labelled(None if outputs.strip_metadata else m.xmp, source_type(method))  # (--strip-metadata:
+    # the label only)
 
     tensors = [res.samples[k : k + 1] for k in range(res.samples.shape[0])]
     if outputs.mean:
