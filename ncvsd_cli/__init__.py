@@ -3,4 +3,4 @@
 Importing this package is cheap: torch and the networks load only when a submodule that needs them is imported.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"  # (PEP 440) what main builds since 0.1.0: CHANGELOG's [Unreleased]

@@ -507,14 +507,15 @@ def _checkpoint_config(model: torch.nn.Module, config: dict[str, Any]) -> dict[s
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, config: dict[str, Any], *,
-                    dtype: torch.dtype | None = None) -> Path:
+                    dtype: torch.dtype | None = None, overwrite: bool = True) -> Path:
     """Write `model.state_dict()` to a safetensors file with `config` as JSON in the metadata key "ncvsd".
 
     config: {"kind": teacher|generator|score|discriminator, "preset", "arch": {...}, "provenance": {data, steps,
     command, ...}, ...}; img_resolution, img_channels, label_dim, sigma_data and gamma are filled from the model's
     attributes when absent, provenance.date defaults to now (UTC). dtype: cast floating tensors (e.g. torch.float16
-    to halve the file), default None keeps them. The write is atomic (temp file in the same folder + os.replace).
-    Returns the path written.
+    to halve the file), default None keeps them. The write is atomic (temp file in the same folder + os.replace);
+    overwrite False never replaces an existing file, one another process made meanwhile included
+    (images.OutputExistsError). Returns the path written.
     """
     from safetensors import SafetensorError
     from safetensors.torch import save_file
@@ -533,7 +534,7 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, config: dic
     from ncvsd_cli.images import atomic_path
 
     target = Path(path)
-    with atomic_path(target) as tmp:  # never half written; the umask's permissions (mkstemp's are 0600)
+    with atomic_path(target, overwrite=overwrite) as tmp:  # never half written; the umask's permissions
         try:  # written from the tensors' memory (no serialised copy)
             save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True), "format": "pt"})
         except SafetensorError as exc:  # a full disk: an OSError with its reason, as Python's writes give

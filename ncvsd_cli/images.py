@@ -225,11 +225,27 @@ class OutputExistsError(FileExistsError):
         self.target = str(target)
 
 
-def _check_pixels(name: str, h: int, w: int, max_pixels: int | None) -> None:
+#: EXIF orientations that swap width and height (rotated by 90 or 270 degrees, or transposed).
+TURNED_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def _check_pixels(name: str, h: int, w: int, max_pixels: int | None, orientation: Any = None) -> None:
+    """ImageError for an empty image or one over `max_pixels`, named by its size as shown (an EXIF `orientation`
+    that turns it swaps the stored width and height: restore's messages give the shown size)."""
+    if orientation in TURNED_ORIENTATIONS:
+        h, w = w, h
     if h < 1 or w < 1:
         raise ImageError(f"{name}: empty image ({w}x{h})")
     if max_pixels is not None and h * w > max_pixels:
         raise ImageError(f"{name}: {w}x{h} = {h * w} pixels exceeds --max-pixels {max_pixels}")
+
+
+def _pil_orientation(im: Any) -> int | None:
+    """The EXIF orientation of an opened Pillow image, None when absent or unreadable."""
+    try:
+        return im.getexif().get(0x0112)
+    except Exception:  # noqa: BLE001 (damaged EXIF: exif_transpose decides later; the size check needs no more)
+        return None
 
 
 def _decode_png16(data: bytes, name: str, max_pixels: int | None) -> tuple[np.ndarray, str, int]:
@@ -265,10 +281,10 @@ def _decode_tiff(data: bytes, name: str, max_pixels: int | None,
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
         page = tif.pages[0]
         h, w = _tiff_hw(page.shape)
-        _check_pixels(name, h, w, max_pixels)
-        arr = page.asarray()
         tag = page.tags.get(274)  # EXIF orientation, applied below as Pillow's exif_transpose would
         orientation = tag.value if tag is not None else None
+        _check_pixels(name, h, w, max_pixels, orientation)
+        arr = page.asarray()
         associated = 1 in tuple(page.extrasamples or ())  # ExtraSamples 1: premultiplied (associated) alpha
         pages = len(tif.pages)
         if pages > 1 and notes is not None:
@@ -474,7 +490,7 @@ def _decode_pil(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
-            _check_pixels(name, im.height, im.width, max_pixels)
+            _check_pixels(name, im.height, im.width, max_pixels, _pil_orientation(im))
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 notes.append(f"first of {frames} frames used")
@@ -516,10 +532,9 @@ def _decode_pil(
     else:  # CMYK, YCbCr, LAB, HSV
         notes.append(f"{mode} converted to RGB")
         arr, bits = np.asarray(im.convert("RGB")), 8
-    arr = arr.astype(np.float64)
     if arr.ndim == 2:
         arr = arr[..., None]
-    return (arr if bits == 1 else arr / 255.0), mode, bits  # mode "1" is 0 / 1 unless converted
+    return (arr.astype(np.float64) if bits == 1 else arr), mode, bits  # 8 bits: uint8, read_image scales it
 
 
 def _grey_palette(im: PIL.Image.Image) -> bool:
@@ -564,6 +579,16 @@ def read_image(
     n = arr.shape[-1]
     grey = n in (1, 2)
     kept_alpha = None
+    if arr.dtype == np.uint8 and n in (1, 3) and (channels == 3 or n == 1):  # an opaque 8-bit picture (most photos)
+        with warnings.catch_warnings():  # Pillow's read-only array: only read (the float copy is written)
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
+            pixels = torch.from_numpy(arr)
+        unit = pixels.permute(2, 0, 1).contiguous().float().div_(255.0)[None]  # in float32: value for value the
+        # float64 path's (all 256 levels checked), in a fraction of its time and memory (a 108-MP JPEG: 23 s -> 4 s)
+        tensor = unit.expand(-1, channels, -1, -1).contiguous() if channels != n else unit
+        return _decoded(data, tensor, mode, bits, grey, notes, kept_alpha)
+    if arr.dtype == np.uint8:
+        arr = arr / 255.0
     if n in (2, 4):  # composite on white: c * a + 1 * (1 - a)
         colour, alpha = arr[..., :-1], arr[..., -1:]
         if (alpha < 1.0).any():
@@ -576,9 +601,15 @@ def read_image(
         arr = arr @ np.asarray(LUMA_WEIGHTS)[:, None]
         notes.append("colour reduced to greyscale (BT.601 luma)")
     tensor = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float()[None]
+    return _decoded(data, tensor, mode, bits, grey, notes, kept_alpha)
+
+
+def _decoded(data: bytes, tensor: torch.Tensor, mode: str, bits: int, grey: bool, notes: list[str],
+             kept_alpha: torch.Tensor | None) -> DecodedImage:
+    """`read_image`'s result from the decoded (1, C, H, W) float32 tensor in [0, 1] and the file's metadata."""
     icc = _kept_profile(icc_profile(data), notes)
     kind = heif_kind(data)  # colour named by a HEIC's nclx tags or a camera's EXIF (not an AVIF's: its colour box
-    if icc is None and not grey and channels == 3 and kind != "avif":  # names it): an equivalent profile
+    if icc is None and not grey and tensor.shape[1] == 3 and kind != "avif":  # names it): an equivalent profile
         icc, note = heif_colour(data) if kind == "heic" else exif_colour(data)
         notes += [note] if note else []
     return DecodedImage(tensor=from_unit(tensor), mode=mode, bit_depth=bits, grey=grey, notes=notes,

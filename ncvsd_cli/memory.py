@@ -211,6 +211,19 @@ def classical_bytes(operator_config: dict | None, shape: Sequence[int], method: 
     return CLASSICAL_BYTES_PER_ELEMENT[kind] * b * c * h * w
 
 
+def operator_bytes(operator_config: dict | None, image_shape: Sequence[int]) -> int:
+    """Host bytes the operator of `operator_config` ({"name", ...}) holds for an output of `image_shape` (C, H, W):
+    its class's `setup_bytes` (super-resolution's per-axis matrices grow with the square of the longest side:
+    5.7 GB for a 20000-px one); 0 for an operator not registered here."""
+    import operators
+
+    try:
+        cls = operators.get(str((operator_config or {}).get("name", "")))
+    except ValueError:
+        return 0
+    return int(cls.setup_bytes(tuple(image_shape)))
+
+
 def images_per_call(net: NetworkShape | dict, batch: int, tile: int, precision: str = "fp32",
                     fused_attention: bool | None = None, device: str = "cpu",
                     budget: int = DEFAULT_CALL_BUDGET) -> int:

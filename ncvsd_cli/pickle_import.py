@@ -487,17 +487,24 @@ GARBAGE_REASONS = ("Memo value not found", "invalid load key", "could not find M
 
 def import_pickle(src: str | os.PathLike, dst: str | os.PathLike, *, ema_key: str = "ema",
                   command: str | None = None, data: str | None = None, limits: ImportLimits | None = None,
-                  provenance: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+                  provenance: dict[str, Any] | None = None, overwrite: bool = True) -> tuple[Path, dict[str, Any]]:
     """Convert an EDM2/NCVSD persistence pickle into an ncvsd safetensors checkpoint; returns (dst, config).
 
     The network is rebuilt with `build_network` from the recorded constructor arguments and loaded strictly, so
     every tensor must land on a parameter of the same name and shape. Floating weights are stored in the source's
     dtype (fp16 for the released files; widening to float32 on load is exact). Provenance records the source file
     name and sha256, the entry used, `command` / `data` when given and any `provenance` items. limits: see
-    `ImportLimits`. Raises CheckpointError on any problem (refused globals, a pickle past the limits, unsupported
-    classes, names or shapes that do not fit).
+    `ImportLimits`. overwrite False: `dst` created meanwhile by another process is not replaced
+    (images.OutputExistsError). Raises CheckpointError on any problem (refused globals, a pickle past the limits,
+    unsupported classes, names or shapes that do not fit, weights that are not finite, which every loader refuses).
     """
-    from ncvsd_cli.checkpoints import CheckpointError, file_format, save_checkpoint, sha256_file
+    from ncvsd_cli.checkpoints import (
+        CheckpointError,
+        check_finite_weights,
+        file_format,
+        save_checkpoint,
+        sha256_file,
+    )
     from ncvsd_cli.networks import build_network
 
     src = Path(src)
@@ -511,8 +518,8 @@ def import_pickle(src: str | os.PathLike, dst: str | os.PathLike, *, ema_key: st
         imported = analyse(read_pickle(src, limits), ema_key=ema_key)
     except (pickle.UnpicklingError, ValueError, EOFError) as exc:
         if other is None and str(exc).startswith(GARBAGE_REASONS):  # Python's reason for bytes that are no pickle
-            raise CheckpointError(f"cannot import {src.name}: it does not start as a Python pickle (protocol "
-                                  "2-5) does, so it is not a network pickle of the authors' code (EDM2 / NCVSD "
+            raise CheckpointError(f"cannot import {src.name}: it does not start the way a Python pickle "
+                                  "(protocol 2-5) does, so it is not a network pickle of the authors' code (EDM2 / NCVSD "
                                   "`network-snapshot-*.pkl`)") from exc
         raise CheckpointError(f"cannot import {src.name}: {exc}") from exc
     except Exception as exc:  # malformed data reaching a constructor (TypeError, AttributeError, struct.error...)
@@ -544,5 +551,6 @@ def import_pickle(src: str | os.PathLike, dst: str | os.PathLike, *, ema_key: st
         raise CheckpointError(f"{src.name}: tensor shapes do not match: {'; '.join(bad[:5])}")
     model = build_network(config)  # the sizes are the pickle's own now
     model.load_state_dict({k: v.to(ours[k].dtype) for k, v in state.items()}, strict=True)
+    check_finite_weights(model, src.name)  # (a file that would be written, then refused by every loader)
     store = float_dtypes.pop() if len(float_dtypes) == 1 else None
-    return save_checkpoint(model, dst, config, dtype=store), config
+    return save_checkpoint(model, dst, config, dtype=store, overwrite=overwrite), config

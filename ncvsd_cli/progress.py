@@ -197,12 +197,14 @@ class StatusReporter:
         done = f"{fmt_n(whole(self.n))}/{fmt_n(self.total)} {self.unit} ({percent_down(self.n, self.total)}%)"
         parts = [f"{self.desc}: {done}"]
         rate = (self.n - self._initial) / elapsed if elapsed > 0 else 0.0
+        eta = self.eta
+        if eta is not None and elapsed + eta > 0:  # the rate the ETA implies ("16:03 per img" beside "elapsed 00:15,
+            rate = (self.total - self._initial) / (elapsed + eta)  # ETA 12:25": one counted start-up, one the steps)
         if self.show_rate and rate >= 0.1:
             parts.append(f"{self._tqdm.format_sizeof(rate) if rate >= 1000 else f'{rate:.3g}'} {self.unit}/s")
         elif self.show_rate and rate > 0:  # slow work (a large photo): time per item, not 8e-05 img/s
             parts.append(f"{self._tqdm.format_interval(1 / rate)} per {self.unit}")
         parts.append(f"elapsed {self._tqdm.format_interval(elapsed)}")
-        eta = self.eta
         if eta is not None:
             parts.append(f"ETA {self._tqdm.format_interval(eta)}")
         elif rate > 0:

@@ -308,6 +308,7 @@ class Restorer:
         start = memory.classical_bytes(operator_config, (1, c, *image_shape[1:]),
                                        "classical" if warm else sampler.name) \
             if warm or sampler.needs == "none" else 0
+        start += memory.operator_bytes(operator_config, image_shape)  # (sr's per-axis matrices: any method)
         host = memory.available_memory_bytes("cpu")  # the classical estimates run on the CPU, in host memory
         if host is not None and start > host:
             name = str((operator_config or {}).get("name", ""))
@@ -319,7 +320,8 @@ class Restorer:
             smaller = " or at a smaller factor" if shrinks else ""
             other = " or --method pnp-gd (it starts from noise, without one)" if warm else ""
             return (f"a {image_shape[2]}x{image_shape[1]} output needs an estimated {memory.format_bytes(start)} of "
-                    f"host memory for {'its classical start' if warm else sampler.name} but "
+                    f"host memory for the operator{' and its classical start' if warm else ''}"
+                    f"{f' and {sampler.name}' if sampler.needs == 'none' else ''} but "
                     f"{memory.format_bytes(host)} is available: restore a crop{smaller}{other} (--max-pixels "
                     "caps the accepted size up front)")
         if sampler.needs == "none" or not self.config:

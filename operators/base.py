@@ -152,6 +152,11 @@ class Operator(nn.Module):
     langevin_steps: int = 100
     langevin_c1: float = 0.1
     langevin_c2: float = 0.1
+    #: The ULA step of a linear operator is at most this over the energy's largest curvature 2 |A|² / beta + 1 / rho²:
+    #: the reference's rule gives gamma * L -> 2 |A|² as rho grows, 0.125 for its x4 bicubic resizer (|A|² 1/16)
+    #: but 2, ULA's stability edge, at |A| = 1 (nearest resizing, a blur, a plug-in): its chain oscillated there
+    #: (A(u) std 0.45 where the posterior's is 0.02). 0.5 leaves bicubic sr2-sr8 on the reference's rule.
+    langevin_max_step_curvature: ClassVar[float] = 0.5
 
     def __init__(self, image_shape: Sequence[int]):
         super().__init__()
@@ -240,6 +245,9 @@ class Operator(nn.Module):
         steps = self.langevin_steps if steps is None else int(steps)
         beta = 2.0 * sigma_p**2
         lr = self.langevin_c1 / (self.langevin_c2 / beta + 1.0 / rho**2)
+        if self.linear:  # capped by the curvature (langevin_max_step_curvature)
+            curvature = 2.0 * self.gram_norm(x0) / beta + 1.0 / rho**2
+            lr = min(lr, self.langevin_max_step_curvature / curvature)
         u = x0.detach().clone()
         data_gradient = self.data_gradient_for(y)
         for _ in range(steps):
@@ -247,6 +255,32 @@ class Operator(nn.Module):
             u = (u - lr * grad + math.sqrt(2 * lr) * randn_like(u, generator)).detach()
         diverged = torch.isnan(u).flatten(1).any(1).view(-1, *([1] * (u.dim() - 1)))
         return torch.where(diverged, torch.zeros_like(u), u)  # per image: a diverged chain does not reset the batch
+
+    @classmethod
+    def setup_bytes(cls, image_shape: Sequence[int]) -> int:
+        """Host memory (bytes, >= 0) that building this operator for images of `image_shape` (C, H, W) holds beyond
+        the images themselves: 0 here; operators with large precomputed factors (super-resolution) say theirs, so
+        that a restore is refused before it runs out of memory."""
+        return 0
+
+    def gram_norm(self, like: torch.Tensor, iterations: int = 30) -> float:
+        """|A|², the largest eigenvalue of AᵀA (linear operators; >= 0), by power iteration through `data_gradient`
+        on a batch shaped like `like` (its dtype and device; the largest over its images), cached per shape. The
+        start is drawn from a private generator: the caller's random streams are untouched."""
+        key = (tuple(like.shape), like.dtype, like.device)
+        cache = self.__dict__.setdefault("_gram_norms", {})
+        if key not in cache:
+            v = torch.randn(like.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+            v = v.to(like.dtype).to(like.device)
+            zero = torch.zeros_like(self.forward(v))
+            norm = 0.0
+            for _ in range(iterations):
+                v = v / v.norm().clamp_min(torch.finfo(v.dtype).tiny)
+                w = self.data_gradient(v, zero) / 2  # AᵀA v
+                norm = float((v * w).sum())  # the Rayleigh quotient: a lower bound that rises to |A|²
+                v = w.detach()
+            cache[key] = max(norm, 0.0)
+        return cache[key]
 
     def data_gradient(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The gradient of |A(u) - y|² with respect to u (each image of the batch its own), used by the ULA step.

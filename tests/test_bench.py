@@ -292,6 +292,11 @@ def test_preset_file_is_read_once_and_its_content_guards_resume(assets, tmp_path
     with pytest.raises(ValueError, match="preset"):
         run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd-warm"], nfe=[1], limit=2, resume=True,
                        preset_file=str(user)), progress=False)
+    copy = tmp_path / "copy.yaml"  # the same content at another path: no difference (the path was compared too)
+    copy.write_text("warm_start: {sigma_max: 0.5}\n")
+    again = run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd-warm"], nfe=[1], limit=2, resume=True,
+                           preset_file=str(copy)), progress=False)
+    assert again.computed == 0 and again.skipped == 2
 
 
 def test_a_failed_batch_is_retried_one_image_at_a_time(assets, tmp_path, monkeypatch):
@@ -331,6 +336,13 @@ def test_best_of_k_rows_and_label(assets, tmp_path):
     assert runs0 != runs1  # independent samples
     assert {s["aggregation"] for s in res.summary} == {"mean", "best-of-2"}
     assert "best-of-2" in (out / "summary.md").read_text()
+    assert "best-of-K: per image the best of K runs" in (out / "report.html").read_text()  # said on the page too
+    again = run_bench(_cfg(assets, out, tasks=["inpaint-box"], methods=["pnp-gd", "biharmonic"], nfe=[2], limit=2,
+                           resume=True), progress=False)  # --best-of 1: the earlier second runs are not shown
+    mean = next(s for s in again.summary if s["method"] == "pnp-gd")
+    assert again.computed == 0 and {s["aggregation"] for s in again.summary} == {"mean"} and mean["runs"] == 1
+    assert mean["psnr_mean"] == pytest.approx(sum(runs0) / 2)
+    assert "best-of" not in (out / "report.html").read_text() and len(results.read_rows(out / "per_image.csv")) == 6
 
 
 def test_sharded_ranks_merge_to_the_single_run(assets, first_run, tmp_path, monkeypatch):

@@ -344,6 +344,32 @@ def test_a_folder_of_sidecars_of_several_tasks_uses_each_tasks_sampler(tmp_path,
     assert res.exit_code == 1 and "no warm start" in res.stderr
 
 
+def test_an_interrupted_restores_json_summary_says_what_ran(tmp_path, ckpt, monkeypatch):
+    """Ctrl-C after the first of two images: the summary names the task, method, nfe, device and precision that made
+    the finished one, as a finished run's does (they were missing: only the options given at the start)."""
+    from ncvsd_cli.cli import restore as cli_restore
+
+    (tmp_path / "m").mkdir()
+    for name in ("a", "b"):
+        assert run("degrade", "--task", "sr2", _png(tmp_path / f"{name}.png", 16, 12), "-o",
+                   tmp_path / "m" / f"{name}.png").exit_code == 0
+    real, calls = cli_restore._Restoration.restore, []
+
+    def second_interrupted(self, window, left):
+        calls.append(len(window))
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real(self, window, left)
+
+    monkeypatch.setattr(cli_restore, "WINDOW_BYTES", 1)  # one input per window
+    monkeypatch.setattr(cli_restore._Restoration, "restore", second_interrupted)
+    res = run("restore", tmp_path / "m", "-c", ckpt, *FAST, "--json", "-q", "-o", tmp_path / "out")
+    last = json.loads(res.stdout.strip().splitlines()[-1])
+    assert res.exit_code == 130 and last["interrupted"] == "SIGINT" and last["ok"] == 1, res.output
+    assert (last["task"], last["method"], last["nfe"], last["device"]) == ("sr2", "pnp-gd-warm", 2, "cpu"), last
+    assert last["precision"] in {"fp32", "bf16"} and last["not_done"] == [str(tmp_path / "m" / "b.png")], last
+
+
 @pytest.mark.parametrize("command", ["restore", "degrade"])
 def test_a_glob_that_matches_this_runs_own_outputs_leaves_them_out(tmp_path, ckpt, command):
     """`f/*.png` again after a run into f/ matched f/a_denoise.png: it was restored again (a_denoise_denoise.png)
@@ -1858,3 +1884,23 @@ def test_a_rerun_over_named_files_leaves_earlier_outputs_out_under_skip_existing
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_denoise.png", "b.png", "b_denoise.png"]
     res = run("restore", tmp_path / "a_denoise.png", *common)  # named without --skip-existing: restored
     assert res.exit_code == 0 and (tmp_path / "a_denoise_denoise.png").is_file(), res.output
+
+
+def test_a_terminal_is_told_where_the_outputs_went(tmp_path, monkeypatch):
+    """On a terminal (not --quiet, not --json) the last line names what was written: the names are made from the
+    inputs' (x_sr4.png), and nothing said so. Piped or redirected stderr stays as it was."""
+    from ncvsd_cli.cli import common
+
+    src = _png(tmp_path / "a.png")
+    res = run("degrade", "--task", "sr2", src, "-o", tmp_path / "m.png")
+    assert res.exit_code == 0 and "wrote" not in res.stderr  # (stderr is no terminal here)
+    monkeypatch.setattr(common, "stderr_is_terminal", lambda: True)
+    res = run("degrade", "--task", "sr2", src, "-o", tmp_path / "m2.png")
+    assert res.stderr.strip().splitlines()[-1] == f"ncvsd: wrote {tmp_path / 'm2.png'}, {tmp_path / 'm2.png'}" \
+        f".ncvsd.json, {tmp_path / 'm2.png'}.ncvsd.safetensors", res.stderr
+    assert "wrote" not in run("degrade", "--task", "sr2", src, "-o", tmp_path / "m3.png", "-q").stderr
+    report = common.Report("restore")
+    for name, status in (("a.png", "ok"), ("b.png", "ok"), ("c.png", "failed"), ("d.png", "skipped")):
+        report.results.append({"input": name, "status": status, "outputs": [f"out/{name}"] * (status != "failed")})
+    assert report.recap() == "restore: 2 ok, 1 skipped, 1 failed; outputs in out"
+    assert common.Report("restore", results=[{"input": "-", "status": "ok", "outputs": ["-"]}]).recap() is None

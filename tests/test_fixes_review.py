@@ -24,6 +24,14 @@ def test_sigma_y_override_rescales_beta_but_explicit_beta_wins():
     assert task_settings("deblur-gauss", sigma_y=base["sigma_y"])["beta"] == base["beta"]
 
 
+@pytest.mark.parametrize("file_sigma", [0.0, 0.001, 0.02])
+def test_beta_follows_sigma_y_through_a_preset_file_and_a_flag(file_sigma):
+    """A preset file's sigma_y (without beta), then --sigma-y: beta is the one --sigma-y alone gives. A file's 0 kept
+    the floor's beta (2000x too sharp at 0.1) and 0.001 divided by the unfloored level (5x too loose)."""
+    alone = task_settings("deblur-gauss", sigma_y=0.1)["beta"]
+    assert task_settings("deblur-gauss", preset_file={"sigma_y": file_sigma}, sigma_y=0.1)["beta"] == pytest.approx(alone)
+
+
 @pytest.mark.parametrize("likelihood, evals", [("exact", 2), ("langevin", 200)])
 def test_sr_operator_evaluations_follow_the_likelihood_mode(likelihood, evals):
     op = operators.create("sr4", (3, 16, 16), likelihood=likelihood)

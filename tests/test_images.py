@@ -588,6 +588,33 @@ def test_exif_orientation_turns_tiffs_and_16_bit_pngs_as_pillow_turns_other_file
         torch.testing.assert_close(decoded.tensor, reference, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("mode, channels", [("RGB", 3), ("L", 3), ("L", 1), ("RGB", 1)])
+def test_8_bit_pictures_decode_to_the_float64_paths_values(mode, channels):
+    """Opaque 8-bit pictures are scaled in float32 (a 108-MP JPEG read in 23 s, most of it float64 copies): every
+    value equals the float64 path's, float32(2 * float32(v / 255) - 1), for all 256 levels."""
+    levels = np.arange(256, dtype=np.uint8)
+    arr = np.stack([np.roll(levels, k) for k in range(3)], -1)[None].repeat(3, 0)  # (3, 256, 3)
+    im = Image.fromarray(arr if mode == "RGB" else arr[..., 0], mode)
+    unit = np.asarray(im.convert("RGB")).astype(np.float64) / 255.0
+    if channels == 1:
+        unit = unit @ np.asarray(images.LUMA_WEIGHTS)[:, None] if mode == "RGB" else unit[..., :1]
+    expected = from_unit(torch.from_numpy(np.ascontiguousarray(unit.transpose(2, 0, 1))).float()[None])
+    got = read_image(_png_bytes(np.asarray(im)), channels=channels).tensor
+    assert got.dtype == torch.float32 and got.is_contiguous() and torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+def test_max_pixels_names_the_size_as_shown(fmt):
+    """A photo stored 7x5 and turned by its EXIF orientation (6) is 5x7 on screen: the --max-pixels refusal says
+    5x7, as restore's messages do (degrade said the stored 7x5)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((5, 7, 3), np.uint8)).save(buf, format=fmt, exif=exif.tobytes())
+    with pytest.raises(ImageError, match=r": 5x7 = 35 pixels exceeds --max-pixels 20"):
+        read_image(buf.getvalue(), max_pixels=20)
+
+
 def test_a_cmyk_colour_profile_is_not_copied_to_an_rgb_output():
     """A CMYK JPEG is converted to RGB without its profile; the profile (colour space "CMYK" in its header) is
     dropped with a note instead of being attached to the RGB output, where viewers misread it. RGB ones are kept."""

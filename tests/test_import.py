@@ -254,7 +254,7 @@ def test_bytes_that_are_no_pickle_are_called_that(tmp_path, data):
     """Python's own reason for such bytes ("Memo value not found at index 174812789") told a user nothing."""
     src = tmp_path / "bad.pkl"
     src.write_bytes(data)
-    with pytest.raises(CheckpointError, match="does not start as a Python pickle") as info:
+    with pytest.raises(CheckpointError, match="does not start the way a Python pickle") as info:
         import_pickle(src, tmp_path / "bad.safetensors")
     assert "Memo" not in str(info.value) and not (tmp_path / "bad.safetensors").exists()
 
@@ -366,6 +366,37 @@ def test_cli_import(tmp_path):
     res = CliRunner().invoke(app, ["checkpoints", "import", str(evil), "-o", str(tmp_path / "e.safetensors")])
     assert res.exit_code == 3 and "refusing to import os.system" in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_nan_weights_and_an_output_made_meanwhile_are_refused(tmp_path, monkeypatch):
+    """A pickle with a NaN weight was written (exit 0) into a checkpoint every loader refuses; an output another
+    process wrote during the conversion was replaced without --force (the existence check ran before it)."""
+    from typer.testing import CliRunner
+
+    from ncvsd_cli import pickle_import
+    from ncvsd_cli.cli import app
+
+    config = network_config("teacher", "tiny")
+    net, src = _randomise(build_network(config)), tmp_path / "t.pkl"
+    _write_pickle(src, net, _authors_kwargs(config), wrap_generator=False)
+    nan = tmp_path / "nan.pkl"
+    _write_pickle(nan, net, _authors_kwargs(config), wrap_generator=False,
+                  mutate=lambda m: next(m.parameters()).data.view(-1)[0].fill_(float("nan")))
+    with pytest.raises(CheckpointError, match="NaN or inf"):
+        import_pickle(nan, tmp_path / "nan.safetensors")
+    assert not (tmp_path / "nan.safetensors").exists()
+    out, real = tmp_path / "o.safetensors", pickle_import.analyse
+
+    def meanwhile(*args, **kwargs):
+        out.write_bytes(b"another process's file")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pickle_import, "analyse", meanwhile)
+    res = CliRunner().invoke(app, ["checkpoints", "import", str(src), "-o", str(out)])
+    assert res.exit_code == 2 and "created meanwhile" in res.output, res.output
+    assert out.read_bytes() == b"another process's file" and [p.name for p in tmp_path.glob(".o*")] == []
+    res = CliRunner().invoke(app, ["checkpoints", "import", str(src), "-o", str(out), "--force"])
+    assert res.exit_code == 0 and read_config(out)["kind"] == "teacher", res.output
 
 
 # ------------------------------------------------------------------------------------- bombs and malformed pickles

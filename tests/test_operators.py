@@ -290,6 +290,35 @@ def test_sr_langevin_agrees_with_exact():
         assert (torch.cov(z.T) - torch.eye(n, dtype=torch.float64)).abs().max() < 0.15, op.likelihood
 
 
+@pytest.mark.parametrize("rho", [80.0, 1.0])
+def test_langevin_converges_on_an_operator_of_norm_one(rho):
+    """ULA with the default settings (C1 = C2 = 0.1, 100 steps) on nearest sr2, |A| = 1: the reference's step rule
+    put gamma * L at 2 for large rho (the stability edge): A(u) had std 0.45 around 0.001 where the posterior's is
+    sigma_p around y. Capped (Operator.langevin_max_step_curvature = 0.5), A(u) is y within ULA's bias: its
+    stationary std is 1/sqrt(1 - 0.25) = 1.15x the posterior's along A."""
+    shape, n_chains, sp = (1, 8, 6), 64, math.sqrt(1e-3 / 2)
+    op = make("sr2", shape, kernel="nearest", likelihood="langevin")
+    assert op.gram_norm(torch.zeros(1, *shape)) == pytest.approx(1.0, rel=1e-4)
+    x0 = torch.zeros(n_chains, *shape)
+    y = torch.full_like(op(x0), 0.5)
+    r = op(op.likelihood_sample(x0, y, rho, sp, gen(1))) - y
+    expected = sp / math.sqrt(1 + sp**2 / rho**2)
+    assert r.mean().abs() < 3 * expected / math.sqrt(r.numel()) + 0.01 * sp, r.mean()
+    assert 0.95 < r.std() / expected < 1.3, r.std() / expected
+
+
+def test_gram_norm_is_the_largest_eigenvalue_and_leaves_the_random_streams_alone():
+    """|A|² by 30 power iterations against the dense matrix's largest singular value squared (sr2 bicubic, a blur,
+    odd sizes): within 5 % below; the global torch stream is untouched (its private generator)."""
+    for op in (make("sr2", (1, 7, 9)), make("deblur-gauss", (1, 7, 9))):
+        a = dense_matrix(op.double())
+        state = torch.random.get_rng_state()
+        got = op.gram_norm(torch.zeros(1, 1, 7, 9, dtype=torch.float64))
+        assert torch.equal(state, torch.random.get_rng_state())
+        true = float(torch.linalg.matrix_norm(a, 2)) ** 2
+        assert 0.95 * true < got <= true * (1 + 1e-9), (got, true)  # the Rayleigh quotient: a lower bound
+
+
 # --- reference facts --------------------------------------------------------------------------------------------
 def test_box_mask_matches_reference():
     m = operators.create("inpaint-box", (3, 256, 256)).mask.expand(1, 3, 256, 256)

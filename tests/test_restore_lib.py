@@ -838,6 +838,26 @@ def test_classical_estimates_are_checked_against_memory_too(monkeypatch, method)
     assert plain.memory_refusal((3, 3000, 3000)) is None  # a mask multiply, no biharmonic fill
 
 
+@pytest.mark.parametrize("method", ["classical", "pnp-gd"])
+def test_a_long_super_resolution_axis_is_costed(monkeypatch, method):
+    """sr4 of a 5000x1 strip (a 20000x4 output) peaked at 5.7 GB against an estimate of 11 MiB: the per-axis float64
+    matrices (r x n, r = n/4) grow with the square of the longest side, whatever the method. Now refused up front
+    on a 4 GiB machine; a 12-MP photo's sr4 output (4000x3000) costs them 0.36 GB."""
+    import operators
+    from ncvsd_cli import memory
+    from ncvsd_cli.restore import Restorer
+
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 4 * 2**30)
+    sr4 = Restorer.from_options(RestoreOptions(task="sr4", method=method).validate(), load=False)
+    msg = sr4.memory_refusal((3, 4, 20000))
+    assert msg and "host memory for the operator" in msg, msg
+    assert 5e9 < memory.operator_bytes({"name": "sr4"}, (3, 4, 20000)) < 7e9
+    assert 0.8e9 < operators.get("sr4").setup_bytes((3, 1, 8000)) < 1.0e9  # measured 0.85 GB (peak RSS)
+    assert memory.operator_bytes({"name": "sr4"}, (3, 3000, 4000)) < 0.4e9
+    assert memory.operator_bytes({"name": "deblur-gauss"}, (3, 4, 20000)) == 0
+    assert memory.operator_bytes({"name": "not-registered"}, (3, 4, 20000)) == 0
+
+
 def test_a_classical_start_refusal_names_what_helps_for_its_task(monkeypatch):
     """An inpaint-box refusal said "restore a crop or at a smaller factor" (inpainting has none) and not that
     --method pnp-gd needs no classical start; a box fill was costed as a random mask's (measured 445-494 bytes per
@@ -865,6 +885,7 @@ def test_memory_refusal_says_whether_smaller_batches_and_tiles_can_help(monkeypa
 
     monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 100)
     monkeypatch.setattr(memory, "classical_bytes", lambda *args, **kwargs: 0)  # the network's estimate alone
+    monkeypatch.setattr(memory, "operator_bytes", lambda *args, **kwargs: 0)
     restorer = Restorer.from_options(RestoreOptions(task="sr4", batch_size=4).validate(), load=False)
     monkeypatch.setattr(memory, "work_bytes", lambda net, shape, *a, **k: 1000 if shape[0] > 1 else 50)
     assert "use a smaller --tile or --batch-size" in restorer.memory_refusal((3, 64, 64))

@@ -295,6 +295,8 @@ def test_restore_in_tiles_through_the_cli(tmp_path, tiny_generator):
     assert image_size(out.read_bytes()) == (40, 36)
     bad = _restore_cli("--task", "deblur-gauss", src, "-c", tiny_generator, "--tile", "5", "-o", tmp_path / "b.png")
     assert bad.exit_code == 2 and "multiple of" in bad.output
+    bad = _restore_cli("--task", "deblur-gauss", src, "-c", tiny_generator, "--tile", "5", "-o", out)
+    assert bad.exit_code == 2 and "multiple of" in bad.output, bad.output  # said before "exists" (exit 1 first)
     one = _restore_cli("--task", "deblur-gauss", src, "-c", tiny_generator, "--tile", "2", "-o", tmp_path / "b.png")
     assert one.exit_code == 2 and "at least 4 (tiles overlap to blend)" in one.stderr, one.output  # tiny's 2 px
     least = _restore_cli("--task", "deblur-gauss", src, "-c", tiny_generator, "--tile", "4", "--nfe", "1", "-o",

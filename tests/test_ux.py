@@ -410,6 +410,33 @@ def test_html_and_png_report_read_back(tmp_path):
         assert pic.width == 900 and pic.height > 900
 
 
+def test_html_report_names_failures_and_reads_without_sight_or_colour(tmp_path):
+    """The page says what failed (it showed "images: 3" beside rows of 2 and no word of the third), explains a
+    best-of-K row, marks its table headers for screen readers, fits a phone's width; the plot tells every method by
+    marker or dash pattern, not colour alone, and its y range holds a baseline at the top (axhline is left out of
+    autoscaling: the pseudo-inverse's line sat on the frame)."""
+    from ncvsd_cli.bench import report
+
+    summary = _summary(tasks=("sr4", "deblur-gauss"))
+    summary.append({**summary[0], "aggregation": "best-of-2", "runs": 2})
+    html = report.write_html(tmp_path, summary, "alex", {"dataset": "d", "images": 3, "failed": "1 (first: x.png)"})
+    text = html.read_text()
+    assert "<li>failed: 1 (first: x.png)</li>" in text and "best-of-K: per image the best of K runs" in text
+    assert text.count("<caption>") == 2 and 'name="viewport"' in text and "PSNR (dB)" in text
+    assert text.count('<th scope="col">') == 2 * 9 and text.count('<th scope="row">') == len(summary)
+    fig = report.nfe_figure(summary, "alex")
+    styles = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if line.get_label().startswith("_"):
+                continue
+            dashes = getattr(line, "_unscaled_dash_pattern", None) or line.get_linestyle()  # ("--" for any pattern)
+            styles.setdefault(line.get_label(), (line.get_marker(), str(dashes)))
+            low, high = ax.get_ylim()
+            assert all(low < y < high for y in line.get_ydata()), (line.get_label(), ax.get_ylim())
+    assert len(styles) == 9 and len(set(styles.values())) == 9, styles
+
+
 @pytest.mark.parametrize("width", [900, 1400])
 def test_report_png_table_text_stays_in_its_cells(width):
     """A long plug-in method name overflowed its cell (every column had an even share of the width)."""
@@ -449,14 +476,16 @@ def test_version_license_and_metadata():
     assert meta["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "ncvsd_cli.__version__"}
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and res.stdout.strip() == f"ncvsd {ncvsd_cli.__version__}"
-    assert "MIT License" in (ROOT / "LICENSE").read_text() and meta["project"]["license"] == "MIT"  # SPDX (PEP 639)
-    assert meta["project"]["license-files"] == ["LICENSE"]
+    assert "MIT License" in (ROOT / "LICENSE").read_text() and meta["project"]["license"] == "MIT AND BSD-3-Clause"
+    assert meta["project"]["license-files"] == ["LICENSE", "checkpoints/LICENSE-torchvision.txt"]  # SPDX (PEP 639)
+    assert "BSD 3-Clause" in (ROOT / "checkpoints" / "LICENSE-torchvision.txt").read_text()  # the LPIPS backbone's
     classifiers = meta["project"]["classifiers"]
     for version in ("3.10", "3.13"):
         assert f"Programming Language :: Python :: {version}" in classifiers
     assert not [c for c in classifiers if c.startswith("License ::")] and meta["project"]["urls"]  # (deprecated
     # beside the SPDX expression: setuptools warns, and will refuse)
-    assert f"## [{ncvsd_cli.__version__}]" in (ROOT / "CHANGELOG.md").read_text()
+    version, changelog = ncvsd_cli.__version__, (ROOT / "CHANGELOG.md").read_text()
+    assert f"## [{version}]" in changelog or (version.endswith(".dev0") and "## [Unreleased]" in changelog)
 
 
 def _complete(words: str) -> list[str]:
@@ -610,6 +639,14 @@ def test_slow_work_shows_time_per_item():
     line = rep.status_line()
     rep.close()
     assert "2:00:00 per img" in line and "img/s" not in line and "ETA 3:00:00" in line, line
+    rep = prog.StatusReporter(1, "restore", interval=1e9, stream=io.StringIO())
+    rep._start = rep._last_line = 0.0
+    rep._clock = lambda: 15.0  # 15 s in (reading, loading), the steps' ETA 12:25: the time per image agrees
+    rep.update(0.016)
+    rep.eta = 745.0
+    line = rep.status_line()
+    rep.close()
+    assert "12:40 per img" in line and "ETA 12:25" in line, line  # (it said 16:03 from 15 s / 1.6 %)
 
 
 def test_a_terminal_bar_counts_whole_items_while_its_fill_moves():

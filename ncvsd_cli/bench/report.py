@@ -131,7 +131,7 @@ def markdown(summary: list[dict[str, Any]], lpips_net: str, header: dict[str, An
     tasks = list(dict.fromkeys((s["dataset"], s["task"]) for s in summary))  # summarize's order
     for dataset, task in tasks:
         lines += [f"## {task_heading(dataset, task, summary)}", "",
-                  (f"| method | NFE | aggregation | images | PSNR ↑ | SSIM ↑ | LPIPS-{lpips_net} ↓ | evals "
+                  (f"| method | NFE | aggregation | images | PSNR (dB) ↑ | SSIM ↑ | LPIPS-{lpips_net} ↓ | evals "
                    "| op evals | s / image | peak MiB |"),
                   "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for s in summary:
@@ -171,11 +171,24 @@ def write_summary(out: str | os.PathLike, rows: list[dict[str, Any]], lpips_net:
     return summary
 
 
+#: Okabe & Ito's colour-blind-safe palette (its yellow left out: too faint on white), then grey.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#888888")
+#: Each method also has its own marker (swept and single-NFE methods) or dash pattern (classical baselines), so
+#: the plot reads without colour.
+MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "<", ">")
+DASHES = ("--", ":", "-.", (0, (6, 2, 1, 2, 1, 2)), (0, (10, 3)), (0, (1, 3)))
+
+
 def plot_nfe(summary: list[dict[str, Any]], lpips_net: str, path: str | os.PathLike) -> None:
+    """Write `nfe_figure` to `path` (PNG, matplotlib's Agg canvas)."""
+    nfe_figure(summary, lpips_net).savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.1)  # (the legend
+    # right of the plots: the saved box grows to hold it whole)
+
+
+def nfe_figure(summary: list[dict[str, Any]], lpips_net: str) -> Figure:
     """LPIPS and PSNR versus NFE, one column per task: swept methods as lines (log NFE axis), methods at a single
-    NFE as marked points, classical methods (NFE 0) as horizontal dashed lines ("mean" aggregation only).
-    Written with matplotlib's Agg canvas to `path` (PNG)."""
-    import matplotlib
+    NFE as marked points, classical methods (NFE 0) as horizontal lines ("mean" aggregation only); each method its
+    colour and its marker or dash pattern; the y range holds every line; one legend for all tasks."""
     import matplotlib.ticker
     from matplotlib.figure import Figure  # no pyplot: no global backend or figure state is touched
 
@@ -184,28 +197,43 @@ def plot_nfe(summary: list[dict[str, Any]], lpips_net: str, path: str | os.PathL
     tasks = list(dict.fromkeys(s["task"] for s in recs))
     fig = Figure(figsize=(4.2 * max(1, len(tasks)), 6.4))
     axes = fig.subplots(2, max(1, len(tasks)), squeeze=False)
-    cmap = matplotlib.colormaps["tab10"]
     methods = sorted({s["method"] for s in recs}, key=method_order)
-    colour = {m: cmap(i % 10) for i, m in enumerate(methods)}
+    baselines = [m for m in methods if all(s["nfe"] == 0 for s in recs if s["method"] == m)]
+    colour = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
+    marker = {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(m for m in methods if m not in baselines)}
+    dashes = {m: DASHES[i % len(DASHES)] for i, m in enumerate(baselines)}
+    swept = any(s["nfe"] > 0 for s in recs)
     for j, task in enumerate(tasks):
         for i, (metric, label) in enumerate(((lp, f"LPIPS ({lpips_net}) ↓"), ("psnr", "PSNR (dB) ↑"))):
             ax = axes[i][j]
+            values = []
             for m in methods:
                 pts = sorted((s["nfe"], s[metric + "_mean"]) for s in recs if s["task"] == task and s["method"] == m)
+                pts = [(n, v) for n, v in pts if math.isfinite(v)]
+                values += [v for _, v in pts]
                 if not pts:
                     continue
-                if all(n == 0 for n, _ in pts):
-                    ax.axhline(pts[0][1], ls="--", lw=1, color=colour[m], label=f"{m} (no network)")
+                if m in baselines:
+                    ax.axhline(pts[0][1], ls=dashes[m], lw=1.3, color=colour[m], label=f"{m} (no network)")
                 elif len(pts) == 1:
-                    ax.plot(*zip(*pts), ls="none", marker="*", ms=12, color=colour[m], label=f"{m} @ {pts[0][0]}")
+                    ax.plot(*zip(*pts), ls="none", marker=marker[m], ms=9, color=colour[m],
+                            label=f"{m} @ {pts[0][0]}")
                 else:
-                    ax.plot(*zip(*pts), marker="o", color=colour[m], label=m)
-            ax.set_xscale("log")
-            ticks = sorted({s["nfe"] for s in recs if s["task"] == task and s["nfe"] > 0})
-            if ticks:
-                ax.set_xticks(ticks, [str(t) for t in ticks])
-                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-            ax.set_xlabel("NFE (network evaluations)")
+                    ax.plot(*zip(*pts), marker=marker[m], color=colour[m], label=m)
+            if values:  # (axhline is left out of autoscaling: a baseline at the top sat on the frame)
+                lo, hi = min(values), max(values)
+                pad = 0.08 * (hi - lo) or 0.05 * max(abs(hi), 1e-3)
+                ax.set_ylim(lo - pad, hi + pad)
+            if swept:
+                ax.set_xscale("log")
+                ticks = sorted({s["nfe"] for s in recs if s["task"] == task and s["nfe"] > 0})
+                if ticks:
+                    ax.set_xticks(ticks, [str(t) for t in ticks])
+                    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+                ax.set_xlabel("NFE (network evaluations, log scale)")
+            else:  # classical methods only: no NFE axis to show
+                ax.set_xticks([])
+                ax.set_xlabel("classical methods (no network evaluations)")
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
             if i == 0:
@@ -215,10 +243,10 @@ def plot_nfe(summary: list[dict[str, Any]], lpips_net: str, path: str | os.PathL
         for handle, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, handle)
     fig.tight_layout()
-    if legend:  # one legend for all tasks, right of the plots; the saved box grows to hold it whole
+    if legend:  # right of the plots
         fig.legend(list(legend.values()), list(legend), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
-                   frameon=False)
-    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.1)  # the Agg canvas is chosen from the suffix
+                   frameon=False, handlelength=3.5)
+    return fig
 
 
 #: Characters of an image's name shown as a grid row's label (longer names keep their end).
@@ -343,52 +371,71 @@ def _is_best(s: dict[str, Any], metric: str, best: dict[str, float]) -> bool:
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .6em}
+.scroll{overflow-x:auto}table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.25em .6em}caption{text-align:left;color:#555;font-size:.9em;padding:.2em 0}
 td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}img{max-width:100%;height:auto}
 .note{color:#555;font-size:.85em}"""
+
+#: The report's header lines (config keys), in order.
+HTML_KEYS = ("dataset", "images", "failed", "resolution", "seed", "device", "precision", "generator", "teacher",
+             "ncvsd", "rows_of_earlier_runs")
+
+
+def _metric_columns(lpips_net: str) -> tuple[tuple[str, str, int, Any], ...]:
+    """The tables' metric columns: (summary key, heading, digits, which is best)."""
+    return (("psnr", "PSNR (dB) ↑", 2, max), ("ssim", "SSIM ↑", 3, max),
+            (lpips_column(lpips_net), f"LPIPS-{lpips_net} ↓", 3, min))
 
 
 def write_html(out: str | os.PathLike, summary: list[dict[str, Any]], lpips_net: str,
                config: dict[str, Any] | None = None) -> Path:
-    """Write DIR/report.html: one page with the run's settings, the NFE plot, per task a table (method x NFE, best
-    mean metric in bold) and its image grid. Images are linked relative to the page (nfe_plot.png, grid_<task>.png),
-    so the folder opens in any browser as it is. Returns the path."""
+    """Write DIR/report.html: one page with the run's settings (failures included), the NFE plot, per task a table
+    (method x NFE, best mean metric in bold, said in its caption) and its image grid. Images are linked relative to
+    the page (nfe_plot.png, grid_<task>.png), so the folder opens in any browser as it is; no script, no styles
+    from elsewhere; tables have captions and column headers for screen readers and scroll sideways on a phone.
+    Returns the path."""
     from html import escape
 
     out = Path(out)
     lp = lpips_column(lpips_net)
-    keys = ("dataset", "images", "resolution", "seed", "device", "precision", "generator", "teacher", "ncvsd",
-            "rows_of_earlier_runs")
     parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
              "<title>ncvsd bench report</title>", f"<style>{_CSS}</style></head><body>",
              "<h1>ncvsd bench report</h1>", "<ul>"]
-    parts += [f"<li>{escape(k)}: {escape(str(config[k]))}</li>" for k in keys if config and k in config]
-    parts += [f"<li>LPIPS: {escape(lp)} (lower is better)</li>",
-              f"<li>aggregation: {escape(AGGREGATION_TEXT['mean'])}</li></ul>"]
+    parts += [f"<li>{escape(k)}: {escape(str(config[k]))}</li>" for k in HTML_KEYS if config and config.get(k)
+              not in (None, "")]
+    parts += [f"<li>LPIPS: {escape(lp)} (lower is better); PSNR and SSIM: higher is better</li>",
+              f"<li>aggregation: {escape(AGGREGATION_TEXT['mean'])}</li>"]
+    if any(s["aggregation"] != "mean" for s in summary):
+        parts.append(f"<li>{escape(AGGREGATION_TEXT['best-of-K'])}</li>")
+    parts.append("</ul>")
     if (out / PLOT_PNG).exists():
         parts += ["<h2>Quality versus network evaluations</h2>",
-                  f'<img src="{PLOT_PNG}" alt="LPIPS and PSNR versus NFE">']
-    columns = (("psnr", "PSNR ↑", 2, max), ("ssim", "SSIM ↑", 3, max), (lp, f"LPIPS-{lpips_net} ↓", 3, min))
+                  (f'<img src="{PLOT_PNG}" alt="LPIPS and PSNR versus the number of network evaluations, one column '
+                   'per task (the numbers are in the tables below)">')]
+    columns = _metric_columns(lpips_net)
+    heads = ["method", "NFE", "aggregation", "images", *[h for _, h, _, _ in columns], "s / image", "peak MiB"]
     for dataset, task in dict.fromkeys((s["dataset"], s["task"]) for s in summary):
         recs = [s for s in summary if (s["dataset"], s["task"]) == (dataset, task)]
         best = _best(recs, columns)
-        parts += [f"<h2>{escape(task_heading(dataset, task, recs))}</h2>", "<table><tr><th>method</th><th>NFE</th>"
-                  "<th>aggregation</th><th>images</th>" + "".join(f"<th>{escape(h)}</th>" for _, h, _, _ in columns)
-                  + "<th>s / image</th><th>peak MiB</th></tr>"]
+        parts += [f"<h2>{escape(task_heading(dataset, task, recs))}</h2>", '<div class="scroll"><table>',
+                  f"<caption>{escape(task)}: method x NFE; the best mean of each metric in bold</caption>",
+                  "<thead><tr>" + "".join(f'<th scope="col">{escape(h)}</th>' for h in heads) + "</tr></thead>",
+                  "<tbody>"]
         for s in recs:
             cells = []
             for m, _, digits, _ in columns:
                 text = escape(_fmt(s[m + "_mean"], s[m + "_std"], digits, s["n_images"]))
                 bold = _is_best(s, m, best)
                 cells.append(f'<td class="n">{"<b>" + text + "</b>" if bold else text}</td>')
-            parts.append(f"<tr><td>{escape(s['method'])}</td><td class=\"n\">{s['nfe']}</td>"
+            parts.append(f"<tr><th scope=\"row\">{escape(s['method'])}</th><td class=\"n\">{s['nfe']}</td>"
                          f"<td>{escape(s['aggregation'])}</td><td class=\"n\">{s['n_images']}</td>{''.join(cells)}"
                          f"<td class=\"n\">{s['seconds_mean']:.3f}</td><td class=\"n\">{s['peak_mem_mb_max']:.1f}</td>"
                          "</tr>")
-        parts.append("</table>")
+        parts.append("</tbody></table></div>")
         if (out / f"grid_{task}.png").exists():
-            parts.append(f'<img src="grid_{escape(task)}.png" alt="{escape(task)}: ground truth, measurement, '
-                         'restorations">')
+            parts.append(f'<img src="grid_{escape(task)}.png" alt="{escape(task)}: per image, the ground truth, the '
+                         'measurement and each method\'s restoration">')
     parts.append('<p class="note">Written by <code>ncvsd bench</code>; the numbers are in summary.json and '
                  "per_image.csv beside this page.</p></body></html>")
     path = out / REPORT_HTML
@@ -402,12 +449,15 @@ def table_figure(lines: list[list[str]] | str, width: int, bold_cells=(), title:
     (row, column) in bold."""
     from matplotlib.figure import Figure
 
-    rows = 1 if isinstance(lines, str) else len(lines)
+    rows = lines.count("\n") + 1 if isinstance(lines, str) else len(lines)
     fig = Figure(figsize=(width / 100, 0.5 + 0.24 * rows), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_axis_off()
-    if isinstance(lines, str):
-        ax.text(0.01, 0.5, lines, fontsize=16, weight="bold", va="center")
+    if isinstance(lines, str):  # a title, then its lines of settings in smaller type
+        head, *rest = lines.split("\n")
+        ax.text(0.01, 1 - 0.25 / (0.5 + 0.24 * rows), head, fontsize=16, weight="bold", va="center")
+        if rest:
+            ax.text(0.01, 1 - 0.45 / (0.5 + 0.24 * rows), "\n".join(rest), fontsize=9, va="top", linespacing=1.5)
         return fig
     if title:
         ax.set_title(title, loc="left", fontsize=12, weight="bold", y=1.0, pad=-14)
@@ -429,24 +479,28 @@ def table_figure(lines: list[list[str]] | str, width: int, bold_cells=(), title:
 
 
 def write_report_png(out: str | os.PathLike, summary: list[dict[str, Any]], lpips_net: str,
-                     width: int = 1400) -> Path:
-    """Write DIR/report.png: the HTML report as one picture (title, NFE plot, then per task its table and grid,
-    each scaled to at most `width` px wide). Tables are drawn with matplotlib, the page stacked with Pillow.
-    Returns the path."""
+                     width: int = 1400, config: dict[str, Any] | None = None) -> Path:
+    """Write DIR/report.png: the HTML report as one picture (title and the settings of `config` that say what was
+    measured, NFE plot, then per task its table and grid, each scaled to at most `width` px wide). Tables are drawn
+    with matplotlib, the page stacked with Pillow. Returns the path."""
     import io
 
     from PIL import Image
 
     out = Path(out)
-    lp = lpips_column(lpips_net)
-    columns = (("psnr", "PSNR ↑", 2, max), ("ssim", "SSIM ↑", 3, max), (lp, f"LPIPS-{lpips_net} ↓", 3, min))
+    columns = _metric_columns(lpips_net)
 
     def text_block(lines: list[list[str]] | str, bold_cells=(), title: str | None = None) -> Image.Image:
         buffer = io.BytesIO()
         table_figure(lines, width, bold_cells, title).savefig(buffer, format="png")
         return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
 
-    blocks = [text_block("ncvsd bench report")]
+    shown = [f"{k} {one_line(str(config[k]), 160)}" for k in ("dataset", "images", "failed", "resolution", "seed",
+                                                                 "generator", "teacher", "ncvsd")
+             if config and config.get(k) not in (None, "")]
+    shown.append(f"LPIPS {lpips_column(lpips_net)}; {AGGREGATION_TEXT['mean']}")
+    settings = textwrap.wrap(" · ".join(shown), max(width // 7, 40))  # ~7 px per character at 9 pt
+    blocks = [text_block("\n".join(["ncvsd bench report", *settings]))]
     if (out / PLOT_PNG).exists():
         with Image.open(out / PLOT_PNG) as pic:
             blocks.append(pic.convert("RGB"))

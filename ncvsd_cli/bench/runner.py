@@ -174,11 +174,11 @@ def _load_networks(cfg: BenchConfig, device: str, quiet: bool = False) -> _Netwo
     nets = _Networks()
     need = _needs(cfg)
 
-    def load(kind: str, name: str) -> Any:
+    def load(kind: str, name: str, shown: str | None = None) -> Any:
         path = checkpoints.resolve_checkpoint(name, kind=kind, quiet=quiet)
         net, config = checkpoints.load_checkpoint(path, device=device, kind=kind)
         nets.configs[kind] = config
-        nets.info[kind] = {"name": str(name), "path": str(path), "sha256": checkpoints.sha256_file(path),
+        nets.info[kind] = {"name": shown or str(name), "path": str(path), "sha256": checkpoints.sha256_file(path),
                            "preset": config.get("preset"), "img_resolution": config.get("img_resolution"),
                            "precision": prepare_for_inference(net, cfg.precision, device, kind)}
         return net
@@ -186,15 +186,17 @@ def _load_networks(cfg: BenchConfig, device: str, quiet: bool = False) -> _Netwo
     if "generator" in need:
         nets.generator = load("generator", cfg.generator or checkpoints.default_checkpoint("generator"))
     if "teacher" in need:
-        teacher = cfg.teacher or _generators_teacher(nets.configs.get("generator", {}),
-                                                     nets.info.get("generator", {}).get("path"))
+        found = None if cfg.teacher else _generators_teacher(nets.configs.get("generator", {}),
+                                                             nets.info.get("generator", {}).get("path"))
+        teacher = cfg.teacher or found
         if teacher is None:
             teacher = checkpoints.default_checkpoint("teacher")
             named = (nets.configs.get("generator", {}).get("provenance") or {}).get("teacher")
             if named:  # a teacher of another architecture may differ in every way: say so
                 log.warning("the generator's teacher %s is not found here (that name and sha256); DPS/DAPS use the "
                             "shipped %s (give --teacher FILE to use another)", named, teacher)
-        nets.teacher = load("teacher", teacher)
+        shown = Path(found).name if found else None  # (found: a path; the reports name the file, as given ones)
+        nets.teacher = load("teacher", teacher, shown)
     res = {n: int(m.img_resolution) for n, m in (("generator", nets.generator), ("teacher", nets.teacher))
            if m is not None and hasattr(m, "img_resolution")}
     if len(set(res.values())) > 1 and cfg.resolution is None:
@@ -337,8 +339,7 @@ def _run_settings(cfg: BenchConfig, nets: _Networks, plan: _Plan) -> dict[str, A
     used = ", ".join(f"{k} {v['precision']}" for k, v in nets.info.items() if isinstance(v, dict) and "precision" in v)
     return {"dataset": plan.data.name, "seed": cfg.seed, "resolution": plan.shape[-1],
             **({"precision_used": used} if used else {}),  # what ran: --precision auto and bf16 may be one
-            "preset_file": cfg.preset_file,
-            "preset": cfg.preset,
+            "preset": cfg.preset,  # the preset file's content (the same file at another path is no difference)
             **{kind: nets.info[kind]["path"] for kind in ("generator", "teacher") if kind in nets.info},
             # the file at that path replaced since: its rows would be shown under the new sha256 (an older folder
             # without the key is no difference)
@@ -726,6 +727,11 @@ def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, 
     chosen = {im.id for im in plan.data.images}  # this run's selection: a --resume with a smaller --limit or
     rows = [r for r in rows if r["dataset"] == plan.data.name and r["seed"] == cfg.seed  # other --tasks reports
             and r["image"] in chosen and r["task"] in cfg.tasks]  # its own (per_image.csv keeps every row)
+    beyond = [r for r in rows if int(r["run"]) >= cfg.best_of]
+    if beyond:  # an earlier --best-of K of more runs: mixed in, its best-of rows stood beside this run's settings
+        log.warning("%s holds %d rows of runs beyond --best-of %d (an earlier run's): the reports show this run's "
+                    "%d; per_image.csv keeps them", out, len(beyond), cfg.best_of, cfg.best_of)
+        rows = [r for r in rows if int(r["run"]) < cfg.best_of]
     _note_unequal_counts(rows)
     if not rows:  # every image failed: no report of nothing (an earlier run's reports stay as they were)
         outcome.failed.append(f"no row of {plan.data.name} (seed {cfg.seed}) was computed: no report written")
@@ -754,7 +760,7 @@ def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, 
     for name, draw in (("plot", lambda: report.plot_nfe(outcome.summary, cfg.lpips, out / report.PLOT_PNG)),
                        ("grids", lambda: report.plot_grids(out, outcome.summary, images=grid_images)),
                        ("html", lambda: report.write_html(out, outcome.summary, cfg.lpips, config)),
-                       ("page", lambda: report.write_report_png(out, outcome.summary, cfg.lpips))):
+                       ("page", lambda: report.write_report_png(out, outcome.summary, cfg.lpips, config=config))):
         try:  # a drawing problem must not cost the results, which are already on disk
             draw()
         except Exception as exc:

@@ -124,7 +124,8 @@ def bench(
     precision: str = typer.Option("auto", "--precision", metavar="auto|fp32|bf16", show_default=True,
                                   help="Network precision. auto: the generator in bfloat16 on CPUs with native "
                                        "bfloat16 (AMX / AVX512-BF16), else float32; the teacher in float32 "
-                                       "(DPS differentiates through it). fp32 / bf16: both networks."),
+                                       "(DPS differentiates through it)."
+                                       " On CUDA, auto: the checkpoint's own (half precision where its config sets use_fp16). fp32 / bf16: both networks."),
     resolution: int | None = typer.Option(None, "--resolution", metavar="PX", min=1,
                                              help="Image size (default: the model's; the networks are "
                                                   "convolutional, so any multiple of their down-sampling "

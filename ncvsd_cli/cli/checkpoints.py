@@ -164,7 +164,7 @@ def import_command(
               f"{src})" if (src / "snapshots").is_dir() else ""
         fail(f"{src} is a folder; give the pickle file to import{run}", EXIT_USAGE)
     if not src.is_file():
-        fail(f"source pickle {src} does not exist", EXIT_USAGE)
+        fail(f"source pickle {src} " + ("is not a regular file" if src.exists() else "does not exist"), EXIT_USAGE)
     if src.suffix.lower() == ".safetensors":
         fail(f"{src} is a safetensors file, not a pickle to import: an ncvsd checkpoint is used as it is (-c "
              f"{src}; `ncvsd checkpoints info {src}` shows it)", EXIT_USAGE)
@@ -184,10 +184,13 @@ def import_command(
         fail(f"-o {output}: the folder {output.parent} is not writable", EXIT_USAGE)
     command = f"ncvsd checkpoints import {src.name} -o {output.name} --ema {ema}"
     with handle_errors():
+        from ncvsd_cli.images import OutputExistsError
         from ncvsd_cli.pickle_import import import_pickle
 
         try:
-            path, config = import_pickle(src, output, ema_key=ema, command=command, data=data)
+            path, config = import_pickle(src, output, ema_key=ema, command=command, data=data, overwrite=force)
+        except OutputExistsError:  # written by another process during the conversion
+            fail(f"{output} was created meanwhile (another process?); pass --force to overwrite it", EXIT_USAGE)
         except BaseException:
             for folder in made:  # innermost first; only the empty folders this command made
                 with contextlib.suppress(OSError):

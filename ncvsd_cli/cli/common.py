@@ -150,6 +150,14 @@ def error(message: str) -> None:
     _write_line(f"ncvsd: {f'rank {rank}: ' if rank else ''}error: {one_line(message)}\n")
 
 
+def stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal (a person reads it), not a file, pipe or closed stream."""
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def note(message: str, quiet: bool = False) -> None:
     """Print an informational line on stderr unless `quiet` (written at once, as `error`; above a progress bar)."""
     if not quiet:
@@ -900,11 +908,29 @@ class Report:
             "results": self.results,
         }
 
-    def finish(self, as_json: bool) -> NoReturn:
-        """Print the JSON summary line on stdout when asked, then exit with 0 or 1."""
+    def finish(self, as_json: bool, quiet: bool = False) -> NoReturn:
+        """Print the JSON summary line on stdout when asked, else on a terminal (unless `quiet`) the `recap` line on
+        stderr; then exit with 0 or 1."""
         if as_json:
             self._write_summary(self.summary())
+        elif not quiet and stderr_is_terminal() and (line := self.recap()):
+            note(line)
         raise typer.Exit(self.exit_code())
+
+    def recap(self) -> str | None:
+        """Where the outputs went, for a person (names are made from the inputs'): one input, the files written;
+        several, how many were done, skipped and failed, and their folder. None when nothing was written to a
+        file (all failed, or stdout)."""
+        files = [str(o) for r in self.results if r["status"] == "ok" for o in r.get("outputs", []) if str(o) != "-"]
+        if not files:
+            return None
+        if len(self.results) == 1:
+            return "wrote " + ", ".join(files)
+        counts = ", ".join(f"{n} {status}" for status in ("ok", "skipped", "failed")
+                           if (n := sum(r["status"] == status for r in self.results)))
+        folders = sorted({str(Path(f).parent) for f in files})
+        return f"{self.command}: {counts}; outputs in " + (folders[0] if len(folders) == 1 else
+                                                          f"{len(folders)} folders")
 
     def _write_summary(self, doc: dict[str, Any]) -> None:
         global _summary_owed

@@ -203,7 +203,7 @@ def degrade_command(
                     )
                 bar.update(1)
             bar.close()
-        report.finish(as_json)
+        report.finish(as_json, quiet)
 
 
 def _check_params(task: str, channels: int, params: dict, items: list) -> None:

@@ -9,12 +9,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ncvsd_cli.cli import common, completion
 from ncvsd_cli.restore import BLUR_READ, WARNING_NOTES, RestoreOptions, reads_blur, reads_motion_kernel
+
+if TYPE_CHECKING:
+    from ncvsd_cli.restore import Restorer
 
 EPILOG = """Examples:
 
@@ -122,7 +125,9 @@ def restore_command(
                               "--method pnp-gd-warm-mean8, denoiser-mean8 for denoise, gives it as the one output)."),
     std: bool = typer.Option(
         False, "--std", help="Also write the per-pixel std of the samples (needs --samples >= 2): raw values "
-                             "(<name>_std.png) and a heat map with its colour bar (<name>_std_map.png)."
+                             "(<name>_std.png) and a heat map with its colour bar (<name>_std_map.png). It shows "
+                             "where the samples disagree; it is no error bar (the samples of a few-step sampler "
+                             "differ less than they miss the truth)."
     ),
     checkpoint: str | None = typer.Option(
         None, "--checkpoint", "-c", help="Checkpoint name or path, or a train/distill run folder (its newest "
@@ -132,7 +137,8 @@ def restore_command(
     precision: str = typer.Option(
         "auto", "--precision", metavar="auto|fp32|bf16", show_default=True,
         help="Network precision. auto: the generator in bfloat16 on CPUs with native bfloat16 (AMX / "
-             "AVX512-BF16: restores ~1.6x faster, same quality), else float32; the teacher (dps/daps) in float32.",
+             "AVX512-BF16: restores ~1.6x faster, same quality), else float32; the teacher (dps/daps) in float32."
+             " On CUDA, auto: the checkpoint's own (half precision where its config sets use_fp16).",
     ),
     batch_size: int = typer.Option(
         1, "--batch-size", "-b", min=1, help="Images (x samples) per network call.", show_default=True
@@ -483,7 +489,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
 
         # Read the network's config (exit 3 on checkpoint problems), then every input (bad or too large for the
         # memory estimate: reported and skipped), then the weights.
-        needed = any(item not in problems for item in items)
+        needed = any(item not in problems for item in items) or bool(options.tile)  # a bad --tile: said first
         restorer = Restorer.from_options(options, load=False, quiet=quiet) if needed else None
         if restorer is not None:  # without --task the options come from one sidecar's task and serve every task
             restorer.any_task = not task_given
@@ -538,19 +544,26 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         finally:
             reading.close()
             run.close()
-        tasks = sorted(run.tasks)
-        if tasks:  # what ran (sidecars of several tasks: the first read named it before)
-            report.extra["task"] = tasks if len(tasks) > 1 else tasks[0]
-        if len(run.methods) > 1:
-            report.extra["method"] = run.methods
-        elif run.methods:
-            report.extra["method"] = run.methods[0]
-        used = {r["nfe"] for r in report.results if isinstance(r, dict) and r.get("nfe") is not None}
-        precision = None if restorer is None else restorer.precision if restorer.model is not None \
-            else restorer.work_precision()  # nothing loaded (all refused): the precision the refusals name
-        report.extra.update(nfe=used.pop() if len(used) == 1 else (sorted(used) or options.nfe),
-                            device=options.device, precision=precision)
-    report.finish(as_json)
+            _record_what_ran(report, run, restorer, options)  # an interrupted run's summary says it too
+    report.finish(as_json, quiet)
+
+
+def _record_what_ran(report: common.Report, run: _Restoration, restorer: Restorer | None,
+                     options: RestoreOptions) -> None:
+    """The summary's task, method, nfe, device and precision: what ran (sidecars of several tasks or methods: all of
+    them; the first read named one before), else what was asked."""
+    tasks = sorted(run.tasks)
+    if tasks:
+        report.extra["task"] = tasks if len(tasks) > 1 else tasks[0]
+    if len(run.methods) > 1:
+        report.extra["method"] = run.methods
+    elif run.methods:
+        report.extra["method"] = run.methods[0]
+    used = {r["nfe"] for r in report.results if isinstance(r, dict) and r.get("nfe") is not None}
+    precision = None if restorer is None else restorer.precision if restorer.model is not None \
+        else restorer.work_precision()  # nothing loaded (all refused): the precision the refusals name
+    report.extra.update(nfe=used.pop() if len(used) == 1 else (sorted(used) or options.nfe),
+                        device=options.device, precision=precision)
 
 
 #: The decoded inputs restored together at most (bytes of their measurements): inputs are read up to this, then

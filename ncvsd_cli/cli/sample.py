@@ -75,7 +75,8 @@ def sample_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.", show_default=True),
     precision: str = typer.Option(
         "auto", "--precision", metavar="auto|fp32|bf16", show_default=True,
-        help="Network precision. auto: bfloat16 on CPUs with native bfloat16 (AMX / AVX512-BF16), else float32.",
+        help="Network precision. auto: bfloat16 on CPUs with native bfloat16 (AMX / AVX512-BF16), else float32."
+             " On CUDA, auto: the checkpoint's own (half precision where its config sets use_fp16).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(
@@ -117,7 +118,8 @@ def sample_command(
                             f"coarse, the samples come out as coloured noise (from {TEACHER_MIN_NFE} calls they "
                             "settle; default 63)")
         if nfe < 1 or batch_size < 1:
-            raise common.UsageError(f"--nfe and --batch-size must be >= 1, got {nfe} and {batch_size}")
+            raise common.UsageError(f"--nfe must be >= 1, got {nfe}" if nfe < 1 else
+                                    f"--batch-size must be >= 1, got {batch_size}")
         bad = [s for s in seed_list if not 0 <= s < 2**63]
         if bad:
             raise common.UsageError(f"--seeds: {bad[0]} is out of range 0..2^63-1")
@@ -165,7 +167,7 @@ def sample_command(
             failed = {item.name for item in problems}
             seed_list = [s for s in seed_list if ("grid" if grid else f"seed {s}") not in failed]
             if not seed_list:  # everything was there already, or no output can be written
-                report.finish(as_json)
+                report.finish(as_json, quiet)
                 return
 
             from ncvsd_cli.checkpoints import load_checkpoint
@@ -207,7 +209,7 @@ def sample_command(
                     report.failed("grid", f"cannot write {out}: {exc}")
                 else:  # the grid's size (each sample's is --resolution)
                     report.ok("grid", [out], size=list(sheet.shape[-2:]))
-            report.finish(as_json)
+            report.finish(as_json, quiet)
 
 
 def _default_ts(nfe: int) -> list[int] | None:

@@ -201,7 +201,7 @@ def task_settings(task: str, nfe: int | None = None, preset_file: str | Path | M
     task or key, a bad value, or an nfe that contradicts an explicit `steps`. `operator` and `warm_start` dicts
     are merged key by key.
     beta is tuned relative to the noise level: a layer that changes `sigma_y` without setting `beta` rescales beta by
-    (sigma_y_new / sigma_y_old)², keeping the preset's ratio beta / (2 sigma_y²); sigma_y_new counts as at least
+    (sigma_y_new / sigma_y_old)², keeping the preset's ratio beta / (2 sigma_y²); either level counts as at least
     BETA_FLOOR_SIGMA (sigma_y 0 included: 8-bit rounding's error).
     warm: the settings of pnp-gd-warm: the merged `warm_start` mapping replaces sigma_max, rho and steps (a YAML
     file's top-level values of these keys belong to pnp-gd; only `overrides`, i.e. command-line flags, and nfe
@@ -225,9 +225,10 @@ def task_settings(task: str, nfe: int | None = None, preset_file: str | Path | M
         op = {**preset.get("operator", {}), **layer.get("operator", {})}
         if "kernel" in layer.get("operator", {}) and "kernel_size" not in layer["operator"]:
             op.pop("kernel_size", None)  # a given kernel has its own size (the preset's is the drawn kernel's)
-        if "sigma_y" in layer and "beta" not in layer and preset.get("sigma_y") and preset.get("beta"):
-            level = max(float(layer["sigma_y"]), BETA_FLOOR_SIGMA)  # an 8-bit measurement is never exact
-            layer = {**layer, "beta": preset["beta"] * (level / preset["sigma_y"]) ** 2}
+        if "sigma_y" in layer and "beta" not in layer and preset.get("sigma_y") is not None and preset.get("beta"):
+            # both levels floored (an 8-bit measurement is never exact): a layer's sigma_y 0 set beta at the floor
+            level, old = (max(float(v), BETA_FLOOR_SIGMA) for v in (layer["sigma_y"], preset["sigma_y"]))
+            layer = {**layer, "beta": preset["beta"] * (level / old) ** 2}
         if isinstance(layer.get("warm_start"), dict) and isinstance(preset.get("warm_start"), dict):
             layer = {**layer, "warm_start": {**preset["warm_start"], **layer["warm_start"]}}  # key by key
         preset.update(layer)
