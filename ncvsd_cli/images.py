@@ -225,13 +225,11 @@ class OutputExistsError(FileExistsError):
         self.target = str(target)
 
 
-#: EXIF orientations that swap width and height (rotated by 90 or 270 degrees, or transposed).
-TURNED_ORIENTATIONS = (5, 6, 7, 8)
-
-
 def _check_pixels(name: str, h: int, w: int, max_pixels: int | None, orientation: Any = None) -> None:
     """ImageError for an empty image or one over `max_pixels`, named by its size as shown (an EXIF `orientation`
     that turns it swaps the stored width and height: restore's messages give the shown size)."""
+    from operators.params import TURNED_ORIENTATIONS
+
     if orientation in TURNED_ORIENTATIONS:
         h, w = w, h
     if h < 1 or w < 1:
@@ -240,12 +238,15 @@ def _check_pixels(name: str, h: int, w: int, max_pixels: int | None, orientation
         raise ImageError(f"{name}: {w}x{h} = {h * w} pixels exceeds --max-pixels {max_pixels}")
 
 
-def _pil_orientation(im: Any) -> int | None:
-    """The EXIF orientation of an opened Pillow image, None when absent or unreadable."""
+def _shown_size(im: Any) -> tuple[int, int]:
+    """(H, W) of an opened Pillow image as shown (`operators.params.displayed_size`: no pixel decoded, a PNG's
+    included); the stored size where its EXIF does not read."""
+    from operators.params import displayed_size
+
     try:
-        return im.getexif().get(0x0112)
+        return displayed_size(im)
     except Exception:  # noqa: BLE001 (damaged EXIF: exif_transpose decides later; the size check needs no more)
-        return None
+        return im.height, im.width
 
 
 def _decode_png16(data: bytes, name: str, max_pixels: int | None) -> tuple[np.ndarray, str, int]:
@@ -490,7 +491,7 @@ def _decode_pil(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
-            _check_pixels(name, im.height, im.width, max_pixels, _pil_orientation(im))
+            _check_pixels(name, *_shown_size(im), max_pixels)
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 notes.append(f"first of {frames} frames used")
@@ -895,7 +896,9 @@ def _stated_dpi(im: Any) -> tuple[float, float] | None:
     if dpi is None:
         return None
     x, y = (float(v) for v in dpi)
-    turned = exif.get(0x0112) in (5, 6, 7, 8)
+    from operators.params import TURNED_ORIENTATIONS
+
+    turned = exif.get(0x0112) in TURNED_ORIENTATIONS
     return None if not (x > 1 and y > 1 and math.isfinite(x + y)) else ((y, x) if turned else (x, y))
 
 

@@ -513,6 +513,7 @@ def load_measurement(path: str | os.PathLike, max_pixels: int | None = None) -> 
         raise MeasurementError(f"{tens}: the measurement is not a finite float tensor")
     m = Measurement(task=task, operator_config=cfg, y=y[None], sigma_y=float(sigma_y), seed=seed, source=str(side),
                     grey=grey, notes=notes, bit_depth=bits, icc_profile=icc)
+    _check_operator_memory(side, cfg)
     try:
         op = m.operator()
         produced = list(op.measurement_shape(1)[1:])
@@ -523,6 +524,21 @@ def load_measurement(path: str | os.PathLike, max_pixels: int | None = None) -> 
         raise MeasurementError(f"{side}: the operator makes measurements of shape {produced}, the sidecar "
                                f"records {shape}")
     return m
+
+
+def _check_operator_memory(side: Path, cfg: dict[str, Any]) -> None:
+    """MeasurementError when building the recorded operator would need more host memory than is available
+    (`memory.operator_bytes`: super-resolution's per-axis matrices; a 20000-px wide output's took 5.7 GB), said
+    before it is built, as a plain image's restore says it."""
+    from ncvsd_cli import memory
+
+    shape = cfg.get("image_shape") or ()
+    need = memory.operator_bytes(cfg, shape) if len(shape) == 3 else 0
+    host = memory.available_memory_bytes("cpu") if need else None
+    if host is not None and need > host:
+        raise MeasurementError(f"{side}: its {cfg.get('name')} operator for a {shape[2]}x{shape[1]} output needs an "
+                               f"estimated {memory.format_bytes(need)} of host memory but "
+                               f"{memory.format_bytes(host)} is available: measure and restore a crop")
 
 
 #: Side (px) of the centre square `estimate_noise_sigma` reads a larger image on; the side of its patches (at most)

@@ -49,6 +49,10 @@ _IPTC_EXT = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
 SOURCE_TYPES = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 GENERATED, EDITED_BY_AI, ENHANCED = "trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia", \
     "algorithmicallyEnhanced"
+#: The namespace of the settings that made an output (`labelled`'s `made_with`: ncvsd:Task, ncvsd:Method,
+#: ncvsd:NFE, ncvsd:Seed, ncvsd:Sample, ncvsd:Model), so that a picture tells how to make it again. An input's
+#: are left out (DROPPED_NAMESPACES): a restoration of a restoration is described by its own.
+NCVSD_NS = "urn:ncvsd:xmp:1.0/"
 
 #: Namespaces left out whole (see the module docstring).
 DROPPED_NAMESPACES = frozenset({
@@ -64,6 +68,7 @@ DROPPED_NAMESPACES = frozenset({
     "http://ns.google.com/photos/1.0/audio/",
     "http://ns.google.com/photos/1.0/panorama/",  # GPano: the panorama's crop in pixels
     "http://darktable.sf.net/",  # darktable's develop history
+    NCVSD_NS,  # an earlier ncvsd run's settings (`labelled` writes this one's)
 })
 #: Prefixes of namespace families left out whole: Dynamic Depth (Pixel portraits and depth photos: the device,
 #: its cameras and the items appended to the file).
@@ -310,29 +315,41 @@ def kept_xmp(packet: bytes | str | None, iim: dict | None = None, png_text: dict
     return out
 
 
-@functools.lru_cache(maxsize=16)  # (one label per sample or bench image otherwise built and serialised again)
-def labelled(packet: bytes | None, source_type: str) -> bytes:
+@functools.lru_cache(maxsize=64)  # (one label per sample or bench image otherwise built and serialised again)
+def labelled(packet: bytes | None, source_type: str, made_with: tuple[tuple[str, str], ...] = ()) -> bytes:
     """`packet` (`kept_xmp`'s, or None for a new one) with the label of what made the image: the IPTC
     Iptc4xmpExt:DigitalSourceType `SOURCE_TYPES + source_type` (GENERATED, EDITED_BY_AI or ENHANCED; IPTC Photo
     Metadata Standard 2024.1, the property photo apps and C2PA readers show as "AI-generated" / "Edited with AI")
-    and xmp:CreatorTool "ncvsd <version>", in place of any it held."""
+    and xmp:CreatorTool "ncvsd <version>", in place of any it held; `made_with` ((name, value), ...; names are
+    letters) as ncvsd:<name> properties of NCVSD_NS (task, method, NFE, seed, sample, model file)."""
     from ncvsd_cli import __version__
 
     doc, rdf = _rdf(packet)
     label = {(_IPTC_EXT, "DigitalSourceType"): ("Iptc4xmpExt:DigitalSourceType", "", [SOURCE_TYPES + source_type]),
-             (_XMP, "CreatorTool"): ("xmp:CreatorTool", "", [f"ncvsd {__version__}"])}
+             (_XMP, "CreatorTool"): ("xmp:CreatorTool", "", [f"ncvsd {__version__}"]),
+             **{(NCVSD_NS, name): (f"ncvsd:{name}", "", [_NOT_XML.sub("\ufffd", str(value))])
+                for name, value in made_with}}
     _filtered(rdf, frozenset(label))
     rdf.appendChild(_legacy_description(doc, label))
-    return _serialised(doc) or labelled(None, source_type)
+    return _serialised(doc) or labelled(None, source_type, made_with)
+
+
+def made_with(packet: bytes | str | None) -> dict[str, str]:
+    """The ncvsd:<name> settings `labelled` wrote into `packet` ({} where none or unreadable)."""
+    doc = _parsed(packet)
+    nodes = [] if doc is None else doc.getElementsByTagNameNS(NCVSD_NS, "*")
+    return {n.localName: n.firstChild.data if n.firstChild is not None else "" for n in nodes}
 
 
 def label_only(packet: bytes) -> bytes | None:
-    """The label of `packet` (`labelled`'s) alone, for a file that cannot hold all of it (a JPEG's XMP segment,
-    JPEG_XMP_BYTES: the picture's own properties are dropped, not the label); None where it has no label."""
+    """The label of `packet` (`labelled`'s, its settings included) alone, for a file that cannot hold all of it (a
+    JPEG's XMP segment, JPEG_XMP_BYTES: the picture's own properties are dropped, not the label); None where it
+    has no label."""
     doc = _parsed(packet)
     types = [] if doc is None else doc.getElementsByTagNameNS(_IPTC_EXT, "DigitalSourceType")
     text = types[0].firstChild.data if types and types[0].firstChild is not None else ""
-    return labelled(None, text[len(SOURCE_TYPES):]) if text.startswith(SOURCE_TYPES) else None
+    settings = tuple(made_with(packet).items())
+    return labelled(None, text[len(SOURCE_TYPES):], settings) if text.startswith(SOURCE_TYPES) else None
 
 
 def _rdf(packet: bytes | str | None) -> tuple[minidom.Document, minidom.Element]:

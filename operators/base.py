@@ -264,19 +264,19 @@ class Operator(nn.Module):
         return 0
 
     def gram_norm(self, like: torch.Tensor, iterations: int = 30) -> float:
-        """|A|², the largest eigenvalue of AᵀA (linear operators; >= 0), by power iteration through `data_gradient`
-        on a batch shaped like `like` (its dtype and device; the largest over its images), cached per shape. The
+        """|A|², the largest eigenvalue of AᵀA (linear or affine operators; >= 0), by power iteration through
+        `data_gradient` on a batch shaped like `like` (its dtype and device; the largest over its images), cached per shape. The
         start is drawn from a private generator: the caller's random streams are untouched."""
         key = (tuple(like.shape), like.dtype, like.device)
         cache = self.__dict__.setdefault("_gram_norms", {})
         if key not in cache:
             v = torch.randn(like.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
             v = v.to(like.dtype).to(like.device)
-            zero = torch.zeros_like(self.forward(v))
+            offset = self.forward(torch.zeros_like(v))  # A(0): 0, but an affine forward's offset (a [0, 1] scale)
             norm = 0.0
             for _ in range(iterations):
                 v = v / v.norm().clamp_min(torch.finfo(v.dtype).tiny)
-                w = self.data_gradient(v, zero) / 2  # AᵀA v
+                w = self.data_gradient(v, offset) / 2  # Aᵀ(A v - A(0)) = AᵀA v, the energy's curvature
                 norm = float((v * w).sum())  # the Rayleigh quotient: a lower bound that rises to |A|²
                 v = w.detach()
             cache[key] = max(norm, 0.0)
@@ -287,7 +287,13 @@ class Operator(nn.Module):
         Default: autograd through `forward`; operators override it with a closed form where one is cheaper."""
         u = u.detach().requires_grad_(True)
         with torch.enable_grad():
-            (grad,) = torch.autograd.grad((self.forward(u) - y).pow(2).sum(), u)
+            residual = (self.forward(u) - y).pow(2).sum()
+            if not residual.requires_grad:  # (torch's "element 0 of tensors does not require grad" named nothing)
+                raise TypeError(f"operator '{self.name}' ({type(self).__qualname__}): the default likelihood step "
+                                "(Langevin) differentiates `forward` with autograd, and its output carries no "
+                                "gradient (computed outside torch, or detached): write `forward` in torch, or "
+                                "override `data_gradient` or `likelihood_sample`")
+            (grad,) = torch.autograd.grad(residual, u)
         return grad
 
     def data_gradient_for(self, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

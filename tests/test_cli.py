@@ -1904,3 +1904,24 @@ def test_a_terminal_is_told_where_the_outputs_went(tmp_path, monkeypatch):
         report.results.append({"input": name, "status": status, "outputs": [f"out/{name}"] * (status != "failed")})
     assert report.recap() == "restore: 2 ok, 1 skipped, 1 failed; outputs in out"
     assert common.Report("restore", results=[{"input": "-", "status": "ok", "outputs": ["-"]}]).recap() is None
+
+
+def test_outputs_say_the_settings_that_made_them(tmp_path, ckpt):
+    """Each restored sample, the mean and each sampled seed carry their settings in XMP (ncvsd:Task, Method, NFE,
+    Seed, Sample, Model): `--json` said them, the picture did not (which seed made this one?)."""
+    from ncvsd_cli import xmp
+
+    src = _png(tmp_path / "a.png")
+    assert run("degrade", "--task", "sr2", src, "-o", tmp_path / "m.png").exit_code == 0
+    res = run("restore", tmp_path / "m.png", "-c", ckpt, *FAST, "--samples", "2", "--mean", "--seed", "5", "-o",
+              tmp_path / "out", "-q")
+    assert res.exit_code == 0, res.output
+    settings = {p.name: xmp.made_with(Image.open(p).info.get("xmp")) for p in (tmp_path / "out").iterdir()}
+    common = {"Task": "sr2", "Method": "pnp-gd-warm", "NFE": "2", "Seed": "5", "SigmaY": "0.05",
+              "Model": Path(ckpt).name}
+    assert settings == {"m_s0.png": {**common, "Sample": "1 of 2"}, "m_s1.png": {**common, "Sample": "2 of 2"},
+                        "m_mean.png": {**common, "Sample": "mean of 2"}}, settings
+    res = run("sample", "-c", ckpt, "--seeds", "3,4", "--nfe", "1", "-o", tmp_path / "s", "--device", "cpu", "-q")
+    assert res.exit_code == 0, res.output
+    got = xmp.made_with(Image.open(tmp_path / "s" / "000004.png").info["xmp"])
+    assert got["Seed"] == "4" and got["NFE"] == "1" and got["Model"] == Path(ckpt).name, got

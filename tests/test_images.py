@@ -603,7 +603,7 @@ def test_8_bit_pictures_decode_to_the_float64_paths_values(mode, channels):
     assert got.dtype == torch.float32 and got.is_contiguous() and torch.equal(got, expected)
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF", "PNG"])
 def test_max_pixels_names_the_size_as_shown(fmt):
     """A photo stored 7x5 and turned by its EXIF orientation (6) is 5x7 on screen: the --max-pixels refusal says
     5x7, as restore's messages do (degrade said the stored 7x5)."""

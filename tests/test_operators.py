@@ -318,6 +318,24 @@ def test_gram_norm_is_the_largest_eigenvalue_and_leaves_the_random_streams_alone
         true = float(torch.linalg.matrix_norm(a, 2)) ** 2
         assert 0.95 * true < got <= true * (1 + 1e-9), (got, true)  # the Rayleigh quotient: a lower bound
 
+    class ZeroToOne(operators.Operator):  # an affine forward left `linear` (a plug-in measuring on [0, 1]): |A|² 1/4
+        name = "zero-to-one-test"
+
+        def forward(self, x):
+            return (x + 1) / 2
+
+    got = ZeroToOne((3, 16, 16)).gram_norm(torch.zeros(1, 3, 16, 16))
+    assert got == pytest.approx(0.25, rel=1e-6)  # (its offset made it 28 at 64 px: the step capped 100x too small)
+
+    class InNumpy(operators.Operator):  # a forward computed outside torch: the Langevin step names the operator
+        name = "in-numpy-test"
+
+        def forward(self, x):
+            return torch.from_numpy(x.detach().numpy() * 0.5)
+
+    with pytest.raises(TypeError, match="'in-numpy-test' .*differentiates `forward` with autograd"):
+        InNumpy((1, 4, 4)).likelihood_sample(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4), 1.0, 0.1)
+
 
 # --- reference facts --------------------------------------------------------------------------------------------
 def test_box_mask_matches_reference():

@@ -858,6 +858,24 @@ def test_a_long_super_resolution_axis_is_costed(monkeypatch, method):
     assert memory.operator_bytes({"name": "not-registered"}, (3, 4, 20000)) == 0
 
 
+def test_a_sidecars_operator_is_costed_before_it_is_built(tmp_path, monkeypatch):
+    """A measurement whose sr operator would not fit is refused before the operator is built (the check ran after
+    `load_measurement` built it, with its 5.7 GB for a 20000-px axis)."""
+    import operators
+    from ncvsd_cli import measurement as meas
+    from ncvsd_cli import memory
+
+    x = torch.zeros(1, 3, 16, 16)
+    meas.save_measurement(meas.degrade(x, "sr4", sigma_y=0.05), tmp_path / "m.png")
+    built = []
+    monkeypatch.setattr(operators.get("sr4"), "setup_bytes", classmethod(lambda cls, shape: 10**12))
+    monkeypatch.setattr(meas.Measurement, "operator", lambda self: built.append(1))
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 2**30)
+    with pytest.raises(ValueError, match="sr4 operator for a 16x16 output needs an estimated"):
+        meas.load_measurement(tmp_path / "m.png")
+    assert built == []
+
+
 def test_a_classical_start_refusal_names_what_helps_for_its_task(monkeypatch):
     """An inpaint-box refusal said "restore a crop or at a smaller factor" (inpainting has none) and not that
     --method pnp-gd needs no classical start; a box fill was costed as a random mask's (measured 445-494 bytes per

@@ -279,3 +279,23 @@ def test_a_jpeg_too_small_for_the_whole_packet_keeps_its_ai_label():
     small = images.encode_image(torch.zeros(1, 3, 8, 8), "JPEG", xmp=xmp.labelled(PHOTO_XMP, xmp.GENERATED))
     assert b"Rottnest" in Image.open(io.BytesIO(small)).info["xmp"]  # (what fits is kept whole)
     assert xmp.label_only(PHOTO_XMP) is None  # no label: nothing
+
+
+def test_the_settings_that_made_an_output_are_written_and_an_inputs_are_replaced():
+    """`labelled(..., made_with)` writes ncvsd:<name> properties that `made_with` reads back; an input's earlier
+    ncvsd settings are not carried (a restoration of a restoration is described by its own), and a JPEG too small
+    for the packet keeps them with the label."""
+    import torch
+
+    from ncvsd_cli import xmp
+
+    first = xmp.labelled(PHOTO_XMP, xmp.EDITED_BY_AI, (("Task", "sr4"), ("Seed", "7"), ("Sample", "2 of 4")))
+    assert xmp.made_with(first) == {"Task": "sr4", "Seed": "7", "Sample": "2 of 4"} and b"Rottnest" in first
+    again = xmp.labelled(xmp.kept_xmp(first), xmp.EDITED_BY_AI, (("Task", "denoise"), ("Seed", "0")))
+    assert xmp.made_with(again) == {"Task": "denoise", "Seed": "0"} and b"Rottnest" in again
+    assert xmp.made_with(xmp.kept_xmp(first)) == {} and xmp.made_with(None) == {}
+    big = PHOTO_XMP.decode().replace("Rottnest", "Rottnest " + "x" * JPEG_XMP_BYTES, 1)
+    data = images.encode_image(torch.zeros(1, 3, 8, 8), "JPEG",
+                               xmp=xmp.labelled(big.encode(), xmp.EDITED_BY_AI, (("Seed", "3"),)))
+    assert xmp.made_with(Image.open(io.BytesIO(data)).info["xmp"]) == {"Seed": "3"}
+    assert xmp.made_with(xmp.labelled(None, xmp.GENERATED, (("Model", "a\x01b"),))) == {"Model": "a\ufffdb"}

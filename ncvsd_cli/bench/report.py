@@ -37,6 +37,9 @@ PLOT_PNG = "nfe_plot.png"
 REPORT_HTML = "report.html"
 REPORT_PNG = "report.png"
 SAMPLES_DIR = "samples"
+#: The settings that head every report (summary.md, report.html, report.png), in order (config keys).
+HEADER_KEYS = ("dataset", "images", "failed", "resolution", "seed", "device", "batch_size", "precision", "generator",
+               "teacher", "ncvsd", "rows_of_earlier_runs")
 AGGREGATION_TEXT = {
     "mean": "mean ± std over images (std: sample, ddof=1); per image, the mean over its runs",
     "best-of-K": "best-of-K: per image the best of K runs separately per metric (max PSNR/SSIM, min LPIPS), "
@@ -161,9 +164,7 @@ def write_summary(out: str | os.PathLike, rows: list[dict[str, Any]], lpips_net:
     """Write summary.md and summary.json into `out`; return the summary records."""
     out = Path(out)
     summary = summarize(rows, lpips_net, ((config or {}).get("settings") or {}).get("tasks"))
-    keys = ("dataset", "resolution", "seed", "device", "batch_size", "precision", "generator", "teacher", "ncvsd",
-            "rows_of_earlier_runs", "failed")
-    header = {k: config[k] for k in keys if config and config.get(k) not in (None, "")}  # e.g. no precision
+    header = {k: config[k] for k in HEADER_KEYS if config and config.get(k) not in (None, "")}  # e.g. no precision
     _atomic_write(out / SUMMARY_MD, markdown(summary, lpips_net, header))
     doc = {"lpips_net": lpips_net, "lpips_column": lpips_column(lpips_net), "aggregation": AGGREGATION_TEXT,
            "config": config or {}, "summary": summary}
@@ -376,9 +377,6 @@ th,td{border:1px solid #ccc;padding:.25em .6em}caption{text-align:left;color:#55
 td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}img{max-width:100%;height:auto}
 .note{color:#555;font-size:.85em}"""
 
-#: The report's header lines (config keys), in order.
-HTML_KEYS = ("dataset", "images", "failed", "resolution", "seed", "device", "precision", "generator", "teacher",
-             "ncvsd", "rows_of_earlier_runs")
 
 
 def _metric_columns(lpips_net: str) -> tuple[tuple[str, str, int, Any], ...]:
@@ -402,7 +400,7 @@ def write_html(out: str | os.PathLike, summary: list[dict[str, Any]], lpips_net:
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              "<title>ncvsd bench report</title>", f"<style>{_CSS}</style></head><body>",
              "<h1>ncvsd bench report</h1>", "<ul>"]
-    parts += [f"<li>{escape(k)}: {escape(str(config[k]))}</li>" for k in HTML_KEYS if config and config.get(k)
+    parts += [f"<li>{escape(k)}: {escape(str(config[k]))}</li>" for k in HEADER_KEYS if config and config.get(k)
               not in (None, "")]
     parts += [f"<li>LPIPS: {escape(lp)} (lower is better); PSNR and SSIM: higher is better</li>",
               f"<li>aggregation: {escape(AGGREGATION_TEXT['mean'])}</li>"]
@@ -495,11 +493,11 @@ def write_report_png(out: str | os.PathLike, summary: list[dict[str, Any]], lpip
         table_figure(lines, width, bold_cells, title).savefig(buffer, format="png")
         return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
 
-    shown = [f"{k} {one_line(str(config[k]), 160)}" for k in ("dataset", "images", "failed", "resolution", "seed",
-                                                                 "generator", "teacher", "ncvsd")
-             if config and config.get(k) not in (None, "")]
+    shown = [f"{k} {one_line(str(config[k]), 160)}" for k in HEADER_KEYS if config and config.get(k) not in (None, "")]
     shown.append(f"LPIPS {lpips_column(lpips_net)}; {AGGREGATION_TEXT['mean']}")
-    settings = textwrap.wrap(" · ".join(shown), max(width // 7, 40))  # ~7 px per character at 9 pt
+    if any(s["aggregation"] != "mean" for s in summary):
+        shown.append(AGGREGATION_TEXT["best-of-K"])
+    settings = textwrap.wrap(" · ".join(shown), max(width // 9, 40))  # 9 pt: 5-8 px per character (capitals: 8)
     blocks = [text_block("\n".join(["ncvsd bench report", *settings]))]
     if (out / PLOT_PNG).exists():
         with Image.open(out / PLOT_PNG) as pic:

@@ -377,6 +377,21 @@ def parse_int_list(spec: str) -> list[int]:
     return out
 
 
+def format_int_list(values: Sequence[int]) -> str:
+    """`parse_int_list`'s inverse, in the given order: [0, 1, 2, 5, 3] -> "0-2,5,3" (runs of consecutive integers
+    as ranges)."""
+    parts: list[str] = []
+    start = prev = None
+    for v in [*values, None]:
+        if v is not None and prev is not None and v == prev + 1:
+            prev = v
+            continue
+        if start is not None:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = v
+    return ",".join(parts)
+
+
 # ------------------------------------------------------------------------------------------------- inputs
 @dataclass(frozen=True)
 class InputItem:

@@ -489,7 +489,8 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
 
         # Read the network's config (exit 3 on checkpoint problems), then every input (bad or too large for the
         # memory estimate: reported and skipped), then the weights.
-        needed = any(item not in problems for item in items) or bool(options.tile)  # a bad --tile: said first
+        needed = any(item not in problems for item in items) or bool(options.tile and problems)  # a bad --tile
+        # is said before "output exists" (it was found only after --overwrite); all skipped: no model is read
         restorer = Restorer.from_options(options, load=False, quiet=quiet) if needed else None
         if restorer is not None:  # without --task the options come from one sidecar's task and serve every task
             restorer.any_task = not task_given
@@ -687,7 +688,8 @@ def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar,
             report.failed(item.name, res.error if res.error.startswith(item.name) else f"{item.name}: {res.error}")
             continue
         try:
-            written, scale = _write(res, planned[item], outputs, m, restorer.options.method)
+            written, scale = _write(res, planned[item], outputs, m, restorer.options.method,
+                                    _made_with(restorer, m, res))
         except (ValueError, OSError) as exc:
             if not common.written_meanwhile(exc, item, planned[item], report, outputs.skip_existing, quiet):
                 report.failed(item.name, f"{item.name}: cannot write output: {exc}")
@@ -697,6 +699,20 @@ def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar,
                   operator_evals=res.operator_evals, seconds=round(res.seconds, 3),
                   read_seconds=round(m.read_seconds, 3), sigma_y=res.sigma_y,
                   notes=m.notes, sidecar=m.seed is not None, **_blur_width(m), **scale)
+
+
+def _made_with(restorer, m, res) -> tuple[tuple[str, str], ...]:
+    """The settings that made a restoration, for its XMP (`xmp.labelled`): task, method, NFE, seed, the noise
+    level it ran at and the model file (a network's method; its name, not its folder)."""
+    from pathlib import Path
+
+    settings = [("Task", m.task), ("Method", restorer.options.method), ("NFE", str(res.nfe)),
+                ("Seed", str(restorer.options.seed))]
+    if res.sigma_y is not None:
+        settings.append(("SigmaY", f"{res.sigma_y:.4g}"))
+    if restorer.method.needs != "none" and restorer.checkpoint_path is not None:
+        settings.append(("Model", Path(restorer.checkpoint_path).name))
+    return tuple(settings)
 
 
 def _blur_width(m) -> dict:
@@ -793,20 +809,23 @@ def _alpha_note(paths: dict[str, str] | None, upscaled: bool = False) -> str:
             f"({images.suffix_choice(images.ALPHA_FORMATS)} keeps it; --flatten says you want none)")
 
 
-def _write(res, paths: list[str], outputs: Outputs, m, method: str) -> tuple[list[str], dict[str, float]]:
+def _write(res, paths: list[str], outputs: Outputs, m, method: str,
+           made_with: tuple[tuple[str, str], ...] = ()) -> tuple[list[str], dict[str, float]]:
     """Write the outputs of one result all-or-nothing (`images.atomic_write_all`: an interruption leaves none of
     them, so --skip-existing sees the input as not done; no-clobber unless --overwrite; samples and mean with the
-    source's bit depth, 8 or 16, ICC profile and alpha channel, and labelled as made by `method`, `xmp.labelled`);
-    return the paths and, with --std, the heat map's scale."""
+    source's bit depth, 8 or 16, ICC profile and alpha channel, and labelled as made by `method` with the settings
+    `made_with` and which sample it is, `xmp.labelled`); return the paths and, with --std, the heat map's scale."""
     from ncvsd_cli import images, xmp
     from ncvsd_cli import measurement as meas
     from ncvsd_cli.sampling.methods import source_type
     from ncvsd_cli.uncertainty import std_map_png
 
-    label = xmp.labelled(None if outputs.strip_metadata else m.xmp, source_type(method))  # (--strip-metadata:
-    # the label only)
+    k = res.samples.shape[0]
+    which = [f"{i + 1} of {k}" for i in range(k)] + [f"mean of {k}"] * outputs.mean
+    labels = [xmp.labelled(None if outputs.strip_metadata else m.xmp, source_type(method),  # (--strip-metadata:
+                           (*made_with, ("Sample", w)) if k > 1 else made_with) for w in which]  # the label only)
 
-    tensors = [res.samples[k : k + 1] for k in range(res.samples.shape[0])]
+    tensors = [res.samples[i : i + 1] for i in range(k)]
     if outputs.mean:
         tensors.append(res.mean())
     images_kept = len(tensors)
@@ -838,7 +857,7 @@ def _write(res, paths: list[str], outputs: Outputs, m, method: str) -> tuple[lis
                                              icc_profile=m.icc_profile if kept else None,
                                              alpha=alpha if kept else None,
                                              exif=m.exif if kept and not outputs.strip_metadata else None,
-                                             xmp=label if kept else None,
+                                             xmp=labels[i] if kept else None,
                                              dpi=m.dpi if kept else None, lossless=m.lossless_webp)))
     scale = {}
     if outputs.std:

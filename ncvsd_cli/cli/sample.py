@@ -188,6 +188,10 @@ def sample_command(
             model, config = load_checkpoint(checkpoint, device=dev, kind=kind)
             prepare_for_inference(model, precision, dev, kind)  # (the precision `work` names)
             bar = common.progress(len(seed_list), "sample", quiet)
+            made_with = (("Sampler", "heun" if teacher else "ts"), ("NFE", str(report.extra["nfe"])),
+                         *(() if teacher else (("Ts", ",".join(map(str, report.extra["ts"] or []))),)),
+                         *((("ClassLabel", str(class_label)),) if class_label is not None else ()),
+                         ("Model", Path(checkpoint).name))  # (+ each one's seed: `xmp.labelled`)
             kwargs = {"nfe": nfe, "ts": ts_list, "class_label": class_label, "batch_size": batch_size,
                       "resolution": resolution, "device": dev, "on_batch": bar.update, "teacher": teacher,
                       "on_step": bar.step if teacher else None}
@@ -198,13 +202,14 @@ def sample_command(
                     for chunk, x in sample_batches(model, config, seed_list, **kwargs):
                         for s, xi in zip(chunk, x):
                             _write_sample(xi, str(Path(out) / f"{s:06d}.png"), s, overwrite, report,
-                                          skip_existing, quiet)
+                                          skip_existing, quiet, made_with)
             finally:
                 bar.close()
             if grid:
                 sheet = images.make_grid(x)
                 try:
-                    images.save_image(sheet, out, overwrite=overwrite, xmp=xmp.labelled(None, xmp.GENERATED))
+                    label = xmp.labelled(None, xmp.GENERATED, (*made_with, ("Seeds", common.format_int_list(seed_list))))
+                    images.save_image(sheet, out, overwrite=overwrite, xmp=label)
                 except OSError as exc:
                     report.failed("grid", f"cannot write {out}: {exc}")
                 else:  # the grid's size (each sample's is --resolution)
@@ -242,16 +247,18 @@ def _check_memory(checkpoint: str, batch: int, resolution: int | None, precision
 
 
 def _write_sample(x, path: str, seed: int, overwrite: bool, report, skip_existing: bool = False,
-                  quiet: bool = False) -> None:
-    """Write one sample (C, H, W) and record it in `report` (a failure is that seed's only; with --skip-existing,
-    a file another process wrote meanwhile makes it "skipped", `common.written_meanwhile`)."""
+                  quiet: bool = False, made_with: tuple[tuple[str, str], ...] = ()) -> None:
+    """Write one sample (C, H, W), labelled with the settings `made_with` and its seed (`xmp.labelled`), and record
+    it in `report` (a failure is that seed's only; with --skip-existing, a file another process wrote meanwhile
+    makes it "skipped", `common.written_meanwhile`)."""
     from ncvsd_cli import images, xmp
 
     if not bool(x.isfinite().all()):
         report.failed(f"seed {seed}", f"seed {seed}: the network produced NaN/inf values; {path} not written")
         return
     try:
-        images.save_image(x[None], path, overwrite=overwrite, xmp=xmp.labelled(None, xmp.GENERATED))
+        images.save_image(x[None], path, overwrite=overwrite,
+                          xmp=xmp.labelled(None, xmp.GENERATED, (*made_with, ("Seed", str(seed)))))
     except (ValueError, OSError) as exc:
         item = common.InputItem(f"seed {seed}", None)
         if not common.written_meanwhile(exc, item, [path], report, skip_existing, quiet):
