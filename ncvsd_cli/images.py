@@ -254,7 +254,7 @@ def _decode_png16(data: bytes, name: str, max_pixels: int | None) -> tuple[np.nd
 
     try:
         w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")  # IHDR
-        _check_pixels(name, h, w, max_pixels)
+        _check_pixels(name, h, w, max_pixels, _png_orientation(data))
         w, h, rows, info = png.Reader(bytes=data).asDirect()  # a colour key (tRNS) becomes an alpha plane
         planes = int(info["planes"])
         arr = np.asarray(list(rows), dtype=np.float64).reshape(h, w, planes) / float(2 ** info["bitdepth"] - 1)

@@ -148,7 +148,7 @@ def _has_value(prop: minidom.Element) -> bool:
 
 
 #: Characters XML 1.0 does not allow (C0 controls but tab, LF and CR; U+FFFE, U+FFFF): left out of IIM text.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")  # (surrogates: no UTF-8)
 
 
 def _iim_text(value: bytes, utf8: bool) -> str:
@@ -337,8 +337,13 @@ def labelled(packet: bytes | None, source_type: str, made_with: tuple[tuple[str,
 def made_with(packet: bytes | str | None) -> dict[str, str]:
     """The ncvsd:<name> settings `labelled` wrote into `packet` ({} where none or unreadable)."""
     doc = _parsed(packet)
-    nodes = [] if doc is None else doc.getElementsByTagNameNS(NCVSD_NS, "*")
-    return {n.localName: n.firstChild.data if n.firstChild is not None else "" for n in nodes}
+    if doc is None:
+        return {}
+    found = {a.localName: a.value for d in doc.getElementsByTagNameNS(RDF, "Description")
+             for a in d.attributes.values() if a.namespaceURI == NCVSD_NS}  # (another writer's shorthand form)
+    for n in doc.getElementsByTagNameNS(NCVSD_NS, "*"):  # text values; a structured one (a list) is not ours
+        found[n.localName] = "".join(c.data for c in n.childNodes if c.nodeType == c.TEXT_NODE).strip()
+    return found
 
 
 def label_only(packet: bytes) -> bytes | None:

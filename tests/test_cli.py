@@ -1917,6 +1917,7 @@ def test_outputs_say_the_settings_that_made_them(tmp_path, ckpt):
               tmp_path / "out", "-q")
     assert res.exit_code == 0, res.output
     settings = {p.name: xmp.made_with(Image.open(p).info.get("xmp")) for p in (tmp_path / "out").iterdir()}
+    assert {s.pop("Precision") for s in settings.values()} <= {"fp32", "bf16"}, settings
     common = {"Task": "sr2", "Method": "pnp-gd-warm", "NFE": "2", "Seed": "5", "SigmaY": "0.05",
               "Model": Path(ckpt).name}
     assert settings == {"m_s0.png": {**common, "Sample": "1 of 2"}, "m_s1.png": {**common, "Sample": "2 of 2"},
@@ -1925,3 +1926,4 @@ def test_outputs_say_the_settings_that_made_them(tmp_path, ckpt):
     assert res.exit_code == 0, res.output
     got = xmp.made_with(Image.open(tmp_path / "s" / "000004.png").info["xmp"])
     assert got["Seed"] == "4" and got["NFE"] == "1" and got["Model"] == Path(ckpt).name, got
+    assert got["Precision"] in {"fp32", "bf16"} and int(got["Resolution"]) > 0, got

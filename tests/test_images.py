@@ -603,14 +603,15 @@ def test_8_bit_pictures_decode_to_the_float64_paths_values(mode, channels):
     assert got.dtype == torch.float32 and got.is_contiguous() and torch.equal(got, expected)
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "TIFF", "PNG"])
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF", "PNG", "PNG16"])
 def test_max_pixels_names_the_size_as_shown(fmt):
     """A photo stored 7x5 and turned by its EXIF orientation (6) is 5x7 on screen: the --max-pixels refusal says
     5x7, as restore's messages do (degrade said the stored 7x5)."""
     exif = Image.Exif()
     exif[0x0112] = 6
     buf = io.BytesIO()
-    Image.fromarray(np.zeros((5, 7, 3), np.uint8)).save(buf, format=fmt, exif=exif.tobytes())
+    pixels = np.zeros((5, 7), np.uint16) if fmt == "PNG16" else np.zeros((5, 7, 3), np.uint8)  # (I;16: pypng's path)
+    Image.fromarray(pixels).save(buf, format=fmt[:4].rstrip("1"), exif=exif.tobytes())
     with pytest.raises(ImageError, match=r": 5x7 = 35 pixels exceeds --max-pixels 20"):
         read_image(buf.getvalue(), max_pixels=20)
 

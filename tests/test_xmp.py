@@ -298,4 +298,9 @@ def test_the_settings_that_made_an_output_are_written_and_an_inputs_are_replaced
     data = images.encode_image(torch.zeros(1, 3, 8, 8), "JPEG",
                                xmp=xmp.labelled(big.encode(), xmp.EDITED_BY_AI, (("Seed", "3"),)))
     assert xmp.made_with(Image.open(io.BytesIO(data)).info["xmp"]) == {"Seed": "3"}
-    assert xmp.made_with(xmp.labelled(None, xmp.GENERATED, (("Model", "a\x01b"),))) == {"Model": "a\ufffdb"}
+    assert xmp.made_with(xmp.labelled(None, xmp.GENERATED, (("Model", "a\x01b\ud800"),))) == {
+        "Model": "a\ufffdb\ufffd"}  # (a lone surrogate raised UnicodeEncodeError)
+    other = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+             f'<rdf:Description rdf:about="" xmlns:ncvsd="{xmp.NCVSD_NS}" ncvsd:Task="sr4"><ncvsd:Seeds><rdf:Bag>'
+             "<rdf:li>1</rdf:li></rdf:Bag></ncvsd:Seeds></rdf:Description></rdf:RDF></x:xmpmeta>")
+    assert xmp.made_with(other) == {"Task": "sr4", "Seeds": ""}  # another writer's forms: read, no crash

@@ -703,7 +703,7 @@ def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar,
 
 def _made_with(restorer, m, res) -> tuple[tuple[str, str], ...]:
     """The settings that made a restoration, for its XMP (`xmp.labelled`): task, method, NFE, seed, the noise
-    level it ran at and the model file (a network's method; its name, not its folder)."""
+    level it ran at, and for a network's method the model file (its name, not its folder) and the precision."""
     from pathlib import Path
 
     settings = [("Task", m.task), ("Method", restorer.options.method), ("NFE", str(res.nfe)),
@@ -711,7 +711,7 @@ def _made_with(restorer, m, res) -> tuple[tuple[str, str], ...]:
     if res.sigma_y is not None:
         settings.append(("SigmaY", f"{res.sigma_y:.4g}"))
     if restorer.method.needs != "none" and restorer.checkpoint_path is not None:
-        settings.append(("Model", Path(restorer.checkpoint_path).name))
+        settings += [("Model", Path(restorer.checkpoint_path).name), ("Precision", str(restorer.precision))]
     return tuple(settings)
 
 

@@ -191,7 +191,8 @@ def sample_command(
             made_with = (("Sampler", "heun" if teacher else "ts"), ("NFE", str(report.extra["nfe"])),
                          *(() if teacher else (("Ts", ",".join(map(str, report.extra["ts"] or []))),)),
                          *((("ClassLabel", str(class_label)),) if class_label is not None else ()),
-                         ("Model", Path(checkpoint).name))  # (+ each one's seed: `xmp.labelled`)
+                         ("Model", Path(checkpoint).name), ("Resolution", str(side)),
+                         ("Precision", str(work)))  # (+ each one's seed: `xmp.labelled`)
             kwargs = {"nfe": nfe, "ts": ts_list, "class_label": class_label, "batch_size": batch_size,
                       "resolution": resolution, "device": dev, "on_batch": bar.update, "teacher": teacher,
                       "on_step": bar.step if teacher else None}
