@@ -17,7 +17,7 @@ EPILOG = """Examples:
 
   ncvsd sample --nfe 4 --seeds 0-63,100 -o samples/          (one PNG per seed: samples/000000.png, ...)
 
-  ncvsd sample --checkpoint my-generator.safetensors --class-label 3 --seeds 0-7 -o cls3.png
+  ncvsd sample --checkpoint my-generator.safetensors --class-label 3 --seeds 0-7 -o cls3.png   (a class-conditional generator; the shipped one is not)
 
   ncvsd sample --teacher --seeds 0-15 -o teacher.png        (the teacher's prior: 32 Heun steps, 63 calls)
 
