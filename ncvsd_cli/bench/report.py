@@ -134,8 +134,8 @@ def markdown(summary: list[dict[str, Any]], lpips_net: str, header: dict[str, An
     tasks = list(dict.fromkeys((s["dataset"], s["task"]) for s in summary))  # summarize's order
     for dataset, task in tasks:
         lines += [f"## {task_heading(dataset, task, summary)}", "",
-                  (f"| method | NFE | aggregation | images | PSNR (dB) ↑ | SSIM ↑ | LPIPS-{lpips_net} ↓ | evals "
-                   "| op evals | s / image | peak MiB |"),
+                  "| method | NFE | aggregation | images | " + " | ".join(h for _, h, _, _ in _metric_columns(lpips_net))
+                  + " | evals | op evals | s / image | peak MiB |",
                   "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for s in summary:
             if (s["dataset"], s["task"]) != (dataset, task):
