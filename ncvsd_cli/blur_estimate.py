@@ -214,7 +214,8 @@ def _minimise(nll, start: torch.Tensor, bounds: list) -> tuple[float, np.ndarray
     `start` itself where the search did not improve on it."""
     def nll_and_grad(theta):
         t = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
-        loss = nll(t)
+        with torch.enable_grad():  # (under a caller's torch.no_grad too)
+            loss = nll(t)
         loss.backward()
         return float(loss.detach()), t.grad.numpy()
 
@@ -434,7 +435,14 @@ def read_blur(y: torch.Tensor, defocus: bool = True, coding: JpegCoding | None =
     with noise 0.06 at quality 85 read 0 through the coding, its disk fitting best) the width is the other
     model's. About 4x slower, plus the coding's simulation once per process. With `edges`, a width or radius
     that the image's steepest edges rule out (`edge_limit`) is replaced by the other model's where they allow it,
-    else by the limit (`BlurReading.capped`). Measured: `estimate_gaussian_blur`, `estimate_defocus_radius`."""
+    else by the limit (`BlurReading.capped`). Measured: `estimate_gaussian_blur`, `estimate_defocus_radius`. The
+    fits differentiate with autograd, also inside a caller's torch.no_grad or torch.inference_mode."""
+    with torch.inference_mode(False), torch.enable_grad():
+        return _read_blur(y.clone() if y.is_inference() else y, defocus, coding, edges)
+
+
+def _read_blur(y: torch.Tensor, defocus: bool = True, coding: JpegCoding | None = None,
+               edges: bool = True) -> BlurReading | None:
     spectrum = _spectrum(y)
     if spectrum is None:
         return None

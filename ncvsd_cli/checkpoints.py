@@ -588,10 +588,9 @@ def load_checkpoint(name_or_path: str | os.PathLike, device: str | torch.device 
         raise CheckpointError(f"{path.name} does not fit the {config['kind']} network its config describes: "
                               f"{' '.join(line.strip() for line in first[:3])}") from exc
     check_finite_weights(model, path.name)
-    if not isinstance(device, torch.device):  # "cuda" without CUDA, "CPU", "mps": a ValueError naming the argument
-        from ncvsd_cli.networks.inference import resolve_device
+    from ncvsd_cli.networks.inference import resolve_device
 
-        device = resolve_device(device)
+    device = resolve_device(str(device))  # "cuda" without CUDA (a torch.device too), "mps": a ValueError naming it
     return model.to(device=device, dtype=dtype).eval(), config
 
 

@@ -152,6 +152,8 @@ def as_image_tensor(x: Any, what: str = "input", check_range: bool = True) -> to
     with `check_range` (inputs), values beyond +-RANGE_LIMIT (a [0, 255] image)."""
     import torch
 
+    from operators.base import all_finite
+
     if not isinstance(x, torch.Tensor):
         raise ValueError(  # noqa: TRY004 (callers catch ValueError for every bad input)
             f"{what}: expected a torch tensor (1, C, H, W) in [-1, 1], got {type(x).__name__} (read a file with "
@@ -170,7 +172,7 @@ def as_image_tensor(x: Any, what: str = "input", check_range: bool = True) -> to
         raise ValueError(f"{what}: expected float values in [-1, 1], got {t.dtype} (8-bit pixels p: "
                          "from_unit(p / 255))")
     t = t.detach().float()  # a tensor that requires grad: restoring it needs no graph
-    if not bool(torch.isfinite(t).all()):
+    if not all_finite(t):
         raise ValueError(f"{what}: the image contains NaN or inf values")
     if check_range and float(t.abs().max()) > RANGE_LIMIT:
         raise ValueError(f"{what}: values reach {float(t.abs().max()):.4g}, far outside [-1, 1] (a [0, 255] image "
@@ -1000,7 +1002,9 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     import torch
 
     t = _checked_image(x)
-    arr = (to_unit(t.float().clamp(-1, 1)) * 255).round().to(torch.uint8).cpu().numpy().transpose(1, 2, 0)
+    # to_unit(clamp(t, -1, 1)) * 255 rounded, in place: t + 1 rounds alike and the / 2 is exact, so (t + 1) * 127.5
+    # is the same float as ((t + 1) / 2) * 255 and each value rounds to the same level
+    arr = t.float().add(1).mul_(127.5).clamp_(0, 255).round_().to(torch.uint8).cpu().numpy().transpose(1, 2, 0)
     return arr[..., 0] if arr.shape[-1] == 1 else arr
 
 
@@ -1140,6 +1144,8 @@ def checked_alpha(alpha: Any, height: int, width: int) -> torch.Tensor:
     (a wrong size was taken silently, a numpy array failed as "has no attribute 'detach'")."""
     import torch
 
+    from operators.base import all_finite
+
     if isinstance(alpha, np.ndarray):
         alpha = torch.from_numpy(alpha)
     if not isinstance(alpha, torch.Tensor):
@@ -1149,7 +1155,7 @@ def checked_alpha(alpha: Any, height: int, width: int) -> torch.Tensor:
         raise ValueError(f"alpha: expected shape (1, 1, {height}, {width}) (the image's size), got "
                          f"{tuple(alpha.shape)}")
     a = alpha.detach().to("cpu", torch.float32).reshape(1, 1, height, width)
-    if not bool(torch.isfinite(a).all()) or float(a.min()) < 0 or float(a.max()) > 1:
+    if not all_finite(a) or float(a.min()) < 0 or float(a.max()) > 1:
         top = float(a.nan_to_num(0).max())
         raise ValueError("alpha: expected finite opacities in [0, 1]" + (
             f", got values up to {top:g} (8-bit alpha a: a / 255)" if top > 1 else ", got NaN, inf or negatives"))

@@ -4,7 +4,8 @@
 (operators.noise; key = a hash of the clean image, so every input of a call gets its own noise and the same
 image the same noise wherever it comes), which no restoration draws from. `save_measurement(m, "measured.png")` writes
 - `measured.png`: a viewable 8-bit preview (the clipped measurement for image-shaped tasks: the small image
-  for sr, the masked image for inpainting; for phase retrieval log(1 + |y|) scaled to [0, 1]), with the
+  for sr, the masked image for inpainting; for phase retrieval log|y| from its median to its 99.9th
+  percentile, `preview`), with the
   source's ICC profile;
 - `measured.png.ncvsd.json`: the sidecar: task, the operator's full `to_config()` (kernel, mask, seeds),
   sigma_y, seed, image and measurement shapes, the preview's file name, size and sha256, the source's bit depth
@@ -217,13 +218,15 @@ def is_image_like(m: Measurement) -> bool:
 def preview(m: Measurement) -> torch.Tensor:
     """A viewable (1, C, h, w) image in [-1, 1] of a measurement: y clipped for image-like tasks, else the
     log-amplitude log|y| from black at its median (the noise floor of a noisy spectrum) to white at its 99.9th
-    percentile (the few brightest values, the DC term, are clipped; mean over channels unless 1 or 3 channels)."""
+    percentile (the few brightest values, the DC term, are clipped; mean over channels unless 1 or 3 channels).
+    A grey source's image-like preview is y's first channel: each channel has its own noise at sigma_y, and their
+    luma would hold 0.67 sigma_y (what a reader of the preview, e.g. `degrade ... -` to stdout, would be told)."""
     import numpy as np
     import torch
 
     y = m.y.detach().float()
     if is_image_like(m):
-        out = y.clamp(-1, 1)
+        out = (y[:, :1] if m.grey else y).clamp(-1, 1)
     else:
         a = y.abs()
         while a.dim() > 4:
@@ -302,7 +305,9 @@ def save_measurement(m: Measurement, path: str | os.PathLike, *, overwrite: bool
         "source_grey": m.grey,
         "source_bit_depth": int(m.bit_depth),
         "icc_profile": base64.b64encode(m.icc_profile).decode("ascii") if m.icc_profile else None,
-        "value_range": "[-1, 1] image convention",
+        "value_range": "[-1, 1] image convention" if is_image_like(m) else
+                       "the operator's output for an image x on the [-1, 1] scale (phase retrieval: Fourier "
+                       "amplitudes of (x + 1) / 2 zero-padded, docs/method.md section 4.5)",
     }
     text = json.dumps(meta, indent=1, default=_json_default).encode()
     images.atomic_write_all([(Path(path), png), (side, text), (tens, blob)], overwrite=overwrite)
@@ -489,6 +494,8 @@ def load_measurement(path: str | os.PathLike, max_pixels: int | None = None) -> 
     tens = sidecar_paths(side.with_name(side.name[: -len(SIDECAR_SUFFIX)]))[1]
     import numpy as np
 
+    from operators.base import all_finite
+
     expected = int(np.prod(shape, dtype=np.float64)) * 8 + 2**16  # float64 at most, plus the header
     try:
         info = tens.stat()
@@ -509,7 +516,7 @@ def load_measurement(path: str | os.PathLike, max_pixels: int | None = None) -> 
         raise MeasurementError(
             f"{tens}: measurement shape {list(y.shape)} differs from the sidecar's {shape}"
         )
-    if not y.is_floating_point() or not bool(y.isfinite().all()):
+    if not y.is_floating_point() or not all_finite(y):
         raise MeasurementError(f"{tens}: the measurement is not a finite float tensor")
     m = Measurement(task=task, operator_config=cfg, y=y[None], sigma_y=float(sigma_y), seed=seed, source=str(side),
                     grey=grey, notes=notes, bit_depth=bits, icc_profile=icc)
@@ -569,7 +576,26 @@ def noise_patch_side(channels: int, height: int, width: int) -> int:
 def distinct_channels(z: torch.Tensor) -> torch.Tensor:
     """z (C, h, w) less the channels within GREY_TOLERANCE of an earlier one everywhere (a grey photo as RGB, a
     grey JPEG's rounding): the channels whose noise `estimate_noise_sigma` reads."""
-    return z[[c for c in range(len(z)) if all((z[c] - z[k]).abs().max() > GREY_TOLERANCE for k in range(c))]]
+    return z[_distinct(z)]
+
+
+def distinct_channel_count(z: torch.Tensor) -> int:
+    """len(distinct_channels(z)) without copying them: 1 for a grey image (also one stored as RGB), else 2-3."""
+    return len(_distinct(z))
+
+
+def _distinct(z: torch.Tensor) -> list[int]:
+    return [c for c in range(len(z)) if all(_differ(z[c], z[k]) for k in range(c))]
+
+
+def _differ(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two channels (h, w) differ by more than GREY_TOLERANCE somewhere: first on a grid of ~65k pixels (a
+    colour photo's channels part there; a 48 MP image is not read whole three times; a strided view, no copy),
+    else at every pixel."""
+    step = max(1, math.isqrt(a.numel() // 65536))
+    if (a[..., ::step, ::step] - b[..., ::step, ::step]).abs().max() > GREY_TOLERANCE:
+        return True
+    return bool((a - b).abs().max() > GREY_TOLERANCE)
 
 
 #: Pixels with a channel within this of the range's ends ([-1, 1] scale: 1.5 levels of 8 bits) are clipped: noise
@@ -656,7 +682,7 @@ def estimate_luma_noise_sigma(y: torch.Tensor, coarse: bool = False, *, scale: i
     k = scale or (2 if coarse else 1)
     y = images.centre_crop(y, k * NOISE_WINDOW)  # what is read, before any copy
     z = y.double()
-    if y.shape[1] == 3 and len(distinct_channels(y[0])) == 3:
+    if y.shape[1] == 3 and distinct_channel_count(y[0]) == 3:
         z = sum(w * z[:, c : c + 1] for c, w in enumerate(images.LUMA_WEIGHTS)) / LUMA_NOISE_GAIN
     return noise_sigma_on_means(z, k, clipped_pixels(y) if skip_clipped else None)
 
@@ -794,7 +820,7 @@ def coded_colour_backs(y: torch.Tensor, coding: images.JpegCoding | None) -> Cal
     hold such noise with little colour), and every level where colour cannot tell: no JPEG tables
     (`images.jpeg_coding`), a grey file or y. Noise of 0.2 and more whose colour a camera's chroma noise reduction
     removed fails it and reads low."""
-    if coding is None or not coding.colour or y.shape[1] != 3 or len(distinct_channels(y[0])) < 3:
+    if coding is None or not coding.colour or y.shape[1] != 3 or distinct_channel_count(y[0]) < 3:
         return lambda level: True
     cells = functools.cache(lambda: cell_colour(y))
     return lambda level: (level < CODED_COLOUR_MIN_LEVEL

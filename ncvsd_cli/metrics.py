@@ -33,6 +33,7 @@ from torch import nn
 
 from ncvsd_cli.checkpoints import CheckpointError
 from ncvsd_cli.lpips_weights import NETS, SDIST_REQUIREMENT, weights_filename
+from operators.base import all_finite
 
 LPIPS_NETS = tuple(NETS)  # ("alex", "vgg")
 PSNR_EPS = 1e-8  # piq's epsilon inside the log
@@ -67,7 +68,7 @@ def _prepare(x: torch.Tensor, y: torch.Tensor, what: str) -> tuple[torch.Tensor,
     if x.shape != y.shape:
         raise ValueError(f"{what}: x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     x, y = x.float(), y.float()
-    if not (bool(torch.isfinite(x).all()) and bool(torch.isfinite(y).all())):
+    if not (all_finite(x) and all_finite(y)):
         raise ValueError(f"{what}: the images contain NaN or inf values")
     lo, hi = min(x.min().item(), y.min().item()), max(x.max().item(), y.max().item())
     # a [-1, 1] image given with data_range=2 (scikit-image's max - min) lies in [-0.5, 0.5]: centred on 0, much of

@@ -26,7 +26,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -159,6 +159,10 @@ def _probe_operator(settings: dict[str, Any]):
         return None
 
 
+#: Prepared sampler calls a Restorer keeps (`Restorer.prepare`), one per (task, noise level).
+PREPARED_CALLS = 64
+
+
 @dataclass
 class RestoreResult:
     """Outcome for one measurement: `samples` (K, C, H, W), about [-1, 1] and not clipped (1 channel for greyscale
@@ -171,19 +175,53 @@ class RestoreResult:
     operator_evals: int = 0
     seconds: float = 0.0
     sigma_y: float | None = None
+    #: Phase retrieval: each sample's RMS fit to its measurement, ||A(x_k) - y|| (measurement scale, >= 0; the
+    #: lowest fits best), and the samples turned 180° to the best-fitting one's orientation before `mean` and
+    #: `std_image` (its twin fits the magnitudes as well: averaged unturned, the two would ghost).
+    residuals: list[float] | None = None
+    turned: tuple[int, ...] = ()
+
+    def aligned(self) -> torch.Tensor:
+        """The samples (K, C, H, W), those in `turned` turned 180°: what `mean` and `std_image` summarise."""
+        if not self.turned:
+            return self.samples
+        s = self.samples.clone()
+        s[list(self.turned)] = s[list(self.turned)].flip(-2, -1)
+        return s
 
     def mean(self) -> torch.Tensor:
         """(1, C, H, W) mean of the samples as saved (each clipped to [-1, 1], so the mean image is the mean of
-        the sample images)."""
-        return self.samples.clamp(-1, 1).mean(dim=0, keepdim=True)
+        the sample images; phase retrieval's turned to one orientation first, `aligned`)."""
+        return self.aligned().clamp(-1, 1).mean(dim=0, keepdim=True)
 
     def std_image(self) -> torch.Tensor:
-        """(1, C, H, W) image in [-1, 1] of the per-pixel std of the (clipped) samples on the [0, 1] scale times
-        STD_SCALE, clipped."""
+        """(1, C, H, W) image in [-1, 1] of the per-pixel std of the (clipped, `aligned`) samples on the [0, 1]
+        scale times STD_SCALE, clipped."""
         from ncvsd_cli import images
 
-        s = images.to_unit(self.samples.clamp(-1, 1)).std(dim=0, keepdim=True, unbiased=self.samples.shape[0] > 1)
+        s = images.to_unit(self.aligned().clamp(-1, 1)).std(dim=0, keepdim=True, unbiased=self.samples.shape[0] > 1)
         return images.from_unit((s * STD_SCALE).clamp(0, 1))
+
+
+def twin_fit(m: Measurement, samples: torch.Tensor) -> dict[str, Any]:
+    """Phase retrieval's samples (K, C, H, W) of measurement `m`: `RestoreResult.residuals`, each sample's RMS
+    ||A(x_k) - y||, and `turned`, the samples nearer (L2) to the best-fitting one turned 180° than as they are.
+    Fourier magnitudes fix an image only up to that turn (docs/method.md §4.5): for the centred zero-padding of
+    `operators.simple.PhaseRetrieval`, rot180(x) is an exact twin (a reflection plus a one-pixel circular shift)."""
+    import torch
+
+    op = m.operator()
+    x = samples.detach().to("cpu", torch.float32)
+    try:
+        with torch.no_grad():  # one sample at a time: each holds a (C, 2H, 2W) complex spectrum
+            res = torch.stack([(op.forward(s[None]) - m.y.to(x)).pow(2).mean().sqrt() for s in x])
+    except (RuntimeError, MemoryError, ValueError) as exc:  # no fit, not a failed restoration
+        logging.getLogger("ncvsd.restore").warning("phase retrieval's fit residuals were not computed: %s", exc)
+        return {}
+    best = x[int(res.argmin())]
+    turned = tuple(i for i in range(len(x))
+                   if float((x[i].flip(-2, -1) - best).norm()) < float((x[i] - best).norm()))
+    return {"residuals": [float(r) for r in res], "turned": turned}
 
 
 class _Hooks(NamedTuple):
@@ -228,12 +266,16 @@ class Restorer:
         then reads the weights. Loading prepares the network for inference in `options.precision`
         (`self.precision` says which ran) and, for the generator, computes its calls in tiles
         (`networks.tiling.TiledDenoiser`, `options.tile`). quiet: no note naming a run folder's snapshot. Raises
-        CheckpointError (missing, corrupt, wrong kind) or ValueError (bad options)."""
+        CheckpointError (missing, corrupt, wrong kind) or ValueError (bad options). `options` is left as it is
+        (the restorer's own, `self.options`, is a validated copy: method filled, preset file read).
+
+        Keep a restorer to restore many inputs (`measurement`, then `run`): `restore_image` makes one per call,
+        reading and checking the weights each time (0.9 s against 0.3 s for a 16-px sr4 at 1 NFE)."""
         from ncvsd_cli.checkpoints import default_checkpoint, read_network_config, resolve_checkpoint
         from ncvsd_cli.networks.inference import resolve_precision
         from ncvsd_cli.sampling.methods import get_method
 
-        options.validate()
+        options = replace(options).validate()
         needs = get_method(options.method or "pnp-gd").needs
         resolve_precision(options.precision, options.device)  # validate before any loading
         if needs == "none":
@@ -442,7 +484,7 @@ class Restorer:
             coarse_luma_is_noise,
             coarse_luma_noise,
             coded_colour_backs,
-            distinct_channels,
+            distinct_channel_count,
             estimate_luma_noise_sigma,
             estimate_noise_sigma,
             noise_patch_side,
@@ -491,7 +533,7 @@ class Restorer:
         if window is not None and read_here:
             notes.append(f"{' and '.join(read_here)} read{part} (transparency, composited on white, has no noise and "
                          "sharp outlines)")
-        colours = len(distinct_channels(seen[0])) if unknown else 0  # 1: a grey image, also one stored as RGB
+        colours = distinct_channel_count(seen[0]) if unknown else 0  # 1: a grey image, also one stored as RGB
         if unknown and not noise_patch_side(colours, *seen.shape[-2:]):
             notes.append(f"noise level sigma_y {sigma_y:g}, the task preset's: the image is too small to read it from "
                          "(--sigma-y sets it)")
@@ -574,17 +616,22 @@ class Restorer:
         measurement of a task in GREY_NOISE_TASKS whose three channels are equal (a grey photo, as a 1-channel
         file or saved as RGB: its noise is the same in the three channels). `degrade` of a grey image draws each
         channel's noise apart: its measurement keeps the level."""
-        from ncvsd_cli.measurement import distinct_channels
+        from ncvsd_cli.measurement import distinct_channel_count
 
         scaled = (m.task in GREY_NOISE_TASKS and self.method.needs != "none" and self.channels == 3
-                  and m.y.shape[1] == 3 and len(distinct_channels(m.y[0])) == 1)
+                  and m.y.shape[1] == 3 and distinct_channel_count(m.y[0]) == 1)
         return self.level(m) * GREY_NOISE_SCALE if scaled else self.level(m)
 
     def prepare(self, task: str, sigma_y: float | None = None):
         """The method's `MethodCall` (settings, sigmas, arguments, nfe) for `task` at noise level `sigma_y`,
-        prepared once per (task, sigma_y): the preset files are not read again for every input."""
+        prepared once per (task, sigma_y): the preset files are not read again for every input. The last
+        PREPARED_CALLS are kept (a service restoring at ever new noise levels held one per level)."""
         key = (task, sigma_y)
-        if key not in self._calls:
+        if key in self._calls:
+            self._calls[key] = self._calls.pop(key)  # the most recent last: the oldest unused goes first
+        else:
+            if len(self._calls) >= PREPARED_CALLS:
+                self._calls.pop(next(iter(self._calls)))  # the oldest
             o = self.options
             self._calls[key] = self.method.prepare(task, o.nfe, preset_file=o.preset_file, sigma_y=sigma_y,
                                                    operator=o.params or None)
@@ -610,8 +657,6 @@ class Restorer:
             hooks.skip(self.options.samples)
             yield RestoreResult(j, error=f"{measurements[j].source or 'input'}: {why}")
         if refused:
-            from dataclasses import replace
-
             kept = [j for j in range(len(measurements)) if j not in refused]
             for res in self.run([measurements[j] for j in kept], *hooks):
                 yield replace(res, index=kept[res.index])
@@ -659,8 +704,6 @@ class Restorer:
     def options_for(self, task: str) -> RestoreOptions:
         """These options for `task`, validated (its preset's method when none is set); ValueError when they do not
         suit it."""
-        from dataclasses import replace
-
         return replace(self.options, task=task).validate()
 
     def with_options(self, opts: RestoreOptions) -> Restorer:
@@ -682,8 +725,6 @@ class Restorer:
 
     def _run_per_task(self, measurements, hooks: _Hooks) -> Iterator[RestoreResult]:
         """`run` without a method: the measurements grouped by their task's sampler, each group run by `for_task`."""
-        from dataclasses import replace
-
         from ncvsd_cli.checkpoints import CheckpointError
 
         by_task: dict[str, Restorer | str] = {}
@@ -707,6 +748,7 @@ class Restorer:
     def _run_group(self, measurements, members: list[int], hooks: _Hooks) -> Iterator[RestoreResult]:
         from ncvsd_cli.sampling.pnp_gd import warm_start_applies
         from ncvsd_cli.sampling.presets import configure_operator
+        from operators.base import all_finite
         from operators.padding import pad_operator
 
         first = measurements[members[0]]
@@ -755,7 +797,7 @@ class Restorer:
             for b, (j, k) in enumerate(batch):
                 if x is None or j in failed:
                     continue
-                if not bool(x[b].isfinite().all()):
+                if not all_finite(x[b]):
                     failed.add(j)
                     yield RestoreResult(j, error=f"{measurements[j].source or source}: the network produced "
                                                  f"NaN/inf values (sample {k}); nothing written")
@@ -773,10 +815,11 @@ class Restorer:
         from ncvsd_cli import images
 
         samples = torch.cat(parts)
+        fit = twin_fit(m, samples) if m.task == "phase-retrieval" else {}
         if m.grey and samples.shape[1] == 3:
             samples = images.match_channels(samples, 1)
         return RestoreResult(j, samples=samples, nfe=res.nfe, operator_evals=res.operator_evals, seconds=seconds,
-                             sigma_y=self.level(m))
+                             sigma_y=self.level(m), **fit)
 
     def _sample(self, op, call, ms: list[Measurement], idx: list[int], ks: list[int], estimates: dict,
                 on_step=None):
@@ -1234,12 +1277,18 @@ MOSTLY_TRANSPARENT = "most of the picture is transparent"
 WARNING_NOTES = ("the mask keeps only", MOSTLY_TRANSPARENT)
 
 
+#: A user's kernel whose weight centres this far (px) from its middle is noted (`kernel_file_notes`); the random
+#: camera shakes `degrade` draws in 61x61 centre up to 7 px from it (a quarter of 200 seeds 2 px or more).
+OFF_CENTRE_NOTE_PX = 2.0
+
+
 def kernel_file_notes(kernel: Any, normalize: Any = True) -> list[str]:
     """Notes on a user's blur kernel (-p kernel=K.png or .npy): an even side (its centre tap k[h//2, w//2] is half a
     pixel off the middle: a kernel padded from 15x15 to 16x16 moved the restoration a pixel, -1 dB), negative taps
     (a camera's blur only spreads light), with normalize=false a sum other than 1 (a gain on the [-1, 1] scale, a
     contrast change about mid-grey; normalised kernels are divided by their sum, as documented), a background that
-    is not black (a photographed PSF's black level, read as blur over the whole square)."""
+    is not black (a photographed PSF's black level, read as blur over the whole square), a path whose weight
+    centres 1 px or more from the centre tap (the restoration moves by as much: a loosely cropped PSF)."""
     import numpy as np
 
     from operators.blur import check_kernel
@@ -1250,6 +1299,16 @@ def kernel_file_notes(kernel: Any, normalize: Any = True) -> list[str]:
     even = (f"the kernel is {w}x{h}, even-sized: its centre is taken at row {h // 2}, column {w // 2} (from 0), half "
             "a pixel off its middle, so the restoration may sit a pixel off; odd sides have a middle tap")
     notes = [even] if h % 2 == 0 or w % 2 == 0 else []
+    weight = np.clip(k, 0, None)
+    if weight.sum() > 0:
+        cy, cx = (float((weight * axis).sum() / weight.sum()) for axis in np.indices(k.shape))
+        dy, dx = cy - h // 2, cx - w // 2
+        if max(abs(cy - (h - 1) / 2), abs(cx - (w - 1) / 2)) >= OFF_CENTRE_NOTE_PX:
+            notes.append(f"the kernel's weight centres {dy:+.1f} rows, {dx:+.1f} columns from its centre tap (row "
+                         f"{h // 2}, column {w // 2} from 0), which is taken as the blur's origin: right for a "
+                         "kernel drawn or measured about that tap (as degrade's are), but one cropped loosely "
+                         "moves the restoration by as much (6 px and -9.6 dB for one); then crop or pad it so its "
+                         "path centres in the middle")
     if (k < 0).any():
         share = float(-k[k < 0].sum() / np.abs(k).sum())
         notes.append(f"the kernel has negative taps ({share:.0%} of its weight): a camera's blur only spreads light; "
@@ -1413,8 +1472,13 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
                       "[0, 1] image, map it (x * 2 - 1; images.from_unit does it)", stacklevel=2)
     restorer.check_plain_size(task, *y.shape[-2:])  # before any work at the output's size
     grey = y.shape[1] == 1 and restorer.channels == 3  # restored in colour, returned grey (as `ncvsd restore`)
-    m = restorer.measurement(images.match_channels(y, 3) if grey else y, task, grey=grey, jpeg_sigma=jpeg_sigma,
-                             jpeg_coding=jpeg_coding, alpha=alpha)
+    try:
+        m = restorer.measurement(images.match_channels(y, 3) if grey else y, task, grey=grey, jpeg_sigma=jpeg_sigma,
+                                 jpeg_coding=jpeg_coding, alpha=alpha)
+    except ValueError as exc:
+        if "-p " in str(exc):  # (the same exception, MissingParameter's name and all, with the hint)
+            exc.args = (f"{exc} (here a command's -p KEY=VALUE is params={{'KEY': VALUE}})", *exc.args[1:])
+        raise
     for note in m.notes:  # what `ncvsd restore` prints (levels and widths read, pixels kept): logger "ncvsd.restore"
         logging.getLogger("ncvsd.restore").info(note)
     _, h, w = m.image_shape  # again on the measurement (a plug-in down-sampler's factor may not probe)

@@ -5,10 +5,11 @@ Images are float tensors (B, C, H, W) in [-1, 1]. Noise comes only from generato
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -19,6 +20,37 @@ from operators.noise import Generators, randn_like
 #: Pixel values beyond +-IMAGE_RANGE_LIMIT are no [-1, 1] image (a [0, 255] one); a measurement of one (sr, blurs,
 #: inpainting, denoise) may reach further by its noise, up to 6 sigma_y.
 IMAGE_RANGE_LIMIT = 4.0
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every value of t is finite (True for integer and empty tensors). A finite sum proves it in one
+    reduction, ~20x faster than `torch.isfinite(t).all()` on a CPU (1.8 s for a 48 MP RGB float image); a sum that
+    is NaN or inf (a value that is, or finite values beyond the dtype's range) is checked value by value."""
+    if not (t.is_floating_point() or t.is_complex()) or t.numel() == 0:
+        return True
+    return bool(torch.isfinite(t.detach().sum())) or bool(torch.isfinite(t).all())
+
+
+@contextlib.contextmanager
+def autograd_enabled(what: str) -> Iterator[None]:
+    """Autograd on for `what` (e.g. "DPS"), also inside a caller's torch.inference_mode (its inputs: `graph_leaf`).
+    A tensor made in that mode (an operator's buffer, weights loaded there) cannot enter a graph: torch's "Inference
+    tensors cannot be saved for backward" becomes a TypeError that says so."""
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            yield
+    except RuntimeError as exc:
+        if "Inference tensors" not in str(exc):
+            raise
+        raise TypeError(f"{what} differentiates with autograd, and a tensor it uses was made under "
+                        "torch.inference_mode (an operator built or weights loaded there): make them outside it, or "
+                        "use torch.no_grad(), which this allows") from None
+
+
+def graph_leaf(t: torch.Tensor) -> torch.Tensor:
+    """t detached as a leaf that requires grad (inside `autograd_enabled`); a tensor made under torch.inference_mode
+    is copied out of it first."""
+    return (t.clone() if t.is_inference() else t).detach().requires_grad_(True)
 
 
 def check_image_range(x: torch.Tensor, what: str, sigma_y: float = 0.0) -> None:
@@ -207,7 +239,7 @@ class Operator(nn.Module):
             raise ValueError(f"operator '{self.name}' on images {self.image_shape} measures "
                              f"(B, {', '.join(map(str, self.__dict__['_measured']))}), got {tuple(y.shape)} "
                              "(op.measure(x) makes one)")
-        if finite and not bool(torch.isfinite(y).all()):
+        if finite and not all_finite(y):
             raise ValueError(f"the measurement holds {int((~torch.isfinite(y)).sum())} NaN or infinite values")
 
     def exact_fit(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
@@ -285,8 +317,8 @@ class Operator(nn.Module):
     def data_gradient(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The gradient of |A(u) - y|² with respect to u (each image of the batch its own), used by the ULA step.
         Default: autograd through `forward`; operators override it with a closed form where one is cheaper."""
-        u = u.detach().requires_grad_(True)
-        with torch.enable_grad():
+        with autograd_enabled(f"operator '{self.name}''s default likelihood step (Langevin)"):
+            u, y = graph_leaf(u), y.clone() if y.is_inference() else y
             residual = (self.forward(u) - y).pow(2).sum()
             if not residual.requires_grad:  # (torch's "element 0 of tensors does not require grad" named nothing)
                 raise TypeError(f"operator '{self.name}' ({type(self).__qualname__}): the default likelihood step "

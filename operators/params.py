@@ -132,6 +132,8 @@ def as_array(value: Any, name: str, **image_checks: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     if isinstance(value, (str, Path)):
+        if str(value) in ("", "-"):  # (an empty path named the current folder; "-" is no file)
+            raise ValueError(f"{name}: give an image or .npy file's path, not {str(value)!r}")
         path = Path(value).expanduser()  # (~ in a preset file, or quoted on the command line)
         if path.is_dir():
             raise ValueError(f"{name}: {path} is a folder; give an image or .npy file")

@@ -1084,3 +1084,43 @@ def test_no_clobber_writes_where_hard_links_cannot_be_made(tmp_path, monkeypatch
     with pytest.raises(images.OutputExistsError):
         images.save_image(x, tmp_path / "a.png", overwrite=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]  # no temporary file left
+
+
+def test_to_uint8_rounds_each_level_and_clips():
+    """The in-place conversion gives each value the 8-bit level round(255 (clip(x, -1, 1) + 1) / 2), also at the
+    half-way points between levels and just past them, for float16/32/64 inputs."""
+    levels = torch.arange(256, dtype=torch.float64) / 255 * 2 - 1
+    halves = (torch.arange(255, dtype=torch.float64) + 0.5) / 255 * 2 - 1
+    v = torch.cat([levels, halves, halves + 1e-6, halves - 1e-6, torch.tensor([1.5, -1.5, 1 + 1e-7, -0.0])])
+    for dtype in (torch.float16, torch.float32, torch.float64):
+        x = v.to(dtype).repeat(3, 1)[:, None]
+        unit = (x.double().float().clamp(-1, 1).double() + 1) / 2 * 255  # the float32 value the encoder rounds
+        expected = torch.round(((x.float().clamp(-1, 1) + 1) / 2) * 255).to(torch.uint8)
+        assert np.array_equal(images.to_uint8(x), expected.numpy().transpose(1, 2, 0))
+        assert (expected.double() - unit).abs().max() <= 0.5 + 1e-4
+
+
+@pytest.mark.parametrize(("values", "finite"), [([0.5, -1.0], True), ([float("nan"), 0.0], False),
+                                                ([float("inf"), 0.0], False), ([float("-inf"), 1.0], False),
+                                                ([3e38, 3e38], True), ([6e4, 6e4], True)])
+def test_all_finite_is_exact_where_the_sum_overflows(values, finite):
+    """`all_finite` reads a tensor's sum first: finite values whose sum overflows (float32 3e38 twice, float16
+    6e4 twice) are still finite, NaN and inf are not; integer and empty tensors are."""
+    from operators.base import all_finite
+
+    t = torch.tensor(values, dtype=torch.float16 if values[0] == 6e4 else torch.float32)
+    assert all_finite(t) is finite and all_finite(t.reshape(1, 1, 1, 2)) is finite
+    assert all_finite(torch.zeros(0)) and all_finite(torch.tensor([2**62]))
+
+
+@pytest.mark.parametrize("where", [(0, 0), (0, 1), (63, 70), (599, 600)])
+def test_a_grey_image_with_one_coloured_pixel_is_colour(where):
+    """distinct_channels reads a sparse grid of pixels first: a grey picture (R = G = B) with a single pixel of
+    colour, on or off that grid, still has three distinct channels; within GREY_TOLERANCE it stays grey."""
+    from ncvsd_cli.measurement import GREY_TOLERANCE, distinct_channel_count, distinct_channels
+
+    z = torch.rand(1, 600, 601).expand(3, -1, -1).clone()  # 360600 pixels: the grid, every 2nd row and column
+    z[2] += GREY_TOLERANCE / 2
+    assert distinct_channel_count(z) == 1 and distinct_channels(z).shape == (1, 600, 601)
+    z[1, where[0], where[1]] += 2 * GREY_TOLERANCE
+    assert distinct_channel_count(z) == 2 and distinct_channels(z).shape == (2, 600, 601)

@@ -337,6 +337,43 @@ def test_gram_norm_is_the_largest_eigenvalue_and_leaves_the_random_streams_alone
         InNumpy((1, 4, 4)).likelihood_sample(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4), 1.0, 0.1)
 
 
+def test_autograd_steps_run_inside_a_callers_inference_mode():
+    """torch.inference_mode is a service's usual wrapper: the default Langevin gradient of a plug-in and DPS's
+    gradient through the teacher failed there ("carries no gradient", "element 0 ... does not require grad"); they
+    give what they give under no_grad. A buffer made in that mode cannot enter a graph: a TypeError says so."""
+    from ncvsd_cli.sampling.gaussian import GaussianPrior
+    from ncvsd_cli.sampling.teacher_baselines import dps
+
+    class LeftHalf(operators.Operator):
+        name = "left-half-test"
+
+        def forward(self, x):
+            return x[..., : self.image_shape[2] // 2]
+
+    op, sr = LeftHalf((3, 6, 8)), operators.create("sr2", (3, 6, 8))
+    x = torch.rand(1, 3, 6, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    prior = GaussianPrior(0.0, 0.5)
+    outs = {}
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            g = torch.Generator().manual_seed(1)
+            outs[mode] = (op.likelihood_sample(x, op.forward(x), 0.1, 0.5, generator=g),
+                          dps(prior.teacher, sr, sr.forward(x), [1.0, 0.5], generator=g).x)
+    assert all(torch.equal(a, b) for a, b in zip(outs[torch.no_grad], outs[torch.inference_mode]))
+
+    class Weighted(LeftHalf):
+        name = "weighted-test"
+
+        def forward(self, x):
+            return super().forward(x) * self.weight
+
+    with torch.inference_mode():
+        made_there = Weighted((3, 6, 8))
+        made_there.weight = torch.full((4,), 2.0)  # an inference tensor, saved for the backward of the product
+        with pytest.raises(TypeError, match="made under torch.inference_mode"):
+            made_there.data_gradient(x, made_there.forward(x))
+
+
 # --- reference facts --------------------------------------------------------------------------------------------
 def test_box_mask_matches_reference():
     m = operators.create("inpaint-box", (3, 256, 256)).mask.expand(1, 3, 256, 256)

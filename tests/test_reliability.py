@@ -525,6 +525,25 @@ def test_stream_seeds_are_distinct_and_stable():
     assert stream_seed("restore", 3, 1) == stream_seed("restore", 3, 1) < 2**63
 
 
+#: tensor_key(torch.arange(12.0).reshape(1, 3, 2, 2)) since the keys were introduced: every input's noise follows it.
+KEY_OF_ARANGE_12 = 13423468741438650450
+
+
+@pytest.mark.parametrize("t", [torch.arange(12.0).reshape(1, 3, 2, 2), torch.rand(1, 3, 701, 700)[..., ::2],
+                               torch.rand(3, 5).half(), torch.zeros(0, 3)])
+def test_a_tensors_key_is_the_blake2b_of_its_float64_values_and_shape(t):
+    """The key that seeds an input's noise (`tensor_key`) is hashed a piece at a time (a 48 MP image is not copied
+    whole as float64): the same 64 bits as one hash of the shape and every value as float64, so restorations stay
+    reproducible across versions (pinned for one tensor)."""
+    import hashlib
+
+    from operators.noise import tensor_key
+
+    whole = str(tuple(t.shape)).encode() + t.double().contiguous().numpy().tobytes()  # over 2^20 values: 2 pieces
+    assert tensor_key(t) == int.from_bytes(hashlib.blake2b(whole, digest_size=8).digest(), "little")
+    assert tensor_key(torch.arange(12.0).reshape(1, 3, 2, 2)) == KEY_OF_ARANGE_12
+
+
 def test_degrade_gives_each_input_its_own_noise(tmp_path):
     """One `ncvsd degrade` call over three inputs, two of them the same picture under other names: different
     pictures get uncorrelated noise, the same picture the same noise (order and names do not matter)."""

@@ -114,6 +114,46 @@ def test_combinations_that_cannot_work_are_refused_up_front(options, match, tmp_
         RestoreOptions(**options).validate()
 
 
+def test_a_restorer_leaves_the_callers_options_alone_and_keeps_few_prepared_calls(monkeypatch):
+    """from_options validated the caller's options in place (method "denoiser" filled in, so the same options for
+    sr4 were refused); a restorer fed ever new noise levels kept one prepared call per level."""
+    from dataclasses import replace
+
+    from ncvsd_cli import restore
+
+    options = RestoreOptions(task="denoise")
+    Restorer.from_options(options, load=False)
+    assert options.method is None and options.device == "cpu"
+    assert Restorer.from_options(replace(options, task="sr4"), load=False).options.method == "pnp-gd-warm"
+    monkeypatch.setattr(restore, "PREPARED_CALLS", 3)
+    restorer = Restorer.from_options(RestoreOptions(task="sr4"), load=False)
+    calls = [restorer.prepare("sr4", s) for s in (0.01, 0.02, 0.03, 0.04)]
+    assert len(restorer._calls) == 3 and restorer.prepare("sr4", 0.04) is calls[-1]
+    assert restorer.prepare("sr4", 0.01) is not calls[0]  # the oldest went first
+    assert restorer.prepare("sr4", 0.03) is calls[2] and restorer.prepare("sr4", 0.02) is not calls[1]  # LRU
+
+
+def test_a_library_refusal_names_params_for_the_commands_dash_p():
+    from ncvsd_cli.restore import restore_image
+
+    with pytest.raises(ValueError, match=r"-p seed=N .*params=\{'KEY': VALUE\}"):
+        restore_image(torch.zeros(1, 3, 16, 16), "inpaint-random")
+
+
+def test_a_blur_is_read_inside_a_callers_no_grad_and_inference_mode():
+    """The blur-width reading fits with autograd: under torch.no_grad() (a service's usual wrapper) restore_image
+    of a plain blurred image failed with torch's "element 0 of tensors does not require grad"."""
+    from ncvsd_cli.restore import restore_image
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 96, 96, generator=g) * 2 - 1, 3, 1, 1)
+    outs = []
+    for mode in (torch.enable_grad, torch.no_grad, torch.inference_mode):
+        with mode():
+            outs.append(restore_image(x, "deblur-gauss", method="wiener"))
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+
+
 def test_the_preset_file_is_read_once(tmp_path):
     """Every input of a long batch sees the same settings, even if the YAML changes or vanishes meanwhile."""
     preset = tmp_path / "p.yaml"

@@ -392,6 +392,20 @@ def test_warm_start_presets(task, tmp_path):
     assert merged["rho"] == 3.0 and merged["sigma_max"] == ws["sigma_max"]  # merged key by key
 
 
+@pytest.mark.parametrize(("task", "sigma_y", "expected"), [
+    ("denoise", None, 0.05), ("denoise", 0.01, 0.05), ("denoise", 0.2, 0.2), ("inpaint-random", 0.3, 0.3),
+    ("inpaint-random", 0.05, 0.1), ("sr4", 0.2, 0.7)])
+def test_the_warm_start_begins_at_least_at_the_measurements_noise(task, sigma_y, expected):
+    """The classical estimate keeps y's noise (denoise starts from y itself): pnp-gd-warm's sigma_max is raised to
+    sigma_y where that is higher (a start at 0.05 of a sigma_y 0.2 measurement left its grain); a --sigma-max flag
+    still wins."""
+    assert task_settings(task, warm=True, sigma_y=sigma_y)["sigma_max"] == pytest.approx(expected)
+    assert task_settings(task, warm=True, sigma_y=sigma_y, sigma_max=0.04)["sigma_max"] == 0.04
+    mine = {"warm_start": {"sigma_max": 0.02}}  # a preset file's own choice too
+    assert task_settings(task, warm=True, sigma_y=sigma_y, preset_file=mine)["sigma_max"] == 0.02
+    assert task_settings(task, sigma_y=sigma_y)["sigma_max"] == 80.0  # pnp-gd's own schedule is untouched
+
+
 def test_a_copied_preset_file_keeps_the_warm_start(tmp_path):
     """A user YAML's top-level sigma_max / rho / steps belong to pnp-gd: copying the packaged preset to change one
     value must not turn pnp-gd-warm into a 49-call run from sigma 80; flags still win over warm_start."""

@@ -501,6 +501,84 @@ def test_second_signal_stops_at_once(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_a_second_signal_inside_the_state_write_is_an_abort_not_a_disk_failure(tmp_path):
+    """torch's zip writer turns the handler's TrainingAborted into "RuntimeError: unexpected pos": that was reported
+    as a state that cannot be written (exit 1, so a shell loop went on), not as the second signal (exit 130)."""
+    from ncvsd_cli.training import distributed
+    from ncvsd_cli.training.loop import TrainingAborted, TrainLoop, parse_duration
+
+    loop = TrainLoop(tmp_path, distributed.init("cpu"), 2, parse_duration("1steps"), parse_duration("1steps"))
+    previous = loop._install_signal_handlers()
+
+    def interrupted_write():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        except TrainingAborted as exc:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 7290368") from exc
+
+    try:
+        loop._signal, loop.save_state = signal.SIGINT, interrupted_write
+        with pytest.raises(TrainingAborted) as info:
+            loop.checkpoint()
+        assert info.value.exit_code == 130 and "cannot write" not in str(info.value)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def test_under_torchrun_signals_are_agreed_every_few_seconds_of_steps(tmp_path, monkeypatch):
+    """Several ranks agree on signals and clocks collectively; that waited for a log step (30 s and more at CPU
+    speed, when torchrun kills the workers): every step until the first log step, then about AGREE_SECONDS
+    apart, the same interval on every rank (from the agreed, slowest clock)."""
+    from ncvsd_cli.training import distributed
+    from ncvsd_cli.training import loop as loop_module
+    from ncvsd_cli.training.loop import TrainLoop, parse_duration
+
+    loop = TrainLoop(tmp_path, distributed.init("cpu"), 2, parse_duration("100steps"), parse_duration("1000steps"))
+    loop.dist = type("Dist", (), {"world_size": 2, "is_main": True})()
+    agreed = []
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(loop_module.time, "time", lambda: clock["now"])
+    monkeypatch.setattr(distributed, "all_max", lambda values, device: agreed.append(loop.step) or list(values))
+    loop._first_step, loop._signal = 0, None
+    for step in range(1, 41):  # 0.5 s per step, a log line every 10 steps
+        loop.step, clock["now"] = step, 1000.0 + 0.5 * step
+        if step == 23:
+            loop._signal = signal.SIGINT
+        signum, _, _ = loop._events(1000.0, 1000.0, 0, log_step=step % 10 == 0)
+        if signum:
+            break
+    assert agreed[:10] == list(range(1, 11)) and agreed[10:] == [12, 16, 20, 24]  # every 4 steps: 2 s
+    assert loop._agree_every == int(loop_module.AGREE_SECONDS / 0.5) and step == 24  # seen 1 step after it came
+
+
+def test_the_summary_rate_is_the_runs_and_a_bad_snapshot_interval_is_named(tmp_path, trained):
+    """The final --json summary's img_per_s was the last log interval's; it is this invocation's images over its
+    training seconds. `--snapshot 0` was refused as "duration '0'"."""
+    data, _ = trained
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "r"), "--duration", "4steps",
+                              "--quiet", *TINY])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.splitlines()[-1])
+    end = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()][-1]
+    assert end["event"] == "end" and summary["img_per_s"] == end["img_per_s"] > 0
+    assert summary["img_per_s"] <= summary["kimg"] * 1000 / max(summary["seconds"] - 0.005, 1e-3)  # wall >= steps
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "s"), *TINY, "--snapshot", "0"])
+    assert res.exit_code == 2 and "--snapshot '0' must be > 0" in res.output
+
+
+def test_the_bar_of_a_resumed_step_duration_counts_the_steps_left_at_the_new_batch(tmp_path):
+    """330 steps of 4 images, then --batch 8 to 600 steps: 1320 + 270 x 8 images in all (the bar showed 4800 and
+    ended at 73 %)."""
+    from ncvsd_cli.training import distributed
+    from ncvsd_cli.training.loop import TrainLoop, parse_duration
+
+    loop = TrainLoop(tmp_path, distributed.init("cpu"), 8, parse_duration("600steps"), parse_duration("1000steps"))
+    loop.step, loop.cur_nimg, loop.progress = 330, 1320, False
+    assert loop._reporter().total == 1320 + 270 * 8
+
+
 # --------------------------------------------------------------------------------------------- progress
 def test_a_long_first_step_against_a_time_duration_is_announced(tmp_path, capsys):
     """A 40-s step of a 40-s run (distillation on a small CPU) overshoots by a step: said once, after the first."""

@@ -16,6 +16,7 @@ from test_cli import FAST, _ckpt, _png, run
 import operators
 from ncvsd_cli.sampling.classical import biharmonic
 from operators.padding import pad_operator
+from operators.params import decode_array, encode_array
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +114,39 @@ def test_a_mask_that_keeps_nothing_is_refused_in_words(tmp_path, ckpt):
     error = summary["results"][0]["error"]
     assert "keeps no pixel" in error and "invert=true" in error and "reduction" not in error
     assert not (tmp_path / "out.png").exists()
+
+
+def test_degrade_says_what_restore_says_of_a_mask_and_a_sidecar_without_known_pixels_is_refused(tmp_path, ckpt):
+    """degrade of a mask that keeps no pixel fails as restore's plain path does (a later restore gave flat grey at
+    exit 0); one that keeps every pixel, or few, is noted; a sidecar whose mask keeps nothing is refused; `-p
+    mask=-` is a usage error, not a shape error of YAML's [None]."""
+    src = _png(tmp_path / "photo.png", 15, 13)
+    for name, value in (("black", 0), ("white", 255)):
+        Image.fromarray(np.full((15, 13), value, np.uint8)).save(tmp_path / f"{name}.png")
+    res = run("degrade", "--task", "inpaint-mask", "-p", f"mask={tmp_path / 'black.png'}", src, "-o",
+              tmp_path / "black-m.png", "--json")
+    assert res.exit_code == 1 and "keeps no pixel" in res.output and not (tmp_path / "black-m.png").exists()
+    res = run("degrade", "--task", "inpaint-mask", "-p", f"mask={tmp_path / 'white.png'}", src, "-o",
+              tmp_path / "white-m.png", "--json")
+    assert res.exit_code == 0 and "keeps every pixel" in json.loads(res.stdout.splitlines()[0])["notes"][-1]
+    side = json.loads((tmp_path / "white-m.png.ncvsd.json").read_text())
+    mask = decode_array(side["operator"]["mask"])
+    side["operator"]["mask"] = encode_array(np.zeros_like(mask))
+    (tmp_path / "white-m.png.ncvsd.json").write_text(json.dumps(side))
+    summary = _restore(tmp_path / "white-m.png", "-c", ckpt, *FAST, "-o", tmp_path / "r.png", ok=False)
+    assert "mask keeps no pixel" in summary["results"][0]["error"] and not (tmp_path / "r.png").exists()
+    res = run("restore", "--task", "inpaint-mask", "-p", "mask=-", "-", "-c", ckpt, input=src.read_bytes())
+    assert res.exit_code == 2 and "'-' is no value here" in res.output
+
+
+def test_a_grey_photos_preview_holds_the_noise_level_asked_for(tmp_path):
+    """A grey source's channels get their own noise each; the preview (the file written, and all that stdout
+    gets) is one of them at sigma_y, not their luma at 0.67 sigma_y."""
+    Image.fromarray(np.full((64, 64), 128, np.uint8)).save(tmp_path / "grey.png")
+    res = run("degrade", "--task", "denoise", "--sigma-y", "0.2", tmp_path / "grey.png", "-o", "-")
+    assert res.exit_code == 0
+    noisy = np.asarray(Image.open(__import__("io").BytesIO(res.stdout_bytes)), np.float64) / 127.5 - 1
+    assert noisy.ndim == 2 and 0.18 < noisy.std() < 0.22
 
 
 def test_marks_on_a_transparent_layer_are_explained_and_work_once_flattened(tmp_path, ckpt):
@@ -337,6 +371,8 @@ def test_a_random_mask_named_by_its_seed_says_which_fraction_it_assumes(tmp_path
     (np.outer(*[np.exp(-np.arange(-2.0, 3) ** 2 / 2)] * 2), True, []),  # a 5x5 Gaussian's tail is no black level
     (np.pad(np.ones((1, 9)), ((12, 12), (8, 8)), constant_values=1 / 200), True,  # a photographed line on a
      ["background is not black (its border is 0.5% of its peak), which holds about 26% of its weight"]),  # floor
+    (np.pad(np.ones((1, 9)), ((2, 12), (1, 5))), True,  # a path cropped off-centre: the restoration moves
+     ["weight centres -5.0 rows, -2.0 columns from its centre tap (row 7, column 7 from 0)"]),
 ])
 @pytest.mark.parametrize("task", ["deblur-kernel", "deblur-motion"])
 def test_a_users_kernel_that_may_be_wrong_is_noted(tmp_path, taps, normalize, said, task):
@@ -424,6 +460,39 @@ def test_phase_retrieval_preview_is_visible_classical_refused_and_the_ambiguity_
     res = run("restore", tmp_path / "pr.png", "-c", ckpt, "--method", "pnp-gd-fit4", "--nfe", "4", "--device",
               "cpu", "-o", tmp_path / "fit1.png")
     assert res.exit_code == 2 and "--nfe >= 8" in res.stderr, res.output
+
+
+def test_a_180_degree_turn_fits_phase_retrieval_exactly_and_the_mean_is_taken_in_one_orientation():
+    """The centred zero-padding makes rot180(x) an exact twin (same amplitudes: a reflection and a one-pixel
+    circular shift), for odd and even sizes; `twin_fit` ranks the samples by their fit and turns those nearer the
+    best one turned, so the mean of x and its twin is x, not a ghost of both."""
+    from ncvsd_cli.measurement import Measurement
+    from ncvsd_cli.restore import RestoreResult, twin_fit
+
+    for shape in ((3, 9, 8), (1, 7, 11)):
+        x = torch.rand(1, *shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        op = operators.create("phase-retrieval", shape)
+        m = Measurement(task="phase-retrieval", operator_config=op.to_config(), y=op.forward(x), sigma_y=0.0)
+        samples = torch.cat([x + 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1)),
+                             x.flip(-2, -1), x])
+        fit = twin_fit(m, samples)
+        assert max(fit["residuals"][1:]) < 1e-6 < fit["residuals"][0]  # the twin fits as exactly as x
+        best = min(range(3), key=fit["residuals"].__getitem__)
+        assert set(fit["turned"]) == ({1} if best != 1 else {0, 2})
+        mean = RestoreResult(0, samples=samples[1:], turned=tuple(i - 1 for i in fit["turned"] if i)).mean()
+        assert torch.allclose(mean, (x if best != 1 else x.flip(-2, -1)).clamp(-1, 1), atol=1e-6)
+
+
+def test_phase_retrieval_samples_name_their_fit_in_json(tmp_path, ckpt):
+    src = _png(tmp_path / "photo.png", 16, 16)
+    assert run("degrade", "--task", "phase-retrieval", src, "-o", tmp_path / "pr.png").exit_code == 0
+    res = run("restore", tmp_path / "pr.png", "-c", ckpt, *FAST, "--samples", "3", "--mean", "-o", tmp_path / "k",
+              "--json")
+    record = json.loads(res.stdout.splitlines()[0])
+    assert res.exit_code == 0 and len(record["fit_residuals"]) == 3 and all(r > 0 for r in record["fit_residuals"])
+    best = min(range(3), key=record["fit_residuals"].__getitem__)
+    assert f"sample s{best} fits the measurement best" in res.stderr and best not in record["turned"]
+    assert "180-degree turn" in res.stderr  # the ambiguity is said with K samples too
 
 
 def test_json_to_a_reader_that_went_away_is_one_line_not_an_internal_error(tmp_path):

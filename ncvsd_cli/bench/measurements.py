@@ -44,7 +44,7 @@ def make_measurement(operator, x: torch.Tensor, sigma_y: float, seed: int, index
 
 def measurement_preview(operator, y: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:
     """A displayable (1, C, H, W) picture of y in [-1, 1] for the grid: the preview `ncvsd degrade` writes
-    (`measurement.preview`: y itself for image-shaped measurements, log(1 + |y|) scaled for the others) enlarged to
+    (`measurement.preview`: y itself for image-shaped measurements, log|y| scaled for the others) enlarged to
     the image's size (nearest-neighbour for images, e.g. super-resolution, bilinear for log-amplitudes)."""
     from ncvsd_cli.images import match_channels
     from ncvsd_cli.measurement import Measurement, is_image_like, preview

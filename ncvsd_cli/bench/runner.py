@@ -27,6 +27,7 @@ import torch
 from ncvsd_cli.bench import datasets, distributed, methods, report, results
 from ncvsd_cli.bench.measurements import make_measurement, measurement_preview, sampler_generators
 from ncvsd_cli.bench.memory import RowCost
+from operators.base import all_finite
 
 log = logging.getLogger("ncvsd.bench")
 
@@ -243,7 +244,7 @@ class _Scorer:
         from ncvsd_cli import metrics
         from ncvsd_cli.images import to_unit
 
-        if not torch.isfinite(x).all():  # clamped, +-inf would score as black or white
+        if not all_finite(x):  # clamped, +-inf would score as black or white
             raise ValueError("the method's output holds non-finite values (inf or NaN)")
         a, b = to_unit(x.float()).clamp(0, 1), to_unit(ref.float()).clamp(0, 1)
         with torch.no_grad():
@@ -432,7 +433,7 @@ def _save_sample(out: Path, task: str, image: str, name: str, x: torch.Tensor, m
 
     path = report.sample_path(out, task, image, name)
     label = None if method is None else xmp.labelled(None, source_type(method))
-    if torch.isfinite(x).all():
+    if all_finite(x):
         save_image(x.detach().float().cpu().clamp(-1, 1), path, xmp=label)
 
 

@@ -349,6 +349,9 @@ def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
         if not sep or not key:
             raise UsageError(f"--param {item!r} must look like key=value")
         try:
+            if raw.strip() == "-":  # YAML's list [None]
+                raise UsageError(f"--param {item!r}: '-' is no value here (standard input holds an input image, "
+                                 "not a parameter: a mask or kernel is given by its file's path)")
             out[key] = safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             out[key] = raw

@@ -25,8 +25,8 @@ EPILOG = """Examples:
 
   cat clean.png | ncvsd degrade --task denoise - > noisy.png
 
-Writes OUT (a viewable 8-bit PNG: the small image for sr*, the masked image for inpainting, log(1+|y|) for
-phase retrieval) and beside it OUT.ncvsd.json + OUT.ncvsd.safetensors: the operator config (kernel, mask,
+Writes OUT (a viewable 8-bit PNG: the small image for sr*, the masked image for inpainting, log|y| from its
+median to its 99.9th percentile for phase retrieval) and beside it OUT.ncvsd.json + OUT.ncvsd.safetensors: the operator config (kernel, mask,
 seeds), sigma_y and the unclipped float measurement, so that `ncvsd restore OUT` restores exactly this
 measurement. Each image's noise is drawn from its own stream (measurement, --seed, hash of the image): inputs
 of one call get independent noise, the same image the same noise; `ncvsd restore --seed` never draws from these
@@ -55,7 +55,7 @@ def _warn_low_oversample(task: str, params: dict) -> None:
         common.note(f"warning: -p oversample={oversample:g} pads the image less than the paper's {PAPER_OVERSAMPLE:g} "
                     "(a canvas twice its size per side): the Fourier magnitudes then no longer determine the "
                     "image's autocorrelation, and restorations are much worse (SciPy's raccoon at 64 px, default "
-                    "restore, seeds 0-2: mean PSNR 12.8 dB at oversample 0, 17.7 dB at 4)")
+                    "restore, seeds 0-2: mean PSNR 12.8 dB with no padding, oversample 0, and 17.7 dB at 4)")
 
 
 def degrade_command(
@@ -181,6 +181,9 @@ def degrade_command(
                         bit_depth=decoded.bit_depth,
                         icc_profile=decoded.icc_profile,
                     )
+                    mask_said = _mask_notes(task, params, m)
+                    for n in mask_said:
+                        common.note(f"{item.name}: {n}", quiet)
                     main = planned[item][0]
                     if main == "-":
                         common.note("writing the preview to stdout; no sidecar is written", quiet)
@@ -199,11 +202,22 @@ def degrade_command(
                         written,
                         image_shape=list(m.image_shape),
                         measurement_shape=list(m.y.shape[1:]),
-                        notes=decoded.notes,
+                        notes=[*decoded.notes, *mask_said],
                     )
                 bar.update(1)
             bar.close()
         report.finish(as_json, quiet)
+
+
+def _mask_notes(task: str, params: dict, m) -> list[str]:
+    """inpaint-mask: restore's notes on the user's mask (`restore.mask_notes`: nothing to fill, most of the picture
+    missing, grey levels); ValueError for a mask that keeps no pixel, which no restoration can use."""
+    from ncvsd_cli.restore import mask_notes, soft_fraction
+
+    if task != "inpaint-mask":
+        return []
+    return mask_notes(float(m.operator().mask.mean()), bool(params.get("invert", False)),
+                      soft_fraction(params.get("mask")), float(params.get("grow", 0)))
 
 
 def _check_params(task: str, channels: int, params: dict, items: list) -> None:

@@ -76,7 +76,7 @@ def distill(
         from ncvsd_cli.training.distill import distill as run_distill
         from ncvsd_cli.training.loop import command_line, parse_duration
 
-        parse_duration(duration), parse_duration(snapshot)
+        parse_duration(duration, "--duration"), parse_duration(snapshot, "--snapshot")
         settings = DistillSettings(
             teacher=teacher, init_generator=init_generator, data=data, arch=arch_option(arch, preset), out=out,
             batch=batch, duration=duration, snapshot=snapshot,

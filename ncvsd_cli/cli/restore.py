@@ -574,7 +574,8 @@ WINDOW_BYTES = 1 << 29
 
 PHASE_TWIN_NOTE = ("phase retrieval recovers an image only up to a shift and a 180-degree turn (the Fourier "
                    "magnitudes do not tell them apart), and one run can settle on a poor mix of the two: "
-                   "--method pnp-gd-fit4 keeps the best-fitting of 4 runs (4x the time), --samples K writes K tries")
+                   "--method pnp-gd-fit4 keeps the best-fitting of 4 runs (4x the time), --samples K writes K tries "
+                   "and names the best-fitting one")
 
 
 class _Restoration:
@@ -606,7 +607,7 @@ class _Restoration:
 
         o = self.options
         self.tasks |= {m.task for _, m in window}
-        if any(m.task == "phase-retrieval" for _, m in window) and o.samples == 1 and o.method != "pnp-gd-fit4":
+        if any(m.task == "phase-retrieval" for _, m in window) and o.method != "pnp-gd-fit4":
             if not self.twin_said:
                 common.note(PHASE_TWIN_NOTE, self.quiet)  # once; and in each such image's --json notes
                 self.twin_said = True
@@ -687,6 +688,9 @@ def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar,
         if res.error:
             report.failed(item.name, res.error if res.error.startswith(item.name) else f"{item.name}: {res.error}")
             continue
+        for note in (twin := _twin_notes(res, outputs)):
+            common.note(f"{item.name}: {note}", quiet)
+        m.notes = [*m.notes, *twin]
         try:
             written, scale = _write(res, planned[item], outputs, m, restorer.options.method,
                                     _made_with(restorer, m, res))
@@ -698,7 +702,30 @@ def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar,
                   size=list(res.samples.shape[-2:]), nfe=res.nfe,
                   operator_evals=res.operator_evals, seconds=round(res.seconds, 3),
                   read_seconds=round(m.read_seconds, 3), sigma_y=res.sigma_y,
-                  notes=m.notes, sidecar=m.seed is not None, **_blur_width(m), **scale)
+                  notes=m.notes, sidecar=m.seed is not None, **_blur_width(m), **scale, **_fit(res))
+
+
+def _fit(res) -> dict:
+    """--json fields of a phase retrieval: `fit_residuals`, each sample's RMS ||A(x) - y||, and `turned`, the
+    samples turned 180° before --mean / --std (`restore.twin_fit`)."""
+    if res.residuals is None:
+        return {}
+    return {"fit_residuals": [round(r, 6) for r in res.residuals], "turned": list(res.turned)}
+
+
+def _twin_notes(res, outputs: Outputs) -> list[str]:
+    """Phase retrieval with --samples K > 1: which sample fits its measurement best, and which were turned 180°
+    for --mean / --std."""
+    if res.residuals is None or len(res.residuals) < 2:
+        return []
+    best = min(range(len(res.residuals)), key=res.residuals.__getitem__)
+    notes = [(f"sample s{best} fits the measurement best (RMS residual {res.residuals[best]:.4g}; the others' in "
+              "--json's fit_residuals)")]
+    if res.turned and (outputs.mean or outputs.std):
+        which = ", ".join(f"s{i}" for i in res.turned)
+        notes.append(f"{which} turned 180° to s{best}'s orientation before --mean / --std (a twin that fits as "
+                     "well; averaged as it is, the two would ghost); the sample files are as sampled")
+    return notes
 
 
 def _made_with(restorer, m, res) -> tuple[tuple[str, str], ...]:
@@ -737,8 +764,10 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     """The measurement of one input: its sidecar (unless --no-sidecar; its own task unless --task was given), else
     the decoded image as a measurement of --task. alpha_paths: the outputs a plain image's alpha is carried to,
     with their formats (`_alpha_note`; None: --flatten). ValueError / OSError with a one-line message for a bad input."""
+    import operators
     from ncvsd_cli import images
     from ncvsd_cli import measurement as meas
+    from operators.inpainting import MaskOperator
 
     task, max_pixels = restorer.options.task, restorer.options.max_pixels
     side = _sidecar(item, no_sidecar, explicit)
@@ -749,10 +778,16 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         refusal = restorer.memory_refusal(m.image_shape, m.operator_config, None if task_given else m.task)
         if refusal:
             raise ValueError(refusal)
+        masked = issubclass(operators.get(m.task), MaskOperator)  # (a mask: cheap to build; an sr's matrices wait)
+        if masked and not bool(m.operator().mask.any()):  # as a plain image's mask is refused
+            raise ValueError("the sidecar's mask keeps no pixel: nothing to restore from (`ncvsd sample` draws "
+                             "images from nothing)")
         common.note(f"{item.name}: using the measurement sidecar {side.name}", quiet)
         ignored = sorted(restorer.given_params())
         unused = (f"{', '.join(ignored)} not used: the sidecar records the operator the measurement was made with "
-                  "(--no-sidecar restores the image as a plain one)") if ignored else None
+                  + ("(phase retrieval has no plain-image form: degrade the clean image again with them)"
+                     if m.task == "phase-retrieval" else "(--no-sidecar restores the image as a plain one)")
+                  ) if ignored else None
         if unused:
             common.note(f"{item.name}: {unused}", quiet)
         for n in m.notes:
@@ -861,7 +896,7 @@ def _write(res, paths: list[str], outputs: Outputs, m, method: str,
                                              dpi=m.dpi if kept else None, lossless=m.lossless_webp)))
     scale = {}
     if outputs.std:
-        data, scale = std_map_png(res.samples)
+        data, scale = std_map_png(res.aligned())
         files.append((paths[-1], data))
     if [p for p, _ in files] == ["-"]:
         images.write_stdout(files[0][1])

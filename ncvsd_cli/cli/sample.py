@@ -253,8 +253,9 @@ def _write_sample(x, path: str, seed: int, overwrite: bool, report, skip_existin
     it in `report` (a failure is that seed's only; with --skip-existing, a file another process wrote meanwhile
     makes it "skipped", `common.written_meanwhile`)."""
     from ncvsd_cli import images, xmp
+    from operators.base import all_finite
 
-    if not bool(x.isfinite().all()):
+    if not all_finite(x):
         report.failed(f"seed {seed}", f"seed {seed}: the network produced NaN/inf values; {path} not written")
         return
     try:

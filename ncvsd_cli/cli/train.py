@@ -254,7 +254,7 @@ def train(
         from ncvsd_cli.training.loop import command_line, parse_duration
         from ncvsd_cli.training.teacher import TeacherSettings, train_teacher
 
-        parse_duration(duration), parse_duration(snapshot)  # usage errors before anything heavy
+        parse_duration(duration, "--duration"), parse_duration(snapshot, "--snapshot")  # usage errors before anything heavy
         settings = TeacherSettings(
             data=data, arch=arch_option(arch, preset), init_teacher=init_teacher, out=out, batch=batch, duration=duration, snapshot=snapshot,
             lr=lr, ref_batches=ref_batches, rampup_kimg=rampup_kimg, p_mean=p_mean, p_std=p_std,

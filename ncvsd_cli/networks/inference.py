@@ -23,14 +23,14 @@ def cpu_has_native_bf16() -> bool:
 
 
 def resolve_device(spec: str = "auto", name: str = "device") -> torch.device:
-    """`auto|cpu|cuda|cuda:N` -> torch.device; auto = cuda if available, else cpu. ValueError naming `name` and the
-    spec when it is malformed or the device is not available here."""
+    """`auto|cpu|cpu:0|cuda|cuda:N` (or a torch.device) -> torch.device; auto = cuda if available, else cpu.
+    ValueError naming `name` and the spec when it is malformed or the device is not available here."""
     import re
 
     s = str(spec).strip().lower()
     if s == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if s == "cpu":
+    if s in ("cpu", "cpu:0"):  # (str(torch.device("cpu", 0)))
         return torch.device("cpu")
     m = re.fullmatch(r"cuda(?::(\d+))?", s)
     if m:

@@ -19,6 +19,7 @@ import torch
 
 from ncvsd_cli.sampling.common import SamplerResult
 from ncvsd_cli.sampling.schedules import TS_SIGMA_MAX, karras_sigmas, ts_grid, validate_ts
+from operators.base import all_finite
 from operators.noise import Generators, randn, randn_like
 from operators.padding import base_operator
 
@@ -161,7 +162,7 @@ def sample_images(model: Callable, config: dict, seeds: Sequence[int], **kwargs:
     from ncvsd_cli.errors import NonFiniteOutputError
 
     x = torch.cat([x for _, x in sample_batches(model, config, seeds, **kwargs)])
-    bad = [int(s) for s, xi in zip(seeds, x) if not torch.isfinite(xi).all()]
+    bad = [int(s) for s, xi in zip(seeds, x) if not all_finite(xi)]
     if bad:
         raise NonFiniteOutputError(f"the network produced NaN/inf values for seed(s) {bad}; nothing written")
     return x

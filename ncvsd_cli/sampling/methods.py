@@ -192,7 +192,8 @@ class DenoiserMethod(Method):
         n = 1 if nfe is None else int(nfe)
         if not 1 <= n <= MAX_MULTISTEP_NFE:
             raise ValueError(f"method '{self.name}' takes --nfe 1 to --nfe {MAX_MULTISTEP_NFE}, got --nfe {nfe} "
-                             "(--method pnp-gd-warm or pnp-gd run PnP-GD on the denoise task)")
+                             "(--method pnp-gd-warm or pnp-gd run PnP-GD on the denoise task, with more calls but "
+                             "lower PSNR than this method's default: docs/method.md §3.4)")
         sigma_y = float(settings["sigma_y"])
         return MethodCall(settings, None, {"sigma_y": sigma_y, "nfe": n}, n if sigma_y > 0 else 0)
 

@@ -21,6 +21,7 @@ import torch
 from ncvsd_cli.sampling.common import SamplerResult
 from ncvsd_cli.sampling.pnp_gd import likelihood_evals
 from ncvsd_cli.sampling.schedules import karras_sigmas
+from operators.base import autograd_enabled, graph_leaf
 from operators.noise import Generators, randn, randn_like
 
 
@@ -58,8 +59,8 @@ def dps(teacher: Callable, operator, y: torch.Tensor, sigmas: torch.Tensor | Seq
     x = sig[0] * randn((y.shape[0], *operator.image_shape), generator, device=y.device, dtype=y.dtype)
     for i, sigma in enumerate(sig):
         sigma_next = sig[i + 1] if i + 1 < len(sig) else 0.0
-        x = x.detach().requires_grad_(True)
-        with torch.enable_grad():
+        with autograd_enabled("DPS"):  # (also inside a caller's torch.inference_mode)
+            x = graph_leaf(x)
             d = _teacher(teacher, x, sigma, class_labels)
             sq = (y - operator.forward(d)).pow(2).flatten(1).sum(1)          # |y - A(D(x))|² per image
             (grad,) = torch.autograd.grad(sq.sum(), x)

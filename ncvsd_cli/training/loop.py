@@ -60,33 +60,33 @@ class Duration:
         return f"{self.nimg / 1000:g} kimg" if self.nimg is not None else f"{self.steps} steps"
 
 
-def parse_duration(text: str) -> Duration:
+def parse_duration(text: str, what: str = "duration") -> Duration:
     """'30min', '4min', '2h', '90s', '200kimg', '1.5Mimg', '64Mi' (2^20 images), '16Ki', '5000img', '300steps'.
 
     A bare number means kimg (EDM2 convention); 'm' is minutes and a capital 'M' alone is refused (ambiguous).
     Time lengths count this invocation only; image and step counts
-    are totals over resumes. Raises ValueError naming the bad text.
+    are totals over resumes. Raises ValueError naming the bad text and `what` it is (e.g. "--snapshot").
     """
     m = _DURATION.match(str(text))
     if not m:
-        raise ValueError(f"duration {text!r} not understood; use e.g. 30min, 2h, 200kimg, 64Mi or 500steps")
+        raise ValueError(f"{what} {text!r} not understood; use e.g. 30min, 2h, 200kimg, 64Mi or 500steps")
     value, unit = float(m.group(1)), (m.group(2) or "kimg").lower()
     if m.group(2) == "M":  # 2M: minutes to `timeout`, millions to most people
-        raise ValueError(f"duration {text!r} is ambiguous: write {m.group(1)}min for minutes or {m.group(1)}Mimg for "
+        raise ValueError(f"{what} {text!r} is ambiguous: write {m.group(1)}min for minutes or {m.group(1)}Mimg for "
                          "images")
     if value <= 0:
-        raise ValueError(f"duration {text!r} must be > 0")
+        raise ValueError(f"{what} {text!r} must be > 0")
     seconds = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
     if unit in seconds:
         return Duration(seconds=value * seconds[unit])
     if unit in ("step", "steps"):
-        count, what = int(value), "step"
+        count, kind = int(value), "step"
     else:
         per = {"img": 1, "kimg": 1000, "mimg": 1_000_000, "ki": 1 << 10, "mi": 1 << 20}[unit]
-        count, what = round(value * per), "image"
+        count, kind = round(value * per), "image"
     if count < 1:
-        raise ValueError(f"duration {text!r} is less than one {what}")
-    return Duration(steps=count) if what == "step" else Duration(nimg=count)
+        raise ValueError(f"{what} {text!r} is less than one {kind}")
+    return Duration(steps=count) if kind == "step" else Duration(nimg=count)
 
 
 def recorded_duration(text: str) -> str:
@@ -224,6 +224,10 @@ class TrainingInterrupted(Exception):
 #: are of order 1 (the shipped runs' largest log line: 2.1; a tiny run at --lr 0.5: 264), a far too high --lr gave
 #: 2e3 to 1e21.
 DIVERGED_LOSS = 100.0
+
+#: Under torchrun, signals and wall-clock limits are agreed on about this often (seconds of steps; `_events`): a
+#: Ctrl-C once waited for the next log step, 30 s and more at CPU speed, and torchrun killed the workers unsaved.
+AGREE_SECONDS = 2.0
 
 
 class TrainingDiverged(RuntimeError):
@@ -620,14 +624,18 @@ class TrainLoop:
         """(signal number or 0, duration reached, snapshot due) after a step.
 
         Image and step counts are equal on every rank, but wall-clock times and signals are not: with several
-        ranks those are agreed on (maximum over ranks) at log steps only, so that every rank stops, snapshots
-        and meets the same collectives at the same step.
+        ranks those are agreed on (maximum over ranks) at log steps and every `_agree_every` steps between, about
+        AGREE_SECONDS apart (every step before the first log step), so that every rank stops, snapshots and meets
+        the same collectives at the same step, and a Ctrl-C stops well within torchrun's grace period.
         """
         d, e, now = self.duration, self.snapshot_every, time.time()
         clock = [self._signal or 0, d.seconds is not None and now - start >= d.seconds,
-                 e.seconds is not None and now - last_snap_time >= e.seconds]
+                 e.seconds is not None and now - last_snap_time >= e.seconds, now - start]
         if self.dist.world_size > 1:
-            clock = distributed.all_max(clock, self.device) if log_step else [0, False, False]
+            agree = log_step or self.step % getattr(self, "_agree_every", 1) == 0
+            clock = distributed.all_max(clock, self.device) if agree else [0, False, False, 0.0]
+            if log_step and self.step > self._first_step:  # the slowest rank's seconds per step, the same on all
+                self._agree_every = max(1, int(AGREE_SECONDS * (self.step - self._first_step) / max(clock[3], 1e-9)))
         signum, time_done, time_snap = int(clock[0]), bool(clock[1]), bool(clock[2])
         snap = time_snap or (e.nimg is not None and self.cur_nimg - last_snap_nimg >= e.nimg) or \
             (e.steps is not None and self.step % e.steps == 0)
@@ -652,6 +660,8 @@ class TrainLoop:
             else:
                 problem = self._write_snapshot_logged()
         if distributed.all_max([float(bool(problem))], self.device)[0]:
+            if getattr(self, "_aborted", None):  # a second signal inside torch.save (its zip writer wraps it)
+                raise TrainingAborted(self._aborted, self.state_path)
             raise OSError(problem or "rank 0 could not write the training state or a snapshot (its error says why)")
 
     def _write_snapshot_logged(self) -> str:
@@ -714,19 +724,23 @@ class TrainLoop:
         common = {"quiet": not (self.dist.is_main and self.progress), "interval": default_interval()}
         if d.seconds is not None:
             return StatusReporter(d.seconds, desc, unit="s", show_rate=False, **common)
-        nimg = d.nimg if d.nimg is not None else d.steps * self.batch
-        total = max(-(-nimg // self.batch) * self.batch, self.cur_nimg, 1)  # whole steps
+        # a step duration: the images so far plus the steps left at this batch (a resume may change --batch)
+        if d.nimg is not None:
+            total = max(-(-d.nimg // self.batch) * self.batch, self.cur_nimg, 1)  # whole steps
+        else:
+            total = max(self.cur_nimg + max(d.steps - self.step, 0) * self.batch, 1)
         return StatusReporter(total, desc, unit="img", unit_scale=True, initial=self.cur_nimg, **common)
 
     def _install_signal_handlers(self) -> dict:
         """SIGINT/SIGTERM/SIGHUP set self._signal (training stops after the current step); a second one raises
         TrainingAborted at once (`finally` blocks still remove temporary files). Signals that were ignored (e.g.
         SIGINT of a background job) stay ignored. Returns the previous handlers."""
-        self._signal = None
+        self._signal = self._aborted = None
         previous = {}
 
         def on_signal(signum, frame):
             if self._signal is not None:
+                self._aborted = signum  # torch's zip writer turns the exception into a RuntimeError: `checkpoint`
                 raise TrainingAborted(signum, self.state_path)
             self._signal = signum
             if self.dist.is_main and self.progress:  # said at once: a CPU step of minutes looked like a hang;
@@ -827,7 +841,8 @@ class TrainLoop:
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
         record: dict = {"step": self.step, "kimg": self.cur_nimg / 1000}  # where the run is, if no step runs
-        first_step = self.step
+        first_step = self._first_step = self.step
+        first_nimg = self.cur_nimg
         signum, done = 0, False
         try:
             while not done:
@@ -878,9 +893,11 @@ class TrainLoop:
             reporter.close()
         if signum:
             raise TrainingInterrupted(signum, self.step, self.cur_nimg, self.state_path)
+        # the summary's rate: this invocation's images over its wall clock (saves included, as a log line counts)
+        rate = round((self.cur_nimg - first_nimg) / max(time.time() - start, 1e-9), 2)
         self._log({"event": "end", "step": self.step, "kimg": self.cur_nimg / 1000,
-                   "seconds": round(self.train_seconds, 2)})
-        return record
+                   "seconds": round(self.train_seconds, 2), "img_per_s": rate})
+        return {**record, "img_per_s": rate}
 
     def _stopped_by_data(self, exc: Exception, first_step: int, drawn: dict | None,
                          pending: tuple[dict, dict] = ({}, {})) -> DataError:
