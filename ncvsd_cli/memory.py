@@ -330,3 +330,28 @@ def cgroup_headroom_bytes() -> int | None:
 def format_bytes(n: float) -> str:
     """'3.2 GiB', '850 MiB' (for messages)."""
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def return_freed_memory() -> None:
+    """Hand the C allocator's freed pages back to the system (glibc's malloc_trim; a no-op elsewhere, e.g. macOS,
+    Windows, musl). torch's CPU tensors come from malloc, whose arenas keep what images of many sizes freed: a
+    process restoring 25 sr4 sizes (48-144 px, the builtin model at 1 NFE) grew from 592 to 1136 MB of RSS, with
+    the trim after each to 704 MB; the memory checks (available memory) saw the difference as in use."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the C library the process runs on
+    except (OSError, AttributeError):  # one without malloc_trim (musl)
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int  # int malloc_trim(size_t pad)
+    return trim

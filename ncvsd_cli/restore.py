@@ -553,6 +553,8 @@ class Restorer:
             elif colours == 3:  # a camera's demosaicing leaves its noise on the luma's 2x2 means
                 luma = coarse_luma_noise(seen, read)
                 luma_why = " on the luma's 2x2 means, where a camera's demosaiced noise shows"
+            if jpeg_sigma is not None and luma > read:  # a lossy file's noise read on its luma: deblurred at that
+                scale = 1.0  # level (0.7x it scored 0.54 dB less on 6 noisy JPEGs, benchmarks/jpeg-blur-level/)
             read, on_luma = max(read, luma), luma > read and scale * luma > low  # the luma set the level
             estimate = scale * read
             sigma_y = stepped_level(estimate, low, bounds[1])
@@ -566,7 +568,8 @@ class Restorer:
             other = colourless_luma_notes(refused) if jpeg_sigma is not None else []  # each names a level:
             if jpeg_sigma is not None and task == "denoise" and not refused:  # blurs and sr: a small or blurred
                 other += lossy_level_notes(coarse, sigma_y)  # photo's 2x2 means hold texture
-            notes += other or clipped_level_notes(seen, sigma_y, scale, (low, bounds[1]),  # one at most
+            luma_scale = 1.0 if jpeg_sigma is not None and y.shape[1] == 3 else scale  # (lossy: read on its luma)
+            notes += other or clipped_level_notes(seen, sigma_y, luma_scale, (low, bounds[1]),  # one at most
                                                   backs=backed if jpeg_sigma is not None else None,
                                                   blur=task.startswith("deblur"))
         if task in KEEP_PHOTO_PIXELS and self.options.sigma_y is None and "sigma_y" not in preset:
@@ -746,6 +749,7 @@ class Restorer:
                 yield replace(res, index=members[res.index])
 
     def _run_group(self, measurements, members: list[int], hooks: _Hooks) -> Iterator[RestoreResult]:
+        from ncvsd_cli.memory import return_freed_memory
         from ncvsd_cli.sampling.pnp_gd import warm_start_applies
         from ncvsd_cli.sampling.presets import configure_operator
         from operators.base import all_finite
@@ -808,6 +812,8 @@ class Restorer:
                     estimates.pop(j, None)
             if hooks.on_batch is not None:
                 hooks.on_batch(len(batch))
+        x = res = op = estimates = done = None
+        return_freed_memory()  # the group's buffers, freed, go back to the system (images of many sizes)
 
     def _finished(self, m: Measurement, j: int, parts: list, res, seconds: float) -> RestoreResult:
         import torch
@@ -1162,7 +1168,8 @@ def noise_level_bounds(task: str) -> tuple[float, float] | None:
 
 def noise_level_scale(task: str, network_free: bool = False) -> float:
     """The factor (0-1] between the noise level read from a plain image of `task` and the level it is restored at:
-    BLUR_NOISE_SCALE for blurs restored with a network (on validation photos with noise 0.08 and 0.15 the default
+    BLUR_NOISE_SCALE for blurs restored with a network (not where a lossy file's level was read on its luma:
+    `Restorer.measurement`) (on validation photos with noise 0.08 and 0.15 the default
     sampler deblurred best at 0.7x the true level: benchmarks/noise-estimator/), 1 for the rest and for a
     `network_free` method (a Wiener filter at 0.7x the level amplified the noise: kite, Gaussian blur 2.5 px, noise
     0.04: 27.1 dB vs 29.6 at the level read, the blurred input 32.0)."""

@@ -701,3 +701,23 @@ def test_help_paragraphs_are_unwrapped_and_examples_kept():
     for doc in docs:
         for paragraph in doc.split("\n\n"):
             assert paragraph.startswith(" ") or "\n" not in paragraph, paragraph
+
+
+def test_flag_errors_name_the_flag_and_bench_json_is_one_line(tmp_path):
+    """Wrong values of --seeds, --ts, --nfe (beyond the generator's 31 steps) and --arch are named in the error;
+    bench --json's success summary is one line, as its failure's is (`tail -n 1 | jq` read "}")."""
+    for args, said in ((["sample", "--seeds", "a"], "--seeds: 'a' is not a list"),
+                       (["sample", "--ts", "9-1"], "--ts: range '9-1' is empty"),
+                       (["sample", "--nfe", "32"], "--nfe: the generator samples in 1 to 31 steps"),
+                       (["train", "--arch", "nope", "--data", str(tmp_path), "--out", str(tmp_path / "r")],
+                        "(--arch); available: builtin64, ")):
+        res = runner.invoke(app, [*args, "-o" if args[0] == "sample" else "--quiet", *(
+            [str(tmp_path / "s.png")] if args[0] == "sample" else [])])
+        assert res.exit_code == 2 and said in res.output, res.output
+    img = tmp_path / "img"
+    img.mkdir()
+    Image.fromarray(np.full((16, 16, 3), 100, np.uint8)).save(img / "a.png")
+    res = runner.invoke(app, ["bench", "--dataset", str(img), "--tasks", "sr4", "--methods", "bicubic", "--nfe", "1",
+                              "--out", str(tmp_path / "b"), "--grid-images", "0", "--json", "-q"])
+    assert res.exit_code == 0 and len(res.stdout.strip().splitlines()) == 1, res.output
+    assert json.loads(res.stdout)["lpips_net"] == "alex"  # summary.json, on one line

@@ -115,7 +115,8 @@ def bench(
     lpips: str = typer.Option("alex", "--lpips", metavar="alex|vgg", show_default=True,
                               help="LPIPS backbone (named in every output)."),
     best_of: int = typer.Option(1, "--best-of", metavar="K", min=1, show_default=True,
-                                help="Runs per image; K > 1 adds a summary labelled best-of-K."),
+                                help="Runs per image; K > 1 adds a summary labelled best-of-K (methods that "
+                                     "draw no noise, the classical baselines, run once)."),
     resume: bool = typer.Option(False, "--resume", help="Skip rows already in --out (the same dataset and image "
                                 "files, seed, resolution, networks and presets; others are refused: choose another "
                                 "--out). The reports cover this run's images and tasks; per_image.csv keeps every "
@@ -181,7 +182,7 @@ def bench(
                     f"done, {len(outcome.failed)} failed; results in {out}", quiet)
         if outcome.summary is not None:
             text = (outcome.out / (SUMMARY_JSON if as_json else SUMMARY_MD)).read_text(encoding="utf-8")
-            sys.stdout.write(text if not as_json else json.dumps(json.loads(text), indent=2) + "\n")
+            sys.stdout.write(text if not as_json else json.dumps(json.loads(text)) + "\n")  # one line, as a failure's
             sys.stdout.flush()
         elif as_json and rank == 0:  # nothing computed: the summary line of a failed run
             failed = outcome.failed  # the last says no row was computed; the first, why (a plug-in's error)

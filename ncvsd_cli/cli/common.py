@@ -362,9 +362,16 @@ def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
 MAX_LIST_ITEMS = 1_000_000
 
 
-def parse_int_list(spec: str) -> list[int]:
+def parse_int_list(spec: str, flag: str = "") -> list[int]:
     """EDM2-style integer list: "0-15,20,30-31" -> [0, ..., 15, 20, 30, 31], at most MAX_LIST_ITEMS long.
-    Raises UsageError."""
+    Raises UsageError, its message led by `flag` (e.g. "--seeds") when given."""
+    try:
+        return _int_list(spec)
+    except UsageError as exc:
+        raise UsageError(f"{flag}: {exc}" if flag else str(exc)) from None
+
+
+def _int_list(spec: str) -> list[int]:
     out: list[int] = []
     for part in spec.split(","):
         part = part.strip()

@@ -19,6 +19,8 @@ EPILOG = """Examples:
 
   ncvsd degrade --task deblur-motion --seed 3 --sigma-y 0.02 photos/ -o measured/
 
+  ncvsd degrade --task deblur-gauss photos/ -o measured/ --sigma-y 0.02 -p boundary=reflect
+
   ncvsd degrade --task inpaint-box --param box_size=64 clean.png
 
   ncvsd degrade --task inpaint-mask --param mask=mask.png clean.png -o holes.png
@@ -105,14 +107,6 @@ def degrade_command(
     Writes the measurement's preview PNG and a sidecar (.ncvsd.json + .ncvsd.safetensors) that `ncvsd restore`
     reads back exactly. Blurs wrap around the image's edges by default (the paper's circular model: a bright
     object at one edge shows as a faint band at the opposite one); -p boundary=reflect blurs as a camera does.
-
-    Examples:
-
-      ncvsd degrade --task sr4 clean.png -o measured.png
-
-      ncvsd degrade --task deblur-gauss photos/ -o measured/ --sigma-y 0.02 -p boundary=reflect
-
-      ncvsd degrade --task inpaint-mask -p mask=hole.png clean.png -o measured.png
     """
     with common.handle_errors(json_command="degrade" if as_json else None, inputs=inputs or []):
         import operators

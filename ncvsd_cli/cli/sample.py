@@ -91,14 +91,14 @@ def sample_command(
         from ncvsd_cli import images, xmp
         from ncvsd_cli.checkpoints import default_checkpoint
 
-        seed_list = common.parse_int_list(seeds)
+        seed_list = common.parse_int_list(seeds, "--seeds")
         repeated = sorted(s for s, n in collections.Counter(seed_list).items() if n > 1)
         if repeated:
             seed_list = list(dict.fromkeys(seed_list))
             common.note(f"seeds given more than once, sampled once: {', '.join(map(str, repeated[:10]))}"
                         + (" ..." if len(repeated) > 10 else ""), quiet)
         common.refuse_empty("--ts", ts, "give indices such as 10,22,39, or leave --ts out for --nfe")
-        ts_list = common.parse_int_list(ts) if ts else None
+        ts_list = common.parse_int_list(ts, "--ts") if ts else None
         kind = "teacher" if teacher else "generator"
         if teacher and ts_list:
             raise common.UsageError("--ts sets the generator's steps; with --teacher give --nfe (odd, e.g. 63)")
@@ -120,6 +120,11 @@ def sample_command(
         if nfe < 1 or batch_size < 1:
             raise common.UsageError(f"--nfe must be >= 1, got {nfe}" if nfe < 1 else
                                     f"--batch-size must be >= 1, got {batch_size}")
+        from ncvsd_cli.sampling.generate import MAX_MULTISTEP_NFE
+
+        if not teacher and ts_list is None and nfe > MAX_MULTISTEP_NFE:  # (--ts: its own rule)
+            raise common.UsageError(f"--nfe: the generator samples in 1 to {MAX_MULTISTEP_NFE} steps, got {nfe} (the "
+                                    "teacher takes more: --teacher --nfe 63)")
         bad = [s for s in seed_list if not 0 <= s < 2**63]
         if bad:
             raise common.UsageError(f"--seeds: {bad[0]} is out of range 0..2^63-1")

@@ -29,7 +29,7 @@ def network_config(kind: str, preset: str, **overrides) -> dict:
     if kind not in KINDS:
         raise ValueError(f"unknown network kind {kind!r}; expected one of {KINDS}")
     if preset not in PRESETS:
-        raise ValueError(f"unknown network preset {preset!r}; available: {sorted(PRESETS)}")
+        raise ValueError(f"unknown network preset {preset!r} (--arch); available: {', '.join(sorted(PRESETS))}")
     flat = {"sigma_data": 0.5, "gamma": 0.414, **copy.deepcopy(PRESETS[preset]), **overrides}
     cfg = {"kind": kind, "preset": preset, "arch": {}}
     for key, value in flat.items():
