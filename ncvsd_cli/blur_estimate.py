@@ -214,8 +214,7 @@ def _minimise(nll, start: torch.Tensor, bounds: list) -> tuple[float, np.ndarray
     `start` itself where the search did not improve on it."""
     def nll_and_grad(theta):
         t = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
-        with torch.enable_grad():  # (under a caller's torch.no_grad too)
-            loss = nll(t)
+        loss = nll(t)
         loss.backward()
         return float(loss.detach()), t.grad.numpy()
 

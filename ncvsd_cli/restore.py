@@ -210,11 +210,13 @@ def twin_fit(m: Measurement, samples: torch.Tensor) -> dict[str, Any]:
     `operators.simple.PhaseRetrieval`, rot180(x) is an exact twin (a reflection plus a one-pixel circular shift)."""
     import torch
 
+    from ncvsd_cli.sampling.methods import rms_residual
+
     op = m.operator()
     x = samples.detach().to("cpu", torch.float32)
     try:
         with torch.no_grad():  # one sample at a time: each holds a (C, 2H, 2W) complex spectrum
-            res = torch.stack([(op.forward(s[None]) - m.y.to(x)).pow(2).mean().sqrt() for s in x])
+            res = torch.cat([rms_residual(op, s[None], m.y.to(x)) for s in x])
     except (RuntimeError, MemoryError, ValueError) as exc:  # no fit, not a failed restoration
         logging.getLogger("ncvsd.restore").warning("phase retrieval's fit residuals were not computed: %s", exc)
         return {}
@@ -589,8 +591,7 @@ class Restorer:
         if task == "inpaint-mask" and holes is not None:
             notes += transparency_notes(float(m.operator().mask.mean()), float(params.get("grow", 0)))
         elif task == "inpaint-mask":
-            notes += mask_notes(float(m.operator().mask.mean()), bool(params.get("invert", False)),
-                                soft_fraction(params.get("mask")), float(params.get("grow", 0)))
+            notes += user_mask_notes(m, params)
         notes += seed_notes(task, given, m.operator())
         if task in ("deblur-kernel", "deblur-motion") and "kernel" in given:  # a user's own kernel
             notes += kernel_file_notes(given["kernel"], given.get("normalize", True))
@@ -1295,7 +1296,7 @@ def kernel_file_notes(kernel: Any, normalize: Any = True) -> list[str]:
     (a camera's blur only spreads light), with normalize=false a sum other than 1 (a gain on the [-1, 1] scale, a
     contrast change about mid-grey; normalised kernels are divided by their sum, as documented), a background that
     is not black (a photographed PSF's black level, read as blur over the whole square), a path whose weight
-    centres 1 px or more from the centre tap (the restoration moves by as much: a loosely cropped PSF)."""
+    centres OFF_CENTRE_NOTE_PX or more from the middle (the restoration moves by as much: a loosely cropped PSF)."""
     import numpy as np
 
     from operators.blur import check_kernel
@@ -1338,6 +1339,13 @@ def kernel_file_notes(kernel: Any, normalize: Any = True) -> list[str]:
         notes.append(f"the kernel sums to {total:.3g}, kept as it is (normalize=false): a gain on the [-1, 1] scale, "
                      "i.e. a contrast change about mid-grey, not a brightness change")
     return notes
+
+
+def user_mask_notes(m: Measurement, params: dict[str, Any]) -> list[str]:
+    """`mask_notes` of an inpaint-mask measurement `m` made with the user's `params` (mask, invert, grow), as
+    restore and degrade say them; ValueError for a mask that keeps no pixel."""
+    return mask_notes(float(m.operator().mask.mean()), bool(params.get("invert", False)),
+                      soft_fraction(params.get("mask")), float(params.get("grow", 0)))
 
 
 def mask_notes(known: float, inverted: bool, soft: float = 0.0, grow: float = 0.0) -> list[str]:

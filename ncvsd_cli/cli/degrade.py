@@ -206,12 +206,9 @@ def degrade_command(
 def _mask_notes(task: str, params: dict, m) -> list[str]:
     """inpaint-mask: restore's notes on the user's mask (`restore.mask_notes`: nothing to fill, most of the picture
     missing, grey levels); ValueError for a mask that keeps no pixel, which no restoration can use."""
-    from ncvsd_cli.restore import mask_notes, soft_fraction
+    from ncvsd_cli.restore import user_mask_notes
 
-    if task != "inpaint-mask":
-        return []
-    return mask_notes(float(m.operator().mask.mean()), bool(params.get("invert", False)),
-                      soft_fraction(params.get("mask")), float(params.get("grow", 0)))
+    return user_mask_notes(m, params) if task == "inpaint-mask" else []
 
 
 def _check_params(task: str, channels: int, params: dict, items: list) -> None:

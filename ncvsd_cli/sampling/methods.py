@@ -348,6 +348,11 @@ class MeanMethod(RepeatedMethod):
         return kept[0] / kept[1], {}
 
 
+def rms_residual(operator, x, y):
+    """(B,) RMS measurement residual sqrt(mean |A(x) - y|²) of each image of x (B, C, H, W), on y's scale (>= 0)."""
+    return (operator.forward(x) - y).flatten(1).pow(2).mean(1).sqrt()
+
+
 @dataclass(frozen=True)
 class BestFitMethod(RepeatedMethod):
     """Of `k` samples of method `base` (each clipped to [-1, 1]), per image the one whose measurement A(x) lies
@@ -362,8 +367,7 @@ class BestFitMethod(RepeatedMethod):
     def _reduce(self, kept, x, operator, y):
         import torch
 
-        res = (operator.forward(x) - y).flatten(1).pow(2).mean(1).sqrt()  # (B,) RMS measurement residual
-        res = torch.nan_to_num(res, nan=float("inf"))  # a NaN sample never wins over a finite one
+        res = torch.nan_to_num(rms_residual(operator, x, y), nan=float("inf"))  # a NaN sample never wins over a finite one
         if kept is None:
             return x, res, [res]
         best, best_res, history = kept

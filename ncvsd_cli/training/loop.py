@@ -411,6 +411,7 @@ class TrainLoop:
         self.recipe_keys = frozenset(self.settings)  # the options; keys a trainer adds later are not compared
         self.resume, self.progress = resume, progress
         self.cur_nimg, self.step, self.train_seconds = 0, 0, 0.0
+        self._agree_every = 1  # under torchrun: every step until the first log line times a step (`_events`)
         self.state_path = self.out / "state.pt"
         self.log_path = self.out / "log.jsonl"
         self._lock = None  # the run folder's lock, held by rank 0 while it trains
@@ -632,7 +633,7 @@ class TrainLoop:
         clock = [self._signal or 0, d.seconds is not None and now - start >= d.seconds,
                  e.seconds is not None and now - last_snap_time >= e.seconds, now - start]
         if self.dist.world_size > 1:
-            agree = log_step or self.step % getattr(self, "_agree_every", 1) == 0
+            agree = log_step or self.step % self._agree_every == 0
             clock = distributed.all_max(clock, self.device) if agree else [0, False, False, 0.0]
             if log_step and self.step > self._first_step:  # the slowest rank's seconds per step, the same on all
                 self._agree_every = max(1, int(AGREE_SECONDS * (self.step - self._first_step) / max(clock[3], 1e-9)))
