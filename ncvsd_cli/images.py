@@ -926,6 +926,21 @@ def xmp_kept(data: bytes) -> bytes | None:
     return _from_header(data, _kept_xmp)
 
 
+def made_by_ncvsd(path: str | os.PathLike) -> bool:
+    """Whether the image file `path` carries the label `ncvsd restore` writes into its outputs (xmp:CreatorTool
+    "ncvsd ..." with its ncvsd:Task; kept by --strip-metadata too); False where it has none or cannot be read."""
+    from ncvsd_cli.xmp import made_with
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 20)  # the label precedes the pixels (PNG iTXt, JPEG APP1, ...)
+    except OSError:
+        return False
+    packet = _from_header(head, lambda im: im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
+                          or (im.tag_v2.get(700) if im.format == "TIFF" else None))
+    return isinstance(packet, (bytes, bytearray, str)) and "Task" in made_with(packet)
+
+
 def _kept_xmp(im: Any) -> bytes | None:
     """`xmp_kept` of a Pillow image."""
     from PIL import IptcImagePlugin
@@ -1350,11 +1365,22 @@ def _default_mode() -> int:
     return 0o666 & ~mask
 
 
+#: The characters of an output's name its temporary file's name starts with (then 8 random ones and ".tmp").
+TEMPORARY_NAME_CHARS = 60
+
+
 def _temporary(target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    name = target.name[:TEMPORARY_NAME_CHARS]  # (a name near the file system's 255 bytes fits; its temporary too)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     return Path(tmp)
+
+
+def _made_meanwhile(target: Path) -> OutputExistsError:
+    """The error for an output name taken after the commands' check of their outputs, before it was written."""
+    return OutputExistsError(f"{target} exists, made while this ran (by another run writing the same output?); "
+                             "--overwrite replaces it (overwrite=True in Python)", target)
 
 
 def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
@@ -1369,12 +1395,12 @@ def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
     try:
         os.link(tmp, target)
     except FileExistsError:
-        raise OutputExistsError(f"{target} exists; --overwrite (overwrite=True) replaces it", target) from None
+        raise _made_meanwhile(target) from None
     except OSError:
         try:
             os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
         except FileExistsError:
-            raise OutputExistsError(f"{target} exists; --overwrite (overwrite=True) replaces it", target) from None
+            raise _made_meanwhile(target) from None
         try:
             os.replace(tmp, target)
         except BaseException:  # (an interruption here: no empty file that --skip-existing would take as done)

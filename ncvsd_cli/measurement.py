@@ -264,7 +264,10 @@ def find_sidecar(path: str | os.PathLike) -> Path | None:
     if p.name.endswith(SIDECAR_SUFFIX):
         return p
     side = sidecar_paths(p)[0]
-    return side if side.is_file() else None
+    try:
+        return side if side.is_file() else None
+    except OSError:  # a name too long for the file system with the suffix: no sidecar can be there
+        return None
 
 
 def save_measurement(m: Measurement, path: str | os.PathLike, *, overwrite: bool = True) -> list[str]:

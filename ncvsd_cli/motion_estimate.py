@@ -45,10 +45,11 @@ CHECK_EXTENT = 16
 #: A checked reading whose halves agree with it by less than this (mean similarity) is a guess, not the photo's
 #: shake: a true shake is the same in every part of the photo, a wrong path fits each part's noise differently.
 MIN_HALF_AGREEMENT = 0.5
-#: A checked reading that passes with agreement under this is said to be doubtful: of the 11 readings of 16 px or
-#: more with agreement 0.5-0.6 (benchmarks/motion-long-shakes/reading.csv), 3 were poor (similarity to the true
-#: kernel < 0.6), 3 fair and 5 good; of the 39 at 0.6 or more, 1 was poor.
-WEAK_HALF_AGREEMENT = 0.6
+#: A checked reading that passes with agreement under this is said to be doubtful: of the 23 readings of 16 px or
+#: more not spread like noise with agreement 0.5-0.7 (benchmarks/motion-long-shakes/reading.csv), 3 were poor
+#: (similarity to the true kernel < 0.6), 9 fair (0.6-0.75) and 11 good; of the 26 at 0.7 or more, none was poor
+#: and 5 fair. (It was 0.6, and a 47-px shake read as a 27-px path agreeing 0.65 restored ghosted unnoted.)
+WEAK_HALF_AGREEMENT = 0.7
 
 
 class MotionReading(NamedTuple):

@@ -362,6 +362,17 @@ def test_sharded_ranks_merge_to_the_single_run(assets, first_run, tmp_path, monk
     assert {r["image"] for r in merged} == {"im0", "im1", "im2"}
     for r in merged:
         assert r["psnr"] == pytest.approx(ref[results.row_key(r)]["psnr"], abs=1e-4)
+    assert json.loads((out2 / bench_runner.FAILED_PART.format(rank=1, world=2)).read_text()) == []
+    assert json.loads((out2 / "summary.json").read_text())["config"]["failed"] is None
+
+
+def test_the_summary_names_every_ranks_failures(tmp_path):
+    """Under torchrun the summary said "rank 0: 0" while rank 1 had failed an image: each rank writes its own."""
+    (tmp_path / bench_runner.FAILED_PART.format(rank=1, world=3)).write_text(json.dumps(["sr4/b: not an image"]))
+    text = bench_runner._failures([], 3, tmp_path)
+    assert text.startswith("2 (first: rank 1: sr4/b: not an image;"), text  # rank 2 wrote none: said so
+    assert "rank 1: its failures were not recorded" in bench_runner._failures([], 2, tmp_path / "other")
+    assert bench_runner._failures(["sr4/a: x"], 1, tmp_path) == "1 (first: sr4/a: x; stderr lists every one)"
 
 
 def test_cli_end_to_end_and_errors(assets, tmp_path, monkeypatch):
@@ -720,7 +731,8 @@ def test_reports_name_model_version_and_rows_of_earlier_runs_and_sigma_0(assets,
     assert "- rows_of_earlier_runs: sr4 pnp-gd nfe 2" in (out / "summary.md").read_text()
     from ncvsd_cli.bench import report
 
-    assert report.task_heading("d", "sr4", [{"dataset": "d", "task": "sr4", "sigma_y": 0.0}]) == "sr4 (d, sigma_y 0)"
+    heading = report.task_heading("d", "sr4", [{"dataset": "d", "task": "sr4", "sigma_y": 0.0}])
+    assert heading == "sr4 (d, sigma_y 0 on [-1, 1])"
 
 
 def test_out_as_the_dataset_folder_is_refused_and_a_refused_resume_keeps_the_settings(assets, tmp_path):

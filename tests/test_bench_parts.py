@@ -254,3 +254,19 @@ def test_phone_photos_are_training_and_benchmark_images(tmp_path):
     source = data.folder_or_zip_source(tmp_path)
     assert len(source) == 2 and source.get(0).shape == (13, 17, 3)
     assert [i.id for i in datasets.load_dataset(str(tmp_path), 8).images] == ["IMG_0001", "b"]
+
+
+def test_builtin_says_when_its_crops_are_enlarged(caplog):
+    """At --resolution 256 the quadrant crops of coffee and chelsea (photos of 400 and 300 px) were enlarged without
+    a word, while a folder's small file is said to be."""
+    import logging
+
+    from ncvsd_cli.bench.datasets import builtin_heldout
+
+    with caplog.at_level(logging.WARNING, logger="ncvsd.bench"):
+        builtin_heldout(64)
+        assert not caplog.records
+        builtin_heldout(256)
+    (record,) = caplog.records
+    assert "coffee (600x400), chelsea (451x300) are enlarged" in record.getMessage()
+    assert "astronaut" not in record.getMessage() and "--resolution 150 or less" in record.getMessage()

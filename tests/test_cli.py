@@ -391,7 +391,7 @@ def test_a_glob_that_matches_this_runs_own_outputs_leaves_them_out(tmp_path, ckp
     other.mkdir()
     _png(other / "a.png", 16, 12, seed=3)
     res = run(command, folder / "a.png", other / "a.png", "-o", other, *extra, "--json")
-    assert "left out" not in res.stderr and '"skipped"' not in res.stdout, res.output
+    assert "left out" not in res.stderr and '"status": "skipped"' not in res.stdout, res.output
 
 
 def test_written_meanwhile_is_a_skip_only_where_the_outputs_are_there(tmp_path):
@@ -472,7 +472,7 @@ def test_skip_existing_skips_an_output_another_process_writes_meanwhile(tmp_path
     (tmp_path / "out" / "a.png").unlink()
     (tmp_path / "out" / "b.png").unlink()
     res = run(*args)
-    assert res.exit_code == 1 and "exists; --overwrite" in res.stderr, res.output
+    assert res.exit_code == 1 and "exists, made while this ran" in res.stderr, res.output
 
 
 @pytest.mark.parametrize("command", ["restore", "degrade"])
@@ -1178,6 +1178,10 @@ def test_sample_grid_and_directory(tmp_path, ckpt):
     assert typo.exit_code == 2 and "not an image suffix" in typo.output and not (tmp_path / "g.txt").exists()
     dotted = run("sample", "-c", ckpt, "--nfe", "1", "--seeds", "0", "-o", f"{tmp_path / 'run.v2'}/", "--device", "cpu")
     assert dotted.exit_code == 0 and _files(tmp_path / "run.v2") == {"000000.png"}
+    (tmp_path / "plain").write_text("keep")  # a file where the folder goes: one usage error, not one per seed
+    taken = run("sample", "-c", ckpt, "--nfe", "1", "--seeds", "0-3", "-o", tmp_path / "plain", "--json")
+    assert taken.exit_code == 2 and "is not a directory" in taken.stderr, taken.output
+    assert json.loads(taken.stdout.splitlines()[-1])["failed"] == 0 and (tmp_path / "plain").read_text() == "keep"
     huge = run("sample", "-c", ckpt, "--seeds", "0", "--resolution", "100000", "-o", tmp_path / "h.png")
     assert huge.exit_code == 2 and "need an estimated" in huge.stderr and not (tmp_path / "h.png").exists()
     twice = run("sample", "-c", ckpt, "--seeds", "0-2,1", "-o", tmp_path / "t", "--device", "cpu", "--json")
@@ -1250,6 +1254,8 @@ def test_std_of_a_mean_method_is_refused(tmp_path, ckpt):
     res = run("restore", "--task", "inpaint-box", src, "-c", ckpt, "--method", "pnp-gd-warm-mean8", "--samples", "2",
               "--std")
     assert res.exit_code == 2 and "--method pnp-gd-warm --samples 8 --mean --std" in res.stderr, res.output
+    alone = run("restore", "--task", "inpaint-box", src, "-c", ckpt, "--method", "pnp-gd-warm-mean8", "--std")
+    assert alone.exit_code == 2 and "sqrt(8)" in alone.stderr, alone.output  # said first, not "--samples >= 2"
 
 
 def test_sample_to_a_folder_keeps_the_batches_finished_before_an_interruption(tmp_path, ckpt, monkeypatch):

@@ -223,6 +223,14 @@ def builtin_heldout(resolution: int) -> BenchDataset:
 
     photos = heldout_images(BUILTIN_HELDOUT)
     images: list[BenchImage] = []
+    small = [f"{name} ({p.shape[-1]}x{p.shape[-2]})" for name, p in photos.items()
+             if min(p.shape[-2:]) < 2 * resolution]
+    if small:  # as a folder's small file is said to be (`_decode`)
+        largest = min(min(p.shape[-2:]) for p in photos.values()) // 2
+        logging.getLogger("ncvsd.bench").warning(
+            "builtin at %d px: the quadrant crops of %s are enlarged (their centre squares are under %d px), so their "
+            "references are interpolated images; --resolution %d or less keeps every crop at the photos' own pixels",
+            resolution, ", ".join(small), 2 * resolution, largest)
 
     def add(name: str, make: Callable[[], torch.Tensor]) -> None:
         images.append(BenchImage(id=name, index=len(images), load=make))

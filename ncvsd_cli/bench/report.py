@@ -106,9 +106,9 @@ def summarize(rows: list[dict[str, Any]], lpips_net: str, task_order: list[str] 
 
 
 def task_heading(dataset: str, task: str, summary: list[dict[str, Any]]) -> str:
-    """A task table's title: "sr4 (photos, sigma_y 0.05)" (a --preset's noise level otherwise shows nowhere)."""
+    """A task table's title: "sr4 (photos, sigma_y 0.05 on [-1, 1])" (a --preset's level otherwise shows nowhere)."""
     sig = next((s.get("sigma_y") for s in summary if (s["dataset"], s["task"]) == (dataset, task)), None)
-    return f"{task} ({dataset}" + (f", sigma_y {sig:g})" if sig is not None else ")")
+    return f"{task} ({dataset}" + (f", sigma_y {sig:g} on [-1, 1])" if sig is not None else ")")
 
 
 def _fmt(mean: float, std: float, digits: int, n: int = 2) -> str:

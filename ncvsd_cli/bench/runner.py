@@ -581,6 +581,10 @@ def _run_plan(cfg: BenchConfig, nets: _Networks, plan: _Plan, earlier: list[dict
         for task, settings, operator, jobs in plan.tasks:
             for start in range(0, len(plan.images), cfg.batch_size):
                 _run_batch(ctx, task, settings, operator, jobs, plan.images[start:start + cfg.batch_size])
+    if world > 1 and rank > 0:  # rank 0 names them in the summary too
+        from ncvsd_cli.images import atomic_write_bytes
+
+        atomic_write_bytes(out / FAILED_PART.format(rank=rank, world=world), json.dumps(outcome.failed).encode())
     created = distributed.barrier(world)
     try:
         if rank == 0:
@@ -590,12 +594,22 @@ def _run_plan(cfg: BenchConfig, nets: _Networks, plan: _Plan, earlier: list[dict
     return outcome
 
 
-def _failures(failed: list[str], world: int) -> str | None:
-    """The summary's "failed": how many rows or images failed and the first, rank 0's alone under torchrun (each
-    rank's stderr lists its own); None for none."""
-    if world > 1:
-        return f"rank 0: {len(failed)}; each rank's stderr lists its own failures"
-    return f"{len(failed)} (first: {failed[0]}; stderr lists every one)" if failed else None
+#: Under torchrun each rank but 0 writes the failures it met here (a JSON list) before the barrier of the reports.
+FAILED_PART = ".failed.rank{rank}-of-{world}.json"
+
+
+def _failures(failed: list[str], world: int, out: Path) -> str | None:
+    """The summary's "failed": how many rows or images failed and the first (under torchrun every rank's: rank 0's
+    and those the others wrote, FAILED_PART); None for none."""
+    every = list(failed)
+    for rank in range(1, world):
+        try:
+            every += [f"rank {rank}: {m}" for m in json.loads((out / FAILED_PART.format(rank=rank, world=world))
+                                                                .read_text())]
+        except (OSError, ValueError):  # a rank that died before writing it: its stderr says why
+            every.append(f"rank {rank}: its failures were not recorded (see its stderr)")
+    where = "each rank's stderr lists its own" if world > 1 else "stderr lists every one"
+    return f"{len(every)} (first: {every[0]}; {where})" if every else None
 
 
 def _note_unequal_counts(rows: list[dict[str, Any]]) -> None:
@@ -743,7 +757,7 @@ def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, 
     grid_images = [im.id for im in plan.data.images if im.index < cfg.grid_images and im.id in scored]
     environment = _environment(device)
     config = {"dataset": plan.data.name, "dataset_source": plan.data.source, "images": len(plan.data),
-              "failed": _failures(outcome.failed, world),
+              "failed": _failures(outcome.failed, world, out),
               "resolution": plan.shape[-1], "seed": cfg.seed, "device": device, "world_size": world,
               "batch_size": cfg.batch_size,
               "settings": asdict(cfg),

@@ -85,16 +85,19 @@ def bench(
     data: str | None = typer.Option(None, "--data", metavar="PATH",
                                        help="FFHQ test folder or zip (default $NCVSD_FFHQ)."),
     tasks: str = typer.Option("sr4,inpaint-box,deblur-gauss,deblur-motion,phase-retrieval", "--tasks",
-                              metavar="T1,T2", autocompletion=completion.task_list, show_default=True,
-                              help="Tasks (operator presets)."),
+                              metavar="T1,T2", autocompletion=completion.task_list, show_default=False,
+                              help="Tasks (operator presets). Default: sr4, inpaint-box, deblur-gauss, deblur-motion, "
+                                   "phase-retrieval."),
     nfe: str = typer.Option("1,2,3,4,10,25,49", "--nfe", metavar="N1,N2", show_default=True,
                             help="PnP-GD network evaluations to sweep (pnp-gd below the preset's 49: the "
                                  "few-step schedule, sigma_max 10, rho 7, from 2: its 1 is a prior draw that never "
                                  "sees the measurement; pnp-gd-warm: its warm_start schedule)."),
     methods: str = typer.Option("pnp-gd,pnp-gd-warm,denoiser,dps,daps,classical", "--methods", metavar="M1,M2",
                                 autocompletion=completion.method_list,
-                                show_default=True,
-                                help="Methods: pnp-gd (the paper's start from noise), pnp-gd-warm (start from the "
+                                show_default=False,
+                                help="Methods (default: pnp-gd, pnp-gd-warm, denoiser, dps, daps, classical; dps and "
+                                     "daps run the teacher about 1000 times per image): pnp-gd (the paper's start "
+                                     "from noise), pnp-gd-warm (start from the "
                                      "classical estimate; not for phase retrieval), denoiser (the generator "
                                      "alone, G(y, sigma_y); denoise task only), dps, daps, teacher-mmse "
                                      "(D(y, sigma_y); denoise only), pnp-gd-warm-mean8 / denoiser-mean8 (the mean "

@@ -527,6 +527,9 @@ def expand_inputs(
                     " but the -p file" if matched and all(f.resolve() in param_files for f in matched) else "")))
             for f in outside_out(found, _glob_root(pattern)):
                 add(f, _glob_root(pattern))
+        elif p.exists():  # /dev/stdin, <(cat x.png), a named pipe, a device: read once, not as a file is
+            why = "not a regular file (a pipe, device or socket); for standard input give - (cat x.png | ncvsd ... -)"
+            missing.append((spec, f"{spec}: {why}"))
         elif os.path.islink(spec):
             missing.append((spec, f"{spec}: a broken symbolic link (to {os.readlink(spec)}, which does not exist)"))
         else:
@@ -610,7 +613,7 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
             raise UsageError(f"-o - (stdout) takes one input, got {len(items)}")
         return "stdout"
     if Path(out).suffix == "" and not Path(out).exists():
-        return _writable_dir(out)  # `-o results`: a folder (an image file needs its format's suffix)
+        return writable_dir(out)  # `-o results`: a folder (an image file needs its format's suffix)
     if Path(out).is_dir() or out.endswith(("/", os.sep)) or len(items) > 1:
         if Path(out).exists() and not Path(out).is_dir():
             why = "several inputs need an output directory" if len(items) > 1 else "a name ending in / is a directory"
@@ -619,7 +622,7 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
         if not Path(out).exists() and not named_dir and Path(out).suffix.lower() in IMAGE_SUFFIXES:
             raise UsageError(f"-o {out} names one image but {len(items)} inputs were given; use -o DIR/ "
                              "(a directory, created if needed)")
-        return _writable_dir(out)
+        return writable_dir(out)
     if Path(out).suffix == "" and Path(out).is_file() and not Path(out).is_symlink():  # /dev/stdout is a link
         raise UsageError(f"-o {out}: an existing file without an image suffix (a name without one is a folder); "
                          f"name the image, e.g. -o {out}.png")
@@ -655,7 +658,7 @@ def expand_home(value: Any) -> Any:
     return type(value)(expanded) if isinstance(value, Path) else expanded
 
 
-def _writable_dir(out: str) -> str:
+def writable_dir(out: str) -> str:
     """ "dir" when files can be made in the -o folder `out` (created if needed, as a probe shows), else a
     UsageError before any input is read (every input would fail on it)."""
     problem = _folder_problem(Path(out).expanduser(), {})
@@ -760,8 +763,8 @@ def leave_out_own_outputs(planned: dict[InputItem, list[str]], report: Report, q
     "output is an input", --skip-existing too. A photo that merely has the name of another's output (o2/a.png
     with -o o2/) stays an input (`check_outputs` refuses the other). Returns the planned outputs of the others."""
     writers = {path_key(p): item for item, paths in planned.items() for p in paths if p != "-"}
-    own = {item: writers[key] for item in planned if item.path is not None and named_as_output(item.path)
-           and writers.get(key := path_key(item.path), item) is not item}
+    own = {item: writers[key] for item in planned if item.path is not None
+           and writers.get(key := path_key(item.path), item) is not item and named_as_output(item.path)}
     for item, writer in own.items():
         report.skipped(item.name, [])
         note(f"{item.name}: left out: {writer.name} writes it in this run (an earlier run's output, matched again)",
@@ -843,8 +846,11 @@ def check_outputs(
             suffix = Path(p).suffix.lower()
             folder = _folder_problem(Path(p).resolve().parent, probed)
             unwritable = suffix and suffix not in (".json", ".safetensors") and images.output_format_problem(suffix)
+            long_name = folder is None and _name_too_long(Path(p))
             if unwritable:
                 problems[item] = f"{item.name}: output {p}: {unwritable}"
+            elif long_name:
+                problems[item] = f"{item.name}: output {p}: {long_name}"
             elif folder is not None:
                 problems[item] = f"{item.name}: output {p}: {folder}"
             elif len(claims[key]) > 1:  # none of them is written: a rerun meets the same refusal, not a half
@@ -858,6 +864,9 @@ def check_outputs(
                                   f"none of them is written): rename one of them or run them separately{glob}{same}")
             elif Path(p).is_dir():  # also with --overwrite: a folder is never replaced by a file
                 problems[item] = f"{item.name}: output {p} is a folder; remove it or choose another -o"
+            elif key in input_paths and (item.path is None or key != path_key(item.path)):  # --overwrite too
+                problems[item] = (f"{item.name}: output {p} is another input of this run; refusing to replace it "
+                                  "(rename one of them, or write the outputs elsewhere: -o DIR/)")
             elif not overwrite and key in input_paths:
                 problems[item] = (
                     f"{item.name}: output {p} is an input; refusing to overwrite it (use --overwrite)"
@@ -871,6 +880,21 @@ def check_outputs(
             if item in problems:
                 break
     return problems
+
+
+def _name_too_long(path: Path) -> str | None:
+    """Why `path`'s name cannot be made in its (existing or creatable) folder: longer than the file system's limit
+    (NAME_MAX, 255 bytes on most); None when it fits."""
+    folder = path.resolve().parent
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # Windows: no pathconf (its limit is 255 characters)
+        limit = 255
+    size = len(os.fsencode(path.name))
+    return (f"its name is {size} bytes long, over this file system's {limit}: shorten the input's name or name "
+            "the output (-o FILE)") if size > limit else None
 
 
 # -------------------------------------------------------------------------------------- progress and report
@@ -927,7 +951,7 @@ class Report:
             "command": self.command,
             "ok": sum(r["status"] == "ok" for r in self.results),
             "failed": self.n_failed,
-            **({"skipped": n} if (n := sum(r["status"] == "skipped" for r in self.results)) else {}),
+            "skipped": sum(r["status"] == "skipped" for r in self.results),  # (always: one schema for scripts)
             "exit_code": self.exit_code(),
             **self.extra,
             "results": self.results,

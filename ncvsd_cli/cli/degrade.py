@@ -111,7 +111,13 @@ def degrade_command(
     with common.handle_errors(json_command="degrade" if as_json else None, inputs=inputs or []):
         import operators
         from ncvsd_cli import images
-        from ncvsd_cli.measurement import PLAIN_IMAGE_REFUSALS, degrade, save_measurement, sidecar_paths
+        from ncvsd_cli.measurement import (
+            PLAIN_IMAGE_REFUSALS,
+            degrade,
+            find_sidecar,
+            save_measurement,
+            sidecar_paths,
+        )
 
         operators.get(task)  # unknown task: usage error, before any input is read
         if overwrite and skip_existing:
@@ -143,7 +149,8 @@ def degrade_command(
                 planned[item] = [main, *map(str, sidecar_paths(main))] if main != "-" else ["-"]
             common.check_stdout(planned, as_json)
             report.inputs = [item.name for item in items]  # (an interruption's summary names those not done)
-            planned = common.leave_out_own_outputs(planned, report, quiet, lambda p: bool(pattern.search(p.stem)))
+            planned = common.leave_out_own_outputs(  # a measurement has its sidecar; a user's photo so named not
+                planned, report, quiet, lambda p: bool(pattern.search(p.stem)) and find_sidecar(p) is not None)
             items = [i for i in items if i in planned]
             if skip_existing:
                 planned = common.skip_earlier_outputs(planned, report, quiet, lambda p: bool(pattern.search(p.stem)))

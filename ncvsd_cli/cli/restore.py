@@ -216,6 +216,8 @@ def restore_command(
                               inputs=[*(inputs or []), *(measurement or [])]):
         mean8 = "denoiser-mean8" if task == "denoise" else "pnp-gd-warm-mean8"
         mean_why = f"of one sample it is the sample itself; --method {mean8} gives the mean of 8 as one image"
+        if std and method:  # a mean method never gives --std, whatever --samples: said first
+            _check_std_method(method)
         for flag, wanted, why in (("--mean", mean, mean_why), ("--std", std, "the std of one sample is 0")):
             if wanted and samples < 2:
                 raise common.UsageError(f"{flag} needs --samples >= 2 ({why})")
@@ -253,7 +255,7 @@ def _check_std_method(method: str) -> None:
         raise common.UsageError(f"--std with --method {method}: each output is the mean of {chosen.k} samples, and "
                                 f"the spread of such means is about sqrt({chosen.k}) times smaller than the "
                                 f"posterior's; for the posterior std give --method {chosen.base} --samples "
-                                f"{chosen.k} --mean --std (the same mean, and its std)")
+                                f"{chosen.k} --mean --std (the same kind of mean, of other draws, and their std)")
 
 
 @dataclass(frozen=True)
@@ -460,7 +462,8 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                                                                          explicit), options.samples) for item in items}
         common.check_stdout(planned, as_json)
         report.inputs = [item.name for item in items]  # (an interruption's summary names those not done)
-        planned = common.leave_out_own_outputs(planned, report, quiet, lambda p: bool(pattern.search(p.stem)))
+        planned = common.leave_out_own_outputs(planned, report, quiet,  # (a user's photo so named stays an input)
+                                               lambda p: bool(pattern.search(p.stem)) and images.made_by_ncvsd(p))
         items = [i for i in items if i in planned]
         if outputs.skip_existing:
             planned = common.skip_earlier_outputs(planned, report, quiet, skip)

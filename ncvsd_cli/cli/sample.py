@@ -21,7 +21,8 @@ EPILOG = """Examples:
 
   ncvsd sample --teacher --seeds 0-15 -o teacher.png        (the teacher's prior: 32 Heun steps, 63 calls)
 
--o ending in an image suffix (.png, .jpg) writes one grid; anything else is a directory of <seed:06d>.png.
+-o ending in an image suffix (.png, .jpg) writes one grid; a name without a suffix or ending in / is a directory of
+<seed:06d>.png (a folder with a dot in its name: -o run.v2/).
 
 --nfe 1, 2, 4 use the paper's ts = [10,39], [10,22,39], [0,10,20,30,39] (docs/method.md §2.7); --ts sets indices into
 the 40-point grid directly (--nfe, if given too, must be its length - 1). --teacher samples the teacher D(x, sigma) instead (the shipped one, or -c a teacher
@@ -75,8 +76,9 @@ def sample_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.", show_default=True),
     precision: str = typer.Option(
         "auto", "--precision", metavar="auto|fp32|bf16", show_default=True,
-        help="Network precision. auto: bfloat16 on CPUs with native bfloat16 (AMX / AVX512-BF16), else float32."
-             " On CUDA, auto: the checkpoint's own (half precision where its config sets use_fp16).",
+        help="Network precision. auto: bfloat16 on CPUs with native bfloat16 (AMX / AVX512-BF16), else float32"
+             " (--teacher: float32 off CUDA). On CUDA, auto: the checkpoint's own (half precision where its config"
+             " sets use_fp16).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(
@@ -135,6 +137,8 @@ def sample_command(
         if not grid and Path(out).suffix and not Path(out).is_dir() and not folder:
             raise common.UsageError(f"-o {out}: not an image suffix ({', '.join(common.IMAGE_SUFFIXES)}); for a "
                                     f"directory with a dot in its name write -o {out}/")
+        if not grid:  # a folder: one usage error for a file in its place, not one failure per seed
+            common.writable_dir(out)
         if overwrite and skip_existing:
             raise common.UsageError("--overwrite and --skip-existing contradict each other: give one of them")
         if grid and skip_existing:
