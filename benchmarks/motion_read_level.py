@@ -1,13 +1,13 @@
-"""The noise level a photo is deblurred at with a motion kernel read from it (`restore.noise_level_scale`): a kernel
-read is inexact, and its error, (k_read - k) * x, is noise to the likelihood too (0.7x the level read, as a known
-blur is restored at, sharpened it into ripples).
+"""The noise level a photo is deblurred at with a motion kernel read from it (`restore.shake_level`): a kernel read
+is inexact, and its error, (k_read - k) * x, is noise to the likelihood too (0.7x the level read, as a known blur is
+restored at, sharpened it into ripples).
 
 Each photo's centre square at 256 px (`defocus.square`) is blurred with mirrored edges by a random-trajectory kernel
 (the deblur-motion operator's, intensity 0.5, seed 200 + the photo's index + the kernel's size) of each --sizes px,
 noise --noise on [-1, 1] (seed 1), 8-bit; its kernel is read in the 31-px square (`read_motion_kernel`, checked),
 once (cached as OUT/<photo>-<size>.npz), and the photo restored with it (default sampler, seed 0) at each --levels
-value: a number is sigma_y given, "auto" what `restore` chooses (the level read; before 2026-12-07 0.7x it),
-"true" the true kernel given (restored at 0.7x the level read, as a kernel given is). Scores: PSNR, PSNR at the
+value: a number is sigma_y given, "true" the true kernel given (restored at 0.7x the level read, as a kernel given
+is). Scores: PSNR, PSNR at the
 best whole-pixel shift within 3 px (a kernel is read up to a shift: `motion_estimate.aligned_psnr`), LPIPS-alex;
 "input" rows score the blurred photo. Rows go to OUT/rows.jsonl as they are measured; a rerun skips those done.
 Usage: python benchmarks/motion_read_level.py DIR OUT [--stride 13] [--start 0] [--sizes 17,25,31]
@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--stride", type=int, default=13, help="every Nth photo in name order")
     ap.add_argument("--start", type=int, default=0, help="skip the first N of those")
     ap.add_argument("--sizes", default="17,25,31")
-    ap.add_argument("--levels", default="auto,0.015,0.02")
+    ap.add_argument("--levels", default="0.015,0.02", help="sigma_y values and/or 'true'")
     ap.add_argument("--noise", type=float, default=0.02)
     ap.add_argument("--summary", metavar="OLD,NEW", help="print the table of OUT/rows.jsonl (and DIR's, if it is a "
                     "rows file) comparing two levels, and measure nothing")
@@ -87,7 +87,7 @@ def main() -> None:
     for index, path in enumerate(paths):
         if index < a.start:
             continue
-        x = images.load_image(path if path.suffix == ".png" else _png(square(path)))[:, :3]
+        x = images.load_image(_png(square(path)))[:, :3]
         ref = images.to_unit(x)
         for size in map(int, a.sizes.split(",")):
             k = motion_kernel(size, 0.5, np.random.default_rng(200 + index + size))
@@ -109,7 +109,7 @@ def main() -> None:
                     est = restore_image(y, "deblur-motion", seed=0, params={"kernel": k, "kernel_size": size})
                 else:
                     est = restore_image(y, "deblur-motion", seed=0, params={"kernel": z["k"], "kernel_size": 31},
-                                        **({} if level == "auto" else {"sigma_y": float(level)}))
+                                        sigma_y=float(level))
                 unit = images.to_unit(est[:1].clamp(-1, 1))
                 row = {"image": path.stem, "size": size, "sigma": level,
                        "sim": round(kernel_similarity(z["k"], k), 3), "agr": round(agreement, 3),

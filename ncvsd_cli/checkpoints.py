@@ -185,9 +185,14 @@ def verify_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
         raise CheckpointError(f"{exc}; {record.get('fix') or 'convert it again'}") from None
 
 
+#: How to get the shipped checkpoints back (the package is installed from a wheel or a clone, not from PyPI yet).
+REINSTALL = ("reinstall ncvsd from where it came (`pip install --force-reinstall DIST.whl`, or in a clone "
+             "`git checkout -- checkpoints/ && pip install .`)")
+
+
 def _known_files() -> list[tuple[str, dict[str, Any], str]]:
     """(name, entry with sha256/size/header_sha256, fix) for every manifest file and every cache record."""
-    reinstall = "or reinstall ncvsd (`pip install --force-reinstall ncvsd`)"
+    reinstall = f"or {REINSTALL}"
     out = [(name, entry, f"use the shipped one (`--checkpoint {name.removesuffix(SUFFIX)}`) {reinstall}")
            for name, entry in load_manifest()["files"].items()]
     for folder in (cache_dir(), cache_dir() / "imported"):
@@ -209,8 +214,9 @@ def verify_if_listed(path: str | os.PathLike) -> str:
             verify_file(p, entry)
         except CheckpointError as exc:
             if p.parent.resolve() == shipped_dir().resolve():
-                raise CheckpointError(f"{exc}; reinstall ncvsd (`pip install --force-reinstall ncvsd`)") from None
-            raise
+                raise CheckpointError(f"{exc}; {REINSTALL}") from None
+            raise CheckpointError(f"{exc}; if it is a model of yours, give it a name of its own ({p.name} is a shipped "
+                                  "checkpoint's name, and is checked as that one)") from None
         return "verified"
     record = read_record(p)
     if record is not None:
@@ -371,6 +377,8 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, quiet: bool = False, 
                 "yourself and convert it with `ncvsd checkpoints import FILE -o NAME.safetensors`")
         raw = entry.name
     explicit = Path(raw).expanduser()
+    if explicit.is_symlink() and not explicit.exists():
+        raise CheckpointError(f"{raw}: a broken symbolic link (to {os.readlink(explicit)}, which does not exist)")
     if explicit.is_file():
         return zoo.import_into_cache(explicit, quiet=quiet) if is_pickle(explicit) else explicit
     searched = []

@@ -277,6 +277,17 @@ def _tiff_hw(shape: Sequence[int]) -> tuple[int, int]:
     return int(shape[-2]), int(shape[-1])
 
 
+def _tiff_bits(data: bytes) -> int:
+    """The bits per sample of a TIFF's first page, from its header (0 where it cannot be read)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            return int(tif.pages[0].bitspersample)
+    except Exception:  # noqa: BLE001 (a header tifffile cannot parse: no claim made)
+        return 0
+
+
 def _decode_tiff(data: bytes, name: str, max_pixels: int | None,
                  notes: list[str] | None = None) -> tuple[np.ndarray, str, int]:
     import tifffile
@@ -341,20 +352,33 @@ def _oriented(arr: np.ndarray, orientation: int | None) -> np.ndarray:
             8: lambda a: np.rot90(a, 1)}.get(orientation, lambda a: a)(arr)
 
 
+#: A float image whose 99.9th percentile is at most this is on a 0-1 scale with highlights beyond 1 (an HDR or
+#: linear export: x2 and x4 exposures of a photo read 1.95 and 3.76 and came out black as 0-255 images); above it,
+#: on a 0-255 (or 0-65535) scale. (A 0-255 image this dark, under 3 % of white, is read as overexposed instead.)
+HDR_TOP = 8.0
+#: Share of a 0-1 float image's samples above 1 from which their clipping is noted.
+HDR_NOTE_SHARE = 0.001
+
+
 def _float_to_unit(arr: np.ndarray, name: str, notes: list[str] | None) -> np.ndarray:
-    """A float image's samples on [0, 1]: as they are when they lie in [0, 1] (overshoot clipped), else divided by
-    255 or 65535 when written on that scale (with a note; it was clipped to white). The scale is read from the
-    99.9th percentile, so a few bright pixels (HDR highlights) do not change it. ImageError for NaN / inf or values
-    beyond those scales."""
+    """A float image's samples on [0, 1]: as they are on a 0-1 scale, highlights beyond 1 clipped to white (with a
+    note naming their share from HDR_NOTE_SHARE), else divided by 255 or 65535 when written on that scale (with a
+    note). The scale is read from the 99.9th percentile (HDR_TOP: up to it, 0-1), so a few bright pixels do not
+    change it. ImageError for NaN / inf or values beyond those scales."""
     if not np.isfinite(arr).all():
         raise ImageError(f"{name}: a float image with NaN or inf values; save it as an 8- or 16-bit image")
     top = float(np.percentile(arr, 99.9)) if arr.size else 0.0
-    scale = 1.0 if top <= 1.5 else 255.0 if top <= 1.01 * 255 else 65535.0 if top <= 1.01 * 65535 else None
+    scale = 1.0 if top <= HDR_TOP else 255.0 if top <= 1.01 * 255 else 65535.0 if top <= 1.01 * 65535 else None
     if scale is None:
         raise ImageError(f"{name}: a float image with values up to {top:g} (99.9th percentile): not on a 0-1, "
                          "0-255 or 0-65535 scale; save it as an 8- or 16-bit image")
-    if scale > 1 and notes is not None:
+    over = float((arr > 1.0).mean()) if scale == 1 and arr.size else 0.0
+    if notes is not None and scale > 1:
         notes.append(f"float image read on a 0-{scale:.0f} scale (99.9th percentile {top:g})")
+    elif notes is not None and over >= HDR_NOTE_SHARE:
+        notes.append(f"float image on a 0-1 scale with {over:.1%} of its samples above 1 (up to {arr.max():.3g}: HDR "
+                     "highlights or a linear exposure), clipped to white: tone-map or scale it into 0-1 first to "
+                     "keep them (the restoration reads the values as sRGB-encoded)")
     return np.clip(arr / scale, 0.0, 1.0)
 
 
@@ -574,9 +598,17 @@ def read_image(
             arr, mode, bits = _decode_tiff(data, name, max_pixels, notes)
         except ImageError:
             raise
-        except Exception:  # compression tifffile cannot read without imagecodecs: let Pillow try
+        except Exception as exc:  # compression tifffile cannot read without imagecodecs: let Pillow try
             notes.clear()
-            arr, mode, bits = _decode_pil(data, name, max_pixels, notes)
+            codec = ("; tifffile reads this file's compression with the imagecodecs package (pip install imagecodecs)"
+                     if "imagecodecs" in str(exc) else "")
+            try:
+                arr, mode, bits = _decode_pil(data, name, max_pixels, notes)
+            except ImageError as err:
+                raise ImageError(f"{err}{codec}") from None
+            stored = _tiff_bits(data)
+            if codec and stored > bits:  # Pillow reads a 16-bit or float colour TIFF at 8 bits
+                notes.append(f"read at {bits} bits of its {stored}{codec}")
     else:
         arr, mode, bits = _decode_pil(data, name, max_pixels, notes)
     n = arr.shape[-1]
@@ -926,19 +958,33 @@ def xmp_kept(data: bytes) -> bytes | None:
     return _from_header(data, _kept_xmp)
 
 
-def made_by_ncvsd(path: str | os.PathLike) -> bool:
-    """Whether the image file `path` carries the label `ncvsd restore` writes into its outputs (xmp:CreatorTool
-    "ncvsd ..." with its ncvsd:Task; kept by --strip-metadata too); False where it has none or cannot be read."""
-    from ncvsd_cli.xmp import made_with
+#: Bytes of a file's start, then of its end, searched for restore's label (`made_by_ncvsd`).
+LABEL_SEARCH_HEAD, LABEL_SEARCH_TAIL = 1 << 18, 1 << 20
 
+
+def made_by_ncvsd(path: str | os.PathLike) -> bool:
+    """Whether the image file `path` may be an output of `ncvsd restore`: it carries the label restore writes (its
+    ncvsd XMP namespace with the Task; kept by --strip-metadata too), searched as bytes in the file's start, then
+    its end (WebP and HEIC put the XMP after the pixels); True also for a format that holds no XMP (BMP, GIF,
+    PPM: only its name can tell); False where the label is missing or the file cannot be read."""
     try:
+        if format_for_path(path) not in EXIF_FORMATS:
+            return True
         with open(path, "rb") as fh:
-            head = fh.read(1 << 20)  # the label precedes the pixels (PNG iTXt, JPEG APP1, ...)
-    except OSError:
+            head = fh.read(LABEL_SEARCH_HEAD)
+            if _has_label(head):
+                return True
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(len(head), size - LABEL_SEARCH_TAIL))
+            return _has_label(fh.read())
+    except (OSError, ValueError, KeyError):  # unreadable, or a suffix that names no format
         return False
-    packet = _from_header(head, lambda im: im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
-                          or (im.tag_v2.get(700) if im.format == "TIFF" else None))
-    return isinstance(packet, (bytes, bytearray, str)) and "Task" in made_with(packet)
+
+
+def _has_label(data: bytes) -> bool:
+    from ncvsd_cli.xmp import NCVSD_NS
+
+    return NCVSD_NS.encode() in data and (b"<ncvsd:Task>" in data or b"ncvsd:Task=" in data)
 
 
 def _kept_xmp(im: Any) -> bytes | None:
@@ -1199,6 +1245,23 @@ def uncomposite(x: torch.Tensor, alpha: torch.Tensor, levels: int = 255) -> np.n
 DEEP_BITS = {"PNG": 16, "TIFF": 16, "HEIF": 10}
 
 
+def _to_srgb(arr: np.ndarray, icc: bytes) -> np.ndarray:
+    """8-bit RGB(A) samples (H, W, 3 or 4) in the colour space of the RGB profile `icc`, converted to sRGB (relative
+    colorimetric, LittleCMS through Pillow's ImageCms), for a format that cannot carry the profile: a Display P3 or
+    Adobe RGB photo written as BMP kept its numbers and showed off by up to 36 ΔE. As it is where the profile does
+    not parse."""
+    from PIL import Image, ImageCms
+
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        rgb = ImageCms.profileToProfile(Image.fromarray(np.ascontiguousarray(arr[..., :3])), source,
+                                        ImageCms.createProfile("sRGB"), outputMode="RGB",
+                                        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return arr
+    return np.concatenate([np.asarray(rgb), arr[..., 3:]], axis=-1) if arr.shape[-1] == 4 else np.asarray(rgb)
+
+
 def _profile_for(icc: bytes | None, rgb: bool) -> bytes | None:
     """`icc` for a file that stores RGB (`rgb`) or grey samples: a grey ("GRAY") profile would mislabel RGB ones,
     an RGB one grey ones (PNG forbids it; a grey model's output of a colour photo)."""
@@ -1332,6 +1395,8 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     icc = _profile_for(icc_profile, planes >= 3 or fmt == "WEBP" or (fmt == "HEIF" and planes == 2))  # WebP: no
     if icc and fmt in ICC_FORMATS:  # grey; HEIF: no grey with alpha
         options["icc_profile"] = icc
+    elif icc and planes >= 3 and icc[16:20] == b"RGB ":  # BMP, GIF, PPM hold no profile: viewers take sRGB
+        arr = _to_srgb(arr, icc)
     if exif and fmt in EXIF_FORMATS:
         options["exif"] = exif
     if xmp and fmt == "TIFF":  # tag 700 beside the EXIF's (Pillow writes `exif` or `tiffinfo`, not both)

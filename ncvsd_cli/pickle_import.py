@@ -443,7 +443,8 @@ def analyse(data: Any, ema_key: str = "ema") -> ImportedModel:
     if isinstance(data, dict):
         if ema_key not in data:
             raise ValueError(f"the pickle holds no '{ema_key}' entry (keys: {', '.join(map(str, data))}); "
-                             "choose one with --ema KEY")
+                             "choose one with `ncvsd checkpoints import FILE --ema KEY -o NAME.safetensors`, then "
+                             "use NAME.safetensors")
         net = data[ema_key]
     if not isinstance(net, Recorded):
         what = f"entry '{ema_key}'" if isinstance(data, dict) else "its top-level object"

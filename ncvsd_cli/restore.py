@@ -541,8 +541,7 @@ class Restorer:
                          "(--sigma-y sets it)")
         elif unknown:
             read = estimate_noise_sigma(seen)  # a photo's noise level is unknown: the preset's 0.05 is a guess
-            scale = noise_level_scale(task, self.network_free(task), reads_motion_kernel(task, given))
-            low = noise_level_floor(bounds, jpeg_sigma)
+            scale, low = noise_level_scale(task, self.network_free(task)), noise_level_floor(bounds, jpeg_sigma)
             luma, luma_why = 0.0, " on the luma (lossy coding strips the noise from the colour)"
             if jpeg_sigma is not None:  # lossy coding leaves the noise in the luma only; after a blur, or where it is
                 # white noise (not a sharp photo's texture), on its 2x2 means
@@ -560,11 +559,16 @@ class Restorer:
                 scale = 1.0  # level (0.7x it scored 0.54 dB less on 6 noisy JPEGs, benchmarks/jpeg-blur-level/)
             read, on_luma = max(read, luma), luma > read and scale * luma > low  # the luma set the level
             estimate = scale * read
+            shake = scale < 1 and reads_motion_kernel(task, given) and shake_level(read) > estimate
+            estimate = shake_level(read) if shake else estimate
             sigma_y = stepped_level(estimate, low, bounds[1])
             why = f", raised for {lossy_coding_name(jpeg_coding)}" if low > bounds[0] else ""
             bound = f"at least {low:g}{why}" if estimate < low else f"at most {bounds[1]}"
             how = [f"read {read:.4f}" + (luma_why if on_luma else "")]  # then as it is rounded to sigma_y
-            how += [f"a blur is restored at {scale:g}x the level read, {estimate:.4f}"] if scale != 1 else []
+            shaken = (f"a shake read from the photo is restored at the level read up to {KERNEL_READ_LEVEL:g} (its "
+                      f"kernel's small errors, sharpened, ripple), {estimate:.4f}")
+            how += ([shaken] if shake else
+                    [f"a blur is restored at {scale:g}x the level read, {estimate:.4f}"] if scale != 1 else [])
             how += [f"in steps of {NOISE_STEP:g}"] + ([] if low <= estimate <= bounds[1] else [bound])
             notes.append(f"estimated noise level sigma_y {sigma_y:g} on the [-1, 1] scale ({'; '.join(how)}) "
                          "(--sigma-y sets it)")
@@ -1168,23 +1172,33 @@ def noise_level_bounds(task: str) -> tuple[float, float] | None:
     return None
 
 
-def noise_level_scale(task: str, network_free: bool = False, kernel_read: bool = False) -> float:
+def noise_level_scale(task: str, network_free: bool = False) -> float:
     """The factor (0-1] between the noise level read from a plain image of `task` and the level it is restored at:
     BLUR_NOISE_SCALE for blurs restored with a network (not where a lossy file's level was read on its luma:
-    `Restorer.measurement`) (on validation photos with noise 0.08 and 0.15 the default
-    sampler deblurred best at 0.7x the true level: benchmarks/noise-estimator/), 1 for the rest, for a
-    `network_free` method (a Wiener filter at 0.7x the level amplified the noise: kite, Gaussian blur 2.5 px, noise
-    0.04: 27.1 dB vs 29.6 at the level read, the blurred input 32.0) and for a shake whose kernel is read from the
-    photo (`kernel_read`: an inexact kernel's error, sharpened at 0.7x, left ripples along the shake; 17-31 px shakes,
-    noise 0.02, restored at 0.015 / 0.02: 23 readings of 9 training photos, PSNR at the best shift 22.58 / 23.40 dB,
-    LPIPS-alex 0.186 / 0.184; 9 of the 3 validation photos 23.08 / 23.90, 0.204 / 0.191; at noise 0.05, 0.035 / 0.05:
-    23.56 / 24.26 dB, 0.202 / 0.243, smoother; benchmarks/motion-read-level/).
-    """
+    `Restorer.measurement`; a shake read from the photo: `shake_level`) (on validation photos with noise 0.08 and
+    0.15 the default sampler deblurred best at 0.7x the true level: benchmarks/noise-estimator/), 1 for the rest and
+    for a `network_free` method (a Wiener filter at 0.7x the level amplified the noise: kite, Gaussian blur 2.5 px,
+    noise 0.04: 27.1 dB vs 29.6 at the level read, the blurred input 32.0)."""
     import operators
     from operators.blur import CircularBlur
 
-    sharpened = issubclass(operators.get(task), CircularBlur) and not network_free and not kernel_read
-    return BLUR_NOISE_SCALE if sharpened else 1.0
+    return BLUR_NOISE_SCALE if issubclass(operators.get(task), CircularBlur) and not network_free else 1.0
+
+
+#: A camera shake whose kernel is read from the photo is deblurred at the level read up to this (on [-1, 1]), at
+#: BLUR_NOISE_SCALE x it above (`shake_level`): a read kernel is a little off, and its error, (k_read - k) * x,
+#: sharpened at 0.7x, rippled along the shake. 17-31 px shakes, restored at 0.7x / 1x the level read: at noise 0.02
+#: (0.015 / 0.02) 23 readings of 8 training photos scored PSNR at the best shift 22.58 / 23.40 dB, LPIPS-alex 0.186 /
+#: 0.184, 9 readings of the 3 validation photos 23.08 / 23.90, 0.204 / 0.191; at noise 0.05 (0.035 / 0.05) 7 training
+#: readings 23.56 / 24.26 dB but LPIPS 0.202 / 0.243, smooth grass and stone: 0.7x kept there
+#: (benchmarks/motion-read-level/).
+KERNEL_READ_LEVEL = 0.02
+
+
+def shake_level(read: float) -> float:
+    """The level (>= 0, on [-1, 1]) a photo with noise level `read` is deblurred at by a kernel read from it:
+    BLUR_NOISE_SCALE x read, raised to the level read itself up to KERNEL_READ_LEVEL."""
+    return max(BLUR_NOISE_SCALE * read, min(read, KERNEL_READ_LEVEL))
 
 
 def noise_level_floor(bounds: tuple[float, float], jpeg_sigma: float | None = None) -> float:

@@ -254,6 +254,9 @@ def status(entry: ZooEntry) -> dict[str, Any]:
     record = ck.read_record(target) if present else None
     by_hand = present and record is None  # `checkpoints import ... -o` there: used as it is (`ensure`)
     state = "downloaded" if record else "imported by hand: not verified" if by_hand else "not downloaded"
+    if record and target.stat().st_size != int(record.get("size") or -1):  # (a hash of each would take minutes)
+        state = (f"DAMAGED: {target.stat().st_size} bytes, recorded {record.get('size')} "
+                 f"(`ncvsd checkpoints download {entry.name} --force`)")
     resolution = entry.expect.get("img_resolution")
     if by_hand:  # what `ensure` checks before using it: another network there was listed as the zoo's
         try:
@@ -279,7 +282,10 @@ def import_into_cache(src: Path, *, quiet: bool = False) -> Path:
     from ncvsd_cli.pickle_import import import_pickle
 
     digest = ck.sha256_file(src)
-    target = ck.cache_dir() / "imported" / f"{src.stem}-{digest[:12]}{ck.SUFFIX}"
+    folder = ck.cache_dir() / "imported"
+    same = sorted(p for p in folder.glob(f"*-{digest[:12]}{ck.SUFFIX}")  # the same pickle, another name (a link)
+                  if (ck.read_record(p) or {}).get("source", {}).get("sha256") == digest)
+    target = same[0] if same else folder / f"{src.stem}-{digest[:12]}{ck.SUFFIX}"
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target.with_name(f".{target.name}.lock"))):
         record = ck.read_record(target)

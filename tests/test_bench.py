@@ -362,7 +362,7 @@ def test_sharded_ranks_merge_to_the_single_run(assets, first_run, tmp_path, monk
     assert {r["image"] for r in merged} == {"im0", "im1", "im2"}
     for r in merged:
         assert r["psnr"] == pytest.approx(ref[results.row_key(r)]["psnr"], abs=1e-4)
-    assert json.loads((out2 / bench_runner.FAILED_PART.format(rank=1, world=2)).read_text()) == []
+    assert not (out2 / bench_runner.FAILED_PART.format(rank=1, world=2)).exists()  # read into the summary
     assert json.loads((out2 / "summary.json").read_text())["config"]["failed"] is None
 
 
@@ -371,6 +371,7 @@ def test_the_summary_names_every_ranks_failures(tmp_path):
     (tmp_path / bench_runner.FAILED_PART.format(rank=1, world=3)).write_text(json.dumps(["sr4/b: not an image"]))
     text = bench_runner._failures([], 3, tmp_path)
     assert text.startswith("2 (first: rank 1: sr4/b: not an image;"), text  # rank 2 wrote none: said so
+    assert not list(tmp_path.iterdir())  # read once, not left in the output folder
     assert "rank 1: its failures were not recorded" in bench_runner._failures([], 2, tmp_path / "other")
     assert bench_runner._failures(["sr4/a: x"], 1, tmp_path) == "1 (first: sr4/a: x; stderr lists every one)"
 
@@ -869,3 +870,16 @@ def test_a_network_free_plug_in_method_is_labelled_algorithmic_not_ai(monkeypatc
     assert methods.source_type("my-nlm") == xmp.ENHANCED
     assert methods.source_type("nl-means") == xmp.ENHANCED and methods.source_type("pnp-gd") == xmp.EDITED_BY_AI
     assert methods.source_type("pnp-gd-warm-mean8") == xmp.EDITED_BY_AI
+
+
+def test_a_generator_given_for_dps_alone_that_names_no_teacher_is_said(assets, caplog):
+    """`-c GEN --methods dps`: GEN names the teacher DPS runs; one that names none (no provenance) ran the shipped
+    teacher without a word once "--checkpoint is not used" was no longer said."""
+    import logging
+
+    cfg = BenchConfig(generator=str(assets / "generator.safetensors"), methods=["dps"], tasks=["sr4"])
+    with caplog.at_level(logging.WARNING, logger="ncvsd.bench"):
+        bench_runner._note_unused(cfg)
+        nets = bench_runner._load_networks(cfg, "cpu", quiet=True)
+    assert "names no teacher it was distilled from" in caplog.text and "is not used" not in caplog.text
+    assert nets.generator is None and nets.info["teacher"]["name"] == "builtin64-teacher.safetensors"

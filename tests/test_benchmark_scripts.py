@@ -455,11 +455,11 @@ def test_motion_read_level_script(tmp_path):
     photo = _photo48(tmp_path / "val" / "a.png")
     Image.open(ROOT / "ncvsd_cli/examples/astronaut.png").convert("RGB").resize((128, 128)).save(photo)
     args = [sys.executable, str(ROOT / "benchmarks/motion_read_level.py"), str(photo.parent), str(tmp_path / "out"),
-            "--stride", "1", "--sizes", "17", "--levels", "auto,0.05"]
+            "--stride", "1", "--sizes", "17", "--levels", "0.02,0.05"]
     for _ in range(2):
         res = subprocess.run(args, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600, check=False)
         assert res.returncode == 0, res.stderr[-2000:]
     rows = [json.loads(line) for line in (tmp_path / "out" / "rows.jsonl").read_text().splitlines()]
-    assert [r["sigma"] for r in rows] == ["input", "auto", "0.05"] and (tmp_path / "out" / "a-17.npz").exists()
+    assert [r["sigma"] for r in rows] == ["input", "0.02", "0.05"] and (tmp_path / "out" / "a-17.npz").exists()
     assert all(r["apsnr"] >= r["psnr"] - 0.5 and 0 < r["lpips"] < 1 for r in rows)  # (the shift's border left out)
     assert rows[1]["lpips"] < rows[0]["lpips"]  # sharper than the shaken input

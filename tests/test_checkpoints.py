@@ -193,10 +193,17 @@ def test_manifest_verification(dirs):
         with pytest.raises(CheckpointError) as err:
             call()
         assert "t.safetensors" in str(err.value) and "0" * 64 in str(err.value) and good["sha256"] in str(err.value)
-    # the check is by file name, wherever the file is found
+    # the check is by file name, wherever the file is found: a model of one's own so named is told to rename it
     shutil.copy(path, dirs["env"] / "t.safetensors")
-    with pytest.raises(CheckpointError, match="checksum mismatch"):
+    with pytest.raises(CheckpointError, match="checksum mismatch.*give it a name of its own"):
         load_checkpoint("t")
+    dirs["env"].joinpath("t.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"git checkout -- checkpoints/ && pip install \.") as err:
+        load_checkpoint("t")  # the shipped file damaged: how to get it back (not from PyPI, where it is not)
+    assert "pip install --force-reinstall ncvsd`" not in str(err.value)
+    (dirs["env"] / "gone.safetensors").symlink_to(dirs["env"] / "nowhere.safetensors")
+    with pytest.raises(CheckpointError, match="a broken symbolic link"):
+        load_checkpoint(dirs["env"] / "gone.safetensors")
 
     path.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 12\n")
     _write_manifest(dirs["shipped"], {"t.safetensors": good})
@@ -204,6 +211,12 @@ def test_manifest_verification(dirs):
         locate_shipped_file("t.safetensors")
     with pytest.raises(CheckpointError, match="not listed"):
         locate_shipped_file("other.safetensors")
+
+
+def test_sizes_are_listed_in_their_binary_units():
+    from ncvsd_cli.cli.checkpoints import _human_size
+
+    assert [_human_size(n) for n in (900, 880_316, 14_985_658)] == ["900 B", "859.7 KiB", "14.3 MiB"]
 
 
 def test_shipped_manifest_is_consistent():

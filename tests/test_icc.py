@@ -113,3 +113,20 @@ def test_the_bradford_adaptation_takes_the_white_to_d50():
     white = icc.rgb_to_xyz(P3, D65) @ np.ones(3)
     assert np.allclose(icc.bradford_to_d50(D65) @ white, icc.D50, atol=1e-4)
     assert np.allclose(icc.bradford_to_d50((0.3457, 0.3585)), np.eye(3), atol=2e-3)  # D50 itself
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "PPM", "GIF"])
+def test_a_format_without_a_profile_gets_srgb_samples(fmt):
+    """A Display P3 photo written as BMP, PPM or GIF kept its P3 numbers without the profile, and showed off by up
+    to 36 ΔE: those formats get its colours converted to sRGB; PNG keeps the numbers and the profile."""
+    import torch
+
+    from ncvsd_cli import images
+
+    profile = icc.rgb_profile(P3, D65, icc.SRGB_CURVE, "Display P3")
+    x = torch.from_numpy(COLOURS.astype(np.float32) / 127.5 - 1).permute(1, 0)[None, :, None, :]  # (1, 3, 1, 6)
+    written = Image.open(io.BytesIO(images.encode_image(x, fmt, icc_profile=profile))).convert("RGB")
+    assert "icc_profile" not in written.info
+    assert np.abs(np.asarray(written)[0].astype(int) - P3_IN_SRGB).max() <= 2
+    png = Image.open(io.BytesIO(images.encode_image(x, "PNG", icc_profile=profile)))
+    assert png.info["icc_profile"] == profile and np.abs(np.asarray(png)[0].astype(int) - COLOURS).max() <= 1

@@ -538,10 +538,13 @@ def test_save_image_names_a_numpy_array(tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".tif", ".tiff"])
-@pytest.mark.parametrize("top, scale", [(1.0, 1.0), (1.3, 1.0), (255.0, 255.0), (65535.0, 65535.0)])
+@pytest.mark.parametrize("top, scale", [(1.0, 1.0), (1.3, 1.0), (2.0, 1.0), (3.8, 1.0), (255.0, 255.0),
+                                        (65535.0, 65535.0)])
 def test_a_float_image_on_a_0_255_scale_is_read_on_it_not_clipped_white(tmp_path, suffix, top, scale):
     """Float TIFFs (Pillow's mode F, tifffile's float RGB) hold [0, 1] or a 0-255 / 0-65535 scale: the latter was
-    clipped to white; now divided, with a note. Values beyond, or NaN, are refused."""
+    clipped to white; now divided, with a note. Values beyond, or NaN, are refused. An HDR or linear export of a
+    0-1 image (99.9th percentile 1.95 at x2) was read as 0-255 and came out black: up to HDR_TOP it is 0-1, its
+    highlights clipped with a note."""
     import tifffile
 
     ramp = np.linspace(0, top, 7 * 9, dtype=np.float32).reshape(7, 9)
@@ -552,6 +555,7 @@ def test_a_float_image_on_a_0_255_scale_is_read_on_it_not_clipped_white(tmp_path
         got = images.to_unit(read.tensor)[0, 0].numpy()
         np.testing.assert_allclose(got, np.clip(ramp / scale, 0, 1), atol=1e-6)
         assert any("0-255 scale" in n or "0-65535 scale" in n for n in read.notes) == (scale > 1)
+        assert any("above 1" in n and "clipped to white" in n for n in read.notes) == (top > 1 and scale == 1)
     tifffile.imwrite(tmp_path / "big.tif", ramp * 1e6)
     with pytest.raises(images.ImageError, match="not on a 0-1, 0-255 or 0-65535 scale"):
         images.read_image(tmp_path / "big.tif")
@@ -1124,3 +1128,23 @@ def test_a_grey_image_with_one_coloured_pixel_is_colour(where):
     assert distinct_channel_count(z) == 1 and distinct_channels(z).shape == (1, 600, 601)
     z[1, where[0], where[1]] += 2 * GREY_TOLERANCE
     assert distinct_channel_count(z) == 2 and distinct_channels(z).shape == (2, 600, 601)
+
+
+def test_a_tiff_tifffile_cannot_decode_says_what_reads_it(tmp_path, monkeypatch):
+    """A 16-bit LZW TIFF (tifffile needs imagecodecs for LZW) was read by Pillow at 8 bits without a word, and a
+    float one was "not an image"."""
+    import tifffile
+
+    path = tmp_path / "a16.tif"
+    tifffile.imwrite(path, (np.arange(5 * 7 * 3).reshape(5, 7, 3) * 300).astype(np.uint16), photometric="rgb")
+
+    def lzw(*args, **kwargs):
+        raise ValueError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+
+    monkeypatch.setattr(images, "_decode_tiff", lzw)
+    read = images.read_image(path)
+    assert read.bit_depth == 8 and any("read at 8 bits of its 16" in n and "pip install imagecodecs" in n
+                                  for n in read.notes), read.notes
+    (tmp_path / "f.tif").write_bytes(b"II*\x00" + bytes(60))  # a TIFF header Pillow cannot read either
+    with pytest.raises(images.ImageError, match="pip install imagecodecs"):
+        images.read_image(tmp_path / "f.tif")

@@ -311,8 +311,9 @@ def test_missing_ema_key(tmp_path):
     config = network_config("teacher", "tiny")
     src = tmp_path / "t.pkl"
     _write_pickle(src, build_network(config), _authors_kwargs(config), wrap_generator=False)
-    with pytest.raises(CheckpointError, match="no 'net' entry"):
+    with pytest.raises(CheckpointError, match="no 'net' entry") as err:
         import_pickle(src, tmp_path / "t.safetensors", ema_key="net")
+    assert "`ncvsd checkpoints import FILE --ema KEY" in str(err.value)  # restore has no --ema of its own
 
 
 def test_test_pickles_ask_for_exactly_the_globals_of_the_published_files(tmp_path):

@@ -212,13 +212,14 @@ def test_a_short_path_is_not_deconvolved(monkeypatch, extent):
             and "--task deblur-gauss" in note) == short, note
 
 
+@pytest.mark.parametrize("noise", [0.02, 0.05])
 @pytest.mark.parametrize("given", [{}, {"seed": 3}])
-def test_a_shake_read_from_the_photo_is_deblurred_at_the_level_read(monkeypatch, given):
+def test_a_shake_read_from_the_photo_is_deblurred_at_the_level_read_up_to_a_bound(monkeypatch, given, noise):
     """A blur is restored at 0.7x the noise level read (sharper); a kernel read from the photo is inexact, and
-    sharpened so its error rippled along the shake: it is deblurred at the level read. A synthetic kernel (-p seed)
-    keeps the 0.7x."""
+    sharpened so its error rippled along the shake: it is deblurred at the level read up to KERNEL_READ_LEVEL (0.7x
+    above, where 1x smoothed too much). A synthetic kernel (-p seed) keeps the 0.7x."""
     import ncvsd_cli.motion_estimate as motion
-    from ncvsd_cli.restore import BLUR_NOISE_SCALE, RestoreOptions, Restorer, stepped_level
+    from ncvsd_cli.restore import BLUR_NOISE_SCALE, KERNEL_READ_LEVEL, RestoreOptions, Restorer, stepped_level
 
     def line(y, size, check=True):
         k = np.zeros((size, size))
@@ -226,15 +227,17 @@ def test_a_shake_read_from_the_photo_is_deblurred_at_the_level_read(monkeypatch,
         return motion.MotionReading(k, 9, 9)
 
     monkeypatch.setattr(motion, "read_motion_kernel", line)
-    ramp = torch.linspace(-0.5, 0.5, 96).view(1, 1, 1, 96).expand(1, 3, 96, 96)  # (the reading is mocked)
-    y = ramp + 0.04 * torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
-    restorer = Restorer.from_options(RestoreOptions(task="deblur-motion", params=given), load=False)
-    m = restorer.measurement(y, "deblur-motion")
+    ramp = torch.linspace(-0.5, 0.5, 128).view(1, 1, 1, 128).expand(1, 3, 128, 128)  # (the reading is mocked)
+    y = ramp + noise * torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    m = Restorer.from_options(RestoreOptions(task="deblur-motion", params=given), load=False).measurement(
+        y, "deblur-motion")
     (note,) = [n for n in m.notes if n.startswith("estimated noise level")]
     read = float(note.split("(read ")[1].split(";")[0].split(")")[0])
-    assert 0.035 < read < 0.045, note
-    scale = BLUR_NOISE_SCALE if given else 1.0
-    assert m.sigma_y == stepped_level(scale * read) and ("x the level read" in note) == bool(given), note
+    assert abs(read - noise) < 0.15 * noise, note
+    raised = not given and read > BLUR_NOISE_SCALE * read < min(read, KERNEL_READ_LEVEL)
+    assert raised == (noise == 0.02 and not given)
+    level = min(read, KERNEL_READ_LEVEL) if raised else BLUR_NOISE_SCALE * read
+    assert m.sigma_y == stepped_level(level) and ("a shake read from the photo" in note) == raised, note
     assert any("estimated the motion-blur kernel" in n for n in m.notes) != bool(given)
 
 

@@ -738,6 +738,9 @@ def test_a_name_near_the_file_systems_limit_fails_alone(tmp_path, ckpt):
     (failed,) = [r for r in beside["results"] if r["status"] != "ok"]
     assert failed["input"] == str(over) and "bytes long, over this file system's" in failed["error"], beside
     assert (tmp_path / "a_denoise.png").exists()
+    absent = _restore("-t", "denoise", "--sigma-y", "0.1", "-c", ckpt, *FAST, ok, tmp_path / ("x" * 300 + ".png"),
+                      "-o", tmp_path / "out2", ok=False)  # a name no file can have: that input fails alone
+    assert absent["ok"] == 1 and any("too long" in r.get("error", "") for r in absent["results"]), absent
 
 
 def test_a_pipe_or_device_named_as_an_input_is_said_to_be_one(tmp_path, ckpt):
@@ -758,7 +761,29 @@ def test_a_users_photo_named_like_an_output_is_restored_and_never_replaced(tmp_p
     status = {r["input"]: r for r in both["results"]}
     assert status[str(named)]["status"] == "ok" and "another input of this run" in status[str(a)]["error"], both
     assert hashlib.sha256(Path(named).read_bytes()).hexdigest() == before
+    for given in ([str(tmp_path)], [str(tmp_path / "*.png")]):  # a folder, a glob: the same
+        res = _restore("-t", "denoise", "--sigma-y", "0.1", "-c", ckpt, *FAST, *given, "--overwrite", ok=False)
+        assert any("another input of this run" in r.get("error", "") for r in res["results"]), res
+        assert hashlib.sha256(Path(named).read_bytes()).hexdigest() == before
+    for p in tmp_path.glob("*_denoise_denoise.png"):
+        p.unlink()
     Path(named).unlink()
     _restore("-t", "denoise", "--sigma-y", "0.1", "-c", ckpt, *FAST, a)  # now an output, labelled: left out
     again = _restore("-t", "denoise", "--sigma-y", "0.1", "-c", ckpt, *FAST, a, named, "--overwrite")
     assert {r["input"]: r["status"] for r in again["results"]} == {str(a): "ok", str(named): "skipped"}, again
+
+
+@pytest.mark.parametrize("suffix", [".webp", ".heic", ".bmp"])
+def test_an_output_is_told_by_its_label_wherever_the_format_puts_it(tmp_path, ckpt, suffix, monkeypatch):
+    """WebP and HEIC put the XMP after the pixels, past the first MiB of a large output: their earlier outputs were
+    taken for a user's photos. A format without XMP (BMP) can only be told by its name."""
+    from ncvsd_cli import images
+
+    if suffix == ".heic" and images.heif_module() is None:
+        pytest.skip("no HEIF writer")
+    a = _png(tmp_path / "a.png", 9, 9)
+    _restore("-t", "denoise", "--sigma-y", "0.1", "-c", ckpt, *FAST, a, "--format", suffix[1:])
+    out = tmp_path / f"a_denoise{suffix}"
+    monkeypatch.setattr(images, "LABEL_SEARCH_HEAD", 8)  # as if the label lay past the searched start
+    monkeypatch.setattr(images, "LABEL_SEARCH_TAIL", 4096)
+    assert images.made_by_ncvsd(out) and not images.made_by_ncvsd(a)

@@ -10,6 +10,7 @@ import json
 import shutil
 import threading
 import time
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -496,3 +497,64 @@ def test_a_zoo_model_imported_by_hand_into_the_cache_is_used_by_name_offline(hub
     assert wrong["status"].startswith("MISMATCH: edm2-ffhq256-xs:") and "holds a generator" in wrong["status"]
     res = _cli("checkpoints", "info", "edm2-ffhq256-xs")
     assert res.exit_code == 3 and "MISMATCH" in res.stdout and "holds a generator" in res.stderr, res.output
+
+
+def test_bench_takes_a_published_generators_teacher_or_stops(hub, tmp_path, caplog):
+    """`bench -c ncvsd-ffhq256-xs --methods dps` ran DPS with the shipped 64-px teacher ("--checkpoint is not
+    used"), and a published teacher that was damaged (or not downloadable offline) was replaced by the shipped one
+    at exit 0: the generator's teacher is taken, also without loading the generator, or the run stops (exit 3)."""
+    import logging
+
+    from ncvsd_cli.bench import runner
+
+    cfg = runner.BenchConfig(generator="ncvsd-ffhq256-xs", methods=["dps"], tasks=["sr4"])
+    with caplog.at_level(logging.WARNING, logger="ncvsd.bench"):
+        runner._note_unused(cfg)
+        nets = runner._load_networks(cfg, "cpu", quiet=True)
+    assert nets.info["teacher"]["name"] == "edm2-ffhq256-xs.safetensors" and nets.generator is None
+    assert "is not used" not in caplog.text
+    assert not zoo.converted_path("ncvsd-ffhq256-xs").exists()  # its teacher named without downloading it
+    teacher = zoo.converted_path("edm2-ffhq256-xs")
+    blob = bytearray(teacher.read_bytes())
+    blob[-5] ^= 0x10
+    teacher.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="download edm2-ffhq256-xs --force"):
+        runner._load_networks(replace(cfg, methods=["pnp-gd", "dps"]), "cpu", quiet=True)
+
+
+def test_checkpoints_list_says_a_damaged_conversion_is_damaged(hub):
+    """A zoo conversion truncated after its download listed as "downloaded" (the record's size and hash)."""
+    path = zoo.ensure("edm2-ffhq256-xs", quiet=True)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    listed = {r["name"]: r for r in json.loads(_cli("checkpoints", "list", "--json").stdout) if r["location"] == "zoo"}
+    status = listed["edm2-ffhq256-xs"]["status"]
+    assert status.startswith("DAMAGED") and "--force" in status
+
+
+def test_one_pickle_is_converted_once_whatever_its_name(hub, pickles, tmp_path):
+    """The same pickle given as a.pkl, as a link to it and as a copy under another name was converted three times,
+    into cache files `checkpoints list` does not show."""
+    first = tmp_path / "a.pkl"
+    first.write_bytes(pickles["edm2-ffhq256-xs.pkl"])
+    (tmp_path / "link.pkl").symlink_to(first)
+    (tmp_path / "dir with space").mkdir()
+    shutil.copy(first, tmp_path / "dir with space" / "b c.pkl")
+    paths = {resolve_checkpoint(p, quiet=True) for p in (first, tmp_path / "link.pkl",
+                                                           tmp_path / "dir with space" / "b c.pkl")}
+    assert len(paths) == 1 and len(list((ck.cache_dir() / "imported").glob("*.safetensors"))) == 1
+
+
+def test_a_distill_runs_recorded_teacher_serves_though_its_zoo_name_cannot_be_fetched(hub, tmp_path, monkeypatch):
+    """A snapshot of a distill run whose teacher is a zoo model: the file its run.json records is used offline; only
+    where none is found does the zoo's error stop the run."""
+    from ncvsd_cli.bench import runner
+
+    teacher = tmp_path / "edm2-ffhq256-xs.safetensors"
+    teacher.write_bytes(b"a teacher file")
+    snapshot = tmp_path / "run" / "snapshots" / "g.safetensors"
+    monkeypatch.setattr("ncvsd_cli.training.common.run_record", lambda run: {"teacher_path": str(teacher)})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the zoo cannot fetch it
+    cfg = {"provenance": {"teacher": teacher.name}}
+    assert runner._generators_teacher(cfg, str(snapshot)) == str(teacher)
+    with pytest.raises(CheckpointError):
+        runner._generators_teacher(cfg, str(tmp_path / "g.safetensors"))  # no run folder: the zoo's error

@@ -158,7 +158,7 @@ def _note_unused(cfg: BenchConfig) -> None:
     word, as if it had been read)."""
     need = _needs(cfg)
     for given, kind, option in ((cfg.generator, "generator", "--checkpoint"), (cfg.teacher, "teacher", "--teacher")):
-        if given and kind not in need:
+        if given and kind not in need and not (kind == "generator" and "teacher" in need and not cfg.teacher):
             log.warning("%s %s is not used: none of --methods %s needs the %s", option, given, ",".join(cfg.methods),
                         kind)
     if cfg.data and cfg.dataset != "ffhq":
@@ -169,7 +169,7 @@ def _note_unused(cfg: BenchConfig) -> None:
 def _load_networks(cfg: BenchConfig, device: str, quiet: bool = False) -> _Networks:
     """Load the generator and/or teacher the methods need (CheckpointError propagates: CLI exit 3); quiet: no
     note naming a run folder's snapshot."""
-    from ncvsd_cli import checkpoints
+    from ncvsd_cli import checkpoints, zoo
     from ncvsd_cli.networks.inference import prepare_for_inference
 
     nets = _Networks()
@@ -187,15 +187,25 @@ def _load_networks(cfg: BenchConfig, device: str, quiet: bool = False) -> _Netwo
     if "generator" in need:
         nets.generator = load("generator", cfg.generator or checkpoints.default_checkpoint("generator"))
     if "teacher" in need:
-        found = None if cfg.teacher else _generators_teacher(nets.configs.get("generator", {}),
-                                                             nets.info.get("generator", {}).get("path"))
+        gen_cfg, gen_path = nets.configs.get("generator"), nets.info.get("generator", {}).get("path")
+        if gen_cfg is None and cfg.generator and not cfg.teacher:  # -c GEN names the teacher (DPS/DAPS only)
+            entry = zoo.find(cfg.generator)  # (a published generator's teacher, without downloading it)
+            if entry is not None:
+                gen_cfg = {"provenance": {"teacher": entry.teacher}}
+            else:
+                gen_path = str(checkpoints.resolve_checkpoint(cfg.generator, kind="generator", quiet=quiet))
+                gen_cfg = checkpoints.read_config(gen_path)
+        found = None if cfg.teacher else _generators_teacher(gen_cfg or {}, gen_path)
         teacher = cfg.teacher or found
         if teacher is None:
             teacher = checkpoints.default_checkpoint("teacher")
-            named = (nets.configs.get("generator", {}).get("provenance") or {}).get("teacher")
+            named = ((gen_cfg or {}).get("provenance") or {}).get("teacher")
             if named:  # a teacher of another architecture may differ in every way: say so
                 log.warning("the generator's teacher %s is not found here (that name and sha256); DPS/DAPS use the "
                             "shipped %s (give --teacher FILE to use another)", named, teacher)
+            elif cfg.generator:  # (-c GEN given for DPS/DAPS: it names no teacher)
+                log.warning("--checkpoint %s names no teacher it was distilled from; DPS/DAPS use the shipped %s "
+                            "(give --teacher FILE to use another)", cfg.generator, teacher)
         shown = Path(found).name if found else None  # (found: a path; the reports name the file, as given ones)
         nets.teacher = load("teacher", teacher, shown)
     res = {n: int(m.img_resolution) for n, m in (("generator", nets.generator), ("teacher", nets.teacher))
@@ -210,7 +220,7 @@ def _generators_teacher(gen_cfg: dict[str, Any], gen_path: str | None = None) ->
     """The teacher a generator was distilled from, if a file of it is here: for a snapshot of a `distill` run the
     teacher file its run.json records, else the name its provenance gives (search locations). A candidate whose
     sha256 differs from the provenance's `teacher_sha256` is another teacher of the same (generic) name: not taken."""
-    from ncvsd_cli import checkpoints
+    from ncvsd_cli import checkpoints, zoo
     from ncvsd_cli.training.common import run_record
 
     provenance = gen_cfg.get("provenance") or {}
@@ -225,7 +235,8 @@ def _generators_teacher(gen_cfg: dict[str, Any], gen_path: str | None = None) ->
     try:
         candidates.append(str(checkpoints.resolve_checkpoint(name, quiet=True)))
     except checkpoints.CheckpointError:
-        pass
+        if zoo.find(name) is not None and not candidates:  # a published teacher, damaged or not downloadable
+            raise  # here: said (exit 3), not replaced by the shipped one, which would score DPS/DAPS with another prior
     return next((c for c in candidates if not sha256 or checkpoints.sha256_file(c) == sha256), None)
 
 
@@ -603,9 +614,10 @@ def _failures(failed: list[str], world: int, out: Path) -> str | None:
     and those the others wrote, FAILED_PART); None for none."""
     every = list(failed)
     for rank in range(1, world):
+        part = out / FAILED_PART.format(rank=rank, world=world)
         try:
-            every += [f"rank {rank}: {m}" for m in json.loads((out / FAILED_PART.format(rank=rank, world=world))
-                                                                .read_text())]
+            every += [f"rank {rank}: {m}" for m in json.loads(part.read_text())]
+            part.unlink()  # read once, into the summary
         except (OSError, ValueError):  # a rank that died before writing it: its stderr says why
             every.append(f"rank {rank}: its failures were not recorded (see its stderr)")
     where = "each rank's stderr lists its own" if world > 1 else "stderr lists every one"

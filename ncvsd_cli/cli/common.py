@@ -265,16 +265,16 @@ def handle_errors(json_command: str | None = None, inputs: Sequence[str] = ()) -
     except (CheckpointError, UsageError, ValueError, NonFiniteOutputError) as exc:
         fail(str(exc), exit_code_for(exc))
     except Terminated as exc:
-        fail(f"stopped by {signal.Signals(exc.signum).name}; outputs finished so far are kept, no partial file is "
+        fail(f"stopped by {signal.Signals(exc.signum).name}; outputs finished so far are kept, no partial output is "
              "left", exit_code_for(exc))
     except KeyboardInterrupt as exc:
-        fail("interrupted; outputs finished so far are kept, no partial file is left", exit_code_for(exc))
+        fail("interrupted; outputs finished so far are kept, no partial output is left", exit_code_for(exc))
     except BrokenPipeError:  # `ncvsd ... --json | head -1`: the reader went away
         try:  # Python's final flush must not print a traceback
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except (OSError, ValueError, AttributeError):
             pass
-        fail("standard output was closed (broken pipe); outputs finished so far are kept, no partial file is left",
+        fail("standard output was closed (broken pipe); outputs finished so far are kept, no partial output is left",
              EXIT_PARTIAL)
     except Exception as exc:  # a bug: one line unless debugging
         if os.environ.get("NCVSD_DEBUG", "0").strip() not in ("", "0"):  # NCVSD_DEBUG=0 turns it off
@@ -497,6 +497,11 @@ def expand_inputs(
         if len(spec) > 2 and spec[0] == spec[-1] == "'" and not Path(spec).expanduser().exists():
             spec = spec[1:-1]  # cmd.exe passes the quotes of a glob quoted as the README shows ('photos/*.png') on
         p = Path(spec).expanduser()
+        try:
+            p.exists()  # (Python's is_dir / is_file raise for a name the file system refuses, e.g. over 255 bytes)
+        except OSError as exc:
+            missing.append((spec, f"{spec}: {exc.strerror or exc}"))
+            continue
         if p.is_dir():
             found = not_params([
                 f
@@ -892,8 +897,9 @@ def _name_too_long(path: Path) -> str | None:
         limit = os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):  # Windows: no pathconf (its limit is 255 characters)
         limit = 255
-    size = len(os.fsencode(path.name))
-    return (f"its name is {size} bytes long, over this file system's {limit}: shorten the input's name or name "
+    size = len(path.name.encode("utf-16-le")) // 2 if os.name == "nt" else len(os.fsencode(path.name))
+    unit = "characters" if os.name == "nt" else "bytes"  # (NTFS counts UTF-16 units, the others bytes)
+    return (f"its name is {size} {unit} long, over this file system's {limit}: shorten the input's name or name "
             "the output (-o FILE)") if size > limit else None
 
 

@@ -147,8 +147,8 @@ def restore_command(
         None, "--sigma-y", min=0.0, help="Measurement noise std on the [-1, 1] scale (default: each sidecar's "
                                          "recorded value; for a plain image to denoise, deblur or super-resolve, "
                                          "read from the image (a note says the value; blurs restored with a "
-                                         "network at 0.7x it; blurs "
-                                         "and sr within 0.01-0.2; a camera's grain on fur or foliage, shrunk "
+                                         "network at 0.7x it, a shake read from the photo at 1x up to 0.02; "
+                                         "blurs and sr within 0.01-0.2; a camera's grain on fur or foliage, shrunk "
                                          "photos most, can read low: give it); else the task preset's, 0.05)."
     ),
     preset: str | None = typer.Option(
@@ -440,9 +440,10 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         if not tag:
             return False
         if out_dir is None or out_dir in p.resolve().parents:
-            return True
+            return images.made_by_ncvsd(p)  # (a photo of the user's so named stays an input)
         source = p.stem[: tag.start()]  # X_sr4_s1.png beside X.png (any extension) or X's sidecar
-        return source != "" and any(q.stem == source and q != p for q in p.parent.glob(glob.escape(source) + ".*"))
+        return (source != "" and any(q.stem == source and q != p for q in p.parent.glob(glob.escape(source) + ".*"))
+                and images.made_by_ncvsd(p))
 
     preset = options.preset_file if isinstance(options.preset_file, dict) else {}
     items, missing = common.expand_inputs(specs, skip=skip, quiet=quiet, identity=meas.input_identity,
