@@ -1098,7 +1098,7 @@ def format_for_path(path: str | os.PathLike | None) -> str:
 
 #: The suffix named for each output format in messages, in the order they are named.
 OUTPUT_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "AVIF": ".avif", "HEIF": ".heic", "TIFF": ".tif",
-                   "BMP": ".bmp", "GIF": ".gif"}
+                   "BMP": ".bmp", "GIF": ".gif", "PPM": ".ppm"}
 
 
 def suffix_choice(formats: Sequence[str] = tuple(OUTPUT_SUFFIXES)) -> str:

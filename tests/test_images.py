@@ -1148,3 +1148,14 @@ def test_a_tiff_tifffile_cannot_decode_says_what_reads_it(tmp_path, monkeypatch)
     (tmp_path / "f.tif").write_bytes(b"II*\x00" + bytes(60))  # a TIFF header Pillow cannot read either
     with pytest.raises(images.ImageError, match="pip install imagecodecs"):
         images.read_image(tmp_path / "f.tif")
+
+
+def test_every_format_written_is_named_in_the_messages():
+    """`-o x.ppm` and `--format ppm` work, but the unknown-suffix message listed BMP and GIF and not PPM."""
+    from PIL import Image
+
+    Image.init()
+    named = images.suffix_choice()
+    assert ".ppm" in named and ".bmp" in named and ".gif" in named
+    written = {f for f in ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF", "PPM") if f in Image.SAVE}
+    assert written <= set(images.OUTPUT_SUFFIXES)

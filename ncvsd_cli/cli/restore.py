@@ -102,8 +102,8 @@ def restore_command(
                                      "or - for stdout."),
     output_format: str | None = typer.Option(
         None, "--format", metavar="FORMAT", help="Format of the outputs ncvsd names (beside the inputs, in -o DIR, "
-        "or on stdout): png (the default), jpg, webp, avif, heic, tif, or same: each input's own (a folder of phone "
-        "photos stays HEIC / JPEG, and IMG_1.HEIC and IMG_1.JPG get different names; standard input, whose format "
+        "or on stdout): png (the default), jpg, webp, avif, heic, tif, bmp, gif, ppm, or same: each input's own (a "
+        "folder of phone photos stays HEIC / JPEG, and IMG_1.HEIC and IMG_1.JPG get different names; standard input, whose format "
         "has no name, gets PNG). With -o FILE its suffix sets the format."),
     nfe: int | None = typer.Option(
         None, "--nfe", min=1, help="Network evaluations (default: the method's: 10 for pnp-gd-warm, 3 for its box "
