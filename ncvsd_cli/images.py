@@ -39,6 +39,7 @@ import importlib
 import io
 import math
 import os
+import re
 import struct
 import sys
 import tempfile
@@ -611,6 +612,10 @@ def read_image(
                 notes.append(f"read at {bits} bits of its {stored}{codec}")
     else:
         arr, mode, bits = _decode_pil(data, name, max_pixels, notes)
+        deep = re.match(rb"P[36]\s+(?:#[^\n]*\s+)*\d+\s+(?:#[^\n]*\s+)*\d+\s+(?:#[^\n]*\s+)*(\d+)", data[:512])
+        if deep and int(deep[1]) > 255 and bits == 8:  # Pillow reads a 16-bit colour PPM at 8 bits (a PGM at 16)
+            notes.append("a 16-bit colour PPM, read at 8 bits (Pillow's reader): save it as a 16-bit PNG or TIFF to "
+                         "keep its depth")
     n = arr.shape[-1]
     grey = n in (1, 2)
     kept_alpha = None

@@ -1159,3 +1159,12 @@ def test_every_format_written_is_named_in_the_messages():
     assert ".ppm" in named and ".bmp" in named and ".gif" in named
     written = {f for f in ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF", "PPM") if f in Image.SAVE}
     assert written <= set(images.OUTPUT_SUFFIXES)
+
+
+def test_a_16_bit_colour_ppm_says_it_is_read_at_8_bits():
+    """Pillow reads a 16-bit colour PPM (maxval 65535) at 8 bits, a PGM at 16: the first was reduced without a word."""
+    pixels = (np.arange(4 * 5 * 3).reshape(4, 5, 3) * 1000).astype(">u2")
+    ppm = b"P6\n# a comment\n5 4\n65535\n" + pixels.tobytes()
+    read = images.read_image(ppm)
+    assert read.bit_depth == 8 and any("16-bit colour PPM, read at 8 bits" in n for n in read.notes), read.notes
+    assert not images.read_image(b"P6\n5 4\n255\n" + bytes(60)).notes

@@ -787,3 +787,19 @@ def test_an_output_is_told_by_its_label_wherever_the_format_puts_it(tmp_path, ck
     monkeypatch.setattr(images, "LABEL_SEARCH_HEAD", 8)  # as if the label lay past the searched start
     monkeypatch.setattr(images, "LABEL_SEARCH_TAIL", 4096)
     assert images.made_by_ncvsd(out) and not images.made_by_ncvsd(a)
+
+
+def test_a_large_box_filled_by_the_shipped_model_says_what_to_expect(tmp_path, ckpt):
+    """A 128-px box came back as smooth mush with no word (a photographer took it for a failure): with the shipped
+    model's default sampler a box of LARGE_BOX px or more is said to be filled smoothly; not for another model or
+    method, nor for a small box."""
+    from ncvsd_cli.cli.restore import LARGE_BOX
+
+    src = _png(tmp_path / "a.png", 64, 64)
+    base = ["-t", "inpaint-box", "--device", "cpu", src, "-o", tmp_path / "o", "--overwrite"]
+    said = _restore(*base, "-p", f"box_size={LARGE_BOX}")
+    assert any("filled smoothly from its edges" in n for n in said["results"][0]["notes"]), said
+    for other in (["-p", f"box_size={LARGE_BOX - 8}"], ["-p", f"box_size={LARGE_BOX}", "-c", ckpt],
+                  ["-p", f"box_size={LARGE_BOX}", "--method", "pnp-gd", "--nfe", "2"]):
+        quiet = _restore(*base, *other)
+        assert not any("filled smoothly" in n for n in quiet["results"][0]["notes"]), (other, quiet)

@@ -581,6 +581,12 @@ PHASE_TWIN_NOTE = ("phase retrieval recovers an image only up to a shift and a 1
                    "--method pnp-gd-fit4 keeps the best-fitting of 4 runs (4x the time), --samples K writes K tries "
                    "and names the best-fitting one")
 
+#: A box at least this many px a side is filled smoothly by the default model: said once (and in each --json record).
+LARGE_BOX = 48
+LARGE_BOX_NOTE = (f"a box of {LARGE_BOX} px or more is filled smoothly from its edges: the default model, trained on "
+                  "few photos, invents no face, fur or lettering there (README, box inpainting); --samples K draws "
+                  "other fills")
+
 
 class _Restoration:
     """The restoration of a run's inputs, window by window (`WINDOW_BYTES`): one progress bar over all of them,
@@ -591,7 +597,7 @@ class _Restoration:
                  method_given: bool) -> None:
         self.restorer, self.options, self.planned, self.outputs = restorer, options, planned, outputs
         self.report, self.quiet, self.method_given = report, quiet, method_given
-        self.bar, self.tasks, self.methods, self.twin_said = None, set(), [], False
+        self.bar, self.tasks, self.methods, self.twin_said, self.box_said = None, set(), [], False, False
         self.restorers: dict[tuple, Any] = {}  # (method, task): one per run, not per window (a teacher loads once)
 
     def reading(self, what: str | None) -> None:
@@ -617,6 +623,14 @@ class _Restoration:
                 self.twin_said = True
             for _, m in window:
                 m.notes = [*m.notes, PHASE_TWIN_NOTE] if m.task == "phase-retrieval" else m.notes
+        shipped = o.checkpoint is None and o.method in ("pnp-gd-warm", "pnp-gd-warm-mean8")  # (its smooth start)
+        large = [m for _, m in window
+                 if shipped and m.task == "inpaint-box" and min(m.operator().box_size) >= LARGE_BOX]
+        if large and not self.box_said:
+            common.note(LARGE_BOX_NOTE, self.quiet)  # once, as the twin note
+            self.box_said = True
+        for m in large:
+            m.notes = [*m.notes, LARGE_BOX_NOTE]
         groups = [g for g in ([(o, window)] if self.method_given else _method_groups(o, window, self.report))
                   if g[1]]
         members = sum(len(g[1]) for g in groups)
