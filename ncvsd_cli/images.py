@@ -1251,7 +1251,7 @@ DEEP_BITS = {"PNG": 16, "TIFF": 16, "HEIF": 10}
 
 
 def _to_srgb(arr: np.ndarray, icc: bytes) -> np.ndarray:
-    """8-bit RGB(A) samples (H, W, 3 or 4) in the colour space of the RGB profile `icc`, converted to sRGB (relative
+    """8-bit RGB samples (H, W, 3) in the colour space of the RGB profile `icc`, converted to sRGB (relative
     colorimetric, LittleCMS through Pillow's ImageCms), for a format that cannot carry the profile: a Display P3 or
     Adobe RGB photo written as BMP kept its numbers and showed off by up to 36 ΔE. As it is where the profile does
     not parse."""
@@ -1259,12 +1259,11 @@ def _to_srgb(arr: np.ndarray, icc: bytes) -> np.ndarray:
 
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        rgb = ImageCms.profileToProfile(Image.fromarray(np.ascontiguousarray(arr[..., :3])), source,
-                                        ImageCms.createProfile("sRGB"), outputMode="RGB",
-                                        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+        rgb = ImageCms.profileToProfile(Image.fromarray(arr), source, ImageCms.createProfile("sRGB"),
+                                        outputMode="RGB", renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
     except (ImageCms.PyCMSError, OSError, ValueError):
         return arr
-    return np.concatenate([np.asarray(rgb), arr[..., 3:]], axis=-1) if arr.shape[-1] == 4 else np.asarray(rgb)
+    return np.asarray(rgb)
 
 
 def _profile_for(icc: bytes | None, rgb: bool) -> bytes | None:
@@ -1400,7 +1399,7 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     icc = _profile_for(icc_profile, planes >= 3 or fmt == "WEBP" or (fmt == "HEIF" and planes == 2))  # WebP: no
     if icc and fmt in ICC_FORMATS:  # grey; HEIF: no grey with alpha
         options["icc_profile"] = icc
-    elif icc and planes >= 3 and icc[16:20] == b"RGB ":  # BMP, GIF, PPM hold no profile: viewers take sRGB
+    elif icc and planes == 3 and icc[16:20] == b"RGB ":  # BMP, GIF, PPM hold no profile (nor alpha): sRGB
         arr = _to_srgb(arr, icc)
     if exif and fmt in EXIF_FORMATS:
         options["exif"] = exif
@@ -1433,6 +1432,14 @@ def _default_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path` itself, or its nearest ancestor that exists (the root at worst): where a file or folder to be made
+    at `path` would go, for checks of it before any work."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
 
 
 #: The characters of an output's name its temporary file's name starts with (then 8 random ones and ".tmp").

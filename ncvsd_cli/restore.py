@@ -559,16 +559,17 @@ class Restorer:
                 scale = 1.0  # level (0.7x it scored 0.54 dB less on 6 noisy JPEGs, benchmarks/jpeg-blur-level/)
             read, on_luma = max(read, luma), luma > read and scale * luma > low  # the luma set the level
             estimate = scale * read
-            shake = scale < 1 and reads_motion_kernel(task, given) and shake_level(read) > estimate
-            estimate = shake_level(read) if shake else estimate
+            shaken = shake_level(read) if scale < 1 and reads_motion_kernel(task, given) else 0.0
+            raised, estimate = shaken > estimate, max(estimate, shaken)  # (a kernel read: its own level)
             sigma_y = stepped_level(estimate, low, bounds[1])
             why = f", raised for {lossy_coding_name(jpeg_coding)}" if low > bounds[0] else ""
             bound = f"at least {low:g}{why}" if estimate < low else f"at most {bounds[1]}"
             how = [f"read {read:.4f}" + (luma_why if on_luma else "")]  # then as it is rounded to sigma_y
-            shaken = (f"a shake read from the photo is restored at the level read up to {KERNEL_READ_LEVEL:g} (its "
-                      f"kernel's small errors, sharpened, ripple), {estimate:.4f}")
-            how += ([shaken] if shake else
-                    [f"a blur is restored at {scale:g}x the level read, {estimate:.4f}"] if scale != 1 else [])
+            if raised:
+                how.append(f"a shake read from the photo is restored at the level read up to {KERNEL_READ_LEVEL:g} "
+                           f"(its kernel's small errors, sharpened, ripple), {estimate:.4f}")
+            elif scale != 1:
+                how.append(f"a blur is restored at {scale:g}x the level read, {estimate:.4f}")
             how += [f"in steps of {NOISE_STEP:g}"] + ([] if low <= estimate <= bounds[1] else [bound])
             notes.append(f"estimated noise level sigma_y {sigma_y:g} on the [-1, 1] scale ({'; '.join(how)}) "
                          "(--sigma-y sets it)")

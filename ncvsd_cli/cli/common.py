@@ -719,14 +719,14 @@ def _folder_problem(folder: Path, probed: dict[Path, str | None]) -> str | None:
     does not exist yet, must be a directory where a temporary file can be made (read-only, /proc, ...). Folders
     the probe makes are removed again; another process probing the same new folder at once (xargs -P) is no
     problem: a folder it made is used, one it removed meanwhile is probed again."""
+    from ncvsd_cli.images import nearest_existing
+
     for attempt in range(3):
         if folder in probed:
             break
         created: list[Path] = []
         try:
-            existing = folder
-            while not existing.exists() and existing.parent != existing:
-                existing = existing.parent
+            existing = nearest_existing(folder)
             if not existing.is_dir():
                 raise NotADirectoryError(f"{existing} is not a directory")
             for d in reversed([folder, *folder.parents][: len(folder.parts) - len(existing.parts)]):
@@ -890,11 +890,10 @@ def check_outputs(
 def _name_too_long(path: Path) -> str | None:
     """Why `path`'s name cannot be made in its (existing or creatable) folder: longer than the file system's limit
     (NAME_MAX, 255 bytes on most); None when it fits."""
-    folder = path.resolve().parent
-    while not folder.exists() and folder.parent != folder:
-        folder = folder.parent
+    from ncvsd_cli.images import nearest_existing
+
     try:
-        limit = os.pathconf(folder, "PC_NAME_MAX")
+        limit = os.pathconf(nearest_existing(path.resolve().parent), "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):  # Windows: no pathconf (its limit is 255 characters)
         limit = 255
     size = len(path.name.encode("utf-16-le")) // 2 if os.name == "nt" else len(os.fsencode(path.name))

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from ncvsd_cli.checkpoints import CheckpointError
-from ncvsd_cli.images import ImageError, atomic_write_bytes
+from ncvsd_cli.images import ImageError, atomic_write_bytes, nearest_existing
 from ncvsd_cli.progress import write_line
 from ncvsd_cli.training import distributed
 from ncvsd_cli.training.data import _mix
@@ -374,9 +374,7 @@ def check_run_folder(out: Path) -> None:
     its path, or its nearest existing folder is not writable; before any network or data is loaded."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a run folder; choose another --out")
-    parent = out
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = nearest_existing(out)
     if not parent.is_dir():
         raise ValueError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
     if not os.access(parent, os.W_OK | os.X_OK):
