@@ -150,7 +150,7 @@ def degrade(
     import torch
 
     import operators
-    from operators.noise import MAX_SEED, stream_generators, tensor_key
+    from operators.noise import MAX_SEED, randn_like, stream_generators, tensor_key
     from operators.params import integer, number
 
     x = images.as_image_tensor(x, source or "degrade input")
@@ -169,8 +169,12 @@ def degrade(
     if _accepts(cls, "seed") and "seed" not in params:
         params["seed"] = int(seed)
     op = operators.create(task, tuple(x.shape[1:]), **params)
+    generator = stream_generators("measurement", seed, [tensor_key(x)])
     with torch.no_grad():
-        y = op.measure(x, sigma_y=sigma_y, generator=stream_generators("measurement", seed, [tensor_key(x)]))
+        y = op.measure(x, sigma_y=0.0 if grey else sigma_y, generator=generator)
+        if grey and sigma_y > 0:  # one noise field for the three channels, as a grey photo has: y is what its
+            shared = y.dim() >= 2 and y.shape[1] == 3  # preview shows (a plug-in's other channel counts: apart)
+            y = y + sigma_y * (randn_like(y[:, :1], generator).expand_as(y) if shared else randn_like(y, generator))
         if not type(op).__module__.startswith("operators."):  # a plug-in's: its sidecar must rebuild it
             _check_rebuilt(op, x)
     return Measurement(
@@ -219,8 +223,7 @@ def preview(m: Measurement) -> torch.Tensor:
     """A viewable (1, C, h, w) image in [-1, 1] of a measurement: y clipped for image-like tasks, else the
     log-amplitude log|y| from black at its median (the noise floor of a noisy spectrum) to white at its 99.9th
     percentile (the few brightest values, the DC term, are clipped; mean over channels unless 1 or 3 channels).
-    A grey source's image-like preview is y's first channel: each channel has its own noise at sigma_y, and their
-    luma would hold 0.67 sigma_y (what a reader of the preview, e.g. `degrade ... -` to stdout, would be told)."""
+    A grey source's image-like preview is y's first channel (`degrade` gives its three channels one noise field)."""
     import numpy as np
     import torch
 
@@ -1030,10 +1033,11 @@ def measurement_from_image(
     f = size_factor(task, c, plain_image_params(task, params))
     op = operators.create(task, (c, h * f, w * f), **plain_image_params(task, params))
     expected = tuple(op.measurement_shape(1)[1:])
-    if expected != (c, h, w):
-        raise ValueError(
-            f"{source or 'input'}: a {w}x{h} image is not a {task} measurement (expected {expected})"
-        )
+    if grey and c == 3 and expected == (1, h, w):  # a grey file, colourised, of a plug-in measuring one channel
+        y = y[:, :1]
+    elif expected != (c, h, w):
+        raise ValueError(f"{source or 'input'}: a {w}x{h} image of {c} channel{'s' * (c != 1)} is not a {task} "
+                         f"measurement (expected {expected}: channels, height, width)")
     if sigma_y is None:
         from ncvsd_cli.sampling.presets import task_settings
 

@@ -580,6 +580,9 @@ class Restorer:
             notes += other or clipped_level_notes(seen, sigma_y, luma_scale, (low, bounds[1]),  # one at most
                                                   backs=backed if jpeg_sigma is not None else None,
                                                   blur=task.startswith("deblur"))
+        elif task == "denoise" and self.options.sigma_y is not None:  # a level given: said if the photo belies it
+            notes += given_level_notes(seen, float(self.options.sigma_y), distinct_channel_count(seen[0]),
+                                       lossy=jpeg_sigma is not None)
         if task in KEEP_PHOTO_PIXELS and self.options.sigma_y is None and "sigma_y" not in preset:
             sigma_y = 0.0
             ripples = ("; this file's lossy coding smears the marks 2-3 px beyond the mask, kept too: if outlines of "
@@ -624,8 +627,7 @@ class Restorer:
     def sampler_level(self, m: Measurement) -> float:
         """The level the sampler is given for `m`: `level(m)`, times GREY_NOISE_SCALE when a network restores a
         measurement of a task in GREY_NOISE_TASKS whose three channels are equal (a grey photo, as a 1-channel
-        file or saved as RGB: its noise is the same in the three channels). `degrade` of a grey image draws each
-        channel's noise apart: its measurement keeps the level."""
+        file or saved as RGB: its noise is the same in the three channels; `degrade` of a grey image too)."""
         from ncvsd_cli.measurement import distinct_channel_count
 
         scaled = (m.task in GREY_NOISE_TASKS and self.method.needs != "none" and self.channels == 3
@@ -1262,6 +1264,43 @@ def clipped_level_notes(y: torch.Tensor, sigma_y: float, scale: float, bounds: t
     return [(f"{share:.0%} of the image is clipped (blown highlights or crushed shadows, where noise is cut off); "
              f"read on the rest, the noise level would be {level:g}, which may be a clean photo's texture: if the "
              f"result stays grainy{' or rings' if blur else ''}, give --sigma-y {level:g}")]
+
+
+#: A --sigma-y for denoising this many times under the level read, or over it, is said (`given_level_notes`).
+GIVEN_LEVEL_NOTE_RATIO = 3.0
+#: ... where the larger of the two is at least this (below, texture and quantisation read about as much).
+GIVEN_LEVEL_NOTE_MIN = 0.03
+
+
+def given_level_notes(y: torch.Tensor, given: float, colours: int, lossy: bool = False) -> list[str]:
+    """A note for a plain photo y (1, C, h, w) denoised at a --sigma-y `given` that its noise reading contradicts
+    (GIVEN_LEVEL_NOTE_RATIO, GIVEN_LEVEL_NOTE_MIN): read 0.185 and given 0.02, the result stays grainy; read 0.01
+    and given 0.3, a clean photo is smoothed. The reading: the colour one, and for a colour photo the luma's 2x2
+    means where a camera's demosaiced noise shows (`coarse_luma_noise`); a level given too high is said only where
+    the luma reads as little too, and never for a lossily coded file (`lossy`: its coding strips noise the level
+    given may rightly count), so camera or coded noise is not taken for none; colours: y's distinct channels
+    (`distinct_channel_count`); [] for an image too small to read."""
+    from ncvsd_cli.measurement import (
+        coarse_luma_noise,
+        estimate_luma_noise_sigma,
+        estimate_noise_sigma,
+        noise_patch_side,
+    )
+
+    if not noise_patch_side(colours, *y.shape[-2:]):
+        return []
+    read = estimate_noise_sigma(y)
+    read = max(read, coarse_luma_noise(y, read)) if colours == 3 else read
+    if read > GIVEN_LEVEL_NOTE_RATIO * given and read >= GIVEN_LEVEL_NOTE_MIN:
+        return [(f"the image reads noise of about {read:.3f}, over {GIVEN_LEVEL_NOTE_RATIO:g}x the --sigma-y given "
+                 f"({given:g}): the result may stay grainy (without --sigma-y the level is read)")]
+    if lossy or given < GIVEN_LEVEL_NOTE_MIN or given <= GIVEN_LEVEL_NOTE_RATIO * read:
+        return []
+    read = max(read, estimate_luma_noise_sigma(y)) if colours == 3 else read
+    if given <= GIVEN_LEVEL_NOTE_RATIO * read:
+        return []
+    return [(f"the image reads noise of about {read:.3f}, under 1/{GIVEN_LEVEL_NOTE_RATIO:g} of the --sigma-y given "
+             f"({given:g}): its detail may be smoothed away as noise (without --sigma-y the level is read)")]
 
 
 def lossy_level_notes(coarse: float, sigma_y: float) -> list[str]:

@@ -53,13 +53,13 @@ def graph_leaf(t: torch.Tensor) -> torch.Tensor:
     return (t.clone() if t.is_inference() else t).detach().requires_grad_(True)
 
 
-def check_image_range(x: torch.Tensor, what: str, sigma_y: float = 0.0) -> None:
-    """ValueError when x reaches beyond +-(IMAGE_RANGE_LIMIT + 6 sigma_y): an image on [0, 255], not [-1, 1]; or
-    holds NaN or inf values."""
+def check_image_range(x: torch.Tensor, what: str, sigma_y: float = 0.0, gain: float = 1.0) -> None:
+    """ValueError when x reaches beyond +-(gain IMAGE_RANGE_LIMIT + 6 sigma_y): an image on [0, 255], not [-1, 1]
+    (gain >= 1: a measurement's `Operator.pixel_gain`); or holds NaN or inf values."""
     reach = float(x.detach().abs().max()) if x.numel() else 0.0
     if not math.isfinite(reach):
         raise ValueError(f"{what}: holds NaN or inf values")
-    if reach > IMAGE_RANGE_LIMIT + 6 * sigma_y:
+    if reach > max(gain, 1.0) * IMAGE_RANGE_LIMIT + 6 * sigma_y:
         raise ValueError(f"{what}: values reach {reach:.4g}, far outside [-1, 1] (an image on [0, 255]? 8-bit "
                          "pixels p: ncvsd_cli.images.from_unit(p / 255))")
 
@@ -139,7 +139,7 @@ def _checked_likelihood(method):
             out = method(op, x0.float(), y.float(), *args, **kwargs)
             _check_output(op, "likelihood_sample", out, x0.float(), tuple(x0.shape))
             return out.to(x0.dtype)
-        out = method(op, x0, y, *args, **kwargs)
+        out = method(op, x0, y.to(x0.dtype), *args, **kwargs)  # float64 y with a float32 network's x0: x0's
         _check_output(op, "likelihood_sample", out, x0, tuple(x0.shape))
         return out
 
@@ -180,6 +180,9 @@ class Operator(nn.Module):
     #: The measurement is pixels on the image's scale (blurred, downsampled, masked, noisy): samplers refuse one
     #: far outside [-1, 1] (`check_image_range`), a [0, 255] image's.
     measures_pixels: ClassVar[bool] = False
+    #: How far past [-1, 1] a measurement of an image in [-1, 1] may reach before noise, as a multiple: 1; a blur
+    #: whose kernel is not normalised, its sum of |taps| (`check_image_range` of samplers scales its limit by it).
+    pixel_gain: float = 1.0
     #: ULA settings used by the default likelihood step (docs/method.md §3.3, paper Table 4).
     langevin_steps: int = 100
     langevin_c1: float = 0.1

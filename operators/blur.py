@@ -142,6 +142,8 @@ def check_kernel(kernel: Any, name: str = "kernel", normalize: bool = True) -> n
     k = np.asarray(as_array(kernel, name, max_side=MAX_KERNEL_SIZE), dtype=np.float64)
     if k.ndim != 2 or k.size == 0:
         raise ValueError(f"{name} must be a non-empty 2-D array, got shape {k.shape}")
+    if max(k.shape) > MAX_KERNEL_SIZE:  # (an image file's side is checked before it is read; a .npy's here)
+        raise ValueError(f"{name} is {k.shape[1]}x{k.shape[0]}, more than {MAX_KERNEL_SIZE} on a side")
     if not np.isfinite(k).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     if isinstance(kernel, (str, Path)) and Path(kernel).suffix.lower() != ".npy" and _looks_inverted(k):
@@ -176,6 +178,7 @@ class CircularBlur(Operator):
             raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}, got {boundary!r}")
         self.shift, self.boundary = flag(shift, "shift"), boundary
         self.kernel = kernel  # float64 numpy, kept for the config
+        self.pixel_gain = max(1.0, float(np.abs(kernel).sum()))  # (-p normalize=false: A(x) reaches its sum)
         _, h, w = self.image_shape
         self.margin = kernel_reach(kernel, self.shift) if boundary == "reflect" else (0, 0)
         canvas = (h + 2 * self.margin[0], w + 2 * self.margin[1])
@@ -375,6 +378,9 @@ class MotionBlur(CircularBlur):
         k = None if kernel is None else check_kernel(kernel, normalize=False)
         if k is not None and abs(k.sum() - 1.0) > 1e-6:
             k = check_kernel(k)
+        if k is not None and k.shape[0] != k.shape[1]:
+            raise ValueError(f"kernel has shape {k.shape}: a motion kernel is square; any other kernel: --task "
+                             "deblur-kernel")
         self.kernel_size = kernel_size_param(kernel_size if kernel_size is not None else 61 if k is None
                                              else k.shape[0])
         self.intensity = number(intensity, "intensity")

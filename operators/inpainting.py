@@ -78,10 +78,13 @@ class BoxInpainting(MaskOperator):
             box_size = [max(h // 2, 1), max(w // 2, 1)]
         sizes = [box_size, box_size] if np.ndim(box_size) == 0 else list(box_size)
         if len(sizes) != 2:
-            raise ValueError(f"box_size must be an int or (height, width), got {box_size!r}")
+            raise ValueError(f"box_size must be an int or [height, width], got {box_size!r}")
+        if isinstance(box_size, str) and "," in box_size:  # -p box_size=64,32: YAML's string, not a list
+            raise ValueError(f"box_size {box_size!r}: give a side or [height, width] in brackets, e.g. "
+                             f"box_size=[{box_size.strip('()[] ')}]")
         bh, bw = positive_int(sizes[0], "box_size"), positive_int(sizes[1], "box_size")
         if bh > h or bw > w:
-            raise ValueError(f"box_size {bh}x{bw} is bigger than the image {h}x{w}")
+            raise ValueError(f"box_size [{bh}, {bw}] (height, width) is bigger than the {w}x{h} image")
         self.box_size = (bh, bw)
         top, left = (h - bh) // 2, (w - bw) // 2
         mask = torch.ones(1, 1, h, w)

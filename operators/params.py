@@ -126,7 +126,16 @@ def load_gray_image(path: str | Path, shape: tuple[int, int] | None = None,
 
 def as_array(value: Any, name: str, **image_checks: Any) -> np.ndarray:
     """Turn an array parameter (tensor, ndarray, nested list, path, encoded dict) into a numpy array; image files
-    through `load_gray_image(path, **image_checks)`."""
+    through `load_gray_image(path, **image_checks)`. ValueError for complex values (a kernel's Fourier transform
+    saved by mistake was taken as its real part, with numpy's ComplexWarning)."""
+    array = _array(value, name, **image_checks)
+    if np.iscomplexobj(array):
+        raise ValueError(f"{name} holds complex values (a Fourier transform, e.g. an OTF?): give the real-valued "
+                         "array itself")
+    return array
+
+
+def _array(value: Any, name: str, **image_checks: Any) -> np.ndarray:
     if isinstance(value, dict):
         return decode_array(value)
     if isinstance(value, torch.Tensor):
@@ -208,11 +217,11 @@ def positive_float(value: Any, name: str, allow_zero: bool = False) -> float:
 
 
 def check_likelihood_args(rho: float, sigma_p: float) -> None:
-    """The likelihood step needs rho > 0 and sigma_p > 0 (docs/method.md §3.3)."""
-    if not rho > 0:
-        raise ValueError(f"rho must be > 0, got {rho}")
-    if not sigma_p > 0:
-        raise ValueError(f"sigma_p must be > 0, got {sigma_p}")
+    """The likelihood step needs finite rho > 0 and sigma_p > 0 (docs/method.md §3.3; an infinite one gave NaN)."""
+    if not 0 < rho < math.inf:
+        raise ValueError(f"rho must be finite and > 0, got {rho}")
+    if not 0 < sigma_p < math.inf:
+        raise ValueError(f"sigma_p must be finite and > 0, got {sigma_p}")
 
 
 def like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

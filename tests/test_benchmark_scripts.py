@@ -463,3 +463,16 @@ def test_motion_read_level_script(tmp_path):
     assert [r["sigma"] for r in rows] == ["input", "0.02", "0.05"] and (tmp_path / "out" / "a-17.npz").exists()
     assert all(r["apsnr"] >= r["psnr"] - 0.5 and 0 < r["lpips"] < 1 for r in rows)  # (the shift's border left out)
     assert rows[1]["lpips"] < rows[0]["lpips"]  # sharper than the shaken input
+
+
+def test_teacher_copy_spread_script():
+    """benchmarks/teacher_copy_spread.py with few chains: the exact G spreads as the posterior on the exactness
+    schedule, the teacher copy (γ 0.1) clearly less; one row per task and generator."""
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks/teacher_copy_spread.py"), "--chains", "400"],
+                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): float(line.split("|")[3])
+            for line in res.stdout.splitlines() if line.startswith("| ") and "---" not in line and "task" not in line}
+    assert len(rows) == 9
+    for task in ("sr4", "deblur-gauss", "inpaint-random"):
+        assert 0.85 < rows[(task, "exact G")] < 1.15 and rows[(task, "copy γ 0.1")] < 0.75, rows

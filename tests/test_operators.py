@@ -217,9 +217,15 @@ def test_bad_shape_and_likelihood_arguments(name):
     op, x = make(name), image()
     with pytest.raises(ValueError, match="sigma_y"):
         op.measure(x, -0.1)
-    for rho, sigma_p, word in ((0.0, 0.1, "rho"), (-0.5, 0.1, "rho"), (0.5, -0.1, "sigma_p")):  # Langevin's too
+    for rho, sigma_p, word in ((0.0, 0.1, "rho"), (-0.5, 0.1, "rho"), (0.5, -0.1, "sigma_p"),  # Langevin's too
+                               (math.inf, 0.1, "rho"), (0.5, math.inf, "sigma_p")):  # (inf: NaN samples)
         with pytest.raises(ValueError, match=word):  # (phase retrieval's divided by zero, ran on negative ones)
             op.likelihood_sample(x, op(x), rho, sigma_p)
+    # a float64 measurement with a float32 network's x0 (a researcher's tensors): a sample in x0's dtype, the same
+    # as from the float32 measurement (it failed as "likelihood_sample returned float64", blaming the operator)
+    y = op(x)
+    same = [op.likelihood_sample(x, m, 0.5, 0.1, generator=torch.Generator().manual_seed(0)) for m in (y.double(), y)]
+    assert same[0].dtype == torch.float32 and torch.equal(*same)
 
 
 # --- exact likelihood steps against the analytic Gaussian -----------------------------------------------------

@@ -217,6 +217,41 @@ def test_a_plain_image_of_a_plugin_down_sampler_without_factor_is_its_measuremen
     assert same.operator().image_shape == (3, 8, 6)
 
 
+
+def test_a_grey_image_of_a_plugin_measuring_one_channel_is_its_measurement(monkeypatch):
+    """A plug-in measuring colour images as one channel (the luma of 2x2 means): restore_image of its 1-channel
+    measurement colourised it as a grey photo and refused it, "a 32x32 image is not a grey-down2 measurement
+    (expected (1, 32, 32))"; it is now restored, and a real mismatch names the channels."""
+    import torch
+    import torch.nn.functional as F
+
+    from ncvsd_cli.measurement import measurement_from_image
+    from ncvsd_cli.restore import restore_image
+    from operators import Operator
+
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+
+    class GreyDown2(Operator):
+        name = "test-grey-down2"
+        default_preset = {"beta": 1e-3, "method": "classical"}  # noqa: RUF012 (as a plug-in writes it)
+
+        def forward(self, x):
+            return F.avg_pool2d((x * luma.to(x)).sum(1, keepdim=True), 2)
+
+        def adjoint(self, y):
+            return F.interpolate(y, scale_factor=2, mode="nearest") / 4 * luma.to(y)
+
+        def pseudo_inverse(self, y):
+            return F.interpolate(y, scale_factor=2, mode="nearest").expand(-1, 3, -1, -1).contiguous()
+
+    monkeypatch.setattr(registry, "_REGISTRY", {**registry._REGISTRY, "test-grey-down2": GreyDown2})
+    y = torch.linspace(-0.5, 0.5, 6 * 5).reshape(1, 1, 6, 5)
+    out = restore_image(y, "test-grey-down2", method="classical", sigma_y=0.05)
+    assert tuple(out.shape) == (1, 1, 12, 10) and torch.allclose(out, F.interpolate(y, scale_factor=2))
+    with pytest.raises(ValueError, match=r"image of 3 channels is not a test-grey-down2 measurement \(expected "
+                                         r"\(1, 6, 5\): channels"):
+        measurement_from_image(torch.zeros(1, 3, 6, 5), "test-grey-down2", sigma_y=0.05)
+
 def test_tab_completion_offers_plugin_tasks_and_methods_in_comma_lists(plugin):
     from ncvsd_cli.cli import completion
 

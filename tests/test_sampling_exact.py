@@ -217,3 +217,33 @@ def test_denoiser_method_refuses_other_tasks_and_returns_noiseless_input():
         denoise_measurement(prior.denoiser, operators.create("denoise", SHAPE), y, generator=None, sigma_y=-0.1)
     exact = denoise_measurement(prior.denoiser, operators.create("denoise", SHAPE), y, generator=None, sigma_y=0.0)
     assert torch.equal(exact.x, y) and exact.nfe == 0  # no noise: the posterior is a point mass at y
+
+
+@pytest.mark.parametrize("sigma_y", [0.05, 0.2])
+def test_warm_denoise_starts_at_y_as_a_point_of_the_chain(sigma_y):
+    """pnp-gd-warm on the denoise task starts from y = x + sigma_y n, which already holds sigma_y of noise: the
+    first call must see noise of std sigma_max in all (not sqrt(sigma_y² + sigma_max²)), so the task's warm schedule
+    (sigma_max = sigma_y, 3 calls) samples the exact posterior with the EMA off; counting y's noise twice made
+    the output over-dispersed (MSE to the posterior mean 2.7x the posterior variance at sigma_y 0.05)."""
+    from ncvsd_cli.sampling.pnp_gd import pnp_gd_warm
+    from ncvsd_cli.sampling.presets import settings_sigmas, task_settings
+
+    prior = _prior(SHAPE, seed=7)
+    op = operators.create("denoise", SHAPE)
+    g = torch.Generator().manual_seed(3)
+    y = op.measure(prior.sample((1, *SHAPE), g), sigma_y, g)
+    mean, cov = prior.posterior(operator_matrix(op), y.flatten(), sigma_y, SHAPE)
+    settings = task_settings("denoise", warm=True, sigma_y=sigma_y)
+    sigmas = settings_sigmas(settings)
+    assert sigmas[0] == pytest.approx(sigma_y)
+    seen = []
+    res = pnp_gd_warm(lambda u, s, **kw: seen.append(u) or prior.denoiser(u, s, **kw), op,
+                      y.expand(K, *y.shape[1:]), sigmas, generator=g, sigma_y=sigma_y, beta=2 * sigma_y**2,
+                      ema_sigma=None)
+    assert torch.equal(seen[0], y.expand(K, *y.shape[1:]))  # sigma_max = sigma_y: nothing added
+    _check_moments(res.x.reshape(K, -1).double(), mean, cov, f"warm denoise sigma_y={sigma_y}")
+    higher = pnp_gd_warm(lambda u, s, **kw: seen.append(u) or prior.denoiser(u, s, **kw), op,
+                         y.expand(K, *y.shape[1:]), [2 * sigma_y, sigma_y / 10], generator=g, sigma_y=sigma_y,
+                         beta=2 * sigma_y**2, ema_sigma=None)
+    added = (seen[-1] - y).std().item()  # a higher start adds only the rest: sqrt(4 - 1) sigma_y
+    assert added == pytest.approx(math.sqrt(3) * sigma_y, rel=0.03) and higher.nfe == 1

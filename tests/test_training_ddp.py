@@ -123,14 +123,18 @@ def test_two_process_training_identical_and_resumes(tmp_path):
     said = [Path(f"{res}-full.{r}").read_text() for r in (0, 1)]
     assert "No space left on device" in said[0] and "rank 0 could not write" in said[1], said
     assert torch.load(tmp_path / "run" / "state.pt", weights_only=True)["loop"]["step"] == 4
-    started = time.monotonic()
-    try:
-        _spawn(str(data), out, res + "-bad", False, False, True, limit=120)
-    except mp.ProcessExitedException as exc:  # gloo's teardown after a peer vanished can abort (a race inside
-        if exc.signal_name != "SIGABRT":  # torch: 1 of 4 loaded suite runs, 0 of 10 alone): once more, timed anew
-            raise
-        started = time.monotonic()
-        _spawn(str(data), out, res + "-bad", False, False, True, limit=120)
+    for attempt in range(3):  # gloo's teardown after a peer vanished can abort (SIGABRT, "terminate called without
+        started = time.monotonic()  # an active exception"): a race inside torch, 1 of 4 loaded suite runs, 0 of 22
+        for r in (0, 1):  # alone; what is checked here is written before it, so a run that wrote both results counts
+            Path(f"{res}-bad.{r}").unlink(missing_ok=True)
+        try:
+            _spawn(str(data), out, res + "-bad", False, False, True, limit=120)
+            break
+        except mp.ProcessExitedException as exc:
+            if exc.signal_name != "SIGABRT" or attempt == 2:
+                raise
+            if all(Path(f"{res}-bad.{r}").is_file() for r in (0, 1)):
+                break
     said = [Path(f"{res}-bad.{r}").read_text() for r in (0, 1)]
     assert said[1].startswith("DataError: x.png: cannot decode") and said[0].startswith("PeerLost: another process "
                                                                                          "of this run stopped"), said

@@ -139,9 +139,34 @@ def test_degrade_says_what_restore_says_of_a_mask_and_a_sidecar_without_known_pi
     assert res.exit_code == 2 and "'-' is no value here" in res.output
 
 
+
+def test_degrade_refuses_what_restore_would_and_says_what_restore_says_of_a_kernel(tmp_path, ckpt):
+    """degrade wrote sidecars restore then refused: a box or random mask keeping no pixel, a kernel with
+    normalize=false whose gain took y past the [0, 255] check (now scaled by the kernel's sum), and took a complex
+    .npy kernel as its real part and a 3001-px .npy kernel (a 90 MB sidecar); restore's kernel notes are said."""
+    src = _png(tmp_path / "photo.png", 15, 13)
+    res = run("degrade", "--task", "inpaint-box", "-p", "box_size=[15,13]", src, "-o", tmp_path / "b.png")
+    assert res.exit_code == 1 and "keeps no pixel of the 13x15 image" in res.output and "box_size" in res.output
+    res = run("degrade", "--task", "inpaint-random", "-p", "fraction=0.999", src, "-o", tmp_path / "b.png")
+    assert res.exit_code == 1 and "keeps no pixel" in res.output and not (tmp_path / "b.png").exists()
+    np.save(tmp_path / "complex.npy", np.ones((3, 3), complex))
+    np.save(tmp_path / "huge.npy", np.ones((2050, 1)))
+    for kernel, said in (("complex.npy", "complex values"), ("huge.npy", "more than 2049 on a side")):
+        res = run("degrade", "--task", "deblur-kernel", "-p", f"kernel={tmp_path / kernel}", src, "-o",
+                  tmp_path / "k.png")
+        assert res.exit_code == 2 and said in res.output, res.output
+    line = np.zeros((5, 5))
+    line[2] = 3.0  # sums to 15
+    np.save(tmp_path / "line.npy", line)
+    res = run("degrade", "--task", "deblur-kernel", "-p", f"kernel={tmp_path / 'line.npy'}", "-p",
+              "normalize=false", src, "-o", tmp_path / "k.png", "--json")
+    assert res.exit_code == 0 and "sums to 15" in json.loads(res.stdout.splitlines()[0])["notes"][-1]
+    summary = _restore(tmp_path / "k.png", "-c", ckpt, *FAST, "-o", tmp_path / "r.png")
+    assert summary["results"][0]["status"] == "ok" and (tmp_path / "r.png").exists()
+
 def test_a_grey_photos_preview_holds_the_noise_level_asked_for(tmp_path):
-    """A grey source's channels get their own noise each; the preview (the file written, and all that stdout
-    gets) is one of them at sigma_y, not their luma at 0.67 sigma_y."""
+    """A grey source's preview (the file written, and all that stdout gets) holds the noise at sigma_y (its
+    channels share one noise field)."""
     Image.fromarray(np.full((64, 64), 128, np.uint8)).save(tmp_path / "grey.png")
     res = run("degrade", "--task", "denoise", "--sigma-y", "0.2", tmp_path / "grey.png", "-o", "-")
     assert res.exit_code == 0

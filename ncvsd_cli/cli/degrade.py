@@ -182,8 +182,8 @@ def degrade_command(
                         bit_depth=decoded.bit_depth,
                         icc_profile=decoded.icc_profile,
                     )
-                    mask_said = _mask_notes(task, params, m)
-                    for n in mask_said:
+                    said = _operator_notes(task, params, m)
+                    for n in said:
                         common.note(f"{item.name}: {n}", quiet)
                     main = planned[item][0]
                     if main == "-":
@@ -203,19 +203,33 @@ def degrade_command(
                         written,
                         image_shape=list(m.image_shape),
                         measurement_shape=list(m.y.shape[1:]),
-                        notes=[*decoded.notes, *mask_said],
+                        notes=[*decoded.notes, *said],
                     )
                 bar.update(1)
             bar.close()
         report.finish(as_json, quiet)
 
 
-def _mask_notes(task: str, params: dict, m) -> list[str]:
-    """inpaint-mask: restore's notes on the user's mask (`restore.mask_notes`: nothing to fill, most of the picture
-    missing, grey levels); ValueError for a mask that keeps no pixel, which no restoration can use."""
-    from ncvsd_cli.restore import user_mask_notes
+def _operator_notes(task: str, params: dict, m) -> list[str]:
+    """What restore would say of the user's operator, said when it is made: inpaint-mask, the notes on the mask
+    (`restore.mask_notes`: nothing to fill, most of the picture missing, grey levels); a blur with -p kernel, the
+    notes on the kernel file (`restore.kernel_file_notes`: its sum with normalize=false, negative taps, an even
+    side, a black level). ValueError for a mask (a box, a random one) that keeps no pixel, which no restoration can
+    use (restore refuses such a sidecar)."""
+    import operators
+    from ncvsd_cli.restore import kernel_file_notes, user_mask_notes
+    from operators.inpainting import MaskOperator
 
-    return user_mask_notes(m, params) if task == "inpaint-mask" else []
+    if task == "inpaint-mask":
+        return user_mask_notes(m, params)
+    if issubclass(operators.get(task), MaskOperator) and not bool(m.operator().mask.any()):
+        _, h, w = m.image_shape
+        fix = {"inpaint-box": "a smaller -p box_size", "inpaint-random": "a lower -p fraction, the share missing"}
+        raise ValueError(f"the {task} mask keeps no pixel of the {w}x{h} image: nothing to restore from"
+                         + (f" ({fix[task]})" if task in fix else ""))
+    if task in ("deblur-kernel", "deblur-motion") and "kernel" in params:
+        return kernel_file_notes(params["kernel"], params.get("normalize", True))
+    return []
 
 
 def _check_params(task: str, channels: int, params: dict, items: list) -> None:

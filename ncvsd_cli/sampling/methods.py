@@ -78,10 +78,12 @@ class Method:
             import torch
 
             from operators.base import check_image_range
+            from operators.padding import base_operator
 
             args[1].check_measurement(args[2], finite=True)
             if getattr(args[1], "measures_pixels", False):  # a [0, 255] image's measurement (noise: sigma_y, >= 1)
-                check_image_range(args[2], "the measurement y", sigma_y=max(1.0, float(kwargs.get("sigma_y") or 0)))
+                check_image_range(args[2], "the measurement y", sigma_y=max(1.0, float(kwargs.get("sigma_y") or 0)),
+                                  gain=float(getattr(base_operator(args[1]), "pixel_gain", 1.0)))
             if args[2].dtype != torch.float32:  # the network and the operators' buffers compute in float32
                 args = (*args[:2], args[2].float(), *args[3:])
         sampler = self.load()
@@ -192,8 +194,8 @@ class DenoiserMethod(Method):
         n = 1 if nfe is None else int(nfe)
         if not 1 <= n <= MAX_MULTISTEP_NFE:
             raise ValueError(f"method '{self.name}' takes --nfe 1 to --nfe {MAX_MULTISTEP_NFE}, got --nfe {nfe} "
-                             "(--method pnp-gd-warm or pnp-gd run PnP-GD on the denoise task, with more calls but "
-                             "lower PSNR than this method's default: docs/method.md §3.4)")
+                             "(--method pnp-gd-warm or pnp-gd run PnP-GD on the denoise task: pnp-gd-warm's 3 calls "
+                             "score about as this method's one, benchmarks/denoise-warm-start/)")
         sigma_y = float(settings["sigma_y"])
         return MethodCall(settings, None, {"sigma_y": sigma_y, "nfe": n}, n if sigma_y > 0 else 0)
 
