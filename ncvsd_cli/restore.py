@@ -608,12 +608,17 @@ class Restorer:
             bh, bw = m.operator().box_size
             notes.append(f"the centred {bw}x{bh} box is treated as missing and repainted (-p box_size=N sets "
                          "its side; for a hole of your own use --task inpaint-mask -p mask=M.png)")
-        if self.sampler_level(m) != self.level(m):  # said here: the note above gives the level read or given
-            notes.append(f"a grey photo is denoised at {GREY_NOISE_SCALE:g}x its noise level, "
-                         f"{self.sampler_level(m):.4g}: its noise is the same in the three channels, which the network "
-                         "reads as weaker (--sigma-y is scaled alike)")
-        m.notes = notes
+        m.notes = notes + self.grey_level_notes(m)  # after the note giving the level read or given
         return m
+
+    def grey_level_notes(self, m: Measurement) -> list[str]:
+        """The note of a grey measurement denoised at GREY_NOISE_SCALE x its level (`sampler_level`): a plain
+        grey photo's or a grey image's `degrade` sidecar; [] otherwise."""
+        if self.sampler_level(m) == self.level(m):
+            return []
+        return [(f"a grey photo is denoised at {GREY_NOISE_SCALE:g}x its noise level, {self.sampler_level(m):.4g}: "
+                 "its noise is the same in the three channels, which the network reads as weaker (--sigma-y is "
+                 "scaled alike)")]
 
     def given_params(self) -> dict[str, Any]:
         """The operator parameters the user set for plain images: a preset file's, then -p (not the task preset's)."""
@@ -1278,9 +1283,11 @@ def given_level_notes(y: torch.Tensor, given: float, colours: int, lossy: bool =
     and given 0.3, a clean photo is smoothed. The reading: the colour one, and for a colour photo the luma's 2x2
     means where a camera's demosaiced noise shows (`coarse_luma_noise`); a level given too high is said only where
     the luma reads as little too, and never for a lossily coded file (`lossy`: its coding strips noise the level
-    given may rightly count), so camera or coded noise is not taken for none; colours: y's distinct channels
+    given may rightly count) or one CLIPPED_NOTE_SHARE clipped (transparency composited on white too), so camera,
+    coded or cut-off noise is not taken for none; colours: y's distinct channels
     (`distinct_channel_count`); [] for an image too small to read."""
     from ncvsd_cli.measurement import (
+        clipped_pixels,
         coarse_luma_noise,
         estimate_luma_noise_sigma,
         estimate_noise_sigma,
@@ -1296,6 +1303,8 @@ def given_level_notes(y: torch.Tensor, given: float, colours: int, lossy: bool =
                  f"({given:g}): the result may stay grainy (without --sigma-y the level is read)")]
     if lossy or given < GIVEN_LEVEL_NOTE_MIN or given <= GIVEN_LEVEL_NOTE_RATIO * read:
         return []
+    if float(clipped_pixels(y).float().mean()) >= CLIPPED_NOTE_SHARE:  # blown, crushed or transparent (composited
+        return []  # on white) areas pull the reading down (`clipped_level_notes`)
     read = max(read, estimate_luma_noise_sigma(y)) if colours == 3 else read
     if given <= GIVEN_LEVEL_NOTE_RATIO * read:
         return []

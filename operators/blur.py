@@ -379,8 +379,8 @@ class MotionBlur(CircularBlur):
         if k is not None and abs(k.sum() - 1.0) > 1e-6:
             k = check_kernel(k)
         if k is not None and k.shape[0] != k.shape[1]:
-            raise ValueError(f"kernel has shape {k.shape}: a motion kernel is square; any other kernel: --task "
-                             "deblur-kernel")
+            raise ValueError(f"kernel is {k.shape[1]}x{k.shape[0]} (width x height): a motion kernel is square; any "
+                             "other kernel: --task deblur-kernel")
         self.kernel_size = kernel_size_param(kernel_size if kernel_size is not None else 61 if k is None
                                              else k.shape[0])
         self.intensity = number(intensity, "intensity")

@@ -475,3 +475,23 @@ def test_a_config_that_builds_no_network_is_a_model_error_naming_the_file(tmp_pa
         assert res.exit_code == 3 and str(bad) in res.stderr and said in res.stderr, res.output
     info = run("checkpoints", "info", bad)
     assert info.exit_code == 3 and said in info.stderr and "internal error" not in info.stderr, info.output
+
+
+def test_a_checkpoint_write_interrupted_leaves_no_file_behind(tmp_path, monkeypatch):
+    """safetensors' save_file wrote a temporary file of its own beside the target (.tmpXXXXXX) that a kill left
+    in a run's snapshots/ (one snapshot's size each time): the bytes are now written by the project's atomic
+    writer alone, whose temporary file is the only one there while it writes and is removed on any exception."""
+    from ncvsd_cli import images
+
+    seen = []
+
+    def interrupted(path, data):
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(images, "_write_synced", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ck.save_checkpoint(_randomised("teacher"), tmp_path / "teacher-0000001.000-0.050.safetensors",
+                           network_config("teacher", "tiny"))
+    assert len(seen) == 1 and len(seen[0]) == 1 and seen[0][0].startswith(".teacher-") and seen[0][0].endswith(".tmp")
+    assert list(tmp_path.iterdir()) == []

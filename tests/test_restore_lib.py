@@ -1383,5 +1383,8 @@ def test_a_given_noise_level_the_photo_belies_is_said():
     assert "smoothed away" in given_level_notes(clean, 0.3, 3)[0]
     assert given_level_notes(clean, 0.3, 3, lossy=True) == [] and given_level_notes(clean, 0.02, 3) == []
     assert given_level_notes(noisy[..., :4, :4], 0.02, 3) == []  # too small to read
+    cut_out = noisy.clamp(-1, 1)  # (as a file holds it)
+    cut_out[..., 8:] = 1.0  # 92 % transparent, composited on white: it reads 0.03, under a third of 0.2
+    assert given_level_notes(cut_out, 0.2, 3) == []
     r = Restorer(None, None, RestoreOptions(task="denoise", sigma_y=0.02).validate())
     assert any("may stay grainy" in n for n in r.measurement(noisy, "denoise").notes)

@@ -789,3 +789,37 @@ def test_labels_of_files_not_in_the_set_are_warned_of(tmp_path):
     source = D.folder_or_zip_source(tmp_path)
     assert source.labels == [0, 1] and "labels 1 file(s) that are not in" in source.warning
     assert "gone.png" in source.warning
+
+
+def test_a_folder_named_like_a_set_is_said_not_silently_passed_over(tmp_path, monkeypatch):
+    """`--data photos` with a folder ./photos here failed with "no photos set at ~/.cache/..." alone; the
+    folder, which `--data ./photos` trains on, is now named in the error, and beside the builtin set in its
+    warning."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(D.PHOTOS_ENV, str(tmp_path / "absent.zip"))
+    for name in ("photos", "builtin"):
+        (tmp_path / name).mkdir()
+    with pytest.raises(ValueError, match=r"no photos set at .*absent.zip.*\./photos here is not used: --data "
+                                         r"\./photos trains on it"):
+        D.open_source("photos", 32)
+    assert "./builtin here is not used" in D.open_source("builtin", 32).warning
+    (tmp_path / "photos").rmdir()
+    with pytest.raises(ValueError) as err:
+        D.open_source("photos", 32)
+    assert "here is not used" not in str(err.value)
+
+
+def test_every_unreadable_training_image_is_named_at_once(tmp_path):
+    """Only the first unreadable file of a training folder was named; fixing it revealed the next. All are now
+    counted, the first five named, the rest counted."""
+    from PIL import Image
+
+    from ncvsd_cli.images import ImageError
+
+    Image.new("RGB", (40, 40)).save(tmp_path / "good.png")
+    for i in range(7):
+        (tmp_path / f"bad{i}.png").write_bytes(b"no image")
+    with pytest.raises(ImageError, match=r"7 of the 8 images of .* cannot be read \(their headers\): bad0.png "
+                                         r"\(not an image format Pillow reads\); bad1.png .*bad4.png \(.*\), and 2 "
+                                         r"more; move"):
+        D.folder_or_zip_source(tmp_path, 32)

@@ -37,9 +37,14 @@ def sampler_generators(seed: int, index: int, run: int = 0, device: str = "cpu")
 
 
 def make_measurement(operator, x: torch.Tensor, sigma_y: float, seed: int, index: int) -> torch.Tensor:
-    """y = A(x) + sigma_y * n with n drawn from `measurement_generator(seed, index)` (x: (1, C, H, W) in [-1, 1])."""
+    """y = A(x) + sigma_y * n with n drawn from `measurement_generator(seed, index)` (x: (1, C, H, W) in [-1, 1]);
+    a grey image (three equal channels) gets one noise field in its three, as `ncvsd degrade` gives it and a grey
+    photo has (`measurement.measure_image`)."""
+    from ncvsd_cli.measurement import distinct_channel_count, measure_image
+
+    grey = x.shape[1] == 3 and distinct_channel_count(x[0]) == 1
     with torch.no_grad():
-        return operator.measure(x, sigma_y=sigma_y, generator=[measurement_generator(seed, index)])
+        return measure_image(operator, x, sigma_y, [measurement_generator(seed, index)], grey)
 
 
 def measurement_preview(operator, y: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:

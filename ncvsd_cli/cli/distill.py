@@ -37,7 +37,8 @@ def distill(
     ctx: typer.Context,
     teacher: str = typer.Option(None, "--teacher", help="Teacher checkpoint (name or path) or a `ncvsd train` run "
                                 "directory (its newest sigma_rel 0.050 snapshot). Required for a new run."),
-    data: str = typer.Option(None, "--data", help="'builtin', 'photos' ($NCVSD_PHOTOS), an image folder or a zip "
+    data: str = typer.Option(None, "--data", help="'builtin', 'photos' ($NCVSD_PHOTOS), an image folder (subfolders "
+                             "included) or a zip "
                              "(default: the teacher's training data where it is found here, else builtin)."),
     init_generator: str = typer.Option(None, "--init-generator", help="Start the generator from this generator "
                                        "checkpoint (name or path) instead of the teacher, e.g. to continue an "

@@ -810,8 +810,10 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
             common.note(f"{item.name}: {unused}", quiet)
         for n in m.notes:
             common.note(f"warning: {item.name}: {n}")  # an edited preview is worth a word even with --quiet
-        if unused:
-            m.notes = [*m.notes, unused]  # in its --json record too
+        grey = restorer.grey_level_notes(m)
+        for n in grey:
+            common.note(f"{item.name}: {n}", quiet)
+        m.notes = [*m.notes, *([unused] if unused else []), *grey]  # in its --json record too
         return m
     if str(item.name) in explicit:
         raise ValueError(f"no measurement sidecar {item.name}{meas.SIDECAR_SUFFIX} found")

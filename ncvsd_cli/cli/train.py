@@ -222,6 +222,7 @@ def train(
     ctx: typer.Context,
     data: str = typer.Option(None, "--data", help="'builtin' (scikit-image photos, held-out ones excluded), "
                              "'photos' (the set built by python -m ncvsd_cli.training.photos, $NCVSD_PHOTOS), an image folder "
+                             "(subfolders included; ./photos for a folder of that name) "
                              "or a zip (EDM2 dataset-tool layout; every image format restore reads but GIF). Required for a "
                              "new run."),
     arch: str = typer.Option(None, "--arch", help=ARCH_HELP),

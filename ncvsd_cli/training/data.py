@@ -261,14 +261,14 @@ def files_fingerprint(entries: Sequence[tuple]) -> str:
 
 def _short_sides(path: Path, names: Sequence[str]) -> dict[str, int]:
     """The short side (px) of each image `names` of the folder or zip `path` as shown (EXIF orientation), from its
-    header (Pillow opens lazily, so a zip member is read for its first bytes only). Raises ImageError naming an
-    unreadable image."""
+    header (Pillow opens lazily, so a zip member is read for its first bytes only). Raises ImageError naming every
+    unreadable image (the first UNREADABLE_NAMED of them; one at a time, each fix revealed the next)."""
     from PIL import Image, UnidentifiedImageError
 
     from ncvsd_cli.images import ImageError, image_size
     from operators.params import displayed_size
 
-    sides = {}
+    sides, bad = {}, []
     with contextlib.ExitStack() as stack:
         zf = None if path.is_dir() else stack.enter_context(zipfile.ZipFile(path))
         for n in names:
@@ -281,8 +281,19 @@ def _short_sides(path: Path, names: Sequence[str]) -> dict[str, int]:
                 except (ImageError, zipfile.BadZipFile):  # a damaged zip member: "Bad CRC-32" was an internal error
                     why = ("not an image format Pillow reads" if isinstance(exc, UnidentifiedImageError)
                            else getattr(exc, "strerror", None) or str(exc))  # Pillow's message names its file object
-                    raise ImageError(f"{n}: cannot read the image header ({why})") from None
+                    bad.append((n, why))
+    if len(bad) == 1:
+        raise ImageError(f"{bad[0][0]}: cannot read the image header ({bad[0][1]})")
+    if bad:
+        named = "; ".join(f"{n} ({why})" for n, why in bad[:UNREADABLE_NAMED])
+        more = f", and {len(bad) - UNREADABLE_NAMED} more" if len(bad) > UNREADABLE_NAMED else ""
+        raise ImageError(f"{len(bad)} of the {len(names)} images of {path} cannot be read (their headers): {named}"
+                         f"{more}; move them out of it or replace them")
     return sides
+
+
+#: How many unreadable images of a training set the error names (`_short_sides`).
+UNREADABLE_NAMED = 5
 
 
 def folder_or_zip_source(path: str | Path, min_side: int | None = None) -> ImageSource:
@@ -372,15 +383,22 @@ def photos_path() -> Path:
 
 def open_source(data: str, resolution: int) -> ImageSource:
     """`builtin`, `photos` or a folder/zip path -> ImageSource."""
+    # a folder or zip of that name here is not taken for the set: said (`--data ./photos` names it)
+    here = f"; ./{data} here is not used: --data ./{data} trains on it" if data in ("builtin", "photos") and \
+        Path(data).exists() else ""
     if data == "builtin":
-        return builtin_source(resolution)
-    if data == "photos":
+        source = builtin_source(resolution)
+    elif data == "photos":
         path = photos_path()
         if not path.exists():
             raise ValueError(f"no photos set at {path}; build it with `python -m ncvsd_cli.training.photos {path} "
-                             f"--cache DIR` or set {PHOTOS_ENV}")
-        return folder_or_zip_source(path, resolution)
-    return folder_or_zip_source(data, resolution)
+                             f"--cache DIR` or set {PHOTOS_ENV}{here}")
+        source = folder_or_zip_source(path, resolution)
+    else:
+        return folder_or_zip_source(data, resolution)
+    if here:
+        source.warning = "; ".join(w for w in (source.warning, f"the {data} set is used{here}") if w)
+    return source
 
 
 def _mix(*xs: int) -> int:

@@ -496,7 +496,8 @@ class TrainLoop:
                 raise ValueError(f"--out {self.out}: cannot create the run folder ({exc.strerror or exc})") from None
         self._claim_run_folder(hold=True)
         if self.dist.is_main:  # a killed run's half-written files (`images.atomic_write_bytes`): ours now, the lock held
-            for leftover in [*self.out.glob(".*.tmp"), *self.out.glob("*/.*.tmp")]:
+            for leftover in [*self.out.glob(".*.tmp"), *self.out.glob("*/.*.tmp"),  # and safetensors' own, which
+                             *self.out.glob("snapshots/.tmp??????")]:  # versions before 2026-12-07 left there
                 leftover.unlink(missing_ok=True)
         if self.dist.is_main and not self.resume:  # a new run (a failed start left no state): its own recipe, its log
             atomic_write_bytes(self.out / "run.json", (json.dumps(self.settings, indent=2, default=str) + "\n").encode())
@@ -550,9 +551,10 @@ class TrainLoop:
                     migrated = k == "data" and Path(str(old)).absolute() == Path(str(new))  # relative, now absolute
                     if k not in ("arch", "duration", "teacher_path", "teacher_sha256") and not migrated:
                         flag = k.replace("_", "-")  # a switch as typed: --no-xflip, not "--xflip False"
-                        typed = (f"--{'' if new else 'no-'}{flag}" if isinstance(new, bool) else f"--{flag} {new}")
-                        print(f"ncvsd: --resume with {typed}: replaces the run's recorded "
-                              f"{old} from now on", file=sys.stderr, flush=True)
+                        typed = f"--{'' if new else 'no-'}{flag}" if isinstance(new, bool) else f"--{flag} {new}"
+                        was = f"--{'' if old else 'no-'}{flag}" if isinstance(new, bool) else old  # not "True"
+                        print(f"ncvsd: --resume with {typed}: replaces the run's recorded {was} from now on",
+                              file=sys.stderr, flush=True)
 
     def _trim_log(self, step: int) -> int:
         """Drop the log records past `step` (those of steps a killed run made after its last saved state: the
