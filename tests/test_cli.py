@@ -1933,3 +1933,16 @@ def test_outputs_say_the_settings_that_made_them(tmp_path, ckpt):
     got = xmp.made_with(Image.open(tmp_path / "s" / "000004.png").info["xmp"])
     assert got["Seed"] == "4" and got["NFE"] == "1" and got["Model"] == Path(ckpt).name, got
     assert got["Precision"] in {"fp32", "bf16"} and int(got["Resolution"]) > 0, got
+
+
+def test_help_shows_the_box_size_form_takes_dash_h_and_keeps_seed_columns_narrow():
+    """Rich ate "[h,w]" from the -p help ("box_size (px, or );"); `-h` was "No such option"; --seed's max= printed
+    "[0<=x<=9223372036854775807]" in the option column, squeezing every description to 25 columns at 80."""
+    runner = CliRunner()
+    for command in ("restore", "degrade"):
+        res = runner.invoke(app, [command, "-h"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0 and "box_size (px, or [h,w]);" in res.output, res.output
+        assert "9223372036854775807" not in res.output
+        big = runner.invoke(app, [command, "--seed", str(2**63), "x.png", "--task", "sr4"])
+        assert big.exit_code == 2 and "above the largest seed" in big.output, big.output
+    assert runner.invoke(app, ["-h"]).exit_code == 0

@@ -823,3 +823,17 @@ def test_every_unreadable_training_image_is_named_at_once(tmp_path):
                                          r"\(not an image format Pillow reads\); bad1.png .*bad4.png \(.*\), and 2 "
                                          r"more; move"):
         D.folder_or_zip_source(tmp_path, 32)
+
+
+def test_a_teachers_photos_set_made_elsewhere_is_taken_here_or_its_build_is_said(tmp_path, monkeypatch, capsys):
+    """The shipped teacher records the photos set at its maker's path (/tmp/photos-perm.zip): distilling from it
+    fell back to builtin with no word of the set; now the photos set built here is used, or its build is said."""
+    from ncvsd_cli.training.distill import teacher_data
+
+    monkeypatch.setenv(D.PHOTOS_ENV, str(tmp_path / "photos.zip"))
+    assert teacher_data("/nowhere/photos-perm.zip", photos_set=True) == "builtin"
+    assert "it was a photos set: build one with `python -m ncvsd_cli.training.photos" in capsys.readouterr().err
+    assert teacher_data("/nowhere/own.zip") == "builtin" and "photos set" not in capsys.readouterr().err
+    (tmp_path / "photos.zip").write_bytes(b"")
+    assert teacher_data("/nowhere/photos-perm.zip", photos_set=True) == "photos"
+    assert "distilling on the photos set here, --data photos" in capsys.readouterr().err

@@ -416,7 +416,8 @@ def _note_skipped(cfg: BenchConfig, tasks: list[tuple]) -> None:
                             "ignores the measurement): skipped at --nfe %s", task, name, ",".join(map(str, cfg.nfe)))
             elif not ran:
                 log.warning("%s: method %s does not apply to this task: skipped", task, name)
-            elif name.startswith("pnp-gd") and len(ran) < len(set(cfg.nfe)):
+            elif name.startswith("pnp-gd") and len(ran) < len(set(cfg.nfe)) and tuple(cfg.nfe) != DEFAULT_NFE:
+                # (the default sweep's 1 for pnp-gd: its --help says it runs from 2; a warning on every default run)
                 k = getattr(get_method(name), "k", 1)  # a repeated method's rows count all its runs' NFE
                 totals = f" ({k} runs: NFE {','.join(map(str, ran))} in all)" if k > 1 else ""
                 log.warning("%s: %s runs at --nfe %s only%s, not at every --nfe value (pnp-gd's single step from "

@@ -115,6 +115,7 @@ app = typer.Typer(
         "Each command's --help has more examples."
     ),
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},  # (every command, -h as Unix tools take it)
     add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
 )

@@ -59,7 +59,8 @@ PARAM_HELP = (
     "deblur-gauss sigma (px, read from a plain image by restore, else 3), kernel_size, boundary "
     "(circular|reflect), shift; deblur-defocus radius (px, read from a plain image by restore, else 4), boundary, "
     "shift; deblur-motion kernel_size, intensity (0-1), seed, kernel, boundary, shift; "
-    "deblur-kernel kernel (.npy or image), normalize, boundary, shift; inpaint-box box_size (px, or [h,w]); "
+    "deblur-kernel kernel (.npy or image), normalize, boundary, shift; inpaint-box box_size (px, or \\[h,w]); "  # (\\[:
+    # Rich takes a bare [...] for markup and drops it)
     "inpaint-random fraction (0-1, of missing pixels), seed; inpaint-mask mask (image, white = known), invert "
     "(true: white = hole), grow (px to widen the holes by); sr2/sr4/sr8 "
     "likelihood (exact|langevin), kernel (the resizer that shrank the image: bicubic, the default, antialiased; "
@@ -81,6 +82,16 @@ class Terminated(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
+
+
+def seed_option(value: int) -> int:
+    """--seed's callback: at most 2^63 - 1 (the streams' range), said as a usage error; typer's max= printed the
+    range as "[0<=x<=9223372036854775807]" in the option table, squeezing the help text to 25 columns at 80."""
+    from operators.noise import MAX_SEED
+
+    if value is not None and value > MAX_SEED:
+        raise typer.BadParameter(f"{value} is above the largest seed, {MAX_SEED} (2^63 - 1)")
+    return value
 
 def _raise_terminated(signum: int, frame: Any) -> None:
     signal.signal(signum, signal.SIG_IGN)  # a second signal must not interrupt the clean-up

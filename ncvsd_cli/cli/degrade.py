@@ -82,7 +82,7 @@ def degrade_command(
         0.05, "--sigma-y", help="Measurement noise std on the [-1, 1] image scale.", show_default=True
     ),
     seed: int = typer.Option(
-        0, "--seed", min=0, max=2**63 - 1, show_default=True,
+        0, "--seed", min=0, show_default=True, callback=common.seed_option,
         help="Seed of the noise (and of random masks / motion kernels).",
     ),
     param: list[str] | None = typer.Option(

@@ -115,7 +115,7 @@ def restore_command(
                                    "prior draw that never sees the measurement): use >= 2.",
     ),
     seed: int = typer.Option(
-        0, "--seed", min=0, max=2**63 - 1, show_default=True,
+        0, "--seed", min=0, show_default=True, callback=common.seed_option,
         help="Seed of the restoration's own random streams (sample k of an image: stream (restore, seed, k, hash "
              "of the image)); independent of the stream `ncvsd degrade --seed` drew the measurement noise from."
     ),

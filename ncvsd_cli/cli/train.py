@@ -221,7 +221,8 @@ def register(app: typer.Typer) -> None:
 def train(
     ctx: typer.Context,
     data: str = typer.Option(None, "--data", help="'builtin' (scikit-image photos, held-out ones excluded), "
-                             "'photos' (the set built by python -m ncvsd_cli.training.photos, $NCVSD_PHOTOS), an image folder "
+                             "'photos' (the photos set, $NCVSD_PHOTOS; built by `python -m ncvsd_cli.training.photos "
+                             "PATH`), an image folder "
                              "(subfolders included; ./photos for a folder of that name) "
                              "or a zip (EDM2 dataset-tool layout; every image format restore reads but GIF). Required for a "
                              "new run."),

@@ -151,10 +151,21 @@ def mixing_max(net: torch.nn.Module) -> float:
     return round(float(max(ws)), 6) if ws else 0.0
 
 
-def teacher_data(data: str | None, main: bool = True, quiet: bool = False) -> str:
+def teacher_data(data: str | None, main: bool = True, quiet: bool = False, photos_set: bool = False) -> str:
     """The --data of a distillation that did not give one: the teacher's training data (its provenance) where it
-    is `builtin`, `photos` or a folder / zip still found here (a note unless quiet), else `builtin` with a warning
-    (on the main rank, also when quiet)."""
+    is `builtin`, `photos` or a folder / zip still found here (a note unless quiet); where it is gone but was a
+    `photos` set (`photos_set`: its provenance records the set's licences, e.g. the shipped teacher's, built at a
+    path of its maker's), `photos` if that set is built here; else `builtin` with a warning (on the main rank,
+    also when quiet) that says how to get the set."""
+    from ncvsd_cli.training.data import PHOTOS_ENV, photos_path
+
+    gone = data not in ("builtin", "photos") and not (data and Path(data).expanduser().exists())
+    if gone and photos_set and photos_path().exists():
+        if main and not quiet:
+            print(f"ncvsd: the teacher's training data, a photos set at {data}, is not here: distilling on the "
+                  f"photos set here, --data photos ({photos_path()}; --data sets another)", file=sys.stderr,
+                  flush=True)
+        return "photos"
     if data and data not in ("builtin", "photos") and Path(data).expanduser().exists():
         data = str(Path(data).expanduser().absolute())  # as `with_recipe` records a typed --data
     if data in ("builtin", "photos") or (data and Path(data).exists()):
@@ -163,8 +174,10 @@ def teacher_data(data: str | None, main: bool = True, quiet: bool = False) -> st
                   file=sys.stderr, flush=True)
         return data
     if main:
+        hint = (f"; it was a photos set: build one with `python -m ncvsd_cli.training.photos {photos_path()} --cache "
+                f"DIR` (or set {PHOTOS_ENV}) and give --data photos" if photos_set else "")
         print(f"ncvsd: warning: the teacher's training data ({data or 'not recorded'}) is not found here; "
-              "distilling on --data builtin (--data sets another)", file=sys.stderr, flush=True)
+              f"distilling on --data builtin (--data sets another){hint}", file=sys.stderr, flush=True)
     return "builtin"
 
 
@@ -212,8 +225,9 @@ class Distiller(TrainLoop):
         self.settings["teacher_path"] = str(Path(self.teacher_path).resolve())  # a resume from another folder
         self.recipe_keys |= {"teacher_path"}  # recorded again on --resume when another teacher file loads
         if s.data is None:  # not given: the teacher's own data, where it is still found
-            s.data = self.settings["data"] = teacher_data((tcfg.get("provenance") or {}).get("data"),
-                                                          dist_info.is_main, quiet)
+            prov = tcfg.get("provenance") or {}
+            s.data = self.settings["data"] = teacher_data(prov.get("data"), dist_info.is_main, quiet,
+                                                          photos_set=bool(prov.get("data_licences")))
         self.settings["arch"] = s.arch or tcfg.get("preset")
         torch.manual_seed(s.seed)
         nets, self.configs = {}, {}
