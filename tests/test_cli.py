@@ -1580,6 +1580,13 @@ def test_image_bytes_are_not_written_to_a_terminal(monkeypatch):
     common.check_stdout({"x": ["out.png"]}, as_json=True)  # JSON to a terminal is fine
 
 
+def runner_80(args: list[str]) -> str:
+    """`ncvsd ARGS --help` as an 80-column terminal shows it."""
+    res = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
 def test_help_epilogs_wrap_at_any_width():
     """Typer's rich help keeps every newline of an epilog, so the source's hard-wrapped prose broke mid-sentence
     at 80 columns: prose paragraphs become one line, an example's "(comment)" goes under its command."""
@@ -1592,6 +1599,16 @@ def test_help_epilogs_wrap_at_any_width():
             assert para.startswith("  ") or "\n" not in para, para
     res = run("restore", "--help")
     assert res.exit_code == 0 and "ncvsd restore --task sr4 small.png" in res.output
+    # a command longer than EXAMPLE_WIDTH is continued with " \\" between words outside quotes, an option with its
+    # value (Rich wrapped it at column 80 with nothing to say so: the copied first line failed)
+    long = "  cat l.txt | xargs -d '\\n x' ncvsd restore --task deblur-gauss blurry/ -o restored/ --nfe 8 --json"
+    lines = common._shell_lines(long, width=60).split("\n")
+    assert all(len(line) <= 60 for line in lines) and all(line.endswith(" \\") for line in lines[:-1]), lines
+    assert " ".join(line.removesuffix(" \\").strip() for line in lines) == long.strip()
+    assert "'\\n x'" in lines[0] and any("-o restored/" in line for line in lines), lines
+    for args in ([], ["restore"], ["bench"], ["train"], ["checkpoints"], ["checkpoints", "import"]):
+        page = runner_80(args)
+        assert not [line for line in page.splitlines() if line.rstrip().endswith(" -o")], page
 
 
 def test_sample_to_a_folder_writes_the_finite_samples_and_reports_a_nan_one(tmp_path, ckpt, monkeypatch):

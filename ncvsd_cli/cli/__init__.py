@@ -99,7 +99,7 @@ class _OneLineErrors(_PlainGroup):
 app = typer.Typer(
     cls=_OneLineErrors,
     name="ncvsd",
-    help=(
+    help=common.epilog(
         "Solve image inverse problems with an NCVSD generative denoiser (the shipped default: the teacher copy, not "
         "distilled; the paper's distilled models: ncvsd checkpoints download).\n\n"
         "Examples:\n\n"

@@ -11,11 +11,11 @@ from pathlib import Path
 import typer
 
 from ncvsd_cli import strict_json
-from ncvsd_cli.cli.common import EXIT_MODEL, EXIT_USAGE, expand_home, fail, handle_errors, note
+from ncvsd_cli.cli.common import EXIT_MODEL, EXIT_USAGE, epilog, expand_home, fail, handle_errors, note
 
 checkpoints_app = typer.Typer(
     name="checkpoints",
-    help=(
+    help=epilog(
         "List, inspect and import model checkpoints (safetensors with a JSON config).\n\n"
         "Lookup order for a NAME: an existing path, $NCVSD_CHECKPOINTS, the shipped checkpoints, "
         "the model zoo (downloaded and converted on first use), the user cache (~/.cache/ncvsd). "
@@ -155,9 +155,9 @@ def import_command(
 
     Examples:
 
-      ncvsd checkpoints import ncvsd-ffhq256-xs.pkl -o ncvsd-ffhq256-xs.safetensors
+      ncvsd checkpoints import ncvsd-ffhq256-xs.pkl -o ffhq256-xs.safetensors
 
-      ncvsd checkpoints import edm2-img64-s-1073741-0.075.pkl -o ~/.cache/ncvsd/edm2-img64-s.safetensors --ema ema
+      ncvsd checkpoints import edm2-img64-s.pkl --ema ema -o edm2-s.safetensors
     """
     if src.is_dir():
         run = " (a training run: its snapshots are ncvsd checkpoints already, used as they are: -c " \

@@ -133,15 +133,51 @@ def epilog(text: str) -> str:
         for line in lines:
             match = _EXAMPLE_COMMENT.match(line)
             if match:
-                block += [match.group(1).rstrip(), "      " + match.group(2)]
+                block += [_shell_lines(match.group(1).rstrip()), "      " + match.group(2)]
             elif line.strip().startswith("(") and block:  # a comment on a line of its own
                 block.append("      " + line.strip())
             elif line.startswith("   ") and block:  # a comment's continuation
                 block[-1] += " " + line.strip()
             else:
-                block.append(line.rstrip())
+                block.append(_shell_lines(line.rstrip()))
         out.append("\n".join(block))
     return "\n\n".join(out)
+
+
+#: Example commands longer than this are continued on the next line with " \" (help at 80 columns wrapped them
+#: at column 80 with nothing to say so: the first line, copied, failed as "--batch-size requires an argument").
+EXAMPLE_WIDTH = 76
+
+
+def _shell_lines(command: str, width: int = EXAMPLE_WIDTH) -> str:
+    """`command` (an example line, indented) as shell lines of at most `width` characters where its words allow,
+    broken between words outside quotes with " \\" and indented 4 more spaces: a copy of them runs as one."""
+    if len(command) <= width:
+        return command
+    indent = command[: len(command) - len(command.lstrip())]
+    words, word, quote = [], "", ""
+    for ch in command.strip():
+        if ch == " " and not quote:
+            if word:
+                words.append(word)
+            word = ""
+            continue
+        quote = ("" if ch == quote else quote) if quote else (ch if ch in "'\"" else "")
+        word += ch
+    words.append(word)
+    units: list[str] = []  # an option and its value stay on one line ("-o \\" above "out/" read as broken)
+    for w in words:
+        joins = units and units[-1].startswith("-") and " " not in units[-1] and "=" not in units[-1]
+        units[-1:] = [f"{units[-1]} {w}"] if joins and not w.startswith(("-", "|")) else [*units[-1:], w]
+    words = units
+    lines, line = [], indent + words[0]
+    for w in words[1:]:
+        if len(line) + 1 + len(w) + 2 > width:
+            lines.append(line + " \\")
+            line = indent + "    " + w
+        else:
+            line += " " + w
+    return "\n".join([*lines, line])
 
 
 def torchrun_rank() -> int:

@@ -58,9 +58,8 @@ Examples:
   ncvsd train --data my-photos/ --init-teacher builtin64-teacher --lr 0.004 --rampup-kimg 1 --out runs/ft
 
   torchrun --nproc_per_node=2 -m ncvsd_cli train --data photos.zip --arch builtin64 --out runs/t --batch 64
-
   (a run resumes on another number of processes, torchrun's or none: --batch is the global batch, kept, and the
-  data goes on from the next image)
+   data goes on from the next image)
 """
 
 
