@@ -142,8 +142,6 @@ def check_kernel(kernel: Any, name: str = "kernel", normalize: bool = True) -> n
     k = np.asarray(as_array(kernel, name, max_side=MAX_KERNEL_SIZE), dtype=np.float64)
     if k.ndim != 2 or k.size == 0:
         raise ValueError(f"{name} must be a non-empty 2-D array, got shape {k.shape}")
-    if max(k.shape) > MAX_KERNEL_SIZE:  # (an image file's side is checked before it is read; a .npy's here)
-        raise ValueError(f"{name} is {k.shape[1]}x{k.shape[0]}, more than {MAX_KERNEL_SIZE} on a side")
     if not np.isfinite(k).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     if isinstance(kernel, (str, Path)) and Path(kernel).suffix.lower() != ".npy" and _looks_inverted(k):

@@ -127,12 +127,16 @@ def load_gray_image(path: str | Path, shape: tuple[int, int] | None = None,
 def as_array(value: Any, name: str, **image_checks: Any) -> np.ndarray:
     """Turn an array parameter (tensor, ndarray, nested list, path, encoded dict) into a numpy array; image files
     through `load_gray_image(path, **image_checks)`. ValueError for complex values (a kernel's Fourier transform
-    saved by mistake was taken as its real part, with numpy's ComplexWarning)."""
+    saved by mistake was taken as its real part, with numpy's ComplexWarning) and, with `max_side`, for an array
+    wider or taller than that (a .npy file's from its header, mapped: a 12000-px array took 1.6 GB and 9 s)."""
     array = _array(value, name, **image_checks)
+    side = image_checks.get("max_side")
+    if side is not None and array.ndim >= 2 and max(array.shape[-2:]) > side:
+        raise ValueError(f"{name} is {array.shape[-1]}x{array.shape[-2]}, more than {side} on a side")
     if np.iscomplexobj(array):
         raise ValueError(f"{name} holds complex values (a Fourier transform, e.g. an OTF?): give the real-valued "
                          "array itself")
-    return array
+    return np.array(array) if isinstance(array, np.memmap) else array
 
 
 def _array(value: Any, name: str, **image_checks: Any) -> np.ndarray:
@@ -149,16 +153,11 @@ def _array(value: Any, name: str, **image_checks: Any) -> np.ndarray:
         if not path.is_file():
             raise ValueError(f"{name}: file not found: {path}")
         if path.suffix.lower() == ".npy":
-            try:  # mapped: its shape checked before a byte of it is read (a 12000-px array took 1.6 GB and 9 s)
-                mapped = np.load(path, allow_pickle=False, mmap_mode="r")
+            try:  # mapped: `as_array` checks its shape before a byte of it is read
+                return np.load(path, allow_pickle=False, mmap_mode="r")
             except (OSError, ValueError, EOFError):  # numpy's own message advises unpickling: never done here
                 raise ValueError(f"{name}: {path} is not a .npy array file (numpy.save's format; pickled "
                                  "objects are never read)") from None
-            side = image_checks.get("max_side")
-            if side is not None and mapped.ndim >= 2 and max(mapped.shape[-2:]) > side:
-                raise ValueError(f"{name}: {path} is {mapped.shape[-1]}x{mapped.shape[-2]}, more than {side} on a "
-                                 "side")
-            return np.array(mapped)
         try:
             return load_gray_image(path, **image_checks)
         except ImageSizeError as exc:

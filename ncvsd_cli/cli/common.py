@@ -83,7 +83,6 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-
 def seed_option(value: int) -> int:
     """--seed's callback: at most 2^63 - 1 (the streams' range), said as a usage error; typer's max= printed the
     range as "[0<=x<=9223372036854775807]" in the option table, squeezing the help text to 25 columns at 80."""
@@ -92,6 +91,7 @@ def seed_option(value: int) -> int:
     if value is not None and value > MAX_SEED:
         raise typer.BadParameter(f"{value} is above the largest seed, {MAX_SEED} (2^63 - 1)")
     return value
+
 
 def _raise_terminated(signum: int, frame: Any) -> None:
     signal.signal(signum, signal.SIG_IGN)  # a second signal must not interrupt the clean-up
