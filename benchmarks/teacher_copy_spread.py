@@ -6,7 +6,8 @@ copy is G(y, σ) = D_0(y + sqrt(σ̂² − σ²) z, σ̂), σ̂ = (1 + γ)σ (`t
 per task and generator: the mean over pixels of the output's variance over K chains divided by the posterior
 variance (1 = a posterior sample's spread), and the mean |bias| of the chains' mean in posterior stds, for
   - the exactness schedule of tests/test_sampling_exact.py (329 levels, β = 2σ_y², EMA off),
-  - the task's default warm start (its preset: β, EMA, schedule).
+  - the task's default warm start (its preset: β, EMA, schedule);
+and for denoising, the default method `denoiser` (G at σ_y, 1 and 4 calls).
 Usage:  python benchmarks/teacher_copy_spread.py [--chains 2000] [--seed 0]  (about a minute on 2 cores)
 """
 
@@ -19,6 +20,7 @@ import torch
 
 import operators
 from ncvsd_cli.sampling.gaussian import GaussianPrior, operator_matrix
+from ncvsd_cli.sampling.generate import denoise_measurement
 from ncvsd_cli.sampling.pnp_gd import pnp_gd, pnp_gd_warm
 from ncvsd_cli.sampling.presets import settings_sigmas, task_settings
 from ncvsd_cli.sampling.schedules import karras_sigmas
@@ -70,6 +72,23 @@ def main() -> None:
                               ((s.mean(0) - mean).abs() / cov.diagonal().sqrt()).mean().item()))
             print(f"| {task} | {name} | {cells[0][0]:.2f} | {cells[1][0]:.2f} | {cells[0][1]:.2f}, {cells[1][1]:.2f} |",
                   flush=True)
+    denoise_rows(prior, generators, a.chains, a.seed)
+
+
+def denoise_rows(prior: GaussianPrior, generators: dict, chains: int, seed: int) -> None:
+    """The `denoise` task's default method, `denoiser` (G itself at σ_y, refined by `multistep_denoise` for NFE > 1;
+    no PnP loop): its variance ratio to the denoising posterior at σ_y 0.05, 0.1 and 0.2, 1 and 4 calls."""
+    op = operators.create("denoise", SHAPE)
+    print("\n| generator | σ_y | variance ratio, 1 call | 4 calls |\n|---|---|---|---|")
+    for name, gen in generators.items():
+        for sigma_y in (0.05, 0.1, 0.2):
+            g = torch.Generator().manual_seed(seed + 2)
+            y = op.measure(prior.sample((1, *SHAPE), g), sigma_y, g)
+            _, cov = prior.posterior(operator_matrix(op), y.flatten(), sigma_y, SHAPE)
+            ratios = [(denoise_measurement(gen, op, y.expand(chains, *y.shape[1:]), generator=g, sigma_y=sigma_y,
+                                           nfe=nfe).x.reshape(chains, -1).double().var(0) / cov.diagonal()).mean()
+                      for nfe in (1, 4)]
+            print(f"| {name} | {sigma_y} | {ratios[0]:.2f} | {ratios[1]:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

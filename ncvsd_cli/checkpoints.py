@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -480,12 +481,70 @@ def read_network_config(path: str | os.PathLike) -> dict[str, Any]:
     from ncvsd_cli import memory
 
     config = read_config(path)
+    check_tensors_fit(path, config)
     try:
         memory.network_shape(config)
     except Exception as exc:  # whatever the config's builder raises: the file is the problem
         raise CheckpointError(f"{path}: cannot build the network from its config ({type(exc).__name__}: "
                               f"{str(exc)[:200]})") from exc
     return config
+
+
+def check_tensors_fit(path: str | os.PathLike, config: dict[str, Any]) -> None:
+    """CheckpointError unless the file's tensors (names, shapes, float dtypes; read from its header) are those of
+    the network `config` describes, whose size is bounded from the config before it is built (`least_parameters`):
+    a 434 KB file whose config named 57 G parameters took 22 GB to list; integer weights loaded unsaid; `info`
+    called files "not in manifest" that `restore -c` refused."""
+    from ncvsd_cli import memory
+    from ncvsd_cli.networks.build import architecture
+
+    stored = header_tensors(path)
+    try:  # (the constructors' defaults filled in: a config may leave any arch key out)
+        least = least_parameters(architecture(config))
+    except (TypeError, ValueError, AttributeError):
+        least = 0
+    held = sum(math.prod(shape) for shape, _ in stored.values())
+    if least > held:
+        raise CheckpointError(f"{Path(path).name} does not fit the {config['kind']} network its config describes: "
+                              f"that network has at least {least:,} parameters, the file holds {held:,} values")
+    try:
+        wanted = memory.state_shapes(config)
+    except Exception as exc:  # whatever the config's builder raises: the file is the problem
+        raise CheckpointError(f"{path}: cannot build the network from its config ({type(exc).__name__}: "
+                              f"{str(exc)[:200]})") from exc
+    problems = [f"missing {', '.join(sorted(set(wanted) - set(stored))[:3])}" if set(wanted) - set(stored) else "",
+                f"unexpected {', '.join(sorted(set(stored) - set(wanted))[:3])}" if set(stored) - set(wanted) else "",
+                *[f"{k} is {stored[k][0]} in the file, {shape} in the network" for k, shape in wanted.items()
+                  if k in stored and stored[k][0] != shape][:3],
+                *[f"{k} holds {dtype} values, not floats" for k, (_, dtype) in stored.items()
+                  if dtype not in FLOAT_DTYPES][:3]]
+    if any(problems):  # `checkpoints info` / `list` said "not in manifest" of files `restore -c` refused
+        raise CheckpointError(f"{Path(path).name} does not fit the {config['kind']} network its config describes: "
+                              + "; ".join(p for p in problems if p))
+
+
+#: safetensors dtypes a network's weights may be stored in (integer weights loaded into float parameters unsaid).
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+
+
+def header_tensors(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], str]]:
+    """{name: (shape, safetensors dtype)} of a safetensors file's tensors, from its header (nothing else read)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}  # noqa: SIM118
+
+
+def least_parameters(arch: Any) -> int:
+    """A lower bound on the parameters of the U-Net an arch config describes (one 3x3 convolution per block and
+    level of the encoder, model_channels x channel_mult wide), computed without building it; 0 where it cannot be
+    read (the builder then says why)."""
+    try:
+        width, blocks = int(arch["model_channels"]), int(arch["num_blocks"])
+        return blocks * sum(9 * (width * int(m)) ** 2 for m in arch["channel_mult"])
+    except (KeyError, TypeError, ValueError):
+        return 0
+
 
 
 def _checkpoint_config(model: torch.nn.Module, config: dict[str, Any]) -> dict[str, Any]:
@@ -570,6 +629,8 @@ def load_checkpoint(name_or_path: str | os.PathLike, device: str | torch.device 
     path = resolve_checkpoint(name_or_path, kind=kind)
     verify_if_listed(path)
     config = read_config(path)
+    if kind is None or config["kind"] == kind:  # its tensors against the config's network, before building it
+        check_tensors_fit(path, config)
     if kind is not None and config["kind"] != kind:
         uses = KIND_USES.get(config["kind"], "a part of a training state")
         raise CheckpointError(f"{path.name} holds a {config['kind']} network ({uses}), but a {kind} is needed "

@@ -973,17 +973,35 @@ def made_by_ncvsd(path: str | os.PathLike) -> bool:
     its end (WebP and HEIC put the XMP after the pixels); True also for a format that holds no XMP (BMP, GIF,
     PPM: only its name can tell); False where the label is missing or the file cannot be read."""
     try:
-        if format_for_path(path) not in EXIF_FORMATS:
-            return True
-        with open(path, "rb") as fh:
-            head = fh.read(LABEL_SEARCH_HEAD)
-            if _has_label(head):
-                return True
-            size = fh.seek(0, os.SEEK_END)
-            fh.seek(max(len(head), size - LABEL_SEARCH_TAIL))
-            return _has_label(fh.read())
+        return format_for_path(path) not in EXIF_FORMATS or _label_bytes(path) is not None
     except (OSError, ValueError, KeyError):  # unreadable, or a suffix that names no format
         return False
+
+
+def labelled_task(path: str | os.PathLike) -> str | None:
+    """The task an ncvsd output's label names (its ncvsd:Task, `made_by_ncvsd`), or None: no label, a format
+    without XMP, or an unreadable file."""
+    import re
+
+    try:
+        data = _label_bytes(path) if format_for_path(path) in EXIF_FORMATS else None
+    except (OSError, ValueError, KeyError):
+        return None
+    found = None if data is None else re.search(
+        rb"<ncvsd:Task>([^<]{1,100})</ncvsd:Task>|ncvsd:Task=\"([^\"]{1,100})\"", data)
+    return None if found is None else (found.group(1) or found.group(2)).decode("utf-8", "replace")
+
+
+def _label_bytes(path: str | os.PathLike) -> bytes | None:
+    """The part of the file `path` (its start, else its end) that holds the ncvsd label, or None."""
+    with open(path, "rb") as fh:
+        head = fh.read(LABEL_SEARCH_HEAD)
+        if _has_label(head):
+            return head
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(len(head), size - LABEL_SEARCH_TAIL))
+        tail = fh.read()
+        return tail if _has_label(tail) else None
 
 
 def _has_label(data: bytes) -> bool:

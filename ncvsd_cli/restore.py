@@ -32,13 +32,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ncvsd_cli.errors import one_line
 from ncvsd_cli.measurement import (
+    EXTEND_OPACITY,
+    OPAQUE,
     Measurement,
+    extend_under_transparency,
     large_sigma_warning,
     measurement_from_image,
     opaque_colour,
     opaque_window,
     plain_image_params,
     plain_image_refusal,
+    recomposite,
     size_factor,
     transparency_holes,
 )
@@ -492,8 +496,8 @@ class Restorer:
             noise_patch_side,
         )
 
-        y = images.as_image_tensor(y, source or "input")
         given = self.given_params()
+        y = images.as_image_tensor(y, source or "input", check_range=checks_pixel_range(given))
         holes = transparency_holes(alpha) if task == "inpaint-mask" and "mask" not in given else None
         if holes is not None and "invert" in given:
             raise ValueError("-p invert reads a mask file's white as the holes (-p mask=M.png); without one, the "
@@ -592,11 +596,15 @@ class Restorer:
                          "with std S and retouches them too)" + ripples)
         if reads_blur(task, given):  # read above: the preset's width is the paper's (a guess here)
             notes += blur_notes(task, reading, params, tuple(seen.shape[-2:]), lossy=jpeg_sigma is not None)
+        matte = alpha if holes is None and alpha is not None and task.startswith(SPREADING_TASKS) and \
+            bool((alpha < OPAQUE).any()) and bool((alpha >= EXTEND_OPACITY).any()) else None  # the white's edge
+        # along an outline is no blur's (nothing to extend from where all is under EXTEND_OPACITY: as before)
+        y = y if matte is None else extend_under_transparency(y, matte)
         shake = reads_motion_kernel(task, given)
         if shake:  # a camera shake: its kernel is read
             notes += motion_notes(y, params, given)
         m = measurement_from_image(y, task, params, sigma_y, source=source, grey=grey)
-        m.kernel_read, m.alpha = shake, alpha if holes is None else None
+        m.kernel_read, m.alpha, m.matte = shake, alpha if holes is None else None, matte
         if task == "inpaint-mask" and holes is not None:
             notes += transparency_notes(float(m.operator().mask.mean()), float(params.get("grow", 0)))
         elif task == "inpaint-mask":
@@ -835,6 +843,8 @@ class Restorer:
         from ncvsd_cli import images
 
         samples = torch.cat(parts)
+        if m.matte is not None:  # restored extended under its transparency: composited on white again
+            samples = recomposite(samples, m.matte, m.operator())
         fit = twin_fit(m, samples) if m.task == "phase-retrieval" else {}
         if m.grey and samples.shape[1] == 3:
             samples = images.match_channels(samples, 1)
@@ -966,7 +976,8 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
     if task == "deblur-gauss":
         params["sigma"] = round(max(reading.width, MIN_BLUR_SIGMA), 2)
         notes = [f"estimated Gaussian blur sigma {params['sigma']:.2f} px ({coded}-p sigma=S sets it)"
-                 + (": the image looks unblurred" + (LOSSY_HIDDEN_BLUR.format("-p sigma=S") if lossy else "")
+                 + (": the image looks unblurred" + STREAKS_UNREAD
+                    + (LOSSY_HIDDEN_BLUR.format("-p sigma=S") if lossy else "")
                     if reading.width < 0.5 else "")
                  + (widest if reading.width >= MAX_SIGMA - 0.01 else "")]
         if better == "deblur-defocus" and lossy:
@@ -983,7 +994,8 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
     else:
         params["radius"] = max(reading.radius, MIN_RADIUS)
         notes = [f"estimated defocus radius {params['radius']:g} px ({coded}-p radius=R sets it)"
-                 + (": the image looks unblurred" + (LOSSY_HIDDEN_BLUR.format("-p radius=R") if lossy else "")
+                 + (": the image looks unblurred" + STREAKS_UNREAD
+                    + (LOSSY_HIDDEN_BLUR.format("-p radius=R") if lossy else "")
                     if reading.radius <= 1 else "")  # std <= 0.5: a photo's own
                  + (widest if reading.radius >= MAX_RADIUS - RADIUS_STEP else "")]
         if better == "deblur-gauss" and not lossy:  # a noisy JPEG's disk can fit a Gaussian better: following
@@ -996,6 +1008,10 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
                      f"over-sharpened, try a smaller {key}")
     return notes
 
+
+#: Said with "looks unblurred": a round blur's reading misses a camera shake (a 9-px line read sigma 0.25 px; five
+#: shaken photos all read "unblurred").
+STREAKS_UNREAD = " to a round blur (a camera shake's streaks read so: --task deblur-motion reads them)"
 
 #: Said of a reading `blur_estimate.read_blur` lowered to what the image's steepest edges allow (a sharp JPEG of
 #: pyramids against a flat sky read 2.8 px from its spectrum and was deconvolved into a maze).
@@ -1155,6 +1171,9 @@ def motion_notes(y: torch.Tensor, params: dict[str, Any], given: dict[str, Any])
 #: a photo with a hole to fill. inpaint-random keeps its preset's level: its plain images are noisy `degrade`
 #: outputs, whose kept noisy pixels would speckle the clean fill.
 KEEP_PHOTO_PIXELS = ("inpaint-box", "inpaint-mask")
+#: Task prefixes whose operators spread pixels: a transparent photo is extended under its transparency for them
+#: (`measurement.extend_under_transparency`).
+SPREADING_TASKS = ("deblur", "sr")
 
 
 def lossy_coding_name(jpeg_coding: images.JpegCoding | None) -> str:
@@ -1496,6 +1515,15 @@ def seed_notes(task: str, given: dict[str, Any], operator: Any) -> list[str]:
 
 
 
+def checks_pixel_range(params: dict[str, Any]) -> bool:
+    """Whether an input is refused beyond [-1, 1]'s `images.RANGE_LIMIT` (a [0, 255] image): not for a kernel
+    given with normalize=False, whose y reaches the kernel's sum (the sampler checks it against the operator's
+    `pixel_gain`)."""
+    import numpy as np
+
+    return not (isinstance(params.get("normalize"), (bool, np.bool_)) and not params["normalize"])
+
+
 def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None,
                   jpeg_coding: images.JpegCoding | None = None, alpha: torch.Tensor | None = None,
                   **options: Any) -> torch.Tensor:
@@ -1541,7 +1569,7 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
     if message := large_sigma_warning(opts.sigma_y):
         warnings.warn(f"restore_image: {message}", stacklevel=2)
     restorer = Restorer.from_options(opts, load=False)
-    y = images.as_image_tensor(y)
+    y = images.as_image_tensor(y, check_range=checks_pixel_range(opts.params))
     if alpha is not None:
         alpha = images.checked_alpha(alpha, *y.shape[-2:])
     if jpeg_sigma is not None:

@@ -114,14 +114,19 @@ def _check_output(op: Operator, method: str, out: Any, x: torch.Tensor, shape: t
 
 
 def _checked_measurement(method):
-    """`method` (adjoint, pseudo_inverse) that first checks y: batches (B, ...) of the operator's measurement."""
+    """`method` (adjoint, pseudo_inverse) that first checks y: batches (B, ...) of the operator's measurement, and
+    then its output: a batch of the operator's images, of floats (cast to y's dtype) on y's device
+    (`_check_output`)."""
 
     @functools.wraps(method)
     def checked(op: Operator, y: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         op.check_measurement(y)
-        if y.dtype in HALF_DTYPES:
-            return method(op, y.float(), *args, **kwargs).to(y.dtype)
-        return method(op, y, *args, **kwargs)
+        y32 = y.float() if y.dtype in HALF_DTYPES else y
+        out = method(op, y32, *args, **kwargs)  # a plug-in's uint8 pseudo-inverse was restored as a white image
+        if isinstance(out, torch.Tensor) and out.is_floating_point():  # another float (numpy's float64): cast
+            out = out.to(y32.dtype)
+        _check_output(op, method.__name__, out, y32, (y.shape[0], *op.image_shape))
+        return out.to(y.dtype) if y.dtype in HALF_DTYPES else out
 
     return checked
 

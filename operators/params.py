@@ -128,11 +128,16 @@ def as_array(value: Any, name: str, **image_checks: Any) -> np.ndarray:
     """Turn an array parameter (tensor, ndarray, nested list, path, encoded dict) into a numpy array; image files
     through `load_gray_image(path, **image_checks)`. ValueError for complex values (a kernel's Fourier transform
     saved by mistake was taken as its real part, with numpy's ComplexWarning) and, with `max_side`, for an array
-    wider or taller than that (a .npy file's from its header, mapped: a 12000-px array took 1.6 GB and 9 s)."""
+    wider or taller than that (a .npy file's from its header, mapped: a 12000-px array took 1.6 GB and 9 s); with
+    `shape` (H, W), for a .npy file whose last two axes are not that (also unread)."""
     array = _array(value, name, **image_checks)
     side = image_checks.get("max_side")
     if side is not None and array.ndim >= 2 and max(array.shape[-2:]) > side:
         raise ValueError(f"{name} is {array.shape[-1]}x{array.shape[-2]}, more than {side} on a side")
+    shape = image_checks.get("shape")  # an image-sized array (a mask): a mapped .npy of another size unread
+    if shape is not None and isinstance(array, np.memmap) and (array.ndim < 2 or array.shape[-2:] != tuple(shape)):
+        raise ValueError(f"{name} must have shape (H, W) = {tuple(shape)} (or leading axes of 1 or the channels), "
+                         f"got {array.shape}")
     if np.iscomplexobj(array):
         raise ValueError(f"{name} holds complex values (a Fourier transform, e.g. an OTF?): give the real-valued "
                          "array itself")

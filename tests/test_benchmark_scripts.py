@@ -467,12 +467,18 @@ def test_motion_read_level_script(tmp_path):
 
 def test_teacher_copy_spread_script():
     """benchmarks/teacher_copy_spread.py with few chains: the exact G spreads as the posterior on the exactness
-    schedule, the teacher copy (γ 0.1) clearly less; one row per task and generator."""
+    schedule, the teacher copy (γ 0.1) clearly less; one row per task and generator; denoising's `denoiser` alike
+    (its own table)."""
     res = subprocess.run([sys.executable, str(ROOT / "benchmarks/teacher_copy_spread.py"), "--chains", "400"],
                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 0, res.stderr[-2000:]
+    tables = res.stdout.split("\n\n")
     rows = {tuple(c.strip() for c in line.split("|")[1:3]): float(line.split("|")[3])
-            for line in res.stdout.splitlines() if line.startswith("| ") and "---" not in line and "task" not in line}
+            for line in tables[0].splitlines() if line.startswith("| ") and "---" not in line and "task" not in line}
     assert len(rows) == 9
     for task in ("sr4", "deblur-gauss", "inpaint-random"):
         assert 0.85 < rows[(task, "exact G")] < 1.15 and rows[(task, "copy γ 0.1")] < 0.75, rows
+    denoise = {tuple(c.strip() for c in line.split("|")[1:3]): float(line.split("|")[3])  # denoising's table
+               for line in tables[1].splitlines() if line.startswith("| ") and "---" not in line and "σ_y" not in line}
+    assert len(denoise) == 9 and all(0.85 < denoise[("exact G", s)] < 1.15 for s in ("0.05", "0.1", "0.2"))
+    assert all(denoise[("copy γ 0.1", s)] < 0.5 for s in ("0.05", "0.1", "0.2")), denoise

@@ -54,6 +54,41 @@ def _randomised(kind: str, preset: str = "tiny", seed: int = 0) -> torch.nn.Modu
     return net
 
 
+@pytest.mark.parametrize("case", ["a 57 G-parameter config", "defaults of 593 M parameters", "integer weights",
+                                  "a missing tensor"])
+def test_a_file_whose_tensors_do_not_fit_its_config_is_refused_from_its_header(tmp_path, case, monkeypatch):
+    """A 434 KB file whose config named 57 G parameters was built whole by `checkpoints list` (22 GB, 112 s) and
+    `restore -c`; integer weights loaded into float parameters unsaid; `info` / `list` called files "not in
+    manifest" that `restore -c` refused. Now all refused from the header, before any network is built."""
+    path = save_checkpoint(_randomised("generator"), tmp_path / "g.safetensors", network_config("generator", "tiny"))
+    with safe_open(str(path), framework="pt") as f:
+        meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    config = json.loads(meta["ncvsd"])
+    if case == "a 57 G-parameter config":
+        config["arch"].update(model_channels=2048, channel_mult=[1, 2, 4, 4], num_blocks=4)
+        said = "at least 5,586,812,928 parameters, the file holds"
+    elif case == "defaults of 593 M parameters":  # model_channels left out: the constructor's 192
+        config["arch"].pop("model_channels")
+        config["arch"].update(num_blocks=40)
+        said = "at least"
+    elif case == "integer weights":
+        state = {k: v.to(torch.int32) for k, v in state.items()}
+        said = "holds I32 values, not floats"
+    else:
+        said = f"missing {min(state)}"
+        state.pop(min(state))
+    save_file(state, str(path), metadata={**meta, "ncvsd": json.dumps(config)})
+    info = ck.checkpoint_info(path)
+    assert "unreadable" in info.status and "does not fit the generator network" in info.status and said in info.status
+    with pytest.raises(CheckpointError, match=said):
+        load_checkpoint(path)
+    res = _cli("info", str(path))
+    assert res.exit_code == 3 and said in res.output
+    monkeypatch.setenv("NCVSD_CHECKPOINTS", str(tmp_path))  # the table keeps the word (it cut it once)
+    row = next(line for line in _cli("list").stdout.splitlines() if line.startswith("g.safetensors"))
+    assert row.endswith("not in manifest; unreadable"), row
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_roundtrip_every_kind(tmp_path, kind):
     net = _randomised(kind)
@@ -273,6 +308,20 @@ def test_cli_list_and_info(dirs):
     assert info["config"]["preset"] == "tiny" and info["status"] == "not in manifest"
     assert info["sha256"] == sha256_file(dirs["env"] / "g.safetensors")
     assert info["origin"] == {}  # neither shipped nor downloaded: only the config's own provenance
+
+
+def test_list_fits_a_narrow_terminal_and_keeps_every_column_for_a_pipe(monkeypatch):
+    """At 80 columns the 146-column table wrapped into unreadable lines: columns give way (sha256 first) and a note
+    names them; piped (no terminal, no $COLUMNS) every column stays for scripts."""
+    from ncvsd_cli.cli import checkpoints as cli_checkpoints
+
+    monkeypatch.setenv("COLUMNS", "60")  # exported by some shells: a pipe still gets every column
+    res = _cli("list")
+    assert "SHA256" in res.stdout and "LICENCE" in res.stdout and "left out" not in res.output
+    monkeypatch.setattr(cli_checkpoints, "_terminal_width", lambda: 80)
+    res = _cli("list")
+    assert res.exit_code == 0 and max(len(line) for line in res.stdout.splitlines()) <= 80
+    assert res.stdout.split()[:3] == ["NAME", "KIND", "RES"] and "SHA256, LICENCE" in res.stderr
 
 
 def test_a_training_run_as_search_location_lists_and_finds_its_snapshots(dirs, tmp_path, monkeypatch):

@@ -189,6 +189,28 @@ def test_an_empty_checkpoint_name_is_a_usage_error_not_the_default(command, tmp_
     assert res.exit_code == 2 and "empty" in res.stderr and not (tmp_path / "o.png").exists(), res.output
 
 
+@pytest.mark.parametrize("command", ["restore", "degrade"])
+def test_outputs_that_are_no_files_or_too_long_are_refused_before_any_work(tmp_path, ckpt, command):
+    """--overwrite replaced a FIFO (and, as root, /dev/null) with a PNG file; an -o name over 255 bytes was an
+    "internal error: OSError"; a dangling symlink was found taken only after the work."""
+    import os
+
+    src = _png(tmp_path / "a.png", 8, 8)
+    extra = ["-c", ckpt, *FAST] if command == "restore" else []
+    os.mkfifo(tmp_path / "fifo")
+    res = run(command, "--task", "denoise", src, "-o", tmp_path / "fifo", "--overwrite", *extra)
+    assert res.exit_code == 1 and "is not a regular file (a device, pipe or socket)" in res.stderr, res.output
+    assert (tmp_path / "fifo").is_fifo()
+    res = run(command, "--task", "denoise", src, "-o", tmp_path / ("x" * 300 + ".png"), *extra)
+    assert res.exit_code == 2 and "File name too long" in res.stderr and "internal error" not in res.stderr
+    for out, said in (("--json", "an option, not an output name"), ("=x.png", "write -o NAME")):  # (a folder
+        res = run(command, "--task", "denoise", src, "-o", out, *extra)  # --json, a file =x.png were made)
+        assert res.exit_code == 2 and said in res.stderr and not Path(out).exists(), res.output
+    (tmp_path / "link.png").symlink_to(tmp_path / "nowhere" / "t.png")
+    res = run(command, "--task", "denoise", src, "-o", tmp_path / "link.png", *extra)
+    assert res.exit_code == 1 and "link.png is a symbolic link to a missing file" in res.stderr, res.output
+
+
 def test_an_output_that_is_a_folder_is_refused_before_any_work(tmp_path, ckpt):
     """A sidecar name taken by a folder left a measurement without its sidecar (all or nothing broken); a folder
     with an image suffix given to sample is a folder to write into, as for degrade."""
@@ -416,11 +438,11 @@ def test_inputs_are_read_a_window_at_a_time(tmp_path, ckpt, monkeypatch):
     from ncvsd_cli.cli import restore as cli_restore
 
     srcs = [_png(tmp_path / f"{n}.png", 16, 12, seed=k) for k, n in enumerate("abc")]
-    seen_outputs = []
+    seen_outputs, watched = [], [tmp_path / "out"]
     read_before = cli_restore._read_measurement
 
     def read(restorer, item, *args, **kwargs):
-        seen_outputs.append(sorted(p.name for p in (tmp_path / "out").glob("*.png")))
+        seen_outputs.append(sorted(p.name for p in watched[0].glob("*.png")))
         return read_before(restorer, item, *args, **kwargs)
 
     monkeypatch.setattr(cli_restore, "_read_measurement", read)
@@ -432,6 +454,12 @@ def test_inputs_are_read_a_window_at_a_time(tmp_path, ckpt, monkeypatch):
     assert [json.loads(line)["status"] for line in res.stdout.splitlines()[:-1]] == ["failed", "ok", "ok", "ok"]
     assert seen_outputs == [[], [], ["a.png", "b.png"]]  # c.png was read after a and b were written
     assert re.findall(r"restore denoise: (\d+)/(\d+)", res.stderr)[-1] == ("3", "3"), res.stderr
+    seen_outputs.clear()  # by count too: 45 small photos were all read (79 s) before the first was restored
+    watched[0] = tmp_path / "out2"
+    monkeypatch.setattr(cli_restore, "WINDOW_BYTES", 1 << 29)
+    monkeypatch.setattr(cli_restore, "WINDOW_IMAGES", 2)
+    res = run("restore", *srcs, "-o", tmp_path / "out2/", "-c", ckpt, *FAST, "--task", "denoise", "--json")
+    assert res.exit_code == 0 and seen_outputs == [[], [], ["a.png", "b.png"]], res.output
 
 
 def test_a_blur_read_after_the_first_window_is_said_on_the_restore_bar(tmp_path, ckpt, monkeypatch):
@@ -473,6 +501,17 @@ def test_skip_existing_skips_an_output_another_process_writes_meanwhile(tmp_path
     (tmp_path / "out" / "b.png").unlink()
     res = run(*args)
     assert res.exit_code == 1 and "exists, made while this ran" in res.stderr, res.output
+
+
+def test_skip_existing_does_not_keep_another_tasks_output_as_done(tmp_path, ckpt):
+    """sr4 with --skip-existing into a folder of deblur outputs of the same names reported them "skipped", exit 0:
+    such an input now fails, naming the task its output was made by."""
+    src = _png(tmp_path / "a.png", 16, 12)
+    assert run("restore", src, "-o", tmp_path / "out", "-c", ckpt, *FAST, "--task", "denoise", "-q").exit_code == 0
+    res = run("restore", src, "-o", tmp_path / "out", "-c", ckpt, *FAST, "--task", "sr2", "--skip-existing", "-q")
+    assert res.exit_code == 1 and "exists, made by --task denoise, not sr2: --overwrite replaces it" in res.stderr
+    res = run("restore", src, "-o", tmp_path / "out", "-c", ckpt, *FAST, "--task", "denoise", "--skip-existing")
+    assert res.exit_code == 0 and "skipped 1" in res.stderr, res.output
 
 
 @pytest.mark.parametrize("command", ["restore", "degrade"])

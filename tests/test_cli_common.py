@@ -1,15 +1,16 @@
 """cli/common.py: option parsing, input expansion, output naming and the exit-code mapping."""
 
-import io
 import inspect
+import io
+import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
 import typer
 
 import operators
-
 from ncvsd_cli.cli import common
 from ncvsd_cli.cli.common import InputItem, UsageError
 
@@ -343,3 +344,25 @@ def test_a_folder_another_probe_made_and_removed_again_is_probed_again(tmp_path,
 
     monkeypatch.setattr(Path, "mkdir", exists_then_gone)
     assert common._folder_problem(tmp_path / "new", {}) is None and len(calls) == 2
+
+
+def test_a_run_stopped_before_its_command_owes_a_summary_still_ends_with_one(monkeypatch, capsys):
+    """Ctrl-C in the seconds before a --json command set up its report left stdout empty (an abort looked like a
+    crash): `main` writes the summary line before it ends by the signal."""
+    import signal
+
+    from ncvsd_cli import cli
+
+    monkeypatch.setattr(sys, "argv", ["ncvsd", "restore", "x.png", "--json"])
+    monkeypatch.setattr(cli, "app", lambda: sys.exit(130))
+    monkeypatch.setattr(cli.common, "summary_written", False)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # (main then ends by the signal: not this process)
+    monkeypatch.setattr(cli.os, "kill", lambda *args: None)
+    with pytest.raises(SystemExit):
+        cli.main()
+    line = json.loads(capsys.readouterr().out)
+    assert line["command"] == "restore" and line["interrupted"] == "SIGINT" and line["exit_code"] == 130
+    monkeypatch.setattr(cli.common, "summary_written", True)  # a command that wrote its own: none more
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert capsys.readouterr().out == ""

@@ -210,6 +210,16 @@ def test_bad_parameters_are_named(name, params, word):
         make(name, **params)
 
 
+def test_a_mask_npy_of_another_size_is_refused_from_its_header(tmp_path):
+    """A 20000x20000 .npy mask (400 MB) was read whole before its shape was refused; now from its header, unread."""
+    big = np.lib.format.open_memmap(tmp_path / "big.npy", mode="w+", dtype=np.uint8, shape=(20000, 20000))
+    del big  # (a sparse file: nothing written)
+    with pytest.raises(ValueError, match=r"mask must have shape \(H, W\) = \(13, 11\).*got \(20000, 20000\)"):
+        make("inpaint-mask", mask=str(tmp_path / "big.npy"))
+    np.save(tmp_path / "ok.npy", np.ones((1, 13, 11), np.uint8))
+    assert make("inpaint-mask", mask=str(tmp_path / "ok.npy")).mask.all()
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_bad_shape_and_likelihood_arguments(name):
     with pytest.raises(ValueError, match="image_shape"):

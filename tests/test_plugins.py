@@ -309,6 +309,30 @@ class Flat(Scale):
         return (self.factor * x)[0]
 
 
+class Bytes(Scale):
+    """A pseudo-inverse in 8-bit pixels."""
+    name = "test-bytes"
+
+    def pseudo_inverse(self, y):
+        return ((y / self.factor + 1) * 127.5).to(torch.uint8)
+
+
+class Wide(Scale):
+    """A pseudo-inverse computed in float64 (numpy's): cast, as it was before outputs were checked."""
+    name = "test-wide"
+
+    def pseudo_inverse(self, y):
+        return (y / self.factor).double()
+
+
+class Nan(Scale):
+    """A forward that makes NaN."""
+    name = "test-nanop"
+
+    def forward(self, x):
+        return x * float("nan")
+
+
 def measured(denoiser, operator, y, sigmas=None, *, generator, **kw):
     return SamplerResult(x=y[..., :-1, :], nfe=0, operator_evals=0)
 
@@ -321,9 +345,19 @@ def two_arguments(operator, y):
     return operator.pseudo_inverse(y)
 
 
+def on_255(denoiser, operator, y, sigmas=None, *, generator, **kw):
+    return SamplerResult(x=(operator.pseudo_inverse(y) + 1) * 127.5, nfe=0, operator_evals=1)
+
+
+def nan(denoiser, operator, y, sigmas=None, *, generator, **kw):
+    return SamplerResult(x=operator.pseudo_inverse(y) * float("nan"), nfe=0, operator_evals=1)
+
+
 CROP = Method("test-crop", "none", "ncvsd_faulty_plugin:measured", "returns a cropped measurement")
 ARGS = Method("test-args", "none", "ncvsd_faulty_plugin:two_arguments", "takes other arguments")
 BARE = Method("test-bare", "none", "ncvsd_faulty_plugin:bare", "returns a tensor")
+ON255 = Method("test-255", "none", "ncvsd_faulty_plugin:on_255", "returns a [0, 255] image")
+NAN = Method("test-nan", "none", "ncvsd_faulty_plugin:nan", "returns NaN")
 '''
 
 
@@ -338,9 +372,12 @@ def faulty_plugins(plugin, tmp_path, monkeypatch):
     _distribution(
         tmp_path, "ncvsd-faulty-plugin",
         "[ncvsd.operators]\naa-exit = ncvsd_exit_plugin:Op\ntest-gain = ncvsd_faulty_plugin:Gain\n"
-        "test-flat = ncvsd_faulty_plugin:Flat\nup/../../escaped = ncvsd_path_plugin:Up\n\n"
+        "test-flat = ncvsd_faulty_plugin:Flat\nup/../../escaped = ncvsd_path_plugin:Up\n"
+        "test-bytes = ncvsd_faulty_plugin:Bytes\ntest-nanop = ncvsd_faulty_plugin:Nan\n"
+        "test-wide = ncvsd_faulty_plugin:Wide\n\n"
         "[ncvsd.methods]\ntest-crop = ncvsd_faulty_plugin:CROP\ntest-bare = ncvsd_faulty_plugin:BARE\n"
-        "test-args = ncvsd_faulty_plugin:ARGS\n")
+        "test-args = ncvsd_faulty_plugin:ARGS\ntest-255 = ncvsd_faulty_plugin:ON255\n"
+        "test-nan = ncvsd_faulty_plugin:NAN\n")
     for name in ("ncvsd_faulty_plugin", "ncvsd_exit_plugin", "ncvsd_path_plugin"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     return tmp_path
@@ -360,8 +397,17 @@ def test_plugins_that_break_the_contracts_are_named_not_run_silently(faulty_plug
     res = run("degrade", "--task", "test-flat", src, "-o", tmp_path / "f.png", "-q")
     assert res.exit_code == 1 and "forward returned (3, 16, 16)" in res.stderr and "keep the batch" in res.stderr
     assert run("degrade", "--task", "test-scale", src, "-o", tmp_path / "m.png", "-q").exit_code == 0
+    res = run("degrade", "--task", "test-nanop", src, "-o", tmp_path / "n.png", "-q")  # (said "not rebuilt")
+    assert res.exit_code == 1 and "forward returned NaN or inf values" in res.stderr, res.output
+    assert run("degrade", "--task", "test-bytes", src, "-o", tmp_path / "b.png", "-q").exit_code == 0
+    res = run("restore", tmp_path / "b.png", "--method", "classical", "-o", tmp_path / "rb.png", "-q")
+    assert res.exit_code == 1 and "pseudo_inverse returned (1, 3, 16, 16) torch.uint8" in res.stderr, res.output
+    assert run("degrade", "--task", "test-wide", src, "-o", tmp_path / "w.png", "-q").exit_code == 0
+    assert run("restore", tmp_path / "w.png", "--method", "classical", "-o", tmp_path / "rw.png", "-q").exit_code == 0
     for method, said in (("test-crop", "returned x (1, 3, 15, 16)"), ("test-bare", "returned a Tensor, not a"),
-                         ("test-args", "(ncvsd_faulty_plugin:two_arguments) cannot be called as samplers are")):
+                         ("test-args", "(ncvsd_faulty_plugin:two_arguments) cannot be called as samplers are"),
+                         ("test-255", "returned values reaching 277.5, far outside"),  # (written all white, exit 0)
+                         ("test-nan", "returned NaN or inf values")):  # (said as "the network produced NaN")
         res = run("restore", tmp_path / "m.png", "--method", method, "-o", tmp_path / f"{method}.png", "-q")
         assert res.exit_code == 1 and said in res.stderr, res.output
         assert not (tmp_path / f"{method}.png").exists()
@@ -378,3 +424,5 @@ def test_names_differing_only_in_case_are_refused(monkeypatch):
     monkeypatch.setattr(method_registry, "METHODS", dict(method_registry.METHODS))
     with pytest.raises(ValueError, match="differs only in case"):
         method_registry.register_method(method_registry.Method("PNP-GD", "none", "x:y"))
+    with pytest.raises(ValueError, match="target must be 'module:function', got 'nocolon'"):
+        method_registry.register_method(method_registry.Method("ok2", "generator", "nocolon"))

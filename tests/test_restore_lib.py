@@ -554,6 +554,50 @@ def test_a_cut_outs_noise_is_read_where_it_is_opaque():
     assert "noise level read on its opaque" in cut.notes[0] and denoise.measurement(y, "denoise").sigma_y <= plain.sigma_y - 0.01
 
 
+def test_a_blurred_cut_out_is_deblurred_without_a_rim_inside_its_outline():
+    """A cut-out was deblurred composited on white: the white's edge along the outline is no blur's, and it rang
+    into the opaque pixels (Wiener, a 3-px soft disk, sigma 1.2: 11.4 levels 0-3 px inside, 3.1 at 3-7). Now the
+    photo is extended under its transparency and the result composited back: within a level of the plain photo's
+    restoration, and white where transparent."""
+    from scipy.ndimage import distance_transform_edt
+
+    from ncvsd_cli import images
+    from ncvsd_cli.restore import restore_image
+
+    n = 64
+    yy, xx = np.mgrid[0:n, 0:n] / n
+    photo = np.stack([0.5 + 0.3 * np.sin(9 * xx + 2 * yy), 0.5 + 0.3 * np.cos(7 * yy), 0.3 + 0.4 * (xx > 0.5)], -1)
+    blurred = operators.create("deblur-gauss", (3, n, n), sigma=1.2)(
+        images.from_unit(torch.tensor(photo.transpose(2, 0, 1), dtype=torch.float32)[None]))
+    alpha = torch.tensor(np.clip((22 - np.hypot(yy - 0.5, xx - 0.5) * n) / 3, 0, 1), dtype=torch.float32)[None, None]
+    opts = {"method": "wiener", "params": {"sigma": 1.2}, "sigma_y": 0.01}
+    plain = restore_image(blurred, "deblur-gauss", **opts)
+    cut = restore_image(alpha * blurred + 1 - alpha, "deblur-gauss", alpha=alpha, **opts)
+    inside = distance_transform_edt(alpha[0, 0].numpy() >= 1)
+    error = (cut - plain).abs().mean(1)[0].numpy() * 127.5  # levels of 255
+    assert error[(inside > 0) & (inside <= 3)].mean() < 1.5 and error[(inside > 3) & (inside <= 7)].mean() < 1
+    assert torch.equal(cut[..., alpha[0, 0] == 0], torch.ones_like(cut[..., alpha[0, 0] == 0]))
+    faint = torch.full_like(alpha, 0.04)  # nothing to extend from: restored composited, as before (it was
+    again = restore_image(faint * blurred + 1 - faint, "deblur-gauss", alpha=faint, **opts)  # composited twice)
+    assert float(again.std()) > 0.5 * float((faint * blurred).std())
+
+
+def test_extending_under_transparency_keeps_the_stored_colour_and_fills_from_the_nearest():
+    """Pixels at least EXTEND_OPACITY opaque keep their own colour (a 0.2-opaque black shadow was repainted in the
+    photo's colours when only half-opaque ones were kept), fully transparent ones take the nearest kept pixel's."""
+    from ncvsd_cli import images
+    from ncvsd_cli.measurement import extend_under_transparency
+
+    colour = torch.rand(1, 3, 5, 8) * 2 - 1
+    alpha = torch.ones(1, 1, 5, 8)
+    alpha[..., :, 4:] = torch.tensor([0.6, 0.2, 0.06, 0.0])  # columns 4-6 kept, 7 transparent
+    y = images.from_unit(alpha * images.to_unit(colour) + 1 - alpha)
+    out = extend_under_transparency(y, alpha)
+    torch.testing.assert_close(out[..., :7], colour[..., :7])
+    torch.testing.assert_close(out[..., 7:], out[..., 6:7])  # the nearest kept pixel
+    assert torch.equal(extend_under_transparency(y, torch.zeros(1, 1, 5, 8)), y)  # nothing to extend from
+
+
 @pytest.mark.parametrize("case", ["no opaque pixel", "faded (alpha 0.8)", "a 1-px opaque line", "a thin ring"])
 def test_a_transparent_input_without_a_readable_opaque_rectangle_is_read_whole(case):
     """Where the largest opaque rectangle is under 32 px a side (a faded overlay, a logo's thin strokes), the noise
@@ -1357,7 +1401,7 @@ def test_the_first_library_calls_leave_the_callers_random_stream_alone():
     from ncvsd_cli import memory, metrics
     from ncvsd_cli.checkpoints import read_network_config, resolve_checkpoint
 
-    memory._network_shape.cache_clear()
+    memory._built.cache_clear()
     config = read_network_config(resolve_checkpoint("builtin64-generator", kind="generator", quiet=True))
     x = torch.zeros(1, 3, 32, 32)
     for call in (lambda: memory.network_shape(config), lambda: metrics.LPIPS("alex")(x, x)):

@@ -121,8 +121,9 @@ def test_pnp_gd_paper_schedule_nfe_and_ema():
     den = _CountingDenoiser()
     res = pnp_gd(den, op, y, karras_sigmas(50, rho=2.0), generator=torch.Generator().manual_seed(0), beta=1e-3,
                  ema_sigma=100.0, ema_decay=0.6, callback=seen.append)
-    assert isinstance(res, SamplerResult) and res.nfe == 49 == den.calls and res.operator_evals == 2 * 49
-    assert [c["i"] for c in seen] == list(range(49))
+    assert isinstance(res, SamplerResult) and res.nfe == 49 == den.calls and res.operator_evals == 2 * 48
+    assert [c["i"] for c in seen] == list(range(49))  # no likelihood step after the last denoiser step (unused)
+    assert all(c["u"] is not None for c in seen[:-1]) and seen[-1]["u"] is None
     assert seen[0]["sigma"] == 80.0 and seen[-1]["sigma"] == pytest.approx(0.05123, rel=1e-3)
     want = 0.0                                        # EMA from the second call on (ema_sigma 100 > 80)
     for k in range(1, 49):
@@ -144,7 +145,7 @@ def test_pnp_gd_uses_the_next_sigma_and_sqrt_beta_over_2():
 
     sig = karras_sigmas(5, rho=2.0)
     pnp_gd(_CountingDenoiser(), Spy((1, 1, 1)), torch.zeros(1, 1, 1, 1), sig, generator=None, beta=2e-3)
-    assert [c[0] for c in calls] == pytest.approx(sig[1:].tolist())
+    assert [c[0] for c in calls] == pytest.approx(sig[1:-1].tolist())  # (none after the last denoiser step)
     assert all(c[1] == pytest.approx(math.sqrt(1e-3)) for c in calls)
 
 
@@ -155,7 +156,7 @@ def test_pnp_gd_counts_langevin_operator_evals_and_multistep_nfe():
     y = op.forward(prior.sample((1, 1, 4, 4), torch.Generator().manual_seed(0)))
     res = pnp_gd(prior.denoiser, op, y, karras_sigmas(4, rho=2.0), generator=torch.Generator().manual_seed(0),
                  beta=1e-3, ts=[10, 22, 39])
-    assert res.nfe == 3 * 2 and res.operator_evals == 3 * 2 * 2
+    assert res.nfe == 3 * 2 and res.operator_evals == 2 * 2 * 2  # 3 steps, a likelihood step between them
     assert torch.isfinite(res.x).all()
 
 

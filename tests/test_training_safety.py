@@ -894,7 +894,7 @@ def test_fp16_on_a_cpu_is_refused_before_the_run_folder_is_made(tmp_path):
 def test_a_snapshot_that_cannot_be_written_keeps_the_training_state(tmp_path, trained, monkeypatch):
     """A snapshot write failing (a full disk) stops the run with one line naming the reason, exit 1, and the
     state of that step is saved first, so --resume loses nothing; that resume writes the missing final snapshot
-    (it used to say "nothing to do" and leave the run without one)."""
+    (it used to say "nothing to do" and leave the run without one). log.jsonl ends with the error."""
     from ncvsd_cli import images
 
     data, run = trained
@@ -915,6 +915,8 @@ def test_a_snapshot_that_cannot_be_written_keeps_the_training_state(tmp_path, tr
     assert torch.load(copy / "state.pt", weights_only=True)["loop"]["step"] == 3
     kimg = torch.load(copy / "state.pt", weights_only=True)["loop"]["cur_nimg"] / 1000
     assert not snapshot_path(copy, "teacher", kimg, 0.1).exists() and not list((copy / "snapshots").glob(".*tmp"))
+    last = json.loads((copy / "log.jsonl").read_text().splitlines()[-1])  # the log said nothing of the stop
+    assert last["event"] == "error" and "No space left" in last["error"] and last["step"] == 3
     further = tmp_path / "further"
     shutil.copytree(copy, further)
     res = _resume(data, copy, steps=3)  # one file of the two lost: written again
@@ -926,6 +928,31 @@ def test_a_snapshot_that_cannot_be_written_keeps_the_training_state(tmp_path, tr
     assert res.exit_code == 0 and snapshot_path(further, "teacher", kimg, 0.1).is_file(), res.output
     events = [json.loads(line) for line in (further / "log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in events if e.get("event") == "snapshot"][-2:] == [3, 4]
+
+
+def test_snapshots_that_would_fill_the_disk_are_warned_of_at_the_first(tmp_path, monkeypatch):
+    """A tiny --snapshot interval filled 7.3 GB in 5 steps unwarned: at the first snapshot the run says how many
+    more it writes, their size and the free space, when they would not fit (and nothing when they do)."""
+    import shutil as shutil_module
+
+    data = _images(tmp_path / "imgs")
+    real = shutil_module.disk_usage
+    free = {"bytes": 10 * 1024**2}  # the tiny teacher's two EMA files: ~2 x 2.3 MB per snapshot
+
+    def usage(path):
+        return real(path)._replace(free=free["bytes"])
+
+    monkeypatch.setattr(shutil_module, "disk_usage", usage)
+    args = ["train", "--data", str(data), "--duration", "9steps", "--quiet", *TINY, "--snapshot", "1steps"]
+    res = runner.invoke(app, [*args[:3], "--out", str(tmp_path / "a"), *args[3:]])
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.stderr.split())
+    assert "warning: at --snapshot 1steps the run writes about 8 more snapshots" in said and "free" in said, said
+    assert [e["event"] for e in map(json.loads, (tmp_path / "a" / "log.jsonl").read_text().splitlines())
+            if "event" in e].count("warning") == 1
+    free["bytes"] = 1024**3
+    res = runner.invoke(app, [*args[:3], "--out", str(tmp_path / "b"), *args[3:]])
+    assert res.exit_code == 0 and "warning" not in res.output, res.output
 
 
 def test_a_training_state_that_cannot_be_written_is_one_line_and_keeps_the_old_state(tmp_path, trained,

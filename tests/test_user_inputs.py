@@ -164,6 +164,27 @@ def test_degrade_refuses_what_restore_would_and_says_what_restore_says_of_a_kern
     summary = _restore(tmp_path / "k.png", "-c", ckpt, *FAST, "-o", tmp_path / "r.png")
     assert summary["results"][0]["status"] == "ok" and (tmp_path / "r.png").exists()
 
+
+def test_restore_image_takes_an_unnormalised_kernels_measurement(tmp_path, ckpt):
+    """restore_image refused y of a normalize=false kernel (sum 15) as "a [0, 255] image", which the command line's
+    sidecar restored; the range is now the sampler's, scaled by the kernel's sum, and a [0, 255] image is still
+    refused."""
+    from ncvsd_cli import measurement
+    from ncvsd_cli.restore import restore_image
+
+    line = np.zeros((5, 5))
+    line[2] = 3.0
+    params = {"kernel": line, "normalize": False}
+    x = torch.rand(1, 3, 15, 13) * 2 - 1
+    m = measurement.degrade(x, "deblur-kernel", params=params, sigma_y=0.02, seed=0)
+    assert float(m.y.abs().max()) > 4
+    out = restore_image(m.y, "deblur-kernel", params=params, sigma_y=0.02, checkpoint=str(ckpt), nfe=1, seed=0,
+                        device="cpu")
+    assert out.shape == (1, 3, 15, 13) and out.abs().max() < 3
+    with pytest.raises(ValueError, match="0, 255"):
+        restore_image((x + 1) * 127.5 * 15, "deblur-kernel", params=params, sigma_y=0.02, checkpoint=str(ckpt),
+                      nfe=1, device="cpu")
+
 def test_a_grey_photos_preview_holds_the_noise_level_asked_for(tmp_path):
     """A grey source's preview (the file written, and all that stdout gets) holds the noise at sigma_y (its
     channels share one noise field)."""

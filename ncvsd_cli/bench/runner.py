@@ -16,6 +16,8 @@ import json
 import logging
 import os
 import platform
+import shlex
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,7 +36,8 @@ log = logging.getLogger("ncvsd.bench")
 DEFAULT_TASKS = ("sr4", "inpaint-box", "deblur-gauss", "deblur-motion", "phase-retrieval")
 DEFAULT_NFE = (1, 2, 3, 4, 10, 25, 49)  # holds every task's default warm-start NFE (3, 4, 10)
 DEFAULT_METHODS = ("pnp-gd", "pnp-gd-warm", "denoiser", "dps", "daps", "classical")
-#: Resolution used when no network is loaded (classical methods only) and --resolution is not given.
+#: Resolution used when no network is loaded (classical methods only), --resolution is not given and the generator's
+#: training size cannot be read (`_unloaded_resolution`).
 DEFAULT_RESOLUTION = {"ffhq": 256}
 FALLBACK_RESOLUTION = 64
 
@@ -159,8 +162,10 @@ def _note_unused(cfg: BenchConfig) -> None:
     need = _needs(cfg)
     for given, kind, option in ((cfg.generator, "generator", "--checkpoint"), (cfg.teacher, "teacher", "--teacher")):
         if given and kind not in need and not (kind == "generator" and "teacher" in need and not cfg.teacher):
-            log.warning("%s %s is not used: none of --methods %s needs the %s", option, given, ",".join(cfg.methods),
-                        kind)
+            sized = kind == "generator" and not need and cfg.resolution is None  # (`_unloaded_resolution`)
+            log.warning("%s %s is not used%s: none of --methods %s needs the %s", option, given,
+                        " but for its training size, the images' (--resolution sets it)" if sized else "",
+                        ",".join(cfg.methods), kind)
     if cfg.data and cfg.dataset != "ffhq":
         log.warning("--data %s is not used: it gives the ffhq set's folder (--dataset ffhq); this run reads "
                     "--dataset %s", cfg.data, cfg.dataset)
@@ -214,6 +219,24 @@ def _load_networks(cfg: BenchConfig, device: str, quiet: bool = False) -> _Netwo
         raise ValueError(f"generator and teacher were trained at different resolutions {res}: pass --resolution")
     nets.info["trained_resolution"] = next(iter(res.values()), None)  # the images run at: config "resolution"
     return nets
+
+
+def _unloaded_resolution(cfg: BenchConfig) -> int:
+    """The image size of a run that loads no network (classical methods only): the generator's (--checkpoint, else
+    the default) training size from its header or zoo entry, the size a network method of the same command runs at
+    (classical ffhq rows ran at 256 px alone, 64 with the default model's rows: bicubic sr4 23.05 dB vs 19.13 on
+    the same photos); the dataset's DEFAULT_RESOLUTION where it cannot be read."""
+    from ncvsd_cli import checkpoints, zoo
+
+    name = cfg.generator or checkpoints.default_checkpoint("generator")
+    entry = zoo.find(str(name))
+    try:
+        if entry is not None:  # (not downloaded for a size)
+            return int(entry.expect["img_resolution"])
+        path = checkpoints.resolve_checkpoint(name, kind="generator", quiet=True)
+        return int(checkpoints.read_config(path)["img_resolution"])
+    except (checkpoints.CheckpointError, KeyError, TypeError, ValueError, OSError):
+        return DEFAULT_RESOLUTION.get(cfg.dataset, FALLBACK_RESOLUTION)
 
 
 def _generators_teacher(gen_cfg: dict[str, Any], gen_path: str | None = None) -> str | None:
@@ -375,8 +398,9 @@ def _check_settings(out: Path, settings: dict[str, Any], rank: int, resume: bool
         if key in earlier and earlier[key] != value:
             why = (" (the folder's sample pictures and reports would become this run's, and a --resume of the "
                    "earlier run would compute its grid rows again)" if key in ("dataset", "seed") else "")
+            same = f"--resolution {earlier[key]} computes more of them, or " if key == "resolution" else ""
             raise ValueError(f"{out} holds rows computed with {key} {earlier[key]!r}, this run uses {value!r}{why}; "
-                             "choose another --out")
+                             f"{same}choose another --out")
     seen = earlier.pop("image_digests", None) or {}
     changed = [i for i, d in (digests or {}).items() if i in scored and seen.get(i, d) != d]
     if changed:
@@ -463,8 +487,7 @@ def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int)
     from ncvsd_cli.sampling.presets import build_operator, task_settings
     from operators.params import MissingParameter
 
-    resolution = (cfg.resolution or nets.info["trained_resolution"]
-                  or DEFAULT_RESOLUTION.get(cfg.dataset, FALLBACK_RESOLUTION))
+    resolution = cfg.resolution or nets.info["trained_resolution"] or _unloaded_resolution(cfg)
     from ncvsd_cli.metrics import LPIPS_MIN_SIZE
     from ncvsd_cli.networks.build import network_multiple
 
@@ -777,6 +800,8 @@ def _write_reports(cfg: BenchConfig, nets: _Networks, plan: _Plan, device: str, 
               "precision": ", ".join(f"{k} {v['precision']}" for k, v in nets.info.items()
                                      if isinstance(v, dict) and "precision" in v),
               "networks": nets.info, "environment": environment, "ncvsd": environment["ncvsd"],
+              "command": shlex.join(sys.argv),  # and each task's merged settings (presets change between versions)
+              "task_settings": {task: settings for task, settings, _, _ in plan.tasks},
               **{kind: f"{info['name']} (sha256 {info['sha256'][:12]})" for kind, info in nets.info.items()
                  if kind in ("generator", "teacher")}}
     done_here = {(task, j.method, j.nfe) for task, _, _, jobs in plan.tasks for j in jobs}

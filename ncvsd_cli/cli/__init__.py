@@ -6,6 +6,7 @@ Command modules import torch and the library lazily (inside the command function
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -14,8 +15,19 @@ from typing import Any
 
 
 def _quiet_early_interrupt(signum, frame) -> None:  # pragma: no cover (a signal during start-up)
-    """Ctrl-C while the command's modules load: end by the signal, without Python's import traceback."""
+    """Ctrl-C while the command's modules load: end by the signal, without Python's import traceback; with --json,
+    after the summary line a consumer tells a cut stream by (stdout was empty: an early abort looked like a crash)."""
     signal.signal(signum, signal.SIG_DFL)
+    args = sys.argv[1:sys.argv.index("--")] if "--" in sys.argv else sys.argv[1:]
+    command = next((a for a in args if not a.startswith("-")), "")
+    if "--json" in args and command in ("restore", "degrade", "sample", "bench"):  # (common's JSON_SUMMARY_COMMANDS)
+        import json
+
+        line = {"command": command, **({"ok": 0, "failed": 0} if command != "bench" else {}),
+                "exit_code": 128 + signum, "interrupted": signal.Signals(signum).name,
+                **({"results": []} if command != "bench" else {})}  # (as `common.write_error_summary`)
+        with contextlib.suppress(OSError):
+            os.write(1, (json.dumps(line) + "\n").encode())
     os.kill(os.getpid(), signum)
 
 
@@ -190,6 +202,11 @@ def main() -> None:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0
         stops = {int(getattr(signal, n)) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)}
+        if code - 128 in stops and not common.summary_written:  # stopped before its command owed a summary
+            args = sys.argv[1:sys.argv.index("--")] if "--" in sys.argv else sys.argv[1:]
+            command = next((a for a in args if not a.startswith("-")), "")
+            if command in common.JSON_SUMMARY_COMMANDS and "--json" in args:
+                common.write_error_summary(command, code, "interrupted while loading")
         if os.name == "posix" and code - 128 in stops:
             sys.stdout.flush()
             sys.stderr.flush()

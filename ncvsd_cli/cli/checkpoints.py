@@ -45,7 +45,9 @@ def list_command(
     """List every checkpoint in every search location (earlier locations shadow later ones), then the model zoo.
 
     Columns: name, kind, preset, resolution, size, sha256 prefix, licence, location, status (for the zoo:
-    downloaded or not; the size is the published file's until it is downloaded, "?" when unknown).
+    downloaded or not; the size is the published file's until it is downloaded, "?" when unknown). On a terminal
+    narrower than the table, sha256, licence, preset, size and location give way in that order (a note says which);
+    a pipe or file gets them all.
 
     Examples:
 
@@ -66,14 +68,46 @@ def list_command(
         return
     rows = [("NAME", "KIND", "PRESET", "RES", "SIZE", "SHA256", "LICENCE", "LOCATION", "STATUS")]
     for i in rows_json:
-        status = (i.get("status") or "").split(":")[0]
+        status = "; ".join(p.strip() for p in (i.get("status") or "").split(":")[0].split(";")
+                           if "not a network" not in p)  # (--json and info say the rest)
         size = _human_size(i["size"]) if i.get("size") is not None else "?"
         licence = (i.get("licence") or "-").split(" (")[0]
         rows.append((i["name"], i.get("kind") or "-", i.get("preset") or "-", str(i.get("img_resolution") or "-"),
                      size, (i.get("sha256") or "-")[:12], licence, i["location"], status))
+    rows, hidden = _fit_columns(rows, _terminal_width())
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for r in rows:
         typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    if hidden:
+        note(f"{', '.join(hidden)} left out to fit {_terminal_width()} columns (--json, or a wider terminal, shows "
+             "them)")
+
+
+DROPPED_FIRST = ("SHA256", "LICENCE", "PRESET", "SIZE", "LOCATION")  # the order columns give way to a narrow terminal
+
+
+def _terminal_width() -> int | None:
+    """The terminal's width in columns ($COLUMNS first), or None when stdout is not a terminal (a pipe or file
+    gets every column, whatever $COLUMNS says)."""
+    import sys
+
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        if sys.stdout.isatty():
+            columns = os.environ.get("COLUMNS", "")
+            return int(columns) if columns.isdigit() else os.get_terminal_size(sys.stdout.fileno()).columns
+    return None
+
+
+def _fit_columns(rows: list[tuple[str, ...]], width: int | None) -> tuple[list[tuple[str, ...]], list[str]]:
+    """rows without the columns of DROPPED_FIRST, in that order, until a line fits `width` (None: all kept);
+    returns them and the names of the columns left out."""
+    hidden: list[str] = []
+    for name in (() if width is None else DROPPED_FIRST):
+        if sum(max(len(r[c]) for r in rows) for c in range(len(rows[0]))) + 2 * (len(rows[0]) - 1) <= width:
+            break
+        keep = [c for c, head in enumerate(rows[0]) if head != name]
+        rows, hidden = [tuple(r[c] for c in keep) for r in rows], [*hidden, name]
+    return rows, hidden
 
 
 @checkpoints_app.command("download")

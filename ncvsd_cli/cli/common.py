@@ -228,6 +228,9 @@ _summary_owed: str | None = None
 #: The inputs as given to that command (`handle_errors(inputs=...)`): a summary written before any result lists
 #: them under "not_done".
 _inputs_owed: list[str] = []
+#: Whether this process wrote a --json summary line (`Report`, `write_error_summary`): `main` writes one for a run
+#: stopped by a signal before its command owed one (Ctrl-C while it loads: stdout was empty).
+summary_written = False
 
 
 def write_error_summary(command: str, code: int, message: str) -> None:
@@ -235,8 +238,8 @@ def write_error_summary(command: str, code: int, message: str) -> None:
     Ctrl-C while loading): {"command", "exit_code", "error" or "interrupted"}, and for the commands of JSON Lines
     (not bench) their summary's "ok": 0, "failed": 0, "results": [] and the inputs given, "not_done". Nothing
     when stdout is closed."""
-    global _summary_owed
-    _summary_owed = None
+    global _summary_owed, summary_written
+    _summary_owed, summary_written = None, True
     if torchrun_rank() != 0:  # under torchrun rank 0 alone writes stdout's summary
         return
     lines = command != "bench"
@@ -494,7 +497,7 @@ def expand_inputs(
     repeated: list[str] = []
 
     files: set[tuple | str] = set()
-    out_dir = Path(out).expanduser().resolve() if out not in (None, "-") and Path(out).expanduser().is_dir() else None
+    out_dir = Path(out).expanduser().resolve() if out not in (None, "-") and _is_dir(Path(out).expanduser()) else None
     in_out: list[Path] = []
     param_files = {Path(v).expanduser().resolve(): k for k, v in (params or {}).items()
                    if isinstance(v, str) and Path(v).expanduser().is_file()}
@@ -664,6 +667,14 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
         if len(items) > 1:
             raise UsageError(f"-o - (stdout) takes one input, got {len(items)}")
         return "stdout"
+    try:
+        Path(out).exists()  # (Python's exists / is_dir raise for a name the file system refuses: over 255 bytes)
+    except OSError as exc:
+        raise UsageError(f"-o {out}: {exc.strerror or exc}") from None
+    if out.startswith("=") or (out.startswith("-") and not Path(out).suffix and not Path(out).exists()):
+        raise UsageError(f"-o {out}: " + ("-o=NAME is read as a name starting with '=': write -o NAME" if
+                                         out.startswith("=") else "an option, not an output name (-o needs a "
+                                         f"value; ./{out} names a folder of that name)"))
     if Path(out).suffix == "" and not Path(out).exists():
         return writable_dir(out)  # `-o results`: a folder (an image file needs its format's suffix)
     if Path(out).is_dir() or out.endswith(("/", os.sep)) or len(items) > 1:
@@ -855,20 +866,28 @@ def written_meanwhile(exc: BaseException, item: InputItem, outputs: Sequence[str
 
 
 def skip_finished(planned: dict[InputItem, list[str]], report: Report, quiet: bool,
-                  noun: str = "input(s)") -> dict[InputItem, list[str]]:
+                  noun: str = "input(s)", other_work: Callable[[InputItem, str], str | None] | None = None,
+                  ) -> dict[InputItem, list[str]]:
     """--skip-existing: the inputs whose every planned output exists are reported "skipped" (a rerun after an
     interruption makes only the rest, exit 0) and left out; returns the planned outputs of the others. An output
-    that another input would also write, or that is an input, skips nothing (`check_outputs` refuses it)."""
+    that another input would also write, or that is an input, skips nothing (`check_outputs` refuses it).
+    other_work(item, path): why an existing output is not what this run would make (e.g. another task's, by its
+    label), or None: such an input fails with that reason instead (an sr4 run kept deblur outputs as "skipped")."""
     keys = {item: [path_key(p) for p in paths if p != "-"] for item, paths in planned.items()}
     owners = collections.Counter(k for item_keys in keys.values() for k in set(item_keys))
     inputs = {path_key(i.path) for i in planned if i.path is not None}
     done = [item for item, paths in planned.items() if paths and len(keys[item]) == len(paths) and all(
         Path(p).is_file() and owners[k] == 1 and k not in inputs for p, k in zip(paths, keys[item]))]
+    others = {item: why for item in done if other_work is not None
+              and (why := next(filter(None, (other_work(item, p) for p in planned[item])), None))}
+    for item, why in others.items():
+        report.failed(item.name, f"{item.name}: {why}: --overwrite replaces it, or give another -o")
+    done = [item for item in done if item not in others]
     for item in done:
         report.skipped(item.name, planned[item])
     if done:
         note(f"--skip-existing: skipped {len(done)} {noun} whose outputs exist", quiet)
-    return {item: paths for item, paths in planned.items() if item not in done}
+    return {item: paths for item, paths in planned.items() if item not in done and item not in others}
 
 
 def check_outputs(
@@ -916,6 +935,9 @@ def check_outputs(
                                   f"none of them is written): rename one of them or run them separately{glob}{same}")
             elif Path(p).is_dir():  # also with --overwrite: a folder is never replaced by a file
                 problems[item] = f"{item.name}: output {p} is a folder; remove it or choose another -o"
+            elif Path(p).exists() and not Path(p).is_file():  # --overwrite replaced /dev/null, a FIFO with a file
+                problems[item] = (f"{item.name}: output {p} is not a regular file (a device, pipe or socket), never "
+                                  "replaced: -o - writes to standard output")
             elif key in input_paths and (item.path is None or key != path_key(item.path)):  # --overwrite too
                 problems[item] = (f"{item.name}: output {p} is another input of this run; refusing to replace it "
                                   "(rename one of them, or write the outputs elsewhere: -o DIR/)")
@@ -923,6 +945,9 @@ def check_outputs(
                 problems[item] = (
                     f"{item.name}: output {p} is an input; refusing to overwrite it (use --overwrite)"
                 )
+            elif not overwrite and not Path(p).exists() and os.path.lexists(p):  # (found after the work)
+                problems[item] = (f"{item.name}: output {p} is a symbolic link to a missing file (--overwrite "
+                                  "replaces the link with the output; or choose another -o)")
             elif not overwrite and Path(p).exists():
                 problems[item] = (f"{item.name}: output {p} exists, beside outputs still to make (remove it, or "
                                   "rerun without --skip-existing and with --overwrite)" if skip_existing else
@@ -932,6 +957,14 @@ def check_outputs(
             if item in problems:
                 break
     return problems
+
+
+def _is_dir(path: Path) -> bool:
+    """path.is_dir(), False for a name the file system refuses (is_dir raises OSError for one over 255 bytes)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def _name_too_long(path: Path) -> str | None:
@@ -1034,8 +1067,8 @@ class Report:
                                                           f"{len(folders)} folders")
 
     def _write_summary(self, doc: dict[str, Any]) -> None:
-        global _summary_owed
-        _summary_owed = None
+        global _summary_owed, summary_written
+        _summary_owed, summary_written = None, True
         sys.stdout.write(strict_json.dumps(doc) + "\n")
         sys.stdout.flush()
 

@@ -459,8 +459,8 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
     with report.summary_on_interrupt(as_json):
         for spec, message in missing:
             report.failed(spec, message)
-        planned = {item: _planned_paths(item, outputs, mode, _item_task(item, task, task_given, no_sidecar,
-                                                                         explicit), options.samples) for item in items}
+        tasks = {item: _item_task(item, task, task_given, no_sidecar, explicit) for item in items}
+        planned = {item: _planned_paths(item, outputs, mode, tasks[item], options.samples) for item in items}
         common.check_stdout(planned, as_json)
         report.inputs = [item.name for item in items]  # (an interruption's summary names those not done)
         planned = common.leave_out_own_outputs(planned, report, quiet,  # (a user's photo so named stays an input)
@@ -468,7 +468,8 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
         items = [i for i in items if i in planned]
         if outputs.skip_existing:
             planned = common.skip_earlier_outputs(planned, report, quiet, skip)
-            planned = common.skip_finished(planned, report, quiet)
+            planned = common.skip_finished(planned, report, quiet, other_work=lambda item, path: _other_task(
+                path, tasks.get(item)))
             items = [i for i in items if i in planned]
         hint = "" if outputs.suffix == "same" else " (--format same keeps each one's own format and suffix)"
         problems = common.check_outputs(planned, items, outputs.overwrite, outputs.skip_existing, format_hint=hint)
@@ -539,7 +540,7 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                     m.notes = [*m.notes, tiles]
                 window.append((item, m))
                 window_bytes += m.y.numel() * m.y.element_size()
-                if window_bytes >= WINDOW_BYTES:
+                if window_bytes >= WINDOW_BYTES or len(window) >= max(WINDOW_IMAGES, options.batch_size):
                     reading.close()  # the first window's reading bar; later ones read under the restore bar
                     reading = common.progress(0, "", True)
                     run.restore(window, sum(i not in problems for i in items[n + 1:]))
@@ -571,10 +572,22 @@ def _record_what_ran(report: common.Report, run: _Restoration, restorer: Restore
                         device=options.device, precision=precision)
 
 
+def _other_task(path: str, task: str | None) -> str | None:
+    """Why the existing output `path` is not this run's: its label names another task than `task` (None where the
+    task is not known before the input is read, or the file has no label)."""
+    from ncvsd_cli import images
+
+    made = images.labelled_task(path) if task else None
+    return None if made in (None, task) else f"{path} exists, made by --task {made}, not {task}"
+
+
 #: The decoded inputs restored together at most (bytes of their measurements): inputs are read up to this, then
 #: restored, then the next are read (a batch of 30 photos of 1 MP held 12 MB each before the first began; 500 phone
 #: photos would have needed ~70 GB). Batching across inputs (--batch-size) happens within such a window.
 WINDOW_BYTES = 1 << 29
+#: ... and inputs at most (or --batch-size, if more): 45 photos of 256 px were all read (blur and noise, 79 s) before
+#: the first was restored, so a Ctrl-C then left nothing for --skip-existing to keep.
+WINDOW_IMAGES = 8
 
 PHASE_TWIN_NOTE = ("phase retrieval recovers an image only up to a shift and a 180-degree turn (the Fourier "
                    "magnitudes do not tell them apart), and one run can settle on a poor mix of the two: "
@@ -584,12 +597,14 @@ PHASE_TWIN_NOTE = ("phase retrieval recovers an image only up to a shift and a 1
 #: A box at least this many px a side is filled smoothly by the default model: said once (and in each --json record).
 LARGE_BOX = 48
 LARGE_BOX_NOTE = (f"a box of {LARGE_BOX} px or more is filled smoothly from its edges: the default model, trained on "
-                  "few photos, invents no face, fur or lettering there (README, box inpainting); --samples K draws "
-                  "other fills")
+                  "few photos, invents no face, fur or lettering there (README, box inpainting), and its samples "
+                  "(--samples K) differ little there; --method pnp-gd --samples K draws more varied fills, each less "
+                  "faithful")
 
 
 class _Restoration:
-    """The restoration of a run's inputs, window by window (`WINDOW_BYTES`): one progress bar over all of them,
+    """The restoration of a run's inputs, window by window (`WINDOW_BYTES`, `WINDOW_IMAGES`): one progress bar over
+    all of them,
     started after the first window is read and the weights are loaded (its clock times the restoration); each
     window's inputs grouped by their own task's sampler unless --method (`_method_groups`)."""
 
@@ -837,7 +852,8 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         warn = n.startswith(WARNING_NOTES)
         common.note(f"{'warning: ' if warn else ''}{item.name}: {n}", quiet and not warn)
     if m.alpha is not None:  # (None for inpaint-mask's transparency holes: the output is opaque)
-        m.notes.insert(0, _alpha_note(alpha_paths, upscaled=m.image_shape[-1] > decoded.tensor.shape[-1]))
+        m.notes.insert(0, _alpha_note(alpha_paths, upscaled=m.image_shape[-1] > decoded.tensor.shape[-1],
+                                      extended=m.matte is not None))
         common.note(f"{item.name}: {m.notes[0]}", quiet)
         m.alpha = None if alpha_paths is None else m.alpha
     m.notes, m.bit_depth, m.icc_profile = [*decoded.notes, *m.notes], decoded.bit_depth, decoded.icc_profile
@@ -848,18 +864,21 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     return m
 
 
-def _alpha_note(paths: dict[str, str] | None, upscaled: bool = False) -> str:
-    """What happens to a transparent input's alpha channel: restored composited on white, the alpha carried to the
+def _alpha_note(paths: dict[str, str] | None, upscaled: bool = False, extended: bool = False) -> str:
+    """What happens to a transparent input's alpha channel: restored composited on white (`extended`: restored
+    extended under its transparency, then composited on white: blurs, super-resolution), the alpha carried to the
     outputs of `paths` ({path: format}) whose formats hold one (`images.ALPHA_FORMATS`; None: --flatten, to none);
     `upscaled`: the output is larger than the input (sr)."""
     from ncvsd_cli import images
 
-    if paths is None:
-        return f"{images.ALPHA_NOTE} (--flatten: the outputs have no alpha channel)"
     how = " (upscaled bicubically)" if upscaled else ""
+    restored = ("restored extended under its transparency (its outline is no edge of the photo), composited on white"
+                if extended else "restored composited on white")
+    if paths is None:
+        return f"{restored if extended else images.ALPHA_NOTE} (--flatten: the outputs have no alpha channel)"
     lost = ["stdout" if p == "-" else p for p, fmt in paths.items() if fmt not in images.ALPHA_FORMATS]
     if not lost:
-        return f"restored composited on white, its alpha channel carried to the outputs{how}"
+        return f"{restored}, its alpha channel carried to the outputs{how}"
     return (f"{images.ALPHA_NOTE}: {', '.join(map(str, lost))} {'has' if len(lost) == 1 else 'have'} no alpha channel "
             f"({images.suffix_choice(images.ALPHA_FORMATS)} keeps it; --flatten says you want none)")
 

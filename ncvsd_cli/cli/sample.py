@@ -116,9 +116,11 @@ def sample_command(
             except ValueError as exc:
                 raise common.UsageError(f"--nfe with --teacher: {exc}") from None
             if nfe < TEACHER_MIN_NFE:
+                looks = ("flat patches of colour (one call returns the teacher's mean at sigma 80)" if nfe == 1 else
+                         "coloured noise (3 calls) or saturated, over-contrasted texture (5-11)")
                 common.note(f"warning: --teacher --nfe {nfe}: {(nfe + 1) // 2} Heun step(s) from sigma 80 are too "
-                            f"coarse, the samples come out as coloured noise (from {TEACHER_MIN_NFE} calls they "
-                            "settle; default 63)")
+                            f"coarse, the samples come out as {looks} (from {TEACHER_MIN_NFE} calls they settle; "
+                            "default 63)")
         if nfe < 1 or batch_size < 1:
             raise common.UsageError(f"--nfe must be >= 1, got {nfe}" if nfe < 1 else
                                     f"--batch-size must be >= 1, got {batch_size}")

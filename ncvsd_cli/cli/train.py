@@ -57,6 +57,8 @@ Examples:
 
   ncvsd train --data my-photos/ --init-teacher builtin64-teacher --lr 0.004 --rampup-kimg 1 --out runs/ft
 
+  python -m ncvsd_cli.training.photos photos.zip --cache /tmp/photo-packages      (builds the photos set)
+
   torchrun --nproc_per_node=2 -m ncvsd_cli train --data photos.zip --arch builtin64 --out runs/t --batch 64
   (a run resumes on another number of processes, torchrun's or none: --batch is the global batch, kept, and the
    data goes on from the next image)
@@ -220,8 +222,7 @@ def register(app: typer.Typer) -> None:
 def train(
     ctx: typer.Context,
     data: str = typer.Option(None, "--data", help="'builtin' (scikit-image photos, held-out ones excluded), "
-                             "'photos' (the photos set, $NCVSD_PHOTOS; built by `python -m ncvsd_cli.training.photos "
-                             "PATH`), an image folder "
+                             "'photos' (the photos set, $NCVSD_PHOTOS; built as the examples show), an image folder "
                              "(subfolders included; ./photos for a folder of that name) "
                              "or a zip (EDM2 dataset-tool layout; every image format restore reads but GIF). Required for a "
                              "new run."),

@@ -384,10 +384,15 @@ class BestFitMethod(RepeatedMethod):
         return best, {"residual": best_res.tolist(), "residuals": torch.stack(history).tolist()}
 
 
+#: |x| a method's restoration may reach: posterior samples overshoot [-1, 1] a little, a [0, 255] image by far.
+RESULT_RANGE_LIMIT = 16.0
+
+
 def _check_result(method: Method, res: Any, operator: Any = None, y: Any = None) -> None:
     """ValueError naming `method` unless it returned a SamplerResult whose x is a float tensor of the operator's
     images, one per measurement (a plug-in returning the measurement, or a cropped image, was written as the
-    restoration with exit 0), and whose counts are whole numbers."""
+    restoration with exit 0), a plug-in's finite and within +-RESULT_RANGE_LIMIT, and whose counts are whole
+    numbers."""
     import numbers
 
     import torch
@@ -403,6 +408,15 @@ def _check_result(method: Method, res: Any, operator: Any = None, y: Any = None)
         raise ValueError(f"method '{method.name}' ({method.target}) returned x {got}"
                          f"{'' if not isinstance(res.x, torch.Tensor) else f' {res.x.dtype}'}; expected a float "
                          f"tensor {want or '(B, C, H, W)'}: one image of the operator's per measurement")
+    if not method.target.startswith("ncvsd_cli."):  # a plug-in's (a built-in's NaN is the network's: per image)
+        from operators.base import all_finite
+
+        reach = float(res.x.detach().abs().nan_to_num(0.0, 0.0, 0.0).max()) if res.x.numel() else 0.0
+        if reach > RESULT_RANGE_LIMIT:  # a [0, 255] image was written all white with exit 0
+            raise ValueError(f"method '{method.name}' ({method.target}) returned values reaching {reach:.4g}, far "
+                             "outside the images' [-1, 1] (a [0, 255] image? 8-bit p: p / 127.5 - 1)")
+        if not all_finite(res.x):  # (it was reported as "the network produced NaN/inf values")
+            raise ValueError(f"method '{method.name}' ({method.target}) returned NaN or inf values")
     if not all(isinstance(v, numbers.Integral) for v in (res.nfe, res.operator_evals)):
         raise ValueError(f"method '{method.name}' ({method.target}) returned nfe {res.nfe!r} and operator_evals "
                          f"{res.operator_evals!r}; both are whole numbers (calls per image)")
@@ -489,6 +503,9 @@ def register_method(method: Method) -> Method:
     check_name(method.name, "method", METHODS)
     if method.needs not in ("generator", "teacher", "none"):
         raise ValueError(f"method '{method.name}': needs must be generator, teacher or none, got {method.needs!r}")
+    module, _, func = str(method.target).partition(":")
+    if not (module and func and ":" not in func):  # ("nocolon" failed at its first use: "not enough values to unpack")
+        raise ValueError(f"method '{method.name}': target must be 'module:function', got {method.target!r}")
     if METHODS.get(method.name, method) != method:
         raise ValueError(f"method name '{method.name}' is already registered")
     METHODS[method.name] = method

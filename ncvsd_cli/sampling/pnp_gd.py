@@ -65,7 +65,8 @@ def pnp_gd(denoiser: Callable, operator: Operator, y: torch.Tensor, sigmas: torc
     beta > 0: likelihood temperature (Bayes-exact 2 sigma_y²; the paper's tuned values are smaller).
     ema_sigma: EMA of x0 active below this sigma (100 = always, the paper's "∞"; None or 0 = off).
     ema_decay in [0, 1): weight of the previous x0. ts: optional multi-step prior step (docs/method.md §2.7).
-    callback: called after every iteration with dict(i, sigma, x, x0, u).
+    callback: called after every iteration with dict(i, sigma, x, x0, u) (u None after the last: x0 is returned
+    after the last denoiser step, with no likelihood step after it).
     x_init: optional (B, *operator.image_shape) starting estimate in [-1, 1]; the chain starts at
     u = x_init + sigmas[0] * eps instead of sigmas[0] * eps (warm start, see the module docstring).
     x_init_noise >= 0: std of the white noise x_init already carries (denoising's y: sigma_y); the start then adds
@@ -106,8 +107,11 @@ def pnp_gd(denoiser: Callable, operator: Operator, y: torch.Tensor, sigmas: torc
                 x = multistep_denoise(denoiser, u, sig[i], ts, generator, class_labels)
                 nfe += len(ts) - 1
             x0 = ema_decay * x0 + (1 - ema_decay) * x if (sig[i] < ema_sigma and x0 is not None) else x
-            u = operator.likelihood_sample(x, y, rho=sig[i + 1], sigma_p=sigma_p, generator=generator)
-            op_evals += likelihood_evals(operator)
+            if i < len(sig) - 2:  # the last one's u would go unused (phase retrieval: 36 s at 1024x768)
+                u = operator.likelihood_sample(x, y, rho=sig[i + 1], sigma_p=sigma_p, generator=generator)
+                op_evals += likelihood_evals(operator)
+            else:
+                u = None
             if callback is not None:
                 callback({"i": i, "sigma": sig[i], "x": x, "x0": x0, "u": u})
     return SamplerResult(x=x0, nfe=nfe, operator_evals=op_evals, extras={"sigmas": sig, "beta": beta})

@@ -19,6 +19,7 @@ stream is a pure function of its position (data.py), so a resumed run continues 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -660,6 +661,9 @@ class TrainLoop:
                                                               else "start the run again (no state was saved yet)"))
             else:
                 problem = self._write_snapshot_logged()
+            if problem:  # in the log too (a full disk may refuse this line as well)
+                with contextlib.suppress(OSError):
+                    self._log({"event": "error", "error": problem, "step": self.step, "kimg": self.cur_nimg / 1000})
         if distributed.all_max([float(bool(problem))], self.device)[0]:
             if getattr(self, "_aborted", None):  # a second signal inside torch.save (its zip writer wraps it)
                 raise TrainingAborted(self._aborted, self.state_path)
@@ -676,7 +680,40 @@ class TrainLoop:
                     f"state at step {self.step} is saved: {advice}")
         self._log({"event": "snapshot", "step": self.step, "kimg": self.cur_nimg / 1000,
                    "files": [str(p) for p in paths]})
+        if not getattr(self, "_disk_told", False):  # once per invocation, at its first snapshot
+            self._disk_told = True
+            with contextlib.suppress(OSError):  # (a warning: never the reason a run stops)
+                self._note_disk_room(sum(p.stat().st_size for p in paths if p.is_file()))
         return ""
+
+    def _snapshots_left(self) -> float | None:
+        """About how many more snapshots the run writes on its clock: both lengths in images (steps count `batch`
+        images) or both in seconds (a time duration: this invocation's, counted whole); None where they mix."""
+        d, e = self.duration, self.snapshot_every
+
+        def images(x: Duration) -> int | None:
+            return x.nimg if x.nimg is not None else None if x.steps is None else x.steps * self.batch
+
+        if images(d) is not None and images(e) is not None:
+            return max(images(d) - self.cur_nimg, 0) / images(e)
+        return d.seconds / e.seconds if d.seconds is not None and e.seconds is not None else None
+
+    def _note_disk_room(self, snapshot_bytes: int) -> None:
+        """Warn (stderr and the log) when the snapshots still to come would not fit the disk's free space: a tiny
+        --snapshot interval filled 7.3 GB in 5 steps unwarned, and the run then stopped on a full disk."""
+        import shutil
+
+        left = self._snapshots_left()
+        free = shutil.disk_usage(self.out).free
+        if left is None or left * snapshot_bytes <= free:
+            return
+        gib = 1024**3
+        message = (f"at --snapshot {self.settings.get('snapshot', self.snapshot_every.describe())} the run writes "
+                   f"about {math.ceil(left)} more snapshots of {snapshot_bytes / 1024**2:.0f} MiB "
+                   f"({left * snapshot_bytes / gib:.1f} GiB), and {self.out} has {free / gib:.1f} GiB free: a longer "
+                   "--snapshot interval, or room, before the disk fills (the run would stop there, its state saved)")
+        self._log({"event": "warning", "warning": message, "step": self.step})
+        write_line(f"ncvsd: warning: {message}\n")  # (--quiet too: it drops the bar and status lines)
 
     def _snapshot_missing(self) -> bool:
         """Whether the saved step has no snapshot (its write failed after the state was saved)."""

@@ -266,13 +266,16 @@ def main(argv: list[str] | None = None) -> None:
     needs `apt-get download` with a Debian bookworm source) and print its summary as JSON."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m ncvsd_cli.training.photos", description=build_photos.__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Example: python -m ncvsd_cli.training.photos ~/.cache/ncvsd/photos.zip "
-                                       "--cache /tmp/photo-packages")
+    p = argparse.ArgumentParser(
+        prog="python -m ncvsd_cli.training.photos", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Build the `photos` training set (for `ncvsd train --data`): the colour photographs named in\n"
+                    "the manifest, unpacked from Debian packages (`apt-get download`, a Debian bookworm source),\n"
+                    "checked by sha256, scaled to --short-side and written as WebP with dataset.json and\n"
+                    "ATTRIBUTION.txt. Prints a JSON summary.",
+        epilog="Example: python -m ncvsd_cli.training.photos ~/.cache/ncvsd/photos.zip --cache /tmp/photo-packages")
     p.add_argument("out", type=Path, help="a folder, or a zip if it ends in .zip")
     p.add_argument("--cache", type=Path, required=True, help="folder for the downloaded and unpacked packages")
-    p.add_argument("--manifest", type=Path, default=MANIFEST_PATH)
+    p.add_argument("--manifest", type=Path, default=MANIFEST_PATH, help="the photo list (default: the shipped one)")
     p.add_argument("--short-side", type=int, default=DEFAULT_SHORT_SIDE, help="largest short side in px")
     p.add_argument("--limit", type=int, help="keep only the first N photos (quick tests)")
     p.add_argument("--licences", choices=LICENCE_POLICIES, default="permissive",
