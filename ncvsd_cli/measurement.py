@@ -965,12 +965,16 @@ def opaque_colour(y: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
 #: Opacity from which a transparent photo's own colour is kept under `extend_under_transparency` (a shadow or glow
 #: keeps its colour; below, an 8-bit composite's colour is too coarse: 0.5 / 255 / 0.05 = 4 % of the range).
 EXTEND_OPACITY = 0.05
+#: Blur widths (px) of the extension's normalised convolution, finest first, and the share of kept pixels a width
+#: needs around a pixel to fill it (farther pixels take the nearest kept one's colour).
+EXTEND_SIGMAS, EXTEND_SUPPORT = (2.0, 4.0, 8.0, 16.0, 32.0), 0.05
 
 
 def extend_under_transparency(y: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """y (1, C, H, W) in [-1, 1], composited on white with `alpha` (1, 1, H, W) in [0, 1], made a whole photo for an
     operator that spreads pixels (a blur, super-resolution): its own colour, (y - 1 + a) / a on the [0, 1] scale,
-    where at least EXTEND_OPACITY opaque, the nearest such pixel's beyond. The white's edge along the outline is no
+    where at least EXTEND_OPACITY opaque, beyond it their normalised convolution at EXTEND_SIGMAS (the nearest such
+    pixel's where none is near enough). The white's edge along the outline is no
     blur's: deblurred, it rang into the opaque pixels (65 levels 0-3 px inside a soft disk, 20 at 3-7 px); the
     restoration is composited back on white (`recomposite`). y itself where no pixel is EXTEND_OPACITY opaque."""
     import numpy as np
@@ -982,8 +986,19 @@ def extend_under_transparency(y: torch.Tensor, alpha: torch.Tensor) -> torch.Ten
     known = alpha.detach()[0, 0].cpu().numpy() >= EXTEND_OPACITY
     if known.all() or not known.any():
         return colour if known.all() else y
+    from scipy.ndimage import gaussian_filter
+
+    c = colour[0].detach().cpu().double().numpy()
     _, (rows, cols) = distance_transform_edt(~known, return_indices=True)
-    return colour[..., torch.from_numpy(rows.astype(np.int64)), torch.from_numpy(cols.astype(np.int64))]
+    fill, todo, weight = c[:, rows, cols], ~known, known.astype(np.float64)  # nearest: the far pixels' fallback
+    for sigma in EXTEND_SIGMAS:  # normalised convolution, finest first: smooth, no streaks (a hole's nearest-pixel
+        support = gaussian_filter(weight, sigma, truncate=2.5)  # streaks loosened the Wiener prior fitted to the
+        near = todo & (support > EXTEND_SUPPORT)  # whole image)
+        if near.any():
+            fill[:, near] = np.stack([gaussian_filter(ch * weight, sigma, truncate=2.5) for ch in c])[:, near] / \
+                support[near]
+        todo &= ~near
+    return torch.from_numpy(np.where(known, c, fill)).to(y)[None]
 
 
 def recomposite(x: torch.Tensor, matte: torch.Tensor, operator: Any) -> torch.Tensor:

@@ -124,6 +124,17 @@ def test_command_line_parse_errors_are_one_line_like_every_other_error(args, nam
     assert named in res.stderr and f"(see '{path} --help')" in res.stderr and not res.stdout
 
 
+@pytest.mark.parametrize("args, said", [
+    (["restore", "a.png", "--model", "x"], "No such option: --model: here it is --checkpoint (-c)"),
+    (["restore", "a.png", "--steps", "4"], "here it is --nfe"), (["degrade", "a.png", "--scale", "4"], "--task sr2"),
+    (["bench", "--weights", "x"], "--checkpoint"), (["sample", "--scale", "2"], "No such option: --scale (see")])
+def test_other_tools_names_of_options_are_translated(args, said):
+    """--model was answered "Possible options: --help, --mean, --method"; another tool's name for an option of this
+    command is translated (a command without it gets click's message)."""
+    res = run(*args)
+    assert res.exit_code == 2 and said in res.stderr, res.stderr
+
+
 @pytest.mark.parametrize("command", ["restore", "degrade", "sample", "bench"])
 @pytest.mark.parametrize("mistake", ["parse", "usage", "model"])
 def test_json_output_ends_with_a_summary_on_every_early_error(command, mistake, tmp_path):
@@ -501,6 +512,35 @@ def test_skip_existing_skips_an_output_another_process_writes_meanwhile(tmp_path
     (tmp_path / "out" / "b.png").unlink()
     res = run(*args)
     assert res.exit_code == 1 and "exists, made while this ran" in res.stderr, res.output
+
+
+def test_skip_existing_leaves_out_an_input_another_worker_finished_before_its_window(tmp_path, ckpt, monkeypatch):
+    """Two workers with --skip-existing on one list: the second restored every input and dropped each at write
+    time; an input whose outputs appear before its window is restored is now skipped unrestored."""
+    from ncvsd_cli.cli import restore as cli_restore
+    from ncvsd_cli.restore import Restorer
+
+    srcs = [_png(tmp_path / f"{n}.png", 16, 12, seed=k) for k, n in enumerate("ab")]
+    read_before, run_before, restored = cli_restore._read_measurement, Restorer.run, []
+
+    def read(restorer, item, *args, **kwargs):
+        if item.name.endswith("b.png"):  # the other worker finishes b while this one reads it
+            shutil.copy(srcs[1], tmp_path / "out" / "b.png")
+        return read_before(restorer, item, *args, **kwargs)
+
+    def run_counted(self, measurements, *args, **kwargs):
+        restored.extend(m.source for m in measurements)
+        yield from run_before(self, measurements, *args, **kwargs)
+
+    monkeypatch.setattr(cli_restore, "_read_measurement", read)
+    monkeypatch.setattr(cli_restore, "WINDOW_IMAGES", 1)
+    monkeypatch.setattr(Restorer, "run", run_counted)
+    (tmp_path / "out").mkdir()
+    res = run("restore", *srcs, "-o", tmp_path / "out", "-c", ckpt, *FAST, "--task", "denoise", "--skip-existing",
+              "--json")
+    assert res.exit_code == 0, res.output
+    assert [json.loads(line)["status"] for line in res.stdout.splitlines()[:-1]] == ["ok", "skipped"]
+    assert len(restored) == 1 and restored[0].endswith("a.png") and "written meanwhile" in res.stderr
 
 
 def test_skip_existing_does_not_keep_another_tasks_output_as_done(tmp_path, ckpt):

@@ -74,6 +74,19 @@ class _PlainGroup(_UntypedFlags, TyperGroup):
     pass
 
 
+#: Options of other tools (deepinv, diffusers, image CLIs) and what ncvsd calls them: said instead of click's
+#: guesses by spelling (--model offered --mean and --method).
+OTHER_TOOLS_OPTIONS = {
+    "--model": "--checkpoint (-c)", "--weights": "--checkpoint (-c)", "--ckpt": "--checkpoint (-c)",
+    "--network": "--checkpoint (-c)", "--steps": "--nfe (network evaluations)", "--num-steps": "--nfe (network "
+    "evaluations)", "--noise": "--sigma-y (the noise std on the [-1, 1] scale)", "--noise-level": "--sigma-y (the "
+    "noise std on the [-1, 1] scale)", "--sigma": "--sigma-y (the noise std; a blur's width: -p sigma=S)",
+    "--scale": "--task sr2, sr4 or sr8", "--upscale": "--task sr2, sr4 or sr8", "--factor": "--task sr2, sr4 or sr8",
+    "--kernel": "-p kernel=K (an image or .npy)", "--mask": "-p mask=M.png (white = known)",
+    "--gpu": "--device cuda", "--cpu": "--device cpu", "--out": "-o (--output)", "--output-dir": "-o DIR/",
+}
+
+
 class _OneLineErrors(_PlainGroup):
     """Errors found while parsing the command line (`--seed -1`, an unknown option, a missing value) as one line,
     `ncvsd: error: ... (see 'ncvsd restore --help')`, exit 2, like every error a command finds itself (Typer's
@@ -98,6 +111,10 @@ class _OneLineErrors(_PlainGroup):
                 command = argv[0]  # after the last option is found at the root
                 path += f" {command}"
             message = exc.format_message().rstrip(".")
+            said = OTHER_TOOLS_OPTIONS.get(str(getattr(exc, "option_name", "")), "")
+            known = {o for p in getattr(getattr(ctx, "command", None), "params", ()) for o in getattr(p, "opts", ())}
+            if type(exc).__name__ == "NoSuchOption" and said.split(" ")[0] in known:  # another tool's name for it
+                message = f"No such option: {exc.option_name}: here it is {said}"
             common.error(f"{message} (see '{path} --help')")
             if command in common.JSON_SUMMARY_COMMANDS and "--json" in argv:
                 common.write_error_summary(command, exc.exit_code, message)

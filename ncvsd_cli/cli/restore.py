@@ -631,6 +631,16 @@ class _Restoration:
         from ncvsd_cli.sampling.methods import get_method
 
         o = self.options
+        if self.outputs.skip_existing:  # another worker of a shared queue made some meanwhile: not done twice
+            made = [(i, m) for i, m in window if self.planned[i] and "-" not in self.planned[i]
+                    and all(Path(p).is_file() for p in self.planned[i])]
+            for item, _ in made:
+                self.report.skipped(item.name, self.planned[item])
+                common.note(f"{item.name}: skipped: its outputs were written meanwhile (by another process?)",
+                            self.quiet)
+            window = [w for w in window if w not in made]
+            if self.bar is not None:
+                self.bar.skip(len(made) * o.samples)
         self.tasks |= {m.task for _, m in window}
         if any(m.task == "phase-retrieval" for _, m in window) and o.method != "pnp-gd-fit4":
             if not self.twin_said:
