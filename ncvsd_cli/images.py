@@ -505,7 +505,21 @@ def unreadable_format(data: bytes, name: str) -> ImageError:
     if kind:
         return ImageError(f"{name}: cannot decode this {kind.upper()} file (truncated, damaged, or an image sequence "
                           "or codec the decoder lacks)")
+    if name == "<stdin>" and _looks_like_names(data):  # `cat list.txt | ncvsd restore -`
+        return ImageError(f"{name}: holds text, not an image (a list of file names? '-' reads one image from "
+                          "standard input; give the names as arguments, e.g. xargs ncvsd restore -t sr4 -o out/ < "
+                          "list.txt)")
     return ImageError(f"{name}: not an image (unrecognised format)")
+
+
+def _looks_like_names(data: bytes) -> bool:
+    """Whether `data` is UTF-8 text of printable lines, one at least an image file's name (a list of names)."""
+    try:
+        lines = [line.strip() for line in data[:65536].decode("utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        return False
+    return all(len(line) < 4096 and line.isprintable() for line in lines) and any(
+        line.lower().endswith(IMAGE_SUFFIXES) for line in lines)
 
 
 def _decode_pil(

@@ -190,11 +190,13 @@ def degrade(
 
 
 def measure_image(op: Any, x: torch.Tensor, sigma_y: float, generator: Any, grey: bool) -> torch.Tensor:
-    """y = op.measure(x, sigma_y, generator); for a grey image (`grey`, x's channels one grey) one noise field
-    shared by the three channels of y, as a grey photo has (each its own: three looks at the image, about 3 dB
-    easier to restore than the photo; a plug-in measuring other channel counts: apart)."""
+    """y = op.measure(x, sigma_y, generator); for a grey image (`grey`, x's channels one grey; a grey photo stored as
+    RGB, three equal channels, too) one noise field shared by the three channels of y, as a grey photo has (each its
+    own: three looks at the image, about 3 dB easier to restore than the photo; a plug-in measuring other channel
+    counts: apart)."""
     from operators.noise import randn_like
 
+    grey = grey or (x.dim() == 4 and x.shape[0] == 1 and x.shape[1] == 3 and distinct_channel_count(x[0]) == 1)
     y = op.measure(x, sigma_y=0.0 if grey else sigma_y, generator=generator)
     if grey and sigma_y > 0:
         shared = y.dim() >= 2 and y.shape[1] == 3

@@ -236,11 +236,20 @@ class StatusReporter:
 
 
 def default_interval() -> float:
-    """$NCVSD_PROGRESS_INTERVAL (seconds >= 0) or DEFAULT_INTERVAL when unset or not a number."""
+    """$NCVSD_PROGRESS_INTERVAL (seconds >= 0) or DEFAULT_INTERVAL when unset or not a number (said once: "abc" was
+    ignored without a word)."""
+    text = os.environ.get("NCVSD_PROGRESS_INTERVAL", "")
     try:
-        return max(float(os.environ.get("NCVSD_PROGRESS_INTERVAL", DEFAULT_INTERVAL)), 0.0)
+        return max(float(text), 0.0) if text.strip() else DEFAULT_INTERVAL
     except ValueError:
+        if not _said_interval:
+            _said_interval.append(text)
+            write_line(f"ncvsd: warning: NCVSD_PROGRESS_INTERVAL={text!r} is not a number of seconds: status lines "
+                       f"every {DEFAULT_INTERVAL:g} s\n")
         return DEFAULT_INTERVAL
+
+
+_said_interval: list[str] = []  # (the warning above, once per process)
 
 
 def callbacks_per_run(call: Any) -> int | None:

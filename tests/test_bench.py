@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from ncvsd_cli.bench import BenchConfig, methods, results, run_bench
 from ncvsd_cli.bench import runner as bench_runner
+from ncvsd_cli.checkpoints import CheckpointError
 
 TASKS = ["inpaint-box", "sr4"]
 RES = 32  # LPIPS-alex needs >= 31 px; the tiny preset runs at any even size
@@ -483,7 +484,8 @@ def test_classical_rows_run_at_the_size_the_network_rows_of_the_same_command_wou
     unloaded = bench_runner._unloaded_resolution
     assert unloaded(BenchConfig(dataset="ffhq", out="x", methods=["bicubic"], generator="ncvsd-ffhq256-xs")) == 256
     assert unloaded(BenchConfig(dataset="ffhq", out="x", methods=["bicubic"])) == 64  # the shipped builtin64
-    assert unloaded(BenchConfig(dataset="ffhq", out="x", methods=["bicubic"], generator="nosuch")) == 256
+    with pytest.raises(CheckpointError, match="nosuch"):  # (it said "used for its size", then ran at 64 px)
+        unloaded(BenchConfig(dataset="ffhq", out="x", methods=["bicubic"], generator="nosuch"))
 
 
 def test_a_dataset_of_only_unreadable_images_writes_no_empty_report(tmp_path):

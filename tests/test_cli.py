@@ -549,7 +549,8 @@ def test_skip_existing_does_not_keep_another_tasks_output_as_done(tmp_path, ckpt
     src = _png(tmp_path / "a.png", 16, 12)
     assert run("restore", src, "-o", tmp_path / "out", "-c", ckpt, *FAST, "--task", "denoise", "-q").exit_code == 0
     res = run("restore", src, "-o", tmp_path / "out", "-c", ckpt, *FAST, "--task", "sr2", "--skip-existing", "-q")
-    assert res.exit_code == 1 and "exists, made by --task denoise, not sr2: --overwrite replaces it" in res.stderr
+    assert res.exit_code == 1 and ("exists, made by --task denoise, not sr2: rerun with --overwrite instead of "
+                                   "--skip-existing") in res.stderr
     res = run("restore", src, "-o", tmp_path / "out", "-c", ckpt, *FAST, "--task", "denoise", "--skip-existing")
     assert res.exit_code == 0 and "skipped 1" in res.stderr, res.output
 
@@ -675,6 +676,8 @@ def test_restore_stdin_to_stdout(tmp_path, ckpt):
     assert res.exit_code == 0, res.output
     assert res.stdout_bytes.startswith(b"\x89PNG")
     assert images.read_image(res.stdout_bytes).size == (9, 9)
+    res = run("restore", "--task", "denoise", "-", "-c", ckpt, *FAST, input=b"a.png\nb photo.png\n")  # `cat list |`
+    assert res.exit_code == 1 and "holds text, not an image (a list of file names?" in res.stderr, res.output
 
 
 @pytest.mark.parametrize("command", ["restore", "degrade"])

@@ -366,3 +366,15 @@ def test_a_run_stopped_before_its_command_owes_a_summary_still_ends_with_one(mon
     with pytest.raises(SystemExit):
         cli.main()
     assert capsys.readouterr().out == ""
+
+
+def test_a_progress_interval_that_is_no_number_is_said_once(monkeypatch, capsys):
+    """NCVSD_PROGRESS_INTERVAL=abc was ignored without a word."""
+    from ncvsd_cli import progress
+
+    monkeypatch.setattr(progress, "_said_interval", [])
+    monkeypatch.setenv("NCVSD_PROGRESS_INTERVAL", "abc")
+    assert progress.default_interval() == progress.default_interval() == progress.DEFAULT_INTERVAL
+    assert capsys.readouterr().err.count("NCVSD_PROGRESS_INTERVAL='abc' is not a number") == 1
+    monkeypatch.setenv("NCVSD_PROGRESS_INTERVAL", "2.5")
+    assert progress.default_interval() == 2.5

@@ -193,6 +193,10 @@ def test_a_grey_photos_preview_holds_the_noise_level_asked_for(tmp_path):
     assert res.exit_code == 0
     noisy = np.asarray(Image.open(__import__("io").BytesIO(res.stdout_bytes)), np.float64) / 127.5 - 1
     assert noisy.ndim == 2 and 0.18 < noisy.std() < 0.22
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / "grey-rgb.png")  # a grey photo as RGB: one
+    res = run("degrade", "--task", "denoise", "--sigma-y", "0.2", tmp_path / "grey-rgb.png", "-o", "-")  # field too
+    noisy = np.asarray(Image.open(__import__("io").BytesIO(res.stdout_bytes)), np.float64) / 127.5 - 1
+    assert res.exit_code == 0 and (noisy.ndim == 2 or np.ptp(noisy, axis=-1).max() == 0) and 0.18 < noisy.std() < 0.22
 
 
 def test_marks_on_a_transparent_layer_are_explained_and_work_once_flattened(tmp_path, ckpt):

@@ -235,8 +235,15 @@ def _unloaded_resolution(cfg: BenchConfig) -> int:
             return int(entry.expect["img_resolution"])
         path = checkpoints.resolve_checkpoint(name, kind="generator", quiet=True)
         return int(checkpoints.read_config(path)["img_resolution"])
-    except (checkpoints.CheckpointError, KeyError, TypeError, ValueError, OSError):
-        return DEFAULT_RESOLUTION.get(cfg.dataset, FALLBACK_RESOLUTION)
+    except checkpoints.CheckpointError:
+        if cfg.generator:  # a --checkpoint that names nothing: said (exit 3), not a size made up unsaid
+            raise
+    except (KeyError, TypeError, ValueError, OSError):
+        pass
+    size = DEFAULT_RESOLUTION.get(cfg.dataset, FALLBACK_RESOLUTION)
+    log.warning("the generator's training size could not be read: the images run at %d px (--resolution sets it)",
+                size)
+    return size
 
 
 def _generators_teacher(gen_cfg: dict[str, Any], gen_path: str | None = None) -> str | None:
@@ -488,6 +495,9 @@ def _plan(cfg: BenchConfig, nets: _Networks, device: str, rank: int, world: int)
     from operators.params import MissingParameter
 
     resolution = cfg.resolution or nets.info["trained_resolution"] or _unloaded_resolution(cfg)
+    if cfg.dataset == "ffhq" and resolution != DEFAULT_RESOLUTION["ffhq"] and not cfg.resolution:
+        log.warning("ffhq runs at the generator's %d px, not the paper's %d (--resolution %d, or -c "
+                    "ncvsd-ffhq256-xs)", resolution, DEFAULT_RESOLUTION["ffhq"], DEFAULT_RESOLUTION["ffhq"])
     from ncvsd_cli.metrics import LPIPS_MIN_SIZE
     from ncvsd_cli.networks.build import network_multiple
 

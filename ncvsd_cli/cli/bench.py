@@ -151,6 +151,7 @@ def bench(
 
         from ncvsd_cli.metrics import LPIPS_MIN_SIZE
 
+        common.refuse_option_like("--out", out)
         out = out or default_out(dataset)
 
         if resolution is not None and lpips in LPIPS_MIN_SIZE and resolution < LPIPS_MIN_SIZE[lpips]:

@@ -652,6 +652,20 @@ def refuse_empty(option: str, value: str | None, instead: str) -> None:
         raise UsageError(f"{option} is empty; {instead}")
 
 
+def refuse_option_like(option: str, value: str | None) -> None:
+    """UsageError for an output name that is an option the value of `option` swallowed (`-o --json` made a folder
+    "--json"), or `-o=NAME` read as "=NAME": a name starting with "-", without a suffix or a trailing "/", that does
+    not exist."""
+    if value is None or value == "-":
+        return
+    if value.startswith("="):
+        raise UsageError(f"{option} {value}: {option}=NAME is read as a name starting with '=': write {option} NAME")
+    if value.startswith("-") and not Path(value).suffix and not value.endswith(("/", os.sep)) and \
+            not Path(value).exists():
+        raise UsageError(f"{option} {value}: an option, not an output name ({option} needs a value; ./{value} names "
+                         "a folder of that name)")
+
+
 def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
     """How `-o` is read: "beside" (no -o: next to each input, stdout for stdin), "stdout", "dir" or "file".
 
@@ -671,10 +685,7 @@ def output_mode(out: str | None, items: Sequence[InputItem]) -> str:
         Path(out).exists()  # (Python's exists / is_dir raise for a name the file system refuses: over 255 bytes)
     except OSError as exc:
         raise UsageError(f"-o {out}: {exc.strerror or exc}") from None
-    if out.startswith("=") or (out.startswith("-") and not Path(out).suffix and not Path(out).exists()):
-        raise UsageError(f"-o {out}: " + ("-o=NAME is read as a name starting with '=': write -o NAME" if
-                                         out.startswith("=") else "an option, not an output name (-o needs a "
-                                         f"value; ./{out} names a folder of that name)"))
+    refuse_option_like("-o", out)
     if Path(out).suffix == "" and not Path(out).exists():
         return writable_dir(out)  # `-o results`: a folder (an image file needs its format's suffix)
     if Path(out).is_dir() or out.endswith(("/", os.sep)) or len(items) > 1:
@@ -881,7 +892,8 @@ def skip_finished(planned: dict[InputItem, list[str]], report: Report, quiet: bo
     others = {item: why for item in done if other_work is not None
               and (why := next(filter(None, (other_work(item, p) for p in planned[item])), None))}
     for item, why in others.items():
-        report.failed(item.name, f"{item.name}: {why}: --overwrite replaces it, or give another -o")
+        report.failed(item.name, f"{item.name}: {why}: rerun with --overwrite instead of --skip-existing to replace "
+                                 "it, or give another -o")
     done = [item for item in done if item not in others]
     for item in done:
         report.skipped(item.name, planned[item])

@@ -597,7 +597,8 @@ PHASE_TWIN_NOTE = ("phase retrieval recovers an image only up to a shift and a 1
 #: A box at least this many px a side is filled smoothly by the default model: said once (and in each --json record).
 LARGE_BOX = 48
 LARGE_BOX_NOTE = (f"a box of {LARGE_BOX} px or more is filled smoothly from its edges: the default model, trained on "
-                  "few photos, invents no face, fur or lettering there (README, box inpainting), and its samples "
+                  "few photos, invents no face, fur or lettering there (README, \"The default model\"), and its "
+                  "samples "
                   "(--samples K) differ little there; --method pnp-gd --samples K draws more varied fills, each less "
                   "faithful")
 

@@ -133,6 +133,7 @@ def sample_command(
         if bad:
             raise common.UsageError(f"--seeds: {bad[0]} is out of range 0..2^63-1")
         common.refuse_empty("-o", out, "name a grid image, a folder, or - for stdout")
+        common.refuse_option_like("-o", out)
         folder = out.endswith(("/", os.sep))  # -o dir.png/ : a folder, as the help says (Path drops the slash)
         grid = out == "-" or (Path(out).suffix.lower() in common.IMAGE_SUFFIXES and not Path(out).is_dir()
                               and not folder)
