@@ -954,14 +954,14 @@ def transparency_holes(alpha: torch.Tensor | None) -> np.ndarray | None:
     return None if known.all() else known.astype(np.float32)
 
 
-def opaque_colour(y: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+def opaque_colour(y: torch.Tensor, alpha: torch.Tensor, least: float = HOLE_OPACITY) -> torch.Tensor:
     """y (1, C, H, W) in [-1, 1], composited on white with `alpha` (1, 1, H, W), made opaque: the colour the file
-    stores, (y - 1 + a) / a on the [0, 1] scale (clipped), where a >= HOLE_OPACITY; y itself elsewhere (holes)."""
+    stores, (y - 1 + a) / a on the [0, 1] scale (clipped), where a >= `least` (in (0, 1]); y itself elsewhere."""
     import torch
 
-    a = alpha.to(y).clamp(min=HOLE_OPACITY)
+    a = alpha.to(y).clamp(min=least)
     colour = images.from_unit(((images.to_unit(y) - 1 + a) / a).clamp(0, 1))
-    return torch.where(alpha.to(y) >= HOLE_OPACITY, colour, y)
+    return torch.where(alpha.to(y) >= least, colour, y)
 
 
 #: Opacity from which a transparent photo's own colour is kept under `extend_under_transparency` (a shadow or glow
@@ -983,8 +983,7 @@ def extend_under_transparency(y: torch.Tensor, alpha: torch.Tensor) -> torch.Ten
     import torch
     from scipy.ndimage import distance_transform_edt
 
-    a = alpha.to(y)
-    colour = images.from_unit(((images.to_unit(y) - 1 + a) / a.clamp(min=EXTEND_OPACITY)).clamp(0, 1))
+    colour = opaque_colour(y, alpha, EXTEND_OPACITY)
     known = alpha.detach()[0, 0].cpu().numpy() >= EXTEND_OPACITY
     if known.all() or not known.any():
         return colour if known.all() else y

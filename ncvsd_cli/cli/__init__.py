@@ -18,9 +18,8 @@ def _quiet_early_interrupt(signum, frame) -> None:  # pragma: no cover (a signal
     """Ctrl-C while the command's modules load: end by the signal, without Python's import traceback; with --json,
     after the summary line a consumer tells a cut stream by (stdout was empty: an early abort looked like a crash)."""
     signal.signal(signum, signal.SIG_DFL)
-    args = sys.argv[1:sys.argv.index("--")] if "--" in sys.argv else sys.argv[1:]
-    command = next((a for a in args if not a.startswith("-")), "")
-    if "--json" in args and command in ("restore", "degrade", "sample", "bench"):  # (common's JSON_SUMMARY_COMMANDS)
+    command = _json_command()
+    if command in ("restore", "degrade", "sample", "bench"):  # (common's JSON_SUMMARY_COMMANDS)
         import json
 
         line = {"command": command, **({"ok": 0, "failed": 0} if command != "bench" else {}),
@@ -29,6 +28,12 @@ def _quiet_early_interrupt(signum, frame) -> None:  # pragma: no cover (a signal
         with contextlib.suppress(OSError):
             os.write(1, (json.dumps(line) + "\n").encode())
     os.kill(os.getpid(), signum)
+
+
+def _json_command() -> str:
+    """The command (its first argument that is no option) when the command line asks for --json, else ""."""
+    args = sys.argv[1:sys.argv.index("--")] if "--" in sys.argv else sys.argv[1:]
+    return next((a for a in args if not a.startswith("-")), "") if "--json" in args else ""
 
 
 _ARGV0 = Path(sys.argv[0] if sys.argv else "")
@@ -220,9 +225,8 @@ def main() -> None:
         code = exc.code if isinstance(exc.code, int) else 0
         stops = {int(getattr(signal, n)) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)}
         if code - 128 in stops and not common.summary_written:  # stopped before its command owed a summary
-            args = sys.argv[1:sys.argv.index("--")] if "--" in sys.argv else sys.argv[1:]
-            command = next((a for a in args if not a.startswith("-")), "")
-            if command in common.JSON_SUMMARY_COMMANDS and "--json" in args:
+            command = _json_command()
+            if command in common.JSON_SUMMARY_COMMANDS:
                 common.write_error_summary(command, code, "interrupted while loading")
         if os.name == "posix" and code - 128 in stops:
             sys.stdout.flush()
