@@ -299,15 +299,27 @@ def _decode_tiff(data: bytes, name: str, max_pixels: int | None,
         tag = page.tags.get(274)  # EXIF orientation, applied below as Pillow's exif_transpose would
         orientation = tag.value if tag is not None else None
         _check_pixels(name, h, w, max_pixels, orientation)
+        photometric = int(page.photometric)
+        if photometric not in TIFF_PLAIN_PHOTOMETRIC:  # CMYK, palette, YCbCr, Lab, ...: Pillow converts them
+            raise ValueError(f"photometric interpretation {photometric}: left to Pillow")
         arr = page.asarray()
-        associated = 1 in tuple(page.extrasamples or ())  # ExtraSamples 1: premultiplied (associated) alpha
+        extras = tuple(int(e) for e in page.extrasamples or ())  # 0 unspecified, 1 associated, 2 straight alpha
         pages = len(tif.pages)
         if pages > 1 and notes is not None:
             notes.append(f"first of {pages} TIFF pages used")
-    if arr.ndim == 3 and arr.shape[0] <= 4 and arr.shape[-1] > 4:  # planar (C, H, W)
+    if arr.ndim == 3 and arr.shape[0] <= 4 + len(extras) and arr.shape[-1] > 4 + len(extras):  # planar (C, H, W)
         arr = np.moveaxis(arr, 0, -1)
     if arr.ndim == 2:
         arr = arr[..., None]
+    colour = 3 if photometric == TIFF_RGB else 1
+    alpha = [colour + i for i, e in enumerate(extras) if e in (1, 2)][:1]  # the first alpha; a mask, depth: dropped
+    if arr.ndim == 3 and arr.shape[-1] == colour + len(extras) and (extras or photometric == TIFF_MINISWHITE):
+        if photometric == TIFF_MINISWHITE:  # 0 is white
+            arr = np.concatenate([_inverted(arr[..., :1]), arr[..., 1:]], axis=-1)
+        if notes is not None and len(extras) > len(alpha):
+            notes.append(f"{len(extras) - len(alpha)} extra TIFF channel(s) that are not alpha left out")
+        arr = arr[..., [*range(colour), *alpha]]
+    associated = bool(alpha) and extras[alpha[0] - colour] == 1  # premultiplied (associated) alpha
     if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
         raise ImageError(f"{name}: unsupported TIFF layout {arr.shape}")
     arr = _oriented(arr, orientation)
@@ -322,6 +334,18 @@ def _decode_tiff(data: bytes, name: str, max_pixels: int | None,
         arr = _straight_alpha(arr)
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[-1]] + (f";{bits}" if bits != 8 else "")
     return arr, mode, bits
+
+
+#: TIFF photometric interpretations read by tifffile here (MINISWHITE, MINISBLACK, RGB); others go to Pillow.
+TIFF_MINISWHITE, TIFF_RGB = 0, 2
+TIFF_PLAIN_PHOTOMETRIC = (TIFF_MINISWHITE, 1, TIFF_RGB)
+
+
+def _inverted(arr: np.ndarray) -> np.ndarray:
+    """A MINISWHITE TIFF's samples as MINISBLACK ones: max - v for integers, ~v for bits, 1 - v for floats."""
+    if arr.dtype == bool:
+        return ~arr
+    return np.iinfo(arr.dtype).max - arr if np.issubdtype(arr.dtype, np.integer) else 1.0 - arr
 
 
 def _straight_alpha(arr: np.ndarray) -> np.ndarray:
@@ -1285,17 +1309,23 @@ DEEP_BITS = {"PNG": 16, "TIFF": 16, "HEIF": 10}
 def _to_srgb(arr: np.ndarray, icc: bytes) -> np.ndarray:
     """8-bit RGB samples (H, W, 3) in the colour space of the RGB profile `icc`, converted to sRGB (relative
     colorimetric, LittleCMS through Pillow's ImageCms), for a format that cannot carry the profile: a Display P3 or
-    Adobe RGB photo written as BMP kept its numbers and showed off by up to 36 ΔE. As it is where the profile does
-    not parse."""
+    Adobe RGB photo written as BMP kept its numbers and showed off by up to 36 ΔE. With a grey ("GRAY") profile,
+    grey samples (H, W), or (H, W, 3 or 4) with equal colour channels (a grey photo in a format storing RGB, WebP):
+    a gamma-2.2 grey showed up to 8.5 levels off in the shadows. As it is where the profile does not parse."""
     from PIL import Image, ImageCms
 
+    grey = icc[16:20] == b"GRAY"
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        rgb = ImageCms.profileToProfile(Image.fromarray(arr), source, ImageCms.createProfile("sRGB"),
-                                        outputMode="RGB", renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+        rgb = ImageCms.profileToProfile(Image.fromarray(arr if not grey or arr.ndim == 2 else arr[..., 0]), source,
+                                        ImageCms.createProfile("sRGB"), outputMode="RGB",
+                                        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
     except (ImageCms.PyCMSError, OSError, ValueError):
         return arr
-    return np.asarray(rgb)
+    if not grey:
+        return np.asarray(rgb)
+    neutral = np.asarray(rgb)[..., 1]  # (sRGB's grey axis: the three equal within a level)
+    return neutral if arr.ndim == 2 else np.concatenate([np.repeat(neutral[..., None], 3, -1), arr[..., 3:]], -1)
 
 
 def _profile_for(icc: bytes | None, rgb: bool) -> bytes | None:
@@ -1431,8 +1461,9 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     icc = _profile_for(icc_profile, planes >= 3 or fmt == "WEBP" or (fmt == "HEIF" and planes == 2))  # WebP: no
     if icc and fmt in ICC_FORMATS:  # grey; HEIF: no grey with alpha
         options["icc_profile"] = icc
-    elif icc and planes == 3 and icc[16:20] == b"RGB ":  # BMP, GIF, PPM hold no profile (nor alpha): sRGB
-        arr = _to_srgb(arr, icc)
+    elif icc_profile and ((planes == 3 and icc_profile[16:20] == b"RGB ") or (
+            planes != 2 and icc_profile[16:20] == b"GRAY")):  # BMP, GIF, PPM hold no profile, WebP no grey one: sRGB
+        arr = _to_srgb(arr, icc_profile)
     if exif and fmt in EXIF_FORMATS:
         options["exif"] = exif
     if xmp and fmt == "TIFF":  # tag 700 beside the EXIF's (Pillow writes `exif` or `tiffinfo`, not both)
@@ -1613,6 +1644,8 @@ def save_image(x: torch.Tensor, path: str | os.PathLike, *, format: str | None =
     channel where the format has one. Raises ValueError for NaN/inf values or an unknown suffix, before anything
     is written.
     """
+    if not overwrite and os.fspath(path) != "-" and os.path.lexists(path):  # before encoding (one made meanwhile:
+        raise OutputExistsError(f"{path} exists, not replaced (overwrite=True replaces it)", path)  # atomic_write)
     data = encode_image(x, format or format_for_path(path), bit_depth=bit_depth, icc_profile=icc_profile,
                         alpha=alpha, exif=exif, xmp=xmp, dpi=dpi)
     return atomic_write_bytes(path, data, overwrite=overwrite)

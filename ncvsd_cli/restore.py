@@ -612,6 +612,7 @@ class Restorer:
         notes += seed_notes(task, given, m.operator())
         if task in ("deblur-kernel", "deblur-motion") and "kernel" in given:  # a user's own kernel
             notes += kernel_file_notes(given["kernel"], given.get("normalize", True))
+        refuse_empty_mask(m)
         if task == "inpaint-box":  # the task's box is erased whatever the photo holds there
             bh, bw = m.operator().box_size
             notes.append(f"the centred {bw}x{bh} box is treated as missing and repainted (-p box_size=N sets "
@@ -1430,6 +1431,20 @@ def kernel_file_notes(kernel: Any, normalize: Any = True) -> list[str]:
     return notes
 
 
+def refuse_empty_mask(m: Measurement) -> None:
+    """ValueError when the mask of a masking task's measurement `m` (a box, a random one) keeps no pixel, which no
+    restoration can use (`ncvsd sample` draws from nothing); inpaint-mask's own masks: `user_mask_notes`."""
+    import operators
+    from operators.inpainting import MaskOperator
+
+    if m.task != "inpaint-mask" and issubclass(operators.get(m.task), MaskOperator) and \
+            not bool(m.operator().mask.any()):
+        _, h, w = m.image_shape
+        fix = {"inpaint-box": "a smaller -p box_size", "inpaint-random": "a lower -p fraction, the share missing"}
+        raise ValueError(f"the {m.task} mask keeps no pixel of the {w}x{h} image: nothing to restore from"
+                         + (f" ({fix[m.task]})" if m.task in fix else ""))
+
+
 def user_mask_notes(m: Measurement, params: dict[str, Any]) -> list[str]:
     """`mask_notes` of an inpaint-mask measurement `m` made with the user's `params` (mask, invert, grow), as
     restore and degrade say them; ValueError for a mask that keeps no pixel."""
@@ -1547,7 +1562,8 @@ def restore_image(y: torch.Tensor, task: str, *, jpeg_sigma: float | None = None
     them with `images.save_image(x, path, alpha=measurement.output_alpha(alpha, operator))`).
     Super-resolution returns factor x (h, w); a photo of another size measured by `measurement.degrade` is
     restored at its own size by `Restorer.from_options(RestoreOptions(...)).run([m])` (m records the operator),
-    as phase retrieval, whose measurement is not an image, must be.
+    as phase retrieval, whose measurement is not an image, must be. Each call loads the weights again (about 0.7 s
+    on a CPU): for many images make the `Restorer` once, `Restorer.from_options(...)`, and reuse it.
     Raises ValueError (bad input or settings: `images.as_image_tensor`) or CheckpointError.
     """
 

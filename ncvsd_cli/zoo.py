@@ -15,6 +15,7 @@ downloads (removed after a successful conversion); imported/, pickles given to -
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,11 +89,15 @@ def load_zoo() -> dict[str, ZooEntry]:
             raise CheckpointError(f"model zoo {path}: entry {name!r} needs kind ({' or '.join(KINDS)}), licence "
                                   "and source.hub or source.url")
         file = source.get("file") or str(source.get("url", "")).rsplit("/", 1)[-1].split("?")[0]
+        sha256 = raw.get("sha256")
+        if sha256 is not None and not (isinstance(sha256, str) and re.fullmatch(r"[0-9a-fA-F]{64}", sha256)):
+            raise CheckpointError(f"model zoo {path}: entry {name!r}: sha256 must be 64 hexadecimal digits in "
+                                  f"quotes (or null), not {sha256!r}")
         zoo[str(name)] = ZooEntry(
             name=str(name), kind=raw["kind"], file=file, licence=str(raw["licence"]),
             purpose=str(raw.get("purpose") or ""), preset=raw.get("preset"), hub=source.get("hub"),
             revision=str(source.get("revision") or "main"), url=source.get("url"), ema=str(raw.get("ema", "ema")),
-            sha256=(str(raw["sha256"]).lower() if raw.get("sha256") else None), size=raw.get("size"),
+            sha256=sha256.lower() if sha256 else None, size=raw.get("size"),
             data=raw.get("data"), teacher=raw.get("teacher"), expect=dict(raw.get("expect") or {}))
     return zoo
 
@@ -194,7 +199,7 @@ def ensure(name: str, *, force: bool = False, quiet: bool = False) -> Path:
         try:
             fetched = _fetch(entry, record, force, quiet)
         except CheckpointError as exc:  # e.g. no network on this machine: the file itself works as well
-            raise CheckpointError(f"{exc}. Without network access here, {_file_hint(entry)}") from exc
+            raise CheckpointError(f"{exc}. If this machine has no network access, {_file_hint(entry)}") from exc
         expected = entry.sha256 or fetched.published_sha256 or (record or {}).get("source", {}).get("sha256")
         if expected and fetched.sha256 != expected:
             raise CheckpointError(f"checksum mismatch for the download of {name} ({fetched.path}): expected sha256 "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -23,11 +24,23 @@ class EntryPointGroup:
     def __init__(self, group: str, add: Callable[[EntryPoint, Any], None]) -> None:
         self.group, self.add, self.loaded = group, add, False
         self.failed: dict[str, str] = {}
+        self.lock, self.loading = threading.RLock(), False  # other threads wait for the whole load (they saw half
+        # the plug-ins: "unknown task")
 
     def load(self) -> None:
         if self.loaded:
             return
-        self.loaded, self.failed = True, {}
+        with self.lock:
+            if self.loaded or self.loading:  # loading: a plug-in's import asking for the names gets those so far
+                return
+            self.loading, self.failed = True, {}
+            try:
+                self._add_all()
+            finally:
+                self.loading = False
+            self.loaded = True
+
+    def _add_all(self) -> None:
         for ep in entry_points(group=self.group):
             try:
                 self.add(ep, ep.load())

@@ -265,15 +265,27 @@ def test_resume_refuses_other_settings(assets, tmp_path):
     with pytest.raises(ValueError, match="resolution 32"):
         run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[2], limit=1, resume=True,
                        resolution=2 * RES), progress=False)
-    other = shutil.copy(assets / "generator.safetensors", tmp_path / "other-generator.safetensors")
+    copy = shutil.copy(assets / "generator.safetensors", tmp_path / "copy.safetensors")  # the same bytes by
+    res = run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[2], limit=1, resume=True,  # another
+                         generator=str(copy)), progress=False)  # path were refused, "generator 'copy...'"
+    assert res.skipped == 1 and not res.failed
+    from ncvsd_cli.checkpoints import save_checkpoint
+    from ncvsd_cli.networks import build_network, network_config
+
+    torch.manual_seed(1)  # other weights
+    cfg = network_config("generator", "tiny", img_resolution=RES)
+    save_checkpoint(build_network(cfg), tmp_path / "other.safetensors", cfg)
     with pytest.raises(ValueError, match="generator"):
         run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[2], limit=1, resume=True,
-                       generator=str(other)), progress=False)
-    ran = json.loads((out / "run_settings.json").read_text())["precision_used"].split()[-1]  # auto's choice
+                       generator=str(tmp_path / "other.safetensors")), progress=False)
+    res = run_bench(_cfg(assets, out, tasks=["sr4"], methods=["dps"], nfe=[2], limit=1, resume=True),
+                    progress=False)  # a method of the other network: "precision_used 'generator fp32', 'teacher fp32'"
+    assert res.computed == 1 and not res.failed
+    ran = json.loads((out / "run_settings.json").read_text())["generator_precision"]  # auto's choice
     same = run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[2], limit=1, resume=True,
                           precision=ran), progress=False)  # --precision bf16 after auto's bf16 was refused
     assert same.skipped == 1 and not same.failed
-    with pytest.raises(ValueError, match="precision_used"):
+    with pytest.raises(ValueError, match="generator_precision"):
         run_bench(_cfg(assets, out, tasks=["sr4"], methods=["pnp-gd"], nfe=[2], limit=1, resume=True,
                        precision="fp32" if ran == "bf16" else "bf16"), progress=False)
     res = run_bench(_cfg(assets, out, tasks=["sr4"], methods=["classical"], nfe=[1], limit=1, resume=True,
@@ -548,6 +560,7 @@ def test_cli_names_small_images_says_a_failure_once_under_quiet_and_leaves_out_e
     (data / "sub").mkdir()
     shutil.copy(data / "a.png", data / "sub" / "a.png")  # the same name in a subfolder is warned of apart
     (data / "c.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    Image.fromarray((rng.random((64, 64, 4)) * 255).astype(np.uint8)).save(data / "d.png")  # composited unsaid
     res = CliRunner().invoke(app, ["bench", "--dataset", str(data), "--tasks", "sr4,inpaint-box", "--methods",
                                    "classical", "--resolution", "64", "--out", str(tmp_path / "out"), "-q"])
     assert res.exit_code == 1, res.output
@@ -556,6 +569,7 @@ def test_cli_names_small_images_says_a_failure_once_under_quiet_and_leaves_out_e
         assert sum(m.startswith(f"ncvsd: warning: {name}: 48x40 px, enlarged to 64 px: its reference is an "
                                 "interpolated image") for m in lines) == 1, lines  # once, not once per task
     assert res.stderr.count("cannot decode image") == 2, res.stderr  # once a task
+    assert sum("d.png: has transparency, scored composited on white" in m for m in lines) == 1, lines
     assert all(m.startswith("ncvsd: ") for m in lines), lines
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "- resolution: images of 64x64 px" in summary and "precision" not in summary

@@ -46,7 +46,7 @@ def test_parse_params_and_int_lists():
 def test_expand_inputs(tmp_path, capsys):
     d = tmp_path / "d"
     d.mkdir()
-    for name in ("b.png", "a.jpg", "notes.txt", ".hidden.png", "a_sr4.png"):
+    for name in ("b.png", "a.jpg", "notes.txt", ".hidden.png", "a_sr4.png", "r.CR2", "b.ncvsd.json", ".x"):
         (d / name).write_bytes(b"x")
     (tmp_path / "empty").mkdir()
     items, missing = common.expand_inputs(
@@ -63,7 +63,9 @@ def test_expand_inputs(tmp_path, capsys):
     assert [i.name for i in items] == [str(d / "a.jpg"), str(d / "b.png"), "<stdin>"]  # sorted, no duplicates
     assert items[-1].is_stdin and items[-1].stem == "stdin"
     assert len(missing) == 3 and all(msg.count("\n") == 0 for _, msg in missing)
-    assert f"{d / 'a.jpg'}: given more than once, read once" in capsys.readouterr().err
+    err = capsys.readouterr().err  # files of other types in a folder given (raw photos) were left out silently
+    assert f"{d / 'a.jpg'}: given more than once, read once" in err
+    assert "2 file(s) in the folder(s) given left out, not of an image type read here (.txt x1, .cr2 x1;" in err
     common.expand_inputs([str(d / "b.png"), str(d / "b.png")], quiet=True)
     assert capsys.readouterr().err == ""
     globbed, _ = common.expand_inputs([str(d / "*.png")])

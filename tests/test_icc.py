@@ -130,3 +130,41 @@ def test_a_format_without_a_profile_gets_srgb_samples(fmt):
     assert np.abs(np.asarray(written)[0].astype(int) - P3_IN_SRGB).max() <= 2
     png = Image.open(io.BytesIO(images.encode_image(x, "PNG", icc_profile=profile)))
     assert png.info["icc_profile"] == profile and np.abs(np.asarray(png)[0].astype(int) - COLOURS).max() <= 1
+
+
+def _grey_profile(gamma: float) -> bytes:
+    """An ICC v4 grey display profile (kTRC: x^gamma), as image editors embed in grey photos (Gray Gamma 2.2)."""
+    tags = [(b"desc", icc._mluc("Grey gamma")), (b"cprt", icc._mluc("none")), (b"wtpt", icc._xyz(icc.D50)),
+            (b"kTRC", icc._para([gamma]))]
+    offset, data, entries = 128 + 4 + 12 * len(tags), b"", []
+    for signature, body in tags:
+        entries.append(signature + struct.pack(">II", offset, len(body)))
+        data += body + bytes(-len(body) % 4)
+        offset += len(body) + (-len(body) % 4)
+    table = struct.pack(">I", len(tags)) + b"".join(entries)
+    header = (struct.pack(">I", 128 + len(table) + len(data)) + bytes(4) + struct.pack(">I", 0x04300000)
+              + b"mntrGRAYXYZ " + struct.pack(">6H", 2026, 1, 1, 0, 0, 0) + b"acsp" + bytes(28)
+              + b"".join(icc._s15(v) for v in icc.D50) + bytes(48))
+    return header + table + data
+
+
+@pytest.mark.parametrize("fmt, channels", [("WEBP", 1), ("BMP", 1), ("PPM", 3), ("PNG", 1)])
+def test_a_grey_profile_that_cannot_be_embedded_becomes_srgb_samples(fmt, channels):
+    """A grey photo with a gamma-2.2 grey profile written as WebP (RGB: the grey profile was dropped) or BMP / PPM
+    (no profile) kept its numbers: up to 8.5 levels too dark in the shadows. PNG keeps the numbers and profile."""
+    import torch
+
+    from ncvsd_cli import images
+
+    profile, levels = _grey_profile(2.2), np.array([0, 4, 16, 40, 90, 128, 200, 255], np.uint8)
+    source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+    expected = np.asarray(ImageCms.profileToProfile(Image.fromarray(levels[None]), source, ImageCms.createProfile(
+        "sRGB"), outputMode="RGB", renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC))[0].astype(int)
+    assert np.abs(expected[:, 1] - levels).max() >= 5  # (the case matters: the grey gamma is not sRGB's curve)
+    x = torch.from_numpy(levels.astype(np.float32) / 127.5 - 1)[None, None, None].expand(1, channels, 1, -1)
+    written = Image.open(io.BytesIO(images.encode_image(x, fmt, icc_profile=profile)))
+    got = np.asarray(written.convert("RGB"))[0].astype(int)
+    if fmt == "PNG":
+        assert written.info["icc_profile"] == profile and np.abs(got[:, 0] - levels).max() == 0
+    else:
+        assert "icc_profile" not in written.info and np.abs(got - expected).max() <= (2 if fmt == "WEBP" else 1)

@@ -317,6 +317,41 @@ def test_16bit_tiff():
     )
 
 
+def _tiff(arr: np.ndarray, **options) -> bytes:
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, arr, **options)
+    return buf.getvalue()
+
+
+_PHOTO = np.random.default_rng(5).integers(0, 256, (9, 7, 3)).astype(np.uint8)  # odd-sized colour noise
+_GREY = _PHOTO[..., 1].copy()
+
+
+@pytest.mark.parametrize("kind", ["cmyk", "miniswhite", "palette", "ycbcr", "extra-channel", "extra-then-alpha"])
+def test_tiffs_other_than_plain_grey_or_rgb_read_their_colours(kind):
+    """tifffile's raw samples were taken as RGB(A): a CMYK TIFF's K became alpha (a transparent output), a
+    MINISWHITE one a negative, palette indices grey levels, an unspecified extra channel alpha."""
+    pil = Image.fromarray(_PHOTO)
+    if kind in ("cmyk", "palette", "ycbcr"):
+        buf = io.BytesIO()
+        {"cmyk": pil.convert("CMYK"), "palette": pil.quantize(16), "ycbcr": pil.convert("YCbCr")}[kind].save(
+            buf, "TIFF")
+        data, truth = buf.getvalue(), np.asarray(Image.open(buf).convert("RGB"))
+    elif kind == "miniswhite":
+        data, truth = _tiff(255 - _GREY, photometric="miniswhite"), np.repeat(_GREY[..., None], 3, -1)
+    else:  # a zero plane marked "unspecified" (a mask, depth), then perhaps a half-transparent alpha
+        planes, extras = [_PHOTO, 0 * _GREY], ["unspecified"]
+        if kind == "extra-then-alpha":
+            planes, extras = [*planes, np.full_like(_GREY, 255)], [*extras, "unassalpha"]
+        data, truth = _tiff(np.dstack(planes), photometric="rgb", extrasamples=extras), _PHOTO
+    d = read_image(data)
+    got = to_unit(d.tensor[0]).permute(1, 2, 0).numpy() * 255
+    assert d.tensor.shape == (1, 3, 9, 7) and np.abs(got - truth).max() < (3 if kind == "ycbcr" else 0.51), d.notes
+    assert ("not alpha left out" in " ".join(d.notes)) == kind.startswith("extra")
+
+
 # ---------------------------------------------------------------------------------------------- sources
 def test_sources_path_bytes_stream_stdin(tmp_path, rgb8, monkeypatch):
     data = _png_bytes(rgb8)
@@ -1086,8 +1121,10 @@ def test_no_clobber_writes_where_hard_links_cannot_be_made(tmp_path, monkeypatch
     path = images.save_image(x, tmp_path / "a.png", overwrite=False)
     assert images.load_image(path).shape == (1, 3, 5, 7)
     with pytest.raises(images.OutputExistsError):
-        images.save_image(x, tmp_path / "a.png", overwrite=False)
+        images.atomic_write_bytes(tmp_path / "a.png", b"x", overwrite=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]  # no temporary file left
+    with pytest.raises(images.OutputExistsError, match=r"a.png exists, not replaced \(overwrite=True replaces"):
+        images.save_image(x, tmp_path / "a.png", overwrite=False)  # it said "made while this ran" of an old file
 
 
 def test_to_uint8_rounds_each_level_and_clips():

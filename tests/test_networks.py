@@ -274,6 +274,11 @@ def test_outputs_finite_over_sigma_range_and_other_sizes(kind, rng):
             assert out.shape == ((1,) if kind == "discriminator" else x.shape)
         with pytest.raises(ValueError, match="multiples of 2"):
             run_kind(net, kind, torch.zeros(1, 3, 15, 16), 1.0)
+        with pytest.raises(ValueError, match="1 channels, the network 3"):  # a torch conv error before
+            run_kind(net, kind, torch.zeros(1, 1, 16, 16), 1.0)
+        for bad in (0.0, -1.0, float("nan"), float("inf")):  # log sigma: an all-NaN output before
+            with pytest.raises(ValueError, match="sigma must be finite and > 0"):
+                run_kind(net, kind, torch.zeros(1, 3, 16, 16), bad)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -175,6 +175,24 @@ def test_a_broken_plugin_is_left_out_with_a_warning_and_the_rest_work(broken_plu
         method_registry.get_method("aa-missing")
 
 
+def test_threads_asking_first_wait_for_every_plugin(plugin, monkeypatch):
+    """Threads asking for a plug-in at once (a server's first requests): all but the loading one saw a half-filled
+    registry, "unknown task/operator"; now they wait for the load."""
+    import threading
+    import time
+
+    for group in (registry.PLUGINS, method_registry.PLUGINS):
+        add = group.add
+        monkeypatch.setattr(group, "add", lambda ep, obj, add=add: (time.sleep(0.2), add(ep, obj)))
+    found, threads = [], []
+    for lookup in [lambda: registry.get("test-scale"), lambda: method_registry.get_method("test-refine")] * 2:
+        threads.append(threading.Thread(target=lambda f=lookup: found.append(f())))
+        threads[-1].start()
+    for t in threads:
+        t.join()
+    assert len(found) == 4 and found[0] is not None
+
+
 def test_the_cli_runs_built_in_tasks_beside_a_broken_plugin(broken_plugins, tmp_path):
     src = _png(tmp_path / "clean.png", 16, 16)
     res = run("degrade", "--task", "sr4", src, "-o", tmp_path / "m.png", "-q")

@@ -149,6 +149,10 @@ def test_degrade_refuses_what_restore_would_and_says_what_restore_says_of_a_kern
     assert res.exit_code == 1 and "keeps no pixel of the 13x15 image" in res.output and "box_size" in res.output
     res = run("degrade", "--task", "inpaint-random", "-p", "fraction=0.999", src, "-o", tmp_path / "b.png")
     assert res.exit_code == 1 and "keeps no pixel" in res.output and not (tmp_path / "b.png").exists()
+    for size in (["-p", "box_size=[15,13]"], []):  # restore repainted a box over the whole image (1x1: default)
+        one = src if size else _png(tmp_path / "one.png", 1, 1)
+        res = run("restore", "--task", "inpaint-box", *size, one, "-o", tmp_path / "r.png", "-c", ckpt)
+        assert res.exit_code == 1 and "keeps no pixel" in res.output and not (tmp_path / "r.png").exists()
     np.save(tmp_path / "complex.npy", np.ones((3, 3), complex))
     np.save(tmp_path / "huge.npy", np.ones((2050, 1)))
     for kernel, said in (("complex.npy", "complex values"), ("huge.npy", "more than 2049 on a side")):
@@ -197,6 +201,9 @@ def test_a_grey_photos_preview_holds_the_noise_level_asked_for(tmp_path):
     res = run("degrade", "--task", "denoise", "--sigma-y", "0.2", tmp_path / "grey-rgb.png", "-o", "-")  # field too
     noisy = np.asarray(Image.open(__import__("io").BytesIO(res.stdout_bytes)), np.float64) / 127.5 - 1
     assert res.exit_code == 0 and (noisy.ndim == 2 or np.ptp(noisy, axis=-1).max() == 0) and 0.18 < noisy.std() < 0.22
+    res = run("degrade", "--task", "sr2", tmp_path / "grey.png", "-o", tmp_path / "g.png", "--json")
+    shapes = json.loads(res.stdout.splitlines()[0])  # the files' shapes (it said [3, 64, 64] of a grey photo)
+    assert res.exit_code == 0 and shapes["image_shape"] == [1, 64, 64] and shapes["measurement_shape"] == [1, 32, 32]
 
 
 def test_marks_on_a_transparent_layer_are_explained_and_work_once_flattened(tmp_path, ckpt):

@@ -558,3 +558,19 @@ def test_a_distill_runs_recorded_teacher_serves_though_its_zoo_name_cannot_be_fe
     assert runner._generators_teacher(cfg, str(snapshot)) == str(teacher)
     with pytest.raises(CheckpointError):
         runner._generators_teacher(cfg, str(tmp_path / "g.safetensors"))  # no run folder: the zoo's error
+
+
+@pytest.mark.parametrize("entry, match", [
+    ("[1, 2]", "must be a mapping"),
+    ("{kind: generator, licence: MIT, source: {file: a.pkl}}", "needs kind"),
+    ("{kind: painter, licence: MIT, source: {url: 'http://x/a.pkl'}}", "needs kind"),
+    ("{kind: generator, licence: MIT, source: {url: 'http://x/a.pkl'}, sha256: " + "1" * 64 + "}", "in quotes"),
+    ("{kind: generator, licence: MIT, source: {url: 'http://x/a.pkl'}, sha256: abc}", "64 hexadecimal"),
+])
+def test_a_malformed_zoo_entry_is_refused_naming_it(tmp_path, monkeypatch, entry, match):
+    """An all-digit sha256 read by YAML as a number lost its leading zeros and was compared as digits; now refused."""
+    (tmp_path / "zoo.yaml").write_text(f"remote:\n  bad-model: {entry}\n")
+    monkeypatch.setenv("NCVSD_ZOO", str(tmp_path / "zoo.yaml"))
+    with pytest.raises(CheckpointError, match=match) as err:
+        zoo.load_zoo()
+    assert "bad-model" in str(err.value)

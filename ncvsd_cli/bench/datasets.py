@@ -87,13 +87,17 @@ def fit_resolution(x: torch.Tensor, resolution: int) -> torch.Tensor:
 def _decode(source: Path | bytes, resolution: int, name: str, warned: set | None = None) -> torch.Tensor:
     """A dataset file at `resolution` (`fit_resolution`); one smaller than that is enlarged, and a warning says
     that its reference is then an interpolated image (once per name and resolution in `warned`, the dataset's
-    set: a file is loaded once per task)."""
-    from ncvsd_cli.images import load_image  # the one home of file -> tensor conversion
+    set: a file is loaded once per task); so does one with transparency, scored composited on white."""
+    from ncvsd_cli.images import read_image  # the one home of file -> tensor conversion
 
-    x = load_image(source)
-    if min(x.shape[-2:]) < resolution and (name, resolution) not in (warned if warned is not None else set()):
-        if warned is not None:
-            warned.add((name, resolution))
+    decoded = read_image(source)
+    x, warned = decoded.tensor, warned if warned is not None else set()
+    if decoded.alpha is not None and bool((decoded.alpha < 1).any()) and (name, "alpha") not in warned:
+        warned.add((name, "alpha"))
+        logging.getLogger("ncvsd.bench").warning(
+            "%s: has transparency, scored composited on white (its reference too)", name)
+    if min(x.shape[-2:]) < resolution and (name, resolution) not in warned:
+        warned.add((name, resolution))
         logging.getLogger("ncvsd.bench").warning(
             "%s: %dx%d px, enlarged to %d px: its reference is an interpolated image (--resolution sets the size)",
             name, x.shape[-1], x.shape[-2], resolution)
@@ -181,7 +185,8 @@ def image_folder(path: str | os.PathLike, resolution: int, name: str | None = No
     """
     path = Path(path).expanduser()
     if not path.exists():
-        raise DatasetError(f"dataset path {path} does not exist")
+        raise DatasetError(f"dataset path {path} does not exist (--dataset takes ffhq, builtin, or a folder, zip "
+                           "or image file)")
     entries = _entries(path)
     if not entries:
         raise DatasetError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {path}")

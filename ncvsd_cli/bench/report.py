@@ -4,7 +4,8 @@ one picture (report.png).
 
 Aggregation (stated in every output):
 - "mean": each image's metrics are averaged over its runs (one run unless --best-of K), then the mean and the
-  sample standard deviation (ddof = 1; 0 for a single image) over images are reported.
+  sample standard deviation (ddof = 1; none for a single image: null in summary.json, no ± in summary.md) over
+  images are reported.
 - "best-of-K" (only with K > 1 runs): each image's best run is taken separately per metric (max PSNR, max SSIM,
   min LPIPS; the DAPS / NCVSD eval.py convention, docs/method.md §5), then mean and std over images. It flatters the method
   and is labelled as such.

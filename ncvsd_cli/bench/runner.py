@@ -378,9 +378,9 @@ SETTINGS_JSON = datasets.OUTPUT_MARKER  # also marks the folder as bench results
 def _run_settings(cfg: BenchConfig, nets: _Networks, plan: _Plan) -> dict[str, Any]:
     """What the rows of a folder must share beyond their key: dataset and seed (its sample pictures and reports
     show one run's), resolution, networks, the precision they ran in and presets."""
-    used = ", ".join(f"{k} {v['precision']}" for k, v in nets.info.items() if isinstance(v, dict) and "precision" in v)
     return {"dataset": plan.data.name, "seed": cfg.seed, "resolution": plan.shape[-1],
-            **({"precision_used": used} if used else {}),  # what ran: --precision auto and bf16 may be one
+            **{f"{k}_precision": v["precision"] for k, v in nets.info.items()  # what ran (--precision auto and
+               if isinstance(v, dict) and "precision" in v},  # bf16 may be one), per network: one added is none
             "preset": cfg.preset,  # the preset file's content (the same file at another path is no difference)
             **{kind: nets.info[kind]["path"] for kind in ("generator", "teacher") if kind in nets.info},
             # the file at that path replaced since: its rows would be shown under the new sha256 (an older folder
@@ -402,6 +402,8 @@ def _check_settings(out: Path, settings: dict[str, Any], rank: int, resume: bool
     except (OSError, ValueError):
         earlier = {}
     for key, value in settings.items():
+        if key in ("generator", "teacher") and earlier.get(f"{key}_sha256", "") == settings.get(f"{key}_sha256"):
+            continue  # the same file by another path (another folder, its shipped name): its bytes decide
         if key in earlier and earlier[key] != value:
             why = (" (the folder's sample pictures and reports would become this run's, and a --resume of the "
                    "earlier run would compute its grid rows again)" if key in ("dataset", "seed") else "")

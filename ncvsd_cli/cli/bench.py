@@ -114,7 +114,8 @@ def bench(
                                           help="Teacher checkpoint for DPS / DAPS (default: the generator's "
                                                "teacher, else the shipped default)."),
     baseline_nfe: int = typer.Option(1000, "--baseline-nfe", metavar="N", min=1, show_default=True,
-                                     help="Teacher evaluations of DPS and DAPS (fewer for quick runs)."),
+                                     help="Teacher evaluations of DPS and DAPS (fewer for quick runs, "
+                                          "which also degrade them: 100 gives speckled, mottled results)."),
     lpips: str = typer.Option("alex", "--lpips", metavar="alex|vgg", show_default=True,
                               help="LPIPS backbone (named in every output)."),
     best_of: int = typer.Option(1, "--best-of", metavar="K", min=1, show_default=True,

@@ -501,7 +501,10 @@ def expand_inputs(
     in_out: list[Path] = []
     param_files = {Path(v).expanduser().resolve(): k for k, v in (params or {}).items()
                    if isinstance(v, str) and Path(v).expanduser().is_file()}
+    from ncvsd_cli.measurement import SIDECAR_SUFFIX, TENSORS_SUFFIX
+
     as_params: list[Path] = []
+    not_images: list[Path] = []  # in the folders given: other files (raw photos, arrays, ...), said in a note
 
     def not_params(found: list[Path]) -> list[Path]:
         """found without the files -p names (a mask or kernel in the folder of the photos)."""
@@ -563,6 +566,9 @@ def expand_inputs(
             ])
             broken = [f for f in sorted(p.iterdir()) if f.is_symlink() and not f.exists()
                       and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
+            not_images.extend(f for f in sorted(p.iterdir()) if f.is_file() and not f.name.startswith(".")
+                              and f.suffix.lower() not in IMAGE_SUFFIXES
+                              and not f.name.endswith((SIDECAR_SUFFIX, TENSORS_SUFFIX)))
             for f in broken:  # an image the folder lists but cannot give (was left out without a word, exit 0)
                 missing.append((str(f), f"{f}: a broken symbolic link (to {os.readlink(f)}, which does not exist)"))
             if not found and not broken:
@@ -592,6 +598,11 @@ def expand_inputs(
     for f in as_params:
         note(f"{f}: the -p {param_files[f.resolve()]} file, left out of the inputs (name it on its own to read it)",
              quiet)
+    if not_images:
+        kinds = collections.Counter(f.suffix.lower() or "(no suffix)" for f in not_images)
+        note(f"{len(not_images)} file(s) in the folder(s) given left out, not of an image type read here ("
+             + ", ".join(f"{k} x{n}" for k, n in kinds.most_common(5)) + (", ..." if len(kinds) > 5 else "")
+             + f"; read: {', '.join(IMAGE_SUFFIXES)})", quiet)
     if in_out:
         note(f"{len(in_out)} file(s) found in the -o folder {out} left out (earlier outputs; name one on its own "
              "to read it)", quiet)
@@ -1055,11 +1066,11 @@ class Report:
         }
 
     def finish(self, as_json: bool, quiet: bool = False) -> NoReturn:
-        """Print the JSON summary line on stdout when asked, else on a terminal (unless `quiet`) the `recap` line on
-        stderr; then exit with 0 or 1."""
+        """Print the JSON summary line on stdout when asked, else (unless `quiet`) the `recap` line on stderr: on a
+        terminal, and in a log file for several inputs (the tally); then exit with 0 or 1."""
         if as_json:
             self._write_summary(self.summary())
-        elif not quiet and stderr_is_terminal() and (line := self.recap()):
+        elif not quiet and (stderr_is_terminal() or len(self.results) > 1) and (line := self.recap()):
             note(line)
         raise typer.Exit(self.exit_code())
 

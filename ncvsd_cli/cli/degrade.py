@@ -201,8 +201,8 @@ def degrade_command(
                     report.ok(
                         item.name,
                         written,
-                        image_shape=list(m.image_shape),
-                        measurement_shape=list(m.y.shape[1:]),
+                        image_shape=[1 if m.grey else m.image_shape[0], *m.image_shape[1:]],  # as the files hold
+                        measurement_shape=[1 if m.grey else m.y.shape[1], *m.y.shape[2:]],
                         notes=[*decoded.notes, *said],
                     )
                 bar.update(1)
@@ -216,17 +216,11 @@ def _operator_notes(task: str, params: dict, m) -> list[str]:
     notes on the kernel file (`restore.kernel_file_notes`: its sum with normalize=false, negative taps, an even
     side, a black level). ValueError for a mask (a box, a random one) that keeps no pixel, which no restoration can
     use (restore refuses such a sidecar)."""
-    import operators
-    from ncvsd_cli.restore import kernel_file_notes, user_mask_notes
-    from operators.inpainting import MaskOperator
+    from ncvsd_cli.restore import kernel_file_notes, refuse_empty_mask, user_mask_notes
 
     if task == "inpaint-mask":
         return user_mask_notes(m, params)
-    if issubclass(operators.get(task), MaskOperator) and not bool(m.operator().mask.any()):
-        _, h, w = m.image_shape
-        fix = {"inpaint-box": "a smaller -p box_size", "inpaint-random": "a lower -p fraction, the share missing"}
-        raise ValueError(f"the {task} mask keeps no pixel of the {w}x{h} image: nothing to restore from"
-                         + (f" ({fix[task]})" if task in fix else ""))
+    refuse_empty_mask(m)
     if task in ("deblur-kernel", "deblur-motion") and "kernel" in params:
         return kernel_file_notes(params["kernel"], params.get("normalize", True))
     return []

@@ -154,12 +154,15 @@ def _run_decoder(
     return x
 
 
-def _check_size(x: torch.Tensor, multiple: int) -> None:
+def _check_size(x: torch.Tensor, multiple: int, channels: int) -> None:
     if x.ndim != 4 or x.shape[-1] % multiple or x.shape[-2] % multiple:
         raise ValueError(
             f"network input must be (B, C, H, W) with H and W multiples of {multiple}, got shape {tuple(x.shape)}; "
             "ncvsd_cli.restore.restore_image pads any size (or pad the operator: operators.padding.pad_operator)"
         )
+    if x.shape[1] != channels:
+        raise ValueError(f"network input has {x.shape[1]} channels, the network {channels}; "
+                         "ncvsd_cli.restore.restore_image restores grey images with a colour network")
 
 
 _UNET_DOC_ARGS = """
@@ -189,7 +192,7 @@ class UNet(_Embedding):
         self, x: torch.Tensor, c_noise: torch.Tensor, class_labels: torch.Tensor | None
     ) -> torch.Tensor:
         """x: (B, C, H, W) preconditioned input; c_noise: (B,); class_labels: (B, label_dim) or None."""
-        _check_size(x, self.size_multiple)
+        _check_size(x, self.size_multiple, self.img_channels)
         emb = self.embed(c_noise, class_labels)
         x, skips = _run_encoder(self.enc, x, emb)
         x = _run_decoder(self.dec, x, skips, emb, self.concat_balance)
@@ -209,7 +212,7 @@ class UNetEncoder(_Embedding):
         self, x: torch.Tensor, c_noise: torch.Tensor, class_labels: torch.Tensor | None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Returns the bottleneck (B, cblock[-1], H/2^(L-1), W/2^(L-1)) and the list of all encoder outputs."""
-        _check_size(x, self.size_multiple)
+        _check_size(x, self.size_multiple, self.img_channels)
         return _run_encoder(self.enc, x, self.embed(c_noise, class_labels))
 
 
