@@ -300,9 +300,10 @@ class CircularBlur(Operator):
                           generator: Generators = None) -> torch.Tensor:
         """Exact sample in the Fourier domain (docs/method.md §3.3, circular blur). Boundary "reflect": the
         canvas posterior ∝ exp(−|WKu − y|²/(2σ_p²) − |u − E(x0)|²/(2ρ²)) sampled by perturb-and-solve (u = the
-        solution for the perturbed y + σ_p ε and E(x0) + ρ ε'; exact when the conjugate gradients converge: to
-        CG_TOLERANCE for rho below 1, to the looser CG_TOLERANCE_BROAD above, where the posterior is broad and
-        later steps anneal it), its window. The residual tolerance does not bound the error in posterior standard
+        solution for the perturbed y + σ_p ε and E(x0) + ρ ε'; exact in the limit of the conjugate gradients,
+        stopped at CG_TOLERANCE for rho below 1, at the looser CG_TOLERANCE_BROAD above, where the posterior is
+        broad and later steps anneal it: `cg_converged` says the tolerance was met, not that the sample is
+        exact), its window. The residual tolerance does not bound the error in posterior standard
         deviations: against the dense canvas posterior the mean was off by 0.02-0.11 std at rho 0.7, sigma_p
         0.0023. Against a solve to 1e-13 (64-px image, sigma 3, sigma_p 0.0023, one seed) the sample's RMS error
         was 0.002 at rho 0.5, 0.035 at rho 1, 0.39 at rho 5, 4.2 at rho 20 and 83 at rho 80: 4-100 % of the

@@ -3,6 +3,7 @@ group `ncvsd.operators` (`name = "package.module:OperatorClass"`), loaded on fir
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 import threading
@@ -55,7 +56,12 @@ class EntryPointGroup:
         """The error for a name not registered: a failed plug-in's reason where one had that name."""
         if name in self.failed:
             return ValueError(self.failed[name])
-        return ValueError(f"unknown {what} '{name}'; known: {', '.join(sorted(known))}")
+        folded = {k.casefold(): k for k in known}
+        close = [str(name).casefold()] if str(name).casefold() in folded else difflib.get_close_matches(
+            str(name).casefold(), list(folded), n=3, cutoff=0.6)
+        close += [k for k in folded if str(name).casefold() in k and k not in close][:3 - len(close)]  # deblur
+        hint = f" (did you mean {' or '.join(folded[k] for k in close)}?)" if close else ""
+        return ValueError(f"unknown {what} '{name}'{hint}; known: {', '.join(sorted(known))}")
 
 
 _REGISTRY: dict[str, type[Operator]] = {}

@@ -243,8 +243,13 @@ def test_degrade_help_lists_every_builtin_task():
 
 
 def test_cli_import_does_not_load_torch():
-    code = "import sys, ncvsd_cli, ncvsd_cli.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    code = ("import sys, ncvsd_cli, ncvsd_cli.cli; from ncvsd_cli.cli import common; common.seed_option(5); "
+            "assert 'torch' not in sys.modules, 'torch imported'")  # --seed's check took 5 s of torch (completion)
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    from ncvsd_cli.cli import common
+    from operators.noise import MAX_SEED
+
+    assert common.MAX_SEED == MAX_SEED
 
 
 # ---------------------------------------------------------------------------------------------------- degrade
@@ -1688,9 +1693,17 @@ def test_help_epilogs_wrap_at_any_width():
     assert all(len(line) <= 60 for line in lines) and all(line.endswith(" \\") for line in lines[:-1]), lines
     assert " ".join(line.removesuffix(" \\").strip() for line in lines) == long.strip()
     assert "'\\n x'" in lines[0] and any("-o restored/" in line for line in lines), lines
-    for args in ([], ["restore"], ["bench"], ["train"], ["checkpoints"], ["checkpoints", "import"]):
+    for args in ([], ["restore"], ["bench"], ["train"], ["distill"], ["checkpoints"], ["checkpoints", "import"]):
         page = runner_80(args)
         assert not [line for line in page.splitlines() if line.rstrip().endswith(" -o")], page
+        page = "\n".join(line.rstrip() for line in page.split("Examples:")[-1].split("Options")[0].splitlines())
+        examples = page.split("\n\n")  # a command continued in the source (bench's
+        commands = [p for p in examples if p.lstrip().startswith(("ncvsd", "torchrun", "cat"))]  # --out) was
+        for para in commands:  # appended past the " \" lines, and comments wrapped to column 1 by Rich
+            lines = para.rstrip().split("\n")
+            shell = [line for line in lines if not line.strip().startswith("(") and not line.startswith(" " * 8)]
+            assert all(line.rstrip().endswith(" \\") for line in shell[:-1]), para
+            assert all(line.startswith("   ") for line in lines), para
 
 
 def test_sample_to_a_folder_writes_the_finite_samples_and_reports_a_nan_one(tmp_path, ckpt, monkeypatch):

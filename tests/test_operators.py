@@ -62,8 +62,11 @@ def test_registry_has_all_builtins():
     assert EXPECTED <= set(operators.names())
     built_in = {n for n in operators.names() if operators.get(n).__module__.startswith("operators.")}
     assert built_in == EXPECTED, "a new built-in operator: add it to EXPECTED, which the registry tests run over"
-    with pytest.raises(ValueError, match="unknown task/operator 'nope'"):
+    with pytest.raises(ValueError, match="unknown task/operator 'nope'; known: "):
         operators.create("nope", SHAPE)
+    for typo, meant in (("sr-4", "sr4"), ("SR4", "sr4"), ("denoising", "denoise"), ("deblur", "deblur-gauss or")):
+        with pytest.raises(ValueError, match=f"unknown task/operator '{typo}' \\(did you mean {meant}"):
+            operators.get(typo)
 
 
 @pytest.mark.parametrize("name", ALL)

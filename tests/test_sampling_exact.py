@@ -11,7 +11,8 @@ Tolerances (K = 2000 chains):
   chains) the schedule used here gives a mean bias of 0.003 std and a std ratio of 1.006, i.e. +1.1 % variance);
 - variance: the ratio empirical / analytic has standard error sqrt(2 / K) = 3.2 % per pixel: each pixel within
   6 standard errors plus 3 % bias, and the average over pixels (many nearly independent pixels) within 5 %.
-  A 2x over-dispersion (the paper's 50-step schedule, §10) or the EMA's shrinkage fails both by a wide margin.
+  A 2x over-dispersion (the paper's 50-step schedule, §10) or the EMA's pull toward the prior fails both by a
+  wide margin.
 """
 
 import itertools

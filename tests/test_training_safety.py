@@ -209,6 +209,9 @@ def test_a_failed_resume_leaves_the_runs_record_alone(tmp_path, trained):
     assert f"ncvsd distill --teacher {copy}" in " ".join(other.stderr.split())  # it said "missing --teacher"
     none = runner.invoke(app, ["train", "--out", str(tmp_path / "nothing"), "--resume", "--device", "cpu"])
     assert none.exit_code == 2 and "holds no run to continue" in none.stderr, none.output
+    for res in (other, none):  # the summary line every other refusal of a run gives (stdout was empty)
+        summary = json.loads(res.stdout)
+        assert summary["exit_code"] == 2 and summary["error"] in " ".join(res.stderr.split()), res.output
 
 
 def test_a_bare_resume_keeps_the_runs_duration_and_a_refused_one_prints_no_override(tmp_path, trained):
@@ -953,6 +956,11 @@ def test_snapshots_that_would_fill_the_disk_are_warned_of_at_the_first(tmp_path,
     free["bytes"] = 1024**3
     res = runner.invoke(app, [*args[:3], "--out", str(tmp_path / "b"), *args[3:]])
     assert res.exit_code == 0 and "warning" not in res.output, res.output
+    files = list((tmp_path / "b" / "snapshots").glob("*.safetensors"))
+    snapshot = sum(p.stat().st_size for p in files) // len({p.name.rsplit("-", 1)[0] for p in files})
+    free["bytes"] = 8 * snapshot + (tmp_path / "b" / "state.pt").stat().st_size // 2  # room for the snapshots,
+    res = runner.invoke(app, [*args[:3], "--out", str(tmp_path / "c"), *args[3:]])  # not for a state beside them
+    assert res.exit_code == 0 and "needs" in res.stderr and "to replace its state" in res.stderr, res.output
 
 
 def test_a_training_state_that_cannot_be_written_is_one_line_and_keeps_the_old_state(tmp_path, trained,
@@ -1195,3 +1203,30 @@ def test_a_data_errors_save_is_refused_when_the_losses_since_the_last_log_line_e
                               *TINY, "--log-every", "10"])
     assert res.exit_code == 1 and "training diverged by step 3" in res.stderr, res.output
     assert not (out / "state.pt").exists()
+
+
+def test_run_folder_and_process_count_refusals_say_what_to_type(tmp_path, monkeypatch):
+    """A read-only run folder said "choose another --out" to a --resume (another folder has no run); a batch the
+    processes do not divide named no batch that works."""
+    import os
+
+    from ncvsd_cli.training import loop
+
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != run)  # (root writes through chmod)
+    with pytest.raises(ValueError, match="the folder is not writable; make it writable, or copy the run"):
+        loop.check_run_folder(run)
+    loop.check_run_folder(tmp_path / "new")  # a new folder in a writable one
+    three = type("Dist", (), {"world_size": 3})()
+    with pytest.raises(ValueError, match="--batch 8 is not divisible by the 3 processes: give --batch 6 or 9"):
+        loop.TrainLoop(tmp_path / "x", three, 8, None, None)
+
+
+@pytest.mark.parametrize("command", ["train", "distill"])
+def test_seed_is_checked_as_every_commands_and_out_has_its_short_name(tmp_path, command):
+    """--seed 2^64 - 1 ran as -1 (the same run), 1e20 failed as "Overflow when unpacking long long"; train -o was
+    "No such option" (restore, degrade, sample and bench take it)."""
+    for seed, said in (("-1", "--seed"), (str(2**63), "above the largest seed")):
+        res = runner.invoke(app, [command, "-o", str(tmp_path / "r"), "--seed", seed, "--data", "builtin"])
+        assert res.exit_code == 2 and said in res.stderr and not (tmp_path / "r").exists(), res.output

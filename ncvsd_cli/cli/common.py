@@ -19,6 +19,7 @@ import signal
 import stat
 import sys
 import tempfile
+import textwrap
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -83,11 +84,13 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+#: operators.noise.MAX_SEED, here without importing torch (5 s) while options are parsed (tab completion, Ctrl-C).
+MAX_SEED = 2**63 - 1
+
+
 def seed_option(value: int) -> int:
     """--seed's callback: at most 2^63 - 1 (the streams' range), said as a usage error; typer's max= printed the
     range as "[0<=x<=9223372036854775807]" in the option table, squeezing the help text to 25 columns at 80."""
-    from operators.noise import MAX_SEED
-
     if value is not None and value > MAX_SEED:
         raise typer.BadParameter(f"{value} is above the largest seed, {MAX_SEED} (2^63 - 1)")
     return value
@@ -129,23 +132,25 @@ def epilog(text: str) -> str:
         if not para.startswith("  "):
             out.append(" ".join(line.strip() for line in lines))
             continue
-        block: list[str] = []
+        block: list[list[str]] = []  # [kind, text]: a command, or a comment under it
         for line in lines:
             match = _EXAMPLE_COMMENT.match(line)
             if match:
-                block += [_shell_lines(match.group(1).rstrip()), "      " + match.group(2)]
+                block += [["command", match.group(1).rstrip()], ["comment", match.group(2)]]
             elif line.strip().startswith("(") and block:  # a comment on a line of its own
-                block.append("      " + line.strip())
-            elif line.startswith("   ") and block:  # a comment's continuation
-                block[-1] += " " + line.strip()
+                block.append(["comment", line.strip()])
+            elif line.startswith("   ") and block:  # the continuation of a command or a comment
+                block[-1][1] += " " + line.strip()
             else:
-                block.append(_shell_lines(line.rstrip()))
-        out.append("\n".join(block))
+                block.append(["command", line.rstrip()])
+        out.append("\n".join(_shell_lines(text) if kind == "command" else textwrap.fill(
+            text, EXAMPLE_WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 7) for kind, text in block))
     return "\n\n".join(out)
 
 
 #: Example commands longer than this are continued on the next line with " \" (help at 80 columns wrapped them
-#: at column 80 with nothing to say so: the first line, copied, failed as "--batch-size requires an argument").
+#: at column 80 with nothing to say so: the first line, copied, failed as "--batch-size requires an argument");
+#: their comments are wrapped to it (rich's help adds a 1-column margin on each side).
 EXAMPLE_WIDTH = 76
 
 

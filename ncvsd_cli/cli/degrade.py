@@ -79,7 +79,7 @@ def degrade_command(
                                    "suffix is one), or - for stdout (preview only, no sidecar)."
     ),
     sigma_y: float = typer.Option(
-        0.05, "--sigma-y", help="Measurement noise std on the [-1, 1] image scale.", show_default=True
+        0.05, "--sigma-y", min=0.0, help="Measurement noise std on the [-1, 1] image scale.", show_default=True
     ),
     seed: int = typer.Option(
         0, "--seed", min=0, show_default=True, callback=common.seed_option,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from ncvsd_cli.cli.common import UsageError, epilog, expand_home, given_options, handle_errors
-from ncvsd_cli.cli.train import DURATION_HELP, arch_option, run_training, with_recipe
+from ncvsd_cli.cli.common import UsageError, epilog, expand_home, given_options, handle_errors, seed_option
+from ncvsd_cli.cli.train import DURATION_HELP, arch_option, run_training, usage_summary, with_recipe
 
 HELP = """Distil a teacher into a one/few-step generative denoiser with NCVSD (score model, discriminator and
 generator updated in turn; VSD through the posterior-score identity; GAN term after its warm-up).
@@ -46,7 +46,7 @@ def distill(
     arch: str = typer.Option(None, "--arch", help="Network architecture; default and requirement: the "
                              "teacher's."),
     preset: str = typer.Option(None, "--preset", hidden=True, help="Deprecated alias of --arch."),
-    out: str = typer.Option(..., "--out", callback=expand_home, help="Run directory."),
+    out: str = typer.Option(..., "--out", "-o", callback=expand_home, help="Run directory."),
     batch: int = typer.Option(32, "--batch", help="Global batch per update (three updates per step)."),
     duration: str = typer.Option("30min", "--duration", help=DURATION_HELP),
     snapshot: str = typer.Option("5min", "--snapshot", help="Snapshot + state + preview interval."),
@@ -61,7 +61,8 @@ def distill(
     p_mean: float = typer.Option(-0.8, "--p-mean", help="Mean of ln(t)."),
     p_std: float = typer.Option(1.6, "--p-std", help="Std of ln(t)."),
     loss_scaling: float = typer.Option(1.0, "--loss-scaling", help="Constant loss multiplier."),
-    seed: int = typer.Option(0, "--seed", help="Seed of weights, data order and noise."),
+    seed: int = typer.Option(0, "--seed", min=0, callback=seed_option,
+                             help="Seed of weights, data order and noise."),
     xflip: bool = typer.Option(True, "--xflip/--no-xflip", help="Random horizontal flips."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 (CUDA)."),
     channels_last: bool = typer.Option(False, "--channels-last", help="channels_last memory format."),
@@ -84,11 +85,12 @@ def distill(
             gan_warmup_kimg=gan_warmup_kimg, gan_loss_scaling=gan_loss_scaling, p_mean=p_mean, p_std=p_std,
             loss_scaling=loss_scaling, seed=seed, xflip=xflip, precision=precision, channels_last=channels_last,
             device=device, log_every=log_every, resume=resume, progress=not quiet, command=command_line())
-        settings = with_recipe(settings, ("teacher",), ctx)
-        if resume and "teacher" not in given_options(ctx):  # the run's own teacher file, or a --teacher typed
-            from ncvsd_cli.training.distill import resumed_teacher_problem
+        with usage_summary(out):
+            settings = with_recipe(settings, ("teacher",), ctx)
+            if resume and "teacher" not in given_options(ctx):  # the run's own teacher file, or a --teacher typed
+                from ncvsd_cli.training.distill import resumed_teacher_problem
 
-            problem = resumed_teacher_problem(out)
-            if problem:
-                raise UsageError(problem)
+                problem = resumed_teacher_problem(out)
+                if problem:
+                    raise UsageError(problem)
         run_training(run_distill, settings, out)

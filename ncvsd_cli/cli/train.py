@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,7 @@ from ncvsd_cli.cli.common import (
     given_options,
     handle_errors,
     note,
+    seed_option,
 )
 
 DURATION_HELP = ("Length: training time of this invocation (30min, 2h; loading and the final snapshot come on top) "
@@ -188,6 +191,17 @@ def run_training(run, settings, out: str) -> None:
         typer.echo(strict_json.dumps({"out": out, **record}))
 
 
+@contextlib.contextmanager
+def usage_summary(out: str) -> Iterator[None]:
+    """A UsageError raised inside (the run folder in the wrong state for --resume, a changed --seed, ...) also
+    gives the JSON summary line, as every other refusal of a run does ("error", "exit_code" 2)."""
+    try:
+        yield
+    except UsageError as exc:
+        _summary(os.environ.get("RANK", "0") == "0", {"out": out, "error": str(exc), "exit_code": EXIT_USAGE})
+        raise
+
+
 def _summary(main: bool, record: dict) -> None:
     """The run's JSON summary line on stdout (rank 0 only; nothing when stdout is gone: the error line says it)."""
     if main:
@@ -231,7 +245,7 @@ def train(
     init_teacher: str = typer.Option(None, "--init-teacher", help="Start from this teacher checkpoint (name or "
                                      "path) instead of fresh weights: fine-tuning; give a lower --lr. Ignored on "
                                      "--resume."),
-    out: str = typer.Option(..., "--out", callback=expand_home, help="Run directory."),
+    out: str = typer.Option(..., "--out", "-o", callback=expand_home, help="Run directory."),
     batch: int = typer.Option(32, "--batch", help="Global batch size (split over torchrun processes)."),
     duration: str = typer.Option("30min", "--duration", help=DURATION_HELP),
     snapshot: str = typer.Option("5min", "--snapshot", help="Snapshot + state interval (time, kimg or steps)."),
@@ -242,7 +256,8 @@ def train(
     p_mean: float = typer.Option(-0.8, "--p-mean", help="Mean of ln(sigma) (EDM2 pixel models: -0.8)."),
     p_std: float = typer.Option(1.6, "--p-std", help="Std of ln(sigma) (EDM2 pixel models: 1.6)."),
     loss_scaling: float = typer.Option(1.0, "--loss-scaling", help="Constant loss multiplier."),
-    seed: int = typer.Option(0, "--seed", help="Seed of weights, data order and noise."),
+    seed: int = typer.Option(0, "--seed", min=0, callback=seed_option,
+                             help="Seed of weights, data order and noise."),
     xflip: bool = typer.Option(True, "--xflip/--no-xflip", help="Random horizontal flips."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 (autocast) or fp16 (CUDA autocast)."),
     channels_last: bool = typer.Option(False, "--channels-last", help="channels_last memory format."),
@@ -262,4 +277,6 @@ def train(
             lr=lr, ref_batches=ref_batches, rampup_kimg=rampup_kimg, p_mean=p_mean, p_std=p_std,
             loss_scaling=loss_scaling, seed=seed, xflip=xflip, precision=precision, channels_last=channels_last,
             device=device, log_every=log_every, resume=resume, progress=not quiet, command=command_line())
-        run_training(train_teacher, with_recipe(settings, ("data",), ctx), out)
+        with usage_summary(out):
+            settings = with_recipe(settings, ("data",), ctx)
+        run_training(train_teacher, settings, out)

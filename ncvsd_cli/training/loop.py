@@ -379,6 +379,9 @@ def check_run_folder(out: Path) -> None:
     if not parent.is_dir():
         raise ValueError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
     if not os.access(parent, os.W_OK | os.X_OK):
+        if parent == out:  # a run folder (to --resume) or an empty one
+            raise ValueError(f"--out {out}: the folder is not writable; make it writable, or copy the run to a "
+                             "writable folder and --resume there (a new run: choose another --out)")
         raise ValueError(f"--out {out}: the folder {parent} is not writable; choose another --out")
 
 
@@ -399,7 +402,9 @@ class TrainLoop:
                  snapshot_every: Duration, log_every: int = 20, seed: int = 0, settings: dict | None = None,
                  resume: bool = False, progress: bool = True):
         if batch % dist_info.world_size:
-            raise ValueError(f"--batch {batch} is not divisible by the {dist_info.world_size} processes")
+            n = dist_info.world_size
+            raise ValueError(f"--batch {batch} is not divisible by the {n} processes: give --batch "
+                             f"{max(batch // n, 1) * n} or {(batch // n + 1) * n} (a --resume takes it too)")
         self.out = Path(out)
         self.dist = dist_info
         self.device = dist_info.device
@@ -705,12 +710,15 @@ class TrainLoop:
 
         left = self._snapshots_left()
         free = shutil.disk_usage(self.out).free
-        if left is None or left * snapshot_bytes <= free:
+        state = self.out / "state.pt"  # each replacement is written beside the old one first: its size free again
+        state_bytes = state.stat().st_size if state.is_file() else 0
+        if left is None or left * snapshot_bytes + state_bytes <= free:
             return
         gib = 1024**3
         message = (f"at --snapshot {self.settings.get('snapshot', self.snapshot_every.describe())} the run writes "
                    f"about {math.ceil(left)} more snapshots of {snapshot_bytes / 1024**2:.0f} MiB "
-                   f"({left * snapshot_bytes / gib:.1f} GiB), and {self.out} has {free / gib:.1f} GiB free: a longer "
+                   f"({left * snapshot_bytes / gib:.2f} GiB) and needs {state_bytes / gib:.2f} GiB free to replace "
+                   f"its state, and {self.out} has {free / gib:.2f} GiB free: a longer "
                    "--snapshot interval, or room, before the disk fills (the run would stop there, its state saved)")
         self._log({"event": "warning", "warning": message, "step": self.step})
         write_line(f"ncvsd: warning: {message}\n")  # (--quiet too: it drops the bar and status lines)
