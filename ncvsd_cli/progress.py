@@ -58,15 +58,20 @@ def percent_down(n: float, total: float) -> int:
 @functools.cache
 def _progress_bar() -> type:
     """tqdm with fields for bar_format: `{n_whole}` (items finished: n rounded down, as a batch in flight moves n
-    by fractions and `{n:.0f}` would show 1/2 at 0.75), `{n_nfe}` (`nfe_text`) and `{pct_down}` (`percent_down`)."""
+    by fractions and `{n:.0f}` would show 1/2 at 0.75), `{n_nfe}` (`nfe_text`), `{pct_down}` (`percent_down`) and
+    `{n_sized}` / `{total_sized}` (whole below 1000, then k, M: tqdm's unit_scale showed "4.00/400 img")."""
     from tqdm import tqdm
+
+    def sized(x: float) -> str:
+        return tqdm.format_sizeof(x) if x >= 1000 else f"{whole(x)}"
 
     class ProgressBar(tqdm):
         @property
         def format_dict(self):
             values = super().format_dict
             n, total = values["n"], values["total"]
-            values.update(n_whole=whole(n), n_nfe=nfe_text(n), pct_down=percent_down(n, total or 0))
+            values.update(n_whole=whole(n), n_nfe=nfe_text(n), pct_down=percent_down(n, total or 0),
+                          n_sized=sized(n), total_sized=sized(total or 0))
             return values
 
     return ProgressBar
@@ -119,8 +124,8 @@ class StatusReporter:
         self._bar = None
         if self.mode == "bar":
             rate = ", {rate_fmt}" if show_rate else ""  # whole items finished: a batch's steps move the bar
-            fmt = None if unit_scale else "{desc}: {pct_down:3d}%|{bar}| {n_whole}/{total:.0f} {unit} " \
-                "[{elapsed}<{remaining}" + rate + "{postfix}]"
+            counts = "{n_sized}/{total_sized}" if unit_scale else "{n_whole}/{total:.0f}"
+            fmt = "{desc}: {pct_down:3d}%|{bar}| " + counts + " {unit} [{elapsed}<{remaining}" + rate + "{postfix}]"
             self._bar = _progress_bar()(total=total, initial=initial, desc=desc, unit=unit, unit_scale=unit_scale,
                                         bar_format=fmt, file=self.stream, dynamic_ncols=True, leave=True)
         self._lock, self._stop = threading.Lock(), threading.Event()
@@ -176,6 +181,13 @@ class StatusReporter:
                 self._bar.n += n
                 self._bar.last_print_n = self._bar.n
                 self._bar.refresh()
+
+    def describe(self, desc: str) -> None:
+        """Show `desc` before the counts from now on (e.g. the tasks of a batch, as later inputs add some)."""
+        self.desc = desc
+        if self._bar is not None:
+            with self._lock:
+                self._bar.set_description_str(desc, refresh=False)
 
     def set_postfix(self, values: dict[str, Any], refresh: bool = False) -> None:
         """Show `values` (name -> value, formatted with str) after the counts (with `refresh`: on a bar at once, in
@@ -373,6 +385,10 @@ class NestedProgress:
             self._steps.update(done - self._steps.n)
         elif self.mode == "lines":
             self.items.update(0)  # prints a line when the interval has passed
+
+    def describe(self, desc: str) -> None:
+        """The items' description from now on (`StatusReporter.describe`)."""
+        self.items.describe(desc)
 
     def skip(self, n: float) -> None:
         """`n` items done before (resumed) or given up: counted, not in the rate (`StatusReporter.skip`)."""

@@ -548,6 +548,21 @@ def test_skip_existing_leaves_out_an_input_another_worker_finished_before_its_wi
     assert len(restored) == 1 and restored[0].endswith("a.png") and "written meanwhile" in res.stderr
 
 
+def test_the_bar_names_the_tasks_of_later_windows_too(tmp_path, ckpt, monkeypatch):
+    """Sidecars of several tasks restored window by window: the label named the first window's tasks only."""
+    from ncvsd_cli.cli import restore as cli_restore
+
+    src = _png(tmp_path / "a.png", 16, 12)
+    for task in ("denoise", "sr2"):
+        assert run("degrade", "--task", task, src, "-o", tmp_path / f"{task}.png").exit_code == 0
+    monkeypatch.setattr(cli_restore, "WINDOW_IMAGES", 1)
+    monkeypatch.setenv("NCVSD_PROGRESS_INTERVAL", "0")
+    res = run("restore", tmp_path / "denoise.png", tmp_path / "sr2.png", "-o", tmp_path / "out", "-c", ckpt, *FAST)
+    lines = [line for line in res.stderr.splitlines() if line.startswith("restore ")]
+    assert res.exit_code == 0 and lines[0].startswith("restore denoise:") and lines[-1].startswith(
+        "restore denoise,sr2:"), res.stderr
+
+
 def test_skip_existing_does_not_keep_another_tasks_output_as_done(tmp_path, ckpt):
     """sr4 with --skip-existing into a folder of deblur outputs of the same names reported them "skipped", exit 0:
     such an input now fails, naming the task its output was made by."""

@@ -616,6 +616,19 @@ def test_no_bar_is_drawn_into_a_non_terminal(tmp_path, trained, monkeypatch):
     assert quiet.exit_code == 0 and quiet.stderr == ""
 
 
+def test_a_terminal_bar_counts_whole_images_with_unit_scale(monkeypatch):
+    """The training bar (unit_scale) showed "4.00/400 img": tqdm's scaled form below 1000; now 4/400, 1.50k/200k."""
+    from ncvsd_cli import progress
+
+    monkeypatch.setattr(progress, "sized_terminal", lambda stream: True)
+    for done, total, said in ((4, 400, "| 4/400 img ["), (1500, 200000, "| 1.50k/200k img [")):
+        stream = io.StringIO()
+        rep = StatusReporter(total, "ncvsd train", unit="img", unit_scale=True, initial=done, interval=0.0,
+                             stream=stream)
+        rep.close()
+        assert said in stream.getvalue(), stream.getvalue()
+
+
 def test_status_lines_on_a_non_terminal():
     stream = io.StringIO()
     rep = StatusReporter(10, "ncvsd train", unit="img", interval=0.0, stream=stream)

@@ -615,6 +615,7 @@ class _Restoration:
         self.report, self.quiet, self.method_given = report, quiet, method_given
         self.bar, self.tasks, self.methods, self.twin_said, self.box_said = None, set(), [], False, False
         self.restorers: dict[tuple, Any] = {}  # (method, task): one per run, not per window (a teacher loads once)
+        self.tasks_shown: set[str] = set()  # the tasks the bar's label names
 
     def reading(self, what: str | None) -> None:
         """Say on the restore bar what is being read between windows (a camera shake takes minutes; the reading
@@ -660,17 +661,20 @@ class _Restoration:
         groups = [g for g in ([(o, window)] if self.method_given else _method_groups(o, window, self.report))
                   if g[1]]
         members = sum(len(g[1]) for g in groups)
+        tasks = self.tasks_shown | {m.task for g in groups for _, m in g[1]}
         if self.bar is None:
             if not groups and not remaining:
                 return
             if groups and get_method(groups[0][0].method).needs == self.restorer.method.needs:
                 self.restorer.load()  # before the bar starts: its clock (and ETA) times the restoration
-            self.bar = common.progress((members + remaining) * o.samples,
-                                       f"restore {','.join(sorted({m.task for g in groups for _, m in g[1]}))}",
+            self.bar = common.progress((members + remaining) * o.samples, f"restore {','.join(sorted(tasks))}",
                                        self.quiet or not (members + remaining),
                                        unit="sample" if o.samples > 1 else "img")
         else:
             self.bar.skip((len(window) - members) * o.samples)  # inputs whose task refused the options
+            if tasks != self.tasks_shown:  # a later window's sidecars of other tasks (the label named the first's)
+                self.bar.describe(f"restore {','.join(sorted(tasks))}")
+        self.tasks_shown = tasks
         for opts, group in groups:
             if opts.method not in self.methods:
                 self.methods.append(opts.method)
