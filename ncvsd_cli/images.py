@@ -271,8 +271,12 @@ def _decode_png16(data: bytes, name: str, max_pixels: int | None) -> tuple[np.nd
     return arr, mode, 16
 
 
-def _tiff_hw(shape: Sequence[int]) -> tuple[int, int]:
-    """(H, W) of a TIFF page shape: (H, W), (H, W, C) with C <= 4, or planar (C, H, W)."""
+def _tiff_hw(page: Any) -> tuple[int, int]:
+    """(H, W) of a tifffile page, from its axes (planar "SYX" or contiguous "YXS"; guessing from the shape took
+    a planar image 4 px wide for a 4-channel one)."""
+    axes, shape = str(getattr(page, "axes", "")), tuple(page.shape)
+    if "Y" in axes and "X" in axes and len(axes) == len(shape):
+        return int(shape[axes.index("Y")]), int(shape[axes.index("X")])
     if len(shape) >= 2 and (len(shape) == 2 or shape[-1] <= 4):
         return int(shape[0]), int(shape[1])
     return int(shape[-2]), int(shape[-1])
@@ -295,27 +299,29 @@ def _decode_tiff(data: bytes, name: str, max_pixels: int | None,
 
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
         page = tif.pages[0]
-        h, w = _tiff_hw(page.shape)
+        h, w = _tiff_hw(page)
         tag = page.tags.get(274)  # EXIF orientation, applied below as Pillow's exif_transpose would
         orientation = tag.value if tag is not None else None
         _check_pixels(name, h, w, max_pixels, orientation)
         photometric = int(page.photometric)
         if photometric not in TIFF_PLAIN_PHOTOMETRIC:  # CMYK, palette, YCbCr, Lab, ...: Pillow converts them
-            raise ValueError(f"photometric interpretation {photometric}: left to Pillow")
+            raise _ColourModel(f"its colour model ({page.photometric.name}, {page.bitspersample} bits) is not read "
+                               "here: convert it to RGB")
         arr = page.asarray()
         extras = tuple(int(e) for e in page.extrasamples or ())  # 0 unspecified, 1 associated, 2 straight alpha
+        planar = str(page.axes).startswith("S") and arr.ndim == 3  # (C, H, W)
         pages = len(tif.pages)
         if pages > 1 and notes is not None:
             notes.append(f"first of {pages} TIFF pages used")
-    if arr.ndim == 3 and arr.shape[0] <= 4 + len(extras) and arr.shape[-1] > 4 + len(extras):  # planar (C, H, W)
+    if planar:
         arr = np.moveaxis(arr, 0, -1)
     if arr.ndim == 2:
         arr = arr[..., None]
     colour = 3 if photometric == TIFF_RGB else 1
+    if photometric != TIFF_RGB and extras[:2] == (0, 0) and arr.ndim == 3:  # grey + 2 unspecified: read as RGB
+        colour, extras = 3, extras[2:]  # (numpy writers' colour arrays; read so before extra channels were read)
     alpha = [colour + i for i, e in enumerate(extras) if e in (1, 2)][:1]  # the first alpha; a mask, depth: dropped
-    if arr.ndim == 3 and arr.shape[-1] == colour + len(extras) and (extras or photometric == TIFF_MINISWHITE):
-        if photometric == TIFF_MINISWHITE:  # 0 is white
-            arr = np.concatenate([_inverted(arr[..., :1]), arr[..., 1:]], axis=-1)
+    if arr.ndim == 3 and arr.shape[-1] == colour + len(extras) and extras:
         if notes is not None and len(extras) > len(alpha):
             notes.append(f"{len(extras) - len(alpha)} extra TIFF channel(s) that are not alpha left out")
         arr = arr[..., [*range(colour), *alpha]]
@@ -330,22 +336,21 @@ def _decode_tiff(data: bytes, name: str, max_pixels: int | None,
         bits, arr = 1, arr.astype(np.float64)
     else:
         bits, arr = arr.dtype.itemsize * 8, _float_to_unit(arr.astype(np.float64), name, notes)
+    if photometric == TIFF_MINISWHITE:  # 0 is white (on the [0, 1] scale: a float file's own range read first)
+        arr[..., 0] = 1.0 - arr[..., 0]
     if associated and arr.shape[-1] in (2, 4):  # straight colour, as the rest of the policy has it
         arr = _straight_alpha(arr)
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[-1]] + (f";{bits}" if bits != 8 else "")
     return arr, mode, bits
 
 
+class _ColourModel(ValueError):
+    """A TIFF in a colour model tifffile's samples do not give as grey or RGB (`_decode_tiff`): Pillow converts it."""
+
+
 #: TIFF photometric interpretations read by tifffile here (MINISWHITE, MINISBLACK, RGB); others go to Pillow.
 TIFF_MINISWHITE, TIFF_RGB = 0, 2
 TIFF_PLAIN_PHOTOMETRIC = (TIFF_MINISWHITE, 1, TIFF_RGB)
-
-
-def _inverted(arr: np.ndarray) -> np.ndarray:
-    """A MINISWHITE TIFF's samples as MINISBLACK ones: max - v for integers, ~v for bits, 1 - v for floats."""
-    if arr.dtype == bool:
-        return ~arr
-    return np.iinfo(arr.dtype).max - arr if np.issubdtype(arr.dtype, np.integer) else 1.0 - arr
 
 
 def _straight_alpha(arr: np.ndarray) -> np.ndarray:
@@ -644,9 +649,9 @@ def read_image(
             try:
                 arr, mode, bits = _decode_pil(data, name, max_pixels, notes)
             except ImageError as err:
-                raise ImageError(f"{err}{codec}") from None
+                raise ImageError(f"{name}: {exc}" if isinstance(exc, _ColourModel) else f"{err}{codec}") from None
             stored = _tiff_bits(data)
-            if codec and stored > bits:  # Pillow reads a 16-bit or float colour TIFF at 8 bits
+            if stored > bits:  # Pillow reads a 16-bit or float colour TIFF (CMYK too) at 8 bits
                 notes.append(f"read at {bits} bits of its {stored}{codec}")
     else:
         arr, mode, bits = _decode_pil(data, name, max_pixels, notes)
@@ -1105,7 +1110,7 @@ def image_size(source: str | os.PathLike | bytes, name: str | None = None) -> tu
                 import tifffile
 
                 with tifffile.TiffFile(io.BytesIO(data)) as tif:
-                    h, w = _tiff_hw(tif.pages[0].shape)
+                    h, w = _tiff_hw(tif.pages[0])
                     tag = tif.pages[0].tags.get(274)  # turned as `_decode_tiff` turns it
                     return (w, h) if tag is not None and tag.value in TURNED_ORIENTATIONS else (h, w)
             except Exception:
@@ -1328,6 +1333,11 @@ def _to_srgb(arr: np.ndarray, icc: bytes) -> np.ndarray:
     return neutral if arr.ndim == 2 else np.concatenate([np.repeat(neutral[..., None], 3, -1), arr[..., 3:]], -1)
 
 
+def _grey_samples(arr: np.ndarray) -> bool:
+    """Whether the (H, W) or (H, W, 3 or 4) samples `arr` are grey: one channel, or equal colour channels."""
+    return arr.ndim == 2 or bool((np.ptp(arr[..., :3], axis=-1) == 0).all())
+
+
 def _profile_for(icc: bytes | None, rgb: bool) -> bytes | None:
     """`icc` for a file that stores RGB (`rgb`) or grey samples: a grey ("GRAY") profile would mislabel RGB ones,
     an RGB one grey ones (PNG forbids it; a grey model's output of a colour photo)."""
@@ -1461,9 +1471,9 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     icc = _profile_for(icc_profile, planes >= 3 or fmt == "WEBP" or (fmt == "HEIF" and planes == 2))  # WebP: no
     if icc and fmt in ICC_FORMATS:  # grey; HEIF: no grey with alpha
         options["icc_profile"] = icc
-    elif icc_profile and ((planes == 3 and icc_profile[16:20] == b"RGB ") or (
-            planes != 2 and icc_profile[16:20] == b"GRAY")):  # BMP, GIF, PPM hold no profile, WebP no grey one: sRGB
-        arr = _to_srgb(arr, icc_profile)
+    elif (space := (icc_profile or b"")[16:20]) == b"RGB " and planes == 3 or (
+            space == b"GRAY" and planes != 2 and _grey_samples(arr)):  # (colour samples: a grey profile is dropped)
+        arr = _to_srgb(arr, icc_profile)  # BMP, GIF, PPM hold no profile, WebP no grey one: sRGB samples
     if exif and fmt in EXIF_FORMATS:
         options["exif"] = exif
     if xmp and fmt == "TIFF":  # tag 700 beside the EXIF's (Pillow writes `exif` or `tiffinfo`, not both)

@@ -25,41 +25,53 @@ class EntryPointGroup:
     def __init__(self, group: str, add: Callable[[EntryPoint, Any], None]) -> None:
         self.group, self.add, self.loaded = group, add, False
         self.failed: dict[str, str] = {}
-        self.lock, self.loading = threading.RLock(), False  # other threads wait for the whole load (they saw half
-        # the plug-ins: "unknown task")
+        self.lock, self.here = threading.Lock(), threading.local()
 
     def load(self) -> None:
-        if self.loaded:
+        """Import every entry point, then register them under the lock: a thread asking meanwhile waits for all (it
+        saw half the plug-ins: "unknown task"), and no import runs under the lock (a plug-in module that asks the
+        registry while another thread imports it deadlocked). A plug-in's import asking for names gets the
+        built-ins (`here.loading`: this thread is in `load`)."""
+        if self.loaded or getattr(self.here, "loading", False):
             return
-        with self.lock:
-            if self.loaded or self.loading:  # loading: a plug-in's import asking for the names gets those so far
-                return
-            self.loading, self.failed = True, {}
-            try:
-                self._add_all()
-            finally:
-                self.loading = False
-            self.loaded = True
+        self.here.loading = True
+        try:
+            imported = []
+            for ep in entry_points(group=self.group):
+                try:
+                    imported.append((ep, ep.load(), None))
+                except (Exception, SystemExit) as exc:  # noqa: BLE001 (a plug-in's own error, whatever it is, even
+                    imported.append((ep, None, exc))  # a sys.exit or an argparse run at import, is named and skipped)
+            with self.lock:
+                if not self.loaded:
+                    self.failed = {}
+                    for ep, obj, exc in imported:
+                        self._add(ep, obj, exc)
+                    self.loaded = True
+        finally:
+            self.here.loading = False
 
-    def _add_all(self) -> None:
-        for ep in entry_points(group=self.group):
+    def _add(self, ep: EntryPoint, obj: Any, exc: BaseException | None) -> None:
+        """Register `obj`, or name why `ep` is left out (its import's `exc`, or the registration's refusal)."""
+        if exc is None:
             try:
-                self.add(ep, ep.load())
-            except (Exception, SystemExit) as exc:  # noqa: BLE001 (a plug-in's own error, whatever it is, even a
-                # sys.exit or an argparse run at import, is named and skipped: the built-ins keep working)
-                package = getattr(getattr(ep, "dist", None), "name", None) or "an unnamed package"
-                self.failed[ep.name] = (f"the plug-in {ep.name} = {ep.value} of {package} ({self.group}) was left "
-                                        f"out: {type(exc).__name__}: {exc}")
-                logging.getLogger("ncvsd.plugins").warning("%s", self.failed[ep.name])
+                self.add(ep, obj)
+                return
+            except (Exception, SystemExit) as refused:  # noqa: BLE001 (the built-ins keep working)
+                exc = refused
+        package = getattr(getattr(ep, "dist", None), "name", None) or "an unnamed package"
+        self.failed[ep.name] = (f"the plug-in {ep.name} = {ep.value} of {package} ({self.group}) was left out: "
+                                f"{type(exc).__name__}: {exc}")
+        logging.getLogger("ncvsd.plugins").warning("%s", self.failed[ep.name])
 
     def unknown(self, name: str, known: list[str], what: str) -> ValueError:
         """The error for a name not registered: a failed plug-in's reason where one had that name."""
         if name in self.failed:
             return ValueError(self.failed[name])
-        folded = {k.casefold(): k for k in known}
-        close = [str(name).casefold()] if str(name).casefold() in folded else difflib.get_close_matches(
-            str(name).casefold(), list(folded), n=3, cutoff=0.6)
-        close += [k for k in folded if str(name).casefold() in k and k not in close][:3 - len(close)]  # deblur
+        folded, typed = {k.casefold(): k for k in known}, str(name).casefold()
+        close = [typed] if typed in folded else difflib.get_close_matches(typed, list(folded), n=3, cutoff=0.6)
+        if not close and len(typed) >= 3:  # a prefix: deblur, inpaint
+            close = [k for k in folded if k.startswith(typed)][:3]
         hint = f" (did you mean {' or '.join(folded[k] for k in close)}?)" if close else ""
         return ValueError(f"unknown {what} '{name}'{hint}; known: {', '.join(sorted(known))}")
 

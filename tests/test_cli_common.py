@@ -66,6 +66,9 @@ def test_expand_inputs(tmp_path, capsys):
     err = capsys.readouterr().err  # files of other types in a folder given (raw photos) were left out silently
     assert f"{d / 'a.jpg'}: given more than once, read once" in err
     assert "2 file(s) in the folder(s) given left out, not of an image type read here (.txt x1, .cr2 x1;" in err
+    (d / "k.npy").write_bytes(b"x")  # the -p file named in the folder is no file "left out"
+    common.expand_inputs([str(d)], params={"kernel": str(d / "k.npy")})
+    assert "2 file(s) in the folder(s)" in capsys.readouterr().err
     common.expand_inputs([str(d / "b.png"), str(d / "b.png")], quiet=True)
     assert capsys.readouterr().err == ""
     globbed, _ = common.expand_inputs([str(d / "*.png")])

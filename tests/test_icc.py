@@ -168,3 +168,19 @@ def test_a_grey_profile_that_cannot_be_embedded_becomes_srgb_samples(fmt, channe
         assert written.info["icc_profile"] == profile and np.abs(got[:, 0] - levels).max() == 0
     else:
         assert "icc_profile" not in written.info and np.abs(got - expected).max() <= (2 if fmt == "WEBP" else 1)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "BMP", "PPM"])
+def test_a_grey_profile_on_colour_samples_is_dropped_and_the_colours_kept(fmt):
+    """A colour photo carrying a grey profile (it does not describe its samples): the colours are written as they are
+    (a first version of the grey conversion took the red channel as the grey one: red came out white)."""
+    import torch
+
+    from ncvsd_cli import images
+
+    colours = np.array([[255, 0, 0], [0, 255, 0], [40, 90, 200]], np.uint8)
+    blocks = np.repeat(np.repeat(colours[None], 16, 0), 16, 1)  # 16x16 of each: lossy chroma keeps them
+    x = torch.from_numpy(blocks.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+    written = Image.open(io.BytesIO(images.encode_image(x, fmt, icc_profile=_grey_profile(2.2))))
+    got = np.asarray(written.convert("RGB"))[8, 8::16].astype(int)
+    assert "icc_profile" not in written.info and np.abs(got - colours).max() <= (12 if fmt in ("JPEG", "WEBP") else 0)

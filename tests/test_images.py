@@ -352,6 +352,29 @@ def test_tiffs_other_than_plain_grey_or_rgb_read_their_colours(kind):
     assert ("not alpha left out" in " ".join(d.notes)) == kind.startswith("extra")
 
 
+def test_tiff_layouts_and_models_a_review_found():
+    """A planar RGBA TIFF 4 or 5 px wide (its shape guessed as contiguous: misread, or refused), a MINISWHITE float
+    one on a 0-255 scale (inverted before scaling: black), a 16-bit CMYK one read at 8 bits unsaid, a 16-bit Lab
+    one Pillow cannot read ("not an image")."""
+    for width in (4, 5):
+        planes = np.random.default_rng(width).integers(0, 65536, (4, 9, width)).astype(np.uint16)
+        planes[3] = 65535
+        d = read_image(_tiff(planes, photometric="rgb", planarconfig="separate", extrasamples=["unassalpha"]))
+        assert d.tensor.shape == (1, 3, 9, width) and d.bit_depth == 16 and images.image_size(
+            _tiff(planes, photometric="rgb", planarconfig="separate", extrasamples=["unassalpha"])) == (9, width)
+        got = to_unit(d.tensor[0]).permute(1, 2, 0).double().numpy()
+        assert np.abs(got - np.moveaxis(planes[:3], 0, -1) / 65535).max() < 1e-6
+    d = read_image(_tiff(np.full((9, 7), 200.0, np.float32), photometric="miniswhite"))
+    assert abs(float(to_unit(d.tensor).mean()) - (1 - 200 / 255)) < 1e-6
+    d = read_image(_tiff(np.full((9, 7, 4), 20000, np.uint16), photometric="separated"))
+    assert "read at 8 bits of its 16" in d.notes
+    colour = np.random.default_rng(1).integers(0, 256, (9, 7, 3)).astype(np.uint8)  # numpy's colour array written
+    d = read_image(_tiff(colour, photometric="minisblack", planarconfig="contig"))  # "grey" + 2 unspecified: RGB
+    assert np.array_equal(images.to_uint8(d.tensor), colour) and d.notes == []
+    with pytest.raises(ImageError, match=r"its colour model \(CIELAB, 16 bits\) is not read here: convert it to RGB"):
+        read_image(_tiff(np.zeros((9, 7, 3), np.uint16), photometric="cielab"))
+
+
 # ---------------------------------------------------------------------------------------------- sources
 def test_sources_path_bytes_stream_stdin(tmp_path, rgb8, monkeypatch):
     data = _png_bytes(rgb8)

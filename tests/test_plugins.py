@@ -193,6 +193,29 @@ def test_threads_asking_first_wait_for_every_plugin(plugin, monkeypatch):
     assert len(found) == 4 and found[0] is not None
 
 
+def test_a_plugin_importing_the_registry_while_another_thread_loads_it_does_not_deadlock(tmp_path, monkeypatch):
+    """A thread importing a plug-in that asks the registry at import time, and a thread asking the registry first:
+    the first version of the registry lock imported plug-ins under it, and both threads waited for ever."""
+    import threading
+
+    (tmp_path / "ncvsd_slow_plugin.py").write_text(
+        "import time\nimport operators\ntime.sleep(0.5)\n\n\nclass Slow(operators.get('sr4')):\n"
+        "    name = 'test-slow'\n")
+    _distribution(tmp_path, "ncvsd-slow-plugin", "[ncvsd.operators]\ntest-slow = ncvsd_slow_plugin:Slow\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "ncvsd_slow_plugin", raising=False)
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry.PLUGINS, "loaded", False)
+    threads = [threading.Thread(target=__import__, args=("ncvsd_slow_plugin",), daemon=True),
+               threading.Thread(target=lambda: registry.names(), daemon=True)]
+    threads[0].start()
+    threads[1].start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads)
+    assert "sr4" in registry.names()
+
+
 def test_the_cli_runs_built_in_tasks_beside_a_broken_plugin(broken_plugins, tmp_path):
     src = _png(tmp_path / "clean.png", 16, 16)
     res = run("degrade", "--task", "sr4", src, "-o", tmp_path / "m.png", "-q")

@@ -325,7 +325,8 @@ def test_few_step_schedule_only_below_the_paper_steps(task, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(task="nope"), "no preset for task 'nope'"),
+    (dict(task="nope"), "unknown task/operator 'nope'"),
+    (dict(task="sr5"), "did you mean sr8 or sr4 or sr2"),  # (it said "no preset for task")
     (dict(task="sr4", bogus=1), "unknown preset key"),
     (dict(task="sr4", beta=-1.0), "beta=-1.0"),
     (dict(task="sr4", ema_decay=1.0), "ema_decay"),

@@ -1234,6 +1234,8 @@ def test_run_folder_and_process_count_refusals_say_what_to_type(tmp_path, monkey
     three = type("Dist", (), {"world_size": 3})()
     with pytest.raises(ValueError, match="--batch 8 is not divisible by the 3 processes: give --batch 6 or 9"):
         loop.TrainLoop(tmp_path / "x", three, 8, None, None)
+    with pytest.raises(ValueError, match=r"--batch 3 is not divisible by the 4 processes: give --batch 4 \("):
+        loop.TrainLoop(tmp_path / "x", type("Dist", (), {"world_size": 4})(), 3, None, None)  # said "4 or 4"
 
 
 @pytest.mark.parametrize("command", ["train", "distill"])

@@ -572,8 +572,8 @@ def expand_inputs(
             broken = [f for f in sorted(p.iterdir()) if f.is_symlink() and not f.exists()
                       and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
             not_images.extend(f for f in sorted(p.iterdir()) if f.is_file() and not f.name.startswith(".")
-                              and f.suffix.lower() not in IMAGE_SUFFIXES
-                              and not f.name.endswith((SIDECAR_SUFFIX, TENSORS_SUFFIX)))
+                              and f.suffix.lower() not in IMAGE_SUFFIXES and f.resolve() not in param_files
+                              and not f.name.endswith((SIDECAR_SUFFIX, TENSORS_SUFFIX)))  # (-p kernel=k.npy)
             for f in broken:  # an image the folder lists but cannot give (was left out without a word, exit 0)
                 missing.append((str(f), f"{f}: a broken symbolic link (to {os.readlink(f)}, which does not exist)"))
             if not found and not broken:

@@ -23,10 +23,10 @@ _HALF = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 def sigma_tensor(sigma: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Noise level(s) as a float32 (B, 1, 1, 1) tensor on x's device; raises ValueError unless 1 or B values, and
     for a level that is not finite and > 0 where it can be told without waiting for a GPU (log sigma: NaN output)."""
-    s = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1)
-    told = s.device.type == "cpu" or not isinstance(sigma, torch.Tensor)
-    if told and not bool(torch.isfinite(s).all() and (s > 0).all()):
+    here = sigma if not isinstance(sigma, torch.Tensor) else sigma if sigma.device.type == "cpu" else None
+    if here is not None and not bool((torch.isfinite(v := torch.as_tensor(here, dtype=torch.float64)) & (v > 0)).all()):
         raise ValueError(f"sigma must be finite and > 0 (a clean input needs no network), got {sigma}")
+    s = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1)
     if s.numel() == 1:
         s = s.expand(x.shape[0])
     if s.numel() != x.shape[0]:

@@ -161,10 +161,7 @@ def _base_preset(task: str, preset_file: object) -> dict[str, Any]:
         return preset
     import operators
 
-    try:
-        own = getattr(operators.get(task), "default_preset", None)
-    except ValueError:
-        own = None
+    own = getattr(operators.get(task), "default_preset", None)  # (an unknown task: its error, with close names)
     if own is None and preset_file is None:
         raise ValueError(f"no preset for task '{task}'; known: {', '.join(task_names())} (an operator can bring its "
                          "own `default_preset`, or give --preset FILE with at least beta)")

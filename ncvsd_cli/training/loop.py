@@ -403,8 +403,9 @@ class TrainLoop:
                  resume: bool = False, progress: bool = True):
         if batch % dist_info.world_size:
             n = dist_info.world_size
+            fits = sorted({max(batch // n, 1) * n, (batch // n + 1) * n})
             raise ValueError(f"--batch {batch} is not divisible by the {n} processes: give --batch "
-                             f"{max(batch // n, 1) * n} or {(batch // n + 1) * n} (a --resume takes it too)")
+                             f"{' or '.join(map(str, fits))} (a --resume takes it too)")
         self.out = Path(out)
         self.dist = dist_info
         self.device = dist_info.device
