@@ -242,6 +242,16 @@ def test_degrade_help_lists_every_builtin_task():
     assert all(name in text for name in operators.names())
 
 
+def test_a_local_operators_module_is_named_not_an_internal_error(tmp_path):
+    """A research folder's own operators.py shadowed ncvsd's top-level `operators` under `python -m ncvsd_cli`:
+    "internal error: AttributeError: module 'operators' has no attribute 'get'"."""
+    (tmp_path / "operators.py").write_text("def add(a, b):\n    return a + b\n")
+    _png(tmp_path / "a.png", 16, 12)
+    res = subprocess.run([sys.executable, "-m", "ncvsd_cli", "degrade", "--task", "sr4", "a.png", "-o", "b.png"],
+                         cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 1 and "operators.py is not ncvsd's" in res.stderr and "internal" not in res.stderr
+
+
 def test_cli_import_does_not_load_torch():
     code = ("import sys, ncvsd_cli, ncvsd_cli.cli; from ncvsd_cli.cli import common; common.seed_option(5); "
             "assert 'torch' not in sys.modules, 'torch imported'")  # --seed's check took 5 s of torch (completion)

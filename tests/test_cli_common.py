@@ -11,6 +11,7 @@ import pytest
 import typer
 
 import operators
+from ncvsd_cli import images
 from ncvsd_cli.cli import common
 from ncvsd_cli.cli.common import InputItem, UsageError
 
@@ -43,7 +44,7 @@ def test_parse_params_and_int_lists():
             common.parse_int_list(bad)
 
 
-def test_expand_inputs(tmp_path, capsys):
+def test_expand_inputs(tmp_path, capsys, monkeypatch):
     d = tmp_path / "d"
     d.mkdir()
     for name in ("b.png", "a.jpg", "notes.txt", ".hidden.png", "a_sr4.png", "r.CR2", "b.ncvsd.json", ".x"):
@@ -63,6 +64,9 @@ def test_expand_inputs(tmp_path, capsys):
     assert [i.name for i in items] == [str(d / "a.jpg"), str(d / "b.png"), "<stdin>"]  # sorted, no duplicates
     assert items[-1].is_stdin and items[-1].stem == "stdin"
     assert len(missing) == 3 and all(msg.count("\n") == 0 for _, msg in missing)
+    monkeypatch.chdir(tmp_path)  # the README's path outside a clone (a wheel's user): where the example is
+    _, missing = common.expand_inputs(["ncvsd_cli/examples/astronaut.png"], quiet=True)
+    assert str(images.example_path()) in missing[0][1]
     err = capsys.readouterr().err  # files of other types in a folder given (raw photos) were left out silently
     assert f"{d / 'a.jpg'}: given more than once, read once" in err
     assert "2 file(s) in the folder(s) given left out, not of an image type read here (.txt x1, .cr2 x1;" in err

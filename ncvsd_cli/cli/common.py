@@ -334,9 +334,22 @@ def handle_errors(json_command: str | None = None, inputs: Sequence[str] = ()) -
     except Exception as exc:  # a bug: one line unless debugging
         if os.environ.get("NCVSD_DEBUG", "0").strip() not in ("", "0"):  # NCVSD_DEBUG=0 turns it off
             raise
-        fail(f"internal error: {type(exc).__name__}: {exc} (set NCVSD_DEBUG=1 for a traceback)", exit_code_for(exc))
+        fail(shadowed_operators() or f"internal error: {type(exc).__name__}: {exc} (set NCVSD_DEBUG=1 for a "
+             "traceback)", exit_code_for(exc))
     finally:
         _summary_owed = None
+
+
+def shadowed_operators() -> str | None:
+    """Why the imported module `operators` is not ncvsd's operator package (a local operators.py, or another
+    distribution's top-level `operators` installed over it: "module 'operators' has no attribute 'get'"), or None."""
+    module = sys.modules.get("operators")
+    if module is None or hasattr(module, "registry"):
+        return None
+    return (f"the module 'operators' imported from {getattr(module, '__file__', None) or 'somewhere else'} is not "
+            "ncvsd's: a file or folder named operators in the current folder or on PYTHONPATH shadows it (rename it "
+            "or run elsewhere), or another package installed its own; `pip install --force-reinstall ncvsd` "
+            "restores ncvsd's")
 
 
 def raise_if_stdout_closed() -> None:
@@ -598,6 +611,11 @@ def expand_inputs(
             missing.append((spec, f"{spec}: {why}"))
         elif os.path.islink(spec):
             missing.append((spec, f"{spec}: a broken symbolic link (to {os.readlink(spec)}, which does not exist)"))
+        elif Path(spec).as_posix().endswith("ncvsd_cli/examples/astronaut.png"):  # the README's, outside a clone
+            from ncvsd_cli.images import example_path
+
+            missing.append((spec, f"{spec}: no such file or directory (outside a clone of the repository the bundled "
+                                  f"example is {example_path()})"))
         else:
             missing.append((spec, f"{spec}: no such file or directory"))
     for f in as_params:
