@@ -348,6 +348,7 @@ class NestedProgress:
         self._steps = None
         self._batch_start = time.monotonic()
         self._cost = self._advanced = 0.0  # `begin`: what the batch in flight is worth; how far its steps moved
+        self._first: tuple[float, float] | None = None  # (time, evaluations) of the batch's first step report
 
     @property
     def mode(self) -> str:
@@ -357,16 +358,21 @@ class NestedProgress:
     def begin(self, cost: float) -> None:
         """The batch starting now is worth `cost` items (its `update(cost)` at the end): its steps move the items'
         count by their share of it, so the rate and ETA keep moving during a long batch (a DPS run of minutes)."""
-        self._cost, self._advanced = float(cost), 0.0
+        self._cost, self._advanced, self._first = float(cost), 0.0, None
         self._batch_start = time.monotonic()  # its ETA counts from here, not from the last batch's end
 
     def step(self, done: float, total: float) -> None:
         """Network evaluations `done` of `total` in the batch in flight."""
         if self.mode == "lines":  # the status first: the items' update below may print the line
-            elapsed = time.monotonic() - self._batch_start
+            now = time.monotonic()
             status = {"NFE": f"{nfe_text(done)}/{total:.0f}"}  # a tiled evaluation moves it in fractions
             last = self._cost and self.items.n - self._advanced + self._cost >= self.items.total - 1e-9
-            left = elapsed * (total - done) / done if 0 < done < total else None
+            if self._first is None and done > 0:
+                self._first = (now, done)
+            # the rate after the batch's first report (a warm start's classical estimate and the first call's
+            # set-up made the first ETA up to 2x too long), until there is one: since the batch began
+            since, before = self._first if self._first and done > self._first[1] else (self._batch_start, 0.0)
+            left = (now - since) * (total - done) / (done - before) if 0 < done < total else None
             self.items.eta = left if last else None  # the last batch: its own ETA is the run's (one ETA shown)
             if left is not None and not last:
                 status["batch ETA"] = self.items.countdown(left)
@@ -397,7 +403,7 @@ class NestedProgress:
     def update(self, n: float = 1) -> None:
         """`n` items finished (less what the batch's steps moved, after `begin`); the steps bar restarts with the
         next batch."""
-        self._batch_start = time.monotonic()
+        self._batch_start, self._first = time.monotonic(), None
         if self._steps is not None:
             self._steps.reset()
         self.items.eta = None

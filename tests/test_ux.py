@@ -117,6 +117,25 @@ def test_the_last_batch_shows_one_eta(batch, monkeypatch):
     bar.close()
 
 
+def test_a_batch_eta_leaves_out_the_time_before_its_first_report(monkeypatch):
+    """A tiled restoration's first ETA counted the warm start's classical estimate and the first call's set-up into
+    every remaining tile (10:49 predicted, 5:14 taken): later ETAs come from the rate after the first report."""
+    now = [100.0]
+    monkeypatch.setattr(prog.time, "monotonic", lambda: now[0])
+    stream = io.StringIO()
+    bar = prog.NestedProgress(1, "restore sr4", quiet=False, interval=0, stream=stream)
+    bar.items._clock = lambda: now[0]
+    bar.begin(1)
+    now[0] += 20.0  # set-up, then the first tile
+    bar.step(0.5, 10)
+    now[0] += 2.0  # a tile: 4 s an evaluation
+    bar.step(1.0, 10)
+    line = stream.getvalue().splitlines()[-1]
+    assert "ETA 00:36" in line, line  # 9 evaluations x 4 s (it said 03:18: 22 s per evaluation)
+    bar.update(1)
+    bar.close()
+
+
 @pytest.mark.parametrize("batch", [1, 2])
 def test_an_eta_counts_down_on_the_lines_printed_between_steps(batch, monkeypatch):
     """A large photo's network call takes minutes: the status lines the heartbeat prints meanwhile show the ETA
@@ -477,7 +496,8 @@ def test_version_license_and_metadata():
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and res.stdout.strip() == f"ncvsd {ncvsd_cli.__version__}"
     assert "MIT License" in (ROOT / "LICENSE").read_text() and meta["project"]["license"] == "MIT AND BSD-3-Clause"
-    assert meta["project"]["license-files"] == ["LICENSE", "checkpoints/LICENSE-torchvision.txt"]  # SPDX (PEP 639)
+    assert meta["project"]["license-files"] == ["LICENSE", "checkpoints/LICENSE-torchvision.txt",  # SPDX (PEP 639)
+                                                "checkpoints/photos-ATTRIBUTION.txt"]  # (CC BY photos credits)
     assert "BSD 3-Clause" in (ROOT / "checkpoints" / "LICENSE-torchvision.txt").read_text()  # the LPIPS backbone's
     classifiers = meta["project"]["classifiers"]
     for version in ("3.10", "3.13"):
