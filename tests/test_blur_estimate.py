@@ -603,3 +603,23 @@ def test_a_cut_outs_blur_is_read_where_it_is_opaque():
     assert whole == pytest.approx(3.0, abs=0.5) and kept.operator().sigma == pytest.approx(whole, abs=0.3), kept.notes
     assert any("blur read on its opaque" in n for n in kept.notes), kept.notes
     assert blur.measurement(cut, "deblur-gauss").operator().sigma < whole - 0.8  # the outline read as sharp
+
+
+def test_a_pixel_sharp_drawing_reads_at_most_half_a_pixel():
+    """A flat-colour cartoon's spectrum read 1.04 px, let through at 1.0 (any reading up to EDGE_OFFSET was): its
+    outlines rang (12.9 dB against the input, 36.6 at 0.5). Its steepest edges are pixel-sharp (SHARP_RATIO); a
+    power-law field blurred 0.8 px stays near 0.8 (test_power_law_field_blur_is_recovered)."""
+    from PIL import ImageDraw
+
+    from ncvsd_cli.blur_estimate import SHARP_LIMIT, read_blur
+
+    im = Image.new("RGB", (192, 192), (255, 255, 255))
+    draw = ImageDraw.Draw(im)
+    draw.ellipse([30, 20, 160, 150], fill=(255, 220, 0), outline=(0, 0, 0), width=3)
+    draw.ellipse([65, 60, 80, 80], fill=(0, 0, 0))
+    draw.ellipse([110, 60, 125, 80], fill=(0, 0, 0))
+    draw.arc([60, 80, 130, 130], 20, 160, fill=(0, 0, 0), width=3)
+    draw.rectangle([10, 160, 180, 185], fill=(0, 170, 255), outline=(0, 0, 0), width=2)
+    y = torch.from_numpy(np.asarray(im, np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+    reading = read_blur(y)
+    assert reading.width <= SHARP_LIMIT and reading.radius <= 2 * SHARP_LIMIT, reading
