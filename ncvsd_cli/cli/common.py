@@ -334,8 +334,8 @@ def handle_errors(json_command: str | None = None, inputs: Sequence[str] = ()) -
     except Exception as exc:  # a bug: one line unless debugging
         if os.environ.get("NCVSD_DEBUG", "0").strip() not in ("", "0"):  # NCVSD_DEBUG=0 turns it off
             raise
-        fail(shadowed_operators() or f"internal error: {type(exc).__name__}: {exc} (set NCVSD_DEBUG=1 for a "
-             "traceback)", exit_code_for(exc))
+        internal = f"internal error: {type(exc).__name__}: {exc} (set NCVSD_DEBUG=1 for a traceback)"
+        fail(shadowed_operators() or internal, exit_code_for(exc))
     finally:
         _summary_owed = None
 
