@@ -614,8 +614,8 @@ def expand_inputs(
         elif Path(spec).as_posix().endswith("ncvsd_cli/examples/astronaut.png"):  # the README's, outside a clone
             from ncvsd_cli.images import example_path
 
-            missing.append((spec, f"{spec}: no such file or directory (outside a clone of the repository the bundled "
-                                  f"example is {example_path()})"))
+            where = f"outside a clone of the repository the bundled example is {example_path()}"
+            missing.append((spec, f"{spec}: no such file or directory ({where})"))
         else:
             missing.append((spec, f"{spec}: no such file or directory"))
     for f in as_params:
