@@ -349,7 +349,12 @@ def _edge_luma(y: torch.Tensor) -> torch.Tensor | None:
 
 def _steepest_width(z: torch.Tensor | None, width: float) -> float | None:
     """`edge_width` of the luminance `_edge_luma` made (None: no evidence)."""
-    r = _steepest_ratio(z, width)
+    return _ratio_width(_steepest_ratio(z, width))
+
+
+def _ratio_width(r: float | None) -> float | None:
+    """The std (px) of the Gaussian blur whose smoothed step edge has the one-pixel step / range ratio r: the
+    width s with erf(1 / (2 √2 s)) = r, less EDGE_SMOOTH in quadrature (None for None)."""
     if r is None:
         return None
     s = 0.5 / (math.sqrt(2) * float(erfinv(min(max(r, 1e-9), 1 - 1e-9))))
@@ -402,10 +407,11 @@ def _edge_checked(luma, reads: list[float], scale: float = 1.0) -> tuple[float, 
     limits = []
     for i, read in enumerate(reads):
         std, limit = scale * read, math.inf
-        if std > SHARP_LIMIT and (_steepest_ratio(luma(), std) or 0.0) >= SHARP_RATIO:
+        ratio = _steepest_ratio(luma(), std) if std > SHARP_LIMIT else None  # (one pass over the edges)
+        if (ratio or 0.0) >= SHARP_RATIO:
             limit = SHARP_LIMIT / scale
         elif std > EDGE_OFFSET:
-            limit = _limit(_steepest_width(luma(), std)) / scale
+            limit = _limit(_ratio_width(ratio)) / scale
         limits.append(limit)
         if read <= limits[-1]:
             return read, i

@@ -574,18 +574,17 @@ def expand_inputs(
             missing.append((spec, f"{spec}: {exc.strerror or exc}"))
             continue
         if p.is_dir():
+            listed = [f for f in sorted(p.iterdir()) if not f.name.startswith(".")]  # (the folder read once)
             found = not_params([
                 f
-                for f in sorted(p.iterdir())
+                for f in listed
                 if f.is_file()
                 and f.suffix.lower() in IMAGE_SUFFIXES
-                and not f.name.startswith(".")
                 and not (skip and skip(f))
             ])
-            broken = [f for f in sorted(p.iterdir()) if f.is_symlink() and not f.exists()
-                      and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
-            not_images.extend(f for f in sorted(p.iterdir()) if f.is_file() and not f.name.startswith(".")
-                              and f.suffix.lower() not in IMAGE_SUFFIXES and f.resolve() not in param_files
+            broken = [f for f in listed if f.is_symlink() and not f.exists() and f.suffix.lower() in IMAGE_SUFFIXES]
+            not_images.extend(f for f in listed if f.is_file() and f.suffix.lower() not in IMAGE_SUFFIXES
+                              and f.resolve() not in param_files
                               and not f.name.endswith((SIDECAR_SUFFIX, TENSORS_SUFFIX)))  # (-p kernel=k.npy)
             for f in broken:  # an image the folder lists but cannot give (was left out without a word, exit 0)
                 missing.append((str(f), f"{f}: a broken symbolic link (to {os.readlink(f)}, which does not exist)"))
