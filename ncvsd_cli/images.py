@@ -1263,6 +1263,8 @@ OUTPUT_QUALITY = {"JPEG": 95, "WEBP": 95, "AVIF": 90, "HEIF": 90}
 OUTPUT_OPTIONS = {"JPEG": {"subsampling": 0}}
 #: Formats written with an alpha channel when `encode_image` is given one (others get the composite on white).
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF", "AVIF", "HEIF")
+#: Formats that mark one palette colour clear instead (GIF): a pixel is written clear where it is under half opaque.
+CLEAR_FORMATS = ("GIF",)
 
 
 def checked_alpha(alpha: Any, height: int, width: int) -> torch.Tensor:
@@ -1433,7 +1435,8 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     icc_profile: embedded in formats that hold one (ICC_FORMATS), else left out (a grey profile also where the
     file stores RGB). alpha: (1, 1, H, W) opacity in [0, 1] of the image x, which is taken as composited on white:
     written as an alpha channel with the colour `uncomposite`d in ALPHA_FORMATS (grey: LA; WebP and HEIC, which
-    have no LA: RGBA), ignored in the others (x, the composite, is written). exif: EXIF bytes (`exif_kept`),
+    have no LA: RGBA), in CLEAR_FORMATS as their clear colour where under half opaque (GIF), ignored in the
+    others (x, the composite, is written). exif: EXIF bytes (`exif_kept`),
     written into EXIF_FORMATS. xmp: an XMP packet (`xmp_kept`), written into
     EXIF_FORMATS (16-bit TIFF too; into a JPEG up to `xmp.JPEG_XMP_BYTES`, a larger one as its AI label alone,
     `xmp.label_only`), its regions' image size set to
@@ -1488,8 +1491,31 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
             options["dpi"] = dpi
         elif all(v < 65535.5 for v in dpi):  # (JFIF: whole dots per inch, 16 bits)
             options["dpi"] = tuple(max(1, round(v)) for v in dpi)
-    Image.fromarray(arr).save(buf, format=format, **options)
+    if alpha is not None and fmt in CLEAR_FORMATS:
+        _gif_with_clear(x, alpha, icc_profile).save(buf, format=format, transparency=255, **options)
+    else:
+        Image.fromarray(arr).save(buf, format=format, **options)
     return buf.getvalue()
+
+
+def _gif_with_clear(x: torch.Tensor, alpha: torch.Tensor, icc: bytes | None) -> Any:
+    """A palette image of x (1, C, H, W) for a GIF: its pixels under half opaque (`alpha`, (1, 1, H, W) in [0, 1])
+    the clear entry 255, the others in their own colour (`uncomposite`: an edge's, not its blend with white; an RGB
+    profile's colours converted to sRGB, as GIF holds none) reduced to an adaptive palette of 255."""
+    from PIL import Image
+
+    arr = uncomposite(x, alpha, 255)
+    colour, clear = arr[..., :-1], arr[..., -1] < 128
+    colour = np.repeat(colour, 3, axis=-1) if colour.shape[-1] == 1 else colour
+    if (icc or b"")[16:20] == b"RGB ":
+        colour = _to_srgb(np.ascontiguousarray(colour), icc)
+    palette = Image.fromarray(np.ascontiguousarray(colour)).quantize(255)
+    index = np.asarray(palette).copy()
+    index[clear] = 255
+    out = Image.fromarray(index, "P")
+    entries = (palette.getpalette() or [])[:765]
+    out.putpalette(entries + [255] * (768 - len(entries)))  # (entry 255, the clear one: white)
+    return out
 
 
 def png_xmp(xmp: bytes) -> Any:

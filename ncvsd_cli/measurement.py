@@ -296,10 +296,15 @@ def save_measurement(m: Measurement, path: str | os.PathLike, *, overwrite: bool
 
     All three files are written all-or-nothing (images.atomic_write_all): a failure leaves existing files intact;
     overwrite=False never replaces an existing file (images.OutputExistsError). path "-": only the preview goes to
-    standard output (no sidecar).
+    standard output (no sidecar). ValueError: y's shape is not the one its operator makes (such a sidecar would
+    be refused on reading).
     """
     from safetensors.torch import save as st_save
 
+    produced = list(m.operator().measurement_shape(1)[1:])
+    if list(m.y.shape[1:]) != produced:  # (`load_measurement` refuses such a sidecar: refused before it is written)
+        raise ValueError(f"y of shape {list(m.y.shape[1:])} is no measurement of its {m.task} operator, whose "
+                         f"measurements of a {list(m.image_shape)} image have shape {produced}")
     pv = preview(m)
     png = images.encode_image(pv, images.format_for_path(path), icc_profile=m.icc_profile)
     if os.fspath(path) == "-":
@@ -445,11 +450,13 @@ def _check_preview(meta: dict[str, Any], side: Path, notes: list[str]) -> None:
             data = None
     digest = hashlib.sha256(data).hexdigest() if data is not None else None
     recorded = pv.get("sha256")
+    plain = meta.get("task") != "phase-retrieval"  # (its preview shows amplitudes: no image to restore as it is)
     if pv["file"] != png.name and (recorded is None or digest != recorded):
         raise MeasurementError(
             f"{side}: this sidecar was written for {pv['file']!r}, not {png.name!r}, whose pixels differ from the "
             "ones it recorded (swapped sidecars, or an image renamed and edited?); "
-            f"restore {pv['file']} with its own sidecar, or use --no-sidecar to restore {png.name} as a plain image")
+            f"restore {pv['file']} with its own sidecar"
+            + (f", or use --no-sidecar to restore {png.name} as a plain image" if plain else ""))
     if data is None:
         return
     if pv.get("size") is not None:
@@ -461,7 +468,8 @@ def _check_preview(meta: dict[str, Any], side: Path, notes: list[str]) -> None:
                 "(wrong size for its sidecar)")
     if recorded is not None and digest != recorded:
         notes.append(f"{png.name} was changed after `ncvsd degrade` wrote it; restoring the measurement recorded in "
-                     f"{side.name}, not the edited pixels (--no-sidecar restores the image as it is)")
+                     f"{side.name}, not the edited pixels"
+                     + (" (--no-sidecar restores the image as it is)" if plain else ""))
 
 
 def load_measurement(path: str | os.PathLike, max_pixels: int | None = None) -> Measurement:

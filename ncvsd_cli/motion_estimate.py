@@ -27,6 +27,14 @@ MOTION_READ_SIZE = 31
 MAX_READ_SIZE = 127
 #: Weight of the L0 gradient prior on the [0, 1] luma (lambda; 1e-3-4e-3 read alike on training photos, 1e-2 worse).
 L0_WEIGHT = 2e-3
+#: A photo whose luma's LUMA_RANGE percentiles span less than MIN_CONTRAST is read with its luma scaled up to span
+#: it, by at most MAX_STRETCH: the L0 prior's weight is on contrast, and an underexposed photo's edges fell under
+#: it. benchmarks/motion-dark/: 8 skimage photos at 256 px, 21-px shakes, noise 0.01, similarity to the true kernel
+#: at full exposure 0.858 -> 0.867 (7 read as before; the dark hubble_deep_field 0.89 -> 0.96), at 0.3x 0.60 ->
+#: 0.80 (4 -> 7 of 8 readings reliable), at 0.12x 0.47 -> 0.50 (2 -> 1: too noisy to read either way).
+#: Stretching every photo to span [0, 1] moved normal exposures' readings both ways (11-px shakes 0.90 -> 0.86,
+#: 31-px 0.80 -> 0.89).
+LUMA_RANGE, MIN_CONTRAST, MAX_STRETCH = (1.0, 99.0), 0.5, 4.0
 #: Ridge of the kernel step, relative to the mean gradient energy per frequency.
 KERNEL_RIDGE = 0.1
 #: Taps under this fraction of the kernel's largest are cut (noise in the support).
@@ -232,6 +240,8 @@ def read_motion_kernel(y: torch.Tensor, size: int = MOTION_READ_SIZE, check: boo
     rgb = (y[0].detach().double().clamp(-1, 1) + 1) / 2
     weights = rgb.new_tensor(LUMA_WEIGHTS if rgb.shape[0] == 3 else [1.0]).view(-1, 1, 1)
     luma = (rgb * weights).sum(0).cpu().numpy()
+    low, high = np.percentile(luma, LUMA_RANGE)  # (L0_WEIGHT is on contrast: a dark photo's edges fell under it)
+    luma = luma * min(max(MIN_CONTRAST / max(high - low, 1e-9), 1.0), MAX_STRETCH)
     levels = max(1, math.ceil(math.log(size / 3) / math.log(math.sqrt(2))) + 1)
     kernel = None
     for level in range(levels):

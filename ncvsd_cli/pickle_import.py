@@ -217,6 +217,13 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
     return out
 
 
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """How protocol 2 pickles bytes (`_codecs.encode(text, "latin1")`), and nothing else of codecs."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with {encoding!r}: only protocol 2's bytes are read")
+    return text.encode("latin1")
+
+
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     allowed: dict[tuple[str, str], Any] = {
         ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
@@ -230,6 +237,7 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("torch", "Size"): torch.Size,
         ("builtins", "set"): set,
         ("builtins", "frozenset"): frozenset,
+        ("_codecs", "encode"): _latin1_bytes,
     }
     for dt in ("float16", "bfloat16", "float32", "float64", "int64", "int32", "uint8", "bool"):
         allowed[("torch", dt)] = getattr(torch, dt)
@@ -277,7 +285,12 @@ class RestrictedUnpickler(pickle.Unpickler):
         return counted
 
     def find_class(self, module: str, name: str) -> Any:
-        """Allowlisted globals only; anything else raises UnpicklingError naming module.name."""
+        """Allowlisted globals only; anything else raises UnpicklingError naming module.name. Python 2's names
+        (`__builtin__.set` of a protocol 0-2 pickle) are mapped first, as pickle's own fix_imports does."""
+        import _compat_pickle
+
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         key = (module, name)
         if key in self._allowed:
             return self._allowed[key]

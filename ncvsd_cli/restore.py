@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ncvsd_cli.errors import one_line
+from ncvsd_cli.errors import debugging, described, one_line
 from ncvsd_cli.measurement import (
     EXTEND_OPACITY,
     OPAQUE,
@@ -209,15 +209,16 @@ class RestoreResult:
 
 def twin_fit(m: Measurement, samples: torch.Tensor) -> dict[str, Any]:
     """Phase retrieval's samples (K, C, H, W) of measurement `m`: `RestoreResult.residuals`, each sample's RMS
-    ||A(x_k) - y||, and `turned`, the samples nearer (L2) to the best-fitting one turned 180° than as they are.
-    Fourier magnitudes fix an image only up to that turn (docs/method.md §4.5): for the centred zero-padding of
-    `operators.simple.PhaseRetrieval`, rot180(x) is an exact twin (a reflection plus a one-pixel circular shift)."""
+    ||A(x_k) - y|| (x_k clipped to [-1, 1], as written), and `turned`, the samples nearer (L2) to the best-fitting
+    one turned 180° than as they are. Fourier magnitudes fix an image only up to that turn (docs/method.md §4.5):
+    for the centred zero-padding of `operators.simple.PhaseRetrieval`, rot180(x) is an exact twin (a reflection plus
+    a one-pixel circular shift)."""
     import torch
 
     from ncvsd_cli.sampling.methods import rms_residual
 
     op = m.operator()
-    x = samples.detach().to("cpu", torch.float32)
+    x = samples.detach().to("cpu", torch.float32).clamp(-1, 1)  # the images as saved (pnp-gd-fit4 picks on these)
     try:
         with torch.no_grad():  # one sample at a time: each holds a (C, 2H, 2W) complex spectrum
             res = torch.cat([rms_residual(op, s[None], m.y.to(x)) for s in x])
@@ -228,6 +229,11 @@ def twin_fit(m: Measurement, samples: torch.Tensor) -> dict[str, Any]:
     turned = tuple(i for i in range(len(x))
                    if float((x[i].flip(-2, -1) - best).norm()) < float((x[i] - best).norm()))
     return {"residuals": [float(r) for r in res], "turned": turned}
+
+
+#: Float32 copies of an input's samples held at once (`Restorer.memory_refusal`): the finished ones, their
+#: concatenation, and the clipped copy --mean / --std are taken of.
+SAMPLE_COPIES = 3
 
 
 class _Hooks(NamedTuple):
@@ -383,9 +389,15 @@ class Restorer:
         need = memory.work_bytes(net, (batch, c, h, w), sampler.backward, tile, precision, o.device)
         if (operator_config or {}).get("boundary") == "reflect":  # the conjugate gradients' canvas buffers
             need += memory.REFLECT_CG_BUFFERS * batch * c * h * w * 4
+        held = SAMPLE_COPIES * o.samples * c * h * w * 4  # an input's samples, kept until its last is done
+        need += held
         available = memory.available_memory_bytes(o.device)
         if available is None or need <= available:
             return None
+        if need - held <= available:  # the samples alone make it too much
+            return (f"--samples {o.samples} of a {w}x{h} output hold an estimated {memory.format_bytes(held)} until "
+                    f"the last is done, but {memory.format_bytes(available)} is available: ask for fewer (runs "
+                    "with other --seed values add more)")
         how = f"tiles of {tile} px" if tile else "untiled"
         can_tile = sampler.needs == "generator"  # the other methods' networks are not tiled
         least = memory.work_bytes(net, (1, c, h, w), sampler.backward, 4 * net.size_multiple if can_tile else None,
@@ -772,6 +784,7 @@ class Restorer:
                 yield replace(res, index=members[res.index])
 
     def _run_group(self, measurements, members: list[int], hooks: _Hooks) -> Iterator[RestoreResult]:
+        from ncvsd_cli.checkpoints import CheckpointError
         from ncvsd_cli.memory import return_freed_memory
         from ncvsd_cli.sampling.pnp_gd import warm_start_applies
         from ncvsd_cli.sampling.presets import configure_operator
@@ -782,18 +795,26 @@ class Restorer:
         source = first.source or "input"
         try:
             if first.image_shape[0] != self.channels and self.method.needs != "none":
+                grey = (" (a grey measurement for a colour model: its channel copied to each of 3, with "
+                        "Measurement(grey=True) for grey outputs)" if first.image_shape[0] == 1 else
+                        " (`ncvsd degrade --channels 1` measures an image in one channel)" if self.channels == 1
+                        else "")
                 raise ValueError(f"the measurement has {first.image_shape[0]} channel(s) but the model has "
-                                 f"{self.channels}")
+                                 f"{self.channels}{grey}")
             call = self.prepare(first.task, self.sampler_level(first))
             if self.method.needs == "none" and not warm_start_applies(first.operator()):
                 raise ValueError(f"{first.task} has no informative classical estimate (method {self.method.name} "
                                  "would write mid-grey): use a network method, e.g. the default")
             op = pad_operator(configure_operator(first.operator(), call.settings), self.multiple)
             op = op.to(self.options.device)
-        except (ValueError, RuntimeError, TypeError, KeyError, MemoryError) as exc:  # this group's problem only
+        except CheckpointError:
+            raise
+        except Exception as exc:  # this group's problem only (a plug-in operator's or method's error of any type)
+            if debugging():
+                raise
             hooks.skip(len(members) * self.options.samples)
             for j in members:
-                yield RestoreResult(j, error=f"{measurements[j].source or 'input'}: {one_line(exc)}")
+                yield RestoreResult(j, error=f"{measurements[j].source or 'input'}: {described(exc)}")
             return
         k_total = self.options.samples
         jobs = [(j, k) for j in members for k in range(k_total)]
@@ -815,12 +836,14 @@ class Restorer:
             try:
                 x, res = self._sample(op, call, [measurements[j] for j, _ in batch], [j for j, _ in batch],
                                       [k for _, k in batch], estimates, hooks.on_step)
-            except (ValueError, RuntimeError, MemoryError) as exc:
+            except Exception as exc:  # these inputs' problem only (a plug-in method's error of any type)
+                if debugging():
+                    raise
                 x, res = None, None
                 for j in {j for j, _ in batch}:
                     failed.add(j)
-                    yield RestoreResult(j, error=f"{measurements[j].source or source}: restoration failed: "
-                                                 f"{one_line(exc)}")
+                    yield RestoreResult(j, error=f"{measurements[j].source or source}: restoration failed "
+                                                 f"({self.method.name}): {described(exc)}")
             for b, (j, k) in enumerate(batch):
                 if x is None or j in failed:
                     continue
@@ -986,8 +1009,9 @@ def blur_notes(task: str, reading, params: dict[str, Any], size: tuple[int, int]
                          "Gaussian, though JPEG coding makes Gaussian blurs fit a disk too (--task deblur-defocus "
                          "restores it with that disk if edges keep a halo)")
         elif better == "deblur-defocus":
-            notes.append(f"the blur looks like defocus: a disk of radius {reading.radius:g} px fits it better than "
-                         "any Gaussian (--task deblur-defocus restores it with that disk)")
+            notes.append(f"{DEFOCUS_NOT_GAUSS} radius {reading.radius:g} px fits it better than any Gaussian, "
+                         "and a Gaussian deblur of it leaves halos, often worse than the input: --task "
+                         "deblur-defocus restores it with that disk")
         need = 2 * math.ceil(3 * params["sigma"]) + 1  # +-3 sigma holds 99.7 % of the kernel's mass
         if int(params.get("kernel_size", need)) < need:
             notes.append(f"kernel_size {params['kernel_size']} cuts off the estimated Gaussian's tails "
@@ -1357,8 +1381,8 @@ def colourless_luma_notes(refused: float) -> list[str]:
 
 #: How a mask file's transparency reads (`operators.params.load_gray_image`), said where a mask keeps nothing or
 #: everything: marks painted on a transparent layer read as all hole (transparent) or, inverted, as nothing.
-TRANSPARENT_MASKS = ("transparent = black: marks drawn on a transparent layer need the layer flattened first, onto "
-                     "white for dark or coloured marks, onto black with -p invert=true for white ones")
+TRANSPARENT_MASKS = ("transparent = black: marks of any colour drawn on a transparent layer are read as the holes "
+                     "with -p invert=true (or flatten the layer onto white first)")
 
 
 #: A transparent input's noise and blur are read on its largest opaque rectangle (`measurement.opaque_window`) when
@@ -1369,10 +1393,13 @@ OPAQUE_READ_MIN_SIDE = 32
 
 #: The start of the warning of an input mostly transparent, restored by inpaint-mask as holes.
 MOSTLY_TRANSPARENT = "most of the picture is transparent"
+#: The start of deblur-gauss's warning of a lossless image whose blur a disk fits better (`blur_notes`).
+DEFOCUS_NOT_GAUSS = "the blur looks like defocus: a disk of"
 #: Notes that say the user likely made a mistake (the CLI prints them as warnings, also under --quiet): a mask
-#: that keeps under half the picture most often marks the holes in white without -p invert=true; an input mostly
-#: transparent is likely a cut-out.
-WARNING_NOTES = ("the mask keeps only", MOSTLY_TRANSPARENT)
+#: that keeps under half the picture most often marks the holes in white without -p invert=true, one that keeps
+#: every pixel marks none the way it is read; an input mostly transparent is likely a cut-out; a defocus blur
+#: restored as a Gaussian one gets halos (chelsea, disk of radius 3.5 read as sigma 2.76: 22.7 dB, the input 27.4).
+WARNING_NOTES = ("the mask keeps only", "the mask keeps every pixel", MOSTLY_TRANSPARENT, DEFOCUS_NOT_GAUSS)
 
 
 #: A user's kernel whose weight centres this far (px) from its middle is noted (`kernel_file_notes`); the random
@@ -1449,7 +1476,7 @@ def user_mask_notes(m: Measurement, params: dict[str, Any]) -> list[str]:
     """`mask_notes` of an inpaint-mask measurement `m` made with the user's `params` (mask, invert, grow), as
     restore and degrade say them; ValueError for a mask that keeps no pixel."""
     return mask_notes(float(m.operator().mask.mean()), bool(params.get("invert", False)),
-                      soft_fraction(params.get("mask")), float(params.get("grow", 0)))
+                      soft_fraction(params.get("mask"), params.get("invert", False)), float(params.get("grow", 0)))
 
 
 def mask_notes(known: float, inverted: bool, soft: float = 0.0, grow: float = 0.0) -> list[str]:
@@ -1494,15 +1521,18 @@ def transparency_notes(known: float, grow: float = 0.0) -> list[str]:
 SOFT_MASK_NOTE = 0.01
 
 
-def soft_fraction(mask: Any) -> float:
-    """The fraction (0-1) of a mask's values strictly between 0.05 and 0.95 (a soft or anti-aliased mask; 0 for
-    None or a mask that cannot be read, which the operator reports)."""
+def soft_fraction(mask: Any, invert: Any = False) -> float:
+    """The fraction (0-1) of a mask's values strictly between 0.05 and 0.95 (a soft or anti-aliased mask, its
+    colours read as the operator reads them with -p `invert`; 0 for None or a mask that cannot be read, which the
+    operator reports)."""
     import numpy as np
 
+    from operators.inpainting import mask_colour_reading
     from operators.params import as_array
 
     try:
-        a = np.asarray(as_array(mask, "mask"), dtype=np.float64) if mask is not None else None
+        colour = mask_colour_reading(invert)
+        a = np.asarray(as_array(mask, "mask", colour=colour), dtype=np.float64) if mask is not None else None
     except ValueError:
         return 0.0
     return 0.0 if a is None or a.size == 0 else float(((a > 0.05) & (a < 0.95)).mean())

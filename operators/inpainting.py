@@ -126,11 +126,19 @@ class RandomInpainting(MaskOperator):
         return {"fraction": self.fraction, "seed": self.seed}
 
 
+def mask_colour_reading(invert: Any) -> str:
+    """How a mask image's colour pixels read (`params.COLOUR_READINGS`): the marks are drawn on the colour that
+    means known, white ("darkest": a mark of any colour reads as not white) or, inverted, black ("brightest")."""
+    return "brightest" if flag(invert, "invert") else "darkest"
+
+
 @register
 class MaskInpainting(MaskOperator):
     """A user mask, white = known: a tensor/array/nested list of shape (H, W), (1 or C, H, W) or (1, 1 or C, H, W)
-    with values in [0, 1], or an image path (grey levels, colour averaged). Thresholded at 0.5. invert=True reads
-    white as the hole to fill (the convention of OpenCV's and most editors' inpainting masks). grow, 0 or >= 1 (px):
+    with values in [0, 1], or an image path (grey levels; a colour pixel is white where its darkest channel is, so
+    marks of any colour on white are holes). Thresholded at 0.5. invert=True reads white as the hole to fill (the
+    convention of OpenCV's and most editors' inpainting masks; an image's colour pixel is then white where its
+    brightest channel is: marks of any colour on black or on a transparent layer are the holes). grow, 0 or >= 1 (px):
     the holes are widened by this distance (Euclidean; the "grow selection" of image editors), so a mark's edge
     pixels that the mask misses (anti-aliasing, JPEG halos) are filled too instead of spreading into the fill."""
 
@@ -147,7 +155,8 @@ class MaskInpainting(MaskOperator):
             raise MissingParameter("mask", "mask is required for inpaint-mask (an image path, array or tensor; "
                                    "white = known)")
         c, h, w = self.image_shape
-        raw = as_array(mask, "mask", shape=(h, w))  # a file's size checked unread; its grey levels in [0, 1]
+        raw = as_array(mask, "mask", shape=(h, w), colour=mask_colour_reading(invert))  # (a file's size checked
+        # unread; its grey levels in [0, 1])
         a = np.asarray(raw, dtype=np.float64)
         if np.issubdtype(raw.dtype, np.integer) and a.size and 1 < a.max() <= 65535:  # grey levels, as its file
             a = a / (255.0 if a.max() <= 255 else 65535.0)  # is read: 0-255 (any int dtype) or 16-bit

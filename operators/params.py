@@ -81,12 +81,20 @@ def png_orientation(im) -> int | None:
     return exif.get(0x0112)
 
 
+#: How `load_gray_image` reads a colour pixel: the mean of R, G, B (a kernel's weight), its darkest channel (a mask
+#: whose marks are drawn on white: a mark of any colour, bright yellow too, reads dark) or its brightest (marks
+#: drawn on black or on a transparent layer: a mark of any colour, dark red too, reads bright).
+COLOUR_READINGS = {"mean": np.mean, "darkest": np.min, "brightest": np.max}
+
+
 def load_gray_image(path: str | Path, shape: tuple[int, int] | None = None,
-                    max_side: int | None = None) -> np.ndarray:
+                    max_side: int | None = None, colour: str = "mean") -> np.ndarray:
     """A mask or kernel image as float64 in [0, 1], turned as its EXIF orientation says (as images are shown):
-    colour images are averaged over R, G, B; transparency reads as black (times alpha: a transparent hole of a mask,
-    nothing of a kernel); 8- and 16-bit images are scaled by their maximum code value, but an image of 0 / 1 codes
-    (a label image) is taken as it is. A (H, W) `shape` other than
+    colour images are read by `colour` (COLOUR_READINGS: "mean", "darkest" or "brightest" of R, G, B); transparency
+    reads as black (times alpha: a transparent hole of a mask, nothing of a kernel); 8- and 16-bit images are
+    scaled by their maximum code value, but an image of 0 / 1 codes (a label image) is taken as it is; a float
+    image with values above 1, by 255 or 65535 (the scale they fit). A (H, W)
+    `shape` other than
     the file's, or a side over `max_side`, is refused (ValueError) from the header, before the pixels are decoded."""
     from PIL import Image, ImageOps
 
@@ -119,8 +127,10 @@ def load_gray_image(path: str | Path, shape: tuple[int, int] | None = None,
         a = a / 65535.0
     elif a.dtype.kind in "iu":  # mode "I" (how Pillow opens some 16-bit PNGs): scale by the code range in use
         a = a / (65535.0 if a.max() > 255 else 255.0)
+    elif a.dtype.kind == "f" and a.size and np.isfinite(a).all() and 1 < a.max() <= 65535:  # a float TIFF saved
+        a = a / (255.0 if a.max() <= 255 else 65535.0)  # on 0-255 or 0-65535, as photos are read
     a = np.asarray(a, dtype=np.float64)
-    a = a.mean(axis=-1) if a.ndim == 3 else a
+    a = COLOUR_READINGS[colour](a, axis=-1) if a.ndim == 3 else a
     return a if alpha is None else a * alpha
 
 

@@ -101,7 +101,9 @@ def register(cls: type[Operator]) -> type[Operator]:
         raise ValueError(f"{cls.__qualname__} has no `name`")
     check_name(cls.name, "operator", _REGISTRY)
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"operator name '{cls.name}' is already registered by {_REGISTRY[cls.name].__qualname__}")
+        taken = _REGISTRY[cls.name]
+        raise ValueError(f"operator name '{cls.name}' is already registered by {taken.__module__}.{taken.__qualname__}"
+                         + (" (a built-in operator)" if taken.__module__.startswith("operators.") else ""))
     _REGISTRY[cls.name] = cls
     return cls
 

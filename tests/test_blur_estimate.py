@@ -192,6 +192,9 @@ def test_restore_reads_a_defocus_radius_and_deblur_gauss_names_defocus(tmp_path)
     assert any(f"estimated defocus radius {read['blur_radius']:g} px" in n for n in read["notes"]), read["notes"]
     gauss = result("--task", "deblur-gauss")
     assert any("looks like defocus" in n and "--task deblur-defocus" in n for n in gauss["notes"]), gauss["notes"]
+    res = runner.invoke(app, ["restore", "--task", "deblur-gauss", str(tmp_path / "d.png"), "--method", "wiener",
+                              "-q", "-o", str(tmp_path / "q.png")])  # a Gaussian deblur of it gets halos: a
+    assert res.exit_code == 0 and "warning: " in res.stderr and "looks like defocus" in res.stderr  # warning
     given = result("--task", "deblur-defocus", "-p", "radius=3")
     assert given["blur_radius"] == 3 and not any("defocus radius" in n for n in given["notes"])
 

@@ -661,6 +661,10 @@ def test_an_inputs_outputs_are_written_all_or_nothing(tmp_path, ckpt, monkeypatc
     monkeypatch.setattr(images, "_write_synced", real)
     assert run(*args, "--skip-existing").exit_code == 0
     assert _files(tmp_path / "out") == {"a_s0.png", "a_s1.png", "a_mean.png", "a_std.png", "a_std_map.png"}
+    res = run(*args[:args.index("--samples") + 1], "3", "--mean", "--std", "-o", tmp_path / "out/")  # a third
+    # sample: the hint said --skip-existing would add it
+    assert res.exit_code == 1 and "keeps it and makes the rest" not in res.stderr, res.output
+    assert "--skip-existing skips an input only where all its outputs exist" in res.stderr
 
 
 def test_an_image_and_its_sidecar_files_listed_together_are_one_input(tmp_path, ckpt):
@@ -1965,11 +1969,13 @@ def test_a_json_run_stopped_before_its_inputs_lists_them_as_not_done(tmp_path):
     """A usage error found before the inputs' report (no --task for plain images) wrote "results": [] and no
     "not_done", which the README promises for every early stop."""
     a, b = _png(tmp_path / "a.png", 8, 8), _png(tmp_path / "b.png", 8, 8, seed=1)
-    for args in (("restore", a, b), ("degrade", a, b, "--task", "nope")):
+    for args in (("restore", a, b), ("degrade", a, b, "--task", "nope"),  # (also --json beside an image on
+                 *((cmd, a, b, "--task", "sr2", "-o", "-") for cmd in ("restore", "degrade"))):  # stdout)
         res = run(*args, "--json")
         assert res.exit_code == 2, res.output
         doc = json.loads(res.stdout.strip().splitlines()[-1])
-        assert doc["not_done"] == [str(a), str(b)] and doc["results"] == []
+        assert doc["not_done"] == [str(a), str(b)] and doc["results"] == [], doc
+        assert {"ok", "failed", "skipped"} <= doc.keys(), doc  # one schema for scripts, whatever stopped it
 
 
 def test_a_gif_grid_of_samples_warns_of_its_palette(tmp_path, ckpt):

@@ -229,6 +229,19 @@ def test_alpha_in_formats_without_it_or_lossy(fmt):
         assert im.mode == "RGBA"
 
 
+@pytest.mark.parametrize("channels", [3, 1])
+def test_a_gif_keeps_transparency_as_its_clear_colour(channels):
+    """A transparent input written as GIF came back opaque (composited on white), though GIF marks one colour
+    clear: pixels under half opaque are written clear, the others in their own colour (not blended with white)."""
+    colour, alpha = _rgba(16, 16)
+    d = read_image(_png_bytes(np.concatenate([colour[..., :channels], alpha], axis=-1)), channels=channels)
+    with Image.open(io.BytesIO(images.encode_image(d.tensor, "GIF", alpha=d.alpha))) as im:
+        rgba = np.asarray(im.convert("RGBA")).astype(int)
+    assert np.array_equal(rgba[..., 3] > 0, alpha[..., 0] >= 128)
+    opaque = alpha[..., 0] == 255
+    assert np.abs(rgba[..., :channels][opaque] - colour[..., :channels][opaque]).max() <= 8  # (a 255-colour palette)
+
+
 def test_palette_becomes_rgb_and_transparent_palette_white():
     im = Image.new("P", (3, 2))
     im.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * (256 * 3 - 9))

@@ -68,8 +68,8 @@ def _fake_author_modules():
 class _PersistencePickler(pickle.Pickler):
     """Reduces our network modules the way EDM2's persistence decorator does."""
 
-    def __init__(self, file, reconstruct, root_kwargs: dict, persistent_extra=()):
-        super().__init__(file, protocol=4)
+    def __init__(self, file, reconstruct, root_kwargs: dict, persistent_extra=(), protocol: int = 4):
+        super().__init__(file, protocol=protocol)
         self.reconstruct, self.root_kwargs = reconstruct, root_kwargs
         self.persistent_types = PERSISTENT + tuple(persistent_extra)
 
@@ -89,7 +89,8 @@ class _Loss(torch.nn.Module):
     """A persistent loss object holding a non-persistent helper, like the NCVSD file's loss_fn."""
 
 
-def _write_pickle(path, net, root_kwargs: dict, *, wrap_generator: bool, extras: bool = True, mutate=None) -> None:
+def _write_pickle(path, net, root_kwargs: dict, *, wrap_generator: bool, extras: bool = True, mutate=None,
+                  protocol: int = 4) -> None:
     net = copy.deepcopy(net).to(torch.float16).requires_grad_(False).eval()
     if mutate is not None:
         mutate(net)
@@ -104,7 +105,7 @@ def _write_pickle(path, net, root_kwargs: dict, *, wrap_generator: bool, extras:
             data["loss_fn"] = loss
             data["dataset_kwargs"] = fake.EasyDict(class_name="training.dataset.ImageFolderDataset", path="ffhq")
         buf = io.BytesIO()
-        _PersistencePickler(buf, fake.reconstruct, root_kwargs, persistent_extra=(_Loss,)).dump(data)
+        _PersistencePickler(buf, fake.reconstruct, root_kwargs, persistent_extra=(_Loss,), protocol=protocol).dump(data)
     path.write_bytes(buf.getvalue())
 
 
@@ -157,6 +158,25 @@ def test_generator_import_maps_every_tensor_and_matches_outputs(tmp_path, genera
         b = gen.eval()(y, 1.3, generator=torch.Generator().manual_seed(5), class_labels=labels)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert a.abs().sum() > 0
+
+
+def test_a_protocol_2_pickle_imports_the_same_weights(tmp_path):
+    """A pickle re-saved with protocol=2 was refused ("refusing to import __builtin__.set"): Python 2's names are
+    mapped as pickle's fix_imports does, and its bytes (`_codecs.encode(text, "latin1")`) read; other codecs not."""
+    from ncvsd_cli.pickle_import import RestrictedUnpickler
+
+    gen = _randomise(build_network(network_config("generator", "tiny")))
+    config = network_config("generator", "tiny")
+    for protocol in (2, 4):
+        _write_pickle(tmp_path / f"p{protocol}.pkl", gen, _authors_kwargs(config), wrap_generator=True,
+                      protocol=protocol)
+        import_pickle(tmp_path / f"p{protocol}.pkl", tmp_path / f"p{protocol}.safetensors")
+    a, _ = load_checkpoint(tmp_path / "p2.safetensors", kind="generator")
+    b, _ = load_checkpoint(tmp_path / "p4.safetensors", kind="generator")
+    assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+    codec = b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00xX\x05\x00\x00\x00rot13\x86R."
+    with pytest.raises(pickle.UnpicklingError, match="only protocol 2's bytes"):
+        RestrictedUnpickler(io.BytesIO(codec)).load()
 
 
 def test_teacher_import(tmp_path):

@@ -483,6 +483,37 @@ def test_motion_kernel_is_seeded_and_stored(monkeypatch):
     assert np.array_equal(operators.from_config(cfg).kernel, a.kernel)
 
 
+@pytest.mark.parametrize("colour", [(255, 0, 255), (255, 255, 0), (0, 255, 255), (255, 160, 0), (200, 0, 0),
+                                    (0, 0, 255)])
+def test_a_mark_of_any_colour_is_a_hole_on_white_and_inverted_on_black_or_transparency(tmp_path, colour):
+    """A mask read as the mean of R, G, B took bright marks (magenta, yellow, cyan, orange) drawn on white as
+    known (nothing to fill) and dark ones on a transparent layer as known with invert=true: a mark of any colour
+    drawn on the colour that means known is the hole, on white by default, on black or transparency inverted."""
+    from PIL import Image
+
+    h, w = 13, 11
+    mark = np.zeros((h, w), bool)
+    mark[3:8, 2:6] = True
+    for background, invert in (((255, 255, 255, 255), False), ((0, 0, 0, 255), True), ((0, 0, 0, 0), True)):
+        rgba = np.tile(np.array(background, np.uint8), (h, w, 1))
+        rgba[mark] = (*colour, 255)
+        Image.fromarray(rgba, "RGBA").save(tmp_path / "mask.png")
+        op = operators.create("inpaint-mask", (3, h, w), mask=str(tmp_path / "mask.png"), invert=invert)
+        assert op.mask[0, 0].numpy().astype(bool).tolist() == (~mark).tolist(), (background, invert)
+
+
+def test_a_float_tiff_mask_on_a_0_255_scale_is_read_by_it(tmp_path):
+    """A float TIFF mask saved on 0-255 was refused ("divide a 0-255 mask by 255, or pass its image file": it was
+    one); it is read on that scale, as a float photo is."""
+    import tifffile
+
+    known = np.zeros((13, 11), np.float32)
+    known[:, :5] = 255.0
+    tifffile.imwrite(tmp_path / "mask.tif", known)
+    op = operators.create("inpaint-mask", SHAPE, mask=str(tmp_path / "mask.tif"))
+    assert op.mask[0, 0].numpy().tolist() == (known > 0).astype(np.float32).tolist()
+
+
 def test_mask_and_kernel_from_files(tmp_path):
     from PIL import Image
 

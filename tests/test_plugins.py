@@ -31,6 +31,8 @@ class Scale(Operator):
         self.factor = float(factor)
 
     def forward(self, x):
+        if not self.factor:  # (a plug-in's bug of a type ncvsd does not expect)
+            raise ZeroDivisionError("factor 0")
         return self.factor * x
 
     def adjoint(self, y):
@@ -65,7 +67,12 @@ class Refine(Method):
         return sorted(set(sweep))
 
 
+def broken(denoiser, operator, y, sigmas=None, **kwargs):
+    return {}["beta2"]  # (a plug-in's bug of a type ncvsd does not expect)
+
+
 METHOD = Refine("test-refine", "generator", "ncvsd_example_plugin:refine", "A+ y refined by G")
+BROKEN = Refine("test-broken", "generator", "ncvsd_example_plugin:broken", "raises KeyError")
 '''
 
 
@@ -81,7 +88,8 @@ def _distribution(folder, name: str, entry_points: str) -> None:
 def plugin(tmp_path, monkeypatch):
     (tmp_path / "ncvsd_example_plugin.py").write_text(PLUGIN)
     _distribution(tmp_path, "ncvsd-example-plugin", "[ncvsd.operators]\ntest-scale = ncvsd_example_plugin:Scale\n\n"
-                  "[ncvsd.methods]\ntest-refine = ncvsd_example_plugin:METHOD\n")
+                  "[ncvsd.methods]\ntest-refine = ncvsd_example_plugin:METHOD\n"
+                  "test-broken = ncvsd_example_plugin:BROKEN\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "ncvsd_example_plugin", raising=False)
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
@@ -117,6 +125,23 @@ def test_plugin_operator_and_method_through_degrade_restore_and_bench(plugin, tm
     rows = {(r["method"], r["nfe"]) for r in json.loads(res.stdout)["summary"]}
     assert {("test-refine", 1), ("test-refine", 2), ("pnp-gd", 2), ("pseudo-inverse", 0)} <= rows
     assert ("pnp-gd", 1) not in rows  # a prior draw: pnp-gd benches from 2
+
+
+def test_a_plugin_error_of_any_type_fails_its_inputs_naming_it_not_the_run(plugin, tmp_path):
+    """A plug-in method raising KeyError (or an operator ZeroDivisionError) stopped the whole batch as ncvsd's
+    "internal error: KeyError: 'beta2'", leaving every other input undone: each input fails, naming the method and
+    the error's type, as bench's rows do."""
+    ckpt = _ckpt(tmp_path)
+    a, b = _png(tmp_path / "a.png", 16, 16), _png(tmp_path / "b.png", 16, 16, seed=1)
+    res = run("restore", "--task", "test-scale", a, b, "-c", ckpt, "--method", "test-broken", "-o", tmp_path / "r",
+              "--device", "cpu", "--json", "-q")
+    summary = json.loads(res.stdout.splitlines()[-1])
+    assert res.exit_code == 1 and summary["failed"] == 2 and "internal error" not in res.output, res.output
+    assert all("(test-broken): KeyError: 'beta2'" in r["error"] for r in summary["results"]), summary
+    res = run("degrade", "--task", "test-scale", "-p", "factor=0", a, b, "-o", tmp_path / "m", "--json", "-q")
+    summary = json.loads(res.stdout.splitlines()[-1])
+    assert res.exit_code == 1 and summary["failed"] == 2 and "internal error" not in res.output, res.output
+    assert all("ZeroDivisionError: factor 0" in r["error"] for r in summary["results"]), summary
 
 
 def test_a_preset_file_completes_a_task_without_preset(plugin, tmp_path):
@@ -167,7 +192,7 @@ def test_a_broken_plugin_is_left_out_with_a_warning_and_the_rest_work(broken_plu
     said = caplog.text
     assert "aa-missing = ncvsd_broken_plugin:Op of ncvsd-broken-plugin" in said and "ModuleNotFoundError" in said
     assert "aa-notop" in said and "not an operators.Operator subclass" in said
-    assert "already registered" in said
+    assert "already registered by operators.resize.SR4 (a built-in operator)" in said
     assert "Op.forward cannot be called as forward(x)" in said and "aa-badsig" not in names
     with pytest.raises(ValueError, match="the plug-in aa-missing .* was left out: ModuleNotFoundError"):
         registry.get("aa-missing")

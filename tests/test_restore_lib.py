@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+import ncvsd_cli.restore as restore_module
 import operators
 from ncvsd_cli.measurement import measurement_from_image
 from ncvsd_cli.restore import RestoreOptions, Restorer
@@ -917,6 +918,7 @@ def test_memory_estimate_counts_the_reflect_blurs_buffers(monkeypatch):
     monkeypatch.setattr(memory, "classical_bytes", lambda *args, **kwargs: 0)
     monkeypatch.setattr(memory, "model_bytes", lambda *args, **kwargs: 0)
     monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 1)
+    monkeypatch.setattr(restore_module, "SAMPLE_COPIES", 0)  # (the samples held: their own test)
     circular = Restorer.from_options(RestoreOptions(task="deblur-gauss", params={"boundary": "circular"}).validate(),
                                      load=False)
     reflect = Restorer.from_options(RestoreOptions(task="deblur-gauss").validate(), load=False)
@@ -949,6 +951,20 @@ def test_classical_estimates_are_checked_against_memory_too(monkeypatch, method)
         assert "needs an estimated" in box.memory_refusal((3, 3000, 3000))
     plain = Restorer.from_options(RestoreOptions(task="inpaint-box", method="pseudo-inverse").validate(), load=False)
     assert plain.memory_refusal((3, 3000, 3000)) is None  # a mask multiply, no biharmonic fill
+
+
+def test_the_samples_an_input_holds_are_checked_against_memory(monkeypatch):
+    """--samples 200000 of a 128-px output (39 GB of float32 held until the last is done) ran until the machine
+    killed it; the samples held are costed, and a refusal they cause says to ask for fewer."""
+    from ncvsd_cli import memory
+    from ncvsd_cli.restore import SAMPLE_COPIES, Restorer
+
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 2 * 2**30)
+    held = SAMPLE_COPIES * 3 * 128 * 128 * 4  # per sample
+    for samples, refused in ((8, False), (2 * 2**30 // held + 1, True)):
+        restorer = Restorer.from_options(RestoreOptions(task="denoise", samples=samples).validate(), load=False)
+        refusal = restorer.memory_refusal((3, 128, 128))
+        assert bool(refusal) == refused and (not refused or f"--samples {samples} of a 128x128" in refusal), refusal
 
 
 @pytest.mark.parametrize("method", ["classical", "pnp-gd"])
@@ -1015,6 +1031,7 @@ def test_memory_refusal_says_whether_smaller_batches_and_tiles_can_help(monkeypa
     from ncvsd_cli.restore import Restorer
 
     monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 100)
+    monkeypatch.setattr(restore_module, "SAMPLE_COPIES", 0)  # (the samples held: their own test)
     monkeypatch.setattr(memory, "classical_bytes", lambda *args, **kwargs: 0)  # the network's estimate alone
     monkeypatch.setattr(memory, "operator_bytes", lambda *args, **kwargs: 0)
     restorer = Restorer.from_options(RestoreOptions(task="sr4", batch_size=4).validate(), load=False)

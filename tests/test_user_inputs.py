@@ -127,8 +127,9 @@ def test_degrade_says_what_restore_says_of_a_mask_and_a_sidecar_without_known_pi
               tmp_path / "black-m.png", "--json")
     assert res.exit_code == 1 and "keeps no pixel" in res.output and not (tmp_path / "black-m.png").exists()
     res = run("degrade", "--task", "inpaint-mask", "-p", f"mask={tmp_path / 'white.png'}", src, "-o",
-              tmp_path / "white-m.png", "--json")
+              tmp_path / "white-m.png", "--json", "-q")  # a likely mistake: a warning, said under -q too
     assert res.exit_code == 0 and "keeps every pixel" in json.loads(res.stdout.splitlines()[0])["notes"][-1]
+    assert "warning: " in res.stderr and "keeps every pixel" in res.stderr, res.stderr
     side = json.loads((tmp_path / "white-m.png.ncvsd.json").read_text())
     mask = decode_array(side["operator"]["mask"])
     side["operator"]["mask"] = encode_array(np.zeros_like(mask))
@@ -550,6 +551,37 @@ def test_phase_retrieval_samples_name_their_fit_in_json(tmp_path, ckpt):
     best = min(range(3), key=record["fit_residuals"].__getitem__)
     assert f"sample s{best} fits the measurement best" in res.stderr and best not in record["turned"]
     assert "180-degree turn" in res.stderr  # the ambiguity is said with K samples too
+
+
+def test_amplitudes_in_another_convention_are_warned_of_and_an_empty_measurement_refused(tmp_path, ckpt):
+    """A user's own Fourier amplitudes saved through `save_measurement` restored as a blank image at exit 0 when
+    they were in another convention (a raw FFT's scale), and all-zero amplitudes likewise: the first is warned of
+    (its fit is far outside the noise level), the second refused; a y of the wrong shape is refused on saving,
+    not on reading. The fit is the saved (clipped) image's."""
+    from ncvsd_cli.cli.restore import _poor_fit
+    from ncvsd_cli.measurement import Measurement, save_measurement
+    from ncvsd_cli.restore import RestoreResult, twin_fit
+
+    op = operators.create("phase-retrieval", (3, 16, 16))
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    for name, y in (("raw", op.forward(x) * 32), ("zero", torch.zeros_like(op.forward(x)))):
+        save_measurement(Measurement(task="phase-retrieval", operator_config=op.to_config(), y=y, sigma_y=0.05),
+                         tmp_path / f"{name}.png")
+    res = run("restore", tmp_path / "raw.png", "-c", ckpt, *FAST, "-o", tmp_path / "r.png", "--json", "-q")
+    record = json.loads(res.stdout.splitlines()[0])
+    assert res.exit_code == 0 and "warning: " in res.stderr and "fits its measurement poorly" in res.stderr
+    assert any("intensities" in n for n in record["notes"]) and record["sidecar"] is True, record
+    summary = _restore(tmp_path / "zero.png", "-c", ckpt, *FAST, "-o", tmp_path / "z.png", ok=False)
+    assert "amplitudes are all <= 0" in summary["results"][0]["error"]
+    with pytest.raises(ValueError, match="no measurement of its phase-retrieval operator"):
+        save_measurement(Measurement(task="phase-retrieval", operator_config=op.to_config(), y=y[..., :20, :20],
+                                     sigma_y=0.05), tmp_path / "cut.png")
+    assert not (tmp_path / "cut.png").exists()
+    fit = Measurement(task="phase-retrieval", operator_config=op.to_config(), y=op.forward(x), sigma_y=0.0)
+    assert twin_fit(fit, 3 * x)["residuals"] == twin_fit(fit, (3 * x).clamp(-1, 1))["residuals"]
+    assert _poor_fit(RestoreResult(0, residuals=[0.06, 0.3], sigma_y=0.05)) is None  # within 3x: a fit
+    assert _poor_fit(RestoreResult(0, residuals=[0.04], sigma_y=0.0)) is None  # the floor at sigma_y 0
+    assert "poorly" in _poor_fit(RestoreResult(0, residuals=[0.2], sigma_y=0.05))
 
 
 def test_json_to_a_reader_that_went_away_is_one_line_not_an_internal_error(tmp_path):

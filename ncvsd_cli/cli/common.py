@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 import typer
 
 from ncvsd_cli import strict_json
-from ncvsd_cli.errors import one_line
+from ncvsd_cli.errors import debugging, one_line
 from ncvsd_cli.images import (  # (IMAGE_SUFFIXES: also a folder input's image files, any case)
     IMAGE_SUFFIXES,
     suffix_choice,
@@ -241,14 +241,16 @@ summary_written = False
 def write_error_summary(command: str, code: int, message: str) -> None:
     """The summary line of a `--json` run that stopped before it had one (a parse or usage error, a missing model,
     Ctrl-C while loading): {"command", "exit_code", "error" or "interrupted"}, and for the commands of JSON Lines
-    (not bench) their summary's "ok": 0, "failed": 0, "results": [] and the inputs given, "not_done". Nothing
+    (not bench) their summary's "ok": 0, "failed": 0, "skipped": 0 (`Report.summary`'s schema), "results": [] and
+    the inputs given, "not_done". Nothing
     when stdout is closed."""
     global _summary_owed, summary_written
     _summary_owed, summary_written = None, True
     if torchrun_rank() != 0:  # under torchrun rank 0 alone writes stdout's summary
         return
     lines = command != "bench"
-    doc: dict[str, Any] = {"command": command, **({"ok": 0, "failed": 0} if lines else {}), "exit_code": code}
+    doc: dict[str, Any] = {"command": command, **({"ok": 0, "failed": 0, "skipped": 0} if lines else {}),
+                           "exit_code": code}
     if code - 128 in {int(s) for s in signal.Signals}:
         doc["interrupted"] = signal.Signals(code - 128).name
     else:
@@ -332,7 +334,7 @@ def handle_errors(json_command: str | None = None, inputs: Sequence[str] = ()) -
         fail("standard output was closed (broken pipe); outputs finished so far are kept, no partial output is left",
              EXIT_PARTIAL)
     except Exception as exc:  # a bug: one line unless debugging
-        if os.environ.get("NCVSD_DEBUG", "0").strip() not in ("", "0"):  # NCVSD_DEBUG=0 turns it off
+        if debugging():  # (NCVSD_DEBUG=0 turns it off)
             raise
         internal = f"internal error: {type(exc).__name__}: {exc} (set NCVSD_DEBUG=1 for a traceback)"
         fail(shadowed_operators() or internal, exit_code_for(exc))
@@ -997,8 +999,10 @@ def check_outputs(
                 problems[item] = (f"{item.name}: output {p} exists, beside outputs still to make (remove it, or "
                                   "rerun without --skip-existing and with --overwrite)" if skip_existing else
                                   f"{item.name}: output {p} exists (--overwrite replaces it" + (
-                                      ", --skip-existing keeps it and makes the rest)" if can_skip
-                                      else ")"))
+                                      ", --skip-existing keeps it and makes the rest)" if can_skip and all(
+                                          Path(q).exists() for q in paths if q != "-") else
+                                      "; --skip-existing skips an input only where all its outputs exist)"
+                                      if can_skip else ")"))
             if item in problems:
                 break
     return problems

@@ -79,7 +79,9 @@ def degrade_command(
                                    "suffix is one), or - for stdout (preview only, no sidecar)."
     ),
     sigma_y: float = typer.Option(
-        0.05, "--sigma-y", min=0.0, help="Measurement noise std on the [-1, 1] image scale.", show_default=True
+        0.05, "--sigma-y", min=0.0, show_default=True,
+        help="Measurement noise std on the [-1, 1] image scale (phase-retrieval: on its Fourier amplitudes, those "
+             "of the [0, 1] image).",
     ),
     seed: int = typer.Option(
         0, "--seed", min=0, show_default=True, callback=common.seed_option,
@@ -111,6 +113,7 @@ def degrade_command(
     with common.handle_errors(json_command="degrade" if as_json else None, inputs=inputs or []):
         import operators
         from ncvsd_cli import images
+        from ncvsd_cli.errors import debugging, described
         from ncvsd_cli.measurement import (
             PLAIN_IMAGE_REFUSALS,
             degrade,
@@ -118,6 +121,7 @@ def degrade_command(
             save_measurement,
             sidecar_paths,
         )
+        from ncvsd_cli.restore import WARNING_NOTES
 
         operators.get(task)  # unknown task: usage error, before any input is read
         if overwrite and skip_existing:
@@ -147,8 +151,8 @@ def degrade_command(
             for item in items:
                 main = common.output_path(item, out, mode, tag)
                 planned[item] = [main, *map(str, sidecar_paths(main))] if main != "-" else ["-"]
-            common.check_stdout(planned, as_json)
             report.inputs = [item.name for item in items]  # (an interruption's summary names those not done)
+            common.check_stdout(planned, as_json)
             planned = common.leave_out_own_outputs(  # a measurement has its sidecar; a user's photo so named not
                 planned, report, quiet, lambda p: bool(pattern.search(p.stem)) and find_sidecar(p) is not None)
             items = [i for i in items if i in planned]
@@ -183,8 +187,9 @@ def degrade_command(
                         icc_profile=decoded.icc_profile,
                     )
                     said = _operator_notes(task, params, m)
-                    for n in said:
-                        common.note(f"{item.name}: {n}", quiet)
+                    for n in said:  # a likely mistake is a warning, said even with --quiet (as restore does)
+                        warn = n.startswith(WARNING_NOTES)
+                        common.note(f"{'warning: ' if warn else ''}{item.name}: {n}", quiet and not warn)
                     main = planned[item][0]
                     if main == "-":
                         common.note("writing the preview to stdout; no sidecar is written", quiet)
@@ -197,6 +202,10 @@ def degrade_command(
                         report.failed(
                             item.name, str(exc) if str(exc).startswith(item.name) else f"{item.name}: {exc}"
                         )
+                except Exception as exc:  # a plug-in operator's error of any type: this input's problem only
+                    if debugging():
+                        raise
+                    report.failed(item.name, f"{item.name}: {described(exc)}")
                 else:
                     report.ok(
                         item.name,

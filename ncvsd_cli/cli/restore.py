@@ -144,12 +144,13 @@ def restore_command(
         1, "--batch-size", "-b", min=1, help="Images (x samples) per network call.", show_default=True
     ),
     sigma_y: float | None = typer.Option(
-        None, "--sigma-y", min=0.0, help="Measurement noise std on the [-1, 1] scale (default: each sidecar's "
-                                         "recorded value; for a plain image to denoise, deblur or super-resolve, "
-                                         "read from the image (a note says the value; blurs restored with a "
-                                         "network at 0.7x it, a shake read from the photo at 1x up to 0.02; "
-                                         "blurs and sr within 0.01-0.2; a camera's grain on fur or foliage, shrunk "
-                                         "photos most, can read low: give it); else the task preset's, 0.05)."
+        None, "--sigma-y", min=0.0, help="Measurement noise std on the [-1, 1] scale (phase-retrieval: of its "
+                                         "amplitudes; default: each sidecar's recorded value; for a plain image to "
+                                         "denoise, deblur or super-resolve, read from the image (a note says the "
+                                         "value; blurs restored with a network at 0.7x it, a shake read from the "
+                                         "photo at 1x up to 0.02; blurs and sr within 0.01-0.2; a camera's grain on "
+                                         "fur or foliage, shrunk photos most, can read low: give it); else the task "
+                                         "preset's, 0.05)."
     ),
     preset: str | None = typer.Option(
         None, "--preset", help="YAML file over the task preset (beta, steps, ema, warm_start, ...); complete on its "
@@ -461,8 +462,8 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
             report.failed(spec, message)
         tasks = {item: _item_task(item, task, task_given, no_sidecar, explicit) for item in items}
         planned = {item: _planned_paths(item, outputs, mode, tasks[item], options.samples) for item in items}
-        common.check_stdout(planned, as_json)
         report.inputs = [item.name for item in items]  # (an interruption's summary names those not done)
+        common.check_stdout(planned, as_json)
         planned = common.leave_out_own_outputs(planned, report, quiet,  # (a user's photo so named stays an input)
                                                lambda p: bool(pattern.search(p.stem)) and images.made_by_ncvsd(p))
         items = [i for i in items if i in planned]
@@ -599,8 +600,8 @@ LARGE_BOX = 48
 LARGE_BOX_NOTE = (f"a box of {LARGE_BOX} px or more is filled smoothly from its edges: the default model, trained on "
                   "few photos, invents no face, fur or lettering there (README, \"The default model\"), and its "
                   "samples "
-                  "(--samples K) differ little there; --method pnp-gd --samples K draws more varied fills, each less "
-                  "faithful")
+                  "(--samples K) differ little there; --method pnp-gd, from noise, varies more but fills such a box "
+                  "darker and flatter with this model, not better")
 
 
 class _Restoration:
@@ -730,27 +731,49 @@ def _restore(restorer, good: list, planned: dict, outputs: Outputs, report, bar,
     def checked(show: Callable) -> Callable:  # stdout's reader gone (`--json | head -1`): stop at the next step
         return (lambda *a: (common.raise_if_stdout_closed(), show(*a))) if report.json_lines else show
 
-    for res in restorer.run([m for _, m in good], on_batch=bar.update, on_step=checked(bar.step),
-                            on_begin=checked(bar.begin), on_skip=bar.skip):
-        item, m = good[res.index]
-        if res.error:
-            report.failed(item.name, res.error if res.error.startswith(item.name) else f"{item.name}: {res.error}")
-            continue
-        for note in (twin := _twin_notes(res, outputs)):
-            common.note(f"{item.name}: {note}", quiet)
-        m.notes = [*m.notes, *twin]
-        try:
-            written, scale = _write(res, planned[item], outputs, m, restorer.options.method,
-                                    _made_with(restorer, m, res))
-        except (ValueError, OSError) as exc:
-            if not common.written_meanwhile(exc, item, planned[item], report, outputs.skip_existing, quiet):
-                report.failed(item.name, f"{item.name}: cannot write output: {exc}")
-            continue
-        report.ok(item.name, written, task=m.task, method=restorer.options.method,  # (sidecars: each its own)
-                  size=list(res.samples.shape[-2:]), nfe=res.nfe,
-                  operator_evals=res.operator_evals, seconds=round(res.seconds, 3),
-                  read_seconds=round(m.read_seconds, 3), sigma_y=res.sigma_y,
-                  notes=m.notes, sidecar=m.seed is not None, **_blur_width(m), **scale, **_fit(res))
+    results = restorer.run([m for _, m in good], on_batch=bar.update, on_step=checked(bar.step),
+                           on_begin=checked(bar.begin), on_skip=bar.skip)
+    try:
+        for res in results:
+            _written(res, good, planned, outputs, report, restorer, quiet)
+    except KeyboardInterrupt:
+        if restorer.options.samples > 1:  # (all of an input's outputs are written together: --skip-existing)
+            common.note("the samples of an input in progress are not written: an input's samples, mean and std "
+                        "are written together, once its last sample is done")
+        raise
+
+
+def _written(res, good: list, planned: dict, outputs: Outputs, report, restorer, quiet: bool) -> None:
+    """Write and report the restoration `res` of `good[res.index]` (or its error)."""
+    item, m = good[res.index]
+    if res.error:
+        report.failed(item.name, res.error if res.error.startswith(item.name) else f"{item.name}: {res.error}")
+        return
+    for note in (twin := _twin_notes(res, outputs)):
+        common.note(f"{item.name}: {note}", quiet)
+    if poor := _poor_fit(res):  # a likely mistake: said even with --quiet
+        common.note(f"warning: {item.name}: {poor}")
+    m.notes = [*m.notes, *twin, *([poor] if poor else [])]
+    try:
+        written, scale = _write(res, planned[item], outputs, m, restorer.options.method,
+                                _made_with(restorer, m, res))
+    except (ValueError, OSError) as exc:
+        if not common.written_meanwhile(exc, item, planned[item], report, outputs.skip_existing, quiet):
+            report.failed(item.name, f"{item.name}: cannot write output: {exc}")
+        return
+    report.ok(item.name, written, task=m.task, method=restorer.options.method,  # (sidecars: each its own)
+              size=list(res.samples.shape[-2:]), nfe=res.nfe,
+              operator_evals=res.operator_evals, seconds=round(res.seconds, 3),
+              read_seconds=round(m.read_seconds, 3), sigma_y=res.sigma_y,
+              notes=m.notes, sidecar=_from_sidecar(m), **_blur_width(m), **scale, **_fit(res))
+
+
+def _from_sidecar(m) -> bool:
+    """Whether measurement `m` was read from a sidecar (`degrade`'s, or one `save_measurement` wrote of a real
+    measurement: no noise seed), not made from a plain image."""
+    from ncvsd_cli.measurement import SIDECAR_SUFFIX
+
+    return bool(m.source) and str(m.source).endswith(SIDECAR_SUFFIX)
 
 
 def _fit(res) -> dict:
@@ -759,6 +782,26 @@ def _fit(res) -> dict:
     if res.residuals is None:
         return {}
     return {"fit_residuals": [round(r, 6) for r in res.residuals], "turned": list(res.turned)}
+
+
+#: A phase retrieval whose best RMS fit ||A(x) - y|| exceeds this many times sigma_y (or POOR_FIT_FLOOR) is warned
+#: of: runs that succeed or stall fit within 1.0-1.25x (five 48-px photos, 4 samples each, sigma_y 0.05), amplitudes
+#: in another convention (intensities, a raw FFT's scale, the zero frequency in a corner) 5-700x.
+POOR_FIT_RATIO, POOR_FIT_FLOOR = 3.0, 0.05
+
+
+def _poor_fit(res) -> str | None:
+    """The warning of a phase retrieval none of whose samples fits its measurement within POOR_FIT_RATIO x
+    sigma_y: a measurement not in the operator's convention (docs/method.md §4.5); None otherwise."""
+    if not res.residuals or res.sigma_y is None:
+        return None
+    best, level = min(res.residuals), float(res.sigma_y)
+    if best <= max(POOR_FIT_RATIO * level, POOR_FIT_FLOOR):
+        return None
+    return (f"the restoration fits its measurement poorly (RMS residual {best:.3g} against the noise level "
+            f"{level:g}): amplitudes measured another way than the operator's (intensities |F|² rather than |F|, "
+            "an FFT scale other than orthonormal, the zero frequency not centred, other padding; docs/method.md "
+            "§4.5) restore as a blank or noise")
 
 
 def _twin_notes(res, outputs: Outputs) -> list[str]:
@@ -830,6 +873,8 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
         if masked and not bool(m.operator().mask.any()):  # as a plain image's mask is refused
             raise ValueError("the sidecar's mask keeps no pixel: nothing to restore from (`ncvsd sample` draws "
                              "images from nothing)")
+        if m.task == "phase-retrieval" and not bool((m.y > 0).any()):  # (noise makes some < 0, never all)
+            raise ValueError("the sidecar's Fourier amplitudes are all <= 0: nothing to restore from")
         common.note(f"{item.name}: using the measurement sidecar {side.name}", quiet)
         ignored = sorted(restorer.given_params())
         unused = (f"{', '.join(ignored)} not used: the sidecar records the operator the measurement was made with "
@@ -882,7 +927,8 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
 def _alpha_note(paths: dict[str, str] | None, upscaled: bool = False, extended: bool = False) -> str:
     """What happens to a transparent input's alpha channel: restored composited on white (`extended`: restored
     extended under its transparency, then composited on white: blurs, super-resolution), the alpha carried to the
-    outputs of `paths` ({path: format}) whose formats hold one (`images.ALPHA_FORMATS`; None: --flatten, to none);
+    outputs of `paths` ({path: format}) whose formats hold one (`images.ALPHA_FORMATS`; a GIF's clear colour,
+    `images.CLEAR_FORMATS`; None: --flatten, to none);
     `upscaled`: the output is larger than the input (sr)."""
     from ncvsd_cli import images
 
@@ -891,7 +937,11 @@ def _alpha_note(paths: dict[str, str] | None, upscaled: bool = False, extended: 
                 if extended else "restored composited on white")
     if paths is None:
         return f"{restored if extended else images.ALPHA_NOTE} (--flatten: the outputs have no alpha channel)"
-    lost = ["stdout" if p == "-" else p for p, fmt in paths.items() if fmt not in images.ALPHA_FORMATS]
+    lost = ["stdout" if p == "-" else p for p, fmt in paths.items()
+            if fmt not in (*images.ALPHA_FORMATS, *images.CLEAR_FORMATS)]
+    clear = [p for p, fmt in paths.items() if fmt in images.CLEAR_FORMATS]
+    how += (f" ({', '.join(map(str, clear))}: a GIF's one clear colour where under half opaque, no partial "
+            "transparency)") if clear else ""
     if not lost:
         return f"{restored}, its alpha channel carried to the outputs{how}"
     return (f"{images.ALPHA_NOTE}: {', '.join(map(str, lost))} {'has' if len(lost) == 1 else 'have'} no alpha channel "
