@@ -1501,13 +1501,14 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
 def _gif_with_clear(x: torch.Tensor, alpha: torch.Tensor, icc: bytes | None) -> Any:
     """A palette image of x (1, C, H, W) for a GIF: its pixels under half opaque (`alpha`, (1, 1, H, W) in [0, 1])
     the clear entry 255, the others in their own colour (`uncomposite`: an edge's, not its blend with white; an RGB
-    profile's colours converted to sRGB, as GIF holds none) reduced to an adaptive palette of 255."""
+    or grey profile's colours converted to sRGB, as GIF holds none) reduced to an adaptive palette of 255."""
     from PIL import Image
 
     arr = uncomposite(x, alpha, 255)
     colour, clear = arr[..., :-1], arr[..., -1] < 128
     colour = np.repeat(colour, 3, axis=-1) if colour.shape[-1] == 1 else colour
-    if (icc or b"")[16:20] == b"RGB ":
+    space = (icc or b"")[16:20]
+    if space == b"RGB " or space == b"GRAY" and _grey_samples(colour):  # (as the plain GIF's samples are)
         colour = _to_srgb(np.ascontiguousarray(colour), icc)
     palette = Image.fromarray(np.ascontiguousarray(colour)).quantize(255)
     index = np.asarray(palette).copy()

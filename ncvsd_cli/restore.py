@@ -231,8 +231,8 @@ def twin_fit(m: Measurement, samples: torch.Tensor) -> dict[str, Any]:
     return {"residuals": [float(r) for r in res], "turned": turned}
 
 
-#: Float32 copies of an input's samples held at once (`Restorer.memory_refusal`): the finished ones, their
-#: concatenation, and the clipped copy --mean / --std are taken of.
+#: Float32 copies of an input's samples held at once in host memory (`Restorer.memory_refusal`; `_sample` moves
+#: each to the CPU): the finished ones, their concatenation, and the clipped copy --mean / --std are taken of.
 SAMPLE_COPIES = 3
 
 
@@ -364,6 +364,12 @@ class Restorer:
             if warm or sampler.needs == "none" else 0
         start += memory.operator_bytes(operator_config, image_shape)  # (sr's per-axis matrices: any method)
         host = memory.available_memory_bytes("cpu")  # the classical estimates run on the CPU, in host memory
+        held = SAMPLE_COPIES * o.samples * c * int(image_shape[1]) * int(image_shape[2]) * 4  # an input's
+        if host is not None and start <= host < start + held:  # samples, kept in host memory until its last is done
+            return (f"--samples {o.samples} of a {image_shape[2]}x{image_shape[1]} output hold an estimated "
+                    f"{memory.format_bytes(held)} of host memory until the last is done, but "
+                    f"{memory.format_bytes(host - start)} is available: ask for fewer (runs with other --seed values "
+                    "add more)")
         if host is not None and start > host:
             name = str((operator_config or {}).get("name", ""))
             params = {k: v for k, v in (operator_config or {}).items() if k != "name"}
@@ -389,15 +395,9 @@ class Restorer:
         need = memory.work_bytes(net, (batch, c, h, w), sampler.backward, tile, precision, o.device)
         if (operator_config or {}).get("boundary") == "reflect":  # the conjugate gradients' canvas buffers
             need += memory.REFLECT_CG_BUFFERS * batch * c * h * w * 4
-        held = SAMPLE_COPIES * o.samples * c * h * w * 4  # an input's samples, kept until its last is done
-        need += held
         available = memory.available_memory_bytes(o.device)
         if available is None or need <= available:
             return None
-        if need - held <= available:  # the samples alone make it too much
-            return (f"--samples {o.samples} of a {w}x{h} output hold an estimated {memory.format_bytes(held)} until "
-                    f"the last is done, but {memory.format_bytes(available)} is available: ask for fewer (runs "
-                    "with other --seed values add more)")
         how = f"tiles of {tile} px" if tile else "untiled"
         can_tile = sampler.needs == "generator"  # the other methods' networks are not tiled
         least = memory.work_bytes(net, (1, c, h, w), sampler.backward, 4 * net.size_multiple if can_tile else None,
@@ -795,10 +795,8 @@ class Restorer:
         source = first.source or "input"
         try:
             if first.image_shape[0] != self.channels and self.method.needs != "none":
-                grey = (" (a grey measurement for a colour model: its channel copied to each of 3, with "
-                        "Measurement(grey=True) for grey outputs)" if first.image_shape[0] == 1 else
-                        " (`ncvsd degrade --channels 1` measures an image in one channel)" if self.channels == 1
-                        else "")
+                grey = (" (save a grey measurement for a colour model with its channel copied to each of 3 and "
+                        "grey=True: the outputs are then grey)" if first.image_shape[0] == 1 else "")
                 raise ValueError(f"the measurement has {first.image_shape[0]} channel(s) but the model has "
                                  f"{self.channels}{grey}")
             call = self.prepare(first.task, self.sampler_level(first))
@@ -807,7 +805,7 @@ class Restorer:
                                  "would write mid-grey): use a network method, e.g. the default")
             op = pad_operator(configure_operator(first.operator(), call.settings), self.multiple)
             op = op.to(self.options.device)
-        except CheckpointError:
+        except (CheckpointError, BrokenPipeError):  # (the model's problem; stdout's reader gone: the run's)
             raise
         except Exception as exc:  # this group's problem only (a plug-in operator's or method's error of any type)
             if debugging():
@@ -837,7 +835,7 @@ class Restorer:
                 x, res = self._sample(op, call, [measurements[j] for j, _ in batch], [j for j, _ in batch],
                                       [k for _, k in batch], estimates, hooks.on_step)
             except Exception as exc:  # these inputs' problem only (a plug-in method's error of any type)
-                if debugging():
+                if debugging() or isinstance(exc, BrokenPipeError):  # (stdout's reader gone: the run stops)
                     raise
                 x, res = None, None
                 for j in {j for j, _ in batch}:
@@ -1532,7 +1530,8 @@ def soft_fraction(mask: Any, invert: Any = False) -> float:
 
     try:
         colour = mask_colour_reading(invert)
-        a = np.asarray(as_array(mask, "mask", colour=colour), dtype=np.float64) if mask is not None else None
+        a = np.asarray(as_array(mask, "mask", colour=colour, float_scale=True), dtype=np.float64) \
+            if mask is not None else None
     except ValueError:
         return 0.0
     return 0.0 if a is None or a.size == 0 else float(((a > 0.05) & (a < 0.95)).mean())

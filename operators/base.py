@@ -181,6 +181,8 @@ class Operator(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    #: One line for a user (`ncvsd tasks`): what the task measures; empty: the docstring's first sentence is used.
+    summary: ClassVar[str] = ""
     linear: ClassVar[bool] = True
     #: The measurement is pixels on the image's scale (blurred, downsampled, masked, noisy): samplers refuse one
     #: far outside [-1, 1] (`check_image_range`), a [0, 255] image's.

@@ -340,6 +340,7 @@ class GaussianBlur(CircularBlur):
     sigma = 3 px and 61×61 by default (docs/method.md §4.3)."""
 
     name = "deblur-gauss"
+    summary = "Gaussian blur (std 3 px); a photo's blur width is read from it"
 
     def __init__(self, image_shape: Sequence[int], sigma: float = 3.0, kernel_size: int = 61,
                  shift: bool = False, boundary: str = "circular"):
@@ -366,6 +367,7 @@ class MotionBlur(CircularBlur):
     exactly even if the generator changes; pass `kernel` (square) to reuse one: kernel_size is then its side."""
 
     name = "deblur-motion"
+    summary = "camera shake (a random-trajectory kernel); a photo's shake is read from it"
 
     def __init__(self, image_shape: Sequence[int], kernel_size: int | None = None, intensity: float = 0.5,
                  seed: int = 0, shift: bool = False, kernel: Any = None, boundary: str = "circular"):
@@ -432,6 +434,7 @@ class DefocusBlur(CircularBlur):
     (`disk_kernel`), the out-of-focus blur of a lens with a round aperture (docs/method.md §4.3, "Defocus")."""
 
     name = "deblur-defocus"
+    summary = "defocus, a uniform disk (radius 4 px); a photo's radius is read from it"
 
     def __init__(self, image_shape: Sequence[int], radius: float = 4.0, shift: bool = False,
                  boundary: str = "circular"):
@@ -451,6 +454,7 @@ class KernelBlur(CircularBlur):
     its sum unless normalize=False."""
 
     name = "deblur-kernel"
+    summary = "blur by your own kernel (-p kernel=K.png or K.npy)"
 
     def __init__(self, image_shape: Sequence[int], kernel: Any = None, normalize: bool = True,
                  shift: bool = False, boundary: str = "circular"):

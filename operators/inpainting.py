@@ -70,6 +70,7 @@ class BoxInpainting(MaskOperator):
     [64:192, 64:192] on 256x256 as in the paper); top-left corner at ((H - h)//2, (W - w)//2)."""
 
     name = "inpaint-box"
+    summary = "a centred box missing (half the image side)"
 
     def __init__(self, image_shape: Sequence[int], box_size: int | list[int] | None = None):
         super().__init__(image_shape)
@@ -107,6 +108,7 @@ class RandomInpainting(MaskOperator):
     channel, chosen from torch.Generator(`mask_seed(seed)`) (CPU, so the mask is the same on every device)."""
 
     name = "inpaint-random"
+    summary = "a random 70 % of the pixels missing, drawn from -p seed=N"
 
     def __init__(self, image_shape: Sequence[int], fraction: float = 0.7, seed: int = 0):
         super().__init__(image_shape)
@@ -136,13 +138,15 @@ def mask_colour_reading(invert: Any) -> str:
 class MaskInpainting(MaskOperator):
     """A user mask, white = known: a tensor/array/nested list of shape (H, W), (1 or C, H, W) or (1, 1 or C, H, W)
     with values in [0, 1], or an image path (grey levels; a colour pixel is white where its darkest channel is, so
-    marks of any colour on white are holes). Thresholded at 0.5. invert=True reads white as the hole to fill (the
-    convention of OpenCV's and most editors' inpainting masks; an image's colour pixel is then white where its
-    brightest channel is: marks of any colour on black or on a transparent layer are the holes). grow, 0 or >= 1 (px):
+    marks of a strong colour on white are holes). Thresholded at 0.5. invert=True reads white as the hole to fill
+    (the convention of OpenCV's and most editors' inpainting masks; an image's colour pixel is then white where its
+    brightest channel is, so marks of a strong colour on black are holes, and on a layer mostly transparent its
+    opaque marks of any colour are). grow, 0 or >= 1 (px):
     the holes are widened by this distance (Euclidean; the "grow selection" of image editors), so a mark's edge
     pixels that the mask misses (anti-aliasing, JPEG halos) are filled too instead of spreading into the fill."""
 
     name = "inpaint-mask"
+    summary = "holes you mark: -p mask=M.png (white = known), or erased to transparency"
 
     def __init__(self, image_shape: Sequence[int], mask: Any = None, invert: bool = False,
                  grow: float = 0.0):
@@ -155,8 +159,8 @@ class MaskInpainting(MaskOperator):
             raise MissingParameter("mask", "mask is required for inpaint-mask (an image path, array or tensor; "
                                    "white = known)")
         c, h, w = self.image_shape
-        raw = as_array(mask, "mask", shape=(h, w), colour=mask_colour_reading(invert))  # (a file's size checked
-        # unread; its grey levels in [0, 1])
+        raw = as_array(mask, "mask", shape=(h, w), colour=mask_colour_reading(invert), float_scale=True)  # (a
+        # file's size checked unread; its grey levels in [0, 1])
         a = np.asarray(raw, dtype=np.float64)
         if np.issubdtype(raw.dtype, np.integer) and a.size and 1 < a.max() <= 65535:  # grey levels, as its file
             a = a / (255.0 if a.max() <= 255 else 65535.0)  # is read: 0-255 (any int dtype) or 16-bit

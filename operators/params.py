@@ -82,18 +82,25 @@ def png_orientation(im) -> int | None:
 
 
 #: How `load_gray_image` reads a colour pixel: the mean of R, G, B (a kernel's weight), its darkest channel (a mask
-#: whose marks are drawn on white: a mark of any colour, bright yellow too, reads dark) or its brightest (marks
-#: drawn on black or on a transparent layer: a mark of any colour, dark red too, reads bright).
+#: whose marks are drawn on white: a mark of a strong colour, bright yellow too, reads dark; a pastel one may not)
+#: or its brightest (marks drawn on black: a strong colour, red too, reads bright; on a layer mostly transparent
+#: the opacity alone tells the marks, of any colour).
 COLOUR_READINGS = {"mean": np.mean, "darkest": np.min, "brightest": np.max}
 
 
+#: A float image (a float TIFF) with values from 0 up to more than this is on a 0-255 or 0-65535 scale, not on 0-1
+#: overshooting a little (a resampled mask's 1.02).
+FLOAT_SCALE_FROM = 1.5
+
+
 def load_gray_image(path: str | Path, shape: tuple[int, int] | None = None,
-                    max_side: int | None = None, colour: str = "mean") -> np.ndarray:
+                    max_side: int | None = None, colour: str = "mean", float_scale: bool = False) -> np.ndarray:
     """A mask or kernel image as float64 in [0, 1], turned as its EXIF orientation says (as images are shown):
     colour images are read by `colour` (COLOUR_READINGS: "mean", "darkest" or "brightest" of R, G, B); transparency
     reads as black (times alpha: a transparent hole of a mask, nothing of a kernel); 8- and 16-bit images are
-    scaled by their maximum code value, but an image of 0 / 1 codes (a label image) is taken as it is; a float
-    image with values above 1, by 255 or 65535 (the scale they fit). A (H, W)
+    scaled by their maximum code value, but an image of 0 / 1 codes (a label image) is taken as it is; with
+    `float_scale` (a mask), a float image of values >= 0 reaching past FLOAT_SCALE_FROM by 255 or 65535 (the scale
+    they fit; a kernel's float values are its own). A (H, W)
     `shape` other than
     the file's, or a side over `max_side`, is refused (ValueError) from the header, before the pixels are decoded."""
     from PIL import Image, ImageOps
@@ -127,10 +134,13 @@ def load_gray_image(path: str | Path, shape: tuple[int, int] | None = None,
         a = a / 65535.0
     elif a.dtype.kind in "iu":  # mode "I" (how Pillow opens some 16-bit PNGs): scale by the code range in use
         a = a / (65535.0 if a.max() > 255 else 255.0)
-    elif a.dtype.kind == "f" and a.size and np.isfinite(a).all() and 1 < a.max() <= 65535:  # a float TIFF saved
-        a = a / (255.0 if a.max() <= 255 else 65535.0)  # on 0-255 or 0-65535, as photos are read
+    elif float_scale and a.dtype.kind == "f" and a.size and np.isfinite(a).all() and a.min() >= 0 and \
+            FLOAT_SCALE_FROM < a.max() <= 65535:  # a float TIFF saved on 0-255 or 0-65535, as photos are read
+        a = a / (255.0 if a.max() <= 255 else 65535.0)
     a = np.asarray(a, dtype=np.float64)
     a = COLOUR_READINGS[colour](a, axis=-1) if a.ndim == 3 else a
+    if alpha is not None and colour == "brightest" and 0 < (alpha >= 0.5).mean() < 0.5:  # marks on a transparent
+        return alpha  # layer (most of it clear): its opacity alone tells them, black ones too
     return a if alpha is None else a * alpha
 
 

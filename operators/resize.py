@@ -253,6 +253,7 @@ class SR2(Downsample):
     """×2 downsampling, bicubic antialiased by default (docs/method.md §4.2 with s = 2)."""
 
     name = "sr2"
+    summary = "x2 bicubic downscaling: super-resolution by 2"
     factor = 2
 
 
@@ -261,6 +262,7 @@ class SR4(Downsample):
     """×4 downsampling, bicubic antialiased by default: the paper's super-resolution task (docs/method.md §4.2)."""
 
     name = "sr4"
+    summary = "x4 bicubic downscaling: super-resolution by 4 (the paper's task)"
     factor = 4
 
 
@@ -269,4 +271,5 @@ class SR8(Downsample):
     """×8 downsampling, bicubic antialiased by default (docs/method.md §4.2 with s = 8)."""
 
     name = "sr8"
+    summary = "x8 bicubic downscaling: super-resolution by 8"
     factor = 8

@@ -18,6 +18,7 @@ class Denoise(Operator):
     """A = I. Exact likelihood step: var = (1/ρ² + 1/σ_p²)⁻¹, mean = var·(x0/ρ² + y/σ_p²) (docs/method.md §3.3 with m = 1)."""
 
     name = "denoise"
+    summary = "Gaussian noise alone; a photo's noise level is read from it"
     measures_pixels = True
     linear = True
 
@@ -57,6 +58,7 @@ class PhaseRetrieval(Operator):
     """
 
     name = "phase-retrieval"
+    summary = "Fourier amplitudes, 4x oversampled (degrade's sidecar, or your own through Python)"
     linear = False
 
     def __init__(self, image_shape: Sequence[int], oversample: float = 4.0):

@@ -1965,6 +1965,29 @@ def test_a_lossless_webp_stays_lossless(tmp_path, ckpt, lossless):
     assert images.is_lossy_webp((tmp_path / "out" / "w.webp").read_bytes()) == (not lossless)
 
 
+def test_tasks_lists_every_operator_with_its_parameters_method_and_plain_image_needs():
+    """There was no way to list the tasks but the --task option's help: `ncvsd tasks` names each registered
+    operator with what it measures, its -p parameters and defaults, its default method and what a plain image
+    needs (or the parameters it is restored with instead)."""
+    import operators
+
+    res = run("tasks", "--json")
+    assert res.exit_code == 0, res.output
+    records = {r["task"]: r for r in json.loads(res.stdout)}
+    assert set(records) == set(operators.names())
+    assert records["sr4"]["method"] == "pnp-gd-warm" and records["sr4"]["plain_image"] == "yes"
+    assert records["denoise"]["method"] == "denoiser" and records["denoise"]["parameters"] == {}
+    assert records["phase-retrieval"]["plain_image"] == "sidecar only"
+    assert records["inpaint-mask"]["plain_image"] == "needs -p mask=..."
+    assert records["inpaint-mask"]["parameters"] == {"mask": None, "invert": False, "grow": 0.0}
+    gauss = records["deblur-gauss"]
+    assert gauss["parameters"]["boundary"] == "circular" and gauss["plain_image_parameters"] == {"boundary": "reflect"}
+    assert records["deblur-motion"]["parameters"]["kernel_size"] == 61  # the preset's, as degrade uses it
+    assert all(r["summary"] for r in records.values())
+    text = run("tasks").stdout
+    assert "sr4" in text and "plain image: yes (restored with boundary=reflect)" in text
+
+
 def test_a_json_run_stopped_before_its_inputs_lists_them_as_not_done(tmp_path):
     """A usage error found before the inputs' report (no --task for plain images) wrote "results": [] and no
     "not_done", which the README promises for every early stop."""

@@ -500,6 +500,11 @@ def test_a_mark_of_any_colour_is_a_hole_on_white_and_inverted_on_black_or_transp
         Image.fromarray(rgba, "RGBA").save(tmp_path / "mask.png")
         op = operators.create("inpaint-mask", (3, h, w), mask=str(tmp_path / "mask.png"), invert=invert)
         assert op.mask[0, 0].numpy().astype(bool).tolist() == (~mark).tolist(), (background, invert)
+    layer = np.zeros((h, w, 4), np.uint8)  # black marks (an editor's default brush) on a transparent layer
+    layer[mark] = (0, 0, 0, 255)
+    Image.fromarray(layer, "RGBA").save(tmp_path / "layer.png")
+    op = operators.create("inpaint-mask", (3, h, w), mask=str(tmp_path / "layer.png"), invert=True)
+    assert op.mask[0, 0].numpy().astype(bool).tolist() == (~mark).tolist()
 
 
 def test_a_float_tiff_mask_on_a_0_255_scale_is_read_by_it(tmp_path):
@@ -512,6 +517,14 @@ def test_a_float_tiff_mask_on_a_0_255_scale_is_read_by_it(tmp_path):
     tifffile.imwrite(tmp_path / "mask.tif", known)
     op = operators.create("inpaint-mask", SHAPE, mask=str(tmp_path / "mask.tif"))
     assert op.mask[0, 0].numpy().tolist() == (known > 0).astype(np.float32).tolist()
+    tifffile.imwrite(tmp_path / "over.tif", known / 255 * 1.02)  # a 0-1 mask overshooting: refused as it is
+    with pytest.raises(ValueError, match=r"got \[0, 1.02\]"):
+        operators.create("inpaint-mask", SHAPE, mask=str(tmp_path / "over.tif"))
+    kernel = np.zeros((5, 5), np.float32)
+    kernel[2, 1:4] = 1.0  # a float kernel file's values are its own (normalize=false: a gain of 3)
+    tifffile.imwrite(tmp_path / "k.tif", kernel)
+    op = operators.create("deblur-kernel", SHAPE, kernel=str(tmp_path / "k.tif"), normalize=False)
+    assert float(np.sum(op.kernel)) == pytest.approx(3.0)
 
 
 def test_mask_and_kernel_from_files(tmp_path):

@@ -125,6 +125,10 @@ def test_plugin_operator_and_method_through_degrade_restore_and_bench(plugin, tm
     rows = {(r["method"], r["nfe"]) for r in json.loads(res.stdout)["summary"]}
     assert {("test-refine", 1), ("test-refine", 2), ("pnp-gd", 2), ("pseudo-inverse", 0)} <= rows
     assert ("pnp-gd", 1) not in rows  # a prior draw: pnp-gd benches from 2
+    listed = {r["task"]: r for r in json.loads(run("tasks", "--json").stdout)}["test-scale"]
+    assert listed == {"task": "test-scale", "summary": "y = factor x; closed-form likelihood step",
+                      "parameters": {"factor": 0.5}, "method": "test-refine", "plain_image": "yes",
+                      "plain_image_parameters": {}}
 
 
 def test_a_plugin_error_of_any_type_fails_its_inputs_naming_it_not_the_run(plugin, tmp_path):
@@ -138,10 +142,12 @@ def test_a_plugin_error_of_any_type_fails_its_inputs_naming_it_not_the_run(plugi
     summary = json.loads(res.stdout.splitlines()[-1])
     assert res.exit_code == 1 and summary["failed"] == 2 and "internal error" not in res.output, res.output
     assert all("(test-broken): KeyError: 'beta2'" in r["error"] for r in summary["results"]), summary
-    res = run("degrade", "--task", "test-scale", "-p", "factor=0", a, b, "-o", tmp_path / "m", "--json", "-q")
-    summary = json.loads(res.stdout.splitlines()[-1])
-    assert res.exit_code == 1 and summary["failed"] == 2 and "internal error" not in res.output, res.output
-    assert all("ZeroDivisionError: factor 0" in r["error"] for r in summary["results"]), summary
+    for command in ("degrade", "restore"):  # the operator's error: when degrade measures, when restore reads
+        res = run(command, "--task", "test-scale", "-p", "factor=0", a, b, "-o", tmp_path / command, "--json", "-q",
+                  *(("-c", ckpt) if command == "restore" else ()))
+        summary = json.loads(res.stdout.splitlines()[-1])
+        assert res.exit_code == 1 and summary["failed"] == 2 and "internal error" not in res.output, res.output
+        assert all("ZeroDivisionError: factor 0" in r["error"] for r in summary["results"]), summary
 
 
 def test_a_preset_file_completes_a_task_without_preset(plugin, tmp_path):

@@ -207,9 +207,9 @@ def test_a_grey_photos_preview_holds_the_noise_level_asked_for(tmp_path):
     assert res.exit_code == 0 and shapes["image_shape"] == [1, 64, 64] and shapes["measurement_shape"] == [1, 32, 32]
 
 
-def test_marks_on_a_transparent_layer_are_explained_and_work_once_flattened(tmp_path, ckpt):
-    """Red strokes on a transparent layer read as all hole (transparent = black): the error says to flatten the
-    layer onto white, and the flattened mask fills exactly the strokes."""
+def test_marks_on_a_transparent_layer_are_explained_and_work_inverted_or_flattened(tmp_path, ckpt):
+    """Red strokes on a transparent layer read as all hole (transparent = black): the error says -p invert=true
+    reads them as the holes, or to flatten the layer onto white; either fills exactly the strokes."""
     src = _png(tmp_path / "photo.png", 15, 13)
     layer = np.zeros((15, 13, 4), np.uint8)
     layer[6:8, 2:11] = (220, 30, 30, 255)  # a red stroke; the rest transparent
@@ -217,15 +217,18 @@ def test_marks_on_a_transparent_layer_are_explained_and_work_once_flattened(tmp_
     summary = _restore("--task", "inpaint-mask", src, "-p", f"mask={tmp_path / 'layer.png'}", "-c", ckpt, *FAST,
                        "-o", tmp_path / "out.png", ok=False)
     error = summary["results"][0]["error"]
-    assert "keeps no pixel" in error and "flattened first, onto white for dark or coloured marks" in error, error
+    assert "keeps no pixel" in error and "marks of any colour drawn on a transparent layer are read as the holes " \
+        "with -p invert=true (or flatten the layer onto white first)" in error, error
     flat = Image.new("RGBA", (13, 15), "white")
     flat.alpha_composite(Image.open(tmp_path / "layer.png"))
     flat.convert("RGB").save(tmp_path / "flat.png")
-    _restore("--task", "inpaint-mask", src, "-p", f"mask={tmp_path / 'flat.png'}", "-c", ckpt, "--method",
-             "biharmonic", "-o", tmp_path / "out.png")
-    out, before = np.asarray(Image.open(tmp_path / "out.png")), np.asarray(Image.open(src))
-    hole = layer[..., 3] > 0
-    assert (out[~hole] == before[~hole]).all() and (out[hole] != before[hole]).any()
+    for mask in (["-p", f"mask={tmp_path / 'flat.png'}"], ["-p", f"mask={tmp_path / 'layer.png'}", "-p",
+                                                             "invert=true"]):
+        _restore("--task", "inpaint-mask", src, *mask, "-c", ckpt, "--method", "biharmonic", "-o",
+                 tmp_path / "out.png", "--overwrite")
+        out, before = np.asarray(Image.open(tmp_path / "out.png")), np.asarray(Image.open(src))
+        hole = layer[..., 3] > 0
+        assert (out[~hole] == before[~hole]).all() and (out[hole] != before[hole]).any()
 
 
 def _erased(path, h: int = 15, w: int = 13, hole=(slice(4, 9), slice(3, 8))) -> tuple[np.ndarray, np.ndarray]:

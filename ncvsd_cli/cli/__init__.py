@@ -46,7 +46,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from ncvsd_cli import __version__
-from ncvsd_cli.cli import bench, checkpoints, common, degrade, distill, restore, sample, train
+from ncvsd_cli.cli import bench, checkpoints, common, degrade, distill, restore, sample, tasks, train
 
 #: click's ClickException (typer >= 0.25 vendors click as typer._click).
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -145,6 +145,7 @@ app = typer.Typer(
         "  ncvsd restore photos/ --task sr4 -o out/ --json | jq -c 'select(.status)'   (JSON Lines as each "
         "image finishes)\n\n"
         "  ncvsd sample --nfe 4 --seeds 0-15 -o grid.png\n\n"
+        "  ncvsd tasks   (each task: what it measures, its -p parameters, its default method)\n\n"
         "  ncvsd --install-completion   (tab completion for bash, zsh, fish or PowerShell)\n\n"
         "Each command's --help has more examples."
     ),
@@ -206,7 +207,7 @@ def plain_metavars(typer_app: typer.Typer) -> None:
         plain_metavars(group.typer_instance)
 
 
-for _module in (restore, degrade, sample, bench, train, distill, checkpoints):
+for _module in (restore, degrade, sample, bench, train, distill, checkpoints, tasks):
     _module.register(app)
 plain_metavars(app)
 

@@ -173,8 +173,9 @@ def degrade_command(
                     decoded = images.read_image(
                         "-" if item.is_stdin else item.path, channels, max_pixels=max_pixels, name=item.name
                     )
-                    for n in decoded.notes:
-                        common.note(f"{item.name}: {n}", quiet)
+                    for n in decoded.notes:  # (colours of an untagged wide-gamut source: a warning, as restore's)
+                        warn = n.startswith(images.UNTAGGED_COLOUR)
+                        common.note(f"{'warning: ' if warn else ''}{item.name}: {n}", quiet and not warn)
                     m = degrade(
                         decoded.tensor,
                         task,

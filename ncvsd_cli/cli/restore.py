@@ -428,6 +428,8 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
     import operators
     from ncvsd_cli import images
     from ncvsd_cli import measurement as meas
+    from ncvsd_cli.checkpoints import CheckpointError
+    from ncvsd_cli.errors import debugging, described
     from ncvsd_cli.restore import Restorer
 
     task = options.task
@@ -525,8 +527,12 @@ def _run(options: RestoreOptions, specs: list[str], explicit: set[str], outputs:
                         problem = images.size_problem(fmt, *m.image_shape[-2:])  # fails at the end)
                         if problem:
                             raise ValueError(f"{path}: {problem}")
-                except (ValueError, OSError, MemoryError) as exc:
-                    msg = str(exc) if not isinstance(exc, MemoryError) else (
+                except (CheckpointError, BrokenPipeError):
+                    raise
+                except Exception as exc:  # this input's problem only (a plug-in operator's error of any type)
+                    if debugging():
+                        raise
+                    msg = described(exc) if not isinstance(exc, MemoryError) else (
                         "ran out of memory preparing it (the estimate let it through): restore a crop, or give "
                         "--max-pixels to refuse such sizes up front")
                     report.failed(item.name, msg if msg.startswith(item.name) else f"{item.name}: {msg}")
