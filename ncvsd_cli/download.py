@@ -11,6 +11,7 @@ import http.client
 import logging
 import os
 import re
+import socket
 import sys
 import time
 import urllib.error
@@ -133,9 +134,10 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def _check_answers(url: str) -> None:
     """CheckpointError when the server of `url` gives no answer within TIMEOUT_S (one HEAD request, redirects not
     followed): huggingface_hub retried a server that accepts connections and never answers for over 6 minutes
-    without a word. Only a timeout counts: any HTTP status is an answer, and a refused connection, a DNS or TLS
-    failure is left to huggingface_hub, which reports it (and uses its cache where it can). Skipped under ALL_PROXY,
-    a proxy urllib cannot use."""
+    without a word. A host name that does not resolve or a refused connection fails at once too (offline,
+    huggingface_hub retried for 25 s before the same error). Any HTTP status is an answer, and a TLS failure is left
+    to huggingface_hub, which may trust other certificates (REQUESTS_CA_BUNDLE). Skipped under ALL_PROXY, a proxy
+    urllib cannot use."""
     if os.environ.get("ALL_PROXY") or os.environ.get("all_proxy"):
         return
     request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "ncvsd"})
@@ -146,6 +148,8 @@ def _check_answers(url: str) -> None:
         if isinstance(reason, TimeoutError):  # (socket.timeout is TimeoutError)
             raise CheckpointError(f"download of {url} failed (no answer from the server within {TIMEOUT_S:g} s: "
                                   f"{_short(exc)})") from exc
+        if isinstance(reason, (socket.gaierror, ConnectionRefusedError)):  # no network: huggingface_hub retried
+            raise CheckpointError(f"download of {url} failed (no connection: {_short(reason)})") from exc  # 25 s
 
 
 def _open(url: str, start: int) -> urllib.response.addinfourl:

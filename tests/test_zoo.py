@@ -314,6 +314,25 @@ def test_a_server_that_never_answers_fails_the_download_after_one_timeout(hub, m
     assert time.monotonic() - started < 30
 
 
+def test_no_connection_fails_a_download_at_once(hub, monkeypatch):
+    """Offline (a name that does not resolve, a refused connection) huggingface_hub retried for 25 s before the
+    same failure: the check before a download of a file not in the cache says so at once."""
+    import socket
+
+    import huggingface_hub
+
+    from ncvsd_cli import download
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda **kw: pytest.fail("the hub was asked"))
+    with pytest.raises(CheckpointError, match="failed \\(no connection: ConnectionRefusedError"):
+        download.hub_download(REPO_ID, "ncvsd-ffhq256-xs.pkl", "main", quiet=True)
+
+
 def test_the_answer_check_leaves_cached_files_refusals_and_redirects_to_the_hub(hub, monkeypatch):
     """The check before a download only times out a silent server: a file in the hub cache is still used with the
     server gone, and a redirect is an answer (urllib followed a HEAD to the CDN as a GET of the whole file)."""
