@@ -1391,13 +1391,19 @@ OPAQUE_READ_MIN_SIDE = 32
 
 #: The start of the warning of an input mostly transparent, restored by inpaint-mask as holes.
 MOSTLY_TRANSPARENT = "most of the picture is transparent"
+#: A mask with more than this fraction of grey pixels (neither near black nor near white) is noted as thresholded;
+#: with more than PHOTO_MASK, warned of as a photo given by mistake (brush strokes' soft edges are a few percent).
+SOFT_MASK_NOTE, PHOTO_MASK = 0.01, 0.5
+#: The start of that warning.
+MASK_LIKE_PHOTO = "the mask looks like a photo, not a mask of black and white"
 #: The start of deblur-gauss's warning of a lossless image whose blur a disk fits better (`blur_notes`).
 DEFOCUS_NOT_GAUSS = "the blur looks like defocus: a disk of"
 #: Notes that say the user likely made a mistake (the CLI prints them as warnings, also under --quiet): a mask
 #: that keeps under half the picture most often marks the holes in white without -p invert=true, one that keeps
 #: every pixel marks none the way it is read; an input mostly transparent is likely a cut-out; a defocus blur
 #: restored as a Gaussian one gets halos (chelsea, disk of radius 3.5 read as sigma 2.76: 22.7 dB, the input 27.4).
-WARNING_NOTES = ("the mask keeps only", "the mask keeps every pixel", MOSTLY_TRANSPARENT, DEFOCUS_NOT_GAUSS)
+WARNING_NOTES = ("the mask keeps only", "the mask keeps every pixel", MOSTLY_TRANSPARENT, DEFOCUS_NOT_GAUSS,
+                 MASK_LIKE_PHOTO)
 
 
 #: A user's kernel whose weight centres this far (px) from its middle is noted (`kernel_file_notes`); the random
@@ -1474,13 +1480,15 @@ def user_mask_notes(m: Measurement, params: dict[str, Any]) -> list[str]:
     """`mask_notes` of an inpaint-mask measurement `m` made with the user's `params` (mask, invert, grow), as
     restore and degrade say them; ValueError for a mask that keeps no pixel."""
     return mask_notes(float(m.operator().mask.mean()), bool(params.get("invert", False)),
-                      soft_fraction(params.get("mask"), params.get("invert", False)), float(params.get("grow", 0)))
+                      *mask_grey_levels(params.get("mask"), params.get("invert", False)),
+                      grow=float(params.get("grow", 0)))
 
 
-def mask_notes(known: float, inverted: bool, soft: float = 0.0, grow: float = 0.0) -> list[str]:
+def mask_notes(known: float, inverted: bool, soft: float = 0.0, photo: bool = False, grow: float = 0.0) -> list[str]:
     """Notes on a user's inpainting mask keeping the fraction `known` (0-1) of the pixels: nothing to fill, or
     most of the picture to repaint (perhaps a mask that marks the holes in white, the convention of most editors);
-    `soft` (0-1): the fraction of its pixels between black and white (read as known above mid-grey); `grow` (px,
+    `soft` (0-1): the fraction of its pixels between black and white (read as known above mid-grey), `photo`
+    whether they look like a photo's (`mask_grey_levels`: warned of); `grow` (px,
     -p grow) the holes were widened by. ValueError for a mask that keeps no pixel (nothing to restore from)."""
     reading = "-p invert=true: white = hole" if inverted else "white = known; -p invert=true if white marks the hole"
     if grow:
@@ -1489,10 +1497,14 @@ def mask_notes(known: float, inverted: bool, soft: float = 0.0, grow: float = 0.
         raise ValueError(f"the mask keeps no pixel: nothing to restore from ({reading}; {TRANSPARENT_MASKS}); "
                          "`ncvsd sample` draws images from nothing")
     grey = f"the mask has grey levels ({100 * soft:.0f}% of its pixels): read as known above mid-grey" + (
-        "" if grow else "; if the marks' soft edges stay as outlines, -p grow=1 widens the holes by 1 px")
+        "" if grow else "; if the marks' soft edges stay as outlines, -p grow=1 widens the holes by 1 px (3 in a "
+        "JPEG)")
+    if photo:  # a likely mistake (a warning): a photo given as the mask
+        grey = f"{MASK_LIKE_PHOTO} ({100 * soft:.0f}% of its pixels are grey levels, read as known above mid-grey)"
     notes = [grey] if soft > SOFT_MASK_NOTE else []
     if known >= 1.0:
-        return [*notes, f"the mask keeps every pixel: nothing to fill ({reading}; {TRANSPARENT_MASKS})"]
+        return [*notes, f"the mask keeps every pixel: nothing to fill ({reading}; a pale mark on white reads as "
+                        f"white: draw it in a strong colour; {TRANSPARENT_MASKS})"]
     if known < 0.5:
         return [*notes, f"the mask keeps only {100 * known:.0f}% of the pixels ({reading})"]
     return notes
@@ -1515,14 +1527,13 @@ def transparency_notes(known: float, grow: float = 0.0) -> list[str]:
     return [note, warning]
 
 
-#: A mask with more than this fraction of grey pixels (neither near black nor near white) is noted as thresholded.
-SOFT_MASK_NOTE = 0.01
 
 
-def soft_fraction(mask: Any, invert: Any = False) -> float:
+def mask_grey_levels(mask: Any, invert: Any = False) -> tuple[float, bool]:
     """The fraction (0-1) of a mask's values strictly between 0.05 and 0.95 (a soft or anti-aliased mask, its
-    colours read as the operator reads them with -p `invert`; 0 for None or a mask that cannot be read, which the
-    operator reports)."""
+    colours read as the operator reads them with -p `invert`), and whether they look like a photo's: over PHOTO_MASK
+    of the pixels, no one 8-bit level holding a quarter of them (a flat coloured background does). (0, False) for
+    None or a mask that cannot be read, which the operator reports."""
     import numpy as np
 
     from operators.inpainting import mask_colour_reading
@@ -1533,8 +1544,12 @@ def soft_fraction(mask: Any, invert: Any = False) -> float:
         a = np.asarray(as_array(mask, "mask", colour=colour, float_scale=True), dtype=np.float64) \
             if mask is not None else None
     except ValueError:
-        return 0.0
-    return 0.0 if a is None or a.size == 0 else float(((a > 0.05) & (a < 0.95)).mean())
+        return 0.0, False
+    if a is None or a.size == 0:
+        return 0.0, False
+    grey = a[(a > 0.05) & (a < 0.95)]
+    soft = grey.size / a.size
+    return soft, soft > PHOTO_MASK and np.bincount(np.round(grey * 255).astype(int)).max() < grey.size / 4
 
 
 #: Operators drawn from a seed: what they draw and the other parameters that shape the draw.

@@ -401,7 +401,8 @@ def test_a_transparent_part_of_a_mask_is_a_hole_and_grey_levels_are_noted(tmp_pa
     Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
     op = operators.create("inpaint-mask", (3, 15, 13), mask=str(tmp_path / "alpha.png"))
     assert op.mask[0, 0, 4:9, 3:8].eq(0).all() and op.mask.sum() == 15 * 13 - 25
-    ramp = np.tile(np.linspace(0, 255, 13), (15, 1)).round().astype(np.uint8)
+    ramp = np.zeros((15, 13), np.uint8)  # a soft edge between black and white
+    ramp[:, 5:7], ramp[:, 7:] = (85, 170), 255
     Image.fromarray(ramp).save(tmp_path / "ramp.png")
     summary = _restore("--task", "inpaint-mask", src, "-p", f"mask={tmp_path / 'ramp.png'}", "-c", ckpt,
                        "--method", "biharmonic", "-o", tmp_path / "out.png")
@@ -795,11 +796,28 @@ def test_mask_notes_name_a_given_grow_and_do_not_advise_it_again():
     from ncvsd_cli.restore import mask_notes
 
     with pytest.raises(ValueError, match=r"keeps no pixel.*-p grow=40 widened the holes"):
-        mask_notes(0.0, False, 0.0, 40.0)
+        mask_notes(0.0, False, 0.0, grow=40.0)
     assert "-p grow=1 widens" in mask_notes(0.9, False, 0.2)[0]
     grey = "the mask has grey levels (20% of its pixels): read as known above mid-grey"
-    assert mask_notes(0.9, False, 0.2, 2.0) == [grey]
-    assert "grow=2 widened" in mask_notes(0.3, False, 0.0, 2.0)[-1]
+    assert mask_notes(0.9, False, 0.2, grow=2.0) == [grey]
+    assert "grow=2 widened" in mask_notes(0.3, False, 0.0, grow=2.0)[-1]
+
+
+def test_a_photo_given_as_the_mask_is_warned_of_and_a_coloured_background_is_not(tmp_path, ckpt):
+    """A grey photo given as the mask repainted a third of the picture with a note about soft edges and grow; it
+    is a warning (also under --quiet). A flat light-blue background with marks is grey levels too, not a photo."""
+    from ncvsd_cli.restore import mask_grey_levels
+
+    src = _png(tmp_path / "photo.png", 32, 32)
+    Image.open(src).convert("L").save(tmp_path / "grey.png")
+    res = run("restore", "--task", "inpaint-mask", src, "-p", f"mask={tmp_path / 'grey.png'}", "-c", ckpt, *FAST,
+              "-o", tmp_path / "out.png", "-q")
+    assert res.exit_code == 0 and "warning: " in res.stderr and "looks like a photo" in res.stderr, res.output
+    blue = np.tile(np.array([173, 216, 230], np.uint8), (32, 32, 1))
+    blue[8:20, 8:20] = (200, 0, 0)
+    Image.fromarray(blue).save(tmp_path / "blue.png")
+    soft, photo = mask_grey_levels(str(tmp_path / "blue.png"))
+    assert soft > 0.5 and not photo
 
 
 @pytest.mark.parametrize(("task", "typo"), [("inpaint-mask", "Mask"), ("deblur-kernel", "kernl")])

@@ -792,8 +792,9 @@ def _fit(res) -> dict:
 
 #: A phase retrieval whose best RMS fit ||A(x) - y|| exceeds this many times sigma_y (or POOR_FIT_FLOOR) is warned
 #: of: runs that succeed or stall fit within 1.0-1.25x (five 48-px photos, 4 samples each, sigma_y 0.05), amplitudes
-#: in another convention (intensities, a raw FFT's scale, the zero frequency in a corner) 5-700x.
-POOR_FIT_RATIO, POOR_FIT_FLOOR = 3.0, 0.05
+#: in another convention (intensities, a raw FFT's scale, the zero frequency in a corner) 5-700x, those of x on
+#: [-1, 1] instead of (x + 1) / 2 2.9x.
+POOR_FIT_RATIO, POOR_FIT_FLOOR = 2.0, 0.05
 
 
 def _poor_fit(res) -> str | None:
@@ -805,9 +806,10 @@ def _poor_fit(res) -> str | None:
     if best <= max(POOR_FIT_RATIO * level, POOR_FIT_FLOOR):
         return None
     return (f"the restoration fits its measurement poorly (RMS residual {best:.3g} against the noise level "
-            f"{level:g}): amplitudes measured another way than the operator's (intensities |F|² rather than |F|, "
-            "an FFT scale other than orthonormal, the zero frequency not centred, other padding; docs/method.md "
-            "§4.5) restore as a blank or noise")
+            f"{level:g}): amplitudes measured another way than the operator's restore as a blank or noise "
+            "(intensities |F|² rather than |F|; a raw FFT's, to divide by √(pixels of the padded image); the zero "
+            "frequency not in the middle; the image on [-1, 1] rather than [0, 1]; README, \"amplitudes measured "
+            "elsewhere\"), as does noise above the level given (--sigma-y)")
 
 
 def _twin_notes(res, outputs: Outputs) -> list[str]:
