@@ -1503,8 +1503,8 @@ def mask_notes(known: float, inverted: bool, soft: float = 0.0, photo: bool = Fa
         grey = f"{MASK_LIKE_PHOTO} ({100 * soft:.0f}% of its pixels are grey levels, read as known above mid-grey)"
     notes = [grey] if soft > SOFT_MASK_NOTE else []
     if known >= 1.0:
-        return [*notes, f"the mask keeps every pixel: nothing to fill ({reading}; a pale mark on white reads as "
-                        f"white: draw it in a strong colour; {TRANSPARENT_MASKS})"]
+        return [*notes, (f"the mask keeps every pixel: nothing to fill ({reading}; a pale mark on white reads as "
+                         f"white: draw it in a strong colour; {TRANSPARENT_MASKS})")]
     if known < 0.5:
         return [*notes, f"the mask keeps only {100 * known:.0f}% of the pixels ({reading})"]
     return notes
