@@ -364,8 +364,9 @@ class Restorer:
             if warm or sampler.needs == "none" else 0
         start += memory.operator_bytes(operator_config, image_shape)  # (sr's per-axis matrices: any method)
         host = memory.available_memory_bytes("cpu")  # the classical estimates run on the CPU, in host memory
-        held = SAMPLE_COPIES * o.samples * c * int(image_shape[1]) * int(image_shape[2]) * 4  # an input's
-        if host is not None and start <= host < start + held:  # samples, kept in host memory until its last is done
+        held = SAMPLE_COPIES * o.samples * c * int(image_shape[1]) * int(image_shape[2]) * 4 \
+            if o.samples > 1 else 0  # an input's samples, kept in host memory until its last is done
+        if host is not None and start <= host < start + held:
             return (f"--samples {o.samples} of a {image_shape[2]}x{image_shape[1]} output hold an estimated "
                     f"{memory.format_bytes(held)} of host memory until the last is done, but "
                     f"{memory.format_bytes(host - start)} is available: ask for fewer (runs with other --seed values "

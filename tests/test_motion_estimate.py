@@ -93,6 +93,34 @@ def test_an_unreliable_reading_is_refused_with_the_alternatives(monkeypatch):
         motion_notes(shapes_scene(31, 64, seed=5), {}, {})
 
 
+def test_a_dark_photo_is_read_scaled_up_and_again_as_it_is_where_that_reads_a_point(monkeypatch):
+    """An underexposed photo's luma is scaled up for the reading (the L0 weight is on contrast); where the scaled
+    reading is a point (its noise, scaled too, drowning the shake: said as "looks unblurred"), the photo is read
+    again as it is (then refused as noise, or read, as before the scaling)."""
+    import ncvsd_cli.motion_estimate as motion
+
+    h, w = 96, 98
+    k = path_kernel(15, [(7, 0), (7, 14)])
+    dark = operators.create("deblur-kernel", (3, h, w), kernel=k, boundary="reflect")(
+        (shapes_scene(h, w, seed=1) + 1) * 0.25 - 1)
+    scaled = read_motion_kernel(dark, 15)
+    assert kernel_similarity(scaled.kernel, k) >= 0.8 and scaled.reliable
+    as_is = read_motion_kernel(dark, 15, scaled=False)
+    real, peaks = motion._kernel_step, []
+
+    def point_when_scaled(x, y, size, inside):  # the scaled luma reads a point, the luma as it is its path
+        peaks.append(float(y.max()))
+        if y.max() > 0.3:
+            kernel = np.zeros((size, size))
+            kernel[size // 2, size // 2] = 1.0
+            return kernel
+        return real(x, y, size, inside)
+
+    monkeypatch.setattr(motion, "_kernel_step", point_when_scaled)
+    again = read_motion_kernel(dark, 15)
+    assert max(peaks) > 0.3 and np.array_equal(again.kernel, as_is.kernel) and again.extent == as_is.extent
+
+
 def test_a_long_reading_is_checked_against_the_photos_halves(monkeypatch):
     """A path of CHECK_EXTENT px or more is read again on each half of the photo: one shake over the whole photo
     reads alike in every half (agreement >= 0.8), a blur that differs between the halves (a horizontal shake on
