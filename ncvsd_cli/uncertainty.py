@@ -88,9 +88,11 @@ def std_map_figure(samples: torch.Tensor):
         cax = fig.add_axes(((left + iw + gap) / fw, bottom / fh, bar_w / fw, ih / fh))
     image = ax.imshow(std.numpy(), cmap=COLOUR_MAP, vmin=0.0, vmax=top, interpolation="nearest")
     ax.set_axis_off()
-    ax.set_title(f"posterior std, {samples.shape[0]} samples", fontsize=8, loc="left")  # (a narrow map's centred
-    # title ran off the figure)
-    bar = fig.colorbar(image, cax=cax, orientation="horizontal" if wide else "vertical")
+    ax.set_title(f"sample std, {samples.shape[0]} samples", fontsize=8, loc="left")  # (not the posterior's: the
+    # README's --std; a narrow map's centred title ran off the figure)
+    over = bool(std.max() > top)  # values above the scale's top: the bar ends in an arrow
+    bar = fig.colorbar(image, cax=cax, orientation="horizontal" if wide else "vertical", extend="max" if over else
+                       "neither")
     bar.set_ticks([0.0, top / 2, top], labels=[f"{t:g}" for t in (0.0, top / 2, top)])  # the top labelled on a
     # short bar too
     bar.set_label("std on the [0, 1] scale", fontsize=7)

@@ -342,12 +342,16 @@ def test_heat_map_colour_bar_labels_its_top_and_every_text_fits(shape):
     canvas = FigureCanvasAgg(fig)
     canvas.draw()  # (labels are placed when drawn)
     renderer = canvas.get_renderer()
-    title = [t for t in fig.findobj(matplotlib.text.Text) if t.get_text().startswith("posterior")]
+    title = [t for t in fig.findobj(matplotlib.text.Text) if t.get_text().startswith("sample std")]
     texts = [*title, *ticks, (bar.xaxis if shape[1] > 2 * shape[0] else bar.yaxis).label]
-    assert {"posterior std, 2 samples", "std on the [0, 1] scale"} <= {t.get_text() for t in texts}
+    assert {"sample std, 2 samples", "std on the [0, 1] scale"} <= {t.get_text() for t in texts}
     for text in texts:
         box = text.get_window_extent(renderer)
         assert box.x0 >= -1 and box.y0 >= -1 and box.x1 <= fig.bbox.x1 + 1 and box.y1 <= fig.bbox.y1 + 1, text
+    assert bar._colorbar.extend == "neither"  # every value on the scale; one above it: the bar ends in an arrow
+    spread = torch.cat([x, -torch.ones(1, 3, *shape)])
+    spread[2, :, 0, 0] = 1.0  # (over the 99th percentile where it is under 1 % of the pixels)
+    assert std_map_figure(spread)[0].axes[1]._colorbar.extend == ("max" if shape[0] * shape[1] > 100 else "neither")
 
 
 def test_restore_std_writes_heat_map_and_scale(tmp_path, ckpt):
