@@ -453,7 +453,10 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
             metadata = f.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types for bad headers
         other = file_format(p)
-        hint = (f": it is {other} (ncvsd reads safetensors files with an ncvsd config; `ncvsd checkpoints import` "
+        state = p.name == "state.pt" and (p.parent / "log.jsonl").exists()  # a training run's resume state
+        hint = (f": it is a training run's resume state; -c {p.parent} restores with the run's newest snapshot"
+                if state and other else
+                f": it is {other} (ncvsd reads safetensors files with an ncvsd config; `ncvsd checkpoints import` "
                 "converts the authors' network pickles)" if other else f": {exc}")
         raise CheckpointError(f"{p} is not a readable safetensors file{hint}") from exc
     if METADATA_KEY not in metadata:

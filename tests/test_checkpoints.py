@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -18,8 +19,15 @@ from typer.testing import CliRunner
 
 from ncvsd_cli import checkpoints as ck
 from ncvsd_cli.checkpoints import (
-    CheckpointError, default_checkpoint, list_checkpoints, load_checkpoint, locate_shipped_file, read_config,
-    resolve_checkpoint, save_checkpoint, sha256_file,
+    CheckpointError,
+    default_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    locate_shipped_file,
+    read_config,
+    resolve_checkpoint,
+    save_checkpoint,
+    sha256_file,
 )
 from ncvsd_cli.networks import KINDS, build_network, network_config
 
@@ -170,6 +178,12 @@ def test_foreign_files_are_refused(tmp_path):
     torch.save({"w": torch.zeros(2)}, pkl)  # a pickle renamed: must not be unpickled
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         read_config(pkl)
+    run = tmp_path / "run"  # a training run's resume state: pointed to the run folder, not to an import that
+    run.mkdir()  # refuses it
+    torch.save({"step": 1}, run / "state.pt")
+    (run / "log.jsonl").write_text("{}\n")
+    with pytest.raises(CheckpointError, match=f"a training run's resume state; -c {re.escape(str(run))} restores"):
+        read_config(run / "state.pt")
     future = tmp_path / "future.safetensors"
     save_file({"w": torch.zeros(2)}, str(future), metadata={"ncvsd": json.dumps({"kind": "teacher",
                                                                                 "format_version": 99})})
