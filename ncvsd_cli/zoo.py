@@ -180,7 +180,7 @@ def ensure(name: str, *, force: bool = False, quiet: bool = False) -> Path:
     if entry is None:
         raise CheckpointError(f"{name!r} is not in the model zoo; available: {', '.join(names()) or 'none'}")
     target = converted_path(name)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _cache_folder(target.parent)
     with FileLock(str(target.with_name(f".{name}.lock"))):
         record = ck.read_record(target)
         if target.is_file() and record and not force:
@@ -279,6 +279,16 @@ def status(entry: ZooEntry) -> dict[str, Any]:
             "status": state}
 
 
+def _cache_folder(folder: Path, alternative: str = "") -> None:
+    """Make the cache folder `folder`, or CheckpointError saying which (XDG_CACHE_HOME naming a file, a read-only
+    home) and what to do; `alternative` is added to the advice."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot make the cache folder {folder} ({exc.strerror or exc}): set XDG_CACHE_HOME "
+                              f"to a writable folder{alternative}") from None
+
+
 def import_into_cache(src: Path, *, quiet: bool = False) -> Path:
     """A pickle given where a checkpoint is expected: converted once into cache_dir()/imported/STEM-SHA12.safetensors
     (the name carries the pickle's sha256, so a changed pickle is converted again). Raises CheckpointError."""
@@ -291,7 +301,7 @@ def import_into_cache(src: Path, *, quiet: bool = False) -> Path:
     same = sorted(p for p in folder.glob(f"*-{digest[:12]}{ck.SUFFIX}")  # the same pickle, another name (a link)
                   if (ck.read_record(p) or {}).get("source", {}).get("sha256") == digest)
     target = same[0] if same else folder / f"{src.stem}-{digest[:12]}{ck.SUFFIX}"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _cache_folder(target.parent, f"; or convert it yourself: ncvsd checkpoints import {src} -o FILE.safetensors")
     with FileLock(str(target.with_name(f".{target.name}.lock"))):
         record = ck.read_record(target)
         if target.is_file() and record:

@@ -333,6 +333,18 @@ def test_no_connection_fails_a_download_at_once(hub, monkeypatch):
         download.hub_download(REPO_ID, "ncvsd-ffhq256-xs.pkl", "main", quiet=True)
 
 
+def test_a_cache_that_cannot_be_made_is_a_checkpoint_error_with_the_way_out(tmp_path, monkeypatch):
+    """XDG_CACHE_HOME naming a file made `-c model.pkl` an internal error (NotADirectoryError)."""
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    (tmp_path / "model.pkl").write_bytes(b"\x80\x04N.")
+    with pytest.raises(CheckpointError, match=r"cannot make the cache folder .*set XDG_CACHE_HOME to a writable "
+                                              r"folder; or convert it yourself: ncvsd checkpoints import"):
+        zoo.import_into_cache(tmp_path / "model.pkl", quiet=True)
+    with pytest.raises(CheckpointError, match="cannot make the cache folder"):
+        zoo.ensure("ncvsd-ffhq256-xs", quiet=True)
+
+
 def test_the_answer_check_leaves_cached_files_refusals_and_redirects_to_the_hub(hub, monkeypatch):
     """The check before a download only times out a silent server: a file in the hub cache is still used with the
     server gone, and a redirect is an answer (urllib followed a HEAD to the CDN as a GET of the whole file)."""
