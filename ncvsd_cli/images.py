@@ -1455,7 +1455,8 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     open_plugins()  # (HEIF's writer)
     deep = bit_depth == 16 and fmt in DEEP_BITS and (fmt != "HEIF" or heif_module() is not None)
     levels = 65535 if deep else 255
-    arr = uncomposite(x, alpha, levels) if alpha is not None and fmt in ALPHA_FORMATS else (
+    clear = alpha is not None and fmt in CLEAR_FORMATS  # (a palette with a clear entry, `_clear_palette`)
+    arr = uncomposite(x, alpha, levels) if alpha is not None and (fmt in ALPHA_FORMATS or clear) else (
         to_uint16(x) if deep else to_uint8(x))
     if xmp:  # regions' image size: the written one; a JPEG holds one segment's worth (no extended XMP)
         from ncvsd_cli.xmp import JPEG_XMP_BYTES, label_only, sized
@@ -1474,9 +1475,8 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
     icc = _profile_for(icc_profile, planes >= 3 or fmt == "WEBP" or (fmt == "HEIF" and planes == 2))  # WebP: no
     if icc and fmt in ICC_FORMATS:  # grey; HEIF: no grey with alpha
         options["icc_profile"] = icc
-    elif (space := (icc_profile or b"")[16:20]) == b"RGB " and planes == 3 or (
-            space == b"GRAY" and planes != 2 and _grey_samples(arr)):  # (colour samples: a grey profile is dropped)
-        arr = _to_srgb(arr, icc_profile)  # BMP, GIF, PPM hold no profile, WebP no grey one: sRGB samples
+    elif not clear:  # BMP, GIF, PPM hold no profile, WebP no grey one: sRGB samples
+        arr = _as_srgb(arr, icc_profile)
     if exif and fmt in EXIF_FORMATS:
         options["exif"] = exif
     if xmp and fmt == "TIFF":  # tag 700 beside the EXIF's (Pillow writes `exif` or `tiffinfo`, not both)
@@ -1491,26 +1491,33 @@ def encode_image(x: torch.Tensor, format: str = "PNG", *, bit_depth: int = 8,
             options["dpi"] = dpi
         elif all(v < 65535.5 for v in dpi):  # (JFIF: whole dots per inch, 16 bits)
             options["dpi"] = tuple(max(1, round(v)) for v in dpi)
-    if alpha is not None and fmt in CLEAR_FORMATS:
-        _gif_with_clear(x, alpha, icc_profile).save(buf, format=format, transparency=255, **options)
+    if clear:
+        _clear_palette(arr, icc_profile).save(buf, format=format, transparency=255, **options)
     else:
         Image.fromarray(arr).save(buf, format=format, **options)
     return buf.getvalue()
 
 
-def _gif_with_clear(x: torch.Tensor, alpha: torch.Tensor, icc: bytes | None) -> Any:
-    """A palette image of x (1, C, H, W) for a GIF: its pixels under half opaque (`alpha`, (1, 1, H, W) in [0, 1])
-    the clear entry 255, the others in their own colour (`uncomposite`: an edge's, not its blend with white; an RGB
-    or grey profile's colours converted to sRGB, as GIF holds none) reduced to an adaptive palette of 255."""
+def _as_srgb(arr: np.ndarray, icc: bytes | None) -> np.ndarray:
+    """8-bit samples (H, W[, C]) for a file that holds no profile: an RGB profile's colours (C = 3), or a grey
+    profile's grey samples (not C = 2), converted to sRGB (`_to_srgb`); colour samples keep a grey profile's
+    numbers (it is dropped); as they are without a profile."""
+    space = (icc or b"")[16:20]
+    planes = arr.shape[-1] if arr.ndim == 3 else 1
+    if space == b"RGB " and planes == 3 or space == b"GRAY" and planes != 2 and _grey_samples(arr):
+        return _to_srgb(arr, icc)
+    return arr
+
+
+def _clear_palette(arr: np.ndarray, icc: bytes | None) -> Any:
+    """A palette image for a GIF of the `uncomposite`d samples `arr` (H, W, C + 1), its last channel the opacity:
+    the pixels under half opaque the clear entry 255, the others in their own colour (an edge's, not its blend
+    with white; in sRGB, `_as_srgb`, as GIF holds no profile) reduced to an adaptive palette of 255."""
     from PIL import Image
 
-    arr = uncomposite(x, alpha, 255)
     colour, clear = arr[..., :-1], arr[..., -1] < 128
-    colour = np.repeat(colour, 3, axis=-1) if colour.shape[-1] == 1 else colour
-    space = (icc or b"")[16:20]
-    if space == b"RGB " or space == b"GRAY" and _grey_samples(colour):  # (as the plain GIF's samples are)
-        colour = _to_srgb(np.ascontiguousarray(colour), icc)
-    palette = Image.fromarray(np.ascontiguousarray(colour)).quantize(255)
+    colour = np.ascontiguousarray(np.repeat(colour, 3, axis=-1) if colour.shape[-1] == 1 else colour)
+    palette = Image.fromarray(_as_srgb(colour, icc)).quantize(255)
     index = np.asarray(palette).copy()
     index[clear] = 255
     out = Image.fromarray(index, "P")

@@ -1528,8 +1528,6 @@ def transparency_notes(known: float, grow: float = 0.0) -> list[str]:
     return [note, warning]
 
 
-
-
 def mask_grey_levels(mask: Any, invert: Any = False) -> tuple[float, bool]:
     """The fraction (0-1) of a mask's values strictly between 0.05 and 0.95 (a soft or anti-aliased mask, its
     colours read as the operator reads them with -p `invert`), and whether they look like a photo's: over PHOTO_MASK

@@ -216,6 +216,14 @@ def note(message: str, quiet: bool = False) -> None:
         _write_line(f"ncvsd: {one_line(message)}\n")
 
 
+def notes_of(name: str, notes: list[str], quiet: bool, warnings: str | tuple[str, ...]) -> None:
+    """Print each of an input's `notes` as "NAME: note" (`note`); those starting with `warnings` (likely mistakes)
+    as warnings, said even when `quiet`."""
+    for n in notes:
+        warn = n.startswith(warnings)
+        note(f"{'warning: ' if warn else ''}{name}: {n}", quiet and not warn)
+
+
 def warn_large_sigma(sigma_y: float | None) -> None:
     """A warning (printed with --quiet too) for a --sigma-y above 1 on the [-1, 1] scale
     (`measurement.large_sigma_warning`: most likely a level meant on the 0-255 scale)."""

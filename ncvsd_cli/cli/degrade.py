@@ -173,9 +173,7 @@ def degrade_command(
                     decoded = images.read_image(
                         "-" if item.is_stdin else item.path, channels, max_pixels=max_pixels, name=item.name
                     )
-                    for n in decoded.notes:  # (colours of an untagged wide-gamut source: a warning, as restore's)
-                        warn = n.startswith(images.UNTAGGED_COLOUR)
-                        common.note(f"{'warning: ' if warn else ''}{item.name}: {n}", quiet and not warn)
+                    common.notes_of(item.name, decoded.notes, quiet, images.UNTAGGED_COLOUR)  # (as restore)
                     m = degrade(
                         decoded.tensor,
                         task,
@@ -188,9 +186,7 @@ def degrade_command(
                         icc_profile=decoded.icc_profile,
                     )
                     said = _operator_notes(task, params, m)
-                    for n in said:  # a likely mistake is a warning, said even with --quiet (as restore does)
-                        warn = n.startswith(WARNING_NOTES)
-                        common.note(f"{'warning: ' if warn else ''}{item.name}: {n}", quiet and not warn)
+                    common.notes_of(item.name, said, quiet, WARNING_NOTES)
                     main = planned[item][0]
                     if main == "-":
                         common.note("writing the preview to stdout; no sidecar is written", quiet)

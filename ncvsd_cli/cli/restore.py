@@ -908,17 +908,13 @@ def _read_measurement(restorer, item, no_sidecar: bool, explicit: set[str], quie
     restorer.check_plain_size(task, h, w, "--max-pixels")
     decoded = images.read_image(data, restorer.channels, name=item.name)
     decoded.notes = [n for n in decoded.notes if n != images.ALPHA_NOTE]  # said below, with what became of it
-    for n in decoded.notes:  # colour the outputs cannot tag is a warning, said even with --quiet
-        warn = n.startswith(images.UNTAGGED_COLOUR)
-        common.note(f"{'warning: ' if warn else ''}{item.name}: {n}", quiet and not warn)
+    common.notes_of(item.name, decoded.notes, quiet, images.UNTAGGED_COLOUR)  # (colour the outputs cannot tag)
     if reads_motion_kernel(task, restorer.given_params()) and h * w > SHAKE_NOTE_PIXELS:
         common.note(f"{item.name}: reading the camera shake of this {w}x{h} photo (about 15 s per megapixel on "
                     "2 cores, 3-6x that for a long shake, which is checked and may be read again) ...", quiet)
     m = restorer.measurement(decoded.tensor, task, source=item.name, grey=decoded.grey,
                             jpeg_sigma=decoded.jpeg_sigma, jpeg_coding=decoded.jpeg_coding, alpha=decoded.alpha)
-    for n in m.notes:  # e.g. the estimated noise level; a likely mistake is a warning, said even with --quiet
-        warn = n.startswith(WARNING_NOTES)
-        common.note(f"{'warning: ' if warn else ''}{item.name}: {n}", quiet and not warn)
+    common.notes_of(item.name, m.notes, quiet, WARNING_NOTES)  # e.g. the estimated noise level; likely mistakes
     if m.alpha is not None:  # (None for inpaint-mask's transparency holes: the output is opaque)
         m.notes.insert(0, _alpha_note(alpha_paths, upscaled=m.image_shape[-1] > decoded.tensor.shape[-1],
                                       extended=m.matte is not None))
